@@ -1,0 +1,21 @@
+//! HyperFabric: a low-latency interconnect library for HPC and AI clusters.
+//!
+//! This crate holds the control plane: the data model of the API reference ([`model`]), the
+//! error hierarchy ([`error`]), the topology ([`topology`]), precomputed routing tables
+//! ([`routing`]), YAML configuration ([`config`]) and hardware detection ([`hw`]).
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod hw;
+pub mod model;
+pub mod routing;
+pub mod topology;
+
+pub use error::{Error, ErrorCategory, ErrorKind, Result};
+pub use model::{
+    BottleneckInfo, DataType, FabricZone, HardwareType, IsolationLevel, NodeSignature,
+    PacketPriority, PingResult, TopologyInfo, ZoneType,
+};
+pub use routing::{Metric, RouteRequest, RoutingEngine};
+pub use topology::{LinkPolicy, LinkSpec, TopologyManager};

@@ -1,0 +1,311 @@
+//! Precomputed routing tables: for every source node of the table set, for each metric, one
+//! [`RouteEntry`] per destination. Entries of all sources live in one flat array laid out
+//! `[source slot][metric][destination]`, so a lookup is two dependent loads (the source's
+//! slot, then the entry) and one when the caller keeps a [`SourceRoutes`] view.
+
+use super::graph::RouteGraph;
+use super::search::{Search, SearchOrder, MAX_FIRST_HOPS, NONE};
+use super::Metric;
+use std::time::Instant;
+
+/// `next_hop` of a destination that cannot be reached.
+pub const NO_ROUTE: u32 = u32::MAX;
+
+/// One destination's route from one source under one metric (32 bytes, half a cache line).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub struct RouteEntry {
+    /// Path latency in ns (node and link latencies, endpoints included).
+    pub latency_ns: u64,
+    /// Path bottleneck bandwidth in Gbit/s.
+    pub bandwidth_gbps: f64,
+    /// Dense index of the next node, [`NO_ROUTE`] when unreachable, the source itself for the
+    /// source's own entry.
+    pub next_hop: u32,
+    /// Links on the path.
+    pub hops: u16,
+    /// Number of equal-cost next hops in the alternates array (0 or 2..=4, `next_hop` first).
+    pub n_alternates: u16,
+    /// Start of this entry's equal-cost next hops in the table's alternates array.
+    pub alternates_start: u32,
+}
+
+impl RouteEntry {
+    const UNREACHABLE: RouteEntry = RouteEntry {
+        latency_ns: u64::MAX,
+        bandwidth_gbps: 0.0,
+        next_hop: NO_ROUTE,
+        hops: 0,
+        n_alternates: 0,
+        alternates_start: 0,
+    };
+
+    /// Whether the destination is reachable.
+    #[inline]
+    pub fn reachable(&self) -> bool {
+        self.next_hop != NO_ROUTE
+    }
+}
+
+/// Routing tables for a set of sources over one [`RouteGraph`] snapshot.
+#[derive(Debug)]
+pub struct RoutingTables {
+    graph: std::sync::Arc<RouteGraph>,
+    generation: u64,
+    n: usize,
+    /// Slot of each node in `entries`, or `NO_ROUTE` when it is not a table source.
+    slot_of: Vec<u32>,
+    sources: Vec<u32>,
+    entries: Vec<RouteEntry>,
+    /// Predecessors for the latency and hops metrics, `[slot][metric 0|1][dst]`.
+    preds: Vec<u32>,
+    alternates: Vec<u32>,
+    build_ns: u64,
+}
+
+/// The table of one source: lookups are a single indexed load.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRoutes<'a> {
+    entries: &'a [RouteEntry],
+    alternates: &'a [u32],
+    n: usize,
+}
+
+impl<'a> SourceRoutes<'a> {
+    /// The route to dense index `dst` under `metric`.
+    ///
+    /// Measured (benches/routing.rs, `lookup/source_view`): within noise of indexing a plain
+    /// array of the same size.
+    #[inline]
+    pub fn lookup(&self, dst: u32, metric: Metric) -> &'a RouteEntry {
+        let i = metric as usize * self.n + dst as usize;
+        debug_assert!(i < self.entries.len());
+        &self.entries[i]
+    }
+
+    /// The next hop for a flow: one of the equal-cost next hops chosen by `flow_hash`, so a
+    /// flow keeps its path and different flows spread over equal-cost links.
+    #[inline]
+    pub fn next_hop_for_flow(&self, dst: u32, metric: Metric, flow_hash: u64) -> u32 {
+        let e = self.lookup(dst, metric);
+        if e.n_alternates < 2 {
+            return e.next_hop;
+        }
+        let k = (flow_hash % e.n_alternates as u64) as usize;
+        self.alternates[e.alternates_start as usize + k]
+    }
+}
+
+impl RoutingTables {
+    /// Tables with no source (what the engine publishes before its first build).
+    pub fn empty(graph: std::sync::Arc<RouteGraph>, generation: u64) -> RoutingTables {
+        let n = graph.node_count();
+        RoutingTables {
+            graph,
+            generation,
+            n,
+            slot_of: vec![NO_ROUTE; n],
+            sources: Vec::new(),
+            entries: Vec::new(),
+            preds: Vec::new(),
+            alternates: Vec::new(),
+            build_ns: 0,
+        }
+    }
+
+    /// Computes the tables of `sources` (dense indices) over `graph`.
+    pub fn build(
+        graph: std::sync::Arc<RouteGraph>,
+        sources: &[u32],
+        generation: u64,
+    ) -> RoutingTables {
+        let started = Instant::now();
+        let n = graph.node_count();
+        let mut t = RoutingTables::empty(graph.clone(), generation);
+        t.entries = vec![RouteEntry::UNREACHABLE; sources.len() * 3 * n];
+        t.preds = vec![NONE; sources.len() * 2 * n];
+        let mut search = Search::new(n);
+        let mut thresholds: Vec<f64> = Vec::new();
+        for (slot, &src) in sources.iter().enumerate() {
+            if t.slot_of[src as usize] != NO_ROUTE {
+                continue;
+            }
+            t.slot_of[src as usize] = slot as u32;
+            t.sources.push(src);
+            for (mi, order) in [(0usize, SearchOrder::Latency), (2, SearchOrder::Hops)] {
+                search.run(&graph, src, order, 0.0, None);
+                let base = (slot * 3 + mi) * n;
+                t.fill(base, &search, src, |_| true);
+                let pbase = (slot * 2 + mi / 2) * n;
+                t.preds[pbase..pbase + n].copy_from_slice(&search.pred);
+            }
+            // Widest path, ties by latency: for each distinct widest bandwidth b, the
+            // lowest-latency path using only links and nodes of at least b.
+            search.widest(&graph, src, None);
+            let widest = std::mem::take(&mut search.widest_gbps);
+            thresholds.clear();
+            thresholds.extend(widest.iter().copied().filter(|&w| w > 0.0));
+            thresholds.sort_by(|a, b| b.total_cmp(a));
+            thresholds.dedup();
+            let base = (slot * 3 + Metric::Bandwidth as usize) * n;
+            for &b in &thresholds {
+                search.run(&graph, src, SearchOrder::Latency, b, None);
+                t.fill(base, &search, src, |v| widest[v as usize] == b);
+            }
+            search.widest_gbps = widest;
+        }
+        t.build_ns = started.elapsed().as_nanos() as u64;
+        t
+    }
+
+    fn fill(&mut self, base: usize, s: &Search, src: u32, take: impl Fn(u32) -> bool) {
+        for v in 0..self.n as u32 {
+            let vi = v as usize;
+            if !s.reached(v) || !take(v) {
+                continue;
+            }
+            let n_first = s.n_first[vi] as usize;
+            let mut e = RouteEntry {
+                latency_ns: s.latency_ns[vi],
+                bandwidth_gbps: s.bandwidth_gbps[vi],
+                next_hop: if v == src { src } else { s.first[vi][0] },
+                hops: s.hops[vi].min(u16::MAX as u32) as u16,
+                n_alternates: 0,
+                alternates_start: 0,
+            };
+            if n_first > 1 {
+                e.n_alternates = n_first as u16;
+                e.alternates_start = self.alternates.len() as u32;
+                self.alternates
+                    .extend_from_slice(&s.first[vi][..n_first.min(MAX_FIRST_HOPS)]);
+            }
+            self.entries[base + vi] = e;
+        }
+    }
+
+    /// The graph snapshot the tables were computed from.
+    pub fn graph(&self) -> &std::sync::Arc<RouteGraph> {
+        &self.graph
+    }
+
+    /// Change counter the tables reflect.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Dense indices of the table sources.
+    pub fn sources(&self) -> &[u32] {
+        &self.sources
+    }
+
+    /// How long the build took, ns.
+    pub fn build_ns(&self) -> u64 {
+        self.build_ns
+    }
+
+    /// Total equal-cost alternates stored (for metrics).
+    pub fn alternates_len(&self) -> usize {
+        self.alternates.len()
+    }
+
+    /// The table of `src`, if it is a table source.
+    #[inline]
+    pub fn source(&self, src: u32) -> Option<SourceRoutes<'_>> {
+        let slot = *self.slot_of.get(src as usize)?;
+        if slot == NO_ROUTE {
+            return None;
+        }
+        let start = slot as usize * 3 * self.n;
+        Some(SourceRoutes {
+            entries: &self.entries[start..start + 3 * self.n],
+            alternates: &self.alternates,
+            n: self.n,
+        })
+    }
+
+    /// The route from `src` to `dst` under `metric`: two dependent loads.
+    #[inline]
+    pub fn lookup(&self, src: u32, dst: u32, metric: Metric) -> Option<&RouteEntry> {
+        let slot = *self.slot_of.get(src as usize)?;
+        if slot == NO_ROUTE || dst as usize >= self.n {
+            return None;
+        }
+        let i = (slot as usize * 3 + metric as usize) * self.n + dst as usize;
+        debug_assert!(i < self.entries.len());
+        Some(&self.entries[i])
+    }
+
+    /// The node path of the latency or hops route from `src` to `dst` (dense indices).
+    /// `None` for the bandwidth metric (its per-destination paths do not form a tree; the
+    /// engine recomputes them) and for unreachable destinations.
+    pub fn path(&self, src: u32, dst: u32, metric: Metric) -> Option<Vec<u32>> {
+        let m = match metric {
+            Metric::Latency => 0,
+            Metric::Hops => 1,
+            Metric::Bandwidth => return None,
+        };
+        if !self.lookup(src, dst, metric)?.reachable() {
+            return None;
+        }
+        let slot = self.slot_of[src as usize] as usize;
+        let preds = &self.preds[(slot * 2 + m) * self.n..(slot * 2 + m + 1) * self.n];
+        let mut path = vec![dst];
+        let mut v = dst;
+        while preds[v as usize] != NONE {
+            v = preds[v as usize];
+            path.push(v);
+        }
+        path.reverse();
+        debug_assert_eq!(path[0], src);
+        Some(path)
+    }
+
+    /// Route load of the latency tables: how many (source, destination) routes cross each
+    /// link of the graph, and how many each node carries as an intermediate.
+    pub fn route_load(&self) -> RouteLoad {
+        let g = &self.graph;
+        let mut out = RouteLoad {
+            links: vec![0; g.link_count()],
+            transit: vec![0; self.n],
+            routes: 0,
+        };
+        let link_of: std::collections::HashMap<(u32, u32), usize> =
+            g.links.iter().enumerate().map(|(i, &ab)| (ab, i)).collect();
+        let mut subtree = vec![0u64; self.n];
+        for (slot, &src) in self.sources.iter().enumerate() {
+            let preds = &self.preds[slot * 2 * self.n..(slot * 2 + 1) * self.n];
+            let lat = &self.entries[slot * 3 * self.n..(slot * 3 + 1) * self.n];
+            // Children before parents: keys (latency, hops) strictly grow along tree edges.
+            let mut order: Vec<u32> = (0..self.n as u32)
+                .filter(|&v| v != src && lat[v as usize].reachable())
+                .collect();
+            order.sort_by_key(|&v| {
+                std::cmp::Reverse((lat[v as usize].latency_ns, lat[v as usize].hops))
+            });
+            subtree.iter_mut().for_each(|c| *c = 0);
+            for &v in &order {
+                let vi = v as usize;
+                subtree[vi] += 1;
+                out.transit[vi] += subtree[vi] - 1;
+                out.routes += 1;
+                let p = preds[vi];
+                subtree[p as usize] += subtree[vi];
+                if let Some(&li) = link_of.get(&(p.min(v), p.max(v))) {
+                    out.links[li] += subtree[vi];
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Route load derived from the latency tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLoad {
+    /// Routes crossing each link (indexed like the graph's links).
+    pub links: Vec<u64>,
+    /// Routes each node forwards as an intermediate.
+    pub transit: Vec<u64>,
+    /// Routes counted (reachable source/destination pairs, source != destination).
+    pub routes: u64,
+}

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod enums;
-mod node;
+pub(crate) mod node;
 mod results;
 mod zone;
 

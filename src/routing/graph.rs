@@ -174,34 +174,34 @@ impl RouteGraph {
         None
     }
 
-    /// The HIGH-and-above transit rule as a class: the HIGH zones that contain both endpoints.
-    /// A node may be an intermediate hop iff the set of HIGH zones it belongs to equals this
-    /// set: routes between members never leave the zone, and members never carry foreign
-    /// traffic. `None` when no HIGH zone has members (no rule applies).
-    pub(crate) fn transit_class(&self, s: u32, d: u32) -> Option<Vec<u16>> {
-        let mut any = false;
+    /// The HIGH-and-above transit rule as a class: for every HIGH zone, how many of the two
+    /// endpoints are members (0, 1 or 2). Member-to-member traffic never leaves the zone
+    /// (2: intermediates must be members); traffic between two outsiders never enters it
+    /// (0: intermediates must not be members); traffic between a member and a control-plane
+    /// node (1) may cross it. `None` when no HIGH zone has members (no rule applies).
+    pub(crate) fn transit_class(&self, s: u32, d: u32) -> Option<Vec<(u16, u8)>> {
         let mut class = Vec::new();
         for (zi, z) in self.zones.iter().enumerate() {
-            if z.level < IsolationLevel::High {
-                continue;
-            }
-            any |= z.members.iter().any(|&m| m);
-            if z.members[s as usize] && z.members[d as usize] {
-                class.push(zi as u16);
+            if z.level >= IsolationLevel::High && z.members.iter().any(|&m| m) {
+                let inside = z.members[s as usize] as u8 + z.members[d as usize] as u8;
+                class.push((zi as u16, inside));
             }
         }
-        any.then_some(class)
+        (!class.is_empty()).then_some(class)
     }
 
     /// Which nodes may be intermediates for traffic of transit class `class`.
-    pub(crate) fn transit_allowed(&self, class: &[u16]) -> Vec<bool> {
+    pub(crate) fn transit_allowed(&self, class: &[(u16, u8)]) -> Vec<bool> {
         (0..self.node_count())
             .map(|x| {
-                self.zones
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, z)| z.level >= IsolationLevel::High)
-                    .all(|(zi, z)| z.members[x] == class.contains(&(zi as u16)))
+                class.iter().all(|&(zi, inside)| {
+                    let member = self.zones[zi as usize].members[x];
+                    match inside {
+                        2 => member,
+                        0 => !member,
+                        _ => true,
+                    }
+                })
             })
             .collect()
     }

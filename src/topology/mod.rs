@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bottleneck;
+pub mod generate;
 mod graph;
 mod manager;
 

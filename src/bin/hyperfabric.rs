@@ -1,1 +1,428 @@
-fn main(){}
+//! `hyperfabric`: the command-line tool.
+//!
+//! ```text
+//! hyperfabric topo show     [--config FILE] [--json]
+//! hyperfabric topo path     [--config FILE] [--metric latency|bandwidth|hops] [--max-latency-ns N]
+//!                           [--min-bandwidth-gbps X] [--data-type T] [--entangled] [--json] SRC DST
+//! hyperfabric topo analyze  [--config FILE] [--json]
+//! hyperfabric topo generate fat-tree --k K | dragonfly --a A --p P --h H | torus --x X --y Y
+//! hyperfabric config validate FILE
+//! hyperfabric detect        [--json]
+//! ```
+//! Without `--config`, the built-in example AI cluster is used.
+
+use clap::{Args, Parser, Subcommand};
+use hyperfabric::config::{FabricConfig, ZoneConfig};
+use hyperfabric::routing::{Metric, RouteRequest};
+use hyperfabric::topology::generate;
+use hyperfabric::{DataType, Error, TopologyManager};
+use std::process::ExitCode;
+
+/// The example AI cluster, built in.
+const DEFAULT_CONFIG: &str = include_str!("../../examples/ai-cluster.yaml");
+
+#[derive(Parser)]
+#[command(name = "hyperfabric", version, about = "HyperFabric interconnect: topology, routing and hardware tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect a fabric's topology and routes.
+    #[command(subcommand)]
+    Topo(Topo),
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Detect this machine's hardware and print it as node signatures.
+    Detect {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct Source {
+    /// Fabric configuration (YAML); the built-in example AI cluster when absent.
+    #[arg(long, short)]
+    config: Option<std::path::PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Topo {
+    /// Nodes, links, zones, route statistics and bottlenecks.
+    Show(Source),
+    /// The best path between two nodes.
+    Path {
+        #[command(flatten)]
+        source: Source,
+        /// What to optimise: latency, bandwidth or hops.
+        #[arg(long, default_value = "latency")]
+        metric: String,
+        /// Refuse paths slower than this, ns.
+        #[arg(long)]
+        max_latency_ns: Option<u64>,
+        /// Use only links and nodes at least this fast, Gbit/s.
+        #[arg(long)]
+        min_bandwidth_gbps: Option<f64>,
+        /// Data type (quantum types are routed against coherence deadlines).
+        #[arg(long, default_value = "generic")]
+        data_type: String,
+        /// Require a path of quantum-capable nodes.
+        #[arg(long)]
+        entangled: bool,
+        /// Source node id.
+        src: String,
+        /// Destination node id.
+        dst: String,
+    },
+    /// Bottlenecks with recommendations.
+    Analyze(Source),
+    /// Print a generated topology as a configuration.
+    Generate {
+        #[command(subcommand)]
+        kind: GenKind,
+        /// Link and node bandwidth, Gbit/s.
+        #[arg(long, default_value_t = 100.0, global = true)]
+        gbps: f64,
+        /// Fabric name.
+        #[arg(long, default_value = "generated", global = true)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenKind {
+    /// k-ary fat-tree (k³/4 hosts).
+    FatTree {
+        /// Switch arity (even).
+        #[arg(long, default_value_t = 4)]
+        k: usize,
+    },
+    /// Dragonfly with a·h+1 fully connected groups.
+    Dragonfly {
+        /// Routers per group.
+        #[arg(long, default_value_t = 4)]
+        a: usize,
+        /// Hosts per router.
+        #[arg(long, default_value_t = 2)]
+        p: usize,
+        /// Global links per router.
+        #[arg(long, default_value_t = 2)]
+        h: usize,
+    },
+    /// 2-D torus.
+    Torus {
+        /// Width.
+        #[arg(long, default_value_t = 4)]
+        x: usize,
+        /// Height.
+        #[arg(long, default_value_t = 4)]
+        y: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a configuration file; prints a one-line error naming file, line and field.
+    Validate {
+        /// The file.
+        file: std::path::PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = match &cli.command {
+        Command::Topo(Topo::Show(s) | Topo::Analyze(s)) => s.json,
+        Command::Topo(Topo::Path { source, .. }) => source.json,
+        Command::Detect { json } => *json,
+        _ => false,
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                let v = serde_json::json!({"error": {"kind": e.kind().name(), "message": e.to_string()}});
+                println!("{v}");
+            } else {
+                eprintln!("error: {}: {e}", e.kind().name());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(source: &Source) -> Result<FabricConfig, Error> {
+    match &source.config {
+        Some(path) => hyperfabric::config::load_fabric_config(path),
+        None => FabricConfig::parse(DEFAULT_CONFIG, "<built-in ai-cluster>"),
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(v)
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Topo(Topo::Show(source)) => {
+            let cfg = load(&source)?;
+            let tm = cfg.topology_manager()?;
+            let info = tm.topology_info()?;
+            if source.json {
+                return print_json(&info);
+            }
+            show(&cfg, &tm, &info)
+        }
+        Command::Topo(Topo::Path {
+            source,
+            metric,
+            max_latency_ns,
+            min_bandwidth_gbps,
+            data_type,
+            entangled,
+            src,
+            dst,
+        }) => {
+            let cfg = load(&source)?;
+            let tm = cfg.topology_manager()?;
+            let req = RouteRequest {
+                metric: metric.parse::<Metric>()?,
+                data_type: data_type.parse::<DataType>().map_err(Error::InvalidArgument)?,
+                latency_constraint_ns: max_latency_ns,
+                bandwidth_requirement_gbps: min_bandwidth_gbps,
+                requires_quantum_entanglement: entangled,
+                ..RouteRequest::new(src, dst)
+            };
+            let route = tm.route(&req)?;
+            if source.json {
+                // Route serialises as {"path", "latency_ns", "bandwidth_gbps", "hops"}.
+                let v = serde_json::to_string(&route)
+                    .map_err(|e| Error::InvalidArgument(format!("cannot encode JSON: {e}")))?;
+                println!("{v}");
+            } else {
+                println!("{}", route.path.join(" -> "));
+                println!(
+                    "latency {} ns, bandwidth {} Gbit/s, {} hops ({} metric)",
+                    route.latency_ns, route.bandwidth_gbps, route.hops, req.metric
+                );
+            }
+            Ok(())
+        }
+        Command::Topo(Topo::Analyze(source)) => {
+            let cfg = load(&source)?;
+            let tm = cfg.topology_manager()?;
+            let b = tm.analyze_bottlenecks()?;
+            if source.json {
+                return print_json(&b);
+            }
+            print_bottlenecks(&b);
+            Ok(())
+        }
+        Command::Topo(Topo::Generate { kind, gbps, name }) => {
+            if !gbps.is_finite() || gbps <= 0.0 {
+                return Err(Error::InvalidArgument(format!("--gbps must be positive (got {gbps})")));
+            }
+            hyperfabric::config::validate_fabric_name(&name).map_err(Error::InvalidArgument)?;
+            let g = match kind {
+                GenKind::FatTree { k } if k >= 2 && k % 2 == 0 && k <= 64 => generate::fat_tree(k, gbps),
+                GenKind::FatTree { k } => {
+                    return Err(Error::InvalidArgument(format!("--k must be even, 2..=64 (got {k})")))
+                }
+                GenKind::Dragonfly { a, p, h } if a >= 1 && h >= 1 && a * h <= 256 => {
+                    generate::dragonfly(a, p, h, gbps)
+                }
+                GenKind::Dragonfly { .. } => {
+                    return Err(Error::InvalidArgument("--a and --h must be at least 1, a*h at most 256".into()))
+                }
+                GenKind::Torus { x, y } if x >= 1 && y >= 1 && x * y <= 1_000_000 => generate::torus(x, y, gbps),
+                GenKind::Torus { .. } => {
+                    return Err(Error::InvalidArgument("--x and --y must be at least 1".into()))
+                }
+            };
+            let mut cfg = FabricConfig {
+                nodes: g.nodes,
+                links: g.links,
+                zones: Vec::<ZoneConfig>::new(),
+                ..FabricConfig::default()
+            };
+            cfg.fabric.name = name;
+            print!("{}", cfg.to_yaml());
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Validate { file }) => {
+            let cfg = hyperfabric::config::load_fabric_config(&file)?;
+            let t = cfg.topology()?;
+            println!(
+                "{}: ok: fabric {:?}, {} nodes, {} links ({} policy), {} zones",
+                file.display(),
+                cfg.fabric.name,
+                t.node_count(),
+                t.link_count(),
+                t.link_policy(),
+                cfg.zones.len()
+            );
+            Ok(())
+        }
+        Command::Detect { json } => {
+            let sigs = hyperfabric::hw::detect_hardware_capabilities();
+            if json {
+                return print_json(&sigs);
+            }
+            let rows: Vec<Vec<String>> = sigs
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.node_id.clone(),
+                        n.hardware_type.to_string(),
+                        format!("{:.1}", n.bandwidth_gbps),
+                        n.compute_units.map_or("-".into(), |c| c.to_string()),
+                        n.memory_gb.map_or("-".into(), |m| format!("{m:.1}")),
+                        if hyperfabric::hw::validate_hardware_compatibility(n) { "yes" } else { "no" }.into(),
+                    ]
+                })
+                .collect();
+            table(&["node_id", "hardware_type", "bandwidth_gbps", "compute_units", "memory_gb", "compatible"], &rows);
+            Ok(())
+        }
+    }
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("  {}", parts.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    line(widths.iter().map(|w| "-".repeat(*w)).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+fn show(cfg: &FabricConfig, tm: &TopologyManager, info: &hyperfabric::TopologyInfo) -> Result<(), Error> {
+    let (policy, links) = tm.read(|t| (t.link_policy(), t.links()));
+    println!(
+        "fabric {:?}: {} nodes, {} links ({} policy), {} zones, {} quantum, {} neuromorphic",
+        cfg.fabric.name,
+        info.total_nodes,
+        info.total_links,
+        policy,
+        info.zones.len(),
+        info.quantum_enabled_nodes,
+        info.neuromorphic_nodes
+    );
+    println!("\nnodes");
+    let rows: Vec<Vec<String>> = tm.read(|t| {
+        t.nodes()
+            .map(|n| {
+                let zones: Vec<&str> = t
+                    .zones()
+                    .iter()
+                    .filter(|z| z.members.contains(&n.node_id))
+                    .map(|z| z.zone.zone_id.as_str())
+                    .collect();
+                vec![
+                    n.node_id.clone(),
+                    n.hardware_type.to_string(),
+                    n.bandwidth_gbps.to_string(),
+                    n.latency_ns.to_string(),
+                    n.host.clone().unwrap_or_else(|| "-".into()),
+                    if zones.is_empty() { "-".into() } else { zones.join(",") },
+                ]
+            })
+            .collect()
+    });
+    table(&["node_id", "hardware_type", "bandwidth_gbps", "latency_ns", "host", "zones"], &rows);
+    println!("\nlinks");
+    const MAX_LINK_ROWS: usize = 64;
+    let rows: Vec<Vec<String>> = links
+        .iter()
+        .take(MAX_LINK_ROWS)
+        .map(|l| {
+            vec![
+                format!("{} <-> {}", l.a, l.b),
+                l.latency_ns.to_string(),
+                l.bandwidth_gbps.to_string(),
+                if l.declared { "declared" } else { "auto" }.into(),
+                if l.up { "up" } else { "down" }.into(),
+            ]
+        })
+        .collect();
+    table(&["link", "latency_ns", "bandwidth_gbps", "origin", "state"], &rows);
+    if links.len() > MAX_LINK_ROWS {
+        println!("  ... {} more", links.len() - MAX_LINK_ROWS);
+    }
+    if !info.zones.is_empty() {
+        println!("\nzones");
+        let rows: Vec<Vec<String>> = tm.read(|t| {
+            t.zones()
+                .iter()
+                .map(|z| {
+                    vec![
+                        z.zone.zone_id.clone(),
+                        z.zone.zone_type.to_string(),
+                        z.zone.isolation_level.to_string(),
+                        format!("{}/{}", z.members.len(), z.zone.max_nodes),
+                        z.zone.required_bandwidth_gbps.to_string(),
+                        z.members.iter().cloned().collect::<Vec<_>>().join(","),
+                    ]
+                })
+                .collect()
+        });
+        table(&["zone_id", "zone_type", "isolation", "members", "reserved_gbps", "member ids"], &rows);
+    }
+    println!("\nperformance_metrics");
+    let rows: Vec<Vec<String>> = info
+        .performance_metrics
+        .iter()
+        .map(|(k, v)| vec![k.clone(), format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string()])
+        .collect();
+    table(&["metric", "value"], &rows);
+    println!("\nbottlenecks");
+    print_bottlenecks(&info.bottlenecks);
+    Ok(())
+}
+
+fn print_bottlenecks(b: &[hyperfabric::BottleneckInfo]) {
+    if b.is_empty() {
+        println!("  none found");
+        return;
+    }
+    let rows: Vec<Vec<String>> = b
+        .iter()
+        .map(|x| {
+            vec![
+                x.location.clone(),
+                x.bottleneck_type.clone(),
+                format!("{:.2}", x.severity),
+                format!("{:.0}%", x.current_utilization * 100.0),
+                x.affected_paths.len().to_string(),
+            ]
+        })
+        .collect();
+    table(&["location", "type", "severity", "utilization", "sample paths"], &rows);
+    for x in b {
+        println!("  - {}: {}", x.location, x.recommended_action);
+    }
+}

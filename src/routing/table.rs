@@ -83,6 +83,19 @@ impl<'a> SourceRoutes<'a> {
         &self.entries[i]
     }
 
+    /// Every equal-cost next hop toward `dst` (the primary first); empty when unreachable.
+    pub fn next_hops(&self, dst: u32, metric: Metric) -> &'a [u32] {
+        let e = self.lookup(dst, metric);
+        if !e.reachable() {
+            &[]
+        } else if e.n_alternates < 2 {
+            std::slice::from_ref(&e.next_hop)
+        } else {
+            let start = e.alternates_start as usize;
+            &self.alternates[start..start + e.n_alternates as usize]
+        }
+    }
+
     /// The next hop for a flow: one of the equal-cost next hops chosen by `flow_hash`, so a
     /// flow keeps its path and different flows spread over equal-cost links.
     #[inline]

@@ -322,10 +322,16 @@ impl Cx<'_> {
 
     fn float(&self, (node, path): (&Node, String)) -> Result<f64> {
         let text = self.number_text(node, &path)?;
-        let v: f64 = text
-            .replace('_', "")
-            .parse()
-            .map_err(|_| self.err(node.line, &path, format!("expected a number, found {text:?}")))?;
+        let clean = text.replace('_', "");
+        // YAML spells infinity and NaN .inf / .nan.
+        let v: f64 = match clean.to_ascii_lowercase().trim_start_matches('+') {
+            ".inf" => f64::INFINITY,
+            "-.inf" => f64::NEG_INFINITY,
+            ".nan" => f64::NAN,
+            _ => clean.parse().map_err(|_| {
+                self.err(node.line, &path, format!("expected a number, found {text:?}"))
+            })?,
+        };
         if !v.is_finite() {
             return Err(self.err(node.line, &path, format!("must be finite (got {text})")));
         }

@@ -115,6 +115,14 @@ impl MarkedEventReceiver for Builder {
                     value: Value::Scalar { text, plain },
                 });
             }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) if anchor != 0 => {
+                self.fail(line, "YAML anchors (&name) are not supported");
+                let frame = match ev {
+                    Event::SequenceStart(..) => Frame::Seq(line, Vec::new()),
+                    _ => Frame::Map(line, Vec::new(), None),
+                };
+                self.stack.push(frame);
+            }
             Event::SequenceStart(..) => self.stack.push(Frame::Seq(line, Vec::new())),
             Event::MappingStart(..) => self.stack.push(Frame::Map(line, Vec::new(), None)),
             Event::SequenceEnd | Event::MappingEnd => {

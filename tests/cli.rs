@@ -1,0 +1,119 @@
+//! The `hyperfabric` command line: JSON shapes, agreement with the library, exit codes.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hyperfabric"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn json_line(stdout: &str) -> Value {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one JSON object: {stdout}");
+    serde_json::from_str(lines[0]).unwrap()
+}
+
+#[test]
+fn topo_path_json_is_one_object_that_agrees_with_the_library() {
+    let cfg = "examples/ai-cluster.yaml";
+    for metric in ["latency", "bandwidth", "hops"] {
+        let (code, out, err) = run(&["topo", "path", "--config", cfg, "--metric", metric, "--json", "gpu-01", "storage-01"]);
+        assert_eq!(code, 0, "{err}");
+        let v = json_line(&out);
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys.len(), 4);
+        for k in ["path", "latency_ns", "bandwidth_gbps", "hops"] {
+            assert!(keys.contains(&k), "{k} missing in {v}");
+        }
+        let tm = hyperfabric::config::load_fabric_config(cfg).unwrap().topology_manager().unwrap();
+        let r = tm.shortest_route("gpu-01", "storage-01", metric.parse().unwrap()).unwrap();
+        assert_eq!(v["path"], serde_json::json!(r.path));
+        assert_eq!(v["latency_ns"], r.latency_ns);
+        assert_eq!(v["bandwidth_gbps"], r.bandwidth_gbps);
+        assert_eq!(v["hops"], r.hops);
+    }
+    // Example: gpu-01 -> switch-01 -> storage-01 = 100 + 250 + 50 + 500 + 2000 ns.
+    let (_, out, _) = run(&["topo", "path", "--json", "gpu-01", "storage-01"]);
+    let v = json_line(&out);
+    assert_eq!(v["path"], serde_json::json!(["gpu-01", "switch-01", "storage-01"]));
+    assert_eq!(v["latency_ns"], 2900);
+    assert_eq!(v["bandwidth_gbps"], 200.0);
+    assert_eq!(v["hops"], 2);
+}
+
+#[test]
+fn failures_exit_non_zero_with_the_exception_name() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["topo", "path", "--json", "gpu-01", "nope"], "NodeNotFoundError"),
+        (&["topo", "path", "--json", "--max-latency-ns", "100", "gpu-01", "storage-01"], "LatencyConstraintViolationError"),
+        (&["topo", "path", "--json", "gpu-01", "qpu-01"], "ZoneIsolationViolationError"),
+        (&["topo", "path", "--json", "--data-type", "quantum_state", "--max-latency-ns", "1000000", "ctl-01", "qpu-01"], ""),
+        (&["topo", "path", "--json", "--entangled", "ctl-01", "qpu-01"], "QuantumCoherenceError"),
+        (&["topo", "path", "--json", "--min-bandwidth-gbps", "500", "gpu-01", "storage-01"], "NoRouteFoundError"),
+        (&["topo", "path", "--json", "--metric", "cost", "gpu-01", "storage-01"], "InvalidArgumentError"),
+        (&["topo", "path", "--json", "--data-type", "video", "gpu-01", "storage-01"], "InvalidArgumentError"),
+        (&["topo", "show", "--json", "--config", "does/not/exist.yaml"], "ConfigError"),
+    ];
+    for (args, kind) in cases {
+        let (code, out, _) = run(args);
+        if kind.is_empty() {
+            assert_eq!(code, 0, "{args:?}: {out}");
+            continue;
+        }
+        assert_eq!(code, 1, "{args:?}");
+        let v = json_line(&out);
+        assert_eq!(v["error"]["kind"], *kind, "{args:?}: {v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (code, _, err) = run(&["topo", "path", "gpu-01", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: NodeNotFoundError: "), "{err}");
+}
+
+#[test]
+fn topo_show_json_uses_reference_field_names() {
+    let (code, out, err) = run(&["topo", "show", "--json", "--config", "examples/ai-cluster.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    for k in ["total_nodes", "total_links", "zones", "bottlenecks", "performance_metrics", "quantum_enabled_nodes", "neuromorphic_nodes", "timestamp"] {
+        assert!(v.get(k).is_some(), "{k} missing");
+    }
+    assert_eq!(v["total_nodes"], 9);
+    assert_eq!(v["total_links"], 10);
+    assert_eq!(v["quantum_enabled_nodes"], 1);
+    assert_eq!(v["zones"][2]["isolation_level"], "high");
+    let (code, out, _) = run(&["topo", "show"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("bottlenecks") && out.contains("gpu-01"));
+}
+
+#[test]
+fn analyze_detect_and_generate() {
+    let (code, out, _) = run(&["topo", "analyze", "--json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let first = &v.as_array().unwrap()[0];
+    for k in ["location", "bottleneck_type", "severity", "current_utilization", "recommended_action", "affected_paths"] {
+        assert!(first.get(k).is_some(), "{k} missing");
+    }
+    let (code, out, _) = run(&["detect", "--json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["hardware_type"], "cpu_server");
+    let (code, out, _) = run(&["topo", "generate", "dragonfly", "--a", "2", "--p", "1", "--h", "1"]);
+    assert_eq!(code, 0);
+    let cfg = hyperfabric::config::FabricConfig::parse(&out, "generated").unwrap();
+    assert_eq!(cfg.nodes.len(), 3 * 2 * 2);
+    let (code, _, err) = run(&["topo", "generate", "fat-tree", "--k", "3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("even"));
+}

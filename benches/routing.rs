@@ -1,1 +1,227 @@
-fn main(){}
+//! Routing benchmarks: table lookup next to a plain array index of the same size, full table
+//! rebuilds (1,024-host k=16 fat-tree, all sources; one source of a 10,000-node torus), and
+//! lookups while the route service rebuilds.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use hyperfabric::routing::{
+    CostModel, Metric, RouteEntry, RouteGraph, RoutingEngine, RoutingOptions, RoutingTables,
+};
+use hyperfabric::topology::generate::{self, Generated};
+use hyperfabric::topology::Topology;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn topology(g: &Generated) -> Topology {
+    let mut t = Topology::new();
+    for n in &g.nodes {
+        t.add_node(n.clone()).unwrap();
+    }
+    for l in &g.links {
+        t.add_link(l.clone()).unwrap();
+    }
+    t
+}
+
+/// Pseudo-random (src, dst) pairs, fixed seed.
+fn pairs(n: usize, count: usize) -> Vec<(u32, u32)> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x % n as u64) as u32, ((x >> 32) % n as u64) as u32)
+        })
+        .collect()
+}
+
+fn lookup(c: &mut Criterion) {
+    let t = topology(&generate::fat_tree(16, 100.0));
+    let graph = Arc::new(RouteGraph::build(&t, CostModel::Static));
+    let n = graph.node_count();
+    let all: Vec<u32> = (0..n as u32).collect();
+    let tables = RoutingTables::build(graph, &all, 1);
+    // Baseline: a plain array of entries with the same footprint (3 metrics per source).
+    let plain = vec![
+        RouteEntry {
+            latency_ns: 1,
+            bandwidth_gbps: 1.0,
+            next_hop: 0,
+            hops: 0,
+            n_alternates: 0,
+            alternates_start: 0
+        };
+        n * n * 3
+    ];
+    let ps = pairs(n, 4096);
+    let mut g = c.benchmark_group("lookup");
+    g.throughput(criterion::Throughput::Elements(ps.len() as u64));
+    g.bench_function("plain_array_index", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for &(s, d) in &ps {
+                acc = acc.wrapping_add(plain[(s as usize * 3) * n + d as usize].latency_ns);
+            }
+            black_box(acc)
+        })
+    });
+    g.bench_function("tables_lookup", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for &(s, d) in &ps {
+                acc = acc.wrapping_add(tables.lookup(s, d, Metric::Latency).unwrap().latency_ns);
+            }
+            black_box(acc)
+        })
+    });
+    let view = tables.source(0).unwrap();
+    g.bench_function("source_view", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for &(_, d) in &ps {
+                acc = acc.wrapping_add(view.lookup(d, Metric::Latency).latency_ns);
+            }
+            black_box(acc)
+        })
+    });
+    g.bench_function("plain_array_index_one_source", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            for &(_, d) in &ps {
+                acc = acc.wrapping_add(plain[d as usize].latency_ns);
+            }
+            black_box(acc)
+        })
+    });
+    g.finish();
+}
+
+fn rebuild(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rebuild");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(15));
+    let fat = topology(&generate::fat_tree(16, 100.0));
+    g.bench_function("fat_tree_k16_1024_hosts_all_sources", |b| {
+        b.iter(|| {
+            let graph = Arc::new(RouteGraph::build(&fat, CostModel::Static));
+            let all: Vec<u32> = (0..graph.node_count() as u32).collect();
+            black_box(RoutingTables::build(graph, &all, 1))
+        })
+    });
+    let torus = topology(&generate::torus(100, 100, 100.0));
+    g.bench_function("torus_10000_nodes_one_source", |b| {
+        b.iter_batched(
+            || Arc::new(RouteGraph::build(&torus, CostModel::Static)),
+            |graph| black_box(RoutingTables::build(graph, &[0], 1)),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// Lookups through the engine (atomic snapshot load + lookup) while the route service
+/// rebuilds the k=16 fat-tree's tables back to back.
+fn lookup_during_rebuild(c: &mut Criterion) {
+    let g = generate::fat_tree(16, 100.0);
+    // With two CPUs or more: the route service (spawned by the engine, inheriting this
+    // thread's affinity) and the thread that triggers rebuilds share CPU 1; lookups run on
+    // CPU 0, so a stall seen there is not the scheduler sharing a core.
+    let pinned = hyperfabric::sys::available_cpus() >= 2;
+    if pinned {
+        hyperfabric::sys::pin_current_thread(1).unwrap();
+    }
+    let engine = RoutingEngine::new(RoutingOptions::default());
+    if pinned {
+        hyperfabric::sys::pin_current_thread(0).unwrap();
+    }
+    engine
+        .update_topology(|t| {
+            for n in &g.nodes {
+                t.add_node(n.clone())?;
+            }
+            for l in &g.links {
+                t.add_link(l.clone())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let n = engine.current_tables().unwrap().graph().node_count();
+    let ps = pairs(n, 4096);
+    let one = |e: &RoutingEngine| {
+        let t = e.tables();
+        let mut acc = 0u64;
+        for &(s, d) in &ps {
+            acc = acc.wrapping_add(t.lookup(s, d, Metric::Latency).map_or(0, |x| x.latency_ns));
+        }
+        acc
+    };
+    println!(
+        "lookup_during_rebuild: batches of {} lookups over 5 s, no rebuild: {}",
+        ps.len(),
+        batch_stats(&|| one(&engine))
+    );
+    let mut grp = c.benchmark_group("lookup_during_rebuild");
+    grp.throughput(criterion::Throughput::Elements(ps.len() as u64));
+    grp.bench_function("idle", |b| b.iter(|| black_box(one(&engine))));
+
+    let stop = AtomicBool::new(false);
+    let rebuilds = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if pinned {
+                hyperfabric::sys::pin_current_thread(1).unwrap();
+            }
+            let mut up = false;
+            while !stop.load(Ordering::Relaxed) {
+                engine
+                    .update_topology(|t| t.set_link_state("host-0-0-0", "edge-0-0", up))
+                    .unwrap();
+                up = !up;
+                engine.current_tables().unwrap();
+                rebuilds.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        grp.bench_function("rebuilding", |b| b.iter(|| black_box(one(&engine))));
+        // Worst single batch while rebuilds run: a lock would show as a stall of a whole rebuild.
+        let before = rebuilds.load(Ordering::Relaxed);
+        let stats = batch_stats(&|| one(&engine));
+        let done = rebuilds.load(Ordering::Relaxed) - before;
+        stop.store(true, Ordering::Relaxed);
+        println!(
+            "lookup_during_rebuild: batches of {} lookups over 5 s, {done} rebuilds ({:.0} ms each): {stats}",
+            ps.len(),
+            5000.0 / done.max(1) as f64,
+        );
+    });
+    grp.finish();
+}
+
+/// Runs `f` back to back for 5 s; quantiles of its duration and how many runs exceeded 1 ms.
+fn batch_stats(f: &dyn Fn() -> u64) -> String {
+    let mut batches = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let t0 = Instant::now();
+        black_box(f());
+        batches.push(t0.elapsed());
+    }
+    batches.sort();
+    let q = |p: f64| batches[((batches.len() - 1) as f64 * p) as usize];
+    format!(
+        "p50 {:?} p99 {:?} p99.9 {:?} max {:?} ({} runs, {} over 1 ms)",
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        q(1.0),
+        batches.len(),
+        batches
+            .iter()
+            .filter(|b| **b > Duration::from_millis(1))
+            .count()
+    )
+}
+
+criterion_group!(benches, lookup, rebuild, lookup_during_rebuild);
+criterion_main!(benches);

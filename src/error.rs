@@ -292,7 +292,10 @@ mod tests {
             assert!(seen.insert(code), "{kind} reuses code {code}");
             assert_eq!(ErrorKind::from_status_code(code), Some(kind));
             let base = kind.category().status_base();
-            assert!(code <= base && code > base - 100, "{kind} outside its block");
+            assert!(
+                code <= base && code > base - 100,
+                "{kind} outside its block"
+            );
             let err = Error::new(kind, "m");
             assert_eq!(err.kind(), kind);
             assert_eq!(err.status_code(), code);
@@ -307,9 +310,18 @@ mod tests {
     fn categories_match_the_reference_hierarchy() {
         assert_eq!(ErrorKind::DuplicateNode.category().name(), "NodeError");
         assert_eq!(ErrorKind::NoRouteFound.category().name(), "RoutingError");
-        assert_eq!(ErrorKind::LatencyConstraintViolation.category(), ErrorCategory::Routing);
-        assert_eq!(ErrorKind::QuantumCoherence.category().name(), "QuantumError");
+        assert_eq!(
+            ErrorKind::LatencyConstraintViolation.category(),
+            ErrorCategory::Routing
+        );
+        assert_eq!(
+            ErrorKind::QuantumCoherence.category().name(),
+            "QuantumError"
+        );
         assert_eq!(ErrorKind::BufferUnderflow.category().name(), "BufferError");
-        assert_eq!(ErrorKind::InsufficientResources.category(), ErrorCategory::Zone);
+        assert_eq!(
+            ErrorKind::InsufficientResources.category(),
+            ErrorCategory::Zone
+        );
     }
 }

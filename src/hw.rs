@@ -104,7 +104,10 @@ pub fn detect_report(root: &Path) -> HardwareReport {
     if let Some(cpuinfo) = read(r("/proc/cpuinfo")) {
         for line in cpuinfo.lines() {
             let mut kv = line.splitn(2, ':');
-            let (k, v) = (kv.next().unwrap_or("").trim(), kv.next().unwrap_or("").trim());
+            let (k, v) = (
+                kv.next().unwrap_or("").trim(),
+                kv.next().unwrap_or("").trim(),
+            );
             if k == "processor" {
                 rep.cpu_cores += 1;
             } else if k == "model name" && rep.cpu_model.is_none() {
@@ -228,8 +231,14 @@ pub fn signatures(rep: &HardwareReport) -> Vec<NodeSignature> {
     let mut meta = Map::new();
     meta.insert("cpu_model".into(), json!(rep.cpu_model));
     meta.insert("numa_nodes".into(), json!(rep.numa_nodes));
-    meta.insert("nics".into(), serde_json::to_value(&rep.nics).unwrap_or(Value::Null));
-    meta.insert("ib_ports".into(), serde_json::to_value(&rep.ib_ports).unwrap_or(Value::Null));
+    meta.insert(
+        "nics".into(),
+        serde_json::to_value(&rep.nics).unwrap_or(Value::Null),
+    );
+    meta.insert(
+        "ib_ports".into(),
+        serde_json::to_value(&rep.ib_ports).unwrap_or(Value::Null),
+    );
     meta.insert("measured_bandwidth_gbps".into(), json!(fastest));
     let mut cpu = NodeSignature::new(
         format!("{host_id}-cpu"),
@@ -265,7 +274,13 @@ pub fn signatures(rep: &HardwareReport) -> Vec<NodeSignature> {
 fn sanitize(host: &str) -> String {
     let s: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(50)
         .collect();
     if s.is_empty() {
@@ -350,15 +365,31 @@ mod tests {
         write(root, "sys/class/net/eth0/mtu", "9000\n");
         fs::create_dir_all(root.join("sys/class/net/eth0/device")).unwrap();
         write(root, "sys/class/net/veth1/speed", "-1\n");
-        write(root, "sys/class/infiniband/mlx5_0/ports/1/rate", "200 Gb/sec (4X HDR)\n");
-        write(root, "sys/class/infiniband/mlx5_0/ports/1/state", "4: ACTIVE\n");
+        write(
+            root,
+            "sys/class/infiniband/mlx5_0/ports/1/rate",
+            "200 Gb/sec (4X HDR)\n",
+        );
+        write(
+            root,
+            "sys/class/infiniband/mlx5_0/ports/1/state",
+            "4: ACTIVE\n",
+        );
         write(
             root,
             "proc/driver/nvidia/gpus/0000:17:00.0/information",
             "Model: \t\t NVIDIA H100 80GB HBM3\nIRQ: 1\n",
         );
-        write(root, "sys/bus/pci/devices/0000:17:00.0/current_link_speed", "32.0 GT/s PCIe\n");
-        write(root, "sys/bus/pci/devices/0000:17:00.0/current_link_width", "16\n");
+        write(
+            root,
+            "sys/bus/pci/devices/0000:17:00.0/current_link_speed",
+            "32.0 GT/s PCIe\n",
+        );
+        write(
+            root,
+            "sys/bus/pci/devices/0000:17:00.0/current_link_width",
+            "16\n",
+        );
         write(root, "sys/class/drm/card1/device/vendor", "0x1002\n");
         write(root, "sys/class/drm/card1/device/device", "0x74a1\n");
         write(root, "sys/class/drm/card1-DP-1/status", "connected\n");

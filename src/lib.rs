@@ -10,6 +10,7 @@ pub mod error;
 pub mod hw;
 pub mod model;
 pub mod routing;
+pub mod sys;
 pub mod topology;
 
 pub use error::{Error, ErrorCategory, ErrorKind, Result};

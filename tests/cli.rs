@@ -26,7 +26,17 @@ fn json_line(stdout: &str) -> Value {
 fn topo_path_json_is_one_object_that_agrees_with_the_library() {
     let cfg = "examples/ai-cluster.yaml";
     for metric in ["latency", "bandwidth", "hops"] {
-        let (code, out, err) = run(&["topo", "path", "--config", cfg, "--metric", metric, "--json", "gpu-01", "storage-01"]);
+        let (code, out, err) = run(&[
+            "topo",
+            "path",
+            "--config",
+            cfg,
+            "--metric",
+            metric,
+            "--json",
+            "gpu-01",
+            "storage-01",
+        ]);
         assert_eq!(code, 0, "{err}");
         let v = json_line(&out);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
@@ -34,8 +44,13 @@ fn topo_path_json_is_one_object_that_agrees_with_the_library() {
         for k in ["path", "latency_ns", "bandwidth_gbps", "hops"] {
             assert!(keys.contains(&k), "{k} missing in {v}");
         }
-        let tm = hyperfabric::config::load_fabric_config(cfg).unwrap().topology_manager().unwrap();
-        let r = tm.shortest_route("gpu-01", "storage-01", metric.parse().unwrap()).unwrap();
+        let tm = hyperfabric::config::load_fabric_config(cfg)
+            .unwrap()
+            .topology_manager()
+            .unwrap();
+        let r = tm
+            .shortest_route("gpu-01", "storage-01", metric.parse().unwrap())
+            .unwrap();
         assert_eq!(v["path"], serde_json::json!(r.path));
         assert_eq!(v["latency_ns"], r.latency_ns);
         assert_eq!(v["bandwidth_gbps"], r.bandwidth_gbps);
@@ -44,7 +59,10 @@ fn topo_path_json_is_one_object_that_agrees_with_the_library() {
     // Example: gpu-01 -> switch-01 -> storage-01 = 100 + 250 + 50 + 500 + 2000 ns.
     let (_, out, _) = run(&["topo", "path", "--json", "gpu-01", "storage-01"]);
     let v = json_line(&out);
-    assert_eq!(v["path"], serde_json::json!(["gpu-01", "switch-01", "storage-01"]));
+    assert_eq!(
+        v["path"],
+        serde_json::json!(["gpu-01", "switch-01", "storage-01"])
+    );
     assert_eq!(v["latency_ns"], 2900);
     assert_eq!(v["bandwidth_gbps"], 200.0);
     assert_eq!(v["hops"], 2);
@@ -53,15 +71,84 @@ fn topo_path_json_is_one_object_that_agrees_with_the_library() {
 #[test]
 fn failures_exit_non_zero_with_the_exception_name() {
     let cases: &[(&[&str], &str)] = &[
-        (&["topo", "path", "--json", "gpu-01", "nope"], "NodeNotFoundError"),
-        (&["topo", "path", "--json", "--max-latency-ns", "100", "gpu-01", "storage-01"], "LatencyConstraintViolationError"),
-        (&["topo", "path", "--json", "gpu-01", "qpu-01"], "ZoneIsolationViolationError"),
-        (&["topo", "path", "--json", "--data-type", "quantum_state", "--max-latency-ns", "1000000", "ctl-01", "qpu-01"], ""),
-        (&["topo", "path", "--json", "--entangled", "ctl-01", "qpu-01"], "QuantumCoherenceError"),
-        (&["topo", "path", "--json", "--min-bandwidth-gbps", "500", "gpu-01", "storage-01"], "NoRouteFoundError"),
-        (&["topo", "path", "--json", "--metric", "cost", "gpu-01", "storage-01"], "InvalidArgumentError"),
-        (&["topo", "path", "--json", "--data-type", "video", "gpu-01", "storage-01"], "InvalidArgumentError"),
-        (&["topo", "show", "--json", "--config", "does/not/exist.yaml"], "ConfigError"),
+        (
+            &["topo", "path", "--json", "gpu-01", "nope"],
+            "NodeNotFoundError",
+        ),
+        (
+            &[
+                "topo",
+                "path",
+                "--json",
+                "--max-latency-ns",
+                "100",
+                "gpu-01",
+                "storage-01",
+            ],
+            "LatencyConstraintViolationError",
+        ),
+        (
+            &["topo", "path", "--json", "gpu-01", "qpu-01"],
+            "ZoneIsolationViolationError",
+        ),
+        (
+            &[
+                "topo",
+                "path",
+                "--json",
+                "--data-type",
+                "quantum_state",
+                "--max-latency-ns",
+                "1000000",
+                "ctl-01",
+                "qpu-01",
+            ],
+            "",
+        ),
+        (
+            &["topo", "path", "--json", "--entangled", "ctl-01", "qpu-01"],
+            "QuantumCoherenceError",
+        ),
+        (
+            &[
+                "topo",
+                "path",
+                "--json",
+                "--min-bandwidth-gbps",
+                "500",
+                "gpu-01",
+                "storage-01",
+            ],
+            "NoRouteFoundError",
+        ),
+        (
+            &[
+                "topo",
+                "path",
+                "--json",
+                "--metric",
+                "cost",
+                "gpu-01",
+                "storage-01",
+            ],
+            "InvalidArgumentError",
+        ),
+        (
+            &[
+                "topo",
+                "path",
+                "--json",
+                "--data-type",
+                "video",
+                "gpu-01",
+                "storage-01",
+            ],
+            "InvalidArgumentError",
+        ),
+        (
+            &["topo", "show", "--json", "--config", "does/not/exist.yaml"],
+            "ConfigError",
+        ),
     ];
     for (args, kind) in cases {
         let (code, out, _) = run(args);
@@ -72,7 +159,9 @@ fn failures_exit_non_zero_with_the_exception_name() {
         assert_eq!(code, 1, "{args:?}");
         let v = json_line(&out);
         assert_eq!(v["error"]["kind"], *kind, "{args:?}: {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
     let (code, _, err) = run(&["topo", "path", "gpu-01", "nope"]);
     assert_eq!(code, 1);
@@ -81,10 +170,25 @@ fn failures_exit_non_zero_with_the_exception_name() {
 
 #[test]
 fn topo_show_json_uses_reference_field_names() {
-    let (code, out, err) = run(&["topo", "show", "--json", "--config", "examples/ai-cluster.yaml"]);
+    let (code, out, err) = run(&[
+        "topo",
+        "show",
+        "--json",
+        "--config",
+        "examples/ai-cluster.yaml",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
-    for k in ["total_nodes", "total_links", "zones", "bottlenecks", "performance_metrics", "quantum_enabled_nodes", "neuromorphic_nodes", "timestamp"] {
+    for k in [
+        "total_nodes",
+        "total_links",
+        "zones",
+        "bottlenecks",
+        "performance_metrics",
+        "quantum_enabled_nodes",
+        "neuromorphic_nodes",
+        "timestamp",
+    ] {
         assert!(v.get(k).is_some(), "{k} missing");
     }
     assert_eq!(v["total_nodes"], 9);
@@ -102,14 +206,31 @@ fn analyze_detect_and_generate() {
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     let first = &v.as_array().unwrap()[0];
-    for k in ["location", "bottleneck_type", "severity", "current_utilization", "recommended_action", "affected_paths"] {
+    for k in [
+        "location",
+        "bottleneck_type",
+        "severity",
+        "current_utilization",
+        "recommended_action",
+        "affected_paths",
+    ] {
         assert!(first.get(k).is_some(), "{k} missing");
     }
     let (code, out, _) = run(&["detect", "--json"]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["hardware_type"], "cpu_server");
-    let (code, out, _) = run(&["topo", "generate", "dragonfly", "--a", "2", "--p", "1", "--h", "1"]);
+    let (code, out, _) = run(&[
+        "topo",
+        "generate",
+        "dragonfly",
+        "--a",
+        "2",
+        "--p",
+        "1",
+        "--h",
+        "1",
+    ]);
     assert_eq!(code, 0);
     let cfg = hyperfabric::config::FabricConfig::parse(&out, "generated").unwrap();
     assert_eq!(cfg.nodes.len(), 3 * 2 * 2);

@@ -7,7 +7,11 @@ use hyperfabric::ErrorKind;
 use std::path::Path;
 use std::process::Command;
 
-const EXAMPLES: &[&str] = &["examples/ai-cluster.yaml", "examples/fat-tree-k4.yaml", "examples/torus-2d.yaml"];
+const EXAMPLES: &[&str] = &[
+    "examples/ai-cluster.yaml",
+    "examples/fat-tree-k4.yaml",
+    "examples/torus-2d.yaml",
+];
 
 fn root(p: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -35,7 +39,10 @@ fn values_are_read_as_written() {
     assert_eq!(cfg.fabric.link_policy, Some(hyperfabric::LinkPolicy::Auto));
     assert!(cfg.fabric.protocol.enable_ml_routing);
     assert!(cfg.fabric.protocol.enable_fault_tolerance);
-    assert_eq!(cfg.fabric.protocol.default_latency_constraint_ns, Some(5000));
+    assert_eq!(
+        cfg.fabric.protocol.default_latency_constraint_ns,
+        Some(5000)
+    );
     assert_eq!(cfg.nodes[0].node_id, "cpu 1");
     assert_eq!(cfg.nodes[0].latency_ns, 1000);
     assert_eq!(cfg.nodes[0].bandwidth_gbps, 100.5);
@@ -46,7 +53,10 @@ fn values_are_read_as_written() {
     assert_eq!(cfg.nodes[2].node_id, "true");
     assert_eq!(cfg.nodes[2].rack_position.as_deref(), Some("007"));
     assert_eq!(cfg.nodes[2].bandwidth_gbps, 100.0);
-    assert_eq!(cfg.zones[0].zone.description.as_deref(), Some("a \"quoted\" zone: yes"));
+    assert_eq!(
+        cfg.zones[0].zone.description.as_deref(),
+        Some("a \"quoted\" zone: yes")
+    );
     let t = cfg.topology().unwrap();
     assert_eq!(t.link_count(), 3, "auto policy links every pair");
 }
@@ -128,8 +138,14 @@ fn bad_input_gets_one_line_errors_naming_file_line_and_field() {
         assert_eq!(err.kind(), ErrorKind::Config, "{what}");
         let msg = err.to_string();
         let prefix = format!("{}:{line}: ", path.display());
-        assert!(msg.starts_with(&prefix), "{what}: {msg:?} should start with {prefix:?}");
-        assert!(msg.contains(needle), "{what}: {msg:?} should contain {needle:?}");
+        assert!(
+            msg.starts_with(&prefix),
+            "{what}: {msg:?} should start with {prefix:?}"
+        );
+        assert!(
+            msg.contains(needle),
+            "{what}: {msg:?} should contain {needle:?}"
+        );
         assert!(!msg.contains('\n'), "{what}: not one line: {msg:?}");
 
         // The CLI prints the same line and exits non-zero.
@@ -141,7 +157,10 @@ fn bad_input_gets_one_line_errors_naming_file_line_and_field() {
         assert_eq!(out.status.code(), Some(1), "{what}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
-        assert!(stderr.contains(&prefix) && stderr.contains(needle), "{what}: {stderr}");
+        assert!(
+            stderr.contains(&prefix) && stderr.contains(needle),
+            "{what}: {stderr}"
+        );
     }
 }
 
@@ -153,6 +172,35 @@ fn unreadable_files_are_errors_not_panics() {
     assert!(e.to_string().starts_with(&missing.display().to_string()));
     let binary = dir.path().join("bin.yaml");
     std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
-    assert!(load_fabric_config(&binary).unwrap_err().to_string().contains("UTF-8"));
-    assert_eq!(FabricConfig::parse("", "empty").unwrap(), FabricConfig::default());
+    assert!(load_fabric_config(&binary)
+        .unwrap_err()
+        .to_string()
+        .contains("UTF-8"));
+    assert_eq!(
+        FabricConfig::parse("", "empty").unwrap(),
+        FabricConfig::default()
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+    /// Corrupted configurations are errors, never panics, and errors stay one line.
+    #[test]
+    fn corrupted_configs_never_panic(
+        cut in 0usize..4000,
+        len in 0usize..40,
+        insert in "[ -~\n]{0,12}",
+    ) {
+        let text = std::fs::read_to_string(root("examples/ai-cluster.yaml")).unwrap();
+        let mut chars: Vec<char> = text.chars().collect();
+        let at = cut.min(chars.len());
+        let end = (at + len).min(chars.len());
+        chars.splice(at..end, insert.chars());
+        let mutated: String = chars.into_iter().collect();
+        if let Err(e) = FabricConfig::parse(&mutated, "m.yaml") {
+            proptest::prop_assert!(e.to_string().starts_with("m.yaml:"));
+            proptest::prop_assert!(!e.to_string().contains('\n'));
+        }
+    }
 }

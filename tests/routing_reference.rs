@@ -29,14 +29,23 @@ impl Spec {
         let tm = TopologyManager::new(true);
         for i in 0..self.node_lat.len() {
             tm.add_node(
-                NodeSignature::new(Spec::id(i), HardwareType::CpuServer, self.node_bw[i], self.node_lat[i])
-                    .unwrap(),
+                NodeSignature::new(
+                    Spec::id(i),
+                    HardwareType::CpuServer,
+                    self.node_bw[i],
+                    self.node_lat[i],
+                )
+                .unwrap(),
             )
             .unwrap();
         }
         for &(a, b, lat, bw) in &self.edges {
-            tm.add_link(LinkSpec::new(Spec::id(a), Spec::id(b)).latency_ns(lat).bandwidth_gbps(bw))
-                .unwrap();
+            tm.add_link(
+                LinkSpec::new(Spec::id(a), Spec::id(b))
+                    .latency_ns(lat)
+                    .bandwidth_gbps(bw),
+            )
+            .unwrap();
         }
         for (i, &up) in self.up.iter().enumerate() {
             if !up {
@@ -47,8 +56,12 @@ impl Spec {
     }
 
     fn from_generated(g: &Generated, lat_jitter: &[u64]) -> Spec {
-        let index: std::collections::HashMap<&str, usize> =
-            g.nodes.iter().enumerate().map(|(i, n)| (n.node_id.as_str(), i)).collect();
+        let index: std::collections::HashMap<&str, usize> = g
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.node_id.as_str(), i))
+            .collect();
         Spec {
             node_lat: g.nodes.iter().map(|n| n.latency_ns).collect(),
             node_bw: g.nodes.iter().map(|n| n.bandwidth_gbps).collect(),
@@ -63,7 +76,11 @@ impl Spec {
                         index[l.b.as_str()],
                         l.latency_ns.unwrap() + lat_jitter[i % lat_jitter.len()],
                         // Every third link is narrower, so widest paths differ from shortest.
-                        if i % 3 == 0 { l.bandwidth_gbps.unwrap() / 2.0 } else { l.bandwidth_gbps.unwrap() },
+                        if i % 3 == 0 {
+                            l.bandwidth_gbps.unwrap() / 2.0
+                        } else {
+                            l.bandwidth_gbps.unwrap()
+                        },
                     )
                 })
                 .collect(),
@@ -91,7 +108,13 @@ impl Spec {
         self.edges
             .iter()
             .filter_map(|&(a, b, lat, bw)| {
-                let v = if a == u { b } else if b == u { a } else { return None };
+                let v = if a == u {
+                    b
+                } else if b == u {
+                    a
+                } else {
+                    return None;
+                };
                 (self.up[v] && bw >= floor && self.node_bw[v] >= floor).then_some((v, lat, bw))
             })
             .collect()
@@ -107,7 +130,13 @@ fn reference(spec: &Spec, src: usize, floor: f64, hops_first: bool) -> Vec<Optio
     if !spec.up[src] || spec.node_bw[src] < floor {
         return best;
     }
-    let key = |v: (u64, u32)| if hops_first { (v.1 as u64, v.0) } else { (v.0, v.1 as u64) };
+    let key = |v: (u64, u32)| {
+        if hops_first {
+            (v.1 as u64, v.0)
+        } else {
+            (v.0, v.1 as u64)
+        }
+    };
     best[src] = Some((spec.node_lat[src], 0));
     loop {
         let next = (0..n)
@@ -129,7 +158,12 @@ fn reference(spec: &Spec, src: usize, floor: f64, hops_first: bool) -> Vec<Optio
 /// Widest bottleneck to each node by brute force: the largest threshold (among all link and
 /// node bandwidths) at which the node is still reachable.
 fn widest(spec: &Spec, src: usize) -> Vec<f64> {
-    let mut thresholds: Vec<f64> = spec.edges.iter().map(|e| e.3).chain(spec.node_bw.iter().copied()).collect();
+    let mut thresholds: Vec<f64> = spec
+        .edges
+        .iter()
+        .map(|e| e.3)
+        .chain(spec.node_bw.iter().copied())
+        .collect();
     thresholds.sort_by(|a, b| b.total_cmp(a));
     thresholds.dedup();
     let mut out = vec![0.0; spec.n()];
@@ -159,34 +193,67 @@ fn check_tables(spec: &Spec) -> Result<(), TestCaseError> {
         for d in 0..n {
             let di = g.index_of(&Spec::id(d)).unwrap();
             // Latency and hops metrics: exact optimum, and every next hop is optimal.
-            for (metric, refs, hops_first) in [(Metric::Latency, &lat_ref, false), (Metric::Hops, &hop_ref, true)] {
+            for (metric, refs, hops_first) in [
+                (Metric::Latency, &lat_ref, false),
+                (Metric::Hops, &hop_ref, true),
+            ] {
                 let e = view.lookup(di, metric);
                 match refs[s][d] {
                     None => prop_assert!(!e.reachable(), "{metric} {s}->{d} should be unreachable"),
                     Some((lat, hops)) => {
                         prop_assert!(e.reachable(), "{metric} {s}->{d} should be reachable");
-                        prop_assert_eq!((e.latency_ns, e.hops as u32), (lat, hops), "{} {}->{}", metric, s, d);
+                        prop_assert_eq!(
+                            (e.latency_ns, e.hops as u32),
+                            (lat, hops),
+                            "{} {}->{}",
+                            metric,
+                            s,
+                            d
+                        );
                         if s == d {
                             continue;
                         }
-                        let key = |v: (u64, u32)| if hops_first { (v.1 as u64, v.0) } else { (v.0, v.1 as u64) };
+                        let key = |v: (u64, u32)| {
+                            if hops_first {
+                                (v.1 as u64, v.0)
+                            } else {
+                                (v.0, v.1 as u64)
+                            }
+                        };
                         for &nh in view.next_hops(di, metric) {
                             let nh_id: usize = g.id(nh)[1..].parse().unwrap();
                             let link = spec.adj(s, 0.0).into_iter().find(|x| x.0 == nh_id);
-                            prop_assert!(link.is_some(), "next hop {nh_id} of {s} is not a neighbour");
+                            prop_assert!(
+                                link.is_some(),
+                                "next hop {nh_id} of {s} is not a neighbour"
+                            );
                             let (nl, nhops) = refs[nh_id][d].unwrap();
                             let via = (spec.node_lat[s] + link.unwrap().1 + nl, nhops + 1);
-                            prop_assert_eq!(key(via), key((lat, hops)), "next hop {} of {}->{} not optimal", nh_id, s, d);
+                            prop_assert_eq!(
+                                key(via),
+                                key((lat, hops)),
+                                "next hop {} of {}->{} not optimal",
+                                nh_id,
+                                s,
+                                d
+                            );
                         }
                         // The stored path is a real path with the stored figures.
                         let path = tables.path(si, di, metric).unwrap();
-                        let ids: Vec<usize> = path.iter().map(|&i| g.id(i)[1..].parse().unwrap()).collect();
+                        let ids: Vec<usize> = path
+                            .iter()
+                            .map(|&i| g.id(i)[1..].parse().unwrap())
+                            .collect();
                         prop_assert_eq!(ids[0], s);
                         prop_assert_eq!(*ids.last().unwrap(), d);
                         let mut plat = spec.node_lat[s];
                         let mut pbw = spec.node_bw[s];
                         for w in ids.windows(2) {
-                            let (_, l, bw) = spec.adj(w[0], 0.0).into_iter().find(|x| x.0 == w[1]).unwrap();
+                            let (_, l, bw) = spec
+                                .adj(w[0], 0.0)
+                                .into_iter()
+                                .find(|x| x.0 == w[1])
+                                .unwrap();
                             plat += l + spec.node_lat[w[1]];
                             pbw = pbw.min(bw).min(spec.node_bw[w[1]]);
                         }
@@ -204,18 +271,35 @@ fn check_tables(spec: &Spec) -> Result<(), TestCaseError> {
             let within = reference(spec, s, wide[d], false);
             let (lat, hops) = within[d].unwrap();
             prop_assert_eq!(e.bandwidth_gbps, wide[d], "bandwidth {}->{}", s, d);
-            prop_assert_eq!((e.latency_ns, e.hops as u32), (lat, hops), "bandwidth {}->{}", s, d);
+            prop_assert_eq!(
+                (e.latency_ns, e.hops as u32),
+                (lat, hops),
+                "bandwidth {}->{}",
+                s,
+                d
+            );
             if s != d {
                 for &nh in view.next_hops(di, Metric::Bandwidth) {
                     let nh_id: usize = g.id(nh)[1..].parse().unwrap();
                     let link = spec.adj(s, wide[d]).into_iter().find(|x| x.0 == nh_id);
-                    prop_assert!(link.is_some(), "bandwidth next hop {nh_id} of {s} is too narrow");
+                    prop_assert!(
+                        link.is_some(),
+                        "bandwidth next hop {nh_id} of {s} is too narrow"
+                    );
                     let (nl, nhops) = reference(spec, nh_id, wide[d], false)[d].unwrap();
-                    prop_assert_eq!((spec.node_lat[s] + link.unwrap().1 + nl, nhops + 1), (lat, hops));
+                    prop_assert_eq!(
+                        (spec.node_lat[s] + link.unwrap().1 + nl, nhops + 1),
+                        (lat, hops)
+                    );
                 }
                 // The engine's answer for the metric agrees with the table.
-                let r = tm.shortest_route(&Spec::id(s), &Spec::id(d), Metric::Bandwidth).unwrap();
-                prop_assert_eq!((r.bandwidth_gbps, r.latency_ns, r.hops), (wide[d], lat, hops));
+                let r = tm
+                    .shortest_route(&Spec::id(s), &Spec::id(d), Metric::Bandwidth)
+                    .unwrap();
+                prop_assert_eq!(
+                    (r.bandwidth_gbps, r.latency_ns, r.hops),
+                    (wide[d], lat, hops)
+                );
             }
         }
     }
@@ -224,19 +308,36 @@ fn check_tables(spec: &Spec) -> Result<(), TestCaseError> {
 
 /// All simple paths from s to d whose intermediates pass `allowed` and whose links and nodes
 /// meet `floor`: (latency, bandwidth, hops, path).
-fn all_paths(spec: &Spec, s: usize, d: usize, floor: f64, allowed: &dyn Fn(usize) -> bool) -> Vec<(u64, f64, u32, Vec<usize>)> {
+fn all_paths(
+    spec: &Spec,
+    s: usize,
+    d: usize,
+    floor: f64,
+    allowed: &dyn Fn(usize) -> bool,
+) -> Vec<(u64, f64, u32, Vec<usize>)> {
     let mut out = Vec::new();
     if !spec.up[s] || spec.node_bw[s] < floor {
         return out;
     }
     let mut stack = vec![s];
-    fn dfs(spec: &Spec, d: usize, floor: f64, allowed: &dyn Fn(usize) -> bool, stack: &mut Vec<usize>, out: &mut Vec<(u64, f64, u32, Vec<usize>)>) {
+    fn dfs(
+        spec: &Spec,
+        d: usize,
+        floor: f64,
+        allowed: &dyn Fn(usize) -> bool,
+        stack: &mut Vec<usize>,
+        out: &mut Vec<(u64, f64, u32, Vec<usize>)>,
+    ) {
         let u = *stack.last().unwrap();
         if u == d {
             let mut lat = spec.node_lat[stack[0]];
             let mut bw = spec.node_bw[stack[0]];
             for w in stack.windows(2) {
-                let (_, l, b) = spec.adj(w[0], floor).into_iter().find(|x| x.0 == w[1]).unwrap();
+                let (_, l, b) = spec
+                    .adj(w[0], floor)
+                    .into_iter()
+                    .find(|x| x.0 == w[1])
+                    .unwrap();
                 lat += l + spec.node_lat[w[1]];
                 bw = bw.min(b).min(spec.node_bw[w[1]]);
             }
@@ -265,8 +366,12 @@ fn random_spec(max_nodes: usize) -> impl Strategy<Value = Spec> {
             proptest::collection::vec(prop_oneof![Just(40.0), Just(100.0), Just(400.0)], n),
             proptest::collection::vec(prop::bool::weighted(0.9), n),
             proptest::collection::vec(
-                (0..n, 0..n, prop_oneof![Just(0u64), Just(1), Just(5), Just(10), Just(50)],
-                 prop_oneof![Just(10.0), Just(25.0), Just(40.0), Just(100.0)]),
+                (
+                    0..n,
+                    0..n,
+                    prop_oneof![Just(0u64), Just(1), Just(5), Just(10), Just(50)],
+                    prop_oneof![Just(10.0), Just(25.0), Just(40.0), Just(100.0)],
+                ),
                 0..=n * 3,
             ),
         )
@@ -276,7 +381,12 @@ fn random_spec(max_nodes: usize) -> impl Strategy<Value = Spec> {
                     .into_iter()
                     .filter(|&(a, b, _, _)| a != b && seen.insert((a.min(b), a.max(b))))
                     .collect();
-                Spec { node_lat, node_bw, up, edges }
+                Spec {
+                    node_lat,
+                    node_bw,
+                    up,
+                    edges,
+                }
             })
     })
 }
@@ -359,8 +469,16 @@ proptest! {
 
 #[test]
 fn quantum_data_type_without_quantum_optimization_routes_normally() {
-    let spec = Spec { node_lat: vec![1, 1], node_bw: vec![10.0, 10.0], up: vec![true, true], edges: vec![(0, 1, 5, 10.0)] };
+    let spec = Spec {
+        node_lat: vec![1, 1],
+        node_bw: vec![10.0, 10.0],
+        up: vec![true, true],
+        edges: vec![(0, 1, 5, 10.0)],
+    };
     let tm = spec.manager();
-    let req = RouteRequest { data_type: DataType::QuantumState, ..RouteRequest::new("n0", "n1") };
+    let req = RouteRequest {
+        data_type: DataType::QuantumState,
+        ..RouteRequest::new("n0", "n1")
+    };
     assert_eq!(tm.route(&req).unwrap().latency_ns, 7);
 }

@@ -22,7 +22,11 @@ use std::process::ExitCode;
 const DEFAULT_CONFIG: &str = include_str!("../../examples/ai-cluster.yaml");
 
 #[derive(Parser)]
-#[command(name = "hyperfabric", version, about = "HyperFabric interconnect: topology, routing and hardware tools")]
+#[command(
+    name = "hyperfabric",
+    version,
+    about = "HyperFabric interconnect: topology, routing and hardware tools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -198,7 +202,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             let tm = cfg.topology_manager()?;
             let req = RouteRequest {
                 metric: metric.parse::<Metric>()?,
-                data_type: data_type.parse::<DataType>().map_err(Error::InvalidArgument)?,
+                data_type: data_type
+                    .parse::<DataType>()
+                    .map_err(Error::InvalidArgument)?,
                 latency_constraint_ns: max_latency_ns,
                 bandwidth_requirement_gbps: min_bandwidth_gbps,
                 requires_quantum_entanglement: entangled,
@@ -231,23 +237,35 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Topo(Topo::Generate { kind, gbps, name }) => {
             if !gbps.is_finite() || gbps <= 0.0 {
-                return Err(Error::InvalidArgument(format!("--gbps must be positive (got {gbps})")));
+                return Err(Error::InvalidArgument(format!(
+                    "--gbps must be positive (got {gbps})"
+                )));
             }
             hyperfabric::config::validate_fabric_name(&name).map_err(Error::InvalidArgument)?;
             let g = match kind {
-                GenKind::FatTree { k } if k >= 2 && k % 2 == 0 && k <= 64 => generate::fat_tree(k, gbps),
+                GenKind::FatTree { k } if k >= 2 && k % 2 == 0 && k <= 64 => {
+                    generate::fat_tree(k, gbps)
+                }
                 GenKind::FatTree { k } => {
-                    return Err(Error::InvalidArgument(format!("--k must be even, 2..=64 (got {k})")))
+                    return Err(Error::InvalidArgument(format!(
+                        "--k must be even, 2..=64 (got {k})"
+                    )))
                 }
                 GenKind::Dragonfly { a, p, h } if a >= 1 && h >= 1 && a * h <= 256 => {
                     generate::dragonfly(a, p, h, gbps)
                 }
                 GenKind::Dragonfly { .. } => {
-                    return Err(Error::InvalidArgument("--a and --h must be at least 1, a*h at most 256".into()))
+                    return Err(Error::InvalidArgument(
+                        "--a and --h must be at least 1, a*h at most 256".into(),
+                    ))
                 }
-                GenKind::Torus { x, y } if x >= 1 && y >= 1 && x * y <= 1_000_000 => generate::torus(x, y, gbps),
+                GenKind::Torus { x, y } if x >= 1 && y >= 1 && x * y <= 1_000_000 => {
+                    generate::torus(x, y, gbps)
+                }
                 GenKind::Torus { .. } => {
-                    return Err(Error::InvalidArgument("--x and --y must be at least 1".into()))
+                    return Err(Error::InvalidArgument(
+                        "--x and --y must be at least 1".into(),
+                    ))
                 }
             };
             let mut cfg = FabricConfig {
@@ -288,11 +306,26 @@ fn run(cli: Cli) -> Result<(), Error> {
                         format!("{:.1}", n.bandwidth_gbps),
                         n.compute_units.map_or("-".into(), |c| c.to_string()),
                         n.memory_gb.map_or("-".into(), |m| format!("{m:.1}")),
-                        if hyperfabric::hw::validate_hardware_compatibility(n) { "yes" } else { "no" }.into(),
+                        if hyperfabric::hw::validate_hardware_compatibility(n) {
+                            "yes"
+                        } else {
+                            "no"
+                        }
+                        .into(),
                     ]
                 })
                 .collect();
-            table(&["node_id", "hardware_type", "bandwidth_gbps", "compute_units", "memory_gb", "compatible"], &rows);
+            table(
+                &[
+                    "node_id",
+                    "hardware_type",
+                    "bandwidth_gbps",
+                    "compute_units",
+                    "memory_gb",
+                    "compatible",
+                ],
+                &rows,
+            );
             Ok(())
         }
     }
@@ -320,7 +353,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn show(cfg: &FabricConfig, tm: &TopologyManager, info: &hyperfabric::TopologyInfo) -> Result<(), Error> {
+fn show(
+    cfg: &FabricConfig,
+    tm: &TopologyManager,
+    info: &hyperfabric::TopologyInfo,
+) -> Result<(), Error> {
     let (policy, links) = tm.read(|t| (t.link_policy(), t.links()));
     println!(
         "fabric {:?}: {} nodes, {} links ({} policy), {} zones, {} quantum, {} neuromorphic",
@@ -348,12 +385,26 @@ fn show(cfg: &FabricConfig, tm: &TopologyManager, info: &hyperfabric::TopologyIn
                     n.bandwidth_gbps.to_string(),
                     n.latency_ns.to_string(),
                     n.host.clone().unwrap_or_else(|| "-".into()),
-                    if zones.is_empty() { "-".into() } else { zones.join(",") },
+                    if zones.is_empty() {
+                        "-".into()
+                    } else {
+                        zones.join(",")
+                    },
                 ]
             })
             .collect()
     });
-    table(&["node_id", "hardware_type", "bandwidth_gbps", "latency_ns", "host", "zones"], &rows);
+    table(
+        &[
+            "node_id",
+            "hardware_type",
+            "bandwidth_gbps",
+            "latency_ns",
+            "host",
+            "zones",
+        ],
+        &rows,
+    );
     println!("\nlinks");
     const MAX_LINK_ROWS: usize = 64;
     let rows: Vec<Vec<String>> = links
@@ -369,7 +420,10 @@ fn show(cfg: &FabricConfig, tm: &TopologyManager, info: &hyperfabric::TopologyIn
             ]
         })
         .collect();
-    table(&["link", "latency_ns", "bandwidth_gbps", "origin", "state"], &rows);
+    table(
+        &["link", "latency_ns", "bandwidth_gbps", "origin", "state"],
+        &rows,
+    );
     if links.len() > MAX_LINK_ROWS {
         println!("  ... {} more", links.len() - MAX_LINK_ROWS);
     }
@@ -390,13 +444,31 @@ fn show(cfg: &FabricConfig, tm: &TopologyManager, info: &hyperfabric::TopologyIn
                 })
                 .collect()
         });
-        table(&["zone_id", "zone_type", "isolation", "members", "reserved_gbps", "member ids"], &rows);
+        table(
+            &[
+                "zone_id",
+                "zone_type",
+                "isolation",
+                "members",
+                "reserved_gbps",
+                "member ids",
+            ],
+            &rows,
+        );
     }
     println!("\nperformance_metrics");
     let rows: Vec<Vec<String>> = info
         .performance_metrics
         .iter()
-        .map(|(k, v)| vec![k.clone(), format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string()])
+        .map(|(k, v)| {
+            vec![
+                k.clone(),
+                format!("{v:.3}")
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_string(),
+            ]
+        })
         .collect();
     table(&["metric", "value"], &rows);
     println!("\nbottlenecks");
@@ -421,7 +493,16 @@ fn print_bottlenecks(b: &[hyperfabric::BottleneckInfo]) {
             ]
         })
         .collect();
-    table(&["location", "type", "severity", "utilization", "sample paths"], &rows);
+    table(
+        &[
+            "location",
+            "type",
+            "severity",
+            "utilization",
+            "sample paths",
+        ],
+        &rows,
+    );
     for x in b {
         println!("  - {}: {}", x.location, x.recommended_action);
     }

@@ -107,7 +107,7 @@ impl FabricConfig {
     /// Parses and checks configuration text; `origin` names it in errors (a file name).
     pub fn parse(text: &str, origin: &str) -> Result<FabricConfig> {
         let root = yaml::parse(text)
-            .map_err(|e| Error::Config(format!("{origin}:{}: {}", e.line, e.message)))?;
+            .map_err(|e| Error::Config(one_line(&format!("{origin}:{}: {}", e.line, e.message))))?;
         let cx = Cx { origin };
         let cfg = cx.config(&root)?;
         cx.check_topology(&cfg, &root)?;
@@ -206,6 +206,19 @@ pub fn validate_fabric_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Errors are one line: control characters that came from the file are escaped.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// Parsing context: the origin to name in errors.
 struct Cx<'a> {
     origin: &'a str,
@@ -241,7 +254,7 @@ fn join(path: &str, key: &str) -> String {
 
 impl Cx<'_> {
     fn err(&self, line: usize, path: &str, msg: impl std::fmt::Display) -> Error {
-        Error::Config(format!("{}:{line}: {path}: {msg}", self.origin))
+        Error::Config(one_line(&format!("{}:{line}: {path}: {msg}", self.origin)))
     }
 
     fn fields<'n>(&self, node: &'n Node, path: &str) -> Result<Fields<'n>> {
@@ -329,7 +342,11 @@ impl Cx<'_> {
             "-.inf" => f64::NEG_INFINITY,
             ".nan" => f64::NAN,
             _ => clean.parse().map_err(|_| {
-                self.err(node.line, &path, format!("expected a number, found {text:?}"))
+                self.err(
+                    node.line,
+                    &path,
+                    format!("expected a number, found {text:?}"),
+                )
             })?,
         };
         if !v.is_finite() {
@@ -360,7 +377,9 @@ impl Cx<'_> {
         let text = self.number_text(node, &path)?;
         let clean = text.replace('_', "");
         match clean.parse::<i128>() {
-            Ok(v) if v < 0 => Err(self.err(node.line, &path, format!("cannot be negative (got {v})"))),
+            Ok(v) if v < 0 => {
+                Err(self.err(node.line, &path, format!("cannot be negative (got {v})")))
+            }
             Ok(v) => u64::try_from(v)
                 .map_err(|_| self.err(node.line, &path, format!("{v} is too large"))),
             Err(_) => Err(self.err(
@@ -467,12 +486,18 @@ impl Cx<'_> {
         let id_field = self.required(&mut f, "node_id")?;
         let (id_line, id_path) = (id_field.0.line, id_field.1.clone());
         let node_id = self.string(id_field)?;
-        crate::model::node::validate_node_id(&node_id)
-            .map_err(|e| self.err(id_line, &id_path, e.to_string().trim_start_matches("node_id: ")))?;
+        crate::model::node::validate_node_id(&node_id).map_err(|e| {
+            self.err(
+                id_line,
+                &id_path,
+                e.to_string().trim_start_matches("node_id: "),
+            )
+        })?;
         let hw_field = self.required(&mut f, "hardware_type")?;
         let hw_line = hw_field.0.line;
         let hardware_type: HardwareType = self.parsed(hw_field)?;
-        let bandwidth_gbps = self.positive(self.required(&mut f, "bandwidth_gbps")?, "Bandwidth")?;
+        let bandwidth_gbps =
+            self.positive(self.required(&mut f, "bandwidth_gbps")?, "Bandwidth")?;
         let latency_ns = self.unsigned(self.required(&mut f, "latency_ns")?)?;
         let opt_f = |f: &mut Fields, k: &str| f.take(k).map(|v| self.non_negative(v)).transpose();
         let opt_u = |f: &mut Fields, k: &str| f.take(k).map(|v| self.unsigned(v)).transpose();
@@ -493,7 +518,13 @@ impl Cx<'_> {
             None => None,
             Some((m, mp)) => match yaml::to_json(m) {
                 serde_json::Value::Object(map) => Some(map),
-                _ => return Err(self.err(m.line, &mp, format!("expected a mapping, found {}", m.kind()))),
+                _ => {
+                    return Err(self.err(
+                        m.line,
+                        &mp,
+                        format!("expected a mapping, found {}", m.kind()),
+                    ))
+                }
             },
         };
         self.finish(f, NODE_KEYS)?;
@@ -520,8 +551,7 @@ impl Cx<'_> {
                 "Quantum QPU requires coherence time specification",
             ));
         }
-        sig.validate()
-            .map_err(|e| self.err(node.line, path, e))?;
+        sig.validate().map_err(|e| self.err(node.line, path, e))?;
         Ok(sig)
     }
 
@@ -549,7 +579,8 @@ impl Cx<'_> {
         let zone_type: ZoneType = self.parsed(self.required(&mut f, "zone_type")?)?;
         let isolation_level: IsolationLevel =
             self.parsed(self.required(&mut f, "isolation_level")?)?;
-        let max_nodes = self.bounded(self.required(&mut f, "max_nodes")?, 1, u32::MAX as u64)? as u32;
+        let max_nodes =
+            self.bounded(self.required(&mut f, "max_nodes")?, 1, u32::MAX as u64)? as u32;
         let required_bandwidth_gbps = self.positive(
             self.required(&mut f, "required_bandwidth_gbps")?,
             "Required bandwidth",
@@ -597,7 +628,10 @@ impl Cx<'_> {
                 return Err(self.err(
                     line,
                     &format!("nodes[{i}].node_id"),
-                    format!("duplicate node {:?} (first defined at line {first})", n.node_id),
+                    format!(
+                        "duplicate node {:?} (first defined at line {first})",
+                        n.node_id
+                    ),
                 ));
             }
             first_line.insert(&n.node_id, line);
@@ -742,15 +776,27 @@ fn emit(cfg: &FabricConfig) -> String {
     }
     let _ = writeln!(out, "  protocol:");
     let _ = writeln!(out, "    enable_ml_routing: {}", p.enable_ml_routing);
-    let _ = writeln!(out, "    enable_quantum_optimization: {}", p.enable_quantum_optimization);
-    let _ = writeln!(out, "    enable_fault_tolerance: {}", p.enable_fault_tolerance);
+    let _ = writeln!(
+        out,
+        "    enable_quantum_optimization: {}",
+        p.enable_quantum_optimization
+    );
+    let _ = writeln!(
+        out,
+        "    enable_fault_tolerance: {}",
+        p.enable_fault_tolerance
+    );
     if let Some(c) = p.default_latency_constraint_ns {
         let _ = writeln!(out, "    default_latency_constraint_ns: {c}");
     }
     let _ = writeln!(out, "    buffer_pool_size: {}", p.buffer_pool_size);
     let _ = writeln!(out, "    max_packet_size: {}", p.max_packet_size);
 
-    let _ = writeln!(out, "nodes:{}", if cfg.nodes.is_empty() { " []" } else { "" });
+    let _ = writeln!(
+        out,
+        "nodes:{}",
+        if cfg.nodes.is_empty() { " []" } else { "" }
+    );
     for n in &cfg.nodes {
         let _ = writeln!(out, "  - node_id: {}", quote(&n.node_id));
         let _ = writeln!(out, "    hardware_type: {}", n.hardware_type);
@@ -787,11 +833,19 @@ fn emit(cfg: &FabricConfig) -> String {
             }
         }
         if let Some(m) = &n.metadata {
-            let _ = writeln!(out, "    metadata: {}", flow(&serde_json::Value::Object(m.clone())));
+            let _ = writeln!(
+                out,
+                "    metadata: {}",
+                flow(&serde_json::Value::Object(m.clone()))
+            );
         }
     }
 
-    let _ = writeln!(out, "links:{}", if cfg.links.is_empty() { " []" } else { "" });
+    let _ = writeln!(
+        out,
+        "links:{}",
+        if cfg.links.is_empty() { " []" } else { "" }
+    );
     for l in &cfg.links {
         let mut parts = vec![format!("a: {}", quote(&l.a)), format!("b: {}", quote(&l.b))];
         if let Some(v) = l.latency_ns {
@@ -803,14 +857,22 @@ fn emit(cfg: &FabricConfig) -> String {
         let _ = writeln!(out, "  - {{ {} }}", parts.join(", "));
     }
 
-    let _ = writeln!(out, "zones:{}", if cfg.zones.is_empty() { " []" } else { "" });
+    let _ = writeln!(
+        out,
+        "zones:{}",
+        if cfg.zones.is_empty() { " []" } else { "" }
+    );
     for z in &cfg.zones {
         let zz = &z.zone;
         let _ = writeln!(out, "  - zone_id: {}", quote(&zz.zone_id));
         let _ = writeln!(out, "    zone_type: {}", zz.zone_type);
         let _ = writeln!(out, "    isolation_level: {}", zz.isolation_level);
         let _ = writeln!(out, "    max_nodes: {}", zz.max_nodes);
-        let _ = writeln!(out, "    required_bandwidth_gbps: {}", float(zz.required_bandwidth_gbps));
+        let _ = writeln!(
+            out,
+            "    required_bandwidth_gbps: {}",
+            float(zz.required_bandwidth_gbps)
+        );
         if let Some(d) = &zz.description {
             let _ = writeln!(out, "    description: {}", quote(d));
         }

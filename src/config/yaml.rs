@@ -14,7 +14,10 @@ pub(crate) struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
     /// A scalar; `plain` is false when it was quoted or a block scalar (always a string).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Entries in document order, each key with its own line.
     Map(Vec<(String, usize, Node)>),
@@ -300,7 +303,18 @@ mod tests {
 
     #[test]
     fn quoting_reads_back() {
-        for s in ["gpu-01", "true", "1.5", "", "a b", "x: y", "\"q\"", "tab\there", "ü", "-x"] {
+        for s in [
+            "gpu-01",
+            "true",
+            "1.5",
+            "",
+            "a b",
+            "x: y",
+            "\"q\"",
+            "tab\there",
+            "ü",
+            "-x",
+        ] {
             let doc = format!("k: {}\n", quote(s));
             let n = parse(&doc).ok().unwrap();
             let Value::Map(e) = n.value else { panic!() };

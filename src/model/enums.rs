@@ -114,7 +114,10 @@ string_enum! {
 impl HardwareType {
     /// Quantum processors (QPU, annealer): they declare a coherence time.
     pub fn is_quantum(self) -> bool {
-        matches!(self, HardwareType::QuantumQpu | HardwareType::QuantumAnnealer)
+        matches!(
+            self,
+            HardwareType::QuantumQpu | HardwareType::QuantumAnnealer
+        )
     }
 
     /// Nodes an entanglement-requiring route may cross: quantum processors and photonic
@@ -129,7 +132,10 @@ impl HardwareType {
 
     /// Neuromorphic processors.
     pub fn is_neuromorphic(self) -> bool {
-        matches!(self, HardwareType::NeuromorphicChip | HardwareType::IntelLoihi)
+        matches!(
+            self,
+            HardwareType::NeuromorphicChip | HardwareType::IntelLoihi
+        )
     }
 
     /// GPUs and AI accelerators.
@@ -202,6 +208,8 @@ impl DataType {
     }
 }
 
+// The enum macro derives a fixed set of traits; the default is given by hand.
+#[allow(clippy::derivable_impls)]
 impl Default for DataType {
     fn default() -> Self {
         DataType::Generic
@@ -232,6 +240,7 @@ impl PacketPriority {
     }
 }
 
+#[allow(clippy::derivable_impls)]
 impl Default for PacketPriority {
     fn default() -> Self {
         PacketPriority::Medium
@@ -294,7 +303,10 @@ mod tests {
         assert_eq!(IsolationLevel::QuantumSecure.as_str(), "quantum_secure");
         assert!(IsolationLevel::High > IsolationLevel::Medium);
         let err = "nvidia_h200".parse::<HardwareType>().unwrap_err();
-        assert!(err.contains("nvidia_h200") && err.contains("nvidia_h100"), "{err}");
+        assert!(
+            err.contains("nvidia_h200") && err.contains("nvidia_h100"),
+            "{err}"
+        );
         assert_eq!(HardwareType::from_u32(16), None);
     }
 }

@@ -180,18 +180,31 @@ mod tests {
 
     #[test]
     fn post_init_rules_hold() {
-        assert!(msg(NodeSignature::new("a", HardwareType::CpuServer, 0.0, 1))
-            .contains("bandwidth_gbps"));
-        assert!(msg(NodeSignature::new("a", HardwareType::CpuServer, -1.0, 1))
-            .contains("positive"));
-        assert!(msg(NodeSignature::new("a", HardwareType::CpuServer, f64::NAN, 1))
-            .contains("finite"));
         assert!(
-            msg(NodeSignature::new("a", HardwareType::CpuServer, f64::INFINITY, 1))
-                .contains("finite")
+            msg(NodeSignature::new("a", HardwareType::CpuServer, 0.0, 1))
+                .contains("bandwidth_gbps")
         );
-        assert!(msg(NodeSignature::new("q", HardwareType::QuantumQpu, 10.0, 1))
-            .contains("quantum_coherence_time_us"));
+        assert!(
+            msg(NodeSignature::new("a", HardwareType::CpuServer, -1.0, 1)).contains("positive")
+        );
+        assert!(msg(NodeSignature::new(
+            "a",
+            HardwareType::CpuServer,
+            f64::NAN,
+            1
+        ))
+        .contains("finite"));
+        assert!(msg(NodeSignature::new(
+            "a",
+            HardwareType::CpuServer,
+            f64::INFINITY,
+            1
+        ))
+        .contains("finite"));
+        assert!(
+            msg(NodeSignature::new("q", HardwareType::QuantumQpu, 10.0, 1))
+                .contains("quantum_coherence_time_us")
+        );
         assert!(msg(NodeSignature::new("", HardwareType::CpuServer, 1.0, 1)).contains("node_id"));
         assert!(msg(NodeSignature::new("a\0b", HardwareType::CpuServer, 1.0, 1)).contains("NUL"));
         let long = "x".repeat(64);

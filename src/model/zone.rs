@@ -67,9 +67,16 @@ impl FabricZone {
             return bad("required_bandwidth_gbps", "must be a finite number");
         }
         if self.required_bandwidth_gbps <= 0.0 {
-            return bad("required_bandwidth_gbps", "Required bandwidth must be positive");
+            return bad(
+                "required_bandwidth_gbps",
+                "Required bandwidth must be positive",
+            );
         }
-        if self.description.as_deref().is_some_and(|s| s.contains('\0')) {
+        if self
+            .description
+            .as_deref()
+            .is_some_and(|s| s.contains('\0'))
+        {
             return bad("description", "must not contain NUL");
         }
         Ok(())
@@ -90,8 +97,8 @@ mod tests {
         let e = FabricZone::new("z", ZoneType::ComputeCluster, IsolationLevel::Low, 4, -1.0)
             .unwrap_err();
         assert!(e.to_string().contains("required_bandwidth_gbps"));
-        let e = FabricZone::new("", ZoneType::ComputeCluster, IsolationLevel::Low, 4, 1.0)
-            .unwrap_err();
+        let e =
+            FabricZone::new("", ZoneType::ComputeCluster, IsolationLevel::Low, 4, 1.0).unwrap_err();
         assert!(e.to_string().contains("zone_id"));
         assert!(FabricZone::new("z", ZoneType::StorageTier, IsolationLevel::High, 4, 1.0).is_ok());
     }

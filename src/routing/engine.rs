@@ -164,7 +164,11 @@ impl RoutingEngine {
 
     /// Reads the topology.
     pub fn read_topology<T>(&self, f: impl FnOnce(&Topology) -> T) -> T {
-        f(&self.shared.topology.read().unwrap_or_else(|e| e.into_inner()))
+        f(&self
+            .shared
+            .topology
+            .read()
+            .unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Changes the topology; if `f` succeeded and changed anything, tables are rebuilt.
@@ -293,15 +297,31 @@ fn route_service(shared: &Shared) {
     } else {
         CostModel::Static
     };
+    // Replaced tables wait here until no reader holds them, so the (large) deallocation runs
+    // on this thread, never on a reader that happened to drop the last reference.
+    let mut retired: Vec<Arc<RoutingTables>> = Vec::new();
     loop {
+        retired.retain(|t| Arc::strong_count(t) > 1);
         let target = {
             let st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            let st = shared
-                .work
-                .wait_while(st, |s| s.built >= s.wanted && !s.stop)
-                .unwrap_or_else(|e| e.into_inner());
+            let idle = |s: &mut ServiceState| s.built >= s.wanted && !s.stop;
+            let st = if retired.is_empty() {
+                shared
+                    .work
+                    .wait_while(st, idle)
+                    .unwrap_or_else(|e| e.into_inner())
+            } else {
+                shared
+                    .work
+                    .wait_timeout_while(st, RETIRE_POLL, idle)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            };
             if st.stop {
                 return;
+            }
+            if st.built >= st.wanted {
+                continue; // woke to retire old tables
             }
             st.wanted
         };
@@ -315,12 +335,15 @@ fn route_service(shared: &Shared) {
             SourceSet::Nodes(ids) => ids.iter().filter_map(|id| graph.index_of(id)).collect(),
         };
         let tables = RoutingTables::build(graph, &sources, target);
-        shared.tables.store(Arc::new(tables));
+        retired.push(shared.tables.swap(Arc::new(tables)));
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         st.built = st.built.max(target);
         shared.published.notify_all();
     }
 }
+
+/// How often the route service checks whether replaced tables can be freed.
+const RETIRE_POLL: Duration = Duration::from_millis(50);
 
 /// Solves one request on one snapshot. Unconstrained requests are answered from the tables;
 /// constrained ones by pruned searches, O(E log V) each, off the data path.
@@ -372,8 +395,7 @@ fn solve(tables: &RoutingTables, options: &RoutingOptions, req: &RouteRequest) -
     });
 
     // Fast path: nothing constrains the route, the tables have it.
-    let unconstrained =
-        floor == 0.0 && deadline.is_none() && req.latency_constraint_ns.is_none();
+    let unconstrained = floor == 0.0 && deadline.is_none() && req.latency_constraint_ns.is_none();
     if unconstrained {
         if let Some(e) = tables.lookup(s, d, req.metric) {
             if !e.reachable() {
@@ -382,7 +404,7 @@ fn solve(tables: &RoutingTables, options: &RoutingOptions, req: &RouteRequest) -
             if let Some(path) = tables.path(s, d, req.metric) {
                 let ok = allowed
                     .as_ref()
-                    .is_none_or(|a| path[1..path.len() - 1].iter().all(|&x| a[x as usize]));
+                    .is_none_or(|a| intermediates(&path).iter().all(|&x| a[x as usize]));
                 if ok {
                     return Ok(Route {
                         path: g.ids_of(&path),
@@ -442,7 +464,9 @@ fn solve(tables: &RoutingTables, options: &RoutingOptions, req: &RouteRequest) -
         Metric::Hops => fewest_hops_within(g, s, d, floor, allowed, bound),
     }
     .ok_or_else(|| no_route(g, s, d, allowed.is_some()))?;
-    if quantum_rules && req.requires_quantum_entanglement && path.len() > MAX_QUANTUM_ENTANGLED_NODES
+    if quantum_rules
+        && req.requires_quantum_entanglement
+        && path.len() > MAX_QUANTUM_ENTANGLED_NODES
     {
         return Err(Error::QuantumCoherence(format!(
             "entangled path has {} nodes, at most {MAX_QUANTUM_ENTANGLED_NODES} allowed",
@@ -450,6 +474,15 @@ fn solve(tables: &RoutingTables, options: &RoutingOptions, req: &RouteRequest) -
         )));
     }
     Ok(route_of(g, &path))
+}
+
+/// The nodes of a path between its endpoints (none for a path of one or two nodes).
+pub(crate) fn intermediates(path: &[u32]) -> &[u32] {
+    if path.len() <= 2 {
+        &[]
+    } else {
+        &path[1..path.len() - 1]
+    }
 }
 
 fn no_route(g: &RouteGraph, s: u32, d: u32, filtered: bool) -> Error {

@@ -10,6 +10,7 @@ mod search;
 mod table;
 
 pub use cost::{predicted_latency_ns, CostModel};
+pub(crate) use engine::intermediates;
 pub use engine::{Route, RouteRequest, RoutingEngine, RoutingOptions, SourceSet};
 pub use graph::RouteGraph;
 pub use search::{Search, SearchOrder};

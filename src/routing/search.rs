@@ -102,7 +102,11 @@ impl Search {
         self.hops[s] = 0;
         self.bandwidth_gbps[s] = g.node_bandwidth_gbps[s];
         self.heap.clear();
-        self.heap.push(Reverse((key(self.latency_ns[s], 0).0, key(self.latency_ns[s], 0).1, src)));
+        self.heap.push(Reverse((
+            key(self.latency_ns[s], 0).0,
+            key(self.latency_ns[s], 0).1,
+            src,
+        )));
         while let Some(Reverse((k1, k2, u))) = self.heap.pop() {
             let ui = u as usize;
             if self.done[ui] || (k1, k2) != key(self.latency_ns[ui], self.hops[ui]) {
@@ -112,7 +116,8 @@ impl Search {
             if u != src && allowed.is_some_and(|a| !a[ui]) {
                 continue;
             }
-            let (lat_u, hops_u, bw_u) = (self.latency_ns[ui], self.hops[ui], self.bandwidth_gbps[ui]);
+            let (lat_u, hops_u, bw_u) =
+                (self.latency_ns[ui], self.hops[ui], self.bandwidth_gbps[ui]);
             for arc in g.arcs(u) {
                 let v = arc.to as usize;
                 if self.done[v]

@@ -170,7 +170,7 @@ fn affected_paths(tables: &RoutingTables, at: &[u32]) -> Vec<Vec<String>> {
                 continue;
             };
             let hit = match at {
-                [x] => path[1..path.len() - 1].contains(x),
+                [x] => crate::routing::intermediates(&path).contains(x),
                 [a, b] => path
                     .windows(2)
                     .any(|w| (w[0] == *a && w[1] == *b) || (w[0] == *b && w[1] == *a)),

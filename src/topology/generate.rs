@@ -43,16 +43,34 @@ impl Generated {
 /// A k-ary fat-tree (k even, 2..=64): (k/2)² core switches, k pods of k/2 aggregation and k/2
 /// edge switches, k/2 hosts per edge switch: k³/4 hosts. All links `gbps`.
 pub fn fat_tree(k: usize, gbps: f64) -> Generated {
-    assert!(k >= 2 && k % 2 == 0 && k <= 64, "fat-tree arity must be even, 2..=64");
+    assert!(
+        k >= 2 && k % 2 == 0 && k <= 64,
+        "fat-tree arity must be even, 2..=64"
+    );
     let h = k / 2;
     let mut g = Generated::default();
     for c in 0..h * h {
-        g.node(format!("core-{c}"), HardwareType::NetworkSwitch, gbps, SWITCH_NS);
+        g.node(
+            format!("core-{c}"),
+            HardwareType::NetworkSwitch,
+            gbps,
+            SWITCH_NS,
+        );
     }
     for p in 0..k {
         for j in 0..h {
-            g.node(format!("agg-{p}-{j}"), HardwareType::NetworkSwitch, gbps, SWITCH_NS);
-            g.node(format!("edge-{p}-{j}"), HardwareType::NetworkSwitch, gbps, SWITCH_NS);
+            g.node(
+                format!("agg-{p}-{j}"),
+                HardwareType::NetworkSwitch,
+                gbps,
+                SWITCH_NS,
+            );
+            g.node(
+                format!("edge-{p}-{j}"),
+                HardwareType::NetworkSwitch,
+                gbps,
+                SWITCH_NS,
+            );
         }
         for e in 0..h {
             for x in 0..h {
@@ -61,12 +79,22 @@ pub fn fat_tree(k: usize, gbps: f64) -> Generated {
                 g.link(&host, &format!("edge-{p}-{e}"), CABLE_NS, gbps);
             }
             for j in 0..h {
-                g.link(&format!("edge-{p}-{e}"), &format!("agg-{p}-{j}"), CABLE_NS, gbps);
+                g.link(
+                    &format!("edge-{p}-{e}"),
+                    &format!("agg-{p}-{j}"),
+                    CABLE_NS,
+                    gbps,
+                );
             }
         }
         for j in 0..h {
             for c in 0..h {
-                g.link(&format!("agg-{p}-{j}"), &format!("core-{}", j * h + c), CABLE_NS, gbps);
+                g.link(
+                    &format!("agg-{p}-{j}"),
+                    &format!("core-{}", j * h + c),
+                    CABLE_NS,
+                    gbps,
+                );
             }
         }
     }
@@ -77,7 +105,10 @@ pub fn fat_tree(k: usize, gbps: f64) -> Generated {
 /// `a·h + 1` groups fully connected by one global link per pair of groups; routers of a group
 /// fully meshed. Global links are slower (longer cables) than local ones.
 pub fn dragonfly(a: usize, p: usize, h: usize, gbps: f64) -> Generated {
-    assert!(a >= 1 && h >= 1, "dragonfly needs at least one router and global link");
+    assert!(
+        a >= 1 && h >= 1,
+        "dragonfly needs at least one router and global link"
+    );
     let groups = a * h + 1;
     let mut g = Generated::default();
     let router = |gi: usize, ri: usize| format!("r-{gi}-{ri}");

@@ -243,7 +243,10 @@ impl Topology {
             )));
         }
         let id = node.node_id.clone();
-        let ix = self.graph.add_node(NodeState { sig: node, up: true });
+        let ix = self.graph.add_node(NodeState {
+            sig: node,
+            up: true,
+        });
         self.index.insert(id, ix);
         self.touch();
         Ok(())
@@ -257,7 +260,8 @@ impl Topology {
             z.members.remove(id);
         }
         self.down_pairs.retain(|(a, b)| *a != ix && *b != ix);
-        self.implied_metrics.retain(|(a, b), _| *a != ix && *b != ix);
+        self.implied_metrics
+            .retain(|(a, b), _| *a != ix && *b != ix);
         let state = self.graph.remove_node(ix).expect("indexed node exists");
         self.touch();
         Ok(state.sig)
@@ -542,7 +546,11 @@ impl Topology {
                 zone.zone_id
             )));
         }
-        let reserved: f64 = self.zones.iter().map(|z| z.zone.required_bandwidth_gbps).sum();
+        let reserved: f64 = self
+            .zones
+            .iter()
+            .map(|z| z.zone.required_bandwidth_gbps)
+            .sum();
         let capacity = self.capacity_gbps();
         if reserved + zone.required_bandwidth_gbps > capacity {
             return Err(Error::InsufficientResources(format!(
@@ -679,7 +687,10 @@ mod tests {
     fn bad_changes_get_the_right_errors() {
         let mut t = Topology::new();
         t.add_node(node("a", 10.0)).unwrap();
-        assert_eq!(t.add_node(node("a", 10.0)).unwrap_err().kind(), ErrorKind::DuplicateNode);
+        assert_eq!(
+            t.add_node(node("a", 10.0)).unwrap_err().kind(),
+            ErrorKind::DuplicateNode
+        );
         assert_eq!(
             t.add_link(LinkSpec::new("a", "zz")).unwrap_err().kind(),
             ErrorKind::NodeNotFound
@@ -690,13 +701,19 @@ mod tests {
             t.add_link(LinkSpec::new("b", "a")).unwrap_err().kind(),
             ErrorKind::InvalidArgument
         );
-        assert_eq!(t.remove_link("a", "a").unwrap_err().kind(), ErrorKind::LinkNotFound);
-        let zone = FabricZone::new("z", ZoneType::ComputeCluster, IsolationLevel::High, 1, 15.0)
-            .unwrap();
+        assert_eq!(
+            t.remove_link("a", "a").unwrap_err().kind(),
+            ErrorKind::LinkNotFound
+        );
+        let zone =
+            FabricZone::new("z", ZoneType::ComputeCluster, IsolationLevel::High, 1, 15.0).unwrap();
         t.create_zone(zone.clone()).unwrap();
-        assert_eq!(t.create_zone(zone).unwrap_err().kind(), ErrorKind::DuplicateZone);
-        let big = FabricZone::new("y", ZoneType::ComputeCluster, IsolationLevel::Low, 1, 6.0)
-            .unwrap();
+        assert_eq!(
+            t.create_zone(zone).unwrap_err().kind(),
+            ErrorKind::DuplicateZone
+        );
+        let big =
+            FabricZone::new("y", ZoneType::ComputeCluster, IsolationLevel::Low, 1, 6.0).unwrap();
         assert_eq!(
             t.create_zone(big).unwrap_err().kind(),
             ErrorKind::InsufficientResources

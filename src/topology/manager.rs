@@ -59,7 +59,8 @@ impl TopologyManager {
 
     /// Removes a node with its links and memberships (`NodeNotFoundError`).
     pub fn remove_node(&self, node_id: &str) -> Result<()> {
-        self.engine.update_topology(|t| t.remove_node(node_id).map(drop))
+        self.engine
+            .update_topology(|t| t.remove_node(node_id).map(drop))
     }
 
     /// Declares a link.
@@ -98,7 +99,8 @@ impl TopologyManager {
 
     /// Deletes a zone (`ZoneNotFoundError`).
     pub fn delete_zone(&self, zone_id: &str) -> Result<()> {
-        self.engine.update_topology(|t| t.delete_zone(zone_id).map(drop))
+        self.engine
+            .update_topology(|t| t.delete_zone(zone_id).map(drop))
     }
 
     /// Adds a node to a zone.
@@ -114,7 +116,12 @@ impl TopologyManager {
     }
 
     /// The reference's `find_shortest_path`: node ids of the best path by `metric`.
-    pub fn find_shortest_path(&self, source: &str, destination: &str, metric: Metric) -> Result<Vec<String>> {
+    pub fn find_shortest_path(
+        &self,
+        source: &str,
+        destination: &str,
+        metric: Metric,
+    ) -> Result<Vec<String>> {
         Ok(self.shortest_route(source, destination, metric)?.path)
     }
 
@@ -180,13 +187,23 @@ impl TopologyManager {
                 }
             }
         }
-        let avg = |sum: f64| if reached > 0 { sum / reached as f64 } else { 0.0 };
+        let avg = |sum: f64| {
+            if reached > 0 {
+                sum / reached as f64
+            } else {
+                0.0
+            }
+        };
         metrics.insert("route_epoch".into(), g.epoch() as f64);
         metrics.insert("table_build_ms".into(), tables.build_ns() as f64 / 1e6);
         metrics.insert("table_sources".into(), tables.sources().len() as f64);
         metrics.insert(
             "reachable_pair_ratio".into(),
-            if pairs > 0 { reached as f64 / pairs as f64 } else { 1.0 },
+            if pairs > 0 {
+                reached as f64 / pairs as f64
+            } else {
+                1.0
+            },
         );
         metrics.insert("avg_path_latency_ns".into(), avg(lat_sum));
         metrics.insert("max_path_latency_ns".into(), lat_max as f64);

@@ -1,0 +1,48 @@
+//! The operating-system layer: the only module that calls libc. Safe wrappers only.
+
+use crate::error::{Error, Result};
+
+/// Pins the calling thread to one CPU (`sched_setaffinity`). Threads it spawns afterwards
+/// inherit the pinning.
+pub fn pin_current_thread(cpu: usize) -> Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(Error::InvalidArgument(format!(
+            "cpu {cpu} is beyond the largest CPU number ({})",
+            libc::CPU_SETSIZE - 1
+        )));
+    }
+    // SAFETY: cpu_set_t is plain data for which all-zero is the empty set; CPU_SET writes
+    // inside it because cpu < CPU_SETSIZE (checked above); sched_setaffinity reads exactly
+    // size_of::<cpu_set_t>() bytes from a pointer to a live local.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(Error::io(
+            format!("pinning the thread to cpu {cpu}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Number of CPUs this process may run on.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinning_accepts_cpu_zero_and_rejects_nonsense() {
+        std::thread::spawn(|| pin_current_thread(0).unwrap())
+            .join()
+            .unwrap();
+        assert!(pin_current_thread(1 << 20).is_err());
+        assert!(available_cpus() >= 1);
+    }
+}

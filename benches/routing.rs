@@ -42,7 +42,7 @@ fn lookup(c: &mut Criterion) {
     let graph = Arc::new(RouteGraph::build(&t, CostModel::Static));
     let n = graph.node_count();
     let all: Vec<u32> = (0..n as u32).collect();
-    let tables = RoutingTables::build(graph, &all, 1);
+    let tables = RoutingTables::build(graph, &all, 1, true);
     // Baseline: a plain array of entries with the same footprint (3 metrics per source).
     let plain = vec![
         RouteEntry {
@@ -107,14 +107,14 @@ fn rebuild(c: &mut Criterion) {
         b.iter(|| {
             let graph = Arc::new(RouteGraph::build(&fat, CostModel::Static));
             let all: Vec<u32> = (0..graph.node_count() as u32).collect();
-            black_box(RoutingTables::build(graph, &all, 1))
+            black_box(RoutingTables::build(graph, &all, 1, true))
         })
     });
     let torus = topology(&generate::torus(100, 100, 100.0));
     g.bench_function("torus_10000_nodes_one_source", |b| {
         b.iter_batched(
             || Arc::new(RouteGraph::build(&torus, CostModel::Static)),
-            |graph| black_box(RoutingTables::build(graph, &[0], 1)),
+            |graph| black_box(RoutingTables::build(graph, &[0], 1, true)),
             BatchSize::LargeInput,
         )
     });

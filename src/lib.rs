@@ -20,3 +20,8 @@ pub use model::{
 };
 pub use routing::{Metric, RouteRequest, RoutingEngine};
 pub use topology::{LinkPolicy, LinkSpec, TopologyManager};
+
+/// The README's examples, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -387,16 +387,21 @@ fn link_metrics_are_checked() {
     );
 }
 
-#[test]
-fn equal_cost_next_hops_spread_flows() {
+fn fat_tree_manager(auto_optimization: bool) -> TopologyManager {
     let g = generate::fat_tree(4, 100.0);
-    let tm = TopologyManager::new(true);
+    let tm = TopologyManager::new(auto_optimization);
     for n in g.nodes {
         tm.add_node(n).unwrap();
     }
     for l in g.links {
         tm.add_link(l).unwrap();
     }
+    tm
+}
+
+#[test]
+fn equal_cost_next_hops_spread_flows() {
+    let tm = fat_tree_manager(true);
     let tables = tm.routing().current_tables().unwrap();
     let gr = tables.graph();
     let edge = gr.index_of("edge-0-0").unwrap();
@@ -415,6 +420,15 @@ fn equal_cost_next_hops_spread_flows() {
     for h in used {
         assert!(gr.id(h).starts_with("agg-0-"));
     }
+    // Without auto-optimisation every flow takes the primary next hop.
+    let tm = fat_tree_manager(false);
+    let tables = tm.routing().current_tables().unwrap();
+    let view = tables.source(edge).unwrap();
+    assert_eq!(view.next_hops(far, Metric::Latency).len(), 1);
+    let used: std::collections::HashSet<u32> = (0..16)
+        .map(|h| view.next_hop_for_flow(far, Metric::Latency, h))
+        .collect();
+    assert_eq!(used.len(), 1);
 }
 
 #[test]

@@ -41,7 +41,8 @@ pub struct RoutingOptions {
     /// Neuromorphic traffic is coalesced by the data plane; routing treats it as latency
     /// traffic.
     pub enable_neuromorphic_routing: bool,
-    /// Spread flows over equal-cost next hops (`enable_auto_optimization`).
+    /// Keep equal-cost next hops in the tables so flows spread over them
+    /// (`enable_auto_optimization`); without it every flow takes the primary next hop.
     pub load_balancing: bool,
     /// Which sources get tables.
     pub sources: SourceSet,
@@ -334,7 +335,7 @@ fn route_service(shared: &Shared) {
             SourceSet::All => (0..graph.node_count() as u32).collect(),
             SourceSet::Nodes(ids) => ids.iter().filter_map(|id| graph.index_of(id)).collect(),
         };
-        let tables = RoutingTables::build(graph, &sources, target);
+        let tables = RoutingTables::build(graph, &sources, target, shared.options.load_balancing);
         retired.push(shared.tables.swap(Arc::new(tables)));
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         st.built = st.built.max(target);

@@ -60,6 +60,7 @@ pub struct RoutingTables {
     /// Predecessors for the latency and hops metrics, `[slot][metric 0|1][dst]`.
     preds: Vec<u32>,
     alternates: Vec<u32>,
+    ecmp: bool,
     build_ns: u64,
 }
 
@@ -122,19 +123,23 @@ impl RoutingTables {
             entries: Vec::new(),
             preds: Vec::new(),
             alternates: Vec::new(),
+            ecmp: false,
             build_ns: 0,
         }
     }
 
-    /// Computes the tables of `sources` (dense indices) over `graph`.
+    /// Computes the tables of `sources` (dense indices) over `graph`. With `ecmp`, entries
+    /// keep their equal-cost next hops for flow hashing; without, only the primary one.
     pub fn build(
         graph: std::sync::Arc<RouteGraph>,
         sources: &[u32],
         generation: u64,
+        ecmp: bool,
     ) -> RoutingTables {
         let started = Instant::now();
         let n = graph.node_count();
         let mut t = RoutingTables::empty(graph.clone(), generation);
+        t.ecmp = ecmp;
         t.entries = vec![RouteEntry::UNREACHABLE; sources.len() * 3 * n];
         t.preds = vec![NONE; sources.len() * 2 * n];
         let mut search = Search::new(n);
@@ -186,7 +191,7 @@ impl RoutingTables {
                 n_alternates: 0,
                 alternates_start: 0,
             };
-            if n_first > 1 {
+            if self.ecmp && n_first > 1 {
                 e.n_alternates = n_first as u16;
                 e.alternates_start = self.alternates.len() as u32;
                 self.alternates

@@ -482,3 +482,85 @@ fn quantum_data_type_without_quantum_optimization_routes_normally() {
     };
     assert_eq!(tm.route(&req).unwrap().latency_ns, 7);
 }
+
+/// Constrained requests on generated topologies, against the O(n²) reference: the latency
+/// metric with a bandwidth floor and a latency bound, and the bandwidth metric with a bound
+/// (the widest threshold whose fastest path meets it).
+fn check_constrained(
+    spec: &Spec,
+    s: usize,
+    d: usize,
+    limit: Option<u64>,
+    floor: Option<f64>,
+) -> Result<(), TestCaseError> {
+    let tm = spec.manager();
+    let floor_v = floor.unwrap_or(0.0);
+    let fastest = reference(spec, s, floor_v, false)[d];
+    for metric in [Metric::Latency, Metric::Bandwidth] {
+        let req = RouteRequest {
+            metric,
+            latency_constraint_ns: limit,
+            bandwidth_requirement_gbps: floor,
+            ..RouteRequest::new(Spec::id(s), Spec::id(d))
+        };
+        let got = tm.route(&req);
+        let Some((best, best_hops)) = fastest else {
+            prop_assert_eq!(got.unwrap_err().kind(), ErrorKind::NoRouteFound);
+            continue;
+        };
+        if limit.is_some_and(|l| best > l) {
+            prop_assert_eq!(
+                got.unwrap_err().kind(),
+                ErrorKind::LatencyConstraintViolation
+            );
+            continue;
+        }
+        let got = got.unwrap();
+        match metric {
+            Metric::Latency => prop_assert_eq!((got.latency_ns, got.hops), (best, best_hops)),
+            _ => {
+                let mut thresholds: Vec<f64> = spec
+                    .edges
+                    .iter()
+                    .map(|e| e.3)
+                    .chain(spec.node_bw.iter().copied())
+                    .filter(|&b| b >= floor_v)
+                    .collect();
+                thresholds.sort_by(|a, b| b.total_cmp(a));
+                thresholds.dedup();
+                let (b, lat, hops) = thresholds
+                    .iter()
+                    .find_map(|&b| {
+                        reference(spec, s, b, false)[d]
+                            .filter(|&(lat, _)| limit.is_none_or(|l| lat <= l))
+                            .map(|(lat, hops)| (b, lat, hops))
+                    })
+                    .unwrap();
+                prop_assert_eq!(got.bandwidth_gbps, b);
+                prop_assert_eq!((got.latency_ns, got.hops), (lat, hops));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn constrained_routes_match_reference_on_generated_topologies(
+        kind in 0usize..3,
+        jitter in proptest::collection::vec(0u64..400, 1..16),
+        s in 0usize..64, d in 0usize..64,
+        limit in prop::option::of(0u64..3000),
+        floor in prop::option::of(prop_oneof![Just(50.0), Just(100.0)]),
+    ) {
+        let g = match kind {
+            0 => generate::fat_tree(4, 100.0),
+            1 => generate::dragonfly(2, 1, 2, 100.0),
+            _ => generate::torus(4, 4, 100.0),
+        };
+        let spec = Spec::from_generated(&g, &jitter);
+        check_constrained(&spec, s % spec.n(), d % spec.n(), limit, floor)?;
+    }
+}

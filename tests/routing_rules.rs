@@ -522,3 +522,40 @@ fn a_bridge_between_two_cliques_is_a_route_concentration() {
         .iter()
         .all(|p| p.windows(2).any(|w| w == ["n3", "n4"] || w == ["n4", "n3"])));
 }
+
+#[test]
+fn route_load_spreads_over_equal_cost_paths() {
+    // In a k=4 fat-tree every core link carries the same share when flows are spread; with
+    // only primary next hops the first core switch takes more.
+    let core_loads = |auto: bool| -> Vec<f64> {
+        let tm = fat_tree_manager(auto);
+        let t = tm.routing().current_tables().unwrap();
+        let (g, load) = (t.graph(), t.route_load());
+        assert_eq!(load.routes, 36 * 35);
+        (0..g.link_count())
+            .filter(|&i| {
+                let (a, b) = g.link(i);
+                g.id(a).starts_with("core") || g.id(b).starts_with("core")
+            })
+            .map(|i| load.links[i])
+            .collect()
+    };
+    let spread = core_loads(true);
+    assert_eq!(spread.len(), 16);
+    assert!(
+        spread.iter().all(|&l| (l - spread[0]).abs() < 1e-9),
+        "{spread:?}"
+    );
+    let fixed = core_loads(false);
+    let (lo, hi) = fixed
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), &l| (lo.min(l), hi.max(l)));
+    assert!(hi > lo, "{fixed:?}");
+    // The total is the same: spreading moves load, it does not create or lose any.
+    let (a, b): (f64, f64) = (spread.iter().sum(), fixed.iter().sum());
+    assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    assert!(fat_tree_manager(true)
+        .analyze_bottlenecks()
+        .unwrap()
+        .is_empty());
+}

@@ -142,6 +142,7 @@ enum ConfigCmd {
 }
 
 fn main() -> ExitCode {
+    hyperfabric::sys::default_sigpipe();
     let cli = Cli::parse();
     let json = match &cli.command {
         Command::Topo(Topo::Show(s) | Topo::Analyze(s)) => s.json,

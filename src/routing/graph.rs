@@ -124,6 +124,11 @@ impl RouteGraph {
         self.links.len()
     }
 
+    /// Dense endpoints of link `i` (`a < b`), as indexed in route loads.
+    pub fn link(&self, i: usize) -> (u32, u32) {
+        self.links[i]
+    }
+
     /// Topology epoch this snapshot was taken at.
     pub fn epoch(&self) -> u64 {
         self.epoch

@@ -280,15 +280,64 @@ impl RoutingTables {
 
     /// Route load of the latency tables: how many (source, destination) routes cross each
     /// link of the graph, and how many each node carries as an intermediate.
+    ///
+    /// When the tables keep equal-cost next hops and cover every node, a route's unit of
+    /// load splits evenly at every hop among that hop's equal-cost next hops, as flow hashing
+    /// spreads traffic; otherwise each route follows its primary path.
     pub fn route_load(&self) -> RouteLoad {
         let g = &self.graph;
         let mut out = RouteLoad {
-            links: vec![0; g.link_count()],
-            transit: vec![0; self.n],
+            links: vec![0.0; g.link_count()],
+            transit: vec![0.0; self.n],
             routes: 0,
         };
         let link_of: std::collections::HashMap<(u32, u32), usize> =
             g.links.iter().enumerate().map(|(i, &ab)| (ab, i)).collect();
+        let add_link = |out: &mut RouteLoad, u: u32, v: u32, w: f64| {
+            if let Some(&li) = link_of.get(&(u.min(v), u.max(v))) {
+                out.links[li] += w;
+            }
+        };
+        if self.ecmp && self.sources.len() == self.n {
+            // Level by level (hops remaining strictly falls along next hops), merging the
+            // weight that reaches a node by several equal-cost paths.
+            let mut level: Vec<(u32, f64)> = Vec::new();
+            let mut next: std::collections::BTreeMap<u32, f64> = Default::default();
+            for &src in &self.sources {
+                for d in 0..self.n as u32 {
+                    if d == src
+                        || !self
+                            .lookup(src, d, Metric::Latency)
+                            .is_some_and(|e| e.reachable())
+                    {
+                        continue;
+                    }
+                    out.routes += 1;
+                    level.clear();
+                    level.push((src, 1.0));
+                    while !level.is_empty() {
+                        next.clear();
+                        for &(u, w) in &level {
+                            if u != src {
+                                out.transit[u as usize] += w;
+                            }
+                            let view = self.source(u).expect("every node is a source");
+                            let hops = view.next_hops(d, Metric::Latency);
+                            let share = w / hops.len() as f64;
+                            for &h in hops {
+                                add_link(&mut out, u, h, share);
+                                if h != d {
+                                    *next.entry(h).or_default() += share;
+                                }
+                            }
+                        }
+                        level.clear();
+                        level.extend(next.iter().map(|(&k, &v)| (k, v)));
+                    }
+                }
+            }
+            return out;
+        }
         let mut subtree = vec![0u64; self.n];
         for (slot, &src) in self.sources.iter().enumerate() {
             let preds = &self.preds[slot * 2 * self.n..(slot * 2 + 1) * self.n];
@@ -304,13 +353,11 @@ impl RoutingTables {
             for &v in &order {
                 let vi = v as usize;
                 subtree[vi] += 1;
-                out.transit[vi] += subtree[vi] - 1;
+                out.transit[vi] += (subtree[vi] - 1) as f64;
                 out.routes += 1;
                 let p = preds[vi];
                 subtree[p as usize] += subtree[vi];
-                if let Some(&li) = link_of.get(&(p.min(v), p.max(v))) {
-                    out.links[li] += subtree[vi];
-                }
+                add_link(&mut out, p, v, subtree[vi] as f64);
             }
         }
         out
@@ -318,12 +365,13 @@ impl RoutingTables {
 }
 
 /// Route load derived from the latency tables.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteLoad {
-    /// Routes crossing each link (indexed like the graph's links).
-    pub links: Vec<u64>,
+    /// Routes crossing each link (indexed like the graph's links); fractional when routes
+    /// split over equal-cost paths.
+    pub links: Vec<f64>,
     /// Routes each node forwards as an intermediate.
-    pub transit: Vec<u64>,
+    pub transit: Vec<f64>,
     /// Routes counted (reachable source/destination pairs, source != destination).
     pub routes: u64,
 }

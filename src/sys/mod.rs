@@ -28,6 +28,16 @@ pub fn pin_current_thread(cpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// Makes writes to a closed pipe end the process quietly (as C programs do), instead of
+/// failing every later write. For command-line tools whose output is piped into `head`.
+pub fn default_sigpipe() {
+    // SAFETY: installing SIG_DFL for SIGPIPE has no memory-safety preconditions; it only
+    // changes what the kernel does when this process writes to a pipe without readers.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Number of CPUs this process may run on.
 pub fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -77,12 +77,11 @@ pub fn analyze_bottlenecks(topology: &Topology, tables: &RoutingTables) -> Vec<B
         }
     }
 
-    let used: Vec<u64> = load.links.iter().copied().filter(|&c| c > 0).collect();
+    let used: Vec<f64> = load.links.iter().copied().filter(|&c| c > 0.0).collect();
     if !used.is_empty() {
-        let mean = used.iter().sum::<u64>() as f64 / used.len() as f64;
-        for (li, &count) in load.links.iter().enumerate() {
-            let c = count as f64;
-            if c < CONCENTRATION_FACTOR * mean || count < 4 {
+        let mean = used.iter().sum::<f64>() / used.len() as f64;
+        for (li, &c) in load.links.iter().enumerate() {
+            if c < CONCENTRATION_FACTOR * mean || c < 4.0 {
                 continue;
             }
             let (a, b) = g.links[li];
@@ -95,9 +94,10 @@ pub fn analyze_bottlenecks(topology: &Topology, tables: &RoutingTables) -> Vec<B
                     severity: (1.0 - mean / c).clamp(0.0, 1.0),
                     current_utilization: utilization,
                     recommended_action: format!(
-                        "{count} of {} routes cross {ia}<->{ib} ({:.1}x the mean link): add a \
+                        "{} of {} routes cross {ia}<->{ib} ({:.1}x the mean link): add a \
                          parallel link between {ia} and {ib}, or link their neighbours \
                          directly",
+                        round1(c),
                         load.routes,
                         c / mean
                     ),
@@ -109,8 +109,8 @@ pub fn analyze_bottlenecks(topology: &Topology, tables: &RoutingTables) -> Vec<B
     }
 
     for x in 0..g.node_count() {
-        let transit = load.transit[x];
-        if transit == 0 {
+        let transit = round1(load.transit[x]);
+        if load.transit[x] <= 0.0 {
             continue;
         }
         let widest_link = g
@@ -145,6 +145,15 @@ pub fn analyze_bottlenecks(topology: &Topology, tables: &RoutingTables) -> Vec<B
         info.affected_paths = affected_paths(tables, at);
     }
     found.into_iter().map(|(i, _)| i).collect()
+}
+
+/// A route count for messages: whole numbers without decimals, split loads with one.
+fn round1(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round())
+    } else {
+        format!("{v:.1}")
+    }
 }
 
 fn dense_link(g: &crate::routing::RouteGraph, a: &str, b: &str) -> Vec<u32> {

@@ -9,7 +9,9 @@ pub mod config;
 pub mod error;
 pub mod hw;
 pub mod model;
+pub mod ring;
 pub mod routing;
+pub mod sync;
 pub mod sys;
 pub mod topology;
 

@@ -38,9 +38,15 @@ pub fn default_sigpipe() {
     }
 }
 
-/// Number of CPUs this process may run on.
+/// Number of CPUs online (not the calling thread's affinity, which pinning narrows).
 pub fn available_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    // SAFETY: sysconf only reads a system value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust workspace (unit, integration, command-line and documentation
+# tests), then the ring algorithms model-checked under loom (built with --cfg loom in a
+# target directory of their own, so the two builds do not invalidate each other).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --release --workspace
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib ring::model

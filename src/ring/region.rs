@@ -1,0 +1,261 @@
+//! [`Region`]: ring memory in one mapping (process-local heap, or a shared-memory file), laid
+//! out as a [`RingHeader`] page followed by the slots.
+
+use super::{RingMemory, SLOT_SIZE};
+use crate::error::{Error, Result};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::CachePadded;
+use std::path::Path;
+
+/// `"HFRING"` + format version 1, little-endian.
+pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"HFRING\x00\x01");
+/// Layout version.
+pub const RING_VERSION: u32 = 1;
+/// Bytes before the first slot.
+pub const HEADER_PAGE: usize = 4096;
+/// Most slots a ring may have (1 GiB of slots).
+pub const MAX_CAPACITY: usize = 1 << 24;
+
+/// The first bytes of every ring mapping. Only atomics, so every process may read and write
+/// it through shared references; offsets, never pointers.
+#[derive(Debug)]
+#[repr(C)]
+pub struct RingHeader {
+    /// [`RING_MAGIC`], stored last (Release) by the creator: an opener that loads it with
+    /// Acquire sees every other field initialised.
+    pub magic: AtomicU64,
+    /// [`RING_VERSION`].
+    pub version: AtomicU32,
+    /// [`SLOT_SIZE`].
+    pub slot_size: AtomicU32,
+    /// Number of slots.
+    pub capacity: AtomicU32,
+    /// Reserved, zero.
+    pub flags: AtomicU32,
+    /// Pid of the producing process (0: not attached).
+    pub producer_pid: AtomicU32,
+    /// Pid of the consuming process (0: not attached).
+    pub consumer_pid: AtomicU32,
+    /// Bumped each time the ring is re-created under the same name.
+    pub generation: AtomicU64,
+    _reserved: [u64; 11],
+    /// Producer's tail (published per message, Relaxed; observers only).
+    pub tail: CachePadded<AtomicU64>,
+    /// Consumer's head (sync point "reclaim").
+    pub head: CachePadded<AtomicU64>,
+}
+
+const _: () = assert!(std::mem::size_of::<RingHeader>() <= HEADER_PAGE);
+const _: () = assert!(std::mem::offset_of!(RingHeader, tail) == 128);
+const _: () = assert!(std::mem::offset_of!(RingHeader, head) == 256);
+
+#[derive(Debug)]
+enum Backing {
+    Heap(std::alloc::Layout),
+    /// Unmapped when dropped.
+    Mapped {
+        _map: memmap2::MmapRaw,
+    },
+}
+
+/// A ring's memory: header page and slots in one contiguous mapping.
+#[derive(Debug)]
+pub struct Region {
+    base: *mut u8,
+    capacity: usize,
+    backing: Backing,
+}
+
+// SAFETY: the mapping is only accessed through atomics (header, sequence words) and through
+// the ring protocol, which gives each byte range to one side at a time; the raw pointer stays
+// valid for the Region's lifetime because the Region owns the allocation or mapping.
+unsafe impl Send for Region {}
+// SAFETY: as above; `&Region` exposes no unsynchronised mutation.
+unsafe impl Sync for Region {}
+
+fn check_capacity(capacity: usize) -> Result<()> {
+    if !capacity.is_power_of_two() || !(2..=MAX_CAPACITY).contains(&capacity) {
+        return Err(Error::InvalidArgument(format!(
+            "ring capacity must be a power of two within 2..={MAX_CAPACITY} slots (got {capacity})"
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes of a ring mapping with `capacity` slots.
+pub fn region_len(capacity: usize) -> usize {
+    HEADER_PAGE + capacity * SLOT_SIZE
+}
+
+impl Region {
+    /// A zeroed ring in process-local memory.
+    pub fn heap(capacity: usize) -> Result<Region> {
+        check_capacity(capacity)?;
+        let layout = std::alloc::Layout::from_size_align(region_len(capacity), HEADER_PAGE)
+            .map_err(|e| Error::InvalidArgument(format!("ring layout: {e}")))?;
+        // SAFETY: the layout has a non-zero size (at least one header page).
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        if base.is_null() {
+            return Err(Error::io(
+                "allocating a ring",
+                std::io::Error::from(std::io::ErrorKind::OutOfMemory),
+            ));
+        }
+        let r = Region {
+            base,
+            capacity,
+            backing: Backing::Heap(layout),
+        };
+        r.init();
+        Ok(r)
+    }
+
+    /// Creates a ring in a new file at `path` (mode 0600; fails if the file exists) and maps it.
+    pub fn create_file(path: &Path, capacity: usize) -> Result<Region> {
+        use std::os::unix::fs::OpenOptionsExt;
+        check_capacity(capacity)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        file.set_len(region_len(capacity) as u64)
+            .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
+        let map = memmap2::MmapRaw::map_raw(&file)
+            .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+        let r = Region {
+            base: map.as_mut_ptr(),
+            capacity,
+            backing: Backing::Mapped { _map: map },
+        };
+        r.init();
+        Ok(r)
+    }
+
+    /// Maps an existing ring file, checking its header against its size.
+    pub fn open_file(path: &Path) -> Result<Region> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len() as usize;
+        let bad =
+            |why: String| Error::InvalidArgument(format!("{}: not a ring: {why}", path.display()));
+        if len < HEADER_PAGE + 2 * SLOT_SIZE {
+            return Err(bad(format!("{len} bytes")));
+        }
+        let map = memmap2::MmapRaw::map_raw(&file)
+            .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+        let r = Region {
+            base: map.as_mut_ptr(),
+            capacity: 0, // set once the header is checked
+            backing: Backing::Mapped { _map: map },
+        };
+        let h = r.header();
+        if h.magic.load(Ordering::Acquire) != RING_MAGIC {
+            return Err(bad("bad magic (or not initialised yet)".into()));
+        }
+        let version = h.version.load(Ordering::Relaxed);
+        if version != RING_VERSION {
+            return Err(bad(format!(
+                "layout version {version}, expected {RING_VERSION}"
+            )));
+        }
+        let slot = h.slot_size.load(Ordering::Relaxed) as usize;
+        let capacity = h.capacity.load(Ordering::Relaxed) as usize;
+        if slot != SLOT_SIZE || check_capacity(capacity).is_err() || region_len(capacity) != len {
+            return Err(bad(format!(
+                "slot size {slot}, capacity {capacity}, file {len} bytes"
+            )));
+        }
+        let mut r = r;
+        r.capacity = capacity;
+        Ok(r)
+    }
+
+    fn init(&self) {
+        let h = self.header();
+        h.version.store(RING_VERSION, Ordering::Relaxed);
+        h.slot_size.store(SLOT_SIZE as u32, Ordering::Relaxed);
+        h.capacity.store(self.capacity as u32, Ordering::Relaxed);
+        h.magic.store(RING_MAGIC, Ordering::Release);
+    }
+
+    /// The header.
+    pub fn header(&self) -> &RingHeader {
+        // SAFETY: the mapping is at least HEADER_PAGE bytes, page-aligned, and RingHeader
+        // (all atomics) fits in it; atomics may be shared between threads and processes.
+        unsafe { &*(self.base as *const RingHeader) }
+    }
+
+    #[inline]
+    fn slot_ptr(&self, slot: usize, offset: usize) -> *mut u8 {
+        // SAFETY: callers keep slot < capacity and offset within the slot array.
+        unsafe { self.base.add(HEADER_PAGE + slot * SLOT_SIZE + offset) }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Backing::Heap(layout) = self.backing {
+            // SAFETY: base was allocated with exactly this layout in `Region::heap`.
+            unsafe { std::alloc::dealloc(self.base, layout) };
+        }
+    }
+}
+
+// SAFETY: sequence words are the 4-byte-aligned first bytes of each slot inside the mapping;
+// write/read stay within the slot array (debug-asserted) as the trait requires.
+unsafe impl RingMemory for Region {
+    #[inline]
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    #[inline]
+    fn seq(&self, slot: usize) -> &AtomicU32 {
+        debug_assert!(slot < self.capacity);
+        // SAFETY: slot < capacity, so the word is inside the mapping and 64-byte aligned.
+        unsafe { &*(self.slot_ptr(slot, 0) as *const AtomicU32) }
+    }
+
+    #[inline]
+    fn head(&self) -> &AtomicU64 {
+        &self.header().head
+    }
+
+    #[inline]
+    fn tail(&self) -> &AtomicU64 {
+        &self.header().tail
+    }
+
+    #[inline]
+    unsafe fn write(&self, slot: usize, offset: usize, data: &[u8]) {
+        debug_assert!(slot * SLOT_SIZE + offset + data.len() <= self.capacity * SLOT_SIZE);
+        // SAFETY: in bounds (caller contract, asserted above); the protocol gives these
+        // bytes to the producer alone, so no other access overlaps.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.slot_ptr(slot, offset), data.len())
+        }
+    }
+
+    #[inline]
+    unsafe fn read<R>(
+        &self,
+        slot: usize,
+        offset: usize,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> R {
+        debug_assert!(slot * SLOT_SIZE + offset + len <= self.capacity * SLOT_SIZE);
+        // SAFETY: in bounds; the bytes were published to the consumer and the producer does
+        // not touch them until the consumer releases them after `f` returns.
+        f(unsafe { std::slice::from_raw_parts(self.slot_ptr(slot, offset), len) })
+    }
+}

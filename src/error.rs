@@ -32,11 +32,13 @@ pub enum ErrorCategory {
     Timeout,
     /// `InvalidArgumentError`: an argument that is not a node or zone specification is invalid.
     InvalidArgument,
+    /// `SecurityError`: a frame failed authentication or is malformed.
+    Security,
 }
 
 impl ErrorCategory {
     /// Every category, in status-code order.
-    pub const ALL: [ErrorCategory; 9] = [
+    pub const ALL: [ErrorCategory; 10] = [
         ErrorCategory::Node,
         ErrorCategory::Routing,
         ErrorCategory::Quantum,
@@ -46,6 +48,7 @@ impl ErrorCategory {
         ErrorCategory::Io,
         ErrorCategory::Timeout,
         ErrorCategory::InvalidArgument,
+        ErrorCategory::Security,
     ];
 
     /// The exception class name of the category (`"NodeError"`, ...).
@@ -60,6 +63,7 @@ impl ErrorCategory {
             ErrorCategory::Io => "IOError",
             ErrorCategory::Timeout => "TimeoutError",
             ErrorCategory::InvalidArgument => "InvalidArgumentError",
+            ErrorCategory::Security => "SecurityError",
         }
     }
 
@@ -132,6 +136,9 @@ error_kinds! {
     Io = -701, Io, "IOError", "An operating-system call failed.";
     Timeout = -801, Timeout, "TimeoutError", "An operation did not complete in time.";
     InvalidArgument = -901, InvalidArgument, "InvalidArgumentError", "An argument is invalid.";
+    AuthenticationFailed = -1001, Security, "AuthenticationError",
+        "A frame failed authentication (wrong key or tampered).";
+    MalformedFrame = -1002, Security, "MalformedFrameError", "A frame does not decode.";
 }
 
 impl fmt::Display for ErrorKind {
@@ -204,6 +211,12 @@ pub enum Error {
     /// `InvalidArgumentError`.
     #[error("{0}")]
     InvalidArgument(String),
+    /// `AuthenticationError`.
+    #[error("{0}")]
+    AuthenticationFailed(String),
+    /// `MalformedFrameError`.
+    #[error("{0}")]
+    MalformedFrame(String),
 }
 
 impl Error {
@@ -228,6 +241,8 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::AuthenticationFailed(_) => ErrorKind::AuthenticationFailed,
+            Error::MalformedFrame(_) => ErrorKind::MalformedFrame,
         }
     }
 
@@ -257,6 +272,8 @@ impl Error {
             },
             ErrorKind::Timeout => Error::Timeout(m),
             ErrorKind::InvalidArgument => Error::InvalidArgument(m),
+            ErrorKind::AuthenticationFailed => Error::AuthenticationFailed(m),
+            ErrorKind::MalformedFrame => Error::MalformedFrame(m),
         }
     }
 

@@ -125,6 +125,7 @@ error_kinds! {
         "No route reaches the destination within the quantum coherence deadline.";
     BufferOverflow = -401, Buffer, "BufferOverflowError", "Data exceeds the buffer capacity.";
     BufferUnderflow = -402, Buffer, "BufferUnderflowError", "Not enough data in the buffer.";
+    BufferExhausted = -403, Buffer, "BufferExhaustedError", "Every buffer of the pool is in use.";
     DuplicateZone = -501, Zone, "DuplicateZoneError", "A zone with this id already exists.";
     ZoneNotFound = -502, Zone, "ZoneNotFoundError", "The named zone does not exist.";
     InvalidZone = -503, Zone, "InvalidZoneError", "A zone specification is invalid.";
@@ -178,6 +179,9 @@ pub enum Error {
     /// `BufferUnderflowError`.
     #[error("{0}")]
     BufferUnderflow(String),
+    /// `BufferExhaustedError`.
+    #[error("{0}")]
+    BufferExhausted(String),
     /// `DuplicateZoneError`.
     #[error("{0}")]
     DuplicateZone(String),
@@ -232,6 +236,7 @@ impl Error {
             Error::QuantumCoherence(_) => ErrorKind::QuantumCoherence,
             Error::BufferOverflow(_) => ErrorKind::BufferOverflow,
             Error::BufferUnderflow(_) => ErrorKind::BufferUnderflow,
+            Error::BufferExhausted(_) => ErrorKind::BufferExhausted,
             Error::DuplicateZone(_) => ErrorKind::DuplicateZone,
             Error::ZoneNotFound(_) => ErrorKind::ZoneNotFound,
             Error::InvalidZone(_) => ErrorKind::InvalidZone,
@@ -260,6 +265,7 @@ impl Error {
             ErrorKind::QuantumCoherence => Error::QuantumCoherence(m),
             ErrorKind::BufferOverflow => Error::BufferOverflow(m),
             ErrorKind::BufferUnderflow => Error::BufferUnderflow(m),
+            ErrorKind::BufferExhausted => Error::BufferExhausted(m),
             ErrorKind::DuplicateZone => Error::DuplicateZone(m),
             ErrorKind::ZoneNotFound => Error::ZoneNotFound(m),
             ErrorKind::InvalidZone => Error::InvalidZone(m),

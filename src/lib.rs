@@ -5,6 +5,7 @@
 //! ([`routing`]), YAML configuration ([`config`]) and hardware detection ([`hw`]).
 #![warn(missing_docs)]
 
+pub mod buffer;
 pub mod codec;
 pub mod config;
 pub mod error;

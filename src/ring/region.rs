@@ -5,6 +5,7 @@ use super::{RingMemory, SLOT_SIZE};
 use crate::error::{Error, Result};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::CachePadded;
+use crate::sys::Mapping;
 use std::path::Path;
 
 /// `"HFRING"` + format version 1, little-endian.
@@ -49,26 +50,18 @@ const _: () = assert!(std::mem::size_of::<RingHeader>() <= HEADER_PAGE);
 const _: () = assert!(std::mem::offset_of!(RingHeader, tail) == 128);
 const _: () = assert!(std::mem::offset_of!(RingHeader, head) == 256);
 
-#[derive(Debug)]
-enum Backing {
-    Heap(std::alloc::Layout),
-    /// Unmapped when dropped.
-    Mapped {
-        _map: memmap2::MmapRaw,
-    },
-}
-
 /// A ring's memory: header page and slots in one contiguous mapping.
 #[derive(Debug)]
 pub struct Region {
     base: *mut u8,
     capacity: usize,
-    backing: Backing,
+    /// Owns the memory `base` points into.
+    _map: Mapping,
 }
 
 // SAFETY: the mapping is only accessed through atomics (header, sequence words) and through
-// the ring protocol, which gives each byte range to one side at a time; the raw pointer stays
-// valid for the Region's lifetime because the Region owns the allocation or mapping.
+// the ring protocol, which gives each byte range to one side at a time; `base` stays valid
+// for the Region's lifetime because the Region owns the mapping.
 unsafe impl Send for Region {}
 // SAFETY: as above; `&Region` exposes no unsynchronised mutation.
 unsafe impl Sync for Region {}
@@ -91,71 +84,44 @@ impl Region {
     /// A zeroed ring in process-local memory.
     pub fn heap(capacity: usize) -> Result<Region> {
         check_capacity(capacity)?;
-        let layout = std::alloc::Layout::from_size_align(region_len(capacity), HEADER_PAGE)
-            .map_err(|e| Error::InvalidArgument(format!("ring layout: {e}")))?;
-        // SAFETY: the layout has a non-zero size (at least one header page).
-        let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        if base.is_null() {
-            return Err(Error::io(
-                "allocating a ring",
-                std::io::Error::from(std::io::ErrorKind::OutOfMemory),
-            ));
-        }
-        let r = Region {
-            base,
+        Ok(Region::new(
+            Mapping::anonymous(region_len(capacity))?,
             capacity,
-            backing: Backing::Heap(layout),
-        };
-        r.init();
-        Ok(r)
+        ))
     }
 
     /// Creates a ring in a new file at `path` (mode 0600; fails if the file exists) and maps it.
     pub fn create_file(path: &Path, capacity: usize) -> Result<Region> {
-        use std::os::unix::fs::OpenOptionsExt;
         check_capacity(capacity)?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        file.set_len(region_len(capacity) as u64)
-            .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
-        let map = memmap2::MmapRaw::map_raw(&file)
-            .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
-        let r = Region {
-            base: map.as_mut_ptr(),
+        Ok(Region::new(
+            Mapping::create_file(path, region_len(capacity))?,
             capacity,
-            backing: Backing::Mapped { _map: map },
+        ))
+    }
+
+    fn new(map: Mapping, capacity: usize) -> Region {
+        let r = Region {
+            base: map.as_ptr(),
+            capacity,
+            _map: map,
         };
         r.init();
-        Ok(r)
+        r
     }
 
     /// Maps an existing ring file, checking its header against its size.
     pub fn open_file(path: &Path) -> Result<Region> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
-            .len() as usize;
+        let map = Mapping::open_file(path)?;
+        let len = map.len();
         let bad =
             |why: String| Error::InvalidArgument(format!("{}: not a ring: {why}", path.display()));
         if len < HEADER_PAGE + 2 * SLOT_SIZE {
             return Err(bad(format!("{len} bytes")));
         }
-        let map = memmap2::MmapRaw::map_raw(&file)
-            .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
-        let r = Region {
-            base: map.as_mut_ptr(),
+        let mut r = Region {
+            base: map.as_ptr(),
             capacity: 0, // set once the header is checked
-            backing: Backing::Mapped { _map: map },
+            _map: map,
         };
         let h = r.header();
         if h.magic.load(Ordering::Acquire) != RING_MAGIC {
@@ -174,7 +140,6 @@ impl Region {
                 "slot size {slot}, capacity {capacity}, file {len} bytes"
             )));
         }
-        let mut r = r;
         r.capacity = capacity;
         Ok(r)
     }
@@ -198,15 +163,6 @@ impl Region {
     fn slot_ptr(&self, slot: usize, offset: usize) -> *mut u8 {
         // SAFETY: callers keep slot < capacity and offset within the slot array.
         unsafe { self.base.add(HEADER_PAGE + slot * SLOT_SIZE + offset) }
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        if let Backing::Heap(layout) = self.backing {
-            // SAFETY: base was allocated with exactly this layout in `Region::heap`.
-            unsafe { std::alloc::dealloc(self.base, layout) };
-        }
     }
 }
 

@@ -1,5 +1,9 @@
 //! The operating-system layer: the only module that calls libc. Safe wrappers only.
 
+mod mapping;
+
+pub use mapping::Mapping;
+
 use crate::error::{Error, Result};
 
 /// Pins the calling thread to one CPU (`sched_setaffinity`). Threads it spawns afterwards

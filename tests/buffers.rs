@@ -1,0 +1,152 @@
+//! Zero-copy buffers: the reference's write/read semantics and errors, pool exhaustion and
+//! return, concurrent acquire/release, and a buffer filled by one process and read in place
+//! by another through a descriptor.
+
+use hyperfabric::buffer::{BufferDescriptor, BufferManager, ZeroCopyBuffer};
+use hyperfabric::ErrorKind;
+use std::path::PathBuf;
+use std::process::Command;
+
+#[test]
+fn write_and_read_with_offsets_compression_and_errors() {
+    let mut b = ZeroCopyBuffer::new(64, false, true).unwrap();
+    assert!(b.encryption_enabled());
+    assert_eq!(b.write_data(b"abc", 10, false).unwrap(), 3);
+    assert_eq!(b.len(), 13);
+    assert_eq!(b.read_data(3, 10, false).unwrap(), b"abc");
+    assert_eq!(b.read_data(2, 0, false).unwrap(), [0, 0]);
+    let e = b.read_data(4, 10, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BufferUnderflow);
+    let e = b.write_data(&[1; 60], 10, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BufferOverflow);
+    assert_eq!(
+        b.read_data(3, 10, false).unwrap(),
+        b"abc",
+        "a failed write changes nothing"
+    );
+    assert_eq!(
+        b.write_data(&[], usize::MAX, false).unwrap_err().kind(),
+        ErrorKind::BufferOverflow
+    );
+    assert_eq!(
+        b.read_data(usize::MAX, 1, false).unwrap_err().kind(),
+        ErrorKind::BufferUnderflow
+    );
+
+    let mut c = ZeroCopyBuffer::new(4096, false, false).unwrap();
+    let text = b"all-reduce ".repeat(200);
+    let n = c.write_data(&text, 0, true).unwrap();
+    assert!(n < text.len() / 4, "{n}");
+    assert_eq!(c.read_data(n, 0, true).unwrap(), text);
+    assert_eq!(c.read_data(n, 0, false).unwrap().len(), n);
+    // Buffers that compress by default.
+    let mut d = ZeroCopyBuffer::new(4096, true, false).unwrap();
+    let n = d.write_data(&text, 0, false).unwrap();
+    assert_eq!(d.read_data(n, 0, false).unwrap(), text);
+    assert_eq!(
+        ZeroCopyBuffer::new(0, false, false).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[test]
+fn pools_hand_out_each_buffer_once_and_take_them_back() {
+    let pool = BufferManager::new(3, 100).unwrap();
+    assert_eq!(pool.buffer_size(), 128, "rounded up to cache lines");
+    let held: Vec<_> = (0..3).map(|_| pool.acquire().unwrap()).collect();
+    assert_eq!(
+        pool.acquire().unwrap_err().kind(),
+        ErrorKind::BufferExhausted
+    );
+    assert_eq!(pool.available(), 0);
+    drop(held);
+    assert_eq!(pool.available(), 3);
+    assert!(BufferManager::new(0, 10).is_err());
+    assert!(BufferManager::new(10, 0).is_err());
+}
+
+#[test]
+fn concurrent_acquire_release_never_shares_a_buffer() {
+    let pool = BufferManager::new(8, 64).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let pool = pool.clone();
+            s.spawn(move || {
+                for i in 0..20_000u32 {
+                    let Ok(mut b) = pool.acquire() else { continue };
+                    let stamp = [t, (i & 0xff) as u8, t, (i >> 8) as u8];
+                    b.write_data(&stamp, 0, false).unwrap();
+                    std::hint::spin_loop();
+                    assert_eq!(
+                        b.read_data(4, 0, false).unwrap(),
+                        stamp,
+                        "buffer shared between threads"
+                    );
+                }
+            });
+        }
+    });
+    assert_eq!(pool.available(), 8);
+}
+
+const ROLE: &str = "HF_BUFFER_TEST_POOL";
+
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(31) ^ (i >> 9)) as u8
+}
+
+/// Child: maps the pool, reads the buffer named on the command line in place, releases it.
+#[test]
+fn peer_reads_descriptor() {
+    let Ok(path) = std::env::var(ROLE) else {
+        return;
+    };
+    let index: u32 = std::env::var("HF_BUFFER_INDEX").unwrap().parse().unwrap();
+    let len: u32 = std::env::var("HF_BUFFER_LEN").unwrap().parse().unwrap();
+    let pool = BufferManager::open_shared(std::path::Path::new(&path)).unwrap();
+    let d = BufferDescriptor { index, len };
+    let data = pool.read_descriptor(&d).unwrap();
+    assert_eq!(data.len(), len as usize);
+    assert!(
+        data.iter().enumerate().all(|(i, &b)| b == pattern(i)),
+        "bytes differ"
+    );
+    pool.release_descriptor(&d).unwrap();
+    assert!(pool
+        .read_descriptor(&BufferDescriptor { index: 99, len: 1 })
+        .is_err());
+}
+
+#[test]
+fn a_buffer_filled_in_one_process_is_read_in_place_by_another() {
+    let path = PathBuf::from("/dev/shm").join(format!("hf-pool-test-{}", std::process::id()));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _rm = Rm(path.clone());
+    let pool = BufferManager::create_shared(&path, 4, 1 << 20).unwrap();
+    let mut b = pool.acquire().unwrap();
+    for (i, byte) in b.as_mut_slice().iter_mut().enumerate() {
+        *byte = pattern(i);
+    }
+    b.set_len(1 << 20).unwrap();
+    let d = b.into_descriptor().unwrap();
+    assert_eq!(
+        pool.available(),
+        3,
+        "in flight until the receiver releases it"
+    );
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "peer_reads_descriptor", "--nocapture"])
+        .env(ROLE, &path)
+        .env("HF_BUFFER_INDEX", d.index.to_string())
+        .env("HF_BUFFER_LEN", d.len.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(pool.available(), 4, "the receiver returned the buffer");
+    assert!(BufferManager::open_shared(&PathBuf::from("/dev/shm/does-not-exist")).is_err());
+}

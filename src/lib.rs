@@ -16,6 +16,8 @@ pub mod routing;
 pub mod sync;
 pub mod sys;
 pub mod topology;
+#[cfg(not(loom))]
+pub mod transport;
 
 pub use error::{Error, ErrorCategory, ErrorKind, Result};
 pub use model::{

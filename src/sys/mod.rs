@@ -1,7 +1,10 @@
 //! The operating-system layer: the only module that calls libc. Safe wrappers only.
 
+mod fs;
 mod mapping;
+pub mod process;
 
+pub use fs::{fabric_dir, private_dir, state_root, FileLock};
 pub use mapping::Mapping;
 
 use crate::error::{Error, Result};

@@ -1,0 +1,369 @@
+//! The host's node registry: a shared-memory table in `<fabric dir>/registry` that every
+//! process of the fabric maps. Entry `i` holds the node with dense index `i`: its state, its
+//! owner (pid and start time), its id and its signature (JSON). Changes happen under an
+//! advisory file lock (`registry.lock`), so concurrent registrations from any processes see
+//! each other; a crashed owner's lock is released by the kernel and its entries are reclaimed
+//! by the next process that looks (owner pid gone, or reused by another process).
+
+use crate::error::{Error, Result};
+use crate::model::NodeSignature;
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sys::{self, FileLock, Mapping};
+use std::path::{Path, PathBuf};
+
+/// Most nodes one host's registry holds.
+pub const MAX_NODES: usize = 1024;
+const PAGE: usize = 4096;
+const ENTRY_SIZE: usize = 1024;
+const ID_OFFSET: usize = 32;
+const ID_MAX: usize = 64;
+const SIG_OFFSET: usize = ID_OFFSET + ID_MAX;
+const SIG_MAX: usize = ENTRY_SIZE - SIG_OFFSET;
+const MAGIC: u64 = u64::from_le_bytes(*b"HFREG\x00\x00\x01");
+
+const FREE: u32 = 0;
+const LIVE: u32 = 2;
+
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    max_nodes: AtomicU32,
+    entry_size: AtomicU32,
+    /// Bumped on every registration and removal (engines poll it to notice peers).
+    nodes_epoch: AtomicU64,
+    /// Bumped when a channel is created.
+    channels_epoch: AtomicU64,
+}
+
+#[repr(C)]
+struct EntryHeader {
+    state: AtomicU32,
+    owner_pid: AtomicU32,
+    owner_start: AtomicU64,
+    generation: AtomicU64,
+    id_len: AtomicU32,
+    sig_len: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<EntryHeader>() <= ID_OFFSET);
+
+/// A registered node as the registry records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeEntry {
+    /// Dense index (the entry number).
+    pub index: u32,
+    /// The node's signature.
+    pub signature: NodeSignature,
+    /// Pid of the hosting process.
+    pub owner_pid: u32,
+    /// Start time of the hosting process (clock ticks since boot).
+    pub owner_start: u64,
+    /// Registrations of this entry so far (changes when the index is reused).
+    pub generation: u64,
+}
+
+/// A process's handle on its fabric's registry.
+#[derive(Debug)]
+pub struct Registry {
+    dir: PathBuf,
+    map: Mapping,
+}
+
+// SAFETY: the mapping is shared memory accessed through atomics, and its non-atomic bytes
+// (ids, signatures) only under the registry's file lock.
+unsafe impl Send for Registry {}
+// SAFETY: as above.
+unsafe impl Sync for Registry {}
+
+fn region_len() -> usize {
+    PAGE + MAX_NODES * ENTRY_SIZE
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry of `fabric`.
+    pub fn open(fabric: &str) -> Result<Registry> {
+        Registry::open_in(&sys::fabric_dir(fabric)?)
+    }
+
+    /// Opens (creating if needed) the registry in `dir`.
+    pub fn open_in(dir: &Path) -> Result<Registry> {
+        let _lock = FileLock::acquire(&dir.join("registry.lock"))?;
+        let path = dir.join("registry");
+        let map = match Mapping::open_file(&path) {
+            Ok(m) => m,
+            Err(_) if !path.exists() => {
+                let m = Mapping::create_file(&path, region_len())?;
+                // SAFETY: a fresh mapping of region_len() bytes starts with the header.
+                let h = unsafe { &*(m.as_ptr() as *const Header) };
+                h.max_nodes.store(MAX_NODES as u32, Ordering::Relaxed);
+                h.entry_size.store(ENTRY_SIZE as u32, Ordering::Relaxed);
+                h.magic.store(MAGIC, Ordering::Release);
+                m
+            }
+            Err(e) => return Err(e),
+        };
+        let reg = Registry {
+            dir: dir.to_path_buf(),
+            map,
+        };
+        if reg.map.len() != region_len()
+            || reg.header().magic.load(Ordering::Acquire) != MAGIC
+            || reg.header().max_nodes.load(Ordering::Relaxed) as usize != MAX_NODES
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a registry of this version",
+                path.display()
+            )));
+        }
+        Ok(reg)
+    }
+
+    /// The fabric directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping (checked length) starts with a Header of atomics.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    fn entry_ptr(&self, i: usize) -> *mut u8 {
+        assert!(i < MAX_NODES);
+        // SAFETY: i < MAX_NODES, so the entry lies inside the mapping.
+        unsafe { self.map.as_ptr().add(PAGE + i * ENTRY_SIZE) }
+    }
+
+    fn entry(&self, i: usize) -> &EntryHeader {
+        // SAFETY: each entry starts with an EntryHeader of atomics, 8-byte aligned.
+        unsafe { &*(self.entry_ptr(i) as *const EntryHeader) }
+    }
+
+    /// Changes whenever a node is registered or removed (one atomic load; no lock).
+    pub fn nodes_epoch(&self) -> u64 {
+        self.header().nodes_epoch.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever a channel is created (one atomic load; no lock).
+    pub fn channels_epoch(&self) -> u64 {
+        self.header().channels_epoch.load(Ordering::Acquire)
+    }
+
+    /// Records that a channel was created.
+    pub fn bump_channels_epoch(&self) {
+        self.header().channels_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn lock(&self) -> Result<FileLock> {
+        FileLock::acquire(&self.dir.join("registry.lock"))
+    }
+
+    /// Reads entry `i` (caller holds the lock, or tolerates a stale read of a live entry).
+    fn read_entry(&self, i: usize) -> Option<NodeEntry> {
+        let e = self.entry(i);
+        if e.state.load(Ordering::Acquire) != LIVE {
+            return None;
+        }
+        let id_len = (e.id_len.load(Ordering::Relaxed) as usize).min(ID_MAX);
+        let sig_len = (e.sig_len.load(Ordering::Relaxed) as usize).min(SIG_MAX);
+        // SAFETY: offsets are inside the entry; writers change these bytes only under the
+        // lock, before storing LIVE with Release (observed above with Acquire).
+        let (id, sig) = unsafe {
+            let p = self.entry_ptr(i);
+            (
+                std::slice::from_raw_parts(p.add(ID_OFFSET), id_len).to_vec(),
+                std::slice::from_raw_parts(p.add(SIG_OFFSET), sig_len).to_vec(),
+            )
+        };
+        let signature: NodeSignature = serde_json::from_slice(&sig).ok()?;
+        if signature.node_id.as_bytes() != id {
+            return None;
+        }
+        Some(NodeEntry {
+            index: i as u32,
+            signature,
+            owner_pid: e.owner_pid.load(Ordering::Relaxed),
+            owner_start: e.owner_start.load(Ordering::Relaxed),
+            generation: e.generation.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Frees entries whose owner died, deleting their channel files. Caller holds the lock.
+    fn reclaim_locked(&self) -> Vec<u32> {
+        let mut freed = Vec::new();
+        for i in 0..MAX_NODES {
+            let e = self.entry(i);
+            if e.state.load(Ordering::Acquire) == FREE {
+                continue;
+            }
+            let (pid, start) = (
+                e.owner_pid.load(Ordering::Relaxed),
+                e.owner_start.load(Ordering::Relaxed),
+            );
+            if !sys::process::alive(pid, start) {
+                e.state.store(FREE, Ordering::Release);
+                freed.push(i as u32);
+            }
+        }
+        if !freed.is_empty() {
+            super::channel::remove_channel_files(&self.dir, &freed);
+            self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        freed
+    }
+
+    /// Frees the entries (and files) of dead processes; returns their indices.
+    pub fn reclaim_dead(&self) -> Result<Vec<u32>> {
+        let _l = self.lock()?;
+        Ok(self.reclaim_locked())
+    }
+
+    /// Registers `node` as hosted by this process and returns its dense index.
+    /// `DuplicateNodeError` when a live node (of any process) has the id.
+    pub fn register(&self, node: &NodeSignature) -> Result<u32> {
+        node.validate()?;
+        let sig = serde_json::to_vec(node).map_err(|e| {
+            Error::InvalidNode(format!("node {:?}: cannot encode: {e}", node.node_id))
+        })?;
+        if sig.len() > SIG_MAX {
+            return Err(Error::InvalidNode(format!(
+                "node {:?}: signature is {} bytes encoded, at most {SIG_MAX} (shorten metadata)",
+                node.node_id,
+                sig.len()
+            )));
+        }
+        let _l = self.lock()?;
+        self.reclaim_locked();
+        let mut free = None;
+        for i in 0..MAX_NODES {
+            match self.read_entry(i) {
+                Some(e) if e.signature.node_id == node.node_id => {
+                    return Err(Error::DuplicateNode(format!(
+                        "node {:?} is already registered (index {i}, process {})",
+                        node.node_id, e.owner_pid
+                    )))
+                }
+                None if free.is_none() && self.entry(i).state.load(Ordering::Acquire) == FREE => {
+                    free = Some(i)
+                }
+                _ => {}
+            }
+        }
+        let i = free.ok_or_else(|| {
+            Error::InsufficientResources(format!("the host registry is full ({MAX_NODES} nodes)"))
+        })?;
+        let e = self.entry(i);
+        let me = sys::process::pid();
+        let id = node.node_id.as_bytes();
+        // SAFETY: the entry is FREE and we hold the lock, so no one else writes it and
+        // readers ignore it until LIVE is stored below; lengths are checked against the
+        // field sizes (ids are at most 63 bytes, signatures at most SIG_MAX).
+        unsafe {
+            let p = self.entry_ptr(i);
+            std::ptr::copy_nonoverlapping(id.as_ptr(), p.add(ID_OFFSET), id.len());
+            std::ptr::copy_nonoverlapping(sig.as_ptr(), p.add(SIG_OFFSET), sig.len());
+        }
+        e.id_len.store(id.len() as u32, Ordering::Relaxed);
+        e.sig_len.store(sig.len() as u32, Ordering::Relaxed);
+        e.owner_pid.store(me, Ordering::Relaxed);
+        e.owner_start
+            .store(sys::process::start_time(me).unwrap_or(0), Ordering::Relaxed);
+        e.generation.fetch_add(1, Ordering::Relaxed);
+        e.state.store(LIVE, Ordering::Release);
+        self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(i as u32)
+    }
+
+    /// Removes a node this process registered, with its channel files.
+    pub fn unregister(&self, index: u32) -> Result<()> {
+        let _l = self.lock()?;
+        let i = index as usize;
+        if i >= MAX_NODES {
+            return Err(Error::NodeNotFound(format!("no node with index {index}")));
+        }
+        let Some(entry) = self.read_entry(i) else {
+            return Err(Error::NodeNotFound(format!("no node with index {index}")));
+        };
+        if entry.owner_pid != sys::process::pid() {
+            return Err(Error::InvalidArgument(format!(
+                "node {:?} is hosted by process {}, not this one",
+                entry.signature.node_id, entry.owner_pid
+            )));
+        }
+        self.entry(i).state.store(FREE, Ordering::Release);
+        super::channel::remove_channel_files(&self.dir, &[index]);
+        self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The live node with this id, if any (dead owners are reclaimed first).
+    pub fn lookup(&self, node_id: &str) -> Result<Option<NodeEntry>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .find(|e| e.signature.node_id == node_id))
+    }
+
+    /// The live node at `index`, if any.
+    pub fn get(&self, index: u32) -> Option<NodeEntry> {
+        ((index as usize) < MAX_NODES)
+            .then(|| self.read_entry(index as usize))
+            .flatten()
+    }
+
+    /// Every live node, by index.
+    pub fn list(&self) -> Result<Vec<NodeEntry>> {
+        let _l = self.lock()?;
+        self.reclaim_locked();
+        Ok((0..MAX_NODES).filter_map(|i| self.read_entry(i)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::HardwareType;
+    use crate::ErrorKind;
+
+    fn node(id: &str) -> NodeSignature {
+        NodeSignature::new(id, HardwareType::CpuServer, 10.0, 1).unwrap()
+    }
+
+    #[test]
+    fn register_lookup_duplicate_unregister() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::open_in(dir.path()).unwrap();
+        let e0 = r.nodes_epoch();
+        let a = r.register(&node("a")).unwrap();
+        let b = r.register(&node("b")).unwrap();
+        assert_ne!(a, b);
+        assert!(r.nodes_epoch() > e0);
+        assert_eq!(
+            r.register(&node("a")).unwrap_err().kind(),
+            ErrorKind::DuplicateNode
+        );
+        // A second handle (as another process would have) sees the same table.
+        let r2 = Registry::open_in(dir.path()).unwrap();
+        assert_eq!(
+            r2.register(&node("b")).unwrap_err().kind(),
+            ErrorKind::DuplicateNode
+        );
+        let found = r2.lookup("a").unwrap().unwrap();
+        assert_eq!(found.index, a);
+        assert_eq!(found.owner_pid, std::process::id());
+        assert_eq!(r2.list().unwrap().len(), 2);
+        r.unregister(a).unwrap();
+        assert!(r2.lookup("a").unwrap().is_none());
+        assert_eq!(r.unregister(a).unwrap_err().kind(), ErrorKind::NodeNotFound);
+        assert_eq!(
+            r.register(&node("a")).unwrap(),
+            a,
+            "the freed index is reused"
+        );
+        assert_eq!(r.get(a).unwrap().generation, 2);
+        let mut big = node("big");
+        big.metadata =
+            Some(serde_json::from_str(&format!("{{\"x\": \"{}\"}}", "y".repeat(2000))).unwrap());
+        assert_eq!(r.register(&big).unwrap_err().kind(), ErrorKind::InvalidNode);
+    }
+}

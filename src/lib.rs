@@ -8,7 +8,11 @@
 pub mod buffer;
 pub mod codec;
 pub mod config;
+#[cfg(not(loom))]
+pub mod engine;
 pub mod error;
+#[cfg(not(loom))]
+pub mod fabric;
 pub mod hw;
 pub mod model;
 pub mod ring;

@@ -1,0 +1,569 @@
+//! The per-process engine: polls the inbound rings of the nodes this process hosts, delivers
+//! requests to handlers or inboxes, answers pings, completes pending requests, and owns the
+//! outbound rings. Driven by [`Engine::poll`], from the caller's thread or the background
+//! service thread.
+//!
+//! Rings between two nodes of this process live in process memory; rings to and from nodes of
+//! other processes are files in the fabric directory, created by the sending side, found by
+//! the receiving side when the registry's channel epoch moves.
+
+use crate::codec::FrameKind;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{DataType, NodeSignature, PacketPriority};
+use crate::ring::{self, Consumer, Producer, PushError, Region, SlotHeader};
+use crate::transport::channel::{parse_ring_name, ring_path, Lane};
+use crate::transport::registry::{NodeEntry, Registry};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// Bytes of the message header inside a ring payload: destination (4), request id (8), hop
+/// count, priority, data type, reserved (1 each).
+pub const MSG_HEADER: usize = 16;
+/// Slots of each channel ring (256 KiB of slots).
+pub const RING_SLOTS: usize = 4096;
+/// Slot flag: no response expected.
+pub const FLAG_ONE_WAY: u8 = 1;
+/// Slot flag: the data is a codec frame (compressed and/or sealed), decoded on arrival.
+pub const FLAG_FRAMED: u8 = 2;
+
+/// Largest data + metadata one message carries.
+pub fn max_message() -> usize {
+    ring::max_payload(RING_SLOTS) - MSG_HEADER
+}
+
+/// A delivered message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Sending node id.
+    pub source: String,
+    /// Receiving node id.
+    pub destination: String,
+    /// Payload.
+    pub data: Vec<u8>,
+    /// Kind of data.
+    pub data_type: DataType,
+    /// QoS class.
+    pub priority: PacketPriority,
+    /// Metadata sent with it (JSON object bytes; empty when none).
+    pub metadata: Vec<u8>,
+    /// Request id (0 for one-way messages).
+    pub request_id: u64,
+    /// Whether the sender waits for a response.
+    pub one_way: bool,
+}
+
+/// A node's request handler: gets the message, returns the response payload.
+pub type Handler = Box<dyn FnMut(&Message) -> Result<Vec<u8>> + Send>;
+
+struct Hosted {
+    id: String,
+    handler: Option<Handler>,
+    inbox: VecDeque<Message>,
+}
+
+struct Inbound {
+    dst: u32,
+    consumer: Consumer<Region>,
+}
+
+struct Pending {
+    dst: u32,
+    dst_generation: u64,
+    result: Option<Result<Vec<u8>>>,
+}
+
+/// Traffic counters of the engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counters {
+    /// Messages pushed into rings.
+    pub frames_sent: u64,
+    /// Messages taken from rings.
+    pub frames_received: u64,
+    /// Payload bytes sent.
+    pub bytes_sent: u64,
+    /// Payload bytes received.
+    pub bytes_received: u64,
+    /// Requests answered with an error.
+    pub errors: u64,
+}
+
+/// Options of a send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outgoing<'a> {
+    /// Frame kind.
+    pub kind: FrameKind,
+    /// Request id.
+    pub request_id: u64,
+    /// QoS class.
+    pub priority: PacketPriority,
+    /// Kind of data.
+    pub data_type: DataType,
+    /// No response expected.
+    pub one_way: bool,
+    /// Metadata bytes.
+    pub metadata: &'a [u8],
+    /// The data is a codec frame (metadata travels inside it).
+    pub framed: bool,
+}
+
+/// The engine state of one process.
+pub struct Engine {
+    registry: Registry,
+    hosted: HashMap<u32, Hosted>,
+    by_name: HashMap<String, u32>,
+    peers: HashMap<String, NodeEntry>,
+    peers_epoch: u64,
+    out: HashMap<(u32, u32), Producer<Region>>,
+    inbound: Vec<Inbound>,
+    opened: HashSet<(u32, u32)>,
+    channels_epoch: u64,
+    pending: HashMap<u64, Pending>,
+    next_request: u64,
+    counters: Counters,
+    batch: Vec<(SlotHeader, usize, usize)>,
+    scratch: Vec<u8>,
+    opener: Option<crate::codec::Opener>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("hosted", &self.hosted.len())
+            .field("inbound", &self.inbound.len())
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine on the registry of its fabric; `opener` decodes sealed frames.
+    pub fn new(registry: Registry, opener: Option<crate::codec::Opener>) -> Engine {
+        Engine {
+            registry,
+            hosted: HashMap::new(),
+            by_name: HashMap::new(),
+            peers: HashMap::new(),
+            peers_epoch: u64::MAX,
+            out: HashMap::new(),
+            inbound: Vec::new(),
+            opened: HashSet::new(),
+            channels_epoch: u64::MAX,
+            pending: HashMap::new(),
+            next_request: 1,
+            counters: Counters::default(),
+            batch: Vec::new(),
+            scratch: Vec::new(),
+            opener,
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Traffic counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Registers a node hosted by this process.
+    pub fn register(&mut self, node: &NodeSignature) -> Result<u32> {
+        let index = self.registry.register(node)?;
+        self.hosted.insert(
+            index,
+            Hosted {
+                id: node.node_id.clone(),
+                handler: None,
+                inbox: VecDeque::new(),
+            },
+        );
+        self.by_name.insert(node.node_id.clone(), index);
+        Ok(index)
+    }
+
+    /// Removes a node hosted by this process, its rings and its queued messages.
+    pub fn unregister(&mut self, node_id: &str) -> Result<()> {
+        let index = self.hosted_index(node_id)?;
+        self.registry.unregister(index)?;
+        self.hosted.remove(&index);
+        self.by_name.remove(node_id);
+        self.out.retain(|&(s, d), _| s != index && d != index);
+        self.inbound.retain(|i| i.dst != index);
+        self.opened.retain(|&(s, d)| s != index && d != index);
+        Ok(())
+    }
+
+    /// The index of a node this process hosts.
+    pub fn hosted_index(&self, node_id: &str) -> Result<u32> {
+        self.by_name.get(node_id).copied().ok_or_else(|| {
+            Error::NodeNotFound(format!("node {node_id:?} is not hosted by this process"))
+        })
+    }
+
+    /// Ids of the nodes this process hosts.
+    pub fn hosted_ids(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    /// Sets (or clears) a node's request handler.
+    pub fn set_handler(&mut self, node_id: &str, handler: Option<Handler>) -> Result<()> {
+        let i = self.hosted_index(node_id)?;
+        self.hosted.get_mut(&i).expect("indexed").handler = handler;
+        Ok(())
+    }
+
+    /// Takes the oldest queued message of a hosted node.
+    pub fn take_inbox(&mut self, node_id: &str) -> Result<Option<Message>> {
+        let i = self.hosted_index(node_id)?;
+        Ok(self.hosted.get_mut(&i).expect("indexed").inbox.pop_front())
+    }
+
+    fn refresh_peers(&mut self) -> Result<()> {
+        let epoch = self.registry.nodes_epoch();
+        if epoch != self.peers_epoch {
+            self.peers = self
+                .registry
+                .list()?
+                .into_iter()
+                .map(|e| (e.signature.node_id.clone(), e))
+                .collect();
+            self.peers_epoch = epoch;
+        }
+        Ok(())
+    }
+
+    /// Every live node of the host, by id.
+    pub fn peers(&mut self) -> Result<&HashMap<String, NodeEntry>> {
+        self.refresh_peers()?;
+        Ok(&self.peers)
+    }
+
+    /// The registry entry of any live node of the host.
+    pub fn resolve(&mut self, node_id: &str) -> Result<NodeEntry> {
+        self.refresh_peers()?;
+        self.peers.get(node_id).cloned().ok_or_else(|| {
+            Error::NodeNotFound(format!("node {node_id:?} is not registered in this fabric"))
+        })
+    }
+
+    /// A fresh request id, registered as pending for `dst`.
+    pub fn new_request(&mut self, dst: &NodeEntry) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                dst: dst.index,
+                dst_generation: dst.generation,
+                result: None,
+            },
+        );
+        id
+    }
+
+    /// The result of a pending request, once it arrived (removes it).
+    pub fn take_result(&mut self, request_id: u64) -> Option<Result<Vec<u8>>> {
+        if self.pending.get(&request_id)?.result.is_some() {
+            return self.pending.remove(&request_id)?.result;
+        }
+        None
+    }
+
+    /// Abandons a pending request (timeout).
+    pub fn cancel(&mut self, request_id: u64) {
+        self.pending.remove(&request_id);
+    }
+
+    /// Fails the pending requests whose destination is gone (unregistered, or its process
+    /// died). Returns how many failed.
+    pub fn fail_lost_peers(&mut self) -> usize {
+        let _ = self.registry.reclaim_dead();
+        let mut n = 0;
+        for p in self.pending.values_mut() {
+            if p.result.is_some() {
+                continue;
+            }
+            let alive = self
+                .registry
+                .get(p.dst)
+                .is_some_and(|e| e.generation == p.dst_generation);
+            if !alive {
+                p.result = Some(Err(Error::NodeNotFound(format!(
+                    "destination node (index {}) left the fabric before answering",
+                    p.dst
+                ))));
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn producer(&mut self, src: u32, dst: u32) -> Result<&mut Producer<Region>> {
+        if !self.out.contains_key(&(src, dst)) {
+            let producer = if self.hosted.contains_key(&dst) {
+                let (p, c) = ring::split(Arc::new(Region::heap(RING_SLOTS)?));
+                self.inbound.push(Inbound { dst, consumer: c });
+                self.opened.insert((src, dst));
+                p
+            } else {
+                let path = ring_path(self.registry.dir(), src, dst, Lane::Latency);
+                // A file left by an earlier holder of this index is stale.
+                let _ = std::fs::remove_file(&path);
+                let region = Region::create_file(&path, RING_SLOTS)?;
+                self.registry.bump_channels_epoch();
+                ring::split(Arc::new(region)).0
+            };
+            self.out.insert((src, dst), producer);
+        }
+        Ok(self.out.get_mut(&(src, dst)).expect("inserted"))
+    }
+
+    /// Pushes one message. `Ok(false)` when the ring is full (poll, then retry).
+    pub fn try_send(&mut self, src: u32, dst: u32, o: &Outgoing<'_>, data: &[u8]) -> Result<bool> {
+        if o.metadata.len() + data.len() > max_message() {
+            return Err(Error::InvalidArgument(format!(
+                "message of {} bytes exceeds the largest frame ({} bytes)",
+                o.metadata.len() + data.len(),
+                max_message()
+            )));
+        }
+        let mut hdr = [0u8; MSG_HEADER];
+        hdr[0..4].copy_from_slice(&dst.to_le_bytes());
+        hdr[4..12].copy_from_slice(&o.request_id.to_le_bytes());
+        hdr[13] = o.priority as u8;
+        hdr[14] = o.data_type as u8;
+        let slot = SlotHeader {
+            len: 0,
+            kind: o.kind as u8,
+            flags: if o.one_way { FLAG_ONE_WAY } else { 0 }
+                | if o.framed { FLAG_FRAMED } else { 0 },
+            aux: o.metadata.len() as u16,
+            src,
+        };
+        let p = self.producer(src, dst)?;
+        match p.try_push(slot, &[&hdr, o.metadata, data]) {
+            Ok(()) => {
+                self.counters.frames_sent += 1;
+                self.counters.bytes_sent += data.len() as u64;
+                Ok(true)
+            }
+            Err(PushError::Full) => Ok(false),
+            Err(PushError::TooLarge) => {
+                Err(Error::InvalidArgument("message exceeds the ring".into()))
+            }
+        }
+    }
+
+    fn discover(&mut self) {
+        let epoch = self.registry.channels_epoch();
+        if epoch == self.channels_epoch {
+            return;
+        }
+        self.channels_epoch = epoch;
+        let Ok(rd) = std::fs::read_dir(self.registry.dir()) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let Some((src, dst, Lane::Latency)) = e.file_name().to_str().and_then(parse_ring_name)
+            else {
+                continue;
+            };
+            if !self.hosted.contains_key(&dst) || self.opened.contains(&(src, dst)) {
+                continue;
+            }
+            if let Ok(region) = Region::open_file(&e.path()) {
+                self.inbound.push(Inbound {
+                    dst,
+                    consumer: ring::split(Arc::new(region)).1,
+                });
+                self.opened.insert((src, dst));
+            }
+        }
+    }
+
+    /// One pass over the inbound rings: delivers what arrived. Returns how many messages.
+    pub fn poll(&mut self) -> usize {
+        self.discover();
+        let mut batch = std::mem::take(&mut self.batch);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        batch.clear();
+        scratch.clear();
+        for inbound in &mut self.inbound {
+            for _ in 0..64 {
+                let got = inbound.consumer.try_pop(|h, d| {
+                    let start = scratch.len();
+                    scratch.extend_from_slice(d);
+                    batch.push((h, start, scratch.len()));
+                });
+                if got.is_none() {
+                    break;
+                }
+            }
+        }
+        let n = batch.len();
+        for &(h, a, b) in &batch {
+            self.dispatch(h, &scratch[a..b]);
+        }
+        self.batch = batch;
+        self.scratch = scratch;
+        n
+    }
+
+    fn dispatch(&mut self, h: SlotHeader, payload: &[u8]) {
+        if payload.len() < MSG_HEADER {
+            return;
+        }
+        self.counters.frames_received += 1;
+        let dst = u32::from_le_bytes(payload[0..4].try_into().expect("4 bytes"));
+        let request_id = u64::from_le_bytes(payload[4..12].try_into().expect("8 bytes"));
+        let priority = PacketPriority::from_u32(payload[13] as u32).unwrap_or_default();
+        let data_type = DataType::from_u32(payload[14] as u32).unwrap_or_default();
+        let meta_len = (h.aux as usize).min(payload.len() - MSG_HEADER);
+        let mut metadata = &payload[MSG_HEADER..MSG_HEADER + meta_len];
+        let mut data = &payload[MSG_HEADER + meta_len..];
+        self.counters.bytes_received += data.len() as u64;
+        let reply = |kind| Outgoing {
+            kind,
+            request_id,
+            priority,
+            data_type,
+            one_way: true,
+            metadata: &[],
+            framed: false,
+        };
+        let decoded;
+        if h.flags & FLAG_FRAMED != 0 {
+            match crate::codec::decode_frame(data, self.opener.as_ref(), max_message()) {
+                Ok(f) => decoded = f,
+                Err(e) => {
+                    // Dropped, counted, and the sender told.
+                    self.counters.errors += 1;
+                    if h.flags & FLAG_ONE_WAY == 0 {
+                        self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
+                    }
+                    return;
+                }
+            }
+            metadata = &decoded.metadata;
+            data = &decoded.payload;
+        }
+        match h.kind {
+            k if k == FrameKind::Data as u8 => {
+                let one_way = h.flags & FLAG_ONE_WAY != 0;
+                let Some(node) = self.hosted.get_mut(&dst) else {
+                    if !one_way {
+                        let msg =
+                            format!("node index {dst} is not hosted by the receiving process");
+                        self.answer_error(dst, h.src, request_id, ErrorKind::NodeNotFound, &msg);
+                    }
+                    return;
+                };
+                let source = self
+                    .peers
+                    .values()
+                    .find(|e| e.index == h.src)
+                    .map(|e| e.signature.node_id.clone())
+                    .or_else(|| self.registry.get(h.src).map(|e| e.signature.node_id))
+                    .unwrap_or_else(|| format!("#{}", h.src));
+                let msg = Message {
+                    source,
+                    destination: node.id.clone(),
+                    data: data.to_vec(),
+                    data_type,
+                    priority,
+                    metadata: metadata.to_vec(),
+                    request_id,
+                    one_way,
+                };
+                match node.handler.as_mut() {
+                    Some(handler) if !one_way => match handler(&msg) {
+                        Ok(resp) => self.send_reply(dst, h.src, &reply(FrameKind::Response), &resp),
+                        Err(e) => {
+                            self.counters.errors += 1;
+                            self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
+                        }
+                    },
+                    Some(handler) => {
+                        let _ = handler(&msg);
+                    }
+                    None => {
+                        node.inbox.push_back(msg);
+                        if !one_way {
+                            self.send_reply(dst, h.src, &reply(FrameKind::Ack), &[]);
+                        }
+                    }
+                }
+            }
+            k if k == FrameKind::Ping as u8 => {
+                if self.hosted.contains_key(&dst) {
+                    self.send_reply(dst, h.src, &reply(FrameKind::Pong), data);
+                }
+            }
+            k if k == FrameKind::Response as u8
+                || k == FrameKind::Ack as u8
+                || k == FrameKind::Pong as u8 =>
+            {
+                if let Some(p) = self.pending.get_mut(&request_id) {
+                    p.result = Some(Ok(data.to_vec()));
+                }
+            }
+            k if k == FrameKind::Error as u8 => {
+                if let Some(p) = self.pending.get_mut(&request_id) {
+                    p.result = Some(Err(decode_error(data)));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn answer_error(
+        &mut self,
+        from: u32,
+        to: u32,
+        request_id: u64,
+        kind: ErrorKind,
+        message: &str,
+    ) {
+        let mut body = kind.status_code().to_le_bytes().to_vec();
+        body.extend_from_slice(message.as_bytes());
+        let o = Outgoing {
+            kind: FrameKind::Error,
+            request_id,
+            priority: PacketPriority::High,
+            data_type: DataType::ControlMessage,
+            one_way: true,
+            metadata: &[],
+            framed: false,
+        };
+        self.send_reply(from, to, &o, &body);
+    }
+
+    /// Sends a reply, polling our own inbound rings while the ring back is full (the peer
+    /// may be waiting for us to drain). Gives up after one second: the requester times out.
+    fn send_reply(&mut self, from: u32, to: u32, o: &Outgoing<'_>, data: &[u8]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match self.try_send(from, to, o, data) {
+                Ok(true) => return,
+                Ok(false) if std::time::Instant::now() < deadline => std::hint::spin_loop(),
+                _ => {
+                    self.counters.errors += 1;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn decode_error(body: &[u8]) -> Error {
+    if body.len() < 4 {
+        return Error::MalformedFrame("error frame without a status".into());
+    }
+    let code = i32::from_le_bytes(body[0..4].try_into().expect("4 bytes"));
+    let msg = String::from_utf8_lossy(&body[4..]).into_owned();
+    match ErrorKind::from_status_code(code) {
+        Some(kind) => Error::new(kind, msg),
+        None => Error::MalformedFrame(format!("unknown status {code}: {msg}")),
+    }
+}

@@ -1,0 +1,627 @@
+//! `HyperFabricProtocol`: the public orchestrator. It hosts nodes in this process, sends
+//! requests and one-way messages to nodes of any process of the host, answers pings, and
+//! keeps a topology of the host's nodes for route checks.
+#![forbid(unsafe_code)]
+
+use crate::codec::{self, FabricKey, FrameKind, FrameOptions, Opener, Sealer, WireHeader};
+use crate::config::ProtocolOptions;
+use crate::engine::{Engine, Handler, Message, Outgoing};
+use crate::error::{Error, Result};
+use crate::model::{unix_now, DataType, NodeSignature, PacketPriority, PingResult, TopologyInfo};
+use crate::routing::RouteRequest;
+use crate::sync::Backoff;
+use crate::topology::TopologyManager;
+use crate::transport::registry::{NodeEntry, Registry};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use crate::engine::Message as ReceivedMessage;
+
+/// How the background engine thread waits when there is nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdleStrategy {
+    /// Poll without pause (lowest latency; one core busy).
+    Spin,
+    /// Spin, then yield, then sleep in short steps (an idle process uses almost no CPU).
+    #[default]
+    Adaptive,
+}
+
+/// Everything a protocol instance is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct ProtocolConfig {
+    /// The reference's constructor options.
+    pub options: ProtocolOptions,
+    /// Fabric name (its host state lives in `/dev/shm/hyperfabric/<name>/`).
+    pub fabric_name: Option<String>,
+    /// Idle strategy of the background thread.
+    pub idle: IdleStrategy,
+    /// Core the background thread is pinned to.
+    pub engine_core: Option<usize>,
+    /// Key for encrypted sends (all processes of the fabric need the same).
+    pub key: Option<FabricKey>,
+}
+
+/// Per-send options: the reference's `send_data` keyword arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendOptions {
+    /// Kind of data.
+    pub data_type: DataType,
+    /// QoS class.
+    pub priority: PacketPriority,
+    /// Refuse to send if the route is slower than this (ns).
+    pub latency_constraint_ns: Option<u64>,
+    /// Route across quantum-capable nodes only.
+    pub requires_quantum_entanglement: bool,
+    /// Compress the payload (kept only when smaller).
+    pub compression_enabled: bool,
+    /// Seal the payload with the fabric key.
+    pub encryption_enabled: bool,
+    /// Metadata delivered with the message.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How long to wait for the response.
+    pub timeout: Duration,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            data_type: DataType::Generic,
+            priority: PacketPriority::Medium,
+            latency_constraint_ns: None,
+            requires_quantum_entanglement: false,
+            compression_enabled: false,
+            encryption_enabled: false,
+            metadata: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Service {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+struct Inner {
+    engine: Mutex<Engine>,
+    topology: TopologyManager,
+    topology_epoch: Mutex<u64>,
+    options: ProtocolOptions,
+    fabric: String,
+    idle: IdleStrategy,
+    engine_core: Option<usize>,
+    key: Option<FabricKey>,
+    sealer: Mutex<Option<Sealer>>,
+    running: AtomicBool,
+    service: Mutex<Option<Service>>,
+}
+
+/// The reference's `HyperFabricProtocol`.
+pub struct HyperFabricProtocol {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HyperFabricProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HyperFabricProtocol")
+            .field("fabric", &self.inner.fabric)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl HyperFabricProtocol {
+    /// A protocol instance on fabric `default` with the reference's default options.
+    pub fn new() -> Result<HyperFabricProtocol> {
+        HyperFabricProtocol::with_config(ProtocolConfig::default())
+    }
+
+    /// A protocol instance with `config`.
+    pub fn with_config(config: ProtocolConfig) -> Result<HyperFabricProtocol> {
+        let fabric = config
+            .fabric_name
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let registry = Registry::open(&fabric)?;
+        let o = &config.options;
+        if o.buffer_pool_size == 0 || o.max_packet_size < crate::config::MIN_PACKET_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "buffer_pool_size must be positive and max_packet_size at least {}",
+                crate::config::MIN_PACKET_SIZE
+            )));
+        }
+        let topology = TopologyManager::with_options(crate::routing::RoutingOptions {
+            enable_ml_optimization: o.enable_ml_routing,
+            enable_quantum_optimization: o.enable_quantum_optimization,
+            load_balancing: true,
+            ..Default::default()
+        });
+        Ok(HyperFabricProtocol {
+            inner: Arc::new(Inner {
+                engine: Mutex::new(Engine::new(registry, config.key.as_ref().map(Opener::new))),
+                topology,
+                topology_epoch: Mutex::new(u64::MAX),
+                options: config.options.clone(),
+                fabric,
+                idle: config.idle,
+                engine_core: config.engine_core,
+                key: config.key.clone(),
+                sealer: Mutex::new(None),
+                running: AtomicBool::new(false),
+                service: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The fabric name.
+    pub fn fabric_name(&self) -> &str {
+        &self.inner.fabric
+    }
+
+    /// The protocol options.
+    pub fn options(&self) -> &ProtocolOptions {
+        &self.inner.options
+    }
+
+    /// The topology of the host's nodes (kept in step with the registry).
+    pub fn topology(&self) -> Result<&TopologyManager> {
+        self.sync_topology()?;
+        Ok(&self.inner.topology)
+    }
+
+    fn sync_topology(&self) -> Result<()> {
+        let mut seen = lock(&self.inner.topology_epoch);
+        let mut engine = lock(&self.inner.engine);
+        let epoch = engine.registry().nodes_epoch();
+        if *seen == epoch {
+            return Ok(());
+        }
+        let peers: Vec<NodeEntry> = engine.peers()?.values().cloned().collect();
+        drop(engine);
+        let tm = &self.inner.topology;
+        let known: Vec<String> = tm.read(|t| t.nodes().map(|n| n.node_id.clone()).collect());
+        for id in &known {
+            if !peers.iter().any(|p| &p.signature.node_id == id) {
+                tm.remove_node(id)?;
+            }
+        }
+        for p in peers {
+            if !known.contains(&p.signature.node_id) {
+                tm.add_node(p.signature)?;
+            }
+        }
+        *seen = epoch;
+        Ok(())
+    }
+
+    /// Registers a node hosted by this process. `DuplicateNodeError` when any process of the
+    /// fabric already hosts the id; `InvalidNodeError` for an invalid signature.
+    pub fn register_node(&self, node: NodeSignature) -> Result<bool> {
+        lock(&self.inner.engine).register(&node)?;
+        self.sync_topology()?;
+        Ok(true)
+    }
+
+    /// Removes a node this process hosts.
+    pub fn unregister_node(&self, node_id: &str) -> Result<bool> {
+        lock(&self.inner.engine).unregister(node_id)?;
+        self.sync_topology()?;
+        Ok(true)
+    }
+
+    /// Sets the request handler of a hosted node: it returns the response to `send_data`.
+    /// Without a handler, requests are queued for [`recv`](Self::recv) and answered with a
+    /// delivery receipt (an empty response).
+    pub fn on_receive(
+        &self,
+        node_id: &str,
+        handler: impl FnMut(&Message) -> Result<Vec<u8>> + Send + 'static,
+    ) -> Result<()> {
+        lock(&self.inner.engine).set_handler(node_id, Some(Box::new(handler) as Handler))
+    }
+
+    /// Removes a node's handler.
+    pub fn clear_handler(&self, node_id: &str) -> Result<()> {
+        lock(&self.inner.engine).set_handler(node_id, None)
+    }
+
+    /// One engine pass in the caller's thread; returns the messages handled.
+    pub fn progress(&self) -> usize {
+        lock(&self.inner.engine).poll()
+    }
+
+    fn check_route(&self, source: &str, destination: &str, opts: &SendOptions) -> Result<()> {
+        self.sync_topology()?;
+        let constraint = opts
+            .latency_constraint_ns
+            .or(self.inner.options.default_latency_constraint_ns);
+        self.inner.topology.route(&RouteRequest {
+            data_type: opts.data_type,
+            latency_constraint_ns: constraint,
+            requires_quantum_entanglement: opts.requires_quantum_entanglement,
+            ..RouteRequest::new(source, destination)
+        })?;
+        Ok(())
+    }
+
+    /// Encodes metadata and, when compression or encryption is asked, frames metadata and
+    /// payload together; returns (metadata, body, framed).
+    fn prepare(
+        &self,
+        src: u32,
+        dst: u32,
+        data: &[u8],
+        opts: &SendOptions,
+    ) -> Result<(Vec<u8>, Vec<u8>, bool)> {
+        let metadata = match &opts.metadata {
+            Some(m) => serde_json::to_vec(m)
+                .map_err(|e| Error::InvalidArgument(format!("metadata: {e}")))?,
+            None => Vec::new(),
+        };
+        if metadata.len() > codec::MAX_METADATA {
+            return Err(Error::InvalidArgument(format!(
+                "metadata is {} bytes encoded, at most {} allowed",
+                metadata.len(),
+                codec::MAX_METADATA
+            )));
+        }
+        if !(opts.compression_enabled || opts.encryption_enabled) {
+            return Ok((metadata, data.to_vec(), false));
+        }
+        let mut h = WireHeader::new(FrameKind::Data, src, dst);
+        h.priority = opts.priority;
+        h.data_type = opts.data_type;
+        let mut out = Vec::with_capacity(
+            codec::HEADER_LEN + metadata.len() + data.len() + codec::SEAL_OVERHEAD,
+        );
+        let mut sealer = lock(&self.inner.sealer);
+        let seal = if opts.encryption_enabled {
+            let key = self.inner.key.as_ref().ok_or_else(|| {
+                Error::InvalidArgument(
+                    "encryption requested but no fabric key is configured".into(),
+                )
+            })?;
+            if sealer.as_ref().is_none_or(|s| s.sender() != src) {
+                *sealer = Some(Sealer::new(key, src, random_u64()));
+            }
+            sealer.as_mut()
+        } else {
+            None
+        };
+        codec::encode_frame(
+            h,
+            &metadata,
+            data,
+            FrameOptions {
+                compress: opts.compression_enabled,
+                seal,
+            },
+            &mut out,
+        )?;
+        Ok((Vec::new(), out, true))
+    }
+
+    fn push(
+        &self,
+        src: u32,
+        dst: u32,
+        o: &Outgoing<'_>,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<()> {
+        let mut backoff = Backoff::new();
+        loop {
+            {
+                let mut e = lock(&self.inner.engine);
+                if e.try_send(src, dst, o, body)? {
+                    return Ok(());
+                }
+                // Full: drain our own inbound rings, the peer may be waiting on us.
+                e.poll();
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(format!(
+                    "ring to node index {dst} stayed full"
+                )));
+            }
+            backoff.snooze();
+        }
+    }
+
+    fn wait(&self, request_id: u64, deadline: Instant) -> Result<Vec<u8>> {
+        let mut backoff = Backoff::new();
+        let mut next_check = Instant::now() + Duration::from_millis(50);
+        loop {
+            {
+                let mut e = lock(&self.inner.engine);
+                if !self.inner.running.load(Ordering::Acquire) {
+                    e.poll();
+                }
+                if let Some(r) = e.take_result(request_id) {
+                    return r;
+                }
+                let now = Instant::now();
+                if now >= next_check {
+                    e.fail_lost_peers();
+                    next_check = now + Duration::from_millis(50);
+                }
+                if now >= deadline {
+                    e.cancel(request_id);
+                    return Err(Error::Timeout(format!(
+                        "no response to request {request_id} in time"
+                    )));
+                }
+            }
+            if backoff.is_yielding() {
+                std::thread::yield_now();
+            } else {
+                backoff.snooze();
+            }
+        }
+    }
+
+    fn endpoints(&self, source: &str, destination: &str) -> Result<(u32, NodeEntry)> {
+        let mut e = lock(&self.inner.engine);
+        let src = e.hosted_index(source)?;
+        let dst = e.resolve(destination)?;
+        Ok((src, dst))
+    }
+
+    /// The reference's `send_data`: delivers `data` to `destination` and returns its
+    /// response (a node without handler answers with an empty delivery receipt). Fails
+    /// before sending when the route cannot meet the latency constraint; fails with
+    /// `TimeoutError` when no answer comes within `opts.timeout`, and with
+    /// `NodeNotFoundError` as soon as the destination leaves the fabric.
+    pub fn send_data(
+        &self,
+        source: &str,
+        destination: &str,
+        data: &[u8],
+        opts: &SendOptions,
+    ) -> Result<Vec<u8>> {
+        let deadline = Instant::now() + opts.timeout;
+        let (src, dst) = self.endpoints(source, destination)?;
+        self.check_route(source, destination, opts)?;
+        let (metadata, body, framed) = self.prepare(src, dst.index, data, opts)?;
+        let request_id = lock(&self.inner.engine).new_request(&dst);
+        let o = Outgoing {
+            kind: FrameKind::Data,
+            request_id,
+            priority: opts.priority,
+            data_type: opts.data_type,
+            one_way: false,
+            metadata: &metadata,
+            framed,
+        };
+        if let Err(e) = self.push(src, dst.index, &o, &body, deadline) {
+            lock(&self.inner.engine).cancel(request_id);
+            return Err(e);
+        }
+        self.wait(request_id, deadline)
+    }
+
+    /// One-way send: returns once the message is in the destination's ring.
+    pub fn post(
+        &self,
+        source: &str,
+        destination: &str,
+        data: &[u8],
+        opts: &SendOptions,
+    ) -> Result<()> {
+        let deadline = Instant::now() + opts.timeout;
+        let (src, dst) = self.endpoints(source, destination)?;
+        self.check_route(source, destination, opts)?;
+        let (metadata, body, framed) = self.prepare(src, dst.index, data, opts)?;
+        let o = Outgoing {
+            kind: FrameKind::Data,
+            request_id: 0,
+            priority: opts.priority,
+            data_type: opts.data_type,
+            one_way: true,
+            metadata: &metadata,
+            framed,
+        };
+        self.push(src, dst.index, &o, &body, deadline)
+    }
+
+    /// The oldest message queued for a hosted node (one without handler), waiting up to
+    /// `timeout`.
+    pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
+        let deadline = Instant::now() + timeout;
+        let mut backoff = Backoff::new();
+        loop {
+            {
+                let mut e = lock(&self.inner.engine);
+                if !self.inner.running.load(Ordering::Acquire) {
+                    e.poll();
+                }
+                if let Some(m) = e.take_inbox(node_id)? {
+                    return Ok(m);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "nothing arrived for {node_id:?} in time"
+                )));
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// The reference's `ping`: probes of `packet_size` bytes; `latency_ns` is the median
+    /// round trip / 2, `bandwidth_gbps` the bytes a pipelined burst of probes moved (both
+    /// ways) per second, `packet_loss_rate` the share of probes that timed out.
+    pub fn ping(
+        &self,
+        source: &str,
+        destination: &str,
+        packet_size: usize,
+        timeout_ms: u64,
+    ) -> Result<PingResult> {
+        const PROBES: usize = 16;
+        const BURST: usize = 16;
+        if packet_size > crate::engine::max_message() {
+            return Err(Error::InvalidArgument(format!(
+                "packet_size {packet_size} exceeds the largest frame ({})",
+                crate::engine::max_message()
+            )));
+        }
+        let timeout = Duration::from_millis(timeout_ms.max(1));
+        let (src, dst) = self.endpoints(source, destination)?;
+        let payload = vec![0xa5u8; packet_size];
+        let probe = |request_id| Outgoing {
+            kind: FrameKind::Ping,
+            request_id,
+            priority: PacketPriority::High,
+            data_type: DataType::ControlMessage,
+            one_way: false,
+            metadata: &[],
+            framed: false,
+        };
+        let mut rtts = Vec::with_capacity(PROBES);
+        let mut lost = 0;
+        for _ in 0..PROBES {
+            let id = lock(&self.inner.engine).new_request(&dst);
+            let start = Instant::now();
+            let deadline = start + timeout;
+            match self
+                .push(src, dst.index, &probe(id), &payload, deadline)
+                .and_then(|_| self.wait(id, deadline))
+            {
+                Ok(_) => rtts.push(start.elapsed().as_nanos() as u64),
+                Err(e) if e.kind() == crate::ErrorKind::Timeout => lost += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut bandwidth_gbps = 0.0;
+        if !rtts.is_empty() {
+            let start = Instant::now();
+            let deadline = start + timeout;
+            let mut ids = Vec::with_capacity(BURST);
+            for _ in 0..BURST {
+                let id = lock(&self.inner.engine).new_request(&dst);
+                self.push(src, dst.index, &probe(id), &payload, deadline)?;
+                ids.push(id);
+            }
+            let mut ok = 0;
+            for id in ids {
+                if self.wait(id, deadline).is_ok() {
+                    ok += 1;
+                }
+            }
+            let secs = start.elapsed().as_secs_f64();
+            bandwidth_gbps =
+                (ok * 2 * (packet_size + crate::engine::MSG_HEADER)) as f64 * 8.0 / secs / 1e9;
+        }
+        rtts.sort_unstable();
+        Ok(PingResult {
+            source: source.to_string(),
+            destination: destination.to_string(),
+            latency_ns: rtts.get(rtts.len() / 2).map_or(0, |r| r / 2),
+            bandwidth_gbps,
+            path: vec![source.to_string(), destination.to_string()],
+            packet_loss_rate: lost as f64 / PROBES as f64,
+            timestamp: unix_now(),
+            success: !rtts.is_empty(),
+        })
+    }
+
+    /// Topology state, with the engine's traffic counters in `performance_metrics`.
+    pub fn get_topology_info(&self) -> Result<TopologyInfo> {
+        self.sync_topology()?;
+        let mut info = self.inner.topology.topology_info()?;
+        let c = lock(&self.inner.engine).counters();
+        let m = &mut info.performance_metrics;
+        m.insert("frames_sent".into(), c.frames_sent as f64);
+        m.insert("frames_received".into(), c.frames_received as f64);
+        m.insert("bytes_sent".into(), c.bytes_sent as f64);
+        m.insert("bytes_received".into(), c.bytes_received as f64);
+        m.insert("errors".into(), c.errors as f64);
+        Ok(info)
+    }
+
+    /// Starts the engine thread (pinned to `engine_core` when set): from now on messages are
+    /// delivered and answered without the caller calling [`progress`](Self::progress).
+    pub fn start_background_services(&self) -> Result<()> {
+        let mut service = lock(&self.inner.service);
+        if service.is_some() {
+            return Ok(());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (inner, stop2) = (self.inner.clone(), stop.clone());
+        let core = self.inner.engine_core;
+        let thread = std::thread::Builder::new()
+            .name("hf-engine".into())
+            .spawn(move || {
+                if let Some(c) = core {
+                    let _ = crate::sys::pin_current_thread(c);
+                }
+                let mut backoff = Backoff::new();
+                let mut idle_since = Instant::now();
+                while !stop2.load(Ordering::Acquire) {
+                    if lock(&inner.engine).poll() > 0 {
+                        backoff.reset();
+                        idle_since = Instant::now();
+                        continue;
+                    }
+                    match inner.idle {
+                        IdleStrategy::Spin => std::hint::spin_loop(),
+                        IdleStrategy::Adaptive
+                            if idle_since.elapsed() > Duration::from_millis(1) =>
+                        {
+                            std::thread::sleep(Duration::from_micros(200))
+                        }
+                        IdleStrategy::Adaptive => backoff.snooze(),
+                    }
+                }
+            })
+            .map_err(|e| Error::io("starting the engine thread", e))?;
+        self.inner.running.store(true, Ordering::Release);
+        *service = Some(Service { stop, thread });
+        Ok(())
+    }
+
+    /// Stops the engine thread (pending requests are then progressed by their callers).
+    pub fn stop_background_services(&self) -> Result<()> {
+        let taken = lock(&self.inner.service).take();
+        if let Some(s) = taken {
+            s.stop.store(true, Ordering::Release);
+            let _ = s.thread.join();
+            self.inner.running.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HyperFabricProtocol {
+    fn drop(&mut self) {
+        let _ = self.stop_background_services();
+        let mut e = lock(&self.inner.engine);
+        for id in e.hosted_ids() {
+            let _ = e.unregister(&id);
+        }
+    }
+}
+
+/// 64 random bits from the kernel (nonce counters start here).
+fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        u64::from_le_bytes(b)
+    } else {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
+    }
+}

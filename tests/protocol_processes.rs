@@ -1,0 +1,320 @@
+//! `HyperFabricProtocol` between real processes over shared memory: request/response with
+//! handlers, delivery receipts and `recv`, one-way `post`, `ping`, compression and
+//! encryption, the reference's errors, and a peer killed with SIGKILL.
+
+use hyperfabric::codec::FabricKey;
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
+use hyperfabric::model::{HardwareType, NodeSignature};
+use hyperfabric::ErrorKind;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "HF_PROTO_TEST_ROLE";
+const FABRIC: &str = "HF_PROTO_TEST_FABRIC";
+
+fn node(id: &str, latency_ns: u64) -> NodeSignature {
+    NodeSignature::new(id, HardwareType::CpuServer, 100.0, latency_ns).unwrap()
+}
+
+fn key() -> FabricKey {
+    FabricKey::from_bytes([7; 32])
+}
+
+fn protocol(fabric: &str, key: Option<FabricKey>) -> HyperFabricProtocol {
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        key,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Child side. "server": hosts `srv` (handler: reversed data) and `slow` (handler sleeps),
+/// posts three messages and sends one request to the parent's `inbox`, then serves until
+/// its stdin closes.
+#[test]
+fn peer_role() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let fabric = std::env::var(FABRIC).unwrap();
+    let p = protocol(&fabric, Some(key()));
+    match role.as_str() {
+        "server" => {
+            p.register_node(node("srv", 1000)).unwrap();
+            p.on_receive("srv", |m| {
+                let mut d = m.data.clone();
+                d.reverse();
+                d.extend_from_slice(&m.metadata);
+                Ok(d)
+            })
+            .unwrap();
+            p.register_node(node("child-out", 10)).unwrap();
+            for i in 0..3u8 {
+                p.post("child-out", "inbox", &[i; 10], &SendOptions::default())
+                    .unwrap();
+            }
+            let ack = p
+                .send_data("child-out", "inbox", b"receipt?", &SendOptions::default())
+                .unwrap();
+            assert!(
+                ack.is_empty(),
+                "a node without handler answers with an empty receipt"
+            );
+        }
+        "victim" => {
+            p.register_node(node("victim", 10)).unwrap();
+            p.on_receive("victim", |_| {
+                std::thread::sleep(Duration::from_secs(30));
+                Ok(vec![])
+            })
+            .unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+    p.start_background_services().unwrap();
+    println!("ready");
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(role: &str, fabric: &str) -> Peer {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "peer_role", "--nocapture", "--test-threads", "1"])
+        .env(ROLE, role)
+        .env(FABRIC, fabric)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("peer exited before it was ready")
+            .unwrap();
+        // libtest may print "test peer_role ... " on the same line first.
+        if line.trim_end().ends_with("ready") {
+            break;
+        }
+    }
+    Peer(child)
+}
+
+fn fabric_name(tag: &str) -> String {
+    format!("test-{tag}-{}", std::process::id())
+}
+
+fn fabric_files(fabric: &str) -> Vec<String> {
+    std::fs::read_dir(hyperfabric::sys::state_root().join(fabric))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn requests_receipts_posts_pings_and_errors_between_processes() {
+    let fabric = fabric_name("rr");
+    let p = protocol(&fabric, Some(key()));
+    p.register_node(node("cli", 100)).unwrap();
+    p.register_node(node("inbox", 10)).unwrap();
+    // The child sends to `inbox` before it reports ready: our engine must answer meanwhile.
+    p.start_background_services().unwrap();
+    let peer = spawn("server", &fabric);
+
+    // Sizes around the inline limit of a slot and beyond one page.
+    for size in [0usize, 1, 47, 48, 49, 4095, 65536] {
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+        let got = p
+            .send_data("cli", "srv", &data, &SendOptions::default())
+            .unwrap();
+        let mut want = data.clone();
+        want.reverse();
+        assert_eq!(got, want, "size {size}");
+    }
+    // Metadata travels with the message.
+    let mut meta = serde_json::Map::new();
+    meta.insert("layer".into(), serde_json::json!(12));
+    let opts = SendOptions {
+        metadata: Some(meta),
+        ..Default::default()
+    };
+    let got = p.send_data("cli", "srv", b"ab", &opts).unwrap();
+    assert_eq!(got, b"ba{\"layer\":12}");
+
+    // Compression and encryption round-trip (the handler sees plain data).
+    let text = b"gradient-shard ".repeat(400);
+    for (compression_enabled, encryption_enabled) in [(true, false), (false, true), (true, true)] {
+        let opts = SendOptions {
+            compression_enabled,
+            encryption_enabled,
+            ..Default::default()
+        };
+        let got = p.send_data("cli", "srv", &text, &opts).unwrap();
+        let mut want = text.clone();
+        want.reverse();
+        assert_eq!(got, want);
+    }
+    // A frame sealed with another key is rejected at the receiver and the sender is told.
+    let intruder = protocol(&fabric, Some(FabricKey::from_bytes([8; 32])));
+    intruder.register_node(node("intruder", 10)).unwrap();
+    let e = intruder
+        .send_data(
+            "intruder",
+            "srv",
+            b"let me in",
+            &SendOptions {
+                encryption_enabled: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AuthenticationFailed, "{e}");
+    drop(intruder);
+
+    // Posts and a request from the child arrived in `inbox`, in order.
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(p.recv("inbox", Duration::from_secs(10)).unwrap());
+    }
+    assert_eq!(got[0].data, [0u8; 10]);
+    assert_eq!(got[2].data, [2u8; 10]);
+    assert!(got[..3]
+        .iter()
+        .all(|m| m.one_way && m.source == "child-out"));
+    assert_eq!(got[3].data, b"receipt?");
+    assert!(!got[3].one_way);
+    assert_eq!(
+        p.recv("inbox", Duration::from_millis(20))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Timeout
+    );
+
+    // Ping measures real round trips.
+    let r = p.ping("cli", "srv", 64, 2000).unwrap();
+    assert!(r.success);
+    assert_eq!(r.path, ["cli", "srv"]);
+    assert!(r.latency_ns > 0 && r.bandwidth_gbps > 0.0);
+    assert_eq!(r.packet_loss_rate, 0.0);
+
+    // The reference's errors.
+    let e = p
+        .send_data("cli", "nowhere", b"x", &SendOptions::default())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NodeNotFound);
+    let e = p
+        .send_data("srv", "cli", b"x", &SendOptions::default())
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::NodeNotFound,
+        "srv is hosted by the other process"
+    );
+    assert_eq!(
+        p.register_node(node("srv", 1)).unwrap_err().kind(),
+        ErrorKind::DuplicateNode
+    );
+    let mut bad = node("bad", 1);
+    bad.bandwidth_gbps = -1.0;
+    assert_eq!(
+        p.register_node(bad).unwrap_err().kind(),
+        ErrorKind::InvalidNode
+    );
+    // cli (100 ns) + srv (1000 ns): a 500 ns constraint is refused before sending.
+    let strict = SendOptions {
+        latency_constraint_ns: Some(500),
+        ..Default::default()
+    };
+    let sent_before = p.get_topology_info().unwrap().performance_metrics["frames_sent"];
+    assert_eq!(
+        p.send_data("cli", "srv", b"x", &strict).unwrap_err().kind(),
+        ErrorKind::LatencyConstraintViolation
+    );
+    assert_eq!(
+        p.get_topology_info().unwrap().performance_metrics["frames_sent"],
+        sent_before
+    );
+    let mut huge = serde_json::Map::new();
+    huge.insert("blob".into(), serde_json::json!("x".repeat(5000)));
+    let e = p
+        .send_data(
+            "cli",
+            "srv",
+            b"x",
+            &SendOptions {
+                metadata: Some(huge),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    let e = p
+        .send_data("cli", "srv", &vec![0; 1 << 20], &SendOptions::default())
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::InvalidArgument,
+        "single frames are limited until fragmentation"
+    );
+
+    let info = p.get_topology_info().unwrap();
+    assert_eq!(info.total_nodes, 4);
+    assert!(info.performance_metrics["frames_received"] > 0.0);
+
+    drop(peer);
+    drop(p);
+    let left: Vec<String> = fabric_files(&fabric)
+        .into_iter()
+        .filter(|f| f.starts_with("ch-"))
+        .collect();
+    assert!(left.is_empty(), "channel files left: {left:?}");
+    let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+}
+
+#[test]
+fn a_killed_peer_fails_pending_requests_and_frees_its_node() {
+    let fabric = fabric_name("kill");
+    let p = protocol(&fabric, None);
+    p.register_node(node("caller", 10)).unwrap();
+    let mut peer = spawn("victim", &fabric);
+    let started = Instant::now();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        peer.0.kill().unwrap(); // SIGKILL
+        peer.0.wait().unwrap();
+    });
+    let opts = SendOptions {
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let e = p
+        .send_data("caller", "victim", b"are you there", &opts)
+        .unwrap_err();
+    killer.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::NodeNotFound, "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "noticed after {:?}",
+        started.elapsed()
+    );
+    // The id is free again and nothing of the dead process remains.
+    p.register_node(node("victim", 10)).unwrap();
+    let files = fabric_files(&fabric);
+    assert!(files.iter().all(|f| !f.starts_with("ch-")), "{files:?}");
+    drop(p);
+    let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+}

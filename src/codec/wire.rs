@@ -71,7 +71,8 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
-    fn from_u8(v: u8) -> Option<FrameKind> {
+    /// The kind with this code.
+    pub fn from_u8(v: u8) -> Option<FrameKind> {
         Some(match v {
             1 => FrameKind::Data,
             2 => FrameKind::Response,

@@ -448,8 +448,8 @@ impl Engine {
             metadata = &decoded.metadata;
             data = &decoded.payload;
         }
-        match h.kind {
-            k if k == FrameKind::Data as u8 => {
+        match FrameKind::from_u8(h.kind) {
+            Some(FrameKind::Data) => {
                 let one_way = h.flags & FLAG_ONE_WAY != 0;
                 let Some(node) = self.hosted.get_mut(&dst) else {
                     if !one_way {
@@ -508,7 +508,7 @@ impl Engine {
                     p.result = Some(Ok(data.to_vec()));
                 }
             }
-            k if k == FrameKind::Error as u8 => {
+            Some(FrameKind::Error) => {
                 if let Some(p) = self.pending.get_mut(&request_id) {
                     p.result = Some(Err(decode_error(data)));
                 }

@@ -495,15 +495,10 @@ impl Engine {
                     }
                 }
             }
-            k if k == FrameKind::Ping as u8 => {
-                if self.hosted.contains_key(&dst) {
-                    self.send_reply(dst, h.src, &reply(FrameKind::Pong), data);
-                }
+            Some(FrameKind::Ping) if self.hosted.contains_key(&dst) => {
+                self.send_reply(dst, h.src, &reply(FrameKind::Pong), data);
             }
-            k if k == FrameKind::Response as u8
-                || k == FrameKind::Ack as u8
-                || k == FrameKind::Pong as u8 =>
-            {
+            Some(FrameKind::Response | FrameKind::Ack | FrameKind::Pong) => {
                 if let Some(p) = self.pending.get_mut(&request_id) {
                     p.result = Some(Ok(data.to_vec()));
                 }

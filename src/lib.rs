@@ -5,6 +5,8 @@
 //! ([`routing`]), YAML configuration ([`config`]) and hardware detection ([`hw`]).
 #![warn(missing_docs)]
 
+#[cfg(not(loom))]
+pub mod bench;
 pub mod buffer;
 pub mod codec;
 pub mod config;

@@ -238,3 +238,50 @@ fn analyze_detect_and_generate() {
     assert_eq!(code, 1);
     assert!(err.contains("even"));
 }
+
+#[test]
+fn bench_runs_two_processes_and_reports_against_the_floor() {
+    let (code, out, err) = run(&[
+        "bench", "latency", "--sizes", "8,100", "--iters", "200", "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (row, size) in rows.iter().zip([8, 100]) {
+        assert_eq!(row["size"], size);
+        let (p50, p99, floor) = (
+            row["p50_ns"].as_f64().unwrap(),
+            row["p99_ns"].as_f64().unwrap(),
+            row["floor_ns"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p99 >= p50 && floor > 0.0, "{row}");
+        assert!(["near", "far", "mixed"].contains(&row["placement"].as_str().unwrap()));
+        assert!(
+            (row["ratio"].as_f64().unwrap() - p50 / floor).abs() < 0.02 * p50 / floor + 0.01,
+            "{row}"
+        );
+    }
+    let (code, out, err) = run(&[
+        "bench",
+        "bandwidth",
+        "--sizes",
+        "4096",
+        "--iters",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let row: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        row["gbytes_per_s"].as_f64().unwrap() > 0.0
+            && row["memcpy_gbytes_per_s"].as_f64().unwrap() > 0.0
+    );
+    let (code, out, _) = run(&["bench", "latency", "--cores", "0,0", "--json"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("InvalidArgumentError"));
+    let (code, _, _) = run(&["bench", "latency", "--sizes", "10000000", "--json"]);
+    assert_eq!(code, 1);
+}

@@ -46,6 +46,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure latency or bandwidth between two processes pinned to two cores, next to the
+    /// hardware floor measured around each size.
+    #[command(subcommand)]
+    Bench(BenchKind),
+    /// Internal: the peer process of `bench`.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        fabric: String,
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        core: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// Ping-pong through send_data (osu_latency style): one-way latency = round trip / 2.
+    Latency(BenchArgs),
+    /// Streaming through post: GB/s next to memcpy.
+    Bandwidth(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Message sizes in bytes, comma-separated.
+    #[arg(long, default_value = "8,64,512,4096,65536")]
+    sizes: String,
+    /// Measured iterations per size (a tenth more are run first as warm-up).
+    #[arg(long, default_value_t = 10_000)]
+    iters: usize,
+    /// The two cores: this process, then the peer.
+    #[arg(long, default_value = "0,1")]
+    cores: String,
+    /// One JSON object per size.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -148,6 +186,7 @@ fn main() -> ExitCode {
         Command::Topo(Topo::Show(s) | Topo::Analyze(s)) => s.json,
         Command::Topo(Topo::Path { source, .. }) => source.json,
         Command::Detect { json } => *json,
+        Command::Bench(BenchKind::Latency(a) | BenchKind::Bandwidth(a)) => a.json,
         _ => false,
     };
     match run(cli) {
@@ -293,6 +332,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::Bench(kind) => bench::run(kind),
+        Command::Worker { fabric, node, core } => bench::worker(&fabric, &node, core),
         Command::Detect { json } => {
             let sigs = hyperfabric::hw::detect_hardware_capabilities();
             if json {
@@ -329,6 +370,205 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+    }
+}
+
+mod bench {
+    //! `hyperfabric bench`: this process and a worker it spawns, pinned to two cores, measure
+    //! through the public API; the floor is measured right before and after each size.
+    use super::{table, BenchKind};
+    use hyperfabric::bench::{cache_line_floor_ns, memcpy_gbytes_per_s, placement, quantile};
+    use hyperfabric::fabric::{HyperFabricProtocol, IdleStrategy, ProtocolConfig, SendOptions};
+    use hyperfabric::model::{HardwareType, NodeSignature};
+    use hyperfabric::Error;
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    fn protocol(fabric: &str, core: Option<usize>) -> Result<HyperFabricProtocol, Error> {
+        HyperFabricProtocol::with_config(ProtocolConfig {
+            fabric_name: Some(fabric.into()),
+            idle: IdleStrategy::Adaptive,
+            engine_core: core,
+            ..Default::default()
+        })
+    }
+
+    fn node(id: &str) -> Result<NodeSignature, Error> {
+        NodeSignature::new(id, HardwareType::CpuServer, 100.0, 0)
+    }
+
+    /// The worker: hosts one node that echoes requests, until its stdin closes.
+    pub fn worker(fabric: &str, id: &str, core: usize) -> Result<(), Error> {
+        let p = protocol(fabric, Some(core))?;
+        p.register_node(node(id)?)?;
+        p.on_receive(id, |m| {
+            Ok(if m.one_way {
+                Vec::new()
+            } else {
+                m.data.clone()
+            })
+        })?;
+        p.start_background_services()?;
+        println!("ready");
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        Ok(())
+    }
+
+    struct Worker(Child);
+
+    impl Drop for Worker {
+        fn drop(&mut self) {
+            drop(self.0.stdin.take());
+            let _ = self.0.wait();
+        }
+    }
+
+    fn parse_list(s: &str, what: &str) -> Result<Vec<usize>, Error> {
+        s.split(',')
+            .map(|x| {
+                x.trim()
+                    .parse::<usize>()
+                    .map_err(|_| Error::InvalidArgument(format!("{what}: {x:?} is not a number")))
+            })
+            .collect()
+    }
+
+    pub fn run(kind: BenchKind) -> Result<(), Error> {
+        let (args, latency) = match &kind {
+            BenchKind::Latency(a) => (a, true),
+            BenchKind::Bandwidth(a) => (a, false),
+        };
+        let sizes = parse_list(&args.sizes, "--sizes")?;
+        let cores = parse_list(&args.cores, "--cores")?;
+        let cpus = hyperfabric::sys::available_cpus();
+        let [a, b] = cores[..] else {
+            return Err(Error::InvalidArgument(
+                "--cores takes two cores, e.g. 0,1".into(),
+            ));
+        };
+        if a >= cpus || b >= cpus || a == b {
+            return Err(Error::InvalidArgument(format!(
+                "--cores must be two different cores below {cpus}"
+            )));
+        }
+        let max = hyperfabric::engine::max_message();
+        if let Some(s) = sizes.iter().find(|&&s| s > max) {
+            return Err(Error::InvalidArgument(format!(
+                "size {s} exceeds the largest single frame ({max} bytes)"
+            )));
+        }
+        if args.iters == 0 {
+            return Err(Error::InvalidArgument("--iters must be positive".into()));
+        }
+        let fabric = format!("bench-{}", std::process::id());
+        let p = protocol(&fabric, None)?;
+        p.register_node(node("bench-a")?)?;
+        let mut child =
+            Command::new(std::env::current_exe().map_err(|e| Error::io("locating the binary", e))?)
+                .args([
+                    "worker",
+                    "--fabric",
+                    &fabric,
+                    "--node",
+                    "bench-b",
+                    "--core",
+                    &b.to_string(),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| Error::io("starting the bench worker", e))?;
+        let stdout = child.stdout.take().expect("piped");
+        let worker = Worker(child);
+        let ready = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.trim() == "ready");
+        if !ready {
+            return Err(Error::InvalidArgument(
+                "the bench worker did not start".into(),
+            ));
+        }
+        hyperfabric::sys::pin_current_thread(a)?;
+        let opts = SendOptions::default();
+        let mut rows = Vec::new();
+        for &size in &sizes {
+            let data = vec![0x5au8; size];
+            // Let the worker's engine go idle (it sleeps after 1 ms) before measuring the floor.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let before = cache_line_floor_ns(a, b, 20_000)?;
+            let row = if latency {
+                for _ in 0..args.iters / 10 + 1 {
+                    p.send_data("bench-a", "bench-b", &data, &opts)?;
+                }
+                let mut one_way = Vec::with_capacity(args.iters);
+                for _ in 0..args.iters {
+                    let t0 = Instant::now();
+                    p.send_data("bench-a", "bench-b", &data, &opts)?;
+                    one_way.push(t0.elapsed().as_nanos() as f64 / 2.0);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                let after = cache_line_floor_ns(a, b, 20_000)?;
+                one_way.sort_by(f64::total_cmp);
+                let floor = (before + after) / 2.0;
+                let p50 = quantile(&one_way, 0.5);
+                serde_json::json!({
+                    "size": size, "p50_ns": p50.round(), "p99_ns": quantile(&one_way, 0.99).round(),
+                    "floor_ns": floor.round(), "ratio": (p50 / floor * 100.0).round() / 100.0,
+                    "placement": placement(before, after),
+                })
+            } else {
+                let t0 = Instant::now();
+                for _ in 0..args.iters {
+                    p.post("bench-a", "bench-b", &data, &opts)?;
+                }
+                // A request behind the posts returns when all of them were taken.
+                p.send_data("bench-a", "bench-b", b"", &opts)?;
+                let gbs = (args.iters * size) as f64 / t0.elapsed().as_secs_f64() / 1e9;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                let after = cache_line_floor_ns(a, b, 20_000)?;
+                let memcpy = memcpy_gbytes_per_s(size.max(64));
+                serde_json::json!({
+                    "size": size, "gbytes_per_s": (gbs * 1000.0).round() / 1000.0,
+                    "memcpy_gbytes_per_s": (memcpy * 1000.0).round() / 1000.0,
+                    "ratio": (gbs / memcpy * 1000.0).round() / 1000.0,
+                    "floor_ns": ((before + after) / 2.0).round(), "placement": placement(before, after),
+                })
+            };
+            if args.json {
+                println!("{row}");
+            }
+            rows.push(row);
+        }
+        drop(worker);
+        drop(p);
+        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+        if !args.json {
+            let keys: Vec<&str> = if latency {
+                vec!["size", "p50_ns", "p99_ns", "floor_ns", "ratio", "placement"]
+            } else {
+                vec![
+                    "size",
+                    "gbytes_per_s",
+                    "memcpy_gbytes_per_s",
+                    "ratio",
+                    "floor_ns",
+                    "placement",
+                ]
+            };
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    keys.iter()
+                        .map(|k| r[*k].to_string().trim_matches('"').to_string())
+                        .collect()
+                })
+                .collect();
+            table(&keys, &cells);
+        }
+        Ok(())
     }
 }
 

@@ -236,11 +236,19 @@ impl HyperFabricProtocol {
         lock(&self.inner.engine).poll()
     }
 
+    /// Refuses, before anything is sent, a send whose route cannot meet its latency
+    /// constraint or quantum rules. Unconstrained sends skip it (no route work per message).
     fn check_route(&self, source: &str, destination: &str, opts: &SendOptions) -> Result<()> {
-        self.sync_topology()?;
         let constraint = opts
             .latency_constraint_ns
             .or(self.inner.options.default_latency_constraint_ns);
+        if constraint.is_none()
+            && !opts.requires_quantum_entanglement
+            && !opts.data_type.is_quantum()
+        {
+            return Ok(());
+        }
+        self.sync_topology()?;
         self.inner.topology.route(&RouteRequest {
             data_type: opts.data_type,
             latency_constraint_ns: constraint,
@@ -335,8 +343,12 @@ impl HyperFabricProtocol {
     }
 
     fn wait(&self, request_id: u64, deadline: Instant) -> Result<Vec<u8>> {
-        let mut backoff = Backoff::new();
-        let mut next_check = Instant::now() + Duration::from_millis(50);
+        // Clocks and liveness are checked every CHECK_EVERY polls, not on every one: a
+        // clock read costs as much as a poll of an empty ring.
+        const CHECK_EVERY: u32 = 256;
+        const SPIN_POLLS: u32 = 200_000;
+        let mut polls = 0u32;
+        let mut next_liveness = Instant::now() + Duration::from_millis(50);
         loop {
             {
                 let mut e = lock(&self.inner.engine);
@@ -346,22 +358,25 @@ impl HyperFabricProtocol {
                 if let Some(r) = e.take_result(request_id) {
                     return r;
                 }
-                let now = Instant::now();
-                if now >= next_check {
-                    e.fail_lost_peers();
-                    next_check = now + Duration::from_millis(50);
-                }
-                if now >= deadline {
-                    e.cancel(request_id);
-                    return Err(Error::Timeout(format!(
-                        "no response to request {request_id} in time"
-                    )));
+                polls = polls.wrapping_add(1);
+                if polls % CHECK_EVERY == 0 {
+                    let now = Instant::now();
+                    if now >= next_liveness {
+                        e.fail_lost_peers();
+                        next_liveness = now + Duration::from_millis(50);
+                    }
+                    if now >= deadline {
+                        e.cancel(request_id);
+                        return Err(Error::Timeout(format!(
+                            "no response to request {request_id} in time"
+                        )));
+                    }
                 }
             }
-            if backoff.is_yielding() {
-                std::thread::yield_now();
+            if polls < SPIN_POLLS {
+                std::hint::spin_loop();
             } else {
-                backoff.snooze();
+                std::thread::yield_now();
             }
         }
     }
@@ -562,22 +577,22 @@ impl HyperFabricProtocol {
                 if let Some(c) = core {
                     let _ = crate::sys::pin_current_thread(c);
                 }
-                let mut backoff = Backoff::new();
-                let mut idle_since = Instant::now();
+                // Adaptive: spin for about a millisecond of empty polls, then yield, then
+                // sleep in short steps; counted in polls so the idle loop reads no clock.
+                const SPIN_POLLS: u32 = 20_000;
+                const YIELD_POLLS: u32 = 40_000;
+                let mut idle = 0u32;
                 while !stop2.load(Ordering::Acquire) {
                     if lock(&inner.engine).poll() > 0 {
-                        backoff.reset();
-                        idle_since = Instant::now();
+                        idle = 0;
                         continue;
                     }
+                    idle = idle.saturating_add(1);
                     match inner.idle {
                         IdleStrategy::Spin => std::hint::spin_loop(),
-                        IdleStrategy::Adaptive
-                            if idle_since.elapsed() > Duration::from_millis(1) =>
-                        {
-                            std::thread::sleep(Duration::from_micros(200))
-                        }
-                        IdleStrategy::Adaptive => backoff.snooze(),
+                        IdleStrategy::Adaptive if idle < SPIN_POLLS => std::hint::spin_loop(),
+                        IdleStrategy::Adaptive if idle < YIELD_POLLS => std::thread::yield_now(),
+                        IdleStrategy::Adaptive => std::thread::sleep(Duration::from_micros(200)),
                     }
                 }
             })

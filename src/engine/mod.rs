@@ -13,7 +13,8 @@ use crate::model::{DataType, NodeSignature, PacketPriority};
 use crate::ring::{self, Consumer, Producer, PushError, Region, SlotHeader};
 use crate::transport::channel::{parse_ring_name, ring_path, Lane};
 use crate::transport::registry::{NodeEntry, Registry};
-use std::collections::{HashMap, HashSet, VecDeque};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Bytes of the message header inside a ring payload: destination (4), request id (8), hop
@@ -50,6 +51,16 @@ pub struct Message {
     pub request_id: u64,
     /// Whether the sender waits for a response.
     pub one_way: bool,
+}
+
+/// A live node of the host as the hot path needs it: where to send, and which registration
+/// of that index (a new registration of the index is another node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Dense index.
+    pub index: u32,
+    /// Registration generation of the index.
+    pub generation: u64,
 }
 
 /// A node's request handler: gets the message, returns the response payload.
@@ -140,15 +151,15 @@ impl Engine {
     pub fn new(registry: Registry, opener: Option<crate::codec::Opener>) -> Engine {
         Engine {
             registry,
-            hosted: HashMap::new(),
-            by_name: HashMap::new(),
-            peers: HashMap::new(),
+            hosted: HashMap::default(),
+            by_name: HashMap::default(),
+            peers: HashMap::default(),
             peers_epoch: u64::MAX,
-            out: HashMap::new(),
+            out: HashMap::default(),
             inbound: Vec::new(),
-            opened: HashSet::new(),
+            opened: HashSet::default(),
             channels_epoch: u64::MAX,
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             next_request: 1,
             counters: Counters::default(),
             batch: Vec::new(),
@@ -240,15 +251,21 @@ impl Engine {
     }
 
     /// The registry entry of any live node of the host.
-    pub fn resolve(&mut self, node_id: &str) -> Result<NodeEntry> {
+    pub fn resolve(&mut self, node_id: &str) -> Result<Peer> {
         self.refresh_peers()?;
-        self.peers.get(node_id).cloned().ok_or_else(|| {
-            Error::NodeNotFound(format!("node {node_id:?} is not registered in this fabric"))
-        })
+        self.peers
+            .get(node_id)
+            .map(|e| Peer {
+                index: e.index,
+                generation: e.generation,
+            })
+            .ok_or_else(|| {
+                Error::NodeNotFound(format!("node {node_id:?} is not registered in this fabric"))
+            })
     }
 
     /// A fresh request id, registered as pending for `dst`.
-    pub fn new_request(&mut self, dst: &NodeEntry) -> u64 {
+    pub fn new_request(&mut self, dst: &Peer) -> u64 {
         let id = self.next_request;
         self.next_request += 1;
         self.pending.insert(

@@ -5,7 +5,7 @@
 
 use crate::codec::{self, FabricKey, FrameKind, FrameOptions, Opener, Sealer, WireHeader};
 use crate::config::ProtocolOptions;
-use crate::engine::{Engine, Handler, Message, Outgoing};
+use crate::engine::{Engine, Handler, Message, Outgoing, Peer};
 use crate::error::{Error, Result};
 use crate::model::{unix_now, DataType, NodeSignature, PacketPriority, PingResult, TopologyInfo};
 use crate::routing::RouteRequest;
@@ -381,7 +381,7 @@ impl HyperFabricProtocol {
         }
     }
 
-    fn endpoints(&self, source: &str, destination: &str) -> Result<(u32, NodeEntry)> {
+    fn endpoints(&self, source: &str, destination: &str) -> Result<(u32, Peer)> {
         let mut e = lock(&self.inner.engine);
         let src = e.hosted_index(source)?;
         let dst = e.resolve(destination)?;

@@ -17,19 +17,44 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-/// Bytes of the message header inside a ring payload: destination (4), request id (8), hop
-/// count, priority, data type, reserved (1 each).
-pub const MSG_HEADER: usize = 16;
-/// Slots of each channel ring (256 KiB of slots).
-pub const RING_SLOTS: usize = 4096;
+/// Bytes of the message header inside a ring payload: destination (4), message id (8), hop
+/// count, priority, data type, reserved (1 each), body length (4), fragment offset (4).
+pub const MSG_HEADER: usize = 24;
+/// Slots of a latency-lane ring (32 KiB).
+pub const LATENCY_SLOTS: usize = 512;
+/// Slots of a bulk-lane ring (64 KiB). A pair of idle channels (both directions, both lanes,
+/// with their header pages) takes 208 KiB of shared memory.
+pub const BULK_SLOTS: usize = 1024;
+/// Largest message (metadata + data), 1 GiB.
+pub const MAX_MESSAGE: usize = 1 << 30;
 /// Slot flag: no response expected.
 pub const FLAG_ONE_WAY: u8 = 1;
 /// Slot flag: the data is a codec frame (compressed and/or sealed), decoded on arrival.
 pub const FLAG_FRAMED: u8 = 2;
+/// Bulk frames taken per ring per poll, after every latency-lane frame.
+const BULK_BUDGET: usize = 4;
 
-/// Largest data + metadata one message carries.
+/// Largest message one send carries (fragmented across frames as needed).
 pub fn max_message() -> usize {
-    ring::max_payload(RING_SLOTS) - MSG_HEADER
+    MAX_MESSAGE
+}
+
+/// Largest fragment of body on `lane` for frames limited to `max_packet` bytes.
+pub fn fragment_limit(lane: Lane, max_packet: usize) -> usize {
+    let slots = match lane {
+        Lane::Latency => LATENCY_SLOTS,
+        Lane::Bulk => BULK_SLOTS,
+    };
+    (ring::max_payload(slots) - MSG_HEADER).min(max_packet.max(MSG_HEADER + 64) - MSG_HEADER)
+}
+
+/// The lane of a priority.
+pub fn lane_of(priority: PacketPriority) -> Lane {
+    if priority.is_latency_lane() {
+        Lane::Latency
+    } else {
+        Lane::Bulk
+    }
 }
 
 /// A delivered message.
@@ -47,7 +72,7 @@ pub struct Message {
     pub priority: PacketPriority,
     /// Metadata sent with it (JSON object bytes; empty when none).
     pub metadata: Vec<u8>,
-    /// Request id (0 for one-way messages).
+    /// Message id (requests: the id their response carries).
     pub request_id: u64,
     /// Whether the sender waits for a response.
     pub one_way: bool,
@@ -74,7 +99,14 @@ struct Hosted {
 
 struct Inbound {
     dst: u32,
+    lane: Lane,
     consumer: Consumer<Region>,
+}
+
+/// A message arriving in fragments.
+struct Partial {
+    body: Vec<u8>,
+    total: usize,
 }
 
 struct Pending {
@@ -124,9 +156,12 @@ pub struct Engine {
     by_name: HashMap<String, u32>,
     peers: HashMap<String, NodeEntry>,
     peers_epoch: u64,
-    out: HashMap<(u32, u32), Producer<Region>>,
+    out: HashMap<(u32, u32, Lane), Producer<Region>>,
     inbound: Vec<Inbound>,
-    opened: HashSet<(u32, u32)>,
+    opened: HashSet<(u32, u32, Lane)>,
+    /// Keyed by (source, message id, frame kind): a reply and a request may share an id.
+    partial: HashMap<(u32, u64, u8), Partial>,
+    max_packet: usize,
     channels_epoch: u64,
     pending: HashMap<u64, Pending>,
     next_request: u64,
@@ -147,8 +182,13 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine on the registry of its fabric; `opener` decodes sealed frames.
-    pub fn new(registry: Registry, opener: Option<crate::codec::Opener>) -> Engine {
+    /// An engine on the registry of its fabric; `opener` decodes sealed frames; frames carry
+    /// at most `max_packet` bytes.
+    pub fn new(
+        registry: Registry,
+        opener: Option<crate::codec::Opener>,
+        max_packet: usize,
+    ) -> Engine {
         Engine {
             registry,
             hosted: HashMap::default(),
@@ -158,6 +198,8 @@ impl Engine {
             out: HashMap::default(),
             inbound: Vec::new(),
             opened: HashSet::default(),
+            partial: HashMap::default(),
+            max_packet,
             channels_epoch: u64::MAX,
             pending: HashMap::default(),
             next_request: 1,
@@ -199,9 +241,10 @@ impl Engine {
         self.registry.unregister(index)?;
         self.hosted.remove(&index);
         self.by_name.remove(node_id);
-        self.out.retain(|&(s, d), _| s != index && d != index);
+        self.out.retain(|&(s, d, _), _| s != index && d != index);
         self.inbound.retain(|i| i.dst != index);
-        self.opened.retain(|&(s, d)| s != index && d != index);
+        self.opened.retain(|&(s, d, _)| s != index && d != index);
+        self.partial.retain(|&(s, _, _), _| s != index);
         Ok(())
     }
 
@@ -264,6 +307,13 @@ impl Engine {
             })
     }
 
+    /// A fresh message id (one-way messages need one too: fragments are reassembled by it).
+    pub fn next_id(&mut self) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        id
+    }
+
     /// A fresh request id, registered as pending for `dst`.
     pub fn new_request(&mut self, dst: &Peer) -> u64 {
         let id = self.next_request;
@@ -316,40 +366,61 @@ impl Engine {
         n
     }
 
-    fn producer(&mut self, src: u32, dst: u32) -> Result<&mut Producer<Region>> {
-        if !self.out.contains_key(&(src, dst)) {
+    fn producer(&mut self, src: u32, dst: u32, lane: Lane) -> Result<&mut Producer<Region>> {
+        if !self.out.contains_key(&(src, dst, lane)) {
+            let slots = match lane {
+                Lane::Latency => LATENCY_SLOTS,
+                Lane::Bulk => BULK_SLOTS,
+            };
             let producer = if self.hosted.contains_key(&dst) {
-                let (p, c) = ring::split(Arc::new(Region::heap(RING_SLOTS)?));
-                self.inbound.push(Inbound { dst, consumer: c });
-                self.opened.insert((src, dst));
+                let (p, c) = ring::split(Arc::new(Region::heap(slots)?));
+                self.inbound.push(Inbound {
+                    dst,
+                    lane,
+                    consumer: c,
+                });
+                self.opened.insert((src, dst, lane));
                 p
             } else {
-                let path = ring_path(self.registry.dir(), src, dst, Lane::Latency);
+                let path = ring_path(self.registry.dir(), src, dst, lane);
                 // A file left by an earlier holder of this index is stale.
                 let _ = std::fs::remove_file(&path);
-                let region = Region::create_file(&path, RING_SLOTS)?;
+                let region = Region::create_file(&path, slots)?;
                 self.registry.bump_channels_epoch();
                 ring::split(Arc::new(region)).0
             };
-            self.out.insert((src, dst), producer);
+            self.out.insert((src, dst, lane), producer);
         }
-        Ok(self.out.get_mut(&(src, dst)).expect("inserted"))
+        Ok(self.out.get_mut(&(src, dst, lane)).expect("inserted"))
     }
 
-    /// Pushes one message. `Ok(false)` when the ring is full (poll, then retry).
-    pub fn try_send(&mut self, src: u32, dst: u32, o: &Outgoing<'_>, data: &[u8]) -> Result<bool> {
-        if o.metadata.len() + data.len() > max_message() {
+    /// Pushes the fragment of the body `o.metadata ‖ data` that starts at `offset`, on the
+    /// lane of `o.priority`. Returns the offset after it and whether the message is complete,
+    /// or `None` when the ring is full (poll, then retry). A message that fits one frame is
+    /// one fragment.
+    pub fn try_send_from(
+        &mut self,
+        src: u32,
+        dst: u32,
+        o: &Outgoing<'_>,
+        data: &[u8],
+        offset: usize,
+    ) -> Result<Option<(usize, bool)>> {
+        let total = o.metadata.len() + data.len();
+        if total > MAX_MESSAGE {
             return Err(Error::InvalidArgument(format!(
-                "message of {} bytes exceeds the largest frame ({} bytes)",
-                o.metadata.len() + data.len(),
-                max_message()
+                "message of {total} bytes exceeds the largest message ({MAX_MESSAGE} bytes)"
             )));
         }
+        let lane = lane_of(o.priority);
+        let end = total.min(offset + fragment_limit(lane, self.max_packet));
         let mut hdr = [0u8; MSG_HEADER];
         hdr[0..4].copy_from_slice(&dst.to_le_bytes());
         hdr[4..12].copy_from_slice(&o.request_id.to_le_bytes());
         hdr[13] = o.priority as u8;
         hdr[14] = o.data_type as u8;
+        hdr[16..20].copy_from_slice(&(total as u32).to_le_bytes());
+        hdr[20..24].copy_from_slice(&(offset as u32).to_le_bytes());
         let slot = SlotHeader {
             len: 0,
             kind: o.kind as u8,
@@ -358,16 +429,20 @@ impl Engine {
             aux: o.metadata.len() as u16,
             src,
         };
-        let p = self.producer(src, dst)?;
-        match p.try_push(slot, &[&hdr, o.metadata, data]) {
+        // The fragment [offset, end) of metadata ‖ data, as at most two slices.
+        let m = o.metadata.len();
+        let meta_part = &o.metadata[offset.min(m)..end.min(m)];
+        let data_part = &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)];
+        let p = self.producer(src, dst, lane)?;
+        match p.try_push(slot, &[&hdr, meta_part, data_part]) {
             Ok(()) => {
                 self.counters.frames_sent += 1;
-                self.counters.bytes_sent += data.len() as u64;
-                Ok(true)
+                self.counters.bytes_sent += (end - offset) as u64;
+                Ok(Some((end, end == total)))
             }
-            Err(PushError::Full) => Ok(false),
+            Err(PushError::Full) => Ok(None),
             Err(PushError::TooLarge) => {
-                Err(Error::InvalidArgument("message exceeds the ring".into()))
+                Err(Error::InvalidArgument("fragment exceeds the ring".into()))
             }
         }
     }
@@ -382,19 +457,19 @@ impl Engine {
             return;
         };
         for e in rd.flatten() {
-            let Some((src, dst, Lane::Latency)) = e.file_name().to_str().and_then(parse_ring_name)
-            else {
+            let Some((src, dst, lane)) = e.file_name().to_str().and_then(parse_ring_name) else {
                 continue;
             };
-            if !self.hosted.contains_key(&dst) || self.opened.contains(&(src, dst)) {
+            if !self.hosted.contains_key(&dst) || self.opened.contains(&(src, dst, lane)) {
                 continue;
             }
             if let Ok(region) = Region::open_file(&e.path()) {
                 self.inbound.push(Inbound {
                     dst,
+                    lane,
                     consumer: ring::split(Arc::new(region)).1,
                 });
-                self.opened.insert((src, dst));
+                self.opened.insert((src, dst, lane));
             }
         }
     }
@@ -406,15 +481,24 @@ impl Engine {
         let mut scratch = std::mem::take(&mut self.scratch);
         batch.clear();
         scratch.clear();
-        for inbound in &mut self.inbound {
-            for _ in 0..64 {
-                let got = inbound.consumer.try_pop(|h, d| {
-                    let start = scratch.len();
-                    scratch.extend_from_slice(d);
-                    batch.push((h, start, scratch.len()));
-                });
-                if got.is_none() {
-                    break;
+        // Latency lanes first and fully (up to 64 frames a ring), then a few frames of each
+        // bulk lane: an urgent message never waits behind a bulk transfer.
+        for pass in [Lane::Latency, Lane::Bulk] {
+            let budget = if pass == Lane::Latency {
+                64
+            } else {
+                BULK_BUDGET
+            };
+            for inbound in self.inbound.iter_mut().filter(|i| i.lane == pass) {
+                for _ in 0..budget {
+                    let got = inbound.consumer.try_pop(|h, d| {
+                        let start = scratch.len();
+                        scratch.extend_from_slice(d);
+                        batch.push((h, start, scratch.len()));
+                    });
+                    if got.is_none() {
+                        break;
+                    }
                 }
             }
         }
@@ -436,10 +520,45 @@ impl Engine {
         let request_id = u64::from_le_bytes(payload[4..12].try_into().expect("8 bytes"));
         let priority = PacketPriority::from_u32(payload[13] as u32).unwrap_or_default();
         let data_type = DataType::from_u32(payload[14] as u32).unwrap_or_default();
-        let meta_len = (h.aux as usize).min(payload.len() - MSG_HEADER);
-        let mut metadata = &payload[MSG_HEADER..MSG_HEADER + meta_len];
-        let mut data = &payload[MSG_HEADER + meta_len..];
-        self.counters.bytes_received += data.len() as u64;
+        let total = u32::from_le_bytes(payload[16..20].try_into().expect("4 bytes")) as usize;
+        let offset = u32::from_le_bytes(payload[20..24].try_into().expect("4 bytes")) as usize;
+        let chunk = &payload[MSG_HEADER..];
+        self.counters.bytes_received += chunk.len() as u64;
+        // Reassembly: fragments of one message arrive in order on one ring.
+        let whole;
+        let body: &[u8] = if offset == 0 && chunk.len() == total {
+            chunk
+        } else {
+            let key = (h.src, request_id, h.kind);
+            if offset == 0 {
+                if total > MAX_MESSAGE {
+                    self.counters.errors += 1;
+                    return;
+                }
+                let mut body = Vec::with_capacity(total);
+                body.extend_from_slice(chunk);
+                self.partial.insert(key, Partial { body, total });
+                return;
+            }
+            let Some(p) = self.partial.get_mut(&key) else {
+                self.counters.errors += 1;
+                return;
+            };
+            if p.body.len() != offset || p.total != total || offset + chunk.len() > total {
+                self.partial.remove(&key);
+                self.counters.errors += 1;
+                return;
+            }
+            p.body.extend_from_slice(chunk);
+            if p.body.len() < total {
+                return;
+            }
+            whole = self.partial.remove(&key).expect("present").body;
+            &whole
+        };
+        let meta_len = (h.aux as usize).min(body.len());
+        let mut metadata = &body[..meta_len];
+        let mut data = &body[meta_len..];
         let reply = |kind| Outgoing {
             kind,
             request_id,
@@ -551,14 +670,19 @@ impl Engine {
         self.send_reply(from, to, &o, &body);
     }
 
-    /// Sends a reply, polling our own inbound rings while the ring back is full (the peer
-    /// may be waiting for us to drain). Gives up after one second: the requester times out.
+    /// Sends a reply (all its fragments), waiting for room while the ring back is full.
+    /// Gives up after five seconds without progress: the requester then times out.
     fn send_reply(&mut self, from: u32, to: u32, o: &Outgoing<'_>, data: &[u8]) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut offset = 0;
+        let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            match self.try_send(from, to, o, data) {
-                Ok(true) => return,
-                Ok(false) if std::time::Instant::now() < deadline => std::hint::spin_loop(),
+            match self.try_send_from(from, to, o, data, offset) {
+                Ok(Some((_, true))) => return,
+                Ok(Some((next, false))) => {
+                    offset = next;
+                    deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                }
+                Ok(None) if std::time::Instant::now() < deadline => std::hint::spin_loop(),
                 _ => {
                     self.counters.errors += 1;
                     return;

@@ -144,7 +144,11 @@ impl HyperFabricProtocol {
         });
         Ok(HyperFabricProtocol {
             inner: Arc::new(Inner {
-                engine: Mutex::new(Engine::new(registry, config.key.as_ref().map(Opener::new))),
+                engine: Mutex::new(Engine::new(
+                    registry,
+                    config.key.as_ref().map(Opener::new),
+                    config.options.max_packet_size as usize,
+                )),
                 topology,
                 topology_epoch: Mutex::new(u64::MAX),
                 options: config.options.clone(),
@@ -323,15 +327,24 @@ impl HyperFabricProtocol {
         body: &[u8],
         deadline: Instant,
     ) -> Result<()> {
+        // One fragment per lock: another thread's urgent message can go in between.
+        let mut offset = 0;
         let mut backoff = Backoff::new();
         loop {
             {
                 let mut e = lock(&self.inner.engine);
-                if e.try_send(src, dst, o, body)? {
-                    return Ok(());
+                match e.try_send_from(src, dst, o, body, offset)? {
+                    Some((_, true)) => return Ok(()),
+                    Some((next, false)) => {
+                        offset = next;
+                        backoff.reset();
+                        continue;
+                    }
+                    // Full: drain our own inbound rings, the peer may be waiting on us.
+                    None => {
+                        e.poll();
+                    }
                 }
-                // Full: drain our own inbound rings, the peer may be waiting on us.
-                e.poll();
             }
             if Instant::now() > deadline {
                 return Err(Error::Timeout(format!(
@@ -433,9 +446,11 @@ impl HyperFabricProtocol {
         let (src, dst) = self.endpoints(source, destination)?;
         self.check_route(source, destination, opts)?;
         let (metadata, body, framed) = self.prepare(src, dst.index, data, opts)?;
+        // Not awaited, but fragments are reassembled by message id.
+        let id = lock(&self.inner.engine).next_id();
         let o = Outgoing {
             kind: FrameKind::Data,
-            request_id: 0,
+            request_id: id,
             priority: opts.priority,
             data_type: opts.data_type,
             one_way: true,

@@ -282,6 +282,6 @@ fn bench_runs_two_processes_and_reports_against_the_floor() {
     let (code, out, _) = run(&["bench", "latency", "--cores", "0,0", "--json"]);
     assert_eq!(code, 1);
     assert!(out.contains("InvalidArgumentError"));
-    let (code, _, _) = run(&["bench", "latency", "--sizes", "10000000", "--json"]);
+    let (code, _, _) = run(&["bench", "latency", "--sizes", "2000000000", "--json"]);
     assert_eq!(code, 1);
 }

@@ -137,6 +137,7 @@ fn spawn(fabric: &str) -> Peer {
 #[test]
 fn hundred_thousand_messages_and_an_urgent_one_overtaking_bulk() {
     let fabric = format!("test-integrity-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
     let p = Arc::new(protocol(&fabric));
     p.register_node(node("sender")).unwrap();
     let peer = spawn(&fabric);
@@ -186,4 +187,13 @@ fn hundred_thousand_messages_and_an_urgent_one_overtaking_bulk() {
     drop(peer);
     drop(p);
     let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+}
+
+/// Removes a test fabric's directory when dropped, also when the test fails.
+struct FabricDir(String);
+
+impl Drop for FabricDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
+    }
 }

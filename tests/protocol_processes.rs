@@ -130,6 +130,7 @@ fn fabric_files(fabric: &str) -> Vec<String> {
 #[test]
 fn requests_receipts_posts_pings_and_errors_between_processes() {
     let fabric = fabric_name("rr");
+    let _cleanup = FabricDir(fabric.clone());
     let p = protocol(&fabric, Some(key()));
     p.register_node(node("cli", 100)).unwrap();
     p.register_node(node("inbox", 10)).unwrap();
@@ -282,6 +283,7 @@ fn requests_receipts_posts_pings_and_errors_between_processes() {
 #[test]
 fn a_killed_peer_fails_pending_requests_and_frees_its_node() {
     let fabric = fabric_name("kill");
+    let _cleanup = FabricDir(fabric.clone());
     let p = protocol(&fabric, None);
     p.register_node(node("caller", 10)).unwrap();
     let mut peer = spawn("victim", &fabric);
@@ -311,4 +313,13 @@ fn a_killed_peer_fails_pending_requests_and_frees_its_node() {
     assert!(files.iter().all(|f| !f.starts_with("ch-")), "{files:?}");
     drop(p);
     let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+}
+
+/// Removes a test fabric's directory when dropped, also when the test fails.
+struct FabricDir(String);
+
+impl Drop for FabricDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
+    }
 }

@@ -51,8 +51,14 @@ mod tests {
         assert!(c.len() < text.len());
         assert_eq!(decompress(&c, text.len()).unwrap(), text);
         assert!(decompress(&c, text.len() - 1).is_err(), "limit enforced");
-        let noise: Vec<u8> = (0..1000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
             .collect();
         assert!(compress_if_smaller(&noise).is_none());
         assert!(compress_if_smaller(b"short").is_none());

@@ -18,8 +18,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Bytes of the message header inside a ring payload: destination (4), message id (8), hop
-/// count, priority, data type, reserved (1 each), body length (4), fragment offset (4).
-pub const MSG_HEADER: usize = 24;
+/// count, priority, data type, hop limit (1 each), body length (4), fragment offset (4),
+/// origin (4), reserved (4). The slot header's source is the previous hop; the origin is the
+/// node that sent the message.
+pub const MSG_HEADER: usize = 32;
+/// Hops a message may take.
+pub const HOP_LIMIT: u8 = 16;
 /// Slots of a latency-lane ring (32 KiB).
 pub const LATENCY_SLOTS: usize = 512;
 /// Slots of a bulk-lane ring (64 KiB). A pair of idle channels (both directions, both lanes,
@@ -90,6 +94,9 @@ pub struct Peer {
 
 /// A node's request handler: gets the message, returns the response payload.
 pub type Handler = Box<dyn FnMut(&Message) -> Result<Vec<u8>> + Send>;
+
+/// Gives the next hop from one node toward another (node ids), `None` when there is no route.
+pub type Router = Box<dyn FnMut(&str, &str) -> Option<String> + Send>;
 
 struct Hosted {
     id: String,
@@ -162,11 +169,14 @@ pub struct Engine {
     /// Keyed by (source, message id, frame kind): a reply and a request may share an id.
     partial: HashMap<(u32, u64, u8), Partial>,
     max_packet: usize,
+    router: Option<Router>,
+    /// Next hops by (from, to); cleared when the host's nodes change.
+    hops: HashMap<(u32, u32), u32>,
     channels_epoch: u64,
     pending: HashMap<u64, Pending>,
     next_request: u64,
     counters: Counters,
-    batch: Vec<(SlotHeader, usize, usize)>,
+    batch: Vec<(u32, SlotHeader, usize, usize)>,
     scratch: Vec<u8>,
     opener: Option<crate::codec::Opener>,
 }
@@ -200,6 +210,8 @@ impl Engine {
             opened: HashSet::default(),
             partial: HashMap::default(),
             max_packet,
+            router: None,
+            hops: HashMap::default(),
             channels_epoch: u64::MAX,
             pending: HashMap::default(),
             next_request: 1,
@@ -273,9 +285,62 @@ impl Engine {
         Ok(self.hosted.get_mut(&i).expect("indexed").inbox.pop_front())
     }
 
+    /// Sets the router that picks next hops (without one, every destination is direct).
+    pub fn set_router(&mut self, router: Option<Router>) {
+        self.router = router;
+        self.hops.clear();
+    }
+
+    /// Forgets cached next hops (after a topology change).
+    pub fn clear_routes(&mut self) {
+        self.hops.clear();
+    }
+
+    fn id_of(&self, index: u32) -> Option<String> {
+        self.hosted
+            .get(&index)
+            .map(|h| h.id.clone())
+            .or_else(|| {
+                self.peers
+                    .values()
+                    .find(|e| e.index == index)
+                    .map(|e| e.signature.node_id.clone())
+            })
+            .or_else(|| self.registry.get(index).map(|e| e.signature.node_id))
+    }
+
+    /// The next hop from `from` toward `to`: `to` itself without a router, else the router's
+    /// answer (cached), `None` when it knows no route.
+    fn next_hop(&mut self, from: u32, to: u32) -> Option<u32> {
+        if self.router.is_none() || from == to {
+            return Some(to);
+        }
+        let _ = self.refresh_peers();
+        if let Some(&h) = self.hops.get(&(from, to)) {
+            return Some(h);
+        }
+        let next = match (self.id_of(from), self.id_of(to)) {
+            (Some(f), Some(t)) => {
+                let router = self.router.as_mut().expect("checked above");
+                router(&f, &t).and_then(|n| {
+                    self.by_name
+                        .get(&n)
+                        .copied()
+                        .or_else(|| self.peers.get(&n).map(|e| e.index))
+                })
+            }
+            _ => None,
+        };
+        if let Some(hop) = next {
+            self.hops.insert((from, to), hop);
+        }
+        next
+    }
+
     fn refresh_peers(&mut self) -> Result<()> {
         let epoch = self.registry.nodes_epoch();
         if epoch != self.peers_epoch {
+            self.hops.clear();
             self.peers = self
                 .registry
                 .list()?
@@ -419,8 +484,10 @@ impl Engine {
         hdr[4..12].copy_from_slice(&o.request_id.to_le_bytes());
         hdr[13] = o.priority as u8;
         hdr[14] = o.data_type as u8;
+        hdr[15] = HOP_LIMIT;
         hdr[16..20].copy_from_slice(&(total as u32).to_le_bytes());
         hdr[20..24].copy_from_slice(&(offset as u32).to_le_bytes());
+        hdr[24..28].copy_from_slice(&src.to_le_bytes());
         let slot = SlotHeader {
             len: 0,
             kind: o.kind as u8,
@@ -433,7 +500,12 @@ impl Engine {
         let m = o.metadata.len();
         let meta_part = &o.metadata[offset.min(m)..end.min(m)];
         let data_part = &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)];
-        let p = self.producer(src, dst, lane)?;
+        let via = self.next_hop(src, dst).ok_or_else(|| {
+            Error::NoRouteFound(format!(
+                "no route from node index {src} to node index {dst}"
+            ))
+        })?;
+        let p = self.producer(src, via, lane)?;
         match p.try_push(slot, &[&hdr, meta_part, data_part]) {
             Ok(()) => {
                 self.counters.frames_sent += 1;
@@ -491,10 +563,11 @@ impl Engine {
             };
             for inbound in self.inbound.iter_mut().filter(|i| i.lane == pass) {
                 for _ in 0..budget {
+                    let at = inbound.dst;
                     let got = inbound.consumer.try_pop(|h, d| {
                         let start = scratch.len();
                         scratch.extend_from_slice(d);
-                        batch.push((h, start, scratch.len()));
+                        batch.push((at, h, start, scratch.len()));
                     });
                     if got.is_none() {
                         break;
@@ -503,20 +576,31 @@ impl Engine {
             }
         }
         let n = batch.len();
-        for &(h, a, b) in &batch {
-            self.dispatch(h, &scratch[a..b]);
+        for &(at, h, a, b) in &batch {
+            self.dispatch(at, h, &scratch[a..b]);
         }
         self.batch = batch;
         self.scratch = scratch;
         n
     }
 
-    fn dispatch(&mut self, h: SlotHeader, payload: &[u8]) {
+    /// Handles one frame that arrived at hosted node `at`: forwards it when it is for a node
+    /// of another process, else delivers it.
+    fn dispatch(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
         if payload.len() < MSG_HEADER {
             return;
         }
         self.counters.frames_received += 1;
         let dst = u32::from_le_bytes(payload[0..4].try_into().expect("4 bytes"));
+        if dst != at && !self.hosted.contains_key(&dst) {
+            self.forward(at, h, payload);
+            return;
+        }
+        // Replies and errors go back to the origin, not to the previous hop.
+        let h = SlotHeader {
+            src: u32::from_le_bytes(payload[24..28].try_into().expect("4 bytes")),
+            ..h
+        };
         let request_id = u64::from_le_bytes(payload[4..12].try_into().expect("8 bytes"));
         let priority = PacketPriority::from_u32(payload[13] as u32).unwrap_or_default();
         let data_type = DataType::from_u32(payload[14] as u32).unwrap_or_default();
@@ -632,9 +716,21 @@ impl Engine {
                 }
             }
             Some(FrameKind::Ping) if self.hosted.contains_key(&dst) => {
-                self.send_reply(dst, h.src, &reply(FrameKind::Pong), data);
+                // The pong carries the path the ping took, with this node at its end.
+                let mut path = metadata.to_vec();
+                path.extend_from_slice(&dst.to_le_bytes());
+                let pong = Outgoing {
+                    metadata: &path,
+                    ..reply(FrameKind::Pong)
+                };
+                self.send_reply(dst, h.src, &pong, data);
             }
-            Some(FrameKind::Response | FrameKind::Ack | FrameKind::Pong) => {
+            Some(FrameKind::Pong) => {
+                if let Some(p) = self.pending.get_mut(&request_id) {
+                    p.result = Some(Ok(metadata.to_vec()));
+                }
+            }
+            Some(FrameKind::Response | FrameKind::Ack) => {
                 if let Some(p) = self.pending.get_mut(&request_id) {
                     p.result = Some(Ok(data.to_vec()));
                 }
@@ -645,6 +741,88 @@ impl Engine {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Passes a frame on toward its destination. A ping single-frame records `at` in its
+    /// path (the metadata); a frame past its hop limit or without a route is dropped and, if
+    /// its sender waits, answered with an error.
+    fn forward(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
+        let dst = u32::from_le_bytes(payload[0..4].try_into().expect("4 bytes"));
+        let request_id = u64::from_le_bytes(payload[4..12].try_into().expect("8 bytes"));
+        let origin = u32::from_le_bytes(payload[24..28].try_into().expect("4 bytes"));
+        let (hop, limit) = (payload[12], payload[15]);
+        let answer =
+            h.flags & FLAG_ONE_WAY == 0 && FrameKind::from_u8(h.kind) == Some(FrameKind::Data);
+        if hop >= limit {
+            self.counters.errors += 1;
+            if answer {
+                self.answer_error(
+                    at,
+                    origin,
+                    request_id,
+                    ErrorKind::NoRouteFound,
+                    "hop limit reached",
+                );
+            }
+            return;
+        }
+        let Some(next) = self.next_hop(at, dst) else {
+            self.counters.errors += 1;
+            if answer {
+                self.answer_error(
+                    at,
+                    origin,
+                    request_id,
+                    ErrorKind::NoRouteFound,
+                    "no route onward",
+                );
+            }
+            return;
+        };
+        let mut hdr = [0u8; MSG_HEADER];
+        hdr.copy_from_slice(&payload[..MSG_HEADER]);
+        hdr[12] = hop + 1;
+        let body = &payload[MSG_HEADER..];
+        let total = u32::from_le_bytes(payload[16..20].try_into().expect("4 bytes")) as usize;
+        let meta_len = (h.aux as usize).min(body.len());
+        let mut slot = SlotHeader { src: at, ..h };
+        let record = FrameKind::from_u8(h.kind) == Some(FrameKind::Ping) && body.len() == total;
+        let at_bytes = at.to_le_bytes();
+        let parts: [&[u8]; 4] = if record {
+            slot.aux += 4;
+            hdr[16..20].copy_from_slice(&((total + 4) as u32).to_le_bytes());
+            [&hdr, &body[..meta_len], &at_bytes, &body[meta_len..]]
+        } else {
+            [&hdr, body, &[], &[]]
+        };
+        let lane = if PacketPriority::from_u32(payload[13] as u32)
+            .unwrap_or_default()
+            .is_latency_lane()
+        {
+            Lane::Latency
+        } else {
+            Lane::Bulk
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let pushed = match self.producer(at, next, lane) {
+                Ok(p) => p.try_push(slot, &parts),
+                Err(_) => Err(PushError::TooLarge),
+            };
+            match pushed {
+                Ok(()) => {
+                    self.counters.frames_sent += 1;
+                    return;
+                }
+                Err(PushError::Full) if std::time::Instant::now() < deadline => {
+                    std::hint::spin_loop()
+                }
+                Err(_) => {
+                    self.counters.errors += 1;
+                    return;
+                }
+            }
         }
     }
 

@@ -42,6 +42,10 @@ pub struct ProtocolConfig {
     pub engine_core: Option<usize>,
     /// Key for encrypted sends (all processes of the fabric need the same).
     pub key: Option<FabricKey>,
+    /// Links between the host's nodes. None: every pair is linked directly. With links,
+    /// messages follow routes over them, forwarded by the processes hosting the nodes on the
+    /// way (each must run its engine).
+    pub links: Vec<crate::topology::LinkSpec>,
 }
 
 /// Per-send options: the reference's `send_data` keyword arguments.
@@ -89,6 +93,9 @@ struct Inner {
     engine: Mutex<Engine>,
     topology: TopologyManager,
     topology_epoch: Mutex<u64>,
+    /// A registry handle of the protocol's own, so topology sync never needs the engine.
+    registry: Registry,
+    links: Vec<crate::topology::LinkSpec>,
     options: ProtocolOptions,
     fabric: String,
     idle: IdleStrategy,
@@ -142,25 +149,43 @@ impl HyperFabricProtocol {
             load_balancing: true,
             ..Default::default()
         });
-        Ok(HyperFabricProtocol {
-            inner: Arc::new(Inner {
-                engine: Mutex::new(Engine::new(
-                    registry,
-                    config.key.as_ref().map(Opener::new),
-                    config.options.max_packet_size as usize,
-                )),
-                topology,
-                topology_epoch: Mutex::new(u64::MAX),
-                options: config.options.clone(),
-                fabric,
-                idle: config.idle,
-                engine_core: config.engine_core,
-                key: config.key.clone(),
-                sealer: Mutex::new(None),
-                running: AtomicBool::new(false),
-                service: Mutex::new(None),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            engine: Mutex::new(Engine::new(
+                registry,
+                config.key.as_ref().map(Opener::new),
+                config.options.max_packet_size as usize,
+            )),
+            topology,
+            topology_epoch: Mutex::new(u64::MAX),
+            registry: Registry::open(&fabric)?,
+            links: config.links.clone(),
+            options: config.options.clone(),
+            fabric,
+            idle: config.idle,
+            engine_core: config.engine_core,
+            key: config.key.clone(),
+            sealer: Mutex::new(None),
+            running: AtomicBool::new(false),
+            service: Mutex::new(None),
+        });
+        if !inner.links.is_empty() {
+            // Only the configured links exist, even while some of their nodes are missing.
+            inner
+                .topology
+                .set_link_policy(Some(crate::topology::LinkPolicy::Explicit))?;
+            // Next hops come from the latency routing tables of the host topology.
+            let weak = Arc::downgrade(&inner);
+            lock(&inner.engine).set_router(Some(Box::new(move |from: &str, to: &str| {
+                let inner = weak.upgrade()?;
+                sync_topology(&inner).ok()?;
+                let route = inner
+                    .topology
+                    .shortest_route(from, to, crate::routing::Metric::Latency)
+                    .ok()?;
+                route.path.get(1).cloned()
+            })));
+        }
+        Ok(HyperFabricProtocol { inner })
     }
 
     /// The fabric name.
@@ -180,28 +205,7 @@ impl HyperFabricProtocol {
     }
 
     fn sync_topology(&self) -> Result<()> {
-        let mut seen = lock(&self.inner.topology_epoch);
-        let mut engine = lock(&self.inner.engine);
-        let epoch = engine.registry().nodes_epoch();
-        if *seen == epoch {
-            return Ok(());
-        }
-        let peers: Vec<NodeEntry> = engine.peers()?.values().cloned().collect();
-        drop(engine);
-        let tm = &self.inner.topology;
-        let known: Vec<String> = tm.read(|t| t.nodes().map(|n| n.node_id.clone()).collect());
-        for id in &known {
-            if !peers.iter().any(|p| &p.signature.node_id == id) {
-                tm.remove_node(id)?;
-            }
-        }
-        for p in peers {
-            if !known.contains(&p.signature.node_id) {
-                tm.add_node(p.signature)?;
-            }
-        }
-        *seen = epoch;
-        Ok(())
+        sync_topology(&self.inner)
     }
 
     /// Registers a node hosted by this process. `DuplicateNodeError` when any process of the
@@ -505,15 +509,18 @@ impl HyperFabricProtocol {
         let timeout = Duration::from_millis(timeout_ms.max(1));
         let (src, dst) = self.endpoints(source, destination)?;
         let payload = vec![0xa5u8; packet_size];
+        // The path starts with the source; each forwarder and the destination append theirs.
+        let origin = src.to_le_bytes();
         let probe = |request_id| Outgoing {
             kind: FrameKind::Ping,
             request_id,
             priority: PacketPriority::High,
             data_type: DataType::ControlMessage,
             one_way: false,
-            metadata: &[],
+            metadata: &origin,
             framed: false,
         };
+        let mut path_indices: Vec<u32> = Vec::new();
         let mut rtts = Vec::with_capacity(PROBES);
         let mut lost = 0;
         for _ in 0..PROBES {
@@ -524,7 +531,13 @@ impl HyperFabricProtocol {
                 .push(src, dst.index, &probe(id), &payload, deadline)
                 .and_then(|_| self.wait(id, deadline))
             {
-                Ok(_) => rtts.push(start.elapsed().as_nanos() as u64),
+                Ok(path) => {
+                    rtts.push(start.elapsed().as_nanos() as u64);
+                    path_indices = path
+                        .chunks_exact(4)
+                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                }
                 Err(e) if e.kind() == crate::ErrorKind::Timeout => lost += 1,
                 Err(e) => return Err(e),
             }
@@ -555,7 +568,15 @@ impl HyperFabricProtocol {
             destination: destination.to_string(),
             latency_ns: rtts.get(rtts.len() / 2).map_or(0, |r| r / 2),
             bandwidth_gbps,
-            path: vec![source.to_string(), destination.to_string()],
+            path: path_indices
+                .iter()
+                .map(|&i| {
+                    self.inner
+                        .registry
+                        .get(i)
+                        .map_or_else(|| format!("#{i}"), |e| e.signature.node_id)
+                })
+                .collect(),
             packet_loss_rate: lost as f64 / PROBES as f64,
             timestamp: unix_now(),
             success: !rtts.is_empty(),
@@ -637,6 +658,45 @@ impl Drop for HyperFabricProtocol {
             let _ = e.unregister(&id);
         }
     }
+}
+
+/// Brings the topology in step with the registry: the host's live nodes, and the configured
+/// links between them. Uses the protocol's own registry handle, never the engine, so the
+/// engine's router may call it.
+fn sync_topology(inner: &Inner) -> Result<()> {
+    let mut seen = lock(&inner.topology_epoch);
+    let epoch = inner.registry.nodes_epoch();
+    if *seen == epoch {
+        return Ok(());
+    }
+    let peers: Vec<NodeEntry> = inner.registry.list()?;
+    let tm = &inner.topology;
+    let known: Vec<String> = tm.read(|t| t.nodes().map(|n| n.node_id.clone()).collect());
+    for id in &known {
+        if !peers.iter().any(|p| &p.signature.node_id == id) {
+            tm.remove_node(id)?;
+        }
+    }
+    for p in &peers {
+        if !known.contains(&p.signature.node_id) {
+            tm.add_node(p.signature.clone())?;
+        }
+    }
+    let present = |id: &str| peers.iter().any(|p| p.signature.node_id == id);
+    for l in &inner.links {
+        if present(&l.a)
+            && present(&l.b)
+            && !tm.read(|t| {
+                t.declared_links()
+                    .iter()
+                    .any(|d| (d.a == l.a && d.b == l.b) || (d.a == l.b && d.b == l.a))
+            })
+        {
+            tm.add_link(l.clone())?;
+        }
+    }
+    *seen = epoch;
+    Ok(())
 }
 
 /// 64 random bits from the kernel (nonce counters start here).

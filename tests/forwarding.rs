@@ -1,0 +1,143 @@
+//! Multi-hop routes across three processes: `cli` and `srv` are linked only through `sw`, a
+//! switch node hosted by a third process whose engine forwards. `ping` reports the 3-node
+//! path; requests and their responses, large ones included, cross the switch both ways.
+
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
+use hyperfabric::model::{HardwareType, NodeSignature};
+use hyperfabric::{ErrorKind, LinkSpec};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const ROLE: &str = "HF_FORWARD_TEST_ROLE";
+const FABRIC: &str = "HF_FORWARD_TEST_FABRIC";
+
+fn protocol(fabric: &str) -> HyperFabricProtocol {
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        links: vec![
+            LinkSpec::new("cli", "sw").latency_ns(100),
+            LinkSpec::new("sw", "srv").latency_ns(100),
+        ],
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn peer_role() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let p = protocol(&std::env::var(FABRIC).unwrap());
+    match role.as_str() {
+        "switch" => {
+            p.register_node(
+                NodeSignature::new("sw", HardwareType::NetworkSwitch, 400.0, 50).unwrap(),
+            )
+            .unwrap();
+        }
+        "server" => {
+            p.register_node(
+                NodeSignature::new("srv", HardwareType::StorageArray, 200.0, 500).unwrap(),
+            )
+            .unwrap();
+            p.on_receive("srv", |m| Ok(m.data.iter().rev().copied().collect()))
+                .unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+    p.start_background_services().unwrap();
+    println!("ready");
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(role: &str, fabric: &str) -> Peer {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "peer_role", "--nocapture", "--test-threads", "1"])
+        .env(ROLE, role)
+        .env(FABRIC, fabric)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.trim_end().ends_with("ready")));
+    std::thread::spawn(move || lines.for_each(drop));
+    Peer(child)
+}
+
+struct FabricDir(String);
+
+impl Drop for FabricDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
+    }
+}
+
+#[test]
+fn a_switch_in_a_third_process_forwards_both_ways() {
+    let fabric = format!("test-forward-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let p = protocol(&fabric);
+    p.register_node(NodeSignature::new("cli", HardwareType::NvidiaH100, 400.0, 100).unwrap())
+        .unwrap();
+    p.start_background_services().unwrap();
+    let mut switch = spawn("switch", &fabric);
+    let _server = spawn("server", &fabric);
+
+    let r = p.ping("cli", "srv", 64, 5000).unwrap();
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.path, ["cli", "sw", "srv"]);
+    assert_eq!(r.packet_loss_rate, 0.0);
+    let route = p
+        .topology()
+        .unwrap()
+        .shortest_route("cli", "srv", hyperfabric::Metric::Latency)
+        .unwrap();
+    assert_eq!(route.path, ["cli", "sw", "srv"]);
+
+    for size in [0usize, 8, 4096, (1 << 20) + 1] {
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let got = p
+            .send_data("cli", "srv", &data, &SendOptions::default())
+            .unwrap();
+        assert!(got.iter().eq(data.iter().rev()), "size {size}");
+    }
+    // 100 ns + 100 + 50 + 100 + 500: a 500 ns constraint cannot be met through the switch.
+    let strict = SendOptions {
+        latency_constraint_ns: Some(500),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.send_data("cli", "srv", b"x", &strict).unwrap_err().kind(),
+        ErrorKind::LatencyConstraintViolation
+    );
+
+    // Without the switch there is no route.
+    switch.0.kill().unwrap();
+    switch.0.wait().unwrap();
+    let quick = SendOptions {
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let e = p.send_data("cli", "srv", b"x", &quick).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::NoRouteFound | ErrorKind::Timeout),
+        "{e}"
+    );
+    let e = p.send_data("cli", "srv", b"x", &quick).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NoRouteFound, "{e}");
+}

@@ -259,8 +259,10 @@ fn bench_runs_two_processes_and_reports_against_the_floor() {
         );
         assert!(p50 > 0.0 && p99 >= p50 && floor > 0.0, "{row}");
         assert!(["near", "far", "mixed"].contains(&row["placement"].as_str().unwrap()));
+        // The floor is printed rounded to the nanosecond; the ratio uses the exact one.
+        let ratio = row["ratio"].as_f64().unwrap();
         assert!(
-            (row["ratio"].as_f64().unwrap() - p50 / floor).abs() < 0.02 * p50 / floor + 0.01,
+            ratio >= p50 / (floor + 0.5) - 0.01 && ratio <= p50 / (floor - 0.5).max(0.5) + 0.01,
             "{row}"
         );
     }
@@ -284,4 +286,43 @@ fn bench_runs_two_processes_and_reports_against_the_floor() {
     assert!(out.contains("InvalidArgumentError"));
     let (code, _, _) = run(&["bench", "latency", "--sizes", "2000000000", "--json"]);
     assert_eq!(code, 1);
+}
+
+#[test]
+fn demo_runs_the_example_cluster_across_processes_and_cleans_up() {
+    let (code, out, err) = run(&["demo"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(out.contains("9 nodes hosted by 5 processes"), "{out}");
+    assert!(out.contains("gpu-01 -> gpu-02 "), "direct route: {out}");
+    assert!(
+        out.contains("gpu-01 -> switch-01 -> storage-01"),
+        "switched route: {out}"
+    );
+    assert!(
+        out.contains("gpu-01 -> switch-01 -> photonic-01 -> qpu-01"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches(" ok\n").count(),
+        4,
+        "four checked transfers: {out}"
+    );
+    assert!(
+        out.contains("the urgent message overtook the bulk transfer"),
+        "{out}"
+    );
+    assert!(
+        out.contains("refused before sending: LatencyConstraintViolationError"),
+        "{out}"
+    );
+    assert!(out.contains("bottlenecks"));
+    let left: Vec<_> = std::fs::read_dir(hyperfabric::sys::state_root())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("ai-cluster-demo-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -50,6 +50,23 @@ enum Command {
     /// hardware floor measured around each size.
     #[command(subcommand)]
     Bench(BenchKind),
+    /// Run the example AI cluster across several processes: pings, transfers, priorities,
+    /// constraints, topology and bottlenecks. Leaves no files behind.
+    Demo {
+        /// Fabric configuration; the built-in example AI cluster when absent.
+        #[arg(long, short)]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Internal: a process of `demo`.
+    #[command(hide = true)]
+    DemoWorker {
+        #[arg(long)]
+        fabric: String,
+        #[arg(long)]
+        nodes: String,
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
     /// Internal: the peer process of `bench`.
     #[command(hide = true)]
     Worker {
@@ -333,6 +350,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Bench(kind) => bench::run(kind),
+        Command::Demo { config } => demo::run(config),
+        Command::DemoWorker {
+            fabric,
+            nodes,
+            config,
+        } => demo::worker(config, &fabric, &nodes),
         Command::Worker { fabric, node, core } => bench::worker(&fabric, &node, core),
         Command::Detect { json } => {
             let sigs = hyperfabric::hw::detect_hardware_capabilities();
@@ -372,6 +395,9 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
     }
 }
+
+#[path = "../cli/demo.rs"]
+mod demo;
 
 mod bench {
     //! `hyperfabric bench`: this process and a worker it spawns, pinned to two cores, measure

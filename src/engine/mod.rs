@@ -584,15 +584,17 @@ impl Engine {
         n
     }
 
-    /// Handles one frame that arrived at hosted node `at`: forwards it when it is for a node
-    /// of another process, else delivers it.
+    /// Handles one frame that arrived at hosted node `at`: forwards it when it is for another
+    /// node, else delivers it.
     fn dispatch(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
         if payload.len() < MSG_HEADER {
             return;
         }
         self.counters.frames_received += 1;
         let dst = u32::from_le_bytes(payload[0..4].try_into().expect("4 bytes"));
-        if dst != at && !self.hosted.contains_key(&dst) {
+        // A frame for another node travels on along its route, even when this process hosts
+        // that node too (the hop is real: a ring between the two nodes).
+        if dst != at {
             self.forward(at, h, payload);
             return;
         }

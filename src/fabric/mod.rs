@@ -613,22 +613,35 @@ impl HyperFabricProtocol {
                 if let Some(c) = core {
                     let _ = crate::sys::pin_current_thread(c);
                 }
-                // Adaptive: spin for about a millisecond of empty polls, then yield, then
-                // sleep in short steps; counted in polls so the idle loop reads no clock.
-                const SPIN_POLLS: u32 = 20_000;
-                const YIELD_POLLS: u32 = 40_000;
+                // Adaptive: spin for a few thousand empty polls, then yield the core for up to
+                // YIELD_FOR of quiet (peers keep answering fast during a conversation), then
+                // sleep, doubling the nap up to MAX_NAP (an idle process costs almost no CPU).
+                const SPIN_POLLS: u32 = 2_000;
+                const YIELD_FOR: Duration = Duration::from_millis(20);
+                const FIRST_NAP: Duration = Duration::from_micros(100);
+                const MAX_NAP: Duration = Duration::from_millis(5);
                 let mut idle = 0u32;
+                let mut quiet_since: Option<Instant> = None;
+                let mut nap = FIRST_NAP;
                 while !stop2.load(Ordering::Acquire) {
                     if lock(&inner.engine).poll() > 0 {
                         idle = 0;
+                        quiet_since = None;
+                        nap = FIRST_NAP;
                         continue;
                     }
                     idle = idle.saturating_add(1);
                     match inner.idle {
                         IdleStrategy::Spin => std::hint::spin_loop(),
                         IdleStrategy::Adaptive if idle < SPIN_POLLS => std::hint::spin_loop(),
-                        IdleStrategy::Adaptive if idle < YIELD_POLLS => std::thread::yield_now(),
-                        IdleStrategy::Adaptive => std::thread::sleep(Duration::from_micros(200)),
+                        IdleStrategy::Adaptive => {
+                            if quiet_since.get_or_insert_with(Instant::now).elapsed() < YIELD_FOR {
+                                std::thread::yield_now();
+                            } else {
+                                std::thread::sleep(nap);
+                                nap = (nap * 2).min(MAX_NAP);
+                            }
+                        }
                     }
                 }
             })

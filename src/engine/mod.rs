@@ -170,6 +170,10 @@ pub struct Engine {
     partial: HashMap<(u32, u64, u8), Partial>,
     max_packet: usize,
     router: Option<Router>,
+    /// The registry entry whose doorbell wakes this engine (its first hosted node).
+    bell: Option<u32>,
+    names: HashMap<u32, String>,
+    names_epoch: u64,
     /// Next hops by (from, to); cleared when the host's nodes change.
     hops: HashMap<(u32, u32), u32>,
     channels_epoch: u64,
@@ -211,6 +215,9 @@ impl Engine {
             partial: HashMap::default(),
             max_packet,
             router: None,
+            bell: None,
+            names: HashMap::default(),
+            names_epoch: u64::MAX,
             hops: HashMap::default(),
             channels_epoch: u64::MAX,
             pending: HashMap::default(),
@@ -235,6 +242,8 @@ impl Engine {
     /// Registers a node hosted by this process.
     pub fn register(&mut self, node: &NodeSignature) -> Result<u32> {
         let index = self.registry.register(node)?;
+        let bell = *self.bell.get_or_insert(index);
+        self.registry.set_bell(index, bell);
         self.hosted.insert(
             index,
             Hosted {
@@ -257,6 +266,15 @@ impl Engine {
         self.inbound.retain(|i| i.dst != index);
         self.opened.retain(|&(s, d, _)| s != index && d != index);
         self.partial.retain(|&(s, _, _), _| s != index);
+        if self.bell == Some(index) {
+            // Move the doorbell to a node that stays.
+            self.bell = self.hosted.keys().next().copied();
+            if let Some(b) = self.bell {
+                for &i in self.hosted.keys() {
+                    self.registry.set_bell(i, b);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -285,6 +303,11 @@ impl Engine {
         Ok(self.hosted.get_mut(&i).expect("indexed").inbox.pop_front())
     }
 
+    /// The registry entry whose doorbell wakes this engine, once it hosts a node.
+    pub fn bell(&self) -> Option<u32> {
+        self.bell
+    }
+
     /// Sets the router that picks next hops (without one, every destination is direct).
     pub fn set_router(&mut self, router: Option<Router>) {
         self.router = router;
@@ -294,6 +317,22 @@ impl Engine {
     /// Forgets cached next hops (after a topology change).
     pub fn clear_routes(&mut self) {
         self.hops.clear();
+    }
+
+    /// The id of node `index`, from a cache that is dropped whenever the host's nodes change
+    /// (reading the registry entry decodes its signature: too slow for every message).
+    fn name_of(&mut self, index: u32) -> String {
+        let epoch = self.registry.nodes_epoch();
+        if epoch != self.names_epoch {
+            self.names.clear();
+            self.names_epoch = epoch;
+        }
+        if let Some(n) = self.names.get(&index) {
+            return n.clone();
+        }
+        let name = self.id_of(index).unwrap_or_else(|| format!("#{index}"));
+        self.names.insert(index, name.clone());
+        name
     }
 
     fn id_of(&self, index: u32) -> Option<String> {
@@ -508,6 +547,7 @@ impl Engine {
         let p = self.producer(src, via, lane)?;
         match p.try_push(slot, &[&hdr, meta_part, data_part]) {
             Ok(()) => {
+                self.registry.ring_bell(via);
                 self.counters.frames_sent += 1;
                 self.counters.bytes_sent += (end - offset) as u64;
                 Ok(Some((end, end == total)))
@@ -673,6 +713,7 @@ impl Engine {
         match FrameKind::from_u8(h.kind) {
             Some(FrameKind::Data) => {
                 let one_way = h.flags & FLAG_ONE_WAY != 0;
+                let source = self.name_of(h.src);
                 let Some(node) = self.hosted.get_mut(&dst) else {
                     if !one_way {
                         let msg =
@@ -681,13 +722,6 @@ impl Engine {
                     }
                     return;
                 };
-                let source = self
-                    .peers
-                    .values()
-                    .find(|e| e.index == h.src)
-                    .map(|e| e.signature.node_id.clone())
-                    .or_else(|| self.registry.get(h.src).map(|e| e.signature.node_id))
-                    .unwrap_or_else(|| format!("#{}", h.src));
                 let msg = Message {
                     source,
                     destination: node.id.clone(),
@@ -814,6 +848,7 @@ impl Engine {
             };
             match pushed {
                 Ok(()) => {
+                    self.registry.ring_bell(next);
                     self.counters.frames_sent += 1;
                     return;
                 }

@@ -613,35 +613,43 @@ impl HyperFabricProtocol {
                 if let Some(c) = core {
                     let _ = crate::sys::pin_current_thread(c);
                 }
-                // Adaptive: spin for a few thousand empty polls, then yield the core for up to
-                // YIELD_FOR of quiet (peers keep answering fast during a conversation), then
-                // sleep, doubling the nap up to MAX_NAP (an idle process costs almost no CPU).
+                // Adaptive: spin for a few thousand empty polls, then sleep on the process's
+                // doorbell (a futex in the registry that senders ring after writing to one of
+                // our rings), with a timeout that doubles up to MAX_NAP.
                 const SPIN_POLLS: u32 = 2_000;
-                const YIELD_FOR: Duration = Duration::from_millis(20);
-                const FIRST_NAP: Duration = Duration::from_micros(100);
-                const MAX_NAP: Duration = Duration::from_millis(5);
+                const FIRST_NAP: Duration = Duration::from_millis(1);
+                const MAX_NAP: Duration = Duration::from_millis(100);
                 let mut idle = 0u32;
-                let mut quiet_since: Option<Instant> = None;
                 let mut nap = FIRST_NAP;
                 while !stop2.load(Ordering::Acquire) {
                     if lock(&inner.engine).poll() > 0 {
                         idle = 0;
-                        quiet_since = None;
                         nap = FIRST_NAP;
                         continue;
                     }
                     idle = idle.saturating_add(1);
-                    match inner.idle {
-                        IdleStrategy::Spin => std::hint::spin_loop(),
-                        IdleStrategy::Adaptive if idle < SPIN_POLLS => std::hint::spin_loop(),
-                        IdleStrategy::Adaptive => {
-                            if quiet_since.get_or_insert_with(Instant::now).elapsed() < YIELD_FOR {
-                                std::thread::yield_now();
-                            } else {
-                                std::thread::sleep(nap);
+                    if inner.idle == IdleStrategy::Spin || idle < SPIN_POLLS {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    let bell = lock(&inner.engine).bell();
+                    match bell.and_then(|b| inner.registry.bell_words(b)) {
+                        Some((word, sleeping)) => {
+                            // Announce the sleep, then look once more: a sender that wrote
+                            // before seeing the flag is found here, one that wrote after
+                            // rings the bell.
+                            sleeping.store(1, Ordering::SeqCst);
+                            let token = word.load(Ordering::SeqCst);
+                            if lock(&inner.engine).poll() == 0 {
+                                crate::sys::futex_wait(word, token, nap);
                                 nap = (nap * 2).min(MAX_NAP);
+                            } else {
+                                idle = 0;
+                                nap = FIRST_NAP;
                             }
+                            sleeping.store(0, Ordering::Release);
                         }
+                        None => std::thread::sleep(nap),
                     }
                 }
             })

@@ -45,6 +45,39 @@ pub fn default_sigpipe() {
     }
 }
 
+/// Sleeps until `word` is woken by [`futex_wake`], no longer holds `expected`, or `timeout`
+/// passes. Works across processes on shared mappings.
+pub fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: std::time::Duration,
+) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: the word is a live, 4-byte-aligned atomic for the duration of the call; the
+    // timespec outlives it. FUTEX_WAIT (not the private variant) matches wakers in other
+    // processes mapping the same file.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+/// Wakes one waiter of `word`.
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: the word is a live, aligned atomic; FUTEX_WAKE only reads its address.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1);
+    }
+}
+
 /// Number of CPUs online (not the calling thread's affinity, which pinning narrows).
 pub fn available_cpus() -> usize {
     // SAFETY: sysconf only reads a system value.

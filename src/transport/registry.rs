@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 pub const MAX_NODES: usize = 1024;
 const PAGE: usize = 4096;
 const ENTRY_SIZE: usize = 1024;
-const ID_OFFSET: usize = 32;
+const ID_OFFSET: usize = 64;
 const ID_MAX: usize = 64;
 const SIG_OFFSET: usize = ID_OFFSET + ID_MAX;
 const SIG_MAX: usize = ENTRY_SIZE - SIG_OFFSET;
-const MAGIC: u64 = u64::from_le_bytes(*b"HFREG\x00\x00\x01");
+const MAGIC: u64 = u64::from_le_bytes(*b"HFREG\x00\x00\x02");
 
 const FREE: u32 = 0;
 const LIVE: u32 = 2;
@@ -43,6 +43,12 @@ struct EntryHeader {
     generation: AtomicU64,
     id_len: AtomicU32,
     sig_len: AtomicU32,
+    /// The entry whose doorbell wakes the engine hosting this node.
+    bell_index: AtomicU32,
+    /// Doorbell (a futex word), used in the entry an engine sleeps on.
+    bell: AtomicU32,
+    /// 1 while the engine sleeping on this entry's doorbell sleeps.
+    sleeping: AtomicU32,
 }
 
 const _: () = assert!(std::mem::size_of::<EntryHeader>() <= ID_OFFSET);
@@ -309,6 +315,51 @@ impl Registry {
         ((index as usize) < MAX_NODES)
             .then(|| self.read_entry(index as usize))
             .flatten()
+    }
+
+    /// Makes `index` ring `bell_index`'s doorbell to wake its engine.
+    pub fn set_bell(&self, index: u32, bell_index: u32) {
+        if (index as usize) < MAX_NODES {
+            self.entry(index as usize)
+                .bell_index
+                .store(bell_index, Ordering::Release);
+        }
+    }
+
+    /// The entry whose doorbell wakes the engine hosting `index`.
+    #[inline]
+    pub fn bell_of(&self, index: u32) -> u32 {
+        if (index as usize) < MAX_NODES {
+            self.entry(index as usize)
+                .bell_index
+                .load(Ordering::Acquire)
+        } else {
+            u32::MAX
+        }
+    }
+
+    /// The doorbell (futex word) and sleeping flag of entry `bell_index`.
+    #[inline]
+    pub fn bell_words(&self, bell_index: u32) -> Option<(&AtomicU32, &AtomicU32)> {
+        ((bell_index as usize) < MAX_NODES).then(|| {
+            let e = self.entry(bell_index as usize);
+            (&e.bell, &e.sleeping)
+        })
+    }
+
+    /// Wakes the engine hosting `index` if it sleeps (one load of a read-mostly line when it
+    /// does not). The fence orders the caller's ring write before the load of the flag, so a
+    /// sleeper that set the flag and then found its rings empty is always woken.
+    #[inline]
+    pub fn ring_bell(&self, index: u32) {
+        let Some((bell, sleeping)) = self.bell_words(self.bell_of(index)) else {
+            return;
+        };
+        crate::sync::atomic::fence(Ordering::SeqCst);
+        if sleeping.load(Ordering::Relaxed) == 1 && sleeping.swap(0, Ordering::AcqRel) == 1 {
+            bell.fetch_add(1, Ordering::Release);
+            crate::sys::futex_wake(bell);
+        }
     }
 
     /// Every live node, by index.

@@ -17,6 +17,7 @@ fn cpu_ticks() -> u64 {
 #[test]
 fn an_idle_engine_sleeps_and_a_message_wakes_it() {
     let fabric = format!("test-idle-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
     let p = HyperFabricProtocol::with_config(ProtocolConfig {
         fabric_name: Some(fabric.clone()),
         ..Default::default()
@@ -60,6 +61,13 @@ fn an_idle_engine_sleeps_and_a_message_wakes_it() {
         assert!(took < Duration::from_millis(10), "woke after {took:?}");
     }
     p.stop_background_services().unwrap();
-    drop(p);
-    let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+}
+
+/// Removes the test fabric's directory when dropped, also when the test fails.
+struct FabricDir(String);
+
+impl Drop for FabricDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
+    }
 }

@@ -71,6 +71,11 @@ fn peer_role() {
             })
             .unwrap();
         }
+        "reborn" => {
+            p.register_node(node("victim", 10)).unwrap();
+            p.on_receive("victim", |m| Ok([b"reborn:".as_slice(), &m.data].concat()))
+                .unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
     p.start_background_services().unwrap();
@@ -307,10 +312,15 @@ fn a_killed_peer_fails_pending_requests_and_frees_its_node() {
         "noticed after {:?}",
         started.elapsed()
     );
-    // The id is free again and nothing of the dead process remains.
-    p.register_node(node("victim", 10)).unwrap();
+    // Nothing of the dead process remains (its entry was reclaimed when the request failed).
     let files = fabric_files(&fabric);
     assert!(files.iter().all(|f| !f.starts_with("ch-")), "{files:?}");
+
+    // A new process takes the id (and the index) over; both directions work with it: the
+    // rings of the dead incarnation are neither written nor read any more.
+    let _reborn = spawn("reborn", &fabric);
+    let got = p.send_data("caller", "victim", b"hello", &opts).unwrap();
+    assert_eq!(got, b"reborn:hello");
     drop(p);
     let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
 }

@@ -13,7 +13,7 @@ use crate::model::{DataType, NodeSignature, PacketPriority};
 use crate::ring::{self, Consumer, Producer, PushError, Region, SlotHeader};
 use crate::transport::channel::{parse_ring_name, ring_path, Lane};
 use crate::transport::registry::{NodeEntry, Registry};
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -105,6 +105,7 @@ struct Hosted {
 }
 
 struct Inbound {
+    src: u32,
     dst: u32,
     lane: Lane,
     consumer: Consumer<Region>,
@@ -165,7 +166,11 @@ pub struct Engine {
     peers_epoch: u64,
     out: HashMap<(u32, u32, Lane), Producer<Region>>,
     inbound: Vec<Inbound>,
-    opened: HashSet<(u32, u32, Lane)>,
+    /// Inbound rings by (source, destination, lane), with the inode of their file (0 for
+    /// rings in process memory): a new file under the same name is a new incarnation.
+    opened: HashMap<(u32, u32, Lane), u64>,
+    /// Registration generation of each remote destination when its rings were made.
+    out_generation: HashMap<u32, u64>,
     /// Keyed by (source, message id, frame kind): a reply and a request may share an id.
     partial: HashMap<(u32, u64, u8), Partial>,
     max_packet: usize,
@@ -211,7 +216,8 @@ impl Engine {
             peers_epoch: u64::MAX,
             out: HashMap::default(),
             inbound: Vec::new(),
-            opened: HashSet::default(),
+            opened: HashMap::default(),
+            out_generation: HashMap::default(),
             partial: HashMap::default(),
             max_packet,
             router: None,
@@ -264,7 +270,7 @@ impl Engine {
         self.by_name.remove(node_id);
         self.out.retain(|&(s, d, _), _| s != index && d != index);
         self.inbound.retain(|i| i.dst != index);
-        self.opened.retain(|&(s, d, _)| s != index && d != index);
+        self.opened.retain(|&(s, d, _), _| s != index && d != index);
         self.partial.retain(|&(s, _, _), _| s != index);
         if self.bell == Some(index) {
             // Move the doorbell to a node that stays.
@@ -387,6 +393,23 @@ impl Engine {
                 .map(|e| (e.signature.node_id.clone(), e))
                 .collect();
             self.peers_epoch = epoch;
+            // Rings to a destination that left, or came back as a new registration, lead
+            // nowhere: drop them so the next send makes new ones.
+            let live: HashMap<u32, u64> = self
+                .peers
+                .values()
+                .map(|e| (e.index, e.generation))
+                .collect();
+            let stale: Vec<u32> = self
+                .out_generation
+                .iter()
+                .filter(|(d, g)| live.get(d) != Some(g))
+                .map(|(&d, _)| d)
+                .collect();
+            for d in stale {
+                self.out_generation.remove(&d);
+                self.out.retain(|&(_, dst, _), _| dst != d);
+            }
         }
         Ok(())
     }
@@ -479,17 +502,26 @@ impl Engine {
             let producer = if self.hosted.contains_key(&dst) {
                 let (p, c) = ring::split(Arc::new(Region::heap(slots)?));
                 self.inbound.push(Inbound {
+                    src,
                     dst,
                     lane,
                     consumer: c,
                 });
-                self.opened.insert((src, dst, lane));
+                self.opened.insert((src, dst, lane), 0);
                 p
             } else {
                 let path = ring_path(self.registry.dir(), src, dst, lane);
                 // A file left by an earlier holder of this index is stale.
                 let _ = std::fs::remove_file(&path);
                 let region = Region::create_file(&path, slots)?;
+                if let Some(g) = self
+                    .peers
+                    .values()
+                    .find(|e| e.index == dst)
+                    .map(|e| e.generation)
+                {
+                    self.out_generation.insert(dst, g);
+                }
                 self.registry.bump_channels_epoch();
                 ring::split(Arc::new(region)).0
             };
@@ -572,16 +604,28 @@ impl Engine {
             let Some((src, dst, lane)) = e.file_name().to_str().and_then(parse_ring_name) else {
                 continue;
             };
-            if !self.hosted.contains_key(&dst) || self.opened.contains(&(src, dst, lane)) {
+            if !self.hosted.contains_key(&dst) {
                 continue;
+            }
+            let ino = e
+                .metadata()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap_or(0);
+            let key = (src, dst, lane);
+            match self.opened.get(&key) {
+                Some(&known) if known == ino => continue,
+                // The sender restarted under the same index: its old ring is gone.
+                Some(_) => self.inbound.retain(|i| (i.src, i.dst, i.lane) != key),
+                None => {}
             }
             if let Ok(region) = Region::open_file(&e.path()) {
                 self.inbound.push(Inbound {
+                    src,
                     dst,
                     lane,
                     consumer: ring::split(Arc::new(region)).1,
                 });
-                self.opened.insert((src, dst, lane));
+                self.opened.insert(key, ino);
             }
         }
     }

@@ -268,13 +268,13 @@ impl HyperFabricProtocol {
 
     /// Encodes metadata and, when compression or encryption is asked, frames metadata and
     /// payload together; returns (metadata, body, framed).
-    fn prepare(
+    fn prepare<'d>(
         &self,
         src: u32,
         dst: u32,
-        data: &[u8],
+        data: &'d [u8],
         opts: &SendOptions,
-    ) -> Result<(Vec<u8>, Vec<u8>, bool)> {
+    ) -> Result<(Vec<u8>, std::borrow::Cow<'d, [u8]>, bool)> {
         let metadata = match &opts.metadata {
             Some(m) => serde_json::to_vec(m)
                 .map_err(|e| Error::InvalidArgument(format!("metadata: {e}")))?,
@@ -288,7 +288,8 @@ impl HyperFabricProtocol {
             )));
         }
         if !(opts.compression_enabled || opts.encryption_enabled) {
-            return Ok((metadata, data.to_vec(), false));
+            // Plain sends go from the caller's buffer straight into the ring.
+            return Ok((metadata, std::borrow::Cow::Borrowed(data), false));
         }
         let mut h = WireHeader::new(FrameKind::Data, src, dst);
         h.priority = opts.priority;
@@ -320,7 +321,7 @@ impl HyperFabricProtocol {
             },
             &mut out,
         )?;
-        Ok((Vec::new(), out, true))
+        Ok((Vec::new(), std::borrow::Cow::Owned(out), true))
     }
 
     fn push(

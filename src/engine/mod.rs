@@ -43,13 +43,68 @@ pub fn max_message() -> usize {
     MAX_MESSAGE
 }
 
-/// Largest fragment of body on `lane` for frames limited to `max_packet` bytes.
-pub fn fragment_limit(lane: Lane, max_packet: usize) -> usize {
-    let slots = match lane {
+/// Slots of a ring on `lane`.
+fn lane_slots(lane: Lane) -> usize {
+    match lane {
         Lane::Latency => LATENCY_SLOTS,
         Lane::Bulk => BULK_SLOTS,
-    };
-    (ring::max_payload(slots) - MSG_HEADER).min(max_packet.max(MSG_HEADER + 64) - MSG_HEADER)
+    }
+}
+
+/// Largest fragment of body on `lane` for frames limited to `max_packet` bytes.
+pub fn fragment_limit(lane: Lane, max_packet: usize) -> usize {
+    (ring::max_payload(lane_slots(lane)) - MSG_HEADER)
+        .min(max_packet.max(MSG_HEADER + 64) - MSG_HEADER)
+}
+
+/// The message header at the start of every ring payload (layout in [`MSG_HEADER`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MsgHeader {
+    dst: u32,
+    id: u64,
+    hop: u8,
+    priority: u8,
+    data_type: u8,
+    hop_limit: u8,
+    total: u32,
+    offset: u32,
+    origin: u32,
+}
+
+impl MsgHeader {
+    fn encode(&self) -> [u8; MSG_HEADER] {
+        let mut b = [0u8; MSG_HEADER];
+        b[0..4].copy_from_slice(&self.dst.to_le_bytes());
+        b[4..12].copy_from_slice(&self.id.to_le_bytes());
+        b[12] = self.hop;
+        b[13] = self.priority;
+        b[14] = self.data_type;
+        b[15] = self.hop_limit;
+        b[16..20].copy_from_slice(&self.total.to_le_bytes());
+        b[20..24].copy_from_slice(&self.offset.to_le_bytes());
+        b[24..28].copy_from_slice(&self.origin.to_le_bytes());
+        b
+    }
+
+    /// Reads the header of a payload of at least [`MSG_HEADER`] bytes.
+    fn decode(p: &[u8]) -> MsgHeader {
+        let u32_at = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+        MsgHeader {
+            dst: u32_at(0),
+            id: u64::from_le_bytes(p[4..12].try_into().expect("8 bytes")),
+            hop: p[12],
+            priority: p[13],
+            data_type: p[14],
+            hop_limit: p[15],
+            total: u32_at(16),
+            offset: u32_at(20),
+            origin: u32_at(24),
+        }
+    }
+
+    fn priority(&self) -> PacketPriority {
+        PacketPriority::from_u32(self.priority as u32).unwrap_or_default()
+    }
 }
 
 /// The lane of a priority.
@@ -495,10 +550,7 @@ impl Engine {
 
     fn producer(&mut self, src: u32, dst: u32, lane: Lane) -> Result<&mut Producer<Region>> {
         if !self.out.contains_key(&(src, dst, lane)) {
-            let slots = match lane {
-                Lane::Latency => LATENCY_SLOTS,
-                Lane::Bulk => BULK_SLOTS,
-            };
+            let slots = lane_slots(lane);
             let producer = if self.hosted.contains_key(&dst) {
                 let (p, c) = ring::split(Arc::new(Region::heap(slots)?));
                 self.inbound.push(Inbound {
@@ -550,15 +602,18 @@ impl Engine {
         }
         let lane = lane_of(o.priority);
         let end = total.min(offset + fragment_limit(lane, self.max_packet));
-        let mut hdr = [0u8; MSG_HEADER];
-        hdr[0..4].copy_from_slice(&dst.to_le_bytes());
-        hdr[4..12].copy_from_slice(&o.request_id.to_le_bytes());
-        hdr[13] = o.priority as u8;
-        hdr[14] = o.data_type as u8;
-        hdr[15] = HOP_LIMIT;
-        hdr[16..20].copy_from_slice(&(total as u32).to_le_bytes());
-        hdr[20..24].copy_from_slice(&(offset as u32).to_le_bytes());
-        hdr[24..28].copy_from_slice(&src.to_le_bytes());
+        let hdr = MsgHeader {
+            dst,
+            id: o.request_id,
+            hop: 0,
+            priority: o.priority as u8,
+            data_type: o.data_type as u8,
+            hop_limit: HOP_LIMIT,
+            total: total as u32,
+            offset: offset as u32,
+            origin: src,
+        }
+        .encode();
         let slot = SlotHeader {
             len: 0,
             kind: o.kind as u8,
@@ -675,7 +730,8 @@ impl Engine {
             return;
         }
         self.counters.frames_received += 1;
-        let dst = u32::from_le_bytes(payload[0..4].try_into().expect("4 bytes"));
+        let m = MsgHeader::decode(payload);
+        let dst = m.dst;
         // A frame for another node travels on along its route, even when this process hosts
         // that node too (the hop is real: a ring between the two nodes).
         if dst != at {
@@ -683,15 +739,11 @@ impl Engine {
             return;
         }
         // Replies and errors go back to the origin, not to the previous hop.
-        let h = SlotHeader {
-            src: u32::from_le_bytes(payload[24..28].try_into().expect("4 bytes")),
-            ..h
-        };
-        let request_id = u64::from_le_bytes(payload[4..12].try_into().expect("8 bytes"));
-        let priority = PacketPriority::from_u32(payload[13] as u32).unwrap_or_default();
-        let data_type = DataType::from_u32(payload[14] as u32).unwrap_or_default();
-        let total = u32::from_le_bytes(payload[16..20].try_into().expect("4 bytes")) as usize;
-        let offset = u32::from_le_bytes(payload[20..24].try_into().expect("4 bytes")) as usize;
+        let h = SlotHeader { src: m.origin, ..h };
+        let request_id = m.id;
+        let priority = m.priority();
+        let data_type = DataType::from_u32(m.data_type as u32).unwrap_or_default();
+        let (total, offset) = (m.total as usize, m.offset as usize);
         let chunk = &payload[MSG_HEADER..];
         self.counters.bytes_received += chunk.len() as u64;
         // Reassembly: fragments of one message arrive in order on one ring.
@@ -828,62 +880,42 @@ impl Engine {
     /// path (the metadata); a frame past its hop limit or without a route is dropped and, if
     /// its sender waits, answered with an error.
     fn forward(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
-        let dst = u32::from_le_bytes(payload[0..4].try_into().expect("4 bytes"));
-        let request_id = u64::from_le_bytes(payload[4..12].try_into().expect("8 bytes"));
-        let origin = u32::from_le_bytes(payload[24..28].try_into().expect("4 bytes"));
-        let (hop, limit) = (payload[12], payload[15]);
-        let answer =
-            h.flags & FLAG_ONE_WAY == 0 && FrameKind::from_u8(h.kind) == Some(FrameKind::Data);
-        if hop >= limit {
-            self.counters.errors += 1;
-            if answer {
-                self.answer_error(
-                    at,
-                    origin,
-                    request_id,
-                    ErrorKind::NoRouteFound,
-                    "hop limit reached",
-                );
-            }
-            return;
-        }
-        let Some(next) = self.next_hop(at, dst) else {
-            self.counters.errors += 1;
-            if answer {
-                self.answer_error(
-                    at,
-                    origin,
-                    request_id,
-                    ErrorKind::NoRouteFound,
-                    "no route onward",
-                );
-            }
-            return;
+        let mut m = MsgHeader::decode(payload);
+        let next = if m.hop >= m.hop_limit {
+            Err("hop limit reached")
+        } else {
+            self.next_hop(at, m.dst).ok_or("no route onward")
         };
-        let mut hdr = [0u8; MSG_HEADER];
-        hdr.copy_from_slice(&payload[..MSG_HEADER]);
-        hdr[12] = hop + 1;
+        let next = match next {
+            Ok(next) => next,
+            Err(why) => {
+                self.counters.errors += 1;
+                let answer = h.flags & FLAG_ONE_WAY == 0
+                    && FrameKind::from_u8(h.kind) == Some(FrameKind::Data);
+                if answer {
+                    self.answer_error(at, m.origin, m.id, ErrorKind::NoRouteFound, why);
+                }
+                return;
+            }
+        };
+        m.hop += 1;
         let body = &payload[MSG_HEADER..];
-        let total = u32::from_le_bytes(payload[16..20].try_into().expect("4 bytes")) as usize;
+        let total = m.total as usize;
         let meta_len = (h.aux as usize).min(body.len());
         let mut slot = SlotHeader { src: at, ..h };
         let record = FrameKind::from_u8(h.kind) == Some(FrameKind::Ping) && body.len() == total;
         let at_bytes = at.to_le_bytes();
-        let parts: [&[u8]; 4] = if record {
+        if record {
             slot.aux += 4;
-            hdr[16..20].copy_from_slice(&((total + 4) as u32).to_le_bytes());
+            m.total += 4;
+        }
+        let hdr = m.encode();
+        let parts: [&[u8]; 4] = if record {
             [&hdr, &body[..meta_len], &at_bytes, &body[meta_len..]]
         } else {
             [&hdr, body, &[], &[]]
         };
-        let lane = if PacketPriority::from_u32(payload[13] as u32)
-            .unwrap_or_default()
-            .is_latency_lane()
-        {
-            Lane::Latency
-        } else {
-            Lane::Bulk
-        };
+        let lane = lane_of(m.priority());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let pushed = match self.producer(at, next, lane) {

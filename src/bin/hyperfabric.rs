@@ -724,6 +724,12 @@ fn show(
         );
     }
     println!("\nperformance_metrics");
+    print_metrics_and_bottlenecks(info);
+    Ok(())
+}
+
+/// The metrics table (values without trailing zeros), then the bottlenecks.
+fn print_metrics_and_bottlenecks(info: &hyperfabric::TopologyInfo) {
     let rows: Vec<Vec<String>> = info
         .performance_metrics
         .iter()
@@ -740,7 +746,6 @@ fn show(
     table(&["metric", "value"], &rows);
     println!("\nbottlenecks");
     print_bottlenecks(&info.bottlenecks);
-    Ok(())
 }
 
 fn print_bottlenecks(b: &[hyperfabric::BottleneckInfo]) {

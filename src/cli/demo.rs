@@ -4,7 +4,7 @@
 //! without compression and encryption, lets an urgent message overtake a bulk transfer, has a
 //! latency constraint refused, and prints the topology and its bottlenecks.
 
-use super::{load, print_bottlenecks, table, Source};
+use super::{load, print_metrics_and_bottlenecks, table, Source};
 use hyperfabric::codec::FabricKey;
 use hyperfabric::config::FabricConfig;
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
@@ -320,21 +320,6 @@ fn show(
         "\ntopology: {} nodes, {} links, {} quantum, {} neuromorphic",
         info.total_nodes, info.total_links, info.quantum_enabled_nodes, info.neuromorphic_nodes
     );
-    let rows: Vec<Vec<String>> = info
-        .performance_metrics
-        .iter()
-        .map(|(k, v)| {
-            vec![
-                k.clone(),
-                format!("{v:.3}")
-                    .trim_end_matches('0')
-                    .trim_end_matches('.')
-                    .to_string(),
-            ]
-        })
-        .collect();
-    table(&["metric", "value"], &rows);
-    println!("\nbottlenecks");
-    print_bottlenecks(&info.bottlenecks);
+    print_metrics_and_bottlenecks(&info);
     Ok(())
 }

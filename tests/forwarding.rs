@@ -2,11 +2,13 @@
 //! switch node hosted by a third process whose engine forwards. `ping` reports the 3-node
 //! path; requests and their responses, large ones included, cross the switch both ways.
 
+mod common;
+
+use common::{spawn_peer, FabricDir, Peer};
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature};
 use hyperfabric::{ErrorKind, LinkSpec};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
 use std::time::Duration;
 
 const ROLE: &str = "HF_FORWARD_TEST_ROLE";
@@ -52,39 +54,8 @@ fn peer_role() {
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
 }
 
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(role: &str, fabric: &str) -> Peer {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "peer_role", "--nocapture", "--test-threads", "1"])
-        .env(ROLE, role)
-        .env(FABRIC, fabric)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.trim_end().ends_with("ready")));
-    std::thread::spawn(move || lines.for_each(drop));
-    Peer(child)
-}
-
-struct FabricDir(String);
-
-impl Drop for FabricDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
-    }
+    spawn_peer(&[(ROLE, role), (FABRIC, fabric)])
 }
 
 #[test]

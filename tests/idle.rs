@@ -1,6 +1,9 @@
 //! The adaptive engine: idle, it sleeps on its doorbell and costs almost no CPU; a message
 //! wakes it at once instead of after its nap.
 
+mod common;
+
+use common::FabricDir;
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature};
 use std::time::{Duration, Instant};
@@ -61,13 +64,4 @@ fn an_idle_engine_sleeps_and_a_message_wakes_it() {
         assert!(took < Duration::from_millis(10), "woke after {took:?}");
     }
     p.stop_background_services().unwrap();
-}
-
-/// Removes the test fabric's directory when dropped, also when the test fails.
-struct FabricDir(String);
-
-impl Drop for FabricDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
-    }
 }

@@ -2,10 +2,12 @@
 //! checked by checksum and sequence (none lost, corrupted or duplicated), and an ULTRA_HIGH
 //! message that overtakes a 256 MiB BULK transfer on the same channel.
 
+mod common;
+
+use common::{spawn_peer, FabricDir, Peer};
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature, PacketPriority};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,32 +108,8 @@ fn peer_role() {
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
 }
 
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        drop(self.0.stdin.take());
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(fabric: &str) -> Peer {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "peer_role", "--nocapture", "--test-threads", "1"])
-        .env(ROLE, "peer")
-        .env(FABRIC, fabric)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.trim_end().ends_with("ready")));
-    // Keep reading, so the peer's later output never meets a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Peer(child)
+    spawn_peer(&[(ROLE, "peer"), (FABRIC, fabric)])
 }
 
 #[test]
@@ -187,13 +165,4 @@ fn hundred_thousand_messages_and_an_urgent_one_overtaking_bulk() {
     drop(peer);
     drop(p);
     let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
-}
-
-/// Removes a test fabric's directory when dropped, also when the test fails.
-struct FabricDir(String);
-
-impl Drop for FabricDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
-    }
 }

@@ -2,12 +2,14 @@
 //! handlers, delivery receipts and `recv`, one-way `post`, `ping`, compression and
 //! encryption, the reference's errors, and a peer killed with SIGKILL.
 
+mod common;
+
+use common::{spawn_peer, FabricDir, Peer};
 use hyperfabric::codec::FabricKey;
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature};
 use hyperfabric::ErrorKind;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "HF_PROTO_TEST_ROLE";
@@ -84,38 +86,8 @@ fn peer_role() {
     let _ = std::io::stdin().read_to_end(&mut sink);
 }
 
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(role: &str, fabric: &str) -> Peer {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "peer_role", "--nocapture", "--test-threads", "1"])
-        .env(ROLE, role)
-        .env(FABRIC, fabric)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("peer exited before it was ready")
-            .unwrap();
-        // libtest may print "test peer_role ... " on the same line first.
-        if line.trim_end().ends_with("ready") {
-            break;
-        }
-    }
-    // Keep reading, so the peer's later output never meets a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Peer(child)
+    spawn_peer(&[(ROLE, role), (FABRIC, fabric)])
 }
 
 fn fabric_name(tag: &str) -> String {
@@ -323,13 +295,4 @@ fn a_killed_peer_fails_pending_requests_and_frees_its_node() {
     assert_eq!(got, b"reborn:hello");
     drop(p);
     let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
-}
-
-/// Removes a test fabric's directory when dropped, also when the test fails.
-struct FabricDir(String);
-
-impl Drop for FabricDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
-    }
 }

@@ -1,0 +1,58 @@
+//! Helpers shared by the tests that run several processes: a peer process (the test binary
+//! re-run as its `peer_role` test, chosen by environment variables) and a fabric directory
+//! removed when the test ends, also when it fails. Each test file uses part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A peer process. Dropping it closes its stdin (peers serve until then), waits up to five
+/// seconds for it to leave, then kills it.
+pub struct Peer(pub Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs this test binary's `peer_role` test in a new process with `env`, and returns once it
+/// printed "ready". Its later output is read and dropped, so it never meets a closed pipe.
+pub fn spawn_peer(env: &[(&str, &str)]) -> Peer {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "peer_role", "--nocapture", "--test-threads", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // libtest may print "test peer_role ... " on the same line first.
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.trim_end().ends_with("ready"));
+    assert!(ready, "peer exited before it was ready");
+    std::thread::spawn(move || lines.for_each(drop));
+    Peer(child)
+}
+
+/// Removes a test fabric's directory when dropped, also when the test fails.
+pub struct FabricDir(pub String);
+
+impl Drop for FabricDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
+    }
+}

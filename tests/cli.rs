@@ -259,12 +259,14 @@ fn bench_runs_two_processes_and_reports_against_the_floor() {
         );
         assert!(p50 > 0.0 && p99 >= p50 && floor > 0.0, "{row}");
         assert!(["near", "far", "mixed"].contains(&row["placement"].as_str().unwrap()));
-        // The floor is printed rounded to the nanosecond; the ratio uses the exact one.
+        // p50 and floor are printed rounded to the nanosecond; the ratio uses the exact ones
+        // (and is itself rounded to 0.01).
         let ratio = row["ratio"].as_f64().unwrap();
-        assert!(
-            ratio >= p50 / (floor + 0.5) - 0.01 && ratio <= p50 / (floor - 0.5).max(0.5) + 0.01,
-            "{row}"
+        let (lo, hi) = (
+            (p50 - 0.5) / (floor + 0.5),
+            (p50 + 0.5) / (floor - 0.5).max(0.5),
         );
+        assert!(ratio >= lo - 0.01 && ratio <= hi + 0.01, "{row}");
     }
     let (code, out, err) = run(&[
         "bench",

@@ -30,7 +30,7 @@ fn an_idle_engine_sleeps_and_a_message_wakes_it() {
         .unwrap();
     p.register_node(NodeSignature::new("b", HardwareType::CpuServer, 10.0, 1).unwrap())
         .unwrap();
-    p.on_receive("b", |m| Ok(m.data.clone())).unwrap();
+    p.on_receive("b", |m| Ok(m.data.to_vec())).unwrap();
     p.start_background_services().unwrap();
     assert_eq!(
         p.send_data("a", "b", b"warm", &SendOptions::default())

@@ -46,7 +46,7 @@ fn peer_role() {
         "server" => {
             p.register_node(node("srv", 1000)).unwrap();
             p.on_receive("srv", |m| {
-                let mut d = m.data.clone();
+                let mut d = m.data.to_vec();
                 d.reverse();
                 d.extend_from_slice(&m.metadata);
                 Ok(d)

@@ -76,12 +76,24 @@ enum Command {
         node: String,
         #[arg(long)]
         core: usize,
+        #[arg(long, value_enum, default_value_t = Api::Send)]
+        api: Api,
     },
+}
+
+/// Which calls a latency run makes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Api {
+    /// `post` there, `recv` there, `post` back, `recv` back (MPI_Send/MPI_Recv style).
+    Post,
+    /// `send_data`, answered by the peer's `on_receive` handler.
+    Send,
 }
 
 #[derive(Subcommand)]
 enum BenchKind {
-    /// Ping-pong through send_data (osu_latency style): one-way latency = round trip / 2.
+    /// Ping-pong (osu_latency style, `post`/`recv` or `send_data`): one-way latency =
+    /// round trip / 2.
     Latency(BenchArgs),
     /// Streaming through post: GB/s next to memcpy.
     Bandwidth(BenchArgs),
@@ -101,6 +113,9 @@ struct BenchArgs {
     /// One JSON object per size.
     #[arg(long)]
     json: bool,
+    /// Latency: ping-pong through `post`/`recv`, or through `send_data` and a handler.
+    #[arg(long, value_enum, default_value_t = Api::Post)]
+    api: Api,
 }
 
 #[derive(Args)]
@@ -356,7 +371,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             nodes,
             config,
         } => demo::worker(config, &fabric, &nodes),
-        Command::Worker { fabric, node, core } => bench::worker(&fabric, &node, core),
+        Command::Worker {
+            fabric,
+            node,
+            core,
+            api,
+        } => bench::worker(&fabric, &node, core, api),
         Command::Detect { json } => {
             let sigs = hyperfabric::hw::detect_hardware_capabilities();
             if json {
@@ -402,7 +422,7 @@ mod demo;
 mod bench {
     //! `hyperfabric bench`: this process and a worker it spawns, pinned to two cores, measure
     //! through the public API; the floor is measured right before and after each size.
-    use super::{table, BenchKind};
+    use super::{table, Api, BenchKind};
     use hyperfabric::bench::{cache_line_floor_ns, memcpy_gbytes_per_s, placement, quantile};
     use hyperfabric::fabric::{HyperFabricProtocol, IdleStrategy, ProtocolConfig, SendOptions};
     use hyperfabric::model::{HardwareType, NodeSignature};
@@ -424,15 +444,36 @@ mod bench {
         NodeSignature::new(id, HardwareType::CpuServer, 100.0, 0)
     }
 
-    /// The worker: hosts one node that echoes requests, until its stdin closes.
-    pub fn worker(fabric: &str, id: &str, core: usize) -> Result<(), Error> {
+    /// The worker: hosts one node that echoes what it gets, until its stdin closes. `Send`:
+    /// a handler answers requests from the pinned engine thread; `Post`: the pinned main
+    /// thread receives and posts each message back to its source.
+    pub fn worker(fabric: &str, id: &str, core: usize, api: Api) -> Result<(), Error> {
         let p = protocol(fabric, Some(core))?;
         p.register_node(node(id)?)?;
+        if api == Api::Post {
+            hyperfabric::sys::pin_current_thread(core)?;
+            let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let flag = open.clone();
+            std::thread::spawn(move || {
+                let _ = std::io::stdin().read_to_end(&mut Vec::new());
+                flag.store(false, std::sync::atomic::Ordering::Release);
+            });
+            println!("ready");
+            let opts = SendOptions::default();
+            while open.load(std::sync::atomic::Ordering::Acquire) {
+                match p.recv(id, std::time::Duration::from_millis(100)) {
+                    Ok(m) => p.post(id, &m.source, &m.data, &opts)?,
+                    Err(e) if e.kind() == hyperfabric::ErrorKind::Timeout => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        }
         p.on_receive(id, |m| {
             Ok(if m.one_way {
                 Vec::new()
             } else {
-                m.data.clone()
+                m.data.to_vec()
             })
         })?;
         p.start_background_services()?;
@@ -501,6 +542,12 @@ mod bench {
                     "bench-b",
                     "--core",
                     &b.to_string(),
+                    "--api",
+                    if latency && args.api == Api::Post {
+                        "post"
+                    } else {
+                        "send"
+                    },
                 ])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -525,14 +572,24 @@ mod bench {
             // Let the worker's engine go idle (it sleeps after 1 ms) before measuring the floor.
             std::thread::sleep(std::time::Duration::from_millis(5));
             let before = cache_line_floor_ns(a, b, 20_000)?;
+            let round_trip = |p: &HyperFabricProtocol| -> Result<(), Error> {
+                if args.api == Api::Post {
+                    p.post("bench-a", "bench-b", &data, &opts)?;
+                    let back = p.recv("bench-a", opts.timeout)?;
+                    debug_assert_eq!(back.data.len(), data.len());
+                } else {
+                    p.send_data("bench-a", "bench-b", &data, &opts)?;
+                }
+                Ok(())
+            };
             let row = if latency {
                 for _ in 0..args.iters / 10 + 1 {
-                    p.send_data("bench-a", "bench-b", &data, &opts)?;
+                    round_trip(&p)?;
                 }
                 let mut one_way = Vec::with_capacity(args.iters);
                 for _ in 0..args.iters {
                     let t0 = Instant::now();
-                    p.send_data("bench-a", "bench-b", &data, &opts)?;
+                    round_trip(&p)?;
                     one_way.push(t0.elapsed().as_nanos() as f64 / 2.0);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(5));
@@ -544,6 +601,7 @@ mod bench {
                     "size": size, "p50_ns": p50.round(), "p99_ns": quantile(&one_way, 0.99).round(),
                     "floor_ns": floor.round(), "ratio": (p50 / floor * 100.0).round() / 100.0,
                     "placement": placement(before, after),
+                    "api": if args.api == Api::Post { "post" } else { "send_data" },
                 })
             } else {
                 let t0 = Instant::now();

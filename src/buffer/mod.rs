@@ -8,4 +8,4 @@ pub mod freelist;
 mod pool;
 
 #[cfg(not(loom))]
-pub use pool::{BufferDescriptor, BufferManager, PoolHeader, ZeroCopyBuffer, POOL_MAGIC};
+pub use pool::{BufferDescriptor, BufferManager, Payload, PoolHeader, ZeroCopyBuffer, POOL_MAGIC};

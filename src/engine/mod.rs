@@ -7,11 +7,12 @@
 //! other processes are files in the fabric directory, created by the sending side, found by
 //! the receiving side when the registry's channel epoch moves.
 
+use crate::buffer::{BufferManager, Payload, ZeroCopyBuffer};
 use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{DataType, NodeSignature, PacketPriority};
 use crate::ring::{self, Consumer, Producer, PushError, Region, SlotHeader};
-use crate::transport::channel::{parse_ring_name, ring_path, Lane};
+use crate::transport::channel::{parse_ring_name, ring_path, segment_path, Lane, SegmentKey};
 use crate::transport::registry::{NodeEntry, Registry};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
@@ -35,6 +36,20 @@ pub const MAX_MESSAGE: usize = 1 << 30;
 pub const FLAG_ONE_WAY: u8 = 1;
 /// Slot flag: the data is a codec frame (compressed and/or sealed), decoded on arrival.
 pub const FLAG_FRAMED: u8 = 2;
+/// Slot flag: after the message header comes a descriptor (segment key, buffer index, byte
+/// count) of bytes in the sender's shared segment, then inline bytes; the fragment is the
+/// inline bytes followed by the buffer's.
+pub const FLAG_DESCRIPTOR: u8 = 4;
+/// Bytes of a descriptor record: segment key, buffer index (4), byte count (4).
+const DESC_LEN: usize = SegmentKey::LEN + 8;
+/// Data larger than this travels by descriptor: copied once into a chunk of the sender's
+/// segment, read in place by the receiver.
+pub const DESCRIPTOR_THRESHOLD: usize = 16 << 10;
+/// Bytes of a chunk of the engine's segment (the data one descriptor fragment carries).
+pub const CHUNK_SIZE: usize = 1 << 20;
+/// Chunks in the engine's segment. The file is sparse: only written pages take memory, and
+/// the free list hands out the most recently used chunk first.
+pub const CHUNKS: usize = 64;
 /// Bulk frames taken per ring per poll, after every latency-lane frame.
 const BULK_BUDGET: usize = 4;
 
@@ -116,15 +131,89 @@ pub fn lane_of(priority: PacketPriority) -> Lane {
     }
 }
 
+/// A node id as delivered messages carry it: shared, so naming the source and destination of
+/// each message costs no allocation.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeName(Arc<str>);
+
+impl NodeName {
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for NodeName {
+    fn from(s: &str) -> NodeName {
+        NodeName(Arc::from(s))
+    }
+}
+
+impl From<String> for NodeName {
+    fn from(s: String) -> NodeName {
+        NodeName(Arc::from(s))
+    }
+}
+
+impl std::ops::Deref for NodeName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for NodeName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for NodeName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for NodeName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for NodeName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for NodeName {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
 /// A delivered message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     /// Sending node id.
-    pub source: String,
+    pub source: NodeName,
     /// Receiving node id.
-    pub destination: String,
-    /// Payload.
-    pub data: Vec<u8>,
+    pub destination: NodeName,
+    /// Payload: owned, or (large messages and buffers sent by descriptor) read in place from
+    /// the sender's shared segment, which gets the buffer back when the message is dropped.
+    pub data: Payload,
     /// Kind of data.
     pub data_type: DataType,
     /// QoS class.
@@ -154,7 +243,7 @@ pub type Handler = Box<dyn FnMut(&Message) -> Result<Vec<u8>> + Send>;
 pub type Router = Box<dyn FnMut(&str, &str) -> Option<String> + Send>;
 
 struct Hosted {
-    id: String,
+    id: NodeName,
     handler: Option<Handler>,
     inbox: VecDeque<Message>,
 }
@@ -232,7 +321,7 @@ pub struct Engine {
     router: Option<Router>,
     /// The registry entry whose doorbell wakes this engine (its first hosted node).
     bell: Option<u32>,
-    names: HashMap<u32, String>,
+    names: HashMap<u32, NodeName>,
     names_epoch: u64,
     /// Next hops by (from, to); cleared when the host's nodes change.
     hops: HashMap<(u32, u32), u32>,
@@ -240,9 +329,56 @@ pub struct Engine {
     pending: HashMap<u64, Pending>,
     next_request: u64,
     counters: Counters,
-    batch: Vec<(u32, SlotHeader, usize, usize)>,
-    scratch: Vec<u8>,
     opener: Option<crate::codec::Opener>,
+    /// This process's segment of chunks for large messages, made on first use.
+    chunks: Option<(SegmentKey, BufferManager)>,
+    /// Segments mapped to read descriptors (this process's own included).
+    segments: HashMap<SegmentKey, BufferManager>,
+    /// Keys of the segments this process created, by pool id.
+    own_segments: HashMap<u64, SegmentKey>,
+    next_segment: u32,
+    start_time: u64,
+}
+
+/// What one attempt to send a chunk by descriptor did.
+enum ChunkPush {
+    /// Sent; the offset after the fragment.
+    Sent(usize),
+    /// The ring has no room now.
+    Full,
+    /// No free chunk: send this fragment through the ring instead.
+    NoChunk,
+}
+
+/// A message's data while it is delivered: borrowed from the ring, or owned.
+enum Body<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Payload),
+}
+
+impl Body<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Borrowed(b) => b,
+            Body::Owned(p) => p,
+        }
+    }
+
+    fn into_payload(self) -> Payload {
+        match self {
+            Body::Borrowed(b) => Payload::copy_from(b),
+            Body::Owned(p) => p,
+        }
+    }
+}
+
+impl Drop for Engine {
+    /// Unlinks this process's segments (mappings of them stay valid where still held).
+    fn drop(&mut self) {
+        for &key in self.own_segments.values() {
+            let _ = std::fs::remove_file(segment_path(self.registry.dir(), key));
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -284,10 +420,54 @@ impl Engine {
             pending: HashMap::default(),
             next_request: 1,
             counters: Counters::default(),
-            batch: Vec::new(),
-            scratch: Vec::new(),
             opener,
+            chunks: None,
+            segments: HashMap::default(),
+            own_segments: HashMap::default(),
+            next_segment: 0,
+            start_time: crate::sys::process::start_time(crate::sys::process::pid()).unwrap_or(0),
         }
+    }
+
+    /// A pool of `pool_size` buffers of `buffer_size` bytes in a new shared segment of this
+    /// process: its buffers can be sent to any node of the host by descriptor.
+    pub fn create_pool(&mut self, pool_size: usize, buffer_size: usize) -> Result<BufferManager> {
+        let key = SegmentKey {
+            pid: crate::sys::process::pid(),
+            n: self.next_segment,
+            start: self.start_time,
+        };
+        let path = segment_path(self.registry.dir(), key);
+        let _ = std::fs::remove_file(&path);
+        let pool = BufferManager::create_shared(&path, pool_size, buffer_size)?;
+        self.next_segment += 1;
+        self.own_segments.insert(pool.pool_id(), key);
+        self.segments.insert(key, pool.clone());
+        Ok(pool)
+    }
+
+    /// Whether pool `pool_id` is a shared segment of this engine.
+    pub fn owns_pool(&self, pool_id: u64) -> bool {
+        self.own_segments.contains_key(&pool_id)
+    }
+
+    /// The segment of chunks for large messages (made on first use).
+    fn chunk_pool(&mut self) -> Result<(SegmentKey, BufferManager)> {
+        if self.chunks.is_none() {
+            let pool = self.create_pool(CHUNKS, CHUNK_SIZE)?;
+            let key = self.own_segments[&pool.pool_id()];
+            self.chunks = Some((key, pool));
+        }
+        Ok(self.chunks.clone().expect("made above"))
+    }
+
+    /// A mapped segment (mapping it on first use).
+    fn segment(&mut self, key: SegmentKey) -> Result<&BufferManager> {
+        if !self.segments.contains_key(&key) {
+            let pool = BufferManager::open_shared(&segment_path(self.registry.dir(), key))?;
+            self.segments.insert(key, pool);
+        }
+        Ok(&self.segments[&key])
     }
 
     /// The registry.
@@ -308,7 +488,7 @@ impl Engine {
         self.hosted.insert(
             index,
             Hosted {
-                id: node.node_id.clone(),
+                id: NodeName::from(node.node_id.as_str()),
                 handler: None,
                 inbox: VecDeque::new(),
             },
@@ -382,7 +562,7 @@ impl Engine {
 
     /// The id of node `index`, from a cache that is dropped whenever the host's nodes change
     /// (reading the registry entry decodes its signature: too slow for every message).
-    fn name_of(&mut self, index: u32) -> String {
+    fn name_of(&mut self, index: u32) -> NodeName {
         let epoch = self.registry.nodes_epoch();
         if epoch != self.names_epoch {
             self.names.clear();
@@ -391,7 +571,7 @@ impl Engine {
         if let Some(n) = self.names.get(&index) {
             return n.clone();
         }
-        let name = self.id_of(index).unwrap_or_else(|| format!("#{index}"));
+        let name = NodeName::from(self.id_of(index).unwrap_or_else(|| format!("#{index}")));
         self.names.insert(index, name.clone());
         name
     }
@@ -399,7 +579,7 @@ impl Engine {
     fn id_of(&self, index: u32) -> Option<String> {
         self.hosted
             .get(&index)
-            .map(|h| h.id.clone())
+            .map(|h| h.id.to_string())
             .or_else(|| {
                 self.peers
                     .values()
@@ -601,6 +781,15 @@ impl Engine {
             )));
         }
         let lane = lane_of(o.priority);
+        let by_descriptor = data.len() > DESCRIPTOR_THRESHOLD
+            && matches!(o.kind, FrameKind::Data | FrameKind::Response);
+        if by_descriptor {
+            match self.try_push_chunk(src, dst, o, data, offset)? {
+                ChunkPush::Sent(end) => return Ok(Some((end, end == total))),
+                ChunkPush::Full => return Ok(None),
+                ChunkPush::NoChunk => {}
+            }
+        }
         let end = total.min(offset + fragment_limit(lane, self.max_packet));
         let hdr = MsgHeader {
             dst,
@@ -646,6 +835,168 @@ impl Engine {
         }
     }
 
+    /// Sends the fragment at `offset` by descriptor: the metadata not yet sent travels
+    /// inline, up to [`CHUNK_SIZE`] bytes of data are copied into a chunk of this process's
+    /// segment.
+    fn try_push_chunk(
+        &mut self,
+        src: u32,
+        dst: u32,
+        o: &Outgoing<'_>,
+        data: &[u8],
+        offset: usize,
+    ) -> Result<ChunkPush> {
+        let m = o.metadata.len();
+        let inline = &o.metadata[offset.min(m)..];
+        let ds = offset.saturating_sub(m);
+        let de = data.len().min(ds + CHUNK_SIZE);
+        let via = self.next_hop(src, dst).ok_or_else(|| {
+            Error::NoRouteFound(format!(
+                "no route from node index {src} to node index {dst}"
+            ))
+        })?;
+        let lane = lane_of(o.priority);
+        // Room first: a chunk filled for a full ring would be copied again.
+        if !self
+            .producer(src, via, lane)?
+            .has_room(MSG_HEADER + DESC_LEN + inline.len())
+        {
+            return Ok(ChunkPush::Full);
+        }
+        let (key, pool) = self.chunk_pool()?;
+        let Ok(mut chunk) = pool.acquire() else {
+            return Ok(ChunkPush::NoChunk);
+        };
+        let n = de - ds;
+        chunk.as_mut_slice()[..n].copy_from_slice(&data[ds..de]);
+        chunk.set_len(n)?;
+        let Ok((index, len)) = chunk.into_pooled() else {
+            return Ok(ChunkPush::NoChunk);
+        };
+        let end = offset + inline.len() + len;
+        let total = m + data.len();
+        self.push_descriptor(
+            (src, via, dst),
+            o,
+            (offset, total),
+            (key, index, len),
+            inline,
+            &pool,
+        )?;
+        Ok(ChunkPush::Sent(end))
+    }
+
+    /// Pushes a descriptor fragment of a message of `total` bytes (room checked by the
+    /// caller). On failure the buffer goes back to `pool`.
+    fn push_descriptor(
+        &mut self,
+        (src, via, dst): (u32, u32, u32),
+        o: &Outgoing<'_>,
+        (offset, total): (usize, usize),
+        (key, index, len): (SegmentKey, u32, usize),
+        inline: &[u8],
+        pool: &BufferManager,
+    ) -> Result<()> {
+        let hdr = MsgHeader {
+            dst,
+            id: o.request_id,
+            hop: 0,
+            priority: o.priority as u8,
+            data_type: o.data_type as u8,
+            hop_limit: HOP_LIMIT,
+            total: total as u32,
+            offset: offset as u32,
+            origin: src,
+        }
+        .encode();
+        let mut desc = [0u8; DESC_LEN];
+        desc[..SegmentKey::LEN].copy_from_slice(&key.encode());
+        desc[SegmentKey::LEN..SegmentKey::LEN + 4].copy_from_slice(&index.to_le_bytes());
+        desc[SegmentKey::LEN + 4..].copy_from_slice(&(len as u32).to_le_bytes());
+        let slot = SlotHeader {
+            len: 0,
+            kind: o.kind as u8,
+            flags: FLAG_DESCRIPTOR
+                | if o.one_way { FLAG_ONE_WAY } else { 0 }
+                | if o.framed { FLAG_FRAMED } else { 0 },
+            aux: o.metadata.len() as u16,
+            src,
+        };
+        let lane = lane_of(o.priority);
+        let pushed = self
+            .producer(src, via, lane)
+            .map(|p| p.try_push(slot, &[&hdr, &desc, inline]));
+        match pushed {
+            Ok(Ok(())) => {
+                self.registry.ring_bell(via);
+                self.counters.frames_sent += 1;
+                self.counters.bytes_sent += (inline.len() + len) as u64;
+                Ok(())
+            }
+            other => {
+                let _ = pool.release_descriptor(&crate::buffer::BufferDescriptor {
+                    index,
+                    len: len as u32,
+                });
+                match other {
+                    Err(e) => Err(e),
+                    _ => Err(Error::InvalidArgument(
+                        "descriptor frame did not fit the ring".into(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Sends a buffer of a pool made by [`Engine::create_pool`] by descriptor (metadata
+    /// inline). `Ok(false)` when the ring has no room now (the buffer stays in `buf`); on
+    /// success the receiver owns the buffer and returns it to the pool.
+    pub fn try_send_buffer(
+        &mut self,
+        src: u32,
+        dst: u32,
+        o: &Outgoing<'_>,
+        buf: &mut Option<ZeroCopyBuffer>,
+    ) -> Result<bool> {
+        let Some(b) = buf.as_ref() else {
+            return Err(Error::InvalidArgument("no buffer to send".into()));
+        };
+        let key = b
+            .pool_id()
+            .and_then(|id| self.own_segments.get(&id).copied())
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "the buffer does not come from a shared pool of this protocol".into(),
+                )
+            })?;
+        let pool = self.segments[&key].clone();
+        let via = self.next_hop(src, dst).ok_or_else(|| {
+            Error::NoRouteFound(format!(
+                "no route from node index {src} to node index {dst}"
+            ))
+        })?;
+        if !self
+            .producer(src, via, lane_of(o.priority))?
+            .has_room(MSG_HEADER + DESC_LEN + o.metadata.len())
+        {
+            return Ok(false);
+        }
+        let b = buf.take().expect("checked above");
+        let (index, len) = b
+            .into_pooled()
+            .map_err(|_| Error::InvalidArgument("the buffer is not pooled".into()))?;
+        let total = o.metadata.len() + len;
+        self.push_descriptor(
+            (src, via, dst),
+            o,
+            (0, total),
+            (key, index, len),
+            o.metadata,
+            &pool,
+        )?;
+        Ok(true)
+    }
+
     fn discover(&mut self) {
         let epoch = self.registry.channels_epoch();
         if epoch == self.channels_epoch {
@@ -685,13 +1036,14 @@ impl Engine {
         }
     }
 
-    /// One pass over the inbound rings: delivers what arrived. Returns how many messages.
+    /// One pass over the inbound rings: delivers what arrived, each frame read in place in
+    /// its ring. Returns how many messages.
     pub fn poll(&mut self) -> usize {
         self.discover();
-        let mut batch = std::mem::take(&mut self.batch);
-        let mut scratch = std::mem::take(&mut self.scratch);
-        batch.clear();
-        scratch.clear();
+        // Rings made while delivering (replies between nodes of this process) land in
+        // `self.inbound` and join the others after the pass.
+        let mut inbound = std::mem::take(&mut self.inbound);
+        let mut n = 0;
         // Latency lanes first and fully (up to 64 frames a ring), then a few frames of each
         // bulk lane: an urgent message never waits behind a bulk transfer.
         for pass in [Lane::Latency, Lane::Bulk] {
@@ -700,26 +1052,18 @@ impl Engine {
             } else {
                 BULK_BUDGET
             };
-            for inbound in self.inbound.iter_mut().filter(|i| i.lane == pass) {
+            for i in inbound.iter_mut().filter(|i| i.lane == pass) {
+                let at = i.dst;
                 for _ in 0..budget {
-                    let at = inbound.dst;
-                    let got = inbound.consumer.try_pop(|h, d| {
-                        let start = scratch.len();
-                        scratch.extend_from_slice(d);
-                        batch.push((at, h, start, scratch.len()));
-                    });
-                    if got.is_none() {
+                    if i.consumer.try_pop(|h, d| self.dispatch(at, h, d)).is_none() {
                         break;
                     }
+                    n += 1;
                 }
             }
         }
-        let n = batch.len();
-        for &(at, h, a, b) in &batch {
-            self.dispatch(at, h, &scratch[a..b]);
-        }
-        self.batch = batch;
-        self.scratch = scratch;
+        inbound.append(&mut self.inbound);
+        self.inbound = inbound;
         n
     }
 
@@ -744,43 +1088,83 @@ impl Engine {
         let priority = m.priority();
         let data_type = DataType::from_u32(m.data_type as u32).unwrap_or_default();
         let (total, offset) = (m.total as usize, m.offset as usize);
-        let chunk = &payload[MSG_HEADER..];
-        self.counters.bytes_received += chunk.len() as u64;
-        // Reassembly: fragments of one message arrive in order on one ring.
-        let whole;
-        let body: &[u8] = if offset == 0 && chunk.len() == total {
-            chunk
+        let one_way = h.flags & FLAG_ONE_WAY != 0;
+        // The fragment: bytes in the ring, then (descriptor frames) bytes in a buffer of the
+        // sender's segment, which this payload now owns.
+        let (inline, shared) = if h.flags & FLAG_DESCRIPTOR != 0 {
+            match self.take_descriptor(&payload[MSG_HEADER..]) {
+                Ok((inline, shared)) => (inline, Some(shared)),
+                Err(e) => {
+                    self.counters.errors += 1;
+                    if !one_way && FrameKind::from_u8(h.kind) == Some(FrameKind::Data) {
+                        self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
+                    }
+                    return;
+                }
+            }
         } else {
-            let key = (h.src, request_id, h.kind);
-            if offset == 0 {
-                if total > MAX_MESSAGE {
+            (&payload[MSG_HEADER..], None)
+        };
+        let fragment_len = inline.len() + shared.as_ref().map_or(0, |s| s.len());
+        self.counters.bytes_received += fragment_len as u64;
+        let meta_len = h.aux as usize;
+        let (mut metadata, mut data): (Vec<u8>, Body<'_>) = if offset == 0 && fragment_len == total
+        {
+            // The whole message in one fragment: no reassembly, no copy of a shared buffer.
+            match shared {
+                None if meta_len <= inline.len() => (
+                    inline[..meta_len].to_vec(),
+                    Body::Borrowed(&inline[meta_len..]),
+                ),
+                Some(s) if meta_len == inline.len() => (inline.to_vec(), Body::Owned(s)),
+                _ => {
                     self.counters.errors += 1;
                     return;
                 }
-                let mut body = Vec::with_capacity(total);
-                body.extend_from_slice(chunk);
-                self.partial.insert(key, Partial { body, total });
-                return;
+            }
+        } else {
+            // Reassembly: fragments of one message arrive in order on one ring.
+            let key = (h.src, request_id, h.kind);
+            if offset == 0 {
+                if total > MAX_MESSAGE || fragment_len > total {
+                    self.counters.errors += 1;
+                    return;
+                }
+                self.partial.insert(
+                    key,
+                    Partial {
+                        body: Vec::with_capacity(total),
+                        total,
+                    },
+                );
             }
             let Some(p) = self.partial.get_mut(&key) else {
                 self.counters.errors += 1;
                 return;
             };
-            if p.body.len() != offset || p.total != total || offset + chunk.len() > total {
+            if p.body.len() != offset || p.total != total || offset + fragment_len > total {
                 self.partial.remove(&key);
                 self.counters.errors += 1;
                 return;
             }
-            p.body.extend_from_slice(chunk);
+            p.body.extend_from_slice(inline);
+            if let Some(s) = &shared {
+                p.body.extend_from_slice(s);
+            }
+            drop(shared);
             if p.body.len() < total {
                 return;
             }
-            whole = self.partial.remove(&key).expect("present").body;
-            &whole
+            let whole = self.partial.remove(&key).expect("present").body;
+            if meta_len > whole.len() {
+                self.counters.errors += 1;
+                return;
+            }
+            (
+                whole[..meta_len].to_vec(),
+                Body::Owned(Payload::from_vec_at(whole, meta_len)),
+            )
         };
-        let meta_len = (h.aux as usize).min(body.len());
-        let mut metadata = &body[..meta_len];
-        let mut data = &body[meta_len..];
         let reply = |kind| Outgoing {
             kind,
             request_id,
@@ -790,25 +1174,24 @@ impl Engine {
             metadata: &[],
             framed: false,
         };
-        let decoded;
         if h.flags & FLAG_FRAMED != 0 {
-            match crate::codec::decode_frame(data, self.opener.as_ref(), max_message()) {
-                Ok(f) => decoded = f,
+            match crate::codec::decode_frame(data.bytes(), self.opener.as_ref(), max_message()) {
+                Ok(f) => {
+                    metadata = f.metadata;
+                    data = Body::Owned(Payload::from_vec(f.payload));
+                }
                 Err(e) => {
                     // Dropped, counted, and the sender told.
                     self.counters.errors += 1;
-                    if h.flags & FLAG_ONE_WAY == 0 {
+                    if !one_way {
                         self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
                     }
                     return;
                 }
             }
-            metadata = &decoded.metadata;
-            data = &decoded.payload;
         }
         match FrameKind::from_u8(h.kind) {
             Some(FrameKind::Data) => {
-                let one_way = h.flags & FLAG_ONE_WAY != 0;
                 let source = self.name_of(h.src);
                 let Some(node) = self.hosted.get_mut(&dst) else {
                     if !one_way {
@@ -821,10 +1204,10 @@ impl Engine {
                 let msg = Message {
                     source,
                     destination: node.id.clone(),
-                    data: data.to_vec(),
+                    data: data.into_payload(),
                     data_type,
                     priority,
-                    metadata: metadata.to_vec(),
+                    metadata,
                     request_id,
                     one_way,
                 };
@@ -849,31 +1232,49 @@ impl Engine {
             }
             Some(FrameKind::Ping) if self.hosted.contains_key(&dst) => {
                 // The pong carries the path the ping took, with this node at its end.
-                let mut path = metadata.to_vec();
+                let mut path = metadata;
                 path.extend_from_slice(&dst.to_le_bytes());
                 let pong = Outgoing {
                     metadata: &path,
                     ..reply(FrameKind::Pong)
                 };
-                self.send_reply(dst, h.src, &pong, data);
+                self.send_reply(dst, h.src, &pong, data.bytes());
             }
             Some(FrameKind::Pong) => {
                 if let Some(p) = self.pending.get_mut(&request_id) {
-                    p.result = Some(Ok(metadata.to_vec()));
+                    p.result = Some(Ok(metadata));
                 }
             }
             Some(FrameKind::Response | FrameKind::Ack) => {
                 if let Some(p) = self.pending.get_mut(&request_id) {
-                    p.result = Some(Ok(data.to_vec()));
+                    p.result = Some(Ok(match data {
+                        Body::Borrowed(b) => b.to_vec(),
+                        Body::Owned(p) => p.into_vec(),
+                    }));
                 }
             }
             Some(FrameKind::Error) => {
                 if let Some(p) = self.pending.get_mut(&request_id) {
-                    p.result = Some(Err(decode_error(data)));
+                    p.result = Some(Err(decode_error(data.bytes())));
                 }
             }
             _ => {}
         }
+    }
+
+    /// Splits a descriptor fragment (after the message header) into its inline bytes and the
+    /// buffer it names, which the returned payload owns.
+    fn take_descriptor<'p>(&mut self, rest: &'p [u8]) -> Result<(&'p [u8], Payload)> {
+        let malformed = || Error::MalformedFrame("descriptor frame too short".into());
+        let key = SegmentKey::decode(rest).ok_or_else(malformed)?;
+        let word = |i: usize| -> Result<u32> {
+            let b = rest.get(i..i + 4).ok_or_else(malformed)?;
+            Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        };
+        let index = word(SegmentKey::LEN)?;
+        let len = word(SegmentKey::LEN + 4)? as usize;
+        let payload = self.segment(key)?.take_payload(index, 0, len)?;
+        Ok((&rest[DESC_LEN..], payload))
     }
 
     /// Passes a frame on toward its destination. A ping single-frame records `at` in its
@@ -890,6 +1291,7 @@ impl Engine {
             Ok(next) => next,
             Err(why) => {
                 self.counters.errors += 1;
+                self.release_descriptor(h, payload);
                 let answer = h.flags & FLAG_ONE_WAY == 0
                     && FrameKind::from_u8(h.kind) == Some(FrameKind::Data);
                 if answer {
@@ -933,9 +1335,17 @@ impl Engine {
                 }
                 Err(_) => {
                     self.counters.errors += 1;
+                    self.release_descriptor(h, payload);
                     return;
                 }
             }
+        }
+    }
+
+    /// Returns the buffer of a descriptor frame that is dropped to its pool.
+    fn release_descriptor(&mut self, h: SlotHeader, payload: &[u8]) {
+        if h.flags & FLAG_DESCRIPTOR != 0 {
+            drop(self.take_descriptor(&payload[MSG_HEADER..]));
         }
     }
 

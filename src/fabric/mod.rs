@@ -275,18 +275,7 @@ impl HyperFabricProtocol {
         data: &'d [u8],
         opts: &SendOptions,
     ) -> Result<(Vec<u8>, std::borrow::Cow<'d, [u8]>, bool)> {
-        let metadata = match &opts.metadata {
-            Some(m) => serde_json::to_vec(m)
-                .map_err(|e| Error::InvalidArgument(format!("metadata: {e}")))?,
-            None => Vec::new(),
-        };
-        if metadata.len() > codec::MAX_METADATA {
-            return Err(Error::InvalidArgument(format!(
-                "metadata is {} bytes encoded, at most {} allowed",
-                metadata.len(),
-                codec::MAX_METADATA
-            )));
-        }
+        let metadata = encode_metadata(opts)?;
         if !(opts.compression_enabled || opts.encryption_enabled) {
             // Plain sends go from the caller's buffer straight into the ring.
             return Ok((metadata, std::borrow::Cow::Borrowed(data), false));
@@ -361,33 +350,52 @@ impl HyperFabricProtocol {
     }
 
     fn wait(&self, request_id: u64, deadline: Instant) -> Result<Vec<u8>> {
-        // Clocks and liveness are checked every CHECK_EVERY polls, not on every one: a
-        // clock read costs as much as a poll of an empty ring.
+        let mut next_liveness = Instant::now() + Duration::from_millis(50);
+        self.poll_until(
+            deadline,
+            |e| e.take_result(request_id),
+            |e, now| {
+                if now >= next_liveness {
+                    e.fail_lost_peers();
+                    next_liveness = now + Duration::from_millis(50);
+                }
+            },
+        )
+        .unwrap_or_else(|| {
+            lock(&self.inner.engine).cancel(request_id);
+            Err(Error::Timeout(format!(
+                "no response to request {request_id} in time"
+            )))
+        })
+    }
+
+    /// Polls the engine (unless its thread runs) until `ready` gives a value or `deadline`
+    /// passes (`None`). `every` runs with the time every few hundred polls: a clock read
+    /// costs as much as a poll of an empty ring. Spins at first, then yields the CPU.
+    fn poll_until<T>(
+        &self,
+        deadline: Instant,
+        mut ready: impl FnMut(&mut Engine) -> Option<T>,
+        mut every: impl FnMut(&mut Engine, Instant),
+    ) -> Option<T> {
         const CHECK_EVERY: u32 = 256;
         const SPIN_POLLS: u32 = 200_000;
         let mut polls = 0u32;
-        let mut next_liveness = Instant::now() + Duration::from_millis(50);
         loop {
             {
                 let mut e = lock(&self.inner.engine);
                 if !self.inner.running.load(Ordering::Acquire) {
                     e.poll();
                 }
-                if let Some(r) = e.take_result(request_id) {
-                    return r;
+                if let Some(r) = ready(&mut e) {
+                    return Some(r);
                 }
                 polls = polls.wrapping_add(1);
                 if polls % CHECK_EVERY == 0 {
                     let now = Instant::now();
-                    if now >= next_liveness {
-                        e.fail_lost_peers();
-                        next_liveness = now + Duration::from_millis(50);
-                    }
+                    every(&mut e, now);
                     if now >= deadline {
-                        e.cancel(request_id);
-                        return Err(Error::Timeout(format!(
-                            "no response to request {request_id} in time"
-                        )));
+                        return None;
                     }
                 }
             }
@@ -465,28 +473,142 @@ impl HyperFabricProtocol {
         self.push(src, dst.index, &o, &body, deadline)
     }
 
-    /// The oldest message queued for a hosted node (one without handler), waiting up to
-    /// `timeout`.
-    pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
-        let deadline = Instant::now() + timeout;
+    /// A `BufferManager` whose buffers live in a shared segment of this process: a buffer
+    /// filled here and passed to [`send_buffer`](Self::send_buffer) or
+    /// [`post_buffer`](Self::post_buffer) reaches any node of the host without a copy (the
+    /// receiver reads the same pages, and the buffer returns to this pool when the received
+    /// message is dropped).
+    pub fn create_buffer_manager(
+        &self,
+        pool_size: usize,
+        buffer_size: usize,
+    ) -> Result<crate::buffer::BufferManager> {
+        lock(&self.inner.engine).create_pool(pool_size, buffer_size)
+    }
+
+    /// `send_data` of a buffer's data by descriptor (zero copy) when the buffer comes from
+    /// [`create_buffer_manager`](Self::create_buffer_manager) and neither compression nor
+    /// encryption is asked (by `opts` or by the buffer); otherwise its bytes are sent as by
+    /// `send_data`. The buffer is consumed either way.
+    pub fn send_buffer(
+        &self,
+        source: &str,
+        destination: &str,
+        buffer: crate::buffer::ZeroCopyBuffer,
+        opts: &SendOptions,
+    ) -> Result<Vec<u8>> {
+        let (src, dst) = self.endpoints(source, destination)?;
+        let Some(opts) = self.descriptor_options(&buffer, opts) else {
+            let opts = SendOptions {
+                encryption_enabled: opts.encryption_enabled || buffer.encryption_enabled(),
+                ..opts.clone()
+            };
+            return self.send_data(source, destination, buffer.as_slice(), &opts);
+        };
+        let deadline = Instant::now() + opts.timeout;
+        self.check_route(source, destination, opts)?;
+        let metadata = encode_metadata(opts)?;
+        let request_id = lock(&self.inner.engine).new_request(&dst);
+        let o = Outgoing {
+            kind: FrameKind::Data,
+            request_id,
+            priority: opts.priority,
+            data_type: opts.data_type,
+            one_way: false,
+            metadata: &metadata,
+            framed: false,
+        };
+        if let Err(e) = self.push_buffer(src, dst.index, &o, buffer, deadline) {
+            lock(&self.inner.engine).cancel(request_id);
+            return Err(e);
+        }
+        self.wait(request_id, deadline)
+    }
+
+    /// `post` of a buffer (zero copy under the conditions of
+    /// [`send_buffer`](Self::send_buffer)).
+    pub fn post_buffer(
+        &self,
+        source: &str,
+        destination: &str,
+        buffer: crate::buffer::ZeroCopyBuffer,
+        opts: &SendOptions,
+    ) -> Result<()> {
+        let (src, dst) = self.endpoints(source, destination)?;
+        let Some(opts) = self.descriptor_options(&buffer, opts) else {
+            let opts = SendOptions {
+                encryption_enabled: opts.encryption_enabled || buffer.encryption_enabled(),
+                ..opts.clone()
+            };
+            return self.post(source, destination, buffer.as_slice(), &opts);
+        };
+        let deadline = Instant::now() + opts.timeout;
+        self.check_route(source, destination, opts)?;
+        let metadata = encode_metadata(opts)?;
+        let id = lock(&self.inner.engine).next_id();
+        let o = Outgoing {
+            kind: FrameKind::Data,
+            request_id: id,
+            priority: opts.priority,
+            data_type: opts.data_type,
+            one_way: true,
+            metadata: &metadata,
+            framed: false,
+        };
+        self.push_buffer(src, dst.index, &o, buffer, deadline)
+    }
+
+    /// `opts` when `buffer` can travel by descriptor.
+    fn descriptor_options<'o>(
+        &self,
+        buffer: &crate::buffer::ZeroCopyBuffer,
+        opts: &'o SendOptions,
+    ) -> Option<&'o SendOptions> {
+        let plain =
+            !(opts.compression_enabled || opts.encryption_enabled || buffer.encryption_enabled());
+        let shared = buffer
+            .pool_id()
+            .is_some_and(|id| lock(&self.inner.engine).owns_pool(id));
+        (plain && shared).then_some(opts)
+    }
+
+    fn push_buffer(
+        &self,
+        src: u32,
+        dst: u32,
+        o: &Outgoing<'_>,
+        buffer: crate::buffer::ZeroCopyBuffer,
+        deadline: Instant,
+    ) -> Result<()> {
+        let mut buffer = Some(buffer);
         let mut backoff = Backoff::new();
         loop {
             {
                 let mut e = lock(&self.inner.engine);
-                if !self.inner.running.load(Ordering::Acquire) {
-                    e.poll();
+                if e.try_send_buffer(src, dst, o, &mut buffer)? {
+                    return Ok(());
                 }
-                if let Some(m) = e.take_inbox(node_id)? {
-                    return Ok(m);
-                }
+                e.poll();
             }
-            if Instant::now() >= deadline {
+            if Instant::now() > deadline {
                 return Err(Error::Timeout(format!(
-                    "nothing arrived for {node_id:?} in time"
+                    "ring to node index {dst} stayed full"
                 )));
             }
             backoff.snooze();
         }
+    }
+
+    /// The oldest message queued for a hosted node (one without handler), waiting up to
+    /// `timeout`.
+    pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
+        let deadline = Instant::now() + timeout;
+        self.poll_until(deadline, |e| e.take_inbox(node_id).transpose(), |_, _| {})
+            .unwrap_or_else(|| {
+                Err(Error::Timeout(format!(
+                    "nothing arrived for {node_id:?} in time"
+                )))
+            })
     }
 
     /// The reference's `ping`: probes of `packet_size` bytes; `latency_ns` is the median
@@ -719,6 +841,25 @@ fn sync_topology(inner: &Inner) -> Result<()> {
     }
     *seen = epoch;
     Ok(())
+}
+
+/// The metadata of a send as JSON bytes (empty without metadata), at most
+/// [`codec::MAX_METADATA`] bytes.
+fn encode_metadata(opts: &SendOptions) -> Result<Vec<u8>> {
+    let metadata = match &opts.metadata {
+        Some(m) => {
+            serde_json::to_vec(m).map_err(|e| Error::InvalidArgument(format!("metadata: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    if metadata.len() > codec::MAX_METADATA {
+        return Err(Error::InvalidArgument(format!(
+            "metadata is {} bytes encoded, at most {} allowed",
+            metadata.len(),
+            codec::MAX_METADATA
+        )));
+    }
+    Ok(metadata)
 }
 
 /// 64 random bits from the kernel (nonce counters start here).

@@ -193,6 +193,25 @@ impl<M: RingMemory> Producer<M> {
         self.capacity - (self.tail - self.cached_head)
     }
 
+    /// Whether a message of `len` payload bytes fits now (refreshes the consumer's head when
+    /// the cached copy says no). A `true` holds until this producer pushes.
+    pub fn has_room(&mut self, len: usize) -> bool {
+        if len > max_payload(self.capacity as usize) {
+            return false;
+        }
+        let n = slots_for(len) as u64;
+        let idx = self.tail & self.mask;
+        let pad = if idx + n > self.capacity {
+            self.capacity - idx
+        } else {
+            0
+        };
+        if self.free() < pad + n {
+            self.cached_head = self.mem.head().load(Ordering::Acquire);
+        }
+        self.free() >= pad + n
+    }
+
     /// Publishes one message whose payload is the concatenation of `parts`.
     ///
     /// Steady state: no allocation, no syscall; one Acquire load of the consumer's head only

@@ -40,6 +40,71 @@ pub fn parse_ring_name(name: &str) -> Option<(u32, u32, Lane)> {
     it.next().is_none().then_some((src, dst, lane))
 }
 
+/// Names a buffer-pool segment in the fabric directory: the owning process (pid and start
+/// time, so a reused pid is another owner) and the segment's number within it. Descriptors
+/// carry it, so a receiver can map the sender's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SegmentKey {
+    /// Owner process id.
+    pub pid: u32,
+    /// Segment number within the owner.
+    pub n: u32,
+    /// Owner start time (clock ticks since boot).
+    pub start: u64,
+}
+
+impl SegmentKey {
+    /// Bytes of the encoded key.
+    pub const LEN: usize = 16;
+
+    /// Little-endian: pid, number, start time.
+    pub fn encode(&self) -> [u8; SegmentKey::LEN] {
+        let mut b = [0u8; SegmentKey::LEN];
+        b[0..4].copy_from_slice(&self.pid.to_le_bytes());
+        b[4..8].copy_from_slice(&self.n.to_le_bytes());
+        b[8..16].copy_from_slice(&self.start.to_le_bytes());
+        b
+    }
+
+    /// Reads an encoded key (`None` when `b` is shorter than [`SegmentKey::LEN`]).
+    pub fn decode(b: &[u8]) -> Option<SegmentKey> {
+        let b = b.get(..SegmentKey::LEN)?;
+        Some(SegmentKey {
+            pid: u32::from_le_bytes(b[0..4].try_into().ok()?),
+            n: u32::from_le_bytes(b[4..8].try_into().ok()?),
+            start: u64::from_le_bytes(b[8..16].try_into().ok()?),
+        })
+    }
+}
+
+/// Path of buffer-pool segment `key`.
+pub fn segment_path(dir: &Path, key: SegmentKey) -> PathBuf {
+    dir.join(format!("seg-{}-{}-{}", key.pid, key.start, key.n))
+}
+
+/// Parses a segment file name.
+pub fn parse_segment_name(name: &str) -> Option<SegmentKey> {
+    let mut it = name.strip_prefix("seg-")?.split('-');
+    let pid = it.next()?.parse().ok()?;
+    let start = it.next()?.parse().ok()?;
+    let n = it.next()?.parse().ok()?;
+    it.next().is_none().then_some(SegmentKey { pid, n, start })
+}
+
+/// Deletes the segment files of processes that are gone.
+pub fn remove_dead_segments(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if let Some(k) = e.file_name().to_str().and_then(parse_segment_name) {
+            if !crate::sys::process::alive(k.pid, k.start) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 /// Deletes every ring file that starts or ends at one of `nodes`.
 pub fn remove_channel_files(dir: &Path, nodes: &[u32]) {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -58,6 +123,30 @@ pub fn remove_channel_files(dir: &Path, nodes: &[u32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_names_and_keys_round_trip() {
+        let k = SegmentKey {
+            pid: 4242,
+            n: 3,
+            start: 987_654_321,
+        };
+        let p = segment_path(Path::new("/x"), k);
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, "seg-4242-987654321-3");
+        assert_eq!(parse_segment_name(name), Some(k));
+        assert_eq!(SegmentKey::decode(&k.encode()), Some(k));
+        assert_eq!(SegmentKey::decode(&k.encode()[..15]), None);
+        for bad in [
+            "seg-1-2",
+            "seg-1-2-3-4",
+            "seg-a-2-3",
+            "ch-1-2-l",
+            "seg--2-3",
+        ] {
+            assert_eq!(parse_segment_name(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn names_round_trip_and_cleanup_matches_both_ends() {

@@ -112,6 +112,8 @@ impl Registry {
             dir: dir.to_path_buf(),
             map,
         };
+        // Segments of processes that died since the fabric was last used.
+        super::channel::remove_dead_segments(dir);
         if reg.map.len() != region_len()
             || reg.header().magic.load(Ordering::Acquire) != MAGIC
             || reg.header().max_nodes.load(Ordering::Relaxed) as usize != MAX_NODES
@@ -213,6 +215,7 @@ impl Registry {
         }
         if !freed.is_empty() {
             super::channel::remove_channel_files(&self.dir, &freed);
+            super::channel::remove_dead_segments(&self.dir);
             self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);
         }
         freed

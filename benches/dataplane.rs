@@ -1,8 +1,13 @@
-//! Ring ping-pong between two threads pinned to two CPUs, next to the hardware floor measured
-//! in the same run: a cache-line bounce (one atomic word written by each side in turn).
-//! Each iteration is one round trip; one-way latency is half of it.
+//! Round trips between two threads pinned to two CPUs, each next to the hardware floor
+//! measured in the same run (a cache-line bounce: one atomic word written by each side in
+//! turn): the raw ring, then the protocol's `send_data` (answered by a handler on the peer's
+//! engine thread) and `post`/`recv`, between two protocol instances that reach each other
+//! through shared-memory files exactly as two processes do. Each iteration is one round trip;
+//! one-way latency is half of it.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use hyperfabric::fabric::{HyperFabricProtocol, IdleStrategy, ProtocolConfig, SendOptions};
+use hyperfabric::model::{HardwareType, NodeSignature};
 use hyperfabric::ring::{split, Consumer, Producer, Region, SlotHeader};
 use hyperfabric::sys::{available_cpus, pin_current_thread};
 use std::hint::black_box;
@@ -95,10 +100,71 @@ fn ring_ping_pong(c: &mut Criterion) {
     }
 }
 
+fn protocol(fabric: &str, node: &str, core: Option<usize>) -> HyperFabricProtocol {
+    let p = HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        idle: IdleStrategy::Spin,
+        engine_core: core,
+        ..Default::default()
+    })
+    .unwrap();
+    p.register_node(NodeSignature::new(node, HardwareType::CpuServer, 100.0, 0).unwrap())
+        .unwrap();
+    p
+}
+
+fn protocol_round_trips(c: &mut Criterion) {
+    let fabric = format!("bench-dataplane-{}", std::process::id());
+    let opts = SendOptions::default();
+    pin(0);
+    // send_data: the peer's pinned engine thread runs the handler.
+    {
+        let a = protocol(&fabric, "a", None);
+        let b = protocol(&fabric, "b", Some(1));
+        b.on_receive("b", |m| Ok(m.data.to_vec())).unwrap();
+        b.start_background_services().unwrap();
+        for size in [8usize, 64, 1024] {
+            let payload = vec![7u8; size];
+            c.bench_function(&format!("send_data/round_trip_{size}B"), |bn| {
+                bn.iter(|| black_box(a.send_data("a", "b", &payload, &opts).unwrap()))
+            });
+        }
+    }
+    // post/recv: a thread pinned to the other core receives and posts back.
+    {
+        let a = protocol(&fabric, "a", None);
+        let b = Arc::new(protocol(&fabric, "b", None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b2, s) = (b.clone(), stop.clone());
+        let echo = std::thread::spawn(move || {
+            pin(1);
+            let o = SendOptions::default();
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(m) = b2.recv("b", std::time::Duration::from_millis(10)) {
+                    b2.post("b", &m.source, &m.data, &o).unwrap();
+                }
+            }
+        });
+        for size in [8usize, 64, 1024] {
+            let payload = vec![7u8; size];
+            c.bench_function(&format!("post_recv/round_trip_{size}B"), |bn| {
+                bn.iter(|| {
+                    a.post("a", "b", &payload, &opts).unwrap();
+                    black_box(a.recv("a", opts.timeout).unwrap())
+                })
+            });
+        }
+        stop.store(true, Ordering::Relaxed);
+        echo.join().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+}
+
 criterion_group!(
     benches,
     cache_line_bounce,
     ring_ping_pong,
+    protocol_round_trips,
     cache_line_bounce
 );
 criterion_main!(benches);

@@ -50,6 +50,13 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 /// Chunks in the engine's segment. The file is sparse: only written pages take memory, and
 /// the free list hands out the most recently used chunk first.
 pub const CHUNKS: usize = 64;
+/// Interval of heartbeats and of failure detection.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+/// Heartbeats a node may miss before it is marked down (200 ms: an engine thread that a
+/// loaded machine leaves unscheduled for a while is not a failed node).
+pub const HEARTBEAT_MISSES: u32 = 20;
+/// Interval of the owner-liveness check (dead processes' nodes are removed).
+const LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 /// Bulk frames taken per ring per poll, after every latency-lane frame.
 const BULK_BUDGET: usize = 4;
 
@@ -265,6 +272,21 @@ struct Pending {
     dst: u32,
     dst_generation: u64,
     result: Option<Result<Vec<u8>>>,
+    /// Woken when the result arrives (a `Future` waiting on the request).
+    waker: Option<std::task::Waker>,
+    /// When the request fails with a timeout, if it has a deadline.
+    deadline: Option<std::time::Instant>,
+}
+
+impl Pending {
+    fn complete(&mut self, result: Result<Vec<u8>>) {
+        if self.result.is_none() {
+            self.result = Some(result);
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
+    }
 }
 
 /// Traffic counters of the engine.
@@ -338,6 +360,28 @@ pub struct Engine {
     own_segments: HashMap<u64, SegmentKey>,
     next_segment: u32,
     start_time: u64,
+    /// Whether this engine writes heartbeats (its background thread runs).
+    beating: bool,
+    timers: Timers,
+    /// Peers marked down (missed heartbeats), with the registration they had.
+    down: HashMap<u32, u64>,
+}
+
+/// A node whose heartbeats stopped (down) or came back (up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthChange {
+    /// Node id.
+    pub node: String,
+    /// Whether it is up now.
+    pub up: bool,
+}
+
+/// When the periodic work of [`Engine::tick`] is next due.
+#[derive(Debug)]
+struct Timers {
+    beat: std::time::Instant,
+    detect: std::time::Instant,
+    liveness: std::time::Instant,
 }
 
 /// What one attempt to send a chunk by descriptor did.
@@ -426,7 +470,82 @@ impl Engine {
             own_segments: HashMap::default(),
             next_segment: 0,
             start_time: crate::sys::process::start_time(crate::sys::process::pid()).unwrap_or(0),
+            beating: false,
+            timers: Timers {
+                beat: std::time::Instant::now(),
+                detect: std::time::Instant::now(),
+                liveness: std::time::Instant::now(),
+            },
+            down: HashMap::default(),
         }
+    }
+
+    /// Starts or stops heartbeats for the hosted nodes (stopping clears them, so peers judge
+    /// the nodes by their process's liveness again instead of marking them down).
+    pub fn set_beating(&mut self, on: bool) {
+        self.beating = on;
+        let now = if on { crate::sys::monotonic_ns() } else { 0 };
+        for &i in self.hosted.keys() {
+            self.registry.beat(i, now);
+        }
+        self.timers.beat = std::time::Instant::now() + HEARTBEAT_INTERVAL;
+    }
+
+    /// Periodic work, run by whoever drives the engine every few hundred polls: fails
+    /// requests past their deadline, writes heartbeats (every [`HEARTBEAT_INTERVAL`], when
+    /// beating), removes nodes of dead processes and fails requests to them (every 50 ms),
+    /// and marks down the peers that missed [`HEARTBEAT_MISSES`] heartbeats (and up again
+    /// when they resume). Returns the health changes, for the topology.
+    pub fn tick(&mut self, now: std::time::Instant) -> Vec<HealthChange> {
+        self.expire(now);
+        if self.beating && now >= self.timers.beat {
+            let t = crate::sys::monotonic_ns();
+            for &i in self.hosted.keys() {
+                self.registry.beat(i, t);
+            }
+            self.timers.beat = now + HEARTBEAT_INTERVAL;
+        }
+        if now >= self.timers.liveness {
+            self.fail_lost_peers();
+            self.timers.liveness = now + LIVENESS_INTERVAL;
+        }
+        if now < self.timers.detect {
+            return Vec::new();
+        }
+        self.timers.detect = now + HEARTBEAT_INTERVAL;
+        if self.refresh_peers().is_err() {
+            return Vec::new();
+        }
+        let limit = HEARTBEAT_INTERVAL.as_nanos() as u64 * HEARTBEAT_MISSES as u64;
+        let t = crate::sys::monotonic_ns();
+        let mut changes = Vec::new();
+        for e in self.peers.values() {
+            if self.hosted.contains_key(&e.index) {
+                continue;
+            }
+            let beat = self.registry.heartbeat(e.index);
+            let stale = beat != 0 && t.saturating_sub(beat) > limit;
+            let was_down = self.down.get(&e.index) == Some(&e.generation);
+            if stale != was_down {
+                if stale {
+                    self.down.insert(e.index, e.generation);
+                } else {
+                    self.down.remove(&e.index);
+                }
+                changes.push(HealthChange {
+                    node: e.signature.node_id.clone(),
+                    up: !stale,
+                });
+            }
+        }
+        // Nodes that left are no longer tracked.
+        let peers = &self.peers;
+        self.down
+            .retain(|i, g| peers.values().any(|e| e.index == *i && e.generation == *g));
+        if !changes.is_empty() {
+            self.hops.clear();
+        }
+        changes
     }
 
     /// A pool of `pool_size` buffers of `buffer_size` bytes in a new shared segment of this
@@ -686,6 +805,8 @@ impl Engine {
                 dst: dst.index,
                 dst_generation: dst.generation,
                 result: None,
+                waker: None,
+                deadline: None,
             },
         );
         id
@@ -704,6 +825,45 @@ impl Engine {
         self.pending.remove(&request_id);
     }
 
+    /// Whether a request's result arrived; if not, `waker` is woken when it does (or when
+    /// the request fails). Returns `true` also for a request that is not pending.
+    pub fn ready_or_wake(&mut self, request_id: u64, waker: &std::task::Waker) -> bool {
+        match self.pending.get_mut(&request_id) {
+            Some(p) if p.result.is_none() => {
+                if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    p.waker = Some(waker.clone());
+                }
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Gives a pending request a deadline, after which [`Engine::expire`] fails it.
+    pub fn set_deadline(&mut self, request_id: u64, deadline: std::time::Instant) {
+        if let Some(p) = self.pending.get_mut(&request_id) {
+            p.deadline = Some(deadline);
+        }
+    }
+
+    /// Fails with `TimeoutError` the pending requests whose deadline passed by `now`.
+    pub fn expire(&mut self, now: std::time::Instant) {
+        for (id, p) in self.pending.iter_mut() {
+            if p.result.is_none() && p.deadline.is_some_and(|d| d <= now) {
+                p.complete(Err(Error::Timeout(format!(
+                    "no response to request {id} in time"
+                ))));
+            }
+        }
+    }
+
+    /// Fails a pending request with `error` (its waiter sees it next).
+    pub fn fail(&mut self, request_id: u64, error: Error) {
+        if let Some(p) = self.pending.get_mut(&request_id) {
+            p.complete(Err(error));
+        }
+    }
+
     /// Fails the pending requests whose destination is gone (unregistered, or its process
     /// died). Returns how many failed.
     pub fn fail_lost_peers(&mut self) -> usize {
@@ -718,7 +878,7 @@ impl Engine {
                 .get(p.dst)
                 .is_some_and(|e| e.generation == p.dst_generation);
             if !alive {
-                p.result = Some(Err(Error::NodeNotFound(format!(
+                p.complete(Err(Error::NodeNotFound(format!(
                     "destination node (index {}) left the fabric before answering",
                     p.dst
                 ))));
@@ -1242,12 +1402,12 @@ impl Engine {
             }
             Some(FrameKind::Pong) => {
                 if let Some(p) = self.pending.get_mut(&request_id) {
-                    p.result = Some(Ok(metadata));
+                    p.complete(Ok(metadata));
                 }
             }
             Some(FrameKind::Response | FrameKind::Ack) => {
                 if let Some(p) = self.pending.get_mut(&request_id) {
-                    p.result = Some(Ok(match data {
+                    p.complete(Ok(match data {
                         Body::Borrowed(b) => b.to_vec(),
                         Body::Owned(p) => p.into_vec(),
                     }));
@@ -1255,7 +1415,7 @@ impl Engine {
             }
             Some(FrameKind::Error) => {
                 if let Some(p) = self.pending.get_mut(&request_id) {
-                    p.result = Some(Err(decode_error(data.bytes())));
+                    p.complete(Err(decode_error(data.bytes())));
                 }
             }
             _ => {}

@@ -104,6 +104,7 @@ struct Inner {
     sealer: Mutex<Option<Sealer>>,
     running: AtomicBool,
     service: Mutex<Option<Service>>,
+    progress_calls: std::sync::atomic::AtomicU32,
 }
 
 /// The reference's `HyperFabricProtocol`.
@@ -167,6 +168,7 @@ impl HyperFabricProtocol {
             sealer: Mutex::new(None),
             running: AtomicBool::new(false),
             service: Mutex::new(None),
+            progress_calls: std::sync::atomic::AtomicU32::new(0),
         });
         if !inner.links.is_empty() {
             // Only the configured links exist, even while some of their nodes are missing.
@@ -239,9 +241,17 @@ impl HyperFabricProtocol {
         lock(&self.inner.engine).set_handler(node_id, None)
     }
 
-    /// One engine pass in the caller's thread; returns the messages handled.
+    /// One engine pass in the caller's thread; returns the messages handled. Every 256th
+    /// call also runs the periodic work (deadlines, liveness of peers, failure detection).
     pub fn progress(&self) -> usize {
-        lock(&self.inner.engine).poll()
+        let mut e = lock(&self.inner.engine);
+        let n = e.poll();
+        if self.inner.progress_calls.fetch_add(1, Ordering::Relaxed) % 256 == 255 {
+            let changes = e.tick(Instant::now());
+            drop(e);
+            self.inner.apply_health(changes);
+        }
+        n
     }
 
     /// Refuses, before anything is sent, a send whose route cannot meet its latency
@@ -349,64 +359,6 @@ impl HyperFabricProtocol {
         }
     }
 
-    fn wait(&self, request_id: u64, deadline: Instant) -> Result<Vec<u8>> {
-        let mut next_liveness = Instant::now() + Duration::from_millis(50);
-        self.poll_until(
-            deadline,
-            |e| e.take_result(request_id),
-            |e, now| {
-                if now >= next_liveness {
-                    e.fail_lost_peers();
-                    next_liveness = now + Duration::from_millis(50);
-                }
-            },
-        )
-        .unwrap_or_else(|| {
-            lock(&self.inner.engine).cancel(request_id);
-            Err(Error::Timeout(format!(
-                "no response to request {request_id} in time"
-            )))
-        })
-    }
-
-    /// Polls the engine (unless its thread runs) until `ready` gives a value or `deadline`
-    /// passes (`None`). `every` runs with the time every few hundred polls: a clock read
-    /// costs as much as a poll of an empty ring. Spins at first, then yields the CPU.
-    fn poll_until<T>(
-        &self,
-        deadline: Instant,
-        mut ready: impl FnMut(&mut Engine) -> Option<T>,
-        mut every: impl FnMut(&mut Engine, Instant),
-    ) -> Option<T> {
-        const CHECK_EVERY: u32 = 256;
-        const SPIN_POLLS: u32 = 200_000;
-        let mut polls = 0u32;
-        loop {
-            {
-                let mut e = lock(&self.inner.engine);
-                if !self.inner.running.load(Ordering::Acquire) {
-                    e.poll();
-                }
-                if let Some(r) = ready(&mut e) {
-                    return Some(r);
-                }
-                polls = polls.wrapping_add(1);
-                if polls % CHECK_EVERY == 0 {
-                    let now = Instant::now();
-                    every(&mut e, now);
-                    if now >= deadline {
-                        return None;
-                    }
-                }
-            }
-            if polls < SPIN_POLLS {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-
     fn endpoints(&self, source: &str, destination: &str) -> Result<(u32, Peer)> {
         let mut e = lock(&self.inner.engine);
         let src = e.hosted_index(source)?;
@@ -426,6 +378,19 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<Vec<u8>> {
+        self.send_data_nb(source, destination, data, opts)?.wait()
+    }
+
+    /// Non-blocking `send_data`: returns once the message is in the ring, with a
+    /// [`Request`] to test, wait for, or `.await` (it is a `Future` that needs no particular
+    /// runtime). Errors found before sending come back here; the rest from the request.
+    pub fn send_data_nb(
+        &self,
+        source: &str,
+        destination: &str,
+        data: &[u8],
+        opts: &SendOptions,
+    ) -> Result<Request> {
         let deadline = Instant::now() + opts.timeout;
         let (src, dst) = self.endpoints(source, destination)?;
         self.check_route(source, destination, opts)?;
@@ -444,7 +409,16 @@ impl HyperFabricProtocol {
             lock(&self.inner.engine).cancel(request_id);
             return Err(e);
         }
-        self.wait(request_id, deadline)
+        Ok(self.request(request_id, deadline))
+    }
+
+    fn request(&self, id: u64, deadline: Instant) -> Request {
+        Request {
+            inner: self.inner.clone(),
+            id,
+            deadline,
+            done: false,
+        }
     }
 
     /// One-way send: returns once the message is in the destination's ring.
@@ -522,7 +496,7 @@ impl HyperFabricProtocol {
             lock(&self.inner.engine).cancel(request_id);
             return Err(e);
         }
-        self.wait(request_id, deadline)
+        self.request(request_id, deadline).wait()
     }
 
     /// `post` of a buffer (zero copy under the conditions of
@@ -603,7 +577,8 @@ impl HyperFabricProtocol {
     /// `timeout`.
     pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
         let deadline = Instant::now() + timeout;
-        self.poll_until(deadline, |e| e.take_inbox(node_id).transpose(), |_, _| {})
+        self.inner
+            .poll_until(deadline, |e| e.take_inbox(node_id).transpose())
             .unwrap_or_else(|| {
                 Err(Error::Timeout(format!(
                     "nothing arrived for {node_id:?} in time"
@@ -652,7 +627,7 @@ impl HyperFabricProtocol {
             let deadline = start + timeout;
             match self
                 .push(src, dst.index, &probe(id), &payload, deadline)
-                .and_then(|_| self.wait(id, deadline))
+                .and_then(|_| self.inner.wait(id, deadline))
             {
                 Ok(path) => {
                     rtts.push(start.elapsed().as_nanos() as u64);
@@ -677,7 +652,7 @@ impl HyperFabricProtocol {
             }
             let mut ok = 0;
             for id in ids {
-                if self.wait(id, deadline).is_ok() {
+                if self.inner.wait(id, deadline).is_ok() {
                     ok += 1;
                 }
             }
@@ -738,14 +713,31 @@ impl HyperFabricProtocol {
                 }
                 // Adaptive: spin for a few thousand empty polls, then sleep on the process's
                 // doorbell (a futex in the registry that senders ring after writing to one of
-                // our rings), with a timeout that doubles up to MAX_NAP.
+                // our rings), with a timeout that doubles up to MAX_NAP, the heartbeat
+                // interval. The periodic work (heartbeats, failure detection, deadlines)
+                // runs every millisecond at most, checked after every poll that did work (a
+                // poll can copy megabytes), every 256 empty ones, and around naps.
                 const SPIN_POLLS: u32 = 2_000;
                 const FIRST_NAP: Duration = Duration::from_millis(1);
-                const MAX_NAP: Duration = Duration::from_millis(100);
+                const MAX_NAP: Duration = crate::engine::HEARTBEAT_INTERVAL;
+                const TICK: Duration = Duration::from_millis(1);
                 let mut idle = 0u32;
                 let mut nap = FIRST_NAP;
+                let mut polls = 0u32;
+                let mut next_tick = Instant::now();
+                let mut busy = false;
                 while !stop2.load(Ordering::Acquire) {
-                    if lock(&inner.engine).poll() > 0 {
+                    polls = polls.wrapping_add(1);
+                    if busy || polls % 256 == 0 || idle >= SPIN_POLLS {
+                        let now = Instant::now();
+                        if now >= next_tick {
+                            let changes = lock(&inner.engine).tick(now);
+                            inner.apply_health(changes);
+                            next_tick = now + TICK;
+                        }
+                    }
+                    busy = lock(&inner.engine).poll() > 0;
+                    if busy {
                         idle = 0;
                         nap = FIRST_NAP;
                         continue;
@@ -777,6 +769,7 @@ impl HyperFabricProtocol {
                 }
             })
             .map_err(|e| Error::io("starting the engine thread", e))?;
+        lock(&self.inner.engine).set_beating(true);
         self.inner.running.store(true, Ordering::Release);
         *service = Some(Service { stop, thread });
         Ok(())
@@ -788,6 +781,7 @@ impl HyperFabricProtocol {
         if let Some(s) = taken {
             s.stop.store(true, Ordering::Release);
             let _ = s.thread.join();
+            lock(&self.inner.engine).set_beating(false);
             self.inner.running.store(false, Ordering::Release);
         }
         Ok(())
@@ -800,6 +794,73 @@ impl Drop for HyperFabricProtocol {
         let mut e = lock(&self.inner.engine);
         for id in e.hosted_ids() {
             let _ = e.unregister(&id);
+        }
+    }
+}
+
+impl Inner {
+    /// Marks nodes down or up in the host topology (routes are rebuilt without the down
+    /// ones) and drops the engine's cached next hops.
+    fn apply_health(&self, changes: Vec<crate::engine::HealthChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        let _ = sync_topology(self);
+        for c in &changes {
+            let _ = self.topology.set_node_health(&c.node, c.up);
+        }
+        lock(&self.engine).clear_routes();
+    }
+
+    fn wait(&self, request_id: u64, deadline: Instant) -> Result<Vec<u8>> {
+        self.poll_until(deadline, |e| e.take_result(request_id))
+            .unwrap_or_else(|| {
+                lock(&self.engine).cancel(request_id);
+                Err(Error::Timeout(format!(
+                    "no response to request {request_id} in time"
+                )))
+            })
+    }
+
+    /// Polls the engine (unless its thread runs) until `ready` gives a value or `deadline`
+    /// passes (`None`). Every few hundred polls it reads the clock (a clock read costs as
+    /// much as a poll of an empty ring) and, without the engine thread, runs the engine's
+    /// periodic work. Spins at first, then yields the CPU.
+    fn poll_until<T>(
+        &self,
+        deadline: Instant,
+        mut ready: impl FnMut(&mut Engine) -> Option<T>,
+    ) -> Option<T> {
+        const CHECK_EVERY: u32 = 256;
+        const SPIN_POLLS: u32 = 200_000;
+        let mut polls = 0u32;
+        loop {
+            {
+                let mut e = lock(&self.engine);
+                if !self.running.load(Ordering::Acquire) {
+                    e.poll();
+                }
+                if let Some(r) = ready(&mut e) {
+                    return Some(r);
+                }
+                polls = polls.wrapping_add(1);
+                if polls % CHECK_EVERY == 0 {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    if !self.running.load(Ordering::Acquire) {
+                        let changes = e.tick(now);
+                        drop(e);
+                        self.apply_health(changes);
+                    }
+                }
+            }
+            if polls < SPIN_POLLS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 }
@@ -841,6 +902,115 @@ fn sync_topology(inner: &Inner) -> Result<()> {
     }
     *seen = epoch;
     Ok(())
+}
+
+/// A request in flight, from [`HyperFabricProtocol::send_data_nb`]: [`test`](Request::test)
+/// progresses it without blocking, [`wait`](Request::wait) blocks until its response or error;
+/// as a `Future` it resolves to the same. Without the background engine thread, testing,
+/// waiting and polling the future drive the engine; with it, the engine thread wakes the
+/// future when the response arrives or the deadline passes. Dropping an unfinished request
+/// abandons it (a late response is discarded).
+#[must_use = "a request does nothing unless tested, waited for or awaited"]
+pub struct Request {
+    inner: Arc<Inner>,
+    id: u64,
+    deadline: Instant,
+    done: bool,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.id)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    /// The request id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Progresses the request once, without blocking: `Some` with its outcome when it is
+    /// complete (then the request is finished: later calls give `None`).
+    pub fn test(&mut self) -> Option<Result<Vec<u8>>> {
+        if self.done {
+            return None;
+        }
+        let inner = &self.inner;
+        let mut e = lock(&inner.engine);
+        if !inner.running.load(Ordering::Acquire) {
+            e.poll();
+        }
+        let r = e.take_result(self.id).or_else(|| {
+            let now = Instant::now();
+            if now >= self.deadline {
+                e.cancel(self.id);
+                Some(Err(Error::Timeout(format!(
+                    "no response to request {} in time",
+                    self.id
+                ))))
+            } else {
+                None
+            }
+        });
+        self.done = r.is_some();
+        r
+    }
+
+    /// Blocks until the response (or the error) arrives.
+    pub fn wait(mut self) -> Result<Vec<u8>> {
+        if self.done {
+            return Err(Error::InvalidArgument(format!(
+                "request {} already completed",
+                self.id
+            )));
+        }
+        self.done = true;
+        self.inner.wait(self.id, self.deadline)
+    }
+}
+
+impl std::future::Future for Request {
+    type Output = Result<Vec<u8>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if self.done {
+            return std::task::Poll::Ready(Err(Error::InvalidArgument(format!(
+                "request {} already completed",
+                self.id
+            ))));
+        }
+        if let Some(r) = self.test() {
+            return std::task::Poll::Ready(r);
+        }
+        let inner = &self.inner;
+        let mut e = lock(&inner.engine);
+        if inner.running.load(Ordering::Acquire) {
+            // The engine thread completes the request, or fails it at its deadline.
+            e.set_deadline(self.id, self.deadline);
+            if e.ready_or_wake(self.id, cx.waker()) {
+                cx.waker().wake_by_ref();
+            }
+        } else {
+            // Nobody else drives the engine: ask to be polled again.
+            cx.waker().wake_by_ref();
+        }
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.inner.engine).cancel(self.id);
+        }
+    }
 }
 
 /// The metadata of a send as JSON bytes (empty without metadata), at most

@@ -78,6 +78,20 @@ pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
     }
 }
 
+/// Nanoseconds of `CLOCK_MONOTONIC`: one clock for every process of the host (heartbeats are
+/// compared across processes).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Number of CPUs online (not the calling thread's affinity, which pinning narrows).
 pub fn available_cpus() -> usize {
     // SAFETY: sysconf only reads a system value.

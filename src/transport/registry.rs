@@ -49,6 +49,9 @@ struct EntryHeader {
     bell: AtomicU32,
     /// 1 while the engine sleeping on this entry's doorbell sleeps.
     sleeping: AtomicU32,
+    /// `CLOCK_MONOTONIC` ns of the hosting engine's last heartbeat; 0 while it sends none
+    /// (no background thread), so it is judged by its owner's liveness alone.
+    heartbeat: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<EntryHeader>() <= ID_OFFSET);
@@ -275,6 +278,7 @@ impl Registry {
         e.id_len.store(id.len() as u32, Ordering::Relaxed);
         e.sig_len.store(sig.len() as u32, Ordering::Relaxed);
         e.owner_pid.store(me, Ordering::Relaxed);
+        e.heartbeat.store(0, Ordering::Relaxed);
         e.owner_start
             .store(sys::process::start_time(me).unwrap_or(0), Ordering::Relaxed);
         e.generation.fetch_add(1, Ordering::Relaxed);
@@ -362,6 +366,24 @@ impl Registry {
         if sleeping.load(Ordering::Relaxed) == 1 && sleeping.swap(0, Ordering::AcqRel) == 1 {
             bell.fetch_add(1, Ordering::Release);
             crate::sys::futex_wake(bell);
+        }
+    }
+
+    /// Records a heartbeat of node `index` at `monotonic_ns` (0: stops heartbeats).
+    pub fn beat(&self, index: u32, monotonic_ns: u64) {
+        if (index as usize) < MAX_NODES {
+            self.entry(index as usize)
+                .heartbeat
+                .store(monotonic_ns, Ordering::Release);
+        }
+    }
+
+    /// The last heartbeat of node `index` (`CLOCK_MONOTONIC` ns; 0: none).
+    pub fn heartbeat(&self, index: u32) -> u64 {
+        if (index as usize) < MAX_NODES {
+            self.entry(index as usize).heartbeat.load(Ordering::Acquire)
+        } else {
+            0
         }
     }
 

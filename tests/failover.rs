@@ -1,0 +1,118 @@
+//! Failure detection across processes: `cli` reaches `srv` through `sw1` (fast) or `sw2`
+//! (slow), each switch hosted by another process. When the process hosting `sw1` stops (it
+//! is alive but its engine sends no heartbeats), the others mark `sw1` down within a few
+//! heartbeat intervals, routes are rebuilt and traffic goes through `sw2`; when it resumes,
+//! `sw1` is up again and carries the traffic.
+
+mod common;
+
+use common::{spawn_peer, FabricDir, Peer};
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
+use hyperfabric::model::{HardwareType, NodeSignature};
+use hyperfabric::LinkSpec;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "HF_FAILOVER_TEST_ROLE";
+const FABRIC: &str = "HF_FAILOVER_TEST_FABRIC";
+
+fn protocol(fabric: &str) -> HyperFabricProtocol {
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        links: vec![
+            LinkSpec::new("cli", "sw1").latency_ns(100),
+            LinkSpec::new("sw1", "srv").latency_ns(100),
+            LinkSpec::new("cli", "sw2").latency_ns(1000),
+            LinkSpec::new("sw2", "srv").latency_ns(1000),
+        ],
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn switch(id: &str) -> NodeSignature {
+    NodeSignature::new(id, HardwareType::NetworkSwitch, 400.0, 50).unwrap()
+}
+
+#[test]
+fn peer_role() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let p = protocol(&std::env::var(FABRIC).unwrap());
+    match role.as_str() {
+        "sw1" => {
+            p.register_node(switch("sw1")).unwrap();
+        }
+        "sw2-and-server" => {
+            p.register_node(switch("sw2")).unwrap();
+            p.register_node(
+                NodeSignature::new("srv", HardwareType::StorageArray, 200.0, 10).unwrap(),
+            )
+            .unwrap();
+            p.on_receive("srv", |m| Ok(m.data.to_vec())).unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+    p.start_background_services().unwrap();
+    println!("ready");
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+fn spawn(role: &str, fabric: &str) -> Peer {
+    spawn_peer(&[(ROLE, role), (FABRIC, fabric)])
+}
+
+fn signal(peer: &Peer, sig: i32) {
+    // SAFETY: kill only sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(peer.0.id() as i32, sig) }, 0);
+}
+
+fn sw1_up(p: &HyperFabricProtocol) -> bool {
+    p.topology().unwrap().read(|t| t.node_up("sw1")).unwrap()
+}
+
+/// Waits until `cond` holds; returns how long it took.
+fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn a_stopped_switch_is_marked_down_and_routed_around() {
+    let fabric = format!("test-failover-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let p = protocol(&fabric);
+    p.register_node(NodeSignature::new("cli", HardwareType::NvidiaH100, 400.0, 10).unwrap())
+        .unwrap();
+    p.start_background_services().unwrap();
+    let sw1 = spawn("sw1", &fabric);
+    let _rest = spawn("sw2-and-server", &fabric);
+    let path = |p: &HyperFabricProtocol| p.ping("cli", "srv", 64, 200).map(|r| r.path);
+
+    assert_eq!(path(&p).unwrap(), ["cli", "sw1", "srv"]);
+    // Heartbeats keep a live switch up.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sw1_up(&p));
+
+    signal(&sw1, libc::SIGSTOP);
+    let took = within(Duration::from_secs(5), || !sw1_up(&p));
+    eprintln!("sw1 marked down {took:?} after it stopped");
+    within(Duration::from_secs(5), || {
+        path(&p).is_ok_and(|x| x == ["cli", "sw2", "srv"])
+    });
+    let got = p
+        .send_data("cli", "srv", b"around", &SendOptions::default())
+        .unwrap();
+    assert_eq!(got, b"around");
+
+    signal(&sw1, libc::SIGCONT);
+    within(Duration::from_secs(5), || sw1_up(&p));
+    within(Duration::from_secs(5), || {
+        path(&p).is_ok_and(|x| x == ["cli", "sw1", "srv"])
+    });
+}

@@ -138,76 +138,91 @@ pub fn lane_of(priority: PacketPriority) -> Lane {
     }
 }
 
-/// A node id as delivered messages carry it: shared, so naming the source and destination of
-/// each message costs no allocation.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeName(Arc<str>);
+/// A node id as delivered messages carry it: interned (each distinct id is stored once for
+/// the life of the process), so naming the source and destination of a message costs neither
+/// an allocation nor an atomic reference count.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeName(&'static str);
 
 impl NodeName {
+    /// The interned name `s`.
+    pub fn intern(s: &str) -> NodeName {
+        static NAMES: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> =
+            std::sync::Mutex::new(None);
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        let set = names.get_or_insert_with(Default::default);
+        if let Some(&n) = set.get(s) {
+            return NodeName(n);
+        }
+        let n: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        set.insert(n);
+        NodeName(n)
+    }
+
     /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'static str {
+        self.0
     }
 }
 
 impl From<&str> for NodeName {
     fn from(s: &str) -> NodeName {
-        NodeName(Arc::from(s))
+        NodeName::intern(s)
     }
 }
 
 impl From<String> for NodeName {
     fn from(s: String) -> NodeName {
-        NodeName(Arc::from(s))
+        NodeName::intern(&s)
     }
 }
 
 impl std::ops::Deref for NodeName {
     type Target = str;
     fn deref(&self) -> &str {
-        &self.0
+        self.0
     }
 }
 
 impl AsRef<str> for NodeName {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.0
     }
 }
 
 impl std::borrow::Borrow<str> for NodeName {
     fn borrow(&self) -> &str {
-        &self.0
+        self.0
     }
 }
 
 impl std::fmt::Debug for NodeName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.0, f)
+        std::fmt::Debug::fmt(self.0, f)
     }
 }
 
 impl std::fmt::Display for NodeName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0)
     }
 }
 
 impl PartialEq<str> for NodeName {
     fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
+        self.0 == other
     }
 }
 
 impl PartialEq<&str> for NodeName {
     fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
+        self.0 == *other
     }
 }
 
 impl PartialEq<String> for NodeName {
     fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
+        self.0 == other.as_str()
     }
 }
 
@@ -688,10 +703,10 @@ impl Engine {
             self.names_epoch = epoch;
         }
         if let Some(n) = self.names.get(&index) {
-            return n.clone();
+            return *n;
         }
         let name = NodeName::from(self.id_of(index).unwrap_or_else(|| format!("#{index}")));
-        self.names.insert(index, name.clone());
+        self.names.insert(index, name);
         name
     }
 
@@ -1363,7 +1378,7 @@ impl Engine {
                 };
                 let msg = Message {
                     source,
-                    destination: node.id.clone(),
+                    destination: node.id,
                     data: data.into_payload(),
                     data_type,
                     priority,
@@ -1478,7 +1493,7 @@ impl Engine {
             [&hdr, body, &[], &[]]
         };
         let lane = lane_of(m.priority());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut stalled = None;
         loop {
             let pushed = match self.producer(at, next, lane) {
                 Ok(p) => p.try_push(slot, &parts),
@@ -1490,9 +1505,7 @@ impl Engine {
                     self.counters.frames_sent += 1;
                     return;
                 }
-                Err(PushError::Full) if std::time::Instant::now() < deadline => {
-                    std::hint::spin_loop()
-                }
+                Err(PushError::Full) if !stalled_too_long(&mut stalled) => std::hint::spin_loop(),
                 Err(_) => {
                     self.counters.errors += 1;
                     self.release_descriptor(h, payload);
@@ -1532,18 +1545,18 @@ impl Engine {
     }
 
     /// Sends a reply (all its fragments), waiting for room while the ring back is full.
-    /// Gives up after five seconds without progress: the requester then times out.
+    /// Gives up after [`STALL_LIMIT`] without progress: the requester then times out.
     fn send_reply(&mut self, from: u32, to: u32, o: &Outgoing<'_>, data: &[u8]) {
         let mut offset = 0;
-        let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut stalled = None;
         loop {
             match self.try_send_from(from, to, o, data, offset) {
                 Ok(Some((_, true))) => return,
                 Ok(Some((next, false))) => {
                     offset = next;
-                    deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                    stalled = None;
                 }
-                Ok(None) if std::time::Instant::now() < deadline => std::hint::spin_loop(),
+                Ok(None) if !stalled_too_long(&mut stalled) => std::hint::spin_loop(),
                 _ => {
                     self.counters.errors += 1;
                     return;
@@ -1551,6 +1564,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// How long the engine waits for room in a full ring when it forwards or replies.
+const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a ring has stayed full for [`STALL_LIMIT`] since `since` (set on the first call:
+/// the clock is read only once a push had to wait).
+fn stalled_too_long(since: &mut Option<std::time::Instant>) -> bool {
+    let now = std::time::Instant::now();
+    now.duration_since(*since.get_or_insert(now)) > STALL_LIMIT
 }
 
 fn decode_error(body: &[u8]) -> Error {

@@ -323,39 +323,42 @@ impl HyperFabricProtocol {
         Ok((Vec::new(), std::borrow::Cow::Owned(out), true))
     }
 
-    fn push(
-        &self,
-        src: u32,
-        dst: u32,
+    /// Pushes every fragment of `body`, starting under the engine lock `e` the caller took
+    /// (one lock for the common single-fragment send); the lock is released between
+    /// fragments, so another thread's urgent message can go in between.
+    fn push<'a>(
+        &'a self,
+        mut e: MutexGuard<'a, Engine>,
+        (src, dst): (u32, u32),
         o: &Outgoing<'_>,
         body: &[u8],
-        deadline: Instant,
+        deadline: &mut Deadline,
     ) -> Result<()> {
-        // One fragment per lock: another thread's urgent message can go in between.
         let mut offset = 0;
         let mut backoff = Backoff::new();
         loop {
-            {
-                let mut e = lock(&self.inner.engine);
-                match e.try_send_from(src, dst, o, body, offset)? {
-                    Some((_, true)) => return Ok(()),
-                    Some((next, false)) => {
-                        offset = next;
-                        backoff.reset();
-                        continue;
+            match e.try_send_from(src, dst, o, body, offset)? {
+                Some((_, true)) => return Ok(()),
+                Some((next, false)) => {
+                    offset = next;
+                    backoff.reset();
+                }
+                // Full: drain our own inbound rings, the peer may be waiting on us.
+                None => {
+                    e.poll();
+                    drop(e);
+                    if deadline.passed() {
+                        return Err(Error::Timeout(format!(
+                            "ring to node index {dst} stayed full"
+                        )));
                     }
-                    // Full: drain our own inbound rings, the peer may be waiting on us.
-                    None => {
-                        e.poll();
-                    }
+                    backoff.snooze();
+                    e = lock(&self.inner.engine);
+                    continue;
                 }
             }
-            if Instant::now() > deadline {
-                return Err(Error::Timeout(format!(
-                    "ring to node index {dst} stayed full"
-                )));
-            }
-            backoff.snooze();
+            drop(e);
+            e = lock(&self.inner.engine);
         }
     }
 
@@ -364,6 +367,56 @@ impl HyperFabricProtocol {
         let src = e.hosted_index(source)?;
         let dst = e.resolve(destination)?;
         Ok((src, dst))
+    }
+
+    /// Sends a data message (a request unless `one_way`): route check, metadata, framing
+    /// when asked, then the push. A plain send takes the engine lock once. Returns the
+    /// message id and the deadline, whose clock may have started.
+    fn send(
+        &self,
+        source: &str,
+        destination: &str,
+        data: &[u8],
+        opts: &SendOptions,
+        one_way: bool,
+    ) -> Result<(u64, Deadline)> {
+        let mut deadline = Deadline::after(opts.timeout);
+        self.check_route(source, destination, opts)?;
+        let framing = opts.compression_enabled || opts.encryption_enabled;
+        let (mut e, src, dst, metadata, body, framed) = if framing {
+            let (src, dst) = self.endpoints(source, destination)?;
+            let (metadata, body, framed) = self.prepare(src, dst.index, data, opts)?;
+            (lock(&self.inner.engine), src, dst, metadata, body, framed)
+        } else {
+            let metadata = encode_metadata(opts)?;
+            let mut e = lock(&self.inner.engine);
+            let src = e.hosted_index(source)?;
+            let dst = e.resolve(destination)?;
+            let body = std::borrow::Cow::Borrowed(data);
+            (e, src, dst, metadata, body, false)
+        };
+        let id = if one_way {
+            // Not awaited, but fragments are reassembled by message id.
+            e.next_id()
+        } else {
+            e.new_request(&dst)
+        };
+        let o = Outgoing {
+            kind: FrameKind::Data,
+            request_id: id,
+            priority: opts.priority,
+            data_type: opts.data_type,
+            one_way,
+            metadata: &metadata,
+            framed,
+        };
+        if let Err(err) = self.push(e, (src, dst.index), &o, &body, &mut deadline) {
+            if !one_way {
+                lock(&self.inner.engine).cancel(id);
+            }
+            return Err(err);
+        }
+        Ok((id, deadline))
     }
 
     /// The reference's `send_data`: delivers `data` to `destination` and returns its
@@ -391,28 +444,11 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<Request> {
-        let deadline = Instant::now() + opts.timeout;
-        let (src, dst) = self.endpoints(source, destination)?;
-        self.check_route(source, destination, opts)?;
-        let (metadata, body, framed) = self.prepare(src, dst.index, data, opts)?;
-        let request_id = lock(&self.inner.engine).new_request(&dst);
-        let o = Outgoing {
-            kind: FrameKind::Data,
-            request_id,
-            priority: opts.priority,
-            data_type: opts.data_type,
-            one_way: false,
-            metadata: &metadata,
-            framed,
-        };
-        if let Err(e) = self.push(src, dst.index, &o, &body, deadline) {
-            lock(&self.inner.engine).cancel(request_id);
-            return Err(e);
-        }
-        Ok(self.request(request_id, deadline))
+        let (id, deadline) = self.send(source, destination, data, opts, false)?;
+        Ok(self.request(id, deadline))
     }
 
-    fn request(&self, id: u64, deadline: Instant) -> Request {
+    fn request(&self, id: u64, deadline: Deadline) -> Request {
         Request {
             inner: self.inner.clone(),
             id,
@@ -429,22 +465,7 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<()> {
-        let deadline = Instant::now() + opts.timeout;
-        let (src, dst) = self.endpoints(source, destination)?;
-        self.check_route(source, destination, opts)?;
-        let (metadata, body, framed) = self.prepare(src, dst.index, data, opts)?;
-        // Not awaited, but fragments are reassembled by message id.
-        let id = lock(&self.inner.engine).next_id();
-        let o = Outgoing {
-            kind: FrameKind::Data,
-            request_id: id,
-            priority: opts.priority,
-            data_type: opts.data_type,
-            one_way: true,
-            metadata: &metadata,
-            framed,
-        };
-        self.push(src, dst.index, &o, &body, deadline)
+        self.send(source, destination, data, opts, true).map(drop)
     }
 
     /// A `BufferManager` whose buffers live in a shared segment of this process: a buffer
@@ -479,7 +500,7 @@ impl HyperFabricProtocol {
             };
             return self.send_data(source, destination, buffer.as_slice(), &opts);
         };
-        let deadline = Instant::now() + opts.timeout;
+        let mut deadline = Deadline::after(opts.timeout);
         self.check_route(source, destination, opts)?;
         let metadata = encode_metadata(opts)?;
         let request_id = lock(&self.inner.engine).new_request(&dst);
@@ -492,7 +513,7 @@ impl HyperFabricProtocol {
             metadata: &metadata,
             framed: false,
         };
-        if let Err(e) = self.push_buffer(src, dst.index, &o, buffer, deadline) {
+        if let Err(e) = self.push_buffer(src, dst.index, &o, buffer, &mut deadline) {
             lock(&self.inner.engine).cancel(request_id);
             return Err(e);
         }
@@ -516,7 +537,7 @@ impl HyperFabricProtocol {
             };
             return self.post(source, destination, buffer.as_slice(), &opts);
         };
-        let deadline = Instant::now() + opts.timeout;
+        let mut deadline = Deadline::after(opts.timeout);
         self.check_route(source, destination, opts)?;
         let metadata = encode_metadata(opts)?;
         let id = lock(&self.inner.engine).next_id();
@@ -529,7 +550,7 @@ impl HyperFabricProtocol {
             metadata: &metadata,
             framed: false,
         };
-        self.push_buffer(src, dst.index, &o, buffer, deadline)
+        self.push_buffer(src, dst.index, &o, buffer, &mut deadline)
     }
 
     /// `opts` when `buffer` can travel by descriptor.
@@ -552,7 +573,7 @@ impl HyperFabricProtocol {
         dst: u32,
         o: &Outgoing<'_>,
         buffer: crate::buffer::ZeroCopyBuffer,
-        deadline: Instant,
+        deadline: &mut Deadline,
     ) -> Result<()> {
         let mut buffer = Some(buffer);
         let mut backoff = Backoff::new();
@@ -564,7 +585,7 @@ impl HyperFabricProtocol {
                 }
                 e.poll();
             }
-            if Instant::now() > deadline {
+            if deadline.passed() {
                 return Err(Error::Timeout(format!(
                     "ring to node index {dst} stayed full"
                 )));
@@ -576,9 +597,20 @@ impl HyperFabricProtocol {
     /// The oldest message queued for a hosted node (one without handler), waiting up to
     /// `timeout`.
     pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
-        let deadline = Instant::now() + timeout;
+        if timeout.is_zero() {
+            // A single look, no waiting.
+            let mut e = lock(&self.inner.engine);
+            if !self.inner.running.load(Ordering::Acquire) {
+                e.poll();
+            }
+            return e
+                .take_inbox(node_id)?
+                .ok_or_else(|| Error::Timeout(format!("nothing queued for {node_id:?}")));
+        }
         self.inner
-            .poll_until(deadline, |e| e.take_inbox(node_id).transpose())
+            .poll_until(&mut Deadline::after(timeout), |e| {
+                e.take_inbox(node_id).transpose()
+            })
             .unwrap_or_else(|| {
                 Err(Error::Timeout(format!(
                     "nothing arrived for {node_id:?} in time"
@@ -624,10 +656,11 @@ impl HyperFabricProtocol {
         for _ in 0..PROBES {
             let id = lock(&self.inner.engine).new_request(&dst);
             let start = Instant::now();
-            let deadline = start + timeout;
+            let mut deadline = Deadline::at(start + timeout);
+            let e = lock(&self.inner.engine);
             match self
-                .push(src, dst.index, &probe(id), &payload, deadline)
-                .and_then(|_| self.inner.wait(id, deadline))
+                .push(e, (src, dst.index), &probe(id), &payload, &mut deadline)
+                .and_then(|_| self.inner.wait(id, &mut deadline))
             {
                 Ok(path) => {
                     rtts.push(start.elapsed().as_nanos() as u64);
@@ -643,16 +676,17 @@ impl HyperFabricProtocol {
         let mut bandwidth_gbps = 0.0;
         if !rtts.is_empty() {
             let start = Instant::now();
-            let deadline = start + timeout;
+            let mut deadline = Deadline::at(start + timeout);
             let mut ids = Vec::with_capacity(BURST);
             for _ in 0..BURST {
                 let id = lock(&self.inner.engine).new_request(&dst);
-                self.push(src, dst.index, &probe(id), &payload, deadline)?;
+                let e = lock(&self.inner.engine);
+                self.push(e, (src, dst.index), &probe(id), &payload, &mut deadline)?;
                 ids.push(id);
             }
             let mut ok = 0;
             for id in ids {
-                if self.inner.wait(id, deadline).is_ok() {
+                if self.inner.wait(id, &mut deadline).is_ok() {
                     ok += 1;
                 }
             }
@@ -812,7 +846,7 @@ impl Inner {
         lock(&self.engine).clear_routes();
     }
 
-    fn wait(&self, request_id: u64, deadline: Instant) -> Result<Vec<u8>> {
+    fn wait(&self, request_id: u64, deadline: &mut Deadline) -> Result<Vec<u8>> {
         self.poll_until(deadline, |e| e.take_result(request_id))
             .unwrap_or_else(|| {
                 lock(&self.engine).cancel(request_id);
@@ -828,7 +862,7 @@ impl Inner {
     /// periodic work. Spins at first, then yields the CPU.
     fn poll_until<T>(
         &self,
-        deadline: Instant,
+        deadline: &mut Deadline,
         mut ready: impl FnMut(&mut Engine) -> Option<T>,
     ) -> Option<T> {
         const CHECK_EVERY: u32 = 256;
@@ -845,10 +879,10 @@ impl Inner {
                 }
                 polls = polls.wrapping_add(1);
                 if polls % CHECK_EVERY == 0 {
-                    let now = Instant::now();
-                    if now >= deadline {
+                    if deadline.passed() {
                         return None;
                     }
+                    let now = Instant::now();
                     if !self.running.load(Ordering::Acquire) {
                         let changes = e.tick(now);
                         drop(e);
@@ -914,7 +948,7 @@ fn sync_topology(inner: &Inner) -> Result<()> {
 pub struct Request {
     inner: Arc<Inner>,
     id: u64,
-    deadline: Instant,
+    deadline: Deadline,
     done: bool,
 }
 
@@ -944,9 +978,9 @@ impl Request {
         if !inner.running.load(Ordering::Acquire) {
             e.poll();
         }
+        let deadline = &mut self.deadline;
         let r = e.take_result(self.id).or_else(|| {
-            let now = Instant::now();
-            if now >= self.deadline {
+            if deadline.passed() {
                 e.cancel(self.id);
                 Some(Err(Error::Timeout(format!(
                     "no response to request {} in time",
@@ -969,7 +1003,7 @@ impl Request {
             )));
         }
         self.done = true;
-        self.inner.wait(self.id, self.deadline)
+        self.inner.wait(self.id, &mut self.deadline)
     }
 }
 
@@ -989,11 +1023,12 @@ impl std::future::Future for Request {
         if let Some(r) = self.test() {
             return std::task::Poll::Ready(r);
         }
+        let at = self.deadline.instant();
         let inner = &self.inner;
         let mut e = lock(&inner.engine);
         if inner.running.load(Ordering::Acquire) {
             // The engine thread completes the request, or fails it at its deadline.
-            e.set_deadline(self.id, self.deadline);
+            e.set_deadline(self.id, at);
             if e.ready_or_wake(self.id, cx.waker()) {
                 cx.waker().wake_by_ref();
             }
@@ -1010,6 +1045,39 @@ impl Drop for Request {
         if !self.done {
             lock(&self.inner.engine).cancel(self.id);
         }
+    }
+}
+
+/// A deadline whose clock starts the first time it is consulted: reading the clock costs as
+/// much as sending a small message, so calls that finish at once never read it (a timeout
+/// then counts from the first moment the call had to wait).
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    timeout: Duration,
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Deadline {
+        Deadline { timeout, at: None }
+    }
+
+    fn at(at: Instant) -> Deadline {
+        Deadline {
+            timeout: Duration::ZERO,
+            at: Some(at),
+        }
+    }
+
+    fn instant(&mut self) -> Instant {
+        let timeout = self.timeout;
+        *self.at.get_or_insert_with(|| Instant::now() + timeout)
+    }
+
+    fn passed(&mut self) -> bool {
+        let now = Instant::now();
+        let timeout = self.timeout;
+        now >= *self.at.get_or_insert(now + timeout)
     }
 }
 

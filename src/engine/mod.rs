@@ -261,6 +261,10 @@ pub struct Peer {
 /// A node's request handler: gets the message, returns the response payload.
 pub type Handler = Box<dyn FnMut(&Message) -> Result<Vec<u8>> + Send>;
 
+/// Decides at delivery whether a message from one node (id) to another, sealed or not, may be
+/// delivered: `None` admits it, else the error kind and reason it is refused with.
+pub type Admit = Box<dyn FnMut(&str, &str, bool) -> Option<(ErrorKind, String)> + Send>;
+
 /// Gives the next hop from one node toward another (node ids), `None` when there is no route.
 pub type Router = Box<dyn FnMut(&str, &str) -> Option<String> + Send>;
 
@@ -356,6 +360,7 @@ pub struct Engine {
     partial: HashMap<(u32, u64, u8), Partial>,
     max_packet: usize,
     router: Option<Router>,
+    admit: Option<Admit>,
     /// The registry entry whose doorbell wakes this engine (its first hosted node).
     bell: Option<u32>,
     names: HashMap<u32, NodeName>,
@@ -471,6 +476,7 @@ impl Engine {
             partial: HashMap::default(),
             max_packet,
             router: None,
+            admit: None,
             bell: None,
             names: HashMap::default(),
             names_epoch: u64::MAX,
@@ -687,6 +693,11 @@ impl Engine {
     pub fn set_router(&mut self, router: Option<Router>) {
         self.router = router;
         self.hops.clear();
+    }
+
+    /// Sets (or clears) the delivery check of data messages.
+    pub fn set_admit(&mut self, admit: Option<Admit>) {
+        self.admit = admit;
     }
 
     /// Forgets cached next hops (after a topology change).
@@ -1349,9 +1360,11 @@ impl Engine {
             metadata: &[],
             framed: false,
         };
+        let mut sealed = false;
         if h.flags & FLAG_FRAMED != 0 {
             match crate::codec::decode_frame(data.bytes(), self.opener.as_ref(), max_message()) {
                 Ok(f) => {
+                    sealed = f.header.flags & crate::codec::flags::ENCRYPTED != 0;
                     metadata = f.metadata;
                     data = Body::Owned(Payload::from_vec(f.payload));
                 }
@@ -1368,6 +1381,17 @@ impl Engine {
         match FrameKind::from_u8(h.kind) {
             Some(FrameKind::Data) => {
                 let source = self.name_of(h.src);
+                if let Some(admit) = self.admit.as_mut() {
+                    let to = self.hosted.get(&dst).map_or("", |n| n.id.as_str());
+                    if let Some((kind, why)) = admit(&source, to, sealed) {
+                        // Dropped at delivery, counted, and the sender told.
+                        self.counters.errors += 1;
+                        if !one_way {
+                            self.answer_error(dst, h.src, request_id, kind, &why);
+                        }
+                        return;
+                    }
+                }
                 let Some(node) = self.hosted.get_mut(&dst) else {
                     if !one_way {
                         let msg =

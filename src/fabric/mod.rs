@@ -7,7 +7,9 @@ use crate::codec::{self, FabricKey, FrameKind, FrameOptions, Opener, Sealer, Wir
 use crate::config::ProtocolOptions;
 use crate::engine::{Engine, Handler, Message, Outgoing, Peer};
 use crate::error::{Error, Result};
-use crate::model::{unix_now, DataType, NodeSignature, PacketPriority, PingResult, TopologyInfo};
+use crate::model::{
+    unix_now, DataType, FabricZone, NodeSignature, PacketPriority, PingResult, TopologyInfo,
+};
 use crate::routing::RouteRequest;
 use crate::sync::Backoff;
 use crate::topology::TopologyManager;
@@ -92,7 +94,13 @@ struct Service {
 struct Inner {
     engine: Mutex<Engine>,
     topology: TopologyManager,
-    topology_epoch: Mutex<u64>,
+    /// The registry's nodes and zones epochs the topology reflects.
+    topology_epoch: Mutex<(u64, u64)>,
+    /// Whether a zone with isolation (MEDIUM and above) has members: sends are then checked
+    /// against the zone rules, and deliveries too.
+    zones_active: Arc<AtomicBool>,
+    /// The zones epoch of the last topology sync.
+    zones_seen: Arc<std::sync::atomic::AtomicU64>,
     /// A registry handle of the protocol's own, so topology sync never needs the engine.
     registry: Registry,
     links: Vec<crate::topology::LinkSpec>,
@@ -157,7 +165,9 @@ impl HyperFabricProtocol {
                 config.options.max_packet_size as usize,
             )),
             topology,
-            topology_epoch: Mutex::new(u64::MAX),
+            topology_epoch: Mutex::new((u64::MAX, u64::MAX)),
+            zones_active: Arc::new(AtomicBool::new(false)),
+            zones_seen: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             registry: Registry::open(&fabric)?,
             links: config.links.clone(),
             options: config.options.clone(),
@@ -187,7 +197,120 @@ impl HyperFabricProtocol {
                 route.path.get(1).cloned()
             })));
         }
+        // Deliveries are checked against the zone rules while isolating zones exist (one
+        // atomic load per message otherwise).
+        let (active, seen) = (inner.zones_active.clone(), inner.zones_seen.clone());
+        let zones_registry = Registry::open(&inner.fabric)?;
+        let weak = Arc::downgrade(&inner);
+        lock(&inner.engine).set_admit(Some(Box::new(move |from: &str, to: &str, sealed| {
+            if !active.load(Ordering::Acquire)
+                && zones_registry.zones_epoch() == seen.load(Ordering::Acquire)
+            {
+                return None;
+            }
+            let inner = weak.upgrade()?;
+            sync_topology(&inner).ok()?;
+            inner.topology.read(|t| {
+                if let Some(why) = t.isolation_violation(from, to) {
+                    return Some((crate::ErrorKind::ZoneIsolationViolation, why));
+                }
+                let zone = t.encryption_zone(from, to).filter(|_| !sealed)?;
+                Some((
+                    crate::ErrorKind::ZoneIsolationViolation,
+                    format!("zone {zone:?} is quantum_secure: its traffic must be encrypted"),
+                ))
+            })
+        })));
         Ok(HyperFabricProtocol { inner })
+    }
+
+    /// The reference's `create_zone`: a zone of the whole fabric (every process of the host
+    /// enforces it). `DuplicateZoneError` when the id exists, `InsufficientResourcesError`
+    /// when the host's nodes cannot carry its bandwidth next to the other zones'
+    /// reservations, `InvalidZoneError` for an invalid specification.
+    pub fn create_zone(&self, zone: FabricZone) -> Result<bool> {
+        zone.validate()?;
+        self.sync_topology()?;
+        let tm = &self.inner.topology;
+        self.inner.registry.update_zones(|t| {
+            if t.zones.iter().any(|z| z.zone_id == zone.zone_id) {
+                return Err(Error::DuplicateZone(format!(
+                    "zone {:?} already exists",
+                    zone.zone_id
+                )));
+            }
+            // Admission against the host's nodes and the other zones.
+            if tm.read(|t| t.zone(&zone.zone_id).is_err()) {
+                tm.create_zone(zone.clone())?;
+            }
+            t.zones.push(zone.clone());
+            Ok(())
+        })?;
+        self.sync_topology()?;
+        Ok(true)
+    }
+
+    /// Deletes a zone of the fabric (`ZoneNotFoundError`); its members stay.
+    pub fn delete_zone(&self, zone_id: &str) -> Result<bool> {
+        self.inner.registry.update_zones(|t| {
+            let pos = t
+                .zones
+                .iter()
+                .position(|z| z.zone_id == zone_id)
+                .ok_or_else(|| Error::ZoneNotFound(format!("zone {zone_id:?} does not exist")))?;
+            t.zones.remove(pos);
+            t.members.remove(zone_id);
+            Ok(())
+        })?;
+        self.sync_topology()?;
+        Ok(true)
+    }
+
+    /// Makes a registered node (of any process) a member of a zone: `ZoneNotFoundError`,
+    /// `NodeNotFoundError`, `InsufficientResourcesError` when the zone is full,
+    /// `InvalidZoneError` when the zone needs quantum coherence the node lacks.
+    pub fn assign_to_zone(&self, zone_id: &str, node_id: &str) -> Result<bool> {
+        self.sync_topology()?;
+        let tm = &self.inner.topology;
+        self.inner.registry.update_zones(|t| {
+            if !t.zones.iter().any(|z| z.zone_id == zone_id) {
+                return Err(Error::ZoneNotFound(format!(
+                    "zone {zone_id:?} does not exist"
+                )));
+            }
+            tm.assign_to_zone(zone_id, node_id)?;
+            t.members
+                .entry(zone_id.to_string())
+                .or_default()
+                .insert(node_id.to_string());
+            Ok(())
+        })?;
+        self.sync_topology()?;
+        Ok(true)
+    }
+
+    /// Removes a node from a zone (`ZoneNotFoundError`; `NodeNotFoundError` when it was not a
+    /// member).
+    pub fn unassign_from_zone(&self, zone_id: &str, node_id: &str) -> Result<bool> {
+        self.inner.registry.update_zones(|t| {
+            if !t.zones.iter().any(|z| z.zone_id == zone_id) {
+                return Err(Error::ZoneNotFound(format!(
+                    "zone {zone_id:?} does not exist"
+                )));
+            }
+            let removed = t
+                .members
+                .get_mut(zone_id)
+                .is_some_and(|m| m.remove(node_id));
+            if !removed {
+                return Err(Error::NodeNotFound(format!(
+                    "node {node_id:?} is not a member of zone {zone_id:?}"
+                )));
+            }
+            Ok(())
+        })?;
+        self.sync_topology()?;
+        Ok(true)
     }
 
     /// The fabric name.
@@ -255,25 +378,55 @@ impl HyperFabricProtocol {
     }
 
     /// Refuses, before anything is sent, a send whose route cannot meet its latency
-    /// constraint or quantum rules. Unconstrained sends skip it (no route work per message).
-    fn check_route(&self, source: &str, destination: &str, opts: &SendOptions) -> Result<()> {
+    /// constraint, quantum rules or zone isolation. Sends without constraints skip it while
+    /// no isolating zone exists (no route work per message). Returns whether a
+    /// QUANTUM_SECURE zone requires the send to be encrypted.
+    fn check_route(&self, source: &str, destination: &str, opts: &SendOptions) -> Result<bool> {
         let constraint = opts
             .latency_constraint_ns
             .or(self.inner.options.default_latency_constraint_ns);
+        let zoned = self.inner.zones_active.load(Ordering::Acquire)
+            || self.inner.registry.zones_epoch() != self.inner.zones_seen.load(Ordering::Acquire);
         if constraint.is_none()
+            && !zoned
             && !opts.requires_quantum_entanglement
             && !opts.data_type.is_quantum()
         {
-            return Ok(());
+            return Ok(false);
         }
         self.sync_topology()?;
-        self.inner.topology.route(&RouteRequest {
+        let tm = &self.inner.topology;
+        if let Some(why) = tm.read(|t| t.isolation_violation(source, destination)) {
+            return Err(Error::ZoneIsolationViolation(why));
+        }
+        tm.route(&RouteRequest {
             data_type: opts.data_type,
             latency_constraint_ns: constraint,
             requires_quantum_entanglement: opts.requires_quantum_entanglement,
             ..RouteRequest::new(source, destination)
         })?;
-        Ok(())
+        Ok(tm.read(|t| t.encryption_zone(source, destination).is_some()))
+    }
+
+    /// `opts` with encryption on when a zone requires it (`ZoneIsolationViolationError`
+    /// without a fabric key).
+    fn sealed_options<'o>(
+        &self,
+        must_seal: bool,
+        opts: &'o SendOptions,
+    ) -> Result<std::borrow::Cow<'o, SendOptions>> {
+        if !must_seal || opts.encryption_enabled {
+            return Ok(std::borrow::Cow::Borrowed(opts));
+        }
+        if self.inner.key.is_none() {
+            return Err(Error::ZoneIsolationViolation(
+                "a quantum_secure zone requires encryption and no fabric key is configured".into(),
+            ));
+        }
+        Ok(std::borrow::Cow::Owned(SendOptions {
+            encryption_enabled: true,
+            ..opts.clone()
+        }))
     }
 
     /// Encodes metadata and, when compression or encryption is asked, frames metadata and
@@ -381,7 +534,8 @@ impl HyperFabricProtocol {
         one_way: bool,
     ) -> Result<(u64, Deadline)> {
         let mut deadline = Deadline::after(opts.timeout);
-        self.check_route(source, destination, opts)?;
+        let must_seal = self.check_route(source, destination, opts)?;
+        let opts = &*self.sealed_options(must_seal, opts)?;
         let framing = opts.compression_enabled || opts.encryption_enabled;
         let (mut e, src, dst, metadata, body, framed) = if framing {
             let (src, dst) = self.endpoints(source, destination)?;
@@ -501,7 +655,10 @@ impl HyperFabricProtocol {
             return self.send_data(source, destination, buffer.as_slice(), &opts);
         };
         let mut deadline = Deadline::after(opts.timeout);
-        self.check_route(source, destination, opts)?;
+        if self.check_route(source, destination, opts)? {
+            // A zone requires encryption: the bytes are sealed instead.
+            return self.send_data(source, destination, buffer.as_slice(), opts);
+        }
         let metadata = encode_metadata(opts)?;
         let request_id = lock(&self.inner.engine).new_request(&dst);
         let o = Outgoing {
@@ -538,7 +695,10 @@ impl HyperFabricProtocol {
             return self.post(source, destination, buffer.as_slice(), &opts);
         };
         let mut deadline = Deadline::after(opts.timeout);
-        self.check_route(source, destination, opts)?;
+        if self.check_route(source, destination, opts)? {
+            // A zone requires encryption: the bytes are sealed instead.
+            return self.post(source, destination, buffer.as_slice(), opts);
+        }
         let metadata = encode_metadata(opts)?;
         let id = lock(&self.inner.engine).next_id();
         let o = Outgoing {
@@ -904,7 +1064,7 @@ impl Inner {
 /// engine's router may call it.
 fn sync_topology(inner: &Inner) -> Result<()> {
     let mut seen = lock(&inner.topology_epoch);
-    let epoch = inner.registry.nodes_epoch();
+    let epoch = (inner.registry.nodes_epoch(), inner.registry.zones_epoch());
     if *seen == epoch {
         return Ok(());
     }
@@ -934,7 +1094,57 @@ fn sync_topology(inner: &Inner) -> Result<()> {
             tm.add_link(l.clone())?;
         }
     }
+    sync_zones(inner, &present)?;
     *seen = epoch;
+    inner.zones_seen.store(epoch.1, Ordering::Release);
+    Ok(())
+}
+
+/// Brings the topology's zones and memberships in step with the fabric's zone table (members
+/// that are not registered now join when they are).
+fn sync_zones(inner: &Inner, present: &dyn Fn(&str) -> bool) -> Result<()> {
+    let table = inner.registry.zones()?;
+    let tm = &inner.topology;
+    let local: Vec<crate::model::FabricZone> =
+        tm.read(|t| t.zones().iter().map(|z| z.zone.clone()).collect());
+    for z in &local {
+        if !table.zones.contains(z) {
+            tm.delete_zone(&z.zone_id)?;
+        }
+    }
+    for z in &table.zones {
+        if !local.contains(z) {
+            // Admitted by the process that created it; this view may count capacity
+            // differently while nodes come and go, so it is taken as given.
+            let _ = tm.create_zone(z.clone());
+        }
+        let want: Vec<&String> = table
+            .members
+            .get(&z.zone_id)
+            .map(|m| m.iter().filter(|id| present(id)).collect())
+            .unwrap_or_default();
+        let have: Vec<String> = tm.read(|t| {
+            t.zone(&z.zone_id)
+                .map(|s| s.members.iter().cloned().collect())
+                .unwrap_or_default()
+        });
+        for id in &have {
+            if !want.contains(&id) {
+                tm.unassign_from_zone(&z.zone_id, id)?;
+            }
+        }
+        for id in want {
+            if !have.contains(id) {
+                let _ = tm.assign_to_zone(&z.zone_id, id);
+            }
+        }
+    }
+    let active = tm.read(|t| {
+        t.zones().iter().any(|z| {
+            z.zone.isolation_level >= crate::model::IsolationLevel::Medium && !z.members.is_empty()
+        })
+    });
+    inner.zones_active.store(active, Ordering::Release);
     Ok(())
 }
 

@@ -646,6 +646,42 @@ impl Topology {
             .collect()
     }
 
+    /// The MEDIUM-and-above endpoint rule between two nodes: when one is a member of such a
+    /// zone and the other is neither a member nor a control-plane node, why their traffic is
+    /// forbidden.
+    pub fn isolation_violation(&self, a: &str, b: &str) -> Option<String> {
+        for z in &self.zones {
+            if z.zone.isolation_level < IsolationLevel::Medium {
+                continue;
+            }
+            let (ma, mb) = (z.members.contains(a), z.members.contains(b));
+            if ma == mb {
+                continue;
+            }
+            let (inside, outside) = if ma { (a, b) } else { (b, a) };
+            if !self.is_control_plane(outside) {
+                return Some(format!(
+                    "zone {:?} ({}) isolates {inside:?}: {outside:?} is neither a member nor a \
+                     control-plane node",
+                    z.zone.zone_id, z.zone.isolation_level
+                ));
+            }
+        }
+        None
+    }
+
+    /// A QUANTUM_SECURE zone with `a` or `b` as member, if any: traffic between them must be
+    /// encrypted.
+    pub fn encryption_zone(&self, a: &str, b: &str) -> Option<&str> {
+        self.zones
+            .iter()
+            .find(|z| {
+                z.zone.isolation_level == IsolationLevel::QuantumSecure
+                    && (z.members.contains(a) || z.members.contains(b))
+            })
+            .map(|z| z.zone.zone_id.as_str())
+    }
+
     /// Whether the node belongs to a control-plane zone (it may talk to every zone).
     pub fn is_control_plane(&self, node_id: &str) -> bool {
         self.zones

@@ -33,6 +33,18 @@ struct Header {
     nodes_epoch: AtomicU64,
     /// Bumped when a channel is created.
     channels_epoch: AtomicU64,
+    /// Bumped when the zone table (`zones`) changes.
+    zones_epoch: AtomicU64,
+}
+
+/// The fabric's zones and their members (node ids), kept in `<fabric dir>/zones` (JSON)
+/// and changed under the registry lock, so every process of the host enforces the same zones.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ZoneTable {
+    /// Zones in creation order.
+    pub zones: Vec<crate::model::FabricZone>,
+    /// Members by zone id.
+    pub members: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 #[repr(C)]
@@ -158,6 +170,58 @@ impl Registry {
     /// Changes whenever a channel is created (one atomic load; no lock).
     pub fn channels_epoch(&self) -> u64 {
         self.header().channels_epoch.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever the zone table changes (one atomic load; no lock).
+    pub fn zones_epoch(&self) -> u64 {
+        self.header().zones_epoch.load(Ordering::Acquire)
+    }
+
+    fn read_zones(&self) -> Result<ZoneTable> {
+        let path = self.dir.join("zones");
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                Error::InvalidArgument(format!("{}: not a zone table: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ZoneTable::default()),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// The fabric's zone table.
+    pub fn zones(&self) -> Result<ZoneTable> {
+        let _l = self.lock()?;
+        self.read_zones()
+    }
+
+    /// Changes the zone table under the registry lock: `f` gets the current table and may
+    /// refuse the change with an error (nothing is written then). The new table replaces the
+    /// file atomically and the zones epoch moves.
+    pub fn update_zones<T>(&self, f: impl FnOnce(&mut ZoneTable) -> Result<T>) -> Result<T> {
+        let _l = self.lock()?;
+        let mut table = self.read_zones()?;
+        let out = f(&mut table)?;
+        let bytes = serde_json::to_vec(&table)
+            .map_err(|e| Error::InvalidArgument(format!("zone table: {e}")))?;
+        let tmp = self.dir.join("zones.tmp");
+        let path = self.dir.join("zones");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+            file.write_all(&bytes)
+                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        }
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| Error::io(format!("replacing {}", path.display()), e))?;
+        self.header().zones_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(out)
     }
 
     /// Records that a channel was created.

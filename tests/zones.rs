@@ -177,6 +177,7 @@ fn the_receiver_drops_what_the_zone_forbids() {
         one_way: false,
         metadata: &[],
         framed: false,
+        coalesced: false,
     };
     assert!(
         e.try_send_from(src, dst.index, &o, b"let me in", 0)

@@ -40,6 +40,12 @@ pub const FLAG_FRAMED: u8 = 2;
 /// count) of bytes in the sender's shared segment, then inline bytes; the fragment is the
 /// inline bytes followed by the buffer's.
 pub const FLAG_DESCRIPTOR: u8 = 4;
+/// Slot flag: the data is a batch of coalesced events (see [`Outgoing::coalesced`]).
+pub const FLAG_COALESCED: u8 = 8;
+/// Largest event that is coalesced.
+pub const SPIKE_EVENT_MAX: usize = 256;
+/// Largest batch of coalesced events, in bytes.
+const SPIKE_BATCH_BYTES: usize = 8 << 10;
 /// Bytes of a descriptor record: segment key, buffer index (4), byte count (4).
 const DESC_LEN: usize = SegmentKey::LEN + 8;
 /// Data larger than this travels by descriptor: copied once into a chunk of the sender's
@@ -340,6 +346,9 @@ pub struct Outgoing<'a> {
     pub metadata: &'a [u8],
     /// The data is a codec frame (metadata travels inside it).
     pub framed: bool,
+    /// The data is a batch of coalesced events: each a 4-byte little-endian length, then
+    /// its bytes; the receiver delivers each as its own message.
+    pub coalesced: bool,
 }
 
 /// The engine state of one process.
@@ -380,6 +389,9 @@ pub struct Engine {
     own_segments: HashMap<u64, SegmentKey>,
     next_segment: u32,
     start_time: u64,
+    /// Neuromorphic events waiting, by (source, destination).
+    spikes: HashMap<(u32, u32), SpikeBatch>,
+    coalescing: Coalescing,
     /// Whether this engine writes heartbeats (its background thread runs).
     beating: bool,
     timers: Timers,
@@ -402,6 +414,35 @@ struct Timers {
     beat: std::time::Instant,
     detect: std::time::Instant,
     liveness: std::time::Instant,
+}
+
+/// Neuromorphic events waiting to go out together.
+struct SpikeBatch {
+    bytes: Vec<u8>,
+    events: usize,
+    since: std::time::Instant,
+    priority: PacketPriority,
+    data_type: DataType,
+}
+
+/// When events are coalesced: the first event waits at most `window` for others, and a batch
+/// goes out at `max_events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coalescing {
+    /// Longest wait of the first event of a batch.
+    pub window: std::time::Duration,
+    /// Events per batch at most (0 or 1: no coalescing).
+    pub max_events: usize,
+}
+
+impl Default for Coalescing {
+    /// 1 µs or 64 events.
+    fn default() -> Coalescing {
+        Coalescing {
+            window: std::time::Duration::from_micros(1),
+            max_events: 64,
+        }
+    }
 }
 
 /// What one attempt to send a chunk by descriptor did.
@@ -491,6 +532,8 @@ impl Engine {
             own_segments: HashMap::default(),
             next_segment: 0,
             start_time: crate::sys::process::start_time(crate::sys::process::pid()).unwrap_or(0),
+            spikes: HashMap::default(),
+            coalescing: Coalescing::default(),
             beating: false,
             timers: Timers {
                 beat: std::time::Instant::now(),
@@ -499,6 +542,118 @@ impl Engine {
             },
             down: HashMap::default(),
         }
+    }
+
+    /// Sets when neuromorphic events are coalesced.
+    pub fn set_coalescing(&mut self, c: Coalescing) {
+        self.coalescing = c;
+    }
+
+    /// The coalescing settings.
+    pub fn coalescing(&self) -> Coalescing {
+        self.coalescing
+    }
+
+    /// Queues a one-way neuromorphic event (at most [`SPIKE_EVENT_MAX`] bytes) from `src` to
+    /// `dst` into the batch of that pair, which goes out as one frame when it holds
+    /// `max_events` events, when its first event has waited `window` (checked here and by
+    /// every poll), or before any other message of the pair. `Ok(false)`: the ring has no room
+    /// for the full batch now (poll, then retry).
+    #[allow(clippy::too_many_arguments)]
+    pub fn coalesce(
+        &mut self,
+        src: u32,
+        dst: u32,
+        priority: PacketPriority,
+        data_type: DataType,
+        event: &[u8],
+        now: std::time::Instant,
+    ) -> Result<bool> {
+        if event.len() > SPIKE_EVENT_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "an event of {} bytes is too large to coalesce (at most {SPIKE_EVENT_MAX})",
+                event.len()
+            )));
+        }
+        let key = (src, dst);
+        let flush_first = self.spikes.get(&key).is_some_and(|b| {
+            b.priority != priority
+                || b.data_type != data_type
+                || b.bytes.len() + 4 + event.len() > SPIKE_BATCH_BYTES
+                || now.duration_since(b.since) >= self.coalescing.window
+        });
+        if flush_first && !self.flush_batch(key)? {
+            return Ok(false);
+        }
+        let b = self.spikes.entry(key).or_insert_with(|| SpikeBatch {
+            bytes: Vec::with_capacity(1024),
+            events: 0,
+            since: now,
+            priority,
+            data_type,
+        });
+        b.bytes
+            .extend_from_slice(&(event.len() as u32).to_le_bytes());
+        b.bytes.extend_from_slice(event);
+        b.events += 1;
+        if b.events >= self.coalescing.max_events {
+            // Queued either way; a full ring leaves the batch for the next poll.
+            self.flush_batch(key)?;
+        }
+        Ok(true)
+    }
+
+    /// Sends the batch of a pair as one frame. `Ok(false)` when the ring is full (the batch
+    /// stays).
+    fn flush_batch(&mut self, key: (u32, u32)) -> Result<bool> {
+        let Some(b) = self.spikes.remove(&key) else {
+            return Ok(true);
+        };
+        let id = self.next_id();
+        let o = Outgoing {
+            kind: FrameKind::Data,
+            request_id: id,
+            priority: b.priority,
+            data_type: b.data_type,
+            one_way: true,
+            metadata: &[],
+            framed: false,
+            coalesced: true,
+        };
+        match self.try_send_from(key.0, key.1, &o, &b.bytes, 0) {
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => {
+                self.spikes.insert(key, b);
+                Ok(false)
+            }
+            Err(e) => {
+                self.counters.errors += b.events as u64;
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the batches whose window passed by `now` (every batch with `None`). Returns
+    /// whether none is left behind by a full ring.
+    pub fn flush_spikes(&mut self, now: Option<std::time::Instant>) -> bool {
+        let due: Vec<(u32, u32)> = self
+            .spikes
+            .iter()
+            .filter(|(_, b)| {
+                now.is_none_or(|n| n.duration_since(b.since) >= self.coalescing.window)
+            })
+            .map(|(&k, _)| k)
+            .collect();
+        let mut all = true;
+        for k in due {
+            all &= self.flush_batch(k).unwrap_or(true);
+        }
+        all
+    }
+
+    /// Whether events wait to be coalesced.
+    pub fn has_spikes(&self) -> bool {
+        !self.spikes.is_empty()
     }
 
     /// Starts or stops heartbeats for the hosted nodes (stopping clears them, so peers judge
@@ -966,6 +1121,14 @@ impl Engine {
                 "message of {total} bytes exceeds the largest message ({MAX_MESSAGE} bytes)"
             )));
         }
+        // Events queued for this pair go first: nothing overtakes them.
+        if offset == 0
+            && !o.coalesced
+            && !self.spikes.is_empty()
+            && !self.flush_batch((src, dst))?
+        {
+            return Ok(None);
+        }
         let lane = lane_of(o.priority);
         let by_descriptor = data.len() > DESCRIPTOR_THRESHOLD
             && matches!(o.kind, FrameKind::Data | FrameKind::Response);
@@ -993,7 +1156,8 @@ impl Engine {
             len: 0,
             kind: o.kind as u8,
             flags: if o.one_way { FLAG_ONE_WAY } else { 0 }
-                | if o.framed { FLAG_FRAMED } else { 0 },
+                | if o.framed { FLAG_FRAMED } else { 0 }
+                | if o.coalesced { FLAG_COALESCED } else { 0 },
             aux: o.metadata.len() as u16,
             src,
         };
@@ -1226,6 +1390,9 @@ impl Engine {
     /// its ring. Returns how many messages.
     pub fn poll(&mut self) -> usize {
         self.discover();
+        if !self.spikes.is_empty() {
+            self.flush_spikes(Some(std::time::Instant::now()));
+        }
         // Rings made while delivering (replies between nodes of this process) land in
         // `self.inbound` and join the others after the pass.
         let mut inbound = std::mem::take(&mut self.inbound);
@@ -1359,6 +1526,7 @@ impl Engine {
             one_way: true,
             metadata: &[],
             framed: false,
+            coalesced: false,
         };
         let mut sealed = false;
         if h.flags & FLAG_FRAMED != 0 {
@@ -1400,6 +1568,35 @@ impl Engine {
                     }
                     return;
                 };
+                if h.flags & FLAG_COALESCED != 0 {
+                    // A batch of events: each is a message of its own, in order.
+                    let mut rest = data.bytes();
+                    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+                        let len = u32::from_le_bytes(*len) as usize;
+                        let Some(event) = tail.get(..len) else {
+                            self.counters.errors += 1;
+                            break;
+                        };
+                        rest = &tail[len..];
+                        let msg = Message {
+                            source,
+                            destination: node.id,
+                            data: Payload::copy_from(event),
+                            data_type,
+                            priority,
+                            metadata: Vec::new(),
+                            request_id,
+                            one_way: true,
+                        };
+                        match node.handler.as_mut() {
+                            Some(handler) => {
+                                let _ = handler(&msg);
+                            }
+                            None => node.inbox.push_back(msg),
+                        }
+                    }
+                    return;
+                }
                 let msg = Message {
                     source,
                     destination: node.id,
@@ -1564,6 +1761,7 @@ impl Engine {
             one_way: true,
             metadata: &[],
             framed: false,
+            coalesced: false,
         };
         self.send_reply(from, to, &o, &body);
     }

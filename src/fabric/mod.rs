@@ -48,6 +48,9 @@ pub struct ProtocolConfig {
     /// messages follow routes over them, forwarded by the processes hosting the nodes on the
     /// way (each must run its engine).
     pub links: Vec<crate::topology::LinkSpec>,
+    /// When neuromorphic events posted to the same destination are coalesced into one frame
+    /// (default: within 1 µs, or 64 events).
+    pub coalescing: crate::engine::Coalescing,
 }
 
 /// Per-send options: the reference's `send_data` keyword arguments.
@@ -158,12 +161,14 @@ impl HyperFabricProtocol {
             load_balancing: true,
             ..Default::default()
         });
+        let mut engine = Engine::new(
+            registry,
+            config.key.as_ref().map(Opener::new),
+            config.options.max_packet_size as usize,
+        );
+        engine.set_coalescing(config.coalescing);
         let inner = Arc::new(Inner {
-            engine: Mutex::new(Engine::new(
-                registry,
-                config.key.as_ref().map(Opener::new),
-                config.options.max_packet_size as usize,
-            )),
+            engine: Mutex::new(engine),
             topology,
             topology_epoch: Mutex::new((u64::MAX, u64::MAX)),
             zones_active: Arc::new(AtomicBool::new(false)),
@@ -563,6 +568,7 @@ impl HyperFabricProtocol {
             one_way,
             metadata: &metadata,
             framed,
+            coalesced: false,
         };
         if let Err(err) = self.push(e, (src, dst.index), &o, &body, &mut deadline) {
             if !one_way {
@@ -619,7 +625,59 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<()> {
+        let coalesce = opts.data_type.is_neuromorphic()
+            && opts.metadata.is_none()
+            && !(opts.compression_enabled || opts.encryption_enabled)
+            && data.len() <= crate::engine::SPIKE_EVENT_MAX
+            && lock(&self.inner.engine).coalescing().max_events > 1;
+        if coalesce {
+            return self.post_event(source, destination, data, opts);
+        }
         self.send(source, destination, data, opts, true).map(drop)
+    }
+
+    /// Posts a neuromorphic event into its pair's batch (see [`Coalescing`]). With the engine
+    /// thread, a batch leaves within the window; without it, at the next call that drives
+    /// the engine (`recv`, `progress`, a send, or a later event past the window).
+    ///
+    /// [`Coalescing`]: crate::engine::Coalescing
+    fn post_event(
+        &self,
+        source: &str,
+        destination: &str,
+        data: &[u8],
+        opts: &SendOptions,
+    ) -> Result<()> {
+        if self.check_route(source, destination, opts)? {
+            // A zone requires sealing: sent on its own, encrypted.
+            return self.send(source, destination, data, opts, true).map(drop);
+        }
+        let mut deadline = Deadline::after(opts.timeout);
+        let mut backoff = Backoff::new();
+        loop {
+            let now = Instant::now();
+            {
+                let mut e = lock(&self.inner.engine);
+                let src = e.hosted_index(source)?;
+                let dst = e.resolve(destination)?;
+                let first = !e.has_spikes();
+                if e.coalesce(src, dst.index, opts.priority, opts.data_type, data, now)? {
+                    if first && self.inner.running.load(Ordering::Acquire) {
+                        // Wake our engine thread if it sleeps: it sends the batch when the
+                        // window ends.
+                        self.inner.registry.ring_bell(src);
+                    }
+                    return Ok(());
+                }
+                e.poll();
+            }
+            if deadline.passed() {
+                return Err(Error::Timeout(format!(
+                    "ring to {destination:?} stayed full"
+                )));
+            }
+            backoff.snooze();
+        }
     }
 
     /// A `BufferManager` whose buffers live in a shared segment of this process: a buffer
@@ -669,6 +727,7 @@ impl HyperFabricProtocol {
             one_way: false,
             metadata: &metadata,
             framed: false,
+            coalesced: false,
         };
         if let Err(e) = self.push_buffer(src, dst.index, &o, buffer, &mut deadline) {
             lock(&self.inner.engine).cancel(request_id);
@@ -709,6 +768,7 @@ impl HyperFabricProtocol {
             one_way: true,
             metadata: &metadata,
             framed: false,
+            coalesced: false,
         };
         self.push_buffer(src, dst.index, &o, buffer, &mut deadline)
     }
@@ -809,6 +869,7 @@ impl HyperFabricProtocol {
             one_way: false,
             metadata: &origin,
             framed: false,
+            coalesced: false,
         };
         let mut path_indices: Vec<u32> = Vec::new();
         let mut rtts = Vec::with_capacity(PROBES);
@@ -975,7 +1036,9 @@ impl HyperFabricProtocol {
         if let Some(s) = taken {
             s.stop.store(true, Ordering::Release);
             let _ = s.thread.join();
-            lock(&self.inner.engine).set_beating(false);
+            let mut e = lock(&self.inner.engine);
+            e.set_beating(false);
+            e.flush_spikes(None);
             self.inner.running.store(false, Ordering::Release);
         }
         Ok(())
@@ -986,6 +1049,8 @@ impl Drop for HyperFabricProtocol {
     fn drop(&mut self) {
         let _ = self.stop_background_services();
         let mut e = lock(&self.inner.engine);
+        // Events still waiting to be coalesced go out.
+        e.flush_spikes(None);
         for id in e.hosted_ids() {
             let _ = e.unregister(&id);
         }

@@ -49,13 +49,18 @@ const SPIKE_BATCH_BYTES: usize = 8 << 10;
 /// Bytes of a descriptor record: segment key, buffer index (4), byte count (4).
 const DESC_LEN: usize = SegmentKey::LEN + 8;
 /// Data larger than this travels by descriptor: copied once into a chunk of the sender's
-/// segment, read in place by the receiver.
-pub const DESCRIPTOR_THRESHOLD: usize = 16 << 10;
+/// segment, read in place by the receiver (below it, the copy through the ring is cheaper).
+pub const DESCRIPTOR_THRESHOLD: usize = 2 << 10;
 /// Bytes of a chunk of the engine's segment (the data one descriptor fragment carries).
 pub const CHUNK_SIZE: usize = 1 << 20;
-/// Chunks in the engine's segment. The file is sparse: only written pages take memory, and
-/// the free list hands out the most recently used chunk first.
+/// Chunks in the engine's segment of large chunks. The file is sparse: only written pages
+/// take memory, and the free list hands out the most recently used chunk first.
 pub const CHUNKS: usize = 64;
+/// Bytes of a small chunk: data of at most this size takes one from the segment of small
+/// chunks, so many messages in flight do not hold large chunks.
+pub const SMALL_CHUNK_SIZE: usize = 64 << 10;
+/// Chunks in the segment of small chunks (sparse too).
+pub const SMALL_CHUNKS: usize = 256;
 /// Interval of heartbeats and of failure detection.
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 /// Heartbeats a node may miss before it is marked down (200 ms: an engine thread that a
@@ -382,7 +387,7 @@ pub struct Engine {
     counters: Counters,
     opener: Option<crate::codec::Opener>,
     /// This process's segment of chunks for large messages, made on first use.
-    chunks: Option<(SegmentKey, BufferManager)>,
+    chunks: [Option<(SegmentKey, BufferManager)>; 2],
     /// Segments mapped to read descriptors (this process's own included).
     segments: HashMap<SegmentKey, BufferManager>,
     /// Keys of the segments this process created, by pool id.
@@ -527,7 +532,7 @@ impl Engine {
             next_request: 1,
             counters: Counters::default(),
             opener,
-            chunks: None,
+            chunks: [None, None],
             segments: HashMap::default(),
             own_segments: HashMap::default(),
             next_segment: 0,
@@ -559,7 +564,6 @@ impl Engine {
     /// `max_events` events, when its first event has waited `window` (checked here and by
     /// every poll), or before any other message of the pair. `Ok(false)`: the ring has no room
     /// for the full batch now (poll, then retry).
-    #[allow(clippy::too_many_arguments)]
     pub fn coalesce(
         &mut self,
         src: u32,
@@ -746,14 +750,19 @@ impl Engine {
         self.own_segments.contains_key(&pool_id)
     }
 
-    /// The segment of chunks for large messages (made on first use).
-    fn chunk_pool(&mut self) -> Result<(SegmentKey, BufferManager)> {
-        if self.chunks.is_none() {
-            let pool = self.create_pool(CHUNKS, CHUNK_SIZE)?;
+    /// The segment of chunks that fits `len` bytes (made on first use).
+    fn chunk_pool(&mut self, len: usize) -> Result<(SegmentKey, BufferManager)> {
+        let (class, count, size) = if len <= SMALL_CHUNK_SIZE {
+            (0, SMALL_CHUNKS, SMALL_CHUNK_SIZE)
+        } else {
+            (1, CHUNKS, CHUNK_SIZE)
+        };
+        if self.chunks[class].is_none() {
+            let pool = self.create_pool(count, size)?;
             let key = self.own_segments[&pool.pool_id()];
-            self.chunks = Some((key, pool));
+            self.chunks[class] = Some((key, pool));
         }
-        Ok(self.chunks.clone().expect("made above"))
+        Ok(self.chunks[class].clone().expect("made above"))
     }
 
     /// A mapped segment (mapping it on first use).
@@ -1213,7 +1222,7 @@ impl Engine {
         {
             return Ok(ChunkPush::Full);
         }
-        let (key, pool) = self.chunk_pool()?;
+        let (key, pool) = self.chunk_pool(de - ds)?;
         let Ok(mut chunk) = pool.acquire() else {
             return Ok(ChunkPush::NoChunk);
         };

@@ -83,6 +83,82 @@ pub fn cache_line_floor_ns(core_a: usize, core_b: usize, trips: usize) -> crate:
     Ok(quantile(&batches, 0.5))
 }
 
+/// Cheap timestamps for per-iteration latencies: a clock read through the vDSO costs about
+/// as much as a small message, so on x86_64 with an invariant TSC the time-stamp counter is
+/// read instead (calibrated against the monotonic clock); elsewhere `Instant`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch {
+    origin: Instant,
+    /// Nanoseconds per tick; 0 when ticks are `Instant` nanoseconds.
+    ns_per_tick: f64,
+}
+
+impl Stopwatch {
+    /// Calibrates for about 20 ms.
+    pub fn new() -> Stopwatch {
+        let origin = Instant::now();
+        let invariant = cfg!(target_arch = "x86_64")
+            && std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| {
+                c.split_whitespace().any(|w| w == "constant_tsc")
+                    && c.split_whitespace().any(|w| w == "nonstop_tsc")
+            });
+        let mut s = Stopwatch {
+            origin,
+            ns_per_tick: 0.0,
+        };
+        if invariant {
+            let (t0, c0) = (Instant::now(), tsc());
+            while t0.elapsed() < std::time::Duration::from_millis(20) {
+                std::hint::spin_loop();
+            }
+            let (ns, ticks) = (t0.elapsed().as_nanos() as f64, tsc().wrapping_sub(c0));
+            if ticks > 0 {
+                s.ns_per_tick = ns / ticks as f64;
+            }
+        }
+        s
+    }
+
+    /// A timestamp.
+    #[inline]
+    pub fn ticks(&self) -> u64 {
+        if self.ns_per_tick > 0.0 {
+            tsc()
+        } else {
+            self.origin.elapsed().as_nanos() as u64
+        }
+    }
+
+    /// Nanoseconds between two timestamps.
+    pub fn ns_between(&self, start: u64, end: u64) -> f64 {
+        let d = end.wrapping_sub(start) as f64;
+        if self.ns_per_tick > 0.0 {
+            d * self.ns_per_tick
+        } else {
+            d
+        }
+    }
+}
+
+impl Default for Stopwatch {
+    fn default() -> Stopwatch {
+        Stopwatch::new()
+    }
+}
+
+#[inline]
+fn tsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: RDTSC has no preconditions; it reads the time-stamp counter.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
+}
+
 /// memcpy bandwidth of `size`-byte copies on this core, GB/s (median of 16 runs).
 pub fn memcpy_gbytes_per_s(size: usize) -> f64 {
     let src = vec![1u8; size.max(1)];

@@ -88,6 +88,9 @@ enum Api {
     Post,
     /// `send_data`, answered by the peer's `on_receive` handler.
     Send,
+    /// Direct channels (the lock-free fast path): inline up to the ring's limit, larger
+    /// sizes as zero-copy buffers of a shared pool (filled once, not rewritten per message).
+    Direct,
 }
 
 #[derive(Subcommand)]
@@ -113,8 +116,9 @@ struct BenchArgs {
     /// One JSON object per size.
     #[arg(long)]
     json: bool,
-    /// Latency: ping-pong through `post`/`recv`, or through `send_data` and a handler.
-    #[arg(long, value_enum, default_value_t = Api::Post)]
+    /// Latency: ping-pong through direct channels (the fast path), `post`/`recv`, or
+    /// `send_data` and a handler.
+    #[arg(long, value_enum, default_value_t = Api::Direct)]
     api: Api,
 }
 
@@ -450,7 +454,7 @@ mod bench {
     pub fn worker(fabric: &str, id: &str, core: usize, api: Api) -> Result<(), Error> {
         let p = protocol(fabric, Some(core))?;
         p.register_node(node(id)?)?;
-        if api == Api::Post {
+        if api == Api::Post || api == Api::Direct {
             hyperfabric::sys::pin_current_thread(core)?;
             let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
             let flag = open.clone();
@@ -458,6 +462,9 @@ mod bench {
                 let _ = std::io::stdin().read_to_end(&mut Vec::new());
                 flag.store(false, std::sync::atomic::Ordering::Release);
             });
+            if api == Api::Direct {
+                return direct_echo(&p, id, &open);
+            }
             println!("ready");
             let opts = SendOptions::default();
             while open.load(std::sync::atomic::Ordering::Acquire) {
@@ -481,6 +488,99 @@ mod bench {
         let mut sink = Vec::new();
         let _ = std::io::stdin().read_to_end(&mut sink);
         Ok(())
+    }
+
+    /// The direct-channel echo: every message goes back to `bench-a` at its size, inline or
+    /// as a buffer of this process's pool, without touching the bytes.
+    fn direct_echo(
+        p: &HyperFabricProtocol,
+        id: &str,
+        open: &std::sync::atomic::AtomicBool,
+    ) -> Result<(), Error> {
+        use hyperfabric::transport::direct::{max_inline, Received};
+        let mut rx = p.open_receiver(id)?;
+        let mut tx = None;
+        let mut pools: std::collections::HashMap<usize, hyperfabric::buffer::BufferManager> =
+            Default::default();
+        let zeros = vec![0u8; max_inline()];
+        println!("ready");
+        let mut idle = 0u32;
+        loop {
+            let got = rx.try_recv_with(|_, m| match m {
+                Received::Inline(b) => (b.len(), false),
+                Received::Buffer(b) => (b.len(), true),
+            });
+            let Some((len, buffer)) = got else {
+                idle = idle.wrapping_add(1);
+                if idle % 4096 == 0 && !open.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                std::hint::spin_loop();
+                continue;
+            };
+            idle = 0;
+            if tx.is_none() {
+                tx = Some(p.open_sender(id, "bench-a")?);
+            }
+            let tx = tx.as_mut().expect("opened above");
+            if buffer {
+                let size = len.next_power_of_two();
+                let pool = match pools.entry(size) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(p.create_buffer_manager(2, size)?)
+                    }
+                };
+                let mut b = pool.acquire()?;
+                b.set_len(len)?;
+                let mut b = Some(b);
+                while !tx.try_send_buffer(&mut b)? {
+                    std::hint::spin_loop();
+                }
+            } else {
+                while !tx.try_send(&zeros[..len])? {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One direct-channel round trip of `data` (a buffer of `pool` when it is larger than
+    /// the inline limit).
+    fn direct_round_trip(
+        tx: &mut hyperfabric::transport::direct::Sender,
+        rx: &mut hyperfabric::fabric::DirectReceiver,
+        data: &[u8],
+        pool: &Option<hyperfabric::buffer::BufferManager>,
+    ) -> Result<(), Error> {
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        if let Some(pool) = pool {
+            let mut b = pool.acquire()?;
+            b.set_len(data.len())?;
+            let mut b = Some(b);
+            while !tx.try_send_buffer(&mut b)? {
+                std::hint::spin_loop();
+            }
+        } else {
+            while !tx.try_send(data)? {
+                std::hint::spin_loop();
+            }
+        }
+        let mut spins = 0u32;
+        loop {
+            if let Some(n) = rx.try_recv_with(|_, m| m.bytes().len()) {
+                debug_assert_eq!(n, data.len());
+                return Ok(());
+            }
+            spins = spins.wrapping_add(1);
+            if spins % 4096 == 0 && Instant::now() > deadline {
+                return Err(Error::Timeout(
+                    "no answer through the direct channel".into(),
+                ));
+            }
+            std::hint::spin_loop();
+        }
     }
 
     struct Worker(Child);
@@ -543,10 +643,10 @@ mod bench {
                     "--core",
                     &b.to_string(),
                     "--api",
-                    if latency && args.api == Api::Post {
-                        "post"
-                    } else {
-                        "send"
+                    match (latency, args.api) {
+                        (true, Api::Post) => "post",
+                        (true, Api::Direct) => "direct",
+                        _ => "send",
                     },
                 ])
                 .stdin(Stdio::piped())
@@ -565,22 +665,38 @@ mod bench {
             ));
         }
         hyperfabric::sys::pin_current_thread(a)?;
+        let watch = hyperfabric::bench::Stopwatch::new();
         let opts = SendOptions::default();
+        let mut direct = if latency && args.api == Api::Direct {
+            Some((
+                p.open_sender("bench-a", "bench-b")?,
+                p.open_receiver("bench-a")?,
+            ))
+        } else {
+            None
+        };
         let mut rows = Vec::new();
         for &size in &sizes {
             let data = vec![0x5au8; size];
             // Let the worker's engine go idle (it sleeps after 1 ms) before measuring the floor.
             std::thread::sleep(std::time::Duration::from_millis(5));
             let before = cache_line_floor_ns(a, b, 20_000)?;
-            let round_trip = |p: &HyperFabricProtocol| -> Result<(), Error> {
-                if args.api == Api::Post {
-                    p.post("bench-a", "bench-b", &data, &opts)?;
-                    let back = p.recv("bench-a", opts.timeout)?;
-                    debug_assert_eq!(back.data.len(), data.len());
-                } else {
-                    p.send_data("bench-a", "bench-b", &data, &opts)?;
+            let pool = if size > hyperfabric::transport::direct::max_inline() {
+                Some(p.create_buffer_manager(2, size)?)
+            } else {
+                None
+            };
+            let mut round_trip = |p: &HyperFabricProtocol| -> Result<(), Error> {
+                match (args.api, direct.as_mut()) {
+                    (Api::Direct, Some((tx, rx))) => direct_round_trip(tx, rx, &data, &pool),
+                    (Api::Post, _) => {
+                        p.post("bench-a", "bench-b", &data, &opts)?;
+                        let back = p.recv("bench-a", opts.timeout)?;
+                        debug_assert_eq!(back.data.len(), data.len());
+                        Ok(())
+                    }
+                    _ => p.send_data("bench-a", "bench-b", &data, &opts).map(drop),
                 }
-                Ok(())
             };
             let row = if latency {
                 for _ in 0..args.iters / 10 + 1 {
@@ -588,9 +704,9 @@ mod bench {
                 }
                 let mut one_way = Vec::with_capacity(args.iters);
                 for _ in 0..args.iters {
-                    let t0 = Instant::now();
+                    let t0 = watch.ticks();
                     round_trip(&p)?;
-                    one_way.push(t0.elapsed().as_nanos() as f64 / 2.0);
+                    one_way.push(watch.ns_between(t0, watch.ticks()) / 2.0);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(5));
                 let after = cache_line_floor_ns(a, b, 20_000)?;
@@ -601,7 +717,11 @@ mod bench {
                     "size": size, "p50_ns": p50.round(), "p99_ns": quantile(&one_way, 0.99).round(),
                     "floor_ns": floor.round(), "ratio": (p50 / floor * 100.0).round() / 100.0,
                     "placement": placement(before, after),
-                    "api": if args.api == Api::Post { "post" } else { "send_data" },
+                    "api": match args.api {
+                        Api::Post => "post",
+                        Api::Send => "send_data",
+                        Api::Direct => "direct",
+                    },
                 })
             } else {
                 let t0 = Instant::now();

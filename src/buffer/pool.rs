@@ -46,6 +46,8 @@ struct Pool {
     count: usize,
     data_offset: usize,
     id: u64,
+    /// What the creator names the pool by (the transport's segment key), if anything.
+    tag: Option<u128>,
     _map: Mapping,
 }
 
@@ -153,6 +155,7 @@ impl BufferManager {
             count,
             data_offset: layout(count, buffer_size).0,
             id: NEXT_POOL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            tag: None,
             _map: map,
         };
         let h = pool.header();
@@ -163,6 +166,19 @@ impl BufferManager {
         BufferManager {
             pool: Arc::new(pool),
         }
+    }
+
+    /// [`create_shared`](Self::create_shared), with a tag its buffers carry (the transport
+    /// names its segments so).
+    pub fn create_shared_tagged(
+        path: &Path,
+        pool_size: usize,
+        buffer_size: usize,
+        tag: u128,
+    ) -> Result<BufferManager> {
+        let mut m = BufferManager::create_shared(path, pool_size, buffer_size)?;
+        Arc::get_mut(&mut m.pool).expect("just made").tag = Some(tag);
+        Ok(m)
     }
 
     /// Maps a pool another process created, checking its header against the file size.
@@ -194,6 +210,7 @@ impl BufferManager {
                 count,
                 data_offset: layout(count, size).0,
                 id: NEXT_POOL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                tag: None,
                 _map: map,
             }),
         })
@@ -485,6 +502,14 @@ impl ZeroCopyBuffer {
                 self.storage = other;
                 Err(self)
             }
+        }
+    }
+
+    /// The tag of the pool this buffer belongs to, if it has one.
+    pub fn pool_tag(&self) -> Option<u128> {
+        match &self.storage {
+            Storage::Pooled { pool, .. } => pool.tag,
+            _ => None,
         }
     }
 

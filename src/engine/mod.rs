@@ -738,7 +738,8 @@ impl Engine {
         };
         let path = segment_path(self.registry.dir(), key);
         let _ = std::fs::remove_file(&path);
-        let pool = BufferManager::create_shared(&path, pool_size, buffer_size)?;
+        let pool =
+            BufferManager::create_shared_tagged(&path, pool_size, buffer_size, key.to_tag())?;
         self.next_segment += 1;
         self.own_segments.insert(pool.pool_id(), key);
         self.segments.insert(key, pool.clone());

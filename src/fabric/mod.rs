@@ -105,7 +105,11 @@ struct Inner {
     /// The zones epoch of the last topology sync.
     zones_seen: Arc<std::sync::atomic::AtomicU64>,
     /// A registry handle of the protocol's own, so topology sync never needs the engine.
-    registry: Registry,
+    registry: Arc<Registry>,
+    /// Nodes whose direct-channel receiver is open.
+    receivers: Arc<Mutex<std::collections::HashSet<u32>>>,
+    /// Direct rings this process made (their names are unique per process).
+    next_direct: std::sync::atomic::AtomicU32,
     links: Vec<crate::topology::LinkSpec>,
     options: ProtocolOptions,
     fabric: String,
@@ -173,7 +177,9 @@ impl HyperFabricProtocol {
             topology_epoch: Mutex::new((u64::MAX, u64::MAX)),
             zones_active: Arc::new(AtomicBool::new(false)),
             zones_seen: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
-            registry: Registry::open(&fabric)?,
+            registry: Arc::new(Registry::open(&fabric)?),
+            receivers: Arc::new(Mutex::new(Default::default())),
+            next_direct: std::sync::atomic::AtomicU32::new(0),
             links: config.links.clone(),
             options: config.options.clone(),
             fabric,
@@ -678,6 +684,51 @@ impl HyperFabricProtocol {
             }
             backoff.snooze();
         }
+    }
+
+    /// Opens a direct channel from hosted node `source` to `destination` (a live node of any
+    /// process of the host): the lock-free fast path. Its [`Sender`] pushes into a ring of its
+    /// own, which the destination's [`DirectReceiver`] polls; no lock, lookup, route or
+    /// allocation per message. No zone, constraint, compression or encryption applies, and
+    /// messages do not keep order with `post`/`send_data` ones. `NodeNotFoundError` for an
+    /// unknown node; `ZoneIsolationViolationError` when a zone forbids the pair.
+    ///
+    /// [`Sender`]: crate::transport::direct::Sender
+    pub fn open_sender(
+        &self,
+        source: &str,
+        destination: &str,
+    ) -> Result<crate::transport::direct::Sender> {
+        let (src, dst) = self.endpoints(source, destination)?;
+        if self.check_route(source, destination, &SendOptions::default())? {
+            return Err(Error::ZoneIsolationViolation(format!(
+                "{source:?} -> {destination:?} crosses a quantum_secure zone: direct channels \
+                 are not encrypted"
+            )));
+        }
+        let n = self.inner.next_direct.fetch_add(1, Ordering::Relaxed);
+        crate::transport::direct::Sender::create(
+            self.inner.registry.clone(),
+            (src, dst.index, dst.generation),
+            n,
+        )
+    }
+
+    /// The receiver of every direct channel to hosted node `node`. One per node at a time
+    /// (`InvalidArgumentError` while another is open); it is polled by the thread that owns
+    /// it, never by the engine.
+    pub fn open_receiver(&self, node: &str) -> Result<DirectReceiver> {
+        let index = lock(&self.inner.engine).hosted_index(node)?;
+        if !lock(&self.inner.receivers).insert(index) {
+            return Err(Error::InvalidArgument(format!(
+                "node {node:?} already has an open direct receiver"
+            )));
+        }
+        Ok(DirectReceiver {
+            receiver: crate::transport::direct::Receiver::new(self.inner.registry.clone(), index),
+            claims: self.inner.receivers.clone(),
+            names: Default::default(),
+        })
     }
 
     /// A `BufferManager` whose buffers live in a shared segment of this process: a buffer
@@ -1320,6 +1371,57 @@ impl Drop for Request {
         if !self.done {
             lock(&self.inner.engine).cancel(self.id);
         }
+    }
+}
+
+/// The receiver of a node's direct channels (see [`HyperFabricProtocol::open_receiver`]);
+/// derefs to [`crate::transport::direct::Receiver`].
+pub struct DirectReceiver {
+    receiver: crate::transport::direct::Receiver,
+    claims: Arc<Mutex<std::collections::HashSet<u32>>>,
+    names: rustc_hash::FxHashMap<u32, crate::engine::NodeName>,
+}
+
+impl DirectReceiver {
+    /// The id of node `index` (a source given by `try_recv_with`), cached.
+    pub fn node_name(&mut self, index: u32) -> Option<crate::engine::NodeName> {
+        if let Some(n) = self.names.get(&index) {
+            return Some(*n);
+        }
+        let name = crate::engine::NodeName::intern(
+            &self.receiver_registry().get(index)?.signature.node_id,
+        );
+        self.names.insert(index, name);
+        Some(name)
+    }
+
+    fn receiver_registry(&self) -> &Registry {
+        self.receiver.registry()
+    }
+}
+
+impl std::fmt::Debug for DirectReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.receiver.fmt(f)
+    }
+}
+
+impl std::ops::Deref for DirectReceiver {
+    type Target = crate::transport::direct::Receiver;
+    fn deref(&self) -> &Self::Target {
+        &self.receiver
+    }
+}
+
+impl std::ops::DerefMut for DirectReceiver {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.receiver
+    }
+}
+
+impl Drop for DirectReceiver {
+    fn drop(&mut self) {
+        lock(&self.claims).remove(&self.receiver.node());
     }
 }
 

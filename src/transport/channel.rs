@@ -66,6 +66,16 @@ impl SegmentKey {
         b
     }
 
+    /// The key as one number (a pool's tag).
+    pub fn to_tag(&self) -> u128 {
+        u128::from_le_bytes(self.encode())
+    }
+
+    /// The key a pool's tag holds.
+    pub fn from_tag(tag: u128) -> SegmentKey {
+        SegmentKey::decode(&tag.to_le_bytes()).expect("16 bytes")
+    }
+
     /// Reads an encoded key (`None` when `b` is shorter than [`SegmentKey::LEN`]).
     pub fn decode(b: &[u8]) -> Option<SegmentKey> {
         let b = b.get(..SegmentKey::LEN)?;
@@ -112,7 +122,11 @@ pub fn remove_channel_files(dir: &Path, nodes: &[u32]) {
     };
     for e in rd.flatten() {
         let name = e.file_name();
-        if let Some((src, dst, _)) = name.to_str().and_then(parse_ring_name) {
+        let Some(name) = name.to_str() else { continue };
+        let ends = parse_ring_name(name)
+            .map(|(s, d, _)| (s, d))
+            .or_else(|| super::direct::parse_direct_name(name).map(|(s, d, _, _)| (s, d)));
+        if let Some((src, dst)) = ends {
             if nodes.contains(&src) || nodes.contains(&dst) {
                 let _ = std::fs::remove_file(e.path());
             }

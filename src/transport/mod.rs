@@ -3,4 +3,5 @@
 //! of shared-memory rings) carry the messages.
 
 pub mod channel;
+pub mod direct;
 pub mod registry;

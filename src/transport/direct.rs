@@ -1,0 +1,331 @@
+//! Direct channels: the lock-free fast path between two nodes of one host. A [`Sender`] owns
+//! the producing end of its own ring (`dc-<src>-<dst>-<pid>-<n>` in the fabric directory) and
+//! pushes into it with no lock, no lookup and no allocation; the [`Receiver`] of the
+//! destination node, owned by one thread of the process hosting it, polls every direct ring to
+//! that node. The engine never touches these rings: messages skip dispatch, routing and
+//! reassembly, so they cost what the ring costs. Payloads larger than a ring slot run travel
+//! as buffer descriptors (see [`Sender::try_send_buffer`]).
+
+use super::channel::{segment_path, SegmentKey};
+use super::registry::Registry;
+use crate::buffer::{BufferManager, Payload, ZeroCopyBuffer};
+use crate::error::{Error, Result};
+use crate::ring::{self, Consumer, Producer, PushError, Region, SlotHeader};
+use rustc_hash::FxHashMap as HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Slots of a direct ring (64 KiB).
+pub const DIRECT_SLOTS: usize = 1024;
+/// Slot kind of an inline message.
+const KIND_INLINE: u8 = 1;
+/// Slot kind of a descriptor (segment key, buffer index, length).
+const KIND_DESCRIPTOR: u8 = 2;
+const DESC_LEN: usize = SegmentKey::LEN + 8;
+
+/// Largest payload [`Sender::try_send`] carries inline.
+pub fn max_inline() -> usize {
+    ring::max_payload(DIRECT_SLOTS)
+}
+
+/// Path of direct ring `n` of process `pid` from `src` to `dst`.
+pub fn direct_path(dir: &Path, src: u32, dst: u32, pid: u32, n: u32) -> PathBuf {
+    dir.join(format!("dc-{src}-{dst}-{pid}-{n}"))
+}
+
+/// Parses a direct ring file name into (src, dst, pid, n).
+pub fn parse_direct_name(name: &str) -> Option<(u32, u32, u32, u32)> {
+    let mut it = name.strip_prefix("dc-")?.split('-');
+    let v: Vec<u32> = it
+        .by_ref()
+        .take(4)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    (v.len() == 4 && it.next().is_none()).then(|| (v[0], v[1], v[2], v[3]))
+}
+
+/// The sending end of a direct channel. `Send` but not `Sync`: one thread pushes at a time.
+#[derive(Debug)]
+pub struct Sender {
+    producer: Producer<Region>,
+    registry: Arc<Registry>,
+    src: u32,
+    dst: u32,
+    dst_generation: u64,
+    path: PathBuf,
+}
+
+impl Sender {
+    /// Creates the ring of a new direct channel from `src` to `dst` (a live node of the host
+    /// with registration `dst_generation`); `n` makes its name unique within this process.
+    pub fn create(
+        registry: Arc<Registry>,
+        (src, dst, dst_generation): (u32, u32, u64),
+        n: u32,
+    ) -> Result<Sender> {
+        let path = direct_path(registry.dir(), src, dst, crate::sys::process::pid(), n);
+        let _ = std::fs::remove_file(&path);
+        let region = Region::create_file(&path, DIRECT_SLOTS)?;
+        registry.bump_channels_epoch();
+        Ok(Sender {
+            producer: ring::split(Arc::new(region)).0,
+            registry,
+            src,
+            dst,
+            dst_generation,
+            path,
+        })
+    }
+
+    /// Pushes `data` (at most [`max_inline`] bytes). `Ok(false)` when the ring is full now.
+    #[inline]
+    pub fn try_send(&mut self, data: &[u8]) -> Result<bool> {
+        let h = SlotHeader {
+            kind: KIND_INLINE,
+            src: self.src,
+            ..SlotHeader::default()
+        };
+        match self.producer.try_push(h, &[data]) {
+            // No doorbell: direct rings are polled by their receiver's own thread, never by
+            // an engine that could be asleep.
+            Ok(()) => Ok(true),
+            Err(PushError::Full) => Ok(false),
+            Err(PushError::TooLarge) => Err(Error::InvalidArgument(format!(
+                "{} bytes exceed a direct channel's inline limit of {} (send a buffer)",
+                data.len(),
+                max_inline()
+            ))),
+        }
+    }
+
+    /// Passes a buffer of a pool made by a protocol's `create_buffer_manager` as a
+    /// descriptor (zero copy): the receiver reads its pages, and it returns to its pool when
+    /// the receiver drops the payload. `Ok(false)` when the ring is full now (the buffer
+    /// stays in `buf`).
+    pub fn try_send_buffer(&mut self, buf: &mut Option<ZeroCopyBuffer>) -> Result<bool> {
+        let b = buf
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("no buffer to send".into()))?;
+        let key = b.pool_tag().map(SegmentKey::from_tag).ok_or_else(|| {
+            Error::InvalidArgument(
+                "the buffer does not come from a shared pool of this protocol".into(),
+            )
+        })?;
+        if !self.producer.has_room(DESC_LEN) {
+            return Ok(false);
+        }
+        let (index, len) = buf
+            .take()
+            .expect("checked above")
+            .into_pooled()
+            .map_err(|_| Error::InvalidArgument("the buffer is not pooled".into()))?;
+        let mut desc = [0u8; DESC_LEN];
+        desc[..SegmentKey::LEN].copy_from_slice(&key.encode());
+        desc[SegmentKey::LEN..SegmentKey::LEN + 4].copy_from_slice(&index.to_le_bytes());
+        desc[SegmentKey::LEN + 4..].copy_from_slice(&(len as u32).to_le_bytes());
+        let h = SlotHeader {
+            kind: KIND_DESCRIPTOR,
+            src: self.src,
+            ..SlotHeader::default()
+        };
+        self.producer
+            .try_push(h, &[&desc])
+            .map_err(|_| Error::InvalidArgument("descriptor did not fit the ring".into()))?;
+        Ok(true)
+    }
+
+    /// Whether the destination is still the node this channel was opened to (it did not
+    /// leave, and its index was not taken by a new registration).
+    pub fn peer_alive(&self) -> bool {
+        self.registry
+            .get(self.dst)
+            .is_some_and(|e| e.generation == self.dst_generation)
+    }
+
+    /// Source node index.
+    pub fn source(&self) -> u32 {
+        self.src
+    }
+
+    /// Destination node index.
+    pub fn destination(&self) -> u32 {
+        self.dst
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // The receiver keeps its mapping and reads what is left; new receivers no longer
+        // find the ring.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct Inbound {
+    src: u32,
+    ino: u64,
+    consumer: Consumer<Region>,
+}
+
+/// What a [`Receiver`] hands out: bytes read in place in the ring, or a buffer of the
+/// sender's pool.
+#[derive(Debug)]
+pub enum Received<'a> {
+    /// An inline message, valid for the callback.
+    Inline(&'a [u8]),
+    /// A buffer passed by descriptor; returns to the sender's pool when dropped.
+    Buffer(Payload),
+}
+
+impl Received<'_> {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Received::Inline(b) => b,
+            Received::Buffer(p) => p,
+        }
+    }
+}
+
+/// The receiving end of every direct channel to one node. `Send` but not `Sync`.
+pub struct Receiver {
+    registry: Arc<Registry>,
+    node: u32,
+    rings: Vec<Inbound>,
+    next: usize,
+    channels_epoch: u64,
+    segments: HashMap<SegmentKey, BufferManager>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("node", &self.node)
+            .field("rings", &self.rings.len())
+            .finish()
+    }
+}
+
+impl Receiver {
+    /// The receiver of node `node` (hosted by this process; the caller makes sure there is
+    /// one receiver per node).
+    pub fn new(registry: Arc<Registry>, node: u32) -> Receiver {
+        Receiver {
+            registry,
+            node,
+            rings: Vec::new(),
+            next: 0,
+            channels_epoch: u64::MAX,
+            segments: HashMap::default(),
+        }
+    }
+
+    /// The node index.
+    pub fn node(&self) -> u32 {
+        self.node
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Picks up rings created (or recreated) since the last look: one atomic load when none.
+    fn discover(&mut self) {
+        let epoch = self.registry.channels_epoch();
+        if epoch == self.channels_epoch {
+            return;
+        }
+        self.channels_epoch = epoch;
+        let Ok(rd) = std::fs::read_dir(self.registry.dir()) else {
+            return;
+        };
+        let mut live = Vec::new();
+        for e in rd.flatten() {
+            let Some((src, dst, _, _)) = e.file_name().to_str().and_then(parse_direct_name) else {
+                continue;
+            };
+            if dst != self.node {
+                continue;
+            }
+            let ino = e
+                .metadata()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap_or(0);
+            live.push(ino);
+            if self.rings.iter().any(|r| r.ino == ino) {
+                continue;
+            }
+            if let Ok(region) = Region::open_file(&e.path()) {
+                self.rings.push(Inbound {
+                    src,
+                    ino,
+                    consumer: ring::split(Arc::new(region)).1,
+                });
+            }
+        }
+        // A ring whose file is gone keeps what it holds until it is drained.
+        self.rings
+            .retain(|r| live.contains(&r.ino) || r.consumer.has_message());
+    }
+
+    /// Takes one message, if any, and gives it to `f` with the source node index. Rings are
+    /// taken in turn, so no sender starves another. A descriptor whose segment cannot be
+    /// mapped is dropped.
+    #[inline]
+    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(u32, Received<'_>) -> R) -> Option<R> {
+        self.discover();
+        let Receiver {
+            rings,
+            segments,
+            registry,
+            next,
+            ..
+        } = self;
+        let n = rings.len();
+        for k in 0..n {
+            let i = (*next + k) % n;
+            if !rings[i].consumer.has_message() {
+                continue;
+            }
+            *next = (i + 1) % n;
+            let src = rings[i].src;
+            return rings[i]
+                .consumer
+                .try_pop(|h, d| {
+                    if h.kind == KIND_DESCRIPTOR {
+                        take_descriptor(registry.dir(), segments, d)
+                            .ok()
+                            .map(|p| f(src, Received::Buffer(p)))
+                    } else {
+                        Some(f(src, Received::Inline(d)))
+                    }
+                })
+                .flatten();
+        }
+        None
+    }
+}
+
+fn take_descriptor(
+    dir: &Path,
+    segments: &mut HashMap<SegmentKey, BufferManager>,
+    d: &[u8],
+) -> Result<Payload> {
+    let key = SegmentKey::decode(d)
+        .ok_or_else(|| Error::MalformedFrame("descriptor too short".into()))?;
+    let word = |i: usize| -> Result<u32> {
+        let b = d
+            .get(i..i + 4)
+            .ok_or_else(|| Error::MalformedFrame("descriptor too short".into()))?;
+        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let (index, len) = (word(SegmentKey::LEN)?, word(SegmentKey::LEN + 4)? as usize);
+    let pool = match segments.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(BufferManager::open_shared(&segment_path(dir, key))?)
+        }
+    };
+    pool.take_payload(index, 0, len)
+}

@@ -528,7 +528,7 @@ mod bench {
                 let pool = match pools.entry(size) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(p.create_buffer_manager(2, size)?)
+                        e.insert(p.create_buffer_manager(16, size)?)
                     }
                 };
                 let mut b = pool.acquire()?;
@@ -682,7 +682,7 @@ mod bench {
             std::thread::sleep(std::time::Duration::from_millis(5));
             let before = cache_line_floor_ns(a, b, 20_000)?;
             let pool = if size > hyperfabric::transport::direct::max_inline() {
-                Some(p.create_buffer_manager(2, size)?)
+                Some(p.create_buffer_manager(16, size)?)
             } else {
                 None
             };

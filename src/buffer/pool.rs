@@ -12,8 +12,8 @@ use crate::sys::Mapping;
 use std::path::Path;
 use std::sync::Arc;
 
-/// `"HFPOOL"` + format version 1, little-endian.
-pub const POOL_MAGIC: u64 = u64::from_le_bytes(*b"HFPOOL\x00\x01");
+/// `"HFPOOL"` + format version 2, little-endian.
+pub const POOL_MAGIC: u64 = u64::from_le_bytes(*b"HFPOOL\x00\x02");
 const PAGE: usize = 4096;
 /// Most buffers a pool may hold.
 pub const MAX_BUFFERS: usize = 1 << 20;
@@ -35,6 +35,10 @@ pub struct PoolHeader {
     _reserved: [u32; 27],
     /// Free-list head, `tag << 32 | index`.
     pub head: CachePadded<AtomicU64>,
+    /// Return-list head (buffers released by receivers), `tag << 32 | index`.
+    pub returned: CachePadded<AtomicU64>,
+    /// Buffers on the return list (on a line of its own, written by receivers).
+    pub returned_free: CachePadded<AtomicU32>,
 }
 
 const _: () = assert!(std::mem::size_of::<PoolHeader>() <= PAGE);
@@ -88,6 +92,14 @@ impl FreeListMemory for Pool {
         assert!((i as usize) < self.count, "buffer index {i} out of range");
         // SAFETY: link words are 4-byte aligned at PAGE + 4*i, inside the mapping (i < count).
         unsafe { &*(self.base.add(PAGE + 4 * i as usize) as *const AtomicU32) }
+    }
+
+    fn returned(&self) -> &AtomicU64 {
+        &self.header().returned
+    }
+
+    fn returned_count(&self) -> &AtomicU32 {
+        &self.header().returned_free
     }
 
     fn free_count(&self) -> &AtomicU32 {
@@ -238,7 +250,8 @@ impl BufferManager {
 
     /// Free buffers now.
     pub fn available(&self) -> usize {
-        self.pool.header().free.load(Ordering::Relaxed) as usize
+        let h = self.pool.header();
+        (h.free.load(Ordering::Relaxed) + h.returned_free.load(Ordering::Relaxed)) as usize
     }
 
     /// Buffers in the pool.
@@ -301,7 +314,7 @@ impl BufferManager {
                 "descriptor {d:?} is outside the pool"
             )));
         }
-        freelist::push(&*self.pool, d.index);
+        freelist::give_back(&*self.pool, d.index);
         Ok(())
     }
 }
@@ -615,7 +628,7 @@ impl Payload {
 impl Drop for Payload {
     fn drop(&mut self) {
         if let Repr::Shared { pool, index, .. } = &self.repr {
-            freelist::push(&**pool, *index);
+            freelist::give_back(&**pool, *index);
         }
     }
 }

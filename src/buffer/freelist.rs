@@ -38,6 +38,17 @@ pub fn pop<M: FreeListMemory>(m: &M) -> Option<u32> {
     pop_main(m).or_else(|| reclaim(m))
 }
 
+/// Takes the buffer returned last if any (its bytes are likely still in cache: what matters
+/// for large buffers), else one of the main list.
+pub fn pop_recent<M: FreeListMemory>(m: &M) -> Option<u32> {
+    if m.returned().load(Ordering::Relaxed) as u32 != NIL {
+        if let Some(i) = reclaim(m) {
+            return Some(i);
+        }
+    }
+    pop_main(m)
+}
+
 /// Moves the whole return list to the main list and takes its first buffer.
 fn reclaim<M: FreeListMemory>(m: &M) -> Option<u32> {
     let mut head = m.returned().load(Ordering::Relaxed);

@@ -66,8 +66,11 @@ pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_mi
 /// Heartbeats a node may miss before it is marked down (200 ms: an engine thread that a
 /// loaded machine leaves unscheduled for a while is not a failed node).
 pub const HEARTBEAT_MISSES: u32 = 20;
-/// Interval of the owner-liveness check (dead processes' nodes are removed).
+/// Interval of the owner-liveness check (dead processes' nodes are removed, requests to them
+/// fail) while requests are pending.
 const LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// Interval of the owner-liveness check otherwise (it reads `/proc` for every peer).
+const IDLE_LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Bulk frames taken per ring per poll, after every latency-lane frame.
 const BULK_BUDGET: usize = 4;
 
@@ -687,7 +690,11 @@ impl Engine {
         }
         if now >= self.timers.liveness {
             self.fail_lost_peers();
-            self.timers.liveness = now + LIVENESS_INTERVAL;
+            self.timers.liveness = now + IDLE_LIVENESS_INTERVAL;
+        }
+        if !self.pending.is_empty() {
+            // Requests wait: check liveness often, so they fail fast when a peer dies.
+            self.timers.liveness = self.timers.liveness.min(now + LIVENESS_INTERVAL);
         }
         if now < self.timers.detect {
             return Vec::new();

@@ -4,27 +4,13 @@
 
 mod common;
 
-use common::{spawn_peer, FabricDir};
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig};
-use hyperfabric::model::{HardwareType, NodeSignature};
+use common::{node, protocol, spawn_peer, FabricDir};
 use hyperfabric::transport::direct::{max_inline, Received};
 use hyperfabric::ErrorKind;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "HF_DIRECT_TEST_ROLE";
 const FABRIC: &str = "HF_DIRECT_TEST_FABRIC";
-
-fn protocol(fabric: &str) -> HyperFabricProtocol {
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-fn node(id: &str) -> NodeSignature {
-    NodeSignature::new(id, HardwareType::CpuServer, 100.0, 10).unwrap()
-}
 
 /// Echoes every message back to `d-a` (buffers as buffers of its own pool) until a message
 /// of one byte 0xff arrives.

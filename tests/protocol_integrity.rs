@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{spawn_peer, FabricDir, Peer};
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
-use hyperfabric::model::{HardwareType, NodeSignature, PacketPriority};
+use common::{checksum, node, protocol, spawn_peer, FabricDir, Peer};
+use hyperfabric::fabric::SendOptions;
+use hyperfabric::model::PacketPriority;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,24 +14,6 @@ use std::time::{Duration, Instant};
 const ROLE: &str = "HF_INTEGRITY_TEST_ROLE";
 const FABRIC: &str = "HF_INTEGRITY_TEST_FABRIC";
 const MESSAGES: u64 = 100_000;
-
-fn protocol(fabric: &str) -> HyperFabricProtocol {
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-fn node(id: &str) -> NodeSignature {
-    NodeSignature::new(id, HardwareType::CpuServer, 100.0, 10).unwrap()
-}
-
-fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// Message `i`: 8 bytes of sequence, 8 of checksum, then pseudo-random bytes of a
 /// pseudo-random length (0..=9000, sometimes 64 KiB + 1).

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{spawn_peer, FabricDir, Peer};
+use common::{protocol_with_key as protocol, spawn_peer, test_key as key, FabricDir, Peer};
 use hyperfabric::codec::FabricKey;
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
+use hyperfabric::fabric::SendOptions;
 use hyperfabric::model::{HardwareType, NodeSignature};
 use hyperfabric::ErrorKind;
 use std::io::Read;
@@ -17,19 +17,6 @@ const FABRIC: &str = "HF_PROTO_TEST_FABRIC";
 
 fn node(id: &str, latency_ns: u64) -> NodeSignature {
     NodeSignature::new(id, HardwareType::CpuServer, 100.0, latency_ns).unwrap()
-}
-
-fn key() -> FabricKey {
-    FabricKey::from_bytes([7; 32])
-}
-
-fn protocol(fabric: &str, key: Option<FabricKey>) -> HyperFabricProtocol {
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        key,
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 /// Child side. "server": hosts `srv` (handler: reversed data) and `slow` (handler sleeps),

@@ -6,31 +6,12 @@
 
 mod common;
 
-use common::{spawn_peer, FabricDir};
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
-use hyperfabric::model::{HardwareType, NodeSignature};
+use common::{checksum, node, protocol, spawn_peer, FabricDir};
+use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "HF_ZC_TEST_ROLE";
 const FABRIC: &str = "HF_ZC_TEST_FABRIC";
-
-fn protocol(fabric: &str) -> HyperFabricProtocol {
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-fn node(id: &str) -> NodeSignature {
-    NodeSignature::new(id, HardwareType::CpuServer, 100.0, 10).unwrap()
-}
-
-fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// `len` bytes: 8 of checksum over the rest, then a pattern that depends on `seed`.
 fn message(seed: u64, len: usize) -> Vec<u8> {

@@ -5,37 +5,17 @@
 
 mod common;
 
-use common::{spawn_peer, FabricDir};
-use hyperfabric::codec::FabricKey;
+use common::{node, protocol_with_key as protocol, spawn_peer, test_key as key, FabricDir};
 use hyperfabric::codec::FrameKind;
 use hyperfabric::engine::{Engine, Outgoing};
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
-use hyperfabric::model::{
-    DataType, FabricZone, HardwareType, IsolationLevel, NodeSignature, PacketPriority, ZoneType,
-};
+use hyperfabric::fabric::SendOptions;
+use hyperfabric::model::{DataType, FabricZone, IsolationLevel, PacketPriority, ZoneType};
 use hyperfabric::transport::registry::Registry;
 use hyperfabric::ErrorKind;
 use std::io::Read;
 
 const ROLE: &str = "HF_ZONES_TEST_ROLE";
 const FABRIC: &str = "HF_ZONES_TEST_FABRIC";
-
-fn key() -> FabricKey {
-    FabricKey::from_bytes([7u8; 32])
-}
-
-fn protocol(fabric: &str, key: Option<FabricKey>) -> HyperFabricProtocol {
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        key,
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-fn node(id: &str) -> NodeSignature {
-    NodeSignature::new(id, HardwareType::CpuServer, 100.0, 10).unwrap()
-}
 
 fn zone(id: &str, level: IsolationLevel, max_nodes: u32, gbps: f64) -> FabricZone {
     FabricZone::new(id, ZoneType::ComputeCluster, level, max_nodes, gbps).unwrap()

@@ -359,6 +359,38 @@ pub struct Outgoing<'a> {
     pub coalesced: bool,
 }
 
+impl Outgoing<'_> {
+    /// The message header of the fragment at `offset` of a `total`-byte message.
+    fn header(&self, src: u32, dst: u32, offset: usize, total: usize) -> [u8; MSG_HEADER] {
+        MsgHeader {
+            dst,
+            id: self.request_id,
+            hop: 0,
+            priority: self.priority as u8,
+            data_type: self.data_type as u8,
+            hop_limit: HOP_LIMIT,
+            total: total as u32,
+            offset: offset as u32,
+            origin: src,
+        }
+        .encode()
+    }
+
+    /// The slot header of its frames from `src`, with `extra` flags.
+    fn slot(&self, src: u32, extra: u8) -> SlotHeader {
+        SlotHeader {
+            len: 0,
+            kind: self.kind as u8,
+            flags: extra
+                | if self.one_way { FLAG_ONE_WAY } else { 0 }
+                | if self.framed { FLAG_FRAMED } else { 0 }
+                | if self.coalesced { FLAG_COALESCED } else { 0 },
+            aux: self.metadata.len() as u16,
+            src,
+        }
+    }
+}
+
 /// The engine state of one process.
 pub struct Engine {
     registry: Registry,
@@ -1157,27 +1189,8 @@ impl Engine {
             }
         }
         let end = total.min(offset + fragment_limit(lane, self.max_packet));
-        let hdr = MsgHeader {
-            dst,
-            id: o.request_id,
-            hop: 0,
-            priority: o.priority as u8,
-            data_type: o.data_type as u8,
-            hop_limit: HOP_LIMIT,
-            total: total as u32,
-            offset: offset as u32,
-            origin: src,
-        }
-        .encode();
-        let slot = SlotHeader {
-            len: 0,
-            kind: o.kind as u8,
-            flags: if o.one_way { FLAG_ONE_WAY } else { 0 }
-                | if o.framed { FLAG_FRAMED } else { 0 }
-                | if o.coalesced { FLAG_COALESCED } else { 0 },
-            aux: o.metadata.len() as u16,
-            src,
-        };
+        let hdr = o.header(src, dst, offset, total);
+        let slot = o.slot(src, 0);
         // The fragment [offset, end) of metadata ‖ data, as at most two slices.
         let m = o.metadata.len();
         let meta_part = &o.metadata[offset.min(m)..end.min(m)];
@@ -1264,31 +1277,12 @@ impl Engine {
         inline: &[u8],
         pool: &BufferManager,
     ) -> Result<()> {
-        let hdr = MsgHeader {
-            dst,
-            id: o.request_id,
-            hop: 0,
-            priority: o.priority as u8,
-            data_type: o.data_type as u8,
-            hop_limit: HOP_LIMIT,
-            total: total as u32,
-            offset: offset as u32,
-            origin: src,
-        }
-        .encode();
+        let hdr = o.header(src, dst, offset, total);
         let mut desc = [0u8; DESC_LEN];
         desc[..SegmentKey::LEN].copy_from_slice(&key.encode());
         desc[SegmentKey::LEN..SegmentKey::LEN + 4].copy_from_slice(&index.to_le_bytes());
         desc[SegmentKey::LEN + 4..].copy_from_slice(&(len as u32).to_le_bytes());
-        let slot = SlotHeader {
-            len: 0,
-            kind: o.kind as u8,
-            flags: FLAG_DESCRIPTOR
-                | if o.one_way { FLAG_ONE_WAY } else { 0 }
-                | if o.framed { FLAG_FRAMED } else { 0 },
-            aux: o.metadata.len() as u16,
-            src,
-        };
+        let slot = o.slot(src, FLAG_DESCRIPTOR);
         let lane = lane_of(o.priority);
         let pushed = self
             .producer(src, via, lane)
@@ -1365,12 +1359,7 @@ impl Engine {
     }
 
     fn discover(&mut self) {
-        let epoch = self.registry.channels_epoch();
-        if epoch == self.channels_epoch {
-            return;
-        }
-        self.channels_epoch = epoch;
-        let Ok(rd) = std::fs::read_dir(self.registry.dir()) else {
+        let Some(rd) = self.registry.channels_changed(&mut self.channels_epoch) else {
             return;
         };
         for e in rd.flatten() {

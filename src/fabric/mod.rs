@@ -659,28 +659,47 @@ impl HyperFabricProtocol {
             return self.send(source, destination, data, opts, true).map(drop);
         }
         let mut deadline = Deadline::after(opts.timeout);
+        self.until_room(&mut deadline, destination, |e| {
+            let src = e.hosted_index(source)?;
+            let dst = e.resolve(destination)?;
+            let first = !e.has_spikes();
+            let queued = e.coalesce(
+                src,
+                dst.index,
+                opts.priority,
+                opts.data_type,
+                data,
+                Instant::now(),
+            )?;
+            if queued && first && self.inner.running.load(Ordering::Acquire) {
+                // Wake our engine thread if it sleeps: it sends the batch when the window
+                // ends.
+                self.inner.registry.ring_bell(src);
+            }
+            Ok(queued)
+        })
+    }
+
+    /// Runs `attempt` under the engine lock until it succeeds (`Ok(true)`); while the ring
+    /// toward `to` is full it drains this process's own rings (the peer may be waiting on
+    /// us) and backs off, until the deadline.
+    fn until_room(
+        &self,
+        deadline: &mut Deadline,
+        to: impl std::fmt::Display,
+        mut attempt: impl FnMut(&mut Engine) -> Result<bool>,
+    ) -> Result<()> {
         let mut backoff = Backoff::new();
         loop {
-            let now = Instant::now();
             {
                 let mut e = lock(&self.inner.engine);
-                let src = e.hosted_index(source)?;
-                let dst = e.resolve(destination)?;
-                let first = !e.has_spikes();
-                if e.coalesce(src, dst.index, opts.priority, opts.data_type, data, now)? {
-                    if first && self.inner.running.load(Ordering::Acquire) {
-                        // Wake our engine thread if it sleeps: it sends the batch when the
-                        // window ends.
-                        self.inner.registry.ring_bell(src);
-                    }
+                if attempt(&mut e)? {
                     return Ok(());
                 }
                 e.poll();
             }
             if deadline.passed() {
-                return Err(Error::Timeout(format!(
-                    "ring to {destination:?} stayed full"
-                )));
+                return Err(Error::Timeout(format!("ring to {to} stayed full")));
             }
             backoff.snooze();
         }
@@ -755,36 +774,10 @@ impl HyperFabricProtocol {
         buffer: crate::buffer::ZeroCopyBuffer,
         opts: &SendOptions,
     ) -> Result<Vec<u8>> {
-        let (src, dst) = self.endpoints(source, destination)?;
-        let Some(opts) = self.descriptor_options(&buffer, opts) else {
-            let opts = SendOptions {
-                encryption_enabled: opts.encryption_enabled || buffer.encryption_enabled(),
-                ..opts.clone()
-            };
-            return self.send_data(source, destination, buffer.as_slice(), &opts);
-        };
-        let mut deadline = Deadline::after(opts.timeout);
-        if self.check_route(source, destination, opts)? {
-            // A zone requires encryption: the bytes are sealed instead.
-            return self.send_data(source, destination, buffer.as_slice(), opts);
+        match self.send_buffer_as(source, destination, buffer, opts, false)? {
+            BufferSend::Descriptor(id, deadline) => self.request(id, deadline).wait(),
+            BufferSend::Bytes(response) => Ok(response.unwrap_or_default()),
         }
-        let metadata = encode_metadata(opts)?;
-        let request_id = lock(&self.inner.engine).new_request(&dst);
-        let o = Outgoing {
-            kind: FrameKind::Data,
-            request_id,
-            priority: opts.priority,
-            data_type: opts.data_type,
-            one_way: false,
-            metadata: &metadata,
-            framed: false,
-            coalesced: false,
-        };
-        if let Err(e) = self.push_buffer(src, dst.index, &o, buffer, &mut deadline) {
-            lock(&self.inner.engine).cancel(request_id);
-            return Err(e);
-        }
-        self.request(request_id, deadline).wait()
     }
 
     /// `post` of a buffer (zero copy under the conditions of
@@ -796,32 +789,64 @@ impl HyperFabricProtocol {
         buffer: crate::buffer::ZeroCopyBuffer,
         opts: &SendOptions,
     ) -> Result<()> {
+        self.send_buffer_as(source, destination, buffer, opts, true)
+            .map(drop)
+    }
+
+    /// Sends a buffer by descriptor when it can travel so, else its bytes (sealed when the
+    /// buffer, the options or a zone ask for it) through `send_data` / `post`.
+    fn send_buffer_as(
+        &self,
+        source: &str,
+        destination: &str,
+        buffer: crate::buffer::ZeroCopyBuffer,
+        opts: &SendOptions,
+        one_way: bool,
+    ) -> Result<BufferSend> {
         let (src, dst) = self.endpoints(source, destination)?;
-        let Some(opts) = self.descriptor_options(&buffer, opts) else {
+        let by_descriptor = self.descriptor_options(&buffer, opts).is_some()
+            && !self.check_route(source, destination, opts)?;
+        if !by_descriptor {
             let opts = SendOptions {
                 encryption_enabled: opts.encryption_enabled || buffer.encryption_enabled(),
                 ..opts.clone()
             };
-            return self.post(source, destination, buffer.as_slice(), &opts);
-        };
-        let mut deadline = Deadline::after(opts.timeout);
-        if self.check_route(source, destination, opts)? {
-            // A zone requires encryption: the bytes are sealed instead.
-            return self.post(source, destination, buffer.as_slice(), opts);
+            let data = buffer.as_slice();
+            return if one_way {
+                self.post(source, destination, data, &opts)
+                    .map(|()| BufferSend::Bytes(None))
+            } else {
+                self.send_data(source, destination, data, &opts)
+                    .map(|r| BufferSend::Bytes(Some(r)))
+            };
         }
+        let mut deadline = Deadline::after(opts.timeout);
         let metadata = encode_metadata(opts)?;
-        let id = lock(&self.inner.engine).next_id();
+        let id = {
+            let mut e = lock(&self.inner.engine);
+            if one_way {
+                e.next_id()
+            } else {
+                e.new_request(&dst)
+            }
+        };
         let o = Outgoing {
             kind: FrameKind::Data,
             request_id: id,
             priority: opts.priority,
             data_type: opts.data_type,
-            one_way: true,
+            one_way,
             metadata: &metadata,
             framed: false,
             coalesced: false,
         };
-        self.push_buffer(src, dst.index, &o, buffer, &mut deadline)
+        if let Err(e) = self.push_buffer(src, dst.index, &o, buffer, &mut deadline) {
+            if !one_way {
+                lock(&self.inner.engine).cancel(id);
+            }
+            return Err(e);
+        }
+        Ok(BufferSend::Descriptor(id, deadline))
     }
 
     /// `opts` when `buffer` can travel by descriptor.
@@ -847,22 +872,9 @@ impl HyperFabricProtocol {
         deadline: &mut Deadline,
     ) -> Result<()> {
         let mut buffer = Some(buffer);
-        let mut backoff = Backoff::new();
-        loop {
-            {
-                let mut e = lock(&self.inner.engine);
-                if e.try_send_buffer(src, dst, o, &mut buffer)? {
-                    return Ok(());
-                }
-                e.poll();
-            }
-            if deadline.passed() {
-                return Err(Error::Timeout(format!(
-                    "ring to node index {dst} stayed full"
-                )));
-            }
-            backoff.snooze();
-        }
+        self.until_room(deadline, format_args!("node index {dst}"), |e| {
+            e.try_send_buffer(src, dst, o, &mut buffer)
+        })
     }
 
     /// The oldest message queued for a hosted node (one without handler), waiting up to
@@ -1425,6 +1437,13 @@ impl Drop for DirectReceiver {
     fn drop(&mut self) {
         lock(&self.claims).remove(&self.receiver.node());
     }
+}
+
+/// How a buffer went out: by descriptor (the message id and its deadline), or as bytes
+/// through `send_data` / `post` (the response of a request).
+enum BufferSend {
+    Descriptor(u64, Deadline),
+    Bytes(Option<Vec<u8>>),
 }
 
 /// A deadline whose clock starts the first time it is consulted: reading the clock costs as

@@ -196,9 +196,14 @@ impl<M: RingMemory> Producer<M> {
     /// Whether a message of `len` payload bytes fits now (refreshes the consumer's head when
     /// the cached copy says no). A `true` holds until this producer pushes.
     pub fn has_room(&mut self, len: usize) -> bool {
-        if len > max_payload(self.capacity as usize) {
-            return false;
-        }
+        len <= max_payload(self.capacity as usize) && self.reserve(len).is_some()
+    }
+
+    /// The padding slots and message slots a message of `len` bytes takes at the tail, if
+    /// they are free now (the consumer's head is read again only when the cached copy says
+    /// they are not).
+    #[inline]
+    fn reserve(&mut self, len: usize) -> Option<(u64, u64)> {
         let n = slots_for(len) as u64;
         let idx = self.tail & self.mask;
         let pad = if idx + n > self.capacity {
@@ -208,8 +213,11 @@ impl<M: RingMemory> Producer<M> {
         };
         if self.free() < pad + n {
             self.cached_head = self.mem.head().load(Ordering::Acquire);
+            if self.free() < pad + n {
+                return None;
+            }
         }
-        self.free() >= pad + n
+        Some((pad, n))
     }
 
     /// Publishes one message whose payload is the concatenation of `parts`.
@@ -223,19 +231,10 @@ impl<M: RingMemory> Producer<M> {
         if len > max_payload(self.capacity as usize) || len > u32::MAX as usize {
             return Err(PushError::TooLarge);
         }
-        let n = slots_for(len) as u64;
-        let idx = self.tail & self.mask;
-        let pad = if idx + n > self.capacity {
-            self.capacity - idx
-        } else {
-            0
+        let Some((pad, n)) = self.reserve(len) else {
+            return Err(PushError::Full);
         };
-        if self.free() < pad + n {
-            self.cached_head = self.mem.head().load(Ordering::Acquire);
-            if self.free() < pad + n {
-                return Err(PushError::Full);
-            }
-        }
+        let idx = self.tail & self.mask;
         if pad > 0 {
             let h = SlotHeader {
                 len: pad as u32,

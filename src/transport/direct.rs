@@ -232,12 +232,7 @@ impl Receiver {
 
     /// Picks up rings created (or recreated) since the last look: one atomic load when none.
     fn discover(&mut self) {
-        let epoch = self.registry.channels_epoch();
-        if epoch == self.channels_epoch {
-            return;
-        }
-        self.channels_epoch = epoch;
-        let Ok(rd) = std::fs::read_dir(self.registry.dir()) else {
+        let Some(rd) = self.registry.channels_changed(&mut self.channels_epoch) else {
             return;
         };
         let mut live = Vec::new();

@@ -224,6 +224,17 @@ impl Registry {
         Ok(out)
     }
 
+    /// The fabric directory's entries when the channels epoch moved past `seen` (which is
+    /// updated): rings to look at. `None` when nothing changed (one atomic load).
+    pub fn channels_changed(&self, seen: &mut u64) -> Option<std::fs::ReadDir> {
+        let epoch = self.channels_epoch();
+        if epoch == *seen {
+            return None;
+        }
+        *seen = epoch;
+        std::fs::read_dir(&self.dir).ok()
+    }
+
     /// Records that a channel was created.
     pub fn bump_channels_epoch(&self) {
         self.header().channels_epoch.fetch_add(1, Ordering::AcqRel);

@@ -56,3 +56,44 @@ impl Drop for FabricDir {
         let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&self.0));
     }
 }
+
+/// A protocol on test fabric `fabric` with the default options and, if given, a fabric key.
+pub fn protocol_with_key(
+    fabric: &str,
+    key: Option<hyperfabric::codec::FabricKey>,
+) -> hyperfabric::fabric::HyperFabricProtocol {
+    hyperfabric::fabric::HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        key,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A protocol on test fabric `fabric` with the default options.
+pub fn protocol(fabric: &str) -> hyperfabric::fabric::HyperFabricProtocol {
+    protocol_with_key(fabric, None)
+}
+
+/// The fabric key the tests that encrypt share.
+pub fn test_key() -> hyperfabric::codec::FabricKey {
+    hyperfabric::codec::FabricKey::from_bytes([7u8; 32])
+}
+
+/// A CPU server node of 100 Gbit/s and 10 ns.
+pub fn node(id: &str) -> hyperfabric::model::NodeSignature {
+    hyperfabric::model::NodeSignature::new(
+        id,
+        hyperfabric::model::HardwareType::CpuServer,
+        100.0,
+        10,
+    )
+    .unwrap()
+}
+
+/// FNV-1a of `data`: the checksum test messages carry.
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}

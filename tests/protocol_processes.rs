@@ -59,6 +59,9 @@ fn peer_role() {
                 Ok(vec![])
             })
             .unwrap();
+            // A segment and a direct ring of its own, which must not outlive it either.
+            std::mem::forget(p.create_buffer_manager(1, 4096).unwrap());
+            std::mem::forget(p.open_sender("victim", "caller").unwrap());
         }
         "reborn" => {
             p.register_node(node("victim", 10)).unwrap();
@@ -251,6 +254,11 @@ fn a_killed_peer_fails_pending_requests_and_frees_its_node() {
     let p = protocol(&fabric, None);
     p.register_node(node("caller", 10)).unwrap();
     let mut peer = spawn("victim", &fabric);
+    let victim_pid = peer.0.id();
+    let files = fabric_files(&fabric);
+    let seg = format!("seg-{victim_pid}-");
+    assert!(files.iter().any(|f| f.starts_with(&seg)), "{files:?}");
+    assert!(files.iter().any(|f| f.starts_with("dc-")), "{files:?}");
     let started = Instant::now();
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
@@ -273,7 +281,12 @@ fn a_killed_peer_fails_pending_requests_and_frees_its_node() {
     );
     // Nothing of the dead process remains (its entry was reclaimed when the request failed).
     let files = fabric_files(&fabric);
-    assert!(files.iter().all(|f| !f.starts_with("ch-")), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.starts_with("ch-") && !f.starts_with("dc-") && !f.starts_with(&seg)),
+        "{files:?}"
+    );
 
     // A new process takes the id (and the index) over; both directions work with it: the
     // rings of the dead incarnation are neither written nor read any more.

@@ -1,11 +1,35 @@
-//! Build script: gives the shared library its SONAME (`libhyperfabric.so.<major>`), so
-//! programs linked against it keep working across compatible upgrades.
+//! Build script: gives the shared library its SONAME (`libhyperfabric.so.<major>`) and its
+//! export list (only `hf_*` symbols), and generates the C header from `src/ffi` with
+//! cbindgen into `$OUT_DIR/hyperfabric.h`; with `HF_UPDATE_HEADER=1` also into the committed
+//! `include/hyperfabric.h` (a test fails while the two differ).
+
+use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-changed=hyperfabric.map");
+    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-env-changed=HF_UPDATE_HEADER");
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     if target_os == "linux" {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libhyperfabric.so.{major}");
+        println!(
+            "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
+            dir.join("hyperfabric.map").display()
+        );
+    }
+    let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    for f in ["mod.rs", "status.rs", "protocol.rs"] {
+        builder = builder.with_src(dir.join("src/ffi").join(f));
+    }
+    let header = builder.generate().expect("the C header generates");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
+    header.write_to_file(out.join("hyperfabric.h"));
+    if std::env::var("HF_UPDATE_HEADER").is_ok_and(|v| v == "1") {
+        header.write_to_file(dir.join("include/hyperfabric.h"));
     }
 }

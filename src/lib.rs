@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 #[cfg(not(loom))]
 pub mod fabric;
+pub mod ffi;
 pub mod hw;
 pub mod model;
 pub mod ring;

@@ -1,0 +1,1031 @@
+/*
+ * HyperFabric C API.
+ *
+ * Generated from src/ffi by cbindgen; do not edit. Regenerate with
+ *   HF_UPDATE_HEADER=1 cargo build
+ *
+ * Conventions: fallible calls return an hf_status (HF_OK = 0, negative codes in blocks of 100
+ * per error category, see hf_status_category); hf_last_error_message() gives the detail of the
+ * thread's last failure. Out-parameters come last and are written only on success. Option
+ * structs start with struct_size and have an _init function that fills the defaults. Enums
+ * cross as uint32_t and are validated. Every handle or result the library hands out has a
+ * _free function; passing NULL to it does nothing.
+ */
+
+#ifndef HYPERFABRIC_H
+#define HYPERFABRIC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// Hardware of a node (`hf_node_signature.hardware_type`).
+enum hf_hardware_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // NVIDIA H100 GPU.
+    HF_HARDWARE_NVIDIA_H100 = 0,
+    // NVIDIA A100 GPU.
+    HF_HARDWARE_NVIDIA_A100 = 1,
+    // NVIDIA RTX 4090 GPU.
+    HF_HARDWARE_NVIDIA_RTX4090 = 2,
+    // AMD Instinct MI300X.
+    HF_HARDWARE_AMD_MI300X = 3,
+    // AMD Instinct MI250X.
+    HF_HARDWARE_AMD_MI250X = 4,
+    // Intel Gaudi 2.
+    HF_HARDWARE_INTEL_GAUDI2 = 5,
+    // Gate-based quantum processing unit.
+    HF_HARDWARE_QUANTUM_QPU = 6,
+    // Quantum annealer.
+    HF_HARDWARE_QUANTUM_ANNEALER = 7,
+    // Neuromorphic chip.
+    HF_HARDWARE_NEUROMORPHIC_CHIP = 8,
+    // Intel Loihi.
+    HF_HARDWARE_INTEL_LOIHI = 9,
+    // Photonic switch.
+    HF_HARDWARE_PHOTONIC_SWITCH = 10,
+    // Optical interconnect.
+    HF_HARDWARE_OPTICAL_INTERCONNECT = 11,
+    // CPU server.
+    HF_HARDWARE_CPU_SERVER = 12,
+    // Storage array.
+    HF_HARDWARE_STORAGE_ARRAY = 13,
+    // Network switch.
+    HF_HARDWARE_NETWORK_SWITCH = 14,
+    // Anything else.
+    HF_HARDWARE_CUSTOM = 15,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hf_hardware_type hf_hardware_type;
+#else
+typedef uint32_t hf_hardware_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Kind of data of a message (`hf_send_options.data_type`).
+enum hf_data_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // Tensor.
+    HF_DATA_TENSOR = 0,
+    // Model parameters.
+    HF_DATA_PARAMETER = 1,
+    // Gradients.
+    HF_DATA_GRADIENT = 2,
+    // Activations.
+    HF_DATA_ACTIVATION = 3,
+    // Embeddings.
+    HF_DATA_EMBEDDING = 4,
+    // Quantum state (coherence-deadline routed).
+    HF_DATA_QUANTUM_STATE = 5,
+    // Quantum circuit (coherence-deadline routed).
+    HF_DATA_QUANTUM_CIRCUIT = 6,
+    // Neuromorphic spike event.
+    HF_DATA_NEUROMORPHIC_SPIKE = 7,
+    // Train of spike events.
+    HF_DATA_SPIKE_TRAIN = 8,
+    // Control message.
+    HF_DATA_CONTROL_MESSAGE = 9,
+    // Metadata.
+    HF_DATA_METADATA = 10,
+    // Heartbeat.
+    HF_DATA_HEARTBEAT = 11,
+    // Generic data (the default).
+    HF_DATA_GENERIC = 12,
+    // Binary blob.
+    HF_DATA_BINARY = 13,
+    // JSON document.
+    HF_DATA_JSON = 14,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hf_data_type hf_data_type;
+#else
+typedef uint32_t hf_data_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Quality-of-service class (`hf_send_options.priority`).
+enum hf_packet_priority
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // Real-time critical.
+    HF_PRIORITY_ULTRA_HIGH = 0,
+    // Low-latency applications.
+    HF_PRIORITY_HIGH = 1,
+    // Standard applications (the default).
+    HF_PRIORITY_MEDIUM = 2,
+    // Background tasks.
+    HF_PRIORITY_LOW = 3,
+    // Large transfers.
+    HF_PRIORITY_BULK = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hf_packet_priority hf_packet_priority;
+#else
+typedef uint32_t hf_packet_priority;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Workload class of a zone (`hf_fabric_zone.zone_type`).
+enum hf_zone_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // AI training cluster.
+    HF_ZONE_COMPUTE_CLUSTER = 0,
+    // Real-time inference.
+    HF_ZONE_INFERENCE_FARM = 1,
+    // Storage systems.
+    HF_ZONE_STORAGE_TIER = 2,
+    // Quantum processing.
+    HF_ZONE_QUANTUM_REALM = 3,
+    // Neuromorphic computing.
+    HF_ZONE_NEUROMORPHIC_NET = 4,
+    // Edge computing.
+    HF_ZONE_EDGE_NETWORK = 5,
+    // Management and monitoring; its members may talk to every zone.
+    HF_ZONE_CONTROL_PLANE = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hf_zone_type hf_zone_type;
+#else
+typedef uint32_t hf_zone_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Isolation of a zone (`hf_fabric_zone.isolation_level`).
+enum hf_isolation_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // No rule.
+    HF_ISOLATION_NONE = 0,
+    // Inter-zone traffic is rate-limited to leave the reservation.
+    HF_ISOLATION_LOW = 1,
+    // Only members and control-plane nodes exchange traffic with members.
+    HF_ISOLATION_MEDIUM = 2,
+    // Medium, and routes between members never transit outside the zone.
+    HF_ISOLATION_HIGH = 3,
+    // High, and traffic is always encrypted with the zone key.
+    HF_ISOLATION_QUANTUM_SECURE = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hf_isolation_level hf_isolation_level;
+#else
+typedef uint32_t hf_isolation_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// How the background engine thread waits when idle (`hf_protocol_options.idle_strategy`).
+enum hf_idle_strategy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // Spin, then sleep on a doorbell (the default: an idle process uses almost no CPU).
+    HF_IDLE_ADAPTIVE = 0,
+    // Poll without pause (lowest latency; one core busy).
+    HF_IDLE_SPIN = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hf_idle_strategy hf_idle_strategy;
+#else
+typedef uint32_t hf_idle_strategy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// A message taken by `hf_recv`: read it with `hf_message_get_view`, release it with
+// `hf_message_free` (a buffer sent by descriptor then returns to its sender's pool).
+typedef struct hf_message hf_message;
+
+// A protocol instance: the nodes this process hosts on one fabric. Thread-safe: any thread
+// may call any `hf_` function on it.
+typedef struct hf_protocol hf_protocol;
+
+// A request in flight (`hf_send_data_nb`): test it, wait for it, then free it.
+typedef struct hf_request hf_request;
+
+// The response a handler gives (`hf_response_set`).
+typedef struct hf_response hf_response;
+
+// The result of a fallible call: `HF_OK` (0), or a negative code in the block of 100 of its
+// category (`hf_status_category`).
+typedef int32_t hf_status;
+
+// Options of `hf_protocol_new`. Fill with `hf_protocol_options_init`, then change fields.
+typedef struct {
+    // `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`.
+    size_t struct_size;
+    // Route on latency predicted from measurements (default false).
+    bool enable_ml_routing;
+    // Coherence-deadline routing for quantum traffic (default false).
+    bool enable_quantum_optimization;
+    // Detect failed peers and reroute around them (default true).
+    bool enable_fault_tolerance;
+    // Latency constraint of sends that give none, ns; 0: none (default).
+    uint64_t default_latency_constraint_ns;
+    // Buffers in the zero-copy pool (default 1000).
+    uint32_t buffer_pool_size;
+    // Largest frame, bytes; larger payloads are fragmented (default 65536).
+    uint32_t max_packet_size;
+    // Fabric name: its host state is `/dev/shm/hyperfabric/<name>/`; NULL: `"default"`.
+    const char *fabric_name;
+    // An `hf_idle_strategy` (default `HF_IDLE_ADAPTIVE`).
+    uint32_t idle_strategy;
+    // Core the background thread is pinned to; -1: not pinned (default).
+    int32_t engine_core;
+    // 32-byte AES-256 fabric key for encrypted sends; NULL: none (default).
+    const uint8_t *key;
+} hf_protocol_options;
+
+// A node signature (`hf_register_node`). Fill with `hf_node_signature_init`, then set at
+// least `node_id`, `hardware_type`, `bandwidth_gbps` and `latency_ns`. Optional numbers are
+// unset when negative (floating point) or 0 (counts); optional strings when NULL.
+typedef struct {
+    // `sizeof(hf_node_signature)`, set by `hf_node_signature_init`.
+    size_t struct_size;
+    // Unique id: 1 to 63 bytes of UTF-8.
+    const char *node_id;
+    // An `hf_hardware_type`.
+    uint32_t hardware_type;
+    // Bandwidth, Gbit/s; positive.
+    double bandwidth_gbps;
+    // Latency, ns.
+    uint64_t latency_ns;
+    // Memory, GB; negative: unset.
+    double memory_gb;
+    // Compute units; 0: unset.
+    uint64_t compute_units;
+    // Power draw, W; negative: unset.
+    double power_watts;
+    // Rack position; NULL: unset.
+    const char *rack_position;
+    // Physical location; NULL: unset.
+    const char *physical_location;
+    // Quantum coherence time, µs (required for quantum processors); negative: unset.
+    double quantum_coherence_time_us;
+    // Neuromorphic neurons; 0: unset.
+    uint64_t neuromorphic_neurons;
+    // Photonic channels; 0: unset.
+    uint64_t photonic_channels;
+    // Metadata as a JSON object; NULL: none.
+    const char *metadata_json;
+} hf_node_signature;
+
+// Options of a send (`hf_send_data`, `hf_post`, ...). Fill with `hf_send_options_init`; a
+// NULL options pointer means the defaults.
+typedef struct {
+    // `sizeof(hf_send_options)`, set by `hf_send_options_init`.
+    size_t struct_size;
+    // An `hf_data_type` (default `HF_DATA_GENERIC`).
+    uint32_t data_type;
+    // An `hf_packet_priority` (default `HF_PRIORITY_MEDIUM`).
+    uint32_t priority;
+    // Refuse the send if the route is slower, ns; 0: no constraint (default).
+    uint64_t latency_constraint_ns;
+    // Route across quantum-capable nodes only (default false).
+    bool requires_quantum_entanglement;
+    // Compress the payload, kept only when smaller (default false).
+    bool compression_enabled;
+    // Seal the payload with the fabric key (default false).
+    bool encryption_enabled;
+    // Metadata delivered with the message, a JSON object; NULL: none (default).
+    const char *metadata_json;
+    // How long to wait, ms (default 5000).
+    uint64_t timeout_ms;
+} hf_send_options;
+
+// Bytes the library hands out (a response): read `data[0..len]`, then release with
+// `hf_bytes_free`. A zeroed `hf_bytes` (NULL data) is empty.
+typedef struct {
+    // The bytes (NULL when `len` is 0).
+    uint8_t *data;
+    // Number of bytes.
+    size_t len;
+    // Allocation size, for `hf_bytes_free`.
+    size_t capacity;
+} hf_bytes;
+
+// A borrowed view of a message: every pointer stays valid while the message (or, in a
+// handler, the call) lives.
+typedef struct {
+    // Sending node id.
+    const char *source;
+    // Receiving node id.
+    const char *destination;
+    // Payload.
+    const uint8_t *data;
+    // Payload bytes.
+    size_t len;
+    // Metadata (a JSON object), or NULL.
+    const uint8_t *metadata;
+    // Metadata bytes.
+    size_t metadata_len;
+    // An `hf_data_type`.
+    uint32_t data_type;
+    // An `hf_packet_priority`.
+    uint32_t priority;
+    // Message id.
+    uint64_t request_id;
+    // Whether the sender waits for no response (`hf_post`).
+    bool one_way;
+} hf_message_view;
+
+// A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
+// call), may set the response with `hf_response_set`, and returns `HF_OK` or an error
+// status, which the requester receives as its error. It runs on the thread that drives the
+// engine and must not call `hf_` functions on the same protocol.
+typedef hf_status (*hf_handler)(void *user_data,
+                                const hf_message_view *message,
+                                hf_response *response);
+
+// The outcome of `hf_ping`, owned by the library: release with `hf_ping_result_free`.
+typedef struct {
+    // Source node id.
+    char *source;
+    // Destination node id.
+    char *destination;
+    // Median round trip / 2, ns.
+    uint64_t latency_ns;
+    // Bandwidth of a pipelined burst of probes, Gbit/s.
+    double bandwidth_gbps;
+    // Node ids along the path the probes took, source first.
+    char **path;
+    // Entries of `path`.
+    size_t path_len;
+    // Share of probes that timed out.
+    double packet_loss_rate;
+    // Unix time of the ping, s.
+    double timestamp;
+    // Whether any probe came back.
+    bool success;
+} hf_ping_result;
+
+// A zone specification (`hf_create_zone`). Fill with `hf_fabric_zone_init`.
+typedef struct {
+    // `sizeof(hf_fabric_zone)`, set by `hf_fabric_zone_init`.
+    size_t struct_size;
+    // Unique id: 1 to 63 bytes of UTF-8.
+    const char *zone_id;
+    // An `hf_zone_type`.
+    uint32_t zone_type;
+    // An `hf_isolation_level`.
+    uint32_t isolation_level;
+    // Most members; positive.
+    uint32_t max_nodes;
+    // Bandwidth reserved, Gbit/s; positive.
+    double required_bandwidth_gbps;
+    // Free text; NULL: none.
+    const char *description;
+    // Members must be quantum-capable.
+    bool quantum_coherence_required;
+    // Neuromorphic traffic inside the zone is coalesced.
+    bool neuromorphic_optimization;
+} hf_fabric_zone;
+
+// Success.
+#define HF_OK 0
+
+// A node with this id already exists (DuplicateNodeError).
+#define HF_ERR_DUPLICATE_NODE -101
+
+// The named node does not exist (NodeNotFoundError).
+#define HF_ERR_NODE_NOT_FOUND -102
+
+// A node specification is invalid (InvalidNodeError).
+#define HF_ERR_INVALID_NODE -103
+
+// No route satisfies the request (NoRouteFoundError).
+#define HF_ERR_NO_ROUTE_FOUND -201
+
+// The best route is slower than the latency constraint (LatencyConstraintViolationError).
+#define HF_ERR_LATENCY_CONSTRAINT_VIOLATION -202
+
+// The named link does not exist (LinkNotFoundError).
+#define HF_ERR_LINK_NOT_FOUND -203
+
+// No route meets the quantum coherence deadline (QuantumCoherenceError).
+#define HF_ERR_QUANTUM_COHERENCE -301
+
+// Data exceeds the buffer capacity (BufferOverflowError).
+#define HF_ERR_BUFFER_OVERFLOW -401
+
+// Not enough data in the buffer (BufferUnderflowError).
+#define HF_ERR_BUFFER_UNDERFLOW -402
+
+// Every buffer of the pool is in use (BufferExhaustedError).
+#define HF_ERR_BUFFER_EXHAUSTED -403
+
+// A zone with this id already exists (DuplicateZoneError).
+#define HF_ERR_DUPLICATE_ZONE -501
+
+// The named zone does not exist (ZoneNotFoundError).
+#define HF_ERR_ZONE_NOT_FOUND -502
+
+// A zone specification is invalid (InvalidZoneError).
+#define HF_ERR_INVALID_ZONE -503
+
+// The fabric cannot provide what the zone requires (InsufficientResourcesError).
+#define HF_ERR_INSUFFICIENT_RESOURCES -504
+
+// Traffic would cross a zone's isolation boundary (ZoneIsolationViolationError).
+#define HF_ERR_ZONE_ISOLATION_VIOLATION -505
+
+// A configuration file is unreadable or invalid (ConfigError).
+#define HF_ERR_CONFIG -601
+
+// An operating-system call failed (IOError).
+#define HF_ERR_IO -701
+
+// An operation did not complete in time (TimeoutError).
+#define HF_ERR_TIMEOUT -801
+
+// An argument is invalid (InvalidArgumentError).
+#define HF_ERR_INVALID_ARGUMENT -901
+
+// A pointer argument is NULL.
+#define HF_ERR_NULL_ARGUMENT -902
+
+// A string argument is not valid UTF-8.
+#define HF_ERR_INVALID_UTF8 -903
+
+// An enum argument holds no valid value.
+#define HF_ERR_INVALID_ENUM -904
+
+// The library failed internally (a bug: please report the message).
+#define HF_ERR_PANIC -999
+
+// A frame failed authentication: wrong key or tampered (AuthenticationError).
+#define HF_ERR_AUTHENTICATION -1001
+
+// A frame does not decode (MalformedFrameError).
+#define HF_ERR_MALFORMED_FRAME -1002
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+// Fills `options` with the defaults (and its `struct_size`).
+//
+// # Safety
+// `options` is NULL or points to writable memory for an `hf_protocol_options`.
+hf_status hf_protocol_options_init(hf_protocol_options *options);
+
+// Creates a protocol instance and stores it in `*out` (`HF_ERR_INVALID_ARGUMENT` for bad
+// options, `HF_ERR_IO` when the fabric directory cannot be used). `options` NULL: the
+// defaults. Free it with `hf_protocol_free`.
+//
+// # Safety
+// `options` is NULL or an initialised `hf_protocol_options` whose strings and key stay valid
+// during the call; `out` points to writable memory for a pointer.
+hf_status hf_protocol_new(const hf_protocol_options *options,
+                          hf_protocol **out);
+
+// Stops the background thread, unregisters the nodes this instance hosts, and frees it.
+// NULL is ignored.
+//
+// # Safety
+// `protocol` is NULL or a handle from `hf_protocol_new` not freed before; no other thread
+// uses it during or after the call.
+void hf_protocol_free(hf_protocol *protocol);
+
+// Fills `node` with an empty signature (every optional field unset).
+//
+// # Safety
+// `node` is NULL or points to writable memory for an `hf_node_signature`.
+hf_status hf_node_signature_init(hf_node_signature *node);
+
+// Registers a node hosted by this process: `HF_ERR_DUPLICATE_NODE` when any process of the
+// fabric hosts the id, `HF_ERR_INVALID_NODE` for an invalid signature.
+//
+// # Safety
+// `protocol` is a live handle; `node` is NULL or an initialised `hf_node_signature` whose
+// strings stay valid during the call.
+hf_status hf_register_node(const hf_protocol *protocol,
+                           const hf_node_signature *node);
+
+// Removes a node this process hosts (`HF_ERR_NODE_NOT_FOUND` otherwise).
+//
+// # Safety
+// `protocol` is a live handle; `node_id` is NULL or a NUL-terminated string.
+hf_status hf_unregister_node(const hf_protocol *protocol,
+                             const char *node_id);
+
+// Fills `options` with the defaults of a send.
+//
+// # Safety
+// `options` is NULL or points to writable memory for an `hf_send_options`.
+hf_status hf_send_options_init(hf_send_options *options);
+
+// Sends `len` bytes at `data` from hosted node `source` to `destination` and waits for the
+// response (a node without handler answers with an empty delivery receipt), stored in
+// `*response` (release it with `hf_bytes_free`). Fails before sending with
+// `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
+// `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
+// the handler's status when it fails. `options` NULL: the defaults.
+//
+// # Safety
+// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
+// points to `len` readable bytes (may be NULL when `len` is 0); `options` NULL or
+// initialised; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_send_data(const hf_protocol *protocol,
+                       const char *source,
+                       const char *destination,
+                       const uint8_t *data,
+                       size_t len,
+                       const hf_send_options *options,
+                       hf_bytes *response);
+
+// Like `hf_send_data`, but returns once the message is in the ring, with a request in
+// `*request` to complete with `hf_request_test` or `hf_request_wait` and release with
+// `hf_request_free`. Errors found before sending come back here.
+//
+// # Safety
+// As `hf_send_data`; `request` points to writable memory for a pointer.
+hf_status hf_send_data_nb(const hf_protocol *protocol,
+                          const char *source,
+                          const char *destination,
+                          const uint8_t *data,
+                          size_t len,
+                          const hf_send_options *options,
+                          hf_request **request);
+
+// Progresses a request without blocking. `*done` becomes true once it completed; the
+// call then returns the request's outcome and, on success, stores the response in
+// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again.
+//
+// # Safety
+// `request` is a live handle; `done` and `response` point to writable memory.
+hf_status hf_request_test(hf_request *request,
+                          bool *done,
+                          hf_bytes *response);
+
+// Blocks until the request completes; returns its outcome and, on success, stores the
+// response in `*response`.
+//
+// # Safety
+// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_request_wait(hf_request *request,
+                          hf_bytes *response);
+
+// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
+// is ignored.
+//
+// # Safety
+// `request` is NULL or a handle not freed before.
+void hf_request_free(hf_request *request);
+
+// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
+// (zeroed) `hf_bytes`, is ignored.
+//
+// # Safety
+// `bytes` is NULL or an `hf_bytes` filled by this library (or zeroed).
+void hf_bytes_free(hf_bytes *bytes);
+
+// One-way send: returns once the message is in the destination's ring (errors as
+// `hf_send_data`, before sending).
+//
+// # Safety
+// As `hf_send_data`, without `response`.
+hf_status hf_post(const hf_protocol *protocol,
+                  const char *source,
+                  const char *destination,
+                  const uint8_t *data,
+                  size_t len,
+                  const hf_send_options *options);
+
+// Takes the oldest message queued for hosted node `node_id` (one without handler), waiting
+// up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
+// `HF_ERR_TIMEOUT` when nothing came.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `message` points to
+// writable memory for a pointer.
+hf_status hf_recv(const hf_protocol *protocol,
+                  const char *node_id,
+                  uint64_t timeout_ms,
+                  hf_message **message);
+
+// Fills `*view` with pointers into `message` (valid until `hf_message_free`).
+//
+// # Safety
+// `message` is a live handle; `view` points to writable memory for an `hf_message_view`.
+hf_status hf_message_get_view(const hf_message *message,
+                              hf_message_view *out);
+
+// Releases a message. NULL is ignored.
+//
+// # Safety
+// `message` is NULL or a handle from `hf_recv` not freed before.
+void hf_message_free(hf_message *message);
+
+// Sets the response of a handler call (copied; a later call replaces it).
+//
+// # Safety
+// `response` is the pointer the handler received; `data` points to `len` readable bytes.
+hf_status hf_response_set(hf_response *response,
+                          const uint8_t *data,
+                          size_t len);
+
+// Sets the request handler of hosted node `node_id` (`handler` NULL removes it: requests are
+// then queued for `hf_recv` and answered with a delivery receipt). The handler's response
+// goes back to `hf_send_data`; a non-`HF_OK` status becomes the requester's error.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `user_data` stays valid,
+// and may be used from another thread, until the handler is replaced or the protocol freed.
+hf_status hf_on_receive(const hf_protocol *protocol,
+                        const char *node_id,
+                        hf_handler handler,
+                        void *user_data);
+
+// Pings `destination` from hosted node `source` with probes of `packet_size` bytes, into
+// `*result` (release with `hf_ping_result_free`).
+//
+// # Safety
+// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `result`
+// points to writable memory for a pointer.
+hf_status hf_ping(const hf_protocol *protocol,
+                  const char *source,
+                  const char *destination,
+                  size_t packet_size,
+                  uint64_t timeout_ms,
+                  hf_ping_result **result);
+
+// Releases a ping result. NULL is ignored.
+//
+// # Safety
+// `result` is NULL or a result from `hf_ping` not freed before.
+void hf_ping_result_free(hf_ping_result *result);
+
+// Fills `zone` with an empty specification.
+//
+// # Safety
+// `zone` is NULL or points to writable memory for an `hf_fabric_zone`.
+hf_status hf_fabric_zone_init(hf_fabric_zone *zone);
+
+// Creates a zone of the fabric (every process enforces it): `HF_ERR_DUPLICATE_ZONE`,
+// `HF_ERR_INSUFFICIENT_RESOURCES`, `HF_ERR_INVALID_ZONE`.
+//
+// # Safety
+// `protocol` is a live handle; `zone` NULL or an initialised `hf_fabric_zone` whose strings
+// stay valid during the call.
+hf_status hf_create_zone(const hf_protocol *protocol,
+                         const hf_fabric_zone *zone);
+
+// Makes a registered node a member of a zone (`HF_ERR_ZONE_NOT_FOUND`,
+// `HF_ERR_NODE_NOT_FOUND`, `HF_ERR_INSUFFICIENT_RESOURCES` when full).
+//
+// # Safety
+// `protocol` is a live handle; the ids are NUL-terminated strings.
+hf_status hf_assign_to_zone(const hf_protocol *protocol,
+                            const char *zone_id,
+                            const char *node_id);
+
+// The topology (nodes, links, zones, route metrics, traffic counters) as a JSON object with
+// the fields of the reference's `TopologyInfo`, in `*json` (release with `hf_string_free`).
+//
+// # Safety
+// `protocol` is a live handle; `json` points to writable memory for a pointer.
+hf_status hf_get_topology_info(const hf_protocol *protocol,
+                               char **json);
+
+// Releases a string the library handed out. NULL is ignored.
+//
+// # Safety
+// `s` is NULL or a string from this library not freed before.
+void hf_string_free(char *s);
+
+// Starts the background engine thread (pinned to `engine_core` when set): messages are then
+// delivered and answered without the caller driving the engine.
+//
+// # Safety
+// `protocol` is a live handle.
+hf_status hf_start_background_services(const hf_protocol *protocol);
+
+// Stops the background engine thread.
+//
+// # Safety
+// `protocol` is a live handle.
+hf_status hf_stop_background_services(const hf_protocol *protocol);
+
+// One engine pass in the caller's thread; `*handled` (if not NULL) gets the number of
+// messages handled.
+//
+// # Safety
+// `protocol` is a live handle; `handled` NULL or writable.
+hf_status hf_progress(const hf_protocol *protocol,
+                      size_t *handled);
+
+// The library version: `major << 16 | minor << 8 | patch`.
+uint32_t hf_version(void);
+
+// The library version as text (`"0.1.0"`); a static string, never freed.
+const char *hf_version_string(void);
+
+// The name of a status code: `"OK"`, the exception name of the API reference
+// (`"NodeNotFoundError"`, ...), or `"UnknownStatus"`; a static string, never freed.
+const char *hf_status_str(hf_status status);
+
+// The category block of a status: `HF_OK` for success, else the first code of its block
+// (`-100` node errors, `-200` routing, `-300` quantum, `-400` buffer, `-500` zone, `-600`
+// config, `-700` I/O, `-800` timeout, `-900` invalid argument, `-1000` security); a code
+// outside every block gives `HF_ERR_INVALID_ARGUMENT`.
+hf_status hf_status_category(hf_status status);
+
+// The detail of the last failed call on this thread (empty after a success); valid until
+// the next `hf_` call on this thread; never freed by the caller.
+const char *hf_last_error_message(void);
+
+// The library version: `major << 16 | minor << 8 | patch`.
+uint32_t hf_version(void);
+
+// The library version as text (`"0.1.0"`); a static string, never freed.
+const char *hf_version_string(void);
+
+// The name of a status code: `"OK"`, the exception name of the API reference
+// (`"NodeNotFoundError"`, ...), or `"UnknownStatus"`; a static string, never freed.
+const char *hf_status_str(hf_status status);
+
+// The category block of a status: `HF_OK` for success, else the first code of its block
+// (`-100` node errors, `-200` routing, `-300` quantum, `-400` buffer, `-500` zone, `-600`
+// config, `-700` I/O, `-800` timeout, `-900` invalid argument, `-1000` security); a code
+// outside every block gives `HF_ERR_INVALID_ARGUMENT`.
+hf_status hf_status_category(hf_status status);
+
+// The detail of the last failed call on this thread (empty after a success); valid until
+// the next `hf_` call on this thread; never freed by the caller.
+const char *hf_last_error_message(void);
+
+// Fills `options` with the defaults (and its `struct_size`).
+//
+// # Safety
+// `options` is NULL or points to writable memory for an `hf_protocol_options`.
+hf_status hf_protocol_options_init(hf_protocol_options *options);
+
+// Creates a protocol instance and stores it in `*out` (`HF_ERR_INVALID_ARGUMENT` for bad
+// options, `HF_ERR_IO` when the fabric directory cannot be used). `options` NULL: the
+// defaults. Free it with `hf_protocol_free`.
+//
+// # Safety
+// `options` is NULL or an initialised `hf_protocol_options` whose strings and key stay valid
+// during the call; `out` points to writable memory for a pointer.
+hf_status hf_protocol_new(const hf_protocol_options *options,
+                          hf_protocol **out);
+
+// Stops the background thread, unregisters the nodes this instance hosts, and frees it.
+// NULL is ignored.
+//
+// # Safety
+// `protocol` is NULL or a handle from `hf_protocol_new` not freed before; no other thread
+// uses it during or after the call.
+void hf_protocol_free(hf_protocol *protocol);
+
+// Fills `node` with an empty signature (every optional field unset).
+//
+// # Safety
+// `node` is NULL or points to writable memory for an `hf_node_signature`.
+hf_status hf_node_signature_init(hf_node_signature *node);
+
+// Registers a node hosted by this process: `HF_ERR_DUPLICATE_NODE` when any process of the
+// fabric hosts the id, `HF_ERR_INVALID_NODE` for an invalid signature.
+//
+// # Safety
+// `protocol` is a live handle; `node` is NULL or an initialised `hf_node_signature` whose
+// strings stay valid during the call.
+hf_status hf_register_node(const hf_protocol *protocol,
+                           const hf_node_signature *node);
+
+// Removes a node this process hosts (`HF_ERR_NODE_NOT_FOUND` otherwise).
+//
+// # Safety
+// `protocol` is a live handle; `node_id` is NULL or a NUL-terminated string.
+hf_status hf_unregister_node(const hf_protocol *protocol,
+                             const char *node_id);
+
+// Fills `options` with the defaults of a send.
+//
+// # Safety
+// `options` is NULL or points to writable memory for an `hf_send_options`.
+hf_status hf_send_options_init(hf_send_options *options);
+
+// Sends `len` bytes at `data` from hosted node `source` to `destination` and waits for the
+// response (a node without handler answers with an empty delivery receipt), stored in
+// `*response` (release it with `hf_bytes_free`). Fails before sending with
+// `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
+// `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
+// the handler's status when it fails. `options` NULL: the defaults.
+//
+// # Safety
+// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
+// points to `len` readable bytes (may be NULL when `len` is 0); `options` NULL or
+// initialised; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_send_data(const hf_protocol *protocol,
+                       const char *source,
+                       const char *destination,
+                       const uint8_t *data,
+                       size_t len,
+                       const hf_send_options *options,
+                       hf_bytes *response);
+
+// Like `hf_send_data`, but returns once the message is in the ring, with a request in
+// `*request` to complete with `hf_request_test` or `hf_request_wait` and release with
+// `hf_request_free`. Errors found before sending come back here.
+//
+// # Safety
+// As `hf_send_data`; `request` points to writable memory for a pointer.
+hf_status hf_send_data_nb(const hf_protocol *protocol,
+                          const char *source,
+                          const char *destination,
+                          const uint8_t *data,
+                          size_t len,
+                          const hf_send_options *options,
+                          hf_request **request);
+
+// Progresses a request without blocking. `*done` becomes true once it completed; the
+// call then returns the request's outcome and, on success, stores the response in
+// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again.
+//
+// # Safety
+// `request` is a live handle; `done` and `response` point to writable memory.
+hf_status hf_request_test(hf_request *request,
+                          bool *done,
+                          hf_bytes *response);
+
+// Blocks until the request completes; returns its outcome and, on success, stores the
+// response in `*response`.
+//
+// # Safety
+// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_request_wait(hf_request *request,
+                          hf_bytes *response);
+
+// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
+// is ignored.
+//
+// # Safety
+// `request` is NULL or a handle not freed before.
+void hf_request_free(hf_request *request);
+
+// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
+// (zeroed) `hf_bytes`, is ignored.
+//
+// # Safety
+// `bytes` is NULL or an `hf_bytes` filled by this library (or zeroed).
+void hf_bytes_free(hf_bytes *bytes);
+
+// One-way send: returns once the message is in the destination's ring (errors as
+// `hf_send_data`, before sending).
+//
+// # Safety
+// As `hf_send_data`, without `response`.
+hf_status hf_post(const hf_protocol *protocol,
+                  const char *source,
+                  const char *destination,
+                  const uint8_t *data,
+                  size_t len,
+                  const hf_send_options *options);
+
+// Takes the oldest message queued for hosted node `node_id` (one without handler), waiting
+// up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
+// `HF_ERR_TIMEOUT` when nothing came.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `message` points to
+// writable memory for a pointer.
+hf_status hf_recv(const hf_protocol *protocol,
+                  const char *node_id,
+                  uint64_t timeout_ms,
+                  hf_message **message);
+
+// Fills `*view` with pointers into `message` (valid until `hf_message_free`).
+//
+// # Safety
+// `message` is a live handle; `view` points to writable memory for an `hf_message_view`.
+hf_status hf_message_get_view(const hf_message *message,
+                              hf_message_view *out);
+
+// Releases a message. NULL is ignored.
+//
+// # Safety
+// `message` is NULL or a handle from `hf_recv` not freed before.
+void hf_message_free(hf_message *message);
+
+// Sets the response of a handler call (copied; a later call replaces it).
+//
+// # Safety
+// `response` is the pointer the handler received; `data` points to `len` readable bytes.
+hf_status hf_response_set(hf_response *response,
+                          const uint8_t *data,
+                          size_t len);
+
+// Sets the request handler of hosted node `node_id` (`handler` NULL removes it: requests are
+// then queued for `hf_recv` and answered with a delivery receipt). The handler's response
+// goes back to `hf_send_data`; a non-`HF_OK` status becomes the requester's error.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `user_data` stays valid,
+// and may be used from another thread, until the handler is replaced or the protocol freed.
+hf_status hf_on_receive(const hf_protocol *protocol,
+                        const char *node_id,
+                        hf_handler handler,
+                        void *user_data);
+
+// Pings `destination` from hosted node `source` with probes of `packet_size` bytes, into
+// `*result` (release with `hf_ping_result_free`).
+//
+// # Safety
+// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `result`
+// points to writable memory for a pointer.
+hf_status hf_ping(const hf_protocol *protocol,
+                  const char *source,
+                  const char *destination,
+                  size_t packet_size,
+                  uint64_t timeout_ms,
+                  hf_ping_result **result);
+
+// Releases a ping result. NULL is ignored.
+//
+// # Safety
+// `result` is NULL or a result from `hf_ping` not freed before.
+void hf_ping_result_free(hf_ping_result *result);
+
+// Fills `zone` with an empty specification.
+//
+// # Safety
+// `zone` is NULL or points to writable memory for an `hf_fabric_zone`.
+hf_status hf_fabric_zone_init(hf_fabric_zone *zone);
+
+// Creates a zone of the fabric (every process enforces it): `HF_ERR_DUPLICATE_ZONE`,
+// `HF_ERR_INSUFFICIENT_RESOURCES`, `HF_ERR_INVALID_ZONE`.
+//
+// # Safety
+// `protocol` is a live handle; `zone` NULL or an initialised `hf_fabric_zone` whose strings
+// stay valid during the call.
+hf_status hf_create_zone(const hf_protocol *protocol,
+                         const hf_fabric_zone *zone);
+
+// Makes a registered node a member of a zone (`HF_ERR_ZONE_NOT_FOUND`,
+// `HF_ERR_NODE_NOT_FOUND`, `HF_ERR_INSUFFICIENT_RESOURCES` when full).
+//
+// # Safety
+// `protocol` is a live handle; the ids are NUL-terminated strings.
+hf_status hf_assign_to_zone(const hf_protocol *protocol,
+                            const char *zone_id,
+                            const char *node_id);
+
+// The topology (nodes, links, zones, route metrics, traffic counters) as a JSON object with
+// the fields of the reference's `TopologyInfo`, in `*json` (release with `hf_string_free`).
+//
+// # Safety
+// `protocol` is a live handle; `json` points to writable memory for a pointer.
+hf_status hf_get_topology_info(const hf_protocol *protocol,
+                               char **json);
+
+// Releases a string the library handed out. NULL is ignored.
+//
+// # Safety
+// `s` is NULL or a string from this library not freed before.
+void hf_string_free(char *s);
+
+// Starts the background engine thread (pinned to `engine_core` when set): messages are then
+// delivered and answered without the caller driving the engine.
+//
+// # Safety
+// `protocol` is a live handle.
+hf_status hf_start_background_services(const hf_protocol *protocol);
+
+// Stops the background engine thread.
+//
+// # Safety
+// `protocol` is a live handle.
+hf_status hf_stop_background_services(const hf_protocol *protocol);
+
+// One engine pass in the caller's thread; `*handled` (if not NULL) gets the number of
+// messages handled.
+//
+// # Safety
+// `protocol` is a live handle; `handled` NULL or writable.
+hf_status hf_progress(const hf_protocol *protocol,
+                      size_t *handled);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* HYPERFABRIC_H */

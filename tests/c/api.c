@@ -1,0 +1,311 @@
+/*
+ * The C API from C: two protocol instances on one fabric (they reach each other through
+ * shared memory as two processes would), every call of the protocol API, and the documented
+ * status for each bad input: NULL for every pointer argument, invalid enums, strings that are
+ * not UTF-8, unknown and duplicate nodes, a struct_size that is too small. Built with
+ * -Wall -Wextra -Werror -pedantic and run under AddressSanitizer/UBSan by tests/c_api.rs;
+ * exits 0 when every check holds. argv[1]: the fabric name (the caller removes its directory).
+ */
+#include "hyperfabric.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                         \
+    do {                                                                                    \
+        if (!(cond)) {                                                                      \
+            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, __LINE__, \
+                    #cond, hf_last_error_message());                                        \
+            failures++;                                                                     \
+        }                                                                                   \
+    } while (0)
+
+#define CHECK_STATUS(call, want)                                                            \
+    do {                                                                                    \
+        hf_status got_ = (call);                                                            \
+        if (got_ != (want)) {                                                               \
+            fprintf(stderr, "%s:%d: %s returned %d (%s), want %d (%s); last error: %s\n",   \
+                    __FILE__, __LINE__, #call, got_, hf_status_str(got_), (int)(want),      \
+                    hf_status_str(want), hf_last_error_message());                          \
+            failures++;                                                                     \
+        }                                                                                   \
+    } while (0)
+
+/* The handler of node "b": answers with the request reversed; "fail" makes it fail. */
+static hf_status reverse(void *user_data, const hf_message_view *m, hf_response *response) {
+    int *calls = (int *)user_data;
+    unsigned char buf[256];
+    size_t i;
+    (*calls)++;
+    if (m->len == 4 && memcmp(m->data, "fail", 4) == 0) {
+        return HF_ERR_INVALID_NODE;
+    }
+    if (m->len > sizeof buf) {
+        return HF_ERR_BUFFER_OVERFLOW;
+    }
+    for (i = 0; i < m->len; i++) {
+        buf[i] = m->data[m->len - 1 - i];
+    }
+    return hf_response_set(response, buf, m->len);
+}
+
+static hf_node_signature node(const char *id) {
+    hf_node_signature n;
+    hf_node_signature_init(&n);
+    n.node_id = id;
+    n.hardware_type = HF_HARDWARE_CPU_SERVER;
+    n.bandwidth_gbps = 100.0;
+    n.latency_ns = 10;
+    return n;
+}
+
+int main(int argc, char **argv) {
+    char fabric[64];
+    hf_protocol_options o;
+    hf_protocol *a = NULL, *b = NULL, *none = NULL;
+    hf_node_signature n;
+    hf_send_options so;
+    hf_bytes resp = {NULL, 0, 0};
+    hf_request *req = NULL;
+    hf_message *msg = NULL;
+    hf_message_view v;
+    hf_ping_result *ping = NULL;
+    hf_fabric_zone z;
+    char *json = NULL;
+    int calls = 0;
+    bool done = false;
+    size_t handled = 0;
+    const char bad_utf8[] = {(char)0xff, (char)0xfe, 0};
+
+    /* Version and status names. */
+    CHECK(hf_version() == 0x000100);
+    CHECK(strcmp(hf_version_string(), "0.1.0") == 0);
+    CHECK(strcmp(hf_status_str(HF_OK), "OK") == 0);
+    CHECK(strcmp(hf_status_str(HF_ERR_NODE_NOT_FOUND), "NodeNotFoundError") == 0);
+    CHECK(strcmp(hf_status_str(12345), "UnknownStatus") == 0);
+    CHECK(hf_status_category(HF_ERR_DUPLICATE_NODE) == -100);
+    CHECK(hf_status_category(HF_ERR_ZONE_ISOLATION_VIOLATION) == -500);
+    CHECK(hf_status_category(HF_ERR_NULL_ARGUMENT) == -900);
+
+    /* Options and protocol handles. */
+    CHECK_STATUS(hf_protocol_options_init(NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_protocol_options_init(&o), HF_OK);
+    CHECK(o.struct_size == sizeof o && o.enable_fault_tolerance && o.engine_core == -1);
+    if (argc > 1) {
+        snprintf(fabric, sizeof fabric, "%s", argv[1]);
+    } else {
+        snprintf(fabric, sizeof fabric, "c-api-test-%d", (int)getpid());
+    }
+    o.fabric_name = fabric;
+    CHECK_STATUS(hf_protocol_new(&o, NULL), HF_ERR_NULL_ARGUMENT);
+    o.idle_strategy = 7;
+    CHECK_STATUS(hf_protocol_new(&o, &none), HF_ERR_INVALID_ENUM);
+    CHECK(none == NULL);
+    o.idle_strategy = HF_IDLE_ADAPTIVE;
+    o.struct_size = 8;
+    CHECK_STATUS(hf_protocol_new(&o, &none), HF_ERR_INVALID_ARGUMENT);
+    o.struct_size = sizeof o;
+    o.fabric_name = bad_utf8;
+    CHECK_STATUS(hf_protocol_new(&o, &none), HF_ERR_INVALID_UTF8);
+    o.fabric_name = fabric;
+    CHECK_STATUS(hf_protocol_new(&o, &a), HF_OK);
+    CHECK_STATUS(hf_protocol_new(&o, &b), HF_OK);
+    hf_protocol_free(NULL);
+
+    /* Nodes. */
+    CHECK_STATUS(hf_node_signature_init(NULL), HF_ERR_NULL_ARGUMENT);
+    n = node("a");
+    CHECK_STATUS(hf_register_node(NULL, &n), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_register_node(a, NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_register_node(a, &n), HF_OK);
+    CHECK_STATUS(hf_register_node(b, &n), HF_ERR_DUPLICATE_NODE);
+    n = node("b");
+    n.hardware_type = 99;
+    CHECK_STATUS(hf_register_node(b, &n), HF_ERR_INVALID_ENUM);
+    n.hardware_type = HF_HARDWARE_CPU_SERVER;
+    n.bandwidth_gbps = -1.0;
+    CHECK_STATUS(hf_register_node(b, &n), HF_ERR_INVALID_NODE);
+    n.bandwidth_gbps = 100.0;
+    n.node_id = NULL;
+    CHECK_STATUS(hf_register_node(b, &n), HF_ERR_NULL_ARGUMENT);
+    n.node_id = bad_utf8;
+    CHECK_STATUS(hf_register_node(b, &n), HF_ERR_INVALID_UTF8);
+    n.node_id = "b";
+    n.metadata_json = "[1, 2]";
+    CHECK_STATUS(hf_register_node(b, &n), HF_ERR_INVALID_ARGUMENT);
+    n.metadata_json = "{\"rack\": 7}";
+    CHECK_STATUS(hf_register_node(b, &n), HF_OK);
+    n = node("c");
+    CHECK_STATUS(hf_register_node(a, &n), HF_OK);
+    CHECK_STATUS(hf_unregister_node(a, "c"), HF_OK);
+    CHECK_STATUS(hf_unregister_node(a, "c"), HF_ERR_NODE_NOT_FOUND);
+    CHECK_STATUS(hf_unregister_node(a, NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_unregister_node(NULL, "c"), HF_ERR_NULL_ARGUMENT);
+
+    /* Handlers and requests: b answers on its engine thread. */
+    CHECK_STATUS(hf_on_receive(NULL, "b", reverse, &calls), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_on_receive(b, NULL, reverse, &calls), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_on_receive(b, "nobody", reverse, &calls), HF_ERR_NODE_NOT_FOUND);
+    CHECK_STATUS(hf_on_receive(b, "b", reverse, &calls), HF_OK);
+    CHECK_STATUS(hf_start_background_services(b), HF_OK);
+    CHECK_STATUS(hf_start_background_services(NULL), HF_ERR_NULL_ARGUMENT);
+
+    CHECK_STATUS(hf_send_options_init(NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_send_options_init(&so), HF_OK);
+    CHECK(so.timeout_ms == 5000 && so.priority == HF_PRIORITY_MEDIUM);
+    CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"hello", 5, &so, &resp), HF_OK);
+    CHECK(resp.len == 5 && memcmp(resp.data, "olleh", 5) == 0);
+    hf_bytes_free(&resp);
+    CHECK(resp.data == NULL && resp.len == 0);
+    hf_bytes_free(&resp); /* released twice: ignored */
+    hf_bytes_free(NULL);
+    CHECK_STATUS(hf_send_data(a, "a", "b", NULL, 0, NULL, &resp), HF_OK);
+    CHECK(resp.len == 0);
+    hf_bytes_free(&resp);
+    CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"fail", 4, NULL, &resp),
+                 HF_ERR_INVALID_NODE);
+    CHECK_STATUS(hf_send_data(NULL, "a", "b", (const uint8_t *)"x", 1, NULL, &resp),
+                 HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_send_data(a, NULL, "b", (const uint8_t *)"x", 1, NULL, &resp),
+                 HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_send_data(a, "a", NULL, (const uint8_t *)"x", 1, NULL, &resp),
+                 HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_send_data(a, "a", "b", NULL, 1, NULL, &resp), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"x", 1, NULL, NULL),
+                 HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_send_data(a, "a", "nobody", (const uint8_t *)"x", 1, NULL, &resp),
+                 HF_ERR_NODE_NOT_FOUND);
+    CHECK_STATUS(hf_send_data(a, bad_utf8, "b", (const uint8_t *)"x", 1, NULL, &resp),
+                 HF_ERR_INVALID_UTF8);
+    so.priority = 9;
+    CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"x", 1, &so, &resp),
+                 HF_ERR_INVALID_ENUM);
+    hf_send_options_init(&so);
+    so.data_type = 99;
+    CHECK_STATUS(hf_post(a, "a", "b", (const uint8_t *)"x", 1, &so), HF_ERR_INVALID_ENUM);
+    hf_send_options_init(&so);
+    so.latency_constraint_ns = 1;
+    CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"x", 1, &so, &resp),
+                 HF_ERR_LATENCY_CONSTRAINT_VIOLATION);
+    hf_send_options_init(&so);
+    so.compression_enabled = true;
+    so.metadata_json = "{\"layer\": 3}";
+    CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"abc", 3, &so, &resp), HF_OK);
+    CHECK(resp.len == 3 && memcmp(resp.data, "cba", 3) == 0);
+    hf_bytes_free(&resp);
+    CHECK(calls >= 4);
+
+    /* Non-blocking requests. */
+    CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"xyz", 3, NULL, NULL),
+                 HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"xyz", 3, NULL, &req), HF_OK);
+    while (!done) {
+        CHECK_STATUS(hf_request_test(req, &done, &resp), HF_OK);
+    }
+    CHECK(resp.len == 3 && memcmp(resp.data, "zyx", 3) == 0);
+    hf_bytes_free(&resp);
+    CHECK_STATUS(hf_request_test(req, &done, &resp), HF_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(hf_request_wait(req, &resp), HF_ERR_INVALID_ARGUMENT);
+    hf_request_free(req);
+    req = NULL;
+    CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"12", 2, NULL, &req), HF_OK);
+    CHECK_STATUS(hf_request_wait(req, &resp), HF_OK);
+    CHECK(resp.len == 2 && memcmp(resp.data, "21", 2) == 0);
+    hf_bytes_free(&resp);
+    CHECK_STATUS(hf_request_test(NULL, &done, &resp), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_request_test(req, NULL, &resp), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_request_wait(NULL, &resp), HF_ERR_NULL_ARGUMENT);
+    hf_request_free(req);
+    hf_request_free(NULL);
+    /* An unfinished request freed: abandoned. */
+    CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"ab", 2, NULL, &req), HF_OK);
+    hf_request_free(req);
+
+    /* One-way messages to a node without handler, taken with hf_recv. */
+    CHECK_STATUS(hf_on_receive(b, "b", NULL, NULL), HF_OK);
+    CHECK_STATUS(hf_post(a, "a", "b", (const uint8_t *)"one", 3, NULL), HF_OK);
+    CHECK_STATUS(hf_post(NULL, "a", "b", (const uint8_t *)"one", 3, NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+    CHECK_STATUS(hf_message_get_view(msg, &v), HF_OK);
+    CHECK(v.len == 3 && memcmp(v.data, "one", 3) == 0 && v.one_way);
+    CHECK(strcmp(v.source, "a") == 0 && strcmp(v.destination, "b") == 0);
+    CHECK(v.data_type == HF_DATA_GENERIC && v.priority == HF_PRIORITY_MEDIUM);
+    CHECK(v.metadata == NULL && v.metadata_len == 0);
+    CHECK_STATUS(hf_message_get_view(NULL, &v), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_message_get_view(msg, NULL), HF_ERR_NULL_ARGUMENT);
+    hf_message_free(msg);
+    hf_message_free(NULL);
+    CHECK_STATUS(hf_recv(b, "b", 0, &msg), HF_ERR_TIMEOUT);
+    CHECK_STATUS(hf_recv(b, "a", 0, &msg), HF_ERR_NODE_NOT_FOUND);
+    CHECK_STATUS(hf_recv(b, "b", 0, NULL), HF_ERR_NULL_ARGUMENT);
+    /* A request to a node without handler gets a delivery receipt. */
+    hf_send_options_init(&so);
+    so.metadata_json = "{\"k\": \"v\"}";
+    CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"req", 3, &so, &resp), HF_OK);
+    CHECK(resp.len == 0);
+    CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+    CHECK_STATUS(hf_message_get_view(msg, &v), HF_OK);
+    CHECK(!v.one_way && v.metadata_len > 0 && memchr(v.metadata, 'k', v.metadata_len) != NULL);
+    hf_message_free(msg);
+
+    /* Ping. */
+    CHECK_STATUS(hf_ping(a, "a", "b", 64, 1000, &ping), HF_OK);
+    CHECK(ping->success && ping->path_len == 2);
+    CHECK(strcmp(ping->path[0], "a") == 0 && strcmp(ping->path[1], "b") == 0);
+    CHECK(strcmp(ping->source, "a") == 0 && ping->latency_ns > 0);
+    hf_ping_result_free(ping);
+    hf_ping_result_free(NULL);
+    CHECK_STATUS(hf_ping(a, "a", "nobody", 64, 100, &ping), HF_ERR_NODE_NOT_FOUND);
+    CHECK_STATUS(hf_ping(a, "a", "b", 64, 100, NULL), HF_ERR_NULL_ARGUMENT);
+
+    /* Zones. */
+    CHECK_STATUS(hf_fabric_zone_init(NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_fabric_zone_init(&z), HF_OK);
+    z.zone_id = "training";
+    z.zone_type = HF_ZONE_COMPUTE_CLUSTER;
+    z.isolation_level = HF_ISOLATION_MEDIUM;
+    z.max_nodes = 4;
+    z.required_bandwidth_gbps = 50.0;
+    CHECK_STATUS(hf_create_zone(a, &z), HF_OK);
+    CHECK_STATUS(hf_create_zone(a, &z), HF_ERR_DUPLICATE_ZONE);
+    z.zone_id = "huge";
+    z.required_bandwidth_gbps = 1e6;
+    CHECK_STATUS(hf_create_zone(a, &z), HF_ERR_INSUFFICIENT_RESOURCES);
+    z.isolation_level = 17;
+    CHECK_STATUS(hf_create_zone(a, &z), HF_ERR_INVALID_ENUM);
+    z.isolation_level = HF_ISOLATION_LOW;
+    z.max_nodes = 0;
+    CHECK_STATUS(hf_create_zone(a, &z), HF_ERR_INVALID_ZONE);
+    CHECK_STATUS(hf_create_zone(a, NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_assign_to_zone(a, "training", "a"), HF_OK);
+    CHECK_STATUS(hf_assign_to_zone(a, "nowhere", "a"), HF_ERR_ZONE_NOT_FOUND);
+    CHECK_STATUS(hf_assign_to_zone(a, "training", NULL), HF_ERR_NULL_ARGUMENT);
+    /* "b" is outside the MEDIUM zone of "a": refused before sending. */
+    CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"x", 1, NULL, &resp),
+                 HF_ERR_ZONE_ISOLATION_VIOLATION);
+
+    /* Topology info and the engine driven by the caller. */
+    CHECK_STATUS(hf_get_topology_info(a, &json), HF_OK);
+    CHECK(strstr(json, "\"total_nodes\":2") != NULL && strstr(json, "training") != NULL);
+    hf_string_free(json);
+    hf_string_free(NULL);
+    CHECK_STATUS(hf_get_topology_info(a, NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_progress(a, &handled), HF_OK);
+    CHECK_STATUS(hf_progress(a, NULL), HF_OK);
+    CHECK_STATUS(hf_progress(NULL, NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_stop_background_services(b), HF_OK);
+    CHECK_STATUS(hf_stop_background_services(NULL), HF_ERR_NULL_ARGUMENT);
+
+    hf_protocol_free(a);
+    hf_protocol_free(b);
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("c api: all checks passed\n");
+    return 0;
+}

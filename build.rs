@@ -23,7 +23,13 @@ fn main() {
     }
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let mut builder = cbindgen::Builder::new().with_config(config);
-    for f in ["mod.rs", "status.rs", "protocol.rs"] {
+    for f in [
+        "mod.rs",
+        "status.rs",
+        "protocol.rs",
+        "buffer.rs",
+        "direct.rs",
+    ] {
         builder = builder.with_src(dir.join("src/ffi").join(f));
     }
     let header = builder.generate().expect("the C header generates");

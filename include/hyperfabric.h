@@ -209,6 +209,13 @@ typedef uint32_t hf_idle_strategy;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// One buffer, from a pool (returned to it by `hf_buffer_free`) or standalone.
+typedef struct hf_buffer hf_buffer;
+
+// A pool of equal buffers (thread-safe). Free it with `hf_buffer_manager_free`; buffers
+// taken from it stay valid after that.
+typedef struct hf_buffer_manager hf_buffer_manager;
+
 // A message taken by `hf_recv`: read it with `hf_message_get_view`, release it with
 // `hf_message_free` (a buffer sent by descriptor then returns to its sender's pool).
 typedef struct hf_message hf_message;
@@ -217,15 +224,63 @@ typedef struct hf_message hf_message;
 // may call any `hf_` function on it.
 typedef struct hf_protocol hf_protocol;
 
+// The receiver of every direct channel to one node (`hf_open_receiver`). One thread at a
+// time.
+typedef struct hf_receiver hf_receiver;
+
 // A request in flight (`hf_send_data_nb`): test it, wait for it, then free it.
 typedef struct hf_request hf_request;
 
 // The response a handler gives (`hf_response_set`).
 typedef struct hf_response hf_response;
 
+// The sending end of a direct channel (`hf_open_sender`). One thread at a time.
+typedef struct hf_sender hf_sender;
+
 // The result of a fallible call: `HF_OK` (0), or a negative code in the block of 100 of its
 // category (`hf_status_category`).
 typedef int32_t hf_status;
+
+// Bytes the library hands out (a response): read `data[0..len]`, then release with
+// `hf_bytes_free`. A zeroed `hf_bytes` (NULL data) is empty.
+typedef struct {
+    // The bytes (NULL when `len` is 0).
+    uint8_t *data;
+    // Number of bytes.
+    size_t len;
+    // Allocation size, for `hf_bytes_free`.
+    size_t capacity;
+} hf_bytes;
+
+// Options of a send (`hf_send_data`, `hf_post`, ...). Fill with `hf_send_options_init`; a
+// NULL options pointer means the defaults.
+typedef struct {
+    // `sizeof(hf_send_options)`, set by `hf_send_options_init`.
+    size_t struct_size;
+    // An `hf_data_type` (default `HF_DATA_GENERIC`).
+    uint32_t data_type;
+    // An `hf_packet_priority` (default `HF_PRIORITY_MEDIUM`).
+    uint32_t priority;
+    // Refuse the send if the route is slower, ns; 0: no constraint (default).
+    uint64_t latency_constraint_ns;
+    // Route across quantum-capable nodes only (default false).
+    bool requires_quantum_entanglement;
+    // Compress the payload, kept only when smaller (default false).
+    bool compression_enabled;
+    // Seal the payload with the fabric key (default false).
+    bool encryption_enabled;
+    // Metadata delivered with the message, a JSON object; NULL: none (default).
+    const char *metadata_json;
+    // How long to wait, ms (default 5000).
+    uint64_t timeout_ms;
+} hf_send_options;
+
+// Gets each message `hf_receiver_poll` takes: `user_data`, the source node's index, and the
+// bytes, valid during the call only (read in place in the ring, or in the sender's buffer).
+typedef void (*hf_receive_fn)(void *user_data,
+                              uint32_t source,
+                              const uint8_t *data,
+                              size_t len);
 
 // Options of `hf_protocol_new`. Fill with `hf_protocol_options_init`, then change fields.
 typedef struct {
@@ -286,40 +341,6 @@ typedef struct {
     // Metadata as a JSON object; NULL: none.
     const char *metadata_json;
 } hf_node_signature;
-
-// Options of a send (`hf_send_data`, `hf_post`, ...). Fill with `hf_send_options_init`; a
-// NULL options pointer means the defaults.
-typedef struct {
-    // `sizeof(hf_send_options)`, set by `hf_send_options_init`.
-    size_t struct_size;
-    // An `hf_data_type` (default `HF_DATA_GENERIC`).
-    uint32_t data_type;
-    // An `hf_packet_priority` (default `HF_PRIORITY_MEDIUM`).
-    uint32_t priority;
-    // Refuse the send if the route is slower, ns; 0: no constraint (default).
-    uint64_t latency_constraint_ns;
-    // Route across quantum-capable nodes only (default false).
-    bool requires_quantum_entanglement;
-    // Compress the payload, kept only when smaller (default false).
-    bool compression_enabled;
-    // Seal the payload with the fabric key (default false).
-    bool encryption_enabled;
-    // Metadata delivered with the message, a JSON object; NULL: none (default).
-    const char *metadata_json;
-    // How long to wait, ms (default 5000).
-    uint64_t timeout_ms;
-} hf_send_options;
-
-// Bytes the library hands out (a response): read `data[0..len]`, then release with
-// `hf_bytes_free`. A zeroed `hf_bytes` (NULL data) is empty.
-typedef struct {
-    // The bytes (NULL when `len` is 0).
-    uint8_t *data;
-    // Number of bytes.
-    size_t len;
-    // Allocation size, for `hf_bytes_free`.
-    size_t capacity;
-} hf_bytes;
 
 // A borrowed view of a message: every pointer stays valid while the message (or, in a
 // handler, the call) lives.
@@ -480,6 +501,240 @@ typedef struct {
 extern "C" {
 #endif // __cplusplus
 
+// A pool of `pool_size` buffers of `buffer_size` bytes in this process's memory, in `*out`
+// (`HF_ERR_INVALID_ARGUMENT` for a zero or oversized count or size).
+//
+// # Safety
+// `out` points to writable memory for a pointer.
+hf_status hf_buffer_manager_new(size_t pool_size,
+                                size_t buffer_size,
+                                hf_buffer_manager **out);
+
+// A pool whose buffers live in a shared segment of this process: they reach any node of the
+// host by descriptor (`hf_send_buffer`, `hf_post_buffer`, `hf_sender_try_send_buffer`)
+// without a copy.
+//
+// # Safety
+// `protocol` is a live handle; `out` points to writable memory for a pointer.
+hf_status hf_protocol_create_buffer_manager(const hf_protocol *protocol,
+                                            size_t pool_size,
+                                            size_t buffer_size,
+                                            hf_buffer_manager **out);
+
+// Releases a pool handle. NULL is ignored.
+//
+// # Safety
+// `manager` is NULL or a handle not freed before.
+void hf_buffer_manager_free(hf_buffer_manager *manager);
+
+// Takes a free buffer into `*out` (`HF_ERR_BUFFER_EXHAUSTED` when all are in use).
+// Lock-free.
+//
+// # Safety
+// `manager` is a live handle; `out` points to writable memory for a pointer.
+hf_status hf_buffer_manager_acquire(const hf_buffer_manager *manager,
+                                    hf_buffer **out);
+
+// Free buffers of the pool now, in `*available`.
+//
+// # Safety
+// `manager` is a live handle; `available` points to writable memory.
+hf_status hf_buffer_manager_available(const hf_buffer_manager *manager,
+                                      size_t *available);
+
+// A standalone buffer of `size` bytes (the reference's `ZeroCopyBuffer`): with
+// `enable_compression` reads and writes compress by default; `enable_encryption` seals it
+// when sent.
+//
+// # Safety
+// `out` points to writable memory for a pointer.
+hf_status hf_zero_copy_buffer_new(size_t size,
+                                  bool enable_compression,
+                                  bool enable_encryption,
+                                  hf_buffer **out);
+
+// Releases a buffer (a pooled one returns to its pool). NULL is ignored.
+//
+// # Safety
+// `buffer` is NULL or a handle not freed or consumed before.
+void hf_buffer_free(hf_buffer *buffer);
+
+// Writes `len` bytes at `offset` (lz4-compressed with a 4-byte length prefix when `compress`
+// or the buffer's default says so); `*written` gets the bytes stored.
+// `HF_ERR_BUFFER_OVERFLOW`, with nothing written, when they do not fit.
+//
+// # Safety
+// `buffer` is a live handle; `data` points to `len` readable bytes; `written` is NULL or
+// writable.
+hf_status hf_buffer_write(hf_buffer *buffer,
+                          const uint8_t *data,
+                          size_t len,
+                          size_t offset,
+                          bool compress,
+                          size_t *written);
+
+// Reads `size` bytes at `offset` (decompressed when `decompress` or the buffer's default
+// says so) into `*out` (release with `hf_bytes_free`). `HF_ERR_BUFFER_UNDERFLOW` when fewer
+// bytes were written.
+//
+// # Safety
+// `buffer` is a live handle; `out` points to writable memory for an `hf_bytes`.
+hf_status hf_buffer_read(const hf_buffer *buffer,
+                         size_t size,
+                         size_t offset,
+                         bool decompress,
+                         hf_bytes *out);
+
+// The buffer's memory for filling in place: `*data` (valid until the buffer is freed or
+// consumed) and `*capacity`; mark the bytes written with `hf_buffer_set_len`.
+//
+// # Safety
+// `buffer` is a live handle; `data` and `capacity` point to writable memory.
+hf_status hf_buffer_data(hf_buffer *buffer,
+                         uint8_t **data,
+                         size_t *capacity);
+
+// Marks the first `len` bytes valid (`HF_ERR_BUFFER_OVERFLOW` beyond the capacity).
+//
+// # Safety
+// `buffer` is a live handle.
+hf_status hf_buffer_set_len(hf_buffer *buffer,
+                            size_t len);
+
+// Bytes of valid data, in `*len`.
+//
+// # Safety
+// `buffer` is a live handle; `len` points to writable memory.
+hf_status hf_buffer_len(const hf_buffer *buffer,
+                        size_t *len);
+
+// `hf_send_data` of a buffer's valid bytes: by descriptor (zero copy) when it comes from
+// `hf_protocol_create_buffer_manager` and neither compression nor encryption is asked,
+// else as bytes. The call consumes `buffer` whatever its outcome.
+//
+// # Safety
+// As `hf_send_data`; `buffer` is a live handle, not used after the call.
+hf_status hf_send_buffer(const hf_protocol *protocol,
+                         const char *source,
+                         const char *destination,
+                         hf_buffer *buffer,
+                         const hf_send_options *options,
+                         hf_bytes *response);
+
+// `hf_post` of a buffer (zero copy under the conditions of `hf_send_buffer`). The call
+// consumes `buffer` whatever its outcome.
+//
+// # Safety
+// As `hf_post`; `buffer` is a live handle, not used after the call.
+hf_status hf_post_buffer(const hf_protocol *protocol,
+                         const char *source,
+                         const char *destination,
+                         hf_buffer *buffer,
+                         const hf_send_options *options);
+
+// Largest message `hf_sender_try_send` carries inline (larger ones: send a buffer).
+size_t hf_direct_max_inline(void);
+
+// Opens a direct channel from hosted node `source` to `destination` (a live node of any
+// process of the host) into `*out`: `HF_ERR_NODE_NOT_FOUND`, or
+// `HF_ERR_ZONE_ISOLATION_VIOLATION` when a zone forbids the pair.
+//
+// # Safety
+// `protocol` is a live handle; the ids are NUL-terminated strings; `out` points to writable
+// memory for a pointer.
+hf_status hf_open_sender(const hf_protocol *protocol,
+                         const char *source,
+                         const char *destination,
+                         hf_sender **out);
+
+// Closes a sender (the receiver still reads what it holds). NULL is ignored.
+//
+// # Safety
+// `sender` is NULL or a handle not freed before.
+void hf_sender_free(hf_sender *sender);
+
+// Pushes `len` bytes (at most `hf_direct_max_inline()`); `*sent` is false when the ring is
+// full now (try again). No lock, no allocation, no system call.
+//
+// # Safety
+// `sender` is a live handle used by this thread only; `data` points to `len` readable
+// bytes; `sent` points to writable memory.
+hf_status hf_sender_try_send(hf_sender *sender,
+                             const uint8_t *data,
+                             size_t len,
+                             bool *sent);
+
+// Pushes `len` bytes, spinning while the ring is full: `HF_ERR_TIMEOUT` after `timeout_ms`,
+// `HF_ERR_NODE_NOT_FOUND` once the destination left the fabric.
+//
+// # Safety
+// As `hf_sender_try_send`, without `sent`.
+hf_status hf_sender_send(hf_sender *sender,
+                         const uint8_t *data,
+                         size_t len,
+                         uint64_t timeout_ms);
+
+// Passes a buffer of a pool from `hf_protocol_create_buffer_manager` by descriptor (zero
+// copy): on `*sent`, `*buffer` is consumed and set to NULL (the receiver returns it to its
+// pool); when the ring is full, `*sent` is false and the buffer stays yours.
+// `HF_ERR_INVALID_ARGUMENT` (buffer kept) for a buffer of another pool.
+//
+// # Safety
+// `sender` is a live handle; `buffer` points to a live buffer handle; `sent` is writable.
+hf_status hf_sender_try_send_buffer(hf_sender *sender,
+                                    hf_buffer **buffer,
+                                    bool *sent);
+
+// Opens the receiver of hosted node `node_id` into `*out` (`HF_ERR_INVALID_ARGUMENT` while
+// another is open for the node).
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `out` writable.
+hf_status hf_open_receiver(const hf_protocol *protocol,
+                           const char *node_id,
+                           hf_receiver **out);
+
+// Closes a receiver (another may then be opened for the node). NULL is ignored.
+//
+// # Safety
+// `receiver` is NULL or a handle not freed before.
+void hf_receiver_free(hf_receiver *receiver);
+
+// Takes at most one message and gives it to `callback` in place; `*got` (if not NULL) says
+// whether one was taken. Never blocks.
+//
+// # Safety
+// `receiver` is a live handle used by this thread only; `callback` is a valid function;
+// `got` is NULL or writable.
+hf_status hf_receiver_poll(hf_receiver *receiver,
+                           hf_receive_fn callback,
+                           void *user_data,
+                           bool *got);
+
+// Takes at most one message and copies it into `buf` (`capacity` bytes): `*got` says
+// whether one was taken, `*len` its size and `*source` its source node's index.
+// `HF_ERR_BUFFER_OVERFLOW` when it does not fit (the message is then dropped; `*len` says
+// how large it was).
+//
+// # Safety
+// `receiver` is a live handle used by this thread only; `buf` points to `capacity`
+// writable bytes; `len`, `source` and `got` point to writable memory.
+hf_status hf_receiver_try_recv(hf_receiver *receiver,
+                               uint8_t *buf,
+                               size_t capacity,
+                               size_t *len,
+                               uint32_t *source,
+                               bool *got);
+
+// The id of node `index` (a source from `hf_receiver_poll` or `hf_receiver_try_recv`) in
+// `*node_id`: a static string, never freed. `HF_ERR_NODE_NOT_FOUND` for an unknown index.
+//
+// # Safety
+// `receiver` is a live handle; `node_id` points to writable memory for a pointer.
+hf_status hf_receiver_node_name(hf_receiver *receiver,
+                                uint32_t index,
+                                const char **node_id);
+
 // Fills `options` with the defaults (and its `struct_size`).
 //
 // # Safety
@@ -1023,6 +1278,240 @@ hf_status hf_stop_background_services(const hf_protocol *protocol);
 // `protocol` is a live handle; `handled` NULL or writable.
 hf_status hf_progress(const hf_protocol *protocol,
                       size_t *handled);
+
+// A pool of `pool_size` buffers of `buffer_size` bytes in this process's memory, in `*out`
+// (`HF_ERR_INVALID_ARGUMENT` for a zero or oversized count or size).
+//
+// # Safety
+// `out` points to writable memory for a pointer.
+hf_status hf_buffer_manager_new(size_t pool_size,
+                                size_t buffer_size,
+                                hf_buffer_manager **out);
+
+// A pool whose buffers live in a shared segment of this process: they reach any node of the
+// host by descriptor (`hf_send_buffer`, `hf_post_buffer`, `hf_sender_try_send_buffer`)
+// without a copy.
+//
+// # Safety
+// `protocol` is a live handle; `out` points to writable memory for a pointer.
+hf_status hf_protocol_create_buffer_manager(const hf_protocol *protocol,
+                                            size_t pool_size,
+                                            size_t buffer_size,
+                                            hf_buffer_manager **out);
+
+// Releases a pool handle. NULL is ignored.
+//
+// # Safety
+// `manager` is NULL or a handle not freed before.
+void hf_buffer_manager_free(hf_buffer_manager *manager);
+
+// Takes a free buffer into `*out` (`HF_ERR_BUFFER_EXHAUSTED` when all are in use).
+// Lock-free.
+//
+// # Safety
+// `manager` is a live handle; `out` points to writable memory for a pointer.
+hf_status hf_buffer_manager_acquire(const hf_buffer_manager *manager,
+                                    hf_buffer **out);
+
+// Free buffers of the pool now, in `*available`.
+//
+// # Safety
+// `manager` is a live handle; `available` points to writable memory.
+hf_status hf_buffer_manager_available(const hf_buffer_manager *manager,
+                                      size_t *available);
+
+// A standalone buffer of `size` bytes (the reference's `ZeroCopyBuffer`): with
+// `enable_compression` reads and writes compress by default; `enable_encryption` seals it
+// when sent.
+//
+// # Safety
+// `out` points to writable memory for a pointer.
+hf_status hf_zero_copy_buffer_new(size_t size,
+                                  bool enable_compression,
+                                  bool enable_encryption,
+                                  hf_buffer **out);
+
+// Releases a buffer (a pooled one returns to its pool). NULL is ignored.
+//
+// # Safety
+// `buffer` is NULL or a handle not freed or consumed before.
+void hf_buffer_free(hf_buffer *buffer);
+
+// Writes `len` bytes at `offset` (lz4-compressed with a 4-byte length prefix when `compress`
+// or the buffer's default says so); `*written` gets the bytes stored.
+// `HF_ERR_BUFFER_OVERFLOW`, with nothing written, when they do not fit.
+//
+// # Safety
+// `buffer` is a live handle; `data` points to `len` readable bytes; `written` is NULL or
+// writable.
+hf_status hf_buffer_write(hf_buffer *buffer,
+                          const uint8_t *data,
+                          size_t len,
+                          size_t offset,
+                          bool compress,
+                          size_t *written);
+
+// Reads `size` bytes at `offset` (decompressed when `decompress` or the buffer's default
+// says so) into `*out` (release with `hf_bytes_free`). `HF_ERR_BUFFER_UNDERFLOW` when fewer
+// bytes were written.
+//
+// # Safety
+// `buffer` is a live handle; `out` points to writable memory for an `hf_bytes`.
+hf_status hf_buffer_read(const hf_buffer *buffer,
+                         size_t size,
+                         size_t offset,
+                         bool decompress,
+                         hf_bytes *out);
+
+// The buffer's memory for filling in place: `*data` (valid until the buffer is freed or
+// consumed) and `*capacity`; mark the bytes written with `hf_buffer_set_len`.
+//
+// # Safety
+// `buffer` is a live handle; `data` and `capacity` point to writable memory.
+hf_status hf_buffer_data(hf_buffer *buffer,
+                         uint8_t **data,
+                         size_t *capacity);
+
+// Marks the first `len` bytes valid (`HF_ERR_BUFFER_OVERFLOW` beyond the capacity).
+//
+// # Safety
+// `buffer` is a live handle.
+hf_status hf_buffer_set_len(hf_buffer *buffer,
+                            size_t len);
+
+// Bytes of valid data, in `*len`.
+//
+// # Safety
+// `buffer` is a live handle; `len` points to writable memory.
+hf_status hf_buffer_len(const hf_buffer *buffer,
+                        size_t *len);
+
+// `hf_send_data` of a buffer's valid bytes: by descriptor (zero copy) when it comes from
+// `hf_protocol_create_buffer_manager` and neither compression nor encryption is asked,
+// else as bytes. The call consumes `buffer` whatever its outcome.
+//
+// # Safety
+// As `hf_send_data`; `buffer` is a live handle, not used after the call.
+hf_status hf_send_buffer(const hf_protocol *protocol,
+                         const char *source,
+                         const char *destination,
+                         hf_buffer *buffer,
+                         const hf_send_options *options,
+                         hf_bytes *response);
+
+// `hf_post` of a buffer (zero copy under the conditions of `hf_send_buffer`). The call
+// consumes `buffer` whatever its outcome.
+//
+// # Safety
+// As `hf_post`; `buffer` is a live handle, not used after the call.
+hf_status hf_post_buffer(const hf_protocol *protocol,
+                         const char *source,
+                         const char *destination,
+                         hf_buffer *buffer,
+                         const hf_send_options *options);
+
+// Largest message `hf_sender_try_send` carries inline (larger ones: send a buffer).
+size_t hf_direct_max_inline(void);
+
+// Opens a direct channel from hosted node `source` to `destination` (a live node of any
+// process of the host) into `*out`: `HF_ERR_NODE_NOT_FOUND`, or
+// `HF_ERR_ZONE_ISOLATION_VIOLATION` when a zone forbids the pair.
+//
+// # Safety
+// `protocol` is a live handle; the ids are NUL-terminated strings; `out` points to writable
+// memory for a pointer.
+hf_status hf_open_sender(const hf_protocol *protocol,
+                         const char *source,
+                         const char *destination,
+                         hf_sender **out);
+
+// Closes a sender (the receiver still reads what it holds). NULL is ignored.
+//
+// # Safety
+// `sender` is NULL or a handle not freed before.
+void hf_sender_free(hf_sender *sender);
+
+// Pushes `len` bytes (at most `hf_direct_max_inline()`); `*sent` is false when the ring is
+// full now (try again). No lock, no allocation, no system call.
+//
+// # Safety
+// `sender` is a live handle used by this thread only; `data` points to `len` readable
+// bytes; `sent` points to writable memory.
+hf_status hf_sender_try_send(hf_sender *sender,
+                             const uint8_t *data,
+                             size_t len,
+                             bool *sent);
+
+// Pushes `len` bytes, spinning while the ring is full: `HF_ERR_TIMEOUT` after `timeout_ms`,
+// `HF_ERR_NODE_NOT_FOUND` once the destination left the fabric.
+//
+// # Safety
+// As `hf_sender_try_send`, without `sent`.
+hf_status hf_sender_send(hf_sender *sender,
+                         const uint8_t *data,
+                         size_t len,
+                         uint64_t timeout_ms);
+
+// Passes a buffer of a pool from `hf_protocol_create_buffer_manager` by descriptor (zero
+// copy): on `*sent`, `*buffer` is consumed and set to NULL (the receiver returns it to its
+// pool); when the ring is full, `*sent` is false and the buffer stays yours.
+// `HF_ERR_INVALID_ARGUMENT` (buffer kept) for a buffer of another pool.
+//
+// # Safety
+// `sender` is a live handle; `buffer` points to a live buffer handle; `sent` is writable.
+hf_status hf_sender_try_send_buffer(hf_sender *sender,
+                                    hf_buffer **buffer,
+                                    bool *sent);
+
+// Opens the receiver of hosted node `node_id` into `*out` (`HF_ERR_INVALID_ARGUMENT` while
+// another is open for the node).
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `out` writable.
+hf_status hf_open_receiver(const hf_protocol *protocol,
+                           const char *node_id,
+                           hf_receiver **out);
+
+// Closes a receiver (another may then be opened for the node). NULL is ignored.
+//
+// # Safety
+// `receiver` is NULL or a handle not freed before.
+void hf_receiver_free(hf_receiver *receiver);
+
+// Takes at most one message and gives it to `callback` in place; `*got` (if not NULL) says
+// whether one was taken. Never blocks.
+//
+// # Safety
+// `receiver` is a live handle used by this thread only; `callback` is a valid function;
+// `got` is NULL or writable.
+hf_status hf_receiver_poll(hf_receiver *receiver,
+                           hf_receive_fn callback,
+                           void *user_data,
+                           bool *got);
+
+// Takes at most one message and copies it into `buf` (`capacity` bytes): `*got` says
+// whether one was taken, `*len` its size and `*source` its source node's index.
+// `HF_ERR_BUFFER_OVERFLOW` when it does not fit (the message is then dropped; `*len` says
+// how large it was).
+//
+// # Safety
+// `receiver` is a live handle used by this thread only; `buf` points to `capacity`
+// writable bytes; `len`, `source` and `got` point to writable memory.
+hf_status hf_receiver_try_recv(hf_receiver *receiver,
+                               uint8_t *buf,
+                               size_t capacity,
+                               size_t *len,
+                               uint32_t *source,
+                               bool *got);
+
+// The id of node `index` (a source from `hf_receiver_poll` or `hf_receiver_try_recv`) in
+// `*node_id`: a static string, never freed. `HF_ERR_NODE_NOT_FOUND` for an unknown index.
+//
+// # Safety
+// `receiver` is a live handle; `node_id` points to writable memory for a pointer.
+hf_status hf_receiver_node_name(hf_receiver *receiver,
+                                uint32_t index,
+                                const char **node_id);
 
 #ifdef __cplusplus
 }  // extern "C"

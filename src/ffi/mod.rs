@@ -16,6 +16,8 @@
 // C names: `hf_protocol`, `HF_OK`, ... as the header spells them.
 #![allow(non_camel_case_types)]
 
+pub mod buffer;
+pub mod direct;
 pub mod protocol;
 pub mod status;
 

@@ -156,7 +156,7 @@ pub enum hf_idle_strategy {
 /// A protocol instance: the nodes this process hosts on one fabric. Thread-safe: any thread
 /// may call any `hf_` function on it.
 pub struct hf_protocol {
-    inner: HyperFabricProtocol,
+    pub(crate) inner: HyperFabricProtocol,
 }
 
 /// Options of `hf_protocol_new`. Fill with `hf_protocol_options_init`, then change fields.
@@ -286,7 +286,7 @@ pub struct hf_bytes {
 }
 
 impl hf_bytes {
-    fn from_vec(v: Vec<u8>) -> hf_bytes {
+    pub(crate) fn from_vec(v: Vec<u8>) -> hf_bytes {
         if v.capacity() == 0 {
             return hf_bytes {
                 data: std::ptr::null_mut(),
@@ -623,7 +623,7 @@ pub unsafe extern "C" fn hf_send_options_init(options: *mut hf_send_options) -> 
     })
 }
 
-fn send_options(o: *const hf_send_options) -> FfiResult<SendOptions> {
+pub(crate) fn send_options(o: *const hf_send_options) -> FfiResult<SendOptions> {
     if o.is_null() {
         return Ok(SendOptions::default());
     }

@@ -53,6 +53,22 @@ static hf_status reverse(void *user_data, const hf_message_view *m, hf_response 
     return hf_response_set(response, buf, m->len);
 }
 
+/* Collects what hf_receiver_poll hands over. */
+struct got_message {
+    uint32_t source;
+    size_t len;
+    unsigned char first;
+    int count;
+};
+
+static void on_message(void *user_data, uint32_t source, const uint8_t *data, size_t len) {
+    struct got_message *g = (struct got_message *)user_data;
+    g->source = source;
+    g->len = len;
+    g->first = len > 0 ? data[0] : 0;
+    g->count++;
+}
+
 static hf_node_signature node(const char *id) {
     hf_node_signature n;
     hf_node_signature_init(&n);
@@ -251,6 +267,139 @@ int main(int argc, char **argv) {
     CHECK_STATUS(hf_message_get_view(msg, &v), HF_OK);
     CHECK(!v.one_way && v.metadata_len > 0 && memchr(v.metadata, 'k', v.metadata_len) != NULL);
     hf_message_free(msg);
+
+    /* Buffers: a private pool, a standalone buffer, their errors. */
+    {
+        hf_buffer_manager *pool = NULL, *shared = NULL;
+        hf_buffer *b1 = NULL, *b2 = NULL, *b3 = NULL;
+        hf_bytes rd = {NULL, 0, 0};
+        size_t n = 0, cap = 0;
+        uint8_t *mem = NULL;
+        CHECK_STATUS(hf_buffer_manager_new(0, 64, &pool), HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_buffer_manager_new(2, 64, NULL), HF_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(hf_buffer_manager_new(2, 64, &pool), HF_OK);
+        CHECK_STATUS(hf_buffer_manager_acquire(pool, &b1), HF_OK);
+        CHECK_STATUS(hf_buffer_manager_acquire(pool, &b2), HF_OK);
+        CHECK_STATUS(hf_buffer_manager_acquire(pool, &b3), HF_ERR_BUFFER_EXHAUSTED);
+        CHECK_STATUS(hf_buffer_manager_available(pool, &n), HF_OK);
+        CHECK(n == 0);
+        CHECK_STATUS(hf_buffer_write(b1, (const uint8_t *)"weights", 7, 0, false, &n), HF_OK);
+        CHECK(n == 7);
+        CHECK_STATUS(hf_buffer_read(b1, 7, 0, false, &rd), HF_OK);
+        CHECK(rd.len == 7 && memcmp(rd.data, "weights", 7) == 0);
+        hf_bytes_free(&rd);
+        CHECK_STATUS(hf_buffer_read(b1, 8, 0, false, &rd), HF_ERR_BUFFER_UNDERFLOW);
+        CHECK_STATUS(hf_buffer_write(b1, (const uint8_t *)"x", 1, 64, false, &n),
+                     HF_ERR_BUFFER_OVERFLOW);
+        CHECK_STATUS(hf_buffer_write(NULL, (const uint8_t *)"x", 1, 0, false, &n),
+                     HF_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(hf_buffer_data(b2, &mem, &cap), HF_OK);
+        CHECK(cap == 64 && mem != NULL);
+        memset(mem, 'z', 10);
+        CHECK_STATUS(hf_buffer_set_len(b2, 10), HF_OK);
+        CHECK_STATUS(hf_buffer_set_len(b2, 65), HF_ERR_BUFFER_OVERFLOW);
+        CHECK_STATUS(hf_buffer_len(b2, &n), HF_OK);
+        CHECK(n == 10);
+        hf_buffer_free(b1);
+        hf_buffer_free(b2);
+        hf_buffer_free(NULL);
+        CHECK_STATUS(hf_buffer_manager_available(pool, &n), HF_OK);
+        CHECK(n == 2);
+        hf_buffer_manager_free(pool);
+        hf_buffer_manager_free(NULL);
+        CHECK_STATUS(hf_zero_copy_buffer_new(1024, true, false, &b1), HF_OK);
+        CHECK_STATUS(hf_buffer_write(b1, (const uint8_t *)"aaaaaaaaaaaaaaaa", 16, 0, false, &n),
+                     HF_OK);
+        CHECK(n < 16); /* compressed by default */
+        CHECK_STATUS(hf_buffer_read(b1, n, 0, false, &rd), HF_OK);
+        CHECK(rd.len == 16 && rd.data[15] == 'a');
+        hf_bytes_free(&rd);
+        hf_buffer_free(b1);
+        CHECK_STATUS(hf_zero_copy_buffer_new(0, false, false, &b1), HF_ERR_INVALID_ARGUMENT);
+
+        /* A shared pool: its buffer reaches b by descriptor, and comes back when b frees
+           the message. */
+        CHECK_STATUS(hf_protocol_create_buffer_manager(a, 2, 1 << 20, &shared), HF_OK);
+        CHECK_STATUS(hf_buffer_manager_acquire(shared, &b1), HF_OK);
+        CHECK_STATUS(hf_buffer_data(b1, &mem, &cap), HF_OK);
+        memset(mem, 7, 1 << 20);
+        CHECK_STATUS(hf_buffer_set_len(b1, 1 << 20), HF_OK);
+        CHECK_STATUS(hf_post_buffer(a, "a", "b", b1, NULL), HF_OK);
+        CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+        CHECK_STATUS(hf_message_get_view(msg, &v), HF_OK);
+        CHECK(v.len == (1 << 20) && v.data[12345] == 7);
+        CHECK_STATUS(hf_buffer_manager_available(shared, &n), HF_OK);
+        CHECK(n == 1);
+        hf_message_free(msg);
+        CHECK_STATUS(hf_buffer_manager_available(shared, &n), HF_OK);
+        CHECK(n == 2);
+        CHECK_STATUS(hf_post_buffer(a, "a", "b", NULL, NULL), HF_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(hf_buffer_manager_acquire(shared, &b1), HF_OK);
+        CHECK_STATUS(hf_buffer_write(b1, (const uint8_t *)"sb", 2, 0, false, &n), HF_OK);
+        CHECK_STATUS(hf_send_buffer(a, "a", "b", b1, NULL, &resp), HF_OK); /* receipt */
+        CHECK(resp.len == 0);
+        CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+        hf_message_free(msg);
+
+        /* Direct channels: inline messages, a buffer, the receiver's rules. */
+        {
+            hf_sender *tx = NULL;
+            hf_receiver *rx = NULL, *rx2 = NULL;
+            struct got_message g = {0, 0, 0, 0};
+            unsigned char small[8];
+            size_t len = 0;
+            uint32_t src = 0;
+            bool ok = false, got = false;
+            const char *name = NULL;
+            CHECK(hf_direct_max_inline() > 4096);
+            CHECK_STATUS(hf_open_sender(a, "a", "nobody", &tx), HF_ERR_NODE_NOT_FOUND);
+            CHECK_STATUS(hf_open_sender(a, "a", "b", NULL), HF_ERR_NULL_ARGUMENT);
+            CHECK_STATUS(hf_open_sender(a, "a", "b", &tx), HF_OK);
+            CHECK_STATUS(hf_open_receiver(b, "b", &rx), HF_OK);
+            CHECK_STATUS(hf_open_receiver(b, "b", &rx2), HF_ERR_INVALID_ARGUMENT);
+            CHECK_STATUS(hf_open_receiver(b, "a", &rx2), HF_ERR_NODE_NOT_FOUND);
+            CHECK_STATUS(hf_receiver_poll(rx, on_message, &g, &got), HF_OK);
+            CHECK(!got && g.count == 0);
+            CHECK_STATUS(hf_sender_try_send(tx, (const uint8_t *)"ping", 4, &ok), HF_OK);
+            CHECK(ok);
+            CHECK_STATUS(hf_receiver_poll(rx, on_message, &g, &got), HF_OK);
+            CHECK(got && g.count == 1 && g.len == 4 && g.first == 'p');
+            CHECK_STATUS(hf_receiver_node_name(rx, g.source, &name), HF_OK);
+            CHECK(name != NULL && strcmp(name, "a") == 0);
+            CHECK_STATUS(hf_receiver_node_name(rx, 1000, &name), HF_ERR_NODE_NOT_FOUND);
+            CHECK_STATUS(hf_sender_send(tx, (const uint8_t *)"0123456789", 10, 1000), HF_OK);
+            CHECK_STATUS(hf_receiver_try_recv(rx, small, sizeof small, &len, &src, &got),
+                         HF_ERR_BUFFER_OVERFLOW);
+            CHECK(got && len == 10);
+            CHECK_STATUS(hf_sender_send(tx, (const uint8_t *)"hi", 2, 1000), HF_OK);
+            CHECK_STATUS(hf_receiver_try_recv(rx, small, sizeof small, &len, &src, &got), HF_OK);
+            CHECK(got && len == 2 && memcmp(small, "hi", 2) == 0 && src == g.source);
+            CHECK_STATUS(hf_receiver_poll(rx, NULL, NULL, &got), HF_ERR_NULL_ARGUMENT);
+            CHECK_STATUS(hf_sender_try_send(tx, NULL, 1, &ok), HF_ERR_NULL_ARGUMENT);
+            CHECK_STATUS(hf_buffer_manager_acquire(shared, &b1), HF_OK);
+            CHECK_STATUS(hf_buffer_data(b1, &mem, &cap), HF_OK);
+            memset(mem, 7, 100000);
+            CHECK_STATUS(hf_buffer_set_len(b1, 100000), HF_OK);
+            CHECK_STATUS(hf_sender_try_send_buffer(tx, &b1, &ok), HF_OK);
+            CHECK(ok && b1 == NULL);
+            g.count = 0;
+            CHECK_STATUS(hf_receiver_poll(rx, on_message, &g, &got), HF_OK);
+            CHECK(got && g.len == 100000 && g.first == 7);
+            CHECK_STATUS(hf_zero_copy_buffer_new(8, false, false, &b2), HF_OK);
+            CHECK_STATUS(hf_sender_try_send_buffer(tx, &b2, &ok), HF_ERR_INVALID_ARGUMENT);
+            CHECK(b2 != NULL);
+            hf_buffer_free(b2);
+            hf_sender_free(tx);
+            hf_sender_free(NULL);
+            hf_receiver_free(rx);
+            hf_receiver_free(NULL);
+            CHECK_STATUS(hf_open_receiver(b, "b", &rx), HF_OK);
+            hf_receiver_free(rx);
+        }
+        CHECK_STATUS(hf_buffer_manager_available(shared, &n), HF_OK);
+        CHECK(n == 2);
+        hf_buffer_manager_free(shared);
+    }
 
     /* Ping. */
     CHECK_STATUS(hf_ping(a, "a", "b", 64, 1000, &ping), HF_OK);

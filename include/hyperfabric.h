@@ -759,6 +759,14 @@ hf_status hf_protocol_new(const hf_protocol_options *options,
 // uses it during or after the call.
 void hf_protocol_free(hf_protocol *protocol);
 
+// Deletes the host state of fabric `name` once no process hosts a node in it (call it after
+// the last protocol of the fabric is freed); `*removed` (if not NULL) says whether it was.
+//
+// # Safety
+// `name` is a NUL-terminated string; `removed` is NULL or writable.
+hf_status hf_fabric_remove(const char *name,
+                           bool *removed);
+
 // Fills `node` with an empty signature (every optional field unset).
 //
 // # Safety
@@ -1050,6 +1058,14 @@ hf_status hf_protocol_new(const hf_protocol_options *options,
 // `protocol` is NULL or a handle from `hf_protocol_new` not freed before; no other thread
 // uses it during or after the call.
 void hf_protocol_free(hf_protocol *protocol);
+
+// Deletes the host state of fabric `name` once no process hosts a node in it (call it after
+// the last protocol of the fabric is freed); `*removed` (if not NULL) says whether it was.
+//
+// # Safety
+// `name` is a NUL-terminated string; `removed` is NULL or writable.
+hf_status hf_fabric_remove(const char *name,
+                           bool *removed);
 
 // Fills `node` with an empty signature (every optional field unset).
 //

@@ -122,3 +122,44 @@ fn the_c_program_passes_under_sanitizers() {
         .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
 }
+
+#[test]
+fn an_installed_copy_builds_and_runs_the_c_examples() {
+    let prefix = tempfile::tempdir().unwrap();
+    run(Command::new("make")
+        .current_dir(root())
+        .arg("install")
+        .arg(format!("PREFIX={}", prefix.path().display()))
+        .arg(format!("BUILD_DIR={}", lib_dir().display())));
+    let pc = prefix.path().join("lib/pkgconfig");
+    let flags = run(Command::new("pkg-config")
+        .args(["--cflags", "--libs", "hyperfabric"])
+        .env("PKG_CONFIG_PATH", &pc));
+    let flags = String::from_utf8_lossy(&flags.stdout);
+    assert!(flags.contains("-lhyperfabric"), "{flags}");
+    let build = tempfile::tempdir().unwrap();
+    for f in ["Makefile", "pingpong.c"] {
+        std::fs::copy(root().join("c-examples").join(f), build.path().join(f)).unwrap();
+    }
+    run(Command::new("make")
+        .current_dir(build.path())
+        .env("PKG_CONFIG_PATH", &pc));
+    let cpus = hyperfabric::sys::available_cpus();
+    let cores = if cpus >= 2 { "0,1" } else { "0,0" };
+    let out = run(Command::new(build.path().join("pingpong")).args([
+        "--iters",
+        "200",
+        "--sizes",
+        "8,4096,100000",
+        "--cores",
+        cores,
+    ]));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = table.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(rows.len(), 4, "header and three sizes: {table}");
+    for (row, size) in rows[1..].iter().zip(["8", "4096", "100000"]) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[0], size, "{table}");
+        assert!(cells[1].parse::<f64>().unwrap() > 0.0, "{table}");
+    }
+}

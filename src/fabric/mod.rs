@@ -324,6 +324,13 @@ impl HyperFabricProtocol {
         Ok(true)
     }
 
+    /// Deletes the host state of fabric `name` (`/dev/shm/hyperfabric/<name>/`) once no
+    /// process hosts a node in it: call it after the last protocol of the fabric is dropped.
+    /// Returns whether it was deleted (`false` while nodes are registered).
+    pub fn remove_fabric(name: &str) -> Result<bool> {
+        Registry::remove_if_unused(name)
+    }
+
     /// The fabric name.
     pub fn fabric_name(&self) -> &str {
         &self.inner.fabric

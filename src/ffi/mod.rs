@@ -80,7 +80,7 @@ pub(crate) type FfiResult<T> = std::result::Result<T, FfiError>;
 pub(crate) fn boundary(f: impl FnOnce() -> FfiResult<()>) -> hf_status {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => {
-            set_last_error(String::new());
+            status::clear_last_error();
             HF_OK
         }
         Ok(Err(e)) => {

@@ -505,6 +505,25 @@ pub unsafe extern "C" fn hf_protocol_free(protocol: *mut hf_protocol) {
     });
 }
 
+/// Deletes the host state of fabric `name` once no process hosts a node in it (call it after
+/// the last protocol of the fabric is freed); `*removed` (if not NULL) says whether it was.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `removed` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hf_fabric_remove(name: *const c_char, removed: *mut bool) -> hf_status {
+    boundary(|| {
+        // SAFETY: as the caller promised.
+        let n = unsafe { str_arg(name, "name") }?;
+        let r = lib(HyperFabricProtocol::remove_fabric(n))?;
+        // SAFETY: as the caller promised.
+        if let Some(out) = unsafe { removed.as_mut() } {
+            *out = r;
+        }
+        Ok(())
+    })
+}
+
 /// Fills `node` with an empty signature (every optional field unset).
 ///
 /// # Safety

@@ -72,12 +72,25 @@ const FFI_CODES: [(hf_status, &str); 4] = [
 ];
 
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// The thread's last error message; `None` after a success (no allocation per call).
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
 }
 
 pub(crate) fn set_last_error(message: String) {
     let c = super::c_string(&message);
-    LAST_ERROR.with(|m| *m.borrow_mut() = c);
+    LAST_ERROR.with(|m| *m.borrow_mut() = Some(c));
+}
+
+/// Forgets the last error message (after a successful call).
+#[inline]
+pub(crate) fn clear_last_error() {
+    LAST_ERROR.with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            if m.is_some() {
+                *m = None;
+            }
+        }
+    });
 }
 
 /// The library version: `major << 16 | minor << 8 | patch`.
@@ -144,7 +157,7 @@ pub extern "C" fn hf_status_category(status: hf_status) -> hf_status {
 /// the next `hf_` call on this thread; never freed by the caller.
 #[no_mangle]
 pub extern "C" fn hf_last_error_message() -> *const c_char {
-    LAST_ERROR.with(|m| m.borrow().as_ptr())
+    LAST_ERROR.with(|m| m.borrow().as_ref().map_or(c"".as_ptr(), |c| c.as_ptr()))
 }
 
 #[cfg(test)]

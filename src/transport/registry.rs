@@ -462,6 +462,26 @@ impl Registry {
         }
     }
 
+    /// Deletes the fabric's host state (registry, zone table, rings, segments) when no live
+    /// node is left in it (dead owners are reclaimed first). Returns whether it was deleted;
+    /// `Ok(false)` while a process still hosts a node.
+    pub fn remove_if_unused(fabric: &str) -> Result<bool> {
+        crate::config::validate_fabric_name(fabric).map_err(Error::InvalidArgument)?;
+        let dir = sys::state_root().join(fabric);
+        if !dir.exists() {
+            return Ok(false);
+        }
+        let reg = Registry::open_in(&dir)?;
+        let _l = reg.lock()?;
+        reg.reclaim_locked();
+        if (0..MAX_NODES).any(|i| reg.entry(i).state.load(Ordering::Acquire) != FREE) {
+            return Ok(false);
+        }
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
+        Ok(true)
+    }
+
     /// Every live node, by index.
     pub fn list(&self) -> Result<Vec<NodeEntry>> {
         let _l = self.lock()?;

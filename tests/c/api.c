@@ -449,8 +449,17 @@ int main(int argc, char **argv) {
     CHECK_STATUS(hf_stop_background_services(b), HF_OK);
     CHECK_STATUS(hf_stop_background_services(NULL), HF_ERR_NULL_ARGUMENT);
 
-    hf_protocol_free(a);
-    hf_protocol_free(b);
+    {
+        bool removed = true;
+        CHECK_STATUS(hf_fabric_remove(fabric, &removed), HF_OK);
+        CHECK(!removed); /* nodes are still registered */
+        hf_protocol_free(a);
+        hf_protocol_free(b);
+        CHECK_STATUS(hf_fabric_remove(fabric, &removed), HF_OK);
+        CHECK(removed);
+        CHECK_STATUS(hf_fabric_remove(NULL, &removed), HF_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(hf_fabric_remove("../x", &removed), HF_ERR_INVALID_ARGUMENT);
+    }
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

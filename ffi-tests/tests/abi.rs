@@ -1,0 +1,304 @@
+//! The header as bindgen reads it agrees with the Rust ABI: every struct's size, alignment
+//! and field offsets, every status code and enum value; and calls through the generated
+//! bindings work end to end (nodes, send, ping, zone, buffers).
+
+use hyperfabric::ffi::{protocol as rs, status as st};
+use hyperfabric_ffi_tests as c;
+use std::ffi::{c_void, CStr, CString};
+use std::mem::{align_of, offset_of, size_of};
+
+macro_rules! same_layout {
+    ($t:ident { $($f:ident),* $(,)? }) => {{
+        assert_eq!(size_of::<c::$t>(), size_of::<rs::$t>(), "size of {}", stringify!($t));
+        assert_eq!(align_of::<c::$t>(), align_of::<rs::$t>(), "align of {}", stringify!($t));
+        $(
+            assert_eq!(
+                offset_of!(c::$t, $f),
+                offset_of!(rs::$t, $f),
+                "offset of {}.{}",
+                stringify!($t),
+                stringify!($f)
+            );
+        )*
+    }};
+}
+
+#[test]
+fn structs_have_the_rust_layout() {
+    same_layout!(hf_protocol_options {
+        struct_size,
+        enable_ml_routing,
+        enable_quantum_optimization,
+        enable_fault_tolerance,
+        default_latency_constraint_ns,
+        buffer_pool_size,
+        max_packet_size,
+        fabric_name,
+        idle_strategy,
+        engine_core,
+        key,
+    });
+    same_layout!(hf_node_signature {
+        struct_size,
+        node_id,
+        hardware_type,
+        bandwidth_gbps,
+        latency_ns,
+        memory_gb,
+        compute_units,
+        power_watts,
+        rack_position,
+        physical_location,
+        quantum_coherence_time_us,
+        neuromorphic_neurons,
+        photonic_channels,
+        metadata_json,
+    });
+    same_layout!(hf_send_options {
+        struct_size,
+        data_type,
+        priority,
+        latency_constraint_ns,
+        requires_quantum_entanglement,
+        compression_enabled,
+        encryption_enabled,
+        metadata_json,
+        timeout_ms,
+    });
+    same_layout!(hf_fabric_zone {
+        struct_size,
+        zone_id,
+        zone_type,
+        isolation_level,
+        max_nodes,
+        required_bandwidth_gbps,
+        description,
+        quantum_coherence_required,
+        neuromorphic_optimization,
+    });
+    same_layout!(hf_bytes {
+        data,
+        len,
+        capacity
+    });
+    same_layout!(hf_message_view {
+        source,
+        destination,
+        data,
+        len,
+        metadata,
+        metadata_len,
+        data_type,
+        priority,
+        request_id,
+        one_way,
+    });
+    same_layout!(hf_ping_result {
+        source,
+        destination,
+        latency_ns,
+        bandwidth_gbps,
+        path,
+        path_len,
+        packet_loss_rate,
+        timestamp,
+        success,
+    });
+}
+
+#[test]
+fn status_codes_and_enum_values_match() {
+    let pairs: &[(i64, i32)] = &[
+        (c::HF_OK as i64, st::HF_OK),
+        (c::HF_ERR_DUPLICATE_NODE as i64, st::HF_ERR_DUPLICATE_NODE),
+        (c::HF_ERR_NODE_NOT_FOUND as i64, st::HF_ERR_NODE_NOT_FOUND),
+        (c::HF_ERR_INVALID_NODE as i64, st::HF_ERR_INVALID_NODE),
+        (c::HF_ERR_NO_ROUTE_FOUND as i64, st::HF_ERR_NO_ROUTE_FOUND),
+        (
+            c::HF_ERR_LATENCY_CONSTRAINT_VIOLATION as i64,
+            st::HF_ERR_LATENCY_CONSTRAINT_VIOLATION,
+        ),
+        (c::HF_ERR_LINK_NOT_FOUND as i64, st::HF_ERR_LINK_NOT_FOUND),
+        (
+            c::HF_ERR_QUANTUM_COHERENCE as i64,
+            st::HF_ERR_QUANTUM_COHERENCE,
+        ),
+        (c::HF_ERR_BUFFER_OVERFLOW as i64, st::HF_ERR_BUFFER_OVERFLOW),
+        (
+            c::HF_ERR_BUFFER_UNDERFLOW as i64,
+            st::HF_ERR_BUFFER_UNDERFLOW,
+        ),
+        (
+            c::HF_ERR_BUFFER_EXHAUSTED as i64,
+            st::HF_ERR_BUFFER_EXHAUSTED,
+        ),
+        (c::HF_ERR_DUPLICATE_ZONE as i64, st::HF_ERR_DUPLICATE_ZONE),
+        (c::HF_ERR_ZONE_NOT_FOUND as i64, st::HF_ERR_ZONE_NOT_FOUND),
+        (c::HF_ERR_INVALID_ZONE as i64, st::HF_ERR_INVALID_ZONE),
+        (
+            c::HF_ERR_INSUFFICIENT_RESOURCES as i64,
+            st::HF_ERR_INSUFFICIENT_RESOURCES,
+        ),
+        (
+            c::HF_ERR_ZONE_ISOLATION_VIOLATION as i64,
+            st::HF_ERR_ZONE_ISOLATION_VIOLATION,
+        ),
+        (c::HF_ERR_CONFIG as i64, st::HF_ERR_CONFIG),
+        (c::HF_ERR_IO as i64, st::HF_ERR_IO),
+        (c::HF_ERR_TIMEOUT as i64, st::HF_ERR_TIMEOUT),
+        (
+            c::HF_ERR_INVALID_ARGUMENT as i64,
+            st::HF_ERR_INVALID_ARGUMENT,
+        ),
+        (c::HF_ERR_NULL_ARGUMENT as i64, st::HF_ERR_NULL_ARGUMENT),
+        (c::HF_ERR_INVALID_UTF8 as i64, st::HF_ERR_INVALID_UTF8),
+        (c::HF_ERR_INVALID_ENUM as i64, st::HF_ERR_INVALID_ENUM),
+        (c::HF_ERR_PANIC as i64, st::HF_ERR_PANIC),
+        (c::HF_ERR_AUTHENTICATION as i64, st::HF_ERR_AUTHENTICATION),
+        (c::HF_ERR_MALFORMED_FRAME as i64, st::HF_ERR_MALFORMED_FRAME),
+    ];
+    for &(header, rust) in pairs {
+        assert_eq!(header, rust as i64);
+    }
+    // Every kind of the library has its code in the header.
+    for k in hyperfabric::ErrorKind::ALL {
+        assert!(
+            pairs.iter().any(|&(h, _)| h == k.status_code() as i64),
+            "{k:?} has no constant in the header"
+        );
+    }
+    use rs::hf_hardware_type as H;
+    assert_eq!(
+        c::HF_HARDWARE_NVIDIA_H100,
+        H::HF_HARDWARE_NVIDIA_H100 as u32
+    );
+    assert_eq!(c::HF_HARDWARE_CPU_SERVER, H::HF_HARDWARE_CPU_SERVER as u32);
+    assert_eq!(c::HF_HARDWARE_CUSTOM, H::HF_HARDWARE_CUSTOM as u32);
+    assert_eq!(c::HF_DATA_GENERIC, rs::hf_data_type::HF_DATA_GENERIC as u32);
+    assert_eq!(
+        c::HF_DATA_SPIKE_TRAIN,
+        rs::hf_data_type::HF_DATA_SPIKE_TRAIN as u32
+    );
+    assert_eq!(
+        c::HF_PRIORITY_BULK,
+        rs::hf_packet_priority::HF_PRIORITY_BULK as u32
+    );
+    assert_eq!(
+        c::HF_ZONE_CONTROL_PLANE,
+        rs::hf_zone_type::HF_ZONE_CONTROL_PLANE as u32
+    );
+    assert_eq!(
+        c::HF_ISOLATION_QUANTUM_SECURE,
+        rs::hf_isolation_level::HF_ISOLATION_QUANTUM_SECURE as u32
+    );
+    assert_eq!(c::HF_IDLE_SPIN, rs::hf_idle_strategy::HF_IDLE_SPIN as u32);
+}
+
+unsafe extern "C" fn upper(
+    _user: *mut c_void,
+    m: *const c::hf_message_view,
+    response: *mut c::hf_response,
+) -> c::hf_status {
+    let m = unsafe { &*m };
+    let data = unsafe { std::slice::from_raw_parts(m.data, m.len) };
+    let up = data.to_ascii_uppercase();
+    unsafe { c::hf_response_set(response, up.as_ptr(), up.len()) }
+}
+
+fn ok(s: c::hf_status) {
+    if s != 0 {
+        let msg = unsafe { CStr::from_ptr(c::hf_last_error_message()) };
+        panic!("status {s}: {msg:?}");
+    }
+}
+
+#[test]
+fn calls_through_the_generated_bindings_work() {
+    let fabric = CString::new(format!("ffi-bindgen-{}", std::process::id())).unwrap();
+    unsafe {
+        let mut o: c::hf_protocol_options = std::mem::zeroed();
+        ok(c::hf_protocol_options_init(&mut o));
+        o.fabric_name = fabric.as_ptr();
+        let (mut a, mut b) = (std::ptr::null_mut(), std::ptr::null_mut());
+        ok(c::hf_protocol_new(&o, &mut a));
+        ok(c::hf_protocol_new(&o, &mut b));
+        let ids = [CString::new("x").unwrap(), CString::new("y").unwrap()];
+        for (p, id) in [(a, &ids[0]), (b, &ids[1])] {
+            let mut n: c::hf_node_signature = std::mem::zeroed();
+            ok(c::hf_node_signature_init(&mut n));
+            n.node_id = id.as_ptr();
+            n.hardware_type = c::HF_HARDWARE_NVIDIA_H100;
+            n.bandwidth_gbps = 400.0;
+            n.latency_ns = 100;
+            ok(c::hf_register_node(p, &n));
+        }
+        ok(c::hf_on_receive(
+            b,
+            ids[1].as_ptr(),
+            Some(upper),
+            std::ptr::null_mut(),
+        ));
+        ok(c::hf_start_background_services(b));
+        let mut resp: c::hf_bytes = std::mem::zeroed();
+        ok(c::hf_send_data(
+            a,
+            ids[0].as_ptr(),
+            ids[1].as_ptr(),
+            b"tensor".as_ptr(),
+            6,
+            std::ptr::null(),
+            &mut resp,
+        ));
+        assert_eq!(std::slice::from_raw_parts(resp.data, resp.len), b"TENSOR");
+        c::hf_bytes_free(&mut resp);
+
+        let mut ping = std::ptr::null_mut();
+        ok(c::hf_ping(
+            a,
+            ids[0].as_ptr(),
+            ids[1].as_ptr(),
+            64,
+            1000,
+            &mut ping,
+        ));
+        assert!((*ping).success && (*ping).path_len == 2);
+        c::hf_ping_result_free(ping);
+
+        let zone_id = CString::new("gpus").unwrap();
+        let mut z: c::hf_fabric_zone = std::mem::zeroed();
+        ok(c::hf_fabric_zone_init(&mut z));
+        z.zone_id = zone_id.as_ptr();
+        z.zone_type = c::HF_ZONE_COMPUTE_CLUSTER;
+        z.isolation_level = c::HF_ISOLATION_LOW;
+        z.max_nodes = 2;
+        z.required_bandwidth_gbps = 100.0;
+        ok(c::hf_create_zone(a, &z));
+        assert_eq!(c::hf_create_zone(a, &z), c::HF_ERR_DUPLICATE_ZONE);
+
+        let mut pool = std::ptr::null_mut();
+        ok(c::hf_buffer_manager_new(1, 64, &mut pool));
+        let mut buf = std::ptr::null_mut();
+        ok(c::hf_buffer_manager_acquire(pool, &mut buf));
+        let mut written = 0;
+        ok(c::hf_buffer_write(
+            buf,
+            b"abc".as_ptr(),
+            3,
+            0,
+            false,
+            &mut written,
+        ));
+        assert_eq!(
+            c::hf_buffer_write(buf, b"abc".as_ptr(), 3, 62, false, &mut written),
+            c::HF_ERR_BUFFER_OVERFLOW
+        );
+        c::hf_buffer_free(buf);
+        c::hf_buffer_manager_free(pool);
+
+        c::hf_protocol_free(a);
+        c::hf_protocol_free(b);
+        let mut removed = false;
+        ok(c::hf_fabric_remove(fabric.as_ptr(), &mut removed));
+        assert!(removed);
+    }
+}

@@ -1,8 +1,10 @@
 //! HyperFabric: a low-latency interconnect library for HPC and AI clusters.
 //!
-//! This crate holds the control plane: the data model of the API reference ([`model`]), the
-//! error hierarchy ([`error`]), the topology ([`topology`]), precomputed routing tables
-//! ([`routing`]), YAML configuration ([`config`]) and hardware detection ([`hw`]).
+//! The data model of the API reference ([`model`]), the error hierarchy ([`error`]), the
+//! topology ([`topology`]), precomputed routing tables ([`routing`]), YAML configuration
+//! ([`config`]), hardware detection ([`hw`]); the shared-memory data plane ([`ring`],
+//! [`buffer`], [`transport`], [`engine`]) under the protocol ([`fabric`]); and the C ABI
+//! ([`ffi`], whose header is `include/hyperfabric.h`).
 #![warn(missing_docs)]
 
 #[cfg(not(loom))]
@@ -15,6 +17,7 @@ pub mod engine;
 pub mod error;
 #[cfg(not(loom))]
 pub mod fabric;
+#[cfg(not(loom))]
 pub mod ffi;
 pub mod hw;
 pub mod model;

@@ -4,5 +4,7 @@
 # target directory of their own, so the two builds do not invalidate each other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The C API tests link the shared library, which `cargo test` alone does not build.
+cargo build --release --lib
 cargo test --release --workspace
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib -- ring::model buffer::freelist

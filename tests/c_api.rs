@@ -13,10 +13,26 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory with the library cargo built beside this test.
+/// The directory with the library cargo builds beside this test (`target/<profile>`); the
+/// shared and static libraries are built there first if they are not yet (`cargo test`
+/// alone builds the crate as an rlib only).
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            if !dir.join("libhyperfabric.so").exists() || !dir.join("libhyperfabric.a").exists() {
+                let mut cmd = Command::new(env!("CARGO"));
+                cmd.current_dir(root()).args(["build", "--lib"]);
+                if dir.file_name().is_some_and(|n| n == "release") {
+                    cmd.arg("--release");
+                }
+                run(&mut cmd);
+            }
+            dir
+        })
+        .clone()
 }
 
 /// A directory where the library is found under its SONAME too.

@@ -209,12 +209,36 @@ typedef uint32_t hf_idle_strategy;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Route metric (`hf_topology_find_shortest_path`).
+enum hf_metric
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // Lowest path latency; ties: fewer hops.
+    HF_METRIC_LATENCY = 0,
+    // Widest path (largest bottleneck bandwidth); ties: lower latency, then fewer hops.
+    HF_METRIC_BANDWIDTH = 1,
+    // Fewest links; ties: lower latency.
+    HF_METRIC_HOPS = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum hf_metric hf_metric;
+#else
+typedef uint32_t hf_metric;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // One buffer, from a pool (returned to it by `hf_buffer_free`) or standalone.
 typedef struct hf_buffer hf_buffer;
 
 // A pool of equal buffers (thread-safe). Free it with `hf_buffer_manager_free`; buffers
 // taken from it stay valid after that.
 typedef struct hf_buffer_manager hf_buffer_manager;
+
+// A fabric configuration read from YAML (the reference's configuration dictionary).
+typedef struct hf_fabric_config hf_fabric_config;
 
 // A message taken by `hf_recv`: read it with `hf_message_get_view`, release it with
 // `hf_message_free` (a buffer sent by descriptor then returns to its sender's pool).
@@ -236,6 +260,10 @@ typedef struct hf_response hf_response;
 
 // The sending end of a direct channel (`hf_open_sender`). One thread at a time.
 typedef struct hf_sender hf_sender;
+
+// A topology of nodes, links and zones with routing tables kept current (the reference's
+// `TopologyManager`, with its `RoutingEngine`). Thread-safe.
+typedef struct hf_topology_manager hf_topology_manager;
 
 // The result of a fallible call: `HF_OK` (0), or a negative code in the block of 100 of its
 // category (`hf_status_category`).
@@ -275,39 +303,6 @@ typedef struct {
     uint64_t timeout_ms;
 } hf_send_options;
 
-// Gets each message `hf_receiver_poll` takes: `user_data`, the source node's index, and the
-// bytes, valid during the call only (read in place in the ring, or in the sender's buffer).
-typedef void (*hf_receive_fn)(void *user_data,
-                              uint32_t source,
-                              const uint8_t *data,
-                              size_t len);
-
-// Options of `hf_protocol_new`. Fill with `hf_protocol_options_init`, then change fields.
-typedef struct {
-    // `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`.
-    size_t struct_size;
-    // Route on latency predicted from measurements (default false).
-    bool enable_ml_routing;
-    // Coherence-deadline routing for quantum traffic (default false).
-    bool enable_quantum_optimization;
-    // Detect failed peers and reroute around them (default true).
-    bool enable_fault_tolerance;
-    // Latency constraint of sends that give none, ns; 0: none (default).
-    uint64_t default_latency_constraint_ns;
-    // Buffers in the zero-copy pool (default 1000).
-    uint32_t buffer_pool_size;
-    // Largest frame, bytes; larger payloads are fragmented (default 65536).
-    uint32_t max_packet_size;
-    // Fabric name: its host state is `/dev/shm/hyperfabric/<name>/`; NULL: `"default"`.
-    const char *fabric_name;
-    // An `hf_idle_strategy` (default `HF_IDLE_ADAPTIVE`).
-    uint32_t idle_strategy;
-    // Core the background thread is pinned to; -1: not pinned (default).
-    int32_t engine_core;
-    // 32-byte AES-256 fabric key for encrypted sends; NULL: none (default).
-    const uint8_t *key;
-} hf_protocol_options;
-
 // A node signature (`hf_register_node`). Fill with `hf_node_signature_init`, then set at
 // least `node_id`, `hardware_type`, `bandwidth_gbps` and `latency_ns`. Optional numbers are
 // unset when negative (floating point) or 0 (counts); optional strings when NULL.
@@ -341,6 +336,53 @@ typedef struct {
     // Metadata as a JSON object; NULL: none.
     const char *metadata_json;
 } hf_node_signature;
+
+// A route, owned by the library: release with `hf_route_free`.
+typedef struct {
+    // Node ids from source to destination.
+    char **path;
+    // Entries of `path`.
+    size_t path_len;
+    // Sum of link and node latencies, ns.
+    uint64_t latency_ns;
+    // Bottleneck bandwidth, Gbit/s.
+    double bandwidth_gbps;
+    // Links.
+    uint32_t hops;
+} hf_route;
+
+// Gets each message `hf_receiver_poll` takes: `user_data`, the source node's index, and the
+// bytes, valid during the call only (read in place in the ring, or in the sender's buffer).
+typedef void (*hf_receive_fn)(void *user_data,
+                              uint32_t source,
+                              const uint8_t *data,
+                              size_t len);
+
+// Options of `hf_protocol_new`. Fill with `hf_protocol_options_init`, then change fields.
+typedef struct {
+    // `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`.
+    size_t struct_size;
+    // Route on latency predicted from measurements (default false).
+    bool enable_ml_routing;
+    // Coherence-deadline routing for quantum traffic (default false).
+    bool enable_quantum_optimization;
+    // Detect failed peers and reroute around them (default true).
+    bool enable_fault_tolerance;
+    // Latency constraint of sends that give none, ns; 0: none (default).
+    uint64_t default_latency_constraint_ns;
+    // Buffers in the zero-copy pool (default 1000).
+    uint32_t buffer_pool_size;
+    // Largest frame, bytes; larger payloads are fragmented (default 65536).
+    uint32_t max_packet_size;
+    // Fabric name: its host state is `/dev/shm/hyperfabric/<name>/`; NULL: `"default"`.
+    const char *fabric_name;
+    // An `hf_idle_strategy` (default `HF_IDLE_ADAPTIVE`).
+    uint32_t idle_strategy;
+    // Core the background thread is pinned to; -1: not pinned (default).
+    int32_t engine_core;
+    // 32-byte AES-256 fabric key for encrypted sends; NULL: none (default).
+    const uint8_t *key;
+} hf_protocol_options;
 
 // A borrowed view of a message: every pointer stays valid while the message (or, in a
 // handler, the call) lives.
@@ -631,6 +673,165 @@ hf_status hf_post_buffer(const hf_protocol *protocol,
                          const char *destination,
                          hf_buffer *buffer,
                          const hf_send_options *options);
+
+// An empty topology manager in `*out`; `enable_auto_optimization` spreads flows over
+// equal-cost next hops.
+//
+// # Safety
+// `out` points to writable memory for a pointer.
+hf_status hf_topology_manager_new(bool enable_auto_optimization,
+                                  hf_topology_manager **out);
+
+// Releases a topology manager. NULL is ignored.
+//
+// # Safety
+// `manager` is NULL or a handle not freed before.
+void hf_topology_manager_free(hf_topology_manager *manager);
+
+// Adds a node (`HF_ERR_DUPLICATE_NODE`, `HF_ERR_INVALID_NODE`).
+//
+// # Safety
+// `manager` is a live handle; `node` an initialised signature.
+hf_status hf_topology_add_node(const hf_topology_manager *manager,
+                               const hf_node_signature *node);
+
+// Removes a node with its links and memberships (`HF_ERR_NODE_NOT_FOUND`).
+//
+// # Safety
+// `manager` is a live handle; `node_id` a NUL-terminated string.
+hf_status hf_topology_remove_node(const hf_topology_manager *manager,
+                                  const char *node_id);
+
+// Declares a link between two nodes; `latency_ns` 0 and `bandwidth_gbps` <= 0 take the
+// values derived from the nodes (`HF_ERR_NODE_NOT_FOUND`, `HF_ERR_INVALID_ARGUMENT`).
+//
+// # Safety
+// `manager` is a live handle; the ids are NUL-terminated strings.
+hf_status hf_topology_add_link(const hf_topology_manager *manager,
+                               const char *a,
+                               const char *b,
+                               uint64_t latency_ns,
+                               double bandwidth_gbps);
+
+// Removes a declared link (`HF_ERR_LINK_NOT_FOUND`).
+//
+// # Safety
+// `manager` is a live handle; the ids are NUL-terminated strings.
+hf_status hf_topology_remove_link(const hf_topology_manager *manager,
+                                  const char *a,
+                                  const char *b);
+
+// The best route by `metric` (an `hf_metric`) into `*route` (`HF_ERR_NODE_NOT_FOUND`,
+// `HF_ERR_NO_ROUTE_FOUND`, `HF_ERR_ZONE_ISOLATION_VIOLATION`).
+//
+// # Safety
+// `manager` is a live handle; the ids are NUL-terminated strings; `route` writable.
+hf_status hf_topology_find_shortest_path(const hf_topology_manager *manager,
+                                         const char *source,
+                                         const char *destination,
+                                         uint32_t metric,
+                                         hf_route **route);
+
+// The reference's `RoutingEngine.find_optimal_path`: the lowest-latency route (learned
+// latency with ML routing) for data of `data_type` that meets `latency_constraint_ns` (0:
+// none) and `bandwidth_requirement_gbps` (<= 0: none), zone and quantum rules included
+// (`HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_QUANTUM_COHERENCE`,
+// `HF_ERR_NO_ROUTE_FOUND`, ...).
+//
+// # Safety
+// As `hf_topology_find_shortest_path`.
+hf_status hf_find_optimal_path(const hf_topology_manager *manager,
+                               const char *source,
+                               const char *destination,
+                               uint32_t data_type,
+                               uint64_t latency_constraint_ns,
+                               double bandwidth_requirement_gbps,
+                               hf_route **route);
+
+// Releases a route. NULL is ignored.
+//
+// # Safety
+// `route` is NULL or a route from this library not freed before.
+void hf_route_free(hf_route *route);
+
+// Records measurements of the link between two nodes (latency, utilised bandwidth, loss
+// rate in 0..=1); with ML routing they change the routes.
+//
+// # Safety
+// `manager` is a live handle; the ids are NUL-terminated strings.
+hf_status hf_update_link_metrics(const hf_topology_manager *manager,
+                                 const char *source,
+                                 const char *destination,
+                                 uint64_t latency_ns,
+                                 double bandwidth_utilized_gbps,
+                                 double packet_loss_rate);
+
+// The current bottlenecks, most severe first, as a JSON array of the reference's
+// `BottleneckInfo` objects, in `*json`.
+//
+// # Safety
+// `manager` is a live handle; `json` writable.
+hf_status hf_topology_analyze_bottlenecks(const hf_topology_manager *manager,
+                                          char **json);
+
+// The topology as the reference's `TopologyInfo` (JSON) in `*json`.
+//
+// # Safety
+// `manager` is a live handle; `json` writable.
+hf_status hf_topology_get_info(const hf_topology_manager *manager,
+                               char **json);
+
+// Reads and checks a fabric configuration file (YAML) into `*config`: `HF_ERR_CONFIG` with
+// `FILE:LINE: FIELD: ...` in the last error message.
+//
+// # Safety
+// `path` is a NUL-terminated string; `config` writable.
+hf_status hf_load_fabric_config(const char *path,
+                                hf_fabric_config **config);
+
+// Writes a configuration as YAML, atomically (loading it gives back an equal one).
+//
+// # Safety
+// `config` is a live handle; `path` a NUL-terminated string.
+hf_status hf_save_fabric_config(const hf_fabric_config *config,
+                                const char *path);
+
+// A topology manager holding the configuration's nodes, links and zones, in `*manager`.
+//
+// # Safety
+// `config` is a live handle; `manager` writable.
+hf_status hf_fabric_config_topology(const hf_fabric_config *config,
+                                    hf_topology_manager **manager);
+
+// Releases a configuration. NULL is ignored.
+//
+// # Safety
+// `config` is NULL or a handle not freed before.
+void hf_fabric_config_free(hf_fabric_config *config);
+
+// This machine's devices as node signatures: a JSON array in `*json`.
+//
+// # Safety
+// `json` points to writable memory for a pointer.
+hf_status hf_detect_hardware_capabilities(char **json);
+
+// Whether a node's hardware meets the fabric's requirements, in `*compatible` (an invalid
+// signature gives its error instead).
+//
+// # Safety
+// `node` is an initialised signature; `compatible` writable.
+hf_status hf_validate_hardware_compatibility(const hf_node_signature *node,
+                                             bool *compatible);
+
+// The reference's `measure_network_performance`: pings every other node from the nodes
+// this protocol hosts for `duration_ms` and reports the metrics as a JSON object of numbers
+// in `*json` (`HF_ERR_NODE_NOT_FOUND` when it hosts none).
+//
+// # Safety
+// `protocol` is a live handle; `json` writable.
+hf_status hf_measure_network_performance(const hf_protocol *protocol,
+                                         uint64_t duration_ms,
+                                         char **json);
 
 // Largest message `hf_sender_try_send` carries inline (larger ones: send a buffer).
 size_t hf_direct_max_inline(void);

@@ -114,29 +114,51 @@ fn the_library_exports_only_hf_symbols_under_its_soname() {
     );
 }
 
-#[test]
-fn the_c_program_passes_under_sanitizers() {
+/// Builds `tests/c/<name>.c` with -Werror and ASan/UBSan, runs it with `args`, and checks
+/// it reports that all checks passed.
+fn run_c_test(name: &str, args: &[&std::ffi::OsStr]) {
     let libs = linkable();
-    let exe = libs.path().join("api");
+    let exe = libs.path().join(name);
     run(Command::new("gcc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
         .args(["-fsanitize=address,undefined", "-fno-omit-frame-pointer"])
         .arg("-I")
         .arg(root().join("include"))
-        .arg(root().join("tests/c/api.c"))
+        .arg(root().join(format!("tests/c/{name}.c")))
         .arg("-o")
         .arg(&exe)
         .arg("-L")
         .arg(libs.path())
         .arg("-lhyperfabric")
         .arg(format!("-Wl,-rpath,{}", libs.path().display())));
-    let fabric = format!("c-api-test-{}", std::process::id());
-    let _cleanup = FabricDir(fabric.clone());
     let out = run(Command::new(&exe)
-        .arg(&fabric)
+        .args(args)
         .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("all checks passed"));
+}
+
+#[test]
+fn the_c_program_passes_under_sanitizers() {
+    let fabric = format!("c-api-test-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    run_c_test("api", &[fabric.as_ref()]);
+}
+
+#[test]
+fn the_control_plane_from_c_passes_under_sanitizers() {
+    let fabric = format!("c-control-test-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = root().join("examples");
+    run_c_test(
+        "control",
+        &[
+            fabric.as_ref(),
+            examples.as_os_str(),
+            tmp.path().as_os_str(),
+        ],
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! and field offsets, every status code and enum value; and calls through the generated
 //! bindings work end to end (nodes, send, ping, zone, buffers).
 
-use hyperfabric::ffi::{protocol as rs, status as st};
+use hyperfabric::ffi::{control as ctl, protocol as rs, status as st};
 use hyperfabric_ffi_tests as c;
 use std::ffi::{c_void, CStr, CString};
 use std::mem::{align_of, offset_of, size_of};
@@ -93,6 +93,16 @@ fn structs_have_the_rust_layout() {
         request_id,
         one_way,
     });
+    {
+        use ctl as rs;
+        same_layout!(hf_route {
+            path,
+            path_len,
+            latency_ns,
+            bandwidth_gbps,
+            hops
+        });
+    }
     same_layout!(hf_ping_result {
         source,
         destination,
@@ -192,6 +202,15 @@ fn status_codes_and_enum_values_match() {
         rs::hf_isolation_level::HF_ISOLATION_QUANTUM_SECURE as u32
     );
     assert_eq!(c::HF_IDLE_SPIN, rs::hf_idle_strategy::HF_IDLE_SPIN as u32);
+    assert_eq!(
+        c::HF_METRIC_LATENCY,
+        ctl::hf_metric::HF_METRIC_LATENCY as u32
+    );
+    assert_eq!(
+        c::HF_METRIC_BANDWIDTH,
+        ctl::hf_metric::HF_METRIC_BANDWIDTH as u32
+    );
+    assert_eq!(c::HF_METRIC_HOPS, ctl::hf_metric::HF_METRIC_HOPS as u32);
 }
 
 unsafe extern "C" fn upper(

@@ -17,6 +17,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod buffer;
+pub mod control;
 pub mod direct;
 pub mod protocol;
 pub mod status;

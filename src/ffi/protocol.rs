@@ -553,7 +553,7 @@ pub unsafe extern "C" fn hf_node_signature_init(node: *mut hf_node_signature) ->
     })
 }
 
-fn signature(n: &hf_node_signature) -> FfiResult<NodeSignature> {
+pub(crate) fn signature(n: &hf_node_signature) -> FfiResult<NodeSignature> {
     check_size(
         "node",
         n.struct_size,

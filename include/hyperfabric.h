@@ -774,6 +774,13 @@ hf_status hf_update_link_metrics(const hf_topology_manager *manager,
 hf_status hf_topology_analyze_bottlenecks(const hf_topology_manager *manager,
                                           char **json);
 
+// The nodes, as a JSON array of node signatures in insertion order, in `*json`.
+//
+// # Safety
+// `manager` is a live handle; `json` writable.
+hf_status hf_topology_nodes(const hf_topology_manager *manager,
+                            char **json);
+
 // The topology as the reference's `TopologyInfo` (JSON) in `*json`.
 //
 // # Safety

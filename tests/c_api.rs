@@ -176,7 +176,13 @@ fn an_installed_copy_builds_and_runs_the_c_examples() {
     let flags = String::from_utf8_lossy(&flags.stdout);
     assert!(flags.contains("-lhyperfabric"), "{flags}");
     let build = tempfile::tempdir().unwrap();
-    for f in ["Makefile", "pingpong.c"] {
+    for f in [
+        "Makefile",
+        "pingpong.c",
+        "bandwidth.c",
+        "topology.c",
+        "cluster.cpp",
+    ] {
         std::fs::copy(root().join("c-examples").join(f), build.path().join(f)).unwrap();
     }
     run(Command::new("make")
@@ -200,4 +206,26 @@ fn an_installed_copy_builds_and_runs_the_c_examples() {
         assert_eq!(cells[0], size, "{table}");
         assert!(cells[1].parse::<f64>().unwrap() > 0.0, "{table}");
     }
+    let out = run(Command::new(build.path().join("bandwidth")).args([
+        "--iters",
+        "50",
+        "--sizes",
+        "4096,1048576",
+    ]));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    let out = run(Command::new(build.path().join("topology"))
+        .arg(root().join("examples/ai-cluster.yaml"))
+        .arg("4"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("gpu-01 -> switch-01 -> gpu-03") && text.contains("bottlenecks: ["),
+        "{text}"
+    );
+    let out = run(&mut Command::new(build.path().join("cluster")));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("checksum ok") && text.contains("loss 0%"),
+        "{text}"
+    );
 }

@@ -327,6 +327,22 @@ pub unsafe extern "C" fn hf_topology_analyze_bottlenecks(
     boundary(|| store_json(json, &lib(tm(manager)?.analyze_bottlenecks())?))
 }
 
+/// The nodes, as a JSON array of node signatures in insertion order, in `*json`.
+///
+/// # Safety
+/// `manager` is a live handle; `json` writable.
+#[no_mangle]
+pub unsafe extern "C" fn hf_topology_nodes(
+    manager: *const hf_topology_manager,
+    json: *mut *mut c_char,
+) -> hf_status {
+    boundary(|| {
+        let nodes: Vec<crate::model::NodeSignature> =
+            tm(manager)?.read(|t| t.nodes().cloned().collect());
+        store_json(json, &nodes)
+    })
+}
+
 /// The topology as the reference's `TopologyInfo` (JSON) in `*json`.
 ///
 /// # Safety

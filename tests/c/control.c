@@ -124,6 +124,9 @@ int main(int argc, char **argv) {
     CHECK(strstr(json, "\"total_nodes\":4") != NULL && strstr(json, "\"total_links\":4") != NULL);
     hf_string_free(json);
     CHECK_STATUS(hf_topology_get_info(tm, NULL), HF_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(hf_topology_nodes(tm, &json), HF_OK);
+    CHECK(strstr(json, "\"node_id\":\"a\"") != NULL && strstr(json, "\"node_id\":\"d\"") != NULL);
+    hf_string_free(json);
 
     CHECK_STATUS(hf_topology_remove_link(tm, "a", "b"), HF_OK);
     CHECK_STATUS(hf_topology_remove_link(tm, "a", "b"), HF_ERR_LINK_NOT_FOUND);

@@ -22,17 +22,12 @@ fn main() {
         );
     }
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
-    let mut builder = cbindgen::Builder::new().with_config(config);
-    for f in [
-        "mod.rs",
-        "status.rs",
-        "protocol.rs",
-        "buffer.rs",
-        "direct.rs",
-    ] {
-        builder = builder.with_src(dir.join("src/ffi").join(f));
-    }
-    let header = builder.generate().expect("the C header generates");
+    // cbindgen follows the `mod` items of src/ffi/mod.rs to the other files.
+    let header = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(dir.join("src/ffi/mod.rs"))
+        .generate()
+        .expect("the C header generates");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     header.write_to_file(out.join("hyperfabric.h"));
     if std::env::var("HF_UPDATE_HEADER").is_ok_and(|v| v == "1") {

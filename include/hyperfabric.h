@@ -19,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Largest address blob `hf_node_address` writes.
+#define HF_ADDRESS_MAX 256
+
 // Hardware of a node (`hf_node_signature.hardware_type`).
 enum hf_hardware_type
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -975,767 +978,279 @@ void hf_protocol_free(hf_protocol *protocol);
 hf_status hf_fabric_remove(const char *name,
                            bool *removed);
 
-// Fills `node` with an empty signature (every optional field unset).
-//
-// # Safety
-// `node` is NULL or points to writable memory for an `hf_node_signature`.
-hf_status hf_node_signature_init(hf_node_signature *node);
-
-// Registers a node hosted by this process: `HF_ERR_DUPLICATE_NODE` when any process of the
-// fabric hosts the id, `HF_ERR_INVALID_NODE` for an invalid signature.
-//
-// # Safety
-// `protocol` is a live handle; `node` is NULL or an initialised `hf_node_signature` whose
-// strings stay valid during the call.
-hf_status hf_register_node(const hf_protocol *protocol,
-                           const hf_node_signature *node);
-
-// Removes a node this process hosts (`HF_ERR_NODE_NOT_FOUND` otherwise).
-//
-// # Safety
-// `protocol` is a live handle; `node_id` is NULL or a NUL-terminated string.
-hf_status hf_unregister_node(const hf_protocol *protocol,
-                             const char *node_id);
-
-// Fills `options` with the defaults of a send.
-//
-// # Safety
-// `options` is NULL or points to writable memory for an `hf_send_options`.
-hf_status hf_send_options_init(hf_send_options *options);
-
-// Sends `len` bytes at `data` from hosted node `source` to `destination` and waits for the
-// response (a node without handler answers with an empty delivery receipt), stored in
-// `*response` (release it with `hf_bytes_free`). Fails before sending with
-// `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
-// `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
-// the handler's status when it fails. `options` NULL: the defaults.
-//
-// # Safety
-// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
-// points to `len` readable bytes (may be NULL when `len` is 0); `options` NULL or
-// initialised; `response` points to writable memory for an `hf_bytes`.
-hf_status hf_send_data(const hf_protocol *protocol,
-                       const char *source,
-                       const char *destination,
-                       const uint8_t *data,
-                       size_t len,
-                       const hf_send_options *options,
-                       hf_bytes *response);
-
-// Like `hf_send_data`, but returns once the message is in the ring, with a request in
-// `*request` to complete with `hf_request_test` or `hf_request_wait` and release with
-// `hf_request_free`. Errors found before sending come back here.
-//
-// # Safety
-// As `hf_send_data`; `request` points to writable memory for a pointer.
-hf_status hf_send_data_nb(const hf_protocol *protocol,
-                          const char *source,
-                          const char *destination,
-                          const uint8_t *data,
-                          size_t len,
-                          const hf_send_options *options,
-                          hf_request **request);
-
-// Progresses a request without blocking. `*done` becomes true once it completed; the
-// call then returns the request's outcome and, on success, stores the response in
-// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again.
-//
-// # Safety
-// `request` is a live handle; `done` and `response` point to writable memory.
-hf_status hf_request_test(hf_request *request,
-                          bool *done,
-                          hf_bytes *response);
-
-// Blocks until the request completes; returns its outcome and, on success, stores the
-// response in `*response`.
-//
-// # Safety
-// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
-hf_status hf_request_wait(hf_request *request,
-                          hf_bytes *response);
-
-// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
-// is ignored.
-//
-// # Safety
-// `request` is NULL or a handle not freed before.
-void hf_request_free(hf_request *request);
-
-// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
-// (zeroed) `hf_bytes`, is ignored.
-//
-// # Safety
-// `bytes` is NULL or an `hf_bytes` filled by this library (or zeroed).
-void hf_bytes_free(hf_bytes *bytes);
-
-// One-way send: returns once the message is in the destination's ring (errors as
-// `hf_send_data`, before sending).
-//
-// # Safety
-// As `hf_send_data`, without `response`.
-hf_status hf_post(const hf_protocol *protocol,
-                  const char *source,
-                  const char *destination,
-                  const uint8_t *data,
-                  size_t len,
-                  const hf_send_options *options);
-
-// Takes the oldest message queued for hosted node `node_id` (one without handler), waiting
-// up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
-// `HF_ERR_TIMEOUT` when nothing came.
-//
-// # Safety
-// `protocol` is a live handle; `node_id` a NUL-terminated string; `message` points to
-// writable memory for a pointer.
-hf_status hf_recv(const hf_protocol *protocol,
-                  const char *node_id,
-                  uint64_t timeout_ms,
-                  hf_message **message);
-
-// Fills `*view` with pointers into `message` (valid until `hf_message_free`).
-//
-// # Safety
-// `message` is a live handle; `view` points to writable memory for an `hf_message_view`.
-hf_status hf_message_get_view(const hf_message *message,
-                              hf_message_view *out);
-
-// Releases a message. NULL is ignored.
-//
-// # Safety
-// `message` is NULL or a handle from `hf_recv` not freed before.
-void hf_message_free(hf_message *message);
-
-// Sets the response of a handler call (copied; a later call replaces it).
-//
-// # Safety
-// `response` is the pointer the handler received; `data` points to `len` readable bytes.
-hf_status hf_response_set(hf_response *response,
-                          const uint8_t *data,
-                          size_t len);
-
-// Sets the request handler of hosted node `node_id` (`handler` NULL removes it: requests are
-// then queued for `hf_recv` and answered with a delivery receipt). The handler's response
-// goes back to `hf_send_data`; a non-`HF_OK` status becomes the requester's error.
-//
-// # Safety
-// `protocol` is a live handle; `node_id` a NUL-terminated string; `user_data` stays valid,
-// and may be used from another thread, until the handler is replaced or the protocol freed.
-hf_status hf_on_receive(const hf_protocol *protocol,
-                        const char *node_id,
-                        hf_handler handler,
-                        void *user_data);
-
-// Pings `destination` from hosted node `source` with probes of `packet_size` bytes, into
-// `*result` (release with `hf_ping_result_free`).
-//
-// # Safety
-// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `result`
-// points to writable memory for a pointer.
-hf_status hf_ping(const hf_protocol *protocol,
-                  const char *source,
-                  const char *destination,
-                  size_t packet_size,
-                  uint64_t timeout_ms,
-                  hf_ping_result **result);
-
-// Releases a ping result. NULL is ignored.
-//
-// # Safety
-// `result` is NULL or a result from `hf_ping` not freed before.
-void hf_ping_result_free(hf_ping_result *result);
-
-// Fills `zone` with an empty specification.
-//
-// # Safety
-// `zone` is NULL or points to writable memory for an `hf_fabric_zone`.
-hf_status hf_fabric_zone_init(hf_fabric_zone *zone);
-
-// Creates a zone of the fabric (every process enforces it): `HF_ERR_DUPLICATE_ZONE`,
-// `HF_ERR_INSUFFICIENT_RESOURCES`, `HF_ERR_INVALID_ZONE`.
-//
-// # Safety
-// `protocol` is a live handle; `zone` NULL or an initialised `hf_fabric_zone` whose strings
-// stay valid during the call.
-hf_status hf_create_zone(const hf_protocol *protocol,
-                         const hf_fabric_zone *zone);
-
-// Makes a registered node a member of a zone (`HF_ERR_ZONE_NOT_FOUND`,
-// `HF_ERR_NODE_NOT_FOUND`, `HF_ERR_INSUFFICIENT_RESOURCES` when full).
-//
-// # Safety
-// `protocol` is a live handle; the ids are NUL-terminated strings.
-hf_status hf_assign_to_zone(const hf_protocol *protocol,
-                            const char *zone_id,
-                            const char *node_id);
-
-// The topology (nodes, links, zones, route metrics, traffic counters) as a JSON object with
-// the fields of the reference's `TopologyInfo`, in `*json` (release with `hf_string_free`).
-//
-// # Safety
-// `protocol` is a live handle; `json` points to writable memory for a pointer.
-hf_status hf_get_topology_info(const hf_protocol *protocol,
-                               char **json);
-
-// Releases a string the library handed out. NULL is ignored.
-//
-// # Safety
-// `s` is NULL or a string from this library not freed before.
-void hf_string_free(char *s);
-
-// Starts the background engine thread (pinned to `engine_core` when set): messages are then
-// delivered and answered without the caller driving the engine.
-//
-// # Safety
-// `protocol` is a live handle.
-hf_status hf_start_background_services(const hf_protocol *protocol);
-
-// Stops the background engine thread.
-//
-// # Safety
-// `protocol` is a live handle.
-hf_status hf_stop_background_services(const hf_protocol *protocol);
-
-// One engine pass in the caller's thread; `*handled` (if not NULL) gets the number of
-// messages handled.
-//
-// # Safety
-// `protocol` is a live handle; `handled` NULL or writable.
-hf_status hf_progress(const hf_protocol *protocol,
-                      size_t *handled);
-
-// The library version: `major << 16 | minor << 8 | patch`.
-uint32_t hf_version(void);
-
-// The library version as text (`"0.1.0"`); a static string, never freed.
-const char *hf_version_string(void);
-
-// The name of a status code: `"OK"`, the exception name of the API reference
-// (`"NodeNotFoundError"`, ...), or `"UnknownStatus"`; a static string, never freed.
-const char *hf_status_str(hf_status status);
-
-// The category block of a status: `HF_OK` for success, else the first code of its block
-// (`-100` node errors, `-200` routing, `-300` quantum, `-400` buffer, `-500` zone, `-600`
-// config, `-700` I/O, `-800` timeout, `-900` invalid argument, `-1000` security); a code
-// outside every block gives `HF_ERR_INVALID_ARGUMENT`.
-hf_status hf_status_category(hf_status status);
-
-// The detail of the last failed call on this thread (empty after a success); valid until
-// the next `hf_` call on this thread; never freed by the caller.
-const char *hf_last_error_message(void);
-
-// The library version: `major << 16 | minor << 8 | patch`.
-uint32_t hf_version(void);
-
-// The library version as text (`"0.1.0"`); a static string, never freed.
-const char *hf_version_string(void);
-
-// The name of a status code: `"OK"`, the exception name of the API reference
-// (`"NodeNotFoundError"`, ...), or `"UnknownStatus"`; a static string, never freed.
-const char *hf_status_str(hf_status status);
-
-// The category block of a status: `HF_OK` for success, else the first code of its block
-// (`-100` node errors, `-200` routing, `-300` quantum, `-400` buffer, `-500` zone, `-600`
-// config, `-700` I/O, `-800` timeout, `-900` invalid argument, `-1000` security); a code
-// outside every block gives `HF_ERR_INVALID_ARGUMENT`.
-hf_status hf_status_category(hf_status status);
-
-// The detail of the last failed call on this thread (empty after a success); valid until
-// the next `hf_` call on this thread; never freed by the caller.
-const char *hf_last_error_message(void);
-
-// Fills `options` with the defaults (and its `struct_size`).
-//
-// # Safety
-// `options` is NULL or points to writable memory for an `hf_protocol_options`.
-hf_status hf_protocol_options_init(hf_protocol_options *options);
-
-// Creates a protocol instance and stores it in `*out` (`HF_ERR_INVALID_ARGUMENT` for bad
-// options, `HF_ERR_IO` when the fabric directory cannot be used). `options` NULL: the
-// defaults. Free it with `hf_protocol_free`.
-//
-// # Safety
-// `options` is NULL or an initialised `hf_protocol_options` whose strings and key stay valid
-// during the call; `out` points to writable memory for a pointer.
-hf_status hf_protocol_new(const hf_protocol_options *options,
-                          hf_protocol **out);
-
-// Stops the background thread, unregisters the nodes this instance hosts, and frees it.
-// NULL is ignored.
-//
-// # Safety
-// `protocol` is NULL or a handle from `hf_protocol_new` not freed before; no other thread
-// uses it during or after the call.
-void hf_protocol_free(hf_protocol *protocol);
-
-// Deletes the host state of fabric `name` once no process hosts a node in it (call it after
-// the last protocol of the fabric is freed); `*removed` (if not NULL) says whether it was.
-//
-// # Safety
-// `name` is a NUL-terminated string; `removed` is NULL or writable.
-hf_status hf_fabric_remove(const char *name,
-                           bool *removed);
-
-// Fills `node` with an empty signature (every optional field unset).
-//
-// # Safety
-// `node` is NULL or points to writable memory for an `hf_node_signature`.
-hf_status hf_node_signature_init(hf_node_signature *node);
-
-// Registers a node hosted by this process: `HF_ERR_DUPLICATE_NODE` when any process of the
-// fabric hosts the id, `HF_ERR_INVALID_NODE` for an invalid signature.
-//
-// # Safety
-// `protocol` is a live handle; `node` is NULL or an initialised `hf_node_signature` whose
-// strings stay valid during the call.
-hf_status hf_register_node(const hf_protocol *protocol,
-                           const hf_node_signature *node);
-
-// Removes a node this process hosts (`HF_ERR_NODE_NOT_FOUND` otherwise).
-//
-// # Safety
-// `protocol` is a live handle; `node_id` is NULL or a NUL-terminated string.
-hf_status hf_unregister_node(const hf_protocol *protocol,
-                             const char *node_id);
-
-// Fills `options` with the defaults of a send.
-//
-// # Safety
-// `options` is NULL or points to writable memory for an `hf_send_options`.
-hf_status hf_send_options_init(hf_send_options *options);
-
-// Sends `len` bytes at `data` from hosted node `source` to `destination` and waits for the
-// response (a node without handler answers with an empty delivery receipt), stored in
-// `*response` (release it with `hf_bytes_free`). Fails before sending with
-// `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
-// `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
-// the handler's status when it fails. `options` NULL: the defaults.
-//
-// # Safety
-// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
-// points to `len` readable bytes (may be NULL when `len` is 0); `options` NULL or
-// initialised; `response` points to writable memory for an `hf_bytes`.
-hf_status hf_send_data(const hf_protocol *protocol,
-                       const char *source,
-                       const char *destination,
-                       const uint8_t *data,
-                       size_t len,
-                       const hf_send_options *options,
-                       hf_bytes *response);
-
-// Like `hf_send_data`, but returns once the message is in the ring, with a request in
-// `*request` to complete with `hf_request_test` or `hf_request_wait` and release with
-// `hf_request_free`. Errors found before sending come back here.
-//
-// # Safety
-// As `hf_send_data`; `request` points to writable memory for a pointer.
-hf_status hf_send_data_nb(const hf_protocol *protocol,
-                          const char *source,
-                          const char *destination,
-                          const uint8_t *data,
-                          size_t len,
-                          const hf_send_options *options,
-                          hf_request **request);
-
-// Progresses a request without blocking. `*done` becomes true once it completed; the
-// call then returns the request's outcome and, on success, stores the response in
-// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again.
-//
-// # Safety
-// `request` is a live handle; `done` and `response` point to writable memory.
-hf_status hf_request_test(hf_request *request,
-                          bool *done,
-                          hf_bytes *response);
-
-// Blocks until the request completes; returns its outcome and, on success, stores the
-// response in `*response`.
-//
-// # Safety
-// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
-hf_status hf_request_wait(hf_request *request,
-                          hf_bytes *response);
-
-// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
-// is ignored.
-//
-// # Safety
-// `request` is NULL or a handle not freed before.
-void hf_request_free(hf_request *request);
-
-// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
-// (zeroed) `hf_bytes`, is ignored.
-//
-// # Safety
-// `bytes` is NULL or an `hf_bytes` filled by this library (or zeroed).
-void hf_bytes_free(hf_bytes *bytes);
-
-// One-way send: returns once the message is in the destination's ring (errors as
-// `hf_send_data`, before sending).
-//
-// # Safety
-// As `hf_send_data`, without `response`.
-hf_status hf_post(const hf_protocol *protocol,
-                  const char *source,
-                  const char *destination,
-                  const uint8_t *data,
-                  size_t len,
-                  const hf_send_options *options);
-
-// Takes the oldest message queued for hosted node `node_id` (one without handler), waiting
-// up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
-// `HF_ERR_TIMEOUT` when nothing came.
-//
-// # Safety
-// `protocol` is a live handle; `node_id` a NUL-terminated string; `message` points to
-// writable memory for a pointer.
-hf_status hf_recv(const hf_protocol *protocol,
-                  const char *node_id,
-                  uint64_t timeout_ms,
-                  hf_message **message);
-
-// Fills `*view` with pointers into `message` (valid until `hf_message_free`).
-//
-// # Safety
-// `message` is a live handle; `view` points to writable memory for an `hf_message_view`.
-hf_status hf_message_get_view(const hf_message *message,
-                              hf_message_view *out);
-
-// Releases a message. NULL is ignored.
-//
-// # Safety
-// `message` is NULL or a handle from `hf_recv` not freed before.
-void hf_message_free(hf_message *message);
-
-// Sets the response of a handler call (copied; a later call replaces it).
-//
-// # Safety
-// `response` is the pointer the handler received; `data` points to `len` readable bytes.
-hf_status hf_response_set(hf_response *response,
-                          const uint8_t *data,
-                          size_t len);
-
-// Sets the request handler of hosted node `node_id` (`handler` NULL removes it: requests are
-// then queued for `hf_recv` and answered with a delivery receipt). The handler's response
-// goes back to `hf_send_data`; a non-`HF_OK` status becomes the requester's error.
-//
-// # Safety
-// `protocol` is a live handle; `node_id` a NUL-terminated string; `user_data` stays valid,
-// and may be used from another thread, until the handler is replaced or the protocol freed.
-hf_status hf_on_receive(const hf_protocol *protocol,
-                        const char *node_id,
-                        hf_handler handler,
-                        void *user_data);
-
-// Pings `destination` from hosted node `source` with probes of `packet_size` bytes, into
-// `*result` (release with `hf_ping_result_free`).
-//
-// # Safety
-// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `result`
-// points to writable memory for a pointer.
-hf_status hf_ping(const hf_protocol *protocol,
-                  const char *source,
-                  const char *destination,
-                  size_t packet_size,
-                  uint64_t timeout_ms,
-                  hf_ping_result **result);
-
-// Releases a ping result. NULL is ignored.
-//
-// # Safety
-// `result` is NULL or a result from `hf_ping` not freed before.
-void hf_ping_result_free(hf_ping_result *result);
-
-// Fills `zone` with an empty specification.
-//
-// # Safety
-// `zone` is NULL or points to writable memory for an `hf_fabric_zone`.
-hf_status hf_fabric_zone_init(hf_fabric_zone *zone);
-
-// Creates a zone of the fabric (every process enforces it): `HF_ERR_DUPLICATE_ZONE`,
-// `HF_ERR_INSUFFICIENT_RESOURCES`, `HF_ERR_INVALID_ZONE`.
-//
-// # Safety
-// `protocol` is a live handle; `zone` NULL or an initialised `hf_fabric_zone` whose strings
-// stay valid during the call.
-hf_status hf_create_zone(const hf_protocol *protocol,
-                         const hf_fabric_zone *zone);
-
-// Makes a registered node a member of a zone (`HF_ERR_ZONE_NOT_FOUND`,
-// `HF_ERR_NODE_NOT_FOUND`, `HF_ERR_INSUFFICIENT_RESOURCES` when full).
-//
-// # Safety
-// `protocol` is a live handle; the ids are NUL-terminated strings.
-hf_status hf_assign_to_zone(const hf_protocol *protocol,
-                            const char *zone_id,
-                            const char *node_id);
-
-// The topology (nodes, links, zones, route metrics, traffic counters) as a JSON object with
-// the fields of the reference's `TopologyInfo`, in `*json` (release with `hf_string_free`).
-//
-// # Safety
-// `protocol` is a live handle; `json` points to writable memory for a pointer.
-hf_status hf_get_topology_info(const hf_protocol *protocol,
-                               char **json);
-
-// Releases a string the library handed out. NULL is ignored.
-//
-// # Safety
-// `s` is NULL or a string from this library not freed before.
-void hf_string_free(char *s);
-
-// Starts the background engine thread (pinned to `engine_core` when set): messages are then
-// delivered and answered without the caller driving the engine.
-//
-// # Safety
-// `protocol` is a live handle.
-hf_status hf_start_background_services(const hf_protocol *protocol);
-
-// Stops the background engine thread.
-//
-// # Safety
-// `protocol` is a live handle.
-hf_status hf_stop_background_services(const hf_protocol *protocol);
-
-// One engine pass in the caller's thread; `*handled` (if not NULL) gets the number of
-// messages handled.
-//
-// # Safety
-// `protocol` is a live handle; `handled` NULL or writable.
-hf_status hf_progress(const hf_protocol *protocol,
-                      size_t *handled);
-
-// A pool of `pool_size` buffers of `buffer_size` bytes in this process's memory, in `*out`
-// (`HF_ERR_INVALID_ARGUMENT` for a zero or oversized count or size).
-//
-// # Safety
-// `out` points to writable memory for a pointer.
-hf_status hf_buffer_manager_new(size_t pool_size,
-                                size_t buffer_size,
-                                hf_buffer_manager **out);
-
-// A pool whose buffers live in a shared segment of this process: they reach any node of the
-// host by descriptor (`hf_send_buffer`, `hf_post_buffer`, `hf_sender_try_send_buffer`)
-// without a copy.
-//
-// # Safety
-// `protocol` is a live handle; `out` points to writable memory for a pointer.
-hf_status hf_protocol_create_buffer_manager(const hf_protocol *protocol,
-                                            size_t pool_size,
-                                            size_t buffer_size,
-                                            hf_buffer_manager **out);
-
-// Releases a pool handle. NULL is ignored.
-//
-// # Safety
-// `manager` is NULL or a handle not freed before.
-void hf_buffer_manager_free(hf_buffer_manager *manager);
-
-// Takes a free buffer into `*out` (`HF_ERR_BUFFER_EXHAUSTED` when all are in use).
-// Lock-free.
-//
-// # Safety
-// `manager` is a live handle; `out` points to writable memory for a pointer.
-hf_status hf_buffer_manager_acquire(const hf_buffer_manager *manager,
-                                    hf_buffer **out);
-
-// Free buffers of the pool now, in `*available`.
-//
-// # Safety
-// `manager` is a live handle; `available` points to writable memory.
-hf_status hf_buffer_manager_available(const hf_buffer_manager *manager,
-                                      size_t *available);
-
-// A standalone buffer of `size` bytes (the reference's `ZeroCopyBuffer`): with
-// `enable_compression` reads and writes compress by default; `enable_encryption` seals it
-// when sent.
-//
-// # Safety
-// `out` points to writable memory for a pointer.
-hf_status hf_zero_copy_buffer_new(size_t size,
-                                  bool enable_compression,
-                                  bool enable_encryption,
-                                  hf_buffer **out);
-
-// Releases a buffer (a pooled one returns to its pool). NULL is ignored.
-//
-// # Safety
-// `buffer` is NULL or a handle not freed or consumed before.
-void hf_buffer_free(hf_buffer *buffer);
-
-// Writes `len` bytes at `offset` (lz4-compressed with a 4-byte length prefix when `compress`
-// or the buffer's default says so); `*written` gets the bytes stored.
-// `HF_ERR_BUFFER_OVERFLOW`, with nothing written, when they do not fit.
-//
-// # Safety
-// `buffer` is a live handle; `data` points to `len` readable bytes; `written` is NULL or
-// writable.
-hf_status hf_buffer_write(hf_buffer *buffer,
-                          const uint8_t *data,
-                          size_t len,
-                          size_t offset,
-                          bool compress,
-                          size_t *written);
-
-// Reads `size` bytes at `offset` (decompressed when `decompress` or the buffer's default
-// says so) into `*out` (release with `hf_bytes_free`). `HF_ERR_BUFFER_UNDERFLOW` when fewer
-// bytes were written.
-//
-// # Safety
-// `buffer` is a live handle; `out` points to writable memory for an `hf_bytes`.
-hf_status hf_buffer_read(const hf_buffer *buffer,
-                         size_t size,
-                         size_t offset,
-                         bool decompress,
-                         hf_bytes *out);
-
-// The buffer's memory for filling in place: `*data` (valid until the buffer is freed or
-// consumed) and `*capacity`; mark the bytes written with `hf_buffer_set_len`.
-//
-// # Safety
-// `buffer` is a live handle; `data` and `capacity` point to writable memory.
-hf_status hf_buffer_data(hf_buffer *buffer,
-                         uint8_t **data,
-                         size_t *capacity);
-
-// Marks the first `len` bytes valid (`HF_ERR_BUFFER_OVERFLOW` beyond the capacity).
-//
-// # Safety
-// `buffer` is a live handle.
-hf_status hf_buffer_set_len(hf_buffer *buffer,
-                            size_t len);
-
-// Bytes of valid data, in `*len`.
-//
-// # Safety
-// `buffer` is a live handle; `len` points to writable memory.
-hf_status hf_buffer_len(const hf_buffer *buffer,
-                        size_t *len);
-
-// `hf_send_data` of a buffer's valid bytes: by descriptor (zero copy) when it comes from
-// `hf_protocol_create_buffer_manager` and neither compression nor encryption is asked,
-// else as bytes. The call consumes `buffer` whatever its outcome.
-//
-// # Safety
-// As `hf_send_data`; `buffer` is a live handle, not used after the call.
-hf_status hf_send_buffer(const hf_protocol *protocol,
-                         const char *source,
-                         const char *destination,
-                         hf_buffer *buffer,
-                         const hf_send_options *options,
-                         hf_bytes *response);
-
-// `hf_post` of a buffer (zero copy under the conditions of `hf_send_buffer`). The call
-// consumes `buffer` whatever its outcome.
-//
-// # Safety
-// As `hf_post`; `buffer` is a live handle, not used after the call.
-hf_status hf_post_buffer(const hf_protocol *protocol,
-                         const char *source,
-                         const char *destination,
-                         hf_buffer *buffer,
-                         const hf_send_options *options);
-
-// Largest message `hf_sender_try_send` carries inline (larger ones: send a buffer).
-size_t hf_direct_max_inline(void);
-
-// Opens a direct channel from hosted node `source` to `destination` (a live node of any
-// process of the host) into `*out`: `HF_ERR_NODE_NOT_FOUND`, or
-// `HF_ERR_ZONE_ISOLATION_VIOLATION` when a zone forbids the pair.
-//
-// # Safety
-// `protocol` is a live handle; the ids are NUL-terminated strings; `out` points to writable
-// memory for a pointer.
-hf_status hf_open_sender(const hf_protocol *protocol,
-                         const char *source,
-                         const char *destination,
-                         hf_sender **out);
-
-// Closes a sender (the receiver still reads what it holds). NULL is ignored.
-//
-// # Safety
-// `sender` is NULL or a handle not freed before.
-void hf_sender_free(hf_sender *sender);
-
-// Pushes `len` bytes (at most `hf_direct_max_inline()`); `*sent` is false when the ring is
-// full now (try again). No lock, no allocation, no system call.
-//
-// # Safety
-// `sender` is a live handle used by this thread only; `data` points to `len` readable
-// bytes; `sent` points to writable memory.
-hf_status hf_sender_try_send(hf_sender *sender,
-                             const uint8_t *data,
-                             size_t len,
-                             bool *sent);
-
-// Pushes `len` bytes, spinning while the ring is full: `HF_ERR_TIMEOUT` after `timeout_ms`,
-// `HF_ERR_NODE_NOT_FOUND` once the destination left the fabric.
-//
-// # Safety
-// As `hf_sender_try_send`, without `sent`.
-hf_status hf_sender_send(hf_sender *sender,
-                         const uint8_t *data,
+// Writes the address blob of hosted node `node_id` into `blob` (`capacity` bytes; at most
+// `HF_ADDRESS_MAX` are needed) and its length into `*len`: what another process passes to
+// `hf_insert_peer`, carried by MPI (`MPI_Allgather`), PMIx or a file.
+// `HF_ERR_BUFFER_OVERFLOW` when `capacity` is too small.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `blob` points to
+// `capacity` writable bytes; `len` is writable.
+hf_status hf_node_address(const hf_protocol *protocol,
+                          const char *node_id,
+                          uint8_t *blob,
+                          size_t capacity,
+                          size_t *len);
+
+// Takes another process's address blob and stores the node id to send to in `*node_id`
+// (release with `hf_string_free`): `HF_ERR_NO_ROUTE_FOUND` for a node of another host (the
+// TCP transport is not here yet), `HF_ERR_NODE_NOT_FOUND` when it is not registered,
+// `HF_ERR_INVALID_ARGUMENT` for a blob that does not decode or names another fabric.
+//
+// # Safety
+// `protocol` is a live handle; `blob` points to `len` readable bytes; `node_id` writable.
+hf_status hf_insert_peer(const hf_protocol *protocol,
+                         const uint8_t *blob,
                          size_t len,
-                         uint64_t timeout_ms);
+                         char **node_id);
 
-// Passes a buffer of a pool from `hf_protocol_create_buffer_manager` by descriptor (zero
-// copy): on `*sent`, `*buffer` is consumed and set to NULL (the receiver returns it to its
-// pool); when the ring is full, `*sent` is false and the buffer stays yours.
-// `HF_ERR_INVALID_ARGUMENT` (buffer kept) for a buffer of another pool.
+// Fills `node` with an empty signature (every optional field unset).
 //
 // # Safety
-// `sender` is a live handle; `buffer` points to a live buffer handle; `sent` is writable.
-hf_status hf_sender_try_send_buffer(hf_sender *sender,
-                                    hf_buffer **buffer,
-                                    bool *sent);
+// `node` is NULL or points to writable memory for an `hf_node_signature`.
+hf_status hf_node_signature_init(hf_node_signature *node);
 
-// Opens the receiver of hosted node `node_id` into `*out` (`HF_ERR_INVALID_ARGUMENT` while
-// another is open for the node).
+// Registers a node hosted by this process: `HF_ERR_DUPLICATE_NODE` when any process of the
+// fabric hosts the id, `HF_ERR_INVALID_NODE` for an invalid signature.
 //
 // # Safety
-// `protocol` is a live handle; `node_id` a NUL-terminated string; `out` writable.
-hf_status hf_open_receiver(const hf_protocol *protocol,
-                           const char *node_id,
-                           hf_receiver **out);
+// `protocol` is a live handle; `node` is NULL or an initialised `hf_node_signature` whose
+// strings stay valid during the call.
+hf_status hf_register_node(const hf_protocol *protocol,
+                           const hf_node_signature *node);
 
-// Closes a receiver (another may then be opened for the node). NULL is ignored.
+// Removes a node this process hosts (`HF_ERR_NODE_NOT_FOUND` otherwise).
 //
 // # Safety
-// `receiver` is NULL or a handle not freed before.
-void hf_receiver_free(hf_receiver *receiver);
+// `protocol` is a live handle; `node_id` is NULL or a NUL-terminated string.
+hf_status hf_unregister_node(const hf_protocol *protocol,
+                             const char *node_id);
 
-// Takes at most one message and gives it to `callback` in place; `*got` (if not NULL) says
-// whether one was taken. Never blocks.
+// Fills `options` with the defaults of a send.
 //
 // # Safety
-// `receiver` is a live handle used by this thread only; `callback` is a valid function;
-// `got` is NULL or writable.
-hf_status hf_receiver_poll(hf_receiver *receiver,
-                           hf_receive_fn callback,
-                           void *user_data,
-                           bool *got);
+// `options` is NULL or points to writable memory for an `hf_send_options`.
+hf_status hf_send_options_init(hf_send_options *options);
 
-// Takes at most one message and copies it into `buf` (`capacity` bytes): `*got` says
-// whether one was taken, `*len` its size and `*source` its source node's index.
-// `HF_ERR_BUFFER_OVERFLOW` when it does not fit (the message is then dropped; `*len` says
-// how large it was).
+// Sends `len` bytes at `data` from hosted node `source` to `destination` and waits for the
+// response (a node without handler answers with an empty delivery receipt), stored in
+// `*response` (release it with `hf_bytes_free`). Fails before sending with
+// `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
+// `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
+// the handler's status when it fails. `options` NULL: the defaults.
 //
 // # Safety
-// `receiver` is a live handle used by this thread only; `buf` points to `capacity`
-// writable bytes; `len`, `source` and `got` point to writable memory.
-hf_status hf_receiver_try_recv(hf_receiver *receiver,
-                               uint8_t *buf,
-                               size_t capacity,
-                               size_t *len,
-                               uint32_t *source,
-                               bool *got);
+// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
+// points to `len` readable bytes (may be NULL when `len` is 0); `options` NULL or
+// initialised; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_send_data(const hf_protocol *protocol,
+                       const char *source,
+                       const char *destination,
+                       const uint8_t *data,
+                       size_t len,
+                       const hf_send_options *options,
+                       hf_bytes *response);
 
-// The id of node `index` (a source from `hf_receiver_poll` or `hf_receiver_try_recv`) in
-// `*node_id`: a static string, never freed. `HF_ERR_NODE_NOT_FOUND` for an unknown index.
+// Like `hf_send_data`, but returns once the message is in the ring, with a request in
+// `*request` to complete with `hf_request_test` or `hf_request_wait` and release with
+// `hf_request_free`. Errors found before sending come back here.
 //
 // # Safety
-// `receiver` is a live handle; `node_id` points to writable memory for a pointer.
-hf_status hf_receiver_node_name(hf_receiver *receiver,
-                                uint32_t index,
-                                const char **node_id);
+// As `hf_send_data`; `request` points to writable memory for a pointer.
+hf_status hf_send_data_nb(const hf_protocol *protocol,
+                          const char *source,
+                          const char *destination,
+                          const uint8_t *data,
+                          size_t len,
+                          const hf_send_options *options,
+                          hf_request **request);
+
+// Progresses a request without blocking. `*done` becomes true once it completed; the
+// call then returns the request's outcome and, on success, stores the response in
+// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again.
+//
+// # Safety
+// `request` is a live handle; `done` and `response` point to writable memory.
+hf_status hf_request_test(hf_request *request,
+                          bool *done,
+                          hf_bytes *response);
+
+// Blocks until the request completes; returns its outcome and, on success, stores the
+// response in `*response`.
+//
+// # Safety
+// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_request_wait(hf_request *request,
+                          hf_bytes *response);
+
+// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
+// is ignored.
+//
+// # Safety
+// `request` is NULL or a handle not freed before.
+void hf_request_free(hf_request *request);
+
+// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
+// (zeroed) `hf_bytes`, is ignored.
+//
+// # Safety
+// `bytes` is NULL or an `hf_bytes` filled by this library (or zeroed).
+void hf_bytes_free(hf_bytes *bytes);
+
+// One-way send: returns once the message is in the destination's ring (errors as
+// `hf_send_data`, before sending).
+//
+// # Safety
+// As `hf_send_data`, without `response`.
+hf_status hf_post(const hf_protocol *protocol,
+                  const char *source,
+                  const char *destination,
+                  const uint8_t *data,
+                  size_t len,
+                  const hf_send_options *options);
+
+// Takes the oldest message queued for hosted node `node_id` (one without handler), waiting
+// up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
+// `HF_ERR_TIMEOUT` when nothing came.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `message` points to
+// writable memory for a pointer.
+hf_status hf_recv(const hf_protocol *protocol,
+                  const char *node_id,
+                  uint64_t timeout_ms,
+                  hf_message **message);
+
+// Fills `*view` with pointers into `message` (valid until `hf_message_free`).
+//
+// # Safety
+// `message` is a live handle; `view` points to writable memory for an `hf_message_view`.
+hf_status hf_message_get_view(const hf_message *message,
+                              hf_message_view *out);
+
+// Releases a message. NULL is ignored.
+//
+// # Safety
+// `message` is NULL or a handle from `hf_recv` not freed before.
+void hf_message_free(hf_message *message);
+
+// Sets the response of a handler call (copied; a later call replaces it).
+//
+// # Safety
+// `response` is the pointer the handler received; `data` points to `len` readable bytes.
+hf_status hf_response_set(hf_response *response,
+                          const uint8_t *data,
+                          size_t len);
+
+// Sets the request handler of hosted node `node_id` (`handler` NULL removes it: requests are
+// then queued for `hf_recv` and answered with a delivery receipt). The handler's response
+// goes back to `hf_send_data`; a non-`HF_OK` status becomes the requester's error.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `user_data` stays valid,
+// and may be used from another thread, until the handler is replaced or the protocol freed.
+hf_status hf_on_receive(const hf_protocol *protocol,
+                        const char *node_id,
+                        hf_handler handler,
+                        void *user_data);
+
+// Pings `destination` from hosted node `source` with probes of `packet_size` bytes, into
+// `*result` (release with `hf_ping_result_free`).
+//
+// # Safety
+// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `result`
+// points to writable memory for a pointer.
+hf_status hf_ping(const hf_protocol *protocol,
+                  const char *source,
+                  const char *destination,
+                  size_t packet_size,
+                  uint64_t timeout_ms,
+                  hf_ping_result **result);
+
+// Releases a ping result. NULL is ignored.
+//
+// # Safety
+// `result` is NULL or a result from `hf_ping` not freed before.
+void hf_ping_result_free(hf_ping_result *result);
+
+// Fills `zone` with an empty specification.
+//
+// # Safety
+// `zone` is NULL or points to writable memory for an `hf_fabric_zone`.
+hf_status hf_fabric_zone_init(hf_fabric_zone *zone);
+
+// Creates a zone of the fabric (every process enforces it): `HF_ERR_DUPLICATE_ZONE`,
+// `HF_ERR_INSUFFICIENT_RESOURCES`, `HF_ERR_INVALID_ZONE`.
+//
+// # Safety
+// `protocol` is a live handle; `zone` NULL or an initialised `hf_fabric_zone` whose strings
+// stay valid during the call.
+hf_status hf_create_zone(const hf_protocol *protocol,
+                         const hf_fabric_zone *zone);
+
+// Makes a registered node a member of a zone (`HF_ERR_ZONE_NOT_FOUND`,
+// `HF_ERR_NODE_NOT_FOUND`, `HF_ERR_INSUFFICIENT_RESOURCES` when full).
+//
+// # Safety
+// `protocol` is a live handle; the ids are NUL-terminated strings.
+hf_status hf_assign_to_zone(const hf_protocol *protocol,
+                            const char *zone_id,
+                            const char *node_id);
+
+// The topology (nodes, links, zones, route metrics, traffic counters) as a JSON object with
+// the fields of the reference's `TopologyInfo`, in `*json` (release with `hf_string_free`).
+//
+// # Safety
+// `protocol` is a live handle; `json` points to writable memory for a pointer.
+hf_status hf_get_topology_info(const hf_protocol *protocol,
+                               char **json);
+
+// Releases a string the library handed out. NULL is ignored.
+//
+// # Safety
+// `s` is NULL or a string from this library not freed before.
+void hf_string_free(char *s);
+
+// Starts the background engine thread (pinned to `engine_core` when set): messages are then
+// delivered and answered without the caller driving the engine.
+//
+// # Safety
+// `protocol` is a live handle.
+hf_status hf_start_background_services(const hf_protocol *protocol);
+
+// Stops the background engine thread.
+//
+// # Safety
+// `protocol` is a live handle.
+hf_status hf_stop_background_services(const hf_protocol *protocol);
+
+// One engine pass in the caller's thread; `*handled` (if not NULL) gets the number of
+// messages handled.
+//
+// # Safety
+// `protocol` is a live handle; `handled` NULL or writable.
+hf_status hf_progress(const hf_protocol *protocol,
+                      size_t *handled);
+
+// The library version: `major << 16 | minor << 8 | patch`.
+uint32_t hf_version(void);
+
+// The library version as text (`"0.1.0"`); a static string, never freed.
+const char *hf_version_string(void);
+
+// The name of a status code: `"OK"`, the exception name of the API reference
+// (`"NodeNotFoundError"`, ...), or `"UnknownStatus"`; a static string, never freed.
+const char *hf_status_str(hf_status status);
+
+// The category block of a status: `HF_OK` for success, else the first code of its block
+// (`-100` node errors, `-200` routing, `-300` quantum, `-400` buffer, `-500` zone, `-600`
+// config, `-700` I/O, `-800` timeout, `-900` invalid argument, `-1000` security); a code
+// outside every block gives `HF_ERR_INVALID_ARGUMENT`.
+hf_status hf_status_category(hf_status status);
+
+// The detail of the last failed call on this thread (empty after a success); valid until
+// the next `hf_` call on this thread; never freed by the caller.
+const char *hf_last_error_message(void);
 
 #ifdef __cplusplus
 }  // extern "C"

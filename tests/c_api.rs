@@ -229,3 +229,56 @@ fn an_installed_copy_builds_and_runs_the_c_examples() {
         "{text}"
     );
 }
+
+#[test]
+fn mpi_ranks_exchange_addresses_and_ping_pong_through_hyperfabric() {
+    let have = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(
+        have("mpicc") && have("mpirun"),
+        "mpicc/mpirun not found: install openmpi-bin and libopenmpi-dev (.ci/run does)"
+    );
+    let prefix = tempfile::tempdir().unwrap();
+    run(Command::new("make")
+        .current_dir(root())
+        .arg("install")
+        .arg(format!("PREFIX={}", prefix.path().display()))
+        .arg(format!("BUILD_DIR={}", lib_dir().display())));
+    let build = tempfile::tempdir().unwrap();
+    for f in ["Makefile", "mpi_pingpong.c"] {
+        std::fs::copy(root().join("c-examples").join(f), build.path().join(f)).unwrap();
+    }
+    run(Command::new("make")
+        .current_dir(build.path())
+        .arg("mpi")
+        .env("PKG_CONFIG_PATH", prefix.path().join("lib/pkgconfig")));
+    let out = run(Command::new("timeout")
+        .args([
+            "120",
+            "mpirun",
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            "2",
+        ])
+        .arg(build.path().join("mpi_pingpong"))
+        .args(["--iters", "1000", "--sizes", "8,4096"])
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1"));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "header and two sizes: {table}");
+    for (row, size) in rows[1..].iter().zip(["8", "4096"]) {
+        assert_eq!(row[0], size, "{table}");
+        let hf: f64 = row[1].parse().unwrap();
+        let mpi: f64 = row[2].parse().unwrap();
+        assert!(hf > 0.0 && mpi > 0.0, "{table}");
+    }
+}

@@ -524,6 +524,74 @@ pub unsafe extern "C" fn hf_fabric_remove(name: *const c_char, removed: *mut boo
     })
 }
 
+/// Largest address blob `hf_node_address` writes.
+pub const HF_ADDRESS_MAX: usize = 256;
+
+/// Writes the address blob of hosted node `node_id` into `blob` (`capacity` bytes; at most
+/// `HF_ADDRESS_MAX` are needed) and its length into `*len`: what another process passes to
+/// `hf_insert_peer`, carried by MPI (`MPI_Allgather`), PMIx or a file.
+/// `HF_ERR_BUFFER_OVERFLOW` when `capacity` is too small.
+///
+/// # Safety
+/// `protocol` is a live handle; `node_id` a NUL-terminated string; `blob` points to
+/// `capacity` writable bytes; `len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn hf_node_address(
+    protocol: *const hf_protocol,
+    node_id: *const c_char,
+    blob: *mut u8,
+    capacity: usize,
+    len: *mut usize,
+) -> hf_status {
+    boundary(|| {
+        let p = self::protocol(protocol)?;
+        // SAFETY: as the caller promised.
+        let id = unsafe { str_arg(node_id, "node_id") }?;
+        // SAFETY: as the caller promised.
+        let len = unsafe { mut_arg(len, "len") }?;
+        if blob.is_null() {
+            return Err(FfiError::null("blob"));
+        }
+        let b = lib(p.node_address(id))?;
+        if b.len() > capacity {
+            return Err(FfiError::from(Error::BufferOverflow(format!(
+                "the address takes {} bytes, the buffer has {capacity}",
+                b.len()
+            ))));
+        }
+        // SAFETY: `blob` has `capacity` >= b.len() writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), blob, b.len()) };
+        *len = b.len();
+        Ok(())
+    })
+}
+
+/// Takes another process's address blob and stores the node id to send to in `*node_id`
+/// (release with `hf_string_free`): `HF_ERR_NO_ROUTE_FOUND` for a node of another host (the
+/// TCP transport is not here yet), `HF_ERR_NODE_NOT_FOUND` when it is not registered,
+/// `HF_ERR_INVALID_ARGUMENT` for a blob that does not decode or names another fabric.
+///
+/// # Safety
+/// `protocol` is a live handle; `blob` points to `len` readable bytes; `node_id` writable.
+#[no_mangle]
+pub unsafe extern "C" fn hf_insert_peer(
+    protocol: *const hf_protocol,
+    blob: *const u8,
+    len: usize,
+    node_id: *mut *mut c_char,
+) -> hf_status {
+    boundary(|| {
+        let p = self::protocol(protocol)?;
+        // SAFETY: as the caller promised.
+        let b = unsafe { bytes_arg(blob, len, "blob") }?;
+        // SAFETY: as the caller promised.
+        let out = unsafe { mut_arg(node_id, "node_id") }?;
+        let id = lib(p.insert_peer(b))?;
+        *out = c_string(&id).into_raw();
+        Ok(())
+    })
+}
+
 /// Fills `node` with an empty signature (every optional field unset).
 ///
 /// # Safety

@@ -401,6 +401,27 @@ int main(int argc, char **argv) {
         hf_buffer_manager_free(shared);
     }
 
+    /* Address blobs. */
+    {
+        uint8_t blob[HF_ADDRESS_MAX];
+        size_t blob_len = 0;
+        char *peer = NULL;
+        CHECK_STATUS(hf_node_address(b, "b", blob, sizeof blob, &blob_len), HF_OK);
+        CHECK(blob_len > 4 && blob_len <= HF_ADDRESS_MAX);
+        CHECK_STATUS(hf_insert_peer(a, blob, blob_len, &peer), HF_OK);
+        CHECK(peer != NULL && strcmp(peer, "b") == 0);
+        hf_string_free(peer);
+        CHECK_STATUS(hf_node_address(b, "b", blob, 4, &blob_len), HF_ERR_BUFFER_OVERFLOW);
+        CHECK_STATUS(hf_node_address(b, "a", blob, sizeof blob, &blob_len), HF_ERR_NODE_NOT_FOUND);
+        CHECK_STATUS(hf_node_address(b, "b", NULL, sizeof blob, &blob_len), HF_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(hf_node_address(b, "b", blob, sizeof blob, NULL), HF_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(hf_insert_peer(a, (const uint8_t *)"garbage", 7, &peer),
+                     HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_insert_peer(a, blob, 6, &peer), HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_insert_peer(a, NULL, 8, &peer), HF_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(hf_insert_peer(a, blob, blob_len, NULL), HF_ERR_NULL_ARGUMENT);
+    }
+
     /* Ping. */
     CHECK_STATUS(hf_ping(a, "a", "b", 64, 1000, &ping), HF_OK);
     CHECK(ping->success && ping->path_len == 2);

@@ -6,14 +6,19 @@
  * fast path): inline up to hf_direct_max_inline() bytes, larger sizes as zero-copy buffers of
  * a shared pool (filled once, not rewritten per message), as `hyperfabric bench latency`
  * does. Each round trip is timed with the TSC (calibrated against CLOCK_MONOTONIC); the table
- * gives the median and 99th percentile of round trip / 2.
+ * gives the median and 99th percentile of round trip / 2, and, as `hyperfabric bench latency`
+ * does, the floor (a cache line bounced between the two cores, measured right before and
+ * after each size while the peer sleeps), the ratio to it and the placement it shows (on
+ * 2-vCPU virtual machines the vCPUs drift between near and far placements).
  *
  *   pingpong [--sizes 8,64,4096,65536,1048576] [--iters N] [--cores A,B]
  */
 #define _GNU_SOURCE
 #include <hyperfabric.h>
 
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +67,64 @@ static double calibrate(void) {
     return (now_ns() - t0) / (double)(__rdtsc() - c0);
 }
 
+/* The floor: a cache line bounced between this thread (core A) and a thread on core B. */
+static _Alignas(128) _Atomic unsigned long long line;
+static _Atomic int floor_stop;
+static int floor_core;
+
+static void *floor_echo(void *arg) {
+    unsigned long long expect = 1;
+    (void)arg;
+    pin(floor_core);
+    while (!atomic_load_explicit(&floor_stop, memory_order_relaxed)) {
+        if (atomic_load_explicit(&line, memory_order_acquire) == expect) {
+            atomic_store_explicit(&line, expect + 1, memory_order_release);
+            expect += 2;
+        }
+    }
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b);
+
+/* Median one-way ns of a cache-line bounce over batches of 64 round trips. */
+static double floor_ns(int core_b, double ns_per_tick) {
+    pthread_t t;
+    double batches[64];
+    unsigned long long v = 0;
+    atomic_store(&line, 0);
+    atomic_store(&floor_stop, 0);
+    floor_core = core_b;
+    pthread_create(&t, NULL, floor_echo, NULL);
+    for (int b = 0; b < 68; b++) {
+        unsigned long long t0 = __rdtsc();
+        for (int i = 0; i < 64; i++) {
+            atomic_store_explicit(&line, v + 1, memory_order_release);
+            while (atomic_load_explicit(&line, memory_order_acquire) != v + 2) {
+            }
+            v += 2;
+        }
+        if (b >= 4) {
+            batches[b - 4] = (double)(__rdtsc() - t0) * ns_per_tick / 64.0 / 2.0;
+        }
+    }
+    atomic_store(&floor_stop, 1);
+    pthread_join(t, NULL);
+    qsort(batches, 64, sizeof(double), cmp_double);
+    return batches[32];
+}
+
+static const char *placement(double before, double after) {
+    const double near = 100.0;
+    if (before < near && after < near) {
+        return "near";
+    }
+    if (before >= near && after >= near) {
+        return "far";
+    }
+    return "mixed";
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -108,13 +171,22 @@ static void on_message(void *user, uint32_t source, const uint8_t *data, size_t 
     received_len = len;
 }
 
-/* Blocks until one message arrives; returns its length. */
-static size_t receive(hf_receiver *rx) {
+/* Blocks until one message arrives; returns its length. With `idle_sleep`, naps once nothing
+   came for a while (the peer then leaves core B to the floor measurement). */
+static size_t receive_idle(hf_receiver *rx, bool idle_sleep) {
     bool got = false;
+    unsigned long spins = 0;
     while (!got) {
         TRY(hf_receiver_poll(rx, on_message, NULL, &got));
+        if (!got && idle_sleep && ++spins > 200000) {
+            usleep(100);
+        }
     }
     return received_len;
+}
+
+static size_t receive(hf_receiver *rx) {
+    return receive_idle(rx, false);
 }
 
 /* Sends `len` bytes: inline from `zeros`, or a buffer of `pool` when larger. */
@@ -147,7 +219,7 @@ static int echo(const char *fabric, int core, size_t max_size) {
     TRY(hf_protocol_create_buffer_manager(p, 16, max_size, &pool));
     tx = connect_to(p, "pp-b", "pp-a");
     for (;;) {
-        size_t len = receive(rx);
+        size_t len = receive_idle(rx, true);
         if (len == 0) {
             break;
         }
@@ -224,9 +296,13 @@ int main(int argc, char **argv) {
 
     printf("# HyperFabric %s pingpong, cores %d,%d, %d iterations\n", hf_version_string(), core_a,
            core_b, iters);
-    printf("%-10s %10s %10s\n", "size", "p50_ns", "p99_ns");
+    printf("%-10s %10s %10s %10s %8s %10s\n", "size", "p50_ns", "p99_ns", "floor_ns", "ratio",
+           "placement");
     for (int k = 0; k < nsizes; k++) {
         size_t len = sizes[k];
+        double before, after, fl;
+        usleep(5000); /* the peer naps after 200,000 empty polls */
+        before = floor_ns(core_b, ns_per_tick);
         for (int i = 0; i < iters / 10 + 1; i++) {
             send_size(tx, pool, zeros, len);
             receive(rx);
@@ -241,8 +317,12 @@ int main(int argc, char **argv) {
             one_way[i] = (double)(__rdtsc() - t0) * ns_per_tick / 2.0;
         }
         qsort(one_way, (size_t)iters, sizeof(double), cmp_double);
-        printf("%-10zu %10.0f %10.0f\n", len, one_way[iters / 2],
-               one_way[(size_t)((double)(iters - 1) * 0.99)]);
+        usleep(5000);
+        after = floor_ns(core_b, ns_per_tick);
+        fl = (before + after) / 2.0;
+        printf("%-10zu %10.0f %10.0f %10.0f %8.2f %10s\n", len, one_way[iters / 2],
+               one_way[(size_t)((double)(iters - 1) * 0.99)], fl, one_way[iters / 2] / fl,
+               placement(before, after));
     }
     send_size(tx, pool, zeros, 0); /* the empty message ends the child */
     waitpid(child, NULL, 0);

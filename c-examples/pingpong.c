@@ -191,8 +191,12 @@ static size_t receive(hf_receiver *rx) {
 
 /* Sends `len` bytes: inline from `zeros`, or a buffer of `pool` when larger. */
 static void send_size(hf_sender *tx, hf_buffer_manager *pool, const uint8_t *zeros, size_t len) {
+    static size_t max_inline = 0;
     bool sent = false;
-    if (len <= hf_direct_max_inline()) {
+    if (max_inline == 0) {
+        max_inline = hf_direct_max_inline();
+    }
+    if (len <= max_inline) {
         while (!sent) {
             TRY(hf_sender_try_send(tx, zeros, len, &sent));
         }

@@ -78,6 +78,7 @@ pub(crate) type FfiResult<T> = std::result::Result<T, FfiError>;
 
 /// Runs an export's body: its error becomes the status (and the thread's last error message),
 /// a panic becomes `HF_ERR_PANIC`.
+#[inline]
 pub(crate) fn boundary(f: impl FnOnce() -> FfiResult<()>) -> hf_status {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => {

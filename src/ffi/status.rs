@@ -74,23 +74,26 @@ const FFI_CODES: [(hf_status, &str); 4] = [
 thread_local! {
     /// The thread's last error message; `None` after a success (no allocation per call).
     static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+    /// Whether `LAST_ERROR` holds a message: a success only reads this flag.
+    static HAS_ERROR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 pub(crate) fn set_last_error(message: String) {
     let c = super::c_string(&message);
     LAST_ERROR.with(|m| *m.borrow_mut() = Some(c));
+    HAS_ERROR.with(|h| h.set(true));
 }
 
 /// Forgets the last error message (after a successful call).
 #[inline]
 pub(crate) fn clear_last_error() {
-    LAST_ERROR.with(|m| {
-        if let Ok(mut m) = m.try_borrow_mut() {
-            if m.is_some() {
+    if HAS_ERROR.with(|h| h.replace(false)) {
+        LAST_ERROR.with(|m| {
+            if let Ok(mut m) = m.try_borrow_mut() {
                 *m = None;
             }
-        }
-    });
+        });
+    }
 }
 
 /// The library version: `major << 16 | minor << 8 | patch`.

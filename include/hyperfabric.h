@@ -22,6 +22,39 @@
 // Largest address blob `hf_node_address` writes.
 #define HF_ADDRESS_MAX 256
 
+// Latency budget of quantum control traffic, ns (the reference's constant).
+#define HF_MAX_LATENCY_QUANTUM_NS 100000
+
+// Latency budget of AI inference traffic, ns.
+#define HF_MAX_LATENCY_AI_INFERENCE_NS 1000000
+
+// Latency budget of training traffic, ns.
+#define HF_MAX_LATENCY_TRAINING_NS 10000000
+
+// Default zero-copy buffer size, bytes.
+#define HF_DEFAULT_BUFFER_SIZE 65536
+
+// Buffer size for large transfers, bytes.
+#define HF_LARGE_BUFFER_SIZE 1048576
+
+// Buffer size for quantum state transfers, bytes.
+#define HF_QUANTUM_BUFFER_SIZE 4096
+
+// Smallest node bandwidth the fabric supports, Gbit/s.
+#define HF_MIN_BANDWIDTH_GBPS 1.0
+
+// Largest node bandwidth the fabric supports, Gbit/s.
+#define HF_MAX_BANDWIDTH_GBPS 1000.0
+
+// Smallest coherence time a QPU must declare, µs.
+#define HF_QUANTUM_COHERENCE_THRESHOLD_US 10.0
+
+// Largest number of nodes sharing an entanglement-requiring route or zone.
+#define HF_MAX_QUANTUM_ENTANGLED_NODES 100
+
+// Longest node or zone id, bytes.
+#define HF_MAX_NODE_ID_LEN 63
+
 // Hardware of a node (`hf_node_signature.hardware_type`).
 enum hf_hardware_type
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L

@@ -146,6 +146,14 @@ fn the_c_program_passes_under_sanitizers() {
 }
 
 #[test]
+fn null_for_every_pointer_argument_is_reported() {
+    let fabric = format!("c-nulls-test-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let examples = root().join("examples");
+    run_c_test("nulls", &[fabric.as_ref(), examples.as_os_str()]);
+}
+
+#[test]
 fn the_control_plane_from_c_passes_under_sanitizers() {
     let fabric = format!("c-control-test-{}", std::process::id());
     let _cleanup = FabricDir(fabric.clone());

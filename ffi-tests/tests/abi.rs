@@ -177,40 +177,236 @@ fn status_codes_and_enum_values_match() {
             "{k:?} has no constant in the header"
         );
     }
-    use rs::hf_hardware_type as H;
+    // Every enum value of the header, against the Rust enum it mirrors.
+    let values: &[(u32, u32)] = &[
+        (
+            c::HF_HARDWARE_NVIDIA_H100,
+            rs::hf_hardware_type::HF_HARDWARE_NVIDIA_H100 as u32,
+        ),
+        (
+            c::HF_HARDWARE_NVIDIA_A100,
+            rs::hf_hardware_type::HF_HARDWARE_NVIDIA_A100 as u32,
+        ),
+        (
+            c::HF_HARDWARE_NVIDIA_RTX4090,
+            rs::hf_hardware_type::HF_HARDWARE_NVIDIA_RTX4090 as u32,
+        ),
+        (
+            c::HF_HARDWARE_AMD_MI300X,
+            rs::hf_hardware_type::HF_HARDWARE_AMD_MI300X as u32,
+        ),
+        (
+            c::HF_HARDWARE_AMD_MI250X,
+            rs::hf_hardware_type::HF_HARDWARE_AMD_MI250X as u32,
+        ),
+        (
+            c::HF_HARDWARE_INTEL_GAUDI2,
+            rs::hf_hardware_type::HF_HARDWARE_INTEL_GAUDI2 as u32,
+        ),
+        (
+            c::HF_HARDWARE_QUANTUM_QPU,
+            rs::hf_hardware_type::HF_HARDWARE_QUANTUM_QPU as u32,
+        ),
+        (
+            c::HF_HARDWARE_QUANTUM_ANNEALER,
+            rs::hf_hardware_type::HF_HARDWARE_QUANTUM_ANNEALER as u32,
+        ),
+        (
+            c::HF_HARDWARE_NEUROMORPHIC_CHIP,
+            rs::hf_hardware_type::HF_HARDWARE_NEUROMORPHIC_CHIP as u32,
+        ),
+        (
+            c::HF_HARDWARE_INTEL_LOIHI,
+            rs::hf_hardware_type::HF_HARDWARE_INTEL_LOIHI as u32,
+        ),
+        (
+            c::HF_HARDWARE_PHOTONIC_SWITCH,
+            rs::hf_hardware_type::HF_HARDWARE_PHOTONIC_SWITCH as u32,
+        ),
+        (
+            c::HF_HARDWARE_OPTICAL_INTERCONNECT,
+            rs::hf_hardware_type::HF_HARDWARE_OPTICAL_INTERCONNECT as u32,
+        ),
+        (
+            c::HF_HARDWARE_CPU_SERVER,
+            rs::hf_hardware_type::HF_HARDWARE_CPU_SERVER as u32,
+        ),
+        (
+            c::HF_HARDWARE_STORAGE_ARRAY,
+            rs::hf_hardware_type::HF_HARDWARE_STORAGE_ARRAY as u32,
+        ),
+        (
+            c::HF_HARDWARE_NETWORK_SWITCH,
+            rs::hf_hardware_type::HF_HARDWARE_NETWORK_SWITCH as u32,
+        ),
+        (
+            c::HF_HARDWARE_CUSTOM,
+            rs::hf_hardware_type::HF_HARDWARE_CUSTOM as u32,
+        ),
+        (c::HF_DATA_TENSOR, rs::hf_data_type::HF_DATA_TENSOR as u32),
+        (
+            c::HF_DATA_PARAMETER,
+            rs::hf_data_type::HF_DATA_PARAMETER as u32,
+        ),
+        (
+            c::HF_DATA_GRADIENT,
+            rs::hf_data_type::HF_DATA_GRADIENT as u32,
+        ),
+        (
+            c::HF_DATA_ACTIVATION,
+            rs::hf_data_type::HF_DATA_ACTIVATION as u32,
+        ),
+        (
+            c::HF_DATA_EMBEDDING,
+            rs::hf_data_type::HF_DATA_EMBEDDING as u32,
+        ),
+        (
+            c::HF_DATA_QUANTUM_STATE,
+            rs::hf_data_type::HF_DATA_QUANTUM_STATE as u32,
+        ),
+        (
+            c::HF_DATA_QUANTUM_CIRCUIT,
+            rs::hf_data_type::HF_DATA_QUANTUM_CIRCUIT as u32,
+        ),
+        (
+            c::HF_DATA_NEUROMORPHIC_SPIKE,
+            rs::hf_data_type::HF_DATA_NEUROMORPHIC_SPIKE as u32,
+        ),
+        (
+            c::HF_DATA_SPIKE_TRAIN,
+            rs::hf_data_type::HF_DATA_SPIKE_TRAIN as u32,
+        ),
+        (
+            c::HF_DATA_CONTROL_MESSAGE,
+            rs::hf_data_type::HF_DATA_CONTROL_MESSAGE as u32,
+        ),
+        (
+            c::HF_DATA_METADATA,
+            rs::hf_data_type::HF_DATA_METADATA as u32,
+        ),
+        (
+            c::HF_DATA_HEARTBEAT,
+            rs::hf_data_type::HF_DATA_HEARTBEAT as u32,
+        ),
+        (c::HF_DATA_GENERIC, rs::hf_data_type::HF_DATA_GENERIC as u32),
+        (c::HF_DATA_BINARY, rs::hf_data_type::HF_DATA_BINARY as u32),
+        (c::HF_DATA_JSON, rs::hf_data_type::HF_DATA_JSON as u32),
+        (
+            c::HF_PRIORITY_ULTRA_HIGH,
+            rs::hf_packet_priority::HF_PRIORITY_ULTRA_HIGH as u32,
+        ),
+        (
+            c::HF_PRIORITY_HIGH,
+            rs::hf_packet_priority::HF_PRIORITY_HIGH as u32,
+        ),
+        (
+            c::HF_PRIORITY_MEDIUM,
+            rs::hf_packet_priority::HF_PRIORITY_MEDIUM as u32,
+        ),
+        (
+            c::HF_PRIORITY_LOW,
+            rs::hf_packet_priority::HF_PRIORITY_LOW as u32,
+        ),
+        (
+            c::HF_PRIORITY_BULK,
+            rs::hf_packet_priority::HF_PRIORITY_BULK as u32,
+        ),
+        (
+            c::HF_ZONE_COMPUTE_CLUSTER,
+            rs::hf_zone_type::HF_ZONE_COMPUTE_CLUSTER as u32,
+        ),
+        (
+            c::HF_ZONE_INFERENCE_FARM,
+            rs::hf_zone_type::HF_ZONE_INFERENCE_FARM as u32,
+        ),
+        (
+            c::HF_ZONE_STORAGE_TIER,
+            rs::hf_zone_type::HF_ZONE_STORAGE_TIER as u32,
+        ),
+        (
+            c::HF_ZONE_QUANTUM_REALM,
+            rs::hf_zone_type::HF_ZONE_QUANTUM_REALM as u32,
+        ),
+        (
+            c::HF_ZONE_NEUROMORPHIC_NET,
+            rs::hf_zone_type::HF_ZONE_NEUROMORPHIC_NET as u32,
+        ),
+        (
+            c::HF_ZONE_EDGE_NETWORK,
+            rs::hf_zone_type::HF_ZONE_EDGE_NETWORK as u32,
+        ),
+        (
+            c::HF_ZONE_CONTROL_PLANE,
+            rs::hf_zone_type::HF_ZONE_CONTROL_PLANE as u32,
+        ),
+        (
+            c::HF_ISOLATION_NONE,
+            rs::hf_isolation_level::HF_ISOLATION_NONE as u32,
+        ),
+        (
+            c::HF_ISOLATION_LOW,
+            rs::hf_isolation_level::HF_ISOLATION_LOW as u32,
+        ),
+        (
+            c::HF_ISOLATION_MEDIUM,
+            rs::hf_isolation_level::HF_ISOLATION_MEDIUM as u32,
+        ),
+        (
+            c::HF_ISOLATION_HIGH,
+            rs::hf_isolation_level::HF_ISOLATION_HIGH as u32,
+        ),
+        (
+            c::HF_ISOLATION_QUANTUM_SECURE,
+            rs::hf_isolation_level::HF_ISOLATION_QUANTUM_SECURE as u32,
+        ),
+        (
+            c::HF_IDLE_ADAPTIVE,
+            rs::hf_idle_strategy::HF_IDLE_ADAPTIVE as u32,
+        ),
+        (c::HF_IDLE_SPIN, rs::hf_idle_strategy::HF_IDLE_SPIN as u32),
+        (
+            c::HF_METRIC_LATENCY,
+            ctl::hf_metric::HF_METRIC_LATENCY as u32,
+        ),
+        (
+            c::HF_METRIC_BANDWIDTH,
+            ctl::hf_metric::HF_METRIC_BANDWIDTH as u32,
+        ),
+        (c::HF_METRIC_HOPS, ctl::hf_metric::HF_METRIC_HOPS as u32),
+    ];
+    for (i, &(header, rust)) in values.iter().enumerate() {
+        assert_eq!(header, rust, "enum value #{i}");
+    }
+    assert_eq!(values.len(), 16 + 15 + 5 + 7 + 5 + 2 + 3);
+    // The reference's constants.
+    use hyperfabric::model as m;
     assert_eq!(
-        c::HF_HARDWARE_NVIDIA_H100,
-        H::HF_HARDWARE_NVIDIA_H100 as u32
-    );
-    assert_eq!(c::HF_HARDWARE_CPU_SERVER, H::HF_HARDWARE_CPU_SERVER as u32);
-    assert_eq!(c::HF_HARDWARE_CUSTOM, H::HF_HARDWARE_CUSTOM as u32);
-    assert_eq!(c::HF_DATA_GENERIC, rs::hf_data_type::HF_DATA_GENERIC as u32);
-    assert_eq!(
-        c::HF_DATA_SPIKE_TRAIN,
-        rs::hf_data_type::HF_DATA_SPIKE_TRAIN as u32
+        c::HF_MAX_LATENCY_QUANTUM_NS as u64,
+        m::MAX_LATENCY_QUANTUM_NS
     );
     assert_eq!(
-        c::HF_PRIORITY_BULK,
-        rs::hf_packet_priority::HF_PRIORITY_BULK as u32
+        c::HF_MAX_LATENCY_AI_INFERENCE_NS as u64,
+        m::MAX_LATENCY_AI_INFERENCE_NS
     );
     assert_eq!(
-        c::HF_ZONE_CONTROL_PLANE,
-        rs::hf_zone_type::HF_ZONE_CONTROL_PLANE as u32
+        c::HF_MAX_LATENCY_TRAINING_NS as u64,
+        m::MAX_LATENCY_TRAINING_NS
+    );
+    assert_eq!(c::HF_DEFAULT_BUFFER_SIZE as usize, m::DEFAULT_BUFFER_SIZE);
+    assert_eq!(c::HF_LARGE_BUFFER_SIZE as usize, m::LARGE_BUFFER_SIZE);
+    assert_eq!(c::HF_QUANTUM_BUFFER_SIZE as usize, m::QUANTUM_BUFFER_SIZE);
+    assert_eq!(c::HF_MIN_BANDWIDTH_GBPS, m::MIN_BANDWIDTH_GBPS);
+    assert_eq!(c::HF_MAX_BANDWIDTH_GBPS, m::MAX_BANDWIDTH_GBPS);
+    assert_eq!(
+        c::HF_QUANTUM_COHERENCE_THRESHOLD_US,
+        m::QUANTUM_COHERENCE_THRESHOLD_US
     );
     assert_eq!(
-        c::HF_ISOLATION_QUANTUM_SECURE,
-        rs::hf_isolation_level::HF_ISOLATION_QUANTUM_SECURE as u32
+        c::HF_MAX_QUANTUM_ENTANGLED_NODES as usize,
+        m::MAX_QUANTUM_ENTANGLED_NODES
     );
-    assert_eq!(c::HF_IDLE_SPIN, rs::hf_idle_strategy::HF_IDLE_SPIN as u32);
-    assert_eq!(
-        c::HF_METRIC_LATENCY,
-        ctl::hf_metric::HF_METRIC_LATENCY as u32
-    );
-    assert_eq!(
-        c::HF_METRIC_BANDWIDTH,
-        ctl::hf_metric::HF_METRIC_BANDWIDTH as u32
-    );
-    assert_eq!(c::HF_METRIC_HOPS, ctl::hf_metric::HF_METRIC_HOPS as u32);
+    assert_eq!(c::HF_MAX_NODE_ID_LEN as usize, m::MAX_NODE_ID_LEN);
+    assert_eq!(c::HF_ADDRESS_MAX as usize, hyperfabric::fabric::ADDRESS_MAX);
 }
 
 unsafe extern "C" fn upper(

@@ -63,6 +63,29 @@ pub const HF_ERR_AUTHENTICATION: hf_status = -1001;
 /// A frame does not decode (MalformedFrameError).
 pub const HF_ERR_MALFORMED_FRAME: hf_status = -1002;
 
+/// Latency budget of quantum control traffic, ns (the reference's constant).
+pub const HF_MAX_LATENCY_QUANTUM_NS: u64 = 100_000;
+/// Latency budget of AI inference traffic, ns.
+pub const HF_MAX_LATENCY_AI_INFERENCE_NS: u64 = 1_000_000;
+/// Latency budget of training traffic, ns.
+pub const HF_MAX_LATENCY_TRAINING_NS: u64 = 10_000_000;
+/// Default zero-copy buffer size, bytes.
+pub const HF_DEFAULT_BUFFER_SIZE: usize = 65_536;
+/// Buffer size for large transfers, bytes.
+pub const HF_LARGE_BUFFER_SIZE: usize = 1_048_576;
+/// Buffer size for quantum state transfers, bytes.
+pub const HF_QUANTUM_BUFFER_SIZE: usize = 4096;
+/// Smallest node bandwidth the fabric supports, Gbit/s.
+pub const HF_MIN_BANDWIDTH_GBPS: f64 = 1.0;
+/// Largest node bandwidth the fabric supports, Gbit/s.
+pub const HF_MAX_BANDWIDTH_GBPS: f64 = 1000.0;
+/// Smallest coherence time a QPU must declare, µs.
+pub const HF_QUANTUM_COHERENCE_THRESHOLD_US: f64 = 10.0;
+/// Largest number of nodes sharing an entanglement-requiring route or zone.
+pub const HF_MAX_QUANTUM_ENTANGLED_NODES: usize = 100;
+/// Longest node or zone id, bytes.
+pub const HF_MAX_NODE_ID_LEN: usize = 63;
+
 /// The codes the C boundary adds to the invalid-argument block, with their names.
 const FFI_CODES: [(hf_status, &str); 4] = [
     (HF_ERR_NULL_ARGUMENT, "NullArgumentError"),
@@ -215,5 +238,26 @@ mod tests {
         assert_eq!(hf_status_category(-5000), HF_ERR_INVALID_ARGUMENT);
         assert_eq!(hf_status_category(1), HF_ERR_INVALID_ARGUMENT);
         assert_eq!(hf_version() >> 16, 0);
+        use crate::model as m;
+        assert_eq!(HF_MAX_LATENCY_QUANTUM_NS, m::MAX_LATENCY_QUANTUM_NS);
+        assert_eq!(
+            HF_MAX_LATENCY_AI_INFERENCE_NS,
+            m::MAX_LATENCY_AI_INFERENCE_NS
+        );
+        assert_eq!(HF_MAX_LATENCY_TRAINING_NS, m::MAX_LATENCY_TRAINING_NS);
+        assert_eq!(HF_DEFAULT_BUFFER_SIZE, m::DEFAULT_BUFFER_SIZE);
+        assert_eq!(HF_LARGE_BUFFER_SIZE, m::LARGE_BUFFER_SIZE);
+        assert_eq!(HF_QUANTUM_BUFFER_SIZE, m::QUANTUM_BUFFER_SIZE);
+        assert_eq!(HF_MIN_BANDWIDTH_GBPS, m::MIN_BANDWIDTH_GBPS);
+        assert_eq!(HF_MAX_BANDWIDTH_GBPS, m::MAX_BANDWIDTH_GBPS);
+        assert_eq!(
+            HF_QUANTUM_COHERENCE_THRESHOLD_US,
+            m::QUANTUM_COHERENCE_THRESHOLD_US
+        );
+        assert_eq!(
+            HF_MAX_QUANTUM_ENTANGLED_NODES,
+            m::MAX_QUANTUM_ENTANGLED_NODES
+        );
+        assert_eq!(HF_MAX_NODE_ID_LEN, m::MAX_NODE_ID_LEN);
     }
 }

@@ -44,6 +44,10 @@ static hf_status reverse(void *user_data, const hf_message_view *m, hf_response 
     if (m->len == 4 && memcmp(m->data, "fail", 4) == 0) {
         return HF_ERR_INVALID_NODE;
     }
+    /* NULL bytes with a length are refused; the handler reports what it got. */
+    if (hf_response_set(response, NULL, 3) != HF_ERR_NULL_ARGUMENT) {
+        return HF_ERR_PANIC;
+    }
     if (m->len > sizeof buf) {
         return HF_ERR_BUFFER_OVERFLOW;
     }
@@ -375,6 +379,7 @@ int main(int argc, char **argv) {
             CHECK_STATUS(hf_receiver_try_recv(rx, small, sizeof small, &len, &src, &got), HF_OK);
             CHECK(got && len == 2 && memcmp(small, "hi", 2) == 0 && src == g.source);
             CHECK_STATUS(hf_receiver_poll(rx, NULL, NULL, &got), HF_ERR_NULL_ARGUMENT);
+            CHECK_STATUS(hf_receiver_poll(rx, on_message, &g, NULL), HF_OK); /* got optional */
             CHECK_STATUS(hf_sender_try_send(tx, NULL, 1, &ok), HF_ERR_NULL_ARGUMENT);
             CHECK_STATUS(hf_buffer_manager_acquire(shared, &b1), HF_OK);
             CHECK_STATUS(hf_buffer_data(b1, &mem, &cap), HF_OK);

@@ -69,7 +69,8 @@ static double calibrate(void) {
 
 /* The floor: a cache line bounced between this thread (core A) and a thread on core B. */
 static _Alignas(128) _Atomic unsigned long long line;
-static _Atomic int floor_stop;
+/* On a line of its own: the echo thread reads it on every turn. */
+static _Alignas(128) _Atomic int floor_stop;
 static int floor_core;
 
 static void *floor_echo(void *arg) {

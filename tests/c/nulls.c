@@ -58,6 +58,7 @@ int main(int argc, char **argv) {
     o.fabric_name = argv[1];
     CHECK_STATUS(hf_protocol_new(NULL, &none), HF_OK); /* NULL options: the defaults */
     hf_protocol_free(none);
+    hf_fabric_remove("default", NULL); /* left alone if another process uses it */
     CHECK_STATUS(hf_protocol_new(&o, &p), HF_OK);
     hf_node_signature_init(&n);
     n.node_id = "n1";

@@ -69,13 +69,8 @@ pub unsafe extern "C" fn hf_protocol_create_buffer_manager(
 /// `manager` is NULL or a handle not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn hf_buffer_manager_free(manager: *mut hf_buffer_manager) {
-    let _ = boundary(|| {
-        if !manager.is_null() {
-            // SAFETY: a handle from this module, freed once.
-            drop(unsafe { Box::from_raw(manager) });
-        }
-        Ok(())
-    });
+    // SAFETY: as the caller promised (a handle of this library, or NULL).
+    unsafe { super::free_box(manager) }
 }
 
 /// Takes a free buffer into `*out` (`HF_ERR_BUFFER_EXHAUSTED` when all are in use).
@@ -143,13 +138,8 @@ pub unsafe extern "C" fn hf_zero_copy_buffer_new(
 /// `buffer` is NULL or a handle not freed or consumed before.
 #[no_mangle]
 pub unsafe extern "C" fn hf_buffer_free(buffer: *mut hf_buffer) {
-    let _ = boundary(|| {
-        if !buffer.is_null() {
-            // SAFETY: a handle from this module, freed once.
-            drop(unsafe { Box::from_raw(buffer) });
-        }
-        Ok(())
-    });
+    // SAFETY: as the caller promised (a handle of this library, or NULL).
+    unsafe { super::free_box(buffer) }
 }
 
 /// Writes `len` bytes at `offset` (lz4-compressed with a 4-byte length prefix when `compress`

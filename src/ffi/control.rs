@@ -105,13 +105,8 @@ pub unsafe extern "C" fn hf_topology_manager_new(
 /// `manager` is NULL or a handle not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn hf_topology_manager_free(manager: *mut hf_topology_manager) {
-    let _ = boundary(|| {
-        if !manager.is_null() {
-            // SAFETY: a handle from this module, freed once.
-            drop(unsafe { Box::from_raw(manager) });
-        }
-        Ok(())
-    });
+    // SAFETY: as the caller promised (a handle of this library, or NULL).
+    unsafe { super::free_box(manager) }
 }
 
 /// Adds a node (`HF_ERR_DUPLICATE_NODE`, `HF_ERR_INVALID_NODE`).
@@ -420,13 +415,8 @@ pub unsafe extern "C" fn hf_fabric_config_topology(
 /// `config` is NULL or a handle not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn hf_fabric_config_free(config: *mut hf_fabric_config) {
-    let _ = boundary(|| {
-        if !config.is_null() {
-            // SAFETY: a handle from this module, freed once.
-            drop(unsafe { Box::from_raw(config) });
-        }
-        Ok(())
-    });
+    // SAFETY: as the caller promised (a handle of this library, or NULL).
+    unsafe { super::free_box(config) }
 }
 
 /// This machine's devices as node signatures: a JSON array in `*json`.

@@ -71,13 +71,8 @@ pub unsafe extern "C" fn hf_open_sender(
 /// `sender` is NULL or a handle not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn hf_sender_free(sender: *mut hf_sender) {
-    let _ = boundary(|| {
-        if !sender.is_null() {
-            // SAFETY: a handle from hf_open_sender, freed once.
-            drop(unsafe { Box::from_raw(sender) });
-        }
-        Ok(())
-    });
+    // SAFETY: as the caller promised (a handle of this library, or NULL).
+    unsafe { super::free_box(sender) }
 }
 
 /// Pushes `len` bytes (at most `hf_direct_max_inline()`); `*sent` is false when the ring is
@@ -213,13 +208,8 @@ pub unsafe extern "C" fn hf_open_receiver(
 /// `receiver` is NULL or a handle not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn hf_receiver_free(receiver: *mut hf_receiver) {
-    let _ = boundary(|| {
-        if !receiver.is_null() {
-            // SAFETY: a handle from hf_open_receiver, freed once.
-            drop(unsafe { Box::from_raw(receiver) });
-        }
-        Ok(())
-    });
+    // SAFETY: as the caller promised (a handle of this library, or NULL).
+    unsafe { super::free_box(receiver) }
 }
 
 /// Takes at most one message and gives it to `callback` in place; `*got` (if not NULL) says

@@ -101,6 +101,20 @@ pub(crate) fn boundary(f: impl FnOnce() -> FfiResult<()>) -> hf_status {
     }
 }
 
+/// Frees a handle handed out as `Box::into_raw`, behind the panic boundary; NULL is ignored.
+///
+/// # Safety
+/// `p` is NULL or came from `Box::into_raw` of a `T` and is not used again.
+pub(crate) unsafe fn free_box<T>(p: *mut T) {
+    let _ = boundary(|| {
+        if !p.is_null() {
+            // SAFETY: the caller's contract: a Box's pointer, freed once.
+            drop(unsafe { Box::from_raw(p) });
+        }
+        Ok(())
+    });
+}
+
 /// `p` as a string argument named `name`.
 ///
 /// # Safety

@@ -496,13 +496,8 @@ pub unsafe extern "C" fn hf_protocol_new(
 /// uses it during or after the call.
 #[no_mangle]
 pub unsafe extern "C" fn hf_protocol_free(protocol: *mut hf_protocol) {
-    let _ = boundary(|| {
-        if !protocol.is_null() {
-            // SAFETY: a handle from hf_protocol_new, freed once (the caller's contract).
-            drop(unsafe { Box::from_raw(protocol) });
-        }
-        Ok(())
-    });
+    // SAFETY: as the caller promised (a handle of this library, or NULL).
+    unsafe { super::free_box(protocol) }
 }
 
 /// Deletes the host state of fabric `name` once no process hosts a node in it (call it after
@@ -898,13 +893,8 @@ pub unsafe extern "C" fn hf_request_wait(
 /// `request` is NULL or a handle not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn hf_request_free(request: *mut hf_request) {
-    let _ = boundary(|| {
-        if !request.is_null() {
-            // SAFETY: a handle from hf_send_data_nb, freed once.
-            drop(unsafe { Box::from_raw(request) });
-        }
-        Ok(())
-    });
+    // SAFETY: as the caller promised (a handle of this library, or NULL).
+    unsafe { super::free_box(request) }
 }
 
 /// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
@@ -1026,13 +1016,8 @@ pub unsafe extern "C" fn hf_message_get_view(
 /// `message` is NULL or a handle from `hf_recv` not freed before.
 #[no_mangle]
 pub unsafe extern "C" fn hf_message_free(message: *mut hf_message) {
-    let _ = boundary(|| {
-        if !message.is_null() {
-            // SAFETY: a handle from hf_recv, freed once.
-            drop(unsafe { Box::from_raw(message) });
-        }
-        Ok(())
-    });
+    // SAFETY: as the caller promised (a handle of this library, or NULL).
+    unsafe { super::free_box(message) }
 }
 
 /// Sets the response of a handler call (copied; a later call replaces it).

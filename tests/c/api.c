@@ -14,27 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures = 0;
-
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, __LINE__, \
-                    #cond, hf_last_error_message());                                        \
-            failures++;                                                                     \
-        }                                                                                   \
-    } while (0)
-
-#define CHECK_STATUS(call, want)                                                            \
-    do {                                                                                    \
-        hf_status got_ = (call);                                                            \
-        if (got_ != (want)) {                                                               \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), want %d (%s); last error: %s\n",   \
-                    __FILE__, __LINE__, #call, got_, hf_status_str(got_), (int)(want),      \
-                    hf_status_str(want), hf_last_error_message());                          \
-            failures++;                                                                     \
-        }                                                                                   \
-    } while (0)
+#include "check.h"
 
 /* The handler of node "b": answers with the request reversed; "fail" makes it fail. */
 static hf_status reverse(void *user_data, const hf_message_view *m, hf_response *response) {

@@ -13,27 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__, __LINE__, \
-                    #cond, hf_last_error_message());                                        \
-            failures++;                                                                     \
-        }                                                                                   \
-    } while (0)
-
-#define CHECK_STATUS(call, want)                                                            \
-    do {                                                                                    \
-        hf_status got_ = (call);                                                            \
-        if (got_ != (want)) {                                                               \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), want %d (%s); last error: %s\n",   \
-                    __FILE__, __LINE__, #call, got_, hf_status_str(got_), (int)(want),      \
-                    hf_status_str(want), hf_last_error_message());                          \
-            failures++;                                                                     \
-        }                                                                                   \
-    } while (0)
+#include "check.h"
 
 static hf_node_signature node(const char *id, uint32_t hw, double gbps, uint64_t ns) {
     hf_node_signature n;

@@ -11,18 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int failures = 0;
-
-#define CHECK_STATUS(call, want)                                                            \
-    do {                                                                                    \
-        hf_status got_ = (call);                                                            \
-        if (got_ != (want)) {                                                               \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), want %d (%s); last error: %s\n",   \
-                    __FILE__, __LINE__, #call, got_, hf_status_str(got_), (int)(want),      \
-                    hf_status_str(want), hf_last_error_message());                          \
-            failures++;                                                                     \
-        }                                                                                   \
-    } while (0)
+#include "check.h"
 
 #define NUL HF_ERR_NULL_ARGUMENT
 

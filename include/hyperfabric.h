@@ -1281,8 +1281,9 @@ const char *hf_status_str(hf_status status);
 // outside every block gives `HF_ERR_INVALID_ARGUMENT`.
 hf_status hf_status_category(hf_status status);
 
-// The detail of the last failed call on this thread (empty after a success); valid until
-// the next `hf_` call on this thread; never freed by the caller.
+// The detail of the last failed call on this thread (empty before the first failure;
+// successful calls leave it as it is, like `errno`); valid until the next failing `hf_`
+// call on this thread; never freed by the caller.
 const char *hf_last_error_message(void);
 
 #ifdef __cplusplus

@@ -81,10 +81,9 @@ pub(crate) type FfiResult<T> = std::result::Result<T, FfiError>;
 #[inline]
 pub(crate) fn boundary(f: impl FnOnce() -> FfiResult<()>) -> hf_status {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(Ok(())) => {
-            status::clear_last_error();
-            HF_OK
-        }
+        // A success leaves the last error message alone: no thread-local access (a call
+        // through the dynamic TLS model) on the fast path.
+        Ok(Ok(())) => HF_OK,
         Ok(Err(e)) => {
             set_last_error(e.message);
             e.status

@@ -95,28 +95,13 @@ const FFI_CODES: [(hf_status, &str); 4] = [
 ];
 
 thread_local! {
-    /// The thread's last error message; `None` after a success (no allocation per call).
+    /// The message of the thread's last failed call (`None` before the first failure).
     static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
-    /// Whether `LAST_ERROR` holds a message: a success only reads this flag.
-    static HAS_ERROR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 pub(crate) fn set_last_error(message: String) {
     let c = super::c_string(&message);
     LAST_ERROR.with(|m| *m.borrow_mut() = Some(c));
-    HAS_ERROR.with(|h| h.set(true));
-}
-
-/// Forgets the last error message (after a successful call).
-#[inline]
-pub(crate) fn clear_last_error() {
-    if HAS_ERROR.with(|h| h.replace(false)) {
-        LAST_ERROR.with(|m| {
-            if let Ok(mut m) = m.try_borrow_mut() {
-                *m = None;
-            }
-        });
-    }
 }
 
 /// The library version: `major << 16 | minor << 8 | patch`.
@@ -179,8 +164,9 @@ pub extern "C" fn hf_status_category(status: hf_status) -> hf_status {
     }
 }
 
-/// The detail of the last failed call on this thread (empty after a success); valid until
-/// the next `hf_` call on this thread; never freed by the caller.
+/// The detail of the last failed call on this thread (empty before the first failure;
+/// successful calls leave it as it is, like `errno`); valid until the next failing `hf_`
+/// call on this thread; never freed by the caller.
 #[no_mangle]
 pub extern "C" fn hf_last_error_message() -> *const c_char {
     LAST_ERROR.with(|m| m.borrow().as_ref().map_or(c"".as_ptr(), |c| c.as_ptr()))

@@ -2,7 +2,8 @@
  * bandwidth: osu_bw-style streaming through the C API. The program forks: the parent posts
  * ITERS messages of each size to the child's node ("bw-b"), the child takes them with
  * hf_recv (messages over 2 KiB are read in place from the sender's shared segment) and
- * answers the last one; GB/s = bytes / time.
+ * answers the one-byte end marker that follows them; GB/s = bytes / time. An untimed round
+ * first sets up the channel (rings, segments) and waits for the child.
  *
  *   bandwidth [--sizes 4096,65536,1048576] [--iters N]
  */
@@ -76,42 +77,58 @@ int main(int argc, char **argv) {
     snprintf(fabric, sizeof fabric, "bandwidth-%d", (int)getpid());
     child = fork();
     if (child == 0) {
+        /* Takes messages; answers each end marker (one byte); stops at a zero-length one. */
         hf_protocol *p = open_node(fabric, "bw-b");
-        for (int k = 0; k < nsizes; k++) {
-            for (int i = 0; i < iters; i++) {
-                hf_message *m = NULL;
-                TRY(hf_recv(p, "bw-b", 10000, &m));
-                hf_message_free(m);
+        for (;;) {
+            hf_message *m = NULL;
+            hf_message_view v;
+            TRY(hf_recv(p, "bw-b", 10000, &m));
+            TRY(hf_message_get_view(m, &v));
+            size_t len = v.len;
+            hf_message_free(m);
+            if (len == 0) {
+                break;
             }
-            TRY(hf_post(p, "bw-b", "bw-a", (const uint8_t *)"k", 1, NULL));
+            if (len == 1) {
+                TRY(hf_post(p, "bw-b", "bw-a", (const uint8_t *)"k", 1, NULL));
+            }
         }
         hf_protocol_free(p);
         return 0;
     }
     hf_protocol *p = open_node(fabric, "bw-a");
-    uint8_t *data = calloc(1, sizes[0] > 1 ? 1 << 24 : 1 << 24);
-    printf("%-10s %12s\n", "size", "gbytes_s");
+    uint8_t *data = calloc(1, 1 << 24);
+    hf_message *ack = NULL;
+    hf_status s;
+    /* Untimed: wait for the child, then one round of each size and an end marker. */
+    while ((s = hf_post(p, "bw-a", "bw-b", data, 2, NULL)) == HF_ERR_NODE_NOT_FOUND) {
+        usleep(1000);
+    }
+    TRY(s);
     for (int k = 0; k < nsizes; k++) {
-        hf_message *ack = NULL;
-        hf_status s;
-        double t0;
-        if (sizes[k] > (1u << 24)) {
-            fprintf(stderr, "bandwidth: sizes up to 16 MiB\n");
+        if (sizes[k] < 2 || sizes[k] > (1u << 24)) {
+            fprintf(stderr, "bandwidth: sizes from 2 bytes to 16 MiB\n");
             return 2;
         }
-        t0 = now_s();
-        for (int i = 0; i < iters; i++) {
-            /* The child may not have registered yet: retry while it is unknown. */
-            while ((s = hf_post(p, "bw-a", "bw-b", data, sizes[k], NULL)) == HF_ERR_NODE_NOT_FOUND) {
-                usleep(1000);
-                t0 = now_s();
-            }
-            TRY(s);
+        for (int i = 0; i < 16; i++) {
+            TRY(hf_post(p, "bw-a", "bw-b", data, sizes[k], NULL));
         }
+    }
+    TRY(hf_post(p, "bw-a", "bw-b", data, 1, NULL));
+    TRY(hf_recv(p, "bw-a", 10000, &ack));
+    hf_message_free(ack);
+    printf("%-10s %12s\n", "size", "gbytes_s");
+    for (int k = 0; k < nsizes; k++) {
+        double t0 = now_s();
+        for (int i = 0; i < iters; i++) {
+            TRY(hf_post(p, "bw-a", "bw-b", data, sizes[k], NULL));
+        }
+        TRY(hf_post(p, "bw-a", "bw-b", data, 1, NULL));
         TRY(hf_recv(p, "bw-a", 10000, &ack));
         hf_message_free(ack);
         printf("%-10zu %12.2f\n", sizes[k], (double)sizes[k] * iters / (now_s() - t0) / 1e9);
     }
+    TRY(hf_post(p, "bw-a", "bw-b", data, 0, NULL));
     waitpid(child, NULL, 0);
     hf_protocol_free(p);
     TRY(hf_fabric_remove(fabric, NULL));

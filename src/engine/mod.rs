@@ -12,7 +12,9 @@ use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{DataType, NodeSignature, PacketPriority};
 use crate::ring::{self, Consumer, Producer, PushError, Region, SlotHeader};
-use crate::transport::channel::{parse_ring_name, ring_path, segment_path, Lane, SegmentKey};
+use crate::transport::channel::{
+    parse_ring_name, ring_path, segment_path, Descriptor, Lane, SegmentKey, SegmentMaps,
+};
 use crate::transport::registry::{NodeEntry, Registry};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
@@ -46,8 +48,6 @@ pub const FLAG_COALESCED: u8 = 8;
 pub const SPIKE_EVENT_MAX: usize = 256;
 /// Largest batch of coalesced events, in bytes.
 const SPIKE_BATCH_BYTES: usize = 8 << 10;
-/// Bytes of a descriptor record: segment key, buffer index (4), byte count (4).
-const DESC_LEN: usize = SegmentKey::LEN + 8;
 /// Data larger than this travels by descriptor: copied once into a chunk of the sender's
 /// segment, read in place by the receiver (below it, the copy through the ring is cheaper).
 pub const DESCRIPTOR_THRESHOLD: usize = 2 << 10;
@@ -424,7 +424,7 @@ pub struct Engine {
     /// This process's segment of chunks for large messages, made on first use.
     chunks: [Option<(SegmentKey, BufferManager)>; 2],
     /// Segments mapped to read descriptors (this process's own included).
-    segments: HashMap<SegmentKey, BufferManager>,
+    segments: SegmentMaps,
     /// Keys of the segments this process created, by pool id.
     own_segments: HashMap<u64, SegmentKey>,
     next_segment: u32,
@@ -568,7 +568,7 @@ impl Engine {
             counters: Counters::default(),
             opener,
             chunks: [None, None],
-            segments: HashMap::default(),
+            segments: SegmentMaps::default(),
             own_segments: HashMap::default(),
             next_segment: 0,
             start_time: crate::sys::process::start_time(crate::sys::process::pid()).unwrap_or(0),
@@ -805,15 +805,6 @@ impl Engine {
         Ok(self.chunks[class].clone().expect("made above"))
     }
 
-    /// A mapped segment (mapping it on first use).
-    fn segment(&mut self, key: SegmentKey) -> Result<&BufferManager> {
-        if !self.segments.contains_key(&key) {
-            let pool = BufferManager::open_shared(&segment_path(self.registry.dir(), key))?;
-            self.segments.insert(key, pool);
-        }
-        Ok(&self.segments[&key])
-    }
-
     /// The registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -964,6 +955,15 @@ impl Engine {
             self.hops.insert((from, to), hop);
         }
         next
+    }
+
+    /// The next hop from `src` toward `dst`, or `NoRouteFoundError`.
+    fn via(&mut self, src: u32, dst: u32) -> Result<u32> {
+        self.next_hop(src, dst).ok_or_else(|| {
+            Error::NoRouteFound(format!(
+                "no route from node index {src} to node index {dst}"
+            ))
+        })
     }
 
     fn refresh_peers(&mut self) -> Result<()> {
@@ -1195,11 +1195,7 @@ impl Engine {
         let m = o.metadata.len();
         let meta_part = &o.metadata[offset.min(m)..end.min(m)];
         let data_part = &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)];
-        let via = self.next_hop(src, dst).ok_or_else(|| {
-            Error::NoRouteFound(format!(
-                "no route from node index {src} to node index {dst}"
-            ))
-        })?;
+        let via = self.via(src, dst)?;
         let p = self.producer(src, via, lane)?;
         match p.try_push(slot, &[&hdr, meta_part, data_part]) {
             Ok(()) => {
@@ -1230,16 +1226,12 @@ impl Engine {
         let inline = &o.metadata[offset.min(m)..];
         let ds = offset.saturating_sub(m);
         let de = data.len().min(ds + CHUNK_SIZE);
-        let via = self.next_hop(src, dst).ok_or_else(|| {
-            Error::NoRouteFound(format!(
-                "no route from node index {src} to node index {dst}"
-            ))
-        })?;
+        let via = self.via(src, dst)?;
         let lane = lane_of(o.priority);
         // Room first: a chunk filled for a full ring would be copied again.
         if !self
             .producer(src, via, lane)?
-            .has_room(MSG_HEADER + DESC_LEN + inline.len())
+            .has_room(MSG_HEADER + Descriptor::LEN + inline.len())
         {
             return Ok(ChunkPush::Full);
         }
@@ -1278,10 +1270,12 @@ impl Engine {
         pool: &BufferManager,
     ) -> Result<()> {
         let hdr = o.header(src, dst, offset, total);
-        let mut desc = [0u8; DESC_LEN];
-        desc[..SegmentKey::LEN].copy_from_slice(&key.encode());
-        desc[SegmentKey::LEN..SegmentKey::LEN + 4].copy_from_slice(&index.to_le_bytes());
-        desc[SegmentKey::LEN + 4..].copy_from_slice(&(len as u32).to_le_bytes());
+        let desc = Descriptor {
+            key,
+            index,
+            len: len as u32,
+        }
+        .encode();
         let slot = o.slot(src, FLAG_DESCRIPTOR);
         let lane = lane_of(o.priority);
         let pushed = self
@@ -1330,15 +1324,15 @@ impl Engine {
                     "the buffer does not come from a shared pool of this protocol".into(),
                 )
             })?;
-        let pool = self.segments[&key].clone();
-        let via = self.next_hop(src, dst).ok_or_else(|| {
-            Error::NoRouteFound(format!(
-                "no route from node index {src} to node index {dst}"
-            ))
-        })?;
+        let pool = self
+            .segments
+            .get(&key)
+            .expect("own segments are mapped")
+            .clone();
+        let via = self.via(src, dst)?;
         if !self
             .producer(src, via, lane_of(o.priority))?
-            .has_room(MSG_HEADER + DESC_LEN + o.metadata.len())
+            .has_room(MSG_HEADER + Descriptor::LEN + o.metadata.len())
         {
             return Ok(false);
         }
@@ -1667,16 +1661,10 @@ impl Engine {
     /// Splits a descriptor fragment (after the message header) into its inline bytes and the
     /// buffer it names, which the returned payload owns.
     fn take_descriptor<'p>(&mut self, rest: &'p [u8]) -> Result<(&'p [u8], Payload)> {
-        let malformed = || Error::MalformedFrame("descriptor frame too short".into());
-        let key = SegmentKey::decode(rest).ok_or_else(malformed)?;
-        let word = |i: usize| -> Result<u32> {
-            let b = rest.get(i..i + 4).ok_or_else(malformed)?;
-            Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
-        };
-        let index = word(SegmentKey::LEN)?;
-        let len = word(SegmentKey::LEN + 4)? as usize;
-        let payload = self.segment(key)?.take_payload(index, 0, len)?;
-        Ok((&rest[DESC_LEN..], payload))
+        let d = Descriptor::decode(rest)
+            .ok_or_else(|| Error::MalformedFrame("descriptor frame too short".into()))?;
+        let payload = self.segments.take(self.registry.dir(), &d)?;
+        Ok((&rest[Descriptor::LEN..], payload))
     }
 
     /// Passes a frame on toward its destination. A ping single-frame records `at` in its

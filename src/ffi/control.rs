@@ -10,7 +10,7 @@ use crate::config::FabricConfig;
 use crate::model::DataType;
 use crate::routing::Metric;
 use crate::topology::{LinkSpec, TopologyManager};
-use std::ffi::{c_char, CString};
+use std::ffi::c_char;
 
 /// Route metric (`hf_topology_find_shortest_path`).
 #[repr(u32)]
@@ -59,10 +59,9 @@ fn tm<'a>(p: *const hf_topology_manager) -> FfiResult<&'a TopologyManager> {
 fn store_route(out: *mut *mut hf_route, r: crate::routing::Route) -> FfiResult<()> {
     // SAFETY: `out` is NULL (reported) or writable (the caller's contract).
     let out = unsafe { mut_arg(out, "route") }?;
-    let path: Box<[*mut c_char]> = r.path.iter().map(|s| c_string(s).into_raw()).collect();
-    let path_len = path.len();
+    let (path, path_len) = super::c_strings(&r.path);
     *out = Box::into_raw(Box::new(hf_route {
-        path: Box::into_raw(path).cast(),
+        path,
         path_len,
         latency_ns: r.latency_ns,
         bandwidth_gbps: r.bandwidth_gbps,
@@ -270,13 +269,10 @@ pub unsafe extern "C" fn hf_route_free(route: *mut hf_route) {
         if route.is_null() {
             return Ok(());
         }
-        // SAFETY: built by store_route from Box, a boxed slice and CStrings; freed once.
+        // SAFETY: built by store_route (a Box and c_strings); freed once.
         unsafe {
             let r = Box::from_raw(route);
-            let path = Box::from_raw(std::ptr::slice_from_raw_parts_mut(r.path, r.path_len));
-            for &s in path.iter() {
-                drop(CString::from_raw(s));
-            }
+            super::free_c_strings(r.path, r.path_len);
         }
         Ok(())
     });

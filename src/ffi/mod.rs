@@ -188,6 +188,27 @@ pub(crate) fn c_string(s: &str) -> std::ffi::CString {
     std::ffi::CString::new(s.replace('\0', "\u{fffd}")).expect("NUL removed")
 }
 
+/// An array of C strings the library owns (a path of node ids): the pointer and its length,
+/// released by [`free_c_strings`].
+pub(crate) fn c_strings(items: &[String]) -> (*mut *mut c_char, usize) {
+    let array: Box<[*mut c_char]> = items.iter().map(|s| c_string(s).into_raw()).collect();
+    let len = array.len();
+    (Box::into_raw(array).cast(), len)
+}
+
+/// Releases an array made by [`c_strings`].
+///
+/// # Safety
+/// `array` and `len` came from one call of [`c_strings`] and are released once.
+pub(crate) unsafe fn free_c_strings(array: *mut *mut c_char, len: usize) {
+    // SAFETY: the caller's contract: a boxed slice of `len` CString pointers.
+    let items = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(array, len)) };
+    for &s in items.iter() {
+        // SAFETY: each entry came from CString::into_raw.
+        drop(unsafe { std::ffi::CString::from_raw(s) });
+    }
+}
+
 /// Maps a library result into the boundary's.
 pub(crate) fn lib<T>(r: Result<T>) -> FfiResult<T> {
     r.map_err(FfiError::from)

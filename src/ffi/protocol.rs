@@ -1120,14 +1120,13 @@ pub unsafe extern "C" fn hf_ping(
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(result, "result") }?;
         let r = lib(p.ping(src, dst, packet_size, timeout_ms))?;
-        let path: Box<[*mut c_char]> = r.path.iter().map(|s| c_string(s).into_raw()).collect();
-        let path_len = path.len();
+        let (path, path_len) = super::c_strings(&r.path);
         *out = Box::into_raw(Box::new(hf_ping_result {
             source: c_string(&r.source).into_raw(),
             destination: c_string(&r.destination).into_raw(),
             latency_ns: r.latency_ns,
             bandwidth_gbps: r.bandwidth_gbps,
-            path: Box::into_raw(path).cast(),
+            path,
             path_len,
             packet_loss_rate: r.packet_loss_rate,
             timestamp: r.timestamp,
@@ -1152,10 +1151,7 @@ pub unsafe extern "C" fn hf_ping_result_free(result: *mut hf_ping_result) {
             let r = Box::from_raw(result);
             drop(CString::from_raw(r.source));
             drop(CString::from_raw(r.destination));
-            let path = Box::from_raw(std::ptr::slice_from_raw_parts_mut(r.path, r.path_len));
-            for &s in path.iter() {
-                drop(CString::from_raw(s));
-            }
+            super::free_c_strings(r.path, r.path_len);
         }
         Ok(())
     });

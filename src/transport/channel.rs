@@ -87,6 +87,72 @@ impl SegmentKey {
     }
 }
 
+/// Names a filled buffer of a segment: what travels instead of its bytes (the engine's
+/// descriptor frames and direct channels both carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    /// The segment.
+    pub key: SegmentKey,
+    /// Buffer index in the segment's pool.
+    pub index: u32,
+    /// Bytes of data in the buffer.
+    pub len: u32,
+}
+
+impl Descriptor {
+    /// Bytes of an encoded descriptor: segment key, buffer index (4), byte count (4).
+    pub const LEN: usize = SegmentKey::LEN + 8;
+
+    /// Little-endian: key, index, length.
+    pub fn encode(&self) -> [u8; Descriptor::LEN] {
+        let mut b = [0u8; Descriptor::LEN];
+        b[..SegmentKey::LEN].copy_from_slice(&self.key.encode());
+        b[SegmentKey::LEN..SegmentKey::LEN + 4].copy_from_slice(&self.index.to_le_bytes());
+        b[SegmentKey::LEN + 4..].copy_from_slice(&self.len.to_le_bytes());
+        b
+    }
+
+    /// Reads an encoded descriptor at the start of `b` (`None` when `b` is too short).
+    pub fn decode(b: &[u8]) -> Option<Descriptor> {
+        let word = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
+        Some(Descriptor {
+            key: SegmentKey::decode(b)?,
+            index: word(SegmentKey::LEN)?,
+            len: word(SegmentKey::LEN + 4)?,
+        })
+    }
+}
+
+/// The segments a process has mapped to read descriptors, by key (mapped on first use).
+#[derive(Debug, Default)]
+pub struct SegmentMaps {
+    maps: rustc_hash::FxHashMap<SegmentKey, crate::buffer::BufferManager>,
+}
+
+impl SegmentMaps {
+    /// Records a segment this process made (its buffers are read through the same pool).
+    pub fn insert(&mut self, key: SegmentKey, pool: crate::buffer::BufferManager) {
+        self.maps.insert(key, pool);
+    }
+
+    /// A mapped segment, if it is.
+    pub fn get(&self, key: &SegmentKey) -> Option<&crate::buffer::BufferManager> {
+        self.maps.get(key)
+    }
+
+    /// The buffer `d` names, owned by the returned payload (which gives it back to its pool
+    /// when dropped); maps the segment from `dir` first if needed.
+    pub fn take(&mut self, dir: &Path, d: &Descriptor) -> crate::Result<crate::buffer::Payload> {
+        let pool = match self.maps.entry(d.key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                crate::buffer::BufferManager::open_shared(&segment_path(dir, d.key))?,
+            ),
+        };
+        pool.take_payload(d.index, 0, d.len as usize)
+    }
+}
+
 /// Path of buffer-pool segment `key`.
 pub fn segment_path(dir: &Path, key: SegmentKey) -> PathBuf {
     dir.join(format!("seg-{}-{}-{}", key.pid, key.start, key.n))
@@ -151,6 +217,13 @@ mod tests {
         assert_eq!(parse_segment_name(name), Some(k));
         assert_eq!(SegmentKey::decode(&k.encode()), Some(k));
         assert_eq!(SegmentKey::decode(&k.encode()[..15]), None);
+        let d = Descriptor {
+            key: k,
+            index: 7,
+            len: 1 << 20,
+        };
+        assert_eq!(Descriptor::decode(&d.encode()), Some(d));
+        assert_eq!(Descriptor::decode(&d.encode()[..Descriptor::LEN - 1]), None);
         for bad in [
             "seg-1-2",
             "seg-1-2-3-4",

@@ -6,12 +6,11 @@
 //! reassembly, so they cost what the ring costs. Payloads larger than a ring slot run travel
 //! as buffer descriptors (see [`Sender::try_send_buffer`]).
 
-use super::channel::{segment_path, SegmentKey};
+use super::channel::{Descriptor, SegmentKey, SegmentMaps};
 use super::registry::Registry;
-use crate::buffer::{BufferManager, Payload, ZeroCopyBuffer};
+use crate::buffer::{Payload, ZeroCopyBuffer};
 use crate::error::{Error, Result};
 use crate::ring::{self, Consumer, Producer, PushError, Region, SlotHeader};
-use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,7 +20,6 @@ pub const DIRECT_SLOTS: usize = 1024;
 const KIND_INLINE: u8 = 1;
 /// Slot kind of a descriptor (segment key, buffer index, length).
 const KIND_DESCRIPTOR: u8 = 2;
-const DESC_LEN: usize = SegmentKey::LEN + 8;
 
 /// Largest payload [`Sender::try_send`] carries inline.
 pub fn max_inline() -> usize {
@@ -111,7 +109,7 @@ impl Sender {
                 "the buffer does not come from a shared pool of this protocol".into(),
             )
         })?;
-        if !self.producer.has_room(DESC_LEN) {
+        if !self.producer.has_room(Descriptor::LEN) {
             return Ok(false);
         }
         let (index, len) = buf
@@ -119,10 +117,12 @@ impl Sender {
             .expect("checked above")
             .into_pooled()
             .map_err(|_| Error::InvalidArgument("the buffer is not pooled".into()))?;
-        let mut desc = [0u8; DESC_LEN];
-        desc[..SegmentKey::LEN].copy_from_slice(&key.encode());
-        desc[SegmentKey::LEN..SegmentKey::LEN + 4].copy_from_slice(&index.to_le_bytes());
-        desc[SegmentKey::LEN + 4..].copy_from_slice(&(len as u32).to_le_bytes());
+        let desc = Descriptor {
+            key,
+            index,
+            len: len as u32,
+        }
+        .encode();
         let h = SlotHeader {
             kind: KIND_DESCRIPTOR,
             src: self.src,
@@ -194,7 +194,7 @@ pub struct Receiver {
     rings: Vec<Inbound>,
     next: usize,
     channels_epoch: u64,
-    segments: HashMap<SegmentKey, BufferManager>,
+    segments: SegmentMaps,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -216,7 +216,7 @@ impl Receiver {
             rings: Vec::new(),
             next: 0,
             channels_epoch: u64::MAX,
-            segments: HashMap::default(),
+            segments: SegmentMaps::default(),
         }
     }
 
@@ -289,8 +289,8 @@ impl Receiver {
                 .consumer
                 .try_pop(|h, d| {
                     if h.kind == KIND_DESCRIPTOR {
-                        take_descriptor(registry.dir(), segments, d)
-                            .ok()
+                        Descriptor::decode(d)
+                            .and_then(|d| segments.take(registry.dir(), &d).ok())
                             .map(|p| f(src, Received::Buffer(p)))
                     } else {
                         Some(f(src, Received::Inline(d)))
@@ -300,27 +300,4 @@ impl Receiver {
         }
         None
     }
-}
-
-fn take_descriptor(
-    dir: &Path,
-    segments: &mut HashMap<SegmentKey, BufferManager>,
-    d: &[u8],
-) -> Result<Payload> {
-    let key = SegmentKey::decode(d)
-        .ok_or_else(|| Error::MalformedFrame("descriptor too short".into()))?;
-    let word = |i: usize| -> Result<u32> {
-        let b = d
-            .get(i..i + 4)
-            .ok_or_else(|| Error::MalformedFrame("descriptor too short".into()))?;
-        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    };
-    let (index, len) = (word(SegmentKey::LEN)?, word(SegmentKey::LEN + 4)? as usize);
-    let pool = match segments.entry(key) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => {
-            e.insert(BufferManager::open_shared(&segment_path(dir, key))?)
-        }
-    };
-    pool.take_payload(index, 0, len)
 }

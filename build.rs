@@ -20,6 +20,7 @@ fn main() {
             "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
             dir.join("hyperfabric.map").display()
         );
+        soname_link(&major);
     }
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
     // cbindgen follows the `mod` items of src/ffi/mod.rs to the other files.
@@ -32,5 +33,23 @@ fn main() {
     header.write_to_file(out.join("hyperfabric.h"));
     if std::env::var("HF_UPDATE_HEADER").is_ok_and(|v| v == "1") {
         header.write_to_file(dir.join("include/hyperfabric.h"));
+    }
+}
+
+/// A program linked with `-L target/<profile> -lhyperfabric` records the SONAME
+/// (`libhyperfabric.so.<major>`), which cargo does not create: link it to the library beside
+/// it, so such a program starts without `make install`. `$OUT_DIR` is
+/// `target/<profile>/build/<crate>-<hash>/out`; the link may dangle until the library is
+/// linked. Failures are ignored: the link is a convenience, not part of the build.
+fn soname_link(major: &str) {
+    let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
+        return;
+    };
+    let Some(profile_dir) = out.ancestors().nth(3) else {
+        return;
+    };
+    let link = profile_dir.join(format!("libhyperfabric.so.{major}"));
+    if std::fs::read_link(&link).is_err() {
+        let _ = std::os::unix::fs::symlink("libhyperfabric.so", &link);
     }
 }

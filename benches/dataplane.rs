@@ -62,7 +62,7 @@ fn ring_ping_pong(c: &mut Criterion) {
             pin(1);
             let payload = [0u8; 1024];
             while !s.load(Ordering::Relaxed) {
-                if let Some(h) = to_c.try_pop(|h, d| {
+                if let Ok(Some(h)) = to_c.try_pop(|h, d| {
                     black_box(d);
                     h
                 }) {
@@ -88,7 +88,7 @@ fn ring_ping_pong(c: &mut Criterion) {
                     std::hint::spin_loop();
                 }
                 loop {
-                    if back_c.try_pop(|_, d| black_box(d.len())).is_some() {
+                    if let Ok(Some(_)) = back_c.try_pop(|_, d| black_box(d.len())) {
                         break;
                     }
                     std::hint::spin_loop();

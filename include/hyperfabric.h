@@ -909,7 +909,9 @@ hf_status hf_sender_try_send(hf_sender *sender,
                              bool *sent);
 
 // Pushes `len` bytes, spinning while the ring is full: `HF_ERR_TIMEOUT` after `timeout_ms`,
-// `HF_ERR_NODE_NOT_FOUND` once the destination left the fabric.
+// `HF_ERR_NODE_NOT_FOUND` once the destination left the fabric or its process died (checked
+// every 10 ms while waiting, with or without background services), `HF_ERR_MALFORMED_FRAME`
+// when the receiver found the channel corrupt.
 //
 // # Safety
 // As `hf_sender_try_send`, without `sent`.

@@ -54,7 +54,7 @@ fn push(p: &mut Producer<Region>, h: SlotHeader, data: &[u8]) {
 fn pop<R>(c: &mut Consumer<Region>, mut f: impl FnMut(SlotHeader, &[u8]) -> R) -> R {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(r) = c.try_pop(&mut f) {
+        if let Some(r) = c.try_pop(&mut f).expect("ring not corrupt") {
             return r;
         }
         assert!(Instant::now() < deadline, "peer went silent");

@@ -335,6 +335,10 @@ pub struct Counters {
     pub bytes_received: u64,
     /// Requests answered with an error.
     pub errors: u64,
+    /// Inbound rings found corrupt (dropped; their sender gets `MalformedFrameError`).
+    pub corrupt_channels: u64,
+    /// Half-received messages freed before completion (sender gone, too many, or stale).
+    pub abandoned_reassemblies: u64,
 }
 
 /// Options of a send.
@@ -1098,7 +1102,7 @@ impl Engine {
     /// died). Returns how many failed.
     pub fn fail_lost_peers(&mut self) -> usize {
         let _ = self.registry.reclaim_dead();
-        let mut n = 0;
+        let mut n = self.fail_corrupt_channels();
         for p in self.pending.values_mut() {
             if p.result.is_some() {
                 continue;
@@ -1113,6 +1117,37 @@ impl Engine {
                     p.dst
                 ))));
                 n += 1;
+            }
+        }
+        n
+    }
+
+    /// Drops outbound rings whose receiver marked them corrupt and fails the requests that
+    /// went through them with `MalformedFrameError` (their frames will never be read).
+    fn fail_corrupt_channels(&mut self) -> usize {
+        let corrupt: Vec<(u32, u32, Lane)> = self
+            .out
+            .iter()
+            .filter(|(_, p)| p.is_corrupt())
+            .map(|(&k, _)| k)
+            .collect();
+        if corrupt.is_empty() {
+            return 0;
+        }
+        let mut n = 0;
+        for (src, via, lane) in corrupt {
+            self.out.remove(&(src, via, lane));
+            self.counters.errors += 1;
+            let hops = &self.hops;
+            for p in self.pending.values_mut() {
+                let through = p.dst == via || hops.get(&(src, p.dst)) == Some(&via);
+                if p.result.is_none() && through {
+                    p.complete(Err(Error::MalformedFrame(format!(
+                        "the channel to node index {via} was found corrupt by its receiver; \
+                         the request was not read"
+                    ))));
+                    n += 1;
+                }
             }
         }
         n
@@ -1150,6 +1185,18 @@ impl Engine {
             self.out.insert((src, dst, lane), producer);
         }
         Ok(self.out.get_mut(&(src, dst, lane)).expect("inserted"))
+    }
+
+    /// Forgets the ring `src` -> `via` on `lane` that its receiver found corrupt (the next send
+    /// makes a new one) and says so.
+    #[cold]
+    fn drop_corrupt(&mut self, src: u32, via: u32, lane: Lane) -> Error {
+        self.out.remove(&(src, via, lane));
+        self.counters.errors += 1;
+        Error::MalformedFrame(format!(
+            "the channel from node index {src} to node index {via} was found corrupt by its \
+             receiver and dropped; a new one is made on the next send"
+        ))
     }
 
     /// Pushes the fragment of the body `o.metadata ‖ data` that starts at `offset`, on the
@@ -1205,6 +1252,7 @@ impl Engine {
                 Ok(Some((end, end == total)))
             }
             Err(PushError::Full) => Ok(None),
+            Err(PushError::Corrupt) => Err(self.drop_corrupt(src, via, lane)),
             Err(PushError::TooLarge) => {
                 Err(Error::InvalidArgument("fragment exceeds the ring".into()))
             }
@@ -1229,10 +1277,11 @@ impl Engine {
         let via = self.via(src, dst)?;
         let lane = lane_of(o.priority);
         // Room first: a chunk filled for a full ring would be copied again.
-        if !self
-            .producer(src, via, lane)?
-            .has_room(MSG_HEADER + Descriptor::LEN + inline.len())
-        {
+        let p = self.producer(src, via, lane)?;
+        if !p.has_room(MSG_HEADER + Descriptor::LEN + inline.len()) {
+            if p.is_corrupt() {
+                return Err(self.drop_corrupt(src, via, lane));
+            }
             return Ok(ChunkPush::Full);
         }
         let (key, pool) = self.chunk_pool(de - ds)?;
@@ -1330,10 +1379,12 @@ impl Engine {
             .expect("own segments are mapped")
             .clone();
         let via = self.via(src, dst)?;
-        if !self
-            .producer(src, via, lane_of(o.priority))?
-            .has_room(MSG_HEADER + Descriptor::LEN + o.metadata.len())
-        {
+        let lane = lane_of(o.priority);
+        let p = self.producer(src, via, lane)?;
+        if !p.has_room(MSG_HEADER + Descriptor::LEN + o.metadata.len()) {
+            if p.is_corrupt() {
+                return Err(self.drop_corrupt(src, via, lane));
+            }
             return Ok(false);
         }
         let b = buf.take().expect("checked above");
@@ -1397,6 +1448,7 @@ impl Engine {
         // `self.inbound` and join the others after the pass.
         let mut inbound = std::mem::take(&mut self.inbound);
         let mut n = 0;
+        let mut corrupt = false;
         // Latency lanes first and fully (up to 64 frames a ring), then a few frames of each
         // bulk lane: an urgent message never waits behind a bulk transfer.
         for pass in [Lane::Latency, Lane::Bulk] {
@@ -1408,12 +1460,24 @@ impl Engine {
             for i in inbound.iter_mut().filter(|i| i.lane == pass) {
                 let at = i.dst;
                 for _ in 0..budget {
-                    if i.consumer.try_pop(|h, d| self.dispatch(at, h, d)).is_none() {
-                        break;
+                    match i.consumer.try_pop(|h, d| self.dispatch(at, h, d)) {
+                        Ok(Some(())) => n += 1,
+                        Ok(None) => break,
+                        Err(_) => {
+                            corrupt = true;
+                            break;
+                        }
                     }
-                    n += 1;
                 }
             }
+        }
+        if corrupt {
+            // The ring is marked in its header (its producer is refused from now on) and is
+            // not read again; `opened` keeps its inode so it is not picked up again.
+            let before = inbound.len();
+            inbound.retain(|i| i.consumer.corruption().is_none());
+            self.counters.corrupt_channels += (before - inbound.len()) as u64;
+            self.counters.errors += (before - inbound.len()) as u64;
         }
         inbound.append(&mut self.inbound);
         self.inbound = inbound;
@@ -1698,8 +1762,13 @@ impl Engine {
         let record = FrameKind::from_u8(h.kind) == Some(FrameKind::Ping) && body.len() == total;
         let at_bytes = at.to_le_bytes();
         if record {
-            slot.aux += 4;
-            m.total += 4;
+            // Both come from shared memory: a path that no longer fits is dropped.
+            let (Some(aux), Some(total)) = (slot.aux.checked_add(4), m.total.checked_add(4)) else {
+                self.counters.errors += 1;
+                return;
+            };
+            slot.aux = aux;
+            m.total = total;
         }
         let hdr = m.encode();
         let parts: [&[u8]; 4] = if record {
@@ -1721,7 +1790,10 @@ impl Engine {
                     return;
                 }
                 Err(PushError::Full) if !stalled_too_long(&mut stalled) => std::hint::spin_loop(),
-                Err(_) => {
+                Err(e) => {
+                    if e == PushError::Corrupt {
+                        let _ = self.drop_corrupt(at, next, lane);
+                    }
                     self.counters.errors += 1;
                     self.release_descriptor(h, payload);
                     return;

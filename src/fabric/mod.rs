@@ -1077,6 +1077,11 @@ impl HyperFabricProtocol {
         m.insert("bytes_sent".into(), c.bytes_sent as f64);
         m.insert("bytes_received".into(), c.bytes_received as f64);
         m.insert("errors".into(), c.errors as f64);
+        m.insert("corrupt_channels".into(), c.corrupt_channels as f64);
+        m.insert(
+            "abandoned_reassemblies".into(),
+            c.abandoned_reassemblies as f64,
+        );
         Ok(info)
     }
 

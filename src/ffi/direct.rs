@@ -9,7 +9,7 @@ use super::{boundary, bytes_arg, lib, mut_arg, ref_arg, str_arg, FfiError};
 use crate::fabric::DirectReceiver;
 use crate::transport::direct::{Received, Sender};
 use std::ffi::{c_char, c_void};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The sending end of a direct channel (`hf_open_sender`). One thread at a time.
 pub struct hf_sender {
@@ -101,7 +101,9 @@ pub unsafe extern "C" fn hf_sender_try_send(
 }
 
 /// Pushes `len` bytes, spinning while the ring is full: `HF_ERR_TIMEOUT` after `timeout_ms`,
-/// `HF_ERR_NODE_NOT_FOUND` once the destination left the fabric.
+/// `HF_ERR_NODE_NOT_FOUND` once the destination left the fabric or its process died (checked
+/// every 10 ms while waiting, with or without background services), `HF_ERR_MALFORMED_FRAME`
+/// when the receiver found the channel corrupt.
 ///
 /// # Safety
 /// As `hf_sender_try_send`, without `sent`.
@@ -117,26 +119,7 @@ pub unsafe extern "C" fn hf_sender_send(
         let s = unsafe { mut_arg(sender, "sender") }?;
         // SAFETY: as the caller promised.
         let d = unsafe { bytes_arg(data, len, "data") }?;
-        let mut spins = 0u32;
-        let mut deadline = None;
-        while !lib(s.inner.try_send(d))? {
-            spins = spins.wrapping_add(1);
-            if spins % 4096 == 0 {
-                let now = Instant::now();
-                let end = *deadline.get_or_insert(now + Duration::from_millis(timeout_ms));
-                if !s.inner.peer_alive() {
-                    return Err(FfiError::from(crate::Error::NodeNotFound(
-                        "the destination left the fabric".into(),
-                    )));
-                }
-                if now >= end {
-                    return Err(FfiError::from(crate::Error::Timeout(
-                        "the direct ring stayed full".into(),
-                    )));
-                }
-            }
-            std::hint::spin_loop();
-        }
+        lib(s.inner.send(d, Duration::from_millis(timeout_ms)))?;
         Ok(())
     })
 }

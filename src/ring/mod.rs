@@ -12,12 +12,27 @@
 //!   word (`position + 1`) with Release; the consumer polls that word with Acquire. A
 //!   message of up to 48 bytes is therefore one cache-line transfer.
 //! - *reclaim*: the consumer stores its head position with Release after it has read the
-//!   slots, lazily (every `capacity / 8` slots, or when it finds the ring empty); the
+//!   slots, lazily (every `capacity / 4` slots, or when it finds the ring empty); the
 //!   producer loads it with Acquire only when its cached copy says the ring is full.
+//!
+//! Format v2: a continuation slot's first word is payload, so a consumer waiting at a message
+//! boundary could read a payload value from an earlier lap as the sequence it expects (a
+//! message nobody sent). The consumer therefore zeroes the first word of every slot after the
+//! first of each message (and of each padding run) before it releases them: when it polls a
+//! boundary, that word holds zero, a sequence of an earlier lap (never the expected value), or
+//! the sequence the producer stored for this lap. The first slot needs no zeroing: its word
+//! holds the previous lap's sequence, `capacity` below the expected one.
+//!
+//! Everything the consumer reads from a slot header is checked in every build (another process
+//! may have written it): a length that does not fit the ring, or padding that does not end at
+//! the end of the slot array, marks the ring corrupt in its header, and both ends refuse it
+//! from then on ([`Corrupt`]).
 //!
 //! The algorithm is written against [`RingMemory`], implemented by [`Region`] (a mapping:
 //! process-local heap memory, or a shared-memory file) and, under `--cfg loom`, by a model
-//! whose every slot is a checked cell, so `loom` explores the interleavings.
+//! with the same slot layout (the sequence word is the first word of each slot, payload
+//! written over it in continuation slots) whose bytes are checked cells, so `loom` explores
+//! the interleavings.
 
 #[cfg(not(loom))]
 mod region;
@@ -26,7 +41,9 @@ mod region;
 pub mod model;
 
 #[cfg(not(loom))]
-pub use region::{region_len, Region, RingHeader, HEADER_PAGE, MAX_CAPACITY, RING_MAGIC};
+pub use region::{
+    region_len, Region, RingHeader, HEADER_PAGE, MAX_CAPACITY, RING_MAGIC, RING_VERSION,
+};
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,6 +56,36 @@ pub const SLOT_HEADER: usize = 16;
 pub const INLINE_PAYLOAD: usize = SLOT_SIZE - SLOT_HEADER;
 /// `kind` reserved for padding messages.
 pub const KIND_PAD: u8 = 0xff;
+/// Bit of the ring's state word: a consumer found a slot header that cannot be right; both
+/// ends refuse the ring from then on.
+pub const STATE_CORRUPT: u32 = 1;
+
+/// A ring whose shared memory held something the protocol cannot have written (a length past
+/// the ring, padding that does not end at the end of the slots): another process wrote it,
+/// or memory was damaged. The ring is marked corrupt in its header and both ends refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Corrupt {
+    /// What was wrong.
+    pub reason: &'static str,
+    /// Ring position of the slot where it was found.
+    pub position: u64,
+}
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "corrupt ring at position {}: {}",
+            self.position, self.reason
+        )
+    }
+}
+
+impl From<Corrupt> for crate::error::Error {
+    fn from(c: Corrupt) -> crate::error::Error {
+        crate::error::Error::MalformedFrame(c.to_string())
+    }
+}
 
 /// What travels in the slot header beside the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,6 +150,8 @@ pub unsafe trait RingMemory {
     fn head(&self) -> &AtomicU64;
     /// The producer's tail position, published per batch for observers (not for sync).
     fn tail(&self) -> &AtomicU64;
+    /// The ring's state word ([`STATE_CORRUPT`]).
+    fn state(&self) -> &AtomicU32;
     /// Copies `data` to byte `offset` of slot `slot` onwards, through following slots.
     ///
     /// # Safety
@@ -132,6 +181,8 @@ pub enum PushError {
     Full,
     /// The payload exceeds [`max_payload`]: fragment it or send a descriptor.
     TooLarge,
+    /// The consumer found the ring corrupt: it reads nothing more from it.
+    Corrupt,
 }
 
 /// The producing end of a ring. Not `Clone`: one producer per ring.
@@ -156,6 +207,8 @@ pub struct Consumer<M: RingMemory> {
     published: u64,
     publish_every: u64,
     mask: u64,
+    /// Set once a slot header failed its checks: nothing more is read.
+    corrupt: Option<Corrupt>,
 }
 
 /// Splits a fresh ring into its two ends. The memory must be zeroed (a new ring).
@@ -176,8 +229,9 @@ pub fn split<M: RingMemory>(mem: Arc<M>) -> (Producer<M>, Consumer<M>) {
             mem,
             head,
             published: head,
-            publish_every: (cap / 8).max(1),
+            publish_every: (cap / 4).max(1),
             mask: cap - 1,
+            corrupt: None,
         },
     )
 }
@@ -196,14 +250,19 @@ impl<M: RingMemory> Producer<M> {
     /// Whether a message of `len` payload bytes fits now (refreshes the consumer's head when
     /// the cached copy says no). A `true` holds until this producer pushes.
     pub fn has_room(&mut self, len: usize) -> bool {
-        len <= max_payload(self.capacity as usize) && self.reserve(len).is_some()
+        len <= max_payload(self.capacity as usize) && self.reserve(len).is_ok()
+    }
+
+    /// Whether the consumer marked the ring corrupt (one load of the header's state word).
+    pub fn is_corrupt(&self) -> bool {
+        self.mem.state().load(Ordering::Relaxed) & STATE_CORRUPT != 0
     }
 
     /// The padding slots and message slots a message of `len` bytes takes at the tail, if
-    /// they are free now (the consumer's head is read again only when the cached copy says
-    /// they are not).
+    /// they are free now (the consumer's head, and whether it marked the ring corrupt, are
+    /// read again only when the cached copy says they are not).
     #[inline]
-    fn reserve(&mut self, len: usize) -> Option<(u64, u64)> {
+    fn reserve(&mut self, len: usize) -> Result<(u64, u64), PushError> {
         let n = slots_for(len) as u64;
         let idx = self.tail & self.mask;
         let pad = if idx + n > self.capacity {
@@ -212,12 +271,21 @@ impl<M: RingMemory> Producer<M> {
             0
         };
         if self.free() < pad + n {
-            self.cached_head = self.mem.head().load(Ordering::Acquire);
+            if self.is_corrupt() {
+                return Err(PushError::Corrupt);
+            }
+            let head = self.mem.head().load(Ordering::Acquire);
+            // The head comes from shared memory: one past the tail, or more than a ring
+            // behind it, is not a position this consumer can have published.
+            if head > self.tail || self.tail - head > self.capacity {
+                return Err(PushError::Corrupt);
+            }
+            self.cached_head = self.cached_head.max(head);
             if self.free() < pad + n {
-                return None;
+                return Err(PushError::Full);
             }
         }
-        Some((pad, n))
+        Ok((pad, n))
     }
 
     /// Publishes one message whose payload is the concatenation of `parts`.
@@ -231,9 +299,7 @@ impl<M: RingMemory> Producer<M> {
         if len > max_payload(self.capacity as usize) || len > u32::MAX as usize {
             return Err(PushError::TooLarge);
         }
-        let Some((pad, n)) = self.reserve(len) else {
-            return Err(PushError::Full);
-        };
+        let (pad, n) = self.reserve(len)?;
         let idx = self.tail & self.mask;
         if pad > 0 {
             let h = SlotHeader {
@@ -283,34 +349,79 @@ fn seq_of(pos: u64) -> u32 {
 }
 
 impl<M: RingMemory> Consumer<M> {
-    /// Reads the next message in place: `f` gets its header and payload. `None` when the ring
-    /// is empty (then pending progress is published to the producer).
+    /// Reads the next message in place: `f` gets its header and payload. `Ok(None)` when the
+    /// ring is empty (then pending progress is published to the producer); `Err` once a slot
+    /// header failed its checks (the ring is marked corrupt and nothing more is read).
     ///
     /// Steady state: one Acquire load of the slot's sequence word per poll; the head is
-    /// stored for the producer once every `capacity / 8` slots.
+    /// stored for the producer once every `capacity / 4` slots.
     #[inline]
-    pub fn try_pop<R>(&mut self, f: impl FnOnce(SlotHeader, &[u8]) -> R) -> Option<R> {
+    pub fn try_pop<R>(
+        &mut self,
+        f: impl FnOnce(SlotHeader, &[u8]) -> R,
+    ) -> Result<Option<R>, Corrupt> {
+        if let Some(c) = self.corrupt {
+            return Err(c);
+        }
+        let capacity = self.mask as usize + 1;
         loop {
             let idx = (self.head & self.mask) as usize;
             // Sync point "publish" (consumer side).
             if self.mem.seq(idx).load(Ordering::Acquire) != seq_of(self.head) {
                 self.publish();
-                return None;
+                return Ok(None);
             }
             // SAFETY: the slot was published (Acquire above) and is not released until head
             // is stored past it.
             let h = unsafe { self.mem.read(idx, 4, SLOT_HEADER - 4, SlotHeader::decode) };
+            let len = h.len as usize;
             if h.kind == KIND_PAD {
-                self.advance(h.len as u64);
+                // The producer pads exactly to the end of the slot array.
+                if len != capacity - idx {
+                    return Err(self.poison("padding does not end at the end of the ring"));
+                }
+                self.release(idx, len);
                 continue;
             }
-            let len = h.len as usize;
-            debug_assert!(idx + slots_for(len) <= self.mask as usize + 1);
-            // SAFETY: the message's slots were published together with its first slot.
+            let n = slots_for(len);
+            if len > max_payload(capacity) || idx + n > capacity {
+                return Err(self.poison("message length runs past the ring"));
+            }
+            // SAFETY: the message's slots were published together with its first slot, and
+            // they lie inside the slot array (checked above).
             let r = unsafe { self.mem.read(idx, SLOT_HEADER, len, |p| f(h, p)) };
-            self.advance(slots_for(len) as u64);
-            return Some(r);
+            self.release(idx, n);
+            return Ok(Some(r));
         }
+    }
+
+    /// Marks the ring corrupt (in its header too, so the producer stops) and stops reading.
+    #[cold]
+    fn poison(&mut self, reason: &'static str) -> Corrupt {
+        let c = Corrupt {
+            reason,
+            position: self.head,
+        };
+        self.mem.state().fetch_or(STATE_CORRUPT, Ordering::Relaxed);
+        self.corrupt = Some(c);
+        c
+    }
+
+    /// Whether this consumer found the ring corrupt.
+    pub fn corruption(&self) -> Option<Corrupt> {
+        self.corrupt
+    }
+
+    /// Gives back the `n` slots from `idx`: zeroes the first word of each slot after the
+    /// first (a continuation word is payload and must not look like a sequence next lap),
+    /// then advances the head. The zeroing happens-before the producer reuses the slots
+    /// through the Release store of the head.
+    #[inline]
+    fn release(&mut self, idx: usize, n: usize) {
+        for s in idx + 1..idx + n {
+            self.mem.seq(s).store(0, Ordering::Relaxed);
+        }
+        self.advance(n as u64);
     }
 
     fn advance(&mut self, n: u64) {
@@ -329,103 +440,34 @@ impl<M: RingMemory> Consumer<M> {
         }
     }
 
-    /// Whether a message is waiting (one Acquire load).
+    /// Whether a message is waiting (one Acquire load). `false` for a corrupt ring.
     pub fn has_message(&self) -> bool {
         let idx = (self.head & self.mask) as usize;
-        self.mem.seq(idx).load(Ordering::Acquire) == seq_of(self.head)
+        self.corrupt.is_none() && self.mem.seq(idx).load(Ordering::Acquire) == seq_of(self.head)
+    }
+
+    /// Whether a message is waiting; when none is, the head is stored for the producer (a
+    /// caller that polls only rings with messages would otherwise never release a drained
+    /// ring's last slots, and its producer could stall on a stale view of free space).
+    #[inline]
+    pub fn ready(&mut self) -> bool {
+        if self.has_message() {
+            return true;
+        }
+        self.publish();
+        false
+    }
+}
+
+impl<M: RingMemory> Drop for Consumer<M> {
+    /// A consumer opened later on the same ring starts where this one stopped, not at the
+    /// last lazily published head (which would deliver up to a quarter ring again).
+    fn drop(&mut self) {
+        if self.corrupt.is_none() {
+            self.publish();
+        }
     }
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    fn ring(cap: usize) -> (Producer<Region>, Consumer<Region>) {
-        split(Arc::new(Region::heap(cap).unwrap()))
-    }
-
-    #[test]
-    fn slot_arithmetic() {
-        assert_eq!(slots_for(0), 1);
-        assert_eq!(slots_for(48), 1);
-        assert_eq!(slots_for(49), 2);
-        assert_eq!(slots_for(48 + 64), 2);
-        assert_eq!(slots_for(48 + 65), 3);
-        assert_eq!(max_payload(8), 48 + 3 * 64);
-    }
-
-    #[test]
-    fn messages_arrive_in_order_across_wraps_and_padding() {
-        let (mut p, mut c) = ring(16);
-        let mut expect = std::collections::VecDeque::new();
-        let mut next = 0u32;
-        for round in 0..2000usize {
-            let len = (round * 37) % (max_payload(16) + 1);
-            let payload: Vec<u8> = (0..len).map(|i| (i as u32 ^ next) as u8).collect();
-            let h = SlotHeader {
-                kind: 1,
-                flags: 2,
-                aux: 3,
-                src: next,
-                len: 0,
-            };
-            match p.try_push(h, &[&payload[..len / 2], &payload[len / 2..]]) {
-                Ok(()) => {
-                    expect.push_back((next, payload));
-                    next += 1;
-                }
-                Err(PushError::Full) => {
-                    while let Some((src, data)) = c.try_pop(|h, d| (h.src, d.to_vec())) {
-                        let (e_src, e_data) = expect.pop_front().unwrap();
-                        assert_eq!((src, &data), (e_src, &e_data));
-                    }
-                }
-                Err(PushError::TooLarge) => unreachable!("len within max_payload"),
-            }
-        }
-        while let Some((src, data)) = c.try_pop(|h, d| (h.src, d.to_vec())) {
-            let (e_src, e_data) = expect.pop_front().unwrap();
-            assert_eq!((src, &data), (e_src, &e_data));
-        }
-        assert!(expect.is_empty());
-        let big = vec![0u8; max_payload(16) + 1];
-        assert_eq!(
-            p.try_push(SlotHeader::default(), &[&big]),
-            Err(PushError::TooLarge)
-        );
-    }
-
-    #[test]
-    fn two_threads_stream_without_loss() {
-        let (mut p, mut c) = ring(64);
-        const N: u32 = 200_000;
-        let t = std::thread::spawn(move || {
-            for i in 0..N {
-                let len = (i % 300) as usize;
-                let payload = vec![i as u8; len];
-                let h = SlotHeader {
-                    kind: 7,
-                    src: i,
-                    ..Default::default()
-                };
-                while p.try_push(h, &[&payload]) == Err(PushError::Full) {
-                    std::hint::spin_loop();
-                }
-            }
-        });
-        let mut i = 0u32;
-        while i < N {
-            if let Some(ok) = c.try_pop(|h, d| {
-                h.src == i
-                    && h.kind == 7
-                    && d.len() == (i % 300) as usize
-                    && d.iter().all(|&b| b == i as u8)
-            }) {
-                assert!(ok, "message {i} corrupted");
-                i += 1;
-            }
-        }
-        t.join().unwrap();
-        assert!(!c.has_message());
-    }
-}
+mod tests;

@@ -1,41 +1,57 @@
-//! Ring memory for `loom`: sequence words and positions are loom atomics and every slot is a
-//! loom cell, so a data race on a payload byte is reported, not just an ordering bug.
+//! Ring memory for `loom` with the slot layout of [`super::Region`]: each slot's first word
+//! is its sequence word (a loom atomic) and continuation slots carry payload in that same
+//! word, as they do in shared memory; the other 60 bytes are a loom cell, so a data race on a
+//! payload byte is reported, and a consumer that read a stale payload word as a sequence
+//! would deliver a message nobody sent, which the tests check for.
 
 use super::{RingMemory, SLOT_SIZE};
-use crate::sync::atomic::{AtomicU32, AtomicU64};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::cell::UnsafeCell;
+
+const WORD: usize = 4;
+
+/// One slot: the word the consumer polls, then the rest of the line.
+#[derive(Debug)]
+struct Slot {
+    word: AtomicU32,
+    rest: UnsafeCell<[u8; SLOT_SIZE - WORD]>,
+}
 
 /// A ring of `capacity` slots for model checking.
 #[derive(Debug)]
 pub struct Model {
-    seqs: Vec<AtomicU32>,
+    slots: Vec<Slot>,
     head: AtomicU64,
     tail: AtomicU64,
-    cells: Vec<UnsafeCell<[u8; SLOT_SIZE]>>,
+    state: AtomicU32,
 }
 
 impl Model {
     /// A zeroed ring.
     pub fn new(capacity: usize) -> Model {
         Model {
-            seqs: (0..capacity).map(|_| AtomicU32::new(0)).collect(),
+            slots: (0..capacity)
+                .map(|_| Slot {
+                    word: AtomicU32::new(0),
+                    rest: UnsafeCell::new([0; SLOT_SIZE - WORD]),
+                })
+                .collect(),
             head: AtomicU64::new(0),
             tail: AtomicU64::new(0),
-            cells: (0..capacity)
-                .map(|_| UnsafeCell::new([0; SLOT_SIZE]))
-                .collect(),
+            state: AtomicU32::new(0),
         }
     }
 }
 
-// SAFETY: one atomic per slot; byte ranges are split over the slot cells they cover.
+// SAFETY: one atomic per slot; byte ranges are split over the slots they cover, the first word
+// of a slot going through its atomic exactly as plain bytes overlay it in a Region.
 unsafe impl RingMemory for Model {
     fn capacity(&self) -> usize {
-        self.seqs.len()
+        self.slots.len()
     }
 
     fn seq(&self, slot: usize) -> &AtomicU32 {
-        &self.seqs[slot]
+        &self.slots[slot].word
     }
 
     fn head(&self) -> &AtomicU64 {
@@ -46,14 +62,33 @@ unsafe impl RingMemory for Model {
         &self.tail
     }
 
+    fn state(&self) -> &AtomicU32 {
+        &self.state
+    }
+
     unsafe fn write(&self, slot: usize, offset: usize, data: &[u8]) {
         let mut at = slot * SLOT_SIZE + offset;
         let mut rest = data;
         while !rest.is_empty() {
             let (s, o) = (at / SLOT_SIZE, at % SLOT_SIZE);
-            let n = rest.len().min(SLOT_SIZE - o);
-            // SAFETY: loom checks that no other access to this cell is concurrent.
-            self.cells[s].with_mut(|p| unsafe { (&mut *p)[o..o + n].copy_from_slice(&rest[..n]) });
+            let n = if o < WORD {
+                // Payload over the sequence word: the producer alone writes it here (the
+                // consumer's zeroing happened-before, through the head).
+                let n = rest.len().min(WORD - o);
+                let w = &self.slots[s].word;
+                let mut b = w.load(Ordering::Relaxed).to_le_bytes();
+                b[o..o + n].copy_from_slice(&rest[..n]);
+                w.store(u32::from_le_bytes(b), Ordering::Relaxed);
+                n
+            } else {
+                let n = rest.len().min(SLOT_SIZE - o);
+                let r = o - WORD;
+                // SAFETY: loom checks that no other access to this cell is concurrent.
+                self.slots[s]
+                    .rest
+                    .with_mut(|p| unsafe { (&mut *p)[r..r + n].copy_from_slice(&rest[..n]) });
+                n
+            };
             rest = &rest[n..];
             at += n;
         }
@@ -70,9 +105,20 @@ unsafe impl RingMemory for Model {
         let mut at = slot * SLOT_SIZE + offset;
         while out.len() < len {
             let (s, o) = (at / SLOT_SIZE, at % SLOT_SIZE);
-            let n = (len - out.len()).min(SLOT_SIZE - o);
-            // SAFETY: loom checks that no other access to this cell is concurrent.
-            self.cells[s].with(|p| out.extend_from_slice(unsafe { &(&*p)[o..o + n] }));
+            let n = if o < WORD {
+                let n = (len - out.len()).min(WORD - o);
+                let b = self.slots[s].word.load(Ordering::Relaxed).to_le_bytes();
+                out.extend_from_slice(&b[o..o + n]);
+                n
+            } else {
+                let n = (len - out.len()).min(SLOT_SIZE - o);
+                let r = o - WORD;
+                // SAFETY: loom checks that no other access to this cell is concurrent.
+                self.slots[s]
+                    .rest
+                    .with(|p| out.extend_from_slice(unsafe { &(&*p)[r..r + n] }));
+                n
+            };
             at += n;
         }
         f(&out)
@@ -82,7 +128,7 @@ unsafe impl RingMemory for Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::{split, PushError, SlotHeader};
+    use crate::ring::{split, PushError, SlotHeader, INLINE_PAYLOAD};
     use std::sync::Arc;
 
     /// Producer and consumer on a 4-slot ring, messages of 1 and 2 slots so that padding,
@@ -107,14 +153,16 @@ mod tests {
                         match p.try_push(h, &[&payload]) {
                             Ok(()) => break,
                             Err(PushError::Full) => loom::thread::yield_now(),
-                            Err(PushError::TooLarge) => panic!("fits"),
+                            Err(e) => panic!("{e:?}"),
                         }
                     }
                 }
             });
             let mut got = 0;
             while got < LENS.len() {
-                let r = c.try_pop(|h, d| (h.src, d.len(), d.iter().all(|&b| b == h.src as u8 + 1)));
+                let r = c
+                    .try_pop(|h, d| (h.src, d.len(), d.iter().all(|&b| b == h.src as u8 + 1)))
+                    .expect("not corrupt");
                 match r {
                     Some((src, len, intact)) => {
                         assert_eq!(src as usize, got);
@@ -126,6 +174,50 @@ mod tests {
                 }
             }
             t.join().unwrap();
+        });
+    }
+
+    /// A 2-slot message whose continuation word holds the sequence that slot gets one lap
+    /// later, then 1-slot messages: under every interleaving the consumer delivers exactly the
+    /// messages sent (format v1 read the stale payload word as a message at position 5).
+    #[test]
+    fn stale_payload_words_are_never_messages() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| {
+            let (mut p, mut c) = split(Arc::new(Model::new(4)));
+            // Position 5 is slot 1 of the second lap; its sequence word would be 6.
+            let mut first = vec![0u8; INLINE_PAYLOAD + 8];
+            first[INLINE_PAYLOAD..INLINE_PAYLOAD + 4].copy_from_slice(&6u32.to_le_bytes());
+            first[INLINE_PAYLOAD + 4] = 8;
+            const SENT: usize = 4;
+            let t = loom::thread::spawn(move || {
+                for i in 0..SENT {
+                    let payload = if i == 0 { first.clone() } else { vec![9u8; 8] };
+                    let h = SlotHeader {
+                        kind: 1,
+                        src: i as u32,
+                        ..Default::default()
+                    };
+                    loop {
+                        match p.try_push(h, &[&payload]) {
+                            Ok(()) => break,
+                            Err(PushError::Full) => loom::thread::yield_now(),
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                }
+            });
+            let mut got = Vec::new();
+            while got.len() < SENT {
+                match c.try_pop(|h, _| h.src).expect("not corrupt") {
+                    Some(src) => got.push(src),
+                    None => loom::thread::yield_now(),
+                }
+            }
+            t.join().unwrap();
+            assert_eq!(got, [0, 1, 2, 3]);
+            assert_eq!(c.try_pop(|h, _| h.src).expect("not corrupt"), None);
         });
     }
 }

@@ -8,10 +8,11 @@ use crate::sync::CachePadded;
 use crate::sys::Mapping;
 use std::path::Path;
 
-/// `"HFRING"` + format version 1, little-endian.
-pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"HFRING\x00\x01");
-/// Layout version.
-pub const RING_VERSION: u32 = 1;
+/// `"HFRING"` + format version, little-endian.
+pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"HFRING\x00\x02");
+/// Format version: 2 since consumers zero the continuation words they free (a version-1
+/// peer would misread them, so it is refused by name).
+pub const RING_VERSION: u32 = 2;
 /// Bytes before the first slot.
 pub const HEADER_PAGE: usize = 4096;
 /// Most slots a ring may have (1 GiB of slots).
@@ -31,8 +32,8 @@ pub struct RingHeader {
     pub slot_size: AtomicU32,
     /// Number of slots.
     pub capacity: AtomicU32,
-    /// Reserved, zero.
-    pub flags: AtomicU32,
+    /// State bits: [`super::STATE_CORRUPT`].
+    pub state: AtomicU32,
     /// Pid of the producing process (0: not attached).
     pub producer_pid: AtomicU32,
     /// Pid of the consuming process (0: not attached).
@@ -124,14 +125,19 @@ impl Region {
             _map: map,
         };
         let h = r.header();
-        if h.magic.load(Ordering::Acquire) != RING_MAGIC {
+        let magic = h.magic.load(Ordering::Acquire);
+        let version = h.version.load(Ordering::Relaxed);
+        if magic & 0xffff_ffff_ffff != RING_MAGIC & 0xffff_ffff_ffff {
             return Err(bad("bad magic (or not initialised yet)".into()));
         }
-        let version = h.version.load(Ordering::Relaxed);
-        if version != RING_VERSION {
+        if magic != RING_MAGIC || version != RING_VERSION {
             return Err(bad(format!(
-                "layout version {version}, expected {RING_VERSION}"
+                "ring format version {version}, this library speaks {RING_VERSION} \
+                 (a process linked against another HyperFabric release?)"
             )));
+        }
+        if h.state.load(Ordering::Relaxed) & super::STATE_CORRUPT != 0 {
+            return Err(bad("marked corrupt by its consumer".into()));
         }
         let slot = h.slot_size.load(Ordering::Relaxed) as usize;
         let capacity = h.capacity.load(Ordering::Relaxed) as usize;
@@ -189,6 +195,11 @@ unsafe impl RingMemory for Region {
     #[inline]
     fn tail(&self) -> &AtomicU64 {
         &self.header().tail
+    }
+
+    #[inline]
+    fn state(&self) -> &AtomicU32 {
+        &self.header().state
     }
 
     #[inline]

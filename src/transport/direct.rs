@@ -50,8 +50,14 @@ pub struct Sender {
     src: u32,
     dst: u32,
     dst_generation: u64,
+    /// The process hosting the destination (pid, start time), to notice it died even when
+    /// nobody reclaimed its registry entry yet.
+    dst_owner: (u32, u64),
     path: PathBuf,
 }
+
+/// How often a blocked [`Sender::send`] checks that its destination still lives.
+const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Sender {
     /// Creates the ring of a new direct channel from `src` to `dst` (a live node of the host
@@ -61,6 +67,11 @@ impl Sender {
         (src, dst, dst_generation): (u32, u32, u64),
         n: u32,
     ) -> Result<Sender> {
+        let owner = registry
+            .get(dst)
+            .filter(|e| e.generation == dst_generation)
+            .ok_or_else(|| Error::NodeNotFound(format!("node index {dst} left the fabric")))?;
+        let dst_owner = (owner.owner_pid, owner.owner_start);
         let path = direct_path(registry.dir(), src, dst, crate::sys::process::pid(), n);
         let _ = std::fs::remove_file(&path);
         let region = Region::create_file(&path, DIRECT_SLOTS)?;
@@ -71,6 +82,7 @@ impl Sender {
             src,
             dst,
             dst_generation,
+            dst_owner,
             path,
         })
     }
@@ -88,12 +100,57 @@ impl Sender {
             // an engine that could be asleep.
             Ok(()) => Ok(true),
             Err(PushError::Full) => Ok(false),
+            Err(PushError::Corrupt) => Err(self.corrupt()),
             Err(PushError::TooLarge) => Err(Error::InvalidArgument(format!(
                 "{} bytes exceed a direct channel's inline limit of {} (send a buffer)",
                 data.len(),
                 max_inline()
             ))),
         }
+    }
+
+    /// Pushes `data`, waiting while the ring is full: `NodeNotFoundError` as soon as the
+    /// destination is gone (checked every 10 ms while waiting: it left the fabric, or its
+    /// process died, even if nobody has reclaimed its registry entry yet), `TimeoutError`
+    /// after `timeout`, `MalformedFrameError` when the receiver found the ring corrupt.
+    pub fn send(&mut self, data: &[u8], timeout: std::time::Duration) -> Result<()> {
+        let mut spins = 0u32;
+        // Set on the first wait: a send that finds room reads no clock.
+        let mut times: Option<(std::time::Instant, std::time::Instant)> = None;
+        while !self.try_send(data)? {
+            spins = spins.wrapping_add(1);
+            if spins % 1024 == 0 {
+                let now = std::time::Instant::now();
+                let (end, check) = times.get_or_insert((now + timeout, now));
+                if now >= *check {
+                    if !self.peer_alive() {
+                        return Err(Error::NodeNotFound(format!(
+                            "destination node index {} is gone (left the fabric or its \
+                             process died)",
+                            self.dst
+                        )));
+                    }
+                    *check = now + LIVENESS_CHECK;
+                }
+                if now >= *end {
+                    return Err(Error::Timeout(format!(
+                        "the direct ring to node index {} stayed full for {timeout:?}",
+                        self.dst
+                    )));
+                }
+            }
+            std::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn corrupt(&self) -> Error {
+        Error::MalformedFrame(format!(
+            "the receiver of node index {} found this direct channel corrupt and no longer \
+             reads it; open a new sender",
+            self.dst
+        ))
     }
 
     /// Passes a buffer of a pool made by a protocol's `create_buffer_manager` as a
@@ -110,6 +167,9 @@ impl Sender {
             )
         })?;
         if !self.producer.has_room(Descriptor::LEN) {
+            if self.producer.is_corrupt() {
+                return Err(self.corrupt());
+            }
             return Ok(false);
         }
         let (index, len) = buf
@@ -135,11 +195,13 @@ impl Sender {
     }
 
     /// Whether the destination is still the node this channel was opened to (it did not
-    /// leave, and its index was not taken by a new registration).
+    /// leave, its index was not taken by a new registration, and its process lives). Reads
+    /// the registry and `/proc`: for a sender that waits, not per message.
     pub fn peer_alive(&self) -> bool {
         self.registry
             .get(self.dst)
             .is_some_and(|e| e.generation == self.dst_generation)
+            && crate::sys::process::alive(self.dst_owner.0, self.dst_owner.1)
     }
 
     /// Source node index.
@@ -195,6 +257,9 @@ pub struct Receiver {
     next: usize,
     channels_epoch: u64,
     segments: SegmentMaps,
+    /// Inodes of rings found corrupt: dropped, and not opened again.
+    poisoned: Vec<u64>,
+    corrupt_channels: u64,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -217,7 +282,14 @@ impl Receiver {
             next: 0,
             channels_epoch: u64::MAX,
             segments: SegmentMaps::default(),
+            poisoned: Vec::new(),
+            corrupt_channels: 0,
         }
+    }
+
+    /// Rings found corrupt so far (each dropped; its sender gets `MalformedFrameError`).
+    pub fn corrupt_channels(&self) -> u64 {
+        self.corrupt_channels
     }
 
     /// The node index.
@@ -248,7 +320,7 @@ impl Receiver {
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
                 .unwrap_or(0);
             live.push(ino);
-            if self.rings.iter().any(|r| r.ino == ino) {
+            if self.rings.iter().any(|r| r.ino == ino) || self.poisoned.contains(&ino) {
                 continue;
             }
             if let Ok(region) = Region::open_file(&e.path()) {
@@ -262,11 +334,13 @@ impl Receiver {
         // A ring whose file is gone keeps what it holds until it is drained.
         self.rings
             .retain(|r| live.contains(&r.ino) || r.consumer.has_message());
+        self.poisoned.retain(|ino| live.contains(ino));
     }
 
     /// Takes one message, if any, and gives it to `f` with the source node index. Rings are
     /// taken in turn, so no sender starves another. A descriptor whose segment cannot be
-    /// mapped is dropped.
+    /// mapped is dropped. A ring whose shared memory fails its checks is dropped (counted in
+    /// [`Receiver::corrupt_channels`]); the others keep working.
     #[inline]
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(u32, Received<'_>) -> R) -> Option<R> {
         self.discover();
@@ -280,23 +354,30 @@ impl Receiver {
         let n = rings.len();
         for k in 0..n {
             let i = (*next + k) % n;
-            if !rings[i].consumer.has_message() {
+            // Publishes the position of a drained ring, so its sender sees the room.
+            if !rings[i].consumer.ready() {
                 continue;
             }
             *next = (i + 1) % n;
             let src = rings[i].src;
-            return rings[i]
-                .consumer
-                .try_pop(|h, d| {
-                    if h.kind == KIND_DESCRIPTOR {
-                        Descriptor::decode(d)
-                            .and_then(|d| segments.take(registry.dir(), &d).ok())
-                            .map(|p| f(src, Received::Buffer(p)))
-                    } else {
-                        Some(f(src, Received::Inline(d)))
-                    }
-                })
-                .flatten();
+            let popped = rings[i].consumer.try_pop(|h, d| {
+                if h.kind == KIND_DESCRIPTOR {
+                    Descriptor::decode(d)
+                        .and_then(|d| segments.take(registry.dir(), &d).ok())
+                        .map(|p| f(src, Received::Buffer(p)))
+                } else {
+                    Some(f(src, Received::Inline(d)))
+                }
+            });
+            match popped {
+                Ok(r) => return r.flatten(),
+                Err(_) => {
+                    let bad = rings.swap_remove(i);
+                    self.poisoned.push(bad.ino);
+                    self.corrupt_channels += 1;
+                    return None;
+                }
+            }
         }
         None
     }

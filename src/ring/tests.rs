@@ -1,0 +1,269 @@
+//! The ring algorithm over process-local memory: order, wrap-around and padding, the format-v2
+//! guarantees (no phantom message from stale payload), and the checks of what the consumer
+//! reads from shared memory.
+
+use super::*;
+
+fn ring(cap: usize) -> (Producer<Region>, Consumer<Region>) {
+    split(Arc::new(Region::heap(cap).unwrap()))
+}
+
+fn pop_vec(c: &mut Consumer<Region>) -> Option<(SlotHeader, Vec<u8>)> {
+    c.try_pop(|h, d| (h, d.to_vec())).expect("ring not corrupt")
+}
+
+#[test]
+fn slot_arithmetic() {
+    assert_eq!(slots_for(0), 1);
+    assert_eq!(slots_for(48), 1);
+    assert_eq!(slots_for(49), 2);
+    assert_eq!(slots_for(48 + 64), 2);
+    assert_eq!(slots_for(48 + 65), 3);
+    assert_eq!(max_payload(8), 48 + 3 * 64);
+}
+
+#[test]
+fn messages_arrive_in_order_across_wraps_and_padding() {
+    let (mut p, mut c) = ring(16);
+    let mut expect = std::collections::VecDeque::new();
+    let mut next = 0u32;
+    for round in 0..2000usize {
+        let len = (round * 37) % (max_payload(16) + 1);
+        let payload: Vec<u8> = (0..len).map(|i| (i as u32 ^ next) as u8).collect();
+        let h = SlotHeader {
+            kind: 1,
+            flags: 2,
+            aux: 3,
+            src: next,
+            len: 0,
+        };
+        match p.try_push(h, &[&payload[..len / 2], &payload[len / 2..]]) {
+            Ok(()) => {
+                expect.push_back((next, payload));
+                next += 1;
+            }
+            Err(PushError::Full) => {
+                while let Some((h, data)) = pop_vec(&mut c) {
+                    let (e_src, e_data) = expect.pop_front().unwrap();
+                    assert_eq!((h.src, &data), (e_src, &e_data));
+                }
+            }
+            Err(e) => unreachable!("len within max_payload: {e:?}"),
+        }
+    }
+    while let Some((h, data)) = pop_vec(&mut c) {
+        let (e_src, e_data) = expect.pop_front().unwrap();
+        assert_eq!((h.src, &data), (e_src, &e_data));
+    }
+    assert!(expect.is_empty());
+    let big = vec![0u8; max_payload(16) + 1];
+    assert_eq!(
+        p.try_push(SlotHeader::default(), &[&big]),
+        Err(PushError::TooLarge)
+    );
+}
+
+/// A continuation slot whose first payload word equals the sequence the consumer will expect
+/// at that slot one lap later (then a valid-looking header after it) must not be read as a
+/// message: format v1 delivered it.
+#[test]
+fn stale_payload_is_never_read_as_a_message() {
+    const CAP: usize = 16;
+    let (mut p, mut c) = ring(CAP);
+    // Message 0 takes slots 0..4; continuation slot j (1..4) starts at payload byte
+    // 48 + 64 * (j - 1). Position CAP + j maps to slot j next lap: forge its sequence word,
+    // then a header claiming 8 bytes of kind 1.
+    let len = INLINE_PAYLOAD + 3 * SLOT_SIZE;
+    let mut payload = vec![0xa5u8; len];
+    for j in 1..4usize {
+        let at = INLINE_PAYLOAD + SLOT_SIZE * (j - 1);
+        payload[at..at + 4].copy_from_slice(&((CAP + j) as u32 + 1).to_le_bytes());
+        payload[at + 4..at + 8].copy_from_slice(&8u32.to_le_bytes());
+        payload[at + 8] = 1;
+    }
+    let h = SlotHeader {
+        kind: 7,
+        ..Default::default()
+    };
+    p.try_push(h, &[&payload]).unwrap();
+    assert_eq!(pop_vec(&mut c).unwrap().1, payload);
+    // Fill the rest of the lap and the first slot of the next one, one message each.
+    for i in 0..(CAP - 4 + 1) as u32 {
+        let h = SlotHeader {
+            kind: 1,
+            src: i,
+            ..Default::default()
+        };
+        p.try_push(h, &[&i.to_le_bytes()]).unwrap();
+        assert_eq!(pop_vec(&mut c).unwrap().0.src, i);
+    }
+    // The consumer now waits at position CAP + 1 (slot 1), which nobody wrote this lap.
+    assert!(!c.has_message(), "stale payload read as a sequence word");
+    assert_eq!(pop_vec(&mut c), None);
+    // Real messages after it arrive, and only they.
+    for i in 100..110u32 {
+        let h = SlotHeader {
+            kind: 1,
+            src: i,
+            ..Default::default()
+        };
+        p.try_push(h, &[&[1u8; 8]]).unwrap();
+        assert_eq!(pop_vec(&mut c).unwrap().0.src, i);
+    }
+    assert_eq!(pop_vec(&mut c), None);
+}
+
+/// Writes a published first slot at position `pos` with a forged header, as another process
+/// with write access to the mapping could.
+fn forge(p: &Producer<Region>, pos: u64, len: u32, kind: u8) {
+    let idx = (pos as usize) & (p.capacity() - 1);
+    let h = SlotHeader {
+        len,
+        kind,
+        ..Default::default()
+    };
+    // SAFETY: the test owns both ends; nothing reads the slot concurrently.
+    unsafe { p.mem.write(idx, 4, &h.encode()) };
+    p.mem.seq(idx).store(seq_of(pos), Ordering::Release);
+}
+
+#[test]
+fn forged_lengths_poison_the_ring_instead_of_reading_past_it() {
+    for (len, kind, why) in [
+        (60_000u32, 1u8, "length"),
+        (8 << 20, 1, "length"),
+        (u32::MAX, 1, "length"),
+        (3, KIND_PAD, "padding"),
+        (0, KIND_PAD, "padding"),
+    ] {
+        let (mut p, mut c) = ring(1024);
+        p.try_push(
+            SlotHeader {
+                kind: 1,
+                ..Default::default()
+            },
+            &[b"real"],
+        )
+        .unwrap();
+        assert_eq!(pop_vec(&mut c).unwrap().1, b"real");
+        forge(&p, 1, len, kind);
+        let err = c.try_pop(|_, d| d.len()).unwrap_err();
+        assert!(err.to_string().contains(why), "{err} ({len}, {kind})");
+        // Nothing more is read, the header says so, and the producer is refused once it
+        // needs the consumer's head.
+        assert!(c.try_pop(|_, d| d.len()).is_err());
+        assert!(!c.has_message());
+        assert!(p.is_corrupt());
+        let mut pushed = 0;
+        let refused = loop {
+            match p.try_push(SlotHeader::default(), &[&[0u8; 8]]) {
+                Ok(()) => pushed += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(refused, PushError::Corrupt);
+        assert!(pushed < 1024);
+    }
+}
+
+#[test]
+fn a_forged_head_is_refused_by_the_producer() {
+    let (mut p, _c) = ring(16);
+    for _ in 0..16 {
+        p.try_push(SlotHeader::default(), &[&[0u8; 8]]).unwrap();
+    }
+    // A head past the tail would let the producer overwrite unread slots.
+    p.mem.head().store(1_000, Ordering::Release);
+    assert_eq!(
+        p.try_push(SlotHeader::default(), &[&[0u8; 8]]),
+        Err(PushError::Corrupt)
+    );
+}
+
+/// A consumer that only pops rings with messages (`ready`) still releases a drained ring:
+/// 372 x 8 B, 1 x 8,176 B, 100 x 8 B, drained, then a message of half the ring fits.
+#[test]
+fn a_drained_ring_is_released_to_the_producer() {
+    let (mut p, mut c) = ring(1024);
+    let send = |p: &mut Producer<Region>, len: usize| {
+        p.try_push(
+            SlotHeader {
+                kind: 1,
+                ..Default::default()
+            },
+            &[&vec![7u8; len]],
+        )
+    };
+    for len in std::iter::repeat_n(8, 372)
+        .chain([8_176])
+        .chain(std::iter::repeat_n(8, 100))
+    {
+        send(&mut p, len).unwrap();
+        while c.ready() {
+            pop_vec(&mut c).unwrap();
+        }
+    }
+    assert!(!c.ready());
+    send(&mut p, max_payload(1024)).expect("the drained ring has room");
+}
+
+#[test]
+fn a_new_consumer_starts_where_the_last_one_stopped() {
+    let region = Arc::new(Region::heap(64).unwrap());
+    let (mut p, mut c) = split(region.clone());
+    for i in 0..5u32 {
+        let h = SlotHeader {
+            src: i,
+            ..Default::default()
+        };
+        p.try_push(h, &[&[0u8; 8]]).unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(pop_vec(&mut c).unwrap().0.src, i);
+    }
+    drop(c);
+    let (_, mut c) = split(region);
+    assert_eq!(pop_vec(&mut c).unwrap().0.src, 3);
+}
+
+#[test]
+fn two_threads_stream_without_loss() {
+    let (mut p, mut c) = ring(64);
+    const N: u32 = 200_000;
+    let t = std::thread::spawn(move || {
+        for i in 0..N {
+            let len = (i % 300) as usize;
+            // Payload words that look like sequence words of nearby positions.
+            let payload: Vec<u8> = (0..len)
+                .map(|k| (i.wrapping_add(k as u32 / 4)) as u8)
+                .collect();
+            let h = SlotHeader {
+                kind: 7,
+                src: i,
+                ..Default::default()
+            };
+            while p.try_push(h, &[&payload]) == Err(PushError::Full) {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    let mut i = 0u32;
+    while i < N {
+        if let Some(ok) = c
+            .try_pop(|h, d| {
+                h.src == i
+                    && h.kind == 7
+                    && d.len() == (i % 300) as usize
+                    && d.iter()
+                        .enumerate()
+                        .all(|(k, &b)| b == (i.wrapping_add(k as u32 / 4)) as u8)
+            })
+            .unwrap()
+        {
+            assert!(ok, "message {i} corrupted");
+            i += 1;
+        }
+    }
+    t.join().unwrap();
+    assert!(!c.has_message());
+}

@@ -1,0 +1,296 @@
+//! Shared memory as an unlucky or hostile user leaves it: payload that looks like a ring's
+//! sequence words, slot headers rewritten by another process, a receiver that drained its
+//! ring without telling the sender, and a receiver killed while a sender waits. None of it
+//! delivers a message nobody sent, reads outside a ring, stalls, or waits past the liveness
+//! check; a corrupt channel costs only that channel.
+
+mod common;
+
+use common::{node, protocol, FabricDir};
+use hyperfabric::ring::{Region, RingMemory, SlotHeader, SLOT_SIZE};
+use hyperfabric::transport::direct::{max_inline, Received, DIRECT_SLOTS};
+use hyperfabric::ErrorKind;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Bytes of a slot header; a continuation slot `j` of a message starts at payload byte
+/// `CONT + SLOT_SIZE * (j - 1)`.
+const CONT: usize = SLOT_SIZE - 16;
+
+fn fabric(tag: &str) -> FabricDir {
+    FabricDir(format!("hostile-{tag}-{}", std::process::id()))
+}
+
+fn files(dir: &FabricDir, prefix: &str) -> Vec<PathBuf> {
+    let root = hyperfabric::sys::state_root().join(&dir.0);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Writes, at every continuation slot `j` of a message whose bytes start at payload offset
+/// `skip` of a message at ring position 0, the sequence word slot `j` gets one lap later
+/// (`capacity + j + 1`) followed by a plausible slot header (`len`, `kind`, `src`) and `tail`.
+fn forge_lap_words(
+    data: &mut [u8],
+    skip: usize,
+    capacity: usize,
+    head: (u32, u8, u32),
+    tail: &[u8],
+) {
+    for j in 1.. {
+        let at = CONT + SLOT_SIZE * (j - 1) - skip;
+        if at + 16 + tail.len() > data.len() {
+            break;
+        }
+        data[at..at + 4].copy_from_slice(&((capacity + j + 1) as u32).to_le_bytes());
+        data[at + 4..at + 8].copy_from_slice(&head.0.to_le_bytes());
+        data[at + 8] = head.1;
+        data[at + 12..at + 16].copy_from_slice(&head.2.to_le_bytes());
+        data[at + 16..at + 16 + tail.len()].copy_from_slice(tail);
+    }
+}
+
+fn try_recv(rx: &mut hyperfabric::fabric::DirectReceiver) -> Option<Vec<u8>> {
+    rx.try_recv_with(|_, m| match m {
+        Received::Inline(b) => b.to_vec(),
+        Received::Buffer(p) => p.to_vec(),
+    })
+}
+
+#[test]
+fn direct_channel_never_delivers_payload_as_messages() {
+    let dir = fabric("dphantom");
+    let p = protocol(&dir.0);
+    p.register_node(node("a")).unwrap();
+    p.register_node(node("b")).unwrap();
+    let mut tx = p.open_sender("a", "b").unwrap();
+    let mut rx = p.open_receiver("b").unwrap();
+    let mut big = vec![0x5au8; max_inline()];
+    forge_lap_words(&mut big, 0, DIRECT_SLOTS, (8, 1, 0), &[]);
+    tx.send(&big, Duration::from_secs(5)).unwrap();
+    assert_eq!(try_recv(&mut rx).unwrap(), big);
+    for i in 0..513u64 {
+        tx.send(&i.to_le_bytes(), Duration::from_secs(5)).unwrap();
+        assert_eq!(try_recv(&mut rx).unwrap(), i.to_le_bytes(), "message {i}");
+    }
+    assert_eq!(try_recv(&mut rx), None, "a message nobody sent");
+    for i in 1000..1100u64 {
+        tx.send(&i.to_le_bytes(), Duration::from_secs(5)).unwrap();
+        assert_eq!(try_recv(&mut rx).unwrap(), i.to_le_bytes(), "message {i}");
+    }
+}
+
+#[test]
+fn post_never_delivers_payload_as_messages() {
+    let dir = fabric("pphantom");
+    let p = protocol(&dir.0);
+    for n in ["a", "b", "c"] {
+        p.register_node(node(n)).unwrap();
+    }
+    let opts = hyperfabric::fabric::SendOptions::default();
+    // The frame of a post: a 32-byte message header, then the data. The forged slots claim
+    // to be one-way data frames from node index 2 ("c") to index 1 ("b").
+    let mut msg = [0u8; 48];
+    msg[0..4].copy_from_slice(&1u32.to_le_bytes());
+    msg[4..12].copy_from_slice(&777u64.to_le_bytes());
+    msg[15] = 16;
+    msg[16..20].copy_from_slice(&16u32.to_le_bytes());
+    msg[24..28].copy_from_slice(&2u32.to_le_bytes());
+    let mut big = vec![0u8; 2048];
+    forge_lap_words(&mut big, 32, 512, (48, 1, 2), &msg);
+    p.post("a", "b", &big, &opts).unwrap();
+    for i in 0..480u32 {
+        p.post("a", "b", &[i as u8; 16], &opts).unwrap();
+    }
+    let first = p.recv("b", Duration::from_secs(5)).unwrap();
+    assert_eq!((first.source.as_str(), first.data.len()), ("a", 2048));
+    for i in 0..480u32 {
+        let m = p.recv("b", Duration::from_secs(5)).unwrap();
+        assert_eq!(m.source, "a", "message {i} attributed to {}", m.source);
+        assert_eq!(&m.data[..], &[i as u8; 16], "message {i}");
+    }
+    let extra = p.recv("b", Duration::from_millis(200));
+    assert_eq!(
+        extra.map(|m| m.source.to_string()).unwrap_err().kind(),
+        ErrorKind::Timeout,
+        "a message nobody sent"
+    );
+}
+
+/// Rewrites the length in the slot header at ring position `pos` of a ring file.
+fn forge_len(path: &std::path::Path, pos: usize, len: u32) {
+    let r = Region::open_file(path).unwrap();
+    let slot = pos & (r.capacity() - 1);
+    // SAFETY: bytes 4..8 of a slot inside the ring; the test plays the hostile process.
+    unsafe { r.write(slot, 4, &len.to_le_bytes()) };
+}
+
+#[test]
+fn forged_direct_lengths_cost_only_that_channel() {
+    for forged in [60_000u32, 8 << 20, 256 << 20] {
+        let dir = fabric("dlen");
+        let p = protocol(&dir.0);
+        for n in ["a", "b", "c"] {
+            p.register_node(node(n)).unwrap();
+        }
+        let mut tx = p.open_sender("a", "b").unwrap();
+        let mut other = p.open_sender("c", "b").unwrap();
+        let mut rx = p.open_receiver("b").unwrap();
+        tx.send(b"first", Duration::from_secs(5)).unwrap();
+        let rings = files(&dir, "dc-0-1-");
+        assert_eq!(rings.len(), 1);
+        forge_len(&rings[0], 0, forged);
+        assert_eq!(try_recv(&mut rx), None);
+        assert_eq!(rx.corrupt_channels(), 1);
+        // The other channel to the same node still works.
+        other.send(b"other", Duration::from_secs(5)).unwrap();
+        assert_eq!(try_recv(&mut rx).unwrap(), b"other");
+        // The sender learns it once it needs room.
+        let err = (0..2 * DIRECT_SLOTS)
+            .find_map(|_| tx.try_send(&[0u8; 8]).err())
+            .expect("the sender is refused");
+        assert_eq!(err.kind(), ErrorKind::MalformedFrame, "{err}");
+        // A new channel works.
+        drop(tx);
+        let mut tx = p.open_sender("a", "b").unwrap();
+        tx.send(b"again", Duration::from_secs(5)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let got = loop {
+            if let Some(m) = try_recv(&mut rx) {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "the new channel is not read");
+        };
+        assert_eq!(got, b"again");
+    }
+}
+
+#[test]
+fn forged_post_lengths_fail_the_sender_and_spare_the_fabric() {
+    let dir = fabric("plen");
+    let tx = protocol(&dir.0);
+    let rx = protocol(&dir.0);
+    tx.register_node(node("a")).unwrap();
+    rx.register_node(node("b")).unwrap();
+    let opts = hyperfabric::fabric::SendOptions {
+        timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    tx.post("a", "b", b"to be forged", &opts).unwrap();
+    let rings = files(&dir, "ch-0-1-l");
+    assert_eq!(rings.len(), 1);
+    forge_len(&rings[0], 0, 60_000);
+    assert_eq!(
+        rx.recv("b", Duration::from_millis(300)).unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
+    let metric = |p: &hyperfabric::fabric::HyperFabricProtocol, k: &str| {
+        p.get_topology_info().unwrap().performance_metrics[k]
+    };
+    assert_eq!(metric(&rx, "corrupt_channels"), 1.0);
+    rx.start_background_services().unwrap();
+    // A request into the corrupt ring fails as malformed, well before its timeout.
+    let t = Instant::now();
+    let err = tx.send_data("a", "b", b"req", &opts).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MalformedFrame, "{err}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // The next one goes through a new channel, and is answered.
+    tx.send_data("a", "b", b"req", &opts).unwrap();
+    assert_eq!(
+        &rx.recv("b", Duration::from_secs(5)).unwrap().data[..],
+        b"req"
+    );
+}
+
+/// 372 x 8 B, 1 x 8,176 B, 100 x 8 B, each received at once, then one message of the
+/// inline limit: the drained ring has room for it (the receiver published its position).
+#[test]
+fn a_drained_direct_channel_never_stalls_its_sender() {
+    let dir = fabric("stall");
+    let p = protocol(&dir.0);
+    p.register_node(node("a")).unwrap();
+    p.register_node(node("b")).unwrap();
+    let mut tx = p.open_sender("a", "b").unwrap();
+    let mut rx = p.open_receiver("b").unwrap();
+    let sizes = std::iter::repeat_n(8, 372)
+        .chain([8_176])
+        .chain(std::iter::repeat_n(8, 100));
+    for len in sizes {
+        tx.send(&vec![1u8; len], Duration::from_secs(1)).unwrap();
+        assert_eq!(try_recv(&mut rx).unwrap().len(), len);
+    }
+    assert_eq!(try_recv(&mut rx), None);
+    tx.send(&vec![2u8; max_inline()], Duration::from_secs(1))
+        .expect("room in a drained ring");
+    assert_eq!(try_recv(&mut rx).unwrap().len(), max_inline());
+}
+
+const CHILD_FABRIC: &str = "HF_HOSTILE_CHILD_FABRIC";
+
+/// Child process of `a_send_to_a_killed_receiver_fails_fast`: hosts node "rx" and never
+/// reads, until it is killed.
+#[test]
+#[ignore = "child process of a_send_to_a_killed_receiver_fails_fast, started by it"]
+fn child_hosts_a_silent_node() {
+    let fabric = std::env::var(CHILD_FABRIC).expect("run by its parent test");
+    let p = protocol(&fabric);
+    p.register_node(node("rx")).unwrap();
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// Without background services anywhere: a sender blocked on a full ring to a node whose
+/// process was killed with SIGKILL gets `NodeNotFoundError` within the liveness interval.
+#[test]
+fn a_send_to_a_killed_receiver_fails_fast() {
+    let dir = fabric("killed");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_hosts_a_silent_node",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_FABRIC, &dir.0)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.unwrap().trim_end().ends_with("ready")),
+        "child never ready"
+    );
+    let p = protocol(&dir.0);
+    p.register_node(node("tx")).unwrap();
+    let mut tx = p.open_sender("tx", "rx").unwrap();
+    while tx.try_send(&[0u8; 1024]).unwrap() {}
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let t = Instant::now();
+    let err = tx.send(&[0u8; 1024], Duration::from_secs(3)).unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(err.kind(), ErrorKind::NodeNotFound, "{err}");
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+#[test]
+fn ring_files_of_another_format_version_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ring");
+    drop(Region::create_file(&path, 64).unwrap());
+    // A version-1 header: the magic's last byte and the version word.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[7] = 1;
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Region::open_file(&path).unwrap_err().to_string();
+    assert!(err.contains("version 1"), "{err}");
+    let _ = SlotHeader::default();
+}

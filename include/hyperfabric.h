@@ -410,7 +410,7 @@ typedef struct {
     uint32_t buffer_pool_size;
     // Largest frame, bytes; larger payloads are fragmented (default 65536).
     uint32_t max_packet_size;
-    // Fabric name: its host state is `/dev/shm/hyperfabric/<name>/`; NULL: `"default"`.
+    // Fabric name: its host state is `/dev/shm/hyperfabric-<uid>/<name>/`; NULL: `"default"`.
     const char *fabric_name;
     // An `hf_idle_strategy` (default `HF_IDLE_ADAPTIVE`).
     uint32_t idle_strategy;

@@ -36,7 +36,7 @@ pub enum IdleStrategy {
 pub struct ProtocolConfig {
     /// The reference's constructor options.
     pub options: ProtocolOptions,
-    /// Fabric name (its host state lives in `/dev/shm/hyperfabric/<name>/`).
+    /// Fabric name (its host state lives in `/dev/shm/hyperfabric-<uid>/<name>/`).
     pub fabric_name: Option<String>,
     /// Idle strategy of the background thread.
     pub idle: IdleStrategy,
@@ -384,7 +384,7 @@ impl HyperFabricProtocol {
         Ok(node.clone())
     }
 
-    /// Deletes the host state of fabric `name` (`/dev/shm/hyperfabric/<name>/`) once no
+    /// Deletes the host state of fabric `name` (`/dev/shm/hyperfabric-<uid>/<name>/`) once no
     /// process hosts a node in it: call it after the last protocol of the fabric is dropped.
     /// Returns whether it was deleted (`false` while nodes are registered).
     pub fn remove_fabric(name: &str) -> Result<bool> {

@@ -177,7 +177,7 @@ pub struct hf_protocol_options {
     pub buffer_pool_size: u32,
     /// Largest frame, bytes; larger payloads are fragmented (default 65536).
     pub max_packet_size: u32,
-    /// Fabric name: its host state is `/dev/shm/hyperfabric/<name>/`; NULL: `"default"`.
+    /// Fabric name: its host state is `/dev/shm/hyperfabric-<uid>/<name>/`; NULL: `"default"`.
     pub fabric_name: *const c_char,
     /// An `hf_idle_strategy` (default `HF_IDLE_ADAPTIVE`).
     pub idle_strategy: u32,

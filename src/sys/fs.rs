@@ -4,12 +4,80 @@ use crate::error::{Error, Result};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Where fabrics keep their host state: `$HF_SHM_DIR`, else `/dev/shm/hyperfabric`.
+/// How a host's fabric state is shared: with nobody but this user (the default), or with
+/// the members of one Unix group (`HF_SHM_GROUP`: a group name or gid), for fabrics whose
+/// processes run as several users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Root `/dev/shm/hyperfabric-<uid>/`, directories 0700, files 0600.
+    User(u32),
+    /// Root `/dev/shm/hyperfabric-g<gid>/`, directories 2770 of that group, files 0660.
+    Group(u32),
+}
+
+/// The sharing this process uses: `HF_SHM_GROUP` if set (an unknown group is an error),
+/// else private to the effective user.
+pub fn sharing() -> Result<Sharing> {
+    match std::env::var("HF_SHM_GROUP") {
+        Ok(g) if !g.trim().is_empty() => group_id(g.trim()).map(Sharing::Group),
+        _ => Ok(Sharing::User(super::process::euid())),
+    }
+}
+
+fn group_id(name: &str) -> Result<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    // /etc/group holds the local groups; a name found nowhere is refused rather than guessed.
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "HF_SHM_GROUP={name:?} is neither a gid nor a group of /etc/group"
+            ))
+        })
+}
+
+/// Where fabrics keep their host state: `$HF_SHM_DIR`, else a root per user
+/// (`/dev/shm/hyperfabric-<uid>`) or, with `HF_SHM_GROUP`, per group
+/// (`/dev/shm/hyperfabric-g<gid>`), so one user's fabrics never block another's.
 pub fn state_root() -> PathBuf {
     match std::env::var_os("HF_SHM_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from("/dev/shm/hyperfabric"),
+        _ => match sharing() {
+            Ok(Sharing::Group(gid)) => PathBuf::from(format!("/dev/shm/hyperfabric-g{gid}")),
+            _ => PathBuf::from(format!("/dev/shm/hyperfabric-{}", super::process::euid())),
+        },
     }
+}
+
+/// Mode of the files that hold shared state (rings, segments, registry, locks).
+pub fn file_mode() -> u32 {
+    match sharing() {
+        Ok(Sharing::Group(_)) => 0o660,
+        _ => 0o600,
+    }
+}
+
+/// Gives a file this process created the mode of [`file_mode`] (the umask may have taken
+/// group bits away); files of other users are left as they are.
+pub fn set_file_mode(file: &std::fs::File, path: &Path) -> Result<()> {
+    let mode = file_mode();
+    let mine = file
+        .metadata()
+        .is_ok_and(|m| m.uid() == super::process::euid());
+    if mode != 0o600 && mine {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 /// Creates (if needed) and checks a private directory: mode 0700, owned by this user.
@@ -21,8 +89,7 @@ pub fn private_dir(path: &Path) -> Result<()> {
     }
     let meta = std::fs::symlink_metadata(path)
         .map_err(|e| Error::io(format!("checking {}", path.display()), e))?;
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
+    let uid = super::process::euid();
     if !meta.is_dir() || meta.uid() != uid {
         return Err(Error::InvalidArgument(format!(
             "{} is not a directory owned by uid {uid}",
@@ -36,13 +103,49 @@ pub fn private_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates (if needed) and checks a directory shared with group `gid`: group `gid`, mode
+/// 2770 (set-group-id, so files made in it belong to the group), nothing for others. Whoever
+/// creates it must be a member of the group.
+pub fn group_dir(path: &Path, gid: u32) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(0o770).create(path) {
+        Ok(()) => {
+            std::os::unix::fs::chown(path, None, Some(gid))
+                .map_err(|e| Error::io(format!("giving {} to gid {gid}", path.display()), e))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o2770))
+                .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
+    }
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| Error::io(format!("checking {}", path.display()), e))?;
+    let mode = meta.permissions().mode();
+    if !meta.is_dir() || meta.gid() != gid || mode & 0o007 != 0 || mode & 0o070 != 0o070 {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a directory of gid {gid} with mode 2770 (found gid {}, mode {:o})",
+            path.display(),
+            meta.gid(),
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
 /// The directory of fabric `name` (created, mode 0700).
 pub fn fabric_dir(name: &str) -> Result<PathBuf> {
     crate::config::validate_fabric_name(name).map_err(Error::InvalidArgument)?;
     let root = state_root();
-    private_dir(&root)?;
     let dir = root.join(name);
-    private_dir(&dir)?;
+    match sharing()? {
+        Sharing::Group(gid) => {
+            group_dir(&root, gid)?;
+            group_dir(&dir, gid)?;
+        }
+        Sharing::User(_) => {
+            private_dir(&root)?;
+            private_dir(&dir)?;
+        }
+    }
     Ok(dir)
 }
 
@@ -54,7 +157,7 @@ pub struct FileLock {
 }
 
 impl FileLock {
-    /// Opens (creating, mode 0600) and locks `path`, waiting for other holders.
+    /// Opens (creating, mode [`file_mode`]) and locks `path`, waiting for other holders.
     pub fn acquire(path: &Path) -> Result<FileLock> {
         use std::os::unix::fs::OpenOptionsExt;
         use std::os::unix::io::AsRawFd;
@@ -63,9 +166,10 @@ impl FileLock {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(file_mode())
             .open(path)
             .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))?;
+        set_file_mode(&file, path)?;
         loop {
             // SAFETY: the descriptor is open for the lifetime of `file`.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };

@@ -20,7 +20,8 @@ impl Mapping {
         Ok(Mapping { map: map.into() })
     }
 
-    /// A new file of `len` zero bytes at `path` (mode 0600; fails if it exists), mapped shared.
+    /// A new file of `len` zero bytes at `path` (mode [`super::fs::file_mode`]; fails if it
+    /// exists), mapped shared.
     pub fn create_file(path: &Path, len: usize) -> Result<Mapping> {
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
@@ -30,6 +31,7 @@ impl Mapping {
             .mode(0o600)
             .open(path)
             .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        super::fs::set_file_mode(&file, path)?;
         let sized = file
             .set_len(len as u64)
             .map_err(|e| Error::io(format!("sizing {}", path.display()), e))

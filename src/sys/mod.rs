@@ -4,7 +4,10 @@ mod fs;
 mod mapping;
 pub mod process;
 
-pub use fs::{fabric_dir, private_dir, state_root, FileLock};
+pub use fs::{
+    fabric_dir, file_mode, group_dir, private_dir, set_file_mode, sharing, state_root, FileLock,
+    Sharing,
+};
 pub use mapping::Mapping;
 
 use crate::error::{Error, Result};

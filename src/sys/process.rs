@@ -1,6 +1,12 @@
 //! Process identity and liveness: a pid plus its start time (from `/proc/<pid>/stat`) names
 //! a process even after the kernel reuses the pid.
 
+/// Effective user id of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// This process's id.
 pub fn pid() -> u32 {
     std::process::id()

@@ -215,6 +215,7 @@ impl Registry {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+            sys::set_file_mode(&file, &tmp)?;
             file.write_all(&bytes)
                 .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
         }

@@ -20,6 +20,8 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+mod reassembly;
+
 /// Bytes of the message header inside a ring payload: destination (4), message id (8), hop
 /// count, priority, data type, hop limit (1 each), body length (4), fragment offset (4),
 /// origin (4), reserved (4). The slot header's source is the previous hop; the origin is the
@@ -295,12 +297,6 @@ struct Inbound {
     consumer: Consumer<Region>,
 }
 
-/// A message arriving in fragments.
-struct Partial {
-    body: Vec<u8>,
-    total: usize,
-}
-
 struct Pending {
     dst: u32,
     dst_generation: u64,
@@ -339,6 +335,10 @@ pub struct Counters {
     pub corrupt_channels: u64,
     /// Half-received messages freed before completion (sender gone, too many, or stale).
     pub abandoned_reassemblies: u64,
+    /// Messages being reassembled now.
+    pub reassemblies: u64,
+    /// Bytes those hold.
+    pub reassembly_bytes: u64,
 }
 
 /// Options of a send.
@@ -409,8 +409,8 @@ pub struct Engine {
     opened: HashMap<(u32, u32, Lane), u64>,
     /// Registration generation of each remote destination when its rings were made.
     out_generation: HashMap<u32, u64>,
-    /// Keyed by (source, message id, frame kind): a reply and a request may share an id.
-    partial: HashMap<(u32, u64, u8), Partial>,
+    /// Messages arriving in fragments.
+    partial: reassembly::Reassembly,
     max_packet: usize,
     router: Option<Router>,
     admit: Option<Admit>,
@@ -441,6 +441,8 @@ pub struct Engine {
     timers: Timers,
     /// Peers marked down (missed heartbeats), with the registration they had.
     down: HashMap<u32, u64>,
+    /// Some inbound ring comes from a node that left and still holds messages.
+    gone_inbound: bool,
 }
 
 /// A node whose heartbeats stopped (down) or came back (up).
@@ -455,6 +457,8 @@ pub struct HealthChange {
 /// When the periodic work of [`Engine::tick`] is next due.
 #[derive(Debug)]
 struct Timers {
+    /// The clock at the last tick: a coarse time for what needs no precision per message.
+    now: std::time::Instant,
     beat: std::time::Instant,
     detect: std::time::Instant,
     liveness: std::time::Instant,
@@ -558,7 +562,7 @@ impl Engine {
             inbound: Vec::new(),
             opened: HashMap::default(),
             out_generation: HashMap::default(),
-            partial: HashMap::default(),
+            partial: reassembly::Reassembly::default(),
             max_packet,
             router: None,
             admit: None,
@@ -580,11 +584,13 @@ impl Engine {
             coalescing: Coalescing::default(),
             beating: false,
             timers: Timers {
+                now: std::time::Instant::now(),
                 beat: std::time::Instant::now(),
                 detect: std::time::Instant::now(),
                 liveness: std::time::Instant::now(),
             },
             down: HashMap::default(),
+            gone_inbound: false,
         }
     }
 
@@ -716,6 +722,7 @@ impl Engine {
     /// and marks down the peers that missed [`HEARTBEAT_MISSES`] heartbeats (and up again
     /// when they resume). Returns the health changes, for the topology.
     pub fn tick(&mut self, now: std::time::Instant) -> Vec<HealthChange> {
+        self.timers.now = now;
         self.expire(now);
         if self.beating && now >= self.timers.beat {
             let t = crate::sys::monotonic_ns();
@@ -736,6 +743,12 @@ impl Engine {
             return Vec::new();
         }
         self.timers.detect = now + HEARTBEAT_INTERVAL;
+        if !self.partial.is_empty() {
+            self.partial.expire(now);
+        }
+        if self.gone_inbound {
+            self.drop_gone_inbound();
+        }
         if self.refresh_peers().is_err() {
             return Vec::new();
         }
@@ -816,7 +829,12 @@ impl Engine {
 
     /// Traffic counters.
     pub fn counters(&self) -> Counters {
-        self.counters
+        Counters {
+            abandoned_reassemblies: self.partial.abandoned(),
+            reassemblies: self.partial.len() as u64,
+            reassembly_bytes: self.partial.bytes() as u64,
+            ..self.counters
+        }
     }
 
     /// Registers a node hosted by this process.
@@ -845,7 +863,7 @@ impl Engine {
         self.out.retain(|&(s, d, _), _| s != index && d != index);
         self.inbound.retain(|i| i.dst != index);
         self.opened.retain(|&(s, d, _), _| s != index && d != index);
-        self.partial.retain(|&(s, _, _), _| s != index);
+        self.partial.drop_source(index);
         if self.bell == Some(index) {
             // Move the doorbell to a node that stays.
             self.bell = self.hosted.keys().next().copied();
@@ -974,6 +992,11 @@ impl Engine {
         let epoch = self.registry.nodes_epoch();
         if epoch != self.peers_epoch {
             self.hops.clear();
+            let before: Vec<(u32, u64, u32, u64)> = self
+                .peers
+                .values()
+                .map(|e| (e.index, e.generation, e.owner_pid, e.owner_start))
+                .collect();
             self.peers = self
                 .registry
                 .list()?
@@ -981,6 +1004,7 @@ impl Engine {
                 .map(|e| (e.signature.node_id.clone(), e))
                 .collect();
             self.peers_epoch = epoch;
+            self.forget_gone_peers(&before);
             // Rings to a destination that left, or came back as a new registration, lead
             // nowhere: drop them so the next send makes new ones.
             let live: HashMap<u32, u64> = self
@@ -1000,6 +1024,49 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Frees what this process holds for nodes that left since `before` (index, generation,
+    /// owner pid and start): their half-received messages, their inbound rings (once
+    /// drained), the mappings of their processes' segments when those processes died, and the
+    /// buffers of this process's pools lent to those processes.
+    fn forget_gone_peers(&mut self, before: &[(u32, u64, u32, u64)]) {
+        let peers = &self.peers;
+        let gone: Vec<(u32, u32, u64)> = before
+            .iter()
+            .filter(|(i, g, _, _)| !peers.values().any(|e| e.index == *i && e.generation == *g))
+            .map(|&(i, _, pid, start)| (i, pid, start))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for &(index, _, _) in &gone {
+            self.partial.drop_source(index);
+            self.opened.retain(|&(s, _, _), _| s != index);
+        }
+        self.gone_inbound = true;
+        self.drop_gone_inbound();
+        let own = crate::sys::process::pid();
+        let dead: Vec<(u32, u64)> = gone
+            .iter()
+            .filter(|(_, pid, start)| *pid != own && !crate::sys::process::alive(*pid, *start))
+            .map(|&(_, pid, start)| (pid, start))
+            .collect();
+        if !dead.is_empty() {
+            self.segments.retain_live(own);
+            crate::transport::channel::remove_dead_segments(self.registry.dir());
+        }
+    }
+
+    /// Drops inbound rings whose sender is no longer a node of the host, once they hold no
+    /// message (what a sender pushed before it died is still delivered).
+    fn drop_gone_inbound(&mut self) {
+        let peers = &self.peers;
+        let hosted = &self.hosted;
+        let live = |i: u32| hosted.contains_key(&i) || peers.values().any(|e| e.index == i);
+        self.inbound
+            .retain(|r| live(r.src) || r.consumer.has_message());
+        self.gone_inbound = self.inbound.iter().any(|r| !live(r.src));
     }
 
     /// Every live node of the host, by id.
@@ -1542,37 +1609,23 @@ impl Engine {
         } else {
             // Reassembly: fragments of one message arrive in order on one ring.
             let key = (h.src, request_id, h.kind);
-            if offset == 0 {
-                if total > MAX_MESSAGE || fragment_len > total {
+            let shared_bytes: &[u8] = shared.as_deref().unwrap_or(&[]);
+            let step = self.partial.add(
+                key,
+                (offset, total),
+                &[inline, shared_bytes],
+                MAX_MESSAGE,
+                self.timers.now,
+            );
+            drop(shared);
+            let whole = match step {
+                reassembly::Step::More => return,
+                reassembly::Step::Rejected => {
                     self.counters.errors += 1;
                     return;
                 }
-                self.partial.insert(
-                    key,
-                    Partial {
-                        body: Vec::with_capacity(total),
-                        total,
-                    },
-                );
-            }
-            let Some(p) = self.partial.get_mut(&key) else {
-                self.counters.errors += 1;
-                return;
+                reassembly::Step::Done(whole) => whole,
             };
-            if p.body.len() != offset || p.total != total || offset + fragment_len > total {
-                self.partial.remove(&key);
-                self.counters.errors += 1;
-                return;
-            }
-            p.body.extend_from_slice(inline);
-            if let Some(s) = &shared {
-                p.body.extend_from_slice(s);
-            }
-            drop(shared);
-            if p.body.len() < total {
-                return;
-            }
-            let whole = self.partial.remove(&key).expect("present").body;
             if meta_len > whole.len() {
                 self.counters.errors += 1;
                 return;

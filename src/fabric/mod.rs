@@ -1082,6 +1082,8 @@ impl HyperFabricProtocol {
             "abandoned_reassemblies".into(),
             c.abandoned_reassemblies as f64,
         );
+        m.insert("reassemblies".into(), c.reassemblies as f64);
+        m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);
         Ok(info)
     }
 

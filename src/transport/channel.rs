@@ -135,6 +135,13 @@ impl SegmentMaps {
         self.maps.insert(key, pool);
     }
 
+    /// Unmaps the segments of processes that are gone (buffers of them that are still held
+    /// keep their mapping until dropped); `own` is this process's pid.
+    pub fn retain_live(&mut self, own: u32) {
+        self.maps
+            .retain(|k, _| k.pid == own || crate::sys::process::alive(k.pid, k.start));
+    }
+
     /// A mapped segment, if it is.
     pub fn get(&self, key: &SegmentKey) -> Option<&crate::buffer::BufferManager> {
         self.maps.get(key)

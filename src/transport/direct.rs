@@ -332,9 +332,14 @@ impl Receiver {
             }
         }
         // A ring whose file is gone keeps what it holds until it is drained.
+        let before = self.rings.len();
         self.rings
             .retain(|r| live.contains(&r.ino) || r.consumer.has_message());
         self.poisoned.retain(|ino| live.contains(ino));
+        if self.rings.len() < before {
+            // A sender left: unmap the segments of processes that died.
+            self.segments.retain_live(crate::sys::process::pid());
+        }
     }
 
     /// Takes one message, if any, and gives it to `f` with the source node index. Rings are

@@ -258,6 +258,7 @@ fn show(
 
     println!("\nan ULTRA_HIGH message sent while a 64 MiB BULK transfer runs on the same channel");
     let bulk = vec![0x42u8; 64 << 20];
+    let sent_before = sent_bytes(p)?;
     let started = Instant::now();
     let (q, s2, from) = (p.clone(), sink.clone(), src.to_string());
     let bulk_thread = std::thread::spawn(move || -> Result<Duration, Error> {
@@ -269,7 +270,10 @@ fn show(
         q.send_data(&from, &s2, &bulk, &opts)?;
         Ok(started.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(2));
+    // The urgent message leaves once the bulk transfer is under way (a few MiB out).
+    while sent_bytes(p)? < sent_before + 4.0 * 1048576.0 && !bulk_thread.is_finished() {
+        std::thread::sleep(Duration::from_micros(50));
+    }
     let urgent_opts = SendOptions {
         priority: PacketPriority::UltraHigh,
         ..Default::default()
@@ -322,4 +326,13 @@ fn show(
     );
     print_metrics_and_bottlenecks(&info);
     Ok(())
+}
+
+/// Bytes this process's engine has sent so far.
+fn sent_bytes(p: &HyperFabricProtocol) -> Result<f64, Error> {
+    Ok(p.get_topology_info()?
+        .performance_metrics
+        .get("bytes_sent")
+        .copied()
+        .unwrap_or(0.0))
 }

@@ -427,7 +427,6 @@ pub struct Engine {
     segments: SegmentMaps,
     /// Keys of the segments this process created, by pool id.
     own_segments: HashMap<u64, SegmentKey>,
-    next_segment: u32,
     start_time: u64,
     /// Neuromorphic events waiting, by (source, destination).
     spikes: HashMap<(u32, u32), SpikeBatch>,
@@ -570,7 +569,6 @@ impl Engine {
             chunks: [None, None],
             segments: SegmentMaps::default(),
             own_segments: HashMap::default(),
-            next_segment: 0,
             start_time: crate::sys::process::start_time(crate::sys::process::pid()).unwrap_or(0),
             spikes: HashMap::default(),
             coalescing: Coalescing::default(),
@@ -770,16 +768,18 @@ impl Engine {
     /// A pool of `pool_size` buffers of `buffer_size` bytes in a new shared segment of this
     /// process: its buffers can be sent to any node of the host by descriptor.
     pub fn create_pool(&mut self, pool_size: usize, buffer_size: usize) -> Result<BufferManager> {
+        // Numbered per process, not per engine: two protocols of one process on one fabric
+        // must not name (and so replace) each other's segments.
+        static NEXT_SEGMENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let key = SegmentKey {
             pid: crate::sys::process::pid(),
-            n: self.next_segment,
+            n: NEXT_SEGMENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             start: self.start_time,
         };
         let path = segment_path(self.registry.dir(), key);
         let _ = std::fs::remove_file(&path);
         let pool =
             BufferManager::create_shared_tagged(&path, pool_size, buffer_size, key.to_tag())?;
-        self.next_segment += 1;
         self.own_segments.insert(pool.pool_id(), key);
         self.segments.insert(key, pool.clone());
         Ok(pool)
@@ -1136,14 +1136,12 @@ impl Engine {
                 // A file left by an earlier holder of this index is stale.
                 let _ = std::fs::remove_file(&path);
                 let region = Region::create_file(&path, slots)?;
-                if let Some(g) = self
-                    .peers
-                    .values()
-                    .find(|e| e.index == dst)
-                    .map(|e| e.generation)
-                {
-                    self.out_generation.insert(dst, g);
-                }
+                // Always recorded, so the ring is dropped once the index holds another
+                // registration (a reply to a node this engine never looked up would otherwise
+                // keep going to the ring of the index's earlier holder). A destination that
+                // is not live gets a generation no entry has: dropped at the next change.
+                let g = self.registry.get(dst).map_or(u64::MAX, |e| e.generation);
+                self.out_generation.insert(dst, g);
                 self.registry.bump_channels_epoch();
                 ring::split(Arc::new(region)).0
             };
@@ -1383,6 +1381,21 @@ impl Engine {
                 });
                 self.opened.insert(key, ino);
             }
+            self.forget_stale_rings_to(src);
+        }
+    }
+
+    /// Drops the rings to `node` made for an earlier registration of its index. A new ring
+    /// from `node` may come from a new registration, which replies must reach, and sends do
+    /// not check the registry's nodes epoch (replies would otherwise go to the ring of the
+    /// index's earlier holder until the next periodic refresh).
+    fn forget_stale_rings_to(&mut self, node: u32) {
+        let Some(&made_for) = self.out_generation.get(&node) else {
+            return;
+        };
+        if self.registry.get(node).map(|e| e.generation) != Some(made_for) {
+            self.out_generation.remove(&node);
+            self.out.retain(|&(_, dst, _), _| dst != node);
         }
     }
 

@@ -284,6 +284,8 @@ pub type Router = Box<dyn FnMut(&str, &str) -> Option<String> + Send>;
 
 struct Hosted {
     id: NodeName,
+    /// Registration generation (sealed frames for this node are bound to it).
+    generation: u64,
     handler: Option<Handler>,
     inbox: VecDeque<Message>,
 }
@@ -818,12 +820,14 @@ impl Engine {
     /// Registers a node hosted by this process.
     pub fn register(&mut self, node: &NodeSignature) -> Result<u32> {
         let index = self.registry.register(node)?;
+        let generation = self.registry.get(index).map_or(0, |e| e.generation);
         let bell = *self.bell.get_or_insert(index);
         self.registry.set_bell(index, bell);
         self.hosted.insert(
             index,
             Hosted {
                 id: NodeName::from(node.node_id.as_str()),
+                generation,
                 handler: None,
                 inbox: VecDeque::new(),
             },
@@ -859,6 +863,16 @@ impl Engine {
         self.by_name.get(node_id).copied().ok_or_else(|| {
             Error::NodeNotFound(format!("node {node_id:?} is not hosted by this process"))
         })
+    }
+
+    /// The registration generation of a node this process hosts.
+    pub fn hosted_generation(&self, index: u32) -> Option<u64> {
+        self.hosted.get(&index).map(|h| h.generation)
+    }
+
+    /// The opener of sealed frames (its counters of refused frames), if a key is set.
+    pub fn opener(&self) -> Option<&crate::codec::Opener> {
+        self.opener.as_ref()
     }
 
     /// Ids of the nodes this process hosts.
@@ -1543,7 +1557,16 @@ impl Engine {
         };
         let mut sealed = false;
         if h.flags & FLAG_FRAMED != 0 {
-            match crate::codec::decode_frame(data.bytes(), self.opener.as_ref(), max_message()) {
+            // The ring's envelope, which a sealed frame must have been sealed in.
+            let envelope = crate::codec::Envelope {
+                origin: h.src,
+                destination: dst,
+                destination_generation: self.hosted_generation(dst).unwrap_or(0),
+                kind: h.kind,
+                request_id,
+            };
+            let open = self.opener.as_mut().map(|o| (o, &envelope));
+            match crate::codec::decode_frame(data.bytes(), open, max_message()) {
                 Ok(f) => {
                     sealed = f.header.flags & crate::codec::flags::ENCRYPTED != 0;
                     metadata = f.metadata;

@@ -1,9 +1,10 @@
 //! The wire format: frames round-trip through every combination of compression and
-//! encryption, any changed byte of a sealed frame is rejected, and the decoder never panics.
+//! encryption, any changed byte of a sealed frame is rejected, a sealed frame opens only in
+//! the envelope it was sealed in and only once, and the decoder never panics.
 
 use hyperfabric::codec::{
-    decode_frame, encode_frame, flags, FabricKey, FrameKind, FrameOptions, Opener, Sealer,
-    WireHeader, HEADER_LEN,
+    decode_frame, encode_frame, flags, Envelope, FabricKey, FrameKind, FrameOptions, Opener,
+    Sealer, SealingKey, WireHeader, HEADER_LEN, SEAL_OVERHEAD,
 };
 use hyperfabric::{DataType, ErrorKind, PacketPriority};
 use proptest::prelude::*;
@@ -40,13 +41,20 @@ proptest! {
         ],
         compress: bool, encrypt: bool,
     ) {
-        let key = FabricKey::from_bytes([42; 32]);
-        let mut sealer = Sealer::new(&key, src, 77);
-        let opener = Opener::new(&key);
+        let key = SealingKey::new(&FabricKey::from_bytes([42; 32]), "test").unwrap();
+        let mut sealer = Sealer::new(&key, src, 3, 77);
+        let mut opener = Opener::new(&key);
         let h = header(kind, prio, dt, src, dst, req);
+        let env = Envelope {
+            origin: src,
+            destination: dst,
+            destination_generation: 5,
+            kind: h.kind as u8,
+            request_id: req,
+        };
         let mut out = Vec::new();
-        encode_frame(h, &metadata, &payload, FrameOptions { compress, seal: encrypt.then_some(&mut sealer) }, &mut out).unwrap();
-        let f = decode_frame(&out, Some(&opener), 1 << 20).unwrap();
+        encode_frame(h, &metadata, &payload, FrameOptions { compress, seal: encrypt.then_some((&mut sealer, env)) }, &mut out).unwrap();
+        let f = decode_frame(&out, Some((&mut opener, &env)), 1 << 20).unwrap();
         prop_assert_eq!(&f.metadata, &metadata);
         prop_assert_eq!(&f.payload, &payload);
         prop_assert_eq!(f.header.kind, h.kind);
@@ -55,7 +63,7 @@ proptest! {
         prop_assert_eq!(f.header.flags & flags::ENCRYPTED != 0, encrypt);
         if f.header.flags & flags::COMPRESSED != 0 {
             prop_assert!(compress);
-            let seal = if encrypt { 24 } else { 0 };
+            let seal = if encrypt { SEAL_OVERHEAD } else { 0 };
             prop_assert!(out.len() < HEADER_LEN + metadata.len() + payload.len() + seal);
         }
         if encrypt {
@@ -63,8 +71,14 @@ proptest! {
             let i = (req as usize) % out.len();
             let mut t = out.clone();
             t[i] ^= 0x40;
-            let e = decode_frame(&t, Some(&opener), 1 << 20).unwrap_err();
+            let e = decode_frame(&t, Some((&mut Opener::new(&key), &env)), 1 << 20).unwrap_err();
             prop_assert!(matches!(e.kind(), ErrorKind::AuthenticationFailed | ErrorKind::MalformedFrame), "{:?}", e);
+            // Opened once only, and only in its own envelope.
+            let again = decode_frame(&out, Some((&mut opener, &env)), 1 << 20).unwrap_err();
+            prop_assert_eq!(again.kind(), ErrorKind::AuthenticationFailed);
+            let moved = Envelope { destination: dst ^ 1, ..env };
+            let e = decode_frame(&out, Some((&mut Opener::new(&key), &moved)), 1 << 20).unwrap_err();
+            prop_assert_eq!(e.kind(), ErrorKind::AuthenticationFailed);
             // Without the key, an encrypted frame is refused.
             prop_assert_eq!(decode_frame(&out, None, 1 << 20).unwrap_err().kind(), ErrorKind::AuthenticationFailed);
         }
@@ -78,8 +92,8 @@ proptest! {
             b[1] = b'F';
             b[2] = 1;
         }
-        let key = FabricKey::from_bytes([1; 32]);
-        let _ = decode_frame(&b, Some(&Opener::new(&key)), 1 << 16);
+        let key = SealingKey::new(&FabricKey::from_bytes([1; 32]), "test").unwrap();
+        let _ = decode_frame(&b, Some((&mut Opener::new(&key), &Envelope::default())), 1 << 16);
     }
 }
 

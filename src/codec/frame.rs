@@ -2,7 +2,7 @@
 //! then sealed if asked.
 
 use super::compress::{compress_if_smaller, decompress};
-use super::crypto::{Opener, Sealer};
+use super::crypto::{Envelope, Opener, Sealer};
 use super::wire::{flags, WireHeader, HEADER_LEN};
 use crate::error::{Error, Result};
 
@@ -14,8 +14,8 @@ pub const MAX_METADATA: usize = 4096;
 pub struct FrameOptions<'a> {
     /// Compress the body when that makes it smaller.
     pub compress: bool,
-    /// Seal the body with this sealer.
-    pub seal: Option<&'a mut Sealer>,
+    /// Seal the body with this sealer, bound to the envelope the frame travels in.
+    pub seal: Option<(&'a mut Sealer, Envelope)>,
 }
 
 /// A decoded frame.
@@ -68,20 +68,34 @@ pub fn encode_frame(
             out.extend_from_slice(&header.encode());
             out.extend_from_slice(&body);
         }
-        Some(sealer) => {
+        Some((sealer, env)) => {
+            // The header names the same sender and destination as the envelope: the receiver
+            // authenticates both.
+            if (header.src, header.dst, header.kind as u8, header.request_id)
+                != (env.origin, env.destination, env.kind, env.request_id)
+            {
+                return Err(Error::InvalidArgument(
+                    "frame header and envelope name different endpoints, kind or request".into(),
+                ));
+            }
             header.flags |= flags::ENCRYPTED;
             header.body_len = (body.len() + super::SEAL_OVERHEAD) as u32;
             let h = header.encode();
             out.extend_from_slice(&h);
-            sealer.seal(&h, &body, out)?;
+            sealer.seal(&h, &env, &body, out)?;
         }
     }
     Ok(())
 }
 
-/// Decodes one frame. An encrypted frame needs `opener` (else `AuthenticationError`); a
-/// compressed body may expand to at most `max_body` bytes.
-pub fn decode_frame(bytes: &[u8], opener: Option<&Opener>, max_body: usize) -> Result<Frame> {
+/// Decodes one frame. An encrypted frame needs an opener and the envelope it came in (else
+/// `AuthenticationError`): it opens only if the envelope is the one it was sealed in and it
+/// was not opened before. A compressed body may expand to at most `max_body` bytes.
+pub fn decode_frame(
+    bytes: &[u8],
+    open: Option<(&mut Opener, &Envelope)>,
+    max_body: usize,
+) -> Result<Frame> {
     let header = WireHeader::decode(bytes)?;
     let body = &bytes[HEADER_LEN..];
     if body.len() != header.body_len as usize {
@@ -93,10 +107,12 @@ pub fn decode_frame(bytes: &[u8], opener: Option<&Opener>, max_body: usize) -> R
     }
     let opened;
     let body = if header.flags & flags::ENCRYPTED != 0 {
-        let o = opener.ok_or_else(|| {
+        let (o, env) = open.ok_or_else(|| {
             Error::AuthenticationFailed("encrypted frame but no fabric key is configured".into())
         })?;
-        opened = o.open(header.src, &bytes[..HEADER_LEN], body)?;
+        // Replay windows are per lane: frames of one lane arrive in order.
+        let class = u8::from(!header.priority.is_latency_lane());
+        opened = o.open(env, class, &bytes[..HEADER_LEN], body)?;
         &opened[..]
     } else {
         body

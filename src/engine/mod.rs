@@ -286,6 +286,8 @@ pub type Router = Box<dyn FnMut(&str, &str) -> Option<String> + Send>;
 
 struct Hosted {
     id: NodeName,
+    /// Registration generation (sealed frames for this node are bound to it).
+    generation: u64,
     handler: Option<Handler>,
     inbox: VecDeque<Message>,
 }
@@ -431,7 +433,6 @@ pub struct Engine {
     segments: SegmentMaps,
     /// Keys of the segments this process created, by pool id.
     own_segments: HashMap<u64, SegmentKey>,
-    next_segment: u32,
     start_time: u64,
     /// Neuromorphic events waiting, by (source, destination).
     spikes: HashMap<(u32, u32), SpikeBatch>,
@@ -578,7 +579,6 @@ impl Engine {
             chunks: [None, None],
             segments: SegmentMaps::default(),
             own_segments: HashMap::default(),
-            next_segment: 0,
             start_time: crate::sys::process::start_time(crate::sys::process::pid()).unwrap_or(0),
             spikes: HashMap::default(),
             coalescing: Coalescing::default(),
@@ -787,16 +787,18 @@ impl Engine {
     /// A pool of `pool_size` buffers of `buffer_size` bytes in a new shared segment of this
     /// process: its buffers can be sent to any node of the host by descriptor.
     pub fn create_pool(&mut self, pool_size: usize, buffer_size: usize) -> Result<BufferManager> {
+        // Numbered per process, not per engine: two protocols of one process on one fabric
+        // must not name (and so replace) each other's segments.
+        static NEXT_SEGMENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let key = SegmentKey {
             pid: crate::sys::process::pid(),
-            n: self.next_segment,
+            n: NEXT_SEGMENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             start: self.start_time,
         };
         let path = segment_path(self.registry.dir(), key);
         let _ = std::fs::remove_file(&path);
         let pool =
             BufferManager::create_shared_tagged(&path, pool_size, buffer_size, key.to_tag())?;
-        self.next_segment += 1;
         self.own_segments.insert(pool.pool_id(), key);
         self.segments.insert(key, pool.clone());
         Ok(pool)
@@ -840,12 +842,14 @@ impl Engine {
     /// Registers a node hosted by this process.
     pub fn register(&mut self, node: &NodeSignature) -> Result<u32> {
         let index = self.registry.register(node)?;
+        let generation = self.registry.get(index).map_or(0, |e| e.generation);
         let bell = *self.bell.get_or_insert(index);
         self.registry.set_bell(index, bell);
         self.hosted.insert(
             index,
             Hosted {
                 id: NodeName::from(node.node_id.as_str()),
+                generation,
                 handler: None,
                 inbox: VecDeque::new(),
             },
@@ -881,6 +885,16 @@ impl Engine {
         self.by_name.get(node_id).copied().ok_or_else(|| {
             Error::NodeNotFound(format!("node {node_id:?} is not hosted by this process"))
         })
+    }
+
+    /// The registration generation of a node this process hosts.
+    pub fn hosted_generation(&self, index: u32) -> Option<u64> {
+        self.hosted.get(&index).map(|h| h.generation)
+    }
+
+    /// The opener of sealed frames (its counters of refused frames), if a key is set.
+    pub fn opener(&self) -> Option<&crate::codec::Opener> {
+        self.opener.as_ref()
     }
 
     /// Ids of the nodes this process hosts.
@@ -1238,14 +1252,12 @@ impl Engine {
                 // A file left by an earlier holder of this index is stale.
                 let _ = std::fs::remove_file(&path);
                 let region = Region::create_file(&path, slots)?;
-                if let Some(g) = self
-                    .peers
-                    .values()
-                    .find(|e| e.index == dst)
-                    .map(|e| e.generation)
-                {
-                    self.out_generation.insert(dst, g);
-                }
+                // Always recorded, so the ring is dropped once the index holds another
+                // registration (a reply to a node this engine never looked up would otherwise
+                // keep going to the ring of the index's earlier holder). A destination that
+                // is not live gets a generation no entry has: dropped at the next change.
+                let g = self.registry.get(dst).map_or(u64::MAX, |e| e.generation);
+                self.out_generation.insert(dst, g);
                 self.registry.bump_channels_epoch();
                 ring::split(Arc::new(region)).0
             };
@@ -1501,6 +1513,21 @@ impl Engine {
                 });
                 self.opened.insert(key, ino);
             }
+            self.forget_stale_rings_to(src);
+        }
+    }
+
+    /// Drops the rings to `node` made for an earlier registration of its index. A new ring
+    /// from `node` may come from a new registration, which replies must reach, and sends do
+    /// not check the registry's nodes epoch (replies would otherwise go to the ring of the
+    /// index's earlier holder until the next periodic refresh).
+    fn forget_stale_rings_to(&mut self, node: u32) {
+        let Some(&made_for) = self.out_generation.get(&node) else {
+            return;
+        };
+        if self.registry.get(node).map(|e| e.generation) != Some(made_for) {
+            self.out_generation.remove(&node);
+            self.out.retain(|&(_, dst, _), _| dst != node);
         }
     }
 
@@ -1647,7 +1674,16 @@ impl Engine {
         };
         let mut sealed = false;
         if h.flags & FLAG_FRAMED != 0 {
-            match crate::codec::decode_frame(data.bytes(), self.opener.as_ref(), max_message()) {
+            // The ring's envelope, which a sealed frame must have been sealed in.
+            let envelope = crate::codec::Envelope {
+                origin: h.src,
+                destination: dst,
+                destination_generation: self.hosted_generation(dst).unwrap_or(0),
+                kind: h.kind,
+                request_id,
+            };
+            let open = self.opener.as_mut().map(|o| (o, &envelope));
+            match crate::codec::decode_frame(data.bytes(), open, max_message()) {
                 Ok(f) => {
                     sealed = f.header.flags & crate::codec::flags::ENCRYPTED != 0;
                     metadata = f.metadata;

@@ -3,7 +3,9 @@
 //! keeps a topology of the host's nodes for route checks.
 #![forbid(unsafe_code)]
 
-use crate::codec::{self, FabricKey, FrameKind, FrameOptions, Opener, Sealer, WireHeader};
+use crate::codec::{
+    self, Envelope, FabricKey, FrameKind, FrameOptions, Opener, Sealer, SealingKey, WireHeader,
+};
 use crate::config::ProtocolOptions;
 use crate::engine::{Engine, Handler, Message, Outgoing, Peer};
 use crate::error::{Error, Result};
@@ -115,8 +117,11 @@ struct Inner {
     fabric: String,
     idle: IdleStrategy,
     engine_core: Option<usize>,
-    key: Option<FabricKey>,
-    sealer: Mutex<Option<Sealer>>,
+    /// The fabric key, expanded once, bound to the fabric name.
+    sealing: Option<Arc<SealingKey>>,
+    /// One sealer per hosted node that sent sealed frames, for the node's registration:
+    /// its nonce counter only moves forward, which the receivers' replay windows rely on.
+    sealers: Mutex<rustc_hash::FxHashMap<u32, Sealer>>,
     running: AtomicBool,
     service: Mutex<Option<Service>>,
     progress_calls: std::sync::atomic::AtomicU32,
@@ -165,9 +170,13 @@ impl HyperFabricProtocol {
             load_balancing: true,
             ..Default::default()
         });
+        let sealing = match &config.key {
+            Some(k) => Some(SealingKey::new(k, &fabric)?),
+            None => None,
+        };
         let mut engine = Engine::new(
             registry,
-            config.key.as_ref().map(Opener::new),
+            sealing.as_ref().map(Opener::new),
             config.options.max_packet_size as usize,
         );
         engine.set_coalescing(config.coalescing);
@@ -185,8 +194,8 @@ impl HyperFabricProtocol {
             fabric,
             idle: config.idle,
             engine_core: config.engine_core,
-            key: config.key.clone(),
-            sealer: Mutex::new(None),
+            sealing,
+            sealers: Mutex::new(Default::default()),
             running: AtomicBool::new(false),
             service: Mutex::new(None),
             progress_calls: std::sync::atomic::AtomicU32::new(0),
@@ -414,14 +423,20 @@ impl HyperFabricProtocol {
     /// Registers a node hosted by this process. `DuplicateNodeError` when any process of the
     /// fabric already hosts the id; `InvalidNodeError` for an invalid signature.
     pub fn register_node(&self, node: NodeSignature) -> Result<bool> {
-        lock(&self.inner.engine).register(&node)?;
+        let index = lock(&self.inner.engine).register(&node)?;
+        // A sealer left from an earlier registration of the index is for another generation.
+        lock(&self.inner.sealers).remove(&index);
         self.sync_topology()?;
         Ok(true)
     }
 
     /// Removes a node this process hosts.
     pub fn unregister_node(&self, node_id: &str) -> Result<bool> {
-        lock(&self.inner.engine).unregister(node_id)?;
+        let mut e = lock(&self.inner.engine);
+        let index = e.hosted_index(node_id)?;
+        e.unregister(node_id)?;
+        drop(e);
+        lock(&self.inner.sealers).remove(&index);
         self.sync_topology()?;
         Ok(true)
     }
@@ -496,7 +511,7 @@ impl HyperFabricProtocol {
         if !must_seal || opts.encryption_enabled {
             return Ok(std::borrow::Cow::Borrowed(opts));
         }
-        if self.inner.key.is_none() {
+        if self.inner.sealing.is_none() {
             return Err(Error::ZoneIsolationViolation(
                 "a quantum_secure zone requires encryption and no fabric key is configured".into(),
             ));
@@ -508,11 +523,11 @@ impl HyperFabricProtocol {
     }
 
     /// Encodes metadata and, when compression or encryption is asked, frames metadata and
-    /// payload together; returns (metadata, body, framed).
+    /// payload together (sealed for message `id` from `src` to `dst`); returns (metadata,
+    /// body, framed).
     fn prepare<'d>(
         &self,
-        src: u32,
-        dst: u32,
+        (src, dst, id): (u32, &Peer, u64),
         data: &'d [u8],
         opts: &SendOptions,
     ) -> Result<(Vec<u8>, std::borrow::Cow<'d, [u8]>, bool)> {
@@ -521,23 +536,40 @@ impl HyperFabricProtocol {
             // Plain sends go from the caller's buffer straight into the ring.
             return Ok((metadata, std::borrow::Cow::Borrowed(data), false));
         }
-        let mut h = WireHeader::new(FrameKind::Data, src, dst);
+        let mut h = WireHeader::new(FrameKind::Data, src, dst.index);
         h.priority = opts.priority;
         h.data_type = opts.data_type;
+        h.request_id = id;
         let mut out = Vec::with_capacity(
             codec::HEADER_LEN + metadata.len() + data.len() + codec::SEAL_OVERHEAD,
         );
-        let mut sealer = lock(&self.inner.sealer);
+        let mut sealers = lock(&self.inner.sealers);
         let seal = if opts.encryption_enabled {
-            let key = self.inner.key.as_ref().ok_or_else(|| {
+            let key = self.inner.sealing.as_ref().ok_or_else(|| {
                 Error::InvalidArgument(
                     "encryption requested but no fabric key is configured".into(),
                 )
             })?;
-            if sealer.as_ref().is_none_or(|s| s.sender() != src) {
-                *sealer = Some(Sealer::new(key, src, random_u64()));
-            }
-            sealer.as_mut()
+            let sealer = match sealers.entry(src) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let generation =
+                        lock(&self.inner.engine)
+                            .hosted_generation(src)
+                            .ok_or_else(|| {
+                                Error::NodeNotFound(format!("node index {src} is not hosted here"))
+                            })?;
+                    v.insert(Sealer::new(key, src, generation, random_u64()))
+                }
+            };
+            let envelope = Envelope {
+                origin: src,
+                destination: dst.index,
+                destination_generation: dst.generation,
+                kind: FrameKind::Data as u8,
+                request_id: id,
+            };
+            Some((sealer, envelope))
         } else {
             None
         };
@@ -615,23 +647,53 @@ impl HyperFabricProtocol {
         let must_seal = self.check_route(source, destination, opts)?;
         let opts = &*self.sealed_options(must_seal, opts)?;
         let framing = opts.compression_enabled || opts.encryption_enabled;
-        let (mut e, src, dst, metadata, body, framed) = if framing {
-            let (src, dst) = self.endpoints(source, destination)?;
-            let (metadata, body, framed) = self.prepare(src, dst.index, data, opts)?;
-            (lock(&self.inner.engine), src, dst, metadata, body, framed)
+        // Not awaited when one-way, but fragments are reassembled by message id.
+        let new_id = |e: &mut Engine, dst: &Peer| {
+            if one_way {
+                e.next_id()
+            } else {
+                e.new_request(dst)
+            }
+        };
+        let (e, src, dst, metadata, body, framed, id) = if framing {
+            // The id first: a sealed frame is bound to it.
+            let (src, dst, id) = {
+                let mut e = lock(&self.inner.engine);
+                let src = e.hosted_index(source)?;
+                let dst = e.resolve(destination)?;
+                let id = new_id(&mut e, &dst);
+                (src, dst, id)
+            };
+            match self.prepare((src, &dst, id), data, opts) {
+                Ok((metadata, body, framed)) => (
+                    lock(&self.inner.engine),
+                    src,
+                    dst,
+                    metadata,
+                    body,
+                    framed,
+                    id,
+                ),
+                Err(err) => {
+                    lock(&self.inner.engine).cancel(id);
+                    return Err(err);
+                }
+            }
         } else {
             let metadata = encode_metadata(opts)?;
             let mut e = lock(&self.inner.engine);
             let src = e.hosted_index(source)?;
             let dst = e.resolve(destination)?;
-            let body = std::borrow::Cow::Borrowed(data);
-            (e, src, dst, metadata, body, false)
-        };
-        let id = if one_way {
-            // Not awaited, but fragments are reassembled by message id.
-            e.next_id()
-        } else {
-            e.new_request(&dst)
+            let id = new_id(&mut e, &dst);
+            (
+                e,
+                src,
+                dst,
+                metadata,
+                std::borrow::Cow::Borrowed(data),
+                false,
+                id,
+            )
         };
         let o = Outgoing {
             kind: FrameKind::Data,
@@ -1084,6 +1146,11 @@ impl HyperFabricProtocol {
         );
         m.insert("reassemblies".into(), c.reassemblies as f64);
         m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);
+        if let Some(o) = lock(&self.inner.engine).opener() {
+            // Sealed frames dropped at this process: not authentic, or replayed.
+            m.insert("sealed_refused".into(), o.refused() as f64);
+            m.insert("sealed_replays_refused".into(), o.replays_refused() as f64);
+        }
         Ok(info)
     }
 

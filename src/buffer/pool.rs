@@ -1,10 +1,11 @@
-//! The pool mapping and the buffer API.
+//! The pool mapping and [`BufferManager`].
 //!
 //! Layout: a [`PoolHeader`] page; at 4096 one link word per buffer (the free list); from the
 //! next page boundary the buffers, each `buffer_size` bytes (a multiple of 64). Offsets only,
 //! never pointers, so every process can map the pool at its own address.
 
 use super::freelist::{self, FreeListMemory};
+use super::{Payload, ZeroCopyBuffer};
 use crate::error::{Error, Result};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::CachePadded;
@@ -45,15 +46,19 @@ pub struct PoolHeader {
 
 const _: () = assert!(std::mem::size_of::<PoolHeader>() <= PAGE);
 
+/// One mapped pool; shared by the [`BufferManager`] clones and the buffers and payloads it
+/// hands out.
 #[derive(Debug)]
-struct Pool {
+pub(super) struct Pool {
     base: *mut u8,
-    buffer_size: usize,
+    /// Bytes per buffer (checked against the mapping's length when opened).
+    pub(super) buffer_size: usize,
     count: usize,
     data_offset: usize,
-    id: u64,
+    /// Identity in this process.
+    pub(super) id: u64,
     /// What the creator names the pool by (the transport's segment key), if anything.
-    tag: Option<u128>,
+    pub(super) tag: Option<u128>,
     _map: Mapping,
 }
 
@@ -75,13 +80,24 @@ impl Pool {
         unsafe { &*(self.base as *const PoolHeader) }
     }
 
-    fn buffer_ptr(&self, index: u32) -> *mut u8 {
+    /// First byte of buffer `index`; the caller checked `index < count`.
+    pub(super) fn buffer_ptr(&self, index: u32) -> *mut u8 {
         debug_assert!((index as usize) < self.count);
         // SAFETY: index < count, so the buffer lies inside the mapping.
         unsafe {
             self.base
                 .add(self.data_offset + index as usize * self.buffer_size)
         }
+    }
+
+    /// Puts back a buffer this process took with `acquire`.
+    pub(super) fn release(&self, index: u32) {
+        freelist::push(self, index);
+    }
+
+    /// Returns a buffer that arrived by descriptor.
+    pub(super) fn give_back(&self, index: u32) {
+        freelist::give_back(self, index);
     }
 }
 
@@ -246,16 +262,7 @@ impl BufferManager {
                 self.pool.count
             ))
         })?;
-        Ok(ZeroCopyBuffer {
-            storage: Storage::Pooled {
-                pool: self.pool.clone(),
-                index,
-            },
-            capacity: self.pool.buffer_size,
-            len: 0,
-            enable_compression: false,
-            enable_encryption: false,
-        })
+        Ok(ZeroCopyBuffer::pooled(self.pool.clone(), index))
     }
 
     /// Free buffers now.
@@ -302,14 +309,7 @@ impl BufferManager {
                 self.pool.count, self.pool.buffer_size
             )));
         }
-        Ok(Payload {
-            repr: Repr::Shared {
-                pool: self.pool.clone(),
-                index,
-                start,
-                len,
-            },
-        })
+        Ok(Payload::shared(self.pool.clone(), index, start, len))
     }
 
     /// Identity of this pool (process-local; clones share it).
@@ -324,7 +324,7 @@ impl BufferManager {
                 "descriptor {d:?} is outside the pool"
             )));
         }
-        freelist::give_back(&*self.pool, d.index);
+        self.pool.give_back(d.index);
         Ok(())
     }
 }
@@ -336,394 +336,4 @@ pub struct BufferDescriptor {
     pub index: u32,
     /// Bytes of valid data.
     pub len: u32,
-}
-
-#[derive(Debug)]
-enum Storage {
-    Owned(Box<[u8]>),
-    Pooled {
-        pool: Arc<Pool>,
-        index: u32,
-    },
-    /// Handed over as a descriptor; nothing to release.
-    Moved,
-}
-
-/// The reference's `ZeroCopyBuffer`: a fixed-capacity byte buffer, from a pool or standalone.
-#[derive(Debug)]
-pub struct ZeroCopyBuffer {
-    storage: Storage,
-    capacity: usize,
-    /// Bytes of valid data: the furthest byte written.
-    len: usize,
-    enable_compression: bool,
-    enable_encryption: bool,
-}
-
-impl ZeroCopyBuffer {
-    /// A standalone buffer of `size` bytes (the reference's constructor). With
-    /// `enable_compression`, writes and reads compress and decompress unless told otherwise
-    /// per call; `enable_encryption` marks the buffer to be sealed when it is sent.
-    pub fn new(
-        size: usize,
-        enable_compression: bool,
-        enable_encryption: bool,
-    ) -> Result<ZeroCopyBuffer> {
-        if size == 0 || size > MAX_BUFFER_SIZE {
-            return Err(Error::InvalidArgument(format!(
-                "buffer size must be within 1..={MAX_BUFFER_SIZE} (got {size})"
-            )));
-        }
-        Ok(ZeroCopyBuffer {
-            storage: Storage::Owned(vec![0u8; size].into_boxed_slice()),
-            capacity: size,
-            len: 0,
-            enable_compression,
-            enable_encryption,
-        })
-    }
-
-    /// Capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Bytes of valid data.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether the buffer is sealed when sent.
-    pub fn encryption_enabled(&self) -> bool {
-        self.enable_encryption
-    }
-
-    /// Whether writes and reads compress by default.
-    pub fn compression_enabled(&self) -> bool {
-        self.enable_compression
-    }
-
-    /// Forgets the data (capacity unchanged).
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// The whole buffer, for filling in place.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        match &mut self.storage {
-            Storage::Owned(b) => b,
-            // SAFETY: this value popped `index` from the free list, so it alone uses the
-            // buffer until it pushes it back (on drop); the range is inside the mapping.
-            Storage::Pooled { pool, index } => unsafe {
-                std::slice::from_raw_parts_mut(pool.buffer_ptr(*index), pool.buffer_size)
-            },
-            Storage::Moved => &mut [],
-        }
-    }
-
-    /// The valid data, in place.
-    pub fn as_slice(&self) -> &[u8] {
-        let len = self.len;
-        match &self.storage {
-            Storage::Owned(b) => &b[..len],
-            // SAFETY: as in `as_mut_slice`; len <= buffer_size.
-            Storage::Pooled { pool, index } => unsafe {
-                std::slice::from_raw_parts(pool.buffer_ptr(*index), len)
-            },
-            Storage::Moved => &[],
-        }
-    }
-
-    /// Marks the first `len` bytes valid after filling them through [`as_mut_slice`].
-    ///
-    /// [`as_mut_slice`]: ZeroCopyBuffer::as_mut_slice
-    pub fn set_len(&mut self, len: usize) -> Result<()> {
-        if len > self.capacity {
-            return Err(Error::BufferOverflow(format!(
-                "length {len} exceeds the buffer capacity of {} bytes",
-                self.capacity
-            )));
-        }
-        self.len = len;
-        Ok(())
-    }
-
-    /// Writes `data` at `offset` (lz4-compressed, with a 4-byte length prefix, when
-    /// `compress` or the buffer's default says so); returns the bytes written.
-    /// `BufferOverflowError`, with nothing written, when they do not fit.
-    pub fn write_data(&mut self, data: &[u8], offset: usize, compress: bool) -> Result<usize> {
-        let compressed;
-        let bytes = if compress || self.enable_compression {
-            compressed = lz4_flex::block::compress_prepend_size(data);
-            &compressed[..]
-        } else {
-            data
-        };
-        let end = offset
-            .checked_add(bytes.len())
-            .filter(|&e| e <= self.capacity)
-            .ok_or_else(|| {
-                Error::BufferOverflow(format!(
-                    "writing {} bytes at offset {offset} exceeds the buffer capacity of {} bytes",
-                    bytes.len(),
-                    self.capacity
-                ))
-            })?;
-        self.as_mut_slice()[offset..end].copy_from_slice(bytes);
-        self.len = self.len.max(end);
-        Ok(bytes.len())
-    }
-
-    /// Reads `size` bytes at `offset` (and decompresses them when `decompress` or the
-    /// buffer's default says so). `BufferUnderflowError` when fewer bytes were written.
-    pub fn read_data(&self, size: usize, offset: usize, decompress: bool) -> Result<Vec<u8>> {
-        let end = offset
-            .checked_add(size)
-            .filter(|&e| e <= self.len)
-            .ok_or_else(|| {
-                Error::BufferUnderflow(format!(
-                    "reading {size} bytes at offset {offset}: only {} bytes of data in the buffer",
-                    self.len
-                ))
-            })?;
-        let bytes = &self.as_slice()[offset..end];
-        if decompress || self.enable_compression {
-            // lz4 expands at most ~255x; refuse claims beyond that (or 1 GiB).
-            let limit = size.saturating_mul(255).min(MAX_BUFFER_SIZE);
-            crate::codec::decompress(bytes, limit)
-        } else {
-            Ok(bytes.to_vec())
-        }
-    }
-
-    /// Hands the buffer over by descriptor (for a receiver that maps the same shared pool);
-    /// the receiver releases it. `None` for a standalone buffer.
-    pub fn into_descriptor(mut self) -> Option<BufferDescriptor> {
-        match std::mem::replace(&mut self.storage, Storage::Moved) {
-            Storage::Pooled { index, .. } => Some(BufferDescriptor {
-                index,
-                len: self.len as u32,
-            }),
-            other => {
-                self.storage = other;
-                None
-            }
-        }
-    }
-
-    /// Hands a pooled buffer over: its index and data length; the new owner returns it to
-    /// the pool. A standalone buffer comes back as `Err`.
-    pub fn into_pooled(mut self) -> std::result::Result<(u32, usize), ZeroCopyBuffer> {
-        match std::mem::replace(&mut self.storage, Storage::Moved) {
-            Storage::Pooled { index, .. } => Ok((index, self.len)),
-            other => {
-                self.storage = other;
-                Err(self)
-            }
-        }
-    }
-
-    /// The tag of the pool this buffer belongs to, if it has one.
-    pub fn pool_tag(&self) -> Option<u128> {
-        match &self.storage {
-            Storage::Pooled { pool, .. } => pool.tag,
-            _ => None,
-        }
-    }
-
-    /// Identity of the pool this buffer belongs to (process-local), if any.
-    pub fn pool_id(&self) -> Option<u64> {
-        match &self.storage {
-            Storage::Pooled { pool, .. } => Some(pool.id),
-            _ => None,
-        }
-    }
-}
-
-/// Bytes of a received message: owned, or read in place from a buffer of the sender's shared
-/// pool (zero copy) that returns to that pool when the payload is dropped.
-pub struct Payload {
-    repr: Repr,
-}
-
-/// Payloads up to this size are held inline (no allocation).
-const PAYLOAD_INLINE: usize = 64;
-
-enum Repr {
-    Inline {
-        len: u8,
-        bytes: [u8; PAYLOAD_INLINE],
-    },
-    Owned {
-        bytes: Vec<u8>,
-        start: usize,
-    },
-    Shared {
-        pool: Arc<Pool>,
-        index: u32,
-        start: usize,
-        len: usize,
-    },
-}
-
-impl Payload {
-    /// Owned bytes.
-    pub fn from_vec(bytes: Vec<u8>) -> Payload {
-        Payload {
-            repr: Repr::Owned { bytes, start: 0 },
-        }
-    }
-
-    /// A copy of `bytes` (held inline, without allocation, when small).
-    pub fn copy_from(bytes: &[u8]) -> Payload {
-        if bytes.len() <= PAYLOAD_INLINE {
-            let mut inline = [0u8; PAYLOAD_INLINE];
-            inline[..bytes.len()].copy_from_slice(bytes);
-            Payload {
-                repr: Repr::Inline {
-                    len: bytes.len() as u8,
-                    bytes: inline,
-                },
-            }
-        } else {
-            Payload::from_vec(bytes.to_vec())
-        }
-    }
-
-    /// The bytes of `bytes` from `start` on, without copying.
-    pub fn from_vec_at(bytes: Vec<u8>, start: usize) -> Payload {
-        let start = start.min(bytes.len());
-        Payload {
-            repr: Repr::Owned { bytes, start },
-        }
-    }
-
-    /// The bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        match &self.repr {
-            Repr::Inline { len, bytes } => &bytes[..*len as usize],
-            Repr::Owned { bytes, start } => &bytes[*start..],
-            // SAFETY: the payload owns buffer `index` (it came off the free list by
-            // descriptor and goes back only on drop), and start + len <= buffer_size was
-            // checked by `take_payload`.
-            Repr::Shared {
-                pool,
-                index,
-                start,
-                len,
-            } => unsafe { std::slice::from_raw_parts(pool.buffer_ptr(*index).add(*start), *len) },
-        }
-    }
-
-    /// Whether the bytes are read in place from the sender's buffer.
-    pub fn is_zero_copy(&self) -> bool {
-        matches!(self.repr, Repr::Shared { .. })
-    }
-
-    /// The bytes as a vector (moved when owned from the start, else copied; a shared buffer
-    /// then returns to its pool).
-    pub fn into_vec(mut self) -> Vec<u8> {
-        match &mut self.repr {
-            Repr::Owned { bytes, start: 0 } => std::mem::take(bytes),
-            _ => self.as_slice().to_vec(),
-        }
-    }
-}
-
-impl Drop for Payload {
-    fn drop(&mut self) {
-        if let Repr::Shared { pool, index, .. } = &self.repr {
-            freelist::give_back(&**pool, *index);
-        }
-    }
-}
-
-impl Default for Payload {
-    fn default() -> Payload {
-        Payload::from_vec(Vec::new())
-    }
-}
-
-impl From<Vec<u8>> for Payload {
-    fn from(v: Vec<u8>) -> Payload {
-        Payload::from_vec(v)
-    }
-}
-
-impl std::ops::Deref for Payload {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl AsRef<[u8]> for Payload {
-    fn as_ref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl Clone for Payload {
-    /// A copy in owned memory (a shared buffer has one owner).
-    fn clone(&self) -> Payload {
-        Payload::copy_from(self.as_slice())
-    }
-}
-
-impl std::fmt::Debug for Payload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Payload")
-            .field("len", &self.len())
-            .field("zero_copy", &self.is_zero_copy())
-            .finish()
-    }
-}
-
-impl PartialEq for Payload {
-    fn eq(&self, other: &Payload) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl PartialEq<[u8]> for Payload {
-    fn eq(&self, other: &[u8]) -> bool {
-        self.as_slice() == other
-    }
-}
-
-impl PartialEq<&[u8]> for Payload {
-    fn eq(&self, other: &&[u8]) -> bool {
-        self.as_slice() == *other
-    }
-}
-
-impl PartialEq<Vec<u8>> for Payload {
-    fn eq(&self, other: &Vec<u8>) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl<const N: usize> PartialEq<[u8; N]> for Payload {
-    fn eq(&self, other: &[u8; N]) -> bool {
-        self.as_slice() == other
-    }
-}
-
-impl<const N: usize> PartialEq<&[u8; N]> for Payload {
-    fn eq(&self, other: &&[u8; N]) -> bool {
-        self.as_slice() == *other
-    }
-}
-
-impl Drop for ZeroCopyBuffer {
-    fn drop(&mut self) {
-        if let Storage::Pooled { pool, index } = &self.storage {
-            freelist::push(&**pool, *index);
-        }
-    }
 }

@@ -12,9 +12,12 @@ mod pool;
 #[cfg(not(loom))]
 mod zero_copy;
 
+#[cfg(all(test, not(loom)))]
+mod tests;
+
 #[cfg(not(loom))]
 pub use payload::Payload;
 #[cfg(not(loom))]
-pub use pool::{BufferDescriptor, BufferManager, PoolHeader, POOL_MAGIC};
+pub use pool::{BufferDescriptor, BufferManager, PoolHeader, POOL_MAGIC, STATE_CORRUPT};
 #[cfg(not(loom))]
 pub use zero_copy::ZeroCopyBuffer;

@@ -4,7 +4,7 @@
 //! next page boundary the buffers, each `buffer_size` bytes (a multiple of 64). Offsets only,
 //! never pointers, so every process can map the pool at its own address.
 
-use super::freelist::{self, FreeListMemory};
+use super::freelist::{self, Corrupt, FreeListMemory};
 use super::{Payload, ZeroCopyBuffer};
 use crate::error::{Error, Result};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -22,6 +22,8 @@ pub const MAX_BUFFERS: usize = 1 << 20;
 const HOT_REUSE_SIZE: usize = 64 << 10;
 /// Largest buffer.
 pub const MAX_BUFFER_SIZE: usize = 1 << 30;
+/// [`PoolHeader::state`] bit: a list word held a value the algorithm never writes.
+pub const STATE_CORRUPT: u32 = 1;
 
 /// The first bytes of a pool mapping; only atomics.
 #[derive(Debug)]
@@ -35,7 +37,13 @@ pub struct PoolHeader {
     pub count: AtomicU32,
     /// Free buffers.
     pub free: AtomicU32,
-    _reserved: [u32; 27],
+    /// [`STATE_CORRUPT`] once a process found the list corrupt (nothing clears it): the pool
+    /// hands out no more buffers. On the owner's line (beside `free`), so checking it costs
+    /// an acquire no extra cache line.
+    pub state: AtomicU32,
+    /// Corruptions detected (by any process of the pool).
+    pub corruptions: AtomicU32,
+    _reserved: [u32; 25],
     /// Free-list head, `tag << 32 | index`.
     pub head: CachePadded<AtomicU64>,
     /// Return-list head (buffers released by receivers), `tag << 32 | index`.
@@ -45,6 +53,7 @@ pub struct PoolHeader {
 }
 
 const _: () = assert!(std::mem::size_of::<PoolHeader>() <= PAGE);
+const _: () = assert!(std::mem::offset_of!(PoolHeader, head) == 128);
 
 /// One mapped pool; shared by the [`BufferManager`] clones and the buffers and payloads it
 /// hands out.
@@ -53,6 +62,7 @@ pub(super) struct Pool {
     base: *mut u8,
     /// Bytes per buffer (checked against the mapping's length when opened).
     pub(super) buffer_size: usize,
+    /// Buffers (checked likewise); every index read from the mapping is checked against it.
     count: usize,
     data_offset: usize,
     /// Identity in this process.
@@ -62,13 +72,15 @@ pub(super) struct Pool {
     _map: Mapping,
 }
 
-// SAFETY: the header and links are atomics; each buffer's bytes belong to the one holder that
-// popped its index from the free list (ownership moves through the list's Acquire/Release),
-// so no two threads or processes write a buffer at once. The Pool owns the mapping.
+// SAFETY: the header and links are atomics; each buffer's bytes belong to the one holder
+// that popped its index from the free list (ownership moves through the list's
+// Acquire/Release), so no two threads or processes write a buffer at once. The Pool owns the
+// mapping.
 unsafe impl Send for Pool {}
 // SAFETY: as above.
 unsafe impl Sync for Pool {}
 
+/// Offset of the first buffer and length of the mapping.
 fn layout(count: usize, buffer_size: usize) -> (usize, usize) {
     let data = (PAGE + 4 * count).div_ceil(PAGE) * PAGE;
     (data, data + count * buffer_size)
@@ -90,26 +102,49 @@ impl Pool {
         }
     }
 
+    /// Records a corrupt list in the header, where every process of the pool sees it.
+    fn mark_corrupt(&self) {
+        let h = self.header();
+        h.state.fetch_or(STATE_CORRUPT, Ordering::Relaxed);
+        h.corruptions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn is_corrupt(&self) -> bool {
+        self.header().state.load(Ordering::Relaxed) & STATE_CORRUPT != 0
+    }
+
     /// Puts back a buffer this process took with `acquire`.
     pub(super) fn release(&self, index: u32) {
-        freelist::push(self, index);
+        if freelist::push(self, index).is_err() {
+            self.mark_corrupt();
+        }
     }
 
     /// Returns a buffer that arrived by descriptor.
     pub(super) fn give_back(&self, index: u32) {
-        freelist::give_back(self, index);
+        if freelist::give_back(self, index).is_err() {
+            self.mark_corrupt();
+        }
     }
 }
 
 impl FreeListMemory for Pool {
+    fn capacity(&self) -> u32 {
+        self.count as u32
+    }
+
     fn head(&self) -> &AtomicU64 {
         &self.header().head
     }
 
-    fn link(&self, i: u32) -> &AtomicU32 {
-        assert!((i as usize) < self.count, "buffer index {i} out of range");
-        // SAFETY: link words are 4-byte aligned at PAGE + 4*i, inside the mapping (i < count).
-        unsafe { &*(self.base.add(PAGE + 4 * i as usize) as *const AtomicU32) }
+    fn link(&self, i: u32) -> Option<&AtomicU32> {
+        if i as usize >= self.count {
+            return None;
+        }
+        // SAFETY: i < count, so PAGE + 4i is inside the link area the mapping holds (its
+        // length was checked against the layout), 4-byte aligned (the mapping is
+        // page-aligned), and only ever accessed as an atomic.
+        Some(unsafe { &*(self.base.add(PAGE + 4 * i as usize) as *const AtomicU32) })
     }
 
     fn returned(&self) -> &AtomicU64 {
@@ -191,7 +226,7 @@ impl BufferManager {
         let h = pool.header();
         h.buffer_size.store(buffer_size as u32, Ordering::Relaxed);
         h.count.store(count as u32, Ordering::Relaxed);
-        freelist::init(&pool, count as u32);
+        freelist::init(&pool);
         h.magic.store(POOL_MAGIC, Ordering::Release);
         BufferManager {
             pool: Arc::new(pool),
@@ -223,7 +258,9 @@ impl BufferManager {
         // SAFETY: the mapping holds at least one page, which fits a PoolHeader of atomics.
         let h = unsafe { &*(map.as_ptr() as *const PoolHeader) };
         if h.magic.load(Ordering::Acquire) != POOL_MAGIC {
-            return Err(bad("bad magic (or not initialised yet)".into()));
+            return Err(bad(
+                "bad magic (another format version, or not initialised yet)".into(),
+            ));
         }
         let size = h.buffer_size.load(Ordering::Relaxed) as usize;
         let count = h.count.load(Ordering::Relaxed) as usize;
@@ -246,29 +283,41 @@ impl BufferManager {
         })
     }
 
-    /// Takes a free buffer (`BufferExhaustedError` when all are in use). Lock-free.
+    /// Takes a free buffer. Lock-free. `BufferExhaustedError` when all are in use, or when
+    /// the pool is corrupt (a process wrote its list words: it then hands out nothing, since
+    /// a list that was written over could give one buffer to two holders).
     pub fn acquire(&self) -> Result<ZeroCopyBuffer> {
+        let pool = &*self.pool;
+        if pool.is_corrupt() {
+            return Err(corrupt_error());
+        }
         // Large buffers: reuse the one returned last, whose bytes are likely in cache (cycling
         // through cold megabytes costs more than a cache line). Small ones: keep taking from
         // the owner's list, so receivers' returns do not bounce its head.
-        let index = if self.pool.buffer_size >= HOT_REUSE_SIZE {
-            freelist::pop_recent(&*self.pool)
+        let taken = if pool.buffer_size >= HOT_REUSE_SIZE {
+            freelist::pop_recent(pool)
         } else {
-            freelist::pop(&*self.pool)
-        }
-        .ok_or_else(|| {
-            Error::BufferExhausted(format!(
+            freelist::pop(pool)
+        };
+        match taken {
+            Ok(Some(index)) => Ok(ZeroCopyBuffer::pooled(self.pool.clone(), index)),
+            Ok(None) => Err(Error::BufferExhausted(format!(
                 "all {} buffers of the pool are in use",
-                self.pool.count
-            ))
-        })?;
-        Ok(ZeroCopyBuffer::pooled(self.pool.clone(), index))
+                pool.count
+            ))),
+            Err(Corrupt) => {
+                pool.mark_corrupt();
+                Err(corrupt_error())
+            }
+        }
     }
 
-    /// Free buffers now.
+    /// Free buffers now (at most the pool's size, whatever the shared counters say).
     pub fn available(&self) -> usize {
         let h = self.pool.header();
-        (h.free.load(Ordering::Relaxed) + h.returned_free.load(Ordering::Relaxed)) as usize
+        let free = h.free.load(Ordering::Relaxed) as usize;
+        let returned = h.returned_free.load(Ordering::Relaxed) as usize;
+        (free + returned).min(self.pool.count)
     }
 
     /// Buffers in the pool.
@@ -279,6 +328,16 @@ impl BufferManager {
     /// Bytes per buffer.
     pub fn buffer_size(&self) -> usize {
         self.pool.buffer_size
+    }
+
+    /// Whether a process found the pool's list corrupt (it then hands out no buffer).
+    pub fn is_corrupt(&self) -> bool {
+        self.pool.is_corrupt()
+    }
+
+    /// How many times a process of the pool found its list corrupt.
+    pub fn corruptions(&self) -> u32 {
+        self.pool.header().corruptions.load(Ordering::Relaxed)
     }
 
     /// Reads the bytes a descriptor names (a buffer another process of this pool filled).
@@ -327,6 +386,14 @@ impl BufferManager {
         self.pool.give_back(d.index);
         Ok(())
     }
+}
+
+fn corrupt_error() -> Error {
+    Error::BufferExhausted(
+        "the pool is corrupt (its shared free list holds an index outside the pool or a \
+         cycle): it hands out no more buffers"
+            .into(),
+    )
 }
 
 /// Names a filled buffer of a shared pool: what travels instead of the bytes.

@@ -1,0 +1,95 @@
+//! Pools whose shared words another process wrote over (simulated by writing the file at the
+//! offsets the layout documents).
+
+use super::BufferManager;
+use crate::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const HEAD: u64 = 128;
+const RECORDS: u64 = 4096;
+
+fn shared(count: usize) -> (tempfile::TempDir, PathBuf, BufferManager) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool");
+    let pool = BufferManager::create_shared(&path, count, 256).unwrap();
+    (dir, path, pool)
+}
+
+/// Writes `bytes` at `offset` of the pool file, as another process mapping it could.
+fn poke(path: &Path, offset: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+}
+
+fn peek_u32(path: &Path, offset: u64) -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut b, offset)
+        .unwrap();
+    u32::from_le_bytes(b)
+}
+
+fn assert_corrupt_refusal(pool: &BufferManager) {
+    let e = pool.acquire().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BufferExhausted);
+    assert!(e.to_string().contains("corrupt"), "{e}");
+    assert!(pool.is_corrupt());
+}
+
+#[test]
+fn a_head_outside_the_pool_fails_acquire_and_marks_the_pool_for_every_process() {
+    let (_dir, path, pool) = shared(4);
+    poke(&path, HEAD, &(5u64 << 32 | 1000).to_le_bytes());
+    assert_corrupt_refusal(&pool);
+    assert_eq!(pool.corruptions(), 1);
+    assert!(BufferManager::open_shared(&path).unwrap().is_corrupt());
+    // The mark stays: a list that was written over is not trusted again.
+    poke(&path, HEAD, &0u64.to_le_bytes());
+    assert_corrupt_refusal(&pool);
+    assert_eq!(pool.corruptions(), 1, "refused before the list is read");
+}
+
+#[test]
+fn a_link_outside_the_pool_is_not_followed() {
+    let (_dir, path, pool) = shared(4);
+    poke(&path, RECORDS, &99u32.to_le_bytes());
+    assert_corrupt_refusal(&pool);
+    assert_eq!(pool.available(), 4, "nothing was taken");
+    assert_eq!(
+        peek_u32(&path, HEAD),
+        0,
+        "the head did not move to the bad link"
+    );
+}
+
+#[test]
+fn a_cycle_on_the_return_list_does_not_hang_the_owner() {
+    let (_dir, path, pool) = shared(4);
+    let held: Vec<u32> = (0..4)
+        .map(|_| pool.acquire().unwrap().into_pooled().unwrap().0)
+        .collect();
+    for &i in &held {
+        pool.release_descriptor(&super::BufferDescriptor { index: i, len: 0 })
+            .unwrap();
+    }
+    // The return list runs 3 -> 2 -> 1 -> 0; make 0 lead back to 2.
+    poke(&path, RECORDS, &2u32.to_le_bytes());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owner = pool.clone();
+    std::thread::spawn(move || tx.send(owner.acquire().map(drop)).unwrap());
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("acquire follows a cycle");
+    assert_eq!(got.unwrap_err().kind(), ErrorKind::BufferExhausted);
+    assert!(pool.is_corrupt());
+}
+
+#[test]
+fn hostile_counters_do_not_overflow_available() {
+    let (_dir, path, pool) = shared(4);
+    poke(&path, 16, &u32::MAX.to_le_bytes());
+    assert_eq!(pool.available(), 4);
+}

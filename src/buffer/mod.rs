@@ -1,7 +1,8 @@
 //! Zero-copy buffers: [`BufferManager`] owns a pool of equal buffers in one mapping (private,
-//! or a shared-memory file other processes map) with a lock-free free list in the same
-//! mapping; [`ZeroCopyBuffer`] is one buffer, returned to its pool when dropped; [`Payload`]
-//! holds received bytes, possibly a buffer of the sender's pool read in place.
+//! or a shared-memory file other processes map) with a lock-free free list and a lending
+//! record per buffer in the same mapping; [`ZeroCopyBuffer`] is one buffer, returned to its
+//! pool when dropped; [`Payload`] holds received bytes, possibly a buffer of the sender's
+//! pool read in place.
 
 pub mod freelist;
 

@@ -1,10 +1,19 @@
 //! The pool mapping and [`BufferManager`].
 //!
-//! Layout: a [`PoolHeader`] page; at 4096 one link word per buffer (the free list); from the
-//! next page boundary the buffers, each `buffer_size` bytes (a multiple of 64). Offsets only,
-//! never pointers, so every process can map the pool at its own address.
+//! Layout (format version 3; offsets only, never pointers, so every process can map the pool
+//! at its own address):
+//!
+//! | offset | bytes | what |
+//! |---|---|---|
+//! | 0 | 4096 | [`PoolHeader`]: magic, sizes, free count, state, list heads |
+//! | 4096 + 8 i | 4 | buffer `i`'s link word (the free list: the next index below it) |
+//! | 4096 + 8 i + 4 | 4 | buffer `i`'s lending record: the pid it is lent to, 0 if none |
+//! | the next page boundary + `buffer_size` i | `buffer_size` | buffer `i` (a multiple of 64) |
+//!
+//! A buffer's link word and lending record sit side by side so that both live on one cache
+//! line: lending and returning each store to a line the list operation touches anyway.
 
-use super::freelist::{self, Corrupt, FreeListMemory};
+use super::freelist::{self, lending, Corrupt, FreeListMemory};
 use super::{Payload, ZeroCopyBuffer};
 use crate::error::{Error, Result};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -13,9 +22,11 @@ use crate::sys::Mapping;
 use std::path::Path;
 use std::sync::Arc;
 
-/// `"HFPOOL"` + format version 2, little-endian.
-pub const POOL_MAGIC: u64 = u64::from_le_bytes(*b"HFPOOL\x00\x02");
+/// `"HFPOOL"` + format version 3, little-endian.
+pub const POOL_MAGIC: u64 = u64::from_le_bytes(*b"HFPOOL\x00\x03");
 const PAGE: usize = 4096;
+/// Bytes of a buffer's record (link word, lending record) after the header page.
+const RECORD: usize = 8;
 /// Most buffers a pool may hold.
 pub const MAX_BUFFERS: usize = 1 << 20;
 /// Buffers of at least this size are taken most-recently-returned first.
@@ -72,7 +83,7 @@ pub(super) struct Pool {
     _map: Mapping,
 }
 
-// SAFETY: the header and links are atomics; each buffer's bytes belong to the one holder
+// SAFETY: the header and records are atomics; each buffer's bytes belong to the one holder
 // that popped its index from the free list (ownership moves through the list's
 // Acquire/Release), so no two threads or processes write a buffer at once. The Pool owns the
 // mapping.
@@ -82,7 +93,7 @@ unsafe impl Sync for Pool {}
 
 /// Offset of the first buffer and length of the mapping.
 fn layout(count: usize, buffer_size: usize) -> (usize, usize) {
-    let data = (PAGE + 4 * count).div_ceil(PAGE) * PAGE;
+    let data = (PAGE + RECORD * count).div_ceil(PAGE) * PAGE;
     (data, data + count * buffer_size)
 }
 
@@ -102,6 +113,20 @@ impl Pool {
         }
     }
 
+    /// Word `word` (0: link, 1: lending record) of buffer `i`'s record, if `i` is in range.
+    fn record(&self, i: u32, word: usize) -> Option<&AtomicU32> {
+        debug_assert!(word < RECORD / 4);
+        if i as usize >= self.count {
+            return None;
+        }
+        // SAFETY: i < count, so PAGE + 8i + 4 word is inside the record area the mapping
+        // holds (its length was checked against the layout), 4-byte aligned (the mapping is
+        // page-aligned), and only ever accessed as an atomic.
+        Some(unsafe {
+            &*(self.base.add(PAGE + RECORD * i as usize + 4 * word) as *const AtomicU32)
+        })
+    }
+
     /// Records a corrupt list in the header, where every process of the pool sees it.
     fn mark_corrupt(&self) {
         let h = self.header();
@@ -113,16 +138,16 @@ impl Pool {
         self.header().state.load(Ordering::Relaxed) & STATE_CORRUPT != 0
     }
 
-    /// Puts back a buffer this process took with `acquire`.
+    /// Puts back a buffer this process took with `acquire` and did not lend.
     pub(super) fn release(&self, index: u32) {
         if freelist::push(self, index).is_err() {
             self.mark_corrupt();
         }
     }
 
-    /// Returns a buffer that arrived by descriptor.
+    /// Returns a buffer that arrived by descriptor (clearing its lending record first).
     pub(super) fn give_back(&self, index: u32) {
-        if freelist::give_back(self, index).is_err() {
+        if lending::give_back(self, index).is_err() {
             self.mark_corrupt();
         }
     }
@@ -138,13 +163,11 @@ impl FreeListMemory for Pool {
     }
 
     fn link(&self, i: u32) -> Option<&AtomicU32> {
-        if i as usize >= self.count {
-            return None;
-        }
-        // SAFETY: i < count, so PAGE + 4i is inside the link area the mapping holds (its
-        // length was checked against the layout), 4-byte aligned (the mapping is
-        // page-aligned), and only ever accessed as an atomic.
-        Some(unsafe { &*(self.base.add(PAGE + 4 * i as usize) as *const AtomicU32) })
+        self.record(i, 0)
+    }
+
+    fn lent(&self, i: u32) -> Option<&AtomicU32> {
+        self.record(i, 1)
     }
 
     fn returned(&self) -> &AtomicU64 {
@@ -376,7 +399,8 @@ impl BufferManager {
         self.pool.id
     }
 
-    /// Returns a buffer that arrived by descriptor to the free list.
+    /// Returns a buffer that arrived by descriptor to the free list (clearing its lending
+    /// record).
     pub fn release_descriptor(&self, d: &BufferDescriptor) -> Result<()> {
         if d.index as usize >= self.pool.count {
             return Err(Error::InvalidArgument(format!(
@@ -385,6 +409,56 @@ impl BufferManager {
         }
         self.pool.give_back(d.index);
         Ok(())
+    }
+
+    /// Records that buffer `index` is lent to the process `pid`, so that
+    /// [`reclaim_lent`](Self::reclaim_lent) can take it back if that process dies holding it.
+    /// The caller holds the buffer (it came from [`ZeroCopyBuffer::into_pooled`] or
+    /// [`ZeroCopyBuffer::into_descriptor`], or by descriptor, and was not released since)
+    /// and calls this before it publishes the descriptor; the receiver's release clears the
+    /// record. Costs one store, to the cache line of the buffer's link word.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hyperfabric::buffer::BufferManager;
+    /// let pool = BufferManager::create_shared(&dir.path().join("pool"), 4, 4096).unwrap();
+    /// let mut receiver = std::process::Command::new("true").spawn().unwrap();
+    /// let (index, _len) = pool.acquire().unwrap().into_pooled().unwrap();
+    /// pool.lend(index, receiver.id()).unwrap(); // then send (index, len) to it
+    /// assert_eq!(pool.lent_count(), 1);
+    /// receiver.wait().unwrap(); // it died holding the buffer
+    /// assert_eq!(pool.reclaim_lent(receiver.id()), 1);
+    /// assert_eq!(pool.available(), 4);
+    /// ```
+    #[inline]
+    pub fn lend(&self, index: u32, pid: u32) -> Result<()> {
+        if pid == 0 || pid > i32::MAX as u32 {
+            return Err(Error::InvalidArgument(format!("{pid} is not a process id")));
+        }
+        lending::lend(&*self.pool, index, pid).map_err(|Corrupt| {
+            Error::InvalidArgument(format!(
+                "buffer {index} is outside the pool ({} buffers)",
+                self.pool.count
+            ))
+        })
+    }
+
+    /// Puts every buffer lent to the dead process `dead_pid` back on the free list and
+    /// returns how many. Exactly once per buffer, also when called again or from several
+    /// threads at once. Takes nothing while a process `dead_pid` runs (0, this process, or a
+    /// live one: they may still read what they were lent), so call it once the process is
+    /// gone and before lending to a new process that got the same pid. O(pool size).
+    pub fn reclaim_lent(&self, dead_pid: u32) -> usize {
+        if dead_pid == std::process::id() || crate::sys::process::alive(dead_pid, 0) {
+            return 0;
+        }
+        lending::reclaim_lent(&*self.pool, dead_pid)
+    }
+
+    /// Buffers lent now (handed out by descriptor with [`lend`](Self::lend) and not yet
+    /// returned). O(pool size): for tests and metrics.
+    pub fn lent_count(&self) -> usize {
+        lending::lent_count(&*self.pool)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Pools whose shared words another process wrote over (simulated by writing the file at the
-//! offsets the layout documents).
+//! offsets the layout documents), and lending records as the mapping holds them.
 
-use super::BufferManager;
+use super::{BufferManager, POOL_MAGIC};
 use crate::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -92,4 +92,77 @@ fn hostile_counters_do_not_overflow_available() {
     let (_dir, path, pool) = shared(4);
     poke(&path, 16, &u32::MAX.to_le_bytes());
     assert_eq!(pool.available(), 4);
+}
+
+#[test]
+fn another_format_version_is_refused() {
+    let (_dir, path, _pool) = shared(2);
+    let mut old = POOL_MAGIC.to_le_bytes();
+    old[7] = 2;
+    poke(&path, 0, &old);
+    let e = BufferManager::open_shared(&path).unwrap_err();
+    assert!(e.to_string().contains("format version"), "{e}");
+}
+
+#[test]
+fn the_lending_record_sits_beside_the_link_and_is_cleared_on_return() {
+    let (_dir, path, pool) = shared(4);
+    let (index, _) = pool.acquire().unwrap().into_pooled().unwrap();
+    pool.lend(index, 31337).unwrap();
+    assert_eq!(peek_u32(&path, RECORDS + 8 * index as u64 + 4), 31337);
+    assert_eq!(pool.lent_count(), 1);
+    // The receiver's side: the payload's drop clears the record and returns the buffer.
+    let receiver = BufferManager::open_shared(&path).unwrap();
+    drop(receiver.take_payload(index, 0, 0).unwrap());
+    assert_eq!(peek_u32(&path, RECORDS + 8 * index as u64 + 4), 0);
+    assert_eq!(pool.lent_count(), 0);
+    assert_eq!(pool.available(), 4);
+
+    let e = pool.lend(4, 31337).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        pool.lend(0, 0).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[test]
+fn nothing_is_reclaimed_from_a_live_process_or_pid_zero() {
+    let (_dir, _path, pool) = shared(4);
+    let me = std::process::id();
+    let (a, _) = pool.acquire().unwrap().into_pooled().unwrap();
+    pool.lend(a, me).unwrap();
+    assert_eq!(pool.reclaim_lent(me), 0, "this process still reads it");
+    assert_eq!(pool.reclaim_lent(0), 0, "0 names no process");
+    assert_eq!(pool.lent_count(), 1);
+    assert_eq!(pool.available(), 3);
+}
+
+#[test]
+fn concurrent_reclaims_of_a_dead_process_return_each_buffer_once() {
+    let (_dir, _path, pool) = shared(16);
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    for _ in 0..12 {
+        let (i, _) = pool.acquire().unwrap().into_pooled().unwrap();
+        pool.lend(i, dead).unwrap();
+    }
+    child.wait().unwrap();
+    let total: usize = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| pool.reclaim_lent(dead)))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    assert_eq!(total, 12);
+    assert_eq!(pool.available(), 16);
+    assert_eq!(pool.lent_count(), 0);
+    let all: Vec<_> = (0..16).map(|_| pool.acquire().unwrap()).collect();
+    let mut seen: Vec<u32> = all
+        .into_iter()
+        .map(|b| b.into_pooled().unwrap().0)
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 16, "no buffer is on the list twice");
 }

@@ -195,7 +195,11 @@ impl ZeroCopyBuffer {
     }
 
     /// Hands a pooled buffer over: its index and data length; the new owner returns it to
-    /// the pool. A standalone buffer comes back as `Err`.
+    /// the pool. A standalone buffer comes back as `Err`. A sender that passes the index to
+    /// another process records it with [`BufferManager::lend`] first, so the buffer comes
+    /// back if that process dies holding it.
+    ///
+    /// [`BufferManager::lend`]: super::BufferManager::lend
     pub fn into_pooled(mut self) -> std::result::Result<(u32, usize), ZeroCopyBuffer> {
         match std::mem::replace(&mut self.storage, Storage::Moved) {
             Storage::Pooled { index, .. } => Ok((index, self.len)),

@@ -15,7 +15,14 @@
 //! pool has buffers (an honest chain holds each buffer once, so a longer one is a cycle).
 //! Retry loops repeat only when another thread's compare-exchange succeeded in between; none
 //! waits for a value to appear. The checks compare values already loaded, so they touch no
-//! extra cache line.
+//! extra cache line. Measured with callgrind, with them and the pool's corrupt-state check:
+//! acquire and drop of a buffer went from 91 to 108 instructions; a hand-over (acquire,
+//! `into_pooled`, `take_payload`, drop of the payload, which also clears the lending record)
+//! from 203 to 218, 7%.
+//!
+//! [`lending`] records which process holds each buffer handed out by descriptor.
+
+pub mod lending;
 
 #[cfg(test)]
 mod model;
@@ -43,6 +50,8 @@ pub trait FreeListMemory {
     fn returned_count(&self) -> &AtomicU32;
     /// Link word of buffer `i` (the next index below it); `None` when `i >= capacity()`.
     fn link(&self, i: u32) -> Option<&AtomicU32>;
+    /// Lending record of buffer `i` (see [`lending`]); `None` when `i >= capacity()`.
+    fn lent(&self, i: u32) -> Option<&AtomicU32>;
     /// Free buffers (maintained beside the list, for reporting).
     fn free_count(&self) -> &AtomicU32;
 }
@@ -144,15 +153,16 @@ fn reclaim<M: FreeListMemory>(m: &M) -> Result<Option<u32>, Corrupt> {
     Ok(Some(first))
 }
 
-/// Returns a buffer received from another process (or thread) to the return list; the
-/// caller owns `index` (it came by descriptor). `Err` only when `index` is out of range.
-pub fn give_back<M: FreeListMemory>(m: &M, index: u32) -> Result<(), Corrupt> {
+/// Puts `index` on the return list. The caller owns `index` and has cleared its lending
+/// record ([`lending::give_back`] is the way in).
+fn push_returned<M: FreeListMemory>(m: &M, index: u32) -> Result<(), Corrupt> {
     let link = m.link(index).ok_or(Corrupt)?;
     let mut head = m.returned().load(Ordering::Relaxed);
     loop {
         link.store(head as u32, Ordering::Relaxed);
         let new = pack(next_tag(head), index);
-        // Release: the link above and every read of the buffer happen-before its next owner.
+        // Release: the link above, the cleared lending record and every read of the buffer
+        // happen-before its next owner.
         match m
             .returned()
             .compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed)
@@ -197,8 +207,9 @@ fn pop_main<M: FreeListMemory>(m: &M) -> Result<Option<u32>, Corrupt> {
     }
 }
 
-/// Returns `index` to the list. The caller owned it (popped it and has not pushed it since).
-/// `Err` only when `index` is out of range.
+/// Returns `index` to the list. The caller owned it (popped it and has not pushed it since)
+/// and did not lend it (or took it back with [`lending::reclaim_lent`]). `Err` only when
+/// `index` is out of range.
 pub fn push<M: FreeListMemory>(m: &M, index: u32) -> Result<(), Corrupt> {
     let link = m.link(index).ok_or(Corrupt)?;
     let mut head = m.head().load(Ordering::Relaxed);
@@ -219,12 +230,14 @@ pub fn push<M: FreeListMemory>(m: &M, index: u32) -> Result<(), Corrupt> {
     }
 }
 
-/// Links `0..capacity` into a full list (fresh memory, no concurrent user).
+/// Links `0..capacity` into a full list with no buffer lent (fresh memory, no concurrent
+/// user).
 pub fn init<M: FreeListMemory>(m: &M) {
     let count = m.capacity();
     for i in 0..count {
-        if let Some(link) = m.link(i) {
+        if let (Some(link), Some(lent)) = (m.link(i), m.lent(i)) {
             link.store(if i + 1 < count { i + 1 } else { NIL }, Ordering::Relaxed);
+            lent.store(0, Ordering::Relaxed);
         }
     }
     m.free_count().store(count, Ordering::Relaxed);

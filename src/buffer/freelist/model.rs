@@ -1,8 +1,9 @@
-//! The free list in process memory, for tests: under `--cfg loom`
+//! The free list and its lending records in process memory, for tests: under `--cfg loom`
 //! the words are loom atomics and the models below explore every interleaving; otherwise
 //! plain tests write corrupt words the way another process could.
 
-use super::{give_back, init, pop, Corrupt, FreeListMemory};
+use super::lending::{give_back, lend, lent_count, reclaim_lent};
+use super::{init, pop, Corrupt, FreeListMemory};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ struct Model {
     head: AtomicU64,
     returned: AtomicU64,
     links: Vec<AtomicU32>,
+    lent: Vec<AtomicU32>,
     free: AtomicU32,
     returned_free: AtomicU32,
 }
@@ -19,6 +21,7 @@ fn model(n: u32) -> Arc<Model> {
         head: AtomicU64::new(0),
         returned: AtomicU64::new(0),
         links: (0..n).map(|_| AtomicU32::new(0)).collect(),
+        lent: (0..n).map(|_| AtomicU32::new(0)).collect(),
         free: AtomicU32::new(0),
         returned_free: AtomicU32::new(0),
     });
@@ -42,17 +45,25 @@ impl FreeListMemory for Model {
     fn link(&self, i: u32) -> Option<&AtomicU32> {
         self.links.get(i as usize)
     }
+    fn lent(&self, i: u32) -> Option<&AtomicU32> {
+        self.lent.get(i as usize)
+    }
     fn free_count(&self) -> &AtomicU32 {
         &self.free
     }
 }
 
-/// Pops until the list is empty, checking that no buffer comes twice; returns which
-/// buffers came.
+/// Pops until the list is empty, checking that no buffer comes twice and none is lent
+/// while free; returns which buffers came.
 fn drain(m: &Model) -> Vec<bool> {
     let mut seen = vec![false; m.links.len()];
     while let Some(i) = pop(m).expect("an honest list is never corrupt") {
         assert!(!seen[i as usize], "buffer {i} listed twice");
+        assert_eq!(
+            m.lent[i as usize].load(Ordering::Relaxed),
+            0,
+            "{i} free and lent"
+        );
         seen[i as usize] = true;
     }
     seen
@@ -104,6 +115,28 @@ mod corrupt {
             give_back(&*m, i).unwrap();
         }
         assert!(drain(&m).iter().all(|&s| s));
+    }
+
+    #[test]
+    fn lending_records_follow_the_buffer_and_reclaim_once() {
+        let m = model(4);
+        let a = pop(&*m).unwrap().unwrap();
+        let b = pop(&*m).unwrap().unwrap();
+        let c = pop(&*m).unwrap().unwrap();
+        lend(&*m, a, 41).unwrap();
+        lend(&*m, b, 41).unwrap();
+        lend(&*m, c, 42).unwrap();
+        assert_eq!(lend(&*m, 4, 41), Err(Corrupt));
+        assert_eq!(lent_count(&*m), 3);
+        give_back(&*m, b).unwrap();
+        assert_eq!(lent_count(&*m), 2, "a return clears the record");
+        assert_eq!(reclaim_lent(&*m, 0), 0, "0 names no process");
+        assert_eq!(reclaim_lent(&*m, 41), 1, "only what 41 still held");
+        assert_eq!(reclaim_lent(&*m, 41), 0, "and only once");
+        assert_eq!(lent_count(&*m), 1);
+        give_back(&*m, c).unwrap();
+        let seen = drain(&m);
+        assert!(seen.iter().all(|&s| s), "every buffer is back once");
     }
 }
 
@@ -194,6 +227,53 @@ mod loom_models {
                 m.free.load(Ordering::Relaxed) + m.returned_free.load(Ordering::Relaxed),
                 0
             );
+        });
+    }
+
+    /// A live receiver returns its buffer while two owner threads reclaim what a dead
+    /// process held and the owner takes buffers (every buffer is lent at the start, so the
+    /// owner's pops race with the return and the reclaims): each dead process's buffer comes
+    /// back exactly once, the live receiver's is never reclaimed, and no buffer is popped
+    /// while its record still names a process (the clear is ordered before the return).
+    #[test]
+    fn reclaiming_a_dead_process_returns_its_buffers_once_and_nothing_else() {
+        const LIVE: u32 = 5;
+        const DEAD: u32 = 7;
+        builder().check(|| {
+            let m = model(2);
+            let live = pop(&*m).unwrap().unwrap();
+            let dead = pop(&*m).unwrap().unwrap();
+            lend(&*m, live, LIVE).unwrap();
+            lend(&*m, dead, DEAD).unwrap();
+            let receiver = {
+                let m = m.clone();
+                loom::thread::spawn(move || give_back(&*m, live).unwrap())
+            };
+            let other = {
+                let m = m.clone();
+                loom::thread::spawn(move || reclaim_lent(&*m, DEAD))
+            };
+            let mine = reclaim_lent(&*m, DEAD);
+            let mut taken = Vec::new();
+            for _ in 0..2 {
+                if let Some(i) = pop(&*m).unwrap() {
+                    let record = m.lent[i as usize].load(Ordering::Relaxed);
+                    assert_eq!(record, 0, "{i} popped while lent");
+                    taken.push(i);
+                }
+            }
+            for i in taken {
+                push(&*m, i).unwrap();
+            }
+            receiver.join().unwrap();
+            let theirs = other.join().unwrap();
+            assert_eq!(
+                mine + theirs,
+                1,
+                "the dead process's buffer comes back once"
+            );
+            assert_eq!(lent_count(&*m), 0);
+            assert!(drain(&m).iter().all(|&s| s), "a buffer was lost");
         });
     }
 

@@ -1,6 +1,6 @@
 //! Zero-copy buffers: the reference's write/read semantics and errors, pool exhaustion and
-//! return, concurrent acquire/release, and a buffer filled by one process and read in place
-//! by another through a descriptor.
+//! return, concurrent acquire/release, a buffer filled by one process and read in place by
+//! another through a descriptor, and buffers lent to a process killed while it holds them.
 
 use hyperfabric::buffer::{BufferDescriptor, BufferManager, ZeroCopyBuffer};
 use hyperfabric::ErrorKind;
@@ -149,4 +149,110 @@ fn a_buffer_filled_in_one_process_is_read_in_place_by_another() {
     assert!(status.success());
     assert_eq!(pool.available(), 4, "the receiver returned the buffer");
     assert!(BufferManager::open_shared(&PathBuf::from("/dev/shm/does-not-exist")).is_err());
+}
+
+const HOLDER: &str = "HF_BUFFER_TEST_HOLDER";
+
+/// Child: maps the pool, takes the buffers named by the "index len seed" lines on stdin as
+/// payloads read in place, checks their bytes, returns the first one, reports how many it
+/// holds, and waits to be killed.
+#[test]
+fn peer_holds_lent_buffers() {
+    let Ok(path) = std::env::var(HOLDER) else {
+        return;
+    };
+    let pool = BufferManager::open_shared(std::path::Path::new(&path)).unwrap();
+    let mut held = Vec::new();
+    for line in std::io::stdin().lines() {
+        let words: Vec<usize> = line
+            .unwrap()
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        let (index, len, seed) = (words[0], words[1], words[2]);
+        let p = pool.take_payload(index as u32, 0, len).unwrap();
+        assert!(p.is_zero_copy());
+        assert!(
+            p.iter().enumerate().all(|(i, &b)| b == pattern(i + seed)),
+            "bytes differ"
+        );
+        held.push(p);
+    }
+    held.remove(0);
+    println!("holding {}", held.len());
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+/// A receiver killed while it holds buffers it was lent: the owner takes exactly those back
+/// (not the one it returned, not while it runs, not twice), and every buffer is free again.
+#[test]
+fn buffers_lent_to_a_killed_process_come_back_once() {
+    use std::io::{BufRead, Write};
+    let path = PathBuf::from("/dev/shm").join(format!("hf-lend-test-{}", std::process::id()));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _rm = Rm(path.clone());
+    let pool = BufferManager::create_shared(&path, 8, 4096).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "peer_holds_lent_buffers", "--nocapture"])
+        .env(HOLDER, &path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut to_child = child.stdin.take().unwrap();
+    for seed in 0..5 {
+        let mut b = pool.acquire().unwrap();
+        for (i, byte) in b.as_mut_slice()[..3000].iter_mut().enumerate() {
+            *byte = pattern(i + seed);
+        }
+        b.set_len(3000).unwrap();
+        let (index, len) = b.into_pooled().unwrap();
+        pool.lend(index, pid).unwrap();
+        writeln!(to_child, "{index} {len} {seed}").unwrap();
+    }
+    drop(to_child);
+    // The harness prints its own lines around the child's report.
+    let report = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(|l| l.ok())
+        .find(|l| l.starts_with("holding"));
+    assert_eq!(
+        report.as_deref(),
+        Some("holding 4"),
+        "the child took the buffers"
+    );
+    assert_eq!(pool.lent_count(), 4, "the returned one is no longer lent");
+    assert_eq!(pool.available(), 4);
+    assert_eq!(
+        pool.reclaim_lent(pid),
+        0,
+        "nothing is taken from a live process"
+    );
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        pool.available(),
+        4,
+        "a dead process returns nothing by itself"
+    );
+    assert_eq!(pool.reclaim_lent(pid), 4);
+    assert_eq!(pool.available(), 8);
+    assert_eq!(pool.lent_count(), 0);
+    assert_eq!(pool.reclaim_lent(pid), 0, "a second call takes nothing");
+    assert_eq!(pool.available(), 8);
+    let all: Vec<_> = (0..8).map(|_| pool.acquire().unwrap()).collect();
+    let mut indices: Vec<u32> = all
+        .into_iter()
+        .map(|b| b.into_pooled().unwrap().0)
+        .collect();
+    indices.sort_unstable();
+    indices.dedup();
+    assert_eq!(indices.len(), 8, "each buffer is free once");
 }

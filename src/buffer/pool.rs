@@ -1,10 +1,20 @@
-//! The pool mapping and the buffer API.
+//! The pool mapping and [`BufferManager`].
 //!
-//! Layout: a [`PoolHeader`] page; at 4096 one link word per buffer (the free list); from the
-//! next page boundary the buffers, each `buffer_size` bytes (a multiple of 64). Offsets only,
-//! never pointers, so every process can map the pool at its own address.
+//! Layout (format version 3; offsets only, never pointers, so every process can map the pool
+//! at its own address):
+//!
+//! | offset | bytes | what |
+//! |---|---|---|
+//! | 0 | 4096 | [`PoolHeader`]: magic, sizes, free count, state, list heads |
+//! | 4096 + 8 i | 4 | buffer `i`'s link word (the free list: the next index below it) |
+//! | 4096 + 8 i + 4 | 4 | buffer `i`'s lending record: the pid it is lent to, 0 if none |
+//! | the next page boundary + `buffer_size` i | `buffer_size` | buffer `i` (a multiple of 64) |
+//!
+//! A buffer's link word and lending record sit side by side so that both live on one cache
+//! line: lending and returning each store to a line the list operation touches anyway.
 
-use super::freelist::{self, FreeListMemory};
+use super::freelist::{self, lending, Corrupt, FreeListMemory};
+use super::{Payload, ZeroCopyBuffer};
 use crate::error::{Error, Result};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::CachePadded;
@@ -12,15 +22,19 @@ use crate::sys::Mapping;
 use std::path::Path;
 use std::sync::Arc;
 
-/// `"HFPOOL"` + format version 2, little-endian.
-pub const POOL_MAGIC: u64 = u64::from_le_bytes(*b"HFPOOL\x00\x02");
+/// `"HFPOOL"` + format version 3, little-endian.
+pub const POOL_MAGIC: u64 = u64::from_le_bytes(*b"HFPOOL\x00\x03");
 const PAGE: usize = 4096;
+/// Bytes of a buffer's record (link word, lending record) after the header page.
+const RECORD: usize = 8;
 /// Most buffers a pool may hold.
 pub const MAX_BUFFERS: usize = 1 << 20;
 /// Buffers of at least this size are taken most-recently-returned first.
 const HOT_REUSE_SIZE: usize = 64 << 10;
 /// Largest buffer.
 pub const MAX_BUFFER_SIZE: usize = 1 << 30;
+/// [`PoolHeader::state`] bit: a list word held a value the algorithm never writes.
+pub const STATE_CORRUPT: u32 = 1;
 
 /// The first bytes of a pool mapping; only atomics.
 #[derive(Debug)]
@@ -34,7 +48,13 @@ pub struct PoolHeader {
     pub count: AtomicU32,
     /// Free buffers.
     pub free: AtomicU32,
-    _reserved: [u32; 27],
+    /// [`STATE_CORRUPT`] once a process found the list corrupt (nothing clears it): the pool
+    /// hands out no more buffers. On the owner's line (beside `free`), so checking it costs
+    /// an acquire no extra cache line.
+    pub state: AtomicU32,
+    /// Corruptions detected (by any process of the pool).
+    pub corruptions: AtomicU32,
+    _reserved: [u32; 25],
     /// Free-list head, `tag << 32 | index`.
     pub head: CachePadded<AtomicU64>,
     /// Return-list head (buffers released by receivers), `tag << 32 | index`.
@@ -44,28 +64,36 @@ pub struct PoolHeader {
 }
 
 const _: () = assert!(std::mem::size_of::<PoolHeader>() <= PAGE);
+const _: () = assert!(std::mem::offset_of!(PoolHeader, head) == 128);
 
+/// One mapped pool; shared by the [`BufferManager`] clones and the buffers and payloads it
+/// hands out.
 #[derive(Debug)]
-struct Pool {
+pub(super) struct Pool {
     base: *mut u8,
-    buffer_size: usize,
+    /// Bytes per buffer (checked against the mapping's length when opened).
+    pub(super) buffer_size: usize,
+    /// Buffers (checked likewise); every index read from the mapping is checked against it.
     count: usize,
     data_offset: usize,
-    id: u64,
+    /// Identity in this process.
+    pub(super) id: u64,
     /// What the creator names the pool by (the transport's segment key), if anything.
-    tag: Option<u128>,
+    pub(super) tag: Option<u128>,
     _map: Mapping,
 }
 
-// SAFETY: the header and links are atomics; each buffer's bytes belong to the one holder that
-// popped its index from the free list (ownership moves through the list's Acquire/Release),
-// so no two threads or processes write a buffer at once. The Pool owns the mapping.
+// SAFETY: the header and records are atomics; each buffer's bytes belong to the one holder
+// that popped its index from the free list (ownership moves through the list's
+// Acquire/Release), so no two threads or processes write a buffer at once. The Pool owns the
+// mapping.
 unsafe impl Send for Pool {}
 // SAFETY: as above.
 unsafe impl Sync for Pool {}
 
+/// Offset of the first buffer and length of the mapping.
 fn layout(count: usize, buffer_size: usize) -> (usize, usize) {
-    let data = (PAGE + 4 * count).div_ceil(PAGE) * PAGE;
+    let data = (PAGE + RECORD * count).div_ceil(PAGE) * PAGE;
     (data, data + count * buffer_size)
 }
 
@@ -75,7 +103,8 @@ impl Pool {
         unsafe { &*(self.base as *const PoolHeader) }
     }
 
-    fn buffer_ptr(&self, index: u32) -> *mut u8 {
+    /// First byte of buffer `index`; the caller checked `index < count`.
+    pub(super) fn buffer_ptr(&self, index: u32) -> *mut u8 {
         debug_assert!((index as usize) < self.count);
         // SAFETY: index < count, so the buffer lies inside the mapping.
         unsafe {
@@ -83,17 +112,62 @@ impl Pool {
                 .add(self.data_offset + index as usize * self.buffer_size)
         }
     }
+
+    /// Word `word` (0: link, 1: lending record) of buffer `i`'s record, if `i` is in range.
+    fn record(&self, i: u32, word: usize) -> Option<&AtomicU32> {
+        debug_assert!(word < RECORD / 4);
+        if i as usize >= self.count {
+            return None;
+        }
+        // SAFETY: i < count, so PAGE + 8i + 4 word is inside the record area the mapping
+        // holds (its length was checked against the layout), 4-byte aligned (the mapping is
+        // page-aligned), and only ever accessed as an atomic.
+        Some(unsafe {
+            &*(self.base.add(PAGE + RECORD * i as usize + 4 * word) as *const AtomicU32)
+        })
+    }
+
+    /// Records a corrupt list in the header, where every process of the pool sees it.
+    fn mark_corrupt(&self) {
+        let h = self.header();
+        h.state.fetch_or(STATE_CORRUPT, Ordering::Relaxed);
+        h.corruptions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn is_corrupt(&self) -> bool {
+        self.header().state.load(Ordering::Relaxed) & STATE_CORRUPT != 0
+    }
+
+    /// Puts back a buffer this process took with `acquire` and did not lend.
+    pub(super) fn release(&self, index: u32) {
+        if freelist::push(self, index).is_err() {
+            self.mark_corrupt();
+        }
+    }
+
+    /// Returns a buffer that arrived by descriptor (clearing its lending record first).
+    pub(super) fn give_back(&self, index: u32) {
+        if lending::give_back(self, index).is_err() {
+            self.mark_corrupt();
+        }
+    }
 }
 
 impl FreeListMemory for Pool {
+    fn capacity(&self) -> u32 {
+        self.count as u32
+    }
+
     fn head(&self) -> &AtomicU64 {
         &self.header().head
     }
 
-    fn link(&self, i: u32) -> &AtomicU32 {
-        assert!((i as usize) < self.count, "buffer index {i} out of range");
-        // SAFETY: link words are 4-byte aligned at PAGE + 4*i, inside the mapping (i < count).
-        unsafe { &*(self.base.add(PAGE + 4 * i as usize) as *const AtomicU32) }
+    fn link(&self, i: u32) -> Option<&AtomicU32> {
+        self.record(i, 0)
+    }
+
+    fn lent(&self, i: u32) -> Option<&AtomicU32> {
+        self.record(i, 1)
     }
 
     fn returned(&self) -> &AtomicU64 {
@@ -175,7 +249,7 @@ impl BufferManager {
         let h = pool.header();
         h.buffer_size.store(buffer_size as u32, Ordering::Relaxed);
         h.count.store(count as u32, Ordering::Relaxed);
-        freelist::init(&pool, count as u32);
+        freelist::init(&pool);
         h.magic.store(POOL_MAGIC, Ordering::Release);
         BufferManager {
             pool: Arc::new(pool),
@@ -207,7 +281,9 @@ impl BufferManager {
         // SAFETY: the mapping holds at least one page, which fits a PoolHeader of atomics.
         let h = unsafe { &*(map.as_ptr() as *const PoolHeader) };
         if h.magic.load(Ordering::Acquire) != POOL_MAGIC {
-            return Err(bad("bad magic (or not initialised yet)".into()));
+            return Err(bad(
+                "bad magic (another format version, or not initialised yet)".into(),
+            ));
         }
         let size = h.buffer_size.load(Ordering::Relaxed) as usize;
         let count = h.count.load(Ordering::Relaxed) as usize;
@@ -230,38 +306,41 @@ impl BufferManager {
         })
     }
 
-    /// Takes a free buffer (`BufferExhaustedError` when all are in use). Lock-free.
+    /// Takes a free buffer. Lock-free. `BufferExhaustedError` when all are in use, or when
+    /// the pool is corrupt (a process wrote its list words: it then hands out nothing, since
+    /// a list that was written over could give one buffer to two holders).
     pub fn acquire(&self) -> Result<ZeroCopyBuffer> {
+        let pool = &*self.pool;
+        if pool.is_corrupt() {
+            return Err(corrupt_error());
+        }
         // Large buffers: reuse the one returned last, whose bytes are likely in cache (cycling
         // through cold megabytes costs more than a cache line). Small ones: keep taking from
         // the owner's list, so receivers' returns do not bounce its head.
-        let index = if self.pool.buffer_size >= HOT_REUSE_SIZE {
-            freelist::pop_recent(&*self.pool)
+        let taken = if pool.buffer_size >= HOT_REUSE_SIZE {
+            freelist::pop_recent(pool)
         } else {
-            freelist::pop(&*self.pool)
-        }
-        .ok_or_else(|| {
-            Error::BufferExhausted(format!(
+            freelist::pop(pool)
+        };
+        match taken {
+            Ok(Some(index)) => Ok(ZeroCopyBuffer::pooled(self.pool.clone(), index)),
+            Ok(None) => Err(Error::BufferExhausted(format!(
                 "all {} buffers of the pool are in use",
-                self.pool.count
-            ))
-        })?;
-        Ok(ZeroCopyBuffer {
-            storage: Storage::Pooled {
-                pool: self.pool.clone(),
-                index,
-            },
-            capacity: self.pool.buffer_size,
-            len: 0,
-            enable_compression: false,
-            enable_encryption: false,
-        })
+                pool.count
+            ))),
+            Err(Corrupt) => {
+                pool.mark_corrupt();
+                Err(corrupt_error())
+            }
+        }
     }
 
-    /// Free buffers now.
+    /// Free buffers now (at most the pool's size, whatever the shared counters say).
     pub fn available(&self) -> usize {
         let h = self.pool.header();
-        (h.free.load(Ordering::Relaxed) + h.returned_free.load(Ordering::Relaxed)) as usize
+        let free = h.free.load(Ordering::Relaxed) as usize;
+        let returned = h.returned_free.load(Ordering::Relaxed) as usize;
+        (free + returned).min(self.pool.count)
     }
 
     /// Buffers in the pool.
@@ -272,6 +351,16 @@ impl BufferManager {
     /// Bytes per buffer.
     pub fn buffer_size(&self) -> usize {
         self.pool.buffer_size
+    }
+
+    /// Whether a process found the pool's list corrupt (it then hands out no buffer).
+    pub fn is_corrupt(&self) -> bool {
+        self.pool.is_corrupt()
+    }
+
+    /// How many times a process of the pool found its list corrupt.
+    pub fn corruptions(&self) -> u32 {
+        self.pool.header().corruptions.load(Ordering::Relaxed)
     }
 
     /// Reads the bytes a descriptor names (a buffer another process of this pool filled).
@@ -302,14 +391,7 @@ impl BufferManager {
                 self.pool.count, self.pool.buffer_size
             )));
         }
-        Ok(Payload {
-            repr: Repr::Shared {
-                pool: self.pool.clone(),
-                index,
-                start,
-                len,
-            },
-        })
+        Ok(Payload::shared(self.pool.clone(), index, start, len))
     }
 
     /// Identity of this pool (process-local; clones share it).
@@ -317,16 +399,75 @@ impl BufferManager {
         self.pool.id
     }
 
-    /// Returns a buffer that arrived by descriptor to the free list.
+    /// Returns a buffer that arrived by descriptor to the free list (clearing its lending
+    /// record).
     pub fn release_descriptor(&self, d: &BufferDescriptor) -> Result<()> {
         if d.index as usize >= self.pool.count {
             return Err(Error::InvalidArgument(format!(
                 "descriptor {d:?} is outside the pool"
             )));
         }
-        freelist::give_back(&*self.pool, d.index);
+        self.pool.give_back(d.index);
         Ok(())
     }
+
+    /// Records that buffer `index` is lent to the process `pid`, so that
+    /// [`reclaim_lent`](Self::reclaim_lent) can take it back if that process dies holding it.
+    /// The caller holds the buffer (it came from [`ZeroCopyBuffer::into_pooled`] or
+    /// [`ZeroCopyBuffer::into_descriptor`], or by descriptor, and was not released since)
+    /// and calls this before it publishes the descriptor; the receiver's release clears the
+    /// record. Costs one store, to the cache line of the buffer's link word.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use hyperfabric::buffer::BufferManager;
+    /// let pool = BufferManager::create_shared(&dir.path().join("pool"), 4, 4096).unwrap();
+    /// let mut receiver = std::process::Command::new("true").spawn().unwrap();
+    /// let (index, _len) = pool.acquire().unwrap().into_pooled().unwrap();
+    /// pool.lend(index, receiver.id()).unwrap(); // then send (index, len) to it
+    /// assert_eq!(pool.lent_count(), 1);
+    /// receiver.wait().unwrap(); // it died holding the buffer
+    /// assert_eq!(pool.reclaim_lent(receiver.id()), 1);
+    /// assert_eq!(pool.available(), 4);
+    /// ```
+    #[inline]
+    pub fn lend(&self, index: u32, pid: u32) -> Result<()> {
+        if pid == 0 || pid > i32::MAX as u32 {
+            return Err(Error::InvalidArgument(format!("{pid} is not a process id")));
+        }
+        lending::lend(&*self.pool, index, pid).map_err(|Corrupt| {
+            Error::InvalidArgument(format!(
+                "buffer {index} is outside the pool ({} buffers)",
+                self.pool.count
+            ))
+        })
+    }
+
+    /// Puts every buffer lent to the dead process `dead_pid` back on the free list and
+    /// returns how many. Exactly once per buffer, also when called again or from several
+    /// threads at once. Takes nothing while a process `dead_pid` runs (0, this process, or a
+    /// live one: they may still read what they were lent), so call it once the process is
+    /// gone and before lending to a new process that got the same pid. O(pool size).
+    pub fn reclaim_lent(&self, dead_pid: u32) -> usize {
+        if dead_pid == std::process::id() || crate::sys::process::alive(dead_pid, 0) {
+            return 0;
+        }
+        lending::reclaim_lent(&*self.pool, dead_pid)
+    }
+
+    /// Buffers lent now (handed out by descriptor with [`lend`](Self::lend) and not yet
+    /// returned). O(pool size): for tests and metrics.
+    pub fn lent_count(&self) -> usize {
+        lending::lent_count(&*self.pool)
+    }
+}
+
+fn corrupt_error() -> Error {
+    Error::BufferExhausted(
+        "the pool is corrupt (its shared free list holds an index outside the pool or a \
+         cycle): it hands out no more buffers"
+            .into(),
+    )
 }
 
 /// Names a filled buffer of a shared pool: what travels instead of the bytes.
@@ -336,394 +477,4 @@ pub struct BufferDescriptor {
     pub index: u32,
     /// Bytes of valid data.
     pub len: u32,
-}
-
-#[derive(Debug)]
-enum Storage {
-    Owned(Box<[u8]>),
-    Pooled {
-        pool: Arc<Pool>,
-        index: u32,
-    },
-    /// Handed over as a descriptor; nothing to release.
-    Moved,
-}
-
-/// The reference's `ZeroCopyBuffer`: a fixed-capacity byte buffer, from a pool or standalone.
-#[derive(Debug)]
-pub struct ZeroCopyBuffer {
-    storage: Storage,
-    capacity: usize,
-    /// Bytes of valid data: the furthest byte written.
-    len: usize,
-    enable_compression: bool,
-    enable_encryption: bool,
-}
-
-impl ZeroCopyBuffer {
-    /// A standalone buffer of `size` bytes (the reference's constructor). With
-    /// `enable_compression`, writes and reads compress and decompress unless told otherwise
-    /// per call; `enable_encryption` marks the buffer to be sealed when it is sent.
-    pub fn new(
-        size: usize,
-        enable_compression: bool,
-        enable_encryption: bool,
-    ) -> Result<ZeroCopyBuffer> {
-        if size == 0 || size > MAX_BUFFER_SIZE {
-            return Err(Error::InvalidArgument(format!(
-                "buffer size must be within 1..={MAX_BUFFER_SIZE} (got {size})"
-            )));
-        }
-        Ok(ZeroCopyBuffer {
-            storage: Storage::Owned(vec![0u8; size].into_boxed_slice()),
-            capacity: size,
-            len: 0,
-            enable_compression,
-            enable_encryption,
-        })
-    }
-
-    /// Capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Bytes of valid data.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether the buffer is sealed when sent.
-    pub fn encryption_enabled(&self) -> bool {
-        self.enable_encryption
-    }
-
-    /// Whether writes and reads compress by default.
-    pub fn compression_enabled(&self) -> bool {
-        self.enable_compression
-    }
-
-    /// Forgets the data (capacity unchanged).
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// The whole buffer, for filling in place.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        match &mut self.storage {
-            Storage::Owned(b) => b,
-            // SAFETY: this value popped `index` from the free list, so it alone uses the
-            // buffer until it pushes it back (on drop); the range is inside the mapping.
-            Storage::Pooled { pool, index } => unsafe {
-                std::slice::from_raw_parts_mut(pool.buffer_ptr(*index), pool.buffer_size)
-            },
-            Storage::Moved => &mut [],
-        }
-    }
-
-    /// The valid data, in place.
-    pub fn as_slice(&self) -> &[u8] {
-        let len = self.len;
-        match &self.storage {
-            Storage::Owned(b) => &b[..len],
-            // SAFETY: as in `as_mut_slice`; len <= buffer_size.
-            Storage::Pooled { pool, index } => unsafe {
-                std::slice::from_raw_parts(pool.buffer_ptr(*index), len)
-            },
-            Storage::Moved => &[],
-        }
-    }
-
-    /// Marks the first `len` bytes valid after filling them through [`as_mut_slice`].
-    ///
-    /// [`as_mut_slice`]: ZeroCopyBuffer::as_mut_slice
-    pub fn set_len(&mut self, len: usize) -> Result<()> {
-        if len > self.capacity {
-            return Err(Error::BufferOverflow(format!(
-                "length {len} exceeds the buffer capacity of {} bytes",
-                self.capacity
-            )));
-        }
-        self.len = len;
-        Ok(())
-    }
-
-    /// Writes `data` at `offset` (lz4-compressed, with a 4-byte length prefix, when
-    /// `compress` or the buffer's default says so); returns the bytes written.
-    /// `BufferOverflowError`, with nothing written, when they do not fit.
-    pub fn write_data(&mut self, data: &[u8], offset: usize, compress: bool) -> Result<usize> {
-        let compressed;
-        let bytes = if compress || self.enable_compression {
-            compressed = lz4_flex::block::compress_prepend_size(data);
-            &compressed[..]
-        } else {
-            data
-        };
-        let end = offset
-            .checked_add(bytes.len())
-            .filter(|&e| e <= self.capacity)
-            .ok_or_else(|| {
-                Error::BufferOverflow(format!(
-                    "writing {} bytes at offset {offset} exceeds the buffer capacity of {} bytes",
-                    bytes.len(),
-                    self.capacity
-                ))
-            })?;
-        self.as_mut_slice()[offset..end].copy_from_slice(bytes);
-        self.len = self.len.max(end);
-        Ok(bytes.len())
-    }
-
-    /// Reads `size` bytes at `offset` (and decompresses them when `decompress` or the
-    /// buffer's default says so). `BufferUnderflowError` when fewer bytes were written.
-    pub fn read_data(&self, size: usize, offset: usize, decompress: bool) -> Result<Vec<u8>> {
-        let end = offset
-            .checked_add(size)
-            .filter(|&e| e <= self.len)
-            .ok_or_else(|| {
-                Error::BufferUnderflow(format!(
-                    "reading {size} bytes at offset {offset}: only {} bytes of data in the buffer",
-                    self.len
-                ))
-            })?;
-        let bytes = &self.as_slice()[offset..end];
-        if decompress || self.enable_compression {
-            // lz4 expands at most ~255x; refuse claims beyond that (or 1 GiB).
-            let limit = size.saturating_mul(255).min(MAX_BUFFER_SIZE);
-            crate::codec::decompress(bytes, limit)
-        } else {
-            Ok(bytes.to_vec())
-        }
-    }
-
-    /// Hands the buffer over by descriptor (for a receiver that maps the same shared pool);
-    /// the receiver releases it. `None` for a standalone buffer.
-    pub fn into_descriptor(mut self) -> Option<BufferDescriptor> {
-        match std::mem::replace(&mut self.storage, Storage::Moved) {
-            Storage::Pooled { index, .. } => Some(BufferDescriptor {
-                index,
-                len: self.len as u32,
-            }),
-            other => {
-                self.storage = other;
-                None
-            }
-        }
-    }
-
-    /// Hands a pooled buffer over: its index and data length; the new owner returns it to
-    /// the pool. A standalone buffer comes back as `Err`.
-    pub fn into_pooled(mut self) -> std::result::Result<(u32, usize), ZeroCopyBuffer> {
-        match std::mem::replace(&mut self.storage, Storage::Moved) {
-            Storage::Pooled { index, .. } => Ok((index, self.len)),
-            other => {
-                self.storage = other;
-                Err(self)
-            }
-        }
-    }
-
-    /// The tag of the pool this buffer belongs to, if it has one.
-    pub fn pool_tag(&self) -> Option<u128> {
-        match &self.storage {
-            Storage::Pooled { pool, .. } => pool.tag,
-            _ => None,
-        }
-    }
-
-    /// Identity of the pool this buffer belongs to (process-local), if any.
-    pub fn pool_id(&self) -> Option<u64> {
-        match &self.storage {
-            Storage::Pooled { pool, .. } => Some(pool.id),
-            _ => None,
-        }
-    }
-}
-
-/// Bytes of a received message: owned, or read in place from a buffer of the sender's shared
-/// pool (zero copy) that returns to that pool when the payload is dropped.
-pub struct Payload {
-    repr: Repr,
-}
-
-/// Payloads up to this size are held inline (no allocation).
-const PAYLOAD_INLINE: usize = 64;
-
-enum Repr {
-    Inline {
-        len: u8,
-        bytes: [u8; PAYLOAD_INLINE],
-    },
-    Owned {
-        bytes: Vec<u8>,
-        start: usize,
-    },
-    Shared {
-        pool: Arc<Pool>,
-        index: u32,
-        start: usize,
-        len: usize,
-    },
-}
-
-impl Payload {
-    /// Owned bytes.
-    pub fn from_vec(bytes: Vec<u8>) -> Payload {
-        Payload {
-            repr: Repr::Owned { bytes, start: 0 },
-        }
-    }
-
-    /// A copy of `bytes` (held inline, without allocation, when small).
-    pub fn copy_from(bytes: &[u8]) -> Payload {
-        if bytes.len() <= PAYLOAD_INLINE {
-            let mut inline = [0u8; PAYLOAD_INLINE];
-            inline[..bytes.len()].copy_from_slice(bytes);
-            Payload {
-                repr: Repr::Inline {
-                    len: bytes.len() as u8,
-                    bytes: inline,
-                },
-            }
-        } else {
-            Payload::from_vec(bytes.to_vec())
-        }
-    }
-
-    /// The bytes of `bytes` from `start` on, without copying.
-    pub fn from_vec_at(bytes: Vec<u8>, start: usize) -> Payload {
-        let start = start.min(bytes.len());
-        Payload {
-            repr: Repr::Owned { bytes, start },
-        }
-    }
-
-    /// The bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        match &self.repr {
-            Repr::Inline { len, bytes } => &bytes[..*len as usize],
-            Repr::Owned { bytes, start } => &bytes[*start..],
-            // SAFETY: the payload owns buffer `index` (it came off the free list by
-            // descriptor and goes back only on drop), and start + len <= buffer_size was
-            // checked by `take_payload`.
-            Repr::Shared {
-                pool,
-                index,
-                start,
-                len,
-            } => unsafe { std::slice::from_raw_parts(pool.buffer_ptr(*index).add(*start), *len) },
-        }
-    }
-
-    /// Whether the bytes are read in place from the sender's buffer.
-    pub fn is_zero_copy(&self) -> bool {
-        matches!(self.repr, Repr::Shared { .. })
-    }
-
-    /// The bytes as a vector (moved when owned from the start, else copied; a shared buffer
-    /// then returns to its pool).
-    pub fn into_vec(mut self) -> Vec<u8> {
-        match &mut self.repr {
-            Repr::Owned { bytes, start: 0 } => std::mem::take(bytes),
-            _ => self.as_slice().to_vec(),
-        }
-    }
-}
-
-impl Drop for Payload {
-    fn drop(&mut self) {
-        if let Repr::Shared { pool, index, .. } = &self.repr {
-            freelist::give_back(&**pool, *index);
-        }
-    }
-}
-
-impl Default for Payload {
-    fn default() -> Payload {
-        Payload::from_vec(Vec::new())
-    }
-}
-
-impl From<Vec<u8>> for Payload {
-    fn from(v: Vec<u8>) -> Payload {
-        Payload::from_vec(v)
-    }
-}
-
-impl std::ops::Deref for Payload {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl AsRef<[u8]> for Payload {
-    fn as_ref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl Clone for Payload {
-    /// A copy in owned memory (a shared buffer has one owner).
-    fn clone(&self) -> Payload {
-        Payload::copy_from(self.as_slice())
-    }
-}
-
-impl std::fmt::Debug for Payload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Payload")
-            .field("len", &self.len())
-            .field("zero_copy", &self.is_zero_copy())
-            .finish()
-    }
-}
-
-impl PartialEq for Payload {
-    fn eq(&self, other: &Payload) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl PartialEq<[u8]> for Payload {
-    fn eq(&self, other: &[u8]) -> bool {
-        self.as_slice() == other
-    }
-}
-
-impl PartialEq<&[u8]> for Payload {
-    fn eq(&self, other: &&[u8]) -> bool {
-        self.as_slice() == *other
-    }
-}
-
-impl PartialEq<Vec<u8>> for Payload {
-    fn eq(&self, other: &Vec<u8>) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl<const N: usize> PartialEq<[u8; N]> for Payload {
-    fn eq(&self, other: &[u8; N]) -> bool {
-        self.as_slice() == other
-    }
-}
-
-impl<const N: usize> PartialEq<&[u8; N]> for Payload {
-    fn eq(&self, other: &&[u8; N]) -> bool {
-        self.as_slice() == *other
-    }
-}
-
-impl Drop for ZeroCopyBuffer {
-    fn drop(&mut self) {
-        if let Storage::Pooled { pool, index } = &self.storage {
-            freelist::push(&**pool, *index);
-        }
-    }
 }

@@ -1,0 +1,193 @@
+//! [`Payload`]: the bytes of a received message, owned or read in place from a buffer of the
+//! sender's pool.
+
+use super::pool::Pool;
+use std::sync::Arc;
+
+/// Bytes of a received message: owned, or read in place from a buffer of the sender's shared
+/// pool (zero copy) that returns to that pool when the payload is dropped.
+pub struct Payload {
+    repr: Repr,
+}
+
+/// Payloads up to this size are held inline (no allocation).
+const PAYLOAD_INLINE: usize = 64;
+
+enum Repr {
+    Inline {
+        len: u8,
+        bytes: [u8; PAYLOAD_INLINE],
+    },
+    Owned {
+        bytes: Vec<u8>,
+        start: usize,
+    },
+    Shared {
+        pool: Arc<Pool>,
+        index: u32,
+        start: usize,
+        len: usize,
+    },
+}
+
+impl Payload {
+    /// Bytes `start..start + len` of buffer `index` of `pool`, read in place; the caller
+    /// checked the range and owns the buffer (it arrived by descriptor).
+    pub(super) fn shared(pool: Arc<Pool>, index: u32, start: usize, len: usize) -> Payload {
+        Payload {
+            repr: Repr::Shared {
+                pool,
+                index,
+                start,
+                len,
+            },
+        }
+    }
+
+    /// Owned bytes.
+    pub fn from_vec(bytes: Vec<u8>) -> Payload {
+        Payload {
+            repr: Repr::Owned { bytes, start: 0 },
+        }
+    }
+
+    /// A copy of `bytes` (held inline, without allocation, when small).
+    pub fn copy_from(bytes: &[u8]) -> Payload {
+        if bytes.len() <= PAYLOAD_INLINE {
+            let mut inline = [0u8; PAYLOAD_INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            Payload {
+                repr: Repr::Inline {
+                    len: bytes.len() as u8,
+                    bytes: inline,
+                },
+            }
+        } else {
+            Payload::from_vec(bytes.to_vec())
+        }
+    }
+
+    /// The bytes of `bytes` from `start` on, without copying.
+    pub fn from_vec_at(bytes: Vec<u8>, start: usize) -> Payload {
+        let start = start.min(bytes.len());
+        Payload {
+            repr: Repr::Owned { bytes, start },
+        }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.repr {
+            Repr::Inline { len, bytes } => &bytes[..*len as usize],
+            Repr::Owned { bytes, start } => &bytes[*start..],
+            // SAFETY: the payload owns buffer `index` (it came off the free list by
+            // descriptor and goes back only on drop), and start + len <= buffer_size was
+            // checked by `take_payload`.
+            Repr::Shared {
+                pool,
+                index,
+                start,
+                len,
+            } => unsafe { std::slice::from_raw_parts(pool.buffer_ptr(*index).add(*start), *len) },
+        }
+    }
+
+    /// Whether the bytes are read in place from the sender's buffer.
+    pub fn is_zero_copy(&self) -> bool {
+        matches!(self.repr, Repr::Shared { .. })
+    }
+
+    /// The bytes as a vector (moved when owned from the start, else copied; a shared buffer
+    /// then returns to its pool).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        match &mut self.repr {
+            Repr::Owned { bytes, start: 0 } => std::mem::take(bytes),
+            _ => self.as_slice().to_vec(),
+        }
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        if let Repr::Shared { pool, index, .. } = &self.repr {
+            pool.give_back(*index);
+        }
+    }
+}
+
+impl Default for Payload {
+    fn default() -> Payload {
+        Payload::from_vec(Vec::new())
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Payload {
+        Payload::from_vec(v)
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Clone for Payload {
+    /// A copy in owned memory (a shared buffer has one owner).
+    fn clone(&self) -> Payload {
+        Payload::copy_from(self.as_slice())
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("len", &self.len())
+            .field("zero_copy", &self.is_zero_copy())
+            .finish()
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl PartialEq<[u8]> for Payload {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<&[u8]> for Payload {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.as_slice() == *other
+    }
+}
+
+impl PartialEq<Vec<u8>> for Payload {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<const N: usize> PartialEq<[u8; N]> for Payload {
+    fn eq(&self, other: &[u8; N]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for Payload {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        self.as_slice() == *other
+    }
+}

@@ -233,24 +233,29 @@ fn a_drained_direct_channel_never_stalls_its_sender() {
 }
 
 const CHILD_FABRIC: &str = "HF_HOSTILE_CHILD_FABRIC";
+const CHILD_HOLDS: &str = "HF_HOSTILE_CHILD_HOLDS";
 
-/// Child process of `a_send_to_a_killed_receiver_fails_fast`: hosts node "rx" and never
-/// reads, until it is killed.
+/// Child process of `a_send_to_a_killed_receiver_fails_fast` and
+/// `buffers_held_by_a_killed_receiver_return_to_their_pool`: hosts node "rx"; with
+/// `HF_HOSTILE_CHILD_HOLDS=n`, receives `n` messages and keeps them (buffers of the sender's
+/// pool read in place) until it is killed, else reads nothing.
 #[test]
-#[ignore = "child process of a_send_to_a_killed_receiver_fails_fast, started by it"]
+#[ignore = "child process of the killed-receiver tests, started by them"]
 fn child_hosts_a_silent_node() {
     let fabric = std::env::var(CHILD_FABRIC).expect("run by its parent test");
     let p = protocol(&fabric);
     p.register_node(node("rx")).unwrap();
     println!("ready");
+    let holds: usize = std::env::var(CHILD_HOLDS).map_or(0, |n| n.parse().unwrap());
+    let held: Vec<_> = (0..holds)
+        .map(|_| p.recv("rx", Duration::from_secs(30)).unwrap())
+        .collect();
+    assert!(held.iter().all(|m| m.data.is_zero_copy()));
+    println!("holding {}", held.len());
     std::thread::sleep(Duration::from_secs(120));
 }
 
-/// Without background services anywhere: a sender blocked on a full ring to a node whose
-/// process was killed with SIGKILL gets `NodeNotFoundError` within the liveness interval.
-#[test]
-fn a_send_to_a_killed_receiver_fails_fast() {
-    let dir = fabric("killed");
+fn spawn_child(fabric: &str, holds: usize) -> (std::process::Child, impl Iterator<Item = String>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -258,15 +263,63 @@ fn a_send_to_a_killed_receiver_fails_fast() {
             "--ignored",
             "--nocapture",
         ])
-        .env(CHILD_FABRIC, &dir.0)
+        .env(CHILD_FABRIC, fabric)
+        .env(CHILD_HOLDS, holds.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
     assert!(
-        lines.any(|l| l.unwrap().trim_end().ends_with("ready")),
+        lines.any(|l| l.trim_end().ends_with("ready")),
         "child never ready"
     );
+    (child, lines)
+}
+
+/// Buffers of a pool passed by descriptor to a process that is killed while it holds them
+/// come back to the pool once the sender's engine notices the death.
+#[test]
+fn buffers_held_by_a_killed_receiver_return_to_their_pool() {
+    let dir = fabric("lent");
+    let (mut child, mut lines) = spawn_child(&dir.0, 3);
+    let p = protocol(&dir.0);
+    p.register_node(node("tx")).unwrap();
+    p.start_background_services().unwrap();
+    let pool = p.create_buffer_manager(4, 64 << 10).unwrap();
+    for i in 0..3u8 {
+        let mut b = pool.acquire().unwrap();
+        b.write_data(&[i; 4096], 0, false).unwrap();
+        p.post_buffer("tx", "rx", b, &hyperfabric::fabric::SendOptions::default())
+            .unwrap();
+    }
+    assert!(
+        lines.any(|l| l.contains("holding 3")),
+        "child did not take them"
+    );
+    assert_eq!(pool.available(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool.available() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 4 buffers back after the holder died",
+            pool.available()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let all: Vec<_> = (0..4).map(|_| pool.acquire().unwrap()).collect();
+    assert_eq!(all.len(), 4);
+}
+
+/// Without background services anywhere: a sender blocked on a full ring to a node whose
+/// process was killed with SIGKILL gets `NodeNotFoundError` within the liveness interval.
+#[test]
+fn a_send_to_a_killed_receiver_fails_fast() {
+    let dir = fabric("killed");
+    let (mut child, _lines) = spawn_child(&dir.0, 0);
     let p = protocol(&dir.0);
     p.register_node(node("tx")).unwrap();
     let mut tx = p.open_sender("tx", "rx").unwrap();

@@ -210,6 +210,17 @@ impl ZeroCopyBuffer {
         }
     }
 
+    /// Records that this pooled buffer is being lent to process `pid` (about to be handed
+    /// over by descriptor), so its owner can take it back if that process dies holding it
+    /// (see `BufferManager::reclaim_lent`). A buffer that is not pooled is left as it is.
+    pub fn lend(&self, pid: u32) -> Result<()> {
+        match &self.storage {
+            Storage::Pooled { pool, index } => super::freelist::lending::lend(&**pool, *index, pid)
+                .map_err(|_| Error::InvalidArgument(format!("buffer {index} is outside its pool"))),
+            _ => Ok(()),
+        }
+    }
+
     /// The tag of the pool this buffer belongs to, if it has one.
     pub fn pool_tag(&self) -> Option<u128> {
         match &self.storage {

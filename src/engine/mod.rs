@@ -1069,6 +1069,14 @@ impl Engine {
         if !dead.is_empty() {
             self.segments.retain_live(own);
             crate::transport::channel::remove_dead_segments(self.registry.dir());
+            // Buffers of this process's pools that the dead processes held come back.
+            for key in self.own_segments.values() {
+                if let Some(pool) = self.segments.get(key) {
+                    for &(pid, _) in &dead {
+                        pool.reclaim_lent(pid);
+                    }
+                }
+            }
         }
     }
 
@@ -1266,6 +1274,17 @@ impl Engine {
         Ok(self.out.get_mut(&(src, dst, lane)).expect("inserted"))
     }
 
+    /// The pid of the process hosting node `index` when it is another process of the host.
+    fn owner_of(&self, index: u32) -> Option<u32> {
+        if self.hosted.contains_key(&index) {
+            return None;
+        }
+        self.peers
+            .values()
+            .find(|e| e.index == index)
+            .map(|e| e.owner_pid)
+    }
+
     /// Forgets the ring `src` -> `via` on `lane` that its receiver found corrupt (the next send
     /// makes a new one) and says so.
     #[cold]
@@ -1406,6 +1425,11 @@ impl Engine {
         .encode();
         let slot = o.slot(src, FLAG_DESCRIPTOR);
         let lane = lane_of(o.priority);
+        // Lent to the destination's process (forwarders pass the descriptor on untouched):
+        // if it dies holding the buffer, this engine takes it back.
+        if let Some(pid) = self.owner_of(dst) {
+            let _ = pool.lend(index, pid);
+        }
         let pushed = self
             .producer(src, via, lane)
             .map(|p| p.try_push(slot, &[&hdr, &desc, inline]));

@@ -172,6 +172,9 @@ impl Sender {
             }
             return Ok(false);
         }
+        // The destination's process holds it until it drops it; if it dies first, this
+        // process's engine takes the buffer back.
+        b.lend(self.dst_owner.0)?;
         let (index, len) = buf
             .take()
             .expect("checked above")

@@ -4,12 +4,14 @@
 
 mod common;
 
-use common::{protocol_with_key as protocol, spawn_peer, test_key as key, FabricDir, Peer};
+use common::{
+    child_var, protocol_with_key as protocol, serve_until_stdin_closes, spawn_peer,
+    test_key as key, FabricDir, Peer,
+};
 use hyperfabric::codec::FabricKey;
 use hyperfabric::fabric::SendOptions;
 use hyperfabric::model::{HardwareType, NodeSignature};
 use hyperfabric::ErrorKind;
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "HF_PROTO_TEST_ROLE";
@@ -23,13 +25,10 @@ fn node(id: &str, latency_ns: u64) -> NodeSignature {
 /// posts three messages and sends one request to the parent's `inbox`, then serves until
 /// its stdin closes.
 #[test]
+#[ignore = "child process of the tests in this file, started by them"]
 fn peer_role() {
-    let Ok(role) = std::env::var(ROLE) else {
-        return;
-    };
-    let fabric = std::env::var(FABRIC).unwrap();
-    let p = protocol(&fabric, Some(key()));
-    match role.as_str() {
+    let p = protocol(&child_var(FABRIC), Some(key()));
+    match child_var(ROLE).as_str() {
         "server" => {
             p.register_node(node("srv", 1000)).unwrap();
             p.on_receive("srv", |m| {
@@ -72,8 +71,7 @@ fn peer_role() {
     }
     p.start_background_services().unwrap();
     println!("ready");
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
+    serve_until_stdin_closes();
 }
 
 fn spawn(role: &str, fabric: &str) -> Peer {

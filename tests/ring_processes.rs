@@ -1,9 +1,11 @@
 //! Rings in shared memory between two real processes: the test binary re-runs itself as the
 //! peer (selected by an environment variable), maps the same file and checks every byte.
 
+mod common;
+
+use common::{child_command, child_var};
 use hyperfabric::ring::{split, Consumer, Producer, PushError, Region, SlotHeader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,15 +64,14 @@ fn pop<R>(c: &mut Consumer<Region>, mut f: impl FnMut(SlotHeader, &[u8]) -> R) -
     }
 }
 
-/// Runs in the child: consumes MESSAGES from the ring file and checks each.
+/// Runs in the child: "consumer" takes MESSAGES from the ring file and checks each, "echo"
+/// sends every message back through a second ring until one of kind 2.
 #[test]
+#[ignore = "child process of the cross-process tests in this file, started by them"]
 fn peer_role() {
-    let Ok(role) = std::env::var(ROLE) else {
-        return;
-    };
-    let path = PathBuf::from(std::env::var(PATH).unwrap());
+    let path = PathBuf::from(child_var(PATH));
     let region = Arc::new(Region::open_file(&path).unwrap());
-    match role.as_str() {
+    match child_var(ROLE).as_str() {
         "consumer" => {
             let (_, mut c) = split(region);
             for i in 0..MESSAGES {
@@ -103,8 +104,7 @@ fn peer_role() {
 }
 
 fn spawn(role: &str, path: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "peer_role", "--nocapture", "--test-threads", "1"])
+    child_command("peer_role")
         .env(ROLE, role)
         .env(PATH, path)
         .spawn()

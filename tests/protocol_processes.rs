@@ -21,9 +21,10 @@ fn node(id: &str, latency_ns: u64) -> NodeSignature {
     NodeSignature::new(id, HardwareType::CpuServer, 100.0, latency_ns).unwrap()
 }
 
-/// Child side. "server": hosts `srv` (handler: reversed data) and `slow` (handler sleeps),
-/// posts three messages and sends one request to the parent's `inbox`, then serves until
-/// its stdin closes.
+/// Child side. "server": hosts `srv` (handler: reversed data), posts three messages and
+/// sends one request to the parent's `inbox`. "victim": hosts `victim`, whose handler never
+/// answers. "reborn": hosts `victim` again, answering. Each then serves until its stdin
+/// closes (or it is killed).
 #[test]
 #[ignore = "child process of the tests in this file, started by them"]
 fn peer_role() {
@@ -53,9 +54,9 @@ fn peer_role() {
         }
         "victim" => {
             p.register_node(node("victim", 10)).unwrap();
-            p.on_receive("victim", |_| {
-                std::thread::sleep(Duration::from_secs(30));
-                Ok(vec![])
+            // Requests stay pending until the process is killed.
+            p.on_receive("victim", |_| loop {
+                std::thread::park();
             })
             .unwrap();
             // A segment and a direct ring of its own, which must not outlive it either.
@@ -257,25 +258,25 @@ fn a_killed_peer_fails_pending_requests_and_frees_its_node() {
     let seg = format!("seg-{victim_pid}-");
     assert!(files.iter().any(|f| f.starts_with(&seg)), "{files:?}");
     assert!(files.iter().any(|f| f.starts_with("dc-")), "{files:?}");
-    let started = Instant::now();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        peer.0.kill().unwrap(); // SIGKILL
-        peer.0.wait().unwrap();
-    });
+    // The request is in the victim's ring and unanswered when its process dies.
     let opts = SendOptions {
         timeout: Duration::from_secs(10),
         ..Default::default()
     };
-    let e = p
-        .send_data("caller", "victim", b"are you there", &opts)
-        .unwrap_err();
-    killer.join().unwrap();
+    let mut request = p
+        .send_data_nb("caller", "victim", b"are you there", &opts)
+        .unwrap();
+    assert!(request.test().is_none(), "pending when the victim dies");
+    peer.0.kill().unwrap(); // SIGKILL
+    peer.0.wait().unwrap();
+    let killed = Instant::now();
+    let e = request.wait().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NodeNotFound, "{e}");
+    // Well before the request's own 10 s timeout.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        killed.elapsed() < Duration::from_secs(5),
         "noticed after {:?}",
-        started.elapsed()
+        killed.elapsed()
     );
     // Nothing of the dead process remains (its entry was reclaimed when the request failed).
     let files = fabric_files(&fabric);

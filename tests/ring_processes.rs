@@ -5,6 +5,7 @@ mod common;
 
 use common::{child_command, child_var};
 use hyperfabric::ring::{split, Consumer, Producer, PushError, Region, SlotHeader};
+use hyperfabric::sync::Backoff;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,12 +43,16 @@ fn checksum(data: &[u8]) -> u32 {
     })
 }
 
+// Waiting sides back off to yielding: on a machine with fewer free cores than the two
+// processes, a side that only spins holds the core its peer needs to make progress.
+
 fn push(p: &mut Producer<Region>, h: SlotHeader, data: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut backoff = Backoff::new();
     loop {
         match p.try_push(h, &[data]) {
             Ok(()) => return,
-            Err(PushError::Full) if Instant::now() < deadline => std::hint::spin_loop(),
+            Err(PushError::Full) if Instant::now() < deadline => backoff.snooze(),
             Err(e) => panic!("push failed: {e:?}"),
         }
     }
@@ -55,12 +60,13 @@ fn push(p: &mut Producer<Region>, h: SlotHeader, data: &[u8]) {
 
 fn pop<R>(c: &mut Consumer<Region>, mut f: impl FnMut(SlotHeader, &[u8]) -> R) -> R {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut backoff = Backoff::new();
     loop {
         if let Some(r) = c.try_pop(&mut f) {
             return r;
         }
         assert!(Instant::now() < deadline, "peer went silent");
-        std::hint::spin_loop();
+        backoff.snooze();
     }
 }
 

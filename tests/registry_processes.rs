@@ -2,12 +2,15 @@
 //! duplicate for every other; after kill -9 of its owner the id can be registered again and
 //! the dead process's channel files are gone.
 
+mod common;
+
+use common::{child_command, child_var, serve_until_stdin_closes};
 use hyperfabric::model::{HardwareType, NodeSignature};
 use hyperfabric::transport::channel::{ring_path, Lane};
 use hyperfabric::transport::registry::Registry;
 use hyperfabric::ErrorKind;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 const DIR: &str = "HF_REGISTRY_TEST_DIR";
 
@@ -15,30 +18,33 @@ fn node(id: &str) -> NodeSignature {
     NodeSignature::new(id, HardwareType::CpuServer, 10.0, 1).unwrap()
 }
 
-/// Child: registers "held", creates a ring file as its sender would, reports, then waits.
+/// Child: registers "held", creates a ring file as its sender would, reports, then waits to
+/// be killed (or for its stdin to close, should the parent fail first).
 #[test]
+#[ignore = "child process of duplicates_across_processes_and_reclaim_after_kill, started by it"]
 fn peer_holds_a_node() {
-    let Ok(dir) = std::env::var(DIR) else { return };
+    let dir = child_var(DIR);
     let r = Registry::open_in(std::path::Path::new(&dir)).unwrap();
     let i = r.register(&node("held")).unwrap();
     hyperfabric::ring::Region::create_file(&ring_path(r.dir(), i, 999, Lane::Latency), 64).unwrap();
     println!("registered {i}");
-    std::thread::sleep(std::time::Duration::from_secs(60));
+    serve_until_stdin_closes();
 }
 
 #[test]
 fn duplicates_across_processes_and_reclaim_after_kill() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "peer_holds_a_node", "--nocapture"])
+    let mut child = child_command("peer_holds_a_node")
         .env(DIR, dir.path())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let index: u32 = loop {
         let line = lines.next().expect("child exited early").unwrap();
-        if let Some(i) = line.strip_prefix("registered ") {
+        // libtest may print "test peer_holds_a_node ... " on the same line first.
+        if let Some((_, i)) = line.split_once("registered ") {
             break i.trim().parse().unwrap();
         }
     };

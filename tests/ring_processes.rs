@@ -1,9 +1,12 @@
 //! Rings in shared memory between two real processes: the test binary re-runs itself as the
 //! peer (selected by an environment variable), maps the same file and checks every byte.
 
+mod common;
+
+use common::{child_command, child_var};
 use hyperfabric::ring::{split, Consumer, Producer, PushError, Region, SlotHeader};
+use hyperfabric::sync::Backoff;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,12 +43,16 @@ fn checksum(data: &[u8]) -> u32 {
     })
 }
 
+// Waiting sides back off to yielding: on a machine with fewer free cores than the two
+// processes, a side that only spins holds the core its peer needs to make progress.
+
 fn push(p: &mut Producer<Region>, h: SlotHeader, data: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut backoff = Backoff::new();
     loop {
         match p.try_push(h, &[data]) {
             Ok(()) => return,
-            Err(PushError::Full) if Instant::now() < deadline => std::hint::spin_loop(),
+            Err(PushError::Full) if Instant::now() < deadline => backoff.snooze(),
             Err(e) => panic!("push failed: {e:?}"),
         }
     }
@@ -53,24 +60,24 @@ fn push(p: &mut Producer<Region>, h: SlotHeader, data: &[u8]) {
 
 fn pop<R>(c: &mut Consumer<Region>, mut f: impl FnMut(SlotHeader, &[u8]) -> R) -> R {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut backoff = Backoff::new();
     loop {
         if let Some(r) = c.try_pop(&mut f).expect("ring not corrupt") {
             return r;
         }
         assert!(Instant::now() < deadline, "peer went silent");
-        std::hint::spin_loop();
+        backoff.snooze();
     }
 }
 
-/// Runs in the child: consumes MESSAGES from the ring file and checks each.
+/// Runs in the child: "consumer" takes MESSAGES from the ring file and checks each, "echo"
+/// sends every message back through a second ring until one of kind 2.
 #[test]
+#[ignore = "child process of the cross-process tests in this file, started by them"]
 fn peer_role() {
-    let Ok(role) = std::env::var(ROLE) else {
-        return;
-    };
-    let path = PathBuf::from(std::env::var(PATH).unwrap());
+    let path = PathBuf::from(child_var(PATH));
     let region = Arc::new(Region::open_file(&path).unwrap());
-    match role.as_str() {
+    match child_var(ROLE).as_str() {
         "consumer" => {
             let (_, mut c) = split(region);
             for i in 0..MESSAGES {
@@ -103,8 +110,7 @@ fn peer_role() {
 }
 
 fn spawn(role: &str, path: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "peer_role", "--nocapture", "--test-threads", "1"])
+    child_command("peer_role")
         .env(ROLE, role)
         .env(PATH, path)
         .spawn()

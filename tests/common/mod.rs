@@ -1,15 +1,55 @@
-//! Helpers shared by the tests that run several processes: a peer process (the test binary
-//! re-run as its `peer_role` test, chosen by environment variables) and a fabric directory
-//! removed when the test ends, also when it fails. Each test file uses part of it.
+//! What the tests that run several processes share: the child side of a two-process test (the
+//! test binary re-run as one of its own ignored tests, chosen by environment variables), a
+//! peer process that serves until its stdin closes, and a fabric directory removed when the
+//! test ends, also when it fails. Each test file uses part of it.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// This test binary re-run as its test `name` alone, including it although it is ignored.
+/// Child sides are `#[ignore]`d so that a plain `cargo test` does not count them as passing
+/// tests: run without their parent's environment they would test nothing.
+pub fn child_command(name: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ]);
+    cmd
+}
+
+/// The value of `var`, which a parent test sets for its child process. A child side run by
+/// hand (`cargo test -- --ignored`) has none and fails here rather than pass untested.
+#[track_caller]
+pub fn child_var(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(value) => value,
+        Err(_) => panic!(
+            "{var} is not set: this test is the child side of a two-process test and runs \
+             only when its parent test starts it"
+        ),
+    }
+}
+
 /// A peer process. Dropping it closes its stdin (peers serve until then), waits up to five
 /// seconds for it to leave, then kills it.
 pub struct Peer(pub Child);
+
+impl Peer {
+    /// Writes one line to the peer's stdin (peers that wait for a go-ahead read it).
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.0.stdin.as_mut().expect("the peer's stdin is open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+}
 
 impl Drop for Peer {
     fn drop(&mut self) {
@@ -26,13 +66,12 @@ impl Drop for Peer {
     }
 }
 
-/// Runs this test binary's `peer_role` test in a new process with `env`, and returns once it
-/// printed "ready". Its later output is read and dropped, so it never meets a closed pipe.
+/// Runs this test binary's ignored `peer_role` test in a new process with `env`, and returns
+/// once it printed "ready". Its later output is read and dropped, so it never meets a closed
+/// pipe.
 pub fn spawn_peer(env: &[(&str, &str)]) -> Peer {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "peer_role", "--nocapture", "--test-threads", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+    let mut cmd = child_command("peer_role");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -46,6 +85,11 @@ pub fn spawn_peer(env: &[(&str, &str)]) -> Peer {
     assert!(ready, "peer exited before it was ready");
     std::thread::spawn(move || lines.for_each(drop));
     Peer(child)
+}
+
+/// Blocks until the parent closes this child's stdin (or dies): how peers serve "until told".
+pub fn serve_until_stdin_closes() {
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
 }
 
 /// Removes a test fabric's directory when dropped, also when the test fails.

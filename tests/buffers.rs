@@ -157,10 +157,9 @@ const HOLDER: &str = "HF_BUFFER_TEST_HOLDER";
 /// payloads read in place, checks their bytes, returns the first one, reports how many it
 /// holds, and waits to be killed.
 #[test]
+#[ignore = "child process of buffers_lent_to_a_killed_process_come_back_once, started by it"]
 fn peer_holds_lent_buffers() {
-    let Ok(path) = std::env::var(HOLDER) else {
-        return;
-    };
+    let path = child_var(HOLDER);
     let pool = BufferManager::open_shared(std::path::Path::new(&path)).unwrap();
     let mut held = Vec::new();
     for line in std::io::stdin().lines() {
@@ -197,8 +196,7 @@ fn buffers_lent_to_a_killed_process_come_back_once() {
     }
     let _rm = Rm(path.clone());
     let pool = BufferManager::create_shared(&path, 8, 4096).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "peer_holds_lent_buffers", "--nocapture"])
+    let mut child = child_command("peer_holds_lent_buffers")
         .env(HOLDER, &path)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -221,7 +219,7 @@ fn buffers_lent_to_a_killed_process_come_back_once() {
     let report = std::io::BufReader::new(child.stdout.take().unwrap())
         .lines()
         .map_while(|l| l.ok())
-        .find(|l| l.starts_with("holding"));
+        .find_map(|l| l.find("holding").map(|i| l[i..].trim_end().to_owned()));
     assert_eq!(
         report.as_deref(),
         Some("holding 4"),

@@ -9,7 +9,7 @@ use common::{node, protocol, FabricDir};
 use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
 use hyperfabric::PacketPriority;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const SENDERS: usize = 20;
@@ -22,7 +22,7 @@ const NAME: &str = "HF_DEAD_SENDERS_NODE";
 #[test]
 #[ignore = "child process of killed_senders_leave_nothing_behind, started by it"]
 fn child_posts_a_large_message() {
-    let fabric = std::env::var(FABRIC).expect("run by its parent test");
+    let fabric = common::child_var(FABRIC);
     let name = std::env::var(NAME).unwrap();
     let p = protocol(&fabric);
     p.register_node(node(&name)).unwrap();
@@ -80,13 +80,7 @@ fn killed_senders_leave_nothing_behind() {
     let mut peak = 0;
     for k in 0..SENDERS {
         let name = format!("s{k}");
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_posts_a_large_message",
-                "--ignored",
-                "--nocapture",
-            ])
+        let mut child = common::child_command("child_posts_a_large_message")
             .env(FABRIC, &dir.0)
             .env(NAME, &name)
             .stdout(Stdio::piped())

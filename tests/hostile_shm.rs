@@ -12,7 +12,7 @@ use hyperfabric::transport::direct::{max_inline, Received, DIRECT_SLOTS};
 use hyperfabric::ErrorKind;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Bytes of a slot header; a continuation slot `j` of a message starts at payload byte
@@ -242,7 +242,7 @@ const CHILD_HOLDS: &str = "HF_HOSTILE_CHILD_HOLDS";
 #[test]
 #[ignore = "child process of the killed-receiver tests, started by them"]
 fn child_hosts_a_silent_node() {
-    let fabric = std::env::var(CHILD_FABRIC).expect("run by its parent test");
+    let fabric = common::child_var(CHILD_FABRIC);
     let p = protocol(&fabric);
     p.register_node(node("rx")).unwrap();
     println!("ready");
@@ -256,13 +256,7 @@ fn child_hosts_a_silent_node() {
 }
 
 fn spawn_child(fabric: &str, holds: usize) -> (std::process::Child, impl Iterator<Item = String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_hosts_a_silent_node",
-            "--ignored",
-            "--nocapture",
-        ])
+    let mut child = common::child_command("child_hosts_a_silent_node")
         .env(CHILD_FABRIC, fabric)
         .env(CHILD_HOLDS, holds.to_string())
         .stdout(Stdio::piped())

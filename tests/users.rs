@@ -33,7 +33,7 @@ fn protocol(fabric: &str) -> HyperFabricProtocol {
 #[test]
 #[ignore = "child process of the tests of this file, started by them under another uid"]
 fn child_as_another_user() {
-    let role = std::env::var(ROLE).expect("run by its parent test");
+    let role = common::child_var(ROLE);
     let fabric = std::env::var(FABRIC).unwrap();
     let p = protocol(&fabric);
     match role.as_str() {

@@ -224,6 +224,14 @@ impl WireHeader {
                 h.metadata_len, h.total_len
             ));
         }
+        // The encoder never writes more (see `encode_frame`).
+        if h.metadata_len as usize > super::frame::MAX_METADATA {
+            return bad(format!(
+                "metadata of {} bytes, at most {} allowed",
+                h.metadata_len,
+                super::frame::MAX_METADATA
+            ));
+        }
         if flags & flags::FRAGMENT != 0
             && h.frag_offset as u64 + h.body_len as u64 > h.total_len as u64
             && flags & (flags::COMPRESSED | flags::ENCRYPTED) == 0

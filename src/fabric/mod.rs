@@ -3,6 +3,10 @@
 //! keeps a topology of the host's nodes for route checks.
 #![forbid(unsafe_code)]
 
+mod address;
+
+pub use address::{PeerAddress, ADDRESS_MAX};
+
 use crate::codec::{
     self, Envelope, FabricKey, FrameKind, FrameOptions, Opener, Sealer, SealingKey, WireHeader,
 };
@@ -339,15 +343,12 @@ impl HyperFabricProtocol {
     /// id.
     pub fn node_address(&self, node_id: &str) -> Result<Vec<u8>> {
         lock(&self.inner.engine).hosted_index(node_id)?;
-        let host = host_id()?;
-        let mut b = Vec::with_capacity(ADDRESS_MAX);
-        b.extend_from_slice(b"HFAD");
-        b.push(1);
-        for part in [host.as_str(), self.inner.fabric.as_str(), node_id] {
-            b.push(part.len() as u8);
-            b.extend_from_slice(part.as_bytes());
+        PeerAddress {
+            host: host_id()?,
+            fabric: self.inner.fabric.clone(),
+            node: node_id.to_string(),
         }
-        Ok(b)
+        .encode()
     }
 
     /// Takes another process's address blob (from [`node_address`](Self::node_address)) and
@@ -355,42 +356,21 @@ impl HyperFabricProtocol {
     /// transport between hosts is not here yet: `NoRouteFoundError`) and registered
     /// (`NodeNotFoundError`); a blob that does not decode is `InvalidArgumentError`.
     pub fn insert_peer(&self, blob: &[u8]) -> Result<String> {
-        let bad = |why: &str| Error::InvalidArgument(format!("address blob: {why}"));
-        let rest = blob
-            .strip_prefix(b"HFAD")
-            .ok_or_else(|| bad("not a HyperFabric address"))?;
-        let (&version, mut rest) = rest.split_first().ok_or_else(|| bad("truncated"))?;
-        if version != 1 {
-            return Err(bad(&format!("version {version} is not supported")));
-        }
-        let mut parts = Vec::new();
-        for _ in 0..3 {
-            let (&n, tail) = rest.split_first().ok_or_else(|| bad("truncated"))?;
-            let (s, tail) = tail
-                .split_at_checked(n as usize)
-                .ok_or_else(|| bad("truncated"))?;
-            parts.push(
-                std::str::from_utf8(s)
-                    .map_err(|_| bad("not UTF-8"))?
-                    .to_string(),
-            );
-            rest = tail;
-        }
-        let (host, fabric, node) = (&parts[0], &parts[1], &parts[2]);
-        if *host != host_id()? {
+        let PeerAddress { host, fabric, node } = PeerAddress::decode(blob)?;
+        if host != host_id()? {
             return Err(Error::NoRouteFound(format!(
                 "node {node:?} is on another host: only nodes of this host are reachable until \
                  the TCP transport exists"
             )));
         }
-        if *fabric != self.inner.fabric {
-            return Err(bad(&format!(
-                "node {node:?} is on fabric {fabric:?}, this protocol on {:?}",
+        if fabric != self.inner.fabric {
+            return Err(Error::InvalidArgument(format!(
+                "address blob: node {node:?} is on fabric {fabric:?}, this protocol on {:?}",
                 self.inner.fabric
             )));
         }
-        lock(&self.inner.engine).resolve(node)?;
-        Ok(node.clone())
+        lock(&self.inner.engine).resolve(&node)?;
+        Ok(node)
     }
 
     /// Deletes the host state of fabric `name` (`/dev/shm/hyperfabric-<uid>/<name>/`) once no
@@ -1683,9 +1663,6 @@ pub fn measure_network_performance(
     );
     Ok(m)
 }
-
-/// Largest address blob ([`HyperFabricProtocol::node_address`]).
-pub const ADDRESS_MAX: usize = 256;
 
 /// This host's identity: its boot id (a fresh random id at every boot of the kernel).
 fn host_id() -> Result<String> {

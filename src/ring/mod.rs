@@ -215,13 +215,26 @@ pub struct Consumer<M: RingMemory> {
 pub fn split<M: RingMemory>(mem: Arc<M>) -> (Producer<M>, Consumer<M>) {
     let cap = mem.capacity() as u64;
     debug_assert!(cap.is_power_of_two() && cap >= 2);
-    let head = mem.head().load(Ordering::Acquire);
-    let tail = mem.tail().load(Ordering::Acquire);
+    let mut head = mem.head().load(Ordering::Acquire);
+    let mut tail = mem.tail().load(Ordering::Acquire);
+    // Positions come from shared memory. No ring gets near 2^62 slots in a lifetime, and
+    // the producer's tail is never more than a ring ahead of the published head.
+    let plausible = head < 1 << 62 && tail < 1 << 62 && tail.abs_diff(head) <= cap;
+    let mut corrupt = None;
+    if !plausible {
+        mem.state().fetch_or(STATE_CORRUPT, Ordering::Relaxed);
+        corrupt = Some(Corrupt {
+            reason: "positions in the ring header are not ones a ring can reach",
+            position: head,
+        });
+        // A producer that sees no free slot asks the header, which says corrupt.
+        (head, tail) = (0, cap);
+    }
     (
         Producer {
             mem: mem.clone(),
             tail,
-            cached_head: head,
+            cached_head: head.min(tail),
             mask: cap - 1,
             capacity: cap,
         },
@@ -231,7 +244,7 @@ pub fn split<M: RingMemory>(mem: Arc<M>) -> (Producer<M>, Consumer<M>) {
             published: head,
             publish_every: (cap / 4).max(1),
             mask: cap - 1,
-            corrupt: None,
+            corrupt,
         },
     )
 }

@@ -167,6 +167,26 @@ fn forged_lengths_poison_the_ring_instead_of_reading_past_it() {
 }
 
 #[test]
+fn forged_positions_in_the_header_poison_the_ring_when_it_is_opened() {
+    for (head, tail) in [
+        (u64::MAX, u64::MAX),
+        (0, 1 << 40),
+        (1 << 40, 0),
+        (5, 5 + 17),
+    ] {
+        let region = Arc::new(Region::heap(16).unwrap());
+        region.head().store(head, Ordering::Relaxed);
+        region.tail().store(tail, Ordering::Relaxed);
+        let (mut p, mut c) = split(region);
+        assert!(c.try_pop(|_, d| d.len()).is_err(), "{head} {tail}");
+        assert_eq!(
+            p.try_push(SlotHeader::default(), &[&[0u8; 8]]),
+            Err(PushError::Corrupt)
+        );
+    }
+}
+
+#[test]
 fn a_forged_head_is_refused_by_the_producer() {
     let (mut p, _c) = ring(16);
     for _ in 0..16 {

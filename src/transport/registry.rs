@@ -262,8 +262,9 @@ impl Registry {
                 std::slice::from_raw_parts(p.add(SIG_OFFSET), sig_len).to_vec(),
             )
         };
+        // Written by another process: held to the same rules as a registration made here.
         let signature: NodeSignature = serde_json::from_slice(&sig).ok()?;
-        if signature.node_id.as_bytes() != id {
+        if signature.node_id.as_bytes() != id || signature.validate().is_err() {
             return None;
         }
         Some(NodeEntry {

@@ -25,8 +25,11 @@ fn lib_dir() -> PathBuf {
             if !dir.join("libhyperfabric.so").exists() || !dir.join("libhyperfabric.a").exists() {
                 let mut cmd = Command::new(env!("CARGO"));
                 cmd.current_dir(root()).args(["build", "--lib"]);
-                if dir.file_name().is_some_and(|n| n == "release") {
-                    cmd.arg("--release");
+                // target/<profile>: the same profile as this test (debug is the default).
+                if let Some(profile) = dir.file_name().and_then(|n| n.to_str()) {
+                    if profile != "debug" {
+                        cmd.args(["--profile", profile]);
+                    }
                 }
                 run(&mut cmd);
             }
@@ -94,6 +97,36 @@ fn the_header_compiles_as_c11_and_cxx17() {
         }
         run(cmd.arg(&src));
     }
+}
+
+/// Linked as the README shows, against the build tree and not an installed copy: the program
+/// records the SONAME, which the build links beside the library, and starts.
+#[test]
+fn a_program_linked_against_the_build_tree_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("v.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include \"hyperfabric.h\"\n\
+         int main(void) { printf(\"%s\\n\", hf_version_string()); return 0; }\n",
+    )
+    .unwrap();
+    let lib = lib_dir();
+    let exe = dir.path().join("v");
+    run(Command::new("gcc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root().join("include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .arg(format!("-L{}", lib.display()))
+        .arg("-lhyperfabric")
+        .arg(format!("-Wl,-rpath,{}", lib.display())));
+    let out = run(&mut Command::new(&exe));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
 }
 
 #[test]

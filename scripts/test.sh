@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, integration, command-line and documentation
-# tests), then the ring algorithms model-checked under loom (built with --cfg loom in a
-# target directory of their own, so the two builds do not invalidate each other).
+# tests, the C API from C and through bindgen), the same suite again with debug assertions and
+# overflow checks on (profile `checked`), the ring and free-list algorithms model-checked under
+# loom (built with --cfg loom in a target directory of their own, so the builds do not
+# invalidate each other), and each fuzz target for a short run (FUZZ_SECONDS, default 30;
+# 0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # System packages first (compilers, libclang for bindgen, Open MPI): a fresh machine needs
@@ -10,4 +13,10 @@ scripts/deps.sh
 # The C API tests link the shared library, which `cargo test` alone does not build.
 cargo build --release --lib
 cargo test --release --workspace
+cargo build --profile checked --lib
+cargo test --profile checked --workspace
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib -- ring::model buffer::freelist
+fuzz_seconds=${FUZZ_SECONDS:-30}
+if [ "$fuzz_seconds" -gt 0 ]; then
+    scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -8,9 +8,10 @@
 #![no_main]
 
 use hyperfabric::codec::{
-    decode_frame, encode_frame, flags, FabricKey, Frame, FrameKind, FrameOptions, Opener, Sealer,
-    WireHeader, HEADER_LEN, MAX_METADATA, SEAL_OVERHEAD,
+    decode_frame, encode_frame, flags, Envelope, FabricKey, Frame, FrameKind, FrameOptions,
+    Opener, Sealer, SealingKey, WireHeader, HEADER_LEN, MAX_METADATA, SEAL_OVERHEAD,
 };
+use std::sync::{Arc, OnceLock};
 use hyperfabric::{DataType, ErrorKind, PacketPriority};
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -36,8 +37,32 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
+/// The expanded key, made once (as a protocol does).
+fn key() -> &'static Arc<SealingKey> {
+    static KEY_SCHEDULE: OnceLock<Arc<SealingKey>> = OnceLock::new();
+    KEY_SCHEDULE.get_or_init(|| SealingKey::new(&FabricKey::from_bytes(KEY), "fuzz").unwrap())
+}
+
+/// A fresh opener (its replay window would refuse a counter seen by an earlier input).
 fn opener() -> Opener {
-    Opener::new(&FabricKey::from_bytes(KEY))
+    Opener::new(key())
+}
+
+/// What a ring carrying a frame with header `h` would say about it.
+fn envelope(h: &WireHeader) -> Envelope {
+    Envelope {
+        origin: h.src,
+        destination: h.dst,
+        destination_generation: 0,
+        kind: h.kind as u8,
+        request_id: h.request_id,
+    }
+}
+
+/// Decodes with the key, in the envelope the frame's own header names.
+fn decode_keyed(bytes: &[u8], max_body: usize) -> hyperfabric::Result<Frame> {
+    let env = WireHeader::decode(bytes).map_or_else(|_| Envelope::default(), |h| envelope(&h));
+    decode_frame(bytes, Some((&mut opener(), &env)), max_body)
 }
 
 /// Mode 0: the header decoder must give back the bytes it read, and a key changes the
@@ -48,7 +73,7 @@ fn decode_raw(bytes: &[u8]) {
     }
     let encrypted = WireHeader::decode(bytes).is_ok_and(|h| h.flags & flags::ENCRYPTED != 0);
     let clear = decode_frame(bytes, None, MAX_BODY);
-    let keyed = decode_frame(bytes, Some(&opener()), MAX_BODY);
+    let keyed = decode_keyed(bytes, MAX_BODY);
     match (clear, keyed) {
         (Ok(a), Ok(b)) => {
             assert_eq!(a, b, "the key changed a frame in the clear");
@@ -119,11 +144,10 @@ fn round_trip(
     compress: bool,
     seal: Option<u64>,
 ) -> Result<(), ErrorKind> {
-    let key = FabricKey::from_bytes(KEY);
-    let mut sealer = seal.map(|counter| Sealer::new(&key, h.src, counter));
+    let mut sealer = seal.map(|counter| Sealer::new(key(), h.src, 1, counter));
     let opts = FrameOptions {
         compress,
-        seal: sealer.as_mut(),
+        seal: sealer.as_mut().map(|s| (s, envelope(&h))),
     };
     let mut out = Vec::new();
     if let Err(e) = encode_frame(h, metadata, payload, opts, &mut out) {
@@ -131,7 +155,7 @@ fn round_trip(
         assert!(metadata.len() > MAX_METADATA, "refused: {e}");
         return Err(e.kind());
     }
-    let f = decode_frame(&out, Some(&opener()), MAX_BODY)
+    let f = decode_keyed(&out, MAX_BODY)
         .unwrap_or_else(|e| panic!("an encoded frame does not decode: {e}"));
     assert_eq!(f.metadata, metadata);
     assert_eq!(f.payload, payload);
@@ -152,7 +176,7 @@ fn round_trip(
     }
     if f.header.flags & flags::COMPRESSED != 0 {
         // The receiver's limit holds even for an honest sender.
-        let small = decode_frame(&out, Some(&opener()), total as usize - 1);
+        let small = decode_keyed(&out, total as usize - 1);
         assert_eq!(small.map_err(|e| e.kind()), Err(ErrorKind::MalformedFrame));
     }
     Ok(())
@@ -200,13 +224,14 @@ fn seal_raw(bytes: &[u8]) {
         ..h
     };
     let mut sealed = sealed_h.encode().to_vec();
-    let mut sealer = Sealer::new(&FabricKey::from_bytes(KEY), h.src, h.request_id);
-    let aad = sealed.clone();
-    sealer.seal(&aad, body, &mut sealed).expect("sealing");
+    let mut sealer = Sealer::new(key(), h.src, 1, h.request_id);
+    let header = sealed.clone();
+    sealer
+        .seal(&header, &envelope(&h), body, &mut sealed)
+        .expect("sealing");
 
-    let opener = opener();
     let a = decode_frame(&clear, None, MAX_BODY);
-    let b = decode_frame(&sealed, Some(&opener), MAX_BODY);
+    let b = decode_keyed(&sealed, MAX_BODY);
     match (a, b) {
         (Ok(a), Ok(b)) => {
             assert_eq!((a.metadata, a.payload), (b.metadata, b.payload));
@@ -231,5 +256,5 @@ fn seal_raw(bytes: &[u8]) {
         i => i,
     };
     sealed[i] ^= 1 << (h.dst % 8);
-    assert!(decode_frame(&sealed, Some(&opener), MAX_BODY).is_err());
+    assert!(decode_keyed(&sealed, MAX_BODY).is_err());
 }

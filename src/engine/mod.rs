@@ -289,8 +289,40 @@ struct Hosted {
     /// Registration generation (sealed frames for this node are bound to it).
     generation: u64,
     handler: Option<Handler>,
-    inbox: VecDeque<Message>,
+    inbox: Inbox,
 }
+
+/// Messages queued for `recv` at one node. Bounded: past [`INBOX_BYTES`] or
+/// [`INBOX_MESSAGES`], the engine stops reading the node's inbound rings until `recv` takes
+/// some, so a sender faster than its reader waits (its rings fill) instead of growing the
+/// reader's memory without limit.
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<Message>,
+    bytes: usize,
+}
+
+impl Inbox {
+    fn push_back(&mut self, m: Message) {
+        self.bytes += m.data.len() + m.metadata.len();
+        self.queue.push_back(m);
+    }
+
+    fn pop_front(&mut self) -> Option<Message> {
+        let m = self.queue.pop_front()?;
+        self.bytes -= m.data.len() + m.metadata.len();
+        Some(m)
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes >= INBOX_BYTES || self.queue.len() >= INBOX_MESSAGES
+    }
+}
+
+/// Bytes an inbox holds before its node's rings are left unread.
+pub const INBOX_BYTES: usize = 256 << 20;
+/// Messages an inbox holds before its node's rings are left unread.
+pub const INBOX_MESSAGES: usize = 1 << 16;
 
 struct Inbound {
     src: u32,
@@ -851,7 +883,7 @@ impl Engine {
                 id: NodeName::from(node.node_id.as_str()),
                 generation,
                 handler: None,
-                inbox: VecDeque::new(),
+                inbox: Inbox::default(),
             },
         );
         self.by_name.insert(node.node_id.clone(), index);
@@ -1190,7 +1222,9 @@ impl Engine {
     /// Fails the pending requests whose destination is gone (unregistered, or its process
     /// died). Returns how many failed.
     pub fn fail_lost_peers(&mut self) -> usize {
-        let _ = self.registry.reclaim_dead();
+        // Never waits on the registry lock: a process stopped while holding it must not
+        // stop this engine's traffic.
+        let _ = self.registry.try_reclaim_dead();
         let mut n = self.fail_corrupt_channels();
         for p in self.pending.values_mut() {
             if p.result.is_some() {
@@ -1209,6 +1243,23 @@ impl Engine {
             }
         }
         n
+    }
+
+    /// Whether node `index` is gone: not registered, or its process died (then its entry is
+    /// reclaimed now if the registry lock is free). Reads the registry and `/proc`: for a
+    /// sender that waits, not per message.
+    pub fn destination_lost(&mut self, index: u32) -> bool {
+        if self.hosted.contains_key(&index) {
+            return false;
+        }
+        let lost = self
+            .registry
+            .get(index)
+            .is_none_or(|e| !crate::sys::process::alive(e.owner_pid, e.owner_start));
+        if lost {
+            let _ = self.registry.try_reclaim_dead();
+        }
+        lost
     }
 
     /// Drops outbound rings whose receiver marked them corrupt and fails the requests that
@@ -1577,6 +1628,10 @@ impl Engine {
             };
             for i in inbound.iter_mut().filter(|i| i.lane == pass) {
                 let at = i.dst;
+                if self.hosted.get(&at).is_some_and(|h| h.inbox.is_full()) {
+                    // Back-pressure: the reader of `at` is behind.
+                    continue;
+                }
                 for _ in 0..budget {
                     match i.consumer.try_pop(|h, d| self.dispatch(at, h, d)) {
                         Ok(Some(())) => n += 1,
@@ -1813,13 +1868,15 @@ impl Engine {
                 };
                 self.send_reply(dst, h.src, &pong, data.bytes());
             }
+            // Answers count only from the node the request went to (ids are per process, so
+            // another node could name the same id); errors may come from a node on the way.
             Some(FrameKind::Pong) => {
-                if let Some(p) = self.pending.get_mut(&request_id) {
+                if let Some(p) = self.pending.get_mut(&request_id).filter(|p| p.dst == h.src) {
                     p.complete(Ok(metadata));
                 }
             }
             Some(FrameKind::Response | FrameKind::Ack) => {
-                if let Some(p) = self.pending.get_mut(&request_id) {
+                if let Some(p) = self.pending.get_mut(&request_id).filter(|p| p.dst == h.src) {
                     p.complete(Ok(match data {
                         Body::Borrowed(b) => b.to_vec(),
                         Body::Owned(p) => p.into_vec(),

@@ -579,6 +579,9 @@ impl HyperFabricProtocol {
     ) -> Result<()> {
         let mut offset = 0;
         let mut backoff = Backoff::new();
+        // While the ring stays full, whether the destination's process died is checked every
+        // 10 ms (with or without background services): a dead reader never makes room.
+        let mut next_check: Option<Instant> = None;
         loop {
             match e.try_send_from(src, dst, o, body, offset)? {
                 Some((_, true)) => return Ok(()),
@@ -589,6 +592,16 @@ impl HyperFabricProtocol {
                 // Full: drain our own inbound rings, the peer may be waiting on us.
                 None => {
                     e.poll();
+                    let now = Instant::now();
+                    if now >= *next_check.get_or_insert(now) {
+                        if e.destination_lost(dst) {
+                            return Err(Error::NodeNotFound(format!(
+                                "destination node index {dst} is gone (its process died or it \
+                                 left the fabric)"
+                            )));
+                        }
+                        next_check = Some(now + Duration::from_millis(10));
+                    }
                     drop(e);
                     if deadline.passed() {
                         return Err(Error::Timeout(format!(

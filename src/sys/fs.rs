@@ -80,6 +80,51 @@ pub fn set_file_mode(file: &std::fs::File, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens an existing file of the fabric directory for reading and writing (`write`) or
+/// reading: never through a symbolic link, never blocking (a FIFO put there is refused, not
+/// waited on), and only a regular file. Another member of a shared fabric's group can create
+/// names in the directory; none of them may make this process open or change something else.
+pub fn open_state_file(path: &Path, write: bool) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    check_regular(&file, path)?;
+    Ok(file)
+}
+
+/// Creates a new file of the fabric directory (fails if the name exists, symbolic links
+/// included), mode [`file_mode`].
+pub fn create_state_file(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    set_file_mode(&file, path)?;
+    Ok(file)
+}
+
+fn check_regular(file: &std::fs::File, path: &Path) -> Result<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("checking {}", path.display()), e))?;
+    if !meta.is_file() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Creates (if needed) and checks a private directory: mode 0700, owned by this user.
 pub fn private_dir(path: &Path) -> Result<()> {
     match std::fs::DirBuilder::new().mode(0o700).create(path) {
@@ -159,24 +204,45 @@ pub struct FileLock {
 impl FileLock {
     /// Opens (creating, mode [`file_mode`]) and locks `path`, waiting for other holders.
     pub fn acquire(path: &Path) -> Result<FileLock> {
+        FileLock::lock(FileLock::open(path)?, path, libc::LOCK_EX)?.ok_or_else(|| {
+            Error::InvalidArgument(format!("{} could not be locked", path.display()))
+        })
+    }
+
+    /// As [`FileLock::acquire`], but `Ok(None)` at once when another holder has the lock (for
+    /// periodic work that must not wait on a process that holds it, or is stopped holding it).
+    pub fn try_acquire(path: &Path) -> Result<Option<FileLock>> {
+        FileLock::lock(FileLock::open(path)?, path, libc::LOCK_EX | libc::LOCK_NB)
+    }
+
+    fn open(path: &Path) -> Result<std::fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
-        use std::os::unix::io::AsRawFd;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(file_mode())
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))?;
+        check_regular(&file, path)?;
         set_file_mode(&file, path)?;
+        Ok(file)
+    }
+
+    fn lock(file: std::fs::File, path: &Path, op: libc::c_int) -> Result<Option<FileLock>> {
+        use std::os::unix::io::AsRawFd;
         loop {
             // SAFETY: the descriptor is open for the lifetime of `file`.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
             if rc == 0 {
-                return Ok(FileLock { file });
+                return Ok(Some(FileLock { file }));
             }
             let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                return Ok(None);
+            }
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(Error::io(format!("locking {}", path.display()), e));
             }

@@ -23,15 +23,7 @@ impl Mapping {
     /// A new file of `len` zero bytes at `path` (mode [`super::fs::file_mode`]; fails if it
     /// exists), mapped shared.
     pub fn create_file(path: &Path, len: usize) -> Result<Mapping> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        super::fs::set_file_mode(&file, path)?;
+        let file = super::fs::create_state_file(path)?;
         let sized = file
             .set_len(len as u64)
             .map_err(|e| Error::io(format!("sizing {}", path.display()), e))
@@ -48,13 +40,9 @@ impl Mapping {
         }
     }
 
-    /// An existing file, mapped shared.
+    /// An existing regular file (not through a symbolic link), mapped shared.
     pub fn open_file(path: &Path) -> Result<Mapping> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let file = super::fs::open_state_file(path, true)?;
         let len = file
             .metadata()
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?

@@ -1,6 +1,6 @@
 //! The operating-system layer: the only module that calls libc. Safe wrappers only.
 
-mod fs;
+pub mod fs;
 mod mapping;
 pub mod process;
 

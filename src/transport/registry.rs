@@ -21,6 +21,9 @@ const SIG_OFFSET: usize = ID_OFFSET + ID_MAX;
 const SIG_MAX: usize = ENTRY_SIZE - SIG_OFFSET;
 const MAGIC: u64 = u64::from_le_bytes(*b"HFREG\x00\x00\x02");
 
+/// Largest zone table file read.
+const MAX_ZONES_FILE: u64 = 4 << 20;
+
 const FREE: u32 = 0;
 const LIVE: u32 = 2;
 
@@ -179,13 +182,23 @@ impl Registry {
 
     fn read_zones(&self) -> Result<ZoneTable> {
         let path = self.dir.join("zones");
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                Error::InvalidArgument(format!("{}: not a zone table: {e}", path.display()))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ZoneTable::default()),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        if !path.exists() && std::fs::symlink_metadata(&path).is_err() {
+            return Ok(ZoneTable::default());
         }
+        // A regular file of bounded size: another process can put anything under the name.
+        let file = sys::fs::open_state_file(&path, false)?;
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_ZONES_FILE + 1), &mut b)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if b.len() as u64 > MAX_ZONES_FILE {
+            return Err(Error::InvalidArgument(format!(
+                "{}: a zone table is at most {MAX_ZONES_FILE} bytes",
+                path.display()
+            )));
+        }
+        serde_json::from_slice(&b).map_err(|e| {
+            Error::InvalidArgument(format!("{}: not a zone table: {e}", path.display()))
+        })
     }
 
     /// The fabric's zone table.
@@ -207,15 +220,9 @@ impl Registry {
         let path = self.dir.join("zones");
         {
             use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-            sys::set_file_mode(&file, &tmp)?;
+            // A new file, never one (or a link) someone else left under the name.
+            let _ = std::fs::remove_file(&tmp);
+            let mut file = sys::fs::create_state_file(&tmp)?;
             file.write_all(&bytes)
                 .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
         }
@@ -305,6 +312,15 @@ impl Registry {
     pub fn reclaim_dead(&self) -> Result<Vec<u32>> {
         let _l = self.lock()?;
         Ok(self.reclaim_locked())
+    }
+
+    /// As [`Registry::reclaim_dead`] when the registry lock is free now; an empty list when
+    /// another process holds it (the periodic check of an engine never waits on it).
+    pub fn try_reclaim_dead(&self) -> Result<Vec<u32>> {
+        match FileLock::try_acquire(&self.dir.join("registry.lock"))? {
+            Some(_l) => Ok(self.reclaim_locked()),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Registers `node` as hosted by this process and returns its dense index.
@@ -486,8 +502,11 @@ impl Registry {
 
     /// Every live node, by index.
     pub fn list(&self) -> Result<Vec<NodeEntry>> {
-        let _l = self.lock()?;
-        self.reclaim_locked();
+        // Dead owners are reclaimed when the lock is free now; the entries are read without
+        // it (engines list peers from their poll loop, which must not wait on a process that
+        // holds the lock). An entry being rewritten reads as torn (its id and signature
+        // disagree, or the signature does not parse) and is left out of this listing.
+        let _ = self.try_reclaim_dead();
         Ok((0..MAX_NODES).filter_map(|i| self.read_entry(i)).collect())
     }
 }

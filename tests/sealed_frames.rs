@@ -85,8 +85,8 @@ fn latency_ring(fabric: &str, src: u32, dst: u32) -> PathBuf {
 /// it), as anyone who can read the file can. Its position starts at the head the real consumer last published,
 /// which is the start for a ring whose consumer has not read anything yet.
 fn read_messages(path: &Path, n: usize) -> Vec<(SlotHeader, Vec<u8>)> {
-    // A copy of the file: a consumer gives slots back as it reads them (it zeroes their
-    // continuation words), which would spoil the messages for the real receiver.
+    // A copy of the file: a consumer publishes its position (when dropped), which would tell
+    // the real producer that slots the real receiver has not read are free.
     let copy = tempfile::NamedTempFile::new().unwrap();
     std::fs::copy(path, copy.path()).unwrap();
     let (_, mut c) = ring::split(Arc::new(Region::open_file(copy.path()).unwrap()));

@@ -72,8 +72,7 @@ unsafe impl RingMemory for Model {
         while !rest.is_empty() {
             let (s, o) = (at / SLOT_SIZE, at % SLOT_SIZE);
             let n = if o < WORD {
-                // Payload over the sequence word: the producer alone writes it here (the
-                // consumer's zeroing happened-before, through the head).
+                // Payload over the sequence word: only the producer writes these words.
                 let n = rest.len().min(WORD - o);
                 let w = &self.slots[s].word;
                 let mut b = w.load(Ordering::Relaxed).to_le_bytes();

@@ -10,8 +10,8 @@ use std::path::Path;
 
 /// `"HFRING"` + format version, little-endian.
 pub const RING_MAGIC: u64 = u64::from_le_bytes(*b"HFRING\x00\x02");
-/// Format version: 2 since consumers zero the continuation words they free (a version-1
-/// peer would misread them, so it is refused by name).
+/// Format version: 2 since producers clear the boundary word after each message (a version-1
+/// producer does not, so its rings are refused by name).
 pub const RING_VERSION: u32 = 2;
 /// Bytes before the first slot.
 pub const HEADER_PAGE: usize = 4096;

@@ -12,7 +12,7 @@ use hyperfabric::transport::direct::{max_inline, Received, DIRECT_SLOTS};
 use hyperfabric::ErrorKind;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Bytes of a slot header; a continuation slot `j` of a message starts at payload byte
@@ -325,6 +325,115 @@ fn a_send_to_a_killed_receiver_fails_fast() {
     let took = t.elapsed();
     assert_eq!(err.kind(), ErrorKind::NodeNotFound, "{err}");
     assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+/// The same through `post`, without background services: a post blocked on the full ring
+/// of a killed receiver fails with `NodeNotFoundError`, not after its timeout.
+#[test]
+fn a_post_to_a_killed_receiver_fails_fast() {
+    let dir = fabric("killed-post");
+    let (mut child, _lines) = spawn_child(&dir.0, 0);
+    let p = protocol(&dir.0);
+    p.register_node(node("tx")).unwrap();
+    let quick = hyperfabric::fabric::SendOptions {
+        timeout: Duration::from_millis(20),
+        ..Default::default()
+    };
+    // Fill the ring (nobody reads it).
+    while p.post("tx", "rx", &[0u8; 1024], &quick).is_ok() {}
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let opts = hyperfabric::fabric::SendOptions {
+        timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let err = p.post("tx", "rx", &[0u8; 1024], &opts).unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(err.kind(), ErrorKind::NodeNotFound, "{err}");
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+}
+
+/// Names in the fabric directory are never followed: a symbolic link planted where the zone
+/// table's temporary file goes does not make this process overwrite (or chmod) its target,
+/// and a FIFO put in place of the zone table is refused at once instead of blocking.
+#[test]
+fn planted_links_and_fifos_in_the_fabric_directory_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = fabric("links");
+    let p = protocol(&dir.0);
+    p.register_node(node("a")).unwrap();
+    let root = hyperfabric::sys::state_root().join(&dir.0);
+    let victim = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(victim.path(), b"secret").unwrap();
+    std::fs::set_permissions(victim.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(victim.path(), root.join("zones.tmp")).unwrap();
+    let zone = |id: &str| {
+        hyperfabric::model::FabricZone::new(
+            id,
+            hyperfabric::model::ZoneType::ComputeCluster,
+            hyperfabric::model::IsolationLevel::None,
+            4,
+            0.001,
+        )
+        .unwrap()
+    };
+    p.create_zone(zone("z1")).unwrap();
+    assert_eq!(std::fs::read(victim.path()).unwrap(), b"secret");
+    let mode = std::fs::metadata(victim.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!std::fs::symlink_metadata(root.join("zones"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // A FIFO as the zone table: refused, promptly.
+    std::fs::remove_file(root.join("zones")).unwrap();
+    let status = Command::new("mkfifo")
+        .arg(root.join("zones"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t = Instant::now();
+    let err = p.create_zone(zone("z2")).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+/// A reader that does not keep up bounds its queue: past the inbox limit the sender waits
+/// (its posts time out) instead of growing the reader's memory, and every message that was
+/// accepted is delivered once the reader catches up.
+#[test]
+fn a_slow_reader_pushes_back_instead_of_growing() {
+    let dir = fabric("inbox");
+    let rx = protocol(&dir.0);
+    rx.register_node(node("rx")).unwrap();
+    rx.start_background_services().unwrap();
+    let tx = protocol(&dir.0);
+    tx.register_node(node("tx")).unwrap();
+    let opts = hyperfabric::fabric::SendOptions {
+        timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let mut sent = 0usize;
+    let refused = loop {
+        match tx.post("tx", "rx", &(sent as u32).to_le_bytes(), &opts) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            sent < 4 * hyperfabric::engine::INBOX_MESSAGES,
+            "no back-pressure"
+        );
+    };
+    assert_eq!(refused.kind(), ErrorKind::Timeout, "{refused}");
+    assert!(sent >= hyperfabric::engine::INBOX_MESSAGES, "{sent}");
+    for i in 0..sent {
+        let m = rx.recv("rx", Duration::from_secs(5)).unwrap();
+        assert_eq!(&m.data[..], &(i as u32).to_le_bytes(), "message {i}");
+    }
 }
 
 #[test]

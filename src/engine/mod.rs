@@ -17,10 +17,14 @@ use crate::transport::channel::{
 };
 use crate::transport::registry::{NodeEntry, Registry};
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
+mod inbox;
+mod lost;
 mod reassembly;
+
+use inbox::Inbox;
+pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};
 
 /// Bytes of the message header inside a ring payload: destination (4), message id (8), hop
 /// count, priority, data type, hop limit (1 each), body length (4), fragment offset (4),
@@ -291,38 +295,6 @@ struct Hosted {
     handler: Option<Handler>,
     inbox: Inbox,
 }
-
-/// Messages queued for `recv` at one node. Bounded: past [`INBOX_BYTES`] or
-/// [`INBOX_MESSAGES`], the engine stops reading the node's inbound rings until `recv` takes
-/// some, so a sender faster than its reader waits (its rings fill) instead of growing the
-/// reader's memory without limit.
-#[derive(Default)]
-struct Inbox {
-    queue: VecDeque<Message>,
-    bytes: usize,
-}
-
-impl Inbox {
-    fn push_back(&mut self, m: Message) {
-        self.bytes += m.data.len() + m.metadata.len();
-        self.queue.push_back(m);
-    }
-
-    fn pop_front(&mut self) -> Option<Message> {
-        let m = self.queue.pop_front()?;
-        self.bytes -= m.data.len() + m.metadata.len();
-        Some(m)
-    }
-
-    fn is_full(&self) -> bool {
-        self.bytes >= INBOX_BYTES || self.queue.len() >= INBOX_MESSAGES
-    }
-}
-
-/// Bytes an inbox holds before its node's rings are left unread.
-pub const INBOX_BYTES: usize = 256 << 20;
-/// Messages an inbox holds before its node's rings are left unread.
-pub const INBOX_MESSAGES: usize = 1 << 16;
 
 struct Inbound {
     src: u32,
@@ -1072,57 +1044,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Frees what this process holds for nodes that left since `before` (index, generation,
-    /// owner pid and start): their half-received messages, their inbound rings (once
-    /// drained), the mappings of their processes' segments when those processes died, and the
-    /// buffers of this process's pools lent to those processes.
-    fn forget_gone_peers(&mut self, before: &[(u32, u64, u32, u64)]) {
-        let peers = &self.peers;
-        let gone: Vec<(u32, u32, u64)> = before
-            .iter()
-            .filter(|(i, g, _, _)| !peers.values().any(|e| e.index == *i && e.generation == *g))
-            .map(|&(i, _, pid, start)| (i, pid, start))
-            .collect();
-        if gone.is_empty() {
-            return;
-        }
-        for &(index, _, _) in &gone {
-            self.partial.drop_source(index);
-            self.opened.retain(|&(s, _, _), _| s != index);
-        }
-        self.gone_inbound = true;
-        self.drop_gone_inbound();
-        let own = crate::sys::process::pid();
-        let dead: Vec<(u32, u64)> = gone
-            .iter()
-            .filter(|(_, pid, start)| *pid != own && !crate::sys::process::alive(*pid, *start))
-            .map(|&(_, pid, start)| (pid, start))
-            .collect();
-        if !dead.is_empty() {
-            self.segments.retain_live(own);
-            crate::transport::channel::remove_dead_segments(self.registry.dir());
-            // Buffers of this process's pools that the dead processes held come back.
-            for key in self.own_segments.values() {
-                if let Some(pool) = self.segments.get(key) {
-                    for &(pid, _) in &dead {
-                        pool.reclaim_lent(pid);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Drops inbound rings whose sender is no longer a node of the host, once they hold no
-    /// message (what a sender pushed before it died is still delivered).
-    fn drop_gone_inbound(&mut self) {
-        let peers = &self.peers;
-        let hosted = &self.hosted;
-        let live = |i: u32| hosted.contains_key(&i) || peers.values().any(|e| e.index == i);
-        self.inbound
-            .retain(|r| live(r.src) || r.consumer.has_message());
-        self.gone_inbound = self.inbound.iter().any(|r| !live(r.src));
-    }
-
     /// Every live node of the host, by id.
     pub fn peers(&mut self) -> Result<&HashMap<String, NodeEntry>> {
         self.refresh_peers()?;
@@ -1219,80 +1140,6 @@ impl Engine {
         }
     }
 
-    /// Fails the pending requests whose destination is gone (unregistered, or its process
-    /// died). Returns how many failed.
-    pub fn fail_lost_peers(&mut self) -> usize {
-        // Never waits on the registry lock: a process stopped while holding it must not
-        // stop this engine's traffic.
-        let _ = self.registry.try_reclaim_dead();
-        let mut n = self.fail_corrupt_channels();
-        for p in self.pending.values_mut() {
-            if p.result.is_some() {
-                continue;
-            }
-            let alive = self
-                .registry
-                .get(p.dst)
-                .is_some_and(|e| e.generation == p.dst_generation);
-            if !alive {
-                p.complete(Err(Error::NodeNotFound(format!(
-                    "destination node (index {}) left the fabric before answering",
-                    p.dst
-                ))));
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Whether node `index` is gone: not registered, or its process died (then its entry is
-    /// reclaimed now if the registry lock is free). Reads the registry and `/proc`: for a
-    /// sender that waits, not per message.
-    pub fn destination_lost(&mut self, index: u32) -> bool {
-        if self.hosted.contains_key(&index) {
-            return false;
-        }
-        let lost = self
-            .registry
-            .get(index)
-            .is_none_or(|e| !crate::sys::process::alive(e.owner_pid, e.owner_start));
-        if lost {
-            let _ = self.registry.try_reclaim_dead();
-        }
-        lost
-    }
-
-    /// Drops outbound rings whose receiver marked them corrupt and fails the requests that
-    /// went through them with `MalformedFrameError` (their frames will never be read).
-    fn fail_corrupt_channels(&mut self) -> usize {
-        let corrupt: Vec<(u32, u32, Lane)> = self
-            .out
-            .iter()
-            .filter(|(_, p)| p.is_corrupt())
-            .map(|(&k, _)| k)
-            .collect();
-        if corrupt.is_empty() {
-            return 0;
-        }
-        let mut n = 0;
-        for (src, via, lane) in corrupt {
-            self.out.remove(&(src, via, lane));
-            self.counters.errors += 1;
-            let hops = &self.hops;
-            for p in self.pending.values_mut() {
-                let through = p.dst == via || hops.get(&(src, p.dst)) == Some(&via);
-                if p.result.is_none() && through {
-                    p.complete(Err(Error::MalformedFrame(format!(
-                        "the channel to node index {via} was found corrupt by its receiver; \
-                         the request was not read"
-                    ))));
-                    n += 1;
-                }
-            }
-        }
-        n
-    }
-
     fn producer(&mut self, src: u32, dst: u32, lane: Lane) -> Result<&mut Producer<Region>> {
         if !self.out.contains_key(&(src, dst, lane)) {
             let slots = lane_slots(lane);
@@ -1334,18 +1181,6 @@ impl Engine {
             .values()
             .find(|e| e.index == index)
             .map(|e| e.owner_pid)
-    }
-
-    /// Forgets the ring `src` -> `via` on `lane` that its receiver found corrupt (the next send
-    /// makes a new one) and says so.
-    #[cold]
-    fn drop_corrupt(&mut self, src: u32, via: u32, lane: Lane) -> Error {
-        self.out.remove(&(src, via, lane));
-        self.counters.errors += 1;
-        Error::MalformedFrame(format!(
-            "the channel from node index {src} to node index {via} was found corrupt by its \
-             receiver and dropped; a new one is made on the next send"
-        ))
     }
 
     /// Pushes the fragment of the body `o.metadata ‖ data` that starts at `offset`, on the

@@ -114,8 +114,7 @@ impl Engine {
         }
         let mut n = 0;
         for (src, via, lane) in corrupt {
-            self.out.remove(&(src, via, lane));
-            self.counters.errors += 1;
+            let _ = self.drop_corrupt(src, via, lane);
             let hops = &self.hops;
             for p in self.pending.values_mut() {
                 let through = p.dst == via || hops.get(&(src, p.dst)) == Some(&via);

@@ -82,12 +82,6 @@ impl std::fmt::Display for Corrupt {
     }
 }
 
-impl From<Corrupt> for crate::error::Error {
-    fn from(c: Corrupt) -> crate::error::Error {
-        crate::error::Error::MalformedFrame(c.to_string())
-    }
-}
-
 /// What travels in the slot header beside the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SlotHeader {
@@ -219,7 +213,8 @@ pub struct Consumer<M: RingMemory> {
     max_len: usize,
 }
 
-/// Splits a fresh ring into its two ends. The memory must be zeroed (a new ring).
+/// Splits a ring into its two ends: a new (zeroed) ring, or one opened from a file, whose
+/// positions are checked (a ring whose header holds impossible ones is poisoned).
 pub fn split<M: RingMemory>(mem: Arc<M>) -> (Producer<M>, Consumer<M>) {
     let cap = mem.capacity() as u64;
     debug_assert!(cap.is_power_of_two() && cap >= 2);

@@ -85,34 +85,42 @@ pub fn set_file_mode(file: &std::fs::File, path: &Path) -> Result<()> {
 /// waited on), and only a regular file. Another member of a shared fabric's group can create
 /// names in the directory; none of them may make this process open or change something else.
 pub fn open_state_file(path: &Path, write: bool) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(write)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    check_regular(&file, path)?;
-    Ok(file)
+    open_checked(
+        path,
+        std::fs::OpenOptions::new().read(true).write(write),
+        "opening",
+    )
 }
 
 /// Creates a new file of the fabric directory (fails if the name exists, symbolic links
 /// included), mode [`file_mode`].
 pub fn create_state_file(path: &Path) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let file = open_checked(
+        path,
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600),
+        "creating",
+    )?;
     set_file_mode(&file, path)?;
     Ok(file)
 }
 
-fn check_regular(file: &std::fs::File, path: &Path) -> Result<()> {
+/// Opens `path` with `options`, never through a symbolic link and never blocking, and only
+/// if it is a regular file: the one way this module opens names of a fabric directory.
+fn open_checked(
+    path: &Path,
+    options: &mut std::fs::OpenOptions,
+    doing: &str,
+) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Error::io(format!("{doing} {}", path.display()), e))?;
     let meta = file
         .metadata()
         .map_err(|e| Error::io(format!("checking {}", path.display()), e))?;
@@ -122,7 +130,7 @@ fn check_regular(file: &std::fs::File, path: &Path) -> Result<()> {
             path.display()
         )));
     }
-    Ok(())
+    Ok(file)
 }
 
 /// Creates (if needed) and checks a private directory: mode 0700, owned by this user.
@@ -217,16 +225,16 @@ impl FileLock {
 
     fn open(path: &Path) -> Result<std::fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(file_mode())
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))?;
-        check_regular(&file, path)?;
+        let file = open_checked(
+            path,
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(file_mode()),
+            "opening lock",
+        )?;
         set_file_mode(&file, path)?;
         Ok(file)
     }

@@ -1,0 +1,149 @@
+//! The frames the engine puts in rings: the message header that starts every ring payload,
+//! the options of an outgoing message, and the push of one fragment, shared by the engine and
+//! by endpoints (which own their rings).
+
+use super::{FLAG_COALESCED, FLAG_FRAMED, FLAG_ONE_WAY, HOP_LIMIT, MSG_HEADER};
+use crate::codec::FrameKind;
+use crate::model::{DataType, PacketPriority};
+use crate::ring::{Producer, PushError, Region, SlotHeader};
+use crate::transport::channel::Lane;
+
+/// The message header at the start of every ring payload (layout in [`MSG_HEADER`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MsgHeader {
+    pub(crate) dst: u32,
+    pub(crate) id: u64,
+    pub(crate) hop: u8,
+    pub(crate) priority: u8,
+    pub(crate) data_type: u8,
+    pub(crate) hop_limit: u8,
+    pub(crate) total: u32,
+    pub(crate) offset: u32,
+    pub(crate) origin: u32,
+}
+
+impl MsgHeader {
+    pub(crate) fn encode(&self) -> [u8; MSG_HEADER] {
+        let mut b = [0u8; MSG_HEADER];
+        b[0..4].copy_from_slice(&self.dst.to_le_bytes());
+        b[4..12].copy_from_slice(&self.id.to_le_bytes());
+        b[12] = self.hop;
+        b[13] = self.priority;
+        b[14] = self.data_type;
+        b[15] = self.hop_limit;
+        b[16..20].copy_from_slice(&self.total.to_le_bytes());
+        b[20..24].copy_from_slice(&self.offset.to_le_bytes());
+        b[24..28].copy_from_slice(&self.origin.to_le_bytes());
+        b
+    }
+
+    /// Reads the header of a payload of at least [`MSG_HEADER`] bytes.
+    pub(crate) fn decode(p: &[u8]) -> MsgHeader {
+        let u32_at = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+        MsgHeader {
+            dst: u32_at(0),
+            id: u64::from_le_bytes(p[4..12].try_into().expect("8 bytes")),
+            hop: p[12],
+            priority: p[13],
+            data_type: p[14],
+            hop_limit: p[15],
+            total: u32_at(16),
+            offset: u32_at(20),
+            origin: u32_at(24),
+        }
+    }
+
+    pub(crate) fn priority(&self) -> PacketPriority {
+        PacketPriority::from_u32(self.priority as u32).unwrap_or_default()
+    }
+}
+
+/// The lane of a priority.
+pub fn lane_of(priority: PacketPriority) -> Lane {
+    if priority.is_latency_lane() {
+        Lane::Latency
+    } else {
+        Lane::Bulk
+    }
+}
+
+/// Options of a send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outgoing<'a> {
+    /// Frame kind.
+    pub kind: FrameKind,
+    /// Request id.
+    pub request_id: u64,
+    /// QoS class.
+    pub priority: PacketPriority,
+    /// Kind of data.
+    pub data_type: DataType,
+    /// No response expected.
+    pub one_way: bool,
+    /// Metadata bytes.
+    pub metadata: &'a [u8],
+    /// The data is a codec frame (metadata travels inside it).
+    pub framed: bool,
+    /// The data is a batch of coalesced events: each a 4-byte little-endian length, then
+    /// its bytes; the receiver delivers each as its own message.
+    pub coalesced: bool,
+}
+
+impl Outgoing<'_> {
+    /// The message header of the fragment at `offset` of a `total`-byte message.
+    pub(crate) fn header(
+        &self,
+        src: u32,
+        dst: u32,
+        offset: usize,
+        total: usize,
+    ) -> [u8; MSG_HEADER] {
+        MsgHeader {
+            dst,
+            id: self.request_id,
+            hop: 0,
+            priority: self.priority as u8,
+            data_type: self.data_type as u8,
+            hop_limit: HOP_LIMIT,
+            total: total as u32,
+            offset: offset as u32,
+            origin: src,
+        }
+        .encode()
+    }
+
+    /// The slot header of its frames from `src`, with `extra` flags.
+    pub(crate) fn slot(&self, src: u32, extra: u8) -> SlotHeader {
+        SlotHeader {
+            len: 0,
+            kind: self.kind as u8,
+            flags: extra
+                | if self.one_way { FLAG_ONE_WAY } else { 0 }
+                | if self.framed { FLAG_FRAMED } else { 0 }
+                | if self.coalesced { FLAG_COALESCED } else { 0 },
+            aux: self.metadata.len() as u16,
+            src,
+        }
+    }
+}
+
+/// Pushes the fragment of the body `o.metadata ‖ data` that starts at `offset` (at most
+/// `limit` bytes of it) from `src` toward `dst` into `p`. Returns the offset after it.
+pub(crate) fn push_fragment(
+    p: &mut Producer<Region>,
+    (src, dst): (u32, u32),
+    o: &Outgoing<'_>,
+    data: &[u8],
+    offset: usize,
+    limit: usize,
+) -> Result<usize, PushError> {
+    let total = o.metadata.len() + data.len();
+    let end = total.min(offset + limit);
+    let hdr = o.header(src, dst, offset, total);
+    // The fragment [offset, end) of metadata ‖ data, as at most two slices.
+    let m = o.metadata.len();
+    let meta_part = &o.metadata[offset.min(m)..end.min(m)];
+    let data_part = &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)];
+    p.try_push(o.slot(src, 0), &[&hdr, meta_part, data_part])?;
+    Ok(end)
+}

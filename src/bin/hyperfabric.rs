@@ -466,10 +466,15 @@ mod bench {
                 return direct_echo(&p, id, &open);
             }
             println!("ready");
-            let opts = SendOptions::default();
+            let mut back = None;
             while open.load(std::sync::atomic::Ordering::Acquire) {
                 match p.recv(id, std::time::Duration::from_millis(100)) {
-                    Ok(m) => p.post(id, &m.source, &m.data, &opts)?,
+                    Ok(m) => {
+                        if back.is_none() {
+                            back = Some(p.endpoint(id, &m.source)?);
+                        }
+                        back.as_mut().expect("made above").post(&m.data)?
+                    }
                     Err(e) if e.kind() == hyperfabric::ErrorKind::Timeout => {}
                     Err(e) => return Err(e),
                 }
@@ -679,6 +684,7 @@ mod bench {
         } else {
             None
         };
+        let mut ep = p.endpoint("bench-a", "bench-b")?;
         let mut rows = Vec::new();
         for &size in &sizes {
             let data = vec![0x5au8; size];
@@ -694,12 +700,12 @@ mod bench {
                 match (args.api, direct.as_mut()) {
                     (Api::Direct, Some((tx, rx))) => direct_round_trip(tx, rx, &data, &pool),
                     (Api::Post, _) => {
-                        p.post("bench-a", "bench-b", &data, &opts)?;
+                        ep.post(&data)?;
                         let back = p.recv("bench-a", opts.timeout)?;
                         debug_assert_eq!(back.data.len(), data.len());
                         Ok(())
                     }
-                    _ => p.send_data("bench-a", "bench-b", &data, &opts).map(drop),
+                    _ => ep.send_data(&data, &opts).map(drop),
                 }
             };
             let row = if latency {
@@ -730,7 +736,7 @@ mod bench {
             } else {
                 let t0 = Instant::now();
                 for _ in 0..args.iters {
-                    p.post("bench-a", "bench-b", &data, &opts)?;
+                    ep.post(&data)?;
                 }
                 // A request behind the posts returns when all of them were taken.
                 p.send_data("bench-a", "bench-b", b"", &opts)?;

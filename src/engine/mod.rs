@@ -22,13 +22,14 @@ use std::sync::Arc;
 mod frame;
 mod inbox;
 mod lost;
+pub mod mailbox;
 mod reassembly;
 
 pub(crate) use frame::push_fragment;
 use frame::MsgHeader;
 pub use frame::{lane_of, Outgoing};
-use inbox::Inbox;
 pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};
+use mailbox::Mailbox;
 
 /// Bytes of the message header inside a ring payload: destination (4), message id (8), hop
 /// count, priority, data type, hop limit (1 each), body length (4), fragment offset (4),
@@ -238,7 +239,7 @@ struct Hosted {
     /// Registration generation (sealed frames for this node are bound to it).
     generation: u64,
     handler: Option<Handler>,
-    inbox: Inbox,
+    mailbox: Arc<Mailbox>,
 }
 
 struct Inbound {
@@ -294,7 +295,9 @@ pub struct Counters {
 
 /// The engine state of one process.
 pub struct Engine {
-    registry: Registry,
+    registry: Arc<Registry>,
+    /// The hosted nodes' mailboxes, polled in turn.
+    mailboxes: Vec<Arc<Mailbox>>,
     hosted: HashMap<u32, Hosted>,
     by_name: HashMap<String, u32>,
     peers: HashMap<String, NodeEntry>,
@@ -424,6 +427,9 @@ impl Body<'_> {
 impl Drop for Engine {
     /// Unlinks this process's segments (mappings of them stay valid where still held).
     fn drop(&mut self) {
+        for m in &self.mailboxes {
+            m.close();
+        }
         for &key in self.own_segments.values() {
             let _ = std::fs::remove_file(segment_path(self.registry.dir(), key));
         }
@@ -449,7 +455,8 @@ impl Engine {
         max_packet: usize,
     ) -> Engine {
         Engine {
-            registry,
+            registry: Arc::new(registry),
+            mailboxes: Vec::new(),
             hosted: HashMap::default(),
             by_name: HashMap::default(),
             peers: HashMap::default(),
@@ -705,7 +712,7 @@ impl Engine {
     }
 
     /// The segment of chunks that fits `len` bytes (made on first use).
-    fn chunk_pool(&mut self, len: usize) -> Result<(SegmentKey, BufferManager)> {
+    pub(crate) fn chunk_pool(&mut self, len: usize) -> Result<(SegmentKey, BufferManager)> {
         let (class, count, size) = if len <= SMALL_CHUNK_SIZE {
             (0, SMALL_CHUNKS, SMALL_CHUNK_SIZE)
         } else {
@@ -730,6 +737,12 @@ impl Engine {
             abandoned_reassemblies: self.partial.abandoned(),
             reassemblies: self.partial.len() as u64,
             reassembly_bytes: self.partial.bytes() as u64,
+            corrupt_channels: self.counters.corrupt_channels
+                + self
+                    .mailboxes
+                    .iter()
+                    .map(|m| m.corrupt_channels())
+                    .sum::<u64>(),
             ..self.counters
         }
     }
@@ -740,15 +753,21 @@ impl Engine {
         let generation = self.registry.get(index).map_or(0, |e| e.generation);
         let bell = *self.bell.get_or_insert(index);
         self.registry.set_bell(index, bell);
+        let mailbox = Arc::new(Mailbox::new(
+            self.registry.clone(),
+            (index, generation),
+            NodeName::from(node.node_id.as_str()),
+        ));
         self.hosted.insert(
             index,
             Hosted {
                 id: NodeName::from(node.node_id.as_str()),
                 generation,
                 handler: None,
-                inbox: Inbox::default(),
+                mailbox: mailbox.clone(),
             },
         );
+        self.mailboxes.push(mailbox);
         self.by_name.insert(node.node_id.clone(), index);
         Ok(index)
     }
@@ -757,7 +776,10 @@ impl Engine {
     pub fn unregister(&mut self, node_id: &str) -> Result<()> {
         let index = self.hosted_index(node_id)?;
         self.registry.unregister(index)?;
-        self.hosted.remove(&index);
+        if let Some(h) = self.hosted.remove(&index) {
+            h.mailbox.close();
+        }
+        self.mailboxes.retain(|m| m.node() != index);
         self.by_name.remove(node_id);
         self.out.retain(|&(s, d, _), _| s != index && d != index);
         self.inbound.retain(|i| i.dst != index);
@@ -800,14 +822,32 @@ impl Engine {
     /// Sets (or clears) a node's request handler.
     pub fn set_handler(&mut self, node_id: &str, handler: Option<Handler>) -> Result<()> {
         let i = self.hosted_index(node_id)?;
-        self.hosted.get_mut(&i).expect("indexed").handler = handler;
+        let h = self.hosted.get_mut(&i).expect("indexed");
+        h.mailbox.set_handled(handler.is_some());
+        h.handler = handler;
         Ok(())
     }
 
     /// Takes the oldest queued message of a hosted node.
     pub fn take_inbox(&mut self, node_id: &str) -> Result<Option<Message>> {
         let i = self.hosted_index(node_id)?;
-        Ok(self.hosted.get_mut(&i).expect("indexed").inbox.pop_front())
+        Ok(self.hosted.get(&i).expect("indexed").mailbox.pop())
+    }
+
+    /// The mailbox of a hosted node: `recv` takes from it without the engine.
+    pub fn mailbox(&self, node_id: &str) -> Result<Arc<Mailbox>> {
+        let i = self.hosted_index(node_id)?;
+        Ok(self.hosted.get(&i).expect("indexed").mailbox.clone())
+    }
+
+    /// The mailbox of hosted node `index`.
+    pub fn mailbox_of(&self, index: u32) -> Option<Arc<Mailbox>> {
+        self.hosted.get(&index).map(|h| h.mailbox.clone())
+    }
+
+    /// Handles a frame a mailbox did not deliver itself (see [`Mailbox::take`]).
+    pub fn dispatch_frame(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
+        self.dispatch(at, h, payload);
     }
 
     /// The registry entry whose doorbell wakes this engine, once it hosts a node.
@@ -889,7 +929,7 @@ impl Engine {
     }
 
     /// The next hop from `src` toward `dst`, or `NoRouteFoundError`.
-    fn via(&mut self, src: u32, dst: u32) -> Result<u32> {
+    pub(crate) fn via(&mut self, src: u32, dst: u32) -> Result<u32> {
         self.next_hop(src, dst).ok_or_else(|| {
             Error::NoRouteFound(format!(
                 "no route from node index {src} to node index {dst}"
@@ -959,6 +999,24 @@ impl Engine {
     pub fn next_id(&mut self) -> u64 {
         let id = self.next_request;
         self.next_request += 1;
+        id
+    }
+
+    /// Counts frames and payload bytes an endpoint pushed into its own ring.
+    pub fn count_sent(&mut self, frames: u64, bytes: u64) {
+        self.counters.frames_sent += frames;
+        self.counters.bytes_sent += bytes;
+    }
+
+    /// Whether this process hosts node `index`.
+    pub fn hosts(&self, index: u32) -> bool {
+        self.hosted.contains_key(&index)
+    }
+
+    /// Reserves `n` consecutive message ids (an endpoint's block); returns the first.
+    pub fn reserve_ids(&mut self, n: u64) -> u64 {
+        let id = self.next_request;
+        self.next_request += n;
         id
     }
 
@@ -1064,7 +1122,7 @@ impl Engine {
     }
 
     /// The pid of the process hosting node `index` when it is another process of the host.
-    fn owner_of(&self, index: u32) -> Option<u32> {
+    pub(crate) fn owner_of(&self, index: u32) -> Option<u32> {
         if self.hosted.contains_key(&index) {
             return None;
         }
@@ -1348,7 +1406,7 @@ impl Engine {
             };
             for i in inbound.iter_mut().filter(|i| i.lane == pass) {
                 let at = i.dst;
-                if self.hosted.get(&at).is_some_and(|h| h.inbox.is_full()) {
+                if self.hosted.get(&at).is_some_and(|h| h.mailbox.is_full()) {
                     // Back-pressure: the reader of `at` is behind.
                     continue;
                 }
@@ -1374,6 +1432,44 @@ impl Engine {
         }
         inbound.append(&mut self.inbound);
         self.inbound = inbound;
+        n + self.poll_mailboxes(false)
+    }
+
+    /// [`Engine::poll`], and the endpoint rings of nodes without handler too (their
+    /// messages join the nodes' queues): for a sender waiting for room, whose peer may be
+    /// waiting for this process to read.
+    pub fn drain(&mut self) -> usize {
+        self.poll() + self.poll_mailboxes(true)
+    }
+
+    /// Takes what the endpoint rings of hosted nodes with handlers hold (`all`: of every
+    /// hosted node), through the full dispatch (handlers, replies, forwarding; data for
+    /// `recv` joins the node's queue). Nodes without handler are otherwise left to `recv`,
+    /// which reads their rings in place; a mailbox that a `recv` is polling now is skipped.
+    fn poll_mailboxes(&mut self, all: bool) -> usize {
+        if self.mailboxes.is_empty() {
+            return 0;
+        }
+        let mailboxes = std::mem::take(&mut self.mailboxes);
+        let mut n = 0;
+        for mb in &mailboxes {
+            if !mb.is_handled() && (!all || mb.is_full()) {
+                continue;
+            }
+            let Some(mut rings) = mb.try_rings() else {
+                continue;
+            };
+            for _ in 0..64 {
+                let (_, took) = mb.take(&mut rings, false, &mut |at, h, d| self.dispatch(at, h, d));
+                if !took {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        // Nodes registered while delivering joined `self.mailboxes`.
+        let mut added = std::mem::replace(&mut self.mailboxes, mailboxes);
+        self.mailboxes.append(&mut added);
         n
     }
 
@@ -1544,7 +1640,7 @@ impl Engine {
                             Some(handler) => {
                                 let _ = handler(&msg);
                             }
-                            None => node.inbox.push_back(msg),
+                            None => node.mailbox.push(msg),
                         }
                     }
                     return;
@@ -1571,7 +1667,7 @@ impl Engine {
                         let _ = handler(&msg);
                     }
                     None => {
-                        node.inbox.push_back(msg);
+                        node.mailbox.push(msg);
                         if !one_way {
                             self.send_reply(dst, h.src, &reply(FrameKind::Ack), &[]);
                         }

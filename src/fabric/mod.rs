@@ -4,6 +4,10 @@
 #![forbid(unsafe_code)]
 
 mod address;
+mod endpoint;
+mod recv;
+
+pub use endpoint::Endpoint;
 
 pub use address::{PeerAddress, ADDRESS_MAX};
 
@@ -450,263 +454,6 @@ impl HyperFabricProtocol {
         n
     }
 
-    /// Refuses, before anything is sent, a send whose route cannot meet its latency
-    /// constraint, quantum rules or zone isolation. Sends without constraints skip it while
-    /// no isolating zone exists (no route work per message). Returns whether a
-    /// QUANTUM_SECURE zone requires the send to be encrypted.
-    fn check_route(&self, source: &str, destination: &str, opts: &SendOptions) -> Result<bool> {
-        let constraint = opts
-            .latency_constraint_ns
-            .or(self.inner.options.default_latency_constraint_ns);
-        let zoned = self.inner.zones_active.load(Ordering::Acquire)
-            || self.inner.registry.zones_epoch() != self.inner.zones_seen.load(Ordering::Acquire);
-        if constraint.is_none()
-            && !zoned
-            && !opts.requires_quantum_entanglement
-            && !opts.data_type.is_quantum()
-        {
-            return Ok(false);
-        }
-        self.sync_topology()?;
-        let tm = &self.inner.topology;
-        if let Some(why) = tm.read(|t| t.isolation_violation(source, destination)) {
-            return Err(Error::ZoneIsolationViolation(why));
-        }
-        tm.route(&RouteRequest {
-            data_type: opts.data_type,
-            latency_constraint_ns: constraint,
-            requires_quantum_entanglement: opts.requires_quantum_entanglement,
-            ..RouteRequest::new(source, destination)
-        })?;
-        Ok(tm.read(|t| t.encryption_zone(source, destination).is_some()))
-    }
-
-    /// `opts` with encryption on when a zone requires it (`ZoneIsolationViolationError`
-    /// without a fabric key).
-    fn sealed_options<'o>(
-        &self,
-        must_seal: bool,
-        opts: &'o SendOptions,
-    ) -> Result<std::borrow::Cow<'o, SendOptions>> {
-        if !must_seal || opts.encryption_enabled {
-            return Ok(std::borrow::Cow::Borrowed(opts));
-        }
-        if self.inner.sealing.is_none() {
-            return Err(Error::ZoneIsolationViolation(
-                "a quantum_secure zone requires encryption and no fabric key is configured".into(),
-            ));
-        }
-        Ok(std::borrow::Cow::Owned(SendOptions {
-            encryption_enabled: true,
-            ..opts.clone()
-        }))
-    }
-
-    /// Encodes metadata and, when compression or encryption is asked, frames metadata and
-    /// payload together (sealed for message `id` from `src` to `dst`); returns (metadata,
-    /// body, framed).
-    fn prepare<'d>(
-        &self,
-        (src, dst, id): (u32, &Peer, u64),
-        data: &'d [u8],
-        opts: &SendOptions,
-    ) -> Result<(Vec<u8>, std::borrow::Cow<'d, [u8]>, bool)> {
-        let metadata = encode_metadata(opts)?;
-        if !(opts.compression_enabled || opts.encryption_enabled) {
-            // Plain sends go from the caller's buffer straight into the ring.
-            return Ok((metadata, std::borrow::Cow::Borrowed(data), false));
-        }
-        let mut h = WireHeader::new(FrameKind::Data, src, dst.index);
-        h.priority = opts.priority;
-        h.data_type = opts.data_type;
-        h.request_id = id;
-        let mut out = Vec::with_capacity(
-            codec::HEADER_LEN + metadata.len() + data.len() + codec::SEAL_OVERHEAD,
-        );
-        let mut sealers = lock(&self.inner.sealers);
-        let seal = if opts.encryption_enabled {
-            let key = self.inner.sealing.as_ref().ok_or_else(|| {
-                Error::InvalidArgument(
-                    "encryption requested but no fabric key is configured".into(),
-                )
-            })?;
-            let sealer = match sealers.entry(src) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    let generation =
-                        lock(&self.inner.engine)
-                            .hosted_generation(src)
-                            .ok_or_else(|| {
-                                Error::NodeNotFound(format!("node index {src} is not hosted here"))
-                            })?;
-                    v.insert(Sealer::new(key, src, generation, random_u64()))
-                }
-            };
-            let envelope = Envelope {
-                origin: src,
-                destination: dst.index,
-                destination_generation: dst.generation,
-                kind: FrameKind::Data as u8,
-                request_id: id,
-            };
-            Some((sealer, envelope))
-        } else {
-            None
-        };
-        codec::encode_frame(
-            h,
-            &metadata,
-            data,
-            FrameOptions {
-                compress: opts.compression_enabled,
-                seal,
-            },
-            &mut out,
-        )?;
-        Ok((Vec::new(), std::borrow::Cow::Owned(out), true))
-    }
-
-    /// Pushes every fragment of `body`, starting under the engine lock `e` the caller took
-    /// (one lock for the common single-fragment send); the lock is released between
-    /// fragments, so another thread's urgent message can go in between.
-    fn push<'a>(
-        &'a self,
-        mut e: MutexGuard<'a, Engine>,
-        (src, dst): (u32, u32),
-        o: &Outgoing<'_>,
-        body: &[u8],
-        deadline: &mut Deadline,
-    ) -> Result<()> {
-        let mut offset = 0;
-        let mut backoff = Backoff::new();
-        // While the ring stays full, whether the destination's process died is checked every
-        // 10 ms (with or without background services): a dead reader never makes room.
-        let mut next_check: Option<Instant> = None;
-        loop {
-            match e.try_send_from(src, dst, o, body, offset)? {
-                Some((_, true)) => return Ok(()),
-                Some((next, false)) => {
-                    offset = next;
-                    backoff.reset();
-                }
-                // Full: drain our own inbound rings, the peer may be waiting on us.
-                None => {
-                    e.poll();
-                    let now = Instant::now();
-                    if now >= *next_check.get_or_insert(now) {
-                        if e.destination_lost(dst) {
-                            return Err(Error::NodeNotFound(format!(
-                                "destination node index {dst} is gone (its process died or it \
-                                 left the fabric)"
-                            )));
-                        }
-                        next_check = Some(now + Duration::from_millis(10));
-                    }
-                    drop(e);
-                    if deadline.passed() {
-                        return Err(Error::Timeout(format!(
-                            "ring to node index {dst} stayed full"
-                        )));
-                    }
-                    backoff.snooze();
-                    e = lock(&self.inner.engine);
-                    continue;
-                }
-            }
-            drop(e);
-            e = lock(&self.inner.engine);
-        }
-    }
-
-    fn endpoints(&self, source: &str, destination: &str) -> Result<(u32, Peer)> {
-        let mut e = lock(&self.inner.engine);
-        let src = e.hosted_index(source)?;
-        let dst = e.resolve(destination)?;
-        Ok((src, dst))
-    }
-
-    /// Sends a data message (a request unless `one_way`): route check, metadata, framing
-    /// when asked, then the push. A plain send takes the engine lock once. Returns the
-    /// message id and the deadline, whose clock may have started.
-    fn send(
-        &self,
-        source: &str,
-        destination: &str,
-        data: &[u8],
-        opts: &SendOptions,
-        one_way: bool,
-    ) -> Result<(u64, Deadline)> {
-        let mut deadline = Deadline::after(opts.timeout);
-        let must_seal = self.check_route(source, destination, opts)?;
-        let opts = &*self.sealed_options(must_seal, opts)?;
-        let framing = opts.compression_enabled || opts.encryption_enabled;
-        // Not awaited when one-way, but fragments are reassembled by message id.
-        let new_id = |e: &mut Engine, dst: &Peer| {
-            if one_way {
-                e.next_id()
-            } else {
-                e.new_request(dst)
-            }
-        };
-        let (e, src, dst, metadata, body, framed, id) = if framing {
-            // The id first: a sealed frame is bound to it.
-            let (src, dst, id) = {
-                let mut e = lock(&self.inner.engine);
-                let src = e.hosted_index(source)?;
-                let dst = e.resolve(destination)?;
-                let id = new_id(&mut e, &dst);
-                (src, dst, id)
-            };
-            match self.prepare((src, &dst, id), data, opts) {
-                Ok((metadata, body, framed)) => (
-                    lock(&self.inner.engine),
-                    src,
-                    dst,
-                    metadata,
-                    body,
-                    framed,
-                    id,
-                ),
-                Err(err) => {
-                    lock(&self.inner.engine).cancel(id);
-                    return Err(err);
-                }
-            }
-        } else {
-            let metadata = encode_metadata(opts)?;
-            let mut e = lock(&self.inner.engine);
-            let src = e.hosted_index(source)?;
-            let dst = e.resolve(destination)?;
-            let id = new_id(&mut e, &dst);
-            (
-                e,
-                src,
-                dst,
-                metadata,
-                std::borrow::Cow::Borrowed(data),
-                false,
-                id,
-            )
-        };
-        let o = Outgoing {
-            kind: FrameKind::Data,
-            request_id: id,
-            priority: opts.priority,
-            data_type: opts.data_type,
-            one_way,
-            metadata: &metadata,
-            framed,
-            coalesced: false,
-        };
-        if let Err(err) = self.push(e, (src, dst.index), &o, &body, &mut deadline) {
-            if !one_way {
-                lock(&self.inner.engine).cancel(id);
-            }
-            return Err(err);
-        }
-        Ok((id, deadline))
-    }
-
     /// The reference's `send_data`: delivers `data` to `destination` and returns its
     /// response (a node without handler answers with an empty delivery receipt). Fails
     /// before sending when the route cannot meet the latency constraint; fails with
@@ -732,7 +479,7 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<Request> {
-        let (id, deadline) = self.send(source, destination, data, opts, false)?;
+        let (id, deadline) = self.inner.send(source, destination, data, opts, false)?;
         Ok(self.request(id, deadline))
     }
 
@@ -761,7 +508,9 @@ impl HyperFabricProtocol {
         if coalesce {
             return self.post_event(source, destination, data, opts);
         }
-        self.send(source, destination, data, opts, true).map(drop)
+        self.inner
+            .send(source, destination, data, opts, true)
+            .map(drop)
     }
 
     /// Posts a neuromorphic event into its pair's batch (see [`Coalescing`]). With the engine
@@ -776,9 +525,12 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<()> {
-        if self.check_route(source, destination, opts)? {
+        if self.inner.check_route(source, destination, opts)? {
             // A zone requires sealing: sent on its own, encrypted.
-            return self.send(source, destination, data, opts, true).map(drop);
+            return self
+                .inner
+                .send(source, destination, data, opts, true)
+                .map(drop);
         }
         let mut deadline = Deadline::after(opts.timeout);
         self.until_room(&mut deadline, destination, |e| {
@@ -818,7 +570,7 @@ impl HyperFabricProtocol {
                 if attempt(&mut e)? {
                     return Ok(());
                 }
-                e.poll();
+                e.drain();
             }
             if deadline.passed() {
                 return Err(Error::Timeout(format!("ring to {to} stayed full")));
@@ -840,8 +592,11 @@ impl HyperFabricProtocol {
         source: &str,
         destination: &str,
     ) -> Result<crate::transport::direct::Sender> {
-        let (src, dst) = self.endpoints(source, destination)?;
-        if self.check_route(source, destination, &SendOptions::default())? {
+        let (src, dst) = self.inner.endpoints(source, destination)?;
+        if self
+            .inner
+            .check_route(source, destination, &SendOptions::default())?
+        {
             return Err(Error::ZoneIsolationViolation(format!(
                 "{source:?} -> {destination:?} crosses a quantum_secure zone: direct channels \
                  are not encrypted"
@@ -925,9 +680,9 @@ impl HyperFabricProtocol {
         opts: &SendOptions,
         one_way: bool,
     ) -> Result<BufferSend> {
-        let (src, dst) = self.endpoints(source, destination)?;
+        let (src, dst) = self.inner.endpoints(source, destination)?;
         let by_descriptor = self.descriptor_options(&buffer, opts).is_some()
-            && !self.check_route(source, destination, opts)?;
+            && !self.inner.check_route(source, destination, opts)?;
         if !by_descriptor {
             let opts = SendOptions {
                 encryption_enabled: opts.encryption_enabled || buffer.encryption_enabled(),
@@ -999,30 +754,6 @@ impl HyperFabricProtocol {
         })
     }
 
-    /// The oldest message queued for a hosted node (one without handler), waiting up to
-    /// `timeout`.
-    pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
-        if timeout.is_zero() {
-            // A single look, no waiting.
-            let mut e = lock(&self.inner.engine);
-            if !self.inner.running.load(Ordering::Acquire) {
-                e.poll();
-            }
-            return e
-                .take_inbox(node_id)?
-                .ok_or_else(|| Error::Timeout(format!("nothing queued for {node_id:?}")));
-        }
-        self.inner
-            .poll_until(&mut Deadline::after(timeout), |e| {
-                e.take_inbox(node_id).transpose()
-            })
-            .unwrap_or_else(|| {
-                Err(Error::Timeout(format!(
-                    "nothing arrived for {node_id:?} in time"
-                )))
-            })
-    }
-
     /// The reference's `ping`: probes of `packet_size` bytes; `latency_ns` is the median
     /// round trip / 2, `bandwidth_gbps` the bytes a pipelined burst of probes moved (both
     /// ways) per second, `packet_loss_rate` the share of probes that timed out.
@@ -1042,7 +773,7 @@ impl HyperFabricProtocol {
             )));
         }
         let timeout = Duration::from_millis(timeout_ms.max(1));
-        let (src, dst) = self.endpoints(source, destination)?;
+        let (src, dst) = self.inner.endpoints(source, destination)?;
         let payload = vec![0xa5u8; packet_size];
         // The path starts with the source; each forwarder and the destination append theirs.
         let origin = src.to_le_bytes();
@@ -1065,6 +796,7 @@ impl HyperFabricProtocol {
             let mut deadline = Deadline::at(start + timeout);
             let e = lock(&self.inner.engine);
             match self
+                .inner
                 .push(e, (src, dst.index), &probe(id), &payload, &mut deadline)
                 .and_then(|_| self.inner.wait(id, &mut deadline))
             {
@@ -1087,7 +819,8 @@ impl HyperFabricProtocol {
             for _ in 0..BURST {
                 let id = lock(&self.inner.engine).new_request(&dst);
                 let e = lock(&self.inner.engine);
-                self.push(e, (src, dst.index), &probe(id), &payload, &mut deadline)?;
+                self.inner
+                    .push(e, (src, dst.index), &probe(id), &payload, &mut deadline)?;
                 ids.push(id);
             }
             let mut ok = 0;
@@ -1208,6 +941,9 @@ impl HyperFabricProtocol {
                             // before seeing the flag is found here, one that wrote after
                             // rings the bell.
                             sleeping.store(1, Ordering::SeqCst);
+                            // Senders only order their writes before reading the flag
+                            // (sys::fence): this fences them all.
+                            crate::sys::fence::heavy();
                             let token = word.load(Ordering::SeqCst);
                             if lock(&inner.engine).poll() == 0 {
                                 crate::sys::futex_wait(word, token, nap);
@@ -1257,6 +993,268 @@ impl Drop for HyperFabricProtocol {
 }
 
 impl Inner {
+    /// Pushes every fragment of `body`, starting under the engine lock `e` the caller took
+    /// (one lock for the common single-fragment send); the lock is released between
+    /// fragments, so another thread's urgent message can go in between.
+    pub(super) fn push<'a>(
+        &'a self,
+        mut e: MutexGuard<'a, Engine>,
+        (src, dst): (u32, u32),
+        o: &Outgoing<'_>,
+        body: &[u8],
+        deadline: &mut Deadline,
+    ) -> Result<()> {
+        let mut offset = 0;
+        let mut backoff = Backoff::new();
+        // While the ring stays full, whether the destination's process died is checked every
+        // 10 ms (with or without background services): a dead reader never makes room.
+        let mut next_check: Option<Instant> = None;
+        loop {
+            match e.try_send_from(src, dst, o, body, offset)? {
+                Some((_, true)) => return Ok(()),
+                Some((next, false)) => {
+                    offset = next;
+                    backoff.reset();
+                }
+                // Full: drain our own inbound rings, the peer may be waiting on us.
+                None => {
+                    e.drain();
+                    let now = Instant::now();
+                    if now >= *next_check.get_or_insert(now) {
+                        if e.destination_lost(dst) {
+                            return Err(Error::NodeNotFound(format!(
+                                "destination node index {dst} is gone (its process died or it \
+                                 left the fabric)"
+                            )));
+                        }
+                        next_check = Some(now + Duration::from_millis(10));
+                    }
+                    drop(e);
+                    if deadline.passed() {
+                        return Err(Error::Timeout(format!(
+                            "ring to node index {dst} stayed full"
+                        )));
+                    }
+                    backoff.snooze();
+                    e = lock(&self.engine);
+                    continue;
+                }
+            }
+            drop(e);
+            e = lock(&self.engine);
+        }
+    }
+
+    pub(super) fn endpoints(&self, source: &str, destination: &str) -> Result<(u32, Peer)> {
+        let mut e = lock(&self.engine);
+        let src = e.hosted_index(source)?;
+        let dst = e.resolve(destination)?;
+        Ok((src, dst))
+    }
+
+    /// Sends a data message (a request unless `one_way`): route check, metadata, framing
+    /// when asked, then the push. A plain send takes the engine lock once. Returns the
+    /// message id and the deadline, whose clock may have started.
+    pub(super) fn send(
+        &self,
+        source: &str,
+        destination: &str,
+        data: &[u8],
+        opts: &SendOptions,
+        one_way: bool,
+    ) -> Result<(u64, Deadline)> {
+        let mut deadline = Deadline::after(opts.timeout);
+        let must_seal = self.check_route(source, destination, opts)?;
+        let opts = &*self.sealed_options(must_seal, opts)?;
+        let framing = opts.compression_enabled || opts.encryption_enabled;
+        // Not awaited when one-way, but fragments are reassembled by message id.
+        let new_id = |e: &mut Engine, dst: &Peer| {
+            if one_way {
+                e.next_id()
+            } else {
+                e.new_request(dst)
+            }
+        };
+        let (e, src, dst, metadata, body, framed, id) = if framing {
+            // The id first: a sealed frame is bound to it.
+            let (src, dst, id) = {
+                let mut e = lock(&self.engine);
+                let src = e.hosted_index(source)?;
+                let dst = e.resolve(destination)?;
+                let id = new_id(&mut e, &dst);
+                (src, dst, id)
+            };
+            match self.prepare((src, &dst, id), data, opts) {
+                Ok((metadata, body, framed)) => {
+                    (lock(&self.engine), src, dst, metadata, body, framed, id)
+                }
+                Err(err) => {
+                    lock(&self.engine).cancel(id);
+                    return Err(err);
+                }
+            }
+        } else {
+            let metadata = encode_metadata(opts)?;
+            let mut e = lock(&self.engine);
+            let src = e.hosted_index(source)?;
+            let dst = e.resolve(destination)?;
+            let id = new_id(&mut e, &dst);
+            (
+                e,
+                src,
+                dst,
+                metadata,
+                std::borrow::Cow::Borrowed(data),
+                false,
+                id,
+            )
+        };
+        let o = Outgoing {
+            kind: FrameKind::Data,
+            request_id: id,
+            priority: opts.priority,
+            data_type: opts.data_type,
+            one_way,
+            metadata: &metadata,
+            framed,
+            coalesced: false,
+        };
+        if let Err(err) = self.push(e, (src, dst.index), &o, &body, &mut deadline) {
+            if !one_way {
+                lock(&self.engine).cancel(id);
+            }
+            return Err(err);
+        }
+        Ok((id, deadline))
+    }
+
+    /// Drains this process's rings once (unless another thread holds the engine): a sender
+    /// waiting for room must not keep a peer that waits for it from making progress.
+    pub(super) fn drain(&self) {
+        if let Ok(mut e) = self.engine.try_lock() {
+            e.drain();
+        }
+    }
+
+    /// Refuses, before anything is sent, a send whose route cannot meet its latency
+    /// constraint, quantum rules or zone isolation. Sends without constraints skip it while
+    /// no isolating zone exists (no route work per message). Returns whether a
+    /// QUANTUM_SECURE zone requires the send to be encrypted.
+    pub(super) fn check_route(
+        &self,
+        source: &str,
+        destination: &str,
+        opts: &SendOptions,
+    ) -> Result<bool> {
+        let constraint = opts
+            .latency_constraint_ns
+            .or(self.options.default_latency_constraint_ns);
+        let zoned = self.zones_active.load(Ordering::Acquire)
+            || self.registry.zones_epoch() != self.zones_seen.load(Ordering::Acquire);
+        if constraint.is_none()
+            && !zoned
+            && !opts.requires_quantum_entanglement
+            && !opts.data_type.is_quantum()
+        {
+            return Ok(false);
+        }
+        sync_topology(self)?;
+        let tm = &self.topology;
+        if let Some(why) = tm.read(|t| t.isolation_violation(source, destination)) {
+            return Err(Error::ZoneIsolationViolation(why));
+        }
+        tm.route(&RouteRequest {
+            data_type: opts.data_type,
+            latency_constraint_ns: constraint,
+            requires_quantum_entanglement: opts.requires_quantum_entanglement,
+            ..RouteRequest::new(source, destination)
+        })?;
+        Ok(tm.read(|t| t.encryption_zone(source, destination).is_some()))
+    }
+
+    /// `opts` with encryption on when a zone requires it (`ZoneIsolationViolationError`
+    /// without a fabric key).
+    pub(super) fn sealed_options<'o>(
+        &self,
+        must_seal: bool,
+        opts: &'o SendOptions,
+    ) -> Result<std::borrow::Cow<'o, SendOptions>> {
+        if !must_seal || opts.encryption_enabled {
+            return Ok(std::borrow::Cow::Borrowed(opts));
+        }
+        if self.sealing.is_none() {
+            return Err(Error::ZoneIsolationViolation(
+                "a quantum_secure zone requires encryption and no fabric key is configured".into(),
+            ));
+        }
+        Ok(std::borrow::Cow::Owned(SendOptions {
+            encryption_enabled: true,
+            ..opts.clone()
+        }))
+    }
+
+    /// Encodes metadata and, when compression or encryption is asked, frames metadata and
+    /// payload together (sealed for message `id` from `src` to `dst`); returns (metadata,
+    /// body, framed).
+    pub(super) fn prepare<'d>(
+        &self,
+        (src, dst, id): (u32, &Peer, u64),
+        data: &'d [u8],
+        opts: &SendOptions,
+    ) -> Result<(Vec<u8>, std::borrow::Cow<'d, [u8]>, bool)> {
+        let metadata = encode_metadata(opts)?;
+        if !(opts.compression_enabled || opts.encryption_enabled) {
+            // Plain sends go from the caller's buffer straight into the ring.
+            return Ok((metadata, std::borrow::Cow::Borrowed(data), false));
+        }
+        let mut h = WireHeader::new(FrameKind::Data, src, dst.index);
+        h.priority = opts.priority;
+        h.data_type = opts.data_type;
+        h.request_id = id;
+        let mut out = Vec::with_capacity(
+            codec::HEADER_LEN + metadata.len() + data.len() + codec::SEAL_OVERHEAD,
+        );
+        let mut sealers = lock(&self.sealers);
+        let seal = if opts.encryption_enabled {
+            let key = self.sealing.as_ref().ok_or_else(|| {
+                Error::InvalidArgument(
+                    "encryption requested but no fabric key is configured".into(),
+                )
+            })?;
+            let sealer = match sealers.entry(src) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let generation =
+                        lock(&self.engine).hosted_generation(src).ok_or_else(|| {
+                            Error::NodeNotFound(format!("node index {src} is not hosted here"))
+                        })?;
+                    v.insert(Sealer::new(key, src, generation, random_u64()))
+                }
+            };
+            let envelope = Envelope {
+                origin: src,
+                destination: dst.index,
+                destination_generation: dst.generation,
+                kind: FrameKind::Data as u8,
+                request_id: id,
+            };
+            Some((sealer, envelope))
+        } else {
+            None
+        };
+        codec::encode_frame(
+            h,
+            &metadata,
+            data,
+            FrameOptions {
+                compress: opts.compression_enabled,
+                seal,
+            },
+            &mut out,
+        )?;
+        Ok((Vec::new(), std::borrow::Cow::Owned(out), true))
+    }
+
     /// Marks nodes down or up in the host topology (routes are rebuilt without the down
     /// ones) and drops the engine's cached next hops.
     fn apply_health(&self, changes: Vec<crate::engine::HealthChange>) {
@@ -1758,4 +1756,15 @@ fn random_u64() -> u64 {
             .unwrap_or_default();
         t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
     }
+}
+
+/// A send through the engine (for endpoints whose route has hops).
+fn send_through_engine(
+    inner: &Inner,
+    (source, destination): (&str, &str),
+    data: &[u8],
+    opts: &SendOptions,
+    one_way: bool,
+) -> Result<(u64, Deadline)> {
+    inner.send(source, destination, data, opts, one_way)
 }

@@ -75,3 +75,78 @@ mod tests {
         assert!(!b.is_yielding());
     }
 }
+
+/// A lock taken with one atomic exchange and released with one store, for state that one
+/// thread at a time works on and others only try to take ([`SpinLock::try_lock`]) or wait
+/// for briefly ([`SpinLock::lock`] spins, then yields). No poisoning: a panic while held
+/// releases it.
+#[derive(Debug, Default)]
+pub struct SpinLock<T> {
+    locked: std::sync::atomic::AtomicBool,
+    value: std::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only through a guard, and one guard exists at a time (the
+// `locked` exchange), so sharing the lock shares `T` between threads one at a time.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+/// Access to the value of a [`SpinLock`] while held.
+#[derive(Debug)]
+pub struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> SpinLock<T> {
+    /// A free lock over `value`.
+    pub fn new(value: T) -> SpinLock<T> {
+        SpinLock {
+            locked: std::sync::atomic::AtomicBool::new(false),
+            value: std::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock if it is free now (a plain load first, so a thread that finds it taken
+    /// does not pull the line away from its holder).
+    #[inline]
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        use std::sync::atomic::Ordering;
+        if self.locked.load(Ordering::Relaxed) || self.locked.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        Some(SpinGuard { lock: self })
+    }
+
+    /// Takes the lock, waiting (spinning, then yielding) while another thread holds it.
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(g) = self.try_lock() {
+                return g;
+            }
+            backoff.snooze();
+        }
+    }
+}
+
+impl<T> std::ops::Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard is the only one (see `SpinLock`), so no `&mut T` exists.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: this guard is the only one and is borrowed mutably.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock
+            .locked
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}

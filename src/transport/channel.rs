@@ -40,6 +40,34 @@ pub fn parse_ring_name(name: &str) -> Option<(u32, u32, Lane)> {
     it.next().is_none().then_some((src, dst, lane))
 }
 
+/// Path of endpoint ring `n` of process `pid` from `src` to registration `generation` of
+/// `dst`: the ring an endpoint owns, polled by the destination node's mailbox (only by that
+/// registration's: a later holder of the index never reads it).
+pub fn endpoint_path(
+    dir: &Path,
+    (src, dst, generation): (u32, u32, u64),
+    pid: u32,
+    n: u32,
+) -> PathBuf {
+    dir.join(format!("ep-{src}-{dst}-{pid}-{n}.{generation}"))
+}
+
+/// Parses an endpoint ring file name into ((src, dst, pid, n), generation of dst).
+pub fn parse_endpoint_name(name: &str) -> Option<((u32, u32, u32, u32), u64)> {
+    let (rest, generation) = name.strip_prefix("ep-")?.split_once('.')?;
+    Some((parse_four(rest)?, generation.parse().ok()?))
+}
+
+/// Four numbers separated by `-`, nothing else.
+pub(crate) fn parse_four(rest: &str) -> Option<(u32, u32, u32, u32)> {
+    let mut it = rest.split('-');
+    let mut v = [0u32; 4];
+    for x in &mut v {
+        *x = it.next()?.parse().ok()?;
+    }
+    it.next().is_none().then_some((v[0], v[1], v[2], v[3]))
+}
+
 /// Names a buffer-pool segment in the fabric directory: the owning process (pid and start
 /// time, so a reused pid is another owner) and the segment's number within it. Descriptors
 /// carry it, so a receiver can map the sender's pages.
@@ -198,7 +226,8 @@ pub fn remove_channel_files(dir: &Path, nodes: &[u32]) {
         let Some(name) = name.to_str() else { continue };
         let ends = parse_ring_name(name)
             .map(|(s, d, _)| (s, d))
-            .or_else(|| super::direct::parse_direct_name(name).map(|(s, d, _, _)| (s, d)));
+            .or_else(|| super::direct::parse_direct_name(name).map(|(s, d, _, _)| (s, d)))
+            .or_else(|| parse_endpoint_name(name).map(|((s, d, _, _), _)| (s, d)));
         if let Some((src, dst)) = ends {
             if nodes.contains(&src) || nodes.contains(&dst) {
                 let _ = std::fs::remove_file(e.path());
@@ -258,6 +287,15 @@ mod tests {
             std::fs::write(p, b"").unwrap();
         }
         std::fs::write(dir.path().join("registry"), b"").unwrap();
+        std::fs::write(endpoint_path(dir.path(), (1, 5, 3), 77, 0), b"").unwrap();
+        std::fs::write(endpoint_path(dir.path(), (6, 7, 9), 77, 1), b"").unwrap();
+        assert_eq!(
+            parse_endpoint_name("ep-6-7-77-1.9"),
+            Some(((6, 7, 77, 1), 9))
+        );
+        assert_eq!(parse_endpoint_name("ep-6-7-77-1"), None);
+        assert_eq!(parse_endpoint_name("ep-6-7-77.1"), None);
+        assert_eq!(parse_endpoint_name("ep-6-7-77-1-2.9"), None);
         assert_eq!(parse_ring_name("ch-1-2-x"), None);
         assert_eq!(parse_ring_name("ch-1-2-l-9"), None);
         remove_channel_files(dir.path(), &[1]);
@@ -266,6 +304,6 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        assert_eq!(left, ["ch-3-4-l", "registry"]);
+        assert_eq!(left, ["ch-3-4-l", "ep-6-7-77-1.9", "registry"]);
     }
 }

@@ -33,13 +33,7 @@ pub fn direct_path(dir: &Path, src: u32, dst: u32, pid: u32, n: u32) -> PathBuf 
 
 /// Parses a direct ring file name into (src, dst, pid, n).
 pub fn parse_direct_name(name: &str) -> Option<(u32, u32, u32, u32)> {
-    let mut it = name.strip_prefix("dc-")?.split('-');
-    let v: Vec<u32> = it
-        .by_ref()
-        .take(4)
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    (v.len() == 4 && it.next().is_none()).then(|| (v[0], v[1], v[2], v[3]))
+    super::channel::parse_four(name.strip_prefix("dc-")?)
 }
 
 /// The sending end of a direct channel. `Send` but not `Sync`: one thread pushes at a time.

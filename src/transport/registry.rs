@@ -111,6 +111,8 @@ impl Registry {
 
     /// Opens (creating if needed) the registry in `dir`.
     pub fn open_in(dir: &Path) -> Result<Registry> {
+        // Senders of this process may then skip the full fence before the doorbell.
+        crate::sys::fence::register();
         let _lock = FileLock::acquire(&dir.join("registry.lock"))?;
         let path = dir.join("registry");
         let map = match Mapping::open_file(&path) {
@@ -455,7 +457,7 @@ impl Registry {
         let Some((bell, sleeping)) = self.bell_words(self.bell_of(index)) else {
             return;
         };
-        crate::sync::atomic::fence(Ordering::SeqCst);
+        crate::sys::fence::light();
         if sleeping.load(Ordering::Relaxed) == 1 && sleeping.swap(0, Ordering::AcqRel) == 1 {
             bell.fetch_add(1, Ordering::Release);
             crate::sys::futex_wake(bell);

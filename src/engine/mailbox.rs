@@ -1,0 +1,363 @@
+//! A hosted node's mailbox: what `recv` takes from without the engine lock.
+//!
+//! Two sources feed it. Endpoint rings (`ep-<src>-<dst>-<pid>-<n>.<generation>`, one per endpoint, so one
+//! producer each) are polled by whichever thread holds the mailbox's [`SpinLock`]: a thread
+//! in `recv`, or the engine, which only ever *tries* the lock. A plain frame (one fragment,
+//! inline or by descriptor, no codec frame, no delivery check) becomes a [`Message`] right
+//! there; any other frame goes to the engine's dispatch through a callback the poller gives.
+//! The second source is the queue: messages the engine delivered (its own rings, and the
+//! frames it dispatched). The queue is lock-free, bounded like [`super::inbox`]'s was: past
+//! [`INBOX_BYTES`] or [`INBOX_MESSAGES`] the engine stops reading the node's rings.
+//!
+//! Lock order: a mailbox lock may be held while taking the engine lock, never the reverse
+//! (the engine only tries mailbox locks), so the two never wait for each other.
+
+use super::{Message, MsgHeader, NodeName, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER};
+use super::{INBOX_BYTES, INBOX_MESSAGES};
+use crate::buffer::Payload;
+use crate::codec::FrameKind;
+use crate::model::DataType;
+use crate::ring::{self, Consumer, Region, SlotHeader};
+use crate::sync::{SpinGuard, SpinLock};
+use crate::transport::channel::{parse_endpoint_name, Descriptor, SegmentMaps};
+use crate::transport::registry::Registry;
+use crossbeam_queue::SegQueue;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// One endpoint ring into the node.
+struct EpRing {
+    src: u32,
+    /// The source's id, resolved when the ring was found.
+    source: NodeName,
+    /// Inode of its file (0: a ring in process memory).
+    ino: u64,
+    consumer: Consumer<Region>,
+}
+
+/// The endpoint rings of a node and what reading them needs; held under the mailbox lock.
+pub struct Rings {
+    list: Vec<EpRing>,
+    next: usize,
+    channels_epoch: u64,
+    segments: SegmentMaps,
+    /// Inodes of rings found corrupt: dropped, and not opened again.
+    poisoned: Vec<u64>,
+}
+
+/// The mailbox of one hosted node (see the module documentation).
+pub struct Mailbox {
+    node: u32,
+    /// The node's registration generation: rings made for another are not read.
+    generation: u64,
+    id: NodeName,
+    registry: Arc<Registry>,
+    queue: SegQueue<Message>,
+    queued: AtomicUsize,
+    queued_bytes: AtomicUsize,
+    rings: SpinLock<Rings>,
+    /// Rings in process memory handed over by endpoints of this process.
+    handed: SegQueue<(u32, NodeName, Consumer<Region>)>,
+    /// Whether `handed` may hold rings (checked with a plain load).
+    handing: AtomicBool,
+    /// The node has a handler: its frames go to the engine's dispatch, never to `recv`.
+    handled: AtomicBool,
+    /// The node left: `recv` fails, senders stop.
+    closed: AtomicBool,
+    corrupt: AtomicU64,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("node", &self.id)
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the poller does with a frame the mailbox does not deliver itself: the engine's
+/// dispatch at the mailbox's node (source index, slot header, ring payload).
+pub type Slow<'a> = &'a mut dyn FnMut(u32, SlotHeader, &[u8]);
+
+impl Mailbox {
+    /// The mailbox of hosted node `node` (index) named `id`.
+    pub fn new(registry: Arc<Registry>, (node, generation): (u32, u64), id: NodeName) -> Mailbox {
+        Mailbox {
+            node,
+            generation,
+            id,
+            registry,
+            queue: SegQueue::new(),
+            queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            rings: SpinLock::new(Rings {
+                list: Vec::new(),
+                next: 0,
+                channels_epoch: u64::MAX,
+                segments: SegmentMaps::default(),
+                poisoned: Vec::new(),
+            }),
+            handed: SegQueue::new(),
+            handing: AtomicBool::new(false),
+            handled: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            corrupt: AtomicU64::new(0),
+        }
+    }
+
+    /// The node's index.
+    pub fn node(&self) -> u32 {
+        self.node
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeName {
+        self.id
+    }
+
+    /// Queues a message the engine delivered.
+    pub fn push(&self, m: Message) {
+        self.queued_bytes
+            .fetch_add(m.data.len() + m.metadata.len(), Ordering::Relaxed);
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.queue.push(m);
+    }
+
+    /// The oldest queued message.
+    #[inline]
+    pub fn pop(&self) -> Option<Message> {
+        // A plain load first: the queue's own emptiness check fences, which would cost a
+        // polling `recv` a store-buffer drain every look.
+        if self.queued.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let m = self.queue.pop()?;
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.queued_bytes
+            .fetch_sub(m.data.len() + m.metadata.len(), Ordering::Relaxed);
+        Some(m)
+    }
+
+    /// Whether the queue reached its bound (the engine leaves the node's rings unread).
+    pub fn is_full(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) >= INBOX_MESSAGES
+            || self.queued_bytes.load(Ordering::Relaxed) >= INBOX_BYTES
+    }
+
+    /// Marks the node as having a handler (or not).
+    pub fn set_handled(&self, on: bool) {
+        self.handled.store(on, Ordering::Release);
+    }
+
+    /// Whether the node has a handler.
+    pub fn is_handled(&self) -> bool {
+        self.handled.load(Ordering::Acquire)
+    }
+
+    /// Marks the node gone: its queue and rings are freed (now if no poller holds them,
+    /// else by the next one).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        while self.pop().is_some() {}
+        while self.handed.pop().is_some() {}
+        if let Some(mut r) = self.rings.try_lock() {
+            r.list.clear();
+            r.segments = SegmentMaps::default();
+        }
+    }
+
+    /// Whether the node left.
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Endpoint rings found corrupt so far.
+    pub fn corrupt_channels(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
+    }
+
+    /// Hands over the consumer of a ring in process memory from `src` (named `source`).
+    pub fn hand_over(&self, src: u32, source: NodeName, consumer: Consumer<Region>) {
+        self.handed.push((src, source, consumer));
+        self.handing.store(true, Ordering::Release);
+    }
+
+    /// The ring lock, if free now.
+    #[inline]
+    pub fn try_rings(&self) -> Option<SpinGuard<'_, Rings>> {
+        self.rings.try_lock()
+    }
+
+    /// The ring lock, waiting for it.
+    pub fn lock_rings(&self) -> SpinGuard<'_, Rings> {
+        self.rings.lock()
+    }
+
+    /// Picks up rings made (or handed over) since the last look: one atomic load when none.
+    fn discover(&self, r: &mut Rings) {
+        if self.handing.load(Ordering::Acquire) {
+            self.handing.store(false, Ordering::Relaxed);
+            self.take_handed(r);
+        }
+        let Some(rd) = self.registry.channels_changed(&mut r.channels_epoch) else {
+            return;
+        };
+        self.scan(r, rd);
+    }
+
+    fn take_handed(&self, r: &mut Rings) {
+        while let Some((src, source, consumer)) = self.handed.pop() {
+            r.list.push(EpRing {
+                src,
+                source,
+                ino: 0,
+                consumer,
+            });
+        }
+    }
+
+    /// Opens the endpoint rings to this node found in the fabric directory.
+    fn scan(&self, r: &mut Rings, rd: std::fs::ReadDir) {
+        let mut live = Vec::new();
+        for e in rd.flatten() {
+            let Some(((src, dst, _, _), generation)) =
+                e.file_name().to_str().and_then(parse_endpoint_name)
+            else {
+                continue;
+            };
+            if dst != self.node || generation != self.generation {
+                continue;
+            }
+            let ino = e
+                .metadata()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap_or(0);
+            live.push(ino);
+            if r.list.iter().any(|x| x.ino == ino) || r.poisoned.contains(&ino) {
+                continue;
+            }
+            let Some(entry) = self.registry.get(src) else {
+                continue;
+            };
+            if let Ok(region) = Region::open_file(&e.path()) {
+                r.list.push(EpRing {
+                    src,
+                    source: NodeName::intern(&entry.signature.node_id),
+                    ino,
+                    consumer: ring::split(Arc::new(region)).1,
+                });
+            }
+        }
+        // A ring whose file is gone keeps what it holds until it is drained.
+        let before = r.list.len();
+        r.list
+            .retain(|x| x.ino == 0 || live.contains(&x.ino) || x.consumer.has_message());
+        r.poisoned.retain(|ino| live.contains(ino));
+        if r.list.len() < before {
+            r.segments.retain_live(crate::sys::process::pid());
+        }
+    }
+
+    /// Takes one frame from the endpoint rings (in turn, so no sender starves another).
+    /// With `deliver`, a plain data frame becomes the returned message; every other frame
+    /// (and every frame without `deliver`) goes to `slow`. Returns the message, if one was
+    /// delivered, and whether a frame was taken at all.
+    pub fn take(&self, r: &mut Rings, deliver: bool, slow: Slow<'_>) -> (Option<Message>, bool) {
+        if self.is_closed() {
+            return (None, false);
+        }
+        self.discover(r);
+        let Rings {
+            list,
+            next,
+            segments,
+            poisoned,
+            ..
+        } = r;
+        let n = list.len();
+        for k in 0..n {
+            let i = (*next + k) % n;
+            if !list[i].consumer.ready() {
+                continue;
+            }
+            *next = (i + 1) % n;
+            let (src, source) = (list[i].src, list[i].source);
+            let (node, id, dir) = (self.node, self.id, self.registry.dir());
+            let popped = list[i].consumer.try_pop(|h, d| {
+                if deliver {
+                    if let Some(m) = plain(node, id, (src, source), h, d, segments, dir) {
+                        return Some(m);
+                    }
+                }
+                slow(node, h, d);
+                None
+            });
+            return match popped {
+                Ok(Some(m)) => (m, true),
+                Ok(None) => (None, false),
+                Err(_) => {
+                    let bad = list.swap_remove(i);
+                    if bad.ino != 0 {
+                        poisoned.push(bad.ino);
+                    }
+                    self.corrupt.fetch_add(1, Ordering::Relaxed);
+                    (None, false)
+                }
+            };
+        }
+        (None, false)
+    }
+}
+
+/// The message a plain frame carries: data for `node`, one-way, in one fragment, inline or
+/// by descriptor, not a codec frame. `None` for anything else (and for a descriptor whose
+/// segment cannot be mapped, which the engine's dispatch then refuses the same way).
+fn plain(
+    node: u32,
+    id: NodeName,
+    (src, source): (u32, NodeName),
+    h: SlotHeader,
+    d: &[u8],
+    segments: &mut SegmentMaps,
+    dir: &std::path::Path,
+) -> Option<Message> {
+    if h.kind != FrameKind::Data as u8
+        || h.flags & FLAG_ONE_WAY == 0
+        || h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR) != 0
+        || d.len() < MSG_HEADER
+        || h.src != src
+    {
+        return None;
+    }
+    let m = MsgHeader::decode(d);
+    let rest = &d[MSG_HEADER..];
+    let meta = h.aux as usize;
+    if m.dst != node || m.origin != src || m.offset != 0 {
+        return None;
+    }
+    let (metadata, data) = if h.flags & FLAG_DESCRIPTOR != 0 {
+        let desc = Descriptor::decode(rest)?;
+        let inline = &rest[Descriptor::LEN..];
+        if inline.len() != meta || m.total as usize != meta + desc.len as usize {
+            return None;
+        }
+        (inline.to_vec(), segments.take(dir, &desc).ok()?)
+    } else {
+        if m.total as usize != rest.len() || meta > rest.len() {
+            return None;
+        }
+        (rest[..meta].to_vec(), Payload::copy_from(&rest[meta..]))
+    };
+    Some(Message {
+        source,
+        destination: id,
+        data,
+        data_type: DataType::from_u32(m.data_type as u32).unwrap_or_default(),
+        priority: m.priority(),
+        metadata,
+        request_id: m.id,
+        one_way: true,
+    })
+}

@@ -1,0 +1,153 @@
+//! `recv`: takes a hosted node's messages from its mailbox without the engine lock. The
+//! thread in `recv` polls the node's endpoint rings itself (a plain frame becomes the message
+//! in place); the engine's own rings (replies, messages routed through other nodes, sends of
+//! the protocol's other paths) are polled through the engine when no engine thread runs.
+
+use super::{lock, Deadline, HyperFabricProtocol, Inner};
+use crate::engine::mailbox::Mailbox;
+use crate::engine::Message;
+use crate::error::{Error, Result};
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+thread_local! {
+    /// The mailboxes this thread received from lately, by protocol instance: `recv` finds
+    /// its node's with a string comparison, no lock and no hashing.
+    static MAILBOXES: RefCell<Vec<(usize, Arc<Mailbox>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Mailboxes a thread remembers.
+const REMEMBERED: usize = 8;
+/// Empty polls of the mailbox between two polls of the engine's rings (when no engine
+/// thread runs): the engine's rings carry replies and routed messages, rarer than the
+/// endpoint traffic `recv` waits for.
+const ENGINE_EVERY: u32 = 16;
+/// Polls between two reads of the clock.
+const CHECK_EVERY: u32 = 256;
+/// Polls spent spinning before the waiting thread yields its core between polls.
+const SPIN_POLLS: u32 = 200_000;
+
+impl HyperFabricProtocol {
+    /// The oldest message for hosted node `node_id` (one without handler), waiting up to
+    /// `timeout` (zero: one look). `NodeNotFoundError` when the node is not hosted here (or
+    /// leaves while waiting), `TimeoutError` when nothing arrived. Any number of threads may
+    /// receive for one node; each message goes to one of them, and messages of one endpoint
+    /// come out in the order they were sent.
+    pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
+        let key = Arc::as_ptr(&self.inner) as usize;
+        let cached = MAILBOXES.with(|c| {
+            let c = c.try_borrow().ok()?;
+            let (_, mb) = c
+                .iter()
+                .find(|(k, m)| *k == key && m.id() == node_id && !m.is_closed())?;
+            Some(self.inner.recv_from(mb, timeout))
+        });
+        if let Some(r) = cached {
+            return r;
+        }
+        let mb = lock(&self.inner.engine).mailbox(node_id)?;
+        MAILBOXES.with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.retain(|(_, m)| !m.is_closed());
+                if c.len() >= REMEMBERED {
+                    c.remove(0);
+                }
+                c.push((key, mb.clone()));
+            }
+        });
+        self.inner.recv_from(&mb, timeout)
+    }
+}
+
+impl Inner {
+    /// Whether deliveries must pass the zone check (an isolating zone exists, or the zones
+    /// changed since the last sync): frames then take the engine's dispatch.
+    pub(super) fn zoned(&self) -> bool {
+        self.zones_active.load(Ordering::Acquire)
+            || self.registry.zones_epoch() != self.zones_seen.load(Ordering::Acquire)
+    }
+
+    /// One look into `mb`: its queue, then one frame of its endpoint rings.
+    #[inline]
+    fn look(&self, mb: &Mailbox) -> Option<Message> {
+        if let Some(m) = mb.pop() {
+            return Some(m);
+        }
+        if mb.is_handled() {
+            return None;
+        }
+        let mut rings = mb.try_rings()?;
+        let deliver = !self.zoned();
+        let (m, _) = mb.take(&mut rings, deliver, &mut |at, h, d| {
+            lock(&self.engine).dispatch_frame(at, h, d)
+        });
+        drop(rings);
+        // A frame the engine dispatched may have joined the queue.
+        m.or_else(|| mb.pop())
+    }
+
+    /// Polls the engine's rings (and runs its periodic work every [`CHECK_EVERY`] calls)
+    /// unless the engine thread does, or another thread holds the engine.
+    fn drive_engine(&self, periodic: bool) {
+        if self.running.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(mut e) = self.engine.try_lock() else {
+            return;
+        };
+        e.poll();
+        if periodic {
+            let changes = e.tick(Instant::now());
+            drop(e);
+            self.apply_health(changes);
+        }
+    }
+
+    pub(super) fn recv_from(&self, mb: &Mailbox, timeout: Duration) -> Result<Message> {
+        let gone = || Error::NodeNotFound(format!("node {:?} left the fabric", mb.id().as_str()));
+        if timeout.is_zero() {
+            if let Some(m) = self.look(mb) {
+                return Ok(m);
+            }
+            self.drive_engine(false);
+            return match self.look(mb) {
+                Some(m) => Ok(m),
+                None if mb.is_closed() => Err(gone()),
+                None => Err(Error::Timeout(format!(
+                    "nothing queued for {:?}",
+                    mb.id().as_str()
+                ))),
+            };
+        }
+        let mut deadline = Deadline::after(timeout);
+        let mut polls = 0u32;
+        loop {
+            if let Some(m) = self.look(mb) {
+                return Ok(m);
+            }
+            polls = polls.wrapping_add(1);
+            if polls % ENGINE_EVERY == 0 {
+                let periodic = polls % CHECK_EVERY == 0;
+                self.drive_engine(periodic);
+                if periodic {
+                    if mb.is_closed() {
+                        return Err(gone());
+                    }
+                    if deadline.passed() {
+                        return Err(Error::Timeout(format!(
+                            "nothing arrived for {:?} in time",
+                            mb.id().as_str()
+                        )));
+                    }
+                }
+            }
+            if polls < SPIN_POLLS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}

@@ -4,9 +4,10 @@
 //! the protocol's other paths) are polled through the engine when no engine thread runs.
 
 use super::{lock, Deadline, HyperFabricProtocol, Inner};
-use crate::engine::mailbox::Mailbox;
+use crate::engine::mailbox::{Mailbox, Rings};
 use crate::engine::Message;
 use crate::error::{Error, Result};
+use crate::sync::SpinGuard;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -69,21 +70,30 @@ impl Inner {
             || self.registry.zones_epoch() != self.zones_seen.load(Ordering::Acquire)
     }
 
-    /// One look into `mb`: its queue, then one frame of its endpoint rings.
+    /// One look into `mb`: its queue, then one frame of its endpoint rings, through `held`:
+    /// the ring lock, kept between looks of one `recv` (taken when free, released every
+    /// [`ENGINE_EVERY`] looks and on return), so a polling `recv` pays no atomic exchange
+    /// per look.
     #[inline]
-    fn look(&self, mb: &Mailbox) -> Option<Message> {
+    fn look<'m>(
+        &self,
+        mb: &'m Mailbox,
+        held: &mut Option<SpinGuard<'m, Rings>>,
+    ) -> Option<Message> {
         if let Some(m) = mb.pop() {
             return Some(m);
         }
         if mb.is_handled() {
             return None;
         }
-        let mut rings = mb.try_rings()?;
+        if held.is_none() {
+            *held = mb.try_rings();
+        }
+        let rings = held.as_mut()?;
         let deliver = !self.zoned();
-        let (m, _) = mb.take(&mut rings, deliver, &mut |at, h, d| {
+        let (m, _) = mb.take(rings, deliver, &mut |at, h, d| {
             lock(&self.engine).dispatch_frame(at, h, d)
         });
-        drop(rings);
         // A frame the engine dispatched may have joined the queue.
         m.or_else(|| mb.pop())
     }
@@ -107,12 +117,14 @@ impl Inner {
 
     pub(super) fn recv_from(&self, mb: &Mailbox, timeout: Duration) -> Result<Message> {
         let gone = || Error::NodeNotFound(format!("node {:?} left the fabric", mb.id().as_str()));
+        let mut held = None;
         if timeout.is_zero() {
-            if let Some(m) = self.look(mb) {
+            if let Some(m) = self.look(mb, &mut held) {
                 return Ok(m);
             }
+            held = None;
             self.drive_engine(false);
-            return match self.look(mb) {
+            return match self.look(mb, &mut held) {
                 Some(m) => Ok(m),
                 None if mb.is_closed() => Err(gone()),
                 None => Err(Error::Timeout(format!(
@@ -124,11 +136,13 @@ impl Inner {
         let mut deadline = Deadline::after(timeout);
         let mut polls = 0u32;
         loop {
-            if let Some(m) = self.look(mb) {
+            if let Some(m) = self.look(mb, &mut held) {
                 return Ok(m);
             }
             polls = polls.wrapping_add(1);
             if polls % ENGINE_EVERY == 0 {
+                // Let other receivers of the node, and the engine, have the rings.
+                held = None;
                 let periodic = polls % CHECK_EVERY == 0;
                 self.drive_engine(periodic);
                 if periodic {

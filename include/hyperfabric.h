@@ -273,6 +273,13 @@ typedef struct hf_buffer hf_buffer;
 // taken from it stay valid after that.
 typedef struct hf_buffer_manager hf_buffer_manager;
 
+// An endpoint: the fast path of `hf_post` and `hf_send_data` for one (source,
+// destination) pair. Use it from one thread at a time (give each sending thread its own);
+// a second thread calling while another is inside gets `HF_ERR_INVALID_ARGUMENT`.
+// Messages of one endpoint arrive in order. Free it with `hf_endpoint_free` before the
+// protocol.
+typedef struct hf_endpoint hf_endpoint;
+
 // A fabric configuration read from YAML (the reference's configuration dictionary).
 typedef struct hf_fabric_config hf_fabric_config;
 
@@ -980,6 +987,58 @@ hf_status hf_receiver_try_recv(hf_receiver *receiver,
 hf_status hf_receiver_node_name(hf_receiver *receiver,
                                 uint32_t index,
                                 const char **node_id);
+
+// Creates an endpoint from hosted node `source` to `destination` (a live node of any
+// process of the host) into `*endpoint`. `HF_ERR_NODE_NOT_FOUND` for an unknown node,
+// `HF_ERR_ZONE_ISOLATION_VIOLATION` when a zone forbids the pair.
+//
+// # Safety
+// `protocol` is a live handle; `source` and `destination` NUL-terminated strings;
+// `endpoint` points to writable memory for a pointer.
+hf_status hf_endpoint_create(const hf_protocol *protocol,
+                             const char *source,
+                             const char *destination,
+                             hf_endpoint **endpoint);
+
+// One-way send of `len` bytes at `data` through the endpoint: returns once the message is
+// in the ring (errors as `hf_post`). `options` NULL: the defaults.
+//
+// # Safety
+// `endpoint` is a live handle; `data` points to `len` readable bytes (may be NULL when
+// `len` is 0); `options` NULL or initialised.
+hf_status hf_endpoint_post(const hf_endpoint *endpoint,
+                           const uint8_t *data,
+                           size_t len,
+                           const hf_send_options *options);
+
+// `hf_send_data` through the endpoint: waits for the response, stored in `*response`
+// (release it with `hf_bytes_free`).
+//
+// # Safety
+// As `hf_endpoint_post`; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_endpoint_send_data(const hf_endpoint *endpoint,
+                                const uint8_t *data,
+                                size_t len,
+                                const hf_send_options *options,
+                                hf_bytes *response);
+
+// `hf_send_data_nb` through the endpoint: returns once the request is in the ring, with a
+// request in `*request` (complete it with `hf_request_test` or `hf_request_wait`, release
+// it with `hf_request_free`).
+//
+// # Safety
+// As `hf_endpoint_post`; `request` points to writable memory for a pointer.
+hf_status hf_endpoint_send_data_nb(const hf_endpoint *endpoint,
+                                   const uint8_t *data,
+                                   size_t len,
+                                   const hf_send_options *options,
+                                   hf_request **request);
+
+// Releases an endpoint (its ring goes away once the receiver drained it). NULL is ignored.
+//
+// # Safety
+// `endpoint` is NULL or a handle not freed before, not in use by another thread.
+void hf_endpoint_free(hf_endpoint *endpoint);
 
 // Fills `options` with the defaults (and its `struct_size`).
 //

@@ -78,6 +78,9 @@ enum Command {
         core: usize,
         #[arg(long, value_enum, default_value_t = Api::Send)]
         api: Api,
+        /// Read every byte of each message before answering.
+        #[arg(long)]
+        touch: bool,
     },
 }
 
@@ -120,6 +123,11 @@ struct BenchArgs {
     /// `send_data` and a handler.
     #[arg(long, value_enum, default_value_t = Api::Direct)]
     api: Api,
+    /// `post` and `send`: skip writing every byte before each send and reading every byte of
+    /// what arrives (both ends touch the bytes by default, as UCX and MPI ping-pongs do;
+    /// `direct` never does: compare it with zero-copy transports such as iceoryx2).
+    #[arg(long)]
+    untouched: bool,
 }
 
 #[derive(Args)]
@@ -380,7 +388,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             node,
             core,
             api,
-        } => bench::worker(&fabric, &node, core, api),
+            touch,
+        } => bench::worker(&fabric, &node, core, api, touch),
         Command::Detect { json } => {
             let sigs = hyperfabric::hw::detect_hardware_capabilities();
             if json {
@@ -451,7 +460,7 @@ mod bench {
     /// The worker: hosts one node that echoes what it gets, until its stdin closes. `Send`:
     /// a handler answers requests from the pinned engine thread; `Post`: the pinned main
     /// thread receives and posts each message back to its source.
-    pub fn worker(fabric: &str, id: &str, core: usize, api: Api) -> Result<(), Error> {
+    pub fn worker(fabric: &str, id: &str, core: usize, api: Api, touch: bool) -> Result<(), Error> {
         let p = protocol(fabric, Some(core))?;
         p.register_node(node(id)?)?;
         if api == Api::Post || api == Api::Direct {
@@ -470,6 +479,9 @@ mod bench {
             while open.load(std::sync::atomic::Ordering::Acquire) {
                 match p.recv(id, std::time::Duration::from_millis(100)) {
                     Ok(m) => {
+                        if touch {
+                            std::hint::black_box(read_all(&m.data));
+                        }
                         if back.is_none() {
                             back = Some(p.endpoint(id, &m.source)?);
                         }
@@ -481,7 +493,10 @@ mod bench {
             }
             return Ok(());
         }
-        p.on_receive(id, |m| {
+        p.on_receive(id, move |m| {
+            if touch {
+                std::hint::black_box(read_all(&m.data));
+            }
             Ok(if m.one_way {
                 Vec::new()
             } else {
@@ -592,6 +607,19 @@ mod bench {
         }
     }
 
+    /// Writes every byte (a new value each time).
+    fn write_all(b: &mut [u8]) {
+        let v = b.first().map_or(0, |x| x.wrapping_add(1));
+        b.fill(v);
+    }
+
+    /// Reads every byte (a sum the optimiser cannot drop).
+    fn read_all(b: &[u8]) -> u64 {
+        b.chunks(8)
+            .map(|c| c.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)))
+            .fold(0, u64::wrapping_add)
+    }
+
     struct Worker(Child);
 
     impl Drop for Worker {
@@ -638,6 +666,7 @@ mod bench {
         if args.iters == 0 {
             return Err(Error::InvalidArgument("--iters must be positive".into()));
         }
+        let touch = latency && args.api != Api::Direct && !args.untouched;
         let fabric = format!("bench-{}", std::process::id());
         let p = protocol(&fabric, None)?;
         p.register_node(node("bench-a")?)?;
@@ -658,6 +687,7 @@ mod bench {
                         _ => "send",
                     },
                 ])
+                .args(touch.then_some("--touch"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -687,7 +717,7 @@ mod bench {
         let mut ep = p.endpoint("bench-a", "bench-b")?;
         let mut rows = Vec::new();
         for &size in &sizes {
-            let data = vec![0x5au8; size];
+            let mut data = vec![0x5au8; size];
             // Let the worker's engine go idle (it sleeps after 1 ms) before measuring the floor.
             std::thread::sleep(std::time::Duration::from_millis(5));
             let before = cache_line_floor_ns(a, b, 20_000)?;
@@ -700,12 +730,27 @@ mod bench {
                 match (args.api, direct.as_mut()) {
                     (Api::Direct, Some((tx, rx))) => direct_round_trip(tx, rx, &data, &pool),
                     (Api::Post, _) => {
+                        if touch {
+                            write_all(&mut data);
+                        }
                         ep.post(&data)?;
                         let back = p.recv("bench-a", opts.timeout)?;
+                        if touch {
+                            std::hint::black_box(read_all(&back.data));
+                        }
                         debug_assert_eq!(back.data.len(), data.len());
                         Ok(())
                     }
-                    _ => ep.send_data(&data, &opts).map(drop),
+                    _ => {
+                        if touch {
+                            write_all(&mut data);
+                        }
+                        let back = ep.send_data(&data, &opts)?;
+                        if touch {
+                            std::hint::black_box(read_all(&back));
+                        }
+                        Ok(())
+                    }
                 }
             };
             let row = if latency {
@@ -727,6 +772,7 @@ mod bench {
                     "size": size, "p50_ns": p50.round(), "p99_ns": quantile(&one_way, 0.99).round(),
                     "floor_ns": floor.round(), "ratio": (p50 / floor * 100.0).round() / 100.0,
                     "placement": placement(before, after),
+                    "touch": touch,
                     "api": match args.api {
                         Api::Post => "post",
                         Api::Send => "send_data",
@@ -761,7 +807,15 @@ mod bench {
         let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
         if !args.json {
             let keys: Vec<&str> = if latency {
-                vec!["size", "p50_ns", "p99_ns", "floor_ns", "ratio", "placement"]
+                vec![
+                    "size",
+                    "p50_ns",
+                    "p99_ns",
+                    "floor_ns",
+                    "ratio",
+                    "placement",
+                    "touch",
+                ]
             } else {
                 vec![
                     "size",

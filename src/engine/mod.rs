@@ -1442,8 +1442,8 @@ impl Engine {
         self.poll() + self.poll_mailboxes(true)
     }
 
-    /// Takes what the endpoint rings of hosted nodes with handlers hold (`all`: of every
-    /// hosted node), through the full dispatch (handlers, replies, forwarding; data for
+    /// Takes what the endpoint rings of hosted nodes with handlers hold (`all`, or when the
+    /// engine's own thread runs: of every hosted node), through the full dispatch (handlers, replies, forwarding; data for
     /// `recv` joins the node's queue). Nodes without handler are otherwise left to `recv`,
     /// which reads their rings in place; a mailbox that a `recv` is polling now is skipped.
     fn poll_mailboxes(&mut self, all: bool) -> usize {
@@ -1453,7 +1453,9 @@ impl Engine {
         let mailboxes = std::mem::take(&mut self.mailboxes);
         let mut n = 0;
         for mb in &mailboxes {
-            if !mb.is_handled() && (!all || mb.is_full()) {
+            // With its own thread, the engine serves every node (requests to a node without
+            // handler need their receipt even while nobody is in `recv`).
+            if !mb.is_handled() && (!(all || self.beating) || mb.is_full()) {
                 continue;
             }
             let Some(mut rings) = mb.try_rings() else {

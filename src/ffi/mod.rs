@@ -19,6 +19,7 @@
 pub mod buffer;
 pub mod control;
 pub mod direct;
+pub mod endpoint;
 pub mod protocol;
 pub mod status;
 

@@ -340,7 +340,7 @@ pub struct hf_message_view {
 
 /// A request in flight (`hf_send_data_nb`): test it, wait for it, then free it.
 pub struct hf_request {
-    request: Option<Request>,
+    pub(crate) request: Option<Request>,
 }
 
 /// The response a handler gives (`hf_response_set`).
@@ -403,7 +403,7 @@ fn json_object(
     })
 }
 
-fn protocol<'a>(p: *const hf_protocol) -> FfiResult<&'a HyperFabricProtocol> {
+pub(crate) fn protocol<'a>(p: *const hf_protocol) -> FfiResult<&'a HyperFabricProtocol> {
     // SAFETY: `p` is NULL or a handle from hf_protocol_new that the caller has not freed.
     Ok(&unsafe { ref_arg(p, "protocol") }?.inner)
 }

@@ -261,6 +261,44 @@ int main(int argc, char **argv) {
     CHECK(!v.one_way && v.metadata_len > 0 && memchr(v.metadata, 'k', v.metadata_len) != NULL);
     hf_message_free(msg);
 
+    /* Endpoints: one resolved pair with a ring of its own; messages arrive in order. */
+    {
+        hf_endpoint *ep = NULL;
+        hf_request *ereq = NULL;
+        char text[8];
+        CHECK_STATUS(hf_endpoint_create(a, "a", "nobody", &ep), HF_ERR_NODE_NOT_FOUND);
+        CHECK_STATUS(hf_endpoint_create(a, "b", "a", &ep), HF_ERR_NODE_NOT_FOUND);
+        CHECK_STATUS(hf_endpoint_create(a, "a", "b", &ep), HF_OK);
+        for (int i = 0; i < 100; i++) {
+            snprintf(text, sizeof text, "m%d", i);
+            CHECK_STATUS(hf_endpoint_post(ep, (const uint8_t *)text, strlen(text), NULL), HF_OK);
+        }
+        for (int i = 0; i < 100; i++) {
+            snprintf(text, sizeof text, "m%d", i);
+            CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+            CHECK_STATUS(hf_message_get_view(msg, &v), HF_OK);
+            CHECK(v.len == strlen(text) && memcmp(v.data, text, v.len) == 0 && v.one_way);
+            CHECK(strcmp(v.source, "a") == 0);
+            hf_message_free(msg);
+        }
+        hf_send_options_init(&so);
+        so.priority = 99;
+        CHECK_STATUS(hf_endpoint_post(ep, (const uint8_t *)"x", 1, &so), HF_ERR_INVALID_ENUM);
+        CHECK_STATUS(hf_endpoint_send_data(ep, (const uint8_t *)"req", 3, NULL, &resp), HF_OK);
+        CHECK(resp.len == 0);
+        CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+        CHECK_STATUS(hf_message_get_view(msg, &v), HF_OK);
+        CHECK(!v.one_way && v.len == 3);
+        hf_message_free(msg);
+        CHECK_STATUS(hf_endpoint_send_data_nb(ep, (const uint8_t *)"r2", 2, NULL, &ereq), HF_OK);
+        CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+        hf_message_free(msg);
+        CHECK_STATUS(hf_request_wait(ereq, &resp), HF_OK);
+        hf_request_free(ereq);
+        hf_endpoint_free(ep);
+        hf_endpoint_free(NULL);
+    }
+
     /* Buffers: a private pool, a standalone buffer, their errors. */
     {
         hf_buffer_manager *pool = NULL, *shared = NULL;

@@ -180,6 +180,23 @@ int main(int argc, char **argv) {
     CHECK_STATUS(hf_post(p, NULL, "n2", data, 3, NULL), NUL);
     CHECK_STATUS(hf_post(p, "n1", NULL, data, 3, NULL), NUL);
     CHECK_STATUS(hf_post(p, "n1", "n2", NULL, 3, NULL), NUL);
+    {
+        hf_endpoint *ep = NULL;
+        hf_bytes eresp = {NULL, 0, 0};
+        CHECK_STATUS(hf_endpoint_create(NULL, "n1", "n2", &ep), NUL);
+        CHECK_STATUS(hf_endpoint_create(p, NULL, "n2", &ep), NUL);
+        CHECK_STATUS(hf_endpoint_create(p, "n1", NULL, &ep), NUL);
+        CHECK_STATUS(hf_endpoint_create(p, "n1", "n2", NULL), NUL);
+        CHECK_STATUS(hf_endpoint_post(NULL, data, 3, NULL), NUL);
+        CHECK_STATUS(hf_endpoint_send_data(NULL, data, 3, NULL, &eresp), NUL);
+        CHECK_STATUS(hf_endpoint_send_data_nb(NULL, data, 3, NULL, &req), NUL);
+        if (hf_endpoint_create(p, "n1", "n2", &ep) == HF_OK) {
+            CHECK_STATUS(hf_endpoint_post(ep, NULL, 3, NULL), NUL);
+            CHECK_STATUS(hf_endpoint_send_data(ep, data, 3, NULL, NULL), NUL);
+            CHECK_STATUS(hf_endpoint_send_data_nb(ep, data, 3, NULL, NULL), NUL);
+            hf_endpoint_free(ep);
+        }
+    }
     CHECK_STATUS(hf_recv(NULL, "n2", 0, &msg), NUL);
     CHECK_STATUS(hf_recv(p, NULL, 0, &msg), NUL);
     CHECK_STATUS(hf_response_set(NULL, data, 3), NUL);

@@ -1,0 +1,222 @@
+//! Endpoints and `recv` without the engine lock: many threads posting to one node through
+//! their own endpoints (each thread's order kept, nothing lost, nothing twice), several
+//! threads receiving for one node, a handler answering while its process also sends, and two
+//! sides flooding each other without reading (no deadlock). The two sides are two protocol
+//! instances on one fabric: they reach each other through files in shared memory, with engines
+//! of their own, as two processes do.
+
+mod common;
+
+use common::FabricDir;
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
+use hyperfabric::model::{HardwareType, NodeSignature};
+use hyperfabric::ErrorKind;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn protocol(fabric: &str, nodes: &[&str]) -> HyperFabricProtocol {
+    let p = HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        ..Default::default()
+    })
+    .unwrap();
+    for n in nodes {
+        p.register_node(NodeSignature::new(*n, HardwareType::CpuServer, 100.0, 10).unwrap())
+            .unwrap();
+    }
+    p
+}
+
+fn fabric(tag: &str) -> (String, FabricDir) {
+    let name = format!("ep-{tag}-{}", std::process::id());
+    (name.clone(), FabricDir(name))
+}
+
+/// (thread, sequence number, filler up to `len`).
+fn message(thread: u32, seq: u32, len: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(len.max(8));
+    m.extend_from_slice(&thread.to_le_bytes());
+    m.extend_from_slice(&seq.to_le_bytes());
+    m.resize(len.max(8), (seq % 251) as u8);
+    m
+}
+
+fn parse(m: &[u8]) -> (u32, u32) {
+    (
+        u32::from_le_bytes(m[0..4].try_into().unwrap()),
+        u32::from_le_bytes(m[4..8].try_into().unwrap()),
+    )
+}
+
+#[test]
+fn many_threads_post_through_endpoints_and_several_threads_receive() {
+    const SENDERS: u32 = 4;
+    const RECEIVERS: usize = 2;
+    const EACH: u32 = 5_000;
+    let (name, _dir) = fabric("many");
+    let tx = Arc::new(protocol(&name, &["a"]));
+    let rx = Arc::new(protocol(&name, &["b"]));
+    let receivers: Vec<_> = (0..RECEIVERS)
+        .map(|_| {
+            let rx = rx.clone();
+            std::thread::spawn(move || {
+                // What this receiver saw from each sender, in the order it saw it.
+                let mut seen: HashMap<u32, Vec<u32>> = HashMap::new();
+                loop {
+                    match rx.recv("b", Duration::from_millis(500)) {
+                        Ok(m) => {
+                            assert_eq!(m.source, "a");
+                            let (t, s) = parse(&m.data);
+                            // Sizes vary, inline and by descriptor: the bytes are the sender's.
+                            assert_eq!(m.data.to_vec(), message(t, s, m.data.len()));
+                            seen.entry(t).or_default().push(s);
+                        }
+                        Err(e) if e.kind() == ErrorKind::Timeout => return seen,
+                        Err(e) => panic!("recv: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|t| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut ep = tx.endpoint("a", "b").unwrap();
+                for s in 0..EACH {
+                    let len = [8, 100, 3000, 40_000][(s % 4) as usize];
+                    ep.post(&message(t, s, len)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let mut all: HashMap<u32, Vec<u32>> = HashMap::new();
+    for r in receivers {
+        for (t, seqs) in r.join().unwrap() {
+            // Each receiver saw each sender's messages in the order they were sent.
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "sender {t} out of order"
+            );
+            all.entry(t).or_default().extend(seqs);
+        }
+    }
+    assert_eq!(all.len(), SENDERS as usize);
+    for (t, mut seqs) in all {
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (0..EACH).collect::<Vec<_>>(),
+            "sender {t} lost or doubled"
+        );
+    }
+}
+
+#[test]
+fn a_handler_answers_while_its_process_sends_through_endpoints() {
+    let (name, _dir) = fabric("handler");
+    let server = Arc::new(protocol(&name, &["h", "out"]));
+    server.on_receive("h", |m| Ok(m.data.to_vec())).unwrap();
+    server.start_background_services().unwrap();
+    let client = protocol(&name, &["c", "sink"]);
+    let flood = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            let mut ep = server.endpoint("out", "sink").unwrap();
+            for i in 0..20_000u32 {
+                ep.post(&i.to_le_bytes()).unwrap();
+            }
+        })
+    };
+    let mut ep = client.endpoint("c", "h").unwrap();
+    let opts = SendOptions::default();
+    let mut sunk = 0u32;
+    for i in 0..2_000u32 {
+        let data = message(0, i, 16 + (i as usize % 5000));
+        assert_eq!(ep.send_data(&data, &opts).unwrap(), data);
+        while let Ok(m) = client.recv("sink", Duration::ZERO) {
+            assert_eq!(m.data.to_vec(), sunk.to_le_bytes());
+            sunk += 1;
+        }
+    }
+    while sunk < 20_000 {
+        let m = client.recv("sink", Duration::from_secs(5)).unwrap();
+        assert_eq!(m.data.to_vec(), sunk.to_le_bytes());
+        sunk += 1;
+    }
+    flood.join().unwrap();
+}
+
+#[test]
+fn two_sides_flooding_each_other_without_reading_do_not_deadlock() {
+    // Each side posts far more than a ring holds before it reads anything: a sender waiting
+    // for room drains its own rings into its node's queue, so both finish.
+    const N: u32 = 20_000;
+    let (name, _dir) = fabric("flood");
+    let one = protocol(&name, &["x"]);
+    let two = protocol(&name, &["y"]);
+    let side = |p: HyperFabricProtocol, me: &'static str, peer: &'static str| {
+        std::thread::spawn(move || {
+            let mut ep = p.endpoint(me, peer).unwrap();
+            for i in 0..N {
+                ep.post(&message(0, i, 64 + (i as usize % 200))).unwrap();
+            }
+            for i in 0..N {
+                let m = p.recv(me, Duration::from_secs(10)).unwrap();
+                assert_eq!(parse(&m.data), (0, i));
+            }
+        })
+    };
+    let a = side(one, "x", "y");
+    let b = side(two, "y", "x");
+    a.join().unwrap();
+    b.join().unwrap();
+}
+
+#[test]
+fn an_endpoint_to_a_node_that_left_fails_and_its_successor_never_reads_its_ring() {
+    let (name, _dir) = fabric("left");
+    let tx = protocol(&name, &["a"]);
+    let rx = protocol(&name, &["b"]);
+    let mut ep = tx.endpoint("a", "b").unwrap();
+    ep.post(b"first").unwrap();
+    assert_eq!(
+        &*rx.recv("b", Duration::from_secs(5)).unwrap().data,
+        b"first"
+    );
+    rx.unregister_node("b").unwrap();
+    let err = ep.post(b"lost").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NodeNotFound);
+    // A new registration of the name (maybe the same index) starts empty.
+    rx.register_node(NodeSignature::new("b", HardwareType::CpuServer, 100.0, 10).unwrap())
+        .unwrap();
+    assert_eq!(
+        ep.post(b"late").unwrap_err().kind(),
+        ErrorKind::NodeNotFound
+    );
+    assert_eq!(
+        rx.recv("b", Duration::from_millis(100)).unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
+    let mut again = tx.endpoint("a", "b").unwrap();
+    again.post(b"new").unwrap();
+    assert_eq!(&*rx.recv("b", Duration::from_secs(5)).unwrap().data, b"new");
+}
+
+#[test]
+fn endpoints_refuse_unknown_nodes() {
+    let (name, _dir) = fabric("unknown");
+    let p = protocol(&name, &["a"]);
+    assert_eq!(
+        p.endpoint("a", "nobody").unwrap_err().kind(),
+        ErrorKind::NodeNotFound
+    );
+    assert_eq!(
+        p.endpoint("nobody", "a").unwrap_err().kind(),
+        ErrorKind::NodeNotFound
+    );
+}

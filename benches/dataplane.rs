@@ -157,6 +157,34 @@ fn protocol_round_trips(c: &mut Criterion) {
         stop.store(true, Ordering::Relaxed);
         echo.join().unwrap();
     }
+    // Endpoints: the same ping-pong through a resolved pair with a ring of its own each way.
+    {
+        let a = protocol(&fabric, "a", None);
+        let b = Arc::new(protocol(&fabric, "b", None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b2, s) = (b.clone(), stop.clone());
+        let echo = std::thread::spawn(move || {
+            pin(1);
+            let mut back = b2.endpoint("b", "a").unwrap();
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(m) = b2.recv("b", std::time::Duration::from_millis(10)) {
+                    back.post(&m.data).unwrap();
+                }
+            }
+        });
+        let mut ep = a.endpoint("a", "b").unwrap();
+        for size in [8usize, 64, 1024] {
+            let payload = vec![7u8; size];
+            c.bench_function(&format!("endpoint_recv/round_trip_{size}B"), |bn| {
+                bn.iter(|| {
+                    ep.post(&payload).unwrap();
+                    black_box(a.recv("a", opts.timeout).unwrap())
+                })
+            });
+        }
+        stop.store(true, Ordering::Relaxed);
+        echo.join().unwrap();
+    }
     let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
 }
 

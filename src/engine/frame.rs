@@ -39,10 +39,14 @@ impl MsgHeader {
 
     /// Reads the header of a payload of at least [`MSG_HEADER`] bytes.
     pub(crate) fn decode(p: &[u8]) -> MsgHeader {
+        // One bounds check, then fixed offsets.
+        let p: &[u8; MSG_HEADER] = p[..MSG_HEADER].try_into().expect("MSG_HEADER bytes");
         let u32_at = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&p[4..12]);
         MsgHeader {
             dst: u32_at(0),
-            id: u64::from_le_bytes(p[4..12].try_into().expect("8 bytes")),
+            id: u64::from_le_bytes(id),
             hop: p[12],
             priority: p[13],
             data_type: p[14],

@@ -124,6 +124,12 @@ impl Mailbox {
         self.queue.push(m);
     }
 
+    /// Whether the queue may hold a message (a plain load).
+    #[inline]
+    pub fn has_queued(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) != 0
+    }
+
     /// The oldest queued message.
     #[inline]
     pub fn pop(&self) -> Option<Message> {
@@ -261,12 +267,18 @@ impl Mailbox {
     }
 
     /// Takes one frame from the endpoint rings (in turn, so no sender starves another).
-    /// With `deliver`, a plain data frame becomes the returned message; every other frame
-    /// (and every frame without `deliver`) goes to `slow`. Returns the message, if one was
-    /// delivered, and whether a frame was taken at all.
-    pub fn take(&self, r: &mut Rings, deliver: bool, slow: Slow<'_>) -> (Option<Message>, bool) {
+    /// With `deliver`, a plain data frame becomes the message in `out`; every other frame
+    /// (and every frame without `deliver`) goes to `slow`. Returns whether a frame was taken.
+    #[inline]
+    pub fn take(
+        &self,
+        r: &mut Rings,
+        deliver: bool,
+        slow: Slow<'_>,
+        out: &mut Option<Message>,
+    ) -> bool {
         if self.is_closed() {
-            return (None, false);
+            return false;
         }
         self.discover(r);
         let Rings {
@@ -277,80 +289,87 @@ impl Mailbox {
             ..
         } = r;
         let n = list.len();
+        if *next >= n {
+            *next = 0;
+        }
         for k in 0..n {
-            let i = (*next + k) % n;
+            // (next + k) mod n, without a division per poll.
+            let i = if *next + k >= n { *next + k - n } else { *next + k };
             if !list[i].consumer.ready() {
                 continue;
             }
-            *next = (i + 1) % n;
+            *next = if i + 1 == n { 0 } else { i + 1 };
             let (src, source) = (list[i].src, list[i].source);
             let (node, id, dir) = (self.node, self.id, self.registry.dir());
             let popped = list[i].consumer.try_pop(|h, d| {
-                if deliver {
-                    if let Some(m) = plain(node, id, (src, source), h, d, segments, dir) {
-                        return Some(m);
-                    }
+                if !(deliver && plain(node, id, (src, source), (h, d), segments, dir, out)) {
+                    slow(node, h, d);
                 }
-                slow(node, h, d);
-                None
             });
             return match popped {
-                Ok(Some(m)) => (m, true),
-                Ok(None) => (None, false),
+                Ok(Some(())) => true,
+                Ok(None) => false,
                 Err(_) => {
                     let bad = list.swap_remove(i);
                     if bad.ino != 0 {
                         poisoned.push(bad.ino);
                     }
                     self.corrupt.fetch_add(1, Ordering::Relaxed);
-                    (None, false)
+                    false
                 }
             };
         }
-        (None, false)
+        false
     }
 }
 
-/// The message a plain frame carries: data for `node`, one-way, in one fragment, inline or
-/// by descriptor, not a codec frame. `None` for anything else (and for a descriptor whose
-/// segment cannot be mapped, which the engine's dispatch then refuses the same way).
+/// The message a plain frame carries, into `out`: data for `node`, one-way, in one fragment,
+/// inline or by descriptor, not a codec frame. `false` for anything else (and for a
+/// descriptor whose segment cannot be mapped, which the engine's dispatch then refuses the
+/// same way).
+#[inline]
 fn plain(
     node: u32,
     id: NodeName,
     (src, source): (u32, NodeName),
-    h: SlotHeader,
-    d: &[u8],
+    (h, d): (SlotHeader, &[u8]),
     segments: &mut SegmentMaps,
     dir: &std::path::Path,
-) -> Option<Message> {
+    out: &mut Option<Message>,
+) -> bool {
     if h.kind != FrameKind::Data as u8
         || h.flags & FLAG_ONE_WAY == 0
         || h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR) != 0
         || d.len() < MSG_HEADER
         || h.src != src
     {
-        return None;
+        return false;
     }
     let m = MsgHeader::decode(d);
     let rest = &d[MSG_HEADER..];
     let meta = h.aux as usize;
     if m.dst != node || m.origin != src || m.offset != 0 {
-        return None;
+        return false;
     }
     let (metadata, data) = if h.flags & FLAG_DESCRIPTOR != 0 {
-        let desc = Descriptor::decode(rest)?;
+        let Some(desc) = Descriptor::decode(rest) else {
+            return false;
+        };
         let inline = &rest[Descriptor::LEN..];
         if inline.len() != meta || m.total as usize != meta + desc.len as usize {
-            return None;
+            return false;
         }
-        (inline.to_vec(), segments.take(dir, &desc).ok()?)
+        let Ok(data) = segments.take(dir, &desc) else {
+            return false;
+        };
+        (metadata_of(inline), data)
     } else {
         if m.total as usize != rest.len() || meta > rest.len() {
-            return None;
+            return false;
         }
-        (rest[..meta].to_vec(), Payload::copy_from(&rest[meta..]))
+        (metadata_of(&rest[..meta]), Payload::copy_from(&rest[meta..]))
     };
-    Some(Message {
+    *out = Some(Message {
         source,
         destination: id,
         data,
@@ -359,5 +378,16 @@ fn plain(
         metadata,
         request_id: m.id,
         one_way: true,
-    })
+    });
+    true
+}
+
+/// Metadata bytes as a vector (no allocator call when there are none).
+#[inline]
+fn metadata_of(b: &[u8]) -> Vec<u8> {
+    if b.is_empty() {
+        Vec::new()
+    } else {
+        b.to_vec()
+    }
 }

@@ -1462,7 +1462,12 @@ impl Engine {
                 continue;
             };
             for _ in 0..64 {
-                let (_, took) = mb.take(&mut rings, false, &mut |at, h, d| self.dispatch(at, h, d));
+                let took = mb.take(
+                    &mut rings,
+                    false,
+                    &mut |at, h, d| self.dispatch(at, h, d),
+                    &mut None,
+                );
                 if !took {
                     break;
                 }

@@ -287,8 +287,41 @@ impl Endpoint {
     }
 
     /// Checks, frames (when asked) and pushes one message through the own ring.
+    #[inline]
     fn send(&mut self, id: u64, data: &[u8], opts: &SendOptions, one_way: bool) -> Result<()> {
         self.check_ends()?;
+        let inner = &self.inner;
+        let plain = opts.metadata.is_none()
+            && !(opts.compression_enabled || opts.encryption_enabled)
+            && opts.latency_constraint_ns.is_none()
+            && inner.options.default_latency_constraint_ns.is_none()
+            && !opts.requires_quantum_entanglement
+            && !opts.data_type.is_quantum();
+        if plain && !inner.zoned() {
+            // Nothing to check, encode or frame: the caller's bytes go into the ring.
+            let o = Outgoing {
+                kind: FrameKind::Data,
+                request_id: id,
+                priority: opts.priority,
+                data_type: opts.data_type,
+                one_way,
+                metadata: &[],
+                framed: false,
+                coalesced: false,
+            };
+            return self.push(&o, data, opts.timeout);
+        }
+        self.send_checked(id, data, opts, one_way)
+    }
+
+    /// [`Endpoint::send`] when a check, metadata or a codec frame applies.
+    fn send_checked(
+        &mut self,
+        id: u64,
+        data: &[u8],
+        opts: &SendOptions,
+        one_way: bool,
+    ) -> Result<()> {
         let inner = &self.inner;
         let checked = opts.latency_constraint_ns.is_some()
             || inner.options.default_latency_constraint_ns.is_some()
@@ -321,6 +354,7 @@ impl Endpoint {
     }
 
     /// Pushes every fragment of `o.metadata ‖ body`, waiting while the ring is full.
+    #[inline]
     fn push(&mut self, o: &Outgoing<'_>, body: &[u8], timeout: Duration) -> Result<()> {
         let total = o.metadata.len() + body.len();
         if total > crate::engine::MAX_MESSAGE {

@@ -38,27 +38,33 @@ impl HyperFabricProtocol {
     /// come out in the order they were sent.
     pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
         let key = Arc::as_ptr(&self.inner) as usize;
+        // The message is built in `out` and moved once, on return.
+        let mut out = None;
         let cached = MAILBOXES.with(|c| {
             let c = c.try_borrow().ok()?;
             let (_, mb) = c
                 .iter()
                 .find(|(k, m)| *k == key && m.id() == node_id && !m.is_closed())?;
-            Some(self.inner.recv_from(mb, timeout))
+            Some(self.inner.recv_into(mb, timeout, &mut out))
         });
-        if let Some(r) = cached {
-            return r;
-        }
-        let mb = lock(&self.inner.engine).mailbox(node_id)?;
-        MAILBOXES.with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                c.retain(|(_, m)| !m.is_closed());
-                if c.len() >= REMEMBERED {
-                    c.remove(0);
-                }
-                c.push((key, mb.clone()));
+        let status = match cached {
+            Some(status) => status,
+            None => {
+                let mb = lock(&self.inner.engine).mailbox(node_id)?;
+                MAILBOXES.with(|c| {
+                    if let Ok(mut c) = c.try_borrow_mut() {
+                        c.retain(|(_, m)| !m.is_closed());
+                        if c.len() >= REMEMBERED {
+                            c.remove(0);
+                        }
+                        c.push((key, mb.clone()));
+                    }
+                });
+                self.inner.recv_into(&mb, timeout, &mut out)
             }
-        });
-        self.inner.recv_from(&mb, timeout)
+        };
+        status?;
+        out.ok_or_else(|| Error::Timeout(format!("nothing arrived for {node_id:?}")))
     }
 }
 
@@ -73,29 +79,41 @@ impl Inner {
     /// One look into `mb`: its queue, then one frame of its endpoint rings, through `held`:
     /// the ring lock, kept between looks of one `recv` (taken when free, released every
     /// [`ENGINE_EVERY`] looks and on return), so a polling `recv` pays no atomic exchange
-    /// per look.
+    /// per look. The message lands in `out` (built there, not moved through every caller).
     #[inline]
     fn look<'m>(
         &self,
         mb: &'m Mailbox,
         held: &mut Option<SpinGuard<'m, Rings>>,
-    ) -> Option<Message> {
-        if let Some(m) = mb.pop() {
-            return Some(m);
+        out: &mut Option<Message>,
+    ) -> bool {
+        if mb.has_queued() {
+            *out = mb.pop();
+            if out.is_some() {
+                return true;
+            }
         }
         if mb.is_handled() {
-            return None;
+            return false;
         }
         if held.is_none() {
             *held = mb.try_rings();
         }
-        let rings = held.as_mut()?;
+        let Some(rings) = held.as_mut() else {
+            return false;
+        };
         let deliver = !self.zoned();
-        let (m, _) = mb.take(rings, deliver, &mut |at, h, d| {
-            lock(&self.engine).dispatch_frame(at, h, d)
-        });
-        // A frame the engine dispatched may have joined the queue.
-        m.or_else(|| mb.pop())
+        mb.take(
+            rings,
+            deliver,
+            &mut |at, h, d| lock(&self.engine).dispatch_frame(at, h, d),
+            out,
+        );
+        if out.is_none() && mb.has_queued() {
+            // A frame the engine dispatched may have joined the queue.
+            *out = mb.pop();
+        }
+        out.is_some()
     }
 
     /// Polls the engine's rings (and runs its periodic work every [`CHECK_EVERY`] calls)
@@ -115,17 +133,23 @@ impl Inner {
         }
     }
 
-    pub(super) fn recv_from(&self, mb: &Mailbox, timeout: Duration) -> Result<Message> {
+    /// Waits up to `timeout` for a message of `mb` and puts it in `out`.
+    pub(super) fn recv_into(
+        &self,
+        mb: &Mailbox,
+        timeout: Duration,
+        out: &mut Option<Message>,
+    ) -> Result<()> {
         let gone = || Error::NodeNotFound(format!("node {:?} left the fabric", mb.id().as_str()));
         let mut held = None;
         if timeout.is_zero() {
-            if let Some(m) = self.look(mb, &mut held) {
-                return Ok(m);
+            if !self.look(mb, &mut held, out) {
+                held = None;
+                self.drive_engine(false);
+                self.look(mb, &mut held, out);
             }
-            held = None;
-            self.drive_engine(false);
-            return match self.look(mb, &mut held) {
-                Some(m) => Ok(m),
+            return match out {
+                Some(_) => Ok(()),
                 None if mb.is_closed() => Err(gone()),
                 None => Err(Error::Timeout(format!(
                     "nothing queued for {:?}",
@@ -136,8 +160,8 @@ impl Inner {
         let mut deadline = Deadline::after(timeout);
         let mut polls = 0u32;
         loop {
-            if let Some(m) = self.look(mb, &mut held) {
-                return Ok(m);
+            if self.look(mb, &mut held, out) {
+                return Ok(());
             }
             polls = polls.wrapping_add(1);
             if polls % ENGINE_EVERY == 0 {

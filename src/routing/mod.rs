@@ -6,13 +6,15 @@
 mod cost;
 mod engine;
 mod graph;
+mod request;
 mod search;
 mod table;
 
 pub use cost::{predicted_latency_ns, CostModel};
-pub(crate) use engine::intermediates;
-pub use engine::{Route, RouteRequest, RoutingEngine, RoutingOptions, SourceSet};
+pub use engine::{RoutingEngine, RoutingOptions, SourceSet};
 pub use graph::RouteGraph;
+pub(crate) use request::intermediates;
+pub use request::{Route, RouteRequest};
 pub use search::{Search, SearchOrder};
 pub use table::{RouteEntry, RouteLoad, RoutingTables, SourceRoutes, NO_ROUTE};
 

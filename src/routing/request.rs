@@ -72,7 +72,7 @@ pub(super) fn solve(
     let (s, d) = (find(&req.source)?, find(&req.destination)?);
     for (v, id) in [(s, &req.source), (d, &req.destination)] {
         if !g.up[v as usize] {
-            return Err(Error::NoRouteFound(format!("node {id:?} is down")));
+            return Err(node_down(id));
         }
     }
     if let Some(why) = g.endpoint_violation(s, d) {
@@ -90,9 +90,7 @@ pub(super) fn solve(
     let quantum_traffic = req.data_type.is_quantum() || req.requires_quantum_entanglement;
     let quantum_rules = options.enable_quantum_optimization && quantum_traffic;
     if req.requires_quantum_entanglement && !options.enable_quantum_optimization {
-        return Err(Error::QuantumCoherence(
-            "entanglement-requiring traffic needs quantum optimization enabled".into(),
-        ));
+        return Err(entanglement_disabled());
     }
 
     // Which nodes may be intermediates.
@@ -139,10 +137,7 @@ pub(super) fn solve(
     search.run(g, s, SearchOrder::Latency, floor, allowed);
     if !search.reached(d) {
         if quantum_rules && req.requires_quantum_entanglement {
-            return Err(Error::QuantumCoherence(format!(
-                "no path of quantum-capable nodes from {:?} to {:?}",
-                req.source, req.destination
-            )));
+            return Err(no_quantum_path(&req.source, &req.destination));
         }
         if floor > 0.0 {
             return Err(Error::NoRouteFound(format!(
@@ -155,19 +150,12 @@ pub(super) fn solve(
     let best = search.latency_ns[d as usize];
     if let Some(dl) = deadline {
         if best > dl {
-            return Err(Error::QuantumCoherence(format!(
-                "fastest path from {:?} to {:?} takes {best} ns, beyond the coherence \
-                 deadline of {dl} ns",
-                req.source, req.destination
-            )));
+            return Err(coherence_missed(&req.source, &req.destination, best, dl));
         }
     }
     if let Some(limit) = req.latency_constraint_ns {
         if best > limit {
-            return Err(Error::LatencyConstraintViolation(format!(
-                "fastest path from {:?} to {:?} takes {best} ns, constraint is {limit} ns",
-                req.source, req.destination
-            )));
+            return Err(latency_missed(&req.source, &req.destination, best, limit));
         }
     }
     let bound = [deadline, req.latency_constraint_ns]
@@ -184,10 +172,7 @@ pub(super) fn solve(
         && req.requires_quantum_entanglement
         && path.len() > MAX_QUANTUM_ENTANGLED_NODES
     {
-        return Err(Error::QuantumCoherence(format!(
-            "entangled path has {} nodes, at most {MAX_QUANTUM_ENTANGLED_NODES} allowed",
-            path.len()
-        )));
+        return Err(too_many_entangled(path.len()));
     }
     Ok(route_of(g, &path))
 }
@@ -201,13 +186,52 @@ pub(crate) fn intermediates(path: &[u32]) -> &[u32] {
     }
 }
 
-fn no_route(g: &RouteGraph, s: u32, d: u32, filtered: bool) -> Error {
+pub(super) fn no_route(g: &RouteGraph, s: u32, d: u32, filtered: bool) -> Error {
     let why = if filtered {
         " within zone isolation rules"
     } else {
         ""
     };
     Error::NoRouteFound(format!("no path from {:?} to {:?}{why}", g.id(s), g.id(d)))
+}
+
+// The refusals below are worded once: `solve` and send admission (`admission.rs`) give the
+// same error for the same request.
+
+pub(super) fn node_down(id: &str) -> Error {
+    Error::NoRouteFound(format!("node {id:?} is down"))
+}
+
+pub(super) fn entanglement_disabled() -> Error {
+    Error::QuantumCoherence(
+        "entanglement-requiring traffic needs quantum optimization enabled".into(),
+    )
+}
+
+pub(super) fn no_quantum_path(source: &str, destination: &str) -> Error {
+    Error::QuantumCoherence(format!(
+        "no path of quantum-capable nodes from {source:?} to {destination:?}"
+    ))
+}
+
+pub(super) fn coherence_missed(source: &str, destination: &str, best: u64, dl: u64) -> Error {
+    Error::QuantumCoherence(format!(
+        "fastest path from {source:?} to {destination:?} takes {best} ns, beyond the coherence \
+         deadline of {dl} ns"
+    ))
+}
+
+pub(super) fn latency_missed(source: &str, destination: &str, best: u64, limit: u64) -> Error {
+    Error::LatencyConstraintViolation(format!(
+        "fastest path from {source:?} to {destination:?} takes {best} ns, constraint is \
+         {limit} ns"
+    ))
+}
+
+pub(super) fn too_many_entangled(nodes: usize) -> Error {
+    Error::QuantumCoherence(format!(
+        "entangled path has {nodes} nodes, at most {MAX_QUANTUM_ENTANGLED_NODES} allowed"
+    ))
 }
 
 /// Latency, bandwidth and hops of a dense path, measured on the graph.

@@ -8,6 +8,7 @@
 //! control-plane queries ([`RoutingEngine::find_optimal_path`]) wait until the tables reflect
 //! every change made before the call, so they are synchronous.
 
+use super::admission::{admit, Admitted, SendRequirements};
 use super::cost::CostModel;
 use super::graph::RouteGraph;
 use super::request::{solve, Route, RouteRequest};
@@ -16,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::DataType;
 use crate::topology::Topology;
 use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -63,6 +65,9 @@ struct ServiceState {
 struct Shared {
     topology: RwLock<Topology>,
     tables: ArcSwap<RoutingTables>,
+    /// `ServiceState::wanted`, readable without the lock: tables of this generation or later
+    /// reflect every change made before it was stored.
+    wanted: AtomicU64,
     options: RoutingOptions,
     state: Mutex<ServiceState>,
     /// Wakes the service thread.
@@ -86,6 +91,7 @@ impl RoutingEngine {
         let shared = Arc::new(Shared {
             topology: RwLock::new(Topology::new()),
             tables: ArcSwap::from_pointee(RoutingTables::empty(empty, 0)),
+            wanted: AtomicU64::new(0),
             options,
             state: Mutex::new(ServiceState::default()),
             work: Condvar::new(),
@@ -141,6 +147,9 @@ impl RoutingEngine {
     fn request_rebuild(&self) {
         let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         st.wanted += 1;
+        // Release, paired with the Acquire in `check_send`: stored before the change's caller
+        // returns, so a check that happens after the change sees this generation.
+        self.shared.wanted.store(st.wanted, Ordering::Release);
         self.shared.work.notify_one();
     }
 
@@ -161,6 +170,32 @@ impl RoutingEngine {
         }
         drop(st);
         Ok(self.shared.tables.load_full())
+    }
+
+    /// Whether a send from `source` to `destination` with `req` has a route: exactly what
+    /// [`RoutingEngine::route`] says for the latency request with these requirements (kind
+    /// and message of the error included), preceded by the zone endpoint rule, which also
+    /// applies to ids not in the topology. Also says whether a QUANTUM_SECURE zone requires
+    /// the send to be encrypted.
+    ///
+    /// Answered from the current tables' precomputed answers: the two ids are resolved to
+    /// dense indices, then [`RoutingTables::admit`] makes a few loads and comparisons; no
+    /// lock, no allocation, no search. Only when the topology changed since the tables were
+    /// built does it wait for the rebuild (as `route` does), and only for a source without a
+    /// table or an unknown id does it solve the request.
+    pub fn check_send(
+        &self,
+        source: &str,
+        destination: &str,
+        req: &SendRequirements,
+    ) -> Result<Admitted> {
+        let tables = self.shared.tables.load();
+        if tables.generation() >= self.shared.wanted.load(Ordering::Acquire) {
+            return admit(&tables, &self.shared.options, source, destination, req);
+        }
+        drop(tables);
+        let tables = self.current_tables()?;
+        admit(&tables, &self.shared.options, source, destination, req)
     }
 
     /// Records measured link performance. With the learned cost model, routes are recomputed
@@ -286,7 +321,8 @@ fn route_service(shared: &Shared) {
             SourceSet::All => (0..graph.node_count() as u32).collect(),
             SourceSet::Nodes(ids) => ids.iter().filter_map(|id| graph.index_of(id)).collect(),
         };
-        let tables = RoutingTables::build(graph, &sources, target, shared.options.load_balancing);
+        let tables = RoutingTables::build(graph, &sources, target, shared.options.load_balancing)
+            .with_admission(shared.options.enable_quantum_optimization);
         retired.push(shared.tables.swap(Arc::new(tables)));
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         st.built = st.built.max(target);

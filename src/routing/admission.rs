@@ -397,6 +397,10 @@ impl RoutingTables {
     /// allocation, no lock, no formatting. `None` when there is no precomputed answer (tables
     /// without admission answers, `s` not a table source, an index out of range).
     ///
+    /// Measured (benches/routing.rs, `send_check/*_by_index`, k=16 fat-tree, random host
+    /// pairs): about 3.5 ns; with a latency constraint, 1.02x and 0.96x the cost without one
+    /// in two runs.
+    ///
     /// ```
     /// use hyperfabric::routing::{CostModel, RouteGraph, RoutingTables, SendRequirements};
     /// use hyperfabric::topology::{generate, Topology};

@@ -1,10 +1,12 @@
 //! Routing benchmarks: table lookup next to a plain array index of the same size, full table
-//! rebuilds (1,024-host k=16 fat-tree, all sources; one source of a 10,000-node torus), and
-//! lookups while the route service rebuilds.
+//! rebuilds (1,024-host k=16 fat-tree, all sources; one source of a 10,000-node torus),
+//! lookups while the route service rebuilds, and the per-message send check with and without
+//! a latency constraint.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use hyperfabric::routing::{
     CostModel, Metric, RouteEntry, RouteGraph, RoutingEngine, RoutingOptions, RoutingTables,
+    SendRequirements,
 };
 use hyperfabric::topology::generate::{self, Generated};
 use hyperfabric::topology::Topology;
@@ -198,6 +200,100 @@ fn lookup_during_rebuild(c: &mut Criterion) {
     grp.finish();
 }
 
+/// The per-message send check on the k=16 fat-tree (1,024 hosts), over 1,024 random host
+/// pairs: without a constraint and with one every pair meets (so both admit), by node id
+/// (`RoutingEngine::check_send`, what the protocol calls) and by dense index
+/// (`RoutingTables::admit`); a refused send (which formats its error); and, for scale, the
+/// route search a constrained check used to run per message.
+fn send_check(c: &mut Criterion) {
+    let g = generate::fat_tree(16, 100.0);
+    let engine = RoutingEngine::new(RoutingOptions::default());
+    engine
+        .update_topology(|t| {
+            for n in &g.nodes {
+                t.add_node(n.clone())?;
+            }
+            for l in &g.links {
+                t.add_link(l.clone())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let tables = engine.current_tables().unwrap();
+    let graph = tables.graph().clone();
+    let hosts: Vec<&str> = g
+        .nodes
+        .iter()
+        .map(|n| n.node_id.as_str())
+        .filter(|id| id.starts_with("host-"))
+        .collect();
+    let ps: Vec<(&str, &str)> = pairs(hosts.len(), 1024)
+        .into_iter()
+        .map(|(a, b)| (hosts[a as usize], hosts[b as usize]))
+        .collect();
+    let dense: Vec<(u32, u32)> = ps
+        .iter()
+        .map(|(s, d)| (graph.index_of(s).unwrap(), graph.index_of(d).unwrap()))
+        .collect();
+    // Host to host across pods is 1,800 ns: every pair meets 4 µs, and none meets 500 ns.
+    let free = SendRequirements::default();
+    let bound = SendRequirements {
+        latency_constraint_ns: Some(4_000),
+        ..free
+    };
+    let strict = SendRequirements {
+        latency_constraint_ns: Some(500),
+        ..free
+    };
+    for req in [free, bound] {
+        assert!(ps
+            .iter()
+            .all(|(s, d)| engine.check_send(s, d, &req).is_ok()));
+    }
+    let by_id = |req: &SendRequirements| {
+        let req = black_box(req);
+        let mut acc = 0u64;
+        for &(s, d) in &ps {
+            acc = acc.wrapping_add(engine.check_send(s, d, req).map_or(1, |a| a.latency_ns));
+        }
+        acc
+    };
+    let by_index = |req: &SendRequirements| {
+        let req = black_box(req);
+        let mut acc = 0u64;
+        for &(s, d) in &dense {
+            acc = acc.wrapping_add(match tables.admit(s, d, req) {
+                Some(Ok(a)) => a.latency_ns,
+                _ => 1,
+            });
+        }
+        acc
+    };
+    let mut grp = c.benchmark_group("send_check");
+    grp.throughput(criterion::Throughput::Elements(ps.len() as u64));
+    grp.bench_function("unconstrained", |b| b.iter(|| black_box(by_id(&free))));
+    grp.bench_function("constrained", |b| b.iter(|| black_box(by_id(&bound))));
+    grp.bench_function("unconstrained_by_index", |b| {
+        b.iter(|| black_box(by_index(&free)))
+    });
+    grp.bench_function("constrained_by_index", |b| {
+        b.iter(|| black_box(by_index(&bound)))
+    });
+    grp.bench_function("constrained_refused", |b| {
+        b.iter(|| black_box(by_id(&strict)))
+    });
+    let few = &ps[..16];
+    grp.throughput(criterion::Throughput::Elements(few.len() as u64));
+    grp.bench_function("route_search_per_message", |b| {
+        b.iter(|| {
+            for &(s, d) in few {
+                black_box(engine.route(&bound.request(s, d)).unwrap().latency_ns);
+            }
+        })
+    });
+    grp.finish();
+}
+
 /// Runs `f` back to back for 5 s; quantiles of its duration and how many runs exceeded 1 ms.
 fn batch_stats(f: &dyn Fn() -> u64) -> String {
     let mut batches = Vec::new();
@@ -223,5 +319,5 @@ fn batch_stats(f: &dyn Fn() -> u64) -> String {
     )
 }
 
-criterion_group!(benches, lookup, rebuild, lookup_during_rebuild);
+criterion_group!(benches, lookup, rebuild, lookup_during_rebuild, send_check);
 criterion_main!(benches);

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     unix_now, DataType, FabricZone, NodeSignature, PacketPriority, PingResult, TopologyInfo,
 };
-use crate::routing::RouteRequest;
+use crate::routing::SendRequirements;
 use crate::sync::Backoff;
 use crate::topology::TopologyManager;
 use crate::transport::registry::{NodeEntry, Registry};
@@ -1138,8 +1138,9 @@ impl Inner {
 
     /// Refuses, before anything is sent, a send whose route cannot meet its latency
     /// constraint, quantum rules or zone isolation. Sends without constraints skip it while
-    /// no isolating zone exists (no route work per message). Returns whether a
-    /// QUANTUM_SECURE zone requires the send to be encrypted.
+    /// no isolating zone exists; the others are answered from the routing tables'
+    /// precomputed answers (`RoutingEngine::check_send`), never by a route search. Returns
+    /// whether a QUANTUM_SECURE zone requires the send to be encrypted.
     pub(super) fn check_route(
         &self,
         source: &str,
@@ -1159,17 +1160,16 @@ impl Inner {
             return Ok(false);
         }
         sync_topology(self)?;
-        let tm = &self.topology;
-        if let Some(why) = tm.read(|t| t.isolation_violation(source, destination)) {
-            return Err(Error::ZoneIsolationViolation(why));
-        }
-        tm.route(&RouteRequest {
-            data_type: opts.data_type,
-            latency_constraint_ns: constraint,
-            requires_quantum_entanglement: opts.requires_quantum_entanglement,
-            ..RouteRequest::new(source, destination)
-        })?;
-        Ok(tm.read(|t| t.encryption_zone(source, destination).is_some()))
+        let admitted = self.topology.routing().check_send(
+            source,
+            destination,
+            &SendRequirements {
+                data_type: opts.data_type,
+                latency_constraint_ns: constraint,
+                requires_quantum_entanglement: opts.requires_quantum_entanglement,
+            },
+        )?;
+        Ok(admitted.must_encrypt)
     }
 
     /// `opts` with encryption on when a zone requires it (`ZoneIsolationViolationError`

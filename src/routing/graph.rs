@@ -5,6 +5,7 @@
 use super::cost::{predicted_latency_ns, CostModel};
 use crate::model::{HardwareType, IsolationLevel, ZoneType};
 use crate::topology::Topology;
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 
 /// One direction of a link.
@@ -31,7 +32,8 @@ pub(crate) struct ZoneRule {
 pub struct RouteGraph {
     pub(crate) epoch: u64,
     ids: Vec<String>,
-    index: HashMap<String, u32>,
+    /// Dense index of each id (FxHash: ids are short and resolved on every checked send).
+    index: FxHashMap<String, u32>,
     pub(crate) node_latency_ns: Vec<u64>,
     pub(crate) node_bandwidth_gbps: Vec<f64>,
     pub(crate) up: Vec<bool>,
@@ -159,24 +161,42 @@ impl RouteGraph {
     /// The MEDIUM-and-above endpoint rule: when `s` or `d` is a member of such a zone and the
     /// other is neither a member nor a control-plane node, names the zone that forbids it.
     pub(crate) fn endpoint_violation(&self, s: u32, d: u32) -> Option<String> {
-        let (su, du) = (s as usize, d as usize);
+        self.endpoint_violation_of((Some(s), Some(d)), (self.id(s), self.id(d)))
+    }
+
+    /// [`RouteGraph::endpoint_violation`] for ids that may not be in the graph (`None`): such
+    /// a node is neither a member nor a control-plane node, as in the topology's own check.
+    pub(crate) fn endpoint_violation_of(
+        &self,
+        (s, d): (Option<u32>, Option<u32>),
+        (source, destination): (&str, &str),
+    ) -> Option<String> {
+        let member = |z: &ZoneRule, v: Option<u32>| v.is_some_and(|v| z.members[v as usize]);
         for z in &self.zones {
-            if z.level < IsolationLevel::Medium || z.members[su] == z.members[du] {
+            if z.level < IsolationLevel::Medium || member(z, s) == member(z, d) {
                 continue;
             }
-            let (inside, outside) = if z.members[su] { (s, d) } else { (d, s) };
-            if !self.control_plane[outside as usize] {
+            let (inside, outside, outside_ix) = if member(z, s) {
+                (source, destination, d)
+            } else {
+                (destination, source, s)
+            };
+            if !outside_ix.is_some_and(|v| self.control_plane[v as usize]) {
                 return Some(format!(
-                    "zone {:?} ({}) isolates {:?}: {:?} is neither a member nor a \
+                    "zone {:?} ({}) isolates {inside:?}: {outside:?} is neither a member nor a \
                      control-plane node",
-                    z.zone_id,
-                    z.level,
-                    self.id(inside),
-                    self.id(outside)
+                    z.zone_id, z.level
                 ));
             }
         }
         None
+    }
+
+    /// Whether `v` is a member of a QUANTUM_SECURE zone: its traffic must be encrypted.
+    pub(crate) fn must_encrypt(&self, v: u32) -> bool {
+        self.zones
+            .iter()
+            .any(|z| z.level == IsolationLevel::QuantumSecure && z.members[v as usize])
     }
 
     /// The HIGH-and-above transit rule as a class: for every HIGH zone, how many of the two

@@ -1,18 +1,24 @@
 //! Routing: a compact graph snapshot of the topology ([`RouteGraph`]), exact searches over it,
-//! precomputed per-source [`RoutingTables`] for the three metrics, and the [`RoutingEngine`]
-//! that rebuilds them off the caller's thread and answers constrained route requests.
+//! precomputed per-source [`RoutingTables`] for the three metrics (with the answers of send
+//! admission: whether a constrained, quantum or zoned send has a route), and the
+//! [`RoutingEngine`] that rebuilds them off the caller's thread and answers constrained route
+//! requests.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod cost;
 mod engine;
 mod graph;
+mod request;
 mod search;
 mod table;
 
+pub use admission::{Admitted, Refusal, SendRequirements};
 pub use cost::{predicted_latency_ns, CostModel};
-pub(crate) use engine::intermediates;
-pub use engine::{Route, RouteRequest, RoutingEngine, RoutingOptions, SourceSet};
+pub use engine::{RoutingEngine, RoutingOptions, SourceSet};
 pub use graph::RouteGraph;
+pub(crate) use request::intermediates;
+pub use request::{Route, RouteRequest};
 pub use search::{Search, SearchOrder};
 pub use table::{RouteEntry, RouteLoad, RoutingTables, SourceRoutes, NO_ROUTE};
 

@@ -3,6 +3,7 @@
 //! `[source slot][metric][destination]`, so a lookup is two dependent loads (the source's
 //! slot, then the entry) and one when the caller keeps a [`SourceRoutes`] view.
 
+use super::admission::Admission;
 use super::graph::RouteGraph;
 use super::search::{Search, SearchOrder, MAX_FIRST_HOPS, NONE};
 use super::Metric;
@@ -62,6 +63,8 @@ pub struct RoutingTables {
     alternates: Vec<u32>,
     ecmp: bool,
     build_ns: u64,
+    /// Answers of send admission, when computed ([`RoutingTables::with_admission`]).
+    admission: Option<Admission>,
 }
 
 /// The table of one source: lookups are a single indexed load.
@@ -125,6 +128,7 @@ impl RoutingTables {
             alternates: Vec::new(),
             ecmp: false,
             build_ns: 0,
+            admission: None,
         }
     }
 
@@ -201,6 +205,36 @@ impl RoutingTables {
         }
     }
 
+    /// These tables with the answers of send admission computed for them (see
+    /// [`RoutingTables::admit`]), under quantum rules when `quantum_rules` (the engine's
+    /// `enable_quantum_optimization`). Costs one pruned search per source and zone filter
+    /// when a HIGH zone has members, and one per source and zone filter with quantum rules;
+    /// nothing more otherwise (the latency entries are the answers).
+    pub fn with_admission(mut self, quantum_rules: bool) -> RoutingTables {
+        let started = Instant::now();
+        self.admission = Some(Admission::build(&self, quantum_rules));
+        self.build_ns += started.elapsed().as_nanos() as u64;
+        self
+    }
+
+    pub(crate) fn admission(&self) -> Option<&Admission> {
+        self.admission.as_ref()
+    }
+
+    /// Slot of a table source in the per-source arrays.
+    #[inline]
+    pub(crate) fn slot(&self, src: u32) -> Option<usize> {
+        match self.slot_of.get(src as usize) {
+            Some(&slot) if slot != NO_ROUTE => Some(slot as usize),
+            _ => None,
+        }
+    }
+
+    /// Number of source slots (some may be unused when a source was listed twice).
+    pub(crate) fn slot_count(&self) -> usize {
+        self.entries.len().checked_div(3 * self.n).unwrap_or(0)
+    }
+
     /// The graph snapshot the tables were computed from.
     pub fn graph(&self) -> &std::sync::Arc<RouteGraph> {
         &self.graph
@@ -251,6 +285,14 @@ impl RoutingTables {
         let i = (slot as usize * 3 + metric as usize) * self.n + dst as usize;
         debug_assert!(i < self.entries.len());
         Some(&self.entries[i])
+    }
+
+    /// The entry of `dst` under `metric` in the table of the source in `slot`.
+    #[inline]
+    pub(crate) fn entry_at(&self, slot: usize, dst: u32, metric: Metric) -> &RouteEntry {
+        let i = (slot * 3 + metric as usize) * self.n + dst as usize;
+        debug_assert!(i < self.entries.len());
+        &self.entries[i]
     }
 
     /// The node path of the latency or hops route from `src` to `dst` (dense indices).

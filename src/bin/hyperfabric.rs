@@ -476,16 +476,19 @@ mod bench {
             }
             println!("ready");
             let mut back = None;
+            // MPI_Recv style: into a buffer of the largest size.
+            let mut buf = vec![0u8; hyperfabric::engine::MAX_MESSAGE.min(64 << 20)];
             while open.load(std::sync::atomic::Ordering::Acquire) {
-                match p.recv(id, std::time::Duration::from_millis(100)) {
+                match p.recv_into(id, std::time::Duration::from_millis(100), &mut buf) {
                     Ok(m) => {
+                        let got = &buf[..m.len];
                         if touch {
-                            std::hint::black_box(read_all(&m.data));
+                            std::hint::black_box(read_all(got));
                         }
                         if back.is_none() {
                             back = Some(p.endpoint(id, &m.source)?);
                         }
-                        back.as_mut().expect("made above").post(&m.data)?
+                        back.as_mut().expect("made above").post(got)?
                     }
                     Err(e) if e.kind() == hyperfabric::ErrorKind::Timeout => {}
                     Err(e) => return Err(e),
@@ -721,6 +724,7 @@ mod bench {
         let mut rows = Vec::new();
         for &size in &sizes {
             let mut data = vec![0x5au8; size];
+            let mut inbox = vec![0u8; size];
             // Let the worker's engine go idle (it sleeps after 1 ms) before measuring the floor.
             std::thread::sleep(std::time::Duration::from_millis(5));
             let before = cache_line_floor_ns(a, b, 20_000)?;
@@ -737,11 +741,11 @@ mod bench {
                             write_all(&mut data);
                         }
                         ep.post(&data)?;
-                        let back = p.recv("bench-a", opts.timeout)?;
+                        let back = p.recv_into("bench-a", opts.timeout, &mut inbox)?;
                         if touch {
-                            std::hint::black_box(read_all(&back.data));
+                            std::hint::black_box(read_all(&inbox[..back.len]));
                         }
-                        debug_assert_eq!(back.data.len(), data.len());
+                        debug_assert_eq!(back.len, data.len());
                         Ok(())
                     }
                     _ => {

@@ -53,6 +53,9 @@ pub struct Mailbox {
     id: NodeName,
     registry: Arc<Registry>,
     queue: SegQueue<Message>,
+    /// A message a `recv_into` found too large for its buffer: the node's next one.
+    front: SpinLock<Option<Message>>,
+    has_front: AtomicBool,
     queued: AtomicUsize,
     queued_bytes: AtomicUsize,
     rings: SpinLock<Rings>,
@@ -89,6 +92,8 @@ impl Mailbox {
             id,
             registry,
             queue: SegQueue::new(),
+            front: SpinLock::new(None),
+            has_front: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
             rings: SpinLock::new(Rings {
@@ -127,7 +132,32 @@ impl Mailbox {
     /// Whether the queue may hold a message (a plain load).
     #[inline]
     pub fn has_queued(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) != 0
+        self.queued.load(Ordering::Relaxed) != 0 || self.has_front.load(Ordering::Relaxed)
+    }
+
+    /// Puts `m` before every other message of the node (one too large for a caller's
+    /// buffer; at most one at a time, as every receiver takes it first).
+    pub fn push_front(&self, m: Message) {
+        let mut f = self.front.lock();
+        if let Some(earlier) = f.replace(m) {
+            // Two receivers both found a message too large: keep the earlier first.
+            let later = f.replace(earlier).expect("set above");
+            self.push(later);
+        }
+        self.has_front.store(true, Ordering::Release);
+    }
+
+    /// The node's next queued message: the one put in front, else the queue's oldest.
+    #[inline]
+    pub fn next_queued(&self) -> Option<Message> {
+        if self.has_front.load(Ordering::Acquire) {
+            let mut f = self.front.lock();
+            if let Some(m) = f.take() {
+                self.has_front.store(false, Ordering::Release);
+                return Some(m);
+            }
+        }
+        self.pop()
     }
 
     /// The oldest queued message.
@@ -267,16 +297,10 @@ impl Mailbox {
     }
 
     /// Takes one frame from the endpoint rings (in turn, so no sender starves another).
-    /// With `deliver`, a plain data frame becomes the message in `out`; every other frame
-    /// (and every frame without `deliver`) goes to `slow`. Returns whether a frame was taken.
+    /// With `deliver`, a plain data frame goes to `sink`; every other frame (and every frame
+    /// without `deliver`) goes to `slow`. Returns whether a frame was taken.
     #[inline]
-    pub fn take(
-        &self,
-        r: &mut Rings,
-        deliver: bool,
-        slow: Slow<'_>,
-        out: &mut Option<Message>,
-    ) -> bool {
+    pub fn take(&self, r: &mut Rings, deliver: bool, slow: Slow<'_>, sink: &mut Sink<'_>) -> bool {
         if self.is_closed() {
             return false;
         }
@@ -302,12 +326,25 @@ impl Mailbox {
             let (src, source) = (list[i].src, list[i].source);
             let (node, id, dir) = (self.node, self.id, self.registry.dir());
             let popped = list[i].consumer.try_pop(|h, d| {
-                if !(deliver && plain(node, id, (src, source), (h, d), segments, dir, out)) {
+                let at = Plain {
+                    node,
+                    id,
+                    src,
+                    source,
+                };
+                if !(deliver && at.deliver((h, d), segments, dir, sink)) {
                     slow(node, h, d);
                 }
             });
             return match popped {
-                Ok(Some(())) => true,
+                Ok(Some(())) => {
+                    if let Sink::Buffer { spill, .. } = sink {
+                        if let Some(m) = spill.take() {
+                            self.push_front(m);
+                        }
+                    }
+                    true
+                }
                 Ok(None) => false,
                 Err(_) => {
                     let bad = list.swap_remove(i);
@@ -323,63 +360,186 @@ impl Mailbox {
     }
 }
 
-/// The message a plain frame carries, into `out`: data for `node`, one-way, in one fragment,
-/// inline or by descriptor, not a codec frame. `false` for anything else (and for a
-/// descriptor whose segment cannot be mapped, which the engine's dispatch then refuses the
-/// same way).
-#[inline]
-fn plain(
+/// Where `recv` wants a message: built as a [`Message`], or copied into the caller's buffer.
+pub enum Sink<'a> {
+    /// A whole message.
+    Message(Option<Message>),
+    /// The data copied into `buf`, the rest described in `got`. A message larger than `buf`
+    /// is kept whole in `spill` (then put before the node's other messages) and its size in
+    /// `too_large`.
+    Buffer {
+        /// The caller's buffer.
+        buf: &'a mut [u8],
+        /// What was received.
+        got: Option<Received>,
+        /// A message that did not fit.
+        spill: Option<Message>,
+        /// Its size.
+        too_large: Option<usize>,
+    },
+}
+
+impl Sink<'_> {
+    /// Whether the sink holds a result (a message, or a too-large report).
+    #[inline]
+    pub fn filled(&self) -> bool {
+        match self {
+            Sink::Message(m) => m.is_some(),
+            Sink::Buffer { got, too_large, .. } => got.is_some() || too_large.is_some(),
+        }
+    }
+
+    /// Puts an owned message in the sink (from the queue); `Err(m)` when it does not fit
+    /// the buffer (the caller keeps it in front).
+    pub fn put(&mut self, m: Message) -> Result<(), Message> {
+        match self {
+            Sink::Message(out) => {
+                *out = Some(m);
+                Ok(())
+            }
+            Sink::Buffer {
+                buf,
+                got,
+                too_large,
+                ..
+            } => {
+                if m.data.len() > buf.len() {
+                    *too_large = Some(m.data.len());
+                    return Err(m);
+                }
+                buf[..m.data.len()].copy_from_slice(&m.data);
+                *got = Some(Received::of(&m));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What `recv_into` received: the data is in the caller's buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// Bytes of data written to the buffer.
+    pub len: usize,
+    /// Sending node id.
+    pub source: NodeName,
+    /// Kind of data.
+    pub data_type: DataType,
+    /// QoS class.
+    pub priority: crate::model::PacketPriority,
+    /// Metadata sent with it (JSON object bytes; empty when none).
+    pub metadata: Vec<u8>,
+    /// Message id (requests: the id their response carries).
+    pub request_id: u64,
+    /// Whether the sender waits for a response.
+    pub one_way: bool,
+}
+
+impl Received {
+    fn of(m: &Message) -> Received {
+        Received {
+            len: m.data.len(),
+            source: m.source,
+            data_type: m.data_type,
+            priority: m.priority,
+            metadata: m.metadata.clone(),
+            request_id: m.request_id,
+            one_way: m.one_way,
+        }
+    }
+}
+
+/// The ring a frame came from, for [`Plain::deliver`].
+struct Plain {
     node: u32,
     id: NodeName,
-    (src, source): (u32, NodeName),
-    (h, d): (SlotHeader, &[u8]),
-    segments: &mut SegmentMaps,
-    dir: &std::path::Path,
-    out: &mut Option<Message>,
-) -> bool {
-    if h.kind != FrameKind::Data as u8
-        || h.flags & FLAG_ONE_WAY == 0
-        || h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR) != 0
-        || d.len() < MSG_HEADER
-        || h.src != src
-    {
-        return false;
-    }
-    let m = MsgHeader::decode(d);
-    let rest = &d[MSG_HEADER..];
-    let meta = h.aux as usize;
-    if m.dst != node || m.origin != src || m.offset != 0 {
-        return false;
-    }
-    let (metadata, data) = if h.flags & FLAG_DESCRIPTOR != 0 {
-        let Some(desc) = Descriptor::decode(rest) else {
-            return false;
-        };
-        let inline = &rest[Descriptor::LEN..];
-        if inline.len() != meta || m.total as usize != meta + desc.len as usize {
+    src: u32,
+    source: NodeName,
+}
+
+impl Plain {
+    /// Delivers a plain frame to `sink`: data for the node, one-way, in one fragment, inline
+    /// or by descriptor, not a codec frame. `false` for anything else (and for a descriptor
+    /// whose segment cannot be mapped, which the engine's dispatch then refuses the same
+    /// way).
+    #[inline]
+    fn deliver(
+        &self,
+        (h, d): (SlotHeader, &[u8]),
+        segments: &mut SegmentMaps,
+        dir: &std::path::Path,
+        sink: &mut Sink<'_>,
+    ) -> bool {
+        if h.kind != FrameKind::Data as u8
+            || h.flags & FLAG_ONE_WAY == 0
+            || h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR) != 0
+            || d.len() < MSG_HEADER
+            || h.src != self.src
+        {
             return false;
         }
-        let Ok(data) = segments.take(dir, &desc) else {
-            return false;
-        };
-        (metadata_of(inline), data)
-    } else {
-        if m.total as usize != rest.len() || meta > rest.len() {
+        let m = MsgHeader::decode(d);
+        let rest = &d[MSG_HEADER..];
+        let meta = h.aux as usize;
+        if m.dst != self.node || m.origin != self.src || m.offset != 0 {
             return false;
         }
-        (metadata_of(&rest[..meta]), Payload::copy_from(&rest[meta..]))
-    };
-    *out = Some(Message {
-        source,
-        destination: id,
-        data,
-        data_type: DataType::from_u32(m.data_type as u32).unwrap_or_default(),
-        priority: m.priority(),
-        metadata,
-        request_id: m.id,
-        one_way: true,
-    });
-    true
+        let (metadata, inline, shared) = if h.flags & FLAG_DESCRIPTOR != 0 {
+            let Some(desc) = Descriptor::decode(rest) else {
+                return false;
+            };
+            let inline = &rest[Descriptor::LEN..];
+            if inline.len() != meta || m.total as usize != meta + desc.len as usize {
+                return false;
+            }
+            let Ok(data) = segments.take(dir, &desc) else {
+                return false;
+            };
+            (inline, &[][..], Some(data))
+        } else {
+            if m.total as usize != rest.len() || meta > rest.len() {
+                return false;
+            }
+            (&rest[..meta], &rest[meta..], None)
+        };
+        let data_type = DataType::from_u32(m.data_type as u32).unwrap_or_default();
+        let whole = |shared: Option<Payload>| Message {
+            source: self.source,
+            destination: self.id,
+            data: shared.unwrap_or_else(|| Payload::copy_from(inline)),
+            data_type,
+            priority: m.priority(),
+            metadata: metadata_of(metadata),
+            request_id: m.id,
+            one_way: true,
+        };
+        match sink {
+            Sink::Message(out) => *out = Some(whole(shared)),
+            Sink::Buffer {
+                buf,
+                got,
+                spill,
+                too_large,
+            } => {
+                let bytes: &[u8] = shared.as_deref().unwrap_or(inline);
+                if bytes.len() > buf.len() {
+                    *too_large = Some(bytes.len());
+                    *spill = Some(whole(shared));
+                } else {
+                    buf[..bytes.len()].copy_from_slice(bytes);
+                    *got = Some(Received {
+                        len: bytes.len(),
+                        source: self.source,
+                        data_type,
+                        priority: m.priority(),
+                        metadata: metadata_of(metadata),
+                        request_id: m.id,
+                        one_way: true,
+                    });
+                }
+            }
+        }
+        true
+    }
 }
 
 /// Metadata bytes as a vector (no allocator call when there are none).

@@ -831,7 +831,7 @@ impl Engine {
     /// Takes the oldest queued message of a hosted node.
     pub fn take_inbox(&mut self, node_id: &str) -> Result<Option<Message>> {
         let i = self.hosted_index(node_id)?;
-        Ok(self.hosted.get(&i).expect("indexed").mailbox.pop())
+        Ok(self.hosted.get(&i).expect("indexed").mailbox.next_queued())
     }
 
     /// The mailbox of a hosted node: `recv` takes from it without the engine.
@@ -1466,7 +1466,7 @@ impl Engine {
                     &mut rings,
                     false,
                     &mut |at, h, d| self.dispatch(at, h, d),
-                    &mut None,
+                    &mut mailbox::Sink::Message(None),
                 );
                 if !took {
                     break;

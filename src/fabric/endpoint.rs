@@ -364,6 +364,27 @@ impl Endpoint {
             )));
         }
         let by_descriptor = body.len() > DESCRIPTOR_THRESHOLD;
+        if !by_descriptor && o.metadata.is_empty() && body.len() <= self.limit {
+            // One inline fragment: header and bytes straight into the ring.
+            if let Path::Own { producer, .. } = &mut self.path {
+                let hdr = o.header(self.src, self.dst.index, 0, total);
+                match producer.try_push(o.slot(self.src, 0), &[&hdr, body]) {
+                    Ok(()) => {
+                        self.sent.0 += 1;
+                        self.sent.1 += total as u64;
+                        self.inner.registry.ring_bell(self.dst.index);
+                        return Ok(());
+                    }
+                    Err(PushError::Full) => {}
+                    Err(PushError::Corrupt) => return Err(self.corrupt()),
+                    Err(PushError::TooLarge) => {
+                        return Err(Error::InvalidArgument(
+                            "fragment exceeds the endpoint's ring".into(),
+                        ))
+                    }
+                }
+            }
+        }
         let mut offset = 0;
         // Set on the first wait: a send that finds room reads no clock.
         let mut waiting: Option<(Instant, Instant)> = None;

@@ -7,6 +7,7 @@ mod address;
 mod endpoint;
 mod recv;
 
+pub use crate::engine::mailbox::Received;
 pub use endpoint::Endpoint;
 
 pub use address::{PeerAddress, ADDRESS_MAX};

@@ -1,10 +1,11 @@
 //! `recv`: takes a hosted node's messages from its mailbox without the engine lock. The
 //! thread in `recv` polls the node's endpoint rings itself (a plain frame becomes the message
-//! in place); the engine's own rings (replies, messages routed through other nodes, sends of
-//! the protocol's other paths) are polled through the engine when no engine thread runs.
+//! in place, or is copied straight into the caller's buffer by `recv_into`); the engine's own
+//! rings (replies, messages routed through other nodes, sends of the protocol's other paths)
+//! are polled through the engine when no engine thread runs.
 
 use super::{lock, Deadline, HyperFabricProtocol, Inner};
-use crate::engine::mailbox::{Mailbox, Rings};
+use crate::engine::mailbox::{Mailbox, Received, Rings, Sink};
 use crate::engine::Message;
 use crate::error::{Error, Result};
 use crate::sync::SpinGuard;
@@ -37,34 +38,65 @@ impl HyperFabricProtocol {
     /// receive for one node; each message goes to one of them, and messages of one endpoint
     /// come out in the order they were sent.
     pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
+        let mut sink = Sink::Message(None);
+        self.wait_into(node_id, timeout, &mut sink)?;
+        match sink {
+            Sink::Message(Some(m)) => Ok(m),
+            _ => Err(Error::Timeout(format!("nothing arrived for {node_id:?}"))),
+        }
+    }
+
+    /// `recv` into the caller's buffer (as `MPI_Recv`): the data of the next message is
+    /// copied into `buf`, the rest described in the returned [`Received`]. No allocation for
+    /// a message without metadata. A message larger than `buf` fails with
+    /// `BufferOverflowError` (its size in the message) and stays the node's next message.
+    pub fn recv_into(&self, node_id: &str, timeout: Duration, buf: &mut [u8]) -> Result<Received> {
+        let mut sink = Sink::Buffer {
+            buf,
+            got: None,
+            spill: None,
+            too_large: None,
+        };
+        self.wait_into(node_id, timeout, &mut sink)?;
+        match sink {
+            Sink::Buffer { got: Some(r), .. } => Ok(r),
+            Sink::Buffer {
+                too_large: Some(n),
+                buf,
+                ..
+            } => Err(Error::BufferOverflow(format!(
+                "the next message of {node_id:?} has {n} bytes, the buffer {}; it stays queued",
+                buf.len()
+            ))),
+            _ => Err(Error::Timeout(format!("nothing arrived for {node_id:?}"))),
+        }
+    }
+
+    /// Finds `node_id`'s mailbox (this thread's cache first) and waits for a message into
+    /// `sink`.
+    fn wait_into(&self, node_id: &str, timeout: Duration, sink: &mut Sink<'_>) -> Result<()> {
         let key = Arc::as_ptr(&self.inner) as usize;
-        // The message is built in `out` and moved once, on return.
-        let mut out = None;
         let cached = MAILBOXES.with(|c| {
             let c = c.try_borrow().ok()?;
             let (_, mb) = c
                 .iter()
                 .find(|(k, m)| *k == key && m.id() == node_id && !m.is_closed())?;
-            Some(self.inner.recv_into(mb, timeout, &mut out))
+            Some(self.inner.wait_for(mb, timeout, sink))
         });
-        let status = match cached {
-            Some(status) => status,
-            None => {
-                let mb = lock(&self.inner.engine).mailbox(node_id)?;
-                MAILBOXES.with(|c| {
-                    if let Ok(mut c) = c.try_borrow_mut() {
-                        c.retain(|(_, m)| !m.is_closed());
-                        if c.len() >= REMEMBERED {
-                            c.remove(0);
-                        }
-                        c.push((key, mb.clone()));
-                    }
-                });
-                self.inner.recv_into(&mb, timeout, &mut out)
+        if let Some(status) = cached {
+            return status;
+        }
+        let mb = lock(&self.inner.engine).mailbox(node_id)?;
+        MAILBOXES.with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.retain(|(_, m)| !m.is_closed());
+                if c.len() >= REMEMBERED {
+                    c.remove(0);
+                }
+                c.push((key, mb.clone()));
             }
-        };
-        status?;
-        out.ok_or_else(|| Error::Timeout(format!("nothing arrived for {node_id:?}")))
+        });
+        self.inner.wait_for(&mb, timeout, sink)
     }
 }
 
@@ -79,19 +111,16 @@ impl Inner {
     /// One look into `mb`: its queue, then one frame of its endpoint rings, through `held`:
     /// the ring lock, kept between looks of one `recv` (taken when free, released every
     /// [`ENGINE_EVERY`] looks and on return), so a polling `recv` pays no atomic exchange
-    /// per look. The message lands in `out` (built there, not moved through every caller).
+    /// per look. Returns whether `sink` got its result.
     #[inline]
     fn look<'m>(
         &self,
         mb: &'m Mailbox,
         held: &mut Option<SpinGuard<'m, Rings>>,
-        out: &mut Option<Message>,
+        sink: &mut Sink<'_>,
     ) -> bool {
-        if mb.has_queued() {
-            *out = mb.pop();
-            if out.is_some() {
-                return true;
-            }
+        if mb.has_queued() && self.from_queue(mb, sink) {
+            return true;
         }
         if mb.is_handled() {
             return false;
@@ -107,13 +136,21 @@ impl Inner {
             rings,
             deliver,
             &mut |at, h, d| lock(&self.engine).dispatch_frame(at, h, d),
-            out,
+            sink,
         );
-        if out.is_none() && mb.has_queued() {
-            // A frame the engine dispatched may have joined the queue.
-            *out = mb.pop();
+        // A frame the engine dispatched may have joined the queue.
+        sink.filled() || (mb.has_queued() && self.from_queue(mb, sink))
+    }
+
+    /// The node's next queued message into `sink` (one too large stays in front).
+    fn from_queue(&self, mb: &Mailbox, sink: &mut Sink<'_>) -> bool {
+        let Some(m) = mb.next_queued() else {
+            return false;
+        };
+        if let Err(m) = sink.put(m) {
+            mb.push_front(m);
         }
-        out.is_some()
+        true
     }
 
     /// Polls the engine's rings (and runs its periodic work every [`CHECK_EVERY`] calls)
@@ -133,25 +170,25 @@ impl Inner {
         }
     }
 
-    /// Waits up to `timeout` for a message of `mb` and puts it in `out`.
-    pub(super) fn recv_into(
+    /// Waits up to `timeout` for a message of `mb` into `sink`.
+    pub(super) fn wait_for(
         &self,
         mb: &Mailbox,
         timeout: Duration,
-        out: &mut Option<Message>,
+        sink: &mut Sink<'_>,
     ) -> Result<()> {
         let gone = || Error::NodeNotFound(format!("node {:?} left the fabric", mb.id().as_str()));
         let mut held = None;
         if timeout.is_zero() {
-            if !self.look(mb, &mut held, out) {
+            if !self.look(mb, &mut held, sink) {
                 held = None;
                 self.drive_engine(false);
-                self.look(mb, &mut held, out);
+                self.look(mb, &mut held, sink);
             }
-            return match out {
-                Some(_) => Ok(()),
-                None if mb.is_closed() => Err(gone()),
-                None => Err(Error::Timeout(format!(
+            return match sink.filled() {
+                true => Ok(()),
+                false if mb.is_closed() => Err(gone()),
+                false => Err(Error::Timeout(format!(
                     "nothing queued for {:?}",
                     mb.id().as_str()
                 ))),
@@ -160,7 +197,7 @@ impl Inner {
         let mut deadline = Deadline::after(timeout);
         let mut polls = 0u32;
         loop {
-            if self.look(mb, &mut held, out) {
+            if self.look(mb, &mut held, sink) {
                 return Ok(());
             }
             polls = polls.wrapping_add(1);

@@ -143,7 +143,8 @@ pub unsafe extern "C" fn hf_buffer_free(buffer: *mut hf_buffer) {
 }
 
 /// Writes `len` bytes at `offset` (lz4-compressed with a 4-byte length prefix when `compress`
-/// or the buffer's default says so); `*written` gets the bytes stored.
+/// or the buffer's default says so); `*written` gets the bytes stored (fewer than `len` when
+/// compressed: the next free offset is `offset + *written`; `hf_buffer_read` takes `len`).
 /// `HF_ERR_BUFFER_OVERFLOW`, with nothing written, when they do not fit.
 ///
 /// # Safety
@@ -172,9 +173,12 @@ pub unsafe extern "C" fn hf_buffer_write(
     })
 }
 
-/// Reads `size` bytes at `offset` (decompressed when `decompress` or the buffer's default
-/// says so) into `*out` (release with `hf_bytes_free`). `HF_ERR_BUFFER_UNDERFLOW` when fewer
-/// bytes were written.
+/// Reads `size` bytes of data at `offset` into `*out` (release with `hf_bytes_free`).
+/// `size` is always the length of the data as the caller wrote it: for data written
+/// compressed (read with `decompress` or the buffer's default), the original, uncompressed
+/// length passed to `hf_buffer_write`, not the `*written` it returned; a smaller `size`
+/// gives the first bytes. `HF_ERR_BUFFER_UNDERFLOW` when fewer bytes were written,
+/// `HF_ERR_MALFORMED_FRAME` when the bytes at `offset` are not compressed data.
 ///
 /// # Safety
 /// `buffer` is a live handle; `out` points to writable memory for an `hf_bytes`.

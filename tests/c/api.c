@@ -342,9 +342,26 @@ int main(int argc, char **argv) {
         CHECK_STATUS(hf_buffer_write(b1, (const uint8_t *)"aaaaaaaaaaaaaaaa", 16, 0, false, &n),
                      HF_OK);
         CHECK(n < 16); /* compressed by default */
-        CHECK_STATUS(hf_buffer_read(b1, n, 0, false, &rd), HF_OK);
-        CHECK(rd.len == 16 && rd.data[15] == 'a');
+        /* Read back by the length written, not the compressed length stored. */
+        CHECK_STATUS(hf_buffer_read(b1, 16, 0, false, &rd), HF_OK);
+        CHECK(rd.len == 16 && memcmp(rd.data, "aaaaaaaaaaaaaaaa", 16) == 0);
         hf_bytes_free(&rd);
+        CHECK_STATUS(hf_buffer_read(b1, 17, 0, false, &rd), HF_ERR_BUFFER_UNDERFLOW);
+        CHECK(rd.data == NULL);
+        {
+            /* Data after the compressed block leaves it readable; the next block starts
+               at offset + written. */
+            size_t m = 0;
+            CHECK_STATUS(hf_buffer_write(b1, (const uint8_t *)"bbbbbbbbbbbbbbbbbbbbbbbb", 24, n,
+                                         true, &m),
+                         HF_OK);
+            CHECK_STATUS(hf_buffer_read(b1, 16, 0, true, &rd), HF_OK);
+            CHECK(rd.len == 16 && rd.data[0] == 'a' && rd.data[15] == 'a');
+            hf_bytes_free(&rd);
+            CHECK_STATUS(hf_buffer_read(b1, 24, n, true, &rd), HF_OK);
+            CHECK(rd.len == 24 && rd.data[0] == 'b' && rd.data[23] == 'b');
+            hf_bytes_free(&rd);
+        }
         hf_buffer_free(b1);
         CHECK_STATUS(hf_zero_copy_buffer_new(0, false, false, &b1), HF_ERR_INVALID_ARGUMENT);
 

@@ -218,12 +218,7 @@ impl Endpoint {
     }
 
     fn request(&self, id: u64, deadline: Deadline) -> Request {
-        Request {
-            inner: self.inner.clone(),
-            id,
-            deadline,
-            done: false,
-        }
+        Request::new(self.inner.clone(), id, deadline)
     }
 
     fn through_engine(

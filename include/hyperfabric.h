@@ -22,6 +22,9 @@
 // Largest address blob `hf_node_address` writes.
 #define HF_ADDRESS_MAX 256
 
+// The `*index` of `hf_request_wait_any` when no request completed.
+#define HF_INDEX_NONE (size_t)-1
+
 // Latency budget of quantum control traffic, ns (the reference's constant).
 #define HF_MAX_LATENCY_QUANTUM_NS 100000
 
@@ -295,7 +298,10 @@ typedef struct hf_protocol hf_protocol;
 // time.
 typedef struct hf_receiver hf_receiver;
 
-// A request in flight (`hf_send_data_nb`): test it, wait for it, then free it.
+// A request in flight (`hf_send_data_nb`, `hf_endpoint_send_data_nb`): complete it with
+// `hf_request_test`, `hf_request_wait`, `hf_request_wait_any` or `hf_request_wait_all`, or
+// abandon it with `hf_request_cancel`; then free it with `hf_request_free`. One thread at a
+// time.
 typedef struct hf_request hf_request;
 
 // The response a handler gives (`hf_response_set`).
@@ -1163,31 +1169,6 @@ hf_status hf_send_data_nb(const hf_protocol *protocol,
                           const hf_send_options *options,
                           hf_request **request);
 
-// Progresses a request without blocking. `*done` becomes true once it completed; the
-// call then returns the request's outcome and, on success, stores the response in
-// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again.
-//
-// # Safety
-// `request` is a live handle; `done` and `response` point to writable memory.
-hf_status hf_request_test(hf_request *request,
-                          bool *done,
-                          hf_bytes *response);
-
-// Blocks until the request completes; returns its outcome and, on success, stores the
-// response in `*response`.
-//
-// # Safety
-// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
-hf_status hf_request_wait(hf_request *request,
-                          hf_bytes *response);
-
-// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
-// is ignored.
-//
-// # Safety
-// `request` is NULL or a handle not freed before.
-void hf_request_free(hf_request *request);
-
 // Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
 // (zeroed) `hf_bytes`, is ignored.
 //
@@ -1329,6 +1310,104 @@ hf_status hf_stop_background_services(const hf_protocol *protocol);
 // `protocol` is a live handle; `handled` NULL or writable.
 hf_status hf_progress(const hf_protocol *protocol,
                       size_t *handled);
+
+// Progresses a request without blocking. `*done` becomes true once it completed; the
+// call then returns the request's outcome and, on success, stores the response in
+// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again, a
+// cancelled one `HF_ERR_INVALID_ARGUMENT` ("cancelled").
+//
+// Progress: without background services, each call makes one pass of the engine (so a
+// loop of tests completes the request; handlers run in the calling thread).
+//
+// # Safety
+// `request` is a live handle; `done` and `response` point to writable memory.
+hf_status hf_request_test(hf_request *request,
+                          bool *done,
+                          hf_bytes *response);
+
+// Blocks until the request completes; returns its outcome and, on success, stores the
+// response in `*response`. The request ends at its send timeout (`HF_ERR_TIMEOUT`); a
+// completed or cancelled request gives `HF_ERR_INVALID_ARGUMENT`.
+//
+// Progress: without background services the call drives the engine while it waits
+// (handlers run in the calling thread).
+//
+// # Safety
+// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_request_wait(hf_request *request,
+                          hf_bytes *response);
+
+// Waits until one of the `count` requests at `requests` completes, like `MPI_Waitany`:
+// NULL entries, and requests that already completed or were cancelled, are skipped. Writes
+// the position of the one that completed to `*index` and returns its outcome; on success
+// its response goes to `*response` (release it with `hf_bytes_free`). That request is then
+// completed: free it with `hf_request_free` (testing or waiting on it again gives
+// `HF_ERR_INVALID_ARGUMENT`); the others stay as they were.
+//
+// `timeout_ms` bounds the call: 0 makes it one look (like `MPI_Testany`), `UINT64_MAX`
+// leaves the bound to each request's own send timeout, at which that request completes
+// with `HF_ERR_TIMEOUT` as its outcome. `*index` is `HF_INDEX_NONE` when no request
+// completed: the call returns `HF_ERR_TIMEOUT` if none did within `timeout_ms` (they stay
+// pending), `HF_ERR_INVALID_ARGUMENT` if no entry is pending or one request appears twice.
+// So `HF_ERR_TIMEOUT` with `*index != HF_INDEX_NONE` is that request's own timeout.
+//
+// Progress: without background services the call drives the engines of the requests'
+// protocols while it waits (handlers of their nodes run in the calling thread).
+//
+// # Safety
+// `requests` points to `count` readable pointers (or is NULL with `count` 0), each NULL or
+// a live handle no other thread uses during the call; `index` and `response` point to
+// writable memory.
+hf_status hf_request_wait_any(hf_request **requests,
+                              size_t count,
+                              uint64_t timeout_ms,
+                              size_t *index,
+                              hf_bytes *response);
+
+// Waits until every pending request among the `count` at `requests` completes, like
+// `MPI_Waitall`, for at most `timeout_ms` (`UINT64_MAX`: as long as the requests' own send
+// timeouts). For each request pending at the call, `statuses[i]` gets its outcome and
+// `responses[i]` its response on success, a zeroed `hf_bytes` otherwise (release each with
+// `hf_bytes_free`). NULL entries, and requests that already completed or were cancelled,
+// are skipped and their `statuses[i]` and `responses[i]` left as they are: calling again
+// after a timeout completes the arrays of the first call.
+//
+// Returns `HF_OK` when every request completed successfully, else the status of the first
+// entry (in array order) that did not; `statuses` tells each. A request still in flight
+// when `timeout_ms` passes gets `HF_ERR_TIMEOUT` and stays pending (wait again, cancel it
+// or free it); one whose own send timeout passed also gets `HF_ERR_TIMEOUT` but is
+// completed (`hf_request_test` then gives `HF_ERR_INVALID_ARGUMENT`). With nothing
+// pending the call returns `HF_OK` at once. `HF_ERR_INVALID_ARGUMENT`, with nothing
+// written, when one request appears twice.
+//
+// Progress: as `hf_request_wait_any`.
+//
+// # Safety
+// `requests` as for `hf_request_wait_any`; `statuses` and `responses` point to `count`
+// writable elements each (or are NULL with `count` 0).
+hf_status hf_request_wait_all(hf_request **requests,
+                              size_t count,
+                              uint64_t timeout_ms,
+                              hf_status *statuses,
+                              hf_bytes *responses);
+
+// Abandons a pending request, like `MPI_Cancel`: its response, if one comes, is dropped;
+// `hf_request_test` and `hf_request_wait` then return `HF_ERR_INVALID_ARGUMENT`
+// ("cancelled"), and `hf_request_wait_any` / `hf_request_wait_all` skip it. The receiver
+// may already have handled the message: cancelling only stops waiting for the answer.
+// Cancelling a request that completed or was cancelled does nothing. Free the request
+// with `hf_request_free` as usual.
+//
+// # Safety
+// `request` is a live handle no other thread uses during the call.
+hf_status hf_request_cancel(hf_request *request);
+
+// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
+// is ignored.
+//
+// # Safety
+// `request` is NULL or a handle not freed before.
+void hf_request_free(hf_request *request);
 
 // The library version: `major << 16 | minor << 8 | patch`.
 uint32_t hf_version(void);

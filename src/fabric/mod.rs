@@ -9,7 +9,8 @@ mod recv;
 mod request;
 
 pub use endpoint::Endpoint;
-pub use request::Request;
+pub use request::{wait_all, wait_any, Completion, Request};
+pub(crate) use request::{wait_all_of, wait_any_of};
 
 pub use address::{PeerAddress, ADDRESS_MAX};
 
@@ -32,6 +33,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use crate::engine::Message as ReceivedMessage;
+
+/// Polls of a waiting call between two reads of the clock (a clock read costs as much as a
+/// poll of an empty ring); its deadline and the engine's periodic work are checked then.
+const CHECK_EVERY: u32 = 256;
+/// Polls a waiting call spends spinning before it yields its core between polls.
+const SPIN_POLLS: u32 = 200_000;
 
 /// How the background engine thread waits when there is nothing to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1284,8 +1291,6 @@ impl Inner {
         deadline: &mut Deadline,
         mut ready: impl FnMut(&mut Engine) -> Option<T>,
     ) -> Option<T> {
-        const CHECK_EVERY: u32 = 256;
-        const SPIN_POLLS: u32 = 200_000;
         let mut polls = 0u32;
         loop {
             {

@@ -1,7 +1,8 @@
 //! Endpoints from C: `hf_endpoint_create` resolves a (source, destination) pair once and
 //! gives it a ring of its own; its sends take no lock and look nothing up.
 
-use super::protocol::{hf_bytes, hf_protocol, hf_request, protocol, send_options};
+use super::protocol::{hf_bytes, hf_protocol, protocol, send_options};
+use super::request::hf_request;
 use super::status::{hf_status, HF_ERR_INVALID_ARGUMENT};
 use super::{boundary, bytes_arg, lib, mut_arg, str_arg, FfiError, FfiResult};
 use crate::fabric::Endpoint;
@@ -157,7 +158,7 @@ pub unsafe extern "C" fn hf_endpoint_send_data_nb(
         let out = unsafe { mut_arg(request, "request") }?;
         let opts = send_options(options)?;
         let r = ep.with(|e| lib(e.send_data_nb(data, &opts)))?;
-        *out = Box::into_raw(Box::new(hf_request { request: Some(r) }));
+        *out = hf_request::new(r);
         Ok(())
     })
 }

@@ -21,6 +21,7 @@ pub mod control;
 pub mod direct;
 pub mod endpoint;
 pub mod protocol;
+pub mod request;
 pub mod status;
 
 use crate::error::{Error, Result};

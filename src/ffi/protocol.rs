@@ -2,6 +2,7 @@
 //! ping, zones, topology info, background services), with the enums and option structs it
 //! takes and the owned results it hands out.
 
+use super::request::hf_request;
 use super::status::hf_status;
 use super::{
     boundary, bytes_arg, c_string, check_size, lib, mut_arg, opt_str_arg, ref_arg, str_arg,
@@ -9,7 +10,7 @@ use super::{
 };
 use crate::error::Error;
 use crate::fabric::{
-    HyperFabricProtocol, IdleStrategy, ProtocolConfig, ReceivedMessage, Request, SendOptions,
+    HyperFabricProtocol, IdleStrategy, ProtocolConfig, ReceivedMessage, SendOptions,
 };
 use crate::model::{
     DataType, FabricZone, HardwareType, IsolationLevel, NodeSignature, PacketPriority, ZoneType,
@@ -336,11 +337,6 @@ pub struct hf_message_view {
     pub request_id: u64,
     /// Whether the sender waits for no response (`hf_post`).
     pub one_way: bool,
-}
-
-/// A request in flight (`hf_send_data_nb`): test it, wait for it, then free it.
-pub struct hf_request {
-    pub(crate) request: Option<Request>,
 }
 
 /// The response a handler gives (`hf_response_set`).
@@ -817,84 +813,9 @@ pub unsafe extern "C" fn hf_send_data_nb(
         let r = lib(s
             .protocol
             .send_data_nb(s.source, s.destination, s.data, &s.options))?;
-        *out = Box::into_raw(Box::new(hf_request { request: Some(r) }));
+        *out = hf_request::new(r);
         Ok(())
     })
-}
-
-/// Progresses a request without blocking. `*done` becomes true once it completed; the
-/// call then returns the request's outcome and, on success, stores the response in
-/// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again.
-///
-/// # Safety
-/// `request` is a live handle; `done` and `response` point to writable memory.
-#[no_mangle]
-pub unsafe extern "C" fn hf_request_test(
-    request: *mut hf_request,
-    done: *mut bool,
-    response: *mut hf_bytes,
-) -> hf_status {
-    boundary(|| {
-        // SAFETY: as the caller promised.
-        let r = unsafe { mut_arg(request, "request") }?;
-        // SAFETY: as the caller promised.
-        let done = unsafe { mut_arg(done, "done") }?;
-        // SAFETY: as the caller promised.
-        let out = unsafe { mut_arg(response, "response") }?;
-        let req = r.request.as_mut().ok_or_else(|| {
-            FfiError::from(Error::InvalidArgument(
-                "the request already completed".into(),
-            ))
-        })?;
-        match req.test() {
-            None => {
-                *done = false;
-                Ok(())
-            }
-            Some(result) => {
-                *done = true;
-                r.request = None;
-                *out = hf_bytes::from_vec(lib(result)?);
-                Ok(())
-            }
-        }
-    })
-}
-
-/// Blocks until the request completes; returns its outcome and, on success, stores the
-/// response in `*response`.
-///
-/// # Safety
-/// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
-#[no_mangle]
-pub unsafe extern "C" fn hf_request_wait(
-    request: *mut hf_request,
-    response: *mut hf_bytes,
-) -> hf_status {
-    boundary(|| {
-        // SAFETY: as the caller promised.
-        let r = unsafe { mut_arg(request, "request") }?;
-        // SAFETY: as the caller promised.
-        let out = unsafe { mut_arg(response, "response") }?;
-        let req = r.request.take().ok_or_else(|| {
-            FfiError::from(Error::InvalidArgument(
-                "the request already completed".into(),
-            ))
-        })?;
-        *out = hf_bytes::from_vec(lib(req.wait())?);
-        Ok(())
-    })
-}
-
-/// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
-/// is ignored.
-///
-/// # Safety
-/// `request` is NULL or a handle not freed before.
-#[no_mangle]
-pub unsafe extern "C" fn hf_request_free(request: *mut hf_request) {
-    // SAFETY: as the caller promised (a handle of this library, or NULL).
-    unsafe { super::free_box(request) }
 }
 
 /// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released

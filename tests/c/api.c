@@ -9,6 +9,7 @@
 #define _DEFAULT_SOURCE /* usleep */
 #include "hyperfabric.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,11 @@
 
 #include "check.h"
 
-/* The handler of node "b": answers with the request reversed; "fail" makes it fail. */
+/* While set, the handler holds requests "hold" (the request stays pending). */
+static atomic_int holding = 0;
+
+/* The handler of node "b": answers with the request reversed; "fail" makes it fail;
+   "hold" waits while `holding` is set. */
 static hf_status reverse(void *user_data, const hf_message_view *m, hf_response *response) {
     int *calls = (int *)user_data;
     unsigned char buf[256];
@@ -24,6 +29,11 @@ static hf_status reverse(void *user_data, const hf_message_view *m, hf_response 
     (*calls)++;
     if (m->len == 4 && memcmp(m->data, "fail", 4) == 0) {
         return HF_ERR_INVALID_NODE;
+    }
+    if (m->len == 4 && memcmp(m->data, "hold", 4) == 0) {
+        while (atomic_load(&holding)) {
+            usleep(100);
+        }
     }
     /* NULL bytes with a length are refused; the handler reports what it got. */
     if (hf_response_set(response, NULL, 3) != HF_ERR_NULL_ARGUMENT) {
@@ -232,6 +242,109 @@ int main(int argc, char **argv) {
             usleep(1000);
         }
         CHECK(calls == before + 1);
+    }
+
+    /* Several requests at once. b (its own engine thread) holds "hold" requests while
+       `holding` is set; node w of a is served by whoever drives a's engine: here the
+       waiting calls themselves. */
+    {
+        hf_request *rs[4] = {NULL, NULL, NULL, NULL};
+        hf_status st[4] = {0, 0, 0, 0};
+        hf_bytes rb[4] = {{NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}};
+        size_t idx = 0;
+        int wcalls = 0;
+        n = node("w");
+        CHECK_STATUS(hf_register_node(a, &n), HF_OK);
+        CHECK_STATUS(hf_on_receive(a, "w", reverse, &wcalls), HF_OK);
+        atomic_store(&holding, 1);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"hold", 4, NULL, &rs[0]),
+                     HF_OK);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "w", (const uint8_t *)"fast", 4, NULL, &rs[2]),
+                     HF_OK);
+        /* rs[1] and rs[3] are NULL: skipped. The first to complete is the one w answers. */
+        CHECK_STATUS(hf_request_wait_any(rs, 4, 5000, &idx, &resp), HF_OK);
+        CHECK(idx == 2 && resp.len == 4 && memcmp(resp.data, "tsaf", 4) == 0);
+        CHECK(wcalls == 1);
+        hf_bytes_free(&resp);
+        /* The held one cannot complete: the call times out without an index, and the
+           request stays pending. */
+        CHECK_STATUS(hf_request_wait_any(rs, 4, 20, &idx, &resp), HF_ERR_TIMEOUT);
+        CHECK(idx == HF_INDEX_NONE && resp.data == NULL);
+        CHECK_STATUS(hf_request_wait_any(rs, 4, 0, &idx, &resp), HF_ERR_TIMEOUT); /* a look */
+        CHECK_STATUS(hf_request_test(rs[0], &done, &resp), HF_OK);
+        CHECK(!done);
+        /* wait_all: the held one is reported pending; the completed one is skipped and its
+           status left as it was. */
+        st[2] = 12345;
+        CHECK_STATUS(hf_request_wait_all(rs, 4, 20, st, rb), HF_ERR_TIMEOUT);
+        CHECK(st[0] == HF_ERR_TIMEOUT && rb[0].data == NULL && st[2] == 12345);
+        CHECK(strstr(hf_last_error_message(), "requests[0]") != NULL);
+        /* Released: waiting again completes it. */
+        atomic_store(&holding, 0);
+        CHECK_STATUS(hf_request_wait_all(rs, 4, 5000, st, rb), HF_OK);
+        CHECK(st[0] == HF_OK && rb[0].len == 4 && memcmp(rb[0].data, "dloh", 4) == 0);
+        CHECK(st[2] == 12345);
+        hf_bytes_free(&rb[0]);
+        /* Nothing pending: wait_any refuses, wait_all succeeds at once. */
+        CHECK_STATUS(hf_request_wait_any(rs, 4, 5000, &idx, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK(idx == HF_INDEX_NONE);
+        CHECK_STATUS(hf_request_wait_all(rs, 4, 5000, st, rb), HF_OK);
+        CHECK_STATUS(hf_request_wait_any(NULL, 0, 0, &idx, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_request_wait_all(NULL, 0, 0, NULL, NULL), HF_OK);
+        CHECK_STATUS(hf_request_wait(rs[2], &resp), HF_ERR_INVALID_ARGUMENT);
+        hf_request_free(rs[0]);
+        hf_request_free(rs[2]);
+        rs[0] = rs[2] = NULL;
+
+        /* Each outcome at its position; the call returns the first failure. */
+        CHECK_STATUS(hf_send_data_nb(a, "a", "w", (const uint8_t *)"ok", 2, NULL, &rs[0]),
+                     HF_OK);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "w", (const uint8_t *)"fail", 4, NULL, &rs[1]),
+                     HF_OK);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"yes", 3, NULL, &rs[3]),
+                     HF_OK);
+        CHECK_STATUS(hf_request_wait_all(rs, 4, 5000, st, rb), HF_ERR_INVALID_NODE);
+        CHECK(st[0] == HF_OK && rb[0].len == 2 && memcmp(rb[0].data, "ko", 2) == 0);
+        CHECK(st[1] == HF_ERR_INVALID_NODE && rb[1].data == NULL);
+        CHECK(st[3] == HF_OK && rb[3].len == 3 && memcmp(rb[3].data, "sey", 3) == 0);
+        for (int i = 0; i < 4; i++) {
+            hf_bytes_free(&rb[i]);
+            hf_request_free(rs[i]);
+            rs[i] = NULL;
+        }
+
+        /* The same request twice is refused. */
+        CHECK_STATUS(hf_send_data_nb(a, "a", "w", (const uint8_t *)"d", 1, NULL, &rs[0]), HF_OK);
+        rs[1] = rs[0];
+        CHECK_STATUS(hf_request_wait_any(rs, 2, 0, &idx, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_request_wait_all(rs, 2, 0, st, rb), HF_ERR_INVALID_ARGUMENT);
+        rs[1] = NULL;
+
+        /* Cancel: the request is abandoned, test and wait say so, and waits skip it. */
+        atomic_store(&holding, 1);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"hold", 4, NULL, &rs[1]),
+                     HF_OK);
+        CHECK_STATUS(hf_request_cancel(rs[1]), HF_OK);
+        CHECK_STATUS(hf_request_cancel(rs[1]), HF_OK); /* again: nothing to do */
+        CHECK_STATUS(hf_request_test(rs[1], &done, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(hf_last_error_message(), "cancelled") != NULL);
+        CHECK_STATUS(hf_request_wait(rs[1], &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(hf_last_error_message(), "cancelled") != NULL);
+        CHECK_STATUS(hf_request_wait_any(rs, 2, 5000, &idx, &resp), HF_OK);
+        CHECK(idx == 0 && resp.len == 1 && resp.data[0] == 'd');
+        hf_bytes_free(&resp);
+        CHECK_STATUS(hf_request_wait_any(rs, 2, 0, &idx, &resp), HF_ERR_INVALID_ARGUMENT);
+        atomic_store(&holding, 0);
+        CHECK_STATUS(hf_request_cancel(rs[0]), HF_OK); /* completed: nothing to do */
+        CHECK_STATUS(hf_request_test(rs[0], &done, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(hf_last_error_message(), "already completed") != NULL);
+        hf_request_free(rs[0]);
+        hf_request_free(rs[1]);
+        /* The cancelled request's late answer does not reach the next one. */
+        CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"xy", 2, NULL, &resp), HF_OK);
+        CHECK(resp.len == 2 && memcmp(resp.data, "yx", 2) == 0);
+        hf_bytes_free(&resp);
+        CHECK_STATUS(hf_unregister_node(a, "w"), HF_OK);
     }
 
     /* One-way messages to a node without handler, taken with hf_recv. */

@@ -10,6 +10,13 @@
  * structs start with struct_size and have an _init function that fills the defaults. Enums
  * cross as uint32_t and are validated. Every handle or result the library hands out has a
  * _free function; passing NULL to it does nothing.
+ *
+ * Processes: a protocol belongs to the process that created it, and so does everything made
+ * with it (requests, endpoints, senders, receivers, messages, pools from
+ * hf_protocol_create_buffer_manager and their buffers). In the child of fork() every call on
+ * them returns HF_ERR_INVALID_ARGUMENT ("this protocol was created by process N; after
+ * fork() create a new one") and their _free functions release nothing of the parent's; the
+ * child creates a protocol of its own.
  */
 
 #ifndef HYPERFABRIC_H
@@ -292,6 +299,13 @@ typedef struct hf_message hf_message;
 
 // A protocol instance: the nodes this process hosts on one fabric. Thread-safe: any thread
 // may call any `hf_` function on it.
+//
+// It belongs to the process that created it, with everything made through it (requests,
+// endpoints, senders, receivers, messages, pools from `hf_protocol_create_buffer_manager`
+// and their buffers): in the child of `fork()`, each call on them returns
+// `HF_ERR_INVALID_ARGUMENT` ("this protocol was created by process N; after fork() create a
+// new one") instead of touching the parent's rings, locks and engine, and their `_free`
+// functions release nothing of the parent's. The child creates a protocol of its own.
 typedef struct hf_protocol hf_protocol;
 
 // The receiver of every direct channel to one node (`hf_open_receiver`). One thread at a

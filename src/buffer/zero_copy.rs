@@ -61,6 +61,16 @@ impl ZeroCopyBuffer {
         })
     }
 
+    /// `InvalidArgumentError` when the buffer belongs to a pool shared with other processes
+    /// and the caller is a `fork()` child of the process that mapped it (see
+    /// [`BufferManager::check_process`](super::BufferManager::check_process)).
+    pub fn check_process(&self) -> Result<()> {
+        match &self.storage {
+            Storage::Pooled { pool, .. } => pool.check_process(),
+            _ => Ok(()),
+        }
+    }
+
     /// Capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.capacity

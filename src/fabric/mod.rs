@@ -25,6 +25,7 @@ use crate::model::{
 };
 use crate::routing::RouteRequest;
 use crate::sync::Backoff;
+use crate::sys::process::Origin;
 use crate::topology::TopologyManager;
 use crate::transport::registry::{NodeEntry, Registry};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -142,9 +143,17 @@ struct Inner {
     running: AtomicBool,
     service: Mutex<Option<Service>>,
     progress_calls: std::sync::atomic::AtomicU32,
+    /// The process that created the protocol. A `fork()` child gets a copy of the engine
+    /// without its thread, with locks as they were at the fork, and with rings whose other
+    /// end is the parent's: every method refuses to run there (one atomic load).
+    origin: Origin,
 }
 
 /// The reference's `HyperFabricProtocol`.
+///
+/// A protocol belongs to the process that created it (see
+/// [`check_process`](Self::check_process)): in a `fork()` child its methods, and those of
+/// its requests and endpoints, fail with `InvalidArgumentError`.
 pub struct HyperFabricProtocol {
     inner: Arc<Inner>,
 }
@@ -216,6 +225,7 @@ impl HyperFabricProtocol {
             running: AtomicBool::new(false),
             service: Mutex::new(None),
             progress_calls: std::sync::atomic::AtomicU32::new(0),
+            origin: Origin::current(),
         });
         if !inner.links.is_empty() {
             // Only the configured links exist, even while some of their nodes are missing.
@@ -266,6 +276,7 @@ impl HyperFabricProtocol {
     /// when the host's nodes cannot carry its bandwidth next to the other zones'
     /// reservations, `InvalidZoneError` for an invalid specification.
     pub fn create_zone(&self, zone: FabricZone) -> Result<bool> {
+        self.inner.check_process()?;
         zone.validate()?;
         self.sync_topology()?;
         let tm = &self.inner.topology;
@@ -289,6 +300,7 @@ impl HyperFabricProtocol {
 
     /// Deletes a zone of the fabric (`ZoneNotFoundError`); its members stay.
     pub fn delete_zone(&self, zone_id: &str) -> Result<bool> {
+        self.inner.check_process()?;
         self.inner.registry.update_zones(|t| {
             let pos = t
                 .zones
@@ -307,6 +319,7 @@ impl HyperFabricProtocol {
     /// `NodeNotFoundError`, `InsufficientResourcesError` when the zone is full,
     /// `InvalidZoneError` when the zone needs quantum coherence the node lacks.
     pub fn assign_to_zone(&self, zone_id: &str, node_id: &str) -> Result<bool> {
+        self.inner.check_process()?;
         self.sync_topology()?;
         let tm = &self.inner.topology;
         self.inner.registry.update_zones(|t| {
@@ -329,6 +342,7 @@ impl HyperFabricProtocol {
     /// Removes a node from a zone (`ZoneNotFoundError`; `NodeNotFoundError` when it was not a
     /// member).
     pub fn unassign_from_zone(&self, zone_id: &str, node_id: &str) -> Result<bool> {
+        self.inner.check_process()?;
         self.inner.registry.update_zones(|t| {
             if !t.zones.iter().any(|z| z.zone_id == zone_id) {
                 return Err(Error::ZoneNotFound(format!(
@@ -355,6 +369,7 @@ impl HyperFabricProtocol {
     /// [`ADDRESS_MAX`] bytes: magic, version, the host's boot id, the fabric name and the node
     /// id.
     pub fn node_address(&self, node_id: &str) -> Result<Vec<u8>> {
+        self.inner.check_process()?;
         lock(&self.inner.engine).hosted_index(node_id)?;
         PeerAddress {
             host: host_id()?,
@@ -369,6 +384,7 @@ impl HyperFabricProtocol {
     /// transport between hosts is not here yet: `NoRouteFoundError`) and registered
     /// (`NodeNotFoundError`); a blob that does not decode is `InvalidArgumentError`.
     pub fn insert_peer(&self, blob: &[u8]) -> Result<String> {
+        self.inner.check_process()?;
         let PeerAddress { host, fabric, node } = PeerAddress::decode(blob)?;
         if host != host_id()? {
             return Err(Error::NoRouteFound(format!(
@@ -393,6 +409,18 @@ impl HyperFabricProtocol {
         Registry::remove_if_unused(name)
     }
 
+    /// `Ok` in the process that created the protocol; `InvalidArgumentError` ("this
+    /// protocol was created by process N; after fork() create a new one") in a `fork()`
+    /// child of it. The child has a copy of the engine without its thread, locks in
+    /// whatever state the parent's threads left them, and the parent's ends of rings that
+    /// other processes read: every method that uses the protocol (and its requests and
+    /// endpoints) makes this check first and fails there instead of corrupting the
+    /// parent's state, and dropping the protocol in the child releases nothing of it. A
+    /// child that wants to communicate creates a protocol of its own.
+    pub fn check_process(&self) -> Result<()> {
+        self.inner.check_process()
+    }
+
     /// The fabric name.
     pub fn fabric_name(&self) -> &str {
         &self.inner.fabric
@@ -405,6 +433,7 @@ impl HyperFabricProtocol {
 
     /// The topology of the host's nodes (kept in step with the registry).
     pub fn topology(&self) -> Result<&TopologyManager> {
+        self.inner.check_process()?;
         self.sync_topology()?;
         Ok(&self.inner.topology)
     }
@@ -416,6 +445,7 @@ impl HyperFabricProtocol {
     /// Registers a node hosted by this process. `DuplicateNodeError` when any process of the
     /// fabric already hosts the id; `InvalidNodeError` for an invalid signature.
     pub fn register_node(&self, node: NodeSignature) -> Result<bool> {
+        self.inner.check_process()?;
         let index = lock(&self.inner.engine).register(&node)?;
         // A sealer left from an earlier registration of the index is for another generation.
         lock(&self.inner.sealers).remove(&index);
@@ -425,6 +455,7 @@ impl HyperFabricProtocol {
 
     /// Removes a node this process hosts.
     pub fn unregister_node(&self, node_id: &str) -> Result<bool> {
+        self.inner.check_process()?;
         let mut e = lock(&self.inner.engine);
         let index = e.hosted_index(node_id)?;
         e.unregister(node_id)?;
@@ -442,17 +473,24 @@ impl HyperFabricProtocol {
         node_id: &str,
         handler: impl FnMut(&Message) -> Result<Vec<u8>> + Send + 'static,
     ) -> Result<()> {
+        self.inner.check_process()?;
         lock(&self.inner.engine).set_handler(node_id, Some(Box::new(handler) as Handler))
     }
 
     /// Removes a node's handler.
     pub fn clear_handler(&self, node_id: &str) -> Result<()> {
+        self.inner.check_process()?;
         lock(&self.inner.engine).set_handler(node_id, None)
     }
 
     /// One engine pass in the caller's thread; returns the messages handled. Every 256th
     /// call also runs the periodic work (deadlines, liveness of peers, failure detection).
+    /// In a `fork()` child of the process that created the protocol it does nothing and
+    /// returns 0 (see [`check_process`](Self::check_process)).
     pub fn progress(&self) -> usize {
+        if !self.inner.origin.is_current() {
+            return 0;
+        }
         let mut e = lock(&self.inner.engine);
         let n = e.poll();
         if self.inner.progress_calls.fetch_add(1, Ordering::Relaxed) % 256 == 255 {
@@ -488,6 +526,7 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<Request> {
+        self.inner.check_process()?;
         let (id, deadline) = self.inner.send(source, destination, data, opts, false)?;
         Ok(self.request(id, deadline))
     }
@@ -504,6 +543,7 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<()> {
+        self.inner.check_process()?;
         let coalesce = opts.data_type.is_neuromorphic()
             && opts.metadata.is_none()
             && !(opts.compression_enabled || opts.encryption_enabled)
@@ -596,6 +636,7 @@ impl HyperFabricProtocol {
         source: &str,
         destination: &str,
     ) -> Result<crate::transport::direct::Sender> {
+        self.inner.check_process()?;
         let (src, dst) = self.inner.endpoints(source, destination)?;
         if self
             .inner
@@ -618,6 +659,7 @@ impl HyperFabricProtocol {
     /// (`InvalidArgumentError` while another is open); it is polled by the thread that owns
     /// it, never by the engine.
     pub fn open_receiver(&self, node: &str) -> Result<DirectReceiver> {
+        self.inner.check_process()?;
         let index = lock(&self.inner.engine).hosted_index(node)?;
         if !lock(&self.inner.receivers).insert(index) {
             return Err(Error::InvalidArgument(format!(
@@ -628,6 +670,7 @@ impl HyperFabricProtocol {
             receiver: crate::transport::direct::Receiver::new(self.inner.registry.clone(), index),
             claims: self.inner.receivers.clone(),
             names: Default::default(),
+            origin: self.inner.origin,
         })
     }
 
@@ -641,6 +684,7 @@ impl HyperFabricProtocol {
         pool_size: usize,
         buffer_size: usize,
     ) -> Result<crate::buffer::BufferManager> {
+        self.inner.check_process()?;
         lock(&self.inner.engine).create_pool(pool_size, buffer_size)
     }
 
@@ -655,6 +699,7 @@ impl HyperFabricProtocol {
         buffer: crate::buffer::ZeroCopyBuffer,
         opts: &SendOptions,
     ) -> Result<Vec<u8>> {
+        self.inner.check_process()?;
         match self.send_buffer_as(source, destination, buffer, opts, false)? {
             BufferSend::Descriptor(id, deadline) => self.request(id, deadline).wait(),
             BufferSend::Bytes(response) => Ok(response.unwrap_or_default()),
@@ -670,6 +715,7 @@ impl HyperFabricProtocol {
         buffer: crate::buffer::ZeroCopyBuffer,
         opts: &SendOptions,
     ) -> Result<()> {
+        self.inner.check_process()?;
         self.send_buffer_as(source, destination, buffer, opts, true)
             .map(drop)
     }
@@ -768,6 +814,7 @@ impl HyperFabricProtocol {
         packet_size: usize,
         timeout_ms: u64,
     ) -> Result<PingResult> {
+        self.inner.check_process()?;
         const PROBES: usize = 16;
         const BURST: usize = 16;
         if packet_size > crate::engine::max_message() {
@@ -860,6 +907,7 @@ impl HyperFabricProtocol {
 
     /// Topology state, with the engine's traffic counters in `performance_metrics`.
     pub fn get_topology_info(&self) -> Result<TopologyInfo> {
+        self.inner.check_process()?;
         self.sync_topology()?;
         let mut info = self.inner.topology.topology_info()?;
         let c = lock(&self.inner.engine).counters();
@@ -887,6 +935,7 @@ impl HyperFabricProtocol {
     /// Starts the engine thread (pinned to `engine_core` when set): from now on messages are
     /// delivered and answered without the caller calling [`progress`](Self::progress).
     pub fn start_background_services(&self) -> Result<()> {
+        self.inner.check_process()?;
         let mut service = lock(&self.inner.service);
         if service.is_some() {
             return Ok(());
@@ -971,6 +1020,7 @@ impl HyperFabricProtocol {
 
     /// Stops the engine thread (pending requests are then progressed by their callers).
     pub fn stop_background_services(&self) -> Result<()> {
+        self.inner.check_process()?;
         let taken = lock(&self.inner.service).take();
         if let Some(s) = taken {
             s.stop.store(true, Ordering::Release);
@@ -986,6 +1036,13 @@ impl HyperFabricProtocol {
 
 impl Drop for HyperFabricProtocol {
     fn drop(&mut self) {
+        if !self.inner.origin.is_current() {
+            // A fork() child's copy: the engine thread, the nodes and the rings are the
+            // parent's, and the locks may be held by threads the child does not have.
+            // Nothing is released (the memory is the child's copy and goes with it).
+            std::mem::forget(self.inner.clone());
+            return;
+        }
         let _ = self.stop_background_services();
         let mut e = lock(&self.inner.engine);
         // Events still waiting to be coalesced go out.
@@ -996,7 +1053,26 @@ impl Drop for HyperFabricProtocol {
     }
 }
 
+/// The error of a protocol used in a `fork()` child of process `pid`, which created it.
+#[cold]
+pub(crate) fn forked(pid: u32) -> Error {
+    Error::InvalidArgument(format!(
+        "this protocol was created by process {pid}; after fork() create a new one"
+    ))
+}
+
 impl Inner {
+    /// `InvalidArgumentError` in a `fork()` child of the process that created the protocol
+    /// (one atomic load otherwise).
+    #[inline]
+    pub(super) fn check_process(&self) -> Result<()> {
+        if self.origin.is_current() {
+            Ok(())
+        } else {
+            Err(forked(self.origin.pid()))
+        }
+    }
+
     /// Pushes every fragment of `body`, starting under the engine lock `e` the caller took
     /// (one lock for the common single-fragment send); the lock is released between
     /// fragments, so another thread's urgent message can go in between.
@@ -1418,6 +1494,9 @@ pub struct DirectReceiver {
     receiver: crate::transport::direct::Receiver,
     claims: Arc<Mutex<std::collections::HashSet<u32>>>,
     names: rustc_hash::FxHashMap<u32, crate::engine::NodeName>,
+    /// The process of the protocol that opened it (a `fork()` child must not poll the
+    /// parent's rings: each has one consumer).
+    origin: Origin,
 }
 
 impl DirectReceiver {
@@ -1431,6 +1510,11 @@ impl DirectReceiver {
         );
         self.names.insert(index, name);
         Some(name)
+    }
+
+    /// The process of the protocol that opened the receiver.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     fn receiver_registry(&self) -> &Registry {
@@ -1459,6 +1543,10 @@ impl std::ops::DerefMut for DirectReceiver {
 
 impl Drop for DirectReceiver {
     fn drop(&mut self) {
+        if !self.origin.is_current() {
+            // A fork() child's copy: the claim is the parent's.
+            return;
+        }
         lock(&self.claims).remove(&self.receiver.node());
     }
 }
@@ -1475,6 +1563,7 @@ pub fn measure_network_performance(
     protocol: &HyperFabricProtocol,
     duration: Duration,
 ) -> Result<std::collections::BTreeMap<String, f64>> {
+    protocol.check_process()?;
     let sources = lock(&protocol.inner.engine).hosted_ids();
     if sources.is_empty() {
         return Err(Error::NodeNotFound(

@@ -37,6 +37,7 @@ impl HyperFabricProtocol {
     /// receive for one node; each message goes to one of them, and messages of one endpoint
     /// come out in the order they were sent.
     pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
+        self.inner.check_process()?;
         let key = Arc::as_ptr(&self.inner) as usize;
         let cached = MAILBOXES.with(|c| {
             let c = c.try_borrow().ok()?;

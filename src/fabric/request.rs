@@ -78,6 +78,14 @@ impl Request {
         self.state == State::Cancelled
     }
 
+    /// `InvalidArgumentError` in a `fork()` child of the process that created the request's
+    /// protocol (see [`HyperFabricProtocol::check_process`]).
+    ///
+    /// [`HyperFabricProtocol::check_process`]: super::HyperFabricProtocol::check_process
+    pub fn check_process(&self) -> Result<()> {
+        self.inner.check_process()
+    }
+
     /// Why a request that is not pending gives no outcome.
     pub(crate) fn finished(&self) -> Error {
         match self.state {
@@ -90,8 +98,12 @@ impl Request {
 
     /// Progresses the request once, without blocking: `Some` with its outcome when it is
     /// complete (then the request is finished: later calls give `None`). A cancelled
-    /// request gives `InvalidArgumentError` ("cancelled") every time.
+    /// request gives `InvalidArgumentError` ("cancelled") every time, and so does any
+    /// request in a `fork()` child (see [`check_process`](Self::check_process)).
     pub fn test(&mut self) -> Option<Result<Vec<u8>>> {
+        if let Err(e) = self.check_process() {
+            return Some(Err(e));
+        }
         match self.state {
             State::Pending => {}
             State::Done => return None,
@@ -126,6 +138,7 @@ impl Request {
     /// [`wait_any`], say): afterwards it is completed. `InvalidArgumentError` for a request
     /// that already completed or was cancelled.
     pub fn wait_mut(&mut self) -> Result<Vec<u8>> {
+        self.check_process()?;
         if self.state != State::Pending {
             return Err(self.finished());
         }
@@ -138,13 +151,15 @@ impl Request {
     /// `InvalidArgumentError` ("cancelled"); [`wait_any`] and [`wait_all`] skip it. Returns
     /// whether it was pending (cancelling a completed or cancelled request changes nothing).
     /// The receiver may still have handled the message: cancelling only stops waiting.
-    pub fn cancel(&mut self) -> bool {
+    /// `InvalidArgumentError` in a `fork()` child.
+    pub fn cancel(&mut self) -> Result<bool> {
+        self.check_process()?;
         if self.state != State::Pending {
-            return false;
+            return Ok(false);
         }
         lock(&self.inner.engine).cancel(self.id);
         self.state = State::Cancelled;
-        true
+        Ok(true)
     }
 }
 
@@ -160,6 +175,7 @@ impl std::future::Future for Request {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
+        self.check_process()?;
         if self.state != State::Pending {
             return std::task::Poll::Ready(Err(self.finished()));
         }
@@ -185,6 +201,11 @@ impl std::future::Future for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
+        if self.check_process().is_err() {
+            // A fork() child's copy: the pending entry is in the parent's engine.
+            std::mem::forget(self.inner.clone());
+            return;
+        }
         if self.state == State::Pending {
             lock(&self.inner.engine).cancel(self.id);
         }
@@ -208,7 +229,7 @@ pub enum Completion {
 /// completed. Requests that already completed or were cancelled are skipped. A request
 /// whose own deadline (its send's timeout) passes completes with `TimeoutError` as its
 /// outcome; `Err(TimeoutError)` from the call itself means none completed within
-/// `timeout`. `InvalidArgumentError` when none is pending. Without background services the
+/// `timeout`. `InvalidArgumentError` when none is pending, or in a `fork()` child. Without background services the
 /// call drives the engines of the requests' protocols while it waits (handlers of their
 /// nodes run in the calling thread).
 ///
@@ -252,6 +273,9 @@ pub(crate) fn wait_any_of(
     requests: &mut [Option<&mut Request>],
     timeout: Duration,
 ) -> Result<(usize, Result<Vec<u8>>)> {
+    for r in requests.iter().flatten() {
+        r.check_process()?;
+    }
     let pending = requests.iter().flatten().filter(|r| r.is_pending()).count();
     if pending == 0 {
         return Err(Error::InvalidArgument(
@@ -275,6 +299,9 @@ pub(crate) fn wait_all_of(
     requests: &mut [Option<&mut Request>],
     timeout: Duration,
 ) -> Result<Vec<Completion>> {
+    for r in requests.iter().flatten() {
+        r.check_process()?;
+    }
     let mut out: Vec<Completion> = requests
         .iter()
         .map(|r| match r {

@@ -56,9 +56,8 @@ pub unsafe extern "C" fn hf_protocol_create_buffer_manager(
     out: *mut *mut hf_buffer_manager,
 ) -> hf_status {
     boundary(|| {
-        // SAFETY: as the caller promised.
-        let p = unsafe { ref_arg(protocol, "protocol") }?;
-        let inner = lib(p.inner.create_buffer_manager(pool_size, buffer_size))?;
+        let p = super::protocol::protocol(protocol)?;
+        let inner = lib(p.create_buffer_manager(pool_size, buffer_size))?;
         store(out, hf_buffer_manager { inner })
     })
 }
@@ -104,7 +103,9 @@ pub unsafe extern "C" fn hf_buffer_manager_available(
         // SAFETY: as the caller promised.
         let m = unsafe { ref_arg(manager, "manager") }?;
         // SAFETY: as the caller promised.
-        *unsafe { mut_arg(available, "available") }? = m.inner.available();
+        let out = unsafe { mut_arg(available, "available") }?;
+        lib(m.inner.check_process())?;
+        *out = m.inner.available();
         Ok(())
     })
 }
@@ -164,6 +165,7 @@ pub unsafe extern "C" fn hf_buffer_write(
         let b = unsafe { mut_arg(buffer, "buffer") }?;
         // SAFETY: as the caller promised.
         let d = unsafe { bytes_arg(data, len, "data") }?;
+        lib(b.inner.check_process())?;
         let n = lib(b.inner.write_data(d, offset, compress))?;
         // SAFETY: as the caller promised.
         if let Some(w) = unsafe { written.as_mut() } {
@@ -195,6 +197,7 @@ pub unsafe extern "C" fn hf_buffer_read(
         let b = unsafe { ref_arg(buffer, "buffer") }?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(out, "out") }?;
+        lib(b.inner.check_process())?;
         *out = hf_bytes::from_vec(lib(b.inner.read_data(size, offset, decompress))?);
         Ok(())
     })
@@ -216,6 +219,7 @@ pub unsafe extern "C" fn hf_buffer_data(
         let b = unsafe { mut_arg(buffer, "buffer") }?;
         // SAFETY: as the caller promised.
         let (d, c) = unsafe { (mut_arg(data, "data")?, mut_arg(capacity, "capacity")?) };
+        lib(b.inner.check_process())?;
         let s = b.inner.as_mut_slice();
         *d = s.as_mut_ptr();
         *c = s.len();
@@ -232,6 +236,7 @@ pub unsafe extern "C" fn hf_buffer_set_len(buffer: *mut hf_buffer, len: usize) -
     boundary(|| {
         // SAFETY: as the caller promised.
         let b = unsafe { mut_arg(buffer, "buffer") }?;
+        lib(b.inner.check_process())?;
         lib(b.inner.set_len(len))
     })
 }
@@ -246,7 +251,9 @@ pub unsafe extern "C" fn hf_buffer_len(buffer: *const hf_buffer, len: *mut usize
         // SAFETY: as the caller promised.
         let b = unsafe { ref_arg(buffer, "buffer") }?;
         // SAFETY: as the caller promised.
-        *unsafe { mut_arg(len, "len") }? = b.inner.len();
+        let out = unsafe { mut_arg(len, "len") }?;
+        lib(b.inner.check_process())?;
+        *out = b.inner.len();
         Ok(())
     })
 }
@@ -277,8 +284,7 @@ pub unsafe extern "C" fn hf_send_buffer(
 ) -> hf_status {
     boundary(|| {
         let b = take_buffer(buffer)?;
-        // SAFETY: as the caller promised.
-        let p = unsafe { ref_arg(protocol, "protocol") }?;
+        let p = super::protocol::protocol(protocol)?;
         // SAFETY: as the caller promised.
         let (s, d) = unsafe {
             (
@@ -289,7 +295,7 @@ pub unsafe extern "C" fn hf_send_buffer(
         let opts = super::protocol::send_options(options)?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(response, "response") }?;
-        *out = hf_bytes::from_vec(lib(p.inner.send_buffer(s, d, b, &opts))?);
+        *out = hf_bytes::from_vec(lib(p.send_buffer(s, d, b, &opts))?);
         Ok(())
     })
 }
@@ -309,8 +315,7 @@ pub unsafe extern "C" fn hf_post_buffer(
 ) -> hf_status {
     boundary(|| {
         let b = take_buffer(buffer)?;
-        // SAFETY: as the caller promised.
-        let p = unsafe { ref_arg(protocol, "protocol") }?;
+        let p = super::protocol::protocol(protocol)?;
         // SAFETY: as the caller promised.
         let (s, d) = unsafe {
             (
@@ -319,6 +324,6 @@ pub unsafe extern "C" fn hf_post_buffer(
             )
         };
         let opts = super::protocol::send_options(options)?;
-        lib(p.inner.post_buffer(s, d, b, &opts))
+        lib(p.post_buffer(s, d, b, &opts))
     })
 }

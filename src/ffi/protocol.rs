@@ -156,6 +156,13 @@ pub enum hf_idle_strategy {
 
 /// A protocol instance: the nodes this process hosts on one fabric. Thread-safe: any thread
 /// may call any `hf_` function on it.
+///
+/// It belongs to the process that created it, with everything made through it (requests,
+/// endpoints, senders, receivers, messages, pools from `hf_protocol_create_buffer_manager`
+/// and their buffers): in the child of `fork()`, each call on them returns
+/// `HF_ERR_INVALID_ARGUMENT` ("this protocol was created by process N; after fork() create a
+/// new one") instead of touching the parent's rings, locks and engine, and their `_free`
+/// functions release nothing of the parent's. The child creates a protocol of its own.
 pub struct hf_protocol {
     pub(crate) inner: HyperFabricProtocol,
 }
@@ -310,6 +317,9 @@ pub struct hf_message {
     message: ReceivedMessage,
     source: CString,
     destination: CString,
+    /// The process that received it (its bytes may be a buffer of another process's pool,
+    /// lent to this one).
+    origin: crate::sys::process::Origin,
 }
 
 /// A borrowed view of a message: every pointer stays valid while the message (or, in a
@@ -399,9 +409,12 @@ fn json_object(
     })
 }
 
+/// The protocol behind a handle, in the process that created it (the fork rule).
 pub(crate) fn protocol<'a>(p: *const hf_protocol) -> FfiResult<&'a HyperFabricProtocol> {
     // SAFETY: `p` is NULL or a handle from hf_protocol_new that the caller has not freed.
-    Ok(&unsafe { ref_arg(p, "protocol") }?.inner)
+    let p = &unsafe { ref_arg(p, "protocol") }?.inner;
+    lib(p.check_process())?;
+    Ok(p)
 }
 
 /// Fills `options` with the defaults (and its `struct_size`).
@@ -888,6 +901,7 @@ pub unsafe extern "C" fn hf_recv(
             source: c_string(&m.source),
             destination: c_string(&m.destination),
             message: m,
+            origin: crate::sys::process::Origin::current(),
         }));
         Ok(())
     })
@@ -926,6 +940,7 @@ pub unsafe extern "C" fn hf_message_get_view(
         let m = unsafe { ref_arg(message, "message") }?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(out, "view") }?;
+        super::same_process(m.origin)?;
         *out = view(&m.message, &m.source, &m.destination);
         Ok(())
     })

@@ -50,6 +50,7 @@ pub unsafe extern "C" fn hf_request_test(
         let done = unsafe { mut_arg(done, "done") }?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(response, "response") }?;
+        lib(r.request.check_process())?;
         if !r.request.is_pending() {
             return Err(r.request.finished().into());
         }
@@ -275,8 +276,7 @@ pub unsafe extern "C" fn hf_request_cancel(request: *mut hf_request) -> hf_statu
     boundary(|| {
         // SAFETY: as the caller promised.
         let r = unsafe { mut_arg(request, "request") }?;
-        r.request.cancel();
-        Ok(())
+        lib(r.request.cancel()).map(drop)
     })
 }
 

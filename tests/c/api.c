@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -72,6 +73,83 @@ static hf_node_signature node(const char *id) {
     n.bandwidth_gbps = 100.0;
     n.latency_ns = 10;
     return n;
+}
+
+/* Whether `status` and the last error are the fork rule's refusal naming process `parent`. */
+static bool refused(hf_status status, int parent) {
+    char want[32];
+    const char *msg = hf_last_error_message();
+    snprintf(want, sizeof want, "process %d;", parent);
+    return status == HF_ERR_INVALID_ARGUMENT && strstr(msg, want) != NULL &&
+           strstr(msg, "after fork() create a new one") != NULL;
+}
+
+/* The child side of the fork test: every call on the parent's handles must be refused, and
+   freeing them must leave the parent's state alone; a protocol of the child's own works.
+   Returns a bit per failed group (the child's exit code). */
+static int in_forked_child(const hf_protocol_options *o, hf_protocol *a, hf_protocol *b,
+                           hf_request *pre, hf_endpoint *ep, hf_sender *tx, hf_receiver *rx,
+                           hf_buffer_manager *shared, hf_buffer *held, int parent) {
+    int bad = 0;
+    hf_bytes r = {NULL, 0, 0};
+    hf_request *req = NULL, *reqs[1];
+    hf_status st[1];
+    hf_message *m = NULL;
+    hf_buffer *other = NULL;
+    hf_protocol *own = NULL;
+    hf_node_signature n = node("kid");
+    struct got_message g = {0, 0, 0, 0};
+    size_t idx = 0, count = 0;
+    bool flag = false;
+    const uint8_t *x = (const uint8_t *)"x";
+    if (!refused(hf_send_data(a, "a", "b", x, 1, NULL, &r), parent) ||
+        !refused(hf_send_data_nb(a, "a", "b", x, 1, NULL, &req), parent) ||
+        !refused(hf_post(a, "a", "b", x, 1, NULL), parent) ||
+        !refused(hf_recv(b, "b", 0, &m), parent) ||
+        !refused(hf_progress(a, NULL), parent) ||
+        !refused(hf_register_node(a, &n), parent) ||
+        !refused(hf_start_background_services(a), parent) ||
+        !refused(hf_stop_background_services(b), parent) ||
+        !refused(hf_endpoint_create(a, "a", "b", &ep), parent)) {
+        bad |= 1;
+    }
+    reqs[0] = pre;
+    if (!refused(hf_request_test(pre, &flag, &r), parent) ||
+        !refused(hf_request_wait(pre, &r), parent) || !refused(hf_request_cancel(pre), parent) ||
+        !refused(hf_request_wait_any(reqs, 1, 0, &idx, &r), parent) ||
+        !refused(hf_request_wait_all(reqs, 1, 0, st, &r), parent)) {
+        bad |= 2;
+    }
+    if (!refused(hf_endpoint_post(ep, x, 1, NULL), parent) ||
+        !refused(hf_endpoint_send_data(ep, x, 1, NULL, &r), parent)) {
+        bad |= 4;
+    }
+    if (!refused(hf_sender_try_send(tx, x, 1, &flag), parent) ||
+        !refused(hf_receiver_poll(rx, on_message, &g, &flag), parent)) {
+        bad |= 8;
+    }
+    if (!refused(hf_buffer_write(held, x, 1, 0, false, NULL), parent) ||
+        !refused(hf_buffer_manager_acquire(shared, &other), parent) ||
+        !refused(hf_buffer_manager_available(shared, &count), parent)) {
+        bad |= 16;
+    }
+    /* Freed here: nothing of the parent's is released. */
+    hf_buffer_free(held);
+    hf_buffer_manager_free(shared);
+    hf_receiver_free(rx);
+    hf_sender_free(tx);
+    hf_endpoint_free(ep);
+    hf_request_free(pre);
+    hf_protocol_free(a);
+    hf_protocol_free(b);
+    /* A protocol of the child's own reaches the parent's nodes. */
+    if (hf_protocol_new(o, &own) != HF_OK || hf_register_node(own, &n) != HF_OK ||
+        hf_send_data(own, "kid", "b", x, 1, NULL, &r) != HF_OK) {
+        bad |= 32;
+    }
+    hf_bytes_free(&r);
+    hf_protocol_free(own);
+    return bad;
 }
 
 int main(int argc, char **argv) {
@@ -593,6 +671,73 @@ int main(int argc, char **argv) {
     hf_ping_result_free(NULL);
     CHECK_STATUS(hf_ping(a, "a", "nobody", 64, 100, &ping), HF_ERR_NODE_NOT_FOUND);
     CHECK_STATUS(hf_ping(a, "a", "b", 64, 100, NULL), HF_ERR_NULL_ARGUMENT);
+
+    /* The fork rule: in a fork() child, calls on the parent's protocol and on everything
+       made with it are refused, freeing them releases nothing of the parent's, and the
+       parent carries on. b serves its node on its engine thread (no handler: receipts). */
+    {
+        hf_request *pre = NULL;
+        hf_endpoint *ep = NULL;
+        hf_sender *tx = NULL;
+        hf_receiver *rx = NULL;
+        hf_buffer_manager *shared = NULL;
+        hf_buffer *held = NULL;
+        struct got_message g = {0, 0, 0, 0};
+        int parent = (int)getpid(), status = -1, got_msgs = 0;
+        size_t n = 0;
+        bool ok = false, got = false;
+        pid_t child;
+        CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"pre", 3, NULL, &pre), HF_OK);
+        CHECK_STATUS(hf_endpoint_create(a, "a", "b", &ep), HF_OK);
+        CHECK_STATUS(hf_open_sender(a, "a", "b", &tx), HF_OK);
+        CHECK_STATUS(hf_open_receiver(b, "b", &rx), HF_OK);
+        CHECK_STATUS(hf_protocol_create_buffer_manager(a, 2, 4096, &shared), HF_OK);
+        CHECK_STATUS(hf_buffer_manager_acquire(shared, &held), HF_OK);
+        CHECK_STATUS(hf_buffer_write(held, (const uint8_t *)"kept", 4, 0, false, NULL), HF_OK);
+        fflush(NULL);
+        child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            _exit(in_forked_child(&o, a, b, pre, ep, tx, rx, shared, held, parent));
+        }
+        CHECK(waitpid(child, &status, 0) == child);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "fork child: status %d (exit bits %#x)\n", status,
+                    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+            failures++;
+        }
+        /* The parent's request, endpoint, direct channel and pool are as they were. */
+        CHECK_STATUS(hf_request_wait(pre, &resp), HF_OK);
+        CHECK(resp.len == 0);
+        hf_bytes_free(&resp);
+        hf_request_free(pre);
+        CHECK_STATUS(hf_buffer_manager_available(shared, &n), HF_OK);
+        CHECK(n == 1);
+        CHECK_STATUS(hf_endpoint_post(ep, (const uint8_t *)"via ep", 6, NULL), HF_OK);
+        CHECK_STATUS(hf_post_buffer(a, "a", "b", held, NULL), HF_OK);
+        /* And the request the child's own protocol sent. */
+        for (int i = 0; i < 4; i++) {
+            CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+            CHECK_STATUS(hf_message_get_view(msg, &v), HF_OK);
+            got_msgs |= (v.len == 3 && memcmp(v.data, "pre", 3) == 0)      ? 1
+                        : (v.len == 6 && memcmp(v.data, "via ep", 6) == 0) ? 2
+                        : (v.len == 4 && memcmp(v.data, "kept", 4) == 0)   ? 4
+                        : (v.len == 1 && strcmp(v.source, "kid") == 0)     ? 8
+                                                                           : 16;
+            hf_message_free(msg);
+        }
+        CHECK(got_msgs == 15);
+        CHECK_STATUS(hf_buffer_manager_available(shared, &n), HF_OK);
+        CHECK(n == 2);
+        CHECK_STATUS(hf_sender_try_send(tx, (const uint8_t *)"direct", 6, &ok), HF_OK);
+        CHECK(ok);
+        CHECK_STATUS(hf_receiver_poll(rx, on_message, &g, &got), HF_OK);
+        CHECK(got && g.len == 6 && g.first == 'd');
+        hf_receiver_free(rx);
+        hf_sender_free(tx);
+        hf_endpoint_free(ep);
+        hf_buffer_manager_free(shared);
+    }
 
     /* Zones. */
     CHECK_STATUS(hf_fabric_zone_init(NULL), HF_ERR_NULL_ARGUMENT);

@@ -11,6 +11,15 @@
  * cross as uint32_t and are validated. Every handle or result the library hands out has a
  * _free function; passing NULL to it does nothing.
  *
+ * Progress: with hf_start_background_services an engine thread delivers messages, runs
+ * handlers and answers requests and pings. Without it the engine moves only inside calls:
+ * the calls that wait (hf_send_data, hf_request_wait, hf_request_wait_any,
+ * hf_request_wait_all, hf_recv, hf_ping) drive it until they return, hf_request_test and
+ * hf_progress make one pass, and a send waiting for room in a full ring drains this
+ * process's rings. Handlers run on the thread that drives the engine. A process busy
+ * elsewhere answers nothing meanwhile: call hf_progress in long loops, or start the
+ * background services.
+ *
  * Processes: a protocol belongs to the process that created it, and so does everything made
  * with it (requests, endpoints, senders, receivers, messages, pools from
  * hf_protocol_create_buffer_manager and their buffers). In the child of fork() every call on
@@ -475,7 +484,10 @@ typedef struct {
 // A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
 // call), may set the response with `hf_response_set`, and returns `HF_OK` or an error
 // status, which the requester receives as its error. It runs on the thread that drives the
-// engine and must not call `hf_` functions on the same protocol.
+// engine: the engine thread with background services, otherwise whichever thread is inside
+// a call that drives it (see `hf_progress`). It must not call `hf_` functions on the same
+// protocol, and while it runs the engine delivers nothing else (other handlers, and the
+// answers to this process's requests, wait for it).
 typedef hf_status (*hf_handler)(void *user_data,
                                 const hf_message_view *message,
                                 hf_response *response);
@@ -1155,7 +1167,8 @@ hf_status hf_send_options_init(hf_send_options *options);
 // `*response` (release it with `hf_bytes_free`). Fails before sending with
 // `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
 // `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
-// the handler's status when it fails. `options` NULL: the defaults.
+// the handler's status when it fails. `options` NULL: the defaults. Without background
+// services the call drives the engine while it waits (see `hf_progress`).
 //
 // # Safety
 // `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
@@ -1205,6 +1218,13 @@ hf_status hf_post(const hf_protocol *protocol,
 // Takes the oldest message queued for hosted node `node_id` (one without handler), waiting
 // up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
 // `HF_ERR_TIMEOUT` when nothing came.
+//
+// Progress: the call reads the node's endpoint rings itself, so messages sent through
+// endpoints arrive without anyone else driving this process (a request among them gets
+// its delivery receipt when taken here). Without background services it also drives the
+// engine while it waits (every few looks, and once with `timeout_ms` 0), which delivers
+// what came through the engine's rings; handlers of this process's other nodes may run
+// in the calling thread then.
 //
 // # Safety
 // `protocol` is a live handle; `node_id` a NUL-terminated string; `message` points to
@@ -1304,8 +1324,12 @@ hf_status hf_get_topology_info(const hf_protocol *protocol,
 // `s` is NULL or a string from this library not freed before.
 void hf_string_free(char *s);
 
-// Starts the background engine thread (pinned to `engine_core` when set): messages are then
-// delivered and answered without the caller driving the engine.
+// Starts the background engine thread (pinned to `engine_core` when set): from then on it
+// drives the engine, so messages are delivered, handlers run (on that thread), requests and
+// pings are answered, and the hosted nodes send heartbeats (peers mark a node down after
+// 200 ms without one), whatever the process's other threads do. The calls that wait then
+// only look for their results. Without it, the engine moves only inside calls (see
+// `hf_progress`).
 //
 // # Safety
 // `protocol` is a live handle.
@@ -1317,8 +1341,21 @@ hf_status hf_start_background_services(const hf_protocol *protocol);
 // `protocol` is a live handle.
 hf_status hf_stop_background_services(const hf_protocol *protocol);
 
-// One engine pass in the caller's thread; `*handled` (if not NULL) gets the number of
-// messages handled.
+// One engine pass in the calling thread; `*handled` (if not NULL) gets the number of
+// messages handled. The pass delivers what arrived in this process's rings: it runs
+// handlers (in the calling thread), queues messages for `hf_recv`, answers requests and
+// pings, completes this process's requests, forwards what is routed through its nodes, and
+// sends coalesced events whose window passed; every 256th call also does the periodic work
+// (finding peers whose process died, and failing the requests waiting on them).
+//
+// Progress rule: without background services nothing happens between calls. The calls
+// that wait (`hf_send_data`, `hf_request_wait`, `hf_request_wait_any`,
+// `hf_request_wait_all`, `hf_recv`, `hf_ping`) drive the engine until they return,
+// `hf_request_test` and `hf_progress` make one pass each, and a send finding the
+// destination's ring full drains this process's rings while it waits. A process computing
+// for long without such calls answers nothing meanwhile (its peers' requests wait up to
+// their timeouts; its nodes are not declared dead for it): call `hf_progress` in the loop,
+// or start the background services, with which this call is not needed.
 //
 // # Safety
 // `protocol` is a live handle; `handled` NULL or writable.

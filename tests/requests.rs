@@ -2,8 +2,9 @@
 //! order, and the `Future` form, driven by a tiny executor written here (no runtime): with
 //! the background engine thread it is woken by that thread, not polled in a loop, and it
 //! resolves to a timeout at its deadline. `wait_any` and `wait_all` over several requests
-//! (held ones stay pending through timeouts, completed ones are skipped), `cancel`, and
-//! waiting that drives the engines of every protocol it waits on.
+//! (held ones stay pending through timeouts, completed ones are skipped), `cancel`, and the
+//! progress rule: waiting drives the engines of every protocol it waits on, a thread in
+//! `progress` serves its process, and handlers run on the thread that drives the engine.
 
 mod common;
 
@@ -333,4 +334,22 @@ fn waiting_drives_the_engines_of_every_protocol_it_waits_on() {
     );
     let me = std::thread::current().id();
     assert_eq!(*ran_on.lock().unwrap(), vec![me, me]);
+
+    // A thread that calls progress on b's protocol serves b: a's wait completes, and b's
+    // handler runs on that thread.
+    ran_on.lock().unwrap().clear();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let server = s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                b.progress();
+            }
+            std::thread::current().id()
+        });
+        let got = a.send_data("a", "b", b"served", &opts);
+        stop.store(true, Ordering::Relaxed);
+        let server = server.join().unwrap();
+        assert_eq!(got.unwrap(), b"served");
+        assert_eq!(*ran_on.lock().unwrap(), vec![server]);
+    });
 }

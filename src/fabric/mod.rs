@@ -151,6 +151,14 @@ struct Inner {
 
 /// The reference's `HyperFabricProtocol`.
 ///
+/// Progress: with [`start_background_services`](Self::start_background_services) an engine
+/// thread delivers messages, runs handlers and answers requests. Without it the engine moves
+/// only inside calls: those that wait ([`send_data`](Self::send_data), [`Request::wait`],
+/// [`wait_any`], [`wait_all`], [`recv`](Self::recv), [`ping`](Self::ping)) drive it until
+/// they return, [`Request::test`] and [`progress`](Self::progress) make one pass, and a
+/// send finding a full ring drains this process's rings; handlers run on the thread that
+/// drives the engine.
+///
 /// A protocol belongs to the process that created it (see
 /// [`check_process`](Self::check_process)): in a `fork()` child its methods, and those of
 /// its requests and endpoints, fail with `InvalidArgumentError`.

@@ -357,7 +357,10 @@ pub struct hf_response {
 /// A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
 /// call), may set the response with `hf_response_set`, and returns `HF_OK` or an error
 /// status, which the requester receives as its error. It runs on the thread that drives the
-/// engine and must not call `hf_` functions on the same protocol.
+/// engine: the engine thread with background services, otherwise whichever thread is inside
+/// a call that drives it (see `hf_progress`). It must not call `hf_` functions on the same
+/// protocol, and while it runs the engine delivers nothing else (other handlers, and the
+/// answers to this process's requests, wait for it).
 #[allow(non_camel_case_types)]
 pub type hf_handler = Option<
     unsafe extern "C" fn(
@@ -773,7 +776,8 @@ unsafe fn send_args<'a>(
 /// `*response` (release it with `hf_bytes_free`). Fails before sending with
 /// `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
 /// `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
-/// the handler's status when it fails. `options` NULL: the defaults.
+/// the handler's status when it fails. `options` NULL: the defaults. Without background
+/// services the call drives the engine while it waits (see `hf_progress`).
 ///
 /// # Safety
 /// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
@@ -879,6 +883,13 @@ pub unsafe extern "C" fn hf_post(
 /// Takes the oldest message queued for hosted node `node_id` (one without handler), waiting
 /// up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
 /// `HF_ERR_TIMEOUT` when nothing came.
+///
+/// Progress: the call reads the node's endpoint rings itself, so messages sent through
+/// endpoints arrive without anyone else driving this process (a request among them gets
+/// its delivery receipt when taken here). Without background services it also drives the
+/// engine while it waits (every few looks, and once with `timeout_ms` 0), which delivers
+/// what came through the engine's rings; handlers of this process's other nodes may run
+/// in the calling thread then.
 ///
 /// # Safety
 /// `protocol` is a live handle; `node_id` a NUL-terminated string; `message` points to
@@ -1211,8 +1222,12 @@ pub unsafe extern "C" fn hf_string_free(s: *mut c_char) {
     });
 }
 
-/// Starts the background engine thread (pinned to `engine_core` when set): messages are then
-/// delivered and answered without the caller driving the engine.
+/// Starts the background engine thread (pinned to `engine_core` when set): from then on it
+/// drives the engine, so messages are delivered, handlers run (on that thread), requests and
+/// pings are answered, and the hosted nodes send heartbeats (peers mark a node down after
+/// 200 ms without one), whatever the process's other threads do. The calls that wait then
+/// only look for their results. Without it, the engine moves only inside calls (see
+/// `hf_progress`).
 ///
 /// # Safety
 /// `protocol` is a live handle.
@@ -1230,8 +1245,21 @@ pub unsafe extern "C" fn hf_stop_background_services(protocol: *const hf_protoco
     boundary(|| lib(self::protocol(protocol)?.stop_background_services()))
 }
 
-/// One engine pass in the caller's thread; `*handled` (if not NULL) gets the number of
-/// messages handled.
+/// One engine pass in the calling thread; `*handled` (if not NULL) gets the number of
+/// messages handled. The pass delivers what arrived in this process's rings: it runs
+/// handlers (in the calling thread), queues messages for `hf_recv`, answers requests and
+/// pings, completes this process's requests, forwards what is routed through its nodes, and
+/// sends coalesced events whose window passed; every 256th call also does the periodic work
+/// (finding peers whose process died, and failing the requests waiting on them).
+///
+/// Progress rule: without background services nothing happens between calls. The calls
+/// that wait (`hf_send_data`, `hf_request_wait`, `hf_request_wait_any`,
+/// `hf_request_wait_all`, `hf_recv`, `hf_ping`) drive the engine until they return,
+/// `hf_request_test` and `hf_progress` make one pass each, and a send finding the
+/// destination's ring full drains this process's rings while it waits. A process computing
+/// for long without such calls answers nothing meanwhile (its peers' requests wait up to
+/// their timeouts; its nodes are not declared dead for it): call `hf_progress` in the loop,
+/// or start the background services, with which this call is not needed.
 ///
 /// # Safety
 /// `protocol` is a live handle; `handled` NULL or writable.

@@ -1687,9 +1687,16 @@ struct Deadline {
     at: Option<Instant>,
 }
 
+/// The longest timeout a deadline counts (a century): `Duration::MAX` as a timeout means no
+/// bound, and adding it to an `Instant` would overflow.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl Deadline {
     fn after(timeout: Duration) -> Deadline {
-        Deadline { timeout, at: None }
+        Deadline {
+            timeout: timeout.min(FOREVER),
+            at: None,
+        }
     }
 
     fn at(at: Instant) -> Deadline {

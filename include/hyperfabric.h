@@ -10,6 +10,22 @@
  * structs start with struct_size and have an _init function that fills the defaults. Enums
  * cross as uint32_t and are validated. Every handle or result the library hands out has a
  * _free function; passing NULL to it does nothing.
+ *
+ * Progress: with hf_start_background_services an engine thread delivers messages, runs
+ * handlers and answers requests and pings. Without it the engine moves only inside calls:
+ * the calls that wait (hf_send_data, hf_request_wait, hf_request_wait_any,
+ * hf_request_wait_all, hf_recv, hf_ping) drive it until they return, hf_request_test and
+ * hf_progress make one pass, and a send waiting for room in a full ring drains this
+ * process's rings. Handlers run on the thread that drives the engine. A process busy
+ * elsewhere answers nothing meanwhile: call hf_progress in long loops, or start the
+ * background services.
+ *
+ * Processes: a protocol belongs to the process that created it, and so does everything made
+ * with it (requests, endpoints, senders, receivers, messages, pools from
+ * hf_protocol_create_buffer_manager and their buffers). In the child of fork() every call on
+ * them returns HF_ERR_INVALID_ARGUMENT ("this protocol was created by process N; after
+ * fork() create a new one") and their _free functions release nothing of the parent's; the
+ * child creates a protocol of its own.
  */
 
 #ifndef HYPERFABRIC_H
@@ -21,6 +37,9 @@
 
 // Largest address blob `hf_node_address` writes.
 #define HF_ADDRESS_MAX 256
+
+// The `*index` of `hf_request_wait_any` when no request completed.
+#define HF_INDEX_NONE (size_t)-1
 
 // Latency budget of quantum control traffic, ns (the reference's constant).
 #define HF_MAX_LATENCY_QUANTUM_NS 100000
@@ -289,13 +308,23 @@ typedef struct hf_message hf_message;
 
 // A protocol instance: the nodes this process hosts on one fabric. Thread-safe: any thread
 // may call any `hf_` function on it.
+//
+// It belongs to the process that created it, with everything made through it (requests,
+// endpoints, senders, receivers, messages, pools from `hf_protocol_create_buffer_manager`
+// and their buffers): in the child of `fork()`, each call on them returns
+// `HF_ERR_INVALID_ARGUMENT` ("this protocol was created by process N; after fork() create a
+// new one") instead of touching the parent's rings, locks and engine, and their `_free`
+// functions release nothing of the parent's. The child creates a protocol of its own.
 typedef struct hf_protocol hf_protocol;
 
 // The receiver of every direct channel to one node (`hf_open_receiver`). One thread at a
 // time.
 typedef struct hf_receiver hf_receiver;
 
-// A request in flight (`hf_send_data_nb`): test it, wait for it, then free it.
+// A request in flight (`hf_send_data_nb`, `hf_endpoint_send_data_nb`): complete it with
+// `hf_request_test`, `hf_request_wait`, `hf_request_wait_any` or `hf_request_wait_all`, or
+// abandon it with `hf_request_cancel`; then free it with `hf_request_free`. One thread at a
+// time.
 typedef struct hf_request hf_request;
 
 // The response a handler gives (`hf_response_set`).
@@ -427,6 +456,26 @@ typedef struct {
     const uint8_t *key;
 } hf_protocol_options;
 
+// What `hf_recv_into` received (its data is in the caller's buffer).
+typedef struct {
+    // Bytes of data written to the buffer (when the call failed with
+    // `HF_ERR_BUFFER_OVERFLOW`: the size of the message, which stays queued).
+    size_t len;
+    // Sending node id, a NUL-terminated string valid for the life of the process.
+    const char *source;
+    // `HF_DATA_*`.
+    uint32_t data_type;
+    // `HF_PRIORITY_*`.
+    uint32_t priority;
+    // Message id.
+    uint64_t request_id;
+    // Whether the sender waits for no response.
+    bool one_way;
+    // Metadata sent with it (JSON object bytes; empty when none, else release with
+    // `hf_bytes_free`).
+    hf_bytes metadata;
+} hf_recv_info;
+
 // A borrowed view of a message: every pointer stays valid while the message (or, in a
 // handler, the call) lives.
 typedef struct {
@@ -455,7 +504,10 @@ typedef struct {
 // A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
 // call), may set the response with `hf_response_set`, and returns `HF_OK` or an error
 // status, which the requester receives as its error. It runs on the thread that drives the
-// engine and must not call `hf_` functions on the same protocol.
+// engine: the engine thread with background services, otherwise whichever thread is inside
+// a call that drives it (see `hf_progress`). It must not call `hf_` functions on the same
+// protocol, and while it runs the engine delivers nothing else (other handlers, and the
+// answers to this process's requests, wait for it).
 typedef hf_status (*hf_handler)(void *user_data,
                                 const hf_message_view *message,
                                 hf_response *response);
@@ -645,7 +697,8 @@ hf_status hf_zero_copy_buffer_new(size_t size,
 void hf_buffer_free(hf_buffer *buffer);
 
 // Writes `len` bytes at `offset` (lz4-compressed with a 4-byte length prefix when `compress`
-// or the buffer's default says so); `*written` gets the bytes stored.
+// or the buffer's default says so); `*written` gets the bytes stored (fewer than `len` when
+// compressed: the next free offset is `offset + *written`; `hf_buffer_read` takes `len`).
 // `HF_ERR_BUFFER_OVERFLOW`, with nothing written, when they do not fit.
 //
 // # Safety
@@ -658,9 +711,12 @@ hf_status hf_buffer_write(hf_buffer *buffer,
                           bool compress,
                           size_t *written);
 
-// Reads `size` bytes at `offset` (decompressed when `decompress` or the buffer's default
-// says so) into `*out` (release with `hf_bytes_free`). `HF_ERR_BUFFER_UNDERFLOW` when fewer
-// bytes were written.
+// Reads `size` bytes of data at `offset` into `*out` (release with `hf_bytes_free`).
+// `size` is always the length of the data as the caller wrote it: for data written
+// compressed (read with `decompress` or the buffer's default), the original, uncompressed
+// length passed to `hf_buffer_write`, not the `*written` it returned; a smaller `size`
+// gives the first bytes. `HF_ERR_BUFFER_UNDERFLOW` when fewer bytes were written,
+// `HF_ERR_MALFORMED_FRAME` when the bytes at `offset` are not compressed data.
 //
 // # Safety
 // `buffer` is a live handle; `out` points to writable memory for an `hf_bytes`.
@@ -1131,7 +1187,8 @@ hf_status hf_send_options_init(hf_send_options *options);
 // `*response` (release it with `hf_bytes_free`). Fails before sending with
 // `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
 // `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
-// the handler's status when it fails. `options` NULL: the defaults.
+// the handler's status when it fails. `options` NULL: the defaults. Without background
+// services the call drives the engine while it waits (see `hf_progress`).
 //
 // # Safety
 // `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
@@ -1159,31 +1216,6 @@ hf_status hf_send_data_nb(const hf_protocol *protocol,
                           const hf_send_options *options,
                           hf_request **request);
 
-// Progresses a request without blocking. `*done` becomes true once it completed; the
-// call then returns the request's outcome and, on success, stores the response in
-// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again.
-//
-// # Safety
-// `request` is a live handle; `done` and `response` point to writable memory.
-hf_status hf_request_test(hf_request *request,
-                          bool *done,
-                          hf_bytes *response);
-
-// Blocks until the request completes; returns its outcome and, on success, stores the
-// response in `*response`.
-//
-// # Safety
-// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
-hf_status hf_request_wait(hf_request *request,
-                          hf_bytes *response);
-
-// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
-// is ignored.
-//
-// # Safety
-// `request` is NULL or a handle not freed before.
-void hf_request_free(hf_request *request);
-
 // Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
 // (zeroed) `hf_bytes`, is ignored.
 //
@@ -1207,6 +1239,13 @@ hf_status hf_post(const hf_protocol *protocol,
 // up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
 // `HF_ERR_TIMEOUT` when nothing came.
 //
+// Progress: the call reads the node's endpoint rings itself, so messages sent through
+// endpoints arrive without anyone else driving this process (a request among them gets
+// its delivery receipt when taken here). Without background services it also drives the
+// engine while it waits (every few looks, and once with `timeout_ms` 0), which delivers
+// what came through the engine's rings; handlers of this process's other nodes may run
+// in the calling thread then.
+//
 // # Safety
 // `protocol` is a live handle; `node_id` a NUL-terminated string; `message` points to
 // writable memory for a pointer.
@@ -1214,6 +1253,24 @@ hf_status hf_recv(const hf_protocol *protocol,
                   const char *node_id,
                   uint64_t timeout_ms,
                   hf_message **message);
+
+// Takes the next message of hosted node `node_id` (one without handler) into the caller's
+// buffer, as `MPI_Recv` does: its data is copied into `buf` (`cap` bytes), the rest
+// described in `*info`. Waits up to `timeout_ms` (0: just look). No allocation for a message
+// without metadata. `HF_ERR_TIMEOUT` when nothing came; `HF_ERR_BUFFER_OVERFLOW` when the
+// next message is larger than `cap`: `info->len` is then its size and it stays the node's
+// next message (call again with a larger buffer).
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `buf` points to `cap`
+// writable bytes (may be NULL when `cap` is 0); `info` points to writable memory for an
+// `hf_recv_info`.
+hf_status hf_recv_into(const hf_protocol *protocol,
+                       const char *node_id,
+                       uint64_t timeout_ms,
+                       uint8_t *buf,
+                       size_t cap,
+                       hf_recv_info *info);
 
 // Fills `*view` with pointers into `message` (valid until `hf_message_free`).
 //
@@ -1305,8 +1362,12 @@ hf_status hf_get_topology_info(const hf_protocol *protocol,
 // `s` is NULL or a string from this library not freed before.
 void hf_string_free(char *s);
 
-// Starts the background engine thread (pinned to `engine_core` when set): messages are then
-// delivered and answered without the caller driving the engine.
+// Starts the background engine thread (pinned to `engine_core` when set): from then on it
+// drives the engine, so messages are delivered, handlers run (on that thread), requests and
+// pings are answered, and the hosted nodes send heartbeats (peers mark a node down after
+// 200 ms without one), whatever the process's other threads do. The calls that wait then
+// only look for their results. Without it, the engine moves only inside calls (see
+// `hf_progress`).
 //
 // # Safety
 // `protocol` is a live handle.
@@ -1318,13 +1379,124 @@ hf_status hf_start_background_services(const hf_protocol *protocol);
 // `protocol` is a live handle.
 hf_status hf_stop_background_services(const hf_protocol *protocol);
 
-// One engine pass in the caller's thread; `*handled` (if not NULL) gets the number of
-// messages handled.
+// One engine pass in the calling thread; `*handled` (if not NULL) gets the number of
+// messages handled. The pass delivers what arrived in this process's rings: it runs
+// handlers (in the calling thread), queues messages for `hf_recv`, answers requests and
+// pings, completes this process's requests, forwards what is routed through its nodes, and
+// sends coalesced events whose window passed; every 256th call also does the periodic work
+// (finding peers whose process died, and failing the requests waiting on them).
+//
+// Progress rule: without background services nothing happens between calls. The calls
+// that wait (`hf_send_data`, `hf_request_wait`, `hf_request_wait_any`,
+// `hf_request_wait_all`, `hf_recv`, `hf_ping`) drive the engine until they return,
+// `hf_request_test` and `hf_progress` make one pass each, and a send finding the
+// destination's ring full drains this process's rings while it waits. A process computing
+// for long without such calls answers nothing meanwhile (its peers' requests wait up to
+// their timeouts; its nodes are not declared dead for it): call `hf_progress` in the loop,
+// or start the background services, with which this call is not needed.
 //
 // # Safety
 // `protocol` is a live handle; `handled` NULL or writable.
 hf_status hf_progress(const hf_protocol *protocol,
                       size_t *handled);
+
+// Progresses a request without blocking. `*done` becomes true once it completed; the
+// call then returns the request's outcome and, on success, stores the response in
+// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again, a
+// cancelled one `HF_ERR_INVALID_ARGUMENT` ("cancelled").
+//
+// Progress: without background services, each call makes one pass of the engine (so a
+// loop of tests completes the request; handlers run in the calling thread).
+//
+// # Safety
+// `request` is a live handle; `done` and `response` point to writable memory.
+hf_status hf_request_test(hf_request *request,
+                          bool *done,
+                          hf_bytes *response);
+
+// Blocks until the request completes; returns its outcome and, on success, stores the
+// response in `*response`. The request ends at its send timeout (`HF_ERR_TIMEOUT`); a
+// completed or cancelled request gives `HF_ERR_INVALID_ARGUMENT`.
+//
+// Progress: without background services the call drives the engine while it waits
+// (handlers run in the calling thread).
+//
+// # Safety
+// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_request_wait(hf_request *request,
+                          hf_bytes *response);
+
+// Waits until one of the `count` requests at `requests` completes, like `MPI_Waitany`:
+// NULL entries, and requests that already completed or were cancelled, are skipped. Writes
+// the position of the one that completed to `*index` and returns its outcome; on success
+// its response goes to `*response` (release it with `hf_bytes_free`). That request is then
+// completed: free it with `hf_request_free` (testing or waiting on it again gives
+// `HF_ERR_INVALID_ARGUMENT`); the others stay as they were.
+//
+// `timeout_ms` bounds the call: 0 makes it one look (like `MPI_Testany`), `UINT64_MAX`
+// leaves the bound to each request's own send timeout, at which that request completes
+// with `HF_ERR_TIMEOUT` as its outcome. `*index` is `HF_INDEX_NONE` when no request
+// completed: the call returns `HF_ERR_TIMEOUT` if none did within `timeout_ms` (they stay
+// pending), `HF_ERR_INVALID_ARGUMENT` if no entry is pending or one request appears twice.
+// So `HF_ERR_TIMEOUT` with `*index != HF_INDEX_NONE` is that request's own timeout.
+//
+// Progress: without background services the call drives the engines of the requests'
+// protocols while it waits (handlers of their nodes run in the calling thread).
+//
+// # Safety
+// `requests` points to `count` readable pointers (or is NULL with `count` 0), each NULL or
+// a live handle no other thread uses during the call; `index` and `response` point to
+// writable memory.
+hf_status hf_request_wait_any(hf_request **requests,
+                              size_t count,
+                              uint64_t timeout_ms,
+                              size_t *index,
+                              hf_bytes *response);
+
+// Waits until every pending request among the `count` at `requests` completes, like
+// `MPI_Waitall`, for at most `timeout_ms` (`UINT64_MAX`: as long as the requests' own send
+// timeouts). For each request pending at the call, `statuses[i]` gets its outcome and
+// `responses[i]` its response on success, a zeroed `hf_bytes` otherwise (release each with
+// `hf_bytes_free`). NULL entries, and requests that already completed or were cancelled,
+// are skipped and their `statuses[i]` and `responses[i]` left as they are: calling again
+// after a timeout completes the arrays of the first call.
+//
+// Returns `HF_OK` when every request completed successfully, else the status of the first
+// entry (in array order) that did not; `statuses` tells each. A request still in flight
+// when `timeout_ms` passes gets `HF_ERR_TIMEOUT` and stays pending (wait again, cancel it
+// or free it); one whose own send timeout passed also gets `HF_ERR_TIMEOUT` but is
+// completed (`hf_request_test` then gives `HF_ERR_INVALID_ARGUMENT`). With nothing
+// pending the call returns `HF_OK` at once. `HF_ERR_INVALID_ARGUMENT`, with nothing
+// written, when one request appears twice.
+//
+// Progress: as `hf_request_wait_any`.
+//
+// # Safety
+// `requests` as for `hf_request_wait_any`; `statuses` and `responses` point to `count`
+// writable elements each (or are NULL with `count` 0).
+hf_status hf_request_wait_all(hf_request **requests,
+                              size_t count,
+                              uint64_t timeout_ms,
+                              hf_status *statuses,
+                              hf_bytes *responses);
+
+// Abandons a pending request, like `MPI_Cancel`: its response, if one comes, is dropped;
+// `hf_request_test` and `hf_request_wait` then return `HF_ERR_INVALID_ARGUMENT`
+// ("cancelled"), and `hf_request_wait_any` / `hf_request_wait_all` skip it. The receiver
+// may already have handled the message: cancelling only stops waiting for the answer.
+// Cancelling a request that completed or was cancelled does nothing. Free the request
+// with `hf_request_free` as usual.
+//
+// # Safety
+// `request` is a live handle no other thread uses during the call.
+hf_status hf_request_cancel(hf_request *request);
+
+// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
+// is ignored.
+//
+// # Safety
+// `request` is NULL or a handle not freed before.
+void hf_request_free(hf_request *request);
 
 // The library version: `major << 16 | minor << 8 | patch`.
 uint32_t hf_version(void);

@@ -35,16 +35,45 @@ fn write_and_read_with_offsets_compression_and_errors() {
         ErrorKind::BufferUnderflow
     );
 
+    // Compressed data is read back by its original length, as it was written; what the
+    // write stored (its compressed length) is not needed, and data written after it does
+    // not disturb it.
     let mut c = ZeroCopyBuffer::new(4096, false, false).unwrap();
     let text = b"all-reduce ".repeat(200);
     let n = c.write_data(&text, 0, true).unwrap();
     assert!(n < text.len() / 4, "{n}");
-    assert_eq!(c.read_data(n, 0, true).unwrap(), text);
-    assert_eq!(c.read_data(n, 0, false).unwrap().len(), n);
+    assert_eq!(c.write_data(b"tail", n, false).unwrap(), 4);
+    assert_eq!(c.read_data(text.len(), 0, true).unwrap(), text);
+    assert_eq!(c.read_data(10, 0, true).unwrap(), &text[..10], "a prefix");
+    assert_eq!(
+        c.read_data(text.len() + 1, 0, true).unwrap_err().kind(),
+        ErrorKind::BufferUnderflow,
+        "more than was written"
+    );
+    assert_eq!(
+        c.read_data(n, 0, false).unwrap().len(),
+        n,
+        "the stored bytes"
+    );
+    assert_eq!(c.read_data(4, n, false).unwrap(), b"tail");
+    // A second compressed write further on is found at its own offset.
+    let words = b"gradient ".repeat(50);
+    let m = c.write_data(&words, n + 4, true).unwrap();
+    assert_eq!(c.read_data(words.len(), n + 4, true).unwrap(), words);
+    // Bytes that are not a compressed block, and a block cut by the end of the data.
+    assert_eq!(
+        c.read_data(4, n, true).unwrap_err().kind(),
+        ErrorKind::MalformedFrame
+    );
+    c.set_len(n + 4 + m - 1).unwrap();
+    assert_eq!(
+        c.read_data(words.len(), n + 4, true).unwrap_err().kind(),
+        ErrorKind::BufferUnderflow
+    );
     // Buffers that compress by default.
     let mut d = ZeroCopyBuffer::new(4096, true, false).unwrap();
-    let n = d.write_data(&text, 0, false).unwrap();
-    assert_eq!(d.read_data(n, 0, false).unwrap(), text);
+    d.write_data(&text, 0, false).unwrap();
+    assert_eq!(d.read_data(text.len(), 0, false).unwrap(), text);
     assert_eq!(
         ZeroCopyBuffer::new(0, false, false).unwrap_err().kind(),
         ErrorKind::InvalidArgument

@@ -220,3 +220,46 @@ fn endpoints_refuse_unknown_nodes() {
         ErrorKind::NodeNotFound
     );
 }
+
+#[test]
+fn recv_into_copies_into_the_callers_buffer_and_keeps_a_message_too_large_for_it() {
+    let (name, _dir) = fabric("into");
+    let tx = protocol(&name, &["a"]);
+    let rx = protocol(&name, &["b"]);
+    let mut ep = tx.endpoint("a", "b").unwrap();
+    // Inline, by descriptor, and one from the engine's path, in order.
+    let big = message(0, 1, 100_000);
+    ep.post(b"small").unwrap();
+    ep.post(&big).unwrap();
+    ep.post(b"after").unwrap();
+    let mut buf = vec![0u8; 16];
+    let r = rx.recv_into("b", Duration::from_secs(5), &mut buf).unwrap();
+    assert_eq!(
+        (&buf[..r.len], r.source.as_str(), r.one_way),
+        (&b"small"[..], "a", true)
+    );
+    // Too small: refused with the size, and the message stays the next one.
+    for _ in 0..2 {
+        let e = rx
+            .recv_into("b", Duration::from_secs(5), &mut buf)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BufferOverflow);
+        assert!(e.to_string().contains("100000"), "{e}");
+    }
+    let mut large = vec![0u8; 200_000];
+    let r = rx
+        .recv_into("b", Duration::from_secs(5), &mut large)
+        .unwrap();
+    assert_eq!(&large[..r.len], &big[..]);
+    let r = rx.recv_into("b", Duration::from_secs(5), &mut buf).unwrap();
+    assert_eq!(&buf[..r.len], b"after");
+    // Messages with metadata keep it.
+    let opts = SendOptions {
+        metadata: Some(serde_json::json!({"k": 1}).as_object().unwrap().clone()),
+        ..Default::default()
+    };
+    tx.post("a", "b", b"meta", &opts).unwrap();
+    let r = rx.recv_into("b", Duration::from_secs(5), &mut buf).unwrap();
+    assert_eq!(&buf[..r.len], b"meta");
+    assert!(String::from_utf8_lossy(&r.metadata).contains("\"k\""));
+}

@@ -18,6 +18,7 @@ use super::{Payload, ZeroCopyBuffer};
 use crate::error::{Error, Result};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::CachePadded;
+use crate::sys::process::Origin;
 use crate::sys::Mapping;
 use std::path::Path;
 use std::sync::Arc;
@@ -80,6 +81,10 @@ pub(super) struct Pool {
     pub(super) id: u64,
     /// What the creator names the pool by (the transport's segment key), if anything.
     pub(super) tag: Option<u128>,
+    /// The process that mapped a pool shared with other processes (None: private memory,
+    /// which a `fork()` child gets a copy of). A child neither takes nor returns buffers of
+    /// its parent's shared pools: the free list would hand one buffer to both.
+    shared_by: Option<Origin>,
     _map: Mapping,
 }
 
@@ -139,7 +144,28 @@ impl Pool {
     }
 
     /// Puts back a buffer this process took with `acquire` and did not lend.
+    /// Whether this is a `fork()` child's copy of a shared pool (one atomic load).
+    #[inline]
+    fn forked(&self) -> bool {
+        self.shared_by.is_some_and(|o| !o.is_current())
+    }
+
+    /// `InvalidArgumentError` in a `fork()` child of the process that mapped a shared pool.
+    pub(super) fn check_process(&self) -> Result<()> {
+        match self.shared_by {
+            Some(o) if !o.is_current() => Err(Error::InvalidArgument(format!(
+                "this buffer pool is shared by process {}; after fork() create a new one",
+                o.pid()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub(super) fn release(&self, index: u32) {
+        if self.forked() {
+            // The parent still holds the buffer: returning it here would free it there.
+            return;
+        }
         if freelist::push(self, index).is_err() {
             self.mark_corrupt();
         }
@@ -147,6 +173,9 @@ impl Pool {
 
     /// Returns a buffer that arrived by descriptor (clearing its lending record first).
     pub(super) fn give_back(&self, index: u32) {
+        if self.forked() {
+            return;
+        }
         if lending::give_back(self, index).is_err() {
             self.mark_corrupt();
         }
@@ -221,7 +250,7 @@ impl BufferManager {
     pub fn new(pool_size: usize, buffer_size: usize) -> Result<BufferManager> {
         let size = check(pool_size, buffer_size)?;
         let map = Mapping::anonymous(layout(pool_size, size).1)?;
-        Ok(BufferManager::init(map, pool_size, size))
+        Ok(BufferManager::init(map, pool_size, size, None))
     }
 
     /// A pool in a new shared-memory file at `path`, which other processes open with
@@ -233,10 +262,20 @@ impl BufferManager {
     ) -> Result<BufferManager> {
         let size = check(pool_size, buffer_size)?;
         let map = Mapping::create_file(path, layout(pool_size, size).1)?;
-        Ok(BufferManager::init(map, pool_size, size))
+        Ok(BufferManager::init(
+            map,
+            pool_size,
+            size,
+            Some(Origin::current()),
+        ))
     }
 
-    fn init(map: Mapping, count: usize, buffer_size: usize) -> BufferManager {
+    fn init(
+        map: Mapping,
+        count: usize,
+        buffer_size: usize,
+        shared_by: Option<Origin>,
+    ) -> BufferManager {
         let pool = Pool {
             base: map.as_ptr(),
             buffer_size,
@@ -244,6 +283,7 @@ impl BufferManager {
             data_offset: layout(count, buffer_size).0,
             id: NEXT_POOL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tag: None,
+            shared_by,
             _map: map,
         };
         let h = pool.header();
@@ -301,6 +341,7 @@ impl BufferManager {
                 data_offset: layout(count, size).0,
                 id: NEXT_POOL_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 tag: None,
+                shared_by: Some(Origin::current()),
                 _map: map,
             }),
         })
@@ -311,6 +352,9 @@ impl BufferManager {
     /// a list that was written over could give one buffer to two holders).
     pub fn acquire(&self) -> Result<ZeroCopyBuffer> {
         let pool = &*self.pool;
+        if pool.forked() {
+            pool.check_process()?;
+        }
         if pool.is_corrupt() {
             return Err(corrupt_error());
         }
@@ -333,6 +377,14 @@ impl BufferManager {
                 Err(corrupt_error())
             }
         }
+    }
+
+    /// `InvalidArgumentError` when the pool is shared with other processes and the caller is
+    /// a `fork()` child of the process that mapped it: the child must not take, fill or
+    /// return its parent's buffers (it can make a pool of its own). Private pools are copied
+    /// into the child and stay usable there.
+    pub fn check_process(&self) -> Result<()> {
+        self.pool.check_process()
     }
 
     /// Free buffers now (at most the pool's size, whatever the shared counters say).

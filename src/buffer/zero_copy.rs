@@ -61,6 +61,16 @@ impl ZeroCopyBuffer {
         })
     }
 
+    /// `InvalidArgumentError` when the buffer belongs to a pool shared with other processes
+    /// and the caller is a `fork()` child of the process that mapped it (see
+    /// [`BufferManager::check_process`](super::BufferManager::check_process)).
+    pub fn check_process(&self) -> Result<()> {
+        match &self.storage {
+            Storage::Pooled { pool, .. } => pool.check_process(),
+            _ => Ok(()),
+        }
+    }
+
     /// Capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -132,7 +142,8 @@ impl ZeroCopyBuffer {
     }
 
     /// Writes `data` at `offset` (lz4-compressed, with a 4-byte length prefix, when
-    /// `compress` or the buffer's default says so); returns the bytes written.
+    /// `compress` or the buffer's default says so); returns the bytes stored (compressed:
+    /// fewer than `data`; [`read_data`](Self::read_data) takes the original length).
     /// `BufferOverflowError`, with nothing written, when they do not fit.
     pub fn write_data(&mut self, data: &[u8], offset: usize, compress: bool) -> Result<usize> {
         let compressed;
@@ -157,26 +168,38 @@ impl ZeroCopyBuffer {
         Ok(bytes.len())
     }
 
-    /// Reads `size` bytes at `offset` (and decompresses them when `decompress` or the
-    /// buffer's default says so). `BufferUnderflowError` when fewer bytes were written.
+    /// Reads `size` bytes of data at `offset`. Uncompressed (neither `decompress` nor the
+    /// buffer's default asks otherwise): the `size` bytes stored there. Compressed: the data
+    /// written compressed at `offset`, of which `size` is the original (uncompressed)
+    /// length, as the caller wrote it; a smaller `size` gives its first bytes. The stored
+    /// (compressed) length that [`write_data`](Self::write_data) returns is not needed.
+    /// `BufferUnderflowError` when fewer bytes were written (or the original data was
+    /// shorter than `size`), `MalformedFrameError` when the bytes at `offset` are not a
+    /// compressed block.
     pub fn read_data(&self, size: usize, offset: usize, decompress: bool) -> Result<Vec<u8>> {
-        let end = offset
-            .checked_add(size)
-            .filter(|&e| e <= self.len)
-            .ok_or_else(|| {
-                Error::BufferUnderflow(format!(
-                    "reading {size} bytes at offset {offset}: only {} bytes of data in the buffer",
-                    self.len
-                ))
-            })?;
-        let bytes = &self.as_slice()[offset..end];
-        if decompress || self.enable_compression {
-            // lz4 expands at most ~255x; refuse claims beyond that (or 1 GiB).
-            let limit = size.saturating_mul(255).min(MAX_BUFFER_SIZE);
-            crate::codec::decompress(bytes, limit)
-        } else {
-            Ok(bytes.to_vec())
+        let underflow = || {
+            Error::BufferUnderflow(format!(
+                "reading {size} bytes at offset {offset}: only {} bytes of data in the buffer",
+                self.len
+            ))
+        };
+        if !(decompress || self.enable_compression) {
+            let end = offset
+                .checked_add(size)
+                .filter(|&e| e <= self.len)
+                .ok_or_else(underflow)?;
+            return Ok(self.as_slice()[offset..end].to_vec());
         }
+        let stored = self.as_slice().get(offset..).ok_or_else(underflow)?;
+        let (mut data, _) = crate::codec::decompress_prefixed(stored, MAX_BUFFER_SIZE)?;
+        if data.len() < size {
+            return Err(Error::BufferUnderflow(format!(
+                "reading {size} bytes at offset {offset}: the data compressed there is {} bytes",
+                data.len()
+            )));
+        }
+        data.truncate(size);
+        Ok(data)
     }
 
     /// Hands the buffer over by descriptor (for a receiver that maps the same shared pool);

@@ -11,7 +11,7 @@ mod key;
 mod replay;
 mod wire;
 
-pub use compress::{compress_if_smaller, decompress, COMPRESS_MIN};
+pub use compress::{compress_if_smaller, decompress, decompress_prefixed, COMPRESS_MIN};
 pub use crypto::{
     key_schedules_built, Envelope, Opener, Sealer, SealingKey, MAX_CHANNEL, SEAL_OVERHEAD,
 };

@@ -318,7 +318,11 @@ impl Mailbox {
         }
         for k in 0..n {
             // (next + k) mod n, without a division per poll.
-            let i = if *next + k >= n { *next + k - n } else { *next + k };
+            let i = if *next + k >= n {
+                *next + k - n
+            } else {
+                *next + k
+            };
             if !list[i].consumer.ready() {
                 continue;
             }
@@ -389,13 +393,13 @@ impl Sink<'_> {
         }
     }
 
-    /// Puts an owned message in the sink (from the queue); `Err(m)` when it does not fit
-    /// the buffer (the caller keeps it in front).
-    pub fn put(&mut self, m: Message) -> Result<(), Message> {
+    /// Puts an owned message in the sink (from the queue); gives it back when it does not
+    /// fit the buffer (the caller keeps it in front).
+    pub fn put(&mut self, m: Message) -> Option<Message> {
         match self {
             Sink::Message(out) => {
                 *out = Some(m);
-                Ok(())
+                None
             }
             Sink::Buffer {
                 buf,
@@ -405,11 +409,11 @@ impl Sink<'_> {
             } => {
                 if m.data.len() > buf.len() {
                     *too_large = Some(m.data.len());
-                    return Err(m);
+                    return Some(m);
                 }
                 buf[..m.data.len()].copy_from_slice(&m.data);
                 *got = Some(Received::of(&m));
-                Ok(())
+                None
             }
         }
     }

@@ -113,6 +113,7 @@ pub struct NodeName(&'static str);
 impl NodeName {
     /// The interned name `s`.
     pub fn intern(s: &str) -> NodeName {
+        let s = s.split('\0').next().unwrap_or_default();
         static NAMES: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> =
             std::sync::Mutex::new(None);
         let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
@@ -120,7 +121,10 @@ impl NodeName {
         if let Some(&n) = set.get(s) {
             return NodeName(n);
         }
-        let n: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        let n: &'static str = Box::leak(format!("{s}\0").into_boxed_str());
+        // Stored with a NUL after the id (never inside: `s` was cut at one), so a pointer to
+        // it is also a C string for the C API.
+        let n = &n[..s.len()];
         set.insert(n);
         NodeName(n)
     }

@@ -25,6 +25,7 @@ use crate::engine::{
 use crate::error::{Error, Result};
 use crate::ring::{self, Producer, PushError, Region};
 use crate::sync::Backoff;
+use crate::sys::process::Origin;
 use crate::transport::channel::{endpoint_path, Descriptor, Lane, SegmentKey};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,6 +84,7 @@ impl HyperFabricProtocol {
     /// lock. `NodeNotFoundError` for an unknown node, `ZoneIsolationViolationError` when a
     /// zone forbids the pair.
     pub fn endpoint(&self, source: &str, destination: &str) -> Result<Endpoint> {
+        self.inner.check_process()?;
         let inner = &self.inner;
         if let Some(why) = {
             super::sync_topology(inner)?;
@@ -179,6 +181,12 @@ impl Endpoint {
         self.destination.as_str()
     }
 
+    /// The process of the protocol that made the endpoint (its ring has one producer: a
+    /// `fork()` child must not send through it).
+    pub fn origin(&self) -> Origin {
+        self.inner.origin
+    }
+
     /// One-way send of `data` with default options: returns once it is in the ring.
     #[inline]
     pub fn post(&mut self, data: &[u8]) -> Result<()> {
@@ -189,6 +197,7 @@ impl Endpoint {
     /// constraints and timeout as for [`HyperFabricProtocol::post`]; endpoints do not
     /// coalesce neuromorphic events: each is sent at once).
     pub fn post_with(&mut self, data: &[u8], opts: &SendOptions) -> Result<()> {
+        self.inner.check_process()?;
         if matches!(self.path, Path::Engine) {
             return self.through_engine(data, opts, true).map(drop);
         }
@@ -204,6 +213,7 @@ impl Endpoint {
     /// Non-blocking `send_data` through the endpoint: returns once the request is in the
     /// ring, with a [`Request`] to test or wait for.
     pub fn send_data_nb(&mut self, data: &[u8], opts: &SendOptions) -> Result<Request> {
+        self.inner.check_process()?;
         if matches!(self.path, Path::Engine) {
             let (id, deadline) = self.through_engine(data, opts, false)?;
             return Ok(self.request(id, deadline));
@@ -218,12 +228,7 @@ impl Endpoint {
     }
 
     fn request(&self, id: u64, deadline: Deadline) -> Request {
-        Request {
-            inner: self.inner.clone(),
-            id,
-            deadline,
-            done: false,
-        }
+        Request::new(self.inner.clone(), id, deadline)
     }
 
     fn through_engine(
@@ -556,6 +561,11 @@ impl Endpoint {
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
+        if self.inner.check_process().is_err() {
+            // A fork() child's copy: the ring and its file are the parent's.
+            std::mem::forget(self.inner.clone());
+            return;
+        }
         if self.sent.0 > 0 {
             lock(&self.inner.engine).count_sent(self.sent.0, self.sent.1);
         }

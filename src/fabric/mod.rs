@@ -6,9 +6,12 @@
 mod address;
 mod endpoint;
 mod recv;
+mod request;
 
 pub use crate::engine::mailbox::Received;
 pub use endpoint::Endpoint;
+pub use request::{wait_all, wait_any, Completion, Request};
+pub(crate) use request::{wait_all_of, wait_any_of};
 
 pub use address::{PeerAddress, ADDRESS_MAX};
 
@@ -23,6 +26,7 @@ use crate::model::{
 };
 use crate::routing::SendRequirements;
 use crate::sync::Backoff;
+use crate::sys::process::Origin;
 use crate::topology::TopologyManager;
 use crate::transport::registry::{NodeEntry, Registry};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +35,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use crate::engine::Message as ReceivedMessage;
+
+/// Polls of a waiting call between two reads of the clock (a clock read costs as much as a
+/// poll of an empty ring); its deadline and the engine's periodic work are checked then.
+const CHECK_EVERY: u32 = 256;
+/// Polls a waiting call spends spinning before it yields its core between polls.
+const SPIN_POLLS: u32 = 200_000;
 
 /// How the background engine thread waits when there is nothing to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,9 +144,25 @@ struct Inner {
     running: AtomicBool,
     service: Mutex<Option<Service>>,
     progress_calls: std::sync::atomic::AtomicU32,
+    /// The process that created the protocol. A `fork()` child gets a copy of the engine
+    /// without its thread, with locks as they were at the fork, and with rings whose other
+    /// end is the parent's: every method refuses to run there (one atomic load).
+    origin: Origin,
 }
 
 /// The reference's `HyperFabricProtocol`.
+///
+/// Progress: with [`start_background_services`](Self::start_background_services) an engine
+/// thread delivers messages, runs handlers and answers requests. Without it the engine moves
+/// only inside calls: those that wait ([`send_data`](Self::send_data), [`Request::wait`],
+/// [`wait_any`], [`wait_all`], [`recv`](Self::recv), [`ping`](Self::ping)) drive it until
+/// they return, [`Request::test`] and [`progress`](Self::progress) make one pass, and a
+/// send finding a full ring drains this process's rings; handlers run on the thread that
+/// drives the engine.
+///
+/// A protocol belongs to the process that created it (see
+/// [`check_process`](Self::check_process)): in a `fork()` child its methods, and those of
+/// its requests and endpoints, fail with `InvalidArgumentError`.
 pub struct HyperFabricProtocol {
     inner: Arc<Inner>,
 }
@@ -208,6 +234,7 @@ impl HyperFabricProtocol {
             running: AtomicBool::new(false),
             service: Mutex::new(None),
             progress_calls: std::sync::atomic::AtomicU32::new(0),
+            origin: Origin::current(),
         });
         if !inner.links.is_empty() {
             // Only the configured links exist, even while some of their nodes are missing.
@@ -258,6 +285,7 @@ impl HyperFabricProtocol {
     /// when the host's nodes cannot carry its bandwidth next to the other zones'
     /// reservations, `InvalidZoneError` for an invalid specification.
     pub fn create_zone(&self, zone: FabricZone) -> Result<bool> {
+        self.inner.check_process()?;
         zone.validate()?;
         self.sync_topology()?;
         let tm = &self.inner.topology;
@@ -281,6 +309,7 @@ impl HyperFabricProtocol {
 
     /// Deletes a zone of the fabric (`ZoneNotFoundError`); its members stay.
     pub fn delete_zone(&self, zone_id: &str) -> Result<bool> {
+        self.inner.check_process()?;
         self.inner.registry.update_zones(|t| {
             let pos = t
                 .zones
@@ -299,6 +328,7 @@ impl HyperFabricProtocol {
     /// `NodeNotFoundError`, `InsufficientResourcesError` when the zone is full,
     /// `InvalidZoneError` when the zone needs quantum coherence the node lacks.
     pub fn assign_to_zone(&self, zone_id: &str, node_id: &str) -> Result<bool> {
+        self.inner.check_process()?;
         self.sync_topology()?;
         let tm = &self.inner.topology;
         self.inner.registry.update_zones(|t| {
@@ -321,6 +351,7 @@ impl HyperFabricProtocol {
     /// Removes a node from a zone (`ZoneNotFoundError`; `NodeNotFoundError` when it was not a
     /// member).
     pub fn unassign_from_zone(&self, zone_id: &str, node_id: &str) -> Result<bool> {
+        self.inner.check_process()?;
         self.inner.registry.update_zones(|t| {
             if !t.zones.iter().any(|z| z.zone_id == zone_id) {
                 return Err(Error::ZoneNotFound(format!(
@@ -347,6 +378,7 @@ impl HyperFabricProtocol {
     /// [`ADDRESS_MAX`] bytes: magic, version, the host's boot id, the fabric name and the node
     /// id.
     pub fn node_address(&self, node_id: &str) -> Result<Vec<u8>> {
+        self.inner.check_process()?;
         lock(&self.inner.engine).hosted_index(node_id)?;
         PeerAddress {
             host: host_id()?,
@@ -361,6 +393,7 @@ impl HyperFabricProtocol {
     /// transport between hosts is not here yet: `NoRouteFoundError`) and registered
     /// (`NodeNotFoundError`); a blob that does not decode is `InvalidArgumentError`.
     pub fn insert_peer(&self, blob: &[u8]) -> Result<String> {
+        self.inner.check_process()?;
         let PeerAddress { host, fabric, node } = PeerAddress::decode(blob)?;
         if host != host_id()? {
             return Err(Error::NoRouteFound(format!(
@@ -385,6 +418,18 @@ impl HyperFabricProtocol {
         Registry::remove_if_unused(name)
     }
 
+    /// `Ok` in the process that created the protocol; `InvalidArgumentError` ("this
+    /// protocol was created by process N; after fork() create a new one") in a `fork()`
+    /// child of it. The child has a copy of the engine without its thread, locks in
+    /// whatever state the parent's threads left them, and the parent's ends of rings that
+    /// other processes read: every method that uses the protocol (and its requests and
+    /// endpoints) makes this check first and fails there instead of corrupting the
+    /// parent's state, and dropping the protocol in the child releases nothing of it. A
+    /// child that wants to communicate creates a protocol of its own.
+    pub fn check_process(&self) -> Result<()> {
+        self.inner.check_process()
+    }
+
     /// The fabric name.
     pub fn fabric_name(&self) -> &str {
         &self.inner.fabric
@@ -397,6 +442,7 @@ impl HyperFabricProtocol {
 
     /// The topology of the host's nodes (kept in step with the registry).
     pub fn topology(&self) -> Result<&TopologyManager> {
+        self.inner.check_process()?;
         self.sync_topology()?;
         Ok(&self.inner.topology)
     }
@@ -408,6 +454,7 @@ impl HyperFabricProtocol {
     /// Registers a node hosted by this process. `DuplicateNodeError` when any process of the
     /// fabric already hosts the id; `InvalidNodeError` for an invalid signature.
     pub fn register_node(&self, node: NodeSignature) -> Result<bool> {
+        self.inner.check_process()?;
         let index = lock(&self.inner.engine).register(&node)?;
         // A sealer left from an earlier registration of the index is for another generation.
         lock(&self.inner.sealers).remove(&index);
@@ -417,6 +464,7 @@ impl HyperFabricProtocol {
 
     /// Removes a node this process hosts.
     pub fn unregister_node(&self, node_id: &str) -> Result<bool> {
+        self.inner.check_process()?;
         let mut e = lock(&self.inner.engine);
         let index = e.hosted_index(node_id)?;
         e.unregister(node_id)?;
@@ -434,17 +482,24 @@ impl HyperFabricProtocol {
         node_id: &str,
         handler: impl FnMut(&Message) -> Result<Vec<u8>> + Send + 'static,
     ) -> Result<()> {
+        self.inner.check_process()?;
         lock(&self.inner.engine).set_handler(node_id, Some(Box::new(handler) as Handler))
     }
 
     /// Removes a node's handler.
     pub fn clear_handler(&self, node_id: &str) -> Result<()> {
+        self.inner.check_process()?;
         lock(&self.inner.engine).set_handler(node_id, None)
     }
 
     /// One engine pass in the caller's thread; returns the messages handled. Every 256th
     /// call also runs the periodic work (deadlines, liveness of peers, failure detection).
+    /// In a `fork()` child of the process that created the protocol it does nothing and
+    /// returns 0 (see [`check_process`](Self::check_process)).
     pub fn progress(&self) -> usize {
+        if !self.inner.origin.is_current() {
+            return 0;
+        }
         let mut e = lock(&self.inner.engine);
         let n = e.poll();
         if self.inner.progress_calls.fetch_add(1, Ordering::Relaxed) % 256 == 255 {
@@ -480,17 +535,13 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<Request> {
+        self.inner.check_process()?;
         let (id, deadline) = self.inner.send(source, destination, data, opts, false)?;
         Ok(self.request(id, deadline))
     }
 
     fn request(&self, id: u64, deadline: Deadline) -> Request {
-        Request {
-            inner: self.inner.clone(),
-            id,
-            deadline,
-            done: false,
-        }
+        Request::new(self.inner.clone(), id, deadline)
     }
 
     /// One-way send: returns once the message is in the destination's ring.
@@ -501,6 +552,7 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<()> {
+        self.inner.check_process()?;
         let coalesce = opts.data_type.is_neuromorphic()
             && opts.metadata.is_none()
             && !(opts.compression_enabled || opts.encryption_enabled)
@@ -593,6 +645,7 @@ impl HyperFabricProtocol {
         source: &str,
         destination: &str,
     ) -> Result<crate::transport::direct::Sender> {
+        self.inner.check_process()?;
         let (src, dst) = self.inner.endpoints(source, destination)?;
         if self
             .inner
@@ -615,6 +668,7 @@ impl HyperFabricProtocol {
     /// (`InvalidArgumentError` while another is open); it is polled by the thread that owns
     /// it, never by the engine.
     pub fn open_receiver(&self, node: &str) -> Result<DirectReceiver> {
+        self.inner.check_process()?;
         let index = lock(&self.inner.engine).hosted_index(node)?;
         if !lock(&self.inner.receivers).insert(index) {
             return Err(Error::InvalidArgument(format!(
@@ -625,6 +679,7 @@ impl HyperFabricProtocol {
             receiver: crate::transport::direct::Receiver::new(self.inner.registry.clone(), index),
             claims: self.inner.receivers.clone(),
             names: Default::default(),
+            origin: self.inner.origin,
         })
     }
 
@@ -638,6 +693,7 @@ impl HyperFabricProtocol {
         pool_size: usize,
         buffer_size: usize,
     ) -> Result<crate::buffer::BufferManager> {
+        self.inner.check_process()?;
         lock(&self.inner.engine).create_pool(pool_size, buffer_size)
     }
 
@@ -652,6 +708,7 @@ impl HyperFabricProtocol {
         buffer: crate::buffer::ZeroCopyBuffer,
         opts: &SendOptions,
     ) -> Result<Vec<u8>> {
+        self.inner.check_process()?;
         match self.send_buffer_as(source, destination, buffer, opts, false)? {
             BufferSend::Descriptor(id, deadline) => self.request(id, deadline).wait(),
             BufferSend::Bytes(response) => Ok(response.unwrap_or_default()),
@@ -667,6 +724,7 @@ impl HyperFabricProtocol {
         buffer: crate::buffer::ZeroCopyBuffer,
         opts: &SendOptions,
     ) -> Result<()> {
+        self.inner.check_process()?;
         self.send_buffer_as(source, destination, buffer, opts, true)
             .map(drop)
     }
@@ -765,6 +823,7 @@ impl HyperFabricProtocol {
         packet_size: usize,
         timeout_ms: u64,
     ) -> Result<PingResult> {
+        self.inner.check_process()?;
         const PROBES: usize = 16;
         const BURST: usize = 16;
         if packet_size > crate::engine::max_message() {
@@ -857,6 +916,7 @@ impl HyperFabricProtocol {
 
     /// Topology state, with the engine's traffic counters in `performance_metrics`.
     pub fn get_topology_info(&self) -> Result<TopologyInfo> {
+        self.inner.check_process()?;
         self.sync_topology()?;
         let mut info = self.inner.topology.topology_info()?;
         let c = lock(&self.inner.engine).counters();
@@ -884,6 +944,7 @@ impl HyperFabricProtocol {
     /// Starts the engine thread (pinned to `engine_core` when set): from now on messages are
     /// delivered and answered without the caller calling [`progress`](Self::progress).
     pub fn start_background_services(&self) -> Result<()> {
+        self.inner.check_process()?;
         let mut service = lock(&self.inner.service);
         if service.is_some() {
             return Ok(());
@@ -968,6 +1029,7 @@ impl HyperFabricProtocol {
 
     /// Stops the engine thread (pending requests are then progressed by their callers).
     pub fn stop_background_services(&self) -> Result<()> {
+        self.inner.check_process()?;
         let taken = lock(&self.inner.service).take();
         if let Some(s) = taken {
             s.stop.store(true, Ordering::Release);
@@ -983,6 +1045,13 @@ impl HyperFabricProtocol {
 
 impl Drop for HyperFabricProtocol {
     fn drop(&mut self) {
+        if !self.inner.origin.is_current() {
+            // A fork() child's copy: the engine thread, the nodes and the rings are the
+            // parent's, and the locks may be held by threads the child does not have.
+            // Nothing is released (the memory is the child's copy and goes with it).
+            std::mem::forget(self.inner.clone());
+            return;
+        }
         let _ = self.stop_background_services();
         let mut e = lock(&self.inner.engine);
         // Events still waiting to be coalesced go out.
@@ -993,7 +1062,26 @@ impl Drop for HyperFabricProtocol {
     }
 }
 
+/// The error of a protocol used in a `fork()` child of process `pid`, which created it.
+#[cold]
+pub(crate) fn forked(pid: u32) -> Error {
+    Error::InvalidArgument(format!(
+        "this protocol was created by process {pid}; after fork() create a new one"
+    ))
+}
+
 impl Inner {
+    /// `InvalidArgumentError` in a `fork()` child of the process that created the protocol
+    /// (one atomic load otherwise).
+    #[inline]
+    pub(super) fn check_process(&self) -> Result<()> {
+        if self.origin.is_current() {
+            Ok(())
+        } else {
+            Err(forked(self.origin.pid()))
+        }
+    }
+
     /// Pushes every fragment of `body`, starting under the engine lock `e` the caller took
     /// (one lock for the common single-fragment send); the lock is released between
     /// fragments, so another thread's urgent message can go in between.
@@ -1288,8 +1376,6 @@ impl Inner {
         deadline: &mut Deadline,
         mut ready: impl FnMut(&mut Engine) -> Option<T>,
     ) -> Option<T> {
-        const CHECK_EVERY: u32 = 256;
-        const SPIN_POLLS: u32 = 200_000;
         let mut polls = 0u32;
         loop {
             {
@@ -1411,122 +1497,15 @@ fn sync_zones(inner: &Inner, present: &dyn Fn(&str) -> bool) -> Result<()> {
     Ok(())
 }
 
-/// A request in flight, from [`HyperFabricProtocol::send_data_nb`]: [`test`](Request::test)
-/// progresses it without blocking, [`wait`](Request::wait) blocks until its response or error;
-/// as a `Future` it resolves to the same. Without the background engine thread, testing,
-/// waiting and polling the future drive the engine; with it, the engine thread wakes the
-/// future when the response arrives or the deadline passes. Dropping an unfinished request
-/// abandons it (a late response is discarded).
-#[must_use = "a request does nothing unless tested, waited for or awaited"]
-pub struct Request {
-    inner: Arc<Inner>,
-    id: u64,
-    deadline: Deadline,
-    done: bool,
-}
-
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Request")
-            .field("id", &self.id)
-            .field("done", &self.done)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Request {
-    /// The request id.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Progresses the request once, without blocking: `Some` with its outcome when it is
-    /// complete (then the request is finished: later calls give `None`).
-    pub fn test(&mut self) -> Option<Result<Vec<u8>>> {
-        if self.done {
-            return None;
-        }
-        let inner = &self.inner;
-        let mut e = lock(&inner.engine);
-        if !inner.running.load(Ordering::Acquire) {
-            e.poll();
-        }
-        let deadline = &mut self.deadline;
-        let r = e.take_result(self.id).or_else(|| {
-            if deadline.passed() {
-                e.cancel(self.id);
-                Some(Err(Error::Timeout(format!(
-                    "no response to request {} in time",
-                    self.id
-                ))))
-            } else {
-                None
-            }
-        });
-        self.done = r.is_some();
-        r
-    }
-
-    /// Blocks until the response (or the error) arrives.
-    pub fn wait(mut self) -> Result<Vec<u8>> {
-        if self.done {
-            return Err(Error::InvalidArgument(format!(
-                "request {} already completed",
-                self.id
-            )));
-        }
-        self.done = true;
-        self.inner.wait(self.id, &mut self.deadline)
-    }
-}
-
-impl std::future::Future for Request {
-    type Output = Result<Vec<u8>>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        if self.done {
-            return std::task::Poll::Ready(Err(Error::InvalidArgument(format!(
-                "request {} already completed",
-                self.id
-            ))));
-        }
-        if let Some(r) = self.test() {
-            return std::task::Poll::Ready(r);
-        }
-        let at = self.deadline.instant();
-        let inner = &self.inner;
-        let mut e = lock(&inner.engine);
-        if inner.running.load(Ordering::Acquire) {
-            // The engine thread completes the request, or fails it at its deadline.
-            e.set_deadline(self.id, at);
-            if e.ready_or_wake(self.id, cx.waker()) {
-                cx.waker().wake_by_ref();
-            }
-        } else {
-            // Nobody else drives the engine: ask to be polled again.
-            cx.waker().wake_by_ref();
-        }
-        std::task::Poll::Pending
-    }
-}
-
-impl Drop for Request {
-    fn drop(&mut self) {
-        if !self.done {
-            lock(&self.inner.engine).cancel(self.id);
-        }
-    }
-}
-
 /// The receiver of a node's direct channels (see [`HyperFabricProtocol::open_receiver`]);
 /// derefs to [`crate::transport::direct::Receiver`].
 pub struct DirectReceiver {
     receiver: crate::transport::direct::Receiver,
     claims: Arc<Mutex<std::collections::HashSet<u32>>>,
     names: rustc_hash::FxHashMap<u32, crate::engine::NodeName>,
+    /// The process of the protocol that opened it (a `fork()` child must not poll the
+    /// parent's rings: each has one consumer).
+    origin: Origin,
 }
 
 impl DirectReceiver {
@@ -1540,6 +1519,11 @@ impl DirectReceiver {
         );
         self.names.insert(index, name);
         Some(name)
+    }
+
+    /// The process of the protocol that opened the receiver.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     fn receiver_registry(&self) -> &Registry {
@@ -1568,6 +1552,10 @@ impl std::ops::DerefMut for DirectReceiver {
 
 impl Drop for DirectReceiver {
     fn drop(&mut self) {
+        if !self.origin.is_current() {
+            // A fork() child's copy: the claim is the parent's.
+            return;
+        }
         lock(&self.claims).remove(&self.receiver.node());
     }
 }
@@ -1584,6 +1572,7 @@ pub fn measure_network_performance(
     protocol: &HyperFabricProtocol,
     duration: Duration,
 ) -> Result<std::collections::BTreeMap<String, f64>> {
+    protocol.check_process()?;
     let sources = lock(&protocol.inner.engine).hosted_ids();
     if sources.is_empty() {
         return Err(Error::NodeNotFound(
@@ -1699,9 +1688,16 @@ struct Deadline {
     at: Option<Instant>,
 }
 
+/// The longest timeout a deadline counts (a century): `Duration::MAX` as a timeout means no
+/// bound, and adding it to an `Instant` would overflow.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl Deadline {
     fn after(timeout: Duration) -> Deadline {
-        Deadline { timeout, at: None }
+        Deadline {
+            timeout: timeout.min(FOREVER),
+            at: None,
+        }
     }
 
     fn at(at: Instant) -> Deadline {

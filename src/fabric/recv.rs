@@ -51,6 +51,23 @@ impl HyperFabricProtocol {
     /// a message without metadata. A message larger than `buf` fails with
     /// `BufferOverflowError` (its size in the message) and stays the node's next message.
     pub fn recv_into(&self, node_id: &str, timeout: Duration, buf: &mut [u8]) -> Result<Received> {
+        let cap = buf.len();
+        self.recv_into_or_size(node_id, timeout, buf)?.map_err(|n| {
+            Error::BufferOverflow(format!(
+                "the next message of {node_id:?} has {n} bytes, the buffer {cap}; it stays \
+                     queued"
+            ))
+        })
+    }
+
+    /// [`recv_into`](Self::recv_into), with the size of a message too large for `buf` as
+    /// `Ok(Err(size))`.
+    pub fn recv_into_or_size(
+        &self,
+        node_id: &str,
+        timeout: Duration,
+        buf: &mut [u8],
+    ) -> Result<std::result::Result<Received, usize>> {
         let mut sink = Sink::Buffer {
             buf,
             got: None,
@@ -59,15 +76,10 @@ impl HyperFabricProtocol {
         };
         self.wait_into(node_id, timeout, &mut sink)?;
         match sink {
-            Sink::Buffer { got: Some(r), .. } => Ok(r),
+            Sink::Buffer { got: Some(r), .. } => Ok(Ok(r)),
             Sink::Buffer {
-                too_large: Some(n),
-                buf,
-                ..
-            } => Err(Error::BufferOverflow(format!(
-                "the next message of {node_id:?} has {n} bytes, the buffer {}; it stays queued",
-                buf.len()
-            ))),
+                too_large: Some(n), ..
+            } => Ok(Err(n)),
             _ => Err(Error::Timeout(format!("nothing arrived for {node_id:?}"))),
         }
     }
@@ -75,6 +87,7 @@ impl HyperFabricProtocol {
     /// Finds `node_id`'s mailbox (this thread's cache first) and waits for a message into
     /// `sink`.
     fn wait_into(&self, node_id: &str, timeout: Duration, sink: &mut Sink<'_>) -> Result<()> {
+        self.inner.check_process()?;
         let key = Arc::as_ptr(&self.inner) as usize;
         let cached = MAILBOXES.with(|c| {
             let c = c.try_borrow().ok()?;
@@ -119,7 +132,7 @@ impl Inner {
         held: &mut Option<SpinGuard<'m, Rings>>,
         sink: &mut Sink<'_>,
     ) -> bool {
-        if mb.has_queued() && self.from_queue(mb, sink) {
+        if mb.has_queued() && self.take_queued(mb, sink) {
             return true;
         }
         if mb.is_handled() {
@@ -139,15 +152,15 @@ impl Inner {
             sink,
         );
         // A frame the engine dispatched may have joined the queue.
-        sink.filled() || (mb.has_queued() && self.from_queue(mb, sink))
+        sink.filled() || (mb.has_queued() && self.take_queued(mb, sink))
     }
 
     /// The node's next queued message into `sink` (one too large stays in front).
-    fn from_queue(&self, mb: &Mailbox, sink: &mut Sink<'_>) -> bool {
+    fn take_queued(&self, mb: &Mailbox, sink: &mut Sink<'_>) -> bool {
         let Some(m) = mb.next_queued() else {
             return false;
         };
-        if let Err(m) = sink.put(m) {
+        if let Some(m) = sink.put(m) {
             mb.push_front(m);
         }
         true

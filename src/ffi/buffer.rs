@@ -56,9 +56,8 @@ pub unsafe extern "C" fn hf_protocol_create_buffer_manager(
     out: *mut *mut hf_buffer_manager,
 ) -> hf_status {
     boundary(|| {
-        // SAFETY: as the caller promised.
-        let p = unsafe { ref_arg(protocol, "protocol") }?;
-        let inner = lib(p.inner.create_buffer_manager(pool_size, buffer_size))?;
+        let p = super::protocol::protocol(protocol)?;
+        let inner = lib(p.create_buffer_manager(pool_size, buffer_size))?;
         store(out, hf_buffer_manager { inner })
     })
 }
@@ -104,7 +103,9 @@ pub unsafe extern "C" fn hf_buffer_manager_available(
         // SAFETY: as the caller promised.
         let m = unsafe { ref_arg(manager, "manager") }?;
         // SAFETY: as the caller promised.
-        *unsafe { mut_arg(available, "available") }? = m.inner.available();
+        let out = unsafe { mut_arg(available, "available") }?;
+        lib(m.inner.check_process())?;
+        *out = m.inner.available();
         Ok(())
     })
 }
@@ -143,7 +144,8 @@ pub unsafe extern "C" fn hf_buffer_free(buffer: *mut hf_buffer) {
 }
 
 /// Writes `len` bytes at `offset` (lz4-compressed with a 4-byte length prefix when `compress`
-/// or the buffer's default says so); `*written` gets the bytes stored.
+/// or the buffer's default says so); `*written` gets the bytes stored (fewer than `len` when
+/// compressed: the next free offset is `offset + *written`; `hf_buffer_read` takes `len`).
 /// `HF_ERR_BUFFER_OVERFLOW`, with nothing written, when they do not fit.
 ///
 /// # Safety
@@ -163,6 +165,7 @@ pub unsafe extern "C" fn hf_buffer_write(
         let b = unsafe { mut_arg(buffer, "buffer") }?;
         // SAFETY: as the caller promised.
         let d = unsafe { bytes_arg(data, len, "data") }?;
+        lib(b.inner.check_process())?;
         let n = lib(b.inner.write_data(d, offset, compress))?;
         // SAFETY: as the caller promised.
         if let Some(w) = unsafe { written.as_mut() } {
@@ -172,9 +175,12 @@ pub unsafe extern "C" fn hf_buffer_write(
     })
 }
 
-/// Reads `size` bytes at `offset` (decompressed when `decompress` or the buffer's default
-/// says so) into `*out` (release with `hf_bytes_free`). `HF_ERR_BUFFER_UNDERFLOW` when fewer
-/// bytes were written.
+/// Reads `size` bytes of data at `offset` into `*out` (release with `hf_bytes_free`).
+/// `size` is always the length of the data as the caller wrote it: for data written
+/// compressed (read with `decompress` or the buffer's default), the original, uncompressed
+/// length passed to `hf_buffer_write`, not the `*written` it returned; a smaller `size`
+/// gives the first bytes. `HF_ERR_BUFFER_UNDERFLOW` when fewer bytes were written,
+/// `HF_ERR_MALFORMED_FRAME` when the bytes at `offset` are not compressed data.
 ///
 /// # Safety
 /// `buffer` is a live handle; `out` points to writable memory for an `hf_bytes`.
@@ -191,6 +197,7 @@ pub unsafe extern "C" fn hf_buffer_read(
         let b = unsafe { ref_arg(buffer, "buffer") }?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(out, "out") }?;
+        lib(b.inner.check_process())?;
         *out = hf_bytes::from_vec(lib(b.inner.read_data(size, offset, decompress))?);
         Ok(())
     })
@@ -212,6 +219,7 @@ pub unsafe extern "C" fn hf_buffer_data(
         let b = unsafe { mut_arg(buffer, "buffer") }?;
         // SAFETY: as the caller promised.
         let (d, c) = unsafe { (mut_arg(data, "data")?, mut_arg(capacity, "capacity")?) };
+        lib(b.inner.check_process())?;
         let s = b.inner.as_mut_slice();
         *d = s.as_mut_ptr();
         *c = s.len();
@@ -228,6 +236,7 @@ pub unsafe extern "C" fn hf_buffer_set_len(buffer: *mut hf_buffer, len: usize) -
     boundary(|| {
         // SAFETY: as the caller promised.
         let b = unsafe { mut_arg(buffer, "buffer") }?;
+        lib(b.inner.check_process())?;
         lib(b.inner.set_len(len))
     })
 }
@@ -242,7 +251,9 @@ pub unsafe extern "C" fn hf_buffer_len(buffer: *const hf_buffer, len: *mut usize
         // SAFETY: as the caller promised.
         let b = unsafe { ref_arg(buffer, "buffer") }?;
         // SAFETY: as the caller promised.
-        *unsafe { mut_arg(len, "len") }? = b.inner.len();
+        let out = unsafe { mut_arg(len, "len") }?;
+        lib(b.inner.check_process())?;
+        *out = b.inner.len();
         Ok(())
     })
 }
@@ -273,8 +284,7 @@ pub unsafe extern "C" fn hf_send_buffer(
 ) -> hf_status {
     boundary(|| {
         let b = take_buffer(buffer)?;
-        // SAFETY: as the caller promised.
-        let p = unsafe { ref_arg(protocol, "protocol") }?;
+        let p = super::protocol::protocol(protocol)?;
         // SAFETY: as the caller promised.
         let (s, d) = unsafe {
             (
@@ -285,7 +295,7 @@ pub unsafe extern "C" fn hf_send_buffer(
         let opts = super::protocol::send_options(options)?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(response, "response") }?;
-        *out = hf_bytes::from_vec(lib(p.inner.send_buffer(s, d, b, &opts))?);
+        *out = hf_bytes::from_vec(lib(p.send_buffer(s, d, b, &opts))?);
         Ok(())
     })
 }
@@ -305,8 +315,7 @@ pub unsafe extern "C" fn hf_post_buffer(
 ) -> hf_status {
     boundary(|| {
         let b = take_buffer(buffer)?;
-        // SAFETY: as the caller promised.
-        let p = unsafe { ref_arg(protocol, "protocol") }?;
+        let p = super::protocol::protocol(protocol)?;
         // SAFETY: as the caller promised.
         let (s, d) = unsafe {
             (
@@ -315,6 +324,6 @@ pub unsafe extern "C" fn hf_post_buffer(
             )
         };
         let opts = super::protocol::send_options(options)?;
-        lib(p.inner.post_buffer(s, d, b, &opts))
+        lib(p.post_buffer(s, d, b, &opts))
     })
 }

@@ -457,10 +457,9 @@ pub unsafe extern "C" fn hf_measure_network_performance(
     json: *mut *mut c_char,
 ) -> hf_status {
     boundary(|| {
-        // SAFETY: as the caller promised.
-        let p = unsafe { ref_arg(protocol, "protocol") }?;
+        let p = super::protocol::protocol(protocol)?;
         let m = lib(crate::fabric::measure_network_performance(
-            &p.inner,
+            p,
             std::time::Duration::from_millis(duration_ms),
         ))?;
         store_json(json, &m)

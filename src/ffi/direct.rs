@@ -5,7 +5,7 @@
 use super::buffer::hf_buffer;
 use super::protocol::hf_protocol;
 use super::status::hf_status;
-use super::{boundary, bytes_arg, lib, mut_arg, ref_arg, str_arg, FfiError};
+use super::{boundary, bytes_arg, lib, mut_arg, str_arg, FfiError};
 use crate::fabric::DirectReceiver;
 use crate::transport::direct::{Received, Sender};
 use std::ffi::{c_char, c_void};
@@ -48,8 +48,7 @@ pub unsafe extern "C" fn hf_open_sender(
     out: *mut *mut hf_sender,
 ) -> hf_status {
     boundary(|| {
-        // SAFETY: as the caller promised.
-        let p = unsafe { ref_arg(protocol, "protocol") }?;
+        let p = super::protocol::protocol(protocol)?;
         // SAFETY: as the caller promised.
         let (s, d) = unsafe {
             (
@@ -59,7 +58,7 @@ pub unsafe extern "C" fn hf_open_sender(
         };
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(out, "out") }?;
-        let inner = lib(p.inner.open_sender(s, d))?;
+        let inner = lib(p.open_sender(s, d))?;
         *out = Box::into_raw(Box::new(hf_sender { inner }));
         Ok(())
     })
@@ -95,6 +94,7 @@ pub unsafe extern "C" fn hf_sender_try_send(
         let d = unsafe { bytes_arg(data, len, "data") }?;
         // SAFETY: as the caller promised.
         let sent = unsafe { mut_arg(sent, "sent") }?;
+        super::same_process(s.inner.origin())?;
         *sent = lib(s.inner.try_send(d))?;
         Ok(())
     })
@@ -119,6 +119,7 @@ pub unsafe extern "C" fn hf_sender_send(
         let s = unsafe { mut_arg(sender, "sender") }?;
         // SAFETY: as the caller promised.
         let d = unsafe { bytes_arg(data, len, "data") }?;
+        super::same_process(s.inner.origin())?;
         lib(s.inner.send(d, Duration::from_millis(timeout_ms)))?;
         Ok(())
     })
@@ -147,6 +148,7 @@ pub unsafe extern "C" fn hf_sender_try_send_buffer(
         if slot.is_null() {
             return Err(FfiError::null("*buffer"));
         }
+        super::same_process(s.inner.origin())?;
         // SAFETY: a live handle; taken back below unless it was consumed.
         let boxed = unsafe { Box::from_raw(*slot) };
         let mut b = Some(boxed.inner);
@@ -173,13 +175,12 @@ pub unsafe extern "C" fn hf_open_receiver(
     out: *mut *mut hf_receiver,
 ) -> hf_status {
     boundary(|| {
-        // SAFETY: as the caller promised.
-        let p = unsafe { ref_arg(protocol, "protocol") }?;
+        let p = super::protocol::protocol(protocol)?;
         // SAFETY: as the caller promised.
         let id = unsafe { str_arg(node_id, "node_id") }?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(out, "out") }?;
-        let inner = lib(p.inner.open_receiver(id))?;
+        let inner = lib(p.open_receiver(id))?;
         *out = Box::into_raw(Box::new(hf_receiver { inner }));
         Ok(())
     })
@@ -212,6 +213,7 @@ pub unsafe extern "C" fn hf_receiver_poll(
         // SAFETY: as the caller promised.
         let r = unsafe { mut_arg(receiver, "receiver") }?;
         let f = callback.ok_or_else(|| FfiError::null("callback"))?;
+        super::same_process(r.inner.origin())?;
         let taken = r
             .inner
             .try_recv_with(|src, m| {
@@ -259,6 +261,7 @@ pub unsafe extern "C" fn hf_receiver_try_recv(
         if buf.is_null() && capacity > 0 {
             return Err(FfiError::null("buf"));
         }
+        super::same_process(r.inner.origin())?;
         let taken = r.inner.try_recv_with(|src, m: Received<'_>| {
             let bytes = m.bytes();
             let fits = bytes.len() <= capacity;
@@ -299,6 +302,7 @@ pub unsafe extern "C" fn hf_receiver_node_name(
         let r = unsafe { mut_arg(receiver, "receiver") }?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(node_id, "node_id") }?;
+        super::same_process(r.inner.origin())?;
         let name = r.inner.node_name(index).ok_or_else(|| {
             FfiError::from(crate::Error::NodeNotFound(format!(
                 "no node has index {index}"

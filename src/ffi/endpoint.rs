@@ -1,7 +1,8 @@
 //! Endpoints from C: `hf_endpoint_create` resolves a (source, destination) pair once and
 //! gives it a ring of its own; its sends take no lock and look nothing up.
 
-use super::protocol::{hf_bytes, hf_protocol, hf_request, protocol, send_options};
+use super::protocol::{hf_bytes, hf_protocol, protocol, send_options};
+use super::request::hf_request;
 use super::status::{hf_status, HF_ERR_INVALID_ARGUMENT};
 use super::{boundary, bytes_arg, lib, mut_arg, str_arg, FfiError, FfiResult};
 use crate::fabric::Endpoint;
@@ -16,6 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct hf_endpoint {
     endpoint: std::cell::UnsafeCell<Endpoint>,
     busy: AtomicBool,
+    /// The endpoint's process, readable without `busy` (the fork rule is checked first).
+    origin: crate::sys::process::Origin,
 }
 
 // SAFETY: the endpoint is reached only while `busy` is held (`with`), by one thread.
@@ -23,6 +26,8 @@ unsafe impl Sync for hf_endpoint {}
 
 impl hf_endpoint {
     fn with<T>(&self, f: impl FnOnce(&mut Endpoint) -> FfiResult<T>) -> FfiResult<T> {
+        // A fork() child's copy: the flag may be the state a parent's thread left.
+        super::same_process(self.origin)?;
         if self.busy.swap(true, Ordering::Acquire) {
             return Err(FfiError {
                 status: HF_ERR_INVALID_ARGUMENT,
@@ -74,6 +79,7 @@ pub unsafe extern "C" fn hf_endpoint_create(
         let out = unsafe { mut_arg(endpoint, "endpoint") }?;
         let ep = lib(p.endpoint(source, destination))?;
         *out = Box::into_raw(Box::new(hf_endpoint {
+            origin: ep.origin(),
             endpoint: std::cell::UnsafeCell::new(ep),
             busy: AtomicBool::new(false),
         }));
@@ -157,7 +163,7 @@ pub unsafe extern "C" fn hf_endpoint_send_data_nb(
         let out = unsafe { mut_arg(request, "request") }?;
         let opts = send_options(options)?;
         let r = ep.with(|e| lib(e.send_data_nb(data, &opts)))?;
-        *out = Box::into_raw(Box::new(hf_request { request: Some(r) }));
+        *out = hf_request::new(r);
         Ok(())
     })
 }

@@ -12,7 +12,10 @@
 //!   (`HF_ERR_INVALID_ENUM`);
 //! - out-parameters come last and are written only on success;
 //! - handles are `Box`es handed out as opaque pointers and taken back by their `_free`
-//!   function (a NULL handle is ignored there).
+//!   function (a NULL handle is ignored there);
+//! - a protocol and the handles made through it belong to the process that created the
+//!   protocol: in a `fork()` child each call on them fails first ([`same_process`] and the
+//!   Rust methods' own checks), and their `_free` functions release nothing of the parent's.
 // C names: `hf_protocol`, `HF_OK`, ... as the header spells them.
 #![allow(non_camel_case_types)]
 
@@ -21,9 +24,11 @@ pub mod control;
 pub mod direct;
 pub mod endpoint;
 pub mod protocol;
+pub mod request;
 pub mod status;
 
 use crate::error::{Error, Result};
+use crate::sys::process::Origin;
 use status::{hf_status, set_last_error, HF_ERR_PANIC, HF_OK};
 use std::ffi::{c_char, CStr};
 
@@ -207,6 +212,18 @@ pub(crate) unsafe fn free_c_strings(array: *mut *mut c_char, len: usize) {
     for &s in items.iter() {
         // SAFETY: each entry came from CString::into_raw.
         drop(unsafe { std::ffi::CString::from_raw(s) });
+    }
+}
+
+/// The fork rule of handles made through a protocol (requests, endpoints, direct channels,
+/// messages): `HF_ERR_INVALID_ARGUMENT` in a `fork()` child of the process that created the
+/// protocol, whose state the handle shares.
+#[inline]
+pub(crate) fn same_process(origin: Origin) -> FfiResult<()> {
+    if origin.is_current() {
+        Ok(())
+    } else {
+        Err(crate::fabric::forked(origin.pid()).into())
     }
 }
 

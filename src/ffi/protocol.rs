@@ -2,6 +2,7 @@
 //! ping, zones, topology info, background services), with the enums and option structs it
 //! takes and the owned results it hands out.
 
+use super::request::hf_request;
 use super::status::hf_status;
 use super::{
     boundary, bytes_arg, c_string, check_size, lib, mut_arg, opt_str_arg, ref_arg, str_arg,
@@ -9,7 +10,7 @@ use super::{
 };
 use crate::error::Error;
 use crate::fabric::{
-    HyperFabricProtocol, IdleStrategy, ProtocolConfig, ReceivedMessage, Request, SendOptions,
+    HyperFabricProtocol, IdleStrategy, ProtocolConfig, ReceivedMessage, SendOptions,
 };
 use crate::model::{
     DataType, FabricZone, HardwareType, IsolationLevel, NodeSignature, PacketPriority, ZoneType,
@@ -155,6 +156,13 @@ pub enum hf_idle_strategy {
 
 /// A protocol instance: the nodes this process hosts on one fabric. Thread-safe: any thread
 /// may call any `hf_` function on it.
+///
+/// It belongs to the process that created it, with everything made through it (requests,
+/// endpoints, senders, receivers, messages, pools from `hf_protocol_create_buffer_manager`
+/// and their buffers): in the child of `fork()`, each call on them returns
+/// `HF_ERR_INVALID_ARGUMENT` ("this protocol was created by process N; after fork() create a
+/// new one") instead of touching the parent's rings, locks and engine, and their `_free`
+/// functions release nothing of the parent's. The child creates a protocol of its own.
 pub struct hf_protocol {
     pub(crate) inner: HyperFabricProtocol,
 }
@@ -309,6 +317,9 @@ pub struct hf_message {
     message: ReceivedMessage,
     source: CString,
     destination: CString,
+    /// The process that received it (its bytes may be a buffer of another process's pool,
+    /// lent to this one).
+    origin: crate::sys::process::Origin,
 }
 
 /// A borrowed view of a message: every pointer stays valid while the message (or, in a
@@ -338,11 +349,6 @@ pub struct hf_message_view {
     pub one_way: bool,
 }
 
-/// A request in flight (`hf_send_data_nb`): test it, wait for it, then free it.
-pub struct hf_request {
-    pub(crate) request: Option<Request>,
-}
-
 /// The response a handler gives (`hf_response_set`).
 pub struct hf_response {
     bytes: Vec<u8>,
@@ -351,7 +357,10 @@ pub struct hf_response {
 /// A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
 /// call), may set the response with `hf_response_set`, and returns `HF_OK` or an error
 /// status, which the requester receives as its error. It runs on the thread that drives the
-/// engine and must not call `hf_` functions on the same protocol.
+/// engine: the engine thread with background services, otherwise whichever thread is inside
+/// a call that drives it (see `hf_progress`). It must not call `hf_` functions on the same
+/// protocol, and while it runs the engine delivers nothing else (other handlers, and the
+/// answers to this process's requests, wait for it).
 #[allow(non_camel_case_types)]
 pub type hf_handler = Option<
     unsafe extern "C" fn(
@@ -403,9 +412,12 @@ fn json_object(
     })
 }
 
+/// The protocol behind a handle, in the process that created it (the fork rule).
 pub(crate) fn protocol<'a>(p: *const hf_protocol) -> FfiResult<&'a HyperFabricProtocol> {
     // SAFETY: `p` is NULL or a handle from hf_protocol_new that the caller has not freed.
-    Ok(&unsafe { ref_arg(p, "protocol") }?.inner)
+    let p = &unsafe { ref_arg(p, "protocol") }?.inner;
+    lib(p.check_process())?;
+    Ok(p)
 }
 
 /// Fills `options` with the defaults (and its `struct_size`).
@@ -764,7 +776,8 @@ unsafe fn send_args<'a>(
 /// `*response` (release it with `hf_bytes_free`). Fails before sending with
 /// `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
 /// `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
-/// the handler's status when it fails. `options` NULL: the defaults.
+/// the handler's status when it fails. `options` NULL: the defaults. Without background
+/// services the call drives the engine while it waits (see `hf_progress`).
 ///
 /// # Safety
 /// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
@@ -817,84 +830,9 @@ pub unsafe extern "C" fn hf_send_data_nb(
         let r = lib(s
             .protocol
             .send_data_nb(s.source, s.destination, s.data, &s.options))?;
-        *out = Box::into_raw(Box::new(hf_request { request: Some(r) }));
+        *out = hf_request::new(r);
         Ok(())
     })
-}
-
-/// Progresses a request without blocking. `*done` becomes true once it completed; the
-/// call then returns the request's outcome and, on success, stores the response in
-/// `*response`. A completed request gives `HF_ERR_INVALID_ARGUMENT` when tested again.
-///
-/// # Safety
-/// `request` is a live handle; `done` and `response` point to writable memory.
-#[no_mangle]
-pub unsafe extern "C" fn hf_request_test(
-    request: *mut hf_request,
-    done: *mut bool,
-    response: *mut hf_bytes,
-) -> hf_status {
-    boundary(|| {
-        // SAFETY: as the caller promised.
-        let r = unsafe { mut_arg(request, "request") }?;
-        // SAFETY: as the caller promised.
-        let done = unsafe { mut_arg(done, "done") }?;
-        // SAFETY: as the caller promised.
-        let out = unsafe { mut_arg(response, "response") }?;
-        let req = r.request.as_mut().ok_or_else(|| {
-            FfiError::from(Error::InvalidArgument(
-                "the request already completed".into(),
-            ))
-        })?;
-        match req.test() {
-            None => {
-                *done = false;
-                Ok(())
-            }
-            Some(result) => {
-                *done = true;
-                r.request = None;
-                *out = hf_bytes::from_vec(lib(result)?);
-                Ok(())
-            }
-        }
-    })
-}
-
-/// Blocks until the request completes; returns its outcome and, on success, stores the
-/// response in `*response`.
-///
-/// # Safety
-/// `request` is a live handle; `response` points to writable memory for an `hf_bytes`.
-#[no_mangle]
-pub unsafe extern "C" fn hf_request_wait(
-    request: *mut hf_request,
-    response: *mut hf_bytes,
-) -> hf_status {
-    boundary(|| {
-        // SAFETY: as the caller promised.
-        let r = unsafe { mut_arg(request, "request") }?;
-        // SAFETY: as the caller promised.
-        let out = unsafe { mut_arg(response, "response") }?;
-        let req = r.request.take().ok_or_else(|| {
-            FfiError::from(Error::InvalidArgument(
-                "the request already completed".into(),
-            ))
-        })?;
-        *out = hf_bytes::from_vec(lib(req.wait())?);
-        Ok(())
-    })
-}
-
-/// Releases a request (an unfinished one is abandoned: its late response is dropped). NULL
-/// is ignored.
-///
-/// # Safety
-/// `request` is NULL or a handle not freed before.
-#[no_mangle]
-pub unsafe extern "C" fn hf_request_free(request: *mut hf_request) {
-    // SAFETY: as the caller promised (a handle of this library, or NULL).
-    unsafe { super::free_box(request) }
 }
 
 /// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
@@ -946,6 +884,13 @@ pub unsafe extern "C" fn hf_post(
 /// up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
 /// `HF_ERR_TIMEOUT` when nothing came.
 ///
+/// Progress: the call reads the node's endpoint rings itself, so messages sent through
+/// endpoints arrive without anyone else driving this process (a request among them gets
+/// its delivery receipt when taken here). Without background services it also drives the
+/// engine while it waits (every few looks, and once with `timeout_ms` 0), which delivers
+/// what came through the engine's rings; handlers of this process's other nodes may run
+/// in the calling thread then.
+///
 /// # Safety
 /// `protocol` is a live handle; `node_id` a NUL-terminated string; `message` points to
 /// writable memory for a pointer.
@@ -967,7 +912,96 @@ pub unsafe extern "C" fn hf_recv(
             source: c_string(&m.source),
             destination: c_string(&m.destination),
             message: m,
+            origin: crate::sys::process::Origin::current(),
         }));
+        Ok(())
+    })
+}
+
+/// What `hf_recv_into` received (its data is in the caller's buffer).
+#[repr(C)]
+#[derive(Debug)]
+pub struct hf_recv_info {
+    /// Bytes of data written to the buffer (when the call failed with
+    /// `HF_ERR_BUFFER_OVERFLOW`: the size of the message, which stays queued).
+    pub len: usize,
+    /// Sending node id, a NUL-terminated string valid for the life of the process.
+    pub source: *const c_char,
+    /// `HF_DATA_*`.
+    pub data_type: u32,
+    /// `HF_PRIORITY_*`.
+    pub priority: u32,
+    /// Message id.
+    pub request_id: u64,
+    /// Whether the sender waits for no response.
+    pub one_way: bool,
+    /// Metadata sent with it (JSON object bytes; empty when none, else release with
+    /// `hf_bytes_free`).
+    pub metadata: hf_bytes,
+}
+
+/// Takes the next message of hosted node `node_id` (one without handler) into the caller's
+/// buffer, as `MPI_Recv` does: its data is copied into `buf` (`cap` bytes), the rest
+/// described in `*info`. Waits up to `timeout_ms` (0: just look). No allocation for a message
+/// without metadata. `HF_ERR_TIMEOUT` when nothing came; `HF_ERR_BUFFER_OVERFLOW` when the
+/// next message is larger than `cap`: `info->len` is then its size and it stays the node's
+/// next message (call again with a larger buffer).
+///
+/// # Safety
+/// `protocol` is a live handle; `node_id` a NUL-terminated string; `buf` points to `cap`
+/// writable bytes (may be NULL when `cap` is 0); `info` points to writable memory for an
+/// `hf_recv_info`.
+#[no_mangle]
+pub unsafe extern "C" fn hf_recv_into(
+    protocol: *const hf_protocol,
+    node_id: *const c_char,
+    timeout_ms: u64,
+    buf: *mut u8,
+    cap: usize,
+    info: *mut hf_recv_info,
+) -> hf_status {
+    boundary(|| {
+        let p = self::protocol(protocol)?;
+        // SAFETY: as the caller promised.
+        let id = unsafe { str_arg(node_id, "node_id") }?;
+        // SAFETY: as the caller promised.
+        let out = unsafe { mut_arg(info, "info") }?;
+        let buf: &mut [u8] = if cap == 0 {
+            &mut []
+        } else if buf.is_null() {
+            return Err(FfiError::null("buf"));
+        } else {
+            // SAFETY: non-NULL and `cap` writable bytes (the caller's contract).
+            unsafe { std::slice::from_raw_parts_mut(buf, cap) }
+        };
+        let r = match lib(p.recv_into_or_size(id, Duration::from_millis(timeout_ms), buf))? {
+            Ok(r) => r,
+            Err(size) => {
+                out.len = size;
+                return Err(FfiError::from(Error::BufferOverflow(format!(
+                    "the next message of {id:?} has {size} bytes, the buffer {cap}; it stays \
+                     queued"
+                ))));
+            }
+        };
+        *out = hf_recv_info {
+            len: r.len,
+            // Interned ids are stored with a NUL after them (engine::NodeName::intern).
+            source: r.source.as_str().as_ptr().cast(),
+            data_type: r.data_type as u32,
+            priority: r.priority as u32,
+            request_id: r.request_id,
+            one_way: r.one_way,
+            metadata: if r.metadata.is_empty() {
+                hf_bytes {
+                    data: std::ptr::null_mut(),
+                    len: 0,
+                    capacity: 0,
+                }
+            } else {
+                hf_bytes::from_vec(r.metadata)
+            },
+        };
         Ok(())
     })
 }
@@ -1005,6 +1039,7 @@ pub unsafe extern "C" fn hf_message_get_view(
         let m = unsafe { ref_arg(message, "message") }?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(out, "view") }?;
+        super::same_process(m.origin)?;
         *out = view(&m.message, &m.source, &m.destination);
         Ok(())
     })
@@ -1275,8 +1310,12 @@ pub unsafe extern "C" fn hf_string_free(s: *mut c_char) {
     });
 }
 
-/// Starts the background engine thread (pinned to `engine_core` when set): messages are then
-/// delivered and answered without the caller driving the engine.
+/// Starts the background engine thread (pinned to `engine_core` when set): from then on it
+/// drives the engine, so messages are delivered, handlers run (on that thread), requests and
+/// pings are answered, and the hosted nodes send heartbeats (peers mark a node down after
+/// 200 ms without one), whatever the process's other threads do. The calls that wait then
+/// only look for their results. Without it, the engine moves only inside calls (see
+/// `hf_progress`).
 ///
 /// # Safety
 /// `protocol` is a live handle.
@@ -1294,8 +1333,21 @@ pub unsafe extern "C" fn hf_stop_background_services(protocol: *const hf_protoco
     boundary(|| lib(self::protocol(protocol)?.stop_background_services()))
 }
 
-/// One engine pass in the caller's thread; `*handled` (if not NULL) gets the number of
-/// messages handled.
+/// One engine pass in the calling thread; `*handled` (if not NULL) gets the number of
+/// messages handled. The pass delivers what arrived in this process's rings: it runs
+/// handlers (in the calling thread), queues messages for `hf_recv`, answers requests and
+/// pings, completes this process's requests, forwards what is routed through its nodes, and
+/// sends coalesced events whose window passed; every 256th call also does the periodic work
+/// (finding peers whose process died, and failing the requests waiting on them).
+///
+/// Progress rule: without background services nothing happens between calls. The calls
+/// that wait (`hf_send_data`, `hf_request_wait`, `hf_request_wait_any`,
+/// `hf_request_wait_all`, `hf_recv`, `hf_ping`) drive the engine until they return,
+/// `hf_request_test` and `hf_progress` make one pass each, and a send finding the
+/// destination's ring full drains this process's rings while it waits. A process computing
+/// for long without such calls answers nothing meanwhile (its peers' requests wait up to
+/// their timeouts; its nodes are not declared dead for it): call `hf_progress` in the loop,
+/// or start the background services, with which this call is not needed.
 ///
 /// # Safety
 /// `protocol` is a live handle; `handled` NULL or writable.

@@ -48,6 +48,8 @@ pub struct Sender {
     /// nobody reclaimed its registry entry yet.
     dst_owner: (u32, u64),
     path: PathBuf,
+    /// The process that made the channel: a `fork()` child leaves its ring file alone.
+    origin: crate::sys::process::Origin,
 }
 
 /// How often a blocked [`Sender::send`] checks that its destination still lives.
@@ -78,7 +80,14 @@ impl Sender {
             dst_generation,
             dst_owner,
             path,
+            origin: crate::sys::process::Origin::current(),
         })
+    }
+
+    /// The process that opened the channel (a `fork()` child must not send through it: the
+    /// ring has one producer).
+    pub fn origin(&self) -> crate::sys::process::Origin {
+        self.origin
     }
 
     /// Pushes `data` (at most [`max_inline`] bytes). `Ok(false)` when the ring is full now.
@@ -214,6 +223,10 @@ impl Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
+        if !self.origin.is_current() {
+            // A fork() child's copy: the ring is its parent's.
+            return;
+        }
         // The receiver keeps its mapping and reads what is left; new receivers no longer
         // find the ring.
         let _ = std::fs::remove_file(&self.path);

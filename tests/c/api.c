@@ -9,14 +9,20 @@
 #define _DEFAULT_SOURCE /* usleep */
 #include "hyperfabric.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
 
-/* The handler of node "b": answers with the request reversed; "fail" makes it fail. */
+/* While set, the handler holds requests "hold" (the request stays pending). */
+static atomic_int holding = 0;
+
+/* The handler of node "b": answers with the request reversed; "fail" makes it fail;
+   "hold" waits while `holding` is set. */
 static hf_status reverse(void *user_data, const hf_message_view *m, hf_response *response) {
     int *calls = (int *)user_data;
     unsigned char buf[256];
@@ -24,6 +30,11 @@ static hf_status reverse(void *user_data, const hf_message_view *m, hf_response 
     (*calls)++;
     if (m->len == 4 && memcmp(m->data, "fail", 4) == 0) {
         return HF_ERR_INVALID_NODE;
+    }
+    if (m->len == 4 && memcmp(m->data, "hold", 4) == 0) {
+        while (atomic_load(&holding)) {
+            usleep(100);
+        }
     }
     /* NULL bytes with a length are refused; the handler reports what it got. */
     if (hf_response_set(response, NULL, 3) != HF_ERR_NULL_ARGUMENT) {
@@ -62,6 +73,83 @@ static hf_node_signature node(const char *id) {
     n.bandwidth_gbps = 100.0;
     n.latency_ns = 10;
     return n;
+}
+
+/* Whether `status` and the last error are the fork rule's refusal naming process `parent`. */
+static bool refused(hf_status status, int parent) {
+    char want[32];
+    const char *msg = hf_last_error_message();
+    snprintf(want, sizeof want, "process %d;", parent);
+    return status == HF_ERR_INVALID_ARGUMENT && strstr(msg, want) != NULL &&
+           strstr(msg, "after fork() create a new one") != NULL;
+}
+
+/* The child side of the fork test: every call on the parent's handles must be refused, and
+   freeing them must leave the parent's state alone; a protocol of the child's own works.
+   Returns a bit per failed group (the child's exit code). */
+static int in_forked_child(const hf_protocol_options *o, hf_protocol *a, hf_protocol *b,
+                           hf_request *pre, hf_endpoint *ep, hf_sender *tx, hf_receiver *rx,
+                           hf_buffer_manager *shared, hf_buffer *held, int parent) {
+    int bad = 0;
+    hf_bytes r = {NULL, 0, 0};
+    hf_request *req = NULL, *reqs[1];
+    hf_status st[1];
+    hf_message *m = NULL;
+    hf_buffer *other = NULL;
+    hf_protocol *own = NULL;
+    hf_node_signature n = node("kid");
+    struct got_message g = {0, 0, 0, 0};
+    size_t idx = 0, count = 0;
+    bool flag = false;
+    const uint8_t *x = (const uint8_t *)"x";
+    if (!refused(hf_send_data(a, "a", "b", x, 1, NULL, &r), parent) ||
+        !refused(hf_send_data_nb(a, "a", "b", x, 1, NULL, &req), parent) ||
+        !refused(hf_post(a, "a", "b", x, 1, NULL), parent) ||
+        !refused(hf_recv(b, "b", 0, &m), parent) ||
+        !refused(hf_progress(a, NULL), parent) ||
+        !refused(hf_register_node(a, &n), parent) ||
+        !refused(hf_start_background_services(a), parent) ||
+        !refused(hf_stop_background_services(b), parent) ||
+        !refused(hf_endpoint_create(a, "a", "b", &ep), parent)) {
+        bad |= 1;
+    }
+    reqs[0] = pre;
+    if (!refused(hf_request_test(pre, &flag, &r), parent) ||
+        !refused(hf_request_wait(pre, &r), parent) || !refused(hf_request_cancel(pre), parent) ||
+        !refused(hf_request_wait_any(reqs, 1, 0, &idx, &r), parent) ||
+        !refused(hf_request_wait_all(reqs, 1, 0, st, &r), parent)) {
+        bad |= 2;
+    }
+    if (!refused(hf_endpoint_post(ep, x, 1, NULL), parent) ||
+        !refused(hf_endpoint_send_data(ep, x, 1, NULL, &r), parent)) {
+        bad |= 4;
+    }
+    if (!refused(hf_sender_try_send(tx, x, 1, &flag), parent) ||
+        !refused(hf_receiver_poll(rx, on_message, &g, &flag), parent)) {
+        bad |= 8;
+    }
+    if (!refused(hf_buffer_write(held, x, 1, 0, false, NULL), parent) ||
+        !refused(hf_buffer_manager_acquire(shared, &other), parent) ||
+        !refused(hf_buffer_manager_available(shared, &count), parent)) {
+        bad |= 16;
+    }
+    /* Freed here: nothing of the parent's is released. */
+    hf_buffer_free(held);
+    hf_buffer_manager_free(shared);
+    hf_receiver_free(rx);
+    hf_sender_free(tx);
+    hf_endpoint_free(ep);
+    hf_request_free(pre);
+    hf_protocol_free(a);
+    hf_protocol_free(b);
+    /* A protocol of the child's own reaches the parent's nodes. */
+    if (hf_protocol_new(o, &own) != HF_OK || hf_register_node(own, &n) != HF_OK ||
+        hf_send_data(own, "kid", "b", x, 1, NULL, &r) != HF_OK) {
+        bad |= 32;
+    }
+    hf_bytes_free(&r);
+    hf_protocol_free(own);
+    return bad;
 }
 
 int main(int argc, char **argv) {
@@ -234,6 +322,110 @@ int main(int argc, char **argv) {
         CHECK(calls == before + 1);
     }
 
+    /* Several requests at once. b (its own engine thread) holds "hold" requests while
+       `holding` is set; node w of a is served by whoever drives a's engine: here the
+       waiting calls themselves. */
+    {
+        hf_request *rs[4] = {NULL, NULL, NULL, NULL};
+        hf_status st[4] = {0, 0, 0, 0};
+        hf_bytes rb[4] = {{NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}};
+        size_t idx = 0;
+        int wcalls = 0;
+        n = node("w");
+        CHECK_STATUS(hf_register_node(a, &n), HF_OK);
+        CHECK_STATUS(hf_on_receive(a, "w", reverse, &wcalls), HF_OK);
+        atomic_store(&holding, 1);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"hold", 4, NULL, &rs[0]),
+                     HF_OK);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "w", (const uint8_t *)"fast", 4, NULL, &rs[2]),
+                     HF_OK);
+        /* rs[1] and rs[3] are NULL: skipped. The first to complete is the one w answers. */
+        CHECK_STATUS(hf_request_wait_any(rs, 4, 5000, &idx, &resp), HF_OK);
+        CHECK(idx == 2 && resp.len == 4 && memcmp(resp.data, "tsaf", 4) == 0);
+        CHECK(wcalls == 1);
+        hf_bytes_free(&resp);
+        /* The held one cannot complete: the call times out without an index, and the
+           request stays pending. */
+        CHECK_STATUS(hf_request_wait_any(rs, 4, 20, &idx, &resp), HF_ERR_TIMEOUT);
+        CHECK(idx == HF_INDEX_NONE && resp.data == NULL);
+        CHECK_STATUS(hf_request_wait_any(rs, 4, 0, &idx, &resp), HF_ERR_TIMEOUT); /* a look */
+        CHECK_STATUS(hf_request_test(rs[0], &done, &resp), HF_OK);
+        CHECK(!done);
+        /* wait_all: the held one is reported pending; the completed one is skipped and its
+           status left as it was. */
+        st[2] = 12345;
+        CHECK_STATUS(hf_request_wait_all(rs, 4, 20, st, rb), HF_ERR_TIMEOUT);
+        CHECK(st[0] == HF_ERR_TIMEOUT && rb[0].data == NULL && st[2] == 12345);
+        CHECK(strstr(hf_last_error_message(), "requests[0]") != NULL);
+        /* Released: waiting again completes it (no bound of the call's own: the requests'
+           send timeouts bound it). */
+        atomic_store(&holding, 0);
+        CHECK_STATUS(hf_request_wait_all(rs, 4, UINT64_MAX, st, rb), HF_OK);
+        CHECK(st[0] == HF_OK && rb[0].len == 4 && memcmp(rb[0].data, "dloh", 4) == 0);
+        CHECK(st[2] == 12345);
+        hf_bytes_free(&rb[0]);
+        /* Nothing pending: wait_any refuses, wait_all succeeds at once. */
+        CHECK_STATUS(hf_request_wait_any(rs, 4, 5000, &idx, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK(idx == HF_INDEX_NONE);
+        CHECK_STATUS(hf_request_wait_all(rs, 4, 5000, st, rb), HF_OK);
+        CHECK_STATUS(hf_request_wait_any(NULL, 0, 0, &idx, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_request_wait_all(NULL, 0, 0, NULL, NULL), HF_OK);
+        CHECK_STATUS(hf_request_wait(rs[2], &resp), HF_ERR_INVALID_ARGUMENT);
+        hf_request_free(rs[0]);
+        hf_request_free(rs[2]);
+        rs[0] = rs[2] = NULL;
+
+        /* Each outcome at its position; the call returns the first failure. */
+        CHECK_STATUS(hf_send_data_nb(a, "a", "w", (const uint8_t *)"ok", 2, NULL, &rs[0]),
+                     HF_OK);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "w", (const uint8_t *)"fail", 4, NULL, &rs[1]),
+                     HF_OK);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"yes", 3, NULL, &rs[3]),
+                     HF_OK);
+        CHECK_STATUS(hf_request_wait_all(rs, 4, 5000, st, rb), HF_ERR_INVALID_NODE);
+        CHECK(st[0] == HF_OK && rb[0].len == 2 && memcmp(rb[0].data, "ko", 2) == 0);
+        CHECK(st[1] == HF_ERR_INVALID_NODE && rb[1].data == NULL);
+        CHECK(st[3] == HF_OK && rb[3].len == 3 && memcmp(rb[3].data, "sey", 3) == 0);
+        for (int i = 0; i < 4; i++) {
+            hf_bytes_free(&rb[i]);
+            hf_request_free(rs[i]);
+            rs[i] = NULL;
+        }
+
+        /* The same request twice is refused. */
+        CHECK_STATUS(hf_send_data_nb(a, "a", "w", (const uint8_t *)"d", 1, NULL, &rs[0]), HF_OK);
+        rs[1] = rs[0];
+        CHECK_STATUS(hf_request_wait_any(rs, 2, 0, &idx, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_request_wait_all(rs, 2, 0, st, rb), HF_ERR_INVALID_ARGUMENT);
+        rs[1] = NULL;
+
+        /* Cancel: the request is abandoned, test and wait say so, and waits skip it. */
+        atomic_store(&holding, 1);
+        CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"hold", 4, NULL, &rs[1]),
+                     HF_OK);
+        CHECK_STATUS(hf_request_cancel(rs[1]), HF_OK);
+        CHECK_STATUS(hf_request_cancel(rs[1]), HF_OK); /* again: nothing to do */
+        CHECK_STATUS(hf_request_test(rs[1], &done, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(hf_last_error_message(), "cancelled") != NULL);
+        CHECK_STATUS(hf_request_wait(rs[1], &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(hf_last_error_message(), "cancelled") != NULL);
+        CHECK_STATUS(hf_request_wait_any(rs, 2, 5000, &idx, &resp), HF_OK);
+        CHECK(idx == 0 && resp.len == 1 && resp.data[0] == 'd');
+        hf_bytes_free(&resp);
+        CHECK_STATUS(hf_request_wait_any(rs, 2, 0, &idx, &resp), HF_ERR_INVALID_ARGUMENT);
+        atomic_store(&holding, 0);
+        CHECK_STATUS(hf_request_cancel(rs[0]), HF_OK); /* completed: nothing to do */
+        CHECK_STATUS(hf_request_test(rs[0], &done, &resp), HF_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(hf_last_error_message(), "already completed") != NULL);
+        hf_request_free(rs[0]);
+        hf_request_free(rs[1]);
+        /* The cancelled request's late answer does not reach the next one. */
+        CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"xy", 2, NULL, &resp), HF_OK);
+        CHECK(resp.len == 2 && memcmp(resp.data, "yx", 2) == 0);
+        hf_bytes_free(&resp);
+        CHECK_STATUS(hf_unregister_node(a, "w"), HF_OK);
+    }
+
     /* One-way messages to a node without handler, taken with hf_recv. */
     CHECK_STATUS(hf_on_receive(b, "b", NULL, NULL), HF_OK);
     CHECK_STATUS(hf_post(a, "a", "b", (const uint8_t *)"one", 3, NULL), HF_OK);
@@ -280,6 +472,20 @@ int main(int argc, char **argv) {
             CHECK(v.len == strlen(text) && memcmp(v.data, text, v.len) == 0 && v.one_way);
             CHECK(strcmp(v.source, "a") == 0);
             hf_message_free(msg);
+        }
+        /* hf_recv_into: the data in the caller's buffer; too small a buffer keeps it queued. */
+        {
+            uint8_t small[4], big[64];
+            hf_recv_info info;
+            CHECK_STATUS(hf_endpoint_post(ep, (const uint8_t *)"0123456789", 10, NULL), HF_OK);
+            CHECK_STATUS(hf_recv_into(b, "b", 5000, small, sizeof small, &info),
+                         HF_ERR_BUFFER_OVERFLOW);
+            CHECK(info.len == 10);
+            CHECK_STATUS(hf_recv_into(b, "b", 5000, NULL, 8, &info), HF_ERR_NULL_ARGUMENT);
+            CHECK_STATUS(hf_recv_into(b, "b", 5000, big, sizeof big, &info), HF_OK);
+            CHECK(info.len == 10 && memcmp(big, "0123456789", 10) == 0);
+            CHECK(strcmp(info.source, "a") == 0 && info.one_way && info.metadata.data == NULL);
+            CHECK_STATUS(hf_recv_into(b, "b", 0, big, sizeof big, &info), HF_ERR_TIMEOUT);
         }
         hf_send_options_init(&so);
         so.priority = 99;
@@ -342,9 +548,26 @@ int main(int argc, char **argv) {
         CHECK_STATUS(hf_buffer_write(b1, (const uint8_t *)"aaaaaaaaaaaaaaaa", 16, 0, false, &n),
                      HF_OK);
         CHECK(n < 16); /* compressed by default */
-        CHECK_STATUS(hf_buffer_read(b1, n, 0, false, &rd), HF_OK);
-        CHECK(rd.len == 16 && rd.data[15] == 'a');
+        /* Read back by the length written, not the compressed length stored. */
+        CHECK_STATUS(hf_buffer_read(b1, 16, 0, false, &rd), HF_OK);
+        CHECK(rd.len == 16 && memcmp(rd.data, "aaaaaaaaaaaaaaaa", 16) == 0);
         hf_bytes_free(&rd);
+        CHECK_STATUS(hf_buffer_read(b1, 17, 0, false, &rd), HF_ERR_BUFFER_UNDERFLOW);
+        CHECK(rd.data == NULL);
+        {
+            /* Data after the compressed block leaves it readable; the next block starts
+               at offset + written. */
+            size_t m = 0;
+            CHECK_STATUS(hf_buffer_write(b1, (const uint8_t *)"bbbbbbbbbbbbbbbbbbbbbbbb", 24, n,
+                                         true, &m),
+                         HF_OK);
+            CHECK_STATUS(hf_buffer_read(b1, 16, 0, true, &rd), HF_OK);
+            CHECK(rd.len == 16 && rd.data[0] == 'a' && rd.data[15] == 'a');
+            hf_bytes_free(&rd);
+            CHECK_STATUS(hf_buffer_read(b1, 24, n, true, &rd), HF_OK);
+            CHECK(rd.len == 24 && rd.data[0] == 'b' && rd.data[23] == 'b');
+            hf_bytes_free(&rd);
+        }
         hf_buffer_free(b1);
         CHECK_STATUS(hf_zero_copy_buffer_new(0, false, false, &b1), HF_ERR_INVALID_ARGUMENT);
 
@@ -463,6 +686,73 @@ int main(int argc, char **argv) {
     hf_ping_result_free(NULL);
     CHECK_STATUS(hf_ping(a, "a", "nobody", 64, 100, &ping), HF_ERR_NODE_NOT_FOUND);
     CHECK_STATUS(hf_ping(a, "a", "b", 64, 100, NULL), HF_ERR_NULL_ARGUMENT);
+
+    /* The fork rule: in a fork() child, calls on the parent's protocol and on everything
+       made with it are refused, freeing them releases nothing of the parent's, and the
+       parent carries on. b serves its node on its engine thread (no handler: receipts). */
+    {
+        hf_request *pre = NULL;
+        hf_endpoint *ep = NULL;
+        hf_sender *tx = NULL;
+        hf_receiver *rx = NULL;
+        hf_buffer_manager *shared = NULL;
+        hf_buffer *held = NULL;
+        struct got_message g = {0, 0, 0, 0};
+        int parent = (int)getpid(), status = -1, got_msgs = 0;
+        size_t n = 0;
+        bool ok = false, got = false;
+        pid_t child;
+        CHECK_STATUS(hf_send_data_nb(a, "a", "b", (const uint8_t *)"pre", 3, NULL, &pre), HF_OK);
+        CHECK_STATUS(hf_endpoint_create(a, "a", "b", &ep), HF_OK);
+        CHECK_STATUS(hf_open_sender(a, "a", "b", &tx), HF_OK);
+        CHECK_STATUS(hf_open_receiver(b, "b", &rx), HF_OK);
+        CHECK_STATUS(hf_protocol_create_buffer_manager(a, 2, 4096, &shared), HF_OK);
+        CHECK_STATUS(hf_buffer_manager_acquire(shared, &held), HF_OK);
+        CHECK_STATUS(hf_buffer_write(held, (const uint8_t *)"kept", 4, 0, false, NULL), HF_OK);
+        fflush(NULL);
+        child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            _exit(in_forked_child(&o, a, b, pre, ep, tx, rx, shared, held, parent));
+        }
+        CHECK(waitpid(child, &status, 0) == child);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "fork child: status %d (exit bits %#x)\n", status,
+                    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+            failures++;
+        }
+        /* The parent's request, endpoint, direct channel and pool are as they were. */
+        CHECK_STATUS(hf_request_wait(pre, &resp), HF_OK);
+        CHECK(resp.len == 0);
+        hf_bytes_free(&resp);
+        hf_request_free(pre);
+        CHECK_STATUS(hf_buffer_manager_available(shared, &n), HF_OK);
+        CHECK(n == 1);
+        CHECK_STATUS(hf_endpoint_post(ep, (const uint8_t *)"via ep", 6, NULL), HF_OK);
+        CHECK_STATUS(hf_post_buffer(a, "a", "b", held, NULL), HF_OK);
+        /* And the request the child's own protocol sent. */
+        for (int i = 0; i < 4; i++) {
+            CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+            CHECK_STATUS(hf_message_get_view(msg, &v), HF_OK);
+            got_msgs |= (v.len == 3 && memcmp(v.data, "pre", 3) == 0)      ? 1
+                        : (v.len == 6 && memcmp(v.data, "via ep", 6) == 0) ? 2
+                        : (v.len == 4 && memcmp(v.data, "kept", 4) == 0)   ? 4
+                        : (v.len == 1 && strcmp(v.source, "kid") == 0)     ? 8
+                                                                           : 16;
+            hf_message_free(msg);
+        }
+        CHECK(got_msgs == 15);
+        CHECK_STATUS(hf_buffer_manager_available(shared, &n), HF_OK);
+        CHECK(n == 2);
+        CHECK_STATUS(hf_sender_try_send(tx, (const uint8_t *)"direct", 6, &ok), HF_OK);
+        CHECK(ok);
+        CHECK_STATUS(hf_receiver_poll(rx, on_message, &g, &got), HF_OK);
+        CHECK(got && g.len == 6 && g.first == 'd');
+        hf_receiver_free(rx);
+        hf_sender_free(tx);
+        hf_endpoint_free(ep);
+        hf_buffer_manager_free(shared);
+    }
 
     /* Zones. */
     CHECK_STATUS(hf_fabric_zone_init(NULL), HF_ERR_NULL_ARGUMENT);

@@ -177,6 +177,18 @@ int main(int argc, char **argv) {
     CHECK_STATUS(hf_send_data_nb(p, "n1", "n2", NULL, 3, NULL, &req), NUL);
     CHECK_STATUS(hf_request_test(req, &flag, NULL), NUL);
     CHECK_STATUS(hf_request_wait(req, NULL), NUL);
+    {
+        hf_request *reqs[1] = {req};
+        hf_status st[1] = {0};
+        hf_bytes rb[1] = {{NULL, 0, 0}};
+        CHECK_STATUS(hf_request_wait_any(NULL, 1, 0, &len, &bytes), NUL);
+        CHECK_STATUS(hf_request_wait_any(reqs, 1, 0, NULL, &bytes), NUL);
+        CHECK_STATUS(hf_request_wait_any(reqs, 1, 0, &len, NULL), NUL);
+        CHECK_STATUS(hf_request_wait_all(NULL, 1, 0, st, rb), NUL);
+        CHECK_STATUS(hf_request_wait_all(reqs, 1, 0, NULL, rb), NUL);
+        CHECK_STATUS(hf_request_wait_all(reqs, 1, 0, st, NULL), NUL);
+        CHECK_STATUS(hf_request_cancel(NULL), NUL);
+    }
     CHECK_STATUS(hf_post(p, NULL, "n2", data, 3, NULL), NUL);
     CHECK_STATUS(hf_post(p, "n1", NULL, data, 3, NULL), NUL);
     CHECK_STATUS(hf_post(p, "n1", "n2", NULL, 3, NULL), NUL);
@@ -196,6 +208,14 @@ int main(int argc, char **argv) {
             CHECK_STATUS(hf_endpoint_send_data_nb(ep, data, 3, NULL, NULL), NUL);
             hf_endpoint_free(ep);
         }
+    }
+    {
+        uint8_t rbuf[8];
+        hf_recv_info rinfo;
+        CHECK_STATUS(hf_recv_into(NULL, "n2", 0, rbuf, sizeof rbuf, &rinfo), NUL);
+        CHECK_STATUS(hf_recv_into(p, NULL, 0, rbuf, sizeof rbuf, &rinfo), NUL);
+        CHECK_STATUS(hf_recv_into(p, "n2", 0, NULL, sizeof rbuf, &rinfo), NUL);
+        CHECK_STATUS(hf_recv_into(p, "n2", 0, rbuf, sizeof rbuf, NULL), NUL);
     }
     CHECK_STATUS(hf_recv(NULL, "n2", 0, &msg), NUL);
     CHECK_STATUS(hf_recv(p, NULL, 0, &msg), NUL);

@@ -1067,6 +1067,21 @@ hf_status hf_endpoint_post(const hf_endpoint *endpoint,
                            size_t len,
                            const hf_send_options *options);
 
+// One-way sends of `count` messages through the endpoint, in order (message `i`: `lens[i]`
+// bytes at `data[i]`), with default options: one check and one doorbell for the batch.
+// Returns once all are in the ring. Every entry is checked before any is sent (a NULL
+// `data[i]` with a length: `HF_ERR_NULL_ARGUMENT`, nothing sent); an error while sending
+// leaves the messages before it sent.
+//
+// # Safety
+// `endpoint` is a live handle; `data` and `lens` point to `count` entries each (may be NULL
+// when `count` is 0); each `data[i]` points to `lens[i]` readable bytes (may be NULL when
+// `lens[i]` is 0).
+hf_status hf_endpoint_post_batch(const hf_endpoint *endpoint,
+                                 const uint8_t *const *data,
+                                 const size_t *lens,
+                                 size_t count);
+
 // `hf_send_data` through the endpoint: waits for the response, stored in `*response`
 // (release it with `hf_bytes_free`).
 //

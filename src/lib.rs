@@ -8,7 +8,6 @@
 #![warn(missing_docs)]
 
 #[cfg(not(loom))]
-pub mod bench;
 pub mod buffer;
 pub mod codec;
 pub mod config;

@@ -205,6 +205,36 @@ impl Endpoint {
         self.send(id, data, opts, true)
     }
 
+    /// One-way sends of every message of `batch`, in order, with default options: one check
+    /// of the endpoint and one doorbell for the whole batch. Returns once all are in the
+    /// ring (an error stops the batch: the messages before it were sent).
+    pub fn post_many(&mut self, batch: &[&[u8]]) -> Result<()> {
+        let opts = SendOptions::default();
+        if matches!(self.path, Path::Engine) || self.inner.zoned() {
+            for data in batch {
+                self.post_with(data, &opts)?;
+            }
+            return Ok(());
+        }
+        self.check_ends()?;
+        for data in batch {
+            let id = self.next_id();
+            let o = Outgoing {
+                kind: FrameKind::Data,
+                request_id: id,
+                priority: opts.priority,
+                data_type: opts.data_type,
+                one_way: true,
+                metadata: &[],
+                framed: false,
+                coalesced: false,
+            };
+            self.push_quiet(&o, data, opts.timeout)?;
+        }
+        self.inner.registry.ring_bell(self.dst.index);
+        Ok(())
+    }
+
     /// `send_data` through the endpoint: waits for the response.
     pub fn send_data(&mut self, data: &[u8], opts: &SendOptions) -> Result<Vec<u8>> {
         self.send_data_nb(data, opts)?.wait()
@@ -358,9 +388,18 @@ impl Endpoint {
         self.push(&o, &body, opts.timeout)
     }
 
-    /// Pushes every fragment of `o.metadata ‖ body`, waiting while the ring is full.
+    /// Pushes every fragment of `o.metadata ‖ body`, waiting while the ring is full, then
+    /// rings the destination's doorbell.
     #[inline]
     fn push(&mut self, o: &Outgoing<'_>, body: &[u8], timeout: Duration) -> Result<()> {
+        self.push_quiet(o, body, timeout)?;
+        self.inner.registry.ring_bell(self.dst.index);
+        Ok(())
+    }
+
+    /// [`Endpoint::push`] without the doorbell.
+    #[inline]
+    fn push_quiet(&mut self, o: &Outgoing<'_>, body: &[u8], timeout: Duration) -> Result<()> {
         let total = o.metadata.len() + body.len();
         if total > crate::engine::MAX_MESSAGE {
             return Err(Error::InvalidArgument(format!(
@@ -377,7 +416,6 @@ impl Endpoint {
                     Ok(()) => {
                         self.sent.0 += 1;
                         self.sent.1 += total as u64;
-                        self.inner.registry.ring_bell(self.dst.index);
                         return Ok(());
                     }
                     Err(PushError::Full) => {}
@@ -410,7 +448,6 @@ impl Endpoint {
                     self.sent.1 += (end - offset) as u64;
                     offset = end;
                     if end == total {
-                        self.inner.registry.ring_bell(self.dst.index);
                         return Ok(());
                     }
                     backoff.reset();

@@ -113,6 +113,51 @@ pub unsafe extern "C" fn hf_endpoint_post(
     })
 }
 
+/// One-way sends of `count` messages through the endpoint, in order (message `i`: `lens[i]`
+/// bytes at `data[i]`), with default options: one check and one doorbell for the batch.
+/// Returns once all are in the ring. Every entry is checked before any is sent (a NULL
+/// `data[i]` with a length: `HF_ERR_NULL_ARGUMENT`, nothing sent); an error while sending
+/// leaves the messages before it sent.
+///
+/// # Safety
+/// `endpoint` is a live handle; `data` and `lens` point to `count` entries each (may be NULL
+/// when `count` is 0); each `data[i]` points to `lens[i]` readable bytes (may be NULL when
+/// `lens[i]` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn hf_endpoint_post_batch(
+    endpoint: *const hf_endpoint,
+    data: *const *const u8,
+    lens: *const usize,
+    count: usize,
+) -> hf_status {
+    boundary(|| {
+        // SAFETY: as the caller promised.
+        let ep = unsafe { self::endpoint(endpoint) }?;
+        if count == 0 {
+            return Ok(());
+        }
+        if data.is_null() {
+            return Err(FfiError::null("data"));
+        }
+        if lens.is_null() {
+            return Err(FfiError::null("lens"));
+        }
+        // SAFETY: non-NULL, `count` entries each (the caller's contract).
+        let (ptrs, lens) = unsafe {
+            (
+                std::slice::from_raw_parts(data, count),
+                std::slice::from_raw_parts(lens, count),
+            )
+        };
+        let mut batch = Vec::with_capacity(count);
+        for (&p, &n) in ptrs.iter().zip(lens) {
+            // SAFETY: as the caller promised for each entry.
+            batch.push(unsafe { bytes_arg(p, n, "data[i]") }?);
+        }
+        ep.with(|e| lib(e.post_many(&batch)))
+    })
+}
+
 /// `hf_send_data` through the endpoint: waits for the response, stored in `*response`
 /// (release it with `hf_bytes_free`).
 ///

@@ -487,6 +487,25 @@ int main(int argc, char **argv) {
             CHECK(strcmp(info.source, "a") == 0 && info.one_way && info.metadata.data == NULL);
             CHECK_STATUS(hf_recv_into(b, "b", 0, big, sizeof big, &info), HF_ERR_TIMEOUT);
         }
+        /* A batch: in order, one doorbell. */
+        {
+            const uint8_t *parts[3] = {(const uint8_t *)"b0", (const uint8_t *)"b1", NULL};
+            size_t lens[3] = {2, 2, 0};
+            CHECK_STATUS(hf_endpoint_post_batch(ep, parts, lens, 3), HF_OK);
+            for (int i = 0; i < 3; i++) {
+                CHECK_STATUS(hf_recv(b, "b", 5000, &msg), HF_OK);
+                CHECK_STATUS(hf_message_get_view(msg, &v), HF_OK);
+                CHECK(v.len == lens[i] && (i == 2 || memcmp(v.data, parts[i], 2) == 0));
+                hf_message_free(msg);
+            }
+            CHECK_STATUS(hf_endpoint_post_batch(ep, NULL, lens, 3), HF_ERR_NULL_ARGUMENT);
+            CHECK_STATUS(hf_endpoint_post_batch(ep, parts, NULL, 3), HF_ERR_NULL_ARGUMENT);
+            lens[2] = 5;
+            CHECK_STATUS(hf_endpoint_post_batch(ep, parts, lens, 3), HF_ERR_NULL_ARGUMENT);
+            CHECK_STATUS(hf_endpoint_post_batch(ep, NULL, NULL, 0), HF_OK);
+            /* Every entry is checked before any is sent. */
+            CHECK_STATUS(hf_recv(b, "b", 0, &msg), HF_ERR_TIMEOUT);
+        }
         hf_send_options_init(&so);
         so.priority = 99;
         CHECK_STATUS(hf_endpoint_post(ep, (const uint8_t *)"x", 1, &so), HF_ERR_INVALID_ENUM);

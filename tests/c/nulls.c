@@ -200,6 +200,7 @@ int main(int argc, char **argv) {
         CHECK_STATUS(hf_endpoint_create(p, "n1", NULL, &ep), NUL);
         CHECK_STATUS(hf_endpoint_create(p, "n1", "n2", NULL), NUL);
         CHECK_STATUS(hf_endpoint_post(NULL, data, 3, NULL), NUL);
+        CHECK_STATUS(hf_endpoint_post_batch(NULL, NULL, NULL, 0), NUL);
         CHECK_STATUS(hf_endpoint_send_data(NULL, data, 3, NULL, &eresp), NUL);
         CHECK_STATUS(hf_endpoint_send_data_nb(NULL, data, 3, NULL, &req), NUL);
         if (hf_endpoint_create(p, "n1", "n2", &ep) == HF_OK) {

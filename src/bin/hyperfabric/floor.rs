@@ -5,7 +5,7 @@
 //! host, which changes small-message latency 3-5x; every result therefore carries the floor
 //! measured right before and right after it, and is compared with that floor only.
 
-use crate::sync::CachePadded;
+use hyperfabric::sync::CachePadded;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,13 +44,13 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// Median one-way latency of a cache line bounced between `core_a` (this thread is moved
 /// there) and `core_b`: `trips` round trips in batches of 64, median batch / 64 / 2.
-pub fn cache_line_floor_ns(core_a: usize, core_b: usize, trips: usize) -> crate::Result<f64> {
-    crate::sys::pin_current_thread(core_a)?;
+pub fn cache_line_floor_ns(core_a: usize, core_b: usize, trips: usize) -> hyperfabric::Result<f64> {
+    hyperfabric::sys::pin_current_thread(core_a)?;
     let line = Arc::new(CachePadded(AtomicU64::new(0)));
     let stop = Arc::new(AtomicBool::new(false));
     let (l, s) = (line.clone(), stop.clone());
-    let echo = std::thread::spawn(move || -> crate::Result<()> {
-        crate::sys::pin_current_thread(core_b)?;
+    let echo = std::thread::spawn(move || -> hyperfabric::Result<()> {
+        hyperfabric::sys::pin_current_thread(core_b)?;
         let mut expect = 1u64;
         while !s.load(Ordering::Relaxed) {
             if l.0.load(Ordering::Acquire) == expect {
@@ -78,7 +78,7 @@ pub fn cache_line_floor_ns(core_a: usize, core_b: usize, trips: usize) -> crate:
     }
     stop.store(true, Ordering::Relaxed);
     echo.join()
-        .map_err(|_| crate::Error::InvalidArgument("floor thread panicked".into()))??;
+        .map_err(|_| hyperfabric::Error::InvalidArgument("floor thread panicked".into()))??;
     batches.sort_by(f64::total_cmp);
     Ok(quantile(&batches, 0.5))
 }

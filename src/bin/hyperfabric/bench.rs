@@ -1,0 +1,457 @@
+//! `hyperfabric bench`: this process and a worker it spawns, pinned to two cores, measure
+//! through the public API; the floor is measured right before and after each size.
+use super::floor::{cache_line_floor_ns, memcpy_gbytes_per_s, placement, quantile, Stopwatch};
+use super::{table, Api, BenchKind};
+use hyperfabric::fabric::{HyperFabricProtocol, IdleStrategy, ProtocolConfig, SendOptions};
+use hyperfabric::model::{HardwareType, NodeSignature};
+use hyperfabric::Error;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+fn protocol(fabric: &str, core: Option<usize>) -> Result<HyperFabricProtocol, Error> {
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        idle: IdleStrategy::Adaptive,
+        engine_core: core,
+        ..Default::default()
+    })
+}
+
+fn node(id: &str) -> Result<NodeSignature, Error> {
+    NodeSignature::new(id, HardwareType::CpuServer, 100.0, 0)
+}
+
+/// The worker: hosts one node that echoes what it gets, until its stdin closes. `Send`:
+/// a handler answers requests from the pinned engine thread; `Post`: the pinned main
+/// thread receives and posts each message back to its source.
+pub fn worker(
+    fabric: &str,
+    id: &str,
+    core: usize,
+    api: Api,
+    (touch, drain): (bool, bool),
+) -> Result<(), Error> {
+    let p = protocol(fabric, Some(core))?;
+    p.register_node(node(id)?)?;
+    if api == Api::Post || api == Api::Direct {
+        hyperfabric::sys::pin_current_thread(core)?;
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = open.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            flag.store(false, std::sync::atomic::Ordering::Release);
+        });
+        if api == Api::Direct {
+            return direct_echo(&p, id, &open, touch);
+        }
+        println!("ready");
+        let mut back = None;
+        // MPI_Recv style: into a buffer of the largest size.
+        let mut buf = vec![0u8; hyperfabric::engine::MAX_MESSAGE.min(64 << 20)];
+        while open.load(std::sync::atomic::Ordering::Acquire) {
+            match p.recv_into(id, std::time::Duration::from_millis(100), &mut buf) {
+                Ok(m) => {
+                    let got = &buf[..m.len];
+                    if touch {
+                        std::hint::black_box(read_all(got));
+                    }
+                    if drain {
+                        continue;
+                    }
+                    if back.is_none() {
+                        back = Some(p.endpoint(id, &m.source)?);
+                    }
+                    back.as_mut().expect("made above").post(got)?
+                }
+                Err(e) if e.kind() == hyperfabric::ErrorKind::Timeout => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(());
+    }
+    p.on_receive(id, move |m| {
+        if touch {
+            std::hint::black_box(read_all(&m.data));
+        }
+        Ok(if m.one_way {
+            Vec::new()
+        } else {
+            m.data.to_vec()
+        })
+    })?;
+    p.start_background_services()?;
+    println!("ready");
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    Ok(())
+}
+
+/// The direct-channel echo: every message goes back to `bench-a` at its size, inline or
+/// as a buffer of this process's pool, without touching the bytes.
+fn direct_echo(
+    p: &HyperFabricProtocol,
+    id: &str,
+    open: &std::sync::atomic::AtomicBool,
+    touch: bool,
+) -> Result<(), Error> {
+    use hyperfabric::transport::direct::{max_inline, Received};
+    let mut rx = p.open_receiver(id)?;
+    let mut tx = None;
+    let mut pools: std::collections::HashMap<usize, hyperfabric::buffer::BufferManager> =
+        Default::default();
+    let zeros = vec![0u8; max_inline()];
+    println!("ready");
+    let mut idle = 0u32;
+    loop {
+        let got = rx.try_recv_with(|_, m| {
+            if touch {
+                std::hint::black_box(read_all(m.bytes()));
+            }
+            match m {
+                Received::Inline(b) => (b.len(), false),
+                Received::Buffer(b) => (b.len(), true),
+            }
+        });
+        let Some((len, buffer)) = got else {
+            idle = idle.wrapping_add(1);
+            if idle % 4096 == 0 && !open.load(std::sync::atomic::Ordering::Acquire) {
+                break;
+            }
+            std::hint::spin_loop();
+            continue;
+        };
+        idle = 0;
+        if tx.is_none() {
+            tx = Some(p.open_sender(id, "bench-a")?);
+        }
+        let tx = tx.as_mut().expect("opened above");
+        if buffer {
+            let size = len.next_power_of_two();
+            let pool = match pools.entry(size) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(p.create_buffer_manager(16, size)?)
+                }
+            };
+            let mut b = pool.acquire()?;
+            b.set_len(len)?;
+            if touch {
+                write_all(b.as_mut_slice());
+            }
+            let mut b = Some(b);
+            while !tx.try_send_buffer(&mut b)? {
+                std::hint::spin_loop();
+            }
+        } else {
+            while !tx.try_send(&zeros[..len])? {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One direct-channel round trip of `data` (a buffer of `pool` when it is larger than
+/// the inline limit).
+fn direct_round_trip(
+    tx: &mut hyperfabric::transport::direct::Sender,
+    rx: &mut hyperfabric::fabric::DirectReceiver,
+    data: &[u8],
+    pool: &Option<hyperfabric::buffer::BufferManager>,
+    touch: bool,
+) -> Result<(), Error> {
+    // The clock is read only once a reply is slow: a read costs as much as a message.
+    let mut deadline = None;
+    if let Some(pool) = pool {
+        let mut b = pool.acquire()?;
+        b.set_len(data.len())?;
+        if touch {
+            write_all(b.as_mut_slice());
+        }
+        let mut b = Some(b);
+        while !tx.try_send_buffer(&mut b)? {
+            std::hint::spin_loop();
+        }
+    } else {
+        while !tx.try_send(data)? {
+            std::hint::spin_loop();
+        }
+    }
+    let mut spins = 0u32;
+    loop {
+        if let Some(n) = rx.try_recv_with(|_, m| {
+            if touch {
+                std::hint::black_box(read_all(m.bytes()));
+            }
+            m.bytes().len()
+        }) {
+            debug_assert_eq!(n, data.len());
+            return Ok(());
+        }
+        spins = spins.wrapping_add(1);
+        if spins % 4096 == 0 {
+            let now = Instant::now();
+            if now > *deadline.get_or_insert(now + std::time::Duration::from_secs(5)) {
+                return Err(Error::Timeout(
+                    "no answer through the direct channel".into(),
+                ));
+            }
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Writes every byte (a new value each time).
+fn write_all(b: &mut [u8]) {
+    let v = b.first().map_or(0, |x| x.wrapping_add(1));
+    b.fill(v);
+}
+
+/// Reads every byte (a sum the optimiser cannot drop).
+fn read_all(b: &[u8]) -> u64 {
+    // Word by word (vectorised): reading costs what the memory traffic costs.
+    let words = b.chunks_exact(8);
+    let tail = words.remainder().iter().fold(0u64, |a, &x| a ^ x as u64);
+    words.fold(tail, |a, w| {
+        a ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))
+    })
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+fn parse_list(s: &str, what: &str) -> Result<Vec<usize>, Error> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|_| Error::InvalidArgument(format!("{what}: {x:?} is not a number")))
+        })
+        .collect()
+}
+
+pub fn run(kind: BenchKind) -> Result<(), Error> {
+    let (args, latency) = match &kind {
+        BenchKind::Latency(a) => (a, true),
+        BenchKind::Bandwidth(a) => (a, false),
+    };
+    let sizes = parse_list(&args.sizes, "--sizes")?;
+    let cores = parse_list(&args.cores, "--cores")?;
+    let cpus = hyperfabric::sys::available_cpus();
+    let [a, b] = cores[..] else {
+        return Err(Error::InvalidArgument(
+            "--cores takes two cores, e.g. 0,1".into(),
+        ));
+    };
+    if a >= cpus || b >= cpus || a == b {
+        return Err(Error::InvalidArgument(format!(
+            "--cores must be two different cores below {cpus}"
+        )));
+    }
+    let max = hyperfabric::engine::max_message();
+    if let Some(s) = sizes.iter().find(|&&s| s > max) {
+        return Err(Error::InvalidArgument(format!(
+            "size {s} exceeds the largest single frame ({max} bytes)"
+        )));
+    }
+    if args.iters == 0 {
+        return Err(Error::InvalidArgument("--iters must be positive".into()));
+    }
+    let touch = latency && (args.touch || (args.api != Api::Direct && !args.untouched));
+    let fabric = format!("bench-{}", std::process::id());
+    let p = protocol(&fabric, None)?;
+    p.register_node(node("bench-a")?)?;
+    let mut child =
+        Command::new(std::env::current_exe().map_err(|e| Error::io("locating the binary", e))?)
+            .args([
+                "worker",
+                "--fabric",
+                &fabric,
+                "--node",
+                "bench-b",
+                "--core",
+                &b.to_string(),
+                "--api",
+                match (latency, args.api) {
+                    (true, Api::Post) | (false, _) => "post",
+                    (true, Api::Direct) => "direct",
+                    _ => "send",
+                },
+            ])
+            .args(touch.then_some("--touch"))
+            .args((!latency).then_some("--drain"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("starting the bench worker", e))?;
+    let stdout = child.stdout.take().expect("piped");
+    let worker = Worker(child);
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.trim() == "ready");
+    if !ready {
+        return Err(Error::InvalidArgument(
+            "the bench worker did not start".into(),
+        ));
+    }
+    hyperfabric::sys::pin_current_thread(a)?;
+    let watch = Stopwatch::new();
+    let opts = SendOptions::default();
+    let mut direct = if latency && args.api == Api::Direct {
+        Some((
+            p.open_sender("bench-a", "bench-b")?,
+            p.open_receiver("bench-a")?,
+        ))
+    } else {
+        None
+    };
+    let mut ep = p.endpoint("bench-a", "bench-b")?;
+    let mut rows = Vec::new();
+    for &size in &sizes {
+        let mut data = vec![0x5au8; size];
+        let mut inbox = vec![0u8; size];
+        // Let the worker's engine go idle (it sleeps after 1 ms) before measuring the floor.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let before = cache_line_floor_ns(a, b, 20_000)?;
+        let pool = if size > hyperfabric::transport::direct::max_inline() {
+            Some(p.create_buffer_manager(16, size)?)
+        } else {
+            None
+        };
+        let mut round_trip = |p: &HyperFabricProtocol| -> Result<(), Error> {
+            match (args.api, direct.as_mut()) {
+                (Api::Direct, Some((tx, rx))) => {
+                    if touch && pool.is_none() {
+                        write_all(&mut data);
+                    }
+                    direct_round_trip(tx, rx, &data, &pool, touch)
+                }
+                (Api::Post, _) => {
+                    if touch {
+                        write_all(&mut data);
+                    }
+                    ep.post(&data)?;
+                    let back = p.recv_into("bench-a", opts.timeout, &mut inbox)?;
+                    if touch {
+                        std::hint::black_box(read_all(&inbox[..back.len]));
+                    }
+                    debug_assert_eq!(back.len, data.len());
+                    Ok(())
+                }
+                _ => {
+                    if touch {
+                        write_all(&mut data);
+                    }
+                    let back = ep.send_data(&data, &opts)?;
+                    if touch {
+                        std::hint::black_box(read_all(&back));
+                    }
+                    Ok(())
+                }
+            }
+        };
+        let row = if latency {
+            for _ in 0..args.iters / 10 + 1 {
+                round_trip(&p)?;
+            }
+            let mut one_way = Vec::with_capacity(args.iters);
+            for _ in 0..args.iters {
+                let t0 = watch.ticks();
+                round_trip(&p)?;
+                one_way.push(watch.ns_between(t0, watch.ticks()) / 2.0);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let after = cache_line_floor_ns(a, b, 20_000)?;
+            one_way.sort_by(f64::total_cmp);
+            let floor = (before + after) / 2.0;
+            let p50 = quantile(&one_way, 0.5);
+            serde_json::json!({
+                "size": size, "p50_ns": p50.round(), "p99_ns": quantile(&one_way, 0.99).round(),
+                "floor_ns": floor.round(), "ratio": (p50 / floor * 100.0).round() / 100.0,
+                "placement": placement(before, after),
+                "touch": touch,
+                "api": match args.api {
+                    Api::Post => "post",
+                    Api::Send => "send_data",
+                    Api::Direct => "direct",
+                },
+            })
+        } else {
+            let batch = vec![&data[..]; args.batch.max(1)];
+            let t0 = Instant::now();
+            let mut sent = 0;
+            while sent < args.iters {
+                let n = batch.len().min(args.iters - sent);
+                if n == 1 {
+                    ep.post(&data)?;
+                } else {
+                    ep.post_many(&batch[..n])?;
+                }
+                sent += n;
+            }
+            // A request behind the posts, in the same ring, returns when all were taken.
+            ep.send_data(b"", &opts)?;
+            let secs = t0.elapsed().as_secs_f64();
+            let gbs = (args.iters * size) as f64 / secs / 1e9;
+            let rate = args.iters as f64 / secs / 1e6;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let after = cache_line_floor_ns(a, b, 20_000)?;
+            let memcpy = memcpy_gbytes_per_s(size.max(64));
+            serde_json::json!({
+                "size": size, "gbytes_per_s": (gbs * 1000.0).round() / 1000.0,
+            "million_msgs_per_s": (rate * 1000.0).round() / 1000.0, "batch": args.batch,
+                "memcpy_gbytes_per_s": (memcpy * 1000.0).round() / 1000.0,
+                "ratio": (gbs / memcpy * 1000.0).round() / 1000.0,
+                "floor_ns": ((before + after) / 2.0).round(), "placement": placement(before, after),
+            })
+        };
+        if args.json {
+            println!("{row}");
+        }
+        rows.push(row);
+    }
+    drop(worker);
+    drop(p);
+    let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+    if !args.json {
+        let keys: Vec<&str> = if latency {
+            vec![
+                "size",
+                "p50_ns",
+                "p99_ns",
+                "floor_ns",
+                "ratio",
+                "placement",
+                "touch",
+            ]
+        } else {
+            vec![
+                "size",
+                "gbytes_per_s",
+                "million_msgs_per_s",
+                "memcpy_gbytes_per_s",
+                "ratio",
+                "floor_ns",
+                "placement",
+            ]
+        };
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                keys.iter()
+                    .map(|k| r[*k].to_string().trim_matches('"').to_string())
+                    .collect()
+            })
+            .collect();
+        table(&keys, &cells);
+    }
+    Ok(())
+}

@@ -231,8 +231,19 @@ impl Mailbox {
         self.rings.lock()
     }
 
-    /// Picks up rings made (or handed over) since the last look: one atomic load when none.
+    /// Picks up rings made (or handed over) since the last look: two plain loads when none.
+    #[inline(always)]
     fn discover(&self, r: &mut Rings) {
+        if self.handing.load(Ordering::Relaxed)
+            || self.registry.channels_epoch() != r.channels_epoch
+        {
+            self.discover_new(r);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn discover_new(&self, r: &mut Rings) {
         if self.handing.load(Ordering::Acquire) {
             self.handing.store(false, Ordering::Relaxed);
             self.take_handed(r);
@@ -547,7 +558,7 @@ impl Plain {
 }
 
 /// Metadata bytes as a vector (no allocator call when there are none).
-#[inline]
+#[inline(always)]
 fn metadata_of(b: &[u8]) -> Vec<u8> {
     if b.is_empty() {
         Vec::new()

@@ -556,6 +556,10 @@ typedef struct {
     bool neuromorphic_optimization;
 } hf_fabric_zone;
 
+// Gets each message of `hf_recv_batch`: `user_data` and a view valid during the call.
+typedef void (*hf_message_fn)(void *user_data,
+                              const hf_message_view *message);
+
 // Success.
 #define HF_OK 0
 
@@ -1414,6 +1418,24 @@ hf_status hf_stop_background_services(const hf_protocol *protocol);
 // `protocol` is a live handle; `handled` NULL or writable.
 hf_status hf_progress(const hf_protocol *protocol,
                       size_t *handled);
+
+// Receives up to `max` messages of hosted node `node_id` (one without handler) in one call,
+// each lent in place to `callback` (no copy, no allocation; the view and its bytes are valid
+// during the callback only): waits up to `timeout_ms` for the first (0: just look), then
+// takes what else is there without waiting. `*count` gets how many the callback got.
+// `HF_ERR_TIMEOUT` when nothing came; `HF_ERR_INVALID_ARGUMENT` for `max` 0. The callback
+// must not call `hf_` functions on the same protocol.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `callback` a function
+// that may be called with `user_data`; `count` points to writable memory for a `size_t`.
+hf_status hf_recv_batch(const hf_protocol *protocol,
+                        const char *node_id,
+                        uint64_t timeout_ms,
+                        size_t max,
+                        hf_message_fn callback,
+                        void *user_data,
+                        size_t *count);
 
 // Progresses a request without blocking. `*done` becomes true once it completed; the
 // call then returns the request's outcome and, on success, stores the response in

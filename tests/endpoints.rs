@@ -291,3 +291,50 @@ fn post_many_sends_a_batch_in_order_with_one_doorbell() {
     }
     receiver.join().unwrap();
 }
+
+#[test]
+fn recv_batch_lends_messages_in_place_in_order_up_to_its_limit() {
+    let (name, _dir) = fabric("lend");
+    let tx = protocol(&name, &["a"]);
+    let rx = protocol(&name, &["b"]);
+    let sender = std::thread::spawn(move || {
+        let mut ep = tx.endpoint("a", "b").unwrap();
+        for i in 0..1000u32 {
+            ep.post(&message(0, i, [8, 3000][i as usize % 2])).unwrap();
+        }
+        // A request through the same ring: lent too, after the posts, and it gets its
+        // receipt.
+        let req = ep.send_data_nb(b"end", &SendOptions::default()).unwrap();
+        assert_eq!(req.wait().unwrap(), b"");
+    });
+    let mut seen = Vec::new();
+    let mut last = false;
+    while !last {
+        let n = rx
+            .recv_batch("b", Duration::from_secs(5), 64, |m| {
+                assert_eq!(m.source, "a");
+                if m.data == b"end" {
+                    assert!(!m.one_way);
+                    last = true;
+                } else {
+                    seen.push(parse(m.data).1);
+                }
+            })
+            .unwrap();
+        assert!((1..=64).contains(&n), "{n} messages in one batch");
+    }
+    assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+    sender.join().unwrap();
+    assert_eq!(
+        rx.recv_batch("b", Duration::ZERO, 8, |_| {})
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Timeout
+    );
+    assert_eq!(
+        rx.recv_batch("b", Duration::ZERO, 0, |_| {})
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+}

@@ -392,16 +392,76 @@ pub enum Sink<'a> {
         /// Its size.
         too_large: Option<usize>,
     },
+    /// Each message lent to `f` in place (valid during the call), up to `max` of them.
+    Each {
+        /// The caller's function.
+        f: &'a mut dyn FnMut(&MessageRef<'_>),
+        /// Messages given to it so far.
+        taken: usize,
+        /// Messages it takes at most.
+        max: usize,
+    },
+}
+
+/// A message lent in place by `recv_batch`: its bytes are valid during the call only.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MessageRef<'a> {
+    /// Sending node id.
+    pub source: NodeName,
+    /// Receiving node id.
+    pub destination: NodeName,
+    /// The data.
+    pub data: &'a [u8],
+    /// Metadata sent with it (JSON object bytes; empty when none).
+    pub metadata: &'a [u8],
+    /// Kind of data.
+    pub data_type: DataType,
+    /// QoS class.
+    pub priority: crate::model::PacketPriority,
+    /// Message id (requests: the id their response carries).
+    pub request_id: u64,
+    /// Whether the sender waits for a response.
+    pub one_way: bool,
+}
+
+impl MessageRef<'_> {
+    fn of(m: &Message) -> MessageRef<'_> {
+        MessageRef {
+            source: m.source,
+            destination: m.destination,
+            data: &m.data,
+            metadata: &m.metadata,
+            data_type: m.data_type,
+            priority: m.priority,
+            request_id: m.request_id,
+            one_way: m.one_way,
+        }
+    }
 }
 
 impl Sink<'_> {
-    /// Whether the sink holds a result (a message, or a too-large report).
+    /// Results the sink holds (messages, or a too-large report).
+    #[inline]
+    pub fn count(&self) -> usize {
+        match self {
+            Sink::Message(m) => usize::from(m.is_some()),
+            Sink::Buffer { got, too_large, .. } => {
+                usize::from(got.is_some() || too_large.is_some())
+            }
+            Sink::Each { taken, .. } => *taken,
+        }
+    }
+
+    /// Whether the sink holds a result.
     #[inline]
     pub fn filled(&self) -> bool {
-        match self {
-            Sink::Message(m) => m.is_some(),
-            Sink::Buffer { got, too_large, .. } => got.is_some() || too_large.is_some(),
-        }
+        self.count() > 0
+    }
+
+    /// Whether it takes another message (a batch not yet full).
+    #[inline]
+    pub fn wants_more(&self) -> bool {
+        matches!(self, Sink::Each { taken, max, .. } if taken < max)
     }
 
     /// Puts an owned message in the sink (from the queue); gives it back when it does not
@@ -424,6 +484,11 @@ impl Sink<'_> {
                 }
                 buf[..m.data.len()].copy_from_slice(&m.data);
                 *got = Some(Received::of(&m));
+                None
+            }
+            Sink::Each { f, taken, .. } => {
+                f(&MessageRef::of(&m));
+                *taken += 1;
                 None
             }
         }
@@ -551,6 +616,19 @@ impl Plain {
                         one_way: true,
                     });
                 }
+            }
+            Sink::Each { f, taken, .. } => {
+                f(&MessageRef {
+                    source: self.source,
+                    destination: self.id,
+                    data: shared.as_deref().unwrap_or(inline),
+                    metadata,
+                    data_type,
+                    priority: m.priority(),
+                    request_id: m.id,
+                    one_way: true,
+                });
+                *taken += 1;
             }
         }
         true

@@ -8,7 +8,7 @@ mod endpoint;
 mod recv;
 mod request;
 
-pub use crate::engine::mailbox::Received;
+pub use crate::engine::mailbox::{MessageRef, Received};
 pub use endpoint::Endpoint;
 pub use request::{wait_all, wait_any, Completion, Request};
 pub(crate) use request::{wait_all_of, wait_any_of};

@@ -24,6 +24,7 @@ pub mod control;
 pub mod direct;
 pub mod endpoint;
 pub mod protocol;
+pub mod receive;
 pub mod request;
 pub mod status;
 

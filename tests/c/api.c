@@ -49,6 +49,23 @@ static hf_status reverse(void *user_data, const hf_message_view *m, hf_response 
     return hf_response_set(response, buf, m->len);
 }
 
+/* Counts what hf_recv_batch lends and checks it is the stream "s0", "s1", ... in order. */
+struct batch_seen {
+    int count;
+    int in_order;
+};
+
+static void on_batch(void *user_data, const hf_message_view *m) {
+    struct batch_seen *b = (struct batch_seen *)user_data;
+    char want[8];
+    snprintf(want, sizeof want, "s%d", b->count);
+    if (m->len != strlen(want) || memcmp(m->data, want, m->len) != 0 ||
+        strcmp(m->source, "a") != 0) {
+        b->in_order = 0;
+    }
+    b->count++;
+}
+
 /* Collects what hf_receiver_poll hands over. */
 struct got_message {
     uint32_t source;
@@ -505,6 +522,23 @@ int main(int argc, char **argv) {
             CHECK_STATUS(hf_endpoint_post_batch(ep, NULL, NULL, 0), HF_OK);
             /* Every entry is checked before any is sent. */
             CHECK_STATUS(hf_recv(b, "b", 0, &msg), HF_ERR_TIMEOUT);
+        }
+        /* hf_recv_batch: each message lent in place, in order, up to the limit. */
+        {
+            struct batch_seen seen = {0, 1};
+            size_t got = 0;
+            for (int i = 0; i < 10; i++) {
+                snprintf(text, sizeof text, "s%d", i);
+                CHECK_STATUS(hf_endpoint_post(ep, (const uint8_t *)text, strlen(text), NULL),
+                             HF_OK);
+            }
+            CHECK_STATUS(hf_recv_batch(b, "b", 5000, 4, on_batch, &seen, &got), HF_OK);
+            CHECK(got == 4 && seen.count == 4);
+            CHECK_STATUS(hf_recv_batch(b, "b", 5000, 100, on_batch, &seen, &got), HF_OK);
+            CHECK(got == 6 && seen.count == 10 && seen.in_order);
+            CHECK_STATUS(hf_recv_batch(b, "b", 0, 100, on_batch, &seen, &got), HF_ERR_TIMEOUT);
+            CHECK_STATUS(hf_recv_batch(b, "b", 0, 0, on_batch, &seen, &got),
+                         HF_ERR_INVALID_ARGUMENT);
         }
         hf_send_options_init(&so);
         so.priority = 99;

@@ -217,6 +217,11 @@ int main(int argc, char **argv) {
         CHECK_STATUS(hf_recv_into(p, NULL, 0, rbuf, sizeof rbuf, &rinfo), NUL);
         CHECK_STATUS(hf_recv_into(p, "n2", 0, NULL, sizeof rbuf, &rinfo), NUL);
         CHECK_STATUS(hf_recv_into(p, "n2", 0, rbuf, sizeof rbuf, NULL), NUL);
+        size_t rcount = 0;
+        CHECK_STATUS(hf_recv_batch(NULL, "n2", 0, 1, NULL, NULL, &rcount), NUL);
+        CHECK_STATUS(hf_recv_batch(p, NULL, 0, 1, NULL, NULL, &rcount), NUL);
+        CHECK_STATUS(hf_recv_batch(p, "n2", 0, 1, NULL, NULL, &rcount), NUL);
+        CHECK_STATUS(hf_recv_batch(p, "n2", 0, 1, NULL, NULL, NULL), NUL);
     }
     CHECK_STATUS(hf_recv(NULL, "n2", 0, &msg), NUL);
     CHECK_STATUS(hf_recv(p, NULL, 0, &msg), NUL);

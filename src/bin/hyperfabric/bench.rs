@@ -46,6 +46,21 @@ pub fn worker(
             return direct_echo(&p, id, &open, touch);
         }
         println!("ready");
+        if drain {
+            // A stream: taken in batches, each message read in place.
+            while open.load(std::sync::atomic::Ordering::Acquire) {
+                match p.recv_batch(id, std::time::Duration::from_millis(100), 256, |m| {
+                    if touch {
+                        std::hint::black_box(read_all(m.data));
+                    }
+                }) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == hyperfabric::ErrorKind::Timeout => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(());
+        }
         let mut back = None;
         // MPI_Recv style: into a buffer of the largest size.
         let mut buf = vec![0u8; hyperfabric::engine::MAX_MESSAGE.min(64 << 20)];
@@ -55,9 +70,6 @@ pub fn worker(
                     let got = &buf[..m.len];
                     if touch {
                         std::hint::black_box(read_all(got));
-                    }
-                    if drain {
-                        continue;
                     }
                     if back.is_none() {
                         back = Some(p.endpoint(id, &m.source)?);

@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod buffer;
 pub mod codec;
+pub mod compress;
 pub mod config;
 #[cfg(not(loom))]
 pub mod engine;
@@ -34,8 +35,8 @@ pub use model::{
     BottleneckInfo, DataType, FabricZone, HardwareType, IsolationLevel, NodeSignature,
     PacketPriority, PingResult, TopologyInfo, ZoneType,
 };
-pub use routing::{Metric, RouteRequest, RoutingEngine};
-pub use topology::{LinkPolicy, LinkSpec, TopologyManager};
+pub use routing::{Metric, RouteRequest, RoutingEngine, TopologyManager};
+pub use topology::{LinkPolicy, LinkSpec};
 
 /// The README's examples, compiled and run as documentation tests.
 #[cfg(doctest)]

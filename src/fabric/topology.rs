@@ -4,7 +4,7 @@
 use super::{lock, HyperFabricProtocol, Inner};
 use crate::error::Result;
 use crate::model::TopologyInfo;
-use crate::topology::TopologyManager;
+use crate::routing::TopologyManager;
 use crate::transport::registry::NodeEntry;
 use std::sync::atomic::Ordering;
 

@@ -430,6 +430,42 @@ typedef void (*hf_receive_fn)(void *user_data,
                               const uint8_t *data,
                               size_t len);
 
+// A borrowed view of a message: every pointer stays valid while the message (or, in a
+// handler, the call) lives.
+typedef struct {
+    // Sending node id.
+    const char *source;
+    // Receiving node id.
+    const char *destination;
+    // Payload.
+    const uint8_t *data;
+    // Payload bytes.
+    size_t len;
+    // Metadata (a JSON object), or NULL.
+    const uint8_t *metadata;
+    // Metadata bytes.
+    size_t metadata_len;
+    // An `hf_data_type`.
+    uint32_t data_type;
+    // An `hf_packet_priority`.
+    uint32_t priority;
+    // Message id.
+    uint64_t request_id;
+    // Whether the sender waits for no response (`hf_post`).
+    bool one_way;
+} hf_message_view;
+
+// A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
+// call), may set the response with `hf_response_set`, and returns `HF_OK` or an error
+// status, which the requester receives as its error. It runs on the thread that drives the
+// engine: the engine thread with background services, otherwise whichever thread is inside
+// a call that drives it (see `hf_progress`). It must not call `hf_` functions on the same
+// protocol, and while it runs the engine delivers nothing else (other handlers, and the
+// answers to this process's requests, wait for it).
+typedef hf_status (*hf_handler)(void *user_data,
+                                const hf_message_view *message,
+                                hf_response *response);
+
 // Options of `hf_protocol_new`. Fill with `hf_protocol_options_init`, then change fields.
 typedef struct {
     // `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`.
@@ -475,42 +511,6 @@ typedef struct {
     // `hf_bytes_free`).
     hf_bytes metadata;
 } hf_recv_info;
-
-// A borrowed view of a message: every pointer stays valid while the message (or, in a
-// handler, the call) lives.
-typedef struct {
-    // Sending node id.
-    const char *source;
-    // Receiving node id.
-    const char *destination;
-    // Payload.
-    const uint8_t *data;
-    // Payload bytes.
-    size_t len;
-    // Metadata (a JSON object), or NULL.
-    const uint8_t *metadata;
-    // Metadata bytes.
-    size_t metadata_len;
-    // An `hf_data_type`.
-    uint32_t data_type;
-    // An `hf_packet_priority`.
-    uint32_t priority;
-    // Message id.
-    uint64_t request_id;
-    // Whether the sender waits for no response (`hf_post`).
-    bool one_way;
-} hf_message_view;
-
-// A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
-// call), may set the response with `hf_response_set`, and returns `HF_OK` or an error
-// status, which the requester receives as its error. It runs on the thread that drives the
-// engine: the engine thread with background services, otherwise whichever thread is inside
-// a call that drives it (see `hf_progress`). It must not call `hf_` functions on the same
-// protocol, and while it runs the engine delivers nothing else (other handlers, and the
-// answers to this process's requests, wait for it).
-typedef hf_status (*hf_handler)(void *user_data,
-                                const hf_message_view *message,
-                                hf_response *response);
 
 // The outcome of `hf_ping`, owned by the library: release with `hf_ping_result_free`.
 typedef struct {
@@ -1115,11 +1115,38 @@ hf_status hf_endpoint_send_data_nb(const hf_endpoint *endpoint,
 // `endpoint` is NULL or a handle not freed before, not in use by another thread.
 void hf_endpoint_free(hf_endpoint *endpoint);
 
-// Fills `options` with the defaults (and its `struct_size`).
+// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
+// (zeroed) `hf_bytes`, is ignored.
 //
 // # Safety
-// `options` is NULL or points to writable memory for an `hf_protocol_options`.
-hf_status hf_protocol_options_init(hf_protocol_options *options);
+// `bytes` is NULL or an `hf_bytes` filled by this library (or zeroed).
+void hf_bytes_free(hf_bytes *bytes);
+
+// Releases a string the library handed out. NULL is ignored.
+//
+// # Safety
+// `s` is NULL or a string from this library not freed before.
+void hf_string_free(char *s);
+
+// Sets the response of a handler call (copied; a later call replaces it).
+//
+// # Safety
+// `response` is the pointer the handler received; `data` points to `len` readable bytes.
+hf_status hf_response_set(hf_response *response,
+                          const uint8_t *data,
+                          size_t len);
+
+// Sets the request handler of hosted node `node_id` (`handler` NULL removes it: requests are
+// then queued for `hf_recv` and answered with a delivery receipt). The handler's response
+// goes back to `hf_send_data`; a non-`HF_OK` status becomes the requester's error.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` a NUL-terminated string; `user_data` stays valid,
+// and may be used from another thread, until the handler is replaced or the protocol freed.
+hf_status hf_on_receive(const hf_protocol *protocol,
+                        const char *node_id,
+                        hf_handler handler,
+                        void *user_data);
 
 // Creates a protocol instance and stores it in `*out` (`HF_ERR_INVALID_ARGUMENT` for bad
 // options, `HF_ERR_IO` when the fabric directory cannot be used). `options` NULL: the
@@ -1173,12 +1200,6 @@ hf_status hf_insert_peer(const hf_protocol *protocol,
                          size_t len,
                          char **node_id);
 
-// Fills `node` with an empty signature (every optional field unset).
-//
-// # Safety
-// `node` is NULL or points to writable memory for an `hf_node_signature`.
-hf_status hf_node_signature_init(hf_node_signature *node);
-
 // Registers a node hosted by this process: `HF_ERR_DUPLICATE_NODE` when any process of the
 // fabric hosts the id, `HF_ERR_INVALID_NODE` for an invalid signature.
 //
@@ -1195,64 +1216,43 @@ hf_status hf_register_node(const hf_protocol *protocol,
 hf_status hf_unregister_node(const hf_protocol *protocol,
                              const char *node_id);
 
-// Fills `options` with the defaults of a send.
+// Starts the background engine thread (pinned to `engine_core` when set): from then on it
+// drives the engine, so messages are delivered, handlers run (on that thread), requests and
+// pings are answered, and the hosted nodes send heartbeats (peers mark a node down after
+// 200 ms without one), whatever the process's other threads do. The calls that wait then
+// only look for their results. Without it, the engine moves only inside calls (see
+// `hf_progress`).
 //
 // # Safety
-// `options` is NULL or points to writable memory for an `hf_send_options`.
-hf_status hf_send_options_init(hf_send_options *options);
+// `protocol` is a live handle.
+hf_status hf_start_background_services(const hf_protocol *protocol);
 
-// Sends `len` bytes at `data` from hosted node `source` to `destination` and waits for the
-// response (a node without handler answers with an empty delivery receipt), stored in
-// `*response` (release it with `hf_bytes_free`). Fails before sending with
-// `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
-// `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
-// the handler's status when it fails. `options` NULL: the defaults. Without background
-// services the call drives the engine while it waits (see `hf_progress`).
+// Stops the background engine thread.
 //
 // # Safety
-// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
-// points to `len` readable bytes (may be NULL when `len` is 0); `options` NULL or
-// initialised; `response` points to writable memory for an `hf_bytes`.
-hf_status hf_send_data(const hf_protocol *protocol,
-                       const char *source,
-                       const char *destination,
-                       const uint8_t *data,
-                       size_t len,
-                       const hf_send_options *options,
-                       hf_bytes *response);
+// `protocol` is a live handle.
+hf_status hf_stop_background_services(const hf_protocol *protocol);
 
-// Like `hf_send_data`, but returns once the message is in the ring, with a request in
-// `*request` to complete with `hf_request_test` or `hf_request_wait` and release with
-// `hf_request_free`. Errors found before sending come back here.
+// One engine pass in the calling thread; `*handled` (if not NULL) gets the number of
+// messages handled. The pass delivers what arrived in this process's rings: it runs
+// handlers (in the calling thread), queues messages for `hf_recv`, answers requests and
+// pings, completes this process's requests, forwards what is routed through its nodes, and
+// sends coalesced events whose window passed; every 256th call also does the periodic work
+// (finding peers whose process died, and failing the requests waiting on them).
+//
+// Progress rule: without background services nothing happens between calls. The calls
+// that wait (`hf_send_data`, `hf_request_wait`, `hf_request_wait_any`,
+// `hf_request_wait_all`, `hf_recv`, `hf_ping`) drive the engine until they return,
+// `hf_request_test` and `hf_progress` make one pass each, and a send finding the
+// destination's ring full drains this process's rings while it waits. A process computing
+// for long without such calls answers nothing meanwhile (its peers' requests wait up to
+// their timeouts; its nodes are not declared dead for it): call `hf_progress` in the loop,
+// or start the background services, with which this call is not needed.
 //
 // # Safety
-// As `hf_send_data`; `request` points to writable memory for a pointer.
-hf_status hf_send_data_nb(const hf_protocol *protocol,
-                          const char *source,
-                          const char *destination,
-                          const uint8_t *data,
-                          size_t len,
-                          const hf_send_options *options,
-                          hf_request **request);
-
-// Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
-// (zeroed) `hf_bytes`, is ignored.
-//
-// # Safety
-// `bytes` is NULL or an `hf_bytes` filled by this library (or zeroed).
-void hf_bytes_free(hf_bytes *bytes);
-
-// One-way send: returns once the message is in the destination's ring (errors as
-// `hf_send_data`, before sending).
-//
-// # Safety
-// As `hf_send_data`, without `response`.
-hf_status hf_post(const hf_protocol *protocol,
-                  const char *source,
-                  const char *destination,
-                  const uint8_t *data,
-                  size_t len,
-                  const hf_send_options *options);
+// `protocol` is a live handle; `handled` NULL or writable.
+hf_status hf_progress(const hf_protocol *protocol,
+                      size_t *handled);
 
 // Takes the oldest message queued for hosted node `node_id` (one without handler), waiting
 // up to `timeout_ms` (0: just look), into `*message` (release with `hf_message_free`).
@@ -1304,25 +1304,23 @@ hf_status hf_message_get_view(const hf_message *message,
 // `message` is NULL or a handle from `hf_recv` not freed before.
 void hf_message_free(hf_message *message);
 
-// Sets the response of a handler call (copied; a later call replaces it).
+// Fills `options` with the defaults (and its `struct_size`).
 //
 // # Safety
-// `response` is the pointer the handler received; `data` points to `len` readable bytes.
-hf_status hf_response_set(hf_response *response,
-                          const uint8_t *data,
-                          size_t len);
+// `options` is NULL or points to writable memory for an `hf_protocol_options`.
+hf_status hf_protocol_options_init(hf_protocol_options *options);
 
-// Sets the request handler of hosted node `node_id` (`handler` NULL removes it: requests are
-// then queued for `hf_recv` and answered with a delivery receipt). The handler's response
-// goes back to `hf_send_data`; a non-`HF_OK` status becomes the requester's error.
+// Fills `node` with an empty signature (every optional field unset).
 //
 // # Safety
-// `protocol` is a live handle; `node_id` a NUL-terminated string; `user_data` stays valid,
-// and may be used from another thread, until the handler is replaced or the protocol freed.
-hf_status hf_on_receive(const hf_protocol *protocol,
-                        const char *node_id,
-                        hf_handler handler,
-                        void *user_data);
+// `node` is NULL or points to writable memory for an `hf_node_signature`.
+hf_status hf_node_signature_init(hf_node_signature *node);
+
+// Fills `options` with the defaults of a send.
+//
+// # Safety
+// `options` is NULL or points to writable memory for an `hf_send_options`.
+hf_status hf_send_options_init(hf_send_options *options);
 
 // Pings `destination` from hosted node `source` with probes of `packet_size` bytes, into
 // `*result` (release with `hf_ping_result_free`).
@@ -1342,6 +1340,52 @@ hf_status hf_ping(const hf_protocol *protocol,
 // # Safety
 // `result` is NULL or a result from `hf_ping` not freed before.
 void hf_ping_result_free(hf_ping_result *result);
+
+// Sends `len` bytes at `data` from hosted node `source` to `destination` and waits for the
+// response (a node without handler answers with an empty delivery receipt), stored in
+// `*response` (release it with `hf_bytes_free`). Fails before sending with
+// `HF_ERR_LATENCY_CONSTRAINT_VIOLATION`, `HF_ERR_ZONE_ISOLATION_VIOLATION`,
+// `HF_ERR_NODE_NOT_FOUND`, ...; with `HF_ERR_TIMEOUT` when no answer comes in time; with
+// the handler's status when it fails. `options` NULL: the defaults. Without background
+// services the call drives the engine while it waits (see `hf_progress`).
+//
+// # Safety
+// `protocol` is a live handle; `source` and `destination` NUL-terminated strings; `data`
+// points to `len` readable bytes (may be NULL when `len` is 0); `options` NULL or
+// initialised; `response` points to writable memory for an `hf_bytes`.
+hf_status hf_send_data(const hf_protocol *protocol,
+                       const char *source,
+                       const char *destination,
+                       const uint8_t *data,
+                       size_t len,
+                       const hf_send_options *options,
+                       hf_bytes *response);
+
+// Like `hf_send_data`, but returns once the message is in the ring, with a request in
+// `*request` to complete with `hf_request_test` or `hf_request_wait` and release with
+// `hf_request_free`. Errors found before sending come back here.
+//
+// # Safety
+// As `hf_send_data`; `request` points to writable memory for a pointer.
+hf_status hf_send_data_nb(const hf_protocol *protocol,
+                          const char *source,
+                          const char *destination,
+                          const uint8_t *data,
+                          size_t len,
+                          const hf_send_options *options,
+                          hf_request **request);
+
+// One-way send: returns once the message is in the destination's ring (errors as
+// `hf_send_data`, before sending).
+//
+// # Safety
+// As `hf_send_data`, without `response`.
+hf_status hf_post(const hf_protocol *protocol,
+                  const char *source,
+                  const char *destination,
+                  const uint8_t *data,
+                  size_t len,
+                  const hf_send_options *options);
 
 // Fills `zone` with an empty specification.
 //
@@ -1374,50 +1418,6 @@ hf_status hf_assign_to_zone(const hf_protocol *protocol,
 // `protocol` is a live handle; `json` points to writable memory for a pointer.
 hf_status hf_get_topology_info(const hf_protocol *protocol,
                                char **json);
-
-// Releases a string the library handed out. NULL is ignored.
-//
-// # Safety
-// `s` is NULL or a string from this library not freed before.
-void hf_string_free(char *s);
-
-// Starts the background engine thread (pinned to `engine_core` when set): from then on it
-// drives the engine, so messages are delivered, handlers run (on that thread), requests and
-// pings are answered, and the hosted nodes send heartbeats (peers mark a node down after
-// 200 ms without one), whatever the process's other threads do. The calls that wait then
-// only look for their results. Without it, the engine moves only inside calls (see
-// `hf_progress`).
-//
-// # Safety
-// `protocol` is a live handle.
-hf_status hf_start_background_services(const hf_protocol *protocol);
-
-// Stops the background engine thread.
-//
-// # Safety
-// `protocol` is a live handle.
-hf_status hf_stop_background_services(const hf_protocol *protocol);
-
-// One engine pass in the calling thread; `*handled` (if not NULL) gets the number of
-// messages handled. The pass delivers what arrived in this process's rings: it runs
-// handlers (in the calling thread), queues messages for `hf_recv`, answers requests and
-// pings, completes this process's requests, forwards what is routed through its nodes, and
-// sends coalesced events whose window passed; every 256th call also does the periodic work
-// (finding peers whose process died, and failing the requests waiting on them).
-//
-// Progress rule: without background services nothing happens between calls. The calls
-// that wait (`hf_send_data`, `hf_request_wait`, `hf_request_wait_any`,
-// `hf_request_wait_all`, `hf_recv`, `hf_ping`) drive the engine until they return,
-// `hf_request_test` and `hf_progress` make one pass each, and a send finding the
-// destination's ring full drains this process's rings while it waits. A process computing
-// for long without such calls answers nothing meanwhile (its peers' requests wait up to
-// their timeouts; its nodes are not declared dead for it): call `hf_progress` in the loop,
-// or start the background services, with which this call is not needed.
-//
-// # Safety
-// `protocol` is a live handle; `handled` NULL or writable.
-hf_status hf_progress(const hf_protocol *protocol,
-                      size_t *handled);
 
 // Receives up to `max` messages of hosted node `node_id` (one without handler) in one call,
 // each lent in place to `callback` (no copy, no allocation; the view and its bytes are valid

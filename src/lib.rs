@@ -10,6 +10,7 @@
 #[cfg(not(loom))]
 pub mod buffer;
 pub mod codec;
+pub mod compress;
 pub mod config;
 #[cfg(not(loom))]
 pub mod engine;
@@ -33,8 +34,8 @@ pub use model::{
     BottleneckInfo, DataType, FabricZone, HardwareType, IsolationLevel, NodeSignature,
     PacketPriority, PingResult, TopologyInfo, ZoneType,
 };
-pub use routing::{Metric, RouteRequest, RoutingEngine};
-pub use topology::{LinkPolicy, LinkSpec, TopologyManager};
+pub use routing::{Metric, RouteRequest, RoutingEngine, TopologyManager};
+pub use topology::{LinkPolicy, LinkSpec};
 
 /// The README's examples, compiled and run as documentation tests.
 #[cfg(doctest)]

@@ -191,7 +191,7 @@ impl ZeroCopyBuffer {
             return Ok(self.as_slice()[offset..end].to_vec());
         }
         let stored = self.as_slice().get(offset..).ok_or_else(underflow)?;
-        let (mut data, _) = crate::codec::decompress_prefixed(stored, MAX_BUFFER_SIZE)?;
+        let (mut data, _) = crate::compress::decompress_prefixed(stored, MAX_BUFFER_SIZE)?;
         if data.len() < size {
             return Err(Error::BufferUnderflow(format!(
                 "reading {size} bytes at offset {offset}: the data compressed there is {} bytes",

@@ -1,9 +1,9 @@
 //! Whole frames: header, then the body `metadata ‖ payload`, compressed if asked and smaller,
 //! then sealed if asked.
 
-use super::compress::{compress_if_smaller, decompress};
 use super::crypto::{Envelope, Opener, Sealer};
 use super::wire::{flags, WireHeader, HEADER_LEN};
+use crate::compress::{compress_if_smaller, decompress};
 use crate::error::{Error, Result};
 
 /// Largest metadata block, bytes.

@@ -4,14 +4,13 @@
 //! Pure functions, no I/O; documented in `docs/wire.md`.
 #![forbid(unsafe_code)]
 
-mod compress;
 mod crypto;
 mod frame;
 mod key;
 mod replay;
 mod wire;
 
-pub use compress::{compress_if_smaller, decompress, decompress_prefixed, COMPRESS_MIN};
+pub use crate::compress::{compress_if_smaller, decompress, decompress_prefixed, COMPRESS_MIN};
 pub use crypto::{
     key_schedules_built, Envelope, Opener, Sealer, SealingKey, MAX_CHANNEL, SEAL_OVERHEAD,
 };

@@ -17,8 +17,9 @@ mod yaml;
 
 use crate::error::{Error, Result};
 use crate::model::{FabricZone, HardwareType, IsolationLevel, NodeSignature, ZoneType};
-use crate::routing::RoutingOptions;
-use crate::topology::{LinkPolicy, LinkSpec, Topology, TopologyManager};
+use crate::routing::{RoutingOptions, TopologyManager};
+pub use crate::sys::fs::validate_fabric_name;
+use crate::topology::{LinkPolicy, LinkSpec, Topology};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -186,24 +187,6 @@ pub fn save_fabric_config(config: &FabricConfig, path: impl AsRef<Path>) -> Resu
         let _ = std::fs::remove_file(&tmp);
         Error::io(format!("renaming to {}", path.display()), e)
     })
-}
-
-/// Checks a fabric name.
-pub fn validate_fabric_name(name: &str) -> std::result::Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name:?} is not a valid fabric name (1 to 63 of A-Z a-z 0-9 . _ -, not starting \
-             with '.')"
-        ))
-    }
 }
 
 /// Errors are one line: control characters that came from the file are escaped.

@@ -4,6 +4,7 @@
 //! Layout: `"HFAD"`, version 1, then the host's boot id, the fabric name and the node id, each
 //! as one length byte followed by that many bytes of UTF-8.
 
+use super::{lock, HyperFabricProtocol};
 use crate::error::{Error, Result};
 
 /// Largest address blob ([`HyperFabricProtocol::node_address`](super::HyperFabricProtocol::node_address)).
@@ -77,6 +78,53 @@ impl PeerAddress {
             node: part()?,
         })
     }
+}
+
+impl HyperFabricProtocol {
+    /// The address blob of hosted node `node_id`: what another process passes to
+    /// [`insert_peer`](Self::insert_peer) to reach it (MPI, PMIx or a file carry it). At most
+    /// [`ADDRESS_MAX`] bytes: magic, version, the host's boot id, the fabric name and the node
+    /// id.
+    pub fn node_address(&self, node_id: &str) -> Result<Vec<u8>> {
+        self.inner.check_process()?;
+        lock(&self.inner.engine).hosted_index(node_id)?;
+        PeerAddress {
+            host: host_id()?,
+            fabric: self.inner.fabric.clone(),
+            node: node_id.to_string(),
+        }
+        .encode()
+    }
+
+    /// Takes another process's address blob (from [`node_address`](Self::node_address)) and
+    /// returns the node id to send to. The peer must be on this host and fabric (the TCP
+    /// transport between hosts is not here yet: `NoRouteFoundError`) and registered
+    /// (`NodeNotFoundError`); a blob that does not decode is `InvalidArgumentError`.
+    pub fn insert_peer(&self, blob: &[u8]) -> Result<String> {
+        self.inner.check_process()?;
+        let PeerAddress { host, fabric, node } = PeerAddress::decode(blob)?;
+        if host != host_id()? {
+            return Err(Error::NoRouteFound(format!(
+                "node {node:?} is on another host: only nodes of this host are reachable until \
+                 the TCP transport exists"
+            )));
+        }
+        if fabric != self.inner.fabric {
+            return Err(Error::InvalidArgument(format!(
+                "address blob: node {node:?} is on fabric {fabric:?}, this protocol on {:?}",
+                self.inner.fabric
+            )));
+        }
+        lock(&self.inner.engine).resolve(&node)?;
+        Ok(node)
+    }
+}
+
+/// This host's identity: its boot id (a fresh random id at every boot of the kernel).
+fn host_id() -> Result<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Error::io("reading /proc/sys/kernel/random/boot_id", e))
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ impl HyperFabricProtocol {
     /// copied into `buf`, the rest described in the returned [`Received`]. No allocation for
     /// a message without metadata. A message larger than `buf` fails with
     /// `BufferOverflowError` (its size in the message) and stays the node's next message.
+    #[inline]
     pub fn recv_into(&self, node_id: &str, timeout: Duration, buf: &mut [u8]) -> Result<Received> {
         let cap = buf.len();
         self.recv_into_or_size(node_id, timeout, buf)?.map_err(|n| {
@@ -62,6 +63,7 @@ impl HyperFabricProtocol {
 
     /// [`recv_into`](Self::recv_into), with the size of a message too large for `buf` as
     /// `Ok(Err(size))`.
+    #[inline]
     pub fn recv_into_or_size(
         &self,
         node_id: &str,
@@ -109,6 +111,7 @@ impl HyperFabricProtocol {
 
     /// Finds `node_id`'s mailbox (this thread's cache first) and waits for a message into
     /// `sink`.
+    #[inline]
     fn wait_into(&self, node_id: &str, timeout: Duration, sink: &mut Sink<'_>) -> Result<()> {
         self.inner.check_process()?;
         let key = Arc::as_ptr(&self.inner) as usize;

@@ -9,7 +9,8 @@ use super::{boundary, c_string, lib, mut_arg, ref_arg, str_arg, FfiError, FfiRes
 use crate::config::FabricConfig;
 use crate::model::DataType;
 use crate::routing::Metric;
-use crate::topology::{LinkSpec, TopologyManager};
+use crate::routing::TopologyManager;
+use crate::topology::LinkSpec;
 use std::ffi::c_char;
 
 /// Route metric (`hf_topology_find_shortest_path`).

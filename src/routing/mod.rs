@@ -2,21 +2,26 @@
 //! precomputed per-source [`RoutingTables`] for the three metrics (with the answers of send
 //! admission: whether a constrained, quantum or zoned send has a route), and the
 //! [`RoutingEngine`] that rebuilds them off the caller's thread and answers constrained route
-//! requests.
+//! requests; above them the reference's [`TopologyManager`] (a topology whose every change
+//! reaches the routing engine) and bottleneck analysis ([`analyze_bottlenecks`]).
 #![forbid(unsafe_code)]
 
 mod admission;
+mod bottleneck;
 mod cost;
 mod engine;
 mod graph;
+mod manager;
 mod request;
 mod search;
 mod table;
 
 pub use admission::{Admitted, Refusal, SendRequirements};
+pub use bottleneck::analyze_bottlenecks;
 pub use cost::{predicted_latency_ns, CostModel};
 pub use engine::{RoutingEngine, RoutingOptions, SourceSet};
 pub use graph::RouteGraph;
+pub use manager::TopologyManager;
 pub(crate) use request::intermediates;
 pub use request::{Route, RouteRequest};
 pub use search::{Search, SearchOrder};

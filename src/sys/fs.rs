@@ -184,9 +184,27 @@ pub fn group_dir(path: &Path, gid: u32) -> Result<()> {
     Ok(())
 }
 
+/// Checks a fabric name: it names a directory of the fabric root.
+pub fn validate_fabric_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid fabric name (1 to 63 of A-Z a-z 0-9 . _ -, not starting \
+             with '.')"
+        ))
+    }
+}
+
 /// The directory of fabric `name` (created, mode 0700).
 pub fn fabric_dir(name: &str) -> Result<PathBuf> {
-    crate::config::validate_fabric_name(name).map_err(Error::InvalidArgument)?;
+    validate_fabric_name(name).map_err(Error::InvalidArgument)?;
     let root = state_root();
     let dir = root.join(name);
     match sharing()? {

@@ -1,12 +1,10 @@
 //! The fabric's topology: nodes, links, zones, health and measured link metrics
-//! ([`Topology`]), and the reference's `TopologyManager` façade over it and its routing tables.
+//! ([`Topology`]), and generators of test topologies. It is the data routing reads; the
+//! reference's `TopologyManager`, which keeps routing tables in step with it, lives in the
+//! `routing` module (routing depends on the topology, never the reverse).
 #![forbid(unsafe_code)]
 
-mod bottleneck;
 pub mod generate;
 mod graph;
-mod manager;
 
-pub use bottleneck::analyze_bottlenecks;
 pub use graph::{LinkMetrics, LinkPolicy, LinkSpec, LinkView, Topology, ZoneState};
-pub use manager::TopologyManager;

@@ -486,7 +486,7 @@ impl Registry {
     /// node is left in it (dead owners are reclaimed first). Returns whether it was deleted;
     /// `Ok(false)` while a process still hosts a node.
     pub fn remove_if_unused(fabric: &str) -> Result<bool> {
-        crate::config::validate_fabric_name(fabric).map_err(Error::InvalidArgument)?;
+        crate::sys::fs::validate_fabric_name(fabric).map_err(Error::InvalidArgument)?;
         let dir = sys::state_root().join(fabric);
         if !dir.exists() {
             return Ok(false);

@@ -2,10 +2,10 @@
 //! the [`Topology`]); every change goes through the engine so routing tables follow it, and
 //! path queries read those tables.
 
-use super::{analyze_bottlenecks, LinkPolicy, LinkSpec, Topology};
+use super::{analyze_bottlenecks, Metric, Route, RouteRequest, RoutingEngine, RoutingOptions};
 use crate::error::Result;
 use crate::model::{unix_now, BottleneckInfo, FabricZone, NodeSignature, TopologyInfo};
-use crate::routing::{Metric, Route, RouteRequest, RoutingEngine, RoutingOptions};
+use crate::topology::{LinkPolicy, LinkSpec, Topology};
 use std::collections::BTreeMap;
 
 /// Nodes, links, zones and health of a fabric, with routing tables kept current.

@@ -2,9 +2,9 @@
 //! transit nodes narrower than their links, each with a severity, the routes it affects and a
 //! concrete recommendation.
 
-use super::Topology;
+use super::{Metric, RouteGraph, RoutingTables};
 use crate::model::BottleneckInfo;
-use crate::routing::{Metric, RoutingTables};
+use crate::topology::Topology;
 
 /// Utilisation from which a link is reported.
 const UTILIZATION_THRESHOLD: f64 = 0.5;
@@ -156,7 +156,7 @@ fn round1(v: f64) -> String {
     }
 }
 
-fn dense_link(g: &crate::routing::RouteGraph, a: &str, b: &str) -> Vec<u32> {
+fn dense_link(g: &RouteGraph, a: &str, b: &str) -> Vec<u32> {
     match (g.index_of(a), g.index_of(b)) {
         (Some(a), Some(b)) => vec![a, b],
         _ => Vec::new(),
@@ -179,7 +179,7 @@ fn affected_paths(tables: &RoutingTables, at: &[u32]) -> Vec<Vec<String>> {
                 continue;
             };
             let hit = match at {
-                [x] => crate::routing::intermediates(&path).contains(x),
+                [x] => super::intermediates(&path).contains(x),
                 [a, b] => path
                     .windows(2)
                     .any(|w| (w[0] == *a && w[1] == *b) || (w[0] == *b && w[1] == *a)),

@@ -1,4 +1,6 @@
-//! lz4 block compression (lz4_flex), applied only when it pays.
+//! lz4 block compression (lz4_flex), applied only when it pays: buffers that compress their
+//! contents and codec frames both use it.
+#![forbid(unsafe_code)]
 
 use crate::error::{Error, Result};
 

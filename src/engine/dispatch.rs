@@ -1,0 +1,286 @@
+//! Delivery of one frame at a hosted node: reassembly, opening codec frames, the admission
+//! check, handlers and mailboxes, pings, and the answers that complete pending requests.
+
+use super::send::decode_error;
+use super::{
+    max_message, reassembly, Admit, Engine, Message, MsgHeader, Outgoing, FLAG_COALESCED,
+    FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY, MAX_MESSAGE, MSG_HEADER,
+};
+use crate::buffer::Payload;
+use crate::codec::FrameKind;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::DataType;
+use crate::ring::SlotHeader;
+use crate::transport::channel::Descriptor;
+
+/// A message's data while it is delivered: borrowed from the ring, or owned.
+enum Body<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Payload),
+}
+
+impl Body<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Borrowed(b) => b,
+            Body::Owned(p) => p,
+        }
+    }
+
+    fn into_payload(self) -> Payload {
+        match self {
+            Body::Borrowed(b) => Payload::copy_from(b),
+            Body::Owned(p) => p,
+        }
+    }
+}
+
+impl Engine {
+    /// Sets (or clears) the delivery check of data messages.
+    pub fn set_admit(&mut self, admit: Option<Admit>) {
+        self.admit = admit;
+    }
+    /// Handles one frame that arrived at hosted node `at`: forwards it when it is for another
+    /// node, else delivers it.
+    pub(super) fn dispatch(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
+        if payload.len() < MSG_HEADER {
+            return;
+        }
+        self.counters.frames_received += 1;
+        let m = MsgHeader::decode(payload);
+        let dst = m.dst;
+        // A frame for another node travels on along its route, even when this process hosts
+        // that node too (the hop is real: a ring between the two nodes).
+        if dst != at {
+            self.forward(at, h, payload);
+            return;
+        }
+        // Replies and errors go back to the origin, not to the previous hop.
+        let h = SlotHeader { src: m.origin, ..h };
+        let request_id = m.id;
+        let priority = m.priority();
+        let data_type = DataType::from_u32(m.data_type as u32).unwrap_or_default();
+        let (total, offset) = (m.total as usize, m.offset as usize);
+        let one_way = h.flags & FLAG_ONE_WAY != 0;
+        // The fragment: bytes in the ring, then (descriptor frames) bytes in a buffer of the
+        // sender's segment, which this payload now owns.
+        let (inline, shared) = if h.flags & FLAG_DESCRIPTOR != 0 {
+            match self.take_descriptor(&payload[MSG_HEADER..]) {
+                Ok((inline, shared)) => (inline, Some(shared)),
+                Err(e) => {
+                    self.counters.errors += 1;
+                    if !one_way && FrameKind::from_u8(h.kind) == Some(FrameKind::Data) {
+                        self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
+                    }
+                    return;
+                }
+            }
+        } else {
+            (&payload[MSG_HEADER..], None)
+        };
+        let fragment_len = inline.len() + shared.as_ref().map_or(0, |s| s.len());
+        self.counters.bytes_received += fragment_len as u64;
+        let meta_len = h.aux as usize;
+        let (mut metadata, mut data): (Vec<u8>, Body<'_>) = if offset == 0 && fragment_len == total
+        {
+            // The whole message in one fragment: no reassembly, no copy of a shared buffer.
+            match shared {
+                None if meta_len <= inline.len() => (
+                    inline[..meta_len].to_vec(),
+                    Body::Borrowed(&inline[meta_len..]),
+                ),
+                Some(s) if meta_len == inline.len() => (inline.to_vec(), Body::Owned(s)),
+                _ => {
+                    self.counters.errors += 1;
+                    return;
+                }
+            }
+        } else {
+            // Reassembly: fragments of one message arrive in order on one ring.
+            let key = (h.src, request_id, h.kind);
+            let shared_bytes: &[u8] = shared.as_deref().unwrap_or(&[]);
+            let step = self.partial.add(
+                key,
+                (offset, total),
+                &[inline, shared_bytes],
+                MAX_MESSAGE,
+                self.timers.now,
+            );
+            drop(shared);
+            let whole = match step {
+                reassembly::Step::More => return,
+                reassembly::Step::Rejected => {
+                    self.counters.errors += 1;
+                    return;
+                }
+                reassembly::Step::Done(whole) => whole,
+            };
+            if meta_len > whole.len() {
+                self.counters.errors += 1;
+                return;
+            }
+            (
+                whole[..meta_len].to_vec(),
+                Body::Owned(Payload::from_vec_at(whole, meta_len)),
+            )
+        };
+        let reply = |kind| Outgoing {
+            kind,
+            request_id,
+            priority,
+            data_type,
+            one_way: true,
+            metadata: &[],
+            framed: false,
+            coalesced: false,
+        };
+        let mut sealed = false;
+        if h.flags & FLAG_FRAMED != 0 {
+            // The ring's envelope, which a sealed frame must have been sealed in.
+            let envelope = crate::codec::Envelope {
+                origin: h.src,
+                destination: dst,
+                destination_generation: self.hosted_generation(dst).unwrap_or(0),
+                kind: h.kind,
+                request_id,
+            };
+            let open = self.opener.as_mut().map(|o| (o, &envelope));
+            match crate::codec::decode_frame(data.bytes(), open, max_message()) {
+                Ok(f) => {
+                    sealed = f.header.flags & crate::codec::flags::ENCRYPTED != 0;
+                    metadata = f.metadata;
+                    data = Body::Owned(Payload::from_vec(f.payload));
+                }
+                Err(e) => {
+                    // Dropped, counted, and the sender told.
+                    self.counters.errors += 1;
+                    if !one_way {
+                        self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
+                    }
+                    return;
+                }
+            }
+        }
+        match FrameKind::from_u8(h.kind) {
+            Some(FrameKind::Data) => {
+                let source = self.name_of(h.src);
+                if let Some(admit) = self.admit.as_mut() {
+                    let to = self.hosted.get(&dst).map_or("", |n| n.id.as_str());
+                    if let Some((kind, why)) = admit(&source, to, sealed) {
+                        // Dropped at delivery, counted, and the sender told.
+                        self.counters.errors += 1;
+                        if !one_way {
+                            self.answer_error(dst, h.src, request_id, kind, &why);
+                        }
+                        return;
+                    }
+                }
+                let Some(node) = self.hosted.get_mut(&dst) else {
+                    if !one_way {
+                        let msg =
+                            format!("node index {dst} is not hosted by the receiving process");
+                        self.answer_error(dst, h.src, request_id, ErrorKind::NodeNotFound, &msg);
+                    }
+                    return;
+                };
+                if h.flags & FLAG_COALESCED != 0 {
+                    // A batch of events: each is a message of its own, in order.
+                    let mut rest = data.bytes();
+                    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+                        let len = u32::from_le_bytes(*len) as usize;
+                        let Some(event) = tail.get(..len) else {
+                            self.counters.errors += 1;
+                            break;
+                        };
+                        rest = &tail[len..];
+                        let msg = Message {
+                            source,
+                            destination: node.id,
+                            data: Payload::copy_from(event),
+                            data_type,
+                            priority,
+                            metadata: Vec::new(),
+                            request_id,
+                            one_way: true,
+                        };
+                        match node.handler.as_mut() {
+                            Some(handler) => {
+                                let _ = handler(&msg);
+                            }
+                            None => node.mailbox.push(msg),
+                        }
+                    }
+                    return;
+                }
+                let msg = Message {
+                    source,
+                    destination: node.id,
+                    data: data.into_payload(),
+                    data_type,
+                    priority,
+                    metadata,
+                    request_id,
+                    one_way,
+                };
+                match node.handler.as_mut() {
+                    Some(handler) if !one_way => match handler(&msg) {
+                        Ok(resp) => self.send_reply(dst, h.src, &reply(FrameKind::Response), &resp),
+                        Err(e) => {
+                            self.counters.errors += 1;
+                            self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
+                        }
+                    },
+                    Some(handler) => {
+                        let _ = handler(&msg);
+                    }
+                    None => {
+                        node.mailbox.push(msg);
+                        if !one_way {
+                            self.send_reply(dst, h.src, &reply(FrameKind::Ack), &[]);
+                        }
+                    }
+                }
+            }
+            Some(FrameKind::Ping) if self.hosted.contains_key(&dst) => {
+                // The pong carries the path the ping took, with this node at its end.
+                let mut path = metadata;
+                path.extend_from_slice(&dst.to_le_bytes());
+                let pong = Outgoing {
+                    metadata: &path,
+                    ..reply(FrameKind::Pong)
+                };
+                self.send_reply(dst, h.src, &pong, data.bytes());
+            }
+            // Answers count only from the node the request went to (ids are per process, so
+            // another node could name the same id); errors may come from a node on the way.
+            Some(FrameKind::Pong) => {
+                if let Some(p) = self.pending.get_mut(&request_id).filter(|p| p.dst == h.src) {
+                    p.complete(Ok(metadata));
+                }
+            }
+            Some(FrameKind::Response | FrameKind::Ack) => {
+                if let Some(p) = self.pending.get_mut(&request_id).filter(|p| p.dst == h.src) {
+                    p.complete(Ok(match data {
+                        Body::Borrowed(b) => b.to_vec(),
+                        Body::Owned(p) => p.into_vec(),
+                    }));
+                }
+            }
+            Some(FrameKind::Error) => {
+                if let Some(p) = self.pending.get_mut(&request_id) {
+                    p.complete(Err(decode_error(data.bytes())));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Splits a descriptor fragment (after the message header) into its inline bytes and the
+    /// buffer it names, which the returned payload owns.
+    pub(super) fn take_descriptor<'p>(&mut self, rest: &'p [u8]) -> Result<(&'p [u8], Payload)> {
+        let d = Descriptor::decode(rest)
+            .ok_or_else(|| Error::MalformedFrame("descriptor frame too short".into()))?;
+        let payload = self.segments.take(self.registry.dir(), &d)?;
+        Ok((&rest[Descriptor::LEN..], payload))
+    }
+}

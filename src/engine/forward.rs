@@ -1,0 +1,135 @@
+//! Routes through other nodes: next hops (from the router, cached per pair) and frames passed
+//! on toward a node this engine does not deliver to.
+
+use super::send::stalled_too_long;
+use super::{lane_of, Engine, MsgHeader, Router, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER};
+use crate::codec::FrameKind;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ring::{PushError, SlotHeader};
+
+impl Engine {
+    /// Sets the router that picks next hops (without one, every destination is direct).
+    pub fn set_router(&mut self, router: Option<Router>) {
+        self.router = router;
+        self.hops.clear();
+    }
+
+    /// Forgets cached next hops (after a topology change).
+    pub fn clear_routes(&mut self) {
+        self.hops.clear();
+    }
+    /// The next hop from `from` toward `to`: `to` itself without a router, else the router's
+    /// answer (cached), `None` when it knows no route.
+    fn next_hop(&mut self, from: u32, to: u32) -> Option<u32> {
+        if self.router.is_none() || from == to {
+            return Some(to);
+        }
+        let _ = self.refresh_peers();
+        if let Some(&h) = self.hops.get(&(from, to)) {
+            return Some(h);
+        }
+        let next = match (self.id_of(from), self.id_of(to)) {
+            (Some(f), Some(t)) => {
+                let router = self.router.as_mut().expect("checked above");
+                router(&f, &t).and_then(|n| {
+                    self.by_name
+                        .get(&n)
+                        .copied()
+                        .or_else(|| self.peers.get(&n).map(|e| e.index))
+                })
+            }
+            _ => None,
+        };
+        if let Some(hop) = next {
+            self.hops.insert((from, to), hop);
+        }
+        next
+    }
+
+    /// The next hop from `src` toward `dst`, or `NoRouteFoundError`.
+    pub(crate) fn via(&mut self, src: u32, dst: u32) -> Result<u32> {
+        self.next_hop(src, dst).ok_or_else(|| {
+            Error::NoRouteFound(format!(
+                "no route from node index {src} to node index {dst}"
+            ))
+        })
+    }
+
+    /// Passes a frame on toward its destination. A ping single-frame records `at` in its
+    /// path (the metadata); a frame past its hop limit or without a route is dropped and, if
+    /// its sender waits, answered with an error.
+    pub(super) fn forward(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
+        let mut m = MsgHeader::decode(payload);
+        let next = if m.hop >= m.hop_limit {
+            Err("hop limit reached")
+        } else {
+            self.next_hop(at, m.dst).ok_or("no route onward")
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(why) => {
+                self.counters.errors += 1;
+                self.release_descriptor(h, payload);
+                let answer = h.flags & FLAG_ONE_WAY == 0
+                    && FrameKind::from_u8(h.kind) == Some(FrameKind::Data);
+                if answer {
+                    self.answer_error(at, m.origin, m.id, ErrorKind::NoRouteFound, why);
+                }
+                return;
+            }
+        };
+        m.hop += 1;
+        let body = &payload[MSG_HEADER..];
+        let total = m.total as usize;
+        let meta_len = (h.aux as usize).min(body.len());
+        let mut slot = SlotHeader { src: at, ..h };
+        let record = FrameKind::from_u8(h.kind) == Some(FrameKind::Ping) && body.len() == total;
+        let at_bytes = at.to_le_bytes();
+        if record {
+            // Both come from shared memory: a path that no longer fits is dropped.
+            let (Some(aux), Some(total)) = (slot.aux.checked_add(4), m.total.checked_add(4)) else {
+                self.counters.errors += 1;
+                return;
+            };
+            slot.aux = aux;
+            m.total = total;
+        }
+        let hdr = m.encode();
+        let parts: [&[u8]; 4] = if record {
+            [&hdr, &body[..meta_len], &at_bytes, &body[meta_len..]]
+        } else {
+            [&hdr, body, &[], &[]]
+        };
+        let lane = lane_of(m.priority());
+        let mut stalled = None;
+        loop {
+            let pushed = match self.producer(at, next, lane) {
+                Ok(p) => p.try_push(slot, &parts),
+                Err(_) => Err(PushError::TooLarge),
+            };
+            match pushed {
+                Ok(()) => {
+                    self.registry.ring_bell(next);
+                    self.counters.frames_sent += 1;
+                    return;
+                }
+                Err(PushError::Full) if !stalled_too_long(&mut stalled) => std::hint::spin_loop(),
+                Err(e) => {
+                    if e == PushError::Corrupt {
+                        let _ = self.drop_corrupt(at, next, lane);
+                    }
+                    self.counters.errors += 1;
+                    self.release_descriptor(h, payload);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Returns the buffer of a descriptor frame that is dropped to its pool.
+    fn release_descriptor(&mut self, h: SlotHeader, payload: &[u8]) {
+        if h.flags & FLAG_DESCRIPTOR != 0 {
+            drop(self.take_descriptor(&payload[MSG_HEADER..]));
+        }
+    }
+}

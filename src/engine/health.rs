@@ -1,0 +1,115 @@
+//! Health: the periodic work of [`Engine::tick`] (request deadlines, heartbeats, the
+//! liveness of peers' processes) and failure detection from missed heartbeats.
+
+use super::Engine;
+
+/// Interval of heartbeats and of failure detection.
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+/// Heartbeats a node may miss before it is marked down (200 ms: an engine thread that a
+/// loaded machine leaves unscheduled for a while is not a failed node).
+pub const HEARTBEAT_MISSES: u32 = 20;
+/// Interval of the owner-liveness check (dead processes' nodes are removed, requests to them
+/// fail) while requests are pending.
+const LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// Interval of the owner-liveness check otherwise (it reads `/proc` for every peer).
+const IDLE_LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A node whose heartbeats stopped (down) or came back (up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthChange {
+    /// Node id.
+    pub node: String,
+    /// Whether it is up now.
+    pub up: bool,
+}
+
+/// When the periodic work of [`Engine::tick`] is next due.
+#[derive(Debug)]
+pub(super) struct Timers {
+    /// The clock at the last tick: a coarse time for what needs no precision per message.
+    pub(super) now: std::time::Instant,
+    pub(super) beat: std::time::Instant,
+    pub(super) detect: std::time::Instant,
+    pub(super) liveness: std::time::Instant,
+}
+
+impl Engine {
+    /// Starts or stops heartbeats for the hosted nodes (stopping clears them, so peers judge
+    /// the nodes by their process's liveness again instead of marking them down).
+    pub fn set_beating(&mut self, on: bool) {
+        self.beating = on;
+        let now = if on { crate::sys::monotonic_ns() } else { 0 };
+        for &i in self.hosted.keys() {
+            self.registry.beat(i, now);
+        }
+        self.timers.beat = std::time::Instant::now() + HEARTBEAT_INTERVAL;
+    }
+
+    /// Periodic work, run by whoever drives the engine every few hundred polls: fails
+    /// requests past their deadline, writes heartbeats (every [`HEARTBEAT_INTERVAL`], when
+    /// beating), removes nodes of dead processes and fails requests to them (every 50 ms),
+    /// and marks down the peers that missed [`HEARTBEAT_MISSES`] heartbeats (and up again
+    /// when they resume). Returns the health changes, for the topology.
+    pub fn tick(&mut self, now: std::time::Instant) -> Vec<HealthChange> {
+        self.timers.now = now;
+        self.expire(now);
+        if self.beating && now >= self.timers.beat {
+            let t = crate::sys::monotonic_ns();
+            for &i in self.hosted.keys() {
+                self.registry.beat(i, t);
+            }
+            self.timers.beat = now + HEARTBEAT_INTERVAL;
+        }
+        if now >= self.timers.liveness {
+            self.fail_lost_peers();
+            self.timers.liveness = now + IDLE_LIVENESS_INTERVAL;
+        }
+        if !self.pending.is_empty() {
+            // Requests wait: check liveness often, so they fail fast when a peer dies.
+            self.timers.liveness = self.timers.liveness.min(now + LIVENESS_INTERVAL);
+        }
+        if now < self.timers.detect {
+            return Vec::new();
+        }
+        self.timers.detect = now + HEARTBEAT_INTERVAL;
+        if !self.partial.is_empty() {
+            self.partial.expire(now);
+        }
+        if self.gone_inbound {
+            self.drop_gone_inbound();
+        }
+        if self.refresh_peers().is_err() {
+            return Vec::new();
+        }
+        let limit = HEARTBEAT_INTERVAL.as_nanos() as u64 * HEARTBEAT_MISSES as u64;
+        let t = crate::sys::monotonic_ns();
+        let mut changes = Vec::new();
+        for e in self.peers.values() {
+            if self.hosted.contains_key(&e.index) {
+                continue;
+            }
+            let beat = self.registry.heartbeat(e.index);
+            let stale = beat != 0 && t.saturating_sub(beat) > limit;
+            let was_down = self.down.get(&e.index) == Some(&e.generation);
+            if stale != was_down {
+                if stale {
+                    self.down.insert(e.index, e.generation);
+                } else {
+                    self.down.remove(&e.index);
+                }
+                changes.push(HealthChange {
+                    node: e.signature.node_id.clone(),
+                    up: !stale,
+                });
+            }
+        }
+        // Nodes that left are no longer tracked.
+        let peers = &self.peers;
+        self.down
+            .retain(|i, g| peers.values().any(|e| e.index == *i && e.generation == *g));
+        if !changes.is_empty() {
+            self.hops.clear();
+        }
+        changes
+    }
+}

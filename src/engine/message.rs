@@ -1,0 +1,140 @@
+//! What the engine delivers and whom it names: [`Message`], interned [`NodeName`]s, the
+//! [`Peer`] a send resolves to, and the callbacks a node or the protocol installs.
+
+use crate::buffer::Payload;
+use crate::error::{ErrorKind, Result};
+use crate::model::{DataType, PacketPriority};
+
+/// A node id as delivered messages carry it: interned (each distinct id is stored once for
+/// the life of the process), so naming the source and destination of a message costs neither
+/// an allocation nor an atomic reference count.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeName(&'static str);
+
+impl NodeName {
+    /// The interned name `s`.
+    pub fn intern(s: &str) -> NodeName {
+        let s = s.split('\0').next().unwrap_or_default();
+        static NAMES: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> =
+            std::sync::Mutex::new(None);
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        let set = names.get_or_insert_with(Default::default);
+        if let Some(&n) = set.get(s) {
+            return NodeName(n);
+        }
+        let n: &'static str = Box::leak(format!("{s}\0").into_boxed_str());
+        // Stored with a NUL after the id (never inside: `s` was cut at one), so a pointer to
+        // it is also a C string for the C API.
+        let n = &n[..s.len()];
+        set.insert(n);
+        NodeName(n)
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl From<&str> for NodeName {
+    fn from(s: &str) -> NodeName {
+        NodeName::intern(s)
+    }
+}
+
+impl From<String> for NodeName {
+    fn from(s: String) -> NodeName {
+        NodeName::intern(&s)
+    }
+}
+
+impl std::ops::Deref for NodeName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl AsRef<str> for NodeName {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for NodeName {
+    fn borrow(&self) -> &str {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl PartialEq<str> for NodeName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for NodeName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for NodeName {
+    fn eq(&self, other: &String) -> bool {
+        self.0 == other.as_str()
+    }
+}
+
+/// A delivered message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Sending node id.
+    pub source: NodeName,
+    /// Receiving node id.
+    pub destination: NodeName,
+    /// Payload: owned, or (large messages and buffers sent by descriptor) read in place from
+    /// the sender's shared segment, which gets the buffer back when the message is dropped.
+    pub data: Payload,
+    /// Kind of data.
+    pub data_type: DataType,
+    /// QoS class.
+    pub priority: PacketPriority,
+    /// Metadata sent with it (JSON object bytes; empty when none).
+    pub metadata: Vec<u8>,
+    /// Message id (requests: the id their response carries).
+    pub request_id: u64,
+    /// Whether the sender waits for a response.
+    pub one_way: bool,
+}
+
+/// A live node of the host as the hot path needs it: where to send, and which registration
+/// of that index (a new registration of the index is another node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Dense index.
+    pub index: u32,
+    /// Registration generation of the index.
+    pub generation: u64,
+}
+
+/// A node's request handler: gets the message, returns the response payload.
+pub type Handler = Box<dyn FnMut(&Message) -> Result<Vec<u8>> + Send>;
+
+/// Decides at delivery whether a message from one node (id) to another, sealed or not, may be
+/// delivered: `None` admits it, else the error kind and reason it is refused with.
+pub type Admit = Box<dyn FnMut(&str, &str, bool) -> Option<(ErrorKind, String)> + Send>;
+
+/// Gives the next hop from one node toward another (node ids), `None` when there is no route.
+pub type Router = Box<dyn FnMut(&str, &str) -> Option<String> + Send>;

@@ -1,0 +1,163 @@
+//! Polling: discovery of the inbound rings other processes made, and the passes over the
+//! inbound rings and mailboxes that hand each frame to the dispatch.
+
+use super::mailbox;
+use super::{Engine, Inbound};
+use crate::ring::{self, Region, SlotHeader};
+use crate::transport::channel::{parse_ring_name, Lane};
+use std::sync::Arc;
+
+/// Bulk frames taken per ring per poll, after every latency-lane frame.
+const BULK_BUDGET: usize = 4;
+
+impl Engine {
+    /// Handles a frame a mailbox did not deliver itself (see
+    /// [`Mailbox::take`](mailbox::Mailbox::take)).
+    pub fn dispatch_frame(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
+        self.dispatch(at, h, payload);
+    }
+    fn discover(&mut self) {
+        let Some(rd) = self.registry.channels_changed(&mut self.channels_epoch) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let Some((src, dst, lane)) = e.file_name().to_str().and_then(parse_ring_name) else {
+                continue;
+            };
+            if !self.hosted.contains_key(&dst) {
+                continue;
+            }
+            let ino = e
+                .metadata()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap_or(0);
+            let key = (src, dst, lane);
+            match self.opened.get(&key) {
+                Some(&known) if known == ino => continue,
+                // The sender restarted under the same index: its old ring is gone.
+                Some(_) => self.inbound.retain(|i| (i.src, i.dst, i.lane) != key),
+                None => {}
+            }
+            if let Ok(region) = Region::open_file(&e.path()) {
+                self.inbound.push(Inbound {
+                    src,
+                    dst,
+                    lane,
+                    consumer: ring::split(Arc::new(region)).1,
+                });
+                self.opened.insert(key, ino);
+            }
+            self.forget_stale_rings_to(src);
+        }
+    }
+
+    /// Drops the rings to `node` made for an earlier registration of its index. A new ring
+    /// from `node` may come from a new registration, which replies must reach, and sends do
+    /// not check the registry's nodes epoch (replies would otherwise go to the ring of the
+    /// index's earlier holder until the next periodic refresh).
+    fn forget_stale_rings_to(&mut self, node: u32) {
+        let Some(&made_for) = self.out_generation.get(&node) else {
+            return;
+        };
+        if self.registry.get(node).map(|e| e.generation) != Some(made_for) {
+            self.out_generation.remove(&node);
+            self.out.retain(|&(_, dst, _), _| dst != node);
+        }
+    }
+
+    /// One pass over the inbound rings: delivers what arrived, each frame read in place in
+    /// its ring. Returns how many messages.
+    pub fn poll(&mut self) -> usize {
+        self.discover();
+        if !self.spikes.is_empty() {
+            self.flush_spikes(Some(std::time::Instant::now()));
+        }
+        // Rings made while delivering (replies between nodes of this process) land in
+        // `self.inbound` and join the others after the pass.
+        let mut inbound = std::mem::take(&mut self.inbound);
+        let mut n = 0;
+        let mut corrupt = false;
+        // Latency lanes first and fully (up to 64 frames a ring), then a few frames of each
+        // bulk lane: an urgent message never waits behind a bulk transfer.
+        for pass in [Lane::Latency, Lane::Bulk] {
+            let budget = if pass == Lane::Latency {
+                64
+            } else {
+                BULK_BUDGET
+            };
+            for i in inbound.iter_mut().filter(|i| i.lane == pass) {
+                let at = i.dst;
+                if self.hosted.get(&at).is_some_and(|h| h.mailbox.is_full()) {
+                    // Back-pressure: the reader of `at` is behind.
+                    continue;
+                }
+                for _ in 0..budget {
+                    match i.consumer.try_pop(|h, d| self.dispatch(at, h, d)) {
+                        Ok(Some(())) => n += 1,
+                        Ok(None) => break,
+                        Err(_) => {
+                            corrupt = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if corrupt {
+            // The ring is marked in its header (its producer is refused from now on) and is
+            // not read again; `opened` keeps its inode so it is not picked up again.
+            let before = inbound.len();
+            inbound.retain(|i| i.consumer.corruption().is_none());
+            self.counters.corrupt_channels += (before - inbound.len()) as u64;
+            self.counters.errors += (before - inbound.len()) as u64;
+        }
+        inbound.append(&mut self.inbound);
+        self.inbound = inbound;
+        n + self.poll_mailboxes(false)
+    }
+
+    /// [`Engine::poll`], and the endpoint rings of nodes without handler too (their
+    /// messages join the nodes' queues): for a sender waiting for room, whose peer may be
+    /// waiting for this process to read.
+    pub fn drain(&mut self) -> usize {
+        self.poll() + self.poll_mailboxes(true)
+    }
+
+    /// Takes what the endpoint rings of hosted nodes with handlers hold (`all`, or when the
+    /// engine's own thread runs: of every hosted node), through the full dispatch (handlers, replies, forwarding; data for
+    /// `recv` joins the node's queue). Nodes without handler are otherwise left to `recv`,
+    /// which reads their rings in place; a mailbox that a `recv` is polling now is skipped.
+    fn poll_mailboxes(&mut self, all: bool) -> usize {
+        if self.mailboxes.is_empty() {
+            return 0;
+        }
+        let mailboxes = std::mem::take(&mut self.mailboxes);
+        let mut n = 0;
+        for mb in &mailboxes {
+            // With its own thread, the engine serves every node (requests to a node without
+            // handler need their receipt even while nobody is in `recv`).
+            if !mb.is_handled() && (!(all || self.beating) || mb.is_full()) {
+                continue;
+            }
+            let Some(mut rings) = mb.try_rings() else {
+                continue;
+            };
+            for _ in 0..64 {
+                let took = mb.take(
+                    &mut rings,
+                    false,
+                    &mut |at, h, d| self.dispatch(at, h, d),
+                    &mut mailbox::Sink::Message(None),
+                );
+                if !took {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        // Nodes registered while delivering joined `self.mailboxes`.
+        let mut added = std::mem::replace(&mut self.mailboxes, mailboxes);
+        self.mailboxes.append(&mut added);
+        n
+    }
+}

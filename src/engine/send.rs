@@ -1,0 +1,176 @@
+//! Sends: the outbound rings, a message's fragments pushed onto the lane of its priority, and
+//! the engine's own replies (responses, receipts, errors) that wait for room.
+
+use super::chunks::ChunkPush;
+use super::{
+    fragment_limit, lane_of, lane_slots, push_fragment, Engine, Inbound, Outgoing,
+    DESCRIPTOR_THRESHOLD, MAX_MESSAGE,
+};
+use crate::codec::FrameKind;
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{DataType, PacketPriority};
+use crate::ring::{self, Producer, PushError, Region};
+use crate::transport::channel::{ring_path, Lane};
+use std::sync::Arc;
+
+impl Engine {
+    /// Counts frames and payload bytes an endpoint pushed into its own ring.
+    pub fn count_sent(&mut self, frames: u64, bytes: u64) {
+        self.counters.frames_sent += frames;
+        self.counters.bytes_sent += bytes;
+    }
+    pub(super) fn producer(
+        &mut self,
+        src: u32,
+        dst: u32,
+        lane: Lane,
+    ) -> Result<&mut Producer<Region>> {
+        if !self.out.contains_key(&(src, dst, lane)) {
+            let slots = lane_slots(lane);
+            let producer = if self.hosted.contains_key(&dst) {
+                let (p, c) = ring::split(Arc::new(Region::heap(slots)?));
+                self.inbound.push(Inbound {
+                    src,
+                    dst,
+                    lane,
+                    consumer: c,
+                });
+                self.opened.insert((src, dst, lane), 0);
+                p
+            } else {
+                let path = ring_path(self.registry.dir(), src, dst, lane);
+                // A file left by an earlier holder of this index is stale.
+                let _ = std::fs::remove_file(&path);
+                let region = Region::create_file(&path, slots)?;
+                // Always recorded, so the ring is dropped once the index holds another
+                // registration (a reply to a node this engine never looked up would otherwise
+                // keep going to the ring of the index's earlier holder). A destination that
+                // is not live gets a generation no entry has: dropped at the next change.
+                let g = self.registry.get(dst).map_or(u64::MAX, |e| e.generation);
+                self.out_generation.insert(dst, g);
+                self.registry.bump_channels_epoch();
+                ring::split(Arc::new(region)).0
+            };
+            self.out.insert((src, dst, lane), producer);
+        }
+        Ok(self.out.get_mut(&(src, dst, lane)).expect("inserted"))
+    }
+    /// Pushes the fragment of the body `o.metadata ‖ data` that starts at `offset`, on the
+    /// lane of `o.priority`. Returns the offset after it and whether the message is complete,
+    /// or `None` when the ring is full (poll, then retry). A message that fits one frame is
+    /// one fragment.
+    pub fn try_send_from(
+        &mut self,
+        src: u32,
+        dst: u32,
+        o: &Outgoing<'_>,
+        data: &[u8],
+        offset: usize,
+    ) -> Result<Option<(usize, bool)>> {
+        let total = o.metadata.len() + data.len();
+        if total > MAX_MESSAGE {
+            return Err(Error::InvalidArgument(format!(
+                "message of {total} bytes exceeds the largest message ({MAX_MESSAGE} bytes)"
+            )));
+        }
+        // Events queued for this pair go first: nothing overtakes them.
+        if offset == 0
+            && !o.coalesced
+            && !self.spikes.is_empty()
+            && !self.flush_batch((src, dst))?
+        {
+            return Ok(None);
+        }
+        let lane = lane_of(o.priority);
+        let by_descriptor = data.len() > DESCRIPTOR_THRESHOLD
+            && matches!(o.kind, FrameKind::Data | FrameKind::Response);
+        if by_descriptor {
+            match self.try_push_chunk(src, dst, o, data, offset)? {
+                ChunkPush::Sent(end) => return Ok(Some((end, end == total))),
+                ChunkPush::Full => return Ok(None),
+                ChunkPush::NoChunk => {}
+            }
+        }
+        let limit = fragment_limit(lane, self.max_packet);
+        let via = self.via(src, dst)?;
+        let p = self.producer(src, via, lane)?;
+        match push_fragment(p, (src, dst), o, data, offset, limit) {
+            Ok(end) => {
+                self.registry.ring_bell(via);
+                self.counters.frames_sent += 1;
+                self.counters.bytes_sent += (end - offset) as u64;
+                Ok(Some((end, end == total)))
+            }
+            Err(PushError::Full) => Ok(None),
+            Err(PushError::Corrupt) => Err(self.drop_corrupt(src, via, lane)),
+            Err(PushError::TooLarge) => {
+                Err(Error::InvalidArgument("fragment exceeds the ring".into()))
+            }
+        }
+    }
+    pub(super) fn answer_error(
+        &mut self,
+        from: u32,
+        to: u32,
+        request_id: u64,
+        kind: ErrorKind,
+        message: &str,
+    ) {
+        let mut body = kind.status_code().to_le_bytes().to_vec();
+        body.extend_from_slice(message.as_bytes());
+        let o = Outgoing {
+            kind: FrameKind::Error,
+            request_id,
+            priority: PacketPriority::High,
+            data_type: DataType::ControlMessage,
+            one_way: true,
+            metadata: &[],
+            framed: false,
+            coalesced: false,
+        };
+        self.send_reply(from, to, &o, &body);
+    }
+
+    /// Sends a reply (all its fragments), waiting for room while the ring back is full.
+    /// Gives up after [`STALL_LIMIT`] without progress: the requester then times out.
+    pub(super) fn send_reply(&mut self, from: u32, to: u32, o: &Outgoing<'_>, data: &[u8]) {
+        let mut offset = 0;
+        let mut stalled = None;
+        loop {
+            match self.try_send_from(from, to, o, data, offset) {
+                Ok(Some((_, true))) => return,
+                Ok(Some((next, false))) => {
+                    offset = next;
+                    stalled = None;
+                }
+                Ok(None) if !stalled_too_long(&mut stalled) => std::hint::spin_loop(),
+                _ => {
+                    self.counters.errors += 1;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// How long the engine waits for room in a full ring when it forwards or replies.
+const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a ring has stayed full for [`STALL_LIMIT`] since `since` (set on the first call:
+/// the clock is read only once a push had to wait).
+pub(super) fn stalled_too_long(since: &mut Option<std::time::Instant>) -> bool {
+    let now = std::time::Instant::now();
+    now.duration_since(*since.get_or_insert(now)) > STALL_LIMIT
+}
+
+pub(super) fn decode_error(body: &[u8]) -> Error {
+    if body.len() < 4 {
+        return Error::MalformedFrame("error frame without a status".into());
+    }
+    let code = i32::from_le_bytes(body[0..4].try_into().expect("4 bytes"));
+    let msg = String::from_utf8_lossy(&body[4..]).into_owned();
+    match ErrorKind::from_status_code(code) {
+        Some(kind) => Error::new(kind, msg),
+        None => Error::MalformedFrame(format!("unknown status {code}: {msg}")),
+    }
+}

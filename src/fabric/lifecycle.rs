@@ -1,0 +1,183 @@
+//! A protocol's life: its creation on a fabric (engine, topology, router and delivery check),
+//! the nodes it hosts and their handlers, and what it releases when dropped.
+
+use super::topology::sync_topology;
+use super::{lock, HyperFabricProtocol, Inner, ProtocolConfig};
+use crate::codec::{Opener, SealingKey};
+use crate::engine::{Engine, Handler, Message};
+use crate::error::{Error, Result};
+use crate::model::NodeSignature;
+use crate::routing::TopologyManager;
+use crate::sys::process::Origin;
+use crate::transport::registry::Registry;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+impl HyperFabricProtocol {
+    /// A protocol instance on fabric `default` with the reference's default options.
+    pub fn new() -> Result<HyperFabricProtocol> {
+        HyperFabricProtocol::with_config(ProtocolConfig::default())
+    }
+
+    /// A protocol instance with `config`.
+    pub fn with_config(config: ProtocolConfig) -> Result<HyperFabricProtocol> {
+        let fabric = config
+            .fabric_name
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let registry = Registry::open(&fabric)?;
+        let o = &config.options;
+        if o.buffer_pool_size == 0 || o.max_packet_size < crate::config::MIN_PACKET_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "buffer_pool_size must be positive and max_packet_size at least {}",
+                crate::config::MIN_PACKET_SIZE
+            )));
+        }
+        let topology = TopologyManager::with_options(crate::routing::RoutingOptions {
+            enable_ml_optimization: o.enable_ml_routing,
+            enable_quantum_optimization: o.enable_quantum_optimization,
+            load_balancing: true,
+            ..Default::default()
+        });
+        let sealing = match &config.key {
+            Some(k) => Some(SealingKey::new(k, &fabric)?),
+            None => None,
+        };
+        let mut engine = Engine::new(
+            registry,
+            sealing.as_ref().map(Opener::new),
+            config.options.max_packet_size as usize,
+        );
+        engine.set_coalescing(config.coalescing);
+        let inner = Arc::new(Inner {
+            engine: Mutex::new(engine),
+            topology,
+            topology_epoch: Mutex::new((u64::MAX, u64::MAX)),
+            zones_active: Arc::new(AtomicBool::new(false)),
+            zones_seen: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+            registry: Arc::new(Registry::open(&fabric)?),
+            receivers: Arc::new(Mutex::new(Default::default())),
+            next_direct: std::sync::atomic::AtomicU32::new(0),
+            links: config.links.clone(),
+            options: config.options.clone(),
+            fabric,
+            idle: config.idle,
+            engine_core: config.engine_core,
+            sealing,
+            sealers: Mutex::new(Default::default()),
+            running: AtomicBool::new(false),
+            service: Mutex::new(None),
+            progress_calls: std::sync::atomic::AtomicU32::new(0),
+            origin: Origin::current(),
+        });
+        if !inner.links.is_empty() {
+            // Only the configured links exist, even while some of their nodes are missing.
+            inner
+                .topology
+                .set_link_policy(Some(crate::topology::LinkPolicy::Explicit))?;
+            // Next hops come from the latency routing tables of the host topology.
+            let weak = Arc::downgrade(&inner);
+            lock(&inner.engine).set_router(Some(Box::new(move |from: &str, to: &str| {
+                let inner = weak.upgrade()?;
+                sync_topology(&inner).ok()?;
+                let route = inner
+                    .topology
+                    .shortest_route(from, to, crate::routing::Metric::Latency)
+                    .ok()?;
+                route.path.get(1).cloned()
+            })));
+        }
+        // Deliveries are checked against the zone rules while isolating zones exist (one
+        // atomic load per message otherwise).
+        let (active, seen) = (inner.zones_active.clone(), inner.zones_seen.clone());
+        let zones_registry = Registry::open(&inner.fabric)?;
+        let weak = Arc::downgrade(&inner);
+        lock(&inner.engine).set_admit(Some(Box::new(move |from: &str, to: &str, sealed| {
+            if !active.load(Ordering::Acquire)
+                && zones_registry.zones_epoch() == seen.load(Ordering::Acquire)
+            {
+                return None;
+            }
+            let inner = weak.upgrade()?;
+            sync_topology(&inner).ok()?;
+            inner.topology.read(|t| {
+                if let Some(why) = t.isolation_violation(from, to) {
+                    return Some((crate::ErrorKind::ZoneIsolationViolation, why));
+                }
+                let zone = t.encryption_zone(from, to).filter(|_| !sealed)?;
+                Some((
+                    crate::ErrorKind::ZoneIsolationViolation,
+                    format!("zone {zone:?} is quantum_secure: its traffic must be encrypted"),
+                ))
+            })
+        })));
+        Ok(HyperFabricProtocol { inner })
+    }
+
+    /// Deletes the host state of fabric `name` (`/dev/shm/hyperfabric-<uid>/<name>/`) once no
+    /// process hosts a node in it: call it after the last protocol of the fabric is dropped.
+    /// Returns whether it was deleted (`false` while nodes are registered).
+    pub fn remove_fabric(name: &str) -> Result<bool> {
+        Registry::remove_if_unused(name)
+    }
+
+    /// Registers a node hosted by this process. `DuplicateNodeError` when any process of the
+    /// fabric already hosts the id; `InvalidNodeError` for an invalid signature.
+    pub fn register_node(&self, node: NodeSignature) -> Result<bool> {
+        self.inner.check_process()?;
+        let index = lock(&self.inner.engine).register(&node)?;
+        // A sealer left from an earlier registration of the index is for another generation.
+        lock(&self.inner.sealers).remove(&index);
+        self.sync_topology()?;
+        Ok(true)
+    }
+
+    /// Removes a node this process hosts.
+    pub fn unregister_node(&self, node_id: &str) -> Result<bool> {
+        self.inner.check_process()?;
+        let mut e = lock(&self.inner.engine);
+        let index = e.hosted_index(node_id)?;
+        e.unregister(node_id)?;
+        drop(e);
+        lock(&self.inner.sealers).remove(&index);
+        self.sync_topology()?;
+        Ok(true)
+    }
+
+    /// Sets the request handler of a hosted node: it returns the response to `send_data`.
+    /// Without a handler, requests are queued for [`recv`](Self::recv) and answered with a
+    /// delivery receipt (an empty response).
+    pub fn on_receive(
+        &self,
+        node_id: &str,
+        handler: impl FnMut(&Message) -> Result<Vec<u8>> + Send + 'static,
+    ) -> Result<()> {
+        self.inner.check_process()?;
+        lock(&self.inner.engine).set_handler(node_id, Some(Box::new(handler) as Handler))
+    }
+
+    /// Removes a node's handler.
+    pub fn clear_handler(&self, node_id: &str) -> Result<()> {
+        self.inner.check_process()?;
+        lock(&self.inner.engine).set_handler(node_id, None)
+    }
+}
+
+impl Drop for HyperFabricProtocol {
+    fn drop(&mut self) {
+        if !self.inner.origin.is_current() {
+            // A fork() child's copy: the engine thread, the nodes and the rings are the
+            // parent's, and the locks may be held by threads the child does not have.
+            // Nothing is released (the memory is the child's copy and goes with it).
+            std::mem::forget(self.inner.clone());
+            return;
+        }
+        let _ = self.stop_background_services();
+        let mut e = lock(&self.inner.engine);
+        // Events still waiting to be coalesced go out.
+        e.flush_spikes(None);
+        for id in e.hosted_ids() {
+            let _ = e.unregister(&id);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! What a protocol is configured with ([`ProtocolConfig`], [`IdleStrategy`]) and what each
+//! send is ([`SendOptions`]).
+
+use crate::codec::FabricKey;
+use crate::config::ProtocolOptions;
+use crate::model::{DataType, PacketPriority};
+use std::time::Duration;
+
+/// How the background engine thread waits when there is nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdleStrategy {
+    /// Poll without pause (lowest latency; one core busy).
+    Spin,
+    /// Spin, then yield, then sleep in short steps (an idle process uses almost no CPU).
+    #[default]
+    Adaptive,
+}
+
+/// Everything a protocol instance is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct ProtocolConfig {
+    /// The reference's constructor options.
+    pub options: ProtocolOptions,
+    /// Fabric name (its host state lives in `/dev/shm/hyperfabric-<uid>/<name>/`).
+    pub fabric_name: Option<String>,
+    /// Idle strategy of the background thread.
+    pub idle: IdleStrategy,
+    /// Core the background thread is pinned to.
+    pub engine_core: Option<usize>,
+    /// Key for encrypted sends (all processes of the fabric need the same).
+    pub key: Option<FabricKey>,
+    /// Links between the host's nodes. None: every pair is linked directly. With links,
+    /// messages follow routes over them, forwarded by the processes hosting the nodes on the
+    /// way (each must run its engine).
+    pub links: Vec<crate::topology::LinkSpec>,
+    /// When neuromorphic events posted to the same destination are coalesced into one frame
+    /// (default: within 1 µs, or 64 events).
+    pub coalescing: crate::engine::Coalescing,
+}
+
+/// Per-send options: the reference's `send_data` keyword arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendOptions {
+    /// Kind of data.
+    pub data_type: DataType,
+    /// QoS class.
+    pub priority: PacketPriority,
+    /// Refuse to send if the route is slower than this (ns).
+    pub latency_constraint_ns: Option<u64>,
+    /// Route across quantum-capable nodes only.
+    pub requires_quantum_entanglement: bool,
+    /// Compress the payload (kept only when smaller).
+    pub compression_enabled: bool,
+    /// Seal the payload with the fabric key.
+    pub encryption_enabled: bool,
+    /// Metadata delivered with the message.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How long to wait for the response.
+    pub timeout: Duration,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            data_type: DataType::Generic,
+            priority: PacketPriority::Medium,
+            latency_constraint_ns: None,
+            requires_quantum_entanglement: false,
+            compression_enabled: false,
+            encryption_enabled: false,
+            metadata: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}

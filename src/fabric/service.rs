@@ -1,0 +1,117 @@
+//! The background service: an engine thread that delivers and answers without the caller
+//! (spinning, or sleeping on the process's doorbell when idle), and its heartbeats.
+
+use super::{lock, HyperFabricProtocol, IdleStrategy};
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub(super) struct Service {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl HyperFabricProtocol {
+    /// Starts the engine thread (pinned to `engine_core` when set): from now on messages are
+    /// delivered and answered without the caller calling [`progress`](Self::progress).
+    pub fn start_background_services(&self) -> Result<()> {
+        self.inner.check_process()?;
+        let mut service = lock(&self.inner.service);
+        if service.is_some() {
+            return Ok(());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (inner, stop2) = (self.inner.clone(), stop.clone());
+        let core = self.inner.engine_core;
+        let thread = std::thread::Builder::new()
+            .name("hf-engine".into())
+            .spawn(move || {
+                if let Some(c) = core {
+                    let _ = crate::sys::pin_current_thread(c);
+                }
+                // Adaptive: spin for a few thousand empty polls, then sleep on the process's
+                // doorbell (a futex in the registry that senders ring after writing to one of
+                // our rings), with a timeout that doubles up to MAX_NAP: a sleeping engine
+                // beats every 50 ms, well inside the 200 ms after which peers mark its nodes
+                // down, and wakes 20 times a second. The periodic work (heartbeats, failure
+                // detection, deadlines)
+                // runs every millisecond at most, checked after every poll that did work (a
+                // poll can copy megabytes), every 256 empty ones, and around naps.
+                const SPIN_POLLS: u32 = 2_000;
+                const FIRST_NAP: Duration = Duration::from_millis(1);
+                const MAX_NAP: Duration = Duration::from_millis(50);
+                const TICK: Duration = Duration::from_millis(1);
+                let mut idle = 0u32;
+                let mut nap = FIRST_NAP;
+                let mut polls = 0u32;
+                let mut next_tick = Instant::now();
+                let mut busy = false;
+                while !stop2.load(Ordering::Acquire) {
+                    polls = polls.wrapping_add(1);
+                    if busy || polls % 256 == 0 || idle >= SPIN_POLLS {
+                        let now = Instant::now();
+                        if now >= next_tick {
+                            let changes = lock(&inner.engine).tick(now);
+                            inner.apply_health(changes);
+                            next_tick = now + TICK;
+                        }
+                    }
+                    busy = lock(&inner.engine).poll() > 0;
+                    if busy {
+                        idle = 0;
+                        nap = FIRST_NAP;
+                        continue;
+                    }
+                    idle = idle.saturating_add(1);
+                    if inner.idle == IdleStrategy::Spin || idle < SPIN_POLLS {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    let bell = lock(&inner.engine).bell();
+                    match bell.and_then(|b| inner.registry.bell_words(b)) {
+                        Some((word, sleeping)) => {
+                            // Announce the sleep, then look once more: a sender that wrote
+                            // before seeing the flag is found here, one that wrote after
+                            // rings the bell.
+                            sleeping.store(1, Ordering::SeqCst);
+                            // Senders only order their writes before reading the flag
+                            // (sys::fence): this fences them all.
+                            crate::sys::fence::heavy();
+                            let token = word.load(Ordering::SeqCst);
+                            if lock(&inner.engine).poll() == 0 {
+                                crate::sys::futex_wait(word, token, nap);
+                                nap = (nap * 2).min(MAX_NAP);
+                            } else {
+                                idle = 0;
+                                nap = FIRST_NAP;
+                            }
+                            sleeping.store(0, Ordering::Release);
+                        }
+                        None => std::thread::sleep(nap),
+                    }
+                }
+            })
+            .map_err(|e| Error::io("starting the engine thread", e))?;
+        lock(&self.inner.engine).set_beating(true);
+        self.inner.running.store(true, Ordering::Release);
+        *service = Some(Service { stop, thread });
+        Ok(())
+    }
+
+    /// Stops the engine thread (pending requests are then progressed by their callers).
+    pub fn stop_background_services(&self) -> Result<()> {
+        self.inner.check_process()?;
+        let taken = lock(&self.inner.service).take();
+        if let Some(s) = taken {
+            s.stop.store(true, Ordering::Release);
+            let _ = s.thread.join();
+            let mut e = lock(&self.inner.engine);
+            e.set_beating(false);
+            e.flush_spikes(None);
+            self.inner.running.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+}

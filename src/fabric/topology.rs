@@ -1,0 +1,138 @@
+//! The protocol's host topology, kept in step with the registry (the host's live nodes, the
+//! configured links, the fabric's zones and memberships), and the topology report.
+
+use super::{lock, HyperFabricProtocol, Inner};
+use crate::error::Result;
+use crate::model::TopologyInfo;
+use crate::routing::TopologyManager;
+use crate::transport::registry::NodeEntry;
+use std::sync::atomic::Ordering;
+
+impl HyperFabricProtocol {
+    /// The topology of the host's nodes (kept in step with the registry).
+    pub fn topology(&self) -> Result<&TopologyManager> {
+        self.inner.check_process()?;
+        self.sync_topology()?;
+        Ok(&self.inner.topology)
+    }
+
+    pub(super) fn sync_topology(&self) -> Result<()> {
+        sync_topology(&self.inner)
+    }
+
+    /// Topology state, with the engine's traffic counters in `performance_metrics`.
+    pub fn get_topology_info(&self) -> Result<TopologyInfo> {
+        self.inner.check_process()?;
+        self.sync_topology()?;
+        let mut info = self.inner.topology.topology_info()?;
+        let c = lock(&self.inner.engine).counters();
+        let m = &mut info.performance_metrics;
+        m.insert("frames_sent".into(), c.frames_sent as f64);
+        m.insert("frames_received".into(), c.frames_received as f64);
+        m.insert("bytes_sent".into(), c.bytes_sent as f64);
+        m.insert("bytes_received".into(), c.bytes_received as f64);
+        m.insert("errors".into(), c.errors as f64);
+        m.insert("corrupt_channels".into(), c.corrupt_channels as f64);
+        m.insert(
+            "abandoned_reassemblies".into(),
+            c.abandoned_reassemblies as f64,
+        );
+        m.insert("reassemblies".into(), c.reassemblies as f64);
+        m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);
+        if let Some(o) = lock(&self.inner.engine).opener() {
+            // Sealed frames dropped at this process: not authentic, or replayed.
+            m.insert("sealed_refused".into(), o.refused() as f64);
+            m.insert("sealed_replays_refused".into(), o.replays_refused() as f64);
+        }
+        Ok(info)
+    }
+}
+
+/// Brings the topology in step with the registry: the host's live nodes, and the configured
+/// links between them. Uses the protocol's own registry handle, never the engine, so the
+/// engine's router may call it.
+pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
+    let mut seen = lock(&inner.topology_epoch);
+    let epoch = (inner.registry.nodes_epoch(), inner.registry.zones_epoch());
+    if *seen == epoch {
+        return Ok(());
+    }
+    let peers: Vec<NodeEntry> = inner.registry.list()?;
+    let tm = &inner.topology;
+    let known: Vec<String> = tm.read(|t| t.nodes().map(|n| n.node_id.clone()).collect());
+    for id in &known {
+        if !peers.iter().any(|p| &p.signature.node_id == id) {
+            tm.remove_node(id)?;
+        }
+    }
+    for p in &peers {
+        if !known.contains(&p.signature.node_id) {
+            tm.add_node(p.signature.clone())?;
+        }
+    }
+    let present = |id: &str| peers.iter().any(|p| p.signature.node_id == id);
+    for l in &inner.links {
+        if present(&l.a)
+            && present(&l.b)
+            && !tm.read(|t| {
+                t.declared_links()
+                    .iter()
+                    .any(|d| (d.a == l.a && d.b == l.b) || (d.a == l.b && d.b == l.a))
+            })
+        {
+            tm.add_link(l.clone())?;
+        }
+    }
+    sync_zones(inner, &present)?;
+    *seen = epoch;
+    inner.zones_seen.store(epoch.1, Ordering::Release);
+    Ok(())
+}
+
+/// Brings the topology's zones and memberships in step with the fabric's zone table (members
+/// that are not registered now join when they are).
+fn sync_zones(inner: &Inner, present: &dyn Fn(&str) -> bool) -> Result<()> {
+    let table = inner.registry.zones()?;
+    let tm = &inner.topology;
+    let local: Vec<crate::model::FabricZone> =
+        tm.read(|t| t.zones().iter().map(|z| z.zone.clone()).collect());
+    for z in &local {
+        if !table.zones.contains(z) {
+            tm.delete_zone(&z.zone_id)?;
+        }
+    }
+    for z in &table.zones {
+        if !local.contains(z) {
+            // Admitted by the process that created it; this view may count capacity
+            // differently while nodes come and go, so it is taken as given.
+            let _ = tm.create_zone(z.clone());
+        }
+        let want: Vec<&String> = table
+            .members
+            .get(&z.zone_id)
+            .map(|m| m.iter().filter(|id| present(id)).collect())
+            .unwrap_or_default();
+        let have: Vec<String> = tm.read(|t| {
+            t.zone(&z.zone_id)
+                .map(|s| s.members.iter().cloned().collect())
+                .unwrap_or_default()
+        });
+        for id in &have {
+            if !want.contains(&id) {
+                tm.unassign_from_zone(&z.zone_id, id)?;
+            }
+        }
+        for id in want {
+            if !have.contains(id) {
+                let _ = tm.assign_to_zone(&z.zone_id, id);
+            }
+        }
+    }
+    let active = tm.read(|t| {
+        t.zones().iter().any(|z| {
+            z.zone.isolation_level >= crate::model::IsolationLevel::Medium && !z.members.is_empty()
+        })
+    });
+    inner.zones_active.store(active, Ordering::Release);
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The option structs C fills (`hf_protocol_options`, `hf_node_signature`, `hf_send_options`),
+//! their `_init` functions with the defaults, and their checked conversion to Rust values.
+
+use super::enums::{
+    enum_arg, hf_data_type, hf_hardware_type, hf_idle_strategy, hf_packet_priority,
+};
+use crate::fabric::SendOptions;
+use crate::ffi::status::hf_status;
+use crate::ffi::{boundary, check_size, lib, mut_arg, opt_str_arg, str_arg, FfiError, FfiResult};
+use crate::model::{DataType, HardwareType, NodeSignature, PacketPriority};
+use std::ffi::c_char;
+use std::time::Duration;
+
+/// Options of `hf_protocol_new`. Fill with `hf_protocol_options_init`, then change fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hf_protocol_options {
+    /// `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`.
+    pub struct_size: usize,
+    /// Route on latency predicted from measurements (default false).
+    pub enable_ml_routing: bool,
+    /// Coherence-deadline routing for quantum traffic (default false).
+    pub enable_quantum_optimization: bool,
+    /// Detect failed peers and reroute around them (default true).
+    pub enable_fault_tolerance: bool,
+    /// Latency constraint of sends that give none, ns; 0: none (default).
+    pub default_latency_constraint_ns: u64,
+    /// Buffers in the zero-copy pool (default 1000).
+    pub buffer_pool_size: u32,
+    /// Largest frame, bytes; larger payloads are fragmented (default 65536).
+    pub max_packet_size: u32,
+    /// Fabric name: its host state is `/dev/shm/hyperfabric-<uid>/<name>/`; NULL: `"default"`.
+    pub fabric_name: *const c_char,
+    /// An `hf_idle_strategy` (default `HF_IDLE_ADAPTIVE`).
+    pub idle_strategy: u32,
+    /// Core the background thread is pinned to; -1: not pinned (default).
+    pub engine_core: i32,
+    /// 32-byte AES-256 fabric key for encrypted sends; NULL: none (default).
+    pub key: *const u8,
+}
+
+/// A node signature (`hf_register_node`). Fill with `hf_node_signature_init`, then set at
+/// least `node_id`, `hardware_type`, `bandwidth_gbps` and `latency_ns`. Optional numbers are
+/// unset when negative (floating point) or 0 (counts); optional strings when NULL.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hf_node_signature {
+    /// `sizeof(hf_node_signature)`, set by `hf_node_signature_init`.
+    pub struct_size: usize,
+    /// Unique id: 1 to 63 bytes of UTF-8.
+    pub node_id: *const c_char,
+    /// An `hf_hardware_type`.
+    pub hardware_type: u32,
+    /// Bandwidth, Gbit/s; positive.
+    pub bandwidth_gbps: f64,
+    /// Latency, ns.
+    pub latency_ns: u64,
+    /// Memory, GB; negative: unset.
+    pub memory_gb: f64,
+    /// Compute units; 0: unset.
+    pub compute_units: u64,
+    /// Power draw, W; negative: unset.
+    pub power_watts: f64,
+    /// Rack position; NULL: unset.
+    pub rack_position: *const c_char,
+    /// Physical location; NULL: unset.
+    pub physical_location: *const c_char,
+    /// Quantum coherence time, µs (required for quantum processors); negative: unset.
+    pub quantum_coherence_time_us: f64,
+    /// Neuromorphic neurons; 0: unset.
+    pub neuromorphic_neurons: u64,
+    /// Photonic channels; 0: unset.
+    pub photonic_channels: u64,
+    /// Metadata as a JSON object; NULL: none.
+    pub metadata_json: *const c_char,
+}
+
+/// Options of a send (`hf_send_data`, `hf_post`, ...). Fill with `hf_send_options_init`; a
+/// NULL options pointer means the defaults.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hf_send_options {
+    /// `sizeof(hf_send_options)`, set by `hf_send_options_init`.
+    pub struct_size: usize,
+    /// An `hf_data_type` (default `HF_DATA_GENERIC`).
+    pub data_type: u32,
+    /// An `hf_packet_priority` (default `HF_PRIORITY_MEDIUM`).
+    pub priority: u32,
+    /// Refuse the send if the route is slower, ns; 0: no constraint (default).
+    pub latency_constraint_ns: u64,
+    /// Route across quantum-capable nodes only (default false).
+    pub requires_quantum_entanglement: bool,
+    /// Compress the payload, kept only when smaller (default false).
+    pub compression_enabled: bool,
+    /// Seal the payload with the fabric key (default false).
+    pub encryption_enabled: bool,
+    /// Metadata delivered with the message, a JSON object; NULL: none (default).
+    pub metadata_json: *const c_char,
+    /// How long to wait, ms (default 5000).
+    pub timeout_ms: u64,
+}
+
+pub(super) fn json_object(
+    p: *const c_char,
+    name: &str,
+) -> FfiResult<Option<serde_json::Map<String, serde_json::Value>>> {
+    // SAFETY: the caller's struct field is NULL or a NUL-terminated string.
+    let Some(text) = (unsafe { opt_str_arg(p, name) })? else {
+        return Ok(None);
+    };
+    serde_json::from_str(text).map(Some).map_err(|e| FfiError {
+        status: crate::ffi::status::HF_ERR_INVALID_ARGUMENT,
+        message: format!("argument `{name}` is not a JSON object: {e}"),
+    })
+}
+
+/// Fills `options` with the defaults (and its `struct_size`).
+///
+/// # Safety
+/// `options` is NULL or points to writable memory for an `hf_protocol_options`.
+#[no_mangle]
+pub unsafe extern "C" fn hf_protocol_options_init(options: *mut hf_protocol_options) -> hf_status {
+    boundary(|| {
+        // SAFETY: as the caller promised.
+        let o = unsafe { mut_arg(options, "options") }?;
+        let d = crate::config::ProtocolOptions::default();
+        *o = hf_protocol_options {
+            struct_size: std::mem::size_of::<hf_protocol_options>(),
+            enable_ml_routing: d.enable_ml_routing,
+            enable_quantum_optimization: d.enable_quantum_optimization,
+            enable_fault_tolerance: d.enable_fault_tolerance,
+            default_latency_constraint_ns: 0,
+            buffer_pool_size: d.buffer_pool_size,
+            max_packet_size: d.max_packet_size,
+            fabric_name: std::ptr::null(),
+            idle_strategy: hf_idle_strategy::HF_IDLE_ADAPTIVE as u32,
+            engine_core: -1,
+            key: std::ptr::null(),
+        };
+        Ok(())
+    })
+}
+
+/// Fills `node` with an empty signature (every optional field unset).
+///
+/// # Safety
+/// `node` is NULL or points to writable memory for an `hf_node_signature`.
+#[no_mangle]
+pub unsafe extern "C" fn hf_node_signature_init(node: *mut hf_node_signature) -> hf_status {
+    boundary(|| {
+        // SAFETY: as the caller promised.
+        let n = unsafe { mut_arg(node, "node") }?;
+        *n = hf_node_signature {
+            struct_size: std::mem::size_of::<hf_node_signature>(),
+            node_id: std::ptr::null(),
+            hardware_type: hf_hardware_type::HF_HARDWARE_CPU_SERVER as u32,
+            bandwidth_gbps: 0.0,
+            latency_ns: 0,
+            memory_gb: -1.0,
+            compute_units: 0,
+            power_watts: -1.0,
+            rack_position: std::ptr::null(),
+            physical_location: std::ptr::null(),
+            quantum_coherence_time_us: -1.0,
+            neuromorphic_neurons: 0,
+            photonic_channels: 0,
+            metadata_json: std::ptr::null(),
+        };
+        Ok(())
+    })
+}
+
+pub(crate) fn signature(n: &hf_node_signature) -> FfiResult<NodeSignature> {
+    check_size(
+        "node",
+        n.struct_size,
+        std::mem::size_of::<hf_node_signature>(),
+    )?;
+    // SAFETY: the struct's strings are NULL or NUL-terminated (the caller's contract).
+    let id = unsafe { str_arg(n.node_id, "node_id") }?;
+    let hw = enum_arg(n.hardware_type, "hardware_type", HardwareType::from_u32)?;
+    let mut sig = lib(NodeSignature::new(id, hw, n.bandwidth_gbps, n.latency_ns))?;
+    let real = |x: f64| (x >= 0.0).then_some(x);
+    let count = |x: u64| (x > 0).then_some(x);
+    sig.memory_gb = real(n.memory_gb);
+    sig.compute_units = count(n.compute_units);
+    sig.power_watts = real(n.power_watts);
+    sig.quantum_coherence_time_us = real(n.quantum_coherence_time_us);
+    sig.neuromorphic_neurons = count(n.neuromorphic_neurons);
+    sig.photonic_channels = count(n.photonic_channels);
+    // SAFETY: as above.
+    unsafe {
+        sig.rack_position = opt_str_arg(n.rack_position, "rack_position")?.map(str::to_string);
+        sig.physical_location =
+            opt_str_arg(n.physical_location, "physical_location")?.map(str::to_string);
+    }
+    sig.metadata = json_object(n.metadata_json, "metadata_json")?;
+    lib(sig.validate())?;
+    Ok(sig)
+}
+
+/// Fills `options` with the defaults of a send.
+///
+/// # Safety
+/// `options` is NULL or points to writable memory for an `hf_send_options`.
+#[no_mangle]
+pub unsafe extern "C" fn hf_send_options_init(options: *mut hf_send_options) -> hf_status {
+    boundary(|| {
+        // SAFETY: as the caller promised.
+        let o = unsafe { mut_arg(options, "options") }?;
+        *o = hf_send_options {
+            struct_size: std::mem::size_of::<hf_send_options>(),
+            data_type: hf_data_type::HF_DATA_GENERIC as u32,
+            priority: hf_packet_priority::HF_PRIORITY_MEDIUM as u32,
+            latency_constraint_ns: 0,
+            requires_quantum_entanglement: false,
+            compression_enabled: false,
+            encryption_enabled: false,
+            metadata_json: std::ptr::null(),
+            timeout_ms: 5000,
+        };
+        Ok(())
+    })
+}
+
+pub(crate) fn send_options(o: *const hf_send_options) -> FfiResult<SendOptions> {
+    if o.is_null() {
+        return Ok(SendOptions::default());
+    }
+    // SAFETY: non-NULL and initialised (the caller's contract).
+    let o = unsafe { &*o };
+    check_size(
+        "options",
+        o.struct_size,
+        std::mem::size_of::<hf_send_options>(),
+    )?;
+    Ok(SendOptions {
+        data_type: enum_arg(o.data_type, "data_type", DataType::from_u32)?,
+        priority: enum_arg(o.priority, "priority", PacketPriority::from_u32)?,
+        latency_constraint_ns: (o.latency_constraint_ns > 0).then_some(o.latency_constraint_ns),
+        requires_quantum_entanglement: o.requires_quantum_entanglement,
+        compression_enabled: o.compression_enabled,
+        encryption_enabled: o.encryption_enabled,
+        metadata: json_object(o.metadata_json, "metadata_json")?,
+        timeout: Duration::from_millis(o.timeout_ms),
+    })
+}

@@ -4,7 +4,7 @@
 use super::send::decode_error;
 use super::{
     max_message, reassembly, Admit, Engine, Message, MsgHeader, Outgoing, FLAG_COALESCED,
-    FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY, MAX_MESSAGE, MSG_HEADER,
+    FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY, MAX_MESSAGE, MSG_HEADER,
 };
 use crate::buffer::Payload;
 use crate::codec::FrameKind;
@@ -43,11 +43,16 @@ impl Engine {
     /// Handles one frame that arrived at hosted node `at`: forwards it when it is for another
     /// node, else delivers it.
     pub(super) fn dispatch(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
-        if payload.len() < MSG_HEADER {
+        let compact = h.flags & FLAG_COMPACT != 0;
+        if !compact && payload.len() < MSG_HEADER {
             return;
         }
         self.counters.frames_received += 1;
-        let m = MsgHeader::decode(payload);
+        let (m, body) = if compact {
+            (MsgHeader::of_compact(at, h, payload.len()), payload)
+        } else {
+            (MsgHeader::decode(payload), &payload[MSG_HEADER..])
+        };
         let dst = m.dst;
         // A frame for another node travels on along its route, even when this process hosts
         // that node too (the hop is real: a ring between the two nodes).
@@ -65,7 +70,7 @@ impl Engine {
         // The fragment: bytes in the ring, then (descriptor frames) bytes in a buffer of the
         // sender's segment, which this payload now owns.
         let (inline, shared) = if h.flags & FLAG_DESCRIPTOR != 0 {
-            match self.take_descriptor(&payload[MSG_HEADER..]) {
+            match self.take_descriptor(body) {
                 Ok((inline, shared)) => (inline, Some(shared)),
                 Err(e) => {
                     self.counters.errors += 1;
@@ -76,11 +81,11 @@ impl Engine {
                 }
             }
         } else {
-            (&payload[MSG_HEADER..], None)
+            (body, None)
         };
         let fragment_len = inline.len() + shared.as_ref().map_or(0, |s| s.len());
         self.counters.bytes_received += fragment_len as u64;
-        let meta_len = h.aux as usize;
+        let meta_len = if compact { 0 } else { h.aux as usize };
         let (mut metadata, mut data): (Vec<u8>, Body<'_>) = if offset == 0 && fragment_len == total
         {
             // The whole message in one fragment: no reassembly, no copy of a shared buffer.

@@ -57,6 +57,22 @@ impl MsgHeader {
         }
     }
 
+    /// The header a compact frame (see [`super::FLAG_COMPACT`]) of `len` bytes from `h.src`
+    /// to `at` stands for. Its id is 0: nothing answers a one-way message.
+    pub(crate) fn of_compact(at: u32, h: SlotHeader, len: usize) -> MsgHeader {
+        MsgHeader {
+            dst: at,
+            id: 0,
+            hop: 0,
+            priority: (h.aux >> 8) as u8,
+            data_type: h.aux as u8,
+            hop_limit: HOP_LIMIT,
+            total: len as u32,
+            offset: 0,
+            origin: h.src,
+        }
+    }
+
     pub(crate) fn priority(&self) -> PacketPriority {
         PacketPriority::from_u32(self.priority as u32).unwrap_or_default()
     }
@@ -128,6 +144,18 @@ impl Outgoing<'_> {
             aux: self.metadata.len() as u16,
             src,
         }
+    }
+}
+
+/// The slot header of a compact frame of `o` from `src` (see [`super::FLAG_COMPACT`]): only
+/// for a one-way data message without metadata or codec frame, in one fragment.
+pub(crate) fn compact_slot(o: &Outgoing<'_>, src: u32) -> SlotHeader {
+    SlotHeader {
+        len: 0,
+        kind: FrameKind::Data as u8,
+        flags: FLAG_ONE_WAY | super::FLAG_COMPACT,
+        aux: (o.data_type as u16 & 0xff) | ((o.priority as u16 & 0xff) << 8),
+        src,
     }
 }
 

@@ -12,7 +12,9 @@
 //! Lock order: a mailbox lock may be held while taking the engine lock, never the reverse
 //! (the engine only tries mailbox locks), so the two never wait for each other.
 
-use super::{Message, MsgHeader, NodeName, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER};
+use super::{
+    Message, MsgHeader, NodeName, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER,
+};
 use super::{INBOX_BYTES, INBOX_MESSAGES};
 use crate::buffer::Payload;
 use crate::codec::FrameKind;
@@ -549,11 +551,17 @@ impl Plain {
         dir: &std::path::Path,
         sink: &mut Sink<'_>,
     ) -> bool {
-        if h.kind != FrameKind::Data as u8
-            || h.flags & FLAG_ONE_WAY == 0
+        if h.kind != FrameKind::Data as u8 || h.src != self.src {
+            return false;
+        }
+        if h.flags == FLAG_ONE_WAY | FLAG_COMPACT {
+            // No message header: the payload is the data.
+            let m = MsgHeader::of_compact(self.node, h, d.len());
+            return self.give(sink, &m, (&[], d, None));
+        }
+        if h.flags & FLAG_ONE_WAY == 0
             || h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR) != 0
             || d.len() < MSG_HEADER
-            || h.src != self.src
         {
             return false;
         }
@@ -563,7 +571,7 @@ impl Plain {
         if m.dst != self.node || m.origin != self.src || m.offset != 0 {
             return false;
         }
-        let (metadata, inline, shared) = if h.flags & FLAG_DESCRIPTOR != 0 {
+        let parts = if h.flags & FLAG_DESCRIPTOR != 0 {
             let Some(desc) = Descriptor::decode(rest) else {
                 return false;
             };
@@ -581,6 +589,17 @@ impl Plain {
             }
             (&rest[..meta], &rest[meta..], None)
         };
+        self.give(sink, &m, parts)
+    }
+
+    /// Gives a message (metadata, inline data or a shared buffer) to `sink`.
+    #[inline]
+    fn give(
+        &self,
+        sink: &mut Sink<'_>,
+        m: &MsgHeader,
+        (metadata, inline, shared): (&[u8], &[u8], Option<Payload>),
+    ) -> bool {
         let data_type = DataType::from_u32(m.data_type as u32).unwrap_or_default();
         let whole = |shared: Option<Payload>| Message {
             source: self.source,

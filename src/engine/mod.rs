@@ -33,8 +33,8 @@ mod send;
 pub use chunks::{CHUNKS, CHUNK_SIZE, DESCRIPTOR_THRESHOLD, SMALL_CHUNKS, SMALL_CHUNK_SIZE};
 use coalesce::SpikeBatch;
 pub use coalesce::{Coalescing, SPIKE_EVENT_MAX};
-pub(crate) use frame::push_fragment;
 use frame::MsgHeader;
+pub(crate) use frame::{compact_slot, push_fragment};
 pub use frame::{lane_of, Outgoing};
 use health::Timers;
 pub use health::{HealthChange, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
@@ -67,6 +67,10 @@ pub const FLAG_FRAMED: u8 = 2;
 pub const FLAG_DESCRIPTOR: u8 = 4;
 /// Slot flag: the data is a batch of coalesced events (see [`Outgoing::coalesced`]).
 pub const FLAG_COALESCED: u8 = 8;
+/// Slot flag: a compact frame (endpoint rings only): no message header, the payload is the
+/// data of a one-way message in one fragment to the ring's node, `aux` holds its data type
+/// (low byte) and priority (high byte). See [`MsgHeader::of_compact`].
+pub const FLAG_COMPACT: u8 = 16;
 
 /// Largest message one send carries (fragmented across frames as needed).
 pub fn max_message() -> usize {

@@ -19,7 +19,7 @@ use super::{lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions};
 use crate::buffer::BufferManager;
 use crate::codec::FrameKind;
 use crate::engine::{
-    fragment_limit, push_fragment, NodeName, Outgoing, Peer, BULK_SLOTS, CHUNK_SIZE,
+    compact_slot, fragment_limit, push_fragment, NodeName, Outgoing, Peer, BULK_SLOTS, CHUNK_SIZE,
     DESCRIPTOR_THRESHOLD, FLAG_DESCRIPTOR, MSG_HEADER,
 };
 use crate::error::{Error, Result};
@@ -409,10 +409,17 @@ impl Endpoint {
         }
         let by_descriptor = body.len() > DESCRIPTOR_THRESHOLD;
         if !by_descriptor && o.metadata.is_empty() && body.len() <= self.limit {
-            // One inline fragment: header and bytes straight into the ring.
+            // One inline fragment: header and bytes straight into the ring; a one-way plain
+            // message as a compact frame (no message header: the ring says who to whom).
             if let Path::Own { producer, .. } = &mut self.path {
+                let compact = o.one_way && o.kind == FrameKind::Data && !o.framed && !o.coalesced;
                 let hdr = o.header(self.src, self.dst.index, 0, total);
-                match producer.try_push(o.slot(self.src, 0), &[&hdr, body]) {
+                let pushed = if compact {
+                    producer.try_push(compact_slot(o, self.src), &[body])
+                } else {
+                    producer.try_push(o.slot(self.src, 0), &[&hdr, body])
+                };
+                match pushed {
                     Ok(()) => {
                         self.sent.0 += 1;
                         self.sent.1 += total as u64;

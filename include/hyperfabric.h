@@ -1074,8 +1074,9 @@ hf_status hf_endpoint_post(const hf_endpoint *endpoint,
 // One-way sends of `count` messages through the endpoint, in order (message `i`: `lens[i]`
 // bytes at `data[i]`), with default options: one check and one doorbell for the batch.
 // Returns once all are in the ring. Every entry is checked before any is sent (a NULL
-// `data[i]` with a length: `HF_ERR_NULL_ARGUMENT`, nothing sent); an error while sending
-// leaves the messages before it sent.
+// `data[i]` with a length: `HF_ERR_NULL_ARGUMENT`; a length above the largest message, 1 GiB:
+// `HF_ERR_INVALID_ARGUMENT`; nothing sent); an error while sending leaves the messages
+// before it sent.
 //
 // # Safety
 // `endpoint` is a live handle; `data` and `lens` point to `count` entries each (may be NULL

@@ -179,6 +179,13 @@ fn the_c_program_passes_under_sanitizers() {
 }
 
 #[test]
+fn endpoints_misused_from_c_are_refused_not_damaged() {
+    let fabric = format!("c-hostile-ep-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    run_c_test("hostile_endpoints", &[fabric.as_ref()]);
+}
+
+#[test]
 fn null_for_every_pointer_argument_is_reported() {
     let fabric = format!("c-nulls-test-{}", std::process::id());
     let _cleanup = FabricDir(fabric.clone());

@@ -81,6 +81,13 @@ impl Engine {
         if self.refresh_peers().is_err() {
             return Vec::new();
         }
+        if !self.partial.is_empty() {
+            // Half messages of a sender that is gone never complete.
+            let (hosted, peers) = (&self.hosted, &self.peers);
+            self.partial.retain_sources(|s| {
+                hosted.contains_key(&s) || peers.values().any(|e| e.index == s)
+            });
+        }
         let limit = HEARTBEAT_INTERVAL.as_nanos() as u64 * HEARTBEAT_MISSES as u64;
         let t = crate::sys::monotonic_ns();
         let mut changes = Vec::new();

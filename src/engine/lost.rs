@@ -17,6 +17,9 @@ impl Engine {
             .filter(|(i, g, _, _)| !peers.values().any(|e| e.index == *i && e.generation == *g))
             .map(|&(i, _, pid, start)| (i, pid, start))
             .collect();
+        // Segments of processes that died, also of ones never seen among the peers (a
+        // sender's descriptors can arrive before this engine looked at the registry).
+        self.segments.retain_live(crate::sys::process::pid());
         if gone.is_empty() {
             return;
         }

@@ -12,18 +12,17 @@
 //! Lock order: a mailbox lock may be held while taking the engine lock, never the reverse
 //! (the engine only tries mailbox locks), so the two never wait for each other.
 
-use super::{
-    Message, MsgHeader, NodeName, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER,
-};
+mod plain;
+
+use super::{Message, NodeName};
 use super::{INBOX_BYTES, INBOX_MESSAGES};
-use crate::buffer::Payload;
-use crate::codec::FrameKind;
 use crate::model::DataType;
 use crate::ring::{self, Consumer, Region, SlotHeader};
 use crate::sync::{SpinGuard, SpinLock};
-use crate::transport::channel::{parse_endpoint_name, Descriptor, SegmentMaps};
+use crate::transport::channel::{parse_endpoint_name, SegmentMaps};
 use crate::transport::registry::Registry;
 use crossbeam_queue::SegQueue;
+use plain::{Plain, Taken};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -34,6 +33,11 @@ struct EpRing {
     source: NodeName,
     /// Inode of its file (0: a ring in process memory).
     ino: u64,
+    /// The producing process (from the file's name): the one whose segment its descriptors
+    /// name.
+    pid: u32,
+    /// Its file is gone: dropped once drained.
+    orphan: bool,
     consumer: Consumer<Region>,
 }
 
@@ -45,6 +49,8 @@ pub struct Rings {
     segments: SegmentMaps,
     /// Inodes of rings found corrupt: dropped, and not opened again.
     poisoned: Vec<u64>,
+    /// Whether a ring of `list` is an orphan.
+    orphans: bool,
 }
 
 /// The mailbox of one hosted node (see the module documentation).
@@ -104,6 +110,7 @@ impl Mailbox {
                 channels_epoch: u64::MAX,
                 segments: SegmentMaps::default(),
                 poisoned: Vec::new(),
+                orphans: false,
             }),
             handed: SegQueue::new(),
             handing: AtomicBool::new(false),
@@ -149,17 +156,41 @@ impl Mailbox {
         self.has_front.store(true, Ordering::Release);
     }
 
-    /// The node's next queued message: the one put in front, else the queue's oldest.
-    #[inline]
-    pub fn next_queued(&self) -> Option<Message> {
-        if self.has_front.load(Ordering::Acquire) {
-            let mut f = self.front.lock();
-            if let Some(m) = f.take() {
+    /// The node's next queued message (the one put in front, else the queue's oldest) into
+    /// `sink`. One too large for the sink's buffer stays the next, its size reported: it is
+    /// never out of the mailbox, so no other receiver overtakes it meanwhile. Returns whether
+    /// the sink got a result.
+    pub fn take_queued(&self, sink: &mut Sink<'_>) -> bool {
+        let mut f = self.front.lock();
+        if f.is_none() {
+            // Announced before the pop: a receiver that finds the queue empty meanwhile
+            // waits for this lock instead of taking a later message from the rings.
+            self.has_front.store(true, Ordering::Release);
+            *f = self.pop();
+            if f.is_none() {
                 self.has_front.store(false, Ordering::Release);
-                return Some(m);
+                return false;
             }
         }
-        self.pop()
+        if sink.refuses(f.as_ref().expect("set above")) {
+            return true;
+        }
+        let m = f.take().expect("set above");
+        self.has_front.store(false, Ordering::Release);
+        drop(f);
+        let kept = sink.put(m);
+        debug_assert!(kept.is_none(), "checked to fit");
+        true
+    }
+
+    /// The node's next queued message (the one put in front, else the queue's oldest).
+    pub fn next_queued(&self) -> Option<Message> {
+        let mut sink = Sink::Message(None);
+        self.take_queued(&mut sink);
+        match sink {
+            Sink::Message(m) => m,
+            _ => None,
+        }
     }
 
     /// The oldest queued message.
@@ -262,6 +293,8 @@ impl Mailbox {
                 src,
                 source,
                 ino: 0,
+                pid: crate::sys::process::pid(),
+                orphan: false,
                 consumer,
             });
         }
@@ -271,7 +304,7 @@ impl Mailbox {
     fn scan(&self, r: &mut Rings, rd: std::fs::ReadDir) {
         let mut live = Vec::new();
         for e in rd.flatten() {
-            let Some(((src, dst, _, _), generation)) =
+            let Some(((src, dst, pid, _), generation)) =
                 e.file_name().to_str().and_then(parse_endpoint_name)
             else {
                 continue;
@@ -290,21 +323,46 @@ impl Mailbox {
             let Some(entry) = self.registry.get(src) else {
                 continue;
             };
-            if let Ok(region) = Region::open_file(&e.path()) {
-                r.list.push(EpRing {
-                    src,
-                    source: NodeName::intern(&entry.signature.node_id),
-                    ino,
-                    consumer: ring::split(Arc::new(region)).1,
-                });
+            let Ok(region) = Region::open_file(&e.path()) else {
+                continue;
+            };
+            // Only a ring made for this registration: another's, linked under this node's
+            // name, stays its own (and one not stamped yet is looked at again next scan).
+            let h = region.header();
+            if h.destination.load(Ordering::Acquire) != u64::from(dst) + 1
+                || h.destination_generation.load(Ordering::Relaxed) != generation
+            {
+                continue;
             }
+            r.list.push(EpRing {
+                src,
+                source: NodeName::intern(&entry.signature.node_id),
+                ino,
+                pid,
+                orphan: false,
+                consumer: ring::split(Arc::new(region)).1,
+            });
         }
         // A ring whose file is gone keeps what it holds until it is drained.
-        let before = r.list.len();
-        r.list
-            .retain(|x| x.ino == 0 || live.contains(&x.ino) || x.consumer.has_message());
+        for x in &mut r.list {
+            x.orphan = x.ino != 0 && !live.contains(&x.ino);
+        }
         r.poisoned.retain(|ino| live.contains(ino));
+        r.orphans = true;
+        Self::sweep(r);
+    }
+
+    /// Drops the orphans that hold nothing more (and the mappings of dead processes'
+    /// segments with them).
+    #[cold]
+    fn sweep(r: &mut Rings) {
+        let before = r.list.len();
+        r.list.retain(|x| !x.orphan || x.consumer.has_message());
+        r.orphans = r.list.iter().any(|x| x.orphan);
         if r.list.len() < before {
+            if r.next >= r.list.len() {
+                r.next = 0;
+            }
             r.segments.retain_live(crate::sys::process::pid());
         }
     }
@@ -318,6 +376,9 @@ impl Mailbox {
             return false;
         }
         self.discover(r);
+        if r.orphans {
+            Self::sweep(r);
+        }
         let Rings {
             list,
             next,
@@ -340,19 +401,38 @@ impl Mailbox {
                 continue;
             }
             *next = if i + 1 == n { 0 } else { i + 1 };
-            let (src, source) = (list[i].src, list[i].source);
-            let (node, id, dir) = (self.node, self.id, self.registry.dir());
+            let at = Plain {
+                node: self.node,
+                id: self.id,
+                src: list[i].src,
+                source: list[i].source,
+                pid: list[i].pid,
+            };
+            let dir = self.registry.dir();
+            let mut bad = None;
             let popped = list[i].consumer.try_pop(|h, d| {
-                let at = Plain {
-                    node,
-                    id,
-                    src,
-                    source,
+                let m = match at.check(h, d) {
+                    Ok(m) => m,
+                    Err(why) => {
+                        bad = Some(why);
+                        return;
+                    }
                 };
-                if !(deliver && at.deliver((h, d), segments, dir, sink)) {
-                    slow(node, h, d);
+                match if deliver {
+                    at.deliver((h, d, &m), segments, dir, sink)
+                } else {
+                    Taken::No
+                } {
+                    Taken::Yes => {}
+                    Taken::No => slow(at.node, h, d),
+                    Taken::Bad(why) => bad = Some(why),
                 }
             });
+            let popped = match (popped, bad) {
+                // A frame its producer cannot have written: the ring is dropped as corrupt.
+                (Ok(Some(())), Some(why)) => Err(list[i].consumer.mark_corrupt(why)),
+                (p, _) => p,
+            };
             return match popped {
                 Ok(Some(())) => {
                     if let Sink::Buffer { spill, .. } = sink {
@@ -466,6 +546,17 @@ impl Sink<'_> {
         matches!(self, Sink::Each { taken, max, .. } if taken < max)
     }
 
+    /// Whether `m` is too large for the sink's buffer (its size is then the result).
+    fn refuses(&mut self, m: &Message) -> bool {
+        match self {
+            Sink::Buffer { buf, too_large, .. } if m.data.len() > buf.len() => {
+                *too_large = Some(m.data.len());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Puts an owned message in the sink (from the queue); gives it back when it does not
     /// fit the buffer (the caller keeps it in front).
     pub fn put(&mut self, m: Message) -> Option<Message> {
@@ -527,139 +618,5 @@ impl Received {
             request_id: m.request_id,
             one_way: m.one_way,
         }
-    }
-}
-
-/// The ring a frame came from, for [`Plain::deliver`].
-struct Plain {
-    node: u32,
-    id: NodeName,
-    src: u32,
-    source: NodeName,
-}
-
-impl Plain {
-    /// Delivers a plain frame to `sink`: data for the node, one-way, in one fragment, inline
-    /// or by descriptor, not a codec frame. `false` for anything else (and for a descriptor
-    /// whose segment cannot be mapped, which the engine's dispatch then refuses the same
-    /// way).
-    #[inline]
-    fn deliver(
-        &self,
-        (h, d): (SlotHeader, &[u8]),
-        segments: &mut SegmentMaps,
-        dir: &std::path::Path,
-        sink: &mut Sink<'_>,
-    ) -> bool {
-        if h.kind != FrameKind::Data as u8 || h.src != self.src {
-            return false;
-        }
-        if h.flags == FLAG_ONE_WAY | FLAG_COMPACT {
-            // No message header: the payload is the data.
-            let m = MsgHeader::of_compact(self.node, h, d.len());
-            return self.give(sink, &m, (&[], d, None));
-        }
-        if h.flags & FLAG_ONE_WAY == 0
-            || h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR) != 0
-            || d.len() < MSG_HEADER
-        {
-            return false;
-        }
-        let m = MsgHeader::decode(d);
-        let rest = &d[MSG_HEADER..];
-        let meta = h.aux as usize;
-        if m.dst != self.node || m.origin != self.src || m.offset != 0 {
-            return false;
-        }
-        let parts = if h.flags & FLAG_DESCRIPTOR != 0 {
-            let Some(desc) = Descriptor::decode(rest) else {
-                return false;
-            };
-            let inline = &rest[Descriptor::LEN..];
-            if inline.len() != meta || m.total as usize != meta + desc.len as usize {
-                return false;
-            }
-            let Ok(data) = segments.take(dir, &desc) else {
-                return false;
-            };
-            (inline, &[][..], Some(data))
-        } else {
-            if m.total as usize != rest.len() || meta > rest.len() {
-                return false;
-            }
-            (&rest[..meta], &rest[meta..], None)
-        };
-        self.give(sink, &m, parts)
-    }
-
-    /// Gives a message (metadata, inline data or a shared buffer) to `sink`.
-    #[inline]
-    fn give(
-        &self,
-        sink: &mut Sink<'_>,
-        m: &MsgHeader,
-        (metadata, inline, shared): (&[u8], &[u8], Option<Payload>),
-    ) -> bool {
-        let data_type = DataType::from_u32(m.data_type as u32).unwrap_or_default();
-        let whole = |shared: Option<Payload>| Message {
-            source: self.source,
-            destination: self.id,
-            data: shared.unwrap_or_else(|| Payload::copy_from(inline)),
-            data_type,
-            priority: m.priority(),
-            metadata: metadata_of(metadata),
-            request_id: m.id,
-            one_way: true,
-        };
-        match sink {
-            Sink::Message(out) => *out = Some(whole(shared)),
-            Sink::Buffer {
-                buf,
-                got,
-                spill,
-                too_large,
-            } => {
-                let bytes: &[u8] = shared.as_deref().unwrap_or(inline);
-                if bytes.len() > buf.len() {
-                    *too_large = Some(bytes.len());
-                    *spill = Some(whole(shared));
-                } else {
-                    buf[..bytes.len()].copy_from_slice(bytes);
-                    *got = Some(Received {
-                        len: bytes.len(),
-                        source: self.source,
-                        data_type,
-                        priority: m.priority(),
-                        metadata: metadata_of(metadata),
-                        request_id: m.id,
-                        one_way: true,
-                    });
-                }
-            }
-            Sink::Each { f, taken, .. } => {
-                f(&MessageRef {
-                    source: self.source,
-                    destination: self.id,
-                    data: shared.as_deref().unwrap_or(inline),
-                    metadata,
-                    data_type,
-                    priority: m.priority(),
-                    request_id: m.id,
-                    one_way: true,
-                });
-                *taken += 1;
-            }
-        }
-        true
-    }
-}
-
-/// Metadata bytes as a vector (no allocator call when there are none).
-#[inline(always)]
-fn metadata_of(b: &[u8]) -> Vec<u8> {
-    if b.is_empty() {
-        Vec::new()
-    } else {
-        b.to_vec()
     }
 }

@@ -122,6 +122,14 @@ impl Reassembly {
         self.abandoned += (before - self.partial.len()) as u64;
     }
 
+    /// Frees every message in progress from a source `keep` refuses (one no longer on the
+    /// host, also one this engine never saw alive).
+    pub fn retain_sources(&mut self, keep: impl Fn(u32) -> bool) {
+        let before = self.partial.len();
+        self.partial.retain(|k, _| keep(k.0));
+        self.abandoned += (before - self.partial.len()) as u64;
+    }
+
     /// Frees the messages with no fragment since [`TIMEOUT`] before `now`.
     pub fn expire(&mut self, now: Instant) {
         let before = self.partial.len();

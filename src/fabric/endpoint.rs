@@ -124,7 +124,10 @@ impl HyperFabricProtocol {
             let entry = inner
                 .registry
                 .get(dst.index)
-                .filter(|x| x.generation == dst.generation)
+                .filter(|x| {
+                    x.generation == dst.generation
+                        && crate::sys::process::alive(x.owner_pid, x.owner_start)
+                })
                 .ok_or_else(|| {
                     Error::NodeNotFound(format!("node {destination} left the fabric"))
                 })?;
@@ -139,6 +142,11 @@ impl HyperFabricProtocol {
             );
             let _ = std::fs::remove_file(&file);
             let region = Region::create_file(&file, BULK_SLOTS)?;
+            let h = region.header();
+            h.destination_generation
+                .store(dst.generation, std::sync::atomic::Ordering::Relaxed);
+            h.destination
+                .store(dst.index as u64 + 1, std::sync::atomic::Ordering::Release);
             inner.registry.bump_channels_epoch();
             (
                 Path::Own {

@@ -167,6 +167,10 @@ impl Inner {
         }
         if held.is_none() {
             *held = mb.try_rings();
+            // What the previous holder queued comes before what the rings hold now.
+            if held.is_some() && mb.has_queued() && self.take_queued(mb, sink) {
+                return true;
+            }
         }
         let Some(rings) = held.as_mut() else {
             return false;
@@ -184,13 +188,7 @@ impl Inner {
 
     /// The node's next queued message into `sink` (one too large stays in front).
     fn take_queued(&self, mb: &Mailbox, sink: &mut Sink<'_>) -> bool {
-        let Some(m) = mb.next_queued() else {
-            return false;
-        };
-        if let Some(m) = sink.put(m) {
-            mb.push_front(m);
-        }
-        true
+        mb.take_queued(sink)
     }
 
     /// Polls the engine's rings (and runs its periodic work every [`CHECK_EVERY`] calls)

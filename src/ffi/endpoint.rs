@@ -116,8 +116,9 @@ pub unsafe extern "C" fn hf_endpoint_post(
 /// One-way sends of `count` messages through the endpoint, in order (message `i`: `lens[i]`
 /// bytes at `data[i]`), with default options: one check and one doorbell for the batch.
 /// Returns once all are in the ring. Every entry is checked before any is sent (a NULL
-/// `data[i]` with a length: `HF_ERR_NULL_ARGUMENT`, nothing sent); an error while sending
-/// leaves the messages before it sent.
+/// `data[i]` with a length: `HF_ERR_NULL_ARGUMENT`; a length above the largest message, 1 GiB:
+/// `HF_ERR_INVALID_ARGUMENT`; nothing sent); an error while sending leaves the messages
+/// before it sent.
 ///
 /// # Safety
 /// `endpoint` is a live handle; `data` and `lens` point to `count` entries each (may be NULL
@@ -142,6 +143,9 @@ pub unsafe extern "C" fn hf_endpoint_post_batch(
         if lens.is_null() {
             return Err(FfiError::null("lens"));
         }
+        if count > isize::MAX as usize / std::mem::size_of::<*const u8>() {
+            return Err(invalid(format!("{count} entries is no length of an array")));
+        }
         // SAFETY: non-NULL, `count` entries each (the caller's contract).
         let (ptrs, lens) = unsafe {
             (
@@ -149,6 +153,12 @@ pub unsafe extern "C" fn hf_endpoint_post_batch(
                 std::slice::from_raw_parts(lens, count),
             )
         };
+        if let Some(n) = lens.iter().find(|&&n| n > crate::engine::MAX_MESSAGE) {
+            return Err(invalid(format!(
+                "a message of {n} bytes exceeds the largest message ({} bytes); nothing sent",
+                crate::engine::MAX_MESSAGE
+            )));
+        }
         let mut batch = Vec::with_capacity(count);
         for (&p, &n) in ptrs.iter().zip(lens) {
             // SAFETY: as the caller promised for each entry.
@@ -156,6 +166,13 @@ pub unsafe extern "C" fn hf_endpoint_post_batch(
         }
         ep.with(|e| lib(e.post_many(&batch)))
     })
+}
+
+fn invalid(message: String) -> FfiError {
+    FfiError {
+        status: HF_ERR_INVALID_ARGUMENT,
+        message,
+    }
 }
 
 /// `hf_send_data` through the endpoint: waits for the response, stored in `*response`

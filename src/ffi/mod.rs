@@ -177,6 +177,13 @@ pub(crate) unsafe fn bytes_arg<'a>(p: *const u8, len: usize, name: &str) -> FfiR
     if p.is_null() {
         return Err(FfiError::null(name));
     }
+    if len > isize::MAX as usize {
+        // No object is that large: a negative length converted, most likely.
+        return Err(FfiError {
+            status: status::HF_ERR_INVALID_ARGUMENT,
+            message: format!("{name}: {len} bytes is no length of a buffer"),
+        });
+    }
     // SAFETY: non-NULL, `len` readable bytes by the caller's contract.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }

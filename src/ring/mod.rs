@@ -466,6 +466,12 @@ impl<M: RingMemory> Consumer<M> {
         c
     }
 
+    /// Marks the ring corrupt for a reason found above the ring (a frame its producer
+    /// cannot have written): as a bad slot header does, both ends refuse it from then on.
+    pub fn mark_corrupt(&mut self, reason: &'static str) -> Corrupt {
+        self.poison(reason)
+    }
+
     /// Whether this consumer found the ring corrupt.
     pub fn corruption(&self) -> Option<Corrupt> {
         self.corrupt

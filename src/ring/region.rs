@@ -40,7 +40,12 @@ pub struct RingHeader {
     pub consumer_pid: AtomicU32,
     /// Bumped each time the ring is re-created under the same name.
     pub generation: AtomicU64,
-    _reserved: [u64; 11],
+    /// The node the ring is for, plus one (0: any; endpoint rings name theirs, so a link
+    /// to one planted under another node's name is not read by that node).
+    pub destination: AtomicU64,
+    /// The registration generation of [`RingHeader::destination`].
+    pub destination_generation: AtomicU64,
+    _reserved: [u64; 9],
     /// Producer's tail (published per message, Relaxed; observers only).
     pub tail: CachePadded<AtomicU64>,
     /// Consumer's head (sync point "reclaim").

@@ -306,6 +306,8 @@ impl Registry {
             super::channel::remove_channel_files(&self.dir, &freed);
             super::channel::remove_dead_segments(&self.dir);
             self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);
+            // Receivers look again: rings whose files went are dropped once drained.
+            self.bump_channels_epoch();
         }
         freed
     }
@@ -401,6 +403,7 @@ impl Registry {
         self.entry(i).state.store(FREE, Ordering::Release);
         super::channel::remove_channel_files(&self.dir, &[index]);
         self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);
+        self.bump_channels_epoch();
         Ok(())
     }
 

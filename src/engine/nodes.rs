@@ -106,6 +106,8 @@ impl Engine {
     pub(super) fn name_of(&mut self, index: u32) -> NodeName {
         let epoch = self.registry.nodes_epoch();
         if epoch != self.names_epoch {
+            // The peers too: an index may now belong to another node than the one listed.
+            let _ = self.refresh_peers();
             self.names.clear();
             self.names_epoch = epoch;
         }

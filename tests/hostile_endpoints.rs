@@ -158,7 +158,11 @@ fn forged_message_headers_are_never_delivered() {
     for (what, at, bytes) in forgeries {
         let (mut ep, file) = endpoint_with_file(&dir, &tx, "a", "b");
         assert_eq!(ends(&file).0, ia);
-        ep.post(b"sixteen bytes!!!").unwrap();
+        // A request: its frame has a message header (a one-way post is a compact frame, whose
+        // bytes after the slot header are data).
+        let _abandoned = ep
+            .send_data_nb(b"sixteen bytes!!!", &SendOptions::default())
+            .unwrap();
         forge(&file, 0, at, &bytes);
         if what == "origin and slot source" {
             forge(&file, 0, MSG_ORIGIN, &bytes);
@@ -190,15 +194,16 @@ fn forged_descriptors_are_never_delivered() {
     let mut corrupt = 0.0;
     for (what, at, bytes) in forgeries {
         let (mut ep, file) = endpoint_with_file(&dir, &tx, "a", "b");
-        ep.post(&[7u8; 5000]).unwrap();
+        // Above the inline bound: the frame carries a descriptor.
+        ep.post(&[7u8; 20_000]).unwrap();
         forge(&file, 0, at, &bytes);
         nothing_for(&rx, "b", Duration::from_millis(300));
         corrupt += 1.0;
         assert_eq!(metric(&rx, "corrupt_channels"), corrupt, "{what}");
         let mut other = tx.endpoint("c", "b").unwrap();
-        other.post(&[9u8; 5000]).unwrap();
+        other.post(&[9u8; 20_000]).unwrap();
         let m = rx.recv("b", Duration::from_secs(5)).unwrap();
-        assert_eq!((m.source.as_str(), m.data.len()), ("c", 5000));
+        assert_eq!((m.source.as_str(), m.data.len()), ("c", 20_000));
         assert!(m.data.iter().all(|&x| x == 9));
     }
 }

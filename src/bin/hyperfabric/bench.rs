@@ -276,7 +276,14 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     if args.iters == 0 {
         return Err(Error::InvalidArgument("--iters must be positive".into()));
     }
-    let touch = latency && (args.touch || (args.api != Api::Direct && !args.untouched));
+    // Latency: both ends write and read every byte (post, send); bandwidth: the receiver
+    // reads every byte, as a receive into a buffer would (the sender's bytes are not rewritten
+    // per message, as in tag_bw and osu_bw).
+    let touch = if latency {
+        args.touch || (args.api != Api::Direct && !args.untouched)
+    } else {
+        !args.untouched
+    };
     let fabric = format!("bench-{}", std::process::id());
     let p = protocol(&fabric, None)?;
     p.register_node(node("bench-a")?)?;

@@ -126,9 +126,10 @@ struct BenchArgs {
     /// `send_data` and a handler.
     #[arg(long, value_enum, default_value_t = Api::Direct)]
     api: Api,
-    /// `post` and `send`: skip writing every byte before each send and reading every byte of
-    /// what arrives (both ends touch the bytes by default, as UCX and MPI ping-pongs do;
-    /// `direct` never does: compare it with zero-copy transports such as iceoryx2).
+    /// Latency with `post` and `send`: skip writing every byte before each send and reading
+    /// every byte of what arrives (both ends touch the bytes by default; `direct` never does:
+    /// compare it with zero-copy transports such as iceoryx2). Bandwidth: the receiver skips
+    /// reading what arrives (it reads every byte by default).
     #[arg(long, conflicts_with = "touch")]
     untouched: bool,
     /// Write every byte before each send and read every byte received, also for `direct`

@@ -86,6 +86,12 @@ impl Engine {
                 BULK_BUDGET
             };
             for i in inbound.iter_mut().filter(|i| i.lane == pass) {
+                if !i.consumer.ready() {
+                    // Empty (or corrupt, which `try_pop` reports): nothing to look up.
+                    if i.consumer.corruption().is_none() {
+                        continue;
+                    }
+                }
                 let at = i.dst;
                 if self.hosted.get(&at).is_some_and(|h| h.mailbox.is_full()) {
                     // Back-pressure: the reader of `at` is behind.

@@ -13,6 +13,8 @@ use std::time::Instant;
 pub(super) const CHECK_EVERY: u32 = 256;
 /// Polls a waiting call spends spinning before it yields its core between polls.
 pub(super) const SPIN_POLLS: u32 = 200_000;
+/// Polls a waiting call makes per hold of the engine lock.
+const POLLS_PER_LOCK: u32 = 16;
 
 impl HyperFabricProtocol {
     /// One engine pass in the caller's thread; returns the messages handled. Every 256th
@@ -62,6 +64,7 @@ impl Inner {
     /// passes (`None`). Every few hundred polls it reads the clock (a clock read costs as
     /// much as a poll of an empty ring) and, without the engine thread, runs the engine's
     /// periodic work. Spins at first, then yields the CPU.
+    #[inline]
     pub(super) fn poll_until<T>(
         &self,
         deadline: &mut Deadline,
@@ -71,13 +74,21 @@ impl Inner {
         loop {
             {
                 let mut e = lock(&self.engine);
-                if !self.running.load(Ordering::Acquire) {
-                    e.poll();
+                // A few polls per lock: other threads get the engine between them, and a
+                // spinning waiter does not pay two atomic operations per poll.
+                for _ in 0..POLLS_PER_LOCK {
+                    if !self.running.load(Ordering::Acquire) {
+                        e.poll();
+                    }
+                    if let Some(r) = ready(&mut e) {
+                        return Some(r);
+                    }
+                    polls = polls.wrapping_add(1);
+                    if polls % CHECK_EVERY == 0 || polls >= SPIN_POLLS {
+                        break;
+                    }
+                    std::hint::spin_loop();
                 }
-                if let Some(r) = ready(&mut e) {
-                    return Some(r);
-                }
-                polls = polls.wrapping_add(1);
                 if polls % CHECK_EVERY == 0 {
                     if deadline.passed() {
                         return None;

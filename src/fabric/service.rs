@@ -43,6 +43,7 @@ impl HyperFabricProtocol {
                 const FIRST_NAP: Duration = Duration::from_millis(1);
                 const MAX_NAP: Duration = Duration::from_millis(50);
                 const TICK: Duration = Duration::from_millis(1);
+                const POLLS_PER_LOCK: u32 = 16;
                 let mut idle = 0u32;
                 let mut nap = FIRST_NAP;
                 let mut polls = 0u32;
@@ -58,13 +59,29 @@ impl HyperFabricProtocol {
                             next_tick = now + TICK;
                         }
                     }
-                    busy = lock(&inner.engine).poll() > 0;
+                    // Several polls per hold of the lock while idle: a spinning engine does
+                    // not pay two atomic operations per poll, and threads that send through
+                    // the engine get it between holds.
+                    let mut polled = 0;
+                    busy = {
+                        let mut e = lock(&inner.engine);
+                        loop {
+                            polled += 1;
+                            if e.poll() > 0 {
+                                break true;
+                            }
+                            if polled == POLLS_PER_LOCK {
+                                break false;
+                            }
+                            std::hint::spin_loop();
+                        }
+                    };
                     if busy {
                         idle = 0;
                         nap = FIRST_NAP;
                         continue;
                     }
-                    idle = idle.saturating_add(1);
+                    idle = idle.saturating_add(polled);
                     if inner.idle == IdleStrategy::Spin || idle < SPIN_POLLS {
                         std::hint::spin_loop();
                         continue;

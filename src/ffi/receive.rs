@@ -1,6 +1,6 @@
 //! Draining a stream from C: `hf_recv_batch` lends each message in place to a callback.
 
-use super::protocol::{hf_message_view, hf_protocol, protocol};
+use super::protocol::{hf_message_view, hf_protocol, protocol, view_of};
 use super::status::hf_status;
 use super::{boundary, lib, mut_arg, str_arg};
 use std::ffi::{c_char, c_void};
@@ -40,23 +40,7 @@ pub unsafe extern "C" fn hf_recv_batch(
         let f = callback.ok_or_else(|| super::FfiError::null("callback"))?;
         let n = lib(
             p.recv_batch(id, Duration::from_millis(timeout_ms), max, |m| {
-                let view = hf_message_view {
-                    // Interned ids are stored with a NUL after them.
-                    source: m.source.as_str().as_ptr().cast(),
-                    destination: m.destination.as_str().as_ptr().cast(),
-                    data: m.data.as_ptr(),
-                    len: m.data.len(),
-                    metadata: if m.metadata.is_empty() {
-                        std::ptr::null()
-                    } else {
-                        m.metadata.as_ptr()
-                    },
-                    metadata_len: m.metadata.len(),
-                    data_type: m.data_type as u32,
-                    priority: m.priority as u32,
-                    request_id: m.request_id,
-                    one_way: m.one_way,
-                };
+                let view = view_of(m);
                 // SAFETY: the caller's callback, with its user data and a view that lives
                 // through the call.
                 unsafe { f(user_data, &view) };

@@ -54,7 +54,8 @@ pub struct MessageRef<'a> {
 }
 
 impl MessageRef<'_> {
-    fn of(m: &Message) -> MessageRef<'_> {
+    /// A view of an owned message.
+    pub fn of(m: &Message) -> MessageRef<'_> {
         MessageRef {
             source: m.source,
             destination: m.destination,

@@ -4,7 +4,7 @@ use super::lifecycle::{hf_protocol, protocol};
 use super::messages::{hf_message_view, view};
 use crate::error::Error;
 use crate::ffi::status::hf_status;
-use crate::ffi::{boundary, bytes_arg, c_string, lib, mut_arg, str_arg};
+use crate::ffi::{boundary, bytes_arg, lib, mut_arg, str_arg};
 use std::ffi::{c_char, c_void};
 
 /// The response a handler gives (`hf_response_set`).
@@ -79,8 +79,7 @@ pub unsafe extern "C" fn hf_on_receive(
         let user = UserData(user_data);
         lib(p.on_receive(id, move |m| {
             let user = &user;
-            let (source, destination) = (c_string(&m.source), c_string(&m.destination));
-            let v = view(m, &source, &destination);
+            let v = view(m);
             let mut response = hf_response { bytes: Vec::new() };
             // SAFETY: the handler and its user data are the caller's, valid per contract;
             // the view and response outlive the call.

@@ -4,18 +4,17 @@
 use super::bytes::hf_bytes;
 use super::lifecycle::{hf_protocol, protocol};
 use crate::error::Error;
+use crate::fabric::MessageRef;
 use crate::fabric::ReceivedMessage;
 use crate::ffi::status::hf_status;
-use crate::ffi::{boundary, c_string, lib, mut_arg, ref_arg, str_arg, FfiError};
-use std::ffi::{c_char, CString};
+use crate::ffi::{boundary, lib, mut_arg, ref_arg, str_arg, FfiError};
+use std::ffi::c_char;
 use std::time::Duration;
 
 /// A message taken by `hf_recv`: read it with `hf_message_get_view`, release it with
 /// `hf_message_free` (a buffer sent by descriptor then returns to its sender's pool).
 pub struct hf_message {
     message: ReceivedMessage,
-    source: CString,
-    destination: CString,
     /// The process that received it (its bytes may be a buffer of another process's pool,
     /// lent to this one).
     origin: crate::sys::process::Origin,
@@ -77,8 +76,6 @@ pub unsafe extern "C" fn hf_recv(
         let out = unsafe { mut_arg(message, "message") }?;
         let m = lib(p.recv(id, Duration::from_millis(timeout_ms)))?;
         *out = Box::into_raw(Box::new(hf_message {
-            source: c_string(&m.source),
-            destination: c_string(&m.destination),
             message: m,
             origin: crate::sys::process::Origin::current(),
         }));
@@ -174,14 +171,13 @@ pub unsafe extern "C" fn hf_recv_into(
     })
 }
 
-pub(super) fn view(
-    m: &ReceivedMessage,
-    source: &CString,
-    destination: &CString,
-) -> hf_message_view {
+/// A view of a message lent in place (its pointers live as long as the message).
+pub(crate) fn view_of(m: &MessageRef<'_>) -> hf_message_view {
     hf_message_view {
-        source: source.as_ptr(),
-        destination: destination.as_ptr(),
+        // Interned node ids are stored with a NUL after them (`engine::NodeName::intern`):
+        // C strings valid for the life of the process.
+        source: m.source.as_str().as_ptr().cast(),
+        destination: m.destination.as_str().as_ptr().cast(),
         data: m.data.as_ptr(),
         len: m.data.len(),
         metadata: if m.metadata.is_empty() {
@@ -195,6 +191,11 @@ pub(super) fn view(
         request_id: m.request_id,
         one_way: m.one_way,
     }
+}
+
+/// A view of an owned message.
+pub(super) fn view(m: &ReceivedMessage) -> hf_message_view {
+    view_of(&MessageRef::of(m))
 }
 
 /// Fills `*view` with pointers into `message` (valid until `hf_message_free`).
@@ -212,7 +213,7 @@ pub unsafe extern "C" fn hf_message_get_view(
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(out, "view") }?;
         crate::ffi::same_process(m.origin)?;
-        *out = view(&m.message, &m.source, &m.destination);
+        *out = view(&m.message);
         Ok(())
     })
 }

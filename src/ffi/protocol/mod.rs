@@ -26,6 +26,7 @@ pub use lifecycle::{
     hf_protocol_new, hf_register_node, hf_start_background_services, hf_stop_background_services,
     hf_unregister_node, HF_ADDRESS_MAX,
 };
+pub(crate) use messages::view_of;
 pub use messages::{
     hf_message, hf_message_free, hf_message_get_view, hf_message_view, hf_recv, hf_recv_info,
     hf_recv_into,

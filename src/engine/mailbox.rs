@@ -231,6 +231,9 @@ impl Mailbox {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         while self.pop().is_some() {}
+        // Held only briefly by a receiver that never waits for the engine.
+        *self.front.lock() = None;
+        self.has_front.store(false, Ordering::Release);
         while self.handed.pop().is_some() {}
         if let Some(mut r) = self.rings.try_lock() {
             r.list.clear();
@@ -375,6 +378,12 @@ impl Mailbox {
     #[inline]
     pub fn take(&self, r: &mut Rings, deliver: bool, slow: Slow<'_>, sink: &mut Sink<'_>) -> bool {
         if self.is_closed() {
+            // `close` found the lock taken: the first poller after it lets go of the rings.
+            if !r.list.is_empty() {
+                r.list.clear();
+                r.segments = SegmentMaps::default();
+            }
+            while self.handed.pop().is_some() {}
             return false;
         }
         self.discover(r);

@@ -188,6 +188,8 @@ fn forged_descriptors_are_never_delivered() {
     let rx = protocol(&dir.0, &["b"]);
     let forgeries: Vec<(&str, usize, Vec<u8>)> = vec![
         ("index", DESC_INDEX, 1_000_000u32.to_le_bytes().to_vec()),
+        // Inside the segment, but a buffer its owner never lent (free, or another's).
+        ("a buffer not lent", DESC_INDEX, 7u32.to_le_bytes().to_vec()),
         ("length", DESC_LEN, (64u32 << 20).to_le_bytes().to_vec()),
         ("segment", 16 + 32, 1u32.to_le_bytes().to_vec()),
     ];

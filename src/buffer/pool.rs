@@ -446,6 +446,27 @@ impl BufferManager {
         Ok(Payload::shared(self.pool.clone(), index, start, len))
     }
 
+    /// [`take_payload`](Self::take_payload) of a buffer another process lent to this one
+    /// (`me`): refused unless the buffer's lending record names `me` and no payload took it
+    /// yet, so a descriptor the owner never published for this process (forged, or a copy of
+    /// one already taken) cannot hand a free or busy buffer back to the pool.
+    pub fn take_lent_payload(&self, index: u32, len: usize, me: u32) -> Result<Payload> {
+        if (index as usize) < self.pool.count && !lending::claim(&*self.pool, index, me) {
+            return Err(Error::InvalidArgument(format!(
+                "buffer {index} is not lent to this process (a descriptor its owner did not \
+                 publish for it, or one already taken)"
+            )));
+        }
+        self.take_payload(index, 0, len).inspect_err(|_| {
+            // Out of bounds after the claim: nothing was taken, the record goes back.
+            if (index as usize) < self.pool.count {
+                if let Some(r) = self.pool.lent(index) {
+                    r.store(me, Ordering::Relaxed);
+                }
+            }
+        })
+    }
+
     /// Identity of this pool (process-local; clones share it).
     pub fn pool_id(&self) -> u64 {
         self.pool.id

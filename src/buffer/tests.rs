@@ -166,3 +166,28 @@ fn concurrent_reclaims_of_a_dead_process_return_each_buffer_once() {
     seen.dedup();
     assert_eq!(seen.len(), 16, "no buffer is on the list twice");
 }
+
+#[test]
+fn a_receiver_takes_only_a_buffer_lent_to_it_and_only_once() {
+    let (_dir, path, pool) = shared(4);
+    let receiver = BufferManager::open_shared(&path).unwrap();
+    let (index, _) = pool.acquire().unwrap().into_pooled().unwrap();
+    // Not lent yet, or lent to another process: refused, and nothing changes.
+    assert!(receiver.take_lent_payload(index, 8, 4242).is_err());
+    pool.lend(index, 777).unwrap();
+    assert!(receiver.take_lent_payload(index, 8, 4242).is_err());
+    pool.lend(index, 4242).unwrap();
+    // A free buffer is never lent.
+    let free = (0..4).find(|&i| i != index).unwrap();
+    assert!(receiver.take_lent_payload(free, 8, 4242).is_err());
+    // A length past the buffer is refused and leaves the buffer lent.
+    assert!(receiver.take_lent_payload(index, 1 << 30, 4242).is_err());
+    let taken = receiver.take_lent_payload(index, 8, 4242).unwrap();
+    // A second descriptor naming it (a copy of the first) is refused while it is held.
+    assert!(receiver.take_lent_payload(index, 8, 4242).is_err());
+    drop(taken);
+    assert_eq!(pool.lent_count(), 0);
+    assert_eq!(pool.available(), 4);
+    // After its return it is free again: refused.
+    assert!(receiver.take_lent_payload(index, 8, 4242).is_err());
+}

@@ -139,11 +139,11 @@ impl Engine {
         .encode();
         let slot = o.slot(src, FLAG_DESCRIPTOR);
         let lane = lane_of(o.priority);
-        // Lent to the destination's process (forwarders pass the descriptor on untouched):
-        // if it dies holding the buffer, this engine takes it back.
-        if let Some(pid) = self.owner_of(dst) {
-            let _ = pool.lend(index, pid);
-        }
+        // Lent to the destination's process (this one when it hosts the destination;
+        // forwarders pass the descriptor on untouched): the receiver takes only a buffer lent
+        // to it, and if it dies holding the buffer, this engine takes it back.
+        let pid = self.owner_of(dst).unwrap_or_else(crate::sys::process::pid);
+        let _ = pool.lend(index, pid);
         let pushed = self
             .producer(src, via, lane)
             .map(|p| p.try_push(slot, &[&hdr, &desc, inline]));

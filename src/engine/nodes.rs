@@ -201,5 +201,7 @@ impl Engine {
             .values()
             .find(|e| e.index == index)
             .map(|e| e.owner_pid)
+            // A node registered since the peers were listed: the registry knows it.
+            .or_else(|| self.registry.get(index).map(|e| e.owner_pid))
     }
 }

@@ -184,7 +184,9 @@ impl SegmentMaps {
                 crate::buffer::BufferManager::open_shared(&segment_path(dir, d.key))?,
             ),
         };
-        pool.take_payload(d.index, 0, d.len as usize)
+        // Only a buffer lent to this process, once: senders lend every buffer they send by
+        // descriptor, also to their own process.
+        pool.take_lent_payload(d.index, d.len as usize, crate::sys::process::pid())
     }
 }
 

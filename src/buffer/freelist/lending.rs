@@ -31,6 +31,22 @@
 use super::{push, push_returned, Corrupt, FreeListMemory};
 use crate::sync::atomic::Ordering;
 
+/// Bit of a lending record set by the receiver that took the buffer ([`claim`]): a second
+/// descriptor naming the same buffer (forged, or replayed) finds it set and is refused. Pids
+/// are below 2^31, so the bit never belongs to one.
+pub const TAKEN: u32 = 1 << 31;
+
+/// The receiver `pid` takes buffer `index` from a descriptor: only a buffer lent to it and not
+/// taken yet (a compare-exchange from `pid` to `pid | TAKEN`). `false` for a buffer that is
+/// free, held by its owner, lent to another process, or taken already: a descriptor its
+/// owner did not publish for this receiver.
+pub fn claim<M: FreeListMemory>(m: &M, index: u32, pid: u32) -> bool {
+    m.lent(index).is_some_and(|r| {
+        r.compare_exchange(pid, pid | TAKEN, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
 /// Records that buffer `index`, which the caller holds, is lent to the process `pid` (not 0).
 /// Call it before publishing the descriptor; a receiver that passes the buffer on calls it
 /// again with the next receiver's pid. `Err` only when `index` is out of range.
@@ -63,9 +79,10 @@ pub fn reclaim_lent<M: FreeListMemory>(m: &M, pid: u32) -> usize {
         // The compare-exchange reads the latest record: a buffer returned before the
         // process died reads 0 here and stays where it is. Relaxed: the dead process will
         // not touch the buffer again, and `push` publishes it with Release.
-        if record.load(Ordering::Relaxed) == pid
+        let now = record.load(Ordering::Relaxed);
+        if now & !TAKEN == pid
             && record
-                .compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(now, 0, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             && push(m, i).is_ok()
         {

@@ -166,10 +166,13 @@ impl Endpoint {
         let Ok((index, len)) = chunk.into_pooled() else {
             return Ok(None);
         };
-        if let Some((pid, _)) = self.dst_owner {
-            // If the destination's process dies holding the chunk, the engine takes it back.
-            let _ = pool.lend(index, pid);
-        }
+        // Lent to the destination's process (this one for a destination it hosts): the
+        // receiver takes only a buffer lent to it, and if it dies holding the chunk, the
+        // engine takes it back.
+        let pid = self
+            .dst_owner
+            .map_or_else(crate::sys::process::pid, |(pid, _)| pid);
+        let _ = pool.lend(index, pid);
         let total = m + body.len();
         let hdr = o.header(self.src, self.dst.index, offset, total);
         let desc = Descriptor {

@@ -1,9 +1,8 @@
 //! Buffers: pools in shared segments of this process, and sends that pass one of their buffers
 //! by descriptor (zero copy) or, when they cannot, its bytes.
 
-use super::framing::encode_metadata;
+use super::framing::{data_frame, encode_metadata};
 use super::{lock, Deadline, HyperFabricProtocol, SendOptions};
-use crate::codec::FrameKind;
 use crate::engine::Outgoing;
 use crate::error::Result;
 
@@ -91,16 +90,7 @@ impl HyperFabricProtocol {
                 e.new_request(&dst)
             }
         };
-        let o = Outgoing {
-            kind: FrameKind::Data,
-            request_id: id,
-            priority: opts.priority,
-            data_type: opts.data_type,
-            one_way,
-            metadata: &metadata,
-            framed: false,
-            coalesced: false,
-        };
+        let o = data_frame(opts, id, one_way, &metadata, false);
         if let Err(e) = self.push_buffer(src, dst.index, &o, buffer, &mut deadline) {
             if !one_way {
                 lock(&self.inner.engine).cancel(id);

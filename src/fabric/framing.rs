@@ -3,7 +3,7 @@
 
 use super::{lock, Inner, SendOptions};
 use crate::codec::{self, Envelope, FrameKind, FrameOptions, Sealer, WireHeader};
-use crate::engine::Peer;
+use crate::engine::{Outgoing, Peer};
 use crate::error::{Error, Result};
 
 impl Inner {
@@ -93,6 +93,27 @@ impl Inner {
 
 /// The metadata of a send as JSON bytes (empty without metadata), at most
 /// [`codec::MAX_METADATA`] bytes.
+/// The outgoing form of data message `request_id` sent with `opts` (its priority and data
+/// type), `metadata` and the body framed or not.
+pub(super) fn data_frame<'m>(
+    opts: &SendOptions,
+    request_id: u64,
+    one_way: bool,
+    metadata: &'m [u8],
+    framed: bool,
+) -> Outgoing<'m> {
+    Outgoing {
+        kind: FrameKind::Data,
+        request_id,
+        priority: opts.priority,
+        data_type: opts.data_type,
+        one_way,
+        metadata,
+        framed,
+        coalesced: false,
+    }
+}
+
 pub(super) fn encode_metadata(opts: &SendOptions) -> Result<Vec<u8>> {
     let metadata = match &opts.metadata {
         Some(m) => {

@@ -28,6 +28,7 @@ pub use direct::DirectReceiver;
 pub use endpoint::Endpoint;
 pub use measure::measure_network_performance;
 pub use options::{IdleStrategy, ProtocolConfig, SendOptions};
+pub(crate) use recv::too_large;
 pub use request::{wait_all, wait_any, Completion, Request};
 pub(crate) use request::{wait_all_of, wait_any_of};
 
@@ -39,9 +40,8 @@ use crate::routing::TopologyManager;
 use crate::sys::process::Origin;
 use crate::transport::registry::Registry;
 use deadline::Deadline;
-use framing::encode_metadata;
+use framing::{data_frame, encode_metadata};
 use progress::{CHECK_EVERY, SPIN_POLLS};
-use send::send_through_engine;
 use service::Service;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -53,12 +53,8 @@ impl HyperFabricProtocol {
     #[inline]
     pub fn recv_into(&self, node_id: &str, timeout: Duration, buf: &mut [u8]) -> Result<Received> {
         let cap = buf.len();
-        self.recv_into_or_size(node_id, timeout, buf)?.map_err(|n| {
-            Error::BufferOverflow(format!(
-                "the next message of {node_id:?} has {n} bytes, the buffer {cap}; it stays \
-                     queued"
-            ))
-        })
+        self.recv_into_or_size(node_id, timeout, buf)?
+            .map_err(|n| too_large(node_id, n, cap))
     }
 
     /// [`recv_into`](Self::recv_into), with the size of a message too large for `buf` as
@@ -139,6 +135,14 @@ impl HyperFabricProtocol {
     }
 }
 
+/// The error of a `recv_into` whose buffer (`cap` bytes) is smaller than `node_id`'s next
+/// message (`size` bytes).
+pub(crate) fn too_large(node_id: &str, size: usize, cap: usize) -> Error {
+    Error::BufferOverflow(format!(
+        "the next message of {node_id:?} has {size} bytes, the buffer {cap}; it stays queued"
+    ))
+}
+
 impl Inner {
     /// Whether deliveries must pass the zone check (an isolating zone exists, or the zones
     /// changed since the last sync): frames then take the engine's dispatch.
@@ -159,7 +163,7 @@ impl Inner {
         sink: &mut Sink<'_>,
     ) -> bool {
         let before = sink.count();
-        if mb.has_queued() && self.take_queued(mb, sink) {
+        if mb.has_queued() && mb.take_queued(sink) {
             return true;
         }
         if mb.is_handled() {
@@ -168,7 +172,7 @@ impl Inner {
         if held.is_none() {
             *held = mb.try_rings();
             // What the previous holder queued comes before what the rings hold now.
-            if held.is_some() && mb.has_queued() && self.take_queued(mb, sink) {
+            if held.is_some() && mb.has_queued() && mb.take_queued(sink) {
                 return true;
             }
         }
@@ -183,12 +187,7 @@ impl Inner {
             sink,
         );
         // A frame the engine dispatched may have joined the queue.
-        sink.count() > before || (mb.has_queued() && self.take_queued(mb, sink))
-    }
-
-    /// The node's next queued message into `sink` (one too large stays in front).
-    fn take_queued(&self, mb: &Mailbox, sink: &mut Sink<'_>) -> bool {
-        mb.take_queued(sink)
+        sink.count() > before || (mb.has_queued() && mb.take_queued(sink))
     }
 
     /// Polls the engine's rings (and runs its periodic work every [`CHECK_EVERY`] calls)

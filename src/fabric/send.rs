@@ -1,10 +1,9 @@
 //! Sends through the engine: `send_data`, `post` (and coalesced events), the route check made
 //! before anything is sent, and the push of a message's fragments that waits for room.
 
-use super::framing::encode_metadata;
+use super::framing::{data_frame, encode_metadata};
 use super::topology::sync_topology;
 use super::{lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions};
-use crate::codec::FrameKind;
 use crate::engine::{Engine, Outgoing, Peer};
 use crate::error::{Error, Result};
 use crate::routing::SendRequirements;
@@ -254,16 +253,7 @@ impl Inner {
                 id,
             )
         };
-        let o = Outgoing {
-            kind: FrameKind::Data,
-            request_id: id,
-            priority: opts.priority,
-            data_type: opts.data_type,
-            one_way,
-            metadata: &metadata,
-            framed,
-            coalesced: false,
-        };
+        let o = data_frame(opts, id, one_way, &metadata, framed);
         if let Err(err) = self.push(e, (src, dst.index), &o, &body, &mut deadline) {
             if !one_way {
                 lock(&self.engine).cancel(id);
@@ -316,15 +306,4 @@ impl Inner {
         )?;
         Ok(admitted.must_encrypt)
     }
-}
-
-/// A send through the engine (for endpoints whose route has hops).
-pub(super) fn send_through_engine(
-    inner: &Inner,
-    (source, destination): (&str, &str),
-    data: &[u8],
-    opts: &SendOptions,
-    one_way: bool,
-) -> Result<(u64, Deadline)> {
-    inner.send(source, destination, data, opts, one_way)
 }

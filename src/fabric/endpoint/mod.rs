@@ -17,10 +17,11 @@
 
 mod push;
 
-use super::{lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions};
+use super::{
+    data_frame, encode_metadata, lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions,
+};
 use crate::buffer::BufferManager;
-use crate::codec::FrameKind;
-use crate::engine::{fragment_limit, NodeName, Outgoing, Peer, BULK_SLOTS};
+use crate::engine::{fragment_limit, NodeName, Peer, BULK_SLOTS};
 use crate::error::{Error, Result};
 use crate::ring::{self, Producer, Region};
 use crate::sys::process::Origin;
@@ -155,7 +156,7 @@ impl HyperFabricProtocol {
             )
         };
         drop(e);
-        if path_is_own(&path) {
+        if matches!(path, Path::Own { .. }) {
             // Wake the destination's engine: a node with a handler is served by it.
             inner.registry.ring_bell(dst.index);
         }
@@ -175,10 +176,6 @@ impl HyperFabricProtocol {
             sent: (0, 0),
         })
     }
-}
-
-fn path_is_own(p: &Path) -> bool {
-    matches!(p, Path::Own { .. })
 }
 
 impl Endpoint {
@@ -230,16 +227,7 @@ impl Endpoint {
         self.check_ends()?;
         for data in batch {
             let id = self.next_id();
-            let o = Outgoing {
-                kind: FrameKind::Data,
-                request_id: id,
-                priority: opts.priority,
-                data_type: opts.data_type,
-                one_way: true,
-                metadata: &[],
-                framed: false,
-                coalesced: false,
-            };
+            let o = data_frame(&opts, id, true, &[], false);
             self.push_quiet(&o, data, opts.timeout)?;
         }
         self.inner.registry.ring_bell(self.dst.index);
@@ -278,9 +266,9 @@ impl Endpoint {
         opts: &SendOptions,
         one_way: bool,
     ) -> Result<(u64, Deadline)> {
-        super::send_through_engine(
-            &self.inner,
-            (self.source.as_str(), self.destination.as_str()),
+        self.inner.send(
+            self.source.as_str(),
+            self.destination.as_str(),
             data,
             opts,
             one_way,
@@ -345,17 +333,11 @@ impl Endpoint {
             && !opts.data_type.is_quantum();
         if plain && !inner.zoned() {
             // Nothing to check, encode or frame: the caller's bytes go into the ring.
-            let o = Outgoing {
-                kind: FrameKind::Data,
-                request_id: id,
-                priority: opts.priority,
-                data_type: opts.data_type,
-                one_way,
-                metadata: &[],
-                framed: false,
-                coalesced: false,
-            };
-            return self.push(&o, data, opts.timeout);
+            return self.push(
+                &data_frame(opts, id, one_way, &[], false),
+                data,
+                opts.timeout,
+            );
         }
         self.send_checked(id, data, opts, one_way)
     }
@@ -381,22 +363,16 @@ impl Endpoint {
             inner.prepare((self.src, &self.dst, id), data, opts)?
         } else {
             (
-                super::encode_metadata(opts)?,
+                encode_metadata(opts)?,
                 std::borrow::Cow::Borrowed(data),
                 false,
             )
         };
-        let o = Outgoing {
-            kind: FrameKind::Data,
-            request_id: id,
-            priority: opts.priority,
-            data_type: opts.data_type,
-            one_way,
-            metadata: &metadata,
-            framed,
-            coalesced: false,
-        };
-        self.push(&o, &body, opts.timeout)
+        self.push(
+            &data_frame(opts, id, one_way, &metadata, framed),
+            &body,
+            opts.timeout,
+        )
     }
 }
 

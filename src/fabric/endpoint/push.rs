@@ -46,10 +46,10 @@ impl Endpoint {
             // message as a compact frame (no message header: the ring says who to whom).
             if let Path::Own { producer, .. } = &mut self.path {
                 let compact = o.one_way && o.kind == FrameKind::Data && !o.framed && !o.coalesced;
-                let hdr = o.header(self.src, self.dst.index, 0, total);
                 let pushed = if compact {
                     producer.try_push(compact_slot(o, self.src), &[body])
                 } else {
+                    let hdr = o.header(self.src, self.dst.index, 0, total);
                     producer.try_push(o.slot(self.src, 0), &[&hdr, body])
                 };
                 match pushed {

@@ -3,7 +3,6 @@
 
 use super::bytes::hf_bytes;
 use super::lifecycle::{hf_protocol, protocol};
-use crate::error::Error;
 use crate::fabric::MessageRef;
 use crate::fabric::ReceivedMessage;
 use crate::ffi::status::hf_status;
@@ -143,10 +142,7 @@ pub unsafe extern "C" fn hf_recv_into(
             Ok(r) => r,
             Err(size) => {
                 out.len = size;
-                return Err(FfiError::from(Error::BufferOverflow(format!(
-                    "the next message of {id:?} has {size} bytes, the buffer {cap}; it stays \
-                     queued"
-                ))));
+                return Err(FfiError::from(crate::fabric::too_large(id, size, cap)));
             }
         };
         *out = hf_recv_info {

@@ -3,7 +3,7 @@
 
 use super::send::decode_error;
 use super::{
-    max_message, reassembly, Admit, Engine, Message, MsgHeader, Outgoing, FLAG_COALESCED,
+    max_message, reassembly, Admit, Back, Engine, Message, MsgHeader, Outgoing, FLAG_COALESCED,
     FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY, MAX_MESSAGE, MSG_HEADER,
 };
 use crate::buffer::Payload;
@@ -41,8 +41,9 @@ impl Engine {
         self.admit = admit;
     }
     /// Handles one frame that arrived at hosted node `at`: forwards it when it is for another
-    /// node, else delivers it.
-    pub(super) fn dispatch(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
+    /// node, else delivers it. `back`: the reply ring of the endpoint ring the frame came
+    /// from, if it has one (answers that fit go there).
+    pub(super) fn dispatch(&mut self, at: u32, h: SlotHeader, payload: &[u8], back: Back<'_>) {
         let compact = h.flags & FLAG_COMPACT != 0;
         if !compact && payload.len() < MSG_HEADER {
             return;
@@ -75,7 +76,8 @@ impl Engine {
                 Err(e) => {
                     self.counters.errors += 1;
                     if !one_way && FrameKind::from_u8(h.kind) == Some(FrameKind::Data) {
-                        self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
+                        let (kind, why) = (e.kind(), e.to_string());
+                        self.answer_error(back, (dst, h.src), request_id, kind, &why);
                     }
                     return;
                 }
@@ -160,7 +162,8 @@ impl Engine {
                     // Dropped, counted, and the sender told.
                     self.counters.errors += 1;
                     if !one_way {
-                        self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
+                        let (kind, why) = (e.kind(), e.to_string());
+                        self.answer_error(back, (dst, h.src), request_id, kind, &why);
                     }
                     return;
                 }
@@ -175,7 +178,7 @@ impl Engine {
                         // Dropped at delivery, counted, and the sender told.
                         self.counters.errors += 1;
                         if !one_way {
-                            self.answer_error(dst, h.src, request_id, kind, &why);
+                            self.answer_error(back, (dst, h.src), request_id, kind, &why);
                         }
                         return;
                     }
@@ -184,7 +187,8 @@ impl Engine {
                     if !one_way {
                         let msg =
                             format!("node index {dst} is not hosted by the receiving process");
-                        self.answer_error(dst, h.src, request_id, ErrorKind::NodeNotFound, &msg);
+                        let to = (dst, h.src);
+                        self.answer_error(back, to, request_id, ErrorKind::NodeNotFound, &msg);
                     }
                     return;
                 };
@@ -229,10 +233,14 @@ impl Engine {
                 };
                 match node.handler.as_mut() {
                     Some(handler) if !one_way => match handler(&msg) {
-                        Ok(resp) => self.send_reply(dst, h.src, &reply(FrameKind::Response), &resp),
+                        Ok(resp) => {
+                            let o = reply(FrameKind::Response);
+                            self.answer(back, (dst, h.src), &o, &resp)
+                        }
                         Err(e) => {
                             self.counters.errors += 1;
-                            self.answer_error(dst, h.src, request_id, e.kind(), &e.to_string());
+                            let (kind, why) = (e.kind(), e.to_string());
+                            self.answer_error(back, (dst, h.src), request_id, kind, &why);
                         }
                     },
                     Some(handler) => {
@@ -241,7 +249,8 @@ impl Engine {
                     None => {
                         node.mailbox.push(msg);
                         if !one_way {
-                            self.send_reply(dst, h.src, &reply(FrameKind::Ack), &[]);
+                            let o = reply(FrameKind::Ack);
+                            self.answer(back, (dst, h.src), &o, &[]);
                         }
                     }
                 }
@@ -264,18 +273,20 @@ impl Engine {
                 }
             }
             Some(FrameKind::Response | FrameKind::Ack) => {
-                if let Some(p) = self.pending.get_mut(&request_id).filter(|p| p.dst == h.src) {
-                    p.complete(Ok(match data {
-                        Body::Borrowed(b) => b.to_vec(),
-                        Body::Owned(p) => p.into_vec(),
-                    }));
+                let bytes = match data {
+                    Body::Borrowed(b) => b.to_vec(),
+                    Body::Owned(p) => p.into_vec(),
+                };
+                match self.pending.get_mut(&request_id) {
+                    Some(p) if p.dst == h.src => p.complete(Ok(bytes)),
+                    Some(_) => {}
+                    None => self.answer_endpoint(request_id, Some(h.src), Ok(bytes)),
                 }
             }
-            Some(FrameKind::Error) => {
-                if let Some(p) = self.pending.get_mut(&request_id) {
-                    p.complete(Err(decode_error(data.bytes())));
-                }
-            }
+            Some(FrameKind::Error) => match self.pending.get_mut(&request_id) {
+                Some(p) => p.complete(Err(decode_error(data.bytes()))),
+                None => self.answer_endpoint(request_id, None, Err(decode_error(data.bytes()))),
+            },
             _ => {}
         }
     }

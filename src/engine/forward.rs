@@ -73,7 +73,7 @@ impl Engine {
                 let answer = h.flags & FLAG_ONE_WAY == 0
                     && FrameKind::from_u8(h.kind) == Some(FrameKind::Data);
                 if answer {
-                    self.answer_error(at, m.origin, m.id, ErrorKind::NoRouteFound, why);
+                    self.answer_error(None, (at, m.origin), m.id, ErrorKind::NoRouteFound, why);
                 }
                 return;
             }

@@ -53,6 +53,9 @@ impl Engine {
     pub fn tick(&mut self, now: std::time::Instant) -> Vec<HealthChange> {
         self.timers.now = now;
         self.expire(now);
+        if !self.watched.is_empty() {
+            self.wake_watched(Some(now));
+        }
         if self.beating && now >= self.timers.beat {
             let t = crate::sys::monotonic_ns();
             for &i in self.hosted.keys() {
@@ -64,7 +67,7 @@ impl Engine {
             self.fail_lost_peers();
             self.timers.liveness = now + IDLE_LIVENESS_INTERVAL;
         }
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() || !self.watched.is_empty() {
             // Requests wait: check liveness often, so they fail fast when a peer dies.
             self.timers.liveness = self.timers.liveness.min(now + LIVENESS_INTERVAL);
         }

@@ -67,6 +67,7 @@ impl Engine {
         // stop this engine's traffic.
         let _ = self.registry.try_reclaim_dead();
         let mut n = self.fail_corrupt_channels();
+        self.fail_lost_endpoints();
         for p in self.pending.values_mut() {
             if p.result.is_some() {
                 continue;

@@ -17,11 +17,11 @@ mod sink;
 
 pub use sink::{MessageRef, Received, Sink};
 
-use super::{Message, NodeName};
+use super::{Back, Message, NodeName};
 use super::{INBOX_BYTES, INBOX_MESSAGES};
-use crate::ring::{self, Consumer, Region, SlotHeader};
+use crate::ring::{self, Consumer, Producer, Region, SlotHeader};
 use crate::sync::{SpinGuard, SpinLock};
-use crate::transport::channel::{parse_endpoint_name, SegmentMaps};
+use crate::transport::channel::{parse_endpoint_name, reply_path, SegmentMaps};
 use crate::transport::registry::Registry;
 use crossbeam_queue::SegQueue;
 use plain::{Plain, Taken};
@@ -41,6 +41,8 @@ struct EpRing {
     /// Its file is gone: dropped once drained.
     orphan: bool,
     consumer: Consumer<Region>,
+    /// The endpoint's reply ring, when it has one: answers to its requests go there.
+    reply: Option<Producer<Region>>,
 }
 
 /// The endpoint rings of a node and what reading them needs; held under the mailbox lock.
@@ -69,8 +71,9 @@ pub struct Mailbox {
     queued: AtomicUsize,
     queued_bytes: AtomicUsize,
     rings: SpinLock<Rings>,
-    /// Rings in process memory handed over by endpoints of this process.
-    handed: SegQueue<(u32, NodeName, Consumer<Region>)>,
+    /// Rings in process memory handed over by endpoints of this process (with their reply
+    /// rings).
+    handed: SegQueue<Handed>,
     /// Whether `handed` may hold rings (checked with a plain load).
     handing: AtomicBool,
     /// The node has a handler: its frames go to the engine's dispatch, never to `recv`.
@@ -90,8 +93,13 @@ impl std::fmt::Debug for Mailbox {
 }
 
 /// What the poller does with a frame the mailbox does not deliver itself: the engine's
-/// dispatch at the mailbox's node (source index, slot header, ring payload).
-pub type Slow<'a> = &'a mut dyn FnMut(u32, SlotHeader, &[u8]);
+/// dispatch at the mailbox's node (source index, slot header, ring payload, the endpoint's
+/// reply ring if it has one).
+pub type Slow<'a> = &'a mut dyn FnMut(u32, SlotHeader, &[u8], Back<'_>);
+
+/// An endpoint ring in process memory handed over: its source (index and id), the
+/// consumer, and the producer of its reply ring.
+pub type Handed = (u32, NodeName, Consumer<Region>, Option<Producer<Region>>);
 
 impl Mailbox {
     /// The mailbox of hosted node `node` (index) named `id`.
@@ -252,9 +260,10 @@ impl Mailbox {
         self.corrupt.load(Ordering::Relaxed)
     }
 
-    /// Hands over the consumer of a ring in process memory from `src` (named `source`).
-    pub fn hand_over(&self, src: u32, source: NodeName, consumer: Consumer<Region>) {
-        self.handed.push((src, source, consumer));
+    /// Hands over the consumer of a ring in process memory from `src` (named `source`), and
+    /// the producer of its reply ring.
+    pub fn hand_over(&self, handed: Handed) {
+        self.handed.push(handed);
         self.handing.store(true, Ordering::Release);
     }
 
@@ -293,7 +302,7 @@ impl Mailbox {
     }
 
     fn take_handed(&self, r: &mut Rings) {
-        while let Some((src, source, consumer)) = self.handed.pop() {
+        while let Some((src, source, consumer, reply)) = self.handed.pop() {
             r.list.push(EpRing {
                 src,
                 source,
@@ -301,6 +310,7 @@ impl Mailbox {
                 pid: crate::sys::process::pid(),
                 orphan: false,
                 consumer,
+                reply,
             });
         }
     }
@@ -346,6 +356,7 @@ impl Mailbox {
                 pid,
                 orphan: false,
                 consumer: ring::split(Arc::new(region)).1,
+                reply: open_reply_ring(&e.path(), src, entry.generation),
             });
         }
         // A ring whose file is gone keeps what it holds until it is drained.
@@ -421,7 +432,10 @@ impl Mailbox {
             };
             let dir = self.registry.dir();
             let mut bad = None;
-            let popped = list[i].consumer.try_pop(|h, d| {
+            let EpRing {
+                consumer, reply, ..
+            } = &mut list[i];
+            let popped = consumer.try_pop(|h, d| {
                 let m = match at.check(h, d) {
                     Ok(m) => m,
                     Err(why) => {
@@ -435,13 +449,13 @@ impl Mailbox {
                     Taken::No
                 } {
                     Taken::Yes => {}
-                    Taken::No => slow(at.node, h, d),
+                    Taken::No => slow(at.node, h, d, reply.as_mut()),
                     Taken::Bad(why) => bad = Some(why),
                 }
             });
             let popped = match (popped, bad) {
                 // A frame its producer cannot have written: the ring is dropped as corrupt.
-                (Ok(Some(())), Some(why)) => Err(list[i].consumer.mark_corrupt(why)),
+                (Ok(Some(())), Some(why)) => Err(consumer.mark_corrupt(why)),
                 (p, _) => p,
             };
             return match popped {
@@ -466,4 +480,14 @@ impl Mailbox {
         }
         false
     }
+}
+
+/// The reply ring beside endpoint ring `path`, if its endpoint made one for registration
+/// `generation` of `src` (its header is stamped with both).
+fn open_reply_ring(path: &std::path::Path, src: u32, generation: u64) -> Option<Producer<Region>> {
+    let region = Region::open_file(&reply_path(path)?).ok()?;
+    let h = region.header();
+    (h.destination.load(Ordering::Acquire) == u64::from(src) + 1
+        && h.destination_generation.load(Ordering::Relaxed) == generation)
+        .then(|| ring::split(Arc::new(region)).0)
 }

@@ -27,6 +27,7 @@ mod message;
 mod nodes;
 mod poll;
 mod reassembly;
+mod replies;
 mod requests;
 mod send;
 
@@ -41,7 +42,11 @@ pub use health::{HealthChange, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
 pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};
 use mailbox::Mailbox;
 pub use message::{Admit, Handler, Message, NodeName, Peer, Router};
+pub use replies::{Replies, REPLY_INLINE_MAX};
 use requests::Pending;
+
+/// The reply ring of the endpoint ring a frame came from, if it has one (see [`Replies`]).
+pub type Back<'a> = Option<&'a mut Producer<Region>>;
 
 /// Bytes of the message header inside a ring payload: destination (4), message id (8), hop
 /// count, priority, data type, hop limit (1 each), body length (4), fragment offset (4),
@@ -159,6 +164,11 @@ pub struct Engine {
     channels_epoch: u64,
     pending: HashMap<u64, Pending>,
     next_request: u64,
+    /// The answers of endpoints of this process, by the block of ids each reserved:
+    /// answers that came the engine's way go to them.
+    reply_owners: Vec<(u64, u64, Arc<Replies>)>,
+    /// Replies a future waits on: woken when an answer may be in.
+    watched: Vec<Arc<Replies>>,
     counters: Counters,
     opener: Option<crate::codec::Opener>,
     /// This process's segment of chunks for large messages, made on first use.
@@ -232,6 +242,8 @@ impl Engine {
             channels_epoch: u64::MAX,
             pending: HashMap::default(),
             next_request: 1,
+            reply_owners: Vec::new(),
+            watched: Vec::new(),
             counters: Counters::default(),
             opener,
             chunks: [None, None],

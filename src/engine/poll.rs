@@ -13,8 +13,14 @@ const BULK_BUDGET: usize = 4;
 impl Engine {
     /// Handles a frame a mailbox did not deliver itself (see
     /// [`Mailbox::take`](mailbox::Mailbox::take)).
-    pub fn dispatch_frame(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
-        self.dispatch(at, h, payload);
+    pub fn dispatch_frame(
+        &mut self,
+        at: u32,
+        h: SlotHeader,
+        payload: &[u8],
+        back: super::Back<'_>,
+    ) {
+        self.dispatch(at, h, payload, back);
     }
     fn discover(&mut self) {
         let Some(rd) = self.registry.channels_changed(&mut self.channels_epoch) else {
@@ -98,7 +104,7 @@ impl Engine {
                     continue;
                 }
                 for _ in 0..budget {
-                    match i.consumer.try_pop(|h, d| self.dispatch(at, h, d)) {
+                    match i.consumer.try_pop(|h, d| self.dispatch(at, h, d, None)) {
                         Ok(Some(())) => n += 1,
                         Ok(None) => break,
                         Err(_) => {
@@ -119,6 +125,9 @@ impl Engine {
         }
         inbound.append(&mut self.inbound);
         self.inbound = inbound;
+        if !self.watched.is_empty() {
+            self.wake_watched(None);
+        }
         n + self.poll_mailboxes(false)
     }
 
@@ -152,7 +161,7 @@ impl Engine {
                 let took = mb.take(
                     &mut rings,
                     false,
-                    &mut |at, h, d| self.dispatch(at, h, d),
+                    &mut |at, h, d, back| self.dispatch(at, h, d, back),
                     &mut mailbox::Sink::Message(None),
                 );
                 if !took {

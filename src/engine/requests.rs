@@ -1,8 +1,9 @@
 //! Request bookkeeping: message ids, the pending requests awaiting a response, their
 //! deadlines and the wakers of the futures waiting on them.
 
-use super::{Engine, Peer};
+use super::{Engine, Peer, Replies};
 use crate::error::{Error, Result};
+use std::sync::Arc;
 
 pub(super) struct Pending {
     pub(super) dst: u32,
@@ -38,6 +39,58 @@ impl Engine {
         let id = self.next_request;
         self.next_request += n;
         id
+    }
+
+    /// Reserves `n` consecutive message ids for an endpoint whose answers `replies` takes
+    /// (answers to them that come the engine's way go there); returns the first.
+    pub fn reserve_ids_for(&mut self, n: u64, replies: &Arc<Replies>) -> u64 {
+        // Blocks of endpoints that are gone, with no request left that could be answered.
+        self.reply_owners
+            .retain(|(_, _, r)| Arc::strong_count(r) > 1);
+        let first = self.reserve_ids(n);
+        self.reply_owners.push((first, first + n, replies.clone()));
+        first
+    }
+
+    /// An answer to request `id` that no pending request of the engine expects: the
+    /// endpoint that reserved its id gets it (from `from`, the node that answered; `None`
+    /// for an error, which a node on the way may send).
+    pub(super) fn answer_endpoint(&mut self, id: u64, from: Option<u32>, result: Result<Vec<u8>>) {
+        let owner = self
+            .reply_owners
+            .iter()
+            .find(|(first, end, _)| (*first..*end).contains(&id));
+        if let Some((_, _, r)) = owner {
+            if from.is_none_or(|f| f == r.destination().index) {
+                r.complete(id, result);
+            }
+        }
+    }
+
+    /// Has the engine wake the futures waiting on `replies` (see [`Replies::wake_on`]).
+    pub fn watch_replies(&mut self, replies: &Arc<Replies>) {
+        if !self.watched.iter().any(|r| Arc::ptr_eq(r, replies)) {
+            self.watched.push(replies.clone());
+        }
+    }
+
+    /// Wakes the futures whose answers may be in (and, with `now`, those past their
+    /// deadline); forgets replies nobody waits on.
+    pub(super) fn wake_watched(&mut self, now: Option<std::time::Instant>) {
+        self.watched.retain(|r| r.wake_ready(now));
+    }
+
+    /// Marks lost the endpoints' destinations that left (their waiters fail).
+    pub(super) fn fail_lost_endpoints(&mut self) {
+        let registry = &self.registry;
+        for (_, _, r) in &self.reply_owners {
+            if !r.is_lost()
+                && registry.live_generation(r.destination().index)
+                    != Some(r.destination().generation)
+            {
+                r.set_lost();
+            }
+        }
     }
 
     /// A fresh request id, registered as pending for `dst`.

@@ -2,8 +2,9 @@
 //! the engine's own replies (responses, receipts, errors) that wait for room.
 
 use super::chunks::ChunkPush;
+use super::replies::push_reply;
 use super::{
-    fragment_limit, lane_of, lane_slots, push_fragment, Engine, Inbound, Outgoing,
+    fragment_limit, lane_of, lane_slots, push_fragment, Back, Engine, Inbound, Outgoing,
     DESCRIPTOR_THRESHOLD, MAX_MESSAGE,
 };
 use crate::codec::FrameKind;
@@ -108,10 +109,11 @@ impl Engine {
             }
         }
     }
+    /// Answers request `request_id` from `from` to `to` with an error.
     pub(super) fn answer_error(
         &mut self,
-        from: u32,
-        to: u32,
+        back: Back<'_>,
+        (from, to): (u32, u32),
         request_id: u64,
         kind: ErrorKind,
         message: &str,
@@ -128,7 +130,28 @@ impl Engine {
             framed: false,
             coalesced: false,
         };
-        self.send_reply(from, to, &o, &body);
+        self.answer(back, (from, to), &o, &body);
+    }
+
+    /// Sends an answer: into the reply ring `back` of the endpoint the request came through
+    /// when it fits there now, else through the engine's rings.
+    #[inline]
+    pub(super) fn answer(
+        &mut self,
+        back: Back<'_>,
+        (from, to): (u32, u32),
+        o: &Outgoing<'_>,
+        data: &[u8],
+    ) {
+        if let Some(p) = back {
+            if push_reply(p, from, o.kind, o.request_id, data) {
+                self.registry.ring_bell(to);
+                self.counters.frames_sent += 1;
+                self.counters.bytes_sent += data.len() as u64;
+                return;
+            }
+        }
+        self.send_reply(from, to, o, data);
     }
 
     /// Sends a reply (all its fragments), waiting for room while the ring back is full.

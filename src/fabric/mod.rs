@@ -15,6 +15,7 @@ mod options;
 mod ping;
 mod progress;
 mod recv;
+mod reply;
 mod request;
 mod send;
 mod service;

@@ -183,7 +183,7 @@ impl Inner {
         mb.take(
             rings,
             deliver,
-            &mut |at, h, d| lock(&self.engine).dispatch_frame(at, h, d),
+            &mut |at, h, d, back| lock(&self.engine).dispatch_frame(at, h, d, back),
             sink,
         );
         // A frame the engine dispatched may have joined the queue.

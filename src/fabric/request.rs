@@ -8,7 +8,9 @@
 //! the first pass and every [`CHECK_EVERY`] passes after that, never per request. Requests
 //! of several protocols may be mixed: each pass visits each of their engines.
 
+use super::reply::Liveness;
 use super::{lock, Deadline, Inner, CHECK_EVERY, SPIN_POLLS};
+use crate::engine::Replies;
 use crate::error::{Error, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,6 +43,13 @@ pub struct Request {
     /// `TimeoutError`, whoever looks.
     deadline: Deadline,
     state: State,
+    /// The answers of the endpoint the request went through, when it has a reply ring:
+    /// the answer is read there, not from the engine.
+    replies: Option<Arc<Replies>>,
+    /// When its destination was last checked (requests answered through a reply ring).
+    liveness: Liveness,
+    /// Calls of `test` since the clock was last read.
+    tests: u32,
 }
 
 impl std::fmt::Debug for Request {
@@ -59,7 +68,46 @@ impl Request {
             id,
             deadline,
             state: State::Pending,
+            replies: None,
+            liveness: Liveness::default(),
+            tests: 0,
         }
+    }
+
+    /// A request whose answer comes through an endpoint's reply ring (`replies`).
+    pub(super) fn answered_by(
+        inner: Arc<Inner>,
+        id: u64,
+        deadline: Deadline,
+        replies: Arc<Replies>,
+    ) -> Request {
+        let mut r = Request::new(inner, id, deadline);
+        r.replies = Some(replies);
+        r
+    }
+
+    /// [`test`](Self::test) of a request answered through a reply ring: looks at the ring,
+    /// drives the engine once when nobody else does, and every [`CHECK_EVERY`] calls reads
+    /// the clock (deadline, periodic work, liveness of the destination).
+    fn test_reply(&mut self, replies: &Replies) -> Option<Result<Vec<u8>>> {
+        if let Some(r) = replies.take(self.id) {
+            return Some(r);
+        }
+        self.inner.drive_once();
+        if let Some(r) = replies.take(self.id) {
+            return Some(r);
+        }
+        self.tests = self.tests.wrapping_add(1);
+        if self.tests % CHECK_EVERY == 1 {
+            if self.deadline.passed() {
+                replies.abandon(self.id);
+                return Some(Err(timed_out(self.id)));
+            }
+            let now = Instant::now();
+            self.liveness.check(&self.inner, replies, now);
+            self.inner.tick_for_waiter(now);
+        }
+        None
     }
 
     /// The request id.
@@ -109,6 +157,13 @@ impl Request {
             State::Done => return None,
             State::Cancelled => return Some(Err(self.finished())),
         }
+        if let Some(replies) = self.replies.clone() {
+            let r = self.test_reply(&replies);
+            if r.is_some() {
+                self.state = State::Done;
+            }
+            return r;
+        }
         let inner = &self.inner;
         let mut e = lock(&inner.engine);
         if !inner.running.load(Ordering::Acquire) {
@@ -143,7 +198,10 @@ impl Request {
             return Err(self.finished());
         }
         self.state = State::Done;
-        self.inner.wait(self.id, &mut self.deadline)
+        match &self.replies {
+            Some(replies) => self.inner.wait_reply(replies, self.id, &mut self.deadline),
+            None => self.inner.wait(self.id, &mut self.deadline),
+        }
     }
 
     /// Abandons the request: its response, if one comes, is dropped, and
@@ -157,9 +215,17 @@ impl Request {
         if self.state != State::Pending {
             return Ok(false);
         }
-        lock(&self.inner.engine).cancel(self.id);
+        self.abandon();
         self.state = State::Cancelled;
         Ok(true)
+    }
+
+    /// Forgets the request where its answer would arrive.
+    fn abandon(&self) {
+        match &self.replies {
+            Some(replies) => replies.abandon(self.id),
+            None => lock(&self.inner.engine).cancel(self.id),
+        }
     }
 }
 
@@ -184,6 +250,21 @@ impl std::future::Future for Request {
         }
         let at = self.deadline.instant();
         let inner = &self.inner;
+        if let Some(replies) = self.replies.clone() {
+            if inner.running.load(Ordering::Acquire) {
+                // The engine thread wakes the future when the ring holds an answer, when the
+                // deadline passes or when the destination is found gone.
+                replies.wake_on(self.id, cx.waker(), Some(at));
+                lock(&inner.engine).watch_replies(&replies);
+                if let Some(r) = replies.take(self.id) {
+                    self.state = State::Done;
+                    return std::task::Poll::Ready(r);
+                }
+            } else {
+                cx.waker().wake_by_ref();
+            }
+            return std::task::Poll::Pending;
+        }
         let mut e = lock(&inner.engine);
         if inner.running.load(Ordering::Acquire) {
             // The engine thread completes the request, or fails it at its deadline.
@@ -207,7 +288,7 @@ impl Drop for Request {
             return;
         }
         if self.state == State::Pending {
-            lock(&self.inner.engine).cancel(self.id);
+            self.abandon();
         }
     }
 }
@@ -361,11 +442,24 @@ fn drive(
                     i += 1;
                     continue;
                 };
-                let outcome = match e.take_result(r.id) {
+                let found = match &r.replies {
+                    Some(replies) => replies.take(r.id),
+                    None => e.take_result(r.id),
+                };
+                let outcome = match found {
                     Some(o) => o,
                     None if check && r.deadline.passed() => {
-                        e.cancel(r.id);
+                        match &r.replies {
+                            Some(replies) => replies.abandon(r.id),
+                            None => e.cancel(r.id),
+                        }
                         Err(timed_out(r.id))
+                    }
+                    None if check && r.replies.is_some() => {
+                        let replies = r.replies.clone().expect("checked");
+                        r.liveness.check(inner, &replies, Instant::now());
+                        i += 1;
+                        continue;
                     }
                     None => {
                         i += 1;

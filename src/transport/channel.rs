@@ -58,6 +58,19 @@ pub fn parse_endpoint_name(name: &str) -> Option<((u32, u32, u32, u32), u64)> {
     Some((parse_four(rest)?, generation.parse().ok()?))
 }
 
+/// Path of the reply ring of the endpoint whose ring is at `endpoint` (`rp-` for `ep-`):
+/// the destination's process writes answers to the endpoint's requests into it.
+pub fn reply_path(endpoint: &Path) -> Option<PathBuf> {
+    let name = endpoint.file_name()?.to_str()?.strip_prefix("ep-")?;
+    Some(endpoint.with_file_name(format!("rp-{name}")))
+}
+
+/// Parses a reply ring file name like [`parse_endpoint_name`].
+pub fn parse_reply_name(name: &str) -> Option<((u32, u32, u32, u32), u64)> {
+    let (rest, generation) = name.strip_prefix("rp-")?.split_once('.')?;
+    Some((parse_four(rest)?, generation.parse().ok()?))
+}
+
 /// Four numbers separated by `-`, nothing else.
 pub(crate) fn parse_four(rest: &str) -> Option<(u32, u32, u32, u32)> {
     let mut it = rest.split('-');
@@ -229,7 +242,8 @@ pub fn remove_channel_files(dir: &Path, nodes: &[u32]) {
         let ends = parse_ring_name(name)
             .map(|(s, d, _)| (s, d))
             .or_else(|| super::direct::parse_direct_name(name).map(|(s, d, _, _)| (s, d)))
-            .or_else(|| parse_endpoint_name(name).map(|((s, d, _, _), _)| (s, d)));
+            .or_else(|| parse_endpoint_name(name).map(|((s, d, _, _), _)| (s, d)))
+            .or_else(|| parse_reply_name(name).map(|((s, d, _, _), _)| (s, d)));
         if let Some((src, dst)) = ends {
             if nodes.contains(&src) || nodes.contains(&dst) {
                 let _ = std::fs::remove_file(e.path());

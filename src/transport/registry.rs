@@ -422,6 +422,16 @@ impl Registry {
             .flatten()
     }
 
+    /// The registration generation of node `index` while it is registered: two loads, no
+    /// signature read (for liveness checks of a known node, not to learn what it is).
+    pub fn live_generation(&self, index: u32) -> Option<u64> {
+        if index as usize >= MAX_NODES {
+            return None;
+        }
+        let e = self.entry(index as usize);
+        (e.state.load(Ordering::Acquire) == LIVE).then(|| e.generation.load(Ordering::Relaxed))
+    }
+
     /// Makes `index` ring `bell_index`'s doorbell to wake its engine.
     pub fn set_bell(&self, index: u32, bell_index: u32) {
         if (index as usize) < MAX_NODES {

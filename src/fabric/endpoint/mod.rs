@@ -21,11 +21,11 @@ use super::{
     data_frame, encode_metadata, lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions,
 };
 use crate::buffer::BufferManager;
-use crate::engine::{fragment_limit, NodeName, Peer, BULK_SLOTS};
+use crate::engine::{fragment_limit, NodeName, Peer, Replies, BULK_SLOTS, LATENCY_SLOTS};
 use crate::error::{Error, Result};
 use crate::ring::{self, Producer, Region};
 use crate::sys::process::Origin;
-use crate::transport::channel::{endpoint_path, Lane, SegmentKey};
+use crate::transport::channel::{endpoint_path, reply_path, Lane, SegmentKey};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +65,8 @@ pub struct Endpoint {
     /// The process hosting the destination (pid, start time) when it is another process.
     dst_owner: Option<(u32, u64)>,
     path: Path,
+    /// The answers to its requests (endpoints with a ring of their own).
+    replies: Option<Arc<Replies>>,
     limit: usize,
     nodes_epoch: u64,
     ids: std::ops::Range<u64>,
@@ -106,19 +108,17 @@ impl HyperFabricProtocol {
         let via = e.via(src, dst.index)?;
         let source = NodeName::intern(source);
         let destination = NodeName::intern(destination);
-        let ids = e.reserve_ids(ID_BLOCK);
-        let (path, dst_owner) = if via != dst.index {
-            (Path::Engine, None)
+        let (path, dst_owner, replies) = if via != dst.index {
+            (Path::Engine, None, None)
         } else if let Some(mb) = e.mailbox_of(dst.index) {
             let (producer, consumer) = ring::split(Arc::new(Region::heap(BULK_SLOTS)?));
-            mb.hand_over(src, source, consumer);
-            (
-                Path::Own {
-                    producer,
-                    file: None,
-                },
-                None,
-            )
+            let (answer, answers) = ring::split(Arc::new(Region::heap(LATENCY_SLOTS)?));
+            mb.hand_over((src, source, consumer, Some(answer)));
+            let path = Path::Own {
+                producer,
+                file: None,
+            };
+            (path, None, Some(Replies::new(answers, dst, None)))
         } else {
             let entry = inner
                 .registry
@@ -139,21 +139,26 @@ impl HyperFabricProtocol {
                 crate::sys::process::pid(),
                 n,
             );
+            // The reply ring first: the destination opens it with the endpoint ring.
+            let answers = reply_file(&file, (src, src_generation))?;
             let _ = std::fs::remove_file(&file);
             let region = Region::create_file(&file, BULK_SLOTS)?;
-            let h = region.header();
-            h.destination_generation
-                .store(dst.generation, std::sync::atomic::Ordering::Relaxed);
-            h.destination
-                .store(dst.index as u64 + 1, std::sync::atomic::Ordering::Release);
+            stamp(&region, (dst.index, dst.generation));
             inner.registry.bump_channels_epoch();
+            let owner = (entry.owner_pid, entry.owner_start);
             (
                 Path::Own {
                     producer: ring::split(Arc::new(region)).0,
                     file: Some(file),
                 },
-                Some((entry.owner_pid, entry.owner_start)),
+                Some(owner),
+                Some(Replies::new(answers, dst, Some(owner))),
             )
+        };
+        let replies = replies.map(Arc::new);
+        let ids = match &replies {
+            Some(r) => e.reserve_ids_for(ID_BLOCK, r),
+            None => e.reserve_ids(ID_BLOCK),
         };
         drop(e);
         if matches!(path, Path::Own { .. }) {
@@ -169,6 +174,7 @@ impl HyperFabricProtocol {
             destination,
             dst_owner,
             path,
+            replies,
             limit: fragment_limit(Lane::Bulk, inner.options.max_packet_size as usize),
             nodes_epoch,
             ids: ids..ids + ID_BLOCK,
@@ -236,7 +242,15 @@ impl Endpoint {
 
     /// `send_data` through the endpoint: waits for the response.
     pub fn send_data(&mut self, data: &[u8], opts: &SendOptions) -> Result<Vec<u8>> {
-        self.send_data_nb(data, opts)?.wait()
+        self.inner.check_process()?;
+        if matches!(self.path, Path::Engine) {
+            return self.send_data_nb(data, opts)?.wait();
+        }
+        let id = self.issue()?;
+        self.send(id, data, opts, false)?;
+        let replies = self.replies.as_deref().expect("issued above");
+        self.inner
+            .wait_reply(replies, id, &mut Deadline::after(opts.timeout))
     }
 
     /// Non-blocking `send_data` through the endpoint: returns once the request is in the
@@ -247,13 +261,28 @@ impl Endpoint {
             let (id, deadline) = self.through_engine(data, opts, false)?;
             return Ok(self.request(id, deadline));
         }
-        let id = lock(&self.inner.engine).new_request(&self.dst);
-        let deadline = Deadline::after(opts.timeout);
-        if let Err(e) = self.send(id, data, opts, false) {
-            lock(&self.inner.engine).cancel(id);
-            return Err(e);
+        let Some(replies) = self.replies.clone() else {
+            return Err(Error::InvalidArgument("endpoint without reply ring".into()));
+        };
+        let id = self.issue()?;
+        self.send(id, data, opts, false)?;
+        Ok(Request::answered_by(
+            self.inner.clone(),
+            id,
+            Deadline::after(opts.timeout),
+            replies,
+        ))
+    }
+
+    /// A fresh request id, recorded as issued where its answer arrives.
+    #[inline]
+    fn issue(&mut self) -> Result<u64> {
+        let id = self.next_id();
+        match &self.replies {
+            Some(r) => r.issue(id),
+            None => return Err(Error::InvalidArgument("endpoint without reply ring".into())),
         }
-        Ok(self.request(id, deadline))
+        Ok(id)
     }
 
     fn request(&self, id: u64, deadline: Deadline) -> Request {
@@ -280,7 +309,13 @@ impl Endpoint {
         if let Some(id) = self.ids.next() {
             return id;
         }
-        let first = lock(&self.inner.engine).reserve_ids(ID_BLOCK);
+        let first = {
+            let mut e = lock(&self.inner.engine);
+            match &self.replies {
+                Some(r) => e.reserve_ids_for(ID_BLOCK, r),
+                None => e.reserve_ids(ID_BLOCK),
+            }
+        };
         self.ids = first + 1..first + ID_BLOCK;
         first
     }
@@ -390,9 +425,32 @@ impl Drop for Endpoint {
             file: Some(file), ..
         } = &self.path
         {
-            // The receiver keeps its mapping and reads what is left; nobody finds the ring
+            // The receiver keeps its mappings and reads what is left; nobody finds the rings
             // again.
             let _ = std::fs::remove_file(file);
+            if let Some(answers) = reply_path(file) {
+                let _ = std::fs::remove_file(answers);
+            }
         }
     }
+}
+
+/// Stamps a ring with the node (index, registration) it is made for.
+fn stamp(region: &Region, (index, generation): (u32, u64)) {
+    let h = region.header();
+    h.destination_generation
+        .store(generation, std::sync::atomic::Ordering::Relaxed);
+    h.destination
+        .store(u64::from(index) + 1, std::sync::atomic::Ordering::Release);
+}
+
+/// Makes the reply ring beside endpoint ring `file`, stamped with the requesting node, and
+/// returns its reading end.
+fn reply_file(file: &std::path::Path, src: (u32, u64)) -> Result<ring::Consumer<Region>> {
+    let path = reply_path(file)
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is no endpoint ring", file.display())))?;
+    let _ = std::fs::remove_file(&path);
+    let region = Region::create_file(&path, LATENCY_SLOTS)?;
+    stamp(&region, src);
+    Ok(ring::split(Arc::new(region)).1)
 }

@@ -1,0 +1,321 @@
+//! The answers to one endpoint's requests, read without the engine.
+//!
+//! An endpoint that sends requests owns a second ring beside its own, the *reply ring*
+//! (`rp-…`, the endpoint ring's name with another prefix; process memory when the
+//! destination is in this process). The destination's process writes the answer to a
+//! request that came through the endpoint ring into it (see [`push_reply`]) when the whole
+//! answer fits one frame and the ring has room; anything else (large answers, a full ring)
+//! goes the engine's way, and the engine hands it to the endpoint's [`Replies`] by the block
+//! of ids the request's id belongs to. Whoever waits for one of the endpoint's requests
+//! reads the ring under a spin lock: no engine lock, no map lookup when the answer is the
+//! next frame.
+//!
+//! A reply frame: the slot header (kind `Response`, `Ack` or `Error`, no flags, the source
+//! is the answering node), the request id (8 bytes, little-endian), then the answer's bytes
+//! (an error: its status code, 4 bytes, and its message). Everything read is checked: a
+//! frame of another kind or node, or for an id the endpoint never issued, costs the ring
+//! (marked corrupt; the answering side then uses the engine's way): the requests issued
+//! until then whose answers were not taken fail with `MalformedFrameError`, later ones are
+//! answered the engine's way.
+
+use super::send::decode_error;
+use super::Peer;
+use crate::codec::FrameKind;
+use crate::error::{Error, Result};
+use crate::ring::{Consumer, Producer, PushError, Region, SlotHeader};
+use crate::sync::SpinLock;
+use crate::transport::registry::Registry;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Waker;
+use std::time::Instant;
+
+/// Answers held for requests nobody waits for yet (beyond them, more are dropped and
+/// counted as errors: their requests time out).
+const HELD_MAX: usize = 1 << 16;
+/// Bytes of the request id after the slot header of a reply frame.
+const ID_LEN: usize = 8;
+/// Largest answer sent through a reply ring; larger ones go by the engine (by descriptor).
+pub const REPLY_INLINE_MAX: usize = 16 << 10;
+
+/// The answers to one endpoint's requests (see the module documentation).
+pub struct Replies {
+    state: SpinLock<State>,
+    /// The highest id issued: an answer to a higher one is forged.
+    issued: AtomicU64,
+    /// The destination, which every answer comes from.
+    dst: Peer,
+    /// The process hosting it (pid, start time), when it is another process.
+    owner: Option<(u32, u64)>,
+    /// The destination is gone: what is still outstanding fails.
+    lost: AtomicBool,
+    /// A future waits on one of the requests: the engine wakes it.
+    watched: AtomicBool,
+}
+
+struct State {
+    consumer: Consumer<Region>,
+    /// Answers that arrived for requests not waited for yet.
+    held: HashMap<u64, Result<Vec<u8>>>,
+    /// Requests given up (cancelled, timed out, dropped) whose answer has not arrived.
+    abandoned: HashSet<u64>,
+    /// Futures waiting, with the request and its deadline.
+    wakers: Vec<(u64, Waker, Option<Instant>)>,
+    /// Answers dropped: past [`HELD_MAX`], or a ring found corrupt.
+    dropped: u64,
+    /// The ring was found corrupt when requests up to this id had been issued: answers to
+    /// them that it held are lost, and they fail (later ones are answered the engine's way).
+    poisoned_at: Option<u64>,
+}
+
+impl std::fmt::Debug for Replies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replies")
+            .field("dst", &self.dst)
+            .field("issued", &self.issued.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replies {
+    /// The answers to requests to `dst` (hosted by process `owner`, when another), read
+    /// from `consumer`.
+    pub fn new(consumer: Consumer<Region>, dst: Peer, owner: Option<(u32, u64)>) -> Replies {
+        Replies {
+            state: SpinLock::new(State {
+                consumer,
+                held: HashMap::default(),
+                abandoned: HashSet::default(),
+                wakers: Vec::new(),
+                dropped: 0,
+                poisoned_at: None,
+            }),
+            issued: AtomicU64::new(0),
+            dst,
+            owner,
+            lost: AtomicBool::new(false),
+            watched: AtomicBool::new(false),
+        }
+    }
+
+    /// The destination the requests go to.
+    pub fn destination(&self) -> Peer {
+        self.dst
+    }
+
+    /// Records that request `id` was sent (ids of one endpoint grow).
+    #[inline]
+    pub fn issue(&self, id: u64) {
+        self.issued.store(id, Ordering::Relaxed);
+    }
+
+    /// The answer to request `id` if it arrived (then it is taken), reading what the ring
+    /// holds; the error of a lost destination once it is found gone.
+    #[inline]
+    pub fn take(&self, id: u64) -> Option<Result<Vec<u8>>> {
+        let mut s = self.state.lock();
+        if !s.held.is_empty() {
+            if let Some(r) = s.held.remove(&id) {
+                return Some(r);
+            }
+        }
+        let issued = self.issued.load(Ordering::Relaxed);
+        loop {
+            let State { consumer, .. } = &mut *s;
+            let got = consumer.try_pop(|h, d| self.read(h, d, issued));
+            match got {
+                Ok(Some(Ok((got, r)))) if got == id => return Some(r),
+                Ok(Some(Ok((got, r)))) => s.hold(got, r),
+                Ok(Some(Err(why))) => {
+                    s.consumer.mark_corrupt(why);
+                    s.dropped += 1;
+                    s.poisoned_at = Some(issued);
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if s.poisoned_at.is_some_and(|upto| id <= upto) {
+            return Some(Err(Error::MalformedFrame(format!(
+                "the reply ring of request {id} was found corrupt (written by another \
+                 process); its answer was lost"
+            ))));
+        }
+        if self.lost.load(Ordering::Acquire) {
+            return Some(Err(self.lost_error()));
+        }
+        None
+    }
+
+    /// Decodes one reply frame: (request id, answer), or why the ring is corrupt.
+    fn read(
+        &self,
+        h: SlotHeader,
+        d: &[u8],
+        issued: u64,
+    ) -> std::result::Result<(u64, Result<Vec<u8>>), &'static str> {
+        if h.src != self.dst.index || h.flags != 0 || d.len() < ID_LEN {
+            return Err("a reply frame of another node, or shorter than its id");
+        }
+        let id = u64::from_le_bytes(d[..ID_LEN].try_into().expect("8 bytes"));
+        if id > issued {
+            return Err("a reply to a request that was never sent");
+        }
+        let body = &d[ID_LEN..];
+        match FrameKind::from_u8(h.kind) {
+            Some(FrameKind::Response | FrameKind::Ack) => Ok((id, Ok(body.to_vec()))),
+            Some(FrameKind::Error) => Ok((id, Err(decode_error(body)))),
+            _ => Err("a reply frame of a kind no answer has"),
+        }
+    }
+
+    /// Gives up request `id`: its answer, now or later, is dropped.
+    pub fn abandon(&self, id: u64) {
+        let mut s = self.state.lock();
+        if s.held.remove(&id).is_none() && s.abandoned.len() < HELD_MAX {
+            s.abandoned.insert(id);
+        }
+        s.wakers.retain(|w| w.0 != id);
+    }
+
+    /// An answer that came the engine's way (from the destination, or an error from a node
+    /// on the way).
+    pub fn complete(&self, id: u64, result: Result<Vec<u8>>) {
+        if id > self.issued.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut s = self.state.lock();
+        s.hold(id, result);
+        if self.watched.load(Ordering::Relaxed) {
+            s.wake(|w| w.0 == id);
+        }
+    }
+
+    /// Marks the destination gone: outstanding requests fail, waiting futures are woken.
+    pub fn set_lost(&self) {
+        self.lost.store(true, Ordering::Release);
+        if self.watched.load(Ordering::Relaxed) {
+            self.state.lock().wake(|_| true);
+        }
+    }
+
+    /// Checks that the destination is still the registration the requests went to and its
+    /// process lives (reads `/proc`: for a waiter, every few milliseconds, not per poll);
+    /// marks it lost otherwise. Returns whether it is lost.
+    pub fn check_destination(&self, registry: &Registry) -> bool {
+        let gone = registry.live_generation(self.dst.index) != Some(self.dst.generation)
+            || self
+                .owner
+                .is_some_and(|(pid, start)| !crate::sys::process::alive(pid, start));
+        if gone {
+            self.set_lost();
+        }
+        self.is_lost()
+    }
+
+    /// Whether the destination was found gone.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    fn lost_error(&self) -> Error {
+        Error::NodeNotFound(format!(
+            "destination node (index {}) left the fabric before answering",
+            self.dst.index
+        ))
+    }
+
+    /// Has future `waker` woken when request `id`'s answer may have arrived, or at
+    /// `deadline` (by the engine, which [`watches`](super::Engine::watch_replies) these
+    /// replies).
+    pub fn wake_on(&self, id: u64, waker: &Waker, deadline: Option<Instant>) {
+        let mut s = self.state.lock();
+        match s.wakers.iter_mut().find(|w| w.0 == id) {
+            Some(w) if w.1.will_wake(waker) => w.2 = deadline,
+            Some(w) => *w = (id, waker.clone(), deadline),
+            None => s.wakers.push((id, waker.clone(), deadline)),
+        }
+        self.watched.store(true, Ordering::Relaxed);
+    }
+
+    /// For the engine: wakes the futures whose answer may be in, whose deadline passed by
+    /// `now`, or all when the destination is gone. Returns whether futures still wait.
+    pub(super) fn wake_ready(&self, now: Option<Instant>) -> bool {
+        if !self.watched.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(mut s) = self.state.try_lock() else {
+            return true;
+        };
+        let any = !s.held.is_empty()
+            || s.consumer.has_message()
+            || s.poisoned_at.is_some()
+            || self.is_lost();
+        if any {
+            s.wake(|_| true);
+        } else if let Some(now) = now {
+            s.wake(|w| w.2.is_some_and(|d| d <= now));
+        }
+        let waiting = !s.wakers.is_empty();
+        self.watched.store(waiting, Ordering::Relaxed);
+        waiting
+    }
+
+    /// Answers dropped (held answers past the bound, a corrupt ring).
+    pub fn dropped(&self) -> u64 {
+        self.state.lock().dropped
+    }
+}
+
+impl State {
+    fn hold(&mut self, id: u64, r: Result<Vec<u8>>) {
+        if self.abandoned.remove(&id) {
+            return;
+        }
+        if self.held.len() >= HELD_MAX {
+            self.dropped += 1;
+            return;
+        }
+        self.held.entry(id).or_insert(r);
+    }
+
+    fn wake(&mut self, which: impl Fn(&(u64, Waker, Option<Instant>)) -> bool) {
+        let mut i = 0;
+        while i < self.wakers.len() {
+            if which(&self.wakers[i]) {
+                self.wakers.swap_remove(i).1.wake();
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Writes the answer `data` (kind `kind`) to request `id` from node `src` into a reply ring.
+/// `false` when it does not go this way: too large, no room, or the ring was found corrupt
+/// by its reader.
+#[inline]
+pub(super) fn push_reply(
+    p: &mut Producer<Region>,
+    src: u32,
+    kind: FrameKind,
+    id: u64,
+    data: &[u8],
+) -> bool {
+    // A ring its reader found corrupt is never written again (the push checks the header
+    // only when the ring looks full).
+    if data.len() > REPLY_INLINE_MAX || p.is_corrupt() {
+        return false;
+    }
+    let h = SlotHeader {
+        len: 0,
+        kind: kind as u8,
+        flags: 0,
+        aux: 0,
+        src,
+    };
+    match p.try_push(h, &[&id.to_le_bytes(), data]) {
+        Ok(()) => true,
+        Err(PushError::Full | PushError::Corrupt | PushError::TooLarge) => false,
+    }
+}

@@ -1,0 +1,97 @@
+//! Waiting for the answer to a request sent through an endpoint: read from the endpoint's
+//! reply ring ([`Replies`]) by the waiting thread, without the engine lock.
+//!
+//! A waiter still drives the engine when no engine thread runs (the progress rule: handlers
+//! of this process's nodes answer while it waits), but only every [`DRIVE_EVERY`] looks and
+//! only when the engine lock is free, so the look at the reply ring stays a few loads. Every
+//! [`CHECK_EVERY`] looks it reads the clock: the deadline, the engine's periodic work, and
+//! every [`LIVENESS_EVERY`] whether the destination still lives (a destination that died
+//! fails the request with `NodeNotFoundError`, as requests through the engine do).
+
+use super::{Deadline, Inner, CHECK_EVERY, SPIN_POLLS};
+use crate::engine::Replies;
+use crate::error::{Error, Result};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Looks at the reply ring between two engine passes of a waiter (without engine thread).
+const DRIVE_EVERY: u32 = 64;
+/// How often a waiter checks that the destination's process lives (reads `/proc`).
+pub(super) const LIVENESS_EVERY: Duration = Duration::from_millis(50);
+
+/// When a waiter last checked the destination.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Liveness {
+    next: Option<Instant>,
+}
+
+impl Liveness {
+    /// Checks the destination of `replies` when [`LIVENESS_EVERY`] passed since the last
+    /// check (the first call only starts the clock).
+    pub(super) fn check(&mut self, inner: &Inner, replies: &Replies, now: Instant) {
+        match self.next {
+            Some(at) if now < at => {}
+            Some(_) => {
+                replies.check_destination(&inner.registry);
+                self.next = Some(now + LIVENESS_EVERY);
+            }
+            None => self.next = Some(now + LIVENESS_EVERY),
+        }
+    }
+}
+
+impl Inner {
+    /// One engine pass for a waiter when no engine thread runs and the engine is free.
+    #[inline]
+    pub(super) fn drive_once(&self) {
+        if !self.running.load(Ordering::Acquire) {
+            if let Ok(mut e) = self.engine.try_lock() {
+                e.poll();
+            }
+        }
+    }
+
+    /// The engine's periodic work for a waiter when no engine thread runs.
+    pub(super) fn tick_for_waiter(&self, now: Instant) {
+        if !self.running.load(Ordering::Acquire) {
+            let changes = super::lock(&self.engine).tick(now);
+            self.apply_health(changes);
+        }
+    }
+
+    /// Waits for the answer to request `id` of the endpoint whose answers `replies` takes.
+    pub(super) fn wait_reply(
+        &self,
+        replies: &Replies,
+        id: u64,
+        deadline: &mut Deadline,
+    ) -> Result<Vec<u8>> {
+        let mut looks = 0u32;
+        let mut liveness = Liveness::default();
+        loop {
+            if let Some(r) = replies.take(id) {
+                return r;
+            }
+            looks = looks.wrapping_add(1);
+            if looks % DRIVE_EVERY == 0 {
+                self.drive_once();
+                if looks % CHECK_EVERY == 0 {
+                    if deadline.passed() {
+                        replies.abandon(id);
+                        return Err(Error::Timeout(format!(
+                            "no response to request {id} in time"
+                        )));
+                    }
+                    let now = Instant::now();
+                    liveness.check(self, replies, now);
+                    self.tick_for_waiter(now);
+                }
+            }
+            if looks < SPIN_POLLS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}

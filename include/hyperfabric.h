@@ -327,7 +327,8 @@ typedef struct hf_receiver hf_receiver;
 // time.
 typedef struct hf_request hf_request;
 
-// The response a handler gives (`hf_response_set`).
+// The response a handler gives (`hf_response_set`, `hf_response_buffer`): the engine's
+// answer buffer, reused from one request to the next, during one handler call.
 typedef struct hf_response hf_response;
 
 // The sending end of a direct channel (`hf_open_sender`). One thread at a time.
@@ -1136,6 +1137,19 @@ void hf_string_free(char *s);
 hf_status hf_response_set(hf_response *response,
                           const uint8_t *data,
                           size_t len);
+
+// Makes the response of a handler call `len` bytes long (zeroed) and stores in `*out`
+// where to write them: the handler fills the answer in place, with no copy and, once the
+// engine's buffer is large enough, no allocation. The pointer is valid until the handler
+// returns or calls `hf_response_set` / `hf_response_buffer` again. `len` may be 0 (then
+// `*out` is a valid pointer to nothing). `HF_ERR_NULL_ARGUMENT` for a NULL argument,
+// `HF_ERR_INVALID_ARGUMENT` for `len` above the largest message.
+//
+// # Safety
+// `response` is the pointer the handler received; `out` points to a writable pointer.
+hf_status hf_response_buffer(hf_response *response,
+                             size_t len,
+                             uint8_t **out);
 
 // Sets the request handler of hosted node `node_id` (`handler` NULL removes it: requests are
 // then queued for `hf_recv` and answered with a delivery receipt). The handler's response

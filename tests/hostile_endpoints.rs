@@ -158,11 +158,16 @@ fn forged_message_headers_are_never_delivered() {
     for (what, at, bytes) in forgeries {
         let (mut ep, file) = endpoint_with_file(&dir, &tx, "a", "b");
         assert_eq!(ends(&file).0, ia);
-        // A request: its frame has a message header (a one-way post is a compact frame, whose
-        // bytes after the slot header are data).
-        let _abandoned = ep
-            .send_data_nb(b"sixteen bytes!!!", &SendOptions::default())
-            .unwrap();
+        // A request with metadata: its frame has a message header (a message without
+        // metadata travels as a compact frame, whose bytes after the slot header are data,
+        // after the id for a request).
+        let mut with_metadata = serde_json::Map::new();
+        with_metadata.insert("k".into(), serde_json::Value::from(1));
+        let opts = SendOptions {
+            metadata: Some(with_metadata),
+            ..SendOptions::default()
+        };
+        let _abandoned = ep.send_data_nb(b"sixteen bytes!!!", &opts).unwrap();
         forge(&file, 0, at, &bytes);
         if what == "origin and slot source" {
             forge(&file, 0, MSG_ORIGIN, &bytes);
@@ -177,6 +182,26 @@ fn forged_message_headers_are_never_delivered() {
         let m = rx.recv("b", Duration::from_secs(5)).unwrap();
         assert_eq!((m.source.as_str(), &m.data[..]), ("c", what.as_bytes()));
     }
+}
+
+/// A compact request (no message header: its id, then its data) whose length was rewritten
+/// to less than its id is not delivered, and costs the ring.
+#[test]
+fn a_compact_request_shorter_than_its_id_is_never_delivered() {
+    let dir = fabric("compact");
+    let tx = protocol(&dir.0, &["a", "c"]);
+    let rx = protocol(&dir.0, &["b"]);
+    let (mut ep, file) = endpoint_with_file(&dir, &tx, "a", "b");
+    let _abandoned = ep
+        .send_data_nb(b"request", &SendOptions::default())
+        .unwrap();
+    forge(&file, 0, SLOT_LEN, &4u32.to_le_bytes());
+    nothing_for(&rx, "b", Duration::from_millis(300));
+    assert_eq!(metric(&rx, "corrupt_channels"), 1.0);
+    let mut other = tx.endpoint("c", "b").unwrap();
+    other.post(b"still here").unwrap();
+    let m = rx.recv("b", Duration::from_secs(5)).unwrap();
+    assert_eq!(&m.data[..], b"still here");
 }
 
 /// Descriptor fields rewritten: a buffer index or length outside the sender's pool, or a

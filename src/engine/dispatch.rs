@@ -3,7 +3,7 @@
 
 use super::send::decode_error;
 use super::{
-    max_message, reassembly, Admit, Back, Engine, Message, MsgHeader, Outgoing, FLAG_COALESCED,
+    max_message, reassembly, Admit, Engine, Message, MsgHeader, Outgoing, Via, FLAG_COALESCED,
     FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY, MAX_MESSAGE, MSG_HEADER,
 };
 use crate::buffer::Payload;
@@ -41,16 +41,32 @@ impl Engine {
         self.admit = admit;
     }
     /// Handles one frame that arrived at hosted node `at`: forwards it when it is for another
-    /// node, else delivers it. `back`: the reply ring of the endpoint ring the frame came
-    /// from, if it has one (answers that fit go there).
-    pub(super) fn dispatch(&mut self, at: u32, h: SlotHeader, payload: &[u8], back: Back<'_>) {
+    /// node, else delivers it. `via`: the endpoint ring the frame came through, if it did
+    /// (its source's id, and its reply ring, where answers that fit go).
+    pub(super) fn dispatch(
+        &mut self,
+        at: u32,
+        h: SlotHeader,
+        payload: &[u8],
+        via: Option<Via<'_>>,
+    ) {
+        let (known, back) = match via {
+            Some(v) => (Some(v.source), v.reply),
+            None => (None, None),
+        };
         let compact = h.flags & FLAG_COMPACT != 0;
         if !compact && payload.len() < MSG_HEADER {
             return;
         }
         self.counters.frames_received += 1;
         let (m, body) = if compact {
-            (MsgHeader::of_compact(at, h, payload.len()), payload)
+            match MsgHeader::of_compact(at, h, payload) {
+                Some(c) => c,
+                None => {
+                    self.counters.errors += 1;
+                    return;
+                }
+            }
         } else {
             (MsgHeader::decode(payload), &payload[MSG_HEADER..])
         };
@@ -171,7 +187,10 @@ impl Engine {
         }
         match FrameKind::from_u8(h.kind) {
             Some(FrameKind::Data) => {
-                let source = self.name_of(h.src);
+                let source = match known {
+                    Some(source) => source,
+                    None => self.name_of(h.src),
+                };
                 if let Some(admit) = self.admit.as_mut() {
                     let to = self.hosted.get(&dst).map_or("", |n| n.id.as_str());
                     if let Some((kind, why)) = admit(&source, to, sealed) {
@@ -214,7 +233,8 @@ impl Engine {
                         };
                         match node.handler.as_mut() {
                             Some(handler) => {
-                                let _ = handler(&msg);
+                                let _ = handler(&msg, &mut self.reply);
+                                self.reply.clear();
                             }
                             None => node.mailbox.push(msg),
                         }
@@ -232,19 +252,25 @@ impl Engine {
                     one_way,
                 };
                 match node.handler.as_mut() {
-                    Some(handler) if !one_way => match handler(&msg) {
-                        Ok(resp) => {
-                            let o = reply(FrameKind::Response);
-                            self.answer(back, (dst, h.src), &o, &resp)
+                    Some(handler) if !one_way => {
+                        let mut answer = std::mem::take(&mut self.reply);
+                        match handler(&msg, &mut answer) {
+                            Ok(()) => {
+                                let o = reply(FrameKind::Response);
+                                self.answer(back, (dst, h.src), &o, answer.as_slice())
+                            }
+                            Err(e) => {
+                                self.counters.errors += 1;
+                                let (kind, why) = (e.kind(), e.to_string());
+                                self.answer_error(back, (dst, h.src), request_id, kind, &why);
+                            }
                         }
-                        Err(e) => {
-                            self.counters.errors += 1;
-                            let (kind, why) = (e.kind(), e.to_string());
-                            self.answer_error(back, (dst, h.src), request_id, kind, &why);
-                        }
-                    },
+                        answer.clear();
+                        self.reply = answer;
+                    }
                     Some(handler) => {
-                        let _ = handler(&msg);
+                        let _ = handler(&msg, &mut self.reply);
+                        self.reply.clear();
                     }
                     None => {
                         node.mailbox.push(msg);

@@ -57,20 +57,29 @@ impl MsgHeader {
         }
     }
 
-    /// The header a compact frame (see [`super::FLAG_COMPACT`]) of `len` bytes from `h.src`
-    /// to `at` stands for. Its id is 0: nothing answers a one-way message.
-    pub(crate) fn of_compact(at: u32, h: SlotHeader, len: usize) -> MsgHeader {
-        MsgHeader {
+    /// The header a compact frame (see [`super::FLAG_COMPACT`]) from `h.src` to `at` stands
+    /// for, and the frame's data: all of `d` for a one-way message (id 0: nothing answers
+    /// it), after the 8-byte request id for a request. `None` for a request shorter than
+    /// its id.
+    pub(crate) fn of_compact(at: u32, h: SlotHeader, d: &[u8]) -> Option<(MsgHeader, &[u8])> {
+        let (id, data) = if h.flags & FLAG_ONE_WAY != 0 {
+            (0, d)
+        } else {
+            let (id, data) = d.split_first_chunk::<8>()?;
+            (u64::from_le_bytes(*id), data)
+        };
+        let m = MsgHeader {
             dst: at,
-            id: 0,
+            id,
             hop: 0,
             priority: (h.aux >> 8) as u8,
             data_type: h.aux as u8,
             hop_limit: HOP_LIMIT,
-            total: len as u32,
+            total: data.len() as u32,
             offset: 0,
             origin: h.src,
-        }
+        };
+        Some((m, data))
     }
 
     pub(crate) fn priority(&self) -> PacketPriority {
@@ -148,12 +157,13 @@ impl Outgoing<'_> {
 }
 
 /// The slot header of a compact frame of `o` from `src` (see [`super::FLAG_COMPACT`]): only
-/// for a one-way data message without metadata or codec frame, in one fragment.
+/// for a data message without metadata or codec frame, in one fragment (a request's frame
+/// starts with its id).
 pub(crate) fn compact_slot(o: &Outgoing<'_>, src: u32) -> SlotHeader {
     SlotHeader {
         len: 0,
         kind: FrameKind::Data as u8,
-        flags: FLAG_ONE_WAY | super::FLAG_COMPACT,
+        flags: if o.one_way { FLAG_ONE_WAY } else { 0 } | super::FLAG_COMPACT,
         aux: (o.data_type as u16 & 0xff) | ((o.priority as u16 & 0xff) << 8),
         src,
     }

@@ -17,7 +17,7 @@ mod sink;
 
 pub use sink::{MessageRef, Received, Sink};
 
-use super::{Back, Message, NodeName};
+use super::{Message, NodeName, Via};
 use super::{INBOX_BYTES, INBOX_MESSAGES};
 use crate::ring::{self, Consumer, Producer, Region, SlotHeader};
 use crate::sync::{SpinGuard, SpinLock};
@@ -93,9 +93,9 @@ impl std::fmt::Debug for Mailbox {
 }
 
 /// What the poller does with a frame the mailbox does not deliver itself: the engine's
-/// dispatch at the mailbox's node (source index, slot header, ring payload, the endpoint's
-/// reply ring if it has one).
-pub type Slow<'a> = &'a mut dyn FnMut(u32, SlotHeader, &[u8], Back<'_>);
+/// dispatch at the mailbox's node (the node's index, slot header, ring payload, and the
+/// endpoint ring it came through).
+pub type Slow<'a> = &'a mut dyn FnMut(u32, SlotHeader, &[u8], Option<Via<'_>>);
 
 /// An endpoint ring in process memory handed over: its source (index and id), the
 /// consumer, and the producer of its reply ring.
@@ -449,7 +449,13 @@ impl Mailbox {
                     Taken::No
                 } {
                     Taken::Yes => {}
-                    Taken::No => slow(at.node, h, d, reply.as_mut()),
+                    Taken::No => {
+                        let via = Via {
+                            source: at.source,
+                            reply: reply.as_mut(),
+                        };
+                        slow(at.node, h, d, Some(via))
+                    }
                     Taken::Bad(why) => bad = Some(why),
                 }
             });

@@ -129,8 +129,62 @@ pub struct Peer {
     pub generation: u64,
 }
 
-/// A node's request handler: gets the message, returns the response payload.
-pub type Handler = Box<dyn FnMut(&Message) -> Result<Vec<u8>> + Send>;
+/// A node's request handler: gets the message and writes its answer into the [`Reply`]
+/// (left empty: an empty answer); an error is sent back instead.
+pub type Handler = Box<dyn FnMut(&Message, &mut Reply) -> Result<()> + Send>;
+
+/// Where a handler writes the answer to a request. The buffer is the engine's and is
+/// reused from one request to the next (no allocation once it is large enough); the answer
+/// goes from it into the reply ring of the endpoint the request came through, or the
+/// engine's ring back. It starts empty for each request; for a one-way message (or an event)
+/// what is written is dropped.
+#[derive(Debug, Default)]
+pub struct Reply {
+    bytes: Vec<u8>,
+}
+
+impl Reply {
+    /// Appends `data` to the answer.
+    #[inline]
+    pub fn write(&mut self, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+    }
+
+    /// Makes the answer `len` bytes long (new bytes are zero) and returns them to fill in
+    /// place.
+    #[inline]
+    pub fn buffer(&mut self, len: usize) -> &mut [u8] {
+        self.bytes.resize(len, 0);
+        &mut self.bytes
+    }
+
+    /// Replaces the answer with `data` (taken without a copy).
+    pub fn set(&mut self, data: Vec<u8>) {
+        self.bytes = data;
+    }
+
+    /// Empties the answer.
+    #[inline]
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
+    /// The answer so far.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Its length.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
 
 /// Decides at delivery whether a message from one node (id) to another, sealed or not, may be
 /// delivered: `None` admits it, else the error kind and reason it is refused with.

@@ -41,12 +41,21 @@ use health::Timers;
 pub use health::{HealthChange, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
 pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};
 use mailbox::Mailbox;
-pub use message::{Admit, Handler, Message, NodeName, Peer, Router};
+pub use message::{Admit, Handler, Message, NodeName, Peer, Reply, Router};
 pub use replies::{Replies, REPLY_INLINE_MAX};
 use requests::Pending;
 
 /// The reply ring of the endpoint ring a frame came from, if it has one (see [`Replies`]).
 pub type Back<'a> = Option<&'a mut Producer<Region>>;
+
+/// How a frame reached the engine's dispatch through an endpoint ring: the ring's source (its
+/// id, known to the ring) and the endpoint's reply ring, if it has one.
+pub struct Via<'a> {
+    /// The source node's id.
+    pub source: NodeName,
+    /// The reply ring.
+    pub reply: Back<'a>,
+}
 
 /// Bytes of the message header inside a ring payload: destination (4), message id (8), hop
 /// count, priority, data type, hop limit (1 each), body length (4), fragment offset (4),
@@ -72,9 +81,10 @@ pub const FLAG_FRAMED: u8 = 2;
 pub const FLAG_DESCRIPTOR: u8 = 4;
 /// Slot flag: the data is a batch of coalesced events (see [`Outgoing::coalesced`]).
 pub const FLAG_COALESCED: u8 = 8;
-/// Slot flag: a compact frame (endpoint rings only): no message header, the payload is the
-/// data of a one-way message in one fragment to the ring's node, `aux` holds its data type
-/// (low byte) and priority (high byte). See [`MsgHeader::of_compact`].
+/// Slot flag: a compact frame (endpoint rings only): no message header; the payload is the
+/// data of a message in one fragment to the ring's node, after its 8-byte id when it is a
+/// request (without [`FLAG_ONE_WAY`]); `aux` holds its data type (low byte) and priority
+/// (high byte). See [`MsgHeader::of_compact`].
 pub const FLAG_COMPACT: u8 = 16;
 
 /// Largest message one send carries (fragmented across frames as needed).
@@ -169,6 +179,8 @@ pub struct Engine {
     reply_owners: Vec<(u64, u64, Arc<Replies>)>,
     /// Replies a future waits on: woken when an answer may be in.
     watched: Vec<Arc<Replies>>,
+    /// The buffer handlers write answers into, reused.
+    reply: Reply,
     counters: Counters,
     opener: Option<crate::codec::Opener>,
     /// This process's segment of chunks for large messages, made on first use.
@@ -244,6 +256,7 @@ impl Engine {
             next_request: 1,
             reply_owners: Vec::new(),
             watched: Vec::new(),
+            reply: Reply::default(),
             counters: Counters::default(),
             opener,
             chunks: [None, None],

@@ -18,10 +18,11 @@ impl Engine {
         at: u32,
         h: SlotHeader,
         payload: &[u8],
-        back: super::Back<'_>,
+        via: Option<super::Via<'_>>,
     ) {
-        self.dispatch(at, h, payload, back);
+        self.dispatch(at, h, payload, via);
     }
+
     fn discover(&mut self) {
         let Some(rd) = self.registry.channels_changed(&mut self.channels_epoch) else {
             return;
@@ -78,6 +79,20 @@ impl Engine {
         if !self.spikes.is_empty() {
             self.flush_spikes(Some(std::time::Instant::now()));
         }
+        let n = if self.inbound.is_empty() {
+            0
+        } else {
+            self.poll_inbound()
+        };
+        if !self.watched.is_empty() {
+            self.wake_watched(None);
+        }
+        n + self.poll_mailboxes(false)
+    }
+
+    /// The engine's own inbound rings (from other processes' engines, and between nodes of
+    /// this process).
+    fn poll_inbound(&mut self) -> usize {
         // Rings made while delivering (replies between nodes of this process) land in
         // `self.inbound` and join the others after the pass.
         let mut inbound = std::mem::take(&mut self.inbound);
@@ -125,10 +140,7 @@ impl Engine {
         }
         inbound.append(&mut self.inbound);
         self.inbound = inbound;
-        if !self.watched.is_empty() {
-            self.wake_watched(None);
-        }
-        n + self.poll_mailboxes(false)
+        n
     }
 
     /// [`Engine::poll`], and the endpoint rings of nodes without handler too (their
@@ -148,6 +160,8 @@ impl Engine {
         }
         let mailboxes = std::mem::take(&mut self.mailboxes);
         let mut n = 0;
+        // Never filled: frames are not delivered here (`take` without `deliver`).
+        let mut sink = mailbox::Sink::Message(None);
         for mb in &mailboxes {
             // With its own thread, the engine serves every node (requests to a node without
             // handler need their receipt even while nobody is in `recv`).
@@ -161,8 +175,8 @@ impl Engine {
                 let took = mb.take(
                     &mut rings,
                     false,
-                    &mut |at, h, d, back| self.dispatch(at, h, d, back),
-                    &mut mailbox::Sink::Message(None),
+                    &mut |at, h, d, via| self.dispatch(at, h, d, via),
+                    &mut sink,
                 );
                 if !took {
                     break;
@@ -172,7 +186,9 @@ impl Engine {
         }
         // Nodes registered while delivering joined `self.mailboxes`.
         let mut added = std::mem::replace(&mut self.mailboxes, mailboxes);
-        self.mailboxes.append(&mut added);
+        if !added.is_empty() {
+            self.mailboxes.append(&mut added);
+        }
         n
     }
 }

@@ -4,7 +4,7 @@
 use super::topology::sync_topology;
 use super::{lock, HyperFabricProtocol, Inner, ProtocolConfig};
 use crate::codec::{Opener, SealingKey};
-use crate::engine::{Engine, Handler, Message};
+use crate::engine::{Engine, Handler, Message, Reply};
 use crate::error::{Error, Result};
 use crate::model::NodeSignature;
 use crate::routing::TopologyManager;
@@ -150,7 +150,37 @@ impl HyperFabricProtocol {
     pub fn on_receive(
         &self,
         node_id: &str,
-        handler: impl FnMut(&Message) -> Result<Vec<u8>> + Send + 'static,
+        mut handler: impl FnMut(&Message) -> Result<Vec<u8>> + Send + 'static,
+    ) -> Result<()> {
+        self.on_request(node_id, move |m, reply| {
+            reply.set(handler(m)?);
+            Ok(())
+        })
+    }
+
+    /// Sets the request handler of a hosted node, which writes its answer into a [`Reply`]
+    /// (a buffer the engine reuses: answering allocates nothing once it is large enough),
+    /// from which it goes into the reply ring of the endpoint the request came through.
+    /// Otherwise as [`on_receive`](Self::on_receive).
+    ///
+    /// ```no_run
+    /// # fn f(p: &hyperfabric::fabric::HyperFabricProtocol) -> hyperfabric::Result<()> {
+    /// // Answers each request with its length, then its bytes reversed.
+    /// p.on_request("worker", |m, reply| {
+    ///     reply.write(&(m.data.len() as u32).to_le_bytes());
+    ///     let start = reply.len();
+    ///     let out = reply.buffer(start + m.data.len());
+    ///     for (o, b) in out[start..].iter_mut().zip(m.data.iter().rev()) {
+    ///         *o = *b;
+    ///     }
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn on_request(
+        &self,
+        node_id: &str,
+        handler: impl FnMut(&Message, &mut Reply) -> Result<()> + Send + 'static,
     ) -> Result<()> {
         self.inner.check_process()?;
         lock(&self.inner.engine).set_handler(node_id, Some(Box::new(handler) as Handler))

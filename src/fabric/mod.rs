@@ -24,6 +24,7 @@ mod zones;
 
 pub use crate::engine::mailbox::{MessageRef, Received};
 pub use crate::engine::Message as ReceivedMessage;
+pub use crate::engine::Reply;
 pub use address::{PeerAddress, ADDRESS_MAX};
 pub use direct::DirectReceiver;
 pub use endpoint::Endpoint;

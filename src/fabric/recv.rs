@@ -25,7 +25,7 @@ const REMEMBERED: usize = 8;
 /// Empty polls of the mailbox between two polls of the engine's rings (when no engine
 /// thread runs): the engine's rings carry replies and routed messages, rarer than the
 /// endpoint traffic `recv` waits for.
-const ENGINE_EVERY: u32 = 16;
+const ENGINE_EVERY: u32 = 64;
 /// Polls between two reads of the clock.
 const CHECK_EVERY: u32 = 256;
 /// Polls spent spinning before the waiting thread yields its core between polls.
@@ -183,7 +183,7 @@ impl Inner {
         mb.take(
             rings,
             deliver,
-            &mut |at, h, d, back| lock(&self.engine).dispatch_frame(at, h, d, back),
+            &mut |at, h, d, via| lock(&self.engine).dispatch_frame(at, h, d, via),
             sink,
         );
         // A frame the engine dispatched may have joined the queue.

@@ -25,8 +25,9 @@ static atomic_int holding = 0;
    "hold" waits while `holding` is set. */
 static hf_status reverse(void *user_data, const hf_message_view *m, hf_response *response) {
     int *calls = (int *)user_data;
-    unsigned char buf[256];
+    unsigned char *out = NULL;
     size_t i;
+    hf_status st;
     (*calls)++;
     if (m->len == 4 && memcmp(m->data, "fail", 4) == 0) {
         return HF_ERR_INVALID_NODE;
@@ -40,13 +41,25 @@ static hf_status reverse(void *user_data, const hf_message_view *m, hf_response 
     if (hf_response_set(response, NULL, 3) != HF_ERR_NULL_ARGUMENT) {
         return HF_ERR_PANIC;
     }
-    if (m->len > sizeof buf) {
+    if (hf_response_buffer(response, 3, NULL) != HF_ERR_NULL_ARGUMENT) {
+        return HF_ERR_PANIC;
+    }
+    if (m->len > 256) {
         return HF_ERR_BUFFER_OVERFLOW;
     }
-    for (i = 0; i < m->len; i++) {
-        buf[i] = m->data[m->len - 1 - i];
+    /* A first answer, replaced by the one written in place. */
+    st = hf_response_set(response, (const uint8_t *)"first answer", 12);
+    if (st != HF_OK) {
+        return st;
     }
-    return hf_response_set(response, buf, m->len);
+    st = hf_response_buffer(response, m->len, &out);
+    if (st != HF_OK || out == NULL) {
+        return HF_ERR_PANIC;
+    }
+    for (i = 0; i < m->len; i++) {
+        out[i] = m->data[m->len - 1 - i];
+    }
+    return HF_OK;
 }
 
 /* Counts what hf_recv_batch lends and checks it is the stream "s0", "s1", ... in order. */

@@ -226,6 +226,10 @@ int main(int argc, char **argv) {
     CHECK_STATUS(hf_recv(NULL, "n2", 0, &msg), NUL);
     CHECK_STATUS(hf_recv(p, NULL, 0, &msg), NUL);
     CHECK_STATUS(hf_response_set(NULL, data, 3), NUL);
+    {
+        uint8_t *out = NULL;
+        CHECK_STATUS(hf_response_buffer(NULL, 3, &out), NUL);
+    }
     CHECK_STATUS(hf_ping(NULL, "n1", "n2", 8, 10, &ping), NUL);
     CHECK_STATUS(hf_ping(p, NULL, "n2", 8, 10, &ping), NUL);
     CHECK_STATUS(hf_ping(p, "n1", NULL, 8, 10, &ping), NUL);

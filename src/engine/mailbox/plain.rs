@@ -41,11 +41,11 @@ impl Plain {
         if h.src != self.src || h.kind != FrameKind::Data as u8 {
             return Err("a frame of another node, or of a kind an endpoint never writes");
         }
-        if h.flags == FLAG_ONE_WAY | FLAG_COMPACT {
-            if d.len() > MAX_MESSAGE {
-                return Err("lengths in a frame's header that contradict its bytes");
-            }
-            return Ok(MsgHeader::of_compact(self.node, h, d.len()));
+        if h.flags & !FLAG_ONE_WAY == FLAG_COMPACT {
+            return match MsgHeader::of_compact(self.node, h, d) {
+                Some((m, data)) if data.len() <= MAX_MESSAGE => Ok(m),
+                _ => Err("lengths in a frame's header that contradict its bytes"),
+            };
         }
         if h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR | FLAG_FRAMED) != 0 || d.len() < MSG_HEADER {
             return Err("a frame of another node, or of a kind an endpoint never writes");
@@ -88,6 +88,10 @@ impl Plain {
         if h.flags == FLAG_ONE_WAY | FLAG_COMPACT {
             // No message header: the payload is the data.
             return self.give(sink, m, (&[], d, None));
+        }
+        if h.flags == FLAG_COMPACT {
+            // A request: answered by the engine (a handler, or a receipt).
+            return Taken::No;
         }
         if h.flags & FLAG_ONE_WAY == 0
             || h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR) != 0

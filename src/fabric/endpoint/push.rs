@@ -42,12 +42,15 @@ impl Endpoint {
         let by_descriptor =
             body.len() > INLINE_MAX.min(self.limit.max(crate::engine::DESCRIPTOR_THRESHOLD));
         if !by_descriptor && o.metadata.is_empty() && body.len() <= self.limit {
-            // One inline fragment: header and bytes straight into the ring; a one-way plain
-            // message as a compact frame (no message header: the ring says who to whom).
+            // One inline fragment: header and bytes straight into the ring; a plain message
+            // as a compact frame (no message header: the ring says who to whom).
             if let Path::Own { producer, .. } = &mut self.path {
-                let compact = o.one_way && o.kind == FrameKind::Data && !o.framed && !o.coalesced;
-                let pushed = if compact {
+                let compact = o.kind == FrameKind::Data && !o.framed && !o.coalesced;
+                let pushed = if compact && o.one_way {
                     producer.try_push(compact_slot(o, self.src), &[body])
+                } else if compact {
+                    let id = o.request_id.to_le_bytes();
+                    producer.try_push(compact_slot(o, self.src), &[&id, body])
                 } else {
                     let hdr = o.header(self.src, self.dst.index, 0, total);
                     producer.try_push(o.slot(self.src, 0), &[&hdr, body])

@@ -2,14 +2,25 @@
 
 use super::lifecycle::{hf_protocol, protocol};
 use super::messages::{hf_message_view, view};
+use crate::engine::Reply;
 use crate::error::Error;
 use crate::ffi::status::hf_status;
 use crate::ffi::{boundary, bytes_arg, lib, mut_arg, str_arg};
 use std::ffi::{c_char, c_void};
 
-/// The response a handler gives (`hf_response_set`).
+/// The response a handler gives (`hf_response_set`, `hf_response_buffer`): the engine's
+/// answer buffer, reused from one request to the next, during one handler call.
 pub struct hf_response {
-    bytes: Vec<u8>,
+    reply: *mut Reply,
+}
+
+impl hf_response {
+    /// The answer buffer.
+    fn reply(&mut self) -> &mut Reply {
+        // SAFETY: made by `hf_on_receive`'s wrapper from the `&mut Reply` of the handler
+        // call it lives in; the C handler gets it only during that call.
+        unsafe { &mut *self.reply }
+    }
 }
 
 /// A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
@@ -43,8 +54,41 @@ pub unsafe extern "C" fn hf_response_set(
         let r = unsafe { mut_arg(response, "response") }?;
         // SAFETY: as the caller promised.
         let d = unsafe { bytes_arg(data, len, "data") }?;
-        r.bytes.clear();
-        r.bytes.extend_from_slice(d);
+        let reply = r.reply();
+        reply.clear();
+        reply.write(d);
+        Ok(())
+    })
+}
+
+/// Makes the response of a handler call `len` bytes long (zeroed) and stores in `*out`
+/// where to write them: the handler fills the answer in place, with no copy and, once the
+/// engine's buffer is large enough, no allocation. The pointer is valid until the handler
+/// returns or calls `hf_response_set` / `hf_response_buffer` again. `len` may be 0 (then
+/// `*out` is a valid pointer to nothing). `HF_ERR_NULL_ARGUMENT` for a NULL argument,
+/// `HF_ERR_INVALID_ARGUMENT` for `len` above the largest message.
+///
+/// # Safety
+/// `response` is the pointer the handler received; `out` points to a writable pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hf_response_buffer(
+    response: *mut hf_response,
+    len: usize,
+    out: *mut *mut u8,
+) -> hf_status {
+    boundary(|| {
+        // SAFETY: as the caller promised.
+        let r = unsafe { mut_arg(response, "response") }?;
+        // SAFETY: as the caller promised.
+        let out = unsafe { mut_arg(out, "out") }?;
+        if len > crate::engine::MAX_MESSAGE {
+            return Err(Error::InvalidArgument(format!(
+                "response of {len} bytes exceeds the largest message ({} bytes)",
+                crate::engine::MAX_MESSAGE
+            ))
+            .into());
+        }
+        *out = r.reply().buffer(len).as_mut_ptr();
         Ok(())
     })
 }
@@ -77,15 +121,15 @@ pub unsafe extern "C" fn hf_on_receive(
             return lib(p.clear_handler(id));
         };
         let user = UserData(user_data);
-        lib(p.on_receive(id, move |m| {
+        lib(p.on_request(id, move |m, reply| {
             let user = &user;
             let v = view(m);
-            let mut response = hf_response { bytes: Vec::new() };
+            let mut response = hf_response { reply };
             // SAFETY: the handler and its user data are the caller's, valid per contract;
-            // the view and response outlive the call.
+            // the view and the response outlive the call.
             let status = unsafe { f(user.0, &v, &mut response) };
             if status == crate::ffi::status::HF_OK {
-                Ok(response.bytes)
+                Ok(())
             } else {
                 let kind = crate::ErrorKind::from_status_code(status)
                     .unwrap_or(crate::ErrorKind::InvalidArgument);

@@ -28,7 +28,20 @@ enum Repr {
         start: usize,
         len: usize,
     },
+    /// Bytes read in place where they arrived (a ring slot), valid while the payload lives
+    /// (see [`Payload::borrowed`]).
+    Borrowed {
+        ptr: *const u8,
+        len: usize,
+    },
 }
+
+// SAFETY: every representation is plain bytes readable from any thread: owned, a pool
+// buffer this payload owns, or (`Borrowed`) bytes that stay valid and unwritten while the
+// payload lives, by the contract of `Payload::borrowed`.
+unsafe impl Send for Payload {}
+// SAFETY: as above; a payload is never written through a shared reference.
+unsafe impl Sync for Payload {}
 
 impl Payload {
     /// Bytes `start..start + len` of buffer `index` of `pool`, read in place; the caller
@@ -40,6 +53,22 @@ impl Payload {
                 index,
                 start,
                 len,
+            },
+        }
+    }
+
+    /// A payload that reads `bytes` in place, without a copy (a clone copies them).
+    ///
+    /// # Safety
+    /// The payload, and everything it is moved into, is dropped before `bytes` is freed or
+    /// written again: it may be lent by reference to code that runs meanwhile, never handed
+    /// over to code that could keep it.
+    #[inline]
+    pub unsafe fn borrowed(bytes: &[u8]) -> Payload {
+        Payload {
+            repr: Repr::Borrowed {
+                ptr: bytes.as_ptr(),
+                len: bytes.len(),
             },
         }
     }
@@ -89,6 +118,8 @@ impl Payload {
                 start,
                 len,
             } => unsafe { std::slice::from_raw_parts(pool.buffer_ptr(*index).add(*start), *len) },
+            // SAFETY: valid and unwritten while the payload lives (`borrowed`'s contract).
+            Repr::Borrowed { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
         }
     }
 

@@ -241,10 +241,19 @@ impl Engine {
                     }
                     return;
                 }
+                let data = match data {
+                    // SAFETY: a handler gets the message by reference only (a borrow it
+                    // cannot keep: `Handler` takes `&Message` for any lifetime), and the
+                    // message is dropped at the end of this block, before the ring slot the
+                    // bytes are in is released by the `try_pop` whose callback this is.
+                    // Without handler the message is queued, so it owns its bytes.
+                    Body::Borrowed(b) if node.handler.is_some() => unsafe { Payload::borrowed(b) },
+                    data => data.into_payload(),
+                };
                 let msg = Message {
                     source,
                     destination: node.id,
-                    data: data.into_payload(),
+                    data,
                     data_type,
                     priority,
                     metadata,

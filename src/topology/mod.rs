@@ -6,5 +6,7 @@
 
 pub mod generate;
 mod graph;
+mod zones;
 
-pub use graph::{LinkMetrics, LinkPolicy, LinkSpec, LinkView, Topology, ZoneState};
+pub use graph::{LinkMetrics, LinkPolicy, LinkSpec, LinkView, Topology};
+pub use zones::ZoneState;

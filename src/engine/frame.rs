@@ -5,8 +5,9 @@
 use super::{FLAG_COALESCED, FLAG_FRAMED, FLAG_ONE_WAY, HOP_LIMIT, MSG_HEADER};
 use crate::codec::FrameKind;
 use crate::model::{DataType, PacketPriority};
-use crate::ring::{Producer, PushError, Region, SlotHeader};
+use crate::ring::{PushError, SlotHeader};
 use crate::transport::channel::Lane;
+use crate::transport::Outbound;
 
 /// The message header at the start of every ring payload (layout in [`MSG_HEADER`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,8 +172,8 @@ pub(crate) fn compact_slot(o: &Outgoing<'_>, src: u32) -> SlotHeader {
 
 /// Pushes the fragment of the body `o.metadata ‖ data` that starts at `offset` (at most
 /// `limit` bytes of it) from `src` toward `dst` into `p`. Returns the offset after it.
-pub(crate) fn push_fragment(
-    p: &mut Producer<Region>,
+pub(crate) fn push_fragment<P: Outbound + ?Sized>(
+    p: &mut P,
     (src, dst): (u32, u32),
     o: &Outgoing<'_>,
     data: &[u8],

@@ -25,7 +25,8 @@ impl Engine {
         }
         for &(index, _, _) in &gone {
             self.partial.drop_source(index);
-            self.opened.retain(|&(s, _, _), _| s != index);
+            self.host.forget(index);
+            self.local.forget(index);
         }
         self.gone_inbound = true;
         self.drop_gone_inbound();

@@ -8,9 +8,12 @@
 //! the receiving side when the registry's channel epoch moves.
 
 use crate::buffer::BufferManager;
-use crate::ring::{self, Consumer, Producer, Region};
+use crate::ring::{self, Producer, Region};
 use crate::transport::channel::{segment_path, Lane, SegmentKey, SegmentMaps};
+use crate::transport::memory::InProcess;
 use crate::transport::registry::{NodeEntry, Registry};
+use crate::transport::shm::SharedMemory;
+use crate::transport::{self, Outbound, Transport};
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
@@ -118,7 +121,7 @@ struct Inbound {
     src: u32,
     dst: u32,
     lane: Lane,
-    consumer: Consumer<Region>,
+    consumer: Box<dyn transport::Inbound>,
 }
 
 /// Traffic counters of the engine.
@@ -153,11 +156,12 @@ pub struct Engine {
     by_name: HashMap<String, u32>,
     peers: HashMap<String, NodeEntry>,
     peers_epoch: u64,
-    out: HashMap<(u32, u32, Lane), Producer<Region>>,
+    out: HashMap<(u32, u32, Lane), Box<dyn Outbound>>,
     inbound: Vec<Inbound>,
-    /// Inbound rings by (source, destination, lane), with the inode of their file (0 for
-    /// rings in process memory): a new file under the same name is a new incarnation.
-    opened: HashMap<(u32, u32, Lane), u64>,
+    /// Channels between nodes of this process.
+    local: Box<dyn Transport>,
+    /// Channels to the other processes of the host.
+    host: Box<dyn Transport>,
     /// Registration generation of each remote destination when its rings were made.
     out_generation: HashMap<u32, u64>,
     /// Messages arriving in fragments.
@@ -171,7 +175,6 @@ pub struct Engine {
     names_epoch: u64,
     /// Next hops by (from, to); cleared when the host's nodes change.
     hops: HashMap<(u32, u32), u32>,
-    channels_epoch: u64,
     pending: HashMap<u64, Pending>,
     next_request: u64,
     /// The answers of endpoints of this process, by the block of ids each reserved:
@@ -232,8 +235,10 @@ impl Engine {
         opener: Option<crate::codec::Opener>,
         max_packet: usize,
     ) -> Engine {
+        let registry = Arc::new(registry);
         Engine {
-            registry: Arc::new(registry),
+            host: Box::new(SharedMemory::new(registry.clone())),
+            registry,
             mailboxes: Vec::new(),
             hosted: HashMap::default(),
             by_name: HashMap::default(),
@@ -241,7 +246,7 @@ impl Engine {
             peers_epoch: u64::MAX,
             out: HashMap::default(),
             inbound: Vec::new(),
-            opened: HashMap::default(),
+            local: Box::new(InProcess),
             out_generation: HashMap::default(),
             partial: reassembly::Reassembly::default(),
             max_packet,
@@ -251,7 +256,6 @@ impl Engine {
             names: HashMap::default(),
             names_epoch: u64::MAX,
             hops: HashMap::default(),
-            channels_epoch: u64::MAX,
             pending: HashMap::default(),
             next_request: 1,
             reply_owners: Vec::new(),

@@ -46,7 +46,8 @@ impl Engine {
         self.by_name.remove(node_id);
         self.out.retain(|&(s, d, _), _| s != index && d != index);
         self.inbound.retain(|i| i.dst != index);
-        self.opened.retain(|&(s, d, _), _| s != index && d != index);
+        self.host.forget(index);
+        self.local.forget(index);
         self.partial.drop_source(index);
         if self.bell == Some(index) {
             // Move the doorbell to a node that stays.

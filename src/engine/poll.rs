@@ -3,9 +3,8 @@
 
 use super::mailbox;
 use super::{Engine, Inbound};
-use crate::ring::{self, Region, SlotHeader};
-use crate::transport::channel::{parse_ring_name, Lane};
-use std::sync::Arc;
+use crate::ring::SlotHeader;
+use crate::transport::channel::Lane;
 
 /// Bulk frames taken per ring per poll, after every latency-lane frame.
 const BULK_BUDGET: usize = 4;
@@ -23,38 +22,26 @@ impl Engine {
         self.dispatch(at, h, payload, via);
     }
 
+    /// Takes the inbound channels the transports accepted since the last look.
     fn discover(&mut self) {
-        let Some(rd) = self.registry.channels_changed(&mut self.channels_epoch) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let Some((src, dst, lane)) = e.file_name().to_str().and_then(parse_ring_name) else {
-                continue;
-            };
-            if !self.hosted.contains_key(&dst) {
-                continue;
-            }
-            let ino = e
-                .metadata()
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .unwrap_or(0);
-            let key = (src, dst, lane);
-            match self.opened.get(&key) {
-                Some(&known) if known == ino => continue,
+        let mut accepted = Vec::new();
+        let hosted = &self.hosted;
+        let is_hosted = |i: u32| hosted.contains_key(&i);
+        self.local.accept(&is_hosted, &mut accepted);
+        self.host.accept(&is_hosted, &mut accepted);
+        for a in accepted {
+            let key = (a.src, a.dst, a.lane);
+            if a.replaces {
                 // The sender restarted under the same index: its old ring is gone.
-                Some(_) => self.inbound.retain(|i| (i.src, i.dst, i.lane) != key),
-                None => {}
+                self.inbound.retain(|i| (i.src, i.dst, i.lane) != key);
             }
-            if let Ok(region) = Region::open_file(&e.path()) {
-                self.inbound.push(Inbound {
-                    src,
-                    dst,
-                    lane,
-                    consumer: ring::split(Arc::new(region)).1,
-                });
-                self.opened.insert(key, ino);
-            }
-            self.forget_stale_rings_to(src);
+            self.inbound.push(Inbound {
+                src: a.src,
+                dst: a.dst,
+                lane: a.lane,
+                consumer: a.inbound,
+            });
+            self.forget_stale_rings_to(a.src);
         }
     }
 
@@ -119,7 +106,10 @@ impl Engine {
                     continue;
                 }
                 for _ in 0..budget {
-                    match i.consumer.try_pop(|h, d| self.dispatch(at, h, d, None)) {
+                    match i
+                        .consumer
+                        .try_pop(&mut |h, d| self.dispatch(at, h, d, None))
+                    {
                         Ok(Some(())) => n += 1,
                         Ok(None) => break,
                         Err(_) => {

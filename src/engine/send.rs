@@ -10,9 +10,9 @@ use super::{
 use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{DataType, PacketPriority};
-use crate::ring::{self, Producer, PushError, Region};
-use crate::transport::channel::{ring_path, Lane};
-use std::sync::Arc;
+use crate::ring::PushError;
+use crate::transport::channel::Lane;
+use crate::transport::Outbound;
 
 impl Engine {
     /// Counts frames and payload bytes an endpoint pushed into its own ring.
@@ -20,41 +20,37 @@ impl Engine {
         self.counters.frames_sent += frames;
         self.counters.bytes_sent += bytes;
     }
-    pub(super) fn producer(
-        &mut self,
-        src: u32,
-        dst: u32,
-        lane: Lane,
-    ) -> Result<&mut Producer<Region>> {
+    /// The outbound channel from `src` to `dst` on `lane`, opened through the transport that
+    /// reaches `dst` on first use.
+    pub(super) fn producer(&mut self, src: u32, dst: u32, lane: Lane) -> Result<&mut dyn Outbound> {
         if !self.out.contains_key(&(src, dst, lane)) {
             let slots = lane_slots(lane);
-            let producer = if self.hosted.contains_key(&dst) {
-                let (p, c) = ring::split(Arc::new(Region::heap(slots)?));
+            let local = self.hosted.contains_key(&dst);
+            let transport = if local {
+                &mut self.local
+            } else {
+                &mut self.host
+            };
+            let (producer, inbound) = transport.connect((src, dst, lane), slots)?;
+            if let Some(consumer) = inbound {
                 self.inbound.push(Inbound {
                     src,
                     dst,
                     lane,
-                    consumer: c,
+                    consumer,
                 });
-                self.opened.insert((src, dst, lane), 0);
-                p
-            } else {
-                let path = ring_path(self.registry.dir(), src, dst, lane);
-                // A file left by an earlier holder of this index is stale.
-                let _ = std::fs::remove_file(&path);
-                let region = Region::create_file(&path, slots)?;
+            }
+            if !local {
                 // Always recorded, so the ring is dropped once the index holds another
                 // registration (a reply to a node this engine never looked up would otherwise
                 // keep going to the ring of the index's earlier holder). A destination that
                 // is not live gets a generation no entry has: dropped at the next change.
                 let g = self.registry.get(dst).map_or(u64::MAX, |e| e.generation);
                 self.out_generation.insert(dst, g);
-                self.registry.bump_channels_epoch();
-                ring::split(Arc::new(region)).0
-            };
+            }
             self.out.insert((src, dst, lane), producer);
         }
-        Ok(self.out.get_mut(&(src, dst, lane)).expect("inserted"))
+        Ok(&mut **self.out.get_mut(&(src, dst, lane)).expect("inserted"))
     }
     /// Pushes the fragment of the body `o.metadata ‖ data` that starts at `offset`, on the
     /// lane of `o.priority`. Returns the offset after it and whether the message is complete,

@@ -4,6 +4,7 @@
 use crate::buffer::Payload;
 use crate::error::{ErrorKind, Result};
 use crate::model::{DataType, PacketPriority};
+use crate::transport::registry::Registry;
 
 /// A node id as delivered messages carry it: interned (each distinct id is stored once for
 /// the life of the process), so naming the source and destination of a message costs neither
@@ -127,6 +128,16 @@ pub struct Peer {
     pub index: u32,
     /// Registration generation of the index.
     pub generation: u64,
+}
+
+impl Peer {
+    /// Whether this registration still holds its index and its process (`owner`: pid and
+    /// start time, when it is another process) lives. Reads `/proc`: for a sender or a
+    /// waiter every few milliseconds, not per message.
+    pub fn is_alive(&self, registry: &Registry, owner: Option<(u32, u64)>) -> bool {
+        registry.live_generation(self.index) == Some(self.generation)
+            && owner.is_none_or(|(pid, start)| crate::sys::process::alive(pid, start))
+    }
 }
 
 /// A node's request handler: gets the message and writes its answer into the [`Reply`]

@@ -203,11 +203,7 @@ impl Replies {
     /// process lives (reads `/proc`: for a waiter, every few milliseconds, not per poll);
     /// marks it lost otherwise. Returns whether it is lost.
     pub fn check_destination(&self, registry: &Registry) -> bool {
-        let gone = registry.live_generation(self.dst.index) != Some(self.dst.generation)
-            || self
-                .owner
-                .is_some_and(|(pid, start)| !crate::sys::process::alive(pid, start));
-        if gone {
+        if !self.dst.is_alive(registry, self.owner) {
             self.set_lost();
         }
         self.is_lost()

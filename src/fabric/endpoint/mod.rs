@@ -375,13 +375,7 @@ impl Endpoint {
     }
 
     fn dst_alive(&self) -> bool {
-        self.inner
-            .registry
-            .get(self.dst.index)
-            .is_some_and(|e| e.generation == self.dst.generation)
-            && self
-                .dst_owner
-                .is_none_or(|(pid, start)| crate::sys::process::alive(pid, start))
+        self.dst.is_alive(&self.inner.registry, self.dst_owner)
     }
 
     /// Checks, frames (when asked) and pushes one message through the own ring.

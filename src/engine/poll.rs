@@ -29,6 +29,9 @@ impl Engine {
         let is_hosted = |i: u32| hosted.contains_key(&i);
         self.local.accept(&is_hosted, &mut accepted);
         self.host.accept(&is_hosted, &mut accepted);
+        if accepted.is_empty() {
+            return;
+        }
         for a in accepted {
             let key = (a.src, a.dst, a.lane);
             if a.replaces {

@@ -30,9 +30,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
-/// Answers held for requests nobody waits for yet (beyond them, more are dropped and
-/// counted as errors: their requests time out).
-const HELD_MAX: usize = 1 << 16;
+/// Abandoned requests remembered (so their late answers are dropped); beyond them a late
+/// answer is held until the endpoint's answers are dropped.
+const ABANDONED_MAX: usize = 1 << 16;
 /// Bytes of the request id after the slot header of a reply frame.
 const ID_LEN: usize = 8;
 /// Largest answer sent through a reply ring; larger ones go by the engine (by descriptor).
@@ -43,6 +43,8 @@ pub struct Replies {
     state: SpinLock<State>,
     /// The highest id issued: an answer to a higher one is forged.
     issued: AtomicU64,
+    /// Requests issued (written by the endpoint's one sending thread).
+    sent: AtomicU64,
     /// The destination, which every answer comes from.
     dst: Peer,
     /// The process hosting it (pid, start time), when it is another process.
@@ -61,7 +63,11 @@ struct State {
     abandoned: HashSet<u64>,
     /// Futures waiting, with the request and its deadline.
     wakers: Vec<(u64, Waker, Option<Instant>)>,
-    /// Answers dropped: past [`HELD_MAX`], or a ring found corrupt.
+    /// Requests whose outcome was taken or that were abandoned: `sent - finished` are
+    /// outstanding, and no more answers than that are held (a process writing answers to
+    /// requests that already have theirs gains nothing).
+    finished: u64,
+    /// Answers dropped: more than requests outstanding, or a ring found corrupt.
     dropped: u64,
     /// The ring was found corrupt when requests up to this id had been issued: answers to
     /// them that it held are lost, and they fail (later ones are answered the engine's way).
@@ -87,10 +93,12 @@ impl Replies {
                 held: HashMap::default(),
                 abandoned: HashSet::default(),
                 wakers: Vec::new(),
+                finished: 0,
                 dropped: 0,
                 poisoned_at: None,
             }),
             issued: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
             dst,
             owner,
             lost: AtomicBool::new(false),
@@ -103,10 +111,13 @@ impl Replies {
         self.dst
     }
 
-    /// Records that request `id` was sent (ids of one endpoint grow).
+    /// Records that request `id` was sent (ids of one endpoint grow). Called by the
+    /// endpoint's one sending thread only.
     #[inline]
     pub fn issue(&self, id: u64) {
         self.issued.store(id, Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
+        self.sent.store(sent + 1, Ordering::Release);
     }
 
     /// The answer to request `id` if it arrived (then it is taken), reading what the ring
@@ -114,28 +125,29 @@ impl Replies {
     #[inline]
     pub fn take(&self, id: u64) -> Option<Result<Vec<u8>>> {
         let mut s = self.state.lock();
+        let r = self.find(&mut s, id);
+        if r.is_some() {
+            s.finished += 1;
+        }
+        r
+    }
+
+    /// [`take`](Self::take) under the lock.
+    #[inline]
+    fn find(&self, s: &mut State, id: u64) -> Option<Result<Vec<u8>>> {
         if !s.held.is_empty() {
             if let Some(r) = s.held.remove(&id) {
                 return Some(r);
             }
         }
-        let issued = self.issued.load(Ordering::Relaxed);
-        loop {
-            let State { consumer, .. } = &mut *s;
-            let got = consumer.try_pop(|h, d| self.read(h, d, issued));
-            match got {
-                Ok(Some(Ok((got, r)))) if got == id => return Some(r),
-                Ok(Some(Ok((got, r)))) => s.hold(got, r),
-                Ok(Some(Err(why))) => {
-                    s.consumer.mark_corrupt(why);
-                    s.dropped += 1;
-                    s.poisoned_at = Some(issued);
-                    break;
-                }
-                Ok(None) | Err(_) => break,
-            }
+        if let Some(r) = self.pump(s, Some(id)) {
+            return Some(r);
         }
         if s.poisoned_at.is_some_and(|upto| id <= upto) {
+            // Its answer may still come the engine's way: dropped then.
+            if s.abandoned.len() < ABANDONED_MAX {
+                s.abandoned.insert(id);
+            }
             return Some(Err(Error::MalformedFrame(format!(
                 "the reply ring of request {id} was found corrupt (written by another \
                  process); its answer was lost"
@@ -145,6 +157,33 @@ impl Replies {
             return Some(Err(self.lost_error()));
         }
         None
+    }
+
+    /// Reads the ring until the answer to `want` (returned) or its end; other answers are
+    /// held. A frame no answer can be, or a ring its reader finds corrupt, poisons it: the
+    /// requests issued until then that have no answer yet fail.
+    fn pump(&self, s: &mut State, want: Option<u64>) -> Option<Result<Vec<u8>>> {
+        let issued = self.issued.load(Ordering::Relaxed);
+        loop {
+            let got = s.consumer.try_pop(|h, d| self.read(h, d, issued));
+            match got {
+                Ok(Some(Ok((got, r)))) if Some(got) == want => return Some(r),
+                Ok(Some(Ok((got, r)))) => {
+                    let outstanding = self.sent.load(Ordering::Acquire) - s.finished;
+                    s.hold(got, r, outstanding);
+                }
+                Ok(Some(Err(why))) => {
+                    s.consumer.mark_corrupt(why);
+                    s.poison(issued);
+                    return None;
+                }
+                Ok(None) => return None,
+                Err(_) => {
+                    s.poison(issued);
+                    return None;
+                }
+            }
+        }
     }
 
     /// Decodes one reply frame: (request id, answer), or why the ring is corrupt.
@@ -172,7 +211,8 @@ impl Replies {
     /// Gives up request `id`: its answer, now or later, is dropped.
     pub fn abandon(&self, id: u64) {
         let mut s = self.state.lock();
-        if s.held.remove(&id).is_none() && s.abandoned.len() < HELD_MAX {
+        s.finished += 1;
+        if s.held.remove(&id).is_none() && s.abandoned.len() < ABANDONED_MAX {
             s.abandoned.insert(id);
         }
         s.wakers.retain(|w| w.0 != id);
@@ -185,7 +225,8 @@ impl Replies {
             return;
         }
         let mut s = self.state.lock();
-        s.hold(id, result);
+        let outstanding = self.sent.load(Ordering::Acquire) - s.finished;
+        s.hold(id, result, outstanding);
         if self.watched.load(Ordering::Relaxed) {
             s.wake(|w| w.0 == id);
         }
@@ -234,8 +275,9 @@ impl Replies {
         self.watched.store(true, Ordering::Relaxed);
     }
 
-    /// For the engine: wakes the futures whose answer may be in, whose deadline passed by
-    /// `now`, or all when the destination is gone. Returns whether futures still wait.
+    /// For the engine: moves what the ring holds into the held answers and wakes the futures
+    /// whose answer is there, whose deadline passed by `now`, or all when the destination is
+    /// gone or the ring poisoned. Returns whether futures still wait.
     pub(super) fn wake_ready(&self, now: Option<Instant>) -> bool {
         if !self.watched.load(Ordering::Relaxed) {
             return false;
@@ -243,14 +285,22 @@ impl Replies {
         let Some(mut s) = self.state.try_lock() else {
             return true;
         };
-        let any = !s.held.is_empty()
-            || s.consumer.has_message()
-            || s.poisoned_at.is_some()
-            || self.is_lost();
-        if any {
+        if s.consumer.has_message() {
+            self.pump(&mut s, None);
+        }
+        if s.poisoned_at.is_some() || self.is_lost() {
             s.wake(|_| true);
-        } else if let Some(now) = now {
-            s.wake(|w| w.2.is_some_and(|d| d <= now));
+        } else {
+            let State { held, wakers, .. } = &mut *s;
+            let mut i = 0;
+            while i < wakers.len() {
+                let w = &wakers[i];
+                if held.contains_key(&w.0) || now.is_some_and(|n| w.2.is_some_and(|d| d <= n)) {
+                    wakers.swap_remove(i).1.wake();
+                } else {
+                    i += 1;
+                }
+            }
         }
         let waiting = !s.wakers.is_empty();
         self.watched.store(waiting, Ordering::Relaxed);
@@ -264,15 +314,25 @@ impl Replies {
 }
 
 impl State {
-    fn hold(&mut self, id: u64, r: Result<Vec<u8>>) {
+    /// Holds the answer to `id` for its waiter, unless it was abandoned or more answers than
+    /// the `outstanding` requests are held already (a second answer to a request).
+    fn hold(&mut self, id: u64, r: Result<Vec<u8>>, outstanding: u64) {
         if self.abandoned.remove(&id) {
             return;
         }
-        if self.held.len() >= HELD_MAX {
+        if self.held.len() as u64 >= outstanding {
             self.dropped += 1;
             return;
         }
         self.held.entry(id).or_insert(r);
+    }
+
+    /// The ring was found corrupt with requests up to `issued` sent.
+    fn poison(&mut self, issued: u64) {
+        if self.poisoned_at.is_none() {
+            self.dropped += 1;
+            self.poisoned_at = Some(issued);
+        }
     }
 
     fn wake(&mut self, which: impl Fn(&(u64, Waker, Option<Instant>)) -> bool) {

@@ -36,7 +36,11 @@ impl Deadline {
     }
 
     pub(super) fn passed(&mut self) -> bool {
-        let now = Instant::now();
+        self.passed_at(Instant::now())
+    }
+
+    /// [`passed`](Self::passed) with the clock read by the caller.
+    pub(super) fn passed_at(&mut self, now: Instant) -> bool {
         let timeout = self.timeout;
         now >= *self.at.get_or_insert(now + timeout)
     }

@@ -87,8 +87,9 @@ impl Request {
     }
 
     /// [`test`](Self::test) of a request answered through a reply ring: looks at the ring,
-    /// drives the engine once when nobody else does, and every [`CHECK_EVERY`] calls reads
-    /// the clock (deadline, periodic work, liveness of the destination).
+    /// drives the engine once when nobody else does, checks the deadline (as a request
+    /// through the engine does) and the destination's liveness (every 50 ms), and every
+    /// [`CHECK_EVERY`] calls runs the engine's periodic work when nobody else does.
     fn test_reply(&mut self, replies: &Replies) -> Option<Result<Vec<u8>>> {
         if let Some(r) = replies.take(self.id) {
             return Some(r);
@@ -97,14 +98,14 @@ impl Request {
         if let Some(r) = replies.take(self.id) {
             return Some(r);
         }
+        let now = Instant::now();
+        if self.deadline.passed_at(now) {
+            replies.abandon(self.id);
+            return Some(Err(timed_out(self.id)));
+        }
+        self.liveness.check(&self.inner, replies, now);
         self.tests = self.tests.wrapping_add(1);
-        if self.tests % CHECK_EVERY == 1 {
-            if self.deadline.passed() {
-                replies.abandon(self.id);
-                return Some(Err(timed_out(self.id)));
-            }
-            let now = Instant::now();
-            self.liveness.check(&self.inner, replies, now);
+        if self.tests % CHECK_EVERY == 0 {
             self.inner.tick_for_waiter(now);
         }
         None

@@ -234,7 +234,7 @@ impl Engine {
                         match node.handler.as_mut() {
                             Some(handler) => {
                                 let _ = handler(&msg, &mut self.reply);
-                                self.reply.clear();
+                                self.reply.reset();
                             }
                             None => node.mailbox.push(msg),
                         }
@@ -274,12 +274,12 @@ impl Engine {
                                 self.answer_error(back, (dst, h.src), request_id, kind, &why);
                             }
                         }
-                        answer.clear();
+                        answer.reset();
                         self.reply = answer;
                     }
                     Some(handler) => {
                         let _ = handler(&msg, &mut self.reply);
-                        self.reply.clear();
+                        self.reply.reset();
                     }
                     None => {
                         node.mailbox.push(msg);

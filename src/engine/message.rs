@@ -144,6 +144,9 @@ impl Peer {
 /// (left empty: an empty answer); an error is sent back instead.
 pub type Handler = Box<dyn FnMut(&Message, &mut Reply) -> Result<()> + Send>;
 
+/// Bytes of answer buffer the engine keeps between requests; a larger one is freed.
+pub const REPLY_KEPT: usize = 1 << 20;
+
 /// Where a handler writes the answer to a request. The buffer is the engine's and is
 /// reused from one request to the next (no allocation once it is large enough); the answer
 /// goes from it into the reply ring of the endpoint the request came through, or the
@@ -178,6 +181,17 @@ impl Reply {
     #[inline]
     pub fn clear(&mut self) {
         self.bytes.clear();
+    }
+
+    /// Empties the answer for the next request, letting go of a buffer grown beyond
+    /// [`REPLY_KEPT`] by a large one.
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        if self.bytes.capacity() > REPLY_KEPT {
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.clear();
+        }
     }
 
     /// The answer so far.

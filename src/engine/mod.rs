@@ -45,7 +45,7 @@ pub use health::{HealthChange, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
 pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};
 use mailbox::Mailbox;
 pub use message::{Admit, Handler, Message, NodeName, Peer, Reply, Router};
-pub use replies::{Replies, REPLY_INLINE_MAX};
+pub use replies::{Replies, REPLY_INLINE_MAX, REPLY_SLOTS};
 use requests::Pending;
 
 /// The reply ring of the endpoint ring a frame came from, if it has one (see [`Replies`]).
@@ -257,7 +257,9 @@ impl Engine {
             names_epoch: u64::MAX,
             hops: HashMap::default(),
             pending: HashMap::default(),
-            next_request: 1,
+            // Ids of one process never repeat those of an earlier process whose node index
+            // this one's nodes may hold: an answer to the earlier one's request is dropped.
+            next_request: 1 + (crate::sys::random_u64() >> 2),
             reply_owners: Vec::new(),
             watched: Vec::new(),
             reply: Reply::default(),

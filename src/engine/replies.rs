@@ -35,8 +35,11 @@ use std::time::Instant;
 const ABANDONED_MAX: usize = 1 << 16;
 /// Bytes of the request id after the slot header of a reply frame.
 const ID_LEN: usize = 8;
-/// Largest answer sent through a reply ring; larger ones go by the engine (by descriptor).
-pub const REPLY_INLINE_MAX: usize = 16 << 10;
+/// Slots of a reply ring (32 KiB).
+pub const REPLY_SLOTS: usize = super::LATENCY_SLOTS;
+/// Largest answer sent through a reply ring (what a frame of it holds after the id); larger
+/// ones go by the engine (by descriptor).
+pub const REPLY_INLINE_MAX: usize = 16_368 - ID_LEN;
 
 /// The answers to one endpoint's requests (see the module documentation).
 pub struct Replies {
@@ -115,7 +118,9 @@ impl Replies {
     /// endpoint's one sending thread only.
     #[inline]
     pub fn issue(&self, id: u64) {
-        self.issued.store(id, Ordering::Relaxed);
+        // Release: a reader that got the answer to `id` (after the request went out and came
+        // back) sees at least `id` here.
+        self.issued.store(id, Ordering::Release);
         let sent = self.sent.load(Ordering::Relaxed);
         self.sent.store(sent + 1, Ordering::Release);
     }
@@ -163,9 +168,8 @@ impl Replies {
     /// held. A frame no answer can be, or a ring its reader finds corrupt, poisons it: the
     /// requests issued until then that have no answer yet fail.
     fn pump(&self, s: &mut State, want: Option<u64>) -> Option<Result<Vec<u8>>> {
-        let issued = self.issued.load(Ordering::Relaxed);
         loop {
-            let got = s.consumer.try_pop(|h, d| self.read(h, d, issued));
+            let got = s.consumer.try_pop(|h, d| self.read(h, d));
             match got {
                 Ok(Some(Ok((got, r)))) if Some(got) == want => return Some(r),
                 Ok(Some(Ok((got, r)))) => {
@@ -174,12 +178,12 @@ impl Replies {
                 }
                 Ok(Some(Err(why))) => {
                     s.consumer.mark_corrupt(why);
-                    s.poison(issued);
+                    s.poison(self.issued.load(Ordering::Acquire));
                     return None;
                 }
                 Ok(None) => return None,
                 Err(_) => {
-                    s.poison(issued);
+                    s.poison(self.issued.load(Ordering::Acquire));
                     return None;
                 }
             }
@@ -191,13 +195,14 @@ impl Replies {
         &self,
         h: SlotHeader,
         d: &[u8],
-        issued: u64,
     ) -> std::result::Result<(u64, Result<Vec<u8>>), &'static str> {
         if h.src != self.dst.index || h.flags != 0 || d.len() < ID_LEN {
             return Err("a reply frame of another node, or shorter than its id");
         }
         let id = u64::from_le_bytes(d[..ID_LEN].try_into().expect("8 bytes"));
-        if id > issued {
+        // Read after the frame (Acquire): covers a request another thread sent while this
+        // one was reading.
+        if id > self.issued.load(Ordering::Acquire) {
             return Err("a reply to a request that was never sent");
         }
         let body = &d[ID_LEN..];
@@ -221,7 +226,7 @@ impl Replies {
     /// An answer that came the engine's way (from the destination, or an error from a node
     /// on the way).
     pub fn complete(&self, id: u64, result: Result<Vec<u8>>) {
-        if id > self.issued.load(Ordering::Relaxed) {
+        if id > self.issued.load(Ordering::Acquire) {
             return;
         }
         let mut s = self.state.lock();
@@ -373,5 +378,16 @@ pub(super) fn push_reply(
     match p.try_push(h, &[&id.to_le_bytes(), data]) {
         Ok(()) => true,
         Err(PushError::Full | PushError::Corrupt | PushError::TooLarge) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_largest_answer_fills_one_frame_of_a_reply_ring() {
+        assert_eq!(
+            super::REPLY_INLINE_MAX + super::ID_LEN,
+            crate::ring::max_payload(super::REPLY_SLOTS)
+        );
     }
 }

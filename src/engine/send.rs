@@ -152,9 +152,12 @@ impl Engine {
 
     /// Sends a reply (all its fragments), waiting for room while the ring back is full.
     /// Gives up after [`STALL_LIMIT`] without progress: the requester then times out.
+    /// A destination whose process died is noticed within [`LIVENESS_WHILE_STALLED`]: the
+    /// reply is dropped then (nobody waits for it).
     pub(super) fn send_reply(&mut self, from: u32, to: u32, o: &Outgoing<'_>, data: &[u8]) {
         let mut offset = 0;
         let mut stalled = None;
+        let mut next_check = None;
         loop {
             match self.try_send_from(from, to, o, data, offset) {
                 Ok(Some((_, true))) => return,
@@ -162,7 +165,18 @@ impl Engine {
                     offset = next;
                     stalled = None;
                 }
-                Ok(None) if !stalled_too_long(&mut stalled) => std::hint::spin_loop(),
+                Ok(None) if !stalled_too_long(&mut stalled) => {
+                    let now = std::time::Instant::now();
+                    let due = *next_check.get_or_insert(now + LIVENESS_WHILE_STALLED);
+                    if now >= due {
+                        if self.destination_lost(to) {
+                            self.counters.errors += 1;
+                            return;
+                        }
+                        next_check = Some(now + LIVENESS_WHILE_STALLED);
+                    }
+                    std::hint::spin_loop()
+                }
                 _ => {
                     self.counters.errors += 1;
                     return;
@@ -171,6 +185,9 @@ impl Engine {
         }
     }
 }
+
+/// How often a reply waiting for room checks that its destination still lives.
+const LIVENESS_WHILE_STALLED: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// How long the engine waits for room in a full ring when it forwards or replies.
 const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);

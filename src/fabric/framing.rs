@@ -63,7 +63,7 @@ impl Inner {
                         lock(&self.engine).hosted_generation(src).ok_or_else(|| {
                             Error::NodeNotFound(format!("node index {src} is not hosted here"))
                         })?;
-                    v.insert(Sealer::new(key, src, generation, random_u64()))
+                    v.insert(Sealer::new(key, src, generation, crate::sys::random_u64()))
                 }
             };
             let envelope = Envelope {
@@ -129,21 +129,4 @@ pub(super) fn encode_metadata(opts: &SendOptions) -> Result<Vec<u8>> {
         )));
     }
     Ok(metadata)
-}
-
-/// 64 random bits from the kernel (nonce counters start here).
-fn random_u64() -> u64 {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-    {
-        u64::from_le_bytes(b)
-    } else {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
-    }
 }

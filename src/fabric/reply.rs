@@ -41,12 +41,14 @@ impl Liveness {
 }
 
 impl Inner {
-    /// One engine pass for a waiter when no engine thread runs and the engine is free.
+    /// One engine pass for a waiter when no engine thread runs and the engine is free: its
+    /// rings and every mailbox (a request to a node of this process without handler needs
+    /// its receipt from this process's engine).
     #[inline]
     pub(super) fn drive_once(&self) {
         if !self.running.load(Ordering::Acquire) {
             if let Ok(mut e) = self.engine.try_lock() {
-                e.poll();
+                e.drain();
             }
         }
     }

@@ -120,3 +120,20 @@ mod tests {
         assert!(available_cpus() >= 1);
     }
 }
+
+/// 64 random bits from the kernel (nonce counters and message ids start here).
+pub fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
+        u64::from_le_bytes(b)
+    } else {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
+    }
+}

@@ -21,7 +21,7 @@ use super::{
     data_frame, encode_metadata, lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions,
 };
 use crate::buffer::BufferManager;
-use crate::engine::{fragment_limit, NodeName, Peer, Replies, BULK_SLOTS, LATENCY_SLOTS};
+use crate::engine::{fragment_limit, NodeName, Peer, Replies, BULK_SLOTS, REPLY_SLOTS};
 use crate::error::{Error, Result};
 use crate::ring::{self, Producer, Region};
 use crate::sys::process::Origin;
@@ -117,7 +117,7 @@ impl HyperFabricProtocol {
             (Path::Engine, None, None)
         } else if let Some(mb) = e.mailbox_of(dst.index) {
             let (producer, consumer) = ring::split(Arc::new(Region::heap(BULK_SLOTS)?));
-            let (answer, answers) = ring::split(Arc::new(Region::heap(LATENCY_SLOTS)?));
+            let (answer, answers) = ring::split(Arc::new(Region::heap(REPLY_SLOTS)?));
             mb.hand_over((src, source, consumer, Some(answer)));
             let path = Path::Own {
                 producer,
@@ -252,6 +252,7 @@ impl Endpoint {
     /// of the endpoint and one doorbell for the whole batch. Returns once all are in the
     /// ring (an error stops the batch: the messages before it were sent).
     pub fn post_many(&mut self, batch: &[&[u8]]) -> Result<()> {
+        self.inner.check_process()?;
         let opts = SendOptions::default();
         if matches!(self.path, Path::Engine) || self.inner.zoned() {
             for data in batch {
@@ -473,7 +474,7 @@ fn reply_file(file: &std::path::Path, src: (u32, u64)) -> Result<ring::Consumer<
     let path = reply_path(file)
         .ok_or_else(|| Error::InvalidArgument(format!("{} is no endpoint ring", file.display())))?;
     let _ = std::fs::remove_file(&path);
-    let region = Region::create_file(&path, LATENCY_SLOTS)?;
+    let region = Region::create_file(&path, REPLY_SLOTS)?;
     stamp(&region, src);
     Ok(ring::split(Arc::new(region)).1)
 }

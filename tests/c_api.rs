@@ -330,3 +330,13 @@ fn mpi_ranks_exchange_addresses_and_ping_pong_through_hyperfabric() {
         assert!(hf > 0.0 && mpi > 0.0, "{table}");
     }
 }
+
+/// `hf_response_buffer` called twice with other sizes, with 0, past the largest message,
+/// around the reply ring's bound, before an error, and once with 256 MiB (whose memory
+/// should not stay with the engine): see `tests/c/hostile_replies.c`.
+#[test]
+fn response_buffers_misused_from_c_give_the_right_answers() {
+    let fabric = format!("c-hostile-rp-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    run_c_test("hostile_replies", &[fabric.as_ref()]);
+}

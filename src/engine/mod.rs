@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 mod chunks;
 mod coalesce;
+mod deferred;
 mod dispatch;
 mod forward;
 mod frame;
@@ -184,6 +185,8 @@ pub struct Engine {
     watched: Vec<Arc<Replies>>,
     /// The buffer handlers write answers into, reused.
     reply: Reply,
+    /// Replies that found no room, sent by later polls.
+    deferred: deferred::Queue,
     counters: Counters,
     opener: Option<crate::codec::Opener>,
     /// This process's segment of chunks for large messages, made on first use.
@@ -263,6 +266,7 @@ impl Engine {
             reply_owners: Vec::new(),
             watched: Vec::new(),
             reply: Reply::default(),
+            deferred: deferred::Queue::default(),
             counters: Counters::default(),
             opener,
             chunks: [None, None],

@@ -69,6 +69,9 @@ impl Engine {
         if !self.spikes.is_empty() {
             self.flush_spikes(Some(std::time::Instant::now()));
         }
+        if !self.deferred.is_empty() {
+            self.flush_deferred();
+        }
         let n = if self.inbound.is_empty() {
             0
         } else {

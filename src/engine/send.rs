@@ -150,34 +150,25 @@ impl Engine {
         self.send_reply(from, to, o, data);
     }
 
-    /// Sends a reply (all its fragments), waiting for room while the ring back is full.
-    /// Gives up after [`STALL_LIMIT`] without progress: the requester then times out.
-    /// A destination whose process died is noticed within [`LIVENESS_WHILE_STALLED`]: the
-    /// reply is dropped then (nobody waits for it).
+    /// Sends a reply (all its fragments): what does not find room now waits in the deferred
+    /// queue for later polls (see [`super::deferred`]), so a requester that reads nothing
+    /// never holds up the answers to others.
     pub(super) fn send_reply(&mut self, from: u32, to: u32, o: &Outgoing<'_>, data: &[u8]) {
+        if self.defers_to(to) {
+            // Behind the replies to `to` that wait already.
+            self.defer_reply((from, to), o, data, 0);
+            return;
+        }
         let mut offset = 0;
-        let mut stalled = None;
-        let mut next_check = None;
         loop {
             match self.try_send_from(from, to, o, data, offset) {
                 Ok(Some((_, true))) => return,
-                Ok(Some((next, false))) => {
-                    offset = next;
-                    stalled = None;
+                Ok(Some((next, false))) => offset = next,
+                Ok(None) => {
+                    self.defer_reply((from, to), o, data, offset);
+                    return;
                 }
-                Ok(None) if !stalled_too_long(&mut stalled) => {
-                    let now = std::time::Instant::now();
-                    let due = *next_check.get_or_insert(now + LIVENESS_WHILE_STALLED);
-                    if now >= due {
-                        if self.destination_lost(to) {
-                            self.counters.errors += 1;
-                            return;
-                        }
-                        next_check = Some(now + LIVENESS_WHILE_STALLED);
-                    }
-                    std::hint::spin_loop()
-                }
-                _ => {
+                Err(_) => {
                     self.counters.errors += 1;
                     return;
                 }
@@ -186,8 +177,15 @@ impl Engine {
     }
 }
 
-/// How often a reply waiting for room checks that its destination still lives.
-const LIVENESS_WHILE_STALLED: std::time::Duration = std::time::Duration::from_millis(1);
+impl Engine {
+    /// Whether the rings to `node` were made for a registration that no longer holds its
+    /// index (a reply into them reaches nobody).
+    pub(super) fn ring_outlived(&self, node: u32) -> bool {
+        self.out_generation
+            .get(&node)
+            .is_some_and(|&g| self.registry.live_generation(node) != Some(g))
+    }
+}
 
 /// How long the engine waits for room in a full ring when it forwards or replies.
 const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -107,20 +107,6 @@ pub fn available_cpus() -> usize {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pinning_accepts_cpu_zero_and_rejects_nonsense() {
-        std::thread::spawn(|| pin_current_thread(0).unwrap())
-            .join()
-            .unwrap();
-        assert!(pin_current_thread(1 << 20).is_err());
-        assert!(available_cpus() >= 1);
-    }
-}
-
 /// 64 random bits from the kernel (nonce counters and message ids start here).
 pub fn random_u64() -> u64 {
     use std::io::Read;
@@ -135,5 +121,19 @@ pub fn random_u64() -> u64 {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         t.as_nanos() as u64 ^ (std::process::id() as u64) << 32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinning_accepts_cpu_zero_and_rejects_nonsense() {
+        std::thread::spawn(|| pin_current_thread(0).unwrap())
+            .join()
+            .unwrap();
+        assert!(pin_current_thread(1 << 20).is_err());
+        assert!(available_cpus() >= 1);
     }
 }

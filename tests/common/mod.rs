@@ -4,6 +4,8 @@
 //! test ends, also when it fails. Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod replies;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -457,7 +457,8 @@ typedef struct {
 } hf_message_view;
 
 // A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
-// call), may set the response with `hf_response_set`, and returns `HF_OK` or an error
+// call), may set the response with `hf_response_set` (a copy) or write it in place after
+// `hf_response_buffer`, and returns `HF_OK` or an error
 // status, which the requester receives as its error. It runs on the thread that drives the
 // engine: the engine thread with background services, otherwise whichever thread is inside
 // a call that drives it (see `hf_progress`). It must not call `hf_` functions on the same

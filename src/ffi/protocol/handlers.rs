@@ -1,4 +1,5 @@
-//! Request handlers: a C callback per hosted node, which answers through `hf_response_set`.
+//! Request handlers: a C callback per hosted node, which answers through `hf_response_set`
+//! or `hf_response_buffer`.
 
 use super::lifecycle::{hf_protocol, protocol};
 use super::messages::{hf_message_view, view};
@@ -24,7 +25,8 @@ impl hf_response {
 }
 
 /// A request handler (`hf_on_receive`): gets `user_data` and the message (valid during the
-/// call), may set the response with `hf_response_set`, and returns `HF_OK` or an error
+/// call), may set the response with `hf_response_set` (a copy) or write it in place after
+/// `hf_response_buffer`, and returns `HF_OK` or an error
 /// status, which the requester receives as its error. It runs on the thread that drives the
 /// engine: the engine thread with background services, otherwise whichever thread is inside
 /// a call that drives it (see `hf_progress`). It must not call `hf_` functions on the same

@@ -145,7 +145,7 @@ impl Peer {
 pub type Handler = Box<dyn FnMut(&Message, &mut Reply) -> Result<()> + Send>;
 
 /// Bytes of answer buffer the engine keeps between requests; a larger one is freed.
-pub const REPLY_KEPT: usize = 1 << 20;
+pub const REPLY_KEPT: usize = 8 << 20;
 
 /// Where a handler writes the answer to a request. The buffer is the engine's and is
 /// reused from one request to the next (no allocation once it is large enough); the answer

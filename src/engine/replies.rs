@@ -35,6 +35,11 @@ use std::time::Instant;
 const ABANDONED_MAX: usize = 1 << 16;
 /// Bytes of the request id after the slot header of a reply frame.
 const ID_LEN: usize = 8;
+/// Reply frame flag: no answer, but notice that the answer to the id comes the engine's way.
+const FLAG_DETOUR: u8 = 1;
+
+/// An answer: the requester's bytes, or the error it gets.
+type Answer = Result<Vec<u8>>;
 /// Slots of a reply ring (32 KiB).
 pub const REPLY_SLOTS: usize = super::LATENCY_SLOTS;
 /// Largest answer sent through a reply ring (what a frame of it holds after the id); larger
@@ -64,6 +69,8 @@ struct State {
     held: HashMap<u64, Result<Vec<u8>>>,
     /// Requests given up (cancelled, timed out, dropped) whose answer has not arrived.
     abandoned: HashSet<u64>,
+    /// Requests whose answer the ring said comes the engine's way (too large for it).
+    detoured: HashSet<u64>,
     /// Futures waiting, with the request and its deadline.
     wakers: Vec<(u64, Waker, Option<Instant>)>,
     /// Requests whose outcome was taken or that were abandoned: `sent - finished` are
@@ -95,6 +102,7 @@ impl Replies {
                 consumer,
                 held: HashMap::default(),
                 abandoned: HashSet::default(),
+                detoured: HashSet::default(),
                 wakers: Vec::new(),
                 finished: 0,
                 dropped: 0,
@@ -129,12 +137,24 @@ impl Replies {
     /// holds; the error of a lost destination once it is found gone.
     #[inline]
     pub fn take(&self, id: u64) -> Option<Result<Vec<u8>>> {
+        self.take_or_detour(id).0
+    }
+
+    /// [`take`](Self::take), and whether the ring said the answer comes the engine's way
+    /// (its waiter then drives the engine rather than watch the ring).
+    #[inline]
+    pub fn take_or_detour(&self, id: u64) -> (Option<Result<Vec<u8>>>, bool) {
         let mut s = self.state.lock();
         let r = self.find(&mut s, id);
         if r.is_some() {
             s.finished += 1;
+            if !s.detoured.is_empty() {
+                s.detoured.remove(&id);
+            }
+            return (r, false);
         }
-        r
+        let detour = !s.detoured.is_empty() && s.detoured.contains(&id);
+        (None, detour)
     }
 
     /// [`take`](Self::take) under the lock.
@@ -171,8 +191,15 @@ impl Replies {
         loop {
             let got = s.consumer.try_pop(|h, d| self.read(h, d));
             match got {
-                Ok(Some(Ok((got, r)))) if Some(got) == want => return Some(r),
-                Ok(Some(Ok((got, r)))) => {
+                Ok(Some(Ok((got, None)))) => {
+                    // The answer comes the engine's way.
+                    let outstanding = self.sent.load(Ordering::Acquire) - s.finished;
+                    if (s.detoured.len() as u64) < outstanding {
+                        s.detoured.insert(got);
+                    }
+                }
+                Ok(Some(Ok((got, Some(r))))) if Some(got) == want => return Some(r),
+                Ok(Some(Ok((got, Some(r))))) => {
                     let outstanding = self.sent.load(Ordering::Acquire) - s.finished;
                     s.hold(got, r, outstanding);
                 }
@@ -195,8 +222,8 @@ impl Replies {
         &self,
         h: SlotHeader,
         d: &[u8],
-    ) -> std::result::Result<(u64, Result<Vec<u8>>), &'static str> {
-        if h.src != self.dst.index || h.flags != 0 || d.len() < ID_LEN {
+    ) -> std::result::Result<(u64, Option<Answer>), &'static str> {
+        if h.src != self.dst.index || h.flags & !FLAG_DETOUR != 0 || d.len() < ID_LEN {
             return Err("a reply frame of another node, or shorter than its id");
         }
         let id = u64::from_le_bytes(d[..ID_LEN].try_into().expect("8 bytes"));
@@ -207,8 +234,14 @@ impl Replies {
         }
         let body = &d[ID_LEN..];
         match FrameKind::from_u8(h.kind) {
-            Some(FrameKind::Response | FrameKind::Ack) => Ok((id, Ok(body.to_vec()))),
-            Some(FrameKind::Error) => Ok((id, Err(decode_error(body)))),
+            _ if h.flags == FLAG_DETOUR && !body.is_empty() => Err("a detour notice with bytes"),
+            Some(FrameKind::Response | FrameKind::Ack | FrameKind::Error)
+                if h.flags == FLAG_DETOUR =>
+            {
+                Ok((id, None))
+            }
+            Some(FrameKind::Response | FrameKind::Ack) => Ok((id, Some(Ok(body.to_vec())))),
+            Some(FrameKind::Error) => Ok((id, Some(Err(decode_error(body))))),
             _ => Err("a reply frame of a kind no answer has"),
         }
     }
@@ -217,6 +250,7 @@ impl Replies {
     pub fn abandon(&self, id: u64) {
         let mut s = self.state.lock();
         s.finished += 1;
+        s.detoured.remove(&id);
         if s.held.remove(&id).is_none() && s.abandoned.len() < ABANDONED_MAX {
             s.abandoned.insert(id);
         }
@@ -350,6 +384,20 @@ impl State {
             }
         }
     }
+}
+
+/// Writes into a reply ring the notice that the answer (kind `kind`) to request `id` from
+/// node `src` comes the engine's way (it is too large for the ring). `false` when it does not
+/// fit now (its waiter then finds the answer a little later).
+pub(super) fn push_detour(p: &mut Producer<Region>, src: u32, kind: FrameKind, id: u64) -> bool {
+    let h = SlotHeader {
+        len: 0,
+        kind: kind as u8,
+        flags: FLAG_DETOUR,
+        aux: 0,
+        src,
+    };
+    !p.is_corrupt() && p.try_push(h, &[&id.to_le_bytes()]).is_ok()
 }
 
 /// Writes the answer `data` (kind `kind`) to request `id` from node `src` into a reply ring.

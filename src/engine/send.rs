@@ -2,7 +2,7 @@
 //! the engine's own replies (responses, receipts, errors) that wait for room.
 
 use super::chunks::ChunkPush;
-use super::replies::push_reply;
+use super::replies::{push_detour, push_reply, REPLY_INLINE_MAX};
 use super::{
     fragment_limit, lane_of, lane_slots, push_fragment, Back, Engine, Inbound, Outgoing,
     DESCRIPTOR_THRESHOLD, MAX_MESSAGE,
@@ -146,6 +146,10 @@ impl Engine {
                 self.counters.bytes_sent += data.len() as u64;
                 return;
             }
+            if data.len() > REPLY_INLINE_MAX {
+                // Tell the waiter to look for it in the engine's rings.
+                push_detour(p, from, o.kind, o.request_id);
+            }
         }
         self.send_reply(from, to, o, data);
     }
@@ -160,11 +164,23 @@ impl Engine {
             return;
         }
         let mut offset = 0;
+        let mut stalled: Option<std::time::Instant> = None;
         loop {
             match self.try_send_from(from, to, o, data, offset) {
                 Ok(Some((_, true))) => return,
-                Ok(Some((next, false))) => offset = next,
+                Ok(Some((next, false))) => {
+                    offset = next;
+                    stalled = None;
+                }
                 Ok(None) => {
+                    // A reader that is reading makes room within microseconds (a large
+                    // answer's chunks come back as it copies them out): wait that long
+                    // before copying the rest aside.
+                    let now = std::time::Instant::now();
+                    if now.duration_since(*stalled.get_or_insert(now)) < BRIEF_STALL {
+                        std::hint::spin_loop();
+                        continue;
+                    }
                     self.defer_reply((from, to), o, data, offset);
                     return;
                 }
@@ -186,6 +202,9 @@ impl Engine {
             .is_some_and(|&g| self.registry.live_generation(node) != Some(g))
     }
 }
+
+/// How long a reply waits for room before it is deferred (see [`super::deferred`]).
+const BRIEF_STALL: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// How long the engine waits for room in a full ring when it forwards or replies.
 const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);

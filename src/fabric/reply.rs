@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 /// Looks at the reply ring between two engine passes of a waiter (without engine thread).
 const DRIVE_EVERY: u32 = 64;
+/// Looks after which an answer is deemed slow (a few microseconds).
+const SLOW_ANSWER: u32 = 256;
+/// Looks between two engine passes once the answer is slow.
+const DRIVE_EVERY_LATER: u32 = 4;
 /// How often a waiter checks that the destination's process lives (reads `/proc`).
 pub(super) const LIVENESS_EVERY: Duration = Duration::from_millis(50);
 
@@ -71,11 +75,21 @@ impl Inner {
         let mut looks = 0u32;
         let mut liveness = Liveness::default();
         loop {
-            if let Some(r) = replies.take(id) {
+            let (answer, detour) = replies.take_or_detour(id);
+            if let Some(r) = answer {
                 return r;
             }
             looks = looks.wrapping_add(1);
-            if looks % DRIVE_EVERY == 0 {
+            // An answer the ring said comes the engine's way (a large one), or that has not
+            // come within a few hundred looks: drive the engine more often.
+            let every = if detour {
+                1
+            } else if looks < SLOW_ANSWER {
+                DRIVE_EVERY
+            } else {
+                DRIVE_EVERY_LATER
+            };
+            if looks % every == 0 {
                 self.drive_once();
                 if looks % CHECK_EVERY == 0 {
                     if deadline.passed() {

@@ -31,7 +31,8 @@ impl HyperFabricProtocol {
                 if let Some(c) = core {
                     let _ = crate::sys::pin_current_thread(c);
                 }
-                // Adaptive: spin for a few thousand empty polls, then sleep on the process's
+                // Adaptive: spin for SPIN_TIME (and at least a few thousand empty polls) since
+                // the last poll that did work, then sleep on the process's
                 // doorbell (a futex in the registry that senders ring after writing to one of
                 // our rings), with a timeout that doubles up to MAX_NAP: a sleeping engine
                 // beats every 50 ms, well inside the 200 ms after which peers mark its nodes
@@ -40,6 +41,9 @@ impl HyperFabricProtocol {
                 // runs every millisecond at most, checked after every poll that did work (a
                 // poll can copy megabytes), every 256 empty ones, and around naps.
                 const SPIN_POLLS: u32 = 2_000;
+                // A gap shorter than this between messages (a peer copying a megabyte, say)
+                // never puts the engine to sleep: waking costs tens of microseconds.
+                const SPIN_TIME: Duration = Duration::from_micros(250);
                 const FIRST_NAP: Duration = Duration::from_millis(1);
                 const MAX_NAP: Duration = Duration::from_millis(50);
                 const TICK: Duration = Duration::from_millis(1);
@@ -48,11 +52,17 @@ impl HyperFabricProtocol {
                 let mut nap = FIRST_NAP;
                 let mut polls = 0u32;
                 let mut next_tick = Instant::now();
+                let mut last_busy = Instant::now();
+                let mut spun_long = false;
                 let mut busy = false;
                 while !stop2.load(Ordering::Acquire) {
                     polls = polls.wrapping_add(1);
                     if busy || polls % 256 == 0 || idle >= SPIN_POLLS {
                         let now = Instant::now();
+                        if busy {
+                            last_busy = now;
+                        }
+                        spun_long = now.duration_since(last_busy) >= SPIN_TIME;
                         if now >= next_tick {
                             let changes = lock(&inner.engine).tick(now);
                             inner.apply_health(changes);
@@ -83,7 +93,7 @@ impl HyperFabricProtocol {
                         continue;
                     }
                     idle = idle.saturating_add(polled);
-                    if inner.idle == IdleStrategy::Spin || idle < SPIN_POLLS {
+                    if inner.idle == IdleStrategy::Spin || idle < SPIN_POLLS || !spun_long {
                         std::hint::spin_loop();
                         continue;
                     }

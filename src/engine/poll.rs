@@ -53,10 +53,7 @@ impl Engine {
     /// not check the registry's nodes epoch (replies would otherwise go to the ring of the
     /// index's earlier holder until the next periodic refresh).
     fn forget_stale_rings_to(&mut self, node: u32) {
-        let Some(&made_for) = self.out_generation.get(&node) else {
-            return;
-        };
-        if self.registry.get(node).map(|e| e.generation) != Some(made_for) {
+        if self.ring_outlived(node) {
             self.out_generation.remove(&node);
             self.out.retain(|&(_, dst, _), _| dst != node);
         }

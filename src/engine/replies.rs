@@ -193,14 +193,13 @@ impl Replies {
             match got {
                 Ok(Some(Ok((got, None)))) => {
                     // The answer comes the engine's way.
-                    let outstanding = self.sent.load(Ordering::Acquire) - s.finished;
-                    if (s.detoured.len() as u64) < outstanding {
+                    if (s.detoured.len() as u64) < self.outstanding(s) {
                         s.detoured.insert(got);
                     }
                 }
                 Ok(Some(Ok((got, Some(r))))) if Some(got) == want => return Some(r),
                 Ok(Some(Ok((got, Some(r))))) => {
-                    let outstanding = self.sent.load(Ordering::Acquire) - s.finished;
+                    let outstanding = self.outstanding(s);
                     s.hold(got, r, outstanding);
                 }
                 Ok(Some(Err(why))) => {
@@ -246,6 +245,11 @@ impl Replies {
         }
     }
 
+    /// Requests sent whose outcome was neither taken nor abandoned.
+    fn outstanding(&self, s: &State) -> u64 {
+        self.sent.load(Ordering::Acquire) - s.finished
+    }
+
     /// Gives up request `id`: its answer, now or later, is dropped.
     pub fn abandon(&self, id: u64) {
         let mut s = self.state.lock();
@@ -264,7 +268,7 @@ impl Replies {
             return;
         }
         let mut s = self.state.lock();
-        let outstanding = self.sent.load(Ordering::Acquire) - s.finished;
+        let outstanding = self.outstanding(&s);
         s.hold(id, result, outstanding);
         if self.watched.load(Ordering::Relaxed) {
             s.wake(|w| w.0 == id);

@@ -195,11 +195,12 @@ impl Engine {
 
 impl Engine {
     /// Whether the rings to `node` were made for a registration that no longer holds its
-    /// index (a reply into them reaches nobody).
+    /// index, or whose entry no longer reads as a valid node (a reply into them reaches
+    /// nobody). Reads the registry entry: not per message.
     pub(super) fn ring_outlived(&self, node: u32) -> bool {
         self.out_generation
             .get(&node)
-            .is_some_and(|&g| self.registry.live_generation(node) != Some(g))
+            .is_some_and(|&g| self.registry.get(node).map(|e| e.generation) != Some(g))
     }
 }
 

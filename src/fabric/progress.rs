@@ -4,7 +4,7 @@
 
 use super::{lock, sync_topology, Deadline, HyperFabricProtocol, Inner};
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -60,9 +60,7 @@ impl Inner {
         self.poll_until(deadline, |e| e.take_result(request_id))
             .unwrap_or_else(|| {
                 lock(&self.engine).cancel(request_id);
-                Err(Error::Timeout(format!(
-                    "no response to request {request_id} in time"
-                )))
+                Err(super::request::timed_out(request_id))
             })
     }
 

@@ -8,9 +8,10 @@
 //! every [`LIVENESS_EVERY`] whether the destination still lives (a destination that died
 //! fails the request with `NodeNotFoundError`, as requests through the engine do).
 
+use super::request::timed_out;
 use super::{Deadline, Inner, CHECK_EVERY, SPIN_POLLS};
 use crate::engine::Replies;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,24 @@ impl Inner {
         }
     }
 
+    /// What a waiter for request `id` does when it has read the clock: gives the request
+    /// up (`TimeoutError`) once its deadline passed, else checks its destination (every
+    /// [`LIVENESS_EVERY`]; a lost one fails the request at the next look).
+    pub(super) fn at_clock(
+        &self,
+        replies: &Replies,
+        id: u64,
+        (deadline, liveness): (&mut Deadline, &mut Liveness),
+        now: Instant,
+    ) -> Result<()> {
+        if deadline.passed_at(now) {
+            replies.abandon(id);
+            return Err(timed_out(id));
+        }
+        liveness.check(self, replies, now);
+        Ok(())
+    }
+
     /// Waits for the answer to request `id` of the endpoint whose answers `replies` takes.
     pub(super) fn wait_reply(
         &self,
@@ -92,14 +111,8 @@ impl Inner {
             if looks % every == 0 {
                 self.drive_once();
                 if looks % CHECK_EVERY == 0 {
-                    if deadline.passed() {
-                        replies.abandon(id);
-                        return Err(Error::Timeout(format!(
-                            "no response to request {id} in time"
-                        )));
-                    }
                     let now = Instant::now();
-                    liveness.check(self, replies, now);
+                    self.at_clock(replies, id, (deadline, &mut liveness), now)?;
                     self.tick_for_waiter(now);
                 }
             }

@@ -99,11 +99,10 @@ impl Request {
             return Some(r);
         }
         let now = Instant::now();
-        if self.deadline.passed_at(now) {
-            replies.abandon(self.id);
-            return Some(Err(timed_out(self.id)));
+        let (id, deadline, liveness) = (self.id, &mut self.deadline, &mut self.liveness);
+        if let Err(e) = self.inner.at_clock(replies, id, (deadline, liveness), now) {
+            return Some(Err(e));
         }
-        self.liveness.check(&self.inner, replies, now);
         self.tests = self.tests.wrapping_add(1);
         if self.tests % CHECK_EVERY == 0 {
             self.inner.tick_for_waiter(now);
@@ -231,7 +230,7 @@ impl Request {
 }
 
 /// The error of a request whose own deadline passed.
-fn timed_out(id: u64) -> Error {
+pub(super) fn timed_out(id: u64) -> Error {
     Error::Timeout(format!("no response to request {id} in time"))
 }
 

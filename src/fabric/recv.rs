@@ -207,6 +207,33 @@ impl Inner {
         }
     }
 
+    /// A look that waits for the ring lock when another poller (the engine thread moving
+    /// frames to the queue, another receiver between two of its looks) holds it: held for
+    /// at most a burst of frames, never while waiting for anything.
+    fn look_held<'m>(
+        &self,
+        mb: &'m Mailbox,
+        held: &mut Option<SpinGuard<'m, Rings>>,
+        sink: &mut Sink<'_>,
+    ) -> bool {
+        if held.is_none() && !mb.is_handled() && !mb.is_closed() {
+            *held = Some(mb.lock_rings());
+        }
+        self.look(mb, held, sink)
+    }
+
+    /// What else a batch takes after its first message: everything queued or in the rings
+    /// now, without waiting for more to arrive (but for the ring lock: a frame another
+    /// poller is moving to the queue is there).
+    fn take_rest<'m>(
+        &self,
+        mb: &'m Mailbox,
+        held: &mut Option<SpinGuard<'m, Rings>>,
+        sink: &mut Sink<'_>,
+    ) {
+        while sink.wants_more() && self.look_held(mb, held, sink) {}
+    }
+
     /// Waits up to `timeout` for a message of `mb` into `sink`.
     pub(super) fn wait_for(
         &self,
@@ -220,9 +247,13 @@ impl Inner {
             if !self.look(mb, &mut held, sink) {
                 held = None;
                 self.drive_engine(false);
-                self.look(mb, &mut held, sink);
+                if !self.look(mb, &mut held, sink) && held.is_none() {
+                    // Another poller has the rings for a moment: one look means one look
+                    // at them, not a miss of what was sent before the call.
+                    self.look_held(mb, &mut held, sink);
+                }
             }
-            while sink.wants_more() && self.look(mb, &mut held, sink) {}
+            self.take_rest(mb, &mut held, sink);
             return match sink.filled() {
                 true => Ok(()),
                 false if mb.is_closed() => Err(gone()),
@@ -236,8 +267,7 @@ impl Inner {
         let mut polls = 0u32;
         loop {
             if self.look(mb, &mut held, sink) {
-                // A batch takes what else is there, without waiting.
-                while sink.wants_more() && self.look(mb, &mut held, sink) {}
+                self.take_rest(mb, &mut held, sink);
                 return Ok(());
             }
             polls = polls.wrapping_add(1);
@@ -261,6 +291,8 @@ impl Inner {
             if polls < SPIN_POLLS {
                 std::hint::spin_loop();
             } else {
+                // Not with the rings held: a batch of another thread may wait for them.
+                held = None;
                 std::thread::yield_now();
             }
         }

@@ -302,6 +302,9 @@ typedef struct hf_endpoint hf_endpoint;
 // A fabric configuration read from YAML (the reference's configuration dictionary).
 typedef struct hf_fabric_config hf_fabric_config;
 
+// A registered range of this process's memory. Free it with `hf_mem_deregister`.
+typedef struct hf_mem hf_mem;
+
 // A message taken by `hf_recv`: read it with `hf_message_get_view`, release it with
 // `hf_message_free` (a buffer sent by descriptor then returns to its sender's pool).
 typedef struct hf_message hf_message;
@@ -1117,6 +1120,49 @@ hf_status hf_endpoint_send_data_nb(const hf_endpoint *endpoint,
 // # Safety
 // `endpoint` is NULL or a handle not freed before, not in use by another thread.
 void hf_endpoint_free(hf_endpoint *endpoint);
+
+// Registers `len` bytes at `addr` of this process's memory for `hf_endpoint_post_mem`, into
+// `*mem`. The bytes must stay mapped while registered, and unchanged while a send from them
+// is in flight. `HF_ERR_INVALID_ARGUMENT` for a NULL address, a zero length, or a range
+// that is not mapped memory of this process.
+//
+// # Safety
+// `protocol` is a live handle; `mem` points to writable memory for a pointer. `addr` is not
+// read by this call (the kernel checks the range).
+hf_status hf_mem_register(const hf_protocol *protocol,
+                          const void *addr,
+                          size_t len,
+                          hf_mem **mem);
+
+// Deregisters a region: sends from it are refused from then on; sends in flight keep their
+// guarantee (each request completes, fails, or, once freed or cancelled, its receiver drops
+// the message if it had not copied it yet). NULL is ignored.
+//
+// # Safety
+// `mem` is NULL or a handle not deregistered before.
+void hf_mem_deregister(hf_mem *mem);
+
+// One-way send of `len` bytes at `offset` of registered region `mem` through the endpoint,
+// without copying them: the destination's process copies them once, from this process's
+// memory straight into its receiver's buffer. `*request` completes (empty response) when
+// they are copied; until then they must not change. Freeing or cancelling the request
+// earlier takes the send back (its receiver drops it unless it copied it already), as does
+// its deadline (`options->timeout_ms`). Where the destination's process cannot read this one
+// (another user, a ptrace policy, a route through other nodes) or the options ask for
+// metadata, compression, encryption or a constraint, the bytes are sent as by
+// `hf_endpoint_post` and the request is complete at once. `HF_ERR_INVALID_ARGUMENT` for a
+// range beyond the region, `HF_ERR_BUFFER_EXHAUSTED` with 64 such sends of the endpoint in
+// flight.
+//
+// # Safety
+// `endpoint` and `mem` are live handles; `options` NULL or initialised; `request` points to
+// writable memory for a pointer.
+hf_status hf_endpoint_post_mem(const hf_endpoint *endpoint,
+                               const hf_mem *mem,
+                               size_t offset,
+                               size_t len,
+                               const hf_send_options *options,
+                               hf_request **request);
 
 // Releases bytes the library handed out and zeroes `*bytes`. NULL, or an already released
 // (zeroed) `hf_bytes`, is ignored.

@@ -1,6 +1,7 @@
 //! Delivery of one frame at a hosted node: reassembly, opening codec frames, the admission
 //! check, handlers and mailboxes, pings, and the answers that complete pending requests.
 
+use super::remote::{Refused, RemoteBytes, FLAG_READ, FLAG_REMOTE};
 use super::send::decode_error;
 use super::{
     max_message, reassembly, Admit, Engine, Message, MsgHeader, Outgoing, Via, FLAG_COALESCED,
@@ -50,9 +51,9 @@ impl Engine {
         payload: &[u8],
         via: Option<Via<'_>>,
     ) {
-        let (known, back) = match via {
-            Some(v) => (Some(v.source), v.reply),
-            None => (None, None),
+        let (known, mut back, pid) = match via {
+            Some(v) => (Some(v.source), v.reply, Some(v.pid)),
+            None => (None, None, None),
         };
         let compact = h.flags & FLAG_COMPACT != 0;
         if !compact && payload.len() < MSG_HEADER {
@@ -83,10 +84,50 @@ impl Engine {
         let priority = m.priority();
         let data_type = DataType::from_u32(m.data_type as u32).unwrap_or_default();
         let (total, offset) = (m.total as usize, m.offset as usize);
-        let one_way = h.flags & FLAG_ONE_WAY != 0;
+        // A send from registered memory is answered once its bytes are copied, then
+        // delivered as a one-way message.
+        let remote = h.flags & FLAG_REMOTE != 0;
+        let one_way = h.flags & FLAG_ONE_WAY != 0 || remote;
+        let ack = Outgoing {
+            kind: FrameKind::Ack,
+            request_id,
+            priority,
+            data_type,
+            one_way: true,
+            metadata: &[],
+            framed: false,
+            coalesced: false,
+        };
+        if h.flags & FLAG_READ != 0 {
+            // Its receiver copied the bytes already.
+            if pid.is_some() {
+                self.answer(back, (dst, h.src), &ack, &[]);
+            }
+            return;
+        }
         // The fragment: bytes in the ring, then (descriptor frames) bytes in a buffer of the
-        // sender's segment, which this payload now owns.
-        let (inline, shared) = if h.flags & FLAG_DESCRIPTOR != 0 {
+        // sender's segment, which this payload now owns, or (sends from registered memory)
+        // bytes copied from the sender's memory.
+        let (inline, shared) = if remote {
+            let copied = match (pid, RemoteBytes::of_frame(&m, body)) {
+                (Some(pid), Some(r)) => r.copy(pid, request_id),
+                _ => Err(Refused::Failed(Error::MalformedFrame(
+                    "a send from registered memory that did not come through an endpoint \
+                     ring, or whose header contradicts it"
+                        .into(),
+                ))),
+            };
+            match copied {
+                Ok(p) => {
+                    self.answer(back.as_deref_mut(), (dst, h.src), &ack, &[]);
+                    (&[][..], Some(p))
+                }
+                Err(why) => {
+                    self.refused_remote(back, (dst, h.src), request_id, why);
+                    return;
+                }
+            }
+        } else if h.flags & FLAG_DESCRIPTOR != 0 {
             match self.take_descriptor(body) {
                 Ok((inline, shared)) => (inline, Some(shared)),
                 Err(e) => {

@@ -17,6 +17,7 @@ mod sink;
 
 pub use sink::{MessageRef, Received, Sink};
 
+use super::remote::FLAG_READ;
 use super::{Message, NodeName, Via};
 use super::{INBOX_BYTES, INBOX_MESSAGES};
 use crate::ring::{self, Consumer, Producer, Region, SlotHeader};
@@ -449,10 +450,24 @@ impl Mailbox {
                     Taken::No
                 } {
                     Taken::Yes => {}
+                    Taken::Read => {
+                        // Acknowledged by the dispatch, which copies nothing again.
+                        let read = SlotHeader {
+                            flags: h.flags | FLAG_READ,
+                            ..h
+                        };
+                        let via = Via {
+                            source: at.source,
+                            reply: reply.as_mut(),
+                            pid: at.pid,
+                        };
+                        slow(at.node, read, d, Some(via))
+                    }
                     Taken::No => {
                         let via = Via {
                             source: at.source,
                             reply: reply.as_mut(),
+                            pid: at.pid,
                         };
                         slow(at.node, h, d, Some(via))
                     }

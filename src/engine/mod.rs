@@ -25,12 +25,14 @@ mod forward;
 mod frame;
 mod health;
 mod inbox;
+pub mod lent;
 mod lost;
 pub mod mailbox;
 mod message;
 mod nodes;
 mod poll;
 mod reassembly;
+pub mod remote;
 mod replies;
 mod requests;
 mod send;
@@ -59,6 +61,8 @@ pub struct Via<'a> {
     pub source: NodeName,
     /// The reply ring.
     pub reply: Back<'a>,
+    /// The ring's producing process.
+    pub pid: u32,
 }
 
 /// Bytes of the message header inside a ring payload: destination (4), message id (8), hop

@@ -18,6 +18,7 @@
 //! until then whose answers were not taken fail with `MalformedFrameError`, later ones are
 //! answered the engine's way.
 
+use super::lent::Lent;
 use super::send::decode_error;
 use super::Peer;
 use crate::codec::FrameKind;
@@ -61,6 +62,8 @@ pub struct Replies {
     lost: AtomicBool,
     /// A future waits on one of the requests: the engine wakes it.
     watched: AtomicBool,
+    /// The lent words of the endpoint's sends from registered memory.
+    lent: Lent,
 }
 
 struct State {
@@ -114,7 +117,14 @@ impl Replies {
             owner,
             lost: AtomicBool::new(false),
             watched: AtomicBool::new(false),
+            lent: Lent::default(),
         }
+    }
+
+    /// The lent words of the endpoint's sends from registered memory: a request's word is
+    /// cleared when its outcome is taken or it is abandoned.
+    pub fn lent(&self) -> &Lent {
+        &self.lent
     }
 
     /// The destination the requests go to.
@@ -147,6 +157,7 @@ impl Replies {
         let mut s = self.state.lock();
         let r = self.find(&mut s, id);
         if r.is_some() {
+            self.lent.release(id);
             s.finished += 1;
             if !s.detoured.is_empty() {
                 s.detoured.remove(&id);
@@ -252,6 +263,8 @@ impl Replies {
 
     /// Gives up request `id`: its answer, now or later, is dropped.
     pub fn abandon(&self, id: u64) {
+        // First: the caller may reuse the buffer of a send from registered memory at once.
+        self.lent.release(id);
         let mut s = self.state.lock();
         s.finished += 1;
         s.detoured.remove(&id);

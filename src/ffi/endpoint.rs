@@ -25,7 +25,7 @@ pub struct hf_endpoint {
 unsafe impl Sync for hf_endpoint {}
 
 impl hf_endpoint {
-    fn with<T>(&self, f: impl FnOnce(&mut Endpoint) -> FfiResult<T>) -> FfiResult<T> {
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut Endpoint) -> FfiResult<T>) -> FfiResult<T> {
         // A fork() child's copy: the flag may be the state a parent's thread left.
         super::same_process(self.origin)?;
         if self.busy.swap(true, Ordering::Acquire) {
@@ -50,7 +50,7 @@ impl hf_endpoint {
 
 /// # Safety
 /// `ep` is NULL or a live handle.
-unsafe fn endpoint<'a>(ep: *const hf_endpoint) -> FfiResult<&'a hf_endpoint> {
+pub(super) unsafe fn endpoint<'a>(ep: *const hf_endpoint) -> FfiResult<&'a hf_endpoint> {
     // SAFETY: as the caller promised.
     unsafe { super::ref_arg(ep, "endpoint") }
 }

@@ -23,6 +23,7 @@ pub mod buffer;
 pub mod control;
 pub mod direct;
 pub mod endpoint;
+pub mod memory;
 pub mod protocol;
 pub mod receive;
 pub mod request;

@@ -1,5 +1,6 @@
 //! The operating-system layer: the only module that calls libc. Safe wrappers only.
 
+pub mod cma;
 pub mod fence;
 pub mod fs;
 mod mapping;

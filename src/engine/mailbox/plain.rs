@@ -3,6 +3,7 @@
 use super::{MessageRef, Received, Sink};
 use crate::buffer::Payload;
 use crate::codec::FrameKind;
+use crate::engine::remote::{RemoteBytes, FLAG_REMOTE};
 use crate::engine::{
     Message, MsgHeader, NodeName, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY,
 };
@@ -29,6 +30,8 @@ pub(super) enum Taken {
     No,
     /// A frame the ring's producer cannot have written.
     Bad(&'static str),
+    /// A send from registered memory delivered to the sink: for the dispatch to acknowledge.
+    Read,
 }
 
 impl Plain {
@@ -45,6 +48,17 @@ impl Plain {
             return match MsgHeader::of_compact(self.node, h, d) {
                 Some((m, data)) if data.len() <= MAX_MESSAGE => Ok(m),
                 _ => Err("lengths in a frame's header that contradict its bytes"),
+            };
+        }
+        if h.flags == FLAG_REMOTE && d.len() >= MSG_HEADER {
+            let m = MsgHeader::decode(d);
+            return match RemoteBytes::of_frame(&m, &d[MSG_HEADER..]) {
+                Some(_)
+                    if m.dst == self.node && m.origin == self.src && m.hop == 0 && h.aux == 0 =>
+                {
+                    Ok(m)
+                }
+                _ => Err("a send from registered memory whose header contradicts it"),
             };
         }
         if h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR | FLAG_FRAMED) != 0 || d.len() < MSG_HEADER {
@@ -93,6 +107,9 @@ impl Plain {
             // A request: answered by the engine (a handler, or a receipt).
             return Taken::No;
         }
+        if h.flags == FLAG_REMOTE {
+            return self.copy_remote(d, m, sink);
+        }
         if h.flags & FLAG_ONE_WAY == 0
             || h.flags & !(FLAG_ONE_WAY | FLAG_DESCRIPTOR) != 0
             || m.offset != 0
@@ -126,6 +143,42 @@ impl Plain {
             (&rest[..meta], &rest[meta..], None)
         };
         self.give(sink, m, parts)
+    }
+
+    /// A send from registered memory, copied from its sender's memory straight into a
+    /// `recv_into` buffer it fits (or a new message for `recv`): [`Taken::Read`], for the
+    /// dispatch to acknowledge. Anything else (a batch, a buffer too small, a copy that
+    /// failed) is the dispatch's to copy, deliver and answer.
+    fn copy_remote(&self, d: &[u8], m: &MsgHeader, sink: &mut Sink<'_>) -> Taken {
+        let Some(r) = RemoteBytes::of_frame(m, &d[MSG_HEADER..]) else {
+            return Taken::No;
+        };
+        let len = r.len as usize;
+        match sink {
+            Sink::Buffer { buf, got, .. } if len <= buf.len() => {
+                if r.copy_into(self.pid, m.id, &mut buf[..len]).is_err() {
+                    return Taken::No;
+                }
+                *got = Some(Received {
+                    len,
+                    source: self.source,
+                    data_type: DataType::from_u32(m.data_type as u32).unwrap_or_default(),
+                    priority: m.priority(),
+                    metadata: Vec::new(),
+                    request_id: m.id,
+                    one_way: true,
+                });
+                Taken::Read
+            }
+            Sink::Message(_) => match r.copy(self.pid, m.id) {
+                Ok(p) => {
+                    self.give(sink, m, (&[], &[], Some(p)));
+                    Taken::Read
+                }
+                Err(_) => Taken::No,
+            },
+            _ => Taken::No,
+        }
     }
 
     /// Gives a message (metadata, inline data or a shared buffer) to `sink`.

@@ -16,6 +16,7 @@
 //! routes), still in order.
 
 mod push;
+mod registered;
 
 use super::{
     data_frame, encode_metadata, lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions,
@@ -77,6 +78,9 @@ pub struct Endpoint {
     ids: std::ops::Range<u64>,
     chunks: [Option<(SegmentKey, BufferManager)>; 2],
     sent: (u64, u64),
+    /// Whether the destination's process reads this one's memory (sends from registered
+    /// memory), found at the first such send.
+    cma: Option<bool>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -190,6 +194,7 @@ impl HyperFabricProtocol {
             ids: ids..ids + ID_BLOCK,
             chunks: [None, None],
             sent: (0, 0),
+            cma: None,
         })
     }
 }

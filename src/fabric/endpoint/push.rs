@@ -208,7 +208,7 @@ impl Endpoint {
     /// The ring is full: drains this process's own rings (the destination may be waiting
     /// for us to read), checks every 10 ms that the destination lives, and fails at the
     /// deadline.
-    fn wait_for_room(
+    pub(super) fn wait_for_room(
         &mut self,
         waiting: &mut Option<(Instant, Instant)>,
         timeout: Duration,
@@ -234,7 +234,7 @@ impl Endpoint {
         Ok(())
     }
 
-    fn corrupt(&self) -> Error {
+    pub(super) fn corrupt(&self) -> Error {
         Error::MalformedFrame(format!(
             "the receiver of {} found the endpoint's ring corrupt and dropped it",
             self.destination

@@ -1,0 +1,144 @@
+//! Sends from registered memory through an endpoint (see [`crate::fabric::MemoryRegion`] and
+//! [`crate::engine::remote`]).
+
+use super::{Endpoint, Path};
+use crate::engine::remote::{remote_frame, RemoteBytes, FLAG_REMOTE};
+use crate::error::{Error, Result};
+use crate::fabric::{Deadline, MemoryRegion, Request, SendOptions};
+use crate::ring::{PushError, SlotHeader};
+use crate::sync::Backoff;
+
+impl Endpoint {
+    /// Sends `len` bytes at `offset` of `region` as a one-way message: the destination's
+    /// process copies them once, straight from this process's memory into its receiver's
+    /// buffer. Returns a [`Request`] that completes (with an empty response) when the bytes
+    /// are copied: until then they must not change. Giving the request up (its deadline,
+    /// `cancel`, dropping it) takes the send back: the receiver drops it if it had not copied
+    /// it yet (a send given up may still have been delivered, but never with bytes written
+    /// after it was given up). `opts` as for [`post_with`](Self::post_with).
+    ///
+    /// Where the destination's process cannot read this one (another user, a ptrace policy,
+    /// a route through other nodes) or `opts` asks for metadata, a codec, constraints, or a
+    /// zone applies, the bytes are sent as by `post_with` and the request is complete at
+    /// once. `BufferExhaustedError` when [`LENT_MAX`](crate::engine::lent::LENT_MAX) sends of
+    /// this endpoint are in flight.
+    pub fn post_mem(
+        &mut self,
+        region: &MemoryRegion,
+        offset: usize,
+        len: usize,
+        opts: &SendOptions,
+    ) -> Result<Request> {
+        self.inner.check_process()?;
+        let addr = region.range(offset, len)?;
+        if len > crate::engine::MAX_MESSAGE {
+            return Err(Error::InvalidArgument(format!(
+                "message of {len} bytes exceeds the largest message ({} bytes)",
+                crate::engine::MAX_MESSAGE
+            )));
+        }
+        if !self.zero_copy(len, opts) {
+            return self.post_copied(addr, len, opts);
+        }
+        self.check_ends()?;
+        let replies = self
+            .replies
+            .clone()
+            .expect("endpoints with an own ring have replies");
+        let id = self.next_id();
+        let Some(word) = replies.lent().claim(id) else {
+            return Err(Error::BufferExhausted(format!(
+                "{} sends from registered memory of this endpoint are in flight; complete one \
+                 first",
+                crate::engine::lent::LENT_MAX
+            )));
+        };
+        replies.issue(id);
+        let bytes = RemoteBytes {
+            addr,
+            len: len as u64,
+            word,
+        };
+        let frame = remote_frame(
+            (self.src, self.dst.index),
+            id,
+            (opts.priority as u8, opts.data_type as u8),
+            &bytes,
+        );
+        if let Err(e) = self.push_remote(&frame, opts) {
+            replies.abandon(id);
+            return Err(e);
+        }
+        self.inner.registry.ring_bell(self.dst.index);
+        Ok(Request::answered_by(
+            self.inner.clone(),
+            id,
+            Deadline::after(opts.timeout),
+            replies,
+        ))
+    }
+
+    /// Whether a send of `len` bytes with `opts` goes without a copy: an own ring, a
+    /// destination that can read this process, nothing to encode or check.
+    fn zero_copy(&mut self, len: usize, opts: &SendOptions) -> bool {
+        let plain = len > 0
+            && opts.metadata.is_none()
+            && !(opts.compression_enabled || opts.encryption_enabled)
+            && opts.latency_constraint_ns.is_none()
+            && self.inner.options.default_latency_constraint_ns.is_none()
+            && !opts.requires_quantum_entanglement
+            && !opts.data_type.is_quantum()
+            && !self.inner.zoned();
+        if !plain || !matches!(self.path, Path::Own { .. }) || self.replies.is_none() {
+            return false;
+        }
+        let pid = self
+            .dst_owner
+            .map_or_else(crate::sys::process::pid, |(pid, _)| pid);
+        *self.cma.get_or_insert_with(|| crate::sys::cma::mutual(pid))
+    }
+
+    /// The send of `post_mem` where the destination cannot copy the bytes itself: copied
+    /// here (through the kernel, so an unmapped range is an error) and posted.
+    fn post_copied(&mut self, addr: u64, len: usize, opts: &SendOptions) -> Result<Request> {
+        let mut data = vec![0u8; len];
+        crate::sys::cma::read(crate::sys::process::pid(), addr, &mut data).map_err(|e| {
+            Error::io(
+                format!("reading {len} bytes of registered memory at {addr:#x}"),
+                e,
+            )
+        })?;
+        self.post_with(&data, opts)?;
+        Ok(Request::ready(self.inner.clone(), 0, Ok(Vec::new())))
+    }
+
+    /// Pushes a frame of a send from registered memory, waiting while the ring is full.
+    fn push_remote(&mut self, frame: &[u8], opts: &SendOptions) -> Result<()> {
+        let h = SlotHeader {
+            len: 0,
+            kind: crate::codec::FrameKind::Data as u8,
+            flags: FLAG_REMOTE,
+            aux: 0,
+            src: self.src,
+        };
+        let mut waiting = None;
+        let mut backoff = Backoff::new();
+        loop {
+            let Path::Own { producer, .. } = &mut self.path else {
+                unreachable!("checked by zero_copy")
+            };
+            match producer.try_push(h, &[frame]) {
+                Ok(()) => {
+                    self.sent.0 += 1;
+                    return Ok(());
+                }
+                Err(PushError::Full) => {
+                    self.wait_for_room(&mut waiting, opts.timeout)?;
+                    backoff.snooze();
+                }
+                Err(PushError::Corrupt) => return Err(self.corrupt()),
+                Err(PushError::TooLarge) => unreachable!("a frame of 56 bytes fits any ring"),
+            }
+        }
+    }
+}

@@ -495,6 +495,12 @@ typedef struct {
     int32_t engine_core;
     // 32-byte AES-256 fabric key for encrypted sends; NULL: none (default).
     const uint8_t *key;
+    // From how many bytes `hf_endpoint_post_mem` lets the receiver copy the bytes once,
+    // straight from this process's memory (smaller sends are posted through shared memory);
+    // -1: measured once per process at the first such send (default; where the kernel's copy
+    // never beats shared memory, as on some virtual machines, every send is posted); 0:
+    // always.
+    int64_t single_copy_from;
 } hf_protocol_options;
 
 // What `hf_recv_into` received (its data is in the caller's buffer).
@@ -1122,13 +1128,14 @@ hf_status hf_endpoint_send_data_nb(const hf_endpoint *endpoint,
 void hf_endpoint_free(hf_endpoint *endpoint);
 
 // Registers `len` bytes at `addr` of this process's memory for `hf_endpoint_post_mem`, into
-// `*mem`. The bytes must stay mapped while registered, and unchanged while a send from them
-// is in flight. `HF_ERR_INVALID_ARGUMENT` for a NULL address, a zero length, or a range
+// `*mem`. The bytes must stay mapped and readable while registered (the library may read
+// them itself to post a send the receiver cannot copy), and unchanged while a send from
+// them is in flight. `HF_ERR_INVALID_ARGUMENT` for a NULL address, a zero length, or a range
 // that is not mapped memory of this process.
 //
 // # Safety
-// `protocol` is a live handle; `mem` points to writable memory for a pointer. `addr` is not
-// read by this call (the kernel checks the range).
+// `protocol` is a live handle; `mem` points to writable memory for a pointer; the range
+// stays mapped and readable until `hf_mem_deregister`.
 hf_status hf_mem_register(const hf_protocol *protocol,
                           const void *addr,
                           size_t len,

@@ -11,6 +11,8 @@ mod payload;
 #[cfg(not(loom))]
 mod pool;
 #[cfg(not(loom))]
+mod registered;
+#[cfg(not(loom))]
 mod zero_copy;
 
 #[cfg(all(test, not(loom)))]
@@ -20,5 +22,7 @@ mod tests;
 pub use payload::Payload;
 #[cfg(not(loom))]
 pub use pool::{BufferDescriptor, BufferManager, PoolHeader, POOL_MAGIC, STATE_CORRUPT};
+#[cfg(not(loom))]
+pub use registered::MemoryRegion;
 #[cfg(not(loom))]
 pub use zero_copy::ZeroCopyBuffer;

@@ -63,6 +63,7 @@ impl HyperFabricProtocol {
             fabric,
             idle: config.idle,
             engine_core: config.engine_core,
+            single_copy_from: config.single_copy_from,
             sealing,
             sealers: Mutex::new(Default::default()),
             running: AtomicBool::new(false),

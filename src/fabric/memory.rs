@@ -1,87 +1,55 @@
-//! Registered memory: a range of the caller's own memory that endpoints send from without
-//! copying it into a ring or a segment (as `ucp_mem_map` or `fi_mr_reg` register memory).
-//!
-//! [`Endpoint::post_mem`](super::Endpoint::post_mem) sends bytes of a region: its frame names
-//! them, and the receiving process copies them once, with `process_vm_readv`, straight from
-//! the sender's memory into the buffer of its `recv_into` (or into the message of its `recv`).
-//! No shared segment holds them and the sender copies nothing; the send completes when the
-//! receiver has copied the bytes. Receives need no registration: whatever buffer a
-//! `recv_into` is given receives the single copy.
-//!
-//! Everything that touches the region goes through the kernel (`process_vm_readv`), in the
-//! receiver and in this process alike, so a range that is unmapped after registration makes
-//! a send fail with an error, never a fault.
+//! When a send from registered memory ([`crate::buffer::MemoryRegion`]) is copied by its
+//! receiver straight from the sender's memory, and when it is posted through shared memory.
 
-use super::HyperFabricProtocol;
-use crate::error::{Error, Result};
-use crate::sys::process::Origin;
+use super::Inner;
+use std::sync::OnceLock;
+use std::time::Instant;
 
-/// A registered range of this process's memory (see the module documentation). Dropping it
-/// deregisters it: sends from it are refused from then on, and sends in flight keep their
-/// guarantee (each completes, fails, or, when given up, is dropped by its receiver).
-#[derive(Debug)]
-pub struct MemoryRegion {
-    base: usize,
-    len: usize,
-    origin: Origin,
-}
-
-impl HyperFabricProtocol {
-    /// Registers `len` bytes at `addr` of this process's memory for sends without copies.
-    /// The bytes must stay mapped while the region is registered, and unchanged while a send
-    /// from them is in flight. `InvalidArgumentError` for a null or wrapping range or one
-    /// that is not mapped now.
-    pub fn register_memory(&self, addr: *const u8, len: usize) -> Result<MemoryRegion> {
-        self.inner.check_process()?;
-        let base = addr as usize;
-        if base == 0 || len == 0 {
-            return Err(Error::InvalidArgument(
-                "a registered region has a non-null address and at least one byte".into(),
-            ));
+impl Inner {
+    /// Whether a send of `len` bytes from registered memory is copied by its receiver
+    /// (see [`ProtocolConfig::single_copy_from`](super::ProtocolConfig::single_copy_from)).
+    pub(super) fn single_copy(&self, len: usize) -> bool {
+        match self.single_copy_from {
+            Some(from) => len >= from,
+            None => measured_from().is_some_and(|from| len >= from),
         }
-        if base.checked_add(len).is_none() || !crate::sys::cma::is_mapped(base, len) {
-            return Err(Error::InvalidArgument(format!(
-                "{len} bytes at {base:#x} are not mapped memory of this process"
-            )));
-        }
-        Ok(MemoryRegion {
-            base,
-            len,
-            origin: self.inner.origin,
-        })
     }
 }
 
-impl MemoryRegion {
-    /// The region's first byte.
-    pub fn addr(&self) -> *const u8 {
-        self.base as *const u8
-    }
-
-    /// Its length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Never: a region has at least one byte.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// The address of `len` bytes at `offset` in the region, checked against its bounds
-    /// and the process that registered it.
-    pub(crate) fn range(&self, offset: usize, len: usize) -> Result<u64> {
-        if !self.origin.is_current() {
-            return Err(Error::InvalidArgument(
-                "a region registered by another process (before fork())".into(),
-            ));
+/// The smallest of 64 KiB, 256 KiB and 1 MiB at which one copy by the kernel out of a
+/// process's memory beats the two copies of a post through shared memory (best of three of
+/// each, this process reading itself), measured once; `None` when none does.
+fn measured_from() -> Option<usize> {
+    static FROM: OnceLock<Option<usize>> = OnceLock::new();
+    *FROM.get_or_init(|| {
+        let me = crate::sys::process::pid();
+        let src = vec![0x5au8; 1 << 20];
+        let mut dst = vec![0u8; 1 << 20];
+        let best = |f: &mut dyn FnMut() -> bool| {
+            (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    let ok = f();
+                    (ok, t.elapsed())
+                })
+                .filter(|r| r.0)
+                .map(|r| r.1)
+                .min()
+        };
+        for n in [64usize << 10, 256 << 10, 1 << 20] {
+            let kernel =
+                best(&mut || crate::sys::cma::read(me, src.as_ptr() as u64, &mut dst[..n]).is_ok());
+            let copies = best(&mut || {
+                dst[..n].copy_from_slice(&src[..n]);
+                std::hint::black_box(&mut dst);
+                true
+            });
+            match (kernel, copies) {
+                (Some(k), Some(c)) if k < 2 * c => return Some(n),
+                (None, _) => return None,
+                _ => {}
+            }
         }
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len => Ok((self.base + offset) as u64),
-            _ => Err(Error::InvalidArgument(format!(
-                "{len} bytes at offset {offset} exceed the registered region ({} bytes)",
-                self.len
-            ))),
-        }
-    }
+        None
+    })
 }

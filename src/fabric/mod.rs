@@ -23,6 +23,7 @@ mod service;
 mod topology;
 mod zones;
 
+pub use crate::buffer::MemoryRegion;
 pub use crate::engine::mailbox::{MessageRef, Received};
 pub use crate::engine::Message as ReceivedMessage;
 pub use crate::engine::Reply;
@@ -30,7 +31,6 @@ pub use address::{PeerAddress, ADDRESS_MAX};
 pub use direct::DirectReceiver;
 pub use endpoint::Endpoint;
 pub use measure::measure_network_performance;
-pub use memory::MemoryRegion;
 pub use options::{IdleStrategy, ProtocolConfig, SendOptions};
 pub(crate) use recv::too_large;
 pub use request::{wait_all, wait_any, Completion, Request};
@@ -72,6 +72,8 @@ struct Inner {
     options: ProtocolOptions,
     fabric: String,
     idle: IdleStrategy,
+    /// See [`ProtocolConfig::single_copy_from`].
+    single_copy_from: Option<usize>,
     engine_core: Option<usize>,
     /// The fabric key, expanded once, bound to the fabric name.
     sealing: Option<Arc<SealingKey>>,

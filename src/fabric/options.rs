@@ -36,6 +36,12 @@ pub struct ProtocolConfig {
     /// When neuromorphic events posted to the same destination are coalesced into one frame
     /// (default: within 1 µs, or 64 events).
     pub coalescing: crate::engine::Coalescing,
+    /// From how many bytes a send from registered memory is copied once by its receiver,
+    /// straight from the sender's memory (`process_vm_readv`); smaller sends are posted
+    /// through shared memory. `None` (default): measured once per process at the first such
+    /// send (the kernel's copy against two copies through shared memory; on virtual machines
+    /// where it never wins, every send is posted). `Some(0)`: always.
+    pub single_copy_from: Option<usize>,
 }
 
 /// Per-send options: the reference's `send_data` keyword arguments.

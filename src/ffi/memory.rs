@@ -15,13 +15,14 @@ pub struct hf_mem {
 }
 
 /// Registers `len` bytes at `addr` of this process's memory for `hf_endpoint_post_mem`, into
-/// `*mem`. The bytes must stay mapped while registered, and unchanged while a send from them
-/// is in flight. `HF_ERR_INVALID_ARGUMENT` for a NULL address, a zero length, or a range
+/// `*mem`. The bytes must stay mapped and readable while registered (the library may read
+/// them itself to post a send the receiver cannot copy), and unchanged while a send from
+/// them is in flight. `HF_ERR_INVALID_ARGUMENT` for a NULL address, a zero length, or a range
 /// that is not mapped memory of this process.
 ///
 /// # Safety
-/// `protocol` is a live handle; `mem` points to writable memory for a pointer. `addr` is not
-/// read by this call (the kernel checks the range).
+/// `protocol` is a live handle; `mem` points to writable memory for a pointer; the range
+/// stays mapped and readable until `hf_mem_deregister`.
 #[no_mangle]
 pub unsafe extern "C" fn hf_mem_register(
     protocol: *const hf_protocol,
@@ -33,7 +34,10 @@ pub unsafe extern "C" fn hf_mem_register(
         let p = self::protocol(protocol)?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(mem, "mem") }?;
-        let region = lib(p.register_memory(addr.cast(), len))?;
+        p.check_process().map_err(super::FfiError::from)?;
+        // SAFETY: the caller keeps the range mapped while registered (the documented
+        // contract of this function).
+        let region = lib(unsafe { MemoryRegion::new(addr.cast(), len) })?;
         *out = Box::into_raw(Box::new(hf_mem { region }));
         Ok(())
     })

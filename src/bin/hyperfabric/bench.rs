@@ -34,7 +34,7 @@ pub fn worker(
 ) -> Result<(), Error> {
     let p = protocol(fabric, Some(core))?;
     p.register_node(node(id)?)?;
-    if api == Api::Post || api == Api::Direct {
+    if matches!(api, Api::Post | Api::Direct | Api::Mem) {
         hyperfabric::sys::pin_current_thread(core)?;
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let flag = open.clone();
@@ -64,6 +64,14 @@ pub fn worker(
         let mut back = None;
         // MPI_Recv style: into a buffer of the largest size.
         let mut buf = vec![0u8; hyperfabric::engine::MAX_MESSAGE.min(64 << 20)];
+        let region = match api {
+            // SAFETY: `buf` lives, unmoved, until after the region (declared after it).
+            Api::Mem => {
+                Some(unsafe { hyperfabric::buffer::MemoryRegion::new(buf.as_ptr(), buf.len()) }?)
+            }
+            _ => None,
+        };
+        let opts = hyperfabric::fabric::SendOptions::default();
         while open.load(std::sync::atomic::Ordering::Acquire) {
             match p.recv_into(id, std::time::Duration::from_millis(100), &mut buf) {
                 Ok(m) => {
@@ -74,7 +82,12 @@ pub fn worker(
                     if back.is_none() {
                         back = Some(p.endpoint(id, &m.source)?);
                     }
-                    back.as_mut().expect("made above").post(got)?
+                    let back = back.as_mut().expect("made above");
+                    match &region {
+                        // The buffer is received into again only once the echo is copied.
+                        Some(r) => back.post_mem(r, 0, m.len, &opts)?.wait().map(drop)?,
+                        None => back.post(got)?,
+                    }
                 }
                 Err(e) if e.kind() == hyperfabric::ErrorKind::Timeout => {}
                 Err(e) => return Err(e),
@@ -301,6 +314,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
                 match (latency, args.api) {
                     (true, Api::Post) | (false, _) => "post",
                     (true, Api::Direct) => "direct",
+                    (true, Api::Mem) => "mem",
                     _ => "send",
                 },
             ])
@@ -337,6 +351,14 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     for &size in &sizes {
         let mut data = vec![0x5au8; size];
         let mut inbox = vec![0u8; size];
+        // The sender's bytes, registered once (they stay where they are).
+        let region = match args.api {
+            // SAFETY: `data` lives, unmoved, until after the region (declared after it).
+            Api::Mem => Some(unsafe {
+                hyperfabric::buffer::MemoryRegion::new(data.as_ptr(), data.len().max(1))
+            }?),
+            _ => None,
+        };
         // Let the worker's engine go idle (it sleeps after 1 ms) before measuring the floor.
         std::thread::sleep(std::time::Duration::from_millis(5));
         let before = cache_line_floor_ns(a, b, 20_000)?;
@@ -352,6 +374,19 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
                         write_all(&mut data);
                     }
                     direct_round_trip(tx, rx, &data, &pool, touch)
+                }
+                (Api::Mem, _) => {
+                    if touch {
+                        write_all(&mut data);
+                    }
+                    let region = region.as_ref().expect("registered for --api mem");
+                    let sent = ep.post_mem(region, 0, data.len(), &opts)?;
+                    let back = p.recv_into("bench-a", opts.timeout, &mut inbox)?;
+                    if touch {
+                        std::hint::black_box(read_all(&inbox[..back.len]));
+                    }
+                    sent.wait()?;
+                    Ok(())
                 }
                 (Api::Post, _) => {
                     if touch {
@@ -399,6 +434,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
                 "touch": touch,
                 "api": match args.api {
                     Api::Post => "post",
+                    Api::Mem => "post_mem",
                     Api::Send => "send_data",
                     Api::Direct => "direct",
                 },

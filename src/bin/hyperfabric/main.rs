@@ -94,6 +94,10 @@ enum Api {
     Post,
     /// `send_data`, answered by the peer's `on_receive` handler.
     Send,
+    /// `post_mem` from registered memory there, `recv_into` there, `post_mem` back (the
+    /// receiver copies the bytes once, from the sender's memory), waiting for each send's
+    /// completion before its buffer is written again.
+    Mem,
     /// Direct channels (the lock-free fast path): inline up to the ring's limit, larger
     /// sizes as zero-copy buffers of a shared pool (filled once, not rewritten per message).
     Direct,

@@ -17,8 +17,10 @@ impl Endpoint {
     /// it yet (a send given up may still have been delivered, but never with bytes written
     /// after it was given up). `opts` as for [`post_with`](Self::post_with).
     ///
-    /// Where the destination's process cannot read this one (another user, a ptrace policy,
-    /// a route through other nodes) or `opts` asks for metadata, a codec, constraints, or a
+    /// Below the protocol's [`single_copy_from`](crate::fabric::ProtocolConfig::single_copy_from)
+    /// (where the kernel's copy is slower than a post through shared memory), where the
+    /// destination's process cannot read this one (another user, a ptrace policy, a route
+    /// through other nodes) or `opts` asks for metadata, a codec, constraints, or a
     /// zone applies, the bytes are sent as by `post_with` and the request is complete at
     /// once. `BufferExhaustedError` when [`LENT_MAX`](crate::engine::lent::LENT_MAX) sends of
     /// this endpoint are in flight.
@@ -38,7 +40,8 @@ impl Endpoint {
             )));
         }
         if !self.zero_copy(len, opts) {
-            return self.post_copied(addr, len, opts);
+            self.post_with(region.bytes(offset, len)?, opts)?;
+            return Ok(Request::ready(self.inner.clone(), 0, Ok(Vec::new())));
         }
         self.check_ends()?;
         let replies = self
@@ -89,27 +92,17 @@ impl Endpoint {
             && !opts.requires_quantum_entanglement
             && !opts.data_type.is_quantum()
             && !self.inner.zoned();
-        if !plain || !matches!(self.path, Path::Own { .. }) || self.replies.is_none() {
+        if !plain
+            || !matches!(self.path, Path::Own { .. })
+            || self.replies.is_none()
+            || !self.inner.single_copy(len)
+        {
             return false;
         }
         let pid = self
             .dst_owner
             .map_or_else(crate::sys::process::pid, |(pid, _)| pid);
         *self.cma.get_or_insert_with(|| crate::sys::cma::mutual(pid))
-    }
-
-    /// The send of `post_mem` where the destination cannot copy the bytes itself: copied
-    /// here (through the kernel, so an unmapped range is an error) and posted.
-    fn post_copied(&mut self, addr: u64, len: usize, opts: &SendOptions) -> Result<Request> {
-        let mut data = vec![0u8; len];
-        crate::sys::cma::read(crate::sys::process::pid(), addr, &mut data).map_err(|e| {
-            Error::io(
-                format!("reading {len} bytes of registered memory at {addr:#x}"),
-                e,
-            )
-        })?;
-        self.post_with(&data, opts)?;
-        Ok(Request::ready(self.inner.clone(), 0, Ok(Vec::new())))
     }
 
     /// Pushes a frame of a send from registered memory, waiting while the ring is full.

@@ -73,6 +73,16 @@ pub unsafe extern "C" fn hf_protocol_new(
                 v => return Err(FfiError::enumeration("idle_strategy", v)),
             };
             config.engine_core = (o.engine_core >= 0).then_some(o.engine_core as usize);
+            config.single_copy_from = match o.single_copy_from {
+                -1 => None,
+                n if n >= 0 => Some(n as usize),
+                n => {
+                    return Err(FfiError {
+                        status: crate::ffi::status::HF_ERR_INVALID_ARGUMENT,
+                        message: format!("single_copy_from is -1 or a size in bytes, not {n}"),
+                    })
+                }
+            };
             if !o.key.is_null() {
                 // SAFETY: a non-NULL key points to 32 readable bytes.
                 let k: [u8; 32] = unsafe { *(o.key as *const [u8; 32]) };

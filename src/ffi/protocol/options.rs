@@ -37,6 +37,12 @@ pub struct hf_protocol_options {
     pub engine_core: i32,
     /// 32-byte AES-256 fabric key for encrypted sends; NULL: none (default).
     pub key: *const u8,
+    /// From how many bytes `hf_endpoint_post_mem` lets the receiver copy the bytes once,
+    /// straight from this process's memory (smaller sends are posted through shared memory);
+    /// -1: measured once per process at the first such send (default; where the kernel's copy
+    /// never beats shared memory, as on some virtual machines, every send is posted); 0:
+    /// always.
+    pub single_copy_from: i64,
 }
 
 /// A node signature (`hf_register_node`). Fill with `hf_node_signature_init`, then set at
@@ -136,6 +142,7 @@ pub unsafe extern "C" fn hf_protocol_options_init(options: *mut hf_protocol_opti
             idle_strategy: hf_idle_strategy::HF_IDLE_ADAPTIVE as u32,
             engine_core: -1,
             key: std::ptr::null(),
+            single_copy_from: -1,
         };
         Ok(())
     })

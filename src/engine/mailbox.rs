@@ -12,6 +12,7 @@
 //! Lock order: a mailbox lock may be held while taking the engine lock, never the reverse
 //! (the engine only tries mailbox locks), so the two never wait for each other.
 
+mod assembly;
 mod plain;
 mod sink;
 
@@ -82,6 +83,8 @@ pub struct Mailbox {
     /// The node left: `recv` fails, senders stop.
     closed: AtomicBool,
     corrupt: AtomicU64,
+    /// Messages whose assembly in place ended before their last fragment.
+    abandoned: AtomicU64,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -128,6 +131,7 @@ impl Mailbox {
             handled: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
         }
     }
 
@@ -254,6 +258,12 @@ impl Mailbox {
     #[inline]
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Messages whose assembly in place ended before their last fragment came (their
+    /// sender gave the rest up, stalled for 5 s, or died).
+    pub fn abandoned_assemblies(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     /// Endpoint rings found corrupt so far.
@@ -433,6 +443,7 @@ impl Mailbox {
             };
             let dir = self.registry.dir();
             let mut bad = None;
+            let mut started = None;
             let EpRing {
                 consumer, reply, ..
             } = &mut list[i];
@@ -444,6 +455,20 @@ impl Mailbox {
                         return;
                     }
                 };
+                if deliver {
+                    // The first of several fragments: assembled in place (below).
+                    match at.begin((h, d, &m), segments, dir, sink) {
+                        Some(Ok(a)) => {
+                            started = Some(a);
+                            return;
+                        }
+                        Some(Err(why)) => {
+                            bad = Some(why);
+                            return;
+                        }
+                        None => {}
+                    }
+                }
                 match if deliver {
                     at.deliver((h, d, &m), segments, dir, sink)
                 } else {
@@ -474,10 +499,13 @@ impl Mailbox {
                     Taken::Bad(why) => bad = Some(why),
                 }
             });
-            let popped = match (popped, bad) {
+            let popped = match (popped, bad, started) {
                 // A frame its producer cannot have written: the ring is dropped as corrupt.
-                (Ok(Some(())), Some(why)) => Err(consumer.mark_corrupt(why)),
-                (p, _) => p,
+                (Ok(Some(())), Some(why), _) => Err(consumer.mark_corrupt(why)),
+                (Ok(Some(())), None, Some(a)) => self
+                    .assemble(a, &at, consumer, reply, (segments, dir), slow, sink)
+                    .map(Some),
+                (p, _, _) => p,
             };
             return match popped {
                 Ok(Some(())) => {

@@ -19,6 +19,7 @@ mod sink;
 pub use sink::{MessageRef, Received, Sink};
 
 use super::remote::FLAG_READ;
+use super::FLAG_COMPACT;
 use super::{Message, NodeName, Via};
 use super::{INBOX_BYTES, INBOX_MESSAGES};
 use crate::ring::{self, Consumer, Producer, Region, SlotHeader};
@@ -455,7 +456,7 @@ impl Mailbox {
                         return;
                     }
                 };
-                if deliver {
+                if deliver && h.flags & FLAG_COMPACT == 0 {
                     // The first of several fragments: assembled in place (below).
                     match at.begin((h, d, &m), segments, dir, sink) {
                         Some(Ok(a)) => {

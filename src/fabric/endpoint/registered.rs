@@ -49,7 +49,7 @@ impl Endpoint {
             .clone()
             .expect("endpoints with an own ring have replies");
         let id = self.next_id();
-        let Some(word) = replies.lent().claim(id) else {
+        let Some(entry) = replies.lent().claim(id, addr, len as u64) else {
             return Err(Error::BufferExhausted(format!(
                 "{} sends from registered memory of this endpoint are in flight; complete one \
                  first",
@@ -60,7 +60,7 @@ impl Endpoint {
         let bytes = RemoteBytes {
             addr,
             len: len as u64,
-            word,
+            entry,
         };
         let frame = remote_frame(
             (self.src, self.dst.index),

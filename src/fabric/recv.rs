@@ -186,7 +186,7 @@ impl Inner {
         let deliver = !self.zoned();
         mb.take(
             rings,
-            deliver,
+            (deliver, false),
             &mut |at, h, d, via| lock(&self.engine).dispatch_frame(at, h, d, via),
             sink,
         );

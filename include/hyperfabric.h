@@ -1150,16 +1150,16 @@ hf_status hf_mem_register(const hf_protocol *protocol,
 void hf_mem_deregister(hf_mem *mem);
 
 // One-way send of `len` bytes at `offset` of registered region `mem` through the endpoint,
-// without copying them: the destination's process copies them once, from this process's
-// memory straight into its receiver's buffer. `*request` completes (empty response) when
-// they are copied; until then they must not change. Freeing or cancelling the request
-// earlier takes the send back (its receiver drops it unless it copied it already), as does
-// its deadline (`options->timeout_ms`). Where the destination's process cannot read this one
-// (another user, a ptrace policy, a route through other nodes) or the options ask for
-// metadata, compression, encryption or a constraint, the bytes are sent as by
-// `hf_endpoint_post` and the request is complete at once. `HF_ERR_INVALID_ARGUMENT` for a
-// range beyond the region, `HF_ERR_BUFFER_EXHAUSTED` with 64 such sends of the endpoint in
-// flight.
+// without copying them: the destination's process copies them once, from this process's memory
+// straight into its receiver's buffer. `*request` completes (empty response) when they are
+// copied, which is when the destination takes the message (`hf_recv_into`, `hf_recv`, or its
+// handler); until then they must not change. Freeing or cancelling the request earlier takes
+// the send back (its receiver drops it unless it copied it already), as does its deadline
+// (`options->timeout_ms`). Where the destination's process cannot read this one (another user,
+// a ptrace policy, a route through other nodes) or the options ask for metadata, compression,
+// encryption or a constraint, the bytes are sent as by `hf_endpoint_post` and the request is
+// complete at once. `HF_ERR_INVALID_ARGUMENT` for a range beyond the region,
+// `HF_ERR_BUFFER_EXHAUSTED` with 64 such sends of the endpoint in flight.
 //
 // # Safety
 // `endpoint` and `mem` are live handles; `options` NULL or initialised; `request` points to
@@ -1347,7 +1347,10 @@ hf_status hf_recv(const hf_protocol *protocol,
 // described in `*info`. Waits up to `timeout_ms` (0: just look). No allocation for a message
 // without metadata. `HF_ERR_TIMEOUT` when nothing came; `HF_ERR_BUFFER_OVERFLOW` when the
 // next message is larger than `cap`: `info->len` is then its size and it stays the node's
-// next message (call again with a larger buffer).
+// next message (call again with a larger buffer). A send from registered memory
+// (`hf_endpoint_post_mem`) is copied straight into `buf`; one whose copy then delivers
+// nothing (its sender gave it up during the copy, or freed part of its memory) may have
+// written `buf`: only the first `info->len` bytes of a successful call are the message.
 //
 // # Safety
 // `protocol` is a live handle; `node_id` a NUL-terminated string; `buf` points to `cap`

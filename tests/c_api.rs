@@ -186,6 +186,13 @@ fn endpoints_misused_from_c_are_refused_not_damaged() {
 }
 
 #[test]
+fn registered_memory_misused_from_c_is_refused_not_damaged() {
+    let fabric = format!("c-registered-memory-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    run_c_test("registered_memory", &[fabric.as_ref()]);
+}
+
+#[test]
 fn null_for_every_pointer_argument_is_reported() {
     let fabric = format!("c-nulls-test-{}", std::process::id());
     let _cleanup = FabricDir(fabric.clone());

@@ -153,6 +153,43 @@ fn a_send_given_up_is_dropped_by_its_receiver() {
     assert!(req.wait().is_ok());
 }
 
+/// With the receiver's engine thread running and nobody receiving, a send stays uncopied:
+/// the engine leaves it to the receive, which copies it straight into its buffer (the
+/// engine's own copy would be a second one, and would hold up every other delivery of the
+/// process while it lasts). A node with a handler still gets it from the engine.
+#[test]
+fn the_receive_copies_a_send_not_the_engine_thread() {
+    let (tx, rx, _dir) = pair("engine");
+    rx.register_node(node("h")).unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    rx.on_request("h", move |m, _| {
+        seen_tx.send(m.data.len()).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    rx.start_background_services().unwrap();
+    let mut ep = tx.endpoint("a", "b").unwrap();
+    let data = pattern(1 << 20, 8);
+    let region = register(data.as_ptr(), data.len());
+    let opts = SendOptions::default();
+    let mut req = ep.post_mem(&region, 0, data.len(), &opts).unwrap();
+    // Behind it in the same ring: stays behind it.
+    let mut after = ep.post_mem(&region, 0, 10, &opts).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(req.test().is_none(), "copied before anyone received it");
+    assert!(after.test().is_none());
+    let mut buf = vec![0u8; data.len()];
+    assert_eq!(rx.recv_into("b", SOON, &mut buf).unwrap().len, data.len());
+    assert!(buf == data);
+    assert!(req.wait().is_ok());
+    assert_eq!(&rx.recv("b", SOON).unwrap().data[..], &data[..10]);
+    assert!(after.wait().is_ok());
+    let mut to_handler = tx.endpoint("a", "h").unwrap();
+    let req = to_handler.post_mem(&region, 0, data.len(), &opts).unwrap();
+    assert!(req.wait().is_ok());
+    assert_eq!(seen_rx.recv_timeout(SOON).unwrap(), data.len());
+}
+
 #[test]
 fn bad_ranges_are_refused_and_freed_memory_fails_the_send() {
     let (tx, rx, _dir) = pair("bad");

@@ -18,7 +18,7 @@ mod sink;
 
 pub use sink::{MessageRef, Received, Sink};
 
-use super::remote::FLAG_READ;
+use super::remote::{FLAG_READ, FLAG_REMOTE};
 use super::FLAG_COMPACT;
 use super::{Message, NodeName, Via};
 use super::{INBOX_BYTES, INBOX_MESSAGES};
@@ -397,9 +397,19 @@ impl Mailbox {
 
     /// Takes one frame from the endpoint rings (in turn, so no sender starves another).
     /// With `deliver`, a plain data frame goes to `sink`; every other frame (and every frame
-    /// without `deliver`) goes to `slow`. Returns whether a frame was taken.
+    /// without `deliver`) goes to `slow`. With `leave_remote` (the engine's poll), a send
+    /// from registered memory to a node without handler stays in its live ring, and the rest
+    /// of that ring behind it: `recv` copies it straight where it goes, outside the engine
+    /// lock (a copy of up to a gigabyte there would hold up every other delivery). Returns
+    /// whether a frame was taken.
     #[inline]
-    pub fn take(&self, r: &mut Rings, deliver: bool, slow: Slow<'_>, sink: &mut Sink<'_>) -> bool {
+    pub fn take(
+        &self,
+        r: &mut Rings,
+        (deliver, leave_remote): (bool, bool),
+        slow: Slow<'_>,
+        sink: &mut Sink<'_>,
+    ) -> bool {
         if self.is_closed() {
             // `close` found the lock taken: the first poller after it lets go of the rings.
             if !r.list.is_empty() {
@@ -432,6 +442,16 @@ impl Mailbox {
                 *next + k
             };
             if !list[i].consumer.ready() {
+                continue;
+            }
+            if leave_remote
+                && !list[i].orphan
+                && !self.is_handled()
+                && list[i]
+                    .consumer
+                    .peek()
+                    .is_some_and(|h| h.flags == FLAG_REMOTE)
+            {
                 continue;
             }
             *next = if i + 1 == n { 0 } else { i + 1 };

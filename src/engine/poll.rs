@@ -167,7 +167,7 @@ impl Engine {
             for _ in 0..64 {
                 let took = mb.take(
                     &mut rings,
-                    false,
+                    (false, true),
                     &mut |at, h, d, via| self.dispatch(at, h, d, via),
                     &mut sink,
                 );

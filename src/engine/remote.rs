@@ -4,14 +4,16 @@
 //! The frame ([`FLAG_REMOTE`], endpoint rings only, a request: it has an id and no
 //! [`super::FLAG_ONE_WAY`]) is the message header (its total is the data's length, no
 //! metadata) and a [`RemoteBytes`]: the address and length of the data in the ring's
-//! producing process, and the address of the send's lent word. The receiver copies the data
-//! with `process_vm_readv` (into the caller's buffer for `recv_into`), reads the lent word,
-//! and answers an acknowledgement (`Ack`) that completes the sender's request; the message
-//! is delivered as a one-way message. A word that no longer holds the request's id (the
-//! sender gave the send up) drops the message unanswered; a copy the kernel refuses (the
-//! range is not mapped there: the sender freed the memory; another user) drops it with an
-//! error answer; a sender that died is dropped silently.
+//! producing process, and the address of the send's lent entry. The receiver reads the lent
+//! entry, copies the data with `process_vm_readv` (into the caller's buffer for
+//! `recv_into`), reads the entry again, and answers an acknowledgement (`Ack`) that completes
+//! the sender's request; the message is delivered as a one-way message. An entry that does
+//! not name the frame's id, address and length (the sender gave the send up; a frame someone
+//! rewrote) drops the message unanswered; a copy the kernel refuses (the range is not mapped
+//! there: the sender freed the memory; another user) drops it with an error answer; a sender
+//! that died is dropped silently.
 
+use super::lent::{names, ENTRY_LEN};
 use super::{Engine, MsgHeader, MAX_MESSAGE, MSG_HEADER};
 use crate::buffer::Payload;
 use crate::error::Error;
@@ -32,8 +34,8 @@ pub struct RemoteBytes {
     pub addr: u64,
     /// Its length.
     pub len: u64,
-    /// Address of the send's lent word.
-    pub word: u64,
+    /// Address of the send's lent entry.
+    pub entry: u64,
 }
 
 /// Why a copy of remote bytes delivered nothing.
@@ -54,7 +56,7 @@ impl RemoteBytes {
         let mut b = [0u8; Self::LEN];
         b[..8].copy_from_slice(&self.addr.to_le_bytes());
         b[8..16].copy_from_slice(&self.len.to_le_bytes());
-        b[16..].copy_from_slice(&self.word.to_le_bytes());
+        b[16..].copy_from_slice(&self.entry.to_le_bytes());
         b
     }
 
@@ -67,17 +69,33 @@ impl RemoteBytes {
         let r = RemoteBytes {
             addr: at(0),
             len: at(8),
-            word: at(16),
+            entry: at(16),
         };
         (m.offset == 0 && m.total as u64 == r.len && r.len <= MAX_MESSAGE as u64 && m.id != 0)
             .then_some(r)
     }
 
-    /// Copies the bytes out of process `pid` into `buf` (exactly `len` bytes), then checks
-    /// that send `id` is still wanted.
+    /// Copies the bytes out of process `pid` into `buf` (exactly `len` bytes) when the send's
+    /// lent entry names request `id` and these bytes, before and after the copy (nothing is
+    /// copied of a send given up, and a copy that may hold bytes written after it was given
+    /// up is refused).
     pub(crate) fn copy_into(&self, pid: u32, id: u64, buf: &mut [u8]) -> Result<(), Refused> {
         debug_assert_eq!(buf.len() as u64, self.len);
-        let refused = |e: std::io::Error| match e.raw_os_error() {
+        self.check_entry(pid, id)?;
+        self.read_checked(pid, id, buf)
+    }
+
+    /// [`copy_into`](Self::copy_into) a new payload (allocated once the entry was checked).
+    pub(crate) fn copy(&self, pid: u32, id: u64) -> Result<Payload, Refused> {
+        self.check_entry(pid, id)?;
+        let mut v = vec![0u8; self.len as usize];
+        self.read_checked(pid, id, &mut v)?;
+        Ok(Payload::from_vec(v))
+    }
+
+    /// The copy, then the entry read again after every byte of it.
+    fn read_checked(&self, pid: u32, id: u64, buf: &mut [u8]) -> Result<(), Refused> {
+        crate::sys::cma::read(pid, self.addr, buf).map_err(|e| match e.raw_os_error() {
             Some(libc::ESRCH) => Refused::Gone,
             _ => Refused::Failed(Error::io(
                 format!(
@@ -86,21 +104,27 @@ impl RemoteBytes {
                 ),
                 e,
             )),
-        };
-        crate::sys::cma::read(pid, self.addr, buf).map_err(refused)?;
-        // The word is read after every byte of the copy.
+        })?;
         fence(Ordering::SeqCst);
-        match crate::sys::cma::read_word(pid, self.word).map_err(refused)? {
-            w if w == id => Ok(()),
-            _ => Err(Refused::Gone),
-        }
+        self.check_entry(pid, id)
     }
 
-    /// [`copy_into`](Self::copy_into) a new payload.
-    pub(crate) fn copy(&self, pid: u32, id: u64) -> Result<Payload, Refused> {
-        let mut v = vec![0u8; self.len as usize];
-        self.copy_into(pid, id, &mut v)?;
-        Ok(Payload::from_vec(v))
+    /// Whether the lent entry in process `pid` names request `id` and these bytes: `Gone`
+    /// when it does not, or cannot be read (a sender's entry is mapped while its send is
+    /// wanted).
+    fn check_entry(&self, pid: u32, id: u64) -> Result<(), Refused> {
+        let mut entry = [0u8; ENTRY_LEN];
+        match crate::sys::cma::read(pid, self.entry, &mut entry) {
+            Ok(()) if names(&entry, (id, self.addr, self.len)) => Ok(()),
+            Ok(()) => Err(Refused::Gone),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::EFAULT)) => {
+                Err(Refused::Gone)
+            }
+            Err(e) => Err(Refused::Failed(Error::io(
+                format!("reading the lent entry of a send out of process {pid}"),
+                e,
+            ))),
+        }
     }
 }
 
@@ -155,7 +179,7 @@ mod tests {
         let r = RemoteBytes {
             addr: 0x1000,
             len: 300,
-            word: 0x2000,
+            entry: 0x2000,
         };
         let f = remote_frame((1, 2), 9, (0, 0), &r);
         let m = MsgHeader::decode(&f);
@@ -168,21 +192,40 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_is_refused_once_its_word_is_cleared() {
+    fn a_copy_is_refused_unless_its_entry_names_it() {
         let me = crate::sys::process::pid();
         let data = vec![7u8; 5000];
         let lent = super::super::lent::Lent::default();
-        let word = lent.claim(42).unwrap();
-        let r = RemoteBytes {
-            addr: data.as_ptr() as u64,
-            len: data.len() as u64,
-            word,
-        };
+        let (addr, len) = (data.as_ptr() as u64, data.len() as u64);
+        let entry = lent.claim(42, addr, len).unwrap();
+        let r = RemoteBytes { addr, len, entry };
         assert_eq!(&*r.copy(me, 42).unwrap(), &data[..]);
         assert!(matches!(r.copy(me, 41), Err(Refused::Gone)));
+        // Other bytes than the entry's: nothing is copied.
+        let beside = RemoteBytes {
+            addr: addr + 1,
+            ..r
+        };
+        let mut buf = vec![0u8; 5000];
+        assert!(matches!(
+            beside.copy_into(me, 42, &mut buf),
+            Err(Refused::Gone)
+        ));
+        assert!(buf.iter().all(|&b| b == 0));
+        let shorter = RemoteBytes { len: 10, ..r };
+        assert!(matches!(shorter.copy(me, 42), Err(Refused::Gone)));
+        let nowhere = RemoteBytes { entry: 8, ..r };
+        assert!(matches!(nowhere.copy(me, 42), Err(Refused::Gone)));
         lent.release(42);
-        assert!(matches!(r.copy(me, 42), Err(Refused::Gone)));
-        let bad = RemoteBytes { addr: 8, ..r };
-        assert!(matches!(bad.copy(me, 42), Err(Refused::Failed(_))));
+        assert!(matches!(r.copy_into(me, 42, &mut buf), Err(Refused::Gone)));
+        assert!(buf.iter().all(|&b| b == 0), "a send given up is not copied");
+        // Bytes the kernel refuses, named by their entry: the sender is told.
+        let bad = lent.claim(43, 8, len).unwrap();
+        let bad = RemoteBytes {
+            addr: 8,
+            len,
+            entry: bad,
+        };
+        assert!(matches!(bad.copy(me, 43), Err(Refused::Failed(_))));
     }
 }

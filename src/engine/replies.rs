@@ -62,7 +62,7 @@ pub struct Replies {
     lost: AtomicBool,
     /// A future waits on one of the requests: the engine wakes it.
     watched: AtomicBool,
-    /// The lent words of the endpoint's sends from registered memory.
+    /// The lent entries of the endpoint's sends from registered memory.
     lent: Lent,
 }
 
@@ -121,7 +121,7 @@ impl Replies {
         }
     }
 
-    /// The lent words of the endpoint's sends from registered memory: a request's word is
+    /// The lent entries of the endpoint's sends from registered memory: a request's entry is
     /// cleared when its outcome is taken or it is abandoned.
     pub fn lent(&self) -> &Lent {
         &self.lent

@@ -50,6 +50,10 @@ impl HyperFabricProtocol {
     /// copied into `buf`, the rest described in the returned [`Received`]. No allocation for
     /// a message without metadata. A message larger than `buf` fails with
     /// `BufferOverflowError` (its size in the message) and stays the node's next message.
+    /// A send from registered memory ([`Endpoint::post_mem`](super::Endpoint::post_mem)) is
+    /// copied straight into `buf`; one whose copy then delivers nothing (its sender gave it
+    /// up during the copy, or freed part of its memory) may have written `buf`: only the
+    /// first [`Received::len`] bytes of a successful call are the message.
     #[inline]
     pub fn recv_into(&self, node_id: &str, timeout: Duration, buf: &mut [u8]) -> Result<Received> {
         let cap = buf.len();
@@ -182,7 +186,7 @@ impl Inner {
         let deliver = !self.zoned();
         mb.take(
             rings,
-            deliver,
+            (deliver, false),
             &mut |at, h, d, via| lock(&self.engine).dispatch_frame(at, h, d, via),
             sink,
         );

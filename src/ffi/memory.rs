@@ -56,16 +56,16 @@ pub unsafe extern "C" fn hf_mem_deregister(mem: *mut hf_mem) {
 }
 
 /// One-way send of `len` bytes at `offset` of registered region `mem` through the endpoint,
-/// without copying them: the destination's process copies them once, from this process's
-/// memory straight into its receiver's buffer. `*request` completes (empty response) when
-/// they are copied; until then they must not change. Freeing or cancelling the request
-/// earlier takes the send back (its receiver drops it unless it copied it already), as does
-/// its deadline (`options->timeout_ms`). Where the destination's process cannot read this one
-/// (another user, a ptrace policy, a route through other nodes) or the options ask for
-/// metadata, compression, encryption or a constraint, the bytes are sent as by
-/// `hf_endpoint_post` and the request is complete at once. `HF_ERR_INVALID_ARGUMENT` for a
-/// range beyond the region, `HF_ERR_BUFFER_EXHAUSTED` with 64 such sends of the endpoint in
-/// flight.
+/// without copying them: the destination's process copies them once, from this process's memory
+/// straight into its receiver's buffer. `*request` completes (empty response) when they are
+/// copied, which is when the destination takes the message (`hf_recv_into`, `hf_recv`, or its
+/// handler); until then they must not change. Freeing or cancelling the request earlier takes
+/// the send back (its receiver drops it unless it copied it already), as does its deadline
+/// (`options->timeout_ms`). Where the destination's process cannot read this one (another user,
+/// a ptrace policy, a route through other nodes) or the options ask for metadata, compression,
+/// encryption or a constraint, the bytes are sent as by `hf_endpoint_post` and the request is
+/// complete at once. `HF_ERR_INVALID_ARGUMENT` for a range beyond the region,
+/// `HF_ERR_BUFFER_EXHAUSTED` with 64 such sends of the endpoint in flight.
 ///
 /// # Safety
 /// `endpoint` and `mem` are live handles; `options` NULL or initialised; `request` points to

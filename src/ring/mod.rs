@@ -454,6 +454,34 @@ impl<M: RingMemory> Consumer<M> {
         }
     }
 
+    /// The slot header of the next message, left in the ring (`None` when none is waiting or
+    /// the ring is corrupt): for a reader that leaves some messages to another. Padding
+    /// before it is taken; its header is checked as [`try_pop`](Self::try_pop) checks it.
+    pub fn peek(&mut self) -> Option<SlotHeader> {
+        if self.corrupt.is_some() {
+            return None;
+        }
+        let capacity = self.mask as usize + 1;
+        loop {
+            let idx = (self.head & self.mask) as usize;
+            // Sync point "publish" (consumer side), as in `try_pop`.
+            if self.mem.seq(idx).load(Ordering::Acquire) != seq_of(self.head) {
+                return None;
+            }
+            // SAFETY: the slot was published (Acquire above) and is not released until head
+            // is stored past it.
+            let h = unsafe { self.mem.read(idx, 4, SLOT_HEADER - 4, SlotHeader::decode) };
+            if h.kind != KIND_PAD {
+                return Some(h);
+            }
+            if h.len as usize != capacity - idx {
+                self.poison("padding does not end at the end of the ring");
+                return None;
+            }
+            self.advance(h.len as u64);
+        }
+    }
+
     /// Marks the ring corrupt (in its header too, so the producer stops) and stops reading.
     #[cold]
     fn poison(&mut self, reason: &'static str) -> Corrupt {

@@ -63,6 +63,43 @@ fn messages_arrive_in_order_across_wraps_and_padding() {
     );
 }
 
+/// `peek` shows the header of the message `try_pop` takes next, across wraps and padding,
+/// and takes nothing itself.
+#[test]
+fn peek_shows_the_next_header_and_takes_nothing() {
+    let (mut p, mut c) = ring(16);
+    assert_eq!(c.peek(), None);
+    let mut next = 0u32;
+    let mut taken = 0u32;
+    for round in 0..500usize {
+        let len = (round * 53) % (max_payload(16) + 1);
+        let h = SlotHeader {
+            kind: 1,
+            flags: round as u8,
+            aux: 0,
+            src: next,
+            len: 0,
+        };
+        if p.try_push(h, &[&vec![7u8; len]]).is_ok() {
+            next += 1;
+            continue;
+        }
+        while let Some(seen) = c.peek() {
+            assert_eq!(c.peek(), Some(seen));
+            let (h, _) = pop_vec(&mut c).unwrap();
+            assert_eq!((h.src, h.flags), (seen.src, seen.flags));
+            assert_eq!(h.src, taken);
+            taken += 1;
+        }
+        assert!(pop_vec(&mut c).is_none());
+    }
+    while let Some(seen) = c.peek() {
+        assert_eq!(pop_vec(&mut c).unwrap().0.src, seen.src);
+        taken += 1;
+    }
+    assert_eq!(taken, next);
+}
+
 /// A continuation slot whose first payload word equals the sequence the consumer will expect
 /// at that slot one lap later (then a valid-looking header after it) must not be read as a
 /// message: format v1 delivered it.

@@ -85,13 +85,6 @@ pub fn read(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The 8-byte word at `addr` of process `pid` (native byte order, as that process stored it).
-pub fn read_word(pid: u32, addr: u64) -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    read(pid, addr, &mut b)?;
-    Ok(u64::from_ne_bytes(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,7 +98,9 @@ mod tests {
         read(me, src.as_ptr() as u64, &mut dst).unwrap();
         assert_eq!(src, dst);
         let word = 0x1122_3344_5566_7788u64;
-        assert_eq!(read_word(me, &word as *const u64 as u64).unwrap(), word);
+        let mut b = [0u8; 8];
+        read(me, &word as *const u64 as u64, &mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(b), word);
         let e = read(me, 8, &mut dst[..16]).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EFAULT));
         assert!(is_mapped(src.as_ptr() as usize, src.len()));

@@ -4,6 +4,7 @@
 //! test ends, also when it fails. Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod memory;
 pub mod replies;
 
 use std::io::{BufRead, BufReader};

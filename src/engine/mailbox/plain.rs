@@ -146,16 +146,18 @@ impl Plain {
     }
 
     /// A send from registered memory, copied from its sender's memory straight into a
-    /// `recv_into` buffer it fits (or a new message for `recv`): [`Taken::Read`], for the
-    /// dispatch to acknowledge. Anything else (a batch, a buffer too small, a copy that
-    /// failed) is the dispatch's to copy, deliver and answer.
+    /// `recv_into` buffer it fits, or into a new message for any other receive (a `recv`, a
+    /// batch, a buffer too small, which then keeps it as its next message): [`Taken::Read`],
+    /// for the dispatch to acknowledge. The copy happens here, in the receiving thread, not
+    /// under the engine lock. A copy that failed is the dispatch's to answer (it does not
+    /// copy a send given up again).
     fn copy_remote(&self, d: &[u8], m: &MsgHeader, sink: &mut Sink<'_>) -> Taken {
         let Some(r) = RemoteBytes::of_frame(m, &d[MSG_HEADER..]) else {
             return Taken::No;
         };
         let len = r.len as usize;
-        match sink {
-            Sink::Buffer { buf, got, .. } if len <= buf.len() => {
+        if let Sink::Buffer { buf, got, .. } = sink {
+            if len <= buf.len() {
                 if r.copy_into(self.pid, m.id, &mut buf[..len]).is_err() {
                     return Taken::No;
                 }
@@ -168,16 +170,15 @@ impl Plain {
                     request_id: m.id,
                     one_way: true,
                 });
+                return Taken::Read;
+            }
+        }
+        match r.copy(self.pid, m.id) {
+            Ok(p) => {
+                self.give(sink, m, (&[], &[], Some(p)));
                 Taken::Read
             }
-            Sink::Message(_) => match r.copy(self.pid, m.id) {
-                Ok(p) => {
-                    self.give(sink, m, (&[], &[], Some(p)));
-                    Taken::Read
-                }
-                Err(_) => Taken::No,
-            },
-            _ => Taken::No,
+            Err(_) => Taken::No,
         }
     }
 

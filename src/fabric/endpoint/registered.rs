@@ -12,7 +12,8 @@ impl Endpoint {
     /// Sends `len` bytes at `offset` of `region` as a one-way message: the destination's
     /// process copies them once, straight from this process's memory into its receiver's
     /// buffer. Returns a [`Request`] that completes (with an empty response) when the bytes
-    /// are copied: until then they must not change. Giving the request up (its deadline,
+    /// are copied, which is when the destination takes the message (its `recv`, or its
+    /// handler): until then they must not change. Giving the request up (its deadline,
     /// `cancel`, dropping it) takes the send back: the receiver drops it if it had not copied
     /// it yet (a send given up may still have been delivered, but never with bytes written
     /// after it was given up). `opts` as for [`post_with`](Self::post_with).
@@ -49,7 +50,7 @@ impl Endpoint {
             .clone()
             .expect("endpoints with an own ring have replies");
         let id = self.next_id();
-        let Some(word) = replies.lent().claim(id) else {
+        let Some(entry) = replies.lent().claim(id, addr, len as u64) else {
             return Err(Error::BufferExhausted(format!(
                 "{} sends from registered memory of this endpoint are in flight; complete one \
                  first",
@@ -60,7 +61,7 @@ impl Endpoint {
         let bytes = RemoteBytes {
             addr,
             len: len as u64,
-            word,
+            entry,
         };
         let frame = remote_frame(
             (self.src, self.dst.index),

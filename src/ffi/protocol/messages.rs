@@ -109,7 +109,10 @@ pub struct hf_recv_info {
 /// described in `*info`. Waits up to `timeout_ms` (0: just look). No allocation for a message
 /// without metadata. `HF_ERR_TIMEOUT` when nothing came; `HF_ERR_BUFFER_OVERFLOW` when the
 /// next message is larger than `cap`: `info->len` is then its size and it stays the node's
-/// next message (call again with a larger buffer).
+/// next message (call again with a larger buffer). A send from registered memory
+/// (`hf_endpoint_post_mem`) is copied straight into `buf`; one whose copy then delivers
+/// nothing (its sender gave it up during the copy, or freed part of its memory) may have
+/// written `buf`: only the first `info->len` bytes of a successful call are the message.
 ///
 /// # Safety
 /// `protocol` is a live handle; `node_id` a NUL-terminated string; `buf` points to `cap`

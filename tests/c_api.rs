@@ -189,7 +189,7 @@ fn endpoints_misused_from_c_are_refused_not_damaged() {
 fn registered_memory_misused_from_c_is_refused_not_damaged() {
     let fabric = format!("c-registered-memory-{}", std::process::id());
     let _cleanup = FabricDir(fabric.clone());
-    run_c_test("registered_memory", &[fabric.as_ref()]);
+    run_c_test("hostile_registered", &[fabric.as_ref()]);
 }
 
 #[test]

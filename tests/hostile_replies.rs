@@ -548,3 +548,33 @@ fn a_request_to_a_node_of_this_process_without_handler_gets_its_receipt() {
     assert_eq!(&p.recv("c", Duration::from_secs(1)).unwrap().data[..], b"x");
     assert_eq!(&p.recv("c", Duration::from_secs(1)).unwrap().data[..], b"y");
 }
+
+/// A request whose frame another process rewrote before its destination read it: the
+/// destination drops the endpoint's ring as corrupt, and the request fails at its waiter's
+/// next liveness check with `MalformedFrameError`, not at its deadline.
+#[test]
+fn a_request_in_a_ring_its_destination_dropped_fails_at_once() {
+    let dir = fabric("dropped-ring");
+    let tx = protocol(&dir.0, &["a"]);
+    let rx = protocol(&dir.0, &["b"]);
+    let (mut ep, file) = common::memory::endpoint_with_file(&dir, &tx, "a", "b");
+    let req = ep
+        .send_data_nb(b"hello", &opts(Duration::from_secs(20)))
+        .unwrap();
+    // The slot header's flags: no frame an endpoint writes has them all.
+    common::memory::forge(&file, 0, 9, &[0xff]);
+    let e = rx.recv("b", Duration::from_millis(100)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    let started = Instant::now();
+    assert_eq!(req.wait().unwrap_err().kind(), ErrorKind::MalformedFrame);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Later sends through it are refused at once.
+    let e = ep
+        .send_data(b"again", &opts(Duration::from_secs(20)))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::MalformedFrame);
+}

@@ -23,11 +23,12 @@ use super::send::decode_error;
 use super::Peer;
 use crate::codec::FrameKind;
 use crate::error::{Error, Result};
-use crate::ring::{Consumer, Producer, PushError, Region, SlotHeader};
+use crate::ring::{Consumer, Producer, PushError, Region, RingMemory, SlotHeader, STATE_CORRUPT};
 use crate::sync::SpinLock;
 use crate::transport::registry::Registry;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
@@ -64,6 +65,11 @@ pub struct Replies {
     watched: AtomicBool,
     /// The lent entries of the endpoint's sends from registered memory.
     lent: Lent,
+    /// The endpoint's own ring (its requests go there): a destination that finds it corrupt
+    /// drops it with every request it held.
+    requests: Option<Arc<Region>>,
+    /// The destination dropped the endpoint's ring: what is still outstanding fails.
+    dropped_ring: AtomicBool,
 }
 
 struct State {
@@ -118,7 +124,17 @@ impl Replies {
             lost: AtomicBool::new(false),
             watched: AtomicBool::new(false),
             lent: Lent::default(),
+            requests: None,
+            dropped_ring: AtomicBool::new(false),
         }
+    }
+
+    /// These answers are to requests sent through ring `requests`: when its reader marks it
+    /// corrupt (and drops it), the requests still outstanding fail at their waiter's next
+    /// liveness check instead of at their deadline.
+    pub fn with_request_ring(mut self, requests: Arc<Region>) -> Replies {
+        self.requests = Some(requests);
+        self
     }
 
     /// The lent entries of the endpoint's sends from registered memory: a request's entry is
@@ -191,6 +207,13 @@ impl Replies {
         }
         if self.lost.load(Ordering::Acquire) {
             return Some(Err(self.lost_error()));
+        }
+        if self.dropped_ring.load(Ordering::Acquire) {
+            return Some(Err(Error::MalformedFrame(format!(
+                "the destination (node index {}) found the endpoint's ring corrupt (written by \
+                 another process) and dropped it with request {id}",
+                self.dst.index
+            ))));
         }
         None
     }
@@ -303,7 +326,17 @@ impl Replies {
         if !self.dst.is_alive(registry, self.owner) {
             self.set_lost();
         }
-        self.is_lost()
+        let dropped = self
+            .requests
+            .as_ref()
+            .is_some_and(|r| r.state().load(Ordering::Relaxed) & STATE_CORRUPT != 0);
+        if dropped
+            && !self.dropped_ring.swap(true, Ordering::AcqRel)
+            && self.watched.load(Ordering::Relaxed)
+        {
+            self.state.lock().wake(|_| true);
+        }
+        self.is_lost() || dropped
     }
 
     /// Whether the destination was found gone.

@@ -155,13 +155,14 @@ impl HyperFabricProtocol {
             stamp(&region, (dst.index, dst.generation));
             inner.registry.bump_channels_epoch();
             let owner = (entry.owner_pid, entry.owner_start);
+            let region = Arc::new(region);
             (
                 Path::Own {
-                    producer: ring::split(Arc::new(region)).0,
+                    producer: ring::split(region.clone()).0,
                     file: Some(file),
                 },
                 Some(owner),
-                Some(Replies::new(answers, dst, Some(owner))),
+                Some(Replies::new(answers, dst, Some(owner)).with_request_ring(region)),
             )
         };
         let replies = replies.map(Arc::new);

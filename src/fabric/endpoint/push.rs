@@ -130,9 +130,9 @@ impl Endpoint {
         }
     }
 
-    /// One descriptor fragment: the metadata not yet sent inline, up to [`CHUNK_SIZE`]
-    /// bytes of data copied into a chunk. `Some(None)` when the ring is full, `None` when
-    /// no chunk is free (the fragment then goes inline).
+    /// One descriptor fragment: the metadata not yet sent inline, up to
+    /// [`fragment_of`] bytes of data copied into a chunk. `Some(None)` when the ring is
+    /// full, `None` when no chunk is free (the fragment then goes inline).
     fn try_push_chunk(
         &mut self,
         o: &Outgoing<'_>,
@@ -142,7 +142,7 @@ impl Endpoint {
         let m = o.metadata.len();
         let inline = &o.metadata[offset.min(m)..];
         let ds = offset.saturating_sub(m);
-        let de = body.len().min(ds + CHUNK_SIZE);
+        let de = body.len().min(ds + fragment_of(body.len()));
         {
             let Path::Own { producer, .. } = &mut self.path else {
                 unreachable!("engine-path endpoints do not push themselves")
@@ -241,3 +241,18 @@ impl Endpoint {
         ))
     }
 }
+
+/// Data of a message's descriptor fragments: an eighth of it, from [`PIPELINE_MIN`] to
+/// [`CHUNK_SIZE`]. The receiver copies a fragment out (straight into its buffer, see the
+/// mailbox's assembly) while the sender copies the next in, so a message of several
+/// fragments costs about one copy's time rather than two. Measured on 2 vCPUs (near
+/// placement, 1 MiB post/recv_into round trips, touched, one-way): one fragment 66-76 us,
+/// 64 KiB fragments 63 us, 128 KiB 51-61 us, 256 KiB 58 us.
+fn fragment_of(len: usize) -> usize {
+    (len / 8).clamp(PIPELINE_MIN, CHUNK_SIZE)
+}
+
+/// Smallest descriptor fragment of a message split for the pipeline (see [`fragment_of`]):
+/// below it the fixed cost per fragment (a chunk's acquire, lending and return, a frame)
+/// outweighs the overlap.
+const PIPELINE_MIN: usize = 128 << 10;

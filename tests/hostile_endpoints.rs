@@ -7,12 +7,12 @@
 
 mod common;
 
+use common::rings::{endpoint_with_file, forge, root};
 use common::{node, FabricDir};
 use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
-use hyperfabric::ring::{Region, RingMemory};
 use hyperfabric::ErrorKind;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,51 +29,12 @@ fn protocol(fabric: &str, nodes: &[&str]) -> HyperFabricProtocol {
     p
 }
 
-fn root(dir: &FabricDir) -> PathBuf {
-    hyperfabric::sys::state_root().join(&dir.0)
-}
-
-/// The endpoint ring files of the fabric, by name.
-fn ep_files(dir: &FabricDir) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("ep-"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Makes an endpoint and returns it with the ring file it created.
-fn endpoint_with_file(
-    dir: &FabricDir,
-    p: &HyperFabricProtocol,
-    src: &str,
-    dst: &str,
-) -> (hyperfabric::fabric::Endpoint, PathBuf) {
-    let before = ep_files(dir);
-    let ep = p.endpoint(src, dst).unwrap();
-    let new: Vec<PathBuf> = ep_files(dir)
-        .into_iter()
-        .filter(|f| !before.contains(f))
-        .collect();
-    assert_eq!(new.len(), 1, "{new:?}");
-    (ep, new[0].clone())
-}
-
 /// (src, dst, generation) of an endpoint ring file's name.
 fn ends(file: &Path) -> (u32, u32, u64) {
     let name = file.file_name().unwrap().to_str().unwrap();
     let (rest, generation) = name.strip_prefix("ep-").unwrap().split_once('.').unwrap();
     let v: Vec<u32> = rest.split('-').map(|x| x.parse().unwrap()).collect();
     (v[0], v[1], generation.parse().unwrap())
-}
-
-/// Writes `bytes` at byte `offset` of slot `slot` of a ring file (the hostile process).
-fn forge(file: &Path, slot: usize, offset: usize, bytes: &[u8]) {
-    let r = Region::open_file(file).unwrap();
-    // SAFETY: inside the slot array; the test plays the process that writes where it must not.
-    unsafe { r.write(slot, offset, bytes) };
 }
 
 fn metric(p: &HyperFabricProtocol, k: &str) -> f64 {

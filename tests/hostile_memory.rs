@@ -6,6 +6,7 @@
 mod common;
 
 use common::memory::*;
+use common::rings::{endpoint_with_file, forge, root};
 
 use hyperfabric::fabric::SendOptions;
 use hyperfabric::ErrorKind;

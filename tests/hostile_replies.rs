@@ -557,12 +557,12 @@ fn a_request_in_a_ring_its_destination_dropped_fails_at_once() {
     let dir = fabric("dropped-ring");
     let tx = protocol(&dir.0, &["a"]);
     let rx = protocol(&dir.0, &["b"]);
-    let (mut ep, file) = common::memory::endpoint_with_file(&dir, &tx, "a", "b");
+    let (mut ep, file) = common::rings::endpoint_with_file(&dir, &tx, "a", "b");
     let req = ep
         .send_data_nb(b"hello", &opts(Duration::from_secs(20)))
         .unwrap();
     // The slot header's flags: no frame an endpoint writes has them all.
-    common::memory::forge(&file, 0, 9, &[0xff]);
+    common::rings::forge(&file, 0, 9, &[0xff]);
     let e = rx.recv("b", Duration::from_millis(100)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
     let started = Instant::now();

@@ -95,16 +95,6 @@ static void on_message(void *user_data, uint32_t source, const uint8_t *data, si
     g->count++;
 }
 
-static hf_node_signature node(const char *id) {
-    hf_node_signature n;
-    hf_node_signature_init(&n);
-    n.node_id = id;
-    n.hardware_type = HF_HARDWARE_CPU_SERVER;
-    n.bandwidth_gbps = 100.0;
-    n.latency_ns = 10;
-    return n;
-}
-
 /* Whether `status` and the last error are the fork rule's refusal naming process `parent`. */
 static bool refused(hf_status status, int parent) {
     char want[32];
@@ -127,7 +117,7 @@ static int in_forked_child(const hf_protocol_options *o, hf_protocol *a, hf_prot
     hf_message *m = NULL;
     hf_buffer *other = NULL;
     hf_protocol *own = NULL;
-    hf_node_signature n = node("kid");
+    hf_node_signature n = cpu_node("kid");
     struct got_message g = {0, 0, 0, 0};
     size_t idx = 0, count = 0;
     bool flag = false;
@@ -237,12 +227,12 @@ int main(int argc, char **argv) {
 
     /* Nodes. */
     CHECK_STATUS(hf_node_signature_init(NULL), HF_ERR_NULL_ARGUMENT);
-    n = node("a");
+    n = cpu_node("a");
     CHECK_STATUS(hf_register_node(NULL, &n), HF_ERR_NULL_ARGUMENT);
     CHECK_STATUS(hf_register_node(a, NULL), HF_ERR_NULL_ARGUMENT);
     CHECK_STATUS(hf_register_node(a, &n), HF_OK);
     CHECK_STATUS(hf_register_node(b, &n), HF_ERR_DUPLICATE_NODE);
-    n = node("b");
+    n = cpu_node("b");
     n.hardware_type = 99;
     CHECK_STATUS(hf_register_node(b, &n), HF_ERR_INVALID_ENUM);
     n.hardware_type = HF_HARDWARE_CPU_SERVER;
@@ -258,7 +248,7 @@ int main(int argc, char **argv) {
     CHECK_STATUS(hf_register_node(b, &n), HF_ERR_INVALID_ARGUMENT);
     n.metadata_json = "{\"rack\": 7}";
     CHECK_STATUS(hf_register_node(b, &n), HF_OK);
-    n = node("c");
+    n = cpu_node("c");
     CHECK_STATUS(hf_register_node(a, &n), HF_OK);
     CHECK_STATUS(hf_unregister_node(a, "c"), HF_OK);
     CHECK_STATUS(hf_unregister_node(a, "c"), HF_ERR_NODE_NOT_FOUND);
@@ -361,7 +351,7 @@ int main(int argc, char **argv) {
         hf_bytes rb[4] = {{NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}, {NULL, 0, 0}};
         size_t idx = 0;
         int wcalls = 0;
-        n = node("w");
+        n = cpu_node("w");
         CHECK_STATUS(hf_register_node(a, &n), HF_OK);
         CHECK_STATUS(hf_on_receive(a, "w", reverse, &wcalls), HF_OK);
         atomic_store(&holding, 1);

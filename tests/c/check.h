@@ -1,7 +1,7 @@
 /*
  * The checks the C API tests share: CHECK(cond) and CHECK_STATUS(call, want) print the file,
  * line, the last error message, and count failures; each test program returns non-zero
- * when `failures` is not 0.
+ * when `failures` is not 0; cpu_node(id) is the node signature most of them register.
  */
 #ifndef HF_TEST_CHECK_H
 #define HF_TEST_CHECK_H
@@ -31,5 +31,16 @@ static int failures = 0;
             failures++;                                                                     \
         }                                                                                   \
     } while (0)
+
+/* A CPU server node of 100 Gbit/s and 10 ns. */
+static inline hf_node_signature cpu_node(const char *id) {
+    hf_node_signature n;
+    hf_node_signature_init(&n);
+    n.node_id = id;
+    n.hardware_type = HF_HARDWARE_CPU_SERVER;
+    n.bandwidth_gbps = 100.0;
+    n.latency_ns = 10;
+    return n;
+}
 
 #endif

@@ -21,16 +21,6 @@
 
 #define PER_THREAD 20000
 
-static hf_node_signature node(const char *id) {
-    hf_node_signature n;
-    hf_node_signature_init(&n);
-    n.node_id = id;
-    n.hardware_type = HF_HARDWARE_CPU_SERVER;
-    n.bandwidth_gbps = 100.0;
-    n.latency_ns = 10;
-    return n;
-}
-
 struct poster {
     hf_endpoint *ep;
     uint32_t thread;
@@ -118,9 +108,9 @@ int main(int argc, char **argv) {
     o.fabric_name = fabric;
     CHECK_STATUS(hf_protocol_new(&o, &a), HF_OK);
     CHECK_STATUS(hf_protocol_new(&o, &b), HF_OK);
-    n = node("a");
+    n = cpu_node("a");
     CHECK_STATUS(hf_register_node(a, &n), HF_OK);
-    n = node("b");
+    n = cpu_node("b");
     CHECK_STATUS(hf_register_node(b, &n), HF_OK);
     CHECK_STATUS(hf_endpoint_create(a, "a", "b", &ep), HF_OK);
 

@@ -21,16 +21,6 @@
 #define NUL HF_ERR_NULL_ARGUMENT
 #define LEN (1 << 20)
 
-static hf_node_signature node(const char *id) {
-    hf_node_signature n;
-    hf_node_signature_init(&n);
-    n.node_id = id;
-    n.hardware_type = HF_HARDWARE_CPU_SERVER;
-    n.bandwidth_gbps = 100.0;
-    n.latency_ns = 10;
-    return n;
-}
-
 /* Whether `len` bytes at `p` all hold `v`. */
 static int all(const uint8_t *p, size_t len, uint8_t v) {
     for (size_t i = 0; i < len; i++) {
@@ -66,9 +56,9 @@ int main(int argc, char **argv) {
     CHECK_STATUS(hf_protocol_new(&o, &c), HF_OK);
     o.single_copy_from = -1;
     CHECK_STATUS(hf_protocol_new(&o, &b), HF_OK);
-    n = node("a");
+    n = cpu_node("a");
     CHECK_STATUS(hf_register_node(a, &n), HF_OK);
-    n = node("b");
+    n = cpu_node("b");
     CHECK_STATUS(hf_register_node(b, &n), HF_OK);
     CHECK_STATUS(hf_endpoint_create(a, "a", "b", &ep), HF_OK);
 

@@ -18,16 +18,6 @@
 
 #include "check.h"
 
-static hf_node_signature node(const char *id) {
-    hf_node_signature n;
-    hf_node_signature_init(&n);
-    n.node_id = id;
-    n.hardware_type = HF_HARDWARE_CPU_SERVER;
-    n.bandwidth_gbps = 100.0;
-    n.latency_ns = 10;
-    return n;
-}
-
 static int handler_failures = 0;
 
 #define HCHECK(cond)                                                                       \
@@ -146,7 +136,7 @@ int main(int argc, char **argv) {
     hf_protocol *srv = NULL, *cli = NULL;
     CHECK_STATUS(hf_protocol_new(&po, &srv), HF_OK);
     CHECK_STATUS(hf_protocol_new(&po, &cli), HF_OK);
-    hf_node_signature s = node("srv"), c = node("cli");
+    hf_node_signature s = cpu_node("srv"), c = cpu_node("cli");
     CHECK_STATUS(hf_register_node(srv, &s), HF_OK);
     CHECK_STATUS(hf_register_node(cli, &c), HF_OK);
     CHECK_STATUS(hf_on_receive(srv, "srv", handler, NULL), HF_OK);

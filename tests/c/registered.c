@@ -17,16 +17,6 @@
 
 #include "check.h"
 
-static hf_node_signature node(const char *id) {
-    hf_node_signature n;
-    hf_node_signature_init(&n);
-    n.node_id = id;
-    n.hardware_type = HF_HARDWARE_CPU_SERVER;
-    n.bandwidth_gbps = 100.0;
-    n.latency_ns = 10;
-    return n;
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: registered FABRIC [posted]\n");
@@ -43,7 +33,7 @@ int main(int argc, char **argv) {
     o.single_copy_from = posted ? -1 : 0;
     CHECK_STATUS(hf_protocol_new(&o, &tx), HF_OK);
     CHECK_STATUS(hf_protocol_new(&o, &rx), HF_OK);
-    hf_node_signature a = node("a"), b = node("b");
+    hf_node_signature a = cpu_node("a"), b = cpu_node("b");
     CHECK_STATUS(hf_register_node(tx, &a), HF_OK);
     CHECK_STATUS(hf_register_node(rx, &b), HF_OK);
     hf_endpoint *ep = NULL;

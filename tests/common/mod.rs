@@ -6,6 +6,7 @@
 
 pub mod memory;
 pub mod replies;
+pub mod rings;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -88,8 +88,9 @@ impl Engine {
         // delivered as a one-way message.
         let remote = h.flags & FLAG_REMOTE != 0;
         let one_way = h.flags & FLAG_ONE_WAY != 0 || remote;
-        let ack = Outgoing {
-            kind: FrameKind::Ack,
+        // The frame of an answer (response, receipt, pong) to this message.
+        let reply = |kind| Outgoing {
+            kind,
             request_id,
             priority,
             data_type,
@@ -98,6 +99,7 @@ impl Engine {
             framed: false,
             coalesced: false,
         };
+        let ack = reply(FrameKind::Ack);
         if h.flags & FLAG_READ != 0 {
             // Its receiver copied the bytes already.
             if pid.is_some() {
@@ -187,16 +189,6 @@ impl Engine {
                 whole[..meta_len].to_vec(),
                 Body::Owned(Payload::from_vec_at(whole, meta_len)),
             )
-        };
-        let reply = |kind| Outgoing {
-            kind,
-            request_id,
-            priority,
-            data_type,
-            one_way: true,
-            metadata: &[],
-            framed: false,
-            coalesced: false,
         };
         let mut sealed = false;
         if h.flags & FLAG_FRAMED != 0 {

@@ -3,7 +3,7 @@
 # tests, the C API from C and through bindgen), the same suite again with debug assertions and
 # overflow checks on (profile `checked`), the ring and free-list algorithms model-checked under
 # loom (built with --cfg loom in a target directory of their own, so the builds do not
-# invalidate each other), and each fuzz target for a short run (FUZZ_SECONDS, default 30;
+# invalidate each other), and each fuzz target for a short run (FUZZ_SECONDS, default 15;
 # 0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ cargo test --release --workspace
 cargo build --profile checked --lib
 cargo test --profile checked --workspace
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --lib -- ring::model buffer::freelist
-fuzz_seconds=${FUZZ_SECONDS:-30}
+fuzz_seconds=${FUZZ_SECONDS:-15}
 if [ "$fuzz_seconds" -gt 0 ]; then
     scripts/fuzz.sh "$fuzz_seconds"
 fi

@@ -34,7 +34,7 @@ pub unsafe extern "C" fn hf_mem_register(
         let p = self::protocol(protocol)?;
         // SAFETY: as the caller promised.
         let out = unsafe { mut_arg(mem, "mem") }?;
-        p.check_process().map_err(super::FfiError::from)?;
+        lib(p.check_process())?;
         // SAFETY: the caller keeps the range mapped while registered (the documented
         // contract of this function).
         let region = lib(unsafe { MemoryRegion::new(addr.cast(), len) })?;

@@ -385,18 +385,25 @@ impl Endpoint {
         self.dst.is_alive(&self.inner.registry, self.dst_owner)
     }
 
+    /// Whether a send with `opts` has nothing to check, encode or frame: no metadata, codec,
+    /// latency constraint (its own or the protocol's default) or quantum rule, and no zone
+    /// that isolates.
+    #[inline]
+    fn plain(&self, opts: &SendOptions) -> bool {
+        opts.metadata.is_none()
+            && !(opts.compression_enabled || opts.encryption_enabled)
+            && opts.latency_constraint_ns.is_none()
+            && self.inner.options.default_latency_constraint_ns.is_none()
+            && !opts.requires_quantum_entanglement
+            && !opts.data_type.is_quantum()
+            && !self.inner.zoned()
+    }
+
     /// Checks, frames (when asked) and pushes one message through the own ring.
     #[inline]
     fn send(&mut self, id: u64, data: &[u8], opts: &SendOptions, one_way: bool) -> Result<()> {
         self.check_ends()?;
-        let inner = &self.inner;
-        let plain = opts.metadata.is_none()
-            && !(opts.compression_enabled || opts.encryption_enabled)
-            && opts.latency_constraint_ns.is_none()
-            && inner.options.default_latency_constraint_ns.is_none()
-            && !opts.requires_quantum_entanglement
-            && !opts.data_type.is_quantum();
-        if plain && !inner.zoned() {
+        if self.plain(opts) {
             // Nothing to check, encode or frame: the caller's bytes go into the ring.
             return self.push(
                 &data_frame(opts, id, one_way, &[], false),

@@ -32,12 +32,7 @@ impl Endpoint {
         timeout: Duration,
     ) -> Result<()> {
         let total = o.metadata.len() + body.len();
-        if total > crate::engine::MAX_MESSAGE {
-            return Err(Error::InvalidArgument(format!(
-                "message of {total} bytes exceeds the largest message ({} bytes)",
-                crate::engine::MAX_MESSAGE
-            )));
-        }
+        within_largest(total)?;
         // Inline only what one frame carries (a small `max_packet_size` lowers the bound).
         let by_descriptor =
             body.len() > INLINE_MAX.min(self.limit.max(crate::engine::DESCRIPTOR_THRESHOLD));
@@ -240,6 +235,17 @@ impl Endpoint {
             self.destination
         ))
     }
+}
+
+/// `InvalidArgumentError` for a message of `total` bytes above the largest message.
+pub(super) fn within_largest(total: usize) -> Result<()> {
+    if total > crate::engine::MAX_MESSAGE {
+        return Err(Error::InvalidArgument(format!(
+            "message of {total} bytes exceeds the largest message ({} bytes)",
+            crate::engine::MAX_MESSAGE
+        )));
+    }
+    Ok(())
 }
 
 /// Data of a message's descriptor fragments: an eighth of it, from [`PIPELINE_MIN`] to

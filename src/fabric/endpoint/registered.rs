@@ -34,12 +34,7 @@ impl Endpoint {
     ) -> Result<Request> {
         self.inner.check_process()?;
         let addr = region.range(offset, len)?;
-        if len > crate::engine::MAX_MESSAGE {
-            return Err(Error::InvalidArgument(format!(
-                "message of {len} bytes exceeds the largest message ({} bytes)",
-                crate::engine::MAX_MESSAGE
-            )));
-        }
+        super::push::within_largest(len)?;
         if !self.zero_copy(len, opts) {
             self.post_with(region.bytes(offset, len)?, opts)?;
             return Ok(Request::ready(self.inner.clone(), 0, Ok(Vec::new())));
@@ -85,15 +80,8 @@ impl Endpoint {
     /// Whether a send of `len` bytes with `opts` goes without a copy: an own ring, a
     /// destination that can read this process, nothing to encode or check.
     fn zero_copy(&mut self, len: usize, opts: &SendOptions) -> bool {
-        let plain = len > 0
-            && opts.metadata.is_none()
-            && !(opts.compression_enabled || opts.encryption_enabled)
-            && opts.latency_constraint_ns.is_none()
-            && self.inner.options.default_latency_constraint_ns.is_none()
-            && !opts.requires_quantum_entanglement
-            && !opts.data_type.is_quantum()
-            && !self.inner.zoned();
-        if !plain
+        if len == 0
+            || !self.plain(opts)
             || !matches!(self.path, Path::Own { .. })
             || self.replies.is_none()
             || !self.inner.single_copy(len)

@@ -502,21 +502,9 @@ impl Mailbox {
                             flags: h.flags | FLAG_READ,
                             ..h
                         };
-                        let via = Via {
-                            source: at.source,
-                            reply: reply.as_mut(),
-                            pid: at.pid,
-                        };
-                        slow(at.node, read, d, Some(via))
+                        slow(at.node, read, d, Some(at.via(reply)))
                     }
-                    Taken::No => {
-                        let via = Via {
-                            source: at.source,
-                            reply: reply.as_mut(),
-                            pid: at.pid,
-                        };
-                        slow(at.node, h, d, Some(via))
-                    }
+                    Taken::No => slow(at.node, h, d, Some(at.via(reply))),
                     Taken::Bad(why) => bad = Some(why),
                 }
             });

@@ -299,7 +299,12 @@ impl Engine {
     /// Traffic counters.
     pub fn counters(&self) -> Counters {
         Counters {
-            abandoned_reassemblies: self.partial.abandoned(),
+            abandoned_reassemblies: self.partial.abandoned()
+                + self
+                    .mailboxes
+                    .iter()
+                    .map(|m| m.abandoned_assemblies())
+                    .sum::<u64>(),
             reassemblies: self.partial.len() as u64,
             reassembly_bytes: self.partial.bytes() as u64,
             corrupt_channels: self.counters.corrupt_channels

@@ -11,26 +11,23 @@
 //! come later are refused by the engine's reassembly, which never saw their start).
 
 use super::plain::Plain;
-use super::{Received, Sink};
+use super::Sink;
 use crate::buffer::Payload;
-use crate::engine::{Message, MsgHeader, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER};
-use crate::model::DataType;
+use crate::engine::{MsgHeader, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER};
 use crate::ring::SlotHeader;
 use crate::transport::channel::{Descriptor, SegmentMaps};
 use std::time::{Duration, Instant};
 
 /// How long an assembly waits for the next fragment of a live sender.
-pub(super) const GAP: Duration = Duration::from_secs(5);
+const GAP: Duration = Duration::from_secs(5);
 /// Empty looks at the ring between two reads of the clock while waiting for a fragment.
 const LOOKS_PER_CHECK: u32 = 4096;
 
-/// A message being assembled: the fields of its first fragment and what came so far.
+/// A message being assembled: the header of its first fragment and what came so far.
 pub(super) struct Assembly {
-    id: u64,
-    total: usize,
+    m: MsgHeader,
+    /// Bytes that came (the offset the next fragment starts at).
     got: usize,
-    data_type: u8,
-    priority: u8,
     /// The message's bytes, for `recv` (a `recv_into` assembles into its buffer).
     owned: Option<Vec<u8>>,
 }
@@ -61,35 +58,40 @@ pub(super) enum Next {
     Bad(&'static str),
 }
 
-impl Plain {
-    /// The fragment bytes of a plain one-way data frame without metadata (inline, or by
-    /// descriptor); `None` for any other frame or a buffer that cannot be taken.
-    pub(super) fn part<'d>(
-        &self,
-        (h, d): (SlotHeader, &'d [u8]),
-        segments: &mut SegmentMaps,
-        dir: &std::path::Path,
-    ) -> Option<Result<Part<'d>, &'static str>> {
-        if h.flags & !FLAG_DESCRIPTOR != FLAG_ONE_WAY || h.aux != 0 || d.len() < MSG_HEADER {
-            return None;
-        }
-        let rest = &d[MSG_HEADER..];
-        if h.flags & FLAG_DESCRIPTOR == 0 {
-            return Some(Ok(Part::Inline(rest)));
-        }
-        let desc = Descriptor::decode(rest)?;
-        if rest.len() != Descriptor::LEN {
-            return None;
-        }
-        match segments.take(dir, &desc) {
-            Ok(p) => Some(Ok(Part::Shared(p))),
-            Err(_) if segments.get(&desc.key).is_some() => {
-                Some(Err("a descriptor outside its segment"))
-            }
-            Err(_) => None,
-        }
+/// The fragment of a plain one-way data frame without metadata: its bytes after the message
+/// header and, for a descriptor frame, its descriptor; `None` for any other frame.
+fn plain_fragment(h: SlotHeader, d: &[u8]) -> Option<(&[u8], Option<Descriptor>)> {
+    if h.flags & !FLAG_DESCRIPTOR != FLAG_ONE_WAY || h.aux != 0 || d.len() < MSG_HEADER {
+        return None;
     }
+    let rest = &d[MSG_HEADER..];
+    if h.flags & FLAG_DESCRIPTOR == 0 {
+        return Some((rest, None));
+    }
+    let desc = Descriptor::decode(rest)?;
+    (rest.len() == Descriptor::LEN).then_some((rest, Some(desc)))
+}
 
+/// The bytes of a fragment from [`plain_fragment`]: inline, or the buffer its descriptor
+/// names (taken from the sender's segment); `None` for a buffer that cannot be taken.
+fn take_part<'d>(
+    (rest, desc): (&'d [u8], Option<Descriptor>),
+    segments: &mut SegmentMaps,
+    dir: &std::path::Path,
+) -> Option<Result<Part<'d>, &'static str>> {
+    let Some(desc) = desc else {
+        return Some(Ok(Part::Inline(rest)));
+    };
+    match segments.take(dir, &desc) {
+        Ok(p) => Some(Ok(Part::Shared(p))),
+        Err(_) if segments.get(&desc.key).is_some() => {
+            Some(Err("a descriptor outside its segment"))
+        }
+        Err(_) => None,
+    }
+}
+
+impl Plain {
     /// Starts assembling the message whose first fragment is frame (`h`, `d`, header `m`)
     /// into `sink`, when it is a plain one-way data message without metadata that has more
     /// fragments, and the sink takes it whole: a `recv_into` buffer large enough, or `recv`.
@@ -101,23 +103,13 @@ impl Plain {
         dir: &std::path::Path,
         sink: &mut Sink<'_>,
     ) -> Option<Result<Assembly, &'static str>> {
-        if h.flags & !FLAG_DESCRIPTOR != FLAG_ONE_WAY
-            || h.aux != 0
-            || m.offset != 0
-            || d.len() < MSG_HEADER
-        {
+        if m.offset != 0 {
             return None;
         }
-        let rest = &d[MSG_HEADER..];
-        let len = if h.flags & FLAG_DESCRIPTOR != 0 {
-            let desc = Descriptor::decode(rest)?;
-            if rest.len() != Descriptor::LEN {
-                return None;
-            }
-            desc.len as usize
-        } else {
-            rest.len()
-        };
+        let fragment = plain_fragment(h, d)?;
+        let len = fragment
+            .1
+            .map_or(fragment.0.len(), |desc| desc.len as usize);
         let total = m.total as usize;
         if len == 0 || len >= total {
             return None;
@@ -127,17 +119,14 @@ impl Plain {
             Sink::Message(None) => Some(Vec::with_capacity(total)),
             _ => return None,
         };
-        let part = match self.part((h, d), segments, dir)? {
+        let part = match take_part(fragment, segments, dir)? {
             Ok(p) if p.bytes().len() == len => p,
             Ok(_) => return Some(Err("a descriptor whose buffer disagrees with its length")),
             Err(why) => return Some(Err(why)),
         };
         let mut a = Assembly {
-            id: m.id,
-            total,
+            m: *m,
             got: 0,
-            data_type: m.data_type,
-            priority: m.priority,
             owned,
         };
         a.put(part.bytes(), sink);
@@ -146,35 +135,13 @@ impl Plain {
 
     /// Delivers an assembly whose bytes all came.
     pub(super) fn finish(&self, a: Assembly, sink: &mut Sink<'_>) {
-        debug_assert_eq!(a.got, a.total);
-        let data_type = DataType::from_u32(a.data_type as u32).unwrap_or_default();
-        let priority =
-            crate::model::PacketPriority::from_u32(a.priority as u32).unwrap_or_default();
+        debug_assert!(a.is_whole());
         match sink {
-            Sink::Buffer { got, .. } => {
-                *got = Some(Received {
-                    len: a.total,
-                    source: self.source,
-                    data_type,
-                    priority,
-                    metadata: Vec::new(),
-                    request_id: a.id,
-                    one_way: true,
-                })
+            Sink::Buffer { got, .. } => *got = Some(self.received(&a.m, a.got, &[])),
+            _ => {
+                let data = Payload::from_vec(a.owned.unwrap_or_default());
+                self.give(sink, &a.m, (&[], &[], Some(data)));
             }
-            Sink::Message(out) => {
-                *out = Some(Message {
-                    source: self.source,
-                    destination: self.id,
-                    data: Payload::from_vec(a.owned.unwrap_or_default()),
-                    data_type,
-                    priority,
-                    metadata: Vec::new(),
-                    request_id: a.id,
-                    one_way: true,
-                })
-            }
-            Sink::Each { .. } => unreachable!("batches do not assemble"),
         }
     }
 }
@@ -182,7 +149,7 @@ impl Plain {
 impl Assembly {
     /// Whether every byte came.
     pub(super) fn is_whole(&self) -> bool {
-        self.got == self.total
+        self.got == self.m.total as usize
     }
 
     /// Copies the next `bytes` of the message into place.
@@ -199,21 +166,20 @@ impl Assembly {
     /// Takes frame (`h`, `d`, header `m`) as the next fragment if it is one.
     pub(super) fn next(
         &mut self,
-        at: &Plain,
         (h, d, m): (SlotHeader, &[u8], &MsgHeader),
         (segments, dir): (&mut SegmentMaps, &std::path::Path),
         sink: &mut Sink<'_>,
     ) -> Next {
-        if m.id != self.id || m.total as usize != self.total || m.offset as usize != self.got {
+        if m.id != self.m.id || m.total != self.m.total || m.offset as usize != self.got {
             return Next::Other;
         }
-        let part = match at.part((h, d), segments, dir) {
+        let part = match plain_fragment(h, d).and_then(|f| take_part(f, segments, dir)) {
             Some(Ok(p)) => p,
             Some(Err(why)) => return Next::Bad(why),
             None => return Next::Other,
         };
         let bytes = part.bytes();
-        if bytes.is_empty() || bytes.len() > self.total - self.got {
+        if bytes.is_empty() || bytes.len() > self.m.total as usize - self.got {
             return Next::Other;
         }
         self.put(bytes, sink);
@@ -292,14 +258,9 @@ impl super::Mailbox {
                         return;
                     }
                 };
-                let n = a.next(at, (h, d, &m), (&mut *segments, dir), sink);
+                let n = a.next((h, d, &m), (&mut *segments, dir), sink);
                 if let Next::Other = n {
-                    let via = crate::engine::Via {
-                        source: at.source,
-                        reply: reply.as_mut(),
-                        pid: at.pid,
-                    };
-                    slow(at.node, h, d, Some(via));
+                    slow(at.node, h, d, Some(at.via(reply)));
                 }
                 next = Some(n);
             })?;

@@ -4,12 +4,13 @@ use super::{MessageRef, Received, Sink};
 use crate::buffer::Payload;
 use crate::codec::FrameKind;
 use crate::engine::remote::{RemoteBytes, FLAG_REMOTE};
+use crate::engine::Via;
 use crate::engine::{
     Message, MsgHeader, NodeName, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY,
 };
 use crate::engine::{MAX_MESSAGE, MSG_HEADER};
 use crate::model::DataType;
-use crate::ring::SlotHeader;
+use crate::ring::{Producer, Region, SlotHeader};
 use crate::transport::channel::{Descriptor, SegmentMaps};
 
 /// The ring a frame came from, for [`Plain::deliver`].
@@ -161,15 +162,7 @@ impl Plain {
                 if r.copy_into(self.pid, m.id, &mut buf[..len]).is_err() {
                     return Taken::No;
                 }
-                *got = Some(Received {
-                    len,
-                    source: self.source,
-                    data_type: DataType::from_u32(m.data_type as u32).unwrap_or_default(),
-                    priority: m.priority(),
-                    metadata: Vec::new(),
-                    request_id: m.id,
-                    one_way: true,
-                });
+                *got = Some(self.received(m, len, &[]));
                 return Taken::Read;
             }
         }
@@ -182,9 +175,33 @@ impl Plain {
         }
     }
 
+    /// How a frame of this ring reaches the engine's dispatch, answers through `reply`.
+    pub(super) fn via<'r>(&self, reply: &'r mut Option<Producer<Region>>) -> Via<'r> {
+        Via {
+            source: self.source,
+            reply: reply.as_mut(),
+            pid: self.pid,
+        }
+    }
+
+    /// What a `recv_into` received: the message of header `m` whose `len` bytes of data are
+    /// in its buffer, with `metadata`.
+    #[inline]
+    pub(super) fn received(&self, m: &MsgHeader, len: usize, metadata: &[u8]) -> Received {
+        Received {
+            len,
+            source: self.source,
+            data_type: DataType::from_u32(m.data_type as u32).unwrap_or_default(),
+            priority: m.priority(),
+            metadata: metadata_of(metadata),
+            request_id: m.id,
+            one_way: true,
+        }
+    }
+
     /// Gives a message (metadata, inline data or a shared buffer) to `sink`.
     #[inline]
-    fn give(
+    pub(super) fn give(
         &self,
         sink: &mut Sink<'_>,
         m: &MsgHeader,
@@ -215,15 +232,7 @@ impl Plain {
                     *spill = Some(whole(shared));
                 } else {
                     buf[..bytes.len()].copy_from_slice(bytes);
-                    *got = Some(Received {
-                        len: bytes.len(),
-                        source: self.source,
-                        data_type,
-                        priority: m.priority(),
-                        metadata: metadata_of(metadata),
-                        request_id: m.id,
-                        one_way: true,
-                    });
+                    *got = Some(self.received(m, bytes.len(), metadata));
                 }
             }
             Sink::Each { f, taken, .. } => {

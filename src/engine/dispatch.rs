@@ -59,11 +59,11 @@ impl Engine {
         if !compact && payload.len() < MSG_HEADER {
             return;
         }
-        self.counters.frames_received += 1;
         let (m, body) = if compact {
             match MsgHeader::of_compact(at, h, payload) {
                 Some(c) => c,
                 None => {
+                    self.counters.frames_received += 1;
                     self.counters.errors += 1;
                     return;
                 }
@@ -75,9 +75,11 @@ impl Engine {
         // A frame for another node travels on along its route, even when this process hosts
         // that node too (the hop is real: a ring between the two nodes).
         if dst != at {
+            // Counted by `forward` (a frame it leaves in its ring is read again).
             self.forward(at, h, payload);
             return;
         }
+        self.counters.frames_received += 1;
         // Replies and errors go back to the origin, not to the previous hop.
         let h = SlotHeader { src: m.origin, ..h };
         let request_id = m.id;

@@ -1,11 +1,29 @@
 //! Routes through other nodes: next hops (from the router, cached per pair) and frames passed
 //! on toward a node this engine does not deliver to.
 
-use super::send::stalled_too_long;
 use super::{lane_of, Engine, MsgHeader, Router, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER};
 use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ring::{PushError, SlotHeader};
+use std::time::{Duration, Instant};
+
+/// How often a next hop that has no room is checked for being gone (it reads `/proc`).
+const LIVENESS_EVERY: Duration = Duration::from_millis(1);
+
+/// Frames to forward that found no room onward. Such a frame is not copied and not waited
+/// for: it stays in the ring it came in (and the frames behind it too), and a later poll
+/// reads it again. The sender of that ring then finds it full and waits for room itself,
+/// as it would for a slow destination: a full hop pushes back to the origin, and the engine
+/// goes on serving every other ring meanwhile.
+#[derive(Default)]
+pub(super) struct Held {
+    /// The frame being dispatched was left in its ring.
+    left: bool,
+    /// Some frame was left by the last pass over the inbound rings.
+    any: bool,
+    /// When a next hop without room is checked for being gone next.
+    next_check: Option<Instant>,
+}
 
 impl Engine {
     /// Sets the router that picks next hops (without one, every destination is direct).
@@ -55,9 +73,39 @@ impl Engine {
         })
     }
 
+    /// Whether the frame just dispatched was left in its ring (see [`Held`]); clears it.
+    pub(super) fn take_left(&mut self) -> bool {
+        std::mem::take(&mut self.held.left)
+    }
+
+    /// Notes how many inbound rings the last pass left a frame in.
+    pub(super) fn set_holding(&mut self, rings: usize) {
+        self.held.any = rings > 0;
+        self.counters.forwards_waiting = rings as u64;
+    }
+
+    /// Whether frames wait for room onward: forwards left in their rings, or replies kept
+    /// for later. A later poll sends them; nothing rings this engine when room frees, so its
+    /// thread should not sleep long meanwhile.
+    pub fn holds_back(&self) -> bool {
+        self.held.any || !self.deferred.is_empty()
+    }
+
+    /// Whether next hop `next`, whose ring has no room, is gone (its process died, or its
+    /// index was registered again), checked at most every [`LIVENESS_EVERY`].
+    fn next_hop_gone(&mut self, next: u32) -> bool {
+        let now = Instant::now();
+        if self.held.next_check.is_some_and(|at| now < at) {
+            return false;
+        }
+        self.held.next_check = Some(now + LIVENESS_EVERY);
+        self.destination_lost(next) || self.ring_outlived(next)
+    }
+
     /// Passes a frame on toward its destination. A ping single-frame records `at` in its
     /// path (the metadata); a frame past its hop limit or without a route is dropped and, if
-    /// its sender waits, answered with an error.
+    /// its sender waits, answered with an error. A frame whose next ring is full is left
+    /// where it is (see [`Held`]) unless the next hop is gone, then it is dropped.
     pub(super) fn forward(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
         let mut m = MsgHeader::decode(payload);
         let next = if m.hop >= m.hop_limit {
@@ -68,6 +116,7 @@ impl Engine {
         let next = match next {
             Ok(next) => next,
             Err(why) => {
+                self.counters.frames_received += 1;
                 self.counters.errors += 1;
                 self.release_descriptor(h, payload);
                 let answer = h.flags & FLAG_ONE_WAY == 0
@@ -101,27 +150,30 @@ impl Engine {
             [&hdr, body, &[], &[]]
         };
         let lane = lane_of(m.priority());
-        let mut stalled = None;
-        loop {
-            let pushed = match self.producer(at, next, lane) {
-                Ok(p) => p.try_push(slot, &parts),
-                Err(_) => Err(PushError::TooLarge),
-            };
-            match pushed {
-                Ok(()) => {
-                    self.registry.ring_bell(next);
-                    self.counters.frames_sent += 1;
-                    return;
+        let pushed = match self.producer(at, next, lane) {
+            Ok(p) => p.try_push(slot, &parts),
+            Err(_) => Err(PushError::TooLarge),
+        };
+        match pushed {
+            Ok(()) => {
+                self.registry.ring_bell(next);
+                self.counters.frames_received += 1;
+                self.counters.frames_sent += 1;
+            }
+            Err(PushError::Full) if !self.next_hop_gone(next) => {
+                self.held.left = true;
+                if !self.held.any {
+                    self.held.any = true;
+                    self.counters.forward_stalls += 1;
                 }
-                Err(PushError::Full) if !stalled_too_long(&mut stalled) => std::hint::spin_loop(),
-                Err(e) => {
-                    if e == PushError::Corrupt {
-                        let _ = self.drop_corrupt(at, next, lane);
-                    }
-                    self.counters.errors += 1;
-                    self.release_descriptor(h, payload);
-                    return;
+            }
+            Err(e) => {
+                if e == PushError::Corrupt {
+                    let _ = self.drop_corrupt(at, next, lane);
                 }
+                self.counters.frames_received += 1;
+                self.counters.errors += 1;
+                self.release_descriptor(h, payload);
             }
         }
     }

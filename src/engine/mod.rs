@@ -146,6 +146,11 @@ pub struct Counters {
     pub corrupt_channels: u64,
     /// Half-received messages freed before completion (sender gone, too many, or stale).
     pub abandoned_reassemblies: u64,
+    /// Times forwarding stopped at a full ring onward (the frames then wait in the rings
+    /// they came in, and their senders for room: back-pressure, nothing dropped).
+    pub forward_stalls: u64,
+    /// Inbound rings whose next frame waits for room onward now.
+    pub forwards_waiting: u64,
     /// Messages being reassembled now.
     pub reassemblies: u64,
     /// Bytes those hold.
@@ -191,6 +196,8 @@ pub struct Engine {
     reply: Reply,
     /// Replies that found no room, sent by later polls.
     deferred: deferred::Queue,
+    /// Frames to forward left in their rings for want of room onward.
+    held: forward::Held,
     counters: Counters,
     opener: Option<crate::codec::Opener>,
     /// This process's segment of chunks for large messages, made on first use.
@@ -271,6 +278,7 @@ impl Engine {
             watched: Vec::new(),
             reply: Reply::default(),
             deferred: deferred::Queue::default(),
+            held: forward::Held::default(),
             counters: Counters::default(),
             opener,
             chunks: [None, None],

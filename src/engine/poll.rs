@@ -20,6 +20,11 @@ impl Engine {
         via: Option<super::Via<'_>>,
     ) {
         self.dispatch(at, h, payload, via);
+        if self.take_left() {
+            // Endpoint rings carry no frame to forward (the mailbox refuses them): one that
+            // got here anyway is dropped, not left.
+            self.counters.errors += 1;
+        }
     }
 
     /// Takes the inbound channels the transports accepted since the last look.
@@ -88,6 +93,7 @@ impl Engine {
         let mut inbound = std::mem::take(&mut self.inbound);
         let mut n = 0;
         let mut corrupt = false;
+        let mut held = 0;
         // Latency lanes first and fully (up to 64 frames a ring), then a few frames of each
         // bulk lane: an urgent message never waits behind a bulk transfer.
         for pass in [Lane::Latency, Lane::Bulk] {
@@ -109,11 +115,17 @@ impl Engine {
                     continue;
                 }
                 for _ in 0..budget {
-                    match i
-                        .consumer
-                        .try_pop(&mut |h, d| self.dispatch(at, h, d, None))
-                    {
-                        Ok(Some(())) => n += 1,
+                    match i.consumer.try_pop(&mut |h, d| {
+                        self.dispatch(at, h, d, None);
+                        !self.take_left()
+                    }) {
+                        Ok(Some(true)) => n += 1,
+                        Ok(Some(false)) => {
+                            // A frame to forward found no room onward: the rest of this
+                            // ring waits behind it (see `forward::Held`).
+                            held += 1;
+                            break;
+                        }
                         Ok(None) => break,
                         Err(_) => {
                             corrupt = true;
@@ -133,6 +145,7 @@ impl Engine {
         }
         inbound.append(&mut self.inbound);
         self.inbound = inbound;
+        self.set_holding(held);
         n
     }
 
@@ -168,7 +181,7 @@ impl Engine {
                 let took = mb.take(
                     &mut rings,
                     (false, true),
-                    &mut |at, h, d, via| self.dispatch(at, h, d, via),
+                    &mut |at, h, d, via| self.dispatch_frame(at, h, d, via),
                     &mut sink,
                 );
                 if !took {

@@ -207,16 +207,6 @@ impl Engine {
 /// How long a reply waits for room before it is deferred (see [`super::deferred`]).
 const BRIEF_STALL: std::time::Duration = std::time::Duration::from_micros(200);
 
-/// How long the engine waits for room in a full ring when it forwards or replies.
-const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Whether a ring has stayed full for [`STALL_LIMIT`] since `since` (set on the first call:
-/// the clock is read only once a push had to wait).
-pub(super) fn stalled_too_long(since: &mut Option<std::time::Instant>) -> bool {
-    let now = std::time::Instant::now();
-    now.duration_since(*since.get_or_insert(now)) > STALL_LIMIT
-}
-
 pub(super) fn decode_error(body: &[u8]) -> Error {
     if body.len() < 4 {
         return Error::MalformedFrame("error frame without a status".into());

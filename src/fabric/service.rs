@@ -108,7 +108,16 @@ impl HyperFabricProtocol {
                             // (sys::fence): this fences them all.
                             crate::sys::fence::heavy();
                             let token = word.load(Ordering::SeqCst);
-                            if lock(&inner.engine).poll() == 0 {
+                            let (polled, holds) = {
+                                let mut e = lock(&inner.engine);
+                                (e.poll(), e.holds_back())
+                            };
+                            if polled == 0 {
+                                // Frames waiting for room onward are sent by a poll: no
+                                // bell rings when room frees, so the nap stays short.
+                                if holds {
+                                    nap = FIRST_NAP;
+                                }
                                 crate::sys::futex_wait(word, token, nap);
                                 nap = (nap * 2).min(MAX_NAP);
                             } else {

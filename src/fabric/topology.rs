@@ -37,6 +37,8 @@ impl HyperFabricProtocol {
             "abandoned_reassemblies".into(),
             c.abandoned_reassemblies as f64,
         );
+        m.insert("forward_stalls".into(), c.forward_stalls as f64);
+        m.insert("forwards_waiting".into(), c.forwards_waiting as f64);
         m.insert("reassemblies".into(), c.reassemblies as f64);
         m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);
         if let Some(o) = lock(&self.inner.engine).opener() {

@@ -419,6 +419,17 @@ impl<M: RingMemory> Consumer<M> {
         &mut self,
         f: impl FnOnce(SlotHeader, &[u8]) -> R,
     ) -> Result<Option<R>, Corrupt> {
+        self.try_pop_or_leave(|h, d| (f(h, d), true))
+    }
+
+    /// [`try_pop`](Self::try_pop) for a reader that may not be able to take the message now:
+    /// `f` answers its result and whether it took the message. One it did not take stays the
+    /// ring's next, to be read again by a later call.
+    #[inline]
+    pub fn try_pop_or_leave<R>(
+        &mut self,
+        f: impl FnOnce(SlotHeader, &[u8]) -> (R, bool),
+    ) -> Result<Option<R>, Corrupt> {
         if let Some(c) = self.corrupt {
             return Err(c);
         }
@@ -448,8 +459,10 @@ impl<M: RingMemory> Consumer<M> {
             }
             // SAFETY: the message's slots were published together with its first slot, and
             // they lie inside the slot array (checked above).
-            let r = unsafe { self.mem.read(idx, SLOT_HEADER, len, |p| f(h, p)) };
-            self.advance(n as u64);
+            let (r, taken) = unsafe { self.mem.read(idx, SLOT_HEADER, len, |p| f(h, p)) };
+            if taken {
+                self.advance(n as u64);
+            }
             return Ok(Some(r));
         }
     }

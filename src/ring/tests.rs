@@ -23,6 +23,35 @@ fn slot_arithmetic() {
 }
 
 #[test]
+fn a_message_left_is_read_again_and_keeps_its_room() {
+    let (mut p, mut c) = ring(4);
+    let h = |src| SlotHeader {
+        kind: 1,
+        flags: 0,
+        aux: 0,
+        src,
+        len: 0,
+    };
+    // Three slots, then padding to the end and a wrapped message: both are left once.
+    for src in 0..3 {
+        p.try_push(h(src), &[&[src as u8; 40]]).unwrap();
+    }
+    for src in 0..3 {
+        let left = c.try_pop_or_leave(|h, d| ((h.src, d.to_vec()), false));
+        assert_eq!(left, Ok(Some((src, vec![src as u8; 40]))));
+        assert_eq!(pop_vec(&mut c).map(|(h, _)| h.src), Some(src));
+    }
+    p.try_push(h(3), &[&[3; 100]]).unwrap();
+    // A message left holds its slots: the producer finds no room behind it.
+    assert_eq!(c.try_pop_or_leave(|h, _| (h.src, false)), Ok(Some(3)));
+    c.publish();
+    assert_eq!(p.try_push(h(4), &[&[4; 100]]), Err(PushError::Full));
+    assert_eq!(pop_vec(&mut c).map(|(h, d)| (h.src, d.len())), Some((3, 100)));
+    assert_eq!(pop_vec(&mut c), None);
+    p.try_push(h(4), &[&[4; 100]]).unwrap();
+}
+
+#[test]
 fn messages_arrive_in_order_across_wraps_and_padding() {
     let (mut p, mut c) = ring(16);
     let mut expect = std::collections::VecDeque::new();

@@ -27,9 +27,14 @@ pub trait Outbound: Send {
 pub trait Inbound: Send {
     /// Whether a frame is waiting (a few loads).
     fn ready(&mut self) -> bool;
-    /// Takes the next frame: `f` gets its header and payload, in place. `Ok(None)` when
-    /// there is none, `Err` once the channel was found corrupt (nothing more is read).
-    fn try_pop(&mut self, f: &mut dyn FnMut(SlotHeader, &[u8])) -> Result<Option<()>, Corrupt>;
+    /// Reads the next frame: `f` gets its header and payload, in place, and answers whether
+    /// it took the frame; one it did not take stays the channel's next (back-pressure from a
+    /// reader that cannot pass it on now). `Ok(Some(taken))` for a frame read, `Ok(None)`
+    /// when there is none, `Err` once the channel was found corrupt (nothing more is read).
+    fn try_pop(
+        &mut self,
+        f: &mut dyn FnMut(SlotHeader, &[u8]) -> bool,
+    ) -> Result<Option<bool>, Corrupt>;
     /// Why the channel was found corrupt, if it was.
     fn corruption(&self) -> Option<Corrupt>;
     /// Whether frames are left to read.
@@ -95,8 +100,14 @@ impl Inbound for Consumer<Region> {
     }
 
     #[inline]
-    fn try_pop(&mut self, f: &mut dyn FnMut(SlotHeader, &[u8])) -> Result<Option<()>, Corrupt> {
-        Consumer::try_pop(self, |h, d| f(h, d))
+    fn try_pop(
+        &mut self,
+        f: &mut dyn FnMut(SlotHeader, &[u8]) -> bool,
+    ) -> Result<Option<bool>, Corrupt> {
+        Consumer::try_pop_or_leave(self, |h, d| {
+            let taken = f(h, d);
+            (taken, taken)
+        })
     }
 
     fn corruption(&self) -> Option<Corrupt> {

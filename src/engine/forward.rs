@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 /// How often a next hop that has no room is checked for being gone (it reads `/proc`).
 const LIVENESS_EVERY: Duration = Duration::from_millis(1);
+/// How long a live next hop may take no frame before the frames waiting for it are dropped:
+/// a hop that never reads, or routes whose full rings wait on each other in a cycle, must not
+/// hold the rings behind them forever.
+const HOLD_LIMIT: Duration = Duration::from_secs(5);
 
 /// Frames to forward that found no room onward. Such a frame is not copied and not waited
 /// for: it stays in the ring it came in (and the frames behind it too), and a later poll
@@ -23,6 +27,8 @@ pub(super) struct Held {
     any: bool,
     /// When a next hop without room is checked for being gone next.
     next_check: Option<Instant>,
+    /// Since when each next hop that took no frame has had no room.
+    since: std::collections::HashMap<u32, Instant>,
 }
 
 impl Engine {
@@ -92,9 +98,14 @@ impl Engine {
     }
 
     /// Whether next hop `next`, whose ring has no room, is gone (its process died, or its
-    /// index was registered again), checked at most every [`LIVENESS_EVERY`].
+    /// index was registered again; checked at most every [`LIVENESS_EVERY`]) or has taken
+    /// nothing for [`HOLD_LIMIT`].
     fn next_hop_gone(&mut self, next: u32) -> bool {
         let now = Instant::now();
+        let since = *self.held.since.entry(next).or_insert(now);
+        if now.duration_since(since) > HOLD_LIMIT {
+            return true;
+        }
         if self.held.next_check.is_some_and(|at| now < at) {
             return false;
         }
@@ -105,7 +116,8 @@ impl Engine {
     /// Passes a frame on toward its destination. A ping single-frame records `at` in its
     /// path (the metadata); a frame past its hop limit or without a route is dropped and, if
     /// its sender waits, answered with an error. A frame whose next ring is full is left
-    /// where it is (see [`Held`]) unless the next hop is gone, then it is dropped.
+    /// where it is (see [`Held`]) unless the next hop is gone or has taken nothing for
+    /// [`HOLD_LIMIT`], then it is dropped.
     pub(super) fn forward(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
         let mut m = MsgHeader::decode(payload);
         let next = if m.hop >= m.hop_limit {
@@ -137,6 +149,7 @@ impl Engine {
         if record {
             // Both come from shared memory: a path that no longer fits is dropped.
             let (Some(aux), Some(total)) = (slot.aux.checked_add(4), m.total.checked_add(4)) else {
+                self.counters.frames_received += 1;
                 self.counters.errors += 1;
                 return;
             };
@@ -159,6 +172,9 @@ impl Engine {
                 self.registry.ring_bell(next);
                 self.counters.frames_received += 1;
                 self.counters.frames_sent += 1;
+                if !self.held.since.is_empty() {
+                    self.held.since.remove(&next);
+                }
             }
             Err(PushError::Full) if !self.next_hop_gone(next) => {
                 self.held.left = true;

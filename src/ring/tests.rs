@@ -46,7 +46,10 @@ fn a_message_left_is_read_again_and_keeps_its_room() {
     assert_eq!(c.try_pop_or_leave(|h, _| (h.src, false)), Ok(Some(3)));
     c.publish();
     assert_eq!(p.try_push(h(4), &[&[4; 100]]), Err(PushError::Full));
-    assert_eq!(pop_vec(&mut c).map(|(h, d)| (h.src, d.len())), Some((3, 100)));
+    assert_eq!(
+        pop_vec(&mut c).map(|(h, d)| (h.src, d.len())),
+        Some((3, 100))
+    );
     assert_eq!(pop_vec(&mut c), None);
     p.try_push(h(4), &[&[4; 100]]).unwrap();
 }

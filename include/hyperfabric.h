@@ -501,6 +501,12 @@ typedef struct {
     // never beats shared memory, as on some virtual machines, every send is posted); 0:
     // always.
     int64_t single_copy_from;
+    // Whether `hf_post`, `hf_send_data` and `hf_send_data_nb` go through an endpoint the
+    // calling thread keeps for the (source, destination) pair (default true; at most 32 per
+    // thread, a ring file each; sends from one thread to one pair stay in order). false:
+    // through the engine's lock and rings, for applications with many short-lived threads or
+    // thousands of pairs per thread.
+    bool endpoints_by_name;
 } hf_protocol_options;
 
 // What `hf_recv_into` received (its data is in the caller's buffer).
@@ -1448,7 +1454,10 @@ hf_status hf_send_data_nb(const hf_protocol *protocol,
                           hf_request **request);
 
 // One-way send: returns once the message is in the destination's ring (errors as
-// `hf_send_data`, before sending).
+// `hf_send_data`, before sending). Each calling thread keeps an endpoint per (source,
+// destination) pair it sends to (at most 32; `hf_protocol_options.endpoints_by_name`; see
+// `docs/dataplane.md`), so a post by name costs about what `hf_endpoint_post` costs; sends
+// from one thread to one pair stay in order.
 //
 // # Safety
 // As `hf_send_data`, without `response`.

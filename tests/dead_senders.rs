@@ -24,7 +24,9 @@ const NAME: &str = "HF_DEAD_SENDERS_NODE";
 fn child_posts_a_large_message() {
     let fabric = common::child_var(FABRIC);
     let name = std::env::var(NAME).unwrap();
-    let p = protocol(&fabric);
+    // Through the engine's rings, whose reassembly the parent watches (a thread's endpoint
+    // would have the receiving call assemble the message in place).
+    let p = common::engine_protocol(&fabric);
     p.register_node(node(&name)).unwrap();
     let data = vec![0x3cu8; MESSAGE];
     println!("ready");

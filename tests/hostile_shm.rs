@@ -175,7 +175,8 @@ fn forged_direct_lengths_cost_only_that_channel() {
 #[test]
 fn forged_post_lengths_fail_the_sender_and_spare_the_fabric() {
     let dir = fabric("plen");
-    let tx = protocol(&dir.0);
+    // The sender's posts take the engine's ring, whose lengths are forged below.
+    let tx = common::engine_protocol(&dir.0);
     let rx = protocol(&dir.0);
     tx.register_node(node("a")).unwrap();
     rx.register_node(node("b")).unwrap();

@@ -22,6 +22,9 @@ fn protocol(fabric: &str, window: Duration) -> HyperFabricProtocol {
             window,
             max_events: 64,
         },
+        // Every send by name through the engine, whose frames the test counts (a thread's
+        // endpoint would carry the requests uncounted until it is dropped).
+        endpoints_by_name: false,
         ..Default::default()
     })
     .unwrap()

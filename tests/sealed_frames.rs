@@ -7,7 +7,8 @@
 
 mod common;
 
-use common::{checksum, node, protocol_with_key as protocol, spawn_peer, test_key as key};
+// The engine's rings: what these tests forge and replay.
+use common::{checksum, engine_protocol_with_key as protocol, node, spawn_peer, test_key as key};
 use common::{FabricDir, Peer};
 use hyperfabric::codec::{key_schedules_built, FabricKey, FrameKind};
 use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};

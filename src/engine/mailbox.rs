@@ -314,6 +314,13 @@ impl Mailbox {
     }
 
     fn take_handed(&self, r: &mut Rings) {
+        // Rings in process memory whose endpoint was dropped go once drained (as orphans).
+        for x in &mut r.list {
+            if x.ino == 0 && x.consumer.is_alone() {
+                x.orphan = true;
+                r.orphans = true;
+            }
+        }
         while let Some((src, source, consumer, reply)) = self.handed.pop() {
             r.list.push(EpRing {
                 src,
@@ -373,7 +380,11 @@ impl Mailbox {
         }
         // A ring whose file is gone keeps what it holds until it is drained.
         for x in &mut r.list {
-            x.orphan = x.ino != 0 && !live.contains(&x.ino);
+            x.orphan = if x.ino != 0 {
+                !live.contains(&x.ino)
+            } else {
+                x.consumer.is_alone()
+            };
         }
         r.poisoned.retain(|ino| live.contains(ino));
         r.orphans = true;
@@ -443,6 +454,12 @@ impl Mailbox {
             };
             if !list[i].consumer.ready() {
                 continue;
+            }
+            if deliver && self.has_queued() {
+                // What the engine queued comes first: a sender whose frames the engine took
+                // from its rings into the queue may have gone on through this ring since the
+                // caller looked at the queue.
+                return false;
             }
             if leave_remote
                 && !list[i].orphan

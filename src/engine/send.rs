@@ -194,6 +194,22 @@ impl Engine {
 }
 
 impl Engine {
+    /// Whether every latency-lane frame this engine pushed from `src` toward `dst` (to it,
+    /// or to its cached next hop) was taken by the receiver, no reply to `dst` is kept for
+    /// later and no neuromorphic batch of the pair waits: a send of the latency lane that
+    /// takes another ring after these cannot overtake them. (The bulk lane keeps no order
+    /// with the latency lane.)
+    pub fn drained_toward(&mut self, src: u32, dst: u32) -> bool {
+        let hop = self.hops.get(&(src, dst)).copied().unwrap_or(dst);
+        !self.defers_to(dst)
+            && !self.spikes.contains_key(&(src, dst))
+            && [dst, hop].iter().all(|&to| {
+                self.out
+                    .get_mut(&(src, to, Lane::Latency))
+                    .is_none_or(|p| p.is_drained())
+            })
+    }
+
     /// Whether the rings to `node` were made for a registration that no longer holds its
     /// index, or whose entry no longer reads as a valid node (a reply into them reaches
     /// nobody). Reads the registry entry: not per message.

@@ -1,6 +1,7 @@
 //! Buffers: pools in shared segments of this process, and sends that pass one of their buffers
 //! by descriptor (zero copy) or, when they cannot, its bytes.
 
+use super::endpoint::named::Prefer;
 use super::framing::{data_frame, encode_metadata};
 use super::{lock, Deadline, HyperFabricProtocol, SendOptions};
 use crate::engine::Outgoing;
@@ -79,6 +80,22 @@ impl HyperFabricProtocol {
                 self.send_data(source, destination, data, &opts)
                     .map(|r| BufferSend::Bytes(Some(r)))
             };
+        }
+        // The engine carries the descriptor; while this thread's endpoint of the pair holds
+        // earlier sends, the bytes go after them through it instead.
+        let named = Prefer::of(opts, true).and_then(|prefer| {
+            self.with_named((source, destination), prefer, |ep| {
+                if one_way {
+                    ep.post_with(buffer.as_slice(), opts)
+                        .map(|()| BufferSend::Bytes(None))
+                } else {
+                    ep.send_data(buffer.as_slice(), opts)
+                        .map(|r| BufferSend::Bytes(Some(r)))
+                }
+            })
+        });
+        if let Some(sent) = named {
+            return sent;
         }
         let mut deadline = Deadline::after(opts.timeout);
         let metadata = encode_metadata(opts)?;

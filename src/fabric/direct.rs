@@ -5,7 +5,6 @@ use super::{lock, HyperFabricProtocol, SendOptions};
 use crate::error::{Error, Result};
 use crate::sys::process::Origin;
 use crate::transport::registry::Registry;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 impl HyperFabricProtocol {
@@ -33,7 +32,7 @@ impl HyperFabricProtocol {
                  are not encrypted"
             )));
         }
-        let n = self.inner.next_direct.fetch_add(1, Ordering::Relaxed);
+        let n = super::next_ring_number();
         crate::transport::direct::Sender::create(
             self.inner.registry.clone(),
             (src, dst.index, dst.generation),

@@ -57,7 +57,7 @@ impl HyperFabricProtocol {
             zones_seen: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             registry: Arc::new(Registry::open(&fabric)?),
             receivers: Arc::new(Mutex::new(Default::default())),
-            next_direct: std::sync::atomic::AtomicU32::new(0),
+            endpoints_by_name: config.endpoints_by_name,
             links: config.links.clone(),
             options: config.options.clone(),
             fabric,
@@ -70,6 +70,8 @@ impl HyperFabricProtocol {
             service: Mutex::new(None),
             progress_calls: std::sync::atomic::AtomicU32::new(0),
             origin: Origin::current(),
+            closed: AtomicBool::new(false),
+            ring_files: Mutex::new(Vec::new()),
         });
         if !inner.links.is_empty() {
             // Only the configured links exist, even while some of their nodes are missing.
@@ -203,6 +205,8 @@ impl Drop for HyperFabricProtocol {
             std::mem::forget(self.inner.clone());
             return;
         }
+        self.inner.closed.store(true, Ordering::Release);
+        super::endpoint::named::forget(&self.inner);
         let _ = self.stop_background_services();
         let mut e = lock(&self.inner.engine);
         // Events still waiting to be coalesced go out.

@@ -29,6 +29,7 @@ pub use crate::engine::Message as ReceivedMessage;
 pub use crate::engine::Reply;
 pub use address::{PeerAddress, ADDRESS_MAX};
 pub use direct::DirectReceiver;
+pub use endpoint::named::{KEPT as NAMED_ENDPOINTS, RENEW_EVERY as NAMED_RENEW_EVERY};
 pub use endpoint::Endpoint;
 pub use measure::measure_network_performance;
 pub use options::{IdleStrategy, ProtocolConfig, SendOptions};
@@ -66,8 +67,9 @@ struct Inner {
     registry: Arc<Registry>,
     /// Nodes whose direct-channel receiver is open.
     receivers: Arc<Mutex<std::collections::HashSet<u32>>>,
-    /// Direct rings this process made (their names are unique per process).
-    next_direct: std::sync::atomic::AtomicU32,
+    /// Whether sends by node name take endpoints the calling thread keeps (see
+    /// [`ProtocolConfig::endpoints_by_name`]).
+    endpoints_by_name: bool,
     links: Vec<crate::topology::LinkSpec>,
     options: ProtocolOptions,
     fabric: String,
@@ -87,6 +89,21 @@ struct Inner {
     /// without its thread, with locks as they were at the fork, and with rings whose other
     /// end is the parent's: every method refuses to run there (one atomic load).
     origin: Origin,
+    /// Set when the protocol is dropped: endpoints threads keep for sends by node name
+    /// (see `endpoint::named`) are let go at their thread's next such send.
+    closed: AtomicBool,
+    /// Ring files removed when the protocol is dropped: those of the endpoints threads keep
+    /// (a thread that keeps one may never send again), and those of dropped endpoints whose
+    /// receiver had not taken everything (it may not have found the file yet).
+    ring_files: Mutex<Vec<std::path::PathBuf>>,
+}
+
+/// The number in the name of a ring file this process makes (direct and endpoint rings):
+/// unique in the process across every protocol it creates, so an endpoint that outlives
+/// its protocol never removes a later protocol's file.
+fn next_ring_number() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The reference's `HyperFabricProtocol`.

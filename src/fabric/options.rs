@@ -17,7 +17,7 @@ pub enum IdleStrategy {
 }
 
 /// Everything a protocol instance is configured with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProtocolConfig {
     /// The reference's constructor options.
     pub options: ProtocolOptions,
@@ -42,6 +42,28 @@ pub struct ProtocolConfig {
     /// send (the kernel's copy against two copies through shared memory; on virtual machines
     /// where it never wins, every send is posted). `Some(0)`: always.
     pub single_copy_from: Option<usize>,
+    /// Whether `post`, `send_data` and `send_data_nb` by node names go through an endpoint
+    /// that the calling thread keeps for the pair (default: yes; at most
+    /// [`NAMED_ENDPOINTS`](super::NAMED_ENDPOINTS) per thread, a ring file each). Off, they
+    /// take the engine's lock and rings, as an application with many short-lived threads
+    /// or thousands of pairs per thread may prefer.
+    pub endpoints_by_name: bool,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            options: ProtocolOptions::default(),
+            fabric_name: None,
+            idle: IdleStrategy::default(),
+            engine_core: None,
+            key: None,
+            links: Vec::new(),
+            coalescing: crate::engine::Coalescing::default(),
+            single_copy_from: None,
+            endpoints_by_name: true,
+        }
+    }
 }
 
 /// Per-send options: the reference's `send_data` keyword arguments.
@@ -65,6 +87,9 @@ pub struct SendOptions {
     pub timeout: Duration,
 }
 
+/// The timeout of [`SendOptions::default`].
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Default for SendOptions {
     fn default() -> Self {
         SendOptions {
@@ -75,7 +100,22 @@ impl Default for SendOptions {
             compression_enabled: false,
             encryption_enabled: false,
             metadata: None,
-            timeout: Duration::from_secs(5),
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+}
+
+impl SendOptions {
+    /// Whether these are the default options (a few comparisons, no allocation).
+    #[inline]
+    pub(crate) fn is_default(&self) -> bool {
+        self.data_type == DataType::Generic
+            && self.priority == PacketPriority::Medium
+            && self.latency_constraint_ns.is_none()
+            && !self.requires_quantum_entanglement
+            && !self.compression_enabled
+            && !self.encryption_enabled
+            && self.metadata.is_none()
+            && self.timeout == DEFAULT_TIMEOUT
     }
 }

@@ -1,6 +1,7 @@
 //! Sends through the engine: `send_data`, `post` (and coalesced events), the route check made
 //! before anything is sent, and the push of a message's fragments that waits for room.
 
+use super::endpoint::named::Prefer;
 use super::framing::{data_frame, encode_metadata};
 use super::topology::sync_topology;
 use super::{lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions};
@@ -39,6 +40,14 @@ impl HyperFabricProtocol {
         opts: &SendOptions,
     ) -> Result<Request> {
         self.inner.check_process()?;
+        let named = Prefer::of(opts, false).and_then(|prefer| {
+            self.with_named((source, destination), prefer, |ep| {
+                ep.send_data_nb(data, opts)
+            })
+        });
+        if let Some(sent) = named {
+            return sent;
+        }
         let (id, deadline) = self.inner.send(source, destination, data, opts, false)?;
         Ok(self.request(id, deadline))
     }
@@ -47,7 +56,12 @@ impl HyperFabricProtocol {
         Request::new(self.inner.clone(), id, deadline)
     }
 
-    /// One-way send: returns once the message is in the destination's ring.
+    /// One-way send: returns once the message is in the destination's ring. The calling
+    /// thread keeps an [`Endpoint`](super::Endpoint) per pair it sends to (at most
+    /// [`NAMED_ENDPOINTS`](super::NAMED_ENDPOINTS); see
+    /// [`ProtocolConfig::endpoints_by_name`](super::ProtocolConfig::endpoints_by_name)), so
+    /// a post by name takes the endpoint's path; sends from one thread to one pair (`post`,
+    /// `send_data`) stay in order.
     pub fn post(
         &self,
         source: &str,
@@ -61,6 +75,20 @@ impl HyperFabricProtocol {
             && !(opts.compression_enabled || opts.encryption_enabled)
             && data.len() <= crate::engine::SPIKE_EVENT_MAX
             && lock(&self.inner.engine).coalescing().max_events > 1;
+        // This thread's endpoint for the pair, when the send takes it (a coalesced event
+        // only while the endpoint's ring still holds what was sent before it).
+        let named = Prefer::of(opts, coalesce).and_then(|prefer| {
+            self.with_named((source, destination), prefer, |ep| {
+                if opts.is_default() {
+                    ep.post(data)
+                } else {
+                    ep.post_with(data, opts)
+                }
+            })
+        });
+        if let Some(sent) = named {
+            return sent;
+        }
         if coalesce {
             return self.post_event(source, destination, data, opts);
         }

@@ -272,6 +272,19 @@ impl<M: RingMemory> Producer<M> {
         len <= max_payload(self.capacity as usize) && self.reserve(len).is_ok()
     }
 
+    /// Whether the consumer took every message pushed, as far as it published (it stores
+    /// its head lazily, so a `false` may be stale). A head that cannot be right (ahead of
+    /// the tail, or a ring behind it) reads as not drained.
+    pub fn is_drained(&mut self) -> bool {
+        if self.cached_head != self.tail {
+            let head = self.mem.head().load(Ordering::Acquire);
+            if head <= self.tail && self.tail - head <= self.capacity {
+                self.cached_head = self.cached_head.max(head);
+            }
+        }
+        self.cached_head == self.tail
+    }
+
     /// Records that slots `idx+1..idx+n` now start with payload. (A first slot keeps its bit:
     /// at worst its word is cleared once more than needed, when it next becomes a boundary.)
     #[inline]
@@ -534,6 +547,18 @@ impl<M: RingMemory> Consumer<M> {
             self.mem.head().store(self.head, Ordering::Release);
             self.published = self.head;
         }
+    }
+
+    /// Whether nothing else holds the ring's memory (for a ring in process memory: its
+    /// producer was dropped, and nobody will write to it again).
+    pub fn is_alone(&self) -> bool {
+        // `strong_count` is a relaxed load: the fence orders the producer's last writes
+        // (before its drop released its reference) before what the caller reads next.
+        let alone = Arc::strong_count(&self.mem) == 1;
+        if alone {
+            std::sync::atomic::fence(Ordering::Acquire);
+        }
+        alone
     }
 
     /// Whether a message is waiting (one Acquire load). `false` for a corrupt ring.

@@ -21,6 +21,8 @@ pub trait Outbound: Send {
     fn is_corrupt(&self) -> bool;
     /// Whether a frame of `len` payload bytes fits now (see [`Producer::has_room`]).
     fn has_room(&mut self, len: usize) -> bool;
+    /// Whether the receiver took every frame pushed (see [`Producer::is_drained`]).
+    fn is_drained(&mut self) -> bool;
 }
 
 /// The receiving half of a channel.
@@ -90,6 +92,10 @@ impl Outbound for Producer<Region> {
     #[inline]
     fn has_room(&mut self, len: usize) -> bool {
         Producer::has_room(self, len)
+    }
+
+    fn is_drained(&mut self) -> bool {
+        Producer::is_drained(self)
     }
 }
 

@@ -123,6 +123,26 @@ pub fn protocol(fabric: &str) -> hyperfabric::fabric::HyperFabricProtocol {
     protocol_with_key(fabric, None)
 }
 
+/// A protocol whose sends by node name take the engine's rings rather than endpoints the
+/// calling thread keeps: for tests of what those rings carry.
+pub fn engine_protocol_with_key(
+    fabric: &str,
+    key: Option<hyperfabric::codec::FabricKey>,
+) -> hyperfabric::fabric::HyperFabricProtocol {
+    hyperfabric::fabric::HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        key,
+        endpoints_by_name: false,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// [`engine_protocol_with_key`] without a key.
+pub fn engine_protocol(fabric: &str) -> hyperfabric::fabric::HyperFabricProtocol {
+    engine_protocol_with_key(fabric, None)
+}
+
 /// The fabric key the tests that encrypt share.
 pub fn test_key() -> hyperfabric::codec::FabricKey {
     hyperfabric::codec::FabricKey::from_bytes([7u8; 32])

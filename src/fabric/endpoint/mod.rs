@@ -15,6 +15,7 @@
 //! goes through another node, the endpoint sends through the engine instead (the engine
 //! routes), still in order.
 
+pub(super) mod named;
 mod push;
 mod registered;
 
@@ -81,6 +82,9 @@ pub struct Endpoint {
     /// Whether the destination's process reads this one's memory (sends from registered
     /// memory), found at the first such send.
     cma: Option<bool>,
+    /// Kept by a thread for sends by name (see [`named`]): its ring file is listed for
+    /// removal with the protocol from the start.
+    named: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -139,9 +143,7 @@ impl HyperFabricProtocol {
                 .ok_or_else(|| {
                     Error::NodeNotFound(format!("node {destination} left the fabric"))
                 })?;
-            let n = inner
-                .next_direct
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = super::next_ring_number();
             let file = endpoint_path(
                 inner.registry.dir(),
                 (src, dst.index, dst.generation),
@@ -196,6 +198,7 @@ impl HyperFabricProtocol {
             chunks: [None, None],
             sent: (0, 0),
             cma: None,
+            named: false,
         })
     }
 }
@@ -459,14 +462,25 @@ impl Drop for Endpoint {
             lock(&self.inner.engine).count_sent(self.sent.0, self.sent.1);
         }
         if let Path::Own {
-            file: Some(file), ..
-        } = &self.path
+            producer,
+            file: Some(file),
+        } = &mut self.path
         {
-            // The receiver keeps its mappings and reads what is left; nobody finds the rings
-            // again.
-            let _ = std::fs::remove_file(file);
+            if !producer.is_drained() {
+                // The receiver may not have found the ring yet: its file stays until the
+                // protocol is dropped, so what it holds is still read.
+                if !self.named {
+                    lock(&self.inner.ring_files).push(file.clone());
+                }
+                return;
+            }
+            // The receiver keeps its mappings; nobody finds the rings again.
+            let _ = std::fs::remove_file(&*file);
             if let Some(answers) = reply_path(file) {
                 let _ = std::fs::remove_file(answers);
+            }
+            if self.named {
+                self.inner.unlist(file);
             }
         }
     }

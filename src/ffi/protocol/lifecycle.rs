@@ -73,6 +73,7 @@ pub unsafe extern "C" fn hf_protocol_new(
                 v => return Err(FfiError::enumeration("idle_strategy", v)),
             };
             config.engine_core = (o.engine_core >= 0).then_some(o.engine_core as usize);
+            config.endpoints_by_name = o.endpoints_by_name;
             config.single_copy_from = match o.single_copy_from {
                 -1 => None,
                 n if n >= 0 => Some(n as usize),

@@ -43,6 +43,12 @@ pub struct hf_protocol_options {
     /// never beats shared memory, as on some virtual machines, every send is posted); 0:
     /// always.
     pub single_copy_from: i64,
+    /// Whether `hf_post`, `hf_send_data` and `hf_send_data_nb` go through an endpoint the
+    /// calling thread keeps for the (source, destination) pair (default true; at most 32 per
+    /// thread, a ring file each; sends from one thread to one pair stay in order). false:
+    /// through the engine's lock and rings, for applications with many short-lived threads or
+    /// thousands of pairs per thread.
+    pub endpoints_by_name: bool,
 }
 
 /// A node signature (`hf_register_node`). Fill with `hf_node_signature_init`, then set at
@@ -143,6 +149,7 @@ pub unsafe extern "C" fn hf_protocol_options_init(options: *mut hf_protocol_opti
             engine_core: -1,
             key: std::ptr::null(),
             single_copy_from: -1,
+            endpoints_by_name: true,
         };
         Ok(())
     })

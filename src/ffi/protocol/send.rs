@@ -105,7 +105,10 @@ pub unsafe extern "C" fn hf_send_data_nb(
 }
 
 /// One-way send: returns once the message is in the destination's ring (errors as
-/// `hf_send_data`, before sending).
+/// `hf_send_data`, before sending). Each calling thread keeps an endpoint per (source,
+/// destination) pair it sends to (at most 32; `hf_protocol_options.endpoints_by_name`; see
+/// `docs/dataplane.md`), so a post by name costs about what `hf_endpoint_post` costs; sends
+/// from one thread to one pair stay in order.
 ///
 /// # Safety
 /// As `hf_send_data`, without `response`.

@@ -30,7 +30,7 @@ pub fn worker(
     id: &str,
     core: usize,
     api: Api,
-    (touch, drain): (bool, bool),
+    (touch, drain, by_name): (bool, bool, bool),
 ) -> Result<(), Error> {
     let p = protocol(fabric, Some(core))?;
     p.register_node(node(id)?)?;
@@ -86,6 +86,7 @@ pub fn worker(
                     match &region {
                         // The buffer is received into again only once the echo is copied.
                         Some(r) => back.post_mem(r, 0, m.len, &opts)?.wait().map(drop)?,
+                        None if by_name => p.post(id, &m.source, got, &opts)?,
                         None => back.post(got)?,
                     }
                 }
@@ -320,6 +321,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
             ])
             .args(touch.then_some("--touch"))
             .args((!latency).then_some("--drain"))
+            .args((latency && args.by_name).then_some("--by-name"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -392,7 +394,11 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
                     if touch {
                         write_all(&mut data);
                     }
-                    ep.post(&data)?;
+                    if args.by_name {
+                        p.post("bench-a", "bench-b", &data, &opts)?;
+                    } else {
+                        ep.post(&data)?;
+                    }
                     let back = p.recv_into("bench-a", opts.timeout, &mut inbox)?;
                     if touch {
                         std::hint::black_box(read_all(&inbox[..back.len]));
@@ -404,7 +410,11 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
                     if touch {
                         write_all(&mut data);
                     }
-                    let back = ep.send_data(&data, &opts)?;
+                    let back = if args.by_name {
+                        p.send_data("bench-a", "bench-b", &data, &opts)?
+                    } else {
+                        ep.send_data(&data, &opts)?
+                    };
                     if touch {
                         std::hint::black_box(read_all(&back));
                     }
@@ -432,6 +442,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
                 "floor_ns": floor.round(), "ratio": (p50 / floor * 100.0).round() / 100.0,
                 "placement": placement(before, after),
                 "touch": touch,
+                "by_name": args.by_name,
                 "api": match args.api {
                     Api::Post => "post",
                     Api::Mem => "post_mem",

@@ -84,6 +84,9 @@ enum Command {
         /// Post: take messages without answering (a bandwidth run).
         #[arg(long)]
         drain: bool,
+        /// Post: answer by node names rather than through an endpoint.
+        #[arg(long)]
+        by_name: bool,
     },
 }
 
@@ -143,6 +146,11 @@ struct BenchArgs {
     /// Bandwidth: messages per `post_many` call (1: one `post` per message).
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Latency with `post` and `send`: send by node names (`post(src, dst, ..)`,
+    /// `send_data(src, dst, ..)`, the calls of the reference API and of `hf_post`) instead of
+    /// through an `Endpoint`, at both ends.
+    #[arg(long)]
+    by_name: bool,
 }
 
 #[derive(Args)]
@@ -405,7 +413,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             api,
             touch,
             drain,
-        } => bench::worker(&fabric, &node, core, api, (touch, drain)),
+            by_name,
+        } => bench::worker(&fabric, &node, core, api, (touch, drain, by_name)),
         Command::Detect { json } => {
             let sigs = hyperfabric::hw::detect_hardware_capabilities();
             if json {

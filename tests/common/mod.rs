@@ -105,22 +105,33 @@ impl Drop for FabricDir {
     }
 }
 
-/// A protocol on test fabric `fabric` with the default options and, if given, a fabric key.
-pub fn protocol_with_key(
+/// A protocol on test fabric `fabric`, with a fabric key if given, and sends by node name
+/// through the calling thread's endpoints (`endpoints_by_name`) or the engine's rings.
+fn protocol_of(
     fabric: &str,
     key: Option<hyperfabric::codec::FabricKey>,
+    endpoints_by_name: bool,
 ) -> hyperfabric::fabric::HyperFabricProtocol {
     hyperfabric::fabric::HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
         fabric_name: Some(fabric.into()),
         key,
+        endpoints_by_name,
         ..Default::default()
     })
     .unwrap()
 }
 
+/// A protocol on test fabric `fabric` with the default options and, if given, a fabric key.
+pub fn protocol_with_key(
+    fabric: &str,
+    key: Option<hyperfabric::codec::FabricKey>,
+) -> hyperfabric::fabric::HyperFabricProtocol {
+    protocol_of(fabric, key, true)
+}
+
 /// A protocol on test fabric `fabric` with the default options.
 pub fn protocol(fabric: &str) -> hyperfabric::fabric::HyperFabricProtocol {
-    protocol_with_key(fabric, None)
+    protocol_of(fabric, None, true)
 }
 
 /// A protocol whose sends by node name take the engine's rings rather than endpoints the
@@ -129,18 +140,12 @@ pub fn engine_protocol_with_key(
     fabric: &str,
     key: Option<hyperfabric::codec::FabricKey>,
 ) -> hyperfabric::fabric::HyperFabricProtocol {
-    hyperfabric::fabric::HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        key,
-        endpoints_by_name: false,
-        ..Default::default()
-    })
-    .unwrap()
+    protocol_of(fabric, key, false)
 }
 
 /// [`engine_protocol_with_key`] without a key.
 pub fn engine_protocol(fabric: &str) -> hyperfabric::fabric::HyperFabricProtocol {
-    engine_protocol_with_key(fabric, None)
+    protocol_of(fabric, None, false)
 }
 
 /// The fabric key the tests that encrypt share.

@@ -6,7 +6,7 @@ mod common;
 
 use common::rings::ep_files;
 use common::{node, protocol, FabricDir};
-use hyperfabric::fabric::{SendOptions, NAMED_ENDPOINTS};
+use hyperfabric::fabric::{SendOptions, NAMED_ENDPOINTS, NAMED_WARM};
 use hyperfabric::model::DataType;
 use std::time::Duration;
 
@@ -37,8 +37,13 @@ fn posts_by_name_keep_their_order_while_the_pair_changes_rings() {
     let fabric = format!("test-named-order-{}", std::process::id());
     let _dir = FabricDir(fabric.clone());
     let p = protocol(&fabric);
-    for id in ["src", "dst"] {
+    for id in ["src", "dst", "warm"] {
         p.register_node(node(id)).unwrap();
+    }
+    // The thread's first sends by name take the engine.
+    for _ in 0..NAMED_WARM {
+        p.post("src", "warm", b"warm", &SendOptions::default())
+            .unwrap();
     }
     let sinks: Vec<String> = (0..NAMED_ENDPOINTS).map(|i| format!("x{i}")).collect();
     for s in &sinks {
@@ -190,56 +195,51 @@ fn a_thread_over_many_pairs_keeps_its_endpoints() {
 fn endpoints_kept_for_sends_by_name_leave_with_the_protocol() {
     let fabric = format!("test-named-files-{}", std::process::id());
     let dir = FabricDir(fabric.clone());
-    // Another engine (rings to it are files), which keeps the fabric's directory.
+    // Another engine (rings to it are files), which keeps the fabric's directory and takes
+    // what arrives into its queue (the sender's rings drain, so pairs move to endpoints).
     let keeper = protocol(&fabric);
     keeper.register_node(node("keeper")).unwrap();
+    keeper.start_background_services().unwrap();
     let p = std::sync::Arc::new(protocol(&fabric));
     p.register_node(node("a")).unwrap();
-    p.post("a", "keeper", b"from main", &SendOptions::default())
-        .unwrap();
-    let (sent, go) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    // Posts until this thread's endpoint (the `files`-th ring) exists; returns how many.
+    let root = common::rings::root(&dir);
+    let send = move |p: &hyperfabric::fabric::HyperFabricProtocol, files: usize| {
+        let mut n = 0;
+        let rings = || {
+            std::fs::read_dir(&root)
+                .unwrap()
+                .filter(|e| {
+                    let e = e.as_ref().unwrap();
+                    e.file_name().to_str().unwrap().starts_with("ep-")
+                })
+                .count()
+        };
+        while rings() < files {
+            p.post("a", "keeper", b"m", &SendOptions::default())
+                .unwrap();
+            n += 1;
+            assert!(n < 100_000, "no endpoint after {n} posts");
+        }
+        n
+    };
+    let mut sent = send(&p, 1);
+    let (done, go) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
     let thread = {
         let p = p.clone();
         std::thread::spawn(move || {
-            p.post("a", "keeper", b"from a thread", &SendOptions::default())
-                .unwrap();
+            let n = send(&p, 2);
             drop(p);
-            sent.0.send(()).unwrap();
+            done.0.send(n).unwrap();
             // The thread lives on, idle, with its endpoint kept.
             go.1.recv().unwrap();
         })
     };
-    sent.1.recv().unwrap();
-    // A thread that ends right after its post: its endpoint goes, but not the ring file
-    // the receiver has not read yet.
-    {
-        let p = p.clone();
-        std::thread::spawn(move || {
-            p.post(
-                "a",
-                "keeper",
-                b"from a thread that ended",
-                &SendOptions::default(),
-            )
-            .unwrap();
-        })
-        .join()
-        .unwrap();
+    sent += done.1.recv().unwrap();
+    assert_eq!(ep_files(&dir).len(), 2);
+    for _ in 0..sent {
+        assert_eq!(keeper.recv("keeper", WAIT).unwrap().data, b"m");
     }
-    // Three threads, three endpoints (each with its own ring).
-    assert_eq!(ep_files(&dir).len(), 3);
-    let mut got: Vec<Vec<u8>> = (0..3)
-        .map(|_| keeper.recv("keeper", WAIT).unwrap().data.to_vec())
-        .collect();
-    got.sort();
-    assert_eq!(
-        got,
-        [
-            b"from a thread".to_vec(),
-            b"from a thread that ended".to_vec(),
-            b"from main".to_vec()
-        ]
-    );
     let p = std::sync::Arc::into_inner(p).expect("the thread let go of the protocol");
     drop(p);
     // The idle thread still keeps its endpoint, but not its file.
@@ -247,4 +247,57 @@ fn endpoints_kept_for_sends_by_name_leave_with_the_protocol() {
     go.0.send(()).unwrap();
     thread.join().unwrap();
     assert!(keeper.recv("keeper", Duration::ZERO).is_err());
+}
+
+/// An endpoint dropped before its receiver found its ring leaves the ring's file until the
+/// receiver took everything: nothing sent is lost, and the file goes afterwards.
+#[test]
+fn a_dropped_endpoint_leaves_its_ring_until_it_is_read() {
+    let fabric = format!("test-named-left-{}", std::process::id());
+    let dir = FabricDir(fabric.clone());
+    let far = protocol(&fabric);
+    far.register_node(node("far")).unwrap();
+    let p = protocol(&fabric);
+    p.register_node(node("a")).unwrap();
+    let mut ep = p.endpoint("a", "far").unwrap();
+    ep.post(b"sent before the drop").unwrap();
+    drop(ep);
+    assert_eq!(ep_files(&dir).len(), 1);
+    assert_eq!(far.recv("far", WAIT).unwrap().data, b"sent before the drop");
+    assert!(far.recv("far", Duration::ZERO).is_err());
+    // Read: the next endpoint this process makes removes it.
+    let ep = p.endpoint("a", "far").unwrap();
+    assert_eq!(ep_files(&dir).len(), 1);
+    drop(ep);
+    assert_eq!(ep_files(&dir), Vec::<std::path::PathBuf>::new());
+}
+
+/// Events queued for a pair go before a buffer sent to it by descriptor, with sends by name
+/// through the thread's endpoints or through the engine.
+#[test]
+fn a_buffer_waits_behind_the_events_queued_before_it() {
+    for by_name in [true, false] {
+        let fabric = format!("test-named-spikebuf-{}-{by_name}", std::process::id());
+        let _dir = FabricDir(fabric.clone());
+        let p = if by_name {
+            protocol(&fabric)
+        } else {
+            common::engine_protocol(&fabric)
+        };
+        for id in ["src", "dst"] {
+            p.register_node(node(id)).unwrap();
+        }
+        let pool = p.create_buffer_manager(4, 64).unwrap();
+        let spike = SendOptions {
+            data_type: DataType::NeuromorphicSpike,
+            ..Default::default()
+        };
+        p.post("src", "dst", b"1: event", &spike).unwrap();
+        let mut b = pool.acquire().unwrap();
+        b.write_data(b"2: buffer", 0, false).unwrap();
+        p.post_buffer("src", "dst", b, &SendOptions::default())
+            .unwrap();
+        assert_eq!(p.recv("dst", WAIT).unwrap().data, b"1: event");
+        assert_eq!(p.recv("dst", WAIT).unwrap().data, b"2: buffer");
+    }
 }

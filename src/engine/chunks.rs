@@ -182,6 +182,10 @@ impl Engine {
         let Some(b) = buf.as_ref() else {
             return Err(Error::InvalidArgument("no buffer to send".into()));
         };
+        // Events queued for this pair go first: nothing overtakes them.
+        if !self.spikes.is_empty() && !self.flush_batch((src, dst))? {
+            return Ok(false);
+        }
         let key = b
             .pool_id()
             .and_then(|id| self.own_segments.get(&id).copied())

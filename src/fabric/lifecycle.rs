@@ -72,6 +72,7 @@ impl HyperFabricProtocol {
             origin: Origin::current(),
             closed: AtomicBool::new(false),
             ring_files: Mutex::new(Vec::new()),
+            left_rings: Mutex::new(Vec::new()),
         });
         if !inner.links.is_empty() {
             // Only the configured links exist, even while some of their nodes are missing.

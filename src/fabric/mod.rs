@@ -29,7 +29,9 @@ pub use crate::engine::Message as ReceivedMessage;
 pub use crate::engine::Reply;
 pub use address::{PeerAddress, ADDRESS_MAX};
 pub use direct::DirectReceiver;
-pub use endpoint::named::{KEPT as NAMED_ENDPOINTS, RENEW_EVERY as NAMED_RENEW_EVERY};
+pub use endpoint::named::{
+    KEPT as NAMED_ENDPOINTS, RENEW_EVERY as NAMED_RENEW_EVERY, WARM as NAMED_WARM,
+};
 pub use endpoint::Endpoint;
 pub use measure::measure_network_performance;
 pub use options::{IdleStrategy, ProtocolConfig, SendOptions};
@@ -93,9 +95,16 @@ struct Inner {
     /// (see `endpoint::named`) are let go at their thread's next such send.
     closed: AtomicBool,
     /// Ring files removed when the protocol is dropped: those of the endpoints threads keep
-    /// (a thread that keeps one may never send again), and those of dropped endpoints whose
-    /// receiver had not taken everything (it may not have found the file yet).
+    /// (a thread that keeps one may never send again).
     ring_files: Mutex<Vec<std::path::PathBuf>>,
+    /// Dropped endpoints whose receiver had not taken everything: their files stay until it
+    /// has (or the protocol is dropped).
+    left_rings: Mutex<
+        Vec<(
+            std::path::PathBuf,
+            crate::ring::Producer<crate::ring::Region>,
+        )>,
+    >,
 }
 
 /// The number in the name of a ring file this process makes (direct and endpoint rings):

@@ -105,6 +105,7 @@ impl HyperFabricProtocol {
     pub fn endpoint(&self, source: &str, destination: &str) -> Result<Endpoint> {
         self.inner.check_process()?;
         let inner = &self.inner;
+        inner.sweep_left_rings();
         if let Some(why) = {
             super::sync_topology(inner)?;
             inner
@@ -461,28 +462,53 @@ impl Drop for Endpoint {
         if self.sent.0 > 0 {
             lock(&self.inner.engine).count_sent(self.sent.0, self.sent.1);
         }
-        if let Path::Own {
-            producer,
-            file: Some(file),
-        } = &mut self.path
-        {
-            if !producer.is_drained() {
-                // The receiver may not have found the ring yet: its file stays until the
-                // protocol is dropped, so what it holds is still read.
-                if !self.named {
-                    lock(&self.inner.ring_files).push(file.clone());
-                }
-                return;
-            }
-            // The receiver keeps its mappings; nobody finds the rings again.
-            let _ = std::fs::remove_file(&*file);
-            if let Some(answers) = reply_path(file) {
-                let _ = std::fs::remove_file(answers);
-            }
+        if let Path::Own { file: Some(_), .. } = &self.path {
+            let Path::Own {
+                mut producer,
+                file: Some(file),
+            } = std::mem::replace(&mut self.path, Path::Engine)
+            else {
+                unreachable!("matched above")
+            };
             if self.named {
-                self.inner.unlist(file);
+                self.inner.unlist(&file);
+            }
+            if producer.is_drained() {
+                // The receiver keeps its mappings; nobody finds the rings again.
+                remove_ring_files(&file);
+            } else {
+                // The receiver may not have found the ring yet: its files stay until it took
+                // everything (see `Inner::sweep_left_rings`), so what it holds is still read.
+                lock(&self.inner.left_rings).push((file, producer));
             }
         }
+    }
+}
+
+/// Removes an endpoint's ring file and its reply ring's.
+pub(super) fn remove_ring_files(file: &std::path::Path) {
+    let _ = std::fs::remove_file(file);
+    if let Some(answers) = reply_path(file) {
+        let _ = std::fs::remove_file(answers);
+    }
+}
+
+impl Inner {
+    /// Removes the ring files of dropped endpoints whose receivers took everything since
+    /// (the receiver then lets go of its mappings). Run whenever an endpoint is made, so
+    /// threads that come and go leave at most the rings not read yet.
+    pub(super) fn sweep_left_rings(&self) {
+        let mut left = lock(&self.left_rings);
+        if left.is_empty() {
+            return;
+        }
+        left.retain_mut(|(file, producer)| {
+            let drained = producer.is_drained();
+            if drained {
+                remove_ring_files(file);
+            }
+            !drained
+        });
     }
 }
 

@@ -11,6 +11,9 @@
 //! pair is on. A send by name made while this thread is already inside one (a handler run
 //! by a send that waits for room) takes the engine.
 //!
+//! A thread's first [`WARM`] sends by name take the engine. A pair one of whose nodes
+//! registered again (or left) since its endpoint was made stays on the engine for that thread.
+//!
 //! Resources. A thread keeps at most [`KEPT`] endpoints (a ring file of 64 KiB and a reply
 //! ring each). With all of them taken, a new pair takes the engine; one endpoint whose ring
 //! is drained is let go for it at most every [`RENEW_EVERY`] sends by name, so threads that
@@ -29,6 +32,9 @@ use std::sync::Arc;
 pub const KEPT: usize = 32;
 /// Sends by name between two endpoints let go for new pairs, when a thread keeps [`KEPT`].
 pub const RENEW_EVERY: u32 = 4096;
+/// Sends by name a thread makes through the engine before it makes endpoints: a thread that
+/// sends a message or two and ends (one per request, say) costs no ring file.
+pub const WARM: u32 = 8;
 
 /// A pair a thread sends to by name.
 struct Named {
@@ -39,6 +45,9 @@ struct Named {
     ep: Endpoint,
     /// Whether the pair's sends take `ep` now (else the engine's rings).
     own: bool,
+    /// A node of the pair registered again (or left) since `ep` was made: the pair stays on
+    /// the engine from then on.
+    stale: bool,
 }
 
 #[derive(Default)]
@@ -47,6 +56,8 @@ struct Kept {
     list: Vec<Named>,
     /// Sends by name since an endpoint was last let go for a new pair.
     since_renew: u32,
+    /// Sends by name of this thread (up to [`WARM`]).
+    sends: u32,
     /// [`DROPPED`] when the list was last pruned.
     dropped_seen: u64,
 }
@@ -139,6 +150,10 @@ impl HyperFabricProtocol {
                     kept.prune();
                 }
                 kept.since_renew = kept.since_renew.saturating_add(1);
+                if kept.sends < WARM {
+                    kept.sends += 1;
+                    return None;
+                }
                 let found = kept.list.iter().position(|n| {
                     n.protocol == protocol && *n.source == *source && *n.destination == *destination
                 });
@@ -152,11 +167,15 @@ impl HyperFabricProtocol {
                     kept.list.insert(0, n);
                 }
                 let n = &mut kept.list[0];
+                if n.stale {
+                    return None;
+                }
                 if n.ep.check_ends().is_err() {
                     // A node of the pair left or registered again: the engine resolves the
-                    // names anew (and reports a node that is gone), a later send makes a
-                    // new endpoint.
-                    kept.list.remove(0);
+                    // names anew (and reports a node that is gone), and keeps the pair's
+                    // order across the new registration as it always did.
+                    n.stale = true;
+                    n.own = false;
                     return None;
                 }
                 if !self.takes_endpoint(n, prefer) {
@@ -249,6 +268,7 @@ impl HyperFabricProtocol {
                 destination: destination.into(),
                 ep,
                 own: true,
+                stale: false,
             },
         );
         Some(0)
@@ -283,9 +303,9 @@ pub(in crate::fabric) fn forget(inner: &Arc<Inner>) {
     // Dropped outside the borrow.
     drop(mine);
     for file in std::mem::take(&mut *lock(&inner.ring_files)) {
-        let _ = std::fs::remove_file(&file);
-        if let Some(answers) = crate::transport::channel::reply_path(&file) {
-            let _ = std::fs::remove_file(answers);
-        }
+        super::remove_ring_files(&file);
+    }
+    for (file, _) in std::mem::take(&mut *lock(&inner.left_rings)) {
+        super::remove_ring_files(&file);
     }
 }

@@ -9,6 +9,7 @@
 //! kept would exceed [`DEFERRED_BYTES`]; its requester then times out, as it would waiting
 //! for an engine that answered nobody else meanwhile.
 
+use super::lost::GONE_CHECK_EVERY;
 use super::{Engine, Outgoing};
 use crate::codec::FrameKind;
 use crate::model::{DataType, PacketPriority};
@@ -19,8 +20,6 @@ use std::time::{Duration, Instant};
 pub const DEFERRED_BYTES: usize = 256 << 20;
 /// How long a reply waits for room before it is dropped.
 const DEFERRED_FOR: Duration = Duration::from_secs(5);
-/// How often the destinations of waiting replies are checked (it reads `/proc`).
-const LIVENESS_EVERY: Duration = Duration::from_millis(1);
 
 /// One reply waiting for room.
 pub(super) struct Deferred {
@@ -94,7 +93,7 @@ impl Engine {
         let now = Instant::now();
         let check = queue.next_check.is_none_or(|at| now >= at);
         if check {
-            queue.next_check = Some(now + LIVENESS_EVERY);
+            queue.next_check = Some(now + GONE_CHECK_EVERY);
         }
         let mut blocked: Vec<u32> = Vec::new();
         queue.list.retain_mut(|d| {
@@ -120,8 +119,7 @@ impl Engine {
                     Ok(Some((next, false))) => d.offset = next,
                     Ok(None)
                         if now.duration_since(d.since) < DEFERRED_FOR
-                            && !(check
-                                && (self.destination_lost(d.to) || self.ring_outlived(d.to))) =>
+                            && !(check && self.unreachable(d.to)) =>
                     {
                         // Full: this destination's later replies wait behind this one.
                         blocked.push(d.to);

@@ -1,14 +1,13 @@
 //! Routes through other nodes: next hops (from the router, cached per pair) and frames passed
 //! on toward a node this engine does not deliver to.
 
+use super::lost::GONE_CHECK_EVERY;
 use super::{lane_of, Engine, MsgHeader, Router, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER};
 use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ring::{PushError, SlotHeader};
 use std::time::{Duration, Instant};
 
-/// How often a next hop that has no room is checked for being gone (it reads `/proc`).
-const LIVENESS_EVERY: Duration = Duration::from_millis(1);
 /// How long a live next hop may take no frame before the frames waiting for it are dropped:
 /// a hop that never reads, or routes whose full rings wait on each other in a cycle, must not
 /// hold the rings behind them forever.
@@ -98,7 +97,7 @@ impl Engine {
     }
 
     /// Whether next hop `next`, whose ring has no room, is gone (its process died, or its
-    /// index was registered again; checked at most every [`LIVENESS_EVERY`]) or has taken
+    /// index was registered again; checked at most every [`GONE_CHECK_EVERY`]) or has taken
     /// nothing for [`HOLD_LIMIT`].
     fn next_hop_gone(&mut self, next: u32) -> bool {
         let now = Instant::now();
@@ -109,8 +108,8 @@ impl Engine {
         if self.held.next_check.is_some_and(|at| now < at) {
             return false;
         }
-        self.held.next_check = Some(now + LIVENESS_EVERY);
-        self.destination_lost(next) || self.ring_outlived(next)
+        self.held.next_check = Some(now + GONE_CHECK_EVERY);
+        self.unreachable(next)
     }
 
     /// Passes a frame on toward its destination. A ping single-frame records `at` in its
@@ -119,6 +118,16 @@ impl Engine {
     /// where it is (see [`Held`]) unless the next hop is gone or has taken nothing for
     /// [`HOLD_LIMIT`], then it is dropped.
     pub(super) fn forward(&mut self, at: u32, h: SlotHeader, payload: &[u8]) {
+        if self.pass_on(at, h, payload) {
+            // Counted when it is read again.
+            self.held.left = true;
+        } else {
+            self.counters.frames_received += 1;
+        }
+    }
+
+    /// [`Engine::forward`]: whether the frame was left in its ring.
+    fn pass_on(&mut self, at: u32, h: SlotHeader, payload: &[u8]) -> bool {
         let mut m = MsgHeader::decode(payload);
         let next = if m.hop >= m.hop_limit {
             Err("hop limit reached")
@@ -128,7 +137,6 @@ impl Engine {
         let next = match next {
             Ok(next) => next,
             Err(why) => {
-                self.counters.frames_received += 1;
                 self.counters.errors += 1;
                 self.release_descriptor(h, payload);
                 let answer = h.flags & FLAG_ONE_WAY == 0
@@ -136,7 +144,7 @@ impl Engine {
                 if answer {
                     self.answer_error(None, (at, m.origin), m.id, ErrorKind::NoRouteFound, why);
                 }
-                return;
+                return false;
             }
         };
         m.hop += 1;
@@ -149,9 +157,8 @@ impl Engine {
         if record {
             // Both come from shared memory: a path that no longer fits is dropped.
             let (Some(aux), Some(total)) = (slot.aux.checked_add(4), m.total.checked_add(4)) else {
-                self.counters.frames_received += 1;
                 self.counters.errors += 1;
-                return;
+                return false;
             };
             slot.aux = aux;
             m.total = total;
@@ -170,26 +177,26 @@ impl Engine {
         match pushed {
             Ok(()) => {
                 self.registry.ring_bell(next);
-                self.counters.frames_received += 1;
                 self.counters.frames_sent += 1;
                 if !self.held.since.is_empty() {
                     self.held.since.remove(&next);
                 }
+                false
             }
             Err(PushError::Full) if !self.next_hop_gone(next) => {
-                self.held.left = true;
                 if !self.held.any {
                     self.held.any = true;
                     self.counters.forward_stalls += 1;
                 }
+                true
             }
             Err(e) => {
                 if e == PushError::Corrupt {
                     let _ = self.drop_corrupt(at, next, lane);
                 }
-                self.counters.frames_received += 1;
                 self.counters.errors += 1;
                 self.release_descriptor(h, payload);
+                false
             }
         }
     }

@@ -3,6 +3,10 @@
 //! messages, inbound rings, mappings of their segments, buffers lent to their processes).
 
 use super::{Engine, Lane};
+
+/// How often a node that something waits for (a reply kept for later, a frame to forward)
+/// is checked for being unreachable (see [`Engine::unreachable`]).
+pub(super) const GONE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 use crate::error::Error;
 
 impl Engine {
@@ -86,6 +90,14 @@ impl Engine {
             }
         }
         n
+    }
+
+    /// Whether what this engine holds for node `index` (replies kept for later, frames to
+    /// forward) can no longer reach it: the node is gone ([`Engine::destination_lost`]), or
+    /// another registration took its index since its rings were made. Reads `/proc`: at most
+    /// every [`GONE_CHECK_EVERY`] while something waits.
+    pub(super) fn unreachable(&mut self, index: u32) -> bool {
+        self.destination_lost(index) || self.ring_outlived(index)
     }
 
     /// Whether node `index` is gone: not registered, or its process died (then its entry is

@@ -277,12 +277,21 @@ impl<M: RingMemory> Producer<M> {
     /// the tail, or a ring behind it) reads as not drained.
     pub fn is_drained(&mut self) -> bool {
         if self.cached_head != self.tail {
-            let head = self.mem.head().load(Ordering::Acquire);
-            if head <= self.tail && self.tail - head <= self.capacity {
-                self.cached_head = self.cached_head.max(head);
-            }
+            self.refresh_head();
         }
         self.cached_head == self.tail
+    }
+
+    /// Reads the consumer's head into the cached copy; `false` (and the copy unchanged) for
+    /// a head that cannot be right: it comes from shared memory, and one past the tail, or
+    /// more than a ring behind it, is not a position this consumer can have published.
+    fn refresh_head(&mut self) -> bool {
+        let head = self.mem.head().load(Ordering::Acquire);
+        if head > self.tail || self.tail - head > self.capacity {
+            return false;
+        }
+        self.cached_head = self.cached_head.max(head);
+        true
     }
 
     /// Records that slots `idx+1..idx+n` now start with payload. (A first slot keeps its bit:
@@ -333,16 +342,9 @@ impl<M: RingMemory> Producer<M> {
             0
         };
         if self.free() < pad + n + 1 {
-            if self.is_corrupt() {
+            if self.is_corrupt() || !self.refresh_head() {
                 return Err(PushError::Corrupt);
             }
-            let head = self.mem.head().load(Ordering::Acquire);
-            // The head comes from shared memory: one past the tail, or more than a ring
-            // behind it, is not a position this consumer can have published.
-            if head > self.tail || self.tail - head > self.capacity {
-                return Err(PushError::Corrupt);
-            }
-            self.cached_head = self.cached_head.max(head);
             if self.free() < pad + n + 1 {
                 return Err(PushError::Full);
             }

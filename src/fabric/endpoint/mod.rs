@@ -462,14 +462,11 @@ impl Drop for Endpoint {
         if self.sent.0 > 0 {
             lock(&self.inner.engine).count_sent(self.sent.0, self.sent.1);
         }
-        if let Path::Own { file: Some(_), .. } = &self.path {
-            let Path::Own {
-                mut producer,
-                file: Some(file),
-            } = std::mem::replace(&mut self.path, Path::Engine)
-            else {
-                unreachable!("matched above")
-            };
+        if let Path::Own {
+            mut producer,
+            file: Some(file),
+        } = std::mem::replace(&mut self.path, Path::Engine)
+        {
             if self.named {
                 self.inner.unlist(&file);
             }

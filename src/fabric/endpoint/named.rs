@@ -38,8 +38,6 @@ pub const WARM: u32 = 8;
 
 /// A pair a thread sends to by name.
 struct Named {
-    /// The protocol it belongs to (`Arc::as_ptr` of its `Inner`).
-    protocol: usize,
     source: Box<str>,
     destination: Box<str>,
     ep: Endpoint,
@@ -139,7 +137,6 @@ impl HyperFabricProtocol {
         if !self.inner.endpoints_by_name {
             return None;
         }
-        let protocol = Arc::as_ptr(&self.inner) as usize;
         // `try_with`: a protocol dropped by another thread-local's destructor sends nothing
         // through this one once it is gone.
         NAMED
@@ -155,12 +152,14 @@ impl HyperFabricProtocol {
                     return None;
                 }
                 let found = kept.list.iter().position(|n| {
-                    n.protocol == protocol && *n.source == *source && *n.destination == *destination
+                    Arc::ptr_eq(&n.ep.inner, &self.inner)
+                        && *n.source == *source
+                        && *n.destination == *destination
                 });
                 let i = match found {
                     Some(i) => i,
                     None if prefer == Prefer::Engine => return None,
-                    None => self.keep(kept, protocol, (source, destination))?,
+                    None => self.keep(kept, (source, destination))?,
                 };
                 if i > 0 {
                     let n = kept.list.remove(i);
@@ -219,12 +218,7 @@ impl HyperFabricProtocol {
 
     /// Makes the endpoint of a pair this thread keeps none of, at the front of the list;
     /// `None` when the pair takes the engine for now.
-    fn keep(
-        &self,
-        kept: &mut Kept,
-        protocol: usize,
-        (source, destination): (&str, &str),
-    ) -> Option<usize> {
+    fn keep(&self, kept: &mut Kept, (source, destination): (&str, &str)) -> Option<usize> {
         if kept
             .list
             .first()
@@ -263,7 +257,6 @@ impl HyperFabricProtocol {
         kept.list.insert(
             0,
             Named {
-                protocol,
                 source: source.into(),
                 destination: destination.into(),
                 ep,
@@ -287,13 +280,12 @@ impl Inner {
 /// every thread's (the protocol is being dropped; the other threads let theirs go later).
 pub(in crate::fabric) fn forget(inner: &Arc<Inner>) {
     DROPPED.fetch_add(1, Ordering::Release);
-    let protocol = Arc::as_ptr(inner) as usize;
     let mine: Vec<Named> = NAMED
         .try_with(|kept| match kept.try_borrow_mut() {
             Ok(mut kept) => {
                 let (mine, others) = std::mem::take(&mut kept.list)
                     .into_iter()
-                    .partition(|n| n.protocol == protocol);
+                    .partition(|n| Arc::ptr_eq(&n.ep.inner, inner));
                 kept.list = others;
                 mine
             }

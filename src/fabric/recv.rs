@@ -39,10 +39,10 @@ impl HyperFabricProtocol {
     /// come out in the order they were sent.
     pub fn recv(&self, node_id: &str, timeout: Duration) -> Result<Message> {
         let mut sink = Sink::Message(None);
-        self.wait_into(node_id, timeout, &mut sink)?;
+        let end = self.wait_into(node_id, timeout, &mut sink);
         match sink {
             Sink::Message(Some(m)) => Ok(m),
-            _ => Err(Error::Timeout(format!("nothing arrived for {node_id:?}"))),
+            _ => Err(end.error(node_id)),
         }
     }
 
@@ -57,8 +57,20 @@ impl HyperFabricProtocol {
     #[inline]
     pub fn recv_into(&self, node_id: &str, timeout: Duration, buf: &mut [u8]) -> Result<Received> {
         let cap = buf.len();
-        self.recv_into_or_size(node_id, timeout, buf)?
-            .map_err(|n| too_large(node_id, n, cap))
+        let mut sink = Sink::Buffer {
+            buf,
+            got: None,
+            spill: None,
+            too_large: None,
+        };
+        let end = self.wait_into(node_id, timeout, &mut sink);
+        match sink {
+            Sink::Buffer { got: Some(r), .. } => Ok(r),
+            Sink::Buffer {
+                too_large: Some(n), ..
+            } => Err(too_large(node_id, n, cap)),
+            _ => Err(end.error(node_id)),
+        }
     }
 
     /// [`recv_into`](Self::recv_into), with the size of a message too large for `buf` as
@@ -76,13 +88,13 @@ impl HyperFabricProtocol {
             spill: None,
             too_large: None,
         };
-        self.wait_into(node_id, timeout, &mut sink)?;
+        let end = self.wait_into(node_id, timeout, &mut sink);
         match sink {
             Sink::Buffer { got: Some(r), .. } => Ok(Ok(r)),
             Sink::Buffer {
                 too_large: Some(n), ..
             } => Ok(Err(n)),
-            _ => Err(Error::Timeout(format!("nothing arrived for {node_id:?}"))),
+            _ => Err(end.error(node_id)),
         }
     }
 
@@ -105,15 +117,21 @@ impl HyperFabricProtocol {
             taken: 0,
             max,
         };
-        self.wait_into(node_id, timeout, &mut sink)?;
-        Ok(sink.count())
+        let end = self.wait_into(node_id, timeout, &mut sink);
+        match sink.count() {
+            0 => Err(end.error(node_id)),
+            n => Ok(n),
+        }
     }
 
     /// Finds `node_id`'s mailbox (this thread's cache first) and waits for a message into
-    /// `sink`.
+    /// `sink`. Returns how the wait ended when `sink` got nothing (a small value: the
+    /// error is built by the caller, off the path of a message).
     #[inline]
-    fn wait_into(&self, node_id: &str, timeout: Duration, sink: &mut Sink<'_>) -> Result<()> {
-        self.inner.check_process()?;
+    fn wait_into(&self, node_id: &str, timeout: Duration, sink: &mut Sink<'_>) -> End {
+        if let Err(e) = self.inner.check_process() {
+            return End::Failed(e);
+        }
         let key = Arc::as_ptr(&self.inner) as usize;
         let cached = MAILBOXES.with(|c| {
             let c = c.try_borrow().ok()?;
@@ -122,10 +140,13 @@ impl HyperFabricProtocol {
                 .find(|(k, m)| *k == key && m.id() == node_id && !m.is_closed())?;
             Some(self.inner.wait_for(mb, timeout, sink))
         });
-        if let Some(status) = cached {
-            return status;
+        if let Some(end) = cached {
+            return end;
         }
-        let mb = lock(&self.inner.engine).mailbox(node_id)?;
+        let mb = match lock(&self.inner.engine).mailbox(node_id) {
+            Ok(mb) => mb,
+            Err(e) => return End::Failed(e),
+        };
         MAILBOXES.with(|c| {
             if let Ok(mut c) = c.try_borrow_mut() {
                 c.retain(|(_, m)| !m.is_closed());
@@ -136,6 +157,33 @@ impl HyperFabricProtocol {
             }
         });
         self.inner.wait_for(&mb, timeout, sink)
+    }
+}
+
+/// How a wait that took nothing ended.
+pub(super) enum End {
+    /// Something arrived (or a batch got all it wanted).
+    Got,
+    /// The timeout passed.
+    Timeout,
+    /// The node left the fabric.
+    Gone,
+    /// Refused before waiting.
+    Failed(Error),
+}
+
+impl End {
+    /// The error of a receive for `node_id` that got nothing.
+    #[cold]
+    #[inline(never)]
+    fn error(self, node_id: &str) -> Error {
+        match self {
+            End::Failed(e) => e,
+            End::Gone => Error::NodeNotFound(format!("node {node_id:?} left the fabric")),
+            End::Got | End::Timeout => {
+                Error::Timeout(format!("nothing arrived for {node_id:?} in time"))
+            }
+        }
     }
 }
 
@@ -239,13 +287,7 @@ impl Inner {
     }
 
     /// Waits up to `timeout` for a message of `mb` into `sink`.
-    pub(super) fn wait_for(
-        &self,
-        mb: &Mailbox,
-        timeout: Duration,
-        sink: &mut Sink<'_>,
-    ) -> Result<()> {
-        let gone = || Error::NodeNotFound(format!("node {:?} left the fabric", mb.id().as_str()));
+    pub(super) fn wait_for(&self, mb: &Mailbox, timeout: Duration, sink: &mut Sink<'_>) -> End {
         let mut held = None;
         if timeout.is_zero() {
             if !self.look(mb, &mut held, sink) {
@@ -259,12 +301,9 @@ impl Inner {
             }
             self.take_rest(mb, &mut held, sink);
             return match sink.filled() {
-                true => Ok(()),
-                false if mb.is_closed() => Err(gone()),
-                false => Err(Error::Timeout(format!(
-                    "nothing queued for {:?}",
-                    mb.id().as_str()
-                ))),
+                true => End::Got,
+                false if mb.is_closed() => End::Gone,
+                false => End::Timeout,
             };
         }
         let mut deadline = Deadline::after(timeout);
@@ -272,7 +311,7 @@ impl Inner {
         loop {
             if self.look(mb, &mut held, sink) {
                 self.take_rest(mb, &mut held, sink);
-                return Ok(());
+                return End::Got;
             }
             polls = polls.wrapping_add(1);
             if polls % ENGINE_EVERY == 0 {
@@ -282,13 +321,10 @@ impl Inner {
                 self.drive_engine(periodic);
                 if periodic {
                     if mb.is_closed() {
-                        return Err(gone());
+                        return End::Gone;
                     }
                     if deadline.passed() {
-                        return Err(Error::Timeout(format!(
-                            "nothing arrived for {:?} in time",
-                            mb.id().as_str()
-                        )));
+                        return End::Timeout;
                     }
                 }
             }

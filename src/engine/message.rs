@@ -80,21 +80,48 @@ impl std::fmt::Display for NodeName {
     }
 }
 
+/// Whether two node ids are equal: the same string first (an id handed back, as a
+/// message's source), then byte by byte without a library call for ids of usual length.
+#[inline]
+pub fn same_id(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.as_ptr() == b.as_ptr() {
+        return true;
+    }
+    let n = a.len();
+    // Two loads that cover the id (overlapping in the middle), a word or half a word each.
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 impl PartialEq<str> for NodeName {
+    #[inline]
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        same_id(self.0, other)
     }
 }
 
 impl PartialEq<&str> for NodeName {
+    #[inline]
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        same_id(self.0, other)
     }
 }
 
 impl PartialEq<String> for NodeName {
+    #[inline]
     fn eq(&self, other: &String) -> bool {
-        self.0 == other.as_str()
+        same_id(self.0, other)
     }
 }
 
@@ -217,3 +244,23 @@ pub type Admit = Box<dyn FnMut(&str, &str, bool) -> Option<(ErrorKind, String)> 
 
 /// Gives the next hop from one node toward another (node ids), `None` when there is no route.
 pub type Router = Box<dyn FnMut(&str, &str) -> Option<String> + Send>;
+
+#[cfg(test)]
+mod tests {
+    use super::same_id;
+
+    #[test]
+    fn ids_compare_by_every_byte_at_every_length() {
+        for n in 0..40usize {
+            let a: String = (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            assert!(same_id(&a, &a.clone()), "{n}");
+            assert!(!same_id(&a, &format!("{a}x")));
+            for k in 0..n {
+                let mut b = a.clone().into_bytes();
+                b[k] = b'#';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_id(&a, &b), "length {n}, byte {k}");
+            }
+        }
+    }
+}

@@ -47,7 +47,7 @@ use health::Timers;
 pub use health::{HealthChange, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
 pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};
 use mailbox::Mailbox;
-pub use message::{Admit, Handler, Message, NodeName, Peer, Reply, Router};
+pub use message::{same_id, Admit, Handler, Message, NodeName, Peer, Reply, Router};
 pub use replies::{Replies, REPLY_INLINE_MAX, REPLY_SLOTS};
 use requests::Pending;
 

@@ -22,6 +22,7 @@
 //! removed when the protocol is dropped.
 
 use super::{Endpoint, Path};
+use crate::engine::same_id;
 use crate::error::{ErrorKind, Result};
 use crate::fabric::{lock, HyperFabricProtocol, Inner};
 use std::cell::RefCell;
@@ -153,8 +154,8 @@ impl HyperFabricProtocol {
                 }
                 let found = kept.list.iter().position(|n| {
                     Arc::ptr_eq(&n.ep.inner, &self.inner)
-                        && *n.source == *source
-                        && *n.destination == *destination
+                        && same_id(&n.source, source)
+                        && same_id(&n.destination, destination)
                 });
                 let i = match found {
                     Some(i) => i,

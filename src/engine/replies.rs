@@ -8,7 +8,8 @@
 //! goes the engine's way, and the engine hands it to the endpoint's [`Replies`] by the block
 //! of ids the request's id belongs to. Whoever waits for one of the endpoint's requests
 //! reads the ring under a spin lock: no engine lock, no map lookup when the answer is the
-//! next frame.
+//! next frame. Between two such reads a waiter watches the ring's next slot without the
+//! lock ([`Replies::may_have_news`]): an idle look is one load.
 //!
 //! A reply frame: the slot header (kind `Response`, `Ack` or `Error`, no flags, the source
 //! is the answering node), the request id (8 bytes, little-endian), then the answer's bytes
@@ -23,7 +24,9 @@ use super::send::decode_error;
 use super::Peer;
 use crate::codec::FrameKind;
 use crate::error::{Error, Result};
-use crate::ring::{Consumer, Producer, PushError, Region, RingMemory, SlotHeader, STATE_CORRUPT};
+use crate::ring::{
+    Consumer, Doorstep, Producer, PushError, Region, RingMemory, SlotHeader, STATE_CORRUPT,
+};
 use crate::sync::SpinLock;
 use crate::transport::registry::Registry;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -51,6 +54,10 @@ pub const REPLY_INLINE_MAX: usize = 16_368 - ID_LEN;
 /// The answers to one endpoint's requests (see the module documentation).
 pub struct Replies {
     state: SpinLock<State>,
+    /// The reply ring's slots, and the position its consumer (in `state`) reads next,
+    /// stored after every pass: a waiter watches the slot without the lock.
+    doorstep: Doorstep<Region>,
+    next: AtomicU64,
     /// The highest id issued: an answer to a higher one is forged.
     issued: AtomicU64,
     /// Requests issued (written by the endpoint's one sending thread).
@@ -107,6 +114,8 @@ impl Replies {
     /// from `consumer`.
     pub fn new(consumer: Consumer<Region>, dst: Peer, owner: Option<(u32, u64)>) -> Replies {
         Replies {
+            doorstep: consumer.doorstep(),
+            next: AtomicU64::new(consumer.position()),
             state: SpinLock::new(State {
                 consumer,
                 held: HashMap::default(),
@@ -222,6 +231,22 @@ impl Replies {
     /// held. A frame no answer can be, or a ring its reader finds corrupt, poisons it: the
     /// requests issued until then that have no answer yet fail.
     fn pump(&self, s: &mut State, want: Option<u64>) -> Option<Result<Vec<u8>>> {
+        let got = self.pump_ring(s, want);
+        self.next.store(s.consumer.position(), Ordering::Release);
+        got
+    }
+
+    /// Whether the reply ring may hold a frame nobody read yet (one load, no lock): what a
+    /// waiter asks between two looks that take the lock. An answer that came the engine's
+    /// way, or that another waiter moved aside, is not seen here: a waiter still takes a
+    /// full look now and then.
+    #[inline]
+    pub fn may_have_news(&self) -> bool {
+        self.doorstep.may_hold(self.next.load(Ordering::Acquire))
+    }
+
+    /// [`pump`](Self::pump)'s reading of the ring.
+    fn pump_ring(&self, s: &mut State, want: Option<u64>) -> Option<Result<Vec<u8>>> {
         loop {
             let got = s.consumer.try_pop(|h, d| self.read(h, d));
             match got {

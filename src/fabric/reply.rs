@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Looks at the reply ring between two engine passes of a waiter (without engine thread).
 const DRIVE_EVERY: u32 = 64;
+/// Looks at the reply ring alone between two full looks of a waiter.
+const FULL_LOOK_EVERY: u32 = 16;
 /// Looks after which an answer is deemed slow (a few microseconds).
 const SLOW_ANSWER: u32 = 256;
 /// Looks between two engine passes once the answer is slow.
@@ -93,10 +95,16 @@ impl Inner {
     ) -> Result<Vec<u8>> {
         let mut looks = 0u32;
         let mut liveness = Liveness::default();
+        let mut detour = false;
         loop {
-            let (answer, detour) = replies.take_or_detour(id);
-            if let Some(r) = answer {
-                return r;
+            // A full look (under the answers' lock) when the ring shows a new frame, and
+            // every few looks for answers that come another way.
+            if detour || looks % FULL_LOOK_EVERY == 0 || replies.may_have_news() {
+                let answer;
+                (answer, detour) = replies.take_or_detour(id);
+                if let Some(r) = answer {
+                    return r;
+                }
             }
             looks = looks.wrapping_add(1);
             // An answer the ring said comes the engine's way (a large one), or that has not

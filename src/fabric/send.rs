@@ -26,7 +26,16 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<Vec<u8>> {
-        self.send_data_nb(source, destination, data, opts)?.wait()
+        self.inner.check_process()?;
+        // Waited for through the endpoint: no request object (two shared counts) per call.
+        let named = Prefer::of(opts, false).and_then(|prefer| {
+            self.with_named((source, destination), prefer, |ep| ep.send_data(data, opts))
+        });
+        if let Some(answer) = named {
+            return answer;
+        }
+        let (id, deadline) = self.inner.send(source, destination, data, opts, false)?;
+        self.request(id, deadline).wait()
     }
 
     /// Non-blocking `send_data`: returns once the message is in the ring, with a

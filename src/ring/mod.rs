@@ -569,6 +569,44 @@ impl<M: RingMemory> Consumer<M> {
         self.corrupt.is_none() && self.mem.seq(idx).load(Ordering::Acquire) == seq_of(self.head)
     }
 
+    /// The position the consumer reads next.
+    #[inline]
+    pub fn position(&self) -> u64 {
+        self.head
+    }
+
+    /// A view of the ring's slots for a thread that does not hold the consumer (see
+    /// [`Doorstep`]).
+    pub fn doorstep(&self) -> Doorstep<M> {
+        Doorstep {
+            mem: self.mem.clone(),
+            mask: self.mask,
+        }
+    }
+}
+
+/// Whether a message may wait at a ring position, asked by a thread that does not hold the
+/// ring's consumer (the one that does publishes its position for it). One load of the
+/// slot's sequence word; a stale position (the consumer moved on meanwhile) answers yes
+/// or no at random, so a caller takes a `false` as "look again later", never as a fact.
+#[derive(Debug, Clone)]
+pub struct Doorstep<M: RingMemory> {
+    mem: Arc<M>,
+    mask: u64,
+}
+
+impl<M: RingMemory> Doorstep<M> {
+    /// Whether the slot at `position` holds the message of that position.
+    #[inline]
+    pub fn may_hold(&self, position: u64) -> bool {
+        self.mem
+            .seq((position & self.mask) as usize)
+            .load(Ordering::Acquire)
+            == seq_of(position)
+    }
+}
+
+impl<M: RingMemory> Consumer<M> {
     /// Whether a message is waiting; when none is, the head is stored for the producer (a
     /// caller that polls only rings with messages would otherwise never release a drained
     /// ring's last slots, and its producer could stall on a stale view of free space).

@@ -461,3 +461,21 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_doorstep_sees_the_next_message_without_the_consumer() {
+    let (mut p, mut c) = ring(8);
+    let door = c.doorstep();
+    assert!(!door.may_hold(c.position()), "an empty ring");
+    p.try_push(SlotHeader::default(), &[b"one"]).unwrap();
+    assert!(door.may_hold(c.position()), "the message pushed");
+    assert_eq!(pop_vec(&mut c).unwrap().1, b"one");
+    assert!(!door.may_hold(c.position()), "nothing after it");
+    // Around the ring and back: the view follows the laps.
+    for i in 0..20u8 {
+        p.try_push(SlotHeader::default(), &[&[i]]).unwrap();
+        assert!(door.may_hold(c.position()));
+        assert_eq!(pop_vec(&mut c).unwrap().1, [i]);
+        assert!(!door.may_hold(c.position()));
+    }
+}

@@ -338,3 +338,86 @@ fn recv_batch_lends_messages_in_place_in_order_up_to_its_limit() {
         ErrorKind::InvalidArgument
     );
 }
+
+#[test]
+fn every_receive_reports_what_a_plain_post_carried() {
+    use hyperfabric::model::{DataType, PacketPriority};
+    let (name, _dir) = fabric("fields");
+    let tx = protocol(&name, &["a"]);
+    let rx = protocol(&name, &["b"]);
+    let mut ep = tx.endpoint("a", "b").unwrap();
+    let opts = SendOptions {
+        priority: PacketPriority::High,
+        data_type: DataType::Gradient,
+        ..Default::default()
+    };
+    for i in 0..3u8 {
+        ep.post_with(&[i; 7], &opts).unwrap();
+    }
+    ep.post(b"plain").unwrap();
+    let wait = Duration::from_secs(5);
+    let m = rx.recv("b", wait).unwrap();
+    assert_eq!(
+        (&m.data[..], m.source.as_str(), m.destination.as_str()),
+        (&[0u8; 7][..], "a", "b")
+    );
+    assert_eq!(
+        (
+            m.priority,
+            m.data_type,
+            m.one_way,
+            m.request_id,
+            m.metadata.len()
+        ),
+        (PacketPriority::High, DataType::Gradient, true, 0, 0)
+    );
+    let mut buf = [0u8; 64];
+    let r = rx.recv_into("b", wait, &mut buf).unwrap();
+    assert_eq!((&buf[..r.len], r.source.as_str()), (&[1u8; 7][..], "a"));
+    assert_eq!(
+        (
+            r.priority,
+            r.data_type,
+            r.one_way,
+            r.request_id,
+            r.metadata.len()
+        ),
+        (PacketPriority::High, DataType::Gradient, true, 0, 0)
+    );
+    let mut seen = Vec::new();
+    let n = rx
+        .recv_batch("b", wait, 8, |m| {
+            seen.push((
+                m.data.to_vec(),
+                m.source,
+                m.destination,
+                m.priority,
+                m.data_type,
+            ))
+        })
+        .unwrap();
+    assert!(n >= 1);
+    while seen.len() < 2 {
+        rx.recv_batch("b", wait, 8, |m| {
+            seen.push((
+                m.data.to_vec(),
+                m.source,
+                m.destination,
+                m.priority,
+                m.data_type,
+            ))
+        })
+        .unwrap();
+    }
+    assert_eq!(seen[0].0, [2u8; 7]);
+    assert_eq!((seen[0].1.as_str(), seen[0].2.as_str()), ("a", "b"));
+    assert_eq!(
+        (seen[0].3, seen[0].4),
+        (PacketPriority::High, DataType::Gradient)
+    );
+    assert_eq!(seen[1].0, b"plain");
+    assert_eq!(
+        (seen[1].3, seen[1].4),
+        (PacketPriority::Medium, DataType::default())
+    );
+}

@@ -53,8 +53,8 @@ struct EpRing {
 impl EpRing {
     /// The common frame in a few loads: a one-way compact frame (the data alone, as
     /// `post` with default options writes it) of this ring's source, taken straight into
-    /// a `recv_into` buffer it fits or lent to a batch. `Ok(false)` leaves any other frame
-    /// (and a lying one) in the ring for [`Plain`]'s checks.
+    /// a `recv_into` buffer it fits, lent to a batch, or made a message. `Ok(false)` leaves
+    /// any other frame (and a lying one) in the ring for [`Plain`]'s checks.
     #[inline(always)]
     fn take_compact(&mut self, id: NodeName, sink: &mut Sink<'_>) -> Result<bool, ring::Corrupt> {
         let (src, source) = (self.src, self.source);
@@ -95,6 +95,19 @@ impl EpRing {
                         one_way: true,
                     });
                     *taken += 1;
+                    (true, true)
+                }
+                Sink::Message(out) => {
+                    *out = Some(Message {
+                        source,
+                        destination: id,
+                        data: crate::buffer::Payload::copy_from(d),
+                        data_type,
+                        priority,
+                        metadata: Vec::new(),
+                        request_id: 0,
+                        one_way: true,
+                    });
                     (true, true)
                 }
                 _ => (false, false),

@@ -421,3 +421,37 @@ fn every_receive_reports_what_a_plain_post_carried() {
         (PacketPriority::Medium, DataType::default())
     );
 }
+
+#[test]
+fn a_handler_sends_through_an_endpoint_and_is_refused_sends_by_name() {
+    let (name, _dir) = fabric("handler-sends");
+    let server = Arc::new(protocol(&name, &["srv"]));
+    let client = protocol(&name, &["cli", "out"]);
+    let ep = std::sync::Mutex::new(server.endpoint("srv", "out").unwrap());
+    let weak = Arc::downgrade(&server);
+    server
+        .on_request("srv", move |m, reply| {
+            let p = weak.upgrade().expect("the protocol runs its handler");
+            // By node names: refused at once (it could wait for the engine the handler holds).
+            let refused = p.post("srv", "out", &m.data, &SendOptions::default());
+            match refused {
+                Err(e) if e.kind() == ErrorKind::InvalidArgument => reply.write(b"refused"),
+                other => reply.write(format!("{other:?}").as_bytes()),
+            }
+            // Through an endpoint made before: sent.
+            ep.lock().unwrap().post(&m.data)
+        })
+        .unwrap();
+    server.start_background_services().unwrap();
+    let opts = SendOptions {
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    for i in 0..20u8 {
+        let answer = client.send_data("cli", "srv", &[i; 5], &opts).unwrap();
+        assert_eq!(answer, b"refused");
+        let m = client.recv("out", Duration::from_secs(5)).unwrap();
+        assert_eq!(&m.data[..], &[i; 5]);
+    }
+    server.stop_background_services().unwrap();
+}

@@ -30,6 +30,7 @@ mod lost;
 pub mod mailbox;
 mod message;
 mod nodes;
+pub use nodes::in_handler;
 mod poll;
 mod reassembly;
 pub mod remote;
@@ -159,6 +160,8 @@ pub struct Counters {
 
 /// The engine state of one process.
 pub struct Engine {
+    /// Tells this engine's handlers apart from others' ([`nodes::in_handler`]).
+    token: usize,
     registry: Arc<Registry>,
     /// The hosted nodes' mailboxes, polled in turn.
     mailboxes: Vec<Arc<Mailbox>>,
@@ -251,6 +254,7 @@ impl Engine {
     ) -> Engine {
         let registry = Arc::new(registry);
         Engine {
+            token: nodes::new_token(),
             host: Box::new(SharedMemory::new(registry.clone())),
             registry,
             mailboxes: Vec::new(),

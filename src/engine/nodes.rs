@@ -77,13 +77,27 @@ impl Engine {
         self.by_name.keys().cloned().collect()
     }
 
-    /// Sets (or clears) a node's request handler.
+    /// Sets (or clears) a node's request handler. While it runs, [`in_handler`] says so
+    /// for this engine (the handler runs with the engine held: its thread must not wait for
+    /// the engine again).
     pub fn set_handler(&mut self, node_id: &str, handler: Option<Handler>) -> Result<()> {
         let i = self.hosted_index(node_id)?;
+        let token = self.token;
+        let handler = handler.map(|mut f| -> Handler {
+            Box::new(move |m, reply| {
+                let _inside = Inside::enter(token);
+                f(m, reply)
+            })
+        });
         let h = self.hosted.get_mut(&i).expect("indexed");
         h.mailbox.set_handled(handler.is_some());
         h.handler = handler;
         Ok(())
+    }
+
+    /// This engine's token: what [`in_handler`] is asked with.
+    pub fn token(&self) -> usize {
+        self.token
     }
 
     /// Takes the oldest queued message of a hosted node.
@@ -204,5 +218,38 @@ impl Engine {
             .map(|e| e.owner_pid)
             // A node registered since the peers were listed: the registry knows it.
             .or_else(|| self.registry.get(index).map(|e| e.owner_pid))
+    }
+}
+
+thread_local! {
+    /// The token of the engine whose handler this thread runs now (0: none).
+    static HANDLING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Tokens of engines, one per engine of the process.
+static TOKENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// A fresh engine token.
+pub(super) fn new_token() -> usize {
+    TOKENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether the calling thread runs a handler of the engine with `token` now.
+pub fn in_handler(token: usize) -> bool {
+    HANDLING.with(|h| h.get() == token)
+}
+
+/// Marks the thread as running a handler of an engine until dropped.
+struct Inside(usize);
+
+impl Inside {
+    fn enter(token: usize) -> Inside {
+        Inside(HANDLING.with(|h| h.replace(token)))
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        HANDLING.with(|h| h.set(self.0));
     }
 }

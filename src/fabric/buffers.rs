@@ -33,7 +33,7 @@ impl HyperFabricProtocol {
         buffer: crate::buffer::ZeroCopyBuffer,
         opts: &SendOptions,
     ) -> Result<Vec<u8>> {
-        self.inner.check_process()?;
+        self.inner.check_sender()?;
         match self.send_buffer_as(source, destination, buffer, opts, false)? {
             BufferSend::Descriptor(id, deadline) => self.request(id, deadline).wait(),
             BufferSend::Bytes(response) => Ok(response.unwrap_or_default()),
@@ -49,7 +49,7 @@ impl HyperFabricProtocol {
         buffer: crate::buffer::ZeroCopyBuffer,
         opts: &SendOptions,
     ) -> Result<()> {
-        self.inner.check_process()?;
+        self.inner.check_sender()?;
         self.send_buffer_as(source, destination, buffer, opts, true)
             .map(drop)
     }

@@ -50,6 +50,8 @@ impl HyperFabricProtocol {
         );
         engine.set_coalescing(config.coalescing);
         let inner = Arc::new(Inner {
+            engine_token: engine.token(),
+            sent_later: Default::default(),
             engine: Mutex::new(engine),
             topology,
             topology_epoch: Mutex::new((u64::MAX, u64::MAX)),
@@ -151,6 +153,13 @@ impl HyperFabricProtocol {
     /// Sets the request handler of a hosted node: it returns the response to `send_data`.
     /// Without a handler, requests are queued for [`recv`](Self::recv) and answered with a
     /// delivery receipt (an empty response).
+    ///
+    /// A handler runs with the engine held, on the thread that drives it (the engine thread
+    /// with background services, otherwise the thread inside a call that drives it). It
+    /// sends through an [`Endpoint`](super::Endpoint) made before; a send by node names
+    /// (`post`, `send_data`, the buffer sends) from inside it fails with
+    /// `InvalidArgumentError`, as it could wait for the engine forever. Other calls on the
+    /// protocol (registration, topology, receiving) are not made from a handler.
     pub fn on_receive(
         &self,
         node_id: &str,

@@ -57,6 +57,11 @@ use topology::sync_topology;
 /// What a protocol and its requests, endpoints and receivers share.
 struct Inner {
     engine: Mutex<Engine>,
+    /// The engine's token ([`crate::engine::in_handler`]).
+    engine_token: usize,
+    /// Frames and bytes of endpoints dropped while the engine was held (counted in its
+    /// traffic counters when read).
+    sent_later: [std::sync::atomic::AtomicU64; 2],
     topology: TopologyManager,
     /// The registry's nodes and zones epochs the topology reflects.
     topology_epoch: Mutex<(u64, u64)>,
@@ -186,5 +191,23 @@ impl Inner {
         } else {
             Err(forked(self.origin.pid()))
         }
+    }
+
+    /// [`check_process`](Self::check_process), and `InvalidArgumentError` for a send by
+    /// node names from inside a handler of this protocol: the handler runs with the engine
+    /// held, and such a send may need the engine (it would wait for it forever). A handler
+    /// sends through an [`Endpoint`] made beforehand, or hands the work to another thread.
+    #[inline]
+    pub(super) fn check_sender(&self) -> Result<()> {
+        self.check_process()?;
+        if crate::engine::in_handler(self.engine_token) {
+            return Err(Error::InvalidArgument(
+                "a handler cannot send by node names through the protocol it runs in (it \
+                 holds the engine); send through an endpoint made before, or from another \
+                 thread"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }

@@ -26,7 +26,7 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<Vec<u8>> {
-        self.inner.check_process()?;
+        self.inner.check_sender()?;
         // Waited for through the endpoint: no request object (two shared counts) per call.
         let named = Prefer::of(opts, false).and_then(|prefer| {
             self.with_named((source, destination), prefer, |ep| ep.send_data(data, opts))
@@ -48,7 +48,7 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<Request> {
-        self.inner.check_process()?;
+        self.inner.check_sender()?;
         let named = Prefer::of(opts, false).and_then(|prefer| {
             self.with_named((source, destination), prefer, |ep| {
                 ep.send_data_nb(data, opts)
@@ -78,7 +78,7 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<()> {
-        self.inner.check_process()?;
+        self.inner.check_sender()?;
         let coalesce = opts.data_type.is_neuromorphic()
             && opts.metadata.is_none()
             && !(opts.compression_enabled || opts.encryption_enabled)

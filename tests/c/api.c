@@ -23,6 +23,9 @@ static atomic_int holding = 0;
 
 /* The handler of node "b": answers with the request reversed; "fail" makes it fail;
    "hold" waits while `holding` is set. */
+/* The protocol whose handler `reverse` is: a send by node names from it is refused. */
+static const hf_protocol *handler_protocol = NULL;
+
 static hf_status reverse(void *user_data, const hf_message_view *m, hf_response *response) {
     int *calls = (int *)user_data;
     unsigned char *out = NULL;
@@ -31,6 +34,10 @@ static hf_status reverse(void *user_data, const hf_message_view *m, hf_response 
     (*calls)++;
     if (m->len == 4 && memcmp(m->data, "fail", 4) == 0) {
         return HF_ERR_INVALID_NODE;
+    }
+    if (m->len == 4 && memcmp(m->data, "nest", 4) == 0) {
+        /* The requester gets this status as its error. */
+        return hf_post(handler_protocol, "b", "a", (const uint8_t *)"x", 1, NULL);
     }
     if (m->len == 4 && memcmp(m->data, "hold", 4) == 0) {
         while (atomic_load(&holding)) {
@@ -278,6 +285,10 @@ int main(int argc, char **argv) {
     hf_bytes_free(&resp);
     CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"fail", 4, NULL, &resp),
                  HF_ERR_INVALID_NODE);
+    /* A handler sending by node names through its own protocol is refused, not stuck. */
+    handler_protocol = b;
+    CHECK_STATUS(hf_send_data(a, "a", "b", (const uint8_t *)"nest", 4, NULL, &resp),
+                 HF_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(hf_send_data(NULL, "a", "b", (const uint8_t *)"x", 1, NULL, &resp),
                  HF_ERR_NULL_ARGUMENT);
     CHECK_STATUS(hf_send_data(a, NULL, "b", (const uint8_t *)"x", 1, NULL, &resp),

@@ -460,7 +460,16 @@ impl Drop for Endpoint {
             return;
         }
         if self.sent.0 > 0 {
-            lock(&self.inner.engine).count_sent(self.sent.0, self.sent.1);
+            // Not waiting for the engine: an endpoint a handler kept is dropped with the
+            // handler, while the engine is held.
+            match self.inner.engine.try_lock() {
+                Ok(mut e) => e.count_sent(self.sent.0, self.sent.1),
+                Err(_) => {
+                    let later = &self.inner.sent_later;
+                    later[0].fetch_add(self.sent.0, std::sync::atomic::Ordering::Relaxed);
+                    later[1].fetch_add(self.sent.1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
         }
         if let Path::Own {
             mut producer,

@@ -13,17 +13,16 @@
 //! (the engine only tries mailbox locks), so the two never wait for each other.
 
 mod assembly;
+mod compact;
 mod plain;
 mod sink;
 
 pub use sink::{MessageRef, Received, Sink};
 
 use super::remote::{FLAG_READ, FLAG_REMOTE};
+use super::FLAG_COMPACT;
 use super::{Message, NodeName, Via};
-use super::{FLAG_COMPACT, FLAG_ONE_WAY, MAX_MESSAGE};
 use super::{INBOX_BYTES, INBOX_MESSAGES};
-use crate::codec::FrameKind;
-use crate::model::{DataType, PacketPriority};
 use crate::ring::{self, Consumer, Producer, Region, SlotHeader};
 use crate::sync::{SpinGuard, SpinLock};
 use crate::transport::channel::{parse_endpoint_name, reply_path, SegmentMaps};
@@ -48,73 +47,6 @@ struct EpRing {
     consumer: Consumer<Region>,
     /// The endpoint's reply ring, when it has one: answers to its requests go there.
     reply: Option<Producer<Region>>,
-}
-
-impl EpRing {
-    /// The common frame in a few loads: a one-way compact frame (the data alone, as
-    /// `post` with default options writes it) of this ring's source, taken straight into
-    /// a `recv_into` buffer it fits, lent to a batch, or made a message. `Ok(false)` leaves
-    /// any other frame (and a lying one) in the ring for [`Plain`]'s checks.
-    #[inline(always)]
-    fn take_compact(&mut self, id: NodeName, sink: &mut Sink<'_>) -> Result<bool, ring::Corrupt> {
-        let (src, source) = (self.src, self.source);
-        let took = self.consumer.try_pop_or_leave(|h, d| {
-            if h.flags != FLAG_ONE_WAY | FLAG_COMPACT
-                || h.src != src
-                || h.kind != FrameKind::Data as u8
-                || d.len() > MAX_MESSAGE
-            {
-                return (false, false);
-            }
-            let data_type = DataType::from_u32(u32::from(h.aux as u8)).unwrap_or_default();
-            let priority =
-                PacketPriority::from_u32(u32::from((h.aux >> 8) as u8)).unwrap_or_default();
-            match sink {
-                Sink::Buffer { buf, got, .. } if d.len() <= buf.len() => {
-                    buf[..d.len()].copy_from_slice(d);
-                    *got = Some(Received {
-                        len: d.len(),
-                        source,
-                        data_type,
-                        priority,
-                        metadata: Vec::new(),
-                        request_id: 0,
-                        one_way: true,
-                    });
-                    (true, true)
-                }
-                Sink::Each { f, taken, .. } => {
-                    f(&MessageRef {
-                        source,
-                        destination: id,
-                        data: d,
-                        metadata: &[],
-                        data_type,
-                        priority,
-                        request_id: 0,
-                        one_way: true,
-                    });
-                    *taken += 1;
-                    (true, true)
-                }
-                Sink::Message(out) => {
-                    *out = Some(Message {
-                        source,
-                        destination: id,
-                        data: crate::buffer::Payload::copy_from(d),
-                        data_type,
-                        priority,
-                        metadata: Vec::new(),
-                        request_id: 0,
-                        one_way: true,
-                    });
-                    (true, true)
-                }
-                _ => (false, false),
-            }
-        })?;
-        Ok(took == Some(true))
-    }
 }
 
 /// The endpoint rings of a node and what reading them needs; held under the mailbox lock.

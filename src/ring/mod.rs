@@ -35,6 +35,7 @@
 //! written over it in continuation slots) whose bytes are checked cells, so `loom` explores
 //! the interleavings.
 
+mod doorstep;
 #[cfg(not(loom))]
 mod region;
 
@@ -45,6 +46,8 @@ pub mod model;
 pub use region::{
     region_len, Region, RingHeader, HEADER_PAGE, MAX_CAPACITY, RING_MAGIC, RING_VERSION,
 };
+
+pub use doorstep::Doorstep;
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -582,27 +585,6 @@ impl<M: RingMemory> Consumer<M> {
             mem: self.mem.clone(),
             mask: self.mask,
         }
-    }
-}
-
-/// Whether a message may wait at a ring position, asked by a thread that does not hold the
-/// ring's consumer (the one that does publishes its position for it). One load of the
-/// slot's sequence word; a stale position (the consumer moved on meanwhile) answers yes
-/// or no at random, so a caller takes a `false` as "look again later", never as a fact.
-#[derive(Debug, Clone)]
-pub struct Doorstep<M: RingMemory> {
-    mem: Arc<M>,
-    mask: u64,
-}
-
-impl<M: RingMemory> Doorstep<M> {
-    /// Whether the slot at `position` holds the message of that position.
-    #[inline]
-    pub fn may_hold(&self, position: u64) -> bool {
-        self.mem
-            .seq((position & self.mask) as usize)
-            .load(Ordering::Acquire)
-            == seq_of(position)
     }
 }
 

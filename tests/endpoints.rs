@@ -385,29 +385,14 @@ fn every_receive_reports_what_a_plain_post_carried() {
         (PacketPriority::High, DataType::Gradient, true, 0, 0)
     );
     let mut seen = Vec::new();
-    let n = rx
-        .recv_batch("b", wait, 8, |m| {
-            seen.push((
-                m.data.to_vec(),
-                m.source,
-                m.destination,
-                m.priority,
-                m.data_type,
-            ))
-        })
-        .unwrap();
-    assert!(n >= 1);
     while seen.len() < 2 {
-        rx.recv_batch("b", wait, 8, |m| {
-            seen.push((
-                m.data.to_vec(),
-                m.source,
-                m.destination,
-                m.priority,
-                m.data_type,
-            ))
-        })
-        .unwrap();
+        let n = rx
+            .recv_batch("b", wait, 8, |m| {
+                let fields = (m.source, m.destination, m.priority, m.data_type);
+                seen.push((m.data.to_vec(), fields.0, fields.1, fields.2, fields.3))
+            })
+            .unwrap();
+        assert!(n >= 1);
     }
     assert_eq!(seen[0].0, [2u8; 7]);
     assert_eq!((seen[0].1.as_str(), seen[0].2.as_str()), ("a", "b"));
@@ -454,4 +439,33 @@ fn a_handler_sends_through_an_endpoint_and_is_refused_sends_by_name() {
         assert_eq!(&m.data[..], &[i; 5]);
     }
     server.stop_background_services().unwrap();
+}
+
+#[test]
+fn a_handler_dropped_with_a_pending_request_does_not_wait_for_the_engine() {
+    let (name, _dir) = fabric("handler-drop");
+    let p = protocol(&name, &["h", "a"]);
+    // Nobody drives the receiving side: the request stays pending.
+    let quiet = protocol(&name, &["x"]);
+    let opts = SendOptions {
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    for round in 0..2 {
+        let pending = p.send_data_nb("a", "x", b"q", &opts).unwrap();
+        let kept = std::sync::Mutex::new(Some(pending));
+        p.on_request("h", move |_, _| {
+            let _ = kept.lock().unwrap().is_some();
+            Ok(())
+        })
+        .unwrap();
+        // The handler (and the request it holds) goes without the engine held: a request
+        // dropped there gives itself up through the engine.
+        if round == 0 {
+            p.clear_handler("h").unwrap();
+        } else {
+            p.unregister_node("h").unwrap();
+        }
+    }
+    drop(quiet);
 }

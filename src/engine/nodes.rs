@@ -35,12 +35,16 @@ impl Engine {
         Ok(index)
     }
 
-    /// Removes a node hosted by this process, its rings and its queued messages.
-    pub fn unregister(&mut self, node_id: &str) -> Result<()> {
+    /// Removes a node hosted by this process, its rings and its queued messages. Returns its
+    /// handler, for the caller to drop once it let go of the engine (see
+    /// [`set_handler`](Self::set_handler)).
+    pub fn unregister(&mut self, node_id: &str) -> Result<Option<Handler>> {
         let index = self.hosted_index(node_id)?;
         self.registry.unregister(index)?;
+        let mut handler = None;
         if let Some(h) = self.hosted.remove(&index) {
             h.mailbox.close();
+            handler = h.handler;
         }
         self.mailboxes.retain(|m| m.node() != index);
         self.by_name.remove(node_id);
@@ -58,7 +62,7 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok(handler)
     }
 
     /// The index of a node this process hosts.
@@ -80,7 +84,13 @@ impl Engine {
     /// Sets (or clears) a node's request handler. While it runs, [`in_handler`] says so
     /// for this engine (the handler runs with the engine held: its thread must not wait for
     /// the engine again).
-    pub fn set_handler(&mut self, node_id: &str, handler: Option<Handler>) -> Result<()> {
+    /// Returns the handler it replaces, for the caller to drop once it let go of the engine
+    /// (a handler may hold what takes the engine when dropped: a request, the protocol).
+    pub fn set_handler(
+        &mut self,
+        node_id: &str,
+        handler: Option<Handler>,
+    ) -> Result<Option<Handler>> {
         let i = self.hosted_index(node_id)?;
         let token = self.token;
         let handler = handler.map(|mut f| -> Handler {
@@ -91,8 +101,7 @@ impl Engine {
         });
         let h = self.hosted.get_mut(&i).expect("indexed");
         h.mailbox.set_handled(handler.is_some());
-        h.handler = handler;
-        Ok(())
+        Ok(std::mem::replace(&mut h.handler, handler))
     }
 
     /// This engine's token: what [`in_handler`] is asked with.
@@ -222,8 +231,9 @@ impl Engine {
 }
 
 thread_local! {
-    /// The token of the engine whose handler this thread runs now (0: none).
-    static HANDLING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The tokens of the engines whose handlers this thread runs now, innermost last (a
+    /// handler of one engine may wait for a request that runs another's).
+    static HANDLING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Tokens of engines, one per engine of the process.
@@ -236,20 +246,23 @@ pub(super) fn new_token() -> usize {
 
 /// Whether the calling thread runs a handler of the engine with `token` now.
 pub fn in_handler(token: usize) -> bool {
-    HANDLING.with(|h| h.get() == token)
+    HANDLING
+        .try_with(|h| h.try_borrow().is_ok_and(|h| h.contains(&token)))
+        .unwrap_or(false)
 }
 
 /// Marks the thread as running a handler of an engine until dropped.
-struct Inside(usize);
+struct Inside;
 
 impl Inside {
     fn enter(token: usize) -> Inside {
-        Inside(HANDLING.with(|h| h.replace(token)))
+        let _ = HANDLING.try_with(|h| h.borrow_mut().push(token));
+        Inside
     }
 }
 
 impl Drop for Inside {
     fn drop(&mut self) {
-        HANDLING.with(|h| h.set(self.0));
+        let _ = HANDLING.try_with(|h| h.borrow_mut().pop());
     }
 }

@@ -143,8 +143,9 @@ impl HyperFabricProtocol {
         self.inner.check_process()?;
         let mut e = lock(&self.inner.engine);
         let index = e.hosted_index(node_id)?;
-        e.unregister(node_id)?;
+        let handler = e.unregister(node_id)?;
         drop(e);
+        drop(handler);
         lock(&self.inner.sealers).remove(&index);
         self.sync_topology()?;
         Ok(true)
@@ -156,10 +157,11 @@ impl HyperFabricProtocol {
     ///
     /// A handler runs with the engine held, on the thread that drives it (the engine thread
     /// with background services, otherwise the thread inside a call that drives it). It
-    /// sends through an [`Endpoint`](super::Endpoint) made before; a send by node names
-    /// (`post`, `send_data`, the buffer sends) from inside it fails with
-    /// `InvalidArgumentError`, as it could wait for the engine forever. Other calls on the
-    /// protocol (registration, topology, receiving) are not made from a handler.
+    /// posts through an [`Endpoint`](super::Endpoint) made before (`Endpoint::post`, up to
+    /// the endpoint's inline size); a send by node names (`post`, `send_data`, the buffer
+    /// sends) from inside it fails with `InvalidArgumentError`, as it could wait for the
+    /// engine forever. Requests, larger messages and the protocol's other calls may wait for
+    /// the engine too and are not made from a handler: hand them to another thread.
     pub fn on_receive(
         &self,
         node_id: &str,
@@ -196,13 +198,19 @@ impl HyperFabricProtocol {
         handler: impl FnMut(&Message, &mut Reply) -> Result<()> + Send + 'static,
     ) -> Result<()> {
         self.inner.check_process()?;
-        lock(&self.inner.engine).set_handler(node_id, Some(Box::new(handler) as Handler))
+        let before =
+            lock(&self.inner.engine).set_handler(node_id, Some(Box::new(handler) as Handler))?;
+        // Dropped without the engine held.
+        drop(before);
+        Ok(())
     }
 
     /// Removes a node's handler.
     pub fn clear_handler(&self, node_id: &str) -> Result<()> {
         self.inner.check_process()?;
-        lock(&self.inner.engine).set_handler(node_id, None)
+        let before = lock(&self.inner.engine).set_handler(node_id, None)?;
+        drop(before);
+        Ok(())
     }
 }
 
@@ -221,8 +229,14 @@ impl Drop for HyperFabricProtocol {
         let mut e = lock(&self.inner.engine);
         // Events still waiting to be coalesced go out.
         e.flush_spikes(None);
+        let mut handlers = Vec::new();
         for id in e.hosted_ids() {
-            let _ = e.unregister(&id);
+            if let Ok(Some(h)) = e.unregister(&id) {
+                handlers.push(h);
+            }
         }
+        drop(e);
+        // Dropped without the engine held (one may hold what takes it when dropped).
+        drop(handlers);
     }
 }

@@ -57,19 +57,10 @@ impl HyperFabricProtocol {
     #[inline]
     pub fn recv_into(&self, node_id: &str, timeout: Duration, buf: &mut [u8]) -> Result<Received> {
         let cap = buf.len();
-        let mut sink = Sink::Buffer {
-            buf,
-            got: None,
-            spill: None,
-            too_large: None,
-        };
-        let end = self.wait_into(node_id, timeout, &mut sink);
-        match sink {
-            Sink::Buffer { got: Some(r), .. } => Ok(r),
-            Sink::Buffer {
-                too_large: Some(n), ..
-            } => Err(too_large(node_id, n, cap)),
-            _ => Err(end.error(node_id)),
+        match self.take_into(node_id, timeout, buf) {
+            Into::Got(r) => Ok(r),
+            Into::TooLarge(n) => Err(too_large(node_id, n, cap)),
+            Into::Nothing(end) => Err(end.error(node_id)),
         }
     }
 
@@ -82,6 +73,16 @@ impl HyperFabricProtocol {
         timeout: Duration,
         buf: &mut [u8],
     ) -> Result<std::result::Result<Received, usize>> {
+        match self.take_into(node_id, timeout, buf) {
+            Into::Got(r) => Ok(Ok(r)),
+            Into::TooLarge(n) => Ok(Err(n)),
+            Into::Nothing(end) => Err(end.error(node_id)),
+        }
+    }
+
+    /// The wait of `recv_into` and what it ended with.
+    #[inline(always)]
+    fn take_into(&self, node_id: &str, timeout: Duration, buf: &mut [u8]) -> Into {
         let mut sink = Sink::Buffer {
             buf,
             got: None,
@@ -90,11 +91,11 @@ impl HyperFabricProtocol {
         };
         let end = self.wait_into(node_id, timeout, &mut sink);
         match sink {
-            Sink::Buffer { got: Some(r), .. } => Ok(Ok(r)),
+            Sink::Buffer { got: Some(r), .. } => Into::Got(r),
             Sink::Buffer {
                 too_large: Some(n), ..
-            } => Ok(Err(n)),
-            _ => Err(end.error(node_id)),
+            } => Into::TooLarge(n),
+            _ => Into::Nothing(end),
         }
     }
 
@@ -158,6 +159,14 @@ impl HyperFabricProtocol {
         });
         self.inner.wait_for(&mb, timeout, sink)
     }
+}
+
+/// What a `recv_into` got.
+enum Into {
+    Got(Received),
+    /// The next message's size, larger than the buffer.
+    TooLarge(usize),
+    Nothing(End),
 }
 
 /// How a wait that took nothing ended.

@@ -119,6 +119,11 @@ impl Inner {
             if looks % every == 0 {
                 self.drive_once();
                 if looks % CHECK_EVERY == 0 {
+                    // A full look first: an answer the engine put aside since the last one
+                    // is taken, not given up at the deadline.
+                    if let (Some(r), _) = replies.take_or_detour(id) {
+                        return r;
+                    }
                     let now = Instant::now();
                     self.at_clock(replies, id, (deadline, &mut liveness), now)?;
                     self.tick_for_waiter(now);

@@ -26,16 +26,9 @@ impl HyperFabricProtocol {
         data: &[u8],
         opts: &SendOptions,
     ) -> Result<Vec<u8>> {
-        self.inner.check_sender()?;
-        // Waited for through the endpoint: no request object (two shared counts) per call.
-        let named = Prefer::of(opts, false).and_then(|prefer| {
-            self.with_named((source, destination), prefer, |ep| ep.send_data(data, opts))
-        });
-        if let Some(answer) = named {
-            return answer;
-        }
-        let (id, deadline) = self.inner.send(source, destination, data, opts, false)?;
-        self.request(id, deadline).wait()
+        // Waited for once the thread's endpoints are free again: a handler that runs in
+        // this thread meanwhile (one of another protocol) may send through them.
+        self.send_data_nb(source, destination, data, opts)?.wait()
     }
 
     /// Non-blocking `send_data`: returns once the message is in the ring, with a

@@ -24,7 +24,7 @@ pub fn measure_network_performance(
             "measure_network_performance needs a node hosted by this protocol".into(),
         ));
     }
-    let before = lock(&protocol.inner.engine).counters();
+    let before = protocol.inner.counters();
     let start = Instant::now();
     let (mut latencies, mut bandwidths) = (Vec::new(), Vec::new());
     let (mut probes, mut lost, mut pairs) = (0.0f64, 0.0f64, std::collections::BTreeSet::new());
@@ -64,7 +64,7 @@ pub fn measure_network_performance(
         }
     }
     let secs = start.elapsed().as_secs_f64().max(1e-9);
-    let after = lock(&protocol.inner.engine).counters();
+    let after = protocol.inner.counters();
     latencies.sort_by(f64::total_cmp);
     let mean = |v: &[f64]| {
         if v.is_empty() {

@@ -193,6 +193,15 @@ impl Inner {
         }
     }
 
+    /// The engine's traffic counters, with what endpoints dropped while the engine was held
+    /// sent ([`Inner::sent_later`]).
+    pub(super) fn counters(&self) -> crate::engine::Counters {
+        let mut c = lock(&self.engine).counters();
+        c.frames_sent += self.sent_later[0].load(std::sync::atomic::Ordering::Relaxed);
+        c.bytes_sent += self.sent_later[1].load(std::sync::atomic::Ordering::Relaxed);
+        c
+    }
+
     /// [`check_process`](Self::check_process), and `InvalidArgumentError` for a send by
     /// node names from inside a handler of this protocol: the handler runs with the engine
     /// held, and such a send may need the engine (it would wait for it forever). A handler

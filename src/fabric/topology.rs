@@ -25,12 +25,11 @@ impl HyperFabricProtocol {
         self.inner.check_process()?;
         self.sync_topology()?;
         let mut info = self.inner.topology.topology_info()?;
-        let c = lock(&self.inner.engine).counters();
-        let later = |i: usize| self.inner.sent_later[i].load(Ordering::Relaxed);
+        let c = self.inner.counters();
         let m = &mut info.performance_metrics;
-        m.insert("frames_sent".into(), (c.frames_sent + later(0)) as f64);
+        m.insert("frames_sent".into(), c.frames_sent as f64);
         m.insert("frames_received".into(), c.frames_received as f64);
-        m.insert("bytes_sent".into(), (c.bytes_sent + later(1)) as f64);
+        m.insert("bytes_sent".into(), c.bytes_sent as f64);
         m.insert("bytes_received".into(), c.bytes_received as f64);
         m.insert("errors".into(), c.errors as f64);
         m.insert("corrupt_channels".into(), c.corrupt_channels as f64);

@@ -1,7 +1,6 @@
 //! [`Doorstep`]: a look at a ring's next slot by a thread that does not hold its consumer.
 
-use super::{seq_of, RingMemory};
-use crate::sync::atomic::Ordering;
+use super::{holds, RingMemory};
 use std::sync::Arc;
 
 /// Whether a message may wait at a ring position, asked by a thread that does not hold the
@@ -18,9 +17,6 @@ impl<M: RingMemory> Doorstep<M> {
     /// Whether the slot at `position` holds the message of that position.
     #[inline]
     pub fn may_hold(&self, position: u64) -> bool {
-        self.mem
-            .seq((position & self.mask) as usize)
-            .load(Ordering::Acquire)
-            == seq_of(position)
+        holds(&*self.mem, self.mask, position)
     }
 }

@@ -425,6 +425,13 @@ fn seq_of(pos: u64) -> u32 {
     (pos as u32).wrapping_add(1)
 }
 
+/// Whether the slot of position `pos` (in a ring of `mask + 1` slots) holds the message of
+/// that position: its sequence word says so (Acquire: the message's bytes are visible).
+#[inline]
+fn holds<M: RingMemory>(mem: &M, mask: u64, pos: u64) -> bool {
+    mem.seq((pos & mask) as usize).load(Ordering::Acquire) == seq_of(pos)
+}
+
 impl<M: RingMemory> Consumer<M> {
     /// Reads the next message in place: `f` gets its header and payload. `Ok(None)` when the
     /// ring is empty (then pending progress is published to the producer); `Err` once a slot
@@ -568,8 +575,7 @@ impl<M: RingMemory> Consumer<M> {
 
     /// Whether a message is waiting (one Acquire load). `false` for a corrupt ring.
     pub fn has_message(&self) -> bool {
-        let idx = (self.head & self.mask) as usize;
-        self.corrupt.is_none() && self.mem.seq(idx).load(Ordering::Acquire) == seq_of(self.head)
+        self.corrupt.is_none() && holds(&*self.mem, self.mask, self.head)
     }
 
     /// The position the consumer reads next.
@@ -586,9 +592,7 @@ impl<M: RingMemory> Consumer<M> {
             mask: self.mask,
         }
     }
-}
 
-impl<M: RingMemory> Consumer<M> {
     /// Whether a message is waiting; when none is, the head is stored for the producer (a
     /// caller that polls only rings with messages would otherwise never release a drained
     /// ring's last slots, and its producer could stall on a stale view of free space).

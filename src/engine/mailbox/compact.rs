@@ -11,7 +11,9 @@ impl EpRing {
     /// The common frame in a few loads: a one-way compact frame (the data alone, as
     /// `post` with default options writes it) of this ring's source, taken straight into
     /// a `recv_into` buffer it fits, lent to a batch, or made a message. `Ok(false)` leaves
-    /// any other frame (and a lying one) in the ring for `Plain`'s checks.
+    /// any other frame (and a lying one) in the ring for `Plain`'s checks. It fills the sink
+    /// itself rather than through `Plain::give` (which wants the frame's message header made
+    /// first): that way measured 8-18 ns slower one-way at 8 B.
     #[inline(always)]
     pub(super) fn take_compact(
         &mut self,

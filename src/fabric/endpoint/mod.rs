@@ -460,8 +460,8 @@ impl Drop for Endpoint {
             return;
         }
         if self.sent.0 > 0 {
-            // Not waiting for the engine: an endpoint a handler kept is dropped with the
-            // handler, while the engine is held.
+            // Not waiting for the engine: a handler that drops an endpoint it kept does so
+            // while the engine is held.
             match self.inner.engine.try_lock() {
                 Ok(mut e) => e.count_sent(self.sent.0, self.sent.1),
                 Err(_) => {

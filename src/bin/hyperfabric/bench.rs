@@ -234,6 +234,24 @@ fn write_all(b: &mut [u8]) {
     b.fill(v);
 }
 
+/// What touching costs in a touched round trip, per one-way trip (median of `reps`): the
+/// sender writes its bytes once and each side reads what it received, so a round trip
+/// writes `size` bytes and reads them twice. Measured on this thread with warm buffers, it
+/// is the part of a touched figure that ping-pongs which never touch their buffers in the
+/// loop (`ucx_perftest`, the usual MPI ping-pong) do not spend.
+fn touch_cost_ns(watch: &Stopwatch, data: &mut [u8], inbox: &[u8], reps: usize) -> f64 {
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t0 = watch.ticks();
+        write_all(data);
+        std::hint::black_box(read_all(inbox));
+        std::hint::black_box(read_all(data));
+        t.push(watch.ns_between(t0, watch.ticks()) / 2.0);
+    }
+    t.sort_by(f64::total_cmp);
+    quantile(&t, 0.5)
+}
+
 /// Reads every byte (a sum the optimiser cannot drop).
 fn read_all(b: &[u8]) -> u64 {
     // Word by word (vectorised): reading costs what the memory traffic costs.
@@ -437,11 +455,17 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
             one_way.sort_by(f64::total_cmp);
             let floor = (before + after) / 2.0;
             let p50 = quantile(&one_way, 0.5);
+            let touch_ns = if touch {
+                touch_cost_ns(&watch, &mut data, &inbox, args.iters / 10 + 1)
+            } else {
+                0.0
+            };
             serde_json::json!({
                 "size": size, "p50_ns": p50.round(), "p99_ns": quantile(&one_way, 0.99).round(),
                 "floor_ns": floor.round(), "ratio": (p50 / floor * 100.0).round() / 100.0,
                 "placement": placement(before, after),
                 "touch": touch,
+                "touch_ns": touch_ns.round(),
                 "by_name": args.by_name,
                 "api": match args.api {
                     Api::Post => "post",
@@ -497,6 +521,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
                 "ratio",
                 "placement",
                 "touch",
+                "touch_ns",
             ]
         } else {
             vec![

@@ -121,7 +121,12 @@ fn protocol_round_trips(c: &mut Criterion) {
     {
         let a = protocol(&fabric, "a", None);
         let b = protocol(&fabric, "b", Some(1));
-        b.on_receive("b", |m| Ok(m.data.to_vec())).unwrap();
+        // The answer is written into the engine's reply buffer (no Vec per request).
+        b.on_request("b", |m, reply| {
+            reply.write(&m.data);
+            Ok(())
+        })
+        .unwrap();
         b.start_background_services().unwrap();
         for size in [8usize, 64, 1024] {
             let payload = vec![7u8; size];

@@ -142,7 +142,7 @@ impl Engine {
         // Lent to the destination's process (this one when it hosts the destination;
         // forwarders pass the descriptor on untouched): the receiver takes only a buffer lent
         // to it, and if it dies holding the buffer, this engine takes it back.
-        let pid = self.owner_of(dst).unwrap_or_else(crate::sys::process::pid);
+        let pid = self.owner_of(dst).unwrap_or(self.pid);
         let _ = pool.lend(index, pid);
         let pushed = self
             .producer(src, via, lane)

@@ -209,6 +209,8 @@ pub struct Engine {
     segments: SegmentMaps,
     /// Keys of the segments this process created, by pool id.
     own_segments: HashMap<u64, SegmentKey>,
+    /// This process's pid (buffers sent to nodes it hosts are lent to it) and start time.
+    pid: u32,
     start_time: u64,
     /// Neuromorphic events waiting, by (source, destination).
     spikes: HashMap<(u32, u32), SpikeBatch>,
@@ -288,6 +290,7 @@ impl Engine {
             chunks: [None, None],
             segments: SegmentMaps::default(),
             own_segments: HashMap::default(),
+            pid: crate::sys::process::pid(),
             start_time: crate::sys::process::start_time(crate::sys::process::pid()).unwrap_or(0),
             spikes: HashMap::default(),
             coalescing: Coalescing::default(),

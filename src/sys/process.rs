@@ -11,26 +11,13 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// This process's id: a system call the first time (and the first time after each
-/// `fork()`), one or two atomic loads after that. Descriptors are lent and taken by pid on
-/// every large message, where `getpid` (no longer cached by glibc) cost a system call each.
-#[inline]
+/// This process's id (a system call each time: a copy cached in the process would be
+/// wrong in a child made by `clone` or `_Fork`, which skip the fork handlers). Values made
+/// in a process that need it per message keep their own copy (`SegmentMaps`, `Engine`,
+/// `Endpoint`).
 pub fn pid() -> u32 {
-    // Above the pid: the fork count it was read under, plus one (0: nothing cached). A
-    // child of `fork()` finds another count and reads its own pid.
-    let tag = (FORKS.load(Ordering::Relaxed) as u32).wrapping_add(1) as u64;
-    let cached = PID.load(Ordering::Relaxed);
-    if tag != 0 && cached >> 32 == tag {
-        return cached as u32;
-    }
-    install_fork_handler();
-    let pid = std::process::id();
-    PID.store(tag << 32 | pid as u64, Ordering::Relaxed);
-    pid
+    std::process::id()
 }
-
-/// The cached pid (see [`pid`]).
-static PID: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the fork handler once (before any value that must know about forks is made).
 fn install_fork_handler() {
@@ -149,9 +136,7 @@ mod tests {
         let child = unsafe { libc::fork() };
         assert!(child >= 0, "fork failed");
         if child == 0 {
-            // SAFETY: getpid has no preconditions.
-            let own = pid() == unsafe { libc::getpid() } as u32 && pid() != here.pid();
-            let code = if own && !here.is_current() && Origin::current().is_current() {
+            let code = if !here.is_current() && Origin::current().is_current() {
                 0
             } else {
                 1

@@ -165,9 +165,21 @@ impl Descriptor {
 }
 
 /// The segments a process has mapped to read descriptors, by key (mapped on first use).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SegmentMaps {
     maps: rustc_hash::FxHashMap<SegmentKey, crate::buffer::BufferManager>,
+    /// The pid of the process that made the maps, which buffers are lent to (read once:
+    /// `getpid` is a system call, and a descriptor is taken per large message).
+    pid: u32,
+}
+
+impl Default for SegmentMaps {
+    fn default() -> SegmentMaps {
+        SegmentMaps {
+            maps: Default::default(),
+            pid: crate::sys::process::pid(),
+        }
+    }
 }
 
 impl SegmentMaps {
@@ -199,7 +211,7 @@ impl SegmentMaps {
         };
         // Only a buffer lent to this process, once: senders lend every buffer they send by
         // descriptor, also to their own process.
-        pool.take_lent_payload(d.index, d.len as usize, crate::sys::process::pid())
+        pool.take_lent_payload(d.index, d.len as usize, self.pid)
     }
 }
 

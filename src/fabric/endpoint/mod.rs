@@ -66,6 +66,9 @@ pub struct Endpoint {
     destination: NodeName,
     /// The process hosting the destination (pid, start time) when it is another process.
     dst_owner: Option<(u32, u64)>,
+    /// The pid of the destination's process (this one's when it hosts the destination),
+    /// which chunks sent by descriptor are lent to.
+    lend_to: u32,
     path: Path,
     /// The answers to its requests (endpoints with a ring of their own).
     replies: Option<Arc<Replies>>,
@@ -186,6 +189,7 @@ impl HyperFabricProtocol {
             dst,
             destination,
             dst_owner,
+            lend_to: dst_owner.map_or_else(crate::sys::process::pid, |(pid, _)| pid),
             path,
             replies,
             plain_default: inner.options.default_latency_constraint_ns.is_none(),

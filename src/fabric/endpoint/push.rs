@@ -167,10 +167,7 @@ impl Endpoint {
         // Lent to the destination's process (this one for a destination it hosts): the
         // receiver takes only a buffer lent to it, and if it dies holding the chunk, the
         // engine takes it back.
-        let pid = self
-            .dst_owner
-            .map_or_else(crate::sys::process::pid, |(pid, _)| pid);
-        let _ = pool.lend(index, pid);
+        let _ = pool.lend(index, self.lend_to);
         let total = m + body.len();
         let hdr = o.header(self.src, self.dst.index, offset, total);
         let desc = Descriptor {

@@ -88,9 +88,7 @@ impl Endpoint {
         {
             return false;
         }
-        let pid = self
-            .dst_owner
-            .map_or_else(crate::sys::process::pid, |(pid, _)| pid);
+        let pid = self.lend_to;
         *self.cma.get_or_insert_with(|| crate::sys::cma::mutual(pid))
     }
 

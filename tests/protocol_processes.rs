@@ -68,11 +68,81 @@ fn peer_role() {
             p.on_receive("victim", |m| Ok([b"reborn:".as_slice(), &m.data].concat()))
                 .unwrap();
         }
+        "mutual" => {
+            p.register_node(node("m-child", 10)).unwrap();
+            p.register_node(node("m-child-out", 10)).unwrap();
+            answer_with_tag(&p, "m-child", b'c');
+            p.start_background_services().unwrap();
+            println!("ready");
+            // The parent starts its own requests, then says go: both load at once.
+            let mut go = String::new();
+            std::io::stdin().read_line(&mut go).unwrap();
+            let ok = request_load(&p, "m-child-out", "m-parent", b'p');
+            p.post(
+                "m-child-out",
+                "m-inbox",
+                format!("done {ok}").as_bytes(),
+                &SendOptions::default(),
+            )
+            .unwrap();
+            serve_until_stdin_closes();
+            return;
+        }
         other => panic!("unknown role {other}"),
     }
     p.start_background_services().unwrap();
     println!("ready");
     serve_until_stdin_closes();
+}
+
+/// Requests each side of the mutual-load test sends per thread.
+const MUTUAL_REQUESTS: usize = 1500;
+/// Threads per side sending them.
+const MUTUAL_THREADS: usize = 2;
+
+/// Answers every request to `id` with its bytes and `tag` after them.
+fn answer_with_tag(p: &hyperfabric::fabric::HyperFabricProtocol, id: &str, tag: u8) {
+    p.on_request(id, move |m, reply| {
+        reply.write(&m.data);
+        reply.write(&[tag]);
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Sends [`MUTUAL_REQUESTS`] requests of mixed sizes (inline, by descriptor, several
+/// fragments) from each of [`MUTUAL_THREADS`] threads, checks every answer (the bytes sent and
+/// `tag`), and returns how many were right.
+fn request_load(
+    p: &hyperfabric::fabric::HyperFabricProtocol,
+    src: &str,
+    dst: &str,
+    tag: u8,
+) -> usize {
+    const SIZES: [usize; 6] = [1, 8, 200, 3000, 20_000, 70_000];
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..MUTUAL_THREADS)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut ok = 0;
+                    for i in 0..MUTUAL_REQUESTS {
+                        let len = SIZES[(i + t) % SIZES.len()];
+                        let data: Vec<u8> = (0..len).map(|k| (k + i * 7 + t) as u8).collect();
+                        let opts = SendOptions {
+                            timeout: Duration::from_secs(60),
+                            ..Default::default()
+                        };
+                        let back = p.send_data(src, dst, &data, &opts).unwrap();
+                        if back.len() == len + 1 && back[..len] == data[..] && back[len] == tag {
+                            ok += 1;
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    })
 }
 
 fn spawn(role: &str, fabric: &str) -> Peer {
@@ -294,4 +364,32 @@ fn a_killed_peer_fails_pending_requests_and_frees_its_node() {
     assert_eq!(got, b"reborn:hello");
     drop(p);
     let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+}
+
+#[test]
+fn two_processes_requesting_from_each_other_under_load_both_finish() {
+    // Each process answers the other's requests from its engine thread while two of its own
+    // threads wait for answers from the other: no side may hold what the other's answer
+    // needs.
+    let fabric = fabric_name("mutual");
+    let _cleanup = FabricDir(fabric.clone());
+    let p = protocol(&fabric, Some(key()));
+    p.register_node(node("m-parent", 10)).unwrap();
+    p.register_node(node("m-out", 10)).unwrap();
+    p.register_node(node("m-inbox", 10)).unwrap();
+    answer_with_tag(&p, "m-parent", b'p');
+    p.start_background_services().unwrap();
+    let mut child = spawn("mutual", &fabric);
+    let (mine, theirs) = std::thread::scope(|s| {
+        let load = s.spawn(|| request_load(&p, "m-out", "m-child", b'c'));
+        child.send_line("go");
+        let done = p.recv("m-inbox", Duration::from_secs(120)).unwrap();
+        (
+            load.join().unwrap(),
+            String::from_utf8(done.data.to_vec()).unwrap(),
+        )
+    });
+    let all = MUTUAL_REQUESTS * MUTUAL_THREADS;
+    assert_eq!(mine, all, "answers the parent got right");
+    assert_eq!(theirs, format!("done {all}"), "what the child reported");
 }

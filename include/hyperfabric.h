@@ -427,6 +427,26 @@ typedef struct {
     uint32_t hops;
 } hf_route;
 
+// What the kernel's io_uring offers the TCP transport (see `hf_transport_probe`).
+typedef struct {
+    // The kernel release (`uname -r`), NUL-terminated.
+    char kernel[65];
+    // Whether an io_uring could be set up at all.
+    bool io_uring;
+    // Zero-copy sends (`IORING_OP_SEND_ZC`) completed on a TCP socket.
+    bool send_zc;
+    // A multishot receive delivered data into provided buffers and stayed armed.
+    bool recv_multishot;
+    // Provided-buffer rings (`IORING_REGISTER_PBUF_RING`) can be registered.
+    bool buffer_ring;
+    // A kernel submission thread (`IORING_SETUP_SQPOLL`) is allowed to this user.
+    bool sqpoll;
+    // `io_uring_enter` takes a timeout (an idle engine sleeps a bounded time in it).
+    bool enter_timeout;
+    // Why no io_uring could be set up (empty when one could), NUL-terminated, truncated.
+    char unavailable_reason[128];
+} hf_transport_support;
+
 // Gets each message `hf_receiver_poll` takes: `user_data`, the source node's index, and the
 // bytes, valid during the call only (read in place in the ring, or in the sender's buffer).
 typedef void (*hf_receive_fn)(void *user_data,
@@ -962,6 +982,14 @@ hf_status hf_validate_hardware_compatibility(const hf_node_signature *node,
 hf_status hf_measure_network_performance(const hf_protocol *protocol,
                                          uint64_t duration_ms,
                                          char **json);
+
+// Tries what the TCP transport uses of io_uring on this kernel, on a real ring and a
+// loopback TCP connection (a few milliseconds), and fills `*out`. `hyperfabric detect`
+// prints the same.
+//
+// # Safety
+// `out` points to writable memory for an `hf_transport_support`.
+hf_status hf_transport_probe(hf_transport_support *out);
 
 // Largest message `hf_sender_try_send` carries inline (larger ones: send a buffer).
 size_t hf_direct_max_inline(void);

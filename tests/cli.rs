@@ -220,6 +220,26 @@ fn analyze_detect_and_generate() {
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["hardware_type"], "cpu_server");
+    // What io_uring offers: every feature named, the kernel's release, a reason only
+    // when there is no ring.
+    let (code, out, _) = run(&["detect", "--transport", "--json"]);
+    assert_eq!(code, 0);
+    let t: Value = serde_json::from_str(&out).unwrap();
+    for k in [
+        "send_zc",
+        "recv_multishot",
+        "buffer_ring",
+        "sqpoll",
+        "enter_timeout",
+        "available",
+    ] {
+        assert!(t[k].is_boolean(), "{k} missing in {t}");
+    }
+    assert!(!t["kernel"].as_str().unwrap().is_empty());
+    assert_eq!(t["error"].is_null(), t["available"] == true);
+    let (code, out, _) = run(&["detect"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("io_uring (TCP transport), kernel"), "{out}");
     let (code, out, _) = run(&[
         "topo",
         "generate",

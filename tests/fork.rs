@@ -81,6 +81,11 @@ fn a_forked_child_cannot_use_its_parents_protocol_and_the_parent_is_unharmed() {
     let pool = a.create_buffer_manager(4, 1 << 16).unwrap();
     let mut held = pool.acquire().unwrap();
     held.write_data(b"pooled", 0, false).unwrap();
+    // A direct channel with a message waiting: the child must neither send through the
+    // parent's sender nor take the message from the parent's receiver.
+    let mut direct_tx = a.open_sender("a", "b").unwrap();
+    let mut direct_rx = b.open_receiver("b").unwrap();
+    assert!(direct_tx.try_send(b"before fork").unwrap());
     let parent = std::process::id();
 
     // SAFETY: the child only calls this library and leaves with _exit (no printing, no
@@ -114,11 +119,20 @@ fn a_forked_child_cannot_use_its_parents_protocol_and_the_parent_is_unharmed() {
         check(3, refused(endpoint.post(b"x"), parent));
         check(3, refused(a.endpoint("a", "b"), parent));
         check(5, pool.acquire().is_err() && held.check_process().is_err());
+        check(
+            6,
+            direct_tx
+                .try_send(b"x")
+                .is_err_and(|e| e.kind() == ErrorKind::InvalidArgument),
+        );
+        check(6, direct_rx.try_recv_with(|_, _| ()).is_none());
         // Dropping the parent's values here must leave its nodes, rings, segments, buffers
         // and request alone.
         drop(held);
         drop(pool);
         drop(endpoint);
+        drop(direct_tx);
+        drop(direct_rx);
         drop(pending);
         drop(a);
         drop(b);
@@ -139,7 +153,7 @@ fn a_forked_child_cannot_use_its_parents_protocol_and_the_parent_is_unharmed() {
     assert_eq!(
         code, 0,
         "failed in the child (bits): 0 protocol calls not refused, 1 progress, 2 request, \
-         3 endpoint, 4 a new protocol, 5 the shared pool"
+         3 endpoint, 4 a new protocol, 5 the shared pool, 6 the direct channel"
     );
 
     // The parent is unharmed: its nodes are registered, its endpoint and pending request
@@ -169,4 +183,14 @@ fn a_forked_child_cannot_use_its_parents_protocol_and_the_parent_is_unharmed() {
         b"",
         "the receipt of the pending request"
     );
+    // The direct channel's message is still the parent's to take, and its sender works.
+    assert!(direct_tx.try_send(b"after fork").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut direct = Vec::new();
+    while direct.len() < 2 && Instant::now() < deadline {
+        if let Some(m) = direct_rx.try_recv_with(|_, m| m.bytes().to_vec()) {
+            direct.push(m);
+        }
+    }
+    assert_eq!(direct, [b"before fork".to_vec(), b"after fork".to_vec()]);
 }

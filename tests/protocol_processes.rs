@@ -77,11 +77,14 @@ fn peer_role() {
             // The parent starts its own requests, then says go: both load at once.
             let mut go = String::new();
             std::io::stdin().read_line(&mut go).unwrap();
-            let ok = request_load(&p, "m-child-out", "m-parent", b'p');
+            let report = match request_load(&p, "m-child-out", "m-parent", b'p') {
+                Ok(ok) => format!("done {ok}"),
+                Err(e) => format!("failed: {e}"),
+            };
             p.post(
                 "m-child-out",
                 "m-inbox",
-                format!("done {ok}").as_bytes(),
+                report.as_bytes(),
                 &SendOptions::default(),
             )
             .unwrap();
@@ -112,13 +115,13 @@ fn answer_with_tag(p: &hyperfabric::fabric::HyperFabricProtocol, id: &str, tag: 
 
 /// Sends [`MUTUAL_REQUESTS`] requests of mixed sizes (inline, by descriptor, several
 /// fragments) from each of [`MUTUAL_THREADS`] threads, checks every answer (the bytes sent and
-/// `tag`), and returns how many were right.
+/// `tag`), and returns how many were right, or the first error.
 fn request_load(
     p: &hyperfabric::fabric::HyperFabricProtocol,
     src: &str,
     dst: &str,
     tag: u8,
-) -> usize {
+) -> hyperfabric::Result<usize> {
     const SIZES: [usize; 6] = [1, 8, 200, 3000, 20_000, 70_000];
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..MUTUAL_THREADS)
@@ -132,12 +135,12 @@ fn request_load(
                             timeout: Duration::from_secs(60),
                             ..Default::default()
                         };
-                        let back = p.send_data(src, dst, &data, &opts).unwrap();
+                        let back = p.send_data(src, dst, &data, &opts)?;
                         if back.len() == len + 1 && back[..len] == data[..] && back[len] == tag {
                             ok += 1;
                         }
                     }
-                    ok
+                    Ok(ok)
                 })
             })
             .collect();
@@ -373,23 +376,32 @@ fn two_processes_requesting_from_each_other_under_load_both_finish() {
     // needs.
     let fabric = fabric_name("mutual");
     let _cleanup = FabricDir(fabric.clone());
-    let p = protocol(&fabric, Some(key()));
+    let p = std::sync::Arc::new(protocol(&fabric, Some(key())));
     p.register_node(node("m-parent", 10)).unwrap();
     p.register_node(node("m-out", 10)).unwrap();
     p.register_node(node("m-inbox", 10)).unwrap();
     answer_with_tag(&p, "m-parent", b'p');
     p.start_background_services().unwrap();
     let mut child = spawn("mutual", &fabric);
-    let (mine, theirs) = std::thread::scope(|s| {
-        let load = s.spawn(|| request_load(&p, "m-out", "m-child", b'c'));
-        child.send_line("go");
-        let done = p.recv("m-inbox", Duration::from_secs(120)).unwrap();
-        (
-            load.join().unwrap(),
-            String::from_utf8(done.data.to_vec()).unwrap(),
-        )
+    // The load runs on a thread of its own, so a side stuck for good fails the test at the
+    // deadline instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let parent = p.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(request_load(&parent, "m-out", "m-child", b'c'));
     });
+    child.send_line("go");
+    let theirs = p
+        .recv("m-inbox", Duration::from_secs(120))
+        .map(|m| String::from_utf8_lossy(&m.data).into_owned());
+    let mine = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the parent's requests did not finish within 120 s");
     let all = MUTUAL_REQUESTS * MUTUAL_THREADS;
-    assert_eq!(mine, all, "answers the parent got right");
-    assert_eq!(theirs, format!("done {all}"), "what the child reported");
+    assert_eq!(mine.unwrap(), all, "answers the parent got right");
+    assert_eq!(
+        theirs.unwrap(),
+        format!("done {all}"),
+        "what the child reported"
+    );
 }

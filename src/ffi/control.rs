@@ -466,3 +466,63 @@ pub unsafe extern "C" fn hf_measure_network_performance(
         store_json(json, &m)
     })
 }
+
+/// What the kernel's io_uring offers the TCP transport (see `hf_transport_probe`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hf_transport_support {
+    /// The kernel release (`uname -r`), NUL-terminated.
+    pub kernel: [c_char; 65],
+    /// Whether an io_uring could be set up at all.
+    pub io_uring: bool,
+    /// Zero-copy sends (`IORING_OP_SEND_ZC`) completed on a TCP socket.
+    pub send_zc: bool,
+    /// A multishot receive delivered data into provided buffers and stayed armed.
+    pub recv_multishot: bool,
+    /// Provided-buffer rings (`IORING_REGISTER_PBUF_RING`) can be registered.
+    pub buffer_ring: bool,
+    /// A kernel submission thread (`IORING_SETUP_SQPOLL`) is allowed to this user.
+    pub sqpoll: bool,
+    /// `io_uring_enter` takes a timeout (an idle engine sleeps a bounded time in it).
+    pub enter_timeout: bool,
+    /// Why no io_uring could be set up (empty when one could), NUL-terminated, truncated.
+    pub unavailable_reason: [c_char; 128],
+}
+
+/// Copies `s` into `out` as a NUL-terminated C string, truncated to fit.
+fn fill_c_string(out: &mut [c_char], s: &str) {
+    let n = s.len().min(out.len() - 1);
+    for (o, &b) in out.iter_mut().zip(&s.as_bytes()[..n]) {
+        *o = b as c_char;
+    }
+    out[n] = 0;
+}
+
+/// Tries what the TCP transport uses of io_uring on this kernel, on a real ring and a
+/// loopback TCP connection (a few milliseconds), and fills `*out`. `hyperfabric detect`
+/// prints the same.
+///
+/// # Safety
+/// `out` points to writable memory for an `hf_transport_support`.
+#[no_mangle]
+pub unsafe extern "C" fn hf_transport_probe(out: *mut hf_transport_support) -> hf_status {
+    boundary(|| {
+        // SAFETY: as the caller promised.
+        let out = unsafe { mut_arg(out, "out") }?;
+        let s = crate::sys::uring::probe();
+        let mut r = hf_transport_support {
+            kernel: [0; 65],
+            io_uring: s.available,
+            send_zc: s.send_zc,
+            recv_multishot: s.recv_multishot,
+            buffer_ring: s.buffer_ring,
+            sqpoll: s.sqpoll,
+            enter_timeout: s.enter_timeout,
+            unavailable_reason: [0; 128],
+        };
+        fill_c_string(&mut r.kernel, &s.kernel);
+        fill_c_string(&mut r.unavailable_reason, s.error.as_deref().unwrap_or(""));
+        *out = r;
+        Ok(())
+    })
+}

@@ -5,6 +5,7 @@ pub mod fence;
 pub mod fs;
 mod mapping;
 pub mod process;
+pub mod uring;
 
 pub use fs::{
     fabric_dir, file_mode, group_dir, private_dir, set_file_mode, sharing, state_root, FileLock,

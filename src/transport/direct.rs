@@ -90,9 +90,22 @@ impl Sender {
         self.origin
     }
 
+    /// Refuses a `fork()` child's copy of the sender (one load).
+    #[inline]
+    fn check_origin(&self) -> Result<()> {
+        if self.origin.is_current() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(
+                "a direct channel opened before fork() belongs to the parent process".into(),
+            ))
+        }
+    }
+
     /// Pushes `data` (at most [`max_inline`] bytes). `Ok(false)` when the ring is full now.
     #[inline]
     pub fn try_send(&mut self, data: &[u8]) -> Result<bool> {
+        self.check_origin()?;
         let h = SlotHeader {
             kind: KIND_INLINE,
             src: self.src,
@@ -161,6 +174,7 @@ impl Sender {
     /// the receiver drops the payload. `Ok(false)` when the ring is full now (the buffer
     /// stays in `buf`).
     pub fn try_send_buffer(&mut self, buf: &mut Option<ZeroCopyBuffer>) -> Result<bool> {
+        self.check_origin()?;
         let b = buf
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("no buffer to send".into()))?;
@@ -267,6 +281,9 @@ pub struct Receiver {
     next: usize,
     channels_epoch: u64,
     segments: SegmentMaps,
+    /// The process that opened it: a `fork()` child's copy takes nothing (the buffers it
+    /// would take are lent to the parent).
+    origin: crate::sys::process::Origin,
     /// Inodes of rings found corrupt: dropped, and not opened again.
     poisoned: Vec<u64>,
     corrupt_channels: u64,
@@ -292,6 +309,7 @@ impl Receiver {
             next: 0,
             channels_epoch: u64::MAX,
             segments: SegmentMaps::default(),
+            origin: crate::sys::process::Origin::current(),
             poisoned: Vec::new(),
             corrupt_channels: 0,
         }
@@ -355,9 +373,13 @@ impl Receiver {
     /// Takes one message, if any, and gives it to `f` with the source node index. Rings are
     /// taken in turn, so no sender starves another. A descriptor whose segment cannot be
     /// mapped is dropped. A ring whose shared memory fails its checks is dropped (counted in
-    /// [`Receiver::corrupt_channels`]); the others keep working.
+    /// [`Receiver::corrupt_channels`]); the others keep working. In a `fork()` child of the
+    /// process that opened the receiver, nothing is taken.
     #[inline]
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(u32, Received<'_>) -> R) -> Option<R> {
+        if !self.origin.is_current() {
+            return None;
+        }
         self.discover();
         let Receiver {
             rings,

@@ -168,6 +168,19 @@ int main(int argc, char **argv) {
         CHECK_STATUS(hf_validate_hardware_compatibility(&n, NULL), HF_ERR_NULL_ARGUMENT);
     }
 
+    /* What the kernel's io_uring offers the TCP transport. */
+    {
+        hf_transport_support t;
+        memset(&t, 0x5a, sizeof t);
+        CHECK_STATUS(hf_transport_probe(&t), HF_OK);
+        CHECK(strlen(t.kernel) > 0 && strlen(t.kernel) < sizeof t.kernel);
+        CHECK(strlen(t.unavailable_reason) < sizeof t.unavailable_reason);
+        /* A reason exactly when there is no ring; nothing claimed without one. */
+        CHECK(t.io_uring == (t.unavailable_reason[0] == '\0'));
+        CHECK(t.io_uring || !(t.send_zc || t.recv_multishot || t.buffer_ring || t.sqpoll));
+        CHECK(!t.recv_multishot || t.buffer_ring);
+    }
+
     /* measure_network_performance between two instances. */
     {
         hf_protocol_options o;

@@ -140,6 +140,7 @@ int main(int argc, char **argv) {
     CHECK_STATUS(hf_fabric_config_topology(NULL, &tm), NUL);
     CHECK_STATUS(hf_fabric_config_topology(cfg, NULL), NUL);
     CHECK_STATUS(hf_detect_hardware_capabilities(NULL), NUL);
+    CHECK_STATUS(hf_transport_probe(NULL), NUL);
     CHECK_STATUS(hf_validate_hardware_compatibility(NULL, &flag), NUL);
     CHECK_STATUS(hf_measure_network_performance(p, 10, NULL), NUL);
 

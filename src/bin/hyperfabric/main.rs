@@ -7,7 +7,7 @@
 //! hyperfabric topo analyze  [--config FILE] [--json]
 //! hyperfabric topo generate fat-tree --k K | dragonfly --a A --p P --h H | torus --x X --y Y
 //! hyperfabric config validate FILE
-//! hyperfabric detect        [--json]
+//! hyperfabric detect        [--json] [--transport]
 //! ```
 //! Without `--config`, the built-in example AI cluster is used.
 
@@ -40,11 +40,16 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(ConfigCmd),
-    /// Detect this machine's hardware and print it as node signatures.
+    /// Detect this machine's hardware and print it as node signatures, then what the
+    /// kernel's io_uring offers the TCP transport.
     Detect {
-        /// Print JSON instead of a table.
+        /// Print JSON instead of a table (the node signatures; with `--transport`, the
+        /// io_uring features).
         #[arg(long)]
         json: bool,
+        /// Only the io_uring features (tried on a real ring and a loopback connection).
+        #[arg(long)]
+        transport: bool,
     },
     /// Measure latency or bandwidth between two processes pinned to two cores, next to the
     /// hardware floor measured around each size.
@@ -252,7 +257,7 @@ fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Topo(Topo::Show(s) | Topo::Analyze(s)) => s.json,
         Command::Topo(Topo::Path { source, .. }) => source.json,
-        Command::Detect { json } => *json,
+        Command::Detect { json, .. } => *json,
         Command::Bench(BenchKind::Latency(a) | BenchKind::Bandwidth(a)) => a.json,
         _ => false,
     };
@@ -415,7 +420,15 @@ fn run(cli: Cli) -> Result<(), Error> {
             drain,
             by_name,
         } => bench::worker(&fabric, &node, core, api, (touch, drain, by_name)),
-        Command::Detect { json } => {
+        Command::Detect { json, transport } => {
+            if transport {
+                let t = hyperfabric::sys::uring::probe();
+                if json {
+                    return print_json(&t);
+                }
+                print_transport(&t);
+                return Ok(());
+            }
             let sigs = hyperfabric::hw::detect_hardware_capabilities();
             if json {
                 return print_json(&sigs);
@@ -449,8 +462,29 @@ fn run(cli: Cli) -> Result<(), Error> {
                 ],
                 &rows,
             );
+            println!();
+            print_transport(&hyperfabric::sys::uring::probe());
             Ok(())
         }
+    }
+}
+
+/// The io_uring features the TCP transport would use, one line each.
+fn print_transport(t: &hyperfabric::sys::uring::UringSupport) {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("io_uring (TCP transport), kernel {}:", t.kernel);
+    if let Some(why) = &t.error {
+        println!("  unavailable: {why}");
+        return;
+    }
+    for (what, has) in [
+        ("zero-copy send (SEND_ZC)", t.send_zc),
+        ("multishot receive", t.recv_multishot),
+        ("provided-buffer rings", t.buffer_ring),
+        ("kernel submission thread (SQPOLL)", t.sqpoll),
+        ("io_uring_enter with a timeout", t.enter_timeout),
+    ] {
+        println!("  {what:<35} {}", yes(has));
     }
 }
 

@@ -489,9 +489,13 @@ pub struct hf_transport_support {
     pub unavailable_reason: [c_char; 128],
 }
 
-/// Copies `s` into `out` as a NUL-terminated C string, truncated to fit.
+/// Copies `s` into `out` (not empty) as a NUL-terminated C string, truncated to fit at a
+/// character boundary.
 fn fill_c_string(out: &mut [c_char], s: &str) {
-    let n = s.len().min(out.len() - 1);
+    let mut n = s.len().min(out.len() - 1);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
     for (o, &b) in out.iter_mut().zip(&s.as_bytes()[..n]) {
         *o = b as c_char;
     }
@@ -507,8 +511,9 @@ fn fill_c_string(out: &mut [c_char], s: &str) {
 #[no_mangle]
 pub unsafe extern "C" fn hf_transport_probe(out: *mut hf_transport_support) -> hf_status {
     boundary(|| {
-        // SAFETY: as the caller promised.
-        let out = unsafe { mut_arg(out, "out") }?;
+        if out.is_null() {
+            return Err(FfiError::null("out"));
+        }
         let s = crate::sys::uring::probe();
         let mut r = hf_transport_support {
             kernel: [0; 65],
@@ -522,7 +527,9 @@ pub unsafe extern "C" fn hf_transport_probe(out: *mut hf_transport_support) -> h
         };
         fill_c_string(&mut r.kernel, &s.kernel);
         fill_c_string(&mut r.unavailable_reason, s.error.as_deref().unwrap_or(""));
-        *out = r;
+        // SAFETY: not NULL, and writable for an hf_transport_support as the caller promised
+        // (written whole, never read: what was there need not be a valid value).
+        unsafe { out.write(r) };
         Ok(())
     })
 }

@@ -1,13 +1,17 @@
-//! What the kernel's io_uring offers the TCP transport, found by trying each feature on a
-//! real ring and a loopback TCP connection, not by reading version numbers: a kernel can be
-//! patched, a container's seccomp filter can refuse `io_uring_setup`, and
-//! `/proc/sys/kernel/io_uring_disabled` can turn it off for unprivileged users.
+//! io_uring for the TCP transport: what the kernel offers, found by trying each feature on a
+//! real ring and a loopback TCP connection rather than read from version numbers (a kernel
+//! can be patched, a seccomp filter can refuse `io_uring_setup`,
+//! `kernel.io_uring_disabled` can turn it off), and [`BufRing`], the provided buffers that
+//! multishot receives fill.
 
-use io_uring::{cqueue, opcode, types, IoUring, Probe};
+use super::mapping::Mapping;
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use std::io::Write;
+use std::mem::ManuallyDrop;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
 
 /// The io_uring features the TCP transport chooses its mode from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -47,7 +51,31 @@ pub fn kernel_release() -> String {
         .into_owned()
 }
 
-/// Tries every feature the transport uses (a few milliseconds; no state is left behind).
+/// Why `io_uring_setup` failed, in words.
+fn setup_refused(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            "io_uring is not available (not in this kernel, or refused by a seccomp filter)".into()
+        }
+        Some(libc::EPERM) => {
+            let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                .unwrap_or(0);
+            if disabled > 0 {
+                format!(
+                    "io_uring is disabled for this user (kernel.io_uring_disabled = {disabled})"
+                )
+            } else {
+                "io_uring_setup was refused (a seccomp filter or a security module)".into()
+            }
+        }
+        _ => format!("io_uring_setup failed: {e}"),
+    }
+}
+
+/// Tries every feature the transport uses (a few milliseconds; at most about two seconds
+/// when loopback connections hang; nothing is left behind).
 pub fn probe() -> UringSupport {
     let mut s = UringSupport {
         kernel: kernel_release(),
@@ -56,71 +84,78 @@ pub fn probe() -> UringSupport {
     let mut ring = match IoUring::new(8) {
         Ok(r) => r,
         Err(e) => {
-            s.error = Some(match e.raw_os_error() {
-                Some(libc::ENOSYS) => "io_uring_setup is not in this kernel".into(),
-                Some(libc::EPERM) => "io_uring_setup refused (kernel.io_uring_disabled, or a \
-                                      seccomp filter)"
-                    .into(),
-                _ => format!("io_uring_setup failed: {e}"),
-            });
+            s.error = Some(setup_refused(&e));
             return s;
         }
     };
     s.available = true;
     s.enter_timeout = ring.params().is_feature_ext_arg();
-    let mut ops = Probe::new();
-    let probed = ring.submitter().register_probe(&mut ops).is_ok();
-    s.sqpoll = IoUring::<io_uring::squeue::Entry>::builder()
+    s.sqpoll = IoUring::<squeue::Entry>::builder()
         .setup_sqpoll(10)
         .build(8)
         .is_ok();
+    let mut ops = Probe::new();
+    let probed = ring.submitter().register_probe(&mut ops).is_ok();
+    let bufs = BufRing::register(&ring, 7, 4, 256).ok();
+    s.buffer_ring = bufs.is_some();
     let Some((client, server)) = loopback_pair() else {
+        if let Some(b) = bufs {
+            b.unregister(&ring);
+        }
         return s;
     };
-    s.buffer_ring = match BufRing::register(&ring) {
-        Some(bufs) => {
-            s.recv_multishot = recv_multishot_works(&mut ring, &bufs, &client, &server);
-            bufs.unregister(&ring);
-            true
-        }
-        None => false,
-    };
+    if let Some(mut b) = bufs {
+        s.recv_multishot = recv_multishot_works(&mut ring, &mut b, &client, &server);
+        b.unregister(&ring);
+    }
     s.send_zc = (!probed || ops.is_supported(opcode::SendZc::CODE))
         && send_zc_works(&mut ring, &client, &server);
     s
 }
 
-/// A connected TCP pair on the loopback interface.
+/// A connected TCP pair on the loopback interface, made within a second (or none).
 fn loopback_pair() -> Option<(TcpStream, TcpStream)> {
     let listener = TcpListener::bind("127.0.0.1:0").ok()?;
-    let client = TcpStream::connect(listener.local_addr().ok()?).ok()?;
-    let (server, _) = listener.accept().ok()?;
+    let client =
+        TcpStream::connect_timeout(&listener.local_addr().ok()?, Duration::from_secs(1)).ok()?;
+    listener.set_nonblocking(true).ok()?;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let server = loop {
+        match listener.accept() {
+            // Only our own client: anything else on the port is not the probe's.
+            Ok((s, peer)) if Some(peer) == client.local_addr().ok() => break s,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => return None,
+        }
+    };
+    server.set_nonblocking(false).ok()?;
     for s in [&client, &server] {
         s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     }
     Some((client, server))
 }
 
-/// Submits `sqe` and waits (at most a second) for its completions: the first, and the
-/// further ones it announces (`IORING_CQE_F_MORE`) up to `want`.
-fn complete(ring: &mut IoUring, sqe: io_uring::squeue::Entry, want: usize) -> Vec<cqueue::Entry> {
-    // SAFETY: every buffer the entries name outlives the wait below (the callers keep them
-    // until after it returns, and cancel what may still be armed).
-    if unsafe { ring.submission().push(&sqe) }.is_err() {
-        return Vec::new();
-    }
+/// Waits (about a second at most, signals retried) for the completions of `user_data`: the
+/// first, then the further ones it announces (`IORING_CQE_F_MORE`) up to `want`.
+/// Completions of other requests are dropped.
+fn completions(ring: &mut IoUring, user_data: u64, want: usize) -> Vec<cqueue::Entry> {
     let mut got = Vec::new();
-    let ts = types::Timespec::new().sec(1);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let ts = types::Timespec::new().nsec(100_000_000);
     let args = types::SubmitArgs::new().timespec(&ts);
-    while got.len() < want {
-        if ring.submitter().submit_with_args(1, &args).is_err() {
-            break;
+    while got.len() < want && Instant::now() < deadline {
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ETIME)) => {}
+            Err(_) => break,
         }
-        let before = got.len();
-        got.extend(ring.completion());
-        if got.len() == before {
-            break;
-        }
+        got.extend(ring.completion().filter(|c| c.user_data() == user_data));
         if got.last().is_some_and(|c| !cqueue::more(c.flags())) {
             break;
         }
@@ -128,146 +163,198 @@ fn complete(ring: &mut IoUring, sqe: io_uring::squeue::Entry, want: usize) -> Ve
     got
 }
 
-/// Whether a zero-copy send of a few bytes completes (its result, then the notification
-/// that the kernel let go of the buffer) and the bytes arrive.
-fn send_zc_works(ring: &mut IoUring, client: &TcpStream, server: &TcpStream) -> bool {
-    let data = *b"zero-copy probe";
-    let sqe = opcode::SendZc::new(types::Fd(client.as_raw_fd()), data.as_ptr(), 15)
-        .build()
-        .user_data(1);
-    let cqes = complete(ring, sqe, 2);
-    let sent = cqes.first().is_some_and(|c| c.result() == 15);
-    let mut got = [0u8; 15];
-    sent && std::io::Read::read_exact(&mut &*server, &mut got).is_ok() && got == data
+/// Pushes `sqe`; `false` when the queue is full.
+///
+/// # Safety
+/// The memory `sqe` names stays valid until its last completion (or, for memory the kernel
+/// only reads, until the ring is dropped).
+unsafe fn push(ring: &mut IoUring, sqe: &squeue::Entry) -> bool {
+    // SAFETY: as the caller promised.
+    unsafe { ring.submission().push(sqe) }.is_ok()
 }
 
-/// Whether a multishot receive into the provided buffers delivers what was written and
-/// stays armed (`IORING_CQE_F_MORE`); it is cancelled before returning.
+/// Whether a zero-copy send of a few bytes completes and the bytes arrive.
+fn send_zc_works(ring: &mut IoUring, client: &TcpStream, server: &TcpStream) -> bool {
+    // Static: a send still in the kernel when the wait gives up only ever reads it.
+    static DATA: [u8; 15] = *b"zero-copy probe";
+    let sqe = opcode::SendZc::new(types::Fd(client.as_raw_fd()), DATA.as_ptr(), 15)
+        .build()
+        .user_data(1);
+    // SAFETY: DATA is static.
+    if !unsafe { push(ring, &sqe) } {
+        return false;
+    }
+    let sent = completions(ring, 1, 2)
+        .first()
+        .is_some_and(|c| c.result() == 15);
+    let mut got = [0u8; 15];
+    sent && std::io::Read::read_exact(&mut &*server, &mut got).is_ok() && got == DATA
+}
+
+/// Whether a multishot receive into `bufs` delivers what was written and stays armed
+/// (`IORING_CQE_F_MORE`). It is cancelled, and its last completion waited for, before
+/// returning.
 fn recv_multishot_works(
     ring: &mut IoUring,
-    bufs: &BufRing,
+    bufs: &mut BufRing,
     client: &TcpStream,
     server: &TcpStream,
 ) -> bool {
     if (&*client).write_all(b"multishot").is_err() {
         return false;
     }
-    let fd = types::Fd(server.as_raw_fd());
-    let sqe = opcode::RecvMulti::new(fd, BufRing::GROUP)
+    let sqe = opcode::RecvMulti::new(types::Fd(server.as_raw_fd()), bufs.group())
         .build()
         .user_data(2);
-    let cqes = complete(ring, sqe, 1);
-    let works = cqes.first().is_some_and(|c| {
+    // SAFETY: the buffers stay registered and mapped until the receive's last completion
+    // (waited for below), or are leaked (`BufRing::unregister`).
+    if !unsafe { push(ring, &sqe) } {
+        return false;
+    }
+    let first = completions(ring, 2, 1);
+    let works = first.first().is_some_and(|c| {
         c.result() == 9
             && cqueue::more(c.flags())
-            && cqueue::buffer_select(c.flags()).is_some_and(|b| bufs.holds(b, b"multishot"))
+            && cqueue::buffer_select(c.flags())
+                .is_some_and(|b| bufs.get(b, 9) == Some(&b"multishot"[..]))
     });
-    // Disarm it before the buffers go.
-    let cancel = opcode::AsyncCancel::new(2).build().user_data(3);
-    let _ = complete(ring, cancel, 1);
-    let _ = ring.submitter().submit_with_args(
-        0,
-        &types::SubmitArgs::new().timespec(&types::Timespec::new().nsec(10_000_000)),
-    );
-    ring.completion().for_each(drop);
+    if first.last().is_some_and(|c| cqueue::more(c.flags())) {
+        // Still armed: cancel it and wait for its last completion.
+        let cancel = opcode::AsyncCancel::new(2).build().user_data(3);
+        // SAFETY: a cancel names no memory.
+        if unsafe { push(ring, &cancel) } {
+            let _ = completions(ring, 2, usize::MAX);
+        }
+    }
     works
 }
 
-/// A provided-buffer ring of [`BufRing::COUNT`] buffers in one anonymous page, buffers in
-/// another.
-struct BufRing {
-    ring: *mut libc::c_void,
-    data: *mut libc::c_void,
+/// A ring of provided buffers registered with an io_uring (`IORING_REGISTER_PBUF_RING`):
+/// the kernel picks one for each receive of a multishot request, the owner gives it back
+/// with [`BufRing::recycle`] once it has read it.
+pub struct BufRing {
+    /// The ring's entries (`io_uring_buf`), the tail in the first one.
+    entries: ManuallyDrop<Mapping>,
+    /// The buffers.
+    data: ManuallyDrop<Mapping>,
+    group: u16,
+    count: u16,
+    size: usize,
+    /// The next tail to publish.
+    tail: u16,
+    /// Whether it is registered (memory the kernel may write must not be unmapped).
+    registered: bool,
 }
 
-impl BufRing {
-    const GROUP: u16 = 7;
-    const COUNT: u16 = 4;
-    const SIZE: usize = 256;
+// SAFETY: the mappings are owned; the kernel's use of them is ordered by the ring's own
+// system calls, made by whoever owns the BufRing.
+unsafe impl Send for BufRing {}
 
-    fn register(ring: &IoUring) -> Option<BufRing> {
-        let page = || {
-            // SAFETY: a fresh private anonymous mapping; checked below.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            (p != libc::MAP_FAILED).then_some(p)
-        };
-        let bufs = BufRing {
-            ring: page()?,
-            data: page().unwrap_or(libc::MAP_FAILED),
-        };
-        if bufs.data == libc::MAP_FAILED {
-            return None;
+impl BufRing {
+    /// Registers `count` (a power of two, at most 32,768) buffers of `size` bytes as buffer
+    /// group `group` of `ring`, all of them given to the kernel.
+    pub fn register(
+        ring: &IoUring,
+        group: u16,
+        count: u16,
+        size: usize,
+    ) -> std::io::Result<BufRing> {
+        if !count.is_power_of_two() || count > 1 << 15 || size == 0 || size > u32::MAX as usize {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
         }
-        // The ring's entries (addr u64, len u32, bid u16, resv u16); the tail is the resv
-        // field of the first entry.
-        let entries = bufs.ring.cast::<u64>();
-        for i in 0..Self::COUNT as usize {
-            // SAFETY: COUNT entries of 16 bytes and COUNT buffers of SIZE bytes fit in the
-            // two pages.
-            unsafe {
-                let e = entries.add(2 * i);
-                e.write(bufs.data.cast::<u8>().add(i * Self::SIZE) as u64);
-                e.add(1).write(Self::SIZE as u64 | (i as u64) << 32);
-            }
+        let map = |len: usize| {
+            Mapping::anonymous(len).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))
+        };
+        let entries = map(count as usize * std::mem::size_of::<types::BufRingEntry>())?;
+        let data = map(count as usize * size)?;
+        let mut b = BufRing {
+            entries: ManuallyDrop::new(entries),
+            data: ManuallyDrop::new(data),
+            group,
+            count,
+            size,
+            tail: 0,
+            registered: false,
+        };
+        for bid in 0..count {
+            b.put(bid);
         }
-        // SAFETY: the tail (offset 14 of the page) is only read by the kernel after the
-        // registration below.
+        b.publish();
+        // SAFETY: the entries stay mapped while registered (Drop leaks them otherwise).
         unsafe {
-            bufs.ring
-                .cast::<u8>()
-                .add(14)
-                .cast::<u16>()
-                .write(Self::COUNT)
-        };
-        // SAFETY: both pages stay mapped until `unregister` (or the drop).
-        let registered = unsafe {
             ring.submitter().register_buf_ring_with_flags(
-                bufs.ring as u64,
-                Self::COUNT,
-                Self::GROUP,
+                b.entries.as_ptr() as u64,
+                count,
+                group,
                 0,
             )
-        };
-        registered.is_ok().then_some(bufs)
+        }?;
+        b.registered = true;
+        Ok(b)
     }
 
-    /// Whether buffer `bid` starts with `bytes`.
-    fn holds(&self, bid: u16, bytes: &[u8]) -> bool {
-        if bid >= Self::COUNT {
-            return false;
+    /// The buffer group receives name.
+    pub fn group(&self) -> u16 {
+        self.group
+    }
+
+    /// The first `len` bytes of buffer `bid`, which a completion named (`None` for a
+    /// buffer or length that does not exist).
+    pub fn get(&self, bid: u16, len: usize) -> Option<&[u8]> {
+        if bid >= self.count || len > self.size {
+            return None;
         }
-        // SAFETY: buffer `bid` lies in the data page; the kernel finished writing it (its
-        // completion was read).
-        let b = unsafe {
-            std::slice::from_raw_parts(
-                self.data.cast::<u8>().add(bid as usize * Self::SIZE),
-                bytes.len(),
-            )
-        };
-        b == bytes
+        // SAFETY: inside the data mapping; the kernel wrote it before the completion that
+        // named it and does not touch it again until it is recycled.
+        Some(unsafe {
+            std::slice::from_raw_parts(self.data.as_ptr().add(bid as usize * self.size), len)
+        })
     }
 
-    fn unregister(self, ring: &IoUring) {
-        let _ = ring.submitter().unregister_buf_ring(Self::GROUP);
+    /// Gives buffer `bid` back to the kernel.
+    pub fn recycle(&mut self, bid: u16) {
+        if bid < self.count {
+            self.put(bid);
+            self.publish();
+        }
+    }
+
+    fn put(&mut self, bid: u16) {
+        let base = self.entries.as_ptr().cast::<types::BufRingEntry>();
+        // SAFETY: the index is below `count`, the number of entries mapped; the kernel
+        // reads an entry only once the tail (published after) covers it.
+        let e = unsafe { &mut *base.add((self.tail & (self.count - 1)) as usize) };
+        // SAFETY: inside the data mapping.
+        e.set_addr(unsafe { self.data.as_ptr().add(bid as usize * self.size) } as u64);
+        e.set_len(self.size as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        let base = self.entries.as_ptr().cast::<types::BufRingEntry>();
+        // SAFETY: the tail lies in the first entry, mapped; the kernel reads it atomically.
+        let tail = unsafe { &*types::BufRingEntry::tail(base).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// Unregisters it; its memory is freed only when that succeeded (otherwise it is
+    /// leaked: the kernel might still write into it).
+    pub fn unregister(mut self, ring: &IoUring) {
+        if ring.submitter().unregister_buf_ring(self.group).is_ok() {
+            self.registered = false;
+        }
     }
 }
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        for p in [self.ring, self.data] {
-            if p != libc::MAP_FAILED {
-                // SAFETY: pages this value mapped, unregistered from the ring before (a
-                // receive still armed then finds no buffer group and fails).
-                unsafe { libc::munmap(p, 4096) };
+        // Still registered, the kernel may write into it: it is then never unmapped.
+        if !self.registered {
+            // SAFETY: dropped once, here; nothing uses them after.
+            unsafe {
+                ManuallyDrop::drop(&mut self.entries);
+                ManuallyDrop::drop(&mut self.data);
             }
         }
     }
@@ -291,5 +378,25 @@ mod tests {
         }
         // Multishot receives take provided buffers: one without the other is a wrong probe.
         assert!(!s.recv_multishot || s.buffer_ring);
+    }
+
+    #[test]
+    fn a_buffer_ring_refuses_odd_shapes_and_names_only_its_buffers() {
+        let Ok(ring) = IoUring::new(4) else {
+            return; // no io_uring here: the probe test above says why
+        };
+        assert!(
+            BufRing::register(&ring, 1, 3, 64).is_err(),
+            "not a power of two"
+        );
+        assert!(BufRing::register(&ring, 1, 4, 0).is_err());
+        let Ok(mut b) = BufRing::register(&ring, 1, 4, 64) else {
+            return; // a kernel without buffer rings
+        };
+        assert!(b.get(4, 1).is_none() && b.get(0, 65).is_none());
+        assert_eq!(b.get(3, 64).map(<[u8]>::len), Some(64));
+        b.recycle(9); // ignored
+        b.recycle(2);
+        b.unregister(&ring);
     }
 }

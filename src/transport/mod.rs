@@ -10,5 +10,6 @@ pub mod link;
 pub mod memory;
 pub mod registry;
 pub mod shm;
+pub mod tcp;
 
 pub use link::{Accepted, Connected, Inbound, Outbound, Transport};

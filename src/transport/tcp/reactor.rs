@@ -1,0 +1,528 @@
+//! TCP connections driven by one io_uring: frames queued by [`Reactor::send`] go out in as
+//! few `SEND`s as the connection allows (frames queued while a send is in flight leave
+//! together in the next one), and every connection has one receive armed: a multishot
+//! receive into a ring of provided buffers where the kernel has them
+//! ([`RecvMode::Multishot`]), else one receive at a time into the connection's own buffer
+//! ([`RecvMode::Single`]). [`Reactor::poll`] reaps completions without blocking;
+//! [`Reactor::wait`] sleeps in `io_uring_enter` until one comes or a timeout passes.
+//!
+//! What arrives is another host's: it is cut into frames by a [`Decoder`], and a connection
+//! whose stream breaks the framing, ends inside a frame, or fails is closed and reported
+//! once ([`Event::Closed`]); the other connections go on.
+
+use super::wire::{Decoder, FrameHeader};
+use crate::error::{Error, Result};
+use crate::sys::uring::BufRing;
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// How connections receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvMode {
+    /// One multishot receive per connection into a shared ring of provided buffers.
+    Multishot,
+    /// One receive at a time into the connection's own buffer (kernels without multishot
+    /// receives or buffer rings).
+    Single,
+}
+
+/// A connection of a reactor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(usize);
+
+/// What [`Reactor::poll`] reports.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A whole frame, in order.
+    Frame(FrameHeader, &'a [u8]),
+    /// The connection is closed (by the peer, by an error, or for a stream that broke its
+    /// framing): why. Reported once; nothing more comes from it.
+    Closed(&'a str),
+}
+
+/// Bytes queued on a connection beyond which [`Reactor::send`] refuses more for now.
+const QUEUE_LIMIT: usize = 16 << 20;
+/// Receive buffer of a connection in [`RecvMode::Single`].
+const SINGLE_BUF: usize = 64 << 10;
+/// Entries of the submission queue.
+const RING_ENTRIES: u32 = 256;
+/// The provided buffers of [`RecvMode::Multishot`]: group, count and size (1 MiB in all,
+/// shared by the connections; each is given back as soon as its bytes are cut into frames).
+const BUF_GROUP: u16 = 0;
+const BUF_COUNT: u16 = 64;
+const BUF_SIZE: usize = 16 << 10;
+/// How long dropping a reactor waits for the kernel to finish with its connections' memory.
+const DROP_WAIT: Duration = Duration::from_secs(2);
+
+const OP_SEND: u64 = 1;
+const OP_RECV: u64 = 2;
+const OP_CANCEL: u64 = 3;
+
+struct Conn {
+    sock: TcpStream,
+    /// Generation of the slot: completions of an earlier connection in it are ignored.
+    generation: u64,
+    /// Frames queued and not yet handed to the kernel.
+    queued: Vec<u8>,
+    /// Bytes the kernel is sending: not moved or freed until its completion.
+    flight: Vec<u8>,
+    /// Bytes of `flight` sent so far.
+    sent: usize,
+    /// Receive buffer ([`RecvMode::Single`]): not moved or freed while a receive is armed.
+    inbox: Vec<u8>,
+    decoder: Decoder,
+    /// Operations whose completion is still to come (the slot is freed after the last).
+    pending: u32,
+    recv_armed: bool,
+    sending: bool,
+    /// Why it closed, once it did (reported once, then `reported`).
+    closed: Option<String>,
+    reported: bool,
+}
+
+/// The connections of one engine and the io_uring that drives them.
+pub struct Reactor {
+    ring: IoUring,
+    mode: RecvMode,
+    bufs: Option<BufRing>,
+    conns: Vec<Option<Conn>>,
+    generations: u64,
+    max_frame: usize,
+}
+
+impl Reactor {
+    /// A reactor for frames of at most `max_frame` payload bytes, receiving in `mode`
+    /// (`None`: multishot where the kernel offers it, see [`crate::sys::uring::probe`]).
+    pub fn new(max_frame: usize, mode: Option<RecvMode>) -> Result<Reactor> {
+        let ring = IoUring::new(RING_ENTRIES).map_err(|e| Error::io("setting up io_uring", e))?;
+        let mode = match mode {
+            Some(m) => m,
+            None if crate::sys::uring::probe().recv_multishot => RecvMode::Multishot,
+            None => RecvMode::Single,
+        };
+        let bufs = match mode {
+            RecvMode::Multishot => Some(
+                BufRing::register(&ring, BUF_GROUP, BUF_COUNT, BUF_SIZE)
+                    .map_err(|e| Error::io("registering provided buffers with io_uring", e))?,
+            ),
+            RecvMode::Single => None,
+        };
+        Ok(Reactor {
+            ring,
+            mode,
+            bufs,
+            conns: Vec::new(),
+            generations: 0,
+            max_frame,
+        })
+    }
+
+    /// How connections receive.
+    pub fn mode(&self) -> RecvMode {
+        self.mode
+    }
+
+    /// Takes a connected socket: frames can be sent at once, and its receive is armed.
+    pub fn add(&mut self, sock: TcpStream) -> Result<ConnId> {
+        sock.set_nodelay(true)
+            .and_then(|()| sock.set_nonblocking(true))
+            .map_err(|e| Error::io("setting up a TCP connection", e))?;
+        self.generations += 1;
+        let conn = Conn {
+            sock,
+            generation: self.generations & 0xff_ffff,
+            queued: Vec::new(),
+            flight: Vec::new(),
+            sent: 0,
+            inbox: match self.mode {
+                RecvMode::Single => vec![0; SINGLE_BUF],
+                RecvMode::Multishot => Vec::new(),
+            },
+            decoder: Decoder::new(self.max_frame),
+            pending: 0,
+            recv_armed: false,
+            sending: false,
+            closed: None,
+            reported: false,
+        };
+        let slot = match self.conns.iter().position(Option::is_none) {
+            Some(i) => {
+                self.conns[i] = Some(conn);
+                i
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        };
+        self.arm_recv(slot)?;
+        self.ring
+            .submit()
+            .map_err(|e| Error::io("submitting to io_uring", e))?;
+        Ok(ConnId(slot))
+    }
+
+    /// Queues one frame (header `h`, payload the concatenation of `parts`) on `id`, and
+    /// starts sending it unless a send is in flight (it then leaves with the next).
+    /// `Ok(false)` while the connection has [`QUEUE_LIMIT`] bytes queued (try again after a
+    /// poll); an error for a closed connection or a frame over the limit.
+    pub fn send(&mut self, id: ConnId, h: &FrameHeader, parts: &[&[u8]]) -> Result<bool> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_frame || len != h.slot.len as usize {
+            return Err(Error::InvalidArgument(format!(
+                "a frame of {len} bytes (header says {}) on a connection of frames up to {}",
+                h.slot.len, self.max_frame
+            )));
+        }
+        let c = self.conn_mut(id)?;
+        if c.queued.len() >= QUEUE_LIMIT {
+            return Ok(false);
+        }
+        c.queued.extend_from_slice(&h.encode());
+        for p in parts {
+            c.queued.extend_from_slice(p);
+        }
+        if !c.sending {
+            let started = self.start_send(id.0).and_then(|()| {
+                self.ring
+                    .submit()
+                    .map(drop)
+                    .map_err(|e| Error::io("submitting to io_uring", e))
+            });
+            if let Err(e) = started {
+                self.fail(id.0, e.to_string());
+                return Err(e);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether everything queued on `id` went to the kernel's socket buffer.
+    pub fn is_flushed(&self, id: ConnId) -> bool {
+        self.conns
+            .get(id.0)
+            .and_then(Option::as_ref)
+            .is_none_or(|c| !c.sending && c.queued.is_empty())
+    }
+
+    /// Closes `id` (what is queued is dropped); its `Closed` event still comes.
+    pub fn close(&mut self, id: ConnId) {
+        self.fail(id.0, "closed by this side".into());
+    }
+
+    /// Reaps what completed, without blocking: `f` gets every frame that arrived and every
+    /// connection that closed. Returns how many events.
+    pub fn poll(&mut self, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
+        let mut n = 0;
+        loop {
+            let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
+            if cqes.is_empty() {
+                break;
+            }
+            for cqe in cqes {
+                n += self.complete(&cqe, f);
+            }
+            let _ = self.ring.submit();
+        }
+        n + self.report_closed(f)
+    }
+
+    /// Sleeps in `io_uring_enter` until a completion comes or `timeout` passes, then
+    /// polls.
+    pub fn wait(&mut self, timeout: Duration, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let _ = self.ring.submitter().submit_with_args(1, &args);
+        self.poll(f)
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn> {
+        match self.conns.get_mut(id.0).and_then(Option::as_mut) {
+            Some(c) if c.closed.is_none() => Ok(c),
+            Some(c) => Err(Error::io(
+                format!(
+                    "sending on a closed connection ({})",
+                    c.closed.as_deref().unwrap_or("")
+                ),
+                std::io::ErrorKind::NotConnected.into(),
+            )),
+            None => Err(Error::InvalidArgument("no such connection".into())),
+        }
+    }
+
+    fn user_data(&self, slot: usize, op: u64) -> u64 {
+        let generation = self.conns[slot].as_ref().map_or(0, |c| c.generation);
+        generation << 40 | (slot as u64) << 8 | op
+    }
+
+    /// Pushes one entry, submitting first when the queue is full.
+    fn push(&mut self, sqe: squeue::Entry) -> Result<()> {
+        // SAFETY: every entry names memory of a connection that stays put until its
+        // completion (the slot is kept while `pending` is not zero).
+        if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+            return Ok(());
+        }
+        self.ring
+            .submit()
+            .map_err(|e| Error::io("submitting to io_uring", e))?;
+        // SAFETY: as above.
+        unsafe { self.ring.submission().push(&sqe) }.map_err(|_| {
+            Error::io(
+                "queueing on io_uring",
+                std::io::Error::from_raw_os_error(libc::EBUSY),
+            )
+        })
+    }
+
+    fn arm_recv(&mut self, slot: usize) -> Result<()> {
+        let ud = self.user_data(slot, OP_RECV);
+        let c = self.conns[slot].as_mut().expect("live slot");
+        let fd = types::Fd(c.sock.as_raw_fd());
+        let sqe = match self.mode {
+            RecvMode::Multishot => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
+            RecvMode::Single => {
+                opcode::Recv::new(fd, c.inbox.as_mut_ptr(), c.inbox.len() as u32).build()
+            }
+        };
+        self.push(sqe.user_data(ud))?;
+        let c = self.conns[slot].as_mut().expect("live slot");
+        c.recv_armed = true;
+        c.pending += 1;
+        Ok(())
+    }
+
+    /// Hands the queued frames (and the rest of a partly sent flight) to the kernel.
+    fn start_send(&mut self, slot: usize) -> Result<()> {
+        let ud = self.user_data(slot, OP_SEND);
+        let c = self.conns[slot].as_mut().expect("live slot");
+        if c.sent == c.flight.len() {
+            c.flight.clear();
+            c.sent = 0;
+            std::mem::swap(&mut c.flight, &mut c.queued);
+        }
+        if c.flight.is_empty() {
+            c.sending = false;
+            return Ok(());
+        }
+        let rest = &c.flight[c.sent..];
+        let sqe = opcode::Send::new(
+            types::Fd(c.sock.as_raw_fd()),
+            rest.as_ptr(),
+            rest.len().min(u32::MAX as usize) as u32,
+        )
+        .build()
+        .user_data(ud);
+        self.push(sqe)?;
+        let c = self.conns[slot].as_mut().expect("live slot");
+        c.sending = true;
+        c.pending += 1;
+        Ok(())
+    }
+
+    /// One completion.
+    fn complete(&mut self, cqe: &cqueue::Entry, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
+        let ud = cqe.user_data();
+        let (slot, op, generation) = ((ud >> 8 & 0xffff_ffff) as usize, ud & 0xff, ud >> 40);
+        let res = cqe.result();
+        let more = cqueue::more(cqe.flags());
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return 0;
+        };
+        if c.generation != generation {
+            return 0;
+        }
+        if !more {
+            c.pending -= 1;
+        }
+        let mut n = 0;
+        match op {
+            OP_SEND => {
+                if res < 0 {
+                    c.sending = false;
+                    let why = format!("send failed: {}", std::io::Error::from_raw_os_error(-res));
+                    self.fail(slot, why);
+                } else {
+                    c.sent += res as usize;
+                    if c.closed.is_none() {
+                        if let Err(e) = self.start_send(slot) {
+                            self.fail(slot, e.to_string());
+                        }
+                    } else {
+                        c.sending = false;
+                    }
+                }
+            }
+            OP_RECV => {
+                if !more {
+                    c.recv_armed = false;
+                }
+                n += self.received(slot, res, cqe.flags(), f);
+                let c = self.conns[slot].as_mut().expect("live slot");
+                if !c.recv_armed && c.closed.is_none() {
+                    if let Err(e) = self.arm_recv(slot) {
+                        self.fail(slot, e.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.release_if_done(slot);
+        n
+    }
+
+    /// The bytes of one receive completion.
+    fn received(
+        &mut self,
+        slot: usize,
+        res: i32,
+        flags: u32,
+        f: &mut dyn FnMut(ConnId, Event<'_>),
+    ) -> usize {
+        let buffer = cqueue::buffer_select(flags);
+        let c = self.conns[slot].as_mut().expect("live slot");
+        if res == 0 {
+            let why = if c.decoder.mid_frame() {
+                "the peer closed the connection inside a frame"
+            } else {
+                "closed by the peer"
+            };
+            self.fail(slot, why.into());
+            return 0;
+        }
+        if res < 0 {
+            if -res == libc::ENOBUFS || -res == libc::ECANCELED && c.closed.is_none() {
+                // Every provided buffer was in use: re-armed by the caller.
+                return 0;
+            }
+            if c.closed.is_none() {
+                let why = format!(
+                    "receive failed: {}",
+                    std::io::Error::from_raw_os_error(-res)
+                );
+                self.fail(slot, why);
+            }
+            return 0;
+        }
+        let len = res as usize;
+        let mut n = 0;
+        let id = ConnId(slot);
+        let fed = match (self.mode, buffer, self.bufs.as_mut()) {
+            (RecvMode::Multishot, Some(bid), Some(bufs)) => {
+                let r = match bufs.get(bid, len) {
+                    Some(bytes) if c.closed.is_none() => c.decoder.feed(bytes, &mut |h, p| {
+                        n += 1;
+                        f(id, Event::Frame(h, p));
+                    }),
+                    Some(_) => Ok(()),
+                    None => Err("the kernel named a provided buffer that does not exist"),
+                };
+                bufs.recycle(bid);
+                r
+            }
+            (RecvMode::Single, _, _) if len <= c.inbox.len() => {
+                let Conn { inbox, decoder, .. } = c;
+                decoder.feed(&inbox[..len], &mut |h, p| {
+                    n += 1;
+                    f(id, Event::Frame(h, p));
+                })
+            }
+            _ => Err("a receive completion without its buffer"),
+        };
+        if let Err(why) = fed {
+            self.fail(slot, why.into());
+        }
+        n
+    }
+
+    /// Marks `slot` closed (once) with `why`: its receive is cancelled and its socket shut
+    /// down, so the kernel lets go of its buffers; the slot is freed after the last
+    /// completion.
+    fn fail(&mut self, slot: usize, why: String) {
+        let ud = self.user_data(slot, OP_CANCEL);
+        let recv = self.user_data(slot, OP_RECV);
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if c.closed.is_some() {
+            return;
+        }
+        c.closed = Some(why);
+        c.queued = Vec::new();
+        let _ = c.sock.shutdown(std::net::Shutdown::Both);
+        if c.recv_armed {
+            c.pending += 1;
+            let cancel = opcode::AsyncCancel::new(recv).build().user_data(ud);
+            if self.push(cancel).is_err() {
+                // The shutdown ends the receive anyway.
+                self.conns[slot].as_mut().expect("live slot").pending -= 1;
+            }
+        }
+    }
+
+    /// Reports closed connections not reported yet.
+    fn report_closed(&mut self, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
+        let mut n = 0;
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            if let Some(c) = c.as_mut().filter(|c| !c.reported) {
+                if let Some(why) = &c.closed {
+                    c.reported = true;
+                    n += 1;
+                    f(ConnId(i), Event::Closed(why));
+                }
+            }
+        }
+        for i in 0..self.conns.len() {
+            self.release_if_done(i);
+        }
+        n
+    }
+
+    /// Frees a closed, reported slot once the kernel has nothing of it any more.
+    fn release_if_done(&mut self, slot: usize) {
+        if let Some(c) = &self.conns[slot] {
+            if c.closed.is_some() && c.reported && c.pending == 0 {
+                self.conns[slot] = None;
+            }
+        }
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        // The kernel may still write into a connection's receive buffer or read its
+        // flight: shut every socket (armed receives then complete), cancel what is armed,
+        // and wait for the last completions before any of that memory is freed.
+        let slots: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| self.conns[i].is_some())
+            .collect();
+        for i in slots {
+            self.fail(i, "the reactor was dropped".into());
+            if let Some(c) = self.conns[i].as_mut() {
+                c.reported = true;
+            }
+        }
+        let _ = self.ring.submit();
+        let deadline = std::time::Instant::now() + DROP_WAIT;
+        let pending = |r: &Reactor| r.conns.iter().flatten().any(|c| c.pending > 0);
+        while pending(self) && std::time::Instant::now() < deadline {
+            let ts = types::Timespec::new().nsec(50_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
+            for cqe in cqes {
+                self.complete(&cqe, &mut |_, _| ());
+            }
+        }
+        if pending(self) {
+            // The kernel did not let go in time: leak the memory it may still use.
+            for c in self.conns.iter_mut().flatten() {
+                std::mem::forget(std::mem::take(&mut c.inbox));
+                std::mem::forget(std::mem::take(&mut c.flight));
+            }
+        } else if let Some(b) = self.bufs.take() {
+            b.unregister(&self.ring);
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 mod crypto;
 mod frame;
+pub mod handshake;
 mod key;
 mod replay;
 mod wire;

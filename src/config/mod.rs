@@ -19,7 +19,7 @@ mod yaml;
 
 use crate::error::{Error, Result};
 use crate::model::{FabricZone, HardwareType, IsolationLevel, NodeSignature, ZoneType};
-use crate::routing::{RoutingOptions, TopologyManager};
+use crate::routing::{RoutingOptions, SourceSet, TopologyManager};
 pub use crate::sys::fs::validate_fabric_name;
 use crate::topology::{LinkPolicy, LinkSpec, Topology};
 use emit::emit;
@@ -159,9 +159,20 @@ impl FabricConfig {
         }
     }
 
-    /// A [`TopologyManager`] holding the configuration's topology.
+    /// A [`TopologyManager`] holding the configuration's topology, with tables for every
+    /// node.
     pub fn topology_manager(&self) -> Result<TopologyManager> {
-        let tm = TopologyManager::with_options(self.routing_options());
+        self.topology_manager_for(SourceSet::All)
+    }
+
+    /// A [`TopologyManager`] holding the configuration's topology, with tables only for
+    /// `sources`: routes from them are answered, and building costs what one source costs
+    /// times their number (a query about one path on a large fabric needs one).
+    pub fn topology_manager_for(&self, sources: SourceSet) -> Result<TopologyManager> {
+        let tm = TopologyManager::with_options(RoutingOptions {
+            sources,
+            ..self.routing_options()
+        });
         tm.routing().update_topology(|t| self.apply(t))?;
         Ok(tm)
     }

@@ -13,7 +13,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use hyperfabric::config::{FabricConfig, ZoneConfig};
-use hyperfabric::routing::{Metric, RouteRequest};
+use hyperfabric::routing::{Metric, RouteRequest, SourceSet};
 use hyperfabric::topology::generate;
 use hyperfabric::{DataType, Error};
 use std::process::ExitCode;
@@ -311,7 +311,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             dst,
         }) => {
             let cfg = load(&source)?;
-            let tm = cfg.topology_manager()?;
+            // Tables of the one source asked about, not of every node.
+            let tm = cfg.topology_manager_for(SourceSet::Nodes(vec![src.clone()]))?;
             let req = RouteRequest {
                 metric: metric.parse::<Metric>()?,
                 data_type: data_type

@@ -67,7 +67,7 @@ pub fn client(
     credentials: Credentials<'_>,
     deadline: Duration,
 ) -> Result<Session> {
-    let until = Instant::now() + deadline;
+    let until = until(deadline);
     let (fabric_b, label_b) = (short(fabric, "fabric name")?, short(label, "label")?);
     let nonce_c = nonce()?;
     let mut hello = Vec::with_capacity(44 + fabric_b.len() + label_b.len());
@@ -126,10 +126,13 @@ pub fn client(
             "the server's last handshake message is not a welcome",
         ));
     }
-    Ok(Session {
-        key,
-        peer_label: String::new(),
-    })
+    done(
+        stream,
+        Session {
+            key,
+            peer_label: String::new(),
+        },
+    )
 }
 
 /// Runs the server's side on `stream` for fabric `fabric` within `deadline`. A client that
@@ -140,7 +143,7 @@ pub fn server(
     credentials: Credentials<'_>,
     deadline: Duration,
 ) -> Result<Session> {
-    let until = Instant::now() + deadline;
+    let until = until(deadline);
     let mut head = [0u8; 8 + NONCE + 1];
     read(stream, &mut head, until)?;
     if &head[..4] != HELLO {
@@ -152,11 +155,13 @@ pub fn server(
     read(stream, &mut name, until)?;
     let label_len = name.pop().expect("one more byte") as usize;
     if name != fabric.as_bytes() {
-        let e = Error::AuthenticationFailed(format!(
-            "the client is of fabric {:?}, not {fabric:?}",
-            String::from_utf8_lossy(&name)
-        ));
-        return Err(refuse(stream, e, until));
+        let theirs = String::from_utf8_lossy(&name).into_owned();
+        // The client is told its fabric is not served here, not which one is.
+        let told = format!("this server is not of fabric {theirs:?}");
+        let _ = refuse(stream, Error::AuthenticationFailed(told), until);
+        return Err(Error::AuthenticationFailed(format!(
+            "the client is of fabric {theirs:?}, not {fabric:?}"
+        )));
     }
     let mut label = vec![0u8; label_len];
     read(stream, &mut label, until)?;
@@ -192,7 +197,7 @@ pub fn server(
         }
     };
     write(stream, WELCOME, until)?;
-    Ok(Session { key, peer_label })
+    done(stream, Session { key, peer_label })
 }
 
 /// Tells the client why it is refused (best effort: a REFUSAL with the error's text) and
@@ -206,6 +211,22 @@ fn refuse(stream: &mut TcpStream, e: Error, until: Instant) -> Error {
     let msg = [&REFUSAL[..], &[n as u8], &why.as_bytes()[..n]].concat();
     let _ = write(stream, &msg, until);
     e
+}
+
+/// The instant `deadline` from now (a deadline too far to say is a year).
+fn until(deadline: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(deadline)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+}
+
+/// The stream as the caller had it: no timeouts left from the handshake.
+fn done(stream: &TcpStream, s: Session) -> Result<Session> {
+    stream
+        .set_read_timeout(None)
+        .and_then(|()| stream.set_write_timeout(None))
+        .map_err(|e| Error::io("clearing the handshake's timeouts", e))?;
+    Ok(s)
 }
 
 fn flags(c: Credentials<'_>) -> u16 {
@@ -374,6 +395,8 @@ mod tests {
             assert!(mine.key.is_some());
             assert_eq!(mine.key, theirs.key);
             assert_ne!(mine.key, Some(*key(7).bytes()), "not the fabric key itself");
+            // The stream is left as it was: no timeouts of the handshake's.
+            assert_eq!(c.read_timeout().unwrap(), None);
             keys.push(mine.key);
         }
         assert_ne!(keys[0], keys[1], "a fresh key per connection");
@@ -434,6 +457,20 @@ mod tests {
         c.write_all(&hello).unwrap();
         let e = t.join().unwrap().unwrap_err();
         assert!(e.to_string().contains("version 9"), "{e}");
+    }
+
+    #[test]
+    fn a_deadline_too_far_to_add_is_a_long_one() {
+        let (mut c, t) =
+            with_server(|s| server(s, FABRIC, Credentials::Key(&key(3)), Duration::MAX));
+        let mine = client(
+            &mut c,
+            FABRIC,
+            "a",
+            Credentials::Key(&key(3)),
+            Duration::MAX,
+        );
+        assert!(mine.unwrap().key.is_some() && t.join().unwrap().is_ok());
     }
 
     #[test]

@@ -28,9 +28,13 @@ pub enum RecvMode {
     Single,
 }
 
-/// A connection of a reactor.
+/// A connection of a reactor. An id outlives its connection harmlessly: once the slot
+/// holds another connection, the old id names nothing (its generation differs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId(usize);
+pub struct ConnId {
+    slot: usize,
+    generation: u64,
+}
 
 /// What [`Reactor::poll`] reports.
 #[derive(Debug)]
@@ -44,6 +48,10 @@ pub enum Event<'a> {
 
 /// Bytes queued on a connection beyond which [`Reactor::send`] refuses more for now.
 const QUEUE_LIMIT: usize = 16 << 20;
+/// Bytes queued on all connections of a reactor beyond which it refuses more for now.
+const REACTOR_LIMIT: usize = 64 << 20;
+/// A send buffer larger than this is freed once sent (a burst does not keep its memory).
+const KEEP_BUFFER: usize = 1 << 20;
 /// Receive buffer of a connection in [`RecvMode::Single`].
 const SINGLE_BUF: usize = 64 << 10;
 /// Entries of the submission queue.
@@ -90,6 +98,8 @@ pub struct Reactor {
     conns: Vec<Option<Conn>>,
     generations: u64,
     max_frame: usize,
+    /// Bytes queued or in flight on every connection.
+    held: usize,
 }
 
 impl Reactor {
@@ -124,6 +134,7 @@ impl Reactor {
             conns: Vec::new(),
             generations: 0,
             max_frame,
+            held: 0,
         })
     }
 
@@ -165,11 +176,15 @@ impl Reactor {
                 self.conns.len() - 1
             }
         };
-        self.arm_recv(slot)?;
+        let id = self.id_of(slot);
+        if let Err(e) = self.arm_recv(slot) {
+            self.conns[slot] = None;
+            return Err(e);
+        }
         self.ring
             .submit()
             .map_err(|e| Error::io("submitting to io_uring", e))?;
-        Ok(ConnId(slot))
+        Ok(id)
     }
 
     /// Queues one frame (header `h`, payload the concatenation of `parts`) on `id`, and
@@ -184,23 +199,26 @@ impl Reactor {
                 h.slot.len, self.max_frame
             )));
         }
+        let held = self.held;
         let c = self.conn_mut(id)?;
-        if c.queued.len() >= QUEUE_LIMIT {
+        if c.queued.len() >= QUEUE_LIMIT || held >= REACTOR_LIMIT {
             return Ok(false);
         }
         c.queued.extend_from_slice(&h.encode());
         for p in parts {
             c.queued.extend_from_slice(p);
         }
-        if !c.sending {
-            let started = self.start_send(id.0).and_then(|()| {
+        let sending = c.sending;
+        self.held += super::wire::HEADER + len;
+        if !sending {
+            let started = self.start_send(id.slot).and_then(|()| {
                 self.ring
                     .submit()
                     .map(drop)
                     .map_err(|e| Error::io("submitting to io_uring", e))
             });
             if let Err(e) = started {
-                self.fail(id.0, e.to_string());
+                self.fail(id.slot, e.to_string());
                 return Err(e);
             }
         }
@@ -210,14 +228,33 @@ impl Reactor {
     /// Whether everything queued on `id` went to the kernel's socket buffer.
     pub fn is_flushed(&self, id: ConnId) -> bool {
         self.conns
-            .get(id.0)
+            .get(id.slot)
             .and_then(Option::as_ref)
+            .filter(|c| c.generation == id.generation)
             .is_none_or(|c| !c.sending && c.queued.is_empty())
     }
 
-    /// Closes `id` (what is queued is dropped); its `Closed` event still comes.
+    /// Closes `id` (what is queued is dropped); its `Closed` event still comes. An id of
+    /// a connection that is gone is ignored.
     pub fn close(&mut self, id: ConnId) {
-        self.fail(id.0, "closed by this side".into());
+        if self.live(id) {
+            self.fail(id.slot, "closed by this side".into());
+        }
+    }
+
+    /// Whether `id` names the connection its slot holds now.
+    fn live(&self, id: ConnId) -> bool {
+        self.conns
+            .get(id.slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.generation == id.generation)
+    }
+
+    fn id_of(&self, slot: usize) -> ConnId {
+        ConnId {
+            slot,
+            generation: self.conns[slot].as_ref().map_or(0, |c| c.generation),
+        }
     }
 
     /// Reaps what completed, without blocking: `f` gets every frame that arrived and every
@@ -251,7 +288,12 @@ impl Reactor {
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn> {
-        match self.conns.get_mut(id.0).and_then(Option::as_mut) {
+        match self
+            .conns
+            .get_mut(id.slot)
+            .and_then(Option::as_mut)
+            .filter(|c| c.generation == id.generation)
+        {
             Some(c) if c.closed.is_none() => Ok(c),
             Some(c) => Err(Error::io(
                 format!(
@@ -311,6 +353,9 @@ impl Reactor {
         let c = self.conns[slot].as_mut().expect("live slot");
         if c.sent == c.flight.len() {
             c.flight.clear();
+            if c.flight.capacity() > KEEP_BUFFER {
+                c.flight = Vec::new();
+            }
             c.sent = 0;
             std::mem::swap(&mut c.flight, &mut c.queued);
         }
@@ -357,6 +402,8 @@ impl Reactor {
                     self.fail(slot, why);
                 } else {
                     c.sent += res as usize;
+                    self.held -= (res as usize).min(self.held);
+                    let c = self.conns[slot].as_mut().expect("live slot");
                     if c.closed.is_none() {
                         if let Err(e) = self.start_send(slot) {
                             self.fail(slot, e.to_string());
@@ -419,7 +466,10 @@ impl Reactor {
         }
         let len = res as usize;
         let mut n = 0;
-        let id = ConnId(slot);
+        let id = ConnId {
+            slot,
+            generation: c.generation,
+        };
         let fed = match (self.mode, buffer, self.bufs.as_mut()) {
             (RecvMode::Multishot, Some(bid), Some(bufs)) => {
                 let r = match bufs.get(bid, len) {
@@ -434,11 +484,20 @@ impl Reactor {
                 r
             }
             (RecvMode::Single, _, _) if len <= c.inbox.len() => {
-                let Conn { inbox, decoder, .. } = c;
-                decoder.feed(&inbox[..len], &mut |h, p| {
-                    n += 1;
-                    f(id, Event::Frame(h, p));
-                })
+                let Conn {
+                    inbox,
+                    decoder,
+                    closed,
+                    ..
+                } = c;
+                if closed.is_some() {
+                    Ok(())
+                } else {
+                    decoder.feed(&inbox[..len], &mut |h, p| {
+                        n += 1;
+                        f(id, Event::Frame(h, p));
+                    })
+                }
             }
             _ => Err("a receive completion without its buffer"),
         };
@@ -452,15 +511,17 @@ impl Reactor {
     /// down, so the kernel lets go of its buffers; the slot is freed after the last
     /// completion.
     fn fail(&mut self, slot: usize, why: String) {
+        if self.conns.get(slot).is_none_or(Option::is_none) {
+            return;
+        }
         let ud = self.user_data(slot, OP_CANCEL);
         let recv = self.user_data(slot, OP_RECV);
-        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
+        let c = self.conns[slot].as_mut().expect("checked above");
         if c.closed.is_some() {
             return;
         }
         c.closed = Some(why);
+        self.held -= c.queued.len().min(self.held);
         c.queued = Vec::new();
         let _ = c.sock.shutdown(std::net::Shutdown::Both);
         if c.recv_armed {
@@ -481,7 +542,11 @@ impl Reactor {
                 if let Some(why) = &c.closed {
                     c.reported = true;
                     n += 1;
-                    f(ConnId(i), Event::Closed(why));
+                    let id = ConnId {
+                        slot: i,
+                        generation: c.generation,
+                    };
+                    f(id, Event::Closed(why));
                 }
             }
         }
@@ -495,6 +560,9 @@ impl Reactor {
     fn release_if_done(&mut self, slot: usize) {
         if let Some(c) = &self.conns[slot] {
             if c.closed.is_some() && c.reported && c.pending == 0 {
+                // What it still held is let go with it.
+                let unsent = c.flight.len().saturating_sub(c.sent);
+                self.held -= unsent.min(self.held);
                 self.conns[slot] = None;
             }
         }

@@ -219,3 +219,32 @@ fn a_frame_larger_than_the_limit_or_unlike_its_header_is_refused_before_sending(
     assert!(r.send(id, &header(0, big.len()), &[&big]).is_err());
     assert!(r.send(id, &header(0, 5), &[b"abc"]).is_err());
 }
+
+#[test]
+fn an_id_outlives_its_connection_without_reaching_the_next_one() {
+    let Some(mut r) = reactor(RecvMode::Single) else {
+        return;
+    };
+    let (c1, s1) = pair();
+    let old = r.add(s1).unwrap();
+    drop(c1);
+    until_closed(&mut r, &[old]);
+    // The slot is taken by a new connection: the old id names nothing.
+    let (mut c2, s2) = pair();
+    let new = r.add(s2).unwrap();
+    assert_ne!(old, new);
+    assert!(r.send(old, &header(7, 5), &[b"stale"]).is_err());
+    r.close(old);
+    assert!(r.send(new, &header(8, 5), &[b"fresh"]).unwrap());
+    let mut got = [0u8; HEADER + 5];
+    c2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Read::read_exact(&mut c2, &mut got).unwrap();
+    assert_eq!(&got[HEADER..], b"fresh");
+    // An id of another reactor, or of a slot it never had, is ignored too.
+    let Some(mut other) = reactor(RecvMode::Single) else {
+        return;
+    };
+    other.close(new);
+    assert!(other.send(new, &header(0, 0), &[]).is_err());
+    assert!(other.is_flushed(new));
+}

@@ -152,11 +152,11 @@ impl Decoder {
             f(h, &input[HEADER..HEADER + len]);
             input = &input[HEADER + len..];
         }
-        // A frame's start that the next input completes.
+        // A frame's start that the next input completes (its buffer grows with what
+        // arrives, so a peer that stops mid-frame holds only what it sent).
         if !input.is_empty() {
             if input.len() >= HEADER {
-                let (len, _) = self.checked(input[..HEADER].try_into().expect("header"))?;
-                self.partial.reserve(HEADER + len);
+                self.checked(input[..HEADER].try_into().expect("header"))?;
             }
             self.partial.extend_from_slice(input);
         }

@@ -120,6 +120,26 @@ fn rebuild(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // A process's tables on a fabric of ~100,000 nodes: a dragonfly of 129 groups of 16
+    // routers with 48 hosts each (101,136 nodes), tables of the hosted nodes only.
+    let big = topology(&generate::dragonfly(16, 48, 8, 100.0));
+    let graph = Arc::new(RouteGraph::build(&big, CostModel::Static));
+    let hosted: Vec<u32> = (0..4)
+        .map(|i| graph.node_count() as u32 - 1 - i * 997)
+        .collect();
+    for sources in [&hosted[..1], &hosted[..]] {
+        let t = RoutingTables::build(graph.clone(), sources, 1, true);
+        eprintln!(
+            "dragonfly {} nodes, {} hosted: tables {:.1} MB",
+            graph.node_count(),
+            sources.len(),
+            t.memory_bytes() as f64 / 1e6
+        );
+        let name = format!("dragonfly_101k_nodes_{}_hosted", sources.len());
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(RoutingTables::build(graph.clone(), sources, 1, true)))
+        });
+    }
     g.finish();
 }
 

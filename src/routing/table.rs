@@ -245,6 +245,17 @@ impl RoutingTables {
         self.generation
     }
 
+    /// Bytes the tables take (entries, predecessors, equal-cost next hops, the source
+    /// index), not counting the graph they were built over.
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.entries.capacity() * size_of::<RouteEntry>()
+            + self.preds.capacity() * size_of::<u32>()
+            + self.alternates.capacity() * size_of::<u32>()
+            + self.slot_of.capacity() * size_of::<u32>()
+            + self.sources.capacity() * size_of::<u32>()
+    }
+
     /// Dense indices of the table sources.
     pub fn sources(&self) -> &[u32] {
         &self.sources

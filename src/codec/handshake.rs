@@ -67,7 +67,7 @@ pub fn client(
     credentials: Credentials<'_>,
     deadline: Duration,
 ) -> Result<Session> {
-    let until = until(deadline);
+    let until = deadline_at(deadline);
     let (fabric_b, label_b) = (short(fabric, "fabric name")?, short(label, "label")?);
     let nonce_c = nonce()?;
     let mut hello = Vec::with_capacity(44 + fabric_b.len() + label_b.len());
@@ -143,7 +143,7 @@ pub fn server(
     credentials: Credentials<'_>,
     deadline: Duration,
 ) -> Result<Session> {
-    let until = until(deadline);
+    let until = deadline_at(deadline);
     let mut head = [0u8; 8 + NONCE + 1];
     read(stream, &mut head, until)?;
     if &head[..4] != HELLO {
@@ -214,7 +214,7 @@ fn refuse(stream: &mut TcpStream, e: Error, until: Instant) -> Error {
 }
 
 /// The instant `deadline` from now (a deadline too far to say is a year).
-fn until(deadline: Duration) -> Instant {
+fn deadline_at(deadline: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(deadline)
         .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))

@@ -255,6 +255,7 @@ impl Engine {
         max_packet: usize,
     ) -> Engine {
         let registry = Arc::new(registry);
+        let pid = crate::sys::process::pid();
         Engine {
             token: nodes::new_token(),
             host: Box::new(SharedMemory::new(registry.clone())),
@@ -290,8 +291,8 @@ impl Engine {
             chunks: [None, None],
             segments: SegmentMaps::default(),
             own_segments: HashMap::default(),
-            pid: crate::sys::process::pid(),
-            start_time: crate::sys::process::start_time(crate::sys::process::pid()).unwrap_or(0),
+            pid,
+            start_time: crate::sys::process::start_time(pid).unwrap_or(0),
             spikes: HashMap::default(),
             coalescing: Coalescing::default(),
             beating: false,

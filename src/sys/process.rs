@@ -19,17 +19,6 @@ pub fn pid() -> u32 {
     std::process::id()
 }
 
-/// Installs the fork handler once (before any value that must know about forks is made).
-fn install_fork_handler() {
-    HANDLER.call_once(|| {
-        // SAFETY: pthread_atfork only records the handler (it is called after fork() in
-        // the child, where it does one atomic increment, which is async-signal-safe).
-        // The library's atfork registration is removed by glibc when the library is
-        // unloaded, so the handler never dangles.
-        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
-    });
-}
-
 /// Forks this process went through: 0 in the process that loaded the library, one more in
 /// each `fork()` child (counted by a `pthread_atfork` child handler). Comparing it is one
 /// load, where `getpid` would be a system call on every check.
@@ -58,7 +47,13 @@ pub struct Origin {
 impl Origin {
     /// This process, now.
     pub fn current() -> Origin {
-        install_fork_handler();
+        HANDLER.call_once(|| {
+            // SAFETY: pthread_atfork only records the handler (it is called after fork() in
+            // the child, where it does one atomic increment, which is async-signal-safe).
+            // The library's atfork registration is removed by glibc when the library is
+            // unloaded, so the handler never dangles.
+            unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+        });
         Origin {
             pid: pid(),
             forks: FORKS.load(Ordering::Relaxed),

@@ -100,6 +100,8 @@ pub struct Reactor {
     max_frame: usize,
     /// Bytes queued or in flight on every connection.
     held: usize,
+    /// Completions taken from the ring, reused from poll to poll.
+    reaped: Vec<cqueue::Entry>,
 }
 
 impl Reactor {
@@ -135,6 +137,7 @@ impl Reactor {
             generations: 0,
             max_frame,
             held: 0,
+            reaped: Vec::new(),
         })
     }
 
@@ -227,10 +230,7 @@ impl Reactor {
 
     /// Whether everything queued on `id` went to the kernel's socket buffer.
     pub fn is_flushed(&self, id: ConnId) -> bool {
-        self.conns
-            .get(id.slot)
-            .and_then(Option::as_ref)
-            .filter(|c| c.generation == id.generation)
+        self.conn(id)
             .is_none_or(|c| !c.sending && c.queued.is_empty())
     }
 
@@ -244,10 +244,15 @@ impl Reactor {
 
     /// Whether `id` names the connection its slot holds now.
     fn live(&self, id: ConnId) -> bool {
+        self.conn(id).is_some()
+    }
+
+    /// The connection `id` names, if its slot still holds it.
+    fn conn(&self, id: ConnId) -> Option<&Conn> {
         self.conns
             .get(id.slot)
             .and_then(Option::as_ref)
-            .is_some_and(|c| c.generation == id.generation)
+            .filter(|c| c.generation == id.generation)
     }
 
     fn id_of(&self, slot: usize) -> ConnId {
@@ -266,12 +271,16 @@ impl Reactor {
                 // Completions wait for this side to enter the kernel (`submit` does).
                 let _ = self.ring.submit();
             }
-            let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
-            if cqes.is_empty() {
-                break;
+            let mut cqes = std::mem::take(&mut self.reaped);
+            cqes.clear();
+            cqes.extend(self.ring.completion());
+            let reaped = !cqes.is_empty();
+            for cqe in &cqes {
+                n += self.complete(cqe, f);
             }
-            for cqe in cqes {
-                n += self.complete(&cqe, f);
+            self.reaped = cqes;
+            if !reaped {
+                break;
             }
             let _ = self.ring.submit();
         }

@@ -59,6 +59,7 @@ impl Engine {
                         .get(&n)
                         .copied()
                         .or_else(|| self.peers.get(&n).map(|e| e.index))
+                        .or_else(|| self.remote_by_name(&n).map(|(i, _)| i))
                 })
             }
             _ => None,

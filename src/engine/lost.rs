@@ -77,10 +77,13 @@ impl Engine {
             if p.result.is_some() {
                 continue;
             }
-            let alive = self
-                .registry
-                .get(p.dst)
-                .is_some_and(|e| e.generation == p.dst_generation);
+            let alive = if crate::transport::tcp::is_remote(p.dst) {
+                self.hosts.as_ref().and_then(|h| h.directory_live(p.dst)) == Some(p.dst_generation)
+            } else {
+                self.registry
+                    .get(p.dst)
+                    .is_some_and(|e| e.generation == p.dst_generation)
+            };
             if !alive {
                 p.complete(Err(Error::NodeNotFound(format!(
                     "destination node (index {}) left the fabric before answering",
@@ -106,6 +109,9 @@ impl Engine {
     pub fn destination_lost(&mut self, index: u32) -> bool {
         if self.hosted.contains_key(&index) {
             return false;
+        }
+        if crate::transport::tcp::is_remote(index) {
+            return self.live_generation(index).is_none();
         }
         let lost = self
             .registry

@@ -24,6 +24,8 @@ mod dispatch;
 mod forward;
 mod frame;
 mod health;
+mod hosts;
+pub use hosts::{HostCounters, Hosts, Joined};
 mod inbox;
 pub mod lent;
 mod lost;
@@ -222,6 +224,8 @@ pub struct Engine {
     down: HashMap<u32, u64>,
     /// Some inbound ring comes from a node that left and still holds messages.
     gone_inbound: bool,
+    /// Connections to other hosts, when this engine has them.
+    hosts: Option<Hosts>,
 }
 
 impl Drop for Engine {
@@ -304,6 +308,7 @@ impl Engine {
             },
             down: HashMap::default(),
             gone_inbound: false,
+            hosts: None,
         }
     }
 

@@ -154,6 +154,7 @@ impl Engine {
                     .map(|e| e.signature.node_id.clone())
             })
             .or_else(|| self.registry.get(index).map(|e| e.signature.node_id))
+            .or_else(|| self.remote_id(index))
     }
     pub(super) fn refresh_peers(&mut self) -> Result<()> {
         let epoch = self.registry.nodes_epoch();
@@ -207,6 +208,10 @@ impl Engine {
             .map(|e| Peer {
                 index: e.index,
                 generation: e.generation,
+            })
+            .or_else(|| {
+                self.remote_by_name(node_id)
+                    .map(|(index, generation)| Peer { index, generation })
             })
             .ok_or_else(|| {
                 Error::NodeNotFound(format!("node {node_id:?} is not registered in this fabric"))

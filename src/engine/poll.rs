@@ -68,6 +68,9 @@ impl Engine {
     /// its ring. Returns how many messages.
     pub fn poll(&mut self) -> usize {
         self.discover();
+        if self.hosts.is_some() {
+            self.poll_hosts();
+        }
         if !self.spikes.is_empty() {
             self.flush_spikes(Some(std::time::Instant::now()));
         }

@@ -24,6 +24,18 @@ impl Engine {
     /// reaches `dst` on first use.
     pub(super) fn producer(&mut self, src: u32, dst: u32, lane: Lane) -> Result<&mut dyn Outbound> {
         if !self.out.contains_key(&(src, dst, lane)) {
+            if let Some(conn) = self.tcp_route(dst) {
+                let out = self.tcp_out(conn, dst, lane).expect("a route has hosts");
+                let g = self.live_generation(dst).unwrap_or(u64::MAX);
+                self.out_generation.insert(dst, g);
+                self.out.insert((src, dst, lane), Box::new(out));
+                return Ok(&mut **self.out.get_mut(&(src, dst, lane)).expect("inserted"));
+            }
+            if crate::transport::tcp::is_remote(dst) {
+                return Err(Error::NodeNotFound(format!(
+                    "node index {dst} is on another host that no connection reaches now"
+                )));
+            }
             let slots = lane_slots(lane);
             let local = self.hosted.contains_key(&dst);
             let transport = if local {
@@ -81,7 +93,9 @@ impl Engine {
         let lane = lane_of(o.priority);
         let by_descriptor = data.len() > DESCRIPTOR_THRESHOLD
             && matches!(o.kind, FrameKind::Data | FrameKind::Response);
-        if by_descriptor {
+        let via = self.via(src, dst)?;
+        // Bytes in this host's shared segments do not cross to another host.
+        if by_descriptor && self.tcp_route(via).is_none() {
             match self.try_push_chunk(src, dst, o, data, offset)? {
                 ChunkPush::Sent(end) => return Ok(Some((end, end == total))),
                 ChunkPush::Full => return Ok(None),
@@ -89,7 +103,6 @@ impl Engine {
             }
         }
         let limit = fragment_limit(lane, self.max_packet);
-        let via = self.via(src, dst)?;
         let p = self.producer(src, via, lane)?;
         match push_fragment(p, (src, dst), o, data, offset, limit) {
             Ok(end) => {
@@ -99,6 +112,12 @@ impl Engine {
                 Ok(Some((end, end == total)))
             }
             Err(PushError::Full) => Ok(None),
+            Err(PushError::Corrupt) if self.tcp_route(via).is_some() => {
+                self.out.remove(&(src, via, lane));
+                Err(Error::NodeNotFound(format!(
+                    "the connection to the host of node index {via} closed"
+                )))
+            }
             Err(PushError::Corrupt) => Err(self.drop_corrupt(src, via, lane)),
             Err(PushError::TooLarge) => {
                 Err(Error::InvalidArgument("fragment exceeds the ring".into()))
@@ -216,7 +235,7 @@ impl Engine {
     pub(super) fn ring_outlived(&self, node: u32) -> bool {
         self.out_generation
             .get(&node)
-            .is_some_and(|&g| self.registry.get(node).map(|e| e.generation) != Some(g))
+            .is_some_and(|&g| self.live_generation(node) != Some(g))
     }
 }
 

@@ -49,12 +49,22 @@ impl HyperFabricProtocol {
             config.options.max_packet_size as usize,
         );
         engine.set_coalescing(config.coalescing);
+        let (tcp, listener) = match &config.tcp {
+            Some(t) => {
+                let max_frame = crate::ring::max_payload(crate::engine::BULK_SLOTS);
+                let (tcp, hosts, listener) =
+                    super::hosts::Tcp::new(t, config.key.as_ref(), max_frame)?;
+                engine.set_hosts(hosts);
+                (Some(tcp), listener)
+            }
+            None => (None, None),
+        };
         let inner = Arc::new(Inner {
             engine_token: engine.token(),
             sent_later: Default::default(),
             engine: Mutex::new(engine),
             topology,
-            topology_epoch: Mutex::new((u64::MAX, u64::MAX)),
+            topology_epoch: Mutex::new((u64::MAX, u64::MAX, u64::MAX)),
             zones_active: Arc::new(AtomicBool::new(false)),
             zones_seen: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             registry: Arc::new(Registry::open(&fabric)?),
@@ -75,7 +85,16 @@ impl HyperFabricProtocol {
             closed: AtomicBool::new(false),
             ring_files: Mutex::new(Vec::new()),
             left_rings: Mutex::new(Vec::new()),
+            tcp,
         });
+        if inner.tcp.is_some() {
+            let peers = config
+                .tcp
+                .as_ref()
+                .map(|t| t.peers.clone())
+                .unwrap_or_default();
+            super::hosts::start(&inner, listener, peers)?;
+        }
         if !inner.links.is_empty() {
             // Only the configured links exist, even while some of their nodes are missing.
             inner
@@ -224,6 +243,9 @@ impl Drop for HyperFabricProtocol {
             return;
         }
         self.inner.closed.store(true, Ordering::Release);
+        if let Some(t) = &self.inner.tcp {
+            t.stop();
+        }
         super::endpoint::named::forget(&self.inner);
         let _ = self.stop_background_services();
         let mut e = lock(&self.inner.engine);

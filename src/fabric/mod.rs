@@ -9,6 +9,7 @@ mod deadline;
 mod direct;
 mod endpoint;
 mod framing;
+mod hosts;
 mod lifecycle;
 mod measure;
 mod memory;
@@ -34,7 +35,7 @@ pub use endpoint::named::{
 };
 pub use endpoint::Endpoint;
 pub use measure::measure_network_performance;
-pub use options::{IdleStrategy, ProtocolConfig, SendOptions};
+pub use options::{IdleStrategy, ProtocolConfig, SendOptions, TcpConfig};
 pub(crate) use recv::too_large;
 pub use request::{wait_all, wait_any, Completion, Request};
 pub(crate) use request::{wait_all_of, wait_any_of};
@@ -64,7 +65,7 @@ struct Inner {
     sent_later: [std::sync::atomic::AtomicU64; 2],
     topology: TopologyManager,
     /// The registry's nodes and zones epochs the topology reflects.
-    topology_epoch: Mutex<(u64, u64)>,
+    topology_epoch: Mutex<(u64, u64, u64)>,
     /// Whether a zone with isolation (MEDIUM and above) has members: sends are then checked
     /// against the zone rules, and deliveries too.
     zones_active: Arc<AtomicBool>,
@@ -99,6 +100,8 @@ struct Inner {
     /// Set when the protocol is dropped: endpoints threads keep for sends by node name
     /// (see `endpoint::named`) are let go at their thread's next such send.
     closed: AtomicBool,
+    /// Connections to other hosts, when configured.
+    tcp: Option<hosts::Tcp>,
     /// Ring files removed when the protocol is dropped: those of the endpoints threads keep
     /// (a thread that keeps one may never send again).
     ring_files: Mutex<Vec<std::path::PathBuf>>,
@@ -142,6 +145,20 @@ impl std::fmt::Debug for HyperFabricProtocol {
         f.debug_struct("HyperFabricProtocol")
             .field("fabric", &self.inner.fabric)
             .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// The generation of node `index` while it is live: of this host's registry, or of
+    /// another host whose connection is up.
+    fn live_generation(&self, index: u32) -> Option<u64> {
+        if crate::transport::tcp::is_remote(index) {
+            self.tcp
+                .as_ref()
+                .and_then(|t| t.directory.live_generation(index))
+        } else {
+            self.registry.live_generation(index)
+        }
     }
 }
 

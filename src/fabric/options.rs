@@ -48,6 +48,28 @@ pub struct ProtocolConfig {
     /// take the engine's lock and rings, as an application with many short-lived threads
     /// or thousands of pairs per thread may prefer.
     pub endpoints_by_name: bool,
+    /// Connections to processes on other hosts (off by default: only this host's nodes are
+    /// reached).
+    pub tcp: Option<TcpConfig>,
+}
+
+/// How a protocol reaches processes on other hosts (see
+/// [`HyperFabricProtocol::connect_host`](super::HyperFabricProtocol::connect_host)).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TcpConfig {
+    /// Address to accept connections on (`0.0.0.0:7000`; port 0 picks a free one, see
+    /// [`HyperFabricProtocol::listen_address`](super::HyperFabricProtocol::listen_address)).
+    /// None: this process only connects to others.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Hosts to connect to at start, and again whenever their connection drops.
+    pub peers: Vec<std::net::SocketAddr>,
+    /// Accept peers without a fabric key. Without a key and without this, creating the
+    /// protocol fails: an open port on a shared cluster would let anyone inject messages.
+    /// Both sides must agree (a keyed side refuses an insecure one).
+    pub insecure: bool,
+    /// Reach nodes of this host over TCP too when a connection hosts them (tests and
+    /// benchmarks of the TCP path on one machine).
+    pub force: bool,
 }
 
 impl Default for ProtocolConfig {
@@ -62,6 +84,7 @@ impl Default for ProtocolConfig {
             coalescing: crate::engine::Coalescing::default(),
             single_copy_from: None,
             endpoints_by_name: true,
+            tcp: None,
         }
     }
 }

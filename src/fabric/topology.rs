@@ -41,7 +41,20 @@ impl HyperFabricProtocol {
         m.insert("forwards_waiting".into(), c.forwards_waiting as f64);
         m.insert("reassemblies".into(), c.reassemblies as f64);
         m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);
-        if let Some(o) = lock(&self.inner.engine).opener() {
+        let e = lock(&self.inner.engine);
+        if self.inner.tcp.is_some() {
+            let t = e.host_counters();
+            m.insert("tcp_connections".into(), t.connections as f64);
+            m.insert("tcp_closed".into(), t.closed as f64);
+            m.insert("tcp_frames_refused".into(), t.refused as f64);
+        }
+        if let Some(t) = &self.inner.tcp {
+            m.insert(
+                "tcp_handshakes_refused".into(),
+                t.refused.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
+        }
+        if let Some(o) = e.opener() {
             // Sealed frames dropped at this process: not authentic, or replayed.
             m.insert("sealed_refused".into(), o.refused() as f64);
             m.insert("sealed_replays_refused".into(), o.replays_refused() as f64);
@@ -55,11 +68,33 @@ impl HyperFabricProtocol {
 /// engine's router may call it.
 pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
     let mut seen = lock(&inner.topology_epoch);
-    let epoch = (inner.registry.nodes_epoch(), inner.registry.zones_epoch());
+    let remote = inner.tcp.as_ref().map(|t| t.directory.list());
+    let epoch = (
+        inner.registry.nodes_epoch(),
+        inner.registry.zones_epoch(),
+        inner.tcp.as_ref().map_or(0, |t| t.directory.epoch()),
+    );
     if *seen == epoch {
         return Ok(());
     }
-    let peers: Vec<NodeEntry> = inner.registry.list()?;
+    let mut peers: Vec<NodeEntry> = inner.registry.list()?;
+    // Nodes of other hosts that are up, with their host in their metadata.
+    for n in remote.into_iter().flatten().filter(|n| n.up) {
+        let mut signature = n.signature;
+        if !n.host.is_empty() {
+            signature
+                .metadata
+                .get_or_insert_with(Default::default)
+                .insert("host".into(), n.host.clone().into());
+        }
+        peers.push(NodeEntry {
+            index: n.index,
+            signature,
+            owner_pid: 0,
+            owner_start: 0,
+            generation: n.generation,
+        });
+    }
     let tm = &inner.topology;
     let known: Vec<String> = tm.read(|t| t.nodes().map(|n| n.node_id.clone()).collect());
     for id in &known {

@@ -125,7 +125,7 @@ impl HyperFabricProtocol {
         let via = e.via(src, dst.index)?;
         let source = NodeName::intern(source);
         let destination = NodeName::intern(destination);
-        let (path, dst_owner, replies) = if via != dst.index {
+        let (path, dst_owner, replies) = if via != dst.index || e.over_tcp(via) {
             (Path::Engine, None, None)
         } else if let Some(mb) = e.mailbox_of(dst.index) {
             let (producer, consumer) = ring::split(Arc::new(Region::heap(BULK_SLOTS)?));
@@ -379,7 +379,7 @@ impl Endpoint {
                 self.source
             )));
         }
-        if reg.get(self.dst.index).map(|e| e.generation) != Some(self.dst.generation) {
+        if self.inner.live_generation(self.dst.index) != Some(self.dst.generation) {
             return Err(Error::NodeNotFound(format!(
                 "destination node {} left the fabric",
                 self.destination
@@ -390,6 +390,9 @@ impl Endpoint {
     }
 
     fn dst_alive(&self) -> bool {
+        if crate::transport::tcp::is_remote(self.dst.index) {
+            return self.inner.live_generation(self.dst.index) == Some(self.dst.generation);
+        }
         self.dst.is_alive(&self.inner.registry, self.dst_owner)
     }
 

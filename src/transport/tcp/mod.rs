@@ -7,9 +7,12 @@
 //! The engine does not open these connections yet: they are the layer the transport
 //! between hosts is built on, tested here on loopback.
 
+pub mod control;
+pub mod directory;
 pub mod reactor;
 pub mod wire;
 
+pub use directory::{is_remote, Directory, RemoteNode, REMOTE_BASE};
 pub use reactor::{ConnId, Event, Reactor, RecvMode};
 pub use wire::{Decoder, FrameHeader};
 

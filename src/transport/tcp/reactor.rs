@@ -228,6 +228,21 @@ impl Reactor {
         Ok(true)
     }
 
+    /// Whether a frame of `len` payload bytes would be taken by [`Reactor::send`] now
+    /// (`false` for a closed connection too).
+    pub fn has_room(&self, id: ConnId, len: usize) -> bool {
+        len <= self.max_frame
+            && self.held < REACTOR_LIMIT
+            && self
+                .conn(id)
+                .is_some_and(|c| c.closed.is_none() && c.queued.len() < QUEUE_LIMIT)
+    }
+
+    /// Whether `id` is open (not closed by either side or by an error).
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.conn(id).is_some_and(|c| c.closed.is_none())
+    }
+
     /// Whether everything queued on `id` went to the kernel's socket buffer.
     pub fn is_flushed(&self, id: ConnId) -> bool {
         self.conn(id)

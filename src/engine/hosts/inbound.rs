@@ -1,0 +1,278 @@
+//! Frames that arrive over TCP: checked, their node indices mapped onto this process's,
+//! then pushed into an inbound ring per (source, destination, lane) that the engine polls
+//! like any other. A frame whose ring is full waits in a backlog (with every later frame of
+//! its connection, so none overtakes another); while the backlog is large, completions are
+//! left in the io_uring, the kernel runs out of receive buffers, and TCP stops the sender.
+
+use super::{lock, Engine, Hosts, Lane, Link};
+use crate::codec::FrameKind;
+use crate::engine::remote::{FLAG_READ, FLAG_REMOTE};
+use crate::engine::{lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, MSG_HEADER};
+use crate::ring::{self, Producer, PushError, Region, SlotHeader};
+use crate::transport::tcp::control::{Announce, KIND_GONE, KIND_NODES};
+use crate::transport::tcp::{ConnId, Event, FrameHeader};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+/// Bytes of backlog beyond which no more frames are reaped (see the module documentation).
+const BACKLOG_LIMIT: usize = 16 << 20;
+
+/// A frame waiting for room in its ring.
+pub(crate) struct Waiting {
+    pub(super) conn: ConnId,
+    key: (u32, u32, Lane),
+    slot: SlotHeader,
+    /// The payload, its message header mapped.
+    pub(super) bytes: Vec<u8>,
+}
+
+/// What a frame that cannot be delivered is.
+enum Bad {
+    /// The peer broke the protocol: its connection is closed.
+    Refuse(&'static str),
+    /// It names a node not (or no longer) known: the frame is dropped.
+    Drop,
+}
+
+/// A frame mapped onto this process's indices: its ring's key, slot header and message
+/// header.
+type Mapped = ((u32, u32, Lane), SlotHeader, [u8; MSG_HEADER]);
+
+/// Checks frame `fh` of `link` and maps it: its ring's key, slot header and message header.
+fn translate(
+    link: &Link,
+    hosted: &dyn Fn(u32) -> bool,
+    fh: &FrameHeader,
+    payload: &[u8],
+) -> Result<Mapped, Bad> {
+    if FrameKind::from_u8(fh.slot.kind).is_none() {
+        return Err(Bad::Refuse("a frame of an unknown kind"));
+    }
+    if fh.slot.flags & (FLAG_DESCRIPTOR | FLAG_COMPACT | FLAG_REMOTE | FLAG_READ) != 0 {
+        return Err(Bad::Refuse(
+            "a frame that refers to its sender's memory (such frames never cross hosts)",
+        ));
+    }
+    if payload.len() < MSG_HEADER {
+        return Err(Bad::Refuse("a frame shorter than its message header"));
+    }
+    if payload.len() > ring::max_payload(lane_slots(fh.lane)) {
+        return Err(Bad::Refuse("a frame larger than its lane carries"));
+    }
+    let map = |i: u32| link.theirs.get(&i).copied().ok_or(Bad::Drop);
+    let (src, dst) = (map(fh.slot.src)?, map(fh.dst)?);
+    if !hosted(dst) {
+        return Err(Bad::Refuse("a frame for a node this process does not host"));
+    }
+    let mut m = MsgHeader::decode(payload);
+    m.dst = map(m.dst)?;
+    m.origin = map(m.origin)?;
+    Ok((
+        (src, dst, fh.lane),
+        SlotHeader { src, ..fh.slot },
+        m.encode(),
+    ))
+}
+
+/// The parts of [`Hosts`] that delivery into rings uses.
+struct Rings<'a> {
+    rings: &'a mut FxHashMap<(u32, u32, Lane), Producer<Region>>,
+    backlog: &'a mut std::collections::VecDeque<Waiting>,
+    backlog_bytes: &'a mut usize,
+    made: &'a mut Vec<Inbound>,
+}
+
+impl Rings<'_> {
+    /// Pushes a mapped frame into its ring, or into the backlog when the ring is full or
+    /// the connection already has frames waiting. `Err` for a frame no ring can take.
+    fn deliver(
+        &mut self,
+        conn: ConnId,
+        key: (u32, u32, Lane),
+        slot: SlotHeader,
+        hdr: &[u8; MSG_HEADER],
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        if !self.backlog.iter().any(|w| w.conn == conn) {
+            let p = match self.rings.entry(key) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let region = Region::heap(lane_slots(key.2))
+                        .map_err(|_| "no memory for an inbound ring")?;
+                    let (p, c) = ring::split(Arc::new(region));
+                    self.made.push(Inbound {
+                        src: key.0,
+                        dst: key.1,
+                        lane: key.2,
+                        consumer: Box::new(c),
+                    });
+                    v.insert(p)
+                }
+            };
+            match p.try_push(slot, &[hdr, body]) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Full) => {}
+                Err(_) => return Err("a frame its ring cannot take"),
+            }
+        }
+        let mut bytes = Vec::with_capacity(MSG_HEADER + body.len());
+        bytes.extend_from_slice(hdr);
+        bytes.extend_from_slice(body);
+        *self.backlog_bytes += bytes.len();
+        self.backlog.push_back(Waiting {
+            conn,
+            key,
+            slot,
+            bytes,
+        });
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Reaps the reactor: frames into rings, announcements applied, closed connections
+    /// forgotten. Returns how many frames arrived.
+    pub(super) fn reap(&mut self) -> usize {
+        let Some(h) = self.hosts.as_mut() else {
+            return 0;
+        };
+        if h.backlog_bytes > BACKLOG_LIMIT {
+            return 0;
+        }
+        let hosted_map = &self.hosted;
+        let hosted = |i: u32| hosted_map.contains_key(&i);
+        // Frames of a connection after an announcement wait for it to be applied: they may
+        // name the nodes it announces.
+        let mut later: Vec<(ConnId, FrameHeader, Vec<u8>)> = Vec::new();
+        let mut refused: Vec<(ConnId, String)> = Vec::new();
+        let mut closed: Vec<(ConnId, String)> = Vec::new();
+        let mut made = Vec::new();
+        let mut n = 0;
+        let mut dropped = 0u64;
+        let Hosts {
+            reactor,
+            links,
+            rings,
+            backlog,
+            backlog_bytes,
+            ..
+        } = h;
+        let mut into = Rings {
+            rings,
+            backlog,
+            backlog_bytes,
+            made: &mut made,
+        };
+        lock(reactor).poll(&mut |id, ev| match ev {
+            Event::Frame(fh, payload) => {
+                n += 1;
+                let control = fh.slot.kind == KIND_NODES || fh.slot.kind == KIND_GONE;
+                if control || later.iter().any(|(c, _, _)| *c == id) {
+                    later.push((id, fh, payload.to_vec()));
+                    return;
+                }
+                let Some(link) = links.get(&id) else { return };
+                match translate(link, &hosted, &fh, payload) {
+                    Ok((key, slot, hdr)) => {
+                        if let Err(why) = into.deliver(id, key, slot, &hdr, &payload[MSG_HEADER..])
+                        {
+                            refused.push((id, why.to_string()));
+                        }
+                    }
+                    Err(Bad::Drop) => dropped += 1,
+                    Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
+                }
+            }
+            Event::Closed(why) => closed.push((id, why.to_string())),
+        });
+        self.counters.errors += dropped;
+        self.inbound.append(&mut made);
+        for (id, fh, payload) in later {
+            if refused.iter().any(|(c, _)| *c == id) {
+                continue;
+            }
+            if fh.slot.kind == KIND_NODES || fh.slot.kind == KIND_GONE {
+                let applied = Announce::decode(fh.slot.kind, &payload)
+                    .and_then(|a| self.apply_announce(id, a));
+                if let Err(e) = applied {
+                    refused.push((id, e.to_string()));
+                }
+                continue;
+            }
+            if let Err(why) = self.deliver_owned(id, &fh, &payload) {
+                refused.push((id, why.to_string()));
+            }
+        }
+        for (id, why) in refused {
+            self.refuse(id, &why);
+        }
+        for (id, why) in closed {
+            self.closed(id, &why);
+        }
+        n
+    }
+
+    /// [`Engine::reap`]'s delivery of one frame held back behind an announcement.
+    fn deliver_owned(
+        &mut self,
+        id: ConnId,
+        fh: &FrameHeader,
+        payload: &[u8],
+    ) -> Result<(), &'static str> {
+        let hosted_map = &self.hosted;
+        let hosted = |i: u32| hosted_map.contains_key(&i);
+        let Some(h) = self.hosts.as_mut() else {
+            return Ok(());
+        };
+        let Some(link) = h.links.get(&id) else {
+            return Ok(());
+        };
+        let mut made = Vec::new();
+        let r = match translate(link, &hosted, fh, payload) {
+            Ok((key, slot, hdr)) => Rings {
+                rings: &mut h.rings,
+                backlog: &mut h.backlog,
+                backlog_bytes: &mut h.backlog_bytes,
+                made: &mut made,
+            }
+            .deliver(id, key, slot, &hdr, &payload[MSG_HEADER..]),
+            Err(Bad::Drop) => {
+                self.counters.errors += 1;
+                Ok(())
+            }
+            Err(Bad::Refuse(why)) => Err(why),
+        };
+        self.inbound.append(&mut made);
+        r
+    }
+
+    /// Pushes the frames of the backlog whose rings have room now, in order.
+    pub(super) fn flush_backlog(&mut self) {
+        let Some(h) = self.hosts.as_mut() else {
+            return;
+        };
+        let mut blocked: Vec<ConnId> = Vec::new();
+        let mut i = 0;
+        while i < h.backlog.len() {
+            let w = &h.backlog[i];
+            if blocked.contains(&w.conn) {
+                i += 1;
+                continue;
+            }
+            let pushed = h
+                .rings
+                .get_mut(&w.key)
+                .map(|p| p.try_push(w.slot, &[&w.bytes]));
+            match pushed {
+                Some(Ok(())) | None | Some(Err(PushError::TooLarge | PushError::Corrupt)) => {
+                    let w = h.backlog.remove(i).expect("in range");
+                    h.backlog_bytes -= w.bytes.len();
+                }
+                Some(Err(PushError::Full)) => {
+                    blocked.push(w.conn);
+                    i += 1;
+                }
+            }
+        }
+    }
+}

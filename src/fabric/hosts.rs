@@ -1,0 +1,305 @@
+//! Other hosts: the listener that accepts connections, the dialer that keeps connections to
+//! configured peers, and [`HyperFabricProtocol::connect_host`]. Every connection is
+//! authenticated by the handshake (`codec::handshake`) on a thread of its own before the
+//! engine gets it, so a peer that connects and goes silent holds nothing but that thread
+//! until the handshake's deadline.
+
+use super::{lock, HyperFabricProtocol, Inner, TcpConfig};
+use crate::codec::handshake::{self, Credentials};
+use crate::codec::FabricKey;
+use crate::engine::{Hosts, Joined};
+use crate::error::{Error, Result};
+use crate::transport::tcp::{Directory, Reactor};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a handshake may take.
+const HANDSHAKE: Duration = Duration::from_secs(3);
+/// How long [`HyperFabricProtocol::connect_host`] waits for the peer's nodes.
+const CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// Pause of the listener and the dialer between looks.
+const LOOK: Duration = Duration::from_millis(5);
+/// Pause of the dialer between attempts at a host that is not up.
+const REDIAL: Duration = Duration::from_millis(200);
+
+/// What a protocol with TCP holds.
+pub(super) struct Tcp {
+    pub(super) directory: Arc<Directory>,
+    joined: Sender<Joined>,
+    /// This process's label: its listen address, else its pid.
+    label: String,
+    listen: Option<SocketAddr>,
+    key: Option<FabricKey>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Connections refused by the handshake (wrong key, another fabric, garbage, silence).
+    pub(super) refused: Arc<AtomicU64>,
+    /// Why the latest handshakes failed.
+    pub(super) refusals: Arc<Mutex<Vec<String>>>,
+}
+
+impl Tcp {
+    /// Sets up the engine's side (`hosts`) and binds the listener; threads start with
+    /// [`start`].
+    pub(super) fn new(
+        config: &TcpConfig,
+        key: Option<&FabricKey>,
+        max_frame: usize,
+    ) -> Result<(Tcp, Hosts, Option<TcpListener>)> {
+        if key.is_none() && !config.insecure {
+            return Err(Error::Config(
+                "connections between hosts need a fabric key (ProtocolConfig.key, or `key` in \
+                 the configuration file), or the fabric marked insecure"
+                    .into(),
+            ));
+        }
+        let directory = Arc::new(Directory::default());
+        let hosts = Hosts::new(
+            Reactor::new(max_frame, None)?,
+            directory.clone(),
+            config.force,
+        );
+        let listener = match config.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .map_err(|e| Error::io(format!("listening for other hosts on {addr}"), e))?,
+            ),
+            None => None,
+        };
+        let listen = match &listener {
+            Some(l) => Some(
+                l.local_addr()
+                    .map_err(|e| Error::io("reading the listen address", e))?,
+            ),
+            None => None,
+        };
+        let label = match listen {
+            Some(a) => a.to_string(),
+            None => format!("pid {}", std::process::id()),
+        };
+        Ok((
+            Tcp {
+                directory,
+                joined: hosts.sender(),
+                label,
+                listen,
+                key: key.cloned(),
+                stop: Arc::new(AtomicBool::new(false)),
+                threads: Mutex::new(Vec::new()),
+                refused: Arc::new(AtomicU64::new(0)),
+                refusals: Arc::new(Mutex::new(Vec::new())),
+            },
+            hosts,
+            listener,
+        ))
+    }
+
+    fn credentials(&self) -> Credentials<'_> {
+        match &self.key {
+            Some(k) => Credentials::Key(k),
+            None => Credentials::Insecure,
+        }
+    }
+
+    fn refusal(&self, why: String) {
+        refusal(&self.refused, &self.refusals, why);
+    }
+
+    /// Stops the listener and dialer threads.
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        for t in std::mem::take(&mut *lock(&self.threads)) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn refusal(count: &AtomicU64, reasons: &Mutex<Vec<String>>, why: String) {
+    count.fetch_add(1, Ordering::Relaxed);
+    let mut r = lock(reasons);
+    if r.len() >= 8 {
+        r.remove(0);
+    }
+    r.push(why);
+}
+
+/// Starts the listener (if `listener`) and the dialer of `peers`.
+pub(super) fn start(
+    inner: &Arc<Inner>,
+    listener: Option<TcpListener>,
+    peers: Vec<SocketAddr>,
+) -> Result<()> {
+    let tcp = inner.tcp.as_ref().expect("started with TCP");
+    if let Some(l) = listener {
+        l.set_nonblocking(true)
+            .map_err(|e| Error::io("setting up the listener", e))?;
+        let weak = Arc::downgrade(inner);
+        let stop = tcp.stop.clone();
+        let t = std::thread::Builder::new()
+            .name("hf-listen".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    match l.accept() {
+                        Ok((s, from)) => {
+                            let Some(inner) = weak.upgrade() else { return };
+                            accept_one(&inner, s, from);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(LOOK)
+                        }
+                        Err(_) => std::thread::sleep(LOOK),
+                    }
+                }
+            })
+            .map_err(|e| Error::io("starting the listener thread", e))?;
+        lock(&tcp.threads).push(t);
+    }
+    if !peers.is_empty() {
+        let weak = Arc::downgrade(inner);
+        let stop = tcp.stop.clone();
+        let t = std::thread::Builder::new()
+            .name("hf-dial".into())
+            .spawn(move || dial_loop(weak, stop, peers))
+            .map_err(|e| Error::io("starting the dialer thread", e))?;
+        lock(&tcp.threads).push(t);
+    }
+    Ok(())
+}
+
+/// Runs the server's handshake with a new connection on a thread of its own.
+fn accept_one(inner: &Arc<Inner>, mut s: TcpStream, from: SocketAddr) {
+    let tcp = inner.tcp.as_ref().expect("listening with TCP");
+    let (fabric, key, joined) = (inner.fabric.clone(), tcp.key.clone(), tcp.joined.clone());
+    let (refused, refusals) = (tcp.refused.clone(), tcp.refusals.clone());
+    let spawned = std::thread::Builder::new()
+        .name("hf-handshake".into())
+        .spawn(move || {
+            let _ = s.set_nonblocking(false);
+            let credentials = match &key {
+                Some(k) => Credentials::Key(k),
+                None => Credentials::Insecure,
+            };
+            match handshake::server(&mut s, &fabric, credentials, HANDSHAKE) {
+                Ok(session) => {
+                    let label = if session.peer_label.is_empty() {
+                        from.to_string()
+                    } else {
+                        session.peer_label
+                    };
+                    let _ = joined.send(Joined { stream: s, label });
+                }
+                Err(e) => refusal(&refused, &refusals, format!("{from}: {e}")),
+            }
+        });
+    if spawned.is_err() {
+        tcp.refusal(format!("{from}: no thread for its handshake"));
+    }
+}
+
+/// Keeps a connection to each of `peers`: dials those not connected, again after theirs
+/// drops.
+fn dial_loop(weak: std::sync::Weak<Inner>, stop: Arc<AtomicBool>, peers: Vec<SocketAddr>) {
+    let mut next_try: Vec<Instant> = vec![Instant::now(); peers.len()];
+    while !stop.load(Ordering::Acquire) {
+        let Some(inner) = weak.upgrade() else { return };
+        for (i, &addr) in peers.iter().enumerate() {
+            if Instant::now() < next_try[i] || lock(&inner.engine).host_linked(&addr.to_string()) {
+                continue;
+            }
+            match dial(&inner, addr) {
+                // The engine takes the connection now, so the next look finds it linked.
+                Ok(_) => lock(&inner.engine).adopt_hosts(),
+                Err(_) => next_try[i] = Instant::now() + REDIAL,
+            }
+        }
+        drop(inner);
+        std::thread::sleep(LOOK * 4);
+    }
+}
+
+/// Connects to `addr` and runs the client's handshake; the engine gets the connection.
+fn dial(inner: &Inner, addr: SocketAddr) -> Result<String> {
+    let tcp = inner
+        .tcp
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("this protocol has no TCP configured".into()))?;
+    let mut s = TcpStream::connect_timeout(&addr, HANDSHAKE)
+        .map_err(|e| Error::io(format!("connecting to {addr}"), e))?;
+    match handshake::client(
+        &mut s,
+        &inner.fabric,
+        &tcp.label,
+        tcp.credentials(),
+        HANDSHAKE,
+    ) {
+        Ok(_) => {
+            let label = addr.to_string();
+            tcp.joined
+                .send(Joined {
+                    stream: s,
+                    label: label.clone(),
+                })
+                .map_err(|_| Error::InvalidArgument("the protocol is closing".into()))?;
+            Ok(label)
+        }
+        Err(e) => {
+            tcp.refusal(format!("{addr}: {e}"));
+            Err(e)
+        }
+    }
+}
+
+impl HyperFabricProtocol {
+    /// Connects to the process listening on `addr` (see [`TcpConfig::listen`]) and waits
+    /// until its nodes are known here: from then on they are sent to by name like this
+    /// host's. Fails with `AuthenticationError` when either side refuses the other's key,
+    /// `DuplicateNodeError` when both host a node of the same id, `IOError` when nothing
+    /// listens there, `TimeoutError` when the peer does not announce its nodes in time.
+    pub fn connect_host(&self, addr: SocketAddr) -> Result<()> {
+        self.inner.check_process()?;
+        let label = dial(&self.inner, addr)?;
+        let until = Instant::now() + CONNECT_WAIT;
+        loop {
+            {
+                let mut e = lock(&self.inner.engine);
+                if !self.inner.running.load(Ordering::Acquire) {
+                    e.poll();
+                }
+                if e.host_ready(&label) {
+                    return Ok(());
+                }
+                if !e.host_linked(&label) {
+                    if let Some(why) = e
+                        .host_close_reasons()
+                        .into_iter()
+                        .rev()
+                        .find(|r| r.starts_with(&label))
+                    {
+                        if why.contains("hosted here and by the peer") {
+                            return Err(Error::DuplicateNode(why));
+                        }
+                        return Err(Error::io(
+                            format!("connection to {why}"),
+                            std::io::ErrorKind::ConnectionAborted.into(),
+                        ));
+                    }
+                }
+            }
+            if Instant::now() >= until {
+                return Err(Error::Timeout(format!(
+                    "{addr} did not announce its nodes within {CONNECT_WAIT:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// The address this protocol accepts other hosts' connections on, if it listens.
+    pub fn listen_address(&self) -> Option<SocketAddr> {
+        self.inner.tcp.as_ref().and_then(|t| t.listen)
+    }
+}

@@ -45,9 +45,12 @@ proptest! {
         let mut sealer = Sealer::new(&key, src, 3, 77);
         let mut opener = Opener::new(&key);
         let h = header(kind, prio, dt, src, dst, req);
+        let (src_id, dst_id) = (format!("node-{src}"), format!("node-{dst}"));
         let env = Envelope {
             origin: src,
+            origin_id: &src_id,
             destination: dst,
+            destination_id: &dst_id,
             destination_generation: 5,
             kind: h.kind as u8,
             request_id: req,
@@ -76,7 +79,8 @@ proptest! {
             // Opened once only, and only in its own envelope.
             let again = decode_frame(&out, Some((&mut opener, &env)), 1 << 20).unwrap_err();
             prop_assert_eq!(again.kind(), ErrorKind::AuthenticationFailed);
-            let moved = Envelope { destination: dst ^ 1, ..env };
+            let other = format!("node-{}", dst ^ 1);
+            let moved = Envelope { destination: dst ^ 1, destination_id: &other, ..env };
             let e = decode_frame(&out, Some((&mut Opener::new(&key), &moved)), 1 << 20).unwrap_err();
             prop_assert_eq!(e.kind(), ErrorKind::AuthenticationFailed);
             // Without the key, an encrypted frame is refused.

@@ -25,16 +25,29 @@ use std::sync::Arc;
 pub const SEAL_OVERHEAD: usize = 8 + 8 + 16;
 /// Longest channel name a [`SealingKey`] binds (fabric names are at most 63 bytes).
 pub const MAX_CHANNEL: usize = 64;
-/// Bytes of the envelope and channel after the header in the associated data.
-const BINDING_LEN: usize = 4 + 8 + 4 + 8 + 1 + 8 + 1;
-/// Longest associated data: header, envelope, channel.
-const MAX_AAD: usize = HEADER_LEN + BINDING_LEN + MAX_CHANNEL;
+/// Longest node id the associated data binds (node ids are at most 63 bytes).
+const MAX_ID: usize = 64;
+/// Bytes of the fixed part of the envelope after the header in the associated data.
+const BINDING_LEN: usize = 8 + 8 + 1 + 8;
+/// Longest associated data: header, envelope, both node ids and the channel, each of
+/// those after its length byte.
+const MAX_AAD: usize = HEADER_LEN + BINDING_LEN + 3 + 2 * MAX_ID + MAX_CHANNEL;
 
-fn nonce(sender: u32, counter: u64) -> [u8; 12] {
+/// The nonce of `counter` of the node with id `sender`: the id's 32-bit tag, then the
+/// counter. The id, not an index, names the sender: indices are per host.
+fn nonce(sender: &str, counter: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
-    n[..4].copy_from_slice(&sender.to_le_bytes());
+    n[..4].copy_from_slice(&id_tag(sender).to_le_bytes());
     n[4..].copy_from_slice(&counter.to_le_bytes());
     n
+}
+
+/// FNV-1a of a node id, folded to 32 bits.
+fn id_tag(id: &str) -> u32 {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h ^ h >> 32) as u32
 }
 
 std::thread_local! {
@@ -107,27 +120,45 @@ impl SealingKey {
         })?;
         buf[..HEADER_LEN].copy_from_slice(header);
         let b = &mut buf[HEADER_LEN..];
-        b[0..4].copy_from_slice(&env.origin.to_le_bytes());
-        b[4..12].copy_from_slice(&origin_generation.to_le_bytes());
-        b[12..16].copy_from_slice(&env.destination.to_le_bytes());
-        b[16..24].copy_from_slice(&env.destination_generation.to_le_bytes());
-        b[24] = env.kind;
-        b[25..33].copy_from_slice(&env.request_id.to_le_bytes());
-        b[33] = self.channel_len;
-        let n = self.channel_len as usize;
-        b[BINDING_LEN..BINDING_LEN + n].copy_from_slice(&self.channel[..n]);
-        Ok(&buf[..HEADER_LEN + BINDING_LEN + n])
+        b[0..8].copy_from_slice(&origin_generation.to_le_bytes());
+        b[8..16].copy_from_slice(&env.destination_generation.to_le_bytes());
+        b[16] = env.kind;
+        b[17..25].copy_from_slice(&env.request_id.to_le_bytes());
+        let mut at = HEADER_LEN + BINDING_LEN;
+        let channel = &self.channel[..self.channel_len as usize];
+        for part in [
+            env.origin_id.as_bytes(),
+            env.destination_id.as_bytes(),
+            channel,
+        ] {
+            if part.len() > MAX_ID {
+                return Err(Error::InvalidArgument(format!(
+                    "a node id of {} bytes in a sealed frame's envelope",
+                    part.len()
+                )));
+            }
+            buf[at] = part.len() as u8;
+            buf[at + 1..at + 1 + part.len()].copy_from_slice(part);
+            at += 1 + part.len();
+        }
+        Ok(&buf[..at])
     }
 }
 
 /// What the carrier of a frame says about it (in a ring: the message header and the slot
 /// header's kind), bound into the associated data: changing any of it fails authentication.
+/// Nodes are bound by id (indices differ from host to host); the indices name the replay
+/// stream at the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Envelope {
-    /// The sending node's index; must be the sealer's sender (the nonce's sender index).
+pub struct Envelope<'a> {
+    /// The sending node's index in this process; must be the sealer's sender.
     pub origin: u32,
-    /// The destination node's index.
+    /// The sending node's id.
+    pub origin_id: &'a str,
+    /// The destination node's index in this process.
     pub destination: u32,
+    /// The destination node's id.
+    pub destination_id: &'a str,
     /// The destination's registration generation (a frame for an earlier registration of
     /// the index does not open for a later one).
     pub destination_generation: u64,
@@ -207,7 +238,7 @@ impl Sealer {
             .key
             .cipher
             .encrypt_in_place_detached(
-                Nonce::from_slice(&nonce(self.sender, counter)),
+                Nonce::from_slice(&nonce(env.origin_id, counter)),
                 aad,
                 &mut out[start..],
             )
@@ -304,7 +335,7 @@ impl Opener {
         self.key
             .cipher
             .decrypt_in_place_detached(
-                Nonce::from_slice(&nonce(env.origin, counter)),
+                Nonce::from_slice(&nonce(env.origin_id, counter)),
                 aad,
                 &mut plain,
                 Tag::from_slice(tag),
@@ -338,7 +369,9 @@ mod tests {
     const HEADER: [u8; HEADER_LEN] = [0x5a; HEADER_LEN];
     const ENV: Envelope = Envelope {
         origin: 7,
+        origin_id: "n7",
         destination: 3,
+        destination_id: "n3",
         destination_generation: 2,
         kind: 1,
         request_id: 41,
@@ -382,9 +415,12 @@ mod tests {
         );
         // Every field of the envelope is bound: moved frames fail.
         for env in [
-            Envelope { origin: 8, ..ENV },
             Envelope {
-                destination: 4,
+                origin_id: "n8",
+                ..ENV
+            },
+            Envelope {
+                destination_id: "n4",
                 ..ENV
             },
             Envelope {
@@ -490,6 +526,7 @@ mod tests {
             let s = &mut sealers[(round % 4) as usize];
             let env = Envelope {
                 origin: s.sender(),
+                origin_id: ["n0", "n1", "n2", "n3"][s.sender() as usize],
                 ..ENV
             };
             let mut out = Vec::new();

@@ -15,7 +15,7 @@ pub struct FrameOptions<'a> {
     /// Compress the body when that makes it smaller.
     pub compress: bool,
     /// Seal the body with this sealer, bound to the envelope the frame travels in.
-    pub seal: Option<(&'a mut Sealer, Envelope)>,
+    pub seal: Option<(&'a mut Sealer, Envelope<'a>)>,
 }
 
 /// A decoded frame.

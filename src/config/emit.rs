@@ -12,6 +12,12 @@ pub(super) fn emit(cfg: &FabricConfig) -> String {
     if let Some(lp) = s.link_policy {
         let _ = writeln!(out, "  link_policy: {lp}");
     }
+    if let Some(k) = &s.key_file {
+        let _ = writeln!(out, "  key_file: {}", quote(&k.display().to_string()));
+    }
+    if s.insecure {
+        let _ = writeln!(out, "  insecure: true");
+    }
     let _ = writeln!(out, "  protocol:");
     let _ = writeln!(out, "    enable_ml_routing: {}", p.enable_ml_routing);
     let _ = writeln!(
@@ -122,6 +128,17 @@ pub(super) fn emit(cfg: &FabricConfig) -> String {
         }
         let members: Vec<String> = z.members.iter().map(|m| quote(m)).collect();
         let _ = writeln!(out, "    members: [{}]", members.join(", "));
+    }
+    if !cfg.hosts.is_empty() {
+        let _ = writeln!(out, "hosts:");
+        for h in &cfg.hosts {
+            let _ = writeln!(
+                out,
+                "  - {{ name: {}, address: {} }}",
+                quote(&h.name),
+                quote(&h.address.to_string())
+            );
+        }
     }
     out
 }

@@ -6,7 +6,14 @@
 //! links:  [ { a: gpu-01, b: switch-01, latency_ns: 250, bandwidth_gbps: 400 } ]
 //! zones:  [ { zone_id: ai, zone_type: compute_cluster, isolation_level: medium, max_nodes: 64,
 //!             required_bandwidth_gbps: 400, members: [gpu-01] } ]
+//! hosts:  [ { name: node-a, address: "10.0.0.1:7100" } ]
 //! ```
+//!
+//! `hosts` lists the processes of a fabric that spans hosts: a node whose `host` names an
+//! entry is hosted by the process started for that entry, which listens on its address.
+//! Such a fabric needs `fabric.key_file` (a file of 64 hex digits, the fabric key; a
+//! relative path is taken from the configuration file's directory) or `fabric.insecure:
+//! true` (connections without proof of the key: a trusted network only).
 //!
 //! Every error is one line, `FILE:LINE: FIELD: what is wrong`, naming the key as a path
 //! (`nodes[2].bandwidth_gbps`). Unknown keys are errors. A loaded configuration has been
@@ -73,6 +80,11 @@ pub struct FabricSection {
     pub link_policy: Option<LinkPolicy>,
     /// Protocol options.
     pub protocol: ProtocolOptions,
+    /// The fabric key's file (64 hex digits), for connections between hosts and encrypted
+    /// sends.
+    pub key_file: Option<std::path::PathBuf>,
+    /// Connections between hosts without the fabric key (a trusted network only).
+    pub insecure: bool,
 }
 
 impl Default for FabricSection {
@@ -81,8 +93,19 @@ impl Default for FabricSection {
             name: "default".into(),
             link_policy: None,
             protocol: ProtocolOptions::default(),
+            key_file: None,
+            insecure: false,
         }
     }
+}
+
+/// One process of a fabric that spans hosts: the `hosts:` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostConfig {
+    /// Its name; nodes whose `host` is this name are hosted by it.
+    pub name: String,
+    /// Where it listens for the other hosts.
+    pub address: std::net::SocketAddr,
 }
 
 /// A zone with its members.
@@ -105,6 +128,8 @@ pub struct FabricConfig {
     pub links: Vec<LinkSpec>,
     /// Zones in creation order.
     pub zones: Vec<ZoneConfig>,
+    /// The processes of a fabric that spans hosts, in order.
+    pub hosts: Vec<HostConfig>,
 }
 
 impl FabricConfig {
@@ -113,7 +138,14 @@ impl FabricConfig {
         let root = yaml::parse(text)
             .map_err(|e| Error::Config(one_line(&format!("{origin}:{}: {}", e.line, e.message))))?;
         let cx = Cx { origin };
-        let cfg = cx.config(&root)?;
+        let mut cfg = cx.config(&root)?;
+        if let Some(k) = &cfg.fabric.key_file {
+            if k.is_relative() {
+                if let Some(dir) = Path::new(origin).parent() {
+                    cfg.fabric.key_file = Some(dir.join(k));
+                }
+            }
+        }
         cx.check_topology(&cfg, &root)?;
         Ok(cfg)
     }
@@ -147,6 +179,28 @@ impl FabricConfig {
             }
         }
         Ok(())
+    }
+
+    /// The entry of `hosts` named `name`.
+    pub fn host(&self, name: &str) -> Result<&HostConfig> {
+        self.hosts.iter().find(|h| h.name == name).ok_or_else(|| {
+            Error::Config(format!(
+                "no host {name:?} in the configuration's hosts (it has: {})",
+                self.hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// The nodes hosted by the process of host `name`.
+    pub fn nodes_of(&self, name: &str) -> Vec<&NodeSignature> {
+        self.nodes
+            .iter()
+            .filter(|n| n.host.as_deref() == Some(name))
+            .collect()
     }
 
     /// The routing options the protocol section asks for, with tables for every node.

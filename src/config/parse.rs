@@ -235,7 +235,32 @@ impl Cx<'_> {
                 cfg.zones.push(self.zone(z, &format!("zones[{i}]"))?);
             }
         }
-        self.finish(top, &["fabric", "nodes", "links", "zones"])?;
+        if let Some((node, path)) = top.take("hosts") {
+            for (i, h) in self.list(node, &path)?.iter().enumerate() {
+                let path = format!("hosts[{i}]");
+                let host = self.host(h, &path)?;
+                if let Some(j) = cfg
+                    .hosts
+                    .iter()
+                    .position(|o| o.name == host.name || o.address == host.address)
+                {
+                    return Err(self.err(
+                        h.line,
+                        &path,
+                        format!("same name or address as hosts[{j}]"),
+                    ));
+                }
+                cfg.hosts.push(host);
+            }
+            if !cfg.fabric.insecure && cfg.fabric.key_file.is_none() && !cfg.hosts.is_empty() {
+                return Err(self.err(
+                    node.line,
+                    &path,
+                    "a fabric across hosts needs fabric.key_file, or fabric.insecure: true",
+                ));
+            }
+        }
+        self.finish(top, &["fabric", "nodes", "links", "zones", "hosts"])?;
         Ok(cfg)
     }
 
@@ -275,8 +300,39 @@ impl Cx<'_> {
             }
             self.finish(p, PROTOCOL_KEYS)?;
         }
-        self.finish(f, &["name", "link_policy", "protocol"])?;
+        if let Some(v) = f.take("key_file") {
+            s.key_file = Some(self.string(v)?.into());
+        }
+        if let Some(v) = f.take("insecure") {
+            s.insecure = self.boolean(v)?;
+        }
+        self.finish(
+            f,
+            &["name", "link_policy", "protocol", "key_file", "insecure"],
+        )?;
         Ok(s)
+    }
+
+    fn host(&self, node: &Node, path: &str) -> Result<HostConfig> {
+        let mut f = self.fields(node, path)?;
+        let name_field = self.required(&mut f, "name")?;
+        let (line, p) = (name_field.0.line, name_field.1.clone());
+        let name = self.string(name_field)?;
+        if name.is_empty() || name.len() > 63 {
+            return Err(self.err(line, &p, "1 to 63 bytes"));
+        }
+        let a = self.required(&mut f, "address")?;
+        let (line, p) = (a.0.line, a.1.clone());
+        let text = self.string(a)?;
+        let address = text.parse().map_err(|_| {
+            self.err(
+                line,
+                &p,
+                format!("{text:?} is not an address and port like 10.0.0.1:7100"),
+            )
+        })?;
+        self.finish(f, &["name", "address"])?;
+        Ok(HostConfig { name, address })
     }
 
     fn node(&self, node: &Node, path: &str) -> Result<NodeSignature> {

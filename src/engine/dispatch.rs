@@ -195,9 +195,13 @@ impl Engine {
         let mut sealed = false;
         if h.flags & FLAG_FRAMED != 0 {
             // The ring's envelope, which a sealed frame must have been sealed in.
+            let origin_id = self.name_of(h.src);
+            let destination_id = self.hosted.get(&dst).map_or("", |n| n.id.as_str());
             let envelope = crate::codec::Envelope {
                 origin: h.src,
+                origin_id: &origin_id,
                 destination: dst,
+                destination_id,
                 destination_generation: self.hosted_generation(dst).unwrap_or(0),
                 kind: h.kind,
                 request_id,

@@ -87,8 +87,13 @@ impl Engine {
         if !self.partial.is_empty() {
             // Half messages of a sender that is gone never complete.
             let (hosted, peers) = (&self.hosted, &self.peers);
+            let remote = self.hosts.as_ref().map(|h| h.directory_handle());
             self.partial.retain_sources(|s| {
-                hosted.contains_key(&s) || peers.values().any(|e| e.index == s)
+                hosted.contains_key(&s)
+                    || peers.values().any(|e| e.index == s)
+                    || remote
+                        .as_ref()
+                        .is_some_and(|d| d.live_generation(s).is_some())
             });
         }
         let limit = HEARTBEAT_INTERVAL.as_nanos() as u64 * HEARTBEAT_MISSES as u64;

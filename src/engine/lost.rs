@@ -59,7 +59,14 @@ impl Engine {
     pub(super) fn drop_gone_inbound(&mut self) {
         let peers = &self.peers;
         let hosted = &self.hosted;
-        let live = |i: u32| hosted.contains_key(&i) || peers.values().any(|e| e.index == i);
+        let remote = self.hosts.as_ref().map(|h| h.directory_handle());
+        let live = |i: u32| {
+            hosted.contains_key(&i)
+                || peers.values().any(|e| e.index == i)
+                || remote
+                    .as_ref()
+                    .is_some_and(|d| d.live_generation(i).is_some())
+        };
         self.inbound
             .retain(|r| live(r.src) || r.consumer.has_message());
         self.gone_inbound = self.inbound.iter().any(|r| !live(r.src));

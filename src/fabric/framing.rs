@@ -29,11 +29,12 @@ impl Inner {
     }
 
     /// Encodes metadata and, when compression or encryption is asked, frames metadata and
-    /// payload together (sealed for message `id` from `src` to `dst`); returns (metadata,
-    /// body, framed).
+    /// payload together (sealed for message `id` from `src` to `dst`, whose ids are
+    /// `names`); returns (metadata, body, framed).
     pub(super) fn prepare<'d>(
         &self,
         (src, dst, id): (u32, &Peer, u64),
+        names: (&str, &str),
         data: &'d [u8],
         opts: &SendOptions,
     ) -> Result<(Vec<u8>, std::borrow::Cow<'d, [u8]>, bool)> {
@@ -68,7 +69,9 @@ impl Inner {
             };
             let envelope = Envelope {
                 origin: src,
+                origin_id: names.0,
                 destination: dst.index,
+                destination_id: names.1,
                 destination_generation: dst.generation,
                 kind: FrameKind::Data as u8,
                 request_id: id,

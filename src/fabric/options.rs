@@ -89,6 +89,34 @@ impl Default for ProtocolConfig {
     }
 }
 
+impl ProtocolConfig {
+    /// The configuration of the process of host `host` of a configuration file's `hosts`
+    /// section: its fabric, options, links and key; it listens on the host's address and
+    /// connects to the hosts listed before it (again whenever a connection drops; those
+    /// listed after it connect to it).
+    pub fn for_host(cfg: &crate::config::FabricConfig, host: &str) -> crate::Result<Self> {
+        let me = cfg.host(host)?;
+        let before = cfg.hosts.iter().take_while(|h| h.name != me.name);
+        let key = match &cfg.fabric.key_file {
+            Some(path) => Some(FabricKey::from_file(path)?),
+            None => None,
+        };
+        Ok(ProtocolConfig {
+            options: cfg.fabric.protocol.clone(),
+            fabric_name: Some(cfg.fabric.name.clone()),
+            key,
+            links: cfg.links.clone(),
+            tcp: Some(TcpConfig {
+                listen: Some(me.address),
+                peers: before.map(|h| h.address).collect(),
+                insecure: cfg.fabric.insecure,
+                force: false,
+            }),
+            ..Default::default()
+        })
+    }
+}
+
 /// Per-send options: the reference's `send_data` keyword arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendOptions {

@@ -258,7 +258,7 @@ impl Inner {
                 let id = new_id(&mut e, &dst);
                 (src, dst, id)
             };
-            match self.prepare((src, &dst, id), data, opts) {
+            match self.prepare((src, &dst, id), (source, destination), data, opts) {
                 Ok((metadata, body, framed)) => {
                     (lock(&self.engine), src, dst, metadata, body, framed, id)
                 }

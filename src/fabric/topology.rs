@@ -96,12 +96,28 @@ pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
         });
     }
     let tm = &inner.topology;
-    let known: Vec<String> = tm.read(|t| t.nodes().map(|n| n.node_id.clone()).collect());
-    for id in &known {
-        if !peers.iter().any(|p| &p.signature.node_id == id) {
-            tm.remove_node(id)?;
+    let host_of = |n: &crate::model::NodeSignature| {
+        n.metadata
+            .as_ref()
+            .and_then(|m| m.get("host"))
+            .map(|h| h.to_string())
+    };
+    let known: Vec<(String, Option<String>)> =
+        tm.read(|t| t.nodes().map(|n| (n.node_id.clone(), host_of(n))).collect());
+    let mut known_ids = Vec::with_capacity(known.len());
+    for (id, host) in known {
+        // A node of another host whose host became known (or changed) is taken anew.
+        match peers.iter().find(|p| p.signature.node_id == id) {
+            Some(p)
+                if p.index < crate::transport::tcp::REMOTE_BASE
+                    || host_of(&p.signature) == host =>
+            {
+                known_ids.push(id)
+            }
+            _ => tm.remove_node(&id)?,
         }
     }
+    let known = known_ids;
     for p in &peers {
         if !known.contains(&p.signature.node_id) {
             tm.add_node(p.signature.clone())?;

@@ -93,22 +93,23 @@ impl Rings<'_> {
         hdr: &[u8; MSG_HEADER],
         body: &[u8],
     ) -> Result<(), &'static str> {
+        // The ring is made first: a frame that waits in the backlog finds it when room frees.
+        let p = match self.rings.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let region =
+                    Region::heap(lane_slots(key.2)).map_err(|_| "no memory for an inbound ring")?;
+                let (p, c) = ring::split(Arc::new(region));
+                self.made.push(Inbound {
+                    src: key.0,
+                    dst: key.1,
+                    lane: key.2,
+                    consumer: Box::new(c),
+                });
+                v.insert(p)
+            }
+        };
         if !self.backlog.iter().any(|w| w.conn == conn) {
-            let p = match self.rings.entry(key) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    let region = Region::heap(lane_slots(key.2))
-                        .map_err(|_| "no memory for an inbound ring")?;
-                    let (p, c) = ring::split(Arc::new(region));
-                    self.made.push(Inbound {
-                        src: key.0,
-                        dst: key.1,
-                        lane: key.2,
-                        consumer: Box::new(c),
-                    });
-                    v.insert(p)
-                }
-            };
             match p.try_push(slot, &[hdr, body]) {
                 Ok(()) => return Ok(()),
                 Err(PushError::Full) => {}

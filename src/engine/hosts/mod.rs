@@ -124,6 +124,11 @@ impl Hosts {
         self.directory.live_generation(index)
     }
 
+    /// The directory of other hosts' nodes.
+    pub(super) fn directory_handle(&self) -> Arc<Directory> {
+        self.directory.clone()
+    }
+
     /// Where authenticated connections are handed to the engine.
     pub fn sender(&self) -> Sender<Joined> {
         self.sender.clone()

@@ -443,7 +443,12 @@ impl Endpoint {
             checked && inner.check_route(self.source.as_str(), self.destination.as_str(), opts)?;
         let opts = &*inner.sealed_options(must_seal, opts)?;
         let (metadata, body, framed) = if opts.compression_enabled || opts.encryption_enabled {
-            inner.prepare((self.src, &self.dst, id), data, opts)?
+            inner.prepare(
+                (self.src, &self.dst, id),
+                (&self.source, &self.destination),
+                data,
+                opts,
+            )?
         } else {
             (
                 encode_metadata(opts)?,

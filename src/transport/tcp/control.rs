@@ -159,13 +159,8 @@ mod tests {
             index: i,
             generation: 7 + i as u64,
             hosted: i % 2 == 0,
-            signature: NodeSignature::new(
-                format!("node-{i}"),
-                HardwareType::CpuServer,
-                100.0,
-                500,
-            )
-            .unwrap(),
+            signature: NodeSignature::new(format!("node-{i}"), HardwareType::CpuServer, 100.0, 500)
+                .unwrap(),
         }
     }
 

@@ -5,6 +5,8 @@
 //! killed with SIGKILL and started again; a process with the wrong key is refused.
 
 mod common;
+#[path = "common/netns.rs"]
+mod netns;
 
 use common::{checksum, child_command, child_var, node, test_key, FabricDir};
 use hyperfabric::codec::FabricKey;
@@ -76,7 +78,7 @@ fn a_protocol_without_key_or_insecure_is_refused() {
 
 /// Nodes: a1, a2 on h1; b1, b2 on h2; s1 (a switch) on h3. Links: a1-b1 directly, a2 and
 /// b2 only through s1.
-fn write_config(dir: &Path, ports: [u16; 3]) -> PathBuf {
+fn write_config(dir: &Path, addresses: [String; 3]) -> PathBuf {
     let key = dir.join("fabric.key");
     std::fs::write(&key, "07".repeat(32)).unwrap();
     std::os::unix::fs::PermissionsExt::set_mode(
@@ -90,15 +92,15 @@ fn write_config(dir: &Path, ports: [u16; 3]) -> PathBuf {
     let text = format!(
         "fabric: {{ name: tcp-three-{pid}, key_file: fabric.key }}\nnodes:\n{}{}{}{}{}\
          links:\n  - {{ a: a1, b: b1 }}\n  - {{ a: a2, b: s1 }}\n  - {{ a: s1, b: b2 }}\n\
-         hosts:\n  - {{ name: h1, address: \"127.0.0.1:{}\" }}\n  - {{ name: h2, address: \"127.0.0.1:{}\" }}\n  - {{ name: h3, address: \"127.0.0.1:{}\" }}\n",
+         hosts:\n  - {{ name: h1, address: \"{}\" }}\n  - {{ name: h2, address: \"{}\" }}\n  - {{ name: h3, address: \"{}\" }}\n",
         n("a1", "h1"),
         n("a2", "h1"),
         n("b1", "h2"),
         n("b2", "h2"),
         n("s1", "h3"),
-        ports[0],
-        ports[1],
-        ports[2],
+        addresses[0],
+        addresses[1],
+        addresses[2],
         pid = std::process::id(),
     );
     let path = dir.join("fabric.yaml");
@@ -250,6 +252,20 @@ fn host_role() {
                     Err(e) => format!("{:?} after {} ms", e.kind(), t0.elapsed().as_millis()),
                 }
             }
+            ["intrude", addr] => {
+                // Another process of the same fabric with the wrong key.
+                let q = HyperFabricProtocol::with_config(ProtocolConfig {
+                    fabric_name: Some(cfg.fabric.name.clone()),
+                    key: Some(FabricKey::from_bytes([9; 32])),
+                    tcp: Some(TcpConfig::default()),
+                    ..Default::default()
+                })
+                .unwrap();
+                match q.connect_host(addr.parse().unwrap()) {
+                    Ok(()) => "connected".into(),
+                    Err(e) => format!("{:?} {e}", e.kind()),
+                }
+            }
             ["counters"] => {
                 let m = p.get_topology_info().unwrap().performance_metrics;
                 format!(
@@ -336,8 +352,18 @@ struct HostProc {
 }
 
 impl HostProc {
-    fn start(config: &Path, host: &str, shm: &Path) -> HostProc {
-        let mut cmd = child_command("host_role");
+    fn start(config: &Path, host: &str, shm: &Path, netns: Option<&str>) -> HostProc {
+        let inner = child_command("host_role");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns])
+                    .arg(inner.get_program())
+                    .args(inner.get_args());
+                c
+            }
+            None => inner,
+        };
         cmd.env(CONFIG, config)
             .env(HOST, host)
             .env("HF_SHM_DIR", shm)
@@ -392,12 +418,12 @@ impl Drop for HostProc {
     }
 }
 
-/// Ports free now on loopback.
-fn free_ports() -> [u16; 3] {
+/// Addresses with ports free now on loopback.
+fn loopback() -> [String; 3] {
     let l: Vec<std::net::TcpListener> = (0..3)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
-    [0, 1, 2].map(|i| l[i].local_addr().unwrap().port())
+    [0, 1, 2].map(|i| l[i].local_addr().unwrap().to_string())
 }
 
 /// A directory removed when dropped.
@@ -410,19 +436,39 @@ impl Drop for TempDir {
 }
 
 #[test]
-fn three_hosts_from_one_file() {
-    let dir = TempDir(std::env::temp_dir().join(format!("hf-tcp-hosts-{}", std::process::id())));
+fn three_hosts_on_loopback() {
+    three_hosts(loopback(), None, "lo");
+}
+
+#[test]
+fn three_hosts_in_network_namespaces() {
+    let net = match netns::Netns::new(3) {
+        Ok(n) => n,
+        Err(why) => {
+            println!("SKIPPED: this machine does not allow network namespaces: {why}");
+            return;
+        }
+    };
+    let addresses = [0, 1, 2].map(|i| format!("{}:7311", net.address(i)));
+    let names = [0, 1, 2].map(|i| net.name(i).to_string());
+    three_hosts(addresses, Some(names), "ns");
+}
+
+/// The three-host scenario on `addresses`, each host in its namespace of `netns` if given.
+fn three_hosts(addresses: [String; 3], netns: Option<[String; 3]>, tag: &str) {
+    let dir = TempDir(std::env::temp_dir().join(format!("hf-tcp-{tag}-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();
-    let config = write_config(&dir.0, free_ports());
+    let config = write_config(&dir.0, addresses);
+    let ns = |i: usize| netns.as_ref().map(|n| n[i].as_str());
     let cfg: FabricConfig = hyperfabric::config::load_fabric_config(&config).unwrap();
     let shm = |h: &str| {
         let d = dir.0.join(format!("shm-{h}"));
         std::fs::create_dir_all(&d).unwrap();
         d
     };
-    let mut h1 = HostProc::start(&config, "h1", &shm("h1"));
-    let mut h2 = HostProc::start(&config, "h2", &shm("h2"));
-    let mut h3 = HostProc::start(&config, "h3", &shm("h3"));
+    let mut h1 = HostProc::start(&config, "h1", &shm("h1"), ns(0));
+    let mut h2 = HostProc::start(&config, "h2", &shm("h2"), ns(1));
+    let mut h3 = HostProc::start(&config, "h3", &shm("h3"), ns(2));
     for h in [&mut h1, &mut h2, &mut h3] {
         assert_eq!(h.answer(Duration::from_secs(30)), "ready");
     }
@@ -463,17 +509,11 @@ fn three_hosts_from_one_file() {
     );
 
     // A process with the wrong key is refused, and counted.
-    {
-        let p = HyperFabricProtocol::with_config(ProtocolConfig {
-            fabric_name: Some(cfg.fabric.name.clone()),
-            key: Some(FabricKey::from_bytes([9; 32])),
-            tcp: Some(TcpConfig::default()),
-            ..Default::default()
-        })
-        .unwrap();
-        let e = p.connect_host(cfg.host("h1").unwrap().address).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::AuthenticationFailed, "{e}");
-    }
+    let r = h3.ask(
+        &format!("intrude {}", cfg.host("h1").unwrap().address),
+        Duration::from_secs(20),
+    );
+    assert!(r.starts_with("AuthenticationFailed"), "{r}");
     let c = h1.ask("counters", Duration::from_secs(10));
     assert!(c.contains("handshakes_refused=1"), "{c}");
 
@@ -503,7 +543,7 @@ fn three_hosts_from_one_file() {
     // h2 back: reachable again from h1, directly and through the switch.
     drop(h2);
     let _ = std::fs::remove_dir_all(shm("h2"));
-    let mut h2 = HostProc::start(&config, "h2", &shm("h2"));
+    let mut h2 = HostProc::start(&config, "h2", &shm("h2"), ns(1));
     assert_eq!(h2.answer(Duration::from_secs(30)), "ready");
     let until = Instant::now() + Duration::from_secs(20);
     loop {

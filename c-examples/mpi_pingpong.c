@@ -1,10 +1,15 @@
 /*
  * mpi_pingpong: two MPI ranks exchange HyperFabric address blobs with MPI_Allgather
- * (hf_node_address / hf_insert_peer), then ping-pong through HyperFabric direct channels and
- * through MPI itself, and rank 0 prints both one-way latencies side by side (median of
- * round trip / 2, each round trip timed with MPI_Wtime over a batch).
+ * (hf_node_address / hf_insert_peer), then ping-pong through HyperFabric and through MPI
+ * itself, and rank 0 prints both one-way latencies side by side (median of round trip / 2,
+ * each round trip timed with MPI_Wtime over a batch).
+ *
+ * On one host the HyperFabric side takes a direct channel through shared memory. With
+ * HF_TRANSPORT=tcp in the environment (or ranks on different hosts) it connects the ranks
+ * over TCP and ping-pongs with hf_post / hf_recv_into; give MPI the same path to compare:
  *
  *   mpirun -np 2 --bind-to core ./mpi_pingpong [--sizes 8,64,4096] [--iters N]
+ *   HF_TRANSPORT=tcp mpirun -np 2 -x HF_TRANSPORT --mca pml ob1 --mca btl tcp,self ./mpi_pingpong
  */
 #include <hyperfabric.h>
 #include <mpi.h>
@@ -53,6 +58,18 @@ static void send_msg(hf_sender *tx, const uint8_t *data, size_t len) {
     }
 }
 
+/* The TCP path: hf_post to the peer, hf_recv_into from it. */
+static void post_msg(hf_protocol *p, const char *me, const char *peer, const uint8_t *data,
+                     size_t len) {
+    TRY(hf_post(p, me, peer, data, len, NULL));
+}
+
+static size_t recv_msg(hf_protocol *p, const char *me, uint8_t *buf, size_t cap) {
+    hf_recv_info info;
+    TRY(hf_recv_into(p, me, 10000, buf, cap, &info));
+    return info.len;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -66,6 +83,10 @@ int main(int argc, char **argv) {
     size_t blob_len = 0;
     char *peer_id = NULL;
     hf_protocol_options o;
+    uint8_t key[32];
+    const char *transport = getenv("HF_TRANSPORT");
+    int tcp = transport != NULL && strcmp(transport, "tcp") == 0;
+    size_t cap = 1 << 20;
     hf_node_signature n;
     hf_protocol *p = NULL;
     hf_sender *tx = NULL;
@@ -108,9 +129,20 @@ int main(int argc, char **argv) {
         snprintf(fabric, sizeof fabric, "mpi-%d", (int)getpid());
     }
     MPI_Bcast(fabric, sizeof fabric, MPI_CHAR, 0, MPI_COMM_WORLD);
+    /* And its key: ranks on other hosts prove it to each other when they connect. */
+    if (rank == 0) {
+        FILE *r = fopen("/dev/urandom", "rb");
+        if (r == NULL || fread(key, 1, sizeof key, r) != sizeof key) {
+            fprintf(stderr, "mpi_pingpong: cannot read /dev/urandom\n");
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        fclose(r);
+    }
+    MPI_Bcast(key, sizeof key, MPI_BYTE, 0, MPI_COMM_WORLD);
     snprintf(me, sizeof me, "rank-%d", rank);
     TRY(hf_protocol_options_init(&o));
     o.fabric_name = fabric;
+    o.key = key;
     TRY(hf_protocol_new(&o, &p));
     TRY(hf_node_signature_init(&n));
     n.node_id = me;
@@ -118,29 +150,35 @@ int main(int argc, char **argv) {
     n.bandwidth_gbps = 100.0;
     n.latency_ns = 100;
     TRY(hf_register_node(p, &n));
-    TRY(hf_open_receiver(p, me, &rx));
+    if (!tcp) {
+        TRY(hf_open_receiver(p, me, &rx));
+    }
 
     /* The address exchange: the same pattern as UCX or libfabric endpoints under MPI. */
     memset(blob, 0, sizeof blob);
     TRY(hf_node_address(p, me, blob, sizeof blob, &blob_len));
     MPI_Allgather(blob, HF_ADDRESS_MAX, MPI_BYTE, blobs, HF_ADDRESS_MAX, MPI_BYTE, MPI_COMM_WORLD);
     TRY(hf_insert_peer(p, blobs[peer], HF_ADDRESS_MAX, &peer_id));
-    TRY(hf_open_sender(p, me, peer_id, &tx));
+    if (!tcp) {
+        TRY(hf_open_sender(p, me, peer_id, &tx));
+    }
     MPI_Barrier(MPI_COMM_WORLD);
 
-    buf = calloc(1, hf_direct_max_inline());
+    if (!tcp) {
+        cap = hf_direct_max_inline();
+    }
+    buf = calloc(1, cap);
     hf_ns = malloc(sizeof(double) * (size_t)(iters / BATCH));
     mpi_ns = malloc(sizeof(double) * (size_t)(iters / BATCH));
     if (rank == 0) {
-        printf("# mpi_pingpong: HyperFabric direct channel vs MPI, one-way ns (median of batches "
-               "of %d)\n",
-               BATCH);
+        printf("# mpi_pingpong: HyperFabric %s vs MPI, one-way ns (median of batches of %d)\n",
+               tcp ? "over TCP (post/recv)" : "direct channel", BATCH);
         printf("%-10s %14s %10s\n", "size", "hyperfabric", "mpi");
     }
     for (int k = 0; k < nsizes; k++) {
         size_t len = sizes[k];
         int batches = iters / BATCH;
-        if (len > hf_direct_max_inline()) {
+        if (len > cap) {
             if (rank == 0) {
                 printf("%-10zu %14s %10s\n", len, "-", "-");
             }
@@ -150,7 +188,13 @@ int main(int argc, char **argv) {
         for (int b = -1; b < batches; b++) {
             double t0 = MPI_Wtime();
             for (int i = 0; i < BATCH; i++) {
-                if (rank == 0) {
+                if (tcp && rank == 0) {
+                    post_msg(p, me, peer_id, buf, len);
+                    recv_msg(p, me, buf, cap);
+                } else if (tcp) {
+                    recv_msg(p, me, buf, cap);
+                    post_msg(p, me, peer_id, buf, len);
+                } else if (rank == 0) {
                     send_msg(tx, buf, len);
                     receive(rx);
                 } else {

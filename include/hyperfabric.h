@@ -530,6 +530,17 @@ typedef struct {
     // through the engine's lock and rings, for applications with many short-lived threads or
     // thousands of pairs per thread.
     bool endpoints_by_name;
+    // Address and port to accept connections from other hosts on (`"0.0.0.0:7100"`; port
+    // 0 picks a free one); NULL: none, unless the environment asks for TCP
+    // (`HF_TRANSPORT=tcp`, see the README). With it, nodes of other hosts are reached by
+    // `hf_insert_peer` and `hf_connect_host`.
+    const char *tcp_listen;
+    // Accept connections between hosts without a fabric key (default false: without `key`,
+    // `hf_protocol_new` with `tcp_listen` fails).
+    bool tcp_insecure;
+    // Reach nodes of this host over TCP too when a connection hosts them (default false;
+    // for measuring TCP on one machine).
+    bool tcp_force;
 } hf_protocol_options;
 
 // What `hf_recv_into` received (its data is in the caller's buffer).
@@ -1279,6 +1290,18 @@ void hf_protocol_free(hf_protocol *protocol);
 // `name` is a NUL-terminated string; `removed` is NULL or writable.
 hf_status hf_fabric_remove(const char *name,
                            bool *removed);
+
+// Connects to the process listening on `address` (`"10.0.0.2:7100"`) and waits until its
+// nodes are known: from then on they are sent to by name. `HF_ERR_AUTHENTICATION` when
+// either side refuses the other's key, `HF_ERR_DUPLICATE_NODE` when both host a node of
+// the same id, `HF_ERR_IO` when nothing listens there, `HF_ERR_TIMEOUT` when its nodes do
+// not come in time, `HF_ERR_INVALID_ARGUMENT` for a malformed address or a protocol
+// without TCP.
+//
+// # Safety
+// `protocol` is a live handle; `address` a NUL-terminated string.
+hf_status hf_connect_host(const hf_protocol *protocol,
+                          const char *address);
 
 // Writes the address blob of hosted node `node_id` into `blob` (`capacity` bytes; at most
 // `HF_ADDRESS_MAX` are needed) and its length into `*len`: what another process passes to

@@ -287,6 +287,17 @@ fn an_installed_copy_builds_and_runs_the_c_examples() {
 
 #[test]
 fn mpi_ranks_exchange_addresses_and_ping_pong_through_hyperfabric() {
+    mpi_pingpong(false);
+}
+
+/// The same with TCP forced (`HF_TRANSPORT=tcp`): the ranks connect over TCP through the
+/// address blobs and ping-pong with `hf_post` / `hf_recv_into`, beside MPI on its TCP path.
+#[test]
+fn mpi_ranks_ping_pong_over_tcp() {
+    mpi_pingpong(true);
+}
+
+fn mpi_pingpong(tcp: bool) {
     let have = |tool: &str| {
         Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -311,19 +322,38 @@ fn mpi_ranks_exchange_addresses_and_ping_pong_through_hyperfabric() {
         .current_dir(build.path())
         .arg("mpi")
         .env("PKG_CONFIG_PATH", prefix.path().join("lib/pkgconfig")));
-    let out = run(Command::new("timeout")
-        .args([
-            "120",
-            "mpirun",
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "-np",
-            "2",
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        "120",
+        "mpirun",
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-np",
+        "2",
+    ]);
+    if tcp {
+        cmd.args([
+            "-x",
+            "HF_TRANSPORT",
+            "--mca",
+            "pml",
+            "ob1",
+            "--mca",
+            "btl",
+            "tcp,self",
         ])
+        .env("HF_TRANSPORT", "tcp");
+    }
+    let out = run(cmd
         .arg(build.path().join("mpi_pingpong"))
         .args(["--iters", "1000", "--sizes", "8,4096"])
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1"));
     let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        table.contains("over TCP"),
+        tcp,
+        "the transport named in the header: {table}"
+    );
     let rows: Vec<Vec<&str>> = table
         .lines()
         .filter(|l| !l.starts_with('#'))

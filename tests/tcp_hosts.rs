@@ -557,3 +557,33 @@ fn three_hosts(addresses: [String; 3], netns: Option<[String; 3]>, tag: &str) {
     assert_eq!(h1.ask("echo a2 b2 1000 -", Duration::from_secs(30)), "ok");
     assert_eq!(h2.ask("echo b2 a2 1000 -", Duration::from_secs(30)), "ok");
 }
+
+/// Neither process runs an engine thread: a post of several frames leaves within the call
+/// (frames queued behind a send in flight go to the kernel before it returns), and the
+/// side that only listens takes the connection and announces its nodes meanwhile.
+#[test]
+fn posts_of_several_frames_leave_without_an_engine_thread() {
+    let f = FabricDir(format!("tcp-no-thread-{}", std::process::id()));
+    let a = tcp_protocol(&f.0, Some(test_key()), true);
+    let b = tcp_protocol(&f.0, Some(test_key()), false);
+    a.register_node(node("a")).unwrap();
+    b.register_node(node("b")).unwrap();
+    b.connect_host(a.listen_address().unwrap()).unwrap();
+    let t = std::thread::spawn(move || {
+        for i in 0..20 {
+            let m = a
+                .recv("a", Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("a {i}: {e}"));
+            a.post("a", "b", &m.data, &SendOptions::default()).unwrap();
+        }
+    });
+    let data = vec![7u8; 65536];
+    for i in 0..20 {
+        b.post("b", "a", &data, &SendOptions::default()).unwrap();
+        let m = b
+            .recv("b", Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("b {i}: {e}"));
+        assert_eq!(m.data.len(), 65536);
+    }
+    t.join().unwrap();
+}

@@ -45,6 +45,20 @@ impl FabricKey {
         Ok(FabricKey(k))
     }
 
+    /// Eight bytes that tell keys apart without revealing them (the start of SHA-256 over a
+    /// label and the key): address blobs carry it, so a process with another key is refused
+    /// before it connects.
+    pub fn fingerprint(&self) -> [u8; 8] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"hyperfabric key fingerprint");
+        h.update(self.0);
+        let d = h.finalize();
+        let mut f = [0u8; 8];
+        f.copy_from_slice(&d[..8]);
+        f
+    }
+
     /// A key from a file holding 64 hex digits or exactly 32 raw bytes. The file must not be
     /// readable by group or others.
     pub fn from_file(path: &Path) -> Result<FabricKey> {

@@ -1,8 +1,11 @@
 //! Address blobs: what one process hands another (through MPI, PMIx or a file) so that it can
 //! reach a node the first one hosts.
 //!
-//! Layout: `"HFAD"`, version 1, then the host's boot id, the fabric name and the node id, each
-//! as one length byte followed by that many bytes of UTF-8.
+//! Layout: `"HFAD"`, version 2, then the host's boot id, the fabric name, the node id and the
+//! address other hosts reach its process at (`ip:port`, empty when it does not listen), each
+//! as one length byte followed by that many bytes of UTF-8, then the fingerprint of the
+//! fabric key (a length byte, 0 without a key or 8, then its bytes). Version 1 blobs (no
+//! address, no fingerprint) are still read.
 
 use super::{lock, HyperFabricProtocol};
 use crate::error::{Error, Result};
@@ -11,7 +14,7 @@ use crate::error::{Error, Result};
 pub const ADDRESS_MAX: usize = 256;
 
 const MAGIC: &[u8; 4] = b"HFAD";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// The fields of an address blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,11 @@ pub struct PeerAddress {
     pub fabric: String,
     /// The node id.
     pub node: String,
+    /// Where other hosts reach the node's process, if it listens.
+    pub tcp: Option<std::net::SocketAddr>,
+    /// The fingerprint of the fabric key its process holds (see
+    /// [`FabricKey::fingerprint`](crate::codec::FabricKey::fingerprint)).
+    pub key_fingerprint: Option<[u8; 8]>,
 }
 
 impl PeerAddress {
@@ -30,7 +38,13 @@ impl PeerAddress {
     ///
     /// ```
     /// use hyperfabric::fabric::PeerAddress;
-    /// let a = PeerAddress { host: "h".into(), fabric: "f".into(), node: "gpu-01".into() };
+    /// let a = PeerAddress {
+    ///     host: "h".into(),
+    ///     fabric: "f".into(),
+    ///     node: "gpu-01".into(),
+    ///     tcp: Some("10.0.0.1:7100".parse().unwrap()),
+    ///     key_fingerprint: None,
+    /// };
     /// assert_eq!(PeerAddress::decode(&a.encode()?)?, a);
     /// # Ok::<(), hyperfabric::Error>(())
     /// ```
@@ -38,7 +52,8 @@ impl PeerAddress {
         let mut b = Vec::with_capacity(ADDRESS_MAX);
         b.extend_from_slice(MAGIC);
         b.push(VERSION);
-        for part in [&self.host, &self.fabric, &self.node] {
+        let tcp = self.tcp.map(|a| a.to_string()).unwrap_or_default();
+        for part in [&self.host, &self.fabric, &self.node, &tcp] {
             let n = u8::try_from(part.len()).map_err(|_| {
                 Error::InvalidArgument(format!(
                     "address blob: a field of {} bytes, at most 255 fit",
@@ -47,6 +62,19 @@ impl PeerAddress {
             })?;
             b.push(n);
             b.extend_from_slice(part.as_bytes());
+        }
+        match self.key_fingerprint {
+            Some(f) => {
+                b.push(8);
+                b.extend_from_slice(&f);
+            }
+            None => b.push(0),
+        }
+        if b.len() > ADDRESS_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "address blob of {} bytes, at most {ADDRESS_MAX} fit",
+                b.len()
+            )));
         }
         Ok(b)
     }
@@ -59,8 +87,10 @@ impl PeerAddress {
             .strip_prefix(MAGIC)
             .ok_or_else(|| bad("not a HyperFabric address"))?;
         let (&version, mut rest) = rest.split_first().ok_or_else(|| bad("truncated"))?;
-        if version != VERSION {
-            return Err(bad(&format!("version {version} is not supported")));
+        if version != VERSION && version != 1 {
+            return Err(bad(&format!(
+                "version {version} is not supported (this library reads 1 and {VERSION})"
+            )));
         }
         let mut part = || -> Result<String> {
             let (&n, tail) = rest.split_first().ok_or_else(|| bad("truncated"))?;
@@ -72,10 +102,35 @@ impl PeerAddress {
                 .map_err(|_| bad("not UTF-8"))?
                 .to_string())
         };
+        let (host, fabric, node) = (part()?, part()?, part()?);
+        if version == 1 {
+            return Ok(PeerAddress {
+                host,
+                fabric,
+                node,
+                tcp: None,
+                key_fingerprint: None,
+            });
+        }
+        let tcp = match part()?.as_str() {
+            "" => None,
+            a => Some(
+                a.parse()
+                    .map_err(|_| bad(&format!("{a:?} is not an address and port")))?,
+            ),
+        };
+        let (&n, tail) = rest.split_first().ok_or_else(|| bad("truncated"))?;
+        let key_fingerprint = match n {
+            0 => None,
+            8 => Some(*tail.first_chunk::<8>().ok_or_else(|| bad("truncated"))?),
+            _ => return Err(bad("a key fingerprint that is not 8 bytes")),
+        };
         Ok(PeerAddress {
-            host: part()?,
-            fabric: part()?,
-            node: part()?,
+            host,
+            fabric,
+            node,
+            tcp,
+            key_fingerprint,
         })
     }
 }
@@ -83,8 +138,9 @@ impl PeerAddress {
 impl HyperFabricProtocol {
     /// The address blob of hosted node `node_id`: what another process passes to
     /// [`insert_peer`](Self::insert_peer) to reach it (MPI, PMIx or a file carry it). At most
-    /// [`ADDRESS_MAX`] bytes: magic, version, the host's boot id, the fabric name and the node
-    /// id.
+    /// [`ADDRESS_MAX`] bytes: magic, version, the host's boot id, the fabric name, the node
+    /// id, the address other hosts reach this process at (when it listens, see
+    /// [`TcpConfig`](super::TcpConfig)) and the fabric key's fingerprint.
     pub fn node_address(&self, node_id: &str) -> Result<Vec<u8>> {
         self.inner.check_process()?;
         lock(&self.inner.engine).hosted_index(node_id)?;
@@ -92,31 +148,61 @@ impl HyperFabricProtocol {
             host: host_id()?,
             fabric: self.inner.fabric.clone(),
             node: node_id.to_string(),
+            tcp: self.inner.tcp.as_ref().and_then(|t| t.advertised()),
+            key_fingerprint: self.inner.tcp.as_ref().and_then(|t| t.fingerprint()),
         }
         .encode()
     }
 
     /// Takes another process's address blob (from [`node_address`](Self::node_address)) and
-    /// returns the node id to send to. The peer must be on this host and fabric (the TCP
-    /// transport between hosts is not here yet: `NoRouteFoundError`) and registered
-    /// (`NodeNotFoundError`); a blob that does not decode is `InvalidArgumentError`.
+    /// returns the node id to send to. A node of this host is found in its registry; one of
+    /// another host (or of this one, when TCP is forced) is reached by connecting to the
+    /// blob's address, which needs this protocol to have TCP configured. Errors:
+    /// `InvalidArgumentError` for a blob that does not decode or is of another fabric,
+    /// `AuthenticationError` when the blob's key fingerprint is not this protocol's,
+    /// `NoRouteFoundError` when the node is on another host and one side has no TCP,
+    /// `NodeNotFoundError` when its process no longer hosts it, `IOError` / `TimeoutError`
+    /// when the connection fails.
     pub fn insert_peer(&self, blob: &[u8]) -> Result<String> {
         self.inner.check_process()?;
-        let PeerAddress { host, fabric, node } = PeerAddress::decode(blob)?;
-        if host != host_id()? {
-            return Err(Error::NoRouteFound(format!(
-                "node {node:?} is on another host: only nodes of this host are reachable until \
-                 the TCP transport exists"
-            )));
-        }
-        if fabric != self.inner.fabric {
+        let a = PeerAddress::decode(blob)?;
+        if a.fabric != self.inner.fabric {
             return Err(Error::InvalidArgument(format!(
-                "address blob: node {node:?} is on fabric {fabric:?}, this protocol on {:?}",
-                self.inner.fabric
+                "address blob: node {:?} is on fabric {:?}, this protocol on {:?}",
+                a.node, a.fabric, self.inner.fabric
             )));
         }
-        lock(&self.inner.engine).resolve(&node)?;
-        Ok(node)
+        let tcp = self.inner.tcp.as_ref();
+        let same_host = a.host == host_id()?;
+        if same_host && !tcp.is_some_and(|t| t.forced()) {
+            lock(&self.inner.engine).resolve(&a.node)?;
+            return Ok(a.node);
+        }
+        let Some(t) = tcp else {
+            return Err(Error::NoRouteFound(format!(
+                "node {:?} is on another host: configure TCP (ProtocolConfig.tcp, or \
+                 HF_TRANSPORT=tcp) to reach it",
+                a.node
+            )));
+        };
+        let Some(addr) = a.tcp else {
+            return Err(Error::NoRouteFound(format!(
+                "node {:?} is on another host whose process does not listen for connections",
+                a.node
+            )));
+        };
+        if a.key_fingerprint != t.fingerprint() {
+            return Err(Error::AuthenticationFailed(format!(
+                "address blob of node {:?}: its process holds another fabric key (or none) \
+                 than this one",
+                a.node
+            )));
+        }
+        if !lock(&self.inner.engine).host_linked(&addr.to_string()) {
+            self.connect_host(addr)?;
+        }
+        self.wait_for_remote(&a.node)?;
+        Ok(a.node)
     }
 }
 
@@ -136,6 +222,8 @@ mod tests {
             host: "0b7e2c1a-6f4d-4d8e-9a57-1c2d3e4f5a6b".into(),
             fabric: "training".into(),
             node: "gpu-01".into(),
+            tcp: Some("10.1.2.3:7100".parse().unwrap()),
+            key_fingerprint: Some([1, 2, 3, 4, 5, 6, 7, 8]),
         }
     }
 
@@ -144,7 +232,7 @@ mod tests {
         let a = address();
         let mut b = a.encode().unwrap();
         assert!(b.len() <= ADDRESS_MAX);
-        assert_eq!(&b[..5], b"HFAD\x01");
+        assert_eq!(&b[..5], b"HFAD\x02");
         assert_eq!(PeerAddress::decode(&b).unwrap(), a);
         b.resize(ADDRESS_MAX, 0);
         assert_eq!(PeerAddress::decode(&b).unwrap(), a);
@@ -161,9 +249,34 @@ mod tests {
         assert!(why(b"garbage").contains("not a HyperFabric address"));
         assert!(why(&b[..4]).contains("truncated"));
         assert!(why(&b[..b.len() - 1]).contains("truncated"));
-        let mut v2 = b.clone();
-        v2[4] = 2;
-        assert!(why(&v2).contains("version 2"));
+        let mut v3 = b.clone();
+        v3[4] = 3;
+        assert!(why(&v3).contains("version 3"));
+        // Version 1: no address, no fingerprint.
+        let mut v1 = b"HFAD\x01".to_vec();
+        for part in ["h", "f", "n"] {
+            v1.push(1);
+            v1.extend_from_slice(part.as_bytes());
+        }
+        let one = PeerAddress::decode(&v1).unwrap();
+        assert_eq!(
+            (one.node.as_str(), one.tcp, one.key_fingerprint),
+            ("n", None, None)
+        );
+        let raw = |addr: &str, fingerprint: &[u8]| {
+            let mut v = b"HFAD\x02".to_vec();
+            for part in ["h", "f", "n", addr] {
+                v.push(part.len() as u8);
+                v.extend_from_slice(part.as_bytes());
+            }
+            v.extend_from_slice(fingerprint);
+            v
+        };
+        assert!(why(&raw("nonsense", &[0])).contains("not an address"));
+        assert!(why(&raw("", &[3, 1, 2, 3])).contains("fingerprint"));
+        assert!(why(&raw("", &[8, 1, 2])).contains("truncated"));
+        assert!(why(&raw("", &[])).contains("truncated"));
+        assert!(PeerAddress::decode(&raw("", &[0])).unwrap().tcp.is_none());
         let mut latin1 = b.clone();
         latin1[6] = 0xff;
         assert!(why(&latin1).contains("UTF-8"));

@@ -34,6 +34,7 @@ pub(super) struct Tcp {
     label: String,
     listen: Option<SocketAddr>,
     key: Option<FabricKey>,
+    force: bool,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Connections refused by the handshake (wrong key, another fabric, garbage, silence).
@@ -77,25 +78,54 @@ impl Tcp {
             ),
             None => None,
         };
-        let label = match listen {
-            Some(a) => a.to_string(),
-            None => format!("pid {}", std::process::id()),
+        let label = format!("pid {}", std::process::id());
+        let mut tcp = Tcp {
+            directory,
+            joined: hosts.sender(),
+            label,
+            listen,
+            key: key.cloned(),
+            force: config.force,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Mutex::new(Vec::new()),
+            refused: Arc::new(AtomicU64::new(0)),
+            refusals: Arc::new(Mutex::new(Vec::new())),
         };
-        Ok((
-            Tcp {
-                directory,
-                joined: hosts.sender(),
-                label,
-                listen,
-                key: key.cloned(),
-                stop: Arc::new(AtomicBool::new(false)),
-                threads: Mutex::new(Vec::new()),
-                refused: Arc::new(AtomicU64::new(0)),
-                refusals: Arc::new(Mutex::new(Vec::new())),
-            },
-            hosts,
-            listener,
-        ))
+        if let Some(a) = tcp.advertised() {
+            tcp.label = a.to_string();
+        }
+        Ok((tcp, hosts, listener))
+    }
+
+    /// The address other hosts reach this process at: the listen address, or where it
+    /// listens on every interface, `HF_TCP_ADDRESS` or the address of the interface that
+    /// routes outward (loopback on a machine without a route).
+    pub(super) fn advertised(&self) -> Option<SocketAddr> {
+        let l = self.listen?;
+        if !l.ip().is_unspecified() {
+            return Some(l);
+        }
+        let ip = std::env::var("HF_TCP_ADDRESS")
+            .ok()
+            .and_then(|a| a.parse().ok())
+            .or_else(|| {
+                // Connecting a UDP socket sends nothing: it only picks the source address.
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+                s.connect("192.0.2.1:9").ok()?;
+                s.local_addr().ok().map(|a| a.ip())
+            })
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        Some(SocketAddr::new(ip, l.port()))
+    }
+
+    /// The fingerprint of the fabric key, if there is one.
+    pub(super) fn fingerprint(&self) -> Option<[u8; 8]> {
+        self.key.as_ref().map(|k| k.fingerprint())
+    }
+
+    /// Whether nodes of this host are reached over TCP too.
+    pub(super) fn forced(&self) -> bool {
+        self.force
     }
 
     fn credentials(&self) -> Credentials<'_> {
@@ -173,6 +203,7 @@ pub(super) fn start(
 /// Runs the server's handshake with a new connection on a thread of its own.
 fn accept_one(inner: &Arc<Inner>, mut s: TcpStream, from: SocketAddr) {
     let tcp = inner.tcp.as_ref().expect("listening with TCP");
+    let weak = Arc::downgrade(inner);
     let (fabric, key, joined) = (inner.fabric.clone(), tcp.key.clone(), tcp.joined.clone());
     let (refused, refusals) = (tcp.refused.clone(), tcp.refusals.clone());
     let spawned = std::thread::Builder::new()
@@ -191,6 +222,11 @@ fn accept_one(inner: &Arc<Inner>, mut s: TcpStream, from: SocketAddr) {
                         session.peer_label
                     };
                     let _ = joined.send(Joined { stream: s, label });
+                    // Taken (and this side's nodes announced) now, also by a protocol whose
+                    // engine runs only inside calls.
+                    if let Some(inner) = weak.upgrade() {
+                        lock(&inner.engine).adopt_hosts();
+                    }
                 }
                 Err(e) => refusal(&refused, &refusals, format!("{from}: {e}")),
             }
@@ -298,8 +334,33 @@ impl HyperFabricProtocol {
         }
     }
 
-    /// The address this protocol accepts other hosts' connections on, if it listens.
+    /// The address this protocol accepts other hosts' connections on, if it listens (the
+    /// address it advertises when it listens on every interface).
     pub fn listen_address(&self) -> Option<SocketAddr> {
-        self.inner.tcp.as_ref().and_then(|t| t.listen)
+        self.inner.tcp.as_ref().and_then(|t| t.advertised())
+    }
+
+    /// Waits until node `id`, announced by a connection, is known here.
+    pub(super) fn wait_for_remote(&self, id: &str) -> Result<()> {
+        let until = Instant::now() + CONNECT_WAIT;
+        loop {
+            {
+                let mut e = lock(&self.inner.engine);
+                if !self.inner.running.load(Ordering::Acquire) {
+                    e.poll();
+                }
+                // Known, and reached over a connection (a node of this host under forced
+                // TCP is known from the registry before its process announces it).
+                if e.resolve(id).is_ok_and(|p| e.over_tcp(p.index)) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= until {
+                return Err(Error::NodeNotFound(format!(
+                    "node {id:?} is not hosted by the process its address names"
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 }

@@ -49,6 +49,10 @@ impl HyperFabricProtocol {
             config.options.max_packet_size as usize,
         );
         engine.set_coalescing(config.coalescing);
+        let mut config = config;
+        if config.tcp.is_none() {
+            config.tcp = super::TcpConfig::from_env()?;
+        }
         let (tcp, listener) = match &config.tcp {
             Some(t) => {
                 let max_frame = crate::ring::max_payload(crate::engine::BULK_SLOTS);

@@ -89,6 +89,41 @@ impl Default for ProtocolConfig {
     }
 }
 
+impl TcpConfig {
+    /// The TCP configuration the environment asks for, for programs that do not set one:
+    /// `HF_TRANSPORT=tcp` turns it on (listening on `HF_TCP_LISTEN`, default `0.0.0.0:0`,
+    /// and reaching nodes of this host over TCP too when a connection hosts them);
+    /// `HF_TCP_INSECURE=1` accepts peers without a key. `None` without `HF_TRANSPORT`;
+    /// `ConfigError` for a value it does not know.
+    pub fn from_env() -> crate::Result<Option<TcpConfig>> {
+        let bad = |var: &str, v: &str, want: &str| {
+            crate::Error::Config(format!("{var}={v:?}: expected {want}"))
+        };
+        match std::env::var("HF_TRANSPORT").ok().as_deref() {
+            None | Some("") | Some("shm") => return Ok(None),
+            Some("tcp") => {}
+            Some(v) => return Err(bad("HF_TRANSPORT", v, "tcp or shm")),
+        }
+        let listen = match std::env::var("HF_TCP_LISTEN") {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| bad("HF_TCP_LISTEN", &v, "an address and port like 0.0.0.0:7100"))?,
+            Err(_) => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let insecure = match std::env::var("HF_TCP_INSECURE").ok().as_deref() {
+            None | Some("") | Some("0") => false,
+            Some("1") => true,
+            Some(v) => return Err(bad("HF_TCP_INSECURE", v, "0 or 1")),
+        };
+        Ok(Some(TcpConfig {
+            listen: Some(listen),
+            peers: Vec::new(),
+            insecure,
+            force: true,
+        }))
+    }
+}
+
 impl ProtocolConfig {
     /// The configuration of the process of host `host` of a configuration file's `hosts`
     /// section: its fabric, options, links and key; it listens on the host's address and

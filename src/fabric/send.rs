@@ -185,7 +185,16 @@ impl Inner {
         let mut next_check: Option<Instant> = None;
         loop {
             match e.try_send_from(src, dst, o, body, offset)? {
-                Some((_, true)) => return Ok(()),
+                Some((_, true)) => {
+                    if !self.running.load(std::sync::atomic::Ordering::Acquire)
+                        && !e.flush_hosts(deadline.instant())
+                    {
+                        return Err(Error::Timeout(format!(
+                            "the connection toward node index {dst} took nothing in time"
+                        )));
+                    }
+                    return Ok(());
+                }
                 Some((next, false)) => {
                     offset = next;
                     backoff.reset();

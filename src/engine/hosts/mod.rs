@@ -167,6 +167,32 @@ impl Engine {
             .is_some_and(|h| h.links.values().any(|l| l.label == label && l.ready))
     }
 
+    /// Hands the frames queued behind sends in flight to the kernel, waiting (for room in
+    /// the sockets) until `until`: what a call that sent must do before it returns when no
+    /// engine thread runs. `false` when frames are still queued at `until`.
+    pub fn flush_hosts(&mut self, until: std::time::Instant) -> bool {
+        let Some(h) = self.hosts.as_ref() else {
+            return true;
+        };
+        let reactor = h.reactor.clone();
+        loop {
+            {
+                let mut r = lock(&reactor);
+                if !r.has_queued() {
+                    return true;
+                }
+                r.reap_sends();
+                if !r.has_queued() {
+                    return true;
+                }
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     /// Whether a connection with label `label` is open (its peer's nodes may not be known
     /// yet).
     pub fn host_linked(&self, label: &str) -> bool {
@@ -408,7 +434,12 @@ impl Engine {
                         if !link.hosted.contains(&mine) {
                             link.hosted.push(mine);
                         }
-                        h.route.insert(mine, id);
+                        // Two processes that dialled each other have two connections: frames
+                        // keep the one they took (switching would reorder them).
+                        let open = |c: &ConnId| *c != id && lock(&h.reactor).is_open(*c);
+                        if !h.route.get(&mine).is_some_and(open) {
+                            h.route.insert(mine, id);
+                        }
                     }
                 }
                 link.ready = true;
@@ -464,22 +495,30 @@ impl Engine {
         while h.reasons.len() > 8 {
             h.reasons.pop_front();
         }
-        for i in &link.hosted {
-            if h.route.get(i) == Some(&id) {
-                h.route.remove(i);
+        // A node another connection hosts too moves to it; the others are down.
+        let mut gone = Vec::new();
+        for &i in &link.hosted {
+            if h.route.get(&i).is_some_and(|c| *c != id) {
+                continue;
+            }
+            match h.links.iter().find(|(_, l)| l.hosted.contains(&i)) {
+                Some((&other, _)) => {
+                    h.route.insert(i, other);
+                }
+                None => {
+                    h.route.remove(&i);
+                    gone.push(i);
+                }
             }
         }
-        let remote: Vec<u32> = link
-            .hosted
-            .iter()
-            .copied()
-            .filter(|&i| is_remote(i))
-            .collect();
-        let downed = h.directory.set_down(&remote);
+        let remote: Vec<u32> = gone.iter().copied().filter(|&i| is_remote(i)).collect();
+        let mut lost = h.directory.set_down(&remote);
+        lost.extend(gone.iter().filter(|&&i| !is_remote(i)));
         h.backlog.retain(|w| w.conn != id);
         h.backlog_bytes = h.backlog.iter().map(|w| w.bytes.len()).sum();
-        let mut lost = downed;
-        lost.extend(link.hosted.iter().filter(|&&i| !is_remote(i)));
+        // Channels on the closed connection lead nowhere.
+        self.out
+            .retain(|&(_, dst, _), _| !link.hosted.contains(&dst));
         self.lost_remote(&lost);
     }
 

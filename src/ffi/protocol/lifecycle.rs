@@ -84,6 +84,21 @@ pub unsafe extern "C" fn hf_protocol_new(
                     })
                 }
             };
+            // SAFETY: NULL or a NUL-terminated string, by the caller's contract.
+            if let Some(listen) = unsafe { opt_str_arg(o.tcp_listen, "tcp_listen") }? {
+                let listen = listen.parse().map_err(|_| FfiError {
+                    status: crate::ffi::status::HF_ERR_INVALID_ARGUMENT,
+                    message: format!(
+                        "tcp_listen {listen:?} is not an address and port like 0.0.0.0:7100"
+                    ),
+                })?;
+                config.tcp = Some(crate::fabric::TcpConfig {
+                    listen: Some(listen),
+                    peers: Vec::new(),
+                    insecure: o.tcp_insecure,
+                    force: o.tcp_force,
+                });
+            }
             if !o.key.is_null() {
                 // SAFETY: a non-NULL key points to 32 readable bytes.
                 let k: [u8; 32] = unsafe { *(o.key as *const [u8; 32]) };
@@ -124,6 +139,32 @@ pub unsafe extern "C" fn hf_fabric_remove(name: *const c_char, removed: *mut boo
             *out = r;
         }
         Ok(())
+    })
+}
+
+/// Connects to the process listening on `address` (`"10.0.0.2:7100"`) and waits until its
+/// nodes are known: from then on they are sent to by name. `HF_ERR_AUTHENTICATION` when
+/// either side refuses the other's key, `HF_ERR_DUPLICATE_NODE` when both host a node of
+/// the same id, `HF_ERR_IO` when nothing listens there, `HF_ERR_TIMEOUT` when its nodes do
+/// not come in time, `HF_ERR_INVALID_ARGUMENT` for a malformed address or a protocol
+/// without TCP.
+///
+/// # Safety
+/// `protocol` is a live handle; `address` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn hf_connect_host(
+    protocol: *const hf_protocol,
+    address: *const c_char,
+) -> hf_status {
+    boundary(|| {
+        let p = self::protocol(protocol)?;
+        // SAFETY: as the caller promised.
+        let a = unsafe { str_arg(address, "address") }?;
+        let addr = a.parse().map_err(|_| FfiError {
+            status: crate::ffi::status::HF_ERR_INVALID_ARGUMENT,
+            message: format!("address {a:?} is not an address and port like 10.0.0.2:7100"),
+        })?;
+        lib(p.connect_host(addr))
     })
 }
 

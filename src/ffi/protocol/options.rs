@@ -49,6 +49,17 @@ pub struct hf_protocol_options {
     /// through the engine's lock and rings, for applications with many short-lived threads or
     /// thousands of pairs per thread.
     pub endpoints_by_name: bool,
+    /// Address and port to accept connections from other hosts on (`"0.0.0.0:7100"`; port
+    /// 0 picks a free one); NULL: none, unless the environment asks for TCP
+    /// (`HF_TRANSPORT=tcp`, see the README). With it, nodes of other hosts are reached by
+    /// `hf_insert_peer` and `hf_connect_host`.
+    pub tcp_listen: *const c_char,
+    /// Accept connections between hosts without a fabric key (default false: without `key`,
+    /// `hf_protocol_new` with `tcp_listen` fails).
+    pub tcp_insecure: bool,
+    /// Reach nodes of this host over TCP too when a connection hosts them (default false;
+    /// for measuring TCP on one machine).
+    pub tcp_force: bool,
 }
 
 /// A node signature (`hf_register_node`). Fill with `hf_node_signature_init`, then set at
@@ -150,6 +161,9 @@ pub unsafe extern "C" fn hf_protocol_options_init(options: *mut hf_protocol_opti
             key: std::ptr::null(),
             single_copy_from: -1,
             endpoints_by_name: true,
+            tcp_listen: std::ptr::null(),
+            tcp_insecure: false,
+            tcp_force: false,
         };
         Ok(())
     })

@@ -102,6 +102,9 @@ pub struct Reactor {
     held: usize,
     /// Completions taken from the ring, reused from poll to poll.
     reaped: Vec<cqueue::Entry>,
+    /// Completions [`Reactor::reap_sends`] took but did not handle (receives), handled first
+    /// by the next poll.
+    later: Vec<cqueue::Entry>,
 }
 
 impl Reactor {
@@ -138,6 +141,7 @@ impl Reactor {
             max_frame,
             held: 0,
             reaped: Vec::new(),
+            later: Vec::new(),
         })
     }
 
@@ -213,7 +217,10 @@ impl Reactor {
         }
         let sending = c.sending;
         self.held += super::wire::HEADER + len;
-        if !sending {
+        if sending {
+            // The send in flight may be done: then this frame leaves now with the others.
+            self.reap_sends();
+        } else {
             let started = self.start_send(id.slot).and_then(|()| {
                 self.ring
                     .submit()
@@ -281,6 +288,11 @@ impl Reactor {
     /// connection that closed. Returns how many events.
     pub fn poll(&mut self, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
         let mut n = 0;
+        if !self.later.is_empty() {
+            for cqe in std::mem::take(&mut self.later) {
+                n += self.complete(&cqe, f);
+            }
+        }
         loop {
             if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
                 // Completions wait for this side to enter the kernel (`submit` does).
@@ -300,6 +312,41 @@ impl Reactor {
             let _ = self.ring.submit();
         }
         n + self.report_closed(f)
+    }
+
+    /// Handles the completions of sends without delivering anything (receive completions
+    /// wait for the next [`Reactor::poll`]): frames queued behind a send that completed
+    /// go to the kernel now. For a sender whose engine is not polled.
+    pub fn reap_sends(&mut self) {
+        if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
+            let _ = self.ring.submit();
+        }
+        let mut cqes = std::mem::take(&mut self.reaped);
+        cqes.clear();
+        cqes.extend(self.ring.completion());
+        let mut none = |_: ConnId, _: Event<'_>| {};
+        let mut sent = false;
+        for cqe in &cqes {
+            if cqe.user_data() & 0xff == OP_SEND {
+                self.complete(cqe, &mut none);
+                sent = true;
+            } else {
+                self.later.push(cqe.clone());
+            }
+        }
+        self.reaped = cqes;
+        if sent {
+            // The sends that completions started.
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// Whether frames wait in a queue behind a send in flight (on any connection).
+    pub fn has_queued(&self) -> bool {
+        self.conns
+            .iter()
+            .flatten()
+            .any(|c| c.closed.is_none() && !c.queued.is_empty())
     }
 
     /// Sleeps in `io_uring_enter` until a completion comes or `timeout` passes, then
@@ -393,6 +440,8 @@ impl Reactor {
             rest.as_ptr(),
             rest.len().min(u32::MAX as usize) as u32,
         )
+        // The kernel sends all of it (waiting for room itself) before it completes.
+        .flags(libc::MSG_WAITALL)
         .build()
         .user_data(ud);
         self.push(sqe)?;

@@ -340,6 +340,36 @@ impl HyperFabricProtocol {
         self.inner.tcp.as_ref().and_then(|t| t.advertised())
     }
 
+    /// How connections to other hosts receive (`"io_uring multishot"`: a multishot receive
+    /// into provided buffers; `"io_uring single"`: one receive at a time), if TCP is
+    /// configured.
+    pub fn transport_mode(&self) -> Option<String> {
+        self.inner.tcp.as_ref()?;
+        lock(&self.inner.engine).host_mode().map(|m| {
+            match m {
+                crate::transport::tcp::RecvMode::Multishot => "io_uring multishot",
+                crate::transport::tcp::RecvMode::Single => "io_uring single",
+            }
+            .to_string()
+        })
+    }
+
+    /// What carries messages from this process to node `id` now: `"in-process"` (a node
+    /// this protocol hosts), `"shared memory"` (another process of this host) or `"tcp"`.
+    /// `NodeNotFoundError` for a node not known here.
+    pub fn transport_to(&self, id: &str) -> Result<&'static str> {
+        self.inner.check_process()?;
+        let mut e = lock(&self.inner.engine);
+        let peer = e.resolve(id)?;
+        Ok(if e.hosts(peer.index) {
+            "in-process"
+        } else if e.over_tcp(peer.index) {
+            "tcp"
+        } else {
+            "shared memory"
+        })
+    }
+
     /// Waits until node `id`, announced by a connection, is known here.
     pub(super) fn wait_for_remote(&self, id: &str) -> Result<()> {
         let until = Instant::now() + CONNECT_WAIT;

@@ -1,7 +1,7 @@
 //! `hyperfabric bench`: this process and a worker it spawns, pinned to two cores, measure
 //! through the public API; the floor is measured right before and after each size.
 use super::floor::{cache_line_floor_ns, memcpy_gbytes_per_s, placement, quantile, Stopwatch};
-use super::{table, Api, BenchKind};
+use super::{bench_tcp, table, Api, BenchKind, Transport};
 use hyperfabric::fabric::{HyperFabricProtocol, IdleStrategy, ProtocolConfig, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature};
 use hyperfabric::Error;
@@ -9,11 +9,18 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-fn protocol(fabric: &str, core: Option<usize>) -> Result<HyperFabricProtocol, Error> {
+fn protocol(
+    fabric: &str,
+    core: Option<usize>,
+    tcp: Option<(hyperfabric::fabric::TcpConfig, hyperfabric::codec::FabricKey)>,
+) -> Result<HyperFabricProtocol, Error> {
+    let (tcp, key) = tcp.unzip();
     HyperFabricProtocol::with_config(ProtocolConfig {
         fabric_name: Some(fabric.into()),
         idle: IdleStrategy::Adaptive,
         engine_core: core,
+        tcp,
+        key,
         ..Default::default()
     })
 }
@@ -31,9 +38,17 @@ pub fn worker(
     core: usize,
     api: Api,
     (touch, drain, by_name): (bool, bool, bool),
+    connect: Option<std::net::SocketAddr>,
 ) -> Result<(), Error> {
-    let p = protocol(fabric, Some(core))?;
+    let tcp = match connect {
+        Some(_) => Some((bench_tcp::config(false), bench_tcp::key_from_env()?)),
+        None => None,
+    };
+    let p = protocol(fabric, Some(core), tcp)?;
     p.register_node(node(id)?)?;
+    if let Some(addr) = connect {
+        p.connect_host(addr)?;
+    }
     if matches!(api, Api::Post | Api::Direct | Api::Mem) {
         hyperfabric::sys::pin_current_thread(core)?;
         let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -325,9 +340,29 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     } else {
         !args.untouched
     };
+    let tcp = args.transport == Transport::Tcp;
+    if tcp && matches!(args.api, Api::Direct | Api::Mem) && latency {
+        return Err(Error::InvalidArgument(
+            "--transport tcp measures --api post or --api send (direct channels and registered \
+             memory are paths of one host)"
+                .into(),
+        ));
+    }
+    let key_hex = bench_tcp::random_key()?;
     let fabric = format!("bench-{}", std::process::id());
-    let p = protocol(&fabric, None)?;
+    let p = protocol(
+        &fabric,
+        None,
+        tcp.then(|| -> Result<_, Error> {
+            Ok((
+                bench_tcp::config(true),
+                hyperfabric::codec::FabricKey::from_hex(&key_hex)?,
+            ))
+        })
+        .transpose()?,
+    )?;
     p.register_node(node("bench-a")?)?;
+    let connect = p.listen_address().map(|a| a.to_string());
     let mut child =
         Command::new(std::env::current_exe().map_err(|e| Error::io("locating the binary", e))?)
             .args([
@@ -349,6 +384,8 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
             .args(touch.then_some("--touch"))
             .args((!latency).then_some("--drain"))
             .args((latency && args.by_name).then_some("--by-name"))
+            .args(connect.iter().flat_map(|a| ["--connect", a.as_str()]))
+            .env(bench_tcp::KEY_ENV, &key_hex)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -363,6 +400,16 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
         return Err(Error::InvalidArgument(
             "the bench worker did not start".into(),
         ));
+    }
+    if tcp {
+        // The worker's nodes reach this process in its announcement, after it connected.
+        let until = Instant::now() + std::time::Duration::from_secs(5);
+        while p.transport_to("bench-b").ok() != Some("tcp") {
+            if Instant::now() > until {
+                return Err(Error::Timeout("the bench worker's node came not over TCP".into()));
+            }
+            p.progress();
+        }
     }
     hyperfabric::sys::pin_current_thread(a)?;
     let watch = Stopwatch::new();
@@ -518,37 +565,21 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
                 "floor_ns": ((before + after) / 2.0).round(), "placement": placement(before, after),
             })
         };
-        if args.json {
-            println!("{row}");
-        }
         rows.push(row);
     }
+    let mode = p.transport_mode();
     drop(worker);
     drop(p);
     let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
-    if !args.json {
-        let keys: Vec<&str> = if latency {
-            vec![
-                "size",
-                "p50_ns",
-                "p99_ns",
-                "floor_ns",
-                "ratio",
-                "placement",
-                "touch",
-                "touch_ns",
-            ]
-        } else {
-            vec![
-                "size",
-                "gbytes_per_s",
-                "million_msgs_per_s",
-                "memcpy_gbytes_per_s",
-                "ratio",
-                "floor_ns",
-                "placement",
-            ]
-        };
+    if tcp {
+        bench_tcp::add_baselines(&mut rows, mode, (a, b), args.iters, latency)?;
+    }
+    if args.json {
+        for r in &rows {
+            println!("{r}");
+        }
+    } else {
+        let keys = bench_tcp::columns(tcp, latency);
         let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {

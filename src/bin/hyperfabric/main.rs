@@ -92,7 +92,26 @@ enum Command {
         /// Post: answer by node names rather than through an endpoint.
         #[arg(long)]
         by_name: bool,
+        /// Reach the bench process over TCP at this address (its key in the environment).
+        #[arg(long)]
+        connect: Option<std::net::SocketAddr>,
     },
+    /// Internal: the plain-socket baseline of `bench --transport tcp`.
+    #[command(hide = true)]
+    SocketWorker {
+        #[arg(long)]
+        core: usize,
+    },
+}
+
+/// What carries a bench's messages.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Transport {
+    /// Shared memory between the two processes (the host's path).
+    Shm,
+    /// TCP over loopback through the io_uring transport (the path between hosts), beside a
+    /// plain socket ping-pong and stream measured in the same run.
+    Tcp,
 }
 
 /// Which calls a latency run makes.
@@ -156,6 +175,9 @@ struct BenchArgs {
     /// through an `Endpoint`, at both ends.
     #[arg(long)]
     by_name: bool,
+    /// What carries the messages: shared memory, or TCP (`post` and `send` only).
+    #[arg(long, value_enum, default_value_t = Transport::Shm)]
+    transport: Transport,
 }
 
 #[derive(Args)]
@@ -420,7 +442,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             touch,
             drain,
             by_name,
-        } => bench::worker(&fabric, &node, core, api, (touch, drain, by_name)),
+            connect,
+        } => bench::worker(&fabric, &node, core, api, (touch, drain, by_name), connect),
+        Command::SocketWorker { core } => bench_tcp::socket_worker(core),
         Command::Detect { json, transport } => {
             if transport {
                 let t = hyperfabric::sys::uring::probe();
@@ -492,6 +516,7 @@ fn print_transport(t: &hyperfabric::sys::uring::UringSupport) {
 mod demo;
 
 mod bench;
+mod bench_tcp;
 mod floor;
 mod show;
 

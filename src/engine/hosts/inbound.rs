@@ -14,6 +14,9 @@ use crate::transport::tcp::{ConnId, Event, FrameHeader};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
+/// Slots of an inbound ring of frames that came over TCP (1 MiB): a stream brings many
+/// frames at once, which a ring of a lane's size would send to the backlog.
+const TCP_RING_SLOTS: usize = 16 * 1024;
 /// Bytes of backlog beyond which no more frames are reaped (see the module documentation).
 const BACKLOG_LIMIT: usize = 16 << 20;
 
@@ -98,7 +101,7 @@ impl Rings<'_> {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 let region =
-                    Region::heap(lane_slots(key.2)).map_err(|_| "no memory for an inbound ring")?;
+                    Region::heap(TCP_RING_SLOTS).map_err(|_| "no memory for an inbound ring")?;
                 let (p, c) = ring::split(Arc::new(region));
                 self.made.push(Inbound {
                     src: key.0,

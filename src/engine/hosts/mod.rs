@@ -150,6 +150,11 @@ impl Engine {
         self.hosts = Some(hosts);
     }
 
+    /// How the connections to other hosts receive, if there are any.
+    pub fn host_mode(&self) -> Option<crate::transport::tcp::RecvMode> {
+        self.hosts.as_ref().map(Hosts::mode)
+    }
+
     /// The counters of the connections to other hosts (zero without them).
     pub fn host_counters(&self) -> HostCounters {
         self.hosts
@@ -175,7 +180,9 @@ impl Engine {
             return true;
         };
         let reactor = h.reactor.clone();
+        let mut spins = 0u32;
         loop {
+            spins = spins.wrapping_add(1);
             {
                 let mut r = lock(&reactor);
                 if !r.has_queued() {
@@ -186,7 +193,8 @@ impl Engine {
                     return true;
                 }
             }
-            if std::time::Instant::now() >= until {
+            // The clock now and then: a read costs as much as a look.
+            if spins % 256 == 0 && std::time::Instant::now() >= until {
                 return false;
             }
             std::hint::spin_loop();

@@ -354,6 +354,17 @@ impl HyperFabricProtocol {
         })
     }
 
+    /// Why the latest connections to other hosts were refused (at the handshake) or closed
+    /// (by a peer, an error, or a peer's bad frame), a few of each, oldest first.
+    pub fn host_close_reasons(&self) -> Vec<String> {
+        let Some(t) = &self.inner.tcp else {
+            return Vec::new();
+        };
+        let mut r = lock(&t.refusals).clone();
+        r.extend(lock(&self.inner.engine).host_close_reasons());
+        r
+    }
+
     /// What carries messages from this process to node `id` now: `"in-process"` (a node
     /// this protocol hosts), `"shared memory"` (another process of this host) or `"tcp"`.
     /// `NodeNotFoundError` for a node not known here.

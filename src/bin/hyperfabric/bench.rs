@@ -12,7 +12,10 @@ use std::time::Instant;
 fn protocol(
     fabric: &str,
     core: Option<usize>,
-    tcp: Option<(hyperfabric::fabric::TcpConfig, hyperfabric::codec::FabricKey)>,
+    tcp: Option<(
+        hyperfabric::fabric::TcpConfig,
+        hyperfabric::codec::FabricKey,
+    )>,
 ) -> Result<HyperFabricProtocol, Error> {
     let (tcp, key) = tcp.unzip();
     HyperFabricProtocol::with_config(ProtocolConfig {
@@ -406,7 +409,9 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
         let until = Instant::now() + std::time::Duration::from_secs(5);
         while p.transport_to("bench-b").ok() != Some("tcp") {
             if Instant::now() > until {
-                return Err(Error::Timeout("the bench worker's node came not over TCP".into()));
+                return Err(Error::Timeout(
+                    "the bench worker's node came not over TCP".into(),
+                ));
             }
             p.progress();
         }

@@ -50,7 +50,9 @@ pub fn socket_worker(core: usize) -> Result<(), Error> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("binding", e))?;
     let port = l.local_addr().map_err(|e| Error::io("binding", e))?.port();
     println!("ready {port}");
-    std::io::stdout().flush().map_err(|e| Error::io("stdout", e))?;
+    std::io::stdout()
+        .flush()
+        .map_err(|e| Error::io("stdout", e))?;
     std::thread::spawn(|| {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
         std::process::exit(0);
@@ -136,14 +138,13 @@ impl Drop for Baseline {
 impl Baseline {
     /// Starts the socket echo process pinned to `core`.
     pub fn start(core: usize) -> Result<Baseline, Error> {
-        let mut child = Command::new(
-            std::env::current_exe().map_err(|e| Error::io("locating the binary", e))?,
-        )
-        .args(["socket-worker", "--core", &core.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io("starting the socket baseline", e))?;
+        let mut child =
+            Command::new(std::env::current_exe().map_err(|e| Error::io("locating the binary", e))?)
+                .args(["socket-worker", "--core", &core.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| Error::io("starting the socket baseline", e))?;
         let out = child.stdout.take().expect("piped");
         let line = BufReader::new(out)
             .lines()
@@ -163,7 +164,8 @@ impl Baseline {
         s.set_nodelay(true).map_err(|e| Error::io("nodelay", e))?;
         let mut head = vec![mode];
         head.extend_from_slice(&(size as u64).to_le_bytes());
-        s.write_all(&head).map_err(|e| Error::io("socket baseline", e))?;
+        s.write_all(&head)
+            .map_err(|e| Error::io("socket baseline", e))?;
         Ok(s)
     }
 
@@ -171,7 +173,8 @@ impl Baseline {
     /// busy-polled at both ends.
     pub fn latency(&self, size: usize, iters: usize, busy: bool) -> Result<f64, Error> {
         let mut s = self.connect(if busy { BUSY } else { BLOCKING }, size)?;
-        s.set_nonblocking(busy).map_err(|e| Error::io("socket", e))?;
+        s.set_nonblocking(busy)
+            .map_err(|e| Error::io("socket", e))?;
         let watch = Stopwatch::new();
         let mut buf = vec![0x5au8; size.max(1)];
         let io = |e| Error::io("socket baseline", e);
@@ -197,7 +200,8 @@ impl Baseline {
         let buf = vec![0x5au8; size];
         let t0 = std::time::Instant::now();
         for _ in 0..iters {
-            s.write_all(&buf).map_err(|e| Error::io("socket baseline", e))?;
+            s.write_all(&buf)
+                .map_err(|e| Error::io("socket baseline", e))?;
         }
         let mut ack = [0u8; 1];
         s.read_exact(&mut ack)

@@ -1,0 +1,269 @@
+//! Bad input between hosts: a peer that holds the key and then sends garbage, a frame cut
+//! off, a frame over the limit, frames that name nodes it never announced or that refer to
+//! its memory, a bad announcement, a peer that connects and says nothing, and address blobs
+//! of another fabric, version or key. Each is refused with its reason, only its connection
+//! is dropped, and a well-behaved peer's requests go on being answered throughout.
+
+mod common;
+
+use common::{node, test_key, FabricDir};
+use hyperfabric::codec::handshake::{self, Credentials};
+use hyperfabric::codec::FabricKey;
+use hyperfabric::fabric::{
+    HyperFabricProtocol, PeerAddress, ProtocolConfig, SendOptions, TcpConfig,
+};
+use hyperfabric::ring::SlotHeader;
+use hyperfabric::transport::channel::Lane;
+use hyperfabric::transport::tcp::{control, FrameHeader};
+use hyperfabric::ErrorKind;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn protocol(fabric: &str, key: FabricKey, listen: bool) -> HyperFabricProtocol {
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        key: Some(key),
+        tcp: Some(TcpConfig {
+            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+            force: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A fabric under attack: `a` (listening, echoing) and a good peer `b` connected to it.
+struct Fabric {
+    _dir: FabricDir,
+    a: HyperFabricProtocol,
+    b: HyperFabricProtocol,
+}
+
+impl Fabric {
+    fn new(tag: &str) -> Fabric {
+        let dir = FabricDir(format!("tcp-hostile-{tag}-{}", std::process::id()));
+        let a = protocol(&dir.0, test_key(), true);
+        a.register_node(node("a")).unwrap();
+        a.on_receive("a", |m| Ok(m.data.to_vec())).unwrap();
+        a.start_background_services().unwrap();
+        let b = protocol(&dir.0, test_key(), false);
+        b.register_node(node("b")).unwrap();
+        b.connect_host(a.listen_address().unwrap()).unwrap();
+        Fabric { _dir: dir, a, b }
+    }
+
+    /// The good peer's request is answered.
+    fn still_serves(&self) {
+        let opts = SendOptions {
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            self.b.send_data("b", "a", b"still", &opts).unwrap(),
+            b"still"
+        );
+    }
+
+    fn metric(&self, k: &str) -> f64 {
+        self.a.get_topology_info().unwrap().performance_metrics[k]
+    }
+
+    /// A connection past the handshake, as a peer that holds the key.
+    fn intruder(&self) -> TcpStream {
+        let mut s = TcpStream::connect(self.a.listen_address().unwrap()).unwrap();
+        handshake::client(
+            &mut s,
+            &self._dir.0,
+            "intruder",
+            Credentials::Key(&test_key()),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        s
+    }
+
+    /// Waits until `a` closed `s` (reads end), then checks the good peer.
+    fn dropped(&self, mut s: TcpStream, what: &str) {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 65536];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                // Its announcement of `a`'s nodes, and the like.
+                Ok(_) => assert!(Instant::now() < until, "{what}: the connection stayed open"),
+            }
+        }
+        self.still_serves();
+    }
+}
+
+fn header(kind: u8, flags: u8, len: usize, src: u32, dst: u32) -> [u8; 20] {
+    FrameHeader {
+        slot: SlotHeader {
+            len: len as u32,
+            kind,
+            flags,
+            aux: 0,
+            src,
+        },
+        dst,
+        lane: Lane::Latency,
+    }
+    .encode()
+}
+
+/// The reason `a` gives for the latest closed connection contains `what`.
+fn reason_mentions(f: &Fabric, what: &str) {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = f.a.host_close_reasons();
+        if r.iter().any(|l| l.contains(what)) {
+            return;
+        }
+        assert!(Instant::now() < until, "no reason with {what:?} in {r:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn garbage_after_the_handshake_drops_that_connection_only() {
+    let f = Fabric::new("garbage");
+    let mut s = f.intruder();
+    s.write_all(&[0x42; 200]).unwrap();
+    f.dropped(s, "garbage");
+    reason_mentions(&f, "framing");
+}
+
+#[test]
+fn a_frame_cut_off_is_dropped_with_its_connection() {
+    let f = Fabric::new("cut");
+    let mut s = f.intruder();
+    s.write_all(&header(1, 0, 1000, 0, 0)).unwrap();
+    s.write_all(&[0u8; 10]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    f.dropped(s, "cut");
+    reason_mentions(&f, "inside a frame");
+}
+
+#[test]
+fn an_oversized_frame_is_refused_before_its_bytes() {
+    let f = Fabric::new("big");
+    let mut s = f.intruder();
+    s.write_all(&header(1, 0, 1 << 30, 0, 0)).unwrap();
+    f.dropped(s, "oversized");
+    reason_mentions(&f, "limit");
+}
+
+#[test]
+fn frames_naming_unknown_nodes_or_this_hosts_memory_are_refused() {
+    let f = Fabric::new("frames");
+    let before = f.metric("tcp_frames_refused");
+    // A descriptor frame (bytes in the sender's shared segment) never crosses hosts.
+    let mut s = f.intruder();
+    let payload = [0u8; 64];
+    s.write_all(&header(1, 4, payload.len(), 0, 0)).unwrap();
+    s.write_all(&payload).unwrap();
+    f.dropped(s, "descriptor");
+    reason_mentions(&f, "memory");
+    // An unknown kind.
+    let mut s = f.intruder();
+    s.write_all(&header(0x77, 0, payload.len(), 0, 0)).unwrap();
+    s.write_all(&payload).unwrap();
+    f.dropped(s, "kind");
+    assert!(f.metric("tcp_frames_refused") >= before + 2.0);
+    // Indices it never announced: dropped and counted, the connection stays.
+    let errors = f.metric("errors");
+    let mut s = f.intruder();
+    s.write_all(&header(1, 1, payload.len(), 77, 78)).unwrap();
+    s.write_all(&payload).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while f.metric("errors") <= errors {
+        assert!(Instant::now() < until, "the frame was not counted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f.still_serves();
+}
+
+#[test]
+fn a_bad_announcement_is_refused() {
+    let f = Fabric::new("announce");
+    let mut s = f.intruder();
+    let body = b"not an announcement at all";
+    s.write_all(&header(control::KIND_NODES, 0, body.len(), 0, 0))
+        .unwrap();
+    s.write_all(body).unwrap();
+    f.dropped(s, "announcement");
+    reason_mentions(&f, "announcement");
+    // One that claims a node `a`'s process hosts.
+    let mut s = f.intruder();
+    let claim = control::Announce::Nodes(vec![control::Announced {
+        index: 3,
+        generation: 1,
+        hosted: true,
+        signature: node("a"),
+    }])
+    .encode()
+    .unwrap();
+    for (kind, body) in claim {
+        s.write_all(&header(kind, 0, body.len(), 0, 0)).unwrap();
+        s.write_all(&body).unwrap();
+    }
+    f.dropped(s, "duplicate");
+    reason_mentions(&f, "hosted here and by the peer");
+}
+
+#[test]
+fn a_silent_peer_is_dropped_at_the_handshake_deadline_and_holds_nothing_up() {
+    let f = Fabric::new("silent");
+    let refused = f.metric("tcp_handshakes_refused");
+    let t0 = Instant::now();
+    let silent: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(f.a.listen_address().unwrap()).unwrap())
+        .collect();
+    // Meanwhile another process connects and the good peer is served.
+    let c = protocol(&f._dir.0, test_key(), false);
+    c.register_node(node("c")).unwrap();
+    c.connect_host(f.a.listen_address().unwrap()).unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "a connection waited behind silent ones"
+    );
+    f.still_serves();
+    for s in silent {
+        f.dropped(s, "silent");
+    }
+    assert!(f.metric("tcp_handshakes_refused") >= refused + 4.0);
+}
+
+#[test]
+fn address_blobs_of_another_fabric_version_or_key_are_refused() {
+    let f = Fabric::new("blobs");
+    let blob = f.a.node_address("a").unwrap();
+    let good = PeerAddress::decode(&blob).unwrap();
+    assert!(good.tcp.is_some() && good.key_fingerprint.is_some());
+    // Another fabric.
+    let other = PeerAddress {
+        fabric: "elsewhere".into(),
+        ..good.clone()
+    };
+    let e = f.b.insert_peer(&other.encode().unwrap()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    // Another version.
+    let mut v9 = blob.clone();
+    v9[4] = 9;
+    let e = f.b.insert_peer(&v9).unwrap_err();
+    assert!(e.to_string().contains("version 9"), "{e}");
+    // Another key.
+    let stranger = PeerAddress {
+        key_fingerprint: Some(FabricKey::from_bytes([1; 32]).fingerprint()),
+        ..good.clone()
+    };
+    let e = f.b.insert_peer(&stranger.encode().unwrap()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AuthenticationFailed, "{e}");
+    // The real one works, and the fabric is unaffected.
+    assert_eq!(f.b.insert_peer(&blob).unwrap(), "a");
+    f.still_serves();
+}

@@ -10,6 +10,7 @@ pub mod freelist;
 mod payload;
 #[cfg(not(loom))]
 mod pool;
+pub(crate) mod recycle;
 #[cfg(not(loom))]
 mod registered;
 #[cfg(not(loom))]

@@ -140,8 +140,11 @@ impl Payload {
 
 impl Drop for Payload {
     fn drop(&mut self) {
-        if let Repr::Shared { pool, index, .. } = &self.repr {
-            pool.give_back(*index);
+        match &mut self.repr {
+            Repr::Shared { pool, index, .. } => pool.give_back(*index),
+            // A large buffer is kept for the next large message.
+            Repr::Owned { bytes, .. } => super::recycle::give(std::mem::take(bytes)),
+            _ => {}
         }
     }
 }

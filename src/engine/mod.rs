@@ -130,6 +130,9 @@ struct Inbound {
     dst: u32,
     lane: Lane,
     consumer: Box<dyn transport::Inbound>,
+    /// Fed by a TCP connection: a stream brings frames in bursts, so a pass takes as many
+    /// bulk frames from it as latency ones.
+    stream: bool,
 }
 
 /// Traffic counters of the engine.

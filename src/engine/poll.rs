@@ -48,6 +48,7 @@ impl Engine {
                 dst: a.dst,
                 lane: a.lane,
                 consumer: a.inbound,
+                stream: false,
             });
             self.forget_stale_rings_to(a.src);
         }
@@ -106,6 +107,7 @@ impl Engine {
                 BULK_BUDGET
             };
             for i in inbound.iter_mut().filter(|i| i.lane == pass) {
+                let budget = if i.stream { 64 } else { budget };
                 if !i.consumer.ready() {
                     // Empty (or corrupt, which `try_pop` reports): nothing to look up.
                     if i.consumer.corruption().is_none() {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 /// Messages one source may have half-received at a time; a new one beyond it frees the
 /// source's oldest (the sender gets no reply for it and times out).
 pub const MAX_PER_SOURCE: usize = 16;
+/// How many times its first fragment a message's buffer takes when that fragment arrives.
+const UP_FRONT: usize = 16;
 /// A message none of whose fragments arrived for this long is freed.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -67,7 +69,10 @@ impl Reassembly {
             self.partial.insert(
                 key,
                 Partial {
-                    body: Vec::new(),
+                    // Sixteen times the first fragment (a megabyte for a 64 KiB fragment: one
+                    // allocation for common sizes, no copies as it grows), never more than
+                    // the claimed total; beyond, the buffer grows with what arrives.
+                    body: crate::buffer::recycle::take(total.min(len.saturating_mul(UP_FRONT))),
                     total,
                     touched: now,
                 },

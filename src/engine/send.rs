@@ -50,6 +50,7 @@ impl Engine {
                     dst,
                     lane,
                     consumer,
+                    stream: false,
                 });
             }
             if !local {

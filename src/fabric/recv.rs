@@ -317,13 +317,16 @@ impl Inner {
         }
         let mut deadline = Deadline::after(timeout);
         let mut polls = 0u32;
+        // What comes from other hosts reaches the node only through the engine: it is
+        // polled at every other look then.
+        let every = if self.tcp.is_some() { 2 } else { ENGINE_EVERY };
         loop {
             if self.look(mb, &mut held, sink) {
                 self.take_rest(mb, &mut held, sink);
                 return End::Got;
             }
             polls = polls.wrapping_add(1);
-            if polls % ENGINE_EVERY == 0 {
+            if polls % every == 0 {
                 // Let other receivers of the node, and the engine, have the rings.
                 held = None;
                 let periodic = polls % CHECK_EVERY == 0;

@@ -17,8 +17,10 @@ use std::sync::Arc;
 /// Slots of an inbound ring of frames that came over TCP (1 MiB): a stream brings many
 /// frames at once, which a ring of a lane's size would send to the backlog.
 const TCP_RING_SLOTS: usize = 16 * 1024;
+/// Buffers of backlog frames kept for reuse.
+const SPARE: usize = 64;
 /// Bytes of backlog beyond which no more frames are reaped (see the module documentation).
-const BACKLOG_LIMIT: usize = 16 << 20;
+const BACKLOG_LIMIT: usize = 1 << 20;
 
 /// A frame waiting for room in its ring.
 pub(crate) struct Waiting {
@@ -82,6 +84,7 @@ struct Rings<'a> {
     rings: &'a mut FxHashMap<(u32, u32, Lane), Producer<Region>>,
     backlog: &'a mut std::collections::VecDeque<Waiting>,
     backlog_bytes: &'a mut usize,
+    spare: &'a mut Vec<Vec<u8>>,
     made: &'a mut Vec<Inbound>,
 }
 
@@ -108,6 +111,7 @@ impl Rings<'_> {
                     dst: key.1,
                     lane: key.2,
                     consumer: Box::new(c),
+                    stream: true,
                 });
                 v.insert(p)
             }
@@ -119,7 +123,10 @@ impl Rings<'_> {
                 Err(_) => return Err("a frame its ring cannot take"),
             }
         }
-        let mut bytes = Vec::with_capacity(MSG_HEADER + body.len());
+        // Buffers of frames that left the backlog are reused: allocating and freeing one per
+        // frame makes the allocator give memory back and page it in again.
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        bytes.clear();
         bytes.extend_from_slice(hdr);
         bytes.extend_from_slice(body);
         *self.backlog_bytes += bytes.len();
@@ -159,12 +166,14 @@ impl Engine {
             rings,
             backlog,
             backlog_bytes,
+            spare,
             ..
         } = h;
         let mut into = Rings {
             rings,
             backlog,
             backlog_bytes,
+            spare,
             made: &mut made,
         };
         lock(reactor).poll(&mut |id, ev| match ev {
@@ -237,6 +246,7 @@ impl Engine {
                 rings: &mut h.rings,
                 backlog: &mut h.backlog,
                 backlog_bytes: &mut h.backlog_bytes,
+                spare: &mut h.spare,
                 made: &mut made,
             }
             .deliver(id, key, slot, &hdr, &payload[MSG_HEADER..]),
@@ -271,6 +281,9 @@ impl Engine {
                 Some(Ok(())) | None | Some(Err(PushError::TooLarge | PushError::Corrupt)) => {
                     let w = h.backlog.remove(i).expect("in range");
                     h.backlog_bytes -= w.bytes.len();
+                    if h.spare.len() < SPARE {
+                        h.spare.push(w.bytes);
+                    }
                 }
                 Some(Err(PushError::Full)) => {
                     blocked.push(w.conn);

@@ -77,6 +77,8 @@ pub struct Hosts {
     /// Frames that found their ring full, in arrival order.
     backlog: VecDeque<Waiting>,
     backlog_bytes: usize,
+    /// Buffers of frames that left the backlog, for the next ones.
+    spare: Vec<Vec<u8>>,
     /// What was announced: index -> (generation, hosted).
     announced: FxHashMap<u32, (u64, bool)>,
     announced_epochs: (u64, u64),
@@ -111,6 +113,7 @@ impl Hosts {
             rings: FxHashMap::default(),
             backlog: VecDeque::new(),
             backlog_bytes: 0,
+            spare: Vec::new(),
             announced: FxHashMap::default(),
             announced_epochs: (u64::MAX, u64::MAX),
             force,

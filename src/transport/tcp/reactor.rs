@@ -211,12 +211,37 @@ impl Reactor {
         if c.queued.len() >= QUEUE_LIMIT || held >= REACTOR_LIMIT {
             return Ok(false);
         }
-        c.queued.extend_from_slice(&h.encode());
-        for p in parts {
-            c.queued.extend_from_slice(p);
+        let head = h.encode();
+        // Nothing in flight: straight into the socket from the caller's bytes (one system
+        // call, no completion to reap); what the socket does not take now is queued.
+        let mut written = 0;
+        if !c.sending && c.queued.is_empty() && parts.len() < 8 {
+            let mut iov = [std::io::IoSlice::new(&[]); 8];
+            iov[0] = std::io::IoSlice::new(&head);
+            for (i, p) in parts.iter().enumerate() {
+                iov[i + 1] = std::io::IoSlice::new(p);
+            }
+            match std::io::Write::write_vectored(&mut &c.sock, &iov[..parts.len() + 1]) {
+                Ok(n) if n == head.len() + len => return Ok(true),
+                Ok(n) => written = n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let why = format!("send failed: {e}");
+                    self.fail(id.slot, why.clone());
+                    return Err(Error::io(why, e));
+                }
+            }
+        }
+        let c = self.conn_mut(id)?;
+        let mut skip = written;
+        for part in std::iter::once(&head[..]).chain(parts.iter().copied()) {
+            let from = skip.min(part.len());
+            c.queued.extend_from_slice(&part[from..]);
+            skip -= from;
         }
         let sending = c.sending;
-        self.held += super::wire::HEADER + len;
+        self.held += super::wire::HEADER + len - written;
         if sending {
             // The send in flight may be done: then this frame leaves now with the others.
             self.reap_sends();
@@ -309,7 +334,10 @@ impl Reactor {
             if !reaped {
                 break;
             }
-            let _ = self.ring.submit();
+            // What the completions started (receives armed again, queued frames).
+            if !self.ring.submission().is_empty() {
+                let _ = self.ring.submit();
+            }
         }
         n + self.report_closed(f)
     }

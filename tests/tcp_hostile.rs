@@ -267,3 +267,61 @@ fn address_blobs_of_another_fabric_version_or_key_are_refused() {
     assert_eq!(f.b.insert_peer(&blob).unwrap(), "a");
     f.still_serves();
 }
+
+/// A node that leaves while a peer host sends to it costs that node only: its frames in
+/// flight are dropped, the connection and the other nodes behind it stay.
+#[test]
+fn a_node_leaving_while_frames_to_it_travel_leaves_the_connection_up() {
+    let f = Fabric::new("leave");
+    f.a.register_node(node("a2")).unwrap();
+    f.a.on_receive("a2", |m| Ok(m.data.to_vec())).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while f.b.transport_to("a2").is_err() {
+        assert!(Instant::now() < until, "a2 never announced");
+        f.b.progress();
+    }
+    // Posts go on from before the node leaves until well after.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let sent = std::thread::scope(|s| {
+        let poster = s.spawn(|| {
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                if f.b
+                    .post("b", "a2", &[7u8; 3000], &SendOptions::default())
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            sent
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        f.a.unregister_node("a2").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        poster.join().unwrap()
+    });
+    assert!(sent > 0);
+    assert_eq!(
+        f.metric("tcp_closed"),
+        0.0,
+        "{:?}",
+        f.a.host_close_reasons()
+    );
+    f.still_serves();
+    let e =
+        f.b.send_data(
+            "b",
+            "a2",
+            b"?",
+            &SendOptions {
+                timeout: Duration::from_secs(2),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::NodeNotFound | ErrorKind::Timeout),
+        "{e}"
+    );
+}

@@ -148,6 +148,16 @@ impl Engine {
                 return false;
             }
         };
+        if h.flags & FLAG_DESCRIPTOR != 0 && self.tcp_route(next).is_some() {
+            // Bytes in this host's shared segment cannot follow the frame to another host.
+            self.counters.errors += 1;
+            self.release_descriptor(h, payload);
+            if h.flags & FLAG_ONE_WAY == 0 && FrameKind::from_u8(h.kind) == Some(FrameKind::Data) {
+                let why = "a large message sent by descriptor cannot be forwarded to another host";
+                self.answer_error(None, (at, m.origin), m.id, ErrorKind::NoRouteFound, why);
+            }
+            return false;
+        }
         m.hop += 1;
         let body = &payload[MSG_HEADER..];
         let total = m.total as usize;

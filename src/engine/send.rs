@@ -96,7 +96,8 @@ impl Engine {
             && matches!(o.kind, FrameKind::Data | FrameKind::Response);
         let via = self.via(src, dst)?;
         // Bytes in this host's shared segments do not cross to another host.
-        if by_descriptor && self.tcp_route(via).is_none() {
+        if by_descriptor && self.tcp_route(via).is_none() && !crate::transport::tcp::is_remote(dst)
+        {
             match self.try_push_chunk(src, dst, o, data, offset)? {
                 ChunkPush::Sent(end) => return Ok(Some((end, end == total))),
                 ChunkPush::Full => return Ok(None),

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Handshakes in progress at most.
+const HANDSHAKES: usize = 64;
 /// How long a handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(3);
 /// How long [`HyperFabricProtocol::connect_host`] waits for the peer's nodes.
@@ -39,6 +41,8 @@ pub(super) struct Tcp {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Connections refused by the handshake (wrong key, another fabric, garbage, silence).
     pub(super) refused: Arc<AtomicU64>,
+    /// Handshakes in progress.
+    handshaking: Arc<std::sync::atomic::AtomicUsize>,
     /// Why the latest handshakes failed.
     pub(super) refusals: Arc<Mutex<Vec<String>>>,
 }
@@ -89,6 +93,7 @@ impl Tcp {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Vec::new()),
             refused: Arc::new(AtomicU64::new(0)),
+            handshaking: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             refusals: Arc::new(Mutex::new(Vec::new())),
         };
         if let Some(a) = tcp.advertised() {
@@ -200,9 +205,19 @@ pub(super) fn start(
     Ok(())
 }
 
-/// Runs the server's handshake with a new connection on a thread of its own.
+/// Runs the server's handshake with a new connection on a thread of its own (at most
+/// [`HANDSHAKES`] at once: a flood of connections that say nothing is refused at once
+/// beyond them, and costs neither threads nor descriptors).
 fn accept_one(inner: &Arc<Inner>, mut s: TcpStream, from: SocketAddr) {
     let tcp = inner.tcp.as_ref().expect("listening with TCP");
+    if tcp.handshaking.fetch_add(1, Ordering::AcqRel) >= HANDSHAKES {
+        tcp.handshaking.fetch_sub(1, Ordering::AcqRel);
+        tcp.refusal(format!(
+            "{from}: refused, {HANDSHAKES} handshakes already in progress"
+        ));
+        return;
+    }
+    let handshaking = tcp.handshaking.clone();
     let weak = Arc::downgrade(inner);
     let (fabric, key, joined) = (inner.fabric.clone(), tcp.key.clone(), tcp.joined.clone());
     let (refused, refusals) = (tcp.refused.clone(), tcp.refusals.clone());
@@ -230,8 +245,10 @@ fn accept_one(inner: &Arc<Inner>, mut s: TcpStream, from: SocketAddr) {
                 }
                 Err(e) => refusal(&refused, &refusals, format!("{from}: {e}")),
             }
+            handshaking.fetch_sub(1, Ordering::AcqRel);
         });
     if spawned.is_err() {
+        tcp.handshaking.fetch_sub(1, Ordering::AcqRel);
         tcp.refusal(format!("{from}: no thread for its handshake"));
     }
 }

@@ -186,12 +186,10 @@ impl Inner {
         loop {
             match e.try_send_from(src, dst, o, body, offset)? {
                 Some((_, true)) => {
-                    if !self.running.load(std::sync::atomic::Ordering::Acquire)
-                        && !e.flush_hosts(deadline.instant())
-                    {
-                        return Err(Error::Timeout(format!(
-                            "the connection toward node index {dst} took nothing in time"
-                        )));
+                    if !self.running.load(std::sync::atomic::Ordering::Acquire) {
+                        if let Ok(via) = e.via(src, dst) {
+                            e.flush_toward(via, deadline.instant());
+                        }
                     }
                     return Ok(());
                 }

@@ -4,6 +4,8 @@ pub mod cma;
 pub mod fence;
 pub mod fs;
 mod mapping;
+mod net;
+pub use net::tcp_liveness;
 pub mod process;
 pub mod uring;
 

@@ -31,6 +31,13 @@ use std::sync::{Arc, Mutex};
 pub(super) use inbound::Waiting;
 pub(super) use outbound::TcpOut;
 
+/// How long a send waits for its connection to take what it queued (see
+/// [`Engine::flush_toward`]).
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// What an announcement said of an index: generation, hosted, node id.
+type Said = (u64, bool, super::NodeName);
+
 /// An authenticated connection to another process, handed to the engine.
 #[derive(Debug)]
 pub struct Joined {
@@ -79,8 +86,8 @@ pub struct Hosts {
     backlog_bytes: usize,
     /// Buffers of frames that left the backlog, for the next ones.
     spare: Vec<Vec<u8>>,
-    /// What was announced: index -> (generation, hosted).
-    announced: FxHashMap<u32, (u64, bool)>,
+    /// What was announced: index -> (generation, hosted, id).
+    announced: FxHashMap<u32, Said>,
     announced_epochs: (u64, u64),
     /// Use TCP also toward nodes of this host that a connection hosts.
     force: bool,
@@ -175,30 +182,32 @@ impl Engine {
             .is_some_and(|h| h.links.values().any(|l| l.label == label && l.ready))
     }
 
-    /// Hands the frames queued behind sends in flight to the kernel, waiting (for room in
-    /// the sockets) until `until`: what a call that sent must do before it returns when no
-    /// engine thread runs. `false` when frames are still queued at `until`.
-    pub fn flush_hosts(&mut self, until: std::time::Instant) -> bool {
-        let Some(h) = self.hosts.as_ref() else {
-            return true;
+    /// Hands the frames queued behind a send in flight on the connection toward `via` to
+    /// the kernel, waiting for room in its socket until `until` (at most a few
+    /// milliseconds): what a call that sent does before it returns when no engine thread
+    /// runs. What is still queued then leaves at the next call that drives the engine.
+    pub fn flush_toward(&mut self, via: u32, until: std::time::Instant) {
+        let Some(conn) = self.tcp_route(via) else {
+            return;
         };
-        let reactor = h.reactor.clone();
+        let reactor = self.hosts.as_ref().expect("routed").reactor.clone();
+        let until = until.min(std::time::Instant::now() + FLUSH_WAIT);
         let mut spins = 0u32;
         loop {
-            spins = spins.wrapping_add(1);
             {
                 let mut r = lock(&reactor);
-                if !r.has_queued() {
-                    return true;
+                if !r.is_queued(conn) {
+                    return;
                 }
                 r.reap_sends();
-                if !r.has_queued() {
-                    return true;
+                if !r.is_queued(conn) {
+                    return;
                 }
             }
+            spins = spins.wrapping_add(1);
             // The clock now and then: a read costs as much as a look.
             if spins % 256 == 0 && std::time::Instant::now() >= until {
-                return false;
+                return;
             }
             std::hint::spin_loop();
         }
@@ -241,8 +250,11 @@ impl Engine {
         is_remote(index) || self.tcp_route(index).is_some()
     }
 
-    /// The outbound channel to `via` over connection `conn`.
-    pub(super) fn tcp_out(&self, conn: ConnId, via: u32, lane: Lane) -> Option<TcpOut> {
+    /// The outbound channel to `via` over connection `conn` (what changed in this
+    /// process's nodes is announced first: the first frame of a node registered since
+    /// names it).
+    pub(super) fn tcp_out(&mut self, conn: ConnId, via: u32, lane: Lane) -> Option<TcpOut> {
+        self.announce_changes();
         let h = self.hosts.as_ref()?;
         Some(TcpOut::new(h.reactor.clone(), conn, via, lane))
     }
@@ -311,11 +323,12 @@ impl Engine {
 
     /// Every node this process knows, as announced: hosted ones flagged. With `only`,
     /// those whose (generation, hosted) differs from it.
-    fn announcement(&mut self, only: Option<&FxHashMap<u32, (u64, bool)>>) -> Vec<Announced> {
+    fn announcement(&mut self, only: Option<&FxHashMap<u32, Said>>) -> Vec<Announced> {
         let _ = self.refresh_peers();
         let mut out = Vec::new();
         let mut push = |index: u32, generation: u64, hosted: bool, sig: &NodeSignature| {
-            if only.is_none_or(|a| a.get(&index) != Some(&(generation, hosted))) {
+            let said = (generation, hosted, super::NodeName::intern(&sig.node_id));
+            if only.is_none_or(|a| a.get(&index) != Some(&said)) {
                 out.push(Announced {
                     index,
                     generation,
@@ -349,22 +362,26 @@ impl Engine {
         }
         let before = h.announced.clone();
         let changed = self.announcement(Some(&before));
-        let now: FxHashMap<u32, (u64, bool)> = {
-            let all = self.announcement(None);
-            all.iter()
-                .map(|a| (a.index, (a.generation, a.hosted)))
-                .collect()
-        };
-        let gone: Vec<u32> = before
-            .keys()
-            .filter(|i| !now.contains_key(i))
-            .copied()
+        let now: FxHashMap<u32, Said> = self
+            .announcement(None)
+            .iter()
+            .map(|a| {
+                let id = super::NodeName::intern(&a.signature.node_id);
+                (a.index, (a.generation, a.hosted, id))
+            })
             .collect();
-        if !changed.is_empty() {
-            self.send_announce(None, &Announce::Nodes(changed));
-        }
+        // Indices no longer used, and those now holding another node (withdrawn first,
+        // so the receiver never maps the old node's frames onto the new one).
+        let gone: Vec<u32> = before
+            .iter()
+            .filter(|(i, b)| now.get(i).is_none_or(|n| n.2 != b.2))
+            .map(|(&i, _)| i)
+            .collect();
         if !gone.is_empty() {
             self.send_announce(None, &Announce::Gone(gone));
+        }
+        if !changed.is_empty() {
+            self.send_announce(None, &Announce::Nodes(changed));
         }
         let h = self.hosts.as_mut().expect("checked above");
         h.announced = now;
@@ -399,11 +416,9 @@ impl Engine {
                     dst: 0,
                     lane: Lane::Latency,
                 };
-                // A connection whose queue is full this long is stuck: closed, so its
-                // peer reconnects and learns everything again.
-                if !matches!(r.send(id, &fh, &[body]), Ok(true)) {
-                    r.close(id);
-                }
+                // Past the queue limits: a peer that reads slowly still learns which
+                // nodes exist (a closed connection is reported by the reactor).
+                let _ = r.send_control(id, &fh, body);
             }
         }
     }
@@ -423,6 +438,13 @@ impl Engine {
                         }
                         i
                     } else if let Some(e) = self.peers.get(id_str) {
+                        let force = self.hosts.as_ref().is_some_and(|h| h.force);
+                        if n.hosted && !force {
+                            return Err(Error::DuplicateNode(format!(
+                                "node {id_str:?} is hosted by another process of this host and \
+                                 by the peer host too"
+                            )));
+                        }
                         e.index
                     } else {
                         let h = self.hosts.as_ref().expect("announce without hosts");
@@ -461,18 +483,17 @@ impl Engine {
                 let Some(link) = h.links.get_mut(&id) else {
                     return Ok(());
                 };
-                let mut down = Vec::new();
+                let mut withdrawn = Vec::new();
                 for i in indices {
                     if let Some(mine) = link.theirs.remove(&i) {
                         if let Some(p) = link.hosted.iter().position(|&x| x == mine) {
                             link.hosted.swap_remove(p);
-                            h.route.remove(&mine);
-                            down.push(mine);
                         }
+                        withdrawn.push(mine);
                     }
                 }
-                let downed = h.directory.set_down(&down);
-                self.lost_remote(&downed);
+                let lost = self.unreached(id, &withdrawn);
+                self.lost_remote(&lost);
             }
         }
         Ok(())
@@ -506,31 +527,49 @@ impl Engine {
         while h.reasons.len() > 8 {
             h.reasons.pop_front();
         }
-        // A node another connection hosts too moves to it; the others are down.
-        let mut gone = Vec::new();
-        for &i in &link.hosted {
-            if h.route.get(&i).is_some_and(|c| *c != id) {
-                continue;
-            }
-            match h.links.iter().find(|(_, l)| l.hosted.contains(&i)) {
-                Some((&other, _)) => {
-                    h.route.insert(i, other);
-                }
-                None => {
-                    h.route.remove(&i);
-                    gone.push(i);
-                }
-            }
-        }
-        let remote: Vec<u32> = gone.iter().copied().filter(|&i| is_remote(i)).collect();
-        let mut lost = h.directory.set_down(&remote);
-        lost.extend(gone.iter().filter(|&&i| !is_remote(i)));
         h.backlog.retain(|w| w.conn != id);
         h.backlog_bytes = h.backlog.iter().map(|w| w.bytes.len()).sum();
         // Channels on the closed connection lead nowhere.
         self.out
             .retain(|&(_, dst, _), _| !link.hosted.contains(&dst));
+        let named: Vec<u32> = link.theirs.values().copied().collect();
+        let lost = self.unreached(id, &named);
         self.lost_remote(&lost);
+    }
+
+    /// Of `nodes`, which connection `from` no longer vouches for (it closed, or withdrew
+    /// them), those now unreached: a node another connection hosts moves its route there;
+    /// a node no connection hosts or names any more is down. Returns the unreached.
+    fn unreached(&mut self, from: ConnId, nodes: &[u32]) -> Vec<u32> {
+        let Some(h) = self.hosts.as_mut() else {
+            return Vec::new();
+        };
+        let mut lost = Vec::new();
+        for &n in nodes {
+            let mut others = h.links.iter().filter(|(c, _)| **c != from);
+            let host = others
+                .clone()
+                .find(|(_, l)| l.hosted.contains(&n))
+                .map(|(c, _)| *c);
+            let named = others.any(|(_, l)| l.theirs.values().any(|&m| m == n));
+            let routed = h.route.get(&n).copied();
+            if routed.is_some_and(|c| c != from && h.links.contains_key(&c)) {
+                continue;
+            }
+            if let Some(c) = host {
+                h.route.insert(n, c);
+            } else if routed.is_some() {
+                h.route.remove(&n);
+                lost.push(n);
+            } else if !named && is_remote(n) {
+                // Known only through the connection that let it go.
+                lost.push(n);
+            }
+        }
+        let remote: Vec<u32> = lost.iter().copied().filter(|&i| is_remote(i)).collect();
+        let mut gone = h.directory.set_down(&remote);
+        gone.extend(lost.iter().filter(|&&i| !is_remote(i)));
+        gone
     }
 
     /// Nodes reached over TCP that are gone: their channels are dropped and the requests
@@ -541,6 +580,11 @@ impl Engine {
         }
         self.hops.clear();
         self.out.retain(|&(_, dst, _), _| !nodes.contains(&dst));
+        if let Some(h) = self.hosts.as_mut() {
+            // Their inbound rings go once drained (`drop_gone_inbound`); one made anew
+            // takes their frames when they come back.
+            h.rings.retain(|&(src, _, _), _| !nodes.contains(&src));
+        }
         for &n in nodes {
             self.out_generation.remove(&n);
             self.partial.drop_source(n);

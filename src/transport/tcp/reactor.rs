@@ -61,6 +61,9 @@ const RING_ENTRIES: u32 = 256;
 const BUF_GROUP: u16 = 0;
 const BUF_COUNT: u16 = 64;
 const BUF_SIZE: usize = 16 << 10;
+/// A peer that acknowledges nothing (sent data, or keepalive probes of an idle connection)
+/// for this long is dead: its connection closes (a host that lost power, a cut link).
+const DEAD_AFTER: Duration = Duration::from_secs(5);
 /// How long dropping a reactor waits for the kernel to finish with its connections' memory.
 const DROP_WAIT: Duration = Duration::from_secs(2);
 
@@ -154,6 +157,7 @@ impl Reactor {
     pub fn add(&mut self, sock: TcpStream) -> Result<ConnId> {
         sock.set_nodelay(true)
             .and_then(|()| sock.set_nonblocking(true))
+            .and_then(|()| crate::sys::tcp_liveness(&sock, DEAD_AFTER))
             .map_err(|e| Error::io("setting up a TCP connection", e))?;
         self.generations += 1;
         let conn = Conn {
@@ -199,6 +203,22 @@ impl Reactor {
     /// `Ok(false)` while the connection has [`QUEUE_LIMIT`] bytes queued (try again after a
     /// poll); an error for a closed connection or a frame over the limit.
     pub fn send(&mut self, id: ConnId, h: &FrameHeader, parts: &[&[u8]]) -> Result<bool> {
+        self.send_with(id, h, parts, false)
+    }
+
+    /// [`Reactor::send`] for a control frame: taken even past the queue limits (a
+    /// connection whose peer is slow must still learn which nodes exist).
+    pub fn send_control(&mut self, id: ConnId, h: &FrameHeader, body: &[u8]) -> Result<()> {
+        self.send_with(id, h, &[body], true).map(drop)
+    }
+
+    fn send_with(
+        &mut self,
+        id: ConnId,
+        h: &FrameHeader,
+        parts: &[&[u8]],
+        control: bool,
+    ) -> Result<bool> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > self.max_frame || len != h.slot.len as usize {
             return Err(Error::InvalidArgument(format!(
@@ -208,7 +228,7 @@ impl Reactor {
         }
         let held = self.held;
         let c = self.conn_mut(id)?;
-        if c.queued.len() >= QUEUE_LIMIT || held >= REACTOR_LIMIT {
+        if !control && (c.queued.len() >= QUEUE_LIMIT || held >= REACTOR_LIMIT) {
             return Ok(false);
         }
         let head = h.encode();
@@ -367,6 +387,12 @@ impl Reactor {
             // The sends that completions started.
             let _ = self.ring.submit();
         }
+    }
+
+    /// Whether frames wait on `id` in a queue behind a send in flight.
+    pub fn is_queued(&self, id: ConnId) -> bool {
+        self.conn(id)
+            .is_some_and(|c| c.closed.is_none() && !c.queued.is_empty())
     }
 
     /// Whether frames wait in a queue behind a send in flight (on any connection).
@@ -683,6 +709,10 @@ impl Drop for Reactor {
             if let Some(c) = self.conns[i].as_mut() {
                 c.reported = true;
             }
+        }
+        // Completions `reap_sends` set aside count too.
+        for cqe in std::mem::take(&mut self.later) {
+            self.complete(&cqe, &mut |_, _| ());
         }
         let _ = self.ring.submit();
         let deadline = std::time::Instant::now() + DROP_WAIT;

@@ -1,0 +1,37 @@
+//! Socket options of the TCP transport.
+
+/// Makes a TCP connection fail once its peer has acknowledged nothing for `dead_after`:
+/// keepalive probes on an idle connection (the first after a fifth of it, then every
+/// fifth, five unanswered ones close it), and `TCP_USER_TIMEOUT` for data sent and not
+/// acknowledged.
+pub fn tcp_liveness(
+    sock: &std::net::TcpStream,
+    dead_after: std::time::Duration,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let step = (dead_after.as_secs() / 5).max(1) as libc::c_int;
+    let ms = dead_after.as_millis().min(u32::MAX as u128) as libc::c_uint;
+    let set = |level: libc::c_int, name: libc::c_int, value: &[u8]| -> std::io::Result<()> {
+        // SAFETY: `value` is a live buffer of the option's size; `fd` is an open socket.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                value.as_ptr().cast(),
+                value.len() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, &1i32.to_ne_bytes())?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, &step.to_ne_bytes())?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, &step.to_ne_bytes())?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, &5i32.to_ne_bytes())?;
+    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, &ms.to_ne_bytes())
+}

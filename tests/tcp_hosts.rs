@@ -252,6 +252,11 @@ fn host_role() {
                     Err(e) => format!("{:?} after {} ms", e.kind(), t0.elapsed().as_millis()),
                 }
             }
+            ["ping", src, dst] => match p.ping(src, dst, 64, 5000) {
+                Ok(r) if r.success => format!("{} {}", r.path.join(","), r.latency_ns),
+                Ok(r) => format!("error lost {:?}", r.packet_loss_rate),
+                Err(e) => format!("error {e}"),
+            },
             ["intrude", addr] => {
                 // Another process of the same fabric with the wrong key.
                 let q = HyperFabricProtocol::with_config(ProtocolConfig {
@@ -491,8 +496,15 @@ fn three_hosts(addresses: [String; 3], netns: Option<[String; 3]>, tag: &str) {
     }
     assert_eq!(h2.ask("echo b1 a1 200000 c", Duration::from_secs(60)), "ok");
 
-    // Through the switch on the third host.
+    // Through the switch on the third host: the routing table's path, and the path the
+    // ping's probes took (each host on the way recorded itself).
     assert_eq!(h1.ask("route a2 b2", Duration::from_secs(10)), "a2,s1,b2");
+    let ping = h1.ask("ping a2 b2", Duration::from_secs(30));
+    let (path, latency) = ping.split_once(' ').unwrap();
+    assert_eq!(path, "a2,s1,b2", "{ping}");
+    assert!(latency.parse::<u64>().unwrap() > 0, "{ping}");
+    let direct = h1.ask("ping a1 b1", Duration::from_secs(30));
+    assert!(direct.starts_with("a1,b1 "), "{direct}");
     let before = h3.ask("counters", Duration::from_secs(10));
     assert_eq!(h1.ask("echo a2 b2 70000 -", Duration::from_secs(60)), "ok");
     let after = h3.ask("counters", Duration::from_secs(10));

@@ -143,6 +143,11 @@ impl Engine {
         name
     }
 
+    /// The id of node `index`: hosted here, of this host, or of another host.
+    pub fn node_id(&self, index: u32) -> Option<String> {
+        self.id_of(index)
+    }
+
     pub(super) fn id_of(&self, index: u32) -> Option<String> {
         self.hosted
             .get(&index)

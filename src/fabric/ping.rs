@@ -95,15 +95,13 @@ impl HyperFabricProtocol {
             destination: destination.to_string(),
             latency_ns: rtts.get(rtts.len() / 2).map_or(0, |r| r / 2),
             bandwidth_gbps,
-            path: path_indices
-                .iter()
-                .map(|&i| {
-                    self.inner
-                        .registry
-                        .get(i)
-                        .map_or_else(|| format!("#{i}"), |e| e.signature.node_id)
-                })
-                .collect(),
+            path: {
+                let e = lock(&self.inner.engine);
+                path_indices
+                    .iter()
+                    .map(|&i| e.node_id(i).unwrap_or_else(|| format!("#{i}")))
+                    .collect()
+            },
             packet_loss_rate: lost as f64 / PROBES as f64,
             timestamp: unix_now(),
             success: !rtts.is_empty(),

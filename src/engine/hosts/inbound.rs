@@ -39,9 +39,14 @@ enum Bad {
     Drop,
 }
 
-/// A frame mapped onto this process's indices: its ring's key, slot header and message
-/// header.
-type Mapped = ((u32, u32, Lane), SlotHeader, [u8; MSG_HEADER]);
+/// A frame mapped onto this process's indices: its ring's key, slot header, message header,
+/// and its body when that names nodes too (the path of a ping or pong).
+type Mapped = (
+    (u32, u32, Lane),
+    SlotHeader,
+    [u8; MSG_HEADER],
+    Option<Vec<u8>>,
+);
 
 /// Checks frame `fh` of `link` and maps it: its ring's key, slot header and message header.
 fn translate(
@@ -73,10 +78,29 @@ fn translate(
     let mut m = MsgHeader::decode(payload);
     m.dst = map(m.dst)?;
     m.origin = map(m.origin)?;
+    let body = &payload[MSG_HEADER..];
+    let path = matches!(
+        FrameKind::from_u8(fh.slot.kind),
+        Some(FrameKind::Ping | FrameKind::Pong)
+    ) && m.offset == 0
+        && body.len() == m.total as usize;
+    let meta = fh.slot.aux as usize;
+    let body = (path && meta <= body.len() && meta % 4 == 0).then(|| {
+        // The path of a ping: the indices of the nodes it went through, each mapped (one
+        // this side does not know reads as unknown).
+        let mut b = body.to_vec();
+        for w in b[..meta].chunks_exact_mut(4) {
+            let theirs = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            let mine = link.theirs.get(&theirs).copied().unwrap_or(u32::MAX);
+            w.copy_from_slice(&mine.to_le_bytes());
+        }
+        b
+    });
     Ok((
         (src, dst, fh.lane),
         SlotHeader { src, ..fh.slot },
         m.encode(),
+        body,
     ))
 }
 
@@ -187,9 +211,9 @@ impl Engine {
                 }
                 let Some(link) = links.get(&id) else { return };
                 match translate(link, &hosted, &fh, payload) {
-                    Ok((key, slot, hdr)) => {
-                        if let Err(why) = into.deliver(id, key, slot, &hdr, &payload[MSG_HEADER..])
-                        {
+                    Ok((key, slot, hdr, body)) => {
+                        let body = body.as_deref().unwrap_or(&payload[MSG_HEADER..]);
+                        if let Err(why) = into.deliver(id, key, slot, &hdr, body) {
                             refused.push((id, why.to_string()));
                         }
                     }
@@ -243,14 +267,20 @@ impl Engine {
         };
         let mut made = Vec::new();
         let r = match translate(link, &hosted, fh, payload) {
-            Ok((key, slot, hdr)) => Rings {
+            Ok((key, slot, hdr, body)) => Rings {
                 rings: &mut h.rings,
                 backlog: &mut h.backlog,
                 backlog_bytes: &mut h.backlog_bytes,
                 spare: &mut h.spare,
                 made: &mut made,
             }
-            .deliver(id, key, slot, &hdr, &payload[MSG_HEADER..]),
+            .deliver(
+                id,
+                key,
+                slot,
+                &hdr,
+                body.as_deref().unwrap_or(&payload[MSG_HEADER..]),
+            ),
             Err(Bad::Drop) => {
                 self.counters.errors += 1;
                 Ok(())

@@ -25,6 +25,7 @@ pub mod ring;
 pub mod routing;
 pub mod sync;
 pub mod sys;
+pub mod testbed;
 pub mod topology;
 #[cfg(not(loom))]
 pub mod transport;

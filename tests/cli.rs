@@ -348,3 +348,64 @@ fn demo_runs_the_example_cluster_across_processes_and_cleans_up() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `demo --hosts 3`: the demo across three network namespaces, every message over TCP, and
+/// nothing left behind (namespaces, fabric directories). Without the rights to make
+/// namespaces (as another user), a clear refusal.
+#[test]
+fn demo_across_hosts_runs_over_tcp_and_cleans_up() {
+    let namespaces = || {
+        let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("hfN-"))
+            .count()
+    };
+    if real_uid() != 0 {
+        println!("SKIPPED: demo --hosts makes network namespaces, which needs root here");
+        return;
+    }
+    let before = namespaces();
+    let (code, out, err) = run(&["demo", "--hosts", "3"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(out.contains("3 hosts: this process at 10.231."), "{out}");
+    assert!(out.contains("9 nodes hosted by 3 processes"), "{out}");
+    assert!(
+        out.contains("gpu-01 -> switch-01 -> "),
+        "routes through the switch: {out}"
+    );
+    assert_eq!(
+        out.matches(" ok\n").count(),
+        4,
+        "four checked transfers: {out}"
+    );
+    assert!(out.contains("tcp_connections"), "{out}");
+    assert!(
+        out.contains("the urgent message overtook the bulk transfer"),
+        "{out}"
+    );
+    assert_eq!(namespaces(), before, "namespaces left behind");
+    // Another user may not make namespaces: told so, nothing made.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_hyperfabric"))
+        .args(["demo", "--hosts", "2"])
+        .env("HF_SHM_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("needs root or CAP_NET_ADMIN"), "{err}");
+    assert_eq!(namespaces(), before);
+}
+
+/// This process's real uid.
+fn real_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap()
+}

@@ -5,8 +5,6 @@
 //! killed with SIGKILL and started again; a process with the wrong key is refused.
 
 mod common;
-#[path = "common/netns.rs"]
-mod netns;
 
 use common::{checksum, child_command, child_var, node, test_key, FabricDir};
 use hyperfabric::codec::FabricKey;
@@ -447,7 +445,7 @@ fn three_hosts_on_loopback() {
 
 #[test]
 fn three_hosts_in_network_namespaces() {
-    let net = match netns::Netns::new(3) {
+    let net = match hyperfabric::testbed::Testbed::new(3, false) {
         Ok(n) => n,
         Err(why) => {
             println!("SKIPPED: this machine does not allow network namespaces: {why}");

@@ -25,7 +25,7 @@ mod forward;
 mod frame;
 mod health;
 mod hosts;
-pub use hosts::{HostCounters, Hosts, Joined};
+pub use hosts::{HostCounters, Hosts, IdleWaiter, Joined};
 mod inbox;
 pub mod lent;
 mod lost;

@@ -48,6 +48,7 @@ impl HyperFabricProtocol {
                 const MAX_NAP: Duration = Duration::from_millis(50);
                 const TICK: Duration = Duration::from_millis(1);
                 const POLLS_PER_LOCK: u32 = 16;
+                let waiter = lock(&inner.engine).idle_waiter();
                 let mut idle = 0u32;
                 let mut nap = FIRST_NAP;
                 let mut polls = 0u32;
@@ -118,7 +119,13 @@ impl HyperFabricProtocol {
                                 if holds {
                                     nap = FIRST_NAP;
                                 }
-                                crate::sys::futex_wait(word, token, nap);
+                                // With connections to other hosts, the sleep is in
+                                // io_uring_enter: data from them wakes it as the bell does.
+                                let waited =
+                                    waiter.as_ref().is_some_and(|w| w.wait(word, token, nap));
+                                if !waited {
+                                    crate::sys::futex_wait(word, token, nap);
+                                }
                                 nap = (nap * 2).min(MAX_NAP);
                             } else {
                                 idle = 0;

@@ -360,6 +360,47 @@ impl Drop for BufRing {
     }
 }
 
+/// `struct io_uring_getevents_arg` (`IORING_ENTER_EXT_ARG`).
+#[repr(C)]
+struct GetEventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
+/// Sleeps in `io_uring_enter` on the ring `fd` until a completion is ready or `timeout`
+/// passes, submitting nothing: safe beside threads that submit to the same ring. For a
+/// thread that waits for a ring it does not hold.
+pub fn wait_for_completion(fd: std::os::fd::RawFd, timeout: Duration) {
+    const GETEVENTS: u32 = 1;
+    const EXT_ARG: u32 = 8;
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    let arg = GetEventsArg {
+        sigmask: 0,
+        sigmask_sz: 8,
+        min_wait_usec: 0,
+        ts: &ts as *const libc::timespec as u64,
+    };
+    // SAFETY: `arg` and the timespec it points to outlive the call; with EXT_ARG the kernel
+    // reads exactly `size_of::<GetEventsArg>()` bytes of it. No submission entries are
+    // consumed (to_submit 0), so no memory of the ring's users is touched.
+    unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_enter,
+            fd,
+            0u32,
+            1u32,
+            GETEVENTS | EXT_ARG,
+            &arg as *const GetEventsArg,
+            std::mem::size_of::<GetEventsArg>(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

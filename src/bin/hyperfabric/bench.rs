@@ -351,7 +351,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
                 .into(),
         ));
     }
-    let key_hex = bench_tcp::random_key()?;
+    let key_hex = super::random_key_hex()?;
     let fabric = format!("bench-{}", std::process::id());
     let p = protocol(
         &fabric,

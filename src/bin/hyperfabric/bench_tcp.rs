@@ -14,15 +14,6 @@ use std::process::{Child, Command, Stdio};
 /// The environment variable that carries the fabric key to the bench worker.
 pub const KEY_ENV: &str = "HF_BENCH_KEY";
 
-/// A fresh key, as hex.
-pub fn random_key() -> Result<String, Error> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| Error::io("reading /dev/urandom", e))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
 /// The bench key from the environment (the worker's side).
 pub fn key_from_env() -> Result<FabricKey, Error> {
     FabricKey::from_hex(&std::env::var(KEY_ENV).unwrap_or_default())

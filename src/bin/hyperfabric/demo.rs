@@ -26,7 +26,7 @@ fn checksum(data: &[u8]) -> u64 {
 }
 
 /// Nodes grouped by host (nodes without a host form one more group), in a stable order.
-fn groups(cfg: &FabricConfig) -> Vec<Vec<String>> {
+pub(super) fn groups(cfg: &FabricConfig) -> Vec<Vec<String>> {
     let mut g: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in &cfg.nodes {
         let host = n.host.clone().unwrap_or_else(|| "~fabric".into());
@@ -49,7 +49,11 @@ fn protocol(
     })
 }
 
-fn host_nodes(p: &HyperFabricProtocol, cfg: &FabricConfig, ids: &[String]) -> Result<(), Error> {
+pub(super) fn host_nodes(
+    p: &HyperFabricProtocol,
+    cfg: &FabricConfig,
+    ids: &[String],
+) -> Result<(), Error> {
     for n in cfg.nodes.iter().filter(|n| ids.contains(&n.node_id)) {
         p.register_node(n.clone())?;
         p.on_receive(&n.node_id, |m| Ok(checksum(&m.data).to_le_bytes().to_vec()))?;
@@ -57,15 +61,31 @@ fn host_nodes(p: &HyperFabricProtocol, cfg: &FabricConfig, ids: &[String]) -> Re
     Ok(())
 }
 
-/// A worker process: hosts `nodes` until its stdin closes.
-pub fn worker(config: Option<PathBuf>, fabric: &str, nodes: &str) -> Result<(), Error> {
+/// A worker process: hosts `nodes` until its stdin closes. With `host`, the process of
+/// that host of the configuration's `hosts` section (`demo --hosts`): it hosts that host's
+/// nodes (and connects to the hosts listed before it, again and again until they are up).
+pub fn worker(
+    config: Option<PathBuf>,
+    fabric: &str,
+    nodes: &str,
+    host: Option<String>,
+) -> Result<(), Error> {
     let cfg = load(&Source {
         config,
         json: false,
     })?;
-    let key = FabricKey::from_hex(&std::env::var(KEY_ENV).unwrap_or_default())?;
-    let p = protocol(&cfg, fabric, key)?;
-    let ids: Vec<String> = nodes.split(',').map(str::to_string).collect();
+    let (p, ids): (HyperFabricProtocol, Vec<String>) = match &host {
+        Some(h) => {
+            let p = HyperFabricProtocol::with_config(ProtocolConfig::for_host(&cfg, h)?)?;
+            let ids = cfg.nodes_of(h).iter().map(|n| n.node_id.clone()).collect();
+            (p, ids)
+        }
+        None => {
+            let key = FabricKey::from_hex(&std::env::var(KEY_ENV).unwrap_or_default())?;
+            let ids = nodes.split(',').map(str::to_string).collect();
+            (protocol(&cfg, fabric, key)?, ids)
+        }
+    };
     host_nodes(&p, &cfg, &ids)?;
     p.start_background_services()?;
     println!("ready");
@@ -73,9 +93,9 @@ pub fn worker(config: Option<PathBuf>, fabric: &str, nodes: &str) -> Result<(), 
     Ok(())
 }
 
-struct Worker {
-    child: Child,
-    nodes: Vec<String>,
+pub(super) struct Worker {
+    pub(super) child: Child,
+    pub(super) nodes: Vec<String>,
 }
 
 impl Drop for Worker {
@@ -83,14 +103,6 @@ impl Drop for Worker {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
-}
-
-fn random_key() -> String {
-    let mut b = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut b);
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 pub fn run(config: Option<PathBuf>) -> Result<(), Error> {
@@ -103,7 +115,7 @@ pub fn run(config: Option<PathBuf>) -> Result<(), Error> {
         cfg.fabric.name.chars().take(40).collect::<String>(),
         std::process::id()
     );
-    let key_hex = random_key();
+    let key_hex = super::random_key_hex()?;
     let key = FabricKey::from_hex(&key_hex)?;
     let mut groups = groups(&cfg);
     if groups.len() < 2 {
@@ -153,7 +165,7 @@ pub fn run(config: Option<PathBuf>) -> Result<(), Error> {
     result
 }
 
-fn show(
+pub(super) fn show(
     cfg: &FabricConfig,
     fabric: &str,
     p: &Arc<HyperFabricProtocol>,
@@ -311,7 +323,7 @@ fn show(
 
     println!("\na send with a latency constraint its route cannot meet");
     let strict = SendOptions {
-        latency_constraint_ns: Some(1000),
+        latency_constraint_ns: Some(1),
         ..Default::default()
     };
     match p.send_data(src, &sink, b"x", &strict) {

@@ -61,6 +61,11 @@ enum Command {
         /// Fabric configuration; the built-in example AI cluster when absent.
         #[arg(long, short)]
         config: Option<std::path::PathBuf>,
+        /// Run across this many hosts, each a network namespace joined to the others by
+        /// veth pairs (made and removed by the command; needs root or CAP_NET_ADMIN): the
+        /// nodes' host groups are spread over them and every message crosses TCP.
+        #[arg(long)]
+        hosts: Option<usize>,
     },
     /// Internal: a process of `demo`.
     #[command(hide = true)]
@@ -71,6 +76,9 @@ enum Command {
         nodes: String,
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        /// The host of the configuration's `hosts` section this process is.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Internal: the peer process of `bench`.
     #[command(hide = true)]
@@ -297,6 +305,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// 32 random bytes as hex: a fresh fabric key.
+fn random_key_hex() -> Result<String, Error> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 fn load(source: &Source) -> Result<FabricConfig, Error> {
     match &source.config {
         Some(path) => hyperfabric::config::load_fabric_config(path),
@@ -428,12 +446,20 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Bench(kind) => bench::run(kind),
-        Command::Demo { config } => demo::run(config),
+        Command::Demo {
+            config,
+            hosts: None,
+        } => demo::run(config),
+        Command::Demo {
+            config,
+            hosts: Some(n),
+        } => demo_hosts::run(config, n),
         Command::DemoWorker {
             fabric,
             nodes,
             config,
-        } => demo::worker(config, &fabric, &nodes),
+            host,
+        } => demo::worker(config, &fabric, &nodes, host),
         Command::Worker {
             fabric,
             node,
@@ -514,6 +540,7 @@ fn print_transport(t: &hyperfabric::sys::uring::UringSupport) {
 }
 
 mod demo;
+mod demo_hosts;
 
 mod bench;
 mod bench_tcp;

@@ -13,14 +13,14 @@
 //! [`Hosts::sender`]; a connection that closes marks the nodes its peer hosted down, and the
 //! requests waiting on them fail.
 
+mod announce;
 mod inbound;
 mod outbound;
 
 use super::{Engine, Lane};
-use crate::error::{Error, Result};
-use crate::model::NodeSignature;
+use crate::error::Error;
 use crate::ring::{Producer, Region};
-use crate::transport::tcp::control::{Announce, Announced};
+use crate::transport::tcp::control::Announce;
 use crate::transport::tcp::{is_remote, ConnId, Directory, Reactor};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -56,6 +56,32 @@ pub(super) struct Link {
     pub(super) hosted: Vec<u32>,
     /// Whether its first announcement arrived.
     pub(super) ready: bool,
+}
+
+/// Sleeps for an idle engine thread that has connections: in `io_uring_enter` on the
+/// reactor's ring, woken by data from another host and by the engine's doorbell alike (a
+/// futex wait armed on the ring), without holding the reactor (senders go on meanwhile).
+pub struct IdleWaiter {
+    reactor: Arc<Mutex<Reactor>>,
+    fd: std::os::fd::RawFd,
+}
+
+impl IdleWaiter {
+    /// Sleeps until data arrives, `word` no longer holds `expected` (the doorbell rang),
+    /// or `timeout` passes. `false` when the kernel cannot wait on the doorbell in the ring
+    /// (the caller then waits on the futex itself).
+    pub fn wait(
+        &self,
+        word: &std::sync::atomic::AtomicU32,
+        expected: u32,
+        timeout: std::time::Duration,
+    ) -> bool {
+        if !lock(&self.reactor).arm_bell(word, expected) {
+            return false;
+        }
+        crate::sys::uring::wait_for_completion(self.fd, timeout);
+        true
+    }
 }
 
 /// Counters of the connections between hosts.
@@ -163,6 +189,16 @@ impl Engine {
     /// How the connections to other hosts receive, if there are any.
     pub fn host_mode(&self) -> Option<crate::transport::tcp::RecvMode> {
         self.hosts.as_ref().map(Hosts::mode)
+    }
+
+    /// What an idle engine thread sleeps on when it has connections to other hosts.
+    pub fn idle_waiter(&self) -> Option<IdleWaiter> {
+        let h = self.hosts.as_ref()?;
+        let fd = lock(&h.reactor).ring_fd();
+        Some(IdleWaiter {
+            reactor: h.reactor.clone(),
+            fd,
+        })
     }
 
     /// The counters of the connections to other hosts (zero without them).
@@ -319,184 +355,6 @@ impl Engine {
             let all = self.announcement(None);
             self.send_announce(Some(id), &Announce::Nodes(all));
         }
-    }
-
-    /// Every node this process knows, as announced: hosted ones flagged. With `only`,
-    /// those whose (generation, hosted) differs from it.
-    fn announcement(&mut self, only: Option<&FxHashMap<u32, Said>>) -> Vec<Announced> {
-        let _ = self.refresh_peers();
-        let mut out = Vec::new();
-        let mut push = |index: u32, generation: u64, hosted: bool, sig: &NodeSignature| {
-            let said = (generation, hosted, super::NodeName::intern(&sig.node_id));
-            if only.is_none_or(|a| a.get(&index) != Some(&said)) {
-                out.push(Announced {
-                    index,
-                    generation,
-                    hosted,
-                    signature: sig.clone(),
-                });
-            }
-        };
-        for e in self.peers.values() {
-            push(
-                e.index,
-                e.generation,
-                self.hosted.contains_key(&e.index),
-                &e.signature,
-            );
-        }
-        if let Some(h) = &self.hosts {
-            for n in h.directory.list().iter().filter(|n| n.up) {
-                push(n.index, n.generation, false, &n.signature);
-            }
-        }
-        out
-    }
-
-    /// Announces to every connection what changed since the last announcement.
-    fn announce_changes(&mut self) {
-        let Some(h) = self.hosts.as_ref() else { return };
-        let epochs = (self.registry.nodes_epoch(), h.directory.epoch());
-        if epochs == h.announced_epochs {
-            return;
-        }
-        let before = h.announced.clone();
-        let changed = self.announcement(Some(&before));
-        let now: FxHashMap<u32, Said> = self
-            .announcement(None)
-            .iter()
-            .map(|a| {
-                let id = super::NodeName::intern(&a.signature.node_id);
-                (a.index, (a.generation, a.hosted, id))
-            })
-            .collect();
-        // Indices no longer used, and those now holding another node (withdrawn first,
-        // so the receiver never maps the old node's frames onto the new one).
-        let gone: Vec<u32> = before
-            .iter()
-            .filter(|(i, b)| now.get(i).is_none_or(|n| n.2 != b.2))
-            .map(|(&i, _)| i)
-            .collect();
-        if !gone.is_empty() {
-            self.send_announce(None, &Announce::Gone(gone));
-        }
-        if !changed.is_empty() {
-            self.send_announce(None, &Announce::Nodes(changed));
-        }
-        let h = self.hosts.as_mut().expect("checked above");
-        h.announced = now;
-        h.announced_epochs = epochs;
-    }
-
-    /// Queues announcement `a` on connection `to`, or on all.
-    fn send_announce(&mut self, to: Option<ConnId>, a: &Announce) {
-        let Some(h) = self.hosts.as_mut() else { return };
-        let frames = match a.encode() {
-            Ok(f) => f,
-            Err(e) => {
-                h.reasons.push_back(format!("announcing nodes: {e}"));
-                return;
-            }
-        };
-        let ids: Vec<ConnId> = match to {
-            Some(id) => vec![id],
-            None => h.links.keys().copied().collect(),
-        };
-        let mut r = lock(&h.reactor);
-        for id in ids {
-            for (kind, body) in &frames {
-                let fh = crate::transport::tcp::FrameHeader {
-                    slot: crate::ring::SlotHeader {
-                        len: body.len() as u32,
-                        kind: *kind,
-                        flags: 0,
-                        aux: 0,
-                        src: 0,
-                    },
-                    dst: 0,
-                    lane: Lane::Latency,
-                };
-                // Past the queue limits: a peer that reads slowly still learns which
-                // nodes exist (a closed connection is reported by the reactor).
-                let _ = r.send_control(id, &fh, body);
-            }
-        }
-    }
-
-    /// Applies announcement `a` from connection `id`; an error closes it.
-    fn apply_announce(&mut self, id: ConnId, a: Announce) -> Result<()> {
-        let mut mapped = Vec::new();
-        match a {
-            Announce::Nodes(nodes) => {
-                for n in nodes {
-                    let id_str = n.signature.node_id.as_str();
-                    let mine = if let Some(&i) = self.by_name.get(id_str) {
-                        if n.hosted {
-                            return Err(Error::DuplicateNode(format!(
-                                "node {id_str:?} is hosted here and by the peer host too"
-                            )));
-                        }
-                        i
-                    } else if let Some(e) = self.peers.get(id_str) {
-                        let force = self.hosts.as_ref().is_some_and(|h| h.force);
-                        if n.hosted && !force {
-                            return Err(Error::DuplicateNode(format!(
-                                "node {id_str:?} is hosted by another process of this host and \
-                                 by the peer host too"
-                            )));
-                        }
-                        e.index
-                    } else {
-                        let h = self.hosts.as_ref().expect("announce without hosts");
-                        let label = if n.hosted {
-                            h.links.get(&id).map_or("", |l| l.label.as_str())
-                        } else {
-                            ""
-                        };
-                        h.directory.upsert(&n.signature, n.generation, label)
-                    };
-                    mapped.push((n.index, mine, n.hosted));
-                }
-                let h = self.hosts.as_mut().expect("announce without hosts");
-                let Some(link) = h.links.get_mut(&id) else {
-                    return Ok(());
-                };
-                for (theirs, mine, hosted) in mapped {
-                    link.theirs.insert(theirs, mine);
-                    if hosted {
-                        if !link.hosted.contains(&mine) {
-                            link.hosted.push(mine);
-                        }
-                        // Two processes that dialled each other have two connections: frames
-                        // keep the one they took (switching would reorder them).
-                        let open = |c: &ConnId| *c != id && lock(&h.reactor).is_open(*c);
-                        if !h.route.get(&mine).is_some_and(open) {
-                            h.route.insert(mine, id);
-                        }
-                    }
-                }
-                link.ready = true;
-                self.hops.clear();
-            }
-            Announce::Gone(indices) => {
-                let h = self.hosts.as_mut().expect("announce without hosts");
-                let Some(link) = h.links.get_mut(&id) else {
-                    return Ok(());
-                };
-                let mut withdrawn = Vec::new();
-                for i in indices {
-                    if let Some(mine) = link.theirs.remove(&i) {
-                        if let Some(p) = link.hosted.iter().position(|&x| x == mine) {
-                            link.hosted.swap_remove(p);
-                        }
-                        withdrawn.push(mine);
-                    }
-                }
-                let lost = self.unreached(id, &withdrawn);
-                self.lost_remote(&lost);
-            }
-        }
-        Ok(())
     }
 
     /// Closes connection `id` for `why` (a bad frame from its peer).

@@ -10,6 +10,8 @@
 //! whose stream breaks the framing, ends inside a frame, or fails is closed and reported
 //! once ([`Event::Closed`]); the other connections go on.
 
+mod send;
+
 use super::wire::{Decoder, FrameHeader};
 use crate::error::{Error, Result};
 use crate::sys::uring::BufRing;
@@ -70,6 +72,8 @@ const DROP_WAIT: Duration = Duration::from_secs(2);
 const OP_SEND: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_CANCEL: u64 = 3;
+/// The futex wait on the engine's doorbell (see [`Reactor::arm_bell`]).
+const OP_BELL: u64 = 4;
 
 struct Conn {
     sock: TcpStream,
@@ -108,6 +112,10 @@ pub struct Reactor {
     /// Completions [`Reactor::reap_sends`] took but did not handle (receives), handled first
     /// by the next poll.
     later: Vec<cqueue::Entry>,
+    /// A futex wait on the doorbell is armed on the ring.
+    bell_armed: bool,
+    /// The kernel refused the futex wait (before 6.7): idle engines wait on the futex.
+    bell_unsupported: bool,
 }
 
 impl Reactor {
@@ -145,6 +153,8 @@ impl Reactor {
             held: 0,
             reaped: Vec::new(),
             later: Vec::new(),
+            bell_armed: false,
+            bell_unsupported: false,
         })
     }
 
@@ -198,107 +208,9 @@ impl Reactor {
         Ok(id)
     }
 
-    /// Queues one frame (header `h`, payload the concatenation of `parts`) on `id`, and
-    /// starts sending it unless a send is in flight (it then leaves with the next).
-    /// `Ok(false)` while the connection has [`QUEUE_LIMIT`] bytes queued (try again after a
-    /// poll); an error for a closed connection or a frame over the limit.
-    pub fn send(&mut self, id: ConnId, h: &FrameHeader, parts: &[&[u8]]) -> Result<bool> {
-        self.send_with(id, h, parts, false)
-    }
-
-    /// [`Reactor::send`] for a control frame: taken even past the queue limits (a
-    /// connection whose peer is slow must still learn which nodes exist).
-    pub fn send_control(&mut self, id: ConnId, h: &FrameHeader, body: &[u8]) -> Result<()> {
-        self.send_with(id, h, &[body], true).map(drop)
-    }
-
-    fn send_with(
-        &mut self,
-        id: ConnId,
-        h: &FrameHeader,
-        parts: &[&[u8]],
-        control: bool,
-    ) -> Result<bool> {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > self.max_frame || len != h.slot.len as usize {
-            return Err(Error::InvalidArgument(format!(
-                "a frame of {len} bytes (header says {}) on a connection of frames up to {}",
-                h.slot.len, self.max_frame
-            )));
-        }
-        let held = self.held;
-        let c = self.conn_mut(id)?;
-        if !control && (c.queued.len() >= QUEUE_LIMIT || held >= REACTOR_LIMIT) {
-            return Ok(false);
-        }
-        let head = h.encode();
-        // Nothing in flight: straight into the socket from the caller's bytes (one system
-        // call, no completion to reap); what the socket does not take now is queued.
-        let mut written = 0;
-        if !c.sending && c.queued.is_empty() && parts.len() < 8 {
-            let mut iov = [std::io::IoSlice::new(&[]); 8];
-            iov[0] = std::io::IoSlice::new(&head);
-            for (i, p) in parts.iter().enumerate() {
-                iov[i + 1] = std::io::IoSlice::new(p);
-            }
-            match std::io::Write::write_vectored(&mut &c.sock, &iov[..parts.len() + 1]) {
-                Ok(n) if n == head.len() + len => return Ok(true),
-                Ok(n) => written = n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let why = format!("send failed: {e}");
-                    self.fail(id.slot, why.clone());
-                    return Err(Error::io(why, e));
-                }
-            }
-        }
-        let c = self.conn_mut(id)?;
-        let mut skip = written;
-        for part in std::iter::once(&head[..]).chain(parts.iter().copied()) {
-            let from = skip.min(part.len());
-            c.queued.extend_from_slice(&part[from..]);
-            skip -= from;
-        }
-        let sending = c.sending;
-        self.held += super::wire::HEADER + len - written;
-        if sending {
-            // The send in flight may be done: then this frame leaves now with the others.
-            self.reap_sends();
-        } else {
-            let started = self.start_send(id.slot).and_then(|()| {
-                self.ring
-                    .submit()
-                    .map(drop)
-                    .map_err(|e| Error::io("submitting to io_uring", e))
-            });
-            if let Err(e) = started {
-                self.fail(id.slot, e.to_string());
-                return Err(e);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Whether a frame of `len` payload bytes would be taken by [`Reactor::send`] now
-    /// (`false` for a closed connection too).
-    pub fn has_room(&self, id: ConnId, len: usize) -> bool {
-        len <= self.max_frame
-            && self.held < REACTOR_LIMIT
-            && self
-                .conn(id)
-                .is_some_and(|c| c.closed.is_none() && c.queued.len() < QUEUE_LIMIT)
-    }
-
     /// Whether `id` is open (not closed by either side or by an error).
     pub fn is_open(&self, id: ConnId) -> bool {
         self.conn(id).is_some_and(|c| c.closed.is_none())
-    }
-
-    /// Whether everything queued on `id` went to the kernel's socket buffer.
-    pub fn is_flushed(&self, id: ConnId) -> bool {
-        self.conn(id)
-            .is_none_or(|c| !c.sending && c.queued.is_empty())
     }
 
     /// Closes `id` (what is queued is dropped); its `Closed` event still comes. An id of
@@ -360,47 +272,6 @@ impl Reactor {
             }
         }
         n + self.report_closed(f)
-    }
-
-    /// Handles the completions of sends without delivering anything (receive completions
-    /// wait for the next [`Reactor::poll`]): frames queued behind a send that completed
-    /// go to the kernel now. For a sender whose engine is not polled.
-    pub fn reap_sends(&mut self) {
-        if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
-            let _ = self.ring.submit();
-        }
-        let mut cqes = std::mem::take(&mut self.reaped);
-        cqes.clear();
-        cqes.extend(self.ring.completion());
-        let mut none = |_: ConnId, _: Event<'_>| {};
-        let mut sent = false;
-        for cqe in &cqes {
-            if cqe.user_data() & 0xff == OP_SEND {
-                self.complete(cqe, &mut none);
-                sent = true;
-            } else {
-                self.later.push(cqe.clone());
-            }
-        }
-        self.reaped = cqes;
-        if sent {
-            // The sends that completions started.
-            let _ = self.ring.submit();
-        }
-    }
-
-    /// Whether frames wait on `id` in a queue behind a send in flight.
-    pub fn is_queued(&self, id: ConnId) -> bool {
-        self.conn(id)
-            .is_some_and(|c| c.closed.is_none() && !c.queued.is_empty())
-    }
-
-    /// Whether frames wait in a queue behind a send in flight (on any connection).
-    pub fn has_queued(&self) -> bool {
-        self.conns
-            .iter()
-            .flatten()
-            .any(|c| c.closed.is_none() && !c.queued.is_empty())
     }
 
     /// Sleeps in `io_uring_enter` until a completion comes or `timeout` passes, then
@@ -472,42 +343,17 @@ impl Reactor {
         Ok(())
     }
 
-    /// Hands the queued frames (and the rest of a partly sent flight) to the kernel.
-    fn start_send(&mut self, slot: usize) -> Result<()> {
-        let ud = self.user_data(slot, OP_SEND);
-        let c = self.conns[slot].as_mut().expect("live slot");
-        if c.sent == c.flight.len() {
-            c.flight.clear();
-            if c.flight.capacity() > KEEP_BUFFER {
-                c.flight = Vec::new();
-            }
-            c.sent = 0;
-            std::mem::swap(&mut c.flight, &mut c.queued);
-        }
-        if c.flight.is_empty() {
-            c.sending = false;
-            return Ok(());
-        }
-        let rest = &c.flight[c.sent..];
-        let sqe = opcode::Send::new(
-            types::Fd(c.sock.as_raw_fd()),
-            rest.as_ptr(),
-            rest.len().min(u32::MAX as usize) as u32,
-        )
-        // The kernel sends all of it (waiting for room itself) before it completes.
-        .flags(libc::MSG_WAITALL)
-        .build()
-        .user_data(ud);
-        self.push(sqe)?;
-        let c = self.conns[slot].as_mut().expect("live slot");
-        c.sending = true;
-        c.pending += 1;
-        Ok(())
-    }
-
     /// One completion.
     fn complete(&mut self, cqe: &cqueue::Entry, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
         let ud = cqe.user_data();
+        if ud == OP_BELL {
+            self.bell_armed = false;
+            let res = cqe.result();
+            if res == -libc::EINVAL || res == -libc::ENOSYS || res == -libc::EOPNOTSUPP {
+                self.bell_unsupported = true;
+            }
+            return 0;
+        }
         let (slot, op, generation) = ((ud >> 8 & 0xffff_ffff) as usize, ud & 0xff, ud >> 40);
         let res = cqe.result();
         let more = cqueue::more(cqe.flags());

@@ -1,0 +1,215 @@
+//! The sending side of a [`Reactor`]: frames written straight into the socket when nothing
+//! is in flight, else queued and handed to the kernel in as few `SEND`s as the connection
+//! allows; the completions of sends reaped without delivering anything; and the futex wait
+//! on an engine's doorbell that lets an idle engine sleep on the ring.
+
+use super::*;
+
+impl Reactor {
+    /// Queues one frame (header `h`, payload the concatenation of `parts`) on `id`, and
+    /// starts sending it unless a send is in flight (it then leaves with the next).
+    /// `Ok(false)` while the connection has [`QUEUE_LIMIT`] bytes queued (try again after a
+    /// poll); an error for a closed connection or a frame over the limit.
+    pub fn send(&mut self, id: ConnId, h: &FrameHeader, parts: &[&[u8]]) -> Result<bool> {
+        self.send_with(id, h, parts, false)
+    }
+
+    /// [`Reactor::send`] for a control frame: taken even past the queue limits (a
+    /// connection whose peer is slow must still learn which nodes exist).
+    pub fn send_control(&mut self, id: ConnId, h: &FrameHeader, body: &[u8]) -> Result<()> {
+        self.send_with(id, h, &[body], true).map(drop)
+    }
+
+    fn send_with(
+        &mut self,
+        id: ConnId,
+        h: &FrameHeader,
+        parts: &[&[u8]],
+        control: bool,
+    ) -> Result<bool> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_frame || len != h.slot.len as usize {
+            return Err(Error::InvalidArgument(format!(
+                "a frame of {len} bytes (header says {}) on a connection of frames up to {}",
+                h.slot.len, self.max_frame
+            )));
+        }
+        let held = self.held;
+        let c = self.conn_mut(id)?;
+        if !control && (c.queued.len() >= QUEUE_LIMIT || held >= REACTOR_LIMIT) {
+            return Ok(false);
+        }
+        let head = h.encode();
+        // Nothing in flight: straight into the socket from the caller's bytes (one system
+        // call, no completion to reap); what the socket does not take now is queued.
+        let mut written = 0;
+        if !c.sending && c.queued.is_empty() && parts.len() < 8 {
+            let mut iov = [std::io::IoSlice::new(&[]); 8];
+            iov[0] = std::io::IoSlice::new(&head);
+            for (i, p) in parts.iter().enumerate() {
+                iov[i + 1] = std::io::IoSlice::new(p);
+            }
+            match std::io::Write::write_vectored(&mut &c.sock, &iov[..parts.len() + 1]) {
+                Ok(n) if n == head.len() + len => return Ok(true),
+                Ok(n) => written = n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let why = format!("send failed: {e}");
+                    self.fail(id.slot, why.clone());
+                    return Err(Error::io(why, e));
+                }
+            }
+        }
+        let c = self.conn_mut(id)?;
+        let mut skip = written;
+        for part in std::iter::once(&head[..]).chain(parts.iter().copied()) {
+            let from = skip.min(part.len());
+            c.queued.extend_from_slice(&part[from..]);
+            skip -= from;
+        }
+        let sending = c.sending;
+        self.held += crate::transport::tcp::wire::HEADER + len - written;
+        if sending {
+            // The send in flight may be done: then this frame leaves now with the others.
+            self.reap_sends();
+        } else {
+            let started = self.start_send(id.slot).and_then(|()| {
+                self.ring
+                    .submit()
+                    .map(drop)
+                    .map_err(|e| Error::io("submitting to io_uring", e))
+            });
+            if let Err(e) = started {
+                self.fail(id.slot, e.to_string());
+                return Err(e);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether a frame of `len` payload bytes would be taken by [`Reactor::send`] now
+    /// (`false` for a closed connection too).
+    pub fn has_room(&self, id: ConnId, len: usize) -> bool {
+        len <= self.max_frame
+            && self.held < REACTOR_LIMIT
+            && self
+                .conn(id)
+                .is_some_and(|c| c.closed.is_none() && c.queued.len() < QUEUE_LIMIT)
+    }
+
+    /// Whether everything queued on `id` went to the kernel's socket buffer.
+    pub fn is_flushed(&self, id: ConnId) -> bool {
+        self.conn(id)
+            .is_none_or(|c| !c.sending && c.queued.is_empty())
+    }
+
+    /// Handles the completions of sends without delivering anything (receive completions
+    /// wait for the next [`Reactor::poll`]): frames queued behind a send that completed
+    /// go to the kernel now. For a sender whose engine is not polled.
+    pub fn reap_sends(&mut self) {
+        if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
+            let _ = self.ring.submit();
+        }
+        let mut cqes = std::mem::take(&mut self.reaped);
+        cqes.clear();
+        cqes.extend(self.ring.completion());
+        let mut none = |_: ConnId, _: Event<'_>| {};
+        let mut sent = false;
+        for cqe in &cqes {
+            if cqe.user_data() & 0xff == OP_SEND {
+                self.complete(cqe, &mut none);
+                sent = true;
+            } else {
+                self.later.push(cqe.clone());
+            }
+        }
+        self.reaped = cqes;
+        if sent {
+            // The sends that completions started.
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// Arms a wait on the futex `word` (while it holds `expected`) on the ring, so that a
+    /// thread sleeping in [`crate::sys::uring::wait_for_completion`] on this ring wakes when
+    /// the word is woken, as it does when data arrives. `false` when the kernel has no
+    /// futex waits on io_uring (the caller waits on the futex itself).
+    ///
+    /// The word must stay mapped while the ring lives (an engine's doorbell in its
+    /// registry: the ring is closed first, which cancels the wait).
+    pub fn arm_bell(&mut self, word: &std::sync::atomic::AtomicU32, expected: u32) -> bool {
+        if self.bell_unsupported {
+            return false;
+        }
+        if !self.bell_armed {
+            const FUTEX2_SIZE_U32: u32 = 0x02;
+            let sqe = opcode::FutexWait::new(
+                word.as_ptr().cast_const(),
+                expected as u64,
+                u32::MAX as u64,
+                FUTEX2_SIZE_U32,
+            )
+            .build()
+            .user_data(OP_BELL);
+            if self.push(sqe).is_err() || self.ring.submit().is_err() {
+                return false;
+            }
+            self.bell_armed = true;
+        }
+        true
+    }
+
+    /// The ring's file descriptor (to wait on it without holding the reactor).
+    pub fn ring_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd as _;
+        self.ring.as_raw_fd()
+    }
+
+    /// Whether frames wait on `id` in a queue behind a send in flight.
+    pub fn is_queued(&self, id: ConnId) -> bool {
+        self.conn(id)
+            .is_some_and(|c| c.closed.is_none() && !c.queued.is_empty())
+    }
+
+    /// Whether frames wait in a queue behind a send in flight (on any connection).
+    pub fn has_queued(&self) -> bool {
+        self.conns
+            .iter()
+            .flatten()
+            .any(|c| c.closed.is_none() && !c.queued.is_empty())
+    }
+
+    /// Hands the queued frames (and the rest of a partly sent flight) to the kernel.
+    pub(super) fn start_send(&mut self, slot: usize) -> Result<()> {
+        let ud = self.user_data(slot, OP_SEND);
+        let c = self.conns[slot].as_mut().expect("live slot");
+        if c.sent == c.flight.len() {
+            c.flight.clear();
+            if c.flight.capacity() > KEEP_BUFFER {
+                c.flight = Vec::new();
+            }
+            c.sent = 0;
+            std::mem::swap(&mut c.flight, &mut c.queued);
+        }
+        if c.flight.is_empty() {
+            c.sending = false;
+            return Ok(());
+        }
+        let rest = &c.flight[c.sent..];
+        let sqe = opcode::Send::new(
+            types::Fd(c.sock.as_raw_fd()),
+            rest.as_ptr(),
+            rest.len().min(u32::MAX as usize) as u32,
+        )
+        // The kernel sends all of it (waiting for room itself) before it completes.
+        .flags(libc::MSG_WAITALL)
+        .build()
+        .user_data(ud);
+        self.push(sqe)?;
+        let c = self.conns[slot].as_mut().expect("live slot");
+        c.sending = true;
+        c.pending += 1;
+        Ok(())
+    }
+}

@@ -31,6 +31,8 @@ fn main() {
         .expect("the C header generates");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     header.write_to_file(out.join("hyperfabric.h"));
+    #[cfg(feature = "pmix")]
+    pmix_bindings(&out);
     if std::env::var("HF_UPDATE_HEADER").is_ok_and(|v| v == "1") {
         header.write_to_file(dir.join("include/hyperfabric.h"));
     }
@@ -52,4 +54,44 @@ fn soname_link(major: &str) {
     if std::fs::read_link(&link).is_err() {
         let _ = std::os::unix::fs::symlink("libhyperfabric.so", &link);
     }
+}
+
+/// Bindings to the PMIx client calls the bootstrap uses, from the headers pkg-config names
+/// (`pmix` feature), and the link to libpmix with its run path.
+#[cfg(feature = "pmix")]
+fn pmix_bindings(out: &std::path::Path) {
+    let probe = |arg: &str| -> Vec<String> {
+        let o = std::process::Command::new("pkg-config")
+            .args([arg, "pmix"])
+            .output()
+            .expect("pkg-config runs (the pmix feature needs pkg-config and libpmix-dev)");
+        assert!(
+            o.status.success(),
+            "pkg-config does not know pmix: install libpmix-dev (the pmix feature needs it)"
+        );
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let cflags = probe("--cflags");
+    for flag in probe("--libs") {
+        if let Some(dir) = flag.strip_prefix("-L") {
+            println!("cargo:rustc-link-search=native={dir}");
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+        }
+    }
+    println!("cargo:rustc-link-lib=pmix");
+    bindgen::Builder::default()
+        .header_contents("wrap.h", "#include <pmix.h>\n")
+        .clang_args(cflags)
+        .allowlist_function(
+            "PMIx_(Init|Finalize|Put|Commit|Fence|Get|Error_string|Value_load|Value_destruct)",
+        )
+        .allowlist_type("pmix_(proc|value|info|byte_object)_t")
+        .allowlist_var("PMIX_(SUCCESS|BYTE_OBJECT|UINT32|GLOBAL)")
+        .generate()
+        .expect("bindings to pmix.h generate")
+        .write_to_file(out.join("pmix.rs"))
+        .expect("the bindings are written");
 }

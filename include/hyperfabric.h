@@ -1303,6 +1303,18 @@ hf_status hf_fabric_remove(const char *name,
 hf_status hf_connect_host(const hf_protocol *protocol,
                           const char *address);
 
+// Finds the nodes of every other process of a job started by a PMIx launcher (`srun`,
+// `prterun`, Open MPI's `mpirun`): publishes the address blobs of the nodes this protocol
+// hosts (register them first), waits at a fence of the whole job, and inserts every other
+// rank's nodes, as `hf_insert_peer` does; no MPI call is needed. Their count goes to
+// `*peers`. `HF_ERR_CONFIG` when the library was built without PMIx (cargo feature `pmix`)
+// or the process was not started by a PMIx launcher.
+//
+// # Safety
+// `protocol` is a live handle; `peers` is writable.
+hf_status hf_bootstrap_pmix(const hf_protocol *protocol,
+                            size_t *peers);
+
 // Writes the address blob of hosted node `node_id` into `blob` (`capacity` bytes; at most
 // `HF_ADDRESS_MAX` are needed) and its length into `*len`: what another process passes to
 // `hf_insert_peer`, carried by MPI (`MPI_Allgather`), PMIx or a file.

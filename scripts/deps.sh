@@ -16,6 +16,10 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkgconf)
 ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' || need+=(libclang-dev)
 # The MPI example runs under Debian's Open MPI.
 { command -v mpicc && command -v mpirun; } >/dev/null 2>&1 || need+=(openmpi-bin libopenmpi-dev)
+# The PMIx bootstrap (cargo feature `pmix`) links libpmix, found with pkg-config.
+pkg-config --exists pmix 2>/dev/null || need+=(libpmix-dev)
+# Hosts as network namespaces (the tests between hosts, `demo --hosts`): iproute2.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # The many-users test switches to a second uid with setpriv (util-linux).
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 [ "${#need[@]}" -eq 0 ] && exit 0

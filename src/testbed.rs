@@ -54,6 +54,8 @@ pub struct Testbed {
     hub: String,
     addresses: Vec<String>,
     own: Option<String>,
+    /// The caller's end of its pair, when it joined.
+    own_link: Option<String>,
 }
 
 impl Testbed {
@@ -62,13 +64,25 @@ impl Testbed {
     pub fn new(n: usize, join: bool) -> Result<Testbed> {
         remove_stale();
         let pid = std::process::id();
-        let subnet = pid % 200 + 20;
+        // A subnet no route of the caller's namespace uses yet (another testbed that joined
+        // it, or a real network).
+        let taken = |s: u32| {
+            Command::new("ip")
+                .args(["-4", "route", "show", &format!("10.231.{s}.0/24")])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        };
+        let subnet = (0..200)
+            .map(|k| (pid + k) % 200 + 20)
+            .find(|&s| !join || !taken(s))
+            .unwrap_or(pid % 200 + 20);
         let hub = format!("hfN-{pid}-hub");
         let mut t = Testbed {
             names: Vec::new(),
             hub: hub.clone(),
             addresses: Vec::new(),
             own: None,
+            own_link: None,
         };
         ip(&["netns", "add", &hub])?;
         ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
@@ -86,7 +100,9 @@ impl Testbed {
             // The pair's ends are named after this process: two testbeds never collide.
             let addr = format!("10.231.{subnet}.254");
             let inner = format!("hfo{}", pid % 100_000_000);
-            t.attach(None, &inner, "hfbo", &addr)?;
+            let outer = format!("hfp{}", pid % 100_000_000);
+            t.own_link = Some(inner.clone());
+            t.attach(None, &inner, &outer, &addr)?;
             t.own = Some(addr);
         }
         Ok(t)
@@ -148,6 +164,10 @@ impl Drop for Testbed {
         // Deleting a namespace deletes its ends of the pairs, and so the other ends.
         for n in self.names.iter().chain(std::iter::once(&self.hub)) {
             let _ = ip(&["netns", "del", n]);
+        }
+        if let Some(l) = &self.own_link {
+            // Gone with its peer already, unless a failure left the pair here.
+            let _ = ip(&["link", "del", l]);
         }
     }
 }

@@ -6,12 +6,10 @@
 
 mod common;
 
-use common::{node, test_key, FabricDir};
+use common::{node, tcp_protocol, test_key, FabricDir};
 use hyperfabric::codec::handshake::{self, Credentials};
 use hyperfabric::codec::FabricKey;
-use hyperfabric::fabric::{
-    HyperFabricProtocol, PeerAddress, ProtocolConfig, SendOptions, TcpConfig,
-};
+use hyperfabric::fabric::{HyperFabricProtocol, PeerAddress, SendOptions};
 use hyperfabric::ring::SlotHeader;
 use hyperfabric::transport::channel::Lane;
 use hyperfabric::transport::tcp::{control, FrameHeader};
@@ -19,20 +17,6 @@ use hyperfabric::ErrorKind;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-fn protocol(fabric: &str, key: FabricKey, listen: bool) -> HyperFabricProtocol {
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        key: Some(key),
-        tcp: Some(TcpConfig {
-            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
-            force: true,
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .unwrap()
-}
 
 /// A fabric under attack: `a` (listening, echoing) and a good peer `b` connected to it.
 struct Fabric {
@@ -44,11 +28,11 @@ struct Fabric {
 impl Fabric {
     fn new(tag: &str) -> Fabric {
         let dir = FabricDir(format!("tcp-hostile-{tag}-{}", std::process::id()));
-        let a = protocol(&dir.0, test_key(), true);
+        let a = tcp_protocol(&dir.0, Some(test_key()), true);
         a.register_node(node("a")).unwrap();
         a.on_receive("a", |m| Ok(m.data.to_vec())).unwrap();
         a.start_background_services().unwrap();
-        let b = protocol(&dir.0, test_key(), false);
+        let b = tcp_protocol(&dir.0, Some(test_key()), false);
         b.register_node(node("b")).unwrap();
         b.connect_host(a.listen_address().unwrap()).unwrap();
         Fabric { _dir: dir, a, b }
@@ -224,7 +208,7 @@ fn a_silent_peer_is_dropped_at_the_handshake_deadline_and_holds_nothing_up() {
         .map(|_| TcpStream::connect(f.a.listen_address().unwrap()).unwrap())
         .collect();
     // Meanwhile another process connects and the good peer is served.
-    let c = protocol(&f._dir.0, test_key(), false);
+    let c = tcp_protocol(&f._dir.0, Some(test_key()), false);
     c.register_node(node("c")).unwrap();
     c.connect_host(f.a.listen_address().unwrap()).unwrap();
     assert!(

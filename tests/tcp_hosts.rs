@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{checksum, child_command, child_var, node, test_key, FabricDir};
+use common::{checksum, child_command, child_var, node, tcp_protocol, test_key, FabricDir};
 use hyperfabric::codec::FabricKey;
 use hyperfabric::config::FabricConfig;
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions, TcpConfig};
@@ -21,20 +21,6 @@ use std::time::{Duration, Instant};
 
 const CONFIG: &str = "HF_TCP_TEST_CONFIG";
 const HOST: &str = "HF_TCP_TEST_HOST";
-
-fn tcp_protocol(fabric: &str, key: Option<FabricKey>, listen: bool) -> HyperFabricProtocol {
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        key,
-        tcp: Some(TcpConfig {
-            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
-            force: true,
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .unwrap()
-}
 
 #[test]
 fn two_protocols_of_one_process_talk_over_tcp() {

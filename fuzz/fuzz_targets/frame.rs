@@ -48,11 +48,17 @@ fn opener() -> Opener {
     Opener::new(key())
 }
 
+/// Node ids the fuzz frames are bound to (any pair works: sealing and opening agree).
+const ORIGIN_ID: &str = "fuzz-src";
+const DESTINATION_ID: &str = "fuzz-dst";
+
 /// What a ring carrying a frame with header `h` would say about it.
-fn envelope(h: &WireHeader) -> Envelope {
+fn envelope(h: &WireHeader) -> Envelope<'static> {
     Envelope {
         origin: h.src,
+        origin_id: ORIGIN_ID,
         destination: h.dst,
+        destination_id: DESTINATION_ID,
         destination_generation: 0,
         kind: h.kind as u8,
         request_id: h.request_id,

@@ -217,7 +217,14 @@ fn accept_one(inner: &Arc<Inner>, mut s: TcpStream, from: SocketAddr) {
         ));
         return;
     }
-    let handshaking = tcp.handshaking.clone();
+    // Counted down when the handshake's thread ends, however it ends.
+    struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let slot = Slot(tcp.handshaking.clone());
     let weak = Arc::downgrade(inner);
     let (fabric, key, joined) = (inner.fabric.clone(), tcp.key.clone(), tcp.joined.clone());
     let (refused, refusals) = (tcp.refused.clone(), tcp.refusals.clone());
@@ -245,10 +252,10 @@ fn accept_one(inner: &Arc<Inner>, mut s: TcpStream, from: SocketAddr) {
                 }
                 Err(e) => refusal(&refused, &refusals, format!("{from}: {e}")),
             }
-            handshaking.fetch_sub(1, Ordering::AcqRel);
+            drop(slot);
         });
     if spawned.is_err() {
-        tcp.handshaking.fetch_sub(1, Ordering::AcqRel);
+        // The closure, and its slot, were dropped with the failed spawn.
         tcp.refusal(format!("{from}: no thread for its handshake"));
     }
 }

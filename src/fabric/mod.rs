@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod address;
+mod bootstrap;
 mod buffers;
 mod deadline;
 mod direct;
@@ -29,6 +30,7 @@ pub use crate::engine::mailbox::{MessageRef, Received};
 pub use crate::engine::Message as ReceivedMessage;
 pub use crate::engine::Reply;
 pub use address::{PeerAddress, ADDRESS_MAX};
+pub use bootstrap::PMIX_KEY;
 pub use direct::DirectReceiver;
 pub use endpoint::named::{
     KEPT as NAMED_ENDPOINTS, RENEW_EVERY as NAMED_RENEW_EVERY, WARM as NAMED_WARM,

@@ -5,7 +5,9 @@ pub mod fence;
 pub mod fs;
 mod mapping;
 mod net;
-pub use net::tcp_liveness;
+#[cfg(feature = "pmix")]
+pub mod pmix;
+pub use net::{send_parts, tcp_liveness};
 pub mod process;
 pub mod uring;
 

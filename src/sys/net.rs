@@ -35,3 +35,36 @@ pub fn tcp_liveness(
     set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, &5i32.to_ne_bytes())?;
     set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, &ms.to_ne_bytes())
 }
+
+/// Writes `parts` to the connected socket `sock` without blocking and without `SIGPIPE`
+/// (a peer that reset the connection gives `EPIPE`, never the signal): the bytes written,
+/// or the error (`WouldBlock` when the socket has no room).
+pub fn send_parts(sock: &std::net::TcpStream, parts: &[&[u8]]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut iov: [libc::iovec; 8] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 8];
+    let n = parts.len().min(iov.len());
+    for (v, p) in iov.iter_mut().zip(&parts[..n]) {
+        v.iov_base = p.as_ptr() as *mut libc::c_void;
+        v.iov_len = p.len();
+    }
+    // SAFETY: a zeroed msghdr is valid; it points to `n` iovecs that point to live slices
+    // the kernel only reads during the call.
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = n as _;
+        libc::sendmsg(
+            sock.as_raw_fd(),
+            &msg,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    if sent < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
+    }
+}

@@ -170,3 +170,24 @@ pub fn checksum(data: &[u8]) -> u64 {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+/// A protocol on test fabric `fabric` with TCP (listening on a free loopback port when
+/// `listen`), reaching the nodes of this host over TCP too (two protocols of one test then
+/// talk as two hosts would).
+pub fn tcp_protocol(
+    fabric: &str,
+    key: Option<hyperfabric::codec::FabricKey>,
+    listen: bool,
+) -> hyperfabric::fabric::HyperFabricProtocol {
+    hyperfabric::fabric::HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        key,
+        tcp: Some(hyperfabric::fabric::TcpConfig {
+            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+            force: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .unwrap()
+}

@@ -56,14 +56,19 @@ impl Engine {
             return;
         }
         let before = h.announced.clone();
-        let changed = self.announcement(Some(&before));
-        let now: FxHashMap<u32, Said> = self
-            .announcement(None)
+        // One listing: a node registered meanwhile is in both what is sent and what is
+        // recorded as sent, or in neither.
+        let all = self.announcement(None);
+        let now: FxHashMap<u32, Said> = all
             .iter()
             .map(|a| {
                 let id = crate::engine::NodeName::intern(&a.signature.node_id);
                 (a.index, (a.generation, a.hosted, id))
             })
+            .collect();
+        let changed: Vec<Announced> = all
+            .into_iter()
+            .filter(|a| before.get(&a.index) != now.get(&a.index))
             .collect();
         // Indices no longer used, and those now holding another node (withdrawn first,
         // so the receiver never maps the old node's frames onto the new one).
@@ -132,7 +137,10 @@ impl Engine {
                             )));
                         }
                         i
-                    } else if let Some(e) = self.peers.get(id_str) {
+                    } else if let Some(e) = self.peers.get(id_str).filter(|e| {
+                        // An entry of a process that died is no claim: the node moved.
+                        !n.hosted || crate::sys::process::alive(e.owner_pid, e.owner_start)
+                    }) {
                         let force = self.hosts.as_ref().is_some_and(|h| h.force);
                         if n.hosted && !force {
                             return Err(Error::DuplicateNode(format!(

@@ -31,6 +31,13 @@ pub(crate) struct Waiting {
     pub(super) bytes: Vec<u8>,
 }
 
+impl Waiting {
+    /// The frame's source node.
+    pub(super) fn source(&self) -> u32 {
+        self.key.0
+    }
+}
+
 /// What a frame that cannot be delivered is.
 enum Bad {
     /// The peer broke the protocol: its connection is closed.

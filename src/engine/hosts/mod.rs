@@ -76,8 +76,15 @@ impl IdleWaiter {
         expected: u32,
         timeout: std::time::Duration,
     ) -> bool {
-        if !lock(&self.reactor).arm_bell(word, expected) {
-            return false;
+        {
+            let mut r = lock(&self.reactor);
+            if r.has_later() {
+                // Completions a sender set aside: the next poll takes them, no sleep.
+                return true;
+            }
+            if !r.arm_bell(word, expected) {
+                return false;
+            }
         }
         crate::sys::uring::wait_for_completion(self.fd, timeout);
         true
@@ -385,8 +392,7 @@ impl Engine {
         while h.reasons.len() > 8 {
             h.reasons.pop_front();
         }
-        h.backlog.retain(|w| w.conn != id);
-        h.backlog_bytes = h.backlog.iter().map(|w| w.bytes.len()).sum();
+        // Frames that arrived whole and wait for room are still delivered.
         // Channels on the closed connection lead nowhere.
         self.out
             .retain(|&(_, dst, _), _| !link.hosted.contains(&dst));
@@ -397,7 +403,8 @@ impl Engine {
 
     /// Of `nodes`, which connection `from` no longer vouches for (it closed, or withdrew
     /// them), those now unreached: a node another connection hosts moves its route there;
-    /// a node no connection hosts or names any more is down. Returns the unreached.
+    /// a node `from` hosted and no other connection hosts is down, and so is a node only
+    /// `from` named. Returns the unreached.
     fn unreached(&mut self, from: ConnId, nodes: &[u32]) -> Vec<u32> {
         let Some(h) = self.hosts.as_mut() else {
             return Vec::new();
@@ -441,7 +448,9 @@ impl Engine {
         if let Some(h) = self.hosts.as_mut() {
             // Their inbound rings go once drained (`drop_gone_inbound`); one made anew
             // takes their frames when they come back.
-            h.rings.retain(|&(src, _, _), _| !nodes.contains(&src));
+            let waiting: Vec<u32> = h.backlog.iter().map(|w| w.source()).collect();
+            h.rings
+                .retain(|&(src, _, _), _| !nodes.contains(&src) || waiting.contains(&src));
         }
         for &n in nodes {
             self.out_generation.remove(&n);

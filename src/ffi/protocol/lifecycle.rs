@@ -168,6 +168,29 @@ pub unsafe extern "C" fn hf_connect_host(
     })
 }
 
+/// Finds the nodes of every other process of a job started by a PMIx launcher (`srun`,
+/// `prterun`, Open MPI's `mpirun`): publishes the address blobs of the nodes this protocol
+/// hosts (register them first), waits at a fence of the whole job, and inserts every other
+/// rank's nodes, as `hf_insert_peer` does; no MPI call is needed. Their count goes to
+/// `*peers`. `HF_ERR_CONFIG` when the library was built without PMIx (cargo feature `pmix`)
+/// or the process was not started by a PMIx launcher.
+///
+/// # Safety
+/// `protocol` is a live handle; `peers` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn hf_bootstrap_pmix(
+    protocol: *const hf_protocol,
+    peers: *mut usize,
+) -> hf_status {
+    boundary(|| {
+        let p = self::protocol(protocol)?;
+        // SAFETY: as the caller promised.
+        let peers = unsafe { mut_arg(peers, "peers") }?;
+        *peers = lib(p.bootstrap_pmix())?.len();
+        Ok(())
+    })
+}
+
 /// Largest address blob `hf_node_address` writes.
 pub const HF_ADDRESS_MAX: usize = 256;
 

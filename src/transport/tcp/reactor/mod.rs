@@ -64,8 +64,9 @@ const BUF_GROUP: u16 = 0;
 const BUF_COUNT: u16 = 64;
 const BUF_SIZE: usize = 16 << 10;
 /// A peer that acknowledges nothing (sent data, or keepalive probes of an idle connection)
-/// for this long is dead: its connection closes (a host that lost power, a cut link).
-const DEAD_AFTER: Duration = Duration::from_secs(5);
+/// for this long is dead: its connection closes (a host that lost power, a cut link). Long
+/// enough for a receiver whose reader stalls (a zero window counts too).
+const DEAD_AFTER: Duration = Duration::from_secs(15);
 /// How long dropping a reactor waits for the kernel to finish with its connections' memory.
 const DROP_WAIT: Duration = Duration::from_secs(2);
 
@@ -74,6 +75,8 @@ const OP_RECV: u64 = 2;
 const OP_CANCEL: u64 = 3;
 /// The futex wait on the engine's doorbell (see [`Reactor::arm_bell`]).
 const OP_BELL: u64 = 4;
+/// A no-op that wakes a thread asleep on the ring (see [`Reactor::reap_sends`]).
+const OP_NOP: u64 = 5;
 
 struct Conn {
     sock: TcpStream,
@@ -249,6 +252,10 @@ impl Reactor {
             for cqe in std::mem::take(&mut self.later) {
                 n += self.complete(&cqe, f);
             }
+            // What they started (receives armed again).
+            if !self.ring.submission().is_empty() {
+                let _ = self.ring.submit();
+            }
         }
         loop {
             if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
@@ -346,6 +353,9 @@ impl Reactor {
     /// One completion.
     fn complete(&mut self, cqe: &cqueue::Entry, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
         let ud = cqe.user_data();
+        if ud == OP_NOP {
+            return 0;
+        }
         if ud == OP_BELL {
             self.bell_armed = false;
             let res = cqe.result();

@@ -44,12 +44,10 @@ impl Reactor {
         // call, no completion to reap); what the socket does not take now is queued.
         let mut written = 0;
         if !c.sending && c.queued.is_empty() && parts.len() < 8 {
-            let mut iov = [std::io::IoSlice::new(&[]); 8];
-            iov[0] = std::io::IoSlice::new(&head);
-            for (i, p) in parts.iter().enumerate() {
-                iov[i + 1] = std::io::IoSlice::new(p);
-            }
-            match std::io::Write::write_vectored(&mut &c.sock, &iov[..parts.len() + 1]) {
+            let mut all: [&[u8]; 8] = [&[]; 8];
+            all[0] = &head;
+            all[1..parts.len() + 1].copy_from_slice(parts);
+            match crate::sys::send_parts(&c.sock, &all[..parts.len() + 1]) {
                 Ok(n) if n == head.len() + len => return Ok(true),
                 Ok(n) => written = n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -116,17 +114,24 @@ impl Reactor {
         cqes.extend(self.ring.completion());
         let mut none = |_: ConnId, _: Event<'_>| {};
         let mut sent = false;
+        let later_before = self.later.len();
         for cqe in &cqes {
-            if cqe.user_data() & 0xff == OP_SEND {
+            if cqe.user_data() & 0xff == OP_SEND || cqe.user_data() == OP_BELL {
                 self.complete(cqe, &mut none);
                 sent = true;
             } else {
                 self.later.push(cqe.clone());
             }
         }
+        let deferred = self.later.len() > later_before;
         self.reaped = cqes;
-        if sent {
-            // The sends that completions started.
+        if deferred {
+            // A thread asleep on the ring (an idle engine) must not miss what was set aside
+            // for it: a no-op completes at once and wakes it.
+            let _ = self.push(opcode::Nop::new().build().user_data(OP_NOP));
+        }
+        if sent || deferred {
+            // The sends that completions started, and the no-op.
             let _ = self.ring.submit();
         }
     }
@@ -142,6 +147,7 @@ impl Reactor {
         if self.bell_unsupported {
             return false;
         }
+
         if !self.bell_armed {
             const FUTEX2_SIZE_U32: u32 = 0x02;
             let sqe = opcode::FutexWait::new(
@@ -152,12 +158,21 @@ impl Reactor {
             )
             .build()
             .user_data(OP_BELL);
-            if self.push(sqe).is_err() || self.ring.submit().is_err() {
+            if self.push(sqe).is_err() {
                 return false;
             }
+            // Queued: armed once submitted (a failed submit leaves it for the next).
             self.bell_armed = true;
+            if self.ring.submit().is_err() {
+                return false;
+            }
         }
         true
+    }
+
+    /// Whether completions set aside by [`Reactor::reap_sends`] wait for a poll.
+    pub fn has_later(&self) -> bool {
+        !self.later.is_empty()
     }
 
     /// The ring's file descriptor (to wait on it without holding the reactor).
@@ -203,7 +218,7 @@ impl Reactor {
             rest.len().min(u32::MAX as usize) as u32,
         )
         // The kernel sends all of it (waiting for room itself) before it completes.
-        .flags(libc::MSG_WAITALL)
+        .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
         .build()
         .user_data(ud);
         self.push(sqe)?;

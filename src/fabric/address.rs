@@ -103,6 +103,14 @@ impl PeerAddress {
                 .to_string())
         };
         let (host, fabric, node) = (part()?, part()?, part()?);
+        let tcp_text = if version == 1 { String::new() } else { part()? };
+        // What an address blob can hold (a longer one could not be encoded back; a version 1
+        // blob gains the two length bytes of the fields it lacks).
+        let too_long = || bad(&format!("longer than {ADDRESS_MAX} bytes"));
+        let lacks = if version == 1 { 2 } else { 0 };
+        if blob.len() - rest.len() + lacks > ADDRESS_MAX {
+            return Err(too_long());
+        }
         if version == 1 {
             return Ok(PeerAddress {
                 host,
@@ -112,7 +120,7 @@ impl PeerAddress {
                 key_fingerprint: None,
             });
         }
-        let tcp = match part()?.as_str() {
+        let tcp = match tcp_text.as_str() {
             "" => None,
             a => Some(
                 a.parse()
@@ -120,6 +128,9 @@ impl PeerAddress {
             ),
         };
         let (&n, tail) = rest.split_first().ok_or_else(|| bad("truncated"))?;
+        if blob.len() - tail.len() + n as usize > ADDRESS_MAX {
+            return Err(too_long());
+        }
         let key_fingerprint = match n {
             0 => None,
             8 => Some(*tail.first_chunk::<8>().ok_or_else(|| bad("truncated"))?),
@@ -273,6 +284,7 @@ mod tests {
             v
         };
         assert!(why(&raw("nonsense", &[0])).contains("not an address"));
+        assert!(why(&raw(&"x".repeat(250), &[0])).contains("longer than 256"));
         assert!(why(&raw("", &[3, 1, 2, 3])).contains("fingerprint"));
         assert!(why(&raw("", &[8, 1, 2])).contains("truncated"));
         assert!(why(&raw("", &[])).contains("truncated"));

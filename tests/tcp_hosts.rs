@@ -48,14 +48,18 @@ fn two_protocols_of_one_process_talk_over_tcp() {
 
 #[test]
 fn a_protocol_without_key_or_insecure_is_refused() {
+    let fabric = format!("tcp-nokey-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
     let e = HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(format!("tcp-nokey-{}", std::process::id())),
+        fabric_name: Some(fabric.clone()),
         tcp: Some(TcpConfig::default()),
         ..Default::default()
     })
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("insecure"), "{e}");
+    // Refused before the fabric's host state was touched.
+    assert!(!hyperfabric::sys::state_root().join(&fabric).exists());
 }
 
 // ---- three hosts ----------------------------------------------------------------------

@@ -25,7 +25,6 @@ impl HyperFabricProtocol {
             .fabric_name
             .clone()
             .unwrap_or_else(|| "default".into());
-        let registry = Registry::open(&fabric)?;
         let o = &config.options;
         if o.buffer_pool_size == 0 || o.max_packet_size < crate::config::MIN_PACKET_SIZE {
             return Err(Error::InvalidArgument(format!(
@@ -33,6 +32,23 @@ impl HyperFabricProtocol {
                 crate::config::MIN_PACKET_SIZE
             )));
         }
+        // What can fail without touching the fabric's host state comes first: a protocol
+        // refused here leaves no fabric directory behind.
+        let mut config = config;
+        if config.tcp.is_none() {
+            config.tcp = super::TcpConfig::from_env()?;
+        }
+        let (tcp, hosts, listener) = match &config.tcp {
+            Some(t) => {
+                let max_frame = crate::ring::max_payload(crate::engine::BULK_SLOTS);
+                let (tcp, hosts, listener) =
+                    super::hosts::Tcp::new(t, config.key.as_ref(), max_frame)?;
+                (Some(tcp), Some(hosts), listener)
+            }
+            None => (None, None, None),
+        };
+        let registry = Registry::open(&fabric)?;
+        let o = &config.options;
         let topology = TopologyManager::with_options(crate::routing::RoutingOptions {
             enable_ml_optimization: o.enable_ml_routing,
             enable_quantum_optimization: o.enable_quantum_optimization,
@@ -49,20 +65,9 @@ impl HyperFabricProtocol {
             config.options.max_packet_size as usize,
         );
         engine.set_coalescing(config.coalescing);
-        let mut config = config;
-        if config.tcp.is_none() {
-            config.tcp = super::TcpConfig::from_env()?;
+        if let Some(h) = hosts {
+            engine.set_hosts(h);
         }
-        let (tcp, listener) = match &config.tcp {
-            Some(t) => {
-                let max_frame = crate::ring::max_payload(crate::engine::BULK_SLOTS);
-                let (tcp, hosts, listener) =
-                    super::hosts::Tcp::new(t, config.key.as_ref(), max_frame)?;
-                engine.set_hosts(hosts);
-                (Some(tcp), listener)
-            }
-            None => (None, None),
-        };
         let inner = Arc::new(Inner {
             engine_token: engine.token(),
             sent_later: Default::default(),

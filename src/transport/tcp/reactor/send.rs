@@ -187,14 +187,6 @@ impl Reactor {
             .is_some_and(|c| c.closed.is_none() && !c.queued.is_empty())
     }
 
-    /// Whether frames wait in a queue behind a send in flight (on any connection).
-    pub fn has_queued(&self) -> bool {
-        self.conns
-            .iter()
-            .flatten()
-            .any(|c| c.closed.is_none() && !c.queued.is_empty())
-    }
-
     /// Hands the queued frames (and the rest of a partly sent flight) to the kernel.
     pub(super) fn start_send(&mut self, slot: usize) -> Result<()> {
         let ud = self.user_data(slot, OP_SEND);

@@ -117,6 +117,13 @@ pub fn fragment_limit(lane: Lane, max_packet: usize) -> usize {
         .min(max_packet.max(MSG_HEADER + 64) - MSG_HEADER)
 }
 
+/// Largest fragment of body for frames over TCP to the node that hosts them, limited to
+/// `max_packet` bytes.
+fn tcp_fragment_limit(max_packet: usize) -> usize {
+    (crate::transport::tcp::MAX_FRAME - MSG_HEADER)
+        .min(max_packet.max(MSG_HEADER + 64) - MSG_HEADER)
+}
+
 struct Hosted {
     id: NodeName,
     /// Registration generation (sealed frames for this node are bound to it).

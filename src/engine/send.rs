@@ -104,7 +104,13 @@ impl Engine {
                 ChunkPush::NoChunk => {}
             }
         }
-        let limit = fragment_limit(lane, self.max_packet);
+        // Straight to the process hosting the destination over TCP: frames as large as a
+        // connection carries (fewer frames, fewer system calls on both sides).
+        let limit = if via == dst && self.tcp_route(via).is_some() {
+            super::tcp_fragment_limit(self.max_packet)
+        } else {
+            fragment_limit(lane, self.max_packet)
+        };
         let p = self.producer(src, via, lane)?;
         match push_fragment(p, (src, dst), o, data, offset, limit) {
             Ok(end) => {

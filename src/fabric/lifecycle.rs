@@ -40,7 +40,7 @@ impl HyperFabricProtocol {
         }
         let (tcp, hosts, listener) = match &config.tcp {
             Some(t) => {
-                let max_frame = crate::ring::max_payload(crate::engine::BULK_SLOTS);
+                let max_frame = crate::transport::tcp::MAX_FRAME;
                 let (tcp, hosts, listener) =
                     super::hosts::Tcp::new(t, config.key.as_ref(), max_frame)?;
                 (Some(tcp), Some(hosts), listener)

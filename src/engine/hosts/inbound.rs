@@ -73,9 +73,6 @@ fn translate(
     if payload.len() < MSG_HEADER {
         return Err(Bad::Refuse("a frame shorter than its message header"));
     }
-    if payload.len() > ring::max_payload(lane_slots(fh.lane)) {
-        return Err(Bad::Refuse("a frame larger than its lane carries"));
-    }
     let map = |i: u32| link.theirs.get(&i).copied().ok_or(Bad::Drop);
     let (src, dst) = (map(fh.slot.src)?, map(fh.dst)?);
     if !hosted(dst) {
@@ -83,6 +80,13 @@ fn translate(
         return Err(Bad::Drop);
     }
     let mut m = MsgHeader::decode(payload);
+    // Frames to the node that receives them may be as large as a connection carries; a frame
+    // that goes on from here must fit a lane of this host's rings.
+    if m.dst != fh.dst && payload.len() > ring::max_payload(lane_slots(fh.lane)) {
+        return Err(Bad::Refuse(
+            "a frame to be forwarded that is larger than its lane carries",
+        ));
+    }
     m.dst = map(m.dst)?;
     m.origin = map(m.origin)?;
     let body = &payload[MSG_HEADER..];

@@ -2,10 +2,9 @@
 //! (with the receiving node and lane, since one connection carries every channel between
 //! two processes) and checks what another host sent; [`reactor`] drives the connections
 //! of an engine with one io_uring (batched sends, a multishot receive per connection into
-//! provided buffers, or single receives where the kernel lacks them).
-//!
-//! The engine does not open these connections yet: they are the layer the transport
-//! between hosts is built on, tested here on loopback.
+//! provided buffers, or single receives where the kernel lacks them); [`control`] and
+//! [`directory`] are the announcements of nodes and the indices of other hosts' nodes.
+//! The engine's side of the connections is `engine::hosts`.
 
 pub mod control;
 pub mod directory;
@@ -15,6 +14,12 @@ pub mod wire;
 pub use directory::{is_remote, Directory, RemoteNode, REMOTE_BASE};
 pub use reactor::{ConnId, Event, Reactor, RecvMode};
 pub use wire::{Decoder, FrameHeader};
+
+/// Largest frame payload on a connection (message header included). A message to a node
+/// that the process at the other end hosts travels in fragments of this size (or of the
+/// fabric's `max_packet_size`, when smaller): fewer, larger frames than a shared-memory
+/// lane's; a frame that must be forwarded on this host still fits its lane.
+pub const MAX_FRAME: usize = 256 << 10;
 
 #[cfg(test)]
 mod tests;

@@ -48,8 +48,12 @@ pub enum Event<'a> {
     Closed(&'a str),
 }
 
-/// Bytes queued on a connection beyond which [`Reactor::send`] refuses more for now.
-const QUEUE_LIMIT: usize = 16 << 20;
+/// Bytes queued on a connection beyond which [`Reactor::send`] refuses more for now. The
+/// kernel's socket buffer is the queue (it grows to megabytes): a queue of our own only
+/// batches frames that come while a send is in flight. Kept small, the buffers stay under
+/// [`KEEP_BUFFER`] and are reused: freeing and faulting in megabytes per send cost more
+/// than the data's copy.
+const QUEUE_LIMIT: usize = 256 << 10;
 /// Bytes queued on all connections of a reactor beyond which it refuses more for now.
 const REACTOR_LIMIT: usize = 64 << 20;
 /// A send buffer larger than this is freed once sent (a burst does not keep its memory).
@@ -58,11 +62,11 @@ const KEEP_BUFFER: usize = 1 << 20;
 const SINGLE_BUF: usize = 64 << 10;
 /// Entries of the submission queue.
 const RING_ENTRIES: u32 = 256;
-/// The provided buffers of [`RecvMode::Multishot`]: group, count and size (1 MiB in all,
+/// The provided buffers of [`RecvMode::Multishot`]: group, count and size (4 MiB in all,
 /// shared by the connections; each is given back as soon as its bytes are cut into frames).
 const BUF_GROUP: u16 = 0;
 const BUF_COUNT: u16 = 64;
-const BUF_SIZE: usize = 16 << 10;
+const BUF_SIZE: usize = 64 << 10;
 /// A peer that acknowledges nothing (sent data, or keepalive probes of an idle connection)
 /// for this long is dead: its connection closes (a host that lost power, a cut link). Long
 /// enough for a receiver whose reader stalls (a zero window counts too).

@@ -34,11 +34,10 @@ impl Reactor {
                 h.slot.len, self.max_frame
             )));
         }
-        let held = self.held;
-        let c = self.conn_mut(id)?;
-        if !control && (c.queued.len() >= QUEUE_LIMIT || held >= REACTOR_LIMIT) {
+        if !control && !self.room(id)? {
             return Ok(false);
         }
+        let c = self.conn_mut(id)?;
         let head = h.encode();
         // Nothing in flight: straight into the socket from the caller's bytes (one system
         // call, no completion to reap); what the socket does not take now is queued.
@@ -88,12 +87,24 @@ impl Reactor {
 
     /// Whether a frame of `len` payload bytes would be taken by [`Reactor::send`] now
     /// (`false` for a closed connection too).
-    pub fn has_room(&self, id: ConnId, len: usize) -> bool {
-        len <= self.max_frame
-            && self.held < REACTOR_LIMIT
-            && self
-                .conn(id)
-                .is_some_and(|c| c.closed.is_none() && c.queued.len() < QUEUE_LIMIT)
+    pub fn has_room(&mut self, id: ConnId, len: usize) -> bool {
+        len <= self.max_frame && self.room(id).unwrap_or(false)
+    }
+
+    /// Whether `id` takes more frames now: its queue and the reactor's are under their
+    /// limits, once the sends that completed are reaped (a sender whose engine is not
+    /// polled finds room as the kernel takes its bytes). An error for a closed connection.
+    fn room(&mut self, id: ConnId) -> Result<bool> {
+        let under = |r: &mut Reactor| -> Result<bool> {
+            let held = r.held;
+            let c = r.conn_mut(id)?;
+            Ok(c.queued.len() < QUEUE_LIMIT && held < REACTOR_LIMIT)
+        };
+        if under(self)? {
+            return Ok(true);
+        }
+        self.reap_sends();
+        under(self)
     }
 
     /// Whether everything queued on `id` went to the kernel's socket buffer.

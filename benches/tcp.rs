@@ -62,11 +62,11 @@ fn next_frame(r: &mut Reactor) -> usize {
 fn reactor_round_trips(c: &mut Criterion) {
     for mode in [RecvMode::Multishot, RecvMode::Single] {
         let (a_sock, b_sock) = pair();
-        let mut a = Reactor::new(1 << 20, Some(mode)).unwrap();
+        let mut a = Reactor::new(1 << 20, Some(mode), false).unwrap();
         let ca: ConnId = a.add(a_sock).unwrap();
         let echo = std::thread::spawn(move || {
             pin(1);
-            let mut b = Reactor::new(1 << 20, Some(mode)).unwrap();
+            let mut b = Reactor::new(1 << 20, Some(mode), false).unwrap();
             let cb = b.add(b_sock).unwrap();
             let mut back = vec![0u8; 1 << 20];
             loop {

@@ -46,6 +46,58 @@ fn two_protocols_of_one_process_talk_over_tcp() {
     assert!(info.performance_metrics["bytes_sent"] > 0.0);
 }
 
+/// With `sqpoll`, a kernel thread polls each engine's ring: posts of one frame and of
+/// several (up to 300 KB) and a request cross in order, and the mode says so.
+#[test]
+fn rings_polled_by_a_kernel_thread_carry_posts_and_requests() {
+    let f = FabricDir(format!("tcp-sqpoll-{}", std::process::id()));
+    let make = |listen: bool| {
+        HyperFabricProtocol::with_config(ProtocolConfig {
+            fabric_name: Some(f.0.clone()),
+            key: Some(test_key()),
+            tcp: Some(TcpConfig {
+                listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+                force: true,
+                sqpoll: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let (a, b) = (make(true), make(false));
+    for p in [&a, &b] {
+        assert_eq!(
+            p.transport_mode().as_deref(),
+            Some("io_uring multishot, sqpoll")
+        );
+    }
+    a.register_node(node("a")).unwrap();
+    a.on_receive("a", |m| Ok(m.data.iter().rev().copied().collect()))
+        .unwrap();
+    a.start_background_services().unwrap();
+    b.register_node(node("b")).unwrap();
+    b.connect_host(a.listen_address().unwrap()).unwrap();
+    let back = b
+        .send_data("b", "a", b"hello", &SendOptions::default())
+        .unwrap();
+    assert_eq!(back, b"olleh");
+    let sizes: Vec<usize> = (0..40).map(|i| (i * 7919) % 300_000).collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for (i, &n) in sizes.iter().enumerate() {
+                let d: Vec<u8> = (0..n).map(|k| (k ^ i) as u8).collect();
+                a.post("a", "b", &d, &SendOptions::default()).unwrap();
+            }
+        });
+        for (i, &n) in sizes.iter().enumerate() {
+            let m = b.recv("b", Duration::from_secs(20)).unwrap();
+            assert_eq!(m.data.len(), n, "message {i}");
+            assert!(m.data.iter().enumerate().all(|(k, &x)| x == (k ^ i) as u8));
+        }
+    });
+}
+
 #[test]
 fn a_protocol_without_key_or_insecure_is_refused() {
     let fabric = format!("tcp-nokey-{}", std::process::id());

@@ -63,8 +63,9 @@ impl Tcp {
             ));
         }
         let directory = Arc::new(Directory::default());
+        let sqpoll = config.sqpoll || super::options::sqpoll_from_env()?;
         let hosts = Hosts::new(
-            Reactor::new(max_frame, None)?,
+            Reactor::new(max_frame, None, sqpoll)?,
             directory.clone(),
             config.force,
         );
@@ -365,16 +366,21 @@ impl HyperFabricProtocol {
     }
 
     /// How connections to other hosts receive (`"io_uring multishot"`: a multishot receive
-    /// into provided buffers; `"io_uring single"`: one receive at a time), if TCP is
+    /// into provided buffers; `"io_uring single"`: one receive at a time; `", sqpoll"` after
+    /// it when a kernel thread polls the ring, see [`super::TcpConfig::sqpoll`]), if TCP is
     /// configured.
     pub fn transport_mode(&self) -> Option<String> {
         self.inner.tcp.as_ref()?;
-        lock(&self.inner.engine).host_mode().map(|m| {
-            match m {
+        lock(&self.inner.engine).host_mode().map(|(m, sqpoll)| {
+            let m = match m {
                 crate::transport::tcp::RecvMode::Multishot => "io_uring multishot",
                 crate::transport::tcp::RecvMode::Single => "io_uring single",
+            };
+            if sqpoll {
+                format!("{m}, sqpoll")
+            } else {
+                m.to_string()
             }
-            .to_string()
         })
     }
 

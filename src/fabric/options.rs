@@ -70,6 +70,12 @@ pub struct TcpConfig {
     /// Reach nodes of this host over TCP too when a connection hosts them (tests and
     /// benchmarks of the TCP path on one machine).
     pub force: bool,
+    /// Submission and completion by a kernel thread that polls the engine's io_uring
+    /// (`IORING_SETUP_SQPOLL`; also set by `HF_TCP_SQPOLL=1` in the environment): receives complete without
+    /// this process entering the kernel, at the cost of a thread that spins while there is
+    /// traffic (it sleeps after [`SQPOLL_IDLE`](crate::transport::tcp::reactor::SQPOLL_IDLE)
+    /// without work). Refused with an error where the kernel refuses it.
+    pub sqpoll: bool,
 }
 
 impl Default for ProtocolConfig {
@@ -120,7 +126,20 @@ impl TcpConfig {
             peers: Vec::new(),
             insecure,
             force: true,
+            sqpoll: false,
         }))
+    }
+}
+
+/// `HF_TCP_SQPOLL`: whether the engine's io_uring is polled by a kernel thread (see
+/// [`TcpConfig::sqpoll`]).
+pub fn sqpoll_from_env() -> crate::Result<bool> {
+    match std::env::var("HF_TCP_SQPOLL").ok().as_deref() {
+        None | Some("") | Some("0") => Ok(false),
+        Some("1") => Ok(true),
+        Some(v) => Err(crate::Error::Config(format!(
+            "HF_TCP_SQPOLL={v:?}: expected 0 or 1"
+        ))),
     }
 }
 
@@ -146,6 +165,7 @@ impl ProtocolConfig {
                 peers: before.map(|h| h.address).collect(),
                 insecure: cfg.fabric.insecure,
                 force: false,
+                sqpoll: false,
             }),
             ..Default::default()
         })

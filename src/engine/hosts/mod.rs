@@ -177,9 +177,10 @@ impl Hosts {
         self.sender.clone()
     }
 
-    /// The receive mode of the reactor.
-    pub fn mode(&self) -> crate::transport::tcp::RecvMode {
-        lock(&self.reactor).mode()
+    /// The receive mode of the reactor, and whether a kernel thread polls its ring.
+    pub fn mode(&self) -> (crate::transport::tcp::RecvMode, bool) {
+        let r = lock(&self.reactor);
+        (r.mode(), r.sqpoll())
     }
 }
 
@@ -194,7 +195,7 @@ impl Engine {
     }
 
     /// How the connections to other hosts receive, if there are any.
-    pub fn host_mode(&self) -> Option<crate::transport::tcp::RecvMode> {
+    pub fn host_mode(&self) -> Option<(crate::transport::tcp::RecvMode, bool)> {
         self.hosts.as_ref().map(Hosts::mode)
     }
 

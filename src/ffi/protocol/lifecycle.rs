@@ -97,6 +97,7 @@ pub unsafe extern "C" fn hf_protocol_new(
                     peers: Vec::new(),
                     insecure: o.tcp_insecure,
                     force: o.tcp_force,
+                    sqpoll: o.tcp_sqpoll,
                 });
             }
             if !o.key.is_null() {

@@ -60,6 +60,11 @@ pub struct hf_protocol_options {
     /// Reach nodes of this host over TCP too when a connection hosts them (default false;
     /// for measuring TCP on one machine).
     pub tcp_force: bool,
+    /// Poll the engine's io_uring with a kernel thread (`IORING_SETUP_SQPOLL`, default
+    /// false; also set by `HF_TCP_SQPOLL=1`): receives complete without entering the kernel,
+    /// for a thread that spins while there is traffic. `hf_protocol_new` fails where the
+    /// kernel refuses it.
+    pub tcp_sqpoll: bool,
 }
 
 /// A node signature (`hf_register_node`). Fill with `hf_node_signature_init`, then set at
@@ -164,6 +169,7 @@ pub unsafe extern "C" fn hf_protocol_options_init(options: *mut hf_protocol_opti
             tcp_listen: std::ptr::null(),
             tcp_insecure: false,
             tcp_force: false,
+            tcp_sqpoll: false,
         };
         Ok(())
     })

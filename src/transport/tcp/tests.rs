@@ -22,7 +22,7 @@ fn reactor(mode: RecvMode) -> Option<Reactor> {
         eprintln!("skipped: no multishot receives on kernel {}", s.kernel);
         return None;
     }
-    Some(Reactor::new(MAX, Some(mode)).expect("a reactor where the probe found io_uring"))
+    Some(Reactor::new(MAX, Some(mode), false).expect("a reactor where the probe found io_uring"))
 }
 
 fn pair() -> (TcpStream, TcpStream) {

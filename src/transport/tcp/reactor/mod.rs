@@ -60,6 +60,9 @@ const REACTOR_LIMIT: usize = 64 << 20;
 const KEEP_BUFFER: usize = 1 << 20;
 /// Receive buffer of a connection in [`RecvMode::Single`].
 const SINGLE_BUF: usize = 64 << 10;
+/// How long the kernel thread of a ring set up with SQPOLL polls without work before it
+/// sleeps (the next submission wakes it, at the cost of a system call).
+pub const SQPOLL_IDLE: Duration = Duration::from_millis(10);
 /// Entries of the submission queue.
 const RING_ENTRIES: u32 = 256;
 /// The provided buffers of [`RecvMode::Multishot`]: group, count and size (4 MiB in all,
@@ -108,6 +111,8 @@ struct Conn {
 pub struct Reactor {
     ring: IoUring,
     mode: RecvMode,
+    /// The ring is polled by a kernel thread (SQPOLL).
+    sqpoll: bool,
     bufs: Option<BufRing>,
     conns: Vec<Option<Conn>>,
     generations: u64,
@@ -127,17 +132,29 @@ pub struct Reactor {
 
 impl Reactor {
     /// A reactor for frames of at most `max_frame` payload bytes, receiving in `mode`
-    /// (`None`: multishot where the kernel offers it, see [`crate::sys::uring::probe`]).
-    pub fn new(max_frame: usize, mode: Option<RecvMode>) -> Result<Reactor> {
-        // Completions are run when this side enters the kernel, not by interrupting it
-        // (an interrupt costs a VM several microseconds): a poll that finds the ring's
-        // task-run flag set enters it (kernels before 5.19 take the plain ring).
-        let ring = IoUring::builder()
-            .setup_coop_taskrun()
-            .setup_taskrun_flag()
-            .build(RING_ENTRIES)
-            .or_else(|_| IoUring::new(RING_ENTRIES))
-            .map_err(|e| Error::io("setting up io_uring", e))?;
+    /// (`None`: multishot where the kernel offers it, see [`crate::sys::uring::probe`]),
+    /// its ring polled by a kernel thread when `sqpoll` (an error where the kernel refuses).
+    pub fn new(max_frame: usize, mode: Option<RecvMode>, sqpoll: bool) -> Result<Reactor> {
+        let ring = if sqpoll {
+            // The kernel thread submits what is queued and runs the completions' work:
+            // neither costs this side a system call.
+            IoUring::builder()
+                .setup_sqpoll(SQPOLL_IDLE.as_millis() as u32)
+                .build(RING_ENTRIES)
+                .map_err(|e| {
+                    Error::io("setting up io_uring with SQPOLL (refused by the kernel)", e)
+                })?
+        } else {
+            // Completions are run when this side enters the kernel, not by interrupting it
+            // (an interrupt costs a VM several microseconds): a poll that finds the ring's
+            // task-run flag set enters it (kernels before 5.19 take the plain ring).
+            IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .build(RING_ENTRIES)
+                .or_else(|_| IoUring::new(RING_ENTRIES))
+                .map_err(|e| Error::io("setting up io_uring", e))?
+        };
         let mode = match mode {
             Some(m) => m,
             None if crate::sys::uring::probe().recv_multishot => RecvMode::Multishot,
@@ -153,6 +170,7 @@ impl Reactor {
         Ok(Reactor {
             ring,
             mode,
+            sqpoll,
             bufs,
             conns: Vec::new(),
             generations: 0,
@@ -168,6 +186,11 @@ impl Reactor {
     /// How connections receive.
     pub fn mode(&self) -> RecvMode {
         self.mode
+    }
+
+    /// Whether a kernel thread polls the ring (SQPOLL).
+    pub fn sqpoll(&self) -> bool {
+        self.sqpoll
     }
 
     /// Takes a connected socket: frames can be sent at once, and its receive is armed.

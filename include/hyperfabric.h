@@ -541,8 +541,9 @@ typedef struct {
     // Reach nodes of this host over TCP too when a connection hosts them (default false;
     // for measuring TCP on one machine).
     bool tcp_force;
-    // Poll the engine's io_uring with a kernel thread (`IORING_SETUP_SQPOLL`, default
-    // false; also set by `HF_TCP_SQPOLL=1`): receives complete without entering the kernel,
+    // With `tcp_listen`: poll the engine's io_uring with a kernel thread
+    // (`IORING_SETUP_SQPOLL`, default false; `HF_TCP_SQPOLL=1` sets it for any TCP
+    // configuration, `HF_TRANSPORT=tcp` included): receives complete without entering the kernel,
     // for a thread that spins while there is traffic. `hf_protocol_new` fails where the
     // kernel refuses it.
     bool tcp_sqpoll;

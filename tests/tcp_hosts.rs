@@ -47,12 +47,17 @@ fn two_protocols_of_one_process_talk_over_tcp() {
 }
 
 /// With `sqpoll`, a kernel thread polls each engine's ring: posts of one frame and of
-/// several (up to 300 KB) and a request cross in order, and the mode says so.
+/// several (up to 300 KB, in frames of the largest size a connection carries) and a request
+/// cross in order, and the mode says so.
 #[test]
 fn rings_polled_by_a_kernel_thread_carry_posts_and_requests() {
     let f = FabricDir(format!("tcp-sqpoll-{}", std::process::id()));
     let make = |listen: bool| {
         HyperFabricProtocol::with_config(ProtocolConfig {
+            options: hyperfabric::config::ProtocolOptions {
+                max_packet_size: 1 << 20,
+                ..Default::default()
+            },
             fabric_name: Some(f.0.clone()),
             key: Some(test_key()),
             tcp: Some(TcpConfig {

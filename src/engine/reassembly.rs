@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub const MAX_PER_SOURCE: usize = 16;
 /// How many times its first fragment a message's buffer takes when that fragment arrives.
 const UP_FRONT: usize = 16;
+/// Most bytes reserved up front for one message.
+const UP_FRONT_MAX: usize = 1 << 20;
 /// A message none of whose fragments arrived for this long is freed.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -71,8 +73,11 @@ impl Reassembly {
                 Partial {
                     // Sixteen times the first fragment (a megabyte for a 64 KiB fragment: one
                     // allocation for common sizes, no copies as it grows), never more than
-                    // the claimed total; beyond, the buffer grows with what arrives.
-                    body: crate::buffer::recycle::take(total.min(len.saturating_mul(UP_FRONT))),
+                    // the claimed total nor a megabyte (a peer's large frames do not reserve
+                    // more); beyond, the buffer grows with what arrives.
+                    body: crate::buffer::recycle::take(
+                        total.min(len.saturating_mul(UP_FRONT)).min(UP_FRONT_MAX),
+                    ),
                     total,
                     touched: now,
                 },

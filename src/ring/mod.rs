@@ -130,7 +130,7 @@ pub fn slots_for(len: usize) -> usize {
 
 /// Largest payload a ring of `capacity` slots accepts: half the ring, so a message, the
 /// padding before it and the boundary slot after it always fit in an empty ring.
-pub fn max_payload(capacity: usize) -> usize {
+pub const fn max_payload(capacity: usize) -> usize {
     INLINE_PAYLOAD + (capacity / 2 - 1) * SLOT_SIZE
 }
 

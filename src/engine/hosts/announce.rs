@@ -164,6 +164,7 @@ impl Engine {
                 let Some(link) = h.links.get_mut(&id) else {
                     return Ok(());
                 };
+                let mut rerouted = Vec::new();
                 for (theirs, mine, hosted) in mapped {
                     link.theirs.insert(theirs, mine);
                     if hosted {
@@ -175,11 +176,15 @@ impl Engine {
                         let open = |c: &ConnId| *c != id && lock(&h.reactor).is_open(*c);
                         if !h.route.get(&mine).is_some_and(open) {
                             h.route.insert(mine, id);
+                            rerouted.push(mine);
                         }
                     }
                 }
                 link.ready = true;
                 self.hops.clear();
+                // A channel made before the route (a ring of this host, when TCP is forced)
+                // is not used for it: frames sized for a connection would not fit it.
+                self.out.retain(|&(_, via, _), _| !rerouted.contains(&via));
             }
             Announce::Gone(indices) => {
                 let h = self.hosts.as_mut().expect("announce without hosts");

@@ -17,6 +17,11 @@ use std::sync::Arc;
 /// Slots of an inbound ring of frames that came over TCP (1 MiB): a stream brings many
 /// frames at once, which a ring of a lane's size would send to the backlog.
 const TCP_RING_SLOTS: usize = 16 * 1024;
+// A frame of the largest size a connection carries fits an empty inbound ring, and so does
+// an announcement.
+const _: () = assert!(crate::transport::tcp::MAX_FRAME <= ring::max_payload(TCP_RING_SLOTS));
+const _: () =
+    assert!(crate::transport::tcp::control::MAX_ANNOUNCE <= crate::transport::tcp::MAX_FRAME);
 /// Buffers of backlog frames kept for reuse.
 const SPARE: usize = 64;
 /// Bytes of backlog beyond which no more frames are reaped (see the module documentation).

@@ -351,6 +351,10 @@ impl Reactor {
         self.ring
             .submit()
             .map_err(|e| Error::io("submitting to io_uring", e))?;
+        if self.sqpoll {
+            // The kernel thread empties the queue itself: wait until it took an entry.
+            let _ = self.ring.submitter().squeue_wait();
+        }
         // SAFETY: as above.
         unsafe { self.ring.submission().push(&sqe) }.map_err(|_| {
             Error::io(

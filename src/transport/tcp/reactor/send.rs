@@ -127,6 +127,9 @@ impl Reactor {
         let mut sent = false;
         let later_before = self.later.len();
         for cqe in &cqes {
+            if cqe.user_data() == OP_NOP {
+                continue;
+            }
             if cqe.user_data() & 0xff == OP_SEND || cqe.user_data() == OP_BELL {
                 self.complete(cqe, &mut none);
                 sent = true;

@@ -44,10 +44,15 @@ impl Fabric {
             timeout: Duration::from_secs(5),
             ..Default::default()
         };
-        assert_eq!(
-            self.b.send_data("b", "a", b"still", &opts).unwrap(),
-            b"still"
-        );
+        let back = self.b.send_data("b", "a", b"still", &opts);
+        let why = || {
+            format!(
+                "closed on a: {:?}; on b: {:?}",
+                self.a.host_close_reasons(),
+                self.b.host_close_reasons()
+            )
+        };
+        assert_eq!(back.unwrap_or_else(|e| panic!("{e}; {}", why())), b"still");
     }
 
     fn metric(&self, k: &str) -> f64 {

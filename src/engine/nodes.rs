@@ -50,6 +50,7 @@ impl Engine {
         self.by_name.remove(node_id);
         self.out.retain(|&(s, d, _), _| s != index && d != index);
         self.inbound.retain(|i| i.dst != index);
+        self.forget_tcp_rings(index);
         self.host.forget(index);
         self.local.forget(index);
         self.partial.drop_source(index);

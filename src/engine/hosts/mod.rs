@@ -438,6 +438,16 @@ impl Engine {
         gone
     }
 
+    /// Forgets the inbound rings of frames over TCP to `node`, which this process no longer
+    /// hosts (their reader went with it): the frames of the backlog for them are dropped
+    /// instead of holding up the rest of their connection.
+    pub(super) fn forget_tcp_rings(&mut self, node: u32) {
+        if let Some(h) = self.hosts.as_mut() {
+            h.rings.retain(|&(_, dst, _), _| dst != node);
+        }
+        self.flush_backlog();
+    }
+
     /// Nodes reached over TCP that are gone: their channels are dropped and the requests
     /// waiting on them fail.
     fn lost_remote(&mut self, nodes: &[u32]) {

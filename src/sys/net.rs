@@ -3,7 +3,7 @@
 /// Makes a TCP connection fail once its peer has acknowledged nothing for `dead_after`:
 /// keepalive probes on an idle connection (the first after a fifth of it, then every
 /// fifth, five unanswered ones close it), and `TCP_USER_TIMEOUT` for data sent and not
-/// acknowledged.
+/// acknowledged; and keeps little unsent data in the socket ([`NOTSENT_LOWAT`]).
 pub fn tcp_liveness(
     sock: &std::net::TcpStream,
     dead_after: std::time::Duration,
@@ -33,8 +33,21 @@ pub fn tcp_liveness(
     set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, &step.to_ne_bytes())?;
     set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, &step.to_ne_bytes())?;
     set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, &5i32.to_ne_bytes())?;
-    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, &ms.to_ne_bytes())
+    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, &ms.to_ne_bytes())?;
+    // Little unsent data waits in the socket: what the window does not take stays with the
+    // reactor. Bytes the kernel holds unsent leave when acknowledgements open the window,
+    // from the receiving side's CPU, while new bytes leave from the sender's: on loopback
+    // and veth the two CPUs' packets reorder, the sender retransmits what it takes for lost,
+    // and a request behind a bulk stream waited seconds (timeouts, doubling) for its turn.
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_NOTSENT_LOWAT,
+        &(NOTSENT_LOWAT as libc::c_int).to_ne_bytes(),
+    )
 }
+
+/// Unsent bytes beyond which a connection's socket takes no more (see [`tcp_liveness`]).
+pub const NOTSENT_LOWAT: usize = 128 << 10;
 
 /// Writes `parts` to the connected socket `sock` without blocking and without `SIGPIPE`
 /// (a peer that reset the connection gives `EPIPE`, never the signal): the bytes written,

@@ -259,6 +259,39 @@ fn address_blobs_of_another_fabric_version_or_key_are_refused() {
 
 /// A node that leaves while a peer host sends to it costs that node only: its frames in
 /// flight are dropped, the connection and the other nodes behind it stay.
+/// A node nobody reads from: frames to it fill its inbound ring and the backlog behind it,
+/// until the connection stalls. When it leaves, what waited for it goes with it and the
+/// connection carries the rest again.
+#[test]
+fn a_node_that_leaves_with_frames_waiting_for_it_frees_its_connection() {
+    let f = Fabric::new("stalled");
+    f.a.register_node(node("a2")).unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while f.b.transport_to("a2").is_err() {
+        assert!(Instant::now() < until, "a2 never announced");
+        f.b.progress();
+    }
+    let opts = SendOptions {
+        timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    // Until posts find no room five times: the node's queue, its ring, the backlog and the
+    // sockets are full.
+    let (mut sent, mut full) = (0, 0);
+    while full < 5 {
+        match f.b.post("b", "a2", &[9u8; 3000], &opts) {
+            Ok(()) => sent += 1,
+            Err(e) if e.kind() == ErrorKind::Timeout => full += 1,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(sent < 1_000_000, "the connection never filled");
+    }
+    assert!(sent > 100, "{sent}");
+    f.a.unregister_node("a2").unwrap();
+    f.still_serves();
+    assert_eq!(f.metric("tcp_closed"), 0.0);
+}
+
 #[test]
 fn a_node_leaving_while_frames_to_it_travel_leaves_the_connection_up() {
     let f = Fabric::new("leave");

@@ -86,11 +86,11 @@ fn translate(
     }
     let mut m = MsgHeader::decode(payload);
     // Frames to the node that receives them may be as large as a connection carries; a frame
-    // that goes on from here must fit a lane of this host's rings.
-    if m.dst != fh.dst && payload.len() > ring::max_payload(lane_slots(fh.lane)) {
-        return Err(Bad::Refuse(
-            "a frame to be forwarded that is larger than its lane carries",
-        ));
+    // that goes on from here must fit the lane it goes on in this host's rings (an honest
+    // relay's ping grows by a hop's index, so one too large is dropped, not refused).
+    let onward = crate::engine::lane_of(m.priority());
+    if m.dst != fh.dst && payload.len() > ring::max_payload(lane_slots(onward)) {
+        return Err(Bad::Drop);
     }
     m.dst = map(m.dst)?;
     m.origin = map(m.origin)?;

@@ -138,12 +138,22 @@ impl Reactor {
         let ring = if sqpoll {
             // The kernel thread submits what is queued and runs the completions' work:
             // neither costs this side a system call.
-            IoUring::builder()
+            let ring = IoUring::builder()
                 .setup_sqpoll(SQPOLL_IDLE.as_millis() as u32)
                 .build(RING_ENTRIES)
                 .map_err(|e| {
                     Error::io("setting up io_uring with SQPOLL (refused by the kernel)", e)
-                })?
+                })?;
+            if !ring.params().is_feature_sqpoll_nonfixed() {
+                // Before 5.11 such a ring takes only registered files, which sockets here
+                // are not.
+                return Err(Error::Config(
+                    "SQPOLL on this kernel takes registered files only (before 5.11); leave \
+                     sqpoll off"
+                        .into(),
+                ));
+            }
+            ring
         } else {
             // Completions are run when this side enters the kernel, not by interrupting it
             // (an interrupt costs a VM several microseconds): a poll that finds the ring's

@@ -257,8 +257,6 @@ fn address_blobs_of_another_fabric_version_or_key_are_refused() {
     f.still_serves();
 }
 
-/// A node that leaves while a peer host sends to it costs that node only: its frames in
-/// flight are dropped, the connection and the other nodes behind it stay.
 /// A node nobody reads from: frames to it fill its inbound ring and the backlog behind it,
 /// until the connection stalls. When it leaves, what waited for it goes with it and the
 /// connection carries the rest again.
@@ -292,6 +290,8 @@ fn a_node_that_leaves_with_frames_waiting_for_it_frees_its_connection() {
     assert_eq!(f.metric("tcp_closed"), 0.0);
 }
 
+/// A node that leaves while a peer host sends to it costs that node only: its frames in
+/// flight are dropped, the connection and the other nodes behind it stay.
 #[test]
 fn a_node_leaving_while_frames_to_it_travel_leaves_the_connection_up() {
     let f = Fabric::new("leave");

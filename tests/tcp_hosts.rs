@@ -22,18 +22,12 @@ use std::time::{Duration, Instant};
 const CONFIG: &str = "HF_TCP_TEST_CONFIG";
 const HOST: &str = "HF_TCP_TEST_HOST";
 
-#[test]
-fn two_protocols_of_one_process_talk_over_tcp() {
-    let f = FabricDir(format!("tcp-two-{}", std::process::id()));
-    let a = tcp_protocol(&f.0, Some(test_key()), true);
-    let b = tcp_protocol(&f.0, Some(test_key()), false);
+/// Node "a" on `a` (listening; it answers with the bytes reversed, on its engine thread)
+/// and node "b" on `b`, connected to it: b's request is answered.
+fn answering_pair(a: &HyperFabricProtocol, b: &HyperFabricProtocol) {
     a.register_node(node("a")).unwrap();
-    a.on_receive("a", |m| {
-        let mut d = m.data.to_vec();
-        d.reverse();
-        Ok(d)
-    })
-    .unwrap();
+    a.on_receive("a", |m| Ok(m.data.iter().rev().copied().collect()))
+        .unwrap();
     a.start_background_services().unwrap();
     b.register_node(node("b")).unwrap();
     b.connect_host(a.listen_address().unwrap()).unwrap();
@@ -41,6 +35,14 @@ fn two_protocols_of_one_process_talk_over_tcp() {
         .send_data("b", "a", b"hello", &SendOptions::default())
         .unwrap();
     assert_eq!(back, b"olleh");
+}
+
+#[test]
+fn two_protocols_of_one_process_talk_over_tcp() {
+    let f = FabricDir(format!("tcp-two-{}", std::process::id()));
+    let a = tcp_protocol(&f.0, Some(test_key()), true);
+    let b = tcp_protocol(&f.0, Some(test_key()), false);
+    answering_pair(&a, &b);
     let info = b.get_topology_info().unwrap();
     assert_eq!(info.performance_metrics["tcp_connections"], 1.0, "{info:?}");
     assert!(info.performance_metrics["bytes_sent"] > 0.0);
@@ -77,16 +79,7 @@ fn rings_polled_by_a_kernel_thread_carry_posts_and_requests() {
             Some("io_uring multishot, sqpoll")
         );
     }
-    a.register_node(node("a")).unwrap();
-    a.on_receive("a", |m| Ok(m.data.iter().rev().copied().collect()))
-        .unwrap();
-    a.start_background_services().unwrap();
-    b.register_node(node("b")).unwrap();
-    b.connect_host(a.listen_address().unwrap()).unwrap();
-    let back = b
-        .send_data("b", "a", b"hello", &SendOptions::default())
-        .unwrap();
-    assert_eq!(back, b"olleh");
+    answering_pair(&a, &b);
     let sizes: Vec<usize> = (0..40).map(|i| (i * 7919) % 300_000).collect();
     std::thread::scope(|s| {
         s.spawn(|| {

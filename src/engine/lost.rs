@@ -67,9 +67,29 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|d| d.live_generation(i).is_some())
         };
-        self.inbound
-            .retain(|r| live(r.src) || r.consumer.has_message());
+        // A ring that frames of the backlog still wait for stays until they are in it.
+        let waiting = self
+            .hosts
+            .as_ref()
+            .map(|h| h.backlog_keys())
+            .unwrap_or_default();
+        let before = self.inbound.len();
+        self.inbound.retain(|r| {
+            live(r.src) || r.consumer.has_message() || waiting.contains(&(r.src, r.dst, r.lane))
+        });
         self.gone_inbound = self.inbound.iter().any(|r| !live(r.src));
+        if self.inbound.len() != before {
+            // The producing side of a ring of frames over TCP goes with its reader: a frame of
+            // the sender when it returns gets a ring that is read.
+            let inbound = &self.inbound;
+            if let Some(h) = self.hosts.as_mut() {
+                h.keep_rings(|key| {
+                    inbound
+                        .iter()
+                        .any(|r| r.stream && (r.src, r.dst, r.lane) == key)
+                });
+            }
+        }
     }
 
     /// Fails the pending requests whose destination is gone (unregistered, or its process

@@ -39,14 +39,17 @@ pub fn tcp_liveness(
     // from the receiving side's CPU, while new bytes leave from the sender's: on loopback
     // and veth the two CPUs' packets reorder, the sender retransmits what it takes for lost,
     // and a request behind a bulk stream waited seconds (timeouts, doubling) for its turn.
-    set(
+    // Best effort: a kernel without the option sends as before.
+    let _ = set(
         libc::IPPROTO_TCP,
         libc::TCP_NOTSENT_LOWAT,
         &(NOTSENT_LOWAT as libc::c_int).to_ne_bytes(),
-    )
+    );
+    Ok(())
 }
 
-/// Unsent bytes beyond which a connection's socket takes no more (see [`tcp_liveness`]).
+/// Unsent bytes beyond which a connection's socket takes no more for now (a threshold: a
+/// write may go past it; see [`tcp_liveness`]).
 pub const NOTSENT_LOWAT: usize = 128 << 10;
 
 /// Writes `parts` to the connected socket `sock` without blocking and without `SIGPIPE`

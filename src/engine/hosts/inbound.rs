@@ -41,13 +41,24 @@ impl Waiting {
     pub(super) fn source(&self) -> u32 {
         self.key.0
     }
+
+    /// The ring it waits for.
+    pub(super) fn key(&self) -> (u32, u32, Lane) {
+        self.key
+    }
+
+    /// The frame's destination node (of this process).
+    pub(super) fn destination(&self) -> u32 {
+        self.key.1
+    }
 }
 
 /// What a frame that cannot be delivered is.
 enum Bad {
     /// The peer broke the protocol: its connection is closed.
     Refuse(&'static str),
-    /// It names a node not (or no longer) known: the frame is dropped.
+    /// It names a node not (or no longer) known, or must be forwarded and is larger than
+    /// the lane it would go on: the frame is dropped (and counted).
     Drop,
 }
 

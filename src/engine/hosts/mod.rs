@@ -162,6 +162,18 @@ impl Hosts {
         }
     }
 
+    /// The rings that frames of the backlog wait for.
+    pub(super) fn backlog_keys(&self) -> Vec<(u32, u32, Lane)> {
+        let mut keys: Vec<_> = self.backlog.iter().map(|w| w.key()).collect();
+        keys.dedup();
+        keys
+    }
+
+    /// Keeps the inbound rings of frames over TCP whose key `keep` accepts.
+    pub(super) fn keep_rings(&mut self, keep: impl Fn((u32, u32, Lane)) -> bool) {
+        self.rings.retain(|&k, _| keep(k));
+    }
+
     /// The generation of remote node `index` while it is up.
     pub(super) fn directory_live(&self, index: u32) -> Option<u64> {
         self.directory.live_generation(index)
@@ -442,9 +454,14 @@ impl Engine {
     /// hosts (their reader went with it): the frames of the backlog for them are dropped
     /// instead of holding up the rest of their connection.
     pub(super) fn forget_tcp_rings(&mut self, node: u32) {
-        if let Some(h) = self.hosts.as_mut() {
-            h.rings.retain(|&(_, dst, _), _| dst != node);
-        }
+        let Some(h) = self.hosts.as_mut() else { return };
+        h.rings.retain(|&(_, dst, _), _| dst != node);
+        // Dropped here, not left for the next flush: one held up behind another ring would
+        // otherwise reach a node registered later under the same index.
+        let before = h.backlog.len();
+        h.backlog.retain(|w| w.destination() != node);
+        h.backlog_bytes = h.backlog.iter().map(|w| w.bytes.len()).sum();
+        self.counters.errors += (before - h.backlog.len()) as u64;
         self.flush_backlog();
     }
 

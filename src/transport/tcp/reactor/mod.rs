@@ -420,6 +420,11 @@ impl Reactor {
         let mut n = 0;
         match op {
             OP_SEND => {
+                // A send waiting for room in the socket runs as task work of the thread that
+                // submitted it; when that thread exits first, the kernel cancels it. The
+                // rest of the flight is sent again, from here.
+                let cancelled = res == -libc::ECANCELED && c.closed.is_none();
+                let res = if cancelled { 0 } else { res };
                 if res < 0 {
                     c.sending = false;
                     let why = format!("send failed: {}", std::io::Error::from_raw_os_error(-res));

@@ -291,6 +291,15 @@ fn read_all(b: &[u8]) -> u64 {
 
 struct Worker(Child);
 
+/// The bench's fabric directory, removed when dropped.
+struct FabricDir(std::path::PathBuf);
+
+impl Drop for FabricDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         drop(self.0.stdin.take());
@@ -353,6 +362,8 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     }
     let key_hex = super::random_key_hex()?;
     let fabric = format!("bench-{}", std::process::id());
+    // Declared before the protocol and the worker: removed after both, also on an error.
+    let dir = FabricDir(hyperfabric::sys::state_root().join(&fabric));
     let p = protocol(
         &fabric,
         None,
@@ -575,7 +586,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     let mode = p.transport_mode();
     drop(worker);
     drop(p);
-    let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+    drop(dir);
     if tcp {
         bench_tcp::add_baselines(&mut rows, mode, (a, b), args.iters, latency)?;
     }

@@ -116,11 +116,7 @@ impl TcpConfig {
                 .map_err(|_| bad("HF_TCP_LISTEN", &v, "an address and port like 0.0.0.0:7100"))?,
             Err(_) => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
         };
-        let insecure = match std::env::var("HF_TCP_INSECURE").ok().as_deref() {
-            None | Some("") | Some("0") => false,
-            Some("1") => true,
-            Some(v) => return Err(bad("HF_TCP_INSECURE", v, "0 or 1")),
-        };
+        let insecure = env_flag("HF_TCP_INSECURE")?;
         Ok(Some(TcpConfig {
             listen: Some(listen),
             peers: Vec::new(),
@@ -134,11 +130,17 @@ impl TcpConfig {
 /// `HF_TCP_SQPOLL`: whether the engine's io_uring is polled by a kernel thread (see
 /// [`TcpConfig::sqpoll`]).
 pub fn sqpoll_from_env() -> crate::Result<bool> {
-    match std::env::var("HF_TCP_SQPOLL").ok().as_deref() {
+    env_flag("HF_TCP_SQPOLL")
+}
+
+/// Environment variable `var` as a flag: unset, empty or `0` is off, `1` is on, anything
+/// else a `ConfigError`.
+fn env_flag(var: &str) -> crate::Result<bool> {
+    match std::env::var(var).ok().as_deref() {
         None | Some("") | Some("0") => Ok(false),
         Some("1") => Ok(true),
         Some(v) => Err(crate::Error::Config(format!(
-            "HF_TCP_SQPOLL={v:?}: expected 0 or 1"
+            "{var}={v:?}: expected 0 or 1"
         ))),
     }
 }

@@ -73,19 +73,48 @@ impl Fabric {
         s
     }
 
-    /// Waits until `a` closed `s` (reads end), then checks the good peer.
+    /// Waits until `a` closed `s` (reads end or the connection is reset), then checks the
+    /// good peer. A connection still open after 30 s fails the test (a read that merely
+    /// timed out is not a close: on a loaded machine the engine may take a while).
     fn dropped(&self, mut s: TcpStream, what: &str) {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let until = Instant::now() + Duration::from_secs(5);
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 65536];
         loop {
             match s.read(&mut buf) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => break,
                 // Its announcement of `a`'s nodes, and the like.
-                Ok(_) => assert!(Instant::now() < until, "{what}: the connection stayed open"),
+                Ok(_) => {}
             }
+            assert!(
+                Instant::now() < until,
+                "{what}: the connection stayed open; closed on a: {:?}",
+                self.a.host_close_reasons()
+            );
         }
         self.still_serves();
+    }
+
+    /// Waits until metric `k` of `a` reaches `at_least`.
+    fn metric_reaches(&self, k: &str, at_least: f64) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.metric(k) < at_least {
+            assert!(
+                Instant::now() < until,
+                "{k} is {} (wanted {at_least})",
+                self.metric(k)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -102,6 +131,21 @@ fn header(kind: u8, flags: u8, len: usize, src: u32, dst: u32) -> [u8; 20] {
         lane: Lane::Latency,
     }
     .encode()
+}
+
+/// Whether `s` is still open: all it has to read read, no end of stream, no reset.
+fn open(mut s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    let r = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break false,
+            Ok(_) => continue,
+            Err(e) => break e.kind() == std::io::ErrorKind::WouldBlock,
+        }
+    };
+    s.set_nonblocking(false).unwrap();
+    r
 }
 
 /// The reason `a` gives for the latest closed connection contains `what`.
@@ -162,7 +206,7 @@ fn frames_naming_unknown_nodes_or_this_hosts_memory_are_refused() {
     s.write_all(&header(0x77, 0, payload.len(), 0, 0)).unwrap();
     s.write_all(&payload).unwrap();
     f.dropped(s, "kind");
-    assert!(f.metric("tcp_frames_refused") >= before + 2.0);
+    f.metric_reaches("tcp_frames_refused", before + 2.0);
     // Indices it never announced: dropped and counted, the connection stays.
     let errors = f.metric("errors");
     let mut s = f.intruder();
@@ -208,7 +252,6 @@ fn a_bad_announcement_is_refused() {
 fn a_silent_peer_is_dropped_at_the_handshake_deadline_and_holds_nothing_up() {
     let f = Fabric::new("silent");
     let refused = f.metric("tcp_handshakes_refused");
-    let t0 = Instant::now();
     let silent: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(f.a.listen_address().unwrap()).unwrap())
         .collect();
@@ -216,15 +259,15 @@ fn a_silent_peer_is_dropped_at_the_handshake_deadline_and_holds_nothing_up() {
     let c = tcp_protocol(&f._dir.0, Some(test_key()), false);
     c.register_node(node("c")).unwrap();
     c.connect_host(f.a.listen_address().unwrap()).unwrap();
-    assert!(
-        t0.elapsed() < Duration::from_secs(2),
-        "a connection waited behind silent ones"
-    );
+    // `c` got through while the silent connections were still waiting for their deadline.
+    for s in &silent {
+        assert!(open(s), "a connection waited behind silent ones");
+    }
     f.still_serves();
     for s in silent {
         f.dropped(s, "silent");
     }
-    assert!(f.metric("tcp_handshakes_refused") >= refused + 4.0);
+    f.metric_reaches("tcp_handshakes_refused", refused + 4.0);
 }
 
 #[test]

@@ -92,7 +92,9 @@ impl Payload {
                 },
             }
         } else {
-            Payload::from_vec(bytes.to_vec())
+            let mut v = super::recycle::take(bytes.len());
+            v.extend_from_slice(bytes);
+            Payload::from_vec(v)
         }
     }
 

@@ -37,6 +37,12 @@ impl Reactor {
         if !control && !self.room(id)? {
             return Ok(false);
         }
+        if self.conn(id).is_some_and(|c| c.sending) {
+            // A send usually completes as it is submitted (the socket had room): reaped
+            // now, this frame goes straight to the socket instead of being copied into the
+            // queue and waiting for a send of its own.
+            self.reap_sends();
+        }
         let c = self.conn_mut(id)?;
         let head = h.encode();
         // Nothing in flight: straight into the socket from the caller's bytes (one system

@@ -11,6 +11,7 @@
 //! once ([`Event::Closed`]); the other connections go on.
 
 mod send;
+pub use send::MANY;
 
 use super::wire::{Decoder, FrameHeader};
 use crate::error::{Error, Result};

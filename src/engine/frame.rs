@@ -170,22 +170,6 @@ pub(crate) fn compact_slot(o: &Outgoing<'_>, src: u32) -> SlotHeader {
     }
 }
 
-/// The fragment of the body `o.metadata ‖ data` that starts at `offset` (at most `limit`
-/// bytes of it), as at most two slices, and the offset after it.
-fn fragment<'a>(
-    o: &Outgoing<'a>,
-    data: &'a [u8],
-    offset: usize,
-    limit: usize,
-) -> (&'a [u8], &'a [u8], usize) {
-    let total = o.metadata.len() + data.len();
-    let end = total.min(offset + limit);
-    let m = o.metadata.len();
-    let meta_part = &o.metadata[offset.min(m)..end.min(m)];
-    let data_part = &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)];
-    (meta_part, data_part, end)
-}
-
 /// Pushes the fragment of the body `o.metadata ‖ data` that starts at `offset` (at most
 /// `limit` bytes of it) from `src` toward `dst` into `p`. Returns the offset after it.
 pub(crate) fn push_fragment<P: Outbound + ?Sized>(
@@ -197,47 +181,12 @@ pub(crate) fn push_fragment<P: Outbound + ?Sized>(
     limit: usize,
 ) -> Result<usize, PushError> {
     let total = o.metadata.len() + data.len();
+    let end = total.min(offset + limit);
     let hdr = o.header(src, dst, offset, total);
-    let (meta_part, data_part, end) = fragment(o, data, offset, limit);
+    // The fragment [offset, end) of metadata ‖ data, as at most two slices.
+    let m = o.metadata.len();
+    let meta_part = &o.metadata[offset.min(m)..end.min(m)];
+    let data_part = &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)];
     p.try_push(o.slot(src, 0), &[&hdr, meta_part, data_part])?;
     Ok(end)
-}
-
-/// Fragments pushed together by [`push_fragments`] at most.
-const BATCH_FRAMES: usize = 16;
-
-/// Pushes the fragments of `o.metadata ‖ data` from `offset` on (each at most `limit`
-/// bytes) into `p` together, as many as fit and as make up at most `batch` bytes (at least
-/// one). Returns the offset after the last one taken.
-pub(crate) fn push_fragments<P: Outbound + ?Sized>(
-    p: &mut P,
-    (src, dst): (u32, u32),
-    o: &Outgoing<'_>,
-    data: &[u8],
-    offset: usize,
-    (limit, batch): (usize, usize),
-) -> Result<usize, PushError> {
-    let total = o.metadata.len() + data.len();
-    let mut hdrs = [[0u8; MSG_HEADER]; BATCH_FRAMES];
-    let mut ends = [0usize; BATCH_FRAMES];
-    let mut n = 0;
-    let mut at = offset;
-    while n < BATCH_FRAMES && (n == 0 || (at < total && at - offset + limit <= batch)) {
-        hdrs[n] = o.header(src, dst, at, total);
-        at = fragment(o, data, at, limit).2;
-        ends[n] = at;
-        n += 1;
-    }
-    let mut frames: [(SlotHeader, [&[u8]; 3]); BATCH_FRAMES] =
-        [(o.slot(src, 0), [&[], &[], &[]]); BATCH_FRAMES];
-    let mut from = offset;
-    for (i, f) in frames[..n].iter_mut().enumerate() {
-        let (meta_part, data_part, end) = fragment(o, data, from, limit);
-        f.1 = [&hdrs[i], meta_part, data_part];
-        from = end;
-    }
-    match p.try_push_many(&frames[..n])? {
-        0 => Err(PushError::Full),
-        taken => Ok(ends[taken.min(n) - 1]),
-    }
 }

@@ -44,7 +44,7 @@ pub use chunks::{CHUNKS, CHUNK_SIZE, DESCRIPTOR_THRESHOLD, SMALL_CHUNKS, SMALL_C
 use coalesce::SpikeBatch;
 pub use coalesce::{Coalescing, SPIKE_EVENT_MAX};
 use frame::MsgHeader;
-pub(crate) use frame::{compact_slot, push_fragment, push_fragments};
+pub(crate) use frame::{compact_slot, push_fragment};
 pub use frame::{lane_of, Outgoing};
 use health::Timers;
 pub use health::{HealthChange, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
@@ -119,10 +119,6 @@ pub fn fragment_limit(lane: Lane, max_packet: usize) -> usize {
 
 /// Largest fragment of body for frames over TCP to the node that hosts them, limited to
 /// `max_packet` bytes.
-/// Bytes of one message's frames handed to a TCP connection together at most (see
-/// [`frame::push_fragments`]).
-const TCP_BATCH: usize = 256 << 10;
-
 fn tcp_fragment_limit(max_packet: usize) -> usize {
     (crate::transport::tcp::MAX_FRAME - MSG_HEADER)
         .min(max_packet.max(MSG_HEADER + 64) - MSG_HEADER)

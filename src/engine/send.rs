@@ -4,8 +4,8 @@
 use super::chunks::ChunkPush;
 use super::replies::{push_detour, push_reply, REPLY_INLINE_MAX};
 use super::{
-    fragment_limit, lane_of, lane_slots, push_fragment, push_fragments, Back, Engine, Inbound,
-    Outgoing, DESCRIPTOR_THRESHOLD, MAX_MESSAGE,
+    fragment_limit, lane_of, lane_slots, push_fragment, Back, Engine, Inbound, Outgoing,
+    DESCRIPTOR_THRESHOLD, MAX_MESSAGE,
 };
 use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
@@ -106,24 +106,16 @@ impl Engine {
         }
         // Straight to the process hosting the destination over TCP: frames as large as a
         // connection carries (fewer frames, fewer system calls on both sides).
-        // Several frames of a message go together (one system call), up to TCP_BATCH bytes:
-        // what an urgent message of another thread may wait behind.
-        let direct_tcp = via == dst && self.tcp_route(via).is_some();
-        let limit = if direct_tcp {
+        let limit = if via == dst && self.tcp_route(via).is_some() {
             super::tcp_fragment_limit(self.max_packet)
         } else {
             fragment_limit(lane, self.max_packet)
         };
         let p = self.producer(src, via, lane)?;
-        let pushed = if direct_tcp {
-            push_fragments(p, (src, dst), o, data, offset, (limit, super::TCP_BATCH))
-        } else {
-            push_fragment(p, (src, dst), o, data, offset, limit)
-        };
-        match pushed {
+        match push_fragment(p, (src, dst), o, data, offset, limit) {
             Ok(end) => {
                 self.registry.ring_bell(via);
-                self.counters.frames_sent += (end - offset).div_ceil(limit).max(1) as u64;
+                self.counters.frames_sent += 1;
                 self.counters.bytes_sent += (end - offset) as u64;
                 Ok(Some((end, end == total)))
             }

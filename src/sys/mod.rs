@@ -7,7 +7,7 @@ mod mapping;
 mod net;
 #[cfg(feature = "pmix")]
 pub mod pmix;
-pub use net::{send_parts, tcp_liveness, MAX_PARTS};
+pub use net::{send_parts, tcp_liveness};
 pub mod process;
 pub mod uring;
 

@@ -52,23 +52,17 @@ pub fn tcp_liveness(
 /// write may go past it; see [`tcp_liveness`]).
 pub const NOTSENT_LOWAT: usize = 128 << 10;
 
-/// Parts [`send_parts`] writes in one call at most.
-pub const MAX_PARTS: usize = 64;
-
-/// Writes `parts` (at most [`MAX_PARTS`]) to the connected socket `sock` without blocking
-/// and without `SIGPIPE` (a peer that reset the connection gives `EPIPE`, never the
-/// signal): the bytes written, or the error (`WouldBlock` when the socket has no room).
+/// Writes `parts` to the connected socket `sock` without blocking and without `SIGPIPE`
+/// (a peer that reset the connection gives `EPIPE`, never the signal): the bytes written,
+/// or the error (`WouldBlock` when the socket has no room).
 pub fn send_parts(sock: &std::net::TcpStream, parts: &[&[u8]]) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
-    if parts.len() > MAX_PARTS {
-        return Err(std::io::ErrorKind::InvalidInput.into());
-    }
-    let mut iov: [libc::iovec; MAX_PARTS] = [libc::iovec {
+    let mut iov: [libc::iovec; 8] = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
-    }; MAX_PARTS];
-    let n = parts.len();
-    for (v, p) in iov.iter_mut().zip(parts) {
+    }; 8];
+    let n = parts.len().min(iov.len());
+    for (v, p) in iov.iter_mut().zip(&parts[..n]) {
         v.iov_base = p.as_ptr() as *mut libc::c_void;
         v.iov_len = p.len();
     }

@@ -23,20 +23,6 @@ pub trait Outbound: Send {
     fn has_room(&mut self, len: usize) -> bool;
     /// Whether the receiver took every frame pushed (see [`Producer::is_drained`]).
     fn is_drained(&mut self) -> bool;
-    /// Pushes `frames` in order, each as [`Outbound::try_push`] would (its payload the
-    /// concatenation of its parts), until one does not fit: how many were taken, or
-    /// [`PushError::Full`] when none was. A transport that hands several frames to the
-    /// kernel in one call does (TCP: one `sendmsg`).
-    fn try_push_many(&mut self, frames: &[(SlotHeader, [&[u8]; 3])]) -> Result<usize, PushError> {
-        for (i, (h, parts)) in frames.iter().enumerate() {
-            match self.try_push(*h, parts) {
-                Ok(()) => {}
-                Err(PushError::Full) if i > 0 => return Ok(i),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(frames.len())
-    }
 }
 
 /// The receiving half of a channel.

@@ -56,42 +56,6 @@ impl Outbound for TcpOut {
         }
     }
 
-    fn try_push_many(&mut self, frames: &[(SlotHeader, [&[u8]; 3])]) -> Result<usize, PushError> {
-        let mut fhs = [(
-            FrameHeader {
-                slot: SlotHeader {
-                    len: 0,
-                    kind: 0,
-                    flags: 0,
-                    aux: 0,
-                    src: 0,
-                },
-                dst: self.dst,
-                lane: self.lane,
-            },
-            [&[][..]; 3],
-        ); crate::transport::tcp::MANY];
-        let n = frames.len().min(fhs.len());
-        for ((fh, p), (h, parts)) in fhs.iter_mut().zip(&frames[..n]) {
-            let len: usize = parts.iter().map(|p| p.len()).sum();
-            fh.slot = SlotHeader {
-                len: u32::try_from(len).map_err(|_| PushError::TooLarge)?,
-                ..*h
-            };
-            *p = *parts;
-        }
-        let mut r = lock(&self.reactor);
-        if !r.is_open(self.conn) {
-            return Err(PushError::Corrupt);
-        }
-        match r.send_many(self.conn, &fhs[..n]) {
-            Ok(0) => Err(PushError::Full),
-            Ok(taken) => Ok(taken),
-            Err(crate::Error::InvalidArgument(_)) => Err(PushError::TooLarge),
-            Err(_) => Err(PushError::Corrupt),
-        }
-    }
-
     /// A closed connection reads as corrupt: nothing pushed will be read.
     fn is_corrupt(&self) -> bool {
         !self.is_open()

@@ -11,7 +11,6 @@
 //! once ([`Event::Closed`]); the other connections go on.
 
 mod send;
-pub use send::MANY;
 
 use super::wire::{Decoder, FrameHeader};
 use crate::error::{Error, Result};

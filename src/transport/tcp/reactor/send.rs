@@ -4,11 +4,6 @@
 //! on an engine's doorbell that lets an idle engine sleep on the ring.
 
 use super::*;
-use crate::transport::tcp::wire::HEADER;
-
-/// Frames [`Reactor::send_many`] takes in one call at most (four parts each fit one
-/// `sendmsg`).
-pub const MANY: usize = crate::sys::MAX_PARTS / 4;
 
 impl Reactor {
     /// Queues one frame (header `h`, payload the concatenation of `parts`) on `id`, and
@@ -25,66 +20,6 @@ impl Reactor {
         self.send_with(id, h, &[body], true).map(drop)
     }
 
-    /// [`Reactor::send`] for several frames (header, payload parts), in order: written to
-    /// the socket in one system call when nothing is in flight, else queued one by one.
-    /// How many were taken (the first [`MANY`] at most; none while the connection has no
-    /// room); an error for a closed connection or a frame over the limit.
-    pub fn send_many(&mut self, id: ConnId, frames: &[(FrameHeader, [&[u8]; 3])]) -> Result<usize> {
-        let frames = &frames[..frames.len().min(MANY)];
-        let mut lens = [0usize; MANY];
-        for (l, (h, parts)) in lens.iter_mut().zip(frames) {
-            *l = self.checked_len(h, parts)?;
-        }
-        if !self.room(id)? {
-            return Ok(0);
-        }
-        self.reap_if_sending(id);
-        let c = self.conn_mut(id)?;
-        if !c.sending && c.queued.is_empty() {
-            let mut heads = [[0u8; HEADER]; MANY];
-            let mut all: [&[u8]; 4 * MANY] = [&[]; 4 * MANY];
-            let mut k = 0;
-            for (i, (h, _)) in frames.iter().enumerate() {
-                heads[i] = h.encode();
-            }
-            for (head, (_, parts)) in heads.iter().zip(frames) {
-                all[k] = head;
-                k += 1;
-                for p in parts.iter().filter(|p| !p.is_empty()) {
-                    all[k] = p;
-                    k += 1;
-                }
-            }
-            match self.write_direct(id, &all[..k])? {
-                0 => {}
-                written => {
-                    // Whole frames, then the one cut off, whose rest is queued.
-                    let mut at = 0;
-                    for (i, (_, parts)) in frames.iter().enumerate() {
-                        let size = HEADER + lens[i];
-                        if written >= at + size {
-                            at += size;
-                        } else if written > at {
-                            self.enqueue(id, &heads[i], parts, written - at)?;
-                            return Ok(i + 1);
-                        } else {
-                            return Ok(i);
-                        }
-                    }
-                    return Ok(frames.len());
-                }
-            }
-        }
-        let mut taken = 0;
-        for (h, parts) in frames {
-            if !self.send_with(id, h, parts, false)? {
-                break;
-            }
-            taken += 1;
-        }
-        Ok(taken)
-    }
-
     fn send_with(
         &mut self,
         id: ConnId,
@@ -92,11 +27,22 @@ impl Reactor {
         parts: &[&[u8]],
         control: bool,
     ) -> Result<bool> {
-        let len = self.checked_len(h, parts)?;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_frame || len != h.slot.len as usize {
+            return Err(Error::InvalidArgument(format!(
+                "a frame of {len} bytes (header says {}) on a connection of frames up to {}",
+                h.slot.len, self.max_frame
+            )));
+        }
         if !control && !self.room(id)? {
             return Ok(false);
         }
-        self.reap_if_sending(id);
+        if self.conn(id).is_some_and(|c| c.sending) {
+            // A send usually completes as it is submitted (the socket had room): reaped
+            // now, this frame goes straight to the socket instead of being copied into the
+            // queue and waiting for a send of its own.
+            self.reap_sends();
+        }
         let c = self.conn_mut(id)?;
         let head = h.encode();
         // Nothing in flight: straight into the socket from the caller's bytes (one system
@@ -106,67 +52,27 @@ impl Reactor {
             let mut all: [&[u8]; 8] = [&[]; 8];
             all[0] = &head;
             all[1..parts.len() + 1].copy_from_slice(parts);
-            written = self.write_direct(id, &all[..parts.len() + 1])?;
-            if written == HEADER + len {
-                return Ok(true);
+            match crate::sys::send_parts(&c.sock, &all[..parts.len() + 1]) {
+                Ok(n) if n == head.len() + len => return Ok(true),
+                Ok(n) => written = n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let why = format!("send failed: {e}");
+                    self.fail(id.slot, why.clone());
+                    return Err(Error::io(why, e));
+                }
             }
         }
-        self.enqueue(id, &head, parts, written)?;
-        Ok(true)
-    }
-
-    /// The payload length of frame `h` with payload `parts`, checked against the header and
-    /// the connection's limit.
-    fn checked_len(&self, h: &FrameHeader, parts: &[&[u8]]) -> Result<usize> {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > self.max_frame || len != h.slot.len as usize {
-            return Err(Error::InvalidArgument(format!(
-                "a frame of {len} bytes (header says {}) on a connection of frames up to {}",
-                h.slot.len, self.max_frame
-            )));
-        }
-        Ok(len)
-    }
-
-    /// A send usually completes as it is submitted (the socket had room): reaped now, the
-    /// next frame goes straight to the socket instead of being copied into the queue and
-    /// waiting for a send of its own.
-    fn reap_if_sending(&mut self, id: ConnId) {
-        if self.conn(id).is_some_and(|c| c.sending) {
-            self.reap_sends();
-        }
-    }
-
-    /// Writes `all` into `id`'s socket without blocking: the bytes the socket took (0 when
-    /// it had no room); an error (the connection failed) for anything else.
-    fn write_direct(&mut self, id: ConnId, all: &[&[u8]]) -> Result<usize> {
-        let c = self.conn_mut(id)?;
-        match crate::sys::send_parts(&c.sock, all) {
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(0),
-            Err(e) => {
-                let why = format!("send failed: {e}");
-                self.fail(id.slot, why.clone());
-                Err(Error::io(why, e))
-            }
-        }
-    }
-
-    /// Queues the frame `head ‖ parts` but its first `written` bytes (the socket took
-    /// those), and starts sending unless a send is in flight.
-    fn enqueue(&mut self, id: ConnId, head: &[u8], parts: &[&[u8]], written: usize) -> Result<()> {
         let c = self.conn_mut(id)?;
         let mut skip = written;
-        let mut queued = 0;
-        for part in std::iter::once(head).chain(parts.iter().copied()) {
+        for part in std::iter::once(&head[..]).chain(parts.iter().copied()) {
             let from = skip.min(part.len());
             c.queued.extend_from_slice(&part[from..]);
-            queued += part.len() - from;
             skip -= from;
         }
         let sending = c.sending;
-        self.held += queued;
+        self.held += crate::transport::tcp::wire::HEADER + len - written;
         if sending {
             // The send in flight may be done: then this frame leaves now with the others.
             self.reap_sends();
@@ -182,7 +88,7 @@ impl Reactor {
                 return Err(e);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether a frame of `len` payload bytes would be taken by [`Reactor::send`] now

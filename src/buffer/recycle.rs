@@ -38,9 +38,14 @@ fn floor_class(cap: usize) -> usize {
     (usize::BITS - 1 - cap.leading_zeros()) as usize
 }
 
+/// Whether buffers of `size` bytes are kept.
+fn kept_size(size: usize) -> bool {
+    (1 << MIN_CLASS..=1 << MAX_CLASS).contains(&size)
+}
+
 /// An empty buffer of at least `capacity` bytes, reused when one is kept.
 pub fn take(capacity: usize) -> Vec<u8> {
-    if capacity < 1 << MIN_CLASS || capacity > 1 << MAX_CLASS {
+    if !kept_size(capacity) {
         return Vec::with_capacity(capacity);
     }
     let found = KEPT
@@ -52,7 +57,7 @@ pub fn take(capacity: usize) -> Vec<u8> {
 
 /// Keeps `v` for reuse when its size is kept and there is room; else frees it.
 pub fn give(v: Vec<u8>) {
-    if (1 << MIN_CLASS..=1 << MAX_CLASS).contains(&v.capacity()) {
+    if kept_size(v.capacity()) {
         KEPT.lock().unwrap_or_else(|e| e.into_inner()).give(v);
     }
 }

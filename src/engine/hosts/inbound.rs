@@ -1,9 +1,8 @@
 //! Frames that arrive over TCP: checked, their node indices mapped onto this process's,
 //! then pushed into an inbound ring per (source, destination, lane) that the engine polls
 //! like any other. A frame whose ring is full waits in a backlog (with every later frame of
-//! its connection, so none overtakes another); while any frame waits there, receive
-//! completions are left in the io_uring, so the backlog holds at most the frames of one
-//! completion: the kernel runs out of receive buffers, and TCP stops the sender.
+//! its connection, so none overtakes another); while the backlog is large, completions are
+//! left in the io_uring, the kernel runs out of receive buffers, and TCP stops the sender.
 
 use super::{lock, Engine, Hosts, Lane, Link};
 use crate::codec::FrameKind;
@@ -25,6 +24,8 @@ const _: () =
     assert!(crate::transport::tcp::control::MAX_ANNOUNCE <= crate::transport::tcp::MAX_FRAME);
 /// Buffers of backlog frames kept for reuse.
 const SPARE: usize = 64;
+/// Bytes of backlog beyond which no more frames are reaped (see the module documentation).
+const BACKLOG_LIMIT: usize = 1 << 20;
 
 /// A frame waiting for room in its ring.
 pub(crate) struct Waiting {
@@ -198,6 +199,9 @@ impl Engine {
         let Some(h) = self.hosts.as_mut() else {
             return 0;
         };
+        if h.backlog_bytes > BACKLOG_LIMIT {
+            return 0;
+        }
         let hosted_map = &self.hosted;
         let hosted = |i: u32| hosted_map.contains_key(&i);
         // Frames of a connection after an announcement wait for it to be applied: they may
@@ -224,12 +228,7 @@ impl Engine {
             spare,
             made: &mut made,
         };
-        // Once a frame waits for room, receives stay in the io_uring (their bytes in its
-        // buffers, then in the socket) until the rings are read: copied aside, they would
-        // only be copied again.
-        let full = std::cell::Cell::new(!into.backlog.is_empty());
-        let more = || !full.get();
-        lock(reactor).poll_while(&more, &mut |id, ev| match ev {
+        lock(reactor).poll(&mut |id, ev| match ev {
             Event::Frame(fh, payload) => {
                 n += 1;
                 let control = fh.slot.kind == KIND_NODES || fh.slot.kind == KIND_GONE;
@@ -244,7 +243,6 @@ impl Engine {
                         if let Err(why) = into.deliver(id, key, slot, &hdr, body) {
                             refused.push((id, why.to_string()));
                         }
-                        full.set(!into.backlog.is_empty());
                     }
                     Err(Bad::Drop) => dropped += 1,
                     Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),

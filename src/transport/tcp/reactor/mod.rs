@@ -284,31 +284,17 @@ impl Reactor {
     /// Reaps what completed, without blocking: `f` gets every frame that arrived and every
     /// connection that closed. Returns how many events.
     pub fn poll(&mut self, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
-        self.poll_while(&|| true, f)
-    }
-
-    /// [`Reactor::poll`] that stops taking receive completions once `more` says no (checked
-    /// before each): they stay, with their receive buffers, for the next poll (completions
-    /// of sends are still taken). A caller whose queues are full so leaves bytes in the
-    /// kernel, where TCP holds the sender back, instead of copying them aside.
-    pub fn poll_while(
-        &mut self,
-        more: &dyn Fn() -> bool,
-        f: &mut dyn FnMut(ConnId, Event<'_>),
-    ) -> usize {
         let mut n = 0;
-        let mut stopped = false;
         if !self.later.is_empty() {
-            let later = std::mem::take(&mut self.later);
-            for cqe in &later {
-                n += self.take(cqe, &mut stopped, more, f);
+            for cqe in std::mem::take(&mut self.later) {
+                n += self.complete(&cqe, f);
             }
             // What they started (receives armed again).
             if !self.ring.submission().is_empty() {
                 let _ = self.ring.submit();
             }
         }
-        while !stopped {
+        loop {
             if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
                 // Completions wait for this side to enter the kernel (`submit` does).
                 let _ = self.ring.submit();
@@ -318,7 +304,7 @@ impl Reactor {
             cqes.extend(self.ring.completion());
             let reaped = !cqes.is_empty();
             for cqe in &cqes {
-                n += self.take(cqe, &mut stopped, more, f);
+                n += self.complete(cqe, f);
             }
             self.reaped = cqes;
             if !reaped {
@@ -330,23 +316,6 @@ impl Reactor {
             }
         }
         n + self.report_closed(f)
-    }
-
-    /// Completes `cqe`, or sets it aside in `later` if it is a receive and the caller wants
-    /// no more (`stopped`: a receive was set aside, so every later one is too, in order).
-    fn take(
-        &mut self,
-        cqe: &cqueue::Entry,
-        stopped: &mut bool,
-        more: &dyn Fn() -> bool,
-        f: &mut dyn FnMut(ConnId, Event<'_>),
-    ) -> usize {
-        if cqe.user_data() & 0xff == OP_RECV && (*stopped || !more()) {
-            *stopped = true;
-            self.later.push(cqe.clone());
-            return 0;
-        }
-        self.complete(cqe, f)
     }
 
     /// Sleeps in `io_uring_enter` until a completion comes or `timeout` passes, then

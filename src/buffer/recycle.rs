@@ -66,12 +66,10 @@ impl Kept {
     /// A kept buffer of at least `capacity` bytes (within the kept sizes), emptied.
     fn take(&mut self, capacity: usize) -> Option<Vec<u8>> {
         let below = floor_class(capacity);
-        // Every buffer of the class above `capacity`'s holds it; some of its own class do.
+        // Every buffer of the class above `capacity`'s holds it (a kept size: that class is
+        // at most MAX_CLASS); some of its own class do.
         let above = capacity.next_power_of_two().trailing_zeros() as usize;
-        let mut found = None;
-        if above <= MAX_CLASS {
-            found = self.classes[above - MIN_CLASS].pop();
-        }
+        let mut found = self.classes[above - MIN_CLASS].pop();
         if found.is_none() && above != below {
             let class = &mut self.classes[below - MIN_CLASS];
             let from = class.len().saturating_sub(SCAN);

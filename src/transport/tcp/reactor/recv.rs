@@ -1,0 +1,102 @@
+//! The receiving side of a [`Reactor`]: the receive armed on every connection, and the
+//! bytes of its completions cut into frames (what another host sent is checked by the
+//! connection's [`Decoder`]; a stream that breaks the framing closes its connection).
+
+use super::*;
+
+impl Reactor {
+    /// Arms the receive of `slot` (multishot into the provided buffers, or one receive into
+    /// its own buffer).
+    pub(super) fn arm_recv(&mut self, slot: usize) -> Result<()> {
+        let ud = self.user_data(slot, OP_RECV);
+        let c = self.conns[slot].as_mut().expect("live slot");
+        let fd = types::Fd(c.sock.as_raw_fd());
+        let sqe = match self.mode {
+            RecvMode::Multishot => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
+            RecvMode::Single => {
+                opcode::Recv::new(fd, c.inbox.as_mut_ptr(), c.inbox.len() as u32).build()
+            }
+        };
+        self.push(sqe.user_data(ud))?;
+        let c = self.conns[slot].as_mut().expect("live slot");
+        c.recv_armed = true;
+        c.pending += 1;
+        Ok(())
+    }
+
+    /// The bytes of one receive completion.
+    pub(super) fn received(
+        &mut self,
+        slot: usize,
+        res: i32,
+        flags: u32,
+        f: &mut dyn FnMut(ConnId, Event<'_>),
+    ) -> usize {
+        let buffer = cqueue::buffer_select(flags);
+        let c = self.conns[slot].as_mut().expect("live slot");
+        if res == 0 {
+            let why = if c.decoder.mid_frame() {
+                "the peer closed the connection inside a frame"
+            } else {
+                "closed by the peer"
+            };
+            self.fail(slot, why.into());
+            return 0;
+        }
+        if res < 0 {
+            if -res == libc::ENOBUFS || -res == libc::ECANCELED && c.closed.is_none() {
+                // Every provided buffer was in use: re-armed by the caller.
+                return 0;
+            }
+            if c.closed.is_none() {
+                let why = format!(
+                    "receive failed: {}",
+                    std::io::Error::from_raw_os_error(-res)
+                );
+                self.fail(slot, why);
+            }
+            return 0;
+        }
+        let len = res as usize;
+        let mut n = 0;
+        let id = ConnId {
+            slot,
+            generation: c.generation,
+        };
+        let fed = match (self.mode, buffer, self.bufs.as_mut()) {
+            (RecvMode::Multishot, Some(bid), Some(bufs)) => {
+                let r = match bufs.get(bid, len) {
+                    Some(bytes) if c.closed.is_none() => c.decoder.feed(bytes, &mut |h, p| {
+                        n += 1;
+                        f(id, Event::Frame(h, p));
+                    }),
+                    Some(_) => Ok(()),
+                    None => Err("the kernel named a provided buffer that does not exist"),
+                };
+                bufs.recycle(bid);
+                r
+            }
+            (RecvMode::Single, _, _) if len <= c.inbox.len() => {
+                let Conn {
+                    inbox,
+                    decoder,
+                    closed,
+                    ..
+                } = c;
+                if closed.is_some() {
+                    Ok(())
+                } else {
+                    decoder.feed(&inbox[..len], &mut |h, p| {
+                        n += 1;
+                        f(id, Event::Frame(h, p));
+                    })
+                }
+            }
+            _ => Err("a receive completion without its buffer"),
+        };
+        if let Err(why) = fed {
+            self.fail(slot, why.into());
+        }
+        n
+    }
+}

@@ -547,6 +547,12 @@ typedef struct {
     // for a thread that spins while there is traffic. `hf_protocol_new` fails where the
     // kernel refuses it.
     bool tcp_sqpoll;
+    // With `tcp_listen`: flights of frames (queued while a socket was full) of at least this
+    // many bytes go out as zero-copy sends (`IORING_OP_SEND_ZC`) where the kernel has them;
+    // 0 (the default) for 65536, negative for never. A connection whose kernel copies them
+    // anyway (a peer on this host) sends plainly from then on. `HF_TCP_ZEROCOPY_MIN`
+    // (`off` or bytes) overrides it.
+    int64_t tcp_zerocopy_min;
 } hf_protocol_options;
 
 // What `hf_recv_into` received (its data is in the caller's buffer).

@@ -64,11 +64,9 @@ impl Tcp {
         }
         let directory = Arc::new(Directory::default());
         let sqpoll = config.sqpoll || super::options::sqpoll_from_env()?;
-        let hosts = Hosts::new(
-            Reactor::new(max_frame, None, sqpoll)?,
-            directory.clone(),
-            config.force,
-        );
+        let mut reactor = Reactor::new(max_frame, None, sqpoll)?;
+        reactor.set_zero_copy(super::options::zero_copy_from_env(config.zerocopy)?);
+        let hosts = Hosts::new(reactor, directory.clone(), config.force);
         let listener = match config.listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -382,6 +380,16 @@ impl HyperFabricProtocol {
                 m.to_string()
             }
         })
+    }
+
+    /// Zero-copy sends to other hosts (see [`super::TcpConfig::zerocopy`]), if TCP is
+    /// configured: the smallest flight sent zero-copy (`None`: never, or the kernel lacks
+    /// them), and what they did so far (how many the kernel copied anyway).
+    pub fn tcp_zero_copy(
+        &self,
+    ) -> Option<(Option<usize>, crate::transport::tcp::reactor::ZcStats)> {
+        self.inner.tcp.as_ref()?;
+        lock(&self.inner.engine).host_zero_copy()
     }
 
     /// Why the latest connections to other hosts were refused (at the handshake) or closed

@@ -76,6 +76,12 @@ pub struct TcpConfig {
     /// traffic (it sleeps after [`SQPOLL_IDLE`](crate::transport::tcp::reactor::SQPOLL_IDLE)
     /// without work). Refused with an error where the kernel refuses it.
     pub sqpoll: bool,
+    /// When large flights of frames (queued while a socket was full) go out as zero-copy
+    /// sends (`IORING_OP_SEND_ZC`, where the kernel has it; see
+    /// [`zero_copy_from_env`] for the environment's say). By default from
+    /// [`ZC_DEFAULT_MIN`](crate::transport::tcp::reactor::ZC_DEFAULT_MIN) bytes, and a
+    /// connection whose kernel copies them anyway (a peer on this host) turns them off.
+    pub zerocopy: crate::transport::tcp::reactor::ZeroCopy,
 }
 
 impl Default for ProtocolConfig {
@@ -123,6 +129,7 @@ impl TcpConfig {
             insecure,
             force: true,
             sqpoll: false,
+            zerocopy: Default::default(),
         }))
     }
 }
@@ -131,6 +138,27 @@ impl TcpConfig {
 /// [`TcpConfig::sqpoll`]).
 pub fn sqpoll_from_env() -> crate::Result<bool> {
     env_flag("HF_TCP_SQPOLL")
+}
+
+/// `zc` as the environment amends it: `HF_TCP_ZEROCOPY_MIN` is `off` or the smallest flight
+/// in bytes sent zero-copy; `HF_TCP_ZEROCOPY_ALWAYS=1` keeps zero-copy sends on connections
+/// whose kernel copies them (to measure them on one host). `ConfigError` for other values.
+pub fn zero_copy_from_env(
+    mut zc: crate::transport::tcp::reactor::ZeroCopy,
+) -> crate::Result<crate::transport::tcp::reactor::ZeroCopy> {
+    match std::env::var("HF_TCP_ZEROCOPY_MIN").ok().as_deref() {
+        None | Some("") => {}
+        Some("off") => zc.min = None,
+        Some(v) => {
+            zc.min = Some(v.parse().map_err(|_| {
+                crate::Error::Config(format!(
+                    "HF_TCP_ZEROCOPY_MIN={v:?}: expected off or a number of bytes"
+                ))
+            })?)
+        }
+    }
+    zc.always |= env_flag("HF_TCP_ZEROCOPY_ALWAYS")?;
+    Ok(zc)
 }
 
 /// Environment variable `var` as a flag: unset, empty or `0` is off, `1` is on, anything
@@ -168,6 +196,7 @@ impl ProtocolConfig {
                 insecure: cfg.fabric.insecure,
                 force: false,
                 sqpoll: false,
+                zerocopy: Default::default(),
             }),
             ..Default::default()
         })

@@ -23,7 +23,8 @@ pub struct UringSupport {
     pub available: bool,
     /// Why no ring could be set up (`None` when one could).
     pub error: Option<String>,
-    /// `IORING_OP_SEND_ZC` completed a zero-copy send on a TCP socket.
+    /// `IORING_OP_SEND_ZC` completed a zero-copy send on a TCP socket, its notification
+    /// reporting whether the kernel copied the bytes anyway (Linux 6.2).
     pub send_zc: bool,
     /// A multishot receive (`IORING_RECV_MULTISHOT`) delivered data and stayed armed.
     pub recv_multishot: bool,
@@ -177,7 +178,12 @@ unsafe fn push(ring: &mut IoUring, sqe: &squeue::Entry) -> bool {
 fn send_zc_works(ring: &mut IoUring, client: &TcpStream, server: &TcpStream) -> bool {
     // Static: a send still in the kernel when the wait gives up only ever reads it.
     static DATA: [u8; 15] = *b"zero-copy probe";
+    // With the notification's report of whether the kernel copied (Linux 6.2; the kernels
+    // before refuse the flag): the transport needs it to turn zero-copy off where it only
+    // costs.
+    const REPORT_USAGE: u16 = 1 << 3;
     let sqe = opcode::SendZc::new(types::Fd(client.as_raw_fd()), DATA.as_ptr(), 15)
+        .zc_flags(REPORT_USAGE)
         .build()
         .user_data(1);
     // SAFETY: DATA is static.

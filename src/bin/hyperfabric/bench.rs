@@ -584,6 +584,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
         rows.push(row);
     }
     let mode = p.transport_mode();
+    let zero_copy = p.tcp_zero_copy();
     drop(worker);
     drop(p);
     drop(dir);
@@ -605,6 +606,16 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
             })
             .collect();
         table(&keys, &cells);
+        if let Some((from, z)) = zero_copy {
+            match from {
+                Some(min) => println!(
+                    "zero-copy sends (flights from {min} B): {} sent, {} copied by the kernel \
+                     anyway, {} connections turned them off",
+                    z.sends, z.copied, z.turned_off
+                ),
+                None => println!("zero-copy sends: off"),
+            }
+        }
     }
     Ok(())
 }

@@ -211,6 +211,16 @@ impl Engine {
         self.hosts.as_ref().map(Hosts::mode)
     }
 
+    /// The smallest flight the reactor sends zero-copy (`None`: never, or the kernel lacks
+    /// them), and what its zero-copy sends did.
+    pub fn host_zero_copy(
+        &self,
+    ) -> Option<(Option<usize>, crate::transport::tcp::reactor::ZcStats)> {
+        let h = self.hosts.as_ref()?;
+        let r = lock(&h.reactor);
+        Some((r.zero_copy_from(), r.zc_stats()))
+    }
+
     /// What an idle engine thread sleeps on when it has connections to other hosts.
     pub fn idle_waiter(&self) -> Option<IdleWaiter> {
         let h = self.hosts.as_ref()?;

@@ -98,6 +98,14 @@ pub unsafe extern "C" fn hf_protocol_new(
                     insecure: o.tcp_insecure,
                     force: o.tcp_force,
                     sqpoll: o.tcp_sqpoll,
+                    zerocopy: crate::transport::tcp::reactor::ZeroCopy {
+                        min: match o.tcp_zerocopy_min {
+                            0 => Some(crate::transport::tcp::reactor::ZC_DEFAULT_MIN),
+                            n if n < 0 => None,
+                            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                        },
+                        always: false,
+                    },
                 });
             }
             if !o.key.is_null() {

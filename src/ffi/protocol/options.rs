@@ -66,6 +66,12 @@ pub struct hf_protocol_options {
     /// for a thread that spins while there is traffic. `hf_protocol_new` fails where the
     /// kernel refuses it.
     pub tcp_sqpoll: bool,
+    /// With `tcp_listen`: flights of frames (queued while a socket was full) of at least this
+    /// many bytes go out as zero-copy sends (`IORING_OP_SEND_ZC`) where the kernel has them;
+    /// 0 (the default) for 65536, negative for never. A connection whose kernel copies them
+    /// anyway (a peer on this host) sends plainly from then on. `HF_TCP_ZEROCOPY_MIN`
+    /// (`off` or bytes) overrides it.
+    pub tcp_zerocopy_min: i64,
 }
 
 /// A node signature (`hf_register_node`). Fill with `hf_node_signature_init`, then set at
@@ -171,6 +177,7 @@ pub unsafe extern "C" fn hf_protocol_options_init(options: *mut hf_protocol_opti
             tcp_insecure: false,
             tcp_force: false,
             tcp_sqpoll: false,
+            tcp_zerocopy_min: 0,
         };
         Ok(())
     })

@@ -2,6 +2,7 @@
 //! breaks the framing, stops inside a frame, or claims a huge frame costs only its own
 //! connection.
 
+use super::reactor::{ZcStats, ZeroCopy, ZC_SLOTS};
 use super::wire::HEADER;
 use super::*;
 use crate::ring::SlotHeader;
@@ -247,4 +248,105 @@ fn an_id_outlives_its_connection_without_reaching_the_next_one() {
     other.close(new);
     assert!(other.send(new, &header(0, 0), &[]).is_err());
     assert!(other.is_flushed(new));
+}
+
+/// Two reactors on a loopback connection, the first sending flights from one byte
+/// zero-copy (`always`: even though the kernel copies them); `None` (with the reason
+/// printed) on a kernel without zero-copy sends.
+fn zero_copy_pair(always: bool) -> Option<(Reactor, ConnId, Reactor, ConnId)> {
+    let (mut a, b) = (reactor(RecvMode::Single)?, reactor(RecvMode::Single)?);
+    a.set_zero_copy(ZeroCopy {
+        min: Some(1),
+        always,
+    });
+    if a.zero_copy_from().is_none() {
+        eprintln!(
+            "skipped: no zero-copy sends on kernel {}",
+            crate::sys::uring::probe().kernel
+        );
+        return None;
+    }
+    let (c, s) = pair();
+    let mut b = b;
+    let (ca, cb) = (a.add(c).unwrap(), b.add(s).unwrap());
+    Some((a, ca, b, cb))
+}
+
+/// Sends `n` frames on `a` while `b` reads nothing at first: the socket fills, frames
+/// queue and leave in flights. Then `b` reads them all, checking each; `a` waits until
+/// every frame left and the kernel let go of every flight.
+fn through_full_socket(mut a: Reactor, ca: ConnId, mut b: Reactor, cb: ConnId, n: u32) -> ZcStats {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0u32;
+    while sent < n {
+        assert!(Instant::now() < deadline, "the socket never filled");
+        let p = payload(sent);
+        if !a.send(ca, &header(sent, p.len()), &[&p]).unwrap() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(a.zc_stats().sends > 0, "frames queued behind a flight");
+    let reader = std::thread::spawn(move || {
+        let mut got = 0u32;
+        while got < n {
+            assert!(Instant::now() < deadline, "got {got} of {n}");
+            b.wait(Duration::from_millis(5), &mut |from, e| match e {
+                Event::Frame(h, data) => {
+                    assert_eq!(from, cb);
+                    assert_eq!(h, header(got, data.len()), "frame {got}");
+                    assert!(data == payload(got).as_slice(), "bytes of frame {got}");
+                    got += 1;
+                }
+                Event::Closed(why) => panic!("closed after {got} frames: {why}"),
+            });
+        }
+        // Kept open until the sender is done.
+        b
+    });
+    while sent < n || !a.is_flushed(ca) || a.zc_stats().notified < a.zc_stats().sends {
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {sent} of {n}: {:?}",
+            a.zc_stats()
+        );
+        if sent < n {
+            let p = payload(sent);
+            if a.send(ca, &header(sent, p.len()), &[&p]).unwrap() {
+                sent += 1;
+                continue;
+            }
+        }
+        a.wait(Duration::from_millis(5), &mut |_, e| {
+            assert!(!matches!(e, Event::Closed(_)), "{e:?}");
+        });
+    }
+    drop(reader.join().unwrap());
+    a.zc_stats()
+}
+
+#[test]
+fn frames_sent_zero_copy_arrive_whole_and_in_order_and_every_flight_is_let_go() {
+    let Some((a, ca, b, cb)) = zero_copy_pair(true) else {
+        return;
+    };
+    let z = through_full_socket(a, ca, b, cb, 3000);
+    assert!(z.sends > 1, "{z:?}");
+    assert_eq!(z.notified, z.sends);
+    assert_eq!(z.turned_off, 0);
+}
+
+#[test]
+fn a_connection_whose_kernel_copies_zero_copy_sends_turns_them_off() {
+    let Some((a, ca, b, cb)) = zero_copy_pair(false) else {
+        return;
+    };
+    let z = through_full_socket(a, ca, b, cb, 3000);
+    // Loopback delivers into this host's sockets: the kernel copies the pages (and says
+    // so in the notification), so the first notification turns zero-copy off. Sends
+    // submitted before it came are the most there can be: one per slot.
+    assert!(z.copied >= 1, "{z:?}");
+    assert_eq!(z.turned_off, 1);
+    assert!(z.sends as usize <= ZC_SLOTS, "{z:?}");
+    assert_eq!(z.notified, z.sends);
 }

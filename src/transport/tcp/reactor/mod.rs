@@ -12,6 +12,9 @@
 
 mod recv;
 mod send;
+mod zc;
+
+pub use zc::{ZcStats, ZeroCopy, ZC_DEFAULT_MIN, ZC_SLOTS};
 
 use super::wire::{Decoder, FrameHeader};
 use crate::error::{Error, Result};
@@ -85,6 +88,10 @@ const OP_CANCEL: u64 = 3;
 const OP_BELL: u64 = 4;
 /// A no-op that wakes a thread asleep on the ring (see [`Reactor::reap_sends`]).
 const OP_NOP: u64 = 5;
+/// A zero-copy send (see [`zc`]); bits 4 to 7 of its user data name its slot.
+const OP_ZC: u64 = 6;
+/// The bits of user data that name the operation.
+const OP_MASK: u64 = 0x0f;
 
 struct Conn {
     sock: TcpStream,
@@ -96,6 +103,13 @@ struct Conn {
     flight: Vec<u8>,
     /// Bytes of `flight` sent so far.
     sent: usize,
+    /// Flights of zero-copy sends whose notification is still to come: the kernel may
+    /// read them until then.
+    zc_held: [Option<Vec<u8>>; zc::ZC_SLOTS],
+    /// An empty buffer to queue into next (one a notification freed).
+    spare: Vec<u8>,
+    /// The kernel copied a zero-copy send of this connection: plain sends from now on.
+    zc_off: bool,
     /// Receive buffer ([`RecvMode::Single`]): not moved or freed while a receive is armed.
     inbox: Vec<u8>,
     decoder: Decoder,
@@ -129,6 +143,10 @@ pub struct Reactor {
     bell_armed: bool,
     /// The kernel refused the futex wait (before 6.7): idle engines wait on the futex.
     bell_unsupported: bool,
+    /// When flights go out as zero-copy sends, and whether the kernel has them.
+    zc: ZeroCopy,
+    zc_supported: bool,
+    zc_stats: ZcStats,
 }
 
 impl Reactor {
@@ -166,9 +184,10 @@ impl Reactor {
                 .or_else(|_| IoUring::new(RING_ENTRIES))
                 .map_err(|e| Error::io("setting up io_uring", e))?
         };
+        let support = crate::sys::uring::probe();
         let mode = match mode {
             Some(m) => m,
-            None if crate::sys::uring::probe().recv_multishot => RecvMode::Multishot,
+            None if support.recv_multishot => RecvMode::Multishot,
             None => RecvMode::Single,
         };
         let bufs = match mode {
@@ -191,6 +210,9 @@ impl Reactor {
             later: Vec::new(),
             bell_armed: false,
             bell_unsupported: false,
+            zc: ZeroCopy::default(),
+            zc_supported: support.send_zc,
+            zc_stats: ZcStats::default(),
         })
     }
 
@@ -217,6 +239,9 @@ impl Reactor {
             queued: Vec::new(),
             flight: Vec::new(),
             sent: 0,
+            zc_held: Default::default(),
+            spare: Vec::new(),
+            zc_off: false,
             inbox: match self.mode {
                 RecvMode::Single => vec![0; SINGLE_BUF],
                 RecvMode::Multishot => Vec::new(),
@@ -389,7 +414,7 @@ impl Reactor {
             }
             return 0;
         }
-        let (slot, op, generation) = ((ud >> 8 & 0xffff_ffff) as usize, ud & 0xff, ud >> 40);
+        let (slot, op, generation) = ((ud >> 8 & 0xffff_ffff) as usize, ud & OP_MASK, ud >> 40);
         let res = cqe.result();
         let more = cqueue::more(cqe.flags());
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
@@ -424,6 +449,14 @@ impl Reactor {
                     } else {
                         c.sending = false;
                     }
+                }
+            }
+            OP_ZC => {
+                let r = (ud >> 4 & OP_MASK) as usize;
+                if cqueue::notif(cqe.flags()) {
+                    self.zc_notified(slot, r, res);
+                } else {
+                    self.zc_sent(slot, r, res, more);
                 }
             }
             OP_RECV => {
@@ -541,6 +574,7 @@ impl Drop for Reactor {
             for c in self.conns.iter_mut().flatten() {
                 std::mem::forget(std::mem::take(&mut c.inbox));
                 std::mem::forget(std::mem::take(&mut c.flight));
+                std::mem::forget(std::mem::take(&mut c.zc_held));
             }
         } else if let Some(b) = self.bufs.take() {
             b.unregister(&self.ring);

@@ -136,7 +136,8 @@ impl Reactor {
             if cqe.user_data() == OP_NOP {
                 continue;
             }
-            if cqe.user_data() & 0xff == OP_SEND || cqe.user_data() == OP_BELL {
+            let op = cqe.user_data() & OP_MASK;
+            if op == OP_SEND || op == OP_ZC || cqe.user_data() == OP_BELL {
                 self.complete(cqe, &mut none);
                 sent = true;
             } else {
@@ -224,15 +225,29 @@ impl Reactor {
             return Ok(());
         }
         let rest = &c.flight[c.sent..];
-        let sqe = opcode::Send::new(
+        let (fd, ptr, len) = (
             types::Fd(c.sock.as_raw_fd()),
             rest.as_ptr(),
             rest.len().min(u32::MAX as usize) as u32,
-        )
+        );
         // The kernel sends all of it (waiting for room itself) before it completes.
-        .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
-        .build()
-        .user_data(ud);
+        let flags = libc::MSG_WAITALL | libc::MSG_NOSIGNAL;
+        let c = self.conns[slot].as_ref().expect("live slot");
+        let sqe = match self.zc_slot(c, len as usize) {
+            Some(r) => {
+                self.zc_stats.sends += 1;
+                let ud = ud & !OP_MASK | OP_ZC | (r as u64) << 4;
+                opcode::SendZc::new(fd, ptr, len)
+                    .flags(flags)
+                    .zc_flags(zc::REPORT_USAGE)
+                    .build()
+                    .user_data(ud)
+            }
+            None => opcode::Send::new(fd, ptr, len)
+                .flags(flags)
+                .build()
+                .user_data(ud),
+        };
         self.push(sqe)?;
         let c = self.conns[slot].as_mut().expect("live slot");
         c.sending = true;

@@ -37,6 +37,13 @@ fn structs_have_the_rust_layout() {
         idle_strategy,
         engine_core,
         key,
+        single_copy_from,
+        endpoints_by_name,
+        tcp_listen,
+        tcp_insecure,
+        tcp_force,
+        tcp_sqpoll,
+        tcp_zerocopy_min,
     });
     same_layout!(hf_node_signature {
         struct_size,

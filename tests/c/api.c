@@ -212,6 +212,7 @@ int main(int argc, char **argv) {
     CHECK_STATUS(hf_protocol_options_init(&o), HF_OK);
     CHECK(o.struct_size == sizeof o && o.enable_fault_tolerance && o.engine_core == -1);
     CHECK(o.endpoints_by_name);
+    CHECK(o.tcp_listen == NULL && !o.tcp_sqpoll && o.tcp_zerocopy_min == 0);
     if (argc > 1) {
         snprintf(fabric, sizeof fabric, "%s", argv[1]);
     } else {

@@ -609,9 +609,17 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
         if let Some((from, z)) = zero_copy {
             match from {
                 Some(min) => println!(
-                    "zero-copy sends (flights from {min} B): {} sent, {} copied by the kernel \
-                     anyway, {} connections turned them off",
-                    z.sends, z.copied, z.turned_off
+                    "zero-copy sends (flights from {min} B): {} sent ({} from registered \
+                     buffers{}), {} copied by the kernel anyway, {} connections turned them off",
+                    z.sends,
+                    z.fixed,
+                    if z.registered {
+                        ""
+                    } else {
+                        ", none registered"
+                    },
+                    z.copied,
+                    z.turned_off
                 ),
                 None => println!("zero-copy sends: off"),
             }

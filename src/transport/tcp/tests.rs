@@ -275,7 +275,14 @@ fn zero_copy_pair(always: bool) -> Option<(Reactor, ConnId, Reactor, ConnId)> {
 /// Sends `n` frames on `a` while `b` reads nothing at first: the socket fills, frames
 /// queue and leave in flights. Then `b` reads them all, checking each; `a` waits until
 /// every frame left and the kernel let go of every flight.
-fn through_full_socket(mut a: Reactor, ca: ConnId, mut b: Reactor, cb: ConnId, n: u32) -> ZcStats {
+/// Returns what the zero-copy sends did, and whether send buffers were registered.
+fn through_full_socket(
+    mut a: Reactor,
+    ca: ConnId,
+    mut b: Reactor,
+    cb: ConnId,
+    n: u32,
+) -> (ZcStats, Result<bool, String>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut sent = 0u32;
     while sent < n {
@@ -322,7 +329,7 @@ fn through_full_socket(mut a: Reactor, ca: ConnId, mut b: Reactor, cb: ConnId, n
         });
     }
     drop(reader.join().unwrap());
-    a.zc_stats()
+    (a.zc_stats(), a.registered_buffers().map_err(str::to_owned))
 }
 
 #[test]
@@ -330,10 +337,22 @@ fn frames_sent_zero_copy_arrive_whole_and_in_order_and_every_flight_is_let_go() 
     let Some((a, ca, b, cb)) = zero_copy_pair(true) else {
         return;
     };
-    let z = through_full_socket(a, ca, b, cb, 3000);
+    let (z, registered) = through_full_socket(a, ca, b, cb, 3000);
     assert!(z.sends > 1, "{z:?}");
     assert_eq!(z.notified, z.sends);
     assert_eq!(z.turned_off, 0);
+    // The first notification registered the send buffers; later flights were queued
+    // straight into them and sent from them.
+    match registered {
+        Ok(r) => {
+            assert!(r, "{z:?}");
+            assert!(z.fixed > 0, "{z:?}");
+        }
+        Err(why) if why.contains("memory") => {
+            eprintln!("send buffers not registered (locked-memory limit): {why}")
+        }
+        Err(why) => panic!("{why}"),
+    }
 }
 
 #[test]
@@ -341,7 +360,10 @@ fn a_connection_whose_kernel_copies_zero_copy_sends_turns_them_off() {
     let Some((a, ca, b, cb)) = zero_copy_pair(false) else {
         return;
     };
-    let z = through_full_socket(a, ca, b, cb, 3000);
+    let (z, registered) = through_full_socket(a, ca, b, cb, 3000);
+    // Nothing is pinned for a connection where zero-copy does not pay.
+    assert_eq!(registered, Ok(false));
+    assert_eq!(z.fixed, 0);
     // Loopback delivers into this host's sockets: the kernel copies the pages (and says
     // so in the notification), so the first notification turns zero-copy off. Sends
     // submitted before it came are the most there can be: one per slot.

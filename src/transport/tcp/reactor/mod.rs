@@ -10,10 +10,13 @@
 //! whose stream breaks the framing, ends inside a frame, or fails is closed and reported
 //! once ([`Event::Closed`]); the other connections go on.
 
+mod arena;
 mod recv;
 mod send;
 mod zc;
 
+pub use arena::ARENA_BUFFERS;
+use arena::{Arena, Buf};
 pub use zc::{ZcStats, ZeroCopy, ZC_DEFAULT_MIN, ZC_SLOTS};
 
 use super::wire::{Decoder, FrameHeader};
@@ -98,14 +101,14 @@ struct Conn {
     /// Generation of the slot: completions of an earlier connection in it are ignored.
     generation: u64,
     /// Frames queued and not yet handed to the kernel.
-    queued: Vec<u8>,
+    queued: Buf,
     /// Bytes the kernel is sending: not moved or freed until its completion.
-    flight: Vec<u8>,
+    flight: Buf,
     /// Bytes of `flight` sent so far.
     sent: usize,
     /// Flights of zero-copy sends whose notification is still to come: the kernel may
     /// read them until then.
-    zc_held: [Option<Vec<u8>>; zc::ZC_SLOTS],
+    zc_held: [Option<Buf>; zc::ZC_SLOTS],
     /// An empty buffer to queue into next (one a notification freed).
     spare: Vec<u8>,
     /// The kernel copied a zero-copy send of this connection: plain sends from now on.
@@ -147,6 +150,11 @@ pub struct Reactor {
     zc: ZeroCopy,
     zc_supported: bool,
     zc_stats: ZcStats,
+    /// Registered send buffers, once a zero-copy send proved worth it (after `ring`: the
+    /// ring, dropped first, lets go of them first).
+    arena: Option<Arena>,
+    /// Why registering them failed (not tried again).
+    arena_refused: Option<String>,
 }
 
 impl Reactor {
@@ -213,6 +221,8 @@ impl Reactor {
             zc: ZeroCopy::default(),
             zc_supported: support.send_zc,
             zc_stats: ZcStats::default(),
+            arena: None,
+            arena_refused: None,
         })
     }
 
@@ -236,8 +246,8 @@ impl Reactor {
         let conn = Conn {
             sock,
             generation: self.generations & 0xff_ffff,
-            queued: Vec::new(),
-            flight: Vec::new(),
+            queued: Buf::default(),
+            flight: Buf::default(),
             sent: 0,
             zc_held: Default::default(),
             spare: Vec::new(),
@@ -492,7 +502,7 @@ impl Reactor {
         }
         c.closed = Some(why);
         self.held -= c.queued.len().min(self.held);
-        c.queued = Vec::new();
+        c.queued = Buf::default();
         let _ = c.sock.shutdown(std::net::Shutdown::Both);
         if c.recv_armed {
             c.pending += 1;

@@ -64,7 +64,11 @@ impl Reactor {
                 }
             }
         }
+        let fixed = self.fixed_queue(id);
         let c = self.conn_mut(id)?;
+        if let Some(f) = fixed {
+            c.queued = Buf::Fixed(f);
+        }
         let mut skip = written;
         for part in std::iter::once(&head[..]).chain(parts.iter().copied()) {
             let from = skip.min(part.len());
@@ -213,10 +217,7 @@ impl Reactor {
         let ud = self.user_data(slot, OP_SEND);
         let c = self.conns[slot].as_mut().expect("live slot");
         if c.sent == c.flight.len() {
-            c.flight.clear();
-            if c.flight.capacity() > KEEP_BUFFER {
-                c.flight = Vec::new();
-            }
+            c.flight.reset(KEEP_BUFFER);
             c.sent = 0;
             std::mem::swap(&mut c.flight, &mut c.queued);
         }
@@ -224,7 +225,8 @@ impl Reactor {
             c.sending = false;
             return Ok(());
         }
-        let rest = &c.flight[c.sent..];
+        let rest = &c.flight.as_slice()[c.sent..];
+        let fixed = c.flight.fixed_index();
         let (fd, ptr, len) = (
             types::Fd(c.sock.as_raw_fd()),
             rest.as_ptr(),
@@ -237,7 +239,9 @@ impl Reactor {
             Some(r) => {
                 self.zc_stats.sends += 1;
                 let ud = ud & !OP_MASK | OP_ZC | (r as u64) << 4;
+                self.zc_stats.fixed += u64::from(fixed.is_some());
                 opcode::SendZc::new(fd, ptr, len)
+                    .buf_index(fixed)
                     .flags(flags)
                     .zc_flags(zc::REPORT_USAGE)
                     .build()

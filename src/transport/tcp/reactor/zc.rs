@@ -56,6 +56,11 @@ pub struct ZcStats {
     pub copied: u64,
     /// Connections that turned zero-copy off because their kernel copied.
     pub turned_off: u64,
+    /// Zero-copy sends from a registered buffer (see [`super::ARENA_BUFFERS`]).
+    pub fixed: u64,
+    /// Whether send buffers are registered with the ring (see
+    /// [`Reactor::registered_buffers`]).
+    pub registered: bool,
 }
 
 impl Reactor {
@@ -73,7 +78,10 @@ impl Reactor {
 
     /// What the zero-copy sends did so far.
     pub fn zc_stats(&self) -> ZcStats {
-        self.zc_stats
+        ZcStats {
+            registered: self.arena.is_some(),
+            ..self.zc_stats
+        }
     }
 
     /// The slot a zero-copy send of `len` bytes on `c` would take, if it is one.
@@ -100,8 +108,8 @@ impl Reactor {
         let c = self.conns[slot].as_mut().expect("live slot");
         if more {
             let mut next = std::mem::take(&mut c.spare);
-            next.extend_from_slice(&c.flight[c.sent..]);
-            c.zc_held[r] = Some(std::mem::replace(&mut c.flight, next));
+            next.extend_from_slice(&c.flight.as_slice()[c.sent..]);
+            c.zc_held[r] = Some(std::mem::replace(&mut c.flight, Buf::Heap(next)));
             c.sent = 0;
         }
         if res < 0 && !cancelled {
@@ -130,11 +138,46 @@ impl Reactor {
                 self.zc_stats.turned_off += 1;
             }
         }
-        if let Some(mut v) = c.zc_held.get_mut(r).and_then(Option::take) {
+        // A registered buffer goes back to the arena as it is dropped.
+        if let Some(Buf::Heap(mut v)) = c.zc_held.get_mut(r).and_then(Option::take) {
             if c.spare.capacity() == 0 && v.capacity() <= KEEP_BUFFER {
                 v.clear();
                 c.spare = v;
             }
+        }
+        if !copied || always {
+            self.register_arena();
+        }
+    }
+
+    /// Registers the arena of send buffers (once; a refusal is kept and reported).
+    fn register_arena(&mut self) {
+        if self.arena.is_some() || self.arena_refused.is_some() {
+            return;
+        }
+        let size = QUEUE_LIMIT + crate::transport::tcp::wire::HEADER + self.max_frame;
+        match Arena::register(&self.ring, size) {
+            Ok(a) => self.arena = Some(a),
+            Err(e) => self.arena_refused = Some(format!("registering send buffers: {e}")),
+        }
+    }
+
+    /// A registered buffer for the queue of `id`, when it is empty and its flights would go
+    /// out zero-copy.
+    pub(super) fn fixed_queue(&self, id: ConnId) -> Option<arena::Fixed> {
+        let arena = self.arena.as_ref()?;
+        let c = self.conn(id)?;
+        let on = self.zero_copy_from().is_some() && !c.zc_off;
+        (on && c.queued.is_empty() && c.queued.fixed_index().is_none()).then(|| arena.take())?
+    }
+
+    /// Whether send buffers are registered with the ring, or why registering them failed
+    /// (`Ok(false)`: not tried, no zero-copy send proved worth it yet).
+    pub fn registered_buffers(&self) -> std::result::Result<bool, &str> {
+        match (&self.arena, &self.arena_refused) {
+            (Some(_), _) => Ok(true),
+            (None, Some(why)) => Err(why),
+            (None, None) => Ok(false),
         }
     }
 }

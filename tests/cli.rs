@@ -261,10 +261,24 @@ fn analyze_detect_and_generate() {
 
 #[test]
 fn bench_runs_two_processes_and_reports_against_the_floor() {
+    // The directory of a bench killed before it removed it goes with the next run; one
+    // whose process lives stays.
+    let root = hyperfabric::sys::state_root();
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let dead = root.join(format!("bench-{}", gone.id()));
+    let live = root.join(format!("bench-{}", std::process::id()));
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("ring"), b"left behind").unwrap();
+    }
     let (code, out, err) = run(&[
         "bench", "latency", "--sizes", "8,100", "--iters", "200", "--json",
     ]);
     assert_eq!(code, 0, "{err}");
+    assert!(!dead.exists(), "{dead:?} left behind");
+    assert!(live.join("ring").exists());
+    std::fs::remove_dir_all(&live).unwrap();
     let rows: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

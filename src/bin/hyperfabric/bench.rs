@@ -1,7 +1,7 @@
 //! `hyperfabric bench`: this process and a worker it spawns, pinned to two cores, measure
 //! through the public API; the floor is measured right before and after each size.
 use super::floor::{cache_line_floor_ns, memcpy_gbytes_per_s, placement, quantile, Stopwatch};
-use super::{bench_tcp, table, Api, BenchKind, Transport};
+use super::{bench_dir, bench_tcp, table, Api, BenchKind, Transport};
 use hyperfabric::fabric::{HyperFabricProtocol, IdleStrategy, ProtocolConfig, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature};
 use hyperfabric::Error;
@@ -291,15 +291,6 @@ fn read_all(b: &[u8]) -> u64 {
 
 struct Worker(Child);
 
-/// The bench's fabric directory, removed when dropped.
-struct FabricDir(std::path::PathBuf);
-
-impl Drop for FabricDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl Drop for Worker {
     fn drop(&mut self) {
         drop(self.0.stdin.take());
@@ -363,7 +354,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     let key_hex = super::random_key_hex()?;
     let fabric = format!("bench-{}", std::process::id());
     // Declared before the protocol and the worker: removed after both, also on an error.
-    let dir = FabricDir(hyperfabric::sys::state_root().join(&fabric));
+    let dir = bench_dir::FabricDir::new(&fabric);
     let p = protocol(
         &fabric,
         None,

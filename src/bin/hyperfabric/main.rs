@@ -543,6 +543,7 @@ mod demo;
 mod demo_hosts;
 
 mod bench;
+mod bench_dir;
 mod bench_tcp;
 mod floor;
 mod show;

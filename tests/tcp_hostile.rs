@@ -390,3 +390,56 @@ fn a_node_leaving_while_frames_to_it_travel_leaves_the_connection_up() {
         "{e}"
     );
 }
+
+/// A node nobody reads, flooded from another host: once its queue is full, only that
+/// connection stops receiving (its frames wait, TCP stops its sender), the good peer's requests to another node of the
+/// same process are answered meanwhile, and once the node is read every message arrives,
+/// once and in order, and the connection receives again.
+#[test]
+fn a_node_nobody_reads_holds_up_only_the_connection_that_floods_it() {
+    let f = Fabric::new("unread");
+    f.a.register_node(node("slow")).unwrap();
+    let c = tcp_protocol(&f._dir.0, Some(test_key()), false);
+    c.register_node(node("c")).unwrap();
+    c.connect_host(f.a.listen_address().unwrap()).unwrap();
+    // More than the node's queue takes (256 MiB) and what the sockets hold besides.
+    const N: u32 = 320;
+    let message = |i: u32| -> Vec<u8> {
+        let mut m = vec![(i % 251) as u8; 1 << 20];
+        m[..4].copy_from_slice(&i.to_le_bytes());
+        m
+    };
+    let flood = std::thread::spawn(move || {
+        let opts = SendOptions {
+            timeout: Duration::from_secs(120),
+            ..Default::default()
+        };
+        for i in 0..N {
+            c.post("c", "slow", &message(i), &opts)
+                .unwrap_or_else(|e| panic!("post {i}: {e}"));
+        }
+        c
+    });
+    // Once the node's queue is full (256 MiB dispatched to it), its rings are left unread,
+    // and the flood's connection stops receiving when a megabyte of its frames waits.
+    let until = Instant::now() + Duration::from_secs(60);
+    while f.metric("tcp_receives_held") < 1.0 || f.metric("bytes_received") < 256.0 * 1048576.0 {
+        assert!(
+            Instant::now() < until,
+            "the flood was never held: {} bytes received",
+            f.metric("bytes_received")
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f.still_serves();
+    for i in 0..N {
+        let m =
+            f.a.recv("slow", Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("message {i}: {e}"));
+        assert!(m.data == message(i), "message {i} of the flood");
+    }
+    drop(flood.join().unwrap());
+    f.metric_reaches("tcp_receive_holds", 1.0);
+    assert_eq!(f.metric("tcp_receives_held"), 0.0);
+    f.still_serves();
+}

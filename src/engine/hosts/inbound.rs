@@ -1,8 +1,9 @@
 //! Frames that arrive over TCP: checked, their node indices mapped onto this process's,
 //! then pushed into an inbound ring per (source, destination, lane) that the engine polls
 //! like any other. A frame whose ring is full waits in a backlog (with every later frame of
-//! its connection, so none overtakes another); while the backlog is large, completions are
-//! left in the io_uring, the kernel runs out of receive buffers, and TCP stops the sender.
+//! its connection, so none overtakes another); a connection with [`HOLD_AT`] bytes waiting
+//! stops receiving (its receive is cancelled, the kernel keeps what comes, and TCP stops the
+//! sender) until its backlog is under [`RESUME_UNDER`]. The other connections go on.
 
 use super::{lock, Engine, Hosts, Lane, Link};
 use crate::codec::FrameKind;
@@ -24,8 +25,11 @@ const _: () =
     assert!(crate::transport::tcp::control::MAX_ANNOUNCE <= crate::transport::tcp::MAX_FRAME);
 /// Buffers of backlog frames kept for reuse.
 const SPARE: usize = 64;
-/// Bytes of backlog beyond which no more frames are reaped (see the module documentation).
-const BACKLOG_LIMIT: usize = 1 << 20;
+/// Bytes of backlog of one connection from which it stops receiving (see the module
+/// documentation).
+const HOLD_AT: usize = 1 << 20;
+/// Bytes of backlog of a held connection under which it receives again.
+const RESUME_UNDER: usize = HOLD_AT / 4;
 
 /// A frame waiting for room in its ring.
 pub(crate) struct Waiting {
@@ -199,9 +203,6 @@ impl Engine {
         let Some(h) = self.hosts.as_mut() else {
             return 0;
         };
-        if h.backlog_bytes > BACKLOG_LIMIT {
-            return 0;
-        }
         let hosted_map = &self.hosted;
         let hosted = |i: u32| hosted_map.contains_key(&i);
         // Frames of a connection after an announcement wait for it to be applied: they may
@@ -316,6 +317,37 @@ impl Engine {
         };
         self.inbound.append(&mut made);
         r
+    }
+
+    /// Stops receiving on the connections with [`HOLD_AT`] bytes in the backlog, and
+    /// receives again on those held whose backlog fell under [`RESUME_UNDER`] (or that
+    /// closed).
+    pub(super) fn hold_backlogged(&mut self) {
+        let Some(h) = self.hosts.as_mut() else {
+            return;
+        };
+        if h.backlog_bytes < HOLD_AT && h.holding.is_empty() {
+            return;
+        }
+        let mut per: FxHashMap<ConnId, usize> = FxHashMap::default();
+        for w in &h.backlog {
+            *per.entry(w.conn).or_default() += w.bytes.len();
+        }
+        let mut r = lock(&h.reactor);
+        h.holding.retain(|id| {
+            let held = per.get(id).is_some_and(|&b| b >= RESUME_UNDER);
+            if !held {
+                r.resume(*id);
+            }
+            held
+        });
+        for (id, bytes) in per {
+            if bytes >= HOLD_AT && !h.holding.contains(&id) && r.is_open(id) {
+                r.pause(id);
+                h.holding.push(id);
+                h.counters.holds += 1;
+            }
+        }
     }
 
     /// Pushes the frames of the backlog whose rings have room now, in order.

@@ -101,6 +101,11 @@ pub struct HostCounters {
     /// Frames refused (a bad announcement, a frame naming an unannounced node or one kind
     /// of frame that never crosses hosts): the connection is closed.
     pub refused: u64,
+    /// Connections not receiving now because their frames wait for a reader that is
+    /// behind (see `engine::hosts::inbound`).
+    pub held: u64,
+    /// Times a connection stopped receiving for that reason.
+    pub holds: u64,
 }
 
 /// The engine's connections to other hosts (see the module documentation).
@@ -117,6 +122,8 @@ pub struct Hosts {
     /// Frames that found their ring full, in arrival order.
     backlog: VecDeque<Waiting>,
     backlog_bytes: usize,
+    /// Connections whose receive is paused while their frames wait in the backlog.
+    holding: Vec<ConnId>,
     /// Buffers of frames that left the backlog, for the next ones.
     spare: Vec<Vec<u8>>,
     /// What was announced: index -> (generation, hosted, id).
@@ -153,6 +160,7 @@ impl Hosts {
             rings: FxHashMap::default(),
             backlog: VecDeque::new(),
             backlog_bytes: 0,
+            holding: Vec::new(),
             spare: Vec::new(),
             announced: FxHashMap::default(),
             announced_epochs: (u64::MAX, u64::MAX),
@@ -237,6 +245,7 @@ impl Engine {
             .as_ref()
             .map_or_else(HostCounters::default, |h| HostCounters {
                 connections: h.links.len() as u64,
+                held: h.holding.len() as u64,
                 ..h.counters
             })
     }
@@ -358,6 +367,7 @@ impl Engine {
         if self.hosts.as_ref().is_some_and(|h| !h.backlog.is_empty()) {
             self.flush_backlog();
         }
+        self.hold_backlogged();
         n
     }
 

@@ -372,3 +372,66 @@ fn a_connection_whose_kernel_copies_zero_copy_sends_turns_them_off() {
     assert!(z.sends as usize <= ZC_SLOTS, "{z:?}");
     assert_eq!(z.notified, z.sends);
 }
+
+/// Frames sent while the receiving side pauses and resumes its connection again and again
+/// all arrive, once each and in order, in `mode`.
+fn paused_and_resumed(mode: RecvMode) {
+    let (Some(mut a), Some(mut b)) = (reactor(mode), reactor(mode)) else {
+        return;
+    };
+    let (c, s) = pair();
+    let (ca, cb) = (a.add(c).unwrap(), b.add(s).unwrap());
+    let n = 2000u32;
+    let sender = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut sent = 0u32;
+        while sent < n || !a.is_flushed(ca) {
+            assert!(Instant::now() < deadline, "sent {sent} of {n}");
+            if sent < n {
+                let p = payload(sent);
+                if a.send(ca, &header(sent, p.len()), &[&p]).unwrap() {
+                    sent += 1;
+                    continue;
+                }
+            }
+            a.wait(Duration::from_millis(5), &mut |_, e| {
+                assert!(!matches!(e, Event::Closed(_)), "{e:?}");
+            });
+        }
+        a
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut got, mut polls) = (0u32, 0u32);
+    while got < n {
+        assert!(Instant::now() < deadline, "got {got} of {n}");
+        polls += 1;
+        // Paused for 3 polls in every 7.
+        if polls % 7 == 0 {
+            b.pause(cb);
+            assert!(b.is_paused(cb));
+        } else if polls % 7 == 3 {
+            b.resume(cb);
+            assert!(!b.is_paused(cb));
+        }
+        b.wait(Duration::from_millis(1), &mut |from, e| match e {
+            Event::Frame(h, data) => {
+                assert_eq!(from, cb);
+                assert_eq!(h, header(got, data.len()), "frame {got}");
+                assert!(data == payload(got).as_slice(), "bytes of frame {got}");
+                got += 1;
+            }
+            Event::Closed(why) => panic!("closed after {got} frames: {why}"),
+        });
+    }
+    drop(sender.join().unwrap());
+}
+
+#[test]
+fn frames_arrive_once_and_in_order_across_pauses_with_multishot_receives() {
+    paused_and_resumed(RecvMode::Multishot);
+}
+
+#[test]
+fn frames_arrive_once_and_in_order_across_pauses_with_single_receives() {
+    paused_and_resumed(RecvMode::Single);
+}

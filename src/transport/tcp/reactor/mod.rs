@@ -119,6 +119,8 @@ struct Conn {
     /// Operations whose completion is still to come (the slot is freed after the last).
     pending: u32,
     recv_armed: bool,
+    /// Receiving is paused ([`Reactor::pause`]): the receive is not armed again.
+    paused: bool,
     sending: bool,
     /// Why it closed, once it did (reported once, then `reported`).
     closed: Option<String>,
@@ -259,6 +261,7 @@ impl Reactor {
             decoder: Decoder::new(self.max_frame),
             pending: 0,
             recv_armed: false,
+            paused: false,
             sending: false,
             closed: None,
             reported: false,
@@ -475,7 +478,7 @@ impl Reactor {
                 }
                 n += self.received(slot, res, cqe.flags(), f);
                 let c = self.conns[slot].as_mut().expect("live slot");
-                if !c.recv_armed && c.closed.is_none() {
+                if !c.recv_armed && !c.paused && c.closed.is_none() {
                     if let Err(e) = self.arm_recv(slot) {
                         self.fail(slot, e.to_string());
                     }

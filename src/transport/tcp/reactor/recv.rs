@@ -99,4 +99,48 @@ impl Reactor {
         }
         n
     }
+
+    /// Stops receiving on `id` until [`Reactor::resume`]: its armed receive is cancelled
+    /// (what it took before is still delivered), the kernel keeps what comes next, and TCP
+    /// stops the peer once the socket's buffer is full. The other connections go on. For a
+    /// connection whose frames wait for a reader that is behind.
+    pub fn pause(&mut self, id: ConnId) {
+        let cancel = self.user_data(id.slot, OP_CANCEL);
+        let recv = self.user_data(id.slot, OP_RECV);
+        let Ok(c) = self.conn_mut(id) else { return };
+        if c.paused {
+            return;
+        }
+        c.paused = true;
+        if c.recv_armed {
+            c.pending += 1;
+            let sqe = opcode::AsyncCancel::new(recv).build().user_data(cancel);
+            if self.push(sqe).is_err() {
+                // Not cancelled: the receive goes on delivering; it is not armed again.
+                self.conns[id.slot].as_mut().expect("live slot").pending -= 1;
+            }
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// Receives on `id` again after [`Reactor::pause`].
+    pub fn resume(&mut self, id: ConnId) {
+        let Ok(c) = self.conn_mut(id) else { return };
+        if !c.paused {
+            return;
+        }
+        c.paused = false;
+        if !c.recv_armed {
+            if let Err(e) = self.arm_recv(id.slot) {
+                self.fail(id.slot, e.to_string());
+                return;
+            }
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// Whether receiving on `id` is paused.
+    pub fn is_paused(&self, id: ConnId) -> bool {
+        self.conn(id).is_some_and(|c| c.paused)
+    }
 }

@@ -150,9 +150,9 @@ pub fn zero_copy_from_env(
         None | Some("") => {}
         Some("off") => zc.min = None,
         Some(v) => {
-            zc.min = Some(v.parse().map_err(|_| {
+            zc.min = Some(v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| {
                 crate::Error::Config(format!(
-                    "HF_TCP_ZEROCOPY_MIN={v:?}: expected off or a number of bytes"
+                    "HF_TCP_ZEROCOPY_MIN={v:?}: expected off or a number of bytes from 1"
                 ))
             })?)
         }

@@ -108,7 +108,9 @@ struct Conn {
     sent: usize,
     /// Flights of zero-copy sends whose notification is still to come: the kernel may
     /// read them until then.
-    zc_held: [Option<Buf>; zc::ZC_SLOTS],
+    /// With whether its send moved bytes on an open connection (whether its notification
+    /// says something about zero-copy on it).
+    zc_held: [Option<(Buf, bool)>; zc::ZC_SLOTS],
     /// An empty buffer to queue into next (one a notification freed).
     spare: Vec<u8>,
     /// The kernel copied a zero-copy send of this connection: plain sends from now on.
@@ -151,7 +153,11 @@ pub struct Reactor {
     /// When flights go out as zero-copy sends, and whether the kernel has them.
     zc: ZeroCopy,
     zc_supported: bool,
+    /// The locked-memory limit refused a zero-copy send: plain sends from then on.
+    zc_refused: bool,
     zc_stats: ZcStats,
+    /// Bytes of flights the kernel may still read (zero-copy sends not notified yet).
+    zc_bytes: usize,
     /// Registered send buffers, once a zero-copy send proved worth it (after `ring`: the
     /// ring, dropped first, lets go of them first).
     arena: Option<Arena>,
@@ -222,7 +228,9 @@ impl Reactor {
             bell_unsupported: false,
             zc: ZeroCopy::default(),
             zc_supported: support.send_zc,
+            zc_refused: false,
             zc_stats: ZcStats::default(),
+            zc_bytes: 0,
             arena: None,
             arena_refused: None,
         })

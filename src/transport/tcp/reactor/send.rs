@@ -106,7 +106,8 @@ impl Reactor {
     /// polled finds room as the kernel takes its bytes). An error for a closed connection.
     fn room(&mut self, id: ConnId) -> Result<bool> {
         let under = |r: &mut Reactor| -> Result<bool> {
-            let held = r.held;
+            // Flights of zero-copy sends not notified yet count too.
+            let held = r.held + r.zc_bytes;
             let c = r.conn_mut(id)?;
             Ok(c.queued.len() < QUEUE_LIMIT && held < REACTOR_LIMIT)
         };

@@ -8,6 +8,11 @@
 //! on this host (loopback, or veth between network namespaces), where a zero-copy send only
 //! adds the notification's cost. A connection whose kernel copied turns zero-copy off for
 //! the rest of its life unless [`ZeroCopy::always`] asks to keep it (to measure it).
+//!
+//! The pages of a zero-copy send from an ordinary buffer count against the user's
+//! locked-memory limit (`ulimit -l`, shared by all the user's processes) until their
+//! notification. A send the limit refuses (`ENOMEM`) is sent again plainly, and the reactor
+//! sends plainly from then on: its connections never fail for it.
 
 use super::*;
 
@@ -61,6 +66,9 @@ pub struct ZcStats {
     /// Whether send buffers are registered with the ring (see
     /// [`Reactor::registered_buffers`]).
     pub registered: bool,
+    /// Zero-copy sends the locked-memory limit refused (the first turns zero-copy off for
+    /// the reactor; counted once).
+    pub refused: u64,
 }
 
 impl Reactor {
@@ -73,7 +81,9 @@ impl Reactor {
     /// Whether flights of `len` bytes go out as zero-copy sends on connections that did not
     /// turn them off.
     pub fn zero_copy_from(&self) -> Option<usize> {
-        self.zc.min.filter(|_| self.zc_supported)
+        self.zc
+            .min
+            .filter(|_| self.zc_supported && !self.zc_refused)
     }
 
     /// What the zero-copy sends did so far.
@@ -101,6 +111,12 @@ impl Reactor {
         // As for a plain send: a send the kernel cancelled because its thread exited is sent
         // again, from here.
         let cancelled = res == -libc::ECANCELED && c.closed.is_none();
+        // The kernel would not pin the pages (the locked-memory limit): plainly from now on.
+        let refused = res == -libc::ENOMEM || res == -libc::ENOBUFS;
+        if refused && !self.zc_refused {
+            self.zc_refused = true;
+            self.zc_stats.refused += 1;
+        }
         let n = if res > 0 { res as usize } else { 0 };
         let n = n.min(c.flight.len() - c.sent);
         c.sent += n;
@@ -109,10 +125,15 @@ impl Reactor {
         if more {
             let mut next = std::mem::take(&mut c.spare);
             next.extend_from_slice(&c.flight.as_slice()[c.sent..]);
-            c.zc_held[r] = Some(std::mem::replace(&mut c.flight, Buf::Heap(next)));
+            let flight = std::mem::replace(&mut c.flight, Buf::Heap(next));
+            self.zc_bytes += flight.len();
+            // Only a send that moved bytes on an open connection tells whether zero-copy
+            // pays (a failed or cancelled one is notified uncopied too).
+            let evidence = res > 0 && c.closed.is_none();
+            c.zc_held[r] = Some((flight, evidence));
             c.sent = 0;
         }
-        if res < 0 && !cancelled {
+        if res < 0 && !cancelled && !refused {
             c.sending = false;
             let why = format!("send failed: {}", std::io::Error::from_raw_os_error(-res));
             self.fail(slot, why);
@@ -138,14 +159,18 @@ impl Reactor {
                 self.zc_stats.turned_off += 1;
             }
         }
+        let Some((buf, evidence)) = c.zc_held.get_mut(r).and_then(Option::take) else {
+            return;
+        };
+        self.zc_bytes -= buf.len().min(self.zc_bytes);
         // A registered buffer goes back to the arena as it is dropped.
-        if let Some(Buf::Heap(mut v)) = c.zc_held.get_mut(r).and_then(Option::take) {
+        if let Buf::Heap(mut v) = buf {
             if c.spare.capacity() == 0 && v.capacity() <= KEEP_BUFFER {
                 v.clear();
                 c.spare = v;
             }
         }
-        if !copied || always {
+        if evidence && c.closed.is_none() && (!copied || always) {
             self.register_arena();
         }
     }
@@ -153,6 +178,10 @@ impl Reactor {
     /// Registers the arena of send buffers (once; a refusal is kept and reported).
     fn register_arena(&mut self) {
         if self.arena.is_some() || self.arena_refused.is_some() {
+            return;
+        }
+        if self.max_frame > crate::transport::tcp::MAX_FRAME {
+            self.arena_refused = Some("frames larger than a connection carries".into());
             return;
         }
         let size = QUEUE_LIMIT + crate::transport::tcp::wire::HEADER + self.max_frame;

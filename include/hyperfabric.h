@@ -496,7 +496,10 @@ typedef hf_status (*hf_handler)(void *user_data,
 
 // Options of `hf_protocol_new`. Fill with `hf_protocol_options_init`, then change fields.
 typedef struct {
-    // `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`.
+    // `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`. Fields are only
+    // ever appended: a program built against an earlier header passes its smaller size,
+    // and the fields it lacks keep their defaults (sizes from the layout that ends with
+    // `tcp_sqpoll` are taken).
     size_t struct_size;
     // Route on latency predicted from measurements (default false).
     bool enable_ml_routing;

@@ -10,6 +10,7 @@
 #include "hyperfabric.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,14 @@ int main(int argc, char **argv) {
     CHECK(none == NULL);
     o.idle_strategy = HF_IDLE_ADAPTIVE;
     o.struct_size = 8;
+    CHECK_STATUS(hf_protocol_new(&o, &none), HF_ERR_INVALID_ARGUMENT);
+    /* A program built against the header before tcp_zerocopy_min: its smaller struct is
+       taken, the missing field keeps its default. */
+    o.struct_size = offsetof(hf_protocol_options, tcp_zerocopy_min);
+    CHECK_STATUS(hf_protocol_new(&o, &a), HF_OK);
+    hf_protocol_free(a);
+    a = NULL;
+    o.struct_size = offsetof(hf_protocol_options, tcp_zerocopy_min) - 1;
     CHECK_STATUS(hf_protocol_new(&o, &none), HF_ERR_INVALID_ARGUMENT);
     o.struct_size = sizeof o;
     o.fabric_name = bad_utf8;

@@ -6,8 +6,7 @@ use crate::error::Error;
 use crate::fabric::{HyperFabricProtocol, IdleStrategy, ProtocolConfig};
 use crate::ffi::status::hf_status;
 use crate::ffi::{
-    boundary, bytes_arg, c_string, check_size, lib, mut_arg, opt_str_arg, ref_arg, str_arg,
-    FfiError, FfiResult,
+    boundary, bytes_arg, c_string, lib, mut_arg, opt_str_arg, ref_arg, str_arg, FfiError, FfiResult,
 };
 use std::ffi::c_char;
 
@@ -49,13 +48,9 @@ pub unsafe extern "C" fn hf_protocol_new(
         let out = unsafe { mut_arg(out, "out") }?;
         let mut config = ProtocolConfig::default();
         if !options.is_null() {
-            // SAFETY: non-NULL, initialised by the caller.
-            let o = unsafe { &*options };
-            check_size(
-                "options",
-                o.struct_size,
-                std::mem::size_of::<hf_protocol_options>(),
-            )?;
+            // SAFETY: non-NULL, initialised by the caller (of its version of the struct).
+            let o = unsafe { super::options::read_options(options) }?;
+            let o = &o;
             let opts = &mut config.options;
             opts.enable_ml_routing = o.enable_ml_routing;
             opts.enable_quantum_optimization = o.enable_quantum_optimization;

@@ -15,7 +15,10 @@ use std::time::Duration;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hf_protocol_options {
-    /// `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`.
+    /// `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`. Fields are only
+    /// ever appended: a program built against an earlier header passes its smaller size,
+    /// and the fields it lacks keep their defaults (sizes from the layout that ends with
+    /// `tcp_sqpoll` are taken).
     pub struct_size: usize,
     /// Route on latency predicted from measurements (default false).
     pub enable_ml_routing: bool,
@@ -158,29 +161,67 @@ pub unsafe extern "C" fn hf_protocol_options_init(options: *mut hf_protocol_opti
     boundary(|| {
         // SAFETY: as the caller promised.
         let o = unsafe { mut_arg(options, "options") }?;
-        let d = crate::config::ProtocolOptions::default();
-        *o = hf_protocol_options {
-            struct_size: std::mem::size_of::<hf_protocol_options>(),
-            enable_ml_routing: d.enable_ml_routing,
-            enable_quantum_optimization: d.enable_quantum_optimization,
-            enable_fault_tolerance: d.enable_fault_tolerance,
-            default_latency_constraint_ns: 0,
-            buffer_pool_size: d.buffer_pool_size,
-            max_packet_size: d.max_packet_size,
-            fabric_name: std::ptr::null(),
-            idle_strategy: hf_idle_strategy::HF_IDLE_ADAPTIVE as u32,
-            engine_core: -1,
-            key: std::ptr::null(),
-            single_copy_from: -1,
-            endpoints_by_name: true,
-            tcp_listen: std::ptr::null(),
-            tcp_insecure: false,
-            tcp_force: false,
-            tcp_sqpoll: false,
-            tcp_zerocopy_min: 0,
-        };
+        *o = default_options();
         Ok(())
     })
+}
+
+/// The defaults of `hf_protocol_options`.
+pub(crate) fn default_options() -> hf_protocol_options {
+    let d = crate::config::ProtocolOptions::default();
+    hf_protocol_options {
+        struct_size: std::mem::size_of::<hf_protocol_options>(),
+        enable_ml_routing: d.enable_ml_routing,
+        enable_quantum_optimization: d.enable_quantum_optimization,
+        enable_fault_tolerance: d.enable_fault_tolerance,
+        default_latency_constraint_ns: 0,
+        buffer_pool_size: d.buffer_pool_size,
+        max_packet_size: d.max_packet_size,
+        fabric_name: std::ptr::null(),
+        idle_strategy: hf_idle_strategy::HF_IDLE_ADAPTIVE as u32,
+        engine_core: -1,
+        key: std::ptr::null(),
+        single_copy_from: -1,
+        endpoints_by_name: true,
+        tcp_listen: std::ptr::null(),
+        tcp_insecure: false,
+        tcp_force: false,
+        tcp_sqpoll: false,
+        tcp_zerocopy_min: 0,
+    }
+}
+
+/// The smallest `struct_size` of `hf_protocol_options` taken: its size before
+/// `tcp_zerocopy_min` was added. Fields a caller's smaller struct lacks keep their defaults,
+/// so programs built against an older header keep working.
+pub(crate) const OLDEST_OPTIONS: usize =
+    std::mem::offset_of!(hf_protocol_options, tcp_zerocopy_min);
+
+/// The caller's options over the defaults: the first `struct_size` bytes of its struct (at
+/// most this library's size), after checking that size.
+///
+/// # Safety
+/// `options` points to an initialised `hf_protocol_options` of at least its `struct_size`
+/// bytes, as built against some version of the header.
+pub(crate) unsafe fn read_options(
+    options: *const hf_protocol_options,
+) -> crate::ffi::FfiResult<hf_protocol_options> {
+    // SAFETY: every version starts with `struct_size`.
+    let declared = unsafe { std::ptr::addr_of!((*options).struct_size).read_unaligned() };
+    crate::ffi::check_size("options", declared, OLDEST_OPTIONS)?;
+    let mut o = default_options();
+    let n = declared.min(std::mem::size_of::<hf_protocol_options>());
+    // SAFETY: the caller's struct has `declared` readable bytes; `o` has room for `n`; a
+    // size taken is the end of a field of some version (fields are only ever appended).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            options.cast::<u8>(),
+            (&mut o as *mut hf_protocol_options).cast::<u8>(),
+            n,
+        )
+    };
+    o.struct_size = std::mem::size_of::<hf_protocol_options>();
+    Ok(o)
 }
 
 /// Fills `node` with an empty signature (every optional field unset).

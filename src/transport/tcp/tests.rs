@@ -250,6 +250,60 @@ fn an_id_outlives_its_connection_without_reaching_the_next_one() {
     assert!(other.is_flushed(new));
 }
 
+/// Sends frames `sent..n` on `id` (waiting on the ring while it takes no more) until every
+/// one left and `done` holds; fails the test at `deadline`.
+fn send_until(
+    a: &mut Reactor,
+    id: ConnId,
+    mut sent: u32,
+    n: u32,
+    deadline: Instant,
+    done: impl Fn(&Reactor) -> bool,
+) {
+    while sent < n || !a.is_flushed(id) || !done(a) {
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {sent} of {n}: {:?}",
+            a.zc_stats()
+        );
+        if sent < n {
+            let p = payload(sent);
+            if a.send(id, &header(sent, p.len()), &[&p]).unwrap() {
+                sent += 1;
+                continue;
+            }
+        }
+        a.wait(Duration::from_millis(5), &mut |_, e| {
+            assert!(!matches!(e, Event::Closed(_)), "{e:?}");
+        });
+    }
+}
+
+/// Receives frames `0..n` on `id`, checking each; `before` runs before every wait. Fails
+/// the test at `deadline`.
+fn receive_checked(
+    b: &mut Reactor,
+    id: ConnId,
+    n: u32,
+    deadline: Instant,
+    mut before: impl FnMut(&mut Reactor),
+) {
+    let mut got = 0u32;
+    while got < n {
+        assert!(Instant::now() < deadline, "got {got} of {n}");
+        before(b);
+        b.wait(Duration::from_millis(1), &mut |from, e| match e {
+            Event::Frame(h, data) => {
+                assert_eq!(from, id);
+                assert_eq!(h, header(got, data.len()), "frame {got}");
+                assert!(data == payload(got).as_slice(), "bytes of frame {got}");
+                got += 1;
+            }
+            Event::Closed(why) => panic!("closed after {got} frames: {why}"),
+        });
+    }
+}
+
 /// Two reactors on a loopback connection, the first sending flights from one byte
 /// zero-copy (`always`: even though the kernel copies them); `None` (with the reason
 /// printed) on a kernel without zero-copy sends.
@@ -295,39 +349,13 @@ fn through_full_socket(
     }
     assert!(a.zc_stats().sends > 0, "frames queued behind a flight");
     let reader = std::thread::spawn(move || {
-        let mut got = 0u32;
-        while got < n {
-            assert!(Instant::now() < deadline, "got {got} of {n}");
-            b.wait(Duration::from_millis(5), &mut |from, e| match e {
-                Event::Frame(h, data) => {
-                    assert_eq!(from, cb);
-                    assert_eq!(h, header(got, data.len()), "frame {got}");
-                    assert!(data == payload(got).as_slice(), "bytes of frame {got}");
-                    got += 1;
-                }
-                Event::Closed(why) => panic!("closed after {got} frames: {why}"),
-            });
-        }
+        receive_checked(&mut b, cb, n, deadline, |_| {});
         // Kept open until the sender is done.
         b
     });
-    while sent < n || !a.is_flushed(ca) || a.zc_stats().notified < a.zc_stats().sends {
-        assert!(
-            Instant::now() < deadline,
-            "stuck at {sent} of {n}: {:?}",
-            a.zc_stats()
-        );
-        if sent < n {
-            let p = payload(sent);
-            if a.send(ca, &header(sent, p.len()), &[&p]).unwrap() {
-                sent += 1;
-                continue;
-            }
-        }
-        a.wait(Duration::from_millis(5), &mut |_, e| {
-            assert!(!matches!(e, Event::Closed(_)), "{e:?}");
-        });
-    }
+    send_until(&mut a, ca, sent, n, deadline, |a| {
+        a.zc_stats().notified >= a.zc_stats().sends
+    });
     drop(reader.join().unwrap());
     (a.zc_stats(), a.registered_buffers().map_err(str::to_owned))
 }
@@ -382,28 +410,13 @@ fn paused_and_resumed(mode: RecvMode) {
     let (c, s) = pair();
     let (ca, cb) = (a.add(c).unwrap(), b.add(s).unwrap());
     let n = 2000u32;
+    let deadline = Instant::now() + Duration::from_secs(60);
     let sender = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut sent = 0u32;
-        while sent < n || !a.is_flushed(ca) {
-            assert!(Instant::now() < deadline, "sent {sent} of {n}");
-            if sent < n {
-                let p = payload(sent);
-                if a.send(ca, &header(sent, p.len()), &[&p]).unwrap() {
-                    sent += 1;
-                    continue;
-                }
-            }
-            a.wait(Duration::from_millis(5), &mut |_, e| {
-                assert!(!matches!(e, Event::Closed(_)), "{e:?}");
-            });
-        }
+        send_until(&mut a, ca, 0, n, deadline, |_| true);
         a
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut got, mut polls) = (0u32, 0u32);
-    while got < n {
-        assert!(Instant::now() < deadline, "got {got} of {n}");
+    let mut polls = 0u32;
+    receive_checked(&mut b, cb, n, deadline, |b| {
         polls += 1;
         // Paused for 3 polls in every 7.
         if polls % 7 == 0 {
@@ -413,16 +426,7 @@ fn paused_and_resumed(mode: RecvMode) {
             b.resume(cb);
             assert!(!b.is_paused(cb));
         }
-        b.wait(Duration::from_millis(1), &mut |from, e| match e {
-            Event::Frame(h, data) => {
-                assert_eq!(from, cb);
-                assert_eq!(h, header(got, data.len()), "frame {got}");
-                assert!(data == payload(got).as_slice(), "bytes of frame {got}");
-                got += 1;
-            }
-            Event::Closed(why) => panic!("closed after {got} frames: {why}"),
-        });
-    }
+    });
     drop(sender.join().unwrap());
 }
 

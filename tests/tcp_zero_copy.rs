@@ -40,6 +40,15 @@ fn payload(i: u32) -> Vec<u8> {
 
 #[test]
 fn zero_copy_sends_refused_by_the_locked_memory_limit_are_sent_plainly() {
+    // The unprivileged user may not reach this build's directory (a checkout under /root):
+    // it runs a copy of this test binary from a directory of its own.
+    let dir = std::env::temp_dir().join(format!("hf-zc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("child");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("prlimit")
         .args([
             "--memlock=1048576:1048576",
@@ -48,7 +57,7 @@ fn zero_copy_sends_refused_by_the_locked_memory_limit_are_sent_plainly() {
             "--regid=65534",
         ])
         .arg("--clear-groups")
-        .arg(std::env::current_exe().unwrap())
+        .arg(&exe)
         .args([
             "--exact",
             "child_under_a_locked_memory_limit",
@@ -58,6 +67,7 @@ fn zero_copy_sends_refused_by_the_locked_memory_limit_are_sent_plainly() {
         .env("HF_ZC_CHILD", "1")
         .output()
         .expect("prlimit and setpriv (util-linux) run the child");
+    let _ = std::fs::remove_dir_all(&dir);
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");

@@ -496,10 +496,11 @@ typedef hf_status (*hf_handler)(void *user_data,
 
 // Options of `hf_protocol_new`. Fill with `hf_protocol_options_init`, then change fields.
 typedef struct {
-    // `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`. Fields are only
-    // ever appended: a program built against an earlier header passes its smaller size,
-    // and the fields it lacks keep their defaults (sizes from the layout that ends with
-    // `tcp_sqpoll` are taken).
+    // `sizeof(hf_protocol_options)` of the header the program was built with, set by
+    // `hf_protocol_options_init`. Fields are only ever appended: a program built against an
+    // earlier header has a smaller struct, which is filled and read as it is, and the
+    // fields it lacks keep their defaults (the layouts from the one that ends with
+    // `tcp_sqpoll` are taken; any other size is refused).
     size_t struct_size;
     // Route on latency predicted from measurements (default false).
     bool enable_ml_routing;
@@ -1463,10 +1464,23 @@ hf_status hf_message_get_view(const hf_message *message,
 // `message` is NULL or a handle from `hf_recv` not freed before.
 void hf_message_free(hf_message *message);
 
-// Fills `options` with the defaults (and its `struct_size`).
+// Fills the first `size` bytes of `options` with the defaults, `struct_size` set to `size`:
+// the header's `hf_protocol_options_init(options)` passes `sizeof(hf_protocol_options)` of
+// the header the program was built with, so a program built against an earlier header
+// (with fewer fields) gets its own struct filled and nothing past it. `size` is the size of
+// some version of the struct: from the layout that ends with `tcp_sqpoll`.
 //
 // # Safety
-// `options` is NULL or points to writable memory for an `hf_protocol_options`.
+// `options` is NULL or points to `size` writable bytes.
+hf_status hf_protocol_options_init_size(hf_protocol_options *options,
+                                        size_t size);
+
+// Fills the options of the layout that ends with `tcp_sqpoll` with the defaults (what
+// programs built against that header call). The header maps `hf_protocol_options_init` to
+// [`hf_protocol_options_init_size`] with the program's own struct size.
+//
+// # Safety
+// `options` is NULL or points to a writable `hf_protocol_options` of that layout or later.
 hf_status hf_protocol_options_init(hf_protocol_options *options);
 
 // Fills `node` with an empty signature (every optional field unset).
@@ -1723,3 +1737,9 @@ const char *hf_last_error_message(void);
 #endif  // __cplusplus
 
 #endif  /* HYPERFABRIC_H */
+
+// hf_protocol_options_init fills the struct of the header the program is built with: a
+// program built against an earlier header (with fewer fields) gets its own struct filled
+// and nothing past it, and hf_protocol_new reads that much.
+#define hf_protocol_options_init(options) \
+    hf_protocol_options_init_size((options), sizeof(hf_protocol_options))

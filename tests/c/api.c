@@ -228,13 +228,24 @@ int main(int argc, char **argv) {
     o.struct_size = 8;
     CHECK_STATUS(hf_protocol_new(&o, &none), HF_ERR_INVALID_ARGUMENT);
     /* A program built against the header before tcp_zerocopy_min: its smaller struct is
-       taken, the missing field keeps its default. */
-    o.struct_size = offsetof(hf_protocol_options, tcp_zerocopy_min);
-    CHECK_STATUS(hf_protocol_new(&o, &a), HF_OK);
-    hf_protocol_free(a);
-    a = NULL;
-    o.struct_size = offsetof(hf_protocol_options, tcp_zerocopy_min) - 1;
-    CHECK_STATUS(hf_protocol_new(&o, &none), HF_ERR_INVALID_ARGUMENT);
+       filled and nothing past it (the field stands for the bytes after that struct), and
+       hf_protocol_new takes it. A size inside a field is refused. */
+    {
+        const size_t old = offsetof(hf_protocol_options, tcp_zerocopy_min);
+        hf_protocol_options older;
+        memset(&older, 0x5a, sizeof older);
+        CHECK_STATUS(hf_protocol_options_init_size(&older, old), HF_OK);
+        CHECK(older.struct_size == old && older.engine_core == -1);
+        CHECK(older.tcp_zerocopy_min == 0x5a5a5a5a5a5a5a5a);
+        older.fabric_name = fabric;
+        CHECK_STATUS(hf_protocol_new(&older, &a), HF_OK);
+        hf_protocol_free(a);
+        a = NULL;
+        CHECK_STATUS(hf_protocol_options_init_size(&older, old + 3), HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_protocol_options_init_size(&older, 8), HF_ERR_INVALID_ARGUMENT);
+        older.struct_size = old + 3;
+        CHECK_STATUS(hf_protocol_new(&older, &none), HF_ERR_INVALID_ARGUMENT);
+    }
     o.struct_size = sizeof o;
     o.fabric_name = bad_utf8;
     CHECK_STATUS(hf_protocol_new(&o, &none), HF_ERR_INVALID_UTF8);

@@ -15,10 +15,11 @@ use std::time::Duration;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hf_protocol_options {
-    /// `sizeof(hf_protocol_options)`, set by `hf_protocol_options_init`. Fields are only
-    /// ever appended: a program built against an earlier header passes its smaller size,
-    /// and the fields it lacks keep their defaults (sizes from the layout that ends with
-    /// `tcp_sqpoll` are taken).
+    /// `sizeof(hf_protocol_options)` of the header the program was built with, set by
+    /// `hf_protocol_options_init`. Fields are only ever appended: a program built against an
+    /// earlier header has a smaller struct, which is filled and read as it is, and the
+    /// fields it lacks keep their defaults (the layouts from the one that ends with
+    /// `tcp_sqpoll` are taken; any other size is refused).
     pub struct_size: usize,
     /// Route on latency predicted from measurements (default false).
     pub enable_ml_routing: bool,
@@ -152,17 +153,63 @@ pub(super) fn json_object(
     })
 }
 
-/// Fills `options` with the defaults (and its `struct_size`).
+/// Fills the first `size` bytes of `options` with the defaults, `struct_size` set to `size`:
+/// the header's `hf_protocol_options_init(options)` passes `sizeof(hf_protocol_options)` of
+/// the header the program was built with, so a program built against an earlier header
+/// (with fewer fields) gets its own struct filled and nothing past it. `size` is the size of
+/// some version of the struct: from the layout that ends with `tcp_sqpoll`.
 ///
 /// # Safety
-/// `options` is NULL or points to writable memory for an `hf_protocol_options`.
+/// `options` is NULL or points to `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hf_protocol_options_init_size(
+    options: *mut hf_protocol_options,
+    size: usize,
+) -> hf_status {
+    boundary(|| {
+        if options.is_null() {
+            return Err(crate::ffi::FfiError::null("options"));
+        }
+        let size = known_size("size", size)?;
+        let mut d = default_options();
+        d.struct_size = size;
+        // SAFETY: the caller's struct has `size` writable bytes; `d` has `size` readable ones.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&d as *const hf_protocol_options).cast::<u8>(),
+                options.cast::<u8>(),
+                size,
+            )
+        };
+        Ok(())
+    })
+}
+
+/// Fills the options of the layout that ends with `tcp_sqpoll` with the defaults (what
+/// programs built against that header call). The header maps `hf_protocol_options_init` to
+/// [`hf_protocol_options_init_size`] with the program's own struct size.
+///
+/// # Safety
+/// `options` is NULL or points to a writable `hf_protocol_options` of that layout or later.
 #[no_mangle]
 pub unsafe extern "C" fn hf_protocol_options_init(options: *mut hf_protocol_options) -> hf_status {
-    boundary(|| {
-        // SAFETY: as the caller promised.
-        let o = unsafe { mut_arg(options, "options") }?;
-        *o = default_options();
-        Ok(())
+    // SAFETY: as the caller promised.
+    unsafe { hf_protocol_options_init_size(options, OLDEST_OPTIONS) }
+}
+
+/// The struct size of a version of `hf_protocol_options` this library knows (at most its
+/// own: a larger one is read as its own), or an error naming `name`.
+fn known_size(name: &str, size: usize) -> crate::ffi::FfiResult<usize> {
+    let own = std::mem::size_of::<hf_protocol_options>();
+    if size == OLDEST_OPTIONS || size >= own {
+        return Ok(size.min(own));
+    }
+    Err(crate::ffi::FfiError {
+        status: crate::ffi::status::HF_ERR_INVALID_ARGUMENT,
+        message: format!(
+            "argument `{name}`: {size} bytes is no size of hf_protocol_options ({OLDEST_OPTIONS} \
+             or {own}; initialise it with hf_protocol_options_init)"
+        ),
     })
 }
 
@@ -209,10 +256,10 @@ pub(crate) unsafe fn read_options(
     // SAFETY: every version starts with `struct_size`.
     let declared = unsafe { std::ptr::addr_of!((*options).struct_size).read_unaligned() };
     crate::ffi::check_size("options", declared, OLDEST_OPTIONS)?;
+    let n = known_size("options.struct_size", declared)?;
     let mut o = default_options();
-    let n = declared.min(std::mem::size_of::<hf_protocol_options>());
-    // SAFETY: the caller's struct has `declared` readable bytes; `o` has room for `n`; a
-    // size taken is the end of a field of some version (fields are only ever appended).
+    // SAFETY: the caller's struct has `declared` readable bytes; `o` has room for `n`, the
+    // end of some version's layout (fields are only ever appended).
     unsafe {
         std::ptr::copy_nonoverlapping(
             options.cast::<u8>(),

@@ -1483,17 +1483,37 @@ hf_status hf_protocol_options_init_size(hf_protocol_options *options,
 // `options` is NULL or points to a writable `hf_protocol_options` of that layout or later.
 hf_status hf_protocol_options_init(hf_protocol_options *options);
 
-// Fills `node` with an empty signature (every optional field unset).
+// Fills `node` (of the layout the header of programs before sized inits had).
 //
 // # Safety
 // `node` is NULL or points to writable memory for an `hf_node_signature`.
 hf_status hf_node_signature_init(hf_node_signature *node);
 
-// Fills `options` with the defaults of a send.
+// Fills `node` with an empty signature (every optional field unset), checking first that
+// the caller's struct has `size` bytes, at least this library's struct: the header's `hf_node_signature_init(node)` passes
+// `sizeof(hf_node_signature)` of the header the program was built with, so nothing past
+// its struct is written. A size smaller than this library's struct is refused.
+//
+// # Safety
+// `node` is NULL or points to `size` writable bytes.
+hf_status hf_node_signature_init_size(hf_node_signature *node,
+                                      size_t size);
+
+// Fills `options` (of the layout the header of programs before sized inits had).
 //
 // # Safety
 // `options` is NULL or points to writable memory for an `hf_send_options`.
 hf_status hf_send_options_init(hf_send_options *options);
+
+// Fills `options` with the defaults of a send, checking first that the caller's struct has
+// `size` bytes, at least this library's struct: the header's `hf_send_options_init(options)` passes `sizeof(hf_send_options)`
+// of the header the program was built with, so nothing past its struct is written. A size
+// smaller than this library's struct is refused.
+//
+// # Safety
+// `options` is NULL or points to `size` writable bytes.
+hf_status hf_send_options_init_size(hf_send_options *options,
+                                    size_t size);
 
 // Pings `destination` from hosted node `source` with probes of `packet_size` bytes, into
 // `*result` (release with `hf_ping_result_free`).
@@ -1743,3 +1763,8 @@ const char *hf_last_error_message(void);
 // and nothing past it, and hf_protocol_new reads that much.
 #define hf_protocol_options_init(options) \
     hf_protocol_options_init_size((options), sizeof(hf_protocol_options))
+// The same for the other structs with an _init function.
+#define hf_node_signature_init(node) \
+    hf_node_signature_init_size((node), sizeof(hf_node_signature))
+#define hf_send_options_init(options) \
+    hf_send_options_init_size((options), sizeof(hf_send_options))

@@ -246,6 +246,18 @@ int main(int argc, char **argv) {
         older.struct_size = old + 3;
         CHECK_STATUS(hf_protocol_new(&older, &none), HF_ERR_INVALID_ARGUMENT);
     }
+    /* The other _init functions refuse a struct smaller than the library's. */
+    {
+        hf_node_signature sig;
+        hf_send_options so0;
+        CHECK_STATUS(hf_node_signature_init_size(&sig, sizeof sig - 1), HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_node_signature_init_size(NULL, sizeof sig), HF_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(hf_node_signature_init(&sig), HF_OK);
+        CHECK(sig.struct_size == sizeof sig && sig.memory_gb < 0);
+        CHECK_STATUS(hf_send_options_init_size(&so0, 8), HF_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(hf_send_options_init(&so0), HF_OK);
+        CHECK(so0.struct_size == sizeof so0 && so0.timeout_ms == 5000);
+    }
     o.struct_size = sizeof o;
     o.fabric_name = bad_utf8;
     CHECK_STATUS(hf_protocol_new(&o, &none), HF_ERR_INVALID_UTF8);

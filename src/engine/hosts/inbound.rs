@@ -335,7 +335,8 @@ impl Engine {
         }
         let mut r = lock(&h.reactor);
         h.holding.retain(|id| {
-            let held = per.get(id).is_some_and(|&b| b >= RESUME_UNDER);
+            // A connection that closed is no longer held (nothing more comes from it).
+            let held = r.is_open(*id) && per.get(id).is_some_and(|&b| b >= RESUME_UNDER);
             if !held {
                 r.resume(*id);
             }

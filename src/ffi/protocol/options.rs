@@ -6,7 +6,7 @@ use super::enums::{
 };
 use crate::fabric::SendOptions;
 use crate::ffi::status::hf_status;
-use crate::ffi::{boundary, check_size, lib, mut_arg, opt_str_arg, str_arg, FfiError, FfiResult};
+use crate::ffi::{boundary, check_size, lib, opt_str_arg, str_arg, FfiError, FfiResult};
 use crate::model::{DataType, HardwareType, NodeSignature, PacketPriority};
 use std::ffi::c_char;
 use std::time::Duration;
@@ -271,15 +271,41 @@ pub(crate) unsafe fn read_options(
     Ok(o)
 }
 
-/// Fills `node` with an empty signature (every optional field unset).
+/// Size of `hf_node_signature` in the header of programs that call the exported
+/// `hf_node_signature_init` (before the header mapped it to
+/// [`hf_node_signature_init_size`]). When a field is appended, this stays the size of the
+/// layout before it.
+const NODE_SIGNATURE_V1: usize = std::mem::size_of::<hf_node_signature>();
+
+/// Fills `node` (of the layout the header of programs before sized inits had).
 ///
 /// # Safety
 /// `node` is NULL or points to writable memory for an `hf_node_signature`.
 #[no_mangle]
 pub unsafe extern "C" fn hf_node_signature_init(node: *mut hf_node_signature) -> hf_status {
+    // SAFETY: as the caller promised.
+    unsafe { hf_node_signature_init_size(node, NODE_SIGNATURE_V1) }
+}
+
+/// Fills `node` with an empty signature (every optional field unset), checking first that
+/// the caller's struct has `size` bytes, at least this library's struct: the header's `hf_node_signature_init(node)` passes
+/// `sizeof(hf_node_signature)` of the header the program was built with, so nothing past
+/// its struct is written. A size smaller than this library's struct is refused.
+///
+/// # Safety
+/// `node` is NULL or points to `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hf_node_signature_init_size(
+    node: *mut hf_node_signature,
+    size: usize,
+) -> hf_status {
     boundary(|| {
-        // SAFETY: as the caller promised.
-        let n = unsafe { mut_arg(node, "node") }?;
+        if node.is_null() {
+            return Err(crate::ffi::FfiError::null("node"));
+        }
+        check_size("size", size, std::mem::size_of::<hf_node_signature>())?;
+        // SAFETY: the caller's struct has `size` bytes, at least this library's struct.
+        let n = unsafe { &mut *node };
         *n = hf_node_signature {
             struct_size: std::mem::size_of::<hf_node_signature>(),
             node_id: std::ptr::null(),
@@ -329,15 +355,40 @@ pub(crate) fn signature(n: &hf_node_signature) -> FfiResult<NodeSignature> {
     Ok(sig)
 }
 
-/// Fills `options` with the defaults of a send.
+/// Size of `hf_send_options` in the header of programs that call the exported
+/// `hf_send_options_init` (before the header mapped it to [`hf_send_options_init_size`]).
+/// When a field is appended, this stays the size of the layout before it.
+const SEND_OPTIONS_V1: usize = std::mem::size_of::<hf_send_options>();
+
+/// Fills `options` (of the layout the header of programs before sized inits had).
 ///
 /// # Safety
 /// `options` is NULL or points to writable memory for an `hf_send_options`.
 #[no_mangle]
 pub unsafe extern "C" fn hf_send_options_init(options: *mut hf_send_options) -> hf_status {
+    // SAFETY: as the caller promised.
+    unsafe { hf_send_options_init_size(options, SEND_OPTIONS_V1) }
+}
+
+/// Fills `options` with the defaults of a send, checking first that the caller's struct has
+/// `size` bytes, at least this library's struct: the header's `hf_send_options_init(options)` passes `sizeof(hf_send_options)`
+/// of the header the program was built with, so nothing past its struct is written. A size
+/// smaller than this library's struct is refused.
+///
+/// # Safety
+/// `options` is NULL or points to `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hf_send_options_init_size(
+    options: *mut hf_send_options,
+    size: usize,
+) -> hf_status {
     boundary(|| {
-        // SAFETY: as the caller promised.
-        let o = unsafe { mut_arg(options, "options") }?;
+        if options.is_null() {
+            return Err(crate::ffi::FfiError::null("options"));
+        }
+        check_size("size", size, std::mem::size_of::<hf_send_options>())?;
+        // SAFETY: the caller's struct has `size` bytes, at least this library's struct.
+        let o = unsafe { &mut *options };
         *o = hf_send_options {
             struct_size: std::mem::size_of::<hf_send_options>(),
             data_type: hf_data_type::HF_DATA_GENERIC as u32,

@@ -1489,10 +1489,10 @@ hf_status hf_protocol_options_init(hf_protocol_options *options);
 // `node` is NULL or points to writable memory for an `hf_node_signature`.
 hf_status hf_node_signature_init(hf_node_signature *node);
 
-// Fills `node` with an empty signature (every optional field unset), checking first that
-// the caller's struct has `size` bytes, at least this library's struct: the header's `hf_node_signature_init(node)` passes
-// `sizeof(hf_node_signature)` of the header the program was built with, so nothing past
-// its struct is written. A size smaller than this library's struct is refused.
+// Fills `node` with an empty signature (every optional field unset) once its `size` (the
+// header's `hf_node_signature_init(node)` passes `sizeof(hf_node_signature)` of the header
+// the program was built with) is found to hold this library's struct: nothing past the
+// program's struct is written. A smaller size is refused.
 //
 // # Safety
 // `node` is NULL or points to `size` writable bytes.
@@ -1505,10 +1505,10 @@ hf_status hf_node_signature_init_size(hf_node_signature *node,
 // `options` is NULL or points to writable memory for an `hf_send_options`.
 hf_status hf_send_options_init(hf_send_options *options);
 
-// Fills `options` with the defaults of a send, checking first that the caller's struct has
-// `size` bytes, at least this library's struct: the header's `hf_send_options_init(options)` passes `sizeof(hf_send_options)`
-// of the header the program was built with, so nothing past its struct is written. A size
-// smaller than this library's struct is refused.
+// Fills `options` with the defaults of a send once its `size` (the header's
+// `hf_send_options_init(options)` passes `sizeof(hf_send_options)` of the header the
+// program was built with) is found to hold this library's struct: nothing past the
+// program's struct is written. A smaller size is refused.
 //
 // # Safety
 // `options` is NULL or points to `size` writable bytes.

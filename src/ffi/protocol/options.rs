@@ -6,7 +6,7 @@ use super::enums::{
 };
 use crate::fabric::SendOptions;
 use crate::ffi::status::hf_status;
-use crate::ffi::{boundary, check_size, lib, opt_str_arg, str_arg, FfiError, FfiResult};
+use crate::ffi::{boundary, check_size, lib, mut_arg, opt_str_arg, str_arg, FfiError, FfiResult};
 use crate::model::{DataType, HardwareType, NodeSignature, PacketPriority};
 use std::ffi::c_char;
 use std::time::Duration;
@@ -168,7 +168,7 @@ pub unsafe extern "C" fn hf_protocol_options_init_size(
 ) -> hf_status {
     boundary(|| {
         if options.is_null() {
-            return Err(crate::ffi::FfiError::null("options"));
+            return Err(FfiError::null("options"));
         }
         let size = known_size("size", size)?;
         let mut d = default_options();
@@ -204,7 +204,7 @@ fn known_size(name: &str, size: usize) -> crate::ffi::FfiResult<usize> {
     if size == OLDEST_OPTIONS || size >= own {
         return Ok(size.min(own));
     }
-    Err(crate::ffi::FfiError {
+    Err(FfiError {
         status: crate::ffi::status::HF_ERR_INVALID_ARGUMENT,
         message: format!(
             "argument `{name}`: {size} bytes is no size of hf_protocol_options ({OLDEST_OPTIONS} \
@@ -255,7 +255,6 @@ pub(crate) unsafe fn read_options(
 ) -> crate::ffi::FfiResult<hf_protocol_options> {
     // SAFETY: every version starts with `struct_size`.
     let declared = unsafe { std::ptr::addr_of!((*options).struct_size).read_unaligned() };
-    crate::ffi::check_size("options", declared, OLDEST_OPTIONS)?;
     let n = known_size("options.struct_size", declared)?;
     let mut o = default_options();
     // SAFETY: the caller's struct has `declared` readable bytes; `o` has room for `n`, the
@@ -287,10 +286,10 @@ pub unsafe extern "C" fn hf_node_signature_init(node: *mut hf_node_signature) ->
     unsafe { hf_node_signature_init_size(node, NODE_SIGNATURE_V1) }
 }
 
-/// Fills `node` with an empty signature (every optional field unset), checking first that
-/// the caller's struct has `size` bytes, at least this library's struct: the header's `hf_node_signature_init(node)` passes
-/// `sizeof(hf_node_signature)` of the header the program was built with, so nothing past
-/// its struct is written. A size smaller than this library's struct is refused.
+/// Fills `node` with an empty signature (every optional field unset) once its `size` (the
+/// header's `hf_node_signature_init(node)` passes `sizeof(hf_node_signature)` of the header
+/// the program was built with) is found to hold this library's struct: nothing past the
+/// program's struct is written. A smaller size is refused.
 ///
 /// # Safety
 /// `node` is NULL or points to `size` writable bytes.
@@ -300,12 +299,9 @@ pub unsafe extern "C" fn hf_node_signature_init_size(
     size: usize,
 ) -> hf_status {
     boundary(|| {
-        if node.is_null() {
-            return Err(crate::ffi::FfiError::null("node"));
-        }
+        // SAFETY: NULL or `size` writable bytes, checked below to hold a whole struct.
+        let n = unsafe { mut_arg(node, "node") }?;
         check_size("size", size, std::mem::size_of::<hf_node_signature>())?;
-        // SAFETY: the caller's struct has `size` bytes, at least this library's struct.
-        let n = unsafe { &mut *node };
         *n = hf_node_signature {
             struct_size: std::mem::size_of::<hf_node_signature>(),
             node_id: std::ptr::null(),
@@ -370,10 +366,10 @@ pub unsafe extern "C" fn hf_send_options_init(options: *mut hf_send_options) -> 
     unsafe { hf_send_options_init_size(options, SEND_OPTIONS_V1) }
 }
 
-/// Fills `options` with the defaults of a send, checking first that the caller's struct has
-/// `size` bytes, at least this library's struct: the header's `hf_send_options_init(options)` passes `sizeof(hf_send_options)`
-/// of the header the program was built with, so nothing past its struct is written. A size
-/// smaller than this library's struct is refused.
+/// Fills `options` with the defaults of a send once its `size` (the header's
+/// `hf_send_options_init(options)` passes `sizeof(hf_send_options)` of the header the
+/// program was built with) is found to hold this library's struct: nothing past the
+/// program's struct is written. A smaller size is refused.
 ///
 /// # Safety
 /// `options` is NULL or points to `size` writable bytes.
@@ -383,12 +379,9 @@ pub unsafe extern "C" fn hf_send_options_init_size(
     size: usize,
 ) -> hf_status {
     boundary(|| {
-        if options.is_null() {
-            return Err(crate::ffi::FfiError::null("options"));
-        }
+        // SAFETY: NULL or `size` writable bytes, checked below to hold a whole struct.
+        let o = unsafe { mut_arg(options, "options") }?;
         check_size("size", size, std::mem::size_of::<hf_send_options>())?;
-        // SAFETY: the caller's struct has `size` bytes, at least this library's struct.
-        let o = unsafe { &mut *options };
         *o = hf_send_options {
             struct_size: std::mem::size_of::<hf_send_options>(),
             data_type: hf_data_type::HF_DATA_GENERIC as u32,

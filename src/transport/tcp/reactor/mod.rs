@@ -508,8 +508,6 @@ impl Reactor {
         if self.conns.get(slot).is_none_or(Option::is_none) {
             return;
         }
-        let ud = self.user_data(slot, OP_CANCEL);
-        let recv = self.user_data(slot, OP_RECV);
         let c = self.conns[slot].as_mut().expect("checked above");
         if c.closed.is_some() {
             return;
@@ -518,14 +516,26 @@ impl Reactor {
         self.held -= c.queued.len().min(self.held);
         c.queued = Buf::default();
         let _ = c.sock.shutdown(std::net::Shutdown::Both);
-        if c.recv_armed {
-            c.pending += 1;
-            let cancel = opcode::AsyncCancel::new(recv).build().user_data(ud);
-            if self.push(cancel).is_err() {
-                // The shutdown ends the receive anyway.
-                self.conns[slot].as_mut().expect("live slot").pending -= 1;
-            }
+        // Not cancelled: the shutdown ends the receive anyway.
+        self.cancel_recv(slot);
+    }
+
+    /// Cancels the receive armed on `slot`, if one is; its last completion still comes (the
+    /// slot is kept until then). `false` when the cancel could not be queued.
+    fn cancel_recv(&mut self, slot: usize) -> bool {
+        let ud = self.user_data(slot, OP_CANCEL);
+        let recv = self.user_data(slot, OP_RECV);
+        let c = self.conns[slot].as_mut().expect("live slot");
+        if !c.recv_armed {
+            return true;
         }
+        c.pending += 1;
+        let cancel = opcode::AsyncCancel::new(recv).build().user_data(ud);
+        if self.push(cancel).is_err() {
+            self.conns[slot].as_mut().expect("live slot").pending -= 1;
+            return false;
+        }
+        true
     }
 
     /// Reports closed connections not reported yet.

@@ -105,20 +105,14 @@ impl Reactor {
     /// stops the peer once the socket's buffer is full. The other connections go on. For a
     /// connection whose frames wait for a reader that is behind.
     pub fn pause(&mut self, id: ConnId) {
-        let cancel = self.user_data(id.slot, OP_CANCEL);
-        let recv = self.user_data(id.slot, OP_RECV);
         let Ok(c) = self.conn_mut(id) else { return };
         if c.paused {
             return;
         }
         c.paused = true;
-        if c.recv_armed {
-            c.pending += 1;
-            let sqe = opcode::AsyncCancel::new(recv).build().user_data(cancel);
-            if self.push(sqe).is_err() {
-                // Not cancelled: the receive goes on delivering; it is not armed again.
-                self.conns[id.slot].as_mut().expect("live slot").pending -= 1;
-            }
+        let armed = c.recv_armed;
+        // Not cancelled: the receive goes on delivering; it is not armed again.
+        if self.cancel_recv(id.slot) && armed {
             let _ = self.ring.submit();
         }
     }

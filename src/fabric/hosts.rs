@@ -66,6 +66,7 @@ impl Tcp {
         let sqpoll = config.sqpoll || super::options::sqpoll_from_env()?;
         let mut reactor = Reactor::new(max_frame, None, sqpoll)?;
         reactor.set_zero_copy(super::options::zero_copy_from_env(config.zerocopy)?);
+        reactor.set_busy_receive(super::options::busy_receive_from_env(config.busy_receive)?);
         let hosts = Hosts::new(reactor, directory.clone(), config.force);
         let listener = match config.listen {
             Some(addr) => Some(
@@ -363,23 +364,29 @@ impl HyperFabricProtocol {
         self.inner.tcp.as_ref().and_then(|t| t.advertised())
     }
 
-    /// How connections to other hosts receive (`"io_uring multishot"`: a multishot receive
-    /// into provided buffers; `"io_uring single"`: one receive at a time; `", sqpoll"` after
-    /// it when a kernel thread polls the ring, see [`super::TcpConfig::sqpoll`]), if TCP is
-    /// configured.
+    /// How connections to other hosts receive, if TCP is configured: `"io_uring multishot"`
+    /// (a multishot receive into provided buffers) or `"io_uring single"` (one receive at a
+    /// time), then `", sqpoll"` when a kernel thread polls the ring (see
+    /// [`super::TcpConfig::sqpoll`]); with busy receives (see
+    /// [`super::TcpConfig::busy_receive`]) `"busy receive, io_uring provided buffers"` or
+    /// `"busy receive, io_uring single"`: the receives armed are single ones.
     pub fn transport_mode(&self) -> Option<String> {
         self.inner.tcp.as_ref()?;
-        lock(&self.inner.engine).host_mode().map(|(m, sqpoll)| {
-            let m = match m {
-                crate::transport::tcp::RecvMode::Multishot => "io_uring multishot",
-                crate::transport::tcp::RecvMode::Single => "io_uring single",
-            };
-            if sqpoll {
-                format!("{m}, sqpoll")
-            } else {
-                m.to_string()
-            }
-        })
+        lock(&self.inner.engine)
+            .host_mode()
+            .map(|(m, sqpoll, busy)| {
+                use crate::transport::tcp::RecvMode;
+                let s = match (m, busy) {
+                    (RecvMode::Multishot, false) => "io_uring multishot",
+                    (RecvMode::Single, false) => "io_uring single",
+                    (RecvMode::Multishot, true) => "busy receive, io_uring provided buffers",
+                    (RecvMode::Single, true) => "busy receive, io_uring single",
+                };
+                match sqpoll {
+                    true => format!("{s}, sqpoll"),
+                    false => s.to_string(),
+                }
+            })
     }
 
     /// Zero-copy sends to other hosts (see [`super::TcpConfig::zerocopy`]), if TCP is

@@ -55,7 +55,7 @@ pub struct ProtocolConfig {
 
 /// How a protocol reaches processes on other hosts (see
 /// [`HyperFabricProtocol::connect_host`](super::HyperFabricProtocol::connect_host)).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TcpConfig {
     /// Address to accept connections on (`0.0.0.0:7000`; port 0 picks a free one, see
     /// [`HyperFabricProtocol::listen_address`](super::HyperFabricProtocol::listen_address)).
@@ -82,6 +82,28 @@ pub struct TcpConfig {
     /// [`ZC_DEFAULT_MIN`](crate::transport::tcp::reactor::ZC_DEFAULT_MIN) bytes, and a
     /// connection whose kernel copies them anyway (a peer on this host) turns them off.
     pub zerocopy: crate::transport::tcp::reactor::ZeroCopy,
+    /// While the engine spins, connections that just received are read with plain
+    /// non-blocking `recv` calls at every poll instead of through receives armed on the
+    /// io_uring (which cost each message a wake-up of the ring and a kernel entry to run
+    /// it); a connection quiet for a few hundred polls, and every connection before the
+    /// engine sleeps, gets its receive armed again. On by default (not with `sqpoll`);
+    /// `HF_TCP_BUSY_RECEIVE=0|1` in the environment overrides it. See
+    /// [`crate::transport::tcp::reactor::DIRECT_MAX`].
+    pub busy_receive: bool,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            listen: None,
+            peers: Vec::new(),
+            insecure: false,
+            force: false,
+            sqpoll: false,
+            zerocopy: Default::default(),
+            busy_receive: true,
+        }
+    }
 }
 
 impl Default for ProtocolConfig {
@@ -128,8 +150,7 @@ impl TcpConfig {
             peers: Vec::new(),
             insecure,
             force: true,
-            sqpoll: false,
-            zerocopy: Default::default(),
+            ..Default::default()
         }))
     }
 }
@@ -159,6 +180,14 @@ pub fn zero_copy_from_env(
     }
     zc.always |= env_flag("HF_TCP_ZEROCOPY_ALWAYS")?;
     Ok(zc)
+}
+
+/// `HF_TCP_BUSY_RECEIVE` over `configured` (see [`TcpConfig::busy_receive`]).
+pub fn busy_receive_from_env(configured: bool) -> crate::Result<bool> {
+    match std::env::var("HF_TCP_BUSY_RECEIVE").ok().as_deref() {
+        None | Some("") => Ok(configured),
+        Some(_) => env_flag("HF_TCP_BUSY_RECEIVE"),
+    }
 }
 
 /// Environment variable `var` as a flag: unset, empty or `0` is off, `1` is on, anything
@@ -194,9 +223,7 @@ impl ProtocolConfig {
                 listen: Some(me.address),
                 peers: before.map(|h| h.address).collect(),
                 insecure: cfg.fabric.insecure,
-                force: false,
-                sqpoll: false,
-                zerocopy: Default::default(),
+                ..Default::default()
             }),
             ..Default::default()
         })

@@ -85,8 +85,12 @@ impl IdleWaiter {
             if !r.arm_bell(word, expected) {
                 return false;
             }
+            // Connections read directly while the engine spun wake it only with a
+            // receive armed.
+            r.arm_for_sleep();
         }
         crate::sys::uring::wait_for_completion(self.fd, timeout);
+        lock(&self.reactor).woke();
         true
     }
 }
@@ -197,10 +201,11 @@ impl Hosts {
         self.sender.clone()
     }
 
-    /// The receive mode of the reactor, and whether a kernel thread polls its ring.
-    pub fn mode(&self) -> (crate::transport::tcp::RecvMode, bool) {
+    /// The receive mode of the reactor, whether a kernel thread polls its ring, and whether
+    /// it reads connections directly while the engine spins.
+    pub fn mode(&self) -> (crate::transport::tcp::RecvMode, bool, bool) {
         let r = lock(&self.reactor);
-        (r.mode(), r.sqpoll())
+        (r.mode(), r.sqpoll(), r.busy_receive())
     }
 }
 
@@ -215,7 +220,7 @@ impl Engine {
     }
 
     /// How the connections to other hosts receive, if there are any.
-    pub fn host_mode(&self) -> Option<(crate::transport::tcp::RecvMode, bool)> {
+    pub fn host_mode(&self) -> Option<(crate::transport::tcp::RecvMode, bool, bool)> {
         self.hosts.as_ref().map(Hosts::mode)
     }
 

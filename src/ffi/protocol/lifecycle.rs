@@ -101,6 +101,7 @@ pub unsafe extern "C" fn hf_protocol_new(
                         },
                         always: false,
                     },
+                    ..Default::default()
                 });
             }
             if !o.key.is_null() {

@@ -23,3 +23,5 @@ pub const MAX_FRAME: usize = 256 << 10;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_direct;

@@ -16,7 +16,7 @@ const MAX: usize = 80 << 10;
 /// A reactor in `mode`; `None` (with the reason printed) for multishot receives on a
 /// kernel without them (the single-receive tests cover that kernel). The transport needs
 /// io_uring: without it these tests fail, saying why.
-fn reactor(mode: RecvMode) -> Option<Reactor> {
+pub(super) fn reactor(mode: RecvMode) -> Option<Reactor> {
     let s = crate::sys::uring::probe();
     assert!(s.available, "io_uring is needed: {:?}", s.error);
     if mode == RecvMode::Multishot && !s.recv_multishot {
@@ -26,14 +26,14 @@ fn reactor(mode: RecvMode) -> Option<Reactor> {
     Some(Reactor::new(MAX, Some(mode), false).expect("a reactor where the probe found io_uring"))
 }
 
-fn pair() -> (TcpStream, TcpStream) {
+pub(super) fn pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (s, _) = l.accept().unwrap();
     (c, s)
 }
 
-fn header(src: u32, len: usize) -> FrameHeader {
+pub(super) fn header(src: u32, len: usize) -> FrameHeader {
     FrameHeader {
         slot: SlotHeader {
             len: len as u32,
@@ -52,7 +52,7 @@ fn header(src: u32, len: usize) -> FrameHeader {
 }
 
 /// Frame `i`'s payload: its length varies from 0 to 70 KiB, its bytes name it.
-fn payload(i: u32) -> Vec<u8> {
+pub(super) fn payload(i: u32) -> Vec<u8> {
     let len = match i % 5 {
         0 => 0,
         1 => 8,
@@ -129,7 +129,7 @@ fn frames_cross_both_ways_in_order_with_single_receives() {
 
 /// Polls `r` until every one of `ids` closed: for each, the frames that came first and
 /// why it closed.
-fn until_closed(r: &mut Reactor, ids: &[ConnId]) -> Vec<(Vec<Vec<u8>>, String)> {
+pub(super) fn until_closed(r: &mut Reactor, ids: &[ConnId]) -> Vec<(Vec<Vec<u8>>, String)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut out: Vec<(Vec<Vec<u8>>, Option<String>)> = vec![(Vec::new(), None); ids.len()];
     while out.iter().any(|o| o.1.is_none()) {

@@ -11,12 +11,16 @@
 //! once ([`Event::Closed`]); the other connections go on.
 
 mod arena;
+mod close;
+mod direct;
 mod recv;
 mod send;
 mod zc;
 
 pub use arena::ARENA_BUFFERS;
 use arena::{Arena, Buf};
+use direct::DIRECT_READ;
+pub use direct::{DIRECT_MAX, DIRECT_QUIET};
 pub use zc::{ZcStats, ZeroCopy, ZC_DEFAULT_MIN, ZC_SLOTS};
 
 use super::wire::{Decoder, FrameHeader};
@@ -124,6 +128,14 @@ struct Conn {
     /// Operations whose completion is still to come (the slot is freed after the last).
     pending: u32,
     recv_armed: bool,
+    /// Read with `recv` at every poll, no receive armed (see [`direct`]).
+    direct: bool,
+    /// Empty direct reads in a row.
+    quiet: u32,
+    /// The latest receive was bulk (see [`direct::DIRECT_BULK`]).
+    bulk: bool,
+    /// A cancel of its multishot receive is queued, to read it directly.
+    leaving: bool,
     /// Receiving is paused ([`Reactor::pause`]): the receive is not armed again.
     paused: bool,
     sending: bool,
@@ -166,6 +178,12 @@ pub struct Reactor {
     arena: Option<Arena>,
     /// Why registering them failed (not tried again).
     arena_refused: Option<String>,
+    /// Connections that receive while the engine spins are read directly ([`direct`]).
+    busy: bool,
+    /// What direct reads read into ([`direct::DIRECT_READ`] bytes).
+    scratch: Vec<u8>,
+    /// A thread sleeps on the ring: receives are armed, not read directly.
+    sleeping: bool,
 }
 
 impl Reactor {
@@ -236,6 +254,9 @@ impl Reactor {
             zc_bytes: 0,
             arena: None,
             arena_refused: None,
+            busy: !sqpoll,
+            scratch: vec![0; DIRECT_READ],
+            sleeping: false,
         })
     }
 
@@ -272,6 +293,10 @@ impl Reactor {
             decoder: Decoder::new(self.max_frame),
             pending: 0,
             recv_armed: false,
+            direct: false,
+            quiet: 0,
+            bulk: false,
+            leaving: false,
             paused: false,
             sending: false,
             closed: None,
@@ -365,15 +390,17 @@ impl Reactor {
                 let _ = self.ring.submit();
             }
         }
-        n + self.report_closed(f)
+        n + self.read_direct(f) + self.report_closed(f)
     }
 
     /// Sleeps in `io_uring_enter` until a completion comes or `timeout` passes, then
     /// polls.
     pub fn wait(&mut self, timeout: Duration, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
+        self.arm_for_sleep();
         let ts = types::Timespec::from(timeout);
         let args = types::SubmitArgs::new().timespec(&ts);
         let _ = self.ring.submitter().submit_with_args(1, &args);
+        self.woke();
         self.poll(f)
     }
 
@@ -489,8 +516,13 @@ impl Reactor {
                 }
                 n += self.received(slot, res, cqe.flags(), f);
                 let c = self.conns[slot].as_mut().expect("live slot");
-                if !c.recv_armed && !c.paused && c.closed.is_none() {
-                    if let Err(e) = self.arm_recv(slot) {
+                if !c.paused && c.closed.is_none() {
+                    let next = if c.recv_armed {
+                        self.leave_multishot(slot)
+                    } else {
+                        self.after_recv(slot)
+                    };
+                    if let Err(e) = next {
                         self.fail(slot, e.to_string());
                     }
                 }
@@ -499,119 +531,5 @@ impl Reactor {
         }
         self.release_if_done(slot);
         n
-    }
-
-    /// Marks `slot` closed (once) with `why`: its receive is cancelled and its socket shut
-    /// down, so the kernel lets go of its buffers; the slot is freed after the last
-    /// completion.
-    fn fail(&mut self, slot: usize, why: String) {
-        if self.conns.get(slot).is_none_or(Option::is_none) {
-            return;
-        }
-        let c = self.conns[slot].as_mut().expect("checked above");
-        if c.closed.is_some() {
-            return;
-        }
-        c.closed = Some(why);
-        self.held -= c.queued.len().min(self.held);
-        c.queued = Buf::default();
-        let _ = c.sock.shutdown(std::net::Shutdown::Both);
-        // Not cancelled: the shutdown ends the receive anyway.
-        self.cancel_recv(slot);
-    }
-
-    /// Cancels the receive armed on `slot`, if one is; its last completion still comes (the
-    /// slot is kept until then). `false` when the cancel could not be queued.
-    fn cancel_recv(&mut self, slot: usize) -> bool {
-        let ud = self.user_data(slot, OP_CANCEL);
-        let recv = self.user_data(slot, OP_RECV);
-        let c = self.conns[slot].as_mut().expect("live slot");
-        if !c.recv_armed {
-            return true;
-        }
-        c.pending += 1;
-        let cancel = opcode::AsyncCancel::new(recv).build().user_data(ud);
-        if self.push(cancel).is_err() {
-            self.conns[slot].as_mut().expect("live slot").pending -= 1;
-            return false;
-        }
-        true
-    }
-
-    /// Reports closed connections not reported yet.
-    fn report_closed(&mut self, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
-        let mut n = 0;
-        for (i, c) in self.conns.iter_mut().enumerate() {
-            if let Some(c) = c.as_mut().filter(|c| !c.reported) {
-                if let Some(why) = &c.closed {
-                    c.reported = true;
-                    n += 1;
-                    let id = ConnId {
-                        slot: i,
-                        generation: c.generation,
-                    };
-                    f(id, Event::Closed(why));
-                }
-            }
-        }
-        for i in 0..self.conns.len() {
-            self.release_if_done(i);
-        }
-        n
-    }
-
-    /// Frees a closed, reported slot once the kernel has nothing of it any more.
-    fn release_if_done(&mut self, slot: usize) {
-        if let Some(c) = &self.conns[slot] {
-            if c.closed.is_some() && c.reported && c.pending == 0 {
-                // What it still held is let go with it.
-                let unsent = c.flight.len().saturating_sub(c.sent);
-                self.held -= unsent.min(self.held);
-                self.conns[slot] = None;
-            }
-        }
-    }
-}
-
-impl Drop for Reactor {
-    fn drop(&mut self) {
-        // The kernel may still write into a connection's receive buffer or read its
-        // flight: shut every socket (armed receives then complete), cancel what is armed,
-        // and wait for the last completions before any of that memory is freed.
-        let slots: Vec<usize> = (0..self.conns.len())
-            .filter(|&i| self.conns[i].is_some())
-            .collect();
-        for i in slots {
-            self.fail(i, "the reactor was dropped".into());
-            if let Some(c) = self.conns[i].as_mut() {
-                c.reported = true;
-            }
-        }
-        // Completions `reap_sends` set aside count too.
-        for cqe in std::mem::take(&mut self.later) {
-            self.complete(&cqe, &mut |_, _| ());
-        }
-        let _ = self.ring.submit();
-        let deadline = std::time::Instant::now() + DROP_WAIT;
-        let pending = |r: &Reactor| r.conns.iter().flatten().any(|c| c.pending > 0);
-        while pending(self) && std::time::Instant::now() < deadline {
-            let ts = types::Timespec::new().nsec(50_000_000);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            let _ = self.ring.submitter().submit_with_args(1, &args);
-            let cqes: Vec<cqueue::Entry> = self.ring.completion().collect();
-            for cqe in cqes {
-                self.complete(&cqe, &mut |_, _| ());
-            }
-        }
-        if pending(self) {
-            // The kernel did not let go in time: leak the memory it may still use.
-            for c in self.conns.iter_mut().flatten() {
-                std::mem::forget(std::mem::take(&mut c.inbox));
-                std::mem::forget(std::mem::take(&mut c.flight));
-                std::mem::forget(std::mem::take(&mut c.zc_held));
-            }
-        } else if let Some(b) = self.bufs.take() {
-            b.unregister(&self.ring);
-        }
     }
 }

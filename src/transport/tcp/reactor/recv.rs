@@ -5,13 +5,21 @@
 use super::*;
 
 impl Reactor {
-    /// Arms the receive of `slot` (multishot into the provided buffers, or one receive into
-    /// its own buffer).
+    /// Arms the receive of `slot`: multishot into the provided buffers, or one receive into
+    /// its own buffer; with busy receives, a multishot one only while its traffic is bulk,
+    /// else one receive from the provided buffers (its completion makes the connection
+    /// direct, see [`super::direct`]).
     pub(super) fn arm_recv(&mut self, slot: usize) -> Result<()> {
         let ud = self.user_data(slot, OP_RECV);
         let c = self.conns[slot].as_mut().expect("live slot");
         let fd = types::Fd(c.sock.as_raw_fd());
         let sqe = match self.mode {
+            RecvMode::Multishot if self.busy && !c.bulk => {
+                opcode::Recv::new(fd, std::ptr::null_mut(), BUF_SIZE as u32)
+                    .buf_group(BUF_GROUP)
+                    .build()
+                    .flags(squeue::Flags::BUFFER_SELECT)
+            }
             RecvMode::Multishot => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
             RecvMode::Single => {
                 opcode::Recv::new(fd, c.inbox.as_mut_ptr(), c.inbox.len() as u32).build()
@@ -20,6 +28,8 @@ impl Reactor {
         self.push(sqe.user_data(ud))?;
         let c = self.conns[slot].as_mut().expect("live slot");
         c.recv_armed = true;
+        c.direct = false;
+        c.leaving = false;
         c.pending += 1;
         Ok(())
     }
@@ -63,11 +73,13 @@ impl Reactor {
             slot,
             generation: c.generation,
         };
+        let mut bulk = len >= super::direct::DIRECT_BULK;
         let fed = match (self.mode, buffer, self.bufs.as_mut()) {
             (RecvMode::Multishot, Some(bid), Some(bufs)) => {
                 let r = match bufs.get(bid, len) {
                     Some(bytes) if c.closed.is_none() => c.decoder.feed(bytes, &mut |h, p| {
                         n += 1;
+                        bulk |= p.len() >= super::direct::DIRECT_BULK;
                         f(id, Event::Frame(h, p));
                     }),
                     Some(_) => Ok(()),
@@ -88,14 +100,19 @@ impl Reactor {
                 } else {
                     decoder.feed(&inbox[..len], &mut |h, p| {
                         n += 1;
+                        bulk |= p.len() >= super::direct::DIRECT_BULK;
                         f(id, Event::Frame(h, p));
                     })
                 }
             }
             _ => Err("a receive completion without its buffer"),
         };
-        if let Err(why) = fed {
-            self.fail(slot, why.into());
+        match fed {
+            Ok(()) => {
+                let c = self.conns[slot].as_mut().expect("live slot");
+                c.bulk = bulk || c.decoder.mid_frame();
+            }
+            Err(why) => self.fail(slot, why.into()),
         }
         n
     }
@@ -110,6 +127,7 @@ impl Reactor {
             return;
         }
         c.paused = true;
+        c.direct = false;
         let armed = c.recv_armed;
         // Not cancelled: the receive goes on delivering; it is not armed again.
         if self.cancel_recv(id.slot) && armed {

@@ -278,3 +278,47 @@ fn a_connection_paused_while_read_directly_is_not_read_until_resumed() {
     r.resume(id);
     spin_receive(&mut r, id, 1, 1);
 }
+
+#[test]
+fn small_frames_cut_across_reads_stay_direct() {
+    let Some(mut r) = reactor(RecvMode::Multishot) else {
+        return;
+    };
+    let (mut c, s) = pair();
+    let id = r.add(s).unwrap();
+    let mut flips = 0;
+    let mut was = false;
+    // 4 KiB frames, each written in two pieces with the reader polling between them (as
+    // over a link whose segments are smaller than a frame).
+    for i in 0..400u32 {
+        let p = vec![i as u8; 4096];
+        let f = [&header(i, p.len()).encode()[..], &p].concat();
+        c.write_all(&f[..1000]).unwrap();
+        let mut got = false;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut first = true;
+        while !got {
+            assert!(Instant::now() < deadline, "frame {i}");
+            r.poll(&mut |_, e| match e {
+                Event::Frame(h, d) => {
+                    assert_eq!((h, d), (header(i, 4096), &p[..]));
+                    got = true;
+                }
+                Event::Closed(why) => panic!("{why}"),
+            });
+            if first {
+                c.write_all(&f[1000..]).unwrap();
+                first = false;
+            }
+            let now = r.is_direct(id);
+            flips += u32::from(now != was);
+            was = now;
+        }
+    }
+    // Direct early on, and not switched per frame.
+    assert!(was, "read directly at the end");
+    assert!(
+        flips <= 4,
+        "{flips} switches between direct and armed in 400 frames"
+    );
+}

@@ -107,6 +107,12 @@ impl Decoder {
         !self.partial.is_empty()
     }
 
+    /// The payload length of the frame begun and not finished, once its header arrived.
+    pub fn pending_len(&self) -> Option<usize> {
+        (self.partial.len() >= HEADER && self.bad.is_none())
+            .then(|| u32::from_le_bytes(self.partial[..4].try_into().expect("4 bytes")) as usize)
+    }
+
     /// Feeds the next bytes of the stream: `f` gets every frame they complete, in order
     /// (frames that arrived whole in `input` are read in place, the others from a copy).
     /// `Err` at the first bad header, and for every call after it.

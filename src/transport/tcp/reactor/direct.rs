@@ -14,9 +14,11 @@
 //!   most [`DIRECT_READ`] bytes into the reactor's scratch buffer;
 //! - **armed once**: a single receive waits on the ring (at start, after [`DIRECT_QUIET`]
 //!   empty reads, before a sleep); its completion makes the connection direct;
-//! - **bulk**: after a receive of [`DIRECT_BULK`] bytes or more, a frame that large, or a
-//!   frame cut at the end of a read, a multishot receive is armed; the first of its
-//!   completions with none of those cancels it, and its last makes the connection direct.
+//! - **bulk**: after a receive of [`DIRECT_BULK`] bytes or more, or with a frame that
+//!   large (whole, or begun at its end), a multishot receive is armed; [`DIRECT_AFTER`]
+//!   of its completions in a row without bulk cancel it, and its last makes the connection
+//!   direct (traffic mixing bulk and small messages, or small frames cut across reads,
+//!   stays on it rather than switching per message).
 //!
 //! Only one of them reads a socket at any time, and all feed the same [`Decoder`], so
 //! bytes stay in order. At most [`DIRECT_MAX`] connections are direct at once, so a
@@ -29,17 +31,26 @@
 use super::*;
 use std::io::Read;
 
-/// Empty reads in a row after which a direct connection is armed again (a few hundred
-/// microseconds of spinning).
-pub const DIRECT_QUIET: u32 = 256;
+/// Empty reads in a row after which a direct connection is armed again (about half a
+/// millisecond of a bare polling loop, more in an engine's).
+pub const DIRECT_QUIET: u32 = 1024;
 /// Connections read directly at once, at most: each costs a system call per poll.
 pub const DIRECT_MAX: usize = 4;
 /// Bytes one direct read asks for at most (a read of more, on loopback, made small
 /// messages slower: a 16 KiB ping-pong took twice as long with reads of 256 KiB).
 pub(super) const DIRECT_READ: usize = 64 << 10;
-/// A receive of at least this many bytes, a frame of at least this many, or a receive that
-/// ends inside a frame is bulk (see the module documentation).
+/// A receive of at least this many bytes, or a frame of at least this many (whole, or
+/// begun at the end of a receive), is bulk (see the module documentation).
 pub const DIRECT_BULK: usize = 16 << 10;
+/// Receives in a row with nothing bulk after which a multishot receive is cancelled for
+/// direct reads (traffic that mixes bulk and small messages stays on the multishot).
+pub const DIRECT_AFTER: u32 = 8;
+
+/// Whether what a receive of `len` bytes did on a connection whose decoder is now `d`
+/// (`big`: a frame of it was bulk) makes its traffic bulk.
+pub(super) fn is_bulk(len: usize, big: bool, d: &super::super::wire::Decoder) -> bool {
+    len >= DIRECT_BULK || big || d.pending_len().is_some_and(|l| l >= DIRECT_BULK)
+}
 
 impl Reactor {
     /// Whether connections that receive while the engine spins are read directly (see the
@@ -83,7 +94,7 @@ impl Reactor {
     /// completion makes the connection direct.
     pub(super) fn leave_multishot(&mut self, slot: usize) -> Result<()> {
         let c = self.conns[slot].as_mut().expect("live slot");
-        if !self.busy || self.sleeping || c.bulk || c.leaving {
+        if !self.busy || self.sleeping || c.bulk || c.leaving || c.small < DIRECT_AFTER {
             return Ok(());
         }
         c.leaving = true;
@@ -159,7 +170,7 @@ impl Reactor {
                     });
                     match fed {
                         Ok(()) => {
-                            c.bulk = bulk || c.decoder.mid_frame();
+                            c.bulk = is_bulk(len, bulk, &c.decoder);
                             if c.bulk {
                                 // The ring receives bulk (multishot), without polling.
                                 quiet.push(slot);

@@ -136,6 +136,8 @@ struct Conn {
     bulk: bool,
     /// A cancel of its multishot receive is queued, to read it directly.
     leaving: bool,
+    /// Receives in a row with nothing bulk (see [`direct::DIRECT_AFTER`]).
+    small: u32,
     /// Receiving is paused ([`Reactor::pause`]): the receive is not armed again.
     paused: bool,
     sending: bool,
@@ -297,6 +299,7 @@ impl Reactor {
             quiet: 0,
             bulk: false,
             leaving: false,
+            small: 0,
             paused: false,
             sending: false,
             closed: None,

@@ -73,7 +73,7 @@ impl Reactor {
             slot,
             generation: c.generation,
         };
-        let mut bulk = len >= super::direct::DIRECT_BULK;
+        let mut bulk = false;
         let fed = match (self.mode, buffer, self.bufs.as_mut()) {
             (RecvMode::Multishot, Some(bid), Some(bufs)) => {
                 let r = match bufs.get(bid, len) {
@@ -110,7 +110,8 @@ impl Reactor {
         match fed {
             Ok(()) => {
                 let c = self.conns[slot].as_mut().expect("live slot");
-                c.bulk = bulk || c.decoder.mid_frame();
+                c.bulk = super::direct::is_bulk(len, bulk, &c.decoder);
+                c.small = if c.bulk { 0 } else { c.small.saturating_add(1) };
             }
             Err(why) => self.fail(slot, why.into()),
         }

@@ -21,25 +21,23 @@ impl Reactor {
         c.queued = Buf::default();
         let _ = c.sock.shutdown(std::net::Shutdown::Both);
         // Not cancelled: the shutdown ends the receive anyway.
-        self.cancel_recv(slot);
+        let _ = self.cancel_recv(slot);
     }
 
     /// Cancels the receive armed on `slot`, if one is; its last completion still comes (the
-    /// slot is kept until then). `false` when the cancel could not be queued.
-    pub(super) fn cancel_recv(&mut self, slot: usize) -> bool {
+    /// slot is kept until then). An error when the cancel could not be queued.
+    pub(super) fn cancel_recv(&mut self, slot: usize) -> Result<()> {
         let ud = self.user_data(slot, OP_CANCEL);
         let recv = self.user_data(slot, OP_RECV);
         let c = self.conns[slot].as_mut().expect("live slot");
         if !c.recv_armed {
-            return true;
+            return Ok(());
         }
         c.pending += 1;
         let cancel = opcode::AsyncCancel::new(recv).build().user_data(ud);
-        if self.push(cancel).is_err() {
+        self.push(cancel).inspect_err(|_| {
             self.conns[slot].as_mut().expect("live slot").pending -= 1;
-            return false;
-        }
-        true
+        })
     }
 
     /// Reports closed connections not reported yet.

@@ -46,10 +46,19 @@ pub const DIRECT_BULK: usize = 16 << 10;
 /// direct reads (traffic that mixes bulk and small messages stays on the multishot).
 pub const DIRECT_AFTER: u32 = 8;
 
-/// Whether what a receive of `len` bytes did on a connection whose decoder is now `d`
-/// (`big`: a frame of it was bulk) makes its traffic bulk.
-pub(super) fn is_bulk(len: usize, big: bool, d: &super::super::wire::Decoder) -> bool {
-    len >= DIRECT_BULK || big || d.pending_len().is_some_and(|l| l >= DIRECT_BULK)
+impl Conn {
+    /// Notes a receive of `len` bytes fed to the decoder (`big`: a frame of it was bulk),
+    /// armed or direct alike: whether its traffic is bulk, and the run of receives without.
+    pub(super) fn note_received(&mut self, len: usize, big: bool) {
+        self.bulk = len >= DIRECT_BULK
+            || big
+            || self.decoder.pending_len().is_some_and(|l| l >= DIRECT_BULK);
+        self.small = if self.bulk {
+            0
+        } else {
+            self.small.saturating_add(1)
+        };
+    }
 }
 
 impl Reactor {
@@ -59,10 +68,7 @@ impl Reactor {
     pub fn set_busy_receive(&mut self, on: bool) {
         self.busy = on && !self.sqpoll;
         if !self.busy {
-            let slots: Vec<usize> = (0..self.conns.len())
-                .filter(|&i| self.conns[i].as_ref().is_some_and(|c| c.direct))
-                .collect();
-            self.arm_slots(&slots);
+            self.arm_slots(&self.direct_slots());
         }
     }
 
@@ -98,13 +104,7 @@ impl Reactor {
             return Ok(());
         }
         c.leaving = true;
-        if !self.cancel_recv(slot) {
-            return Err(Error::io(
-                "queueing on io_uring",
-                std::io::Error::from_raw_os_error(libc::EBUSY),
-            ));
-        }
-        Ok(())
+        self.cancel_recv(slot)
     }
 
     /// Arms a receive on every connection read directly, before a thread sleeps on the
@@ -112,10 +112,14 @@ impl Reactor {
     /// completes (a poll of another thread meanwhile) is armed again, not read directly.
     pub fn arm_for_sleep(&mut self) {
         self.sleeping = true;
-        let slots: Vec<usize> = (0..self.conns.len())
+        self.arm_slots(&self.direct_slots());
+    }
+
+    /// The slots of the connections read directly.
+    fn direct_slots(&self) -> Vec<usize> {
+        (0..self.conns.len())
             .filter(|&i| self.conns[i].as_ref().is_some_and(|c| c.direct))
-            .collect();
-        self.arm_slots(&slots);
+            .collect()
     }
 
     /// The thread that slept on the ring woke.
@@ -162,7 +166,7 @@ impl Reactor {
                 Ok(0) => "closed by the peer".to_string(),
                 Ok(len) => {
                     c.quiet = 0;
-                    let mut bulk = len >= DIRECT_BULK;
+                    let mut bulk = false;
                     let fed = c.decoder.feed(&self.scratch[..len], &mut |h, p| {
                         n += 1;
                         bulk |= p.len() >= DIRECT_BULK;
@@ -170,7 +174,7 @@ impl Reactor {
                     });
                     match fed {
                         Ok(()) => {
-                            c.bulk = is_bulk(len, bulk, &c.decoder);
+                            c.note_received(len, bulk);
                             if c.bulk {
                                 // The ring receives bulk (multishot), without polling.
                                 quiet.push(slot);

@@ -110,8 +110,7 @@ impl Reactor {
         match fed {
             Ok(()) => {
                 let c = self.conns[slot].as_mut().expect("live slot");
-                c.bulk = super::direct::is_bulk(len, bulk, &c.decoder);
-                c.small = if c.bulk { 0 } else { c.small.saturating_add(1) };
+                c.note_received(len, bulk);
             }
             Err(why) => self.fail(slot, why.into()),
         }
@@ -131,7 +130,7 @@ impl Reactor {
         c.direct = false;
         let armed = c.recv_armed;
         // Not cancelled: the receive goes on delivering; it is not armed again.
-        if self.cancel_recv(id.slot) && armed {
+        if self.cancel_recv(id.slot).is_ok() && armed {
             let _ = self.ring.submit();
         }
     }

@@ -8,7 +8,10 @@
 use super::{lock, Engine, Hosts, Lane, Link};
 use crate::codec::FrameKind;
 use crate::engine::remote::{FLAG_READ, FLAG_REMOTE};
-use crate::engine::{lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, MSG_HEADER};
+use crate::engine::reassembly::Step;
+use crate::engine::{
+    lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, MAX_MESSAGE, MSG_HEADER,
+};
 use crate::ring::{self, Producer, PushError, Region, SlotHeader};
 use crate::transport::tcp::control::{Announce, KIND_GONE, KIND_NODES};
 use crate::transport::tcp::{ConnId, Event, FrameHeader};
@@ -145,6 +148,13 @@ struct Rings<'a> {
 }
 
 impl Rings<'_> {
+    /// Whether nothing of connection `conn` waits in the backlog and ring `key` is drained:
+    /// a frame of `key` handled now is handled in order.
+    fn is_clear(&mut self, conn: ConnId, key: (u32, u32, Lane)) -> bool {
+        self.rings.get_mut(&key).is_none_or(|p| p.is_drained())
+            && !self.backlog.iter().any(|w| w.conn == conn)
+    }
+
     /// Pushes a mapped frame into its ring, or into the backlog when the ring is full or
     /// the connection already has frames waiting. `Err` for a frame no ring can take.
     fn deliver(
@@ -222,6 +232,7 @@ impl Engine {
             spare,
             ..
         } = h;
+        let (partial, counters, now) = (&mut self.partial, &mut self.counters, self.timers.now);
         let mut into = Rings {
             rings,
             backlog,
@@ -240,6 +251,30 @@ impl Engine {
                 let Some(link) = links.get(&id) else { return };
                 match translate(link, &hosted, &fh, payload) {
                     Ok((key, slot, hdr, body)) => {
+                        if body.is_none() && into.is_clear(id, key) {
+                            let rest = &payload[MSG_HEADER..];
+                            let m = MsgHeader::decode(&hdr);
+                            let (offset, total) = (m.offset as usize, m.total as usize);
+                            if m.dst == key.1 && offset + rest.len() < total {
+                                // A fragment that does not end its message, with nothing
+                                // of its ring ahead of it: added to its message here, not
+                                // copied through the ring first (the engine would take it
+                                // out and add it next).
+                                counters.frames_received += 1;
+                                counters.bytes_received += rest.len() as u64;
+                                let step = partial.add(
+                                    (m.origin, m.id, slot.kind),
+                                    (offset, total),
+                                    &[rest],
+                                    MAX_MESSAGE,
+                                    now,
+                                );
+                                if step != Step::More {
+                                    counters.errors += 1;
+                                }
+                                return;
+                            }
+                        }
                         let body = body.as_deref().unwrap_or(&payload[MSG_HEADER..]);
                         if let Err(why) = into.deliver(id, key, slot, &hdr, body) {
                             refused.push((id, why.to_string()));

@@ -4,13 +4,14 @@
 use super::remote::{Refused, RemoteBytes, FLAG_READ, FLAG_REMOTE};
 use super::send::decode_error;
 use super::{
-    max_message, reassembly, Admit, Engine, Message, MsgHeader, Outgoing, Via, FLAG_COALESCED,
-    FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY, MAX_MESSAGE, MSG_HEADER,
+    max_message, reassembly, Admit, Back, Engine, Message, MsgHeader, NodeName, Outgoing, Via,
+    FLAG_COALESCED, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY, MAX_MESSAGE,
+    MSG_HEADER,
 };
 use crate::buffer::Payload;
 use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::DataType;
+use crate::model::{DataType, PacketPriority};
 use crate::ring::SlotHeader;
 use crate::transport::channel::Descriptor;
 
@@ -34,6 +35,22 @@ impl Body<'_> {
             Body::Owned(p) => p,
         }
     }
+}
+
+/// A whole message at its destination, before [`Engine::deliver`].
+struct Arrived<'a> {
+    /// Its slot header, with its origin as source.
+    h: SlotHeader,
+    request_id: u64,
+    priority: PacketPriority,
+    data_type: DataType,
+    one_way: bool,
+    metadata: Vec<u8>,
+    data: Body<'a>,
+    /// Its source's id, when the ring it came through tells it.
+    known: Option<NodeName>,
+    /// The ring answers that fit go to.
+    back: Back<'a>,
 }
 
 impl Engine {
@@ -149,8 +166,7 @@ impl Engine {
         let fragment_len = inline.len() + shared.as_ref().map_or(0, |s| s.len());
         self.counters.bytes_received += fragment_len as u64;
         let meta_len = if compact { 0 } else { h.aux as usize };
-        let (mut metadata, mut data): (Vec<u8>, Body<'_>) = if offset == 0 && fragment_len == total
-        {
+        let (metadata, data): (Vec<u8>, Body<'_>) = if offset == 0 && fragment_len == total {
             // The whole message in one fragment: no reassembly, no copy of a shared buffer.
             match shared {
                 None if meta_len <= inline.len() => (
@@ -191,6 +207,73 @@ impl Engine {
                 whole[..meta_len].to_vec(),
                 Body::Owned(Payload::from_vec_at(whole, meta_len)),
             )
+        };
+        self.deliver(
+            dst,
+            Arrived {
+                h,
+                request_id,
+                priority,
+                data_type,
+                one_way,
+                metadata,
+                data,
+                known,
+                back,
+            },
+        );
+    }
+
+    /// Delivers a message that arrived whole (reassembled from fragments that came over
+    /// TCP): `whole` is its metadata then its data, `h` and `m` its slot and message header
+    /// (mapped onto this process's indices).
+    pub(super) fn deliver_assembled(&mut self, h: SlotHeader, m: &MsgHeader, whole: Vec<u8>) {
+        let meta_len = h.aux as usize;
+        if meta_len > whole.len() {
+            self.counters.errors += 1;
+            return;
+        }
+        let h = SlotHeader { src: m.origin, ..h };
+        self.deliver(
+            m.dst,
+            Arrived {
+                h,
+                request_id: m.id,
+                priority: m.priority(),
+                data_type: DataType::from_u32(m.data_type as u32).unwrap_or_default(),
+                one_way: h.flags & FLAG_ONE_WAY != 0,
+                metadata: whole[..meta_len].to_vec(),
+                data: Body::Owned(Payload::from_vec_at(whole, meta_len)),
+                known: None,
+                back: None,
+            },
+        );
+    }
+
+    /// The delivery of a whole message at hosted node `dst`: opening a codec frame, the
+    /// admission check, its handler or mailbox, and the answers.
+    fn deliver(&mut self, dst: u32, a: Arrived<'_>) {
+        let Arrived {
+            h,
+            request_id,
+            priority,
+            data_type,
+            one_way,
+            mut metadata,
+            mut data,
+            known,
+            back,
+        } = a;
+        // The frame of an answer (response, receipt, pong) to this message.
+        let reply = |kind| Outgoing {
+            kind,
+            request_id,
+            priority,
+            data_type,
+            one_way: true,
+            metadata: &[],
+            framed: false,
+            coalesced: false,
         };
         let mut sealed = false;
         if h.flags & FLAG_FRAMED != 0 {

@@ -7,8 +7,8 @@
 
 use super::{lock, Engine, Hosts, Lane, Link};
 use crate::codec::FrameKind;
-use crate::engine::remote::{FLAG_READ, FLAG_REMOTE};
 use crate::engine::reassembly::Step;
+use crate::engine::remote::{FLAG_READ, FLAG_REMOTE};
 use crate::engine::{
     lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, MAX_MESSAGE, MSG_HEADER,
 };
@@ -58,6 +58,27 @@ impl Waiting {
     pub(super) fn destination(&self) -> u32 {
         self.key.1
     }
+}
+
+/// The smallest message that comes in one frame and is delivered from a buffer of its own
+/// rather than through its ring: below, the ring's copy costs little and a handler reads
+/// the message in place; above, copying it into the ring, then out of it, doubles the
+/// copies of every byte.
+const IN_PLACE_MIN: usize = 16 << 10;
+
+/// Bytes of messages put together by one reap, after which its frames go through their
+/// rings: the reactor reaps for as long as frames come, and the mailboxes these messages
+/// go to are filled only once it is done, so without a bound a flood would overfill them
+/// (through the rings, a full mailbox holds its connection).
+const IN_PLACE_BUDGET: usize = 4 << 20;
+
+/// Whether the frame of message header `m` with `len` bytes of body for ring `key` is put
+/// together (or, for a message in one frame of [`IN_PLACE_MIN`] bytes or more, delivered)
+/// as it arrives: it is for the node it came to (not forwarded), and is a fragment of a
+/// larger message or a large message.
+fn in_place(m: &MsgHeader, len: usize, key: (u32, u32, Lane)) -> bool {
+    let whole = m.offset == 0 && len == m.total as usize;
+    m.dst == key.1 && (!whole || len >= IN_PLACE_MIN)
 }
 
 /// What a frame that cannot be delivered is.
@@ -233,6 +254,11 @@ impl Engine {
             ..
         } = h;
         let (partial, counters, now) = (&mut self.partial, &mut self.counters, self.timers.now);
+        // Messages put together while reaping, delivered right after (before any frame
+        // that came after them reaches its ring's reader).
+        let mut assembled: Vec<(SlotHeader, MsgHeader, Vec<u8>)> = Vec::new();
+        let mut assembled_bytes = 0;
+        let full = |i: u32| hosted_map.get(&i).is_some_and(|h| h.mailbox.is_full());
         let mut into = Rings {
             rings,
             backlog,
@@ -251,29 +277,37 @@ impl Engine {
                 let Some(link) = links.get(&id) else { return };
                 match translate(link, &hosted, &fh, payload) {
                     Ok((key, slot, hdr, body)) => {
-                        if body.is_none() && into.is_clear(id, key) {
-                            let rest = &payload[MSG_HEADER..];
-                            let m = MsgHeader::decode(&hdr);
+                        let rest = &payload[MSG_HEADER..];
+                        let m = MsgHeader::decode(&hdr);
+                        if body.is_none()
+                            && in_place(&m, rest.len(), key)
+                            && assembled_bytes < IN_PLACE_BUDGET
+                            && !full(key.1)
+                            && into.is_clear(id, key)
+                        {
+                            // Nothing of its ring or connection waits ahead of it: its
+                            // message is put together here, not copied through the ring
+                            // first (see `IN_PLACE_MIN`).
+                            counters.frames_received += 1;
+                            counters.bytes_received += rest.len() as u64;
                             let (offset, total) = (m.offset as usize, m.total as usize);
-                            if m.dst == key.1 && offset + rest.len() < total {
-                                // A fragment that does not end its message, with nothing
-                                // of its ring ahead of it: added to its message here, not
-                                // copied through the ring first (the engine would take it
-                                // out and add it next).
-                                counters.frames_received += 1;
-                                counters.bytes_received += rest.len() as u64;
-                                let step = partial.add(
-                                    (m.origin, m.id, slot.kind),
-                                    (offset, total),
-                                    &[rest],
-                                    MAX_MESSAGE,
-                                    now,
-                                );
-                                if step != Step::More {
-                                    counters.errors += 1;
+                            let step = if offset == 0 && rest.len() == total {
+                                let mut whole = crate::buffer::recycle::take(total);
+                                whole.extend_from_slice(rest);
+                                Step::Done(whole)
+                            } else {
+                                let k = (m.origin, m.id, slot.kind);
+                                partial.add(k, (offset, total), &[rest], MAX_MESSAGE, now)
+                            };
+                            match step {
+                                Step::More => {}
+                                Step::Rejected => counters.errors += 1,
+                                Step::Done(whole) => {
+                                    assembled_bytes += whole.len();
+                                    assembled.push((slot, m, whole));
                                 }
-                                return;
                             }
+                            return;
                         }
                         let body = body.as_deref().unwrap_or(&payload[MSG_HEADER..]);
                         if let Err(why) = into.deliver(id, key, slot, &hdr, body) {
@@ -288,6 +322,9 @@ impl Engine {
         });
         self.counters.errors += dropped;
         self.inbound.append(&mut made);
+        for (slot, m, whole) in assembled {
+            self.deliver_assembled(slot, &m, whole);
+        }
         for (id, fh, payload) in later {
             if refused.iter().any(|(c, _)| *c == id) {
                 continue;

@@ -1,0 +1,194 @@
+//! Large messages between hosts: a message that comes over TCP in fragments, or in one frame
+//! of 16 KiB or more, is put together as its frames arrive rather than through an inbound
+//! ring. Whatever the fragment size, sizes around every boundary (the 16 KiB threshold, a
+//! frame's payload, a fragment's) mixed with small messages on two priorities arrive whole,
+//! once and in order per priority, at a reader of the node's queue and at a handler; large
+//! requests are answered with large responses.
+
+mod common;
+
+use common::{node, test_key, FabricDir};
+use hyperfabric::config::ProtocolOptions;
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions, TcpConfig};
+use hyperfabric::model::PacketPriority;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A protocol over TCP (listening on loopback when `listen`) whose frames are at most
+/// `max_packet` bytes.
+fn protocol(fabric: &str, listen: bool, max_packet: usize) -> HyperFabricProtocol {
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        options: ProtocolOptions {
+            max_packet_size: max_packet as u32,
+            ..Default::default()
+        },
+        fabric_name: Some(fabric.into()),
+        key: Some(test_key()),
+        tcp: Some(TcpConfig {
+            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+            force: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// The sizes sent: every boundary a fragment size of `max_packet` or the largest frame
+/// makes, either side, with small messages between.
+fn sizes(max_packet: usize) -> Vec<usize> {
+    let mut s = Vec::new();
+    for edge in [16 << 10, max_packet, 2 * max_packet, 256 << 10, 3 << 20] {
+        for n in [
+            edge.saturating_sub(97),
+            edge - 1,
+            edge,
+            edge + 1,
+            edge + 4099,
+        ] {
+            s.push(n);
+            s.push(n % 300);
+        }
+    }
+    s.extend([0, 1, 1 << 20, 5, (1 << 20) + 13, 64 << 10]);
+    s
+}
+
+/// Message `i` of `n` bytes: its index, then bytes that depend on both.
+fn message(i: usize, n: usize) -> Vec<u8> {
+    let mut m: Vec<u8> = (0..n).map(|k| (k.wrapping_mul(31) ^ i) as u8).collect();
+    if n >= 4 {
+        m[..4].copy_from_slice(&(i as u32).to_le_bytes());
+    }
+    m
+}
+
+/// The priority message `i` goes with: two of them, so two rings of one connection.
+fn priority(i: usize) -> PacketPriority {
+    if i % 3 == 0 {
+        PacketPriority::High
+    } else {
+        PacketPriority::Bulk
+    }
+}
+
+/// Posts every size from "a" to "b" and checks what "b"'s reader (or handler, when
+/// `handler`) gets: every message whole, in order per priority.
+fn posts_arrive_whole_and_in_order(max_packet: usize, handler: bool) {
+    let f = FabricDir(format!(
+        "tcp-large-{max_packet}-{handler}-{}",
+        std::process::id()
+    ));
+    let a = protocol(&f.0, true, max_packet);
+    let b = protocol(&f.0, false, max_packet);
+    a.register_node(node("a")).unwrap();
+    a.start_background_services().unwrap();
+    b.register_node(node("b")).unwrap();
+    let (tx, rx) = mpsc::channel();
+    if handler {
+        b.on_receive("b", move |m| {
+            tx.send(m.data.to_vec()).unwrap();
+            Ok(Vec::new())
+        })
+        .unwrap();
+        b.start_background_services().unwrap();
+    }
+    b.connect_host(a.listen_address().unwrap()).unwrap();
+    let sizes = sizes(max_packet);
+    let posted = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for (i, &n) in sizes.iter().enumerate() {
+                let opts = SendOptions {
+                    priority: priority(i),
+                    ..Default::default()
+                };
+                a.post("a", "b", &message(i, n), &opts)
+                    .unwrap_or_else(|e| panic!("post {i} ({n} bytes): {e}"));
+                posted.fetch_add(1, Ordering::Release);
+            }
+        });
+        if !handler {
+            // Without an engine thread, "b" reads its connection only when its reader
+            // waits: the first messages (small ones and ones of 16 KiB, on both priorities)
+            // are read together, many frames in one go.
+            while posted.load(Ordering::Acquire) < 10 {
+                std::thread::yield_now();
+            }
+        }
+        // Per priority, the indices in the order they were sent.
+        let mut expected: Vec<Vec<usize>> = vec![Vec::new(), Vec::new()];
+        for i in 0..sizes.len() {
+            expected[(priority(i) == PacketPriority::High) as usize].push(i);
+        }
+        let mut next = [0usize; 2];
+        for k in 0..sizes.len() {
+            let data = if handler {
+                rx.recv_timeout(Duration::from_secs(30))
+                    .unwrap_or_else(|e| panic!("message {k}: {e}"))
+            } else {
+                b.recv("b", Duration::from_secs(30))
+                    .unwrap_or_else(|e| panic!("message {k}: {e}"))
+                    .data
+                    .to_vec()
+            };
+            // Which message it is: by its index where it has one, else by its size
+            // (unique among the messages of fewer than 4 bytes of one priority).
+            let found = (0..2).find_map(|p| {
+                let i = *expected[p].get(next[p])?;
+                (data == message(i, sizes[i])).then_some(p)
+            });
+            let Some(p) = found else {
+                panic!(
+                    "message {k} ({} bytes) is not the next of either priority",
+                    data.len()
+                );
+            };
+            next[p] += 1;
+        }
+        assert_eq!(next[0] + next[1], sizes.len());
+    });
+}
+
+#[test]
+fn posts_in_fragments_of_the_largest_frame_arrive_whole_and_in_order() {
+    posts_arrive_whole_and_in_order(1 << 20, false);
+}
+
+#[test]
+fn posts_in_small_fragments_arrive_whole_and_in_order() {
+    posts_arrive_whole_and_in_order(4096, false);
+}
+
+#[test]
+fn posts_to_a_handler_arrive_whole_and_in_order() {
+    posts_arrive_whole_and_in_order(100_000, true);
+}
+
+/// Large requests answered with large responses (both put together as they arrive).
+#[test]
+fn large_requests_get_large_answers() {
+    let f = FabricDir(format!("tcp-large-req-{}", std::process::id()));
+    let a = protocol(&f.0, true, 1 << 20);
+    let b = protocol(&f.0, false, 1 << 20);
+    a.register_node(node("a")).unwrap();
+    a.on_receive("a", |m| Ok(m.data.iter().rev().copied().collect()))
+        .unwrap();
+    a.start_background_services().unwrap();
+    b.register_node(node("b")).unwrap();
+    b.connect_host(a.listen_address().unwrap()).unwrap();
+    for (i, n) in [20_000, 300_000, 1 << 20, 40, (2 << 20) + 7]
+        .into_iter()
+        .enumerate()
+    {
+        let m = message(i, n);
+        let back = b
+            .send_data("b", "a", &m, &SendOptions::default())
+            .unwrap_or_else(|e| panic!("request {i} ({n} bytes): {e}"));
+        assert!(
+            back.iter().rev().eq(m.iter()),
+            "answer {i} ({n} bytes) differs"
+        );
+    }
+}

@@ -50,6 +50,7 @@ fn next_frame(r: &mut Reactor) -> usize {
         let mut got = None;
         r.poll(&mut |_, e| match e {
             Event::Frame(_, d) => got = Some(d.len()),
+            Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
             Event::Closed(why) => panic!("closed: {why}"),
         });
         if let Some(n) = got {
@@ -77,6 +78,7 @@ fn reactor_round_trips(c: &mut Criterion) {
                         back[..d.len()].copy_from_slice(d);
                         got = Some(d.len());
                     }
+                    Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
                     Event::Closed(_) => closed = true,
                 });
                 if closed {

@@ -74,8 +74,9 @@ fn priority(i: usize) -> PacketPriority {
 }
 
 /// Posts every size from "a" to "b" and checks what "b"'s reader (or handler, when
-/// `handler`) gets: every message whole, in order per priority.
-fn posts_arrive_whole_and_in_order(max_packet: usize, handler: bool) {
+/// `handler`) gets: every message whole, in order per priority. Returns how many frames
+/// "b" put together as they arrived, and how many of those the kernel received in place.
+fn posts_arrive_whole_and_in_order(max_packet: usize, handler: bool) -> (f64, f64) {
     let f = FabricDir(format!(
         "tcp-large-{max_packet}-{handler}-{}",
         std::process::id()
@@ -149,21 +150,29 @@ fn posts_arrive_whole_and_in_order(max_packet: usize, handler: bool) {
         }
         assert_eq!(next[0] + next[1], sizes.len());
     });
+    let m = b.get_topology_info().unwrap().performance_metrics;
+    (m["tcp_frames_in_place"], m["tcp_frames_landed"])
 }
 
+/// Frames of the largest size: most are landed (received by the kernel into their
+/// message).
 #[test]
 fn posts_in_fragments_of_the_largest_frame_arrive_whole_and_in_order() {
-    posts_arrive_whole_and_in_order(1 << 20, false);
+    let (in_place, landed) = posts_arrive_whole_and_in_order(1 << 20, false);
+    assert!(landed > 0.0 && in_place >= landed, "{in_place} {landed}");
 }
 
+/// Fragments too small to be landed are still put together as they arrive.
 #[test]
 fn posts_in_small_fragments_arrive_whole_and_in_order() {
-    posts_arrive_whole_and_in_order(4096, false);
+    let (in_place, landed) = posts_arrive_whole_and_in_order(4096, false);
+    assert!(in_place > 0.0 && landed == 0.0, "{in_place} {landed}");
 }
 
 #[test]
 fn posts_to_a_handler_arrive_whole_and_in_order() {
-    posts_arrive_whole_and_in_order(100_000, true);
+    let (_, landed) = posts_arrive_whole_and_in_order(100_000, true);
+    assert!(landed > 0.0);
 }
 
 /// Large requests answered with large responses (both put together as they arrive).

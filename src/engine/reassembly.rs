@@ -113,6 +113,60 @@ impl Reassembly {
         )
     }
 
+    /// Lends the buffer of message `key` for a fragment of `len` bytes at `offset` (of a
+    /// message of `total`, at most `largest`): the fragment is appended to it elsewhere
+    /// (received straight into it), and the buffer comes back through
+    /// [`Reassembly::put_back`]. A first fragment gets a new buffer. `None` when the
+    /// fragment does not follow what arrived (it is then added, and refused, as usual).
+    pub fn lend(
+        &mut self,
+        key: Key,
+        (offset, total): (usize, usize),
+        len: usize,
+        largest: usize,
+    ) -> Option<Vec<u8>> {
+        if offset == 0 {
+            if total > largest || len > total {
+                return None;
+            }
+            if self.partial.remove(&key).is_some() {
+                self.abandoned += 1;
+            }
+            self.make_room_for(key.0);
+            let up_front = total.min(len.saturating_mul(UP_FRONT)).min(UP_FRONT_MAX);
+            return Some(crate::buffer::recycle::take(up_front.max(len)));
+        }
+        let p = self.partial.get(&key)?;
+        if p.body.len() != offset || p.total != total || offset + len > total {
+            return None;
+        }
+        self.partial.remove(&key).map(|p| p.body)
+    }
+
+    /// Takes back a buffer [`Reassembly::lend`] lent, a fragment longer: the message is
+    /// whole, or in progress again.
+    pub fn put_back(&mut self, key: Key, total: usize, body: Vec<u8>, now: Instant) -> Step {
+        match body.len().cmp(&total) {
+            std::cmp::Ordering::Equal => Step::Done(body),
+            std::cmp::Ordering::Greater => {
+                self.abandoned += 1;
+                Step::Rejected
+            }
+            std::cmp::Ordering::Less => {
+                self.make_room_for(key.0);
+                self.partial.insert(
+                    key,
+                    Partial {
+                        body,
+                        total,
+                        touched: now,
+                    },
+                );
+                Step::More
+            }
+        }
+    }
+
     /// Frees the oldest message of `src` when it has [`MAX_PER_SOURCE`] in progress.
     fn make_room_for(&mut self, src: u32) {
         let mine = self.partial.iter().filter(|(k, _)| k.0 == src);

@@ -49,6 +49,8 @@ impl HyperFabricProtocol {
             m.insert("tcp_frames_refused".into(), t.refused as f64);
             m.insert("tcp_receives_held".into(), t.held as f64);
             m.insert("tcp_receive_holds".into(), t.holds as f64);
+            m.insert("tcp_frames_in_place".into(), t.in_place as f64);
+            m.insert("tcp_frames_landed".into(), t.landed as f64);
         }
         if let Some(t) = &self.inner.tcp {
             m.insert(

@@ -5,13 +5,11 @@
 //! stops receiving (its receive is cancelled, the kernel keeps what comes, and TCP stops the
 //! sender) until its backlog is under [`RESUME_UNDER`]. The other connections go on.
 
+use super::in_place::InPlace;
 use super::{lock, Engine, Hosts, Lane, Link};
 use crate::codec::FrameKind;
-use crate::engine::reassembly::Step;
 use crate::engine::remote::{FLAG_READ, FLAG_REMOTE};
-use crate::engine::{
-    lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, MAX_MESSAGE, MSG_HEADER,
-};
+use crate::engine::{lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, MSG_HEADER};
 use crate::ring::{self, Producer, PushError, Region, SlotHeader};
 use crate::transport::tcp::control::{Announce, KIND_GONE, KIND_NODES};
 use crate::transport::tcp::{ConnId, Event, FrameHeader};
@@ -58,27 +56,6 @@ impl Waiting {
     pub(super) fn destination(&self) -> u32 {
         self.key.1
     }
-}
-
-/// The smallest message that comes in one frame and is delivered from a buffer of its own
-/// rather than through its ring: below, the ring's copy costs little and a handler reads
-/// the message in place; above, copying it into the ring, then out of it, doubles the
-/// copies of every byte.
-const IN_PLACE_MIN: usize = 16 << 10;
-
-/// Bytes of messages put together by one reap, after which its frames go through their
-/// rings: the reactor reaps for as long as frames come, and the mailboxes these messages
-/// go to are filled only once it is done, so without a bound a flood would overfill them
-/// (through the rings, a full mailbox holds its connection).
-const IN_PLACE_BUDGET: usize = 4 << 20;
-
-/// Whether the frame of message header `m` with `len` bytes of body for ring `key` is put
-/// together (or, for a message in one frame of [`IN_PLACE_MIN`] bytes or more, delivered)
-/// as it arrives: it is for the node it came to (not forwarded), and is a fragment of a
-/// larger message or a large message.
-fn in_place(m: &MsgHeader, len: usize, key: (u32, u32, Lane)) -> bool {
-    let whole = m.offset == 0 && len == m.total as usize;
-    m.dst == key.1 && (!whole || len >= IN_PLACE_MIN)
 }
 
 /// What a frame that cannot be delivered is.
@@ -253,13 +230,9 @@ impl Engine {
             spare,
             ..
         } = h;
-        let (partial, counters, now) = (&mut self.partial, &mut self.counters, self.timers.now);
-        // Messages put together while reaping, delivered right after (before any frame
-        // that came after them reaches its ring's reader).
-        let mut assembled: Vec<(SlotHeader, MsgHeader, Vec<u8>)> = Vec::new();
-        let mut assembled_bytes = 0;
+        let mut place = InPlace::new(&mut self.partial, &mut self.counters, self.timers.now);
         let full = |i: u32| hosted_map.get(&i).is_some_and(|h| h.mailbox.is_full());
-        let mut into = Rings {
+        let mut rings_of = Rings {
             rings,
             backlog,
             backlog_bytes,
@@ -280,37 +253,14 @@ impl Engine {
                         let rest = &payload[MSG_HEADER..];
                         let m = MsgHeader::decode(&hdr);
                         if body.is_none()
-                            && in_place(&m, rest.len(), key)
-                            && assembled_bytes < IN_PLACE_BUDGET
-                            && !full(key.1)
-                            && into.is_clear(id, key)
+                            && place.takes(slot.kind, &m, rest.len(), key, full(key.1))
+                            && rings_of.is_clear(id, key)
                         {
-                            // Nothing of its ring or connection waits ahead of it: its
-                            // message is put together here, not copied through the ring
-                            // first (see `IN_PLACE_MIN`).
-                            counters.frames_received += 1;
-                            counters.bytes_received += rest.len() as u64;
-                            let (offset, total) = (m.offset as usize, m.total as usize);
-                            let step = if offset == 0 && rest.len() == total {
-                                let mut whole = crate::buffer::recycle::take(total);
-                                whole.extend_from_slice(rest);
-                                Step::Done(whole)
-                            } else {
-                                let k = (m.origin, m.id, slot.kind);
-                                partial.add(k, (offset, total), &[rest], MAX_MESSAGE, now)
-                            };
-                            match step {
-                                Step::More => {}
-                                Step::Rejected => counters.errors += 1,
-                                Step::Done(whole) => {
-                                    assembled_bytes += whole.len();
-                                    assembled.push((slot, m, whole));
-                                }
-                            }
+                            place.add(slot, m, rest);
                             return;
                         }
                         let body = body.as_deref().unwrap_or(&payload[MSG_HEADER..]);
-                        if let Err(why) = into.deliver(id, key, slot, &hdr, body) {
+                        if let Err(why) = rings_of.deliver(id, key, slot, &hdr, body) {
                             refused.push((id, why.to_string()));
                         }
                     }
@@ -318,8 +268,42 @@ impl Engine {
                     Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
                 }
             }
+            Event::Land { header, head, into } => {
+                let waits = later.iter().any(|(c, _, _)| *c == id);
+                let Some(link) = links.get(&id).filter(|_| !waits) else {
+                    return;
+                };
+                if let Ok((key, slot, hdr, None)) = translate(link, &hosted, &header, head) {
+                    let m = MsgHeader::decode(&hdr);
+                    let len = header.slot.len as usize - MSG_HEADER;
+                    if place.takes(slot.kind, &m, len, key, full(key.1))
+                        && rings_of.is_clear(id, key)
+                    {
+                        *into = place.lend(slot, &m, len);
+                    }
+                }
+            }
+            Event::Landed { header, head, body } => {
+                n += 1;
+                let Some(link) = links.get(&id) else { return };
+                match translate(link, &hosted, &header, head) {
+                    Ok((_, slot, hdr, _)) => {
+                        let len = header.slot.len as usize - MSG_HEADER;
+                        place.put_back(slot, MsgHeader::decode(&hdr), len, body);
+                    }
+                    Err(Bad::Drop) => dropped += 1,
+                    Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
+                }
+            }
             Event::Closed(why) => closed.push((id, why.to_string())),
         });
+        let assembled = std::mem::take(&mut place.whole);
+        let (added, landed) = (place.added, place.landed);
+        drop(place);
+        if let Some(h) = self.hosts.as_mut() {
+            h.counters.in_place += added;
+            h.counters.landed += landed;
+        }
         self.counters.errors += dropped;
         self.inbound.append(&mut made);
         for (slot, m, whole) in assembled {

@@ -14,6 +14,7 @@
 //! requests waiting on them fail.
 
 mod announce;
+mod in_place;
 mod inbound;
 mod outbound;
 
@@ -110,6 +111,11 @@ pub struct HostCounters {
     pub held: u64,
     /// Times a connection stopped receiving for that reason.
     pub holds: u64,
+    /// Frames added to their message as they arrived, not through an inbound ring (see
+    /// `engine::hosts::in_place`).
+    pub in_place: u64,
+    /// Of those, frames the kernel received straight into their message.
+    pub landed: u64,
 }
 
 /// The engine's connections to other hosts (see the module documentation).
@@ -152,7 +158,10 @@ impl Hosts {
     /// Connections on `reactor`, their peers' nodes in `directory`. With `force`, nodes of
     /// this host that a connection hosts are reached over it too (a test or benchmark of
     /// TCP on one machine).
-    pub fn new(reactor: Reactor, directory: Arc<Directory>, force: bool) -> Hosts {
+    pub fn new(mut reactor: Reactor, directory: Arc<Directory>, force: bool) -> Hosts {
+        // Large frames are offered with their message header, which says where they go
+        // (see `in_place`).
+        reactor.set_landing(crate::engine::MSG_HEADER);
         let (sender, incoming) = std::sync::mpsc::channel();
         Hosts {
             reactor: Arc::new(Mutex::new(reactor)),

@@ -25,3 +25,5 @@ pub const MAX_FRAME: usize = 256 << 10;
 mod tests;
 #[cfg(test)]
 mod tests_direct;
+#[cfg(test)]
+mod tests_land;

@@ -96,6 +96,7 @@ fn exchange(r: &mut Reactor, id: ConnId, n: u32) {
                 got += 1;
             }
             // The peer leaves once it has everything: only an early close is wrong.
+            Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
             Event::Closed(why) => {
                 assert!(got == n, "closed after {got} frames: {why}");
                 closed = true;
@@ -138,6 +139,7 @@ pub(super) fn until_closed(r: &mut Reactor, ids: &[ConnId]) -> Vec<(Vec<Vec<u8>>
             if let Some(i) = ids.iter().position(|&x| x == from) {
                 match e {
                     Event::Frame(_, d) => out[i].0.push(d.to_vec()),
+                    Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
                     Event::Closed(w) => out[i].1 = Some(w.to_string()),
                 }
             }
@@ -299,6 +301,7 @@ fn receive_checked(
                 assert!(data == payload(got).as_slice(), "bytes of frame {got}");
                 got += 1;
             }
+            Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
             Event::Closed(why) => panic!("closed after {got} frames: {why}"),
         });
     }

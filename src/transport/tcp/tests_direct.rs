@@ -40,6 +40,7 @@ fn spin_receive(r: &mut Reactor, id: ConnId, first: u32, n: u32) -> bool {
                 assert!(data == mixed(got).as_slice(), "bytes of frame {got}");
                 got += 1;
             }
+            Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
             Event::Closed(why) => panic!("closed after {got} frames: {why}"),
         });
         direct |= r.is_direct(id);
@@ -158,6 +159,7 @@ fn a_quiet_connection_is_armed_again_and_a_sleep_wakes_for_its_data() {
                 assert_eq!((h, d), (header(2, d.len()), mixed(2).as_slice()));
                 got += 1;
             }
+            Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
             Event::Closed(why) => panic!("{why}"),
         });
     }
@@ -190,6 +192,7 @@ fn at_most_direct_max_connections_are_read_directly() {
                     assert_eq!((h, d), (header(round, d.len()), mixed(round).as_slice()));
                     got[i] += 1;
                 }
+                Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
                 Event::Closed(why) => panic!("{why}"),
             });
             let direct = ids.iter().filter(|&&id| r.is_direct(id)).count();
@@ -223,6 +226,7 @@ fn a_peer_that_breaks_the_stream_while_read_directly_costs_only_its_connection()
                     assert_eq!(d, b"abc");
                     got += 1;
                 }
+                Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
                 Event::Closed(why) => panic!("{why}"),
             });
         }
@@ -304,6 +308,7 @@ fn small_frames_cut_across_reads_stay_direct() {
                     assert_eq!((h, d), (header(i, 4096), &p[..]));
                     got = true;
                 }
+                Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
                 Event::Closed(why) => panic!("{why}"),
             });
             if first {

@@ -113,6 +113,22 @@ impl Decoder {
             .then(|| u32::from_le_bytes(self.partial[..4].try_into().expect("4 bytes")) as usize)
     }
 
+    /// The frame begun and not finished, once its header arrived (it was checked): its
+    /// header and the bytes of its payload that arrived so far.
+    pub fn pending(&self) -> Option<(FrameHeader, &[u8])> {
+        if self.partial.len() < HEADER || self.bad.is_some() {
+            return None;
+        }
+        let h = FrameHeader::decode(&self.head()).ok()?;
+        Some((h, &self.partial[HEADER..]))
+    }
+
+    /// Gives up the frame begun (see [`Decoder::pending`]): the caller receives the rest of
+    /// its payload itself, and feeds the decoder again from the first byte after it.
+    pub fn take_pending(&mut self) {
+        self.partial.clear();
+    }
+
     /// Feeds the next bytes of the stream: `f` gets every frame they complete, in order
     /// (frames that arrived whole in `input` are read in place, the others from a copy).
     /// `Err` at the first bad header, and for every call after it.

@@ -109,6 +109,7 @@ impl Drop for Reactor {
             // The kernel did not let go in time: leak the memory it may still use.
             for c in self.conns.iter_mut().flatten() {
                 std::mem::forget(std::mem::take(&mut c.inbox));
+                std::mem::forget(c.landing.take());
                 std::mem::forget(std::mem::take(&mut c.flight));
                 std::mem::forget(std::mem::take(&mut c.zc_held));
             }

@@ -167,15 +167,18 @@ impl Reactor {
                 Ok(len) => {
                     c.quiet = 0;
                     let mut bulk = false;
-                    let fed = c.decoder.feed(&self.scratch[..len], &mut |h, p| {
-                        n += 1;
-                        bulk |= p.len() >= DIRECT_BULK;
-                        f(id, Event::Frame(h, p));
-                    });
-                    match fed {
+                    match c.feed(id, &self.scratch[..len], f, &mut n, &mut bulk) {
                         Ok(()) => {
                             c.note_received(len, bulk);
-                            if c.bulk {
+                            if self.offer_landing(slot, f) {
+                                // The rest of a large frame lands in its buffer.
+                                match self.land_next(slot) {
+                                    Ok(()) => {
+                                        let _ = self.ring.submit();
+                                    }
+                                    Err(e) => self.fail(slot, e.to_string()),
+                                }
+                            } else if self.conns[slot].as_ref().is_some_and(|c| c.bulk) {
                                 // The ring receives bulk (multishot), without polling.
                                 quiet.push(slot);
                             }

@@ -13,6 +13,7 @@
 mod arena;
 mod close;
 mod direct;
+mod land;
 mod recv;
 mod send;
 mod zc;
@@ -21,6 +22,8 @@ pub use arena::ARENA_BUFFERS;
 use arena::{Arena, Buf};
 use direct::DIRECT_READ;
 pub use direct::{DIRECT_MAX, DIRECT_QUIET};
+use land::Landing;
+pub use land::LAND_MIN;
 pub use zc::{ZcStats, ZeroCopy, ZC_DEFAULT_MIN, ZC_SLOTS};
 
 use super::wire::{Decoder, FrameHeader};
@@ -57,6 +60,28 @@ pub enum Event<'a> {
     /// The connection is closed (by the peer, by an error, or for a stream that broke its
     /// framing): why. Reported once; nothing more comes from it.
     Closed(&'a str),
+    /// A large frame began (see [`land`]): its header and the first bytes of its payload
+    /// ([`Reactor::set_landing`]). Putting a buffer in `into` has the rest of the payload
+    /// appended to it, received there by the kernel, and handed back by
+    /// [`Event::Landed`]; leaving `None` has the frame come as [`Event::Frame`].
+    Land {
+        /// The frame's header.
+        header: FrameHeader,
+        /// The first bytes of its payload.
+        head: &'a [u8],
+        /// Where a buffer to land the rest in is put.
+        into: &'a mut Option<Vec<u8>>,
+    },
+    /// The buffer of an [`Event::Land`] with the rest of the frame's payload appended: the
+    /// frame is whole, in order.
+    Landed {
+        /// The frame's header.
+        header: FrameHeader,
+        /// The first bytes of its payload (as [`Event::Land`] showed them).
+        head: &'a [u8],
+        /// The buffer lent, the rest of the payload appended.
+        body: Vec<u8>,
+    },
 }
 
 /// Bytes queued on a connection beyond which [`Reactor::send`] refuses more for now. The
@@ -98,6 +123,8 @@ const OP_CANCEL: u64 = 3;
 const OP_BELL: u64 = 4;
 /// A no-op that wakes a thread asleep on the ring (see [`Reactor::reap_sends`]).
 const OP_NOP: u64 = 5;
+/// The receive of the rest of a large frame into its buffer (see [`land`]).
+const OP_LAND: u64 = 7;
 /// A zero-copy send (see [`zc`]); bits 4 to 7 of its user data name its slot.
 const OP_ZC: u64 = 6;
 /// The bits of user data that name the operation.
@@ -140,6 +167,11 @@ struct Conn {
     small: u32,
     /// Receiving is paused ([`Reactor::pause`]): the receive is not armed again.
     paused: bool,
+    /// The large frame whose payload is received into its buffer (see [`land`]).
+    landing: Option<Landing>,
+    /// The next receive reads at most a frame's header and the bytes [`Event::Land`]
+    /// shows (a frame landed last).
+    peek: bool,
     sending: bool,
     /// Why it closed, once it did (reported once, then `reported`).
     closed: Option<String>,
@@ -186,6 +218,8 @@ pub struct Reactor {
     scratch: Vec<u8>,
     /// A thread sleeps on the ring: receives are armed, not read directly.
     sleeping: bool,
+    /// Payload bytes an [`Event::Land`] shows (0: frames are not landed).
+    land_head: usize,
 }
 
 impl Reactor {
@@ -259,6 +293,7 @@ impl Reactor {
             busy: !sqpoll,
             scratch: vec![0; DIRECT_READ],
             sleeping: false,
+            land_head: 0,
         })
     }
 
@@ -301,6 +336,8 @@ impl Reactor {
             leaving: false,
             small: 0,
             paused: false,
+            landing: None,
+            peek: false,
             sending: false,
             closed: None,
             reported: false,
@@ -505,6 +542,9 @@ impl Reactor {
                     }
                 }
             }
+            OP_LAND => {
+                n += self.landed(slot, res, f);
+            }
             OP_ZC => {
                 let r = (ud >> 4 & OP_MASK) as usize;
                 if cqueue::notif(cqe.flags()) {
@@ -520,7 +560,9 @@ impl Reactor {
                 n += self.received(slot, res, cqe.flags(), f);
                 let c = self.conns[slot].as_mut().expect("live slot");
                 if !c.paused && c.closed.is_none() {
-                    let next = if c.recv_armed {
+                    let next = if c.landing.is_some() {
+                        self.land_next(slot)
+                    } else if c.recv_armed {
                         self.leave_multishot(slot)
                     } else {
                         self.after_recv(slot)

@@ -3,6 +3,7 @@
 //! connection's [`Decoder`]; a stream that breaks the framing closes its connection).
 
 use super::*;
+use crate::transport::tcp::wire::HEADER;
 
 impl Reactor {
     /// Arms the receive of `slot`: multishot into the provided buffers, or one receive into
@@ -13,21 +14,25 @@ impl Reactor {
         let ud = self.user_data(slot, OP_RECV);
         let c = self.conns[slot].as_mut().expect("live slot");
         let fd = types::Fd(c.sock.as_raw_fd());
+        // A frame landed last: read the next one's start only (see `land`).
+        let peek = (c.peek && self.land_head > 0).then_some(HEADER + self.land_head);
         let sqe = match self.mode {
-            RecvMode::Multishot if self.busy && !c.bulk => {
-                opcode::Recv::new(fd, std::ptr::null_mut(), BUF_SIZE as u32)
+            RecvMode::Multishot if peek.is_some() || self.busy && !c.bulk => {
+                opcode::Recv::new(fd, std::ptr::null_mut(), peek.unwrap_or(BUF_SIZE) as u32)
                     .buf_group(BUF_GROUP)
                     .build()
                     .flags(squeue::Flags::BUFFER_SELECT)
             }
             RecvMode::Multishot => opcode::RecvMulti::new(fd, BUF_GROUP).build(),
             RecvMode::Single => {
-                opcode::Recv::new(fd, c.inbox.as_mut_ptr(), c.inbox.len() as u32).build()
+                let len = peek.unwrap_or(c.inbox.len()).min(c.inbox.len());
+                opcode::Recv::new(fd, c.inbox.as_mut_ptr(), len as u32).build()
             }
         };
         self.push(sqe.user_data(ud))?;
         let c = self.conns[slot].as_mut().expect("live slot");
         c.recv_armed = true;
+        c.peek = false;
         c.direct = false;
         c.leaving = false;
         c.pending += 1;
@@ -77,11 +82,7 @@ impl Reactor {
         let fed = match (self.mode, buffer, self.bufs.as_mut()) {
             (RecvMode::Multishot, Some(bid), Some(bufs)) => {
                 let r = match bufs.get(bid, len) {
-                    Some(bytes) if c.closed.is_none() => c.decoder.feed(bytes, &mut |h, p| {
-                        n += 1;
-                        bulk |= p.len() >= super::direct::DIRECT_BULK;
-                        f(id, Event::Frame(h, p));
-                    }),
+                    Some(bytes) if c.closed.is_none() => c.feed(id, bytes, f, &mut n, &mut bulk),
                     Some(_) => Ok(()),
                     None => Err("the kernel named a provided buffer that does not exist"),
                 };
@@ -89,20 +90,14 @@ impl Reactor {
                 r
             }
             (RecvMode::Single, _, _) if len <= c.inbox.len() => {
-                let Conn {
-                    inbox,
-                    decoder,
-                    closed,
-                    ..
-                } = c;
-                if closed.is_some() {
+                if c.closed.is_some() {
                     Ok(())
                 } else {
-                    decoder.feed(&inbox[..len], &mut |h, p| {
-                        n += 1;
-                        bulk |= p.len() >= super::direct::DIRECT_BULK;
-                        f(id, Event::Frame(h, p));
-                    })
+                    // The inbox is not fed while it is borrowed: taken out, then put back.
+                    let inbox = std::mem::take(&mut c.inbox);
+                    let r = c.feed(id, &inbox[..len], f, &mut n, &mut bulk);
+                    c.inbox = inbox;
+                    r
                 }
             }
             _ => Err("a receive completion without its buffer"),
@@ -111,6 +106,7 @@ impl Reactor {
             Ok(()) => {
                 let c = self.conns[slot].as_mut().expect("live slot");
                 c.note_received(len, bulk);
+                self.offer_landing(slot, f);
             }
             Err(why) => self.fail(slot, why.into()),
         }
@@ -128,9 +124,10 @@ impl Reactor {
         }
         c.paused = true;
         c.direct = false;
-        let armed = c.recv_armed;
+        let armed = c.recv_armed || c.landing.is_some();
         // Not cancelled: the receive goes on delivering; it is not armed again.
-        if self.cancel_recv(id.slot).is_ok() && armed {
+        let cancelled = self.cancel_recv(id.slot).and(self.cancel_landing(id.slot));
+        if cancelled.is_ok() && armed {
             let _ = self.ring.submit();
         }
     }
@@ -142,7 +139,13 @@ impl Reactor {
             return;
         }
         c.paused = false;
-        if !c.recv_armed {
+        if c.landing.is_some() {
+            if let Err(e) = self.land_next(id.slot) {
+                self.fail(id.slot, e.to_string());
+                return;
+            }
+            let _ = self.ring.submit();
+        } else if !c.recv_armed {
             if let Err(e) = self.arm_recv(id.slot) {
                 self.fail(id.slot, e.to_string());
                 return;

@@ -1,0 +1,251 @@
+//! Large frames land in place: the kernel receives the payload of a large frame straight
+//! into the buffer it ends up in, not into provided buffers that are then copied.
+//!
+//! When the decoder holds the start of a frame of at least [`LAND_MIN`] payload bytes, with
+//! the first bytes of its payload ([`Reactor::set_landing`] says how many), the reactor
+//! offers it ([`Event::Land`]). The engine may lend a buffer (the message being put
+//! together, see `engine::hosts::inbound`); then what of the payload arrived is appended to
+//! it, and the rest is received into it by one receive of the remaining length
+//! (`MSG_WAITALL`), armed once no other receive is: a multishot receive still armed is
+//! cancelled first, and what it delivers meanwhile is copied. When the frame is whole the
+//! buffer goes back ([`Event::Landed`]), and the next receive reads only the next frame's
+//! header and first bytes, so that a large frame that follows lands too, nearly whole.
+//!
+//! The buffer is the connection's until then: it is not moved or freed while its receive
+//! is armed (its capacity is reserved before), like the other receive buffers.
+
+use super::*;
+
+/// The smallest frame payload landed: smaller frames come whole in a receive or two, and
+/// the receive of their rest would cost more than their copy.
+pub const LAND_MIN: usize = 32 << 10;
+
+/// A large frame whose payload is received into a buffer of the caller.
+pub(super) struct Landing {
+    header: FrameHeader,
+    /// The payload's first bytes (shown by [`Event::Land`]).
+    head: Vec<u8>,
+    /// The buffer the rest of the payload is appended to.
+    body: Vec<u8>,
+    /// The length of `body` once the frame is whole.
+    end: usize,
+    /// A receive into `body` is armed: nothing else of the connection is read.
+    armed: bool,
+}
+
+impl Conn {
+    /// Feeds bytes received on this connection, in order: first to the frame landing, if
+    /// one is, then to the decoder. `f` gets [`Event::Landed`] when the frame is whole,
+    /// then every frame the rest completes; `n` counts them, `bulk` notes a large one.
+    pub(super) fn feed(
+        &mut self,
+        id: ConnId,
+        mut bytes: &[u8],
+        f: &mut dyn FnMut(ConnId, Event<'_>),
+        n: &mut usize,
+        bulk: &mut bool,
+    ) -> std::result::Result<(), &'static str> {
+        if let Some(l) = self.landing.as_mut() {
+            if l.armed {
+                // Only one receive reads the connection at a time (see the module
+                // documentation): bytes from another would be out of order.
+                return Err("bytes from two receives at once");
+            }
+            let take = (l.end - l.body.len()).min(bytes.len());
+            l.body.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        *n += self.land_if_whole(id, f);
+        *bulk |= *n > 0;
+        self.decoder.feed(bytes, &mut |h, p| {
+            *n += 1;
+            *bulk |= p.len() >= super::direct::DIRECT_BULK;
+            f(id, Event::Frame(h, p));
+        })
+    }
+
+    /// Hands back the buffer of the frame landing once it is whole. Returns 1 then.
+    fn land_if_whole(&mut self, id: ConnId, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
+        if !self
+            .landing
+            .as_ref()
+            .is_some_and(|l| !l.armed && l.body.len() == l.end)
+        {
+            return 0;
+        }
+        let l = self.landing.take().expect("checked above");
+        // The next receive reads the next frame's start only (see the module docs).
+        self.peek = true;
+        f(
+            id,
+            Event::Landed {
+                header: l.header,
+                head: &l.head,
+                body: l.body,
+            },
+        );
+        1
+    }
+}
+
+impl Reactor {
+    /// Offers large frames with the first `head` bytes of their payload ([`Event::Land`]);
+    /// 0 (the default) offers none.
+    pub fn set_landing(&mut self, head: usize) {
+        self.land_head = head;
+    }
+
+    /// After bytes of `slot` were fed: offers the large frame its decoder holds the start
+    /// of, and starts landing it when a buffer is lent. Returns whether one is landing.
+    pub(super) fn offer_landing(
+        &mut self,
+        slot: usize,
+        f: &mut dyn FnMut(ConnId, Event<'_>),
+    ) -> bool {
+        let head = self.land_head;
+        let Some(c) = self.conns[slot].as_mut() else {
+            return false;
+        };
+        if head == 0 || c.landing.is_some() || c.closed.is_some() {
+            return c.landing.is_some();
+        }
+        let Some((header, got)) = c.decoder.pending() else {
+            return false;
+        };
+        let len = header.slot.len as usize;
+        if len < LAND_MIN.max(head) || got.len() < head || got.len() >= len {
+            return false;
+        }
+        let id = ConnId {
+            slot,
+            generation: c.generation,
+        };
+        let mut into = None;
+        f(
+            id,
+            Event::Land {
+                header,
+                head: &got[..head],
+                into: &mut into,
+            },
+        );
+        let Some(mut body) = into else {
+            return false;
+        };
+        // The whole rest of the frame fits without moving the buffer again.
+        let rest = len - head;
+        body.reserve(rest);
+        body.extend_from_slice(&got[head..]);
+        let end = body.len() + (len - got.len());
+        let head = got[..head].to_vec();
+        c.decoder.take_pending();
+        c.landing = Some(Landing {
+            header,
+            head,
+            body,
+            end,
+            armed: false,
+        });
+        true
+    }
+
+    /// Receives the rest of the frame landing on `slot` once nothing else is armed on it
+    /// (a multishot receive still armed is cancelled first).
+    pub(super) fn land_next(&mut self, slot: usize) -> Result<()> {
+        let c = self.conns[slot].as_mut().expect("live slot");
+        let Some(l) = c.landing.as_ref() else {
+            return Ok(());
+        };
+        if l.armed || c.paused || c.closed.is_some() {
+            return Ok(());
+        }
+        if c.recv_armed {
+            if c.leaving {
+                return Ok(());
+            }
+            c.leaving = true;
+            return self.cancel_recv(slot);
+        }
+        c.direct = false;
+        let ud = self.user_data(slot, OP_LAND);
+        let c = self.conns[slot].as_mut().expect("live slot");
+        let fd = types::Fd(c.sock.as_raw_fd());
+        let l = c.landing.as_mut().expect("checked above");
+        let left = l.end - l.body.len();
+        // The spare capacity reserved by `offer_landing`: `left` bytes at the buffer's end.
+        let at = l.body.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        let sqe = opcode::Recv::new(fd, at, left as u32)
+            .flags(libc::MSG_WAITALL)
+            .build()
+            .user_data(ud);
+        self.push(sqe)?;
+        let c = self.conns[slot].as_mut().expect("live slot");
+        c.landing.as_mut().expect("checked above").armed = true;
+        c.pending += 1;
+        Ok(())
+    }
+
+    /// The completion of a landing receive of `slot`.
+    pub(super) fn landed(
+        &mut self,
+        slot: usize,
+        res: i32,
+        f: &mut dyn FnMut(ConnId, Event<'_>),
+    ) -> usize {
+        let c = self.conns[slot].as_mut().expect("live slot");
+        let id = ConnId {
+            slot,
+            generation: c.generation,
+        };
+        let Some(l) = c.landing.as_mut() else {
+            return 0;
+        };
+        l.armed = false;
+        if res > 0 {
+            let got = (res as usize).min(l.end - l.body.len());
+            // SAFETY: the kernel wrote `got` bytes into the spare capacity after the
+            // buffer's length (at most the `left` bytes it was given).
+            unsafe { l.body.set_len(l.body.len() + got) };
+        } else if res == 0 {
+            self.fail(slot, "the peer closed the connection inside a frame".into());
+            return 0;
+        } else if -res != libc::ECANCELED && -res != libc::EINTR && -res != libc::EAGAIN {
+            if c.closed.is_none() {
+                let e = std::io::Error::from_raw_os_error(-res);
+                self.fail(slot, format!("receive failed: {e}"));
+            }
+            return 0;
+        }
+        let n = c.land_if_whole(id, f);
+        if n > 0 {
+            c.note_received(DIRECT_READ, true);
+        }
+        if c.paused || c.closed.is_some() {
+            return n;
+        }
+        let next = if c.landing.is_some() {
+            self.land_next(slot)
+        } else {
+            self.after_recv(slot)
+        };
+        if let Err(e) = next {
+            self.fail(slot, e.to_string());
+        }
+        n
+    }
+
+    /// Cancels the landing receive armed on `slot`, if one is (its completion still comes).
+    pub(super) fn cancel_landing(&mut self, slot: usize) -> Result<()> {
+        let ud = self.user_data(slot, OP_CANCEL);
+        let land = self.user_data(slot, OP_LAND);
+        let c = self.conns[slot].as_mut().expect("live slot");
+        if !c.landing.as_ref().is_some_and(|l| l.armed) {
+            return Ok(());
+        }
+        c.pending += 1;
+        let cancel = opcode::AsyncCancel::new(land).build().user_data(ud);
+        self.push(cancel).inspect_err(|_| {
+            self.conns[slot].as_mut().expect("live slot").pending -= 1;
+        })
+    }
+}

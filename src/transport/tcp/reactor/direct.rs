@@ -172,12 +172,8 @@ impl Reactor {
                             c.note_received(len, bulk);
                             if self.offer_landing(slot, f) {
                                 // The rest of a large frame lands in its buffer.
-                                match self.land_next(slot) {
-                                    Ok(()) => {
-                                        let _ = self.ring.submit();
-                                    }
-                                    Err(e) => self.fail(slot, e.to_string()),
-                                }
+                                n += self.land_on(slot, f);
+                                let _ = self.ring.submit();
                             } else if self.conns[slot].as_ref().is_some_and(|c| c.bulk) {
                                 // The ring receives bulk (multishot), without polling.
                                 quiet.push(slot);

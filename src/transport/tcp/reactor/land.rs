@@ -5,20 +5,32 @@
 //! the first bytes of its payload ([`Reactor::set_landing`] says how many), the reactor
 //! offers it ([`Event::Land`]). The engine may lend a buffer (the message being put
 //! together, see `engine::hosts::inbound`); then what of the payload arrived is appended to
-//! it, and the rest is received into it by one receive of the remaining length
-//! (`MSG_WAITALL`), armed once no other receive is: a multishot receive still armed is
-//! cancelled first, and what it delivers meanwhile is copied. When the frame is whole the
-//! buffer goes back ([`Event::Landed`]), and the next receive reads only the next frame's
-//! header and first bytes, so that a large frame that follows lands too, nearly whole.
+//! it, and the rest is received into it: at once with a non-blocking `recv` when it is
+//! there (a stream of large frames is read like a plain socket reader would, a header then
+//! a payload), else by one receive of the remaining length (`MSG_WAITALL`) armed on the
+//! ring. Either happens only when no other receive is armed: a multishot receive still
+//! armed is cancelled first, and what it delivers meanwhile is copied. When the frame is
+//! whole the buffer goes back ([`Event::Landed`]), and only the next frame's header and
+//! first bytes are read (now, or by the next receive armed), so that a large frame that
+//! follows lands too, nearly whole. At most [`LAND_BURST`] frames of a connection land
+//! one after the other in one poll.
 //!
 //! The buffer is the connection's until then: it is not moved or freed while its receive
 //! is armed (its capacity is reserved before), like the other receive buffers.
 
 use super::*;
+use crate::transport::tcp::wire::HEADER;
+use std::io::Read;
 
 /// The smallest frame payload landed: smaller frames come whole in a receive or two, and
 /// the receive of their rest would cost more than their copy.
 pub const LAND_MIN: usize = 32 << 10;
+
+/// Frames of one connection landed one after the other in one poll, at most: then the
+/// next waits for a receive armed on the ring, and the other connections are served.
+const LAND_BURST: usize = 16;
+/// Bytes of a frame's start read at once after a frame landed, at most.
+const PEEK_MAX: usize = 64;
 
 /// A large frame whose payload is received into a buffer of the caller.
 pub(super) struct Landing {
@@ -62,6 +74,74 @@ impl Conn {
             *bulk |= p.len() >= super::direct::DIRECT_BULK;
             f(id, Event::Frame(h, p));
         })
+    }
+
+    /// Receives what is there of the rest of the frame landing, without waiting: whether
+    /// it is whole now.
+    fn try_land(&mut self) -> std::result::Result<bool, String> {
+        let l = self.landing.as_mut().expect("a frame landing");
+        let left = l.end - l.body.len();
+        let at = l
+            .body
+            .spare_capacity_mut()
+            .as_mut_ptr()
+            .cast::<libc::c_void>();
+        // SAFETY: `at` has `left` bytes of spare capacity (reserved by `offer_landing`).
+        let got = unsafe { libc::recv(self.sock.as_raw_fd(), at, left, libc::MSG_DONTWAIT) };
+        match got {
+            0 => Err("the peer closed the connection inside a frame".into()),
+            got if got > 0 => {
+                // SAFETY: the kernel wrote `got` (at most `left`) bytes there.
+                unsafe { l.body.set_len(l.body.len() + got as usize) };
+                Ok(l.body.len() == l.end)
+            }
+            _ => match std::io::Error::last_os_error() {
+                e if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+                {
+                    Ok(false)
+                }
+                e => Err(format!("receive failed: {e}")),
+            },
+        }
+    }
+
+    /// After a frame landed: reads the next frame's start (its header and `head` bytes of
+    /// payload) if it is there, and feeds it. Whether something was read (the peek is then
+    /// done; when nothing was, the receive armed next peeks).
+    fn try_peek(
+        &mut self,
+        id: ConnId,
+        head: usize,
+        f: &mut dyn FnMut(ConnId, Event<'_>),
+        n: &mut usize,
+    ) -> std::result::Result<bool, String> {
+        let mut buf = [0u8; PEEK_MAX];
+        let want = (HEADER + head).min(PEEK_MAX);
+        match (&self.sock).read(&mut buf[..want]) {
+            Ok(0) if self.decoder.mid_frame() => {
+                Err("the peer closed the connection inside a frame".into())
+            }
+            Ok(0) => Err("closed by the peer".into()),
+            Ok(got) => {
+                self.peek = false;
+                let mut bulk = false;
+                self.feed(id, &buf[..got], f, n, &mut bulk)?;
+                self.note_received(got, bulk);
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(format!("receive failed: {e}")),
+        }
     }
 
     /// Hands back the buffer of the frame landing once it is whole. Returns 1 then.
@@ -193,10 +273,6 @@ impl Reactor {
         f: &mut dyn FnMut(ConnId, Event<'_>),
     ) -> usize {
         let c = self.conns[slot].as_mut().expect("live slot");
-        let id = ConnId {
-            slot,
-            generation: c.generation,
-        };
         let Some(l) = c.landing.as_mut() else {
             return 0;
         };
@@ -216,15 +292,71 @@ impl Reactor {
             }
             return 0;
         }
-        let n = c.land_if_whole(id, f);
-        if n > 0 {
-            c.note_received(DIRECT_READ, true);
+        self.land_on(slot, f)
+    }
+
+    /// Goes on with the landing of `slot` as far as it can now: the rest of the frame
+    /// landing, then the next frame's start, then its rest, ... (at most [`LAND_BURST`]
+    /// frames), and arms on the ring whatever has to wait. Returns how many events.
+    pub(super) fn land_on(&mut self, slot: usize, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
+        let mut n = 0;
+        for _ in 0..LAND_BURST {
+            let Some(c) = self.conns[slot].as_mut() else {
+                return n;
+            };
+            if c.paused || c.closed.is_some() {
+                return n;
+            }
+            let id = ConnId {
+                slot,
+                generation: c.generation,
+            };
+            if let Some(l) = c.landing.as_ref() {
+                if l.armed || c.recv_armed {
+                    // Another receive reads the connection, or one into the buffer waits.
+                    break;
+                }
+                // Whole already when a receive armed on the ring brought its end.
+                let whole = if l.body.len() == l.end {
+                    Ok(true)
+                } else {
+                    c.try_land()
+                };
+                match whole {
+                    Ok(true) => {
+                        n += c.land_if_whole(id, f);
+                        c.note_received(DIRECT_READ, true);
+                        continue;
+                    }
+                    Ok(false) => break,
+                    Err(why) => {
+                        self.fail(slot, why);
+                        return n;
+                    }
+                }
+            }
+            if !c.peek || c.recv_armed {
+                break;
+            }
+            match c.try_peek(id, self.land_head, f, &mut n) {
+                // A frame's start was read: it lands now if it is large and lent a buffer.
+                Ok(true) if self.offer_landing(slot, f) => {}
+                // Nothing there (the receive armed next peeks), or a frame not landed.
+                Ok(_) => break,
+                Err(why) => {
+                    self.fail(slot, why);
+                    return n;
+                }
+            }
         }
+        let c = self.conns[slot].as_mut().expect("live slot");
         if c.paused || c.closed.is_some() {
             return n;
         }
         let next = if c.landing.is_some() {
             self.land_next(slot)
+        } else if c.recv_armed {
+            Ok(())
         } else {
             self.after_recv(slot)
         };

@@ -559,10 +559,10 @@ impl Reactor {
                 }
                 n += self.received(slot, res, cqe.flags(), f);
                 let c = self.conns[slot].as_mut().expect("live slot");
-                if !c.paused && c.closed.is_none() {
-                    let next = if c.landing.is_some() {
-                        self.land_next(slot)
-                    } else if c.recv_armed {
+                if c.landing.is_some() {
+                    n += self.land_on(slot, f);
+                } else if !c.paused && c.closed.is_none() {
+                    let next = if c.recv_armed {
                         self.leave_multishot(slot)
                     } else {
                         self.after_recv(slot)

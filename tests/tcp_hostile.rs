@@ -443,3 +443,62 @@ fn a_node_nobody_reads_holds_up_only_the_connection_that_floods_it() {
     assert_eq!(f.metric("tcp_receives_held"), 0.0);
     f.still_serves();
 }
+
+/// A peer that stops inside a large frame of a message (its connection alive): the message
+/// the frame is received into counts among the reassemblies meanwhile, and once the peer
+/// stalled for the reassembly timeout (30 s) its connection is closed and the message
+/// abandoned, as one whose fragments stop coming is.
+#[test]
+fn a_peer_that_stops_inside_a_large_frame_is_dropped_after_the_reassembly_timeout() {
+    let f = Fabric::new("stall");
+    let mut s = f.intruder();
+    let nodes = control::Announce::Nodes(vec![
+        control::Announced {
+            index: 0,
+            generation: 1,
+            hosted: true,
+            signature: node("stalling"),
+        },
+        control::Announced {
+            index: 1,
+            generation: 1,
+            hosted: false,
+            signature: node("a"),
+        },
+    ]);
+    for (kind, body) in nodes.encode().unwrap() {
+        s.write_all(&header(kind, 0, body.len(), 0, 0)).unwrap();
+        s.write_all(&body).unwrap();
+    }
+    // Fragments of 256 KiB of a 4 MiB post from node 0 to node 1 (message header: node,
+    // id, hop, priority, data type, hop limit, total, offset, origin), then the start of
+    // the fifth.
+    const FRAGMENT: usize = (256 << 10) - 32;
+    let frame = |k: usize| {
+        let mut m = [0u8; 32];
+        m[0..4].copy_from_slice(&1u32.to_le_bytes());
+        m[4..12].copy_from_slice(&77u64.to_le_bytes());
+        m[13] = 2;
+        m[15] = 16;
+        m[16..20].copy_from_slice(&(4u32 << 20).to_le_bytes());
+        m[20..24].copy_from_slice(&((k * FRAGMENT) as u32).to_le_bytes());
+        let mut b = header(1, 1, 32 + FRAGMENT, 0, 1).to_vec();
+        b.extend_from_slice(&m);
+        b.extend(std::iter::repeat_n(k as u8, FRAGMENT));
+        b
+    };
+    for k in 0..4 {
+        s.write_all(&frame(k)).unwrap();
+    }
+    s.write_all(&frame(4)[..20 + 32 + 1000]).unwrap();
+    f.metric_reaches("reassembly_bytes", (5 * FRAGMENT) as f64);
+    assert_eq!(f.metric("reassemblies"), 1.0);
+    f.still_serves();
+    let until = Instant::now() + Duration::from_secs(60);
+    while f.metric("abandoned_reassemblies") < 1.0 || f.metric("reassemblies") > 0.0 {
+        assert!(Instant::now() < until, "{:?}", f.a.host_close_reasons());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f.dropped(s, "stalled inside a frame");
+    reason_mentions(&f, "stopped inside a frame");
+}

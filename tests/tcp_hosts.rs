@@ -564,8 +564,16 @@ fn three_hosts(addresses: [String; 3], netns: Option<[String; 3]>, tag: &str) {
         Duration::from_secs(20),
     );
     assert!(r.starts_with("AuthenticationFailed"), "{r}");
-    let c = h1.ask("counters", Duration::from_secs(10));
-    assert!(c.contains("handshakes_refused=1"), "{c}");
+    // The intruder learns of the refusal before h1 counts it: wait for the count.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = h1.ask("counters", Duration::from_secs(10));
+        if c.contains("handshakes_refused=1") {
+            break;
+        }
+        assert!(Instant::now() < until, "{c}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // h2 killed while a request waits on it: the request fails within a second or so.
     h1.stdin

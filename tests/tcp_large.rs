@@ -35,6 +35,20 @@ fn protocol(fabric: &str, listen: bool, max_packet: usize) -> HyperFabricProtoco
     .unwrap()
 }
 
+/// Waits until `p` reaches node `to` over TCP (until the connection's announcement, the
+/// node of the other protocol is reached through shared memory: both run on this host).
+fn until_tcp(p: &HyperFabricProtocol, to: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while p.transport_to(to).ok() != Some("tcp") {
+        assert!(
+            std::time::Instant::now() < until,
+            "{:?}",
+            p.transport_to(to)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// The sizes sent: every boundary a fragment size of `max_packet` or the largest frame
 /// makes, either side, with small messages between.
 fn sizes(max_packet: usize) -> Vec<usize> {
@@ -96,6 +110,7 @@ fn posts_arrive_whole_and_in_order(max_packet: usize, handler: bool) -> (f64, f6
         b.start_background_services().unwrap();
     }
     b.connect_host(a.listen_address().unwrap()).unwrap();
+    until_tcp(&a, "b");
     let sizes = sizes(max_packet);
     let posted = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -187,6 +202,7 @@ fn large_requests_get_large_answers() {
     a.start_background_services().unwrap();
     b.register_node(node("b")).unwrap();
     b.connect_host(a.listen_address().unwrap()).unwrap();
+    until_tcp(&b, "a");
     for (i, n) in [20_000, 300_000, 1 << 20, 40, (2 << 20) + 7]
         .into_iter()
         .enumerate()

@@ -78,6 +78,7 @@ impl Engine {
         if !self.partial.is_empty() {
             self.partial.expire(now);
         }
+        self.expire_landings(now);
         if self.gone_inbound {
             self.drop_gone_inbound();
         }

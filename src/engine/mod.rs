@@ -336,8 +336,8 @@ impl Engine {
                     .iter()
                     .map(|m| m.abandoned_assemblies())
                     .sum::<u64>(),
-            reassemblies: self.partial.len() as u64,
-            reassembly_bytes: self.partial.bytes() as u64,
+            reassemblies: (self.partial.len() + self.lent_reassemblies().0) as u64,
+            reassembly_bytes: (self.partial.bytes() + self.lent_reassemblies().1) as u64,
             corrupt_channels: self.counters.corrupt_channels
                 + self
                     .mailboxes

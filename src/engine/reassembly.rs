@@ -167,6 +167,12 @@ impl Reassembly {
         }
     }
 
+    /// Counts a message given up outside this map (one lent by [`Reassembly::lend`] that
+    /// never came back).
+    pub fn note_abandoned(&mut self) {
+        self.abandoned += 1;
+    }
+
     /// Frees the oldest message of `src` when it has [`MAX_PER_SOURCE`] in progress.
     fn make_room_for(&mut self, src: u32) {
         let mine = self.partial.iter().filter(|(k, _)| k.0 == src);

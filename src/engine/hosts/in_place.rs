@@ -13,11 +13,13 @@
 //! [`IN_PLACE_BUDGET`] bytes of messages in one reap, goes through its ring, which holds
 //! the connection once full.
 
-use super::Lane;
+use super::{lock, Lane};
 use crate::codec::FrameKind;
-use crate::engine::reassembly::{Reassembly, Step};
+use crate::engine::reassembly::{self, Reassembly, Step};
+use crate::engine::Engine;
 use crate::engine::{Counters, MsgHeader, MAX_MESSAGE};
 use crate::ring::SlotHeader;
+use crate::transport::tcp::ConnId;
 use std::time::Instant;
 
 /// The smallest message that comes in one frame and is delivered from a buffer of its own
@@ -30,6 +32,44 @@ pub(super) const IN_PLACE_MIN: usize = 16 << 10;
 /// rings: the reactor reaps for as long as frames come, and the mailboxes these messages
 /// go to are filled only once it is done, so without a bound a flood would overfill them.
 pub(super) const IN_PLACE_BUDGET: usize = 4 << 20;
+
+/// A message buffer lent to a connection that lands a frame into it: out of the
+/// reassembly's map meanwhile, so counted here, and freed with its connection when the
+/// peer stops inside the frame (see [`Engine::expire_landings`]).
+pub(super) struct Lending {
+    pub(super) since: Instant,
+    /// The message's bytes once the frame is whole.
+    pub(super) bytes: usize,
+}
+
+impl Engine {
+    /// Closes the connections whose peer stopped for [`reassembly::TIMEOUT`] inside a frame
+    /// landing into a message (the message is abandoned, as one whose fragments stop
+    /// coming is): the buffer lent to it is freed with the connection.
+    pub(crate) fn expire_landings(&mut self, now: Instant) {
+        let Some(h) = self.hosts.as_mut() else {
+            return;
+        };
+        let stale: Vec<ConnId> = h
+            .lending
+            .iter()
+            .filter(|(_, l)| now.saturating_duration_since(l.since) >= reassembly::TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            h.lending.remove(&id);
+            self.partial.note_abandoned();
+            lock(&h.reactor).fail_conn(id, "the peer stopped inside a frame".into());
+        }
+    }
+
+    /// Messages lent to connections landing a frame, and their bytes.
+    pub(crate) fn lent_reassemblies(&self) -> (usize, usize) {
+        self.hosts.as_ref().map_or((0, 0), |h| {
+            (h.lending.len(), h.lending.values().map(|l| l.bytes).sum())
+        })
+    }
+}
 
 /// The reassembly of one reap's frames (see the module documentation).
 pub(super) struct InPlace<'a> {

@@ -5,7 +5,7 @@
 //! stops receiving (its receive is cancelled, the kernel keeps what comes, and TCP stops the
 //! sender) until its backlog is under [`RESUME_UNDER`]. The other connections go on.
 
-use super::in_place::InPlace;
+use super::in_place::{InPlace, Lending};
 use super::{lock, Engine, Hosts, Lane, Link};
 use crate::codec::FrameKind;
 use crate::engine::remote::{FLAG_READ, FLAG_REMOTE};
@@ -228,9 +228,11 @@ impl Engine {
             backlog,
             backlog_bytes,
             spare,
+            lending,
             ..
         } = h;
-        let mut place = InPlace::new(&mut self.partial, &mut self.counters, self.timers.now);
+        let now = self.timers.now;
+        let mut place = InPlace::new(&mut self.partial, &mut self.counters, now);
         let full = |i: u32| hosted_map.get(&i).is_some_and(|h| h.mailbox.is_full());
         let mut rings_of = Rings {
             rings,
@@ -280,11 +282,16 @@ impl Engine {
                         && rings_of.is_clear(id, key)
                     {
                         *into = place.lend(slot, &m, len);
+                        if let Some(body) = into {
+                            let bytes = body.len() + len;
+                            lending.insert(id, Lending { since: now, bytes });
+                        }
                     }
                 }
             }
             Event::Landed { header, head, body } => {
                 n += 1;
+                lending.remove(&id);
                 let Some(link) = links.get(&id) else { return };
                 match translate(link, &hosted, &header, head) {
                     Ok((_, slot, hdr, _)) => {
@@ -295,7 +302,13 @@ impl Engine {
                     Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
                 }
             }
-            Event::Closed(why) => closed.push((id, why.to_string())),
+            Event::Closed(why) => {
+                if lending.remove(&id).is_some() {
+                    // The message it was landing into went with it.
+                    place.partial.note_abandoned();
+                }
+                closed.push((id, why.to_string()));
+            }
         });
         let assembled = std::mem::take(&mut place.whole);
         let (added, landed) = (place.added, place.landed);

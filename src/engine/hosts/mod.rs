@@ -142,6 +142,9 @@ pub struct Hosts {
     /// Use TCP also toward nodes of this host that a connection hosts.
     force: bool,
     counters: HostCounters,
+    /// The message buffers lent to connections landing a frame into them (see
+    /// `in_place`): at most one a connection.
+    lending: FxHashMap<ConnId, in_place::Lending>,
     /// Why connections closed, newest last (at most a few kept).
     pub(super) reasons: VecDeque<String>,
 }
@@ -179,6 +182,7 @@ impl Hosts {
             announced_epochs: (u64::MAX, u64::MAX),
             force,
             counters: HostCounters::default(),
+            lending: FxHashMap::default(),
             reasons: VecDeque::new(),
         }
     }

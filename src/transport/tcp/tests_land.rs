@@ -176,7 +176,7 @@ fn a_paused_landing_goes_on_when_resumed() {
         let mut landed = None;
         let mut after = 0;
         while after < 5 {
-            assert!(Instant::now() < deadline, "{landed:?} {after}");
+            assert!(Instant::now() < deadline, "{:?} {after}", landed.is_some());
             r.poll(&mut |_, e| match e {
                 Event::Landed { body, .. } => landed = Some(body),
                 Event::Frame(h, d) => {
@@ -235,4 +235,80 @@ fn a_peer_that_stops_inside_a_landing_frame_costs_only_its_connection() {
         .expect("the first closed");
     assert!(first.1.contains("inside a frame"), "{closed:?}");
     assert!(r.is_open(ids[2]));
+}
+
+/// A pause after the landing receive brought the frame's end (its completion reaped while
+/// paused): on resume the frame is handed back and the frames after it follow.
+#[test]
+fn a_landing_that_ends_while_paused_is_handed_back_on_resume() {
+    for mode in [RecvMode::Multishot, RecvMode::Single] {
+        for busy in [true, false] {
+            let Some(mut r) = reactor(mode) else {
+                continue;
+            };
+            r.set_busy_receive(busy);
+            r.set_landing(HEAD);
+            let (mut c, s) = pair();
+            let id = r.add(s).unwrap();
+            let bytes = frames(0, 10);
+            let cut = frames(0, 4).len() + HEADER + HEAD + 100;
+            c.write_all(&bytes[..cut]).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut offered = false;
+            while !offered {
+                assert!(Instant::now() < deadline);
+                r.poll(&mut |_, e| match e {
+                    Event::Frame(..) => {}
+                    Event::Land { into, .. } => {
+                        offered = true;
+                        *into = Some(Vec::new());
+                    }
+                    e => panic!("{e:?}"),
+                });
+            }
+            // The landing receive armed (after the multishot's cancel, if one was armed),
+            // then the rest written, then a pause before its completion is reaped.
+            for _ in 0..20 {
+                r.poll(&mut |_, e| panic!("{e:?}"));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            c.write_all(&bytes[cut..]).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            r.pause(id);
+            for _ in 0..20 {
+                r.poll(&mut |_, e| panic!("{mode:?} busy {busy}: {e:?} while paused"));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            r.resume(id);
+            // Frame 4 lands, then 5 to 9 follow (9 lands too).
+            let mut next = 4;
+            while next < 10 {
+                assert!(
+                    Instant::now() < deadline,
+                    "{mode:?} busy {busy}: at frame {next}"
+                );
+                r.poll(&mut |_, e| match e {
+                    Event::Landed {
+                        header: h, body, ..
+                    } => {
+                        let want = &payload(next)[HEAD..];
+                        assert_eq!(h, header(next, want.len() + HEAD));
+                        assert!(body == want, "{mode:?} busy {busy}: frame {next}");
+                        next += 1;
+                    }
+                    Event::Frame(h, d) => {
+                        assert!(
+                            next > 4,
+                            "{mode:?} busy {busy}: a frame before the landed one"
+                        );
+                        assert_eq!(h, header(next, d.len()));
+                        assert!(d == payload(next), "{mode:?} busy {busy}: frame {next}");
+                        next += 1;
+                    }
+                    Event::Land { into, .. } => *into = Some(Vec::new()),
+                    Event::Closed(why) => panic!("{mode:?} busy {busy}: closed: {why}"),
+                });
+            }
+        }
+    }
 }

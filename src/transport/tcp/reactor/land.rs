@@ -236,7 +236,8 @@ impl Reactor {
         let Some(l) = c.landing.as_ref() else {
             return Ok(());
         };
-        if l.armed || c.paused || c.closed.is_some() {
+        if l.armed || l.body.len() == l.end || c.paused || c.closed.is_some() {
+            // Whole: handed back by `land_on`, nothing to receive.
             return Ok(());
         }
         if c.recv_armed {

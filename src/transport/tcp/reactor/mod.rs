@@ -220,6 +220,8 @@ pub struct Reactor {
     sleeping: bool,
     /// Payload bytes an [`Event::Land`] shows (0: frames are not landed).
     land_head: usize,
+    /// Connections resumed with a frame landing: gone on with at the next poll.
+    land_later: Vec<usize>,
 }
 
 impl Reactor {
@@ -294,6 +296,7 @@ impl Reactor {
             scratch: vec![0; DIRECT_READ],
             sleeping: false,
             land_head: 0,
+            land_later: Vec::new(),
         })
     }
 
@@ -371,8 +374,13 @@ impl Reactor {
     /// Closes `id` (what is queued is dropped); its `Closed` event still comes. An id of
     /// a connection that is gone is ignored.
     pub fn close(&mut self, id: ConnId) {
+        self.fail_conn(id, "closed by this side".into());
+    }
+
+    /// Closes `id` (when it is still open) for the reason `why`, reported like any close.
+    pub fn fail_conn(&mut self, id: ConnId, why: String) {
         if self.live(id) {
-            self.fail(id.slot, "closed by this side".into());
+            self.fail(id.slot, why);
         }
     }
 
@@ -400,6 +408,18 @@ impl Reactor {
     /// connection that closed. Returns how many events.
     pub fn poll(&mut self, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
         let mut n = 0;
+        for slot in std::mem::take(&mut self.land_later) {
+            if self.conns[slot]
+                .as_ref()
+                .is_some_and(|c| c.landing.is_some())
+            {
+                n += self.land_on(slot, f);
+            }
+            // What it armed.
+            if !self.ring.submission().is_empty() {
+                let _ = self.ring.submit();
+            }
+        }
         if !self.later.is_empty() {
             for cqe in std::mem::take(&mut self.later) {
                 n += self.complete(&cqe, f);
@@ -436,6 +456,10 @@ impl Reactor {
     /// Sleeps in `io_uring_enter` until a completion comes or `timeout` passes, then
     /// polls.
     pub fn wait(&mut self, timeout: Duration, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
+        if !self.land_later.is_empty() {
+            // A resumed landing goes on first (it has nothing armed to wake a sleep).
+            return self.poll(f);
+        }
         self.arm_for_sleep();
         let ts = types::Timespec::from(timeout);
         let args = types::SubmitArgs::new().timespec(&ts);

@@ -140,11 +140,9 @@ impl Reactor {
         }
         c.paused = false;
         if c.landing.is_some() {
-            if let Err(e) = self.land_next(id.slot) {
-                self.fail(id.slot, e.to_string());
-                return;
-            }
-            let _ = self.ring.submit();
+            // Its frame may have come whole while paused: the next poll hands it back and
+            // goes on (this call has nobody to hand it to).
+            self.land_later.push(id.slot);
         } else if !c.recv_armed {
             if let Err(e) = self.arm_recv(id.slot) {
                 self.fail(id.slot, e.to_string());

@@ -37,6 +37,25 @@ impl Body<'_> {
     }
 }
 
+/// The frame of an answer of `kind` (response, receipt, pong) to message `request_id`.
+fn answer_frame(
+    kind: FrameKind,
+    request_id: u64,
+    priority: PacketPriority,
+    data_type: DataType,
+) -> Outgoing<'static> {
+    Outgoing {
+        kind,
+        request_id,
+        priority,
+        data_type,
+        one_way: true,
+        metadata: &[],
+        framed: false,
+        coalesced: false,
+    }
+}
+
 /// A whole message at its destination, before [`Engine::deliver`].
 struct Arrived<'a> {
     /// Its slot header, with its origin as source.
@@ -108,16 +127,7 @@ impl Engine {
         let remote = h.flags & FLAG_REMOTE != 0;
         let one_way = h.flags & FLAG_ONE_WAY != 0 || remote;
         // The frame of an answer (response, receipt, pong) to this message.
-        let reply = |kind| Outgoing {
-            kind,
-            request_id,
-            priority,
-            data_type,
-            one_way: true,
-            metadata: &[],
-            framed: false,
-            coalesced: false,
-        };
+        let reply = |kind| answer_frame(kind, request_id, priority, data_type);
         let ack = reply(FrameKind::Ack);
         if h.flags & FLAG_READ != 0 {
             // Its receiver copied the bytes already.
@@ -265,16 +275,7 @@ impl Engine {
             back,
         } = a;
         // The frame of an answer (response, receipt, pong) to this message.
-        let reply = |kind| Outgoing {
-            kind,
-            request_id,
-            priority,
-            data_type,
-            one_way: true,
-            metadata: &[],
-            framed: false,
-            coalesced: false,
-        };
+        let reply = |kind| answer_frame(kind, request_id, priority, data_type);
         let mut sealed = false;
         if h.flags & FLAG_FRAMED != 0 {
             // The ring's envelope, which a sealed frame must have been sealed in.

@@ -87,17 +87,24 @@ fn receive(r: &mut Reactor, id: ConnId, first: u32, n: u32, lend: bool) -> u32 {
     landed
 }
 
+/// A reactor in `mode` (`None` where the kernel lacks it) with busy receives `busy` and
+/// landing on, one connection added, and the peer's socket.
+fn landing_reactor(mode: RecvMode, busy: bool) -> Option<(Reactor, std::net::TcpStream, ConnId)> {
+    let mut r = reactor(mode)?;
+    r.set_busy_receive(busy);
+    r.set_landing(HEAD);
+    let (c, s) = pair();
+    let id = r.add(s).unwrap();
+    Some((r, c, id))
+}
+
 #[test]
 fn lent_buffers_receive_large_frames_in_order() {
     for mode in [RecvMode::Multishot, RecvMode::Single] {
         for busy in [true, false] {
-            let Some(mut r) = reactor(mode) else {
+            let Some((mut r, mut c, id)) = landing_reactor(mode, busy) else {
                 continue;
             };
-            r.set_busy_receive(busy);
-            r.set_landing(HEAD);
-            let (mut c, s) = pair();
-            let id = r.add(s).unwrap();
             const N: u32 = 600;
             let w = std::thread::spawn(move || {
                 // In bursts, and a large frame cut in three writes, so that offers come
@@ -243,13 +250,9 @@ fn a_peer_that_stops_inside_a_landing_frame_costs_only_its_connection() {
 fn a_landing_that_ends_while_paused_is_handed_back_on_resume() {
     for mode in [RecvMode::Multishot, RecvMode::Single] {
         for busy in [true, false] {
-            let Some(mut r) = reactor(mode) else {
+            let Some((mut r, mut c, id)) = landing_reactor(mode, busy) else {
                 continue;
             };
-            r.set_busy_receive(busy);
-            r.set_landing(HEAD);
-            let (mut c, s) = pair();
-            let id = r.add(s).unwrap();
             let bytes = frames(0, 10);
             let cut = frames(0, 4).len() + HEADER + HEAD + 100;
             c.write_all(&bytes[..cut]).unwrap();

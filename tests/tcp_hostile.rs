@@ -490,6 +490,9 @@ fn a_peer_that_stops_inside_a_large_frame_is_dropped_after_the_reassembly_timeou
     for k in 0..4 {
         s.write_all(&frame(k)).unwrap();
     }
+    // Once those are in the message (through the inbound ring or not), the fifth frame's
+    // start: it is offered with nothing ahead of it, and lent the message.
+    f.metric_reaches("bytes_received", (4 * FRAGMENT) as f64);
     s.write_all(&frame(4)[..20 + 32 + 1000]).unwrap();
     f.metric_reaches("reassembly_bytes", (5 * FRAGMENT) as f64);
     assert_eq!(f.metric("reassemblies"), 1.0);

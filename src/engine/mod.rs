@@ -329,6 +329,7 @@ impl Engine {
 
     /// Traffic counters.
     pub fn counters(&self) -> Counters {
+        let (lent, lent_bytes) = self.lent_reassemblies();
         Counters {
             abandoned_reassemblies: self.partial.abandoned()
                 + self
@@ -336,8 +337,8 @@ impl Engine {
                     .iter()
                     .map(|m| m.abandoned_assemblies())
                     .sum::<u64>(),
-            reassemblies: (self.partial.len() + self.lent_reassemblies().0) as u64,
-            reassembly_bytes: (self.partial.bytes() + self.lent_reassemblies().1) as u64,
+            reassemblies: (self.partial.len() + lent) as u64,
+            reassembly_bytes: (self.partial.bytes() + lent_bytes) as u64,
             corrupt_channels: self.counters.corrupt_channels
                 + self
                     .mailboxes

@@ -125,7 +125,7 @@ impl Decoder {
 
     /// Gives up the frame begun (see [`Decoder::pending`]): the caller receives the rest of
     /// its payload itself, and feeds the decoder again from the first byte after it.
-    pub fn take_pending(&mut self) {
+    pub fn drop_pending(&mut self) {
         self.partial.clear();
     }
 

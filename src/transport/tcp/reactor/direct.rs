@@ -46,6 +46,15 @@ pub const DIRECT_BULK: usize = 16 << 10;
 /// direct reads (traffic that mixes bulk and small messages stays on the multishot).
 pub const DIRECT_AFTER: u32 = 8;
 
+/// Whether a non-blocking read that failed with `e` found nothing for now (no bytes
+/// waiting, or a signal), rather than a broken connection.
+pub(super) fn try_again(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
+}
+
 impl Conn {
     /// Notes a receive of `len` bytes fed to the decoder (`big`: a frame of it was bulk),
     /// armed or direct alike: whether its traffic is bulk, and the run of receives without.
@@ -183,10 +192,7 @@ impl Reactor {
                         Err(why) => why.to_string(),
                     }
                 }
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::Interrupted =>
-                {
+                Err(e) if try_again(&e) => {
                     c.quiet += 1;
                     if c.quiet >= DIRECT_QUIET {
                         c.bulk = false;

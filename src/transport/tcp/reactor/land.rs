@@ -67,8 +67,9 @@ impl Conn {
             l.body.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
         }
-        *n += self.land_if_whole(id, f);
-        *bulk |= *n > 0;
+        let landed = self.land_if_whole(id, f);
+        *n += landed;
+        *bulk |= landed > 0;
         self.decoder.feed(bytes, &mut |h, p| {
             *n += 1;
             *bulk |= p.len() >= super::direct::DIRECT_BULK;
@@ -96,13 +97,7 @@ impl Conn {
                 Ok(l.body.len() == l.end)
             }
             _ => match std::io::Error::last_os_error() {
-                e if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-                {
-                    Ok(false)
-                }
+                e if super::direct::try_again(&e) => Ok(false),
                 e => Err(format!("receive failed: {e}")),
             },
         }
@@ -132,14 +127,7 @@ impl Conn {
                 self.note_received(got, bulk);
                 Ok(true)
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(e) if super::direct::try_again(&e) => Ok(false),
             Err(e) => Err(format!("receive failed: {e}")),
         }
     }
@@ -218,7 +206,7 @@ impl Reactor {
         body.extend_from_slice(&got[head..]);
         let end = body.len() + (len - got.len());
         let head = got[..head].to_vec();
-        c.decoder.take_pending();
+        c.decoder.drop_pending();
         c.landing = Some(Landing {
             header,
             head,

@@ -184,10 +184,15 @@ fn posts_in_small_fragments_arrive_whole_and_in_order() {
     assert!(in_place > 0.0 && landed == 0.0, "{in_place} {landed}");
 }
 
+/// At a handler (an engine thread reads the connection), fragments of a size that is no
+/// power of two. Whether one of them lands depends on where the kernel cut the stream and on
+/// whether the handler kept up (a frame offered while its connection's inbound ring still
+/// holds frames goes through the ring): under load none may; frames put together as they
+/// arrive, landed or not, there are.
 #[test]
 fn posts_to_a_handler_arrive_whole_and_in_order() {
-    let (_, landed) = posts_arrive_whole_and_in_order(100_000, true);
-    assert!(landed > 0.0);
+    let (in_place, landed) = posts_arrive_whole_and_in_order(100_000, true);
+    assert!(in_place > 0.0 && in_place >= landed, "{in_place} {landed}");
 }
 
 /// Large requests answered with large responses (both put together as they arrive).

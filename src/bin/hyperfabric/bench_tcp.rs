@@ -1,6 +1,6 @@
 //! The TCP side of `hyperfabric bench --transport tcp`: the key and addresses the two
 //! processes share, and the plain-socket baselines measured in the same run (a blocking
-//! ping-pong, a busy-polled one, and a stream), between this process and a socket echo
+//! ping-pong, a busy-polled one, and a stream, blocking and busy-polled), between this process and a socket echo
 //! process on the same two cores.
 
 use super::floor::{quantile, Stopwatch};
@@ -33,6 +33,7 @@ pub fn config(listen: bool) -> TcpConfig {
 const BLOCKING: u8 = b'B';
 const BUSY: u8 = b'P';
 const STREAM: u8 = b'S';
+const BUSY_STREAM: u8 = b'T';
 
 /// The socket echo process: serves baseline connections on core `core` until its stdin
 /// closes.
@@ -57,7 +58,8 @@ pub fn socket_worker(core: usize) -> Result<(), Error> {
         }
         let size = u64::from_le_bytes(head[1..9].try_into().expect("8")) as usize;
         let _ = match head[0] {
-            STREAM => stream_sink(&mut s, size),
+            STREAM => stream_sink(&mut s, size, false),
+            BUSY_STREAM => stream_sink(&mut s, size, true),
             mode => echo(&mut s, size, mode == BUSY),
         };
     }
@@ -100,17 +102,20 @@ fn write_full(s: &mut TcpStream, mut b: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn stream_sink(s: &mut TcpStream, total: usize) -> std::io::Result<()> {
+/// Reads `total` bytes (1 MiB at a time; `busy`: without ever sleeping), then answers one.
+fn stream_sink(s: &mut TcpStream, total: usize, busy: bool) -> std::io::Result<()> {
+    s.set_nonblocking(busy)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut got = 0;
     while got < total {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        match s.read(&mut buf) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) => return Err(e),
         }
-        got += n;
     }
-    s.write_all(&[1])
+    write_full(s, &[1])
 }
 
 /// The baseline process and its port.
@@ -184,19 +189,22 @@ impl Baseline {
         Ok(quantile(&one_way, 0.5))
     }
 
-    /// GB/s of `iters` writes of `size` bytes, until the receiver read them all.
-    pub fn stream(&self, size: usize, iters: usize) -> Result<f64, Error> {
+    /// GB/s of `iters` writes of `size` bytes, until the receiver read them all; `busy`:
+    /// neither end ever sleeps (non-blocking calls retried at once, as a busy-polling
+    /// transport does).
+    pub fn stream(&self, size: usize, iters: usize, busy: bool) -> Result<f64, Error> {
         let total = size * iters;
-        let mut s = self.connect(STREAM, total)?;
+        let mut s = self.connect(if busy { BUSY_STREAM } else { STREAM }, total)?;
+        s.set_nonblocking(busy)
+            .map_err(|e| Error::io("socket", e))?;
+        let io = |e| Error::io("socket baseline", e);
         let buf = vec![0x5au8; size];
         let t0 = std::time::Instant::now();
         for _ in 0..iters {
-            s.write_all(&buf)
-                .map_err(|e| Error::io("socket baseline", e))?;
+            write_full(&mut s, &buf).map_err(io)?;
         }
         let mut ack = [0u8; 1];
-        s.read_exact(&mut ack)
-            .map_err(|e| Error::io("socket baseline", e))?;
+        read_full(&mut s, &mut ack, busy).map_err(io)?;
         Ok(total as f64 / t0.elapsed().as_secs_f64() / 1e9)
     }
 }
@@ -225,10 +233,13 @@ pub fn add_baselines(
             row["socket_blocking_p50_ns"] = blocking.round().into();
             row["vs_busy_socket"] = ((p50 / busy * 100.0).round() / 100.0).into();
         } else {
-            let gbs = base.stream(size, iters)?;
+            let gbs = base.stream(size, iters, false)?;
+            let busy = base.stream(size, iters, true)?;
             let ours = row["gbytes_per_s"].as_f64().unwrap_or(0.0);
             row["socket_gbytes_per_s"] = ((gbs * 1000.0).round() / 1000.0).into();
+            row["socket_busy_gbytes_per_s"] = ((busy * 1000.0).round() / 1000.0).into();
             row["vs_socket"] = ((ours / gbs * 100.0).round() / 100.0).into();
+            row["vs_busy_socket"] = ((ours / busy * 100.0).round() / 100.0).into();
         }
     }
     Ok(())
@@ -252,7 +263,9 @@ pub fn columns(tcp: bool, latency: bool) -> Vec<&'static str> {
             "gbytes_per_s",
             "million_msgs_per_s",
             "socket_gbytes_per_s",
+            "socket_busy_gbytes_per_s",
             "vs_socket",
+            "vs_busy_socket",
             "io_uring",
         ],
         (false, true) => vec![

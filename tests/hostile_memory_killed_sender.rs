@@ -10,9 +10,6 @@ use hyperfabric::fabric::SendOptions;
 use hyperfabric::ErrorKind;
 use std::time::{Duration, Instant};
 
-const CHILD_FABRIC: &str = "HF_HOSTILE_MEM_FABRIC";
-const CHILD_BYTES: &str = "HF_HOSTILE_MEM_BYTES";
-
 /// Child of `a_sender_killed_mid_copy_delivers_all_or_nothing`: hosts "tx" and sends
 /// `HF_HOSTILE_MEM_BYTES` bytes of a pattern from registered memory to "rx", then waits to
 /// be killed.

@@ -142,9 +142,6 @@ fn a_send_given_up_mid_copy_is_never_delivered_with_later_bytes() {
     }
 }
 
-const CHILD_FABRIC: &str = "HF_HOSTILE_MEM_FABRIC";
-const CHILD_BYTES: &str = "HF_HOSTILE_MEM_BYTES";
-
 /// Child of the killed-receiver tests: hosts "rx"; with `HF_HOSTILE_MEM_BYTES` set, takes
 /// messages into a buffer of that size (each copy a long one), else reads nothing; until it
 /// is killed.

@@ -7,6 +7,11 @@ use hyperfabric::fabric::{HyperFabricProtocol, MemoryRegion, ProtocolConfig};
 use hyperfabric::ErrorKind;
 use std::time::Duration;
 
+/// The environment variables that tell a child process of the memory tests its fabric and
+/// how many bytes to send or take.
+pub const CHILD_FABRIC: &str = "HF_HOSTILE_MEM_FABRIC";
+pub const CHILD_BYTES: &str = "HF_HOSTILE_MEM_BYTES";
+
 pub fn fabric(tag: &str) -> FabricDir {
     FabricDir(format!("hostile-mem-{tag}-{}", std::process::id()))
 }

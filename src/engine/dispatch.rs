@@ -356,6 +356,7 @@ impl Engine {
                         };
                         match node.handler.as_mut() {
                             Some(handler) => {
+                                let _running = self.handler_watch.enter();
                                 let _ = handler(&msg, &mut self.reply);
                                 self.reply.reset();
                             }
@@ -386,7 +387,10 @@ impl Engine {
                 match node.handler.as_mut() {
                     Some(handler) if !one_way => {
                         let mut answer = std::mem::take(&mut self.reply);
-                        match handler(&msg, &mut answer) {
+                        let running = self.handler_watch.enter();
+                        let answered = handler(&msg, &mut answer);
+                        drop(running);
+                        match answered {
                             Ok(()) => {
                                 let o = reply(FrameKind::Response);
                                 self.answer(back, (dst, h.src), &o, answer.as_slice())
@@ -401,6 +405,7 @@ impl Engine {
                         self.reply = answer;
                     }
                     Some(handler) => {
+                        let _running = self.handler_watch.enter();
                         let _ = handler(&msg, &mut self.reply);
                         self.reply.reset();
                     }

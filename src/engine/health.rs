@@ -38,6 +38,17 @@ impl Engine {
     /// the nodes by their process's liveness again instead of marking them down).
     pub fn set_beating(&mut self, on: bool) {
         self.beating = on;
+        if on {
+            self.handler_watch.set_nodes(self.hosted.keys().copied());
+            if self.watching.is_none() {
+                // Without it, a long handler call has its nodes marked down (see
+                // `handler_watch`); heartbeats go on without it otherwise.
+                self.watching = self.handler_watch.start(self.registry.clone()).ok();
+            }
+        } else {
+            // Stopped before the heartbeats are cleared: it writes none after.
+            self.watching = None;
+        }
         let now = if on { crate::sys::monotonic_ns() } else { 0 };
         for &i in self.hosted.keys() {
             self.registry.beat(i, now);
@@ -61,6 +72,7 @@ impl Engine {
             for &i in self.hosted.keys() {
                 self.registry.beat(i, t);
             }
+            self.handler_watch.set_nodes(self.hosted.keys().copied());
             self.timers.beat = now + HEARTBEAT_INTERVAL;
         }
         if now >= self.timers.liveness {

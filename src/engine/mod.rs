@@ -23,6 +23,7 @@ mod deferred;
 mod dispatch;
 mod forward;
 mod frame;
+mod handler_watch;
 mod health;
 mod hosts;
 pub use hosts::{HostCounters, Hosts, IdleWaiter, Joined};
@@ -229,6 +230,10 @@ pub struct Engine {
     coalescing: Coalescing,
     /// Whether this engine writes heartbeats (its background thread runs).
     beating: bool,
+    /// Heartbeats while a handler runs (see [`handler_watch`]), and its thread while
+    /// heartbeats are on.
+    handler_watch: Arc<handler_watch::HandlerWatch>,
+    watching: Option<handler_watch::Watching>,
     timers: Timers,
     /// Peers marked down (missed heartbeats), with the registration they had.
     down: HashMap<u32, u64>,
@@ -310,6 +315,8 @@ impl Engine {
             spikes: HashMap::default(),
             coalescing: Coalescing::default(),
             beating: false,
+            handler_watch: Arc::default(),
+            watching: None,
             timers: Timers {
                 now: std::time::Instant::now(),
                 beat: std::time::Instant::now(),

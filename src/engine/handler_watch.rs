@@ -1,0 +1,92 @@
+//! Heartbeats while a handler runs. Handlers run on the thread that drives the engine, and
+//! the heartbeats of the hosted nodes are written by that thread too: a handler that takes
+//! longer than the 200 ms after which peers mark a node down (a large message checked or
+//! copied on a loaded machine, a long computation) would have its nodes marked down, and
+//! senders to them refused with `NoRouteFoundError`, while the process is alive and will
+//! read them. While heartbeats are on, a small thread beats for the hosted nodes whenever one
+//! handler call has lasted through one of its intervals. A process that stops (a signal, a
+//! debugger) stops this thread too; one that dies is found by the liveness check.
+
+use super::health::HEARTBEAT_INTERVAL;
+use crate::transport::registry::Registry;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What the engine and the watching thread share.
+#[derive(Debug, Default)]
+pub(super) struct HandlerWatch {
+    /// Handler calls begun, times two, plus one while a call runs.
+    calls: AtomicU64,
+    stop: AtomicBool,
+    /// The hosted nodes (indices) to beat for, as the engine's last heartbeat saw them.
+    nodes: Mutex<Vec<u32>>,
+}
+
+/// Marks a handler call as running until dropped.
+pub(super) struct Running<'a>(&'a HandlerWatch);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.calls.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl HandlerWatch {
+    /// A handler call begins (two relaxed-cost atomic adds per call, no clock).
+    pub(super) fn enter(&self) -> Running<'_> {
+        self.calls.fetch_add(1, Ordering::Release);
+        Running(self)
+    }
+
+    /// The nodes to beat for from now on.
+    pub(super) fn set_nodes(&self, nodes: impl Iterator<Item = u32>) {
+        let mut n = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        n.clear();
+        n.extend(nodes);
+    }
+
+    /// Starts the watching thread; it ends when the returned handle is dropped.
+    pub(super) fn start(self: &Arc<Self>, registry: Arc<Registry>) -> std::io::Result<Watching> {
+        self.stop.store(false, Ordering::Release);
+        let watch = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("hf-handler-beat".into())
+            .spawn(move || {
+                let mut seen = u64::MAX;
+                while !watch.stop.load(Ordering::Acquire) {
+                    std::thread::sleep(HEARTBEAT_INTERVAL);
+                    let calls = watch.calls.load(Ordering::Acquire);
+                    // The same call still runs as one interval ago.
+                    if calls % 2 == 1 && calls == seen && !watch.stop.load(Ordering::Acquire) {
+                        let t = crate::sys::monotonic_ns();
+                        let nodes = watch.nodes.lock().unwrap_or_else(|p| p.into_inner());
+                        for &i in nodes.iter() {
+                            registry.beat(i, t);
+                        }
+                    }
+                    seen = calls;
+                }
+            })?;
+        Ok(Watching {
+            watch: self.clone(),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The running watch thread: dropping it stops the thread and waits for it (within one
+/// interval), so no heartbeat is written after.
+#[derive(Debug)]
+pub(super) struct Watching {
+    watch: Arc<HandlerWatch>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.watch.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

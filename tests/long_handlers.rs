@@ -1,14 +1,15 @@
 //! A handler that runs longer than the silence after which a node is marked down: its node
 //! stays up for the other processes (its heartbeats go on while the handler runs), and the
-//! request it answers completes.
+//! request it answers completes; one that runs past the grace a handler call gets (a hung
+//! handler) has its node marked down, and up again once it returns.
 
 mod common;
 
 use common::FabricDir;
-use hyperfabric::engine::{HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
+use hyperfabric::engine::{HANDLER_GRACE, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn protocol(fabric: &str, node: &str) -> HyperFabricProtocol {
     let p = HyperFabricProtocol::with_config(ProtocolConfig {
@@ -32,9 +33,12 @@ fn a_node_whose_handler_runs_long_stays_up() {
     let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
     let finish_rx = std::sync::Mutex::new(finish_rx);
     srv.on_receive("srv", move |m| {
-        started_tx.send(()).unwrap();
+        let _ = started_tx.send(());
         // Runs until the test has watched for three times the silence.
-        finish_rx.lock().unwrap().recv().unwrap();
+        let _ = finish_rx
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10));
         Ok(m.data.iter().rev().copied().collect())
     })
     .unwrap();
@@ -51,12 +55,72 @@ fn a_node_whose_handler_runs_long_stays_up() {
         });
         started.recv_timeout(Duration::from_secs(10)).unwrap();
         let until = std::time::Instant::now() + 3 * silence;
-        while std::time::Instant::now() < until {
-            assert!(up(), "srv was marked down while its handler ran");
+        let mut down = false;
+        while std::time::Instant::now() < until && !down {
+            down = !up();
             std::thread::sleep(Duration::from_millis(5));
         }
         finish.send(()).unwrap();
+        assert!(!down, "srv was marked down while its handler ran");
         assert_eq!(answer.join().unwrap().unwrap(), b"wols");
     });
     assert!(up());
+}
+
+#[test]
+fn a_node_whose_handler_hangs_is_marked_down_then_up_again() {
+    let fabric = format!("test-hung-handler-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let cli = protocol(&fabric, "cli");
+    let srv = protocol(&fabric, "srv");
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
+    let finish_rx = std::sync::Mutex::new(finish_rx);
+    srv.on_receive("srv", move |m| {
+        let _ = started_tx.send(());
+        let _ = finish_rx
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(30));
+        Ok(m.data.to_vec())
+    })
+    .unwrap();
+    cli.start_background_services().unwrap();
+    srv.start_background_services().unwrap();
+    let up = || cli.topology().unwrap().read(|t| t.node_up("srv")).unwrap();
+    std::thread::scope(|s| {
+        let answer = s.spawn(|| {
+            let opts = SendOptions {
+                timeout: Duration::from_secs(60),
+                ..Default::default()
+            };
+            cli.send_data("cli", "srv", b"hang", &opts)
+        });
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let t = Instant::now();
+        let limit = HANDLER_GRACE + Duration::from_secs(10);
+        while up() && t.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let went_down = !up();
+        let after = t.elapsed();
+        finish.send(()).unwrap();
+        assert!(
+            went_down,
+            "a handler hung for {after:?}: its node is still up"
+        );
+        assert!(
+            after + Duration::from_millis(50) >= HANDLER_GRACE,
+            "down after {after:?}"
+        );
+        let _ = answer.join().unwrap();
+    });
+    let t = Instant::now();
+    while !up() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "srv never came back up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -4,13 +4,18 @@
 //! copied on a loaded machine, a long computation) would have its nodes marked down, and
 //! senders to them refused with `NoRouteFoundError`, while the process is alive and will
 //! read them. While heartbeats are on, a small thread beats for the hosted nodes whenever one
-//! handler call has lasted through one of its intervals. A process that stops (a signal, a
-//! debugger) stops this thread too; one that dies is found by the liveness check.
+//! handler call has lasted through one of its intervals, for at most [`HANDLER_GRACE`]: a
+//! handler that hangs (a deadlock, a call that never returns) has its nodes marked down
+//! after that, as a hung engine does. A process that stops (a signal, a debugger) stops
+//! this thread too; one that dies is found by the liveness check.
 
 use super::health::HEARTBEAT_INTERVAL;
 use crate::transport::registry::Registry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// How long one handler call keeps its nodes' heartbeats going.
+pub const HANDLER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the engine and the watching thread share.
 #[derive(Debug, Default)]
@@ -53,18 +58,27 @@ impl HandlerWatch {
             .name("hf-handler-beat".into())
             .spawn(move || {
                 let mut seen = u64::MAX;
+                let mut since = std::time::Instant::now();
                 while !watch.stop.load(Ordering::Acquire) {
-                    std::thread::sleep(HEARTBEAT_INTERVAL);
+                    std::thread::park_timeout(HEARTBEAT_INTERVAL);
                     let calls = watch.calls.load(Ordering::Acquire);
-                    // The same call still runs as one interval ago.
-                    if calls % 2 == 1 && calls == seen && !watch.stop.load(Ordering::Acquire) {
-                        let t = crate::sys::monotonic_ns();
+                    if calls != seen {
+                        seen = calls;
+                        since = std::time::Instant::now();
+                        continue;
+                    }
+                    // The same call still runs as one interval ago, not for too long.
+                    if calls % 2 == 1 && since.elapsed() < HANDLER_GRACE {
+                        // Under the lock that unregistering takes to drop a node first.
                         let nodes = watch.nodes.lock().unwrap_or_else(|p| p.into_inner());
+                        if watch.stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        let t = crate::sys::monotonic_ns();
                         for &i in nodes.iter() {
                             registry.beat(i, t);
                         }
                     }
-                    seen = calls;
                 }
             })?;
         Ok(Watching {
@@ -86,6 +100,7 @@ impl Drop for Watching {
     fn drop(&mut self) {
         self.watch.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }

@@ -47,6 +47,7 @@ pub use coalesce::{Coalescing, SPIKE_EVENT_MAX};
 use frame::MsgHeader;
 pub(crate) use frame::{compact_slot, push_fragment};
 pub use frame::{lane_of, Outgoing};
+pub use handler_watch::HANDLER_GRACE;
 use health::Timers;
 pub use health::{HealthChange, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
 pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};

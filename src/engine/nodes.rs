@@ -40,6 +40,9 @@ impl Engine {
     /// [`set_handler`](Self::set_handler)).
     pub fn unregister(&mut self, node_id: &str) -> Result<Option<Handler>> {
         let index = self.hosted_index(node_id)?;
+        // No heartbeat of this process may land in the entry once another node takes it.
+        self.handler_watch
+            .set_nodes(self.hosted.keys().copied().filter(|&i| i != index));
         self.registry.unregister(index)?;
         let mut handler = None;
         if let Some(h) = self.hosted.remove(&index) {

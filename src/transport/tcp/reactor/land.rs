@@ -69,9 +69,8 @@ impl Conn {
         }
         *n += self.land_if_whole(id, f);
         // Any frame counted in this poll so far marks the receive bulk, whichever
-        // connection it came on. Marking only a frame that landed here was tried: under
-        // load, connections then stayed on direct reads and, at a handler, no frame at all
-        // was put together in place (tests/tcp_large.rs).
+        // connection it came on: the rule the transport was measured with. Marking only a
+        // frame that landed on this connection would be more exact; it was not measured.
         *bulk |= *n > 0;
         self.decoder.feed(bytes, &mut |h, p| {
             *n += 1;

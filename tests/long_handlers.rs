@@ -22,11 +22,20 @@ fn protocol(fabric: &str, node: &str) -> HyperFabricProtocol {
     p
 }
 
-#[test]
-fn a_node_whose_handler_runs_long_stays_up() {
-    let fabric = format!("test-long-handler-{}", std::process::id());
-    let _cleanup = FabricDir(fabric.clone());
-    let silence = HEARTBEAT_INTERVAL * HEARTBEAT_MISSES;
+/// "cli" and "srv" (each its own protocol, background services running) on a fabric named
+/// after `tag`; srv's handler tells `started` it began, then holds until `finish` (or 30 s),
+/// and answers the bytes reversed.
+struct Held {
+    _cleanup: FabricDir,
+    cli: HyperFabricProtocol,
+    srv: HyperFabricProtocol,
+    started: std::sync::mpsc::Receiver<()>,
+    finish: std::sync::mpsc::Sender<()>,
+}
+
+fn held_handler(tag: &str) -> Held {
+    let fabric = format!("test-{tag}-{}", std::process::id());
+    let cleanup = FabricDir(fabric.clone());
     let cli = protocol(&fabric, "cli");
     let srv = protocol(&fabric, "srv");
     let (started_tx, started) = std::sync::mpsc::channel();
@@ -34,17 +43,40 @@ fn a_node_whose_handler_runs_long_stays_up() {
     let finish_rx = std::sync::Mutex::new(finish_rx);
     srv.on_receive("srv", move |m| {
         let _ = started_tx.send(());
-        // Runs until the test has watched for three times the silence.
         let _ = finish_rx
             .lock()
             .unwrap()
-            .recv_timeout(Duration::from_secs(10));
+            .recv_timeout(Duration::from_secs(30));
         Ok(m.data.iter().rev().copied().collect())
     })
     .unwrap();
     cli.start_background_services().unwrap();
     srv.start_background_services().unwrap();
-    let up = || cli.topology().unwrap().read(|t| t.node_up("srv")).unwrap();
+    Held {
+        _cleanup: cleanup,
+        cli,
+        srv,
+        started,
+        finish,
+    }
+}
+
+/// Whether `cli`'s topology has srv up.
+fn srv_up(cli: &HyperFabricProtocol) -> bool {
+    cli.topology().unwrap().read(|t| t.node_up("srv")).unwrap()
+}
+
+#[test]
+fn a_node_whose_handler_runs_long_stays_up() {
+    let silence = HEARTBEAT_INTERVAL * HEARTBEAT_MISSES;
+    let Held {
+        cli,
+        srv: _srv,
+        started,
+        finish,
+        _cleanup: _fabric,
+    } = held_handler("long-handler");
+    let up = || srv_up(&cli);
     std::thread::scope(|s| {
         let answer = s.spawn(|| {
             let opts = SendOptions {
@@ -69,25 +101,14 @@ fn a_node_whose_handler_runs_long_stays_up() {
 
 #[test]
 fn a_node_whose_handler_hangs_is_marked_down_then_up_again() {
-    let fabric = format!("test-hung-handler-{}", std::process::id());
-    let _cleanup = FabricDir(fabric.clone());
-    let cli = protocol(&fabric, "cli");
-    let srv = protocol(&fabric, "srv");
-    let (started_tx, started) = std::sync::mpsc::channel();
-    let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
-    let finish_rx = std::sync::Mutex::new(finish_rx);
-    srv.on_receive("srv", move |m| {
-        let _ = started_tx.send(());
-        let _ = finish_rx
-            .lock()
-            .unwrap()
-            .recv_timeout(Duration::from_secs(30));
-        Ok(m.data.to_vec())
-    })
-    .unwrap();
-    cli.start_background_services().unwrap();
-    srv.start_background_services().unwrap();
-    let up = || cli.topology().unwrap().read(|t| t.node_up("srv")).unwrap();
+    let Held {
+        cli,
+        srv: _srv,
+        started,
+        finish,
+        _cleanup: _fabric,
+    } = held_handler("hung-handler");
+    let up = || srv_up(&cli);
     std::thread::scope(|s| {
         let answer = s.spawn(|| {
             let opts = SendOptions {

@@ -23,7 +23,8 @@ pub(super) struct HandlerWatch {
     /// Handler calls begun, times two, plus one while a call runs.
     calls: AtomicU64,
     stop: AtomicBool,
-    /// The hosted nodes (indices) to beat for, as the engine's last heartbeat saw them.
+    /// The hosted nodes (indices) to beat for: set when one is registered, and before one
+    /// is unregistered.
     nodes: Mutex<Vec<u32>>,
 }
 

@@ -39,7 +39,6 @@ impl Engine {
     pub fn set_beating(&mut self, on: bool) {
         self.beating = on;
         if on {
-            self.handler_watch.set_nodes(self.hosted.keys().copied());
             if self.watching.is_none() {
                 // Without it, a long handler call has its nodes marked down (see
                 // `handler_watch`); heartbeats go on without it otherwise.
@@ -72,7 +71,6 @@ impl Engine {
             for &i in self.hosted.keys() {
                 self.registry.beat(i, t);
             }
-            self.handler_watch.set_nodes(self.hosted.keys().copied());
             self.timers.beat = now + HEARTBEAT_INTERVAL;
         }
         if now >= self.timers.liveness {

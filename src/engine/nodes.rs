@@ -32,6 +32,7 @@ impl Engine {
         );
         self.mailboxes.push(mailbox);
         self.by_name.insert(node.node_id.clone(), index);
+        self.handler_watch.set_nodes(self.hosted.keys().copied());
         Ok(index)
     }
 

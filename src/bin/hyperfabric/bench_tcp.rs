@@ -1,7 +1,7 @@
 //! The TCP side of `hyperfabric bench --transport tcp`: the key and addresses the two
 //! processes share, and the plain-socket baselines measured in the same run (a blocking
-//! ping-pong, a busy-polled one, and a stream, blocking and busy-polled), between this process and a socket echo
-//! process on the same two cores.
+//! ping-pong, a busy-polled one, and a stream, blocking and busy-polled), between this
+//! process and a socket echo process on the same two cores.
 
 use super::floor::{quantile, Stopwatch};
 use hyperfabric::codec::FabricKey;

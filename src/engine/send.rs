@@ -107,7 +107,7 @@ impl Engine {
         // Straight to the process hosting the destination over TCP: frames as large as a
         // connection carries (fewer frames, fewer system calls on both sides).
         let limit = if via == dst && self.tcp_route(via).is_some() {
-            super::tcp_fragment_limit(self.max_packet)
+            super::TCP_FRAGMENT
         } else {
             fragment_limit(lane, self.max_packet)
         };

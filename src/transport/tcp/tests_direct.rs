@@ -90,6 +90,49 @@ fn spun(mode: RecvMode, busy: bool) {
     assert_eq!(direct, busy, "read directly");
 }
 
+/// While the reactor spins, bulk frames are read directly too (no receive armed on the
+/// ring whose wake-up the sender's kernel would pay for): nearly every frame of a block of
+/// large ones arrives in a poll that leaves the connection direct.
+#[test]
+fn bulk_frames_are_read_directly_while_spinning() {
+    for mode in [RecvMode::Multishot, RecvMode::Single] {
+        let Some(mut r) = reactor(mode) else {
+            return;
+        };
+        let (c, s) = pair();
+        let id = r.add(s).unwrap();
+        let w = writer(c, 2 * BLOCK);
+        // The small block, then the bulk one (each frame checked).
+        let (mut got, mut direct) = (0, 0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got < 2 * BLOCK {
+            assert!(Instant::now() < deadline, "got {got} of {}", 2 * BLOCK);
+            let mut n = 0;
+            r.poll(&mut |_, e| match e {
+                Event::Frame(h, data) => {
+                    assert_eq!(h, header(got + n, data.len()));
+                    assert!(
+                        data == mixed(got + n).as_slice(),
+                        "bytes of frame {}",
+                        got + n
+                    );
+                    n += 1;
+                }
+                _ => panic!("a frame only"),
+            });
+            if r.is_direct(id) {
+                direct += (got + n).saturating_sub(got.max(BLOCK));
+            }
+            got += n;
+        }
+        w.join().unwrap();
+        assert!(
+            direct >= BLOCK * 9 / 10,
+            "{mode:?}: {direct} of {BLOCK} bulk frames read directly"
+        );
+    }
+}
+
 #[test]
 fn frames_read_directly_arrive_whole_and_in_order_with_provided_buffers() {
     spun(RecvMode::Multishot, true);

@@ -1,24 +1,27 @@
-//! Busy receives: while the engine spins, a connection whose traffic is small messages is
-//! read with a plain non-blocking `recv` at every poll instead of through a receive armed
-//! on the ring.
+//! Busy receives: while the engine spins, a connection is read with a plain non-blocking
+//! `recv` at every poll instead of through a receive armed on the ring.
 //!
 //! A receive armed on io_uring costs each message more than a `recv` that finds the bytes
 //! waiting: the sender's kernel wakes the ring's poll entry and queues task work, and the
 //! receiver enters the kernel to run it (measured on loopback, 64 B one-way: about 8.2 us
-//! against 5.3 us for two processes reading their sockets with `recv` in a loop). For bulk
-//! traffic it is the other way round: polling a socket while a large message streams into
-//! it made a 64 KiB ping-pong slower, and the ring's multishot receive needs nothing per
-//! message. A connection therefore receives in one of three ways:
+//! against 5.3 us for two processes reading their sockets with `recv` in a loop). The same
+//! holds for bulk traffic: with the wake-up off the sender's path, and large frames landed
+//! in place (the read after a landed frame takes only the next frame's header and first
+//! bytes, see [`land`](super::land)), a 1 MiB ping-pong and a 1 MiB stream both went
+//! faster read directly than through a multishot receive. A connection therefore receives
+//! in one of three ways:
 //!
 //! - **direct**: no receive on the ring; [`Reactor::poll`] reads the socket itself, at
-//!   most [`DIRECT_READ`] bytes into the reactor's scratch buffer;
+//!   most [`DIRECT_READ`] bytes into the reactor's scratch buffer (a frame's start only
+//!   after a frame landed);
 //! - **armed once**: a single receive waits on the ring (at start, after [`DIRECT_QUIET`]
 //!   empty reads, before a sleep); its completion makes the connection direct;
-//! - **bulk**: after a receive of [`DIRECT_BULK`] bytes or more, or with a frame that
-//!   large (whole, or begun at its end), a multishot receive is armed; [`DIRECT_AFTER`]
-//!   of its completions in a row without bulk cancel it, and its last makes the connection
-//!   direct (traffic mixing bulk and small messages, or small frames cut across reads,
-//!   stays on it rather than switching per message).
+//! - **multishot**: where nothing spins on the connection (busy receives off, more than
+//!   [`DIRECT_MAX`] connections direct already, a thread asleep on the ring), traffic that
+//!   is bulk (a receive of [`DIRECT_BULK`] bytes or more, or a frame that large) has a
+//!   multishot receive armed, which needs nothing per message; [`DIRECT_AFTER`] of its
+//!   completions in a row without bulk cancel it while busy, and its last makes the
+//!   connection direct.
 //!
 //! Only one of them reads a socket at any time, and all feed the same [`Decoder`], so
 //! bytes stay in order. At most [`DIRECT_MAX`] connections are direct at once, so a
@@ -96,7 +99,7 @@ impl Reactor {
     pub(super) fn after_recv(&mut self, slot: usize) -> Result<()> {
         let direct = self.conns.iter().flatten().filter(|c| c.direct).count();
         let c = self.conns[slot].as_mut().expect("live slot");
-        if self.busy && !self.sleeping && direct < DIRECT_MAX && !c.bulk {
+        if self.busy && !self.sleeping && direct < DIRECT_MAX {
             c.direct = true;
             c.quiet = 0;
             return Ok(());
@@ -163,7 +166,12 @@ impl Reactor {
                 c.direct = false;
                 continue;
             }
-            let got = (&c.sock).read(&mut self.scratch);
+            let want = if c.peek && self.land_head > 0 {
+                (crate::transport::tcp::wire::HEADER + self.land_head).min(DIRECT_READ)
+            } else {
+                DIRECT_READ
+            };
+            let got = (&c.sock).read(&mut self.scratch[..want]);
             let id = ConnId {
                 slot,
                 generation: c.generation,
@@ -175,6 +183,7 @@ impl Reactor {
                 Ok(0) => "closed by the peer".to_string(),
                 Ok(len) => {
                     c.quiet = 0;
+                    c.peek = false;
                     let mut bulk = false;
                     match c.feed(id, &self.scratch[..len], f, &mut n, &mut bulk) {
                         Ok(()) => {
@@ -183,9 +192,6 @@ impl Reactor {
                                 // The rest of a large frame lands in its buffer.
                                 n += self.land_on(slot, f);
                                 let _ = self.ring.submit();
-                            } else if self.conns[slot].as_ref().is_some_and(|c| c.bulk) {
-                                // The ring receives bulk (multishot), without polling.
-                                quiet.push(slot);
                             }
                             continue;
                         }

@@ -30,9 +30,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// The handshake's version; a peer with another one is refused. Version 2: frames of up
-/// to [`MAX_FRAME`](crate::transport::tcp::MAX_FRAME) bytes (version 1 took a lane's).
-pub const VERSION: u16 = 2;
+/// The handshake's version; a peer with another one is refused. Version 3: frames of up
+/// to [`MAX_FRAME`](crate::transport::tcp::MAX_FRAME) bytes, 256 KiB of body and a message
+/// header (version 2 took 256 KiB in all, version 1 a lane's).
+pub const VERSION: u16 = 3;
 const HELLO: &[u8; 4] = b"HFTC";
 const CHALLENGE: &[u8; 4] = b"HFTS";
 const WELCOME: &[u8; 4] = b"HFOK";

@@ -15,11 +15,12 @@ pub use directory::{is_remote, Directory, RemoteNode, REMOTE_BASE};
 pub use reactor::{ConnId, Event, Reactor, RecvMode};
 pub use wire::{Decoder, FrameHeader};
 
-/// Largest frame payload on a connection (message header included). A message to a node
-/// that the process at the other end hosts travels in fragments of this size (or of the
-/// fabric's `max_packet_size`, when smaller): fewer, larger frames than a shared-memory
-/// lane's; a frame that must be forwarded on this host still fits its lane.
-pub const MAX_FRAME: usize = 256 << 10;
+/// Largest frame payload on a connection: 256 KiB of a message's body and room for its
+/// message header. A message to a node that the process at the other end hosts travels in
+/// fragments of 256 KiB (so that a message of a power-of-two size has no short last
+/// frame): fewer, larger frames than a shared-memory lane's; a frame that must be
+/// forwarded on this host still fits its lane.
+pub const MAX_FRAME: usize = (256 << 10) + 64;
 
 #[cfg(test)]
 mod tests;

@@ -512,7 +512,9 @@ typedef struct {
     uint64_t default_latency_constraint_ns;
     // Buffers in the zero-copy pool (default 1000).
     uint32_t buffer_pool_size;
-    // Largest frame, bytes; larger payloads are fragmented (default 65536).
+    // Largest frame in a ring, bytes; larger payloads are fragmented (default 65536).
+    // Frames over TCP to the process hosting the destination carry 256 KiB of body
+    // whatever this is.
     uint32_t max_packet_size;
     // Fabric name: its host state is `/dev/shm/hyperfabric-<uid>/<name>/`; NULL: `"default"`.
     const char *fabric_name;

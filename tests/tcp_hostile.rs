@@ -470,9 +470,9 @@ fn a_peer_that_stops_inside_a_large_frame_is_dropped_after_the_reassembly_timeou
         s.write_all(&header(kind, 0, body.len(), 0, 0)).unwrap();
         s.write_all(&body).unwrap();
     }
-    // Fragments of 256 KiB of a 4 MiB post from node 0 to node 1 (message header: node,
-    // id, hop, priority, data type, hop limit, total, offset, origin), then the start of
-    // the fifth.
+    // Fragments of a 4 MiB post from node 0 to node 1 in frames of 256 KiB (message
+    // header: node, id, hop, priority, data type, hop limit, total, offset, origin), then
+    // the start of the fifth.
     const FRAGMENT: usize = (256 << 10) - 32;
     let frame = |k: usize| {
         let mut m = [0u8; 32];

@@ -49,7 +49,8 @@ pub struct ProtocolOptions {
     pub default_latency_constraint_ns: Option<u64>,
     /// Buffers in the zero-copy pool.
     pub buffer_pool_size: u32,
-    /// Largest frame on the wire, bytes; larger payloads are fragmented.
+    /// Largest frame in a ring, bytes; larger payloads are fragmented. Frames over TCP to
+    /// the process hosting the destination carry 256 KiB of body whatever this is.
     pub max_packet_size: u32,
 }
 

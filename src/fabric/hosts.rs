@@ -369,7 +369,8 @@ impl HyperFabricProtocol {
     /// time), then `", sqpoll"` when a kernel thread polls the ring (see
     /// [`super::TcpConfig::sqpoll`]); with busy receives (see
     /// [`super::TcpConfig::busy_receive`]) `"busy receive, io_uring provided buffers"` or
-    /// `"busy receive, io_uring single"`: the receives armed are single ones.
+    /// `"busy receive, io_uring single"` (connections are read with plain `recv` while
+    /// the engine spins, see `transport::tcp::reactor::direct`).
     pub fn transport_mode(&self) -> Option<String> {
         self.inner.tcp.as_ref()?;
         lock(&self.inner.engine)

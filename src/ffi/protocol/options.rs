@@ -31,7 +31,9 @@ pub struct hf_protocol_options {
     pub default_latency_constraint_ns: u64,
     /// Buffers in the zero-copy pool (default 1000).
     pub buffer_pool_size: u32,
-    /// Largest frame, bytes; larger payloads are fragmented (default 65536).
+    /// Largest frame in a ring, bytes; larger payloads are fragmented (default 65536).
+    /// Frames over TCP to the process hosting the destination carry 256 KiB of body
+    /// whatever this is.
     pub max_packet_size: u32,
     /// Fabric name: its host state is `/dev/shm/hyperfabric-<uid>/<name>/`; NULL: `"default"`.
     pub fabric_name: *const c_char,

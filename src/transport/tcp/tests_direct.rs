@@ -245,6 +245,63 @@ fn at_most_direct_max_connections_are_read_directly() {
     }
 }
 
+/// With every direct place taken by bulk connections, a connection of small messages
+/// takes the place of one of them (which goes on through the ring), and every frame still
+/// arrives whole.
+#[test]
+fn small_messages_take_a_direct_place_from_bulk_traffic() {
+    const BULK: u32 = BLOCK + 4; // 70 KB, in a bulk block
+    const SMALL: u32 = 2; // 1.5 KB
+    for mode in [RecvMode::Multishot, RecvMode::Single] {
+        let Some(mut r) = reactor(mode) else {
+            continue;
+        };
+        let (mut peers, ids): (Vec<_>, Vec<_>) = (0..=DIRECT_MAX)
+            .map(|_| {
+                let (c, s) = pair();
+                (c, r.add(s).unwrap())
+            })
+            .unzip();
+        let mut got = vec![0u32; ids.len()];
+        let mut until = |r: &mut Reactor, want: &[u32], direct: &dyn Fn(&Reactor) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while got != want || !direct(r) {
+                assert!(Instant::now() < deadline, "{mode:?}: got {got:?}");
+                r.poll(&mut |from, e| match e {
+                    Event::Frame(h, d) => {
+                        let i = ids.iter().position(|&x| x == from).unwrap();
+                        let k = if i < DIRECT_MAX { BULK } else { SMALL };
+                        assert_eq!((h, d), (header(k, d.len()), mixed(k).as_slice()));
+                        got[i] += 1;
+                    }
+                    _ => panic!("a frame only"),
+                });
+                let direct = ids.iter().filter(|&&id| r.is_direct(id)).count();
+                assert!(direct <= DIRECT_MAX, "{direct} read directly");
+            }
+        };
+        // The bulk connections take every place.
+        for c in &mut peers[..DIRECT_MAX] {
+            write_frame(c, BULK);
+        }
+        let mut want = vec![1; DIRECT_MAX];
+        want.push(0);
+        let bulk_direct = |r: &Reactor| ids[..DIRECT_MAX].iter().all(|&id| r.is_direct(id));
+        until(&mut r, &want, &bulk_direct);
+        // A small message: its connection is read directly after it.
+        write_frame(&mut peers[DIRECT_MAX], SMALL);
+        want[DIRECT_MAX] = 1;
+        let small_direct = |r: &Reactor| r.is_direct(ids[DIRECT_MAX]);
+        until(&mut r, &want, &small_direct);
+        // Bulk goes on arriving, on the connection that lost its place too.
+        for c in &mut peers[..DIRECT_MAX] {
+            write_frame(c, BULK);
+        }
+        want[..DIRECT_MAX].fill(2);
+        until(&mut r, &want, &|_| true);
+    }
+}
+
 #[test]
 fn a_peer_that_breaks_the_stream_while_read_directly_costs_only_its_connection() {
     for mode in [RecvMode::Multishot, RecvMode::Single] {

@@ -16,12 +16,13 @@
 //!   after a frame landed);
 //! - **armed once**: a single receive waits on the ring (at start, after [`DIRECT_QUIET`]
 //!   empty reads, before a sleep); its completion makes the connection direct;
-//! - **multishot**: where nothing spins on the connection (busy receives off, more than
+//! - **multishot**: where nothing spins on the connection (busy receives off,
 //!   [`DIRECT_MAX`] connections direct already, a thread asleep on the ring), traffic that
 //!   is bulk (a receive of [`DIRECT_BULK`] bytes or more, or a frame that large) has a
-//!   multishot receive armed, which needs nothing per message; [`DIRECT_AFTER`] of its
-//!   completions in a row without bulk cancel it while busy, and its last makes the
-//!   connection direct.
+//!   multishot receive armed, which needs nothing per message; while the engine spins, a
+//!   completion of it that finds a direct place free cancels it, and its last makes the
+//!   connection direct. With every place taken, a connection of small messages takes the
+//!   place of a bulk one.
 //!
 //! Only one of them reads a socket at any time, and all feed the same [`Decoder`], so
 //! bytes stay in order. At most [`DIRECT_MAX`] connections are direct at once, so a
@@ -45,9 +46,6 @@ pub(super) const DIRECT_READ: usize = 64 << 10;
 /// A receive of at least this many bytes, or a frame of at least this many (whole, or
 /// begun at the end of a receive), is bulk (see the module documentation).
 pub const DIRECT_BULK: usize = 16 << 10;
-/// Receives in a row with nothing bulk after which a multishot receive is cancelled for
-/// direct reads (traffic that mixes bulk and small messages stays on the multishot).
-pub const DIRECT_AFTER: u32 = 8;
 
 /// Whether a non-blocking read that failed with `e` found nothing for now (no bytes
 /// waiting, or a signal), rather than a broken connection.
@@ -60,16 +58,11 @@ pub(super) fn try_again(e: &std::io::Error) -> bool {
 
 impl Conn {
     /// Notes a receive of `len` bytes fed to the decoder (`big`: a frame of it was bulk),
-    /// armed or direct alike: whether its traffic is bulk, and the run of receives without.
+    /// armed or direct alike: whether its traffic is bulk.
     pub(super) fn note_received(&mut self, len: usize, big: bool) {
         self.bulk = len >= DIRECT_BULK
             || big
             || self.decoder.pending_len().is_some_and(|l| l >= DIRECT_BULK);
-        self.small = if self.bulk {
-            0
-        } else {
-            self.small.saturating_add(1)
-        };
     }
 }
 
@@ -94,25 +87,52 @@ impl Reactor {
         self.conn(id).is_some_and(|c| c.direct)
     }
 
-    /// After the receive armed on `slot` ended (the connection open, not paused): reads it
-    /// directly from now on, or arms it again.
+    /// Connections read directly, `slot` left out.
+    fn direct_others(&self, slot: usize) -> usize {
+        (0..self.conns.len())
+            .filter(|&i| i != slot && self.conns[i].as_ref().is_some_and(|c| c.direct))
+            .count()
+    }
+
+    /// After the receive armed on `slot` ended (the connection open, not paused), or a
+    /// direct read of it landed frames: reads it directly from now on, or arms it again.
+    /// With every direct place taken, a connection whose traffic is small takes the place
+    /// of one whose traffic is bulk (armed again, its multishot receive costs it nothing
+    /// per message): small messages are what direct reads save the most on.
     pub(super) fn after_recv(&mut self, slot: usize) -> Result<()> {
-        let direct = self.conns.iter().flatten().filter(|c| c.direct).count();
-        let c = self.conns[slot].as_mut().expect("live slot");
-        if self.busy && !self.sleeping && direct < DIRECT_MAX {
-            c.direct = true;
-            c.quiet = 0;
-            return Ok(());
+        if !self.busy || self.sleeping {
+            return self.arm_recv(slot);
         }
-        self.arm_recv(slot)
+        if self.direct_others(slot) >= DIRECT_MAX {
+            // A direct connection has nothing armed and no frame landing (see `land_on`).
+            let bulk = (0..self.conns.len()).find(|&i| {
+                i != slot
+                    && self.conns[i]
+                        .as_ref()
+                        .is_some_and(|c| c.direct && c.bulk && c.landing.is_none())
+            });
+            match bulk {
+                Some(other) if !self.conns[slot].as_ref().is_some_and(|c| c.bulk) => {
+                    if let Err(e) = self.arm_recv(other) {
+                        self.fail(other, e.to_string());
+                    }
+                }
+                _ => return self.arm_recv(slot),
+            }
+        }
+        let c = self.conns[slot].as_mut().expect("live slot");
+        c.direct = true;
+        c.quiet = 0;
+        Ok(())
     }
 
     /// After a completion of the multishot receive still armed on `slot` (open, not
-    /// paused): once its traffic is no longer bulk, the receive is cancelled, and its last
-    /// completion makes the connection direct.
+    /// paused): while the engine spins and a direct place is free, the receive is
+    /// cancelled, and its last completion makes the connection direct.
     pub(super) fn leave_multishot(&mut self, slot: usize) -> Result<()> {
+        let free = self.direct_others(slot) < DIRECT_MAX;
         let c = self.conns[slot].as_mut().expect("live slot");
-        if !self.busy || self.sleeping || c.bulk || c.leaving || c.small < DIRECT_AFTER {
+        if !self.busy || self.sleeping || c.leaving || !free {
             return Ok(());
         }
         c.leaving = true;

@@ -160,9 +160,10 @@ impl Conn {
 
 impl Reactor {
     /// Offers large frames with the first `head` bytes of their payload ([`Event::Land`]);
-    /// 0 (the default) offers none.
+    /// 0 (the default) offers none. At most the bytes a read of a frame's start takes
+    /// after its header (`PEEK_MAX` in all): larger is taken as that.
     pub fn set_landing(&mut self, head: usize) {
-        self.land_head = head;
+        self.land_head = head.min(PEEK_MAX - HEADER);
     }
 
     /// After bytes of `slot` were fed: offers the large frame its decoder holds the start

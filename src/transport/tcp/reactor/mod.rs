@@ -101,14 +101,16 @@ const SINGLE_BUF: usize = 64 << 10;
 pub const SQPOLL_IDLE: Duration = Duration::from_millis(10);
 /// Entries of the submission queue.
 const RING_ENTRIES: u32 = 256;
-/// The provided buffers of [`RecvMode::Multishot`]: group, count and size (8 MiB in all,
-/// shared by the connections; each is given back as soon as its bytes are cut into frames).
-/// Four frames of a fragmented message fit one buffer, so one in four is copied to be put
-/// together across two (with 64 KiB buffers nearly every such frame was): a 1 MiB
-/// ping-pong took about 10 % less time.
+/// The provided buffers of [`RecvMode::Multishot`]: group, count and size (8.25 MiB in
+/// all, shared by the connections; each is given back as soon as its bytes are cut into
+/// frames). A frame of the largest size fits one buffer with its header, so a receive of a
+/// whole frame is not copied to be put together across two (with 64 KiB buffers and
+/// frames, nearly every frame of a fragmented message was; buffers of four frames made a
+/// 1 MiB ping-pong take about 10 % less time).
 const BUF_GROUP: u16 = 0;
 const BUF_COUNT: u16 = 32;
-const BUF_SIZE: usize = 256 << 10;
+const BUF_SIZE: usize = 264 << 10;
+const _: () = assert!(crate::transport::tcp::MAX_FRAME + super::wire::HEADER <= BUF_SIZE);
 /// A peer that acknowledges nothing (sent data, or keepalive probes of an idle connection)
 /// for this long is dead: its connection closes (a host that lost power, a cut link). Long
 /// enough for a receiver whose reader stalls (a zero window counts too).
@@ -163,8 +165,6 @@ struct Conn {
     bulk: bool,
     /// A cancel of its multishot receive is queued, to read it directly.
     leaving: bool,
-    /// Receives in a row with nothing bulk (see [`direct::DIRECT_AFTER`]).
-    small: u32,
     /// Receiving is paused ([`Reactor::pause`]): the receive is not armed again.
     paused: bool,
     /// The large frame whose payload is received into its buffer (see [`land`]).
@@ -337,7 +337,6 @@ impl Reactor {
             quiet: 0,
             bulk: false,
             leaving: false,
-            small: 0,
             paused: false,
             landing: None,
             peek: false,

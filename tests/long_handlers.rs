@@ -7,18 +7,13 @@ mod common;
 
 use common::FabricDir;
 use hyperfabric::engine::{HANDLER_GRACE, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
-use hyperfabric::model::{HardwareType, NodeSignature};
+use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
 use std::time::{Duration, Instant};
 
+/// A protocol on `fabric` hosting `node`.
 fn protocol(fabric: &str, node: &str) -> HyperFabricProtocol {
-    let p = HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        ..Default::default()
-    })
-    .unwrap();
-    p.register_node(NodeSignature::new(node, HardwareType::NvidiaH100, 400.0, 10).unwrap())
-        .unwrap();
+    let p = common::protocol(fabric);
+    p.register_node(common::node(node)).unwrap();
     p
 }
 
@@ -61,6 +56,19 @@ fn held_handler(tag: &str) -> Held {
     }
 }
 
+/// The answer of srv to `body` sent from cli, waited for up to `timeout`.
+fn request(
+    cli: &HyperFabricProtocol,
+    body: &[u8],
+    timeout: Duration,
+) -> hyperfabric::Result<Vec<u8>> {
+    let opts = SendOptions {
+        timeout,
+        ..Default::default()
+    };
+    cli.send_data("cli", "srv", body, &opts)
+}
+
 /// Whether `cli`'s topology has srv up.
 fn srv_up(cli: &HyperFabricProtocol) -> bool {
     cli.topology().unwrap().read(|t| t.node_up("srv")).unwrap()
@@ -78,13 +86,7 @@ fn a_node_whose_handler_runs_long_stays_up() {
     } = held_handler("long-handler");
     let up = || srv_up(&cli);
     std::thread::scope(|s| {
-        let answer = s.spawn(|| {
-            let opts = SendOptions {
-                timeout: Duration::from_secs(30),
-                ..Default::default()
-            };
-            cli.send_data("cli", "srv", b"slow", &opts)
-        });
+        let answer = s.spawn(|| request(&cli, b"slow", Duration::from_secs(30)));
         started.recv_timeout(Duration::from_secs(10)).unwrap();
         let until = std::time::Instant::now() + 3 * silence;
         let mut down = false;
@@ -110,13 +112,7 @@ fn a_node_whose_handler_hangs_is_marked_down_then_up_again() {
     } = held_handler("hung-handler");
     let up = || srv_up(&cli);
     std::thread::scope(|s| {
-        let answer = s.spawn(|| {
-            let opts = SendOptions {
-                timeout: Duration::from_secs(60),
-                ..Default::default()
-            };
-            cli.send_data("cli", "srv", b"hang", &opts)
-        });
+        let answer = s.spawn(|| request(&cli, b"hang", Duration::from_secs(60)));
         started.recv_timeout(Duration::from_secs(10)).unwrap();
         let t = Instant::now();
         let limit = HANDLER_GRACE + Duration::from_secs(10);

@@ -28,11 +28,19 @@ const BLOCK: u32 = 500;
 /// `mixed`, starting at frame `first`; returns whether `id` was read directly at some
 /// poll. Fails the test at a deadline rather than hang.
 fn spin_receive(r: &mut Reactor, id: ConnId, first: u32, n: u32) -> bool {
+    spin_counting(r, id, first, n, first).0
+}
+
+/// [`spin_receive`], and how many of the frames from `counted` on arrived in a poll that
+/// left `id` read directly.
+fn spin_counting(r: &mut Reactor, id: ConnId, first: u32, n: u32, counted: u32) -> (bool, u32) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut got = first;
     let mut direct = false;
+    let mut frames = 0;
     while got < first + n {
         assert!(Instant::now() < deadline, "got {got} of {}", first + n);
+        let before = got;
         r.poll(&mut |from, e| match e {
             Event::Frame(h, data) => {
                 assert_eq!(from, id);
@@ -43,9 +51,12 @@ fn spin_receive(r: &mut Reactor, id: ConnId, first: u32, n: u32) -> bool {
             Event::Land { .. } | Event::Landed { .. } => unreachable!("landing is off"),
             Event::Closed(why) => panic!("closed after {got} frames: {why}"),
         });
-        direct |= r.is_direct(id);
+        if r.is_direct(id) {
+            direct = true;
+            frames += got.saturating_sub(before.max(counted));
+        }
     }
-    direct
+    (direct, frames)
 }
 
 /// Frames `0..n` (of `mixed`) sent by a plain socket writer thread in bursts of 1 to 4
@@ -102,29 +113,8 @@ fn bulk_frames_are_read_directly_while_spinning() {
         let (c, s) = pair();
         let id = r.add(s).unwrap();
         let w = writer(c, 2 * BLOCK);
-        // The small block, then the bulk one (each frame checked).
-        let (mut got, mut direct) = (0, 0);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while got < 2 * BLOCK {
-            assert!(Instant::now() < deadline, "got {got} of {}", 2 * BLOCK);
-            let mut n = 0;
-            r.poll(&mut |_, e| match e {
-                Event::Frame(h, data) => {
-                    assert_eq!(h, header(got + n, data.len()));
-                    assert!(
-                        data == mixed(got + n).as_slice(),
-                        "bytes of frame {}",
-                        got + n
-                    );
-                    n += 1;
-                }
-                _ => panic!("a frame only"),
-            });
-            if r.is_direct(id) {
-                direct += (got + n).saturating_sub(got.max(BLOCK));
-            }
-            got += n;
-        }
+        // The small block, then the bulk one (each frame checked), counting the bulk one.
+        let (_, direct) = spin_counting(&mut r, id, 0, 2 * BLOCK, BLOCK);
         w.join().unwrap();
         assert!(
             direct >= BLOCK * 9 / 10,

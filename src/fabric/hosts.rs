@@ -7,12 +7,11 @@
 use super::{lock, HyperFabricProtocol, Inner, TcpConfig};
 use crate::codec::handshake::{self, Credentials};
 use crate::codec::FabricKey;
-use crate::engine::{Hosts, Joined};
+use crate::engine::{Hosts, Joined, Joins};
 use crate::error::{Error, Result};
 use crate::transport::tcp::{Directory, Reactor};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ const REDIAL: Duration = Duration::from_millis(200);
 /// What a protocol with TCP holds.
 pub(super) struct Tcp {
     pub(super) directory: Arc<Directory>,
-    joined: Sender<Joined>,
+    joined: Joins,
     /// This process's label: its listen address, else its pid.
     label: String,
     listen: Option<SocketAddr>,
@@ -243,7 +242,7 @@ fn accept_one(inner: &Arc<Inner>, mut s: TcpStream, from: SocketAddr) {
                     } else {
                         session.peer_label
                     };
-                    let _ = joined.send(Joined { stream: s, label });
+                    joined.send(Joined { stream: s, label });
                     // Taken (and this side's nodes announced) now, also by a protocol whose
                     // engine runs only inside calls.
                     if let Some(inner) = weak.upgrade() {
@@ -298,12 +297,10 @@ fn dial(inner: &Inner, addr: SocketAddr) -> Result<String> {
     ) {
         Ok(_) => {
             let label = addr.to_string();
-            tcp.joined
-                .send(Joined {
-                    stream: s,
-                    label: label.clone(),
-                })
-                .map_err(|_| Error::InvalidArgument("the protocol is closing".into()))?;
+            tcp.joined.send(Joined {
+                stream: s,
+                label: label.clone(),
+            });
             Ok(label)
         }
         Err(e) => {

@@ -469,7 +469,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             drain,
             by_name,
             connect,
-        } => bench::worker(&fabric, &node, core, api, (touch, drain, by_name), connect),
+        } => bench_worker::worker(&fabric, &node, core, api, (touch, drain, by_name), connect),
         Command::SocketWorker { core } => bench_tcp::socket_worker(core),
         Command::Detect { json, transport } => {
             if transport {
@@ -545,6 +545,7 @@ mod demo_hosts;
 mod bench;
 mod bench_dir;
 mod bench_tcp;
+mod bench_worker;
 mod floor;
 mod show;
 

@@ -26,7 +26,7 @@ use crate::transport::tcp::{is_remote, ConnId, Directory, Reactor};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::net::TcpStream;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub(super) use inbound::Waiting;
@@ -46,6 +46,39 @@ pub struct Joined {
     pub stream: TcpStream,
     /// Who is at the other end (its address, or the label it gave).
     pub label: String,
+}
+
+/// Where authenticated connections wait for the engine to take them. The engine looks at
+/// every poll: one load of a flag while nothing waits (a channel's empty receive cost a
+/// spinning engine more than a frame's decoding).
+#[derive(Debug, Clone, Default)]
+pub struct Joins(Arc<(AtomicBool, Mutex<Vec<Joined>>)>);
+
+impl Joins {
+    /// Hands `j` to the engine.
+    pub fn send(&self, j: Joined) {
+        let mut q = self
+            .0
+             .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        q.push(j);
+        self.0 .0.store(true, Ordering::Release);
+    }
+
+    /// What waits, oldest first (nothing without a lock while the flag is down).
+    fn take(&self) -> Vec<Joined> {
+        if !self.0 .0.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut q = self
+            .0
+             .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.0 .0.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *q)
+    }
 }
 
 /// What the engine knows of one connection.
@@ -80,7 +113,8 @@ impl IdleWaiter {
         {
             let mut r = lock(&self.reactor);
             if r.has_later() {
-                // Completions a sender set aside: the next poll takes them, no sleep.
+                // Completions a sender set aside, a landing resumed: the next poll
+                // takes them, no sleep.
                 return true;
             }
             if !r.arm_bell(word, expected) {
@@ -123,8 +157,7 @@ pub struct Hosts {
     reactor: Arc<Mutex<Reactor>>,
     links: FxHashMap<ConnId, Link>,
     directory: Arc<Directory>,
-    incoming: Receiver<Joined>,
-    sender: Sender<Joined>,
+    incoming: Joins,
     /// The connection of the process hosting each node reached over TCP.
     route: FxHashMap<u32, ConnId>,
     /// Inbound rings of frames that arrived, by (source, destination, lane), mapped.
@@ -165,13 +198,11 @@ impl Hosts {
         // Large frames are offered with their message header, which says where they go
         // (see `in_place`).
         reactor.set_landing(crate::engine::MSG_HEADER);
-        let (sender, incoming) = std::sync::mpsc::channel();
         Hosts {
             reactor: Arc::new(Mutex::new(reactor)),
             links: FxHashMap::default(),
             directory,
-            incoming,
-            sender,
+            incoming: Joins::default(),
             route: FxHashMap::default(),
             rings: FxHashMap::default(),
             backlog: VecDeque::new(),
@@ -210,8 +241,8 @@ impl Hosts {
     }
 
     /// Where authenticated connections are handed to the engine.
-    pub fn sender(&self) -> Sender<Joined> {
-        self.sender.clone()
+    pub fn sender(&self) -> Joins {
+        self.incoming.clone()
     }
 
     /// The receive mode of the reactor, whether a kernel thread polls its ring, and whether
@@ -391,8 +422,12 @@ impl Engine {
 
     fn take_joined(&mut self) {
         let Some(h) = self.hosts.as_mut() else { return };
+        let joined = h.incoming.take();
+        if joined.is_empty() {
+            return;
+        }
         let mut added = Vec::new();
-        while let Ok(j) = h.incoming.try_recv() {
+        for j in joined {
             match lock(&h.reactor).add(j.stream) {
                 Ok(id) => added.push((id, j.label)),
                 Err(e) => h.reasons.push_back(format!("{}: {e}", j.label)),

@@ -315,3 +315,112 @@ fn a_landing_that_ends_while_paused_is_handed_back_on_resume() {
         }
     }
 }
+
+/// While the reactor spins, the rest of a frame landing is read at every poll straight
+/// into its buffer (no receive waits on the ring for it: its completion would make the
+/// spinning thread enter the kernel every few segments); a reactor going to sleep arms
+/// one, and the rest of the frame wakes it.
+#[test]
+fn a_landing_frame_is_read_directly_while_spinning_and_wakes_a_sleep() {
+    for mode in [RecvMode::Multishot, RecvMode::Single] {
+        for busy in [true, false] {
+            let Some((mut r, mut c, id)) = landing_reactor(mode, busy) else {
+                continue;
+            };
+            // Frame 4 is large: its start, then a part of its rest, then the end.
+            let bytes = frames(0, 6);
+            let start = frames(0, 4).len() + HEADER + HEAD + 100;
+            let middle = start + 20_000;
+            c.write_all(&bytes[..start]).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut offered = false;
+            while !offered {
+                assert!(Instant::now() < deadline);
+                r.poll(&mut |_, e| match e {
+                    Event::Frame(..) => {}
+                    Event::Land { into, .. } => {
+                        offered = true;
+                        *into = Some(PRE.to_vec());
+                    }
+                    e => panic!("{e:?}"),
+                });
+            }
+            c.write_all(&bytes[start..middle]).unwrap();
+            for _ in 0..50 {
+                r.poll(&mut |_, e| panic!("{e:?} before the frame's end"));
+                assert_eq!(r.is_direct(id), busy, "{mode:?} busy {busy}: read directly");
+            }
+            // The end comes while the reactor sleeps.
+            let rest = bytes[middle..].to_vec();
+            let w = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                c.write_all(&rest).unwrap();
+                c
+            });
+            let mut landed = None;
+            while landed.is_none() {
+                assert!(Instant::now() < deadline, "{mode:?} busy {busy}: not woken");
+                r.wait(Duration::from_secs(10), &mut |_, e| match e {
+                    Event::Landed { body, .. } => landed = Some(body),
+                    Event::Frame(h, _) => {
+                        assert!(landed.is_some(), "a frame before the one landing");
+                        assert_eq!(h.slot.src, 5);
+                    }
+                    e => panic!("{e:?}"),
+                });
+            }
+            let body = landed.unwrap();
+            assert!(
+                body[PRE.len()..] == payload(4)[HEAD..],
+                "{mode:?} busy {busy}"
+            );
+            drop(w.join().unwrap());
+        }
+    }
+}
+
+/// A peer that stops inside a frame landing directly gives its direct place up after
+/// `DIRECT_QUIET` empty reads (the landing's receive is armed on the ring instead), and the
+/// frame still lands whole when the rest comes.
+#[test]
+fn a_stalled_landing_gives_its_direct_place_up() {
+    for mode in [RecvMode::Multishot, RecvMode::Single] {
+        let Some((mut r, mut c, id)) = landing_reactor(mode, true) else {
+            continue;
+        };
+        let bytes = frames(0, 5);
+        let cut = frames(0, 4).len() + HEADER + HEAD + 100;
+        c.write_all(&bytes[..cut]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut offered = false;
+        while !offered {
+            assert!(Instant::now() < deadline);
+            r.poll(&mut |_, e| match e {
+                Event::Frame(..) => {}
+                Event::Land { into, .. } => {
+                    offered = true;
+                    *into = Some(PRE.to_vec());
+                }
+                e => panic!("{e:?}"),
+            });
+        }
+        assert!(r.is_direct(id), "{mode:?}: the landing is read directly");
+        for _ in 0..super::reactor::DIRECT_QUIET + 1 {
+            r.poll(&mut |_, e| panic!("{e:?} from a silent peer"));
+        }
+        assert!(!r.is_direct(id), "{mode:?}: the silent peer kept its place");
+        c.write_all(&bytes[cut..]).unwrap();
+        let mut landed = None;
+        while landed.is_none() {
+            assert!(Instant::now() < deadline, "{mode:?}: the rest never landed");
+            r.poll(&mut |_, e| match e {
+                Event::Landed { body, .. } => landed = Some(body),
+                e => panic!("{e:?}"),
+            });
+        }
+        assert!(
+            landed.unwrap()[PRE.len()..] == payload(4)[HEAD..],
+            "{mode:?}"
+        );
+    }
+}

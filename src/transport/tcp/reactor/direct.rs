@@ -13,7 +13,7 @@
 //!
 //! - **direct**: no receive on the ring; [`Reactor::poll`] reads the socket itself, at
 //!   most [`DIRECT_READ`] bytes into the reactor's scratch buffer (a frame's start only
-//!   after a frame landed);
+//!   after a frame landed), or the rest of a frame landing straight into its buffer;
 //! - **armed once**: a single receive waits on the ring (at start, after [`DIRECT_QUIET`]
 //!   empty reads, before a sleep); its completion makes the connection direct;
 //! - **multishot**: where nothing spins on the connection (busy receives off,
@@ -22,7 +22,9 @@
 //!   multishot receive armed, which needs nothing per message; while the engine spins, a
 //!   completion of it that finds a direct place free cancels it, and its last makes the
 //!   connection direct. With every place taken, a connection of small messages takes the
-//!   place of a bulk one.
+//!   place of a bulk one (not of one landing a frame, which keeps its place until the frame
+//!   is whole or its peer is quiet; the landing's own receive is armed then, see
+//!   [`land`](super::land)).
 //!
 //! Only one of them reads a socket at any time, and all feed the same [`Decoder`], so
 //! bytes stay in order. At most [`DIRECT_MAX`] connections are direct at once, so a
@@ -88,7 +90,7 @@ impl Reactor {
     }
 
     /// Connections read directly, `slot` left out.
-    fn direct_others(&self, slot: usize) -> usize {
+    pub(super) fn direct_others(&self, slot: usize) -> usize {
         (0..self.conns.len())
             .filter(|&i| i != slot && self.conns[i].as_ref().is_some_and(|c| c.direct))
             .count()
@@ -104,7 +106,8 @@ impl Reactor {
             return self.arm_recv(slot);
         }
         if self.direct_others(slot) >= DIRECT_MAX {
-            // A direct connection has nothing armed and no frame landing (see `land_on`).
+            // A direct connection has nothing armed; one landing a frame keeps its place
+            // (the frame's rest is read into its buffer), until its peer is quiet.
             let bulk = (0..self.conns.len()).find(|&i| {
                 i != slot
                     && self.conns[i]
@@ -164,7 +167,15 @@ impl Reactor {
             return;
         }
         for &slot in slots {
-            if let Err(e) = self.arm_recv(slot) {
+            let landing = self.conns[slot]
+                .as_ref()
+                .is_some_and(|c| c.landing.is_some());
+            let armed = if landing {
+                self.land_via(slot, true)
+            } else {
+                self.arm_recv(slot)
+            };
+            if let Err(e) = armed {
                 self.fail(slot, e.to_string());
             }
         }
@@ -184,6 +195,15 @@ impl Reactor {
             }
             if c.closed.is_some() || c.paused {
                 c.direct = false;
+                continue;
+            }
+            if c.landing.is_some() {
+                // The rest of a large frame, straight into its buffer (see `land_next`);
+                // or, its peer silent, a receive armed for it.
+                n += self.land_on(slot, f);
+                if !self.ring.submission().is_empty() {
+                    let _ = self.ring.submit();
+                }
                 continue;
             }
             let want = if c.peek && self.land_head > 0 {
@@ -211,7 +231,9 @@ impl Reactor {
                             if self.offer_landing(slot, f) {
                                 // The rest of a large frame lands in its buffer.
                                 n += self.land_on(slot, f);
-                                let _ = self.ring.submit();
+                                if !self.ring.submission().is_empty() {
+                                    let _ = self.ring.submit();
+                                }
                             }
                             continue;
                         }

@@ -5,15 +5,23 @@
 //! the first bytes of its payload ([`Reactor::set_landing`] says how many), the reactor
 //! offers it ([`Event::Land`]). The engine may lend a buffer (the message being put
 //! together, see `engine::hosts::inbound`); then what of the payload arrived is appended to
-//! it, and the rest is received into it: at once with a non-blocking `recv` when it is
-//! there (a stream of large frames is read like a plain socket reader would, a header then
-//! a payload), else by one receive of the remaining length (`MSG_WAITALL`) armed on the
-//! ring. Either happens only when no other receive is armed: a multishot receive still
-//! armed is cancelled first, and what it delivers meanwhile is copied. When the frame is
-//! whole the buffer goes back ([`Event::Landed`]), and only the next frame's header and
-//! first bytes are read (now, or by the next receive armed), so that a large frame that
-//! follows lands too, nearly whole. At most [`LAND_BURST`] frames of a connection land
-//! one after the other in one poll.
+//! it, and the rest is received into it:
+//!
+//! - at once with a non-blocking `recv` when it is there (a stream of large frames is read
+//!   like a plain socket reader would, a header then a payload);
+//! - then, while the engine spins and the connection holds a direct place (see
+//!   [`direct`](super::direct)), by a non-blocking `recv` at every poll, until the peer
+//!   stays silent for `DIRECT_QUIET` reads;
+//! - else (busy receives off, a thread about to sleep on the ring, no direct place, a
+//!   silent peer) by one receive of the remaining length (`MSG_WAITALL`) armed on the
+//!   ring, which stays armed until the frame is whole (a sleep that ends leaves it).
+//!
+//! Each happens only when no other receive is armed: a multishot receive still armed is
+//! cancelled first, and what it delivers meanwhile is copied. When the frame is whole the
+//! buffer goes back ([`Event::Landed`]), and only the next frame's header and first bytes
+//! are read (now, or by the next receive armed), so that a large frame that follows lands
+//! too, nearly whole. At most [`LAND_BURST`] frames of a connection land one after the
+//! other in one poll.
 //!
 //! The buffer is the connection's until then: it is not moved or freed while its receive
 //! is armed (its capacity is reserved before), like the other receive buffers.
@@ -27,7 +35,8 @@ use std::io::Read;
 pub const LAND_MIN: usize = 32 << 10;
 
 /// Frames of one connection landed one after the other in one poll, at most: then the
-/// next waits for a receive armed on the ring, and the other connections are served.
+/// other connections are served, and the next frame waits for the next poll (or for a
+/// receive armed on the ring).
 const LAND_BURST: usize = 16;
 /// Bytes of a frame's start read at once after a frame landed, at most.
 const PEEK_MAX: usize = 64;
@@ -94,12 +103,16 @@ impl Conn {
         match got {
             0 => Err("the peer closed the connection inside a frame".into()),
             got if got > 0 => {
+                self.quiet = 0;
                 // SAFETY: the kernel wrote `got` (at most `left`) bytes there.
                 unsafe { l.body.set_len(l.body.len() + got as usize) };
                 Ok(l.body.len() == l.end)
             }
             _ => match std::io::Error::last_os_error() {
-                e if super::direct::try_again(&e) => Ok(false),
+                e if super::direct::try_again(&e) => {
+                    self.quiet += 1;
+                    Ok(false)
+                }
                 e => Err(format!("receive failed: {e}")),
             },
         }
@@ -221,8 +234,24 @@ impl Reactor {
     }
 
     /// Receives the rest of the frame landing on `slot` once nothing else is armed on it
-    /// (a multishot receive still armed is cancelled first).
+    /// (a multishot receive still armed is cancelled first): read directly at every poll
+    /// while the engine spins, the connection holds or finds a direct place and the peer
+    /// did not stay silent for [`DIRECT_QUIET`] reads (a stalled peer gives its place
+    /// up), else by a receive armed on the ring.
+    ///
+    /// [`DIRECT_QUIET`]: super::direct::DIRECT_QUIET
     pub(super) fn land_next(&mut self, slot: usize) -> Result<()> {
+        let c = self.conns[slot].as_ref().expect("live slot");
+        let direct = self.busy
+            && !self.sleeping
+            && c.quiet < super::direct::DIRECT_QUIET
+            && (c.direct || self.direct_others(slot) < super::direct::DIRECT_MAX);
+        self.land_via(slot, !direct)
+    }
+
+    /// [`Reactor::land_next`] with the receive armed on the ring whatever the engine
+    /// does (`ring`): before a sleep, which only a receive armed wakes.
+    pub(super) fn land_via(&mut self, slot: usize, ring: bool) -> Result<()> {
         let c = self.conns[slot].as_mut().expect("live slot");
         let Some(l) = c.landing.as_ref() else {
             return Ok(());
@@ -238,7 +267,15 @@ impl Reactor {
             c.leaving = true;
             return self.cancel_recv(slot);
         }
+        if !ring {
+            // The rest is read at every poll, straight into the buffer (`read_direct`):
+            // a receive armed on the ring would complete through task work, which the
+            // spinning thread enters the kernel to run every few segments.
+            c.direct = true;
+            return Ok(());
+        }
         c.direct = false;
+        c.quiet = 0;
         let ud = self.user_data(slot, OP_LAND);
         let c = self.conns[slot].as_mut().expect("live slot");
         let fd = types::Fd(c.sock.as_raw_fd());

@@ -196,9 +196,11 @@ impl Reactor {
         true
     }
 
-    /// Whether completions set aside by [`Reactor::reap_sends`] wait for a poll.
+    /// Whether work waits for a poll that nothing armed on the ring would wake a sleep
+    /// for: completions set aside by [`Reactor::reap_sends`], or a landing resumed after a
+    /// pause (see [`Reactor::resume`]).
     pub fn has_later(&self) -> bool {
-        !self.later.is_empty()
+        !self.later.is_empty() || !self.land_later.is_empty()
     }
 
     /// The ring's file descriptor (to wait on it without holding the reactor).

@@ -32,6 +32,34 @@ pub(super) fn node(id: &str) -> Result<NodeSignature, Error> {
     NodeSignature::new(id, HardwareType::CpuServer, 100.0, 0)
 }
 
+/// Sends one message of `len` bytes on a direct channel: a buffer of `pool` when given (its
+/// bytes written when `touch`), else the first `len` bytes of `inline`; spins while the
+/// ring is full.
+pub(super) fn send_direct(
+    tx: &mut hyperfabric::transport::direct::Sender,
+    pool: Option<&hyperfabric::buffer::BufferManager>,
+    len: usize,
+    inline: &[u8],
+    touch: bool,
+) -> Result<(), Error> {
+    if let Some(pool) = pool {
+        let mut b = pool.acquire()?;
+        b.set_len(len)?;
+        if touch {
+            write_all(b.as_mut_slice());
+        }
+        let mut b = Some(b);
+        while !tx.try_send_buffer(&mut b)? {
+            std::hint::spin_loop();
+        }
+    } else {
+        while !tx.try_send(&inline[..len])? {
+            std::hint::spin_loop();
+        }
+    }
+    Ok(())
+}
+
 /// One direct-channel round trip of `data` (a buffer of `pool` when it is larger than
 /// the inline limit).
 fn direct_round_trip(
@@ -43,21 +71,7 @@ fn direct_round_trip(
 ) -> Result<(), Error> {
     // The clock is read only once a reply is slow: a read costs as much as a message.
     let mut deadline = None;
-    if let Some(pool) = pool {
-        let mut b = pool.acquire()?;
-        b.set_len(data.len())?;
-        if touch {
-            write_all(b.as_mut_slice());
-        }
-        let mut b = Some(b);
-        while !tx.try_send_buffer(&mut b)? {
-            std::hint::spin_loop();
-        }
-    } else {
-        while !tx.try_send(data)? {
-            std::hint::spin_loop();
-        }
-    }
+    send_direct(tx, pool.as_ref(), data.len(), data, touch)?;
     let mut spins = 0u32;
     loop {
         if let Some(n) = rx.try_recv_with(|_, m| {

@@ -1,6 +1,6 @@
 //! The other side of `hyperfabric bench`: the worker process the bench spawns, which hosts
 //! one node and echoes what it gets until its stdin closes.
-use super::bench::{node, protocol, read_all, write_all};
+use super::bench::{node, protocol, read_all, send_direct};
 use super::{bench_tcp, Api};
 use hyperfabric::fabric::HyperFabricProtocol;
 use hyperfabric::Error;
@@ -163,28 +163,18 @@ fn direct_echo(
             tx = Some(p.open_sender(id, "bench-a")?);
         }
         let tx = tx.as_mut().expect("opened above");
-        if buffer {
+        let pool = if buffer {
             let size = len.next_power_of_two();
-            let pool = match pools.entry(size) {
+            Some(match pools.entry(size) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(p.create_buffer_manager(16, size)?)
                 }
-            };
-            let mut b = pool.acquire()?;
-            b.set_len(len)?;
-            if touch {
-                write_all(b.as_mut_slice());
-            }
-            let mut b = Some(b);
-            while !tx.try_send_buffer(&mut b)? {
-                std::hint::spin_loop();
-            }
+            })
         } else {
-            while !tx.try_send(&zeros[..len])? {
-                std::hint::spin_loop();
-            }
-        }
+            None
+        };
+        send_direct(tx, pool.map(|p| &*p), len, &zeros, touch)?;
     }
     Ok(())
 }

@@ -87,6 +87,28 @@ fn receive(r: &mut Reactor, id: ConnId, first: u32, n: u32, lend: bool) -> u32 {
     landed
 }
 
+/// Writes `bytes[..cut]` (frames, then the start of a large one) and polls `r` until the
+/// large frame is offered, lending it a buffer (`PRE`); returns how many frames came
+/// before it.
+fn lend_at(r: &mut Reactor, c: &mut std::net::TcpStream, bytes: &[u8], cut: usize) -> u32 {
+    c.write_all(&bytes[..cut]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = 0;
+    let mut offered = false;
+    while !offered {
+        assert!(Instant::now() < deadline, "no offer after {got} frames");
+        r.poll(&mut |_, e| match e {
+            Event::Frame(..) => got += 1,
+            Event::Land { into, .. } => {
+                offered = true;
+                *into = Some(PRE.to_vec());
+            }
+            e => panic!("{e:?}"),
+        });
+    }
+    got
+}
+
 /// A reactor in `mode` (`None` where the kernel lacks it) with busy receives `busy` and
 /// landing on, one connection added, and the peer's socket.
 fn landing_reactor(mode: RecvMode, busy: bool) -> Option<(Reactor, std::net::TcpStream, ConnId)> {
@@ -157,22 +179,8 @@ fn a_paused_landing_goes_on_when_resumed() {
         // Frame 4 is large: its start, then (once offered) a pause, then the rest.
         let bytes = frames(0, 10);
         let cut = frames(0, 4).len() + HEADER + HEAD + 100;
-        c.write_all(&bytes[..cut]).unwrap();
+        assert_eq!(lend_at(&mut r, &mut c, &bytes, cut), 4);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut got = 0;
-        let mut offered = false;
-        while !offered {
-            assert!(Instant::now() < deadline);
-            r.poll(&mut |_, e| match e {
-                Event::Frame(..) => got += 1,
-                Event::Land { into, .. } => {
-                    offered = true;
-                    *into = Some(PRE.to_vec());
-                }
-                e => panic!("{e:?}"),
-            });
-        }
-        assert_eq!(got, 4);
         r.pause(id);
         c.write_all(&bytes[cut..]).unwrap();
         for _ in 0..200 {
@@ -269,8 +277,10 @@ fn a_landing_that_ends_while_paused_is_handed_back_on_resume() {
                     e => panic!("{e:?}"),
                 });
             }
-            // The landing receive armed (after the multishot's cancel, if one was armed),
-            // then the rest written, then a pause before its completion is reaped.
+            // Without busy receives, the landing receive armed (after the multishot's
+            // cancel, if one was armed), then the rest written, then a pause before its
+            // completion is reaped; with them, the landing read directly, and the pause
+            // before the read that would find the rest.
             for _ in 0..20 {
                 r.poll(&mut |_, e| panic!("{e:?}"));
                 std::thread::sleep(Duration::from_millis(2));
@@ -331,20 +341,8 @@ fn a_landing_frame_is_read_directly_while_spinning_and_wakes_a_sleep() {
             let bytes = frames(0, 6);
             let start = frames(0, 4).len() + HEADER + HEAD + 100;
             let middle = start + 20_000;
-            c.write_all(&bytes[..start]).unwrap();
+            assert_eq!(lend_at(&mut r, &mut c, &bytes, start), 4);
             let deadline = Instant::now() + Duration::from_secs(30);
-            let mut offered = false;
-            while !offered {
-                assert!(Instant::now() < deadline);
-                r.poll(&mut |_, e| match e {
-                    Event::Frame(..) => {}
-                    Event::Land { into, .. } => {
-                        offered = true;
-                        *into = Some(PRE.to_vec());
-                    }
-                    e => panic!("{e:?}"),
-                });
-            }
             c.write_all(&bytes[start..middle]).unwrap();
             for _ in 0..50 {
                 r.poll(&mut |_, e| panic!("{e:?} before the frame's end"));
@@ -390,20 +388,8 @@ fn a_stalled_landing_gives_its_direct_place_up() {
         };
         let bytes = frames(0, 5);
         let cut = frames(0, 4).len() + HEADER + HEAD + 100;
-        c.write_all(&bytes[..cut]).unwrap();
+        assert_eq!(lend_at(&mut r, &mut c, &bytes, cut), 4);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut offered = false;
-        while !offered {
-            assert!(Instant::now() < deadline);
-            r.poll(&mut |_, e| match e {
-                Event::Frame(..) => {}
-                Event::Land { into, .. } => {
-                    offered = true;
-                    *into = Some(PRE.to_vec());
-                }
-                e => panic!("{e:?}"),
-            });
-        }
         assert!(r.is_direct(id), "{mode:?}: the landing is read directly");
         for _ in 0..super::reactor::DIRECT_QUIET + 1 {
             r.poll(&mut |_, e| panic!("{e:?} from a silent peer"));

@@ -52,32 +52,31 @@ pub struct Joined {
 /// every poll: one load of a flag while nothing waits (a channel's empty receive cost a
 /// spinning engine more than a frame's decoding).
 #[derive(Debug, Clone, Default)]
-pub struct Joins(Arc<(AtomicBool, Mutex<Vec<Joined>>)>);
+pub struct Joins(Arc<JoinQueue>);
+
+/// What [`Joins`] shares: the connections, and whether there are any.
+#[derive(Debug, Default)]
+struct JoinQueue {
+    any: AtomicBool,
+    list: Mutex<Vec<Joined>>,
+}
 
 impl Joins {
     /// Hands `j` to the engine.
     pub fn send(&self, j: Joined) {
-        let mut q = self
-            .0
-             .1
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        q.push(j);
-        self.0 .0.store(true, Ordering::Release);
+        let mut list = lock(&self.0.list);
+        list.push(j);
+        self.0.any.store(true, Ordering::Release);
     }
 
     /// What waits, oldest first (nothing without a lock while the flag is down).
     fn take(&self) -> Vec<Joined> {
-        if !self.0 .0.load(Ordering::Acquire) {
+        if !self.0.any.load(Ordering::Acquire) {
             return Vec::new();
         }
-        let mut q = self
-            .0
-             .1
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.0 .0.store(false, Ordering::Relaxed);
-        std::mem::take(&mut *q)
+        let mut list = lock(&self.0.list);
+        self.0.any.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *list)
     }
 }
 
@@ -253,8 +252,8 @@ impl Hosts {
     }
 }
 
-pub(super) fn lock(r: &Mutex<Reactor>) -> std::sync::MutexGuard<'_, Reactor> {
-    r.lock().unwrap_or_else(|e| e.into_inner())
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Engine {

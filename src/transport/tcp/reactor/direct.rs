@@ -201,9 +201,7 @@ impl Reactor {
                 // The rest of a large frame, straight into its buffer (see `land_next`);
                 // or, its peer silent, a receive armed for it.
                 n += self.land_on(slot, f);
-                if !self.ring.submission().is_empty() {
-                    let _ = self.ring.submit();
-                }
+                self.submit_queued();
                 continue;
             }
             let want = if c.peek && self.land_head > 0 {
@@ -231,9 +229,7 @@ impl Reactor {
                             if self.offer_landing(slot, f) {
                                 // The rest of a large frame lands in its buffer.
                                 n += self.land_on(slot, f);
-                                if !self.ring.submission().is_empty() {
-                                    let _ = self.ring.submit();
-                                }
+                                self.submit_queued();
                             }
                             continue;
                         }

@@ -415,18 +415,14 @@ impl Reactor {
                 n += self.land_on(slot, f);
             }
             // What it armed.
-            if !self.ring.submission().is_empty() {
-                let _ = self.ring.submit();
-            }
+            self.submit_queued();
         }
         if !self.later.is_empty() {
             for cqe in std::mem::take(&mut self.later) {
                 n += self.complete(&cqe, f);
             }
             // What they started (receives armed again).
-            if !self.ring.submission().is_empty() {
-                let _ = self.ring.submit();
-            }
+            self.submit_queued();
         }
         loop {
             if self.ring.completion().is_empty() && self.ring.submission().taskrun() {
@@ -445,11 +441,17 @@ impl Reactor {
                 break;
             }
             // What the completions started (receives armed again, queued frames).
-            if !self.ring.submission().is_empty() {
-                let _ = self.ring.submit();
-            }
+            self.submit_queued();
         }
         n + self.read_direct(f) + self.report_closed(f)
+    }
+
+    /// Hands the kernel what was pushed on the submission queue, if anything was (an empty
+    /// `submit` is a system call for nothing).
+    fn submit_queued(&mut self) {
+        if !self.ring.submission().is_empty() {
+            let _ = self.ring.submit();
+        }
     }
 
     /// Sleeps in `io_uring_enter` until a completion comes or `timeout` passes, then

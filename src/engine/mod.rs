@@ -26,7 +26,7 @@ mod frame;
 mod handler_watch;
 mod health;
 mod hosts;
-pub use hosts::{HostCounters, Hosts, IdleWaiter, Joined, Joins};
+pub use hosts::{HostCounters, Hosts, IdleWaiter, Joined, Joins, Want};
 mod inbox;
 pub mod lent;
 mod lost;

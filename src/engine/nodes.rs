@@ -133,6 +133,18 @@ impl Engine {
     /// The id of node `index`, from a cache that is dropped whenever the host's nodes change
     /// (reading the registry entry decodes its signature: too slow for every message).
     pub(super) fn name_of(&mut self, index: u32) -> NodeName {
+        self.fresh_names();
+        if let Some(n) = self.names.get(&index) {
+            return *n;
+        }
+        let name = NodeName::from(self.id_of(index).unwrap_or_else(|| format!("#{index}")));
+        self.names.insert(index, name);
+        name
+    }
+
+    /// Forgets the names of node indices when the registry's nodes changed (the names
+    /// cached in [`Engine::name_of`] hold until then).
+    pub(super) fn fresh_names(&mut self) {
         let epoch = self.registry.nodes_epoch();
         if epoch != self.names_epoch {
             // The peers too: an index may now belong to another node than the one listed.
@@ -140,12 +152,6 @@ impl Engine {
             self.names.clear();
             self.names_epoch = epoch;
         }
-        if let Some(n) = self.names.get(&index) {
-            return *n;
-        }
-        let name = NodeName::from(self.id_of(index).unwrap_or_else(|| format!("#{index}")));
-        self.names.insert(index, name);
-        name
     }
 
     /// The id of node `index`: hosted here, of this host, or of another host.

@@ -2,7 +2,7 @@
 //! inbound rings and mailboxes that hand each frame to the dispatch.
 
 use super::mailbox;
-use super::{Engine, Inbound};
+use super::{Engine, Inbound, Want};
 use crate::ring::SlotHeader;
 use crate::transport::channel::Lane;
 
@@ -68,9 +68,15 @@ impl Engine {
     /// One pass over the inbound rings: delivers what arrived, each frame read in place in
     /// its ring. Returns how many messages.
     pub fn poll(&mut self) -> usize {
+        self.poll_for(None)
+    }
+
+    /// [`poll`](Self::poll) by a receive waiting for hosted node `want`'s next message: one
+    /// that arrives over TCP may go straight into its sink (see `engine::hosts::straight`).
+    pub fn poll_for(&mut self, want: Option<&mut Want<'_, '_>>) -> usize {
         self.discover();
         if self.hosts.is_some() {
-            self.poll_hosts();
+            self.poll_hosts(want);
         }
         if !self.spikes.is_empty() {
             self.flush_spikes(Some(std::time::Instant::now()));

@@ -6,7 +6,7 @@
 
 use super::{lock, Deadline, HyperFabricProtocol, Inner};
 use crate::engine::mailbox::{Mailbox, MessageRef, Received, Rings, Sink};
-use crate::engine::Message;
+use crate::engine::{Message, Want};
 use crate::error::{Error, Result};
 use crate::sync::SpinGuard;
 use std::cell::RefCell;
@@ -252,20 +252,28 @@ impl Inner {
     }
 
     /// Polls the engine's rings (and runs its periodic work every [`CHECK_EVERY`] calls)
-    /// unless the engine thread does, or another thread holds the engine.
-    fn drive_engine(&self, periodic: bool) {
+    /// unless the engine thread does, or another thread holds the engine. A message for
+    /// `mb`'s node that comes over TCP meanwhile may go straight into `sink` (see
+    /// `engine::hosts::straight`): not while zone rules are checked at delivery, which
+    /// only the dispatch does. Returns whether `sink` got it.
+    fn drive_engine(&self, periodic: bool, mb: &Mailbox, sink: &mut Sink<'_>) -> bool {
         if self.running.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         let Ok(mut e) = self.engine.try_lock() else {
-            return;
+            return false;
         };
-        e.poll();
+        let straight = self.tcp.is_some() && !self.zoned();
+        let before = sink.count();
+        let mut want = Want::new(mb.node(), sink);
+        e.poll_for(straight.then_some(&mut want));
+        let got = sink.count() > before;
         if periodic {
             let changes = e.tick(Instant::now());
             drop(e);
             self.apply_health(changes);
         }
+        got
     }
 
     /// A look that waits for the ring lock when another poller (the engine thread moving
@@ -301,8 +309,10 @@ impl Inner {
         if timeout.is_zero() {
             if !self.look(mb, &mut held, sink) {
                 held = None;
-                self.drive_engine(false);
-                if !self.look(mb, &mut held, sink) && held.is_none() {
+                if !self.drive_engine(false, mb, sink)
+                    && !self.look(mb, &mut held, sink)
+                    && held.is_none()
+                {
                     // Another poller has the rings for a moment: one look means one look
                     // at them, not a miss of what was sent before the call.
                     self.look_held(mb, &mut held, sink);
@@ -330,7 +340,10 @@ impl Inner {
                 // Let other receivers of the node, and the engine, have the rings.
                 held = None;
                 let periodic = polls % CHECK_EVERY == 0;
-                self.drive_engine(periodic);
+                if self.drive_engine(periodic, mb, sink) {
+                    self.take_rest(mb, &mut held, sink);
+                    return End::Got;
+                }
                 if periodic {
                     if mb.is_closed() {
                         return End::Gone;

@@ -17,6 +17,7 @@ mod announce;
 mod in_place;
 mod inbound;
 mod outbound;
+mod straight;
 
 use super::{Engine, Lane};
 use crate::error::Error;
@@ -31,6 +32,7 @@ use std::sync::{Arc, Mutex};
 
 pub(super) use inbound::Waiting;
 pub(super) use outbound::TcpOut;
+pub use straight::Want;
 
 /// How long a send waits for its connection to take what it queued (see
 /// [`Engine::flush_toward`]).
@@ -149,6 +151,9 @@ pub struct HostCounters {
     pub in_place: u64,
     /// Of those, frames the kernel received straight into their message.
     pub landed: u64,
+    /// Messages handed straight to the receive that polled the engine (see
+    /// `engine::hosts::straight`).
+    pub handed: u64,
 }
 
 /// The engine's connections to other hosts (see the module documentation).
@@ -408,10 +413,10 @@ impl Engine {
 
     /// One pass over the connections: takes the new ones, announces what changed, reaps
     /// frames into inbound rings. Returns how many frames arrived.
-    pub(super) fn poll_hosts(&mut self) -> usize {
+    pub(super) fn poll_hosts(&mut self, want: Option<&mut Want<'_, '_>>) -> usize {
         self.take_joined();
         self.announce_changes();
-        let n = self.reap();
+        let n = self.reap(want);
         if self.hosts.as_ref().is_some_and(|h| !h.backlog.is_empty()) {
             self.flush_backlog();
         }

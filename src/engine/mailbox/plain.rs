@@ -253,6 +253,41 @@ impl Plain {
     }
 }
 
+/// Gives a whole one-way message of `source` for hosted node `node` (its header `m`, its
+/// `metadata` and `data`) to `sink`, when the sink takes it whole: a message or a buffer
+/// it fits, not a batch (whose function must not run where this is called, under the
+/// engine's lock). Returns whether it did. The way a message that came over TCP reaches
+/// the receive that polls the engine (see `engine::hosts::straight`).
+pub(crate) fn hand(
+    sink: &mut Sink<'_>,
+    (node, id): (u32, NodeName),
+    source: NodeName,
+    m: &MsgHeader,
+    (metadata, data): (&[u8], &[u8]),
+) -> bool {
+    let takes = match sink {
+        Sink::Message(out) => out.is_none(),
+        Sink::Buffer {
+            buf,
+            got,
+            too_large,
+            ..
+        } => got.is_none() && too_large.is_none() && data.len() <= buf.len(),
+        Sink::Each { .. } => false,
+    };
+    if !takes {
+        return false;
+    }
+    let at = Plain {
+        node,
+        id,
+        src: m.origin,
+        source,
+        pid: 0,
+    };
+    matches!(at.give(sink, m, (metadata, data, None)), Taken::Yes)
+}
+
 /// Metadata bytes as a vector (no allocator call when there are none).
 #[inline(always)]
 fn metadata_of(b: &[u8]) -> Vec<u8> {

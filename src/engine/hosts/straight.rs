@@ -1,0 +1,78 @@
+//! Messages handed straight to the receive that polls the engine. A thread in `recv` or
+//! `recv_into` polls the engine itself when no engine thread runs; a whole plain one-way
+//! message that came over TCP for its node then goes into its sink as the frame is cut
+//! from the stream: no inbound ring, no dispatch, no queue, no message built for a
+//! `recv_into`. Only when nothing can have to come out before it: the node has no handler
+//! and nothing queued (checked once before the reap: during it, nothing joins the queue),
+//! nothing of the frame's ring or connection waits, and no message made whole earlier in
+//! the same reap goes to the node. Everything else takes the inbound rings as before.
+
+use crate::codec::FrameKind;
+use crate::engine::mailbox::{hand, Sink};
+use crate::engine::{MsgHeader, NodeName, FLAG_ONE_WAY};
+use crate::ring::SlotHeader;
+
+/// The receive that polls the engine: its node (an index of this process) and its sink.
+pub struct Want<'s, 'b> {
+    node: u32,
+    sink: &'s mut Sink<'b>,
+}
+
+impl<'s, 'b> Want<'s, 'b> {
+    /// The receive of hosted node `node` into `sink`.
+    pub fn new(node: u32, sink: &'s mut Sink<'b>) -> Self {
+        Want { node, sink }
+    }
+
+    /// Its node.
+    pub(super) fn node(&self) -> u32 {
+        self.node
+    }
+}
+
+/// A [`Want`] while the engine reaps: the node's id, and what was handed to it.
+pub(super) struct Straight<'w, 's, 'b> {
+    want: &'w mut Want<'s, 'b>,
+    id: NodeName,
+    /// Messages handed, and their bytes (metadata and data, as the dispatch counts them).
+    pub(super) handed: u64,
+    pub(super) bytes: u64,
+}
+
+impl<'w, 's, 'b> Straight<'w, 's, 'b> {
+    /// The reap's view of `want`, whose node's id is `id`.
+    pub(super) fn new(want: &'w mut Want<'s, 'b>, id: NodeName) -> Self {
+        Straight {
+            want,
+            id,
+            handed: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Whether frame `slot` (its message header `m` and the `rest_len` bytes after it,
+    /// mapped onto this process's indices) is a whole plain one-way message for the node.
+    #[inline]
+    pub(super) fn fits(&self, slot: &SlotHeader, m: &MsgHeader, rest_len: usize) -> bool {
+        slot.kind == FrameKind::Data as u8
+            && slot.flags == FLAG_ONE_WAY
+            && m.dst == self.want.node
+            && m.offset == 0
+            && m.total as usize == rest_len
+            && slot.aux as usize <= rest_len
+    }
+
+    /// Hands the message of a frame that [`fits`](Self::fits) (from `source`, its header
+    /// `m`, `rest` its metadata then data) to the sink, if the sink takes it. Returns
+    /// whether it did.
+    pub(super) fn hand(&mut self, source: NodeName, m: &MsgHeader, meta: u16, rest: &[u8]) -> bool {
+        let (metadata, data) = rest.split_at(meta as usize);
+        let node = (self.want.node, self.id);
+        let handed = hand(self.want.sink, node, source, m, (metadata, data));
+        if handed {
+            self.handed += 1;
+            self.bytes += rest.len() as u64;
+        }
+        handed
+    }
+}

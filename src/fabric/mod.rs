@@ -151,6 +151,12 @@ impl std::fmt::Debug for HyperFabricProtocol {
 }
 
 impl Inner {
+    /// The epoch of the nodes of other hosts (0 without TCP): moves whenever one is added
+    /// or changes state.
+    fn remote_epoch(&self) -> u64 {
+        self.tcp.as_ref().map_or(0, |t| t.directory.epoch())
+    }
+
     /// The generation of node `index` while it is live: of this host's registry, or of
     /// another host whose connection is up.
     fn live_generation(&self, index: u32) -> Option<u64> {

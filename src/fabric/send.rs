@@ -226,6 +226,16 @@ impl Inner {
         }
     }
 
+    /// The `post` of an endpoint through the engine whose ends and options need no check
+    /// (see [`Endpoint::post`](super::Endpoint::post)): message `id`, one-way with default
+    /// options, from hosted node index `src` to `dst`, pushed under one engine lock.
+    pub(super) fn post_plain(&self, (src, dst): (u32, u32), id: u64, data: &[u8]) -> Result<()> {
+        let opts = SendOptions::default();
+        let mut deadline = Deadline::after(opts.timeout);
+        let o = data_frame(&opts, id, true, &[], false);
+        self.push(lock(&self.engine), (src, dst), &o, data, &mut deadline)
+    }
+
     pub(super) fn endpoints(&self, source: &str, destination: &str) -> Result<(u32, Peer)> {
         let mut e = lock(&self.engine);
         let src = e.hosted_index(source)?;

@@ -79,6 +79,9 @@ pub struct Endpoint {
     post_header: crate::ring::SlotHeader,
     limit: usize,
     nodes_epoch: u64,
+    /// The epoch of the nodes of other hosts under which the destination, when it is one
+    /// of them, was last found live (see [`Endpoint::post`]).
+    remote_epoch: u64,
     ids: std::ops::Range<u64>,
     chunks: [Option<(SegmentKey, BufferManager)>; 2],
     sent: (u64, u64),
@@ -118,6 +121,7 @@ impl HyperFabricProtocol {
             return Err(Error::ZoneIsolationViolation(why));
         }
         let nodes_epoch = inner.registry.nodes_epoch();
+        let remote_epoch = inner.remote_epoch();
         let mut e = lock(&inner.engine);
         let src = e.hosted_index(source)?;
         let src_generation = e.hosted_generation(src).unwrap_or(0);
@@ -199,6 +203,7 @@ impl HyperFabricProtocol {
             ),
             limit: fragment_limit(Lane::Bulk, inner.options.max_packet_size as usize),
             nodes_epoch,
+            remote_epoch,
             ids: ids..ids + ID_BLOCK,
             chunks: [None, None],
             sent: (0, 0),
@@ -245,9 +250,33 @@ impl Endpoint {
                     self.inner.registry.ring_bell(self.dst.index);
                     return Ok(());
                 }
+            } else if self.remote_current() {
+                // Through the engine (another host, or hops), without looking either end
+                // up by name: the ends are the ones resolved.
+                let id = self.next_id();
+                return self.inner.post_plain((self.src, self.dst.index), id, data);
             }
         }
         self.post_with(data, &SendOptions::default())
+    }
+
+    /// Whether the destination, when it is a node of another host, is still the live
+    /// registration the endpoint resolved (one atomic load while no node of another host
+    /// changed).
+    #[inline]
+    fn remote_current(&mut self) -> bool {
+        if !crate::transport::tcp::is_remote(self.dst.index) {
+            return true;
+        }
+        let epoch = self.inner.remote_epoch();
+        if epoch == self.remote_epoch {
+            return true;
+        }
+        let live = self.inner.live_generation(self.dst.index) == Some(self.dst.generation);
+        if live {
+            self.remote_epoch = epoch;
+        }
+        live
     }
 
     /// One-way send with `opts` (priority, data type, metadata, compression, encryption,

@@ -163,3 +163,67 @@ fn messages_handed_straight_to_a_receive_keep_their_order_and_contents() {
         "{handed} of {N}"
     );
 }
+
+/// A protocol over TCP (listening on loopback when `listen`) whose nodes `a` and `b` are
+/// linked only through `sw`.
+fn through_switch(fabric: &str, listen: bool) -> hyperfabric::fabric::HyperFabricProtocol {
+    use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, TcpConfig};
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        key: Some(test_key()),
+        links: vec![
+            hyperfabric::LinkSpec::new("a", "sw").latency_ns(100),
+            hyperfabric::LinkSpec::new("sw", "b").latency_ns(100),
+        ],
+        tcp: Some(TcpConfig {
+            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+            force: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Messages to `b` that come over TCP to the switch `sw` hosted beside `b` take their last
+/// hop (a ring between the two nodes) even while `b`'s receive polls the engine: none is
+/// handed straight to `b` ahead of the earlier ones still on that hop.
+#[test]
+fn messages_for_a_hop_beside_the_receiver_take_their_hop_in_order() {
+    const N: usize = 6_000;
+    let f = FabricDir(format!("tcp-straight-hop-{}", std::process::id()));
+    let a = through_switch(&f.0, true);
+    let b = through_switch(&f.0, false);
+    a.register_node(node("a")).unwrap();
+    a.start_background_services().unwrap();
+    b.register_node(node("sw")).unwrap();
+    b.register_node(node("b")).unwrap();
+    b.connect_host(a.listen_address().unwrap()).unwrap();
+    until_tcp(&a, "sw");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..N {
+                let opts = SendOptions {
+                    priority: PacketPriority::Bulk,
+                    compression_enabled: i % 7 == 5,
+                    ..Default::default()
+                };
+                let data = (i as u32).to_le_bytes();
+                let sent = if i % 7 == 3 {
+                    a.send_data_nb("a", "b", &data, &opts).map(drop)
+                } else {
+                    a.post("a", "b", &data, &opts)
+                };
+                sent.unwrap_or_else(|e| panic!("message {i}: {e}"));
+            }
+        });
+        for i in 0..N {
+            let m = b
+                .recv("b", Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("message {i}: {e}"));
+            assert_eq!(m.data[..], (i as u32).to_le_bytes(), "message {i}");
+        }
+    });
+    let m = b.get_topology_info().unwrap().performance_metrics;
+    assert_eq!(m["tcp_messages_handed"], 0.0, "a message skipped its hop");
+}

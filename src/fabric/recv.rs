@@ -265,7 +265,7 @@ impl Inner {
         };
         let straight = self.tcp.is_some() && !self.zoned();
         let before = sink.count();
-        let mut want = Want::new(mb.node(), sink);
+        let mut want = Want::new(mb, sink);
         e.poll_for(straight.then_some(&mut want));
         let got = sink.count() > before;
         if periodic {

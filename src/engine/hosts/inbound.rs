@@ -215,7 +215,8 @@ impl Engine {
         // A receive whose node has no handler and nothing queued takes what fits straight.
         let straight_id = want.as_ref().and_then(|w| {
             let node = self.hosted.get(&w.node())?;
-            (node.handler.is_none() && !node.mailbox.has_queued()).then_some(node.id)
+            let mb = &node.mailbox;
+            (w.waits_on(mb) && node.handler.is_none() && !mb.has_queued()).then_some(node.id)
         });
         let mut straight = match (want, straight_id) {
             (Some(w), Some(id)) => {
@@ -271,7 +272,9 @@ impl Engine {
                     Ok((key, slot, hdr, body)) => {
                         let rest = &payload[MSG_HEADER..];
                         let m = MsgHeader::decode(&hdr);
-                        if let Some(s) = straight.as_mut().filter(|s| s.fits(&slot, &m, rest.len()))
+                        if let Some(s) = straight
+                            .as_mut()
+                            .filter(|s| s.fits(key.1, &slot, &m, rest.len()))
                         {
                             let source = names.get(&m.origin).copied();
                             if let Some(source) = source.filter(|_| {

@@ -1,32 +1,46 @@
 //! Messages handed straight to the receive that polls the engine. A thread in `recv` or
 //! `recv_into` polls the engine itself when no engine thread runs; a whole plain one-way
-//! message that came over TCP for its node then goes into its sink as the frame is cut
-//! from the stream: no inbound ring, no dispatch, no queue, no message built for a
-//! `recv_into`. Only when nothing can have to come out before it: the node has no handler
+//! message that came over TCP for its node (sent to the node itself, not to a hop on its
+//! way) then goes into its sink as the frame is cut from the stream: no inbound ring, no
+//! dispatch, no queue, no message built for a `recv_into`. Only for the registration the
+//! receive waits on (not one that took its index since), and only when nothing can have
+//! to come out before it: the node has no handler
 //! and nothing queued (checked once before the reap: during it, nothing joins the queue),
 //! nothing of the frame's ring or connection waits, and no message made whole earlier in
 //! the same reap goes to the node. Everything else takes the inbound rings as before.
 
 use crate::codec::FrameKind;
-use crate::engine::mailbox::{hand, Sink};
+use crate::engine::mailbox::{hand, Mailbox, Sink};
 use crate::engine::{MsgHeader, NodeName, FLAG_ONE_WAY};
 use crate::ring::SlotHeader;
 
-/// The receive that polls the engine: its node (an index of this process) and its sink.
+/// The receive that polls the engine: the mailbox it waits on (of one registration of its
+/// node) and its sink.
 pub struct Want<'s, 'b> {
     node: u32,
+    mailbox: &'s Mailbox,
     sink: &'s mut Sink<'b>,
 }
 
 impl<'s, 'b> Want<'s, 'b> {
-    /// The receive of hosted node `node` into `sink`.
-    pub fn new(node: u32, sink: &'s mut Sink<'b>) -> Self {
-        Want { node, sink }
+    /// The receive from `mailbox` into `sink`.
+    pub fn new(mailbox: &'s Mailbox, sink: &'s mut Sink<'b>) -> Self {
+        Want {
+            node: mailbox.node(),
+            mailbox,
+            sink,
+        }
     }
 
-    /// Its node.
+    /// Its node's index.
     pub(super) fn node(&self) -> u32 {
         self.node
+    }
+
+    /// Whether `mailbox` is the one it waits on: not that of a registration that took the
+    /// index of the one it waits for, which left.
+    pub(super) fn waits_on(&self, mailbox: &Mailbox) -> bool {
+        std::ptr::eq(self.mailbox, mailbox)
     }
 }
 
@@ -50,13 +64,15 @@ impl<'w, 's, 'b> Straight<'w, 's, 'b> {
         }
     }
 
-    /// Whether frame `slot` (its message header `m` and the `rest_len` bytes after it,
-    /// mapped onto this process's indices) is a whole plain one-way message for the node.
+    /// Whether frame `slot` sent to node `to` (its message header `m` and the `rest_len`
+    /// bytes after it, mapped onto this process's indices) is a whole plain one-way message
+    /// for the node, at the end of its route (one for another node goes its next hop).
     #[inline]
-    pub(super) fn fits(&self, slot: &SlotHeader, m: &MsgHeader, rest_len: usize) -> bool {
+    pub(super) fn fits(&self, to: u32, slot: &SlotHeader, m: &MsgHeader, rest_len: usize) -> bool {
         slot.kind == FrameKind::Data as u8
             && slot.flags == FLAG_ONE_WAY
-            && m.dst == self.want.node
+            && to == self.want.node
+            && m.dst == to
             && m.offset == 0
             && m.total as usize == rest_len
             && slot.aux as usize <= rest_len

@@ -235,13 +235,10 @@ impl Endpoint {
     pub fn post(&mut self, data: &[u8]) -> Result<()> {
         // The common case in a few loads: this process, the same ends, no zone or default
         // constraint to check, room in the ring: one compact frame (no id, no options).
-        if self.plain_default
-            && self.inner.origin.is_current()
-            && self.inner.registry.nodes_epoch() == self.nodes_epoch
-            && !self.inner.zoned()
-        {
+        if self.plain_default && self.inner.origin.is_current() && !self.inner.zoned() {
             if let Path::Own { producer, .. } = &mut self.path {
-                if data.len() <= self.limit
+                if self.inner.registry.nodes_epoch() == self.nodes_epoch
+                    && data.len() <= self.limit
                     && data.len() <= INLINE_MAX
                     && producer.try_push(self.post_header, &[data]).is_ok()
                 {
@@ -250,7 +247,7 @@ impl Endpoint {
                     self.inner.registry.ring_bell(self.dst.index);
                     return Ok(());
                 }
-            } else if self.remote_current() {
+            } else if self.check_ends().is_ok() && self.remote_current() {
                 // Through the engine (another host, or hops), without looking either end
                 // up by name: the ends are the ones resolved.
                 let id = self.next_id();

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{node, test_key, FabricDir};
+use common::{node, test_key, until_tcp, FabricDir};
 use hyperfabric::config::ProtocolOptions;
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions, TcpConfig};
 use hyperfabric::model::PacketPriority;
@@ -34,20 +34,6 @@ fn protocol(fabric: &str, listen: bool, max_packet: usize) -> HyperFabricProtoco
         ..Default::default()
     })
     .unwrap()
-}
-
-/// Waits until `p` reaches node `to` over TCP (until the connection's announcement, the
-/// node of the other protocol is reached through shared memory: both run on this host).
-fn until_tcp(p: &HyperFabricProtocol, to: &str) {
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while p.transport_to(to).ok() != Some("tcp") {
-        assert!(
-            std::time::Instant::now() < until,
-            "{:?}",
-            p.transport_to(to)
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// The sizes sent: every boundary a fragment size of `max_packet` or the largest frame

@@ -8,25 +8,12 @@
 
 mod common;
 
-use common::{node, tcp_protocol, test_key, FabricDir};
+use common::{node, tcp_protocol, test_key, until_tcp, FabricDir};
 use hyperfabric::fabric::SendOptions;
 use hyperfabric::model::PacketPriority;
 use hyperfabric::ErrorKind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// Waits until `p` reaches node `to` over TCP.
-fn until_tcp(p: &hyperfabric::fabric::HyperFabricProtocol, to: &str) {
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while p.transport_to(to).ok() != Some("tcp") {
-        assert!(
-            std::time::Instant::now() < until,
-            "{:?}",
-            p.transport_to(to)
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 /// What message `i` is: its size, priority, whether it carries metadata and whether it is
 /// a request (`send_data`, acknowledged by the receiving engine).

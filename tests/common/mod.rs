@@ -191,3 +191,13 @@ pub fn tcp_protocol(
     })
     .unwrap()
 }
+
+/// Waits until `p` reaches node `to` over TCP (until the connection's announcement, the
+/// node of the other protocol is reached through shared memory: both run on this host).
+pub fn until_tcp(p: &hyperfabric::fabric::HyperFabricProtocol, to: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while p.transport_to(to).ok() != Some("tcp") {
+        assert!(Instant::now() < until, "{:?}", p.transport_to(to));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -8,9 +8,9 @@
 
 mod common;
 
-use common::{node, test_key, until_tcp, FabricDir};
+use common::{loopback_tcp, node, test_key, until_tcp, FabricDir};
 use hyperfabric::config::ProtocolOptions;
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions, TcpConfig};
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::PacketPriority;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -26,11 +26,7 @@ fn protocol(fabric: &str, listen: bool, max_packet: usize) -> HyperFabricProtoco
         },
         fabric_name: Some(fabric.into()),
         key: Some(test_key()),
-        tcp: Some(TcpConfig {
-            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
-            force: true,
-            ..Default::default()
-        }),
+        tcp: Some(loopback_tcp(listen)),
         ..Default::default()
     })
     .unwrap()

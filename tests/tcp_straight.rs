@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{node, tcp_protocol, test_key, until_tcp, FabricDir};
+use common::{loopback_tcp, node, tcp_protocol, test_key, until_tcp, FabricDir};
 use hyperfabric::fabric::SendOptions;
 use hyperfabric::model::PacketPriority;
 use hyperfabric::ErrorKind;
@@ -154,7 +154,7 @@ fn messages_handed_straight_to_a_receive_keep_their_order_and_contents() {
 /// A protocol over TCP (listening on loopback when `listen`) whose nodes `a` and `b` are
 /// linked only through `sw`.
 fn through_switch(fabric: &str, listen: bool) -> hyperfabric::fabric::HyperFabricProtocol {
-    use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, TcpConfig};
+    use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig};
     HyperFabricProtocol::with_config(ProtocolConfig {
         fabric_name: Some(fabric.into()),
         key: Some(test_key()),
@@ -162,11 +162,7 @@ fn through_switch(fabric: &str, listen: bool) -> hyperfabric::fabric::HyperFabri
             hyperfabric::LinkSpec::new("a", "sw").latency_ns(100),
             hyperfabric::LinkSpec::new("sw", "b").latency_ns(100),
         ],
-        tcp: Some(TcpConfig {
-            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
-            force: true,
-            ..Default::default()
-        }),
+        tcp: Some(loopback_tcp(listen)),
         ..Default::default()
     })
     .unwrap()

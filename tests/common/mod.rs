@@ -182,14 +182,20 @@ pub fn tcp_protocol(
     hyperfabric::fabric::HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
         fabric_name: Some(fabric.into()),
         key,
-        tcp: Some(hyperfabric::fabric::TcpConfig {
-            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
-            force: true,
-            ..Default::default()
-        }),
+        tcp: Some(loopback_tcp(listen)),
         ..Default::default()
     })
     .unwrap()
+}
+
+/// TCP on loopback (listening on a free port when `listen`) that reaches the nodes of this
+/// host over TCP too.
+pub fn loopback_tcp(listen: bool) -> hyperfabric::fabric::TcpConfig {
+    hyperfabric::fabric::TcpConfig {
+        listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+        force: true,
+        ..Default::default()
+    }
 }
 
 /// Waits until `p` reaches node `to` over TCP (until the connection's announcement, the

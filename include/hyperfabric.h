@@ -485,9 +485,10 @@ typedef struct {
 // status, which the requester receives as its error. It runs on the thread that drives the
 // engine: the engine thread with background services, otherwise whichever thread is inside
 // a call that drives it (see `hf_progress`). It must not call `hf_` functions on the same
-// protocol but posts through an endpoint made before (`hf_endpoint_post`, up to 16 KiB);
-// sends by node names (`hf_post`, `hf_send_data`) from a handler fail with
-// `HF_ERR_INVALID_ARGUMENT`.
+// protocol but posts through an endpoint made before to a node of this host one hop away
+// (`hf_endpoint_post`, up to 16 KiB); sends by node names (`hf_post`, `hf_send_data`) from
+// a handler, and sends through an endpoint whose node is on another host or hops away,
+// fail with `HF_ERR_INVALID_ARGUMENT`.
 // While it runs the engine delivers nothing else (other handlers, and the answers to this
 // process's requests, wait for it).
 typedef hf_status (*hf_handler)(void *user_data,

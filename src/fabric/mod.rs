@@ -237,10 +237,23 @@ impl Inner {
         if crate::engine::in_handler(self.engine_token) {
             return Err(Error::InvalidArgument(
                 "a handler cannot send by node names through the protocol it runs in (it \
-                 holds the engine); send through an endpoint made before, or from another \
-                 thread"
+                 holds the engine); send through an endpoint made before to a node one hop \
+                 away on this host, or from another thread"
                     .into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a send through the engine from a handler the engine runs (it holds the
+    /// engine: the send would wait for it forever).
+    pub(super) fn check_engine_free(&self, destination: &str) -> Result<()> {
+        if crate::engine::in_handler(self.engine_token) {
+            return Err(Error::InvalidArgument(format!(
+                "a handler cannot send to {destination:?} through the protocol it runs in: \
+                 the node is reached through the engine (another host, or hops), which the \
+                 handler holds; send from another thread"
+            )));
         }
         Ok(())
     }

@@ -250,6 +250,7 @@ impl Endpoint {
             } else if self.check_ends().is_ok() && self.remote_current() {
                 // Through the engine (another host, or hops), without looking either end
                 // up by name: the ends are the ones resolved.
+                self.inner.check_engine_free(self.destination.as_str())?;
                 let id = self.next_id();
                 return self.inner.post_plain((self.src, self.dst.index), id, data);
             }
@@ -365,6 +366,7 @@ impl Endpoint {
         opts: &SendOptions,
         one_way: bool,
     ) -> Result<(u64, Deadline)> {
+        self.inner.check_engine_free(self.destination.as_str())?;
         self.inner.send(
             self.source.as_str(),
             self.destination.as_str(),

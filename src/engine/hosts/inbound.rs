@@ -209,9 +209,6 @@ impl Engine {
     /// Reaps the reactor: frames into rings, announcements applied, closed connections
     /// forgotten. Returns how many frames arrived.
     pub(super) fn reap(&mut self, want: Option<&mut Want<'_, '_>>) -> usize {
-        if self.hosts.is_none() {
-            return 0;
-        }
         // A receive whose node has no handler and nothing queued takes what fits straight.
         let straight_id = want.as_ref().and_then(|w| {
             let node = self.hosted.get(&w.node())?;
@@ -276,12 +273,11 @@ impl Engine {
                             .as_mut()
                             .filter(|s| s.fits(key.1, &slot, &m, rest.len()))
                         {
-                            let source = names.get(&m.origin).copied();
-                            if let Some(source) = source.filter(|_| {
-                                !place.whole.iter().any(|(_, w, _)| w.dst == m.dst)
+                            if let Some(&source) = names.get(&m.origin) {
+                                if !place.whole.iter().any(|(_, w, _)| w.dst == m.dst)
                                     && rings_of.is_clear(id, key)
-                            }) {
-                                if s.hand(source, &m, slot.aux, rest) {
+                                    && s.hand(source, &m, slot.aux, rest)
+                                {
                                     return;
                                 }
                             }

@@ -17,7 +17,6 @@ use crate::ring::SlotHeader;
 /// The receive that polls the engine: the mailbox it waits on (of one registration of its
 /// node) and its sink.
 pub struct Want<'s, 'b> {
-    node: u32,
     mailbox: &'s Mailbox,
     sink: &'s mut Sink<'b>,
 }
@@ -25,16 +24,12 @@ pub struct Want<'s, 'b> {
 impl<'s, 'b> Want<'s, 'b> {
     /// The receive from `mailbox` into `sink`.
     pub fn new(mailbox: &'s Mailbox, sink: &'s mut Sink<'b>) -> Self {
-        Want {
-            node: mailbox.node(),
-            mailbox,
-            sink,
-        }
+        Want { mailbox, sink }
     }
 
     /// Its node's index.
     pub(super) fn node(&self) -> u32 {
-        self.node
+        self.mailbox.node()
     }
 
     /// Whether `mailbox` is the one it waits on: not that of a registration that took the
@@ -71,7 +66,7 @@ impl<'w, 's, 'b> Straight<'w, 's, 'b> {
     pub(super) fn fits(&self, to: u32, slot: &SlotHeader, m: &MsgHeader, rest_len: usize) -> bool {
         slot.kind == FrameKind::Data as u8
             && slot.flags == FLAG_ONE_WAY
-            && to == self.want.node
+            && to == self.want.node()
             && m.dst == to
             && m.offset == 0
             && m.total as usize == rest_len
@@ -83,7 +78,7 @@ impl<'w, 's, 'b> Straight<'w, 's, 'b> {
     /// whether it did.
     pub(super) fn hand(&mut self, source: NodeName, m: &MsgHeader, meta: u16, rest: &[u8]) -> bool {
         let (metadata, data) = rest.split_at(meta as usize);
-        let node = (self.want.node, self.id);
+        let node = (self.want.node(), self.id);
         let handed = hand(self.want.sink, node, source, m, (metadata, data));
         if handed {
             self.handed += 1;

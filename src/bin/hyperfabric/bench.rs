@@ -1,6 +1,7 @@
 //! `hyperfabric bench`: this process and a worker it spawns, pinned to two cores, measure
 //! through the public API; the floor is measured right before and after each size.
 use super::floor::{cache_line_floor_ns, memcpy_gbytes_per_s, placement, quantile, Stopwatch};
+use super::page_buf::PageBuf;
 use super::{bench_dir, bench_tcp, table, Api, BenchKind, Transport};
 use hyperfabric::fabric::{HyperFabricProtocol, IdleStrategy, ProtocolConfig, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature};
@@ -281,8 +282,8 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     let mut ep = p.endpoint("bench-a", "bench-b")?;
     let mut rows = Vec::new();
     for &size in &sizes {
-        let mut data = vec![0x5au8; size];
-        let mut inbox = vec![0u8; size];
+        let mut data = PageBuf::new(size, 0x5a);
+        let mut inbox = PageBuf::new(size, 0);
         // The sender's bytes, registered once (they stay where they are).
         let region = match args.api {
             // SAFETY: `data` lives, unmoved, until after the region (declared after it).

@@ -4,6 +4,7 @@
 //! process and a socket echo process on the same two cores.
 
 use super::floor::{quantile, Stopwatch};
+use super::page_buf::PageBuf;
 use hyperfabric::codec::FabricKey;
 use hyperfabric::fabric::TcpConfig;
 use hyperfabric::Error;
@@ -84,7 +85,7 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], busy: bool) -> std::io::Result<(
 
 fn echo(s: &mut TcpStream, size: usize, busy: bool) -> std::io::Result<()> {
     s.set_nonblocking(busy)?;
-    let mut buf = vec![0u8; size.max(1)];
+    let mut buf = PageBuf::new(size.max(1), 0);
     loop {
         read_full(s, &mut buf[..size], busy)?;
         write_full(s, &buf[..size])?;
@@ -105,7 +106,7 @@ fn write_full(s: &mut TcpStream, mut b: &[u8]) -> std::io::Result<()> {
 /// Reads `total` bytes (1 MiB at a time; `busy`: without ever sleeping), then answers one.
 fn stream_sink(s: &mut TcpStream, total: usize, busy: bool) -> std::io::Result<()> {
     s.set_nonblocking(busy)?;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = PageBuf::new(1 << 20, 0);
     let mut got = 0;
     while got < total {
         match s.read(&mut buf) {
@@ -172,7 +173,7 @@ impl Baseline {
         s.set_nonblocking(busy)
             .map_err(|e| Error::io("socket", e))?;
         let watch = Stopwatch::new();
-        let mut buf = vec![0x5au8; size.max(1)];
+        let mut buf = PageBuf::new(size.max(1), 0x5a);
         let io = |e| Error::io("socket baseline", e);
         for _ in 0..iters / 10 + 1 {
             write_full(&mut s, &buf[..size]).map_err(io)?;
@@ -198,7 +199,7 @@ impl Baseline {
         s.set_nonblocking(busy)
             .map_err(|e| Error::io("socket", e))?;
         let io = |e| Error::io("socket baseline", e);
-        let buf = vec![0x5au8; size];
+        let buf = PageBuf::new(size, 0x5a);
         let t0 = std::time::Instant::now();
         for _ in 0..iters {
             write_full(&mut s, &buf).map_err(io)?;

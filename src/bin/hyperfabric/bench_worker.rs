@@ -74,7 +74,8 @@ pub fn worker(
         }
         let mut back = None;
         // MPI_Recv style: into a buffer of the largest size.
-        let mut buf = vec![0u8; hyperfabric::engine::MAX_MESSAGE.min(64 << 20)];
+        let mut buf =
+            super::page_buf::PageBuf::new(hyperfabric::engine::MAX_MESSAGE.min(64 << 20), 0);
         let region = match api {
             // SAFETY: `buf` lives, unmoved, until after the region (declared after it).
             Api::Mem => {

@@ -547,6 +547,7 @@ mod bench_dir;
 mod bench_tcp;
 mod bench_worker;
 mod floor;
+mod page_buf;
 mod show;
 
 use show::{print_bottlenecks, print_metrics_and_bottlenecks, show};

@@ -17,7 +17,7 @@ mod compact;
 mod plain;
 mod sink;
 
-pub(crate) use plain::hand;
+pub(crate) use plain::{hand, hand_landed};
 pub use sink::{MessageRef, Received, Sink};
 
 use super::remote::{FLAG_READ, FLAG_REMOTE};

@@ -53,7 +53,10 @@ impl HyperFabricProtocol {
     /// A send from registered memory ([`Endpoint::post_mem`](super::Endpoint::post_mem)) is
     /// copied straight into `buf`; one whose copy then delivers nothing (its sender gave it
     /// up during the copy, or freed part of its memory) may have written `buf`: only the
-    /// first [`Received::len`] bytes of a successful call are the message.
+    /// first [`Received::len`] bytes of a successful call are the message. So may a large
+    /// message from another host that the kernel receives straight into `buf` while the
+    /// call waits (see the README), when the call ends before it is whole (it is then
+    /// delivered by a later call).
     #[inline]
     pub fn recv_into(&self, node_id: &str, timeout: Duration, buf: &mut [u8]) -> Result<Received> {
         let cap = buf.len();
@@ -254,9 +257,16 @@ impl Inner {
     /// Polls the engine's rings (and runs its periodic work every [`CHECK_EVERY`] calls)
     /// unless the engine thread does, or another thread holds the engine. A message for
     /// `mb`'s node that comes over TCP meanwhile may go straight into `sink` (see
-    /// `engine::hosts::straight`): not while zone rules are checked at delivery, which
+    /// `engine::hosts::straight`), or land into its buffer over the polls of `wait`
+    /// (`engine::hosts::into_buffer`): not while zone rules are checked at delivery, which
     /// only the dispatch does. Returns whether `sink` got it.
-    fn drive_engine(&self, periodic: bool, mb: &Mailbox, sink: &mut Sink<'_>) -> bool {
+    fn drive_engine(
+        &self,
+        periodic: bool,
+        mb: &Mailbox,
+        sink: &mut Sink<'_>,
+        wait: &mut Wait,
+    ) -> bool {
         if self.running.load(Ordering::Acquire) {
             return false;
         }
@@ -265,15 +275,25 @@ impl Inner {
         };
         let straight = self.tcp.is_some() && !self.zoned();
         let before = sink.count();
-        let mut want = Want::new(mb, sink);
+        let mut want = Want::new(mb, sink, wait.token);
         e.poll_for(straight.then_some(&mut want));
         let got = sink.count() > before;
+        wait.note(e.lends_to(wait.token));
         if periodic {
             let changes = e.tick(Instant::now());
             drop(e);
             self.apply_health(changes);
         }
         got
+    }
+
+    /// Takes the buffer of `wait` back from a message landing into it, if one does (what
+    /// came of it goes on through the engine's reassembly).
+    fn take_back(&self, wait: &mut Wait) {
+        if wait.ever {
+            lock(&self.engine).spill_into(Some(wait.token));
+            wait.lent = None;
+        }
     }
 
     /// A look that waits for the ring lock when another poller (the engine thread moving
@@ -305,11 +325,27 @@ impl Inner {
 
     /// Waits up to `timeout` for a message of `mb` into `sink`.
     pub(super) fn wait_for(&self, mb: &Mailbox, timeout: Duration, sink: &mut Sink<'_>) -> End {
+        let mut wait = Wait::new();
+        let end = self.wait_lending(mb, timeout, sink, &mut wait);
+        // The buffer is the caller's again.
+        self.take_back(&mut wait);
+        end
+    }
+
+    /// [`Inner::wait_for`], the buffer of `sink` possibly lent meanwhile (`wait`).
+    fn wait_lending(
+        &self,
+        mb: &Mailbox,
+        timeout: Duration,
+        sink: &mut Sink<'_>,
+        wait: &mut Wait,
+    ) -> End {
         let mut held = None;
         if timeout.is_zero() {
             if !self.look(mb, &mut held, sink) {
                 held = None;
-                if !self.drive_engine(false, mb, sink)
+                if !self.drive_engine(false, mb, sink, wait)
+                    && wait.lent.is_none()
                     && !self.look(mb, &mut held, sink)
                     && held.is_none()
                 {
@@ -331,18 +367,24 @@ impl Inner {
         // polled at every other look then.
         let every = if self.tcp.is_some() { 2 } else { ENGINE_EVERY };
         loop {
-            if self.look(mb, &mut held, sink) {
+            // While its buffer is lent to a message landing, nothing else goes into it.
+            if wait.lent.is_none() && self.look(mb, &mut held, sink) {
                 self.take_rest(mb, &mut held, sink);
                 return End::Got;
             }
             polls = polls.wrapping_add(1);
-            if polls % every == 0 {
+            if wait.lent.is_some() || polls % every == 0 {
                 // Let other receivers of the node, and the engine, have the rings.
                 held = None;
                 let periodic = polls % CHECK_EVERY == 0;
-                if self.drive_engine(periodic, mb, sink) {
+                if self.drive_engine(periodic, mb, sink, wait) {
                     self.take_rest(mb, &mut held, sink);
                     return End::Got;
+                }
+                if wait.stalled() {
+                    // A sender that stopped inside its message does not hold the node's
+                    // other messages back: the message goes on through the reassembly.
+                    self.take_back(wait);
                 }
                 if periodic {
                     if mb.is_closed() {
@@ -361,5 +403,47 @@ impl Inner {
                 std::thread::yield_now();
             }
         }
+    }
+}
+
+/// How long a message landing into a waiting receive's buffer may go without a byte more
+/// before the buffer is taken back (its frames are at most 256 KiB: milliseconds apart
+/// only when its sender stalls).
+const LENT_PATIENCE: Duration = Duration::from_millis(2);
+
+/// A wait's part in messages landing into its buffer (see `engine::hosts::into_buffer`).
+struct Wait {
+    /// The wait's token.
+    token: u64,
+    /// Since when a message has been landing into the buffer without a byte more, and its
+    /// bytes then; `None` while the buffer is not lent.
+    lent: Option<(Instant, usize)>,
+    /// Whether the buffer was ever lent (it is taken back when the wait ends).
+    ever: bool,
+}
+
+impl Wait {
+    fn new() -> Wait {
+        Wait {
+            token: Want::next_token(),
+            lent: None,
+            ever: false,
+        }
+    }
+
+    /// After a poll: the bytes in place of the message landing into the buffer, if one is.
+    fn note(&mut self, landing: Option<usize>) {
+        self.lent = match (landing, self.lent) {
+            (None, _) => None,
+            (Some(got), Some((since, before))) if got == before => Some((since, got)),
+            (Some(got), _) => Some((Instant::now(), got)),
+        };
+        self.ever |= self.lent.is_some();
+    }
+
+    /// Whether the message landing into the buffer stopped coming.
+    fn stalled(&self) -> bool {
+        self.lent
+            .is_some_and(|(since, _)| since.elapsed() >= LENT_PATIENCE)
     }
 }

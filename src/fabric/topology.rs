@@ -52,6 +52,8 @@ impl HyperFabricProtocol {
             m.insert("tcp_frames_in_place".into(), t.in_place as f64);
             m.insert("tcp_frames_landed".into(), t.landed as f64);
             m.insert("tcp_messages_handed".into(), t.handed as f64);
+            m.insert("tcp_messages_into_buffers".into(), t.into_buffers as f64);
+            m.insert("tcp_receive_buffers_taken_back".into(), t.taken_back as f64);
         }
         if let Some(t) = &self.inner.tcp {
             m.insert(

@@ -6,6 +6,7 @@
 //! sender) until its backlog is under [`RESUME_UNDER`]. The other connections go on.
 
 use super::in_place::{InPlace, Lending};
+use super::into_buffer::Into;
 use super::straight::{Straight, Want};
 use super::{lock, Engine, Hosts, Lane, Link};
 use crate::codec::FrameKind;
@@ -13,7 +14,7 @@ use crate::engine::remote::{FLAG_READ, FLAG_REMOTE};
 use crate::engine::{lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, MSG_HEADER};
 use crate::ring::{self, Producer, PushError, Region, SlotHeader};
 use crate::transport::tcp::control::{Announce, KIND_GONE, KIND_NODES};
-use crate::transport::tcp::{ConnId, Event, FrameHeader};
+use crate::transport::tcp::{Body, ConnId, Event, FrameHeader};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
@@ -222,6 +223,13 @@ impl Engine {
             }
             _ => None,
         };
+        // A message landing into the buffer of another wait than this poll's: its buffer
+        // is taken back first (see `into_buffer`).
+        let token = straight.as_ref().map(|s| s.token());
+        let into_other = self.hosts.as_ref().and_then(|h| h.into.as_ref());
+        if into_other.is_some_and(|i| Some(i.token) != token) {
+            self.spill_into(None);
+        }
         let names = &self.names;
         let Some(h) = self.hosts.as_mut() else {
             return 0;
@@ -244,6 +252,7 @@ impl Engine {
             backlog_bytes,
             spare,
             lending,
+            into,
             ..
         } = h;
         let now = self.timers.now;
@@ -269,9 +278,26 @@ impl Engine {
                     Ok((key, slot, hdr, body)) => {
                         let rest = &payload[MSG_HEADER..];
                         let m = MsgHeader::decode(&hdr);
+                        if let Some(i) = into.as_mut().filter(|i| i.conn == id) {
+                            if body.is_none() && i.continues(id, &slot, &m, rest.len()) {
+                                i.append(rest);
+                                if i.is_whole() {
+                                    let i = into.take().expect("checked above");
+                                    if let Some(s) = straight.as_mut() {
+                                        s.hand_landed(i.source, &i.m, i.total());
+                                    }
+                                }
+                                return;
+                            }
+                            // Its sender gave the rest up: what came goes to the reassembly.
+                            let i = into.take().expect("checked above");
+                            if let Some(w) = i.spill(place.partial, now) {
+                                place.whole.push(w);
+                            }
+                        }
                         if let Some(s) = straight
                             .as_mut()
-                            .filter(|s| s.fits(key.1, &slot, &m, rest.len()))
+                            .filter(|s| into.is_none() && s.fits(key.1, &slot, &m, rest.len()))
                         {
                             if let Some(&source) = names.get(&m.origin) {
                                 if !place.whole.iter().any(|(_, w, _)| w.dst == m.dst)
@@ -298,7 +324,11 @@ impl Engine {
                     Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
                 }
             }
-            Event::Land { header, head, into } => {
+            Event::Land {
+                header,
+                head,
+                into: lend,
+            } => {
                 let waits = later.iter().any(|(c, _, _)| *c == id);
                 let Some(link) = links.get(&id).filter(|_| !waits) else {
                     return;
@@ -306,11 +336,43 @@ impl Engine {
                 if let Ok((key, slot, hdr, None)) = translate(link, &hosted, &header, head) {
                     let m = MsgHeader::decode(&hdr);
                     let len = header.slot.len as usize - MSG_HEADER;
+                    if let Some(i) = into.as_mut().filter(|i| i.conn == id) {
+                        if i.continues(id, &slot, &m, len) {
+                            *lend = Some(Body::Lent(i.lend()));
+                            let bytes = i.total();
+                            lending.insert(id, Lending { since: now, bytes });
+                            return;
+                        }
+                        let i = into.take().expect("checked above");
+                        if let Some(w) = i.spill(place.partial, now) {
+                            place.whole.push(w);
+                        }
+                    }
+                    // A message that can land into the buffer of the receive polling.
+                    let started = straight.as_mut().and_then(|s| {
+                        let buf = s
+                            .buffer()
+                            .filter(|_| into.is_none() && s.ends_at(key.1, &m))?;
+                        let source = *names.get(&m.origin)?;
+                        let clear = !place.whole.iter().any(|(_, w, _)| w.dst == m.dst)
+                            && rings_of.is_clear(id, key);
+                        let token = s.token();
+                        clear
+                            .then(|| Into::start((token, buf.0, buf.1), (slot, m, len), source, id))
+                            .flatten()
+                    });
+                    if let Some(i) = started {
+                        *lend = Some(Body::Lent(i.lend()));
+                        let bytes = i.total();
+                        lending.insert(id, Lending { since: now, bytes });
+                        *into = Some(i);
+                        return;
+                    }
                     if place.takes(slot.kind, &m, len, key, full(key.1))
                         && rings_of.is_clear(id, key)
                     {
-                        *into = place.lend(slot, &m, len);
-                        if let Some(body) = into {
+                        *lend = place.lend(slot, &m, len).map(Body::Owned);
+                        if let Some(body) = lend {
                             let bytes = body.len() + len;
                             lending.insert(id, Lending { since: now, bytes });
                         }
@@ -324,16 +386,41 @@ impl Engine {
                 match translate(link, &hosted, &header, head) {
                     Ok((_, slot, hdr, _)) => {
                         let len = header.slot.len as usize - MSG_HEADER;
-                        place.put_back(slot, MsgHeader::decode(&hdr), len, body);
+                        let mine = into.as_mut().filter(|i| i.conn == id);
+                        if body.is_lent() {
+                            // Landed into the buffer of this poll's wait (another's was
+                            // taken back before the reactor was polled).
+                            if let Some(i) = mine {
+                                i.got = body.len();
+                                if i.is_whole() {
+                                    let i = into.take().expect("checked above");
+                                    if let Some(s) = straight.as_mut() {
+                                        s.hand_landed(i.source, &i.m, i.total());
+                                    }
+                                }
+                            }
+                            return;
+                        }
+                        if mine.is_some() {
+                            // Taken back before a receive was armed: the buffer holds the
+                            // message so far, which goes on through the reassembly.
+                            *into = None;
+                        }
+                        let m = MsgHeader::decode(&hdr);
+                        place.put_back(slot, m, len, body.into_owned());
                     }
                     Err(Bad::Drop) => dropped += 1,
                     Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
                 }
             }
             Event::Closed(why) => {
-                if lending.remove(&id).is_some() {
+                let mine = into.as_ref().is_some_and(|i| i.conn == id);
+                if lending.remove(&id).is_some() || mine {
                     // The message it was landing into went with it.
                     place.partial.note_abandoned();
+                }
+                if mine {
+                    *into = None;
                 }
                 closed.push((id, why.to_string()));
             }
@@ -341,11 +428,13 @@ impl Engine {
         let assembled = std::mem::take(&mut place.whole);
         let (added, landed) = (place.added, place.landed);
         drop(place);
-        let (handed, handed_bytes) = straight.map_or((0, 0), |s| (s.handed, s.bytes));
+        let (handed, handed_bytes, into_buffers) =
+            straight.map_or((0, 0, 0), |s| (s.handed, s.bytes, s.into_buffers));
         if let Some(h) = self.hosts.as_mut() {
             h.counters.in_place += added;
             h.counters.landed += landed;
             h.counters.handed += handed;
+            h.counters.into_buffers += into_buffers;
         }
         self.counters.frames_received += handed;
         self.counters.bytes_received += handed_bytes;

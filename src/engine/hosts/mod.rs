@@ -16,6 +16,7 @@
 mod announce;
 mod in_place;
 mod inbound;
+mod into_buffer;
 mod outbound;
 mod straight;
 
@@ -154,6 +155,12 @@ pub struct HostCounters {
     /// Messages handed straight to the receive that polled the engine (see
     /// `engine::hosts::straight`).
     pub handed: u64,
+    /// Of those, large messages the kernel received straight into the buffer of the
+    /// waiting `recv_into` (see `engine::hosts::into_buffer`).
+    pub into_buffers: u64,
+    /// Receive buffers taken back from a message landing into them, which then went on
+    /// through the reassembly (the wait ended first, or another thread polled).
+    pub taken_back: u64,
 }
 
 /// The engine's connections to other hosts (see the module documentation).
@@ -182,6 +189,8 @@ pub struct Hosts {
     /// The message buffers lent to connections landing a frame into them (see
     /// `in_place`): at most one a connection.
     lending: FxHashMap<ConnId, in_place::Lending>,
+    /// The message landing into the buffer of a waiting receive, if one is.
+    into: Option<into_buffer::Into>,
     /// Why connections closed, newest last (at most a few kept).
     pub(super) reasons: VecDeque<String>,
 }
@@ -218,6 +227,7 @@ impl Hosts {
             force,
             counters: HostCounters::default(),
             lending: FxHashMap::default(),
+            into: None,
             reasons: VecDeque::new(),
         }
     }

@@ -10,7 +10,7 @@
 //! the same reap goes to the node. Everything else takes the inbound rings as before.
 
 use crate::codec::FrameKind;
-use crate::engine::mailbox::{hand, Mailbox, Sink};
+use crate::engine::mailbox::{hand, hand_landed, Mailbox, Sink};
 use crate::engine::{MsgHeader, NodeName, FLAG_ONE_WAY};
 use crate::ring::SlotHeader;
 
@@ -19,12 +19,25 @@ use crate::ring::SlotHeader;
 pub struct Want<'s, 'b> {
     mailbox: &'s Mailbox,
     sink: &'s mut Sink<'b>,
+    /// The wait this poll is part of: the same for every poll of one receive.
+    token: u64,
 }
 
 impl<'s, 'b> Want<'s, 'b> {
-    /// The receive from `mailbox` into `sink`.
-    pub fn new(mailbox: &'s Mailbox, sink: &'s mut Sink<'b>) -> Self {
-        Want { mailbox, sink }
+    /// A poll for the receive from `mailbox` into `sink`, of the wait `token` (unique
+    /// among the waits of the process, see [`Want::next_token`]).
+    pub fn new(mailbox: &'s Mailbox, sink: &'s mut Sink<'b>, token: u64) -> Self {
+        Want {
+            mailbox,
+            sink,
+            token,
+        }
+    }
+
+    /// A token for a new wait.
+    pub fn next_token() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Its node's index.
@@ -46,6 +59,8 @@ pub(super) struct Straight<'w, 's, 'b> {
     /// Messages handed, and their bytes (metadata and data, as the dispatch counts them).
     pub(super) handed: u64,
     pub(super) bytes: u64,
+    /// Of those, messages landed into the receive's buffer (see `into_buffer`).
+    pub(super) into_buffers: u64,
 }
 
 impl<'w, 's, 'b> Straight<'w, 's, 'b> {
@@ -56,6 +71,7 @@ impl<'w, 's, 'b> Straight<'w, 's, 'b> {
             id,
             handed: 0,
             bytes: 0,
+            into_buffers: 0,
         }
     }
 
@@ -71,6 +87,41 @@ impl<'w, 's, 'b> Straight<'w, 's, 'b> {
             && m.offset == 0
             && m.total as usize == rest_len
             && slot.aux as usize <= rest_len
+    }
+
+    /// Whether a frame sent to node `to`, its message header `m`, ends its route at the
+    /// receive's node.
+    pub(super) fn ends_at(&self, to: u32, m: &MsgHeader) -> bool {
+        to == self.want.node() && m.dst == to
+    }
+
+    /// The wait's token.
+    pub(super) fn token(&self) -> u64 {
+        self.want.token
+    }
+
+    /// The buffer of a `recv_into` that holds nothing yet: its start and length.
+    pub(super) fn buffer(&mut self) -> Option<(std::ptr::NonNull<u8>, usize)> {
+        match &mut *self.want.sink {
+            Sink::Buffer {
+                buf,
+                got: None,
+                too_large: None,
+                spill: None,
+            } => Some((std::ptr::NonNull::new(buf.as_mut_ptr())?, buf.len())),
+            _ => None,
+        }
+    }
+
+    /// Hands over the message of `source` (its first frame's header `m`) whose `len` bytes
+    /// of data were landed into the buffer ([`Straight::buffer`]).
+    pub(super) fn hand_landed(&mut self, source: NodeName, m: &MsgHeader, len: usize) {
+        let node = (self.want.node(), self.id);
+        if hand_landed(self.want.sink, node, source, m, len) {
+            self.handed += 1;
+            self.into_buffers += 1;
+            self.bytes += len as u64;
+        }
     }
 
     /// Hands the message of a frame that [`fits`](Self::fits) (from `source`, its header

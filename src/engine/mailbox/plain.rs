@@ -288,6 +288,40 @@ pub(crate) fn hand(
     matches!(at.give(sink, m, (metadata, data, None)), Taken::Yes)
 }
 
+/// Hands over a whole one-way message of `source` for hosted node `node` (its header `m`,
+/// no metadata) whose `len` bytes of data are already at the start of the buffer of
+/// `sink`, a `recv_into` that holds nothing yet (they were landed there, see
+/// `engine::hosts::into_buffer`). Returns whether it did.
+pub(crate) fn hand_landed(
+    sink: &mut Sink<'_>,
+    (node, id): (u32, NodeName),
+    source: NodeName,
+    m: &MsgHeader,
+    len: usize,
+) -> bool {
+    let Sink::Buffer {
+        buf,
+        got: got @ None,
+        too_large: None,
+        spill: None,
+    } = sink
+    else {
+        return false;
+    };
+    if len > buf.len() {
+        return false;
+    }
+    let at = Plain {
+        node,
+        id,
+        src: m.origin,
+        source,
+        pid: 0,
+    };
+    *got = Some(at.received(m, len, &[]));
+    true
+}
+
 /// Metadata bytes as a vector (no allocator call when there are none).
 #[inline(always)]
 fn metadata_of(b: &[u8]) -> Vec<u8> {

@@ -12,7 +12,7 @@ pub mod reactor;
 pub mod wire;
 
 pub use directory::{is_remote, Directory, RemoteNode, REMOTE_BASE};
-pub use reactor::{ConnId, Event, Reactor, RecvMode};
+pub use reactor::{Body, ConnId, Event, Lent, Reactor, RecvMode};
 pub use wire::{Decoder, FrameHeader};
 
 /// Largest frame payload on a connection: 256 KiB of a message's body and room for its

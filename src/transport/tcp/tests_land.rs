@@ -62,7 +62,7 @@ fn receive(r: &mut Reactor, id: ConnId, first: u32, n: u32, lend: bool) -> u32 {
                     assert_eq!(head, &p[..HEAD]);
                     offered = Some(got);
                     if lend {
-                        *into = Some(PRE.to_vec());
+                        *into = Some(Body::Owned(PRE.to_vec()));
                     }
                 }
                 Event::Landed {
@@ -74,6 +74,7 @@ fn receive(r: &mut Reactor, id: ConnId, first: u32, n: u32, lend: bool) -> u32 {
                     let p = payload(got);
                     assert_eq!(h, header(got, p.len()));
                     assert_eq!(head, &p[..HEAD]);
+                    let body = body.into_owned();
                     assert!(body[..PRE.len()] == *PRE, "frame {got}: the lent bytes");
                     assert!(body[PRE.len()..] == p[HEAD..], "frame {got}: landed bytes");
                     offered = None;
@@ -101,7 +102,7 @@ fn lend_at(r: &mut Reactor, c: &mut std::net::TcpStream, bytes: &[u8], cut: usiz
             Event::Frame(..) => got += 1,
             Event::Land { into, .. } => {
                 offered = true;
-                *into = Some(PRE.to_vec());
+                *into = Some(Body::Owned(PRE.to_vec()));
             }
             e => panic!("{e:?}"),
         });
@@ -193,7 +194,7 @@ fn a_paused_landing_goes_on_when_resumed() {
         while after < 5 {
             assert!(Instant::now() < deadline, "{:?} {after}", landed.is_some());
             r.poll(&mut |_, e| match e {
-                Event::Landed { body, .. } => landed = Some(body),
+                Event::Landed { body, .. } => landed = Some(body.into_owned()),
                 Event::Frame(h, d) => {
                     assert!(landed.is_some());
                     assert_eq!(h, header(5 + after, d.len()));
@@ -236,7 +237,7 @@ fn a_peer_that_stops_inside_a_landing_frame_costs_only_its_connection() {
             "third {third}, closed {closed:?}"
         );
         r.poll(&mut |from, e| match e {
-            Event::Land { into, .. } => *into = Some(Vec::new()),
+            Event::Land { into, .. } => *into = Some(Body::Owned(Vec::new())),
             Event::Frame(..) | Event::Landed { .. } if from == ids[2] => third += 1,
             Event::Landed { .. } => assert_eq!(from, ids[1], "a landing cut by a close"),
             Event::Frame(..) => assert_eq!(from, ids[1], "a frame cut by a close"),
@@ -272,7 +273,7 @@ fn a_landing_that_ends_while_paused_is_handed_back_on_resume() {
                     Event::Frame(..) => {}
                     Event::Land { into, .. } => {
                         offered = true;
-                        *into = Some(Vec::new());
+                        *into = Some(Body::Owned(Vec::new()));
                     }
                     e => panic!("{e:?}"),
                 });
@@ -306,7 +307,10 @@ fn a_landing_that_ends_while_paused_is_handed_back_on_resume() {
                     } => {
                         let want = &payload(next)[HEAD..];
                         assert_eq!(h, header(next, want.len() + HEAD));
-                        assert!(body == want, "{mode:?} busy {busy}: frame {next}");
+                        assert!(
+                            body.into_owned() == want,
+                            "{mode:?} busy {busy}: frame {next}"
+                        );
                         next += 1;
                     }
                     Event::Frame(h, d) => {
@@ -318,7 +322,7 @@ fn a_landing_that_ends_while_paused_is_handed_back_on_resume() {
                         assert!(d == payload(next), "{mode:?} busy {busy}: frame {next}");
                         next += 1;
                     }
-                    Event::Land { into, .. } => *into = Some(Vec::new()),
+                    Event::Land { into, .. } => *into = Some(Body::Owned(Vec::new())),
                     Event::Closed(why) => panic!("{mode:?} busy {busy}: closed: {why}"),
                 });
             }
@@ -359,7 +363,7 @@ fn a_landing_frame_is_read_directly_while_spinning_and_wakes_a_sleep() {
             while landed.is_none() {
                 assert!(Instant::now() < deadline, "{mode:?} busy {busy}: not woken");
                 r.wait(Duration::from_secs(10), &mut |_, e| match e {
-                    Event::Landed { body, .. } => landed = Some(body),
+                    Event::Landed { body, .. } => landed = Some(body.into_owned()),
                     Event::Frame(h, _) => {
                         assert!(landed.is_some(), "a frame before the one landing");
                         assert_eq!(h.slot.src, 5);
@@ -400,7 +404,7 @@ fn a_stalled_landing_gives_its_direct_place_up() {
         while landed.is_none() {
             assert!(Instant::now() < deadline, "{mode:?}: the rest never landed");
             r.poll(&mut |_, e| match e {
-                Event::Landed { body, .. } => landed = Some(body),
+                Event::Landed { body, .. } => landed = Some(body.into_owned()),
                 e => panic!("{e:?}"),
             });
         }

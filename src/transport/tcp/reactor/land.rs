@@ -26,6 +26,7 @@
 //! The buffer is the connection's until then: it is not moved or freed while its receive
 //! is armed (its capacity is reserved before), like the other receive buffers.
 
+use super::body::Body;
 use super::*;
 use crate::transport::tcp::wire::HEADER;
 use std::io::Read;
@@ -47,7 +48,7 @@ pub(super) struct Landing {
     /// The payload's first bytes (shown by [`Event::Land`]).
     head: Vec<u8>,
     /// The buffer the rest of the payload is appended to.
-    body: Vec<u8>,
+    body: Body,
     /// The length of `body` once the frame is whole.
     end: usize,
     /// A receive into `body` is armed: nothing else of the connection is read.
@@ -92,20 +93,16 @@ impl Conn {
     /// it is whole now.
     fn try_land(&mut self) -> std::result::Result<bool, String> {
         let l = self.landing.as_mut().expect("a frame landing");
-        let left = l.end - l.body.len();
-        let at = l
-            .body
-            .spare_capacity_mut()
-            .as_mut_ptr()
-            .cast::<libc::c_void>();
-        // SAFETY: `at` has `left` bytes of spare capacity (reserved by `offer_landing`).
-        let got = unsafe { libc::recv(self.sock.as_raw_fd(), at, left, libc::MSG_DONTWAIT) };
+        let (at, room) = l.body.spare();
+        let left = (l.end - l.body.len()).min(room);
+        // SAFETY: `at` has room for `left` bytes (reserved by `offer_landing`).
+        let got = unsafe { libc::recv(self.sock.as_raw_fd(), at.cast(), left, libc::MSG_DONTWAIT) };
         match got {
             0 => Err("the peer closed the connection inside a frame".into()),
             got if got > 0 => {
                 self.quiet = 0;
                 // SAFETY: the kernel wrote `got` (at most `left`) bytes there.
-                unsafe { l.body.set_len(l.body.len() + got as usize) };
+                unsafe { l.body.advance(got as usize) };
                 Ok(l.body.len() == l.end)
             }
             _ => match std::io::Error::last_os_error() {
@@ -204,7 +201,7 @@ impl Reactor {
             slot,
             generation: c.generation,
         };
-        let mut into = None;
+        let mut into: Option<Body> = None;
         f(
             id,
             Event::Land {
@@ -280,9 +277,11 @@ impl Reactor {
         let c = self.conns[slot].as_mut().expect("live slot");
         let fd = types::Fd(c.sock.as_raw_fd());
         let l = c.landing.as_mut().expect("checked above");
-        let left = l.end - l.body.len();
-        // The spare capacity reserved by `offer_landing`: `left` bytes at the buffer's end.
-        let at = l.body.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        // The kernel may write after a poll ends: never into a waiting receive's memory.
+        l.body.spill();
+        // The spare capacity reserved by `offer_landing`: room for the rest at the end.
+        let (at, room) = l.body.spare();
+        let left = (l.end - l.body.len()).min(room);
         let sqe = opcode::Recv::new(fd, at, left as u32)
             .flags(libc::MSG_WAITALL)
             .build()
@@ -310,7 +309,7 @@ impl Reactor {
             let got = (res as usize).min(l.end - l.body.len());
             // SAFETY: the kernel wrote `got` bytes into the spare capacity after the
             // buffer's length (at most the `left` bytes it was given).
-            unsafe { l.body.set_len(l.body.len() + got) };
+            unsafe { l.body.advance(got) };
         } else if res == 0 {
             self.fail(slot, "the peer closed the connection inside a frame".into());
             return 0;
@@ -408,5 +407,18 @@ impl Reactor {
         self.push(cancel).inspect_err(|_| {
             self.conns[slot].as_mut().expect("live slot").pending -= 1;
         })
+    }
+}
+
+impl Reactor {
+    /// Takes lent memory back from the frame landing on `id`: what it holds is copied into a
+    /// buffer of the engine's, which the landing goes on into (and hands back with
+    /// [`Event::Landed`]). `None` when no frame lands there; else whether memory was lent.
+    pub fn spill_landing(&mut self, id: ConnId) -> Option<bool> {
+        let c = self.conns.get_mut(id.slot)?.as_mut()?;
+        if c.generation != id.generation {
+            return None;
+        }
+        Some(c.landing.as_mut()?.body.spill())
     }
 }

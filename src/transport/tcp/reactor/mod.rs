@@ -11,6 +11,7 @@
 //! once ([`Event::Closed`]); the other connections go on.
 
 mod arena;
+mod body;
 mod close;
 mod direct;
 mod land;
@@ -20,6 +21,7 @@ mod zc;
 
 pub use arena::ARENA_BUFFERS;
 use arena::{Arena, Buf};
+pub use body::{Body, Lent};
 use direct::DIRECT_READ;
 pub use direct::{DIRECT_MAX, DIRECT_QUIET};
 use land::Landing;
@@ -70,7 +72,7 @@ pub enum Event<'a> {
         /// The first bytes of its payload.
         head: &'a [u8],
         /// Where a buffer to land the rest in is put.
-        into: &'a mut Option<Vec<u8>>,
+        into: &'a mut Option<Body>,
     },
     /// The buffer of an [`Event::Land`] with the rest of the frame's payload appended: the
     /// frame is whole, in order.
@@ -80,7 +82,7 @@ pub enum Event<'a> {
         /// The first bytes of its payload (as [`Event::Land`] showed them).
         head: &'a [u8],
         /// The buffer lent, the rest of the payload appended.
-        body: Vec<u8>,
+        body: Body,
     },
 }
 

@@ -1,0 +1,380 @@
+//! Large messages from another host landed by the kernel straight into the buffer of the
+//! `recv_into` that waits for them (no engine thread: the receive polls the engine). Mixed
+//! with messages that may not take that way, with waits that end in the middle of a message
+//! (its buffer is then taken back and the message goes on through the reassembly), with two
+//! threads receiving for one node, and with a sender that stops inside a message: every
+//! message arrives once, whole, in order per priority, and a stalled sender holds nothing
+//! else back.
+
+mod common;
+
+use common::{node, tcp_protocol, test_key, until_tcp, FabricDir};
+use hyperfabric::codec::handshake::{self, Credentials};
+use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
+use hyperfabric::model::PacketPriority;
+use hyperfabric::ring::SlotHeader;
+use hyperfabric::transport::channel::Lane;
+use hyperfabric::transport::tcp::{control, FrameHeader};
+use hyperfabric::ErrorKind;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Message `i`'s size, priority, and whether it carries metadata or is a request (neither
+/// lands into a receive's buffer).
+fn shape(i: usize) -> (usize, PacketPriority, bool, bool) {
+    let size = match i % 9 {
+        0 => 40_000 + i,     // one frame, landed
+        1 => 65_536,         // one frame
+        2 => 300_000 + i,    // two frames, the second short
+        3 => 1 << 20,        // four frames of 256 KiB
+        4 => (1 << 20) + 17, // and a short fifth
+        5 => (i * 37) % 500, // small: straight from the stream, or a ring
+        6 => 70_000,         // with metadata
+        7 => 50_000,         // a request
+        _ => (3 << 20) + i,  // larger than the small buffer below
+    };
+    let priority = if i % 4 == 1 {
+        PacketPriority::High
+    } else {
+        PacketPriority::Bulk
+    };
+    (size, priority, i % 9 == 6, i % 9 == 7)
+}
+
+/// Message `i`'s bytes: its index first, then bytes that depend on it.
+fn message(i: usize) -> Vec<u8> {
+    let mut m: Vec<u8> = (0..shape(i).0)
+        .map(|k| (k * 13 + i + k / 4093) as u8)
+        .collect();
+    if m.len() >= 4 {
+        m[..4].copy_from_slice(&(i as u32).to_le_bytes());
+    }
+    m
+}
+
+/// A sender `a` (engine thread) and a receiver `b` (no engine thread), connected.
+fn pair(tag: &str) -> (FabricDir, HyperFabricProtocol, HyperFabricProtocol) {
+    let f = FabricDir(format!("tcp-into-{tag}-{}", std::process::id()));
+    let a = tcp_protocol(&f.0, Some(test_key()), true);
+    let b = tcp_protocol(&f.0, Some(test_key()), false);
+    a.register_node(node("a")).unwrap();
+    a.start_background_services().unwrap();
+    b.register_node(node("b")).unwrap();
+    b.connect_host(a.listen_address().unwrap()).unwrap();
+    until_tcp(&a, "b");
+    (f, a, b)
+}
+
+/// Sends messages `0..n` from `a` to `b`.
+fn send_all(a: &HyperFabricProtocol, n: usize) {
+    for i in 0..n {
+        let (_, priority, meta, request) = shape(i);
+        let mut opts = SendOptions {
+            priority,
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        };
+        if meta {
+            let mut m = serde_json::Map::new();
+            m.insert("i".into(), (i as u64).into());
+            opts.metadata = Some(m);
+        }
+        let data = message(i);
+        let r = if request {
+            a.send_data("a", "b", &data, &opts).map(drop)
+        } else {
+            a.post("a", "b", &data, &opts)
+        };
+        r.unwrap_or_else(|e| panic!("message {i}: {e}"));
+    }
+}
+
+/// The message index a received message carries, checked against its shape and bytes.
+fn check(r: &hyperfabric::fabric::Received, data: &[u8]) -> usize {
+    assert!(
+        data.len() >= 4,
+        "a message without its index: {} bytes",
+        data.len()
+    );
+    let i = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
+    assert!(data == message(i), "message {i}: its bytes");
+    assert_eq!(r.source.as_str(), "a");
+    assert_eq!(r.priority, shape(i).1, "message {i}");
+    assert_eq!(r.one_way, !shape(i).3, "message {i}");
+    let meta: Option<serde_json::Value> = (!r.metadata.is_empty())
+        .then(|| serde_json::from_slice(&r.metadata).expect("metadata is JSON"));
+    match shape(i).2 {
+        true => assert_eq!(meta.unwrap()["i"], i as u64, "message {i}"),
+        false => assert!(meta.is_none(), "message {i} got metadata"),
+    }
+    i
+}
+
+#[test]
+fn large_messages_land_in_the_waiting_buffer_whole_and_in_order() {
+    // Indices 5 (small, some under 4 bytes) are left out: every message carries its index.
+    const N: usize = 450;
+    let (_f, a, b) = pair("order");
+    let metric = |k: &str| b.get_topology_info().unwrap().performance_metrics[k];
+    std::thread::scope(|s| {
+        s.spawn(|| send_all(&a, N));
+        let mut expected: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+        for i in 0..N {
+            expected[(shape(i).1 == PacketPriority::High) as usize].push(i);
+        }
+        let mut next = [0usize; 2];
+        let mut big = vec![0u8; 4 << 20];
+        let mut small = vec![0u8; 2 << 20];
+        let mut too_large = 0;
+        let mut k = 0;
+        while next[0] + next[1] < N {
+            // Some waits are short (they end inside large messages: their buffer is taken
+            // back), some buffers too small (the message then stays the next one).
+            let wait = match k % 4 {
+                0 => Duration::ZERO,
+                1 => Duration::from_micros(30),
+                _ => Duration::from_secs(30),
+            };
+            let buf: &mut [u8] = if k % 5 == 2 { &mut small } else { &mut big };
+            k += 1;
+            let r = match b.recv_into("b", wait, buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::Timeout && wait < Duration::from_secs(1) => {
+                    // The buffer is the caller's again: what it writes there is no
+                    // message's.
+                    buf.fill(0xee);
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::BufferOverflow => {
+                    too_large += 1;
+                    continue;
+                }
+                Err(e) => panic!("after {k} receives: {e}"),
+            };
+            let data = &buf[..r.len];
+            if data.len() < 4 {
+                // A small message of index 5 mod 9.
+                let p = (r.priority == PacketPriority::High) as usize;
+                let i = expected[p][next[p]];
+                assert_eq!(
+                    i % 9,
+                    5,
+                    "a message of {} bytes is not message {i}",
+                    data.len()
+                );
+                assert!(data == message(i), "message {i}: its bytes");
+                next[p] += 1;
+                continue;
+            }
+            let i = check(&r, data);
+            let p = (shape(i).1 == PacketPriority::High) as usize;
+            assert_eq!(
+                Some(&i),
+                expected[p].get(next[p]),
+                "out of order in priority {p}"
+            );
+            next[p] += 1;
+        }
+        assert!(
+            too_large > 0,
+            "no message was too large for the small buffer"
+        );
+    });
+    let more = b.recv_into("b", Duration::ZERO, &mut [0u8; 64]);
+    assert_eq!(
+        more.unwrap_err().kind(),
+        ErrorKind::Timeout,
+        "more than was sent"
+    );
+    let into = metric("tcp_messages_into_buffers");
+    let landable = (0..N).filter(|i| matches!(i % 9, 0..=4 | 8)).count() as f64;
+    assert!(
+        into > 0.0 && into <= landable,
+        "{into} messages landed into buffers, of {landable} that may"
+    );
+    assert!(
+        metric("tcp_receive_buffers_taken_back") > 0.0,
+        "no wait ended inside a message"
+    );
+    assert_eq!(metric("abandoned_reassemblies"), 0.0);
+    assert_eq!(
+        metric("reassemblies"),
+        0.0,
+        "a message left in the reassembly"
+    );
+}
+
+#[test]
+fn two_threads_receiving_for_one_node_get_each_message_once() {
+    const N: usize = 360;
+    let (_f, a, b) = pair("two");
+    let got = std::sync::Mutex::new(Vec::new());
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| send_all(&a, N));
+        for t in 0..2 {
+            let (b, got, done) = (&b, &got, &done);
+            s.spawn(move || {
+                let mut buf = vec![0u8; 4 << 20];
+                while done.load(std::sync::atomic::Ordering::Acquire) < N {
+                    let wait = Duration::from_micros(if t == 0 { 50 } else { 20_000 });
+                    match b.recv_into("b", wait, &mut buf) {
+                        Ok(r) => {
+                            let data = &buf[..r.len];
+                            let i = match data.len() {
+                                0..4 => usize::MAX,
+                                _ => check(&r, data),
+                            };
+                            got.lock().unwrap().push(i);
+                            done.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                        }
+                        Err(e) if e.kind() == ErrorKind::Timeout => buf.fill(0xee),
+                        Err(e) => panic!("thread {t}: {e}"),
+                    }
+                }
+            });
+        }
+    });
+    let mut got = got.into_inner().unwrap();
+    got.sort_unstable();
+    let mut want: Vec<usize> = (0..N)
+        .map(|i| if shape(i).0 < 4 { usize::MAX } else { i })
+        .collect();
+    want.sort_unstable();
+    assert_eq!(got, want, "each message once");
+    let m = b.get_topology_info().unwrap().performance_metrics;
+    assert_eq!(m["abandoned_reassemblies"], 0.0);
+}
+
+/// A frame header for the raw peer below.
+fn header(kind: u8, flags: u8, len: usize, src: u32, dst: u32) -> [u8; 20] {
+    FrameHeader {
+        slot: SlotHeader {
+            len: len as u32,
+            kind,
+            flags,
+            aux: 0,
+            src,
+        },
+        dst,
+        lane: Lane::Latency,
+    }
+    .encode()
+}
+
+/// A peer that stops inside a large message while the receiver waits for it in
+/// `recv_into`: a message from a node of this host still reaches that receive, and the
+/// stalled message, once its sender goes on, arrives whole.
+#[test]
+fn a_sender_stalled_inside_a_message_holds_nothing_back() {
+    let f = FabricDir(format!("tcp-into-stall-{}", std::process::id()));
+    let r = tcp_protocol(&f.0, Some(test_key()), true);
+    r.register_node(node("r")).unwrap();
+    // A sender of this host without TCP: its messages come through shared memory, which
+    // the receive reads itself, not through the engine.
+    let good = HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
+        fabric_name: Some(f.0.clone()),
+        key: Some(test_key()),
+        ..Default::default()
+    })
+    .unwrap();
+    good.register_node(node("g")).unwrap();
+    good.start_background_services().unwrap();
+    // The raw peer: past the handshake, it announces its node 0 ("stalling") and names
+    // `r` its node 1.
+    let mut s = std::net::TcpStream::connect(r.listen_address().unwrap()).unwrap();
+    handshake::client(
+        &mut s,
+        &f.0,
+        "stalling peer",
+        Credentials::Key(&test_key()),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let nodes = control::Announce::Nodes(vec![
+        control::Announced {
+            index: 0,
+            generation: 1,
+            hosted: true,
+            signature: node("stalling"),
+        },
+        control::Announced {
+            index: 1,
+            generation: 1,
+            hosted: false,
+            signature: node("r"),
+        },
+    ]);
+    for (kind, body) in nodes.encode().unwrap() {
+        s.write_all(&header(kind, 0, body.len(), 0, 0)).unwrap();
+        s.write_all(&body).unwrap();
+    }
+    // The announcement applied (the receiver polls its engine in its receives).
+    let until = Instant::now() + Duration::from_secs(30);
+    while r.transport_to("stalling").ok() != Some("tcp") {
+        assert!(Instant::now() < until, "the peer's nodes never arrived");
+        let _ = r.recv_into("r", Duration::from_millis(1), &mut [0u8; 16]);
+    }
+    // Plain one-way data frames to `r` (message header: node, id, hop, priority, data
+    // type, hop limit, total, offset, origin) of message `id`.
+    let frame = |id: u64, total: usize, offset: usize, body: &[u8]| {
+        let mut m = [0u8; 32];
+        m[0..4].copy_from_slice(&1u32.to_le_bytes());
+        m[4..12].copy_from_slice(&id.to_le_bytes());
+        m[13] = 2;
+        m[15] = 16;
+        m[16..20].copy_from_slice(&(total as u32).to_le_bytes());
+        m[20..24].copy_from_slice(&(offset as u32).to_le_bytes());
+        let mut b = header(1, 1, 32 + body.len(), 0, 1).to_vec();
+        b.extend_from_slice(&m);
+        b.extend_from_slice(body);
+        b
+    };
+    // A first message, which makes the peer's node known to the receive's path.
+    s.write_all(&frame(76, 5, 0, b"hello")).unwrap();
+    let mut buf = vec![0u8; 2 << 20];
+    let got = r.recv_into("r", Duration::from_secs(20), &mut buf).unwrap();
+    assert_eq!(
+        (got.source.as_str(), &buf[..got.len]),
+        ("stalling", &b"hello"[..])
+    );
+    // A 1 MiB post in frames of 256 KiB: three whole, and the start of the fourth.
+    const FRAGMENT: usize = (256 << 10) - 32;
+    const TOTAL: usize = 4 * FRAGMENT;
+    let frame = |k: usize| frame(77, TOTAL, k * FRAGMENT, &vec![k as u8 + 1; FRAGMENT]);
+    for k in 0..3 {
+        s.write_all(&frame(k)).unwrap();
+    }
+    let last = frame(3);
+    let cut = 20 + 32 + 1000;
+    s.write_all(&last[..cut]).unwrap();
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            good.post("g", "r", b"from the good peer", &SendOptions::default())
+                .unwrap();
+        });
+        // The stalled message cannot complete: what this receive gets is the good peer's.
+        let got = r
+            .recv_into("r", Duration::from_secs(20), &mut buf)
+            .unwrap_or_else(|e| panic!("the stalled message held the receive: {e}"));
+        assert_eq!(got.source.as_str(), "g");
+        assert_eq!(&buf[..got.len], b"from the good peer");
+    });
+    let m = r.get_topology_info().unwrap().performance_metrics;
+    assert!(
+        m["tcp_receive_buffers_taken_back"] >= 1.0,
+        "the receive's buffer was never lent: {m:?}"
+    );
+    // The sender goes on: the message comes whole.
+    s.write_all(&last[cut..]).unwrap();
+    let got = r.recv_into("r", Duration::from_secs(20), &mut buf).unwrap();
+    assert_eq!(got.source.as_str(), "stalling");
+    assert_eq!(got.len, TOTAL);
+    for k in 0..4 {
+        let part = &buf[k * FRAGMENT..(k + 1) * FRAGMENT];
+        assert!(part.iter().all(|&x| x == k as u8 + 1), "fragment {k}");
+    }
+    let m = r.get_topology_info().unwrap().performance_metrics;
+    assert_eq!(m["abandoned_reassemblies"], 0.0);
+    assert_eq!(m["reassemblies"], 0.0);
+}

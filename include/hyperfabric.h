@@ -1442,6 +1442,9 @@ hf_status hf_recv(const hf_protocol *protocol,
 // (`hf_endpoint_post_mem`) is copied straight into `buf`; one whose copy then delivers
 // nothing (its sender gave it up during the copy, or freed part of its memory) may have
 // written `buf`: only the first `info->len` bytes of a successful call are the message.
+// So may a large message from another host that the kernel receives straight into `buf`
+// while the call waits, when the call ends before it is whole (it is then delivered by a
+// later call).
 //
 // # Safety
 // `protocol` is a live handle; `node_id` a NUL-terminated string; `buf` points to `cap`

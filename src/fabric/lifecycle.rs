@@ -190,6 +190,10 @@ impl HyperFabricProtocol {
     /// sends) from inside it fails with `InvalidArgumentError`, as it could wait for the
     /// engine forever. Requests, larger messages and the protocol's other calls may wait for
     /// the engine too and are not made from a handler: hand them to another thread.
+    ///
+    /// A handler that panics fails its message as one that returns an error does (a request
+    /// gets `IOError`, "panicked: ..."): the panic does not unwind into the engine, nor into
+    /// the call whose thread ran the handler.
     pub fn on_receive(
         &self,
         node_id: &str,

@@ -174,6 +174,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// [`lock`] when `m` is free now: `None` when another thread holds it. A lock a panic left
+/// poisoned (a handler that panicked on a thread polling the engine) is taken as [`lock`]
+/// takes it, not refused forever.
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 impl HyperFabricProtocol {
     /// `Ok` in the process that created the protocol; `InvalidArgumentError` ("this
     /// protocol was created by process N; after fork() create a new one") in a `fork()`

@@ -4,7 +4,7 @@
 //! rings (replies, messages routed through other nodes, sends of the protocol's other paths)
 //! are polled through the engine when no engine thread runs.
 
-use super::{lock, Deadline, HyperFabricProtocol, Inner};
+use super::{lock, try_lock, Deadline, HyperFabricProtocol, Inner};
 use crate::engine::mailbox::{Mailbox, MessageRef, Received, Rings, Sink};
 use crate::engine::{Message, Want};
 use crate::error::{Error, Result};
@@ -270,7 +270,7 @@ impl Inner {
         if self.running.load(Ordering::Acquire) {
             return false;
         }
-        let Ok(mut e) = self.engine.try_lock() else {
+        let Some(mut e) = try_lock(&self.engine) else {
             return false;
         };
         let straight = self.tcp.is_some() && !self.zoned();
@@ -285,15 +285,6 @@ impl Inner {
             self.apply_health(changes);
         }
         got
-    }
-
-    /// Takes the buffer of `wait` back from a message landing into it, if one does (what
-    /// came of it goes on through the engine's reassembly).
-    fn take_back(&self, wait: &mut Wait) {
-        if wait.ever {
-            lock(&self.engine).spill_into(Some(wait.token));
-            wait.lent = None;
-        }
     }
 
     /// A look that waits for the ring lock when another poller (the engine thread moving
@@ -325,11 +316,10 @@ impl Inner {
 
     /// Waits up to `timeout` for a message of `mb` into `sink`.
     pub(super) fn wait_for(&self, mb: &Mailbox, timeout: Duration, sink: &mut Sink<'_>) -> End {
-        let mut wait = Wait::new();
-        let end = self.wait_lending(mb, timeout, sink, &mut wait);
-        // The buffer is the caller's again.
-        self.take_back(&mut wait);
-        end
+        // However the wait ends (also by a panic of a handler the engine runs on this
+        // thread), `wait` takes its buffer back when dropped.
+        let mut wait = Wait::new(self);
+        self.wait_lending(mb, timeout, sink, &mut wait)
     }
 
     /// [`Inner::wait_for`], the buffer of `sink` possibly lent meanwhile (`wait`).
@@ -384,7 +374,7 @@ impl Inner {
                 if wait.stalled() {
                     // A sender that stopped inside its message does not hold the node's
                     // other messages back: the message goes on through the reassembly.
-                    self.take_back(wait);
+                    wait.take_back();
                 }
                 if periodic {
                     if mb.is_closed() {
@@ -412,7 +402,8 @@ impl Inner {
 const LENT_PATIENCE: Duration = Duration::from_millis(2);
 
 /// A wait's part in messages landing into its buffer (see `engine::hosts::into_buffer`).
-struct Wait {
+struct Wait<'i> {
+    inner: &'i Inner,
     /// The wait's token.
     token: u64,
     /// Since when a message has been landing into the buffer without a byte more, and its
@@ -422,9 +413,10 @@ struct Wait {
     ever: bool,
 }
 
-impl Wait {
-    fn new() -> Wait {
+impl<'i> Wait<'i> {
+    fn new(inner: &'i Inner) -> Wait<'i> {
         Wait {
+            inner,
             token: Want::next_token(),
             lent: None,
             ever: false,
@@ -441,9 +433,25 @@ impl Wait {
         self.ever |= self.lent.is_some();
     }
 
+    /// Takes the buffer back from a message landing into it, if one does (what came of it
+    /// goes on through the engine's reassembly).
+    fn take_back(&mut self) {
+        if self.ever {
+            lock(&self.inner.engine).spill_into(Some(self.token));
+            self.lent = None;
+        }
+    }
+
     /// Whether the message landing into the buffer stopped coming.
     fn stalled(&self) -> bool {
         self.lent
             .is_some_and(|(since, _)| since.elapsed() >= LENT_PATIENCE)
+    }
+}
+
+impl Drop for Wait<'_> {
+    /// The buffer is the caller's again.
+    fn drop(&mut self) {
+        self.take_back();
     }
 }

@@ -54,7 +54,7 @@ impl Inner {
     #[inline]
     pub(super) fn drive_once(&self) {
         if !self.running.load(Ordering::Acquire) {
-            if let Ok(mut e) = self.engine.try_lock() {
+            if let Some(mut e) = super::try_lock(&self.engine) {
                 e.drain();
             }
         }

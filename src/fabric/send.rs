@@ -313,7 +313,7 @@ impl Inner {
     /// Drains this process's rings once (unless another thread holds the engine): a sender
     /// waiting for room must not keep a peer that waits for it from making progress.
     pub(super) fn drain(&self) {
-        if let Ok(mut e) = self.engine.try_lock() {
+        if let Some(mut e) = super::try_lock(&self.engine) {
             e.drain();
         }
     }

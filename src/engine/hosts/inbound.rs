@@ -270,6 +270,14 @@ impl Engine {
                 n += 1;
                 let control = fh.slot.kind == KIND_NODES || fh.slot.kind == KIND_GONE;
                 if control || later.iter().any(|(c, _, _)| *c == id) {
+                    // A message landing into a waiting receive's buffer from this
+                    // connection goes on through the reassembly, where its next frames,
+                    // delivered after the announcement, find it.
+                    if let Some(i) = into.take_if(|i| i.conn == id) {
+                        if let Some(w) = i.spill(place.partial, now) {
+                            place.whole.push(w);
+                        }
+                    }
                     later.push((id, fh, payload.to_vec()));
                     return;
                 }

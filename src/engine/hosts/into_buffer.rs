@@ -62,7 +62,8 @@ impl Into {
             && slot.flags == FLAG_ONE_WAY
             && slot.aux == 0;
         let total = m.total as usize;
-        (plain && m.offset == 0 && len <= total && total <= cap).then_some(Into {
+        let fits = total <= cap && total <= crate::engine::MAX_MESSAGE;
+        (plain && m.offset == 0 && len <= total && fits).then_some(Into {
             token,
             ptr,
             source,
@@ -136,7 +137,9 @@ impl Into {
         partial: &mut Reassembly,
         now: Instant,
     ) -> Option<(SlotHeader, MsgHeader, Vec<u8>)> {
-        let mut v = recycle::take(self.total());
+        // As large as what came: the reassembly grows it as the rest comes (the message's
+        // claimed length, which its sender chooses, reserves nothing).
+        let mut v = recycle::take(self.got);
         // SAFETY: the first `got` bytes of the buffer were written (`append`, landings).
         v.extend_from_slice(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.got) });
         match partial.put_back(self.key(), self.total(), v, now) {

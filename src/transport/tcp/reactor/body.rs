@@ -79,7 +79,8 @@ impl Body {
             if l.cap - l.len >= more {
                 return;
             }
-            self.spill();
+            let need = l.len + more;
+            self.spill(need);
         }
         if let Body::Owned(v) = self {
             v.reserve(more);
@@ -131,14 +132,15 @@ impl Body {
         matches!(self, Body::Lent(_))
     }
 
-    /// Copies lent memory into a buffer of the engine's (as large as the lent memory), which
+    /// Copies lent memory into a buffer of the engine's with room for `need` bytes (the end
+    /// of the frame landing: not the message's claimed length, which a peer chooses), which
     /// it is from then on; a buffer of the engine's stays as it is. Returns whether it was
     /// lent.
-    pub(super) fn spill(&mut self) -> bool {
+    pub(super) fn spill(&mut self, need: usize) -> bool {
         let Body::Lent(l) = self else {
             return false;
         };
-        let mut v = crate::buffer::recycle::take(l.cap);
+        let mut v = crate::buffer::recycle::take(need.clamp(l.len, l.cap));
         // SAFETY: the first `l.len` bytes at `l.ptr` were written (`Lent::new`, `advance`).
         v.extend_from_slice(unsafe { std::slice::from_raw_parts(l.ptr.as_ptr(), l.len) });
         *self = Body::Owned(v);
@@ -168,7 +170,7 @@ mod tests {
         assert!(b.is_lent(), "room for 6 more: still lent");
         b.extend_from_slice(b"abcdefgh");
         assert_eq!(b.len(), 8, "only the room is written");
-        assert!(b.spill());
+        assert!(b.spill(8));
         assert!(!b.is_lent());
         let v = b.into_owned();
         assert_eq!(&v[..], &[0, 0, b'a', b'b', b'c', b'd', b'e', b'f']);

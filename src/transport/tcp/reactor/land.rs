@@ -278,7 +278,7 @@ impl Reactor {
         let fd = types::Fd(c.sock.as_raw_fd());
         let l = c.landing.as_mut().expect("checked above");
         // The kernel may write after a poll ends: never into a waiting receive's memory.
-        l.body.spill();
+        l.body.spill(l.end);
         // The spare capacity reserved by `offer_landing`: room for the rest at the end.
         let (at, room) = l.body.spare();
         let left = (l.end - l.body.len()).min(room);
@@ -419,6 +419,7 @@ impl Reactor {
         if c.generation != id.generation {
             return None;
         }
-        Some(c.landing.as_mut()?.body.spill())
+        let l = c.landing.as_mut()?;
+        Some(l.body.spill(l.end))
     }
 }

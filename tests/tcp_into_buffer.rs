@@ -261,9 +261,8 @@ fn header(kind: u8, flags: u8, len: usize, src: u32, dst: u32) -> [u8; 20] {
 /// stalled message, once its sender goes on, arrives whole.
 #[test]
 fn a_sender_stalled_inside_a_message_holds_nothing_back() {
-    let f = FabricDir(format!("tcp-into-stall-{}", std::process::id()));
-    let r = tcp_protocol(&f.0, Some(test_key()), true);
-    r.register_node(node("r")).unwrap();
+    // The raw peer (its node "raw" known to `r`, which has received one message of it).
+    let (f, r, mut s) = raw_peer("stall");
     // A sender of this host without TCP: its messages come through shared memory, which
     // the receive reads itself, not through the engine.
     let good = HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
@@ -274,68 +273,12 @@ fn a_sender_stalled_inside_a_message_holds_nothing_back() {
     .unwrap();
     good.register_node(node("g")).unwrap();
     good.start_background_services().unwrap();
-    // The raw peer: past the handshake, it announces its node 0 ("stalling") and names
-    // `r` its node 1.
-    let mut s = std::net::TcpStream::connect(r.listen_address().unwrap()).unwrap();
-    handshake::client(
-        &mut s,
-        &f.0,
-        "stalling peer",
-        Credentials::Key(&test_key()),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    let nodes = control::Announce::Nodes(vec![
-        control::Announced {
-            index: 0,
-            generation: 1,
-            hosted: true,
-            signature: node("stalling"),
-        },
-        control::Announced {
-            index: 1,
-            generation: 1,
-            hosted: false,
-            signature: node("r"),
-        },
-    ]);
-    for (kind, body) in nodes.encode().unwrap() {
-        s.write_all(&header(kind, 0, body.len(), 0, 0)).unwrap();
-        s.write_all(&body).unwrap();
-    }
-    // The announcement applied (the receiver polls its engine in its receives).
-    let until = Instant::now() + Duration::from_secs(30);
-    while r.transport_to("stalling").ok() != Some("tcp") {
-        assert!(Instant::now() < until, "the peer's nodes never arrived");
-        let _ = r.recv_into("r", Duration::from_millis(1), &mut [0u8; 16]);
-    }
-    // Plain one-way data frames to `r` (message header: node, id, hop, priority, data
-    // type, hop limit, total, offset, origin) of message `id`.
-    let frame = |id: u64, total: usize, offset: usize, body: &[u8]| {
-        let mut m = [0u8; 32];
-        m[0..4].copy_from_slice(&1u32.to_le_bytes());
-        m[4..12].copy_from_slice(&id.to_le_bytes());
-        m[13] = 2;
-        m[15] = 16;
-        m[16..20].copy_from_slice(&(total as u32).to_le_bytes());
-        m[20..24].copy_from_slice(&(offset as u32).to_le_bytes());
-        let mut b = header(1, 1, 32 + body.len(), 0, 1).to_vec();
-        b.extend_from_slice(&m);
-        b.extend_from_slice(body);
-        b
-    };
-    // A first message, which makes the peer's node known to the receive's path.
-    s.write_all(&frame(76, 5, 0, b"hello")).unwrap();
+    hello(&r, &mut s);
     let mut buf = vec![0u8; 2 << 20];
-    let got = r.recv_into("r", Duration::from_secs(20), &mut buf).unwrap();
-    assert_eq!(
-        (got.source.as_str(), &buf[..got.len]),
-        ("stalling", &b"hello"[..])
-    );
     // A 1 MiB post in frames of 256 KiB: three whole, and the start of the fourth.
     const FRAGMENT: usize = (256 << 10) - 32;
     const TOTAL: usize = 4 * FRAGMENT;
-    let frame = |k: usize| frame(77, TOTAL, k * FRAGMENT, &vec![k as u8 + 1; FRAGMENT]);
+    let frame = |k: usize| data_frame(77, TOTAL, k * FRAGMENT, &vec![k as u8 + 1; FRAGMENT]);
     for k in 0..3 {
         s.write_all(&frame(k)).unwrap();
     }
@@ -362,7 +305,7 @@ fn a_sender_stalled_inside_a_message_holds_nothing_back() {
     // The sender goes on: the message comes whole.
     s.write_all(&last[cut..]).unwrap();
     let got = r.recv_into("r", Duration::from_secs(20), &mut buf).unwrap();
-    assert_eq!(got.source.as_str(), "stalling");
+    assert_eq!(got.source.as_str(), "raw");
     assert_eq!(got.len, TOTAL);
     for k in 0..4 {
         let part = &buf[k * FRAGMENT..(k + 1) * FRAGMENT];
@@ -396,11 +339,17 @@ fn raw_peer(tag: &str) -> (FabricDir, HyperFabricProtocol, std::net::TcpStream) 
         assert!(Instant::now() < until, "the peer's nodes never arrived");
         let _ = r.recv_into("r", Duration::from_millis(1), &mut [0u8; 16]);
     }
+    hello(&r, &mut s);
+    (f, r, s)
+}
+
+/// A small message from the raw peer, received: its node is then known to the receive's
+/// path (until this host's nodes change).
+fn hello(r: &HyperFabricProtocol, s: &mut std::net::TcpStream) {
     s.write_all(&data_frame(1, 5, 0, b"hello")).unwrap();
     let mut buf = [0u8; 64];
     let got = r.recv_into("r", Duration::from_secs(20), &mut buf).unwrap();
     assert_eq!(&buf[..got.len], b"hello");
-    (f, r, s)
 }
 
 /// The raw peer's announcement: its node 0 (`id`), and `r` as its node 1.

@@ -464,8 +464,8 @@ impl Engine {
     }
 }
 
-/// Runs `handler` on `msg`. A panic in it is its error: the engine, in the middle of whose
-/// poll the handler runs (on whichever thread polls it), goes on with its state whole, and
+/// Runs `handler` on `msg`. A panic in it is its error: it does not unwind through the
+/// engine, in the middle of whose poll the handler runs (on whichever thread polls it), and
 /// a request gets the error as its answer. The panic hook has printed the panic.
 fn run(handler: &mut super::Handler, msg: &super::Message, reply: &mut super::Reply) -> Result<()> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(msg, reply))).unwrap_or_else(

@@ -276,6 +276,9 @@ impl Inner {
         let straight = self.tcp.is_some() && !self.zoned();
         let before = sink.count();
         let mut want = Want::new(mb, sink, wait.token);
+        // Until `note` says whether the buffer is lent: a poll that lends it and then
+        // unwinds (a panic) still has it taken back when the wait is dropped.
+        wait.polling = true;
         e.poll_for(straight.then_some(&mut want));
         let got = sink.count() > before;
         wait.note(e.lends_to(wait.token));
@@ -411,6 +414,9 @@ struct Wait<'i> {
     lent: Option<(Instant, usize)>,
     /// Whether the buffer was ever lent (it is taken back when the wait ends).
     ever: bool,
+    /// A poll of the engine started and its end was not noted: it may have lent the
+    /// buffer.
+    polling: bool,
 }
 
 impl<'i> Wait<'i> {
@@ -420,6 +426,7 @@ impl<'i> Wait<'i> {
             token: Want::next_token(),
             lent: None,
             ever: false,
+            polling: false,
         }
     }
 
@@ -431,12 +438,13 @@ impl<'i> Wait<'i> {
             (Some(got), _) => Some((Instant::now(), got)),
         };
         self.ever |= self.lent.is_some();
+        self.polling = false;
     }
 
     /// Takes the buffer back from a message landing into it, if one does (what came of it
     /// goes on through the engine's reassembly).
     fn take_back(&mut self) {
-        if self.ever {
+        if self.ever || self.polling {
             lock(&self.inner.engine).spill_into(Some(self.token));
             self.lent = None;
         }

@@ -358,9 +358,12 @@ impl Engine {
                     }
                     // A message that can land into the buffer of the receive polling.
                     let started = straight.as_mut().and_then(|s| {
-                        let buf = s
-                            .buffer()
-                            .filter(|_| into.is_none() && s.ends_at(key.1, &m))?;
+                        // Not while its buffer is lent to another message (checked first: a
+                        // look at the buffer is a new borrow of it).
+                        if into.is_some() || !s.ends_at(key.1, &m) {
+                            return None;
+                        }
+                        let buf = s.buffer()?;
                         let source = *names.get(&m.origin)?;
                         let clear = !place.whole.iter().any(|(_, w, _)| w.dst == m.dst)
                             && rings_of.is_clear(id, key);

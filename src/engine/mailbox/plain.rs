@@ -260,7 +260,7 @@ impl Plain {
 /// the receive that polls the engine (see `engine::hosts::straight`).
 pub(crate) fn hand(
     sink: &mut Sink<'_>,
-    (node, id): (u32, NodeName),
+    node: (u32, NodeName),
     source: NodeName,
     m: &MsgHeader,
     (metadata, data): (&[u8], &[u8]),
@@ -275,17 +275,23 @@ pub(crate) fn hand(
         } => got.is_none() && too_large.is_none() && data.len() <= buf.len(),
         Sink::Each { .. } => false,
     };
-    if !takes {
-        return false;
-    }
-    let at = Plain {
+    takes
+        && matches!(
+            plain_of(node, source, m).give(sink, m, (metadata, data, None)),
+            Taken::Yes
+        )
+}
+
+/// The delivery of a message of `source` (its header `m`) that came over TCP to hosted
+/// node `node`.
+fn plain_of((node, id): (u32, NodeName), source: NodeName, m: &MsgHeader) -> Plain {
+    Plain {
         node,
         id,
         src: m.origin,
         source,
         pid: 0,
-    };
-    matches!(at.give(sink, m, (metadata, data, None)), Taken::Yes)
+    }
 }
 
 /// Hands over a whole one-way message of `source` for hosted node `node` (its header `m`,
@@ -294,7 +300,7 @@ pub(crate) fn hand(
 /// `engine::hosts::into_buffer`). Returns whether it did.
 pub(crate) fn hand_landed(
     sink: &mut Sink<'_>,
-    (node, id): (u32, NodeName),
+    node: (u32, NodeName),
     source: NodeName,
     m: &MsgHeader,
     len: usize,
@@ -311,14 +317,7 @@ pub(crate) fn hand_landed(
     if len > buf.len() {
         return false;
     }
-    let at = Plain {
-        node,
-        id,
-        src: m.origin,
-        source,
-        pid: 0,
-    };
-    *got = Some(at.received(m, len, &[]));
+    *got = Some(plain_of(node, source, m).received(m, len, &[]));
     true
 }
 

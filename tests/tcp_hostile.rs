@@ -6,13 +6,11 @@
 
 mod common;
 
-use common::{node, tcp_protocol, test_key, FabricDir};
+use common::{frame_header as header, node, tcp_protocol, test_key, FabricDir};
 use hyperfabric::codec::handshake::{self, Credentials};
 use hyperfabric::codec::FabricKey;
 use hyperfabric::fabric::{HyperFabricProtocol, PeerAddress, SendOptions};
-use hyperfabric::ring::SlotHeader;
-use hyperfabric::transport::channel::Lane;
-use hyperfabric::transport::tcp::{control, FrameHeader};
+use hyperfabric::transport::tcp::control;
 use hyperfabric::ErrorKind;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -117,22 +115,6 @@ impl Fabric {
         }
     }
 }
-
-fn header(kind: u8, flags: u8, len: usize, src: u32, dst: u32) -> [u8; 20] {
-    FrameHeader {
-        slot: SlotHeader {
-            len: len as u32,
-            kind,
-            flags,
-            aux: 0,
-            src,
-        },
-        dst,
-        lane: Lane::Latency,
-    }
-    .encode()
-}
-
 /// Whether `s` is still open: all it has to read read, no end of stream, no reset.
 fn open(mut s: &TcpStream) -> bool {
     s.set_nonblocking(true).unwrap();

@@ -8,13 +8,13 @@
 
 mod common;
 
-use common::{node, tcp_protocol, test_key, until_tcp, FabricDir};
+use common::{
+    frame_header as header, node, protocol_with_key, tcp_protocol, test_key, until_tcp, FabricDir,
+};
 use hyperfabric::codec::handshake::{self, Credentials};
 use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
 use hyperfabric::model::PacketPriority;
-use hyperfabric::ring::SlotHeader;
-use hyperfabric::transport::channel::Lane;
-use hyperfabric::transport::tcp::{control, FrameHeader};
+use hyperfabric::transport::tcp::control;
 use hyperfabric::ErrorKind;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -240,22 +240,6 @@ fn two_threads_receiving_for_one_node_get_each_message_once() {
     assert_eq!(m["abandoned_reassemblies"], 0.0);
 }
 
-/// A frame header for the raw peer below.
-fn header(kind: u8, flags: u8, len: usize, src: u32, dst: u32) -> [u8; 20] {
-    FrameHeader {
-        slot: SlotHeader {
-            len: len as u32,
-            kind,
-            flags,
-            aux: 0,
-            src,
-        },
-        dst,
-        lane: Lane::Latency,
-    }
-    .encode()
-}
-
 /// A peer that stops inside a large message while the receiver waits for it in
 /// `recv_into`: a message from a node of this host still reaches that receive, and the
 /// stalled message, once its sender goes on, arrives whole.
@@ -265,12 +249,7 @@ fn a_sender_stalled_inside_a_message_holds_nothing_back() {
     let (f, r, mut s) = raw_peer("stall");
     // A sender of this host without TCP: its messages come through shared memory, which
     // the receive reads itself, not through the engine.
-    let good = HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
-        fabric_name: Some(f.0.clone()),
-        key: Some(test_key()),
-        ..Default::default()
-    })
-    .unwrap();
+    let good = protocol_with_key(&f.0, Some(test_key()));
     good.register_node(node("g")).unwrap();
     good.start_background_services().unwrap();
     hello(&r, &mut s);
@@ -314,6 +293,59 @@ fn a_sender_stalled_inside_a_message_holds_nothing_back() {
     let m = r.get_topology_info().unwrap().performance_metrics;
     assert_eq!(m["abandoned_reassemblies"], 0.0);
     assert_eq!(m["reassemblies"], 0.0);
+}
+
+/// A peer that stops inside a frame landing into the buffer of a waiting `recv_into`, for
+/// longer than a message may take: the buffer is taken back, the connection closed, the
+/// message counted abandoned once, and the same wait goes on to receive another message
+/// into its buffer.
+#[test]
+fn a_sender_that_stops_inside_a_landing_frame_is_dropped_and_the_wait_goes_on() {
+    let (f, r, mut s) = raw_peer("expire");
+    let good = protocol_with_key(&f.0, Some(test_key()));
+    good.register_node(node("g")).unwrap();
+    good.start_background_services().unwrap();
+    hello(&r, &mut s);
+    const TOTAL: usize = 600_000;
+    // Its first frame (of 200,000 bytes), then the start of the second.
+    const FIRST: usize = 200_000;
+    let first = data_frame(5, TOTAL, 0, &vec![9u8; FIRST]);
+    let second = data_frame(5, TOTAL, FIRST, &vec![8u8; FIRST]);
+    let cut = 20 + 32 + 1000;
+    let mut buf = vec![0u8; 1 << 20];
+    std::thread::scope(|t| {
+        let wait = t.spawn(|| {
+            let got = r.recv_into("r", Duration::from_secs(120), &mut buf);
+            got.map(|g| (g.source.as_str().to_owned(), buf[..g.len].to_vec()))
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        s.write_all(&first).unwrap();
+        s.write_all(&second[..cut]).unwrap();
+        // The stall outlasts the reassembly's timeout (30 s): the connection is closed.
+        let until = Instant::now() + Duration::from_secs(90);
+        while !r
+            .host_close_reasons()
+            .iter()
+            .any(|l| l.contains("stopped inside a frame"))
+        {
+            assert!(Instant::now() < until, "{:?}", r.host_close_reasons());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        good.post("g", "r", b"after the stall", &SendOptions::default())
+            .unwrap();
+        let (source, bytes) = wait.join().unwrap().unwrap();
+        assert_eq!(
+            (source.as_str(), &bytes[..]),
+            ("g", &b"after the stall"[..])
+        );
+    });
+    let m = r.get_topology_info().unwrap().performance_metrics;
+    assert_eq!(m["abandoned_reassemblies"], 1.0, "{m:?}");
+    assert_eq!(m["reassemblies"], 0.0);
+    assert!(
+        m["tcp_receive_buffers_taken_back"] >= 1.0,
+        "never lent: {m:?}"
+    );
 }
 
 /// A receiver `r` (node "r", no engine thread) and a raw peer past the handshake whose node
@@ -453,12 +485,7 @@ fn a_panicking_handler_on_the_receiving_thread_stops_nothing() {
     r.connect_host(a.listen_address().unwrap()).unwrap();
     until_tcp(&a, "b");
     // A sender of this host without TCP, to the panicking handler.
-    let g = HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
-        fabric_name: Some(f.0.clone()),
-        key: Some(test_key()),
-        ..Default::default()
-    })
-    .unwrap();
+    let g = protocol_with_key(&f.0, Some(test_key()));
     g.register_node(node("g")).unwrap();
     g.start_background_services().unwrap();
     let msg = |i: usize| -> Vec<u8> {

@@ -207,3 +207,21 @@ pub fn until_tcp(p: &hyperfabric::fabric::HyperFabricProtocol, to: &str) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// The header of a frame on a TCP connection between hosts, for tests that play a peer by
+/// hand: `len` bytes of payload of `kind` with `flags`, from the sender's node `src` to its
+/// node `dst`, on the latency lane.
+pub fn frame_header(kind: u8, flags: u8, len: usize, src: u32, dst: u32) -> [u8; 20] {
+    hyperfabric::transport::tcp::FrameHeader {
+        slot: hyperfabric::ring::SlotHeader {
+            len: len as u32,
+            kind,
+            flags,
+            aux: 0,
+            src,
+        },
+        dst,
+        lane: hyperfabric::transport::channel::Lane::Latency,
+    }
+    .encode()
+}

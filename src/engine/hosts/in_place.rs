@@ -59,7 +59,14 @@ impl Engine {
         for id in stale {
             h.lending.remove(&id);
             self.partial.note_abandoned();
-            lock(&h.reactor).fail_conn(id, "the peer stopped inside a frame".into());
+            let mut r = lock(&h.reactor);
+            if h.into.take_if(|i| i.conn == id).is_some() {
+                // A waiting receive's buffer: taken back now (the message, counted
+                // abandoned here, is not counted again when the close is reaped).
+                r.spill_landing(id);
+                h.counters.taken_back += 1;
+            }
+            r.fail_conn(id, "the peer stopped inside a frame".into());
         }
     }
 

@@ -138,6 +138,30 @@ fn translate(
     ))
 }
 
+/// Lends the buffer of the message landing into a waiting receive's to the frame of it
+/// that lands on connection `id` now, and records the lending.
+fn lend_into(
+    i: &Into,
+    lending: &mut FxHashMap<ConnId, Lending>,
+    id: ConnId,
+    now: std::time::Instant,
+) -> Body {
+    let bytes = i.total();
+    lending.insert(id, Lending { since: now, bytes });
+    Body::Lent(i.lend())
+}
+
+/// Hands the message landing into the buffer of the receive polling over to it once it
+/// is whole.
+fn hand_if_whole(into: &mut Option<Into>, straight: Option<&mut Straight>) {
+    if into.as_ref().is_some_and(Into::is_whole) {
+        let i = into.take().expect("checked above");
+        if let Some(s) = straight {
+            s.hand_landed(i.source, &i.m, i.total());
+        }
+    }
+}
+
 /// The parts of [`Hosts`] that delivery into rings uses.
 struct Rings<'a> {
     rings: &'a mut FxHashMap<(u32, u32, Lane), Producer<Region>>,
@@ -274,9 +298,7 @@ impl Engine {
                     // connection goes on through the reassembly, where its next frames,
                     // delivered after the announcement, find it.
                     if let Some(i) = into.take_if(|i| i.conn == id) {
-                        if let Some(w) = i.spill(place.partial, now) {
-                            place.whole.push(w);
-                        }
+                        i.spill_to(&mut place);
                     }
                     later.push((id, fh, payload.to_vec()));
                     return;
@@ -289,19 +311,11 @@ impl Engine {
                         if let Some(i) = into.as_mut().filter(|i| i.conn == id) {
                             if body.is_none() && i.continues(id, &slot, &m, rest.len()) {
                                 i.append(rest);
-                                if i.is_whole() {
-                                    let i = into.take().expect("checked above");
-                                    if let Some(s) = straight.as_mut() {
-                                        s.hand_landed(i.source, &i.m, i.total());
-                                    }
-                                }
+                                hand_if_whole(into, straight.as_mut());
                                 return;
                             }
                             // Its sender gave the rest up: what came goes to the reassembly.
-                            let i = into.take().expect("checked above");
-                            if let Some(w) = i.spill(place.partial, now) {
-                                place.whole.push(w);
-                            }
+                            into.take().expect("checked above").spill_to(&mut place);
                         }
                         if let Some(s) = straight
                             .as_mut()
@@ -346,15 +360,10 @@ impl Engine {
                     let len = header.slot.len as usize - MSG_HEADER;
                     if let Some(i) = into.as_mut().filter(|i| i.conn == id) {
                         if i.continues(id, &slot, &m, len) {
-                            *lend = Some(Body::Lent(i.lend()));
-                            let bytes = i.total();
-                            lending.insert(id, Lending { since: now, bytes });
+                            *lend = Some(lend_into(i, lending, id, now));
                             return;
                         }
-                        let i = into.take().expect("checked above");
-                        if let Some(w) = i.spill(place.partial, now) {
-                            place.whole.push(w);
-                        }
+                        into.take().expect("checked above").spill_to(&mut place);
                     }
                     // A message that can land into the buffer of the receive polling.
                     let started = straight.as_mut().and_then(|s| {
@@ -373,9 +382,7 @@ impl Engine {
                             .flatten()
                     });
                     if let Some(i) = started {
-                        *lend = Some(Body::Lent(i.lend()));
-                        let bytes = i.total();
-                        lending.insert(id, Lending { since: now, bytes });
+                        *lend = Some(lend_into(&i, lending, id, now));
                         *into = Some(i);
                         return;
                     }
@@ -403,12 +410,7 @@ impl Engine {
                             // taken back before the reactor was polled).
                             if let Some(i) = mine {
                                 i.got = body.len();
-                                if i.is_whole() {
-                                    let i = into.take().expect("checked above");
-                                    if let Some(s) = straight.as_mut() {
-                                        s.hand_landed(i.source, &i.m, i.total());
-                                    }
-                                }
+                                hand_if_whole(into, straight.as_mut());
                             }
                             return;
                         }

@@ -17,8 +17,8 @@
 //! landing that would arm a receive on the ring (the kernel could write after the wait).
 //! While its buffer is lent, the wait takes nothing else into it.
 
+use super::in_place::InPlace;
 use super::lock;
-use crate::buffer::recycle;
 use crate::engine::reassembly::{Key, Reassembly, Step};
 use crate::engine::{Engine, MsgHeader, NodeName, FLAG_ONE_WAY};
 use crate::ring::SlotHeader;
@@ -139,9 +139,7 @@ impl Into {
     ) -> Option<(SlotHeader, MsgHeader, Vec<u8>)> {
         // As large as what came: the reassembly grows it as the rest comes (the message's
         // claimed length, which its sender chooses, reserves nothing).
-        let mut v = recycle::take(self.got);
-        // SAFETY: the first `got` bytes of the buffer were written (`append`, landings).
-        v.extend_from_slice(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.got) });
+        let v = self.lend().to_vec(self.got);
         match partial.put_back(self.key(), self.total(), v, now) {
             Step::Done(whole) => Some((self.slot, self.m, whole)),
             Step::More => None,
@@ -149,6 +147,14 @@ impl Into {
                 partial.note_abandoned();
                 None
             }
+        }
+    }
+
+    /// [`Into::spill`] into the reassembly of a reap, which delivers the message if it is
+    /// whole.
+    pub(super) fn spill_to(self, place: &mut InPlace<'_>) {
+        if let Some(w) = self.spill(place.partial, place.now) {
+            place.whole.push(w);
         }
     }
 }

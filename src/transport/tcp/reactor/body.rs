@@ -47,6 +47,15 @@ impl Lent {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// A copy of what is written, in a buffer of the engine's with room for `need` bytes
+    /// (at least what is written, at most the memory's size: not a length a peer claims).
+    pub fn to_vec(&self, need: usize) -> Vec<u8> {
+        let mut v = crate::buffer::recycle::take(need.clamp(self.len, self.cap));
+        // SAFETY: the first `len` bytes at `ptr` were written (`Lent::new`, `Body::advance`).
+        v.extend_from_slice(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) });
+        v
+    }
 }
 
 /// The buffer a landing frame's payload is appended to.
@@ -140,10 +149,7 @@ impl Body {
         let Body::Lent(l) = self else {
             return false;
         };
-        let mut v = crate::buffer::recycle::take(need.clamp(l.len, l.cap));
-        // SAFETY: the first `l.len` bytes at `l.ptr` were written (`Lent::new`, `advance`).
-        v.extend_from_slice(unsafe { std::slice::from_raw_parts(l.ptr.as_ptr(), l.len) });
-        *self = Body::Owned(v);
+        *self = Body::Owned(l.to_vec(need));
         true
     }
 

@@ -487,3 +487,64 @@ fn a_peer_that_stops_inside_a_large_frame_is_dropped_after_the_reassembly_timeou
     f.dropped(s, "stalled inside a frame");
     reason_mentions(&f, "stopped inside a frame");
 }
+
+/// Announces node `id` as hosted by the raw peer on `s`, from process instance `instance`
+/// (carried by the announcement's header), with `a` as its node 1.
+fn claim(s: &mut TcpStream, instance: u64, id: &str) {
+    let nodes = control::Announce::Nodes(vec![
+        control::Announced {
+            index: 0,
+            generation: 1,
+            hosted: true,
+            signature: node(id),
+        },
+        control::Announced {
+            index: 1,
+            generation: 1,
+            hosted: false,
+            signature: node("a"),
+        },
+    ]);
+    for (kind, body) in nodes.encode().unwrap() {
+        let h = header(
+            kind,
+            0,
+            body.len(),
+            instance as u32,
+            (instance >> 32) as u32,
+        );
+        s.write_all(&h).unwrap();
+        s.write_all(&body).unwrap();
+    }
+}
+
+/// Two hosts claiming one node: the later claim is refused with its connection (frames of
+/// both would mix in one message), while a second connection of the first host's process
+/// (the same instance, as when two processes dial each other) may claim it too.
+#[test]
+fn a_node_claimed_by_two_hosts_is_refused_on_the_second() {
+    let f = Fabric::new("claim");
+    const FIRST: u64 = 0x1111_2222_3333_4444;
+    let mut one = f.intruder();
+    claim(&mut one, FIRST, "x");
+    let until = Instant::now() + Duration::from_secs(30);
+    while f.a.transport_to("x").ok() != Some("tcp") {
+        assert!(Instant::now() < until, "x never became known");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut same = f.intruder();
+    claim(&mut same, FIRST, "x");
+    let mut other = f.intruder();
+    claim(&mut other, 0x5555_6666_7777_8888, "x");
+    f.dropped(other, "a second host claiming x");
+    reason_mentions(&f, "hosted by");
+    // Both connections of the first process are still up, and x is still reached.
+    f.still_serves();
+    assert!(open(&one), "{:?}", f.a.host_close_reasons());
+    assert!(open(&same), "{:?}", f.a.host_close_reasons());
+    assert_eq!(f.a.transport_to("x").ok(), Some("tcp"));
+    // A claim without an instance is no process's: refused too.
+    let mut none = f.intruder();
+    claim(&mut none, 0, "x");
+    f.dropped(none, "a claim of x without an instance");
+}

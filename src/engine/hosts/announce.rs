@@ -3,7 +3,7 @@
 //! receiver does with it: its map of the peer's indices, the routes to the nodes the peer
 //! hosts, the nodes it no longer names.
 
-use super::{lock, Said};
+use super::{lock, Hosts, Said};
 use crate::engine::{Engine, Lane};
 use crate::error::{Error, Result};
 use crate::model::NodeSignature;
@@ -105,15 +105,16 @@ impl Engine {
         let mut r = lock(&h.reactor);
         for id in ids {
             for (kind, body) in &frames {
+                // The header's node fields carry this process's instance.
                 let fh = crate::transport::tcp::FrameHeader {
                     slot: crate::ring::SlotHeader {
                         len: body.len() as u32,
                         kind: *kind,
                         flags: 0,
                         aux: 0,
-                        src: 0,
+                        src: h.instance as u32,
                     },
-                    dst: 0,
+                    dst: (h.instance >> 32) as u32,
                     lane: Lane::Latency,
                 };
                 // Past the queue limits: a peer that reads slowly still learns which
@@ -123,9 +124,18 @@ impl Engine {
         }
     }
 
-    /// Applies announcement `a` from connection `id`; an error closes it.
-    pub(super) fn apply_announce(&mut self, id: ConnId, a: Announce) -> Result<()> {
+    /// Applies announcement `a` from connection `id`, whose peer process is `instance`
+    /// (the instance its header carries); an error closes it.
+    pub(super) fn apply_announce(&mut self, id: ConnId, instance: u64, a: Announce) -> Result<()> {
         let mut mapped = Vec::new();
+        if let Some(link) = self.hosts.as_mut().and_then(|h| h.links.get_mut(&id)) {
+            if link.instance != 0 && link.instance != instance {
+                return Err(Error::MalformedFrame(
+                    "announcements of one connection from two process instances".into(),
+                ));
+            }
+            link.instance = instance;
+        }
         match a {
             Announce::Nodes(nodes) => {
                 for n in nodes {
@@ -151,6 +161,9 @@ impl Engine {
                         e.index
                     } else {
                         let h = self.hosts.as_ref().expect("announce without hosts");
+                        if n.hosted {
+                            h.check_claim(id, instance, id_str)?;
+                        }
                         let label = if n.hosted {
                             h.links.get(&id).map_or("", |l| l.label.as_str())
                         } else {
@@ -205,5 +218,29 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+impl Hosts {
+    /// Whether connection `id`, whose peer process is `instance`, may host node `name`: not
+    /// while another open connection, from another process, hosts it (two hosts claiming
+    /// one node would mix their frames). An instance of 0 (none said) is no process's.
+    fn check_claim(&self, id: ConnId, instance: u64, name: &str) -> Result<()> {
+        let Some(node) = self.directory.lookup(name) else {
+            return Ok(());
+        };
+        let Some(&via) = self.route.get(&node.index).filter(|&&via| via != id) else {
+            return Ok(());
+        };
+        let Some(other) = self.links.get(&via) else {
+            return Ok(());
+        };
+        if other.instance != 0 && other.instance == instance || !lock(&self.reactor).is_open(via) {
+            return Ok(());
+        }
+        Err(Error::DuplicateNode(format!(
+            "node {name:?} is hosted by {} and by the peer host too",
+            other.label
+        )))
     }
 }

@@ -461,8 +461,10 @@ impl Engine {
                 continue;
             }
             if fh.slot.kind == KIND_NODES || fh.slot.kind == KIND_GONE {
+                // The header's node fields carry the sender's instance.
+                let instance = (fh.dst as u64) << 32 | fh.slot.src as u64;
                 let applied = Announce::decode(fh.slot.kind, &payload)
-                    .and_then(|a| self.apply_announce(id, a));
+                    .and_then(|a| self.apply_announce(id, instance, a));
                 if let Err(e) = applied {
                     refused.push((id, e.to_string()));
                 }

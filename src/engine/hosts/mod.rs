@@ -86,6 +86,9 @@ impl Joins {
 /// What the engine knows of one connection.
 pub(super) struct Link {
     pub(super) label: String,
+    /// The peer process's instance (see [`Hosts::instance`]), 0 until its first
+    /// announcement.
+    pub(super) instance: u64,
     /// The peer's indices, mapped onto this process's.
     pub(super) theirs: FxHashMap<u32, u32>,
     /// This process's indices of the nodes the peer hosts.
@@ -193,6 +196,11 @@ pub struct Hosts {
     into: Option<into_buffer::Into>,
     /// Why connections closed, newest last (at most a few kept).
     pub(super) reasons: VecDeque<String>,
+    /// This process's instance: random, never 0, carried by the headers of its
+    /// announcements. Two connections whose announcements carry one instance come from one
+    /// process (two processes that dialled each other), which may host a node on both; two
+    /// instances hosting one node are two hosts claiming it.
+    instance: u64,
 }
 
 impl std::fmt::Debug for Hosts {
@@ -229,6 +237,21 @@ impl Hosts {
             lending: FxHashMap::default(),
             into: None,
             reasons: VecDeque::new(),
+            instance: loop {
+                let mut b = [0u8; 8];
+                // Without the system's randomness, the time and pid still tell processes
+                // apart.
+                if getrandom::fill(&mut b).is_err() {
+                    let t = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64);
+                    b = (t ^ (std::process::id() as u64) << 40).to_le_bytes();
+                }
+                let i = u64::from_le_bytes(b);
+                if i != 0 {
+                    break i;
+                }
+            },
         }
     }
 
@@ -452,6 +475,7 @@ impl Engine {
                 *id,
                 Link {
                     label: label.clone(),
+                    instance: 0,
                     theirs: FxHashMap::default(),
                     hosted: Vec::new(),
                     ready: false,

@@ -8,6 +8,9 @@
 //! kind 0xC2 gone:  entries of  index u32
 //! ```
 //!
+//! The frame header of either carries the sending process's instance (a random nonzero
+//! u64): its low half in the slot's `src`, its high half in `dst`.
+//!
 //! Another host wrote these bytes: every length is checked, every signature validated.
 
 use crate::error::{Error, Result};

@@ -548,3 +548,20 @@ fn a_node_claimed_by_two_hosts_is_refused_on_the_second() {
     claim(&mut none, 0, "x");
     f.dropped(none, "a claim of x without an instance");
 }
+
+/// More connections that say nothing than handshakes may run at once, held open: a peer
+/// that holds the key still connects (the oldest silent one is cut off to make room).
+#[test]
+fn silent_connections_do_not_lock_out_a_peer_with_the_key() {
+    let f = Fabric::new("flood");
+    let addr = f.a.listen_address().unwrap();
+    let silent: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let c = tcp_protocol(&f._dir.0, Some(test_key()), false);
+    c.register_node(node("c")).unwrap();
+    c.connect_host(addr)
+        .unwrap_or_else(|e| panic!("{e}; {:?}", f.a.host_close_reasons()));
+    f.still_serves();
+    drop(silent);
+}

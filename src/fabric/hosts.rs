@@ -16,8 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Handshakes in progress at most.
-const HANDSHAKES: usize = 64;
 /// How long a handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(3);
 /// How long [`HyperFabricProtocol::connect_host`] waits for the peer's nodes.
@@ -41,7 +39,7 @@ pub(super) struct Tcp {
     /// Connections refused by the handshake (wrong key, another fabric, garbage, silence).
     pub(super) refused: Arc<AtomicU64>,
     /// Handshakes in progress.
-    handshaking: Arc<std::sync::atomic::AtomicUsize>,
+    handshakes: super::handshakes::Handshakes,
     /// Why the latest handshakes failed.
     pub(super) refusals: Arc<Mutex<Vec<String>>>,
 }
@@ -92,7 +90,7 @@ impl Tcp {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Vec::new()),
             refused: Arc::new(AtomicU64::new(0)),
-            handshaking: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            handshakes: Default::default(),
             refusals: Arc::new(Mutex::new(Vec::new())),
         };
         if let Some(a) = tcp.advertised() {
@@ -205,25 +203,21 @@ pub(super) fn start(
 }
 
 /// Runs the server's handshake with a new connection on a thread of its own (at most
-/// [`HANDSHAKES`] at once: a flood of connections that say nothing is refused at once
-/// beyond them, and costs neither threads nor descriptors).
+/// [`HANDSHAKES`](super::handshakes::HANDSHAKES) at once: beyond them the oldest unfinished
+/// one is cut off, so a flood of connections that say nothing costs neither threads nor
+/// descriptors beyond them, and does not lock out a peer that completes its handshake).
 fn accept_one(inner: &Arc<Inner>, mut s: TcpStream, from: SocketAddr) {
     let tcp = inner.tcp.as_ref().expect("listening with TCP");
-    if tcp.handshaking.fetch_add(1, Ordering::AcqRel) >= HANDSHAKES {
-        tcp.handshaking.fetch_sub(1, Ordering::AcqRel);
-        tcp.refusal(format!(
-            "{from}: refused, {HANDSHAKES} handshakes already in progress"
-        ));
+    let Some((slot, cut)) = tcp.handshakes.enter(&s, from) else {
+        tcp.refusal(format!("{from}: refused, no second handle for its socket"));
         return;
+    };
+    if let Some((old, after)) = cut {
+        tcp.refusal(format!(
+            "{old}: cut off after {} ms without finishing its handshake, to make room",
+            after.as_millis()
+        ));
     }
-    // Counted down when the handshake's thread ends, however it ends.
-    struct Slot(Arc<std::sync::atomic::AtomicUsize>);
-    impl Drop for Slot {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-    let slot = Slot(tcp.handshaking.clone());
     let weak = Arc::downgrade(inner);
     let (fabric, key, joined) = (inner.fabric.clone(), tcp.key.clone(), tcp.joined.clone());
     let (refused, refusals) = (tcp.refused.clone(), tcp.refusals.clone());

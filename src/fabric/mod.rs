@@ -10,6 +10,7 @@ mod deadline;
 mod direct;
 mod endpoint;
 mod framing;
+mod handshakes;
 mod hosts;
 mod lifecycle;
 mod measure;

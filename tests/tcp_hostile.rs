@@ -565,3 +565,52 @@ fn silent_connections_do_not_lock_out_a_peer_with_the_key() {
     f.still_serves();
     drop(silent);
 }
+
+/// A peer announcing thousands of nodes: the receiver takes them in and goes on serving,
+/// its routing tables those of its own nodes only (not of every node it learns of). (With
+/// no links declared, the fabric is a full mesh: its graph still grows with the square of
+/// its nodes.)
+#[test]
+fn a_peer_announcing_thousands_of_nodes_stalls_nothing() {
+    const N: u32 = 1500;
+    let f = Fabric::new("many");
+    let mut s = f.intruder();
+    let mut nodes: Vec<control::Announced> = (0..N)
+        .map(|i| control::Announced {
+            index: i,
+            generation: 1,
+            hosted: true,
+            signature: node(&format!("m{i}")),
+        })
+        .collect();
+    nodes.push(control::Announced {
+        index: N,
+        generation: 1,
+        hosted: false,
+        signature: node("a"),
+    });
+    for (kind, body) in control::Announce::Nodes(nodes).encode().unwrap() {
+        s.write_all(&header(kind, 0, body.len(), 9, 0)).unwrap();
+        s.write_all(&body).unwrap();
+    }
+    let until = Instant::now() + Duration::from_secs(60);
+    while f.a.transport_to(&format!("m{}", N - 1)).ok() != Some("tcp") {
+        assert!(Instant::now() < until, "the nodes never became known");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    let info = f.a.get_topology_info().unwrap();
+    println!(
+        "topology info with {} nodes: {:?}",
+        info.total_nodes,
+        started.elapsed()
+    );
+    assert!(info.total_nodes as u32 > N, "{}", info.total_nodes);
+    assert!(
+        info.performance_metrics["table_sources"] <= 2.0,
+        "{:?}",
+        info.performance_metrics
+    );
+    f.still_serves();
+    assert!(open(&s));
+}

@@ -53,6 +53,9 @@ impl HyperFabricProtocol {
             enable_ml_optimization: o.enable_ml_routing,
             enable_quantum_optimization: o.enable_quantum_optimization,
             load_balancing: true,
+            // The nodes this process hosts, set as they register (`sync_topology`): tables
+            // of every source would grow with the square of the fabric.
+            sources: crate::routing::SourceSet::Nodes(Vec::new()),
             ..Default::default()
         });
         let sealing = match &config.key {

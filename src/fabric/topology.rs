@@ -103,6 +103,17 @@ pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
         });
     }
     let tm = &inner.topology;
+    // Tables for the nodes of this process: the sources of its sends and forwards (a query
+    // from another node is answered by a search of its own).
+    let me = crate::sys::process::pid();
+    let mut hosted: Vec<String> = peers
+        .iter()
+        .filter(|p| p.owner_pid == me)
+        .map(|p| p.signature.node_id.clone())
+        .collect();
+    hosted.sort();
+    tm.routing()
+        .set_sources(crate::routing::SourceSet::Nodes(hosted));
     let host_of = |n: &crate::model::NodeSignature| {
         n.metadata
             .as_ref()
@@ -111,15 +122,19 @@ pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
     };
     let known: Vec<(String, Option<String>)> =
         tm.read(|t| t.nodes().map(|n| (n.node_id.clone(), host_of(n))).collect());
-    let mut known_ids = Vec::with_capacity(known.len());
+    let by_id: std::collections::HashMap<&str, &NodeEntry> = peers
+        .iter()
+        .map(|p| (p.signature.node_id.as_str(), p))
+        .collect();
+    let mut known_ids = std::collections::HashSet::with_capacity(known.len());
     for (id, host) in known {
         // A node of another host whose host became known (or changed) is taken anew.
-        match peers.iter().find(|p| p.signature.node_id == id) {
+        match by_id.get(id.as_str()) {
             Some(p)
                 if p.index < crate::transport::tcp::REMOTE_BASE
                     || host_of(&p.signature) == host =>
             {
-                known_ids.push(id)
+                known_ids.insert(id);
             }
             _ => tm.remove_node(&id)?,
         }
@@ -130,7 +145,7 @@ pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
             tm.add_node(p.signature.clone())?;
         }
     }
-    let present = |id: &str| peers.iter().any(|p| p.signature.node_id == id);
+    let present = |id: &str| by_id.contains_key(id);
     for l in &inner.links {
         if present(&l.a)
             && present(&l.b)

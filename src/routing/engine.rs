@@ -59,6 +59,8 @@ struct ServiceState {
     /// Generation of the published tables.
     built: u64,
     stop: bool,
+    /// Which sources get tables (`RoutingOptions::sources` until set anew).
+    sources: SourceSet,
 }
 
 #[derive(Debug)]
@@ -92,8 +94,11 @@ impl RoutingEngine {
             topology: RwLock::new(Topology::new()),
             tables: ArcSwap::from_pointee(RoutingTables::empty(empty, 0)),
             wanted: AtomicU64::new(0),
+            state: Mutex::new(ServiceState {
+                sources: options.sources.clone(),
+                ..ServiceState::default()
+            }),
             options,
-            state: Mutex::new(ServiceState::default()),
             work: Condvar::new(),
             published: Condvar::new(),
         });
@@ -142,6 +147,17 @@ impl RoutingEngine {
             self.request_rebuild();
         }
         Ok(out)
+    }
+
+    /// Sets which sources get tables (tables are rebuilt if that changed them): a process
+    /// sets the nodes it hosts as they come and go.
+    pub fn set_sources(&self, sources: SourceSet) {
+        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.sources != sources {
+            st.sources = sources;
+            drop(st);
+            self.request_rebuild();
+        }
     }
 
     fn request_rebuild(&self) {
@@ -314,14 +330,15 @@ fn route_service(shared: &Shared) {
             if st.built >= st.wanted {
                 continue; // woke to retire old tables
             }
-            st.wanted
+            (st.wanted, st.sources.clone())
         };
+        let (target, source_set) = target;
         // Snapshot under the read lock, compute without it.
         let graph = {
             let topo = shared.topology.read().unwrap_or_else(|e| e.into_inner());
             Arc::new(RouteGraph::build(&topo, model))
         };
-        let sources: Vec<u32> = match &shared.options.sources {
+        let sources: Vec<u32> = match &source_set {
             SourceSet::All => (0..graph.node_count() as u32).collect(),
             SourceSet::Nodes(ids) => ids.iter().filter_map(|id| graph.index_of(id)).collect(),
         };

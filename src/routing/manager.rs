@@ -162,7 +162,8 @@ impl TopologyManager {
         Ok(self.read(|t| analyze_bottlenecks(t, &tables)))
     }
 
-    /// Topology state with performance figures taken from the routing tables.
+    /// Topology state with performance figures taken from the routing tables: over the
+    /// routes of their sources (every node, or for a protocol the nodes it hosts).
     pub fn topology_info(&self) -> Result<TopologyInfo> {
         let tables = self.engine.current_tables()?;
         let bottlenecks = self.read(|t| analyze_bottlenecks(t, &tables));

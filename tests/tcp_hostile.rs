@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{frame_header as header, node, tcp_protocol, test_key, FabricDir};
+use common::{announcement, frame_header as header, node, tcp_protocol, test_key, FabricDir};
 use hyperfabric::codec::handshake::{self, Credentials};
 use hyperfabric::codec::FabricKey;
 use hyperfabric::fabric::{HyperFabricProtocol, PeerAddress, SendOptions};
@@ -434,24 +434,7 @@ fn a_node_nobody_reads_holds_up_only_the_connection_that_floods_it() {
 fn a_peer_that_stops_inside_a_large_frame_is_dropped_after_the_reassembly_timeout() {
     let f = Fabric::new("stall");
     let mut s = f.intruder();
-    let nodes = control::Announce::Nodes(vec![
-        control::Announced {
-            index: 0,
-            generation: 1,
-            hosted: true,
-            signature: node("stalling"),
-        },
-        control::Announced {
-            index: 1,
-            generation: 1,
-            hosted: false,
-            signature: node("a"),
-        },
-    ]);
-    for (kind, body) in nodes.encode().unwrap() {
-        s.write_all(&header(kind, 0, body.len(), 0, 0)).unwrap();
-        s.write_all(&body).unwrap();
-    }
+    s.write_all(&announcement(0, "stalling", "a")).unwrap();
     // Fragments of a 4 MiB post from node 0 to node 1 in frames of 256 KiB (message
     // header: node, id, hop, priority, data type, hop limit, total, offset, origin), then
     // the start of the fifth.
@@ -491,31 +474,7 @@ fn a_peer_that_stops_inside_a_large_frame_is_dropped_after_the_reassembly_timeou
 /// Announces node `id` as hosted by the raw peer on `s`, from process instance `instance`
 /// (carried by the announcement's header), with `a` as its node 1.
 fn claim(s: &mut TcpStream, instance: u64, id: &str) {
-    let nodes = control::Announce::Nodes(vec![
-        control::Announced {
-            index: 0,
-            generation: 1,
-            hosted: true,
-            signature: node(id),
-        },
-        control::Announced {
-            index: 1,
-            generation: 1,
-            hosted: false,
-            signature: node("a"),
-        },
-    ]);
-    for (kind, body) in nodes.encode().unwrap() {
-        let h = header(
-            kind,
-            0,
-            body.len(),
-            instance as u32,
-            (instance >> 32) as u32,
-        );
-        s.write_all(&h).unwrap();
-        s.write_all(&body).unwrap();
-    }
+    s.write_all(&announcement(instance, id, "a")).unwrap();
 }
 
 /// Two hosts claiming one node: the later claim is refused with its connection (frames of

@@ -14,7 +14,6 @@ use common::{
 use hyperfabric::codec::handshake::{self, Credentials};
 use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
 use hyperfabric::model::PacketPriority;
-use hyperfabric::transport::tcp::control;
 use hyperfabric::ErrorKind;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -386,26 +385,7 @@ fn hello(r: &HyperFabricProtocol, s: &mut std::net::TcpStream) {
 
 /// The raw peer's announcement: its node 0 (`id`), and `r` as its node 1.
 fn announcement(id: &str) -> Vec<u8> {
-    let nodes = control::Announce::Nodes(vec![
-        control::Announced {
-            index: 0,
-            generation: 1,
-            hosted: true,
-            signature: node(id),
-        },
-        control::Announced {
-            index: 1,
-            generation: 1,
-            hosted: false,
-            signature: node("r"),
-        },
-    ]);
-    let mut out = Vec::new();
-    for (kind, body) in nodes.encode().unwrap() {
-        out.extend_from_slice(&header(kind, 0, body.len(), 0, 0));
-        out.extend_from_slice(&body);
-    }
-    out
+    common::announcement(0, id, "r")
 }
 
 /// A plain one-way data frame from the raw peer's node 0 to `r` (its node 1): message

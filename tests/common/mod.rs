@@ -225,3 +225,37 @@ pub fn frame_header(kind: u8, flags: u8, len: usize, src: u32, dst: u32) -> [u8;
     }
     .encode()
 }
+
+/// The announcement of a peer played by hand: its node 0 `hosted` (hosted by it), and the
+/// receiver's node `receiver` as its node 1, from process instance `instance` (carried by
+/// the frames' headers; 0 says none).
+pub fn announcement(instance: u64, hosted: &str, receiver: &str) -> Vec<u8> {
+    use hyperfabric::transport::tcp::control::{Announce, Announced};
+    let nodes = Announce::Nodes(vec![
+        Announced {
+            index: 0,
+            generation: 1,
+            hosted: true,
+            signature: node(hosted),
+        },
+        Announced {
+            index: 1,
+            generation: 1,
+            hosted: false,
+            signature: node(receiver),
+        },
+    ]);
+    let mut out = Vec::new();
+    for (kind, body) in nodes.encode().unwrap() {
+        let h = frame_header(
+            kind,
+            0,
+            body.len(),
+            instance as u32,
+            (instance >> 32) as u32,
+        );
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&body);
+    }
+    out
+}

@@ -573,3 +573,54 @@ fn a_peer_announcing_thousands_of_nodes_stalls_nothing() {
     f.still_serves();
     assert!(open(&s));
 }
+
+/// A peer that names a node another host hosts (as not hosted by it), then sends frames
+/// from it: they are dropped and counted, never delivered as that node's.
+#[test]
+fn frames_from_a_node_the_peer_does_not_host_are_dropped() {
+    let f = Fabric::new("speak-for");
+    let mut host = f.intruder();
+    claim(&mut host, 0x1234, "x");
+    let until = Instant::now() + Duration::from_secs(30);
+    while f.a.transport_to("x").ok() != Some("tcp") {
+        assert!(Instant::now() < until, "x never became known");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The other peer knows x (its index 0) without hosting it, and a as its index 1.
+    let mut other = f.intruder();
+    let nodes = control::Announce::Nodes(vec![
+        control::Announced {
+            index: 0,
+            generation: 1,
+            hosted: false,
+            signature: node("x"),
+        },
+        control::Announced {
+            index: 1,
+            generation: 1,
+            hosted: false,
+            signature: node("a"),
+        },
+    ]);
+    for (kind, body) in nodes.encode().unwrap() {
+        other
+            .write_all(&header(kind, 0, body.len(), 0x5678, 0))
+            .unwrap();
+        other.write_all(&body).unwrap();
+    }
+    let before = f.metric("errors");
+    // A one-way post of 5 bytes from its index 0 (x) to its index 1 (a).
+    let mut m = [0u8; 32];
+    m[0..4].copy_from_slice(&1u32.to_le_bytes());
+    m[4..12].copy_from_slice(&7u64.to_le_bytes());
+    m[13] = 2;
+    m[15] = 16;
+    m[16..20].copy_from_slice(&5u32.to_le_bytes());
+    let mut frame = header(1, 1, 32 + 5, 0, 1).to_vec();
+    frame.extend_from_slice(&m);
+    frame.extend_from_slice(b"forge");
+    other.write_all(&frame).unwrap();
+    f.metric_reaches("errors", before + 1.0);
+    assert_eq!(f.metric("bytes_received"), 0.0, "delivered as x's");
+    f.still_serves();
+}

@@ -129,12 +129,12 @@ impl Engine {
     pub(super) fn apply_announce(&mut self, id: ConnId, instance: u64, a: Announce) -> Result<()> {
         let mut mapped = Vec::new();
         if let Some(link) = self.hosts.as_mut().and_then(|h| h.links.get_mut(&id)) {
-            if link.instance != 0 && link.instance != instance {
+            if link.instance.is_some_and(|i| i != instance) {
                 return Err(Error::MalformedFrame(
                     "announcements of one connection from two process instances".into(),
                 ));
             }
-            link.instance = instance;
+            link.instance = Some(instance);
         }
         match a {
             Announce::Nodes(nodes) => {
@@ -178,6 +178,9 @@ impl Engine {
                     return Ok(());
                 };
                 let mut rerouted = Vec::new();
+                // Nodes whose host's connection closed: their messages in progress came on
+                // it, and are not finished by another's frames.
+                let mut moved = Vec::new();
                 for (theirs, mine, hosted) in mapped {
                     link.theirs.insert(theirs, mine);
                     if hosted {
@@ -188,7 +191,9 @@ impl Engine {
                         // keep the one they took (switching would reorder them).
                         let open = |c: &ConnId| *c != id && lock(&h.reactor).is_open(*c);
                         if !h.route.get(&mine).is_some_and(open) {
-                            h.route.insert(mine, id);
+                            if h.route.insert(mine, id).is_some_and(|old| old != id) {
+                                moved.push(mine);
+                            }
                             rerouted.push(mine);
                         }
                     }
@@ -198,6 +203,9 @@ impl Engine {
                 // A channel made before the route (a ring of this host, when TCP is forced)
                 // is not used for it: frames sized for a connection would not fit it.
                 self.out.retain(|&(_, via, _), _| !rerouted.contains(&via));
+                for m in moved {
+                    self.partial.drop_source(m);
+                }
             }
             Announce::Gone(indices) => {
                 let h = self.hosts.as_mut().expect("announce without hosts");
@@ -235,7 +243,8 @@ impl Hosts {
         let Some(other) = self.links.get(&via) else {
             return Ok(());
         };
-        if other.instance != 0 && other.instance == instance || !lock(&self.reactor).is_open(via) {
+        let same = other.instance.is_some_and(|i| i != 0 && i == instance);
+        if same || !lock(&self.reactor).is_open(via) {
             return Ok(());
         }
         Err(Error::DuplicateNode(format!(

@@ -98,6 +98,11 @@ fn translate(
     }
     let map = |i: u32| link.theirs.get(&i).copied().ok_or(Bad::Drop);
     let (src, dst) = (map(fh.slot.src)?, map(fh.dst)?);
+    if !link.hosted.contains(&src) {
+        // A frame leaves a host from a node of that host (the message's origin may be
+        // elsewhere, when it is forwarded): another's would speak for a node it does not host.
+        return Err(Bad::Drop);
+    }
     if !hosted(dst) {
         // A node that left while the frame travelled (the peer has not seen it go yet).
         return Err(Bad::Drop);

@@ -86,9 +86,8 @@ impl Joins {
 /// What the engine knows of one connection.
 pub(super) struct Link {
     pub(super) label: String,
-    /// The peer process's instance (see [`Hosts::instance`]), 0 until its first
-    /// announcement.
-    pub(super) instance: u64,
+    /// The peer process's instance (see [`Hosts::instance`]), from its first announcement.
+    pub(super) instance: Option<u64>,
     /// The peer's indices, mapped onto this process's.
     pub(super) theirs: FxHashMap<u32, u32>,
     /// This process's indices of the nodes the peer hosts.
@@ -475,7 +474,7 @@ impl Engine {
                 *id,
                 Link {
                     label: label.clone(),
-                    instance: 0,
+                    instance: None,
                     theirs: FxHashMap::default(),
                     hosted: Vec::new(),
                     ready: false,

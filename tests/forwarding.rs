@@ -5,10 +5,11 @@
 mod common;
 
 use common::{child_var, serve_until_stdin_closes, spawn_peer, FabricDir, Peer};
-use hyperfabric::engine::{BULK_SLOTS, INBOX_MESSAGES, LATENCY_SLOTS};
+use hyperfabric::engine::{BULK_SLOTS, INBOX_MESSAGES, LATENCY_SLOTS, MSG_HEADER, SEQ_EXT};
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::PacketPriority;
 use hyperfabric::model::{HardwareType, NodeSignature};
+use hyperfabric::ring::INLINE_PAYLOAD;
 use hyperfabric::{ErrorKind, LinkSpec};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -190,7 +191,10 @@ fn a_full_hop_pushes_back_without_holding_up_the_forwarder() {
     } else {
         BULK_SLOTS
     };
-    let beyond = (INBOX_MESSAGES + lane) as u32 + 1;
+    // Each message takes two slots: slot header, message header and the sequence extension
+    // of a route through a forwarder (fault tolerance is on by default), then its 4 bytes.
+    let slots_per_message = (MSG_HEADER + SEQ_EXT + 4).div_ceil(INLINE_PAYLOAD);
+    let beyond = (INBOX_MESSAGES + lane / slots_per_message) as u32 + 1;
     let deadline = Instant::now() + Duration::from_secs(60);
     while posted.load(Ordering::Relaxed) < beyond || metric(&p, "forwards_waiting") == 0.0 {
         assert!(

@@ -42,8 +42,8 @@ fn nonce(sender: &str, counter: u64) -> [u8; 12] {
     n
 }
 
-/// FNV-1a of a node id, folded to 32 bits.
-fn id_tag(id: &str) -> u32 {
+/// FNV-1a of a node id, folded to 32 bits: a node named the same way on every host.
+pub fn id_tag(id: &str) -> u32 {
     let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     });

@@ -13,7 +13,7 @@ mod wire;
 
 pub use crate::compress::{compress_if_smaller, decompress, decompress_prefixed, COMPRESS_MIN};
 pub use crypto::{
-    key_schedules_built, Envelope, Opener, Sealer, SealingKey, MAX_CHANNEL, SEAL_OVERHEAD,
+    id_tag, key_schedules_built, Envelope, Opener, Sealer, SealingKey, MAX_CHANNEL, SEAL_OVERHEAD,
 };
 pub use frame::{decode_frame, encode_frame, Frame, FrameOptions, MAX_METADATA};
 pub use key::{FabricKey, KEY_LEN};

@@ -68,6 +68,9 @@ pub enum FrameKind {
     Control = 7,
     /// A request failed at the destination; the body is a status code and message.
     Error = 8,
+    /// End-to-end delivery: the frames of a sequenced stream its receiver took, cumulatively
+    /// (see `docs/delivery.md`).
+    Delivered = 9,
 }
 
 impl FrameKind {
@@ -82,6 +85,7 @@ impl FrameKind {
             6 => FrameKind::Heartbeat,
             7 => FrameKind::Control,
             8 => FrameKind::Error,
+            9 => FrameKind::Delivered,
             _ => return None,
         })
     }

@@ -5,8 +5,8 @@ use super::remote::{Refused, RemoteBytes, FLAG_READ, FLAG_REMOTE};
 use super::send::decode_error;
 use super::{
     max_message, reassembly, Admit, Back, Engine, Message, MsgHeader, NodeName, Outgoing, Via,
-    FLAG_COALESCED, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY, MAX_MESSAGE,
-    MSG_HEADER,
+    FLAG_COALESCED, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_FRAMED, FLAG_ONE_WAY, FLAG_SEQ,
+    MAX_MESSAGE, MSG_HEADER,
 };
 use crate::buffer::Payload;
 use crate::codec::FrameKind;
@@ -118,6 +118,18 @@ impl Engine {
         self.counters.frames_received += 1;
         // Replies and errors go back to the origin, not to the previous hop.
         let h = SlotHeader { src: m.origin, ..h };
+        if h.kind == FrameKind::Delivered as u8 {
+            self.on_delivered(at, h.src, body);
+            return;
+        }
+        let body = if h.flags & FLAG_SEQ != 0 && !compact {
+            match self.accept_sequenced(at, &h, &m, body) {
+                Some(rest) => rest,
+                None => return,
+            }
+        } else {
+            body
+        };
         let request_id = m.id;
         let priority = m.priority();
         let data_type = DataType::from_u32(m.data_type as u32).unwrap_or_default();

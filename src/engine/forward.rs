@@ -2,7 +2,9 @@
 //! on toward a node this engine does not deliver to.
 
 use super::lost::GONE_CHECK_EVERY;
-use super::{lane_of, Engine, MsgHeader, Router, FLAG_DESCRIPTOR, FLAG_ONE_WAY, MSG_HEADER};
+use super::{
+    lane_of, Engine, MsgHeader, Router, FLAG_DESCRIPTOR, FLAG_ONE_WAY, FLAG_SEQ, MSG_HEADER,
+};
 use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ring::{PushError, SlotHeader};
@@ -140,7 +142,9 @@ impl Engine {
             Err(why) => {
                 self.counters.errors += 1;
                 self.release_descriptor(h, payload);
-                let answer = h.flags & FLAG_ONE_WAY == 0
+                // A sequenced frame is sent again by its sender (and its header is not
+                // checked here: it may have been damaged on the way).
+                let answer = h.flags & (FLAG_ONE_WAY | FLAG_SEQ) == 0
                     && FrameKind::from_u8(h.kind) == Some(FrameKind::Data);
                 if answer {
                     self.answer_error(None, (at, m.origin), m.id, ErrorKind::NoRouteFound, why);
@@ -181,6 +185,9 @@ impl Engine {
             [&hdr, body, &[], &[]]
         };
         let lane = lane_of(m.priority());
+        if let Some(left) = self.inject((at, next, lane), slot, &parts) {
+            return left;
+        }
         let pushed = match self.producer(at, next, lane) {
             Ok(p) => p.try_push(slot, &parts),
             Err(_) => Err(PushError::TooLarge),
@@ -192,6 +199,7 @@ impl Engine {
                 if !self.held.since.is_empty() {
                     self.held.since.remove(&next);
                 }
+                self.release_held(Some((at, next)));
                 false
             }
             Err(PushError::Full) if !self.next_hop_gone(next) => {

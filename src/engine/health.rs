@@ -95,17 +95,26 @@ impl Engine {
         if self.refresh_peers().is_err() {
             return Vec::new();
         }
-        if !self.partial.is_empty() {
-            // Half messages of a sender that is gone never complete.
+        if !self.partial.is_empty() || !self.delivery.inn.is_empty() {
+            // Half messages of a sender that is gone never complete, and its streams end.
             let (hosted, peers) = (&self.hosted, &self.peers);
             let remote = self.hosts.as_ref().map(|h| h.directory_handle());
-            self.partial.retain_sources(|s| {
+            let live = |s: u32| {
                 hosted.contains_key(&s)
                     || peers.values().any(|e| e.index == s)
                     || remote
                         .as_ref()
                         .is_some_and(|d| d.live_generation(s).is_some())
-            });
+            };
+            if !self.partial.is_empty() {
+                self.partial.retain_sources(live);
+            }
+            if !self.delivery.inn.is_empty() {
+                self.delivery.forget_departed_senders(&live);
+            }
+        }
+        if self.delivery.keeps() {
+            self.fail_undeliverable(now);
         }
         let limit = HEARTBEAT_INTERVAL.as_nanos() as u64 * HEARTBEAT_MISSES as u64;
         let t = crate::sys::monotonic_ns();

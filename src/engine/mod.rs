@@ -20,7 +20,11 @@ use std::sync::Arc;
 mod chunks;
 mod coalesce;
 mod deferred;
+mod delivery;
+pub use delivery::{DeliveryCounters, DELIVERY_LIMIT, FLAG_SEQ, KEPT_BYTES, KEPT_FRAMES, SEQ_EXT};
 mod dispatch;
+mod faults;
+pub use faults::{Fault, FaultCounters, FaultPlan, Hop, Injector};
 mod forward;
 mod frame;
 mod handler_watch;
@@ -245,6 +249,10 @@ pub struct Engine {
     gone_inbound: bool,
     /// Connections to other hosts, when this engine has them.
     hosts: Option<Hosts>,
+    /// End-to-end delivery on routes through forwarders.
+    delivery: delivery::Delivery,
+    /// Faults injected where this engine forwards (none unless a plan is set).
+    faults: faults::Faults,
 }
 
 impl Drop for Engine {
@@ -330,6 +338,8 @@ impl Engine {
             down: HashMap::default(),
             gone_inbound: false,
             hosts: None,
+            delivery: delivery::Delivery::default(),
+            faults: faults::Faults::default(),
         }
     }
 
@@ -358,6 +368,18 @@ impl Engine {
                     .sum::<u64>(),
             ..self.counters
         }
+    }
+
+    /// Sequences what this engine sends through forwarders, keeps it until acknowledged and
+    /// sends it again as needed (`enable_fault_tolerance`; see `docs/delivery.md`). Off, such
+    /// sends are best effort. Sequenced frames that arrive are handled either way.
+    pub fn set_fault_tolerance(&mut self, on: bool) {
+        self.delivery.on = on;
+    }
+
+    /// Counters of end-to-end delivery.
+    pub fn delivery_counters(&self) -> DeliveryCounters {
+        self.delivery.counters()
     }
 
     /// The opener of sealed frames (its counters of refused frames), if a key is set.

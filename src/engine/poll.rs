@@ -92,7 +92,15 @@ impl Engine {
         if !self.watched.is_empty() {
             self.wake_watched(None);
         }
-        n + self.poll_mailboxes(false)
+        let n = n + self.poll_mailboxes(false);
+        self.release_held(None);
+        if self.delivery.keeps() || self.delivery.resend_asked {
+            self.resend_due();
+        }
+        if !self.delivery.due.is_empty() || !self.delivery.restarts.is_empty() {
+            self.flush_acks();
+        }
+        n
     }
 
     /// The engine's own inbound rings (from other processes' engines, and between nodes of

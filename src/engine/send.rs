@@ -91,10 +91,17 @@ impl Engine {
         {
             return Ok(None);
         }
+        if offset == 0 && o.kind == FrameKind::Data && !self.delivery.failures.is_empty() {
+            if let Some(failed) = self.take_failure(src, dst) {
+                return Err(failed);
+            }
+        }
         let lane = lane_of(o.priority);
-        let by_descriptor = data.len() > DESCRIPTOR_THRESHOLD
-            && matches!(o.kind, FrameKind::Data | FrameKind::Response);
         let via = self.via(src, dst)?;
+        let sequenced = self.sequenced(o.kind, dst, via);
+        let by_descriptor = data.len() > DESCRIPTOR_THRESHOLD
+            && matches!(o.kind, FrameKind::Data | FrameKind::Response)
+            && !sequenced;
         // Bytes in this host's shared segments do not cross to another host.
         if by_descriptor && self.tcp_route(via).is_none() && !crate::transport::tcp::is_remote(dst)
         {
@@ -111,8 +118,14 @@ impl Engine {
         } else {
             fragment_limit(lane, self.max_packet)
         };
-        let p = self.producer(src, via, lane)?;
-        match push_fragment(p, (src, dst), o, data, offset, limit) {
+        let pushed = if sequenced {
+            let limit = limit - super::SEQ_EXT;
+            self.push_sequenced((src, dst, via), o, data, (offset, limit))?
+        } else {
+            let p = self.producer(src, via, lane)?;
+            push_fragment(p, (src, dst), o, data, offset, limit)
+        };
+        match pushed {
             Ok(end) => {
                 self.registry.ring_bell(via);
                 self.counters.frames_sent += 1;

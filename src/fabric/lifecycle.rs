@@ -68,6 +68,18 @@ impl HyperFabricProtocol {
             config.options.max_packet_size as usize,
         );
         engine.set_coalescing(config.coalescing);
+        engine.set_fault_tolerance(config.options.enable_fault_tolerance);
+        let faults = match &config.faults {
+            Some(plan) => Some(plan.clone()),
+            None => crate::engine::FaultPlan::from_env()?,
+        };
+        if let Some(plan) = &faults {
+            eprintln!(
+                "hyperfabric: FAULT INJECTION ACTIVE in process {} (fabric {fabric}): {plan}",
+                std::process::id()
+            );
+        }
+        engine.set_faults(faults);
         if let Some(h) = hosts {
             engine.set_hosts(h);
         }

@@ -51,6 +51,11 @@ pub struct ProtocolConfig {
     /// Connections to processes on other hosts (off by default: only this host's nodes are
     /// reached).
     pub tcp: Option<TcpConfig>,
+    /// Faults to inject where this process forwards frames, for tests (see
+    /// `docs/faults.md`). `None` (default): the plan of the `HF_FAULTS` environment
+    /// variable, if set; none otherwise. A protocol that injects faults says so on standard
+    /// error when it starts.
+    pub faults: Option<crate::engine::FaultPlan>,
 }
 
 /// How a protocol reaches processes on other hosts (see
@@ -119,6 +124,7 @@ impl Default for ProtocolConfig {
             single_copy_from: None,
             endpoints_by_name: true,
             tcp: None,
+            faults: None,
         }
     }
 }

@@ -42,6 +42,34 @@ impl HyperFabricProtocol {
         m.insert("reassemblies".into(), c.reassemblies as f64);
         m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);
         let e = lock(&self.inner.engine);
+        let d = e.delivery_counters();
+        for (name, v) in [
+            ("delivery_sequenced", d.sequenced),
+            ("delivery_resent", d.resent),
+            ("delivery_acks_sent", d.acks_sent),
+            ("delivery_acks_received", d.acks_received),
+            ("delivery_duplicates_refused", d.duplicates),
+            ("delivery_out_of_order_refused", d.out_of_order),
+            ("delivery_corrupt_refused", d.corrupt),
+            ("delivery_stale_refused", d.stale),
+            ("delivery_failed", d.failed),
+            ("delivery_kept_frames", d.kept_frames),
+            ("delivery_kept_bytes", d.kept_bytes),
+        ] {
+            m.insert(name.into(), v as f64);
+        }
+        if let Some(f) = e.fault_counters() {
+            for (name, v) in [
+                ("faults_dropped", f.dropped),
+                ("faults_duplicated", f.duplicated),
+                ("faults_corrupted", f.corrupted),
+                ("faults_reordered", f.reordered),
+                ("faults_delayed", f.delayed),
+                ("faults_stalled", f.stalled),
+            ] {
+                m.insert(name.into(), v as f64);
+            }
+        }
         if self.inner.tcp.is_some() {
             let t = e.host_counters();
             m.insert("tcp_connections".into(), t.connections as f64);

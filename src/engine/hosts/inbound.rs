@@ -11,7 +11,9 @@ use super::straight::{Straight, Want};
 use super::{lock, Engine, Hosts, Lane, Link};
 use crate::codec::FrameKind;
 use crate::engine::remote::{FLAG_READ, FLAG_REMOTE};
-use crate::engine::{lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, MSG_HEADER};
+use crate::engine::{
+    lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_SEQ, MSG_HEADER,
+};
 use crate::ring::{self, Producer, PushError, Region, SlotHeader};
 use crate::transport::tcp::control::{Announce, KIND_GONE, KIND_NODES};
 use crate::transport::tcp::{Body, ConnId, Event, FrameHeader};
@@ -313,8 +315,10 @@ impl Engine {
                     Ok((key, slot, hdr, body)) => {
                         let rest = &payload[MSG_HEADER..];
                         let m = MsgHeader::decode(&hdr);
+                        // A sequenced frame is checked by the dispatch: through its ring.
+                        let plain = body.is_none() && slot.flags & FLAG_SEQ == 0;
                         if let Some(i) = into.as_mut().filter(|i| i.conn == id) {
-                            if body.is_none() && i.continues(id, &slot, &m, rest.len()) {
+                            if plain && i.continues(id, &slot, &m, rest.len()) {
                                 i.append(rest);
                                 hand_if_whole(into, straight.as_mut());
                                 return;
@@ -335,7 +339,7 @@ impl Engine {
                                 }
                             }
                         }
-                        if body.is_none()
+                        if plain
                             && place.takes(slot.kind, &m, rest.len(), key, full(key.1))
                             && rings_of.is_clear(id, key)
                         {
@@ -360,7 +364,10 @@ impl Engine {
                 let Some(link) = links.get(&id).filter(|_| !waits) else {
                     return;
                 };
-                if let Ok((key, slot, hdr, None)) = translate(link, &hosted, &header, head) {
+                let translated = translate(link, &hosted, &header, head)
+                    .ok()
+                    .filter(|(_, slot, _, _)| slot.flags & FLAG_SEQ == 0);
+                if let Some((key, slot, hdr, None)) = translated {
                     let m = MsgHeader::decode(&hdr);
                     let len = header.slot.len as usize - MSG_HEADER;
                     if let Some(i) = into.as_mut().filter(|i| i.conn == id) {

@@ -1,0 +1,169 @@
+//! End-to-end delivery on routes that a ring alone does not guarantee (through forwarders):
+//! per-stream sequence numbers, cumulative acknowledgements, a bounded resend buffer at the
+//! sender, duplicates and gaps refused at the receiver, and senders told of what could not
+//! be delivered. The semantics are in `docs/delivery.md`.
+//!
+//! A stream is (sending node, receiving node, priority): its frames reach the receiver
+//! exactly once and in order, or the sender learns that they did not. A direct ring between
+//! two nodes of one host needs none of this (the ring is the acknowledgement) and its frames
+//! carry no extension.
+
+mod ext;
+mod receiver;
+mod sender;
+
+pub(crate) use ext::{before, checksum, succ, SeqExt};
+pub use ext::{FLAG_SEQ, SEQ_EXT};
+use receiver::InStream;
+use rustc_hash::FxHashMap as HashMap;
+use sender::OutStream;
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+/// Frames a stream keeps for resending before its sender waits for acknowledgements.
+pub const KEPT_FRAMES: usize = 1024;
+/// Bytes a stream keeps for resending before its sender waits for acknowledgements.
+pub const KEPT_BYTES: usize = 8 << 20;
+/// Time without acknowledgement after which a kept frame is first sent again, until round
+/// trips are measured.
+const FIRST_RTO: Duration = Duration::from_millis(10);
+/// Shortest and longest wait before a resend.
+const MIN_RTO: Duration = Duration::from_millis(2);
+const MAX_RTO: Duration = Duration::from_millis(500);
+/// A stream whose kept frames waited this long without any acknowledgement (no route, a
+/// receiver that takes nothing, a hop that loses everything) is failed: its frames are
+/// dropped and its sender told. Twice a send's default timeout: a request waiting for its
+/// answer fails by its own deadline first.
+pub const DELIVERY_LIMIT: Duration = Duration::from_secs(10);
+/// Incarnations of streams that ended, remembered so that their late frames are refused.
+const RETIRED: usize = 4096;
+
+/// A stream: (sending node, receiving node, priority).
+pub(crate) type StreamKey = (u32, u32, u8);
+
+/// Counters of end-to-end delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCounters {
+    /// Sequenced frames sent (first sends).
+    pub sequenced: u64,
+    /// Frames sent again (timeouts and gaps).
+    pub resent: u64,
+    /// Acknowledgements sent.
+    pub acks_sent: u64,
+    /// Acknowledgements received that released kept frames.
+    pub acks_received: u64,
+    /// Frames refused as already delivered.
+    pub duplicates: u64,
+    /// Frames refused because one before them is missing (sent again by their sender).
+    pub out_of_order: u64,
+    /// Frames refused because their checksum did not match.
+    pub corrupt: u64,
+    /// Frames of an ended incarnation of their stream, refused.
+    pub stale: u64,
+    /// Messages whose delivery failed (their senders were told).
+    pub failed: u64,
+    /// Frames kept for resending now.
+    pub kept_frames: u64,
+    /// Bytes those hold.
+    pub kept_bytes: u64,
+}
+
+/// What the sender of a stream whose frames were dropped is told by its next send.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) messages: u64,
+    pub(crate) kind: crate::error::ErrorKind,
+    pub(crate) why: String,
+}
+
+/// The engine's end-to-end delivery state.
+#[derive(Default)]
+pub(crate) struct Delivery {
+    /// Whether this engine sequences what it sends through forwarders
+    /// (`enable_fault_tolerance`). Received sequenced frames are handled either way.
+    pub(crate) on: bool,
+    pub(crate) out: HashMap<StreamKey, OutStream>,
+    pub(crate) inn: HashMap<StreamKey, InStream>,
+    /// Streams with an acknowledgement to send.
+    pub(crate) due: Vec<StreamKey>,
+    /// Answers to frames of an incarnation the receiver does not follow (yet): the sender
+    /// starts that stream over.
+    pub(crate) restarts: Vec<(StreamKey, u64)>,
+    /// Some stream has a gap reported or a frame to resend.
+    pub(crate) resend_asked: bool,
+    /// When resend timers are looked at next.
+    pub(crate) check_at: Option<std::time::Instant>,
+    /// Frames all streams keep.
+    pub(crate) kept: usize,
+    retired: Retired,
+    /// Failures not yet reported, by (sending node, receiving node).
+    pub(crate) failures: HashMap<(u32, u32), Failure>,
+    pub(crate) counters: DeliveryCounters,
+}
+
+impl Delivery {
+    /// Counters, with the kept frames and bytes of now.
+    pub(crate) fn counters(&self) -> DeliveryCounters {
+        let (frames, bytes) = self
+            .out
+            .values()
+            .fold((0, 0), |(f, b), s| (f + s.kept.len(), b + s.bytes));
+        DeliveryCounters {
+            kept_frames: frames as u64,
+            kept_bytes: bytes as u64,
+            ..self.counters
+        }
+    }
+
+    /// Whether some stream keeps frames (resend timers run).
+    pub(crate) fn keeps(&self) -> bool {
+        self.kept > 0
+    }
+}
+
+/// Ended incarnations, by the sending node's name tag: bounded, oldest forgotten first.
+#[derive(Default)]
+struct Retired {
+    order: VecDeque<(u32, u64)>,
+    set: HashSet<(u32, u64)>,
+}
+
+impl Retired {
+    fn add(&mut self, tag: u32, incarnation: u64) {
+        if self.set.insert((tag, incarnation)) {
+            self.order.push_back((tag, incarnation));
+            if self.order.len() > RETIRED {
+                let old = self.order.pop_front().expect("non-empty");
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, tag: u32, incarnation: u64) -> bool {
+        !self.set.is_empty() && self.set.contains(&(tag, incarnation))
+    }
+}
+
+/// A random incarnation, never 0.
+pub(crate) fn new_incarnation() -> u64 {
+    crate::sys::random_u64().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retired_incarnations_are_bounded_and_forget_the_oldest() {
+        let mut r = Retired::default();
+        for i in 0..(RETIRED as u64 + 10) {
+            r.add(1, i);
+        }
+        assert!(!r.contains(1, 0));
+        assert!(!r.contains(1, 9));
+        assert!(r.contains(1, 10));
+        assert!(r.contains(1, RETIRED as u64 + 9));
+        assert!(!r.contains(2, 20));
+        assert_eq!(r.order.len(), RETIRED);
+    }
+}

@@ -1,0 +1,238 @@
+//! The receiving side of a sequenced stream: a frame is taken only when its checksum holds
+//! and it is the next of its stream; duplicates, frames behind a gap and frames of an ended
+//! incarnation are refused. What was taken is acknowledged cumulatively once per pass over
+//! the rings (a gap at once), by a [`FrameKind::Delivered`] frame back to the sender.
+
+use super::sender::{ACK_GAP, ACK_RESTART};
+use super::{before, checksum, succ, SeqExt, StreamKey, SEQ_EXT};
+use crate::codec::{id_tag, FrameKind};
+use crate::engine::{Engine, MsgHeader, Outgoing};
+use crate::model::{DataType, PacketPriority};
+use crate::ring::SlotHeader;
+
+/// A stream's receiving side.
+pub(crate) struct InStream {
+    /// The sender's name tag and the incarnation followed.
+    tag: u32,
+    incarnation: u64,
+    /// The last frame taken (0: none yet).
+    delivered: u32,
+    ack_due: bool,
+    gap: bool,
+}
+
+/// Bytes of an acknowledgement's body.
+const ACK_LEN: usize = 20;
+
+/// An acknowledgement: every frame of `incarnation` up to `seq` was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ack {
+    pub(crate) incarnation: u64,
+    pub(crate) seq: u32,
+    pub(crate) flags: u8,
+    pub(crate) priority: u8,
+    /// CRC-32 of the name tags of acknowledging and acknowledged node, then the fields above.
+    pub(crate) crc: u32,
+}
+
+impl Ack {
+    fn fields(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[0..8].copy_from_slice(&self.incarnation.to_le_bytes());
+        b[8..12].copy_from_slice(&self.seq.to_le_bytes());
+        b[12] = self.flags;
+        b[13] = self.priority;
+        b
+    }
+
+    /// The checksum for `tags` (acknowledging node, acknowledged node).
+    pub(crate) fn checksum(&self, tags: (u32, u32)) -> u32 {
+        let mut c = crc32fast::Hasher::new();
+        c.update(&tags.0.to_le_bytes());
+        c.update(&tags.1.to_le_bytes());
+        c.update(&self.fields());
+        c.finalize()
+    }
+
+    fn encode(&self) -> [u8; ACK_LEN] {
+        let mut b = [0u8; ACK_LEN];
+        b[..16].copy_from_slice(&self.fields());
+        b[16..].copy_from_slice(&self.crc.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Option<Ack> {
+        let b: &[u8; ACK_LEN] = b.try_into().ok()?;
+        Some(Ack {
+            incarnation: u64::from_le_bytes(b[0..8].try_into().expect("8 bytes")),
+            seq: u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
+            flags: b[12],
+            priority: b[13],
+            crc: u32::from_le_bytes(b[16..20].try_into().expect("4 bytes")),
+        })
+    }
+}
+
+impl Engine {
+    /// Checks sequenced frame `h`/`m` that reached hosted node `at` (`h.src` is its origin)
+    /// with `body` after the message header: the body after the extension when the frame is
+    /// the next of its stream, `None` when it is refused (and counted).
+    pub(in crate::engine) fn accept_sequenced<'b>(
+        &mut self,
+        at: u32,
+        h: &SlotHeader,
+        m: &MsgHeader,
+        body: &'b [u8],
+    ) -> Option<&'b [u8]> {
+        let Some(ext) = SeqExt::decode(body) else {
+            self.delivery.counters.corrupt += 1;
+            return None;
+        };
+        let rest = &body[SEQ_EXT..];
+        let origin = h.src;
+        let tags = (id_tag(&self.name_of(origin)), id_tag(&self.name_of(at)));
+        let sum = checksum(tags, h, &m.encode(), (ext.seq, ext.incarnation), &[rest]);
+        if sum != ext.crc {
+            self.delivery.counters.corrupt += 1;
+            return None;
+        }
+        let d = &mut self.delivery;
+        if d.retired.contains(tags.0, ext.incarnation) {
+            d.counters.stale += 1;
+            return None;
+        }
+        let key = (origin, at, m.priority);
+        let s = match d.inn.get_mut(&key) {
+            Some(s) if s.incarnation == ext.incarnation => s,
+            other => {
+                if ext.seq != 1 {
+                    // A stream this side does not follow (yet): its first frame was lost, or
+                    // this node restarted. The sender sorts out which.
+                    d.counters.out_of_order += 1;
+                    if d.restarts.len() < 1024 {
+                        d.restarts.push((key, ext.incarnation));
+                    }
+                    return None;
+                }
+                if let Some(old) = other {
+                    d.retired.add(old.tag, old.incarnation);
+                }
+                d.inn.insert(
+                    key,
+                    InStream {
+                        tag: tags.0,
+                        incarnation: ext.incarnation,
+                        delivered: 0,
+                        ack_due: false,
+                        gap: false,
+                    },
+                );
+                d.inn.get_mut(&key).expect("inserted")
+            }
+        };
+        let next = succ(s.delivered);
+        let taken = ext.seq == next;
+        if taken {
+            s.delivered = next;
+        } else if before(ext.seq, next) {
+            d.counters.duplicates += 1;
+        } else {
+            d.counters.out_of_order += 1;
+            s.gap = true;
+        }
+        if !s.ack_due {
+            s.ack_due = true;
+            d.due.push(key);
+        }
+        taken.then_some(rest)
+    }
+
+    /// Sends the acknowledgements due (after a pass over the rings). One that finds no room
+    /// stays due.
+    pub(in crate::engine) fn flush_acks(&mut self) {
+        let due = std::mem::take(&mut self.delivery.due);
+        for key in due {
+            let Some(s) = self.delivery.inn.get(&key) else {
+                continue;
+            };
+            let flags = if s.gap { ACK_GAP } else { 0 };
+            if self.send_ack(key, s.incarnation, s.delivered, flags) {
+                let s = self.delivery.inn.get_mut(&key).expect("looked up");
+                s.ack_due = false;
+                s.gap = false;
+            } else {
+                self.delivery.due.push(key);
+            }
+        }
+        for (key, incarnation) in std::mem::take(&mut self.delivery.restarts) {
+            self.send_ack(key, incarnation, 0, ACK_RESTART);
+        }
+    }
+
+    /// Sends one acknowledgement of stream `key` (sender, receiver, priority): whether it
+    /// went (or cannot ever go: no route).
+    fn send_ack(&mut self, key: StreamKey, incarnation: u64, seq: u32, flags: u8) -> bool {
+        let (origin, at, priority) = key;
+        let tags = (id_tag(&self.name_of(at)), id_tag(&self.name_of(origin)));
+        let mut ack = Ack {
+            incarnation,
+            seq,
+            flags,
+            priority,
+            crc: 0,
+        };
+        ack.crc = ack.checksum(tags);
+        let o = Outgoing {
+            kind: FrameKind::Delivered,
+            request_id: 0,
+            priority: PacketPriority::High,
+            data_type: DataType::ControlMessage,
+            one_way: true,
+            metadata: &[],
+            framed: false,
+            coalesced: false,
+        };
+        match self.try_send_from(at, origin, &o, &ack.encode(), 0) {
+            Ok(Some(_)) => {
+                self.delivery.counters.acks_sent += 1;
+                true
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+impl super::Delivery {
+    /// Forgets the receiving side of streams whose sender is no longer a node this engine
+    /// knows (its process died or it left), remembering their incarnations as ended.
+    pub(crate) fn forget_departed_senders(&mut self, live: &dyn Fn(u32) -> bool) {
+        let gone: Vec<StreamKey> = self.inn.keys().filter(|k| !live(k.0)).copied().collect();
+        for key in gone {
+            if let Some(s) = self.inn.remove(&key) {
+                self.retired.add(s.tag, s.incarnation);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_acknowledgement_round_trips_and_its_checksum_binds_both_nodes() {
+        let mut a = Ack {
+            incarnation: 99,
+            seq: 12,
+            flags: ACK_GAP,
+            priority: 4,
+            crc: 0,
+        };
+        a.crc = a.checksum((1, 2));
+        let b = Ack::decode(&a.encode()).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(b.checksum((2, 1)), a.crc);
+        assert_eq!(Ack::decode(&a.encode()[..19]), None);
+    }
+}

@@ -1,0 +1,406 @@
+//! The sending side of a sequenced stream: frames numbered and kept until acknowledged,
+//! sent again (go-back-N: from the oldest kept, in order) after a timeout or when the
+//! receiver reports a gap, along the route of now; a stream whose receiver is gone or that
+//! made no progress for [`DELIVERY_LIMIT`] is failed and started over under a new
+//! incarnation.
+
+use super::{
+    before, checksum, new_incarnation, succ, Failure, SeqExt, StreamKey, DELIVERY_LIMIT, FIRST_RTO,
+    FLAG_SEQ, KEPT_BYTES, KEPT_FRAMES, MAX_RTO, MIN_RTO, SEQ_EXT,
+};
+use crate::codec::{id_tag, FrameKind};
+use crate::engine::{lane_of, Engine, Outgoing, FLAG_ONE_WAY, MSG_HEADER};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::PacketPriority;
+use crate::ring::{PushError, SlotHeader};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Flags of an acknowledgement.
+pub(crate) const ACK_GAP: u8 = 1;
+/// The receiver does not follow the acknowledged incarnation: the stream starts over.
+pub(crate) const ACK_RESTART: u8 = 2;
+
+/// A frame kept until its receiver acknowledges it: the payload as first pushed.
+pub(crate) struct Kept {
+    pub(crate) seq: u32,
+    slot: SlotHeader,
+    bytes: Vec<u8>,
+    sent: Instant,
+    resent: bool,
+    /// The first frame of a data message: the request it is, or `None` for a one-way one.
+    starts: Option<Option<u64>>,
+}
+
+/// A stream's sending side.
+pub(crate) struct OutStream {
+    tags: (u32, u32),
+    incarnation: u64,
+    next: u32,
+    pub(crate) kept: VecDeque<Kept>,
+    pub(crate) bytes: usize,
+    /// Registration of the receiver the stream was started for.
+    generation: Option<u64>,
+    srtt: Option<Duration>,
+    rto: Duration,
+    /// A round of resends is under way, at this kept frame.
+    round: Option<usize>,
+    /// The receiver reported a gap.
+    gap: bool,
+    round_at: Option<Instant>,
+    /// The last acknowledgement that released frames (or the first keep after none).
+    progress: Instant,
+    acked_any: bool,
+}
+
+impl OutStream {
+    fn new(tags: (u32, u32), generation: Option<u64>, now: Instant) -> OutStream {
+        OutStream {
+            tags,
+            incarnation: new_incarnation(),
+            next: 1,
+            kept: VecDeque::new(),
+            bytes: 0,
+            generation,
+            srtt: None,
+            rto: FIRST_RTO,
+            round: None,
+            gap: false,
+            round_at: None,
+            progress: now,
+            acked_any: false,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.kept.len() >= KEPT_FRAMES || self.bytes >= KEPT_BYTES
+    }
+
+    /// Whether frames are to be sent again now.
+    fn due(&self, now: Instant) -> bool {
+        let Some(oldest) = self.kept.front() else {
+            return false;
+        };
+        if self.round.is_some() {
+            return true;
+        }
+        if self.gap {
+            // Once a round trip: the frames of the last round are still on their way.
+            let spacing = self.srtt.unwrap_or(MIN_RTO).max(Duration::from_micros(200));
+            if self
+                .round_at
+                .is_none_or(|t| now.duration_since(t) >= spacing)
+            {
+                return true;
+            }
+        }
+        now.duration_since(oldest.sent) >= self.rto
+    }
+
+    /// Starts over under a new incarnation, with nothing kept.
+    fn restart(&mut self, now: Instant, generation: Option<u64>) {
+        *self = OutStream {
+            srtt: self.srtt,
+            ..OutStream::new(self.tags, generation, now)
+        };
+    }
+}
+
+impl Engine {
+    /// Whether a frame of kind `kind` from `src` to `dst` whose next hop is `via` travels
+    /// sequenced: with fault tolerance on, data and its answers on a route through a
+    /// forwarder.
+    pub(in crate::engine) fn sequenced(&self, kind: FrameKind, dst: u32, via: u32) -> bool {
+        self.delivery.on
+            && via != dst
+            && matches!(
+                kind,
+                FrameKind::Data | FrameKind::Response | FrameKind::Ack | FrameKind::Error
+            )
+    }
+
+    /// The failure of earlier messages from `src` to `dst` not yet reported, as the error a
+    /// send from `src` to `dst` returns instead of sending.
+    pub(in crate::engine) fn take_failure(&mut self, src: u32, dst: u32) -> Option<Error> {
+        let f: Failure = self.delivery.failures.remove(&(src, dst))?;
+        Some(Error::new(
+            f.kind,
+            format!(
+                "{} earlier message(s) from node index {src} to node index {dst} were not \
+                 delivered ({}); this send was not made",
+                f.messages, f.why
+            ),
+        ))
+    }
+
+    /// Pushes the fragment at `offset` (at most `limit` bytes of body) of a sequenced
+    /// stream's message toward `via`, numbered, and keeps it until acknowledged. The end of
+    /// the fragment, or `PushError::Full` when the ring has no room or the stream keeps
+    /// as much as it may.
+    pub(in crate::engine) fn push_sequenced(
+        &mut self,
+        (src, dst, via): (u32, u32, u32),
+        o: &Outgoing<'_>,
+        data: &[u8],
+        (offset, limit): (usize, usize),
+    ) -> Result<std::result::Result<usize, PushError>> {
+        let key = (src, dst, o.priority as u8);
+        let now = Instant::now();
+        if !self.delivery.out.contains_key(&key) {
+            let tags = (id_tag(&self.name_of(src)), id_tag(&self.name_of(dst)));
+            let generation = self.live_generation(dst);
+            let s = OutStream::new(tags, generation, now);
+            self.delivery.out.insert(key, s);
+        }
+        let s = self.delivery.out.get_mut(&key).expect("inserted");
+        if s.full() {
+            return Ok(Err(PushError::Full));
+        }
+        let total = o.metadata.len() + data.len();
+        let end = total.min(offset + limit);
+        let hdr = o.header(src, dst, offset, total);
+        let m = o.metadata.len();
+        let meta_part = &o.metadata[offset.min(m)..end.min(m)];
+        let data_part = &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)];
+        let slot = o.slot(src, FLAG_SEQ);
+        let (seq, incarnation) = (s.next, s.incarnation);
+        let crc = checksum(
+            s.tags,
+            &slot,
+            &hdr,
+            (seq, incarnation),
+            &[meta_part, data_part],
+        );
+        let ext = SeqExt {
+            seq,
+            crc,
+            incarnation,
+        };
+        let mut bytes = Vec::with_capacity(MSG_HEADER + SEQ_EXT + (end - offset));
+        bytes.extend_from_slice(&hdr);
+        bytes.extend_from_slice(&ext.encode());
+        bytes.extend_from_slice(meta_part);
+        bytes.extend_from_slice(data_part);
+        let lane = lane_of(o.priority);
+        if let Err(e) = self.producer(src, via, lane)?.try_push(slot, &[&bytes]) {
+            return Ok(Err(e));
+        }
+        let starts = (offset == 0 && o.kind == FrameKind::Data)
+            .then_some((!o.one_way).then_some(o.request_id));
+        let s = self.delivery.out.get_mut(&key).expect("inserted");
+        if s.kept.is_empty() {
+            s.progress = now;
+        }
+        s.next = succ(seq);
+        s.bytes += bytes.len();
+        s.kept.push_back(Kept {
+            seq,
+            slot,
+            bytes,
+            sent: now,
+            resent: false,
+            starts,
+        });
+        self.delivery.kept += 1;
+        self.delivery.counters.sequenced += 1;
+        Ok(Ok(end))
+    }
+
+    /// Sends again what streams hold past their timeout or behind a reported gap; checks at
+    /// most every millisecond unless a gap was reported.
+    pub(in crate::engine) fn resend_due(&mut self) {
+        let now = Instant::now();
+        if !self.delivery.resend_asked && self.delivery.check_at.is_some_and(|t| now < t) {
+            return;
+        }
+        self.delivery.resend_asked = false;
+        self.delivery.check_at = Some(now + Duration::from_millis(1));
+        let keys: Vec<StreamKey> = self
+            .delivery
+            .out
+            .iter()
+            .filter(|(_, s)| s.due(now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            self.resend(key, now);
+        }
+    }
+
+    /// One round (or the rest of one) of resends of stream `key`, from its oldest kept frame.
+    fn resend(&mut self, key: StreamKey, now: Instant) {
+        let (src, dst, _) = key;
+        let Ok(via) = self.via(src, dst) else {
+            // No route now: the frames wait for one (or for the stream to fail).
+            return;
+        };
+        let Some(mut s) = self.delivery.out.remove(&key) else {
+            return;
+        };
+        let start = match s.round {
+            Some(at) => at,
+            None => {
+                if !s.gap {
+                    // A timeout: wait longer before the next one.
+                    s.rto = (s.rto * 2).min(MAX_RTO);
+                }
+                s.gap = false;
+                s.round_at = Some(now);
+                0
+            }
+        };
+        let mut at = start;
+        let lane = lane_of(PacketPriority::from_u32(key.2 as u32).unwrap_or_default());
+        if let Ok(p) = self.producer(src, via, lane) {
+            while let Some(k) = s.kept.get_mut(at) {
+                if p.try_push(k.slot, &[&k.bytes]).is_err() {
+                    break;
+                }
+                k.sent = now;
+                k.resent = true;
+                at += 1;
+            }
+        }
+        let sent = (at - start) as u64;
+        if sent > 0 {
+            self.registry.ring_bell(via);
+            self.counters.frames_sent += sent;
+            self.delivery.counters.resent += sent;
+        }
+        s.round = (at < s.kept.len()).then_some(at);
+        self.delivery.out.insert(key, s);
+    }
+
+    /// An acknowledgement from `from` for stream (`at`, `from`): releases what it covers,
+    /// notes a reported gap, or fails and restarts the stream when its receiver no longer
+    /// follows it.
+    pub(in crate::engine) fn on_delivered(&mut self, at: u32, from: u32, body: &[u8]) {
+        let Some(ack) = super::receiver::Ack::decode(body) else {
+            self.delivery.counters.corrupt += 1;
+            return;
+        };
+        let key = (at, from, ack.priority);
+        let now = Instant::now();
+        let Some(s) = self.delivery.out.get_mut(&key) else {
+            return;
+        };
+        if ack.crc != ack.checksum((s.tags.1, s.tags.0)) {
+            self.delivery.counters.corrupt += 1;
+            return;
+        }
+        if ack.incarnation != s.incarnation {
+            return;
+        }
+        if ack.flags & ACK_RESTART != 0 {
+            if s.kept.front().is_some_and(|k| k.seq == 1) && !s.acked_any {
+                // Its first frame was lost: the rest came to a receiver that had not met
+                // the stream yet.
+                s.gap = true;
+                self.delivery.resend_asked = true;
+            } else {
+                let why = "its receiving node no longer follows the stream (it restarted)";
+                self.fail_stream(key, ErrorKind::NodeNotFound, why);
+            }
+            return;
+        }
+        if !before(ack.seq, s.next) {
+            // Acknowledges what was never sent.
+            self.delivery.counters.corrupt += 1;
+            return;
+        }
+        let mut released = 0;
+        let mut sample = None;
+        while let Some(k) = s.kept.front() {
+            if before(ack.seq, k.seq) {
+                break;
+            }
+            let k = s.kept.pop_front().expect("front");
+            s.bytes -= k.bytes.len();
+            sample = (!k.resent).then(|| now.duration_since(k.sent));
+            released += 1;
+        }
+        if released > 0 {
+            s.acked_any = true;
+            s.progress = now;
+            s.round = s
+                .round
+                .map(|r| r.saturating_sub(released))
+                .filter(|&r| r < s.kept.len());
+            if let Some(rtt) = sample {
+                let srtt = s.srtt.map_or(rtt, |v| (v * 7 + rtt) / 8);
+                s.srtt = Some(srtt);
+                s.rto = (srtt * 4).clamp(MIN_RTO, MAX_RTO);
+            }
+            self.delivery.kept -= released;
+            self.delivery.counters.acks_received += 1;
+        }
+        if ack.flags & ACK_GAP != 0 && !s.kept.is_empty() {
+            s.gap = true;
+            self.delivery.resend_asked = true;
+        }
+    }
+
+    /// Fails streams whose receiver is gone, restarted, or acknowledged nothing for
+    /// [`DELIVERY_LIMIT`] (run from the periodic tick).
+    pub(in crate::engine) fn fail_undeliverable(&mut self, now: Instant) {
+        let keys: Vec<(StreamKey, Option<u64>, Instant)> = self
+            .delivery
+            .out
+            .iter()
+            .filter(|(_, s)| !s.kept.is_empty())
+            .map(|(k, s)| (*k, s.generation, s.progress))
+            .collect();
+        for (key, generation, progress) in keys {
+            let dst = key.1;
+            if self.destination_lost(dst) || self.live_generation(dst) != generation {
+                let why = "its receiving node left the fabric or its process died";
+                self.fail_stream(key, ErrorKind::NodeNotFound, why);
+            } else if now.duration_since(progress) > DELIVERY_LIMIT {
+                let why = "no acknowledgement came within the delivery limit";
+                self.fail_stream(key, ErrorKind::Timeout, why);
+            }
+        }
+    }
+
+    /// Drops what stream `key` keeps, tells its senders (requests fail now; one-way
+    /// messages are reported by the next send of the pair), and starts the stream over.
+    fn fail_stream(&mut self, key: StreamKey, kind: ErrorKind, why: &str) {
+        let (src, dst, _) = key;
+        let generation = self.live_generation(dst);
+        let Some(s) = self.delivery.out.get_mut(&key) else {
+            return;
+        };
+        let kept = std::mem::take(&mut s.kept);
+        s.restart(Instant::now(), generation);
+        self.delivery.kept -= kept.len();
+        let mut posts = 0;
+        for k in &kept {
+            match k.starts {
+                Some(Some(request)) => {
+                    self.fail(request, Error::new(kind, format!("not delivered: {why}")));
+                    self.delivery.counters.failed += 1;
+                }
+                Some(None) => posts += 1,
+                None => {}
+            }
+        }
+        // A message whose first frame was acknowledged and a later one was not.
+        let torn = kept
+            .front()
+            .is_some_and(|k| k.starts.is_none() && k.slot.flags & FLAG_ONE_WAY != 0);
+        posts += torn as u64;
+        if posts > 0 {
+            self.delivery.counters.failed += posts;
+            let f = self
+                .delivery
+                .failures
+                .entry((src, dst))
+                .or_insert_with(|| Failure {
+                    messages: 0,
+                    kind,
+                    why: why.to_string(),
+                });
+            f.messages += posts;
+        }
+    }
+}

@@ -157,3 +157,39 @@ fn without_fault_tolerance_what_the_faults_drop_is_lost() {
         "{received} of 5000 arrived although frames were dropped"
     );
 }
+
+/// The numbers of the messages of `count` posts from a to b that arrive through a forwarder
+/// that drops frames by `faults` (fault tolerance off: nothing is sent again).
+fn survivors(fabric: &str, faults: &str, count: u32) -> Vec<u32> {
+    let p = chain(fabric, false, faults);
+    p.start_background_services().unwrap();
+    let mut got = Vec::new();
+    for i in 0..count {
+        p.post("a", "b", &i.to_le_bytes(), &SendOptions::default())
+            .unwrap();
+        while let Ok(m) = p.recv("b", Duration::ZERO) {
+            got.push(u32::from_le_bytes(m.data[..4].try_into().unwrap()));
+        }
+    }
+    // What is still on its way: until nothing more comes for half a second.
+    while let Ok(m) = p.recv("b", Duration::from_millis(500)) {
+        got.push(u32::from_le_bytes(m.data[..4].try_into().unwrap()));
+    }
+    got
+}
+
+#[test]
+fn the_same_seed_drops_the_same_messages() {
+    let fabric = format!("deliv-seed-{}", std::process::id());
+    let _dirs = [0, 1, 2].map(|i| FabricDir(format!("{fabric}-{i}")));
+    let first = survivors(&format!("{fabric}-0"), "seed=5,drop=0.2", 2_000);
+    let again = survivors(&format!("{fabric}-1"), "seed=5,drop=0.2", 2_000);
+    let other = survivors(&format!("{fabric}-2"), "seed=6,drop=0.2", 2_000);
+    assert!(
+        (1_500..1_700).contains(&first.len()),
+        "{} arrived",
+        first.len()
+    );
+    assert_eq!(first, again, "the same seed dropped other messages");
+    assert_ne!(first, other, "another seed dropped the same messages");
+}

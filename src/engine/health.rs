@@ -110,7 +110,30 @@ impl Engine {
                 self.partial.retain_sources(live);
             }
             if !self.delivery.inn.is_empty() {
-                self.delivery.forget_departed_senders(&live);
+                let here = |i: u32| hosted.contains_key(&i);
+                self.delivery.forget_departed_senders(&live, &here);
+            }
+        }
+        if !self.delivery.out.is_empty() {
+            // Streams to nodes that left: what they keep fails, then they go.
+            let (hosted, peers) = (&self.hosted, &self.peers);
+            let remote = self.hosts.as_ref().map(|h| h.directory_handle());
+            let gone: Vec<_> = self
+                .delivery
+                .out
+                .keys()
+                .filter(|k| {
+                    !hosted.contains_key(&k.0)
+                        || !(hosted.contains_key(&k.1)
+                            || peers.values().any(|e| e.index == k.1)
+                            || remote
+                                .as_ref()
+                                .is_some_and(|d| d.live_generation(k.1).is_some()))
+                })
+                .copied()
+                .collect();
+            for key in gone {
+                self.end_stream(key);
             }
         }
         if self.delivery.keeps() {

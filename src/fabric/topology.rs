@@ -55,6 +55,8 @@ impl HyperFabricProtocol {
             ("delivery_failed", d.failed),
             ("delivery_kept_frames", d.kept_frames),
             ("delivery_kept_bytes", d.kept_bytes),
+            ("delivery_streams_out", d.streams_out),
+            ("delivery_streams_in", d.streams_in),
         ] {
             m.insert(name.into(), v as f64);
         }

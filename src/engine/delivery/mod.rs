@@ -66,6 +66,10 @@ pub struct DeliveryCounters {
     pub kept_frames: u64,
     /// Bytes those hold.
     pub kept_bytes: u64,
+    /// Streams this engine sends on now.
+    pub streams_out: u64,
+    /// Streams this engine receives on now (freed when their sender leaves or dies).
+    pub streams_in: u64,
 }
 
 /// What the sender of a stream whose frames were dropped is told by its next send.
@@ -111,6 +115,8 @@ impl Delivery {
         DeliveryCounters {
             kept_frames: frames as u64,
             kept_bytes: bytes as u64,
+            streams_out: self.out.len() as u64,
+            streams_in: self.inn.len() as u64,
             ..self.counters
         }
     }

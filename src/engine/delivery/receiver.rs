@@ -205,9 +205,19 @@ impl Engine {
 
 impl super::Delivery {
     /// Forgets the receiving side of streams whose sender is no longer a node this engine
-    /// knows (its process died or it left), remembering their incarnations as ended.
-    pub(crate) fn forget_departed_senders(&mut self, live: &dyn Fn(u32) -> bool) {
-        let gone: Vec<StreamKey> = self.inn.keys().filter(|k| !live(k.0)).copied().collect();
+    /// knows (its process died or it left: not `live`) or whose receiver this engine no
+    /// longer hosts (not `here`), remembering their incarnations as ended.
+    pub(crate) fn forget_departed_senders(
+        &mut self,
+        live: &dyn Fn(u32) -> bool,
+        here: &dyn Fn(u32) -> bool,
+    ) {
+        let gone: Vec<StreamKey> = self
+            .inn
+            .keys()
+            .filter(|k| !live(k.0) || !here(k.1))
+            .copied()
+            .collect();
         for key in gone {
             if let Some(s) = self.inn.remove(&key) {
                 self.retired.add(s.tag, s.incarnation);

@@ -146,11 +146,20 @@ impl Engine {
     ) -> Result<std::result::Result<usize, PushError>> {
         let key = (src, dst, o.priority as u8);
         let now = Instant::now();
-        if !self.delivery.out.contains_key(&key) {
-            let tags = (id_tag(&self.name_of(src)), id_tag(&self.name_of(dst)));
-            let generation = self.live_generation(dst);
-            let s = OutStream::new(tags, generation, now);
-            self.delivery.out.insert(key, s);
+        match self.delivery.out.get(&key).map(|s| s.generation) {
+            None => {
+                let tags = (id_tag(&self.name_of(src)), id_tag(&self.name_of(dst)));
+                let generation = self.live_generation(dst);
+                let s = OutStream::new(tags, generation, now);
+                self.delivery.out.insert(key, s);
+            }
+            Some(g) if offset == 0 && self.live_generation(dst) != g => {
+                // The receiving node registered again (its process restarted): what went to
+                // the earlier registration failed, and this message starts a new stream.
+                let why = "its receiving node restarted";
+                self.fail_stream(key, ErrorKind::NodeNotFound, why);
+            }
+            Some(_) => {}
         }
         let s = self.delivery.out.get_mut(&key).expect("inserted");
         if s.full() {
@@ -360,6 +369,13 @@ impl Engine {
                 self.fail_stream(key, ErrorKind::Timeout, why);
             }
         }
+    }
+
+    /// Ends stream `key`, whose receiving node left: what it keeps fails.
+    pub(in crate::engine) fn end_stream(&mut self, key: StreamKey) {
+        let why = "its receiving node left the fabric or its process died";
+        self.fail_stream(key, ErrorKind::NodeNotFound, why);
+        self.delivery.out.remove(&key);
     }
 
     /// Drops what stream `key` keeps, tells its senders (requests fail now; one-way

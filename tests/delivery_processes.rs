@@ -1,0 +1,197 @@
+//! End-to-end delivery across processes when processes die: a forwarder killed in the middle
+//! of a message (the message arrives whole, once, along the other route), and a sender
+//! killed with messages in flight (the receiver frees what it held for it).
+
+mod common;
+
+use common::{checksum, child_var, serve_until_stdin_closes, spawn_peer, FabricDir, Peer};
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
+use hyperfabric::model::{HardwareType, NodeSignature, PacketPriority};
+use hyperfabric::LinkSpec;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "HF_DELIVERY_TEST_ROLE";
+const FABRIC: &str = "HF_DELIVERY_TEST_FABRIC";
+
+fn protocol(fabric: &str) -> HyperFabricProtocol {
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        links: vec![
+            LinkSpec::new("cli", "sw1").latency_ns(100),
+            LinkSpec::new("sw1", "srv").latency_ns(100),
+            LinkSpec::new("cli", "sw2").latency_ns(1000),
+            LinkSpec::new("sw2", "srv").latency_ns(1000),
+        ],
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn node(id: &str, kind: HardwareType) -> NodeSignature {
+    NodeSignature::new(id, kind, 400.0, 50).unwrap()
+}
+
+#[test]
+#[ignore = "child process of the tests of this file, started by them"]
+fn peer_role() {
+    let p = protocol(&child_var(FABRIC));
+    match child_var(ROLE).as_str() {
+        "sw1" => {
+            p.register_node(node("sw1", HardwareType::NetworkSwitch))
+                .unwrap();
+        }
+        "sw2" => {
+            p.register_node(node("sw2", HardwareType::NetworkSwitch))
+                .unwrap();
+        }
+        "sender" => {
+            // Sends large messages until killed.
+            p.register_node(node("cli", HardwareType::CpuServer))
+                .unwrap();
+            p.start_background_services().unwrap();
+            let opts = SendOptions {
+                priority: PacketPriority::Bulk,
+                timeout: Duration::from_secs(60),
+                ..Default::default()
+            };
+            println!("ready");
+            let data = vec![7u8; 1 << 20];
+            loop {
+                let _ = p.post("cli", "srv", &data, &opts);
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+    p.start_background_services().unwrap();
+    println!("ready");
+    serve_until_stdin_closes();
+}
+
+fn spawn(role: &str, fabric: &str, faults: Option<&str>) -> Peer {
+    let mut env = vec![(ROLE, role), (FABRIC, fabric)];
+    if let Some(f) = faults {
+        env.push(("HF_FAULTS", f));
+    }
+    spawn_peer(&env)
+}
+
+fn kill(peer: &Peer) {
+    // SAFETY: kill only sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(peer.0.id() as i32, libc::SIGKILL) }, 0);
+}
+
+fn metric(p: &HyperFabricProtocol, name: &str) -> f64 {
+    p.get_topology_info().unwrap().performance_metrics[name]
+}
+
+/// Waits until `cond` holds.
+fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A 4 MiB request goes out through sw1, whose process holds every frame 30 ms (injected
+/// delay) and is killed once the first fragments were acknowledged: the rest is sent again
+/// through sw2, and the handler sees the whole message exactly once.
+#[test]
+fn a_forwarder_killed_in_the_middle_of_a_message_leaves_it_whole() {
+    let fabric = format!("test-deliv-kill-fwd-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let p = Arc::new(protocol(&fabric));
+    p.register_node(node("cli", HardwareType::CpuServer))
+        .unwrap();
+    p.register_node(node("srv", HardwareType::StorageArray))
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    {
+        let calls = calls.clone();
+        p.on_receive("srv", move |m| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut answer = checksum(&m.data).to_le_bytes().to_vec();
+            answer.extend_from_slice(&n.to_le_bytes());
+            Ok(answer)
+        })
+        .unwrap();
+    }
+    p.start_background_services().unwrap();
+    let sw1 = spawn("sw1", &fabric, Some("seed=1,delay=1@30ms"));
+    let _sw2 = spawn("sw2", &fabric, None);
+    until(Duration::from_secs(10), "routes through sw1", || {
+        p.ping("cli", "srv", 64, 500)
+            .is_ok_and(|r| r.path == ["cli", "sw1", "srv"])
+    });
+    // cli and srv share this process, but the route between them crosses sw1's process
+    // both ways.
+    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i * 31 + i / 4093) as u8).collect();
+    let acked = metric(&p, "delivery_acks_received");
+    let opts = SendOptions {
+        priority: PacketPriority::Bulk,
+        timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let request = p.send_data_nb("cli", "srv", &data, &opts).unwrap();
+    until(
+        Duration::from_secs(20),
+        "first fragments acknowledged",
+        || metric(&p, "delivery_acks_received") > acked,
+    );
+    assert!(
+        metric(&p, "delivery_kept_frames") > 0.0,
+        "the whole message went through before sw1 was killed"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "the message was already whole"
+    );
+    kill(&sw1);
+    let answer = request.wait().unwrap();
+    assert_eq!(
+        &answer[..8],
+        &checksum(&data).to_le_bytes(),
+        "a torn message"
+    );
+    assert_eq!(u32::from_le_bytes(answer[8..12].try_into().unwrap()), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "delivered more than once");
+    assert!(metric(&p, "delivery_resent") > 0.0);
+    assert_eq!(
+        p.ping("cli", "srv", 64, 2000).unwrap().path,
+        ["cli", "sw2", "srv"]
+    );
+}
+
+/// A sender killed while it sends large messages through a forwarder: the receiver drops
+/// its streams and half-received messages once it learns of the death (the liveness check
+/// runs every 500 ms).
+#[test]
+fn a_killed_sender_leaves_no_stream_or_half_message_at_the_receiver() {
+    let fabric = format!("test-deliv-kill-snd-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let p = protocol(&fabric);
+    p.register_node(node("srv", HardwareType::StorageArray))
+        .unwrap();
+    p.start_background_services().unwrap();
+    let _sw1 = spawn("sw1", &fabric, None);
+    let _sw2 = spawn("sw2", &fabric, None);
+    let sender = spawn("sender", &fabric, None);
+    let mut got = 0;
+    while got < 5 {
+        let m = p.recv("srv", Duration::from_secs(20)).unwrap();
+        assert_eq!(m.data.len(), 1 << 20);
+        got += 1;
+    }
+    assert!(metric(&p, "delivery_streams_in") >= 1.0);
+    kill(&sender);
+    let start = Instant::now();
+    until(Duration::from_secs(2), "the receiver's state freed", || {
+        let _ = p.recv("srv", Duration::ZERO);
+        metric(&p, "delivery_streams_in") == 0.0 && metric(&p, "reassemblies") == 0.0
+    });
+    eprintln!("freed {:?} after the kill", start.elapsed());
+    assert_eq!(metric(&p, "reassembly_bytes"), 0.0);
+}

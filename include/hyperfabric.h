@@ -507,7 +507,11 @@ typedef struct {
     bool enable_ml_routing;
     // Coherence-deadline routing for quantum traffic (default false).
     bool enable_quantum_optimization;
-    // Detect failed peers and reroute around them (default true).
+    // End-to-end delivery on routes through forwarders (default true): each message sent
+    // through a forwarder arrives exactly once and in order per (source, destination,
+    // priority), sent again when a hop loses it, or its sender is told (a request fails;
+    // a one-way message fails the next send of the pair). False: best effort. See
+    // `docs/delivery.md`.
     bool enable_fault_tolerance;
     // Latency constraint of sends that give none, ns; 0: none (default).
     uint64_t default_latency_constraint_ns;

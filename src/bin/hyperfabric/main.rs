@@ -104,6 +104,13 @@ enum Command {
         #[arg(long)]
         connect: Option<std::net::SocketAddr>,
     },
+    /// Send messages between two processes through two forwarders that lose, duplicate and
+    /// damage frames, one of them killed and restarted every few seconds; check that every
+    /// message arrived exactly once, whole and in order, or its sender was told it failed.
+    Soak(soak::SoakArgs),
+    /// Internal: a process of `soak`.
+    #[command(hide = true)]
+    SoakWorker(soak::WorkerArgs),
     /// Internal: the plain-socket baseline of `bench --transport tcp`.
     #[command(hide = true)]
     SocketWorker {
@@ -471,6 +478,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             connect,
         } => bench_worker::worker(&fabric, &node, core, api, (touch, drain, by_name), connect),
         Command::SocketWorker { core } => bench_tcp::socket_worker(core),
+        Command::Soak(args) => soak::run(args).map_err(soak::failed),
+        Command::SoakWorker(args) => soak::worker(args).map_err(soak::failed),
         Command::Detect { json, transport } => {
             if transport {
                 let t = hyperfabric::sys::uring::probe();
@@ -549,6 +558,8 @@ mod bench_worker;
 mod floor;
 mod page_buf;
 mod show;
+mod soak;
+mod soak_worker;
 
 use show::{print_bottlenecks, print_metrics_and_bottlenecks, show};
 

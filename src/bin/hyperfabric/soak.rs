@@ -1,0 +1,326 @@
+//! `hyperfabric soak`: end-to-end delivery under injected faults and killed processes. Four
+//! processes: ends `a` and `b`, each sending its share of the messages to the other (posts
+//! and requests, sizes 1 B-1 MiB, mostly small, five priorities), through forwarders `f1`
+//! (the faster route) and `f2`, which drop, duplicate and corrupt frames as the fault plan
+//! says; `f1` is killed with SIGKILL and started again every few seconds. At the end every
+//! message must have arrived exactly once, whole and in order per (source, priority), or
+//! have been reported failed to its sender; the counts are printed.
+
+use super::soak_worker;
+use hyperfabric::fabric::ProtocolConfig;
+use hyperfabric::model::PacketPriority;
+use hyperfabric::LinkSpec;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Priority classes of the messages.
+pub(super) const CLASSES: usize = 5;
+pub(super) const PRIORITIES: [PacketPriority; CLASSES] = [
+    PacketPriority::UltraHigh,
+    PacketPriority::High,
+    PacketPriority::Medium,
+    PacketPriority::Low,
+    PacketPriority::Bulk,
+];
+
+#[derive(clap::Args)]
+pub(super) struct SoakArgs {
+    /// Messages in all (half from each end).
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Seed of the messages and of the faults.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Faults the forwarders inject (docs/faults.md); the seed is added.
+    #[arg(long, default_value = "drop=0.01,duplicate=0.001,corrupt=0.001")]
+    faults: String,
+    /// Kill the forwarder f1 every this many milliseconds (0: never).
+    #[arg(long, default_value_t = 2000)]
+    kill_every_ms: u64,
+    /// How long f1 stays dead before it is started again, ms.
+    #[arg(long, default_value_t = 300)]
+    down_ms: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub(super) struct WorkerArgs {
+    #[arg(long)]
+    fabric: String,
+    #[arg(long)]
+    role: String,
+    #[arg(long, default_value_t = 0)]
+    messages: u64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// What an end sent.
+#[derive(Serialize, Deserialize, Default, Debug)]
+pub(super) struct Sent {
+    pub(super) messages: u64,
+    /// Messages per class (numbered from 0).
+    pub(super) numbers: Vec<u64>,
+    /// Requests that failed (their answers said so, or they timed out).
+    pub(super) failed_requests: u64,
+    /// Messages whose delivery the protocol reported failed (`delivery_failed`).
+    pub(super) failed_posts: u64,
+    /// Sends refused for the moment and made again.
+    pub(super) refusals: u64,
+}
+
+/// What an end received.
+#[derive(Serialize, Deserialize, Default, Debug)]
+pub(super) struct Report {
+    pub(super) delivered: Vec<u64>,
+    pub(super) backward: u64,
+    pub(super) corrupt: u64,
+    pub(super) resent: u64,
+    pub(super) refused: u64,
+}
+
+/// The soak's fabric: a and b linked only through f1 (fast) and f2.
+pub(super) fn config(fabric: &str) -> ProtocolConfig {
+    ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        links: vec![
+            LinkSpec::new("a", "f1").latency_ns(100),
+            LinkSpec::new("f1", "b").latency_ns(100),
+            LinkSpec::new("a", "f2").latency_ns(1000),
+            LinkSpec::new("f2", "b").latency_ns(1000),
+        ],
+        ..Default::default()
+    }
+}
+
+/// A soak process and the lines it prints.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn start(fabric: &str, role: &str, args: &SoakArgs, faults: Option<&str>) -> Proc {
+        let mut cmd = Command::new(std::env::current_exe().expect("own executable"));
+        cmd.args(["soak-worker", "--fabric", fabric, "--role", role])
+            .args(["--messages", &(args.messages / 2).to_string()])
+            .args(["--seed", &args.seed.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .env_remove("HF_FAULTS");
+        if let Some(f) = faults {
+            cmd.env("HF_FAULTS", f).stderr(Stdio::null());
+        }
+        let mut child = cmd.spawn().expect("spawn a soak process");
+        let out = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The next line that starts with `what`, within `limit`.
+    fn expect(&self, what: &str, limit: Duration) -> Result<String, String> {
+        let until = Instant::now() + limit;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(what) => return Ok(l[what.len()..].trim().to_string()),
+                Ok(_) => {}
+                Err(_) => return Err(format!("no `{what}` line within {limit:?}")),
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        if let Some(s) = self.stdin.as_mut() {
+            let _ = writeln!(s, "{line}");
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+}
+
+/// The soak's outcome.
+#[derive(Serialize, Debug)]
+struct Outcome {
+    messages: u64,
+    delivered: u64,
+    reported_failed: u64,
+    lost_unreported: u64,
+    duplicated_or_reordered: u64,
+    corrupt_delivered: u64,
+    forwarder_kills: u64,
+    resent: u64,
+    refused_at_receivers: u64,
+    sends_made_again: u64,
+    seconds: f64,
+}
+
+pub(super) fn run(args: SoakArgs) -> Result<(), String> {
+    let fabric = format!("soak-{}", std::process::id());
+    let faults = format!("seed={},{}", args.seed, args.faults);
+    hyperfabric::engine::FaultPlan::parse(&faults).map_err(|e| e.to_string())?;
+    let result = soak(&fabric, &args, &faults);
+    let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+    let o = result?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&o).expect("serializable")
+        );
+    } else {
+        println!(
+            "soak: {} messages between a and b through f1 and f2 ({faults})",
+            o.messages
+        );
+        for (what, v) in [
+            ("delivered exactly once, whole, in order", o.delivered),
+            ("reported failed to their senders", o.reported_failed),
+            ("lost without a report", o.lost_unreported),
+            (
+                "duplicated or out of order at a receiver",
+                o.duplicated_or_reordered,
+            ),
+            ("delivered with wrong bytes", o.corrupt_delivered),
+            ("forwarder f1 killed and restarted", o.forwarder_kills),
+            ("frames sent again", o.resent),
+            ("frames refused at receivers", o.refused_at_receivers),
+        ] {
+            println!("  {what:<44} {v}");
+        }
+        println!("  took {:.1} s", o.seconds);
+    }
+    if o.lost_unreported + o.duplicated_or_reordered + o.corrupt_delivered > 0 {
+        return Err("delivery guarantees broken".into());
+    }
+    Ok(())
+}
+
+fn soak(fabric: &str, args: &SoakArgs, faults: &str) -> Result<Outcome, String> {
+    let start = Instant::now();
+    let ready = Duration::from_secs(20);
+    let mut f1 = Proc::start(fabric, "f1", args, Some(faults));
+    let f2 = Proc::start(fabric, "f2", args, Some(faults));
+    f1.expect("ready", ready)?;
+    f2.expect("ready", ready)?;
+    let mut ends = [
+        Proc::start(fabric, "a", args, None),
+        Proc::start(fabric, "b", args, None),
+    ];
+    for e in &ends {
+        e.expect("ready", ready)?;
+    }
+    for e in &mut ends {
+        e.say("go");
+    }
+    let mut sent: Vec<Option<Sent>> = vec![None, None];
+    let mut kills = 0;
+    let mut next_kill = Instant::now() + Duration::from_millis(args.kill_every_ms);
+    while sent.iter().any(Option::is_none) {
+        for (i, e) in ends.iter_mut().enumerate() {
+            if sent[i].is_none() {
+                if let Ok(l) = e.lines.try_recv() {
+                    if let Some(json) = l.strip_prefix("sent ") {
+                        sent[i] = Some(serde_json::from_str(json).map_err(|e| e.to_string())?);
+                    }
+                }
+                if let Ok(Some(status)) = e.child.try_wait() {
+                    return Err(format!("end {i} exited early: {status}"));
+                }
+            }
+        }
+        if args.kill_every_ms > 0 && Instant::now() >= next_kill {
+            f1.kill();
+            kills += 1;
+            std::thread::sleep(Duration::from_millis(args.down_ms));
+            f1 = Proc::start(fabric, "f1", args, Some(faults));
+            f1.expect("ready", ready)?;
+            next_kill = Instant::now() + Duration::from_millis(args.kill_every_ms);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut reports = Vec::new();
+    for e in &mut ends {
+        e.say("report");
+    }
+    for e in &ends {
+        let r: Report = serde_json::from_str(&e.expect("report ", Duration::from_secs(30))?)
+            .map_err(|e| e.to_string())?;
+        reports.push(r);
+    }
+    let sent: Vec<Sent> = sent.into_iter().map(|s| s.expect("all sent")).collect();
+    let mut o = Outcome {
+        messages: 0,
+        delivered: 0,
+        reported_failed: 0,
+        lost_unreported: 0,
+        duplicated_or_reordered: 0,
+        corrupt_delivered: 0,
+        forwarder_kills: kills,
+        resent: 0,
+        refused_at_receivers: 0,
+        sends_made_again: 0,
+        seconds: 0.0,
+    };
+    // a's messages are b's to report, and b's a's.
+    for (s, r) in sent.iter().zip(reports.iter().rev()) {
+        let delivered: u64 = r.delivered.iter().sum();
+        let failed = s.failed_posts + s.failed_requests;
+        o.messages += s.messages;
+        o.delivered += delivered;
+        o.reported_failed += failed;
+        o.lost_unreported += (s.messages - delivered.min(s.messages)).saturating_sub(failed);
+        o.duplicated_or_reordered += r.backward;
+        o.corrupt_delivered += r.corrupt;
+        o.sends_made_again += s.refusals;
+    }
+    for r in &reports {
+        o.resent += r.resent;
+        o.refused_at_receivers += r.refused;
+    }
+    o.seconds = start.elapsed().as_secs_f64();
+    Ok(o)
+}
+
+/// A soak that failed, as the command's error.
+pub(super) fn failed(why: String) -> hyperfabric::Error {
+    hyperfabric::Error::new(hyperfabric::ErrorKind::Io, why)
+}
+
+pub(super) fn worker(args: WorkerArgs) -> Result<(), String> {
+    soak_worker::run(&args.fabric, &args.role, args.messages, args.seed)
+}

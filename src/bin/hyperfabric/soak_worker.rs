@@ -1,0 +1,214 @@
+//! A process of `soak`: a forwarder (it hosts a switch node and forwards, with the faults
+//! of its environment), or an end that sends its share of the messages to the other end
+//! and checks every message it receives.
+
+use super::soak::{config, Report, Sent, CLASSES, PRIORITIES};
+use hyperfabric::fabric::{HyperFabricProtocol, Request, SendOptions};
+use hyperfabric::model::{HardwareType, NodeSignature};
+use std::collections::VecDeque;
+use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// FNV-1a: the checksum every message carries at its end.
+pub(super) fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What an end saw of the messages sent to it, by priority class.
+#[derive(Default)]
+struct Seen {
+    next: [u64; CLASSES],
+    delivered: [u64; CLASSES],
+    /// Numbers that came after a larger one of their class (a duplicate, or a message
+    /// overtaken by a later one).
+    backward: u64,
+    corrupt: u64,
+}
+
+impl Seen {
+    /// Checks one message: `[class][number: u64][bytes][fnv: u64]`.
+    fn take(&mut self, m: &[u8]) {
+        if m.len() < 17 {
+            self.corrupt += 1;
+            return;
+        }
+        let (body, sum) = m.split_at(m.len() - 8);
+        if fnv(body).to_le_bytes() != sum || body[0] as usize >= CLASSES {
+            self.corrupt += 1;
+            return;
+        }
+        let class = body[0] as usize;
+        let n = u64::from_le_bytes(body[1..9].try_into().expect("8 bytes"));
+        let next = &mut self.next[class];
+        if n < *next {
+            // Numbers only grow; a message whose delivery failed leaves a gap (the parent
+            // compares what is missing with what its sender was told failed).
+            self.backward += 1;
+            return;
+        }
+        *next = n + 1;
+        self.delivered[class] += 1;
+    }
+}
+
+/// xorshift64*: the sizes, classes and calls of a run, from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// A message size: mostly small, now and then up to 1 MiB.
+fn size(r: &mut Rng) -> usize {
+    let x = r.next();
+    match x % 1000 {
+        0..=899 => 1 + (x >> 16) as usize % 256,
+        900..=989 => 256 + (x >> 16) as usize % (64 << 10),
+        _ => (64 << 10) + (x >> 16) as usize % ((1 << 20) - (64 << 10)),
+    }
+}
+
+/// Runs a soak process: `role` is `f1`/`f2` (forwarders) or `a`/`b` (ends, sending
+/// `messages` to the other end).
+pub(super) fn run(fabric: &str, role: &str, messages: u64, seed: u64) -> Result<(), String> {
+    let p = HyperFabricProtocol::with_config(config(fabric)).map_err(|e| e.to_string())?;
+    let kind = if role.starts_with('f') {
+        HardwareType::NetworkSwitch
+    } else {
+        HardwareType::CpuServer
+    };
+    let sig = NodeSignature::new(role, kind, 400.0, 100).map_err(|e| e.to_string())?;
+    p.register_node(sig).map_err(|e| e.to_string())?;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    if !role.starts_with('f') {
+        let seen = seen.clone();
+        p.on_receive(role, move |m| {
+            seen.lock().expect("not poisoned").take(&m.data);
+            Ok(m.data[m.data.len().saturating_sub(8)..].to_vec())
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    p.start_background_services().map_err(|e| e.to_string())?;
+    println!("ready");
+    let mut lines = std::io::stdin().lock().lines();
+    if role.starts_with('f') {
+        // Serves until its stdin closes (or it is killed).
+        for _ in lines.by_ref() {}
+        return Ok(());
+    }
+    if lines.next().is_none() {
+        return Ok(());
+    }
+    let peer = if role == "a" { "b" } else { "a" };
+    let sent = send(&p, (role, peer), messages, seed ^ role.as_bytes()[0] as u64);
+    println!(
+        "sent {}",
+        serde_json::to_string(&sent).expect("serializable")
+    );
+    // Serves the other end until told to report.
+    let _ = lines.next();
+    let s = seen.lock().expect("not poisoned");
+    let m = p
+        .get_topology_info()
+        .map_err(|e| e.to_string())?
+        .performance_metrics;
+    let report = Report {
+        delivered: s.delivered.to_vec(),
+        backward: s.backward,
+        corrupt: s.corrupt,
+        resent: m["delivery_resent"] as u64,
+        refused: (m["delivery_duplicates_refused"]
+            + m["delivery_corrupt_refused"]
+            + m["delivery_out_of_order_refused"]
+            + m["delivery_stale_refused"]) as u64,
+    };
+    println!(
+        "report {}",
+        serde_json::to_string(&report).expect("serializable")
+    );
+    Ok(())
+}
+
+/// Sends `messages` from `src` to `dst`: posts and requests (up to 32 outstanding) of random
+/// sizes and priorities. A send that reports earlier failures was not made and is made
+/// again; so is one refused for the moment (no route while routes are rebuilt, a full
+/// window).
+fn send(p: &HyperFabricProtocol, (src, dst): (&str, &str), messages: u64, seed: u64) -> Sent {
+    let mut r = Rng(seed | 1);
+    let mut sent = Sent {
+        numbers: vec![0; CLASSES],
+        ..Default::default()
+    };
+    let mut outstanding: VecDeque<Request> = VecDeque::new();
+    let finish = |rq: Request, sent: &mut Sent| match rq.wait() {
+        Ok(_) => {}
+        Err(_) => sent.failed_requests += 1,
+    };
+    for _ in 0..messages {
+        let class = (r.next() % CLASSES as u64) as usize;
+        let n = sent.numbers[class];
+        let mut m = vec![class as u8];
+        m.extend_from_slice(&n.to_le_bytes());
+        let len = size(&mut r);
+        let fill = r.next();
+        m.extend((0..len).map(|i| (fill >> (i % 8 * 8)) as u8 ^ i as u8));
+        let sum = fnv(&m);
+        m.extend_from_slice(&sum.to_le_bytes());
+        let opts = SendOptions {
+            priority: PRIORITIES[class],
+            timeout: Duration::from_secs(30),
+            ..Default::default()
+        };
+        let request = r.next() % 4 == 0;
+        let started = Instant::now();
+        loop {
+            let made = if request {
+                p.send_data_nb(src, dst, &m, &opts).map(|rq| {
+                    outstanding.push_back(rq);
+                })
+            } else {
+                p.post(src, dst, &m, &opts)
+            };
+            match made {
+                Ok(()) => break,
+                Err(e) => {
+                    sent.refusals += 1;
+                    if started.elapsed() > Duration::from_secs(60) {
+                        eprintln!("soak: {src}: a send refused for a minute: {e}");
+                        std::process::exit(3);
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        sent.numbers[class] += 1;
+        sent.messages += 1;
+        if outstanding.len() > 32 {
+            finish(outstanding.pop_front().expect("non-empty"), &mut sent);
+        }
+    }
+    for rq in outstanding {
+        finish(rq, &mut sent);
+    }
+    // Until everything sent is acknowledged (or failed).
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = p.get_topology_info().map(|i| i.performance_metrics);
+        if let Ok(m) = &m {
+            if m["delivery_kept_frames"] == 0.0 || Instant::now() > until {
+                sent.failed_posts = m["delivery_failed"] as u64;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sent
+}

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{checksum, child_var, serve_until_stdin_closes, spawn_peer, FabricDir, Peer};
+use hyperfabric::engine::KEPT_BYTES;
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature, PacketPriority};
 use hyperfabric::LinkSpec;
@@ -95,7 +96,7 @@ fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A 4 MiB request goes out through sw1, whose process holds every frame 30 ms (injected
+/// A 64 MiB request goes out through sw1, whose process holds every frame 30 ms (injected
 /// delay) and is killed once the first fragments were acknowledged: the rest is sent again
 /// through sw2, and the handler sees the whole message exactly once.
 #[test]
@@ -127,7 +128,10 @@ fn a_forwarder_killed_in_the_middle_of_a_message_leaves_it_whole() {
     });
     // cli and srv share this process, but the route between them crosses sw1's process
     // both ways.
-    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i * 31 + i / 4093) as u8).collect();
+    // Eight times what a stream keeps unacknowledged: when the first acknowledgement comes
+    // back (a round trip of at least 60 ms through sw1), most of the message is not sent yet.
+    let len = 8 * KEPT_BYTES as u32;
+    let data: Vec<u8> = (0..len).map(|i| (i * 31 + i / 4093) as u8).collect();
     let acked = metric(&p, "delivery_acks_received");
     let opts = SendOptions {
         priority: PacketPriority::Bulk,

@@ -200,6 +200,13 @@ impl Engine {
             .expect("own segments are mapped")
             .clone();
         let via = self.via(src, dst)?;
+        if self.sequence_of((src, dst, via), o, 0)? {
+            return Err(Error::InvalidArgument(
+                "a buffer by descriptor does not travel through a forwarder with fault \
+                 tolerance on: send its bytes"
+                    .into(),
+            ));
+        }
         let lane = lane_of(o.priority);
         let p = self.producer(src, via, lane)?;
         if !p.has_room(MSG_HEADER + Descriptor::LEN + o.metadata.len()) {

@@ -2,6 +2,7 @@
 //! liveness of peers' processes) and failure detection from missed heartbeats.
 
 use super::Engine;
+use std::collections::HashSet;
 
 /// Interval of heartbeats and of failure detection.
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
@@ -95,41 +96,38 @@ impl Engine {
         if self.refresh_peers().is_err() {
             return Vec::new();
         }
-        if !self.partial.is_empty() || !self.delivery.inn.is_empty() {
-            // Half messages of a sender that is gone never complete, and its streams end.
-            let (hosted, peers) = (&self.hosted, &self.peers);
+        if !self.partial.is_empty()
+            || !self.delivery.inn.is_empty()
+            || !self.delivery.out.is_empty()
+            || !self.delivery.failures.is_empty()
+        {
+            // Half messages of a sender that is gone never complete, its streams end, and
+            // streams to a node that left fail what they keep.
             let remote = self.hosts.as_ref().map(|h| h.directory_handle());
+            let peers: HashSet<u32> = self.peers.values().map(|e| e.index).collect();
+            let hosted = &self.hosted;
             let live = |s: u32| {
                 hosted.contains_key(&s)
-                    || peers.values().any(|e| e.index == s)
+                    || peers.contains(&s)
                     || remote
                         .as_ref()
                         .is_some_and(|d| d.live_generation(s).is_some())
             };
+            let here = |i: u32| hosted.contains_key(&i);
             if !self.partial.is_empty() {
                 self.partial.retain_sources(live);
             }
             if !self.delivery.inn.is_empty() {
-                let here = |i: u32| hosted.contains_key(&i);
                 self.delivery.forget_departed_senders(&live, &here);
             }
-        }
-        if !self.delivery.out.is_empty() {
-            // Streams to nodes that left: what they keep fails, then they go.
-            let (hosted, peers) = (&self.hosted, &self.peers);
-            let remote = self.hosts.as_ref().map(|h| h.directory_handle());
+            self.delivery
+                .failures
+                .retain(|&(src, dst), _| here(src) && live(dst));
             let gone: Vec<_> = self
                 .delivery
                 .out
                 .keys()
-                .filter(|k| {
-                    !hosted.contains_key(&k.0)
-                        || !(hosted.contains_key(&k.1)
-                            || peers.values().any(|e| e.index == k.1)
-                            || remote
-                                .as_ref()
-                                .is_some_and(|d| d.live_generation(k.1).is_some()))
-                })
+                .filter(|k| !here(k.0) || !live(k.1))
                 .copied()
                 .collect();
             for key in gone {

@@ -97,6 +97,9 @@ impl Engine {
         if self.delivery.keeps() || self.delivery.resend_asked {
             self.resend_due();
         }
+        if !self.delivery.ready.is_empty() {
+            self.take_ahead();
+        }
         if !self.delivery.due.is_empty() || !self.delivery.restarts.is_empty() {
             self.flush_acks();
         }

@@ -91,14 +91,18 @@ impl Engine {
         {
             return Ok(None);
         }
-        if offset == 0 && o.kind == FrameKind::Data && !self.delivery.failures.is_empty() {
+        if offset == 0
+            && o.kind == FrameKind::Data
+            && !o.coalesced
+            && !self.delivery.failures.is_empty()
+        {
             if let Some(failed) = self.take_failure(src, dst) {
                 return Err(failed);
             }
         }
         let lane = lane_of(o.priority);
         let via = self.via(src, dst)?;
-        let sequenced = self.sequenced(o.kind, dst, via);
+        let sequenced = self.sequence_of((src, dst, via), o, offset)?;
         let by_descriptor = data.len() > DESCRIPTOR_THRESHOLD
             && matches!(o.kind, FrameKind::Data | FrameKind::Response)
             && !sequenced;

@@ -65,8 +65,11 @@ impl HyperFabricProtocol {
         one_way: bool,
     ) -> Result<BufferSend> {
         let (src, dst) = self.inner.endpoints(source, destination)?;
+        // Through a forwarder with fault tolerance on, the bytes travel sequenced (a copy is
+        // kept for resending), not by descriptor.
         let by_descriptor = self.descriptor_options(&buffer, opts).is_some()
-            && !self.inner.check_route(source, destination, opts)?;
+            && !self.inner.check_route(source, destination, opts)?
+            && !lock(&self.inner.engine).sequences_toward(src, dst.index);
         if !by_descriptor {
             let opts = SendOptions {
                 encryption_enabled: opts.encryption_enabled || buffer.encryption_enabled(),

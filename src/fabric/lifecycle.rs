@@ -74,6 +74,7 @@ impl HyperFabricProtocol {
             None => crate::engine::FaultPlan::from_env()?,
         };
         if let Some(plan) = &faults {
+            plan.check()?;
             eprintln!(
                 "hyperfabric: FAULT INJECTION ACTIVE in process {} (fabric {fabric}): {plan}",
                 std::process::id()

@@ -46,6 +46,7 @@ impl HyperFabricProtocol {
         for (name, v) in [
             ("delivery_sequenced", d.sequenced),
             ("delivery_resent", d.resent),
+            ("delivery_timeouts", d.timeouts),
             ("delivery_acks_sent", d.acks_sent),
             ("delivery_acks_received", d.acks_received),
             ("delivery_duplicates_refused", d.duplicates),

@@ -81,6 +81,7 @@ pub(super) struct Report {
     pub(super) backward: u64,
     pub(super) corrupt: u64,
     pub(super) resent: u64,
+    pub(super) timeouts: u64,
     pub(super) refused: u64,
 }
 
@@ -185,6 +186,7 @@ struct Outcome {
     corrupt_delivered: u64,
     forwarder_kills: u64,
     resent: u64,
+    resend_timeouts: u64,
     refused_at_receivers: u64,
     sends_made_again: u64,
     seconds: f64,
@@ -218,6 +220,7 @@ pub(super) fn run(args: SoakArgs) -> Result<(), String> {
             ("delivered with wrong bytes", o.corrupt_delivered),
             ("forwarder f1 killed and restarted", o.forwarder_kills),
             ("frames sent again", o.resent),
+            ("rounds of resends after a timeout", o.resend_timeouts),
             ("frames refused at receivers", o.refused_at_receivers),
         ] {
             println!("  {what:<44} {v}");
@@ -292,6 +295,7 @@ fn soak(fabric: &str, args: &SoakArgs, faults: &str) -> Result<Outcome, String> 
         corrupt_delivered: 0,
         forwarder_kills: kills,
         resent: 0,
+        resend_timeouts: 0,
         refused_at_receivers: 0,
         sends_made_again: 0,
         seconds: 0.0,
@@ -310,6 +314,7 @@ fn soak(fabric: &str, args: &SoakArgs, faults: &str) -> Result<Outcome, String> 
     }
     for r in &reports {
         o.resent += r.resent;
+        o.resend_timeouts += r.timeouts;
         o.refused_at_receivers += r.refused;
     }
     o.seconds = start.elapsed().as_secs_f64();

@@ -125,6 +125,7 @@ pub(super) fn run(fabric: &str, role: &str, messages: u64, seed: u64) -> Result<
         backward: s.backward,
         corrupt: s.corrupt,
         resent: m["delivery_resent"] as u64,
+        timeouts: m["delivery_timeouts"] as u64,
         refused: (m["delivery_duplicates_refused"]
             + m["delivery_corrupt_refused"]
             + m["delivery_out_of_order_refused"]

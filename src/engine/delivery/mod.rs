@@ -24,11 +24,14 @@ use std::time::Duration;
 pub const KEPT_FRAMES: usize = 1024;
 /// Bytes a stream keeps for resending before its sender waits for acknowledgements.
 pub const KEPT_BYTES: usize = 8 << 20;
+/// Bytes all streams of an engine keep at most.
+pub const KEPT_TOTAL: usize = 256 << 20;
 /// Time without acknowledgement after which a kept frame is first sent again, until round
 /// trips are measured.
-const FIRST_RTO: Duration = Duration::from_millis(10);
-/// Shortest and longest wait before a resend.
-const MIN_RTO: Duration = Duration::from_millis(2);
+const FIRST_RTO: Duration = Duration::from_millis(20);
+/// Shortest and longest wait before a resend (an engine thread that a loaded machine does
+/// not schedule for a few milliseconds is not a lost frame).
+const MIN_RTO: Duration = Duration::from_millis(10);
 const MAX_RTO: Duration = Duration::from_millis(500);
 /// A stream whose kept frames waited this long without any acknowledgement (no route, a
 /// receiver that takes nothing, a hop that loses everything) is failed: its frames are
@@ -37,6 +40,11 @@ const MAX_RTO: Duration = Duration::from_millis(500);
 pub const DELIVERY_LIMIT: Duration = Duration::from_secs(10);
 /// Incarnations of streams that ended, remembered so that their late frames are refused.
 const RETIRED: usize = 4096;
+/// Frames a receiver keeps that arrived after a missing one, per stream, and the bytes all
+/// streams may keep so: taken in order once the missing one came (beyond, they are dropped
+/// and sent again by their sender).
+const AHEAD_FRAMES: usize = 512;
+const AHEAD_BYTES: usize = 64 << 20;
 
 /// A stream: (sending node, receiving node, priority).
 pub(crate) type StreamKey = (u32, u32, u8);
@@ -48,13 +56,16 @@ pub struct DeliveryCounters {
     pub sequenced: u64,
     /// Frames sent again (timeouts and gaps).
     pub resent: u64,
+    /// Rounds of resends after a timeout (every kept frame of a stream sent again).
+    pub timeouts: u64,
     /// Acknowledgements sent.
     pub acks_sent: u64,
     /// Acknowledgements received that released kept frames.
     pub acks_received: u64,
     /// Frames refused as already delivered.
     pub duplicates: u64,
-    /// Frames refused because one before them is missing (sent again by their sender).
+    /// Frames that came after a missing one (kept until it comes, or refused when too many
+    /// wait).
     pub out_of_order: u64,
     /// Frames refused because their checksum did not match.
     pub corrupt: u64,
@@ -90,6 +101,10 @@ pub(crate) struct Delivery {
     pub(crate) inn: HashMap<StreamKey, InStream>,
     /// Streams with an acknowledgement to send.
     pub(crate) due: Vec<StreamKey>,
+    /// Streams whose frames kept after a gap can be taken now.
+    pub(crate) ready: Vec<StreamKey>,
+    /// Bytes of those frames, all streams.
+    pub(crate) ahead_bytes: usize,
     /// Answers to frames of an incarnation the receiver does not follow (yet): the sender
     /// starts that stream over.
     pub(crate) restarts: Vec<(StreamKey, u64)>,
@@ -97,8 +112,9 @@ pub(crate) struct Delivery {
     pub(crate) resend_asked: bool,
     /// When resend timers are looked at next.
     pub(crate) check_at: Option<std::time::Instant>,
-    /// Frames all streams keep.
+    /// Frames all streams keep, and their bytes.
     pub(crate) kept: usize,
+    pub(crate) kept_bytes: usize,
     retired: Retired,
     /// Failures not yet reported, by (sending node, receiving node).
     pub(crate) failures: HashMap<(u32, u32), Failure>,
@@ -150,14 +166,41 @@ impl Retired {
     }
 }
 
-/// A random incarnation, never 0.
+/// A new incarnation: the wall clock in milliseconds above 24 random bits, so that a later
+/// incarnation of a stream compares higher than an earlier one (receivers refuse frames of
+/// an older incarnation than the one they follow), also after the sending process
+/// restarted. Never 0.
 pub(crate) fn new_incarnation() -> u64 {
-    crate::sys::random_u64().max(1)
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let fresh = ((ms << 24) | (crate::sys::random_u64() & 0xff_ffff)).max(1);
+    // Increasing within the process, whatever the clock does.
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = fresh.max(last + 1);
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incarnations_increase() {
+        let mut last = new_incarnation();
+        for _ in 0..1000 {
+            let next = new_incarnation();
+            assert!(next > last);
+            last = next;
+        }
+    }
 
     #[test]
     fn retired_incarnations_are_bounded_and_forget_the_oldest() {

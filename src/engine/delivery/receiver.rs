@@ -4,11 +4,12 @@
 //! the rings (a gap at once), by a [`FrameKind::Delivered`] frame back to the sender.
 
 use super::sender::{ACK_GAP, ACK_RESTART};
-use super::{before, checksum, succ, SeqExt, StreamKey, SEQ_EXT};
+use super::{before, checksum, succ, SeqExt, StreamKey, AHEAD_BYTES, AHEAD_FRAMES, SEQ_EXT};
 use crate::codec::{id_tag, FrameKind};
-use crate::engine::{Engine, MsgHeader, Outgoing};
+use crate::engine::{Engine, MsgHeader, Outgoing, MSG_HEADER};
 use crate::model::{DataType, PacketPriority};
 use crate::ring::SlotHeader;
+use std::collections::BTreeMap;
 
 /// A stream's receiving side.
 pub(crate) struct InStream {
@@ -19,6 +20,9 @@ pub(crate) struct InStream {
     delivered: u32,
     ack_due: bool,
     gap: bool,
+    /// Frames that came after a missing one, by sequence number: their slot header and
+    /// payload (message header, extension, body).
+    ahead: BTreeMap<u32, (SlotHeader, Vec<u8>)>,
 }
 
 /// Bytes of an acknowledgement's body.
@@ -104,6 +108,11 @@ impl Engine {
         let key = (origin, at, m.priority);
         let s = match d.inn.get_mut(&key) {
             Some(s) if s.incarnation == ext.incarnation => s,
+            Some(s) if ext.incarnation < s.incarnation => {
+                // An earlier incarnation than the one followed (incarnations increase).
+                d.counters.stale += 1;
+                return None;
+            }
             other => {
                 if ext.seq != 1 {
                     // A stream this side does not follow (yet): its first frame was lost, or
@@ -116,6 +125,7 @@ impl Engine {
                 }
                 if let Some(old) = other {
                     d.retired.add(old.tag, old.incarnation);
+                    d.ahead_bytes -= old.ahead.values().map(|f| f.1.len()).sum::<usize>();
                 }
                 d.inn.insert(
                     key,
@@ -125,6 +135,7 @@ impl Engine {
                         delivered: 0,
                         ack_due: false,
                         gap: false,
+                        ahead: BTreeMap::new(),
                     },
                 );
                 d.inn.get_mut(&key).expect("inserted")
@@ -134,11 +145,24 @@ impl Engine {
         let taken = ext.seq == next;
         if taken {
             s.delivered = next;
-        } else if before(ext.seq, next) {
+            if s.ahead.contains_key(&succ(next)) {
+                d.ready.push(key);
+            }
+        } else if before(ext.seq, next) || s.ahead.contains_key(&ext.seq) {
             d.counters.duplicates += 1;
         } else {
             d.counters.out_of_order += 1;
             s.gap = true;
+            // Kept, if there is room, for when the missing frames come.
+            let len = MSG_HEADER + body.len();
+            let close = ext.seq.wrapping_sub(next) < AHEAD_FRAMES as u32 * 4;
+            if close && s.ahead.len() < AHEAD_FRAMES && d.ahead_bytes + len <= AHEAD_BYTES {
+                let mut bytes = Vec::with_capacity(len);
+                bytes.extend_from_slice(&m.encode());
+                bytes.extend_from_slice(body);
+                s.ahead.insert(ext.seq, (*h, bytes));
+                d.ahead_bytes += len;
+            }
         }
         if !s.ack_due {
             s.ack_due = true;
@@ -147,15 +171,64 @@ impl Engine {
         taken.then_some(rest)
     }
 
+    /// Takes the frames kept after a gap that the missing frames made next (after a pass
+    /// over the rings), in order, through the whole dispatch.
+    pub(in crate::engine) fn take_ahead(&mut self) {
+        for key in std::mem::take(&mut self.delivery.ready) {
+            loop {
+                let d = &mut self.delivery;
+                let Some(s) = d.inn.get_mut(&key) else {
+                    break;
+                };
+                let next = succ(s.delivered);
+                let Some((h, bytes)) = s.ahead.remove(&next) else {
+                    // Frames a resend made stale go.
+                    let stale: Vec<u32> = s
+                        .ahead
+                        .keys()
+                        .filter(|&&q| before(q, next))
+                        .copied()
+                        .collect();
+                    for q in stale {
+                        if let Some((_, b)) = s.ahead.remove(&q) {
+                            d.ahead_bytes -= b.len();
+                        }
+                    }
+                    break;
+                };
+                d.ahead_bytes -= bytes.len();
+                self.dispatch(key.1, h, &bytes, None);
+            }
+        }
+    }
+
     /// Sends the acknowledgements due (after a pass over the rings). One that finds no room
     /// stays due.
     pub(in crate::engine) fn flush_acks(&mut self) {
+        // Restarts first, and only for incarnations still not followed: one queued before
+        // the stream's first frame came in the same pass must not reach the sender after
+        // the acknowledgement of that frame.
+        for (key, incarnation) in std::mem::take(&mut self.delivery.restarts) {
+            let followed = self
+                .delivery
+                .inn
+                .get(&key)
+                .is_some_and(|s| s.incarnation >= incarnation);
+            if !followed {
+                self.send_ack(key, incarnation, 0, ACK_RESTART);
+            }
+        }
         let due = std::mem::take(&mut self.delivery.due);
         for key in due {
             let Some(s) = self.delivery.inn.get(&key) else {
                 continue;
             };
-            let flags = if s.gap { ACK_GAP } else { 0 };
+            // A gap stays reported while frames wait behind it.
+            let flags = if s.gap || !s.ahead.is_empty() {
+                ACK_GAP
+            } else {
+                0
+            };
             if self.send_ack(key, s.incarnation, s.delivered, flags) {
                 let s = self.delivery.inn.get_mut(&key).expect("looked up");
                 s.ack_due = false;
@@ -163,9 +236,6 @@ impl Engine {
             } else {
                 self.delivery.due.push(key);
             }
-        }
-        for (key, incarnation) in std::mem::take(&mut self.delivery.restarts) {
-            self.send_ack(key, incarnation, 0, ACK_RESTART);
         }
     }
 
@@ -221,6 +291,7 @@ impl super::Delivery {
         for key in gone {
             if let Some(s) = self.inn.remove(&key) {
                 self.retired.add(s.tag, s.incarnation);
+                self.ahead_bytes -= s.ahead.values().map(|f| f.1.len()).sum::<usize>();
             }
         }
     }

@@ -6,7 +6,7 @@
 
 use super::{
     before, checksum, new_incarnation, succ, Failure, SeqExt, StreamKey, DELIVERY_LIMIT, FIRST_RTO,
-    FLAG_SEQ, KEPT_BYTES, KEPT_FRAMES, MAX_RTO, MIN_RTO, SEQ_EXT,
+    FLAG_SEQ, KEPT_BYTES, KEPT_FRAMES, KEPT_TOTAL, MAX_RTO, MIN_RTO, SEQ_EXT,
 };
 use crate::codec::{id_tag, FrameKind};
 use crate::engine::{lane_of, Engine, Outgoing, FLAG_ONE_WAY, MSG_HEADER};
@@ -41,7 +41,10 @@ pub(crate) struct OutStream {
     pub(crate) bytes: usize,
     /// Registration of the receiver the stream was started for.
     generation: Option<u64>,
+    /// Messages (kind, id) whose first fragment went and whose last has not.
+    pub(crate) open: Vec<(u8, u64)>,
     srtt: Option<Duration>,
+    rttvar: Duration,
     rto: Duration,
     /// A round of resends is under way, at this kept frame.
     round: Option<usize>,
@@ -62,7 +65,9 @@ impl OutStream {
             kept: VecDeque::new(),
             bytes: 0,
             generation,
+            open: Vec::new(),
             srtt: None,
+            rttvar: Duration::ZERO,
             rto: FIRST_RTO,
             round: None,
             gap: false,
@@ -97,26 +102,54 @@ impl OutStream {
         now.duration_since(oldest.sent) >= self.rto
     }
 
-    /// Starts over under a new incarnation, with nothing kept.
-    fn restart(&mut self, now: Instant, generation: Option<u64>) {
+    /// Starts over under a new incarnation, with nothing kept or open, for the nodes named
+    /// by `tags` now.
+    fn restart(&mut self, now: Instant, tags: (u32, u32), generation: Option<u64>) {
         *self = OutStream {
             srtt: self.srtt,
-            ..OutStream::new(self.tags, generation, now)
+            ..OutStream::new(tags, generation, now)
         };
     }
 }
 
 impl Engine {
-    /// Whether a frame of kind `kind` from `src` to `dst` whose next hop is `via` travels
-    /// sequenced: with fault tolerance on, data and its answers on a route through a
-    /// forwarder.
-    pub(in crate::engine) fn sequenced(&self, kind: FrameKind, dst: u32, via: u32) -> bool {
-        self.delivery.on
-            && via != dst
-            && matches!(
-                kind,
-                FrameKind::Data | FrameKind::Response | FrameKind::Ack | FrameKind::Error
-            )
+    /// Whether the fragment at `offset` of message `o` from `src` to `dst` (next hop `via`)
+    /// travels sequenced: a message is sequenced or not from its first fragment to its
+    /// last, whatever the route does meanwhile, and while a stream keeps frames its next
+    /// messages are sequenced too (so they do not overtake them). `Err` for the rest of a
+    /// message that began on a direct ring and whose route now goes through a forwarder:
+    /// its first part cannot be put in order with the rest.
+    pub(in crate::engine) fn sequence_of(
+        &self,
+        (src, dst, via): (u32, u32, u32),
+        o: &Outgoing<'_>,
+        offset: usize,
+    ) -> Result<bool> {
+        let kinds = matches!(
+            o.kind,
+            FrameKind::Data | FrameKind::Response | FrameKind::Ack | FrameKind::Error
+        );
+        if !self.delivery.on || !kinds {
+            return Ok(false);
+        }
+        let stream = self.delivery.out.get(&(src, dst, o.priority as u8));
+        if offset > 0 {
+            let began = stream.is_some_and(|s| s.open.contains(&(o.kind as u8, o.request_id)));
+            if !began && via != dst {
+                return Err(Error::NoRouteFound(format!(
+                    "a message from node index {src} to node index {dst} could not be sent \
+                     whole: its stream failed, or its route came to go through a forwarder, in \
+                     the middle of it"
+                )));
+            }
+            return Ok(began);
+        }
+        Ok(via != dst || stream.is_some_and(|s| !s.kept.is_empty()))
+    }
+
+    /// Whether a data message from `src` to `dst` would travel sequenced now.
+    pub fn sequences_toward(&mut self, src: u32, dst: u32) -> bool {
+        self.delivery.on && self.via(src, dst).is_ok_and(|via| via != dst)
     }
 
     /// The failure of earlier messages from `src` to `dst` not yet reported, as the error a
@@ -162,7 +195,7 @@ impl Engine {
             Some(_) => {}
         }
         let s = self.delivery.out.get_mut(&key).expect("inserted");
-        if s.full() {
+        if s.full() || self.delivery.kept_bytes >= KEPT_TOTAL {
             return Ok(Err(PushError::Full));
         }
         let total = o.metadata.len() + data.len();
@@ -202,6 +235,13 @@ impl Engine {
         }
         s.next = succ(seq);
         s.bytes += bytes.len();
+        self.delivery.kept_bytes += bytes.len();
+        let message = (o.kind as u8, o.request_id);
+        if end < total && offset == 0 {
+            s.open.push(message);
+        } else if end == total && offset > 0 {
+            s.open.retain(|m| *m != message);
+        }
         s.kept.push_back(Kept {
             seq,
             slot,
@@ -246,12 +286,37 @@ impl Engine {
         let Some(mut s) = self.delivery.out.remove(&key) else {
             return;
         };
+        let timed_out = s
+            .kept
+            .front()
+            .is_some_and(|k| now.duration_since(k.sent) >= s.rto);
+        let head_only = s.gap && !timed_out;
+        if s.round.is_none() && head_only {
+            // A gap reported: the receiver keeps what came after what it misses, so the
+            // oldest frame goes again alone (the acknowledgement that follows tells of the
+            // next). A timeout sends everything kept again.
+            s.gap = false;
+            s.round_at = Some(now);
+            let lane = lane_of(PacketPriority::from_u32(key.2 as u32).unwrap_or_default());
+            if let (Ok(p), Some(k)) = (self.producer(src, via, lane), s.kept.front_mut()) {
+                if p.try_push(k.slot, &[&k.bytes]).is_ok() {
+                    k.sent = now;
+                    k.resent = true;
+                    self.registry.ring_bell(via);
+                    self.counters.frames_sent += 1;
+                    self.delivery.counters.resent += 1;
+                }
+            }
+            self.delivery.out.insert(key, s);
+            return;
+        }
         let start = match s.round {
             Some(at) => at,
             None => {
                 if !s.gap {
                     // A timeout: wait longer before the next one.
                     s.rto = (s.rto * 2).min(MAX_RTO);
+                    self.delivery.counters.timeouts += 1;
                 }
                 s.gap = false;
                 s.round_at = Some(now);
@@ -259,6 +324,7 @@ impl Engine {
             }
         };
         let mut at = start;
+        let mut sent = 0;
         let lane = lane_of(PacketPriority::from_u32(key.2 as u32).unwrap_or_default());
         if let Ok(p) = self.producer(src, via, lane) {
             while let Some(k) = s.kept.get_mut(at) {
@@ -267,10 +333,10 @@ impl Engine {
                 }
                 k.sent = now;
                 k.resent = true;
+                sent += 1;
                 at += 1;
             }
         }
-        let sent = (at - start) as u64;
         if sent > 0 {
             self.registry.ring_bell(via);
             self.counters.frames_sent += sent;
@@ -325,6 +391,7 @@ impl Engine {
             }
             let k = s.kept.pop_front().expect("front");
             s.bytes -= k.bytes.len();
+            self.delivery.kept_bytes -= k.bytes.len();
             sample = (!k.resent).then(|| now.duration_since(k.sent));
             released += 1;
         }
@@ -336,9 +403,20 @@ impl Engine {
                 .map(|r| r.saturating_sub(released))
                 .filter(|&r| r < s.kept.len());
             if let Some(rtt) = sample {
-                let srtt = s.srtt.map_or(rtt, |v| (v * 7 + rtt) / 8);
+                // RFC 6298: a smoothed round trip and its variation.
+                let (srtt, var) = match s.srtt {
+                    None => (rtt, rtt / 2),
+                    Some(v) => {
+                        let dev = if v > rtt { v - rtt } else { rtt - v };
+                        ((v * 7 + rtt) / 8, (s.rttvar * 3 + dev) / 4)
+                    }
+                };
                 s.srtt = Some(srtt);
-                s.rto = (srtt * 4).clamp(MIN_RTO, MAX_RTO);
+                s.rttvar = var;
+            }
+            // Progress ends the back-off of timeouts.
+            if let Some(srtt) = s.srtt {
+                s.rto = (srtt + s.rttvar * 4).clamp(MIN_RTO, MAX_RTO);
             }
             self.delivery.kept -= released;
             self.delivery.counters.acks_received += 1;
@@ -383,11 +461,13 @@ impl Engine {
     fn fail_stream(&mut self, key: StreamKey, kind: ErrorKind, why: &str) {
         let (src, dst, _) = key;
         let generation = self.live_generation(dst);
+        let tags = (id_tag(&self.name_of(src)), id_tag(&self.name_of(dst)));
         let Some(s) = self.delivery.out.get_mut(&key) else {
             return;
         };
         let kept = std::mem::take(&mut s.kept);
-        s.restart(Instant::now(), generation);
+        self.delivery.kept_bytes -= s.bytes;
+        s.restart(Instant::now(), tags, generation);
         self.delivery.kept -= kept.len();
         let mut posts = 0;
         for k in &kept {
@@ -401,9 +481,11 @@ impl Engine {
             }
         }
         // A message whose first frame was acknowledged and a later one was not.
-        let torn = kept
-            .front()
-            .is_some_and(|k| k.starts.is_none() && k.slot.flags & FLAG_ONE_WAY != 0);
+        let torn = kept.front().is_some_and(|k| {
+            k.starts.is_none()
+                && k.slot.kind == FrameKind::Data as u8
+                && k.slot.flags & FLAG_ONE_WAY != 0
+        });
         posts += torn as u64;
         if posts > 0 {
             self.delivery.counters.failed += posts;

@@ -16,8 +16,12 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Frames held back (delayed or reordered) at most; more are dropped instead.
+/// Frames held back (delayed or reordered) at most, and their bytes; more are dropped
+/// instead.
 const HELD_MAX: usize = 4096;
+const HELD_BYTES: usize = 64 << 20;
+/// How long a held frame whose time came may wait for room onward before it is dropped.
+const HELD_LIMIT: Duration = Duration::from_secs(5);
 /// How long a reordered frame waits for a later frame of its hop.
 const REORDER_WAIT: Duration = Duration::from_millis(1);
 
@@ -102,14 +106,17 @@ impl Injector {
         let named = |h: &Hop| h.0 == names.0 && h.1 == names.1;
         let since = now.duration_since(self.started);
         let cut = self.plan.cut.iter().any(|(h, when)| {
-            named(h) && when.is_none_or(|(start, len)| since >= start && since < start + len)
+            named(h)
+                && when.is_none_or(|(start, len)| {
+                    since >= start && start.checked_add(len).is_none_or(|end| since < end)
+                })
         });
         if cut {
             self.counters.dropped += 1;
             return Fault::Drop;
         }
         if let Some((length, every)) = self.plan.stall {
-            if since.as_nanos() % every.as_nanos() < length.as_nanos() {
+            if since.as_nanos() % every.as_nanos().max(1) < length.as_nanos() {
                 self.counters.stalled += 1;
                 return Fault::Stall;
             }
@@ -177,6 +184,7 @@ struct Held {
 pub(super) struct Faults {
     injector: Option<Injector>,
     held: VecDeque<Held>,
+    held_bytes: usize,
 }
 
 impl Engine {
@@ -185,6 +193,7 @@ impl Engine {
         self.faults = Faults {
             injector: plan.map(Injector::new),
             held: VecDeque::new(),
+            held_bytes: 0,
         };
     }
 
@@ -203,6 +212,11 @@ impl Engine {
         parts: &[&[u8]],
     ) -> Option<bool> {
         self.faults.injector.as_ref()?;
+        if slot.flags & super::FLAG_DESCRIPTOR != 0 {
+            // Its bytes are a buffer lent by the sender's pool: dropped, doubled or damaged,
+            // the buffer would be lost or taken twice.
+            return None;
+        }
         let now = Instant::now();
         let names = (self.name_of(at), self.name_of(next));
         let injector = self.faults.injector.as_mut().expect("checked above");
@@ -240,7 +254,10 @@ impl Engine {
                 Some(push(self, &b) == Err(PushError::Full))
             }
             Fault::Reorder | Fault::Delay => {
-                if self.faults.held.len() < HELD_MAX {
+                let len: usize = parts.iter().map(|p| p.len()).sum();
+                if self.faults.held.len() < HELD_MAX && self.faults.held_bytes + len <= HELD_BYTES
+                {
+                    self.faults.held_bytes += len;
                     let reorder = fault == Fault::Reorder;
                     let by = self.faults.injector.as_ref().expect("set").plan().delay_by;
                     self.faults.held.push_back(Held {
@@ -251,6 +268,14 @@ impl Engine {
                         slot,
                         bytes: bytes(),
                     });
+                } else {
+                    // Too much held already: dropped instead.
+                    let c = &mut self.faults.injector.as_mut().expect("set").counters;
+                    c.dropped += 1;
+                    match fault {
+                        Fault::Reorder => c.reordered -= 1,
+                        _ => c.delayed -= 1,
+                    }
                 }
                 Some(false)
             }
@@ -265,24 +290,31 @@ impl Engine {
         }
         let now = Instant::now();
         let mut held = std::mem::take(&mut self.faults.held);
+        let mut freed = 0;
         held.retain(|h| {
             let due = now >= h.release || (h.reorder && passed == Some(h.hop));
             if !due {
                 return true;
             }
-            let Ok(p) = self.producer(h.hop.0, h.hop.1, h.lane) else {
-                return false;
-            };
-            match p.try_push(h.slot, &[&h.bytes]) {
-                Ok(()) => {
-                    self.registry.ring_bell(h.hop.1);
-                    self.counters.frames_sent += 1;
-                    false
-                }
-                Err(PushError::Full) => true,
+            let keep = match self.producer(h.hop.0, h.hop.1, h.lane) {
+                Ok(p) => match p.try_push(h.slot, &[&h.bytes]) {
+                    Ok(()) => {
+                        self.registry.ring_bell(h.hop.1);
+                        self.counters.frames_sent += 1;
+                        false
+                    }
+                    // A next hop that takes nothing (or died) does not hold it forever.
+                    Err(PushError::Full) => now.duration_since(h.release) < HELD_LIMIT,
+                    Err(_) => false,
+                },
                 Err(_) => false,
+            };
+            if !keep {
+                freed += h.bytes.len();
             }
+            keep
         });
+        self.faults.held_bytes -= freed;
         held.append(&mut self.faults.held);
         self.faults.held = held;
     }

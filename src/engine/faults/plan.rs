@@ -109,13 +109,35 @@ impl FaultPlan {
                 _ => return Err(bad(part, "unknown key")),
             }
         }
-        let total = p.drop + p.duplicate + p.corrupt + p.reorder + p.delay;
-        if total > 1.0 {
-            return Err(Error::Config(format!(
-                "fault plan: the probabilities add up to {total} (at most 1)"
-            )));
-        }
+        p.check()?;
         Ok(p)
+    }
+
+    /// Checks a plan (one built in code too): probabilities between 0 and 1 adding up to at
+    /// most 1, a stall shorter than its period, cut windows that end.
+    pub fn check(&self) -> Result<()> {
+        let bad = |why: String| Err(Error::Config(format!("fault plan: {why}")));
+        let probs = [self.drop, self.duplicate, self.corrupt, self.reorder, self.delay];
+        if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
+            return bad("a probability is between 0 and 1".into());
+        }
+        let total: f64 = probs.iter().sum();
+        if total > 1.0 {
+            return bad(format!("the probabilities add up to {total} (at most 1)"));
+        }
+        if let Some((length, every)) = self.stall {
+            if length >= every {
+                return bad("a stall shorter than its period".into());
+            }
+        }
+        if self
+            .cut
+            .iter()
+            .any(|(_, w)| w.is_some_and(|(s, l)| s.checked_add(l).is_none()))
+        {
+            return bad("a cut that never ends".into());
+        }
+        Ok(())
     }
 
     /// The plan of the `HF_FAULTS` environment variable, if set.
@@ -171,7 +193,7 @@ fn duration(s: &str) -> Option<Duration> {
         "s" => 1.0,
         _ => return None,
     };
-    (x.is_finite() && x >= 0.0).then(|| Duration::from_secs_f64(x * scale))
+    Duration::try_from_secs_f64(x * scale).ok()
 }
 
 #[cfg(test)]
@@ -209,6 +231,8 @@ mod tests {
             ("drop", "key=value"),
             ("delay=0.1", "P@DURATION"),
             ("delay=0.1@2parsecs", "bad duration"),
+            ("delay=0.1@1e30s", "bad duration"),
+            ("delay=0.1@-1s", "bad duration"),
             ("links=ab", "from>to"),
             ("stall=2s/1s", "shorter than its period"),
             ("drop=0.6,corrupt=0.6", "add up"),

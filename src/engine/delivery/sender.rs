@@ -407,7 +407,7 @@ impl Engine {
                 let (srtt, var) = match s.srtt {
                     None => (rtt, rtt / 2),
                     Some(v) => {
-                        let dev = if v > rtt { v - rtt } else { rtt - v };
+                        let dev = v.abs_diff(rtt);
                         ((v * 7 + rtt) / 8, (s.rttvar * 3 + dev) / 4)
                     }
                 };

@@ -193,11 +193,68 @@ fn protocol_round_trips(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
 }
 
+/// `post`/`recv` round trips from a to b through a forwarder f (hosted with b: b's receiving
+/// thread's polls forward), with fault tolerance on (sequence numbers, a kept copy of each
+/// frame, acknowledgements) and off (best effort): the cost of end-to-end delivery on a
+/// forwarded path, in one run.
+fn forwarded_round_trips(c: &mut Criterion) {
+    pin(0);
+    for ft in [true, false] {
+        let fabric = format!("bench-forwarded-{}-{ft}", std::process::id());
+        let config = |fabric: &str| {
+            let mut config = ProtocolConfig {
+                fabric_name: Some(fabric.into()),
+                idle: IdleStrategy::Spin,
+                links: vec![
+                    hyperfabric::LinkSpec::new("a", "f").latency_ns(100),
+                    hyperfabric::LinkSpec::new("f", "b").latency_ns(100),
+                ],
+                ..Default::default()
+            };
+            config.options.enable_fault_tolerance = ft;
+            HyperFabricProtocol::with_config(config).unwrap()
+        };
+        let sig = |id: &str| NodeSignature::new(id, HardwareType::CpuServer, 100.0, 0).unwrap();
+        let a = config(&fabric);
+        a.register_node(sig("a")).unwrap();
+        let b = Arc::new(config(&fabric));
+        b.register_node(sig("f")).unwrap();
+        b.register_node(sig("b")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b2, s) = (b.clone(), stop.clone());
+        let echo = std::thread::spawn(move || {
+            pin(1);
+            let o = SendOptions::default();
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(m) = b2.recv("b", std::time::Duration::from_millis(10)) {
+                    b2.post("b", &m.source, &m.data, &o).unwrap();
+                }
+            }
+        });
+        let opts = SendOptions::default();
+        let name = if ft { "ft_on" } else { "ft_off" };
+        for size in [8usize, 1024] {
+            let payload = vec![7u8; size];
+            c.bench_function(&format!("forwarded_post_recv/{name}_{size}B"), |bn| {
+                bn.iter(|| {
+                    a.post("a", "b", &payload, &opts).unwrap();
+                    black_box(a.recv("a", opts.timeout).unwrap())
+                })
+            });
+        }
+        stop.store(true, Ordering::Relaxed);
+        echo.join().unwrap();
+        drop((a, b));
+        let _ = std::fs::remove_dir_all(hyperfabric::sys::state_root().join(&fabric));
+    }
+}
+
 criterion_group!(
     benches,
     cache_line_bounce,
     ring_ping_pong,
     protocol_round_trips,
+    forwarded_round_trips,
     cache_line_bounce
 );
 criterion_main!(benches);

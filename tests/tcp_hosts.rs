@@ -279,13 +279,13 @@ fn host_role() {
                 .and_then(|r| r)
                 .map(|r| r.path.join(","))
                 .unwrap_or_else(|e| format!("error {e}")),
-            ["stall", src, dst] => {
+            [what @ ("stall" | "request"), src, dst] => {
                 let t0 = Instant::now();
                 let opts = SendOptions {
                     timeout: Duration::from_secs(20),
                     ..Default::default()
                 };
-                match p.send_data(src, dst, b"stall", &opts) {
+                match p.send_data(src, dst, what.as_bytes(), &opts) {
                     Ok(_) => "answered".into(),
                     Err(e) => format!("{:?} after {} ms", e.kind(), t0.elapsed().as_millis()),
                 }
@@ -312,13 +312,15 @@ fn host_role() {
             ["counters"] => {
                 let m = p.get_topology_info().unwrap().performance_metrics;
                 format!(
-                    "frames_sent={} handshakes_refused={} errors={} abandoned={} refused={} closed={}",
+                    "frames_sent={} handshakes_refused={} errors={} abandoned={} refused={} \
+                     closed={} tcp_closed_silent={}",
                     m["frames_sent"],
                     m["tcp_handshakes_refused"],
                     m["errors"],
                     m["abandoned_reassemblies"],
                     m["tcp_frames_refused"],
-                    m["tcp_closed"]
+                    m["tcp_closed"],
+                    m["tcp_closed_silent"]
                 )
             }
             _ => format!("error unknown command {line:?}"),
@@ -614,6 +616,50 @@ fn three_hosts(addresses: [String; 3], netns: Option<[String; 3]>, tag: &str) {
     }
     assert_eq!(h1.ask("echo a2 b2 1000 -", Duration::from_secs(30)), "ok");
     assert_eq!(h2.ask("echo b2 a2 1000 -", Duration::from_secs(30)), "ok");
+
+    // h2 stopped (SIGSTOP: its process and its connections stay, nothing answers): a request
+    // to it fails once its connection was silent for a second, and it is down; after
+    // SIGCONT it is reachable again.
+    let stop = |sig| {
+        // SAFETY: kill only sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(h2.child.id() as i32, sig) }, 0);
+    };
+    stop(libc::SIGSTOP);
+    // Every thread of it stopped (state T), not only signalled.
+    let stat = format!("/proc/{}/task", h2.child.id());
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&stat).unwrap().any(|t| {
+        let s = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+        let state = s.rsplit_once(") ").map_or("", |(_, rest)| &rest[..1]);
+        state != "T" && state != "t"
+    }) {
+        assert!(Instant::now() < until, "h2 did not stop");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let t0 = Instant::now();
+    let r = h1.ask("request a1 b1", Duration::from_secs(30));
+    assert!(r.starts_with("NodeNotFound"), "{r}");
+    eprintln!("a stopped host detected after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "detected after {:?}",
+        t0.elapsed()
+    );
+    let c = h1.ask("counters", Duration::from_secs(10));
+    assert!(!c.contains("tcp_closed_silent=0"), "{c}");
+    stop(libc::SIGCONT);
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = h1.ask("echo a1 b1 1000 -", Duration::from_secs(30));
+        if r == "ok" {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "b1 not reachable after SIGCONT: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Neither process runs an engine thread: a post of several frames leaves within the call

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 pub const HANDLER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the engine and the watching thread share.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct HandlerWatch {
     /// Handler calls begun, times two, plus one while a call runs.
     calls: AtomicU64,
@@ -26,6 +26,16 @@ pub(super) struct HandlerWatch {
     /// The hosted nodes (indices) to beat for: set when one is registered, and before one
     /// is unregistered.
     nodes: Mutex<Vec<u32>>,
+    /// The connections to other hosts, beaten on too.
+    reactor: Mutex<Option<Arc<Mutex<crate::transport::tcp::reactor::Reactor>>>>,
+}
+
+impl std::fmt::Debug for HandlerWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerWatch")
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Marks a handler call as running until dropped.
@@ -42,6 +52,11 @@ impl HandlerWatch {
     pub(super) fn enter(&self) -> Running<'_> {
         self.calls.fetch_add(1, Ordering::Release);
         Running(self)
+    }
+
+    /// The reactor whose connections are beaten on too (see `TcpConfig::down_after`).
+    pub(super) fn set_reactor(&self, r: Arc<Mutex<crate::transport::tcp::reactor::Reactor>>) {
+        *self.reactor.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
     }
 
     /// The nodes to beat for from now on.
@@ -78,6 +93,15 @@ impl HandlerWatch {
                         let t = crate::sys::monotonic_ns();
                         for &i in nodes.iter() {
                             registry.beat(i, t);
+                        }
+                        drop(nodes);
+                        let reactor = watch.reactor.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(r) = reactor.as_ref() {
+                            // Not while the engine reads it: a beat can wait for the next
+                            // interval.
+                            if let Ok(mut r) = r.try_lock() {
+                                r.beat_all(crate::transport::tcp::control::KIND_BEAT);
+                            }
                         }
                     }
                 }

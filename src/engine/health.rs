@@ -86,6 +86,9 @@ impl Engine {
             return Vec::new();
         }
         self.timers.detect = now + HEARTBEAT_INTERVAL;
+        if self.hosts.is_some() {
+            self.beat_hosts(now);
+        }
         if !self.partial.is_empty() {
             self.partial.expire(now);
         }

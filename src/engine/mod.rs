@@ -30,7 +30,7 @@ mod frame;
 mod handler_watch;
 mod health;
 mod hosts;
-pub use hosts::{HostCounters, Hosts, IdleWaiter, Joined, Joins, Want};
+pub use hosts::{HostCounters, Hosts, IdleWaiter, Joined, Joins, Want, TCP_DOWN_AFTER};
 mod inbox;
 pub mod lent;
 mod lost;

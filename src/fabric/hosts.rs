@@ -64,7 +64,8 @@ impl Tcp {
         let mut reactor = Reactor::new(max_frame, None, sqpoll)?;
         reactor.set_zero_copy(super::options::zero_copy_from_env(config.zerocopy)?);
         reactor.set_busy_receive(super::options::busy_receive_from_env(config.busy_receive)?);
-        let hosts = Hosts::new(reactor, directory.clone(), config.force);
+        let mut hosts = Hosts::new(reactor, directory.clone(), config.force);
+        hosts.set_down_after(super::options::down_after_from_env(config.down_after)?);
         let listener = match config.listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)

@@ -95,6 +95,14 @@ pub struct TcpConfig {
     /// `HF_TCP_BUSY_RECEIVE=0|1` in the environment overrides it. See
     /// [`crate::transport::tcp::reactor::DIRECT_MAX`].
     pub busy_receive: bool,
+    /// A connection on which nothing came (no frame, no heartbeat) for this long is closed
+    /// and its peer's nodes are marked down, their requests failed and routes rebuilt
+    /// around them: a process that stopped or a host cut off is detected although its
+    /// connection seems open. Heartbeats go out five times as often; they are sent by the
+    /// engine's periodic work (the background services thread, or calls that drive the
+    /// engine), so a process whose engine runs neither for this long is taken for dead too.
+    /// Default [`TCP_DOWN_AFTER`](crate::engine::TCP_DOWN_AFTER), 1 s; at least 50 ms.
+    pub down_after: std::time::Duration,
 }
 
 impl Default for TcpConfig {
@@ -107,6 +115,7 @@ impl Default for TcpConfig {
             sqpoll: false,
             zerocopy: Default::default(),
             busy_receive: true,
+            down_after: crate::engine::TCP_DOWN_AFTER,
         }
     }
 }
@@ -158,6 +167,20 @@ impl TcpConfig {
             force: true,
             ..Default::default()
         }))
+    }
+}
+
+/// `d` as `HF_TCP_DOWN_AFTER_MS` (milliseconds, at least 50) amends it: how long a silent
+/// connection lives (see [`TcpConfig::down_after`]). `ConfigError` for another value.
+pub fn down_after_from_env(d: Duration) -> crate::Result<Duration> {
+    match std::env::var("HF_TCP_DOWN_AFTER_MS").ok().as_deref() {
+        None | Some("") => Ok(d),
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) if ms >= 50 => Ok(Duration::from_millis(ms)),
+            _ => Err(crate::Error::Config(format!(
+                "HF_TCP_DOWN_AFTER_MS={v:?}: expected milliseconds, at least 50"
+            ))),
+        },
     }
 }
 

@@ -77,6 +77,7 @@ impl HyperFabricProtocol {
             let t = e.host_counters();
             m.insert("tcp_connections".into(), t.connections as f64);
             m.insert("tcp_closed".into(), t.closed as f64);
+            m.insert("tcp_closed_silent".into(), t.silent as f64);
             m.insert("tcp_frames_refused".into(), t.refused as f64);
             m.insert("tcp_receives_held".into(), t.held as f64);
             m.insert("tcp_receive_holds".into(), t.holds as f64);

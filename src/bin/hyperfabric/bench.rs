@@ -19,14 +19,18 @@ pub(super) fn protocol(
     )>,
 ) -> Result<HyperFabricProtocol, Error> {
     let (tcp, key) = tcp.unzip();
-    HyperFabricProtocol::with_config(ProtocolConfig {
+    let mut config = ProtocolConfig {
         fabric_name: Some(fabric.into()),
         idle: IdleStrategy::Adaptive,
         engine_core: core,
         tcp,
         key,
         ..Default::default()
-    })
+    };
+    // `--fault-tolerance off`, which the worker inherits through the environment.
+    config.options.enable_fault_tolerance =
+        std::env::var("HF_BENCH_FAULT_TOLERANCE").as_deref() != Ok("off");
+    HyperFabricProtocol::with_config(config)
 }
 
 pub(super) fn node(id: &str) -> Result<NodeSignature, Error> {
@@ -164,6 +168,8 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
         BenchKind::Latency(a) => (a, true),
         BenchKind::Bandwidth(a) => (a, false),
     };
+    // Read by `protocol`, here and in the worker (which inherits it), before any thread.
+    std::env::set_var("HF_BENCH_FAULT_TOLERANCE", &args.fault_tolerance);
     let sizes = parse_list(&args.sizes, "--sizes")?;
     let cores = parse_list(&args.cores, "--cores")?;
     let cpus = hyperfabric::sys::available_cpus();

@@ -193,6 +193,9 @@ struct BenchArgs {
     /// What carries the messages: shared memory, or TCP (`post` and `send` only).
     #[arg(long, value_enum, default_value_t = Transport::Shm)]
     transport: Transport,
+    /// `enable_fault_tolerance` of both processes (`on`, the default, or `off`).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    fault_tolerance: String,
 }
 
 #[derive(Args)]

@@ -107,8 +107,14 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(fabric: &str, role: &str, args: &SoakArgs, faults: Option<&str>) -> Proc {
-        let mut cmd = Command::new(std::env::current_exe().expect("own executable"));
+    fn start(
+        fabric: &str,
+        role: &str,
+        args: &SoakArgs,
+        faults: Option<&str>,
+    ) -> Result<Proc, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+        let mut cmd = Command::new(exe);
         cmd.args(["soak-worker", "--fabric", fabric, "--role", role])
             .args(["--messages", &(args.messages / 2).to_string()])
             .args(["--seed", &args.seed.to_string()])
@@ -118,7 +124,9 @@ impl Proc {
         if let Some(f) = faults {
             cmd.env("HF_FAULTS", f).stderr(Stdio::null());
         }
-        let mut child = cmd.spawn().expect("spawn a soak process");
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("starting soak process {role}: {e}"))?;
         let out = child.stdout.take().expect("piped");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -129,11 +137,11 @@ impl Proc {
             }
         });
         let stdin = child.stdin.take();
-        Proc {
+        Ok(Proc {
             child,
             stdin,
             lines,
-        }
+        })
     }
 
     /// The next line that starts with `what`, within `limit`.
@@ -236,13 +244,13 @@ pub(super) fn run(args: SoakArgs) -> Result<(), String> {
 fn soak(fabric: &str, args: &SoakArgs, faults: &str) -> Result<Outcome, String> {
     let start = Instant::now();
     let ready = Duration::from_secs(20);
-    let mut f1 = Proc::start(fabric, "f1", args, Some(faults));
-    let f2 = Proc::start(fabric, "f2", args, Some(faults));
+    let mut f1 = Proc::start(fabric, "f1", args, Some(faults))?;
+    let f2 = Proc::start(fabric, "f2", args, Some(faults))?;
     f1.expect("ready", ready)?;
     f2.expect("ready", ready)?;
     let mut ends = [
-        Proc::start(fabric, "a", args, None),
-        Proc::start(fabric, "b", args, None),
+        Proc::start(fabric, "a", args, None)?,
+        Proc::start(fabric, "b", args, None)?,
     ];
     for e in &ends {
         e.expect("ready", ready)?;
@@ -270,7 +278,7 @@ fn soak(fabric: &str, args: &SoakArgs, faults: &str) -> Result<Outcome, String> 
             f1.kill();
             kills += 1;
             std::thread::sleep(Duration::from_millis(args.down_ms));
-            f1 = Proc::start(fabric, "f1", args, Some(faults));
+            f1 = Proc::start(fabric, "f1", args, Some(faults))?;
             f1.expect("ready", ready)?;
             next_kill = Instant::now() + Duration::from_millis(args.kill_every_ms);
         }

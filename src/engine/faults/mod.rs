@@ -255,8 +255,7 @@ impl Engine {
             }
             Fault::Reorder | Fault::Delay => {
                 let len: usize = parts.iter().map(|p| p.len()).sum();
-                if self.faults.held.len() < HELD_MAX && self.faults.held_bytes + len <= HELD_BYTES
-                {
+                if self.faults.held.len() < HELD_MAX && self.faults.held_bytes + len <= HELD_BYTES {
                     self.faults.held_bytes += len;
                     let reorder = fault == Fault::Reorder;
                     let by = self.faults.injector.as_ref().expect("set").plan().delay_by;

@@ -117,7 +117,13 @@ impl FaultPlan {
     /// most 1, a stall shorter than its period, cut windows that end.
     pub fn check(&self) -> Result<()> {
         let bad = |why: String| Err(Error::Config(format!("fault plan: {why}")));
-        let probs = [self.drop, self.duplicate, self.corrupt, self.reorder, self.delay];
+        let probs = [
+            self.drop,
+            self.duplicate,
+            self.corrupt,
+            self.reorder,
+            self.delay,
+        ];
         if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return bad("a probability is between 0 and 1".into());
         }

@@ -15,7 +15,7 @@ use crate::engine::{
     lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_SEQ, MSG_HEADER,
 };
 use crate::ring::{self, Producer, PushError, Region, SlotHeader};
-use crate::transport::tcp::control::{Announce, KIND_GONE, KIND_NODES};
+use crate::transport::tcp::control::{Announce, KIND_BEAT, KIND_GONE, KIND_NODES};
 use crate::transport::tcp::{Body, ConnId, Event, FrameHeader};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -278,6 +278,7 @@ impl Engine {
         let Hosts {
             reactor,
             links,
+            reaped,
             rings,
             backlog,
             backlog_bytes,
@@ -296,158 +297,169 @@ impl Engine {
             spare,
             made: &mut made,
         };
-        lock(reactor).poll(&mut |id, ev| match ev {
-            Event::Frame(fh, payload) => {
-                n += 1;
-                let control = fh.slot.kind == KIND_NODES || fh.slot.kind == KIND_GONE;
-                if control || later.iter().any(|(c, _, _)| *c == id) {
-                    // A message landing into a waiting receive's buffer from this
-                    // connection goes on through the reassembly, where its next frames,
-                    // delivered after the announcement, find it.
-                    if let Some(i) = into.take_if(|i| i.conn == id) {
-                        i.spill_to(&mut place);
-                    }
-                    later.push((id, fh, payload.to_vec()));
-                    return;
-                }
-                let Some(link) = links.get(&id) else { return };
-                match translate(link, &hosted, &fh, payload) {
-                    Ok((key, slot, hdr, body)) => {
-                        let rest = &payload[MSG_HEADER..];
-                        let m = MsgHeader::decode(&hdr);
-                        // A sequenced frame is checked by the dispatch: through its ring.
-                        let plain = body.is_none() && slot.flags & FLAG_SEQ == 0;
-                        if let Some(i) = into.as_mut().filter(|i| i.conn == id) {
-                            if plain && i.continues(id, &slot, &m, rest.len()) {
-                                i.append(rest);
-                                hand_if_whole(into, straight.as_mut());
-                                return;
-                            }
-                            // Its sender gave the rest up: what came goes to the reassembly.
-                            into.take().expect("checked above").spill_to(&mut place);
-                        }
-                        if let Some(s) = straight
-                            .as_mut()
-                            .filter(|s| into.is_none() && s.fits(key.1, &slot, &m, rest.len()))
-                        {
-                            if let Some(&source) = names.get(&m.origin) {
-                                if !place.whole.iter().any(|(_, w, _)| w.dst == m.dst)
-                                    && rings_of.is_clear(id, key)
-                                    && s.hand(source, &m, slot.aux, rest)
-                                {
-                                    return;
-                                }
-                            }
-                        }
-                        if plain
-                            && place.takes(slot.kind, &m, rest.len(), key, full(key.1))
-                            && rings_of.is_clear(id, key)
-                        {
-                            place.add(slot, m, rest);
-                            return;
-                        }
-                        let body = body.as_deref().unwrap_or(&payload[MSG_HEADER..]);
-                        if let Err(why) = rings_of.deliver(id, key, slot, &hdr, body) {
-                            refused.push((id, why.to_string()));
-                        }
-                    }
-                    Err(Bad::Drop) => dropped += 1,
-                    Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
-                }
+        *reaped = now;
+        lock(reactor).poll(&mut |id, ev| {
+            if let Some(l) = links.get_mut(&id) {
+                l.heard = now;
             }
-            Event::Land {
-                header,
-                head,
-                into: lend,
-            } => {
-                let waits = later.iter().any(|(c, _, _)| *c == id);
-                let Some(link) = links.get(&id).filter(|_| !waits) else {
-                    return;
-                };
-                let translated = translate(link, &hosted, &header, head)
-                    .ok()
-                    .filter(|(_, slot, _, _)| slot.flags & FLAG_SEQ == 0);
-                if let Some((key, slot, hdr, None)) = translated {
-                    let m = MsgHeader::decode(&hdr);
-                    let len = header.slot.len as usize - MSG_HEADER;
-                    if let Some(i) = into.as_mut().filter(|i| i.conn == id) {
-                        if i.continues(id, &slot, &m, len) {
-                            *lend = Some(lend_into(i, lending, id, now));
-                            return;
-                        }
-                        into.take().expect("checked above").spill_to(&mut place);
-                    }
-                    // A message that can land into the buffer of the receive polling.
-                    let started = straight.as_mut().and_then(|s| {
-                        // Not while its buffer is lent to another message (checked first: a
-                        // look at the buffer is a new borrow of it).
-                        if into.is_some() || !s.ends_at(key.1, &m) {
-                            return None;
-                        }
-                        let buf = s.buffer()?;
-                        let source = *names.get(&m.origin)?;
-                        let clear = !place.whole.iter().any(|(_, w, _)| w.dst == m.dst)
-                            && rings_of.is_clear(id, key);
-                        let token = s.token();
-                        clear
-                            .then(|| Into::start((token, buf.0, buf.1), (slot, m, len), source, id))
-                            .flatten()
-                    });
-                    if let Some(i) = started {
-                        *lend = Some(lend_into(&i, lending, id, now));
-                        *into = Some(i);
+            match ev {
+                Event::Frame(fh, payload) => {
+                    if fh.slot.kind == KIND_BEAT {
                         return;
                     }
-                    if place.takes(slot.kind, &m, len, key, full(key.1))
-                        && rings_of.is_clear(id, key)
-                    {
-                        *lend = place.lend(slot, &m, len).map(Body::Owned);
-                        if let Some(body) = lend {
-                            let bytes = body.len() + len;
-                            lending.insert(id, Lending { since: now, bytes });
+                    n += 1;
+                    let control = fh.slot.kind == KIND_NODES || fh.slot.kind == KIND_GONE;
+                    if control || later.iter().any(|(c, _, _)| *c == id) {
+                        // A message landing into a waiting receive's buffer from this
+                        // connection goes on through the reassembly, where its next frames,
+                        // delivered after the announcement, find it.
+                        if let Some(i) = into.take_if(|i| i.conn == id) {
+                            i.spill_to(&mut place);
                         }
+                        later.push((id, fh, payload.to_vec()));
+                        return;
+                    }
+                    let Some(link) = links.get(&id) else { return };
+                    match translate(link, &hosted, &fh, payload) {
+                        Ok((key, slot, hdr, body)) => {
+                            let rest = &payload[MSG_HEADER..];
+                            let m = MsgHeader::decode(&hdr);
+                            // A sequenced frame is checked by the dispatch: through its ring.
+                            let plain = body.is_none() && slot.flags & FLAG_SEQ == 0;
+                            if let Some(i) = into.as_mut().filter(|i| i.conn == id) {
+                                if plain && i.continues(id, &slot, &m, rest.len()) {
+                                    i.append(rest);
+                                    hand_if_whole(into, straight.as_mut());
+                                    return;
+                                }
+                                // Its sender gave the rest up: what came goes to the reassembly.
+                                into.take().expect("checked above").spill_to(&mut place);
+                            }
+                            if let Some(s) = straight
+                                .as_mut()
+                                .filter(|s| into.is_none() && s.fits(key.1, &slot, &m, rest.len()))
+                            {
+                                if let Some(&source) = names.get(&m.origin) {
+                                    if !place.whole.iter().any(|(_, w, _)| w.dst == m.dst)
+                                        && rings_of.is_clear(id, key)
+                                        && s.hand(source, &m, slot.aux, rest)
+                                    {
+                                        return;
+                                    }
+                                }
+                            }
+                            if plain
+                                && place.takes(slot.kind, &m, rest.len(), key, full(key.1))
+                                && rings_of.is_clear(id, key)
+                            {
+                                place.add(slot, m, rest);
+                                return;
+                            }
+                            let body = body.as_deref().unwrap_or(&payload[MSG_HEADER..]);
+                            if let Err(why) = rings_of.deliver(id, key, slot, &hdr, body) {
+                                refused.push((id, why.to_string()));
+                            }
+                        }
+                        Err(Bad::Drop) => dropped += 1,
+                        Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
                     }
                 }
-            }
-            Event::Landed { header, head, body } => {
-                n += 1;
-                lending.remove(&id);
-                let Some(link) = links.get(&id) else { return };
-                match translate(link, &hosted, &header, head) {
-                    Ok((_, slot, hdr, _)) => {
+                Event::Land {
+                    header,
+                    head,
+                    into: lend,
+                } => {
+                    let waits = later.iter().any(|(c, _, _)| *c == id);
+                    let Some(link) = links.get(&id).filter(|_| !waits) else {
+                        return;
+                    };
+                    let translated = translate(link, &hosted, &header, head)
+                        .ok()
+                        .filter(|(_, slot, _, _)| slot.flags & FLAG_SEQ == 0);
+                    if let Some((key, slot, hdr, None)) = translated {
+                        let m = MsgHeader::decode(&hdr);
                         let len = header.slot.len as usize - MSG_HEADER;
-                        let mine = into.as_mut().filter(|i| i.conn == id);
-                        if body.is_lent() {
-                            // Landed into the buffer of this poll's wait (another's was
-                            // taken back before the reactor was polled).
-                            if let Some(i) = mine {
-                                i.got = body.len();
-                                hand_if_whole(into, straight.as_mut());
+                        if let Some(i) = into.as_mut().filter(|i| i.conn == id) {
+                            if i.continues(id, &slot, &m, len) {
+                                *lend = Some(lend_into(i, lending, id, now));
+                                return;
                             }
+                            into.take().expect("checked above").spill_to(&mut place);
+                        }
+                        // A message that can land into the buffer of the receive polling.
+                        let started = straight.as_mut().and_then(|s| {
+                            // Not while its buffer is lent to another message (checked first: a
+                            // look at the buffer is a new borrow of it).
+                            if into.is_some() || !s.ends_at(key.1, &m) {
+                                return None;
+                            }
+                            let buf = s.buffer()?;
+                            let source = *names.get(&m.origin)?;
+                            let clear = !place.whole.iter().any(|(_, w, _)| w.dst == m.dst)
+                                && rings_of.is_clear(id, key);
+                            let token = s.token();
+                            clear
+                                .then(|| {
+                                    Into::start((token, buf.0, buf.1), (slot, m, len), source, id)
+                                })
+                                .flatten()
+                        });
+                        if let Some(i) = started {
+                            *lend = Some(lend_into(&i, lending, id, now));
+                            *into = Some(i);
                             return;
                         }
-                        if mine.is_some() {
-                            // Taken back before a receive was armed: the buffer holds the
-                            // message so far, which goes on through the reassembly.
-                            *into = None;
+                        if place.takes(slot.kind, &m, len, key, full(key.1))
+                            && rings_of.is_clear(id, key)
+                        {
+                            *lend = place.lend(slot, &m, len).map(Body::Owned);
+                            if let Some(body) = lend {
+                                let bytes = body.len() + len;
+                                lending.insert(id, Lending { since: now, bytes });
+                            }
                         }
-                        let m = MsgHeader::decode(&hdr);
-                        place.put_back(slot, m, len, body.into_owned());
                     }
-                    Err(Bad::Drop) => dropped += 1,
-                    Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
                 }
-            }
-            Event::Closed(why) => {
-                let mine = into.as_ref().is_some_and(|i| i.conn == id);
-                if lending.remove(&id).is_some() || mine {
-                    // The message it was landing into went with it.
-                    place.partial.note_abandoned();
+                Event::Landed { header, head, body } => {
+                    n += 1;
+                    lending.remove(&id);
+                    let Some(link) = links.get(&id) else { return };
+                    match translate(link, &hosted, &header, head) {
+                        Ok((_, slot, hdr, _)) => {
+                            let len = header.slot.len as usize - MSG_HEADER;
+                            let mine = into.as_mut().filter(|i| i.conn == id);
+                            if body.is_lent() {
+                                // Landed into the buffer of this poll's wait (another's was
+                                // taken back before the reactor was polled).
+                                if let Some(i) = mine {
+                                    i.got = body.len();
+                                    hand_if_whole(into, straight.as_mut());
+                                }
+                                return;
+                            }
+                            if mine.is_some() {
+                                // Taken back before a receive was armed: the buffer holds the
+                                // message so far, which goes on through the reassembly.
+                                *into = None;
+                            }
+                            let m = MsgHeader::decode(&hdr);
+                            place.put_back(slot, m, len, body.into_owned());
+                        }
+                        Err(Bad::Drop) => dropped += 1,
+                        Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
+                    }
                 }
-                if mine {
-                    *into = None;
+                Event::Closed(why) => {
+                    let mine = into.as_ref().is_some_and(|i| i.conn == id);
+                    if lending.remove(&id).is_some() || mine {
+                        // The message it was landing into went with it.
+                        place.partial.note_abandoned();
+                    }
+                    if mine {
+                        *into = None;
+                    }
+                    closed.push((id, why.to_string()));
                 }
-                closed.push((id, why.to_string()));
             }
         });
         let assembled = std::mem::take(&mut place.whole);

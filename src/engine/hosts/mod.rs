@@ -94,6 +94,8 @@ pub(super) struct Link {
     pub(super) hosted: Vec<u32>,
     /// Whether its first announcement arrived.
     pub(super) ready: bool,
+    /// When the last frame (or heartbeat) came on it.
+    pub(super) heard: std::time::Instant,
 }
 
 /// Sleeps for an idle engine thread that has connections: in `io_uring_enter` on the
@@ -137,6 +139,8 @@ impl IdleWaiter {
 /// Counters of the connections between hosts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostCounters {
+    /// Connections closed because nothing came on them within the silence limit.
+    pub silent: u64,
     /// Connections open now.
     pub connections: u64,
     /// Connections closed (by the peer, an error, or a peer's bad frame).
@@ -200,7 +204,16 @@ pub struct Hosts {
     /// process (two processes that dialled each other), which may host a node on both; two
     /// instances hosting one node are two hosts claiming it.
     instance: u64,
+    /// A connection on which nothing came for this long is closed (its peer's nodes go
+    /// down); heartbeats go out five times as often.
+    down_after: std::time::Duration,
+    next_beat: std::time::Instant,
+    /// When the connections were last read.
+    pub(super) reaped: std::time::Instant,
 }
+
+/// How long a connection may stay silent before it is taken for dead, by default.
+pub const TCP_DOWN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for Hosts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -236,6 +249,9 @@ impl Hosts {
             lending: FxHashMap::default(),
             into: None,
             reasons: VecDeque::new(),
+            down_after: TCP_DOWN_AFTER,
+            next_beat: std::time::Instant::now(),
+            reaped: std::time::Instant::now(),
             instance: loop {
                 let mut b = [0u8; 8];
                 // Without the system's randomness, the time and pid still tell processes
@@ -252,6 +268,11 @@ impl Hosts {
                 }
             },
         }
+    }
+
+    /// Sets how long a connection may stay silent before it is closed (at least 50 ms).
+    pub fn set_down_after(&mut self, d: std::time::Duration) {
+        self.down_after = d.max(std::time::Duration::from_millis(50));
     }
 
     /// The rings that frames of the backlog wait for.
@@ -296,6 +317,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Engine {
     /// Connects this engine to other hosts through `hosts`.
     pub fn set_hosts(&mut self, hosts: Hosts) {
+        // While a handler runs long, the watch thread beats on the connections too.
+        self.handler_watch.set_reactor(hosts.reactor.clone());
         self.hosts = Some(hosts);
     }
 
@@ -478,12 +501,42 @@ impl Engine {
                     theirs: FxHashMap::default(),
                     hosted: Vec::new(),
                     ready: false,
+                    heard: std::time::Instant::now(),
                 },
             );
         }
         for (id, _) in added {
             let all = self.announcement(None);
             self.send_announce(Some(id), &Announce::Nodes(all));
+        }
+    }
+
+    /// Sends heartbeats on every connection (five times per silence limit) and closes the
+    /// connections on which nothing came within the limit: a peer whose process stopped
+    /// (SIGSTOP, a frozen machine) or whose host is unreachable while its connection seems
+    /// open is taken for dead like one whose connection closed. Run by the periodic tick.
+    pub(super) fn beat_hosts(&mut self, now: std::time::Instant) {
+        let Some(h) = self.hosts.as_mut() else { return };
+        if now < h.next_beat || h.links.is_empty() {
+            return;
+        }
+        h.next_beat = now + h.down_after / 5;
+        lock(&h.reactor).beat_all(crate::transport::tcp::control::KIND_BEAT);
+        // Silence is judged over the time this engine read its connections: one that did not
+        // (a handler that ran long) has not heard what came meanwhile.
+        let read = h.reaped;
+        let silent: Vec<ConnId> = h
+            .links
+            .iter()
+            .filter(|(_, l)| read.saturating_duration_since(l.heard) > h.down_after)
+            .map(|(&id, _)| id)
+            .collect();
+        let limit = h.down_after;
+        for id in silent {
+            if let Some(h) = self.hosts.as_mut() {
+                h.counters.silent += 1;
+            }
+            self.refuse(id, &format!("nothing came on it for {limit:?}"));
         }
     }
 

@@ -20,6 +20,10 @@ use crate::model::NodeSignature;
 pub const KIND_NODES: u8 = 0xC1;
 /// Slot kind of a gone announcement.
 pub const KIND_GONE: u8 = 0xC2;
+/// Slot kind of a heartbeat on a connection: no body. Every engine sends one on each of its
+/// connections a few times in the silence after which its peer takes the connection for
+/// dead (see `TcpConfig::down_after`).
+pub const KIND_BEAT: u8 = 0xC3;
 /// Largest announcement frame.
 pub const MAX_ANNOUNCE: usize = 60 << 10;
 

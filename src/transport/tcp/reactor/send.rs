@@ -20,6 +20,34 @@ impl Reactor {
         self.send_with(id, h, &[body], true).map(drop)
     }
 
+    /// Sends a heartbeat (an empty frame of `kind`, see `tcp::control::KIND_BEAT`) on every
+    /// connection.
+    pub fn beat_all(&mut self, kind: u8) {
+        let beat = FrameHeader {
+            slot: crate::ring::SlotHeader {
+                len: 0,
+                kind,
+                flags: 0,
+                aux: 0,
+                src: 0,
+            },
+            dst: 0,
+            lane: crate::transport::channel::Lane::Latency,
+        };
+        let ids: Vec<ConnId> = (0..self.conns.len())
+            .filter_map(|slot| {
+                let c = self.conns[slot].as_ref()?;
+                Some(ConnId {
+                    slot,
+                    generation: c.generation,
+                })
+            })
+            .collect();
+        for id in ids {
+            let _ = self.send_control(id, &beat, &[]);
+        }
+    }
+
     fn send_with(
         &mut self,
         id: ConnId,

@@ -187,3 +187,60 @@ fn the_receiver_drops_what_the_zone_forbids() {
         b"delivered"
     );
 }
+
+/// LOW isolation: traffic across the boundary of a zone with a reservation is paced at the
+/// member's bandwidth less its share of the reservation (here 1 Gbit/s less 0.98: 2.5 MB/s),
+/// both ways; traffic between members is not.
+#[test]
+fn low_isolation_limits_the_rate_across_the_zone_boundary() {
+    let fabric = format!("test-zones-low-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let p = protocol(&fabric, None);
+    let slow = |id: &str| {
+        hyperfabric::model::NodeSignature::new(id, hyperfabric::HardwareType::CpuServer, 1.0, 10)
+            .unwrap()
+    };
+    p.register_node(slow("m")).unwrap();
+    p.register_node(slow("m2")).unwrap();
+    p.register_node(node("out")).unwrap();
+    p.create_zone(zone("low", IsolationLevel::Low, 4, 1.96))
+        .unwrap();
+    p.assign_to_zone("low", "m").unwrap();
+    p.assign_to_zone("low", "m2").unwrap();
+    let waits = |p: &hyperfabric::fabric::HyperFabricProtocol| {
+        p.get_topology_info().unwrap().performance_metrics["low_isolation_waits"]
+    };
+    let chunk = vec![5u8; 64 << 10];
+    let opts = SendOptions::default();
+    // Between members: no limit.
+    for _ in 0..32 {
+        p.post("m", "m2", &chunk, &opts).unwrap();
+        p.recv("m2", opts.timeout).unwrap();
+    }
+    assert_eq!(waits(&p), 0.0, "traffic inside the zone was paced");
+    // Across: 2.5 MB/s each way, so 48 times 64 KiB take 1.23 s at least (the first goes at
+    // once, each of the others when the one before it is paid for).
+    for (from, to) in [("m", "out"), ("out", "m")] {
+        let t0 = std::time::Instant::now();
+        for _ in 0..48 {
+            p.post(from, to, &chunk, &opts).unwrap();
+            p.recv(to, opts.timeout).unwrap();
+        }
+        let took = t0.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(1200),
+            "{from} -> {to}: 3 MiB in {took:?}, above 2.5 MB/s"
+        );
+    }
+    assert!(waits(&p) > 0.0);
+    // A send whose deadline comes first fails with a timeout that names the zone.
+    let short = SendOptions {
+        timeout: std::time::Duration::from_millis(50),
+        ..Default::default()
+    };
+    let big = vec![1u8; 1 << 20];
+    p.post("m", "out", &big, &short).unwrap();
+    let e = p.post("m", "out", &big, &short).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(e.to_string().contains("\"low\""), "{e}");
+}

@@ -91,6 +91,7 @@ impl HyperFabricProtocol {
             topology,
             topology_epoch: Mutex::new((u64::MAX, u64::MAX, u64::MAX)),
             zones_active: Arc::new(AtomicBool::new(false)),
+            pacers: Mutex::default(),
             zones_seen: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             registry: Arc::new(Registry::open(&fabric)?),
             receivers: Arc::new(Mutex::new(Default::default())),

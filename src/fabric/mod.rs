@@ -16,6 +16,7 @@ mod lifecycle;
 mod measure;
 mod memory;
 mod options;
+mod pacing;
 mod ping;
 mod progress;
 mod recv;
@@ -72,6 +73,8 @@ struct Inner {
     /// Whether a zone with isolation (MEDIUM and above) has members: sends are then checked
     /// against the zone rules, and deliveries too.
     zones_active: Arc<AtomicBool>,
+    /// LOW isolation's rate limit: a bucket per (sending node, zone).
+    pacers: Mutex<pacing::Pacers>,
     /// The zones epoch of the last topology sync.
     zones_seen: Arc<std::sync::atomic::AtomicU64>,
     /// A registry handle of the protocol's own, so topology sync never needs the engine.

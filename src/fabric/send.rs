@@ -119,6 +119,10 @@ impl HyperFabricProtocol {
                 .map(drop);
         }
         let mut deadline = Deadline::after(opts.timeout);
+        if self.inner.zones_active.load(Ordering::Acquire) {
+            self.inner
+                .pace((source, destination), data.len(), &mut deadline)?;
+        }
         self.until_room(&mut deadline, destination, |e| {
             let src = e.hosted_index(source)?;
             let dst = e.resolve(destination)?;
@@ -256,6 +260,9 @@ impl Inner {
     ) -> Result<(u64, Deadline)> {
         let mut deadline = Deadline::after(opts.timeout);
         let must_seal = self.check_route(source, destination, opts)?;
+        if self.zones_active.load(Ordering::Acquire) {
+            self.pace((source, destination), data.len(), &mut deadline)?;
+        }
         let opts = &*self.sealed_options(must_seal, opts)?;
         let framing = opts.compression_enabled || opts.encryption_enabled;
         // Not awaited when one-way, but fragments are reassembled by message id.

@@ -41,6 +41,10 @@ impl HyperFabricProtocol {
         m.insert("forwards_waiting".into(), c.forwards_waiting as f64);
         m.insert("reassemblies".into(), c.reassemblies as f64);
         m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);
+        m.insert(
+            "low_isolation_waits".into(),
+            self.inner.paced_waits() as f64,
+        );
         let e = lock(&self.inner.engine);
         let d = e.delivery_counters();
         for (name, v) in [
@@ -235,9 +239,14 @@ fn sync_zones(inner: &Inner, present: &dyn Fn(&str) -> bool) -> Result<()> {
             }
         }
     }
+    // Sends are checked while some zone isolates, or limits the rate across its boundary.
     let active = tm.read(|t| {
         t.zones().iter().any(|z| {
-            z.zone.isolation_level >= crate::model::IsolationLevel::Medium && !z.members.is_empty()
+            let level = z.zone.isolation_level;
+            !z.members.is_empty()
+                && (level >= crate::model::IsolationLevel::Medium
+                    || level == crate::model::IsolationLevel::Low
+                        && z.zone.required_bandwidth_gbps > 0.0)
         })
     });
     inner.zones_active.store(active, Ordering::Release);

@@ -150,6 +150,34 @@ impl Topology {
         None
     }
 
+    /// The rate limit of LOW isolation on traffic between `a` and `b`: for each LOW zone
+    /// with a reservation of which exactly one of them is a member, the member's bandwidth
+    /// less its share of the reservation (the reservation over the members), at least 1 % of
+    /// its bandwidth. The lowest such limit in Gbit/s, with its zone; `None` when no LOW
+    /// zone's boundary lies between them.
+    pub fn low_isolation_limit(&self, a: &str, b: &str) -> Option<(String, f64)> {
+        let mut limit: Option<(String, f64)> = None;
+        for z in &self.zones {
+            if z.zone.isolation_level != IsolationLevel::Low
+                || z.zone.required_bandwidth_gbps <= 0.0
+            {
+                continue;
+            }
+            let (ma, mb) = (z.members.contains(a), z.members.contains(b));
+            if ma == mb {
+                continue;
+            }
+            let member = if ma { a } else { b };
+            let Ok(sig) = self.node(member) else { continue };
+            let share = z.zone.required_bandwidth_gbps / z.members.len().max(1) as f64;
+            let gbps = (sig.bandwidth_gbps - share).max(sig.bandwidth_gbps / 100.0);
+            if limit.as_ref().is_none_or(|(_, l)| gbps < *l) {
+                limit = Some((z.zone.zone_id.clone(), gbps));
+            }
+        }
+        limit
+    }
+
     /// A QUANTUM_SECURE zone with `a` or `b` as member, if any: traffic between them must be
     /// encrypted.
     pub fn encryption_zone(&self, a: &str, b: &str) -> Option<&str> {

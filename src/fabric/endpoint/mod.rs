@@ -469,6 +469,15 @@ impl Endpoint {
             || inner.zoned();
         let must_seal =
             checked && inner.check_route(self.source.as_str(), self.destination.as_str(), opts)?;
+        if checked
+            && inner
+                .zones_active
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            let mut deadline = Deadline::after(opts.timeout);
+            let ends = (self.source.as_str(), self.destination.as_str());
+            inner.pace(ends, data.len(), &mut deadline)?;
+        }
         let opts = &*inner.sealed_options(must_seal, opts)?;
         let (metadata, body, framed) = if opts.compression_enabled || opts.encryption_enabled {
             inner.prepare(

@@ -64,6 +64,19 @@ fn peer_role() {
                 let _ = p.post("cli", "srv", &data, &opts);
             }
         }
+        "receiver" => {
+            // Hosts srv and prints the number of every message it receives.
+            p.register_node(node("srv", HardwareType::StorageArray))
+                .unwrap();
+            p.start_background_services().unwrap();
+            println!("ready");
+            loop {
+                if let Ok(m) = p.recv("srv", Duration::from_secs(60)) {
+                    let n = u32::from_le_bytes(m.data[..4].try_into().unwrap());
+                    println!("got {n}");
+                }
+            }
+        }
         "poster" => {
             // Posts 300 numbered messages tagged with this process's tag, then serves.
             p.register_node(node("cli", HardwareType::CpuServer))
@@ -293,4 +306,94 @@ fn a_sender_restarted_under_the_same_id_is_never_taken_for_its_earlier_self() {
         metric(&p, "delivery_stale_refused"),
         metric(&p, "delivery_corrupt_refused")
     );
+}
+
+/// A child in `role` whose printed lines come through the returned channel, once it is
+/// ready.
+fn spawn_reading(role: &str, fabric: &str) -> (Peer, std::sync::mpsc::Receiver<String>) {
+    let mut c = common::child_command("peer_role");
+    c.env(ROLE, role)
+        .env(FABRIC, fabric)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the child got ready");
+        if l.trim_end().ends_with("ready") {
+            break;
+        }
+    }
+    (Peer(child), rx)
+}
+
+/// The receiver is killed while messages to it wait in a forwarder (every frame held 2 s)
+/// and a new process registers its node: the messages meant for the earlier process are
+/// reported failed to the sender and never delivered to the new one.
+#[test]
+fn frames_for_a_receiver_that_restarted_never_reach_its_new_process() {
+    let fabric = format!("test-deliv-rcv-restart-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let p = protocol(&fabric);
+    p.register_node(node("cli", HardwareType::CpuServer))
+        .unwrap();
+    p.start_background_services().unwrap();
+    let _sw1 = spawn("sw1", &fabric, Some("seed=2,delay=1@2s"));
+    let _sw2 = spawn("sw2", &fabric, Some("seed=2,delay=1@2s"));
+    let post = |n: u32| p.post("cli", "srv", &n.to_le_bytes(), &SendOptions::default());
+    let got = |rx: &std::sync::mpsc::Receiver<String>, limit: Duration| {
+        let mut v = Vec::new();
+        let until = Instant::now() + limit;
+        while let Ok(l) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            if let Some(n) = l.strip_prefix("got ") {
+                v.push(n.parse::<u32>().unwrap());
+            }
+        }
+        v
+    };
+    let (first, lines) = spawn_reading("receiver", &fabric);
+    until(Duration::from_secs(10), "the first receiver", || {
+        p.get_topology_info()
+            .is_ok_and(|i| i.performance_metrics["frames_sent"] >= 0.0)
+            && post(0).is_ok()
+    });
+    assert!(got(&lines, Duration::from_secs(5)).contains(&0));
+    for n in 1..=10 {
+        post(n).unwrap();
+    }
+    kill(&first);
+    drop(first);
+    let (_second, lines) = spawn_reading("receiver", &fabric);
+    // The sender learns that 1..=10 failed: a later post says so (and is not made).
+    let mut reported = false;
+    let mut n = 11;
+    let until_reported = Instant::now() + Duration::from_secs(10);
+    while !reported {
+        assert!(Instant::now() < until_reported, "no failure reported");
+        match post(n) {
+            Ok(()) => n += 1,
+            Err(e) => {
+                reported = e.to_string().contains("were not delivered");
+                assert!(reported, "{e}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    post(n).unwrap();
+    let second_got = got(&lines, Duration::from_secs(5));
+    assert!(
+        second_got.iter().all(|&m| m > 10),
+        "the new receiver got messages meant for the earlier one: {second_got:?}"
+    );
+    assert!(second_got.contains(&n), "{second_got:?} lacks {n}");
 }

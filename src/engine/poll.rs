@@ -100,7 +100,7 @@ impl Engine {
         if !self.delivery.ready.is_empty() {
             self.take_ahead();
         }
-        if !self.delivery.due.is_empty() || !self.delivery.restarts.is_empty() {
+        if !self.delivery.due.is_empty() {
             self.flush_acks();
         }
         n

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The checksum covers the names of both ends (as [`crate::codec::id_tag`]s: node indices
-//! differ from host to host), the message header but for the fields forwarders rewrite
+//! differ from host to host; the destination's bound to its registration, see
+//! [`destination_tag`]), the message header but for the fields forwarders rewrite
 //! (destination and origin indices, hop count), the slot header's kind, flags and metadata
 //! length, the sequence number, the incarnation and the body: a frame whose bytes changed
 //! on the way, or that reached another node or seems to come from another, is refused.
@@ -48,6 +49,14 @@ impl SeqExt {
             incarnation: u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")),
         })
     }
+}
+
+/// The tag a stream's frames carry for their destination: its name bound to its
+/// registration (`generation`), so that frames sent to an earlier registration of a node (a
+/// process that restarted under the same id) are refused by the later one.
+pub(crate) fn destination_tag(name: &str, generation: Option<u64>) -> u32 {
+    let g = generation.unwrap_or(0);
+    crate::codec::id_tag(name) ^ (g as u32) ^ ((g >> 32) as u32).rotate_left(16)
 }
 
 /// The number after `seq` in a stream (0 is skipped: an acknowledgement of 0 means none).

@@ -12,7 +12,7 @@ mod ext;
 mod receiver;
 mod sender;
 
-pub(crate) use ext::{before, checksum, succ, SeqExt};
+pub(crate) use ext::{before, checksum, destination_tag, succ, SeqExt};
 pub use ext::{FLAG_SEQ, SEQ_EXT};
 use receiver::InStream;
 use rustc_hash::FxHashMap as HashMap;
@@ -105,9 +105,6 @@ pub(crate) struct Delivery {
     pub(crate) ready: Vec<StreamKey>,
     /// Bytes of those frames, all streams.
     pub(crate) ahead_bytes: usize,
-    /// Answers to frames of an incarnation the receiver does not follow (yet): the sender
-    /// starts that stream over.
-    pub(crate) restarts: Vec<(StreamKey, u64)>,
     /// Some stream has a gap reported or a frame to resend.
     pub(crate) resend_asked: bool,
     /// When resend timers are looked at next.

@@ -3,8 +3,10 @@
 //! incarnation are refused. What was taken is acknowledged cumulatively once per pass over
 //! the rings (a gap at once), by a [`FrameKind::Delivered`] frame back to the sender.
 
-use super::sender::{ACK_GAP, ACK_RESTART};
-use super::{before, checksum, succ, SeqExt, StreamKey, AHEAD_BYTES, AHEAD_FRAMES, SEQ_EXT};
+use super::sender::ACK_GAP;
+use super::{
+    before, checksum, destination_tag, succ, SeqExt, StreamKey, AHEAD_BYTES, AHEAD_FRAMES, SEQ_EXT,
+};
 use crate::codec::{id_tag, FrameKind};
 use crate::engine::{Engine, MsgHeader, Outgoing, MSG_HEADER};
 use crate::model::{DataType, PacketPriority};
@@ -94,7 +96,11 @@ impl Engine {
         };
         let rest = &body[SEQ_EXT..];
         let origin = h.src;
-        let tags = (id_tag(&self.name_of(origin)), id_tag(&self.name_of(at)));
+        let here = self.hosted_generation(at);
+        let tags = (
+            id_tag(&self.name_of(origin)),
+            destination_tag(&self.name_of(at), here),
+        );
         let sum = checksum(tags, h, &m.encode(), (ext.seq, ext.incarnation), &[rest]);
         if sum != ext.crc {
             self.delivery.counters.corrupt += 1;
@@ -114,15 +120,9 @@ impl Engine {
                 return None;
             }
             other => {
-                if ext.seq != 1 {
-                    // A stream this side does not follow (yet): its first frame was lost, or
-                    // this node restarted. The sender sorts out which.
-                    d.counters.out_of_order += 1;
-                    if d.restarts.len() < 1024 {
-                        d.restarts.push((key, ext.incarnation));
-                    }
-                    return None;
-                }
+                // A stream not followed yet (or a newer incarnation of one): followed from
+                // now on. A frame after its first (which was lost, or overtaken) is kept
+                // until the first comes.
                 if let Some(old) = other {
                     d.retired.add(old.tag, old.incarnation);
                     d.ahead_bytes -= old.ahead.values().map(|f| f.1.len()).sum::<usize>();
@@ -205,19 +205,6 @@ impl Engine {
     /// Sends the acknowledgements due (after a pass over the rings). One that finds no room
     /// stays due.
     pub(in crate::engine) fn flush_acks(&mut self) {
-        // Restarts first, and only for incarnations still not followed: one queued before
-        // the stream's first frame came in the same pass must not reach the sender after
-        // the acknowledgement of that frame.
-        for (key, incarnation) in std::mem::take(&mut self.delivery.restarts) {
-            let followed = self
-                .delivery
-                .inn
-                .get(&key)
-                .is_some_and(|s| s.incarnation >= incarnation);
-            if !followed {
-                self.send_ack(key, incarnation, 0, ACK_RESTART);
-            }
-        }
         let due = std::mem::take(&mut self.delivery.due);
         for key in due {
             let Some(s) = self.delivery.inn.get(&key) else {
@@ -243,7 +230,11 @@ impl Engine {
     /// went (or cannot ever go: no route).
     fn send_ack(&mut self, key: StreamKey, incarnation: u64, seq: u32, flags: u8) -> bool {
         let (origin, at, priority) = key;
-        let tags = (id_tag(&self.name_of(at)), id_tag(&self.name_of(origin)));
+        let here = self.hosted_generation(at);
+        let tags = (
+            destination_tag(&self.name_of(at), here),
+            id_tag(&self.name_of(origin)),
+        );
         let mut ack = Ack {
             incarnation,
             seq,

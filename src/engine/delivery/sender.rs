@@ -5,8 +5,9 @@
 //! incarnation.
 
 use super::{
-    before, checksum, new_incarnation, succ, Failure, SeqExt, StreamKey, DELIVERY_LIMIT, FIRST_RTO,
-    FLAG_SEQ, KEPT_BYTES, KEPT_FRAMES, KEPT_TOTAL, MAX_RTO, MIN_RTO, SEQ_EXT,
+    before, checksum, destination_tag, new_incarnation, succ, Failure, SeqExt, StreamKey,
+    DELIVERY_LIMIT, FIRST_RTO, FLAG_SEQ, KEPT_BYTES, KEPT_FRAMES, KEPT_TOTAL, MAX_RTO, MIN_RTO,
+    SEQ_EXT,
 };
 use crate::codec::{id_tag, FrameKind};
 use crate::engine::{lane_of, Engine, Outgoing, FLAG_ONE_WAY, MSG_HEADER};
@@ -16,10 +17,8 @@ use crate::ring::{PushError, SlotHeader};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Flags of an acknowledgement.
+/// Flags of an acknowledgement: frames wait behind a missing one.
 pub(crate) const ACK_GAP: u8 = 1;
-/// The receiver does not follow the acknowledged incarnation: the stream starts over.
-pub(crate) const ACK_RESTART: u8 = 2;
 
 /// A frame kept until its receiver acknowledges it: the payload as first pushed.
 pub(crate) struct Kept {
@@ -181,8 +180,11 @@ impl Engine {
         let now = Instant::now();
         match self.delivery.out.get(&key).map(|s| s.generation) {
             None => {
-                let tags = (id_tag(&self.name_of(src)), id_tag(&self.name_of(dst)));
                 let generation = self.live_generation(dst);
+                let tags = (
+                    id_tag(&self.name_of(src)),
+                    destination_tag(&self.name_of(dst), generation),
+                );
                 let s = OutStream::new(tags, generation, now);
                 self.delivery.out.insert(key, s);
             }
@@ -346,9 +348,8 @@ impl Engine {
         self.delivery.out.insert(key, s);
     }
 
-    /// An acknowledgement from `from` for stream (`at`, `from`): releases what it covers,
-    /// notes a reported gap, or fails and restarts the stream when its receiver no longer
-    /// follows it.
+    /// An acknowledgement from `from` for stream (`at`, `from`): releases what it covers
+    /// and notes a reported gap.
     pub(in crate::engine) fn on_delivered(&mut self, at: u32, from: u32, body: &[u8]) {
         let Some(ack) = super::receiver::Ack::decode(body) else {
             self.delivery.counters.corrupt += 1;
@@ -364,18 +365,6 @@ impl Engine {
             return;
         }
         if ack.incarnation != s.incarnation {
-            return;
-        }
-        if ack.flags & ACK_RESTART != 0 {
-            if s.kept.front().is_some_and(|k| k.seq == 1) && !s.acked_any {
-                // Its first frame was lost: the rest came to a receiver that had not met
-                // the stream yet.
-                s.gap = true;
-                self.delivery.resend_asked = true;
-            } else {
-                let why = "its receiving node no longer follows the stream (it restarted)";
-                self.fail_stream(key, ErrorKind::NodeNotFound, why);
-            }
             return;
         }
         if !before(ack.seq, s.next) {
@@ -461,7 +450,10 @@ impl Engine {
     fn fail_stream(&mut self, key: StreamKey, kind: ErrorKind, why: &str) {
         let (src, dst, _) = key;
         let generation = self.live_generation(dst);
-        let tags = (id_tag(&self.name_of(src)), id_tag(&self.name_of(dst)));
+        let tags = (
+            id_tag(&self.name_of(src)),
+            destination_tag(&self.name_of(dst), generation),
+        );
         let Some(s) = self.delivery.out.get_mut(&key) else {
             return;
         };

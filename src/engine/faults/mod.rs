@@ -260,7 +260,9 @@ impl Engine {
                     let reorder = fault == Fault::Reorder;
                     let by = self.faults.injector.as_ref().expect("set").plan().delay_by;
                     self.faults.held.push_back(Held {
-                        release: now + if reorder { REORDER_WAIT } else { by },
+                        release: now
+                            .checked_add(if reorder { REORDER_WAIT } else { by })
+                            .unwrap_or(now),
                         reorder,
                         hop: (at, next),
                         lane,

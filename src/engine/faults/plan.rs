@@ -14,6 +14,9 @@
 use crate::error::{Error, Result};
 use std::time::Duration;
 
+/// The longest delay a plan may ask for.
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
+
 /// A hop `from>to` between two nodes, by id.
 pub type Hop = (String, String);
 
@@ -136,6 +139,9 @@ impl FaultPlan {
                 return bad("a stall shorter than its period".into());
             }
         }
+        if self.delay_by > MAX_DELAY {
+            return bad(format!("a delay of at most {MAX_DELAY:?}"));
+        }
         if self
             .cut
             .iter()
@@ -163,19 +169,19 @@ impl std::fmt::Display for FaultPlan {
             self.seed, self.drop, self.duplicate, self.corrupt, self.reorder
         )?;
         if self.delay > 0.0 {
-            write!(f, ",delay={}@{}us", self.delay, self.delay_by.as_micros())?;
+            write!(f, ",delay={}@{}ns", self.delay, self.delay_by.as_nanos())?;
         }
         if !self.links.is_empty() {
             let l: Vec<String> = self.links.iter().map(|(a, b)| format!("{a}>{b}")).collect();
             write!(f, ",links={}", l.join("|"))?;
         }
         if let Some((d, e)) = self.stall {
-            write!(f, ",stall={}us/{}us", d.as_micros(), e.as_micros())?;
+            write!(f, ",stall={}ns/{}ns", d.as_nanos(), e.as_nanos())?;
         }
         for ((a, b), when) in &self.cut {
             write!(f, ",cut={a}>{b}")?;
             if let Some((s, l)) = when {
-                write!(f, "@{}us+{}us", s.as_micros(), l.as_micros())?;
+                write!(f, "@{}ns+{}ns", s.as_nanos(), l.as_nanos())?;
             }
         }
         Ok(())
@@ -188,12 +194,13 @@ fn hop(s: &str) -> Option<Hop> {
     (!a.is_empty() && !b.is_empty()).then(|| (a.to_string(), b.to_string()))
 }
 
-/// `250us`, `2ms`, `1s`, or `1.5s`.
+/// `500ns`, `250us`, `2ms`, `1s`, or `1.5s`.
 fn duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
     let x: f64 = num.parse().ok()?;
     let scale = match unit {
+        "ns" => 1e-9,
         "us" => 1e-6,
         "ms" => 1e-3,
         "s" => 1.0,
@@ -238,6 +245,9 @@ mod tests {
             ("delay=0.1", "P@DURATION"),
             ("delay=0.1@2parsecs", "bad duration"),
             ("delay=0.1@1e30s", "bad duration"),
+            ("delay=0.1@10000000000000000000s", "at most"),
+            ("delay=0.1@2h", "bad duration"),
+            ("delay=0.1@7200s", "at most"),
             ("delay=0.1@-1s", "bad duration"),
             ("links=ab", "from>to"),
             ("stall=2s/1s", "shorter than its period"),

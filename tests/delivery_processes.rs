@@ -243,33 +243,15 @@ fn a_sender_restarted_under_the_same_id_is_never_taken_for_its_earlier_self() {
     p.start_background_services().unwrap();
     let _sw1 = spawn("sw1", &fabric, Some("seed=3,delay=0.5@2s"));
     let _sw2 = spawn("sw2", &fabric, None);
-    let poster = |tag: &str| {
-        let mut c = common::child_command("peer_role");
-        c.env(ROLE, "poster")
-            .env(FABRIC, &fabric)
-            .env(TAG, tag)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
-        (Peer(child), move |what: &str| {
-            for l in lines.by_ref() {
-                if l.unwrap().contains(what) {
-                    return;
-                }
-            }
-            panic!("the poster ended before {what}");
-        })
+    let posted = |tag: &str| {
+        let (peer, lines) = spawn_reading("poster", &fabric, Some(tag));
+        while !lines.recv().expect("the poster posted").contains("posted") {}
+        peer
     };
-    let (first, mut wait_first) = poster("A");
-    wait_first("ready");
-    wait_first("posted");
+    let first = posted("A");
     kill(&first);
     drop(first);
-    let (_second, mut wait_second) = poster("B");
-    wait_second("ready");
-    wait_second("posted");
+    let _second = posted("B");
     let mut seen = std::collections::HashSet::new();
     let mut next_b = 0u32;
     let until = Instant::now() + Duration::from_secs(30);
@@ -310,11 +292,17 @@ fn a_sender_restarted_under_the_same_id_is_never_taken_for_its_earlier_self() {
 
 /// A child in `role` whose printed lines come through the returned channel, once it is
 /// ready.
-fn spawn_reading(role: &str, fabric: &str) -> (Peer, std::sync::mpsc::Receiver<String>) {
+fn spawn_reading(
+    role: &str,
+    fabric: &str,
+    tag: Option<&str>,
+) -> (Peer, std::sync::mpsc::Receiver<String>) {
     let mut c = common::child_command("peer_role");
-    c.env(ROLE, role)
-        .env(FABRIC, fabric)
-        .stdin(std::process::Stdio::piped())
+    c.env(ROLE, role).env(FABRIC, fabric);
+    if let Some(t) = tag {
+        c.env(TAG, t);
+    }
+    c.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     let out = child.stdout.take().unwrap();
@@ -361,7 +349,7 @@ fn frames_for_a_receiver_that_restarted_never_reach_its_new_process() {
         }
         v
     };
-    let (first, lines) = spawn_reading("receiver", &fabric);
+    let (first, lines) = spawn_reading("receiver", &fabric, None);
     until(Duration::from_secs(10), "the first receiver", || {
         p.get_topology_info()
             .is_ok_and(|i| i.performance_metrics["frames_sent"] >= 0.0)
@@ -373,7 +361,7 @@ fn frames_for_a_receiver_that_restarted_never_reach_its_new_process() {
     }
     kill(&first);
     drop(first);
-    let (_second, lines) = spawn_reading("receiver", &fabric);
+    let (_second, lines) = spawn_reading("receiver", &fabric, None);
     // The sender learns that 1..=10 failed: a later post says so (and is not made).
     let mut reported = false;
     let mut n = 11;

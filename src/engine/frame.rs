@@ -180,13 +180,37 @@ pub(crate) fn push_fragment<P: Outbound + ?Sized>(
     offset: usize,
     limit: usize,
 ) -> Result<usize, PushError> {
-    let total = o.metadata.len() + data.len();
-    let end = total.min(offset + limit);
-    let hdr = o.header(src, dst, offset, total);
-    // The fragment [offset, end) of metadata ‖ data, as at most two slices.
-    let m = o.metadata.len();
-    let meta_part = &o.metadata[offset.min(m)..end.min(m)];
-    let data_part = &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)];
-    p.try_push(o.slot(src, 0), &[&hdr, meta_part, data_part])?;
-    Ok(end)
+    let f = Fragment::of((src, dst), o, data, (offset, limit));
+    p.try_push(o.slot(src, 0), &[&f.header, f.metadata, f.data])?;
+    Ok(f.end)
+}
+
+/// The fragment of the body `o.metadata ‖ data` that starts at `offset` (at most `limit`
+/// bytes of it), from `src` toward `dst`: its message header and its bytes as at most two
+/// slices.
+pub(crate) struct Fragment<'a> {
+    pub(crate) header: [u8; MSG_HEADER],
+    pub(crate) metadata: &'a [u8],
+    pub(crate) data: &'a [u8],
+    /// The offset after it.
+    pub(crate) end: usize,
+}
+
+impl<'a> Fragment<'a> {
+    pub(crate) fn of(
+        (src, dst): (u32, u32),
+        o: &Outgoing<'a>,
+        data: &'a [u8],
+        (offset, limit): (usize, usize),
+    ) -> Fragment<'a> {
+        let total = o.metadata.len() + data.len();
+        let end = total.min(offset + limit);
+        let m = o.metadata.len();
+        Fragment {
+            header: o.header(src, dst, offset, total),
+            metadata: &o.metadata[offset.min(m)..end.min(m)],
+            data: &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)],
+            end,
+        }
+    }
 }

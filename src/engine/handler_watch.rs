@@ -100,7 +100,7 @@ impl HandlerWatch {
                             // Not while the engine reads it: a beat can wait for the next
                             // interval.
                             if let Ok(mut r) = r.try_lock() {
-                                r.beat_all(crate::transport::tcp::control::KIND_BEAT);
+                                r.beat_all(crate::transport::tcp::control::KIND_BEAT, 0);
                             }
                         }
                     }

@@ -38,16 +38,25 @@ impl Engine {
     /// Starts or stops heartbeats for the hosted nodes (stopping clears them, so peers judge
     /// the nodes by their process's liveness again instead of marking them down).
     pub fn set_beating(&mut self, on: bool) {
-        self.beating = on;
+        let was = std::mem::replace(&mut self.beating, on);
         if on {
             if self.watching.is_none() {
                 // Without it, a long handler call has its nodes marked down (see
                 // `handler_watch`); heartbeats go on without it otherwise.
                 self.watching = self.handler_watch.start(self.registry.clone()).ok();
             }
+            if !was {
+                self.beat_now();
+            }
         } else {
             // Stopped before the heartbeats are cleared: it writes none after.
             self.watching = None;
+            if was {
+                // Peers on other hosts stop judging this process by its silence.
+                if let Some(h) = self.hosts.as_ref() {
+                    h.stop_beating();
+                }
+            }
         }
         let now = if on { crate::sys::monotonic_ns() } else { 0 };
         for &i in self.hosted.keys() {

@@ -95,13 +95,14 @@ pub struct TcpConfig {
     /// `HF_TCP_BUSY_RECEIVE=0|1` in the environment overrides it. See
     /// [`crate::transport::tcp::reactor::DIRECT_MAX`].
     pub busy_receive: bool,
-    /// A connection on which nothing came (no frame, no heartbeat) for this long is closed
-    /// and its peer's nodes are marked down, their requests failed and routes rebuilt
-    /// around them: a process that stopped or a host cut off is detected although its
-    /// connection seems open. Heartbeats go out five times as often; they are sent by the
-    /// engine's periodic work (the background services thread, or calls that drive the
-    /// engine), so a process whose engine runs neither for this long is taken for dead too.
-    /// Default [`TCP_DOWN_AFTER`](crate::engine::TCP_DOWN_AFTER), 1 s; at least 50 ms.
+    /// A connection whose peer sends heartbeats and on which nothing came (no frame, no
+    /// heartbeat) for this long is closed and its peer's nodes are marked down, their
+    /// requests failed and routes rebuilt around them: a process that stopped or a host cut
+    /// off is detected although its connection seems open. Heartbeats go out five times as
+    /// often while the background services thread runs (and while a handler runs long);
+    /// a process without that thread sends none and is not judged by its silence (its death
+    /// is still seen when its connection closes). Default
+    /// [`TCP_DOWN_AFTER`](crate::engine::TCP_DOWN_AFTER), 1 s; at least 50 ms.
     pub down_after: std::time::Duration,
 }
 

@@ -10,6 +10,7 @@ use super::{
     SEQ_EXT,
 };
 use crate::codec::{id_tag, FrameKind};
+use crate::engine::frame::Fragment;
 use crate::engine::{lane_of, Engine, Outgoing, FLAG_ONE_WAY, MSG_HEADER};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::PacketPriority;
@@ -200,12 +201,9 @@ impl Engine {
         if s.full() || self.delivery.kept_bytes >= KEPT_TOTAL {
             return Ok(Err(PushError::Full));
         }
+        let f = Fragment::of((src, dst), o, data, (offset, limit));
+        let (hdr, meta_part, data_part, end) = (f.header, f.metadata, f.data, f.end);
         let total = o.metadata.len() + data.len();
-        let end = total.min(offset + limit);
-        let hdr = o.header(src, dst, offset, total);
-        let m = o.metadata.len();
-        let meta_part = &o.metadata[offset.min(m)..end.min(m)];
-        let data_part = &data[offset.saturating_sub(m).min(data.len())..end.saturating_sub(m)];
         let slot = o.slot(src, FLAG_SEQ);
         let (seq, incarnation) = (s.next, s.incarnation);
         let crc = checksum(

@@ -15,7 +15,7 @@ use crate::engine::{
     lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_SEQ, MSG_HEADER,
 };
 use crate::ring::{self, Producer, PushError, Region, SlotHeader};
-use crate::transport::tcp::control::{Announce, KIND_BEAT, KIND_GONE, KIND_NODES};
+use crate::transport::tcp::control::{Announce, BEAT_STOP, KIND_BEAT, KIND_GONE, KIND_NODES};
 use crate::transport::tcp::{Body, ConnId, Event, FrameHeader};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -305,6 +305,9 @@ impl Engine {
             match ev {
                 Event::Frame(fh, payload) => {
                     if fh.slot.kind == KIND_BEAT {
+                        if let Some(l) = links.get_mut(&id) {
+                            l.beats = fh.slot.aux != BEAT_STOP;
+                        }
                         return;
                     }
                     n += 1;

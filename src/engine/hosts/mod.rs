@@ -96,6 +96,8 @@ pub(super) struct Link {
     pub(super) ready: bool,
     /// When the last frame (or heartbeat) came on it.
     pub(super) heard: std::time::Instant,
+    /// Its peer sends heartbeats (its background thread runs): its silence means it stopped.
+    pub(super) beats: bool,
 }
 
 /// Sleeps for an idle engine thread that has connections: in `io_uring_enter` on the
@@ -268,6 +270,15 @@ impl Hosts {
                 }
             },
         }
+    }
+
+    /// Tells every peer that this process stops beating (its background thread stopped):
+    /// they no longer judge its connections by their silence.
+    pub(super) fn stop_beating(&self) {
+        lock(&self.reactor).beat_all(
+            crate::transport::tcp::control::KIND_BEAT,
+            crate::transport::tcp::control::BEAT_STOP,
+        );
     }
 
     /// Sets how long a connection may stay silent before it is closed (at least 50 ms).
@@ -502,6 +513,7 @@ impl Engine {
                     hosted: Vec::new(),
                     ready: false,
                     heard: std::time::Instant::now(),
+                    beats: false,
                 },
             );
         }
@@ -509,10 +521,15 @@ impl Engine {
             let all = self.announcement(None);
             self.send_announce(Some(id), &Announce::Nodes(all));
         }
+        if self.beating {
+            // The peer learns at once that this process beats.
+            self.beat_now();
+        }
     }
 
-    /// Sends heartbeats on every connection (five times per silence limit) and closes the
-    /// connections on which nothing came within the limit: a peer whose process stopped
+    /// Sends heartbeats on every connection (five times per silence limit, while the
+    /// background thread runs) and closes the connections whose peer beats and on which
+    /// nothing came within the limit: a peer whose process stopped
     /// (SIGSTOP, a frozen machine) or whose host is unreachable while its connection seems
     /// open is taken for dead like one whose connection closed. Run by the periodic tick.
     pub(super) fn beat_hosts(&mut self, now: std::time::Instant) {
@@ -521,14 +538,16 @@ impl Engine {
             return;
         }
         h.next_beat = now + h.down_after / 5;
-        lock(&h.reactor).beat_all(crate::transport::tcp::control::KIND_BEAT);
+        if self.beating {
+            lock(&h.reactor).beat_all(crate::transport::tcp::control::KIND_BEAT, 0);
+        }
         // Silence is judged over the time this engine read its connections: one that did not
         // (a handler that ran long) has not heard what came meanwhile.
         let read = h.reaped;
         let silent: Vec<ConnId> = h
             .links
             .iter()
-            .filter(|(_, l)| read.saturating_duration_since(l.heard) > h.down_after)
+            .filter(|(_, l)| l.beats && read.saturating_duration_since(l.heard) > h.down_after)
             .map(|(&id, _)| id)
             .collect();
         let limit = h.down_after;
@@ -537,6 +556,14 @@ impl Engine {
                 h.counters.silent += 1;
             }
             self.refuse(id, &format!("nothing came on it for {limit:?}"));
+        }
+    }
+
+    /// Sends a heartbeat on every connection now (the peers learn at once that this process
+    /// beats).
+    pub(super) fn beat_now(&self) {
+        if let Some(h) = self.hosts.as_ref() {
+            lock(&h.reactor).beat_all(crate::transport::tcp::control::KIND_BEAT, 0);
         }
     }
 

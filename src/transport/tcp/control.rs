@@ -20,10 +20,14 @@ use crate::model::NodeSignature;
 pub const KIND_NODES: u8 = 0xC1;
 /// Slot kind of a gone announcement.
 pub const KIND_GONE: u8 = 0xC2;
-/// Slot kind of a heartbeat on a connection: no body. Every engine sends one on each of its
-/// connections a few times in the silence after which its peer takes the connection for
-/// dead (see `TcpConfig::down_after`).
+/// Slot kind of a heartbeat on a connection: no body. An engine whose background thread
+/// runs sends one on each of its connections a few times in the silence after which its
+/// peer takes the connection for dead (see `TcpConfig::down_after`); only a connection that
+/// brought heartbeats is judged by its silence. `aux` [`BEAT_STOP`]: the sender stops
+/// beating (its background thread stopped).
 pub const KIND_BEAT: u8 = 0xC3;
+/// `aux` of a last heartbeat.
+pub const BEAT_STOP: u16 = 1;
 /// Largest announcement frame.
 pub const MAX_ANNOUNCE: usize = 60 << 10;
 

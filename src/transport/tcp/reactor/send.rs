@@ -20,15 +20,15 @@ impl Reactor {
         self.send_with(id, h, &[body], true).map(drop)
     }
 
-    /// Sends a heartbeat (an empty frame of `kind`, see `tcp::control::KIND_BEAT`) on every
-    /// connection.
-    pub fn beat_all(&mut self, kind: u8) {
+    /// Sends a heartbeat (an empty frame of `kind` with `aux`, see
+    /// `tcp::control::KIND_BEAT`) on every connection.
+    pub fn beat_all(&mut self, kind: u8, aux: u16) {
         let beat = FrameHeader {
             slot: crate::ring::SlotHeader {
                 len: 0,
                 kind,
                 flags: 0,
-                aux: 0,
+                aux,
                 src: 0,
             },
             dst: 0,

@@ -132,19 +132,28 @@ impl Engine {
         if !self.delivery.on || !kinds {
             return Ok(false);
         }
-        let stream = self.delivery.out.get(&(src, dst, o.priority as u8));
-        if offset > 0 {
-            let began = stream.is_some_and(|s| s.open.contains(&(o.kind as u8, o.request_id)));
-            if !began && via != dst {
-                return Err(Error::NoRouteFound(format!(
-                    "a message from node index {src} to node index {dst} could not be sent \
-                     whole: its stream failed, or its route came to go through a forwarder, in \
-                     the middle of it"
-                )));
-            }
-            return Ok(began);
+        let key = (src, dst, o.priority as u8);
+        if offset == 0 {
+            // The stream is looked up only while some stream keeps frames: a direct send
+            // pays no lookup.
+            return Ok(via != dst
+                || self.delivery.keeps()
+                    && self
+                        .delivery
+                        .out
+                        .get(&key)
+                        .is_some_and(|s| !s.kept.is_empty()));
         }
-        Ok(via != dst || stream.is_some_and(|s| !s.kept.is_empty()))
+        let stream = self.delivery.out.get(&key);
+        let began = stream.is_some_and(|s| s.open.contains(&(o.kind as u8, o.request_id)));
+        if !began && via != dst {
+            return Err(Error::NoRouteFound(format!(
+                "a message from node index {src} to node index {dst} could not be sent whole: \
+                 its stream failed, or its route came to go through a forwarder, in the middle \
+                 of it"
+            )));
+        }
+        Ok(began)
     }
 
     /// Whether a data message from `src` to `dst` would travel sequenced now.

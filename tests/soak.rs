@@ -1,7 +1,8 @@
 //! `hyperfabric soak`, short: messages between two processes through two forwarders that
 //! lose, duplicate and damage frames, one of them killed and restarted every 2 s. Every
 //! message arrives exactly once, whole and in order, or its sender is told; nothing of the
-//! run is left in the shared-memory directory. (`scripts/test.sh` runs 10^5 messages.)
+//! run is left in the shared-memory directory; the same across hosts made of network
+//! namespaces. (`scripts/test.sh` runs 10^5 messages.)
 
 use std::process::Command;
 
@@ -17,18 +18,13 @@ fn soak_dirs() -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[test]
-fn a_soak_with_faults_and_a_killed_forwarder_loses_nothing() {
+/// Runs `hyperfabric soak` with `args` for `messages`, and checks what every soak
+/// promises; its JSON result.
+fn soak(messages: u64, args: &[&str]) -> serde_json::Value {
     let before = soak_dirs();
     let out = Command::new(env!("CARGO_BIN_EXE_hyperfabric"))
-        .args([
-            "soak",
-            "--messages",
-            "20000",
-            "--kill-every-ms",
-            "1500",
-            "--json",
-        ])
+        .args(["soak", "--messages", &messages.to_string(), "--json"])
+        .args(args)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -39,12 +35,12 @@ fn a_soak_with_faults_and_a_killed_forwarder_loses_nothing() {
     );
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
-    assert_eq!(n("messages"), 20_000);
+    assert_eq!(n("messages"), messages);
     assert_eq!(n("lost_unreported"), 0);
     assert_eq!(n("duplicated_or_reordered"), 0);
     assert_eq!(n("corrupt_delivered"), 0);
-    assert!(n("delivered") <= 20_000);
-    assert!(n("delivered") + n("reported_failed") >= 20_000, "{v}");
+    assert!(n("delivered") <= messages);
+    assert!(n("delivered") + n("reported_failed") >= messages, "{v}");
     assert!(n("forwarder_kills") >= 1, "{v}");
     assert!(n("resent") > 0 && n("refused_at_receivers") > 0, "{v}");
     assert_eq!(
@@ -52,4 +48,35 @@ fn a_soak_with_faults_and_a_killed_forwarder_loses_nothing() {
         before,
         "the soak left its fabric directory behind"
     );
+    v
+}
+
+#[test]
+fn a_soak_with_faults_and_a_killed_forwarder_loses_nothing() {
+    soak(20_000, &["--kill-every-ms", "1500"]);
+}
+
+/// The same with every hop a TCP connection between hosts (network namespaces): the
+/// forwarder's connections close when it is killed, and it dials the others again.
+#[test]
+fn a_soak_across_hosts_loses_nothing() {
+    if let Err(why) = hyperfabric::testbed::Testbed::new(1, false) {
+        println!("SKIPPED: this machine does not allow network namespaces: {why}");
+        return;
+    }
+    let before = namespaces();
+    // Long enough for two kills (the soak of this size takes about 3 s unkilled).
+    soak(40_000, &["--hosts", "--kill-every-ms", "1000"]);
+    assert_eq!(namespaces(), before, "the soak left namespaces behind");
+}
+
+/// The network namespaces of this machine.
+fn namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    v.sort();
+    v
 }

@@ -3,6 +3,8 @@
 //!
 //! An answer (response, receipt, error, pong) whose ring back is full is copied here with the
 //! offset it reached, and every poll pushes what fits before anything else. One is dropped
+//! An answer whose destination has no route for the moment (routes being rebuilt after a hop
+//! went down), with fault tolerance on, waits here the same way. One is dropped
 //! (and counted in `errors`) when its destination's process died or another registration
 //! took its index (checked every millisecond while it waits), when it waited [`DEFERRED_FOR`]
 //! in all, or when the replies
@@ -119,6 +121,15 @@ impl Engine {
                     Ok(Some((next, false))) => d.offset = next,
                     Ok(None)
                         if now.duration_since(d.since) < DEFERRED_FOR
+                            && !(check && self.unreachable(d.to)) =>
+                    {
+                        // Full: this destination's later replies wait behind this one.
+                        blocked.push(d.to);
+                        return true;
+                    }
+                    Err(e)
+                        if self.route_pending(&e, d.to)
+                            && now.duration_since(d.since) < DEFERRED_FOR
                             && !(check && self.unreachable(d.to)) =>
                     {
                         // Full: this destination's later replies wait behind this one.

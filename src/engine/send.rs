@@ -228,12 +228,29 @@ impl Engine {
                     self.defer_reply((from, to), o, data, offset);
                     return;
                 }
+                Err(e) if self.route_pending(&e, to) => {
+                    // Routes are being rebuilt (a hop just went down): the answer waits
+                    // for them like one that finds no room.
+                    self.defer_reply((from, to), o, data, offset);
+                    return;
+                }
                 Err(_) => {
                     self.counters.errors += 1;
                     return;
                 }
             }
         }
+    }
+
+    /// Whether `e`, from a send of an answer to `to`, comes from the way there only (no
+    /// route for the moment, a connection or forwarder on it that went down) while `to`
+    /// itself is still there: with fault tolerance on, the answer is kept and sent when
+    /// routes come back, as one that finds no room (routes through a hop that went down
+    /// vanish until the route service rebuilds them). Reads the registry: only on errors.
+    pub(super) fn route_pending(&mut self, e: &crate::error::Error, to: u32) -> bool {
+        self.delivery.on
+            && matches!(e.kind(), ErrorKind::NoRouteFound | ErrorKind::NodeNotFound)
+            && !self.unreachable(to)
     }
 }
 

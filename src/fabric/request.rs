@@ -85,6 +85,14 @@ impl Request {
     }
 
     /// A request whose answer comes through an endpoint's reply ring (`replies`).
+    /// The request with its clock started now: the timeout of a non-blocking send counts
+    /// from the send, not from the first wait (requests waited for one after the other
+    /// must not each get the whole timeout anew).
+    pub(super) fn started(mut self) -> Request {
+        self.deadline.instant();
+        self
+    }
+
     pub(super) fn answered_by(
         inner: Arc<Inner>,
         id: u64,

@@ -28,13 +28,27 @@ impl HyperFabricProtocol {
     ) -> Result<Vec<u8>> {
         // Waited for once the thread's endpoints are free again: a handler that runs in
         // this thread meanwhile (one of another protocol) may send through them.
-        self.send_data_nb(source, destination, data, opts)?.wait()
+        self.request_of(source, destination, data, opts)?.wait()
     }
 
     /// Non-blocking `send_data`: returns once the message is in the ring, with a
     /// [`Request`] to test, wait for, or `.await` (it is a `Future` that needs no particular
     /// runtime). Errors found before sending come back here; the rest from the request.
+    /// Its timeout (`opts.timeout`) counts from this call.
     pub fn send_data_nb(
+        &self,
+        source: &str,
+        destination: &str,
+        data: &[u8],
+        opts: &SendOptions,
+    ) -> Result<Request> {
+        self.request_of(source, destination, data, opts)
+            .map(Request::started)
+    }
+
+    /// [`send_data_nb`](Self::send_data_nb) without starting the request's clock (a
+    /// blocking `send_data` starts it only if it has to wait).
+    fn request_of(
         &self,
         source: &str,
         destination: &str,
@@ -44,7 +58,7 @@ impl HyperFabricProtocol {
         self.inner.check_sender()?;
         let named = Prefer::of(opts, false).and_then(|prefer| {
             self.with_named((source, destination), prefer, |ep| {
-                ep.send_data_nb(data, opts)
+                ep.request_of(data, opts)
             })
         });
         if let Some(sent) = named {

@@ -12,9 +12,13 @@ use hyperfabric::model::PacketPriority;
 use hyperfabric::LinkSpec;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Set for the processes of `soak --verbose`.
+pub(super) const VERBOSE: &str = "HF_SOAK_VERBOSE";
 
 /// Priority classes of the messages.
 pub(super) const CLASSES: usize = 5;
@@ -43,6 +47,13 @@ pub(super) struct SoakArgs {
     /// How long f1 stays dead before it is started again, ms.
     #[arg(long, default_value_t = 300)]
     down_ms: u64,
+    /// Put each process on a host of its own (a network namespace of this machine, which
+    /// needs root or CAP_NET_ADMIN), so that every hop is a TCP connection between hosts.
+    #[arg(long)]
+    hosts: bool,
+    /// Each end prints what it sent and its engine's counters on stderr at the end.
+    #[arg(long)]
+    verbose: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -51,13 +62,22 @@ pub(super) struct SoakArgs {
 #[derive(clap::Args)]
 pub(super) struct WorkerArgs {
     #[arg(long)]
-    fabric: String,
+    pub(super) fabric: String,
     #[arg(long)]
-    role: String,
+    pub(super) role: String,
     #[arg(long, default_value_t = 0)]
-    messages: u64,
+    pub(super) messages: u64,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(super) seed: u64,
+    /// With `soak --hosts`: the address this process listens on.
+    #[arg(long)]
+    pub(super) listen: Option<std::net::SocketAddr>,
+    /// With `soak --hosts`: the hosts it dials (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub(super) peers: Vec<std::net::SocketAddr>,
+    /// With `soak --hosts`: the fabric's key file.
+    #[arg(long)]
+    pub(super) key: Option<std::path::PathBuf>,
 }
 
 /// What an end sent.
@@ -85,9 +105,14 @@ pub(super) struct Report {
     pub(super) refused: u64,
 }
 
-/// The soak's fabric: a and b linked only through f1 (fast) and f2.
-pub(super) fn config(fabric: &str) -> ProtocolConfig {
-    ProtocolConfig {
+/// The soak's processes, in the order of their hosts (with `--hosts`, each dials those
+/// before it: `f1`, restarted, dials all others).
+pub(super) const ROLES: [&str; 4] = ["a", "b", "f2", "f1"];
+
+/// The soak's fabric: a and b linked only through f1 (fast) and f2; with `host`, this
+/// process's part of the fabric across hosts.
+pub(super) fn config(fabric: &str, host: Option<&WorkerArgs>) -> Result<ProtocolConfig, String> {
+    let mut c = ProtocolConfig {
         fabric_name: Some(fabric.into()),
         links: vec![
             LinkSpec::new("a", "f1").latency_ns(100),
@@ -96,7 +121,27 @@ pub(super) fn config(fabric: &str) -> ProtocolConfig {
             LinkSpec::new("f2", "b").latency_ns(1000),
         ],
         ..Default::default()
+    };
+    if let Some(w) = host.filter(|w| w.listen.is_some()) {
+        let key = w.key.as_ref().ok_or("--listen needs --key")?;
+        c.key = Some(hyperfabric::codec::FabricKey::from_file(key).map_err(|e| e.to_string())?);
+        c.tcp = Some(hyperfabric::fabric::TcpConfig {
+            listen: w.listen,
+            peers: w.peers.clone(),
+            ..Default::default()
+        });
     }
+    Ok(c)
+}
+
+/// Where a process of `soak --hosts` runs: its namespace, address, the addresses it dials,
+/// the key, and the shared-memory directory of its host.
+struct Place<'a> {
+    netns: &'a str,
+    listen: String,
+    peers: String,
+    key: std::path::PathBuf,
+    shm: std::path::PathBuf,
 }
 
 /// A soak process and the lines it prints.
@@ -112,15 +157,35 @@ impl Proc {
         role: &str,
         args: &SoakArgs,
         faults: Option<&str>,
+        place: Option<&Place>,
     ) -> Result<Proc, String> {
         let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-        let mut cmd = Command::new(exe);
-        cmd.args(["soak-worker", "--fabric", fabric, "--role", role])
-            .args(["--messages", &(args.messages / 2).to_string()])
+        let mut cmd = match place {
+            Some(p) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", p.netns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        cmd.args(["soak-worker", "--fabric", fabric, "--role", role]);
+        if let Some(p) = place {
+            cmd.args(["--listen", &p.listen, "--key"])
+                .arg(&p.key)
+                .env("HF_SHM_DIR", &p.shm);
+            if !p.peers.is_empty() {
+                cmd.args(["--peers", &p.peers]);
+            }
+        }
+        cmd.args(["--messages", &(args.messages / 2).to_string()])
             .args(["--seed", &args.seed.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .env_remove("HF_FAULTS");
+            .env_remove("HF_FAULTS")
+            .env_remove(VERBOSE);
+        if args.verbose {
+            cmd.env(VERBOSE, "1");
+        }
         if let Some(f) = faults {
             cmd.env("HF_FAULTS", f).stderr(Stdio::null());
         }
@@ -241,19 +306,87 @@ pub(super) fn run(args: SoakArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The hosts of `soak --hosts`: the namespaces, and a scratch directory (key, the hosts'
+/// shared-memory directories), all removed when dropped.
+struct Hosts {
+    bed: hyperfabric::testbed::Testbed,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Hosts {
+    fn new() -> Result<Hosts, String> {
+        let bed = hyperfabric::testbed::Testbed::new(ROLES.len(), false).map_err(|e| {
+            format!(
+                "soak --hosts makes each host a network namespace, which needs root or \
+                 CAP_NET_ADMIN and iproute2: {e}"
+            )
+        })?;
+        let dir = std::env::temp_dir().join(format!("hf-soak-hosts-{}", std::process::id()));
+        let h = Hosts { bed, dir };
+        std::fs::create_dir_all(&h.dir).map_err(|e| format!("scratch directory: {e}"))?;
+        let key = super::random_key_hex().map_err(|e| e.to_string())?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(h.key())
+            .and_then(|mut f| f.write_all(key.as_bytes()))
+            .map_err(|e| format!("writing the key: {e}"))?;
+        Ok(h)
+    }
+
+    fn key(&self) -> std::path::PathBuf {
+        self.dir.join("fabric.key")
+    }
+
+    fn address(&self, i: usize) -> String {
+        format!("{}:7420", self.bed.address(i))
+    }
+
+    /// Where process `role` runs.
+    fn place(&self, role: &str, key: &'_ std::path::Path) -> Result<Place<'_>, String> {
+        let i = ROLES.iter().position(|&r| r == role).expect("a role");
+        let shm = self.dir.join(format!("shm-{role}"));
+        std::fs::create_dir_all(&shm).map_err(|e| format!("scratch directory: {e}"))?;
+        Ok(Place {
+            netns: self.bed.name(i),
+            listen: self.address(i),
+            peers: (0..i)
+                .map(|j| self.address(j))
+                .collect::<Vec<_>>()
+                .join(","),
+            key: key.to_path_buf(),
+            shm,
+        })
+    }
+}
+
 fn soak(fabric: &str, args: &SoakArgs, faults: &str) -> Result<Outcome, String> {
     let start = Instant::now();
     let ready = Duration::from_secs(20);
-    let mut f1 = Proc::start(fabric, "f1", args, Some(faults))?;
-    let f2 = Proc::start(fabric, "f2", args, Some(faults))?;
-    f1.expect("ready", ready)?;
-    f2.expect("ready", ready)?;
-    let mut ends = [
-        Proc::start(fabric, "a", args, None)?,
-        Proc::start(fabric, "b", args, None)?,
-    ];
-    for e in &ends {
-        e.expect("ready", ready)?;
+    let hosts = if args.hosts {
+        Some(Hosts::new()?)
+    } else {
+        None
+    };
+    let key = hosts.as_ref().map(Hosts::key).unwrap_or_default();
+    let place = |role: &str| -> Result<Option<Place>, String> {
+        hosts.as_ref().map(|h| h.place(role, &key)).transpose()
+    };
+    let start_one = |role: &str, faults: Option<&str>| -> Result<Proc, String> {
+        Proc::start(fabric, role, args, faults, place(role)?.as_ref())
+    };
+    let mut f1 = start_one("f1", Some(faults))?;
+    let f2 = start_one("f2", Some(faults))?;
+    let mut ends = [start_one("a", None)?, start_one("b", None)?];
+    for p in [&f1, &f2].into_iter().chain(&ends) {
+        p.expect("ready", ready)?;
     }
     for e in &mut ends {
         e.say("go");
@@ -278,7 +411,7 @@ fn soak(fabric: &str, args: &SoakArgs, faults: &str) -> Result<Outcome, String> 
             f1.kill();
             kills += 1;
             std::thread::sleep(Duration::from_millis(args.down_ms));
-            f1 = Proc::start(fabric, "f1", args, Some(faults))?;
+            f1 = start_one("f1", Some(faults))?;
             f1.expect("ready", ready)?;
             next_kill = Instant::now() + Duration::from_millis(args.kill_every_ms);
         }
@@ -335,5 +468,5 @@ pub(super) fn failed(why: String) -> hyperfabric::Error {
 }
 
 pub(super) fn worker(args: WorkerArgs) -> Result<(), String> {
-    soak_worker::run(&args.fabric, &args.role, args.messages, args.seed)
+    soak_worker::run(&args)
 }

@@ -2,7 +2,7 @@
 //! of its environment), or an end that sends its share of the messages to the other end
 //! and checks every message it receives.
 
-use super::soak::{config, Report, Sent, CLASSES, PRIORITIES};
+use super::soak::{config, Report, Sent, WorkerArgs, CLASSES, PRIORITIES, ROLES, VERBOSE};
 use hyperfabric::fabric::{HyperFabricProtocol, Request, SendOptions};
 use hyperfabric::model::{HardwareType, NodeSignature};
 use std::collections::VecDeque;
@@ -76,10 +76,12 @@ fn size(r: &mut Rng) -> usize {
     }
 }
 
-/// Runs a soak process: `role` is `f1`/`f2` (forwarders) or `a`/`b` (ends, sending
-/// `messages` to the other end).
-pub(super) fn run(fabric: &str, role: &str, messages: u64, seed: u64) -> Result<(), String> {
-    let p = HyperFabricProtocol::with_config(config(fabric)).map_err(|e| e.to_string())?;
+/// Runs a soak process: its role is `f1`/`f2` (forwarders) or `a`/`b` (ends, sending its
+/// messages to the other end); with an address to listen on, a host of its own.
+pub(super) fn run(args: &WorkerArgs) -> Result<(), String> {
+    let (role, messages, seed) = (args.role.as_str(), args.messages, args.seed);
+    let p = HyperFabricProtocol::with_config(config(&args.fabric, Some(args))?)
+        .map_err(|e| e.to_string())?;
     let kind = if role.starts_with('f') {
         HardwareType::NetworkSwitch
     } else {
@@ -97,6 +99,16 @@ pub(super) fn run(fabric: &str, role: &str, messages: u64, seed: u64) -> Result<
         .map_err(|e| e.to_string())?;
     }
     p.start_background_services().map_err(|e| e.to_string())?;
+    if args.listen.is_some() {
+        // On a host of its own: ready once every node of the soak is reached.
+        let until = Instant::now() + Duration::from_secs(15);
+        while !ROLES.iter().all(|r| p.transport_to(r).is_ok()) {
+            if Instant::now() > until {
+                return Err(format!("{role}: not every host reached within 15 s"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     println!("ready");
     let mut lines = std::io::stdin().lock().lines();
     if role.starts_with('f') {
@@ -109,10 +121,8 @@ pub(super) fn run(fabric: &str, role: &str, messages: u64, seed: u64) -> Result<
     }
     let peer = if role == "a" { "b" } else { "a" };
     let sent = send(&p, (role, peer), messages, seed ^ role.as_bytes()[0] as u64);
-    println!(
-        "sent {}",
-        serde_json::to_string(&sent).expect("serializable")
-    );
+    let sent_dbg = serde_json::to_string(&sent).expect("serializable");
+    println!("sent {sent_dbg}");
     // Serves the other end until told to report.
     let _ = lines.next();
     let s = seen.lock().expect("not poisoned");
@@ -120,6 +130,9 @@ pub(super) fn run(fabric: &str, role: &str, messages: u64, seed: u64) -> Result<
         .get_topology_info()
         .map_err(|e| e.to_string())?
         .performance_metrics;
+    if std::env::var_os(VERBOSE).is_some() {
+        eprintln!("{role}: {sent_dbg} {m:?}");
+    }
     let report = Report {
         delivered: s.delivered.to_vec(),
         backward: s.backward,

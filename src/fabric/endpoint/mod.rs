@@ -315,7 +315,7 @@ impl Endpoint {
     pub fn send_data(&mut self, data: &[u8], opts: &SendOptions) -> Result<Vec<u8>> {
         self.inner.check_process()?;
         if matches!(self.path, Path::Engine) {
-            return self.send_data_nb(data, opts)?.wait();
+            return self.request_of(data, opts)?.wait();
         }
         let id = self.issue()?;
         self.send(id, data, opts, false)?;
@@ -325,8 +325,18 @@ impl Endpoint {
     }
 
     /// Non-blocking `send_data` through the endpoint: returns once the request is in the
-    /// ring, with a [`Request`] to test or wait for.
+    /// ring, with a [`Request`] to test or wait for. Its timeout counts from this call.
     pub fn send_data_nb(&mut self, data: &[u8], opts: &SendOptions) -> Result<Request> {
+        self.request_of(data, opts).map(Request::started)
+    }
+
+    /// [`send_data_nb`](Self::send_data_nb) without starting the request's clock (a
+    /// blocking `send_data` starts it only if it has to wait).
+    pub(in crate::fabric) fn request_of(
+        &mut self,
+        data: &[u8],
+        opts: &SendOptions,
+    ) -> Result<Request> {
         self.inner.check_process()?;
         if matches!(self.path, Path::Engine) {
             let (id, deadline) = self.through_engine(data, opts, false)?;

@@ -36,7 +36,7 @@ fn switch(id: &str) -> NodeSignature {
 }
 
 #[test]
-#[ignore = "child process of a_stopped_switch_is_marked_down_and_routed_around, started by it"]
+#[ignore = "child process of the tests in this file, started by them"]
 fn peer_role() {
     let p = protocol(&child_var(FABRIC));
     match child_var(ROLE).as_str() {
@@ -123,4 +123,64 @@ fn a_stopped_switch_is_marked_down_and_routed_around() {
     within(Duration::from_secs(5), || {
         path(&p).is_ok_and(|x| x == ["cli", "sw1", "srv"])
     });
+}
+
+fn protocol_silent_after(fabric: &str, down_after: Duration) -> HyperFabricProtocol {
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        down_after,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Each process marks a stopped node down after its own silence limit
+/// (`ProtocolConfig::down_after`): one that allows 60 ms marks it down while one that
+/// allows 1.5 s still routes through it, and the latter only once the node was silent that
+/// long.
+#[test]
+fn the_silence_limit_of_a_node_is_configurable() {
+    let fabric = format!("test-failover-limit-{}", std::process::id());
+    let _cleanup = FabricDir(fabric.clone());
+    let quick = protocol_silent_after(&fabric, Duration::from_millis(60));
+    let patient = protocol_silent_after(&fabric, Duration::from_millis(1500));
+    for (p, id) in [(&quick, "q"), (&patient, "p")] {
+        p.register_node(NodeSignature::new(id, HardwareType::CpuServer, 100.0, 10).unwrap())
+            .unwrap();
+        p.start_background_services().unwrap();
+    }
+    let sw1 = spawn("sw1", &fabric);
+    let registry = Registry::open(&fabric).unwrap();
+    let sw1_index = registry.lookup("sw1").unwrap().unwrap().index;
+    within(Duration::from_secs(5), || {
+        registry.heartbeat(sw1_index) > 0 && sw1_up(&quick) && sw1_up(&patient)
+    });
+    let silence = || {
+        Duration::from_nanos(
+            hyperfabric::sys::monotonic_ns().saturating_sub(registry.heartbeat(sw1_index)),
+        )
+    };
+
+    signal(&sw1, libc::SIGSTOP);
+    within(Duration::from_secs(5), || !sw1_up(&quick));
+    let (quiet, patient_up) = (silence(), sw1_up(&patient));
+    assert!(quiet >= Duration::from_millis(60), "down after {quiet:?}");
+    if quiet < Duration::from_millis(1400) {
+        assert!(patient_up, "marked down after {quiet:?} of 1.5 s allowed");
+    }
+    within(Duration::from_secs(10), || !sw1_up(&patient));
+    let quiet = silence();
+    assert!(quiet >= Duration::from_millis(1500), "down after {quiet:?}");
+    signal(&sw1, libc::SIGCONT);
+    within(Duration::from_secs(5), || {
+        sw1_up(&quick) && sw1_up(&patient)
+    });
+
+    let too_short = HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.clone()),
+        down_after: Duration::from_millis(5),
+        ..Default::default()
+    });
+    let e = too_short.err().expect("5 ms refused");
+    assert_eq!(e.kind(), hyperfabric::ErrorKind::Config, "{e}");
 }

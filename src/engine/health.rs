@@ -6,9 +6,15 @@ use std::collections::HashSet;
 
 /// Interval of heartbeats and of failure detection.
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
-/// Heartbeats a node may miss before it is marked down (200 ms: an engine thread that a
-/// loaded machine leaves unscheduled for a while is not a failed node).
+/// Heartbeats a node may miss before it is marked down, by default (200 ms: an engine
+/// thread that a loaded machine leaves unscheduled for a while is not a failed node).
 pub const HEARTBEAT_MISSES: u32 = 20;
+/// How long a node of this host may send no heartbeat before it is marked down, by default
+/// ([`HEARTBEAT_MISSES`] × [`HEARTBEAT_INTERVAL`]; see `ProtocolConfig::down_after`).
+pub const DOWN_AFTER: std::time::Duration =
+    std::time::Duration::from_millis(10 * HEARTBEAT_MISSES as u64);
+/// The shortest silence limit a protocol accepts: two heartbeats.
+pub const DOWN_AFTER_MIN: std::time::Duration = std::time::Duration::from_millis(20);
 /// Interval of the owner-liveness check (dead processes' nodes are removed, requests to them
 /// fail) while requests are pending.
 const LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -32,6 +38,8 @@ pub(super) struct Timers {
     pub(super) beat: std::time::Instant,
     pub(super) detect: std::time::Instant,
     pub(super) liveness: std::time::Instant,
+    /// How long a peer of this host may send no heartbeat before it is marked down.
+    pub(super) down_after: std::time::Duration,
 }
 
 impl Engine {
@@ -65,10 +73,16 @@ impl Engine {
         self.timers.beat = std::time::Instant::now() + HEARTBEAT_INTERVAL;
     }
 
+    /// Marks a peer of this host down once it sent no heartbeat for `d` (at least
+    /// [`DOWN_AFTER_MIN`]).
+    pub fn set_down_after(&mut self, d: std::time::Duration) {
+        self.timers.down_after = d.max(DOWN_AFTER_MIN);
+    }
+
     /// Periodic work, run by whoever drives the engine every few hundred polls: fails
     /// requests past their deadline, writes heartbeats (every [`HEARTBEAT_INTERVAL`], when
     /// beating), removes nodes of dead processes and fails requests to them (every 50 ms),
-    /// and marks down the peers that missed [`HEARTBEAT_MISSES`] heartbeats (and up again
+    /// and marks down the peers silent for longer than their limit (and up again
     /// when they resume). Returns the health changes, for the topology.
     pub fn tick(&mut self, now: std::time::Instant) -> Vec<HealthChange> {
         self.timers.now = now;
@@ -149,7 +163,7 @@ impl Engine {
         if self.delivery.keeps() {
             self.fail_undeliverable(now);
         }
-        let limit = HEARTBEAT_INTERVAL.as_nanos() as u64 * HEARTBEAT_MISSES as u64;
+        let limit = self.timers.down_after.as_nanos() as u64;
         let t = crate::sys::monotonic_ns();
         let mut changes = Vec::new();
         for e in self.peers.values() {

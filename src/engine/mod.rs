@@ -53,7 +53,7 @@ pub(crate) use frame::{compact_slot, push_fragment};
 pub use frame::{lane_of, Outgoing};
 pub use handler_watch::HANDLER_GRACE;
 use health::Timers;
-pub use health::{HealthChange, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
+pub use health::{HealthChange, DOWN_AFTER, DOWN_AFTER_MIN, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
 pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};
 use mailbox::Mailbox;
 pub use message::{same_id, Admit, Handler, Message, NodeName, Peer, Reply, Router};
@@ -334,6 +334,7 @@ impl Engine {
                 beat: std::time::Instant::now(),
                 detect: std::time::Instant::now(),
                 liveness: std::time::Instant::now(),
+                down_after: DOWN_AFTER,
             },
             down: HashMap::default(),
             gone_inbound: false,

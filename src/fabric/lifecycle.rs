@@ -69,6 +69,14 @@ impl HyperFabricProtocol {
         );
         engine.set_coalescing(config.coalescing);
         engine.set_fault_tolerance(config.options.enable_fault_tolerance);
+        let down_after = super::options::host_down_after_from_env(config.down_after)?;
+        if down_after < crate::engine::DOWN_AFTER_MIN {
+            return Err(Error::Config(format!(
+                "down_after {down_after:?}: at least {:?} (two heartbeats)",
+                crate::engine::DOWN_AFTER_MIN
+            )));
+        }
+        engine.set_down_after(down_after);
         let faults = match &config.faults {
             Some(plan) => Some(plan.clone()),
             None => crate::engine::FaultPlan::from_env()?,

@@ -56,6 +56,12 @@ pub struct ProtocolConfig {
     /// variable, if set; none otherwise. A protocol that injects faults says so on standard
     /// error when it starts.
     pub faults: Option<crate::engine::FaultPlan>,
+    /// How long a node of this host may send no heartbeat before this process marks it
+    /// down and routes around it (default 200 ms, at least 20 ms; `HF_DOWN_AFTER_MS`
+    /// amends it). A process that died is found by the liveness check whatever this says;
+    /// this catches one that stopped (SIGSTOP, an engine thread that never runs). Nodes
+    /// on other hosts: [`TcpConfig::down_after`].
+    pub down_after: Duration,
 }
 
 /// How a protocol reaches processes on other hosts (see
@@ -135,6 +141,7 @@ impl Default for ProtocolConfig {
             endpoints_by_name: true,
             tcp: None,
             faults: None,
+            down_after: crate::engine::DOWN_AFTER,
         }
     }
 }
@@ -174,12 +181,23 @@ impl TcpConfig {
 /// `d` as `HF_TCP_DOWN_AFTER_MS` (milliseconds, at least 50) amends it: how long a silent
 /// connection lives (see [`TcpConfig::down_after`]). `ConfigError` for another value.
 pub fn down_after_from_env(d: Duration) -> crate::Result<Duration> {
-    match std::env::var("HF_TCP_DOWN_AFTER_MS").ok().as_deref() {
+    millis_from_env("HF_TCP_DOWN_AFTER_MS", d, 50)
+}
+
+/// `d` as `HF_DOWN_AFTER_MS` (milliseconds, at least 20) amends it: how long a node of this
+/// host may be silent (see [`ProtocolConfig::down_after`]). `ConfigError` for another value.
+pub fn host_down_after_from_env(d: Duration) -> crate::Result<Duration> {
+    millis_from_env("HF_DOWN_AFTER_MS", d, 20)
+}
+
+/// `d` as environment variable `var` (milliseconds, at least `min`) amends it.
+fn millis_from_env(var: &str, d: Duration, min: u64) -> crate::Result<Duration> {
+    match std::env::var(var).ok().as_deref() {
         None | Some("") => Ok(d),
         Some(v) => match v.parse::<u64>() {
-            Ok(ms) if ms >= 50 => Ok(Duration::from_millis(ms)),
+            Ok(ms) if ms >= min => Ok(Duration::from_millis(ms)),
             _ => Err(crate::Error::Config(format!(
-                "HF_TCP_DOWN_AFTER_MS={v:?}: expected milliseconds, at least 50"
+                "{var}={v:?}: expected milliseconds, at least {min}"
             ))),
         },
     }

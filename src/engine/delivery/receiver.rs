@@ -28,7 +28,9 @@ pub(crate) struct InStream {
 }
 
 /// Bytes of an acknowledgement's body.
-const ACK_LEN: usize = 20;
+const ACK_LEN: usize = 28;
+/// Frames after a gap an acknowledgement tells the receiver holds (its `held` bitmap).
+pub(crate) const HELD_SPAN: u32 = 64;
 
 /// An acknowledgement: every frame of `incarnation` up to `seq` was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,17 +39,21 @@ pub(crate) struct Ack {
     pub(crate) seq: u32,
     pub(crate) flags: u8,
     pub(crate) priority: u8,
+    /// Frames the receiver holds after the one it misses: bit `i` for sequence number
+    /// `seq + 2 + i` (selective acknowledgement; 0 without a gap).
+    pub(crate) held: u64,
     /// CRC-32 of the name tags of acknowledging and acknowledged node, then the fields above.
     pub(crate) crc: u32,
 }
 
 impl Ack {
-    fn fields(&self) -> [u8; 16] {
-        let mut b = [0u8; 16];
+    fn fields(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
         b[0..8].copy_from_slice(&self.incarnation.to_le_bytes());
         b[8..12].copy_from_slice(&self.seq.to_le_bytes());
         b[12] = self.flags;
         b[13] = self.priority;
+        b[16..24].copy_from_slice(&self.held.to_le_bytes());
         b
     }
 
@@ -62,8 +68,8 @@ impl Ack {
 
     fn encode(&self) -> [u8; ACK_LEN] {
         let mut b = [0u8; ACK_LEN];
-        b[..16].copy_from_slice(&self.fields());
-        b[16..].copy_from_slice(&self.crc.to_le_bytes());
+        b[..24].copy_from_slice(&self.fields());
+        b[24..].copy_from_slice(&self.crc.to_le_bytes());
         b
     }
 
@@ -74,7 +80,8 @@ impl Ack {
             seq: u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
             flags: b[12],
             priority: b[13],
-            crc: u32::from_le_bytes(b[16..20].try_into().expect("4 bytes")),
+            held: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+            crc: u32::from_le_bytes(b[24..28].try_into().expect("4 bytes")),
         })
     }
 }
@@ -210,13 +217,20 @@ impl Engine {
             let Some(s) = self.delivery.inn.get(&key) else {
                 continue;
             };
-            // A gap stays reported while frames wait behind it.
+            // A gap stays reported while frames wait behind it, with those of them that
+            // follow closely.
             let flags = if s.gap || !s.ahead.is_empty() {
                 ACK_GAP
             } else {
                 0
             };
-            if self.send_ack(key, s.incarnation, s.delivered, flags) {
+            let held = s
+                .ahead
+                .range(succ(succ(s.delivered))..)
+                .map(|(&q, _)| q.wrapping_sub(s.delivered).wrapping_sub(2))
+                .take_while(|&i| i < HELD_SPAN)
+                .fold(0u64, |b, i| b | 1 << i);
+            if self.send_ack(key, (s.incarnation, s.delivered), flags, held) {
                 let s = self.delivery.inn.get_mut(&key).expect("looked up");
                 s.ack_due = false;
                 s.gap = false;
@@ -228,7 +242,13 @@ impl Engine {
 
     /// Sends one acknowledgement of stream `key` (sender, receiver, priority): whether it
     /// went (or cannot ever go: no route).
-    fn send_ack(&mut self, key: StreamKey, incarnation: u64, seq: u32, flags: u8) -> bool {
+    fn send_ack(
+        &mut self,
+        key: StreamKey,
+        (incarnation, seq): (u64, u32),
+        flags: u8,
+        held: u64,
+    ) -> bool {
         let (origin, at, priority) = key;
         let here = self.hosted_generation(at);
         let tags = (
@@ -240,6 +260,7 @@ impl Engine {
             seq,
             flags,
             priority,
+            held,
             crc: 0,
         };
         ack.crc = ack.checksum(tags);
@@ -299,12 +320,16 @@ mod tests {
             seq: 12,
             flags: ACK_GAP,
             priority: 4,
+            held: 0b1011 << 40,
             crc: 0,
         };
         a.crc = a.checksum((1, 2));
         let b = Ack::decode(&a.encode()).unwrap();
         assert_eq!(a, b);
         assert_ne!(b.checksum((2, 1)), a.crc);
-        assert_eq!(Ack::decode(&a.encode()[..19]), None);
+        assert_eq!(Ack::decode(&a.encode()[..ACK_LEN - 1]), None);
+        let mut c = b;
+        c.held ^= 1;
+        assert_ne!(c.checksum((1, 2)), a.crc, "the bitmap is covered");
     }
 }

@@ -1,6 +1,6 @@
 //! The sending side of a sequenced stream: frames numbered and kept until acknowledged,
-//! sent again (go-back-N: from the oldest kept, in order) after a timeout or when the
-//! receiver reports a gap, along the route of now; a stream whose receiver is gone or that
+//! sent again along the route of now, in order, after a timeout or when the receiver
+//! reports a gap: those the receiver does not say it holds (selective acknowledgement); a stream whose receiver is gone or that
 //! made no progress for [`DELIVERY_LIMIT`] is failed and started over under a new
 //! incarnation.
 
@@ -28,6 +28,8 @@ pub(crate) struct Kept {
     bytes: Vec<u8>,
     sent: Instant,
     resent: bool,
+    /// The receiver said it holds this frame (after one it misses): not sent again.
+    held: bool,
     /// The first frame of a data message: the request it is, or `None` for a one-way one.
     starts: Option<Option<u64>>,
 }
@@ -46,14 +48,22 @@ pub(crate) struct OutStream {
     srtt: Option<Duration>,
     rttvar: Duration,
     rto: Duration,
-    /// A round of resends is under way, at this kept frame.
-    round: Option<usize>,
+    /// A round of resends under way.
+    round: Option<Round>,
     /// The receiver reported a gap.
     gap: bool,
     round_at: Option<Instant>,
     /// The last acknowledgement that released frames (or the first keep after none).
     progress: Instant,
     acked_any: bool,
+}
+
+/// A round of resends: it goes on at kept frame `at` (where a full ring stopped it), up to
+/// sequence number `until` (excluded; `None`: every kept frame).
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    at: usize,
+    until: Option<u32>,
 }
 
 impl OutStream {
@@ -257,6 +267,7 @@ impl Engine {
             bytes,
             sent: now,
             resent: false,
+            held: false,
             starts,
         });
         self.delivery.kept += 1;
@@ -285,7 +296,10 @@ impl Engine {
         }
     }
 
-    /// One round (or the rest of one) of resends of stream `key`, from its oldest kept frame.
+    /// One round (or the rest of one) of resends of stream `key`, from its oldest kept frame:
+    /// after a reported gap, the frames before the last the receiver holds that it does not
+    /// hold (the oldest alone when it said nothing of them); after a timeout, every kept
+    /// frame it does not hold (every one, when the round before brought no progress).
     fn resend(&mut self, key: StreamKey, now: Instant) {
         let (src, dst, _) = key;
         let Ok(via) = self.via(src, dst) else {
@@ -295,54 +309,53 @@ impl Engine {
         let Some(mut s) = self.delivery.out.remove(&key) else {
             return;
         };
-        let timed_out = s
-            .kept
-            .front()
-            .is_some_and(|k| now.duration_since(k.sent) >= s.rto);
-        let head_only = s.gap && !timed_out;
-        if s.round.is_none() && head_only {
-            // A gap reported: the receiver keeps what came after what it misses, so the
-            // oldest frame goes again alone (the acknowledgement that follows tells of the
-            // next). A timeout sends everything kept again.
-            s.gap = false;
-            s.round_at = Some(now);
-            let lane = lane_of(PacketPriority::from_u32(key.2 as u32).unwrap_or_default());
-            if let (Ok(p), Some(k)) = (self.producer(src, via, lane), s.kept.front_mut()) {
-                if p.try_push(k.slot, &[&k.bytes]).is_ok() {
-                    k.sent = now;
-                    k.resent = true;
-                    self.registry.ring_bell(via);
-                    self.counters.frames_sent += 1;
-                    self.delivery.counters.resent += 1;
+        if s.round.is_none() {
+            let timed_out = s
+                .kept
+                .front()
+                .is_some_and(|k| now.duration_since(k.sent) >= s.rto);
+            let until = if s.gap && !timed_out {
+                let oldest = s.kept.front().map(|k| succ(k.seq));
+                s.kept
+                    .iter()
+                    .rev()
+                    .find(|k| k.held)
+                    .map(|k| k.seq)
+                    .or(oldest)
+            } else {
+                if s.round_at.is_some_and(|t| s.progress < t) {
+                    // What the receiver said it held may be gone (it started over).
+                    s.kept.iter_mut().for_each(|k| k.held = false);
                 }
-            }
-            self.delivery.out.insert(key, s);
-            return;
-        }
-        let start = match s.round {
-            Some(at) => at,
-            None => {
                 if !s.gap {
                     // A timeout: wait longer before the next one.
                     s.rto = (s.rto * 2).min(MAX_RTO);
                     self.delivery.counters.timeouts += 1;
                 }
-                s.gap = false;
-                s.round_at = Some(now);
-                0
-            }
-        };
-        let mut at = start;
+                None
+            };
+            s.gap = false;
+            s.round_at = Some(now);
+            s.round = Some(Round { at: 0, until });
+        }
+        let round = s.round.expect("set above");
+        let mut at = round.at;
         let mut sent = 0;
         let lane = lane_of(PacketPriority::from_u32(key.2 as u32).unwrap_or_default());
         if let Ok(p) = self.producer(src, via, lane) {
             while let Some(k) = s.kept.get_mut(at) {
-                if p.try_push(k.slot, &[&k.bytes]).is_err() {
+                if round.until.is_some_and(|u| !before(k.seq, u)) {
+                    at = s.kept.len();
                     break;
                 }
-                k.sent = now;
-                k.resent = true;
-                sent += 1;
+                if !k.held {
+                    if p.try_push(k.slot, &[&k.bytes]).is_err() {
+                        break;
+                    }
+                    k.sent = now;
+                    k.resent = true;
+                    sent += 1;
+                }
                 at += 1;
             }
         }
@@ -351,7 +364,7 @@ impl Engine {
             self.counters.frames_sent += sent;
             self.delivery.counters.resent += sent;
         }
-        s.round = (at < s.kept.len()).then_some(at);
+        s.round = (at < s.kept.len()).then_some(Round { at, ..round });
         self.delivery.out.insert(key, s);
     }
 
@@ -396,8 +409,11 @@ impl Engine {
             s.progress = now;
             s.round = s
                 .round
-                .map(|r| r.saturating_sub(released))
-                .filter(|&r| r < s.kept.len());
+                .map(|r| Round {
+                    at: r.at.saturating_sub(released),
+                    ..r
+                })
+                .filter(|r| r.at < s.kept.len());
             if let Some(rtt) = sample {
                 // RFC 6298: a smoothed round trip and its variation.
                 let (srtt, var) = match s.srtt {
@@ -420,6 +436,15 @@ impl Engine {
         if ack.flags & ACK_GAP != 0 && !s.kept.is_empty() {
             s.gap = true;
             self.delivery.resend_asked = true;
+            if ack.held != 0 {
+                // Frames after the missing one that the receiver keeps.
+                for k in s.kept.iter_mut() {
+                    let i = k.seq.wrapping_sub(ack.seq).wrapping_sub(2);
+                    if i < super::receiver::HELD_SPAN && ack.held >> i & 1 != 0 {
+                        k.held = true;
+                    }
+                }
+            }
         }
     }
 

@@ -35,11 +35,11 @@ fn soak(messages: u64, args: &[&str]) -> serde_json::Value {
     );
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
-    assert_eq!(n("messages"), messages);
-    assert_eq!(n("lost_unreported"), 0);
-    assert_eq!(n("duplicated_or_reordered"), 0);
-    assert_eq!(n("corrupt_delivered"), 0);
-    assert!(n("delivered") <= messages);
+    assert_eq!(n("messages"), messages, "{v}");
+    assert_eq!(n("lost_unreported"), 0, "{v}");
+    assert_eq!(n("duplicated_or_reordered"), 0, "{v}");
+    assert_eq!(n("corrupt_delivered"), 0, "{v}");
+    assert!(n("delivered") <= messages, "{v}");
     assert!(n("delivered") + n("reported_failed") >= messages, "{v}");
     assert!(n("forwarder_kills") >= 1, "{v}");
     assert!(n("resent") > 0 && n("refused_at_receivers") > 0, "{v}");

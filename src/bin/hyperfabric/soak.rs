@@ -249,7 +249,7 @@ impl Drop for Proc {
 }
 
 /// The soak's outcome.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Default)]
 struct Outcome {
     messages: u64,
     delivered: u64,
@@ -428,18 +428,8 @@ fn soak(fabric: &str, args: &SoakArgs, faults: &str) -> Result<Outcome, String> 
     }
     let sent: Vec<Sent> = sent.into_iter().map(|s| s.expect("all sent")).collect();
     let mut o = Outcome {
-        messages: 0,
-        delivered: 0,
-        reported_failed: 0,
-        lost_unreported: 0,
-        duplicated_or_reordered: 0,
-        corrupt_delivered: 0,
         forwarder_kills: kills,
-        resent: 0,
-        resend_timeouts: 0,
-        refused_at_receivers: 0,
-        sends_made_again: 0,
-        seconds: 0.0,
+        ..Default::default()
     };
     // a's messages are b's to report, and b's a's.
     for (s, r) in sent.iter().zip(reports.iter().rev()) {

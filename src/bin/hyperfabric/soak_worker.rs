@@ -131,7 +131,9 @@ pub(super) fn run(args: &WorkerArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .performance_metrics;
     if std::env::var_os(VERBOSE).is_some() {
-        eprintln!("{role}: {sent_dbg} {m:?}");
+        // One write: the other end prints at the same time.
+        let line = format!("{role}: sent {sent_dbg}; counters {m:?}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
     let report = Report {
         delivered: s.delivered.to_vec(),

@@ -327,11 +327,9 @@ impl Engine {
                     // What the receiver said it held may be gone (it started over).
                     s.kept.iter_mut().for_each(|k| k.held = false);
                 }
-                if !s.gap {
-                    // A timeout: wait longer before the next one.
-                    s.rto = (s.rto * 2).min(MAX_RTO);
-                    self.delivery.counters.timeouts += 1;
-                }
+                // A timeout: wait longer before the next one.
+                s.rto = (s.rto * 2).min(MAX_RTO);
+                self.delivery.counters.timeouts += 1;
                 None
             };
             s.gap = false;

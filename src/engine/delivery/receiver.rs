@@ -224,12 +224,7 @@ impl Engine {
             } else {
                 0
             };
-            let held = s
-                .ahead
-                .range(succ(succ(s.delivered))..)
-                .map(|(&q, _)| q.wrapping_sub(s.delivered).wrapping_sub(2))
-                .take_while(|&i| i < HELD_SPAN)
-                .fold(0u64, |b, i| b | 1 << i);
+            let held = held_after(s.delivered, s.ahead.keys().copied());
             if self.send_ack(key, (s.incarnation, s.delivered), flags, held) {
                 let s = self.delivery.inn.get_mut(&key).expect("looked up");
                 s.ack_due = false;
@@ -285,6 +280,16 @@ impl Engine {
     }
 }
 
+/// The bitmap of an acknowledgement: of the frames kept (`ahead`, in increasing order) those
+/// among the [`HELD_SPAN`] after the one that follows `delivered` (bit `i`: sequence number
+/// `delivered + 2 + i`, wrapping).
+fn held_after(delivered: u32, ahead: impl Iterator<Item = u32>) -> u64 {
+    ahead
+        .map(|q| q.wrapping_sub(delivered).wrapping_sub(2))
+        .filter(|&i| i < HELD_SPAN)
+        .fold(0u64, |b, i| b | 1 << i)
+}
+
 impl super::Delivery {
     /// Forgets the receiving side of streams whose sender is no longer a node this engine
     /// knows (its process died or it left: not `live`) or whose receiver this engine no
@@ -312,6 +317,22 @@ impl super::Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_held_bitmap_names_the_frames_kept_after_the_missing_one() {
+        // 10 taken, 11 missing: 12 is bit 0, 75 bit 63, 76 beyond.
+        assert_eq!(
+            held_after(10, [12, 14, 75, 76].into_iter()),
+            1 | 1 << 2 | 1 << 63
+        );
+        assert_eq!(held_after(10, std::iter::empty()), 0);
+        // Across the wrap of the sequence numbers (0 is never one: its bit stays clear;
+        // the sender computes the same positions).
+        assert_eq!(
+            held_after(u32::MAX - 2, [u32::MAX, 1, 2].into_iter()),
+            0b1101
+        );
+    }
 
     #[test]
     fn an_acknowledgement_round_trips_and_its_checksum_binds_both_nodes() {

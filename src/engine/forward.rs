@@ -92,11 +92,15 @@ impl Engine {
         self.counters.forwards_waiting = rings as u64;
     }
 
-    /// Whether frames wait for room onward: forwards left in their rings, or replies kept
-    /// for later. A later poll sends them; nothing rings this engine when room frees, so its
-    /// thread should not sleep long meanwhile.
+    /// Whether frames wait for room onward (forwards left in their rings, replies kept for
+    /// later), sequenced frames for their acknowledgement (or resend), or acknowledgements
+    /// for their time. A later poll sends them; nothing rings this engine when room frees or
+    /// time passes, so its thread should not sleep long meanwhile.
     pub fn holds_back(&self) -> bool {
-        self.held.any || !self.deferred.is_empty()
+        self.held.any
+            || !self.deferred.is_empty()
+            || self.delivery.keeps()
+            || !self.delivery.due.is_empty()
     }
 
     /// Whether next hop `next`, whose ring has no room, is gone (its process died, or its

@@ -146,9 +146,9 @@ impl Engine {
             if !self.delivery.inn.is_empty() {
                 self.delivery.forget_departed_senders(&live, &here);
             }
-            self.delivery
-                .failures
-                .retain(|&(src, dst), _| here(src) && live(dst));
+            // Kept while the destination is away: the first send after it is back (a
+            // restarted process under the same id) reports them.
+            self.delivery.failures.retain(|&(src, _), _| here(src));
             let gone: Vec<_> = self
                 .delivery
                 .out

@@ -166,8 +166,11 @@ impl Engine {
         for (src, via, lane) in corrupt {
             let _ = self.drop_corrupt(src, via, lane);
             let hops = &self.hops;
+            // Through a forwarder with fault tolerance on, a request's frames are kept by
+            // its stream and sent again along the next route: it does not fail here.
+            let resent = self.delivery.on;
             for p in self.pending.values_mut() {
-                let through = p.dst == via || hops.get(&(src, p.dst)) == Some(&via);
+                let through = p.dst == via || !resent && hops.get(&(src, p.dst)) == Some(&via);
                 if p.result.is_none() && through {
                     p.complete(Err(Error::MalformedFrame(format!(
                         "the channel to node index {via} was found corrupt by its receiver; \

@@ -258,11 +258,20 @@ impl Engine {
     /// Whether every latency-lane frame this engine pushed from `src` toward `dst` (to it,
     /// or to its cached next hop) was taken by the receiver, no reply to `dst` is kept for
     /// later and no neuromorphic batch of the pair waits: a send of the latency lane that
-    /// takes another ring after these cannot overtake them. (The bulk lane keeps no order
-    /// with the latency lane.)
+    /// takes another ring after these cannot overtake them, and no sequenced frame of the
+    /// pair waits to be acknowledged or sent again. (The bulk lane keeps no order with the
+    /// latency lane.)
     pub fn drained_toward(&mut self, src: u32, dst: u32) -> bool {
         let hop = self.hops.get(&(src, dst)).copied().unwrap_or(dst);
-        !self.defers_to(dst)
+        // Frames kept for resending would be overtaken by a send on another ring.
+        let kept = self.delivery.keeps()
+            && self
+                .delivery
+                .out
+                .iter()
+                .any(|(&(s, d, _), o)| s == src && d == dst && !o.kept.is_empty());
+        !kept
+            && !self.defers_to(dst)
             && !self.spikes.contains_key(&(src, dst))
             && [dst, hop].iter().all(|&to| {
                 self.out

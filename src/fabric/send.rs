@@ -140,6 +140,10 @@ impl HyperFabricProtocol {
         self.until_room(&mut deadline, destination, |e| {
             let src = e.hosted_index(source)?;
             let dst = e.resolve(destination)?;
+            if let Some(failed) = e.take_failure(src, dst.index) {
+                // Earlier events (or messages) of the pair were not delivered.
+                return Err(failed);
+            }
             let first = !e.has_spikes();
             let queued = e.coalesce(
                 src,
@@ -190,19 +194,37 @@ impl Inner {
     /// fragments, so another thread's urgent message can go in between.
     pub(super) fn push<'a>(
         &'a self,
-        mut e: MutexGuard<'a, Engine>,
+        e: MutexGuard<'a, Engine>,
         (src, dst): (u32, u32),
         o: &Outgoing<'_>,
         body: &[u8],
         deadline: &mut Deadline,
     ) -> Result<()> {
         let mut offset = 0;
+        let r = self.push_from(e, (src, dst), o, body, deadline, &mut offset);
+        if r.is_err() && offset > 0 {
+            // Sent in part: the caller learns it from the error, not again from the stream.
+            lock(&self.engine).abandon_message(src, dst, o);
+        }
+        r
+    }
+
+    /// [`push`](Self::push) from fragment `offset` on, which it advances.
+    fn push_from<'a>(
+        &'a self,
+        mut e: MutexGuard<'a, Engine>,
+        (src, dst): (u32, u32),
+        o: &Outgoing<'_>,
+        body: &[u8],
+        deadline: &mut Deadline,
+        offset: &mut usize,
+    ) -> Result<()> {
         let mut backoff = Backoff::new();
         // While the ring stays full, whether the destination's process died is checked every
         // 10 ms (with or without background services): a dead reader never makes room.
         let mut next_check: Option<Instant> = None;
         loop {
-            match e.try_send_from(src, dst, o, body, offset)? {
+            match e.try_send_from(src, dst, o, body, *offset)? {
                 Some((_, true)) => {
                     if !self.running.load(std::sync::atomic::Ordering::Acquire) {
                         if let Ok(via) = e.via(src, dst) {
@@ -212,7 +234,7 @@ impl Inner {
                     return Ok(());
                 }
                 Some((next, false)) => {
-                    offset = next;
+                    *offset = next;
                     backoff.reset();
                 }
                 // Full: drain our own inbound rings, the peer may be waiting on us.
@@ -231,7 +253,8 @@ impl Inner {
                     drop(e);
                     if deadline.passed() {
                         return Err(Error::Timeout(format!(
-                            "ring to node index {dst} stayed full"
+                            "no room toward node index {dst} within the timeout (its ring, or \
+                             what its stream may keep for resending, stayed full)"
                         )));
                     }
                     backoff.snooze();

@@ -101,6 +101,10 @@ pub(crate) struct Delivery {
     pub(crate) inn: HashMap<StreamKey, InStream>,
     /// Streams with an acknowledgement to send.
     pub(crate) due: Vec<StreamKey>,
+    /// Some acknowledgement due cannot wait; else, passes since the waiting ones were
+    /// looked at (the clock is read every few passes only).
+    pub(crate) ack_urgent: bool,
+    pub(crate) ack_skips: u32,
     /// Streams whose frames kept after a gap can be taken now.
     pub(crate) ready: Vec<StreamKey>,
     /// Bytes of those frames, all streams.
@@ -170,10 +174,7 @@ impl Retired {
 pub(crate) fn new_incarnation() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let fresh = ((ms << 24) | (crate::sys::random_u64() & 0xff_ffff)).max(1);
+    let fresh = ((since_epoch_ms() << INCARNATION_RANDOM) | crate::sys::random_u64() >> 42).max(1);
     // Increasing within the process, whatever the clock does.
     let mut last = LAST.load(Ordering::Relaxed);
     loop {
@@ -185,9 +186,44 @@ pub(crate) fn new_incarnation() -> u64 {
     }
 }
 
+/// Random low bits of an incarnation (above them: milliseconds since [`EPOCH_MS`], enough
+/// for 139 years).
+const INCARNATION_RANDOM: u32 = 22;
+/// 2026-01-01T00:00:00Z in milliseconds since the Unix epoch: incarnations count from it.
+const EPOCH_MS: u64 = 1_767_225_600_000;
+/// How far ahead of the receiver's clock a new incarnation may be (clocks of hosts
+/// differ): one further ahead is refused, so that one forged or damaged frame cannot make a
+/// stream refuse its sender's real incarnations for longer than this.
+pub(crate) const INCARNATION_AHEAD_MS: u64 = 60_000;
+
+/// The wall clock in milliseconds since [`EPOCH_MS`] (0 before it).
+fn since_epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        .saturating_sub(EPOCH_MS)
+}
+
+/// Whether `incarnation` was drawn no further ahead of this host's clock than
+/// [`INCARNATION_AHEAD_MS`].
+pub(crate) fn plausible_incarnation(incarnation: u64) -> bool {
+    incarnation >> INCARNATION_RANDOM <= since_epoch_ms() + INCARNATION_AHEAD_MS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incarnations_from_far_ahead_are_implausible() {
+        let now = new_incarnation();
+        assert!(plausible_incarnation(now));
+        assert!(plausible_incarnation(now + (30_000 << INCARNATION_RANDOM)));
+        assert!(!plausible_incarnation(
+            now + (120_000 << INCARNATION_RANDOM)
+        ));
+        assert!(!plausible_incarnation(u64::MAX - 1));
+    }
 
     #[test]
     fn incarnations_increase() {

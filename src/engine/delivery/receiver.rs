@@ -12,6 +12,7 @@ use crate::engine::{Engine, MsgHeader, Outgoing, MSG_HEADER};
 use crate::model::{DataType, PacketPriority};
 use crate::ring::SlotHeader;
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// A stream's receiving side.
 pub(crate) struct InStream {
@@ -21,6 +22,10 @@ pub(crate) struct InStream {
     /// The last frame taken (0: none yet).
     delivered: u32,
     ack_due: bool,
+    /// The acknowledgement due cannot wait (a gap, a duplicate: the sender is resending).
+    ack_now: bool,
+    /// Frames and bytes taken since the last acknowledgement, and when the first was.
+    unacked: (u32, usize, Option<Instant>),
     gap: bool,
     /// Frames that came after a missing one, by sequence number: their slot header and
     /// payload (message header, extension, body).
@@ -31,6 +36,16 @@ pub(crate) struct InStream {
 const ACK_LEN: usize = 28;
 /// Frames after a gap an acknowledgement tells the receiver holds (its `held` bitmap).
 pub(crate) const HELD_SPAN: u32 = 64;
+/// Frames taken after which an acknowledgement goes without waiting.
+const ACK_EVERY: u32 = 32;
+/// Bytes taken after which an acknowledgement goes without waiting.
+const ACK_EVERY_BYTES: usize = 1 << 20;
+/// How long an acknowledgement of frames taken in order waits for more (well below the
+/// sender's shortest retransmission timeout, `MIN_RTO`).
+const ACK_DELAY: std::time::Duration = std::time::Duration::from_micros(500);
+/// Passes over the rings between two looks at acknowledgements that wait (a look reads the
+/// clock).
+const ACK_LOOK_EVERY: u32 = 16;
 
 /// An acknowledgement: every frame of `incarnation` up to `seq` was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +141,12 @@ impl Engine {
                 d.counters.stale += 1;
                 return None;
             }
+            _ if !super::plausible_incarnation(ext.incarnation) => {
+                // Drawn further in the future than clocks differ: damaged or forged (it
+                // would make the sender's real incarnations look stale).
+                d.counters.stale += 1;
+                return None;
+            }
             other => {
                 // A stream not followed yet (or a newer incarnation of one): followed from
                 // now on. A frame after its first (which was lost, or overtaken) is kept
@@ -141,6 +162,8 @@ impl Engine {
                         incarnation: ext.incarnation,
                         delivered: 0,
                         ack_due: false,
+                        ack_now: false,
+                        unacked: (0, 0, None),
                         gap: false,
                         ahead: BTreeMap::new(),
                     },
@@ -152,14 +175,26 @@ impl Engine {
         let taken = ext.seq == next;
         if taken {
             s.delivered = next;
+            s.unacked.0 += 1;
+            s.unacked.1 += body.len();
+            if s.unacked.2.is_none() {
+                s.unacked.2 = Some(Instant::now());
+            }
+            if s.unacked.0 >= ACK_EVERY || s.unacked.1 >= ACK_EVERY_BYTES {
+                d.ack_urgent = true;
+            }
             if s.ahead.contains_key(&succ(next)) {
                 d.ready.push(key);
             }
         } else if before(ext.seq, next) || s.ahead.contains_key(&ext.seq) {
             d.counters.duplicates += 1;
+            s.ack_now = true;
+            d.ack_urgent = true;
         } else {
             d.counters.out_of_order += 1;
             s.gap = true;
+            s.ack_now = true;
+            d.ack_urgent = true;
             // Kept, if there is room, for when the missing frames come.
             let len = MSG_HEADER + body.len();
             let close = ext.seq.wrapping_sub(next) < AHEAD_FRAMES as u32 * 4;
@@ -209,14 +244,36 @@ impl Engine {
         }
     }
 
-    /// Sends the acknowledgements due (after a pass over the rings). One that finds no room
-    /// stays due.
+    /// Sends the acknowledgements due (after a pass over the rings): at once after a gap or
+    /// a duplicate, else once [`ACK_EVERY`] frames or [`ACK_EVERY_BYTES`] were taken or the
+    /// first of them waited [`ACK_DELAY`] (so that a stream of small messages does not
+    /// double its frames). One that finds no room, or waits, stays due.
     pub(in crate::engine) fn flush_acks(&mut self) {
+        let d = &mut self.delivery;
+        if !d.ack_urgent && d.ack_skips < ACK_LOOK_EVERY {
+            d.ack_skips += 1;
+            return;
+        }
+        d.ack_urgent = false;
+        d.ack_skips = 0;
         let due = std::mem::take(&mut self.delivery.due);
+        let mut now = None;
         for key in due {
             let Some(s) = self.delivery.inn.get(&key) else {
                 continue;
             };
+            let (frames, bytes, since) = s.unacked;
+            let wait = !s.ack_now
+                && s.ahead.is_empty()
+                && frames < ACK_EVERY
+                && bytes < ACK_EVERY_BYTES
+                && since.is_some_and(|t| {
+                    now.get_or_insert_with(Instant::now).duration_since(t) < ACK_DELAY
+                });
+            if wait {
+                self.delivery.due.push(key);
+                continue;
+            }
             // A gap stays reported while frames wait behind it, with those of them that
             // follow closely.
             let flags = if s.gap || !s.ahead.is_empty() {
@@ -228,6 +285,8 @@ impl Engine {
             if self.send_ack(key, (s.incarnation, s.delivered), flags, held) {
                 let s = self.delivery.inn.get_mut(&key).expect("looked up");
                 s.ack_due = false;
+                s.ack_now = false;
+                s.unacked = (0, 0, None);
                 s.gap = false;
             } else {
                 self.delivery.due.push(key);

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::codec::{id_tag, FrameKind};
 use crate::engine::frame::Fragment;
-use crate::engine::{lane_of, Engine, Outgoing, FLAG_ONE_WAY, MSG_HEADER};
+use crate::engine::{lane_of, Engine, MsgHeader, Outgoing, FLAG_ONE_WAY, MSG_HEADER};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::PacketPriority;
 use crate::ring::{PushError, SlotHeader};
@@ -30,6 +30,8 @@ pub(crate) struct Kept {
     resent: bool,
     /// The receiver said it holds this frame (after one it misses): not sent again.
     held: bool,
+    /// Its message's send failed and said so: a failure of the stream does not count it.
+    told: bool,
     /// The first frame of a data message: the request it is, or `None` for a one-way one.
     starts: Option<Option<u64>>,
 }
@@ -173,7 +175,10 @@ impl Engine {
 
     /// The failure of earlier messages from `src` to `dst` not yet reported, as the error a
     /// send from `src` to `dst` returns instead of sending.
-    pub(in crate::engine) fn take_failure(&mut self, src: u32, dst: u32) -> Option<Error> {
+    pub(crate) fn take_failure(&mut self, src: u32, dst: u32) -> Option<Error> {
+        if self.delivery.failures.is_empty() {
+            return None;
+        }
         let f: Failure = self.delivery.failures.remove(&(src, dst))?;
         Some(Error::new(
             f.kind,
@@ -268,6 +273,7 @@ impl Engine {
             sent: now,
             resent: false,
             held: false,
+            told: false,
             starts,
         });
         self.delivery.kept += 1;
@@ -446,6 +452,21 @@ impl Engine {
         }
     }
 
+    /// Message `o` from `src` to `dst`, of which some fragments went, will not be sent
+    /// whole: its sender was told (its send failed). Its fragments still kept are not counted
+    /// again if the stream fails, and the stream no longer holds it open.
+    pub(crate) fn abandon_message(&mut self, src: u32, dst: u32, o: &Outgoing<'_>) {
+        let Some(s) = self.delivery.out.get_mut(&(src, dst, o.priority as u8)) else {
+            return;
+        };
+        s.open.retain(|m| *m != (o.kind as u8, o.request_id));
+        for k in s.kept.iter_mut() {
+            if k.slot.kind == o.kind as u8 && MsgHeader::decode(&k.bytes).id == o.request_id {
+                k.told = true;
+            }
+        }
+    }
+
     /// Fails streams whose receiver is gone, restarted, or acknowledged nothing for
     /// [`DELIVERY_LIMIT`] (run from the periodic tick).
     pub(in crate::engine) fn fail_undeliverable(&mut self, now: Instant) {
@@ -492,7 +513,7 @@ impl Engine {
         s.restart(Instant::now(), tags, generation);
         self.delivery.kept -= kept.len();
         let mut posts = 0;
-        for k in &kept {
+        for k in kept.iter().filter(|k| !k.told) {
             match k.starts {
                 Some(Some(request)) => {
                     self.fail(request, Error::new(kind, format!("not delivered: {why}")));
@@ -503,12 +524,18 @@ impl Engine {
             }
         }
         // A message whose first frame was acknowledged and a later one was not.
-        let torn = kept.front().is_some_and(|k| {
-            k.starts.is_none()
-                && k.slot.kind == FrameKind::Data as u8
-                && k.slot.flags & FLAG_ONE_WAY != 0
-        });
-        posts += torn as u64;
+        if let Some(k) = kept
+            .front()
+            .filter(|k| !k.told && k.starts.is_none() && k.slot.kind == FrameKind::Data as u8)
+        {
+            if k.slot.flags & FLAG_ONE_WAY != 0 {
+                posts += 1;
+            } else {
+                let request = MsgHeader::decode(&k.bytes).id;
+                self.fail(request, Error::new(kind, format!("not delivered: {why}")));
+                self.delivery.counters.failed += 1;
+            }
+        }
         if posts > 0 {
             self.delivery.counters.failed += posts;
             let f = self

@@ -54,6 +54,13 @@ pub(super) struct SoakArgs {
     /// Each end prints what it sent and its engine's counters on stderr at the end.
     #[arg(long)]
     verbose: bool,
+    /// Run with fault tolerance off (best effort): the soak then counts what is lost
+    /// without a report, and fails.
+    #[arg(long)]
+    best_effort: bool,
+    /// Timeout of each request, ms.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -78,6 +85,12 @@ pub(super) struct WorkerArgs {
     /// With `soak --hosts`: the fabric's key file.
     #[arg(long)]
     pub(super) key: Option<std::path::PathBuf>,
+    /// Fault tolerance off.
+    #[arg(long)]
+    pub(super) best_effort: bool,
+    /// Timeout of each request, ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub(super) timeout_ms: u64,
 }
 
 /// What an end sent.
@@ -86,9 +99,10 @@ pub(super) struct Sent {
     pub(super) messages: u64,
     /// Messages per class (numbered from 0).
     pub(super) numbers: Vec<u64>,
-    /// Requests that failed (their answers said so, or they timed out).
-    pub(super) failed_requests: u64,
-    /// Messages whose delivery the protocol reported failed (`delivery_failed`).
+    /// Requests that failed (their answers said so, or they timed out), as (class, number).
+    pub(super) failed_requests: Vec<(u8, u64)>,
+    /// One-way messages whose delivery the protocol reported failed (`delivery_failed`
+    /// less `delivery_failed_requests`).
     pub(super) failed_posts: u64,
     /// Sends refused for the moment and made again.
     pub(super) refusals: u64,
@@ -98,6 +112,10 @@ pub(super) struct Sent {
 #[derive(Serialize, Deserialize, Default, Debug)]
 pub(super) struct Report {
     pub(super) delivered: Vec<u64>,
+    /// Per class, the number after the last message taken.
+    pub(super) next: Vec<u64>,
+    /// Messages skipped (a later one of their class came first), as (class, number).
+    pub(super) missing: Vec<(u8, u64)>,
     pub(super) backward: u64,
     pub(super) corrupt: u64,
     pub(super) resent: u64,
@@ -122,6 +140,7 @@ pub(super) fn config(fabric: &str, host: Option<&WorkerArgs>) -> Result<Protocol
         ],
         ..Default::default()
     };
+    c.options.enable_fault_tolerance = !host.is_some_and(|w| w.best_effort);
     if let Some(w) = host.filter(|w| w.listen.is_some()) {
         let key = w.key.as_ref().ok_or("--listen needs --key")?;
         c.key = Some(hyperfabric::codec::FabricKey::from_file(key).map_err(|e| e.to_string())?);
@@ -169,6 +188,10 @@ impl Proc {
             None => Command::new(exe),
         };
         cmd.args(["soak-worker", "--fabric", fabric, "--role", role]);
+        if args.best_effort {
+            cmd.arg("--best-effort");
+        }
+        cmd.args(["--timeout-ms", &args.timeout_ms.to_string()]);
         if let Some(p) = place {
             cmd.args(["--listen", &p.listen, "--key"])
                 .arg(&p.key)
@@ -255,6 +278,9 @@ struct Outcome {
     delivered: u64,
     reported_failed: u64,
     lost_unreported: u64,
+    /// Requests reported failed that had arrived (their answers were lost, or the
+    /// connection to their destination closed): no acknowledgement scheme avoids these.
+    reported_failed_but_delivered: u64,
     duplicated_or_reordered: u64,
     corrupt_delivered: u64,
     forwarder_kills: u64,
@@ -285,6 +311,10 @@ pub(super) fn run(args: SoakArgs) -> Result<(), String> {
         for (what, v) in [
             ("delivered exactly once, whole, in order", o.delivered),
             ("reported failed to their senders", o.reported_failed),
+            (
+                "  of them requests that had arrived",
+                o.reported_failed_but_delivered,
+            ),
             ("lost without a report", o.lost_unreported),
             (
                 "duplicated or out of order at a receiver",
@@ -432,13 +462,36 @@ fn soak(fabric: &str, args: &SoakArgs, faults: &str) -> Result<Outcome, String> 
         ..Default::default()
     };
     // a's messages are b's to report, and b's a's.
-    for (s, r) in sent.iter().zip(reports.iter().rev()) {
+    for ((s, r), role) in sent.iter().zip(reports.iter().rev()).zip(["a", "b"]) {
         let delivered: u64 = r.delivered.iter().sum();
-        let failed = s.failed_posts + s.failed_requests;
+        let requests = soak_worker::requests(args.seed, role, s.messages);
+        let failed: std::collections::HashSet<(u8, u64)> =
+            s.failed_requests.iter().copied().collect();
+        // What never arrived: skipped numbers, and those after the last taken.
+        let tail = (0..CLASSES).flat_map(|c| {
+            let from = r.next.get(c).copied().unwrap_or(0);
+            (from..s.numbers[c]).map(move |n| (c as u8, n))
+        });
+        let mut missing_posts = 0u64;
+        let mut missing = std::collections::HashSet::new();
+        for (c, n) in r.missing.iter().copied().chain(tail) {
+            missing.insert((c, n));
+            let request = requests[c as usize]
+                .get(n as usize)
+                .copied()
+                .unwrap_or(false);
+            if !request {
+                missing_posts += 1;
+            } else if !failed.contains(&(c, n)) {
+                o.lost_unreported += 1;
+            }
+        }
+        o.lost_unreported += missing_posts.saturating_sub(s.failed_posts);
+        o.reported_failed_but_delivered +=
+            failed.iter().filter(|m| !missing.contains(m)).count() as u64;
         o.messages += s.messages;
         o.delivered += delivered;
-        o.reported_failed += failed;
-        o.lost_unreported += (s.messages - delivered.min(s.messages)).saturating_sub(failed);
+        o.reported_failed += s.failed_posts + failed.len() as u64;
         o.duplicated_or_reordered += r.backward;
         o.corrupt_delivered += r.corrupt;
         o.sends_made_again += s.refusals;

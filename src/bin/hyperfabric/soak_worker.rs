@@ -22,6 +22,8 @@ pub(super) fn fnv(data: &[u8]) -> u64 {
 struct Seen {
     next: [u64; CLASSES],
     delivered: [u64; CLASSES],
+    /// Numbers skipped (at most [`MISSING_KEPT`]; past them, only counted as skipped).
+    missing: Vec<(u8, u64)>,
     /// Numbers that came after a larger one of their class (a duplicate, or a message
     /// overtaken by a later one).
     backward: u64,
@@ -49,10 +51,18 @@ impl Seen {
             self.backward += 1;
             return;
         }
+        for skipped in *next..n {
+            if self.missing.len() < MISSING_KEPT {
+                self.missing.push((class as u8, skipped));
+            }
+        }
         *next = n + 1;
         self.delivered[class] += 1;
     }
 }
+
+/// Skipped numbers an end lists (a run that skips more has failed anyway).
+const MISSING_KEPT: usize = 1 << 20;
 
 /// xorshift64*: the sizes, classes and calls of a run, from its seed.
 struct Rng(u64);
@@ -64,6 +74,44 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+}
+
+/// The seed of the messages end `role` sends in a run of `seed`.
+fn seed_of(seed: u64, role: &str) -> u64 {
+    (seed ^ role.as_bytes()[0] as u64) | 1
+}
+
+/// One message to send, as the run's random numbers make it.
+struct Draw {
+    class: usize,
+    len: usize,
+    fill: u64,
+    request: bool,
+}
+
+fn draw(r: &mut Rng) -> Draw {
+    let class = (r.next() % CLASSES as u64) as usize;
+    let len = size(r);
+    let fill = r.next();
+    let request = r.next() % 4 == 0;
+    Draw {
+        class,
+        len,
+        fill,
+        request,
+    }
+}
+
+/// Per class, by number, whether end `role` of a run of `seed` sends the message as a
+/// request (the draws of its sends made again).
+pub(super) fn requests(seed: u64, role: &str, messages: u64) -> Vec<Vec<bool>> {
+    let mut r = Rng(seed_of(seed, role));
+    let mut out = vec![Vec::new(); CLASSES];
+    for _ in 0..messages {
+        let d = draw(&mut r);
+        out[d.class].push(d.request);
+    }
+    out
 }
 
 /// A message size: mostly small, now and then up to 1 MiB.
@@ -120,7 +168,8 @@ pub(super) fn run(args: &WorkerArgs) -> Result<(), String> {
         return Ok(());
     }
     let peer = if role == "a" { "b" } else { "a" };
-    let sent = send(&p, (role, peer), messages, seed ^ role.as_bytes()[0] as u64);
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let sent = send(&p, (role, peer), (messages, timeout), seed_of(seed, role));
     let sent_dbg = serde_json::to_string(&sent).expect("serializable");
     println!("sent {sent_dbg}");
     // Serves the other end until told to report.
@@ -137,6 +186,8 @@ pub(super) fn run(args: &WorkerArgs) -> Result<(), String> {
     }
     let report = Report {
         delivered: s.delivered.to_vec(),
+        next: s.next.to_vec(),
+        missing: s.missing.clone(),
         backward: s.backward,
         corrupt: s.corrupt,
         resent: m["delivery_resent"] as u64,
@@ -157,38 +208,42 @@ pub(super) fn run(args: &WorkerArgs) -> Result<(), String> {
 /// sizes and priorities. A send that reports earlier failures was not made and is made
 /// again; so is one refused for the moment (no route while routes are rebuilt, a full
 /// window).
-fn send(p: &HyperFabricProtocol, (src, dst): (&str, &str), messages: u64, seed: u64) -> Sent {
-    let mut r = Rng(seed | 1);
+fn send(
+    p: &HyperFabricProtocol,
+    (src, dst): (&str, &str),
+    (messages, timeout): (u64, Duration),
+    seed: u64,
+) -> Sent {
+    let mut r = Rng(seed);
     let mut sent = Sent {
         numbers: vec![0; CLASSES],
         ..Default::default()
     };
-    let mut outstanding: VecDeque<Request> = VecDeque::new();
-    let finish = |rq: Request, sent: &mut Sent| match rq.wait() {
-        Ok(_) => {}
-        Err(_) => sent.failed_requests += 1,
+    let mut outstanding: VecDeque<(Request, (u8, u64))> = VecDeque::new();
+    let finish = |(rq, which): (Request, (u8, u64)), sent: &mut Sent| {
+        if rq.wait().is_err() {
+            sent.failed_requests.push(which);
+        }
     };
     for _ in 0..messages {
-        let class = (r.next() % CLASSES as u64) as usize;
-        let n = sent.numbers[class];
-        let mut m = vec![class as u8];
+        let d = draw(&mut r);
+        let n = sent.numbers[d.class];
+        let mut m = vec![d.class as u8];
         m.extend_from_slice(&n.to_le_bytes());
-        let len = size(&mut r);
-        let fill = r.next();
-        m.extend((0..len).map(|i| (fill >> (i % 8 * 8)) as u8 ^ i as u8));
+        let fill = d.fill;
+        m.extend((0..d.len).map(|i| (fill >> (i % 8 * 8)) as u8 ^ i as u8));
         let sum = fnv(&m);
         m.extend_from_slice(&sum.to_le_bytes());
         let opts = SendOptions {
-            priority: PRIORITIES[class],
-            timeout: Duration::from_secs(30),
+            priority: PRIORITIES[d.class],
+            timeout,
             ..Default::default()
         };
-        let request = r.next() % 4 == 0;
         let started = Instant::now();
         loop {
-            let made = if request {
+            let made = if d.request {
                 p.send_data_nb(src, dst, &m, &opts).map(|rq| {
-                    outstanding.push_back(rq);
+                    outstanding.push_back((rq, (d.class as u8, n)));
                 })
             } else {
                 p.post(src, dst, &m, &opts)
@@ -205,7 +260,7 @@ fn send(p: &HyperFabricProtocol, (src, dst): (&str, &str), messages: u64, seed: 
                 }
             }
         }
-        sent.numbers[class] += 1;
+        sent.numbers[d.class] += 1;
         sent.messages += 1;
         if outstanding.len() > 32 {
             finish(outstanding.pop_front().expect("non-empty"), &mut sent);
@@ -220,7 +275,8 @@ fn send(p: &HyperFabricProtocol, (src, dst): (&str, &str), messages: u64, seed: 
         let m = p.get_topology_info().map(|i| i.performance_metrics);
         if let Ok(m) = &m {
             if m["delivery_kept_frames"] == 0.0 || Instant::now() > until {
-                sent.failed_posts = m["delivery_failed"] as u64;
+                sent.failed_posts =
+                    (m["delivery_failed"] - m["delivery_failed_requests"]).max(0.0) as u64;
                 break;
             }
         }

@@ -73,6 +73,9 @@ pub struct DeliveryCounters {
     pub stale: u64,
     /// Messages whose delivery failed (their senders were told).
     pub failed: u64,
+    /// Of them, requests (failed with an error; the rest are one-way messages reported by
+    /// the next send of their pair).
+    pub failed_requests: u64,
     /// Frames kept for resending now.
     pub kept_frames: u64,
     /// Bytes those hold.

@@ -518,6 +518,7 @@ impl Engine {
                 Some(Some(request)) => {
                     self.fail(request, Error::new(kind, format!("not delivered: {why}")));
                     self.delivery.counters.failed += 1;
+                    self.delivery.counters.failed_requests += 1;
                 }
                 Some(None) => posts += 1,
                 None => {}
@@ -534,6 +535,7 @@ impl Engine {
                 let request = MsgHeader::decode(&k.bytes).id;
                 self.fail(request, Error::new(kind, format!("not delivered: {why}")));
                 self.delivery.counters.failed += 1;
+                self.delivery.counters.failed_requests += 1;
             }
         }
         if posts > 0 {

@@ -54,10 +54,20 @@ impl FaultPlan {
         let bad = |part: &str, why: &str| {
             Error::Config(format!("fault plan: `{part}`: {why} (see docs/faults.md)"))
         };
+        let mut seen: Vec<&str> = Vec::new();
         for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (k, v) = part
                 .split_once('=')
                 .ok_or_else(|| bad(part, "expected key=value"))?;
+            // `links` and `cut` add up; a value given twice is a mistake.
+            let key = match k.trim() {
+                "dup" => "duplicate",
+                other => other,
+            };
+            if !matches!(key, "links" | "cut") && seen.contains(&key) {
+                return Err(bad(part, "given twice"));
+            }
+            seen.push(key);
             let prob = |v: &str| -> Result<f64> {
                 let x: f64 = v.parse().map_err(|_| bad(part, "not a number"))?;
                 if !(0.0..=1.0).contains(&x) {
@@ -191,7 +201,7 @@ impl std::fmt::Display for FaultPlan {
 fn hop(s: &str) -> Option<Hop> {
     let (a, b) = s.trim().split_once('>')?;
     let (a, b) = (a.trim(), b.trim());
-    (!a.is_empty() && !b.is_empty()).then(|| (a.to_string(), b.to_string()))
+    (!a.is_empty() && !b.is_empty() && !b.contains('>')).then(|| (a.to_string(), b.to_string()))
 }
 
 /// `500ns`, `250us`, `2ms`, `1s`, or `1.5s`.
@@ -250,6 +260,10 @@ mod tests {
             ("delay=0.1@7200s", "at most"),
             ("delay=0.1@-1s", "bad duration"),
             ("links=ab", "from>to"),
+            ("links=a>b>c", "from>to"),
+            ("cut=a>b>c", "from>to"),
+            ("drop=0.5,drop=0.9", "given twice"),
+            ("dup=0.1,duplicate=0.2", "given twice"),
             ("stall=2s/1s", "shorter than its period"),
             ("drop=0.6,corrupt=0.6", "add up"),
         ] {

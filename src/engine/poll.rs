@@ -101,7 +101,7 @@ impl Engine {
             self.take_ahead();
         }
         if !self.delivery.due.is_empty() {
-            self.flush_acks();
+            self.flush_acks(n > 0);
         }
         n
     }

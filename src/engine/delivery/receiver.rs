@@ -43,8 +43,8 @@ const ACK_EVERY_BYTES: usize = 1 << 20;
 /// How long an acknowledgement of frames taken in order waits for more (well below the
 /// sender's shortest retransmission timeout, `MIN_RTO`).
 const ACK_DELAY: std::time::Duration = std::time::Duration::from_micros(500);
-/// Passes over the rings between two looks at acknowledgements that wait (a look reads the
-/// clock).
+/// Passes that found frames between two looks at acknowledgements that wait (a look reads
+/// the clock).
 const ACK_LOOK_EVERY: u32 = 16;
 
 /// An acknowledgement: every frame of `incarnation` up to `seq` was taken.
@@ -248,9 +248,11 @@ impl Engine {
     /// a duplicate, else once [`ACK_EVERY`] frames or [`ACK_EVERY_BYTES`] were taken or the
     /// first of them waited [`ACK_DELAY`] (so that a stream of small messages does not
     /// double its frames). One that finds no room, or waits, stays due.
-    pub(in crate::engine) fn flush_acks(&mut self) {
+    pub(in crate::engine) fn flush_acks(&mut self, busy: bool) {
         let d = &mut self.delivery;
-        if !d.ack_urgent && d.ack_skips < ACK_LOOK_EVERY {
+        // A pass that found frames looks at the waiting ones every few passes only; an
+        // idle one (the engine may nap between passes) always.
+        if busy && !d.ack_urgent && d.ack_skips < ACK_LOOK_EVERY {
             d.ack_skips += 1;
             return;
         }

@@ -1,8 +1,8 @@
 //! The sending side of a sequenced stream: frames numbered and kept until acknowledged,
 //! sent again along the route of now, in order, after a timeout or when the receiver
-//! reports a gap: those the receiver does not say it holds (selective acknowledgement); a stream whose receiver is gone or that
-//! made no progress for [`DELIVERY_LIMIT`] is failed and started over under a new
-//! incarnation.
+//! reports a gap: those the receiver does not say it holds (selective acknowledgement); a
+//! stream whose receiver is gone or that made no progress for [`DELIVERY_LIMIT`] is failed
+//! and started over under a new incarnation.
 
 use super::{
     before, checksum, destination_tag, new_incarnation, succ, Failure, SeqExt, StreamKey,
@@ -496,6 +496,13 @@ impl Engine {
         self.delivery.out.remove(&key);
     }
 
+    /// Fails waiting request `request`, whose stream failed, and counts it.
+    fn fail_request(&mut self, request: u64, kind: ErrorKind, why: &str) {
+        self.fail(request, Error::new(kind, format!("not delivered: {why}")));
+        self.delivery.counters.failed += 1;
+        self.delivery.counters.failed_requests += 1;
+    }
+
     /// Drops what stream `key` keeps, tells its senders (requests fail now; one-way
     /// messages are reported by the next send of the pair), and starts the stream over.
     fn fail_stream(&mut self, key: StreamKey, kind: ErrorKind, why: &str) {
@@ -515,11 +522,7 @@ impl Engine {
         let mut posts = 0;
         for k in kept.iter().filter(|k| !k.told) {
             match k.starts {
-                Some(Some(request)) => {
-                    self.fail(request, Error::new(kind, format!("not delivered: {why}")));
-                    self.delivery.counters.failed += 1;
-                    self.delivery.counters.failed_requests += 1;
-                }
+                Some(Some(request)) => self.fail_request(request, kind, why),
                 Some(None) => posts += 1,
                 None => {}
             }
@@ -532,10 +535,7 @@ impl Engine {
             if k.slot.flags & FLAG_ONE_WAY != 0 {
                 posts += 1;
             } else {
-                let request = MsgHeader::decode(&k.bytes).id;
-                self.fail(request, Error::new(kind, format!("not delivered: {why}")));
-                self.delivery.counters.failed += 1;
-                self.delivery.counters.failed_requests += 1;
+                self.fail_request(MsgHeader::decode(&k.bytes).id, kind, why);
             }
         }
         if posts > 0 {

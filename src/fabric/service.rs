@@ -111,7 +111,9 @@ impl HyperFabricProtocol {
                             let token = word.load(Ordering::SeqCst);
                             let (polled, holds) = {
                                 let mut e = lock(&inner.engine);
-                                (e.poll(), e.holds_back())
+                                let polled = e.poll();
+                                e.settle();
+                                (polled, e.holds_back())
                             };
                             if polled == 0 {
                                 // Frames waiting for room onward are sent by a poll: no

@@ -59,6 +59,7 @@ impl HyperFabricProtocol {
             ("delivery_stale_refused", d.stale),
             ("delivery_failed", d.failed),
             ("delivery_failed_requests", d.failed_requests),
+            ("delivery_failed_unreceipted", d.unreceipted),
             ("delivery_kept_frames", d.kept_frames),
             ("delivery_kept_bytes", d.kept_bytes),
             ("delivery_streams_out", d.streams_out),

@@ -76,6 +76,9 @@ pub struct DeliveryCounters {
     /// Of them, requests (failed with an error; the rest are one-way messages reported by
     /// the next send of their pair).
     pub failed_requests: u64,
+    /// Of them, one-way messages sent straight over a TCP connection that closed before its
+    /// peer receipted them (some may have arrived).
+    pub unreceipted: u64,
     /// Frames kept for resending now.
     pub kept_frames: u64,
     /// Bytes those hold.
@@ -90,6 +93,9 @@ pub struct DeliveryCounters {
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
     pub(crate) messages: u64,
+    /// Of them, messages whose receiver never confirmed taking them (they may have arrived:
+    /// see `Engine::unreceipted`).
+    pub(crate) unconfirmed: u64,
     pub(crate) kind: crate::error::ErrorKind,
     pub(crate) why: String,
 }

@@ -180,13 +180,21 @@ impl Engine {
             return None;
         }
         let f: Failure = self.delivery.failures.remove(&(src, dst))?;
+        let (n, why) = (f.messages, f.why);
+        let pair = format!("from node index {src} to node index {dst}");
         Some(Error::new(
             f.kind,
-            format!(
-                "{} earlier message(s) from node index {src} to node index {dst} were not \
-                 delivered ({}); this send was not made",
-                f.messages, f.why
-            ),
+            match f.unconfirmed {
+                0 => format!(
+                    "{n} earlier message(s) {pair} were not delivered ({why}); this send was \
+                     not made"
+                ),
+                u => format!(
+                    "{n} earlier message(s) {pair} may not have been delivered ({why}); {u} of \
+                     them went over a connection that closed before its peer confirmed taking \
+                     them, and may have arrived; this send was not made"
+                ),
+            },
         ))
     }
 
@@ -546,6 +554,7 @@ impl Engine {
                 .entry((src, dst))
                 .or_insert_with(|| Failure {
                     messages: 0,
+                    unconfirmed: 0,
                     kind,
                     why: why.to_string(),
                 });

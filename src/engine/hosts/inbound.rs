@@ -15,7 +15,10 @@ use crate::engine::{
     lane_slots, Inbound, MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_SEQ, MSG_HEADER,
 };
 use crate::ring::{self, Producer, PushError, Region, SlotHeader};
-use crate::transport::tcp::control::{Announce, BEAT_STOP, KIND_BEAT, KIND_GONE, KIND_NODES};
+use crate::transport::tcp::control::{
+    counts_for_receipt, Announce, BEAT_STOP, KIND_BEAT, KIND_GONE, KIND_NODES, KIND_RECEIPT,
+    RECEIPT_LEN,
+};
 use crate::transport::tcp::{Body, ConnId, Event, FrameHeader};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -298,12 +301,26 @@ impl Engine {
             made: &mut made,
         };
         *reaped = now;
+        let mut receipts: Vec<(ConnId, [u8; RECEIPT_LEN])> = Vec::new();
         lock(reactor).poll(&mut |id, ev| {
             if let Some(l) = links.get_mut(&id) {
                 l.heard = now;
+                let kind = match &ev {
+                    Event::Frame(fh, _) => Some(fh.slot.kind),
+                    Event::Landed { header, .. } => Some(header.slot.kind),
+                    _ => None,
+                };
+                l.arrived += u64::from(kind.is_some_and(counts_for_receipt));
             }
             match ev {
                 Event::Frame(fh, payload) => {
+                    if fh.slot.kind == KIND_RECEIPT {
+                        match payload.try_into() {
+                            Ok(b) => receipts.push((id, b)),
+                            Err(_) => refused.push((id, "a receipt of the wrong length".into())),
+                        }
+                        return;
+                    }
                     if fh.slot.kind == KIND_BEAT {
                         if let Some(l) = links.get_mut(&id) {
                             l.beats = fh.slot.aux != BEAT_STOP;
@@ -465,6 +482,14 @@ impl Engine {
                 }
             }
         });
+        if !receipts.is_empty() {
+            let mut r = lock(reactor);
+            for (id, b) in receipts {
+                if let Err(why) = r.receipt(id, u64::from_le_bytes(b)) {
+                    refused.push((id, why.to_string()));
+                }
+            }
+        }
         let assembled = std::mem::take(&mut place.whole);
         let (added, landed) = (place.added, place.landed);
         drop(place);
@@ -506,6 +531,9 @@ impl Engine {
         }
         for (id, why) in closed {
             self.closed(id, &why);
+        }
+        if n > 0 {
+            self.send_receipts(true);
         }
         n
     }

@@ -18,6 +18,7 @@ mod in_place;
 mod inbound;
 mod into_buffer;
 mod outbound;
+mod receipts;
 mod straight;
 
 use super::{Engine, Lane};
@@ -98,6 +99,10 @@ pub(super) struct Link {
     pub(super) heard: std::time::Instant,
     /// Its peer sends heartbeats (its background thread runs): its silence means it stopped.
     pub(super) beats: bool,
+    /// Frames of ring kinds taken off it so far, and how many of them the last receipt
+    /// sent on it covered (see [`receipts`]).
+    pub(super) arrived: u64,
+    pub(super) receipted: u64,
 }
 
 /// Sleeps for an idle engine thread that has connections: in `io_uring_enter` on the
@@ -514,6 +519,8 @@ impl Engine {
                     ready: false,
                     heard: std::time::Instant::now(),
                     beats: false,
+                    arrived: 0,
+                    receipted: 0,
                 },
             );
         }
@@ -531,8 +538,10 @@ impl Engine {
     /// background thread runs) and closes the connections whose peer beats and on which
     /// nothing came within the limit: a peer whose process stopped
     /// (SIGSTOP, a frozen machine) or whose host is unreachable while its connection seems
-    /// open is taken for dead like one whose connection closed. Run by the periodic tick.
+    /// open is taken for dead like one whose connection closed. Run by the periodic tick,
+    /// which also sends the receipts due.
     pub(super) fn beat_hosts(&mut self, now: std::time::Instant) {
+        self.send_receipts(false);
         let Some(h) = self.hosts.as_mut() else { return };
         if now < h.next_beat || h.links.is_empty() {
             return;
@@ -600,6 +609,7 @@ impl Engine {
         self.out
             .retain(|&(_, dst, _), _| !link.hosted.contains(&dst));
         let named: Vec<u32> = link.theirs.values().copied().collect();
+        self.unreceipted(id);
         let lost = self.unreached(id, &named);
         self.lost_remote(&lost);
     }

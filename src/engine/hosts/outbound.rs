@@ -2,6 +2,8 @@
 //! of the process hosting it (frames queue on the engine's reactor).
 
 use super::lock;
+use crate::codec::FrameKind;
+use crate::engine::{MsgHeader, FLAG_COMPACT, FLAG_DESCRIPTOR, FLAG_ONE_WAY, FLAG_SEQ, MSG_HEADER};
 use crate::error::Result;
 use crate::ring::{PushError, SlotHeader};
 use crate::transport::channel::Lane;
@@ -44,11 +46,12 @@ impl Outbound for TcpOut {
             dst: self.dst,
             lane: self.lane,
         };
+        let note = one_way_end(&header, parts, len);
         let mut r = lock(&self.reactor);
         if !r.is_open(self.conn) {
             return Err(PushError::Corrupt);
         }
-        match r.send(self.conn, &h, parts) {
+        match r.send_noted(self.conn, &h, parts, note) {
             Ok(true) => Ok(()),
             Ok(false) => Err(PushError::Full),
             Err(crate::Error::InvalidArgument(_)) => Err(PushError::TooLarge),
@@ -68,4 +71,18 @@ impl Outbound for TcpOut {
     fn is_drained(&mut self) -> bool {
         lock(&self.reactor).is_flushed(self.conn)
     }
+}
+
+/// (sending node, receiving node) of a frame that ends a one-way data message not sequenced
+/// end to end: what the connection's receipts are to vouch for (see
+/// `transport::tcp::reactor::receipts`). A sequenced frame has its stream for that.
+fn one_way_end(header: &SlotHeader, parts: &[&[u8]], len: usize) -> Option<(u32, u32)> {
+    let plain = header.flags & (FLAG_SEQ | FLAG_DESCRIPTOR | FLAG_COMPACT) == 0;
+    if header.kind != FrameKind::Data as u8 || header.flags & FLAG_ONE_WAY == 0 || !plain {
+        return None;
+    }
+    let first = parts.first().filter(|p| p.len() >= MSG_HEADER)?;
+    let m = MsgHeader::decode(first);
+    let end = m.offset as usize + (len - MSG_HEADER);
+    (end >= m.total as usize).then_some((header.src, m.dst))
 }

@@ -6,6 +6,8 @@
 //! ```text
 //! kind 0xC1 nodes: entries of  index u32 | generation u64 | hosted u8 | len u16 | signature (JSON)
 //! kind 0xC2 gone:  entries of  index u32
+//! kind 0xC3 beat:  no body
+//! kind 0xC4 receipt: frames u64
 //! ```
 //!
 //! The frame header of either carries the sending process's instance (a random nonzero
@@ -26,6 +28,19 @@ pub const KIND_GONE: u8 = 0xC2;
 /// brought heartbeats is judged by its silence. `aux` [`BEAT_STOP`]: the sender stops
 /// beating (its background thread stopped).
 pub const KIND_BEAT: u8 = 0xC3;
+/// Slot kind of a receipt: its body (8 bytes, little-endian) says how many frames of ring
+/// kinds ([`counts_for_receipt`]) the sender of the receipt took off the connection so far
+/// (see `reactor::receipts`).
+pub const KIND_RECEIPT: u8 = 0xC4;
+/// Bytes of a receipt's body.
+pub const RECEIPT_LEN: usize = 8;
+
+/// Whether receipts count frames of `kind`: those of the rings, not the control frames of
+/// a connection (which are not numbered, so that receipts do not call for receipts).
+pub fn counts_for_receipt(kind: u8) -> bool {
+    kind < 0xC0
+}
+
 /// `aux` of a last heartbeat.
 pub const BEAT_STOP: u16 = 1;
 /// Largest announcement frame.

@@ -43,6 +43,7 @@ impl Reactor {
     /// Reports closed connections not reported yet.
     pub(super) fn report_closed(&mut self, f: &mut dyn FnMut(ConnId, Event<'_>)) -> usize {
         let mut n = 0;
+        let mut closed = Vec::new();
         for (i, c) in self.conns.iter_mut().enumerate() {
             if let Some(c) = c.as_mut().filter(|c| !c.reported) {
                 if let Some(why) = &c.closed {
@@ -53,8 +54,12 @@ impl Reactor {
                         generation: c.generation,
                     };
                     f(id, Event::Closed(why));
+                    closed.push(i);
                 }
             }
+        }
+        for i in closed {
+            self.keep_unreceipted(i);
         }
         for i in 0..self.conns.len() {
             self.release_if_done(i);

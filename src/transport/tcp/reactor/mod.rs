@@ -15,6 +15,7 @@ mod body;
 mod close;
 mod direct;
 mod land;
+mod receipts;
 mod recv;
 mod send;
 mod zc;
@@ -26,6 +27,8 @@ use direct::DIRECT_READ;
 pub use direct::{DIRECT_MAX, DIRECT_QUIET};
 use land::Landing;
 pub use land::LAND_MIN;
+use receipts::Tally;
+pub use receipts::NOTES_LIMIT;
 pub use zc::{ZcStats, ZeroCopy, ZC_DEFAULT_MIN, ZC_SLOTS};
 
 use super::wire::{Decoder, FrameHeader};
@@ -178,6 +181,8 @@ struct Conn {
     /// Why it closed, once it did (reported once, then `reported`).
     closed: Option<String>,
     reported: bool,
+    /// Frames numbered for receipts, and notes of one-way messages not receipted yet.
+    tally: Tally,
 }
 
 /// The connections of one engine and the io_uring that drives them.
@@ -224,6 +229,8 @@ pub struct Reactor {
     land_head: usize,
     /// Connections resumed with a frame landing: gone on with at the next poll.
     land_later: Vec<usize>,
+    /// Notes of closed connections not receipted (see [`receipts`]).
+    unreceipted: Vec<(ConnId, Vec<(u32, u32)>)>,
 }
 
 impl Reactor {
@@ -299,6 +306,7 @@ impl Reactor {
             sleeping: false,
             land_head: 0,
             land_later: Vec::new(),
+            unreceipted: Vec::new(),
         })
     }
 
@@ -345,6 +353,7 @@ impl Reactor {
             sending: false,
             closed: None,
             reported: false,
+            tally: Tally::default(),
         };
         let slot = match self.conns.iter().position(Option::is_none) {
             Some(i) => {

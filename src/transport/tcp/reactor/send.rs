@@ -11,13 +11,13 @@ impl Reactor {
     /// `Ok(false)` while the connection has [`QUEUE_LIMIT`] bytes queued (try again after a
     /// poll); an error for a closed connection or a frame over the limit.
     pub fn send(&mut self, id: ConnId, h: &FrameHeader, parts: &[&[u8]]) -> Result<bool> {
-        self.send_with(id, h, parts, false)
+        self.send_with(id, h, parts, false, None)
     }
 
     /// [`Reactor::send`] for a control frame: taken even past the queue limits (a
     /// connection whose peer is slow must still learn which nodes exist).
     pub fn send_control(&mut self, id: ConnId, h: &FrameHeader, body: &[u8]) -> Result<()> {
-        self.send_with(id, h, &[body], true).map(drop)
+        self.send_with(id, h, &[body], true, None).map(drop)
     }
 
     /// Sends a heartbeat (an empty frame of `kind` with `aux`, see
@@ -48,12 +48,15 @@ impl Reactor {
         }
     }
 
-    fn send_with(
+    /// Queues a frame (see [`Reactor::send`]); a frame that is not `control` is numbered
+    /// for receipts, with `note` (see [`receipts`](super::receipts)).
+    pub(super) fn send_with(
         &mut self,
         id: ConnId,
         h: &FrameHeader,
         parts: &[&[u8]],
         control: bool,
+        note: Option<(u32, u32)>,
     ) -> Result<bool> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > self.max_frame || len != h.slot.len as usize {
@@ -81,7 +84,12 @@ impl Reactor {
             all[0] = &head;
             all[1..parts.len() + 1].copy_from_slice(parts);
             match crate::sys::send_parts(&c.sock, &all[..parts.len() + 1]) {
-                Ok(n) if n == head.len() + len => return Ok(true),
+                Ok(n) if n == head.len() + len => {
+                    if !control {
+                        c.tally.count(note);
+                    }
+                    return Ok(true);
+                }
                 Ok(n) => written = n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -119,6 +127,10 @@ impl Reactor {
                 self.fail(id.slot, e.to_string());
                 return Err(e);
             }
+        }
+        if !control {
+            // Numbered once taken (a frame refused above is its sender's error).
+            self.conn_mut(id)?.tally.count(note);
         }
         Ok(true)
     }

@@ -1,0 +1,91 @@
+//! Receipts on connections (see `transport::tcp::reactor::receipts`): this engine tells each
+//! peer how many of its frames it took, and learns from the peer's receipts which of its
+//! one-way messages arrived. Those a closed connection carried and its peer never receipted
+//! are failures of their pair, reported by the pair's next send like those of a stream.
+
+use super::lock;
+use crate::engine::delivery::Failure;
+use crate::engine::Engine;
+use crate::error::ErrorKind;
+use crate::transport::channel::Lane;
+use crate::transport::tcp::control::{KIND_RECEIPT, RECEIPT_LEN};
+use crate::transport::tcp::{ConnId, FrameHeader};
+
+/// Frames taken on a connection after which a receipt goes at once (else the periodic tick
+/// sends one, every [`HEARTBEAT_INTERVAL`](crate::engine::HEARTBEAT_INTERVAL)): what the
+/// peer keeps in mind stays small under a flood of small messages.
+pub const RECEIPT_EVERY: u64 = 256;
+
+/// Why messages counted by [`Engine::unreceipted`] failed.
+const WHY: &str = "the connection to the host of their receiver closed";
+
+impl Engine {
+    /// Sends a receipt on every connection that took frames since its last one (`urgent`:
+    /// only on those that took [`RECEIPT_EVERY`] or more).
+    pub(super) fn send_receipts(&mut self, urgent: bool) {
+        let Some(h) = self.hosts.as_mut() else { return };
+        let limit = if urgent { RECEIPT_EVERY } else { 1 };
+        if !h.links.values().any(|l| l.arrived - l.receipted >= limit) {
+            return;
+        }
+        let mut r = lock(&h.reactor);
+        for (&id, l) in h.links.iter_mut() {
+            if l.arrived - l.receipted < limit {
+                continue;
+            }
+            let fh = FrameHeader {
+                slot: crate::ring::SlotHeader {
+                    len: RECEIPT_LEN as u32,
+                    kind: KIND_RECEIPT,
+                    flags: 0,
+                    aux: 0,
+                    src: 0,
+                },
+                dst: 0,
+                lane: Lane::Latency,
+            };
+            // A control frame: taken past the queue limits, and not numbered itself.
+            if r.send_control(id, &fh, &l.arrived.to_le_bytes()).is_ok() {
+                l.receipted = l.arrived;
+            }
+        }
+    }
+
+    /// What an engine thread does before it sleeps: receipts for every frame taken since
+    /// the last (a peer that goes silent now has had its word on all of them).
+    pub fn settle(&mut self) {
+        self.send_receipts(false);
+    }
+
+    /// Counts the one-way messages that connection `id`, which closed, carried from nodes of
+    /// this process and that its peer never receipted: failures of their pairs, reported by
+    /// each pair's next send (see `docs/delivery.md`). Without fault tolerance they are
+    /// lost without a word, as before.
+    pub(super) fn unreceipted(&mut self, id: ConnId) {
+        let Some(h) = self.hosts.as_mut() else { return };
+        let notes = lock(&h.reactor).take_unreceipted(id);
+        if !self.delivery.on {
+            return;
+        }
+        for (src, dst) in notes {
+            if !self.hosted.contains_key(&src) {
+                // Passed on for another process: its sender's stream answers for it.
+                continue;
+            }
+            self.delivery.counters.failed += 1;
+            self.delivery.counters.unreceipted += 1;
+            let f = self
+                .delivery
+                .failures
+                .entry((src, dst))
+                .or_insert_with(|| Failure {
+                    messages: 0,
+                    unconfirmed: 0,
+                    kind: ErrorKind::NodeNotFound,
+                    why: WHY.to_string(),
+                });
+            f.messages += 1;
+            f.unconfirmed += 1;
+        }
+    }
+}

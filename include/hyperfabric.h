@@ -507,10 +507,11 @@ typedef struct {
     bool enable_ml_routing;
     // Coherence-deadline routing for quantum traffic (default false).
     bool enable_quantum_optimization;
-    // End-to-end delivery on routes through forwarders (default true): each message sent
-    // through a forwarder arrives exactly once and in order per (source, destination,
-    // priority), sent again when a hop loses it, or its sender is told (a request fails;
-    // a one-way message fails the next send of the pair). False: best effort. See
+    // Delivery guarantees (default true): each message arrives exactly once and in order
+    // per (source, destination, priority), or its sender is told (a request fails; a
+    // one-way message fails the next send of the pair). Through forwarders, frames a hop
+    // loses are sent again; straight over TCP, one-way messages a closed connection
+    // carried unconfirmed are reported (some may have arrived). False: best effort. See
     // `docs/delivery.md`.
     bool enable_fault_tolerance;
     // Latency constraint of sends that give none, ns; 0: none (default).

@@ -10,8 +10,8 @@ mod common;
 
 use common::{child_command, child_var, frame_header, node, tcp_protocol, test_key, FabricDir};
 use hyperfabric::codec::handshake::{self, Credentials};
-use hyperfabric::transport::tcp::control::KIND_RECEIPT;
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions, TcpConfig};
+use hyperfabric::transport::tcp::control::KIND_RECEIPT;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -326,7 +326,10 @@ fn forged_receipt(body: &[u8], why: &str) {
 
 #[test]
 fn a_receipt_for_frames_never_sent_closes_its_connection() {
-    forged_receipt(&1000u64.to_le_bytes(), "a receipt for frames that were never sent");
+    forged_receipt(
+        &1000u64.to_le_bytes(),
+        "a receipt for frames that were never sent",
+    );
 }
 
 #[test]

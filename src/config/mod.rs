@@ -43,9 +43,10 @@ pub struct ProtocolOptions {
     pub enable_ml_routing: bool,
     /// Coherence-deadline and quantum-capable-path routing for quantum traffic.
     pub enable_quantum_optimization: bool,
-    /// End-to-end delivery on routes through forwarders: sequence numbers, acknowledgements
-    /// and resends, duplicates refused, senders told of what could not be delivered
-    /// (`docs/delivery.md`). Off: best effort.
+    /// Delivery guarantees: on routes through forwarders, sequence numbers,
+    /// acknowledgements and resends, duplicates refused; straight over TCP, receipts; in
+    /// both, senders told of what could not be delivered (`docs/delivery.md`). Off: best
+    /// effort.
     pub enable_fault_tolerance: bool,
     /// Latency constraint applied to sends that give none, ns.
     pub default_latency_constraint_ns: Option<u64>,

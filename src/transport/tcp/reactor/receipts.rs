@@ -128,7 +128,11 @@ mod tests {
         assert_eq!(r.tally(id), (10, 4));
         assert!(r.receipt(id, 11).is_err(), "frames never sent");
         r.receipt(id, 4).unwrap();
-        assert_eq!(r.tally(id), (10, 2), "frames 1 and 4 (notes of 0 and 3) receipted");
+        assert_eq!(
+            r.tally(id),
+            (10, 2),
+            "frames 1 and 4 (notes of 0 and 3) receipted"
+        );
         assert!(r.receipt(id, 3).is_err(), "a receipt going back");
         r.close(id);
         let mut closed = 0;

@@ -3,15 +3,18 @@
 //! (`docs/delivery.md`, receipts). The receiving process is stopped with SIGSTOP while the
 //! sender keeps posting: the connection goes silent, the sender closes it, and the posts
 //! queued on it, in its socket or its peer's, were never confirmed. After SIGCONT the two
-//! connect again and the posts go on. A peer's receipts are checked: one for frames never
-//! sent, or of the wrong length, closes its connection.
+//! connect again and the posts go on. A frame taken and dropped (its node is not there) is
+//! named back to its sender. A peer's receipts are checked: one for frames never sent, or of
+//! the wrong length, closes its connection.
 
 mod common;
 
-use common::{child_command, child_var, frame_header, node, tcp_protocol, test_key, FabricDir};
+use common::{
+    announcement, child_command, child_var, frame_header, node, tcp_protocol, test_key, FabricDir,
+};
 use hyperfabric::codec::handshake::{self, Credentials};
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions, TcpConfig};
-use hyperfabric::transport::tcp::control::KIND_RECEIPT;
+use hyperfabric::transport::tcp::control::{KIND_RECEIPT, RECEIPT_DROPPED};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -293,6 +296,74 @@ fn a_closed_connection_reports_the_posts_it_may_have_lost() {
     assert!(received.starts_with(&(0..1000).collect::<Vec<_>>()));
 }
 
+/// A connection to `a`'s fabric past the handshake, as a peer that holds the key.
+fn intruder(a: &HyperFabricProtocol, fabric: &str) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(a.listen_address().unwrap()).unwrap();
+    handshake::client(
+        &mut s,
+        fabric,
+        "intruder",
+        Credentials::Key(&test_key()),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    s
+}
+
+/// A one-way message for a node the receiving process does not host is taken off the
+/// connection and dropped: the receiver names its frame back (a receipt with
+/// `RECEIPT_DROPPED`), so that its sender reports it rather than take it for delivered.
+#[test]
+fn a_frame_dropped_on_arrival_is_named_back_to_its_sender() {
+    let name = format!("tcp-receipts-dropped-{}", std::process::id());
+    let _f = FabricDir(name.clone());
+    let a = tcp_protocol(&name, Some(test_key()), true);
+    a.register_node(node("a")).unwrap();
+    a.start_background_services().unwrap();
+    let mut s = intruder(&a, &name);
+    s.write_all(&announcement(5, "x", "a")).unwrap();
+    // Frames 1 and 2 go to "a" (its index 1 as announced), frame 3 to an index never
+    // announced, as a node that left would be.
+    let payload = [0u8; 40];
+    for dst in [1, 1, 77] {
+        s.write_all(&frame_header(1, 1, payload.len(), 0, dst))
+            .unwrap();
+        s.write_all(&payload).unwrap();
+    }
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut stream = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    let named = loop {
+        let mut buf = [0u8; 4096];
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => panic!("the connection closed: {:?}", a.host_close_reasons()),
+            Ok(n) => stream.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        // Frames of 20-byte headers: len u32, kind u8, flags u8, aux u16, ...
+        let mut at = 0;
+        let mut found = None;
+        while stream.len() >= at + 20 {
+            let len = u32::from_le_bytes(stream[at..at + 4].try_into().unwrap()) as usize;
+            if stream.len() < at + 20 + len {
+                break;
+            }
+            let aux = u16::from_le_bytes([stream[at + 6], stream[at + 7]]);
+            if stream[at + 4] == KIND_RECEIPT && aux == RECEIPT_DROPPED {
+                let body = &stream[at + 20..at + 20 + len];
+                found = Some(u64::from_le_bytes(body.try_into().unwrap()));
+            }
+            at += 20 + len;
+        }
+        if let Some(n) = found {
+            break n;
+        }
+        assert!(Instant::now() < until, "no frame was named dropped");
+    };
+    assert_eq!(named, 3, "the third frame taken was dropped");
+}
+
 /// A peer that holds the key and sends receipt `body`: its connection is closed for it, with
 /// `why` among the reasons.
 fn forged_receipt(body: &[u8], why: &str) {
@@ -301,15 +372,7 @@ fn forged_receipt(body: &[u8], why: &str) {
     let a = tcp_protocol(&name, Some(test_key()), true);
     a.register_node(node("a")).unwrap();
     a.start_background_services().unwrap();
-    let mut s = std::net::TcpStream::connect(a.listen_address().unwrap()).unwrap();
-    handshake::client(
-        &mut s,
-        &name,
-        "intruder",
-        Credentials::Key(&test_key()),
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let mut s = intruder(&a, &name);
     s.write_all(&frame_header(KIND_RECEIPT, 0, body.len(), 0, 0))
         .unwrap();
     s.write_all(body).unwrap();

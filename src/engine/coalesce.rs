@@ -124,6 +124,11 @@ impl Engine {
             }
             Err(e) => {
                 self.counters.errors += b.events as u64;
+                if self.delivery.on {
+                    // Its events were taken by earlier calls: the pair's next send says so.
+                    let why = format!("a batch of {} coalesced events was not sent: {e}", b.events);
+                    self.note_failure(key, e.kind(), &why);
+                }
                 Err(e)
             }
         }

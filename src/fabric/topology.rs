@@ -92,6 +92,10 @@ impl HyperFabricProtocol {
             m.insert("tcp_messages_handed".into(), t.handed as f64);
             m.insert("tcp_messages_into_buffers".into(), t.into_buffers as f64);
             m.insert("tcp_receive_buffers_taken_back".into(), t.taken_back as f64);
+            m.insert(
+                "tcp_receipt_notes_overflowed".into(),
+                t.notes_overflowed as f64,
+            );
         }
         if let Some(t) = &self.inner.tcp {
             m.insert(

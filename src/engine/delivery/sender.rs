@@ -181,7 +181,11 @@ impl Engine {
         }
         let f: Failure = self.delivery.failures.remove(&(src, dst))?;
         let (n, why) = (f.messages, f.why);
-        let pair = format!("from node index {src} to node index {dst}");
+        let pair = format!(
+            "from {:?} to {:?}",
+            self.name_of(src).as_str(),
+            self.name_of(dst).as_str()
+        );
         Some(Error::new(
             f.kind,
             match f.unconfirmed {
@@ -196,6 +200,23 @@ impl Engine {
                 ),
             },
         ))
+    }
+
+    /// Counts one message from `src` to `dst` that was not delivered, for the pair's next
+    /// send to report (see [`Engine::take_failure`]).
+    pub(crate) fn note_failure(&mut self, (src, dst): (u32, u32), kind: ErrorKind, why: &str) {
+        self.delivery.counters.failed += 1;
+        let f = self
+            .delivery
+            .failures
+            .entry((src, dst))
+            .or_insert_with(|| Failure {
+                messages: 0,
+                unconfirmed: 0,
+                kind,
+                why: why.to_string(),
+            });
+        f.messages += 1;
     }
 
     /// Pushes the fragment at `offset` (at most `limit` bytes of body) of a sequenced

@@ -272,7 +272,11 @@ impl Engine {
         let hosted = |i: u32| hosted_map.contains_key(&i);
         // Frames of a connection after an announcement wait for it to be applied: they may
         // name the nodes it announces.
-        let mut later: Vec<(ConnId, FrameHeader, Vec<u8>)> = Vec::new();
+        // With the number of each frame among those taken off its connection (receipts).
+        let mut later: Vec<(ConnId, FrameHeader, Vec<u8>, u64)> = Vec::new();
+        // Frames taken and dropped (a node no longer hosted, indices never announced), by
+        // number: their senders learn it (receipts).
+        let mut drops: Vec<(ConnId, u64)> = Vec::new();
         let mut refused: Vec<(ConnId, String)> = Vec::new();
         let mut closed: Vec<(ConnId, String)> = Vec::new();
         let mut made = Vec::new();
@@ -301,7 +305,7 @@ impl Engine {
             made: &mut made,
         };
         *reaped = now;
-        let mut receipts: Vec<(ConnId, [u8; RECEIPT_LEN])> = Vec::new();
+        let mut receipts: Vec<(ConnId, u16, [u8; RECEIPT_LEN])> = Vec::new();
         lock(reactor).poll(&mut |id, ev| {
             if let Some(l) = links.get_mut(&id) {
                 l.heard = now;
@@ -316,7 +320,7 @@ impl Engine {
                 Event::Frame(fh, payload) => {
                     if fh.slot.kind == KIND_RECEIPT {
                         match payload.try_into() {
-                            Ok(b) => receipts.push((id, b)),
+                            Ok(b) => receipts.push((id, fh.slot.aux, b)),
                             Err(_) => refused.push((id, "a receipt of the wrong length".into())),
                         }
                         return;
@@ -329,14 +333,15 @@ impl Engine {
                     }
                     n += 1;
                     let control = fh.slot.kind == KIND_NODES || fh.slot.kind == KIND_GONE;
-                    if control || later.iter().any(|(c, _, _)| *c == id) {
+                    if control || later.iter().any(|(c, ..)| *c == id) {
                         // A message landing into a waiting receive's buffer from this
                         // connection goes on through the reassembly, where its next frames,
                         // delivered after the announcement, find it.
                         if let Some(i) = into.take_if(|i| i.conn == id) {
                             i.spill_to(&mut place);
                         }
-                        later.push((id, fh, payload.to_vec()));
+                        let number = links.get(&id).map_or(0, |l| l.arrived);
+                        later.push((id, fh, payload.to_vec(), number));
                         return;
                     }
                     let Some(link) = links.get(&id) else { return };
@@ -380,7 +385,10 @@ impl Engine {
                                 refused.push((id, why.to_string()));
                             }
                         }
-                        Err(Bad::Drop) => dropped += 1,
+                        Err(Bad::Drop) => {
+                            dropped += 1;
+                            drops.push((id, link.arrived));
+                        }
                         Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
                     }
                 }
@@ -389,7 +397,7 @@ impl Engine {
                     head,
                     into: lend,
                 } => {
-                    let waits = later.iter().any(|(c, _, _)| *c == id);
+                    let waits = later.iter().any(|(c, ..)| *c == id);
                     let Some(link) = links.get(&id).filter(|_| !waits) else {
                         return;
                     };
@@ -465,7 +473,10 @@ impl Engine {
                             let m = MsgHeader::decode(&hdr);
                             place.put_back(slot, m, len, body.into_owned());
                         }
-                        Err(Bad::Drop) => dropped += 1,
+                        Err(Bad::Drop) => {
+                            dropped += 1;
+                            drops.push((id, link.arrived));
+                        }
                         Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
                     }
                 }
@@ -482,14 +493,6 @@ impl Engine {
                 }
             }
         });
-        if !receipts.is_empty() {
-            let mut r = lock(reactor);
-            for (id, b) in receipts {
-                if let Err(why) = r.receipt(id, u64::from_le_bytes(b)) {
-                    refused.push((id, why.to_string()));
-                }
-            }
-        }
         let assembled = std::mem::take(&mut place.whole);
         let (added, landed) = (place.added, place.landed);
         drop(place);
@@ -508,7 +511,7 @@ impl Engine {
         for (slot, m, whole) in assembled {
             self.deliver_assembled(slot, &m, whole);
         }
-        for (id, fh, payload) in later {
+        for (id, fh, payload, number) in later {
             if refused.iter().any(|(c, _)| *c == id) {
                 continue;
             }
@@ -522,15 +525,23 @@ impl Engine {
                 }
                 continue;
             }
-            if let Err(why) = self.deliver_owned(id, &fh, &payload) {
-                refused.push((id, why.to_string()));
+            match self.deliver_owned(id, &fh, &payload) {
+                Ok(true) => {}
+                Ok(false) => drops.push((id, number)),
+                Err(why) => refused.push((id, why.to_string())),
             }
+        }
+        if !receipts.is_empty() {
+            refused.extend(self.take_receipts(receipts));
         }
         for (id, why) in refused {
             self.refuse(id, &why);
         }
         for (id, why) in closed {
             self.closed(id, &why);
+        }
+        if !drops.is_empty() {
+            self.send_drops(&drops);
         }
         if n > 0 {
             self.send_receipts(true);
@@ -539,19 +550,20 @@ impl Engine {
     }
 
     /// [`Engine::reap`]'s delivery of one frame held back behind an announcement.
+    /// `Ok(false)` when the frame is dropped.
     fn deliver_owned(
         &mut self,
         id: ConnId,
         fh: &FrameHeader,
         payload: &[u8],
-    ) -> Result<(), &'static str> {
+    ) -> Result<bool, &'static str> {
         let hosted_map = &self.hosted;
         let hosted = |i: u32| hosted_map.contains_key(&i);
         let Some(h) = self.hosts.as_mut() else {
-            return Ok(());
+            return Ok(true);
         };
         let Some(link) = h.links.get(&id) else {
-            return Ok(());
+            return Ok(true);
         };
         let mut made = Vec::new();
         let r = match translate(link, &hosted, fh, payload) {
@@ -568,10 +580,11 @@ impl Engine {
                 slot,
                 &hdr,
                 body.as_deref().unwrap_or(&payload[MSG_HEADER..]),
-            ),
+            )
+            .map(|()| true),
             Err(Bad::Drop) => {
                 self.counters.errors += 1;
-                Ok(())
+                Ok(false)
             }
             Err(Bad::Refuse(why)) => Err(why),
         };

@@ -174,6 +174,9 @@ pub struct HostCounters {
     /// Receive buffers taken back from a message landing into them, which then went on
     /// through the reassembly (the wait ended first, or another thread polled).
     pub taken_back: u64,
+    /// Notes of one-way messages let go unreceipted because a peer sent no receipts for
+    /// too long (see `transport::tcp::reactor::NOTES_LIMIT`).
+    pub notes_overflowed: u64,
 }
 
 /// The engine's connections to other hosts (see the module documentation).
@@ -370,6 +373,7 @@ impl Engine {
             .map_or_else(HostCounters::default, |h| HostCounters {
                 connections: h.links.len() as u64,
                 held: h.holding.len() as u64,
+                notes_overflowed: lock(&h.reactor).notes_overflowed(),
                 ..h.counters
             })
     }

@@ -4,11 +4,10 @@
 //! are failures of their pair, reported by the pair's next send like those of a stream.
 
 use super::lock;
-use crate::engine::delivery::Failure;
 use crate::engine::Engine;
 use crate::error::ErrorKind;
 use crate::transport::channel::Lane;
-use crate::transport::tcp::control::{KIND_RECEIPT, RECEIPT_LEN};
+use crate::transport::tcp::control::{KIND_RECEIPT, RECEIPT_DROPPED, RECEIPT_LEN};
 use crate::transport::tcp::{ConnId, FrameHeader};
 
 /// Frames taken on a connection after which a receipt goes at once (else the periodic tick
@@ -33,22 +32,58 @@ impl Engine {
             if l.arrived - l.receipted < limit {
                 continue;
             }
-            let fh = FrameHeader {
-                slot: crate::ring::SlotHeader {
-                    len: RECEIPT_LEN as u32,
-                    kind: KIND_RECEIPT,
-                    flags: 0,
-                    aux: 0,
-                    src: 0,
-                },
-                dst: 0,
-                lane: Lane::Latency,
-            };
+            let fh = receipt_header(0);
             // A control frame: taken past the queue limits, and not numbered itself.
             if r.send_control(id, &fh, &l.arrived.to_le_bytes()).is_ok() {
                 l.receipted = l.arrived;
             }
         }
+    }
+
+    /// Tells the peers which frames this engine took and dropped (see
+    /// [`RECEIPT_DROPPED`]): numbered among the frames taken off their connection.
+    pub(super) fn send_drops(&mut self, drops: &[(ConnId, u64)]) {
+        let Some(h) = self.hosts.as_mut() else { return };
+        let mut r = lock(&h.reactor);
+        for &(id, number) in drops {
+            let fh = receipt_header(RECEIPT_DROPPED);
+            let _ = r.send_control(id, &fh, &number.to_le_bytes());
+        }
+    }
+
+    /// Applies receipts that came (connection, `aux`, body): a count releases notes, a
+    /// dropped frame makes its one-way message a failure of its pair. Returns the
+    /// connections to close, with why.
+    pub(super) fn take_receipts(
+        &mut self,
+        receipts: Vec<(ConnId, u16, [u8; RECEIPT_LEN])>,
+    ) -> Vec<(ConnId, String)> {
+        let mut refused = Vec::new();
+        let Some(h) = self.hosts.as_mut() else {
+            return refused;
+        };
+        let mut failed = Vec::new();
+        {
+            let mut r = lock(&h.reactor);
+            for (id, aux, b) in receipts {
+                let n = u64::from_le_bytes(b);
+                let done = match aux {
+                    0 => r.receipt(id, n),
+                    RECEIPT_DROPPED => r.dropped(id, n).map(|pair| failed.extend(pair)),
+                    _ => Err("a receipt of an unknown form"),
+                };
+                if let Err(why) = done {
+                    refused.push((id, why.to_string()));
+                }
+            }
+        }
+        for pair in failed {
+            if self.delivery.on && self.hosted.contains_key(&pair.0) {
+                let why = "its receiving node was no longer on its host when it arrived";
+                self.note_failure(pair, ErrorKind::NodeNotFound, why);
+            }
+        }
+        refused
     }
 
     /// What an engine thread does before it sleeps: receipts for every frame taken since
@@ -72,20 +107,26 @@ impl Engine {
                 // Passed on for another process: its sender's stream answers for it.
                 continue;
             }
-            self.delivery.counters.failed += 1;
             self.delivery.counters.unreceipted += 1;
-            let f = self
-                .delivery
-                .failures
-                .entry((src, dst))
-                .or_insert_with(|| Failure {
-                    messages: 0,
-                    unconfirmed: 0,
-                    kind: ErrorKind::NodeNotFound,
-                    why: WHY.to_string(),
-                });
-            f.messages += 1;
-            f.unconfirmed += 1;
+            self.note_failure((src, dst), ErrorKind::NodeNotFound, WHY);
+            if let Some(f) = self.delivery.failures.get_mut(&(src, dst)) {
+                f.unconfirmed += 1;
+            }
         }
+    }
+}
+
+/// The header of a receipt with `aux`.
+fn receipt_header(aux: u16) -> FrameHeader {
+    FrameHeader {
+        slot: crate::ring::SlotHeader {
+            len: RECEIPT_LEN as u32,
+            kind: KIND_RECEIPT,
+            flags: 0,
+            aux,
+            src: 0,
+        },
+        dst: 0,
+        lane: Lane::Latency,
     }
 }

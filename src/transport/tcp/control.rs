@@ -7,7 +7,7 @@
 //! kind 0xC1 nodes: entries of  index u32 | generation u64 | hosted u8 | len u16 | signature (JSON)
 //! kind 0xC2 gone:  entries of  index u32
 //! kind 0xC3 beat:  no body
-//! kind 0xC4 receipt: frames u64
+//! kind 0xC4 receipt: frames u64 (aux 1: the number of one frame taken and dropped)
 //! ```
 //!
 //! The frame header of either carries the sending process's instance (a random nonzero
@@ -32,6 +32,10 @@ pub const KIND_BEAT: u8 = 0xC3;
 /// kinds ([`counts_for_receipt`]) the sender of the receipt took off the connection so far
 /// (see `reactor::receipts`).
 pub const KIND_RECEIPT: u8 = 0xC4;
+/// `aux` of a receipt that names one frame its sender took off the connection and dropped
+/// (its receiving node is not hosted there, or it names indices never announced): the body
+/// is that frame's number, and a one-way message it ended was not delivered.
+pub const RECEIPT_DROPPED: u16 = 1;
 /// Bytes of a receipt's body.
 pub const RECEIPT_LEN: usize = 8;
 

@@ -230,7 +230,9 @@ pub struct Reactor {
     /// Connections resumed with a frame landing: gone on with at the next poll.
     land_later: Vec<usize>,
     /// Notes of closed connections not receipted (see [`receipts`]).
-    unreceipted: Vec<(ConnId, Vec<(u32, u32)>)>,
+    unreceipted: Vec<(ConnId, Tally)>,
+    /// Notes let go beyond [`NOTES_LIMIT`], all connections.
+    notes_overflowed: u64,
 }
 
 impl Reactor {
@@ -307,6 +309,7 @@ impl Reactor {
             land_head: 0,
             land_later: Vec::new(),
             unreceipted: Vec::new(),
+            notes_overflowed: 0,
         })
     }
 

@@ -27,21 +27,22 @@ pub(super) struct Tally {
     /// (frame, sending node, receiving node) of one-way messages' last frames, oldest
     /// first.
     notes: VecDeque<(u64, u32, u32)>,
-    /// Notes let go unreceipted beyond [`NOTES_LIMIT`].
-    pub(super) overflowed: u64,
 }
 
 impl Tally {
-    /// Numbers one frame, with a note when it ends a one-way message.
-    pub(super) fn count(&mut self, note: Option<(u32, u32)>) {
+    /// Numbers one frame, with a note when it ends a one-way message. Whether the oldest
+    /// note was let go for it (beyond [`NOTES_LIMIT`]).
+    pub(super) fn count(&mut self, note: Option<(u32, u32)>) -> bool {
         self.sent += 1;
-        if let Some((src, dst)) = note {
-            if self.notes.len() >= NOTES_LIMIT {
-                self.notes.pop_front();
-                self.overflowed += 1;
-            }
-            self.notes.push_back((self.sent, src, dst));
+        let Some((src, dst)) = note else {
+            return false;
+        };
+        let over = self.notes.len() >= NOTES_LIMIT;
+        if over {
+            self.notes.pop_front();
         }
+        self.notes.push_back((self.sent, src, dst));
+        over
     }
 }
 
@@ -61,10 +62,9 @@ impl Reactor {
     /// Applies a receipt of `frames` from the peer of `id`. `Err` for a receipt no honest
     /// peer sends (of frames never sent, or fewer than an earlier one).
     pub fn receipt(&mut self, id: ConnId, frames: u64) -> std::result::Result<(), &'static str> {
-        let Some(c) = self.conn_mut(id).ok() else {
+        let Some(t) = self.tally_mut(id) else {
             return Ok(());
         };
-        let t = &mut c.tally;
         if frames > t.sent || frames < t.receipted {
             return Err("a receipt for frames that were never sent");
         }
@@ -75,31 +75,74 @@ impl Reactor {
         Ok(())
     }
 
+    /// Applies the peer's word that it dropped frame `frame` of `id`: the (sending node,
+    /// receiving node) of the one-way message it ended, if it ended one. `Err` for a frame
+    /// not sent yet or already receipted (no honest peer says so).
+    pub fn dropped(
+        &mut self,
+        id: ConnId,
+        frame: u64,
+    ) -> std::result::Result<Option<(u32, u32)>, &'static str> {
+        let Some(t) = self.tally_mut(id) else {
+            return Ok(None);
+        };
+        if frame > t.sent || frame <= t.receipted {
+            return Err("a frame named dropped that was never sent or was receipted");
+        }
+        let Ok(i) = t.notes.binary_search_by_key(&frame, |&(n, _, _)| n) else {
+            return Ok(None);
+        };
+        Ok(t.notes.remove(i).map(|(_, s, d)| (s, d)))
+    }
+
+    /// Notes let go unreceipted beyond [`NOTES_LIMIT`] so far (their peers sent no
+    /// receipts: a message of theirs lost with its connection would not be reported).
+    pub fn notes_overflowed(&self) -> u64 {
+        self.notes_overflowed
+    }
+
     /// Frames numbered on `id` so far, and notes waiting for a receipt there.
     pub fn tally(&self, id: ConnId) -> (u64, usize) {
         self.conn(id)
             .map_or((0, 0), |c| (c.tally.sent, c.tally.notes.len()))
     }
 
-    /// Moves the notes of connection `slot`, which closed, where
-    /// [`Reactor::take_unreceipted`] finds them.
+    /// The tally of `id`: its connection's, or the one it left when it closed (receipts
+    /// that came with its close still count).
+    fn tally_mut(&mut self, id: ConnId) -> Option<&mut Tally> {
+        let live = self
+            .conns
+            .get(id.slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.generation == id.generation && !c.reported);
+        if live {
+            return self.conns[id.slot].as_mut().map(|c| &mut c.tally);
+        }
+        self.unreceipted
+            .iter_mut()
+            .find(|(c, _)| *c == id)
+            .map(|(_, t)| t)
+    }
+
+    /// Moves the tally of connection `slot`, which closed, where
+    /// [`Reactor::take_unreceipted`] finds it.
     pub(super) fn keep_unreceipted(&mut self, slot: usize) {
         let id = self.id_of(slot);
         let Some(c) = self.conns[slot].as_mut() else {
             return;
         };
-        let notes = std::mem::take(&mut c.tally.notes);
-        if !notes.is_empty() {
-            self.unreceipted
-                .push((id, notes.into_iter().map(|(_, s, d)| (s, d)).collect()));
-        }
+        let t = std::mem::take(&mut c.tally);
+        self.unreceipted.push((id, t));
     }
 
     /// The (sending node, receiving node) of the one-way messages that connection `id`,
     /// now closed, carried last and that its peer never receipted, oldest first (once).
     pub fn take_unreceipted(&mut self, id: ConnId) -> Vec<(u32, u32)> {
         match self.unreceipted.iter().position(|(c, _)| *c == id) {
-            Some(i) => self.unreceipted.swap_remove(i).1,
+            Some(i) => {
+                let t = self.unreceipted.swap_remove(i).1;
+                t.notes.into_iter().map(|(_, s, d)| (s, d)).collect()
+            }
             None => Vec::new(),
         }
     }
@@ -134,6 +177,19 @@ mod tests {
             "frames 1 and 4 (notes of 0 and 3) receipted"
         );
         assert!(r.receipt(id, 3).is_err(), "a receipt going back");
+        assert_eq!(
+            r.dropped(id, 7).unwrap(),
+            Some((6, 106)),
+            "frame 7 ended the note of 6"
+        );
+        assert_eq!(
+            r.dropped(id, 8).unwrap(),
+            None,
+            "frame 8 ended no one-way message"
+        );
+        assert!(r.dropped(id, 4).is_err(), "a frame receipted");
+        assert!(r.dropped(id, 11).is_err(), "a frame never sent");
+        assert_eq!(r.tally(id), (10, 1));
         r.close(id);
         let mut closed = 0;
         let until = std::time::Instant::now() + Duration::from_secs(5);
@@ -141,7 +197,32 @@ mod tests {
             r.poll(&mut |_, ev| closed += matches!(ev, Event::Closed(_)) as u32);
             assert!(std::time::Instant::now() < until, "never reported closed");
         }
-        assert_eq!(r.take_unreceipted(id), vec![(6, 106), (9, 109)]);
+        // A receipt that comes with the close still counts.
+        r.receipt(id, 9).unwrap();
+        assert!(
+            r.receipt(id, 11).is_err(),
+            "frames never sent, also once closed"
+        );
+        assert_eq!(
+            r.take_unreceipted(id),
+            vec![(9, 109)],
+            "frame 10 not receipted"
+        );
+        let (a, _b) = pair();
+        let id = r.add(a).unwrap();
+        assert!(r
+            .send_noted(id, &header(1, 4), &[b"abcd"], Some((1, 2)))
+            .unwrap());
+        assert!(r
+            .send_noted(id, &header(1, 4), &[b"abcd"], Some((3, 4)))
+            .unwrap());
+        r.close(id);
+        let mut closed = 0;
+        while closed == 0 {
+            r.poll(&mut |_, ev| closed += matches!(ev, Event::Closed(_)) as u32);
+            assert!(std::time::Instant::now() < until, "never reported closed");
+        }
+        assert_eq!(r.take_unreceipted(id), vec![(1, 2), (3, 4)]);
         assert!(r.take_unreceipted(id).is_empty(), "handed over once");
     }
 }

@@ -85,8 +85,8 @@ impl Reactor {
             all[1..parts.len() + 1].copy_from_slice(parts);
             match crate::sys::send_parts(&c.sock, &all[..parts.len() + 1]) {
                 Ok(n) if n == head.len() + len => {
-                    if !control {
-                        c.tally.count(note);
+                    if !control && c.tally.count(note) {
+                        self.notes_overflowed += 1;
                     }
                     return Ok(true);
                 }
@@ -130,7 +130,9 @@ impl Reactor {
         }
         if !control {
             // Numbered once taken (a frame refused above is its sender's error).
-            self.conn_mut(id)?.tally.count(note);
+            if self.conn_mut(id)?.tally.count(note) {
+                self.notes_overflowed += 1;
+            }
         }
         Ok(true)
     }

@@ -32,18 +32,18 @@ const _: () = assert!(crate::transport::tcp::MAX_FRAME <= ring::max_payload(TCP_
 const _: () =
     assert!(crate::transport::tcp::control::MAX_ANNOUNCE <= crate::transport::tcp::MAX_FRAME);
 /// Buffers of backlog frames kept for reuse.
-const SPARE: usize = 64;
+pub(super) const SPARE: usize = 64;
 /// Bytes of backlog of one connection from which it stops receiving (see the module
 /// documentation).
-const HOLD_AT: usize = 1 << 20;
+pub(super) const HOLD_AT: usize = 1 << 20;
 /// Bytes of backlog of a held connection under which it receives again.
-const RESUME_UNDER: usize = HOLD_AT / 4;
+pub(super) const RESUME_UNDER: usize = HOLD_AT / 4;
 
 /// A frame waiting for room in its ring.
 pub(crate) struct Waiting {
     pub(super) conn: ConnId,
-    key: (u32, u32, Lane),
-    slot: SlotHeader,
+    pub(super) key: (u32, u32, Lane),
+    pub(super) slot: SlotHeader,
     /// The payload, its message header mapped.
     pub(super) bytes: Vec<u8>,
 }
@@ -590,70 +590,5 @@ impl Engine {
         };
         self.inbound.append(&mut made);
         r
-    }
-
-    /// Stops receiving on the connections with [`HOLD_AT`] bytes in the backlog, and
-    /// receives again on those held whose backlog fell under [`RESUME_UNDER`] (or that
-    /// closed).
-    pub(super) fn hold_backlogged(&mut self) {
-        let Some(h) = self.hosts.as_mut() else {
-            return;
-        };
-        if h.backlog_bytes < HOLD_AT && h.holding.is_empty() {
-            return;
-        }
-        let mut per: FxHashMap<ConnId, usize> = FxHashMap::default();
-        for w in &h.backlog {
-            *per.entry(w.conn).or_default() += w.bytes.len();
-        }
-        let mut r = lock(&h.reactor);
-        h.holding.retain(|id| {
-            // A connection that closed is no longer held (nothing more comes from it).
-            let held = r.is_open(*id) && per.get(id).is_some_and(|&b| b >= RESUME_UNDER);
-            if !held {
-                r.resume(*id);
-            }
-            held
-        });
-        for (id, bytes) in per {
-            if bytes >= HOLD_AT && !h.holding.contains(&id) && r.is_open(id) {
-                r.pause(id);
-                h.holding.push(id);
-                h.counters.holds += 1;
-            }
-        }
-    }
-
-    /// Pushes the frames of the backlog whose rings have room now, in order.
-    pub(super) fn flush_backlog(&mut self) {
-        let Some(h) = self.hosts.as_mut() else {
-            return;
-        };
-        let mut blocked: Vec<ConnId> = Vec::new();
-        let mut i = 0;
-        while i < h.backlog.len() {
-            let w = &h.backlog[i];
-            if blocked.contains(&w.conn) {
-                i += 1;
-                continue;
-            }
-            let pushed = h
-                .rings
-                .get_mut(&w.key)
-                .map(|p| p.try_push(w.slot, &[&w.bytes]));
-            match pushed {
-                Some(Ok(())) | None | Some(Err(PushError::TooLarge | PushError::Corrupt)) => {
-                    let w = h.backlog.remove(i).expect("in range");
-                    h.backlog_bytes -= w.bytes.len();
-                    if h.spare.len() < SPARE {
-                        h.spare.push(w.bytes);
-                    }
-                }
-                Some(Err(PushError::Full)) => {
-                    blocked.push(w.conn);
-                    i += 1;
-                }
-            }
-        }
     }
 }

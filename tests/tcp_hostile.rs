@@ -383,6 +383,8 @@ fn a_node_nobody_reads_holds_up_only_the_connection_that_floods_it() {
     f.a.register_node(node("slow")).unwrap();
     let c = tcp_protocol(&f._dir.0, Some(test_key()), false);
     c.register_node(node("c")).unwrap();
+    // It beats: `a` judges its connection by its silence (1 s).
+    c.start_background_services().unwrap();
     c.connect_host(f.a.listen_address().unwrap()).unwrap();
     // More than the node's queue takes (256 MiB) and what the sockets hold besides.
     const N: u32 = 320;
@@ -413,6 +415,11 @@ fn a_node_nobody_reads_holds_up_only_the_connection_that_floods_it() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Held for longer than the silence limit: `a` reads nothing from it meanwhile, which
+    // is not the peer's silence.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(f.metric("tcp_closed_silent"), 0.0);
+    assert_eq!(f.metric("tcp_receives_held"), 1.0);
     f.still_serves();
     for i in 0..N {
         let m =

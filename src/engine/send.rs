@@ -32,8 +32,10 @@ impl Engine {
                 return Ok(&mut **self.out.get_mut(&(src, dst, lane)).expect("inserted"));
             }
             if crate::transport::tcp::is_remote(dst) {
+                let name = self.name_of(dst);
                 return Err(Error::NodeNotFound(format!(
-                    "node index {dst} is on another host that no connection reaches now"
+                    "node {:?} is on another host that no connection reaches now",
+                    name.as_str()
                 )));
             }
             let slots = lane_slots(lane);

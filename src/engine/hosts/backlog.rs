@@ -25,11 +25,17 @@ impl Engine {
             *per.entry(w.conn).or_default() += w.bytes.len();
         }
         let mut r = lock(&h.reactor);
+        let now = std::time::Instant::now();
+        let links = &mut h.links;
         h.holding.retain(|id| {
             // A connection that closed is no longer held (nothing more comes from it).
             let held = r.is_open(*id) && per.get(id).is_some_and(|&b| b >= RESUME_UNDER);
             if !held {
                 r.resume(*id);
+                // Its silence is judged from now: nothing was read from it while held.
+                if let Some(l) = links.get_mut(id) {
+                    l.heard = now;
+                }
             }
             held
         });

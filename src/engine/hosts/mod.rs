@@ -556,12 +556,18 @@ impl Engine {
             lock(&h.reactor).beat_all(crate::transport::tcp::control::KIND_BEAT, 0);
         }
         // Silence is judged over the time this engine read its connections: one that did not
-        // (a handler that ran long) has not heard what came meanwhile.
+        // (a handler that ran long) has not heard what came meanwhile, and a connection held
+        // while its frames wait for room is not read at all.
         let read = h.reaped;
+        let holding = &h.holding;
         let silent: Vec<ConnId> = h
             .links
             .iter()
-            .filter(|(_, l)| l.beats && read.saturating_duration_since(l.heard) > h.down_after)
+            .filter(|(id, l)| {
+                l.beats
+                    && !holding.contains(id)
+                    && read.saturating_duration_since(l.heard) > h.down_after
+            })
             .map(|(&id, _)| id)
             .collect();
         let limit = h.down_after;

@@ -46,6 +46,7 @@ impl HyperFabricProtocol {
             self.inner.paced_waits() as f64,
         );
         let e = lock(&self.inner.engine);
+        m.insert("inbound_rings".into(), e.inbound_rings() as f64);
         let d = e.delivery_counters();
         for (name, v) in [
             ("delivery_sequenced", d.sequenced),

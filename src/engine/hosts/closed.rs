@@ -111,6 +111,7 @@ impl Engine {
             let waiting: Vec<u32> = h.backlog.iter().map(|w| w.source()).collect();
             h.rings
                 .retain(|&(src, _, _), _| !nodes.contains(&src) || waiting.contains(&src));
+            self.gone_inbound = true;
         }
         for &n in nodes {
             self.out_generation.remove(&n);

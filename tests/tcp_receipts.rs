@@ -10,10 +10,11 @@
 mod common;
 
 use common::{
-    announcement, child_command, child_var, frame_header, node, tcp_protocol, test_key, FabricDir,
+    announcement, child_command, child_var, frame_header, host_protocol, node, tcp_protocol,
+    test_key, FabricDir,
 };
 use hyperfabric::codec::handshake::{self, Credentials};
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions, TcpConfig};
+use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
 use hyperfabric::transport::tcp::control::{KIND_RECEIPT, RECEIPT_DROPPED};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
@@ -26,18 +27,7 @@ const PEER: &str = "HF_RECEIPTS_PEER";
 const DOWN_AFTER: Duration = Duration::from_millis(300);
 
 fn protocol(fabric: &str, listen: bool, peers: Vec<std::net::SocketAddr>) -> HyperFabricProtocol {
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        key: Some(test_key()),
-        tcp: Some(TcpConfig {
-            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
-            peers,
-            down_after: DOWN_AFTER,
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .unwrap()
+    host_protocol(fabric, listen, peers, Some(DOWN_AFTER))
 }
 
 /// Message `n`: its number, then bytes that depend on it. Every 64th is of several frames.

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{child_command, child_var, node, test_key, FabricDir};
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions, TcpConfig};
+use common::{child_command, child_var, host_protocol, node, FabricDir};
+use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -17,17 +17,7 @@ const PEER: &str = "HF_RECONNECT_PEER";
 const ROUND: &str = "HF_RECONNECT_ROUND";
 
 fn protocol(fabric: &str, listen: bool, peers: Vec<std::net::SocketAddr>) -> HyperFabricProtocol {
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        fabric_name: Some(fabric.into()),
-        key: Some(test_key()),
-        tcp: Some(TcpConfig {
-            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
-            peers,
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .unwrap()
+    host_protocol(fabric, listen, peers, None)
 }
 
 /// Node "b" in a process of its own (its own fabric directory: it reaches "a" over TCP

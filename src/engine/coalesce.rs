@@ -127,7 +127,7 @@ impl Engine {
                 if self.delivery.on {
                     // Its events were taken by earlier calls: the pair's next send says so.
                     let why = format!("a batch of {} coalesced events was not sent: {e}", b.events);
-                    self.note_failure(key, e.kind(), &why);
+                    self.note_failures(key, 1, e.kind(), &why);
                 }
                 Err(e)
             }

@@ -188,6 +188,33 @@ pub fn tcp_protocol(
     .unwrap()
 }
 
+/// A protocol on test fabric `fabric` for a test of processes that meet over TCP only (each
+/// with a fabric directory of its own): listening on a free loopback port when `listen`,
+/// dialing `peers` (again whenever their connection drops), with the silence limit
+/// `down_after` when given.
+pub fn host_protocol(
+    fabric: &str,
+    listen: bool,
+    peers: Vec<std::net::SocketAddr>,
+    down_after: Option<Duration>,
+) -> hyperfabric::fabric::HyperFabricProtocol {
+    let mut tcp = hyperfabric::fabric::TcpConfig {
+        listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+        peers,
+        ..Default::default()
+    };
+    if let Some(d) = down_after {
+        tcp.down_after = d;
+    }
+    hyperfabric::fabric::HyperFabricProtocol::with_config(hyperfabric::fabric::ProtocolConfig {
+        fabric_name: Some(fabric.into()),
+        key: Some(test_key()),
+        tcp: Some(tcp),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// TCP on loopback (listening on a free port when `listen`) that reaches the nodes of this
 /// host over TCP too.
 pub fn loopback_tcp(listen: bool) -> hyperfabric::fabric::TcpConfig {

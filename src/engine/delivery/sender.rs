@@ -202,10 +202,16 @@ impl Engine {
         ))
     }
 
-    /// Counts one message from `src` to `dst` that was not delivered, for the pair's next
+    /// Counts `messages` from `src` to `dst` that were not delivered, for the pair's next
     /// send to report (see [`Engine::take_failure`]).
-    pub(crate) fn note_failure(&mut self, (src, dst): (u32, u32), kind: ErrorKind, why: &str) {
-        self.delivery.counters.failed += 1;
+    pub(crate) fn note_failures(
+        &mut self,
+        (src, dst): (u32, u32),
+        messages: u64,
+        kind: ErrorKind,
+        why: &str,
+    ) {
+        self.delivery.counters.failed += messages;
         let f = self
             .delivery
             .failures
@@ -216,7 +222,7 @@ impl Engine {
                 kind,
                 why: why.to_string(),
             });
-        f.messages += 1;
+        f.messages += messages;
     }
 
     /// Pushes the fragment at `offset` (at most `limit` bytes of body) of a sequenced
@@ -568,18 +574,7 @@ impl Engine {
             }
         }
         if posts > 0 {
-            self.delivery.counters.failed += posts;
-            let f = self
-                .delivery
-                .failures
-                .entry((src, dst))
-                .or_insert_with(|| Failure {
-                    messages: 0,
-                    unconfirmed: 0,
-                    kind,
-                    why: why.to_string(),
-                });
-            f.messages += posts;
+            self.note_failures((src, dst), posts, kind, why);
         }
     }
 }

@@ -80,7 +80,7 @@ impl Engine {
         for pair in failed {
             if self.delivery.on && self.hosted.contains_key(&pair.0) {
                 let why = "its receiving node was no longer on its host when it arrived";
-                self.note_failure(pair, ErrorKind::NodeNotFound, why);
+                self.note_failures(pair, 1, ErrorKind::NodeNotFound, why);
             }
         }
         refused
@@ -108,7 +108,7 @@ impl Engine {
                 continue;
             }
             self.delivery.counters.unreceipted += 1;
-            self.note_failure((src, dst), ErrorKind::NodeNotFound, WHY);
+            self.note_failures((src, dst), 1, ErrorKind::NodeNotFound, WHY);
             if let Some(f) = self.delivery.failures.get_mut(&(src, dst)) {
                 f.unconfirmed += 1;
             }

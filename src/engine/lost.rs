@@ -78,23 +78,16 @@ impl Engine {
             .as_ref()
             .map(|h| h.backlog_keys())
             .unwrap_or_default();
-        // A ring of frames over TCP whose producing side went (its connection closed) is
-        // read no more once drained, also when its sender comes back under the same index (a
-        // ring made anew takes its frames then): kept, such rings piled up with every
-        // reconnection of a peer.
-        let tcp: Vec<(u32, u32, Lane)> = self
-            .hosts
-            .as_ref()
-            .map(|h| h.ring_keys())
-            .unwrap_or_default();
-        let orphan = |r: &super::Inbound| r.stream && !tcp.contains(&(r.src, r.dst, r.lane));
+        // A retired ring of frames over TCP goes once drained, also when its sender came back
+        // under the same index (a ring made anew takes its frames): kept, such rings piled up
+        // with every reconnection of a peer.
         let before = self.inbound.len();
         self.inbound.retain(|r| {
-            live(r.src) && !orphan(r)
+            live(r.src) && !r.retired
                 || r.consumer.has_message()
                 || waiting.contains(&(r.src, r.dst, r.lane))
         });
-        self.gone_inbound = self.inbound.iter().any(|r| !live(r.src) || orphan(r));
+        self.gone_inbound = self.inbound.iter().any(|r| !live(r.src) || r.retired);
         if self.inbound.len() != before {
             // The producing side of a ring of frames over TCP goes with its reader: a frame of
             // the sender when it returns gets a ring that is read.

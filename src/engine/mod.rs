@@ -149,6 +149,9 @@ struct Inbound {
     /// Fed by a TCP connection: a stream brings frames in bursts, so a pass takes as many
     /// bulk frames from it as latency ones.
     stream: bool,
+    /// Its producing side went (its connection closed, or its reader left): read until
+    /// drained, then dropped, whatever comes under its key later (a ring made anew).
+    retired: bool,
 }
 
 /// Traffic counters of the engine.

@@ -49,6 +49,7 @@ impl Engine {
                 lane: a.lane,
                 consumer: a.inbound,
                 stream: false,
+                retired: false,
             });
             self.forget_stale_rings_to(a.src);
         }

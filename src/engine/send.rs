@@ -53,6 +53,7 @@ impl Engine {
                     lane,
                     consumer,
                     stream: false,
+                    retired: false,
                 });
             }
             if !local {

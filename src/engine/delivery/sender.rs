@@ -203,14 +203,14 @@ impl Engine {
     }
 
     /// Counts `messages` from `src` to `dst` that were not delivered, for the pair's next
-    /// send to report (see [`Engine::take_failure`]).
+    /// send to report (see [`Engine::take_failure`]). Returns the pair's failure.
     pub(crate) fn note_failures(
         &mut self,
         (src, dst): (u32, u32),
         messages: u64,
         kind: ErrorKind,
         why: &str,
-    ) {
+    ) -> &mut Failure {
         self.delivery.counters.failed += messages;
         let f = self
             .delivery
@@ -223,6 +223,7 @@ impl Engine {
                 why: why.to_string(),
             });
         f.messages += messages;
+        f
     }
 
     /// Pushes the fragment at `offset` (at most `limit` bytes of body) of a sequenced

@@ -88,6 +88,8 @@ impl Engine {
     pub(in crate::engine) fn forget_tcp_rings(&mut self, node: u32) {
         let Some(h) = self.hosts.as_mut() else { return };
         h.rings.retain(|&(_, dst, _), _| dst != node);
+        self.retire_tcp_inbound();
+        let Some(h) = self.hosts.as_mut() else { return };
         // Dropped here, not left for the next flush: one held up behind another ring would
         // otherwise reach a node registered later under the same index.
         let before = h.backlog.len();
@@ -95,6 +97,20 @@ impl Engine {
         h.backlog_bytes = h.backlog.iter().map(|w| w.bytes.len()).sum();
         self.counters.errors += (before - h.backlog.len()) as u64;
         self.flush_backlog();
+    }
+
+    /// Marks retired the inbound rings of frames over TCP whose producing side was just
+    /// dropped: `drop_gone_inbound` drops them once drained.
+    fn retire_tcp_inbound(&mut self) {
+        let Some(h) = self.hosts.as_ref() else { return };
+        let mut any = false;
+        for r in self.inbound.iter_mut().filter(|r| r.stream && !r.retired) {
+            if !h.rings.contains_key(&(r.src, r.dst, r.lane)) {
+                r.retired = true;
+                any = true;
+            }
+        }
+        self.gone_inbound |= any;
     }
 
     /// Nodes reached over TCP that are gone: their channels are dropped and the requests
@@ -111,7 +127,7 @@ impl Engine {
             let waiting: Vec<u32> = h.backlog.iter().map(|w| w.source()).collect();
             h.rings
                 .retain(|&(src, _, _), _| !nodes.contains(&src) || waiting.contains(&src));
-            self.gone_inbound = true;
+            self.retire_tcp_inbound();
         }
         for &n in nodes {
             self.out_generation.remove(&n);

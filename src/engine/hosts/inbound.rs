@@ -212,6 +212,7 @@ impl Rings<'_> {
                     lane: key.2,
                     consumer: Box::new(c),
                     stream: true,
+                    retired: false,
                 });
                 v.insert(p)
             }

@@ -302,11 +302,6 @@ impl Hosts {
         keys
     }
 
-    /// The keys of the inbound rings of frames over TCP that their connections still feed.
-    pub(super) fn ring_keys(&self) -> Vec<(u32, u32, Lane)> {
-        self.rings.keys().copied().collect()
-    }
-
     /// Keeps the inbound rings of frames over TCP whose key `keep` accepts.
     pub(super) fn keep_rings(&mut self, keep: impl Fn((u32, u32, Lane)) -> bool) {
         self.rings.retain(|&k, _| keep(k));

@@ -77,12 +77,8 @@ impl Engine {
                 }
             }
         }
-        for pair in failed {
-            if self.delivery.on && self.hosted.contains_key(&pair.0) {
-                let why = "its receiving node was no longer on its host when it arrived";
-                self.note_failures(pair, 1, ErrorKind::NodeNotFound, why);
-            }
-        }
+        let why = "its receiving node was no longer on its host when it arrived";
+        self.fail_noted(failed, why, false);
         refused
     }
 
@@ -94,23 +90,29 @@ impl Engine {
 
     /// Counts the one-way messages that connection `id`, which closed, carried from nodes of
     /// this process and that its peer never receipted: failures of their pairs, reported by
-    /// each pair's next send (see `docs/delivery.md`). Without fault tolerance they are
-    /// lost without a word, as before.
+    /// each pair's next send (see `docs/delivery.md`).
     pub(super) fn unreceipted(&mut self, id: ConnId) {
         let Some(h) = self.hosts.as_mut() else { return };
         let notes = lock(&h.reactor).take_unreceipted(id);
+        self.fail_noted(notes, WHY, true);
+    }
+
+    /// Counts the one-way messages of `notes` (sending node, receiving node) as failures of
+    /// their pairs, for `why` (`unconfirmed`: they may have arrived). Without fault
+    /// tolerance they are lost without a word; a message passed on for another process is
+    /// its sender's stream's to answer for.
+    fn fail_noted(&mut self, notes: Vec<(u32, u32)>, why: &str, unconfirmed: bool) {
         if !self.delivery.on {
             return;
         }
-        for (src, dst) in notes {
-            if !self.hosted.contains_key(&src) {
-                // Passed on for another process: its sender's stream answers for it.
+        for pair in notes {
+            if !self.hosted.contains_key(&pair.0) {
                 continue;
             }
-            self.delivery.counters.unreceipted += 1;
-            self.note_failures((src, dst), 1, ErrorKind::NodeNotFound, WHY);
-            if let Some(f) = self.delivery.failures.get_mut(&(src, dst)) {
+            let f = self.note_failures(pair, 1, ErrorKind::NodeNotFound, why);
+            if unconfirmed {
                 f.unconfirmed += 1;
+                self.delivery.counters.unreceipted += 1;
             }
         }
     }

@@ -40,9 +40,11 @@ pub use endpoint::named::{
 pub use endpoint::Endpoint;
 pub use measure::measure_network_performance;
 pub use options::{IdleStrategy, ProtocolConfig, SendOptions, TcpConfig};
+pub use ping::Probe;
 pub(crate) use recv::too_large;
 pub use request::{wait_all, wait_any, Completion, Request};
 pub(crate) use request::{wait_all_of, wait_any_of};
+pub use topology::LINKS_KEY;
 
 use crate::codec::{Sealer, SealingKey};
 use crate::config::ProtocolOptions;

@@ -143,6 +143,7 @@ pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
             owner_pid: 0,
             owner_start: 0,
             generation: n.generation,
+            since_unix_ns: 0,
         });
     }
     let tm = &inner.topology;
@@ -189,22 +190,53 @@ pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
         }
     }
     let present = |id: &str| by_id.contains_key(id);
+    let declared = |a: &str, b: &str| {
+        tm.read(|t| {
+            t.declared_links()
+                .iter()
+                .any(|d| (d.a == a && d.b == b) || (d.a == b && d.b == a))
+        })
+    };
     for l in &inner.links {
-        if present(&l.a)
-            && present(&l.b)
-            && !tm.read(|t| {
-                t.declared_links()
-                    .iter()
-                    .any(|d| (d.a == l.a && d.b == l.b) || (d.a == l.b && d.b == l.a))
-            })
-        {
+        if present(&l.a) && present(&l.b) && !declared(&l.a, &l.b) {
             tm.add_link(l.clone())?;
+        }
+    }
+    // Where links are declared, a node registered at run time (a tool attaching to a
+    // running fabric) declares its own in its signature's metadata; with implied links
+    // every pair is linked already.
+    if tm.read(|t| t.link_policy()) == crate::topology::LinkPolicy::Explicit {
+        for p in &peers {
+            for other in declared_links(&p.signature) {
+                let id = &p.signature.node_id;
+                if present(other) && other != id && !declared(id, other) {
+                    tm.add_link(crate::topology::LinkSpec::new(
+                        id.clone(),
+                        other.to_string(),
+                    ))?;
+                }
+            }
         }
     }
     sync_zones(inner, &present)?;
     *seen = epoch;
     inner.zones_seen.store(epoch.1, Ordering::Release);
     Ok(())
+}
+
+/// Metadata key under which a node lists the nodes it is linked to (an array of ids).
+pub const LINKS_KEY: &str = "hf_links";
+
+/// The links `node` declares in its metadata ([`LINKS_KEY`]); entries that are not strings
+/// are ignored.
+fn declared_links(node: &crate::model::NodeSignature) -> impl Iterator<Item = &str> {
+    node.metadata
+        .as_ref()
+        .and_then(|m| m.get(LINKS_KEY))
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
 }
 
 /// Brings the topology's zones and memberships in step with the fabric's zone table (members

@@ -8,6 +8,10 @@
 //! hyperfabric topo generate fat-tree --k K | dragonfly --a A --p P --h H | torus --x X --y Y
 //! hyperfabric config validate FILE
 //! hyperfabric detect        [--json] [--transport]
+//! hyperfabric serve         [--config FILE] [--fabric NAME] [--nodes A,B] [--host H]
+//! hyperfabric nodes         [list | status NODE] [--config FILE] [--fabric NAME] [--json]
+//! hyperfabric ping NODE     [--count N] [--size B] [--interval MS] [--priority P] [--json]
+//! hyperfabric transfer SRC DST [--size 1GiB] [--compress] [--encrypt] [--verify] [--json]
 //! ```
 //! Without `--config`, the built-in example AI cluster is used.
 
@@ -111,6 +115,15 @@ enum Command {
     /// Internal: a process of `soak`.
     #[command(hide = true)]
     SoakWorker(soak::WorkerArgs),
+    /// Host nodes of a configuration until SIGINT or SIGTERM: a running fabric the other
+    /// commands attach to.
+    Serve(serve::ServeArgs),
+    /// The nodes of a running fabric: state, since when, process, host.
+    Nodes(nodes::NodesArgs),
+    /// Probe a node of a running fabric, ping(8) style: path, hops, round trip.
+    Ping(ping::PingArgs),
+    /// Move bytes between two nodes of a running fabric, with progress and verification.
+    Transfer(transfer::TransferArgs),
     /// Internal: the plain-socket baseline of `bench --transport tcp`.
     #[command(hide = true)]
     SocketWorker {
@@ -299,6 +312,9 @@ fn main() -> ExitCode {
         Command::Topo(Topo::Path { source, .. }) => source.json,
         Command::Detect { json, .. } => *json,
         Command::Bench(BenchKind::Latency(a) | BenchKind::Bandwidth(a)) => a.json,
+        Command::Nodes(a) => a.json,
+        Command::Ping(a) => a.json,
+        Command::Transfer(a) => a.json,
         _ => false,
     };
     match run(cli) {
@@ -481,6 +497,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             connect,
         } => bench_worker::worker(&fabric, &node, core, api, (touch, drain, by_name), connect),
         Command::SocketWorker { core } => bench_tcp::socket_worker(core),
+        Command::Serve(args) => serve::run(args),
+        Command::Nodes(args) => nodes::run(args),
+        Command::Ping(args) => ping::run(args),
+        Command::Transfer(args) => transfer::run(args),
         Command::Soak(args) => soak::run(args).map_err(soak::failed),
         Command::SoakWorker(args) => soak::worker(args).map_err(soak::failed),
         Command::Detect { json, transport } => {
@@ -553,6 +573,13 @@ fn print_transport(t: &hyperfabric::sys::uring::UringSupport) {
 
 mod demo;
 mod demo_hosts;
+
+mod attach;
+mod nodes;
+mod ops;
+mod ping;
+mod serve;
+mod transfer;
 
 mod bench;
 mod bench_dir;

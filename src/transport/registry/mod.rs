@@ -19,7 +19,7 @@ const ID_OFFSET: usize = 64;
 const ID_MAX: usize = 64;
 const SIG_OFFSET: usize = ID_OFFSET + ID_MAX;
 const SIG_MAX: usize = ENTRY_SIZE - SIG_OFFSET;
-const MAGIC: u64 = u64::from_le_bytes(*b"HFREG\x00\x00\x02");
+const MAGIC: u64 = u64::from_le_bytes(*b"HFREG\x00\x00\x03");
 
 /// Largest zone table file read.
 const MAX_ZONES_FILE: u64 = 4 << 20;
@@ -67,9 +67,15 @@ struct EntryHeader {
     /// `CLOCK_MONOTONIC` ns of the hosting engine's last heartbeat; 0 while it sends none
     /// (no background thread), so it is judged by its owner's liveness alone.
     heartbeat: AtomicU64,
+    /// Unix time in ns: of the registration while LIVE, of the node's leaving once FREE
+    /// (its id stays in the entry until the index is reused): see `history.rs`.
+    since: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<EntryHeader>() <= ID_OFFSET);
+
+mod history;
+pub use history::Departed;
 
 /// A registered node as the registry records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +90,8 @@ pub struct NodeEntry {
     pub owner_start: u64,
     /// Registrations of this entry so far (changes when the index is reused).
     pub generation: u64,
+    /// When the node was registered (Unix time, ns; 0 when unknown).
+    pub since_unix_ns: u64,
 }
 
 /// A process's handle on its fabric's registry.
@@ -282,6 +290,7 @@ impl Registry {
             owner_pid: e.owner_pid.load(Ordering::Relaxed),
             owner_start: e.owner_start.load(Ordering::Relaxed),
             generation: e.generation.load(Ordering::Relaxed),
+            since_unix_ns: e.since.load(Ordering::Relaxed),
         })
     }
 
@@ -298,6 +307,10 @@ impl Registry {
                 e.owner_start.load(Ordering::Relaxed),
             );
             if !sys::process::alive(pid, start) {
+                e.since.store(
+                    history::left_at(e.heartbeat.load(Ordering::Acquire)),
+                    Ordering::Relaxed,
+                );
                 e.state.store(FREE, Ordering::Release);
                 freed.push(i as u32);
             }
@@ -379,6 +392,7 @@ impl Registry {
         e.owner_start
             .store(sys::process::start_time(me).unwrap_or(0), Ordering::Relaxed);
         e.generation.fetch_add(1, Ordering::Relaxed);
+        e.since.store(history::unix_ns(), Ordering::Relaxed);
         e.state.store(LIVE, Ordering::Release);
         self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);
         Ok(i as u32)
@@ -400,6 +414,9 @@ impl Registry {
                 entry.signature.node_id, entry.owner_pid
             )));
         }
+        self.entry(i)
+            .since
+            .store(history::unix_ns(), Ordering::Relaxed);
         self.entry(i).state.store(FREE, Ordering::Release);
         super::channel::remove_channel_files(&self.dir, &[index]);
         self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);

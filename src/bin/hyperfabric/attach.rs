@@ -1,0 +1,168 @@
+//! How the operators' commands reach a running fabric: by its name (`--fabric`, else the
+//! configuration's), in this host's shared-memory directory. Commands that only read
+//! (`nodes`) open its registry; those that send (`ping`, `transfer`) register a short-lived
+//! client node, `_cli-<pid>`, linked to one node of the host (so it is a leaf: no route of
+//! the fabric passes through it), and unregister it when they end, on SIGINT and SIGTERM
+//! too. A client killed outright is reclaimed by the next process that looks, as any dead
+//! process's nodes are.
+
+use hyperfabric::codec::FabricKey;
+use hyperfabric::config::FabricConfig;
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, LINKS_KEY};
+use hyperfabric::model::{HardwareType, NodeSignature};
+use hyperfabric::transport::registry::{NodeEntry, Registry};
+use hyperfabric::Error;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Prefix of the client nodes of the command-line tools (left out of `nodes`).
+pub const CLIENT_PREFIX: &str = "_cli-";
+
+/// Which fabric a command attaches to.
+#[derive(clap::Args, Clone, Debug)]
+pub struct FabricArgs {
+    /// Fabric configuration (YAML): the fabric's name, links, key file. The built-in
+    /// example AI cluster when absent.
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+    /// Name of the running fabric; the configuration's when absent.
+    #[arg(long, global = true)]
+    pub fabric: Option<String>,
+}
+
+impl FabricArgs {
+    /// The configuration and the fabric's name.
+    pub fn load(&self) -> Result<(FabricConfig, String), Error> {
+        let cfg = super::load(&super::Source {
+            config: self.config.clone(),
+            json: false,
+        })?;
+        let name = self
+            .fabric
+            .clone()
+            .unwrap_or_else(|| cfg.fabric.name.clone());
+        hyperfabric::sys::fs::validate_fabric_name(&name).map_err(Error::InvalidArgument)?;
+        Ok((cfg, name))
+    }
+}
+
+/// The registry of a fabric that runs on this host; `NodeNotFoundError` naming the
+/// directory looked in when none does (nothing is created).
+pub fn registry(fabric: &str) -> Result<Registry, Error> {
+    let dir = hyperfabric::sys::state_root().join(fabric);
+    if !dir.join("registry").exists() {
+        return Err(Error::NodeNotFound(format!(
+            "fabric {fabric:?} is not running on this host (nothing in {}); start it with \
+             `hyperfabric serve`",
+            dir.display()
+        )));
+    }
+    Registry::open(fabric)
+}
+
+/// Set when SIGINT or SIGTERM arrives: loops of the commands end and clean up.
+pub fn stop_flag() -> Result<Arc<AtomicBool>, Error> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone())
+            .map_err(|e| Error::io("installing a signal handler", e))?;
+    }
+    Ok(flag)
+}
+
+/// The fabric key of a configuration (`fabric.key_file`), if it names one.
+pub fn key_of(cfg: &FabricConfig) -> Result<Option<FabricKey>, Error> {
+    cfg.fabric
+        .key_file
+        .as_ref()
+        .map(|p| FabricKey::from_file(p))
+        .transpose()
+}
+
+/// A client node attached to a running fabric.
+pub struct Client {
+    /// Its protocol.
+    pub p: HyperFabricProtocol,
+    /// Its node's id.
+    pub node: String,
+    /// The node it is linked to.
+    pub via: String,
+    /// SIGINT or SIGTERM seen.
+    pub stop: Arc<AtomicBool>,
+    fabric: String,
+}
+
+impl Client {
+    /// Attaches to the fabric of `args`, linked to `via` or else to the first node of the
+    /// configuration (then of the registry) that runs on this host.
+    pub fn attach(args: &FabricArgs, via: Option<&str>) -> Result<Client, Error> {
+        Client::attach_to(args, via, true)
+    }
+
+    /// As [`Client::attach`]; a `via` that does not run on this host is passed over when
+    /// not `strict`.
+    pub fn attach_to(args: &FabricArgs, via: Option<&str>, strict: bool) -> Result<Client, Error> {
+        let stop = stop_flag()?;
+        let (cfg, fabric) = args.load()?;
+        let live: Vec<NodeEntry> = registry(&fabric)?
+            .list()?
+            .into_iter()
+            .filter(|e| !e.signature.node_id.starts_with(CLIENT_PREFIX))
+            .collect();
+        let is_live = |id: &str| live.iter().any(|e| e.signature.node_id == id);
+        let via = match via {
+            Some(v) if is_live(v) => v.to_string(),
+            Some(v) if strict => {
+                return Err(Error::NodeNotFound(format!(
+                    "node {v:?} is not running on this host in fabric {fabric:?}"
+                )))
+            }
+            _ => cfg
+                .nodes
+                .iter()
+                .map(|n| n.node_id.as_str())
+                .find(|id| is_live(id))
+                .or_else(|| live.first().map(|e| e.signature.node_id.as_str()))
+                .ok_or_else(|| {
+                    Error::NodeNotFound(format!(
+                        "fabric {fabric:?} has no node running on this host"
+                    ))
+                })?
+                .to_string(),
+        };
+        let p = HyperFabricProtocol::with_config(ProtocolConfig {
+            options: cfg.fabric.protocol.clone(),
+            fabric_name: Some(fabric.clone()),
+            key: key_of(&cfg)?,
+            links: cfg.links.clone(),
+            ..Default::default()
+        })?;
+        let node = format!("{CLIENT_PREFIX}{}", std::process::id());
+        let mut sig = NodeSignature::new(&node, HardwareType::CpuServer, 100.0, 0)?;
+        let mut meta = serde_json::Map::new();
+        meta.insert(LINKS_KEY.into(), serde_json::json!([via]));
+        sig.metadata = Some(meta);
+        p.register_node(sig)?;
+        Ok(Client {
+            p,
+            node,
+            via,
+            stop,
+            fabric,
+        })
+    }
+
+    /// Whether SIGINT or SIGTERM came.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.p.unregister_node(&self.node);
+        // When every served node went while the client was attached, nothing is left.
+        let _ = HyperFabricProtocol::remove_fabric(&self.fabric);
+    }
+}

@@ -1,0 +1,174 @@
+//! `hyperfabric nodes [list|status NODE]`: the nodes of a running fabric as this host sees
+//! them: those of the configuration and those registered at run time, each with its
+//! process, hardware type, state and since when (registration, or leaving: unregistered, or
+//! the last heartbeat of a process that died). Reads the host's registry; registers nothing.
+
+use super::attach::{registry, FabricArgs, CLIENT_PREFIX};
+use hyperfabric::Error;
+use serde::Serialize;
+
+#[derive(clap::Args, Debug)]
+pub struct NodesArgs {
+    #[command(subcommand)]
+    what: Option<NodesCmd>,
+    #[command(flatten)]
+    fabric: FabricArgs,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum NodesCmd {
+    /// Every node (the default).
+    List,
+    /// One node, with its whole signature.
+    Status {
+        /// The node's id.
+        node: String,
+    },
+}
+
+/// A node's state as this host sees it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeStatus {
+    pub node_id: String,
+    /// `up`: registered here by a live process; `down`: not registered here (left, or its
+    /// process died), or never was; `elsewhere`: of another host of the configuration.
+    pub state: &'static str,
+    /// The configuration's host of the node, if it names one.
+    pub host: Option<String>,
+    /// The hosting process (up only).
+    pub pid: Option<u32>,
+    pub hardware_type: String,
+    /// Registration (up) or leaving (down), Unix time in seconds; none when never seen.
+    pub since: Option<f64>,
+    /// The same, as an RFC 3339 UTC time.
+    pub since_utc: Option<String>,
+    /// Whether the node is in the configuration (else registered at run time).
+    pub configured: bool,
+    /// Its signature (as registered when up, else as configured).
+    pub signature: hyperfabric::model::NodeSignature,
+}
+
+fn utc(unix_ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix_ns);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The nodes of `args`' fabric, configuration order first.
+pub fn census(args: &FabricArgs) -> Result<Vec<NodeStatus>, Error> {
+    let (cfg, fabric) = args.load()?;
+    let reg = registry(&fabric)?;
+    let live = reg.list()?;
+    let gone = reg.departed();
+    let mut out = Vec::new();
+    let status = |sig: &hyperfabric::model::NodeSignature, configured: bool| {
+        let host = cfg
+            .nodes
+            .iter()
+            .find(|n| n.node_id == sig.node_id)
+            .and_then(|n| n.host.clone());
+        let mut s = NodeStatus {
+            node_id: sig.node_id.clone(),
+            state: "down",
+            host: host.clone(),
+            pid: None,
+            hardware_type: sig.hardware_type.to_string(),
+            since: None,
+            since_utc: None,
+            configured,
+            signature: sig.clone(),
+        };
+        let since = if let Some(e) = live.iter().find(|e| e.signature.node_id == sig.node_id) {
+            s.state = "up";
+            s.pid = Some(e.owner_pid);
+            s.signature = e.signature.clone();
+            s.hardware_type = e.signature.hardware_type.to_string();
+            e.since_unix_ns
+        } else if let Some(d) = gone.iter().find(|d| d.node_id == sig.node_id) {
+            d.since_unix_ns
+        } else {
+            if !cfg.hosts.is_empty() && host.is_some() {
+                s.state = "elsewhere";
+            }
+            0
+        };
+        if since > 0 {
+            s.since = Some(since as f64 / 1e9);
+            s.since_utc = Some(utc(since));
+        }
+        s
+    };
+    for n in &cfg.nodes {
+        out.push(status(n, true));
+    }
+    for e in &live {
+        let id = &e.signature.node_id;
+        if !id.starts_with(CLIENT_PREFIX) && !cfg.nodes.iter().any(|n| &n.node_id == id) {
+            out.push(status(&e.signature, false));
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: NodesArgs) -> Result<(), Error> {
+    let all = census(&args.fabric)?;
+    match args.what {
+        Some(NodesCmd::Status { node }) => {
+            let s = all.into_iter().find(|s| s.node_id == node).ok_or_else(|| {
+                Error::NodeNotFound(format!(
+                    "no node {node:?} in the fabric or its configuration"
+                ))
+            })?;
+            if args.json {
+                return super::print_json(&s);
+            }
+            println!("{}: {}", s.node_id, s.state);
+            println!("  since          {}", s.since_utc.as_deref().unwrap_or("-"));
+            println!(
+                "  process        {}",
+                s.pid.map_or("-".into(), |p| p.to_string())
+            );
+            println!("  host           {}", s.host.as_deref().unwrap_or("-"));
+            println!("  hardware_type  {}", s.hardware_type);
+            println!("  bandwidth_gbps {}", s.signature.bandwidth_gbps);
+            println!("  latency_ns     {}", s.signature.latency_ns);
+            println!(
+                "  configured     {}",
+                if s.configured { "yes" } else { "no" }
+            );
+            Ok(())
+        }
+        Some(NodesCmd::List) | None => {
+            if args.json {
+                return super::print_json(&all);
+            }
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.node_id.clone(),
+                        s.state.into(),
+                        s.since_utc.clone().unwrap_or_else(|| "-".into()),
+                        s.pid.map_or("-".into(), |p| p.to_string()),
+                        s.host.clone().unwrap_or_else(|| "-".into()),
+                        s.hardware_type.clone(),
+                    ]
+                })
+                .collect();
+            super::table(
+                &[
+                    "node_id",
+                    "state",
+                    "since",
+                    "process",
+                    "host",
+                    "hardware_type",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `hyperfabric serve`: hosts nodes of a configuration until SIGINT or SIGTERM, then
+//! unregisters them and leaves nothing behind. Its nodes answer requests with the length and
+//! CRC-32 of what arrived, and carry out the operations the command-line tools ask of them
+//! (`ops.rs`), so a fabric runs, and can be driven, without code of one's own.
+
+use super::attach::{key_of, stop_flag, FabricArgs};
+use super::ops::{self, Outcome, SendOp};
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
+use hyperfabric::{Error, ErrorKind};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    fabric: FabricArgs,
+    /// The nodes to host, comma-separated: all of the configuration's (all of `--host`'s)
+    /// when absent.
+    #[arg(long)]
+    nodes: Option<String>,
+    /// The host of the configuration's `hosts` section this process is: it hosts that
+    /// host's nodes, listens at its address and connects to the hosts listed before it.
+    #[arg(long)]
+    host: Option<String>,
+}
+
+/// An operation taken by a node's handler: (the served node, who asked, what).
+type Job = (String, String, SendOp);
+
+pub fn run(args: ServeArgs) -> Result<(), Error> {
+    let stop = stop_flag()?;
+    let (cfg, fabric) = args.fabric.load()?;
+    let (config, mut ids): (ProtocolConfig, Vec<String>) = match &args.host {
+        Some(h) => (
+            ProtocolConfig {
+                fabric_name: Some(fabric.clone()),
+                ..ProtocolConfig::for_host(&cfg, h)?
+            },
+            cfg.nodes_of(h).iter().map(|n| n.node_id.clone()).collect(),
+        ),
+        None => (
+            ProtocolConfig {
+                options: cfg.fabric.protocol.clone(),
+                fabric_name: Some(fabric.clone()),
+                key: key_of(&cfg)?,
+                links: cfg.links.clone(),
+                ..Default::default()
+            },
+            cfg.nodes.iter().map(|n| n.node_id.clone()).collect(),
+        ),
+    };
+    if let Some(list) = &args.nodes {
+        let asked: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(n) = asked.iter().find(|n| !ids.contains(n)) {
+            return Err(Error::NodeNotFound(format!(
+                "node {n:?} is not in the configuration{}",
+                args.host
+                    .as_ref()
+                    .map(|h| format!(" on host {h:?}"))
+                    .unwrap_or_default()
+            )));
+        }
+        ids = asked;
+    }
+    if ids.is_empty() {
+        return Err(Error::InvalidArgument("no node to host".into()));
+    }
+    let p = Arc::new(HyperFabricProtocol::with_config(config)?);
+    let (tx, rx) = mpsc::channel::<Job>();
+    for n in cfg.nodes.iter().filter(|n| ids.contains(&n.node_id)) {
+        p.register_node(n.clone())?;
+        let (tx, me) = (tx.clone(), n.node_id.clone());
+        p.on_receive(&n.node_id, move |m| match ops::op_of(&m.metadata) {
+            None => Ok(ops::answer(&m.data)),
+            Some(Ok(op)) => {
+                let _ = tx.send((me.clone(), m.source.to_string(), op));
+                Ok(vec![0; 12])
+            }
+            Some(Err(why)) => Err(Error::InvalidArgument(why)),
+        })?;
+    }
+    drop(tx);
+    create_zones(&p, &cfg, &ids)?;
+    p.start_background_services()?;
+    let agent = {
+        let p = p.clone();
+        std::thread::Builder::new()
+            .name("hf-serve-ops".into())
+            .spawn(move || agent(&p, rx))
+            .map_err(|e| Error::io("starting the operations thread", e))?
+    };
+    println!(
+        "serving fabric {fabric:?}: {} (process {}); stop with Ctrl-C",
+        ids.join(", "),
+        std::process::id()
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut failed = None;
+    for id in &ids {
+        if let Err(e) = p.unregister_node(id) {
+            failed.get_or_insert(e);
+        }
+    }
+    // The handlers, and with them the senders of jobs, went with their nodes.
+    let _ = agent.join();
+    drop(p);
+    // The last process of the fabric on this host takes its directory away.
+    let _ = HyperFabricProtocol::remove_fabric(&fabric);
+    println!("stopped: {} nodes unregistered", ids.len());
+    failed.map_or(Ok(()), Err)
+}
+
+/// Creates the configuration's zones (those another process created already are taken as
+/// they are) and puts the hosted nodes that belong to them in.
+fn create_zones(
+    p: &HyperFabricProtocol,
+    cfg: &hyperfabric::config::FabricConfig,
+    ids: &[String],
+) -> Result<(), Error> {
+    for z in &cfg.zones {
+        match p.create_zone(z.zone.clone()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::DuplicateZone => {}
+            Err(e) => return Err(e),
+        }
+        for m in z.members.iter().filter(|m| ids.contains(m)) {
+            p.assign_to_zone(&z.zone.zone_id, m)?;
+        }
+    }
+    Ok(())
+}
+
+/// Carries out the operations the nodes' handlers took, one at a time, and posts each
+/// outcome to the node that asked. Ends when every handler is gone.
+fn agent(p: &HyperFabricProtocol, jobs: mpsc::Receiver<Job>) {
+    let mut buf = Vec::new();
+    while let Ok((me, asker, op)) = jobs.recv() {
+        let outcome = send(p, &me, &op, &mut buf);
+        let body = serde_json::to_vec(&outcome).expect("an outcome encodes");
+        // A client that went away meanwhile is no one's loss.
+        let _ = p.post(&me, &asker, &body, &SendOptions::default());
+    }
+}
+
+fn send(p: &HyperFabricProtocol, me: &str, op: &SendOp, buf: &mut Vec<u8>) -> Outcome {
+    let mut out = Outcome {
+        tag: op.tag,
+        bytes: op.size,
+        ..Default::default()
+    };
+    let priority = match ops::priority(&op.priority) {
+        Ok(p) => p,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    ops::pattern_into(op.seed, op.size, buf);
+    out.sent_crc = crc32fast::hash(buf);
+    let opts = SendOptions {
+        priority,
+        compression_enabled: op.compress,
+        encryption_enabled: op.encrypt,
+        timeout: Duration::from_millis(op.timeout_ms.clamp(1, 3_600_000)),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    match p.send_data(me, &op.to, buf, &opts) {
+        Ok(answer) => {
+            out.ns = start.elapsed().as_nanos() as u64;
+            out.ok = true;
+            if let Some((len, crc)) = ops::read_answer(&answer) {
+                out.received_len = Some(len);
+                out.received_crc = Some(crc);
+            }
+        }
+        Err(e) => out.error = Some(format!("{}: {e}", e.kind().name())),
+    }
+    out
+}

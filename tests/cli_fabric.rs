@@ -81,10 +81,13 @@ impl Fabric {
         served
     }
 
+    /// The rings and segments in the fabric's directory (not the counters processes
+    /// rewrite).
     fn files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.shm().join("clifab"))
             .map(|d| {
                 d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with("pm-"))
                     .collect()
             })
             .unwrap_or_default();
@@ -215,6 +218,9 @@ fn served_nodes_are_listed_pinged_through_the_switch_and_moved_between() {
     let (code, out, err) = f.run(&["nodes", "status", "b"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("b: down"), "{out}");
+    let m = f.json(&["monitor", "--once", "--interval", "0.1"]);
+    assert_eq!(node(&m["nodes"], "b")["state"], "down", "{m}");
+    assert_eq!(m["processes"].as_array().unwrap().len(), 2, "{m}");
 
     // Stopped by SIGTERM, the others unregister and the last takes the directory away.
     for s in [a, sw] {
@@ -251,4 +257,43 @@ fn commands_refuse_a_fabric_that_is_not_running_and_create_nothing() {
     let (code, _, err) = f.run(&["transfer", "a", "b", "--size", "12 parsecs"]);
     assert_eq!(code, 2, "a bad size is a usage error");
     assert!(err.contains("unknown unit"), "{err}");
+}
+
+/// A terminal: the progress bar of `transfer` and the view of `monitor` redraw in place
+/// (run under `script`, which gives them a pseudo-terminal).
+#[test]
+fn on_a_terminal_progress_and_the_live_view_redraw_in_place() {
+    let f = Fabric::new();
+    let _a = f.serve("a");
+    let _b = f.serve("sw,b");
+    let exe = env!("CARGO_BIN_EXE_hyperfabric");
+    let cfg = f.dir.path().join("fabric.yaml");
+    let in_pty = |cmd: String| {
+        let out = Command::new("script")
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+            .env("HF_SHM_DIR", f.shm())
+            .stdin(Stdio::null())
+            .output()
+            .expect("script (util-linux) runs");
+        assert!(out.status.success(), "{cmd}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let t = in_pty(format!(
+        "{exe} transfer a b --config {} --size 64MiB --chunk 1MiB",
+        cfg.display()
+    ));
+    // indicatif redraws the bar's line: carriage return, erase line.
+    let redraws = t.matches("\r\x1b[2K").count();
+    assert!(redraws >= 2, "{redraws} redraws: {t:?}");
+    assert!(t.contains("MiB/s"), "{t:?}");
+    assert!(t.contains("transferred 64.0 MiB from a to b"), "{t:?}");
+    let m = in_pty(format!(
+        "{exe} monitor --config {} --interval 0.1 --count 3",
+        cfg.display()
+    ));
+    // The alternate screen, three frames each drawn from the top, the screen given back.
+    assert!(m.starts_with("\x1b[?1049h"), "{m:?}");
+    assert_eq!(m.matches("\x1b[H").count(), 3, "{m:?}");
+    assert!(m.contains("a -> sw") || m.contains("sw -> a"), "{m:?}");
+    assert!(m.trim_end().ends_with("\x1b[?1049l"), "{m:?}");
 }

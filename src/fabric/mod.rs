@@ -19,6 +19,7 @@ mod options;
 mod pacing;
 mod ping;
 mod progress;
+mod published;
 mod recv;
 mod reply;
 mod request;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub(super) struct Service {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
+    publisher: Option<super::published::Publisher>,
 }
 
 impl HyperFabricProtocol {
@@ -142,7 +143,13 @@ impl HyperFabricProtocol {
             .map_err(|e| Error::io("starting the engine thread", e))?;
         lock(&self.inner.engine).set_beating(true);
         self.inner.running.store(true, Ordering::Release);
-        *service = Some(Service { stop, thread });
+        // Without it the process still runs; only the tools see less of it.
+        let publisher = super::published::Publisher::start(Arc::downgrade(&self.inner)).ok();
+        *service = Some(Service {
+            stop,
+            thread,
+            publisher,
+        });
         Ok(())
     }
 
@@ -151,6 +158,9 @@ impl HyperFabricProtocol {
         self.inner.check_process()?;
         let taken = lock(&self.inner.service).take();
         if let Some(s) = taken {
+            if let Some(p) = s.publisher {
+                p.stop(&self.inner);
+            }
             s.stop.store(true, Ordering::Release);
             let _ = s.thread.join();
             let mut e = lock(&self.inner.engine);

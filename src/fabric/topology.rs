@@ -23,94 +23,96 @@ impl HyperFabricProtocol {
     /// Topology state, with the engine's traffic counters in `performance_metrics`.
     pub fn get_topology_info(&self) -> Result<TopologyInfo> {
         self.inner.check_process()?;
-        self.sync_topology()?;
-        let mut info = self.inner.topology.topology_info()?;
-        let c = self.inner.counters();
-        let m = &mut info.performance_metrics;
-        m.insert("frames_sent".into(), c.frames_sent as f64);
-        m.insert("frames_received".into(), c.frames_received as f64);
-        m.insert("bytes_sent".into(), c.bytes_sent as f64);
-        m.insert("bytes_received".into(), c.bytes_received as f64);
-        m.insert("errors".into(), c.errors as f64);
-        m.insert("corrupt_channels".into(), c.corrupt_channels as f64);
-        m.insert(
-            "abandoned_reassemblies".into(),
-            c.abandoned_reassemblies as f64,
-        );
-        m.insert("forward_stalls".into(), c.forward_stalls as f64);
-        m.insert("forwards_waiting".into(), c.forwards_waiting as f64);
-        m.insert("reassemblies".into(), c.reassemblies as f64);
-        m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);
-        m.insert(
-            "low_isolation_waits".into(),
-            self.inner.paced_waits() as f64,
-        );
-        let e = lock(&self.inner.engine);
-        m.insert("inbound_rings".into(), e.inbound_rings() as f64);
-        let d = e.delivery_counters();
+        topology_info(&self.inner)
+    }
+}
+
+/// [`HyperFabricProtocol::get_topology_info`] of `inner`.
+pub(super) fn topology_info(inner: &Inner) -> Result<TopologyInfo> {
+    sync_topology(inner)?;
+    let mut info = inner.topology.topology_info()?;
+    let c = inner.counters();
+    let m = &mut info.performance_metrics;
+    m.insert("frames_sent".into(), c.frames_sent as f64);
+    m.insert("frames_received".into(), c.frames_received as f64);
+    m.insert("bytes_sent".into(), c.bytes_sent as f64);
+    m.insert("bytes_received".into(), c.bytes_received as f64);
+    m.insert("errors".into(), c.errors as f64);
+    m.insert("corrupt_channels".into(), c.corrupt_channels as f64);
+    m.insert(
+        "abandoned_reassemblies".into(),
+        c.abandoned_reassemblies as f64,
+    );
+    m.insert("forward_stalls".into(), c.forward_stalls as f64);
+    m.insert("forwards_waiting".into(), c.forwards_waiting as f64);
+    m.insert("reassemblies".into(), c.reassemblies as f64);
+    m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);
+    m.insert("low_isolation_waits".into(), inner.paced_waits() as f64);
+    let e = lock(&inner.engine);
+    m.insert("inbound_rings".into(), e.inbound_rings() as f64);
+    let d = e.delivery_counters();
+    for (name, v) in [
+        ("delivery_sequenced", d.sequenced),
+        ("delivery_resent", d.resent),
+        ("delivery_timeouts", d.timeouts),
+        ("delivery_acks_sent", d.acks_sent),
+        ("delivery_acks_received", d.acks_received),
+        ("delivery_duplicates_refused", d.duplicates),
+        ("delivery_out_of_order_refused", d.out_of_order),
+        ("delivery_corrupt_refused", d.corrupt),
+        ("delivery_stale_refused", d.stale),
+        ("delivery_failed", d.failed),
+        ("delivery_failed_requests", d.failed_requests),
+        ("delivery_failed_unreceipted", d.unreceipted),
+        ("delivery_kept_frames", d.kept_frames),
+        ("delivery_kept_bytes", d.kept_bytes),
+        ("delivery_streams_out", d.streams_out),
+        ("delivery_streams_in", d.streams_in),
+    ] {
+        m.insert(name.into(), v as f64);
+    }
+    if let Some(f) = e.fault_counters() {
         for (name, v) in [
-            ("delivery_sequenced", d.sequenced),
-            ("delivery_resent", d.resent),
-            ("delivery_timeouts", d.timeouts),
-            ("delivery_acks_sent", d.acks_sent),
-            ("delivery_acks_received", d.acks_received),
-            ("delivery_duplicates_refused", d.duplicates),
-            ("delivery_out_of_order_refused", d.out_of_order),
-            ("delivery_corrupt_refused", d.corrupt),
-            ("delivery_stale_refused", d.stale),
-            ("delivery_failed", d.failed),
-            ("delivery_failed_requests", d.failed_requests),
-            ("delivery_failed_unreceipted", d.unreceipted),
-            ("delivery_kept_frames", d.kept_frames),
-            ("delivery_kept_bytes", d.kept_bytes),
-            ("delivery_streams_out", d.streams_out),
-            ("delivery_streams_in", d.streams_in),
+            ("faults_dropped", f.dropped),
+            ("faults_duplicated", f.duplicated),
+            ("faults_corrupted", f.corrupted),
+            ("faults_reordered", f.reordered),
+            ("faults_delayed", f.delayed),
+            ("faults_stalled", f.stalled),
         ] {
             m.insert(name.into(), v as f64);
         }
-        if let Some(f) = e.fault_counters() {
-            for (name, v) in [
-                ("faults_dropped", f.dropped),
-                ("faults_duplicated", f.duplicated),
-                ("faults_corrupted", f.corrupted),
-                ("faults_reordered", f.reordered),
-                ("faults_delayed", f.delayed),
-                ("faults_stalled", f.stalled),
-            ] {
-                m.insert(name.into(), v as f64);
-            }
-        }
-        if self.inner.tcp.is_some() {
-            let t = e.host_counters();
-            m.insert("tcp_connections".into(), t.connections as f64);
-            m.insert("tcp_closed".into(), t.closed as f64);
-            m.insert("tcp_closed_silent".into(), t.silent as f64);
-            m.insert("tcp_frames_refused".into(), t.refused as f64);
-            m.insert("tcp_receives_held".into(), t.held as f64);
-            m.insert("tcp_receive_holds".into(), t.holds as f64);
-            m.insert("tcp_frames_in_place".into(), t.in_place as f64);
-            m.insert("tcp_frames_landed".into(), t.landed as f64);
-            m.insert("tcp_messages_handed".into(), t.handed as f64);
-            m.insert("tcp_messages_into_buffers".into(), t.into_buffers as f64);
-            m.insert("tcp_receive_buffers_taken_back".into(), t.taken_back as f64);
-            m.insert(
-                "tcp_receipt_notes_overflowed".into(),
-                t.notes_overflowed as f64,
-            );
-        }
-        if let Some(t) = &self.inner.tcp {
-            m.insert(
-                "tcp_handshakes_refused".into(),
-                t.refused.load(std::sync::atomic::Ordering::Relaxed) as f64,
-            );
-        }
-        if let Some(o) = e.opener() {
-            // Sealed frames dropped at this process: not authentic, or replayed.
-            m.insert("sealed_refused".into(), o.refused() as f64);
-            m.insert("sealed_replays_refused".into(), o.replays_refused() as f64);
-        }
-        Ok(info)
     }
+    if inner.tcp.is_some() {
+        let t = e.host_counters();
+        m.insert("tcp_connections".into(), t.connections as f64);
+        m.insert("tcp_closed".into(), t.closed as f64);
+        m.insert("tcp_closed_silent".into(), t.silent as f64);
+        m.insert("tcp_frames_refused".into(), t.refused as f64);
+        m.insert("tcp_receives_held".into(), t.held as f64);
+        m.insert("tcp_receive_holds".into(), t.holds as f64);
+        m.insert("tcp_frames_in_place".into(), t.in_place as f64);
+        m.insert("tcp_frames_landed".into(), t.landed as f64);
+        m.insert("tcp_messages_handed".into(), t.handed as f64);
+        m.insert("tcp_messages_into_buffers".into(), t.into_buffers as f64);
+        m.insert("tcp_receive_buffers_taken_back".into(), t.taken_back as f64);
+        m.insert(
+            "tcp_receipt_notes_overflowed".into(),
+            t.notes_overflowed as f64,
+        );
+    }
+    if let Some(t) = &inner.tcp {
+        m.insert(
+            "tcp_handshakes_refused".into(),
+            t.refused.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
+    }
+    if let Some(o) = e.opener() {
+        // Sealed frames dropped at this process: not authentic, or replayed.
+        m.insert("sealed_refused".into(), o.refused() as f64);
+        m.insert("sealed_replays_refused".into(), o.replays_refused() as f64);
+    }
+    Ok(info)
 }
 
 /// Brings the topology in step with the registry: the host's live nodes, and the configured

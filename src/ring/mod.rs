@@ -148,6 +148,8 @@ pub unsafe trait RingMemory {
     fn head(&self) -> &AtomicU64;
     /// The producer's tail position, published per batch for observers (not for sync).
     fn tail(&self) -> &AtomicU64;
+    /// Messages and payload bytes published, for observers (not for sync).
+    fn traffic(&self) -> (&AtomicU64, &AtomicU64);
     /// The ring's state word ([`STATE_CORRUPT`]).
     fn state(&self) -> &AtomicU32;
     /// Copies `data` to byte `offset` of slot `slot` onwards, through following slots.
@@ -198,6 +200,9 @@ pub struct Producer<M: RingMemory> {
     /// be cleared when it becomes a message boundary; a boundary that held a sequence needs
     /// no store, so a stream of one-slot messages costs no extra cache line.
     dirty: Box<[u64]>,
+    /// Messages and payload bytes published (the header's counts, kept here too).
+    messages: u64,
+    bytes: u64,
 }
 
 /// The consuming end of a ring. Not `Clone`: one consumer per ring.
@@ -245,6 +250,8 @@ pub fn split<M: RingMemory>(mem: Arc<M>) -> (Producer<M>, Consumer<M>) {
             capacity: cap,
             // Unknown contents: every word may be payload until this producer writes it.
             dirty: vec![u64::MAX; (cap as usize).div_ceil(64)].into_boxed_slice(),
+            messages: mem.traffic().0.load(Ordering::Relaxed),
+            bytes: mem.traffic().1.load(Ordering::Relaxed),
         },
         Consumer {
             mem,
@@ -414,6 +421,12 @@ impl<M: RingMemory> Producer<M> {
             .store(seq_of(self.tail), Ordering::Release);
         self.tail += n;
         self.mem.tail().store(self.tail, Ordering::Relaxed);
+        // Counted by the only producer: plain stores into the line just written.
+        self.messages += 1;
+        self.bytes += len as u64;
+        let (messages, bytes) = self.mem.traffic();
+        messages.store(self.messages, Ordering::Relaxed);
+        bytes.store(self.bytes, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -23,6 +23,8 @@ pub struct Model {
     slots: Vec<Slot>,
     head: AtomicU64,
     tail: AtomicU64,
+    messages: AtomicU64,
+    bytes: AtomicU64,
     state: AtomicU32,
 }
 
@@ -38,6 +40,8 @@ impl Model {
                 .collect(),
             head: AtomicU64::new(0),
             tail: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
             state: AtomicU32::new(0),
         }
     }
@@ -60,6 +64,10 @@ unsafe impl RingMemory for Model {
 
     fn tail(&self) -> &AtomicU64 {
         &self.tail
+    }
+
+    fn traffic(&self) -> (&AtomicU64, &AtomicU64) {
+        (&self.messages, &self.bytes)
     }
 
     fn state(&self) -> &AtomicU32 {

@@ -46,10 +46,31 @@ pub struct RingHeader {
     /// The registration generation of [`RingHeader::destination`].
     pub destination_generation: AtomicU64,
     _reserved: [u64; 9],
-    /// Producer's tail (published per message, Relaxed; observers only).
-    pub tail: CachePadded<AtomicU64>,
+    /// Producer's tail and traffic counts (published per message, Relaxed; observers only).
+    pub tail: CachePadded<ProducerLine>,
     /// Consumer's head (sync point "reclaim").
     pub head: CachePadded<AtomicU64>,
+}
+
+/// The producer's cache line of the header: what it publishes for observers with each
+/// message. The counts were padding before they were kept: rings of producers that do not
+/// keep them read 0.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct ProducerLine {
+    /// Position after the last message published.
+    pub tail: AtomicU64,
+    /// Messages published since the ring was created.
+    pub messages: AtomicU64,
+    /// Payload bytes of those messages.
+    pub bytes: AtomicU64,
+}
+
+impl std::ops::Deref for ProducerLine {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        &self.tail
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<RingHeader>() <= HEADER_PAGE);
@@ -199,7 +220,13 @@ unsafe impl RingMemory for Region {
 
     #[inline]
     fn tail(&self) -> &AtomicU64 {
-        &self.header().tail
+        &self.header().tail.tail
+    }
+
+    #[inline]
+    fn traffic(&self) -> (&AtomicU64, &AtomicU64) {
+        let line = &self.header().tail;
+        (&line.messages, &line.bytes)
     }
 
     #[inline]

@@ -10,6 +10,7 @@ pub mod link;
 pub mod memory;
 pub mod registry;
 pub mod shm;
+pub mod stats;
 pub mod tcp;
 
 pub use link::{Accepted, Connected, Inbound, Outbound, Transport};

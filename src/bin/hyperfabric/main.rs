@@ -12,6 +12,7 @@
 //! hyperfabric nodes         [list | status NODE] [--config FILE] [--fabric NAME] [--json]
 //! hyperfabric ping NODE     [--count N] [--size B] [--interval MS] [--priority P] [--json]
 //! hyperfabric transfer SRC DST [--size 1GiB] [--compress] [--encrypt] [--verify] [--json]
+//! hyperfabric monitor       [--interval S] [--once] [--json]
 //! ```
 //! Without `--config`, the built-in example AI cluster is used.
 
@@ -124,6 +125,9 @@ enum Command {
     Ping(ping::PingArgs),
     /// Move bytes between two nodes of a running fabric, with progress and verification.
     Transfer(transfer::TransferArgs),
+    /// A live view of a running fabric: per node and per link traffic, rates, queues,
+    /// errors, drops, route epochs.
+    Monitor(monitor::MonitorArgs),
     /// Internal: the plain-socket baseline of `bench --transport tcp`.
     #[command(hide = true)]
     SocketWorker {
@@ -315,6 +319,7 @@ fn main() -> ExitCode {
         Command::Nodes(a) => a.json,
         Command::Ping(a) => a.json,
         Command::Transfer(a) => a.json,
+        Command::Monitor(a) => a.json,
         _ => false,
     };
     match run(cli) {
@@ -501,6 +506,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Nodes(args) => nodes::run(args),
         Command::Ping(args) => ping::run(args),
         Command::Transfer(args) => transfer::run(args),
+        Command::Monitor(args) => monitor::run(args),
         Command::Soak(args) => soak::run(args).map_err(soak::failed),
         Command::SoakWorker(args) => soak::worker(args).map_err(soak::failed),
         Command::Detect { json, transport } => {
@@ -575,10 +581,12 @@ mod demo;
 mod demo_hosts;
 
 mod attach;
+mod monitor;
 mod nodes;
 mod ops;
 mod ping;
 mod serve;
+mod snapshot;
 mod transfer;
 
 mod bench;

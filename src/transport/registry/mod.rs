@@ -142,6 +142,7 @@ impl Registry {
         };
         // Segments of processes that died since the fabric was last used.
         super::channel::remove_dead_segments(dir);
+        super::stats::remove_dead_metrics(dir);
         if reg.map.len() != region_len()
             || reg.header().magic.load(Ordering::Acquire) != MAGIC
             || reg.header().max_nodes.load(Ordering::Relaxed) as usize != MAX_NODES
@@ -318,6 +319,7 @@ impl Registry {
         if !freed.is_empty() {
             super::channel::remove_channel_files(&self.dir, &freed);
             super::channel::remove_dead_segments(&self.dir);
+            super::stats::remove_dead_metrics(&self.dir);
             self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);
             // Receivers look again: rings whose files went are dropped once drained.
             self.bump_channels_epoch();

@@ -1256,6 +1256,30 @@ void hf_bytes_free(hf_bytes *bytes);
 // `s` is NULL or a string from this library not freed before.
 void hf_string_free(char *s);
 
+// Creates a protocol from the configuration file at `path` (YAML, `docs/config.md`) and
+// stores it in `*out`: its protocol options, links and `key_file`; its fabric name unless
+// `fabric_name` is not NULL; with `host` not NULL, as that host of its `hosts` section
+// (listening at its address, connecting to the hosts listed before it). A file that does
+// not load is `HF_ERR_CONFIG`, with the file, line and field in `hf_last_error_message`.
+// Register its nodes with `hf_register_configured_node`. Free it with `hf_protocol_free`.
+//
+// # Safety
+// `path` is a NUL-terminated string; `fabric_name` and `host` are NULL or NUL-terminated
+// strings; `out` points to writable memory for a pointer.
+hf_status hf_protocol_from_config(const char *path,
+                                  const char *fabric_name,
+                                  const char *host,
+                                  hf_protocol **out);
+
+// Registers node `node_id` of the configuration the protocol was made from, with its
+// signature there. `HF_ERR_NODE_NOT_FOUND` when the configuration has no such node,
+// `HF_ERR_INVALID_ARGUMENT` for a protocol not made by `hf_protocol_from_config`.
+//
+// # Safety
+// `protocol` is a live handle; `node_id` is a NUL-terminated string.
+hf_status hf_register_configured_node(const hf_protocol *protocol,
+                                      const char *node_id);
+
 // Sets the response of a handler call (copied; a later call replaces it).
 //
 // # Safety
@@ -1474,6 +1498,58 @@ hf_status hf_message_get_view(const hf_message *message,
 // # Safety
 // `message` is NULL or a handle from `hf_recv` not freed before.
 void hf_message_free(hf_message *message);
+
+// The name of hardware type `value` (`"nvidia_h100"`; a static string, not to be freed),
+// or NULL when `value` is none.
+const char *hf_hardware_type_name(uint32_t value);
+
+// The hardware type named `name` into `*value`; `HF_ERR_INVALID_ARGUMENT`, with the
+// accepted names in the message, when it is none (`*value` is then left alone).
+//
+// # Safety
+// `name` is a NUL-terminated string; `value` points to a writable `uint32_t`.
+hf_status hf_hardware_type_from_name(const char *name,
+                                     uint32_t *value);
+
+// The name of data type `value` (static), or NULL.
+const char *hf_data_type_name(uint32_t value);
+
+// The data type named `name` into `*value`, as `hf_hardware_type_from_name`.
+//
+// # Safety
+// `name` is a NUL-terminated string; `value` points to a writable `uint32_t`.
+hf_status hf_data_type_from_name(const char *name,
+                                 uint32_t *value);
+
+// The name of packet priority `value` (static), or NULL.
+const char *hf_packet_priority_name(uint32_t value);
+
+// The packet priority named `name` into `*value`, as `hf_hardware_type_from_name`.
+//
+// # Safety
+// `name` is a NUL-terminated string; `value` points to a writable `uint32_t`.
+hf_status hf_packet_priority_from_name(const char *name,
+                                       uint32_t *value);
+
+// The name of zone type `value` (static), or NULL.
+const char *hf_zone_type_name(uint32_t value);
+
+// The zone type named `name` into `*value`, as `hf_hardware_type_from_name`.
+//
+// # Safety
+// `name` is a NUL-terminated string; `value` points to a writable `uint32_t`.
+hf_status hf_zone_type_from_name(const char *name,
+                                 uint32_t *value);
+
+// The name of isolation level `value` (static), or NULL.
+const char *hf_isolation_level_name(uint32_t value);
+
+// The isolation level named `name` into `*value`, as `hf_hardware_type_from_name`.
+//
+// # Safety
+// `name` is a NUL-terminated string; `value` points to a writable `uint32_t`.
+hf_status hf_isolation_level_from_name(const char *name,
+                                       uint32_t *value);
 
 // Fills the first `size` bytes of `options` with the defaults, `struct_size` set to `size`:
 // the header's `hf_protocol_options_init(options)` passes `sizeof(hf_protocol_options)` of

@@ -21,6 +21,8 @@ use std::ffi::c_char;
 /// functions release nothing of the parent's. The child creates a protocol of its own.
 pub struct hf_protocol {
     pub(crate) inner: HyperFabricProtocol,
+    /// The configuration it was made from (`hf_protocol_from_config`).
+    pub(crate) config: Option<Box<crate::config::FabricConfig>>,
 }
 
 /// The protocol behind a handle, in the process that created it (the fork rule).
@@ -111,7 +113,10 @@ pub unsafe extern "C" fn hf_protocol_new(
             }
         }
         let inner = lib(HyperFabricProtocol::with_config(config))?;
-        *out = Box::into_raw(Box::new(hf_protocol { inner }));
+        *out = Box::into_raw(Box::new(hf_protocol {
+            inner,
+            config: None,
+        }));
         Ok(())
     })
 }

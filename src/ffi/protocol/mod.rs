@@ -5,16 +5,19 @@
 //! topology report (`zones.rs`), and the owned bytes and strings it hands out (`bytes.rs`).
 
 mod bytes;
+mod config;
 mod enums;
 mod handlers;
 mod lifecycle;
 mod messages;
+mod names;
 mod options;
 mod ping;
 mod send;
 mod zones;
 
 pub use bytes::{hf_bytes, hf_bytes_free, hf_string_free};
+pub use config::{hf_protocol_from_config, hf_register_configured_node};
 pub use enums::{
     hf_data_type, hf_hardware_type, hf_idle_strategy, hf_isolation_level, hf_packet_priority,
     hf_zone_type,
@@ -30,6 +33,11 @@ pub(crate) use messages::view_of;
 pub use messages::{
     hf_message, hf_message_free, hf_message_get_view, hf_message_view, hf_recv, hf_recv_info,
     hf_recv_into,
+};
+pub use names::{
+    hf_data_type_from_name, hf_data_type_name, hf_hardware_type_from_name, hf_hardware_type_name,
+    hf_isolation_level_from_name, hf_isolation_level_name, hf_packet_priority_from_name,
+    hf_packet_priority_name, hf_zone_type_from_name, hf_zone_type_name,
 };
 pub use options::{
     hf_node_signature, hf_node_signature_init, hf_protocol_options, hf_protocol_options_init,

@@ -204,3 +204,103 @@ proptest::proptest! {
         }
     }
 }
+
+/// The original package's layout: what has a meaning is read where the native layout has it,
+/// every other key is a warning naming its line, and `migrate`'s output loads back equal
+/// without warnings.
+#[test]
+fn the_original_layout_loads_with_a_warning_for_each_key_without_meaning() {
+    let path = root("examples/original-layout.yaml");
+    let cfg = load_fabric_config(&path).unwrap();
+    let p = &cfg.fabric.protocol;
+    assert_eq!(cfg.fabric.name, "original-cluster");
+    assert!(p.enable_ml_routing && p.enable_quantum_optimization && p.enable_fault_tolerance);
+    assert_eq!(p.default_latency_constraint_ns, Some(1_000_000));
+    assert_eq!((p.buffer_pool_size, p.max_packet_size), (2000, 131_072));
+    assert_eq!(cfg.nodes.len(), 3);
+    assert_eq!(cfg.zones[0].members, ["gpu-01", "gpu-02"]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line_of = |key: &str| {
+        1 + text
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("{key}:")))
+            .unwrap()
+    };
+    let warned: Vec<(usize, &str)> = cfg
+        .warnings
+        .iter()
+        .map(|w| {
+            let rest = w.strip_prefix(&format!("{}:", path.display())).unwrap();
+            let (line, rest) = rest.split_once(": ").unwrap();
+            (line.parse().unwrap(), rest.split(':').next().unwrap())
+        })
+        .collect();
+    let mut want: Vec<(usize, &str)> = [
+        (
+            "enable_neuromorphic_routing",
+            "routing.enable_neuromorphic_routing",
+        ),
+        ("algorithm", "routing.algorithm"),
+        ("route_cache_ttl_seconds", "routing.route_cache_ttl_seconds"),
+        (
+            "enable_auto_optimization",
+            "topology.enable_auto_optimization",
+        ),
+        ("enabled", "monitoring.enabled"),
+        ("interval_seconds", "monitoring.interval_seconds"),
+        ("metrics_port", "monitoring.metrics_port"),
+        ("enable_ml_optimization", "enable_ml_routing"),
+    ]
+    .iter()
+    .map(|(key, field)| (line_of(key), *field))
+    .collect();
+    want.sort();
+    assert_eq!(warned, want, "{:#?}", cfg.warnings);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("native.yaml");
+    save_fabric_config(&cfg, &out).unwrap();
+    let again = load_fabric_config(&out).unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(
+        FabricConfig {
+            warnings: Vec::new(),
+            ..cfg
+        },
+        again
+    );
+}
+
+#[test]
+fn the_original_layout_still_refuses_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |text: &str| {
+        let p = dir.path().join("f.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let node =
+        "nodes:\n  - { node_id: a, hardware_type: cpu_server, bandwidth_gbps: 1, latency_ns: 1 }\n";
+    // One option set to two values by its two names.
+    let e = load_fabric_config(write(&format!(
+        "enable_ml_routing: false\nrouting:\n  enable_ml_optimization: true\n{node}"
+    )))
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(
+        e.to_string()
+            .contains(":3: fabric.protocol.enable_ml_routing: given twice"),
+        "{e}"
+    );
+    // A typo at the top level is no key of either layout.
+    let e =
+        load_fabric_config(write(&format!("buffer_pool_size: 10\nnodez: []\n{node}"))).unwrap_err();
+    assert!(e.to_string().contains(":2: nodez: unknown key"), "{e}");
+    // Values are checked as in the native layout.
+    let e = load_fabric_config(write(&format!("max_packet_size: 1\n{node}"))).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(":1: fabric.protocol.max_packet_size"),
+        "{e}"
+    );
+}

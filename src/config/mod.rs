@@ -20,6 +20,7 @@
 //! checked completely: building its topology cannot fail.
 #![forbid(unsafe_code)]
 
+mod compat;
 mod emit;
 mod parse;
 mod yaml;
@@ -29,6 +30,7 @@ use crate::model::{FabricZone, HardwareType, IsolationLevel, NodeSignature, Zone
 use crate::routing::{RoutingOptions, SourceSet, TopologyManager};
 pub use crate::sys::fs::validate_fabric_name;
 use crate::topology::{LinkPolicy, LinkSpec, Topology};
+pub use compat::ConfigWarning;
 use emit::emit;
 use parse::{one_line, Cx};
 use std::collections::HashMap;
@@ -134,6 +136,9 @@ pub struct FabricConfig {
     pub zones: Vec<ZoneConfig>,
     /// The processes of a fabric that spans hosts, in order.
     pub hosts: Vec<HostConfig>,
+    /// Keys of the original package's layout that were dropped or read under another name,
+    /// one line each (`FILE:LINE: FIELD: what became of it`); never written out.
+    pub warnings: Vec<String>,
 }
 
 impl FabricConfig {
@@ -141,8 +146,17 @@ impl FabricConfig {
     pub fn parse(text: &str, origin: &str) -> Result<FabricConfig> {
         let root = yaml::parse(text)
             .map_err(|e| Error::Config(one_line(&format!("{origin}:{}: {}", e.line, e.message))))?;
+        let (root, warnings) = if compat::is_original(&root) {
+            compat::translate(root)
+        } else {
+            (root, Vec::new())
+        };
         let cx = Cx { origin };
         let mut cfg = cx.config(&root)?;
+        cfg.warnings = warnings
+            .iter()
+            .map(|w| one_line(&format!("{origin}:{}: {}: {}", w.line, w.field, w.message)))
+            .collect();
         if let Some(k) = &cfg.fabric.key_file {
             if k.is_relative() {
                 if let Some(dir) = Path::new(origin).parent() {

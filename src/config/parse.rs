@@ -74,11 +74,12 @@ impl Cx<'_> {
     fn finish(&self, f: Fields<'_>, allowed: &[&str]) -> Result<()> {
         for (i, (key, line, _)) in f.entries.iter().enumerate() {
             if !f.used[i] {
-                return Err(self.err(
-                    *line,
-                    &join(&f.path, key),
-                    format!("unknown key (expected one of: {})", allowed.join(", ")),
-                ));
+                let why = if allowed.contains(&key.as_str()) {
+                    "given twice".to_string()
+                } else {
+                    format!("unknown key (expected one of: {})", allowed.join(", "))
+                };
+                return Err(self.err(*line, &join(&f.path, key), why));
             }
         }
         Ok(())

@@ -7,6 +7,8 @@
 //! hyperfabric topo analyze  [--config FILE] [--json]
 //! hyperfabric topo generate fat-tree --k K | dragonfly --a A --p P --h H | torus --x X --y Y
 //! hyperfabric config validate FILE
+//! hyperfabric config show   [FILE] [--json]
+//! hyperfabric config migrate FILE [--output OUT]
 //! hyperfabric detect        [--json] [--transport]
 //! hyperfabric serve         [--config FILE] [--fabric NAME] [--nodes A,B] [--host H]
 //! hyperfabric nodes         [list | status NODE] [--config FILE] [--fabric NAME] [--json]
@@ -301,10 +303,27 @@ enum GenKind {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Check a configuration file; prints a one-line error naming file, line and field.
+    /// Check a configuration file; prints a one-line error naming file, line and field, and
+    /// a warning for each key of the original package's layout without a meaning here.
     Validate {
         /// The file.
         file: std::path::PathBuf,
+    },
+    /// Print the configuration as it is read: in the native layout, every default filled in.
+    Show {
+        /// The file; the built-in example AI cluster when absent.
+        file: Option<std::path::PathBuf>,
+        /// JSON instead of YAML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a configuration (of the original package's layout, say) in the native layout.
+    Migrate {
+        /// The file.
+        file: std::path::PathBuf,
+        /// Where to write it (atomically); standard output when absent.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -347,10 +366,14 @@ fn random_key_hex() -> Result<String, Error> {
 }
 
 fn load(source: &Source) -> Result<FabricConfig, Error> {
-    match &source.config {
-        Some(path) => hyperfabric::config::load_fabric_config(path),
-        None => FabricConfig::parse(DEFAULT_CONFIG, "<built-in ai-cluster>"),
+    let cfg = match &source.config {
+        Some(path) => hyperfabric::config::load_fabric_config(path)?,
+        None => FabricConfig::parse(DEFAULT_CONFIG, "<built-in ai-cluster>")?,
+    };
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
     }
+    Ok(cfg)
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), Error> {
@@ -462,8 +485,40 @@ fn run(cli: Cli) -> Result<(), Error> {
             print!("{}", cfg.to_yaml());
             Ok(())
         }
+        Command::Config(ConfigCmd::Show { file, json }) => {
+            let cfg = load(&Source { config: file, json })?;
+            if json {
+                return print_json(&config_json::of(&cfg));
+            }
+            print!("{}", cfg.to_yaml());
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Migrate { file, output }) => {
+            let cfg = load(&Source {
+                config: Some(file.clone()),
+                json: false,
+            })?;
+            match output {
+                Some(out) => {
+                    hyperfabric::config::save_fabric_config(&cfg, &out)?;
+                    eprintln!(
+                        "{}: written in the native layout ({} keys dropped)",
+                        out.display(),
+                        cfg.warnings
+                            .iter()
+                            .filter(|w| w.contains("ignored"))
+                            .count()
+                    );
+                }
+                None => print!("{}", cfg.to_yaml()),
+            }
+            Ok(())
+        }
         Command::Config(ConfigCmd::Validate { file }) => {
-            let cfg = hyperfabric::config::load_fabric_config(&file)?;
+            let cfg = load(&Source {
+                config: Some(file.clone()),
+                json: false,
+            })?;
             let t = cfg.topology()?;
             println!(
                 "{}: ok: fabric {:?}, {} nodes, {} links ({} policy), {} zones",
@@ -581,6 +636,7 @@ mod demo;
 mod demo_hosts;
 
 mod attach;
+mod config_json;
 mod monitor;
 mod nodes;
 mod ops;

@@ -20,6 +20,36 @@ impl Engine {
         self.counters.frames_sent += frames;
         self.counters.bytes_sent += bytes;
     }
+    /// What the channels between nodes of this process carried, per pair (its rings are in
+    /// this process's memory: no other process can read them).
+    pub fn local_links(&self) -> Vec<crate::transport::stats::LocalLink> {
+        let mut by_pair: std::collections::BTreeMap<(u32, u32), [u64; 4]> = Default::default();
+        for ((src, dst, _), out) in &self.out {
+            if !self.hosted.contains_key(dst) {
+                continue;
+            }
+            if let Some((m, b, q, c)) = out.traffic() {
+                let t = by_pair.entry((*src, *dst)).or_default();
+                for (acc, v) in t.iter_mut().zip([m, b, q, c]) {
+                    *acc += v;
+                }
+            }
+        }
+        by_pair
+            .into_iter()
+            .filter_map(|((s, d), [messages, bytes, queued_slots, capacity])| {
+                Some(crate::transport::stats::LocalLink {
+                    src: self.node_id(s)?,
+                    dst: self.node_id(d)?,
+                    messages,
+                    bytes,
+                    queued_slots,
+                    capacity,
+                })
+            })
+            .collect()
+    }
+
     /// The outbound channel from `src` to `dst` on `lane`, opened through the transport that
     /// reaches `dst` on first use.
     pub(super) fn producer(&mut self, src: u32, dst: u32, lane: Lane) -> Result<&mut dyn Outbound> {

@@ -52,7 +52,10 @@ impl Publisher {
 
 fn publish(inner: &Inner) -> Result<()> {
     let info = topology_info(inner)?;
-    let mut nodes = super::lock(&inner.engine).hosted_ids();
+    let (mut nodes, links) = {
+        let e = super::lock(&inner.engine);
+        (e.hosted_ids(), e.local_links())
+    };
     nodes.sort();
     write_metrics(
         inner.registry.dir(),
@@ -61,6 +64,7 @@ fn publish(inner: &Inner) -> Result<()> {
             time: crate::model::unix_now(),
             nodes,
             metrics: info.performance_metrics,
+            links,
         },
     )
 }

@@ -266,6 +266,13 @@ pub fn split<M: RingMemory>(mem: Arc<M>) -> (Producer<M>, Consumer<M>) {
 }
 
 impl<M: RingMemory> Producer<M> {
+    /// What this producer published: (messages, payload bytes), and the slots the consumer
+    /// has not released yet.
+    pub fn traffic(&self) -> (u64, u64, u64) {
+        let head = self.mem.head().load(Ordering::Acquire);
+        (self.messages, self.bytes, self.tail.saturating_sub(head))
+    }
+
     /// Slots in the ring.
     pub fn capacity(&self) -> usize {
         self.capacity as usize

@@ -23,6 +23,11 @@ pub trait Outbound: Send {
     fn has_room(&mut self, len: usize) -> bool;
     /// Whether the receiver took every frame pushed (see [`Producer::is_drained`]).
     fn is_drained(&mut self) -> bool;
+    /// What the channel carried, when it is a ring: (messages, payload bytes, slots queued,
+    /// slots), for operators' tools.
+    fn traffic(&self) -> Option<(u64, u64, u64, u64)> {
+        None
+    }
 }
 
 /// The receiving half of a channel.
@@ -96,6 +101,11 @@ impl Outbound for Producer<Region> {
 
     fn is_drained(&mut self) -> bool {
         Producer::is_drained(self)
+    }
+
+    fn traffic(&self) -> Option<(u64, u64, u64, u64)> {
+        let (m, b, q) = Producer::traffic(self);
+        Some((m, b, q, self.capacity() as u64))
     }
 }
 

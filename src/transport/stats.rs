@@ -129,6 +129,24 @@ pub fn ring_traffic(dir: &Path) -> (Vec<RingTraffic>, Vec<String>) {
     (ok, bad)
 }
 
+/// A link between two nodes of one process (its rings are in the process's memory, so only
+/// the process can tell): what its rings carried.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LocalLink {
+    /// Sending node.
+    pub src: String,
+    /// Receiving node.
+    pub dst: String,
+    /// Messages published.
+    pub messages: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Slots not yet released by the receiver.
+    pub queued_slots: u64,
+    /// Slots of the rings.
+    pub capacity: u64,
+}
+
 /// What a process publishes about itself.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessMetrics {
@@ -140,6 +158,9 @@ pub struct ProcessMetrics {
     pub nodes: Vec<String>,
     /// Its counters and figures (those of `get_topology_info`'s `performance_metrics`).
     pub metrics: BTreeMap<String, f64>,
+    /// The links between its own nodes.
+    #[serde(default)]
+    pub links: Vec<LocalLink>,
 }
 
 /// Largest metrics file read.
@@ -272,6 +293,7 @@ mod tests {
             time: 1.0,
             nodes: vec!["a".into()],
             metrics: [("errors".to_string(), 2.0)].into(),
+            links: Vec::new(),
         };
         write_metrics(dir.path(), &m).unwrap();
         std::fs::write(dir.path().join(metrics_name(u32::MAX - 1, 5)), b"{}").unwrap();

@@ -15,6 +15,7 @@
 //! hyperfabric ping NODE     [--count N] [--size B] [--interval MS] [--priority P] [--json]
 //! hyperfabric transfer SRC DST [--size 1GiB] [--compress] [--encrypt] [--verify] [--json]
 //! hyperfabric monitor       [--interval S] [--once] [--json]
+//! hyperfabric metrics       [--listen ADDR]
 //! ```
 //! Without `--config`, the built-in example AI cluster is used.
 
@@ -130,6 +131,9 @@ enum Command {
     /// A live view of a running fabric: per node and per link traffic, rates, queues,
     /// errors, drops, route epochs.
     Monitor(monitor::MonitorArgs),
+    /// A running fabric's counters in the Prometheus text format, printed or served over
+    /// HTTP (`--listen`).
+    Metrics(metrics::MetricsArgs),
     /// Internal: the plain-socket baseline of `bench --transport tcp`.
     #[command(hide = true)]
     SocketWorker {
@@ -562,6 +566,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Ping(args) => ping::run(args),
         Command::Transfer(args) => transfer::run(args),
         Command::Monitor(args) => monitor::run(args),
+        Command::Metrics(args) => metrics::run(args),
         Command::Soak(args) => soak::run(args).map_err(soak::failed),
         Command::SoakWorker(args) => soak::worker(args).map_err(soak::failed),
         Command::Detect { json, transport } => {
@@ -637,6 +642,7 @@ mod demo_hosts;
 
 mod attach;
 mod config_json;
+mod metrics;
 mod monitor;
 mod nodes;
 mod ops;

@@ -104,6 +104,17 @@ pub fn look(args: &FabricArgs) -> Result<Snapshot, Error> {
         l.rings += 1;
         l.corrupt += r.corrupt as usize;
     }
+    // Links between nodes of one process, as the process publishes them.
+    for p in &processes {
+        for r in &p.links {
+            let l = links.entry((r.src.clone(), r.dst.clone())).or_default();
+            l.messages += r.messages;
+            l.bytes += r.bytes;
+            l.queued_slots += r.queued_slots;
+            l.capacity += r.capacity;
+            l.rings += 1;
+        }
+    }
     let links: Vec<Link> = links
         .into_iter()
         .map(|((src, dst), l)| Link { src, dst, ..l })

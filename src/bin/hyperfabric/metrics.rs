@@ -1,0 +1,231 @@
+//! `hyperfabric metrics`: a running fabric's counters in the Prometheus text format (0.0.4),
+//! printed once, or served over HTTP at `/metrics` with `--listen ADDR` for a Prometheus
+//! server to scrape: per node (up, since, messages and bytes in and out, queued slots), per
+//! link (messages, bytes, queued slots, capacity), per process (every counter it publishes).
+
+use super::attach::{stop_flag, FabricArgs};
+use super::snapshot::{look, Snapshot};
+use hyperfabric::Error;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct MetricsArgs {
+    #[command(flatten)]
+    fabric: FabricArgs,
+    /// Serve the metrics over HTTP at this address (`/metrics`), until Ctrl-C; prints the
+    /// address it listens at first (port 0: one the kernel picks).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+/// A label value, escaped as the text format wants.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A metric name from a counter's name: `[a-zA-Z0-9_]`, others as `_`.
+fn name(v: &str) -> String {
+    v.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, metric: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {metric} {help}");
+        let _ = writeln!(self.out, "# TYPE {metric} {kind}");
+    }
+
+    fn sample(&mut self, metric: &str, labels: &[(&str, &str)], v: f64) {
+        let l: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect();
+        let _ = writeln!(self.out, "{metric}{{{}}} {v}", l.join(","));
+    }
+}
+
+/// The snapshot in the text format.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    let fab = s.fabric.as_str();
+    type NodeValue = fn(&super::snapshot::NodeView) -> f64;
+    let per_node: [(&str, &str, &str, NodeValue); 7] = [
+        (
+            "hyperfabric_node_up",
+            "gauge",
+            "1 while the node is registered here by a live process",
+            |n| (n.status.state == "up") as u8 as f64,
+        ),
+        (
+            "hyperfabric_node_since_seconds",
+            "gauge",
+            "Unix time of the node's registration (up) or leaving (down)",
+            |n| n.status.since.unwrap_or(0.0),
+        ),
+        (
+            "hyperfabric_node_sent_messages_total",
+            "counter",
+            "Messages the node's rings carried out (sends, forwards, answers)",
+            |n| n.sent_messages as f64,
+        ),
+        (
+            "hyperfabric_node_sent_bytes_total",
+            "counter",
+            "Payload bytes of those",
+            |n| n.sent_bytes as f64,
+        ),
+        (
+            "hyperfabric_node_received_messages_total",
+            "counter",
+            "Messages put into rings toward the node",
+            |n| n.received_messages as f64,
+        ),
+        (
+            "hyperfabric_node_received_bytes_total",
+            "counter",
+            "Payload bytes of those",
+            |n| n.received_bytes as f64,
+        ),
+        (
+            "hyperfabric_node_queued_slots",
+            "gauge",
+            "Ring slots waiting for the node",
+            |n| n.queued_slots as f64,
+        ),
+    ];
+    for (metric, kind, help, value) in per_node {
+        f.head(metric, kind, help);
+        for n in &s.nodes {
+            f.sample(
+                metric,
+                &[
+                    ("fabric", fab),
+                    ("node", &n.status.node_id),
+                    ("state", n.status.state),
+                ],
+                value(n),
+            );
+        }
+    }
+    type LinkValue = fn(&super::snapshot::Link) -> f64;
+    let per_link: [(&str, &str, &str, LinkValue); 4] = [
+        (
+            "hyperfabric_link_messages_total",
+            "counter",
+            "Messages published on the link's rings",
+            |l| l.messages as f64,
+        ),
+        (
+            "hyperfabric_link_bytes_total",
+            "counter",
+            "Payload bytes of those",
+            |l| l.bytes as f64,
+        ),
+        (
+            "hyperfabric_link_queued_slots",
+            "gauge",
+            "Slots waiting for the receiver",
+            |l| l.queued_slots as f64,
+        ),
+        (
+            "hyperfabric_link_capacity_slots",
+            "gauge",
+            "Slots of the link's rings",
+            |l| l.capacity as f64,
+        ),
+    ];
+    for (metric, kind, help, value) in per_link {
+        f.head(metric, kind, help);
+        for l in &s.links {
+            f.sample(
+                metric,
+                &[("fabric", fab), ("src", &l.src), ("dst", &l.dst)],
+                value(l),
+            );
+        }
+    }
+    let mut names: Vec<&String> = s.processes.iter().flat_map(|p| p.metrics.keys()).collect();
+    names.sort();
+    names.dedup();
+    for n in names {
+        let metric = format!("hyperfabric_process_{}", name(n));
+        f.head(
+            &metric,
+            "gauge",
+            &format!("The process's {n} (get_topology_info)"),
+        );
+        for p in &s.processes {
+            if let Some(v) = p.metrics.get(n) {
+                let pid = p.pid.to_string();
+                f.sample(&metric, &[("fabric", fab), ("pid", &pid)], *v);
+            }
+        }
+    }
+    out
+}
+
+pub fn run(args: MetricsArgs) -> Result<(), Error> {
+    let Some(addr) = args.listen else {
+        print!("{}", render(&look(&args.fabric)?));
+        return Ok(());
+    };
+    // The fabric must run now; later failures are answered with 503.
+    look(&args.fabric)?;
+    let stop = stop_flag()?;
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| Error::io(format!("listening at {addr}"), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("setting the listener non-blocking", e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the listening address", e))?;
+    println!("serving metrics at http://{local}/metrics; stop with Ctrl-C");
+    let _ = std::io::stdout().flush();
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => answer(stream, &args.fabric),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(Error::io("accepting a connection", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Answers one HTTP request (a scrape).
+fn answer(mut stream: std::net::TcpStream, fabric: &FabricArgs) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut req = [0u8; 2048];
+    let n = stream.read(&mut req).unwrap_or(0);
+    let first = String::from_utf8_lossy(&req[..n]);
+    let path = first.split_whitespace().nth(1).unwrap_or("");
+    let (status, body) = if !first.starts_with("GET ") {
+        ("405 Method Not Allowed", String::from("GET only\n"))
+    } else if path != "/metrics" && path != "/" {
+        ("404 Not Found", String::from("see /metrics\n"))
+    } else {
+        match look(fabric) {
+            Ok(s) => ("200 OK", render(&s)),
+            Err(e) => ("503 Service Unavailable", format!("{e}\n")),
+        }
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}

@@ -337,6 +337,77 @@ fn bench_runs_two_processes_and_reports_against_the_floor() {
     assert_eq!(code, 1);
 }
 
+/// Width and height of a PNG whose chunks are whole (signature, IHDR first, IEND last,
+/// every length inside the file).
+fn png_size(b: &[u8]) -> Option<(u32, u32)> {
+    let be = |at: usize| Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?));
+    if b.get(..8)? != b"\x89PNG\r\n\x1a\n" || b.get(12..16)? != b"IHDR" {
+        return None;
+    }
+    let mut at = 8;
+    let mut last = [0u8; 4];
+    while at < b.len() {
+        let len = be(at)? as usize;
+        last.copy_from_slice(b.get(at + 4..at + 8)?);
+        at = at.checked_add(12 + len)?;
+    }
+    (at == b.len() && &last == b"IEND").then_some((be(16)?, be(20)?))
+}
+
+#[test]
+fn bench_plots_latency_with_the_floor_and_a_peers_table_and_bandwidth_into_pngs() {
+    let _spinning = spinning();
+    let dir = tempfile::tempdir().unwrap();
+    let peers = dir.path().join("peers.md");
+    std::fs::write(
+        &peers,
+        "| system | 8 B | 4 KiB |\n|---|---|---|\n| UCX tag_lat | 176 | 671 |\n",
+    )
+    .unwrap();
+    let lat = dir.path().join("lat.png");
+    let (code, _, err) = run(&[
+        "bench",
+        "latency",
+        "--sizes",
+        "8,4096",
+        "--iters",
+        "200",
+        "--plot",
+        lat.to_str().unwrap(),
+        "--peers",
+        peers.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let png = std::fs::read(&lat).unwrap();
+    assert_eq!(png_size(&png), Some((1000, 640)));
+    assert!(png.len() > 10_000, "{} bytes: an empty canvas?", png.len());
+    let bw = dir.path().join("bw.png");
+    let (code, _, err) = run(&[
+        "bench",
+        "bandwidth",
+        "--sizes",
+        "4096,65536",
+        "--iters",
+        "300",
+        "--plot",
+        bw.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(png_size(&std::fs::read(&bw).unwrap()), Some((1000, 640)));
+    // A peers table that does not read is refused before anything is measured.
+    std::fs::write(&peers, "nothing").unwrap();
+    let (code, _, err) = run(&[
+        "bench",
+        "latency",
+        "--plot",
+        lat.to_str().unwrap(),
+        "--peers",
+        peers.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no table"), "{err}");
+}
+
 #[test]
 fn demo_runs_the_example_cluster_across_processes_and_cleans_up() {
     let _spinning = spinning();

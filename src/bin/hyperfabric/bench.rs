@@ -192,6 +192,11 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     if args.iters == 0 {
         return Err(Error::InvalidArgument("--iters must be positive".into()));
     }
+    // A peers table that does not read fails before the measurement, not after it.
+    let peers = match &args.peers {
+        Some(t) => super::plot::read_peers(t)?,
+        None => Vec::new(),
+    };
     // Latency: both ends write and read every byte (post, send); bandwidth: the receiver
     // reads every byte, as a receive into a buffer would (the sender's bytes are not rewritten
     // per message, as in tag_bw and osu_bw).
@@ -437,6 +442,20 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     drop(dir);
     if tcp {
         bench_tcp::add_baselines(&mut rows, mode, (a, b), args.iters, latency)?;
+    }
+    if let Some(path) = &args.plot {
+        let label = format!(
+            "{}{}",
+            rows.first()
+                .and_then(|r| r["api"].as_str())
+                .unwrap_or(if latency { "latency" } else { "post" }),
+            if tcp { " over TCP" } else { "" }
+        );
+        if latency {
+            super::plot::latency(path, &rows, &label, peers)?;
+        } else {
+            super::plot::bandwidth(path, &rows, &label)?;
+        }
     }
     if args.json {
         for r in &rows {

@@ -219,6 +219,14 @@ struct BenchArgs {
     /// `enable_fault_tolerance` of both processes (`on`, the default, or `off`).
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     fault_tolerance: String,
+    /// Draw the results into this PNG: latency against size (log-log, with the floor), or
+    /// bandwidth against size (with memcpy).
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    /// Latency: a peers table (Markdown, `| system | 8 B | 64 B | ... |`, one-way ns, as
+    /// the peer benchmarks write it) whose rows are drawn beside ours.
+    #[arg(long, requires = "plot")]
+    peers: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -657,6 +665,7 @@ mod bench_tcp;
 mod bench_worker;
 mod floor;
 mod page_buf;
+mod plot;
 mod show;
 mod soak;
 mod soak_worker;

@@ -202,6 +202,22 @@ fn served_nodes_are_listed_pinged_through_the_switch_and_moved_between() {
         "no client listed: {nodes}"
     );
 
+    // Zones, with the API's rules.
+    let (code, out, err) = f.run(&["zones", "create", "train", "--max-nodes", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(f.run(&["zones", "assign", "train", "a"]).0, 0);
+    let (code, _, err) = f.run(&["zones", "assign", "train", "b"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("InsufficientResourcesError") && err.contains("full"), "{err}");
+    let (code, _, err) = f.run(&["zones", "create", "big", "--bandwidth-gbps", "5000"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("300 Gbit/s"), "{err}");
+    let zones = f.json(&["zones"]);
+    assert_eq!(zones[0]["zone_id"], "train");
+    assert_eq!(strings(&zones[0]["members"]), ["a"]);
+    assert_eq!(f.run(&["zones", "delete", "train"]).0, 0);
+    assert_eq!(f.json(&["zones", "list"]), serde_json::json!([]));
+
     // A node killed outright is down, since about when it died.
     let mut b = b;
     b.signal(9);

@@ -12,6 +12,7 @@
 //! hyperfabric detect        [--json] [--transport]
 //! hyperfabric serve         [--config FILE] [--fabric NAME] [--nodes A,B] [--host H]
 //! hyperfabric nodes         [list | status NODE] [--config FILE] [--fabric NAME] [--json]
+//! hyperfabric zones        [list | create Z | delete Z | assign Z N | unassign Z N] [--json]
 //! hyperfabric ping NODE     [--count N] [--size B] [--interval MS] [--priority P] [--json]
 //! hyperfabric transfer SRC DST [--size 1GiB] [--compress] [--encrypt] [--verify] [--json]
 //! hyperfabric monitor       [--interval S] [--once] [--json]
@@ -124,6 +125,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// The nodes of a running fabric: state, since when, process, host.
     Nodes(nodes::NodesArgs),
+    /// The zones of a running fabric: list, create, delete, assign, unassign.
+    Zones(zones::ZonesArgs),
     /// Probe a node of a running fabric, ping(8) style: path, hops, round trip.
     Ping(ping::PingArgs),
     /// Move bytes between two nodes of a running fabric, with progress and verification.
@@ -348,6 +351,7 @@ fn main() -> ExitCode {
         Command::Detect { json, .. } => *json,
         Command::Bench(BenchKind::Latency(a) | BenchKind::Bandwidth(a)) => a.json,
         Command::Nodes(a) => a.json,
+        Command::Zones(a) => a.json,
         Command::Ping(a) => a.json,
         Command::Transfer(a) => a.json,
         Command::Monitor(a) => a.json,
@@ -571,6 +575,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::SocketWorker { core } => bench_tcp::socket_worker(core),
         Command::Serve(args) => serve::run(args),
         Command::Nodes(args) => nodes::run(args),
+        Command::Zones(args) => zones::run(args),
         Command::Ping(args) => ping::run(args),
         Command::Transfer(args) => transfer::run(args),
         Command::Monitor(args) => monitor::run(args),
@@ -658,6 +663,7 @@ mod ping;
 mod serve;
 mod snapshot;
 mod transfer;
+mod zones;
 
 mod bench;
 mod bench_dir;

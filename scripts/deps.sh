@@ -20,8 +20,12 @@ ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so' || need+=(libclang-dev)
 pkg-config --exists pmix 2>/dev/null || need+=(libpmix-dev)
 # Hosts as network namespaces (the tests between hosts, `demo --hosts`): iproute2.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
-# The many-users test switches to a second uid with setpriv (util-linux).
+# The many-users test switches to a second uid with setpriv (util-linux); the terminal test
+# runs commands under `script` (bsdutils).
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v script >/dev/null 2>&1 || need+=(bsdutils)
+# `topo show --format dot` is checked by rendering it with graphviz.
+command -v dot >/dev/null 2>&1 || need+=(graphviz)
 [ "${#need[@]}" -eq 0 ] && exit 0
 
 echo "installing: ${need[*]}" >&2

@@ -509,3 +509,64 @@ fn real_uid() -> u32 {
         .and_then(|u| u.parse().ok())
         .unwrap()
 }
+
+/// `topo show --format`: Graphviz that `dot` renders (switches as ellipses, every link an
+/// edge), YAML that loads back as the same topology, JSON as `--json`.
+#[test]
+fn topo_show_formats_render_and_load_back() {
+    let (code, dot, err) = run(&["topo", "show", "--format", "dot"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dot.starts_with("graph \"ai-cluster\" {"), "{dot}");
+    assert!(
+        dot.contains(
+            "\"switch-01\" [label=\"switch-01\\nnetwork_switch\\n800 Gbit/s\", shape=ellipse];"
+        ),
+        "{dot}"
+    );
+    let cfg = hyperfabric::config::load_fabric_config(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ai-cluster.yaml"),
+    )
+    .unwrap();
+    assert_eq!(dot.matches(" -- ").count(), cfg.links.len());
+    let mut render = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("graphviz's dot (scripts/deps.sh installs it)");
+    use std::io::Write;
+    render
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dot.as_bytes())
+        .unwrap();
+    let out = render.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        svg.contains("<svg") && svg.contains("<title>qpu&#45;01</title>"),
+        "{svg}"
+    );
+
+    let (code, yaml, err) = run(&["topo", "show", "--format", "yaml"]);
+    assert_eq!(code, 0, "{err}");
+    let again = hyperfabric::config::FabricConfig::parse(&yaml, "shown.yaml").unwrap();
+    assert_eq!(again.nodes, cfg.nodes);
+    assert_eq!(again.links.len(), cfg.links.len());
+    assert_eq!(again.zones.len(), cfg.zones.len());
+
+    let (_, a, _) = run(&["topo", "show", "--format", "json"]);
+    let (_, b, _) = run(&["topo", "show", "--json"]);
+    let (a, b): (Value, Value) = (
+        serde_json::from_str(&a).unwrap(),
+        serde_json::from_str(&b).unwrap(),
+    );
+    assert_eq!(a["total_nodes"], b["total_nodes"]);
+    assert_eq!(a["total_links"], 10);
+}

@@ -202,13 +202,21 @@ fn served_nodes_are_listed_pinged_through_the_switch_and_moved_between() {
         "no client listed: {nodes}"
     );
 
+    // The live topology: the running nodes, the configuration's links.
+    let topo = f.json(&["topo", "show", "--fabric", "clifab"]);
+    assert_eq!(topo["total_nodes"], 3, "{topo}");
+    assert_eq!(topo["total_links"], 2, "{topo}");
+
     // Zones, with the API's rules.
     let (code, out, err) = f.run(&["zones", "create", "train", "--max-nodes", "1"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(f.run(&["zones", "assign", "train", "a"]).0, 0);
     let (code, _, err) = f.run(&["zones", "assign", "train", "b"]);
     assert_eq!(code, 1);
-    assert!(err.contains("InsufficientResourcesError") && err.contains("full"), "{err}");
+    assert!(
+        err.contains("InsufficientResourcesError") && err.contains("full"),
+        "{err}"
+    );
     let (code, _, err) = f.run(&["zones", "create", "big", "--bandwidth-gbps", "5000"]);
     assert_eq!(code, 1);
     assert!(err.contains("300 Gbit/s"), "{err}");
@@ -236,6 +244,8 @@ fn served_nodes_are_listed_pinged_through_the_switch_and_moved_between() {
     assert!(out.starts_with("b: down"), "{out}");
     let m = f.json(&["monitor", "--once", "--interval", "0.1"]);
     assert_eq!(node(&m["nodes"], "b")["state"], "down", "{m}");
+    let topo = f.json(&["topo", "show", "--fabric", "clifab"]);
+    assert_eq!(topo["total_nodes"], 2, "{topo}");
     assert_eq!(m["processes"].as_array().unwrap().len(), 2, "{m}");
 
     // Stopped by SIGTERM, the others unregister and the last takes the directory away.

@@ -1,7 +1,7 @@
 //! `hyperfabric`: the command-line tool.
 //!
 //! ```text
-//! hyperfabric topo show     [--config FILE] [--json]
+//! hyperfabric topo show     [--config FILE] [--json] [--format table|json|yaml|dot] [--fabric NAME]
 //! hyperfabric topo path     [--config FILE] [--metric latency|bandwidth|hops] [--max-latency-ns N]
 //!                           [--min-bandwidth-gbps X] [--data-type T] [--entangled] [--json] SRC DST
 //! hyperfabric topo analyze  [--config FILE] [--json]
@@ -242,10 +242,23 @@ struct Source {
     json: bool,
 }
 
+#[derive(Args)]
+struct ShowArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Output: tables, JSON (as --json), the topology as a configuration (YAML), or Graphviz.
+    #[arg(long, value_enum)]
+    format: Option<topo_formats::Format>,
+    /// Show the running fabric of this name on this host (its live nodes, the
+    /// configuration's links, its zones) instead of the configuration.
+    #[arg(long)]
+    fabric: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Topo {
     /// Nodes, links, zones, route statistics and bottlenecks.
-    Show(Source),
+    Show(ShowArgs),
     /// The best path between two nodes.
     Path {
         #[command(flatten)]
@@ -346,7 +359,10 @@ fn main() -> ExitCode {
     hyperfabric::sys::default_sigpipe();
     let cli = Cli::parse();
     let json = match &cli.command {
-        Command::Topo(Topo::Show(s) | Topo::Analyze(s)) => s.json,
+        Command::Topo(Topo::Show(s)) => {
+            s.source.json || s.format == Some(topo_formats::Format::Json)
+        }
+        Command::Topo(Topo::Analyze(s)) => s.json,
         Command::Topo(Topo::Path { source, .. }) => source.json,
         Command::Detect { json, .. } => *json,
         Command::Bench(BenchKind::Latency(a) | BenchKind::Bandwidth(a)) => a.json,
@@ -401,14 +417,41 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), Error> {
 
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Topo(Topo::Show(source)) => {
-            let cfg = load(&source)?;
-            let tm = cfg.topology_manager()?;
-            let info = tm.topology_info()?;
-            if source.json {
-                return print_json(&info);
+        Command::Topo(Topo::Show(args)) => {
+            use topo_formats::Format;
+            let cfg = load(&args.source)?;
+            let format = match (args.format, args.source.json) {
+                (Some(f), _) => f,
+                (None, true) => Format::Json,
+                (None, false) => Format::Table,
+            };
+            let (own, live);
+            let (tm, info, name) = match &args.fabric {
+                Some(fabric) => {
+                    hyperfabric::sys::fs::validate_fabric_name(fabric)
+                        .map_err(Error::InvalidArgument)?;
+                    live = topo_formats::live(&cfg, fabric)?;
+                    let info = live.get_topology_info()?;
+                    (live.topology()?, info, fabric.clone())
+                }
+                None => {
+                    own = cfg.topology_manager()?;
+                    let info = own.topology_info()?;
+                    (&own, info, cfg.fabric.name.clone())
+                }
+            };
+            match format {
+                Format::Json => print_json(&info),
+                Format::Yaml => {
+                    print!("{}", topo_formats::yaml(&cfg, tm));
+                    Ok(())
+                }
+                Format::Dot => {
+                    print!("{}", topo_formats::dot(&name, tm));
+                    Ok(())
+                }
+                Format::Table => show(&cfg, tm, &info),
             }
-            show(&cfg, &tm, &info)
         }
         Command::Topo(Topo::Path {
             source,
@@ -662,6 +705,7 @@ mod ops;
 mod ping;
 mod serve;
 mod snapshot;
+mod topo_formats;
 mod transfer;
 mod zones;
 

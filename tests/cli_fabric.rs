@@ -207,6 +207,21 @@ fn served_nodes_are_listed_pinged_through_the_switch_and_moved_between() {
     assert_eq!(topo["total_nodes"], 3, "{topo}");
     assert_eq!(topo["total_links"], 2, "{topo}");
 
+    // A diagnosis finds nothing wrong, and probed every node along its route.
+    let d = f.json(&["diagnose", "--probes", "2"]);
+    assert_eq!(d["ok"], true, "{d}");
+    for p in d["paths"].as_array().unwrap() {
+        assert_eq!(p["reachable"], true, "{p}");
+        assert!(p["latency_ns"].as_u64().unwrap() > 0);
+        assert!(p["configured_latency_ns"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(d["paths"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        d["tables"].as_array().unwrap().len(),
+        4,
+        "the client's and 3 processes'"
+    );
+
     // Zones, with the API's rules.
     let (code, out, err) = f.run(&["zones", "create", "train", "--max-nodes", "1"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -246,6 +261,21 @@ fn served_nodes_are_listed_pinged_through_the_switch_and_moved_between() {
     assert_eq!(node(&m["nodes"], "b")["state"], "down", "{m}");
     let topo = f.json(&["topo", "show", "--fabric", "clifab"]);
     assert_eq!(topo["total_nodes"], 2, "{topo}");
+    let report = f.dir.path().join("report.txt");
+    let (code, out, err) = f.run(&[
+        "diagnose",
+        "--probes",
+        "1",
+        "--output",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("b: configured but not running here (down since"),
+        "{err}"
+    );
+    assert!(out.contains("link sw - b: an end is not running"), "{out}");
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), out);
     assert_eq!(m["processes"].as_array().unwrap().len(), 2, "{m}");
 
     // Stopped by SIGTERM, the others unregister and the last takes the directory away.

@@ -197,6 +197,7 @@ impl TopologyManager {
         };
         metrics.insert("route_epoch".into(), g.epoch() as f64);
         metrics.insert("table_build_ms".into(), tables.build_ns() as f64 / 1e6);
+        metrics.insert("tables_built_unix".into(), tables.built_at());
         metrics.insert("table_sources".into(), tables.sources().len() as f64);
         metrics.insert(
             "reachable_pair_ratio".into(),

@@ -123,6 +123,8 @@ pub struct RoutingTables {
     alternates: Vec<u32>,
     ecmp: bool,
     build_ns: u64,
+    /// When the build ended, Unix time in seconds (0: an empty table never built).
+    built_at: f64,
     /// Answers of send admission, when computed ([`RoutingTables::with_admission`]).
     admission: Option<Admission>,
 }
@@ -194,6 +196,7 @@ impl RoutingTables {
             alternates: Vec::new(),
             ecmp: false,
             build_ns: 0,
+            built_at: 0.0,
             admission: None,
         }
     }
@@ -243,6 +246,7 @@ impl RoutingTables {
             search.widest_gbps = widest;
         }
         t.build_ns = started.elapsed().as_nanos() as u64;
+        t.built_at = crate::model::unix_now();
         t
     }
 
@@ -330,6 +334,11 @@ impl RoutingTables {
     /// How long the build took, ns.
     pub fn build_ns(&self) -> u64 {
         self.build_ns
+    }
+
+    /// When the build ended (Unix time, s; 0 for tables never built).
+    pub fn built_at(&self) -> f64 {
+        self.built_at
     }
 
     /// Total equal-cost alternates stored (for metrics).

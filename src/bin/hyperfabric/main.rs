@@ -17,6 +17,7 @@
 //! hyperfabric transfer SRC DST [--size 1GiB] [--compress] [--encrypt] [--verify] [--json]
 //! hyperfabric monitor       [--interval S] [--once] [--json]
 //! hyperfabric metrics       [--listen ADDR]
+//! hyperfabric diagnose      [--probes N] [--output FILE] [--json]
 //! ```
 //! Without `--config`, the built-in example AI cluster is used.
 
@@ -137,6 +138,10 @@ enum Command {
     /// A running fabric's counters in the Prometheus text format, printed or served over
     /// HTTP (`--listen`).
     Metrics(metrics::MetricsArgs),
+    /// A report on a running fabric: reachability, latency and bandwidth per path against the
+    /// configured figures, bottlenecks, configuration drift, routing tables; exits non-zero
+    /// when something is wrong.
+    Diagnose(diagnose::DiagnoseArgs),
     /// Internal: the plain-socket baseline of `bench --transport tcp`.
     #[command(hide = true)]
     SocketWorker {
@@ -371,6 +376,7 @@ fn main() -> ExitCode {
         Command::Ping(a) => a.json,
         Command::Transfer(a) => a.json,
         Command::Monitor(a) => a.json,
+        Command::Diagnose(a) => a.json,
         _ => false,
     };
     match run(cli) {
@@ -623,6 +629,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Transfer(args) => transfer::run(args),
         Command::Monitor(args) => monitor::run(args),
         Command::Metrics(args) => metrics::run(args),
+        Command::Diagnose(args) => diagnose::run(args),
         Command::Soak(args) => soak::run(args).map_err(soak::failed),
         Command::SoakWorker(args) => soak::worker(args).map_err(soak::failed),
         Command::Detect { json, transport } => {
@@ -698,6 +705,7 @@ mod demo_hosts;
 
 mod attach;
 mod config_json;
+mod diagnose;
 mod metrics;
 mod monitor;
 mod nodes;

@@ -96,10 +96,13 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].node_id, "a");
         assert!(gone[0].since_unix_ns >= live.since_unix_ns);
-        // Reusing the index forgets it.
-        r.register(&NodeSignature::new("b", HardwareType::CpuServer, 10.0, 1).unwrap())
+        // New nodes take entries no node left first; reusing the entry forgets it.
+        let b = r
+            .register(&NodeSignature::new("b", HardwareType::CpuServer, 10.0, 1).unwrap())
             .unwrap();
-        assert!(r.departed().is_empty());
+        assert_ne!(b, a);
+        assert_eq!(r.departed().len(), 1);
+        assert!(r.departed().iter().all(|d| d.node_id == "a"));
     }
 
     #[test]

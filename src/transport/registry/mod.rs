@@ -358,7 +358,9 @@ impl Registry {
         }
         let _l = self.lock()?;
         self.reclaim_locked();
-        let mut free = None;
+        // A free entry that never held a node first; else the one whose node left longest
+        // ago, so the departures tools report are kept as long as room allows.
+        let mut free: Option<(u64, usize)> = None;
         for i in 0..MAX_NODES {
             match self.read_entry(i) {
                 Some(e) if e.signature.node_id == node.node_id => {
@@ -367,12 +369,16 @@ impl Registry {
                         node.node_id, e.owner_pid
                     )))
                 }
-                None if free.is_none() && self.entry(i).state.load(Ordering::Acquire) == FREE => {
-                    free = Some(i)
+                None if self.entry(i).state.load(Ordering::Acquire) == FREE => {
+                    let left = self.entry(i).since.load(Ordering::Relaxed);
+                    if free.is_none_or(|(l, _)| left < l) {
+                        free = Some((left, i));
+                    }
                 }
                 _ => {}
             }
         }
+        let free = free.map(|(_, i)| i);
         let i = free.ok_or_else(|| {
             Error::InsufficientResources(format!("the host registry is full ({MAX_NODES} nodes)"))
         })?;
@@ -581,12 +587,10 @@ mod tests {
         r.unregister(a).unwrap();
         assert!(r2.lookup("a").unwrap().is_none());
         assert_eq!(r.unregister(a).unwrap_err().kind(), ErrorKind::NodeNotFound);
-        assert_eq!(
-            r.register(&node("a")).unwrap(),
-            a,
-            "the freed index is reused"
-        );
-        assert_eq!(r.get(a).unwrap().generation, 2);
+        // A fresh entry is taken before the one a node left (its departure stays known).
+        let a2 = r.register(&node("a")).unwrap();
+        assert_ne!(a2, a);
+        assert_eq!(r.get(a2).unwrap().generation, 1);
         let mut big = node("big");
         big.metadata =
             Some(serde_json::from_str(&format!("{{\"x\": \"{}\"}}", "y".repeat(2000))).unwrap());

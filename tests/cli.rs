@@ -414,6 +414,14 @@ fn demo_runs_the_example_cluster_across_processes_and_cleans_up() {
     let (code, out, err) = run(&["demo"]);
     assert_eq!(code, 0, "{err}\n{out}");
     assert!(out.contains("9 nodes hosted by 5 processes"), "{out}");
+    // Beside the pings of five processes sharing the cores, the pinned two-process figure.
+    assert!(
+        out.contains("pinned, for comparison: two processes on cores 0 and 1"),
+        "{out}"
+    );
+    if hyperfabric::sys::available_cpus() < 5 {
+        assert!(out.contains("5 processes share"), "{out}");
+    }
     assert!(out.contains("gpu-01 -> gpu-02 "), "direct route: {out}");
     assert!(
         out.contains("gpu-01 -> switch-01 -> storage-01"),

@@ -165,6 +165,49 @@ pub fn run(config: Option<PathBuf>) -> Result<(), Error> {
     result
 }
 
+/// Says when the demo's processes outnumber the cores (each hop then waits for a core: the
+/// figures above are the scheduler's as much as the library's), and measures beside them
+/// what one hop costs with two processes pinned to two cores (`bench latency --api post`).
+fn pinned_note(processes: usize) {
+    let cores = hyperfabric::sys::available_cpus();
+    if processes > cores {
+        println!(
+            "  note: {processes} processes share {cores} cores here. A probe's hop waits until \
+             the engine of the process it enters gets a core (an idle engine sleeps, a busy one \
+             takes turns), so these latencies are mostly the scheduler's."
+        );
+    }
+    if cores < 2 {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let out = Command::new(exe)
+        .args([
+            "bench", "latency", "--api", "post", "--sizes", "64", "--iters", "3000",
+        ])
+        .args(["--cores", "0,1", "--json"])
+        .stderr(Stdio::null())
+        .output();
+    let row = out
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    match row {
+        Some(r) => println!(
+            "  pinned, for comparison: two processes on cores 0 and 1, 64-byte post/recv \
+             ping-pong: {} ns one-way (median; cache-line floor {} ns, {} placement)",
+            r["p50_ns"],
+            r["floor_ns"],
+            r["placement"].as_str().unwrap_or("?")
+        ),
+        None => println!(
+            "  (the pinned comparison, `hyperfabric bench latency --api post`, did not run)"
+        ),
+    }
+}
+
 pub(super) fn show(
     cfg: &FabricConfig,
     fabric: &str,
@@ -225,6 +268,7 @@ pub(super) fn show(
         ],
         &rows,
     );
+    pinned_note(workers.len() + 1);
 
     let sink = cfg
         .nodes

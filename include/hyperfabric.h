@@ -635,6 +635,94 @@ typedef struct {
 typedef void (*hf_message_fn)(void *user_data,
                               const hf_message_view *message);
 
+// A bottleneck and what to do about it.
+typedef struct {
+    // A node id, or `a<->b` for a link.
+    char *location;
+    // What is short (`bandwidth`, `latency`, ...).
+    char *bottleneck_type;
+    // 0..1.
+    double severity;
+    // 0..1.
+    double current_utilization;
+    // What to do.
+    char *recommended_action;
+} hf_bottleneck;
+
+// The topology report (`get_topology_info`), owned by the library: release with
+// `hf_topology_report_free`.
+typedef struct {
+    // Registered nodes.
+    size_t total_nodes;
+    // Links.
+    size_t total_links;
+    // Zones.
+    size_t zones;
+    // Quantum processors.
+    size_t quantum_enabled_nodes;
+    // Neuromorphic processors.
+    size_t neuromorphic_nodes;
+    // Unix time of the report, s.
+    double timestamp;
+    // The bottlenecks, `bottlenecks_len` of them.
+    hf_bottleneck *bottlenecks;
+    // Entries of `bottlenecks`.
+    size_t bottlenecks_len;
+    // Names of the figures (`route_epoch`, `frames_sent`, ...), `metrics_len` of them.
+    char **metric_names;
+    // Their values, in the same order.
+    double *metric_values;
+    // Entries of `metric_names` and `metric_values`.
+    size_t metrics_len;
+} hf_topology_report;
+
+// A node as a list shows it.
+typedef struct {
+    // Its id.
+    char *node_id;
+    // `hf_hardware_type` (`hf_hardware_type_name` gives its name).
+    uint32_t hardware_type;
+    // Gbit/s.
+    double bandwidth_gbps;
+    // ns.
+    uint64_t latency_ns;
+    // GB; negative when not given.
+    double memory_gb;
+    // Compute units; -1 when not given.
+    int64_t compute_units;
+    // The host it runs on, or NULL.
+    char *host;
+} hf_node_info;
+
+// A list of nodes, owned by the library: release with `hf_node_list_free`.
+typedef struct {
+    // The nodes.
+    hf_node_info *items;
+    // Entries of `items`.
+    size_t len;
+} hf_node_list;
+
+// A node of a running fabric as this host sees it (filled in by `hf_get_node_stats`; the
+// caller owns it, nothing to free).
+typedef struct {
+    // Registered here by a live process.
+    bool up;
+    // The hosting process (0 when down).
+    uint32_t pid;
+    // Unix time of its registration (up) or of its leaving (down), s; 0 when never seen.
+    double since_unix;
+    // Messages its rings carried out (sends, forwards, answers).
+    uint64_t sent_messages;
+    // Their payload bytes.
+    uint64_t sent_bytes;
+    // Messages put into rings toward it.
+    uint64_t received_messages;
+    // Their payload bytes.
+    uint64_t received_bytes;
+    // Ring slots waiting for it now.
+    uint64_t queued_slots;
+} hf_node_stats;
+
 // Success.
 #define HF_OK 0
 
@@ -1719,6 +1807,58 @@ hf_status hf_recv_batch(const hf_protocol *protocol,
                         hf_message_fn callback,
                         void *user_data,
                         size_t *count);
+
+// The protocol's topology report (`get_topology_info`, with its traffic counters among the
+// metrics) in `*out`.
+//
+// # Safety
+// `protocol` is a live handle; `out` points to writable memory for a pointer.
+hf_status hf_protocol_topology_report(const hf_protocol *protocol,
+                                      hf_topology_report **out);
+
+// A topology manager's report in `*out`.
+//
+// # Safety
+// `manager` is a live handle; `out` points to writable memory for a pointer.
+hf_status hf_topology_manager_report(const hf_topology_manager *manager,
+                                     hf_topology_report **out);
+
+// Releases a topology report. NULL is ignored.
+//
+// # Safety
+// `report` is NULL or a report from this library not freed before.
+void hf_topology_report_free(hf_topology_report *report);
+
+// This machine's hardware as nodes (`detect_hardware_capabilities`) in `*out`.
+//
+// # Safety
+// `out` points to writable memory for a pointer.
+hf_status hf_detect_hardware(hf_node_list **out);
+
+// A topology manager's nodes, in insertion order, in `*out`.
+//
+// # Safety
+// `manager` is a live handle; `out` points to writable memory for a pointer.
+hf_status hf_topology_node_list(const hf_topology_manager *manager,
+                                hf_node_list **out);
+
+// Releases a node list. NULL is ignored.
+//
+// # Safety
+// `list` is NULL or a list from this library not freed before.
+void hf_node_list_free(hf_node_list *list);
+
+// The state and traffic of node `node_id` of the fabric `fabric` running on this host, in
+// `*out`: read from the host's registry, the rings' headers and the counters processes
+// publish, without joining the fabric. `HF_ERR_NODE_NOT_FOUND` when the fabric does not
+// run here, or the node is neither registered nor remembered as departed.
+//
+// # Safety
+// `fabric` and `node_id` are NUL-terminated strings; `out` points to a writable
+// `hf_node_stats`.
+hf_status hf_get_node_stats(const char *fabric,
+                            const char *node_id,
+                            hf_node_stats *out);
 
 // Progresses a request without blocking. `*done` becomes true once it completed; the
 // call then returns the request's outcome and, on success, stores the response in

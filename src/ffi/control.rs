@@ -52,7 +52,7 @@ pub struct hf_route {
     pub hops: u32,
 }
 
-fn tm<'a>(p: *const hf_topology_manager) -> FfiResult<&'a TopologyManager> {
+pub(crate) fn tm<'a>(p: *const hf_topology_manager) -> FfiResult<&'a TopologyManager> {
     // SAFETY: `p` is NULL or a live handle (the caller's contract).
     Ok(&unsafe { ref_arg(p, "manager") }?.inner)
 }

@@ -26,6 +26,7 @@ pub mod endpoint;
 pub mod memory;
 pub mod protocol;
 pub mod receive;
+pub mod reports;
 pub mod request;
 pub mod status;
 

@@ -251,6 +251,81 @@ pub fn remove_dead_metrics(dir: &Path) {
     }
 }
 
+/// A node of a running fabric as this host sees it: [`node_stats`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeStats {
+    /// Registered by a live process.
+    pub up: bool,
+    /// That process (0 when down).
+    pub pid: u32,
+    /// Registration (up) or leaving (down), Unix time in ns.
+    pub since_unix_ns: u64,
+    /// Messages its rings carried out.
+    pub sent_messages: u64,
+    /// Their payload bytes.
+    pub sent_bytes: u64,
+    /// Messages put into rings toward it.
+    pub received_messages: u64,
+    /// Their payload bytes.
+    pub received_bytes: u64,
+    /// Slots waiting for it.
+    pub queued_slots: u64,
+}
+
+/// The state and traffic of `node_id` in the fabric `fabric` of this host, read from its
+/// registry, ring headers and published counters (nothing is created: `NodeNotFoundError`
+/// when the fabric does not run here, or the node is neither live nor remembered).
+pub fn node_stats(fabric: &str, node_id: &str) -> crate::Result<NodeStats> {
+    crate::sys::fs::validate_fabric_name(fabric).map_err(crate::Error::InvalidArgument)?;
+    let dir = crate::sys::state_root().join(fabric);
+    if !dir.join("registry").exists() {
+        return Err(crate::Error::NodeNotFound(format!(
+            "fabric {fabric:?} is not running on this host"
+        )));
+    }
+    let reg = super::registry::Registry::open_in(&dir)?;
+    let mut s = NodeStats::default();
+    let Some(e) = reg.lookup(node_id)? else {
+        let d = reg
+            .departed()
+            .into_iter()
+            .find(|d| d.node_id == node_id)
+            .ok_or_else(|| {
+                crate::Error::NodeNotFound(format!("no node {node_id:?} in fabric {fabric:?}"))
+            })?;
+        s.since_unix_ns = d.since_unix_ns;
+        return Ok(s);
+    };
+    (s.up, s.pid, s.since_unix_ns) = (true, e.owner_pid, e.since_unix_ns);
+    for r in ring_traffic(&dir).0 {
+        let (src, dst) = match r.kind {
+            RingKind::Reply => (r.dst, r.src),
+            _ => (r.src, r.dst),
+        };
+        if src == e.index {
+            s.sent_messages += r.messages;
+            s.sent_bytes += r.bytes;
+        }
+        if dst == e.index {
+            s.received_messages += r.messages;
+            s.received_bytes += r.bytes;
+            s.queued_slots += r.queued_slots;
+        }
+    }
+    for l in read_metrics(&dir).iter().flat_map(|p| p.links.iter()) {
+        if l.src == node_id {
+            s.sent_messages += l.messages;
+            s.sent_bytes += l.bytes;
+        }
+        if l.dst == node_id {
+            s.received_messages += l.messages;
+            s.received_bytes += l.bytes;
+            s.queued_slots += l.queued_slots;
+        }
+    }
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,6 +118,36 @@ int main(int argc, char **argv) {
         hf_ping_result_free(r);
     }
 
+    /* Reports as structs. */
+    hf_topology_report *rep = NULL;
+    CHECK_STATUS(hf_protocol_topology_report(p, &rep), HF_OK);
+    if (rep != NULL) {
+        CHECK(rep->total_nodes == 3 && rep->total_links == 2);
+        int epoch = 0;
+        for (size_t i = 0; i < rep->metrics_len; i++) {
+            if (strcmp(rep->metric_names[i], "route_epoch") == 0 && rep->metric_values[i] > 0) {
+                epoch = 1;
+            }
+        }
+        CHECK(epoch);
+        for (size_t i = 0; i < rep->bottlenecks_len; i++) {
+            CHECK(rep->bottlenecks[i].location != NULL);
+        }
+    }
+    hf_topology_report_free(rep);
+    hf_node_list *hw = NULL;
+    CHECK_STATUS(hf_detect_hardware(&hw), HF_OK);
+    CHECK(hw != NULL && hw->len >= 1 && hw->items[0].node_id != NULL);
+    CHECK(hw != NULL && hf_hardware_type_name(hw->items[0].hardware_type) != NULL);
+    hf_node_list_free(hw);
+    hf_node_stats st;
+    memset(&st, 0, sizeof st);
+    CHECK_STATUS(hf_get_node_stats(fabric, "b", &st), HF_OK);
+    CHECK(st.up && st.pid == (uint32_t)kids[1] && st.since_unix > 1.7e9);
+    CHECK(st.received_messages > 0 && st.sent_messages > 0);
+    CHECK_STATUS(hf_get_node_stats(fabric, "ghost", &st), HF_ERR_NODE_NOT_FOUND);
+    CHECK_STATUS(hf_get_node_stats("no-such-fabric-here", "b", &st), HF_ERR_NODE_NOT_FOUND);
+
     /* Bad input. */
     hf_protocol *q = NULL;
     CHECK(hf_protocol_from_config("/nonexistent/fabric.yaml", NULL, NULL, &q) != HF_OK);
@@ -147,6 +177,10 @@ int main(int argc, char **argv) {
         CHECK(waitpid(kids[i], &status, 0) == kids[i]);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     }
+    /* The children left: b is down, since then. */
+    memset(&st, 0, sizeof st);
+    CHECK_STATUS(hf_get_node_stats(fabric, "b", &st), HF_OK);
+    CHECK(!st.up && st.pid == 0 && st.since_unix > 1.7e9);
     hf_protocol_free(p);
     bool removed = false;
     CHECK_STATUS(hf_fabric_remove(fabric, &removed), HF_OK);

@@ -41,6 +41,16 @@ fn size_of(cell: &str) -> Option<f64> {
     Some(n * mul)
 }
 
+/// A cell's median: `71,900`, `34.5k [33.2k-34.8k] (n=4)` (the first number; `k` for
+/// thousands).
+fn cell(c: &str) -> Option<f64> {
+    let first = c.split_whitespace().next()?.replace(',', "");
+    match first.strip_suffix('k') {
+        Some(n) => Some(n.parse::<f64>().ok()? * 1000.0),
+        None => first.parse().ok(),
+    }
+}
+
 /// The rows of a peers table (Markdown, as `peers.sh` writes it: `| system | 8 B | ... |`,
 /// one-way ns, thousands separated by commas, empty cells for sizes not measured).
 pub fn read_peers(path: &Path) -> Result<Vec<Series>, Error> {
@@ -75,10 +85,14 @@ pub fn read_peers(path: &Path) -> Result<Vec<Series>, Error> {
         if r.iter().all(|c| c.chars().all(|ch| "-: ".contains(ch))) {
             continue; // the separator row
         }
+        // Bandwidth rows are in GB/s, and HyperFabric's own rows are what this run measures.
+        if r[0].contains("GB/s") || r[0].starts_with("HyperFabric") {
+            continue;
+        }
         let points: Vec<(f64, f64)> = r
             .iter()
             .zip(&sizes)
-            .filter_map(|(c, s)| Some((s.as_ref().copied()?, c.replace(',', "").parse().ok()?)))
+            .filter_map(|(c, s)| Some((s.as_ref().copied()?, cell(c)?)))
             .filter(|(_, ns): &(f64, f64)| *ns > 0.0)
             .collect();
         if !points.is_empty() {
@@ -278,14 +292,20 @@ mod tests {
         std::fs::write(
             &p,
             "| system | 8 B | 64 B | 4 KiB | 1 MiB |\n|---|---|---|---|---|\n\
-             | UCX | 176 | 232 | 671 | 71,900 |\n| TCP | | 6,817 | | |\n",
+             | UCX | 176 | 232 | 671 | 71,900 |\n| TCP | | 6,817 | | |\n\
+             | MPI | 95 [95-100] | 105 (n=3) | | 66.6k [64.8k-66.8k] (n=3) |\n\
+             | HyperFabric bench latency | 60 | 75 | | | |\n| UCX tag_bw (GB/s) | 0.23 | | | | |\n",
         )
         .unwrap();
         let s = read_peers(&p).unwrap();
-        assert_eq!(s.len(), 2);
+        assert_eq!(s.len(), 3, "the GB/s and HyperFabric rows are left out");
         assert_eq!(s[0].name, "UCX");
         assert_eq!(s[0].points[3], (1048576.0, 71900.0));
         assert_eq!(s[1].points, [(64.0, 6817.0)]);
+        assert_eq!(
+            s[2].points,
+            [(8.0, 95.0), (64.0, 105.0), (1048576.0, 66600.0)]
+        );
         std::fs::write(&p, "no table here").unwrap();
         assert!(read_peers(&p).is_err());
     }

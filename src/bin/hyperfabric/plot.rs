@@ -56,9 +56,11 @@ fn cell(c: &str) -> Option<f64> {
 pub fn read_peers(path: &Path) -> Result<Vec<Series>, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    // The first table of the file (a peers report has more: bandwidth, far placements).
     let rows: Vec<Vec<&str>> = text
         .lines()
-        .filter(|l| l.trim_start().starts_with('|'))
+        .skip_while(|l| !l.trim_start().starts_with('|'))
+        .take_while(|l| l.trim_start().starts_with('|'))
         .map(|l| {
             l.trim()
                 .trim_matches('|')
@@ -247,7 +249,12 @@ pub fn latency(path: &Path, rows: &[Value], label: &str, peers: Vec<Series>) -> 
             points: column(rows, "floor_ns"),
         },
     ];
-    series.extend(peers.into_iter().map(|p| Series {
+    // Like with like: TCP rows beside a TCP run only; the cache-line floor is ours.
+    let tcp = label.contains("TCP");
+    let peers = peers
+        .into_iter()
+        .filter(|p| p.name.starts_with("TCP:") == tcp && !p.name.starts_with("floor: cache-line"));
+    series.extend(peers.map(|p| Series {
         name: format!("{} (peers table)", p.name),
         ..p
     }));
@@ -294,7 +301,8 @@ mod tests {
             "| system | 8 B | 64 B | 4 KiB | 1 MiB |\n|---|---|---|---|---|\n\
              | UCX | 176 | 232 | 671 | 71,900 |\n| TCP | | 6,817 | | |\n\
              | MPI | 95 [95-100] | 105 (n=3) | | 66.6k [64.8k-66.8k] (n=3) |\n\
-             | HyperFabric bench latency | 60 | 75 | | | |\n| UCX tag_bw (GB/s) | 0.23 | | | | |\n",
+             | HyperFabric bench latency | 60 | 75 | | | |\n| UCX tag_bw (GB/s) | 0.23 | | | | |\n\
+             \nA second table\n| system | 8 B |\n|---|---|\n| later | 5 |\n",
         )
         .unwrap();
         let s = read_peers(&p).unwrap();

@@ -29,6 +29,9 @@ pub struct ServeArgs {
 /// An operation taken by a node's handler: (the served node, who asked, what).
 type Job = (String, String, SendOp);
 
+/// Operations a serve process keeps waiting at most.
+const OPS_QUEUE: usize = 16;
+
 pub fn run(args: ServeArgs) -> Result<(), Error> {
     let stop = stop_flag()?;
     let (cfg, fabric) = args.fabric.load()?;
@@ -73,16 +76,19 @@ pub fn run(args: ServeArgs) -> Result<(), Error> {
         return Err(Error::InvalidArgument("no node to host".into()));
     }
     let p = Arc::new(HyperFabricProtocol::with_config(config)?);
-    let (tx, rx) = mpsc::channel::<Job>();
+    // Bounded: operations beyond it are refused ("busy"), not queued without end.
+    let (tx, rx) = mpsc::sync_channel::<Job>(OPS_QUEUE);
     for n in cfg.nodes.iter().filter(|n| ids.contains(&n.node_id)) {
         p.register_node(n.clone())?;
         let (tx, me) = (tx.clone(), n.node_id.clone());
         p.on_receive(&n.node_id, move |m| match ops::op_of(&m.metadata) {
             None => Ok(ops::answer(&m.data)),
-            Some(Ok(op)) => {
-                let _ = tx.send((me.clone(), m.source.to_string(), op));
-                Ok(vec![0; 12])
-            }
+            Some(Ok(op)) => match tx.try_send((me.clone(), m.source.to_string(), op)) {
+                Ok(()) => Ok(vec![0; 12]),
+                Err(_) => Err(Error::InsufficientResources(format!(
+                    "{me}: {OPS_QUEUE} operations wait already; try again"
+                ))),
+            },
             Some(Err(why)) => Err(Error::InvalidArgument(why)),
         })?;
     }
@@ -145,6 +151,9 @@ fn agent(p: &HyperFabricProtocol, jobs: mpsc::Receiver<Job>) {
     let mut buf = Vec::new();
     while let Ok((me, asker, op)) = jobs.recv() {
         let outcome = send(p, &me, &op, &mut buf);
+        // A large chunk's buffer is not kept between operations.
+        buf.clear();
+        buf.shrink_to(64 << 20);
         let body = serde_json::to_vec(&outcome).expect("an outcome encodes");
         // A client that went away meanwhile is no one's loss.
         let _ = p.post(&me, &asker, &body, &SendOptions::default());
@@ -164,6 +173,14 @@ fn send(p: &HyperFabricProtocol, me: &str, op: &SendOp, buf: &mut Vec<u8>) -> Ou
             return out;
         }
     };
+    let max = hyperfabric::engine::max_message();
+    if op.size > max {
+        out.error = Some(format!(
+            "size {} exceeds the largest message ({max})",
+            op.size
+        ));
+        return out;
+    }
     ops::pattern_into(op.seed, op.size, buf);
     out.sent_crc = crc32fast::hash(buf);
     let opts = SendOptions {

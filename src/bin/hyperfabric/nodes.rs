@@ -1,7 +1,8 @@
 //! `hyperfabric nodes [list|status NODE]`: the nodes of a running fabric as this host sees
 //! them: those of the configuration and those registered at run time, each with its
 //! process, hardware type, state and since when (registration, or leaving: unregistered, or
-//! the last heartbeat of a process that died). Reads the host's registry; registers nothing.
+//! the last heartbeat of a process that died), and the messages and bytes its rings carried.
+//! Reads the host's shared memory; registers nothing.
 
 use super::attach::{registry, FabricArgs, CLIENT_PREFIX};
 use hyperfabric::Error;
@@ -113,17 +114,22 @@ pub fn census(args: &FabricArgs) -> Result<Vec<NodeStatus>, Error> {
 }
 
 pub fn run(args: NodesArgs) -> Result<(), Error> {
-    let all = census(&args.fabric)?;
+    // With each node, what its rings carried (the monitor's counters, without rates).
+    let all = super::snapshot::look(&args.fabric)?.nodes;
     match args.what {
         Some(NodesCmd::Status { node }) => {
-            let s = all.into_iter().find(|s| s.node_id == node).ok_or_else(|| {
-                Error::NodeNotFound(format!(
-                    "no node {node:?} in the fabric or its configuration"
-                ))
-            })?;
+            let n = all
+                .into_iter()
+                .find(|n| n.status.node_id == node)
+                .ok_or_else(|| {
+                    Error::NodeNotFound(format!(
+                        "no node {node:?} in the fabric or its configuration"
+                    ))
+                })?;
             if args.json {
-                return super::print_json(&s);
+                return super::print_json(&n);
             }
+            let s = &n.status;
             println!("{}: {}", s.node_id, s.state);
             println!("  since          {}", s.since_utc.as_deref().unwrap_or("-"));
             println!(
@@ -138,6 +144,15 @@ pub fn run(args: NodesArgs) -> Result<(), Error> {
                 "  configured     {}",
                 if s.configured { "yes" } else { "no" }
             );
+            println!(
+                "  sent           {} messages, {} bytes",
+                n.sent_messages, n.sent_bytes
+            );
+            println!(
+                "  received       {} messages, {} bytes",
+                n.received_messages, n.received_bytes
+            );
+            println!("  queued slots   {}", n.queued_slots);
             Ok(())
         }
         Some(NodesCmd::List) | None => {
@@ -146,7 +161,8 @@ pub fn run(args: NodesArgs) -> Result<(), Error> {
             }
             let rows: Vec<Vec<String>> = all
                 .iter()
-                .map(|s| {
+                .map(|n| {
+                    let s = &n.status;
                     vec![
                         s.node_id.clone(),
                         s.state.into(),
@@ -154,6 +170,8 @@ pub fn run(args: NodesArgs) -> Result<(), Error> {
                         s.pid.map_or("-".into(), |p| p.to_string()),
                         s.host.clone().unwrap_or_else(|| "-".into()),
                         s.hardware_type.clone(),
+                        n.sent_messages.to_string(),
+                        n.received_messages.to_string(),
                     ]
                 })
                 .collect();
@@ -165,6 +183,8 @@ pub fn run(args: NodesArgs) -> Result<(), Error> {
                     "process",
                     "host",
                     "hardware_type",
+                    "sent",
+                    "received",
                 ],
                 &rows,
             );

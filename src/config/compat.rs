@@ -20,14 +20,7 @@ pub struct ConfigWarning {
 }
 
 /// The protocol options, at the top level in the original layout.
-const PROTOCOL: &[&str] = &[
-    "enable_ml_routing",
-    "enable_quantum_optimization",
-    "enable_fault_tolerance",
-    "default_latency_constraint_ns",
-    "buffer_pool_size",
-    "max_packet_size",
-];
+use super::parse::PROTOCOL_KEYS as PROTOCOL;
 
 /// Top-level keys only the original layout has.
 const SECTIONS: &[&str] = &[

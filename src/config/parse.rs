@@ -582,7 +582,7 @@ impl<'n> SectionLines<'n> {
     }
 }
 
-const PROTOCOL_KEYS: &[&str] = &[
+pub(super) const PROTOCOL_KEYS: &[&str] = &[
     "enable_ml_routing",
     "enable_quantum_optimization",
     "enable_fault_tolerance",

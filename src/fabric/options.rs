@@ -258,6 +258,20 @@ impl ProtocolConfig {
     pub fn for_host(cfg: &crate::config::FabricConfig, host: &str) -> crate::Result<Self> {
         let me = cfg.host(host)?;
         let before = cfg.hosts.iter().take_while(|h| h.name != me.name);
+        Ok(ProtocolConfig {
+            tcp: Some(TcpConfig {
+                listen: Some(me.address),
+                peers: before.map(|h| h.address).collect(),
+                insecure: cfg.fabric.insecure,
+                ..Default::default()
+            }),
+            ..ProtocolConfig::from_config(cfg)?
+        })
+    }
+
+    /// The protocol of a process of the fabric `cfg` on one host: its options, name, key
+    /// (`fabric.key_file`, read now) and links.
+    pub fn from_config(cfg: &crate::config::FabricConfig) -> crate::Result<Self> {
         let key = match &cfg.fabric.key_file {
             Some(path) => Some(FabricKey::from_file(path)?),
             None => None,
@@ -267,12 +281,6 @@ impl ProtocolConfig {
             fabric_name: Some(cfg.fabric.name.clone()),
             key,
             links: cfg.links.clone(),
-            tcp: Some(TcpConfig {
-                listen: Some(me.address),
-                peers: before.map(|h| h.address).collect(),
-                insecure: cfg.fabric.insecure,
-                ..Default::default()
-            }),
             ..Default::default()
         })
     }

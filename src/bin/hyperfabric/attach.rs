@@ -6,7 +6,6 @@
 //! too. A client killed outright is reclaimed by the next process that looks, as any dead
 //! process's nodes are.
 
-use hyperfabric::codec::FabricKey;
 use hyperfabric::config::FabricConfig;
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, LINKS_KEY};
 use hyperfabric::model::{HardwareType, NodeSignature};
@@ -71,13 +70,12 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>, Error> {
     Ok(flag)
 }
 
-/// The fabric key of a configuration (`fabric.key_file`), if it names one.
-pub fn key_of(cfg: &FabricConfig) -> Result<Option<FabricKey>, Error> {
-    cfg.fabric
-        .key_file
-        .as_ref()
-        .map(|p| FabricKey::from_file(p))
-        .transpose()
+/// A protocol of the configuration's fabric under the name `fabric` (hosting nothing yet).
+pub fn protocol(cfg: &FabricConfig, fabric: &str) -> Result<HyperFabricProtocol, Error> {
+    HyperFabricProtocol::with_config(ProtocolConfig {
+        fabric_name: Some(fabric.to_string()),
+        ..ProtocolConfig::from_config(cfg)?
+    })
 }
 
 /// A client node attached to a running fabric.
@@ -131,13 +129,7 @@ impl Client {
                 })?
                 .to_string(),
         };
-        let p = HyperFabricProtocol::with_config(ProtocolConfig {
-            options: cfg.fabric.protocol.clone(),
-            fabric_name: Some(fabric.clone()),
-            key: key_of(&cfg)?,
-            links: cfg.links.clone(),
-            ..Default::default()
-        })?;
+        let p = protocol(&cfg, &fabric)?;
         let node = format!("{CLIENT_PREFIX}{}", std::process::id());
         let mut sig = NodeSignature::new(&node, HardwareType::CpuServer, 100.0, 0)?;
         let mut meta = serde_json::Map::new();

@@ -3,7 +3,7 @@
 //! CRC-32 of what arrived, and carry out the operations the command-line tools ask of them
 //! (`ops.rs`), so a fabric runs, and can be driven, without code of one's own.
 
-use super::attach::{key_of, stop_flag, FabricArgs};
+use super::attach::{stop_flag, FabricArgs};
 use super::ops::{self, Outcome, SendOp};
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::{Error, ErrorKind};
@@ -45,11 +45,8 @@ pub fn run(args: ServeArgs) -> Result<(), Error> {
         ),
         None => (
             ProtocolConfig {
-                options: cfg.fabric.protocol.clone(),
                 fabric_name: Some(fabric.clone()),
-                key: key_of(&cfg)?,
-                links: cfg.links.clone(),
-                ..Default::default()
+                ..ProtocolConfig::from_config(&cfg)?
             },
             cfg.nodes.iter().map(|n| n.node_id.clone()).collect(),
         ),

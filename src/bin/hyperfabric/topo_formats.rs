@@ -2,9 +2,9 @@
 //! fabric (its live nodes, the configuration's links and the fabric's zones) as a protocol
 //! that hosts no node sees it.
 
-use super::attach::{key_of, registry};
+use super::attach::registry;
 use hyperfabric::config::{FabricConfig, ZoneConfig};
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig};
+use hyperfabric::fabric::HyperFabricProtocol;
 use hyperfabric::{Error, TopologyManager};
 use std::fmt::Write as _;
 
@@ -24,13 +24,7 @@ pub enum Format {
 /// A protocol attached to the running fabric `fabric` of `cfg`, hosting nothing.
 pub fn live(cfg: &FabricConfig, fabric: &str) -> Result<HyperFabricProtocol, Error> {
     registry(fabric)?;
-    HyperFabricProtocol::with_config(ProtocolConfig {
-        options: cfg.fabric.protocol.clone(),
-        fabric_name: Some(fabric.to_string()),
-        key: key_of(cfg)?,
-        links: cfg.links.clone(),
-        ..Default::default()
-    })
+    super::attach::protocol(cfg, fabric)
 }
 
 /// `s` for inside a quoted DOT string.

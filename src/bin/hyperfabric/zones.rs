@@ -2,8 +2,7 @@
 //! changed with the API's rules (capacity, `max_nodes`, quantum coherence) by a protocol
 //! that hosts no node: nothing of this command is left in the fabric but the change.
 
-use super::attach::{key_of, registry, FabricArgs};
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig};
+use super::attach::{protocol, registry, FabricArgs};
 use hyperfabric::model::FabricZone;
 use hyperfabric::Error;
 
@@ -100,13 +99,7 @@ pub fn run(args: ZonesArgs) -> Result<(), Error> {
         return Ok(());
     }
     drop(reg);
-    let p = HyperFabricProtocol::with_config(ProtocolConfig {
-        options: cfg.fabric.protocol.clone(),
-        fabric_name: Some(fabric.clone()),
-        key: key_of(&cfg)?,
-        links: cfg.links.clone(),
-        ..Default::default()
-    })?;
+    let p = protocol(&cfg, &fabric)?;
     let done = match what {
         ZonesCmd::List => unreachable!("answered above"),
         ZonesCmd::Create {

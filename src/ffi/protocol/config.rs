@@ -39,16 +39,7 @@ pub unsafe extern "C" fn hf_protocol_from_config(
         let cfg = lib(crate::config::load_fabric_config(path))?;
         let mut config = match host {
             Some(h) => lib(ProtocolConfig::for_host(&cfg, h))?,
-            None => ProtocolConfig {
-                options: cfg.fabric.protocol.clone(),
-                fabric_name: Some(cfg.fabric.name.clone()),
-                key: match &cfg.fabric.key_file {
-                    Some(k) => Some(lib(crate::codec::FabricKey::from_file(k))?),
-                    None => None,
-                },
-                links: cfg.links.clone(),
-                ..Default::default()
-            },
+            None => lib(ProtocolConfig::from_config(&cfg))?,
         };
         if let Some(f) = fabric {
             config.fabric_name = Some(f.to_string());

@@ -1,10 +1,20 @@
-//! When nodes came and went: each entry keeps the Unix time of its registration while it is
-//! live, and of its node's leaving once free (unregistered, or reclaimed after its process
-//! died), with the node's id, until the index is reused. Operators' tools read it to say
-//! "up since" and "down since" without a process of their own watching the fabric.
+//! When nodes left: a log of the last [`DEPARTURES`] departures (the node's id and the Unix
+//! time it left: its unregistration, or for a node whose process died its last heartbeat),
+//! one slot per id, in the registry's first page after the header. Written under the
+//! registry lock; read without it, and checked like everything else another process wrote.
+//! Operators' tools read it to say "down since" without a process of their own watching.
 
-use super::{Registry, FREE, ID_MAX, ID_OFFSET, MAX_NODES};
-use crate::sync::atomic::Ordering;
+use super::{Registry, ID_MAX, PAGE};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Departures kept.
+pub const DEPARTURES: usize = 32;
+/// Where the log starts in the first page: its counter, then the slots.
+const LOG_OFFSET: usize = 512;
+const SLOT_OFFSET: usize = LOG_OFFSET + 8;
+/// A slot: the time (u64), the id's length (u32), 4 bytes of padding, the id.
+const SLOT: usize = 16 + ID_MAX;
+const _: () = assert!(SLOT_OFFSET + DEPARTURES * SLOT <= PAGE);
 
 /// A node that left the host: its id and when it left.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,32 +45,77 @@ pub(super) fn left_at(heartbeat_ns: u64) -> u64 {
 }
 
 impl Registry {
-    /// Nodes that left the host and whose entries were not reused since, the latest
-    /// departure of each id (entries are written by other processes: ids that are not
-    /// UTF-8 or too long are skipped).
+    fn log_counter(&self) -> &AtomicU64 {
+        // SAFETY: LOG_OFFSET is 8-aligned and inside the first page of the mapping (checked
+        // length), which holds only the header before it.
+        unsafe { &*(self.map.as_ptr().add(LOG_OFFSET) as *const AtomicU64) }
+    }
+
+    /// Slot `k`: its time, its id's length, and a pointer to its id bytes.
+    fn slot(&self, k: usize) -> (&AtomicU64, &AtomicU32, *mut u8) {
+        assert!(k < DEPARTURES);
+        // SAFETY: the slot lies inside the first page (asserted above and at compile time),
+        // its time 8-aligned and its length 4-aligned.
+        unsafe {
+            let p = self.map.as_ptr().add(SLOT_OFFSET + k * SLOT);
+            (
+                &*(p as *const AtomicU64),
+                &*(p.add(8) as *const AtomicU32),
+                p.add(16),
+            )
+        }
+    }
+
+    /// Logs that the node of entry `index` left at `since` (Unix ns). Caller holds the
+    /// registry lock.
+    pub(super) fn record_departure(&self, index: usize, since: u64) {
+        let e = self.entry(index);
+        let len = (e.id_len.load(Ordering::Relaxed) as usize).min(ID_MAX - 1);
+        // SAFETY: the id lies inside entry `index`; the caller holds the lock, under which
+        // ids are written.
+        let id =
+            unsafe { std::slice::from_raw_parts(self.entry_ptr(index).add(super::ID_OFFSET), len) };
+        // The id's own slot if it left before, else the next in turn.
+        let k = (0..DEPARTURES)
+            .find(|&k| self.slot_id(k).as_deref() == Some(id))
+            .unwrap_or_else(|| {
+                let n = self.log_counter().fetch_add(1, Ordering::Relaxed);
+                (n % DEPARTURES as u64) as usize
+            });
+        let (time, id_len, bytes) = self.slot(k);
+        // Readers see a torn slot as one whose length and id disagree with its time at
+        // worst; the time goes last.
+        time.store(0, Ordering::Release);
+        // SAFETY: `len` < ID_MAX bytes into the slot's id field; writers hold the lock.
+        unsafe { std::ptr::copy_nonoverlapping(id.as_ptr(), bytes, len) };
+        id_len.store(len as u32, Ordering::Release);
+        time.store(since, Ordering::Release);
+    }
+
+    fn slot_id(&self, k: usize) -> Option<Vec<u8>> {
+        let (time, id_len, bytes) = self.slot(k);
+        let len = id_len.load(Ordering::Acquire) as usize;
+        if time.load(Ordering::Acquire) == 0 || len == 0 || len >= ID_MAX {
+            return None;
+        }
+        // SAFETY: `len` < ID_MAX bytes of the slot's id field, inside the mapping. A writer
+        // may be changing them (it holds the lock, this reader does not): the bytes are
+        // checked before use.
+        Some(unsafe { std::slice::from_raw_parts(bytes, len) }.to_vec())
+    }
+
+    /// The nodes that left the host, the latest departure of each of the last
+    /// [`DEPARTURES`] ids (slots another process wrote badly are skipped).
     pub fn departed(&self) -> Vec<Departed> {
         let _ = self.try_reclaim_dead();
         let mut out: Vec<Departed> = Vec::new();
-        for i in 0..MAX_NODES {
-            let e = self.entry(i);
-            if e.state.load(Ordering::Acquire) != FREE {
-                continue;
-            }
-            let since = e.since.load(Ordering::Relaxed);
-            let len = e.id_len.load(Ordering::Relaxed) as usize;
-            if since == 0 || len == 0 || len >= ID_MAX {
-                continue;
-            }
-            // SAFETY: the id lies inside the entry (len < ID_MAX); a registration racing
-            // with this read can tear it, which the checks below and the LIVE listing
-            // (consulted by callers first) absorb: at worst a stale or garbled name.
-            let id = unsafe {
-                std::slice::from_raw_parts(self.entry_ptr(i).add(ID_OFFSET), len).to_vec()
-            };
+        for k in 0..DEPARTURES {
+            let Some(id) = self.slot_id(k) else { continue };
+            let since = self.slot(k).0.load(Ordering::Acquire);
             let Ok(node_id) = String::from_utf8(id) else {
                 continue;
             };
-            if node_id.contains('\0') {
+            if since == 0 || node_id.contains('\0') {
                 continue;
             }
             match out.iter_mut().find(|d| d.node_id == node_id) {
@@ -80,14 +135,16 @@ mod tests {
     use super::*;
     use crate::model::{HardwareType, NodeSignature};
 
+    fn node(id: &str) -> NodeSignature {
+        NodeSignature::new(id, HardwareType::CpuServer, 10.0, 1).unwrap()
+    }
+
     #[test]
-    fn a_node_that_leaves_is_remembered_with_its_time_until_reused() {
+    fn departures_are_logged_one_per_id_and_the_oldest_make_room() {
         let dir = tempfile::tempdir().unwrap();
         let r = Registry::open_in(dir.path()).unwrap();
         let before = unix_ns();
-        let a = r
-            .register(&NodeSignature::new("a", HardwareType::CpuServer, 10.0, 1).unwrap())
-            .unwrap();
+        let a = r.register(&node("a")).unwrap();
         let live = r.lookup("a").unwrap().unwrap();
         assert!(live.since_unix_ns >= before && live.since_unix_ns <= unix_ns());
         assert!(r.departed().is_empty());
@@ -96,13 +153,23 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].node_id, "a");
         assert!(gone[0].since_unix_ns >= live.since_unix_ns);
-        // New nodes take entries no node left first; reusing the entry forgets it.
-        let b = r
-            .register(&NodeSignature::new("b", HardwareType::CpuServer, 10.0, 1).unwrap())
-            .unwrap();
-        assert_ne!(b, a);
+        // The entry is reused; the departure stays.
+        assert_eq!(r.register(&node("b")).unwrap(), a);
+        assert_eq!(r.departed()[0].node_id, "a");
+        // A second departure of one id takes its slot again.
+        let a = r.register(&node("a")).unwrap();
+        r.unregister(a).unwrap();
         assert_eq!(r.departed().len(), 1);
-        assert!(r.departed().iter().all(|d| d.node_id == "a"));
+        // Beyond DEPARTURES ids, the oldest go.
+        for i in 0..DEPARTURES {
+            let id = format!("n{i}");
+            let x = r.register(&node(&id)).unwrap();
+            r.unregister(x).unwrap();
+        }
+        let ids: Vec<String> = r.departed().into_iter().map(|d| d.node_id).collect();
+        assert_eq!(ids.len(), DEPARTURES);
+        assert!(!ids.contains(&"a".to_string()));
+        assert!(ids.contains(&format!("n{}", DEPARTURES - 1)));
     }
 
     #[test]

@@ -67,8 +67,7 @@ struct EntryHeader {
     /// `CLOCK_MONOTONIC` ns of the hosting engine's last heartbeat; 0 while it sends none
     /// (no background thread), so it is judged by its owner's liveness alone.
     heartbeat: AtomicU64,
-    /// Unix time in ns: of the registration while LIVE, of the node's leaving once FREE
-    /// (its id stays in the entry until the index is reused): see `history.rs`.
+    /// Unix time in ns of the registration (departures are logged apart: `history.rs`).
     since: AtomicU64,
 }
 
@@ -308,10 +307,8 @@ impl Registry {
                 e.owner_start.load(Ordering::Relaxed),
             );
             if !sys::process::alive(pid, start) {
-                e.since.store(
-                    history::left_at(e.heartbeat.load(Ordering::Acquire)),
-                    Ordering::Relaxed,
-                );
+                let left = history::left_at(e.heartbeat.load(Ordering::Acquire));
+                self.record_departure(i, left);
                 e.state.store(FREE, Ordering::Release);
                 freed.push(i as u32);
             }
@@ -358,9 +355,7 @@ impl Registry {
         }
         let _l = self.lock()?;
         self.reclaim_locked();
-        // A free entry that never held a node first; else the one whose node left longest
-        // ago, so the departures tools report are kept as long as room allows.
-        let mut free: Option<(u64, usize)> = None;
+        let mut free = None;
         for i in 0..MAX_NODES {
             match self.read_entry(i) {
                 Some(e) if e.signature.node_id == node.node_id => {
@@ -369,16 +364,12 @@ impl Registry {
                         node.node_id, e.owner_pid
                     )))
                 }
-                None if self.entry(i).state.load(Ordering::Acquire) == FREE => {
-                    let left = self.entry(i).since.load(Ordering::Relaxed);
-                    if free.is_none_or(|(l, _)| left < l) {
-                        free = Some((left, i));
-                    }
+                None if free.is_none() && self.entry(i).state.load(Ordering::Acquire) == FREE => {
+                    free = Some(i)
                 }
                 _ => {}
             }
         }
-        let free = free.map(|(_, i)| i);
         let i = free.ok_or_else(|| {
             Error::InsufficientResources(format!("the host registry is full ({MAX_NODES} nodes)"))
         })?;
@@ -422,9 +413,7 @@ impl Registry {
                 entry.signature.node_id, entry.owner_pid
             )));
         }
-        self.entry(i)
-            .since
-            .store(history::unix_ns(), Ordering::Relaxed);
+        self.record_departure(i, history::unix_ns());
         self.entry(i).state.store(FREE, Ordering::Release);
         super::channel::remove_channel_files(&self.dir, &[index]);
         self.header().nodes_epoch.fetch_add(1, Ordering::AcqRel);
@@ -587,10 +576,12 @@ mod tests {
         r.unregister(a).unwrap();
         assert!(r2.lookup("a").unwrap().is_none());
         assert_eq!(r.unregister(a).unwrap_err().kind(), ErrorKind::NodeNotFound);
-        // A fresh entry is taken before the one a node left (its departure stays known).
-        let a2 = r.register(&node("a")).unwrap();
-        assert_ne!(a2, a);
-        assert_eq!(r.get(a2).unwrap().generation, 1);
+        assert_eq!(
+            r.register(&node("a")).unwrap(),
+            a,
+            "the freed index is reused"
+        );
+        assert_eq!(r.get(a).unwrap().generation, 2);
         let mut big = node("big");
         big.metadata =
             Some(serde_json::from_str(&format!("{{\"x\": \"{}\"}}", "y".repeat(2000))).unwrap());

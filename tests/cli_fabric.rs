@@ -353,3 +353,71 @@ fn on_a_terminal_progress_and_the_live_view_redraw_in_place() {
     assert!(m.contains("a -> sw") || m.contains("sw -> a"), "{m:?}");
     assert!(m.trim_end().ends_with("\x1b[?1049l"), "{m:?}");
 }
+
+/// Waits up to `secs` for `child` to exit; kills it and fails when it does not.
+fn exits_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitStatus {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// What a hostile or unlucky neighbour can do: a node that declares links to two nodes (to
+/// become a route between them) gets none; a FIFO under a ring's name does not hang the
+/// tools that read the directory; a transfer whose source dies ends at once, naming it.
+#[test]
+fn neighbours_cannot_draw_routes_hang_the_tools_or_leave_a_transfer_waiting() {
+    let f = Fabric::new();
+    let spy = "  - { node_id: spy, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 1, metadata: { hf_links: [a, b] } }\n";
+    let cfg = CONFIG.replace("links:\n", &format!("{spy}links:\n"));
+    std::fs::write(f.dir.path().join("fabric.yaml"), cfg).unwrap();
+    let a = f.serve("a");
+    let _sw = f.serve("sw,b");
+    let _spy = f.serve("spy");
+    let ping = f.json(&["ping", "b", "--count", "2", "--interval", "1"]);
+    assert_eq!(strings(&ping["route"])[1..], ["a", "sw", "b"], "{ping}");
+    for p in ping["probes"].as_array().unwrap() {
+        assert!(!strings(&p["path"]).contains(&"spy".to_string()), "{p}");
+    }
+
+    let fifo = f.shm().join("clifab/ch-77-78-l");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for args in [
+        &["monitor", "--once", "--json", "--interval", "0.1"][..],
+        &["metrics"],
+    ] {
+        let mut c = f.command(args).stdout(Stdio::null()).spawn().unwrap();
+        let status = exits_within(&mut c, 20, args[0]);
+        assert!(status.success(), "{args:?}: {status}");
+    }
+    let m = f.json(&["monitor", "--once", "--interval", "0.1"]);
+    assert_eq!(strings(&m["unreadable_rings"]), ["ch-77-78-l"]);
+    std::fs::remove_file(&fifo).unwrap();
+
+    let mut t = f
+        .command(&["transfer", "a", "b", "--size", "8GiB", "--chunk", "1MiB"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut progress = String::new();
+    BufReader::new(t.stdout.take().unwrap())
+        .read_line(&mut progress)
+        .unwrap();
+    assert!(progress.contains("MiB/s"), "{progress}");
+    a.signal(9);
+    let status = exits_within(&mut t, 10, "transfer");
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(t.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("a went down during the transfer"), "{err}");
+}

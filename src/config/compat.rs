@@ -128,10 +128,20 @@ pub(super) fn translate(root: Node) -> (Node, Vec<ConfigWarning>) {
         // A native `fabric` section written beside the original keys: its entries stay, and
         // the native checks refuse a key given twice.
         let mut section = match top.iter().position(|(k, _, _)| k == "fabric") {
-            Some(i) => match top.remove(i).2.value {
+            Some(i) if matches!(top[i].2.value, Value::Map(_)) => match top.remove(i).2.value {
                 Value::Map(m) => m,
-                _ => Vec::new(),
+                _ => unreachable!("matched above"),
             },
+            // Not a mapping: left for the native checks to refuse.
+            Some(_) => {
+                return (
+                    Node {
+                        line: root.line,
+                        value: Value::Map(top),
+                    },
+                    warnings,
+                )
+            }
             None => Vec::new(),
         };
         section.extend(fabric);

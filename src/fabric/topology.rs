@@ -206,17 +206,21 @@ pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
     }
     // Where links are declared, a node registered at run time (a tool attaching to a
     // running fabric) declares its own in its signature's metadata; with implied links
-    // every pair is linked already.
+    // every pair is linked already. One link, and only for a node the configured links do
+    // not name: such a node is a leaf, so no route of the fabric can be drawn through it.
     if tm.read(|t| t.link_policy()) == crate::topology::LinkPolicy::Explicit {
         for p in &peers {
-            for other in declared_links(&p.signature) {
-                let id = &p.signature.node_id;
-                if present(other) && other != id && !declared(id, other) {
-                    tm.add_link(crate::topology::LinkSpec::new(
-                        id.clone(),
-                        other.to_string(),
-                    ))?;
-                }
+            let id = &p.signature.node_id;
+            let configured = inner.links.iter().any(|l| &l.a == id || &l.b == id);
+            let mut wanted = declared_links(&p.signature);
+            let (Some(other), None) = (wanted.next(), wanted.next()) else {
+                continue;
+            };
+            if !configured && present(other) && other != id && !declared(id, other) {
+                tm.add_link(crate::topology::LinkSpec::new(
+                    id.clone(),
+                    other.to_string(),
+                ))?;
             }
         }
     }
@@ -226,7 +230,8 @@ pub(super) fn sync_topology(inner: &Inner) -> Result<()> {
     Ok(())
 }
 
-/// Metadata key under which a node lists the nodes it is linked to (an array of ids).
+/// Metadata key under which a node registered at run time names the node it is linked to
+/// (an array of one id; a node that names more, or that configured links name, gets none).
 pub const LINKS_KEY: &str = "hf_links";
 
 /// The links `node` declares in its metadata ([`LINKS_KEY`]); entries that are not strings

@@ -77,7 +77,8 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// Reads the traffic of the ring file at `path` (`None`: not a ring of this format, or
 /// positions no ring reaches).
 pub fn read_ring(path: &Path, kind: RingKind, src: u32, dst: u32) -> Option<RingTraffic> {
-    let f = std::fs::File::open(path).ok()?;
+    // Never through a link, never blocking on a FIFO put under a ring's name.
+    let f = crate::sys::fs::open_state_file(path, false).ok()?;
     let mut b = [0u8; 264];
     f.read_exact_at(&mut b, 0).ok()?;
     // Offsets of `RingHeader` (asserted there): magic 0, capacity 16, state 20, the
@@ -195,7 +196,9 @@ pub fn write_metrics(dir: &Path, m: &ProcessMetrics) -> crate::Result<()> {
     let tmp = path.with_extension("tmp");
     let body = serde_json::to_vec(m)
         .map_err(|e| crate::Error::InvalidArgument(format!("encoding metrics: {e}")))?;
-    std::fs::write(&tmp, body).map_err(|e| crate::Error::io("writing metrics", e))?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = crate::sys::fs::create_state_file(&tmp)?;
+    std::io::Write::write_all(&mut f, &body).map_err(|e| crate::Error::io("writing metrics", e))?;
     std::fs::rename(&tmp, &path).map_err(|e| crate::Error::io("publishing metrics", e))
 }
 
@@ -211,11 +214,15 @@ pub fn read_metrics(dir: &Path) -> Vec<ProcessMetrics> {
         let Some((pid, start)) = parse_metrics_name(&name) else {
             continue;
         };
+        // A start time of 0 is no process's (ours write theirs): not read, left alone.
+        if start == 0 {
+            continue;
+        }
         if !crate::sys::process::alive(pid, start) {
             let _ = std::fs::remove_file(e.path());
             continue;
         }
-        let Ok(f) = std::fs::File::open(e.path()) else {
+        let Ok(f) = crate::sys::fs::open_state_file(&e.path(), false) else {
             continue;
         };
         let mut body = Vec::new();

@@ -149,6 +149,14 @@ impl Client {
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
+
+    /// Whether `node` is registered on this host by a live process (true when the registry
+    /// cannot be read: the caller's timeout decides then).
+    pub fn is_up(&self, node: &str) -> bool {
+        registry(&self.fabric)
+            .and_then(|r| r.lookup(node))
+            .map_or(true, |e| e.is_some())
+    }
 }
 
 impl Drop for Client {

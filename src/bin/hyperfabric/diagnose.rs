@@ -160,6 +160,12 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
             _ => {}
         }
     }
+    // Client nodes of the tools are left out of the other lists: here they are named.
+    for (id, pid) in clients(&fabric)? {
+        configuration.push(format!(
+            "{id}: a client node of a command-line tool (process {pid})"
+        ));
+    }
     let running = |id: &str| {
         snap.nodes
             .iter()
@@ -253,7 +259,13 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
         ok: problems.is_empty(),
         problems,
         paths,
-        bottlenecks: info.bottlenecks.clone(),
+        // This report's own client node is no part of the fabric's bottlenecks.
+        bottlenecks: info
+            .bottlenecks
+            .iter()
+            .filter(|b| !b.location.contains(&c.node) && !b.recommended_action.contains(&c.node))
+            .cloned()
+            .collect(),
         configuration,
         tables,
     };
@@ -279,6 +291,16 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
             report.problems.join("; ")
         )))
     }
+}
+
+/// The client nodes registered now, with their processes.
+fn clients(fabric: &str) -> Result<Vec<(String, u32)>, Error> {
+    Ok(super::attach::registry(fabric)?
+        .list()?
+        .into_iter()
+        .filter(|e| e.signature.node_id.starts_with(CLIENT_PREFIX))
+        .map(|e| (e.signature.node_id, e.owner_pid))
+        .collect())
 }
 
 fn when(unix: Option<f64>) -> String {

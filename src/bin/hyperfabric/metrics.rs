@@ -21,6 +21,9 @@ pub struct MetricsArgs {
     listen: Option<std::net::SocketAddr>,
 }
 
+/// Scrapes answered at once.
+const MAX_SCRAPES: usize = 8;
+
 /// A label value, escaped as the text format wants.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -158,8 +161,14 @@ pub fn render(s: &Snapshot) -> String {
     let mut names: Vec<&String> = s.processes.iter().flat_map(|p| p.metrics.keys()).collect();
     names.sort();
     names.dedup();
+    // Two counters whose names differ only where the format has no letter would give one
+    // metric twice: the first is kept.
+    let mut seen = std::collections::HashSet::new();
     for n in names {
         let metric = format!("hyperfabric_process_{}", name(n));
+        if !seen.insert(metric.clone()) {
+            continue;
+        }
         f.head(
             &metric,
             "gauge",
@@ -193,9 +202,28 @@ pub fn run(args: MetricsArgs) -> Result<(), Error> {
         .map_err(|e| Error::io("reading the listening address", e))?;
     println!("serving metrics at http://{local}/metrics; stop with Ctrl-C");
     let _ = std::io::stdout().flush();
+    // Each scrape on a thread of its own, a few at once: a client that sends nothing holds
+    // up no one else. Beyond the limit, connections are closed unanswered.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
-            Ok((stream, _)) => answer(stream, &args.fabric),
+            Ok((stream, _)) => {
+                if busy.load(Ordering::Acquire) >= MAX_SCRAPES {
+                    continue;
+                }
+                busy.fetch_add(1, Ordering::AcqRel);
+                let (done, fabric) = (busy.clone(), args.fabric.clone());
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("hf-scrape".into())
+                        .spawn(move || {
+                            answer(stream, &fabric);
+                            done.fetch_sub(1, Ordering::AcqRel);
+                        });
+                if spawned.is_err() {
+                    busy.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20))
             }
@@ -209,9 +237,16 @@ pub fn run(args: MetricsArgs) -> Result<(), Error> {
 fn answer(mut stream: std::net::TcpStream, fabric: &FabricArgs) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut req = [0u8; 2048];
-    let n = stream.read(&mut req).unwrap_or(0);
-    let first = String::from_utf8_lossy(&req[..n]);
+    // The request line and headers, however they are split into segments.
+    let mut req = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while req.len() < 8192 && !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => req.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let first = String::from_utf8_lossy(&req);
     let path = first.split_whitespace().nth(1).unwrap_or("");
     let (status, body) = if !first.starts_with("GET ") {
         ("405 Method Not Allowed", String::from("GET only\n"))

@@ -89,7 +89,7 @@ fn render(s: &Snapshot) -> Vec<String> {
     for l in &s.links {
         out.push(format!(
             "{:<28} {:>10} {:>10} {:>9} {:>9} {:>12}",
-            format!("{} -> {}", l.src, l.dst),
+            format!("{} -> {}", l.src.escape_debug(), l.dst.escape_debug()),
             l.messages,
             si(l.bytes as f64),
             si(l.messages_per_s),

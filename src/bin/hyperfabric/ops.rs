@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 /// Metadata key of an operation request.
 pub const OP_KEY: &str = "hf_op";
 
+/// The longest an operation's send may wait (a serve process carries out one at a time).
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
 /// Send `size` pattern bytes of `seed` from the served node to `to`, as `send_data` with
 /// these options, and report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

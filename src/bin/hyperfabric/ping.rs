@@ -82,6 +82,13 @@ pub fn run(args: PingArgs) -> Result<(), Error> {
             "--interval must be at most 3600000 ms, --timeout 1..=3600000 ms".into(),
         ));
     }
+    if args.size > hyperfabric::engine::max_message() {
+        return Err(Error::InvalidArgument(format!(
+            "--size {} exceeds the largest message ({})",
+            args.size,
+            hyperfabric::engine::max_message()
+        )));
+    }
     let c = Client::attach(&args.fabric, args.via.as_deref())?;
     let route =
         c.p.topology()?

@@ -147,7 +147,14 @@ fn create_zones(
 fn agent(p: &HyperFabricProtocol, jobs: mpsc::Receiver<Job>) {
     let mut buf = Vec::new();
     while let Ok((me, asker, op)) = jobs.recv() {
-        let outcome = send(p, &me, &op, &mut buf);
+        // An operation that panics fails alone: the thread goes on with the next.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| send(p, &me, &op, &mut buf)))
+                .unwrap_or_else(|_| Outcome {
+                    tag: op.tag,
+                    error: Some("the operation panicked".into()),
+                    ..Default::default()
+                });
         // A large chunk's buffer is not kept between operations.
         buf.clear();
         buf.shrink_to(64 << 20);
@@ -184,7 +191,8 @@ fn send(p: &HyperFabricProtocol, me: &str, op: &SendOp, buf: &mut Vec<u8>) -> Ou
         priority,
         compression_enabled: op.compress,
         encryption_enabled: op.encrypt,
-        timeout: Duration::from_millis(op.timeout_ms.clamp(1, 3_600_000)),
+        // One operation at a time: none may hold the others up for long.
+        timeout: Duration::from_millis(op.timeout_ms.clamp(1, ops::MAX_TIMEOUT_MS)),
         ..Default::default()
     };
     let start = Instant::now();

@@ -162,6 +162,12 @@ impl Progress {
 
 pub fn run(args: TransferArgs) -> Result<(), Error> {
     let priority = ops::priority(&args.priority)?;
+    if args.timeout == 0 || args.timeout > ops::MAX_TIMEOUT_MS {
+        return Err(Error::InvalidArgument(format!(
+            "--timeout must be 1..={} ms",
+            ops::MAX_TIMEOUT_MS
+        )));
+    }
     if args.chunk == 0 || args.chunk as usize > hyperfabric::engine::max_message() {
         return Err(Error::InvalidArgument(format!(
             "--chunk must be 1..={} bytes",
@@ -286,9 +292,19 @@ fn ask(c: &Client, src: &str, op: &SendOp) -> Result<(), Error> {
 /// Waits for the outcome of chunk `tag`.
 fn outcome(c: &Client, src: &str, tag: u64, timeout_ms: u64) -> Result<Outcome, Error> {
     let until = Instant::now() + Duration::from_millis(timeout_ms) + Duration::from_secs(5);
+    let mut looked = Instant::now();
     loop {
         if c.stopped() {
             return Err(Error::InvalidArgument("interrupted".into()));
+        }
+        // A source that went away sends no outcome: said at once, not after the timeout.
+        if looked.elapsed() >= Duration::from_millis(500) {
+            looked = Instant::now();
+            if !c.is_up(src) {
+                return Err(Error::NodeNotFound(format!(
+                    "{src} went down during the transfer (chunk {tag} unfinished)"
+                )));
+            }
         }
         let m = match c.p.recv(&c.node, Duration::from_millis(100)) {
             Ok(m) => m,

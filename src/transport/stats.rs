@@ -279,18 +279,90 @@ pub struct NodeStats {
     pub queued_slots: u64,
 }
 
-/// The state and traffic of `node_id` in the fabric `fabric` of this host, read from its
-/// registry, ring headers and published counters (nothing is created: `NodeNotFoundError`
-/// when the fabric does not run here, or the node is neither live nor remembered).
-pub fn node_stats(fabric: &str, node_id: &str) -> crate::Result<NodeStats> {
+/// The registry of the fabric `fabric` running on this host; `NodeNotFoundError` when none
+/// does (nothing is created).
+pub fn open_running(fabric: &str) -> crate::Result<super::registry::Registry> {
     crate::sys::fs::validate_fabric_name(fabric).map_err(crate::Error::InvalidArgument)?;
     let dir = crate::sys::state_root().join(fabric);
     if !dir.join("registry").exists() {
         return Err(crate::Error::NodeNotFound(format!(
-            "fabric {fabric:?} is not running on this host"
+            "fabric {fabric:?} is not running on this host (nothing in {})",
+            dir.display()
         )));
     }
-    let reg = super::registry::Registry::open_in(&dir)?;
+    super::registry::Registry::open_in(&dir)
+}
+
+/// What one node sent another, over all the rings between them in that direction.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LinkTotal {
+    /// Sending node (`#<index>` for an index no live node holds).
+    pub src: String,
+    /// Receiving node.
+    pub dst: String,
+    /// Messages published.
+    pub messages: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Slots waiting for the receiver.
+    pub queued_slots: u64,
+    /// Slots of the rings.
+    pub capacity: u64,
+    /// Rings.
+    pub rings: usize,
+    /// Rings the receiver found corrupt.
+    pub corrupt: usize,
+}
+
+/// The links of the fabric of `reg`, by sending and receiving node: its rings (read from
+/// their headers) and the links inside each of `processes` (as they publish them); and the
+/// ring files that did not read as rings.
+pub fn link_totals(
+    reg: &super::registry::Registry,
+    processes: &[ProcessMetrics],
+) -> crate::Result<(Vec<LinkTotal>, Vec<String>)> {
+    let names: BTreeMap<u32, String> = reg
+        .list()?
+        .into_iter()
+        .map(|e| (e.index, e.signature.node_id))
+        .collect();
+    let name = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"));
+    let (rings, unreadable) = ring_traffic(reg.dir());
+    let mut links: BTreeMap<(String, String), LinkTotal> = BTreeMap::new();
+    for r in &rings {
+        // A reply ring is written by the node its endpoint sends to.
+        let (s, d) = match r.kind {
+            RingKind::Reply => (r.dst, r.src),
+            _ => (r.src, r.dst),
+        };
+        let l = links.entry((name(s), name(d))).or_default();
+        l.messages += r.messages;
+        l.bytes += r.bytes;
+        l.queued_slots += r.queued_slots;
+        l.capacity += r.capacity;
+        l.rings += 1;
+        l.corrupt += r.corrupt as usize;
+    }
+    for r in processes.iter().flat_map(|p| p.links.iter()) {
+        let l = links.entry((r.src.clone(), r.dst.clone())).or_default();
+        l.messages += r.messages;
+        l.bytes += r.bytes;
+        l.queued_slots += r.queued_slots;
+        l.capacity += r.capacity;
+        l.rings += 1;
+    }
+    let links = links
+        .into_iter()
+        .map(|((src, dst), l)| LinkTotal { src, dst, ..l })
+        .collect();
+    Ok((links, unreadable))
+}
+
+/// The state and traffic of `node_id` in the fabric `fabric` of this host, read from its
+/// registry, ring headers and published counters (nothing is created: `NodeNotFoundError`
+/// when the fabric does not run here, or the node is neither live nor remembered).
+pub fn node_stats(fabric: &str, node_id: &str) -> crate::Result<NodeStats> {
+    let reg = open_running(fabric)?;
     let mut s = NodeStats::default();
     let Some(e) = reg.lookup(node_id)? else {
         let d = reg
@@ -304,22 +376,8 @@ pub fn node_stats(fabric: &str, node_id: &str) -> crate::Result<NodeStats> {
         return Ok(s);
     };
     (s.up, s.pid, s.since_unix_ns) = (true, e.owner_pid, e.since_unix_ns);
-    for r in ring_traffic(&dir).0 {
-        let (src, dst) = match r.kind {
-            RingKind::Reply => (r.dst, r.src),
-            _ => (r.src, r.dst),
-        };
-        if src == e.index {
-            s.sent_messages += r.messages;
-            s.sent_bytes += r.bytes;
-        }
-        if dst == e.index {
-            s.received_messages += r.messages;
-            s.received_bytes += r.bytes;
-            s.queued_slots += r.queued_slots;
-        }
-    }
-    for l in read_metrics(&dir).iter().flat_map(|p| p.links.iter()) {
+    let (links, _) = link_totals(&reg, &read_metrics(reg.dir()))?;
+    for l in &links {
         if l.src == node_id {
             s.sent_messages += l.messages;
             s.sent_bytes += l.bytes;

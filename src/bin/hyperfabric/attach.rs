@@ -49,15 +49,12 @@ impl FabricArgs {
 /// The registry of a fabric that runs on this host; `NodeNotFoundError` naming the
 /// directory looked in when none does (nothing is created).
 pub fn registry(fabric: &str) -> Result<Registry, Error> {
-    let dir = hyperfabric::sys::state_root().join(fabric);
-    if !dir.join("registry").exists() {
-        return Err(Error::NodeNotFound(format!(
-            "fabric {fabric:?} is not running on this host (nothing in {}); start it with \
-             `hyperfabric serve`",
-            dir.display()
-        )));
-    }
-    Registry::open(fabric)
+    hyperfabric::transport::stats::open_running(fabric).map_err(|e| match e {
+        Error::NodeNotFound(why) => {
+            Error::NodeNotFound(format!("{why}; start it with `hyperfabric serve`"))
+        }
+        e => e,
+    })
 }
 
 /// Set when SIGINT or SIGTERM arrives: loops of the commands end and clean up.
@@ -89,6 +86,8 @@ pub struct Client {
     /// SIGINT or SIGTERM seen.
     pub stop: Arc<AtomicBool>,
     fabric: String,
+    /// The host's registry of the fabric.
+    registry: Registry,
 }
 
 impl Client {
@@ -103,7 +102,8 @@ impl Client {
     pub fn attach_to(args: &FabricArgs, via: Option<&str>, strict: bool) -> Result<Client, Error> {
         let stop = stop_flag()?;
         let (cfg, fabric) = args.load()?;
-        let live: Vec<NodeEntry> = registry(&fabric)?
+        let reg = registry(&fabric)?;
+        let live: Vec<NodeEntry> = reg
             .list()?
             .into_iter()
             .filter(|e| !e.signature.node_id.starts_with(CLIENT_PREFIX))
@@ -142,6 +142,7 @@ impl Client {
             via,
             stop,
             fabric,
+            registry: reg,
         })
     }
 
@@ -153,9 +154,7 @@ impl Client {
     /// Whether `node` is registered on this host by a live process (true when the registry
     /// cannot be read: the caller's timeout decides then).
     pub fn is_up(&self, node: &str) -> bool {
-        registry(&self.fabric)
-            .and_then(|r| r.lookup(node))
-            .map_or(true, |e| e.is_some())
+        self.registry.lookup(node).map_or(true, |e| e.is_some())
     }
 }
 

@@ -179,7 +179,12 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
             ));
         }
     }
-    for l in snap.links.iter().filter(|l| l.corrupt > 0) {
+    for l in snap
+        .links
+        .iter()
+        .map(|l| &l.total)
+        .filter(|l| l.corrupt > 0)
+    {
         problems.push(format!(
             "link {} -> {}: {} ring(s) found corrupt",
             l.src, l.dst, l.corrupt

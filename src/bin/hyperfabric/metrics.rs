@@ -121,7 +121,7 @@ pub fn render(s: &Snapshot) -> String {
             );
         }
     }
-    type LinkValue = fn(&super::snapshot::Link) -> f64;
+    type LinkValue = fn(&hyperfabric::transport::stats::LinkTotal) -> f64;
     let per_link: [(&str, &str, &str, LinkValue); 4] = [
         (
             "hyperfabric_link_messages_total",
@@ -150,7 +150,7 @@ pub fn render(s: &Snapshot) -> String {
     ];
     for (metric, kind, help, value) in per_link {
         f.head(metric, kind, help);
-        for l in &s.links {
+        for l in s.links.iter().map(|l| &l.total) {
             f.sample(
                 metric,
                 &[("fabric", fab), ("src", &l.src), ("dst", &l.dst)],

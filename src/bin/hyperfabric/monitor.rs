@@ -89,12 +89,16 @@ fn render(s: &Snapshot) -> Vec<String> {
     for l in &s.links {
         out.push(format!(
             "{:<28} {:>10} {:>10} {:>9} {:>9} {:>12}",
-            format!("{} -> {}", l.src.escape_debug(), l.dst.escape_debug()),
-            l.messages,
-            si(l.bytes as f64),
+            format!(
+                "{} -> {}",
+                l.total.src.escape_debug(),
+                l.total.dst.escape_debug()
+            ),
+            l.total.messages,
+            si(l.total.bytes as f64),
             si(l.messages_per_s),
             si(l.bytes_per_s),
-            format!("{}/{}", l.queued_slots, l.capacity)
+            format!("{}/{}", l.total.queued_slots, l.total.capacity)
         ));
     }
     if !s.unreadable_rings.is_empty() {

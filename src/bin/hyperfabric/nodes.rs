@@ -4,7 +4,9 @@
 //! the last heartbeat of a process that died), and the messages and bytes its rings carried.
 //! Reads the host's shared memory; registers nothing.
 
-use super::attach::{registry, FabricArgs, CLIENT_PREFIX};
+use super::attach::{FabricArgs, CLIENT_PREFIX};
+use hyperfabric::config::FabricConfig;
+use hyperfabric::transport::registry::Registry;
 use hyperfabric::Error;
 use serde::Serialize;
 
@@ -57,10 +59,8 @@ fn utc(unix_ns: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// The nodes of `args`' fabric, configuration order first.
-pub fn census(args: &FabricArgs) -> Result<Vec<NodeStatus>, Error> {
-    let (cfg, fabric) = args.load()?;
-    let reg = registry(&fabric)?;
+/// The nodes of the fabric of `reg` and `cfg`, configuration order first.
+pub fn census(cfg: &FabricConfig, reg: &Registry) -> Result<Vec<NodeStatus>, Error> {
     let live = reg.list()?;
     let gone = reg.departed();
     let mut out = Vec::new();

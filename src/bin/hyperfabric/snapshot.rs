@@ -1,29 +1,20 @@
-//! One look at a running fabric from outside it, for `monitor` and `metrics`: its nodes
-//! (`nodes.rs`), the traffic of every ring between them (read from the ring headers), and the
-//! counters each process publishes; two looks give rates.
+//! One look at a running fabric from outside it, for `nodes`, `monitor`, `metrics` and
+//! `diagnose`: its nodes (`nodes.rs`), the traffic of every link between them
+//! (`transport::stats::link_totals`), and the counters each process publishes; two looks
+//! give rates.
 
 use super::attach::{registry, FabricArgs};
 use super::nodes::{census, NodeStatus};
-use hyperfabric::transport::stats::{read_metrics, ring_traffic, ProcessMetrics, RingKind};
+use hyperfabric::transport::stats::{link_totals, read_metrics, LinkTotal, ProcessMetrics};
 use hyperfabric::Error;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// Traffic between two nodes, over all their rings in that direction.
+/// Traffic between two nodes, over all their rings in that direction, with its rates.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Link {
-    pub src: String,
-    pub dst: String,
-    pub messages: u64,
-    pub bytes: u64,
-    /// Slots waiting for the receiver.
-    pub queued_slots: u64,
-    /// Slots of the rings.
-    pub capacity: u64,
-    pub rings: usize,
-    /// Rings the receiver found corrupt.
-    pub corrupt: usize,
+    #[serde(flatten)]
+    pub total: LinkTotal,
     pub messages_per_s: f64,
     pub bytes_per_s: f64,
 }
@@ -78,52 +69,29 @@ fn metric(p: Option<&ProcessMetrics>, names: &[&str]) -> Option<u64> {
 
 /// One look at the fabric of `args`.
 pub fn look(args: &FabricArgs) -> Result<Snapshot, Error> {
-    let (_, fabric) = args.load()?;
+    let (cfg, fabric) = args.load()?;
     let reg = registry(&fabric)?;
     let taken = Instant::now();
-    let names: BTreeMap<u32, String> = reg
-        .list()?
-        .into_iter()
-        .map(|e| (e.index, e.signature.node_id))
-        .collect();
-    let (rings, unreadable_rings) = ring_traffic(reg.dir());
     let processes = read_metrics(reg.dir());
-    let name = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"));
-    let mut links: BTreeMap<(String, String), Link> = BTreeMap::new();
-    for r in &rings {
-        // A reply ring is written by the node its endpoint sends to.
-        let (s, d) = match r.kind {
-            RingKind::Reply => (r.dst, r.src),
-            _ => (r.src, r.dst),
-        };
-        let l = links.entry((name(s), name(d))).or_default();
-        l.messages += r.messages;
-        l.bytes += r.bytes;
-        l.queued_slots += r.queued_slots;
-        l.capacity += r.capacity;
-        l.rings += 1;
-        l.corrupt += r.corrupt as usize;
-    }
-    // Links between nodes of one process, as the process publishes them.
-    for p in &processes {
-        for r in &p.links {
-            let l = links.entry((r.src.clone(), r.dst.clone())).or_default();
-            l.messages += r.messages;
-            l.bytes += r.bytes;
-            l.queued_slots += r.queued_slots;
-            l.capacity += r.capacity;
-            l.rings += 1;
-        }
-    }
-    let links: Vec<Link> = links
+    let (totals, unreadable_rings) = link_totals(&reg, &processes)?;
+    let links: Vec<Link> = totals
         .into_iter()
-        .map(|((src, dst), l)| Link { src, dst, ..l })
+        .map(|total| Link {
+            total,
+            ..Link::default()
+        })
         .collect();
-    let nodes = census(args)?
+    let nodes = census(&cfg, &reg)?
         .into_iter()
         .map(|status| {
-            let out = links.iter().filter(|l| l.src == status.node_id);
-            let into = links.iter().filter(|l| l.dst == status.node_id);
+            let out = links
+                .iter()
+                .map(|l| &l.total)
+                .filter(|l| l.src == status.node_id);
+            let into = links
+                .iter()
+                .map(|l| &l.total)
+                .filter(|l| l.dst == status.node_id);
             let p = status
                 .pid
                 .and_then(|pid| processes.iter().find(|p| p.pid == pid));
@@ -170,13 +138,11 @@ impl Snapshot {
         let secs = b.duration_since(a).as_secs_f64().max(1e-6);
         self.interval_s = secs;
         for l in &mut self.links {
-            if let Some(o) = before
-                .links
-                .iter()
-                .find(|o| o.src == l.src && o.dst == l.dst)
-            {
-                l.messages_per_s = rate(l.messages, o.messages, secs);
-                l.bytes_per_s = rate(l.bytes, o.bytes, secs);
+            let t = &l.total;
+            let mut earlier = before.links.iter().map(|o| &o.total);
+            if let Some(o) = earlier.find(|o| o.src == t.src && o.dst == t.dst) {
+                l.messages_per_s = rate(t.messages, o.messages, secs);
+                l.bytes_per_s = rate(t.bytes, o.bytes, secs);
             }
         }
         for n in &mut self.nodes {

@@ -144,7 +144,13 @@ impl Engine {
         let next = match next {
             Ok(next) => next,
             Err(why) => {
-                self.counters.errors += 1;
+                let streamed = h.flags & FLAG_SEQ != 0
+                    || FrameKind::from_u8(h.kind) == Some(FrameKind::Delivered);
+                if streamed {
+                    self.counters.forward_unrouted += 1;
+                } else {
+                    self.counters.errors += 1;
+                }
                 self.release_descriptor(h, payload);
                 // A sequenced frame is sent again by its sender (and its header is not
                 // checked here: it may have been damaged on the way).

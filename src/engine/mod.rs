@@ -176,6 +176,11 @@ pub struct Counters {
     pub forward_stalls: u64,
     /// Inbound rings whose next frame waits for room onward now.
     pub forwards_waiting: u64,
+    /// Frames of delivery streams (sequenced messages, their acknowledgements) dropped on
+    /// the way for want of their node (no route onward, or a node that left or is not yet
+    /// announced when the frame came off a connection), mostly around a node that just left:
+    /// their sender resends, then reports what was not delivered (not counted in `errors`).
+    pub forward_unrouted: u64,
     /// Messages being reassembled now.
     pub reassemblies: u64,
     /// Bytes those hold.

@@ -196,10 +196,17 @@ impl Engine {
                 .values()
                 .map(|e| (e.index, e.generation))
                 .collect();
+            // A node of another host is judged by what its connection announced.
             let stale: Vec<u32> = self
                 .out_generation
                 .iter()
-                .filter(|(d, g)| live.get(d) != Some(g))
+                .filter(|&(&d, g)| {
+                    if crate::transport::tcp::is_remote(d) {
+                        self.live_generation(d) != Some(*g)
+                    } else {
+                        live.get(&d) != Some(g)
+                    }
+                })
                 .map(|(&d, _)| d)
                 .collect();
             for d in stale {

@@ -20,12 +20,12 @@ impl Engine {
         self.counters.frames_sent += frames;
         self.counters.bytes_sent += bytes;
     }
-    /// What the channels between nodes of this process carried, per pair (its rings are in
-    /// this process's memory: no other process can read them).
-    pub fn local_links(&self) -> Vec<crate::transport::stats::LocalLink> {
+    /// What the channels this process alone can read carried, per pair: those between
+    /// its own nodes (rings in its memory) and its connections to other hosts.
+    pub fn local_links(&mut self) -> Vec<crate::transport::stats::LocalLink> {
         let mut by_pair: std::collections::BTreeMap<(u32, u32), [u64; 4]> = Default::default();
         for ((src, dst, _), out) in &self.out {
-            if !self.hosted.contains_key(dst) {
+            if out.is_connection() || !self.hosted.contains_key(dst) {
                 continue;
             }
             if let Some((m, b, q, c)) = out.traffic() {
@@ -35,18 +35,26 @@ impl Engine {
                 }
             }
         }
-        by_pair
+        let rings = by_pair.into_iter().map(|(k, t)| (k, t, false));
+        let connections = self
+            .connection_traffic()
             .into_iter()
-            .filter_map(|((s, d), [messages, bytes, queued_slots, capacity])| {
-                Some(crate::transport::stats::LocalLink {
-                    src: self.node_id(s)?,
-                    dst: self.node_id(d)?,
-                    messages,
-                    bytes,
-                    queued_slots,
-                    capacity,
-                })
-            })
+            .map(|(k, t)| (k, t, true));
+        rings
+            .chain(connections)
+            .filter_map(
+                |((s, d), [messages, bytes, queued_slots, capacity], connection)| {
+                    Some(crate::transport::stats::LocalLink {
+                        src: self.node_id(s)?,
+                        dst: self.node_id(d)?,
+                        messages,
+                        bytes,
+                        queued_slots,
+                        capacity,
+                        connection,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -55,7 +63,9 @@ impl Engine {
     pub(super) fn producer(&mut self, src: u32, dst: u32, lane: Lane) -> Result<&mut dyn Outbound> {
         if !self.out.contains_key(&(src, dst, lane)) {
             if let Some(conn) = self.tcp_route(dst) {
-                let out = self.tcp_out(conn, dst, lane).expect("a route has hosts");
+                let out = self
+                    .tcp_out(conn, src, dst, lane)
+                    .expect("a route has hosts");
                 let g = self.live_generation(dst).unwrap_or(u64::MAX);
                 self.out_generation.insert(dst, g);
                 self.out.insert((src, dst, lane), Box::new(out));

@@ -196,6 +196,7 @@ impl HyperFabricProtocol {
         self.inner.check_process()?;
         let mut e = lock(&self.inner.engine);
         let index = e.hosted_index(node_id)?;
+        e.settle_before_leaving();
         let handler = e.unregister(node_id)?;
         drop(e);
         drop(handler);
@@ -289,6 +290,7 @@ impl Drop for HyperFabricProtocol {
         let mut e = lock(&self.inner.engine);
         // Events still waiting to be coalesced go out.
         e.flush_spikes(None);
+        e.settle_before_leaving();
         let mut handlers = Vec::new();
         for id in e.hosted_ids() {
             if let Ok(Some(h)) = e.unregister(&id) {

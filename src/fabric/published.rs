@@ -53,7 +53,7 @@ impl Publisher {
 fn publish(inner: &Inner) -> Result<()> {
     let info = topology_info(inner)?;
     let (mut nodes, links) = {
-        let e = super::lock(&inner.engine);
+        let mut e = super::lock(&inner.engine);
         (e.hosted_ids(), e.local_links())
     };
     nodes.sort();
@@ -65,6 +65,7 @@ fn publish(inner: &Inner) -> Result<()> {
             nodes,
             metrics: info.performance_metrics,
             links,
+            host: None,
         },
     )
 }

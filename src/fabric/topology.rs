@@ -44,6 +44,7 @@ pub(super) fn topology_info(inner: &Inner) -> Result<TopologyInfo> {
         c.abandoned_reassemblies as f64,
     );
     m.insert("forward_stalls".into(), c.forward_stalls as f64);
+    m.insert("forward_unrouted".into(), c.forward_unrouted as f64);
     m.insert("forwards_waiting".into(), c.forwards_waiting as f64);
     m.insert("reassemblies".into(), c.reassemblies as f64);
     m.insert("reassembly_bytes".into(), c.reassembly_bytes as f64);

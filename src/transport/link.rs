@@ -28,6 +28,11 @@ pub trait Outbound: Send {
     fn traffic(&self) -> Option<(u64, u64, u64, u64)> {
         None
     }
+    /// Whether the channel is a connection to another host (its traffic is known only to
+    /// this process), not a ring of shared memory.
+    fn is_connection(&self) -> bool {
+        false
+    }
 }
 
 /// The receiving half of a channel.

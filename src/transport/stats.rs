@@ -142,10 +142,14 @@ pub struct LocalLink {
     pub messages: u64,
     /// Their payload bytes.
     pub bytes: u64,
-    /// Slots not yet released by the receiver.
+    /// Slots not yet released by the receiver (for a connection, its send queue's bytes
+    /// in slot-sized units).
     pub queued_slots: u64,
-    /// Slots of the rings.
+    /// Slots of the rings (for a connection, its send queue's limit in slot-sized units).
     pub capacity: u64,
+    /// Whether the link is a connection to another host (else rings of one process).
+    #[serde(default)]
+    pub connection: bool,
 }
 
 /// What a process publishes about itself.
@@ -159,9 +163,12 @@ pub struct ProcessMetrics {
     pub nodes: Vec<String>,
     /// Its counters and figures (those of `get_topology_info`'s `performance_metrics`).
     pub metrics: BTreeMap<String, f64>,
-    /// The links between its own nodes.
+    /// The links between its own nodes, and its connections to other hosts.
     #[serde(default)]
     pub links: Vec<LocalLink>,
+    /// The host it runs on, when a view of several hosts names it (never in its file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// Largest metrics file read.
@@ -233,7 +240,8 @@ pub fn read_metrics(dir: &Path) -> Vec<ProcessMetrics> {
         }
         if let Ok(m) = serde_json::from_slice::<ProcessMetrics>(&body) {
             if m.pid == pid {
-                out.push(m);
+                // A file of this host: it names no host.
+                out.push(ProcessMetrics { host: None, ..m });
             }
         }
     }
@@ -294,7 +302,7 @@ pub fn open_running(fabric: &str) -> crate::Result<super::registry::Registry> {
 }
 
 /// What one node sent another, over all the rings between them in that direction.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LinkTotal {
     /// Sending node (`#<index>` for an index no live node holds).
     pub src: String,
@@ -312,6 +320,9 @@ pub struct LinkTotal {
     pub rings: usize,
     /// Rings the receiver found corrupt.
     pub corrupt: usize,
+    /// Connections to another host (their traffic as the sending process counts it).
+    #[serde(default)]
+    pub connections: usize,
 }
 
 /// The links of the fabric of `reg`, by sending and receiving node: its rings (read from
@@ -349,7 +360,11 @@ pub fn link_totals(
         l.bytes += r.bytes;
         l.queued_slots += r.queued_slots;
         l.capacity += r.capacity;
-        l.rings += 1;
+        if r.connection {
+            l.connections += 1;
+        } else {
+            l.rings += 1;
+        }
     }
     let links = links
         .into_iter()
@@ -434,6 +449,7 @@ mod tests {
             nodes: vec!["a".into()],
             metrics: [("errors".to_string(), 2.0)].into(),
             links: Vec::new(),
+            host: None,
         };
         write_metrics(dir.path(), &m).unwrap();
         std::fs::write(dir.path().join(metrics_name(u32::MAX - 1, 5)), b"{}").unwrap();

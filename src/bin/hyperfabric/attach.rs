@@ -5,9 +5,15 @@
 //! the fabric passes through it), and unregister it when they end, on SIGINT and SIGTERM
 //! too. A client killed outright is reclaimed by the next process that looks, as any dead
 //! process's nodes are.
+//!
+//! In a fabric that spans hosts (a configuration with `hosts`), the client also connects to
+//! the process of every other host (it listens for none): what it learns of their nodes lets
+//! it route to them through the node it is linked to, and lets it ask them for their
+//! host's view of the fabric (`snapshot.rs`). A host that cannot be reached is named in
+//! [`Client::unreached`], and the command goes on with the others.
 
 use hyperfabric::config::FabricConfig;
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, LINKS_KEY};
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, TcpConfig, LINKS_KEY};
 use hyperfabric::model::{HardwareType, NodeSignature};
 use hyperfabric::transport::registry::{NodeEntry, Registry};
 use hyperfabric::Error;
@@ -88,6 +94,11 @@ pub struct Client {
     fabric: String,
     /// The host's registry of the fabric.
     registry: Registry,
+    /// The configuration's host this client runs on (that of the node it is linked to),
+    /// when the fabric spans hosts.
+    pub host: Option<String>,
+    /// Other hosts of the configuration it could not connect to, with why.
+    pub unreached: Vec<(String, String)>,
 }
 
 impl Client {
@@ -129,13 +140,31 @@ impl Client {
                 })?
                 .to_string(),
         };
-        let p = protocol(&cfg, &fabric)?;
+        let host = this_host(&cfg, &via, &live);
+        let mut config = ProtocolConfig {
+            fabric_name: Some(fabric.clone()),
+            ..ProtocolConfig::from_config(&cfg)?
+        };
+        if host.is_some() {
+            // Connects out only: no other process needs to reach it first.
+            config.tcp = Some(TcpConfig {
+                insecure: cfg.fabric.insecure,
+                ..Default::default()
+            });
+        }
+        let p = HyperFabricProtocol::with_config(config)?;
         let node = format!("{CLIENT_PREFIX}{}", std::process::id());
         let mut sig = NodeSignature::new(&node, HardwareType::CpuServer, 100.0, 0)?;
         let mut meta = serde_json::Map::new();
         meta.insert(LINKS_KEY.into(), serde_json::json!([via]));
         sig.metadata = Some(meta);
         p.register_node(sig)?;
+        let mut unreached = Vec::new();
+        for h in cfg.hosts.iter().filter(|h| Some(&h.name) != host.as_ref()) {
+            if let Err(e) = p.connect_host(h.address) {
+                unreached.push((h.name.clone(), e.to_string()));
+            }
+        }
         Ok(Client {
             p,
             node,
@@ -143,6 +172,8 @@ impl Client {
             stop,
             fabric,
             registry: reg,
+            host,
+            unreached,
         })
     }
 
@@ -152,10 +183,27 @@ impl Client {
     }
 
     /// Whether `node` is registered on this host by a live process (true when the registry
-    /// cannot be read: the caller's timeout decides then).
+    /// cannot be read: the caller's timeout decides then), or announced up by a connected
+    /// host.
     pub fn is_up(&self, node: &str) -> bool {
         self.registry.lookup(node).map_or(true, |e| e.is_some())
+            || matches!(self.p.transport_to(node), Ok("tcp"))
     }
+}
+
+/// The configuration's host of a client linked to `via` (`via`'s host, else that of the
+/// first configured node running here), when the configuration has hosts.
+fn this_host(cfg: &FabricConfig, via: &str, live: &[NodeEntry]) -> Option<String> {
+    if cfg.hosts.is_empty() {
+        return None;
+    }
+    let host_of = |id: &str| {
+        cfg.nodes
+            .iter()
+            .find(|n| n.node_id == id)
+            .and_then(|n| n.host.clone())
+    };
+    host_of(via).or_else(|| live.iter().find_map(|e| host_of(&e.signature.node_id)))
 }
 
 impl Drop for Client {

@@ -7,7 +7,7 @@
 //! unreadable ring, pairs without a route.
 
 use super::attach::{Client, FabricArgs, CLIENT_PREFIX};
-use super::snapshot::look;
+use super::snapshot::Looker;
 use hyperfabric::model::PacketPriority;
 use hyperfabric::{Error, RouteRequest};
 use serde::Serialize;
@@ -138,15 +138,36 @@ fn probe(c: &Client, id: &str, probes: usize, check: &mut PathCheck) {
 
 pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
     let (cfg, fabric) = args.fabric.load()?;
-    let snap = look(&args.fabric)?;
+    let mut looker = Looker::new(&args.fabric)?;
+    let snap = looker.look()?;
+    // The client node of the looks, else one of its own (a fabric of one host).
+    let own;
+    let c: &Client = match looker.client() {
+        Some(c) => c,
+        None => {
+            own = Client::attach(&args.fabric, None)?;
+            &own
+        }
+    };
     let mut problems = Vec::new();
+    for h in snap.hosts.iter().filter(|h| !h.reached) {
+        problems.push(format!(
+            "host {}: not reached ({})",
+            h.name,
+            h.error.as_deref().unwrap_or("no answer")
+        ));
+    }
     let mut configuration: Vec<String> = cfg.warnings.clone();
     for n in &snap.nodes {
         let s = &n.status;
-        match (s.state, s.configured) {
+        match (s.state.as_str(), s.configured) {
             ("down", true) => problems.push(format!(
-                "{}: configured but not running here{}",
+                "{}: configured but not running {}{}",
                 s.node_id,
+                s.host
+                    .as_ref()
+                    .filter(|h| snap.host.as_ref() != Some(h))
+                    .map_or("here".to_string(), |h| format!("on host {h}")),
                 s.since_utc
                     .as_ref()
                     .map(|t| format!(" (down since {t})"))
@@ -161,7 +182,10 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
         }
     }
     // Client nodes of the tools are left out of the other lists: here they are named.
-    for (id, pid) in clients(&fabric)? {
+    for (id, pid) in clients(&fabric)?
+        .into_iter()
+        .filter(|(id, _)| *id != c.node)
+    {
         configuration.push(format!(
             "{id}: a client node of a command-line tool (process {pid})"
         ));
@@ -212,7 +236,6 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
         .map(|n| n.status.node_id.clone())
         .collect();
     let progress = Progress::new(up.len(), args.json);
-    let c = Client::attach(&args.fabric, None)?;
     let mut paths = Vec::new();
     for id in &up {
         progress.step(&format!("probing {id}"));
@@ -221,7 +244,7 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
             state: "up".into(),
             ..Default::default()
         };
-        probe(&c, id, args.probes, &mut check);
+        probe(c, id, args.probes, &mut check);
         if !check.reachable {
             problems.push(format!(
                 "{id}: running but no probe came back ({})",
@@ -253,7 +276,15 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
         table_build_ms: get(&info.performance_metrics, "table_build_ms"),
     }];
     tables.extend(snap.processes.iter().map(|p| Tables {
-        who: format!("process {} ({})", p.pid, p.nodes.join(", ")),
+        who: format!(
+            "process {}{} ({})",
+            p.pid,
+            p.host
+                .as_ref()
+                .map(|h| format!(" on host {h}"))
+                .unwrap_or_default(),
+            p.nodes.join(", ")
+        ),
         route_epoch: get(&p.metrics, "route_epoch"),
         tables_built_unix: get(&p.metrics, "tables_built_unix"),
         table_build_ms: get(&p.metrics, "table_build_ms"),
@@ -274,7 +305,7 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
         configuration,
         tables,
     };
-    drop(c);
+    drop(looker);
     let text = if args.json {
         serde_json::to_string_pretty(&report)
             .map_err(|e| Error::InvalidArgument(format!("cannot encode JSON: {e}")))?

@@ -4,7 +4,7 @@
 //! link (messages, bytes, queued slots, capacity), per process (every counter it publishes).
 
 use super::attach::{stop_flag, FabricArgs};
-use super::snapshot::{look, Snapshot};
+use super::snapshot::{Looker, Snapshot};
 use hyperfabric::Error;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -115,7 +115,7 @@ pub fn render(s: &Snapshot) -> String {
                 &[
                     ("fabric", fab),
                     ("node", &n.status.node_id),
-                    ("state", n.status.state),
+                    ("state", &n.status.state),
                 ],
                 value(n),
             );
@@ -177,7 +177,12 @@ pub fn render(s: &Snapshot) -> String {
         for p in &s.processes {
             if let Some(v) = p.metrics.get(n) {
                 let pid = p.pid.to_string();
-                f.sample(&metric, &[("fabric", fab), ("pid", &pid)], *v);
+                match &p.host {
+                    Some(h) => {
+                        f.sample(&metric, &[("fabric", fab), ("host", h), ("pid", &pid)], *v)
+                    }
+                    None => f.sample(&metric, &[("fabric", fab), ("pid", &pid)], *v),
+                }
             }
         }
     }
@@ -186,11 +191,12 @@ pub fn render(s: &Snapshot) -> String {
 
 pub fn run(args: MetricsArgs) -> Result<(), Error> {
     let Some(addr) = args.listen else {
-        print!("{}", render(&look(&args.fabric)?));
+        print!("{}", render(&Looker::new(&args.fabric)?.look()?));
         return Ok(());
     };
-    // The fabric must run now; later failures are answered with 503.
-    look(&args.fabric)?;
+    // The fabric must run now; later failures are answered with 503. Scrapes take turns
+    // at one looker (and its client node, in a fabric of several hosts).
+    let looker = std::sync::Arc::new(std::sync::Mutex::new(Looker::new(&args.fabric)?));
     let stop = stop_flag()?;
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::io(format!("listening at {addr}"), e))?;
@@ -212,12 +218,12 @@ pub fn run(args: MetricsArgs) -> Result<(), Error> {
                     continue;
                 }
                 busy.fetch_add(1, Ordering::AcqRel);
-                let (done, fabric) = (busy.clone(), args.fabric.clone());
+                let (done, looker) = (busy.clone(), looker.clone());
                 let spawned =
                     std::thread::Builder::new()
                         .name("hf-scrape".into())
                         .spawn(move || {
-                            answer(stream, &fabric);
+                            answer(stream, &looker);
                             done.fetch_sub(1, Ordering::AcqRel);
                         });
                 if spawned.is_err() {
@@ -234,7 +240,7 @@ pub fn run(args: MetricsArgs) -> Result<(), Error> {
 }
 
 /// Answers one HTTP request (a scrape).
-fn answer(mut stream: std::net::TcpStream, fabric: &FabricArgs) {
+fn answer(mut stream: std::net::TcpStream, looker: &std::sync::Mutex<Looker>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     // The request line and headers, however they are split into segments.
@@ -253,7 +259,8 @@ fn answer(mut stream: std::net::TcpStream, fabric: &FabricArgs) {
     } else if path != "/metrics" && path != "/" {
         ("404 Not Found", String::from("see /metrics\n"))
     } else {
-        match look(fabric) {
+        let look = looker.lock().unwrap_or_else(|e| e.into_inner()).look();
+        match look {
             Ok(s) => ("200 OK", render(&s)),
             Err(e) => ("503 Service Unavailable", format!("{e}\n")),
         }

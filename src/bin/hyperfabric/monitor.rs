@@ -5,7 +5,7 @@
 //! interval); as JSON lines with `--json`.
 
 use super::attach::{stop_flag, FabricArgs};
-use super::snapshot::{look, Snapshot};
+use super::snapshot::{Looker, Snapshot};
 use hyperfabric::Error;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
@@ -120,7 +120,8 @@ pub fn run(args: MonitorArgs) -> Result<(), Error> {
     let stop = stop_flag()?;
     let every = Duration::from_secs_f64(args.interval);
     let terminal = std::io::stdout().is_terminal() && !args.json;
-    let mut before = look(&args.fabric)?;
+    let mut looker = Looker::new(&args.fabric)?;
+    let mut before = looker.look()?;
     let mut stdout = std::io::stdout();
     let count = if args.once { 1 } else { args.count };
     let mut shown = 0;
@@ -136,7 +137,7 @@ pub fn run(args: MonitorArgs) -> Result<(), Error> {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
         }
-        let mut now = match look(&args.fabric) {
+        let mut now = match looker.look() {
             Ok(s) => s,
             Err(e) => break Err(e),
         };

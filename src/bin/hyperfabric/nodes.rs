@@ -8,7 +8,7 @@ use super::attach::{FabricArgs, CLIENT_PREFIX};
 use hyperfabric::config::FabricConfig;
 use hyperfabric::transport::registry::Registry;
 use hyperfabric::Error;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(clap::Args, Debug)]
 pub struct NodesArgs {
@@ -33,12 +33,14 @@ enum NodesCmd {
 }
 
 /// A node's state as this host sees it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeStatus {
     pub node_id: String,
-    /// `up`: registered here by a live process; `down`: not registered here (left, or its
-    /// process died), or never was; `elsewhere`: of another host of the configuration.
-    pub state: &'static str,
+    /// `up`: registered by a live process (of its host); `down`: not registered (left, or
+    /// its process died), or never was; for a node of another host of the configuration,
+    /// `unreachable` when that host did not answer, `elsewhere` when it was not asked.
+    #[serde(deserialize_with = "state_of")]
+    pub state: String,
     /// The configuration's host of the node, if it names one.
     pub host: Option<String>,
     /// The hosting process (up only).
@@ -52,6 +54,16 @@ pub struct NodeStatus {
     pub configured: bool,
     /// Its signature (as registered when up, else as configured).
     pub signature: hyperfabric::model::NodeSignature,
+}
+
+/// A state read back (another host's look), as one of the names this tool uses.
+fn state_of<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok(["up", "down", "elsewhere", "unreachable"]
+        .into_iter()
+        .find(|n| *n == s)
+        .unwrap_or("unknown")
+        .to_string())
 }
 
 fn utc(unix_ns: u64) -> String {
@@ -72,7 +84,7 @@ pub fn census(cfg: &FabricConfig, reg: &Registry) -> Result<Vec<NodeStatus>, Err
             .and_then(|n| n.host.clone());
         let mut s = NodeStatus {
             node_id: sig.node_id.clone(),
-            state: "down",
+            state: "down".into(),
             host: host.clone(),
             pid: None,
             hardware_type: sig.hardware_type.to_string(),
@@ -82,7 +94,7 @@ pub fn census(cfg: &FabricConfig, reg: &Registry) -> Result<Vec<NodeStatus>, Err
             signature: sig.clone(),
         };
         let since = if let Some(e) = live.iter().find(|e| e.signature.node_id == sig.node_id) {
-            s.state = "up";
+            s.state = "up".into();
             s.pid = Some(e.owner_pid);
             s.signature = e.signature.clone();
             s.hardware_type = e.signature.hardware_type.to_string();
@@ -91,7 +103,7 @@ pub fn census(cfg: &FabricConfig, reg: &Registry) -> Result<Vec<NodeStatus>, Err
             d.since_unix_ns
         } else {
             if !cfg.hosts.is_empty() && host.is_some() {
-                s.state = "elsewhere";
+                s.state = "elsewhere".into();
             }
             0
         };
@@ -165,7 +177,7 @@ pub fn run(args: NodesArgs) -> Result<(), Error> {
                     let s = &n.status;
                     vec![
                         s.node_id.clone(),
-                        s.state.into(),
+                        s.state.clone(),
                         s.since_utc.clone().unwrap_or_else(|| "-".into()),
                         s.pid.map_or("-".into(), |p| p.to_string()),
                         s.host.clone().unwrap_or_else(|| "-".into()),

@@ -8,6 +8,9 @@
 //!   process does it on a thread of its own (a handler may not send) and posts the
 //!   [`Outcome`] back to the requesting node, as JSON.
 //!
+//! - A request whose metadata holds [`LOOK_KEY`] is answered with the serving host's view of
+//!   the fabric (`snapshot::Snapshot`, JSON): how a tool on another host sees this one.
+//!
 //! The bytes an operation sends are a pattern both ends derive from a seed, so the tool can
 //! check the destination's CRC against its own without the bytes crossing twice.
 
@@ -16,6 +19,23 @@ use serde::{Deserialize, Serialize};
 
 /// Metadata key of an operation request.
 pub const OP_KEY: &str = "hf_op";
+
+/// Metadata key of a request for the serving host's view of the fabric.
+pub const LOOK_KEY: &str = "hf_look";
+
+/// Whether a request's metadata (JSON object bytes) asks for the host's view.
+pub fn is_look(metadata: &[u8]) -> bool {
+    !metadata.is_empty()
+        && serde_json::from_slice::<serde_json::Value>(metadata)
+            .is_ok_and(|v| v.get(LOOK_KEY) == Some(&serde_json::Value::Bool(true)))
+}
+
+/// The metadata of a request for the host's view.
+pub fn look_metadata() -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(LOOK_KEY.into(), true.into());
+    m
+}
 
 /// The longest an operation's send may wait (a serve process carries out one at a time).
 pub const MAX_TIMEOUT_MS: u64 = 60_000;

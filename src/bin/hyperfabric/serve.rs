@@ -75,10 +75,18 @@ pub fn run(args: ServeArgs) -> Result<(), Error> {
     let p = Arc::new(HyperFabricProtocol::with_config(config)?);
     // Bounded: operations beyond it are refused ("busy"), not queued without end.
     let (tx, rx) = mpsc::sync_channel::<Job>(OPS_QUEUE);
+    let shared = Arc::new((cfg.clone(), fabric.clone(), args.host.clone()));
     for n in cfg.nodes.iter().filter(|n| ids.contains(&n.node_id)) {
         p.register_node(n.clone())?;
-        let (tx, me) = (tx.clone(), n.node_id.clone());
+        let (tx, me, shared) = (tx.clone(), n.node_id.clone(), shared.clone());
         p.on_receive(&n.node_id, move |m| match ops::op_of(&m.metadata) {
+            None if ops::is_look(&m.metadata) => {
+                let (cfg, fabric, host) = &*shared;
+                let mut s = super::snapshot::look_here(cfg, fabric)?;
+                s.host = host.clone();
+                serde_json::to_vec(&s)
+                    .map_err(|e| Error::InvalidArgument(format!("cannot encode the look: {e}")))
+            }
             None => Ok(ops::answer(&m.data)),
             Some(Ok(op)) => match tx.try_send((me.clone(), m.source.to_string(), op)) {
                 Ok(()) => Ok(vec![0; 12]),

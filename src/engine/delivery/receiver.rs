@@ -296,6 +296,21 @@ impl Engine {
         }
     }
 
+    /// Sends every acknowledgement due now, without its delay: the node that took the
+    /// frames is about to leave (a sender would otherwise resend them, then count them
+    /// failed, though they arrived).
+    /// Whether any was due.
+    pub(in crate::engine) fn flush_acks_now(&mut self) -> bool {
+        let due = self.delivery.due.clone();
+        for key in &due {
+            if let Some(s) = self.delivery.inn.get_mut(key) {
+                s.ack_now = true;
+            }
+        }
+        self.flush_acks(false);
+        !due.is_empty()
+    }
+
     /// Sends one acknowledgement of stream `key` (sender, receiver, priority): whether it
     /// went (or cannot ever go: no route).
     fn send_ack(

@@ -84,6 +84,12 @@ type Mapped = (
 );
 
 /// Checks frame `fh` of `link` and maps it: its ring's key, slot header and message header.
+/// Whether a frame belongs to a delivery stream (a sequenced message or an acknowledgement):
+/// one dropped for want of its node is its sender's to resend or report, not an error here.
+fn streamed(fh: &FrameHeader) -> bool {
+    fh.slot.flags & FLAG_SEQ != 0 || FrameKind::from_u8(fh.slot.kind) == Some(FrameKind::Delivered)
+}
+
 fn translate(
     link: &Link,
     hosted: &dyn Fn(u32) -> bool,
@@ -283,6 +289,7 @@ impl Engine {
         let mut made = Vec::new();
         let mut n = 0;
         let mut dropped = 0u64;
+        let mut unrouted = 0u64;
         let Hosts {
             reactor,
             links,
@@ -387,7 +394,11 @@ impl Engine {
                             }
                         }
                         Err(Bad::Drop) => {
-                            dropped += 1;
+                            *if streamed(&fh) {
+                                &mut unrouted
+                            } else {
+                                &mut dropped
+                            } += 1;
                             drops.push((id, link.arrived));
                         }
                         Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
@@ -475,7 +486,11 @@ impl Engine {
                             place.put_back(slot, m, len, body.into_owned());
                         }
                         Err(Bad::Drop) => {
-                            dropped += 1;
+                            *if streamed(&header) {
+                                &mut unrouted
+                            } else {
+                                &mut dropped
+                            } += 1;
                             drops.push((id, link.arrived));
                         }
                         Err(Bad::Refuse(why)) => refused.push((id, why.to_string())),
@@ -508,6 +523,7 @@ impl Engine {
         self.counters.frames_received += handed;
         self.counters.bytes_received += handed_bytes;
         self.counters.errors += dropped;
+        self.counters.forward_unrouted += unrouted;
         self.inbound.append(&mut made);
         for (slot, m, whole) in assembled {
             self.deliver_assembled(slot, &m, whole);
@@ -584,7 +600,11 @@ impl Engine {
             )
             .map(|()| true),
             Err(Bad::Drop) => {
-                self.counters.errors += 1;
+                if streamed(fh) {
+                    self.counters.forward_unrouted += 1;
+                } else {
+                    self.counters.errors += 1;
+                }
                 Ok(false)
             }
             Err(Bad::Refuse(why)) => Err(why),

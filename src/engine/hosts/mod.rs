@@ -221,6 +221,9 @@ pub struct Hosts {
     next_beat: std::time::Instant,
     /// When the connections were last read.
     pub(super) reaped: std::time::Instant,
+    /// What was sent over connections, by (sending node, next node): kept apart from the
+    /// channels, which are made anew when routes change.
+    sent: FxHashMap<(u32, u32), Arc<outbound::Sent>>,
 }
 
 /// How long a connection may stay silent before it is taken for dead, by default.
@@ -263,6 +266,7 @@ impl Hosts {
             down_after: TCP_DOWN_AFTER,
             next_beat: std::time::Instant::now(),
             reaped: std::time::Instant::now(),
+            sent: FxHashMap::default(),
             instance: loop {
                 let mut b = [0u8; 8];
                 // Without the system's randomness, the time and pid still tell processes
@@ -457,10 +461,56 @@ impl Engine {
     /// The outbound channel to `via` over connection `conn` (what changed in this
     /// process's nodes is announced first: the first frame of a node registered since
     /// names it).
-    pub(super) fn tcp_out(&mut self, conn: ConnId, via: u32, lane: Lane) -> Option<TcpOut> {
+    pub(super) fn tcp_out(
+        &mut self,
+        conn: ConnId,
+        src: u32,
+        via: u32,
+        lane: Lane,
+    ) -> Option<TcpOut> {
         self.announce_changes();
-        let h = self.hosts.as_ref()?;
-        Some(TcpOut::new(h.reactor.clone(), conn, via, lane))
+        let h = self.hosts.as_mut()?;
+        let sent = h.sent.entry((src, via)).or_default().clone();
+        Some(TcpOut::new(h.reactor.clone(), conn, via, lane, sent))
+    }
+
+    /// What was sent over connections, by (sending node, next node), with the bytes queued
+    /// now on the channels of each pair and their limit (slot-sized units, as a ring's).
+    /// Pairs whose nodes are gone are forgotten.
+    pub(crate) fn connection_traffic(&mut self) -> Vec<((u32, u32), [u64; 4])> {
+        let mut queued: FxHashMap<(u32, u32), (u64, u64)> = FxHashMap::default();
+        for ((src, via, _), out) in &self.out {
+            if let (true, Some((_, _, q, c))) = (out.is_connection(), out.traffic()) {
+                let e = queued.entry((*src, *via)).or_default();
+                e.0 += q;
+                e.1 += c;
+            }
+        }
+        let known = |e: &Engine, i: u32| e.id_of(i).is_some();
+        let Some(h) = self.hosts.as_ref() else {
+            return Vec::new();
+        };
+        let gone: Vec<(u32, u32)> = h
+            .sent
+            .keys()
+            .filter(|&&(s, v)| !known(self, s) || !known(self, v))
+            .copied()
+            .collect();
+        let h = self.hosts.as_mut().expect("checked above");
+        for k in gone {
+            h.sent.remove(&k);
+        }
+        let mut out: Vec<((u32, u32), [u64; 4])> = h
+            .sent
+            .iter()
+            .map(|(k, s)| {
+                let (m, b) = s.get();
+                let (q, c) = queued.get(k).copied().unwrap_or_default();
+                (*k, [m, b, q, c])
+            })
+            .collect();
+        out.sort_unstable_by_key(|(k, _)| *k);
+        out
     }
 
     /// The generation of node `index` while it is live: a registry index, or a node of

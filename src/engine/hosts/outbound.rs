@@ -9,6 +9,7 @@ use crate::ring::{PushError, SlotHeader};
 use crate::transport::channel::Lane;
 use crate::transport::tcp::{ConnId, FrameHeader, Reactor};
 use crate::transport::Outbound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Frames to node `dst` (this process's index) on `lane` over connection `conn`.
@@ -17,15 +18,50 @@ pub struct TcpOut {
     conn: ConnId,
     dst: u32,
     lane: Lane,
+    /// Frames and payload bytes taken by the connection from this node pair.
+    sent: Arc<Sent>,
+}
+
+/// Frames and payload bytes a pair of nodes sent over connections. Written only by the
+/// engine that holds the channels (plain stores, no read-modify-write), read by the thread
+/// that publishes the process's counters.
+#[derive(Debug, Default)]
+pub struct Sent {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Sent {
+    fn add(&self, bytes: usize) {
+        let m = self.messages.load(Ordering::Relaxed);
+        self.messages.store(m + 1, Ordering::Relaxed);
+        let b = self.bytes.load(Ordering::Relaxed);
+        self.bytes.store(b + bytes as u64, Ordering::Relaxed);
+    }
+
+    /// (frames, payload bytes).
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.messages.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl TcpOut {
-    pub(super) fn new(reactor: Arc<Mutex<Reactor>>, conn: ConnId, dst: u32, lane: Lane) -> TcpOut {
+    pub(super) fn new(
+        reactor: Arc<Mutex<Reactor>>,
+        conn: ConnId,
+        dst: u32,
+        lane: Lane,
+        sent: Arc<Sent>,
+    ) -> TcpOut {
         TcpOut {
             reactor,
             conn,
             dst,
             lane,
+            sent,
         }
     }
 
@@ -52,7 +88,10 @@ impl Outbound for TcpOut {
             return Err(PushError::Corrupt);
         }
         match r.send_noted(self.conn, &h, parts, note) {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                self.sent.add(len);
+                Ok(())
+            }
             Ok(false) => Err(PushError::Full),
             Err(crate::Error::InvalidArgument(_)) => Err(PushError::TooLarge),
             Err(_) => Err(PushError::Corrupt),
@@ -70,6 +109,18 @@ impl Outbound for TcpOut {
 
     fn is_drained(&mut self) -> bool {
         lock(&self.reactor).is_flushed(self.conn)
+    }
+
+    /// Queued bytes and the queue's limit in slot-sized units, as a ring's slots are.
+    fn traffic(&self) -> Option<(u64, u64, u64, u64)> {
+        let (queued, limit) = lock(&self.reactor).queued_bytes(self.conn);
+        let slots = |b: usize| b.div_ceil(crate::ring::SLOT_SIZE) as u64;
+        let (messages, bytes) = self.sent.get();
+        Some((messages, bytes, slots(queued), slots(limit)))
+    }
+
+    fn is_connection(&self) -> bool {
+        true
     }
 }
 

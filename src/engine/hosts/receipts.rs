@@ -82,6 +82,34 @@ impl Engine {
         refused
     }
 
+    /// What a process owes its peers before a node of it leaves, or it closes: the
+    /// acknowledgements due and the receipts of every frame taken, handed on. Waits a few
+    /// milliseconds at most: for connections whose queues are full, and, when
+    /// acknowledgements went, for the processes of this host that pass them on to take them
+    /// from their rings (one that read the departure first would find their source gone).
+    pub fn settle_before_leaving(&mut self) {
+        let acked = self.flush_acks_now();
+        self.send_receipts(false);
+        if acked {
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(50);
+            let hosted = &self.hosted;
+            while self.out.iter_mut().any(|(&(_, dst, _), o)| {
+                !hosted.contains_key(&dst) && !o.is_connection() && !o.is_drained()
+            }) && std::time::Instant::now() < until
+            {
+                std::thread::yield_now();
+            }
+        }
+        let Some(h) = self.hosts.as_ref() else { return };
+        let conns: Vec<_> = h.links.keys().copied().collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(20);
+        let mut r = lock(&h.reactor);
+        while conns.iter().any(|&c| r.is_queued(c)) && std::time::Instant::now() < until {
+            r.reap_sends();
+            std::hint::spin_loop();
+        }
+    }
+
     /// What an engine thread does before it sleeps: receipts for every frame taken since
     /// the last (a peer that goes silent now has had its word on all of them).
     pub fn settle(&mut self) {

@@ -160,6 +160,15 @@ impl Reactor {
         under(self)
     }
 
+    /// Bytes queued on `id` not yet handed to the kernel (those of a send in flight
+    /// included), and the most it queues before a sender waits.
+    pub fn queued_bytes(&self, id: ConnId) -> (usize, usize) {
+        let q = self.conn(id).map_or(0, |c| {
+            c.queued.len() + c.flight.len().saturating_sub(c.sent)
+        });
+        (q, QUEUE_LIMIT)
+    }
+
     /// Whether everything queued on `id` went to the kernel's socket buffer.
     pub fn is_flushed(&self, id: ConnId) -> bool {
         self.conn(id)

@@ -385,7 +385,7 @@ typedef struct {
 typedef struct {
     // `sizeof(hf_node_signature)`, set by `hf_node_signature_init`.
     size_t struct_size;
-    // Unique id: 1 to 63 bytes of UTF-8.
+    // Unique id: 1 to 63 bytes of UTF-8, no control characters.
     const char *node_id;
     // An `hf_hardware_type`.
     uint32_t hardware_type;
@@ -613,7 +613,7 @@ typedef struct {
 typedef struct {
     // `sizeof(hf_fabric_zone)`, set by `hf_fabric_zone_init`.
     size_t struct_size;
-    // Unique id: 1 to 63 bytes of UTF-8.
+    // Unique id: 1 to 63 bytes of UTF-8, no control characters.
     const char *zone_id;
     // An `hf_zone_type`.
     uint32_t zone_type;

@@ -76,7 +76,9 @@ impl Engine {
     pub(crate) fn via(&mut self, src: u32, dst: u32) -> Result<u32> {
         self.next_hop(src, dst).ok_or_else(|| {
             Error::NoRouteFound(format!(
-                "no route from node index {src} to node index {dst}"
+                "no route from node {} to node {}",
+                self.name_for_errors(src),
+                self.name_for_errors(dst)
             ))
         })
     }

@@ -175,6 +175,7 @@ impl Engine {
         let mut n = 0;
         for (src, via, lane) in corrupt {
             let _ = self.drop_corrupt(src, via, lane);
+            let name = self.name_for_errors(via);
             let hops = &self.hops;
             // Through a forwarder with fault tolerance on, a request's frames are kept by
             // its stream and sent again along the next route: it does not fail here.
@@ -183,8 +184,8 @@ impl Engine {
                 let through = p.dst == via || !resent && hops.get(&(src, p.dst)) == Some(&via);
                 if p.result.is_none() && through {
                     p.complete(Err(Error::MalformedFrame(format!(
-                        "the channel to node index {via} was found corrupt by its receiver; \
-                         the request was not read"
+                        "the channel to node {name} was found corrupt by its receiver; the \
+                         request was not read"
                     ))));
                     n += 1;
                 }
@@ -200,8 +201,10 @@ impl Engine {
         self.out.remove(&(src, via, lane));
         self.counters.errors += 1;
         Error::MalformedFrame(format!(
-            "the channel from node index {src} to node index {via} was found corrupt by its \
-             receiver and dropped; a new one is made on the next send"
+            "the channel from node {} to node {} was found corrupt by its receiver and \
+             dropped; a new one is made on the next send",
+            self.name_for_errors(src),
+            self.name_for_errors(via)
         ))
     }
 }

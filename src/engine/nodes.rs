@@ -159,6 +159,15 @@ impl Engine {
         self.id_of(index)
     }
 
+    /// How messages name node `index`: its id, quoted, with the index; the index alone for
+    /// one no node holds now.
+    pub fn name_for_errors(&self, index: u32) -> String {
+        match self.id_of(index) {
+            Some(id) => format!("{id:?} (index {index})"),
+            None => format!("index {index}"),
+        }
+    }
+
     pub(super) fn id_of(&self, index: u32) -> Option<String> {
         self.hosted
             .get(&index)

@@ -244,19 +244,21 @@ impl Inner {
                     if now >= *next_check.get_or_insert(now) {
                         if e.destination_lost(dst) {
                             return Err(Error::NodeNotFound(format!(
-                                "destination node index {dst} is gone (its process died or it \
-                                 left the fabric)"
+                                "destination node {} is gone (its process died or it left the \
+                                 fabric)",
+                                e.name_for_errors(dst)
                             )));
                         }
                         next_check = Some(now + Duration::from_millis(10));
                     }
-                    drop(e);
                     if deadline.passed() {
                         return Err(Error::Timeout(format!(
-                            "no room toward node index {dst} within the timeout (its ring, or \
-                             what its stream may keep for resending, stayed full)"
+                            "no room toward node {} within the timeout (its ring, or what its \
+                             stream may keep for resending, stayed full)",
+                            e.name_for_errors(dst)
                         )));
                     }
+                    drop(e);
                     backoff.snooze();
                     e = lock(&self.engine);
                     continue;

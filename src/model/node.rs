@@ -159,9 +159,11 @@ pub(crate) fn validate_node_id(id: &str) -> Result<()> {
             id.len()
         )));
     }
-    if id.contains('\0') {
+    if id.chars().any(char::is_control) {
+        // A newline or an escape in an id would forge lines of every table, log and
+        // metrics page that names the node.
         return Err(Error::InvalidNode(format!(
-            "node_id: {id:?} must not contain NUL"
+            "node_id: {id:?} must not contain control characters (NUL, newline, escape...)"
         )));
     }
     Ok(())
@@ -171,6 +173,16 @@ pub(crate) fn validate_node_id(id: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn ids_with_control_characters_are_refused() {
+        for id in ["a\nb", "a\0", "\x1b[2J", "tab\there"] {
+            let e = NodeSignature::new(id, HardwareType::CpuServer, 1.0, 1).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidNode, "{id:?}");
+            assert!(e.to_string().contains("control characters"), "{e}");
+        }
+        assert!(NodeSignature::new("gpu-ä-1", HardwareType::CpuServer, 1.0, 1).is_ok());
+    }
 
     fn msg(r: Result<NodeSignature>) -> String {
         let e = r.unwrap_err();

@@ -57,8 +57,11 @@ impl FabricZone {
         let bad = |field: &str, why: &str| {
             Err(Error::InvalidZone(format!("zone {id:?}: {field}: {why}")))
         };
-        if id.is_empty() || id.len() > super::MAX_NODE_ID_LEN || id.contains('\0') {
-            return bad("zone_id", "must be 1 to 63 bytes without NUL");
+        if id.is_empty() || id.len() > super::MAX_NODE_ID_LEN || id.chars().any(char::is_control) {
+            return bad(
+                "zone_id",
+                "must be 1 to 63 bytes without control characters (NUL, newline, escape...)",
+            );
         }
         if self.max_nodes == 0 {
             return bad("max_nodes", "Max nodes must be positive");

@@ -525,7 +525,9 @@ impl Topology {
 
     /// Total node bandwidth of the fabric, Gbit/s.
     pub fn capacity_gbps(&self) -> f64 {
-        self.nodes().map(|n| n.bandwidth_gbps).sum()
+        self.nodes()
+            .map(|n| n.bandwidth_gbps)
+            .fold(0.0, |a, b| a + b)
     }
 }
 
@@ -537,6 +539,18 @@ mod tests {
 
     fn node(id: &str, bw: f64) -> NodeSignature {
         NodeSignature::new(id, HardwareType::CpuServer, bw, 10).unwrap()
+    }
+
+    #[test]
+    fn a_refused_zone_names_the_bandwidth_without_a_negative_zero() {
+        let mut t = Topology::new();
+        let z = FabricZone::new("z", ZoneType::StorageTier, IsolationLevel::Low, 1, 5.0).unwrap();
+        let e = t.create_zone(z).unwrap_err().to_string();
+        assert!(
+            e.contains("has 0 Gbit/s") && e.contains("of which 0 Gbit/s"),
+            "{e}"
+        );
+        assert!(!e.contains("-0"), "{e}");
     }
 
     #[test]

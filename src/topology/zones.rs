@@ -26,11 +26,12 @@ impl Topology {
                 zone.zone_id
             )));
         }
+        // Folded from +0 (an empty float sum is -0, printed "-0").
         let reserved: f64 = self
             .zones
             .iter()
             .map(|z| z.zone.required_bandwidth_gbps)
-            .sum();
+            .fold(0.0, |a, b| a + b);
         let capacity = self.capacity_gbps();
         if reserved + zone.required_bandwidth_gbps > capacity {
             return Err(Error::InsufficientResources(format!(

@@ -221,7 +221,8 @@ pub fn read_metrics(dir: &Path) -> Vec<ProcessMetrics> {
         let Some((pid, start)) = parse_metrics_name(&name) else {
             continue;
         };
-        // A start time of 0 is no process's (ours write theirs): not read, left alone.
+        // A start time of 0 is no process's (ours write theirs): not read (and deleted by
+        // `remove_dead_metrics`).
         if start == 0 {
             continue;
         }
@@ -259,7 +260,8 @@ pub fn remove_dead_metrics(dir: &Path) {
         let name = e.file_name().to_string_lossy().into_owned();
         let json = name.replace(".tmp", ".json");
         if let Some((pid, start)) = parse_metrics_name(&json) {
-            if !crate::sys::process::alive(pid, start) {
+            // A start of 0 is no process of ours (the file was forged): read by no one.
+            if start == 0 || !crate::sys::process::alive(pid, start) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -454,6 +456,9 @@ mod tests {
         write_metrics(dir.path(), &m).unwrap();
         std::fs::write(dir.path().join(metrics_name(u32::MAX - 1, 5)), b"{}").unwrap();
         std::fs::write(dir.path().join("pm-1-2.tmp"), b"").unwrap();
+        // A live process's pid with no start time: forged.
+        let forged = metrics_name(crate::sys::process::pid(), 0);
+        std::fs::write(dir.path().join(forged), serde_json::to_vec(&m).unwrap()).unwrap();
         assert_eq!(read_metrics(dir.path()), [m]);
         remove_dead_metrics(dir.path());
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();

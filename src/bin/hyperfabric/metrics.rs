@@ -38,6 +38,22 @@ fn name(v: &str) -> String {
         .collect()
 }
 
+/// A sample's value: counts print as exact integers (a float loses them past 2^53), figures
+/// as floats.
+enum Value {
+    Count(u64),
+    Figure(f64),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Count(v) => write!(f, "{v}"),
+            Value::Figure(v) => write!(f, "{v}"),
+        }
+    }
+}
+
 struct Family<'a> {
     out: &'a mut String,
 }
@@ -48,7 +64,7 @@ impl Family<'_> {
         let _ = writeln!(self.out, "# TYPE {metric} {kind}");
     }
 
-    fn sample(&mut self, metric: &str, labels: &[(&str, &str)], v: f64) {
+    fn sample(&mut self, metric: &str, labels: &[(&str, &str)], v: Value) {
         let l: Vec<String> = labels
             .iter()
             .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
@@ -62,49 +78,49 @@ pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let mut f = Family { out: &mut out };
     let fab = s.fabric.as_str();
-    type NodeValue = fn(&super::snapshot::NodeView) -> f64;
+    type NodeValue = fn(&super::snapshot::NodeView) -> Value;
     let per_node: [(&str, &str, &str, NodeValue); 7] = [
         (
             "hyperfabric_node_up",
             "gauge",
             "1 while the node is registered here by a live process",
-            |n| (n.status.state == "up") as u8 as f64,
+            |n| Value::Count((n.status.state == "up") as u64),
         ),
         (
             "hyperfabric_node_since_seconds",
             "gauge",
             "Unix time of the node's registration (up) or leaving (down)",
-            |n| n.status.since.unwrap_or(0.0),
+            |n| Value::Figure(n.status.since.unwrap_or(0.0)),
         ),
         (
             "hyperfabric_node_sent_messages_total",
             "counter",
             "Messages the node's rings carried out (sends, forwards, answers)",
-            |n| n.sent_messages as f64,
+            |n| Value::Count(n.sent_messages),
         ),
         (
             "hyperfabric_node_sent_bytes_total",
             "counter",
             "Payload bytes of those",
-            |n| n.sent_bytes as f64,
+            |n| Value::Count(n.sent_bytes),
         ),
         (
             "hyperfabric_node_received_messages_total",
             "counter",
             "Messages put into rings toward the node",
-            |n| n.received_messages as f64,
+            |n| Value::Count(n.received_messages),
         ),
         (
             "hyperfabric_node_received_bytes_total",
             "counter",
             "Payload bytes of those",
-            |n| n.received_bytes as f64,
+            |n| Value::Count(n.received_bytes),
         ),
         (
             "hyperfabric_node_queued_slots",
             "gauge",
             "Ring slots waiting for the node",
-            |n| n.queued_slots as f64,
+            |n| Value::Count(n.queued_slots),
         ),
     ];
     for (metric, kind, help, value) in per_node {
@@ -121,31 +137,31 @@ pub fn render(s: &Snapshot) -> String {
             );
         }
     }
-    type LinkValue = fn(&hyperfabric::transport::stats::LinkTotal) -> f64;
+    type LinkValue = fn(&hyperfabric::transport::stats::LinkTotal) -> Value;
     let per_link: [(&str, &str, &str, LinkValue); 4] = [
         (
             "hyperfabric_link_messages_total",
             "counter",
-            "Messages published on the link's rings",
-            |l| l.messages as f64,
+            "Messages published on the link's rings, or sent on its connections to another host",
+            |l| Value::Count(l.messages),
         ),
         (
             "hyperfabric_link_bytes_total",
             "counter",
             "Payload bytes of those",
-            |l| l.bytes as f64,
+            |l| Value::Count(l.bytes),
         ),
         (
             "hyperfabric_link_queued_slots",
             "gauge",
-            "Slots waiting for the receiver",
-            |l| l.queued_slots as f64,
+            "Slots waiting for the receiver (a connection's queued bytes in 64-byte units)",
+            |l| Value::Count(l.queued_slots),
         ),
         (
             "hyperfabric_link_capacity_slots",
             "gauge",
-            "Slots of the link's rings",
-            |l| l.capacity as f64,
+            "Slots of the link's rings (a connection's queue limit in 64-byte units)",
+            |l| Value::Count(l.capacity),
         ),
     ];
     for (metric, kind, help, value) in per_link {
@@ -177,11 +193,10 @@ pub fn render(s: &Snapshot) -> String {
         for p in &s.processes {
             if let Some(v) = p.metrics.get(n) {
                 let pid = p.pid.to_string();
+                let v = Value::Figure(*v);
                 match &p.host {
-                    Some(h) => {
-                        f.sample(&metric, &[("fabric", fab), ("host", h), ("pid", &pid)], *v)
-                    }
-                    None => f.sample(&metric, &[("fabric", fab), ("pid", &pid)], *v),
+                    Some(h) => f.sample(&metric, &[("fabric", fab), ("host", h), ("pid", &pid)], v),
+                    None => f.sample(&metric, &[("fabric", fab), ("pid", &pid)], v),
                 }
             }
         }

@@ -160,9 +160,11 @@ impl Engine {
         let began = stream.is_some_and(|s| s.open.contains(&(o.kind as u8, o.request_id)));
         if !began && via != dst {
             return Err(Error::NoRouteFound(format!(
-                "a message from node index {src} to node index {dst} could not be sent whole: \
+                "a message from node {} to node {} could not be sent whole: \
                  its stream failed, or its route came to go through a forwarder, in the middle \
-                 of it"
+                 of it",
+                self.name_for_errors(src),
+                self.name_for_errors(dst)
             )));
         }
         Ok(began)

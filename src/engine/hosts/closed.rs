@@ -133,12 +133,17 @@ impl Engine {
             self.out_generation.remove(&n);
             self.partial.drop_source(n);
         }
+        let names: Vec<(u32, String)> = nodes
+            .iter()
+            .map(|&n| (n, self.name_for_errors(n)))
+            .collect();
         for p in self.pending.values_mut() {
-            if p.result.is_none() && nodes.contains(&p.dst) {
-                p.complete(Err(Error::NodeNotFound(format!(
-                    "the connection to the host of node index {} closed before it answered",
-                    p.dst
-                ))));
+            if let Some((_, name)) = names.iter().find(|(n, _)| *n == p.dst) {
+                if p.result.is_none() {
+                    p.complete(Err(Error::NodeNotFound(format!(
+                        "the connection to the host of node {name} closed before it answered"
+                    ))));
+                }
             }
         }
         if !self.watched.is_empty() {

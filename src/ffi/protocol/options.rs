@@ -93,7 +93,7 @@ pub struct hf_protocol_options {
 pub struct hf_node_signature {
     /// `sizeof(hf_node_signature)`, set by `hf_node_signature_init`.
     pub struct_size: usize,
-    /// Unique id: 1 to 63 bytes of UTF-8.
+    /// Unique id: 1 to 63 bytes of UTF-8, no control characters.
     pub node_id: *const c_char,
     /// An `hf_hardware_type`.
     pub hardware_type: u32,

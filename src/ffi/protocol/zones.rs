@@ -16,7 +16,7 @@ use std::ffi::c_char;
 pub struct hf_fabric_zone {
     /// `sizeof(hf_fabric_zone)`, set by `hf_fabric_zone_init`.
     pub struct_size: usize,
-    /// Unique id: 1 to 63 bytes of UTF-8.
+    /// Unique id: 1 to 63 bytes of UTF-8, no control characters.
     pub zone_id: *const c_char,
     /// An `hf_zone_type`.
     pub zone_type: u32,

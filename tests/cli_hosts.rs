@@ -5,7 +5,7 @@
 //! between hosts carry counters; clients that come and go leave no error behind; a host
 //! whose process is killed is named unreachable.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -203,6 +203,14 @@ fn commands_on_one_host_reach_the_other_in_network_namespaces() {
 fn commands_across_hosts(f: Hosts) {
     let h1 = f.serve(0);
     let h2 = f.serve(1);
+    // A tool attached on h2 all along (its client node registered there, connected to h1):
+    // h1's commands still reach h2's nodes, through h2's served nodes, never through it.
+    let mut watcher = f
+        .command(1, &["monitor", "--interval", "1", "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
 
     // h2's nodes, as h2 sees them: up, in its process.
     let until = Instant::now() + Duration::from_secs(10);
@@ -238,6 +246,10 @@ fn commands_across_hosts(f: Hosts) {
     for p in ping["probes"].as_array().unwrap() {
         assert_eq!(p["path"], ping["route"], "{p}");
     }
+    let ping = f.json(&["ping", "sw", "--count", "2", "--interval", "10"]);
+    assert_eq!(ping["received"], 2, "{ping}");
+    let path = ping["probes"][0]["path"].as_array().unwrap();
+    assert_eq!(path[1..], [json!("a"), json!("sw")], "{ping}");
 
     // Transfers both ways between the hosts, every chunk checked.
     let t = f.json(&["transfer", "a", "b", "--size", "64MiB", "--verify"]);
@@ -300,6 +312,19 @@ fn commands_across_hosts(f: Hosts) {
     for p in d["paths"].as_array().unwrap() {
         assert_eq!(p["reachable"], true, "{p}");
     }
+
+    // From h2, h1's node is up too.
+    let out = f.command(1, &["nodes", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_h2: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(node(&from_h2, "a")["state"], "up", "{from_h2}");
+    assert_eq!(node(&from_h2, "a")["pid"], h1.pid, "{from_h2}");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 
     // h2's process killed: its nodes are unreachable, and the diagnosis says why.
     let mut h2 = h2;

@@ -159,12 +159,12 @@ impl Client {
         meta.insert(LINKS_KEY.into(), serde_json::json!([via]));
         sig.metadata = Some(meta);
         p.register_node(sig)?;
-        let mut unreached = Vec::new();
-        for h in cfg.hosts.iter().filter(|h| Some(&h.name) != host.as_ref()) {
-            if let Err(e) = p.connect_host(h.address) {
-                unreached.push((h.name.clone(), e.to_string()));
-            }
-        }
+        let others: Vec<&hyperfabric::config::HostConfig> = cfg
+            .hosts
+            .iter()
+            .filter(|h| Some(&h.name) != host.as_ref())
+            .collect();
+        let unreached = connect_all(&p, &others);
         Ok(Client {
             p,
             node,
@@ -189,6 +189,29 @@ impl Client {
         self.registry.lookup(node).map_or(true, |e| e.is_some())
             || matches!(self.p.transport_to(node), Ok("tcp"))
     }
+}
+
+/// Connects `p` to the processes of `hosts`, all at once (a host that does not answer
+/// costs the connection timeout once, not once per host); those it could not reach, with
+/// why.
+pub fn connect_all(
+    p: &HyperFabricProtocol,
+    hosts: &[&hyperfabric::config::HostConfig],
+) -> Vec<(String, String)> {
+    std::thread::scope(|s| {
+        let dials: Vec<_> = hosts
+            .iter()
+            .map(|h| (h.name.clone(), s.spawn(move || p.connect_host(h.address))))
+            .collect();
+        dials
+            .into_iter()
+            .filter_map(|(name, d)| match d.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some((name, e.to_string())),
+                Err(_) => Some((name, "the connection attempt panicked".into())),
+            })
+            .collect()
+    })
 }
 
 /// The configuration's host of a client linked to `via` (`via`'s host, else that of the

@@ -224,7 +224,7 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
             configuration.push(format!(
                 "process {} ({}): {errors} requests answered with an error, {failed} deliveries failed",
                 p.pid,
-                p.nodes.join(", ")
+                p.nodes.iter().map(|n| n.escape_debug().to_string()).collect::<Vec<_>>().join(", ")
             ));
         }
     }
@@ -283,7 +283,7 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
                 .as_ref()
                 .map(|h| format!(" on host {h}"))
                 .unwrap_or_default(),
-            p.nodes.join(", ")
+            p.nodes.iter().map(|n| n.escape_debug().to_string()).collect::<Vec<_>>().join(", ")
         ),
         route_epoch: get(&p.metrics, "route_epoch"),
         tables_built_unix: get(&p.metrics, "tables_built_unix"),

@@ -188,7 +188,13 @@ pub fn render(s: &Snapshot) -> String {
         f.head(
             &metric,
             "gauge",
-            &format!("The process's {n} (get_topology_info)"),
+            // A HELP line escapes backslashes and newlines; other control characters go.
+            &format!(
+                "The process's {} (get_topology_info)",
+                n.replace('\\', "\\\\")
+                    .replace('\n', "\\n")
+                    .replace(|c: char| c.is_control(), "")
+            ),
         );
         for p in &s.processes {
             if let Some(v) = p.metrics.get(n) {

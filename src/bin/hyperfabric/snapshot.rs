@@ -151,6 +151,9 @@ impl Looker {
         self.redial();
         let me = self.client().and_then(|c| c.host.clone());
         s.host = me.clone();
+        for p in &mut s.processes {
+            p.host = me.clone();
+        }
         for h in self
             .cfg
             .hosts
@@ -163,7 +166,7 @@ impl Looker {
             };
             match got {
                 Ok(theirs) => {
-                    merge(s, theirs, &h.name);
+                    merge(s, &self.cfg, theirs, &h.name);
                     s.hosts.push(HostView {
                         name: h.name.clone(),
                         reached: true,
@@ -196,26 +199,25 @@ impl Looker {
         }
         let Ok(c) = &mut self.client else { return };
         self.dialled = Instant::now();
-        for h in self
+        let again: Vec<&hyperfabric::config::HostConfig> = self
             .cfg
             .hosts
             .iter()
             .filter(|h| Some(&h.name) != c.host.as_ref())
-        {
-            let unreached = c.unreached.iter().any(|(n, _)| n == &h.name);
-            let none_up = !self
-                .cfg
-                .nodes_of(&h.name)
-                .iter()
-                .any(|n| c.is_up(&n.node_id));
-            if !unreached && !none_up {
-                continue;
-            }
-            c.unreached.retain(|(n, _)| n != &h.name);
-            if let Err(e) = c.p.connect_host(h.address) {
-                c.unreached.push((h.name.clone(), e.to_string()));
-            }
-        }
+            .filter(|h| {
+                let unreached = c.unreached.iter().any(|(n, _)| n == &h.name);
+                let none_up = !self
+                    .cfg
+                    .nodes_of(&h.name)
+                    .iter()
+                    .any(|n| c.is_up(&n.node_id));
+                unreached || none_up
+            })
+            .collect();
+        c.unreached
+            .retain(|(n, _)| !again.iter().any(|h| &h.name == n));
+        let failed = super::attach::connect_all(&c.p, &again);
+        c.unreached.extend(failed);
     }
 }
 
@@ -246,20 +248,35 @@ fn ask_host(c: &Client, cfg: &FabricConfig, host: &str) -> Result<Snapshot, Stri
         .map_err(|e| format!("{node} did not answer with its host's look: {e}"))
 }
 
-/// Takes into `s` the nodes of `host` from its look `theirs` (and the nodes registered
-/// there at run time), the links it reports that `s` has not, and its processes.
-fn merge(s: &mut Snapshot, theirs: Snapshot, host: &str) {
-    for n in theirs.nodes {
-        let id = &n.status.node_id;
-        let ours = n.status.host.as_deref() == Some(host)
-            || (!n.status.configured && n.status.state == "up" && !id.starts_with(CLIENT_PREFIX));
+/// Takes into `s` what host `host` says of itself in its look `theirs`: the configured
+/// nodes of that host, the nodes registered there at run time that `s` does not know, the
+/// links those nodes send on, and its processes. Anything else it says is not its to say.
+fn merge(s: &mut Snapshot, cfg: &FabricConfig, theirs: Snapshot, host: &str) {
+    let host_of = |id: &str| {
+        cfg.nodes
+            .iter()
+            .find(|n| n.node_id == id)
+            .map(|n| n.host.as_deref())
+    };
+    let mut senders: Vec<String> = Vec::new();
+    for mut n in theirs.nodes {
+        let id = n.status.node_id.clone();
+        let ours = match host_of(&id) {
+            Some(h) => h == Some(host),
+            None => {
+                n.status.configured = false;
+                n.status.state == "up"
+                    && !id.starts_with(CLIENT_PREFIX)
+                    && !s.nodes.iter().any(|m| m.status.node_id == id)
+            }
+        };
         if !ours {
             continue;
         }
-        match s.nodes.iter_mut().find(|m| &m.status.node_id == id) {
-            // A node registered at run time on two hosts is listed for both.
-            Some(m) if m.status.configured || m.status.state != "up" => *m = n,
-            Some(_) => {}
+        n.status.host = Some(host.to_string());
+        senders.push(id.clone());
+        match s.nodes.iter_mut().find(|m| m.status.node_id == id) {
+            Some(m) => *m = n,
             None => s.nodes.push(n),
         }
     }
@@ -269,7 +286,10 @@ fn merge(s: &mut Snapshot, theirs: Snapshot, host: &str) {
             .links
             .iter()
             .any(|m| m.total.src == t.src && m.total.dst == t.dst);
-        if !known {
+        // Its nodes' links, and those of the tools' clients into its nodes (rings of its host).
+        let theirs_to_say = senders.contains(&t.src)
+            || (t.src.starts_with(CLIENT_PREFIX) && senders.contains(&t.dst));
+        if !known && theirs_to_say {
             s.links.push(l);
         }
     }

@@ -1,6 +1,13 @@
 //! [`Directory`]: the nodes of other hosts that this process knows, under indices of their
 //! own ([`REMOTE_BASE`] and up, never a registry index), shared by the engine (which learns
 //! them from its connections) and the protocol (whose topology lists them).
+//!
+//! A node's index is derived from its id ([`index_for`]), so every process of a host gives
+//! a node of another host the same index: a frame that one process passes to another
+//! through a ring of the host (a client forwarding through a served node toward another
+//! host) names its destination and origin as the receiving process knows them. Two ids
+//! whose indices collide in one process (about one chance in 10^6 for a thousand nodes) take
+//! the next free index there; the index is then this process's own, as it was before.
 
 use crate::model::NodeSignature;
 use std::collections::HashMap;
@@ -35,8 +42,36 @@ pub struct RemoteNode {
 
 #[derive(Default)]
 struct Table {
+    /// In the order they became known.
     nodes: Vec<RemoteNode>,
     by_name: HashMap<String, u32>,
+    /// Index -> position in `nodes`.
+    by_index: HashMap<u32, usize>,
+}
+
+/// Indices a node of another host may take: [`REMOTE_BASE`] up to `u32::MAX - 1`.
+const SPAN: u32 = u32::MAX - REMOTE_BASE;
+
+/// The index node `id` takes in every process of a host (FNV-1a of its id in the span of
+/// remote indices), unless another id took it first there.
+pub fn index_for(id: &str) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    REMOTE_BASE + (h % u64::from(SPAN)) as u32
+}
+
+impl Table {
+    fn at(&self, index: u32) -> Option<&RemoteNode> {
+        self.by_index.get(&index).map(|&i| &self.nodes[i])
+    }
+
+    fn at_mut(&mut self, index: u32) -> Option<&mut RemoteNode> {
+        let i = *self.by_index.get(&index)?;
+        Some(&mut self.nodes[i])
+    }
 }
 
 /// The nodes of other hosts (see the module documentation). Indices are never reused: a
@@ -72,22 +107,20 @@ impl Directory {
 
     /// The node at `index`.
     pub fn get(&self, index: u32) -> Option<RemoteNode> {
-        let i = index.checked_sub(REMOTE_BASE)? as usize;
-        self.table().nodes.get(i).cloned()
+        self.table().at(index).cloned()
     }
 
     /// The node named `id`.
     pub fn lookup(&self, id: &str) -> Option<RemoteNode> {
         let t = self.table();
         let &i = t.by_name.get(id)?;
-        t.nodes.get((i - REMOTE_BASE) as usize).cloned()
+        t.at(i).cloned()
     }
 
     /// The generation of node `index` while it is up.
     pub fn live_generation(&self, index: u32) -> Option<u64> {
-        let i = index.checked_sub(REMOTE_BASE)? as usize;
         let t = self.table();
-        t.nodes.get(i).filter(|n| n.up).map(|n| n.generation)
+        t.at(index).filter(|n| n.up).map(|n| n.generation)
     }
 
     /// Records node `signature` (generation `generation`, hosted by `host`, empty when not
@@ -97,7 +130,7 @@ impl Directory {
         let changed;
         let index = match t.by_name.get(&signature.node_id).copied() {
             Some(index) => {
-                let n = &mut t.nodes[(index - REMOTE_BASE) as usize];
+                let n = t.at_mut(index).expect("named nodes have an index");
                 let host = if host.is_empty() { &n.host } else { host }.to_string();
                 changed = !n.up || n.generation != generation || n.host != host;
                 n.up = true;
@@ -107,7 +140,16 @@ impl Directory {
                 index
             }
             None => {
-                let index = REMOTE_BASE + t.nodes.len() as u32;
+                let mut index = index_for(&signature.node_id);
+                while t.by_index.contains_key(&index) {
+                    index = if index == u32::MAX - 1 {
+                        REMOTE_BASE
+                    } else {
+                        index + 1
+                    };
+                }
+                let at = t.nodes.len();
+                t.by_index.insert(index, at);
                 t.nodes.push(RemoteNode {
                     index,
                     signature: signature.clone(),
@@ -132,10 +174,7 @@ impl Directory {
         let mut t = self.table();
         let mut downed = Vec::new();
         for &index in indices {
-            if let Some(n) = index
-                .checked_sub(REMOTE_BASE)
-                .and_then(|i| t.nodes.get_mut(i as usize))
-            {
+            if let Some(n) = t.at_mut(index) {
                 if n.up {
                     n.up = false;
                     downed.push(index);
@@ -175,5 +214,26 @@ mod tests {
         assert_eq!(d.live_generation(i), Some(4));
         assert_eq!(d.get(5), None);
         assert_eq!(d.list().len(), 1);
+    }
+
+    #[test]
+    fn indices_follow_ids_the_same_in_every_process() {
+        let sig = |id: &str| NodeSignature::new(id, HardwareType::CpuServer, 100.0, 1).unwrap();
+        // Two processes that learn the same nodes in different orders.
+        let (d1, d2) = (Directory::default(), Directory::default());
+        let ids = ["sw", "b", "_cli-42", "gpu-7"];
+        let one: Vec<u32> = ids.iter().map(|id| d1.upsert(&sig(id), 1, "")).collect();
+        let two: Vec<u32> = ids
+            .iter()
+            .rev()
+            .map(|id| d2.upsert(&sig(id), 1, ""))
+            .collect();
+        let two: Vec<u32> = two.into_iter().rev().collect();
+        assert_eq!(one, two);
+        for (id, i) in ids.iter().zip(&one) {
+            assert_eq!(*i, index_for(id));
+            assert!(is_remote(*i) && *i < u32::MAX);
+            assert_eq!(d1.get(*i).unwrap().signature.node_id, *id);
+        }
     }
 }

@@ -338,6 +338,19 @@ fn commands_across_hosts(f: Hosts) {
     let (code, out, err) = f.run(&["diagnose", "--probes", "1"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("host h2: not reached"), "{err}");
+    // With --json, stdout is the one report, the error on stderr.
+    let (code, out, err) = f.run(&["diagnose", "--probes", "1", "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let d: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(d["ok"], false, "{d}");
+    assert!(
+        d["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("host h2: not reached"),
+        "{d}"
+    );
+    assert!(err.contains("host h2: not reached"), "{err}");
     let (code, _, err) = f.run(&["ping", "b", "--count", "1"]);
     assert_ne!(code, 0);
     assert!(err.contains("error:"), "{err}");

@@ -253,6 +253,31 @@ impl Cx<'_> {
                 }
                 cfg.hosts.push(host);
             }
+            // Every host runs `serve --host`, which needs a node; every node's host runs.
+            for (i, h) in cfg.hosts.iter().enumerate() {
+                if !cfg
+                    .nodes
+                    .iter()
+                    .any(|n| n.host.as_deref() == Some(h.name.as_str()))
+                {
+                    return Err(self.err(
+                        node.line,
+                        &format!("hosts[{i}]"),
+                        format!("no node has host {:?}: a host needs one to run", h.name),
+                    ));
+                }
+            }
+            for (i, n) in cfg.nodes.iter().enumerate() {
+                if let Some(h) = n.host.as_deref() {
+                    if !cfg.hosts.iter().any(|o| o.name == h) {
+                        return Err(self.err(
+                            node.line,
+                            &format!("nodes[{i}].host"),
+                            format!("no host {h:?} in hosts"),
+                        ));
+                    }
+                }
+            }
             if !cfg.fabric.insecure && cfg.fabric.key_file.is_none() && !cfg.hosts.is_empty() {
                 return Err(self.err(
                     node.line,

@@ -314,6 +314,7 @@ pub fn run(args: DiagnoseArgs) -> Result<(), Error> {
         render(&report)
     };
     print!("{text}");
+    super::REPORTED.store(args.json, std::sync::atomic::Ordering::Relaxed);
     if let Some(out) = &args.output {
         std::fs::write(out, &text)
             .map_err(|e| Error::io(format!("writing {}", out.display()), e))?;

@@ -263,7 +263,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if json {
+            if json && REPORTED.load(std::sync::atomic::Ordering::Relaxed) {
+                // The JSON printed says what went wrong; stdout stays one document.
+                eprintln!("error: {}: {e}", e.kind().name());
+            } else if json {
                 let v = serde_json::json!({"error": {"kind": e.kind().name(), "message": e.to_string()}});
                 println!("{v}");
             } else {
@@ -273,6 +276,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Set by a command that printed its JSON report before failing (`diagnose` finding
+/// problems): the error then goes to stderr only.
+static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// 32 random bytes as hex: a fresh fabric key.
 fn random_key_hex() -> Result<String, Error> {

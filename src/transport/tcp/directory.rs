@@ -6,8 +6,10 @@
 //! a node of another host the same index: a frame that one process passes to another
 //! through a ring of the host (a client forwarding through a served node toward another
 //! host) names its destination and origin as the receiving process knows them. Two ids
-//! whose indices collide in one process (about one chance in 10^6 for a thousand nodes) take
-//! the next free index there; the index is then this process's own, as it was before.
+//! whose indices collide in one process (a chance of about n^2 / 6.4e9 for n nodes it knows:
+//! 1.6e-4 for a thousand) take the next free index there; that index is then this
+//! process's own, and a frame another process of the host passes it for that node is
+//! misread (see `docs/wire.md`).
 
 use crate::model::NodeSignature;
 use std::collections::HashMap;

@@ -199,7 +199,18 @@ pub fn run(args: TransferArgs) -> Result<(), Error> {
             return Err(Error::InvalidArgument("interrupted".into()));
         }
         while flight.len() < 2 && next < chunks {
-            ask(&c, &args.src, &op(next))?;
+            if let Err(e) = ask(&c, &args.src, &op(next)) {
+                progress.finish();
+                // A source that went away while taking the request: said as when it goes
+                // away while its outcome is awaited.
+                if e.kind() == ErrorKind::NodeNotFound || !c.is_up(&args.src) {
+                    return Err(Error::NodeNotFound(format!(
+                        "{} went down during the transfer (chunk {next} not taken)",
+                        args.src
+                    )));
+                }
+                return Err(e);
+            }
             flight.push_back(next);
             next += 1;
         }

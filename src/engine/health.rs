@@ -15,6 +15,8 @@ pub const DOWN_AFTER: std::time::Duration =
     std::time::Duration::from_millis(10 * HEARTBEAT_MISSES as u64);
 /// The shortest silence limit a protocol accepts: two heartbeats.
 pub const DOWN_AFTER_MIN: std::time::Duration = std::time::Duration::from_millis(20);
+/// Interval of the timing probes of outbound rings (see [`crate::ring::Probe`]).
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 /// Interval of the owner-liveness check (dead processes' nodes are removed, requests to them
 /// fail) while requests are pending.
 const LIVENESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -36,6 +38,8 @@ pub(super) struct Timers {
     /// The clock at the last tick: a coarse time for what needs no precision per message.
     pub(super) now: std::time::Instant,
     pub(super) beat: std::time::Instant,
+    /// When rings with messages waiting are next marked with a timing probe.
+    pub(super) probe: std::time::Instant,
     pub(super) detect: std::time::Instant,
     pub(super) liveness: std::time::Instant,
     /// How long a peer of this host may send no heartbeat before it is marked down.
@@ -89,6 +93,13 @@ impl Engine {
         self.expire(now);
         if !self.watched.is_empty() {
             self.wake_watched(Some(now));
+        }
+        if now >= self.timers.probe && !self.out.is_empty() {
+            let t = crate::sys::monotonic_ns();
+            for o in self.out.values_mut() {
+                o.mark_probe(t);
+            }
+            self.timers.probe = now + PROBE_INTERVAL;
         }
         if self.beating && now >= self.timers.beat {
             let t = crate::sys::monotonic_ns();

@@ -340,6 +340,7 @@ impl Engine {
             timers: Timers {
                 now: std::time::Instant::now(),
                 beat: std::time::Instant::now(),
+                probe: std::time::Instant::now(),
                 detect: std::time::Instant::now(),
                 liveness: std::time::Instant::now(),
                 down_after: DOWN_AFTER,

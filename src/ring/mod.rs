@@ -29,6 +29,14 @@
 //! the end of the slot array, marks the ring corrupt in its header, and both ends refuse it
 //! from then on ([`Corrupt`]).
 //!
+//! Probes: now and then (every millisecond of its engine's clock) a producer that has
+//! messages waiting in the ring marks the position after its last one, with the time, in the
+//! header's [`Probe`]. The consumer, when it publishes a head at or past that position,
+//! stores how long it took and clears the mark. That is the time the consumer needed to take
+//! what was queued at the mark: the queueing delay of the ring, measured without a clock read
+//! per message (the consumer's check is one load per published head). Learned routing reads
+//! it, with the traffic counts, as samples of the link.
+//!
 //! The algorithm is written against [`RingMemory`], implemented by [`Region`] (a mapping:
 //! process-local heap memory, or a shared-memory file) and, under `--cfg loom`, by a model
 //! with the same slot layout (the sequence word is the first word of each slot, payload
@@ -152,6 +160,10 @@ pub unsafe trait RingMemory {
     fn traffic(&self) -> (&AtomicU64, &AtomicU64);
     /// The ring's state word ([`STATE_CORRUPT`]).
     fn state(&self) -> &AtomicU32;
+    /// The ring's timing probe, when its memory has one (see the module documentation).
+    fn probe(&self) -> Option<&Probe> {
+        None
+    }
     /// Copies `data` to byte `offset` of slot `slot` onwards, through following slots.
     ///
     /// # Safety
@@ -173,6 +185,29 @@ pub unsafe trait RingMemory {
         f: impl FnOnce(&[u8]) -> R,
     ) -> R;
 }
+
+/// A producer's timing probe in a ring header (see the module documentation). Written by
+/// both ends and read by observers: everything in it is checked, or clamped, where used.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct Probe {
+    // Offsets in a ring header (`transport::stats` reads them): 56, 64, 72, 80, 88.
+    /// The position the consumer must reach to complete the probe (0: none in flight). Set
+    /// by the producer only while 0, cleared by the consumer only once reached.
+    pub position: AtomicU64,
+    /// Monotonic clock (ns) when the producer set `position`.
+    pub marked_ns: AtomicU64,
+    /// Probes completed (written by the consumer).
+    pub completed: AtomicU64,
+    /// Sum of their delays, ns (written by the consumer).
+    pub delay_sum_ns: AtomicU64,
+    /// The last one's delay, ns (written by the consumer).
+    pub last_delay_ns: AtomicU64,
+}
+
+/// Longest probe delay recorded: a mark older than this (a producer's clock word that is
+/// not a time, or a consumer that stopped for a minute) counts as this.
+pub const MAX_PROBE_DELAY_NS: u64 = 60_000_000_000;
 
 /// Why a push failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,6 +375,21 @@ impl<M: RingMemory> Producer<M> {
         }
     }
 
+    /// Marks a timing probe at the tail (see the module documentation) if messages wait for
+    /// the consumer and no probe is in flight. Two loads when there is nothing to do.
+    pub fn mark_probe(&mut self, now_ns: u64) {
+        let Some(p) = self.mem.probe() else { return };
+        if p.position.load(Ordering::Relaxed) != 0 || self.tail == 0 {
+            return;
+        }
+        if self.mem.head().load(Ordering::Relaxed) >= self.tail {
+            return;
+        }
+        p.marked_ns.store(now_ns, Ordering::Relaxed);
+        // Release: a consumer that sees the position sees its time.
+        p.position.store(self.tail, Ordering::Release);
+    }
+
     /// Whether the consumer marked the ring corrupt (one load of the header's state word).
     pub fn is_corrupt(&self) -> bool {
         self.mem.state().load(Ordering::Relaxed) & STATE_CORRUPT != 0
@@ -443,6 +493,24 @@ impl<M: RingMemory> Producer<M> {
 #[inline]
 fn seq_of(pos: u64) -> u32 {
     (pos as u32).wrapping_add(1)
+}
+
+/// Records the delay of the probe a consumer just reached and clears it for the next.
+#[cold]
+fn complete_probe(p: &Probe) {
+    let marked = p.marked_ns.load(Ordering::Relaxed);
+    let delay = crate::sys::monotonic_ns()
+        .saturating_sub(marked)
+        .min(MAX_PROBE_DELAY_NS);
+    // The consumer is the only writer of these three.
+    p.last_delay_ns.store(delay, Ordering::Relaxed);
+    let sum = p.delay_sum_ns.load(Ordering::Relaxed);
+    p.delay_sum_ns
+        .store(sum.wrapping_add(delay), Ordering::Relaxed);
+    let n = p.completed.load(Ordering::Relaxed);
+    // Release: an observer that sees the count sees the delays stored before it.
+    p.completed.store(n.wrapping_add(1), Ordering::Release);
+    p.position.store(0, Ordering::Release);
 }
 
 /// Whether the slot of position `pos` (in a ring of `mask + 1` slots) holds the message of
@@ -578,6 +646,12 @@ impl<M: RingMemory> Consumer<M> {
         if self.published != self.head {
             self.mem.head().store(self.head, Ordering::Release);
             self.published = self.head;
+            if let Some(p) = self.mem.probe() {
+                let at = p.position.load(Ordering::Acquire);
+                if at != 0 && self.head >= at {
+                    complete_probe(p);
+                }
+            }
         }
     }
 

@@ -45,7 +45,9 @@ pub struct RingHeader {
     pub destination: AtomicU64,
     /// The registration generation of [`RingHeader::destination`].
     pub destination_generation: AtomicU64,
-    _reserved: [u64; 9],
+    /// The producer's timing probe and what the consumer measured with it.
+    pub probe: super::Probe,
+    _reserved: [u64; 4],
     /// Producer's tail and traffic counts (published per message, Relaxed; observers only).
     pub tail: CachePadded<ProducerLine>,
     /// Consumer's head (sync point "reclaim").
@@ -76,6 +78,7 @@ impl std::ops::Deref for ProducerLine {
 const _: () = assert!(std::mem::size_of::<RingHeader>() <= HEADER_PAGE);
 const _: () = assert!(std::mem::offset_of!(RingHeader, tail) == 128);
 const _: () = assert!(std::mem::offset_of!(RingHeader, head) == 256);
+const _: () = assert!(std::mem::offset_of!(RingHeader, probe) == 56);
 
 /// A ring's memory: header page and slots in one contiguous mapping.
 #[derive(Debug)]
@@ -232,6 +235,11 @@ unsafe impl RingMemory for Region {
     #[inline]
     fn state(&self) -> &AtomicU32 {
         &self.header().state
+    }
+
+    #[inline]
+    fn probe(&self) -> Option<&super::Probe> {
+        Some(&self.header().probe)
     }
 
     #[inline]

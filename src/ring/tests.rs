@@ -479,3 +479,47 @@ fn a_doorstep_sees_the_next_message_without_the_consumer() {
         assert!(!door.may_hold(c.position()));
     }
 }
+
+#[test]
+fn a_probe_measures_how_long_the_consumer_took_to_reach_the_queue_it_marked() {
+    let (mut p, mut c) = ring(64);
+    let h = SlotHeader {
+        kind: 1,
+        flags: 0,
+        aux: 0,
+        src: 0,
+        len: 0,
+    };
+    let probe = |p: &Producer<Region>| {
+        let pr = p.mem.probe().unwrap();
+        (
+            pr.position.load(Ordering::Relaxed),
+            pr.completed.load(Ordering::Relaxed),
+            pr.last_delay_ns.load(Ordering::Relaxed),
+        )
+    };
+    // Nothing queued: no mark.
+    p.mark_probe(crate::sys::monotonic_ns());
+    assert_eq!(probe(&p).0, 0);
+    for _ in 0..3 {
+        p.try_push(h, &[&[7; 40]]).unwrap();
+    }
+    // Marked 5 ms in the past: the consumer takes all three, then finds the ring empty.
+    p.mark_probe(crate::sys::monotonic_ns() - 5_000_000);
+    assert_eq!(probe(&p).0, 3);
+    // One mark at a time.
+    p.mark_probe(crate::sys::monotonic_ns());
+    assert_eq!(probe(&p).0, 3);
+    assert!(pop_vec(&mut c).is_some());
+    assert_eq!(probe(&p).1, 0, "not reached before its position");
+    while pop_vec(&mut c).is_some() {}
+    let (pos, done, delay) = probe(&p);
+    assert_eq!((pos, done), (0, 1));
+    assert!((5_000_000..1_000_000_000).contains(&delay), "{delay}");
+    // A time from the future (a forged clock word) reads as no delay, not a wrapped one.
+    p.try_push(h, &[&[7; 40]]).unwrap();
+    p.mark_probe(u64::MAX);
+    while pop_vec(&mut c).is_some() {}
+    assert_eq!(probe(&p).1, 2);
+    assert_eq!(probe(&p).2, 0);
+}

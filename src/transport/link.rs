@@ -33,6 +33,9 @@ pub trait Outbound: Send {
     fn is_connection(&self) -> bool {
         false
     }
+    /// Marks a timing probe if frames wait for the receiver (see [`crate::ring::Probe`]);
+    /// channels without one ignore it.
+    fn mark_probe(&mut self, _now_ns: u64) {}
 }
 
 /// The receiving half of a channel.
@@ -111,6 +114,10 @@ impl Outbound for Producer<Region> {
     fn traffic(&self) -> Option<(u64, u64, u64, u64)> {
         let (m, b, q) = Producer::traffic(self);
         Some((m, b, q, self.capacity() as u64))
+    }
+
+    fn mark_probe(&mut self, now_ns: u64) {
+        Producer::mark_probe(self, now_ns)
     }
 }
 

@@ -49,6 +49,10 @@ pub struct RingTraffic {
     pub capacity: u64,
     /// Whether the consumer found the ring corrupt.
     pub corrupt: bool,
+    /// Timing probes the consumer completed (see [`crate::ring::Probe`]).
+    pub probes: u64,
+    /// Sum of their delays, ns (wraps; differences of two readings are what count).
+    pub probe_delay_sum_ns: u64,
 }
 
 /// The kind and ends of a ring file name.
@@ -81,8 +85,9 @@ pub fn read_ring(path: &Path, kind: RingKind, src: u32, dst: u32) -> Option<Ring
     let f = crate::sys::fs::open_state_file(path, false).ok()?;
     let mut b = [0u8; 264];
     f.read_exact_at(&mut b, 0).ok()?;
-    // Offsets of `RingHeader` (asserted there): magic 0, capacity 16, state 20, the
-    // producer's line at 128 (tail, messages, bytes), the consumer's head at 256.
+    // Offsets of `RingHeader` (asserted there): magic 0, capacity 16, state 20, the probe
+    // at 56 (completed 72, delay sum 80), the producer's line at 128 (tail, messages,
+    // bytes), the consumer's head at 256.
     let capacity = u32_at(&b, 16) as u64;
     let (tail, head) = (u64_at(&b, 128), u64_at(&b, 256));
     let len = f.metadata().ok()?.len();
@@ -104,6 +109,8 @@ pub fn read_ring(path: &Path, kind: RingKind, src: u32, dst: u32) -> Option<Ring
         queued_slots: tail - head,
         capacity,
         corrupt: u32_at(&b, 20) & crate::ring::STATE_CORRUPT != 0,
+        probes: u64_at(&b, 72),
+        probe_delay_sum_ns: u64_at(&b, 80),
     })
 }
 

@@ -144,9 +144,13 @@ impl Engine {
         // to it, and if it dies holding the buffer, this engine takes it back.
         let pid = self.owner_of(dst).unwrap_or(self.pid);
         let _ = pool.lend(index, pid);
-        let pushed = self
-            .producer(src, via, lane)
-            .map(|p| p.try_push(slot, &[&hdr, &desc, inline]));
+        let pushed = self.producer(src, via, lane).map(|p| {
+            let pushed = p.try_push(slot, &[&hdr, &desc, inline]);
+            if pushed.is_ok() {
+                p.count_carried(len as u64);
+            }
+            pushed
+        });
         match pushed {
             Ok(Ok(())) => {
                 self.registry.ring_bell(via);

@@ -200,8 +200,13 @@ impl Engine {
         if let Some(left) = self.inject((at, next, lane), slot, &parts) {
             return left;
         }
+        let carried = if h.flags & FLAG_DESCRIPTOR != 0 {
+            crate::transport::channel::Descriptor::decode(body).map_or(0, |d| d.len as u64)
+        } else {
+            0
+        };
         let pushed = match self.producer(at, next, lane) {
-            Ok(p) => p.try_push(slot, &parts),
+            Ok(p) => p.try_push(slot, &parts).inspect(|()| p.count_carried(carried)),
             Err(_) => Err(PushError::TooLarge),
         };
         match pushed {

@@ -119,6 +119,7 @@ impl HyperFabricProtocol {
             closed: AtomicBool::new(false),
             ring_files: Mutex::new(Vec::new()),
             left_rings: Mutex::new(Vec::new()),
+            learned: Default::default(),
             tcp,
         });
         if inner.tcp.is_some() {

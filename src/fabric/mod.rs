@@ -12,6 +12,7 @@ mod endpoint;
 mod framing;
 mod handshakes;
 mod hosts;
+mod learning;
 mod lifecycle;
 mod measure;
 mod memory;
@@ -39,6 +40,7 @@ pub use endpoint::named::{
     KEPT as NAMED_ENDPOINTS, RENEW_EVERY as NAMED_RENEW_EVERY, WARM as NAMED_WARM,
 };
 pub use endpoint::Endpoint;
+pub use learning::{LearnedLink, LearnedRouting};
 pub use measure::measure_network_performance;
 pub use options::{IdleStrategy, ProtocolConfig, SendOptions, TcpConfig};
 pub use ping::Probe;
@@ -122,6 +124,8 @@ struct Inner {
             crate::ring::Producer<crate::ring::Region>,
         )>,
     >,
+    /// What learned routing did, kept by its thread.
+    learned: Arc<Mutex<learning::LearnedRouting>>,
 }
 
 /// The number in the name of a ring file this process makes (direct and endpoint rings):

@@ -12,6 +12,7 @@ pub(super) struct Service {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
     publisher: Option<super::published::Publisher>,
+    learner: Option<super::learning::Learner>,
 }
 
 impl HyperFabricProtocol {
@@ -145,12 +146,34 @@ impl HyperFabricProtocol {
         self.inner.running.store(true, Ordering::Release);
         // Without it the process still runs; only the tools see less of it.
         let publisher = super::published::Publisher::start(Arc::downgrade(&self.inner)).ok();
+        // Learned routing samples links while the services run; without links configured
+        // every destination is direct and there is no route to learn.
+        let learner = if self.inner.options.enable_ml_routing && !self.inner.links.is_empty() {
+            super::learning::Learner::start(
+                Arc::downgrade(&self.inner),
+                self.inner.learned.clone(),
+            )
+            .ok()
+        } else {
+            None
+        };
         *service = Some(Service {
             stop,
             thread,
             publisher,
+            learner,
         });
         Ok(())
+    }
+
+    /// What learned routing (`enable_ml_routing`) did so far and how well its link models
+    /// predict; `None` without the option. Its thread samples links while background
+    /// services run, on a fabric with configured links.
+    pub fn learned_routing(&self) -> Option<super::LearnedRouting> {
+        self.inner
+            .options
+            .enable_ml_routing
+            .then(|| lock(&self.inner.learned).clone())
     }
 
     /// Stops the engine thread (pending requests are then progressed by their callers).
@@ -160,6 +183,9 @@ impl HyperFabricProtocol {
         if let Some(s) = taken {
             if let Some(p) = s.publisher {
                 p.stop(&self.inner);
+            }
+            if let Some(l) = s.learner {
+                l.stop();
             }
             s.stop.store(true, Ordering::Release);
             let _ = s.thread.join();

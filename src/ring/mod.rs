@@ -375,6 +375,13 @@ impl<M: RingMemory> Producer<M> {
         }
     }
 
+    /// Counts `bytes` more as carried by the last message: the data of a buffer it hands
+    /// over by descriptor, which observers count as the link's traffic.
+    pub fn count_carried(&mut self, bytes: u64) {
+        self.bytes = self.bytes.wrapping_add(bytes);
+        self.mem.traffic().1.store(self.bytes, Ordering::Relaxed);
+    }
+
     /// Marks a timing probe at the tail (see the module documentation) if messages wait for
     /// the consumer and no probe is in flight. Two loads when there is nothing to do.
     pub fn mark_probe(&mut self, now_ns: u64) {

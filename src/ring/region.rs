@@ -64,7 +64,8 @@ pub struct ProducerLine {
     pub tail: AtomicU64,
     /// Messages published since the ring was created.
     pub messages: AtomicU64,
-    /// Payload bytes of those messages.
+    /// Payload bytes of those messages, and the data of the buffers they handed over by
+    /// descriptor.
     pub bytes: AtomicU64,
 }
 

@@ -248,6 +248,29 @@ impl RoutingEngine {
         Ok(())
     }
 
+    /// Sets the latencies learned routing gives links, `(a, b, ns)` (`None` clears one: the
+    /// link goes back to its declared figure), in one rebuild of the tables. Links that no
+    /// longer exist are skipped. Refused without learned routing: its routes do not use them.
+    pub fn set_learned_latencies(&self, latencies: &[(String, String, Option<u64>)]) -> Result<()> {
+        if !self.shared.options.enable_ml_optimization {
+            return Err(Error::InvalidArgument(
+                "learned latencies need learned routing (enable_ml_routing)".into(),
+            ));
+        }
+        {
+            let mut topo = self
+                .shared
+                .topology
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            for (a, b, ns) in latencies {
+                let _ = topo.set_learned_latency(a, b, *ns);
+            }
+        }
+        self.request_rebuild();
+        Ok(())
+    }
+
     /// The reference's `find_optimal_path`: the best path by latency (learned latency with
     /// ML routing) satisfying the constraints. See [`RoutingEngine::route`].
     pub fn find_optimal_path(

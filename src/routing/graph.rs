@@ -77,7 +77,9 @@ impl RouteGraph {
             }
             let latency_ns = match model {
                 CostModel::Static => latency,
-                CostModel::Learned => predicted_latency_ns(latency, capacity, &metrics),
+                CostModel::Learned => metrics
+                    .learned_latency_ns
+                    .unwrap_or_else(|| predicted_latency_ns(latency, capacity, &metrics)),
             };
             let link = g.links.len() as u32;
             g.links.push((ia.min(ib), ia.max(ib)));
@@ -151,6 +153,37 @@ impl RouteGraph {
     pub(crate) fn arcs(&self, u: u32) -> &[Arc] {
         let u = u as usize;
         &self.arcs[self.offsets[u] as usize..self.offsets[u + 1] as usize]
+    }
+
+    /// A copy whose links take the latency `latency(a, b)` gives them (ids of their ends),
+    /// or keep theirs where it gives `None`: what routes would be under other link figures.
+    pub fn with_link_latencies(&self, latency: impl Fn(&str, &str) -> Option<u64>) -> RouteGraph {
+        let mut g = self.clone();
+        let fresh: Vec<Option<u64>> = self
+            .links
+            .iter()
+            .map(|&(a, b)| latency(self.id(a), self.id(b)))
+            .collect();
+        for arc in &mut g.arcs {
+            if let Some(ns) = fresh[arc.link as usize] {
+                arc.latency_ns = ns;
+            }
+        }
+        g
+    }
+
+    /// Latency of a dense node path as searches count it (every node on it, and every link
+    /// between them); `None` when two consecutive nodes have no link that carries traffic.
+    pub fn path_latency(&self, path: &[u32]) -> Option<u64> {
+        let first = *path.first()?;
+        let mut total = *self.node_latency_ns.get(first as usize)?;
+        for w in path.windows(2) {
+            let arc = self.arcs(w[0]).iter().find(|a| a.to == w[1])?;
+            total = total
+                .saturating_add(arc.latency_ns)
+                .saturating_add(self.node_latency_ns[w[1] as usize]);
+        }
+        Some(total)
     }
 
     /// Ids of a dense path.

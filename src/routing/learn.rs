@@ -11,11 +11,13 @@
 //!   capacity (ms, so both features have similar ranges and the fit stays well
 //!   conditioned): what a new message waits behind.
 //!
-//! The model is `delay = w0 + w1·r + w2·q`, fitted by recursive least squares with
-//! exponential forgetting (each sample weighs 2 % less per newer one, so about the last 50
-//! samples count: the fit follows a link whose behaviour changes). It starts as the fixed
-//! M/M/1 model (`w1` = the time to serialise one 64 KiB frame, `w0 = w2 = 0`) and moves from
-//! there as samples arrive.
+//! The model is `delay = w1·r + w2·q`, fitted by recursive least squares with exponential
+//! forgetting (each sample weighs 2 % less per newer one, so about the last 50 samples
+//! count: the fit follows a link whose behaviour changes). It has no constant term: an idle
+//! link with nothing queued has no queueing delay (the sampler reads such an interval as a
+//! delay of 0), and a constant fitted under load would stay in every idle prediction. It
+//! starts as the fixed M/M/1 model (`w1` = the time to serialise one 64 KiB frame, `w2 = 0`)
+//! and moves from there as samples arrive.
 //!
 //! Every sample first scores both models out of sample: the absolute error of the learned
 //! prediction and of the fixed one, each as a moving average (for the choice) and a total
@@ -72,8 +74,8 @@ pub struct ModelErrors {
 #[derive(Debug, Clone)]
 pub struct LinkLearner {
     capacity_gbps: f64,
-    w: [f64; 3],
-    p: [[f64; 3]; 3],
+    w: [f64; D],
+    p: [[f64; D]; D],
     learned_abs_us: f64,
     fixed_abs_us: f64,
     learned_recent_us: f64,
@@ -90,15 +92,11 @@ impl LinkLearner {
         } else {
             1.0
         };
-        let mut p = [[0.0; 3]; 3];
-        for (i, row) in p.iter_mut().enumerate() {
-            row[i] = P_INIT;
-        }
         let service_us = FIXED_FRAME_BITS / capacity_gbps / 1e3;
         LinkLearner {
             capacity_gbps,
-            w: [0.0, service_us, 0.0],
-            p,
+            w: [service_us, 0.0],
+            p: initial_covariance(),
             learned_abs_us: 0.0,
             fixed_abs_us: 0.0,
             learned_recent_us: 0.0,
@@ -107,7 +105,7 @@ impl LinkLearner {
         }
     }
 
-    fn features(&self, s: &LoadSample) -> [f64; 3] {
+    fn features(&self, s: &LoadSample) -> [f64; D] {
         let rho = if s.utilisation.is_finite() {
             s.utilisation.clamp(0.0, MAX_RHO)
         } else {
@@ -119,14 +117,14 @@ impl LinkLearner {
             0.0
         };
         // Bytes at Gbit/s: bits / (Gbit/s) = ns; ms for the fit.
-        [1.0, rho / (1.0 - rho), queued * 8.0 / self.capacity_gbps / 1e6]
+        [rho / (1.0 - rho), queued * 8.0 / self.capacity_gbps / 1e6]
     }
 
     /// The fixed M/M/1 model's queueing delay at this load, ns: `S·ρ/(1−ρ)` with `S` the
     /// time to serialise a 64 KiB frame at the declared capacity.
     pub fn fixed_ns(&self, s: &LoadSample) -> f64 {
         let x = self.features(s);
-        FIXED_FRAME_BITS / self.capacity_gbps * x[1]
+        FIXED_FRAME_BITS / self.capacity_gbps * x[0]
     }
 
     /// The learned model's queueing delay at this load, ns (never negative).
@@ -174,7 +172,7 @@ impl LinkLearner {
     }
 
     /// One step of recursive least squares with forgetting.
-    fn update(&mut self, x: &[f64; 3], y: f64) {
+    fn update(&mut self, x: &[f64; D], y: f64) {
         let px = mul(&self.p, x);
         let denom = FORGET + dot(x, &px);
         if !denom.is_finite() || denom <= 0.0 {
@@ -186,12 +184,12 @@ impl LinkLearner {
             *w += k * e;
         }
         // P = (P − k·(xᵀP)) / λ; xᵀP = (Px)ᵀ as P is symmetric, and is kept so.
-        for i in 0..3 {
-            for j in 0..3 {
+        for i in 0..D {
+            for j in 0..D {
                 self.p[i][j] = (self.p[i][j] - k[i] * px[j]) / FORGET;
             }
         }
-        for i in 0..3 {
+        for i in 0..D {
             for j in 0..i {
                 let v = 0.5 * (self.p[i][j] + self.p[j][i]);
                 (self.p[i][j], self.p[j][i]) = (v, v);
@@ -202,14 +200,11 @@ impl LinkLearner {
             *self = LinkLearner::new(self.capacity_gbps);
             return;
         }
-        let trace = self.p[0][0] + self.p[1][1] + self.p[2][2];
-        if !trace.is_finite() || (0..3).any(|i| self.p[i][i] <= 0.0) {
+        let trace: f64 = (0..D).map(|i| self.p[i][i]).sum();
+        if !trace.is_finite() || (0..D).any(|i| self.p[i][i] <= 0.0) {
             // Rounding left the covariance indefinite: keep the weights, forget their
             // confidence.
-            self.p = [[0.0; 3]; 3];
-            for i in 0..3 {
-                self.p[i][i] = P_INIT;
-            }
+            self.p = initial_covariance();
             return;
         }
         if trace > P_MAX_TRACE {
@@ -237,12 +232,23 @@ impl LinkLearner {
     }
 }
 
-fn dot(a: &[f64; 3], b: &[f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+/// Features of the model.
+const D: usize = 2;
+
+fn initial_covariance() -> [[f64; D]; D] {
+    let mut p = [[0.0; D]; D];
+    for (i, row) in p.iter_mut().enumerate() {
+        row[i] = P_INIT;
+    }
+    p
 }
 
-fn mul(m: &[[f64; 3]; 3], x: &[f64; 3]) -> [f64; 3] {
-    [dot(&m[0], x), dot(&m[1], x), dot(&m[2], x)]
+fn dot(a: &[f64; D], b: &[f64; D]) -> f64 {
+    a.iter().zip(b).map(|(a, b)| a * b).sum()
+}
+
+fn mul(m: &[[f64; D]; D], x: &[f64; D]) -> [f64; D] {
+    std::array::from_fn(|i| dot(&m[i], x))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ impl Rng {
 /// copies slower than the link's figure says). Sampled every 50 ms as the learned router
 /// samples: utilisation of the declared capacity over the interval, bytes queued at the
 /// end, and the queueing delay a probe marked then measures (the time to drain what is
-/// queued), with 5 µs of base delay and ±20 % of noise.
+/// queued, plus 5 µs, with ±20 % of noise; 0 when nothing is queued).
 fn trace(capacity_gbps: f64, drain: f64, ring: f64, samples: usize) -> Vec<LoadSample> {
     const DT: f64 = 1e-4;
     const STEPS: usize = 500;
@@ -43,11 +43,16 @@ fn trace(capacity_gbps: f64, drain: f64, ring: f64, samples: usize) -> Vec<LoadS
             queued = (queued + accepted - drain * DT).clamp(0.0, ring);
         }
         let utilisation = carried * 8.0 / (capacity_gbps * 1e9 * DT * STEPS as f64);
-        let delay = 5_000.0 + queued / drain * 1e9;
+        // As the sampler reads it: nothing queued, no probe, no delay.
+        let delay = if queued > 0.0 {
+            (5_000.0 + queued / drain * 1e9) * (0.8 + 0.4 * rng.next())
+        } else {
+            0.0
+        };
         out.push(LoadSample {
             utilisation,
             queued_bytes: queued,
-            delay_ns: Some(delay * (0.8 + 0.4 * rng.next())),
+            delay_ns: Some(delay),
         });
     }
     out
@@ -155,5 +160,5 @@ fn samples_that_are_not_numbers_do_not_break_the_model() {
         m.observe(&idle);
     }
     let p = m.predict_ns(&idle);
-    assert!(p.is_finite() && (p - 2_000.0).abs() < 500.0, "{p}");
+    assert!(p.is_finite() && p < 1_000.0, "{p}");
 }

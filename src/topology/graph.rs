@@ -104,6 +104,10 @@ pub struct LinkMetrics {
     pub utilized_gbps: f64,
     /// EWMA of the packet loss rate, 0..1.
     pub loss_rate: f64,
+    /// Latency the learned router last set for the link, ns: the declared (or reported)
+    /// latency plus the queueing delay its model predicts from the link's measured load.
+    /// With learned routing, routes use it instead of the formula over the reported figures.
+    pub learned_latency_ns: Option<u64>,
 }
 
 /// Weight of a new sample in the link EWMAs.
@@ -410,6 +414,25 @@ impl Topology {
                 .entry(ordered(ia, ib))
                 .or_default()
                 .record(latency_ns, utilized_gbps, capacity, loss_rate),
+        }
+        Ok(())
+    }
+
+    /// Sets (or clears, with `None`) the latency learned routing gives link `a`-`b` (see
+    /// [`LinkMetrics::learned_latency_ns`]).
+    pub fn set_learned_latency(&mut self, a: &str, b: &str, latency_ns: Option<u64>) -> Result<()> {
+        if !self.has_link(a, b)? {
+            return Err(Error::LinkNotFound(format!("no link {a:?}<->{b:?}")));
+        }
+        let (ia, ib) = (self.node_index(a)?, self.node_index(b)?);
+        match self.graph.find_edge(ia, ib) {
+            Some(e) => self.graph[e].metrics.learned_latency_ns = latency_ns,
+            None => {
+                self.implied_metrics
+                    .entry(ordered(ia, ib))
+                    .or_default()
+                    .learned_latency_ns = latency_ns
+            }
         }
         Ok(())
     }

@@ -36,6 +36,8 @@ pub trait Outbound: Send {
     /// Marks a timing probe if frames wait for the receiver (see [`crate::ring::Probe`]);
     /// channels without one ignore it.
     fn mark_probe(&mut self, _now_ns: u64) {}
+    /// Counts `bytes` of data handed over by descriptor with the last frame as carried.
+    fn count_carried(&mut self, _bytes: u64) {}
 }
 
 /// The receiving half of a channel.
@@ -118,6 +120,10 @@ impl Outbound for Producer<Region> {
 
     fn mark_probe(&mut self, now_ns: u64) {
         Producer::mark_probe(self, now_ns)
+    }
+
+    fn count_carried(&mut self, bytes: u64) {
+        Producer::count_carried(self, bytes)
     }
 }
 

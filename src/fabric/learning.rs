@@ -1,0 +1,355 @@
+//! Learned routing from live traffic (`enable_ml_routing`): a thread of the protocol samples
+//! the host's links every [`SAMPLE_EVERY`], learns per link what its queueing delay will be
+//! at a given load ([`LinkLearner`]), and hands fresh link latencies to the route service
+//! when the hysteresis ([`RouteHold`]) says routes may move.
+//!
+//! A sample of a link direction `a -> b` reads the headers of its two rings in the fabric
+//! directory (`ch-<a>-<b>-l`, `ch-<a>-<b>-b`), whichever process drives them: the traffic
+//! counts (bytes, a descriptor counting the data it hands over), the slots queued, and the
+//! timing probes the receiver completed since the last sample ([`crate::ring::Probe`]). No
+//! engine does more per message for it: producers mark a probe once a millisecond when
+//! something waits, receivers complete it when they publish their position.
+//!
+//! A link's learned latency is its base (the latency reported by `update_link_metrics`, else
+//! the declared one) plus the larger prediction of its two directions.
+//!
+//! The ring headers are written by other processes: every count is a difference of two
+//! readings, checked for going backwards (a ring made anew), and a mean probe delay beyond a
+//! minute is not taken.
+
+use super::{lock, Inner};
+use crate::error::{Error, Result};
+use crate::routing::{
+    HoldRules, LinkLearner, LoadSample, Metric, ModelErrors, RouteHold, Search, SearchOrder,
+};
+use crate::transport::channel::{ring_path, Lane};
+use crate::transport::stats::{read_ring, RingKind};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often links are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// What learned routing did and how well its models predict (see
+/// [`super::HyperFabricProtocol::learned_routing`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LearnedRouting {
+    /// Samples taken (one per [`SAMPLE_EVERY`] while links are known).
+    pub samples: u64,
+    /// Times fresh latencies were handed to the route service.
+    pub handovers: u64,
+    /// (source, destination) pairs of this process's nodes whose route changed at a
+    /// hand-over, summed over hand-overs.
+    pub route_changes: u64,
+    /// Each sampled link direction.
+    pub links: Vec<LearnedLink>,
+}
+
+/// One link direction as learned routing last saw it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LearnedLink {
+    /// Sending node.
+    pub src: String,
+    /// Receiving node.
+    pub dst: String,
+    /// Utilisation of the declared capacity over the last interval.
+    pub utilisation: f64,
+    /// Bytes queued when last sampled.
+    pub queued_bytes: f64,
+    /// Mean queueing delay the probes measured in the last interval, ns.
+    pub measured_delay_ns: Option<f64>,
+    /// Queueing delay predicted at the last sample's load, ns.
+    pub predicted_delay_ns: f64,
+    /// Whether the prediction is the learned model's (else the fixed M/M/1 one's).
+    pub learned: bool,
+    /// The errors of both models on this direction's samples.
+    pub errors: ModelErrors,
+}
+
+impl LearnedRouting {
+    /// Mean absolute errors (learned, fixed) over every scored sample of every direction, ns.
+    pub fn mean_errors(&self) -> (f64, f64) {
+        let n: u64 = self.links.iter().map(|l| l.errors.scored).sum();
+        if n == 0 {
+            return (0.0, 0.0);
+        }
+        let sum = |f: fn(&ModelErrors) -> f64| {
+            self.links
+                .iter()
+                .map(|l| f(&l.errors) * l.errors.scored as f64)
+                .sum::<f64>()
+                / n as f64
+        };
+        (sum(|e| e.learned_mean_ns), sum(|e| e.fixed_mean_ns))
+    }
+}
+
+/// The sampling thread.
+pub(super) struct Learner {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Learner {
+    pub(super) fn start(inner: Weak<Inner>, report: Arc<Mutex<LearnedRouting>>) -> Result<Learner> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("hf-learn".into())
+            .spawn(move || {
+                let mut state = State::new();
+                let mut next = Instant::now();
+                while !flag.load(Ordering::Acquire) {
+                    let now = Instant::now();
+                    if now >= next {
+                        let Some(inner) = inner.upgrade() else { return };
+                        // A failed sample (the fabric directory unreadable) is skipped.
+                        let _ = state.sample(&inner, &report, now);
+                        next = now + SAMPLE_EVERY;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+            .map_err(|e| Error::io("starting the learned routing thread", e))?;
+        Ok(Learner { stop, thread })
+    }
+
+    pub(super) fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+/// Last reading of a link direction's rings.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    at: Instant,
+    bytes: u64,
+    probes: u64,
+    delay_sum_ns: u64,
+    queued_bytes: u64,
+}
+
+struct State {
+    last: HashMap<(u32, u32), Reading>,
+    models: HashMap<(String, String), LinkLearner>,
+    hold: RouteHold,
+    search: Search,
+}
+
+/// Slot size of a ring: queued slots to bytes.
+const SLOT_BYTES: u64 = crate::ring::SLOT_SIZE as u64;
+
+impl State {
+    fn new() -> State {
+        State {
+            last: HashMap::new(),
+            models: HashMap::new(),
+            hold: RouteHold::new(HoldRules::default()),
+            search: Search::new(0),
+        }
+    }
+
+    /// Reads both rings of `src -> dst` (`None`: neither exists).
+    fn read(inner: &Inner, src: u32, dst: u32, at: Instant) -> Option<Reading> {
+        let dir = inner.registry.dir();
+        let mut r = Reading {
+            at,
+            bytes: 0,
+            probes: 0,
+            delay_sum_ns: 0,
+            queued_bytes: 0,
+        };
+        let mut any = false;
+        for lane in [Lane::Latency, Lane::Bulk] {
+            if let Some(t) = read_ring(&ring_path(dir, src, dst, lane), RingKind::Channel, src, dst) {
+                any = true;
+                r.bytes = r.bytes.wrapping_add(t.bytes);
+                r.probes = r.probes.wrapping_add(t.probes);
+                r.delay_sum_ns = r.delay_sum_ns.wrapping_add(t.probe_delay_sum_ns);
+                r.queued_bytes += t.queued_slots * SLOT_BYTES;
+            }
+        }
+        any.then_some(r)
+    }
+
+    /// The sample of a direction between two readings (`None`: the counts went backwards,
+    /// so the rings were made anew, or say what no ring does).
+    fn load_between(before: &Reading, now: &Reading, capacity_gbps: f64) -> Option<LoadSample> {
+        let secs = now.at.duration_since(before.at).as_secs_f64();
+        if secs <= 0.0 || now.bytes < before.bytes || now.probes < before.probes {
+            return None;
+        }
+        let probes = now.probes - before.probes;
+        let delay_ns = if probes > 0 {
+            let mean = now.delay_sum_ns.wrapping_sub(before.delay_sum_ns) as f64 / probes as f64;
+            if mean > crate::ring::MAX_PROBE_DELAY_NS as f64 {
+                return None;
+            }
+            Some(mean)
+        } else if now.queued_bytes == 0 {
+            // Nothing waited when sampled and no probe was marked: no queue.
+            Some(0.0)
+        } else {
+            // A probe is still on its way.
+            None
+        };
+        let bits = (now.bytes - before.bytes) as f64 * 8.0;
+        Some(LoadSample {
+            utilisation: bits / secs / (capacity_gbps.max(1e-9) * 1e9),
+            queued_bytes: now.queued_bytes as f64,
+            delay_ns,
+        })
+    }
+
+    fn sample(&mut self, inner: &Inner, report: &Mutex<LearnedRouting>, now: Instant) -> Result<()> {
+        super::topology::sync_topology(inner)?;
+        let links = inner.topology.read(|t| t.links());
+        let mut fresh: HashMap<(String, String), u64> = HashMap::new();
+        let mut seen = Vec::new();
+        let mut index = HashMap::new();
+        for l in links.iter().filter(|l| l.up) {
+            let base = if l.metrics.samples > 0 {
+                l.metrics.ewma_latency_ns.max(0.0).round() as u64
+            } else {
+                l.latency_ns
+            };
+            let mut worst: Option<f64> = None;
+            for (s, d) in [(&l.a, &l.b), (&l.b, &l.a)] {
+                let (Some(si), Some(di)) = (
+                    node_index(inner, &mut index, s),
+                    node_index(inner, &mut index, d),
+                ) else {
+                    continue;
+                };
+                let Some(reading) = State::read(inner, si, di, now) else {
+                    continue;
+                };
+                let before = self.last.insert((si, di), reading);
+                let Some(sample) =
+                    before.and_then(|b| State::load_between(&b, &reading, l.bandwidth_gbps))
+                else {
+                    continue;
+                };
+                let model = self
+                    .models
+                    .entry((s.clone(), d.clone()))
+                    .or_insert_with(|| LinkLearner::new(l.bandwidth_gbps));
+                model.observe(&sample);
+                let predicted = model.predict_ns(&sample);
+                worst = Some(worst.map_or(predicted, |w: f64| w.max(predicted)));
+                seen.push(LearnedLink {
+                    src: s.clone(),
+                    dst: d.clone(),
+                    utilisation: sample.utilisation,
+                    queued_bytes: sample.queued_bytes,
+                    measured_delay_ns: sample.delay_ns,
+                    predicted_delay_ns: predicted,
+                    learned: model.trusted(),
+                    errors: model.errors(),
+                });
+            }
+            if let Some(w) = worst {
+                let ns = base.saturating_add(w.min(u64::MAX as f64 / 4.0).round() as u64);
+                fresh.insert(ordered(&l.a, &l.b), ns);
+            }
+        }
+        let (handed, changes) = if fresh.is_empty() {
+            (false, 0)
+        } else {
+            self.maybe_hand_over(inner, &fresh, now)?
+        };
+        let mut r = lock(report);
+        r.samples += 1;
+        r.handovers += handed as u64;
+        r.route_changes += changes;
+        seen.sort_by(|a, b| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)));
+        r.links = seen;
+        Ok(())
+    }
+
+    /// Hands `fresh` to the route service if the hysteresis says so: whether it did, and how
+    /// many pairs of this process's nodes changed route.
+    fn maybe_hand_over(
+        &mut self,
+        inner: &Inner,
+        fresh: &HashMap<(String, String), u64>,
+        now: Instant,
+    ) -> Result<(bool, u64)> {
+        let routing = inner.topology.routing();
+        let tables = routing.current_tables()?;
+        let g = tables
+            .graph()
+            .with_link_latencies(|a, b| fresh.get(&ordered(a, b)).copied());
+        let n = g.node_count() as u32;
+        let mut wanted = false;
+        'pairs: for &s in tables.sources() {
+            self.search
+                .run(&g, s, SearchOrder::Latency, 0.0, None);
+            for d in (0..n).filter(|&d| d != s && self.search.reached(d)) {
+                let best = self.search.latency_ns[d as usize];
+                let Some(current) = tables
+                    .path(s, d, Metric::Latency)
+                    .and_then(|p| g.path_latency(&p))
+                else {
+                    continue;
+                };
+                if self.hold.wants_move(current, best) {
+                    wanted = true;
+                    break 'pairs;
+                }
+            }
+        }
+        if !self.hold.decide(now, wanted) {
+            return Ok((false, 0));
+        }
+        let first_hops = |t: &crate::routing::RoutingTables| {
+            let mut hops = Vec::new();
+            for &s in t.sources() {
+                for d in 0..t.graph().node_count() as u32 {
+                    let hop = t.path(s, d, Metric::Latency).and_then(|p| p.get(1).copied());
+                    hops.push(((t.graph().id(s).to_string(), t.graph().id(d).to_string()), hop));
+                }
+            }
+            hops
+        };
+        let before: HashMap<_, _> = first_hops(&tables).into_iter().collect();
+        let update: Vec<(String, String, Option<u64>)> = fresh
+            .iter()
+            .map(|((a, b), ns)| (a.clone(), b.clone(), Some(*ns)))
+            .collect();
+        routing.set_learned_latencies(&update)?;
+        let after = routing.current_tables()?;
+        let changed = first_hops(&after)
+            .into_iter()
+            .filter(|(pair, hop)| {
+                let id = |h: &Option<u32>| h.map(|i| after.graph().id(i).to_string());
+                let was = before
+                    .get(pair)
+                    .map(|h| h.map(|i| tables.graph().id(i).to_string()));
+                was.is_some_and(|w| w != id(hop))
+            })
+            .count() as u64;
+        // New sends take the new routes.
+        lock(&inner.engine).clear_routes();
+        Ok((true, changed))
+    }
+}
+
+fn ordered(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_string(), b.to_string())
+    } else {
+        (b.to_string(), a.to_string())
+    }
+}
+
+/// The registry index of node `id` (looked up once per sample).
+fn node_index(inner: &Inner, cache: &mut HashMap<String, Option<u32>>, id: &str) -> Option<u32> {
+    *cache
+        .entry(id.to_string())
+        .or_insert_with(|| inner.registry.lookup(id).ok().flatten().map(|e| e.index))
+}

@@ -1,0 +1,275 @@
+//! Learned routing from live traffic: two disjoint paths from a to b, through switch
+//! processes s1 (1 us, 2 Gbit/s links) and s2 (10 us, 1 Gbit/s links). This process hosts a
+//! and x, whose only link is to s1; s1, s2 and b are `hyperfabric serve` processes that
+//! forward on the configured figures.
+//!
+//! Bulk from x to b crosses s1. With `enable_ml_routing`, probes from a to b (latency
+//! sends, whose paths are recorded hop by hop) move to s2 within 500 ms of the bulk's start,
+//! without any `update_link_metrics` call, stay there while it lasts, and come back to s1
+//! within a few seconds of its end. Without the option they stay on s1 throughout.
+
+use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
+use hyperfabric::model::{DataType, PacketPriority};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn config(name: &str, ml: bool) -> String {
+    format!(
+        "\
+fabric:
+  name: {name}
+  protocol: {{ enable_ml_routing: {ml} }}
+nodes:
+  - {{ node_id: a, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}
+  - {{ node_id: x, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}
+  - {{ node_id: s1, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}
+  - {{ node_id: s2, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}
+  - {{ node_id: b, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}
+links:
+  - {{ a: a, b: s1, latency_ns: 1000, bandwidth_gbps: 2 }}
+  - {{ a: s1, b: b, latency_ns: 1000, bandwidth_gbps: 2 }}
+  - {{ a: x, b: s1, latency_ns: 1000, bandwidth_gbps: 2 }}
+  - {{ a: a, b: s2, latency_ns: 10000, bandwidth_gbps: 1 }}
+  - {{ a: s2, b: b, latency_ns: 10000, bandwidth_gbps: 1 }}
+"
+    )
+}
+
+/// A serve process; killed when dropped.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(config: &std::path::Path, node: &str) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hyperfabric"))
+        .args(["serve", "--nodes", node, "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("serving"), "{node}: {line}");
+    Served(child)
+}
+
+/// The fabric: switches and b served, a and x hosted here.
+struct Fabric {
+    p: Arc<HyperFabricProtocol>,
+    name: String,
+    _served: Vec<Served>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fabric {
+    fn new(ml: bool) -> Fabric {
+        let name = format!("learn-{}-{}", if ml { "on" } else { "off" }, std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let learning = dir.path().join("fabric.yaml");
+        std::fs::write(&learning, config(&name, ml)).unwrap();
+        // The switches forward on the configured figures in both runs.
+        let switches = dir.path().join("switches.yaml");
+        std::fs::write(&switches, config(&name, false)).unwrap();
+        let served = ["s1", "s2", "b"]
+            .iter()
+            .map(|n| serve(&switches, n))
+            .collect();
+        let cfg = hyperfabric::config::load_fabric_config(&learning).unwrap();
+        let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap())
+            .unwrap();
+        for n in cfg.nodes.iter().filter(|n| ["a", "x"].contains(&&*n.node_id)) {
+            p.register_node(n.clone()).unwrap();
+        }
+        p.start_background_services().unwrap();
+        Fabric {
+            p: Arc::new(p),
+            name,
+            _served: served,
+            _dir: dir,
+        }
+    }
+
+    /// The path of one latency probe from a to b.
+    fn probe(&self) -> Vec<String> {
+        self.p
+            .probe("a", "b", 64, PacketPriority::High, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("probe a -> b: {e}"))
+            .path
+    }
+
+    /// Probes until `f` holds for a probe's path (at most `limit`): when it first did.
+    fn probe_until(&self, limit: Duration, f: impl Fn(&[String]) -> bool) -> Option<Instant> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if f(&self.probe()) {
+                return Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Probes for `d`: each path and when it was seen.
+    fn probe_for(&self, d: Duration) -> Vec<(Instant, Vec<String>)> {
+        let end = Instant::now() + d;
+        let mut seen = Vec::new();
+        while Instant::now() < end {
+            seen.push((Instant::now(), self.probe()));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        seen
+    }
+
+    /// Posts 1 MiB bulk messages from x to b until stopped.
+    fn bulk(&self) -> Bulk {
+        let (p, stop) = (self.p.clone(), Arc::new(AtomicBool::new(false)));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let data = vec![7u8; 1 << 20];
+            let opts = SendOptions {
+                data_type: DataType::Generic,
+                priority: PacketPriority::Bulk,
+                ..SendOptions::default()
+            };
+            let mut sent = 0u64;
+            while !flag.load(Ordering::Acquire) {
+                p.post("x", "b", &data, &opts).unwrap();
+                sent += 1;
+            }
+            sent
+        });
+        Bulk { stop, thread }
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        self.p.get_topology_info().unwrap().performance_metrics[name]
+    }
+}
+
+impl Drop for Fabric {
+    fn drop(&mut self) {
+        let _ = self.p.stop_background_services();
+        let _ = &self.name;
+    }
+}
+
+struct Bulk {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Bulk {
+    /// Stops it: how many MiB it posted.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().unwrap()
+    }
+}
+
+fn via(path: &[String], switch: &str) -> bool {
+    path.len() == 3 && path[0] == "a" && path[1] == switch && path[2] == "b"
+}
+
+/// Route changes seen in a run of probes: when each happened.
+fn changes(seen: &[(Instant, Vec<String>)]) -> Vec<Instant> {
+    seen.windows(2)
+        .filter(|w| w[0].1 != w[1].1)
+        .map(|w| w[1].0)
+        .collect()
+}
+
+#[test]
+fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing() {
+    // Off: routes depend only on the configured figures.
+    {
+        let f = Fabric::new(false);
+        assert!(f.probe_until(Duration::from_secs(10), |p| via(p, "s1")).is_some());
+        let bulk = f.bulk();
+        let seen = f.probe_for(Duration::from_secs(2));
+        let mib = bulk.stop();
+        let off_s1 = seen.iter().filter(|(_, p)| !via(p, "s1")).count();
+        println!("option off: {} probes during {mib} MiB of bulk, {off_s1} not via s1", seen.len());
+        assert_eq!(off_s1, 0, "{:?}", seen.iter().map(|s| &s.1).collect::<Vec<_>>());
+        assert!(mib > 0);
+        assert!(f.p.learned_routing().is_none());
+        assert!(!f
+            .p
+            .get_topology_info()
+            .unwrap()
+            .performance_metrics
+            .contains_key("route_changes"));
+    }
+    // On.
+    let f = Fabric::new(true);
+    assert!(f.probe_until(Duration::from_secs(10), |p| via(p, "s1")).is_some());
+    // Idle links for a while: the route stays on s1.
+    let idle = f.probe_for(Duration::from_millis(500));
+    assert!(idle.iter().all(|(_, p)| via(p, "s1")));
+    let start = Instant::now();
+    let bulk = f.bulk();
+    let moved = f
+        .probe_until(Duration::from_secs(5), |p| via(p, "s2"))
+        .expect("latency sends never moved to s2 under bulk through s1");
+    let to_move = moved.duration_since(start);
+    // Steady load: the route holds.
+    let steady = f.probe_for(Duration::from_secs(4));
+    let stopped = Instant::now();
+    let mib = bulk.stop();
+    let back = f
+        .probe_until(Duration::from_secs(10), |p| via(p, "s1"))
+        .expect("latency sends never came back to s1 after the bulk");
+    let to_return = back.duration_since(stopped);
+    let flaps = changes(&steady);
+    let learned = f.p.learned_routing().unwrap();
+    let (learned_error, fixed_error) = learned.mean_errors();
+    println!(
+        "option on: {mib} MiB of bulk; moved to s2 after {} ms; {} route changes in 4 s of \
+         steady load ({} probes, {} via s2); back to s1 {} ms after the bulk stopped; \
+         hand-overs {}, route changes {}, samples {}; mean absolute prediction error \
+         learned {:.0} ns, fixed M/M/1 {:.0} ns",
+        to_move.as_millis(),
+        flaps.len(),
+        steady.len(),
+        steady.iter().filter(|(_, p)| via(p, "s2")).count(),
+        to_return.as_millis(),
+        learned.handovers,
+        learned.route_changes,
+        learned.samples,
+        learned_error,
+        fixed_error,
+    );
+    for l in &learned.links {
+        println!("  {l:?}");
+    }
+    assert!(
+        to_move <= Duration::from_millis(500),
+        "moved after {to_move:?}"
+    );
+    // No route changes more often than once per 2 s under steady load.
+    let mut last = moved;
+    for c in &flaps {
+        assert!(
+            c.duration_since(last) >= Duration::from_secs(2),
+            "route changed twice within 2 s under steady load"
+        );
+        last = *c;
+    }
+    assert!(
+        to_return <= Duration::from_secs(5),
+        "came back after {to_return:?}"
+    );
+    assert!(f.metric("route_changes") >= 2.0);
+    assert!(f.metric("learned_handovers") >= 2.0);
+    assert!(f.metric("learned_samples") > 0.0);
+}

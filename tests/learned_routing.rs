@@ -38,13 +38,49 @@ links:
     )
 }
 
-/// A serve process; killed when dropped.
-struct Served(Child);
+/// A serve process; stopped with SIGTERM when dropped (it then removes its nodes and
+/// rings), killed if it has not ended within 10 s. Its stdout stays open: it says when it
+/// stopped.
+struct Served(
+    Child,
+    #[allow(dead_code)] BufReader<std::process::ChildStdout>,
+);
 
 impl Drop for Served {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on the child's pid, which it keeps until waited for.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Removes the fabric's host state when dropped, after every process left it (the last
+/// serve process to stop removes it already).
+struct Removed(String);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = HyperFabricProtocol::remove_fabric(&self.0);
+        let root = std::env::var_os("HF_SHM_DIR").map_or_else(
+            // SAFETY: getuid(2) cannot fail.
+            || format!("/dev/shm/hyperfabric-{}", unsafe { libc::getuid() }).into(),
+            std::path::PathBuf::from,
+        );
+        if !std::thread::panicking() {
+            assert!(
+                !root.join(&self.0).exists(),
+                "fabric {} left behind",
+                self.0
+            );
+        }
     }
 }
 
@@ -57,24 +93,27 @@ fn serve(config: &std::path::Path, node: &str) -> Served {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
     assert!(line.starts_with("serving"), "{node}: {line}");
-    Served(child)
+    Served(child, out)
 }
 
 /// The fabric: switches and b served, a and x hosted here.
 struct Fabric {
     p: Arc<HyperFabricProtocol>,
-    name: String,
     _served: Vec<Served>,
+    _removed: Removed,
     _dir: tempfile::TempDir,
 }
 
 impl Fabric {
     fn new(ml: bool) -> Fabric {
-        let name = format!("learn-{}-{}", if ml { "on" } else { "off" }, std::process::id());
+        let name = format!(
+            "learn-{}-{}",
+            if ml { "on" } else { "off" },
+            std::process::id()
+        );
         let dir = tempfile::tempdir().unwrap();
         let learning = dir.path().join("fabric.yaml");
         std::fs::write(&learning, config(&name, ml)).unwrap();
@@ -86,16 +125,20 @@ impl Fabric {
             .map(|n| serve(&switches, n))
             .collect();
         let cfg = hyperfabric::config::load_fabric_config(&learning).unwrap();
-        let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap())
-            .unwrap();
-        for n in cfg.nodes.iter().filter(|n| ["a", "x"].contains(&&*n.node_id)) {
+        let p =
+            HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
+        for n in cfg
+            .nodes
+            .iter()
+            .filter(|n| ["a", "x"].contains(&&*n.node_id))
+        {
             p.register_node(n.clone()).unwrap();
         }
         p.start_background_services().unwrap();
         Fabric {
             p: Arc::new(p),
-            name,
             _served: served,
+            _removed: Removed(name),
             _dir: dir,
         }
     }
@@ -157,13 +200,6 @@ impl Fabric {
     }
 }
 
-impl Drop for Fabric {
-    fn drop(&mut self) {
-        let _ = self.p.stop_background_services();
-        let _ = &self.name;
-    }
-}
-
 struct Bulk {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<u64>,
@@ -174,6 +210,53 @@ impl Bulk {
     fn stop(self) -> u64 {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap()
+    }
+}
+
+/// Records every sample learned routing takes (set `HF_LEARN_RECORD` to a file): one line
+/// per link direction and sample,
+/// `src,dst,capacity_gbps,utilisation,queued_bytes,measured_delay_ns` (the delay empty when
+/// none was measured), for the model's tests.
+struct Recorder {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Recorder {
+    fn start(f: &Fabric, path: std::ffi::OsString) -> Recorder {
+        let (p, stop) = (f.p.clone(), Arc::new(AtomicBool::new(false)));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut out =
+                String::from("src,dst,capacity_gbps,utilisation,queued_bytes,measured_delay_ns\n");
+            let mut last = 0;
+            while !flag.load(Ordering::Acquire) {
+                let l = p.learned_routing().unwrap();
+                if l.samples != last {
+                    last = l.samples;
+                    for k in &l.links {
+                        let d = k.measured_delay_ns.map(|d| format!("{d:.0}"));
+                        out += &format!(
+                            "{},{},{},{:.6},{:.0},{}\n",
+                            k.src,
+                            k.dst,
+                            k.capacity_gbps,
+                            k.utilisation,
+                            k.queued_bytes,
+                            d.unwrap_or_default()
+                        );
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::fs::write(path, out).unwrap();
+        });
+        Recorder { stop, thread }
+    }
+
+    fn finish(self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().unwrap();
     }
 }
 
@@ -194,13 +277,23 @@ fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing(
     // Off: routes depend only on the configured figures.
     {
         let f = Fabric::new(false);
-        assert!(f.probe_until(Duration::from_secs(10), |p| via(p, "s1")).is_some());
+        assert!(f
+            .probe_until(Duration::from_secs(10), |p| via(p, "s1"))
+            .is_some());
         let bulk = f.bulk();
         let seen = f.probe_for(Duration::from_secs(2));
         let mib = bulk.stop();
         let off_s1 = seen.iter().filter(|(_, p)| !via(p, "s1")).count();
-        println!("option off: {} probes during {mib} MiB of bulk, {off_s1} not via s1", seen.len());
-        assert_eq!(off_s1, 0, "{:?}", seen.iter().map(|s| &s.1).collect::<Vec<_>>());
+        println!(
+            "option off: {} probes during {mib} MiB of bulk, {off_s1} not via s1",
+            seen.len()
+        );
+        assert_eq!(
+            off_s1,
+            0,
+            "{:?}",
+            seen.iter().map(|s| &s.1).collect::<Vec<_>>()
+        );
         assert!(mib > 0);
         assert!(f.p.learned_routing().is_none());
         assert!(!f
@@ -212,10 +305,13 @@ fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing(
     }
     // On.
     let f = Fabric::new(true);
-    assert!(f.probe_until(Duration::from_secs(10), |p| via(p, "s1")).is_some());
+    assert!(f
+        .probe_until(Duration::from_secs(10), |p| via(p, "s1"))
+        .is_some());
     // Idle links for a while: the route stays on s1.
     let idle = f.probe_for(Duration::from_millis(500));
     assert!(idle.iter().all(|(_, p)| via(p, "s1")));
+    let recorder = std::env::var_os("HF_LEARN_RECORD").map(|path| Recorder::start(&f, path));
     let start = Instant::now();
     let bulk = f.bulk();
     let moved = f
@@ -230,6 +326,11 @@ fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing(
         .probe_until(Duration::from_secs(10), |p| via(p, "s1"))
         .expect("latency sends never came back to s1 after the bulk");
     let to_return = back.duration_since(stopped);
+    // A second of idle links after the return, for the trace.
+    if let Some(r) = recorder {
+        std::thread::sleep(Duration::from_secs(1));
+        r.finish();
+    }
     let flaps = changes(&steady);
     let learned = f.p.learned_routing().unwrap();
     let (learned_error, fixed_error) = learned.mean_errors();

@@ -206,7 +206,9 @@ impl Engine {
             0
         };
         let pushed = match self.producer(at, next, lane) {
-            Ok(p) => p.try_push(slot, &parts).inspect(|()| p.count_carried(carried)),
+            Ok(p) => p
+                .try_push(slot, &parts)
+                .inspect(|()| p.count_carried(carried)),
             Err(_) => Err(PushError::TooLarge),
         };
         match pushed {

@@ -55,6 +55,8 @@ pub struct LearnedLink {
     pub src: String,
     /// Receiving node.
     pub dst: String,
+    /// The link's declared capacity, Gbit/s.
+    pub capacity_gbps: f64,
     /// Utilisation of the declared capacity over the last interval.
     pub utilisation: f64,
     /// Bytes queued when last sampled.
@@ -165,7 +167,8 @@ impl State {
         };
         let mut any = false;
         for lane in [Lane::Latency, Lane::Bulk] {
-            if let Some(t) = read_ring(&ring_path(dir, src, dst, lane), RingKind::Channel, src, dst) {
+            if let Some(t) = read_ring(&ring_path(dir, src, dst, lane), RingKind::Channel, src, dst)
+            {
                 any = true;
                 r.bytes = r.bytes.wrapping_add(t.bytes);
                 r.probes = r.probes.wrapping_add(t.probes);
@@ -205,7 +208,12 @@ impl State {
         })
     }
 
-    fn sample(&mut self, inner: &Inner, report: &Mutex<LearnedRouting>, now: Instant) -> Result<()> {
+    fn sample(
+        &mut self,
+        inner: &Inner,
+        report: &Mutex<LearnedRouting>,
+        now: Instant,
+    ) -> Result<()> {
         super::topology::sync_topology(inner)?;
         let links = inner.topology.read(|t| t.links());
         let mut fresh: HashMap<(String, String), u64> = HashMap::new();
@@ -244,6 +252,7 @@ impl State {
                 seen.push(LearnedLink {
                     src: s.clone(),
                     dst: d.clone(),
+                    capacity_gbps: l.bandwidth_gbps,
                     utilisation: sample.utilisation,
                     queued_bytes: sample.queued_bytes,
                     measured_delay_ns: sample.delay_ns,
@@ -287,8 +296,7 @@ impl State {
         let n = g.node_count() as u32;
         let mut wanted = false;
         'pairs: for &s in tables.sources() {
-            self.search
-                .run(&g, s, SearchOrder::Latency, 0.0, None);
+            self.search.run(&g, s, SearchOrder::Latency, 0.0, None);
             for d in (0..n).filter(|&d| d != s && self.search.reached(d)) {
                 let best = self.search.latency_ns[d as usize];
                 let Some(current) = tables
@@ -310,8 +318,13 @@ impl State {
             let mut hops = Vec::new();
             for &s in t.sources() {
                 for d in 0..t.graph().node_count() as u32 {
-                    let hop = t.path(s, d, Metric::Latency).and_then(|p| p.get(1).copied());
-                    hops.push(((t.graph().id(s).to_string(), t.graph().id(d).to_string()), hop));
+                    let hop = t
+                        .path(s, d, Metric::Latency)
+                        .and_then(|p| p.get(1).copied());
+                    hops.push((
+                        (t.graph().id(s).to_string(), t.graph().id(d).to_string()),
+                        hop,
+                    ));
                 }
             }
             hops

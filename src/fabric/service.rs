@@ -149,11 +149,8 @@ impl HyperFabricProtocol {
         // Learned routing samples links while the services run; without links configured
         // every destination is direct and there is no route to learn.
         let learner = if self.inner.options.enable_ml_routing && !self.inner.links.is_empty() {
-            super::learning::Learner::start(
-                Arc::downgrade(&self.inner),
-                self.inner.learned.clone(),
-            )
-            .ok()
+            super::learning::Learner::start(Arc::downgrade(&self.inner), self.inner.learned.clone())
+                .ok()
         } else {
             None
         };

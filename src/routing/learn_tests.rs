@@ -162,3 +162,47 @@ fn samples_that_are_not_numbers_do_not_break_the_model() {
     let p = m.predict_ns(&idle);
     assert!(p.is_finite() && p < 1_000.0, "{p}");
 }
+
+/// A trace recorded by `tests/learned_routing.rs` (`HF_LEARN_RECORD`): every link direction
+/// of its fabric, sampled every 50 ms while 1 MiB bulk messages crossed s1 for about 4 s,
+/// before and after.
+const RECORDED: &str = include_str!("../../tests/data/learned_link_trace.csv");
+
+#[test]
+fn the_learned_model_predicts_a_recorded_trace_better_than_the_fixed_one() {
+    let mut models: std::collections::BTreeMap<(String, String), LinkLearner> = Default::default();
+    for line in RECORDED.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |i: usize| f[i].parse::<f64>().unwrap();
+        let s = LoadSample {
+            utilisation: num(3),
+            queued_bytes: num(4),
+            delay_ns: (!f[5].is_empty()).then(|| num(5)),
+        };
+        models
+            .entry((f[0].to_string(), f[1].to_string()))
+            .or_insert_with(|| LinkLearner::new(num(2)))
+            .observe(&s);
+    }
+    let (mut n, mut learned, mut fixed) = (0u64, 0.0, 0.0);
+    for ((src, dst), m) in &models {
+        let e = m.errors();
+        println!(
+            "{src} -> {dst}: {} samples, mean absolute error learned {:.1} us, fixed {:.1} us",
+            e.scored,
+            e.learned_mean_ns / 1e3,
+            e.fixed_mean_ns / 1e3
+        );
+        n += e.scored;
+        learned += e.learned_mean_ns * e.scored as f64;
+        fixed += e.fixed_mean_ns * e.scored as f64;
+    }
+    let (learned, fixed) = (learned / n as f64, fixed / n as f64);
+    println!(
+        "all {n} samples: learned {:.1} us, fixed {:.1} us",
+        learned / 1e3,
+        fixed / 1e3
+    );
+    assert!(n > 500);
+    assert!(learned < fixed, "learned {learned} ns vs fixed {fixed} ns");
+}

@@ -184,9 +184,9 @@ impl LinkLearner {
             *w += k * e;
         }
         // P = (P − k·(xᵀP)) / λ; xᵀP = (Px)ᵀ as P is symmetric, and is kept so.
-        for i in 0..D {
-            for j in 0..D {
-                self.p[i][j] = (self.p[i][j] - k[i] * px[j]) / FORGET;
+        for (row, ki) in self.p.iter_mut().zip(k) {
+            for (v, pj) in row.iter_mut().zip(px) {
+                *v = (*v - ki * pj) / FORGET;
             }
         }
         for i in 0..D {

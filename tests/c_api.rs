@@ -393,7 +393,8 @@ fn registered_memory_from_c_sends_without_a_copy() {
 
 /// Three C processes make a fabric from a configuration with a switch node
 /// (`hf_protocol_from_config`, `hf_register_configured_node`): a ping reports the path
-/// through the switch. See `tests/c/config_fabric.c`.
+/// through the switch, and learned routing (on in the configuration) reports its samples
+/// and route changes among the figures. See `tests/c/config_fabric.c`.
 #[test]
 fn a_fabric_from_a_configuration_routes_c_pings_through_its_switch() {
     let fabric = format!("c-config-fabric-{}", std::process::id());
@@ -402,7 +403,7 @@ fn a_fabric_from_a_configuration_routes_c_pings_through_its_switch() {
     let config = dir.path().join("fabric.yaml");
     std::fs::write(
         &config,
-        "fabric:\n  name: unused\nnodes:\n\
+        "fabric:\n  name: unused\n  protocol: { enable_ml_routing: true }\nnodes:\n\
          \x20 - { node_id: a, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }\n\
          \x20 - { node_id: sw, hardware_type: network_switch, bandwidth_gbps: 400, latency_ns: 50 }\n\
          \x20 - { node_id: b, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }\n\

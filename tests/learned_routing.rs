@@ -102,6 +102,7 @@ fn serve(config: &std::path::Path, node: &str) -> Served {
 /// The fabric: switches and b served, a and x hosted here.
 struct Fabric {
     p: Arc<HyperFabricProtocol>,
+    config: std::path::PathBuf,
     _served: Vec<Served>,
     _removed: Removed,
     _dir: tempfile::TempDir,
@@ -137,6 +138,7 @@ impl Fabric {
         p.start_background_services().unwrap();
         Fabric {
             p: Arc::new(p),
+            config: learning,
             _served: served,
             _removed: Removed(name),
             _dir: dir,
@@ -193,6 +195,18 @@ impl Fabric {
             sent
         });
         Bulk { stop, thread }
+    }
+
+    /// `hyperfabric monitor --once` (`--json` when `json`): its output.
+    fn monitor(&self, json: bool) -> String {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hyperfabric"));
+        c.args(["monitor", "--once", "--config"]).arg(&self.config);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
     }
 
     fn metric(&self, name: &str) -> f64 {
@@ -371,6 +385,25 @@ fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing(
         "came back after {to_return:?}"
     );
     assert!(f.metric("route_changes") >= 2.0);
+    // `monitor` shows them, from the counters this process publishes twice a second.
+    let end = Instant::now() + Duration::from_secs(10);
+    let published = loop {
+        let v: serde_json::Value = serde_json::from_str(&f.monitor(true)).unwrap();
+        let me = v["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pid"] == std::process::id())
+            .map(|p| p["metrics"]["route_changes"].as_f64().unwrap_or(0.0));
+        if me.is_some_and(|c| c >= 2.0) || Instant::now() > end {
+            break me;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(published.is_some_and(|c| c >= 2.0), "{published:?}");
+    let text = f.monitor(false);
+    let line = format!("learned routing in process {} (a, x):", std::process::id());
+    assert!(text.contains(&line), "{text}");
     assert!(f.metric("learned_handovers") >= 2.0);
     assert!(f.metric("learned_samples") > 0.0);
 }

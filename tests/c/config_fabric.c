@@ -2,7 +2,9 @@
  * A fabric of three processes made from a configuration file from C: a - sw - b, where sw is
  * a switch node hosted by a process of its own. Each process makes its protocol with
  * hf_protocol_from_config and registers its node by id; a ping from a to b reports the path
- * through the switch. Also: the enums' names both ways, and the errors of bad input.
+ * through the switch. Learned routing is on in the configuration: once the background services
+ * run, the report's figures count its samples and route changes. Also: the enums' names both
+ * ways, and the errors of bad input.
  *
  *   config_fabric FABRIC CONFIG_FILE
  */
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -135,6 +138,29 @@ int main(int argc, char **argv) {
         }
     }
     hf_topology_report_free(rep);
+
+    /* Learned routing samples the links while the background services run. */
+    CHECK_STATUS(hf_start_background_services(p), HF_OK);
+    double samples = 0, changes = -1;
+    for (int tries = 0; tries < 500 && samples < 2; tries++) {
+        rep = NULL;
+        CHECK_STATUS(hf_protocol_topology_report(p, &rep), HF_OK);
+        for (size_t i = 0; rep != NULL && i < rep->metrics_len; i++) {
+            if (strcmp(rep->metric_names[i], "learned_samples") == 0) {
+                samples = rep->metric_values[i];
+            }
+            if (strcmp(rep->metric_names[i], "route_changes") == 0) {
+                changes = rep->metric_values[i];
+            }
+        }
+        hf_topology_report_free(rep);
+        nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 10000000}, NULL);
+    }
+    CHECK(samples >= 2);
+    /* One path from a to b: nothing to change. */
+    CHECK(changes == 0);
+    CHECK_STATUS(hf_stop_background_services(p), HF_OK);
+
     hf_node_list *hw = NULL;
     CHECK_STATUS(hf_detect_hardware(&hw), HF_OK);
     CHECK(hw != NULL && hw->len >= 1 && hw->items[0].node_id != NULL);

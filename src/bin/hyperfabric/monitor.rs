@@ -101,6 +101,23 @@ fn render(s: &Snapshot) -> Vec<String> {
             format!("{}/{}", l.total.queued_slots, l.total.capacity)
         ));
     }
+    for p in &s.processes {
+        let m = |k: &str| p.metrics.get(k).copied();
+        let Some(samples) = m("learned_samples") else {
+            continue;
+        };
+        out.push(format!(
+            "learned routing in process {} ({}): {} route changes in {} hand-overs, {} \
+             samples; mean prediction error {:.1} us (fixed M/M/1 model: {:.1} us)",
+            p.pid,
+            p.nodes.join(", ").escape_debug(),
+            m("route_changes").unwrap_or(0.0),
+            m("learned_handovers").unwrap_or(0.0),
+            samples,
+            m("learned_error_ns").unwrap_or(0.0) / 1e3,
+            m("fixed_model_error_ns").unwrap_or(0.0) / 1e3,
+        ));
+    }
     if !s.unreadable_rings.is_empty() {
         out.push(format!(
             "unreadable rings: {}",

@@ -112,7 +112,8 @@ impl Learner {
                         let _ = state.sample(&inner, &report, now);
                         next = now + SAMPLE_EVERY;
                     }
-                    std::thread::sleep(Duration::from_millis(5));
+                    // Woken early by `stop`.
+                    std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
                 }
             })
             .map_err(|e| Error::io("starting the learned routing thread", e))?;
@@ -121,6 +122,7 @@ impl Learner {
 
     pub(super) fn stop(self) {
         self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
         let _ = self.thread.join();
     }
 }

@@ -30,6 +30,11 @@ pub(super) fn protocol(
     // `--fault-tolerance off`, which the worker inherits through the environment.
     config.options.enable_fault_tolerance =
         std::env::var("HF_BENCH_FAULT_TOLERANCE").as_deref() != Ok("off");
+    // `--ml-routing on`, inherited the same way: learned routing, over a configured link.
+    if std::env::var("HF_BENCH_ML_ROUTING").as_deref() == Ok("on") {
+        config.options.enable_ml_routing = true;
+        config.links = vec![hyperfabric::topology::LinkSpec::new("bench-a", "bench-b")];
+    }
     HyperFabricProtocol::with_config(config)
 }
 
@@ -170,6 +175,7 @@ pub fn run(kind: BenchKind) -> Result<(), Error> {
     };
     // Read by `protocol`, here and in the worker (which inherits it), before any thread.
     std::env::set_var("HF_BENCH_FAULT_TOLERANCE", &args.fault_tolerance);
+    std::env::set_var("HF_BENCH_ML_ROUTING", &args.ml_routing);
     let sizes = parse_list(&args.sizes, "--sizes")?;
     let cores = parse_list(&args.cores, "--cores")?;
     let cpus = hyperfabric::sys::available_cpus();

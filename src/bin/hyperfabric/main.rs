@@ -225,6 +225,11 @@ struct BenchArgs {
     /// `enable_fault_tolerance` of both processes (`on`, the default, or `off`).
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     fault_tolerance: String,
+    /// `enable_ml_routing` of both processes (`on`, or `off`, the default). With `on` the
+    /// two nodes are joined by a configured link, so learned routing samples it while the
+    /// measurement runs.
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    ml_routing: String,
     /// Draw the results into this PNG: latency against size (log-log, with the floor), or
     /// bandwidth against size (with memcpy).
     #[arg(long)]

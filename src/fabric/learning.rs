@@ -220,7 +220,14 @@ impl State {
         let links = inner.topology.read(|t| t.links());
         let mut fresh: HashMap<(String, String), u64> = HashMap::new();
         let mut seen = Vec::new();
-        let mut index = HashMap::new();
+        let mut read = std::collections::HashSet::new();
+        // One listing of the registry per sample.
+        let index: HashMap<String, u32> = inner
+            .registry
+            .list()?
+            .into_iter()
+            .map(|e| (e.signature.node_id, e.index))
+            .collect();
         for l in links.iter().filter(|l| l.up) {
             let base = if l.metrics.samples > 0 {
                 l.metrics.ewma_latency_ns.max(0.0).round() as u64
@@ -229,15 +236,13 @@ impl State {
             };
             let mut worst: Option<f64> = None;
             for (s, d) in [(&l.a, &l.b), (&l.b, &l.a)] {
-                let (Some(si), Some(di)) = (
-                    node_index(inner, &mut index, s),
-                    node_index(inner, &mut index, d),
-                ) else {
+                let (Some(&si), Some(&di)) = (index.get(s), index.get(d)) else {
                     continue;
                 };
                 let Some(reading) = State::read(inner, si, di, now) else {
                     continue;
                 };
+                read.insert((s.clone(), d.clone()));
                 let before = self.last.insert((si, di), reading);
                 let Some(sample) =
                     before.and_then(|b| State::load_between(&b, &reading, l.bandwidth_gbps))
@@ -273,6 +278,11 @@ impl State {
         } else {
             self.maybe_hand_over(inner, &fresh, now)?
         };
+        // Links and nodes that went away are forgotten.
+        self.models.retain(|k, _| read.contains(k));
+        let indices: std::collections::HashSet<u32> = index.values().copied().collect();
+        self.last
+            .retain(|(s, d), _| indices.contains(s) && indices.contains(d));
         let mut r = lock(report);
         r.samples += 1;
         r.handovers += handed as u64;
@@ -360,11 +370,4 @@ fn ordered(a: &str, b: &str) -> (String, String) {
     } else {
         (b.to_string(), a.to_string())
     }
-}
-
-/// The registry index of node `id` (looked up once per sample).
-fn node_index(inner: &Inner, cache: &mut HashMap<String, Option<u32>>, id: &str) -> Option<u32> {
-    *cache
-        .entry(id.to_string())
-        .or_insert_with(|| inner.registry.lookup(id).ok().flatten().map(|e| e.index))
 }

@@ -276,7 +276,7 @@ impl State {
         let (handed, changes) = if fresh.is_empty() {
             (false, 0)
         } else {
-            self.maybe_hand_over(inner, &fresh, now)?
+            self.maybe_hand_over(inner, &links, &fresh, now)?
         };
         // Links and nodes that went away are forgotten.
         self.models.retain(|k, _| read.contains(k));
@@ -297,6 +297,7 @@ impl State {
     fn maybe_hand_over(
         &mut self,
         inner: &Inner,
+        links: &[crate::topology::LinkView],
         fresh: &HashMap<(String, String), u64>,
         now: Instant,
     ) -> Result<(bool, u64)> {
@@ -342,9 +343,14 @@ impl State {
             hops
         };
         let before: HashMap<_, _> = first_hops(&tables).into_iter().collect();
-        let update: Vec<(String, String, Option<u64>)> = fresh
+        // Links without a fresh figure (their rings are gone) go back to their base.
+        let update: Vec<(String, String, Option<u64>)> = links
             .iter()
-            .map(|((a, b), ns)| (a.clone(), b.clone(), Some(*ns)))
+            .map(|l| {
+                let key = ordered(&l.a, &l.b);
+                let ns = fresh.get(&key).copied();
+                (key.0, key.1, ns)
+            })
             .collect();
         routing.set_learned_latencies(&update)?;
         let after = routing.current_tables()?;

@@ -347,7 +347,7 @@ fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing(
     }
     let flaps = changes(&steady);
     let learned = f.p.learned_routing().unwrap();
-    let (learned_error, fixed_error) = learned.mean_errors();
+    let (learned_error, fixed_error) = (learned.learned_error_ns, learned.fixed_error_ns);
     println!(
         "option on: {mib} MiB of bulk; moved to s2 after {} ms; {} route changes in 4 s of \
          steady load ({} probes, {} via s2); back to s1 {} ms after the bulk stopped; \

@@ -44,7 +44,14 @@ pub struct LearnedRouting {
     /// (source, destination) pairs of this process's nodes whose route changed at a
     /// hand-over, summed over hand-overs.
     pub route_changes: u64,
-    /// Each sampled link direction.
+    /// Samples with a measured delay, each scored on both models before they learned from
+    /// it (of every link direction, also those since gone).
+    pub scored: u64,
+    /// Mean absolute error of the learned models over those samples, ns.
+    pub learned_error_ns: f64,
+    /// Mean absolute error of the fixed M/M/1 model over the same samples, ns.
+    pub fixed_error_ns: f64,
+    /// Each link direction sampled at the last sample.
     pub links: Vec<LearnedLink>,
 }
 
@@ -69,24 +76,6 @@ pub struct LearnedLink {
     pub learned: bool,
     /// The errors of both models on this direction's samples.
     pub errors: ModelErrors,
-}
-
-impl LearnedRouting {
-    /// Mean absolute errors (learned, fixed) over every scored sample of every direction, ns.
-    pub fn mean_errors(&self) -> (f64, f64) {
-        let n: u64 = self.links.iter().map(|l| l.errors.scored).sum();
-        if n == 0 {
-            return (0.0, 0.0);
-        }
-        let sum = |f: fn(&ModelErrors) -> f64| {
-            self.links
-                .iter()
-                .map(|l| f(&l.errors) * l.errors.scored as f64)
-                .sum::<f64>()
-                / n as f64
-        };
-        (sum(|e| e.learned_mean_ns), sum(|e| e.fixed_mean_ns))
-    }
 }
 
 /// The sampling thread.
@@ -138,11 +127,27 @@ struct Reading {
 }
 
 struct State {
+    /// Registry index of each node id, as of registry nodes epoch `index_epoch`.
+    index: HashMap<String, u32>,
+    index_epoch: Option<u64>,
+    /// Errors of every model over every scored sample, also of models since dropped:
+    /// (samples, learned sum, fixed sum), ns.
+    scored: (u64, f64, f64),
     last: HashMap<(u32, u32), Reading>,
+    /// Directions with a ring file, as of the registry's channels epoch `channels_epoch`.
+    rings: std::collections::HashSet<(u32, u32)>,
+    channels_epoch: u64,
+    /// The latency each link has in the route service's tables (what was last handed
+    /// over), ns.
+    published: HashMap<(String, String), u64>,
     models: HashMap<(String, String), LinkLearner>,
     hold: RouteHold,
     search: Search,
 }
+
+/// Largest latency learned routing gives a link, ns (1,000 s): sums over long paths stay
+/// far from the searches' mark of an unreached node.
+const MAX_LEARNED_NS: u64 = 1_000_000_000_000;
 
 /// Slot size of a ring: queued slots to bytes.
 const SLOT_BYTES: u64 = crate::ring::SLOT_SIZE as u64;
@@ -150,7 +155,13 @@ const SLOT_BYTES: u64 = crate::ring::SLOT_SIZE as u64;
 impl State {
     fn new() -> State {
         State {
+            index: HashMap::new(),
+            index_epoch: None,
+            scored: (0, 0.0, 0.0),
             last: HashMap::new(),
+            rings: Default::default(),
+            channels_epoch: u64::MAX,
+            published: HashMap::new(),
             models: HashMap::new(),
             hold: RouteHold::new(HoldRules::default()),
             search: Search::new(0),
@@ -191,7 +202,9 @@ impl State {
         let probes = now.probes - before.probes;
         let delay_ns = if probes > 0 {
             let mean = now.delay_sum_ns.wrapping_sub(before.delay_sum_ns) as f64 / probes as f64;
-            if mean > crate::ring::MAX_PROBE_DELAY_NS as f64 {
+            // A delay at the consumer's clamp is a mark no clock made, or a receiver that
+            // stopped for a minute: not a link's queue.
+            if mean >= crate::ring::MAX_PROBE_DELAY_NS as f64 {
                 return None;
             }
             Some(mean)
@@ -219,15 +232,37 @@ impl State {
         super::topology::sync_topology(inner)?;
         let links = inner.topology.read(|t| t.links());
         let mut fresh: HashMap<(String, String), u64> = HashMap::new();
+        // Whether some link's fresh latency is off the one its routes use by more than a
+        // tenth (and 1 us): else no route can gain the margin, and pairs are not weighed.
+        let mut moved = false;
         let mut seen = Vec::new();
         let mut read = std::collections::HashSet::new();
-        // One listing of the registry per sample.
-        let index: HashMap<String, u32> = inner
-            .registry
-            .list()?
-            .into_iter()
-            .map(|e| (e.signature.node_id, e.index))
-            .collect();
+        // The registry is listed again only when its nodes changed (a listing reads every
+        // entry, and checks its owner's liveness in /proc).
+        let epoch = inner.registry.nodes_epoch();
+        if self.index_epoch != Some(epoch) {
+            self.index = inner
+                .registry
+                .list()?
+                .into_iter()
+                .map(|e| (e.signature.node_id, e.index))
+                .collect();
+            self.index_epoch = Some(epoch);
+        }
+        // The directory is read again only when channels came or went.
+        if let Some(rd) = inner.registry.channels_changed(&mut self.channels_epoch) {
+            self.rings = rd
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    crate::transport::channel::parse_ring_name(name.to_str()?)
+                })
+                .map(|(s, d, _)| (s, d))
+                .collect();
+        }
+        // Taken while links are read (and listed again next time if not put back).
+        let index = std::mem::take(&mut self.index);
+        let listed = self.index_epoch.take();
         for l in links.iter().filter(|l| l.up) {
             let base = if l.metrics.samples > 0 {
                 l.metrics.ewma_latency_ns.max(0.0).round() as u64
@@ -239,6 +274,9 @@ impl State {
                 let (Some(&si), Some(&di)) = (index.get(s), index.get(d)) else {
                     continue;
                 };
+                if !self.rings.contains(&(si, di)) {
+                    continue;
+                }
                 let Some(reading) = State::read(inner, si, di, now) else {
                     continue;
                 };
@@ -253,7 +291,17 @@ impl State {
                     .models
                     .entry((s.clone(), d.clone()))
                     .or_insert_with(|| LinkLearner::new(l.bandwidth_gbps));
+                let before = model.errors();
                 model.observe(&sample);
+                let after = model.errors();
+                if after.scored > before.scored {
+                    let total = |e: &ModelErrors, mean: f64| mean * e.scored as f64;
+                    self.scored.0 += 1;
+                    self.scored.1 += total(&after, after.learned_mean_ns)
+                        - total(&before, before.learned_mean_ns);
+                    self.scored.2 +=
+                        total(&after, after.fixed_mean_ns) - total(&before, before.fixed_mean_ns);
+                }
                 let predicted = model.predict_ns(&sample);
                 worst = Some(worst.map_or(predicted, |w: f64| w.max(predicted)));
                 seen.push(LearnedLink {
@@ -269,22 +317,34 @@ impl State {
                 });
             }
             if let Some(w) = worst {
-                let ns = base.saturating_add(w.min(u64::MAX as f64 / 4.0).round() as u64);
-                fresh.insert(ordered(&l.a, &l.b), ns);
+                let ns = base.saturating_add(w.round() as u64).min(MAX_LEARNED_NS);
+                let key = ordered(&l.a, &l.b);
+                let routed = self.published.get(&key).copied().unwrap_or(base);
+                moved |= ns.abs_diff(routed) > (routed / 10).max(1_000);
+                fresh.insert(key, ns);
             }
         }
-        let (handed, changes) = if fresh.is_empty() {
-            (false, 0)
-        } else {
+        let indices: std::collections::HashSet<u32> = index.values().copied().collect();
+        self.index = index;
+        self.index_epoch = listed;
+        let (handed, changes) = if moved {
             self.maybe_hand_over(inner, &links, &fresh, now)?
+        } else {
+            self.hold.decide(now, false);
+            (false, 0)
         };
         // Links and nodes that went away are forgotten.
         self.models.retain(|k, _| read.contains(k));
-        let indices: std::collections::HashSet<u32> = index.values().copied().collect();
         self.last
             .retain(|(s, d), _| indices.contains(s) && indices.contains(d));
         let mut r = lock(report);
         r.samples += 1;
+        let (n, learned, fixed) = self.scored;
+        r.scored = n;
+        if n > 0 {
+            r.learned_error_ns = learned / n as f64;
+            r.fixed_error_ns = fixed / n as f64;
+        }
         r.handovers += handed as u64;
         r.route_changes += changes;
         seen.sort_by(|a, b| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)));
@@ -353,6 +413,7 @@ impl State {
             })
             .collect();
         routing.set_learned_latencies(&update)?;
+        self.published = fresh.clone();
         let after = routing.current_tables()?;
         let changed = first_hops(&after)
             .into_iter()

@@ -51,12 +51,12 @@ pub(super) fn topology_info(inner: &Inner) -> Result<TopologyInfo> {
     m.insert("low_isolation_waits".into(), inner.paced_waits() as f64);
     if inner.options.enable_ml_routing {
         let l = lock(&inner.learned);
-        let (learned, fixed) = l.mean_errors();
         m.insert("learned_samples".into(), l.samples as f64);
         m.insert("learned_handovers".into(), l.handovers as f64);
         m.insert("route_changes".into(), l.route_changes as f64);
-        m.insert("learned_error_ns".into(), learned);
-        m.insert("fixed_model_error_ns".into(), fixed);
+        m.insert("learned_scored".into(), l.scored as f64);
+        m.insert("learned_error_ns".into(), l.learned_error_ns);
+        m.insert("fixed_model_error_ns".into(), l.fixed_error_ns);
     }
     let e = lock(&inner.engine);
     m.insert("inbound_rings".into(), e.inbound_rings() as f64);

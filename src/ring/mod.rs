@@ -386,7 +386,10 @@ impl<M: RingMemory> Producer<M> {
     /// the consumer and no probe is in flight. Two loads when there is nothing to do.
     pub fn mark_probe(&mut self, now_ns: u64) {
         let Some(p) = self.mem.probe() else { return };
-        if p.position.load(Ordering::Relaxed) != 0 || self.tail == 0 {
+        let at = p.position.load(Ordering::Relaxed);
+        // A probe in flight is left to complete; a position past this producer's tail is
+        // none it marked (forged, or left by an earlier incarnation) and is marked over.
+        if (at != 0 && at <= self.tail) || self.tail == 0 {
             return;
         }
         if self.mem.head().load(Ordering::Relaxed) >= self.tail {
@@ -657,6 +660,9 @@ impl<M: RingMemory> Consumer<M> {
                 let at = p.position.load(Ordering::Acquire);
                 if at != 0 && self.head >= at {
                     complete_probe(p);
+                } else if at > self.head.saturating_add(self.mask + 1) {
+                    // More than a ring ahead: no producer marked it. Cleared, not measured.
+                    p.position.store(0, Ordering::Release);
                 }
             }
         }

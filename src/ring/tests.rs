@@ -522,4 +522,18 @@ fn a_probe_measures_how_long_the_consumer_took_to_reach_the_queue_it_marked() {
     while pop_vec(&mut c).is_some() {}
     assert_eq!(probe(&p).1, 2);
     assert_eq!(probe(&p).2, 0);
+    // A forged position no producer reaches: the consumer clears it without measuring,
+    // and the producer marks over one past its tail, so probes go on.
+    let mem = p.mem.clone();
+    let pr = mem.probe().unwrap();
+    pr.position.store(u64::MAX, Ordering::Relaxed);
+    p.try_push(h, &[&[7; 40]]).unwrap();
+    while pop_vec(&mut c).is_some() {}
+    assert_eq!(probe(&p).0, 0);
+    pr.position.store(u64::MAX, Ordering::Relaxed);
+    p.try_push(h, &[&[7; 40]]).unwrap();
+    p.mark_probe(crate::sys::monotonic_ns());
+    assert_eq!(probe(&p).0, p.tail);
+    while pop_vec(&mut c).is_some() {}
+    assert_eq!(probe(&p).1, 3);
 }

@@ -112,6 +112,7 @@ mod tests {
         }
         assert_eq!(moved, vec![2_100]);
         // A saving that lapses for one sample starts its sustain time over.
+        assert!(!h.decide(at(4_950), false));
         assert!(!h.decide(at(5_000), true));
         assert!(!h.decide(at(5_050), false));
         assert!(!h.decide(at(5_100), true));

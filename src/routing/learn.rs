@@ -40,7 +40,10 @@ const ERROR_ALPHA: f64 = 0.1;
 /// Samples scored before the learned prediction may replace the fixed one.
 const MIN_SCORED: u64 = 8;
 /// Largest delay taken as a sample, µs (a minute): beyond it the sample is not a link's.
+/// Predictions and errors are capped there too, so every figure stays finite.
 const MAX_DELAY_US: f64 = 60.0e6;
+/// Smallest capacity a model assumes, Gbit/s.
+const MIN_CAPACITY_GBPS: f64 = 1e-6;
 
 /// What was observed on a link over one sampling interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,8 +90,9 @@ impl LinkLearner {
     /// A model of a link of `capacity_gbps` (its declared bandwidth), starting as the fixed
     /// M/M/1 model.
     pub fn new(capacity_gbps: f64) -> LinkLearner {
-        let capacity_gbps = if capacity_gbps.is_finite() && capacity_gbps > 0.0 {
-            capacity_gbps
+        // A capacity below 1 kbit/s is taken as 1 kbit/s: the figures stay finite.
+        let capacity_gbps = if capacity_gbps.is_finite() {
+            capacity_gbps.max(MIN_CAPACITY_GBPS)
         } else {
             1.0
         };
@@ -117,20 +121,26 @@ impl LinkLearner {
             0.0
         };
         // Bytes at Gbit/s: bits / (Gbit/s) = ns; ms for the fit.
-        [rho / (1.0 - rho), queued * 8.0 / self.capacity_gbps / 1e6]
+        let queued_ms = (queued * 8.0 / self.capacity_gbps / 1e6).min(MAX_DELAY_US / 1e3);
+        [rho / (1.0 - rho), queued_ms]
     }
 
     /// The fixed M/M/1 model's queueing delay at this load, ns: `S·ρ/(1−ρ)` with `S` the
     /// time to serialise a 64 KiB frame at the declared capacity.
     pub fn fixed_ns(&self, s: &LoadSample) -> f64 {
         let x = self.features(s);
-        FIXED_FRAME_BITS / self.capacity_gbps * x[0]
+        (FIXED_FRAME_BITS / self.capacity_gbps * x[0]).min(MAX_DELAY_US * 1e3)
     }
 
     /// The learned model's queueing delay at this load, ns (never negative).
     pub fn learned_ns(&self, s: &LoadSample) -> f64 {
         let x = self.features(s);
-        (dot(&self.w, &x) * 1e3).max(0.0)
+        let v = dot(&self.w, &x).clamp(0.0, MAX_DELAY_US) * 1e3;
+        if v.is_finite() {
+            v
+        } else {
+            0.0
+        }
     }
 
     /// Whether the learned model replaces the fixed one now.
@@ -156,8 +166,8 @@ impl LinkLearner {
         };
         let y = (delay_ns / 1e3).min(MAX_DELAY_US);
         let x = self.features(s);
-        let learned = dot(&self.w, &x).max(0.0);
-        let fixed = self.fixed_ns(s) / 1e3;
+        let learned = dot(&self.w, &x).clamp(0.0, MAX_DELAY_US);
+        let fixed = (self.fixed_ns(s) / 1e3).min(MAX_DELAY_US);
         let (el, ef) = ((learned - y).abs(), (fixed - y).abs());
         if self.scored == 0 {
             (self.learned_recent_us, self.fixed_recent_us) = (el, ef);

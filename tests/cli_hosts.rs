@@ -33,7 +33,8 @@ impl Hosts {
             )
         };
         let text = format!(
-            "fabric: {{ name: {fabric}, key_file: {} }}\nnodes:\n{}{}{}\
+            "fabric: {{ name: {fabric}, key_file: {}, protocol: {{ enable_ml_routing: true }} }}\n\
+             nodes:\n{}{}{}\
              links:\n  - {{ a: a, b: sw }}\n  - {{ a: sw, b: b }}\n\
              hosts:\n  - {{ name: h1, address: \"{}\" }}\n  - {{ name: h2, address: \"{}\" }}\n",
             key.display(),
@@ -290,6 +291,15 @@ fn commands_across_hosts(f: Hosts) {
             assert_eq!(p["metrics"][k], 0.0, "{k} of {p}");
         }
     }
+
+    // Learned routing (on in the configuration) samples the links between hosts as well:
+    // each process its own connection (h1's a -> sw, h2's sw -> a) and h2 its rings.
+    f.monitor_until("learned routing sampling every process's links", |m| {
+        m["processes"].as_array().unwrap().iter().all(|p| {
+            p["metrics"]["learned_links"].as_f64().unwrap_or(0.0) >= 1.0
+                && p["metrics"]["learned_scored"].as_f64().unwrap_or(0.0) >= 1.0
+        })
+    });
 
     let (code, out, err) = f.run(&["metrics"]);
     assert_eq!(code, 0, "{err}");

@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The tests of this file run one at a time: the timings of one must not be the other's load.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn config(name: &str, ml: bool) -> String {
     format!(
         "\
@@ -288,6 +291,7 @@ fn changes(seen: &[(Instant, Vec<String>)]) -> Vec<Instant> {
 
 #[test]
 fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Off: routes depend only on the configured figures.
     {
         let f = Fabric::new(false);
@@ -406,4 +410,55 @@ fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing(
     assert!(text.contains(&line), "{text}");
     assert!(f.metric("learned_handovers") >= 2.0);
     assert!(f.metric("learned_samples") > 0.0);
+}
+
+/// Links whose rings live in a process's memory (both nodes hosted by it) have no ring
+/// file: learned routing reads them from the engine's counts, as it reads its connections
+/// to other hosts.
+#[test]
+fn links_inside_one_process_are_sampled_from_its_engine() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("learn-own-{}", std::process::id());
+    let _removed = Removed(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fabric.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "fabric:\n  name: {name}\n  protocol: {{ enable_ml_routing: true }}\nnodes:\n\
+             \x20 - {{ node_id: p, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
+             \x20 - {{ node_id: q, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
+             links:\n  - {{ a: p, b: q, latency_ns: 1000, bandwidth_gbps: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    let cfg = hyperfabric::config::load_fabric_config(&path).unwrap();
+    let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
+    for n in &cfg.nodes {
+        p.register_node(n.clone()).unwrap();
+    }
+    p.start_background_services().unwrap();
+    let data = vec![1u8; 64 << 10];
+    let end = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        for _ in 0..16 {
+            p.send_data("p", "q", &data, &SendOptions::default())
+                .unwrap();
+        }
+        let l = p.learned_routing().unwrap();
+        let pq = l
+            .links
+            .iter()
+            .find(|k| k.src == "p" && k.dst == "q" && k.utilisation > 0.0)
+            .cloned();
+        if pq.is_some() || Instant::now() > end {
+            break pq;
+        }
+    };
+    let pq = seen.expect("p -> q never sampled with traffic");
+    assert!(
+        pq.utilisation.is_finite() && pq.capacity_gbps == 1.0,
+        "{pq:?}"
+    );
+    drop(p);
 }

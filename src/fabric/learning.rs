@@ -133,7 +133,7 @@ struct State {
     /// Errors of every model over every scored sample, also of models since dropped:
     /// (samples, learned sum, fixed sum), ns.
     scored: (u64, f64, f64),
-    last: HashMap<(u32, u32), Reading>,
+    last: HashMap<(String, String), Reading>,
     /// Directions with a ring file, as of the registry's channels epoch `channels_epoch`.
     rings: std::collections::HashSet<(u32, u32)>,
     channels_epoch: u64,
@@ -260,9 +260,9 @@ impl State {
                 .map(|(s, d, _)| (s, d))
                 .collect();
         }
-        // Taken while links are read (and listed again next time if not put back).
-        let index = std::mem::take(&mut self.index);
-        let listed = self.index_epoch.take();
+        // Links of this process's own nodes without a ring file (rings in its memory, and
+        // connections to other hosts) are read from its engine, once per sample.
+        let mut own: Option<HashMap<(String, String), Reading>> = None;
         for l in links.iter().filter(|l| l.up) {
             let base = if l.metrics.samples > 0 {
                 l.metrics.ewma_latency_ns.max(0.0).round() as u64
@@ -271,17 +271,21 @@ impl State {
             };
             let mut worst: Option<f64> = None;
             for (s, d) in [(&l.a, &l.b), (&l.b, &l.a)] {
-                let (Some(&si), Some(&di)) = (index.get(s), index.get(d)) else {
-                    continue;
+                let ring = match (self.index.get(s), self.index.get(d)) {
+                    (Some(&si), Some(&di)) if self.rings.contains(&(si, di)) => {
+                        State::read(inner, si, di, now)
+                    }
+                    _ => None,
                 };
-                if !self.rings.contains(&(si, di)) {
-                    continue;
-                }
-                let Some(reading) = State::read(inner, si, di, now) else {
-                    continue;
-                };
-                read.insert((s.clone(), d.clone()));
-                let before = self.last.insert((si, di), reading);
+                let reading = ring.or_else(|| {
+                    own.get_or_insert_with(|| own_links(inner, now))
+                        .get(&(s.clone(), d.clone()))
+                        .copied()
+                });
+                let Some(reading) = reading else { continue };
+                let key = (s.clone(), d.clone());
+                read.insert(key.clone());
+                let before = self.last.insert(key.clone(), reading);
                 let Some(sample) =
                     before.and_then(|b| State::load_between(&b, &reading, l.bandwidth_gbps))
                 else {
@@ -289,18 +293,12 @@ impl State {
                 };
                 let model = self
                     .models
-                    .entry((s.clone(), d.clone()))
+                    .entry(key)
                     .or_insert_with(|| LinkLearner::new(l.bandwidth_gbps));
-                let before = model.errors();
-                model.observe(&sample);
-                let after = model.errors();
-                if after.scored > before.scored {
-                    let total = |e: &ModelErrors, mean: f64| mean * e.scored as f64;
+                if let Some((learned, fixed)) = model.observe(&sample) {
                     self.scored.0 += 1;
-                    self.scored.1 += total(&after, after.learned_mean_ns)
-                        - total(&before, before.learned_mean_ns);
-                    self.scored.2 +=
-                        total(&after, after.fixed_mean_ns) - total(&before, before.fixed_mean_ns);
+                    self.scored.1 += learned;
+                    self.scored.2 += fixed;
                 }
                 let predicted = model.predict_ns(&sample);
                 worst = Some(worst.map_or(predicted, |w: f64| w.max(predicted)));
@@ -324,9 +322,6 @@ impl State {
                 fresh.insert(key, ns);
             }
         }
-        let indices: std::collections::HashSet<u32> = index.values().copied().collect();
-        self.index = index;
-        self.index_epoch = listed;
         let (handed, changes) = if moved {
             self.maybe_hand_over(inner, &links, &fresh, now)?
         } else {
@@ -335,8 +330,7 @@ impl State {
         };
         // Links and nodes that went away are forgotten.
         self.models.retain(|k, _| read.contains(k));
-        self.last
-            .retain(|(s, d), _| indices.contains(s) && indices.contains(d));
+        self.last.retain(|k, _| read.contains(k));
         let mut r = lock(report);
         r.samples += 1;
         let (n, learned, fixed) = self.scored;
@@ -437,4 +431,25 @@ fn ordered(a: &str, b: &str) -> (String, String) {
     } else {
         (b.to_string(), a.to_string())
     }
+}
+
+/// What this process's engine counts of the links its nodes send on without a ring file:
+/// rings between its own nodes (in its memory) and connections to other hosts (bytes
+/// queued to the socket as the queue; no probe travels on them, so only an empty queue
+/// gives a delay, 0).
+fn own_links(inner: &Inner, now: Instant) -> HashMap<(String, String), Reading> {
+    lock(&inner.engine)
+        .local_links()
+        .into_iter()
+        .map(|l| {
+            let reading = Reading {
+                at: now,
+                bytes: l.bytes,
+                probes: 0,
+                delay_sum_ns: 0,
+                queued_bytes: l.queued_slots * SLOT_BYTES,
+            };
+            ((l.src, l.dst), reading)
+        })
+        .collect()
 }

@@ -55,6 +55,7 @@ pub(super) fn topology_info(inner: &Inner) -> Result<TopologyInfo> {
         m.insert("learned_handovers".into(), l.handovers as f64);
         m.insert("route_changes".into(), l.route_changes as f64);
         m.insert("learned_scored".into(), l.scored as f64);
+        m.insert("learned_links".into(), l.links.len() as f64);
         m.insert("learned_error_ns".into(), l.learned_error_ns);
         m.insert("fixed_model_error_ns".into(), l.fixed_error_ns);
     }

@@ -158,12 +158,11 @@ impl LinkLearner {
         }
     }
 
-    /// Scores both models on a sample with a measured delay, then learns from it; a sample
-    /// without one teaches nothing.
-    pub fn observe(&mut self, s: &LoadSample) {
-        let Some(delay_ns) = s.delay_ns.filter(|d| d.is_finite() && *d >= 0.0) else {
-            return;
-        };
+    /// Scores both models on a sample with a measured delay, then learns from it: the
+    /// absolute errors of the learned and the fixed model on it, ns. A sample without a
+    /// delay teaches nothing (`None`).
+    pub fn observe(&mut self, s: &LoadSample) -> Option<(f64, f64)> {
+        let delay_ns = s.delay_ns.filter(|d| d.is_finite() && *d >= 0.0)?;
         let y = (delay_ns / 1e3).min(MAX_DELAY_US);
         let x = self.features(s);
         let learned = dot(&self.w, &x).clamp(0.0, MAX_DELAY_US);
@@ -179,6 +178,7 @@ impl LinkLearner {
         self.fixed_abs_us += ef;
         self.scored += 1;
         self.update(&x, y);
+        Some((el * 1e3, ef * 1e3))
     }
 
     /// One step of recursive least squares with forgetting.

@@ -375,11 +375,12 @@ fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing(
         to_move <= Duration::from_millis(500),
         "moved after {to_move:?}"
     );
-    // No route changes more often than once per 2 s under steady load.
+    // No route changes more often than once per 2 s under steady load (seen by probes
+    // every 10 ms or so: a change shows up to a probe's round trip late).
     let mut last = moved;
     for c in &flaps {
         assert!(
-            c.duration_since(last) >= Duration::from_secs(2),
+            c.duration_since(last) >= Duration::from_millis(1_950),
             "route changed twice within 2 s under steady load"
         );
         last = *c;
@@ -458,6 +459,11 @@ fn links_inside_one_process_are_sampled_from_its_engine() {
     let pq = seen.expect("p -> q never sampled with traffic");
     assert!(
         pq.utilisation.is_finite() && pq.capacity_gbps == 1.0,
+        "{pq:?}"
+    );
+    // Its rings carry probes: the samples have delays to score the models on.
+    assert!(
+        pq.errors.scored >= 1 && pq.predicted_delay_ns.is_finite(),
         "{pq:?}"
     );
     drop(p);

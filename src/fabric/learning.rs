@@ -120,6 +120,8 @@ impl Learner {
 #[derive(Debug, Clone, Copy)]
 struct Reading {
     at: Instant,
+    /// Whether probes travel on the link (not on a connection to another host).
+    probed: bool,
     bytes: u64,
     probes: u64,
     delay_sum_ns: u64,
@@ -137,9 +139,10 @@ struct State {
     /// Directions with a ring file, as of the registry's channels epoch `channels_epoch`.
     rings: std::collections::HashSet<(u32, u32)>,
     channels_epoch: u64,
-    /// The latency each link has in the route service's tables (what was last handed
-    /// over), ns.
-    published: HashMap<(String, String), u64>,
+    /// Each link's fresh latency when routes were last weighed, ns, and whether that
+    /// weighing found a pair that wants to move.
+    weighed: HashMap<(String, String), u64>,
+    wanting: bool,
     models: HashMap<(String, String), LinkLearner>,
     hold: RouteHold,
     search: Search,
@@ -161,7 +164,8 @@ impl State {
             last: HashMap::new(),
             rings: Default::default(),
             channels_epoch: u64::MAX,
-            published: HashMap::new(),
+            weighed: HashMap::new(),
+            wanting: false,
             models: HashMap::new(),
             hold: RouteHold::new(HoldRules::default()),
             search: Search::new(0),
@@ -173,6 +177,7 @@ impl State {
         let dir = inner.registry.dir();
         let mut r = Reading {
             at,
+            probed: true,
             bytes: 0,
             probes: 0,
             delay_sum_ns: 0,
@@ -196,11 +201,18 @@ impl State {
     /// so the rings were made anew, or say what no ring does).
     fn load_between(before: &Reading, now: &Reading, capacity_gbps: f64) -> Option<LoadSample> {
         let secs = now.at.duration_since(before.at).as_secs_f64();
-        if secs <= 0.0 || now.bytes < before.bytes || now.probes < before.probes {
+        if secs <= 0.0
+            || now.bytes < before.bytes
+            || now.probes < before.probes
+            || now.probed != before.probed
+        {
             return None;
         }
         let probes = now.probes - before.probes;
-        let delay_ns = if probes > 0 {
+        let delay_ns = if !now.probed {
+            // No probe travels on it: nothing is measured, and the fixed model answers.
+            None
+        } else if probes > 0 {
             let mean = now.delay_sum_ns.wrapping_sub(before.delay_sum_ns) as f64 / probes as f64;
             // A delay at the consumer's clamp is a mark no clock made, or a receiver that
             // stopped for a minute: not a link's queue.
@@ -232,8 +244,9 @@ impl State {
         super::topology::sync_topology(inner)?;
         let links = inner.topology.read(|t| t.links());
         let mut fresh: HashMap<(String, String), u64> = HashMap::new();
-        // Whether some link's fresh latency is off the one its routes use by more than a
-        // tenth (and 1 us): else no route can gain the margin, and pairs are not weighed.
+        // Whether some link's fresh latency moved by more than a tenth (and 1 us) since routes
+        // were last weighed: else, unless that weighing wanted a move (whose saving must be
+        // seen to last), no route gains anything new and pairs are not weighed again.
         let mut moved = false;
         let mut seen = Vec::new();
         let mut read = std::collections::HashSet::new();
@@ -315,14 +328,21 @@ impl State {
                 });
             }
             if let Some(w) = worst {
-                let ns = base.saturating_add(w.round() as u64).min(MAX_LEARNED_NS);
+                // A reported loss rate costs retransmissions, as in the formula over reported
+                // figures.
+                let loss = if l.metrics.samples > 0 {
+                    l.metrics.loss_rate.clamp(0.0, 0.9)
+                } else {
+                    0.0
+                };
+                let ns = ((base as f64 + w) / (1.0 - loss)).min(MAX_LEARNED_NS as f64) as u64;
                 let key = ordered(&l.a, &l.b);
-                let routed = self.published.get(&key).copied().unwrap_or(base);
-                moved |= ns.abs_diff(routed) > (routed / 10).max(1_000);
+                let then = self.weighed.get(&key).copied().unwrap_or(base);
+                moved |= ns.abs_diff(then) > (then / 10).max(1_000);
                 fresh.insert(key, ns);
             }
         }
-        let (handed, changes) = if moved {
+        let (handed, changes) = if moved || self.wanting {
             self.maybe_hand_over(inner, &links, &fresh, now)?
         } else {
             self.hold.decide(now, false);
@@ -378,9 +398,12 @@ impl State {
                 }
             }
         }
+        self.weighed = fresh.clone();
+        self.wanting = wanted;
         if !self.hold.decide(now, wanted) {
             return Ok((false, 0));
         }
+        self.wanting = false;
         let first_hops = |t: &crate::routing::RoutingTables| {
             let mut hops = Vec::new();
             for &s in t.sources() {
@@ -397,7 +420,8 @@ impl State {
             hops
         };
         let before: HashMap<_, _> = first_hops(&tables).into_iter().collect();
-        // Links without a fresh figure (their rings are gone) go back to their base.
+        // Links without a fresh figure (their rings are gone) go back to the figures reported
+        // or declared for them.
         let update: Vec<(String, String, Option<u64>)> = links
             .iter()
             .map(|l| {
@@ -407,20 +431,23 @@ impl State {
             })
             .collect();
         routing.set_learned_latencies(&update)?;
-        self.published = fresh.clone();
-        let after = routing.current_tables()?;
-        let changed = first_hops(&after)
-            .into_iter()
-            .filter(|(pair, hop)| {
-                let id = |h: &Option<u32>| h.map(|i| after.graph().id(i).to_string());
-                let was = before
-                    .get(pair)
-                    .map(|h| h.map(|i| tables.graph().id(i).to_string()));
-                was.is_some_and(|w| w != id(hop))
-            })
-            .count() as u64;
-        // New sends take the new routes.
+        // New sends take the new routes (the engine asks for them anew, and its router waits
+        // for the tables that hold them).
         lock(&inner.engine).clear_routes();
+        // Counted on the tables once rebuilt (a rebuild for another change since the
+        // weighing would be counted with it).
+        let changed = routing.current_tables().map_or(0, |after| {
+            first_hops(&after)
+                .into_iter()
+                .filter(|(pair, hop)| {
+                    let id = |h: &Option<u32>| h.map(|i| after.graph().id(i).to_string());
+                    let was = before
+                        .get(pair)
+                        .map(|h| h.map(|i| tables.graph().id(i).to_string()));
+                    was.is_some_and(|w| w != id(hop))
+                })
+                .count() as u64
+        });
         Ok((true, changed))
     }
 }
@@ -434,20 +461,21 @@ fn ordered(a: &str, b: &str) -> (String, String) {
 }
 
 /// What this process's engine counts of the links its nodes send on without a ring file:
-/// rings between its own nodes (in its memory) and connections to other hosts (bytes
-/// queued to the socket as the queue; no probe travels on them, so only an empty queue
-/// gives a delay, 0).
+/// rings between its own nodes (in its memory, with their probes) and connections to other
+/// hosts (bytes queued to the socket as the queue; no probe travels on those).
 fn own_links(inner: &Inner, now: Instant) -> HashMap<(String, String), Reading> {
     lock(&inner.engine)
-        .local_links()
+        .own_link_counts()
         .into_iter()
         .map(|l| {
+            let (probes, delay_sum_ns) = l.counts.probes.unwrap_or_default();
             let reading = Reading {
                 at: now,
-                bytes: l.bytes,
-                probes: 0,
-                delay_sum_ns: 0,
-                queued_bytes: l.queued_slots * SLOT_BYTES,
+                probed: l.counts.probes.is_some(),
+                bytes: l.counts.bytes,
+                probes,
+                delay_sum_ns,
+                queued_bytes: l.counts.queued_bytes,
             };
             ((l.src, l.dst), reading)
         })

@@ -199,14 +199,14 @@ pub struct Probe {
     pub marked_ns: AtomicU64,
     /// Probes completed (written by the consumer).
     pub completed: AtomicU64,
-    /// Sum of their delays, ns (written by the consumer).
+    /// Sum of their delays, ns, each below [`MAX_PROBE_DELAY_NS`] (written by the consumer).
     pub delay_sum_ns: AtomicU64,
     /// The last one's delay, ns (written by the consumer).
     pub last_delay_ns: AtomicU64,
 }
 
-/// Longest probe delay recorded: a mark older than this (a producer's clock word that is
-/// not a time, or a consumer that stopped for a minute) counts as this.
+/// Probe delays from this on are not recorded: a mark this old is a producer's clock word
+/// that is not a time, or a consumer that stopped for a minute, not a queue.
 pub const MAX_PROBE_DELAY_NS: u64 = 60_000_000_000;
 
 /// Why a push failed.
@@ -382,11 +382,22 @@ impl<M: RingMemory> Producer<M> {
         self.mem.traffic().1.store(self.bytes, Ordering::Relaxed);
     }
 
+    /// The probes the consumer completed and the sum of their delays (ns), when the ring's
+    /// memory has a probe.
+    pub fn probes(&self) -> Option<(u64, u64)> {
+        let p = self.mem.probe()?;
+        Some((
+            p.completed.load(Ordering::Acquire),
+            p.delay_sum_ns.load(Ordering::Relaxed),
+        ))
+    }
+
     /// Marks a timing probe at the tail (see the module documentation) if messages wait for
     /// the consumer and no probe is in flight. Two loads when there is nothing to do.
     pub fn mark_probe(&mut self, now_ns: u64) {
         let Some(p) = self.mem.probe() else { return };
-        let at = p.position.load(Ordering::Relaxed);
+        // Acquire: a 0 the consumer stored after its last reads of the mark.
+        let at = p.position.load(Ordering::Acquire);
         // A probe in flight is left to complete; a position past this producer's tail is
         // none it marked (forged, or left by an earlier incarnation) and is marked over.
         if (at != 0 && at <= self.tail) || self.tail == 0 {
@@ -505,13 +516,17 @@ fn seq_of(pos: u64) -> u32 {
     (pos as u32).wrapping_add(1)
 }
 
-/// Records the delay of the probe a consumer just reached and clears it for the next.
+/// Records the delay of the probe a consumer just reached and clears it for the next. A
+/// delay of a minute or more (a mark time no clock wrote, or a consumer stopped that long) is
+/// cleared without being recorded.
 #[cold]
 fn complete_probe(p: &Probe) {
     let marked = p.marked_ns.load(Ordering::Relaxed);
-    let delay = crate::sys::monotonic_ns()
-        .saturating_sub(marked)
-        .min(MAX_PROBE_DELAY_NS);
+    let delay = crate::sys::monotonic_ns().saturating_sub(marked);
+    if delay >= MAX_PROBE_DELAY_NS {
+        p.position.store(0, Ordering::Release);
+        return;
+    }
     // The consumer is the only writer of these three.
     p.last_delay_ns.store(delay, Ordering::Relaxed);
     let sum = p.delay_sum_ns.load(Ordering::Relaxed);

@@ -522,6 +522,11 @@ fn a_probe_measures_how_long_the_consumer_took_to_reach_the_queue_it_marked() {
     while pop_vec(&mut c).is_some() {}
     assert_eq!(probe(&p).1, 2);
     assert_eq!(probe(&p).2, 0);
+    // A mark a minute old or more is cleared without being recorded.
+    p.try_push(h, &[&[7; 40]]).unwrap();
+    p.mark_probe(1);
+    while pop_vec(&mut c).is_some() {}
+    assert_eq!(probe(&p), (0, 2, 0));
     // A forged position no producer reaches: the consumer clears it without measuring,
     // and the producer marks over one past its tail, so probes go on.
     let mem = p.mem.clone();

@@ -38,6 +38,11 @@ pub trait Outbound: Send {
     fn mark_probe(&mut self, _now_ns: u64) {}
     /// Counts `bytes` of data handed over by descriptor with the last frame as carried.
     fn count_carried(&mut self, _bytes: u64) {}
+    /// The timing probes the receiver completed and the sum of their delays (ns), when the
+    /// channel is a ring.
+    fn probes(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// The receiving half of a channel.
@@ -124,6 +129,10 @@ impl Outbound for Producer<Region> {
 
     fn count_carried(&mut self, bytes: u64) {
         Producer::count_carried(self, bytes)
+    }
+
+    fn probes(&self) -> Option<(u64, u64)> {
+        Producer::probes(self)
     }
 }
 

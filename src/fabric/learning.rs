@@ -148,6 +148,10 @@ struct State {
     search: Search,
 }
 
+/// Mean probe delays from this on are not taken as samples, ns (1 s: a ring in shared
+/// memory whose receiver runs drains in far less).
+const MAX_SAMPLE_DELAY_NS: f64 = 1e9;
+
 /// Largest latency learned routing gives a link, ns (1,000 s): sums over long paths stay
 /// far from the searches' mark of an unreached node.
 const MAX_LEARNED_NS: u64 = 1_000_000_000_000;
@@ -214,12 +218,9 @@ impl State {
             None
         } else if probes > 0 {
             let mean = now.delay_sum_ns.wrapping_sub(before.delay_sum_ns) as f64 / probes as f64;
-            // A delay at the consumer's clamp is a mark no clock made, or a receiver that
-            // stopped for a minute: not a link's queue.
-            if mean >= crate::ring::MAX_PROBE_DELAY_NS as f64 {
-                return None;
-            }
-            Some(mean)
+            // A second or more is a receiver that stopped (or a mark no clock made), not a
+            // link's queue: the load is sampled, the delay not taken.
+            (mean < MAX_SAMPLE_DELAY_NS).then_some(mean)
         } else if now.queued_bytes == 0 {
             // Nothing waited when sampled and no probe was marked: no queue.
             Some(0.0)

@@ -14,7 +14,7 @@ pub enum CostModel {
 }
 
 /// Reference frame size for the queueing term: the default maximum packet (64 KiB).
-const QUEUE_FRAME_BITS: f64 = 65_536.0 * 8.0;
+pub(super) const QUEUE_FRAME_BITS: f64 = 65_536.0 * 8.0;
 /// Utilisation is capped below 1 so the queueing term stays finite.
 const MAX_RHO: f64 = 0.99;
 /// Loss is capped so the retransmission factor stays finite.

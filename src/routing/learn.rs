@@ -26,7 +26,7 @@
 //! one.
 
 /// Reference frame of the fixed model's service time: the default largest packet (64 KiB).
-pub const FIXED_FRAME_BITS: f64 = 65_536.0 * 8.0;
+pub const FIXED_FRAME_BITS: f64 = super::cost::QUEUE_FRAME_BITS;
 /// Utilisation is capped here so `ρ/(1−ρ)` stays finite (19 at most).
 const MAX_RHO: f64 = 0.95;
 /// Weight of older samples: each newer sample multiplies it by this.

@@ -8,6 +8,8 @@
 //! without any `update_link_metrics` call, stay there while it lasts, and come back to s1
 //! within a few seconds of its end. Without the option they stay on s1 throughout.
 
+mod common;
+
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::{DataType, PacketPriority};
 use std::io::{BufRead, BufReader};
@@ -421,19 +423,7 @@ fn links_inside_one_process_are_sampled_from_its_engine() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("learn-own-{}", std::process::id());
     let _removed = Removed(name.clone());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fabric.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "fabric:\n  name: {name}\n  protocol: {{ enable_ml_routing: true }}\nnodes:\n\
-             \x20 - {{ node_id: p, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
-             \x20 - {{ node_id: q, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
-             links:\n  - {{ a: p, b: q, latency_ns: 1000, bandwidth_gbps: 1 }}\n"
-        ),
-    )
-    .unwrap();
-    let cfg = hyperfabric::config::load_fabric_config(&path).unwrap();
+    let cfg = two_nodes(&name);
     let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
     for n in &cfg.nodes {
         p.register_node(n.clone()).unwrap();
@@ -472,4 +462,114 @@ fn links_inside_one_process_are_sampled_from_its_engine() {
         "{pq:?}"
     );
     drop(p);
+}
+
+/// Fabric `name`, learning routes, of nodes p and q joined by a 1 Gbit/s link.
+fn two_nodes(name: &str) -> hyperfabric::config::FabricConfig {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fabric.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "fabric:\n  name: {name}\n  protocol: {{ enable_ml_routing: true }}\nnodes:\n\
+             \x20 - {{ node_id: p, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
+             \x20 - {{ node_id: q, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
+             links:\n  - {{ a: p, b: q, latency_ns: 1000, bandwidth_gbps: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    hyperfabric::config::load_fabric_config(&path).unwrap()
+}
+
+/// A connection to another host is timed by echoes queued behind its data: bulk posted over
+/// it gives queueing delays, on which the sampler scores both models.
+#[test]
+fn connections_to_other_hosts_are_timed_by_echoes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("learn-tcp-{}", std::process::id());
+    let _removed = Removed(name.clone());
+    let cfg = two_nodes(&name);
+    let side = |listen: bool| {
+        let mut c = ProtocolConfig::from_config(&cfg).unwrap();
+        c.key = Some(common::test_key());
+        c.tcp = Some(hyperfabric::fabric::TcpConfig {
+            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+            // Over TCP although both run on this host.
+            force: true,
+            ..Default::default()
+        });
+        Arc::new(HyperFabricProtocol::with_config(c).unwrap())
+    };
+    let (ps, qs) = (side(false), side(true));
+    qs.register_node(cfg.nodes[1].clone()).unwrap();
+    qs.start_background_services().unwrap();
+    ps.register_node(cfg.nodes[0].clone()).unwrap();
+    ps.connect_host(qs.listen_address().unwrap()).unwrap();
+    ps.start_background_services().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while ps.transport_to("q").ok() != Some("tcp") {
+        assert!(Instant::now() < until, "q never reached over TCP");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let (q, flag) = (qs.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !flag.load(Ordering::Acquire) {
+                n += q.recv("q", Duration::from_millis(20)).is_ok() as u64;
+            }
+            n
+        })
+    };
+    // Stops the drain also when the test fails: nothing of it outlives the test.
+    let _stop = StopOnDrop(stop.clone());
+    let data = vec![3u8; 1 << 20];
+    let opts = SendOptions {
+        priority: PacketPriority::Bulk,
+        ..SendOptions::default()
+    };
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut most = 0.0f64;
+    let seen = loop {
+        for _ in 0..8 {
+            ps.post("p", "q", &data, &opts).unwrap();
+        }
+        let l = ps.learned_routing().unwrap();
+        let pq = l
+            .links
+            .iter()
+            .find(|k| k.src == "p" && k.dst == "q")
+            .cloned();
+        if let Some(d) = pq.as_ref().and_then(|k| k.measured_delay_ns) {
+            most = most.max(d);
+        }
+        let timed = pq.as_ref().is_some_and(|k| k.errors.scored >= 5);
+        if timed && most >= QUEUED_NS || Instant::now() > end {
+            break pq;
+        }
+    };
+    stop.store(true, Ordering::Release);
+    let taken = drain.join().unwrap();
+    let pq = seen.expect("p -> q never sampled");
+    assert!(pq.errors.scored >= 5 && pq.utilisation > 0.0, "{pq:?}");
+    // MiBs queued on a connection of loopback's speed hold an echo back for a millisecond
+    // or more (0.8-4.6 ms measured here): far above its round trip with nothing queued.
+    assert!(
+        most >= QUEUED_NS,
+        "bulk never held an echo back: at most {most} ns, {pq:?}"
+    );
+    assert!(taken > 0);
+}
+
+/// Queueing delay that bulk on a connection must show (see its test).
+const QUEUED_NS: f64 = 100_000.0;
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }

@@ -5,7 +5,8 @@
 //! queued on it, in its socket or its peer's, were never confirmed. After SIGCONT the two
 //! connect again and the posts go on. A frame taken and dropped (its node is not there) is
 //! named back to its sender. A peer's receipts are checked: one for frames never sent, or of
-//! the wrong length, closes its connection.
+//! the wrong length, closes its connection. Echoes (the timing probes of learned routing) are
+//! answered with their body; one of the wrong length or form closes its connection.
 
 mod common;
 
@@ -15,7 +16,9 @@ use common::{
 };
 use hyperfabric::codec::handshake::{self, Credentials};
 use hyperfabric::fabric::{HyperFabricProtocol, SendOptions};
-use hyperfabric::transport::tcp::control::{KIND_RECEIPT, RECEIPT_DROPPED};
+use hyperfabric::transport::tcp::control::{
+    ECHO_ANSWER, ECHO_ASKED, KIND_ECHO, KIND_RECEIPT, RECEIPT_DROPPED,
+};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -357,14 +360,23 @@ fn a_frame_dropped_on_arrival_is_named_back_to_its_sender() {
 /// A peer that holds the key and sends receipt `body`: its connection is closed for it, with
 /// `why` among the reasons.
 fn forged_receipt(body: &[u8], why: &str) {
-    let name = format!("tcp-receipts-forged-{}-{}", body.len(), std::process::id());
+    forged_control(KIND_RECEIPT, 0, body, why);
+}
+
+/// A peer that holds the key and sends a control frame of `kind` with `aux` and `body`: its
+/// connection is closed for it, with `why` among the reasons.
+fn forged_control(kind: u8, aux: u16, body: &[u8], why: &str) {
+    let name = format!(
+        "tcp-receipts-forged-{kind}-{aux}-{}-{}",
+        body.len(),
+        std::process::id()
+    );
     let _f = FabricDir(name.clone());
     let a = tcp_protocol(&name, Some(test_key()), true);
     a.register_node(node("a")).unwrap();
     a.start_background_services().unwrap();
     let mut s = intruder(&a, &name);
-    s.write_all(&frame_header(KIND_RECEIPT, 0, body.len(), 0, 0))
-        .unwrap();
+    s.write_all(&control_header(kind, aux, body.len())).unwrap();
     s.write_all(body).unwrap();
     let until = Instant::now() + Duration::from_secs(10);
     while !a.host_close_reasons().iter().any(|r| r.contains(why)) {
@@ -388,4 +400,81 @@ fn a_receipt_for_frames_never_sent_closes_its_connection() {
 #[test]
 fn a_receipt_of_the_wrong_length_closes_its_connection() {
     forged_receipt(&[1, 2, 3], "a receipt of the wrong length");
+}
+
+/// The header of a control frame of `kind` with `aux` and a body of `len` bytes.
+fn control_header(kind: u8, aux: u16, len: usize) -> [u8; 20] {
+    let mut h = frame_header(kind, 0, len, 0, 0);
+    h[6..8].copy_from_slice(&aux.to_le_bytes());
+    h
+}
+
+/// An echo asked is answered with its body, however many were asked before the answer: the
+/// answers never outnumber the echoes asked, and the last body asked is answered.
+#[test]
+fn an_echo_asked_is_answered_with_its_body() {
+    let name = format!("tcp-receipts-echo-{}", std::process::id());
+    let _f = FabricDir(name.clone());
+    let a = tcp_protocol(&name, Some(test_key()), true);
+    a.register_node(node("a")).unwrap();
+    a.start_background_services().unwrap();
+    let mut s = intruder(&a, &name);
+    let asked: Vec<u64> = (1..=50u64).map(|k| k * 0x9e37_79b9_7f4a_7c15).collect();
+    for n in &asked {
+        s.write_all(&control_header(KIND_ECHO, ECHO_ASKED, 8))
+            .unwrap();
+        s.write_all(&n.to_le_bytes()).unwrap();
+    }
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut stream = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    let answers = loop {
+        let mut buf = [0u8; 4096];
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => panic!("the connection closed: {:?}", a.host_close_reasons()),
+            Ok(n) => stream.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        let mut answers = Vec::new();
+        let mut at = 0;
+        while stream.len() >= at + 20 {
+            let len = u32::from_le_bytes(stream[at..at + 4].try_into().unwrap()) as usize;
+            if stream.len() < at + 20 + len {
+                break;
+            }
+            let aux = u16::from_le_bytes([stream[at + 6], stream[at + 7]]);
+            if stream[at + 4] == KIND_ECHO {
+                assert_eq!((aux, len), (ECHO_ANSWER, 8), "an answer, of 8 bytes");
+                let body = &stream[at + 20..at + 28];
+                answers.push(u64::from_le_bytes(body.try_into().unwrap()));
+            }
+            at += 20 + len;
+        }
+        if answers.last() == asked.last() {
+            break answers;
+        }
+        assert!(
+            Instant::now() < until,
+            "no answer to the last echo: {answers:?}"
+        );
+    };
+    assert!(answers.len() <= asked.len(), "{answers:?}");
+    assert!(answers.iter().all(|n| asked.contains(n)), "{answers:?}");
+    assert!(a.host_close_reasons().is_empty());
+}
+
+#[test]
+fn an_echo_of_the_wrong_length_closes_its_connection() {
+    forged_control(
+        KIND_ECHO,
+        ECHO_ASKED,
+        &[1, 2, 3],
+        "an echo of the wrong length",
+    );
+}
+
+#[test]
+fn an_echo_of_an_unknown_form_closes_its_connection() {
+    forged_control(KIND_ECHO, 7, &[0; 8], "an echo of an unknown form");
 }

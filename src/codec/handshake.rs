@@ -30,10 +30,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// The handshake's version; a peer with another one is refused. Version 3: frames of up
-/// to [`MAX_FRAME`](crate::transport::tcp::MAX_FRAME) bytes, 256 KiB of body and a message
+/// The handshake's version; a peer with another one is refused. Version 4: echoes
+/// (`tcp::control::KIND_ECHO`), which a peer of version 3 would take for a frame of an
+/// unknown kind and close the connection for. Version 3: frames of up to
+/// [`MAX_FRAME`](crate::transport::tcp::MAX_FRAME) bytes, 256 KiB of body and a message
 /// header (version 2 took 256 KiB in all, version 1 a lane's).
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 const HELLO: &[u8; 4] = b"HFTC";
 const CHALLENGE: &[u8; 4] = b"HFTS";
 const WELCOME: &[u8; 4] = b"HFOK";

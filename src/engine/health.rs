@@ -94,11 +94,12 @@ impl Engine {
         if !self.watched.is_empty() {
             self.wake_watched(Some(now));
         }
-        if now >= self.timers.probe && !self.out.is_empty() {
+        if now >= self.timers.probe {
             let t = crate::sys::monotonic_ns();
             for o in self.out.values_mut() {
                 o.mark_probe(t);
             }
+            self.time_connections(t);
             self.timers.probe = now + PROBE_INTERVAL;
         }
         if self.beating && now >= self.timers.beat {

@@ -33,6 +33,7 @@ mod hosts;
 pub use hosts::{HostCounters, Hosts, IdleWaiter, Joined, Joins, Want, TCP_DOWN_AFTER};
 mod inbox;
 pub mod lent;
+mod links;
 mod lost;
 pub mod mailbox;
 mod message;

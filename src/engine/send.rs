@@ -20,79 +20,6 @@ impl Engine {
         self.counters.frames_sent += frames;
         self.counters.bytes_sent += bytes;
     }
-    /// What learned routing reads of the channels this process alone can read, per pair:
-    /// rings between its own nodes (with their probes) and connections to other hosts
-    /// (without: none travels on them).
-    pub(crate) fn own_link_counts(&mut self) -> Vec<OwnLink> {
-        let mut by_pair: std::collections::BTreeMap<(u32, u32), OwnCounts> = Default::default();
-        for ((src, dst, _), out) in &self.out {
-            if out.is_connection() || !self.hosted.contains_key(dst) {
-                continue;
-            }
-            if let Some((_, bytes, queued, _)) = out.traffic() {
-                let t = by_pair.entry((*src, *dst)).or_default();
-                t.bytes = t.bytes.wrapping_add(bytes);
-                t.queued_bytes += queued * crate::ring::SLOT_SIZE as u64;
-                let (n, sum) = out.probes().unwrap_or_default();
-                let p = t.probes.get_or_insert((0, 0));
-                *p = (p.0.wrapping_add(n), p.1.wrapping_add(sum));
-            }
-        }
-        for ((src, via), [_, bytes, queued, _]) in self.connection_traffic() {
-            let t = by_pair.entry((src, via)).or_default();
-            t.bytes = t.bytes.wrapping_add(bytes);
-            t.queued_bytes += queued * crate::ring::SLOT_SIZE as u64;
-        }
-        by_pair
-            .into_iter()
-            .filter_map(|((s, d), counts)| {
-                Some(OwnLink {
-                    src: self.node_id(s)?,
-                    dst: self.node_id(d)?,
-                    counts,
-                })
-            })
-            .collect()
-    }
-
-    /// What the channels this process alone can read carried, per pair: those between
-    /// its own nodes (rings in its memory) and its connections to other hosts.
-    pub fn local_links(&mut self) -> Vec<crate::transport::stats::LocalLink> {
-        let mut by_pair: std::collections::BTreeMap<(u32, u32), [u64; 4]> = Default::default();
-        for ((src, dst, _), out) in &self.out {
-            if out.is_connection() || !self.hosted.contains_key(dst) {
-                continue;
-            }
-            if let Some((m, b, q, c)) = out.traffic() {
-                let t = by_pair.entry((*src, *dst)).or_default();
-                for (acc, v) in t.iter_mut().zip([m, b, q, c]) {
-                    *acc += v;
-                }
-            }
-        }
-        let rings = by_pair.into_iter().map(|(k, t)| (k, t, false));
-        let connections = self
-            .connection_traffic()
-            .into_iter()
-            .map(|(k, t)| (k, t, true));
-        rings
-            .chain(connections)
-            .filter_map(
-                |((s, d), [messages, bytes, queued_slots, capacity], connection)| {
-                    Some(crate::transport::stats::LocalLink {
-                        src: self.node_id(s)?,
-                        dst: self.node_id(d)?,
-                        messages,
-                        bytes,
-                        queued_slots,
-                        capacity,
-                        connection,
-                    })
-                },
-            )
-            .collect()
-    }
-
     /// The outbound channel from `src` to `dst` on `lane`, opened through the transport that
     /// reaches `dst` on first use.
     pub(super) fn producer(&mut self, src: u32, dst: u32, lane: Lane) -> Result<&mut dyn Outbound> {
@@ -381,23 +308,4 @@ pub(super) fn decode_error(body: &[u8]) -> Error {
         Some(kind) => Error::new(kind, msg),
         None => Error::MalformedFrame(format!("unknown status {code}: {msg}")),
     }
-}
-
-/// A link of this process's nodes as learned routing reads it ([`Engine::own_link_counts`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OwnLink {
-    pub(crate) src: String,
-    pub(crate) dst: String,
-    pub(crate) counts: OwnCounts,
-}
-
-/// Counts of an [`OwnLink`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct OwnCounts {
-    /// Payload bytes carried (and data handed over by descriptor).
-    pub(crate) bytes: u64,
-    /// Bytes queued for the receiver (slots of its rings, or bytes queued to the socket).
-    pub(crate) queued_bytes: u64,
-    /// Probes completed and their delays' sum (ns); `None` on a connection.
-    pub(crate) probes: Option<(u64, u64)>,
 }

@@ -10,6 +10,11 @@
 //! engine does more per message for it: producers mark a probe once a millisecond when
 //! something waits, receivers complete it when they publish their position.
 //!
+//! The links this process's engine alone sees are read from it: rings between its own
+//! nodes, in its memory, and its connections to other hosts. While it learns, the engine
+//! times each connection with an echo queued behind its data (`engine::hosts::timing`): the
+//! round trip above the smallest one lately is the connection's queueing delay.
+//!
 //! A link's learned latency is its base (the latency reported by `update_link_metrics`, else
 //! the declared one) plus the larger prediction of its two directions.
 //!
@@ -120,8 +125,14 @@ impl Learner {
 #[derive(Debug, Clone, Copy)]
 struct Reading {
     at: Instant,
-    /// Whether probes travel on the link (not on a connection to another host).
+    /// Whether probes time the link.
     probed: bool,
+    /// Whether a probe was on its way when read (on a connection: on a ring, one on its way
+    /// shows as slots queued).
+    pending: bool,
+    /// Which channel's counts these are, where the counts of two may be mixed up (a
+    /// connection made anew); 0 on rings.
+    source: u64,
     bytes: u64,
     probes: u64,
     delay_sum_ns: u64,
@@ -182,6 +193,8 @@ impl State {
         let mut r = Reading {
             at,
             probed: true,
+            pending: false,
+            source: 0,
             bytes: 0,
             probes: 0,
             delay_sum_ns: 0,
@@ -209,20 +222,21 @@ impl State {
             || now.bytes < before.bytes
             || now.probes < before.probes
             || now.probed != before.probed
+            || now.source != before.source
         {
             return None;
         }
         let probes = now.probes - before.probes;
         let delay_ns = if !now.probed {
-            // No probe travels on it: nothing is measured, and the fixed model answers.
+            // Nothing times it: the fixed model answers.
             None
         } else if probes > 0 {
             let mean = now.delay_sum_ns.wrapping_sub(before.delay_sum_ns) as f64 / probes as f64;
             // A second or more is a receiver that stopped (or a mark no clock made), not a
             // link's queue: the load is sampled, the delay not taken.
             (mean < MAX_SAMPLE_DELAY_NS).then_some(mean)
-        } else if now.queued_bytes == 0 {
-            // Nothing waited when sampled and no probe was marked: no queue.
+        } else if now.queued_bytes == 0 && !now.pending {
+            // Nothing waited when sampled and no probe was on its way: no queue.
             Some(0.0)
         } else {
             // A probe is still on its way.
@@ -462,23 +476,31 @@ fn ordered(a: &str, b: &str) -> (String, String) {
 }
 
 /// What this process's engine counts of the links its nodes send on without a ring file:
-/// rings between its own nodes (in its memory, with their probes) and connections to other
-/// hosts (bytes queued to the socket as the queue; no probe travels on those).
+/// rings between its own nodes (in its memory) and connections to other hosts (bytes queued
+/// to the socket as the queue), each with its probes. The engine is told on each sample
+/// that this process learns, so it times its connections, also those opened later.
 fn own_links(inner: &Inner, now: Instant) -> HashMap<(String, String), Reading> {
-    lock(&inner.engine)
-        .own_link_counts()
+    let mut engine = lock(&inner.engine);
+    engine.set_connection_probes(true);
+    engine
+        .own_links()
         .into_iter()
         .map(|l| {
-            let (probes, delay_sum_ns) = l.counts.probes.unwrap_or_default();
+            let p = l.probes;
             let reading = Reading {
                 at: now,
-                probed: l.counts.probes.is_some(),
-                bytes: l.counts.bytes,
-                probes,
-                delay_sum_ns,
-                queued_bytes: l.counts.queued_bytes,
+                probed: p.is_some(),
+                pending: p.is_some_and(|p| p.pending),
+                source: p.map_or(0, |p| p.source),
+                bytes: l.link.bytes,
+                probes: p.map_or(0, |p| p.answered),
+                delay_sum_ns: p.map_or(0, |p| p.delay_sum_ns),
+                queued_bytes: l
+                    .link
+                    .queued_slots
+                    .saturating_mul(crate::ring::SLOT_SIZE as u64),
             };
-            ((l.src, l.dst), reading)
+            ((l.link.src, l.link.dst), reading)
         })
         .collect()
 }

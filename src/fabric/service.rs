@@ -188,6 +188,8 @@ impl HyperFabricProtocol {
             let _ = s.thread.join();
             let mut e = lock(&self.inner.engine);
             e.set_beating(false);
+            // Learning stopped: its connections are no longer timed.
+            e.set_connection_probes(false);
             e.flush_spikes(None);
             self.inner.running.store(false, Ordering::Release);
         }

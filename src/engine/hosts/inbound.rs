@@ -16,8 +16,8 @@ use crate::engine::{
 };
 use crate::ring::{self, Producer, PushError, Region, SlotHeader};
 use crate::transport::tcp::control::{
-    counts_for_receipt, Announce, BEAT_STOP, KIND_BEAT, KIND_GONE, KIND_NODES, KIND_RECEIPT,
-    RECEIPT_LEN,
+    counts_for_receipt, Announce, BEAT_STOP, ECHO_LEN, KIND_BEAT, KIND_ECHO, KIND_GONE, KIND_NODES,
+    KIND_RECEIPT, RECEIPT_LEN,
 };
 use crate::transport::tcp::{Body, ConnId, Event, FrameHeader};
 use rustc_hash::FxHashMap;
@@ -314,6 +314,7 @@ impl Engine {
         };
         *reaped = now;
         let mut receipts: Vec<(ConnId, u16, [u8; RECEIPT_LEN])> = Vec::new();
+        let mut echoes: Vec<(ConnId, u16, [u8; ECHO_LEN])> = Vec::new();
         lock(reactor).poll(&mut |id, ev| {
             if let Some(l) = links.get_mut(&id) {
                 l.heard = now;
@@ -330,6 +331,13 @@ impl Engine {
                         match payload.try_into() {
                             Ok(b) => receipts.push((id, fh.slot.aux, b)),
                             Err(_) => refused.push((id, "a receipt of the wrong length".into())),
+                        }
+                        return;
+                    }
+                    if fh.slot.kind == KIND_ECHO {
+                        match payload.try_into() {
+                            Ok(b) => echoes.push((id, fh.slot.aux, b)),
+                            Err(_) => refused.push((id, "an echo of the wrong length".into())),
                         }
                         return;
                     }
@@ -550,6 +558,9 @@ impl Engine {
         }
         if !receipts.is_empty() {
             refused.extend(self.take_receipts(receipts));
+        }
+        if !echoes.is_empty() {
+            refused.extend(self.take_echoes(echoes));
         }
         for (id, why) in refused {
             self.refuse(id, &why);

@@ -22,6 +22,9 @@ mod into_buffer;
 mod outbound;
 mod receipts;
 mod straight;
+mod timing;
+
+pub(crate) use timing::ProbeCounts;
 
 use super::{Engine, Lane};
 use crate::ring::{Producer, Region};
@@ -104,6 +107,8 @@ pub(super) struct Link {
     /// sent on it covered (see [`receipts`]).
     pub(super) arrived: u64,
     pub(super) receipted: u64,
+    /// Its timing probes (see [`timing`]).
+    timing: timing::Timing,
 }
 
 /// Sleeps for an idle engine thread that has connections: in `io_uring_enter` on the
@@ -224,6 +229,8 @@ pub struct Hosts {
     /// What was sent over connections, by (sending node, next node): kept apart from the
     /// channels, which are made anew when routes change.
     sent: FxHashMap<(u32, u32), Arc<outbound::Sent>>,
+    /// Whether this engine sends timing probes on its connections (see [`timing`]).
+    probing: bool,
 }
 
 /// How long a connection may stay silent before it is taken for dead, by default.
@@ -265,6 +272,7 @@ impl Hosts {
             reasons: VecDeque::new(),
             down_after: TCP_DOWN_AFTER,
             next_beat: std::time::Instant::now(),
+            probing: false,
             reaped: std::time::Instant::now(),
             sent: FxHashMap::default(),
             instance: loop {
@@ -576,6 +584,7 @@ impl Engine {
                     beats: false,
                     arrived: 0,
                     receipted: 0,
+                    timing: timing::Timing::new(),
                 },
             );
         }

@@ -8,6 +8,7 @@
 //! kind 0xC2 gone:  entries of  index u32
 //! kind 0xC3 beat:  no body
 //! kind 0xC4 receipt: frames u64 (aux 1: the number of one frame taken and dropped)
+//! kind 0xC5 echo:  probe number u64 (aux 0: asked, aux 1: the answer)
 //! ```
 //!
 //! The frame header of either carries the sending process's instance (a random nonzero
@@ -38,6 +39,18 @@ pub const KIND_RECEIPT: u8 = 0xC4;
 pub const RECEIPT_DROPPED: u16 = 1;
 /// Bytes of a receipt's body.
 pub const RECEIPT_LEN: usize = 8;
+
+/// Slot kind of a timing probe on a connection: its body (8 bytes, little-endian) numbers the
+/// probe. The peer answers an asked one ([`ECHO_ASKED`]) at once with the same body
+/// ([`ECHO_ANSWER`]); the round trip, queued behind the data each way, times the connection
+/// (see `engine::hosts::timing`).
+pub const KIND_ECHO: u8 = 0xC5;
+/// `aux` of an echo that asks for an answer.
+pub const ECHO_ASKED: u16 = 0;
+/// `aux` of an echo that answers one.
+pub const ECHO_ANSWER: u16 = 1;
+/// Bytes of an echo's body.
+pub const ECHO_LEN: usize = 8;
 
 /// Whether receipts count frames of `kind`: those of the rings, not the control frames of
 /// a connection (which are not numbered, so that receipts do not call for receipts).

@@ -449,6 +449,7 @@ impl State {
         // New sends take the new routes (the engine asks for them anew, and its router waits
         // for the tables that hold them).
         lock(&inner.engine).clear_routes();
+        inner.routes_moved();
         // Counted on the tables once rebuilt (a rebuild for another change since the
         // weighing would be counted with it).
         let changed = routing.current_tables().map_or(0, |after| {

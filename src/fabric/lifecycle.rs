@@ -119,6 +119,7 @@ impl HyperFabricProtocol {
             closed: AtomicBool::new(false),
             ring_files: Mutex::new(Vec::new()),
             left_rings: Mutex::new(Vec::new()),
+            routes_epoch: std::sync::atomic::AtomicU64::new(0),
             learned: Default::default(),
             tcp,
         });

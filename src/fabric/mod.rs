@@ -126,6 +126,9 @@ struct Inner {
     >,
     /// What learned routing did, kept by its thread.
     learned: Arc<Mutex<learning::LearnedRouting>>,
+    /// Bumped when routes moved: endpoints check their way at their next send (see
+    /// `endpoint::reroute`).
+    routes_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// The number in the name of a ring file this process makes (direct and endpoint rings):

@@ -58,6 +58,7 @@ impl Inner {
             let _ = self.topology.set_node_health(&c.node, c.up);
         }
         lock(&self.engine).clear_routes();
+        self.routes_moved();
     }
 
     pub(super) fn wait(&self, request_id: u64, deadline: &mut Deadline) -> Result<Vec<u8>> {

@@ -10,8 +10,9 @@
 //! last ten minutes, the connection's round trip with nothing queued, kept per minute as
 //! LEDBAT keeps its base delay.
 //!
-//! Probes go only from a process that learns routes ([`Engine::set_connection_probes`]),
-//! on connections whose peer announced its nodes. There is one probe in flight per
+//! Probes go only from a process that learns routes ([`Engine::set_connection_probes`],
+//! from its first sample of a configured link whose ends are both up), on connections whose
+//! peer announced its nodes. There is one probe in flight per
 //! connection. A new one leaves at most once per millisecond while the connection carries
 //! frames, and every [`IDLE_EVERY`] when it does not, which keeps the base round trip fresh.
 //! Every process answers them.

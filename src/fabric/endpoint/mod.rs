@@ -13,11 +13,13 @@
 //! constraints and isolating zones a send reads two atomics), compression and encryption
 //! frame the message, requests are answered by handlers. When the route to the destination
 //! goes through another node, the endpoint sends through the engine instead (the engine
-//! routes), still in order.
+//! routes), still in order; so does one whose route moved off the direct link after it was
+//! made (see [`reroute`]).
 
 pub(super) mod named;
 mod push;
 mod registered;
+mod reroute;
 
 use super::{
     data_frame, encode_metadata, lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions,
@@ -82,6 +84,10 @@ pub struct Endpoint {
     /// The epoch of the nodes of other hosts under which the destination, when it is one
     /// of them, was last found live (see [`Endpoint::post`]).
     remote_epoch: u64,
+    /// The routes epoch under which its way was last checked, and the one under which it
+    /// found its destination no longer direct, while its ring drains (see [`reroute`]).
+    routes_epoch: u64,
+    leaving: Option<u64>,
     ids: std::ops::Range<u64>,
     chunks: [Option<(SegmentKey, BufferManager)>; 2],
     sent: (u64, u64),
@@ -122,6 +128,8 @@ impl HyperFabricProtocol {
         }
         let nodes_epoch = inner.registry.nodes_epoch();
         let remote_epoch = inner.remote_epoch();
+        // Before the route is read: a move after it is seen at the first send.
+        let routes_epoch = inner.routes_epoch();
         let mut e = lock(&inner.engine);
         let src = e.hosted_index(source)?;
         let src_generation = e.hosted_generation(src).unwrap_or(0);
@@ -204,6 +212,8 @@ impl HyperFabricProtocol {
             limit: fragment_limit(Lane::Bulk, inner.options.max_packet_size as usize),
             nodes_epoch,
             remote_epoch,
+            routes_epoch,
+            leaving: None,
             ids: ids..ids + ID_BLOCK,
             chunks: [None, None],
             sent: (0, 0),
@@ -238,6 +248,7 @@ impl Endpoint {
         if self.plain_default && self.inner.origin.is_current() && !self.inner.zoned() {
             if let Path::Own { producer, .. } = &mut self.path {
                 if self.inner.registry.nodes_epoch() == self.nodes_epoch
+                    && self.inner.routes_epoch() == self.routes_epoch
                     && data.len() <= self.limit
                     && data.len() <= INLINE_MAX
                     && producer.try_push(self.post_header, &[data]).is_ok()
@@ -282,6 +293,7 @@ impl Endpoint {
     /// coalesce neuromorphic events: each is sent at once).
     pub fn post_with(&mut self, data: &[u8], opts: &SendOptions) -> Result<()> {
         self.inner.check_process()?;
+        self.follow_routes();
         if matches!(self.path, Path::Engine) {
             return self.through_engine(data, opts, true).map(drop);
         }
@@ -295,6 +307,7 @@ impl Endpoint {
     pub fn post_many(&mut self, batch: &[&[u8]]) -> Result<()> {
         self.inner.check_process()?;
         let opts = SendOptions::default();
+        self.follow_routes();
         if matches!(self.path, Path::Engine) || self.inner.zoned() {
             for data in batch {
                 self.post_with(data, &opts)?;
@@ -314,6 +327,7 @@ impl Endpoint {
     /// `send_data` through the endpoint: waits for the response.
     pub fn send_data(&mut self, data: &[u8], opts: &SendOptions) -> Result<Vec<u8>> {
         self.inner.check_process()?;
+        self.follow_routes();
         if matches!(self.path, Path::Engine) {
             return self.request_of(data, opts)?.wait();
         }
@@ -338,6 +352,7 @@ impl Endpoint {
         opts: &SendOptions,
     ) -> Result<Request> {
         self.inner.check_process()?;
+        self.follow_routes();
         if matches!(self.path, Path::Engine) {
             let (id, deadline) = self.through_engine(data, opts, false)?;
             return Ok(self.request(id, deadline));

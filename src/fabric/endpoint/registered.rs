@@ -80,6 +80,7 @@ impl Endpoint {
     /// Whether a send of `len` bytes with `opts` goes without a copy: an own ring, a
     /// destination that can read this process, nothing to encode or check.
     fn zero_copy(&mut self, len: usize, opts: &SendOptions) -> bool {
+        self.follow_routes();
         if len == 0
             || !self.plain(opts)
             || !matches!(self.path, Path::Own { .. })

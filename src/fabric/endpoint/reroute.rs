@@ -1,13 +1,17 @@
 //! Endpoints follow route changes. An endpoint keeps a ring of its own only to a destination
-//! its routes reach directly. When routes move (learned routing moved pairs, a node went down
-//! or came back: [`Inner::routes_moved`]) and its destination is now reached through other
-//! nodes, it sends through the engine from then on, which follows the routes hop by hop.
+//! its routes reach directly. When routes move (learned routing moved pairs, or a node went
+//! down or came back: [`Inner::routes_moved`]) and its destination is now reached through
+//! other nodes, it sends through the engine from then on, which follows the routes hop by
+//! hop. Other changes of the routes (a node registering) do not move endpoints.
 //!
 //! Order is kept: the endpoint goes on pushing into its ring until the receiver took
 //! everything in it, and moves then. A latency-sensitive sender, whose ring is empty between
 //! its sends, moves at its next send; a sender that keeps its ring full moves at its first
-//! pause. An endpoint that moved stays on the engine; one made later takes its own ring again
-//! if the route is direct by then.
+//! pause. An endpoint that moved stays on the engine (so do sends by name of the thread that
+//! keeps it); an endpoint made later takes its own ring again if the route is direct by then.
+//!
+//! Inside a handler (run while the engine is held, whose sends the engine would refuse) an
+//! endpoint keeps its ring: the change is taken as seen.
 //!
 //! The check costs the fast path one load of the protocol's routes epoch.
 
@@ -36,7 +40,9 @@ impl Endpoint {
         if epoch == self.routes_epoch {
             return;
         }
-        if !matches!(self.path, Path::Own { .. }) {
+        if !matches!(self.path, Path::Own { .. })
+            || crate::engine::in_handler(self.inner.engine_token)
+        {
             self.routes_epoch = epoch;
             return;
         }
@@ -72,8 +78,10 @@ impl Endpoint {
             if self.named {
                 self.inner.unlist(&file);
             }
-            // The receiver keeps its mappings; nobody finds the rings again.
+            // The receiver keeps its mappings; nobody finds the rings again. It is told that
+            // channels changed, so it looks and lets go of the ring.
             remove_ring_files(&file);
+            self.inner.registry.bump_channels_epoch();
         }
         self.replies = None;
         // Ids for the engine's answers, not the reply ring's.

@@ -323,38 +323,52 @@ fn a_frame_dropped_on_arrival_is_named_back_to_its_sender() {
             .unwrap();
         s.write_all(&payload).unwrap();
     }
+    let named = read_until(&mut s, &a, "no frame was named dropped", |frames| {
+        frames
+            .iter()
+            .rev()
+            .find(|(kind, aux, _)| *kind == KIND_RECEIPT && *aux == RECEIPT_DROPPED)
+            .map(|(_, _, body)| u64::from_le_bytes(body[..].try_into().unwrap()))
+    });
+    assert_eq!(named, 3, "the third frame taken was dropped");
+}
+
+/// Reads what `a` sends on `s` until `f`, given its frames so far ((kind, aux, body), in
+/// order), returns something; fails after 10 s with `what`, or if the connection closes.
+fn read_until<T>(
+    s: &mut std::net::TcpStream,
+    a: &HyperFabricProtocol,
+    what: &str,
+    mut f: impl FnMut(&[(u8, u16, Vec<u8>)]) -> Option<T>,
+) -> T {
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let mut stream = Vec::new();
     let until = Instant::now() + Duration::from_secs(10);
-    let named = loop {
+    loop {
         let mut buf = [0u8; 4096];
-        match std::io::Read::read(&mut s, &mut buf) {
+        match std::io::Read::read(s, &mut buf) {
             Ok(0) => panic!("the connection closed: {:?}", a.host_close_reasons()),
             Ok(n) => stream.extend_from_slice(&buf[..n]),
             Err(_) => {}
         }
         // Frames of 20-byte headers: len u32, kind u8, flags u8, aux u16, ...
+        let mut frames = Vec::new();
         let mut at = 0;
-        let mut found = None;
         while stream.len() >= at + 20 {
             let len = u32::from_le_bytes(stream[at..at + 4].try_into().unwrap()) as usize;
             if stream.len() < at + 20 + len {
                 break;
             }
             let aux = u16::from_le_bytes([stream[at + 6], stream[at + 7]]);
-            if stream[at + 4] == KIND_RECEIPT && aux == RECEIPT_DROPPED {
-                let body = &stream[at + 20..at + 20 + len];
-                found = Some(u64::from_le_bytes(body.try_into().unwrap()));
-            }
+            frames.push((stream[at + 4], aux, stream[at + 20..at + 20 + len].to_vec()));
             at += 20 + len;
         }
-        if let Some(n) = found {
-            break n;
+        if let Some(t) = f(&frames) {
+            return t;
         }
-        assert!(Instant::now() < until, "no frame was named dropped");
-    };
-    assert_eq!(named, 3, "the third frame taken was dropped");
+        assert!(Instant::now() < until, "{what}");
+    }
 }
 
 /// A peer that holds the key and sends receipt `body`: its connection is closed for it, with
@@ -425,40 +439,21 @@ fn an_echo_asked_is_answered_with_its_body() {
             .unwrap();
         s.write_all(&n.to_le_bytes()).unwrap();
     }
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut stream = Vec::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    let answers = loop {
-        let mut buf = [0u8; 4096];
-        match std::io::Read::read(&mut s, &mut buf) {
-            Ok(0) => panic!("the connection closed: {:?}", a.host_close_reasons()),
-            Ok(n) => stream.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-        let mut answers = Vec::new();
-        let mut at = 0;
-        while stream.len() >= at + 20 {
-            let len = u32::from_le_bytes(stream[at..at + 4].try_into().unwrap()) as usize;
-            if stream.len() < at + 20 + len {
-                break;
-            }
-            let aux = u16::from_le_bytes([stream[at + 6], stream[at + 7]]);
-            if stream[at + 4] == KIND_ECHO {
-                assert_eq!((aux, len), (ECHO_ANSWER, 8), "an answer, of 8 bytes");
-                let body = &stream[at + 20..at + 28];
-                answers.push(u64::from_le_bytes(body.try_into().unwrap()));
-            }
-            at += 20 + len;
-        }
-        if answers.last() == asked.last() {
-            break answers;
-        }
-        assert!(
-            Instant::now() < until,
-            "no answer to the last echo: {answers:?}"
-        );
-    };
+    let answers = read_until(&mut s, &a, "no answer to the last echo", |frames| {
+        let answers: Vec<u64> = frames
+            .iter()
+            .filter(|(kind, _, _)| *kind == KIND_ECHO)
+            .map(|(_, aux, body)| {
+                assert_eq!(
+                    (*aux, body.len()),
+                    (ECHO_ANSWER, 8),
+                    "an answer, of 8 bytes"
+                );
+                u64::from_le_bytes(body[..].try_into().unwrap())
+            })
+            .collect();
+        (answers.last() == asked.last()).then_some(answers)
+    });
     assert!(answers.len() <= asked.len(), "{answers:?}");
     assert!(answers.iter().all(|n| asked.contains(n)), "{answers:?}");
     assert!(a.host_close_reasons().is_empty());

@@ -6,8 +6,7 @@
 use super::lock;
 use crate::engine::Engine;
 use crate::error::ErrorKind;
-use crate::transport::channel::Lane;
-use crate::transport::tcp::control::{KIND_RECEIPT, RECEIPT_DROPPED, RECEIPT_LEN};
+use crate::transport::tcp::control::{control_header, KIND_RECEIPT, RECEIPT_DROPPED, RECEIPT_LEN};
 use crate::transport::tcp::{ConnId, FrameHeader};
 
 /// Frames taken on a connection after which a receipt goes at once (else the periodic tick
@@ -148,15 +147,5 @@ impl Engine {
 
 /// The header of a receipt with `aux`.
 fn receipt_header(aux: u16) -> FrameHeader {
-    FrameHeader {
-        slot: crate::ring::SlotHeader {
-            len: RECEIPT_LEN as u32,
-            kind: KIND_RECEIPT,
-            flags: 0,
-            aux,
-            src: 0,
-        },
-        dst: 0,
-        lane: Lane::Latency,
-    }
+    control_header(KIND_RECEIPT, aux, RECEIPT_LEN)
 }

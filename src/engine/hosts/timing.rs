@@ -25,8 +25,9 @@
 
 use super::lock;
 use crate::engine::Engine;
-use crate::transport::channel::Lane;
-use crate::transport::tcp::control::{ECHO_ANSWER, ECHO_ASKED, ECHO_LEN, KIND_ECHO};
+use crate::transport::tcp::control::{
+    control_header, ECHO_ANSWER, ECHO_ASKED, ECHO_LEN, KIND_ECHO,
+};
 use crate::transport::tcp::{ConnId, FrameHeader};
 use std::hash::BuildHasher;
 
@@ -242,17 +243,7 @@ fn answer(r: &mut crate::transport::tcp::Reactor, id: ConnId, t: &mut Timing) {
 
 /// The header of an echo with `aux`.
 fn echo_header(aux: u16) -> FrameHeader {
-    FrameHeader {
-        slot: crate::ring::SlotHeader {
-            len: ECHO_LEN as u32,
-            kind: KIND_ECHO,
-            flags: 0,
-            aux,
-            src: 0,
-        },
-        dst: 0,
-        lane: Lane::Latency,
-    }
+    control_header(KIND_ECHO, aux, ECHO_LEN)
 }
 
 #[cfg(test)]

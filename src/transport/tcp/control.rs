@@ -52,6 +52,22 @@ pub const ECHO_ANSWER: u16 = 1;
 /// Bytes of an echo's body.
 pub const ECHO_LEN: usize = 8;
 
+/// The header of a control frame of `kind` with `aux` and a body of `len` bytes (no node: a
+/// connection's own word).
+pub fn control_header(kind: u8, aux: u16, len: usize) -> super::FrameHeader {
+    super::FrameHeader {
+        slot: crate::ring::SlotHeader {
+            len: len as u32,
+            kind,
+            flags: 0,
+            aux,
+            src: 0,
+        },
+        dst: 0,
+        lane: crate::transport::channel::Lane::Latency,
+    }
+}
+
 /// Whether receipts count frames of `kind`: those of the rings, not the control frames of
 /// a connection (which are not numbered, so that receipts do not call for receipts).
 pub fn counts_for_receipt(kind: u8) -> bool {

@@ -23,17 +23,7 @@ impl Reactor {
     /// Sends a heartbeat (an empty frame of `kind` with `aux`, see
     /// `tcp::control::KIND_BEAT`) on every connection.
     pub fn beat_all(&mut self, kind: u8, aux: u16) {
-        let beat = FrameHeader {
-            slot: crate::ring::SlotHeader {
-                len: 0,
-                kind,
-                flags: 0,
-                aux,
-                src: 0,
-            },
-            dst: 0,
-            lane: crate::transport::channel::Lane::Latency,
-        };
+        let beat = crate::transport::tcp::control::control_header(kind, aux, 0);
         let ids: Vec<ConnId> = (0..self.conns.len())
             .filter_map(|slot| {
                 let c = self.conns[slot].as_ref()?;

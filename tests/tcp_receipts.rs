@@ -433,7 +433,9 @@ fn an_echo_asked_is_answered_with_its_body() {
     a.register_node(node("a")).unwrap();
     a.start_background_services().unwrap();
     let mut s = intruder(&a, &name);
-    let asked: Vec<u64> = (1..=50u64).map(|k| k * 0x9e37_79b9_7f4a_7c15).collect();
+    let asked: Vec<u64> = (1..=50u64)
+        .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
     for n in &asked {
         s.write_all(&control_header(KIND_ECHO, ECHO_ASKED, 8))
             .unwrap();

@@ -8,6 +8,8 @@
 //! (10 us links), so routes take the direct link until its load says otherwise. A second
 //! protocol of this process hosts b: b's rings are files, as between processes.
 
+mod common;
+
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::{DataType, PacketPriority};
 use hyperfabric::ErrorKind;
@@ -35,15 +37,6 @@ links:
     )
 }
 
-/// Removes the fabric's host state when dropped, also when the test fails.
-struct Removed(String);
-
-impl Drop for Removed {
-    fn drop(&mut self) {
-        let _ = HyperFabricProtocol::remove_fabric(&self.0);
-    }
-}
-
 /// A thread that runs until its flag is set, set and joined when dropped (also when the
 /// test fails): it holds the protocol, which must be gone before the fabric is removed.
 struct Stopped(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
@@ -60,7 +53,7 @@ impl Drop for Stopped {
 #[test]
 fn an_endpoint_leaves_its_ring_when_learned_routes_leave_the_direct_link() {
     let name = format!("learn-ep-{}", std::process::id());
-    let _removed = Removed(name.clone());
+    let _removed = common::FabricDir(name.clone());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fabric.yaml");
     std::fs::write(&path, config(&name)).unwrap();

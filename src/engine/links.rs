@@ -16,12 +16,32 @@ pub(crate) struct OwnLink {
     pub(crate) probes: Option<ProbeCounts>,
 }
 
-/// The lanes of a pair's rings, summed: (messages, bytes, slots queued, slots), and probes.
+/// The rings of a pair, summed: (messages, bytes, slots queued, slots), probes, and which
+/// rings they were.
 #[derive(Default)]
 struct RingTotals {
     counts: [u64; 4],
     answered: u64,
     delay_sum_ns: u64,
+    source: u64,
+}
+
+impl RingTotals {
+    fn add(&mut self, counts: [u64; 4], (n, sum): (u64, u64)) {
+        for (acc, v) in self.counts.iter_mut().zip(counts) {
+            *acc = acc.wrapping_add(v);
+        }
+        self.answered = self.answered.wrapping_add(n);
+        self.delay_sum_ns = self.delay_sum_ns.wrapping_add(sum);
+    }
+}
+
+/// A ring's identity spread over 64 bits (splitmix64's finaliser): summed over a pair's
+/// rings, it names the set, so counts of two sets are never compared.
+fn spread(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 impl Engine {
@@ -34,13 +54,19 @@ impl Engine {
                 continue;
             }
             if let Some((m, b, q, c)) = out.traffic() {
-                let r = rings.entry((*src, *dst)).or_default();
-                for (acc, v) in r.counts.iter_mut().zip([m, b, q, c]) {
-                    *acc = acc.wrapping_add(v);
-                }
-                let (n, sum) = out.probes().unwrap_or_default();
-                r.answered = r.answered.wrapping_add(n);
-                r.delay_sum_ns = r.delay_sum_ns.wrapping_add(sum);
+                let probes = out.probes().unwrap_or_default();
+                rings
+                    .entry((*src, *dst))
+                    .or_default()
+                    .add([m, b, q, c], probes);
+            }
+        }
+        // Endpoints' rings between its own nodes, and their reply rings.
+        for mb in &self.mailboxes {
+            for t in mb.memory_traffic() {
+                let r = rings.entry(t.pair).or_default();
+                r.add(t.counts, t.probes);
+                r.source = r.source.wrapping_add(spread(t.ring));
             }
         }
         let rings: Vec<_> = rings
@@ -51,7 +77,7 @@ impl Engine {
                     delay_sum_ns: r.delay_sum_ns,
                     // A ring's probe on its way shows as slots queued.
                     pending: false,
-                    source: 0,
+                    source: r.source,
                 };
                 (pair, r.counts, false, Some(p))
             })

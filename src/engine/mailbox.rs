@@ -16,6 +16,7 @@ mod assembly;
 mod compact;
 mod plain;
 mod sink;
+mod traffic;
 
 pub(crate) use plain::{hand, hand_landed};
 pub use sink::{MessageRef, Received, Sink};
@@ -81,6 +82,8 @@ pub struct Mailbox {
     handed: SegQueue<Handed>,
     /// Whether `handed` may hold rings (checked with a plain load).
     handing: AtomicBool,
+    /// The rings in process memory handed over, as observers see them (their counts).
+    memory: std::sync::Mutex<Vec<traffic::MemoryRing>>,
     /// The node has a handler: its frames go to the engine's dispatch, never to `recv`.
     handled: AtomicBool,
     /// The node left: `recv` fails, senders stop.
@@ -131,6 +134,7 @@ impl Mailbox {
             }),
             handed: SegQueue::new(),
             handing: AtomicBool::new(false),
+            memory: Default::default(),
             handled: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),
@@ -277,6 +281,7 @@ impl Mailbox {
     /// Hands over the consumer of a ring in process memory from `src` (named `source`), and
     /// the producer of its reply ring.
     pub fn hand_over(&self, handed: Handed) {
+        self.observe(&handed);
         self.handed.push(handed);
         self.handing.store(true, Ordering::Release);
     }

@@ -27,9 +27,9 @@ use crate::error::{Error, Result};
 use crate::routing::{
     HoldRules, LinkLearner, LoadSample, Metric, ModelErrors, RouteHold, Search, SearchOrder,
 };
-use crate::transport::channel::{ring_path, Lane};
-use crate::transport::stats::{read_ring, RingKind};
+use crate::transport::stats::{ends_of, read_ring, RingKind};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -147,8 +147,9 @@ struct State {
     /// (samples, learned sum, fixed sum), ns.
     scored: (u64, f64, f64),
     last: HashMap<(String, String), Reading>,
-    /// Directions with a ring file, as of the registry's channels epoch `channels_epoch`.
-    rings: std::collections::HashSet<(u32, u32)>,
+    /// The ring files of each direction (channel lanes, endpoints' rings and their reply
+    /// rings, direct channels), as of the registry's channels epoch `channels_epoch`.
+    rings: HashMap<(u32, u32), Vec<(PathBuf, RingKind)>>,
     channels_epoch: u64,
     /// Each link's fresh latency when routes were last weighed, ns, and whether that
     /// weighing found a pair that wants to move.
@@ -187,9 +188,9 @@ impl State {
         }
     }
 
-    /// Reads both rings of `src -> dst` (`None`: neither exists).
-    fn read(inner: &Inner, src: u32, dst: u32, at: Instant) -> Option<Reading> {
-        let dir = inner.registry.dir();
+    /// Reads the ring files of a direction (`None`: none could be read). The set of rings
+    /// read is the reading's source: counts of another set are not compared with it.
+    fn read(rings: &[(PathBuf, RingKind)], (src, dst): (u32, u32), at: Instant) -> Option<Reading> {
         let mut r = Reading {
             at,
             probed: true,
@@ -201,15 +202,18 @@ impl State {
             queued_bytes: 0,
         };
         let mut any = false;
-        for lane in [Lane::Latency, Lane::Bulk] {
-            if let Some(t) = read_ring(&ring_path(dir, src, dst, lane), RingKind::Channel, src, dst)
-            {
-                any = true;
-                r.bytes = r.bytes.wrapping_add(t.bytes);
-                r.probes = r.probes.wrapping_add(t.probes);
-                r.delay_sum_ns = r.delay_sum_ns.wrapping_add(t.probe_delay_sum_ns);
-                r.queued_bytes += t.queued_slots * SLOT_BYTES;
-            }
+        for (path, kind) in rings {
+            let Some(t) = read_ring(path, *kind, src, dst) else {
+                continue;
+            };
+            any = true;
+            r.source = r.source.wrapping_add(name_hash(&t.name));
+            r.bytes = r.bytes.wrapping_add(t.bytes);
+            r.probes = r.probes.wrapping_add(t.probes);
+            r.delay_sum_ns = r.delay_sum_ns.wrapping_add(t.probe_delay_sum_ns);
+            r.queued_bytes = r
+                .queued_bytes
+                .saturating_add(t.queued_slots.saturating_mul(SLOT_BYTES));
         }
         any.then_some(r)
     }
@@ -279,14 +283,19 @@ impl State {
         }
         // The directory is read again only when channels came or went.
         if let Some(rd) = inner.registry.channels_changed(&mut self.channels_epoch) {
-            self.rings = rd
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name();
-                    crate::transport::channel::parse_ring_name(name.to_str()?)
-                })
-                .map(|(s, d, _)| (s, d))
-                .collect();
+            self.rings.clear();
+            for e in rd.flatten() {
+                let Some((kind, s, d)) = e.file_name().to_str().and_then(ends_of) else {
+                    continue;
+                };
+                // A reply ring carries answers back, from the endpoint's destination.
+                let pair = if kind == RingKind::Reply {
+                    (d, s)
+                } else {
+                    (s, d)
+                };
+                self.rings.entry(pair).or_default().push((e.path(), kind));
+            }
         }
         // Links of this process's own nodes without a ring file (rings in its memory, and
         // connections to other hosts) are read from its engine, once per sample.
@@ -300,9 +309,10 @@ impl State {
             let mut worst: Option<f64> = None;
             for (s, d) in [(&l.a, &l.b), (&l.b, &l.a)] {
                 let ring = match (self.index.get(s), self.index.get(d)) {
-                    (Some(&si), Some(&di)) if self.rings.contains(&(si, di)) => {
-                        State::read(inner, si, di, now)
-                    }
+                    (Some(&si), Some(&di)) => self
+                        .rings
+                        .get(&(si, di))
+                        .and_then(|files| State::read(files, (si, di), now)),
                     _ => None,
                 };
                 let reading = ring.or_else(|| {
@@ -466,6 +476,13 @@ impl State {
         });
         Ok((true, changed))
     }
+}
+
+/// A ring file's name spread over 64 bits (summed over a direction's rings, it names the
+/// set).
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(name)
 }
 
 fn ordered(a: &str, b: &str) -> (String, String) {

@@ -44,6 +44,7 @@
 //! the interleavings.
 
 mod doorstep;
+mod probe;
 #[cfg(not(loom))]
 mod region;
 
@@ -56,6 +57,8 @@ pub use region::{
 };
 
 pub use doorstep::Doorstep;
+use probe::complete_probe;
+pub use probe::{Probe, MAX_PROBE_DELAY_NS};
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -185,29 +188,6 @@ pub unsafe trait RingMemory {
         f: impl FnOnce(&[u8]) -> R,
     ) -> R;
 }
-
-/// A producer's timing probe in a ring header (see the module documentation). Written by
-/// both ends and read by observers: everything in it is checked, or clamped, where used.
-#[derive(Debug, Default)]
-#[repr(C)]
-pub struct Probe {
-    // Offsets in a ring header (`transport::stats` reads them): 56, 64, 72, 80, 88.
-    /// The position the consumer must reach to complete the probe (0: none in flight). Set
-    /// by the producer only while 0, cleared by the consumer only once reached.
-    pub position: AtomicU64,
-    /// Monotonic clock (ns) when the producer set `position`.
-    pub marked_ns: AtomicU64,
-    /// Probes completed (written by the consumer).
-    pub completed: AtomicU64,
-    /// Sum of their delays, ns, each below [`MAX_PROBE_DELAY_NS`] (written by the consumer).
-    pub delay_sum_ns: AtomicU64,
-    /// The last one's delay, ns (written by the consumer).
-    pub last_delay_ns: AtomicU64,
-}
-
-/// Probe delays from this on are not recorded: a mark this old is a producer's clock word
-/// that is not a time, or a consumer that stopped for a minute, not a queue.
-pub const MAX_PROBE_DELAY_NS: u64 = 60_000_000_000;
 
 /// Why a push failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,33 +362,9 @@ impl<M: RingMemory> Producer<M> {
         self.mem.traffic().1.store(self.bytes, Ordering::Relaxed);
     }
 
-    /// The probes the consumer completed and the sum of their delays (ns), when the ring's
-    /// memory has a probe.
-    pub fn probes(&self) -> Option<(u64, u64)> {
-        let p = self.mem.probe()?;
-        Some((
-            p.completed.load(Ordering::Acquire),
-            p.delay_sum_ns.load(Ordering::Relaxed),
-        ))
-    }
-
-    /// Marks a timing probe at the tail (see the module documentation) if messages wait for
-    /// the consumer and no probe is in flight. Two loads when there is nothing to do.
-    pub fn mark_probe(&mut self, now_ns: u64) {
-        let Some(p) = self.mem.probe() else { return };
-        // Acquire: a 0 the consumer stored after its last reads of the mark.
-        let at = p.position.load(Ordering::Acquire);
-        // A probe in flight is left to complete; a position past this producer's tail is
-        // none it marked (forged, or left by an earlier incarnation) and is marked over.
-        if (at != 0 && at <= self.tail) || self.tail == 0 {
-            return;
-        }
-        if self.mem.head().load(Ordering::Relaxed) >= self.tail {
-            return;
-        }
-        p.marked_ns.store(now_ns, Ordering::Relaxed);
-        // Release: a consumer that sees the position sees its time.
-        p.position.store(self.tail, Ordering::Release);
+    /// The ring's memory (for observers of its header).
+    pub fn memory(&self) -> &Arc<M> {
+        &self.mem
     }
 
     /// Whether the consumer marked the ring corrupt (one load of the header's state word).
@@ -514,28 +470,6 @@ impl<M: RingMemory> Producer<M> {
 #[inline]
 fn seq_of(pos: u64) -> u32 {
     (pos as u32).wrapping_add(1)
-}
-
-/// Records the delay of the probe a consumer just reached and clears it for the next. A
-/// delay of a minute or more (a mark time no clock wrote, or a consumer stopped that long) is
-/// cleared without being recorded.
-#[cold]
-fn complete_probe(p: &Probe) {
-    let marked = p.marked_ns.load(Ordering::Relaxed);
-    let delay = crate::sys::monotonic_ns().saturating_sub(marked);
-    if delay >= MAX_PROBE_DELAY_NS {
-        p.position.store(0, Ordering::Release);
-        return;
-    }
-    // The consumer is the only writer of these three.
-    p.last_delay_ns.store(delay, Ordering::Relaxed);
-    let sum = p.delay_sum_ns.load(Ordering::Relaxed);
-    p.delay_sum_ns
-        .store(sum.wrapping_add(delay), Ordering::Relaxed);
-    let n = p.completed.load(Ordering::Relaxed);
-    // Release: an observer that sees the count sees the delays stored before it.
-    p.completed.store(n.wrapping_add(1), Ordering::Release);
-    p.position.store(0, Ordering::Release);
 }
 
 /// Whether the slot of position `pos` (in a ring of `mask + 1` slots) holds the message of
@@ -681,6 +615,11 @@ impl<M: RingMemory> Consumer<M> {
                 }
             }
         }
+    }
+
+    /// The ring's memory (for observers of its header).
+    pub fn memory(&self) -> &Arc<M> {
+        &self.mem
     }
 
     /// Whether nothing else holds the ring's memory (for a ring in process memory: its

@@ -542,3 +542,52 @@ fn a_probe_measures_how_long_the_consumer_took_to_reach_the_queue_it_marked() {
     while pop_vec(&mut c).is_some() {}
     assert_eq!(probe(&p).1, 3);
 }
+
+#[test]
+fn a_consumer_marks_probes_on_a_ring_whose_producer_marks_none() {
+    let (mut p, mut c) = ring(64);
+    let h = SlotHeader {
+        kind: 1,
+        ..SlotHeader::default()
+    };
+    let pr = |c: &Consumer<Region>| {
+        let x = c.mem.probe().unwrap();
+        (
+            x.position.load(Ordering::Relaxed),
+            x.completed.load(Ordering::Relaxed),
+            x.last_delay_ns.load(Ordering::Relaxed),
+        )
+    };
+    // Nothing waiting: no mark.
+    c.mark_probe(crate::sys::monotonic_ns());
+    assert_eq!(pr(&c).0, 0);
+    for _ in 0..3 {
+        p.try_push(h, &[&[7; 40]]).unwrap();
+    }
+    c.mark_probe(crate::sys::monotonic_ns() - 2_000_000);
+    assert_eq!(pr(&c).0, p.tail, "marked at the producer's tail");
+    // One at a time.
+    c.mark_probe(crate::sys::monotonic_ns());
+    assert_eq!(pr(&c).0, p.tail);
+    while pop_vec(&mut c).is_some() {}
+    let (pos, done, delay) = pr(&c);
+    assert_eq!((pos, done), (0, 1));
+    assert!((2_000_000..1_000_000_000).contains(&delay), "{delay}");
+    // A tail more than a ring ahead (forged by the producer's process) marks nothing.
+    p.try_push(h, &[&[7; 40]]).unwrap();
+    let tail = p.tail;
+    c.mem.tail().store(u64::MAX / 2, Ordering::Relaxed);
+    c.mark_probe(crate::sys::monotonic_ns());
+    assert_eq!(pr(&c).0, 0);
+    // A forged mark past the tail is marked over.
+    c.mem.tail().store(tail, Ordering::Relaxed);
+    c.mem
+        .probe()
+        .unwrap()
+        .position
+        .store(u64::MAX, Ordering::Relaxed);
+    c.mark_probe(crate::sys::monotonic_ns());
+    assert_eq!(pr(&c).0, tail);
+    while pop_vec(&mut c).is_some() {}
+    assert_eq!(pr(&c).1, 2);
+}

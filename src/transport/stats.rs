@@ -55,8 +55,8 @@ pub struct RingTraffic {
     pub probe_delay_sum_ns: u64,
 }
 
-/// The kind and ends of a ring file name.
-fn ends_of(name: &str) -> Option<(RingKind, u32, u32)> {
+/// The kind and ends of a ring file name (of a reply ring: its endpoint's ends).
+pub(crate) fn ends_of(name: &str) -> Option<(RingKind, u32, u32)> {
     use super::channel::{parse_endpoint_name, parse_reply_name, parse_ring_name};
     if let Some((s, d, _)) = parse_ring_name(name) {
         return Some((RingKind::Channel, s, d));

@@ -181,7 +181,11 @@ impl Endpoint {
             unreachable!("engine-path endpoints do not push themselves")
         };
         match producer.try_push(o.slot(self.src, FLAG_DESCRIPTOR), &[&hdr, &desc, inline]) {
-            Ok(()) => Ok(Some(Some(offset + inline.len() + len))),
+            Ok(()) => {
+                // The chunk's data crosses the link too.
+                producer.count_carried(len as u64);
+                Ok(Some(Some(offset + inline.len() + len)))
+            }
             Err(e) => {
                 let _ = pool.release_descriptor(&crate::buffer::BufferDescriptor {
                     index,

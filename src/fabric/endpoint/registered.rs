@@ -64,7 +64,7 @@ impl Endpoint {
             (opts.priority as u8, opts.data_type as u8),
             &bytes,
         );
-        if let Err(e) = self.push_remote(&frame, opts) {
+        if let Err(e) = self.push_remote(&frame, len as u64, opts) {
             replies.abandon(id);
             return Err(e);
         }
@@ -93,8 +93,9 @@ impl Endpoint {
         *self.cma.get_or_insert_with(|| crate::sys::cma::mutual(pid))
     }
 
-    /// Pushes a frame of a send from registered memory, waiting while the ring is full.
-    fn push_remote(&mut self, frame: &[u8], opts: &SendOptions) -> Result<()> {
+    /// Pushes a frame of a send from registered memory, waiting while the ring is full;
+    /// the `carried` bytes it names count as the ring's traffic.
+    fn push_remote(&mut self, frame: &[u8], carried: u64, opts: &SendOptions) -> Result<()> {
         let h = SlotHeader {
             len: 0,
             kind: crate::codec::FrameKind::Data as u8,
@@ -110,6 +111,7 @@ impl Endpoint {
             };
             match producer.try_push(h, &[frame]) {
                 Ok(()) => {
+                    producer.count_carried(carried);
                     self.sent.0 += 1;
                     return Ok(());
                 }

@@ -1,0 +1,94 @@
+//! What a node's endpoint rings carried, and their timing probes. Learned routing and
+//! operators' tools read the rings in files from their headers; the rings in process memory
+//! (endpoints of this process to a node it hosts, and their reply rings) only this process
+//! sees, so the mailbox keeps a view of each. An endpoint sends from its caller's thread with
+//! no clock of its own, so it marks no probes: the engine marks them from the receiving end.
+
+use super::{Handed, Mailbox};
+use crate::ring::Region;
+use std::sync::{Arc, Weak};
+
+/// A view of a ring in process memory handed over to the mailbox (it keeps no ring alive).
+pub(super) struct MemoryRing {
+    src: u32,
+    ring: Weak<Region>,
+    reply: Option<Weak<Region>>,
+}
+
+/// What one ring in process memory carried.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemoryTraffic {
+    /// (sending node, receiving node).
+    pub(crate) pair: (u32, u32),
+    /// Which ring: the same value for as long as it lives.
+    pub(crate) ring: u64,
+    /// Messages, payload bytes (with the data handed over by descriptor), slots queued,
+    /// slots.
+    pub(crate) counts: [u64; 4],
+    /// Probes completed, and the sum of their delays (ns).
+    pub(crate) probes: (u64, u64),
+}
+
+impl MemoryTraffic {
+    fn of(pair: (u32, u32), region: &Arc<Region>) -> MemoryTraffic {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let h = region.header();
+        let tail = h.tail.tail.load(Acquire);
+        let head = h.head.load(Acquire);
+        MemoryTraffic {
+            pair,
+            ring: Arc::as_ptr(region) as u64,
+            counts: [
+                h.tail.messages.load(Relaxed),
+                h.tail.bytes.load(Relaxed),
+                tail.saturating_sub(head),
+                u64::from(h.capacity.load(Relaxed)),
+            ],
+            probes: (
+                h.probe.completed.load(Acquire),
+                h.probe.delay_sum_ns.load(Relaxed),
+            ),
+        }
+    }
+}
+
+impl Mailbox {
+    /// Keeps a view of the rings of `handed`.
+    pub(super) fn observe(&self, handed: &Handed) {
+        let (src, _, consumer, reply) = handed;
+        let mut m = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|r| r.ring.strong_count() > 0);
+        m.push(MemoryRing {
+            src: *src,
+            ring: Arc::downgrade(consumer.memory()),
+            reply: reply.as_ref().map(|p| Arc::downgrade(p.memory())),
+        });
+    }
+
+    /// What the live rings in process memory into this node (and their reply rings, from
+    /// it) carried.
+    pub(crate) fn memory_traffic(&self) -> Vec<MemoryTraffic> {
+        let mut m = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|r| r.ring.strong_count() > 0);
+        let mut out = Vec::with_capacity(m.len() * 2);
+        for r in m.iter() {
+            if let Some(ring) = r.ring.upgrade() {
+                out.push(MemoryTraffic::of((r.src, self.node), &ring));
+            }
+            if let Some(reply) = r.reply.as_ref().and_then(Weak::upgrade) {
+                out.push(MemoryTraffic::of((self.node, r.src), &reply));
+            }
+        }
+        out
+    }
+
+    /// Marks a timing probe on each endpoint ring into the node whose messages wait (see
+    /// [`crate::ring::Consumer::mark_probe`]); skipped while a receiver holds the rings.
+    pub fn mark_probes(&self, now_ns: u64) {
+        if let Some(mut r) = self.try_rings() {
+            for x in &mut r.list {
+                x.consumer.mark_probe(now_ns);
+            }
+        }
+    }
+}

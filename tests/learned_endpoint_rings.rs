@@ -32,10 +32,8 @@ impl Drop for Drain {
     }
 }
 
-#[test]
-fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_probes() {
-    let name = format!("learn-epr-{}", std::process::id());
-    let _removed = common::FabricDir(name.clone());
+/// Fabric `name`, learning routes, of nodes p and q joined by a 1 Gbit/s link.
+fn two_nodes(name: &str) -> hyperfabric::config::FabricConfig {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fabric.yaml");
     std::fs::write(
@@ -48,7 +46,14 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
         ),
     )
     .unwrap();
-    let cfg = hyperfabric::config::load_fabric_config(&path).unwrap();
+    hyperfabric::config::load_fabric_config(&path).unwrap()
+}
+
+#[test]
+fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_probes() {
+    let name = format!("learn-epr-{}", std::process::id());
+    let _removed = common::FabricDir(name.clone());
+    let cfg = two_nodes(&name);
     let make =
         || HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
     // Two protocols of this process: q's rings are files, as between processes.
@@ -89,9 +94,18 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
     // Samples wholly after the endpoint was made.
     let from = pp.learned_routing().unwrap().samples + 2;
     let end = Instant::now() + Duration::from_secs(10);
+    let dir = hyperfabric::sys::state_root().join(&name);
+    let endpoint_probes = || -> u64 {
+        ring_traffic(&dir)
+            .0
+            .iter()
+            .filter(|r| r.kind == RingKind::Endpoint)
+            .map(|r| r.probes)
+            .sum()
+    };
     let mut seen = None;
     let mut scored = false;
-    while Instant::now() < end && !(seen.is_some() && scored) {
+    while Instant::now() < end && !(seen.is_some() && scored && endpoint_probes() >= 1) {
         burst();
         let l = pp.learned_routing().unwrap();
         if l.samples < from {
@@ -111,7 +125,6 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
         "the endpoint's ring gave no sample to score: {pq_link:?}"
     );
     // The ring's header counts the data handed over by descriptor, not only the frames.
-    let dir = hyperfabric::sys::state_root().join(&name);
     let (rings, _) = ring_traffic(&dir);
     let ep_bytes: u64 = rings
         .iter()
@@ -123,14 +136,70 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
         "endpoint rings counted {ep_bytes} of {sent} bytes"
     );
     // Its probes were marked by q's engine and completed as q read.
-    let probes: u64 = rings
-        .iter()
-        .filter(|r| r.kind == RingKind::Endpoint)
-        .map(|r| r.probes)
-        .sum();
-    assert!(probes >= 1, "no probe completed on the endpoint's ring");
+    assert!(
+        endpoint_probes() >= 1,
+        "no probe completed on the endpoint's ring"
+    );
     drop(ep);
     let got = drain.stop();
     assert!(got > 0);
     drop(pp);
+}
+
+/// Two nodes of one process with a direct channel between them: the channel's ring is a file,
+/// the rest of their traffic (the engine's rings and endpoints' rings, in memory) is not; a
+/// sample counts both.
+#[test]
+fn a_direct_channel_does_not_hide_the_rings_in_memory_beside_it() {
+    let name = format!("learn-dcm-{}", std::process::id());
+    let _removed = common::FabricDir(name.clone());
+    let cfg = two_nodes(&name);
+    let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
+    for n in &cfg.nodes {
+        p.register_node(n.clone()).unwrap();
+    }
+    p.start_background_services().unwrap();
+    // One message through a direct channel: its ring file stays, idle.
+    let mut direct = p.open_sender("p", "q").unwrap();
+    let mut receiver = p.open_receiver("q").unwrap();
+    direct.send(b"once", Duration::from_secs(5)).unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while receiver.try_recv_with(|_, _| ()).is_none() {
+        assert!(Instant::now() < end, "the direct message never came");
+    }
+    let data = vec![3u8; 64 << 10];
+    let round = || {
+        for _ in 0..16 {
+            p.send_data(
+                "p",
+                "q",
+                &data,
+                &hyperfabric::fabric::SendOptions::default(),
+            )
+            .unwrap();
+        }
+        for _ in 0..16 {
+            assert_eq!(
+                p.recv("q", Duration::from_secs(10)).unwrap().data.len(),
+                data.len()
+            );
+        }
+    };
+    round();
+    let from = p.learned_routing().unwrap().samples + 2;
+    let end = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        round();
+        let l = p.learned_routing().unwrap();
+        let pq = l
+            .links
+            .iter()
+            .find(|k| k.src == "p" && k.dst == "q" && k.utilisation > 0.0)
+            .cloned();
+        if (l.samples >= from && pq.is_some()) || Instant::now() > end {
+            break pq.filter(|_| l.samples >= from);
+        }
+    };
+    seen.expect("p -> q read as idle beside its direct channel");
+    drop((direct, receiver));
 }

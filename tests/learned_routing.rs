@@ -450,16 +450,18 @@ fn links_inside_one_process_are_sampled_from_its_engine() {
     let seen = loop {
         round();
         let l = p.learned_routing().unwrap();
+        // Sampled with traffic, and scored: the samples carry delays (probes completed, or
+        // nothing queued), which the models are scored on.
         let pq = l
             .links
             .iter()
-            .find(|k| k.src == "p" && k.dst == "q" && k.utilisation > 0.0)
+            .find(|k| k.src == "p" && k.dst == "q" && k.utilisation > 0.0 && k.errors.scored >= 1)
             .cloned();
         if (l.samples >= from && pq.is_some()) || Instant::now() > end {
             break pq.filter(|_| l.samples >= from);
         }
     };
-    let pq = seen.expect("p -> q never sampled with traffic");
+    let pq = seen.expect("p -> q never sampled with traffic and scored");
     assert!(
         pq.utilisation.is_finite() && pq.capacity_gbps == 1.0,
         "{pq:?}"

@@ -322,12 +322,15 @@ impl Mailbox {
 
     fn take_handed(&self, r: &mut Rings) {
         // Rings in process memory whose endpoint was dropped go once drained (as orphans).
+        // Under the views' lock: an observer reading a ring holds it a moment too.
+        let views = self.views();
         for x in &mut r.list {
             if x.ino == 0 && x.consumer.is_alone() {
                 x.orphan = true;
                 r.orphans = true;
             }
         }
+        drop(views);
         while let Some((src, source, consumer, reply)) = self.handed.pop() {
             r.list.push(EpRing {
                 src,
@@ -385,7 +388,9 @@ impl Mailbox {
                 reply: open_reply_ring(&e.path(), src, entry.generation),
             });
         }
-        // A ring whose file is gone keeps what it holds until it is drained.
+        // A ring whose file is gone keeps what it holds until it is drained (one in process
+        // memory, once its endpoint was dropped: under the views' lock, as above).
+        let views = self.views();
         for x in &mut r.list {
             x.orphan = if x.ino != 0 {
                 !live.contains(&x.ino)
@@ -393,6 +398,7 @@ impl Mailbox {
                 x.consumer.is_alone()
             };
         }
+        drop(views);
         r.poisoned.retain(|ino| live.contains(ino));
         r.orphans = true;
         Self::sweep(r);

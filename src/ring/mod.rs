@@ -31,7 +31,8 @@
 //!
 //! Probes: now and then (every millisecond of its engine's clock) a producer that has
 //! messages waiting in the ring marks the position after its last one, with the time, in the
-//! header's [`Probe`]. The consumer, when it publishes a head at or past that position,
+//! header's [`Probe`]; on a ring whose producer keeps no clock (an endpoint's), the engine
+//! consuming it marks the producer's published tail instead. The consumer, when it publishes a head at or past that position,
 //! stores how long it took and clears the mark. That is the time the consumer needed to take
 //! what was queued at the mark: the queueing delay of the ring, measured without a clock read
 //! per message (the consumer's check is one load per published head). Learned routing reads
@@ -363,7 +364,7 @@ impl<M: RingMemory> Producer<M> {
     }
 
     /// The ring's memory (for observers of its header).
-    pub fn memory(&self) -> &Arc<M> {
+    pub(crate) fn memory(&self) -> &Arc<M> {
         &self.mem
     }
 
@@ -456,8 +457,9 @@ impl<M: RingMemory> Producer<M> {
         self.tail += n;
         self.mem.tail().store(self.tail, Ordering::Relaxed);
         // Counted by the only producer: plain stores into the line just written.
-        self.messages += 1;
-        self.bytes += len as u64;
+        // Wrapping: they started from a header another process may have written.
+        self.messages = self.messages.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(len as u64);
         let (messages, bytes) = self.mem.traffic();
         messages.store(self.messages, Ordering::Relaxed);
         bytes.store(self.bytes, Ordering::Relaxed);
@@ -618,7 +620,7 @@ impl<M: RingMemory> Consumer<M> {
     }
 
     /// The ring's memory (for observers of its header).
-    pub fn memory(&self) -> &Arc<M> {
+    pub(crate) fn memory(&self) -> &Arc<M> {
         &self.mem
     }
 

@@ -5,16 +5,18 @@
 use super::{Consumer, Producer, RingMemory};
 use crate::sync::atomic::{AtomicU64, Ordering};
 
-/// A producer's timing probe in a ring header (see the module documentation). Written by
-/// both ends and read by observers: everything in it is checked, or clamped, where used.
+/// A ring's timing probe in its header (see the module documentation of [`super`]). Written
+/// by both ends and read by observers: everything in it is checked, or clamped, where used.
 #[derive(Debug, Default)]
 #[repr(C)]
 pub struct Probe {
     // Offsets in a ring header (`transport::stats` reads them): 56, 64, 72, 80, 88.
     /// The position the consumer must reach to complete the probe (0: none in flight). Set
-    /// by the producer only while 0, cleared by the consumer only once reached.
+    /// by the producer (on an endpoint's ring, by the consumer, at the producer's published
+    /// tail) while 0 or past that tail (a mark no one could have made), cleared by the
+    /// consumer once reached or when more than a ring ahead of it.
     pub position: AtomicU64,
-    /// Monotonic clock (ns) when the producer set `position`.
+    /// Monotonic clock (ns) when `position` was set.
     pub marked_ns: AtomicU64,
     /// Probes completed (written by the consumer).
     pub completed: AtomicU64,

@@ -3,15 +3,19 @@
 //! at a given load ([`LinkLearner`]), and hands fresh link latencies to the route service
 //! when the hysteresis ([`RouteHold`]) says routes may move.
 //!
-//! A sample of a link direction `a -> b` reads the headers of its two rings in the fabric
-//! directory (`ch-<a>-<b>-l`, `ch-<a>-<b>-b`), whichever process drives them: the traffic
-//! counts (bytes, a descriptor counting the data it hands over), the slots queued, and the
-//! timing probes the receiver completed since the last sample ([`crate::ring::Probe`]). No
-//! engine does more per message for it: producers mark a probe once a millisecond when
-//! something waits, receivers complete it when they publish their position.
+//! A sample of a link direction `a -> b` reads the headers of its rings in the fabric
+//! directory, whichever process drives them (the engines' two lanes `ch-<a>-<b>-l` and
+//! `ch-<a>-<b>-b`, each endpoint's ring, the reply rings of endpoints from `b`, direct
+//! channels): the traffic counts (bytes, a descriptor counting the data it hands over), the
+//! slots queued, and the timing probes the receiver completed since the last sample
+//! ([`crate::ring::Probe`]). No engine does more per message for it: producers mark a probe
+//! once a millisecond when something waits (on an endpoint's ring, which its caller's thread
+//! writes, the receiving engine marks it), receivers complete it when they publish their
+//! position.
 //!
 //! The links this process's engine alone sees are read from it: rings between its own
-//! nodes, in its memory, and its connections to other hosts. While it learns, the engine
+//! nodes, in its memory (the engine's and its endpoints'), and its connections to other
+//! hosts. While it learns, the engine
 //! times each connection with an echo queued behind its data (`engine::hosts::timing`): the
 //! round trip above the smallest one lately is the connection's queueing delay.
 //!
@@ -22,14 +26,13 @@
 //! readings, checked for going backwards (a ring made anew), and a mean probe delay beyond a
 //! minute is not taken.
 
+mod reading;
+
 use super::{lock, Inner};
 use crate::error::{Error, Result};
-use crate::routing::{
-    HoldRules, LinkLearner, LoadSample, Metric, ModelErrors, RouteHold, Search, SearchOrder,
-};
-use crate::transport::stats::{ends_of, read_ring, RingKind};
+use crate::routing::{HoldRules, LinkLearner, Metric, ModelErrors, RouteHold, Search, SearchOrder};
+use reading::{own_links, Reading, RingFile};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -121,27 +124,11 @@ impl Learner {
     }
 }
 
-/// Last reading of a link direction's rings.
-#[derive(Debug, Clone, Copy)]
-struct Reading {
-    at: Instant,
-    /// Whether probes time the link.
-    probed: bool,
-    /// Whether a probe was on its way when read (on a connection: on a ring, one on its way
-    /// shows as slots queued).
-    pending: bool,
-    /// Which channel's counts these are, where the counts of two may be mixed up (a
-    /// connection made anew); 0 on rings.
-    source: u64,
-    bytes: u64,
-    probes: u64,
-    delay_sum_ns: u64,
-    queued_bytes: u64,
-}
-
 struct State {
     /// Registry index of each node id, as of registry nodes epoch `index_epoch`.
     index: HashMap<String, u32>,
+    /// Registration generation of each index, as of the same epoch.
+    generations: HashMap<u32, u64>,
     index_epoch: Option<u64>,
     /// Errors of every model over every scored sample, also of models since dropped:
     /// (samples, learned sum, fixed sum), ns.
@@ -149,7 +136,7 @@ struct State {
     last: HashMap<(String, String), Reading>,
     /// The ring files of each direction (channel lanes, endpoints' rings and their reply
     /// rings, direct channels), as of the registry's channels epoch `channels_epoch`.
-    rings: HashMap<(u32, u32), Vec<(PathBuf, RingKind)>>,
+    rings: HashMap<(u32, u32), Vec<RingFile>>,
     channels_epoch: u64,
     /// Each link's fresh latency when routes were last weighed, ns, and whether that
     /// weighing found a pair that wants to move.
@@ -160,21 +147,15 @@ struct State {
     search: Search,
 }
 
-/// Mean probe delays from this on are not taken as samples, ns (1 s: a ring in shared
-/// memory whose receiver runs drains in far less).
-const MAX_SAMPLE_DELAY_NS: f64 = 1e9;
-
 /// Largest latency learned routing gives a link, ns (1,000 s): sums over long paths stay
 /// far from the searches' mark of an unreached node.
 const MAX_LEARNED_NS: u64 = 1_000_000_000_000;
-
-/// Slot size of a ring: queued slots to bytes.
-const SLOT_BYTES: u64 = crate::ring::SLOT_SIZE as u64;
 
 impl State {
     fn new() -> State {
         State {
             index: HashMap::new(),
+            generations: HashMap::new(),
             index_epoch: None,
             scored: (0, 0.0, 0.0),
             last: HashMap::new(),
@@ -186,72 +167,6 @@ impl State {
             hold: RouteHold::new(HoldRules::default()),
             search: Search::new(0),
         }
-    }
-
-    /// Reads the ring files of a direction (`None`: none could be read). The set of rings
-    /// read is the reading's source: counts of another set are not compared with it.
-    fn read(rings: &[(PathBuf, RingKind)], (src, dst): (u32, u32), at: Instant) -> Option<Reading> {
-        let mut r = Reading {
-            at,
-            probed: true,
-            pending: false,
-            source: 0,
-            bytes: 0,
-            probes: 0,
-            delay_sum_ns: 0,
-            queued_bytes: 0,
-        };
-        let mut any = false;
-        for (path, kind) in rings {
-            let Some(t) = read_ring(path, *kind, src, dst) else {
-                continue;
-            };
-            any = true;
-            r.source = r.source.wrapping_add(name_hash(&t.name));
-            r.bytes = r.bytes.wrapping_add(t.bytes);
-            r.probes = r.probes.wrapping_add(t.probes);
-            r.delay_sum_ns = r.delay_sum_ns.wrapping_add(t.probe_delay_sum_ns);
-            r.queued_bytes = r
-                .queued_bytes
-                .saturating_add(t.queued_slots.saturating_mul(SLOT_BYTES));
-        }
-        any.then_some(r)
-    }
-
-    /// The sample of a direction between two readings (`None`: the counts went backwards,
-    /// so the rings were made anew, or say what no ring does).
-    fn load_between(before: &Reading, now: &Reading, capacity_gbps: f64) -> Option<LoadSample> {
-        let secs = now.at.duration_since(before.at).as_secs_f64();
-        if secs <= 0.0
-            || now.bytes < before.bytes
-            || now.probes < before.probes
-            || now.probed != before.probed
-            || now.source != before.source
-        {
-            return None;
-        }
-        let probes = now.probes - before.probes;
-        let delay_ns = if !now.probed {
-            // Nothing times it: the fixed model answers.
-            None
-        } else if probes > 0 {
-            let mean = now.delay_sum_ns.wrapping_sub(before.delay_sum_ns) as f64 / probes as f64;
-            // A second or more is a receiver that stopped (or a mark no clock made), not a
-            // link's queue: the load is sampled, the delay not taken.
-            (mean < MAX_SAMPLE_DELAY_NS).then_some(mean)
-        } else if now.queued_bytes == 0 && !now.pending {
-            // Nothing waited when sampled and no probe was on its way: no queue.
-            Some(0.0)
-        } else {
-            // A probe is still on its way.
-            None
-        };
-        let bits = (now.bytes - before.bytes) as f64 * 8.0;
-        Some(LoadSample {
-            utilisation: bits / secs / (capacity_gbps.max(1e-9) * 1e9),
-            queued_bytes: now.queued_bytes as f64,
-            delay_ns,
-        })
     }
 
     fn sample(
@@ -273,9 +188,9 @@ impl State {
         // entry, and checks its owner's liveness in /proc).
         let epoch = inner.registry.nodes_epoch();
         if self.index_epoch != Some(epoch) {
-            self.index = inner
-                .registry
-                .list()?
+            let entries = inner.registry.list()?;
+            self.generations = entries.iter().map(|e| (e.index, e.generation)).collect();
+            self.index = entries
                 .into_iter()
                 .map(|e| (e.signature.node_id, e.index))
                 .collect();
@@ -285,16 +200,10 @@ impl State {
         if let Some(rd) = inner.registry.channels_changed(&mut self.channels_epoch) {
             self.rings.clear();
             for e in rd.flatten() {
-                let Some((kind, s, d)) = e.file_name().to_str().and_then(ends_of) else {
-                    continue;
-                };
-                // A reply ring carries answers back, from the endpoint's destination.
-                let pair = if kind == RingKind::Reply {
-                    (d, s)
-                } else {
-                    (s, d)
-                };
-                self.rings.entry(pair).or_default().push((e.path(), kind));
+                let name = e.file_name();
+                if let Some((pair, f)) = name.to_str().and_then(|n| RingFile::of(n, e.path())) {
+                    self.rings.entry(pair).or_default().push(f);
+                }
             }
         }
         // Links of this process's own nodes without a ring file (rings in its memory, and
@@ -309,23 +218,27 @@ impl State {
             let mut worst: Option<f64> = None;
             for (s, d) in [(&l.a, &l.b), (&l.b, &l.a)] {
                 let ring = match (self.index.get(s), self.index.get(d)) {
-                    (Some(&si), Some(&di)) => self
-                        .rings
-                        .get(&(si, di))
-                        .and_then(|files| State::read(files, (si, di), now)),
+                    (Some(&si), Some(&di)) => self.rings.get(&(si, di)).and_then(|files| {
+                        Reading::of_files(files, &self.generations, (si, di), now)
+                    }),
                     _ => None,
                 };
-                let reading = ring.or_else(|| {
-                    own.get_or_insert_with(|| own_links(inner, now))
-                        .get(&(s.clone(), d.clone()))
-                        .copied()
-                });
+                // Both, where a direction has rings in files and rings or a connection only
+                // this process reads (two of its nodes with a direct channel, say): no ring
+                // is both.
+                let engine = own
+                    .get_or_insert_with(|| own_links(inner, now))
+                    .get(&(s.clone(), d.clone()))
+                    .copied();
+                let reading = match (ring, engine) {
+                    (Some(a), Some(b)) => Some(a.with(&b)),
+                    (a, b) => a.or(b),
+                };
                 let Some(reading) = reading else { continue };
                 let key = (s.clone(), d.clone());
                 read.insert(key.clone());
                 let before = self.last.insert(key.clone(), reading);
-                let Some(sample) =
-                    before.and_then(|b| State::load_between(&b, &reading, l.bandwidth_gbps))
+                let Some(sample) = before.and_then(|b| reading.load_since(&b, l.bandwidth_gbps))
                 else {
                     continue;
                 };
@@ -478,47 +391,10 @@ impl State {
     }
 }
 
-/// A ring file's name spread over 64 bits (summed over a direction's rings, it names the
-/// set).
-fn name_hash(name: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(name)
-}
-
 fn ordered(a: &str, b: &str) -> (String, String) {
     if a <= b {
         (a.to_string(), b.to_string())
     } else {
         (b.to_string(), a.to_string())
     }
-}
-
-/// What this process's engine counts of the links its nodes send on without a ring file:
-/// rings between its own nodes (in its memory) and connections to other hosts (bytes queued
-/// to the socket as the queue), each with its probes. The engine is told on each sample
-/// that this process learns, so it times its connections, also those opened later.
-fn own_links(inner: &Inner, now: Instant) -> HashMap<(String, String), Reading> {
-    let mut engine = lock(&inner.engine);
-    engine.set_connection_probes(true);
-    engine
-        .own_links()
-        .into_iter()
-        .map(|l| {
-            let p = l.probes;
-            let reading = Reading {
-                at: now,
-                probed: p.is_some(),
-                pending: p.is_some_and(|p| p.pending),
-                source: p.map_or(0, |p| p.source),
-                bytes: l.link.bytes,
-                probes: p.map_or(0, |p| p.answered),
-                delay_sum_ns: p.map_or(0, |p| p.delay_sum_ns),
-                queued_bytes: l
-                    .link
-                    .queued_slots
-                    .saturating_mul(crate::ring::SLOT_SIZE as u64),
-            };
-            ((l.link.src, l.link.dst), reading)
-        })
-        .collect()
 }

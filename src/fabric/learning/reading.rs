@@ -1,0 +1,204 @@
+//! What a sample reads of a link direction: the counts of its channels (every ring file of the
+//! direction, whichever process drives it, and the rings and connections only this
+//! process's engine sees), and the load between two readings of the same channels.
+
+use super::super::{lock, Inner};
+use crate::routing::LoadSample;
+use crate::transport::stats::{ends_of, read_ring, RingKind};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Last reading of a link direction's rings.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reading {
+    at: Instant,
+    /// Whether probes time the link.
+    probed: bool,
+    /// Whether a probe was on its way when read (on a connection: on a ring, one on its way
+    /// shows as slots queued).
+    pending: bool,
+    /// Which channels' counts these are: counts of two are never compared (a connection
+    /// made anew, a direction whose rings came or went).
+    source: u64,
+    bytes: u64,
+    probes: u64,
+    delay_sum_ns: u64,
+    queued_bytes: u64,
+}
+
+/// Mean probe delays from this on are not taken as samples, ns (1 s: a ring in shared
+/// memory whose receiver runs drains in far less).
+const MAX_SAMPLE_DELAY_NS: f64 = 1e9;
+
+/// Slot size of a ring: queued slots to bytes.
+const SLOT_BYTES: u64 = crate::ring::SLOT_SIZE as u64;
+
+impl Reading {
+    /// Reads the ring files of a direction (`None`: none could be read). The set of rings
+    /// read is the reading's source: counts of another set are not compared with it.
+    /// Rings made for an earlier registration of their destination (no one reads them: their
+    /// queue never drains) are left out.
+    pub(super) fn of_files(
+        rings: &[RingFile],
+        generations: &HashMap<u32, u64>,
+        (src, dst): (u32, u32),
+        at: Instant,
+    ) -> Option<Reading> {
+        let mut r = Reading {
+            at,
+            probed: true,
+            pending: false,
+            source: 0,
+            bytes: 0,
+            probes: 0,
+            delay_sum_ns: 0,
+            queued_bytes: 0,
+        };
+        let mut any = false;
+        for f in rings {
+            if f.made_for
+                .is_some_and(|(i, g)| generations.get(&i) != Some(&g))
+            {
+                continue;
+            }
+            let Some(t) = read_ring(&f.path, f.kind, src, dst) else {
+                continue;
+            };
+            any = true;
+            r.source = r.source.wrapping_add(name_hash(&t.name));
+            r.bytes = r.bytes.wrapping_add(t.bytes);
+            r.probes = r.probes.wrapping_add(t.probes);
+            r.delay_sum_ns = r.delay_sum_ns.wrapping_add(t.probe_delay_sum_ns);
+            r.queued_bytes = r
+                .queued_bytes
+                .saturating_add(t.queued_slots.saturating_mul(SLOT_BYTES));
+        }
+        any.then_some(r)
+    }
+
+    /// The sample of a direction between two readings (`None`: the counts went backwards,
+    /// so the rings were made anew, or say what no ring does).
+    pub(super) fn load_since(&self, before: &Reading, capacity_gbps: f64) -> Option<LoadSample> {
+        let now = self;
+        let secs = now.at.duration_since(before.at).as_secs_f64();
+        if secs <= 0.0
+            || now.bytes < before.bytes
+            || now.probes < before.probes
+            || now.probed != before.probed
+            || now.source != before.source
+        {
+            return None;
+        }
+        let probes = now.probes - before.probes;
+        let delay_ns = if !now.probed {
+            // Nothing times it: the fixed model answers.
+            None
+        } else if probes > 0 {
+            let mean = now.delay_sum_ns.wrapping_sub(before.delay_sum_ns) as f64 / probes as f64;
+            // A second or more is a receiver that stopped (or a mark no clock made), not a
+            // link's queue: the load is sampled, the delay not taken.
+            (mean < MAX_SAMPLE_DELAY_NS).then_some(mean)
+        } else if now.queued_bytes == 0 && !now.pending {
+            // Nothing waited when sampled and no probe was on its way: no queue.
+            Some(0.0)
+        } else {
+            // A probe is still on its way.
+            None
+        };
+        let bits = (now.bytes - before.bytes) as f64 * 8.0;
+        Some(LoadSample {
+            utilisation: bits / secs / (capacity_gbps.max(1e-9) * 1e9),
+            queued_bytes: now.queued_bytes as f64,
+            delay_ns,
+        })
+    }
+
+    /// The counts of both readings' channels, as one reading.
+    pub(super) fn with(&self, o: &Reading) -> Reading {
+        Reading {
+            at: self.at,
+            probed: self.probed || o.probed,
+            pending: self.pending || o.pending,
+            source: self.source.wrapping_add(o.source),
+            bytes: self.bytes.wrapping_add(o.bytes),
+            probes: self.probes.wrapping_add(o.probes),
+            delay_sum_ns: self.delay_sum_ns.wrapping_add(o.delay_sum_ns),
+            queued_bytes: self.queued_bytes.saturating_add(o.queued_bytes),
+        }
+    }
+}
+
+/// A ring file of a direction.
+#[derive(Debug)]
+pub(super) struct RingFile {
+    path: PathBuf,
+    kind: RingKind,
+    /// The registration (index, generation) an endpoint's ring, or its reply ring, was made
+    /// for: read only while it is the one registered.
+    made_for: Option<(u32, u64)>,
+}
+
+impl RingFile {
+    /// The direction and file of a ring file named `name`.
+    pub(super) fn of(name: &str, path: PathBuf) -> Option<((u32, u32), RingFile)> {
+        use crate::transport::channel::{parse_endpoint_name, parse_reply_name};
+        let (kind, s, d) = ends_of(name)?;
+        let made_for = match kind {
+            RingKind::Endpoint => parse_endpoint_name(name).map(|(_, g)| (d, g)),
+            RingKind::Reply => parse_reply_name(name).map(|(_, g)| (d, g)),
+            _ => None,
+        };
+        // A reply ring carries answers back, from the endpoint's destination.
+        let pair = if kind == RingKind::Reply {
+            (d, s)
+        } else {
+            (s, d)
+        };
+        Some((
+            pair,
+            RingFile {
+                path,
+                kind,
+                made_for,
+            },
+        ))
+    }
+}
+
+/// A ring file's name spread over 64 bits (summed over a direction's rings, it names the
+/// set).
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(name)
+}
+
+/// What this process's engine counts of the links its nodes send on without a ring file:
+/// rings between its own nodes (in its memory) and connections to other hosts (bytes queued
+/// to the socket as the queue), each with its probes. The engine is told on each sample
+/// that this process learns, so it times its connections, also those opened later.
+pub(super) fn own_links(inner: &Inner, now: Instant) -> HashMap<(String, String), Reading> {
+    let mut engine = lock(&inner.engine);
+    engine.set_connection_probes(true);
+    engine
+        .own_links()
+        .into_iter()
+        .map(|l| {
+            let p = l.probes;
+            let reading = Reading {
+                at: now,
+                probed: p.is_some(),
+                pending: p.is_some_and(|p| p.pending),
+                source: p.map_or(0, |p| p.source),
+                bytes: l.link.bytes,
+                probes: p.map_or(0, |p| p.answered),
+                delay_sum_ns: p.map_or(0, |p| p.delay_sum_ns),
+                queued_bytes: l
+                    .link
+                    .queued_slots
+                    .saturating_mul(crate::ring::SLOT_SIZE as u64),
+            };
+            ((l.link.src, l.link.dst), reading)
+        })
+        .collect()
+}

@@ -81,8 +81,28 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// Reads the traffic of the ring file at `path` (`None`: not a ring of this format, or
 /// positions no ring reaches).
 pub fn read_ring(path: &Path, kind: RingKind, src: u32, dst: u32) -> Option<RingTraffic> {
-    // Never through a link, never blocking on a FIFO put under a ring's name.
+    let f = open_ring(path)?;
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    read_open_ring(&f, name, kind, src, dst)
+}
+
+/// Opens the ring file at `path` to read its header, again and again ([`read_open_ring`]):
+/// `None` when it is too short to be a ring. Never through a link, never blocking on a FIFO
+/// put under a ring's name.
+pub fn open_ring(path: &Path) -> Option<std::fs::File> {
     let f = crate::sys::fs::open_state_file(path, false).ok()?;
+    (f.metadata().ok()?.len() >= HEADER_PAGE as u64).then_some(f)
+}
+
+/// Reads the traffic of a ring file opened by [`open_ring`], reported under `name` (`None`:
+/// not a ring of this format, or positions no ring reaches). One read of the header.
+pub fn read_open_ring(
+    f: &std::fs::File,
+    name: String,
+    kind: RingKind,
+    src: u32,
+    dst: u32,
+) -> Option<RingTraffic> {
     let mut b = [0u8; 264];
     f.read_exact_at(&mut b, 0).ok()?;
     // Offsets of `RingHeader` (asserted there): magic 0, capacity 16, state 20, the probe
@@ -90,15 +110,12 @@ pub fn read_ring(path: &Path, kind: RingKind, src: u32, dst: u32) -> Option<Ring
     // bytes), the consumer's head at 256.
     let capacity = u32_at(&b, 16) as u64;
     let (tail, head) = (u64_at(&b, 128), u64_at(&b, 256));
-    let len = f.metadata().ok()?.len();
     let sane = u64_at(&b, 0) == RING_MAGIC
         && capacity.is_power_of_two()
         && capacity >= 2
         && capacity <= MAX_CAPACITY as u64
-        && len >= HEADER_PAGE as u64
         && head <= tail
         && tail - head <= capacity;
-    let name = path.file_name()?.to_string_lossy().into_owned();
     sane.then(|| RingTraffic {
         name,
         kind,

@@ -137,6 +137,8 @@ struct State {
     /// The ring files of each direction (channel lanes, endpoints' rings and their reply
     /// rings, direct channels), as of the registry's channels epoch `channels_epoch`.
     rings: HashMap<(u32, u32), Vec<RingFile>>,
+    /// How many more of them may be kept open ([`reading::KEPT_OPEN`] when listed).
+    open: std::cell::Cell<usize>,
     channels_epoch: u64,
     /// Each link's fresh latency when routes were last weighed, ns, and whether that
     /// weighing found a pair that wants to move.
@@ -160,6 +162,7 @@ impl State {
             scored: (0, 0.0, 0.0),
             last: HashMap::new(),
             rings: Default::default(),
+            open: std::cell::Cell::new(reading::KEPT_OPEN),
             channels_epoch: u64::MAX,
             weighed: HashMap::new(),
             wanting: false,
@@ -199,6 +202,7 @@ impl State {
         // The directory is read again only when channels came or went.
         if let Some(rd) = inner.registry.channels_changed(&mut self.channels_epoch) {
             self.rings.clear();
+            self.open.set(reading::KEPT_OPEN);
             for e in rd.flatten() {
                 let name = e.file_name();
                 if let Some((pair, f)) = name.to_str().and_then(|n| RingFile::of(n, e.path())) {
@@ -219,7 +223,7 @@ impl State {
             for (s, d) in [(&l.a, &l.b), (&l.b, &l.a)] {
                 let ring = match (self.index.get(s), self.index.get(d)) {
                     (Some(&si), Some(&di)) => self.rings.get(&(si, di)).and_then(|files| {
-                        Reading::of_files(files, &self.generations, (si, di), now)
+                        Reading::of_files(files, &self.open, &self.generations, (si, di), now)
                     }),
                     _ => None,
                 };

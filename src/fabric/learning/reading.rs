@@ -4,7 +4,7 @@
 
 use super::super::{lock, Inner};
 use crate::routing::LoadSample;
-use crate::transport::stats::{ends_of, read_ring, RingKind};
+use crate::transport::stats::{ends_of, open_ring, read_open_ring, read_ring, RingKind};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -31,6 +31,10 @@ pub(super) struct Reading {
 /// memory whose receiver runs drains in far less).
 const MAX_SAMPLE_DELAY_NS: f64 = 1e9;
 
+/// Ring files kept open between samples, at most: the process's descriptors are its
+/// users' (a soft limit of 1,024 is common); past these, a ring file is opened for each read.
+pub(super) const KEPT_OPEN: usize = 256;
+
 /// Slot size of a ring: queued slots to bytes.
 const SLOT_BYTES: u64 = crate::ring::SLOT_SIZE as u64;
 
@@ -38,9 +42,10 @@ impl Reading {
     /// Reads the ring files of a direction (`None`: none could be read). The set of rings
     /// read is the reading's source: counts of another set are not compared with it.
     /// Rings made for an earlier registration of their destination (no one reads them: their
-    /// queue never drains) are left out.
+    /// queue never drains) are left out. `open`: how many more files may be kept open.
     pub(super) fn of_files(
         rings: &[RingFile],
+        open: &std::cell::Cell<usize>,
         generations: &HashMap<u32, u64>,
         (src, dst): (u32, u32),
         at: Instant,
@@ -62,11 +67,22 @@ impl Reading {
             {
                 continue;
             }
-            let Some(t) = read_ring(&f.path, f.kind, src, dst) else {
-                continue;
+            let t = match f.file.get() {
+                Some(file) => file
+                    .as_ref()
+                    .and_then(|file| read_open_ring(file, String::new(), f.kind, src, dst)),
+                None if open.get() > 0 => {
+                    open.set(open.get() - 1);
+                    f.file
+                        .get_or_init(|| open_ring(&f.path))
+                        .as_ref()
+                        .and_then(|file| read_open_ring(file, String::new(), f.kind, src, dst))
+                }
+                None => read_ring(&f.path, f.kind, src, dst),
             };
+            let Some(t) = t else { continue };
             any = true;
-            r.source = r.source.wrapping_add(name_hash(&t.name));
+            r.source = r.source.wrapping_add(f.id);
             r.bytes = r.bytes.wrapping_add(t.bytes);
             r.probes = r.probes.wrapping_add(t.probes);
             r.delay_sum_ns = r.delay_sum_ns.wrapping_add(t.probe_delay_sum_ns);
@@ -133,6 +149,13 @@ impl Reading {
 #[derive(Debug)]
 pub(super) struct RingFile {
     path: PathBuf,
+    /// Opened when first read (`None` inside: not a ring), while fewer than [`KEPT_OPEN`]
+    /// are, and read at each sample: one read of its header, not an open, a read, a stat and
+    /// a close. A ring made anew under the name changes the channels epoch, and the
+    /// directory is listed (and the files opened) again.
+    file: std::cell::OnceCell<Option<std::fs::File>>,
+    /// Its name, spread over 64 bits.
+    id: u64,
     kind: RingKind,
     /// The registration (index, generation) an endpoint's ring, or its reply ring, was made
     /// for: read only while it is the one registered.
@@ -159,6 +182,8 @@ impl RingFile {
             pair,
             RingFile {
                 path,
+                file: Default::default(),
+                id: name_hash(name),
                 kind,
                 made_for,
             },

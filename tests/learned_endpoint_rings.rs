@@ -8,7 +8,7 @@ mod common;
 
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig};
 use hyperfabric::transport::stats::{ring_traffic, RingKind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,8 +63,9 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
     pq.start_background_services().unwrap();
     pp.start_background_services().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicU64::new(0));
     let drain = {
-        let (stop, pq) = (stop.clone(), pq.clone());
+        let (stop, pq, received) = (stop.clone(), pq.clone(), received.clone());
         Drain(
             stop.clone(),
             Some(std::thread::spawn(move || {
@@ -72,6 +73,7 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
                 while !stop.load(Ordering::Acquire) {
                     if let Ok(m) = pq.recv("q", Duration::from_millis(20)) {
                         bytes += m.data.len() as u64;
+                        received.store(bytes, Ordering::Release);
                         // A slow reader: messages wait in the ring, and probes time them.
                         std::thread::sleep(Duration::from_micros(200));
                     }
@@ -85,6 +87,13 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
     let mut ep = pp.endpoint("p", "q").unwrap();
     let mut sent = 0u64;
     let mut burst = || {
+        // At most 8 MiB ahead of the reader: what waits is the ring's, not a queue of
+        // hundreds of megabytes in q's mailbox.
+        let end = Instant::now() + Duration::from_secs(10);
+        while sent.saturating_sub(received.load(Ordering::Acquire)) > 8 << 20 {
+            assert!(Instant::now() < end, "q stopped reading");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         for _ in 0..32 {
             ep.post(&data).unwrap();
             sent += data.len() as u64;

@@ -244,8 +244,9 @@ impl Drop for Sender {
             return;
         }
         // The receiver keeps its mapping and reads what is left; new receivers no longer
-        // find the ring.
+        // find the ring, and observers of the directory stop reading it.
         let _ = std::fs::remove_file(&self.path);
+        self.registry.bump_channels_epoch();
     }
 }
 

@@ -114,8 +114,10 @@ pub fn read_open_ring(
         && capacity.is_power_of_two()
         && capacity >= 2
         && capacity <= MAX_CAPACITY as u64
-        && head <= tail
-        && tail - head <= capacity;
+        // The head is read after the tail: a consumer may have published past the tail read
+        // (by at most a ring), which is no queue, not a corrupt ring.
+        && head.saturating_sub(tail) <= capacity
+        && tail.saturating_sub(head) <= capacity;
     sane.then(|| RingTraffic {
         name,
         kind,
@@ -123,7 +125,7 @@ pub fn read_open_ring(
         dst,
         messages: u64_at(&b, 136),
         bytes: u64_at(&b, 144),
-        queued_slots: tail - head,
+        queued_slots: tail.saturating_sub(head),
         capacity,
         corrupt: u32_at(&b, 20) & crate::ring::STATE_CORRUPT != 0,
         probes: u64_at(&b, 72),

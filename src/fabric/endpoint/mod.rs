@@ -555,7 +555,7 @@ impl Drop for Endpoint {
             }
             if producer.is_drained() {
                 // The receiver keeps its mappings; nobody finds the rings again.
-                remove_ring_files(&file);
+                remove_ring_files(&self.inner.registry, &file);
             } else {
                 // The receiver may not have found the ring yet: its files stay until it took
                 // everything (see `Inner::sweep_left_rings`), so what it holds is still read.
@@ -566,11 +566,18 @@ impl Drop for Endpoint {
 }
 
 /// Removes an endpoint's ring file and its reply ring's.
-pub(super) fn remove_ring_files(file: &std::path::Path) {
+/// Removes an endpoint's ring file and its reply ring's, and tells the host that channels
+/// changed: the receiver looks, and lets go of the rings once it took what they hold, and
+/// observers of the directory (learned routing) stop reading them.
+pub(super) fn remove_ring_files(
+    registry: &crate::transport::registry::Registry,
+    file: &std::path::Path,
+) {
     let _ = std::fs::remove_file(file);
     if let Some(answers) = reply_path(file) {
         let _ = std::fs::remove_file(answers);
     }
+    registry.bump_channels_epoch();
 }
 
 impl Inner {
@@ -585,7 +592,7 @@ impl Inner {
         left.retain_mut(|(file, producer)| {
             let drained = producer.is_drained();
             if drained {
-                remove_ring_files(file);
+                remove_ring_files(&self.registry, file);
             }
             !drained
         });

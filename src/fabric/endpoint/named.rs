@@ -300,9 +300,9 @@ pub(in crate::fabric) fn forget(inner: &Arc<Inner>) {
     // Dropped outside the borrow.
     drop(mine);
     for file in std::mem::take(&mut *lock(&inner.ring_files)) {
-        super::remove_ring_files(&file);
+        super::remove_ring_files(&inner.registry, &file);
     }
     for (file, _) in std::mem::take(&mut *lock(&inner.left_rings)) {
-        super::remove_ring_files(&file);
+        super::remove_ring_files(&inner.registry, &file);
     }
 }

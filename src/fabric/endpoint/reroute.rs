@@ -80,8 +80,7 @@ impl Endpoint {
             }
             // The receiver keeps its mappings; nobody finds the rings again. It is told that
             // channels changed, so it looks and lets go of the ring.
-            remove_ring_files(&file);
-            self.inner.registry.bump_channels_epoch();
+            remove_ring_files(&self.inner.registry, &file);
         }
         self.replies = None;
         // Ids for the engine's answers, not the reply ring's.

@@ -127,8 +127,8 @@ impl Learner {
 struct State {
     /// Registry index of each node id, as of registry nodes epoch `index_epoch`.
     index: HashMap<String, u32>,
-    /// Registration generation of each index, as of the same epoch.
-    generations: HashMap<u32, u64>,
+    /// Registration generation and owning process of each index, as of the same epoch.
+    registrations: HashMap<u32, (u64, u32)>,
     index_epoch: Option<u64>,
     /// Errors of every model over every scored sample, also of models since dropped:
     /// (samples, learned sum, fixed sum), ns.
@@ -157,7 +157,7 @@ impl State {
     fn new() -> State {
         State {
             index: HashMap::new(),
-            generations: HashMap::new(),
+            registrations: HashMap::new(),
             index_epoch: None,
             scored: (0, 0.0, 0.0),
             last: HashMap::new(),
@@ -192,7 +192,10 @@ impl State {
         let epoch = inner.registry.nodes_epoch();
         if self.index_epoch != Some(epoch) {
             let entries = inner.registry.list()?;
-            self.generations = entries.iter().map(|e| (e.index, e.generation)).collect();
+            self.registrations = entries
+                .iter()
+                .map(|e| (e.index, (e.generation, e.owner_pid)))
+                .collect();
             self.index = entries
                 .into_iter()
                 .map(|e| (e.signature.node_id, e.index))
@@ -223,7 +226,7 @@ impl State {
             for (s, d) in [(&l.a, &l.b), (&l.b, &l.a)] {
                 let ring = match (self.index.get(s), self.index.get(d)) {
                     (Some(&si), Some(&di)) => self.rings.get(&(si, di)).and_then(|files| {
-                        Reading::of_files(files, &self.open, &self.generations, (si, di), now)
+                        Reading::of_files(files, &self.open, &self.registrations, (si, di), now)
                     }),
                     _ => None,
                 };

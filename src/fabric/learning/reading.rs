@@ -42,11 +42,14 @@ impl Reading {
     /// Reads the ring files of a direction (`None`: none could be read). The set of rings
     /// read is the reading's source: counts of another set are not compared with it.
     /// Rings made for an earlier registration of their destination (no one reads them: their
-    /// queue never drains) are left out. `open`: how many more files may be kept open.
+    /// queue never drains) are left out, and so are direct channels between two nodes of
+    /// one other process: the rest of their traffic is in that process's memory, and the
+    /// channel alone would read as the link's whole load. `open`: how many more files may be
+    /// kept open; `registrations`: each index's (generation, owning process).
     pub(super) fn of_files(
         rings: &[RingFile],
         open: &std::cell::Cell<usize>,
-        generations: &HashMap<u32, u64>,
+        registrations: &HashMap<u32, (u64, u32)>,
         (src, dst): (u32, u32),
         at: Instant,
     ) -> Option<Reading> {
@@ -61,9 +64,13 @@ impl Reading {
             queued_bytes: 0,
         };
         let mut any = false;
+        let owner = |i: u32| registrations.get(&i).map(|r| r.1);
+        let partial =
+            owner(src).is_some_and(|o| owner(dst) == Some(o) && o != crate::sys::process::pid());
         for f in rings {
             if f.made_for
-                .is_some_and(|(i, g)| generations.get(&i) != Some(&g))
+                .is_some_and(|(i, g)| registrations.get(&i).map(|r| r.0) != Some(g))
+                || (partial && f.kind == RingKind::Direct)
             {
                 continue;
             }

@@ -253,7 +253,7 @@ impl Registry {
         std::fs::read_dir(&self.dir).ok()
     }
 
-    /// Records that a channel was created.
+    /// Records that a channel was created or removed.
     pub fn bump_channels_epoch(&self) {
         self.header().channels_epoch.fetch_add(1, Ordering::AcqRel);
     }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig};
+use hyperfabric::fabric::{HyperFabricProtocol, LearnedLink, ProtocolConfig, SendOptions};
 use hyperfabric::transport::stats::{ring_traffic, RingKind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,28 +32,11 @@ impl Drop for Drain {
     }
 }
 
-/// Fabric `name`, learning routes, of nodes p and q joined by a 1 Gbit/s link.
-fn two_nodes(name: &str) -> hyperfabric::config::FabricConfig {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fabric.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "fabric:\n  name: {name}\n  protocol: {{ enable_ml_routing: true }}\nnodes:\n\
-             \x20 - {{ node_id: p, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
-             \x20 - {{ node_id: q, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
-             links:\n  - {{ a: p, b: q, latency_ns: 1000, bandwidth_gbps: 1 }}\n"
-        ),
-    )
-    .unwrap();
-    hyperfabric::config::load_fabric_config(&path).unwrap()
-}
-
 #[test]
 fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_probes() {
     let name = format!("learn-epr-{}", std::process::id());
     let _removed = common::FabricDir(name.clone());
-    let cfg = two_nodes(&name);
+    let cfg = common::learning_pair(&name);
     let make =
         || HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
     // Two protocols of this process: q's rings are files, as between processes.
@@ -155,6 +138,69 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
     drop(pp);
 }
 
+/// Sends 16 messages of 64 KiB from p to q by name and receives them, until learned routing
+/// reports p -> q with traffic and a sample scored since the first round, in samples taken
+/// wholly after it (a thread's first sends by name take the engine's rings, the rest the
+/// endpoint it keeps for the pair, whose ring in memory is what is measured then).
+fn sampled_and_scored(p: &HyperFabricProtocol) -> Option<LearnedLink> {
+    let data = vec![3u8; 64 << 10];
+    let round = || {
+        for _ in 0..16 {
+            p.send_data("p", "q", &data, &SendOptions::default())
+                .unwrap();
+        }
+        // q takes what it was sent, so the ring never stays full however late the sampler is.
+        for _ in 0..16 {
+            let m = p.recv("q", Duration::from_secs(10)).unwrap();
+            assert_eq!(m.data.len(), data.len());
+        }
+    };
+    round();
+    let from = p.learned_routing().unwrap().samples + 2;
+    let end = Instant::now() + Duration::from_secs(10);
+    // Samples scored by then (some of the engine's rings) do not count.
+    let mut scored_before = None;
+    while Instant::now() < end {
+        round();
+        let l = p.learned_routing().unwrap();
+        let pq = l
+            .links
+            .iter()
+            .find(|k| k.src == "p" && k.dst == "q")
+            .cloned();
+        if l.samples < from {
+            continue;
+        }
+        let before = *scored_before.get_or_insert(pq.as_ref().map_or(0, |k| k.errors.scored));
+        // Sampled with traffic, and scored since: the samples carry delays (probes completed,
+        // or nothing queued), which the models are scored on.
+        if let Some(k) = pq.filter(|k| k.utilisation > 0.0 && k.errors.scored > before) {
+            return Some(k);
+        }
+    }
+    None
+}
+
+/// Links whose rings live in a process's memory (both nodes hosted by it) have no ring
+/// file: learned routing reads them from the engine's counts (its own rings and its
+/// endpoints'), as it reads its connections to other hosts.
+#[test]
+fn links_inside_one_process_are_sampled_from_its_engine() {
+    let name = format!("learn-own-{}", std::process::id());
+    let _removed = common::FabricDir(name.clone());
+    let cfg = common::learning_pair(&name);
+    let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
+    for n in &cfg.nodes {
+        p.register_node(n.clone()).unwrap();
+    }
+    p.start_background_services().unwrap();
+    let pq = sampled_and_scored(&p).expect("p -> q never sampled with traffic and scored");
+    assert!(
+        pq.utilisation.is_finite() && pq.capacity_gbps == 1.0 && pq.predicted_delay_ns.is_finite(),
+        "{pq:?}"
+    );
+}
+
 /// Two nodes of one process with a direct channel between them: the channel's ring is a file,
 /// the rest of their traffic (the engine's rings and endpoints' rings, in memory) is not; a
 /// sample counts both.
@@ -162,7 +208,7 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
 fn a_direct_channel_does_not_hide_the_rings_in_memory_beside_it() {
     let name = format!("learn-dcm-{}", std::process::id());
     let _removed = common::FabricDir(name.clone());
-    let cfg = two_nodes(&name);
+    let cfg = common::learning_pair(&name);
     let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
     for n in &cfg.nodes {
         p.register_node(n.clone()).unwrap();
@@ -176,39 +222,6 @@ fn a_direct_channel_does_not_hide_the_rings_in_memory_beside_it() {
     while receiver.try_recv_with(|_, _| ()).is_none() {
         assert!(Instant::now() < end, "the direct message never came");
     }
-    let data = vec![3u8; 64 << 10];
-    let round = || {
-        for _ in 0..16 {
-            p.send_data(
-                "p",
-                "q",
-                &data,
-                &hyperfabric::fabric::SendOptions::default(),
-            )
-            .unwrap();
-        }
-        for _ in 0..16 {
-            assert_eq!(
-                p.recv("q", Duration::from_secs(10)).unwrap().data.len(),
-                data.len()
-            );
-        }
-    };
-    round();
-    let from = p.learned_routing().unwrap().samples + 2;
-    let end = Instant::now() + Duration::from_secs(10);
-    let seen = loop {
-        round();
-        let l = p.learned_routing().unwrap();
-        let pq = l
-            .links
-            .iter()
-            .find(|k| k.src == "p" && k.dst == "q" && k.utilisation > 0.0)
-            .cloned();
-        if (l.samples >= from && pq.is_some()) || Instant::now() > end {
-            break pq.filter(|_| l.samples >= from);
-        }
-    };
-    seen.expect("p -> q read as idle beside its direct channel");
+    sampled_and_scored(&p).expect("p -> q read as idle beside its direct channel");
     drop((direct, receiver));
 }

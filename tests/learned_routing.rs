@@ -415,90 +415,6 @@ fn bulk_through_s1_moves_latency_sends_to_s2_and_back_only_with_learned_routing(
     assert!(f.metric("learned_samples") > 0.0);
 }
 
-/// Links whose rings live in a process's memory (both nodes hosted by it) have no ring
-/// file: learned routing reads them from the engine's counts, as it reads its connections
-/// to other hosts.
-#[test]
-fn links_inside_one_process_are_sampled_from_its_engine() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let name = format!("learn-own-{}", std::process::id());
-    let _removed = Removed(name.clone());
-    let cfg = two_nodes(&name);
-    let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
-    for n in &cfg.nodes {
-        p.register_node(n.clone()).unwrap();
-    }
-    p.start_background_services().unwrap();
-    let data = vec![1u8; 64 << 10];
-    let round = || {
-        for _ in 0..16 {
-            p.send_data("p", "q", &data, &SendOptions::default())
-                .unwrap();
-        }
-        // q takes what it was sent, so the ring never stays full however late the sampler is.
-        for _ in 0..16 {
-            let m = p.recv("q", Duration::from_secs(10)).unwrap();
-            assert_eq!(m.data.len(), data.len());
-        }
-    };
-    // A thread's first sends by name take the engine's rings, the rest the endpoint it keeps
-    // for the pair: only samples taken wholly after these count, so what is measured is the
-    // endpoint's ring.
-    round();
-    let from = p.learned_routing().unwrap().samples + 2;
-    let end = Instant::now() + Duration::from_secs(10);
-    // Samples scored by then (some of the engine's rings) do not count.
-    let mut scored_before = None;
-    let seen = loop {
-        round();
-        let l = p.learned_routing().unwrap();
-        let pq = l
-            .links
-            .iter()
-            .find(|k| k.src == "p" && k.dst == "q")
-            .cloned();
-        if l.samples >= from {
-            let before = *scored_before.get_or_insert(pq.as_ref().map_or(0, |k| k.errors.scored));
-            // Sampled with traffic, and scored since: the samples carry delays (probes
-            // completed, or nothing queued), which the models are scored on.
-            if let Some(k) = pq.filter(|k| k.utilisation > 0.0 && k.errors.scored > before) {
-                break Some(k);
-            }
-        }
-        if Instant::now() > end {
-            break None;
-        }
-    };
-    let pq = seen.expect("p -> q never sampled with traffic and scored");
-    assert!(
-        pq.utilisation.is_finite() && pq.capacity_gbps == 1.0,
-        "{pq:?}"
-    );
-    // Its rings carry probes: the samples have delays to score the models on.
-    assert!(
-        pq.errors.scored >= 1 && pq.predicted_delay_ns.is_finite(),
-        "{pq:?}"
-    );
-    drop(p);
-}
-
-/// Fabric `name`, learning routes, of nodes p and q joined by a 1 Gbit/s link.
-fn two_nodes(name: &str) -> hyperfabric::config::FabricConfig {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fabric.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "fabric:\n  name: {name}\n  protocol: {{ enable_ml_routing: true }}\nnodes:\n\
-             \x20 - {{ node_id: p, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
-             \x20 - {{ node_id: q, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
-             links:\n  - {{ a: p, b: q, latency_ns: 1000, bandwidth_gbps: 1 }}\n"
-        ),
-    )
-    .unwrap();
-    hyperfabric::config::load_fabric_config(&path).unwrap()
-}
-
 /// A connection to another host is timed by echoes queued behind its data: bulk posted over
 /// it gives queueing delays, on which the sampler scores both models.
 #[test]
@@ -506,7 +422,7 @@ fn connections_to_other_hosts_are_timed_by_echoes() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("learn-tcp-{}", std::process::id());
     let _removed = Removed(name.clone());
-    let cfg = two_nodes(&name);
+    let cfg = common::learning_pair(&name);
     let side = |listen: bool| {
         let mut c = ProtocolConfig::from_config(&cfg).unwrap();
         c.key = Some(common::test_key());

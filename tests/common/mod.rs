@@ -286,3 +286,21 @@ pub fn announcement(instance: u64, hosted: &str, receiver: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Fabric `name`, learning routes (`enable_ml_routing`), of nodes p and q joined by a
+/// 1 Gbit/s link.
+pub fn learning_pair(name: &str) -> hyperfabric::config::FabricConfig {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fabric.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "fabric:\n  name: {name}\n  protocol: {{ enable_ml_routing: true }}\nnodes:\n\
+             \x20 - {{ node_id: p, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
+             \x20 - {{ node_id: q, hardware_type: cpu_server, bandwidth_gbps: 100, latency_ns: 100 }}\n\
+             links:\n  - {{ a: p, b: q, latency_ns: 1000, bandwidth_gbps: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    hyperfabric::config::load_fabric_config(&path).unwrap()
+}

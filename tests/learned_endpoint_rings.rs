@@ -8,29 +8,9 @@ mod common;
 
 use hyperfabric::fabric::{HyperFabricProtocol, LearnedLink, ProtocolConfig, SendOptions};
 use hyperfabric::transport::stats::{ring_traffic, RingKind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A thread draining `q` until its flag is set; set and joined when dropped (also when the
-/// test fails), so the protocol it holds is gone before the fabric is removed.
-struct Drain(Arc<AtomicBool>, Option<std::thread::JoinHandle<u64>>);
-
-impl Drain {
-    fn stop(mut self) -> u64 {
-        self.0.store(true, Ordering::Release);
-        self.1.take().map_or(0, |t| t.join().unwrap())
-    }
-}
-
-impl Drop for Drain {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-        if let Some(t) = self.1.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 #[test]
 fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_probes() {
@@ -45,25 +25,21 @@ fn an_endpoints_ring_to_another_process_is_sampled_with_its_descriptors_and_prob
     pq.register_node(cfg.nodes[1].clone()).unwrap();
     pq.start_background_services().unwrap();
     pp.start_background_services().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
     let drain = {
-        let (stop, pq, received) = (stop.clone(), pq.clone(), received.clone());
-        Drain(
-            stop.clone(),
-            Some(std::thread::spawn(move || {
-                let mut bytes = 0u64;
-                while !stop.load(Ordering::Acquire) {
-                    if let Ok(m) = pq.recv("q", Duration::from_millis(20)) {
-                        bytes += m.data.len() as u64;
-                        received.store(bytes, Ordering::Release);
-                        // A slow reader: messages wait in the ring, and probes time them.
-                        std::thread::sleep(Duration::from_micros(200));
-                    }
+        let (pq, received) = (pq.clone(), received.clone());
+        common::Stopped::spawn(move |stop| {
+            let mut bytes = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                if let Ok(m) = pq.recv("q", Duration::from_millis(20)) {
+                    bytes += m.data.len() as u64;
+                    received.store(bytes, Ordering::Release);
+                    // A slow reader: messages wait in the ring, and probes time them.
+                    std::thread::sleep(Duration::from_micros(200));
                 }
-                bytes
-            })),
-        )
+            }
+            bytes
+        })
     };
     // 64 KiB messages go by descriptor: their data is what the link carries.
     let data = vec![5u8; 64 << 10];
@@ -181,19 +157,27 @@ fn sampled_and_scored(p: &HyperFabricProtocol) -> Option<LearnedLink> {
     None
 }
 
-/// Links whose rings live in a process's memory (both nodes hosted by it) have no ring
-/// file: learned routing reads them from the engine's counts (its own rings and its
-/// endpoints'), as it reads its connections to other hosts.
-#[test]
-fn links_inside_one_process_are_sampled_from_its_engine() {
-    let name = format!("learn-own-{}", std::process::id());
-    let _removed = common::FabricDir(name.clone());
+/// A protocol hosting p and q of a learning pair's fabric (named `prefix-<pid>`), its
+/// background services started, after the guard that removes the fabric (bound in this
+/// order, the protocol is dropped first).
+fn both_nodes(prefix: &str) -> (common::FabricDir, HyperFabricProtocol) {
+    let name = format!("{prefix}-{}", std::process::id());
+    let removed = common::FabricDir(name.clone());
     let cfg = common::learning_pair(&name);
     let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
     for n in &cfg.nodes {
         p.register_node(n.clone()).unwrap();
     }
     p.start_background_services().unwrap();
+    (removed, p)
+}
+
+/// Links whose rings live in a process's memory (both nodes hosted by it) have no ring
+/// file: learned routing reads them from the engine's counts (its own rings and its
+/// endpoints'), as it reads its connections to other hosts.
+#[test]
+fn links_inside_one_process_are_sampled_from_its_engine() {
+    let (_removed, p) = both_nodes("learn-own");
     let pq = sampled_and_scored(&p).expect("p -> q never sampled with traffic and scored");
     assert!(
         pq.utilisation.is_finite() && pq.capacity_gbps == 1.0 && pq.predicted_delay_ns.is_finite(),
@@ -206,14 +190,7 @@ fn links_inside_one_process_are_sampled_from_its_engine() {
 /// sample counts both.
 #[test]
 fn a_direct_channel_does_not_hide_the_rings_in_memory_beside_it() {
-    let name = format!("learn-dcm-{}", std::process::id());
-    let _removed = common::FabricDir(name.clone());
-    let cfg = common::learning_pair(&name);
-    let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
-    for n in &cfg.nodes {
-        p.register_node(n.clone()).unwrap();
-    }
-    p.start_background_services().unwrap();
+    let (_removed, p) = both_nodes("learn-dcm");
     // One message through a direct channel: its ring file stays, idle.
     let mut direct = p.open_sender("p", "q").unwrap();
     let mut receiver = p.open_receiver("q").unwrap();

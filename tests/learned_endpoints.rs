@@ -13,7 +13,7 @@ mod common;
 use hyperfabric::fabric::{HyperFabricProtocol, ProtocolConfig, SendOptions};
 use hyperfabric::model::{DataType, PacketPriority};
 use hyperfabric::ErrorKind;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,19 +35,6 @@ links:
   - {{ a: s, b: b, latency_ns: 10000, bandwidth_gbps: 100 }}
 "
     )
-}
-
-/// A thread that runs until its flag is set, set and joined when dropped (also when the
-/// test fails): it holds the protocol, which must be gone before the fabric is removed.
-struct Stopped(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-        if let Some(t) = self.1.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 #[test]
@@ -90,26 +77,22 @@ fn an_endpoint_leaves_its_ring_when_learned_routes_leave_the_direct_link() {
     };
 
     // Bulk from x to b over a - b, and b taking everything.
-    let stop = Arc::new(AtomicBool::new(false));
-    let bulk = Stopped(
-        stop.clone(),
-        Some({
-            let (p, flag) = (p.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let data = vec![5u8; 1 << 20];
-                let opts = SendOptions {
-                    data_type: DataType::Generic,
-                    priority: PacketPriority::Bulk,
-                    ..SendOptions::default()
-                };
-                while !flag.load(Ordering::Acquire) {
-                    if p.post("x", "b", &data, &opts).is_err() {
-                        break;
-                    }
+    let bulk = {
+        let p = p.clone();
+        common::Stopped::spawn(move |flag| {
+            let data = vec![5u8; 1 << 20];
+            let opts = SendOptions {
+                data_type: DataType::Generic,
+                priority: PacketPriority::Bulk,
+                ..SendOptions::default()
+            };
+            while !flag.load(Ordering::Acquire) {
+                if p.post("x", "b", &data, &opts).is_err() {
+                    break;
                 }
-            })
-        }),
-    );
+            }
+        })
+    };
     let mut got = Vec::new();
     let handled = std::cell::Cell::new(0u32);
     let take = |got: &mut Vec<u64>| {

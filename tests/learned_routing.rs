@@ -182,10 +182,9 @@ impl Fabric {
     }
 
     /// Posts 1 MiB bulk messages from x to b until stopped.
-    fn bulk(&self) -> Bulk {
-        let (p, stop) = (self.p.clone(), Arc::new(AtomicBool::new(false)));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
+    fn bulk(&self) -> common::Stopped<u64> {
+        let p = self.p.clone();
+        common::Stopped::spawn(move |flag| {
             let data = vec![7u8; 1 << 20];
             let opts = SendOptions {
                 data_type: DataType::Generic,
@@ -198,8 +197,7 @@ impl Fabric {
                 sent += 1;
             }
             sent
-        });
-        Bulk { stop, thread }
+        })
     }
 
     /// `hyperfabric monitor --once` (`--json` when `json`): its output.
@@ -216,19 +214,6 @@ impl Fabric {
 
     fn metric(&self, name: &str) -> f64 {
         self.p.get_topology_info().unwrap().performance_metrics[name]
-    }
-}
-
-struct Bulk {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
-}
-
-impl Bulk {
-    /// Stops it: how many MiB it posted.
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Release);
-        self.thread.join().unwrap()
     }
 }
 
@@ -445,10 +430,9 @@ fn connections_to_other_hosts_are_timed_by_echoes() {
         assert!(Instant::now() < until, "q never reached over TCP");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let drain = {
-        let (q, flag) = (qs.clone(), stop.clone());
-        std::thread::spawn(move || {
+        let q = qs.clone();
+        common::Stopped::spawn(move |flag| {
             let mut n = 0u64;
             while !flag.load(Ordering::Acquire) {
                 n += q.recv("q", Duration::from_millis(20)).is_ok() as u64;
@@ -456,8 +440,6 @@ fn connections_to_other_hosts_are_timed_by_echoes() {
             n
         })
     };
-    // Stops the drain also when the test fails: nothing of it outlives the test.
-    let _stop = StopOnDrop(stop.clone());
     let data = vec![3u8; 1 << 20];
     let opts = SendOptions {
         priority: PacketPriority::Bulk,
@@ -483,8 +465,7 @@ fn connections_to_other_hosts_are_timed_by_echoes() {
             break pq;
         }
     };
-    stop.store(true, Ordering::Release);
-    let taken = drain.join().unwrap();
+    let taken = drain.stop();
     let pq = seen.expect("p -> q never sampled");
     assert!(pq.errors.scored >= 5 && pq.utilisation > 0.0, "{pq:?}");
     // MiBs queued on a connection of loopback's speed hold an echo back for a millisecond
@@ -498,12 +479,3 @@ fn connections_to_other_hosts_are_timed_by_echoes() {
 
 /// Queueing delay that bulk on a connection must show (see its test).
 const QUEUED_NS: f64 = 100_000.0;
-
-/// Sets its flag when dropped.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
-}

@@ -304,3 +304,38 @@ pub fn learning_pair(name: &str) -> hyperfabric::config::FabricConfig {
     .unwrap();
     hyperfabric::config::load_fabric_config(&path).unwrap()
 }
+
+/// A thread that runs until its flag is set: set, and the thread joined, by
+/// [`Stopped::stop`] or when dropped (also when the test fails), so what the thread holds
+/// (a protocol) is gone before the fabric is removed, and nothing of it outlives the test.
+pub struct Stopped<T> {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Stopped<T> {
+    /// Runs `f` on a thread of its own; `f` returns once the flag it is given is set.
+    pub fn spawn(f: impl FnOnce(&std::sync::atomic::AtomicBool) -> T + Send + 'static) -> Self {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = flag.clone();
+        Stopped {
+            flag,
+            thread: Some(std::thread::spawn(move || f(&seen))),
+        }
+    }
+
+    /// Sets the flag and joins the thread: what it returned.
+    pub fn stop(mut self) -> T {
+        self.flag.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.take().expect("joined once").join().unwrap()
+    }
+}
+
+impl<T> Drop for Stopped<T> {
+    fn drop(&mut self) {
+        self.flag.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -565,7 +565,6 @@ impl Drop for Endpoint {
     }
 }
 
-/// Removes an endpoint's ring file and its reply ring's.
 /// Removes an endpoint's ring file and its reply ring's, and tells the host that channels
 /// changed: the receiver looks, and lets go of the rings once it took what they hold, and
 /// observers of the directory (learned routing) stop reading them.

@@ -79,10 +79,12 @@ impl Reading {
                     .as_ref()
                     .and_then(|file| read_open_ring(file, String::new(), f.kind, src, dst)),
                 None if open.get() > 0 => {
-                    open.set(open.get() - 1);
-                    f.file
-                        .get_or_init(|| open_ring(&f.path))
-                        .as_ref()
+                    let file = f.file.get_or_init(|| open_ring(&f.path));
+                    // A file that is not a ring (or not one yet) holds no descriptor.
+                    if file.is_some() {
+                        open.set(open.get() - 1);
+                    }
+                    file.as_ref()
                         .and_then(|file| read_open_ring(file, String::new(), f.kind, src, dst))
                 }
                 None => read_ring(&f.path, f.kind, src, dst),

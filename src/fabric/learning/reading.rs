@@ -35,6 +35,14 @@ const MAX_SAMPLE_DELAY_NS: f64 = 1e9;
 /// users' (a soft limit of 1,024 is common); past these, a ring file is opened for each read.
 pub(super) const KEPT_OPEN: usize = 256;
 
+/// Bytes a direction carries per second at most (10 TB/s, several times what a memory bus
+/// moves): counts that grew faster were forged.
+const MAX_BYTES_PER_SEC: f64 = 1e13;
+
+/// Probes a direction completes per second at most: one per ring per millisecond marks
+/// them, so a million a second is a thousand busy rings.
+const MAX_PROBES_PER_SEC: f64 = 1e6;
+
 /// Slot size of a ring: queued slots to bytes.
 const SLOT_BYTES: u64 = crate::ring::SLOT_SIZE as u64;
 
@@ -103,7 +111,8 @@ impl Reading {
     }
 
     /// The sample of a direction between two readings (`None`: the counts went backwards,
-    /// so the rings were made anew, or say what no ring does).
+    /// so the rings were made anew, or say what no ring does: more bytes or probes than any
+    /// memory moves or any engine marks, which only a forged header holds).
     pub(super) fn load_since(&self, before: &Reading, capacity_gbps: f64) -> Option<LoadSample> {
         let now = self;
         let secs = now.at.duration_since(before.at).as_secs_f64();
@@ -112,6 +121,8 @@ impl Reading {
             || now.probes < before.probes
             || now.probed != before.probed
             || now.source != before.source
+            || (now.bytes - before.bytes) as f64 / secs > MAX_BYTES_PER_SEC
+            || (now.probes - before.probes) as f64 / secs > MAX_PROBES_PER_SEC
         {
             return None;
         }
@@ -235,4 +246,45 @@ pub(super) fn own_links(inner: &Inner, now: Instant) -> HashMap<(String, String)
             ((l.link.src, l.link.dst), reading)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(at: Instant, bytes: u64, probes: u64) -> Reading {
+        Reading {
+            at,
+            probed: true,
+            pending: false,
+            source: 7,
+            bytes,
+            probes,
+            delay_sum_ns: probes.wrapping_mul(1_000),
+            queued_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn counts_no_link_could_carry_are_not_samples() {
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_millis(50);
+        let before = reading(t0, 1 << 20, 10);
+        // 1 GB in 50 ms (20 GB/s), 40 probes: a busy link in memory.
+        let s = reading(t1, (1 << 20) + 1_000_000_000, 50)
+            .load_since(&before, 1.0)
+            .expect("a plausible sample");
+        assert!((s.utilisation - 160.0).abs() < 1.0, "{s:?}");
+        assert_eq!(s.delay_ns, Some(1_000.0));
+        // A forged jump of the byte count, or of the probes, is no sample.
+        assert!(reading(t1, 1 << 62, 50).load_since(&before, 1.0).is_none());
+        assert!(reading(t1, 1 << 21, 1 << 40)
+            .load_since(&before, 1.0)
+            .is_none());
+        // Nor are counts that went backwards, or of another set of rings.
+        assert!(reading(t1, 1, 50).load_since(&before, 1.0).is_none());
+        let mut other = reading(t1, 1 << 21, 50);
+        other.source = 8;
+        assert!(other.load_since(&before, 1.0).is_none());
+    }
 }

@@ -4,7 +4,9 @@
 
 use super::super::{lock, Inner};
 use crate::routing::LoadSample;
-use crate::transport::stats::{ends_of, open_ring, read_open_ring, read_ring, RingKind};
+use crate::transport::stats::{
+    ends_of, open_ring, read_open_ring, read_ring, RingKind, RingTraffic,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -61,53 +63,30 @@ impl Reading {
         (src, dst): (u32, u32),
         at: Instant,
     ) -> Option<Reading> {
-        let mut r = Reading {
-            at,
-            probed: true,
-            pending: false,
-            source: 0,
-            bytes: 0,
-            probes: 0,
-            delay_sum_ns: 0,
-            queued_bytes: 0,
-        };
-        let mut any = false;
         let owner = |i: u32| registrations.get(&i).map(|r| r.1);
         let partial =
             owner(src).is_some_and(|o| owner(dst) == Some(o) && o != crate::sys::process::pid());
-        for f in rings {
-            if f.made_for
-                .is_some_and(|(i, g)| registrations.get(&i).map(|r| r.0) != Some(g))
-                || (partial && f.kind == RingKind::Direct)
-            {
-                continue;
-            }
-            let t = match f.file.get() {
-                Some(file) => file
-                    .as_ref()
-                    .and_then(|file| read_open_ring(file, String::new(), f.kind, src, dst)),
-                None if open.get() > 0 => {
-                    let file = f.file.get_or_init(|| open_ring(&f.path));
-                    // A file that is not a ring (or not one yet) holds no descriptor.
-                    if file.is_some() {
-                        open.set(open.get() - 1);
-                    }
-                    file.as_ref()
-                        .and_then(|file| read_open_ring(file, String::new(), f.kind, src, dst))
-                }
-                None => read_ring(&f.path, f.kind, src, dst),
-            };
-            let Some(t) = t else { continue };
-            any = true;
-            r.source = r.source.wrapping_add(f.id);
-            r.bytes = r.bytes.wrapping_add(t.bytes);
-            r.probes = r.probes.wrapping_add(t.probes);
-            r.delay_sum_ns = r.delay_sum_ns.wrapping_add(t.probe_delay_sum_ns);
-            r.queued_bytes = r
-                .queued_bytes
-                .saturating_add(t.queued_slots.saturating_mul(SLOT_BYTES));
-        }
-        any.then_some(r)
+        rings
+            .iter()
+            .filter(|f| {
+                f.made_for
+                    .is_none_or(|(i, g)| registrations.get(&i).map(|r| r.0) == Some(g))
+                    && !(partial && f.kind == RingKind::Direct)
+            })
+            .filter_map(|f| {
+                let t = f.read(open, (src, dst))?;
+                Some(Reading {
+                    at,
+                    probed: true,
+                    pending: false,
+                    source: f.id,
+                    bytes: t.bytes,
+                    probes: t.probes,
+                    delay_sum_ns: t.probe_delay_sum_ns,
+                    queued_bytes: t.queued_slots.saturating_mul(SLOT_BYTES),
+                })
+            })
+            .reduce(|a, b| a.with(&b))
     }
 
     /// The sample of a direction between two readings (`None`: the counts went backwards,
@@ -183,6 +162,24 @@ pub(super) struct RingFile {
 }
 
 impl RingFile {
+    /// Its traffic now (`None`: not readable as a ring), through the file kept open, or
+    /// opened now and kept while `open` allows, else opened for this read alone.
+    fn read(&self, open: &std::cell::Cell<usize>, (src, dst): (u32, u32)) -> Option<RingTraffic> {
+        let file = match self.file.get() {
+            Some(file) => file,
+            None if open.get() > 0 => {
+                let file = self.file.get_or_init(|| open_ring(&self.path));
+                // A file that is not a ring (or not one yet) holds no descriptor.
+                if file.is_some() {
+                    open.set(open.get() - 1);
+                }
+                file
+            }
+            None => return read_ring(&self.path, self.kind, src, dst),
+        };
+        read_open_ring(file.as_ref()?, String::new(), self.kind, src, dst)
+    }
+
     /// The direction and file of a ring file named `name`.
     pub(super) fn of(name: &str, path: PathBuf) -> Option<((u32, u32), RingFile)> {
         use crate::transport::channel::{parse_endpoint_name, parse_reply_name};

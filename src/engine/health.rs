@@ -99,9 +99,6 @@ impl Engine {
             for o in self.out.values_mut() {
                 o.mark_probe(t);
             }
-            for m in &self.mailboxes {
-                m.mark_probes(t);
-            }
             self.time_connections(t);
             self.timers.probe = now + PROBE_INTERVAL;
         }

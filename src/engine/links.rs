@@ -14,6 +14,9 @@ pub(crate) struct OwnLink {
     pub(crate) link: LocalLink,
     /// Its probes; `None` on a connection this engine does not time.
     pub(crate) probes: Option<ProbeCounts>,
+    /// Of its slots queued, those in endpoints' rings (and their reply rings): each is one
+    /// sender's, and delays only that sender's later messages.
+    pub(crate) private_queued_slots: u64,
 }
 
 /// The rings of a pair, summed: (messages, bytes, slots queued, slots), probes, and which
@@ -24,6 +27,8 @@ struct RingTotals {
     answered: u64,
     delay_sum_ns: u64,
     source: u64,
+    /// Slots queued in endpoints' rings.
+    private_queued: u64,
 }
 
 impl RingTotals {
@@ -65,7 +70,8 @@ impl Engine {
         for mb in &self.mailboxes {
             for t in mb.memory_traffic() {
                 let r = rings.entry(t.pair).or_default();
-                r.add(t.counts, t.probes);
+                r.add(t.counts, (0, 0));
+                r.private_queued = r.private_queued.wrapping_add(t.counts[2]);
                 r.source = r.source.wrapping_add(spread(t.ring));
             }
         }
@@ -79,19 +85,25 @@ impl Engine {
                     pending: false,
                     source: r.source,
                 };
-                (pair, r.counts, false, Some(p))
+                (pair, r.counts, false, Some(p), r.private_queued)
             })
             .collect();
         let connections: Vec<_> = self
             .connection_traffic()
             .into_iter()
-            .map(|((s, via), t)| ((s, via), t, true, self.connection_probes(via)))
+            .map(|((s, via), t)| ((s, via), t, true, self.connection_probes(via), 0))
             .collect();
         rings
             .into_iter()
             .chain(connections)
             .filter_map(
-                |((s, d), [messages, bytes, queued_slots, capacity], connection, probes)| {
+                |(
+                    (s, d),
+                    [messages, bytes, queued_slots, capacity],
+                    connection,
+                    probes,
+                    private,
+                )| {
                     Some(OwnLink {
                         link: LocalLink {
                             src: self.node_id(s)?,
@@ -103,6 +115,7 @@ impl Engine {
                             connection,
                         },
                         probes,
+                        private_queued_slots: private,
                     })
                 },
             )

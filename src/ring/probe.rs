@@ -1,8 +1,7 @@
 //! Timing probes of a ring (see the module documentation of [`super`]): the mark, by the
-//! producer or, on rings whose producer never marks one, by the consumer; the completion, by
-//! the consumer; the counts observers read.
+//! producer; the completion, by the consumer; the counts observers read.
 
-use super::{Consumer, Producer, RingMemory};
+use super::{Producer, RingMemory};
 use crate::sync::atomic::{AtomicU64, Ordering};
 
 /// A ring's timing probe in its header (see the module documentation of [`super`]). Written
@@ -12,9 +11,8 @@ use crate::sync::atomic::{AtomicU64, Ordering};
 pub struct Probe {
     // Offsets in a ring header (`transport::stats` reads them): 56, 64, 72, 80, 88.
     /// The position the consumer must reach to complete the probe (0: none in flight). Set
-    /// by the producer (on an endpoint's ring, by the consumer, at the producer's published
-    /// tail) while 0 or past that tail (a mark no one could have made), cleared by the
-    /// consumer once reached or when more than a ring ahead of it.
+    /// by the producer while 0 or past its tail (a mark no one could have made), cleared by
+    /// the consumer once reached or when more than a ring ahead of it.
     pub position: AtomicU64,
     /// Monotonic clock (ns) when `position` was set.
     pub marked_ns: AtomicU64,
@@ -80,37 +78,5 @@ impl<M: RingMemory> Producer<M> {
         p.marked_ns.store(now_ns, Ordering::Relaxed);
         // Release: a consumer that sees the position sees its time.
         p.position.store(self.tail, Ordering::Release);
-    }
-}
-
-impl<M: RingMemory> Consumer<M> {
-    /// Marks a timing probe at the producer's published tail if messages wait and no probe
-    /// is in flight: for rings whose producer never marks one (an endpoint's, which sends
-    /// from the caller's thread with no clock of its own), marked by whoever polls them on
-    /// the engine's clock. The tail comes from shared memory: one more than a ring ahead of
-    /// this consumer is not a position, and nothing is marked. A consumer that took
-    /// everything publishes its head: observers then see no queue, not the slots it read
-    /// since it last published.
-    pub fn mark_probe(&mut self, now_ns: u64) {
-        let Some(p) = self.mem.probe() else { return };
-        if self.corrupt.is_some() {
-            return;
-        }
-        let tail = self.mem.tail().load(Ordering::Acquire);
-        if tail <= self.head {
-            self.publish();
-            return;
-        }
-        if tail - self.head > self.mask + 1 {
-            return;
-        }
-        let at = p.position.load(Ordering::Acquire);
-        // One in flight is left to complete; a mark past the tail is none a producer could
-        // have made (forged, or from an earlier incarnation) and is marked over.
-        if at != 0 && at <= tail {
-            return;
-        }
-        p.marked_ns.store(now_ns, Ordering::Relaxed);
-        p.position.store(tail, Ordering::Release);
     }
 }

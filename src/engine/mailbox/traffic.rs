@@ -1,8 +1,9 @@
-//! What a node's endpoint rings carried, and their timing probes. Learned routing and
-//! operators' tools read the rings in files from their headers; the rings in process memory
-//! (endpoints of this process to a node it hosts, and their reply rings) only this process
-//! sees, so the mailbox keeps a view of each. An endpoint sends from its caller's thread with
-//! no clock of its own, so it marks no probes: the engine marks them from the receiving end.
+//! What a node's endpoint rings carried. Learned routing and operators' tools read the rings
+//! in files from their headers; the rings in process memory (endpoints of this process to a
+//! node it hosts, and their reply rings) only this process sees, so the mailbox keeps a view
+//! of each. Nothing times an endpoint's ring: what waits in it delays only its own sender,
+//! so learned routing takes its bytes as the link's load, never its queue as the link's
+//! delay.
 
 use super::{Handed, Mailbox};
 use crate::ring::Region;
@@ -33,8 +34,6 @@ pub(crate) struct MemoryTraffic {
     /// Messages, payload bytes (with the data handed over by descriptor), slots queued,
     /// slots.
     pub(crate) counts: [u64; 4],
-    /// Probes completed, and the sum of their delays (ns).
-    pub(crate) probes: (u64, u64),
 }
 
 impl MemoryTraffic {
@@ -52,10 +51,6 @@ impl MemoryTraffic {
                 tail.saturating_sub(head),
                 u64::from(h.capacity.load(Relaxed)),
             ],
-            probes: (
-                h.probe.completed.load(Acquire),
-                h.probe.delay_sum_ns.load(Relaxed),
-            ),
         }
     }
 }
@@ -96,15 +91,5 @@ impl Mailbox {
         }
         drop(m);
         out
-    }
-
-    /// Marks a timing probe on each endpoint ring into the node whose messages wait (see
-    /// [`crate::ring::Consumer::mark_probe`]); skipped while a receiver holds the rings.
-    pub fn mark_probes(&self, now_ns: u64) {
-        if let Some(mut r) = self.try_rings() {
-            for x in &mut r.list {
-                x.consumer.mark_probe(now_ns);
-            }
-        }
     }
 }

@@ -75,15 +75,21 @@ impl Reading {
             })
             .filter_map(|f| {
                 let t = f.read(open, (src, dst))?;
+                // A ring of one sender alone is its load, not its delay (see `private`).
+                let shared = !private(f.kind);
                 Some(Reading {
                     at,
                     probed: true,
                     pending: false,
                     source: f.id,
                     bytes: t.bytes,
-                    probes: t.probes,
-                    delay_sum_ns: t.probe_delay_sum_ns,
-                    queued_bytes: t.queued_slots.saturating_mul(SLOT_BYTES),
+                    probes: if shared { t.probes } else { 0 },
+                    delay_sum_ns: if shared { t.probe_delay_sum_ns } else { 0 },
+                    queued_bytes: if shared {
+                        t.queued_slots.saturating_mul(SLOT_BYTES)
+                    } else {
+                        0
+                    },
                 })
             })
             .reduce(|a, b| a.with(&b))
@@ -142,6 +148,16 @@ impl Reading {
             queued_bytes: self.queued_bytes.saturating_add(o.queued_bytes),
         }
     }
+}
+
+/// Whether rings of `kind` belong to one sender: an endpoint's ring and its reply ring, a
+/// direct channel. What waits in such a ring delays only its own sender's later messages;
+/// any other send of the link (through the engine's lanes, or another endpoint's ring) does
+/// not queue behind it. Its bytes are the link's load; its queue is not the link's delay,
+/// or a sender that keeps its own ring full would read its link as congested, move its
+/// route, take its queue along and read the old link as free again.
+pub(super) fn private(kind: RingKind) -> bool {
+    kind != RingKind::Channel
 }
 
 /// A ring file of a direction.
@@ -235,10 +251,12 @@ pub(super) fn own_links(inner: &Inner, now: Instant) -> HashMap<(String, String)
                 bytes: l.link.bytes,
                 probes: p.map_or(0, |p| p.answered),
                 delay_sum_ns: p.map_or(0, |p| p.delay_sum_ns),
+                // The endpoints' rings in memory are private (see `private`).
                 queued_bytes: l
                     .link
                     .queued_slots
-                    .saturating_mul(crate::ring::SLOT_SIZE as u64),
+                    .saturating_sub(l.private_queued_slots)
+                    .saturating_mul(SLOT_BYTES),
             };
             ((l.link.src, l.link.dst), reading)
         })

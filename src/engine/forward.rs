@@ -3,7 +3,7 @@
 
 use super::lost::GONE_CHECK_EVERY;
 use super::{
-    lane_of, Engine, MsgHeader, Router, FLAG_DESCRIPTOR, FLAG_ONE_WAY, FLAG_SEQ, MSG_HEADER,
+    lane_of, Engine, Leg, MsgHeader, Router, FLAG_DESCRIPTOR, FLAG_ONE_WAY, FLAG_SEQ, MSG_HEADER,
 };
 use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
@@ -43,20 +43,20 @@ impl Engine {
     pub fn clear_routes(&mut self) {
         self.hops.clear();
     }
-    /// The next hop from `from` toward `to`: `to` itself without a router, else the router's
-    /// answer (cached), `None` when it knows no route.
-    fn next_hop(&mut self, from: u32, to: u32) -> Option<u32> {
+    /// The next hop from `from` toward `to` on the routes of `leg`: `to` itself without a
+    /// router, else the router's answer (cached), `None` when it knows no route.
+    fn next_hop(&mut self, from: u32, to: u32, leg: Leg) -> Option<u32> {
         if self.router.is_none() || from == to {
             return Some(to);
         }
         let _ = self.refresh_peers();
-        if let Some(&h) = self.hops.get(&(from, to)) {
+        if let Some(&h) = self.hops.get(&(from, to, leg)) {
             return Some(h);
         }
         let next = match (self.id_of(from), self.id_of(to)) {
             (Some(f), Some(t)) => {
                 let router = self.router.as_mut().expect("checked above");
-                router(&f, &t).and_then(|n| {
+                router(&f, &t, leg).and_then(|n| {
                     self.by_name
                         .get(&n)
                         .copied()
@@ -67,14 +67,15 @@ impl Engine {
             _ => None,
         };
         if let Some(hop) = next {
-            self.hops.insert((from, to), hop);
+            self.hops.insert((from, to, leg), hop);
         }
         next
     }
 
-    /// The next hop from `src` toward `dst`, or `NoRouteFoundError`.
+    /// The next hop of a send from `src` (a node of this process) toward `dst`, or
+    /// `NoRouteFoundError`.
     pub(crate) fn via(&mut self, src: u32, dst: u32) -> Result<u32> {
-        self.next_hop(src, dst).ok_or_else(|| {
+        self.next_hop(src, dst, Leg::First).ok_or_else(|| {
             Error::NoRouteFound(format!(
                 "no route from node {} to node {}",
                 self.name_for_errors(src),
@@ -141,7 +142,9 @@ impl Engine {
         let next = if m.hop >= m.hop_limit {
             Err("hop limit reached")
         } else {
-            self.next_hop(at, m.dst).ok_or("no route onward")
+            // Whatever way the frame came, onward it follows the configured routes.
+            self.next_hop(at, m.dst, Leg::Onward)
+                .ok_or("no route onward")
         };
         let next = match next {
             Ok(next) => next,

@@ -2,7 +2,7 @@
 //! rings their receivers found corrupt, and everything kept for nodes that left (half-received
 //! messages, inbound rings, mappings of their segments, buffers lent to their processes).
 
-use super::{Engine, Lane};
+use super::{Engine, Lane, Leg};
 
 /// How often a node that something waits for (a reply kept for later, a frame to forward)
 /// is checked for being unreachable (see [`Engine::unreachable`]).
@@ -181,7 +181,8 @@ impl Engine {
             // its stream and sent again along the next route: it does not fail here.
             let resent = self.delivery.on;
             for p in self.pending.values_mut() {
-                let through = p.dst == via || !resent && hops.get(&(src, p.dst)) == Some(&via);
+                let through =
+                    p.dst == via || !resent && hops.get(&(src, p.dst, Leg::First)) == Some(&via);
                 if p.result.is_none() && through {
                     p.complete(Err(Error::MalformedFrame(format!(
                         "the channel to node {name} was found corrupt by its receiver; the \

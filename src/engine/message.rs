@@ -242,8 +242,20 @@ impl Reply {
 /// delivered: `None` admits it, else the error kind and reason it is refused with.
 pub type Admit = Box<dyn FnMut(&str, &str, bool) -> Option<(ErrorKind, String)> + Send>;
 
-/// Gives the next hop from one node toward another (node ids), `None` when there is no route.
-pub type Router = Box<dyn FnMut(&str, &str) -> Option<String> + Send>;
+/// Gives the next hop from one node toward another (node ids) on the routes `Leg` says,
+/// `None` when there is no route.
+pub type Router = Box<dyn FnMut(&str, &str, Leg) -> Option<String> + Send>;
+
+/// Which routes a next hop is taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// A frame leaving the node that sends it: the process's own routes (learned ones, with
+    /// learned routing).
+    First,
+    /// A frame passed on from another node: the configured routes, which every process
+    /// computes alike, so no two processes send a frame back and forth.
+    Onward,
+}
 
 #[cfg(test)]
 mod tests {

@@ -57,7 +57,7 @@ use health::Timers;
 pub use health::{HealthChange, DOWN_AFTER, DOWN_AFTER_MIN, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
 pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};
 use mailbox::Mailbox;
-pub use message::{same_id, Admit, Handler, Message, NodeName, Peer, Reply, Router};
+pub use message::{same_id, Admit, Handler, Leg, Message, NodeName, Peer, Reply, Router};
 pub use replies::{Replies, REPLY_INLINE_MAX, REPLY_SLOTS};
 use requests::Pending;
 
@@ -217,7 +217,7 @@ pub struct Engine {
     names: HashMap<u32, NodeName>,
     names_epoch: u64,
     /// Next hops by (from, to); cleared when the host's nodes change.
-    hops: HashMap<(u32, u32), u32>,
+    hops: HashMap<(u32, u32, Leg), u32>,
     pending: HashMap<u64, Pending>,
     next_request: u64,
     /// The answers of endpoints of this process, by the block of ids each reserved:

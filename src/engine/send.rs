@@ -4,7 +4,7 @@
 use super::chunks::ChunkPush;
 use super::replies::{push_detour, push_reply, REPLY_INLINE_MAX};
 use super::{
-    fragment_limit, lane_of, lane_slots, push_fragment, Back, Engine, Inbound, Outgoing,
+    fragment_limit, lane_of, lane_slots, push_fragment, Back, Engine, Inbound, Leg, Outgoing,
     DESCRIPTOR_THRESHOLD, MAX_MESSAGE,
 };
 use crate::codec::FrameKind;
@@ -267,7 +267,11 @@ impl Engine {
     /// pair waits to be acknowledged or sent again. (The bulk lane keeps no order with the
     /// latency lane.)
     pub fn drained_toward(&mut self, src: u32, dst: u32) -> bool {
-        let hop = self.hops.get(&(src, dst)).copied().unwrap_or(dst);
+        let hop = self
+            .hops
+            .get(&(src, dst, Leg::First))
+            .copied()
+            .unwrap_or(dst);
         // Frames kept for resending would be overtaken by a send on another ring.
         let kept = self.delivery.keeps()
             && self

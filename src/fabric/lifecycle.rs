@@ -136,17 +136,24 @@ impl HyperFabricProtocol {
             inner
                 .topology
                 .set_link_policy(Some(crate::topology::LinkPolicy::Explicit))?;
-            // Next hops come from the latency routing tables of the host topology.
+            // Next hops come from the latency routing tables of the host topology: a frame
+            // leaving its sender takes the process's own routes (learned, with learned
+            // routing), one passed on from another node the configured ones.
             let weak = Arc::downgrade(&inner);
-            lock(&inner.engine).set_router(Some(Box::new(move |from: &str, to: &str| {
+            let router = move |from: &str, to: &str, leg: crate::engine::Leg| {
                 let inner = weak.upgrade()?;
                 sync_topology(&inner).ok()?;
-                let route = inner
-                    .topology
-                    .shortest_route(from, to, crate::routing::Metric::Latency)
-                    .ok()?;
-                route.path.get(1).cloned()
-            })));
+                let route = match leg {
+                    crate::engine::Leg::First => {
+                        inner
+                            .topology
+                            .shortest_route(from, to, crate::routing::Metric::Latency)
+                    }
+                    crate::engine::Leg::Onward => inner.topology.configured_route(from, to),
+                };
+                route.ok()?.path.get(1).cloned()
+            };
+            lock(&inner.engine).set_router(Some(Box::new(router)));
         }
         // Deliveries are checked against the zone rules while isolating zones exist (one
         // atomic load per message otherwise).

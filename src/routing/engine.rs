@@ -67,6 +67,10 @@ struct ServiceState {
 struct Shared {
     topology: RwLock<Topology>,
     tables: ArcSwap<RoutingTables>,
+    /// Tables on the configured figures, built with `tables` (the same tables without the
+    /// learned model): what every process computes alike (see
+    /// [`RoutingEngine::configured_route`]).
+    configured: ArcSwap<RoutingTables>,
     /// `ServiceState::wanted`, readable without the lock: tables of this generation or later
     /// reflect every change made before it was stored.
     wanted: AtomicU64,
@@ -90,9 +94,11 @@ impl RoutingEngine {
     /// An engine over an empty topology, with its route service thread running.
     pub fn new(options: RoutingOptions) -> RoutingEngine {
         let empty = Arc::new(RouteGraph::default());
+        let empty = Arc::new(RoutingTables::empty(empty, 0));
         let shared = Arc::new(Shared {
             topology: RwLock::new(Topology::new()),
-            tables: ArcSwap::from_pointee(RoutingTables::empty(empty, 0)),
+            tables: ArcSwap::new(empty.clone()),
+            configured: ArcSwap::new(empty),
             wanted: AtomicU64::new(0),
             state: Mutex::new(ServiceState {
                 sources: options.sources.clone(),
@@ -305,6 +311,17 @@ impl RoutingEngine {
         let tables = self.current_tables()?;
         solve(&tables, &self.shared.options, req)
     }
+
+    /// [`RoutingEngine::route`] on the configured figures, whatever the cost model. With
+    /// learned routing, each process learns its own figures; routes on the configured ones
+    /// are the same in every process, so a frame that follows them from some node on can
+    /// never be sent back and forth between two processes whose learned figures disagree.
+    pub fn configured_route(&self, req: &RouteRequest) -> Result<Route> {
+        // Built with the tables: once these reflect every change, so do they.
+        self.current_tables()?;
+        let tables = self.shared.configured.load_full();
+        solve(&tables, &self.shared.options, req)
+    }
 }
 
 impl Drop for RoutingEngine {
@@ -357,17 +374,31 @@ fn route_service(shared: &Shared) {
         };
         let (target, source_set) = target;
         // Snapshot under the read lock, compute without it.
-        let graph = {
+        let (graph, configured) = {
             let topo = shared.topology.read().unwrap_or_else(|e| e.into_inner());
-            Arc::new(RouteGraph::build(&topo, model))
+            let configured = (model == CostModel::Learned)
+                .then(|| Arc::new(RouteGraph::build(&topo, CostModel::Static)));
+            (Arc::new(RouteGraph::build(&topo, model)), configured)
         };
-        let sources: Vec<u32> = match &source_set {
-            SourceSet::All => (0..graph.node_count() as u32).collect(),
-            SourceSet::Nodes(ids) => ids.iter().filter_map(|id| graph.index_of(id)).collect(),
+        let build = |graph: Arc<RouteGraph>| {
+            let sources: Vec<u32> = match &source_set {
+                SourceSet::All => (0..graph.node_count() as u32).collect(),
+                SourceSet::Nodes(ids) => ids.iter().filter_map(|id| graph.index_of(id)).collect(),
+            };
+            let tables =
+                RoutingTables::build(graph, &sources, target, shared.options.load_balancing)
+                    .with_admission(shared.options.enable_quantum_optimization);
+            Arc::new(tables)
         };
-        let tables = RoutingTables::build(graph, &sources, target, shared.options.load_balancing)
-            .with_admission(shared.options.enable_quantum_optimization);
-        retired.push(shared.tables.swap(Arc::new(tables)));
+        let tables = build(graph);
+        let configured = configured.map_or_else(|| tables.clone(), build);
+        let old = shared.configured.swap(configured);
+        let old_tables = shared.tables.swap(tables);
+        // Without the learned model they are the same tables: kept once, freed once.
+        if !Arc::ptr_eq(&old, &old_tables) {
+            retired.push(old);
+        }
+        retired.push(old_tables);
         let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         st.built = st.built.max(target);
         shared.published.notify_all();

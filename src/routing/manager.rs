@@ -133,6 +133,13 @@ impl TopologyManager {
         })
     }
 
+    /// The best route by latency on the configured figures (see
+    /// [`RoutingEngine::configured_route`]).
+    pub fn configured_route(&self, source: &str, destination: &str) -> Result<Route> {
+        self.engine
+            .configured_route(&RouteRequest::new(source, destination))
+    }
+
     /// Solves a constrained request (see [`RoutingEngine::route`]).
     pub fn route(&self, request: &RouteRequest) -> Result<Route> {
         self.engine.route(request)

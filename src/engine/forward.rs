@@ -1,6 +1,7 @@
 //! Routes through other nodes: next hops (from the router, cached per pair) and frames passed
 //! on toward a node this engine does not deliver to.
 
+use super::frame::HOP_CONFIGURED;
 use super::lost::GONE_CHECK_EVERY;
 use super::{
     lane_of, Engine, Leg, MsgHeader, Router, FLAG_DESCRIPTOR, FLAG_ONE_WAY, FLAG_SEQ, MSG_HEADER,
@@ -139,12 +140,16 @@ impl Engine {
     /// [`Engine::forward`]: whether the frame was left in its ring.
     fn pass_on(&mut self, at: u32, h: SlotHeader, payload: &[u8]) -> bool {
         let mut m = MsgHeader::decode(payload);
-        let next = if m.hop >= m.hop_limit {
+        // A frame that came from a node of another process (or host), or did so before, is
+        // passed on along the configured routes; one still inside the process that sent it,
+        // along the process's own.
+        let configured = m.configured() || !self.hosted.contains_key(&h.src);
+        let leg = if configured { Leg::Onward } else { Leg::First };
+        // The limit comes from shared memory: past what seven bits count, it is theirs.
+        let next = if m.hops() >= m.hop_limit.min(!HOP_CONFIGURED) {
             Err("hop limit reached")
         } else {
-            // Whatever way the frame came, onward it follows the configured routes.
-            self.next_hop(at, m.dst, Leg::Onward)
-                .ok_or("no route onward")
+            self.next_hop(at, m.dst, leg).ok_or("no route onward")
         };
         let next = match next {
             Ok(next) => next,
@@ -177,7 +182,7 @@ impl Engine {
             }
             return false;
         }
-        m.hop += 1;
+        m.hop = (m.hops() + 1) | if configured { HOP_CONFIGURED } else { 0 };
         let body = &payload[MSG_HEADER..];
         let total = m.total as usize;
         let meta_len = (h.aux as usize).min(body.len());

@@ -86,7 +86,23 @@ impl MsgHeader {
     pub(crate) fn priority(&self) -> PacketPriority {
         PacketPriority::from_u32(self.priority as u32).unwrap_or_default()
     }
+
+    /// Hops taken (the hop byte's low seven bits).
+    pub(crate) fn hops(&self) -> u8 {
+        self.hop & !HOP_CONFIGURED
+    }
+
+    /// Whether the frame follows the configured routes (see [`HOP_CONFIGURED`]).
+    pub(crate) fn configured(&self) -> bool {
+        self.hop & HOP_CONFIGURED != 0
+    }
 }
+
+/// Bit of the message header's hop byte: the frame left the process that sent it, and every
+/// node passes it on along the configured routes (see [`super::Leg`]). Set by the first
+/// node of another process that forwards it, kept by every later one. The low seven bits
+/// count hops.
+pub(crate) const HOP_CONFIGURED: u8 = 0x80;
 
 /// The lane of a priority.
 pub fn lane_of(priority: PacketPriority) -> Lane {

@@ -249,11 +249,12 @@ pub type Router = Box<dyn FnMut(&str, &str, Leg) -> Option<String> + Send>;
 /// Which routes a next hop is taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leg {
-    /// A frame leaving the node that sends it: the process's own routes (learned ones, with
-    /// learned routing).
+    /// A frame inside the process that sends it: the process's own routes (learned ones,
+    /// with learned routing).
     First,
-    /// A frame passed on from another node: the configured routes, which every process
-    /// computes alike, so no two processes send a frame back and forth.
+    /// A frame that left the process that sent it: the configured routes, which every
+    /// process computes alike. Two processes whose learned figures disagree would otherwise
+    /// send a frame back and forth, and rings full along such a loop wait on each other.
     Onward,
 }
 

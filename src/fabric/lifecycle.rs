@@ -137,8 +137,8 @@ impl HyperFabricProtocol {
                 .topology
                 .set_link_policy(Some(crate::topology::LinkPolicy::Explicit))?;
             // Next hops come from the latency routing tables of the host topology: a frame
-            // leaving its sender takes the process's own routes (learned, with learned
-            // routing), one passed on from another node the configured ones.
+            // inside the process that sent it takes the process's own routes (learned, with
+            // learned routing), one that left it the configured ones.
             let weak = Arc::downgrade(&inner);
             let router = move |from: &str, to: &str, leg: crate::engine::Leg| {
                 let inner = weak.upgrade()?;

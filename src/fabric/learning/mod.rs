@@ -9,9 +9,10 @@
 //! channels): the traffic counts (bytes, a descriptor counting the data it hands over), the
 //! slots queued, and the timing probes the receiver completed since the last sample
 //! ([`crate::ring::Probe`]). No engine does more per message for it: producers mark a probe
-//! once a millisecond when something waits (on an endpoint's ring, which its caller's thread
-//! writes, the receiving engine marks it), receivers complete it when they publish their
-//! position.
+//! once a millisecond when something waits, receivers complete it when they publish their
+//! position. A ring of one sender (an endpoint's, its reply ring, a direct channel) gives its
+//! bytes, not its queue: what waits in it delays only that sender (see
+//! [`reading::private`]).
 //!
 //! The links this process's engine alone sees are read from it: rings between its own
 //! nodes, in its memory (the engine's and its endpoints'), and its connections to other

@@ -1,7 +1,8 @@
 //! Endpoints follow learned routes. An endpoint made while its destination is a direct
 //! neighbour has a ring of its own to it; when learned routing moves the pair off the
 //! congested direct link, the endpoint's next send (its ring drained) goes through the
-//! engine, which takes the new route, and its messages still arrive in order.
+//! engine, which takes the new route; when the routes come back, the endpoint takes a ring
+//! of its own again. Its messages arrive in order throughout.
 //!
 //! One protocol, learning, hosts a and s, and x, whose bulk reaches b only through a, on the
 //! link a - b (1 us, 1 Gbit/s). The other way from a to b, through s, is configured slower
@@ -138,6 +139,25 @@ fn an_endpoint_leaves_its_ring_when_learned_routes_leave_the_direct_link() {
     drop(bulk);
     for _ in 0..3 {
         send(&mut ep, sent, &mut got);
+        sent += 1;
+    }
+    // With the bulk stopped, the routes come back to the direct link (after the dwell), and
+    // the endpoint takes a ring of its own again once the engine holds nothing of the pair.
+    let back = Instant::now() + Duration::from_secs(30);
+    while !format!("{ep:?}").contains("own_ring: true") {
+        assert!(
+            Instant::now() < back,
+            "the endpoint never took a ring again: {ep:?}, {} hand-overs",
+            handovers()
+        );
+        send(&mut ep, sent, &mut got);
+        sent += 1;
+        take(&mut got);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(handovers() >= 2.0, "back on a ring before routes came back");
+    for _ in 0..100 {
+        ep.post(&sent.to_le_bytes()).unwrap();
         sent += 1;
     }
     let until = Instant::now() + Duration::from_secs(10);

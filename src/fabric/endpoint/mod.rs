@@ -14,9 +14,10 @@
 //! frame the message, requests are answered by handlers. When the route to the destination
 //! goes through another node, the endpoint sends through the engine instead (the engine
 //! routes), still in order; so does one whose route moved off the direct link after it was
-//! made (see [`reroute`]).
+//! made, until the route comes back (see [`reroute`]).
 
 pub(super) mod named;
+mod own;
 mod push;
 mod registered;
 mod reroute;
@@ -25,11 +26,12 @@ use super::{
     data_frame, encode_metadata, lock, Deadline, HyperFabricProtocol, Inner, Request, SendOptions,
 };
 use crate::buffer::BufferManager;
-use crate::engine::{fragment_limit, NodeName, Peer, Replies, BULK_SLOTS, REPLY_SLOTS};
+use crate::engine::{fragment_limit, NodeName, Peer, Replies};
 use crate::error::{Error, Result};
-use crate::ring::{self, Producer, Region};
+use crate::ring::{Producer, Region};
 use crate::sys::process::Origin;
-use crate::transport::channel::{endpoint_path, reply_path, Lane, SegmentKey};
+use crate::transport::channel::{reply_path, Lane, SegmentKey};
+use own::OwnRing;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,49 +141,15 @@ impl HyperFabricProtocol {
         let destination = NodeName::intern(destination);
         let (path, dst_owner, replies) = if via != dst.index || e.over_tcp(via) {
             (Path::Engine, None, None)
-        } else if let Some(mb) = e.mailbox_of(dst.index) {
-            let (producer, consumer) = ring::split(Arc::new(Region::heap(BULK_SLOTS)?));
-            let (answer, answers) = ring::split(Arc::new(Region::heap(REPLY_SLOTS)?));
-            mb.hand_over((src, source, consumer, Some(answer)));
-            let path = Path::Own {
-                producer,
-                file: None,
-            };
-            (path, None, Some(Replies::new(answers, dst, None)))
         } else {
-            let entry = inner
-                .registry
-                .get(dst.index)
-                .filter(|x| {
-                    x.generation == dst.generation
-                        && crate::sys::process::alive(x.owner_pid, x.owner_start)
-                })
-                .ok_or_else(|| {
-                    Error::NodeNotFound(format!("node {destination} left the fabric"))
-                })?;
-            let n = super::next_ring_number();
-            let file = endpoint_path(
-                inner.registry.dir(),
-                (src, dst.index, dst.generation),
-                crate::sys::process::pid(),
-                n,
-            );
-            // The reply ring first: the destination opens it with the endpoint ring.
-            let answers = reply_file(&file, (src, src_generation))?;
-            let _ = std::fs::remove_file(&file);
-            let region = Region::create_file(&file, BULK_SLOTS)?;
-            stamp(&region, (dst.index, dst.generation));
-            inner.registry.bump_channels_epoch();
-            let owner = (entry.owner_pid, entry.owner_start);
-            let region = Arc::new(region);
-            (
-                Path::Own {
-                    producer: ring::split(region.clone()).0,
-                    file: Some(file),
-                },
-                Some(owner),
-                Some(Replies::new(answers, dst, Some(owner)).with_request_ring(region)),
-            )
+            let own = OwnRing::make(
+                inner,
+                &mut e,
+                (src, src_generation),
+                dst,
+                (&source, &destination),
+            )?;
+            (own.path, own.owner, Some(own.replies))
         };
         let replies = replies.map(Arc::new);
         let ids = match &replies {
@@ -258,7 +226,10 @@ impl Endpoint {
                     self.inner.registry.ring_bell(self.dst.index);
                     return Ok(());
                 }
-            } else if self.check_ends().is_ok() && self.remote_current() {
+            } else if self.inner.routes_epoch() == self.routes_epoch
+                && self.check_ends().is_ok()
+                && self.remote_current()
+            {
                 // Through the engine (another host, or hops), without looking either end
                 // up by name: the ends are the ones resolved.
                 self.inner.check_engine_free(self.destination.as_str())?;
@@ -596,24 +567,4 @@ impl Inner {
             !drained
         });
     }
-}
-
-/// Stamps a ring with the node (index, registration) it is made for.
-fn stamp(region: &Region, (index, generation): (u32, u64)) {
-    let h = region.header();
-    h.destination_generation
-        .store(generation, std::sync::atomic::Ordering::Relaxed);
-    h.destination
-        .store(u64::from(index) + 1, std::sync::atomic::Ordering::Release);
-}
-
-/// Makes the reply ring beside endpoint ring `file`, stamped with the requesting node, and
-/// returns its reading end.
-fn reply_file(file: &std::path::Path, src: (u32, u64)) -> Result<ring::Consumer<Region>> {
-    let path = reply_path(file)
-        .ok_or_else(|| Error::InvalidArgument(format!("{} is no endpoint ring", file.display())))?;
-    let _ = std::fs::remove_file(&path);
-    let region = Region::create_file(&path, REPLY_SLOTS)?;
-    stamp(&region, src);
-    Ok(ring::split(Arc::new(region)).1)
 }

@@ -267,6 +267,17 @@ impl Engine {
     /// pair waits to be acknowledged or sent again. (The bulk lane keeps no order with the
     /// latency lane.)
     pub fn drained_toward(&mut self, src: u32, dst: u32) -> bool {
+        self.drained_on(src, dst, &[Lane::Latency])
+    }
+
+    /// [`Engine::drained_toward`] on both lanes: nothing this engine pushed from `src` toward
+    /// `dst` at any priority waits, so no send of the pair on another ring can overtake it
+    /// (what an endpoint, whose messages keep their order at every priority, needs).
+    pub fn drained_toward_every_lane(&mut self, src: u32, dst: u32) -> bool {
+        self.drained_on(src, dst, &[Lane::Latency, Lane::Bulk])
+    }
+
+    fn drained_on(&mut self, src: u32, dst: u32, lanes: &[Lane]) -> bool {
         let hop = self
             .hops
             .get(&(src, dst, Leg::First))
@@ -283,9 +294,11 @@ impl Engine {
             && !self.defers_to(dst)
             && !self.spikes.contains_key(&(src, dst))
             && [dst, hop].iter().all(|&to| {
-                self.out
-                    .get_mut(&(src, to, Lane::Latency))
-                    .is_none_or(|p| p.is_drained())
+                lanes.iter().all(|&lane| {
+                    self.out
+                        .get_mut(&(src, to, lane))
+                        .is_none_or(|p| p.is_drained())
+                })
             })
     }
 

@@ -90,6 +90,9 @@ pub struct Endpoint {
     /// found its destination no longer direct, while its ring drains (see [`reroute`]).
     routes_epoch: u64,
     leaving: Option<u64>,
+    /// Whether a send through the engine took its bulk lane (LOW, BULK) since the endpoint
+    /// last took a ring: that lane too must be drained before it takes one again.
+    bulk_lane: bool,
     ids: std::ops::Range<u64>,
     chunks: [Option<(SegmentKey, BufferManager)>; 2],
     sent: (u64, u64),
@@ -182,6 +185,7 @@ impl HyperFabricProtocol {
             remote_epoch,
             routes_epoch,
             leaving: None,
+            bulk_lane: false,
             ids: ids..ids + ID_BLOCK,
             chunks: [None, None],
             sent: (0, 0),
@@ -357,12 +361,13 @@ impl Endpoint {
     }
 
     fn through_engine(
-        &self,
+        &mut self,
         data: &[u8],
         opts: &SendOptions,
         one_way: bool,
     ) -> Result<(u64, Deadline)> {
         self.inner.check_engine_free(self.destination.as_str())?;
+        self.bulk_lane |= !opts.priority.is_latency_lane();
         self.inner.send(
             self.source.as_str(),
             self.destination.as_str(),

@@ -9,7 +9,8 @@
 //! receiver took everything in it, and moves then: a latency-sensitive sender, whose ring is
 //! empty between its sends, moves at its next send; a sender that keeps its ring full moves
 //! at its first pause. Coming back, it goes on sending through the engine until the engine
-//! holds nothing of the pair: every frame it pushed toward the destination taken, none kept
+//! holds nothing of the pair: every frame it pushed toward the destination taken (on both
+//! lanes: an endpoint's messages keep their order at every priority), none kept
 //! for an acknowledgement (frames through forwarders are kept until the destination
 //! acknowledges them, with fault tolerance on). With fault tolerance off nothing tells that
 //! frames through forwarders arrived, so an endpoint that left its ring stays on the engine.
@@ -93,7 +94,14 @@ impl Endpoint {
             self.routes_epoch = epoch;
             return;
         }
-        if !e.drained_toward(src, dst) {
+        // The endpoint's messages keep their order whatever their priority: the bulk lane
+        // too, if it sent on it.
+        let drained = if self.bulk_lane {
+            e.drained_toward_every_lane(src, dst)
+        } else {
+            e.drained_toward(src, dst)
+        };
+        if !drained {
             return;
         }
         let names = (&self.source, &self.destination);
@@ -123,6 +131,7 @@ impl Endpoint {
         self.ids = ids..ids + ID_BLOCK;
         self.routes_epoch = epoch;
         self.leaving = None;
+        self.bulk_lane = false;
         inner.registry.ring_bell(dst);
     }
 

@@ -103,3 +103,34 @@ fn frames_follow_learned_routes_inside_their_process_and_configured_ones_after()
     }
     polling.stop();
 }
+
+/// With learned routing, link figures reported through the protocol's topology
+/// (`update_link_metrics`) move the routes of the next send: the engine's cached next hops
+/// follow the routes' generation.
+#[test]
+fn reported_link_figures_move_the_next_send() {
+    let name = format!("learn-rep-{}", std::process::id());
+    let _removed = common::FabricDir(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fabric.yaml");
+    std::fs::write(&path, config(&name)).unwrap();
+    let cfg = hyperfabric::config::load_fabric_config(&path).unwrap();
+    let p = HyperFabricProtocol::with_config(ProtocolConfig::from_config(&cfg).unwrap()).unwrap();
+    for n in &cfg.nodes {
+        p.register_node(n.clone()).unwrap();
+    }
+    let probe = || {
+        p.probe("a", "b", 64, PacketPriority::High, Duration::from_secs(10))
+            .unwrap()
+            .path
+    };
+    // The configured route, now cached by the engine.
+    assert_eq!(probe(), ["a", "f", "s1", "b"]);
+    assert_eq!(probe(), ["a", "f", "s1", "b"]);
+    // s1 - b measured slow: the next probe avoids it.
+    p.topology()
+        .unwrap()
+        .update_link_metrics("s1", "b", 1_000_000, 0.0, 0.0)
+        .unwrap();
+    assert_eq!(probe(), ["a", "f", "s2", "b"]);
+}

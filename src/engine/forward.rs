@@ -4,7 +4,8 @@
 use super::frame::HOP_CONFIGURED;
 use super::lost::GONE_CHECK_EVERY;
 use super::{
-    lane_of, Engine, Leg, MsgHeader, Router, FLAG_DESCRIPTOR, FLAG_ONE_WAY, FLAG_SEQ, MSG_HEADER,
+    lane_of, Engine, Leg, MsgHeader, Router, RoutesGeneration, FLAG_DESCRIPTOR, FLAG_ONE_WAY,
+    FLAG_SEQ, MSG_HEADER,
 };
 use crate::codec::FrameKind;
 use crate::error::{Error, ErrorKind, Result};
@@ -44,11 +45,27 @@ impl Engine {
     pub fn clear_routes(&mut self) {
         self.hops.clear();
     }
+
+    /// Sets what reads the routes' generation: cached next hops are forgotten when it
+    /// changes, so a change made through the topology (a link's figures reported with
+    /// `update_link_metrics`, a link added or marked down) reaches the next send.
+    pub fn set_routes_generation(&mut self, generation: Option<RoutesGeneration>) {
+        self.routes_generation = generation;
+        self.hops.clear();
+    }
+
     /// The next hop from `from` toward `to` on the routes of `leg`: `to` itself without a
     /// router, else the router's answer (cached), `None` when it knows no route.
     fn next_hop(&mut self, from: u32, to: u32, leg: Leg) -> Option<u32> {
         if self.router.is_none() || from == to {
             return Some(to);
+        }
+        if let Some(generation) = &self.routes_generation {
+            let now = generation();
+            if now != self.routes_seen {
+                self.hops.clear();
+                self.routes_seen = now;
+            }
         }
         let _ = self.refresh_peers();
         if let Some(&h) = self.hops.get(&(from, to, leg)) {

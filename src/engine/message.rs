@@ -246,6 +246,10 @@ pub type Admit = Box<dyn FnMut(&str, &str, bool) -> Option<(ErrorKind, String)> 
 /// `None` when there is no route.
 pub type Router = Box<dyn FnMut(&str, &str, Leg) -> Option<String> + Send>;
 
+/// Reads the generation of the routes a [`Router`] answers from: one atomic load, changed by
+/// every change of the topology or of link figures that may move routes.
+pub type RoutesGeneration = Box<dyn Fn() -> u64 + Send>;
+
 /// Which routes a next hop is taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leg {

@@ -57,7 +57,9 @@ use health::Timers;
 pub use health::{HealthChange, DOWN_AFTER, DOWN_AFTER_MIN, HEARTBEAT_INTERVAL, HEARTBEAT_MISSES};
 pub use inbox::{INBOX_BYTES, INBOX_MESSAGES};
 use mailbox::Mailbox;
-pub use message::{same_id, Admit, Handler, Leg, Message, NodeName, Peer, Reply, Router};
+pub use message::{
+    same_id, Admit, Handler, Leg, Message, NodeName, Peer, Reply, Router, RoutesGeneration,
+};
 pub use replies::{Replies, REPLY_INLINE_MAX, REPLY_SLOTS};
 use requests::Pending;
 
@@ -211,6 +213,10 @@ pub struct Engine {
     partial: reassembly::Reassembly,
     max_packet: usize,
     router: Option<Router>,
+    /// The routes' generation, read before each next hop (see [`Engine::set_routes_generation`]),
+    /// and the one the cached next hops were taken under.
+    routes_generation: Option<RoutesGeneration>,
+    routes_seen: u64,
     admit: Option<Admit>,
     /// The registry entry whose doorbell wakes this engine (its first hosted node).
     bell: Option<u32>,
@@ -312,6 +318,8 @@ impl Engine {
             partial: reassembly::Reassembly::default(),
             max_packet,
             router: None,
+            routes_generation: None,
+            routes_seen: 0,
             admit: None,
             bell: None,
             names: HashMap::default(),

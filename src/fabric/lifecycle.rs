@@ -153,7 +153,11 @@ impl HyperFabricProtocol {
                 };
                 route.ok()?.path.get(1).cloned()
             };
-            lock(&inner.engine).set_router(Some(Box::new(router)));
+            let generation = inner.topology.routing().generation_reader();
+            let mut e = lock(&inner.engine);
+            e.set_router(Some(Box::new(router)));
+            e.set_routes_generation(Some(Box::new(generation)));
+            drop(e);
         }
         // Deliveries are checked against the zone rules while isolating zones exist (one
         // atomic load per message otherwise).

@@ -140,6 +140,14 @@ impl RoutingEngine {
             .unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// What reads the generation of the routes: it changes with every change of the
+    /// topology or of link figures (before the call that made it returns), so a cache of
+    /// answers taken under one generation knows when to forget them. One atomic load.
+    pub fn generation_reader(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.wanted.load(Ordering::Acquire)
+    }
+
     /// Changes the topology; if `f` succeeded and changed anything, tables are rebuilt.
     pub fn update_topology<T>(&self, f: impl FnOnce(&mut Topology) -> Result<T>) -> Result<T> {
         let mut topo = self

@@ -41,11 +41,6 @@ impl Engine {
         self.hops.clear();
     }
 
-    /// Forgets cached next hops (after a topology change).
-    pub fn clear_routes(&mut self) {
-        self.hops.clear();
-    }
-
     /// Sets what reads the routes' generation: cached next hops are forgotten when it
     /// changes, so a change made through the topology (a link's figures reported with
     /// `update_link_metrics`, a link added or marked down) reaches the next send.

@@ -222,7 +222,8 @@ pub struct Engine {
     bell: Option<u32>,
     names: HashMap<u32, NodeName>,
     names_epoch: u64,
-    /// Next hops by (from, to); cleared when the host's nodes change.
+    /// Next hops by (from, to, leg); cleared when the host's nodes or the routes' generation
+    /// change.
     hops: HashMap<(u32, u32, Leg), u32>,
     pending: HashMap<u64, Pending>,
     next_request: u64,

@@ -48,7 +48,8 @@ impl HyperFabricProtocol {
 
 impl Inner {
     /// Marks nodes down or up in the host topology (routes are rebuilt without the down
-    /// ones) and drops the engine's cached next hops.
+    /// ones; the engine's cached next hops follow the routes' generation) and tells the
+    /// endpoints.
     pub(super) fn apply_health(&self, changes: Vec<crate::engine::HealthChange>) {
         if changes.is_empty() {
             return;
@@ -57,7 +58,6 @@ impl Inner {
         for c in &changes {
             let _ = self.topology.set_node_health(&c.node, c.up);
         }
-        lock(&self.engine).clear_routes();
         self.routes_moved();
     }
 

@@ -376,10 +376,9 @@ impl State {
                 (key.0, key.1, ns)
             })
             .collect();
+        // New sends take the new routes: the change bumps the routes' generation, so the
+        // engine asks for its next hops anew (its router waits for the tables that hold them).
         routing.set_learned_latencies(&update)?;
-        // New sends take the new routes (the engine asks for them anew, and its router waits
-        // for the tables that hold them).
-        lock(&inner.engine).clear_routes();
         inner.routes_moved();
         // Counted on the tables once rebuilt (a rebuild for another change since the
         // weighing would be counted with it).

@@ -76,20 +76,20 @@ impl Reading {
             .filter_map(|f| {
                 let t = f.read(open, (src, dst))?;
                 // A ring of one sender alone is its load, not its delay (see `private`).
-                let shared = !private(f.kind);
+                let (probes, delay_sum_ns, queued_slots) = if private(f.kind) {
+                    (0, 0, 0)
+                } else {
+                    (t.probes, t.probe_delay_sum_ns, t.queued_slots)
+                };
                 Some(Reading {
                     at,
                     probed: true,
                     pending: false,
                     source: f.id,
                     bytes: t.bytes,
-                    probes: if shared { t.probes } else { 0 },
-                    delay_sum_ns: if shared { t.probe_delay_sum_ns } else { 0 },
-                    queued_bytes: if shared {
-                        t.queued_slots.saturating_mul(SLOT_BYTES)
-                    } else {
-                        0
-                    },
+                    probes,
+                    delay_sum_ns,
+                    queued_bytes: queued_slots.saturating_mul(SLOT_BYTES),
                 })
             })
             .reduce(|a, b| a.with(&b))
